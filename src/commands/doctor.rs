@@ -1,0 +1,127 @@
+//! `till doctor`: checks, one line each, that till can work here, and names the fix for each
+//! failure. Exit 1 when any check fails.
+
+use std::process::ExitCode;
+
+use crate::commands::{Ctx, root_secret_name};
+use crate::config::{Config, Paths};
+use crate::output::check_line;
+use crate::providers::Providers;
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve()?;
+    let mut failed = false;
+    let mut check = |ok: bool, what: &str, detail: String| {
+        failed |= !ok;
+        check_line(ok, what, &detail);
+    };
+
+    let config = match Config::load(&paths.config_file) {
+        Ok(c) => {
+            check(true, "config", paths.config_file.display().to_string());
+            c
+        }
+        Err(e) => {
+            check(false, "config", format!("{e:#}"));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let ctx = Ctx {
+        providers: Providers::from_config(&config),
+        paths,
+        config,
+    };
+
+    let writable = ctx.paths.ensure_data_dir().and_then(|()| {
+        let probe = ctx.paths.data_dir.join(".doctor-probe");
+        std::fs::write(&probe, b"ok")?;
+        std::fs::remove_file(&probe)?;
+        Ok(())
+    });
+    match writable {
+        Ok(()) => check(
+            true,
+            "data directory",
+            ctx.paths.data_dir.display().to_string(),
+        ),
+        Err(e) => check(
+            false,
+            "data directory",
+            format!("{e:#}; fix its permissions or set TILL_HOME"),
+        ),
+    }
+
+    let ledger = ctx.ledger();
+    let keys = match &ledger {
+        Ok(l) => {
+            check(
+                true,
+                "ledger",
+                ctx.paths.ledger_file().display().to_string(),
+            );
+            l.root_keys().unwrap_or_default()
+        }
+        Err(e) => {
+            check(false, "ledger", format!("{e:#}"));
+            Vec::new()
+        }
+    };
+
+    match ctx.store() {
+        Ok(store) => {
+            check(
+                true,
+                "secrets store",
+                format!("{} store answers", store.kind()),
+            );
+            if keys.is_empty() {
+                check(
+                    true,
+                    "root keys",
+                    "none stored yet; add one with `till add PROVIDER`".into(),
+                );
+            }
+            for meta in &keys {
+                let what = format!("{} key", meta.provider);
+                match store.get(&root_secret_name(&meta.provider)) {
+                    Ok(Some(key)) => {
+                        use secrecy::ExposeSecret as _;
+                        let fp = crate::ledger::fingerprint(key.expose_secret());
+                        if fp == meta.fingerprint {
+                            check(true, &what, format!("present ({fp})"));
+                        } else {
+                            check(
+                                false,
+                                &what,
+                                format!(
+                                    "store has {fp}, ledger expects {}; run `till add {}` again",
+                                    meta.fingerprint, meta.provider
+                                ),
+                            );
+                        }
+                    }
+                    Ok(None) => check(
+                        false,
+                        &what,
+                        format!("missing from the store; run `till add {}`", meta.provider),
+                    ),
+                    Err(e) => check(false, &what, format!("{e:#}")),
+                }
+            }
+        }
+        Err(e) => {
+            let hint = crate::error::find_user_error(&e).and_then(|u| u.hint.clone());
+            let detail = match hint {
+                Some(h) => format!("{e:#} (hint: {h})"),
+                None => format!("{e:#}"),
+            };
+            check(false, "secrets store", detail);
+        }
+    }
+
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,37 @@
+//! `till list`: stored root keys from the ledger (provider, fingerprint, times). It reads no
+//! secret and needs no keychain access.
+
+use std::process::ExitCode;
+
+use crate::cli::ListArgs;
+use crate::commands::Ctx;
+use crate::time::{now_unix, rfc3339, short_duration};
+
+pub fn run(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let keys = ctx.ledger()?.root_keys()?;
+    if args.json {
+        crate::output::json(&keys)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if keys.is_empty() {
+        crate::output::note("no root keys stored; add one with `till add PROVIDER`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = now_unix();
+    let mut out = format!(
+        "{:<12} {:<10} {:<22} {:>5}\n",
+        "PROVIDER", "KEY", "ADDED", "AGE"
+    );
+    for k in &keys {
+        let since = k.rotated_at.unwrap_or(k.added_at);
+        out.push_str(&format!(
+            "{:<12} {:<10} {:<22} {:>5}\n",
+            k.provider,
+            k.fingerprint,
+            rfc3339(k.added_at),
+            short_duration(now.saturating_sub(since))
+        ));
+    }
+    crate::output::data(&out)?;
+    Ok(ExitCode::SUCCESS)
+}

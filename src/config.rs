@@ -1,0 +1,378 @@
+//! `config.toml`: where it lives, its schema, defaults and environment overrides.
+//!
+//! Unknown keys and bad values are errors that name the file, line and column; nothing in this
+//! file is a secret (root keys live only in the secrets store).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::env::EnvVars;
+use crate::error::UserError;
+use crate::secrets::{StoreChoice, StoreOptions};
+
+/// Where till keeps its files. Everything sits under `TILL_HOME` when it is set.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    /// `TILL_HOME` when set, otherwise the platform's config and data directories.
+    pub fn resolve() -> anyhow::Result<Self> {
+        if let Some(home) = std::env::var_os(EnvVars::TILL_HOME).filter(|v| !v.is_empty()) {
+            let home = PathBuf::from(home);
+            return Ok(Self {
+                config_file: home.join("config.toml"),
+                data_dir: home.join("data"),
+            });
+        }
+        let dirs = directories::ProjectDirs::from("", "", "till").ok_or_else(|| {
+            UserError::runtime("cannot find a home directory for till's files")
+                .hint(format!("set {}=DIR to choose one", EnvVars::TILL_HOME))
+        })?;
+        Ok(Self {
+            config_file: dirs.config_dir().join("config.toml"),
+            data_dir: dirs.data_dir().to_path_buf(),
+        })
+    }
+
+    /// The age-encrypted file of the `file` secrets store.
+    pub fn store_file(&self) -> PathBuf {
+        self.data_dir.join("secrets.age")
+    }
+
+    /// The SQLite ledger.
+    pub fn ledger_file(&self) -> PathBuf {
+        self.data_dir.join("ledger.sqlite3")
+    }
+
+    /// Creates the data directory with mode 0700 (on unix) if it does not exist.
+    pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
+        create_private_dir(&self.data_dir)
+    }
+}
+
+/// Creates `dir` and its parents; the last component gets mode 0700 on unix.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private", dir.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(())
+}
+
+/// A duration written as text in config (`"30m"`, `"90d"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::time::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole of `config.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `auto` (keychain, or an error naming the fix), `keychain` or `file`.
+    #[serde(default = "default_store")]
+    pub store: StoreChoice,
+    /// Upper bound for one keychain call.
+    #[serde(default = "default_keychain_timeout")]
+    pub keychain_timeout: HumanDuration,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    #[serde(default)]
+    pub rotation: RotationConfig,
+    /// Extra providers, or overrides of built-in ones (`base_url` most often).
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderOverride>,
+    /// Per-model prices in USD per million tokens, keyed `"provider/model"`.
+    #[serde(default)]
+    pub prices: BTreeMap<String, PriceOverride>,
+    /// Named sets of scope flags for `till run -p NAME`.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+fn default_store() -> StoreChoice {
+    StoreChoice::Auto
+}
+
+fn default_keychain_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty config is valid")
+    }
+}
+
+/// `[keys]`: defaults and ceilings for child keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// TTL of `till key create` when `--ttl` is not given.
+    pub default_ttl: HumanDuration,
+    /// The longest TTL any key may be given.
+    pub max_ttl: HumanDuration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: HumanDuration(Duration::from_secs(3_600)),
+            max_ttl: HumanDuration(Duration::from_secs(30 * 86_400)),
+        }
+    }
+}
+
+/// `[proxy]`: limits of the loopback proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Largest request body the proxy reads, in bytes (413 beyond).
+    pub max_body_bytes: u64,
+    /// How long to wait for an upstream's response headers.
+    pub upstream_timeout: HumanDuration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            upstream_timeout: HumanDuration(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// `[ledger]`: how long request rows are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    pub retention: HumanDuration,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            retention: HumanDuration(Duration::from_secs(90 * 86_400)),
+        }
+    }
+}
+
+/// `[rotation]`: the age after which root keys are due for rotation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationConfig {
+    pub max_age: Option<HumanDuration>,
+}
+
+/// `[providers.NAME]`: every field optional for a built-in provider; a new provider needs
+/// `base_url` (it is then treated as OpenAI-compatible unless `api` says otherwise).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderOverride {
+    pub base_url: Option<String>,
+    pub api: Option<crate::providers::ApiFamily>,
+    pub key_env: Option<Vec<String>>,
+    pub base_url_env: Option<Vec<String>>,
+    pub key_prefix: Option<String>,
+    pub verify_path: Option<String>,
+}
+
+/// `[prices."provider/model"]`, USD per million tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceOverride {
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: Option<f64>,
+}
+
+/// `[profiles.NAME]`: what `till run -p NAME` uses unless flags say otherwise.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default)]
+    pub scope: Vec<String>,
+    pub endpoints: Option<Vec<String>>,
+    pub budget: Option<String>,
+    pub ttl: Option<String>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub max_requests: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+}
+
+impl Config {
+    /// Reads `path`; a missing file is the default config.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; errors name `path`, line and column.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
+            UserError::usage(format!(
+                "{}:{line}:{col}: {}",
+                path.display(),
+                e.message().trim_end()
+            ))
+            .hint("fix the config file; `till doctor` checks it")
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> anyhow::Result<()> {
+        for (name, over) in &self.providers {
+            if let Some(url) = &over.base_url {
+                crate::providers::validate_base_url(url).map_err(|e| {
+                    UserError::usage(format!(
+                        "{}: [providers.{name}] base_url: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            if crate::providers::builtin(name).is_none() && over.base_url.is_none() {
+                return Err(UserError::usage(format!(
+                    "{}: [providers.{name}] is not a built-in provider and has no base_url",
+                    path.display()
+                ))
+                .hint(format!(
+                    "add base_url = \"https://…\" under [providers.{name}], or use one of: {}",
+                    crate::providers::builtin_names().join(", ")
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The store choice after `TILL_STORE`.
+    pub fn store_options(&self, paths: &Paths) -> anyhow::Result<StoreOptions> {
+        let choice = match std::env::var(EnvVars::TILL_STORE)
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            None => self.store,
+            Some(v) => match v.as_str() {
+                "auto" => StoreChoice::Auto,
+                "keychain" => StoreChoice::Keychain,
+                "file" => StoreChoice::File,
+                other => {
+                    return Err(UserError::usage(format!(
+                        "{}={other} is not a store",
+                        EnvVars::TILL_STORE
+                    ))
+                    .hint("use auto, keychain or file")
+                    .into());
+                }
+            },
+        };
+        let keychain_timeout = match std::env::var(EnvVars::TILL_KEYCHAIN_TIMEOUT) {
+            Ok(v) if !v.is_empty() => crate::time::parse_duration(&v).map_err(|e| {
+                UserError::usage(format!("{}: {e}", EnvVars::TILL_KEYCHAIN_TIMEOUT))
+            })?,
+            _ => self.keychain_timeout.0,
+        };
+        Ok(StoreOptions {
+            choice,
+            file_path: paths.store_file(),
+            keychain_timeout,
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_defaults() {
+        let c = Config::default();
+        assert_eq!(c.store, StoreChoice::Auto);
+        assert_eq!(c.keys.default_ttl.0, Duration::from_secs(3600));
+        assert_eq!(c.proxy.max_body_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = Config::parse(
+            "store = \"file\"\n\n[proxy]\nmax_bodyy = 3\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with("c.toml:4:1: unknown field `max_bodyy`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_value_names_line_and_column() {
+        let err =
+            Config::parse("[keys]\ndefault_ttl = \"soon\"\n", Path::new("c.toml")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("c.toml:2:15:"), "{msg}");
+        assert!(msg.contains("soon"), "{msg}");
+    }
+
+    #[test]
+    fn prices_and_providers_parse() {
+        let c = Config::parse(
+            "[providers.openai]\nbase_url = \"http://127.0.0.1:9\"\n[prices.\"openai/gpt-x\"]\ninput = 1.5\noutput = 6\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers["openai"].base_url.as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(c.prices["openai/gpt-x"].output, 6.0);
+    }
+}

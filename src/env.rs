@@ -1,0 +1,23 @@
+//! Every environment variable till reads or sets, in one place (clap's `env = …` refers here).
+
+/// Names of environment variables. Grouped as associated constants so a grep finds every use.
+pub struct EnvVars;
+
+impl EnvVars {
+    /// Puts config, data and the file store under one directory (tests use a temp dir).
+    pub const TILL_HOME: &'static str = "TILL_HOME";
+    /// Selects the secrets store: `keychain` or `file` (overrides `store` in config.toml).
+    pub const TILL_STORE: &'static str = "TILL_STORE";
+    /// Unlocks the file store without a prompt. A secret: scrubbed from agents' environments.
+    pub const TILL_PASSPHRASE: &'static str = "TILL_PASSPHRASE";
+    /// Upper bound for a single keychain call, as a duration (`10s`, `500ms`).
+    pub const TILL_KEYCHAIN_TIMEOUT: &'static str = "TILL_KEYCHAIN_TIMEOUT";
+    /// Set by `till run` for the agent: the proxy's base URL (`http://127.0.0.1:PORT`).
+    pub const TILL_PROXY_URL: &'static str = "TILL_PROXY_URL";
+    /// Set by `till run` for the agent: the child key the agent holds.
+    pub const TILL_KEY: &'static str = "TILL_KEY";
+    /// Disables colour (<https://no-color.org>).
+    pub const NO_COLOR: &'static str = "NO_COLOR";
+    /// Set on CI machines; tests that need the keychain fail instead of skipping when it is set.
+    pub const CI: &'static str = "CI";
+}

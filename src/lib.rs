@@ -1,0 +1,20 @@
+//! till: scoped, short-lived API keys for AI agents.
+//!
+//! The library holds everything; `main.rs` only parses arguments, runs a command and maps the
+//! outcome to an exit code. Root keys live in a [`secrets`] store and never leave till's process
+//! except towards the provider they belong to.
+
+pub mod childkey;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod ledger;
+pub mod mock;
+pub mod output;
+pub mod providers;
+pub mod scope;
+pub mod secrets;
+pub mod time;
+pub mod upstream;

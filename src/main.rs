@@ -1,0 +1,23 @@
+//! The till binary: parse arguments, run one command, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = till::cli::Cli::parse();
+    match till::commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let hint = till::error::find_user_error(&err).and_then(|u| u.hint.clone());
+            till::output::error(&format!("{err:#}"), hint.as_deref());
+            ExitCode::from(till::error::exit_code(&err))
+        }
+    }
+}
