@@ -30,6 +30,29 @@ pub enum Command {
     List(ListArgs),
     /// Check that till can work here: config, secrets store, keys, data directory.
     Doctor,
+    /// Run an agent with a scoped child key instead of your root keys.
+    ///
+    /// till mints a key bound to this run, starts a loopback proxy, and runs CMD with the
+    /// providers' API-key variables set to the child key and their base-URL variables pointing
+    /// at the proxy (OPENAI_API_KEY=till_…, OPENAI_BASE_URL=http://127.0.0.1:PORT/openai/v1, …).
+    /// Root keys never reach the agent. With no scope flags the agent may use every stored
+    /// provider's inference endpoints until the run ends. till exits with the agent's exit code
+    /// (128+N when signal N killed it).
+    ///
+    /// Inside a till run, `till run` narrows the current key for a sub-agent and reuses the
+    /// outer proxy; it cannot widen the key.
+    #[command(
+        after_help = "Examples:\n  till run -- python agent.py\n  till run --scope openai/gpt-4o-mini --budget 1usd --ttl 30m -- aider\n  till run -p cheap -- ./loop.sh"
+    )]
+    Run(RunArgs),
+    /// Serve keys made by `till key create` on a fixed port, until interrupted.
+    ///
+    /// Binds 127.0.0.1:8417 unless --listen says otherwise. Keys minted for a `till run`
+    /// session are refused here.
+    Serve(ServeArgs),
+    /// Create, list, inspect, narrow and revoke child keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print a shell completion script.
     ///
     /// bash: `till completions bash > ~/.local/share/bash-completion/completions/till`;
@@ -62,6 +85,145 @@ pub struct RemoveArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The flags that describe a key's scope. Each maps to one caveat.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScopeArgs {
+    /// Provider, or provider/model-glob, the key may use; repeatable
+    /// (openai, openai/gpt-4o-mini, 'anthropic/claude-haiku-*').
+    #[arg(long = "scope", short = 's', value_name = "PROVIDER[/MODEL]")]
+    pub scope: Vec<String>,
+    /// Endpoint classes the key may call, comma-separated: inference (the default), models,
+    /// files, batches, admin, or all.
+    #[arg(long, value_name = "CLASSES", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok.
+    /// Give it twice for a dollar and a token budget.
+    #[arg(long, value_name = "AMOUNT")]
+    pub budget: Vec<String>,
+    /// How long the key lives: 30m, 1h, 7d.
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Requests per minute.
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u32>,
+    /// Tokens per minute (counted from each request's own token ceiling).
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u64>,
+    /// Total number of requests the key may make.
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Largest `max_tokens` a request may ask for; requests that ask for none are capped.
+    #[arg(long, value_name = "N")]
+    pub max_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start from a profile in config.toml ([profiles.NAME]); flags override it.
+    #[arg(short = 'p', long, value_name = "NAME")]
+    pub profile: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Narrow an existing key (made by `till key create`; its name, id or the key itself)
+    /// instead of minting a fresh one.
+    #[arg(long, value_name = "KEY|NAME")]
+    pub key: Option<String>,
+    /// Print no summary when the agent exits.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The agent's command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback exposes the proxy to the network.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8417")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Mint a child key and print it once.
+    ///
+    /// The key works through `till serve` (or `till run --key`). It is never stored; its
+    /// metadata is, so it can be listed, shown and revoked.
+    #[command(
+        after_help = "Example:\n  till key create --name ci --scope 'anthropic/claude-haiku-*' --budget 5usd --ttl 24h"
+    )]
+    Create(KeyCreateArgs),
+    /// List keys made by `till key create`.
+    List(KeyListArgs),
+    /// Show one key's scope, expiry, spend and status.
+    Show(KeyShowArgs),
+    /// Revoke keys; every key narrowed from them stops working too.
+    Revoke(KeyRevokeArgs),
+    /// Narrow a key offline (no keychain needed) and print the narrower key.
+    ///
+    /// The key comes from the argument, or from stdin when none is given.
+    Attenuate(KeyAttenuateArgs),
+    /// Decode a key without verifying it: its scope, limits and expiry.
+    ///
+    /// Needs no secret, so an agent can see its own limits: `till key inspect $TILL_KEY`.
+    Inspect(KeyInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// A name to refer to the key by.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Print JSON (key, id, scope, expiry) instead of the bare key.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyListArgs {
+    /// Include expired and revoked keys.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyShowArgs {
+    /// The key's name, id (binding prefix) or the key itself.
+    pub key: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRevokeArgs {
+    /// Names, ids or keys to revoke.
+    #[arg(required = true)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyAttenuateArgs {
+    /// The key to narrow; read from stdin when left out.
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyInspectArgs {
+    /// The key to decode; read from stdin when left out.
+    pub key: Option<String>,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -247,7 +247,10 @@ pub fn parse_budget(text: &str) -> Result<Budget, ScopeError> {
         problem,
     };
     let lower = text.trim().to_ascii_lowercase();
-    if let Some(amount) = lower.strip_prefix('$').or_else(|| lower.strip_suffix("usd")) {
+    if let Some(amount) = lower
+        .strip_prefix('$')
+        .or_else(|| lower.strip_suffix("usd"))
+    {
         let micro = parse_decimal(amount.trim(), 1_000_000).map_err(invalid)?;
         return Ok(Budget::Usd(micro));
     }
@@ -278,7 +281,10 @@ fn parse_decimal(text: &str, scale: u64) -> Result<u64, String> {
         .enumerate()
         .find(|&(_, c)| !c.is_ascii_digit() && c != '.')
     {
-        return Err(format!("unexpected `{c}` at position {} of the amount `{text}`", i + 1));
+        return Err(format!(
+            "unexpected `{c}` at position {} of the amount `{text}`",
+            i + 1
+        ));
     }
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty() && frac.is_empty() {
@@ -305,7 +311,9 @@ fn parse_decimal(text: &str, scale: u64) -> Result<u64, String> {
     let frac_value: u64 = if frac.is_empty() {
         0
     } else {
-        format!("{frac:0<places$}").parse().map_err(|_| overflow())?
+        format!("{frac:0<places$}")
+            .parse()
+            .map_err(|_| overflow())?
     };
     whole
         .checked_mul(scale)
@@ -327,7 +335,11 @@ pub fn parse_endpoints(text: &str) -> Result<EndpointSet, ScopeError> {
     for item in text.split(',') {
         let name = item.trim().to_ascii_lowercase();
         match name.as_str() {
-            "" => return Err(invalid(format!("empty endpoint class at position {position}"))),
+            "" => {
+                return Err(invalid(format!(
+                    "empty endpoint class at position {position}"
+                )));
+            }
             "all" => all = true,
             _ => match name.parse::<EndpointClass>() {
                 Ok(c) => classes.push(c),
@@ -343,7 +355,9 @@ pub fn parse_endpoints(text: &str) -> Result<EndpointSet, ScopeError> {
     }
     if all {
         if !classes.is_empty() {
-            return Err(invalid("`all` already includes every class; give it alone".into()));
+            return Err(invalid(
+                "`all` already includes every class; give it alone".into(),
+            ));
         }
         return Ok(EndpointSet::all());
     }
@@ -357,8 +371,12 @@ pub fn parse_ttl(text: &str) -> Result<u64, ScopeError> {
         input: text.to_string(),
         problem,
     };
-    let d = crate::time::parse_duration(text)
-        .map_err(|e| invalid(e.trim_start_matches(&format!("invalid duration `{text}`: ")).to_string()))?;
+    let d = crate::time::parse_duration(text).map_err(|e| {
+        invalid(
+            e.trim_start_matches(&format!("invalid duration `{text}`: "))
+                .to_string(),
+        )
+    })?;
     if d < Duration::from_secs(1) {
         return Err(invalid("a key must live at least one second".into()));
     }
@@ -380,9 +398,7 @@ pub fn parse_expires(text: &str) -> Result<u64, ScopeError> {
         input: text.to_string(),
         problem: e.to_string(),
     })?;
-    Ok(at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()))
+    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &'static str, text: &str) -> Result<T, ScopeError> {
@@ -503,7 +519,11 @@ fn pattern_covered(parent: &[ModelPattern], child: &ModelPattern) -> bool {
 impl ScopeSpec {
     /// The canonical caveats this spec describes. `--ttl` becomes `Expires(now + ttl)`;
     /// without `--ttl` or `--expires` there is no expiry (the caller adds its default).
-    pub fn to_caveats(&self, now: u64, known_providers: &[&str]) -> Result<Vec<Caveat>, ScopeError> {
+    pub fn to_caveats(
+        &self,
+        now: u64,
+        known_providers: &[&str],
+    ) -> Result<Vec<Caveat>, ScopeError> {
         let mut out = Vec::new();
         if !self.scopes.is_empty() {
             let patterns = self
@@ -538,7 +558,9 @@ impl ScopeSpec {
         }
         match (&self.ttl, self.expires) {
             (Some(_), Some(_)) => {
-                return Err(ScopeError::Conflict("give --ttl or --expires, not both".into()));
+                return Err(ScopeError::Conflict(
+                    "give --ttl or --expires, not both".into(),
+                ));
             }
             (Some(ttl), None) => {
                 let secs = parse_ttl(ttl)?;
@@ -599,7 +621,9 @@ impl ScopeSpec {
                     endpoints = Some(match endpoints {
                         None => *s,
                         Some(cur) => cur.intersect(*s).ok_or_else(|| {
-                            ScopeError::Unrepresentable("its endpoint sets have nothing in common".into())
+                            ScopeError::Unrepresentable(
+                                "its endpoint sets have nothing in common".into(),
+                            )
                         })?,
                     });
                 }
@@ -708,7 +732,9 @@ impl ScopeSpec {
             };
             let value = match inline {
                 Some(v) => v,
-                None => it.next().ok_or_else(|| ScopeError::MissingValue(flag.to_string()))?,
+                None => it
+                    .next()
+                    .ok_or_else(|| ScopeError::MissingValue(flag.to_string()))?,
             };
             let once = |slot: bool| {
                 if slot {
@@ -761,14 +787,20 @@ impl ScopeSpec {
     /// allow lists do not all cover, endpoints it does not allow, or a later expiry, bigger
     /// budget or higher rate. Attenuation could never widen the key anyway; this turns a
     /// silently useless child key into a clear error.
-    pub fn check_narrower(&self, parent: &Token, now: u64, known_providers: &[&str]) -> Result<(), ScopeError> {
+    pub fn check_narrower(
+        &self,
+        parent: &Token,
+        now: u64,
+        known_providers: &[&str],
+    ) -> Result<(), ScopeError> {
         let requested = self.to_caveats(now, known_providers)?;
         let eff = Effective::of(parent);
         for c in &requested {
             match c {
                 Caveat::Allow(patterns) => {
                     for p in patterns {
-                        if let Some(list) = eff.allow.iter().find(|list| !pattern_covered(list, p)) {
+                        if let Some(list) = eff.allow.iter().find(|list| !pattern_covered(list, p))
+                        {
                             return Err(ScopeError::Wider {
                                 flag: "--scope",
                                 requested: p.to_string(),
@@ -790,29 +822,51 @@ impl ScopeSpec {
                     }
                 }
                 Caveat::Expires(at) => wider_than(
-                    if self.ttl.is_some() { "--ttl" } else { "--expires" },
+                    if self.ttl.is_some() {
+                        "--ttl"
+                    } else {
+                        "--expires"
+                    },
                     *at,
                     eff.expires,
                     |v| format!("expiring {}", format_expires(v)),
                     &self.ttl.clone().unwrap_or_else(|| format_expires(*at)),
                 )?,
-                Caveat::BudgetUsd(v) => wider_than("--budget", *v, eff.usd, |v| {
-                    format!("budget {}", Budget::Usd(v))
-                }, &Budget::Usd(*v).to_string())?,
-                Caveat::BudgetTokens(v) => wider_than("--budget", *v, eff.tokens, |v| {
-                    format!("budget {}", Budget::Tokens(v))
-                }, &Budget::Tokens(*v).to_string())?,
+                Caveat::BudgetUsd(v) => wider_than(
+                    "--budget",
+                    *v,
+                    eff.usd,
+                    |v| format!("budget {}", Budget::Usd(v)),
+                    &Budget::Usd(*v).to_string(),
+                )?,
+                Caveat::BudgetTokens(v) => wider_than(
+                    "--budget",
+                    *v,
+                    eff.tokens,
+                    |v| format!("budget {}", Budget::Tokens(v)),
+                    &Budget::Tokens(*v).to_string(),
+                )?,
                 Caveat::Rpm(v) => {
                     let v = u64::from(*v);
                     wider_than("--rpm", v, eff.rpm, |p| format!("rpm {p}"), &v.to_string())?
                 }
-                Caveat::Tpm(v) => wider_than("--tpm", *v, eff.tpm, |p| format!("tpm {p}"), &v.to_string())?,
-                Caveat::MaxRequests(v) => wider_than("--max-requests", *v, eff.max_requests, |p| {
-                    format!("max requests {p}")
-                }, &v.to_string())?,
-                Caveat::MaxOutputTokens(v) => wider_than("--max-output-tokens", *v, eff.max_output_tokens, |p| {
-                    format!("max output tokens {p}")
-                }, &v.to_string())?,
+                Caveat::Tpm(v) => {
+                    wider_than("--tpm", *v, eff.tpm, |p| format!("tpm {p}"), &v.to_string())?
+                }
+                Caveat::MaxRequests(v) => wider_than(
+                    "--max-requests",
+                    *v,
+                    eff.max_requests,
+                    |p| format!("max requests {p}"),
+                    &v.to_string(),
+                )?,
+                Caveat::MaxOutputTokens(v) => wider_than(
+                    "--max-output-tokens",
+                    *v,
+                    eff.max_output_tokens,
+                    |p| format!("max output tokens {p}"),
+                    &v.to_string(),
+                )?,
                 Caveat::Session(s) => {
                     if let Some(other) = eff.sessions.iter().find(|p| *p != s) {
                         return Err(ScopeError::Wider {
@@ -833,7 +887,11 @@ fn join_or_nothing(patterns: &[ModelPattern]) -> String {
     if patterns.is_empty() {
         "nothing".into()
     } else {
-        patterns.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        patterns
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -880,4 +938,3 @@ impl fmt::Display for ScopeSpec {
         Ok(())
     }
 }
-

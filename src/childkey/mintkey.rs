@@ -38,7 +38,11 @@ impl FromStr for Kid {
     type Err = MintKeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut kid = [0u8; 4];
-        if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 8
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(MintKeyError::BadKid);
         }
         hex::decode_to_slice(s, &mut kid).map_err(|_| MintKeyError::BadKid)?;
@@ -51,7 +55,9 @@ impl FromStr for Kid {
 pub enum MintKeyError {
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
-    #[error("the stored mint key is not in the form `kid:secret` (8 + 64 lowercase hex characters)")]
+    #[error(
+        "the stored mint key is not in the form `kid:secret` (8 + 64 lowercase hex characters)"
+    )]
     BadFormat,
     #[error("the stored mint key's kid is not 8 lowercase hex characters")]
     BadKid,
@@ -106,7 +112,9 @@ impl MintKey {
         let (kid, secret_hex) = text.trim().split_once(':').ok_or(MintKeyError::BadFormat)?;
         let kid: Kid = kid.parse()?;
         if secret_hex.len() != 2 * MINT_SECRET_LEN
-            || !secret_hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !secret_hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(MintKeyError::BadFormat);
         }

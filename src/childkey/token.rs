@@ -181,7 +181,12 @@ impl fmt::Debug for Token {
 /// The flag puts level boundaries under the signature. Without it a holder could re-split
 /// levels, and because a level ends in the flag, nobody can append to a level that already
 /// exists: a budget charged to a level's binding cannot be reset by extending that level.
-pub(crate) fn chain_step(prev: &[u8; TAG_LEN], ends_level: bool, caveat: &Caveat, buf: &mut Vec<u8>) -> [u8; TAG_LEN] {
+pub(crate) fn chain_step(
+    prev: &[u8; TAG_LEN],
+    ends_level: bool,
+    caveat: &Caveat,
+    buf: &mut Vec<u8>,
+) -> [u8; TAG_LEN] {
     buf.clear();
     buf.push(u8::from(ends_level));
     caveat.encode_into(buf);
@@ -360,7 +365,8 @@ impl Token {
 
     /// The text form: `till_` + base64url(body ‖ crc32(body)), described in the module docs.
     pub fn encode(&self) -> String {
-        let mut body = Vec::with_capacity(HEADER_LEN + 8 + 16 * self.caveats.len() + TAG_LEN + CRC_LEN);
+        let mut body =
+            Vec::with_capacity(HEADER_LEN + 8 + 16 * self.caveats.len() + TAG_LEN + CRC_LEN);
         body.extend_from_slice(&header(self.version, self.kid, &self.nonce));
         put_varint(&mut body, self.level_ends.len() as u64);
         let mut start = 0;
@@ -398,12 +404,10 @@ fn decode_checked(text: &str) -> Result<Vec<u8>, DecodeError> {
             "longer than {MAX_ENCODED_LEN} characters"
         )));
     }
-    let body = URL_SAFE_NO_PAD
-        .decode(b64)
-        .map_err(|e| match e {
-            base64::DecodeError::InvalidLength(_) => DecodeError::Truncated,
-            _ => DecodeError::Malformed("invalid characters after `till_`".into()),
-        })?;
+    let body = URL_SAFE_NO_PAD.decode(b64).map_err(|e| match e {
+        base64::DecodeError::InvalidLength(_) => DecodeError::Truncated,
+        _ => DecodeError::Malformed("invalid characters after `till_`".into()),
+    })?;
     if body.len() < MIN_BODY_LEN + CRC_LEN {
         return Err(DecodeError::Truncated);
     }
@@ -453,7 +457,9 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
             return Err(DecodeError::Malformed("an empty level".into()));
         }
         if caveats.len() as u64 + n > MAX_CAVEATS as u64 {
-            return Err(DecodeError::Malformed(format!("more than {MAX_CAVEATS} caveats")));
+            return Err(DecodeError::Malformed(format!(
+                "more than {MAX_CAVEATS} caveats"
+            )));
         }
         for _ in 0..n {
             let tag = r.byte().map_err(malformed)?;
@@ -466,7 +472,9 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
         level_ends.push(caveats.len());
     }
     if !r.is_empty() {
-        return Err(DecodeError::Malformed("trailing bytes before the tag".into()));
+        return Err(DecodeError::Malformed(
+            "trailing bytes before the tag".into(),
+        ));
     }
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(tag_bytes);
@@ -485,7 +493,11 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
 
 /// Test support: a token with arbitrary (even unknown or empty) caveats, correctly signed.
 #[cfg(test)]
-pub(crate) fn sign_unchecked(mint: &MintKey, levels: Vec<Vec<Caveat>>, nonce: [u8; NONCE_LEN]) -> Token {
+pub(crate) fn sign_unchecked(
+    mint: &MintKey,
+    levels: Vec<Vec<Caveat>>,
+    nonce: [u8; NONCE_LEN],
+) -> Token {
     let kid = mint.kid();
     let mut tag = mint.tag0(&header(VERSION, kid, &nonce));
     let mut buf = Vec::new();

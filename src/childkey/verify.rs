@@ -80,7 +80,10 @@ pub enum Denial {
         "provider {provider} is not in this key's scope (allowed: {}); widen it with `till run --scope {provider} …`",
         list(allowed)
     )]
-    ProviderNotAllowed { provider: String, allowed: Vec<String> },
+    ProviderNotAllowed {
+        provider: String,
+        allowed: Vec<String>,
+    },
     #[error(
         "model {model} is not in this key's scope (allowed: {}); widen it with `till run --scope {provider}/{model} …`",
         list(allowed)
@@ -224,7 +227,11 @@ pub fn verify<'t>(token: &'t Token, mint: &MintKey) -> Result<Verified<'t>, Deni
     {
         return Err(Denial::UnknownCaveat { tag: c.tag() });
     }
-    if !token.caveats.iter().any(|c| matches!(c, Caveat::Expires(_))) {
+    if !token
+        .caveats
+        .iter()
+        .any(|c| matches!(c, Caveat::Expires(_)))
+    {
         return Err(Denial::Malformed("the key has no expiry".into()));
     }
     Ok(Verified { token, bindings })
@@ -342,7 +349,10 @@ impl<'t> Verified<'t> {
         // not the whole token, that gets the default: otherwise a child adding
         // `Endpoints(all)` to a parent that relied on the default would widen it.
         if !level_has_endpoints && facts.endpoint != EndpointClass::Inference {
-            deny(endpoint_denial(facts.endpoint, EndpointSet::inference_only()));
+            deny(endpoint_denial(
+                facts.endpoint,
+                EndpointSet::inference_only(),
+            ));
         }
         if let Some(d) = denial {
             return Err(d);
@@ -365,7 +375,10 @@ fn endpoint_denial(endpoint: EndpointClass, allowed: EndpointSet) -> Denial {
 }
 
 /// `None` when the request passes one `Allow` caveat.
-fn check_allow(patterns: &[super::caveat::ModelPattern], facts: &RequestFacts<'_>) -> Option<Denial> {
+fn check_allow(
+    patterns: &[super::caveat::ModelPattern],
+    facts: &RequestFacts<'_>,
+) -> Option<Denial> {
     let mut provider_named = false;
     for p in patterns {
         if p.provider() != facts.provider {

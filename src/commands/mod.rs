@@ -3,17 +3,27 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command, ScopeArgs};
 use crate::config::{Config, Paths};
+use crate::error::UserError;
 use crate::ledger::Ledger;
+use crate::ledger::RootKeyMeta;
+use crate::ledger::writer::Writer;
 use crate::providers::Providers;
+use crate::proxy::{ProxyOptions, State};
+use crate::scope::ScopeSpec;
 use crate::secrets::SecretStore;
 
 mod add;
 mod completions;
 mod doctor;
+pub mod key;
 mod list;
 mod remove;
+pub mod run;
+mod serve;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -22,6 +32,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Remove(args) => remove::run(&Ctx::load()?, &args),
         Command::List(args) => list::run(&Ctx::load()?, &args),
         Command::Doctor => doctor::run(),
+        Command::Run(args) => run::run(&Ctx::load()?, &args),
+        Command::Serve(args) => serve::run(&Ctx::load()?, &args),
+        Command::Key(cmd) => key::run(&Ctx::load()?, cmd),
         Command::Completions(args) => completions::run(&args),
         Command::Manpage => completions::manpage(),
     }
@@ -63,4 +76,180 @@ impl Ctx {
 /// The secrets-store name of a provider's root key.
 pub fn root_secret_name(provider: &str) -> String {
     format!("root/{provider}")
+}
+
+/// The scope the user asked for: a profile from config.toml (with `-p`), then the flags on top.
+pub fn scope_spec(ctx: &Ctx, args: &ScopeArgs, profile: Option<&str>) -> anyhow::Result<ScopeSpec> {
+    let mut merged = args.clone();
+    if let Some(name) = profile {
+        let p = ctx.config.profiles.get(name).ok_or_else(|| {
+            let known: Vec<&str> = ctx.config.profiles.keys().map(String::as_str).collect();
+            UserError::usage(format!(
+                "no profile `{name}` in {}",
+                ctx.paths.config_file.display()
+            ))
+            .hint(if known.is_empty() {
+                "define one under [profiles.NAME] in config.toml".to_string()
+            } else {
+                format!("known profiles: {}", known.join(", "))
+            })
+        })?;
+        if merged.scope.is_empty() {
+            merged.scope.clone_from(&p.scope);
+        }
+        if merged.endpoints.is_empty() {
+            merged.endpoints = p.endpoints.clone().unwrap_or_default();
+        }
+        if merged.budget.is_empty() {
+            merged.budget = p.budget.clone().into_iter().collect();
+        }
+        merged.ttl = merged.ttl.or_else(|| p.ttl.clone());
+        merged.rpm = merged.rpm.or(p.rpm);
+        merged.tpm = merged.tpm.or(p.tpm);
+        merged.max_requests = merged.max_requests.or(p.max_requests);
+        merged.max_output_tokens = merged.max_output_tokens.or(p.max_output_tokens);
+    }
+    Ok(ScopeSpec {
+        scopes: merged.scope,
+        endpoints: (!merged.endpoints.is_empty()).then(|| merged.endpoints.join(",")),
+        budget: merged.budget,
+        ttl: merged.ttl,
+        expires: None,
+        rpm: merged.rpm,
+        tpm: merged.tpm,
+        max_requests: merged.max_requests,
+        max_output_tokens: merged.max_output_tokens,
+        session: None,
+    })
+}
+
+/// Provider names a spec's `--scope` patterns mention, in order, without repeats.
+pub fn spec_providers(spec: &ScopeSpec) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in &spec.scopes {
+        let name = s.split('/').next().unwrap_or(s).to_string();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Provider names a key's allow lists mention (empty when it has no allow list).
+pub fn token_providers(caveats: &[crate::childkey::Caveat]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in caveats {
+        if let crate::childkey::Caveat::Allow(patterns) = c {
+            for p in patterns {
+                if !out.iter().any(|n| n == p.provider()) {
+                    out.push(p.provider().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An allow caveat for whole providers.
+pub fn allow_providers(names: &[String]) -> anyhow::Result<crate::childkey::Caveat> {
+    let patterns = names
+        .iter()
+        .map(|n| crate::childkey::ModelPattern::new(n, None).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(crate::childkey::Caveat::Allow(patterns))
+}
+
+/// A random session id for one `till run` (16 hex characters).
+pub fn new_session_id() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random number generator works");
+    hex::encode(b)
+}
+
+/// Turns a scope error into a usage error with its hint.
+pub fn scope_err(e: crate::scope::ScopeError) -> anyhow::Error {
+    UserError::from(e).into()
+}
+
+/// The providers an agent gets variables for: those its scope names, or every stored one.
+/// Each must have a stored root key.
+pub fn scoped_providers(
+    ctx: &Ctx,
+    spec: &ScopeSpec,
+    stored: &[RootKeyMeta],
+) -> anyhow::Result<Vec<String>> {
+    let named = spec_providers(spec);
+    if named.is_empty() {
+        return Ok(stored.iter().map(|m| m.provider.clone()).collect());
+    }
+    for name in &named {
+        ctx.providers.require(name)?;
+        if !stored.iter().any(|m| &m.provider == name) {
+            return Err(UserError::runtime(format!(
+                "the scope names {name}, but no {name} key is stored"
+            ))
+            .hint(format!("add it: till add {name}"))
+            .into());
+        }
+    }
+    Ok(named)
+}
+
+/// Everything a proxy needs: root keys and mint keys from the store, a ledger connection to
+/// watch, and a ledger writer for its request rows.
+pub struct ProxyParts {
+    pub state: Arc<State>,
+    pub writer: Writer,
+    /// The current mint key (for minting a session key).
+    pub mint: crate::childkey::MintKey,
+    pub ledger: crate::ledger::Ledger,
+}
+
+pub fn proxy_state(
+    ctx: &Ctx,
+    session: Option<String>,
+    loopback: bool,
+) -> anyhow::Result<ProxyParts> {
+    let ledger = ctx.ledger()?;
+    let store: Arc<dyn SecretStore> = Arc::from(ctx.store()?);
+    let mut roots = Vec::new();
+    for meta in ledger.root_keys()? {
+        let key = store
+            .get(&root_secret_name(&meta.provider))?
+            .ok_or_else(|| {
+                UserError::runtime(format!(
+                    "the {} key is in the ledger but not in the {} store",
+                    meta.provider,
+                    store.kind()
+                ))
+                .hint(format!("store it again: till add {}", meta.provider))
+            })?;
+        roots.push((meta.provider.clone(), key));
+    }
+    let mint = crate::mint::current(&ledger, store.as_ref())?;
+    let mints = crate::mint::all_valid(&ledger, store.as_ref(), crate::time::now_unix())?;
+    let options = ProxyOptions {
+        session: session.clone(),
+        max_body_bytes: ctx.config.proxy.max_body_bytes,
+        upstream_timeout: ctx.config.proxy.upstream_timeout.0,
+        loopback,
+    };
+    let writer = Writer::start(&ctx.paths.ledger_file())?;
+    let prices = crate::pricing::Prices::from_config(&ctx.config);
+    let handle = writer.handle();
+    let state = State::new(
+        ctx.providers.clone(),
+        options,
+        ctx.ledger()?,
+        Some(store),
+        roots,
+        mints,
+    )?
+    .with_sink(move |record| handle.row(record.to_row(&prices, session.as_deref())));
+    Ok(ProxyParts {
+        state: Arc::new(state),
+        writer,
+        mint,
+        ledger,
+    })
 }

@@ -34,8 +34,48 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE revocations (
         binding      TEXT PRIMARY KEY,
         revoked_at   INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE mint_keys (
+        kid          TEXT PRIMARY KEY,
+        created_at   INTEGER NOT NULL,
+        retired_at   INTEGER,
+        valid_until  INTEGER
     ) STRICT;",
+    // 2: one row per proxied request, and alert events.
+    "CREATE TABLE requests (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        binding      TEXT,
+        key_name     TEXT,
+        session      TEXT,
+        provider     TEXT NOT NULL,
+        model        TEXT,
+        endpoint     TEXT,
+        status       INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_micros  INTEGER NOT NULL DEFAULT 0,
+        latency_ms   REAL NOT NULL,
+        ttfb_ms      REAL,
+        denial       TEXT,
+        outcome      TEXT
+    ) STRICT;
+    CREATE INDEX requests_at ON requests(at);
+    CREATE INDEX requests_binding ON requests(binding, at);
+    CREATE TABLE events (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        binding      TEXT,
+        session      TEXT,
+        kind         TEXT NOT NULL,
+        message      TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX events_at ON events(at);",
 ];
+
+pub mod writer;
 
 /// An open ledger connection.
 pub struct Ledger {
@@ -152,6 +192,148 @@ impl Ledger {
         )?;
         let rows = stmt.query_map([], row_to_root)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Metadata of a child key made by `till key create` or `till run` (never the key itself: the
+/// final tag is not stored, only what is needed to show, revoke and re-derive it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyMeta {
+    /// Hex SHA-256 of the key's final tag.
+    pub binding: String,
+    pub name: Option<String>,
+    pub kid: String,
+    /// The scope in command-line syntax.
+    pub scope: String,
+    /// The encoded token body without its tag (nonce and caveats), hex.
+    pub body: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub parent: Option<String>,
+    pub session: Option<String>,
+    pub revoked_at: Option<u64>,
+}
+
+/// Mint key metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MintMeta {
+    pub kid: String,
+    pub created_at: u64,
+    pub retired_at: Option<u64>,
+    pub valid_until: Option<u64>,
+}
+
+impl Ledger {
+    pub fn insert_key(&self, k: &KeyMeta) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO keys (binding, name, kid, scope, caveats, created_at, expires_at, parent, session)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                k.binding,
+                k.name,
+                k.kid,
+                k.scope,
+                k.body,
+                k.created_at as i64,
+                k.expires_at as i64,
+                k.parent,
+                k.session
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn query_keys(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> anyhow::Result<Vec<KeyMeta>> {
+        let sql = format!(
+            "SELECT k.binding, k.name, k.kid, k.scope, k.caveats, k.created_at, k.expires_at, k.parent,
+                    k.session, r.revoked_at
+             FROM keys k LEFT JOIN revocations r ON r.binding = k.binding {filter}
+             ORDER BY k.created_at, k.binding"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(args, |r| {
+            Ok(KeyMeta {
+                binding: r.get(0)?,
+                name: r.get(1)?,
+                kid: r.get(2)?,
+                scope: r.get(3)?,
+                body: r.get(4)?,
+                created_at: r.get::<_, i64>(5)? as u64,
+                expires_at: r.get::<_, i64>(6)? as u64,
+                parent: r.get(7)?,
+                session: r.get(8)?,
+                revoked_at: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keys made with `till key create` (not the per-run session keys).
+    pub fn keys(&self) -> anyhow::Result<Vec<KeyMeta>> {
+        self.query_keys("WHERE k.session IS NULL", &[])
+    }
+
+    /// The key whose name is `name`, or whose binding starts with `id` (at least 6 hex digits).
+    pub fn find_key(&self, id_or_name: &str) -> anyhow::Result<Vec<KeyMeta>> {
+        let by_name = self.query_keys("WHERE k.name = ?1", &[&id_or_name])?;
+        if !by_name.is_empty() {
+            return Ok(by_name);
+        }
+        if id_or_name.len() >= 6 && id_or_name.chars().all(|c| c.is_ascii_hexdigit()) {
+            let pattern = format!("{}%", id_or_name.to_ascii_lowercase());
+            return self.query_keys("WHERE k.binding LIKE ?1", &[&pattern]);
+        }
+        Ok(Vec::new())
+    }
+
+    /// Records a revocation; `Ok(false)` when the binding was already revoked.
+    pub fn revoke(&self, binding: &str, now: u64) -> anyhow::Result<bool> {
+        Ok(self.conn.execute(
+            "INSERT INTO revocations (binding, revoked_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![binding, now as i64],
+        )? > 0)
+    }
+
+    pub fn revoked_hex(&self) -> anyhow::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT binding FROM revocations")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn mint_keys(&self) -> anyhow::Result<Vec<MintMeta>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT kid, created_at, retired_at, valid_until FROM mint_keys ORDER BY created_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(MintMeta {
+                kid: r.get(0)?,
+                created_at: r.get::<_, i64>(1)? as u64,
+                retired_at: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                valid_until: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn insert_mint(&self, kid: &str, now: u64) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO mint_keys (kid, created_at) VALUES (?1, ?2)",
+            params![kid, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Retires every current mint key except `keep`; their keys work until `valid_until`.
+    pub fn retire_mints(&self, keep: &str, now: u64, valid_until: u64) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE mint_keys SET retired_at = ?2, valid_until = ?3 WHERE kid <> ?1 AND retired_at IS NULL",
+            params![keep, now as i64, valid_until as i64],
+        )?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,250 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[till] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'till'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'till'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Store a provider''s root key in the secrets store'
+            cand remove 'Delete a provider''s root key from the secrets store'
+            cand list 'List stored root keys (provider, fingerprint, age); never key material'
+            cand doctor 'Check that till can work here: config, secrets store, keys, data directory'
+            cand run 'Run an agent with a scoped child key instead of your root keys'
+            cand serve 'Serve keys made by `till key create` on a fixed port, until interrupted'
+            cand key 'Create, list, inspect, narrow and revoke child keys'
+            cand completions 'Print a shell completion script'
+            cand manpage 'Print till''s man page (roff) to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'till;add'= {
+            cand --from-env 'Read the key from this environment variable instead of a prompt or stdin'
+            cand --no-verify 'Store the key without checking it against the provider'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;remove'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;list'= {
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;doctor'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;run'= {
+            cand -p 'Start from a profile in config.toml ([profiles.NAME]); flags override it'
+            cand --profile 'Start from a profile in config.toml ([profiles.NAME]); flags override it'
+            cand -s 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
+            cand --scope 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
+            cand --endpoints 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all'
+            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
+            cand --ttl 'How long the key lives: 30m, 1h, 7d'
+            cand --rpm 'Requests per minute'
+            cand --tpm 'Tokens per minute (counted from each request''s own token ceiling)'
+            cand --max-requests 'Total number of requests the key may make'
+            cand --max-output-tokens 'Largest `max_tokens` a request may ask for; requests that ask for none are capped'
+            cand --key 'Narrow an existing key (made by `till key create`; its name, id or the key itself) instead of minting a fresh one'
+            cand -q 'Print no summary when the agent exits'
+            cand --quiet 'Print no summary when the agent exits'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;serve'= {
+            cand --listen 'Address to listen on. Anything but loopback exposes the proxy to the network'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;key'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Mint a child key and print it once'
+            cand list 'List keys made by `till key create`'
+            cand show 'Show one key''s scope, expiry, spend and status'
+            cand revoke 'Revoke keys; every key narrowed from them stops working too'
+            cand attenuate 'Narrow a key offline (no keychain needed) and print the narrower key'
+            cand inspect 'Decode a key without verifying it: its scope, limits and expiry'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'till;key;create'= {
+            cand --name 'A name to refer to the key by'
+            cand -s 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
+            cand --scope 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
+            cand --endpoints 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all'
+            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
+            cand --ttl 'How long the key lives: 30m, 1h, 7d'
+            cand --rpm 'Requests per minute'
+            cand --tpm 'Tokens per minute (counted from each request''s own token ceiling)'
+            cand --max-requests 'Total number of requests the key may make'
+            cand --max-output-tokens 'Largest `max_tokens` a request may ask for; requests that ask for none are capped'
+            cand --json 'Print JSON (key, id, scope, expiry) instead of the bare key'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;key;list'= {
+            cand --all 'Include expired and revoked keys'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;key;show'= {
+            cand --json 'Print JSON'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;key;revoke'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;key;attenuate'= {
+            cand -s 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
+            cand --scope 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
+            cand --endpoints 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all'
+            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
+            cand --ttl 'How long the key lives: 30m, 1h, 7d'
+            cand --rpm 'Requests per minute'
+            cand --tpm 'Tokens per minute (counted from each request''s own token ceiling)'
+            cand --max-requests 'Total number of requests the key may make'
+            cand --max-output-tokens 'Largest `max_tokens` a request may ask for; requests that ask for none are capped'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;key;inspect'= {
+            cand --json 'Print JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;key;help'= {
+            cand create 'Mint a child key and print it once'
+            cand list 'List keys made by `till key create`'
+            cand show 'Show one key''s scope, expiry, spend and status'
+            cand revoke 'Revoke keys; every key narrowed from them stops working too'
+            cand attenuate 'Narrow a key offline (no keychain needed) and print the narrower key'
+            cand inspect 'Decode a key without verifying it: its scope, limits and expiry'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'till;key;help;create'= {
+        }
+        &'till;key;help;list'= {
+        }
+        &'till;key;help;show'= {
+        }
+        &'till;key;help;revoke'= {
+        }
+        &'till;key;help;attenuate'= {
+        }
+        &'till;key;help;inspect'= {
+        }
+        &'till;key;help;help'= {
+        }
+        &'till;completions'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;manpage'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;help'= {
+            cand add 'Store a provider''s root key in the secrets store'
+            cand remove 'Delete a provider''s root key from the secrets store'
+            cand list 'List stored root keys (provider, fingerprint, age); never key material'
+            cand doctor 'Check that till can work here: config, secrets store, keys, data directory'
+            cand run 'Run an agent with a scoped child key instead of your root keys'
+            cand serve 'Serve keys made by `till key create` on a fixed port, until interrupted'
+            cand key 'Create, list, inspect, narrow and revoke child keys'
+            cand completions 'Print a shell completion script'
+            cand manpage 'Print till''s man page (roff) to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'till;help;add'= {
+        }
+        &'till;help;remove'= {
+        }
+        &'till;help;list'= {
+        }
+        &'till;help;doctor'= {
+        }
+        &'till;help;run'= {
+        }
+        &'till;help;serve'= {
+        }
+        &'till;help;key'= {
+            cand create 'Mint a child key and print it once'
+            cand list 'List keys made by `till key create`'
+            cand show 'Show one key''s scope, expiry, spend and status'
+            cand revoke 'Revoke keys; every key narrowed from them stops working too'
+            cand attenuate 'Narrow a key offline (no keychain needed) and print the narrower key'
+            cand inspect 'Decode a key without verifying it: its scope, limits and expiry'
+        }
+        &'till;help;key;create'= {
+        }
+        &'till;help;key;list'= {
+        }
+        &'till;help;key;show'= {
+        }
+        &'till;help;key;revoke'= {
+        }
+        &'till;help;key;attenuate'= {
+        }
+        &'till;help;key;inspect'= {
+        }
+        &'till;help;completions'= {
+        }
+        &'till;help;manpage'= {
+        }
+        &'till;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,135 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_till_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_till_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_till_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_till_using_subcommand
+    set -l cmd (__fish_till_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c till -n "__fish_till_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_needs_command" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_needs_command" -f -a "add" -d 'Store a provider\'s root key in the secrets store'
+complete -c till -n "__fish_till_needs_command" -f -a "remove" -d 'Delete a provider\'s root key from the secrets store'
+complete -c till -n "__fish_till_needs_command" -f -a "list" -d 'List stored root keys (provider, fingerprint, age); never key material'
+complete -c till -n "__fish_till_needs_command" -f -a "doctor" -d 'Check that till can work here: config, secrets store, keys, data directory'
+complete -c till -n "__fish_till_needs_command" -f -a "run" -d 'Run an agent with a scoped child key instead of your root keys'
+complete -c till -n "__fish_till_needs_command" -f -a "serve" -d 'Serve keys made by `till key create` on a fixed port, until interrupted'
+complete -c till -n "__fish_till_needs_command" -f -a "key" -d 'Create, list, inspect, narrow and revoke child keys'
+complete -c till -n "__fish_till_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c till -n "__fish_till_needs_command" -f -a "manpage" -d 'Print till\'s man page (roff) to stdout'
+complete -c till -n "__fish_till_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c till -n "__fish_till_using_subcommand add" -l from-env -d 'Read the key from this environment variable instead of a prompt or stdin' -r
+complete -c till -n "__fish_till_using_subcommand add" -l no-verify -d 'Store the key without checking it against the provider'
+complete -c till -n "__fish_till_using_subcommand add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_using_subcommand add" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand remove" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand remove" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand list" -l json -d 'Print JSON instead of a table'
+complete -c till -n "__fish_till_using_subcommand list" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand list" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand doctor" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand run" -s p -l profile -d 'Start from a profile in config.toml ([profiles.NAME]); flags override it' -r
+complete -c till -n "__fish_till_using_subcommand run" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
+complete -c till -n "__fish_till_using_subcommand run" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all' -r
+complete -c till -n "__fish_till_using_subcommand run" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
+complete -c till -n "__fish_till_using_subcommand run" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
+complete -c till -n "__fish_till_using_subcommand run" -l rpm -d 'Requests per minute' -r
+complete -c till -n "__fish_till_using_subcommand run" -l tpm -d 'Tokens per minute (counted from each request\'s own token ceiling)' -r
+complete -c till -n "__fish_till_using_subcommand run" -l max-requests -d 'Total number of requests the key may make' -r
+complete -c till -n "__fish_till_using_subcommand run" -l max-output-tokens -d 'Largest `max_tokens` a request may ask for; requests that ask for none are capped' -r
+complete -c till -n "__fish_till_using_subcommand run" -l key -d 'Narrow an existing key (made by `till key create`; its name, id or the key itself) instead of minting a fresh one' -r
+complete -c till -n "__fish_till_using_subcommand run" -s q -l quiet -d 'Print no summary when the agent exits'
+complete -c till -n "__fish_till_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_using_subcommand run" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand serve" -l listen -d 'Address to listen on. Anything but loopback exposes the proxy to the network' -r
+complete -c till -n "__fish_till_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "create" -d 'Mint a child key and print it once'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "list" -d 'List keys made by `till key create`'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "show" -d 'Show one key\'s scope, expiry, spend and status'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "revoke" -d 'Revoke keys; every key narrowed from them stops working too'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "attenuate" -d 'Narrow a key offline (no keychain needed) and print the narrower key'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "inspect" -d 'Decode a key without verifying it: its scope, limits and expiry'
+complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'A name to refer to the key by' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l rpm -d 'Requests per minute' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l tpm -d 'Tokens per minute (counted from each request\'s own token ceiling)' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l max-requests -d 'Total number of requests the key may make' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l max-output-tokens -d 'Largest `max_tokens` a request may ask for; requests that ask for none are capped' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l json -d 'Print JSON (key, id, scope, expiry) instead of the bare key'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from list" -l all -d 'Include expired and revoked keys'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from show" -l json -d 'Print JSON'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l rpm -d 'Requests per minute' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l tpm -d 'Tokens per minute (counted from each request\'s own token ceiling)' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l max-requests -d 'Total number of requests the key may make' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l max-output-tokens -d 'Largest `max_tokens` a request may ask for; requests that ask for none are capped' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from inspect" -l json -d 'Print JSON'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from inspect" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "create" -d 'Mint a child key and print it once'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys made by `till key create`'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one key\'s scope, expiry, spend and status'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke keys; every key narrowed from them stops working too'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "attenuate" -d 'Narrow a key offline (no keychain needed) and print the narrower key'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a key without verifying it: its scope, limits and expiry'
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c till -n "__fish_till_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c till -n "__fish_till_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand manpage" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand manpage" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "add" -d 'Store a provider\'s root key in the secrets store'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "remove" -d 'Delete a provider\'s root key from the secrets store'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "list" -d 'List stored root keys (provider, fingerprint, age); never key material'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "doctor" -d 'Check that till can work here: config, secrets store, keys, data directory'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "run" -d 'Run an agent with a scoped child key instead of your root keys'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "serve" -d 'Serve keys made by `till key create` on a fixed port, until interrupted'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "key" -d 'Create, list, inspect, narrow and revoke child keys'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "completions" -d 'Print a shell completion script'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "manpage" -d 'Print till\'s man page (roff) to stdout'
+complete -c till -n "__fish_till_using_subcommand help; and not __fish_seen_subcommand_from add remove list doctor run serve key completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "create" -d 'Mint a child key and print it once'
+complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "list" -d 'List keys made by `till key create`'
+complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "show" -d 'Show one key\'s scope, expiry, spend and status'
+complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "revoke" -d 'Revoke keys; every key narrowed from them stops working too'
+complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "attenuate" -d 'Narrow a key offline (no keychain needed) and print the narrower key'
+complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "inspect" -d 'Decode a key without verifying it: its scope, limits and expiry'

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, and every test against a real Secret Service.
+#
+# Starts a private D-Bus session with an unlocked gnome-keyring-daemon when no Secret Service
+# is reachable (scripts/with-keyring.sh), installs the Python SDKs the agent tests drive, then
+# runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${CI:-}" = true ]; then
+  export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
+else
+  export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
+fi
+
+if [ -f tests/python/requirements.txt ]; then
+  if ! python3 -c 'import openai, anthropic' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+scripts/with-keyring.sh cargo test --locked --all-targets

@@ -1,0 +1,462 @@
+//! `till key create|list|show|revoke|attenuate|inspect`.
+//!
+//! A created key is printed once and never stored. The ledger keeps its metadata: binding
+//! (SHA-256 of its tag), name, scope, times, and the nonce and scope needed to re-derive it
+//! with the mint key (`till run --key NAME`). `attenuate` and `inspect` need no secret at all.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::childkey::{Caveat, MintKey, Token};
+use crate::cli::{
+    KeyAttenuateArgs, KeyCommand, KeyCreateArgs, KeyInspectArgs, KeyListArgs, KeyRevokeArgs,
+    KeyShowArgs,
+};
+use crate::commands::{Ctx, scope_err};
+use crate::error::UserError;
+use crate::ledger::{KeyMeta, Ledger};
+use crate::scope::ScopeSpec;
+use crate::time::{now_unix, rfc3339};
+
+pub fn run(ctx: &Ctx, cmd: KeyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeyCommand::Create(a) => create(ctx, &a),
+        KeyCommand::List(a) => list(ctx, &a),
+        KeyCommand::Show(a) => show(ctx, &a),
+        KeyCommand::Revoke(a) => revoke(ctx, &a),
+        KeyCommand::Attenuate(a) => attenuate(ctx, &a),
+        KeyCommand::Inspect(a) => inspect(&a),
+    }
+}
+
+/// What the ledger stores to re-derive a created key.
+#[derive(Serialize, serde::Deserialize)]
+struct Recipe {
+    nonce: String,
+    args: Vec<String>,
+}
+
+fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
+    let spec = super::scope_spec(ctx, &args.scope, None)?;
+    let now = now_unix();
+    let known = ctx.providers.names();
+    let mut caveats = spec.to_caveats(now, &known).map_err(scope_err)?;
+    let max_ttl = ctx.config.keys.max_ttl.0.as_secs();
+    let expires = match caveats.iter().find_map(|c| {
+        if let Caveat::Expires(t) = c {
+            Some(*t)
+        } else {
+            None
+        }
+    }) {
+        Some(t) => t,
+        None => {
+            let t = now + ctx.config.keys.default_ttl.0.as_secs();
+            caveats.push(Caveat::Expires(t));
+            t
+        }
+    };
+    if expires > now + max_ttl {
+        return Err(UserError::usage(format!(
+            "--ttl {} is longer than the ceiling of {}",
+            spec.ttl.as_deref().unwrap_or("?"),
+            crate::time::short_duration(max_ttl)
+        ))
+        .hint("ask for less, or raise [keys] max_ttl in config.toml")
+        .into());
+    }
+    if let Some(name) = &args.name {
+        check_name(name)?;
+    }
+    let ledger = ctx.ledger()?;
+    if let Some(name) = &args.name
+        && !ledger.find_key(name)?.is_empty()
+    {
+        return Err(
+            UserError::usage(format!("a key named `{name}` already exists"))
+                .hint(format!(
+                    "pick another name, or revoke the old one: till key revoke {name}"
+                ))
+                .into(),
+        );
+    }
+    let store = ctx.store()?;
+    if !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
+        let stored: Vec<String> = ledger
+            .root_keys()?
+            .into_iter()
+            .map(|m| m.provider)
+            .collect();
+        if stored.is_empty() {
+            return Err(UserError::usage("no --scope given and no root keys stored")
+                .hint("name the providers: --scope openai, or add a key first: till add openai")
+                .into());
+        }
+        caveats.push(super::allow_providers(&stored)?);
+    }
+    let mint = crate::mint::current(&ledger, store.as_ref())?;
+    let token = Token::mint(&mint, caveats)?;
+    let level0 = token.caveats().to_vec();
+    let scope_args = ScopeSpec::from_caveats(&level0)
+        .map_err(scope_err)?
+        .to_args();
+    let recipe = Recipe {
+        nonce: hex::encode(token.nonce),
+        args: scope_args.clone(),
+    };
+    let meta = KeyMeta {
+        binding: token.binding().to_string(),
+        name: args.name.clone(),
+        kid: token.kid().to_string(),
+        scope: shell_words(&scope_args),
+        body: serde_json::to_string(&recipe)?,
+        created_at: now,
+        expires_at: expires,
+        parent: None,
+        session: None,
+        revoked_at: None,
+    };
+    ledger.insert_key(&meta)?;
+    let key = token.encode();
+    if args.json {
+        crate::output::json(&serde_json::json!({
+            "key": key,
+            "id": token.binding().short(),
+            "binding": meta.binding,
+            "name": meta.name,
+            "scope": meta.scope,
+            "expires_at": rfc3339(expires),
+        }))?;
+    } else {
+        crate::output::data(&key)?;
+        crate::output::note(&format!(
+            "created key {}{} ({}), expires {}; it is shown only this once",
+            token.binding().short(),
+            args.name
+                .as_deref()
+                .map(|n| format!(" `{n}`"))
+                .unwrap_or_default(),
+            meta.scope,
+            rfc3339(expires)
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with("till_");
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            UserError::usage(format!("`{name}` is not a usable key name"))
+                .hint("use up to 64 letters, digits, `-`, `_` or `.`")
+                .into(),
+        )
+    }
+}
+
+/// Quotes arguments for display the way a shell would read them back.
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,$".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A key from its text, its name or its id. Named keys are re-derived with the mint key.
+pub fn resolve_key(ctx: &Ctx, ledger: &Ledger, mint: &MintKey, key: &str) -> anyhow::Result<Token> {
+    if key.starts_with("till_") {
+        return Token::decode(key).map_err(|e| UserError::usage(format!("--key: {e}")).into());
+    }
+    let meta = one_key(ledger, key)?;
+    if meta.revoked_at.is_some() {
+        return Err(UserError::runtime(format!("key `{key}` has been revoked")).into());
+    }
+    if meta.kid != mint.kid().to_string() {
+        return Err(UserError::runtime(format!(
+            "key `{key}` was minted with a retired mint key and cannot be re-derived"
+        ))
+        .hint("create a new one: till key create")
+        .into());
+    }
+    let recipe: Recipe = serde_json::from_str(&meta.body)?;
+    let mut nonce = [0u8; 16];
+    hex::decode_to_slice(&recipe.nonce, &mut nonce)?;
+    let spec = ScopeSpec::from_args(&recipe.args).map_err(scope_err)?;
+    let caveats = spec.to_caveats(0, &[]).map_err(scope_err)?;
+    let token = Token::mint_with_nonce(mint, caveats, nonce);
+    if token.binding().to_string() != meta.binding {
+        anyhow::bail!("key `{key}` could not be re-derived (its ledger entry does not match)");
+    }
+    let _ = ctx;
+    Ok(token)
+}
+
+/// Exactly one ledger key for a name or id prefix.
+fn one_key(ledger: &Ledger, id_or_name: &str) -> anyhow::Result<KeyMeta> {
+    let mut found = ledger.find_key(id_or_name)?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(
+            UserError::usage(format!("no key named or with id `{id_or_name}`"))
+                .hint("`till key list --all` shows every key")
+                .into(),
+        ),
+        n => Err(UserError::usage(format!("`{id_or_name}` matches {n} keys"))
+            .hint("give more characters of the id")
+            .into()),
+    }
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    id: String,
+    binding: String,
+    name: Option<String>,
+    scope: String,
+    created_at: String,
+    expires_at: String,
+    status: &'static str,
+    revoked_at: Option<String>,
+}
+
+fn status(meta: &KeyMeta, now: u64) -> &'static str {
+    if meta.revoked_at.is_some() {
+        "revoked"
+    } else if meta.expires_at <= now {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn view(meta: &KeyMeta, now: u64) -> KeyView {
+    KeyView {
+        id: meta.binding.chars().take(12).collect(),
+        binding: meta.binding.clone(),
+        name: meta.name.clone(),
+        scope: meta.scope.clone(),
+        created_at: rfc3339(meta.created_at),
+        expires_at: rfc3339(meta.expires_at),
+        status: status(meta, now),
+        revoked_at: meta.revoked_at.map(rfc3339),
+    }
+}
+
+fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
+    let now = now_unix();
+    let keys: Vec<KeyView> = ctx
+        .ledger()?
+        .keys()?
+        .iter()
+        .filter(|k| args.all || status(k, now) == "active")
+        .map(|k| view(k, now))
+        .collect();
+    if args.json {
+        crate::output::json(&keys)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if keys.is_empty() {
+        crate::output::note(if args.all {
+            "no keys; create one with `till key create`"
+        } else {
+            "no active keys (`--all` includes expired and revoked ones)"
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "{:<12}  {:<16}  {:<8}  {:<20}  {}\n",
+        "ID", "NAME", "STATUS", "EXPIRES", "SCOPE"
+    );
+    for k in &keys {
+        out.push_str(&format!(
+            "{:<12}  {:<16}  {:<8}  {:<20}  {}\n",
+            k.id,
+            k.name.as_deref().unwrap_or("-"),
+            k.status,
+            k.expires_at,
+            k.scope
+        ));
+    }
+    crate::output::data(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
+    let ledger = ctx.ledger()?;
+    let now = now_unix();
+    let meta = if args.key.starts_with("till_") {
+        let token = Token::decode(&args.key).map_err(|e| UserError::usage(e.to_string()))?;
+        let b = token.binding().to_string();
+        match ledger.find_key(&b)?.pop() {
+            Some(m) => m,
+            None => return inspect_token(&token, args.json),
+        }
+    } else {
+        one_key(&ledger, &args.key)?
+    };
+    let v = view(&meta, now);
+    if args.json {
+        crate::output::json(&v)?;
+    } else {
+        let mut out = String::new();
+        out.push_str(&format!("id:       {}\n", v.id));
+        out.push_str(&format!("name:     {}\n", v.name.as_deref().unwrap_or("-")));
+        out.push_str(&format!("status:   {}\n", v.status));
+        out.push_str(&format!("scope:    {}\n", v.scope));
+        out.push_str(&format!("created:  {}\n", v.created_at));
+        out.push_str(&format!("expires:  {}\n", v.expires_at));
+        if let Some(r) = &v.revoked_at {
+            out.push_str(&format!("revoked:  {r}\n"));
+        }
+        out.push_str(&format!("binding:  {}\n", v.binding));
+        crate::output::data(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
+    let ledger = ctx.ledger()?;
+    let now = now_unix();
+    // Resolve everything first, so a typo in the third name revokes nothing.
+    let mut targets = Vec::new();
+    for k in &args.keys {
+        if k.starts_with("till_") {
+            let token = Token::decode(k)
+                .map_err(|e| UserError::usage(format!("`{}…`: {e}", &k[..k.len().min(12)])))?;
+            targets.push((token.binding().to_string(), token.binding().short()));
+        } else {
+            let meta = one_key(&ledger, k)?;
+            let label = meta
+                .name
+                .clone()
+                .unwrap_or_else(|| meta.binding.chars().take(12).collect());
+            targets.push((meta.binding, label));
+        }
+    }
+    for (binding, label) in targets {
+        if ledger.revoke(&binding, now)? {
+            crate::output::note(&format!("revoked {label} and every key narrowed from it"));
+        } else {
+            crate::output::note(&format!("{label} was already revoked"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The key from the argument, or from stdin when it is not a terminal.
+fn key_arg(arg: Option<&str>) -> anyhow::Result<Token> {
+    let text = match arg {
+        Some(k) => k.to_string(),
+        None if !std::io::stdin().is_terminal() => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s.trim().to_string()
+        }
+        None => {
+            return Err(UserError::usage("no key given")
+                .hint("pass the key as an argument or on stdin")
+                .into());
+        }
+    };
+    Token::decode(&text).map_err(|e| UserError::usage(e.to_string()).into())
+}
+
+fn attenuate(ctx: &Ctx, args: &KeyAttenuateArgs) -> anyhow::Result<ExitCode> {
+    let parent = key_arg(args.key.as_deref())?;
+    let spec = super::scope_spec(ctx, &args.scope, None)?;
+    let now = now_unix();
+    let known = ctx.providers.names();
+    spec.check_narrower(&parent, now, &known).map_err(|e| {
+        UserError::usage(format!("cannot widen a key: {e}"))
+            .hint("ask for the same scope or less; `till key inspect KEY` shows it")
+    })?;
+    let caveats = spec.to_caveats(now, &known).map_err(scope_err)?;
+    if caveats.is_empty() {
+        return Err(
+            UserError::usage("nothing to narrow: give at least one scope flag")
+                .hint("for example --ttl 10m or --scope openai/gpt-4o-mini")
+                .into(),
+        );
+    }
+    let child = parent.attenuate(caveats)?;
+    crate::output::data(&child.encode())?;
+    crate::output::note(&format!("narrowed key {}", child.binding().short()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(args: &KeyInspectArgs) -> anyhow::Result<ExitCode> {
+    let token = key_arg(args.key.as_deref())?;
+    inspect_token(&token, args.json)
+}
+
+fn inspect_token(token: &Token, json: bool) -> anyhow::Result<ExitCode> {
+    let now = now_unix();
+    let caveats = token.caveats();
+    let expires = caveats
+        .iter()
+        .filter_map(|c| {
+            if let Caveat::Expires(t) = c {
+                Some(*t)
+            } else {
+                None
+            }
+        })
+        .min();
+    let levels: Vec<(usize, Vec<String>)> = token
+        .levels()
+        .into_iter()
+        .map(|l| {
+            let level = &caveats[l.caveats.clone()];
+            let text = match ScopeSpec::from_caveats(level) {
+                Ok(spec) => spec.to_args(),
+                Err(_) => level.iter().map(|c| format!("{c:?}")).collect(),
+            };
+            (l.index, text)
+        })
+        .collect();
+    if json {
+        crate::output::json(&serde_json::json!({
+            "id": token.binding().short(),
+            "kid": token.kid().to_string(),
+            "expires_at": expires.map(rfc3339),
+            "expired": expires.is_some_and(|e| e <= now),
+            "levels": levels.iter().map(|(i, a)| serde_json::json!({"level": i, "scope": a})).collect::<Vec<_>>(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "id:      {}\nkid:     {}\n",
+        token.binding().short(),
+        token.kid()
+    );
+    if let Some(e) = expires {
+        out.push_str(&format!(
+            "expires: {}{}\n",
+            rfc3339(e),
+            if e <= now { " (expired)" } else { "" }
+        ));
+    }
+    for (i, a) in &levels {
+        out.push_str(&format!("level {i}: {}\n", shell_words(a)));
+    }
+    out.push_str("(decoded without verifying; only the proxy can tell whether the key is valid)\n");
+    crate::output::data(&out)?;
+    Ok(ExitCode::SUCCESS)
+}

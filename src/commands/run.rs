@@ -1,0 +1,268 @@
+//! `till run [scope flags] -- CMD ARGS…`: mint a session key, start the proxy, run the agent
+//! with the child key and base URLs in its environment, and return its exit code.
+//!
+//! Inside a till run (`TILL_KEY` and `TILL_PROXY_URL` set), `till run` narrows the current key
+//! instead and reuses the outer proxy: no keychain access, no root key anywhere near the
+//! sub-agent, and a scope wider than the parent's is refused.
+
+use std::ffi::OsString;
+use std::process::{Command, ExitCode};
+
+use anyhow::Context as _;
+
+use crate::childkey::{Caveat, Token};
+use crate::cli::RunArgs;
+use crate::commands::Ctx;
+use crate::env::EnvVars;
+use crate::error::UserError;
+use crate::process::{AgentProvider, agent_env};
+
+pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let program = args.command.first().ok_or_else(|| {
+        UserError::usage("no command to run")
+            .hint("put the agent's command after `--`: till run -- python agent.py")
+    })?;
+    let nested = std::env::var(EnvVars::TILL_KEY)
+        .ok()
+        .filter(|k| !k.is_empty());
+    let outer_proxy = std::env::var(EnvVars::TILL_PROXY_URL)
+        .ok()
+        .filter(|u| !u.is_empty());
+    if let (Some(key), Some(proxy)) = (nested, outer_proxy) {
+        return nested_run(ctx, args, program, &key, &proxy);
+    }
+    crate::process::harden_self();
+
+    let spec = super::scope_spec(ctx, &args.scope, args.profile.as_deref())?;
+    let now = crate::time::now_unix();
+    let stored = ctx.ledger()?.root_keys()?;
+    if stored.is_empty() {
+        return Err(UserError::runtime(
+            "no root keys are stored, so an agent could reach no provider",
+        )
+        .hint("add one first: till add openai")
+        .into());
+    }
+    let scoped_names = super::scoped_providers(ctx, &spec, &stored)?;
+
+    let session = super::new_session_id();
+    let super::ProxyParts {
+        state,
+        writer,
+        mint,
+        ledger,
+    } = super::proxy_state(ctx, Some(session.clone()), true)?;
+
+    // The session key: the chosen base (a created key, or a fresh mint), narrowed to this run.
+    let mut caveats = spec
+        .to_caveats(now, &ctx.providers.names())
+        .map_err(super::scope_err)?;
+    if !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
+        caveats.push(super::allow_providers(&scoped_names)?);
+    }
+    if !caveats.iter().any(|c| matches!(c, Caveat::Expires(_))) {
+        caveats.push(Caveat::Expires(now + ctx.config.keys.max_ttl.0.as_secs()));
+    }
+    caveats.push(Caveat::Session(session));
+    let token = match &args.key {
+        Some(k) => super::key::resolve_key(ctx, &ledger, &mint, k)?.attenuate(caveats)?,
+        None => Token::mint(&mint, caveats)?,
+    };
+    let child_key = token.encode();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the proxy runtime")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let addr = runtime.block_on(crate::proxy::spawn(
+        "127.0.0.1:0".parse().expect("loopback address"),
+        state.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ))?;
+    let proxy_url = format!("http://{addr}");
+
+    let agents: Vec<AgentProvider<'_>> = scoped_names
+        .iter()
+        .filter_map(|n| ctx.providers.get(n))
+        .map(|p| AgentProvider {
+            provider: p,
+            proxy_base: format!("{proxy_url}/{}", p.name),
+        })
+        .collect();
+    let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(_, v)| !state.holds_root_value(&v.to_string_lossy()))
+        .collect();
+    let env = agent_env(inherited, &ctx.providers, &agents, &child_key, &proxy_url);
+
+    let status = {
+        let _guard = runtime.enter();
+        spawn_and_wait(program, &args.command[1..], env)?
+    };
+
+    let _ = stop_tx.send(());
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    writer.finish();
+    if !args.quiet {
+        crate::output::note(&summary(&state.stats.snapshot()));
+    }
+    Ok(ExitCode::from(crate::process::exit_code(status)))
+}
+
+/// `till run` inside a till run: narrow the current key and reuse the outer proxy.
+fn nested_run(
+    ctx: &Ctx,
+    args: &RunArgs,
+    program: &str,
+    key: &str,
+    proxy_url: &str,
+) -> anyhow::Result<ExitCode> {
+    if args.key.is_some() {
+        return Err(UserError::usage(
+            "--key cannot be used inside a till run; the current key is narrowed instead",
+        )
+        .into());
+    }
+    let parent = Token::decode(key)
+        .map_err(|e| UserError::runtime(format!("TILL_KEY is not a valid till key: {e}")))?;
+    let spec = super::scope_spec(ctx, &args.scope, args.profile.as_deref())?;
+    let now = crate::time::now_unix();
+    let known = ctx.providers.names();
+    spec.check_narrower(&parent, now, &known).map_err(|e| {
+        UserError::usage(format!("a nested till run cannot widen its key: {e}")).hint(
+            "ask for the same scope or less; `till key inspect $TILL_KEY` shows the current one",
+        )
+    })?;
+    let caveats = spec.to_caveats(now, &known).map_err(super::scope_err)?;
+    let child = if caveats.is_empty() {
+        parent.clone()
+    } else {
+        parent.attenuate(caveats)?
+    };
+    let names = super::token_providers(child.caveats());
+    let agents: Vec<AgentProvider<'_>> = ctx
+        .providers
+        .iter()
+        .filter(|p| names.is_empty() || names.iter().any(|n| n == &p.name))
+        .map(|p| AgentProvider {
+            provider: p,
+            proxy_base: format!("{proxy_url}/{}", p.name),
+        })
+        .collect();
+    let encoded = child.encode();
+    let env = agent_env(
+        std::env::vars_os(),
+        &ctx.providers,
+        &agents,
+        &encoded,
+        proxy_url,
+    );
+    let status = spawn_and_wait(program, &args.command[1..], env)?;
+    Ok(ExitCode::from(crate::process::exit_code(status)))
+}
+
+/// Spawns the agent, forwards signals to it while it runs, and waits for it.
+fn spawn_and_wait(
+    program: &str,
+    rest: &[String],
+    env: Vec<(OsString, OsString)>,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let mut cmd = Command::new(program);
+    cmd.args(rest).env_clear().envs(env);
+    crate::process::die_with_parent(&mut cmd);
+    // Signal handlers go in before the agent exists, so no signal meant for it is lost.
+    #[cfg(unix)]
+    let signals = register_signals();
+    let mut child = cmd.spawn().map_err(|e| {
+        let (msg, hint) = match e.kind() {
+            std::io::ErrorKind::NotFound => (
+                format!("cannot run `{program}`: command not found"),
+                "check the command and your PATH",
+            ),
+            std::io::ErrorKind::PermissionDenied => (
+                format!("cannot run `{program}`: permission denied"),
+                "is it executable?",
+            ),
+            _ => (format!("cannot run `{program}`: {e}"), "check the command"),
+        };
+        UserError::runtime(msg).hint(hint)
+    })?;
+    #[cfg(unix)]
+    let forwarder = signals.map(|s| forward_signals(s, child.id()));
+    let status = child.wait().context("waiting for the agent failed")?;
+    #[cfg(unix)]
+    drop(forwarder);
+    Ok(status)
+}
+
+/// Forwards SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the agent, and SIGINT too unless a
+/// terminal is attached (Ctrl-C already reaches the agent through the process group). Till
+/// itself keeps running until the agent exits, so it can report its status.
+#[cfg(unix)]
+type Signals = Vec<(tokio::signal::unix::Signal, i32)>;
+
+/// Installs till's handlers for the signals it forwards (needs a runtime context).
+#[cfg(unix)]
+fn register_signals() -> Option<Signals> {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::runtime::Handle::try_current().ok()?;
+    let kinds = [
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+        (SignalKind::quit(), libc::SIGQUIT),
+        (SignalKind::user_defined1(), libc::SIGUSR1),
+        (SignalKind::user_defined2(), libc::SIGUSR2),
+        (SignalKind::interrupt(), libc::SIGINT),
+    ];
+    Some(
+        kinds
+            .into_iter()
+            .filter_map(|(kind, num)| signal(kind).ok().map(|s| (s, num)))
+            .collect(),
+    )
+}
+
+#[cfg(unix)]
+fn forward_signals(streams: Signals, pid: u32) -> tokio::task::JoinHandle<()> {
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
+        for (mut s, num) in streams {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    if tx.send(num).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        while let Some(num) = rx.recv().await {
+            if num == libc::SIGINT && interactive {
+                continue;
+            }
+            crate::process::send_signal(pid, num);
+        }
+    })
+}
+
+/// `till: 12 requests (2 denied: model 1, rpm 1), 1234 tokens, $0.0123`
+pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
+    let mut out = format!(
+        "till: {} request{}",
+        s.requests,
+        if s.requests == 1 { "" } else { "s" }
+    );
+    if s.denied > 0 {
+        let kinds: Vec<String> = s.denials.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        out.push_str(&format!(" ({} denied: {})", s.denied, kinds.join(", ")));
+    }
+    out.push_str(&format!(
+        ", {} tokens in, {} out, ${:.4}",
+        s.input_tokens, s.output_tokens, s.cost_usd
+    ));
+    out
+}

@@ -1,0 +1,232 @@
+//! The ledger writer: a thread that takes request rows from a channel and writes them in
+//! batches, one transaction per batch, so the proxy never waits on disk.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::Ledger;
+
+/// Rows written per transaction at most.
+const BATCH: usize = 512;
+
+/// One proxied request, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RequestRow {
+    pub at: u64,
+    pub binding: Option<String>,
+    pub key_name: Option<String>,
+    pub session: Option<String>,
+    pub provider: String,
+    pub model: Option<String>,
+    pub endpoint: Option<String>,
+    pub status: u16,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_micros: u64,
+    pub latency_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    pub denial: Option<String>,
+    /// `complete`, `cut` (the upstream broke off), `abandoned` (the client left), `denied`.
+    pub outcome: Option<String>,
+}
+
+enum Msg {
+    Row(Box<RequestRow>),
+    Event {
+        at: u64,
+        binding: Option<String>,
+        session: Option<String>,
+        kind: String,
+        message: String,
+    },
+    /// Write everything queued before this, then stop.
+    Stop,
+}
+
+/// The writer thread and the channel into it.
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable handle for sending rows to a [`Writer`].
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl WriterHandle {
+    pub fn row(&self, row: RequestRow) {
+        let _ = self.tx.send(Msg::Row(Box::new(row)));
+    }
+
+    pub fn event(
+        &self,
+        at: u64,
+        binding: Option<String>,
+        session: Option<String>,
+        kind: &str,
+        message: String,
+    ) {
+        let _ = self.tx.send(Msg::Event {
+            at,
+            binding,
+            session,
+            kind: kind.to_string(),
+            message,
+        });
+    }
+}
+
+impl Writer {
+    /// Opens its own connection to the ledger at `path` and starts the thread.
+    pub fn start(path: &Path) -> anyhow::Result<Self> {
+        let ledger = Ledger::open(path)?;
+        Ok(Self::with_ledger(ledger))
+    }
+
+    pub fn with_ledger(mut ledger: Ledger) -> Self {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("till-ledger".into())
+            .spawn(move || {
+                let mut stop = false;
+                while !stop {
+                    let Ok(first) = rx.recv() else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(i) = batch.iter().position(|m| matches!(m, Msg::Stop)) {
+                        batch.truncate(i);
+                        stop = true;
+                    }
+                    if let Err(e) = write_batch(&mut ledger, &batch) {
+                        crate::output::warn(&format!(
+                            "could not record {} request(s) in the ledger: {e:#}",
+                            batch.len()
+                        ));
+                    }
+                }
+            })
+            .expect("spawn the ledger thread");
+        Self {
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn handle(&self) -> WriterHandle {
+        WriterHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Writes what is queued and stops the thread (waits at most a few seconds).
+    pub fn finish(mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
+    let tx = ledger.conn_mut().transaction()?;
+    {
+        let mut rows = tx.prepare_cached(
+            "INSERT INTO requests (at, binding, key_name, session, provider, model, endpoint, status,
+                input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_micros, latency_ms,
+                ttfb_ms, denial, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        )?;
+        let mut events = tx.prepare_cached(
+            "INSERT INTO events (at, binding, session, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for msg in batch {
+            match msg {
+                Msg::Row(r) => {
+                    rows.execute(params![
+                        r.at as i64,
+                        r.binding,
+                        r.key_name,
+                        r.session,
+                        r.provider,
+                        r.model,
+                        r.endpoint,
+                        i64::from(r.status),
+                        r.input_tokens as i64,
+                        r.output_tokens as i64,
+                        r.cached_tokens as i64,
+                        r.reasoning_tokens as i64,
+                        r.cost_micros as i64,
+                        r.latency_ms,
+                        r.ttfb_ms,
+                        r.denial,
+                        r.outcome,
+                    ])?;
+                }
+                Msg::Event {
+                    at,
+                    binding,
+                    session,
+                    kind,
+                    message,
+                } => {
+                    events.execute(params![*at as i64, binding, session, kind, message])?;
+                }
+                Msg::Stop => {}
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_arrive_in_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite3");
+        let w = Writer::start(&path).unwrap();
+        let h = w.handle();
+        for i in 0..1000 {
+            h.row(RequestRow {
+                at: i,
+                provider: "openai".into(),
+                status: 200,
+                input_tokens: 2,
+                ..Default::default()
+            });
+        }
+        h.event(5, None, None, "rpm", "too fast".into());
+        w.finish();
+        let l = Ledger::open(&path).unwrap();
+        let (n, sum): (i64, i64) = l
+            .conn()
+            .query_row(
+                "SELECT count(*), sum(input_tokens) FROM requests",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((n, sum), (1000, 2000));
+        let e: i64 = l
+            .conn()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(e, 1);
+    }
+}

@@ -1,0 +1,82 @@
+//! Mint keys: the secrets child keys are derived from. The current one is created on first
+//! use; retired ones keep verifying until their grace period ends (`till rotate --mint`).
+//!
+//! The secret lives in the secrets store under `mint/<kid>`; the ledger holds only the kid
+//! and its times.
+
+use secrecy::ExposeSecret as _;
+
+use crate::childkey::MintKey;
+use crate::ledger::Ledger;
+use crate::proxy::MintEntry;
+use crate::secrets::SecretStore;
+
+/// The store name of a mint key.
+pub fn secret_name(kid: &str) -> String {
+    format!("mint/{kid}")
+}
+
+/// The current mint key, created (in the store, then the ledger) when there is none.
+pub fn current(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintKey> {
+    let mints = ledger.mint_keys()?;
+    if let Some(meta) = mints.iter().rev().find(|m| m.retired_at.is_none()) {
+        if let Some(entry) = load(ledger, store, &meta.kid)? {
+            return Ok(entry.key);
+        }
+        anyhow::bail!(
+            "the mint key {} is recorded in the ledger but missing from the {} store",
+            meta.kid,
+            store.kind()
+        );
+    }
+    create(ledger, store)
+}
+
+/// Makes a new mint key and records it as current.
+pub fn create(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintKey> {
+    let key = MintKey::generate()?;
+    let kid = key.kid().to_string();
+    store.set(&secret_name(&kid), &key.to_stored())?;
+    if let Err(e) = ledger.insert_mint(&kid, crate::time::now_unix()) {
+        let _ = store.delete(&secret_name(&kid));
+        return Err(e);
+    }
+    Ok(key)
+}
+
+/// The mint key `kid` with its grace period, if the ledger and store both know it.
+pub fn load(
+    ledger: &Ledger,
+    store: &dyn SecretStore,
+    kid: &str,
+) -> anyhow::Result<Option<MintEntry>> {
+    let Some(meta) = ledger.mint_keys()?.into_iter().find(|m| m.kid == kid) else {
+        return Ok(None);
+    };
+    let Some(stored) = store.get(&secret_name(kid))? else {
+        return Ok(None);
+    };
+    let key = MintKey::from_stored(stored.expose_secret())?;
+    Ok(Some(MintEntry {
+        key,
+        valid_until: meta.valid_until,
+    }))
+}
+
+/// Every mint key that still verifies at `now`: the current one and retired ones in grace.
+pub fn all_valid(
+    ledger: &Ledger,
+    store: &dyn SecretStore,
+    now: u64,
+) -> anyhow::Result<Vec<MintEntry>> {
+    let mut out = Vec::new();
+    for meta in ledger.mint_keys()? {
+        if meta.valid_until.is_some_and(|until| until <= now) {
+            continue;
+        }
+        if let Some(entry) = load(ledger, store, &meta.kid)? {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}

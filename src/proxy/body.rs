@@ -1,0 +1,245 @@
+//! The response body the agent reads: upstream frames passed through as they arrive, a
+//! [`Meter`] watching them, and a callback with the outcome once the body ends.
+//!
+//! If the agent goes away before the end, the rest of the upstream body is drained in the
+//! background for up to [`DRAIN_LIMIT`] so the usage the provider reports is still recorded.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::meter::{Meter, Usage};
+use crate::providers::ApiFamily;
+
+/// How long an abandoned stream is read on to learn its usage.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+pub type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// How a response body ended.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    pub usage: Option<Usage>,
+    /// The provider sent its terminal event (or a complete JSON body).
+    pub completed: bool,
+    /// The upstream failed mid-body (reset, timeout).
+    pub error: Option<String>,
+    /// The agent stopped reading before the end.
+    pub client_gone: bool,
+}
+
+type Done = Box<dyn FnOnce(Finished) + Send>;
+
+/// The body of a response: either a fixed buffer or a metered upstream stream.
+pub enum ProxyBody {
+    Full(Option<Bytes>),
+    Stream(Box<MeteredStream>),
+}
+
+impl From<Bytes> for ProxyBody {
+    fn from(b: Bytes) -> Self {
+        ProxyBody::Full(Some(b))
+    }
+}
+
+pub struct MeteredStream {
+    upstream: Option<Upstream>,
+    meter: Meter,
+    api: ApiFamily,
+    sse: bool,
+    idle: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    tail: Option<Bytes>,
+    done: Option<Done>,
+}
+
+impl MeteredStream {
+    pub fn new(
+        upstream: Upstream,
+        meter: Meter,
+        api: ApiFamily,
+        sse: bool,
+        idle: Duration,
+        done: impl FnOnce(Finished) + Send + 'static,
+    ) -> Self {
+        Self {
+            upstream: Some(upstream),
+            meter,
+            api,
+            sse,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            tail: None,
+            done: Some(Box::new(done)),
+        }
+    }
+
+    fn finish(&mut self, error: Option<String>) {
+        self.upstream = None;
+        let (tail, usage) = self.meter.finish();
+        if !tail.is_empty() {
+            self.tail = Some(tail);
+        }
+        if let Some(done) = self.done.take() {
+            done(Finished {
+                usage,
+                completed: self.meter.completed,
+                error,
+                client_gone: false,
+            });
+        }
+    }
+
+    /// Fails the body after the upstream broke: SSE gets an error event in the provider's
+    /// format and a clean end; other bodies end with an error (the connection is cut).
+    fn fail(&mut self, message: String) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let event = super::errors::stream_error_event(self.api, &message);
+        self.finish(Some(message.clone()));
+        if self.sse {
+            Poll::Ready(Some(Ok(Frame::data(event))))
+        } else {
+            Poll::Ready(Some(Err(std::io::Error::other(message))))
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Stream(s) => s.poll_next_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Stream(s) => s.upstream.is_none() && s.tail.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ProxyBody::Full(None) => SizeHint::with_exact(0),
+            ProxyBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl MeteredStream {
+    fn poll_next_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        loop {
+            let Some(upstream) = self.upstream.as_mut() else {
+                return Poll::Ready(self.tail.take().map(|t| Ok(Frame::data(t))));
+            };
+            match upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let deadline = tokio::time::Instant::now() + self.idle;
+                    self.sleep.as_mut().reset(deadline);
+                    let out = self.meter.feed(chunk);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return self.fail(format!(
+                        "the upstream connection failed mid-response ({})",
+                        short(&e)
+                    ));
+                }
+                Poll::Ready(None) => {
+                    self.finish(None);
+                    return Poll::Ready(self.tail.take().map(|t| Ok(Frame::data(t))));
+                }
+                Poll::Pending => {
+                    if self.sleep.as_mut().poll(cx).is_ready() {
+                        let secs = self.idle.as_secs();
+                        return self.fail(format!("the upstream sent nothing for {secs} s"));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+use std::future::Future as _;
+
+fn short(e: &reqwest::Error) -> String {
+    let mut msg = e.without_url_string();
+    if msg.len() > 120 {
+        msg.truncate(120);
+    }
+    msg
+}
+
+trait WithoutUrl {
+    fn without_url_string(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_string(&self) -> String {
+        use std::error::Error as _;
+        let mut parts = Vec::new();
+        let mut cur: Option<&dyn std::error::Error> = self.source();
+        while let Some(e) = cur {
+            parts.push(e.to_string());
+            cur = e.source();
+        }
+        if parts.is_empty() {
+            "connection error".to_string()
+        } else {
+            parts.join(": ")
+        }
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        let (Some(done), Some(mut upstream)) = (self.done.take(), self.upstream.take()) else {
+            return;
+        };
+        let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            let (_, usage) = meter.finish();
+            done(Finished {
+                usage,
+                completed: false,
+                error: None,
+                client_gone: true,
+            });
+            return;
+        };
+        handle.spawn(async move {
+            use futures_util::StreamExt as _;
+            let drain = async {
+                while let Some(Ok(chunk)) = upstream.next().await {
+                    meter.feed(chunk);
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+            let (_, usage) = meter.finish();
+            done(Finished {
+                usage,
+                completed: meter.completed,
+                error: None,
+                client_gone: true,
+            });
+        });
+    }
+}

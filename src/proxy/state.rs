@@ -1,0 +1,468 @@
+//! What the proxy holds while it runs: providers, root keys, mint keys, the revocation list,
+//! rate windows, counters, and where finished requests go.
+//!
+//! Changes made by other till processes (a revocation, a rotated root key) reach a running
+//! proxy through the ledger: every request compares SQLite's `data_version`, which changes
+//! when another connection commits, and reloads only then.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+
+use super::body::Finished;
+use super::errors::ProxyError;
+use super::limits::{RateDenial, RateLimits, RateRule};
+use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, MintKey, Token, Verified};
+use crate::ledger::Ledger;
+use crate::providers::Providers;
+use crate::secrets::SecretStore;
+
+/// Settings of one proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// `Some(id)` for `till run` (only keys bound to this session work), `None` for `till serve`.
+    pub session: Option<String>,
+    pub max_body_bytes: u64,
+    pub upstream_timeout: Duration,
+    /// Whether the listener is on loopback (then only loopback `Host` headers are answered).
+    pub loopback: bool,
+}
+
+/// Counters for the exit summary.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub denied: AtomicU64,
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
+    pub cost_micros: AtomicU64,
+    pub denials: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub denied: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub denials: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
+            input_tokens: self.input_tokens.load(Ordering::Relaxed),
+            output_tokens: self.output_tokens.load(Ordering::Relaxed),
+            cost_usd: self.cost_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            denials: self.denials.lock().map(|d| d.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// One request, as it will be recorded.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub at: u64,
+    pub started: Instant,
+    pub binding: Option<Binding>,
+    pub provider: String,
+    pub model: Option<String>,
+    pub endpoint: Option<EndpointClass>,
+    pub status: u16,
+    pub denial: Option<&'static str>,
+    pub ttfb: Option<Duration>,
+    pub latency: Duration,
+    pub finished: Option<Finished>,
+}
+
+impl RequestRecord {
+    pub fn new(provider: &str, started: Instant) -> Self {
+        Self {
+            at: crate::time::now_unix(),
+            started,
+            binding: None,
+            provider: provider.to_string(),
+            model: None,
+            endpoint: None,
+            status: 0,
+            denial: None,
+            ttfb: None,
+            latency: Duration::ZERO,
+            finished: None,
+        }
+    }
+
+    /// Moves the record out, leaving a blank one (the response body finishes it later).
+    pub fn take(&mut self) -> Self {
+        let blank = Self::new(&self.provider, self.started);
+        std::mem::replace(self, blank)
+    }
+
+    /// Counts the request and hands it to the sink.
+    pub fn finish(mut self, state: &State, finished: Option<Finished>) {
+        self.latency = self.started.elapsed();
+        let stats = &state.stats;
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(kind) = self.denial {
+            stats.denied.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut d) = stats.denials.lock() {
+                *d.entry(kind).or_default() += 1;
+            }
+        }
+        if let Some(usage) = finished.as_ref().and_then(|f| f.usage) {
+            stats
+                .input_tokens
+                .fetch_add(usage.input_tokens, Ordering::Relaxed);
+            stats
+                .output_tokens
+                .fetch_add(usage.output_tokens, Ordering::Relaxed);
+        }
+        self.finished = finished;
+        if let Some(sink) = &state.sink {
+            sink(self);
+        }
+    }
+}
+
+type Sink = Box<dyn Fn(RequestRecord) + Send + Sync>;
+
+/// A mint key and, once retired, the end of its grace period.
+pub struct MintEntry {
+    pub key: MintKey,
+    pub valid_until: Option<u64>,
+}
+
+struct RootKey {
+    fingerprint: String,
+    key: Arc<SecretString>,
+}
+
+struct Watched {
+    ledger: Ledger,
+    data_version: i64,
+    revoked: HashSet<Binding>,
+    root_fingerprints: HashMap<String, String>,
+}
+
+/// The proxy's shared state.
+pub struct State {
+    pub providers: Providers,
+    pub options: ProxyOptions,
+    pub client: reqwest::Client,
+    pub stats: Stats,
+    store: Option<Arc<dyn SecretStore>>,
+    roots: RwLock<HashMap<String, RootKey>>,
+    mints: RwLock<HashMap<String, MintEntry>>,
+    watched: Mutex<Watched>,
+    limits: RateLimits,
+    sink: Option<Sink>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// A proxy over `providers` with `roots` (provider → root key) and `mints`.
+    pub fn new(
+        providers: Providers,
+        options: ProxyOptions,
+        ledger: Ledger,
+        store: Option<Arc<dyn SecretStore>>,
+        roots: Vec<(String, SecretString)>,
+        mints: Vec<MintEntry>,
+    ) -> anyhow::Result<Self> {
+        let roots = roots
+            .into_iter()
+            .map(|(p, key)| {
+                let fingerprint = crate::ledger::fingerprint(key.expose_secret());
+                (
+                    p,
+                    RootKey {
+                        fingerprint,
+                        key: Arc::new(key),
+                    },
+                )
+            })
+            .collect();
+        let mints = mints
+            .into_iter()
+            .map(|m| (m.key.kid().to_string(), m))
+            .collect();
+        let mut watched = Watched {
+            ledger,
+            data_version: -1,
+            revoked: HashSet::new(),
+            root_fingerprints: HashMap::new(),
+        };
+        refresh(&mut watched)?;
+        Ok(Self {
+            providers,
+            client: crate::upstream::client(Duration::from_secs(10)),
+            options,
+            stats: Stats::default(),
+            store,
+            roots: RwLock::new(roots),
+            mints: RwLock::new(mints),
+            watched: Mutex::new(watched),
+            limits: RateLimits::default(),
+            sink: None,
+        })
+    }
+
+    /// Sends every finished request to `sink` (the ledger writer, the alert watcher).
+    #[must_use]
+    pub fn with_sink(mut self, sink: impl Fn(RequestRecord) + Send + Sync + 'static) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// Whether `value` contains any root key this proxy holds (keys shorter than 8 characters
+    /// are not matched, to avoid removing unrelated values).
+    pub fn holds_root_value(&self, value: &str) -> bool {
+        let Ok(roots) = self.roots.read() else {
+            return true;
+        };
+        roots.values().any(|r| {
+            let k = r.key.expose_secret();
+            k.len() >= 8 && value.contains(k)
+        })
+    }
+
+    /// Whether the `Host` header names this proxy (loopback names only on a loopback bind).
+    pub fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        if !self.options.loopback {
+            return true;
+        }
+        let Some(host) = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        else {
+            return true;
+        };
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        };
+        matches!(name, "127.0.0.1" | "localhost" | "::1") || name.starts_with("127.")
+    }
+
+    /// Checks the token's signature against its mint key (loading a mint key created by
+    /// another till process if needed) and the mint key's grace period.
+    pub async fn verify<'t>(&self, token: &'t Token, now: u64) -> Result<Verified<'t>, ProxyError> {
+        let kid = token.kid().to_string();
+        let known = self
+            .mints
+            .read()
+            .map(|m| m.contains_key(&kid))
+            .unwrap_or(false);
+        if !known {
+            self.load_mint(&kid).await;
+        }
+        let unknown = || {
+            let d = Denial::UnknownKid { kid: kid.clone() };
+            ProxyError::new(d.status(), d.kind(), d.to_string())
+        };
+        let mints = self.mints.read().map_err(|_| unknown())?;
+        let entry = mints.get(&kid).ok_or_else(unknown)?;
+        if let Some(until) = entry.valid_until
+            && now >= until
+        {
+            return Err(ProxyError::new(
+                401,
+                "retired_mint",
+                format!(
+                    "this key was signed by a retired mint key (its grace period ended at {}); get a new key from `till run` or `till key create`",
+                    crate::time::rfc3339(until)
+                ),
+            ));
+        }
+        crate::childkey::verify(token, &entry.key)
+            .map_err(|d| ProxyError::new(d.status(), d.kind(), d.to_string()))
+    }
+
+    async fn load_mint(&self, kid: &str) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let loaded = {
+            let Ok(w) = self.watched.lock() else { return };
+            crate::mint::load(&w.ledger, store.as_ref(), kid)
+        };
+        if let Ok(Some(entry)) = loaded
+            && let Ok(mut m) = self.mints.write()
+        {
+            m.insert(kid.to_string(), entry);
+        }
+    }
+
+    /// Whether any level of the key has been revoked (reloads the list when the ledger changed).
+    pub fn is_revoked(&self, verified: &Verified) -> bool {
+        let Ok(mut w) = self.watched.lock() else {
+            return true;
+        };
+        let _ = refresh(&mut w);
+        verified.bindings.iter().any(|b| w.revoked.contains(b))
+    }
+
+    /// Applies the key's per-minute limits.
+    pub fn admit(&self, grant: &Grant, tokens: u64) -> Result<(), ProxyError> {
+        let mut rules = Vec::new();
+        for l in &grant.limits {
+            match l.limit {
+                Limit::Rpm(n) => rules.push(RateRule {
+                    binding: l.binding,
+                    tokens: false,
+                    limit: u64::from(n),
+                }),
+                Limit::Tpm(n) => rules.push(RateRule {
+                    binding: l.binding,
+                    tokens: true,
+                    limit: n,
+                }),
+                _ => {}
+            }
+        }
+        self.limits.admit(&rules, tokens).map_err(|d| match d {
+            RateDenial::Rpm { limit, retry_after } => ProxyError::new(
+                429,
+                "rpm",
+                format!("this key allows {limit} requests per minute; wait {retry_after} s or widen it with `till run --rpm N …`"),
+            )
+            .retry_after(retry_after),
+            RateDenial::Tpm { limit, asked, retry_after } => ProxyError::new(
+                429,
+                "tpm",
+                format!("this key allows {limit} tokens per minute and this request may use {asked}; wait {retry_after} s, lower max_tokens, or widen it with `till run --tpm N …`"),
+            )
+            .retry_after(retry_after),
+        })
+    }
+
+    /// The current root key for `provider`, re-read from the store when the ledger says it
+    /// was rotated since it was loaded.
+    pub async fn root_key(&self, provider: &str) -> Result<Arc<SecretString>, ProxyError> {
+        let wanted = self.watched.lock().ok().and_then(|mut w| {
+            let _ = refresh(&mut w);
+            w.root_fingerprints.get(provider).cloned()
+        });
+        let cached = self.roots.read().ok().and_then(|r| {
+            r.get(provider)
+                .map(|k| (k.fingerprint.clone(), k.key.clone()))
+        });
+        if let Some((fp, key)) = &cached
+            && wanted.as_deref().is_none_or(|w| w == fp)
+        {
+            return Ok(key.clone());
+        }
+        // Missing or rotated: read it from the store.
+        if let Some(store) = self.store.clone() {
+            let name = crate::commands::root_secret_name(provider);
+            let fetched = tokio::task::spawn_blocking(move || store.get(&name)).await;
+            if let Ok(Ok(Some(key))) = fetched {
+                let fingerprint = crate::ledger::fingerprint(key.expose_secret());
+                let key = Arc::new(key);
+                if let Ok(mut r) = self.roots.write() {
+                    r.insert(
+                        provider.to_string(),
+                        RootKey {
+                            fingerprint,
+                            key: key.clone(),
+                        },
+                    );
+                }
+                return Ok(key);
+            }
+        }
+        match cached {
+            Some((_, key)) => Ok(key),
+            None => Err(ProxyError::new(
+                503,
+                "no_root_key",
+                format!("till has no {provider} key to forward with; run `till add {provider}`"),
+            )),
+        }
+    }
+}
+
+fn refresh(w: &mut Watched) -> anyhow::Result<()> {
+    let conn = w.ledger.conn();
+    let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+    if version == w.data_version {
+        return Ok(());
+    }
+    w.revoked = w
+        .ledger
+        .revoked_hex()?
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    w.root_fingerprints = w
+        .ledger
+        .root_keys()?
+        .into_iter()
+        .map(|m| (m.provider, m.fingerprint))
+        .collect();
+    w.data_version = version;
+    Ok(())
+}
+
+impl RequestRecord {
+    /// The ledger row for this request, priced with `prices`.
+    pub fn to_row(
+        &self,
+        prices: &crate::pricing::Prices,
+        session: Option<&str>,
+    ) -> crate::ledger::writer::RequestRow {
+        let usage = self
+            .finished
+            .as_ref()
+            .and_then(|f| f.usage)
+            .unwrap_or_default();
+        let cost_micros = self
+            .model
+            .as_deref()
+            .and_then(|m| prices.get(&self.provider, m))
+            .map_or(0, |p| p.cost_micros(&usage));
+        let outcome = match (&self.denial, &self.finished) {
+            (Some(_), _) => "denied",
+            (None, Some(f)) if f.error.is_some() => "cut",
+            (None, Some(f)) if f.client_gone => "abandoned",
+            (None, Some(f)) if f.completed => "complete",
+            (None, Some(_)) => "incomplete",
+            (None, None) => "error",
+        };
+        crate::ledger::writer::RequestRow {
+            at: self.at,
+            binding: self.binding.map(|b| b.to_string()),
+            key_name: None,
+            session: session.map(str::to_string),
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            endpoint: self.endpoint.map(|e| e.as_str().to_string()),
+            status: self.status,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+            cost_micros,
+            latency_ms: self.latency.as_secs_f64() * 1e3,
+            ttfb_ms: self.ttfb.map(|d| d.as_secs_f64() * 1e3),
+            denial: self.denial.map(str::to_string),
+            outcome: Some(outcome.to_string()),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The command line itself: help, completions drift, config errors, exit codes.
+
+use crate::support::{TestEnv, output, till_bin};
+
+const SHELLS: &[(&str, &str)] = &[
+    ("bash", "till.bash"),
+    ("zsh", "_till"),
+    ("fish", "till.fish"),
+    ("powershell", "_till.ps1"),
+    ("elvish", "till.elv"),
+];
+
+/// The committed scripts under `completions/` must be exactly what the binary prints.
+/// Regenerate with `scripts/gen-completions.sh`.
+#[test]
+fn completions_do_not_drift() {
+    let env = TestEnv::new();
+    for (shell, file) in SHELLS {
+        let (code, stdout, stderr) = output(env.bare().args(["completions", shell]));
+        assert_eq!(code, 0, "{stderr}");
+        let committed = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("completions")
+                .join(file),
+        )
+        .unwrap_or_default();
+        assert!(
+            committed == stdout,
+            "completions/{file} is out of date; run scripts/gen-completions.sh"
+        );
+    }
+}
+
+#[test]
+fn zsh_completion_is_loadable() {
+    // The test command installs zsh; without it this test fails rather than passing unchecked.
+    assert!(
+        std::process::Command::new("zsh")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "zsh is needed for this test (apt-get install zsh)"
+    );
+    let env = TestEnv::new();
+    let (_, script, _) = output(env.bare().args(["completions", "zsh"]));
+    let file = env.path("_till");
+    std::fs::write(&file, script).unwrap();
+    let (code, _, stderr) = output(std::process::Command::new("zsh").args([
+        "-c",
+        &format!(
+            "autoload -U compinit && compinit -u && source {} && echo ok",
+            file.display()
+        ),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn help_lists_commands() {
+    let (code, stdout, _) = output(std::process::Command::new(till_bin()).arg("--help"));
+    assert_eq!(code, 0);
+    for cmd in ["add", "remove", "list", "doctor", "completions"] {
+        assert!(
+            stdout.contains(&format!("  {cmd}")),
+            "{cmd} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn unknown_flag_is_usage_error() {
+    let (code, _, stderr) = output(std::process::Command::new(till_bin()).args(["list", "--jsn"]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn malformed_config_names_file_line_and_column() {
+    let env = TestEnv::new();
+    env.config("store = \"file\"\n[keys]\ndefault_ttl = 5\n");
+    let (code, _, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    let path = env.path("config.toml");
+    assert!(
+        stderr.contains(&format!("{}:3:15:", path.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn broken_toml_names_line_and_column() {
+    let env = TestEnv::new();
+    env.config("[providers.openai\nbase_url = 1\n");
+    let (code, _, stderr) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("config.toml:1:"), "{stderr}");
+}
+
+#[test]
+fn unknown_provider_lists_known_ones() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output(env.till().args(["add", "opnai", "--no-verify"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown provider `opnai`"), "{stderr}");
+    assert!(stderr.contains("openai, openrouter"), "{stderr}");
+}
+
+#[test]
+fn list_on_empty_home_is_empty_json() {
+    let env = TestEnv::new();
+    let (code, stdout, stderr) = output(env.till().args(["list", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "[]");
+}

@@ -1,0 +1,6 @@
+//! till's integration tests: one binary, one module per area, all driving the real `till`
+//! executable in a throwaway `TILL_HOME` (see [`support::TestEnv`]).
+
+mod support;
+
+mod cli;
