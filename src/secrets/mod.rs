@@ -2,14 +2,31 @@
 //!
 //! Two backends sit behind [`SecretStore`]: the OS keychain ([`keychain`], through keyring-core's
 //! native stores) and an age-encrypted file ([`file`]) for machines without one. [`open`] picks
-//! one from [`StoreChoice`]; `auto` never falls back silently and never to plaintext. Every call
-//! is bounded by a timeout, so a keychain that never answers becomes an error, not a hang.
-//! Values cross this module only as [`SecretString`], whose `Debug` prints `[REDACTED]`.
+//! one from [`StoreChoice`]; `auto` never falls back silently and never to plaintext. Every
+//! keychain call is bounded by a timeout, so a keychain that never answers becomes an error, not
+//! a hang. Values cross this module only as [`SecretString`], whose `Debug` prints
+//! `[REDACTED]`; nothing here logs, prints or formats a secret, and no error message holds one.
+//!
+//! Errors: backends fail with a [`StoreError`], whose variants say what went wrong and whose
+//! [`StoreError::hint`] says how to fix it. [`open`] hands its errors out as a
+//! [`UserError`] (message plus `hint:` line) because callers `?` them straight into `anyhow`,
+//! and `main` only prints a hint it finds as a `UserError` in the chain. The trait methods keep
+//! returning `StoreError` so callers can match on the kind; wrap one with
+//! `UserError::from` where its hint should reach the terminal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use secrecy::{ExposeSecret, SecretString};
+
+use crate::env::EnvVars;
+use crate::error::UserError;
+
+pub mod file;
+pub mod keychain;
+
+/// The keychain service every till entry is filed under (`secret-tool search service till`).
+pub const KEYCHAIN_SERVICE: &str = "till";
 
 /// Which store the user asked for (`store = …` in config.toml or `TILL_STORE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -58,16 +75,194 @@ pub trait SecretStore: Send + Sync {
     fn delete(&self, name: &str) -> Result<bool, StoreError>;
 }
 
-/// Why a store call failed. Messages name the fix; none contains a secret.
+/// Why a store call failed. Messages name what failed; [`StoreError::hint`] names the fix.
+/// None contains a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store cannot be reached at all (no Secret Service, no D-Bus session bus, …).
+    #[error("{reason}")]
+    Unavailable { reason: String, hint: String },
+    /// The keychain did not answer one call within the timeout.
+    #[error("the keychain did not answer within {secs}s")]
+    Timeout { secs: f64 },
+    /// The file store needs a passphrase and there is no way to get one.
+    #[error(
+        "the file store is locked: set {} or run in a terminal",
+        EnvVars::TILL_PASSPHRASE
+    )]
+    Locked,
+    /// The passphrase does not open the file store.
+    #[error("wrong passphrase for {}", path.display())]
+    WrongPassphrase { path: PathBuf },
+    /// Reading or writing a file failed.
+    #[error("{context}: {err}")]
+    Io {
+        context: String,
+        err: std::io::Error,
+    },
+    /// The stored data is not what till wrote.
+    #[error("{0}")]
+    Corrupt(String),
     #[error("{0}")]
     Other(String),
 }
 
+impl StoreError {
+    /// How to fix it, when there is something the user can do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::Unavailable { hint, .. } => Some(hint.clone()),
+            StoreError::Timeout { .. } => Some(format!(
+                "unlock the keychain (or answer its prompt) and try again, or use the encrypted \
+                 file store: {}=file with {} set ({} raises the limit)",
+                EnvVars::TILL_STORE,
+                EnvVars::TILL_PASSPHRASE,
+                EnvVars::TILL_KEYCHAIN_TIMEOUT,
+            )),
+            StoreError::Locked => Some(format!(
+                "{} unlocks it without a prompt; or use the keychain with {}=keychain",
+                EnvVars::TILL_PASSPHRASE,
+                EnvVars::TILL_STORE,
+            )),
+            StoreError::WrongPassphrase { .. } => Some(format!(
+                "check {} (or what you typed); nothing was changed",
+                EnvVars::TILL_PASSPHRASE
+            )),
+            StoreError::Corrupt(_) => Some(
+                "restore the file from a backup, or move it aside and add the keys again with \
+                 `till add`"
+                    .into(),
+            ),
+            StoreError::Io { .. } | StoreError::Other(_) => None,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
+        StoreError::Io {
+            context: context.into(),
+            err,
+        }
+    }
+}
+
+impl From<StoreError> for UserError {
+    /// A runtime error with the store error's message and hint.
+    fn from(err: StoreError) -> Self {
+        let user = UserError::runtime(err.to_string());
+        match err.hint() {
+            Some(hint) => user.hint(hint),
+            None => user,
+        }
+    }
+}
+
 /// Opens the store `opts` asks for. `auto` uses the keychain when it answers within the
 /// timeout and otherwise fails with an error naming `TILL_STORE=file`.
-pub fn open(opts: &StoreOptions) -> Result<Box<dyn SecretStore>, StoreError> {
-    let _ = opts;
-    Err(StoreError::Other("the secrets store is being built".into()))
+///
+/// Errors come as a [`UserError`] so that `?` into `anyhow` keeps the hint for `main` to print;
+/// [`open_store`] gives the [`StoreError`] itself.
+pub fn open(opts: &StoreOptions) -> Result<Box<dyn SecretStore>, UserError> {
+    open_store(opts).map_err(UserError::from)
+}
+
+/// [`open`], with the error kind left for the caller to match on.
+pub fn open_store(opts: &StoreOptions) -> Result<Box<dyn SecretStore>, StoreError> {
+    match opts.choice {
+        StoreChoice::File => Ok(Box::new(file::FileStore::open(
+            &opts.file_path,
+            file::Unlock::from_env_or_terminal(),
+        )?)),
+        StoreChoice::Keychain => Ok(Box::new(keychain::KeychainStore::connect(
+            opts.keychain_timeout,
+        )?)),
+        StoreChoice::Auto => match keychain::KeychainStore::connect(opts.keychain_timeout) {
+            Ok(store) => Ok(Box::new(store)),
+            Err(err) => Err(auto_error(err, &opts.file_path)),
+        },
+    }
+}
+
+/// What `auto` says when the keychain does not answer: the keychain's own reason, that there is
+/// deliberately no fallback, and how to choose the file store.
+fn auto_error(err: StoreError, file_path: &Path) -> StoreError {
+    let file_hint = if file_path.exists() {
+        format!(
+            "your file store is at {}: set {}=file (with {}) to use it",
+            file_path.display(),
+            EnvVars::TILL_STORE,
+            EnvVars::TILL_PASSPHRASE
+        )
+    } else {
+        format!(
+            "set {}=file (with {}) to keep keys in an encrypted file instead",
+            EnvVars::TILL_STORE,
+            EnvVars::TILL_PASSPHRASE
+        )
+    };
+    let reason = format!("{err}; store = auto does not fall back to another store on its own");
+    let hint = match &err {
+        StoreError::Timeout { .. } => {
+            format!("unlock the keychain (or answer its prompt) and try again, or {file_hint}")
+        }
+        _ => format!("start or unlock the keychain, or {file_hint}"),
+    };
+    StoreError::Unavailable { reason, hint }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_names_a_fix_or_says_enough() {
+        let timeout = StoreError::Timeout { secs: 1.5 };
+        assert_eq!(
+            timeout.to_string(),
+            "the keychain did not answer within 1.5s"
+        );
+        assert!(timeout.hint().unwrap().contains("TILL_STORE=file"));
+        assert_eq!(
+            StoreError::Timeout { secs: 10.0 }.to_string(),
+            "the keychain did not answer within 10s"
+        );
+        assert_eq!(
+            StoreError::Locked.to_string(),
+            "the file store is locked: set TILL_PASSPHRASE or run in a terminal"
+        );
+        let wrong = StoreError::WrongPassphrase {
+            path: PathBuf::from("/x/secrets.age"),
+        };
+        assert_eq!(wrong.to_string(), "wrong passphrase for /x/secrets.age");
+    }
+
+    #[test]
+    fn user_error_carries_the_hint() {
+        let user = UserError::from(StoreError::Timeout { secs: 2.0 });
+        assert_eq!(user.message, "the keychain did not answer within 2s");
+        assert_eq!(user.kind, crate::error::ExitKind::Runtime);
+        assert!(user.hint.unwrap().contains("TILL_STORE=file"));
+    }
+
+    #[test]
+    fn open_errors_keep_their_hint_through_anyhow() {
+        // `Ctx::store` does `Ok(crate::secrets::open(&opts)?)` into anyhow; main prints the hint
+        // of the first UserError in the chain.
+        let err: anyhow::Error = UserError::from(StoreError::Locked).into();
+        let err = err.context("cannot open the store");
+        let user = crate::error::find_user_error(&err).expect("a UserError in the chain");
+        assert!(user.hint.is_some());
+    }
+
+    #[test]
+    fn auto_names_the_file_store() {
+        let err = auto_error(
+            StoreError::Unavailable {
+                reason: "no Secret Service".into(),
+                hint: String::new(),
+            },
+            Path::new("/nonexistent/secrets.age"),
+        );
+        assert!(err.to_string().contains("does not fall back"), "{err}");
+        assert!(err.hint().unwrap().contains("TILL_STORE=file"));
+    }
 }

@@ -1,0 +1,739 @@
+//! The file backend: one age-encrypted file holding a JSON object `{name: value}`, for machines
+//! without a keychain (like aws-vault's file backend).
+//!
+//! The file is encrypted to a passphrase (age's scrypt recipient) from `TILL_PASSPHRASE` or a
+//! hidden prompt. It is written atomically (temp file in the same directory, fsync, rename) with
+//! mode 0600 in a 0700 directory, under an advisory lock so two till processes do not lose each
+//! other's writes. The file is decrypted once per [`FileStore::open`] and the map kept in
+//! memory. This module must never write the plaintext anywhere but `Zeroizing` buffers, never
+//! write the file unencrypted, and never change the file when the passphrase is wrong.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::ser::SerializeMap as _;
+use zeroize::{Zeroize as _, Zeroizing};
+
+use super::{SecretStore, StoreError, StoreKind};
+use crate::env::EnvVars;
+
+/// scrypt work factor (log2 N) for the passphrase. age's default targets about a second per
+/// encryption *and* per decryption, and till decrypts on every command and re-encrypts on every
+/// write; 2^15 (32 MiB, roughly 0.1 s) keeps that unnoticeable. The passphrase is chosen by a
+/// person who can choose a long one, which is worth more than extra scrypt rounds.
+pub const WORK_FACTOR: u8 = 15;
+
+/// The largest work factor till accepts when decrypting. age's default ceiling (about 16 s of
+/// work) would let a tampered header make every till command spend seconds and GiBs before
+/// failing; 2^18 (256 MiB, about a second) still opens files written with a future, higher
+/// [`WORK_FACTOR`] or re-encrypted by the `age` CLI at its default on a typical machine.
+pub const MAX_WORK_FACTOR: u8 = 18;
+
+/// How long a write waits for another till process to finish its own write.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times a person at a terminal may mistype the passphrase.
+const PROMPT_ATTEMPTS: usize = 3;
+
+/// Where the passphrase comes from.
+#[derive(Debug)]
+pub enum Unlock {
+    /// Given up front (from `TILL_PASSPHRASE`, or by a test).
+    Passphrase(SecretString),
+    /// Ask on the terminal (stdin and stderr are both terminals).
+    Prompt,
+    /// Neither: opening fails with [`StoreError::Locked`].
+    Unavailable,
+}
+
+impl Unlock {
+    /// `TILL_PASSPHRASE` when set and not empty, else a prompt when stdin and stderr are
+    /// terminals, else nothing.
+    pub fn from_env_or_terminal() -> Self {
+        if let Ok(pass) = std::env::var(EnvVars::TILL_PASSPHRASE)
+            && !pass.is_empty()
+        {
+            return Unlock::Passphrase(SecretString::from(pass));
+        }
+        if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            Unlock::Prompt
+        } else {
+            Unlock::Unavailable
+        }
+    }
+}
+
+/// An open file store.
+pub struct FileStore {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+struct State {
+    entries: BTreeMap<String, SecretString>,
+    /// `None` only for a file that does not exist yet and a passphrase still to be prompted
+    /// for (with confirmation) at the first write.
+    passphrase: Option<SecretString>,
+    /// The ciphertext as last read or written, to notice another process's write.
+    on_disk: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("FileStore")
+            .field("path", &self.path)
+            .field("entries", &state.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileStore {
+    /// Opens (decrypts) the store at `path`. A missing file is an empty store, created by the
+    /// first write. Fails with [`StoreError::Locked`] when a passphrase is needed and `unlock`
+    /// cannot give one, and [`StoreError::WrongPassphrase`] when it does not open the file.
+    pub fn open(path: &Path, unlock: Unlock) -> Result<Self, StoreError> {
+        let state = match read_file(path)? {
+            Some(ciphertext) => {
+                let (passphrase, entries) = match unlock {
+                    Unlock::Passphrase(pass) => {
+                        let entries = decrypt(&ciphertext, &pass, path)?;
+                        (pass, entries)
+                    }
+                    Unlock::Prompt => unlock_by_prompt(&ciphertext, path)?,
+                    Unlock::Unavailable => return Err(StoreError::Locked),
+                };
+                make_private(path)?;
+                State {
+                    entries,
+                    passphrase: Some(passphrase),
+                    on_disk: Some(ciphertext),
+                }
+            }
+            None => State {
+                entries: BTreeMap::new(),
+                passphrase: match unlock {
+                    Unlock::Passphrase(pass) => Some(pass),
+                    Unlock::Prompt => None,
+                    Unlock::Unavailable => return Err(StoreError::Locked),
+                },
+                on_disk: None,
+            },
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The encrypted file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies `change` to the stored map and writes the result, or changes nothing.
+    ///
+    /// Under the lock, a file that another process wrote since we read it is read again first,
+    /// so `change` applies to the newest map.
+    fn update<R>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, SecretString>) -> R,
+    ) -> Result<R, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Ask before taking the lock: a person typing must not hold up other till processes.
+        let passphrase = match &state.passphrase {
+            Some(pass) => pass.clone(),
+            None => prompt_new(&self.path)?,
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        crate::config::create_private_dir(dir).map_err(|e| StoreError::Other(format!("{e:#}")))?;
+        let _lock = FileLock::acquire(&lock_path(&self.path))?;
+
+        let current = read_file(&self.path)?;
+        let mut entries = if current == state.on_disk {
+            state.entries.clone()
+        } else {
+            match &current {
+                Some(ciphertext) => decrypt(ciphertext, &passphrase, &self.path)?,
+                // Removed by someone else: start again from an empty store.
+                None => BTreeMap::new(),
+            }
+        };
+        let result = change(&mut entries);
+        let plaintext = to_json(&entries);
+        let ciphertext = encrypt(&plaintext, &passphrase)?;
+        write_atomically(&self.path, &ciphertext)?;
+        *state = State {
+            entries,
+            passphrase: Some(passphrase),
+            on_disk: Some(ciphertext),
+        };
+        Ok(result)
+    }
+}
+
+impl SecretStore for FileStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::File
+    }
+
+    fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(state.entries.get(name).cloned())
+    }
+
+    fn set(&self, name: &str, value: &SecretString) -> Result<(), StoreError> {
+        self.update(|entries| {
+            entries.insert(name.to_owned(), value.clone());
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        if !self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .contains_key(name)
+        {
+            // Nothing of ours to remove; no need to re-encrypt (or to create the file).
+            return Ok(false);
+        }
+        self.update(|entries| entries.remove(name).is_some())
+    }
+}
+
+/// Reads the whole file; `None` when it does not exist.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io(format!("cannot read {}", path.display()), e)),
+    }
+}
+
+fn unlock_by_prompt(
+    ciphertext: &[u8],
+    path: &Path,
+) -> Result<(SecretString, BTreeMap<String, SecretString>), StoreError> {
+    let mut attempt = 1;
+    loop {
+        let pass = dialoguer::Password::new()
+            .with_prompt(format!(
+                "Passphrase for the till file store {}",
+                path.display()
+            ))
+            .interact()
+            .map(SecretString::from)
+            .map_err(prompt_error)?;
+        match decrypt(ciphertext, &pass, path) {
+            Ok(entries) => return Ok((pass, entries)),
+            Err(StoreError::WrongPassphrase { .. }) if attempt < PROMPT_ATTEMPTS => {
+                crate::output::note("wrong passphrase; try again");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn prompt_new(path: &Path) -> Result<SecretString, StoreError> {
+    crate::output::note(&format!(
+        "creating the till file store {}; its passphrase cannot be recovered",
+        path.display()
+    ));
+    dialoguer::Password::new()
+        .with_prompt("New passphrase for the file store")
+        .with_confirmation("Repeat the passphrase", "the passphrases do not match")
+        .interact()
+        .map(SecretString::from)
+        .map_err(prompt_error)
+}
+
+fn prompt_error(err: dialoguer::Error) -> StoreError {
+    match err {
+        dialoguer::Error::IO(e) => {
+            StoreError::io("cannot read the passphrase from the terminal", e)
+        }
+    }
+}
+
+fn decrypt(
+    ciphertext: &[u8],
+    passphrase: &SecretString,
+    path: &Path,
+) -> Result<BTreeMap<String, SecretString>, StoreError> {
+    let not_ours = |why: &str| {
+        StoreError::Corrupt(format!(
+            "{} is not a till secrets file: {why}",
+            path.display()
+        ))
+    };
+    let decryptor = age::Decryptor::new_buffered(ciphertext)
+        .map_err(|_| not_ours("it is not an age-encrypted file"))?;
+    if !decryptor.is_scrypt() {
+        return Err(not_ours("it is not encrypted with a passphrase"));
+    }
+    let mut identity = age::scrypt::Identity::new(passphrase.clone());
+    identity.set_max_work_factor(MAX_WORK_FACTOR);
+    let mut reader = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::DecryptionFailed
+            | age::DecryptError::KeyDecryptionFailed
+            | age::DecryptError::NoMatchingKeys => StoreError::WrongPassphrase {
+                path: path.to_path_buf(),
+            },
+            age::DecryptError::ExcessiveWork { required, .. } => not_ours(&format!(
+                "its scrypt work factor 2^{required} is above the 2^{MAX_WORK_FACTOR} till accepts"
+            )),
+            _ => not_ours("its header is damaged"),
+        })?;
+    // Sized up front so the buffer never reallocates and leaves unzeroized copies behind: the
+    // plaintext is shorter than the ciphertext.
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    reader.read_to_end(&mut plaintext).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{} is damaged (it does not decrypt to the end)",
+            path.display()
+        ))
+    })?;
+    from_json(&plaintext, path)
+}
+
+fn encrypt(plaintext: &[u8], passphrase: &SecretString) -> Result<Vec<u8>, StoreError> {
+    let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
+    recipient.set_work_factor(WORK_FACTOR);
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .map_err(|e| StoreError::Other(format!("cannot encrypt the file store: {e}")))?;
+    let mut ciphertext = Vec::with_capacity(plaintext.len() + 512);
+    let encrypt_err = |e| StoreError::io("cannot encrypt the file store", e);
+    let mut writer = encryptor
+        .wrap_output(&mut ciphertext)
+        .map_err(encrypt_err)?;
+    writer.write_all(plaintext).map_err(encrypt_err)?;
+    writer.finish().map_err(encrypt_err)?;
+    Ok(ciphertext)
+}
+
+/// The map as JSON, in a buffer that is zeroized when dropped.
+fn to_json(entries: &BTreeMap<String, SecretString>) -> Zeroizing<Vec<u8>> {
+    struct Exposed<'a>(&'a BTreeMap<String, SecretString>);
+    impl serde::Serialize for Exposed<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (name, value) in self.0 {
+                map.serialize_entry(name, value.expose_secret())?;
+            }
+            map.end()
+        }
+    }
+    // Worst case for JSON is 6 bytes per input byte (`\u00XX`), plus quotes, colon and comma.
+    // Reserving that means the buffer never reallocates and leaves no copy behind.
+    let capacity = 2 + entries
+        .iter()
+        .map(|(name, value)| 6 * (name.len() + value.expose_secret().len()) + 6)
+        .sum::<usize>();
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *buf, &Exposed(entries))
+        .expect("JSON of strings always serializes into memory");
+    buf
+}
+
+fn from_json(plaintext: &[u8], path: &Path) -> Result<BTreeMap<String, SecretString>, StoreError> {
+    /// A JSON string read straight into a `SecretString`.
+    struct Value(SecretString);
+    impl<'de> serde::Deserialize<'de> for Value {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = Value;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+                    Ok(Value(SecretString::from(s)))
+                }
+                fn visit_string<E: serde::de::Error>(self, mut s: String) -> Result<Value, E> {
+                    let value = SecretString::from(s.as_str());
+                    s.zeroize();
+                    Ok(Value(value))
+                }
+            }
+            d.deserialize_str(Visitor)
+        }
+    }
+    let map: BTreeMap<String, Value> = serde_json::from_slice(plaintext).map_err(|e| {
+        // serde's message can quote the offending value, which may be a secret: give only
+        // the position.
+        StoreError::Corrupt(format!(
+            "{} does not hold till's secrets (unexpected content at line {}, column {})",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(map.into_iter().map(|(name, Value(v))| (name, v)).collect())
+}
+
+/// Makes an existing store file 0600 if something widened it.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| StoreError::io(format!("cannot make {} private", path.display()), e),
+            )?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Replaces `path` with `bytes`: a 0600 temp file in the same directory, fsynced, renamed over
+/// `path`, then the directory fsynced, so a crash leaves the old file or the new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "secrets".into(), |n| n.to_string_lossy().into_owned());
+    let (tmp_path, mut tmp) = create_temp(dir, &file_name)?;
+    let written = tmp
+        .write_all(bytes)
+        .and_then(|()| tmp.sync_all())
+        .and_then(|()| {
+            drop(tmp);
+            std::fs::rename(&tmp_path, path)
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(StoreError::io(
+            format!("cannot write {}", path.display()),
+            e,
+        ));
+    }
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(format!("cannot sync {}", dir.display()), e))?;
+    Ok(())
+}
+
+/// A new file `.NAME.tmp-RANDOM` in `dir`, mode 0600, that did not exist before.
+fn create_temp(dir: &Path, file_name: &str) -> Result<(PathBuf, std::fs::File), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    loop {
+        let suffix =
+            getrandom::u64().map_err(|e| StoreError::Other(format!("no randomness: {e}")))?;
+        let tmp_path = dir.join(format!(".{file_name}.tmp-{suffix:016x}"));
+        match options.open(&tmp_path) {
+            Ok(file) => return Ok((tmp_path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(StoreError::io(
+                    format!("cannot create a file in {}", dir.display()),
+                    e,
+                ));
+            }
+        }
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// An exclusive advisory lock on `NAME.lock` next to the store, held until dropped. The store
+/// itself is replaced by rename, so the lock lives in a file that stays put.
+struct FileLock {
+    /// Closing the descriptor releases the lock.
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    fn acquire(lock_path: &Path) -> Result<Self, StoreError> {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(lock_path)
+            .map_err(|e| StoreError::io(format!("cannot open {}", lock_path.display()), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd as _;
+            let deadline = Instant::now() + LOCK_TIMEOUT;
+            loop {
+                // SAFETY: flock on a descriptor we own; it does not touch memory.
+                let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                if rc == 0 {
+                    break;
+                }
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::WouldBlock {
+                    return Err(StoreError::io(
+                        format!("cannot lock {}", lock_path.display()),
+                        err,
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    return Err(StoreError::Other(format!(
+                        "another till process has held {} for {}s; try again when it is done",
+                        lock_path.display(),
+                        LOCK_TIMEOUT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Elsewhere there is no lock: concurrent writers there may lose one another's change.
+        #[cfg(not(unix))]
+        let _ = (Instant::now(), LOCK_TIMEOUT);
+        Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    const SECRET: &str = "sk-test-0123456789abcdefghijklmnopqrstuvwxyz";
+
+    fn pass(p: &str) -> Unlock {
+        Unlock::Passphrase(SecretString::from(p))
+    }
+
+    fn temp_store_path() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("secrets.age");
+        (dir, path)
+    }
+
+    fn get(store: &FileStore, name: &str) -> Option<String> {
+        store
+            .get(name)
+            .unwrap()
+            .map(|s| s.expose_secret().to_owned())
+    }
+
+    #[test]
+    fn round_trip() {
+        let (_dir, path) = temp_store_path();
+        let store = FileStore::open(&path, pass("correct horse")).unwrap();
+        assert_eq!(get(&store, "root/openai"), None);
+        assert!(!path.exists(), "opening alone creates nothing");
+
+        store
+            .set("root/openai", &SecretString::from(SECRET))
+            .unwrap();
+        store
+            .set("mint/k1", &SecretString::from("m\u{e9}\"\\\n\u{1}"))
+            .unwrap();
+        assert_eq!(get(&store, "root/openai").as_deref(), Some(SECRET));
+
+        let again = FileStore::open(&path, pass("correct horse")).unwrap();
+        assert_eq!(get(&again, "root/openai").as_deref(), Some(SECRET));
+        assert_eq!(
+            get(&again, "mint/k1").as_deref(),
+            Some("m\u{e9}\"\\\n\u{1}")
+        );
+
+        assert!(again.delete("root/openai").unwrap());
+        assert!(!again.delete("root/openai").unwrap());
+        let third = FileStore::open(&path, pass("correct horse")).unwrap();
+        assert_eq!(get(&third, "root/openai"), None);
+        assert!(get(&third, "mint/k1").is_some());
+    }
+
+    #[test]
+    fn set_replaces() {
+        let (_dir, path) = temp_store_path();
+        let store = FileStore::open(&path, pass("p")).unwrap();
+        store.set("root/a", &SecretString::from("one")).unwrap();
+        store.set("root/a", &SecretString::from("two")).unwrap();
+        let again = FileStore::open(&path, pass("p")).unwrap();
+        assert_eq!(get(&again, "root/a").as_deref(), Some("two"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_is_private_and_holds_no_plaintext() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_dir, path) = temp_store_path();
+        let store = FileStore::open(&path, pass("correct horse")).unwrap();
+        store
+            .set("root/openai", &SecretString::from(SECRET))
+            .unwrap();
+
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+
+        let bytes = std::fs::read(&path).unwrap();
+        let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+        assert!(!contains(SECRET.as_bytes()));
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            assert!(!contains(engine.encode(SECRET).as_bytes()));
+        }
+        assert!(!contains(b"root/openai"), "names are encrypted too");
+        // No temp files are left behind; only the store and its lock file.
+        let mut names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["secrets.age", "secrets.age.lock"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn open_narrows_a_widened_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_dir, path) = temp_store_path();
+        FileStore::open(&path, pass("p"))
+            .unwrap()
+            .set("root/a", &SecretString::from("v"))
+            .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        FileStore::open(&path, pass("p")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn wrong_passphrase_is_an_error_and_changes_nothing() {
+        let (_dir, path) = temp_store_path();
+        FileStore::open(&path, pass("right"))
+            .unwrap()
+            .set("root/openai", &SecretString::from(SECRET))
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+
+        let err = FileStore::open(&path, pass("wrong")).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::WrongPassphrase { path: p } if *p == path),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("wrong passphrase for {}", path.display())
+        );
+        assert!(err.hint().unwrap().contains("nothing was changed"));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // The right one still opens it.
+        let store = FileStore::open(&path, pass("right")).unwrap();
+        assert_eq!(get(&store, "root/openai").as_deref(), Some(SECRET));
+    }
+
+    #[test]
+    fn no_passphrase_means_locked() {
+        let (_dir, path) = temp_store_path();
+        let err = FileStore::open(&path, Unlock::Unavailable).unwrap_err();
+        assert!(matches!(err, StoreError::Locked), "{err:?}");
+        FileStore::open(&path, pass("p"))
+            .unwrap()
+            .set("root/a", &SecretString::from("v"))
+            .unwrap();
+        let err = FileStore::open(&path, Unlock::Unavailable).unwrap_err();
+        assert!(matches!(err, StoreError::Locked), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "the file store is locked: set TILL_PASSPHRASE or run in a terminal"
+        );
+    }
+
+    #[test]
+    fn writers_do_not_lose_each_others_changes() {
+        // Two handles opened before either writes, as two till processes would be.
+        let (_dir, path) = temp_store_path();
+        let first = FileStore::open(&path, pass("p")).unwrap();
+        let second = FileStore::open(&path, pass("p")).unwrap();
+        first.set("mint/a", &SecretString::from("a")).unwrap();
+        second.set("mint/b", &SecretString::from("b")).unwrap();
+        assert!(first.delete("mint/a").unwrap());
+        let last = FileStore::open(&path, pass("p")).unwrap();
+        assert_eq!(get(&last, "mint/a"), None);
+        assert_eq!(get(&last, "mint/b").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_ours_is_corrupt_not_wrong_passphrase() {
+        let (_dir, path) = temp_store_path();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{{\"root/openai\": \"{SECRET}\"}}")).unwrap();
+        let err = FileStore::open(&path, pass("p")).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(!err.to_string().contains(SECRET));
+    }
+
+    #[test]
+    fn encrypted_non_map_is_corrupt_without_quoting_it() {
+        let (_dir, path) = temp_store_path();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let body = format!("\"{SECRET}\"");
+        let ciphertext = encrypt(body.as_bytes(), &SecretString::from("p")).unwrap();
+        std::fs::write(&path, ciphertext).unwrap();
+        let err = FileStore::open(&path, pass("p")).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(!err.to_string().contains(SECRET), "{err}");
+    }
+
+    #[test]
+    fn excessive_work_factor_is_refused() {
+        let (_dir, path) = temp_store_path();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // A header that claims 2^30 scrypt work: refused before doing any of it.
+        let ciphertext = encrypt(b"{}", &SecretString::from("p")).unwrap();
+        let header_end = ciphertext.windows(4).position(|w| w == b"\n---").unwrap();
+        let header = std::str::from_utf8(&ciphertext[..header_end]).unwrap();
+        let tampered = header.replacen(&format!(" {WORK_FACTOR}\n"), " 30\n", 1);
+        assert_ne!(header, tampered);
+        let mut bytes = tampered.into_bytes();
+        bytes.extend_from_slice(&ciphertext[header_end..]);
+        std::fs::write(&path, bytes).unwrap();
+        let err = FileStore::open(&path, pass("p")).unwrap_err();
+        assert!(err.to_string().contains("2^30"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let (_dir, path) = temp_store_path();
+        let store = FileStore::open(&path, pass("hunter2-passphrase")).unwrap();
+        store.set("root/a", &SecretString::from(SECRET)).unwrap();
+        let debug = format!("{store:?} {:?}", pass("hunter2-passphrase"));
+        assert!(!debug.contains(SECRET), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn work_factor_is_the_one_we_chose() {
+        let ciphertext = encrypt(b"{}", &SecretString::from("p")).unwrap();
+        let header_end = ciphertext.windows(4).position(|w| w == b"\n---").unwrap();
+        let header = std::str::from_utf8(&ciphertext[..header_end]).unwrap();
+        let stanza = header.lines().nth(1).unwrap();
+        assert!(stanza.starts_with("-> scrypt "), "{header}");
+        assert!(stanza.ends_with(&format!(" {WORK_FACTOR}")), "{header}");
+    }
+}

@@ -1,0 +1,303 @@
+//! The OS keychain backend: macOS Keychain, Windows Credential Manager, or a Secret Service
+//! (gnome-keyring, KeePassXC, …) on Linux, all through keyring-core.
+//!
+//! One entry per name, filed under service `till` with the name as the user, so
+//! `secret-tool search service till` lists them. Every call, connecting included, runs on a
+//! worker thread and is waited for at most `timeout`: a locked keyring that shows a prompt
+//! nobody answers, or a bus that accepts the connection and then never speaks, becomes a
+//! [`StoreError::Timeout`] instead of a hang. This module must never read or write anything but
+//! till's own entries, and never hands a secret to anything but the keychain itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+use secrecy::{ExposeSecret as _, SecretString};
+use zeroize::{Zeroize as _, Zeroizing};
+
+use super::{KEYCHAIN_SERVICE, SecretStore, StoreError, StoreKind};
+use crate::env::EnvVars;
+
+/// A connected keychain. Cheap to share; each call opens its own worker thread.
+pub struct KeychainStore {
+    store: Arc<CredentialStore>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KeychainStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeychainStore")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeychainStore {
+    /// Connects to the platform keychain and checks that it answers, all within `timeout`.
+    ///
+    /// The check lists till's entries (or, where the store cannot list, reads one that never
+    /// exists), which is where a locked Secret Service asks to be unlocked; so a keychain that
+    /// would hang on the first real read hangs here instead and is reported as a timeout.
+    pub fn connect(timeout: Duration) -> Result<Self, StoreError> {
+        let store = bounded(timeout, || {
+            let store = platform_store()?;
+            probe(&store)?;
+            Ok(store)
+        })?;
+        Ok(Self { store, timeout })
+    }
+
+    /// Runs `op` against the entry for `name` on a worker thread, for at most the timeout.
+    fn with_entry<T: Send + 'static>(
+        &self,
+        name: &str,
+        op: impl FnOnce(&Entry) -> Result<T, KeyringError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = Arc::clone(&self.store);
+        let owned = name.to_owned();
+        bounded(self.timeout, move || {
+            let entry = Entry::new_in_store(&store, KEYCHAIN_SERVICE, &owned)
+                .map_err(|e| operation_error(e, &owned))?;
+            op(&entry).map_err(|e| operation_error(e, &owned))
+        })
+    }
+}
+
+impl SecretStore for KeychainStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Keychain
+    }
+
+    fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
+        let bytes = self.with_entry(name, |entry| match entry.get_secret() {
+            Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+            Err(KeyringError::NoEntry) => Ok(None),
+            Err(e) => Err(e),
+        })?;
+        match bytes {
+            None => Ok(None),
+            Some(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => Ok(Some(SecretString::from(text))),
+                Err(_) => Err(StoreError::Corrupt(format!(
+                    "the keychain entry {name} (service {KEYCHAIN_SERVICE}) is not UTF-8 text"
+                ))),
+            },
+        }
+    }
+
+    fn set(&self, name: &str, value: &SecretString) -> Result<(), StoreError> {
+        // The worker thread may outlive this call (after a timeout), so it gets its own copy,
+        // which zeroizes itself when dropped.
+        let value = value.clone();
+        self.with_entry(name, move |entry| {
+            entry.set_secret(value.expose_secret().as_bytes())
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        self.with_entry(name, |entry| match entry.delete_credential() {
+            Ok(()) => Ok(true),
+            Err(KeyringError::NoEntry) => Ok(false),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+/// Runs `f` on a new thread and waits for it at most `timeout`.
+///
+/// A keychain call cannot be cancelled, so on timeout the thread is abandoned: it finishes (or
+/// not) on its own and its result is dropped; it does not keep the process alive at exit. A
+/// write that timed out may therefore still land later, which is why the error says the
+/// keychain did not answer rather than that nothing was written.
+pub(crate) fn bounded<T: Send + 'static>(
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    // Capacity 1, so a late answer never blocks the abandoned thread.
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("till-keychain".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| StoreError::io("cannot start a thread for the keychain call", e))?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Timeout {
+            secs: timeout.as_secs_f64(),
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::Other(
+            "the keychain call failed unexpectedly (its thread panicked)".into(),
+        )),
+    }
+}
+
+/// Asks the keychain something harmless that still needs it to be up and unlocked.
+fn probe(store: &Arc<CredentialStore>) -> Result<(), StoreError> {
+    let spec = HashMap::from([("service", KEYCHAIN_SERVICE)]);
+    match Entry::search_in_store(store, &spec) {
+        Ok(_) => Ok(()),
+        Err(KeyringError::NotSupportedByStore(_)) => {
+            // No search on this platform: read an entry that is never written (till's names
+            // all contain a `/`).
+            let entry = Entry::new_in_store(store, KEYCHAIN_SERVICE, "till-probe")
+                .map_err(unreachable_error)?;
+            match entry.get_secret() {
+                Ok(mut bytes) => {
+                    bytes.zeroize();
+                    Ok(())
+                }
+                Err(KeyringError::NoEntry) => Ok(()),
+                Err(e) => Err(unreachable_error(e)),
+            }
+        }
+        Err(e) => Err(unreachable_error(e)),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn platform_store() -> Result<Arc<CredentialStore>, StoreError> {
+    let store: Arc<CredentialStore> =
+        zbus_secret_service_keyring_store::Store::new().map_err(unreachable_error)?;
+    Ok(store)
+}
+
+#[cfg(target_os = "macos")]
+fn platform_store() -> Result<Arc<CredentialStore>, StoreError> {
+    let store: Arc<CredentialStore> =
+        apple_native_keyring_store::keychain::Store::new().map_err(unreachable_error)?;
+    Ok(store)
+}
+
+#[cfg(target_os = "windows")]
+fn platform_store() -> Result<Arc<CredentialStore>, StoreError> {
+    let store: Arc<CredentialStore> =
+        windows_native_keyring_store::Store::new().map_err(unreachable_error)?;
+    Ok(store)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+fn platform_store() -> Result<Arc<CredentialStore>, StoreError> {
+    Err(StoreError::Unavailable {
+        reason: "till has no keychain support on this system".into(),
+        hint: file_store_hint(),
+    })
+}
+
+/// What the keychain is called where the user would go looking for it.
+const KEYCHAIN_NAME: &str = if cfg!(target_os = "linux") {
+    "Secret Service"
+} else if cfg!(target_os = "macos") {
+    "login keychain"
+} else if cfg!(target_os = "windows") {
+    "Windows Credential Manager"
+} else {
+    "keychain"
+};
+
+fn file_store_hint() -> String {
+    format!(
+        "use the encrypted file store: set {}=file and {} (or store = \"file\" in config.toml)",
+        EnvVars::TILL_STORE,
+        EnvVars::TILL_PASSPHRASE
+    )
+}
+
+/// The error for a keychain that could not be reached or did not let us in while connecting.
+fn unreachable_error(err: KeyringError) -> StoreError {
+    let (reason, hint) = match &err {
+        KeyringError::NoStorageAccess(e) => (
+            format!("the {KEYCHAIN_NAME} refused access (is it locked?): {e}"),
+            format!("unlock it and try again, or {}", file_store_hint()),
+        ),
+        KeyringError::PlatformFailure(e) if cfg!(target_os = "linux") => (
+            format!("no Secret Service is reachable on the D-Bus session bus: {e}"),
+            format!(
+                "start and unlock one (gnome-keyring, KeePassXC), or {}",
+                file_store_hint()
+            ),
+        ),
+        KeyringError::PlatformFailure(e) => (
+            format!("the {KEYCHAIN_NAME} is not reachable: {e}"),
+            format!("unlock it and try again, or {}", file_store_hint()),
+        ),
+        other => (
+            format!("the {KEYCHAIN_NAME} is not usable: {other}"),
+            file_store_hint(),
+        ),
+    };
+    scrub(err);
+    StoreError::Unavailable { reason, hint }
+}
+
+/// The error for a failed call on the entry for `name`.
+fn operation_error(err: KeyringError, name: &str) -> StoreError {
+    let store_err = match &err {
+        KeyringError::NoStorageAccess(e) => StoreError::Unavailable {
+            reason: format!("the {KEYCHAIN_NAME} refused access to {name} (is it locked?): {e}"),
+            hint: format!("unlock it and try again, or {}", file_store_hint()),
+        },
+        KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..) => StoreError::Corrupt(
+            format!("the keychain entry {name} (service {KEYCHAIN_SERVICE}) is not readable text"),
+        ),
+        KeyringError::Ambiguous(entries) => StoreError::Corrupt(format!(
+            "the keychain has {} entries for {name} (service {KEYCHAIN_SERVICE}); till expects one",
+            entries.len()
+        )),
+        other => StoreError::Other(format!("the keychain failed on {name}: {other}")),
+    };
+    scrub(err);
+    store_err
+}
+
+/// Zeroizes the secret bytes some keyring errors carry before they are dropped.
+fn scrub(err: KeyringError) {
+    match err {
+        KeyringError::BadEncoding(mut bytes) | KeyringError::BadDataFormat(mut bytes, _) => {
+            bytes.zeroize();
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_returns_the_answer() {
+        let got = bounded(Duration::from_secs(5), || Ok(7)).unwrap();
+        assert_eq!(got, 7);
+    }
+
+    #[test]
+    fn bounded_gives_up_on_a_call_that_never_answers() {
+        // The worker blocks until the test lets it go, i.e. after the timeout has fired.
+        let (release, blocked) = mpsc::channel::<()>();
+        let err = bounded(Duration::from_millis(50), move || {
+            let _ = blocked.recv();
+            Ok(())
+        })
+        .unwrap_err();
+        drop(release);
+        assert!(matches!(err, StoreError::Timeout { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "the keychain did not answer within 0.05s");
+        assert!(err.hint().unwrap().contains("TILL_STORE=file"));
+    }
+
+    #[test]
+    fn bounded_reports_a_panicking_call() {
+        let err = bounded::<()>(Duration::from_secs(5), || panic!("boom")).unwrap_err();
+        assert!(matches!(err, StoreError::Other(_)), "{err:?}");
+    }
+
+    #[test]
+    fn errors_never_show_secret_bytes() {
+        let err = operation_error(
+            KeyringError::BadEncoding(b"sk-secret-value".to_vec()),
+            "root/x",
+        );
+        assert!(!format!("{err} {err:?}").contains("sk-secret"));
+    }
+}
