@@ -110,7 +110,7 @@ fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow::Re
             .is_some_and(|p| key.starts_with(p));
         if other.name != provider.name && !matches_own {
             crate::output::warn(&format!(
-                "this key looks like a {} key, not a {} key",
+                "this key looks like one for {}, not {}",
                 other.name, provider.name
             ));
         }

@@ -260,9 +260,19 @@ pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
         let kinds: Vec<String> = s.denials.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out.push_str(&format!(" ({} denied: {})", s.denied, kinds.join(", ")));
     }
-    out.push_str(&format!(
-        ", {} tokens in, {} out, ${:.4}",
-        s.input_tokens, s.output_tokens, s.cost_usd
-    ));
+    out.push_str(&format!(", {} tokens in, {} out, {}", s.input_tokens, s.output_tokens, usd(s.cost_usd)));
     out
+}
+
+/// Dollars with enough digits to show small amounts: `$1.23`, `$0.0042`, `$0.000006`.
+pub fn usd(v: f64) -> String {
+    if v == 0.0 {
+        "$0".to_string()
+    } else if v >= 1.0 {
+        format!("${v:.2}")
+    } else if v >= 0.0001 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.6}")
+    }
 }

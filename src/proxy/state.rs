@@ -82,6 +82,8 @@ pub struct RequestRecord {
     pub ttfb: Option<Duration>,
     pub latency: Duration,
     pub finished: Option<Finished>,
+    /// The metered cost in micro-dollars (0 when unknown or unpriced).
+    pub cost_micros: u64,
 }
 
 impl RequestRecord {
@@ -98,6 +100,7 @@ impl RequestRecord {
             ttfb: None,
             latency: Duration::ZERO,
             finished: None,
+            cost_micros: 0,
         }
     }
 
@@ -164,6 +167,7 @@ pub struct State {
     mints: RwLock<HashMap<String, MintEntry>>,
     watched: Mutex<Watched>,
     limits: RateLimits,
+    prices: crate::pricing::Prices,
     sink: Option<Sink>,
 }
 
@@ -219,8 +223,20 @@ impl State {
             mints: RwLock::new(mints),
             watched: Mutex::new(watched),
             limits: RateLimits::default(),
+            prices: crate::pricing::Prices::builtin(),
             sink: None,
         })
+    }
+
+    /// Prices requests with `prices` (built-ins and config overrides).
+    #[must_use]
+    pub fn with_prices(mut self, prices: crate::pricing::Prices) -> Self {
+        self.prices = prices;
+        self
+    }
+
+    pub fn prices(&self) -> &crate::pricing::Prices {
+        &self.prices
     }
 
     /// Sends every finished request to `sink` (the ledger writer, the alert watcher).

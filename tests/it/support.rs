@@ -106,3 +106,80 @@ pub fn output_with_stdin(cmd: &mut Command, input: &str) -> (i32, String, String
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The root key the mock provider accepts for every family.
+pub const ROOT_KEY: &str = "sk-mock-root";
+
+/// A till home wired to an in-process mock provider, with root keys for openai, anthropic and
+/// gemini already stored in the file store.
+pub struct ProxyEnv {
+    pub env: TestEnv,
+    pub mock: till::mock::MockHandle,
+}
+
+impl ProxyEnv {
+    pub fn new() -> Self {
+        Self::with_options(till::mock::MockOptions::default(), "")
+    }
+
+    /// A mock with `opts`, and `extra` appended to config.toml.
+    pub fn with_options(opts: till::mock::MockOptions, extra: &str) -> Self {
+        let mock = till::mock::spawn(opts);
+        let env = TestEnv::new();
+        let url = mock.url();
+        env.config(&format!(
+            "[providers.openai]\nbase_url = \"{url}\"\n[providers.anthropic]\nbase_url = \"{url}\"\n[providers.gemini]\nbase_url = \"{url}\"\n{extra}"
+        ));
+        for provider in ["openai", "anthropic", "gemini"] {
+            let (code, _, stderr) = output_with_stdin(env.till().args(["add", provider]), ROOT_KEY);
+            assert_eq!(code, 0, "till add {provider}: {stderr}");
+        }
+        Self { env, mock }
+    }
+
+    /// `till run ARGS…` (ARGS include `--` and the command).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        output(self.env.till().arg("run").args(args))
+    }
+
+    /// Runs the Python wire-format client as the agent under `till run SCOPE… --`.
+    pub fn client(&self, scope: &[&str], client_args: &[&str]) -> (serde_json::Value, String) {
+        let mut args: Vec<&str> = scope.to_vec();
+        args.push("--");
+        args.push("python3");
+        let script = client_script();
+        args.push(&script);
+        args.extend_from_slice(client_args);
+        let (code, stdout, stderr) = self.run(&args);
+        assert_eq!(code, 0, "client failed: {stdout}\n{stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("client printed no JSON ({e}): {stdout}\n{stderr}"));
+        (v, stderr)
+    }
+
+    /// Every request the mock saw carried the root key and no till key anywhere.
+    pub fn assert_upstream_saw_only_root_keys(&self) {
+        let requests = self.mock.requests();
+        assert!(!requests.is_empty(), "the mock saw no requests");
+        for r in requests {
+            let text = serde_json::to_string(&r).unwrap();
+            assert!(!text.contains("till_"), "a till key reached the upstream: {text}");
+            let auth = ["authorization", "x-api-key", "x-goog-api-key"]
+                .iter()
+                .filter_map(|h| r.headers.get(*h))
+                .collect::<Vec<_>>();
+            assert!(
+                auth.iter().any(|v| v.contains(ROOT_KEY)),
+                "request without the root key: {text}"
+            );
+        }
+    }
+}
+
+pub fn client_script() -> String {
+    format!("{}/tests/python/client.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn python_script(name: &str) -> String {
+    format!("{}/tests/python/{name}", env!("CARGO_MANIFEST_DIR"))
+}

@@ -1,0 +1,200 @@
+//! `till run` and the proxy against the mock provider: every wire format, JSON and streaming,
+//! denials in each provider's shape, and that root keys never reach the agent.
+
+use serde_json::Value;
+
+use crate::support::{ProxyEnv, ROOT_KEY, output};
+
+fn text_of(v: &Value) -> String {
+    v.to_string()
+}
+
+#[test]
+fn every_wire_format_works_through_till_run() {
+    let p = ProxyEnv::new();
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        (&[], &["openai", "chat"], "Hello from the mock"),
+        (&[], &["openai", "chat", "--stream"], "[DONE]"),
+        (&[], &["openai", "responses"], "response"),
+        (&[], &["openai", "responses", "--stream"], "response.completed"),
+        (&[], &["openai", "embeddings"], "embedding"),
+        (&["--endpoints", "inference,models"], &["openai", "models"], "gpt-4o-mini"),
+        (&[], &["anthropic", "messages"], "Hello from the mock"),
+        (&[], &["anthropic", "messages", "--auth", "bearer"], "Hello from the mock"),
+        (&[], &["anthropic", "messages", "--stream"], "message_stop"),
+        (&[], &["gemini", "generate"], "Hello from the mock"),
+        (&[], &["gemini", "generate", "--stream", "--auth", "query"], "usageMetadata"),
+    ];
+    for (scope, args, expect) in cases {
+        let (v, stderr) = p.client(scope, args);
+        assert_eq!(v["status"], 200, "{args:?}: {v}\n{stderr}");
+        assert!(text_of(&v).contains(expect), "{args:?}: expected {expect} in {v}");
+    }
+    p.assert_upstream_saw_only_root_keys();
+}
+
+#[test]
+fn openai_stream_gets_no_usage_chunk_it_did_not_ask_for() {
+    let p = ProxyEnv::new();
+    let (v, _) = p.client(&[], &["openai", "chat", "--stream"]);
+    let events = v["events"].as_array().unwrap();
+    assert!(events.iter().all(|e| !e.as_str().unwrap().contains("\"choices\":[]")), "{v}");
+    // till asked upstream for usage all the same.
+    let req = p.mock.requests().into_iter().find(|r| r.path.ends_with("/chat/completions")).unwrap();
+    assert!(req.body.unwrap().contains("include_usage"));
+}
+
+#[test]
+fn denials_use_each_providers_error_shape() {
+    let p = ProxyEnv::new();
+    let (v, _) = p.client(&["--scope", "openai/gpt-4o-mini"], &["openai", "chat", "--model", "gpt-4o"]);
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["body"]["error"]["code"], "till_model");
+    assert!(v["body"]["error"]["message"].as_str().unwrap().contains("--scope openai/gpt-4o"));
+
+    let (v, _) = p.client(&["--scope", "anthropic/claude-haiku-*"], &["anthropic", "messages", "--model", "claude-opus-4-1"]);
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["body"]["type"], "error");
+    assert_eq!(v["body"]["error"]["type"], "permission_error");
+
+    let (v, _) = p.client(&["--scope", "gemini/gemini-2.0-*"], &["gemini", "generate", "--model", "gemini-2.5-pro"]);
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["body"]["error"]["status"], "PERMISSION_DENIED");
+
+    // Endpoint classes: files are not inference.
+    let (v, _) = p.client(&[], &["openai", "files"]);
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["body"]["error"]["code"], "till_endpoint");
+
+    // A provider outside the scope.
+    let (v, _) = p.client(&["--scope", "openai"], &["anthropic", "messages"]);
+    // The agent has no anthropic variables at all when the scope leaves anthropic out.
+    assert_eq!(v["status"], 0, "{v}");
+}
+
+#[test]
+fn rpm_limit_answers_429_with_retry_after() {
+    let p = ProxyEnv::new();
+    let script = format!(
+        "python3 {c} openai chat && python3 {c} openai chat && python3 {c} openai chat",
+        c = crate::support::client_script()
+    );
+    let (code, stdout, stderr) = p.run(&["--rpm", "2", "--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{stderr}");
+    let results: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.iter().map(|r| r["status"].as_u64().unwrap()).collect::<Vec<_>>(), [200, 200, 429]);
+    assert_eq!(results[2]["body"]["error"]["code"], "till_rpm");
+    let retry: u64 = results[2]["retry_after"].as_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(stderr.contains("3 requests (1 denied: rpm 1)"), "{stderr}");
+}
+
+#[test]
+fn max_output_tokens_is_enforced_and_capped() {
+    let p = ProxyEnv::new();
+    let (v, _) = p.client(&["--max-output-tokens", "50"], &["openai", "chat", "--max-tokens", "500"]);
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["body"]["error"]["code"], "till_max_output_tokens");
+    p.mock.clear_requests();
+    let (v, _) = p.client(&["--max-output-tokens", "50"], &["openai", "chat"]);
+    assert_eq!(v["status"], 200, "{v}");
+    let body = p.mock.requests()[0].body.clone().unwrap();
+    assert!(body.contains("\"max_completion_tokens\":50"), "{body}");
+}
+
+#[test]
+fn root_key_never_reaches_the_agent() {
+    let p = ProxyEnv::new();
+    let mut cmd = p.env.till();
+    cmd.env("OPENAI_API_KEY", ROOT_KEY)
+        .env("SOME_COPY", format!("Bearer {ROOT_KEY}"))
+        .env("OPENAI_ADMIN_KEY", "sk-admin-xyz")
+        .env("ANTHROPIC_AUTH_TOKEN", "tok")
+        .args(["run", "--", "sh", "-c", "env; cat /proc/self/cmdline | tr '\\0' ' '; echo \"$@\"", "agent", "arg1"]);
+    let (code, stdout, stderr) = output(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains(ROOT_KEY), "root key in the agent's environment or argv:\n{stdout}");
+    assert!(!stderr.contains(ROOT_KEY), "root key in till's stderr:\n{stderr}");
+    for gone in ["OPENAI_ADMIN_KEY=", "ANTHROPIC_AUTH_TOKEN=", "TILL_PASSPHRASE=", "SOME_COPY="] {
+        assert!(!stdout.contains(gone), "{gone} reached the agent:\n{stdout}");
+    }
+    assert!(stdout.contains("OPENAI_API_KEY=till_"), "{stdout}");
+    assert!(stdout.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:"), "{stdout}");
+    // Nor anywhere in till's files.
+    for entry in walk(p.env.home()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let hay = String::from_utf8_lossy(&bytes);
+        assert!(!hay.contains(ROOT_KEY), "root key in {}", entry.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// With the mock pausing 200 ms between chunks, the agent reads the first chunk before the
+/// mock has sent the last: both write to one file, so the order of lines is the order of
+/// events.
+#[test]
+fn streaming_is_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.log");
+    let opts = till::mock::MockOptions {
+        events: Some(events.clone()),
+        chunk_delay: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let p = ProxyEnv::with_options(opts, "");
+    let ev = events.to_string_lossy().into_owned();
+    for args in [
+        vec!["openai", "chat", "--stream", "--model", "gpt-4o-mini-slow", "--events", &ev],
+        vec!["anthropic", "messages", "--stream", "--model", "claude-slow", "--events", &ev],
+        vec!["gemini", "generate", "--stream", "--model", "gemini-slow", "--events", &ev],
+    ] {
+        std::fs::write(&events, "").unwrap();
+        let (v, _) = p.client(&[], &args);
+        assert_eq!(v["status"], 200, "{v}");
+        let log = std::fs::read_to_string(&events).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        let first_received = lines.iter().position(|l| *l == "agent got chunk 0").expect(&log);
+        let last_sent = lines.iter().rposition(|l| l.starts_with("mock sent chunk")).expect(&log);
+        let (i, n) = parse_sent(lines[last_sent]);
+        assert_eq!(i, n, "{log}");
+        assert!(first_received < last_sent, "{args:?}: the agent got nothing before the last chunk was sent:\n{log}");
+    }
+}
+
+fn parse_sent(line: &str) -> (u32, u32) {
+    let rest = line.trim_start_matches("mock sent chunk ");
+    let (i, n) = rest.split_once(" of ").unwrap();
+    (i.parse().unwrap(), n.parse().unwrap())
+}
+
+#[test]
+fn upstream_cut_mid_stream_ends_cleanly() {
+    let p = ProxyEnv::new();
+    let (v, _) = p.client(&[], &["openai", "chat", "--stream", "--model", "gpt-4o-cut"]);
+    assert_eq!(v["status"], 200, "{v}");
+    let last = v["events"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    assert!(last.contains("till_upstream"), "the stream should end with an error event: {v}");
+    let (v, _) = p.client(&[], &["anthropic", "messages", "--stream", "--model", "claude-cut"]);
+    let last = v["events"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    assert!(last.contains("\"type\":\"error\""), "{v}");
+}
+
+#[test]
+fn upstream_errors_pass_through_in_shape() {
+    let p = ProxyEnv::new();
+    let (v, _) = p.client(&[], &["openai", "chat", "--model", "gpt-error500"]);
+    assert_eq!(v["status"], 500, "{v}");
+    assert!(v["body"]["error"].is_object(), "{v}");
+}
