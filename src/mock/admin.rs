@@ -23,10 +23,17 @@ pub(crate) fn openai(ctx: &Ctx<'_>, rest: &str) -> Outcome {
     // Decide the route before authenticating, so unknown paths are 404 whatever the key.
     let known = matches!(
         (method, segments.as_slice()),
-        (&Method::GET | &Method::POST, ["projects", _, "service_accounts"])
-            | (&Method::GET | &Method::DELETE, ["projects", _, "service_accounts", _])
-            | (&Method::GET, ["projects", _, "api_keys"])
-            | (&Method::GET | &Method::DELETE, ["projects", _, "api_keys", _])
+        (
+            &Method::GET | &Method::POST,
+            ["projects", _, "service_accounts"]
+        ) | (
+            &Method::GET | &Method::DELETE,
+            ["projects", _, "service_accounts", _]
+        ) | (&Method::GET, ["projects", _, "api_keys"])
+            | (
+                &Method::GET | &Method::DELETE,
+                ["projects", _, "api_keys", _]
+            )
     );
     if !known {
         return openai::not_found(ctx).into();
@@ -226,8 +233,7 @@ pub(crate) fn anthropic(ctx: &Ctx<'_>, rest: &str, request_id: &str) -> Outcome 
         )
         .into();
     }
-    if let Err(resp) = anthropic::authenticate(ctx, request_id, |key| ctx.state.keys.is_admin(key))
-    {
+    if let Some(resp) = anthropic::rejection(ctx, request_id, |key| ctx.state.keys.is_admin(key)) {
         return resp.into();
     }
     let resp = match (ctx.method, segments.as_slice()) {

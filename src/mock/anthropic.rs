@@ -6,11 +6,11 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::REPLY_TEXT;
 use super::admin;
 use super::router::{
     Ctx, Faults, Outcome, Resp, Usage, json, pieces, sse_event, stream, text_chars, with_header,
 };
-use super::REPLY_TEXT;
 
 /// Models listed by `GET /v1/models`: (id, display name, created).
 const MODELS: &[(&str, &str, &str)] = &[
@@ -70,7 +70,7 @@ fn route_inner(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
     if let Endpoint::Admin(rest) = endpoint {
         return admin::anthropic(ctx, rest, request_id);
     }
-    if let Err(resp) = authenticate(ctx, request_id, |key| ctx.state.keys.is_active(key)) {
+    if let Some(resp) = rejection(ctx, request_id, |key| ctx.state.keys.is_active(key)) {
         return resp.into();
     }
     match endpoint {
@@ -83,7 +83,7 @@ fn route_inner(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
                 &json!({"input_tokens": input_usage(&body).input}),
             )
             .into(),
-            Err(resp) => resp.into(),
+            Err(resp) => (*resp).into(),
         },
         Endpoint::Admin(_) => unreachable!("handled above"),
     }
@@ -101,16 +101,16 @@ pub(crate) fn request_key<'a>(ctx: &'a Ctx<'_>) -> Option<&'a str> {
         .or_else(|| ctx.bearer())
 }
 
-/// Checks the key (`x-api-key`, else `Authorization: Bearer`) with `accept`, then the
-/// `anthropic-version` header.
-pub(crate) fn authenticate(
+/// The error for a request whose key (`x-api-key`, else `Authorization: Bearer`) is missing or
+/// not accepted by `accept`, or that lacks the `anthropic-version` header.
+pub(crate) fn rejection(
     ctx: &Ctx<'_>,
     request_id: &str,
     accept: impl FnOnce(&str) -> bool,
-) -> Result<(), Resp> {
+) -> Option<Resp> {
     match request_key(ctx) {
         None => {
-            return Err(error(
+            return Some(error(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
                 "x-api-key header is required",
@@ -118,7 +118,7 @@ pub(crate) fn authenticate(
             ));
         }
         Some(key) if !accept(key) => {
-            return Err(error(
+            return Some(error(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
                 "invalid x-api-key",
@@ -128,14 +128,14 @@ pub(crate) fn authenticate(
         Some(_) => {}
     }
     if ctx.header("anthropic-version").is_none() {
-        return Err(error(
+        return Some(error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "anthropic-version: header is required",
             request_id,
         ));
     }
-    Ok(())
+    None
 }
 
 /// Anthropic's error shape: `{"type":"error","error":{"type","message"},"request_id"}`.
@@ -155,22 +155,22 @@ pub(crate) fn not_found(request_id: &str) -> Resp {
     )
 }
 
-fn parse(ctx: &Ctx<'_>, request_id: &str) -> Result<(Value, String), Resp> {
+fn parse(ctx: &Ctx<'_>, request_id: &str) -> Result<(Value, String), Box<Resp>> {
     let Some(body) = ctx.json_body() else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "The request body is not valid JSON.",
             request_id,
-        ));
+        )));
     };
     let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "model: Field required",
             request_id,
-        ));
+        )));
     };
     Ok((body, model))
 }
@@ -184,7 +184,7 @@ fn input_usage(body: &Value) -> Usage {
 fn messages(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
     let (body, model) = match parse(ctx, request_id) {
         Ok(parsed) => parsed,
-        Err(resp) => return resp.into(),
+        Err(resp) => return (*resp).into(),
     };
     let streaming = body.get("stream").and_then(Value::as_bool) == Some(true);
     let faults = Faults::of(&model);

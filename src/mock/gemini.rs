@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::REPLY_TEXT;
 use super::router::{
-    Ctx, Faults, Outcome, Resp, Usage, json, pieces, sse_data_crlf, stream, text_chars,
+    Ctx, Faults, Outcome, Resp, Usage, json, percent_decode, pieces, sse_data_crlf, stream,
+    text_chars,
 };
 
 /// Models listed by `GET /v1beta/models`: (id, display name, methods).
@@ -45,7 +46,9 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
         Stream(&'a str),
         CountTokens,
     }
-    let rest = ctx.path.strip_prefix("/v1beta/").unwrap_or("");
+    // Some clients escape the `:` before the method (`%3AgenerateContent`).
+    let path = percent_decode(ctx.path);
+    let rest = path.strip_prefix("/v1beta/").unwrap_or("");
     let endpoint = match (ctx.method, rest) {
         (&Method::GET, "models") => Endpoint::Models,
         (method, rest) => {
@@ -61,7 +64,7 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
             }
         }
     };
-    if let Err(resp) = authenticate(ctx) {
+    if let Some(resp) = rejection(ctx) {
         return resp.into();
     }
     match endpoint {
@@ -86,15 +89,15 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
     }
 }
 
-/// Checks `x-goog-api-key`, else `?key=`.
-fn authenticate(ctx: &Ctx<'_>) -> Result<(), Resp> {
+/// The error for a request whose `x-goog-api-key` (else `?key=`) is missing or not accepted.
+fn rejection(ctx: &Ctx<'_>) -> Option<Resp> {
     let key = match ctx.header("x-goog-api-key") {
         Some(key) => Some(std::borrow::Cow::Borrowed(key.trim())),
         None => ctx.query_param("key"),
     };
     match key {
-        Some(key) if ctx.state.keys.is_active(&key) => Ok(()),
-        Some(_) => Err(json(
+        Some(key) if ctx.state.keys.is_active(&key) => None,
+        Some(_) => Some(json(
             StatusCode::BAD_REQUEST,
             &json!({"error": {
                 "code": 400,
@@ -115,7 +118,7 @@ fn authenticate(ctx: &Ctx<'_>) -> Result<(), Resp> {
                 ]
             }}),
         )),
-        None => Err(error(
+        None => Some(error(
             StatusCode::FORBIDDEN,
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
             "PERMISSION_DENIED",
@@ -134,7 +137,10 @@ pub(crate) fn error(status: StatusCode, message: &str, kind: &str) -> Resp {
 fn not_found(ctx: &Ctx<'_>) -> Resp {
     error(
         StatusCode::NOT_FOUND,
-        &format!("The requested URL {} was not found on this server.", ctx.path),
+        &format!(
+            "The requested URL {} was not found on this server.",
+            ctx.path
+        ),
         "NOT_FOUND",
     )
 }
@@ -191,7 +197,8 @@ fn generate(ctx: &Ctx<'_>, model: &str, streaming: bool) -> Outcome {
     let usage = input_usage(&body);
     let response_id = ctx.id("");
     let response = |text: &str, done: bool, candidates: u64| {
-        let mut candidate = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+        let mut candidate =
+            json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
         if done {
             candidate["finishReason"] = json!("STOP");
         }

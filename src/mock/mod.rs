@@ -264,12 +264,13 @@ impl Drop for MockHandle {
 /// When the events file cannot be opened or no port can be bound: a test cannot go on then.
 pub fn spawn(opts: MockOptions) -> MockHandle {
     let mock = Mock::new(opts).expect("the mock's events file opens");
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("the mock binds 127.0.0.1:0");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("the mock binds 127.0.0.1:0");
     listener
         .set_nonblocking(true)
         .expect("the mock's listener goes non-blocking");
-    let addr = listener.local_addr().expect("a bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = mock.clone();
     let thread = std::thread::Builder::new()

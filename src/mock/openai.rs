@@ -49,7 +49,7 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
         },
         _ => return not_found(ctx).into(),
     };
-    if let Err(resp) = authenticate(ctx) {
+    if let Some(resp) = rejection(ctx) {
         return resp.into();
     }
     match endpoint {
@@ -61,12 +61,12 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
     }
 }
 
-/// Checks `Authorization: Bearer KEY` against the accepted keys.
-fn authenticate(ctx: &Ctx<'_>) -> Result<(), Resp> {
+/// The 401 for a request whose `Authorization: Bearer KEY` is missing or not accepted.
+fn rejection(ctx: &Ctx<'_>) -> Option<Resp> {
     match ctx.bearer() {
-        Some(key) if ctx.state.keys.is_active(key) => Ok(()),
-        Some(key) => Err(invalid_key(key)),
-        None => Err(missing_key()),
+        Some(key) if ctx.state.keys.is_active(key) => None,
+        Some(key) => Some(invalid_key(key)),
+        None => Some(missing_key()),
     }
 }
 
@@ -168,10 +168,7 @@ fn with_request(ctx: &Ctx<'_>, handler: fn(&Call<'_, '_>) -> Resp) -> Outcome {
         model,
         body,
     };
-    if let Some(outcome) = call
-        .faults
-        .outcome(call.stream(), server_error, overloaded)
-    {
+    if let Some(outcome) = call.faults.outcome(call.stream(), server_error, overloaded) {
         return outcome;
     }
     let request_id = ctx.id("req_");
@@ -279,15 +276,14 @@ fn responses_usage(usage: Usage) -> Value {
 
 fn responses(call: &Call<'_, '_>) -> Resp {
     let body = &call.body;
-    let chars = body.get("instructions").map_or(0, text_chars) + body.get("input").map_or(0, text_chars);
+    let chars =
+        body.get("instructions").map_or(0, text_chars) + body.get("input").map_or(0, text_chars);
     let usage = Usage::for_chars(chars);
     let id = call.ctx.id("resp_");
     let msg_id = call.ctx.id("msg_");
     let created = time_now();
     let text_part = |text: &str| json!({"type": "output_text", "annotations": [], "logprobs": [], "text": text});
-    let message = |status: &str, content: Value| {
-        json!({"id": msg_id, "type": "message", "status": status, "content": content, "role": "assistant"})
-    };
+    let message = |status: &str, content: Value| json!({"id": msg_id, "type": "message", "status": status, "content": content, "role": "assistant"});
     let response = |status: &str, output: Value, usage: Value| {
         json!({
             "id": id,
@@ -382,7 +378,12 @@ fn embedding_of(text: &str) -> [f32; 8] {
         h ^= h << 17;
         *x = ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
     }
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     v.map(|x| x / norm)
 }
 

@@ -170,7 +170,8 @@ impl Ctx<'_> {
     }
 }
 
-fn percent_decode(text: &str) -> Cow<'_, str> {
+/// `%XX` escapes and `+` decoded; text without either is borrowed as is.
+pub(crate) fn percent_decode(text: &str) -> Cow<'_, str> {
     if !text.contains(['%', '+']) {
         return Cow::Borrowed(text);
     }

@@ -232,7 +232,10 @@ impl Keys {
 
     /// Removes a service account and deletes its keys.
     pub(crate) fn remove_account(&self, id: &str) -> bool {
-        let mut accounts = self.accounts.write().unwrap_or_else(PoisonError::into_inner);
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let before = accounts.len();
         accounts.retain(|a| a.id != id);
         if accounts.len() == before {
