@@ -305,6 +305,11 @@ fn decrypt(
     from_json(&plaintext, path)
 }
 
+/// Encrypts `plaintext` to `passphrase` at [`WORK_FACTOR`].
+///
+/// age's `StreamWriter` copies the plaintext into its own chunk buffer, which it does not
+/// zeroize (its reader does); that buffer is the one copy of the plaintext outside our
+/// `Zeroizing` buffers, and it is freed when this function returns.
 fn encrypt(plaintext: &[u8], passphrase: &SecretString) -> Result<Vec<u8>, StoreError> {
     let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
     recipient.set_work_factor(WORK_FACTOR);
@@ -546,7 +551,11 @@ mod tests {
         let (_dir, path) = temp_store_path();
         let store = FileStore::open(&path, pass("correct horse")).unwrap();
         assert_eq!(get(&store, "root/openai"), None);
-        assert!(!path.exists(), "opening alone creates nothing");
+        assert!(!store.delete("root/openai").unwrap());
+        assert!(
+            !path.exists(),
+            "opening and deleting nothing create nothing"
+        );
 
         store
             .set("root/openai", &SecretString::from(SECRET))
