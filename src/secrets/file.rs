@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::ser::SerializeMap as _;
@@ -34,7 +33,8 @@ pub const WORK_FACTOR: u8 = 15;
 pub const MAX_WORK_FACTOR: u8 = 18;
 
 /// How long a write waits for another till process to finish its own write.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+#[cfg(unix)]
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How many times a person at a terminal may mistype the passphrase.
 const PROMPT_ATTEMPTS: usize = 3;
@@ -305,6 +305,11 @@ fn decrypt(
     from_json(&plaintext, path)
 }
 
+/// Encrypts `plaintext` to `passphrase` at [`WORK_FACTOR`].
+///
+/// age's `StreamWriter` copies the plaintext into its own chunk buffer, which it does not
+/// zeroize (its reader does); that buffer is the one copy of the plaintext outside our
+/// `Zeroizing` buffers, and it is freed when this function returns.
 fn encrypt(plaintext: &[u8], passphrase: &SecretString) -> Result<Vec<u8>, StoreError> {
     let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
     recipient.set_work_factor(WORK_FACTOR);
@@ -475,38 +480,46 @@ impl FileLock {
         let file = options
             .open(lock_path)
             .map_err(|e| StoreError::io(format!("cannot open {}", lock_path.display()), e))?;
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd as _;
-            let deadline = Instant::now() + LOCK_TIMEOUT;
-            loop {
-                // SAFETY: flock on a descriptor we own; it does not touch memory.
-                let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-                if rc == 0 {
-                    break;
-                }
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::WouldBlock {
-                    return Err(StoreError::io(
-                        format!("cannot lock {}", lock_path.display()),
-                        err,
-                    ));
-                }
-                if Instant::now() >= deadline {
-                    return Err(StoreError::Other(format!(
-                        "another till process has held {} for {}s; try again when it is done",
-                        lock_path.display(),
-                        LOCK_TIMEOUT.as_secs()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        // Elsewhere there is no lock: concurrent writers there may lose one another's change.
-        #[cfg(not(unix))]
-        let _ = (Instant::now(), LOCK_TIMEOUT);
+        lock_exclusive(&file, lock_path)?;
         Ok(Self { _file: file })
     }
+}
+
+/// `flock(LOCK_EX)`, retried for at most [`LOCK_TIMEOUT`] so that a stuck till process makes
+/// this one fail instead of hang.
+#[cfg(unix)]
+fn lock_exclusive(file: &std::fs::File, lock_path: &Path) -> Result<(), StoreError> {
+    use std::os::fd::AsRawFd as _;
+    let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
+    loop {
+        // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(StoreError::io(
+                format!("cannot lock {}", lock_path.display()),
+                err,
+            ));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Other(format!(
+                "another till process has held {} for {}s; try again when it is done",
+                lock_path.display(),
+                LOCK_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// No advisory lock outside unix: there, two till processes writing at the same moment may
+/// lose one of the two changes (each still writes a complete, valid file).
+#[cfg(not(unix))]
+fn lock_exclusive(_file: &std::fs::File, _lock_path: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -538,7 +551,11 @@ mod tests {
         let (_dir, path) = temp_store_path();
         let store = FileStore::open(&path, pass("correct horse")).unwrap();
         assert_eq!(get(&store, "root/openai"), None);
-        assert!(!path.exists(), "opening alone creates nothing");
+        assert!(!store.delete("root/openai").unwrap());
+        assert!(
+            !path.exists(),
+            "opening and deleting nothing create nothing"
+        );
 
         store
             .set("root/openai", &SecretString::from(SECRET))

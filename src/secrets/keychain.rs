@@ -300,4 +300,69 @@ mod tests {
         );
         assert!(!format!("{err} {err:?}").contains("sk-secret"));
     }
+
+    // The tests below need a real, unlocked Secret Service (macOS and Windows: the user's
+    // keychain). They fail rather than skip without one: run them through
+    // `scripts/with-keyring.sh cargo test`, which provides a throwaway gnome-keyring.
+
+    /// A name no real till entry has, so a developer's own keys are never touched.
+    fn test_name(what: &str) -> String {
+        format!(
+            "test/{}-{:08x}/{what}",
+            std::process::id(),
+            getrandom::u32().unwrap()
+        )
+    }
+
+    fn connect() -> KeychainStore {
+        KeychainStore::connect(Duration::from_secs(20)).unwrap_or_else(|e| {
+            panic!(
+                "these tests need a reachable, unlocked keychain \
+                 (run them through scripts/with-keyring.sh): {e}"
+            )
+        })
+    }
+
+    #[test]
+    fn keychain_round_trip() {
+        let store = connect();
+        let name = test_name("root/openai");
+        assert_eq!(store.kind(), StoreKind::Keychain);
+        assert!(store.get(&name).unwrap().is_none());
+
+        store.set(&name, &SecretString::from("sk-first")).unwrap();
+        let got = store.get(&name).unwrap().unwrap();
+        assert_eq!(got.expose_secret(), "sk-first");
+        store
+            .set(&name, &SecretString::from("sk-second \u{e9}"))
+            .unwrap();
+        let got = store.get(&name).unwrap().unwrap();
+        assert_eq!(got.expose_secret(), "sk-second \u{e9}");
+
+        assert!(store.delete(&name).unwrap());
+        assert!(store.get(&name).unwrap().is_none());
+        assert!(!store.delete(&name).unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn entries_are_filed_under_service_till_and_the_name() {
+        let store = connect();
+        let name = test_name("mint/k1");
+        store.set(&name, &SecretString::from("mint-value")).unwrap();
+        let lookup = std::process::Command::new("secret-tool")
+            .args(["lookup", "service", KEYCHAIN_SERVICE, "username", &name])
+            .output();
+        store.delete(&name).unwrap();
+        let lookup = lookup.expect("secret-tool (libsecret-tools) is installed");
+        assert!(lookup.status.success(), "{lookup:?}");
+        assert_eq!(String::from_utf8_lossy(&lookup.stdout), "mint-value");
+    }
+
+    #[test]
+    fn keychain_store_debug_shows_no_secret() {
+        let store = connect();
+        let debug = format!("{store:?}");
+        assert!(debug.starts_with("KeychainStore"), "{debug}");
+    }
 }
