@@ -12,6 +12,8 @@ impl EnvVars {
     pub const TILL_PASSPHRASE: &'static str = "TILL_PASSPHRASE";
     /// Upper bound for a single keychain call, as a duration (`10s`, `500ms`).
     pub const TILL_KEYCHAIN_TIMEOUT: &'static str = "TILL_KEYCHAIN_TIMEOUT";
+    /// The keychain service name till's entries are filed under (default `till`).
+    pub const TILL_KEYCHAIN_SERVICE: &'static str = "TILL_KEYCHAIN_SERVICE";
     /// Set by `till run` for the agent: the proxy's base URL (`http://127.0.0.1:PORT`).
     pub const TILL_PROXY_URL: &'static str = "TILL_PROXY_URL";
     /// Set by `till run` for the agent: the child key the agent holds.

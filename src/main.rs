@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // Everything till creates (ledger, store, temp files) is private to the user.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = till::cli::Cli::parse();
     match till::commands::run(cli) {
         Ok(code) => code,
@@ -15,7 +21,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            let hint = till::error::find_user_error(&err).and_then(|u| u.hint.clone());
+            let hint = till::error::hint(&err);
             till::output::error(&format!("{err:#}"), hint.as_deref());
             ExitCode::from(till::error::exit_code(&err))
         }

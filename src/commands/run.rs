@@ -260,7 +260,12 @@ pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
         let kinds: Vec<String> = s.denials.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out.push_str(&format!(" ({} denied: {})", s.denied, kinds.join(", ")));
     }
-    out.push_str(&format!(", {} tokens in, {} out, {}", s.input_tokens, s.output_tokens, usd(s.cost_usd)));
+    out.push_str(&format!(
+        ", {} tokens in, {} out, {}",
+        s.input_tokens,
+        s.output_tokens,
+        usd(s.cost_usd)
+    ));
     out
 }
 

@@ -23,6 +23,17 @@ use crate::env::EnvVars;
 pub struct KeychainStore {
     store: Arc<CredentialStore>,
     timeout: Duration,
+    /// The service attribute of till's entries: `till`, or `TILL_KEYCHAIN_SERVICE`.
+    service: Arc<str>,
+}
+
+/// The keychain service till files its entries under. `TILL_KEYCHAIN_SERVICE` changes it,
+/// so tests (and people running two separate tills) never touch the real `till` entries.
+pub fn service_name() -> String {
+    std::env::var(crate::env::EnvVars::TILL_KEYCHAIN_SERVICE)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| KEYCHAIN_SERVICE.to_string())
 }
 
 impl std::fmt::Debug for KeychainStore {
@@ -40,12 +51,18 @@ impl KeychainStore {
     /// exists), which is where a locked Secret Service asks to be unlocked; so a keychain that
     /// would hang on the first real read hangs here instead and is reported as a timeout.
     pub fn connect(timeout: Duration) -> Result<Self, StoreError> {
-        let store = bounded(timeout, || {
+        let service: Arc<str> = service_name().into();
+        let probe_service = Arc::clone(&service);
+        let store = bounded(timeout, move || {
             let store = platform_store()?;
-            probe(&store)?;
+            probe(&store, &probe_service)?;
             Ok(store)
         })?;
-        Ok(Self { store, timeout })
+        Ok(Self {
+            store,
+            timeout,
+            service,
+        })
     }
 
     /// Runs `op` against the entry for `name` on a worker thread, for at most the timeout.
@@ -55,9 +72,10 @@ impl KeychainStore {
         op: impl FnOnce(&Entry) -> Result<T, KeyringError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = Arc::clone(&self.store);
+        let service = Arc::clone(&self.service);
         let owned = name.to_owned();
         bounded(self.timeout, move || {
-            let entry = Entry::new_in_store(&store, KEYCHAIN_SERVICE, &owned)
+            let entry = Entry::new_in_store(&store, &service, &owned)
                 .map_err(|e| operation_error(e, &owned))?;
             op(&entry).map_err(|e| operation_error(e, &owned))
         })
@@ -134,15 +152,15 @@ pub(crate) fn bounded<T: Send + 'static>(
 }
 
 /// Asks the keychain something harmless that still needs it to be up and unlocked.
-fn probe(store: &Arc<CredentialStore>) -> Result<(), StoreError> {
-    let spec = HashMap::from([("service", KEYCHAIN_SERVICE)]);
+fn probe(store: &Arc<CredentialStore>, service: &str) -> Result<(), StoreError> {
+    let spec = HashMap::from([("service", service)]);
     match Entry::search_in_store(store, &spec) {
         Ok(_) => Ok(()),
         Err(KeyringError::NotSupportedByStore(_)) => {
             // No search on this platform: read an entry that is never written (till's names
             // all contain a `/`).
-            let entry = Entry::new_in_store(store, KEYCHAIN_SERVICE, "till-probe")
-                .map_err(unreachable_error)?;
+            let entry =
+                Entry::new_in_store(store, service, "till-probe").map_err(unreachable_error)?;
             match entry.get_secret() {
                 Ok(mut bytes) => {
                     bytes.zeroize();

@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod keychain;
 mod proxy;
 mod secrets;

@@ -16,19 +16,38 @@ fn every_wire_format_works_through_till_run() {
         (&[], &["openai", "chat"], "Hello from the mock"),
         (&[], &["openai", "chat", "--stream"], "[DONE]"),
         (&[], &["openai", "responses"], "response"),
-        (&[], &["openai", "responses", "--stream"], "response.completed"),
+        (
+            &[],
+            &["openai", "responses", "--stream"],
+            "response.completed",
+        ),
         (&[], &["openai", "embeddings"], "embedding"),
-        (&["--endpoints", "inference,models"], &["openai", "models"], "gpt-4o-mini"),
+        (
+            &["--endpoints", "inference,models"],
+            &["openai", "models"],
+            "gpt-4o-mini",
+        ),
         (&[], &["anthropic", "messages"], "Hello from the mock"),
-        (&[], &["anthropic", "messages", "--auth", "bearer"], "Hello from the mock"),
+        (
+            &[],
+            &["anthropic", "messages", "--auth", "bearer"],
+            "Hello from the mock",
+        ),
         (&[], &["anthropic", "messages", "--stream"], "message_stop"),
         (&[], &["gemini", "generate"], "Hello from the mock"),
-        (&[], &["gemini", "generate", "--stream", "--auth", "query"], "usageMetadata"),
+        (
+            &[],
+            &["gemini", "generate", "--stream", "--auth", "query"],
+            "usageMetadata",
+        ),
     ];
     for (scope, args, expect) in cases {
         let (v, stderr) = p.client(scope, args);
         assert_eq!(v["status"], 200, "{args:?}: {v}\n{stderr}");
-        assert!(text_of(&v).contains(expect), "{args:?}: expected {expect} in {v}");
+        assert!(
+            text_of(&v).contains(expect),
+            "{args:?}: expected {expect} in {v}"
+        );
     }
     p.assert_upstream_saw_only_root_keys();
 }
@@ -38,26 +57,50 @@ fn openai_stream_gets_no_usage_chunk_it_did_not_ask_for() {
     let p = ProxyEnv::new();
     let (v, _) = p.client(&[], &["openai", "chat", "--stream"]);
     let events = v["events"].as_array().unwrap();
-    assert!(events.iter().all(|e| !e.as_str().unwrap().contains("\"choices\":[]")), "{v}");
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.as_str().unwrap().contains("\"choices\":[]")),
+        "{v}"
+    );
     // till asked upstream for usage all the same.
-    let req = p.mock.requests().into_iter().find(|r| r.path.ends_with("/chat/completions")).unwrap();
+    let req = p
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/chat/completions"))
+        .unwrap();
     assert!(req.body.unwrap().contains("include_usage"));
 }
 
 #[test]
 fn denials_use_each_providers_error_shape() {
     let p = ProxyEnv::new();
-    let (v, _) = p.client(&["--scope", "openai/gpt-4o-mini"], &["openai", "chat", "--model", "gpt-4o"]);
+    let (v, _) = p.client(
+        &["--scope", "openai/gpt-4o-mini"],
+        &["openai", "chat", "--model", "gpt-4o"],
+    );
     assert_eq!(v["status"], 403, "{v}");
     assert_eq!(v["body"]["error"]["code"], "till_model");
-    assert!(v["body"]["error"]["message"].as_str().unwrap().contains("--scope openai/gpt-4o"));
+    assert!(
+        v["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--scope openai/gpt-4o")
+    );
 
-    let (v, _) = p.client(&["--scope", "anthropic/claude-haiku-*"], &["anthropic", "messages", "--model", "claude-opus-4-1"]);
+    let (v, _) = p.client(
+        &["--scope", "anthropic/claude-haiku-*"],
+        &["anthropic", "messages", "--model", "claude-opus-4-1"],
+    );
     assert_eq!(v["status"], 403, "{v}");
     assert_eq!(v["body"]["type"], "error");
     assert_eq!(v["body"]["error"]["type"], "permission_error");
 
-    let (v, _) = p.client(&["--scope", "gemini/gemini-2.0-*"], &["gemini", "generate", "--model", "gemini-2.5-pro"]);
+    let (v, _) = p.client(
+        &["--scope", "gemini/gemini-2.0-*"],
+        &["gemini", "generate", "--model", "gemini-2.5-pro"],
+    );
     assert_eq!(v["status"], 403, "{v}");
     assert_eq!(v["body"]["error"]["status"], "PERMISSION_DENIED");
 
@@ -66,10 +109,20 @@ fn denials_use_each_providers_error_shape() {
     assert_eq!(v["status"], 403, "{v}");
     assert_eq!(v["body"]["error"]["code"], "till_endpoint");
 
-    // A provider outside the scope.
-    let (v, _) = p.client(&["--scope", "openai"], &["anthropic", "messages"]);
-    // The agent has no anthropic variables at all when the scope leaves anthropic out.
-    assert_eq!(v["status"], 0, "{v}");
+    // A provider outside the scope: the agent gets no variables for it at all...
+    let (code, stdout, stderr) = p.run(&[
+        "--scope",
+        "openai",
+        "--",
+        "sh",
+        "-c",
+        "echo ${ANTHROPIC_API_KEY:-unset}",
+    ]);
+    assert_eq!((code, stdout.trim()), (0, "unset"), "{stderr}");
+    // ...and its key is refused by the proxy for that provider.
+    let script = "curl -s -o /dev/null -w '%{http_code}' -H \"x-api-key: $OPENAI_API_KEY\" -H 'anthropic-version: 2023-06-01' -d '{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[]}' $TILL_PROXY_URL/anthropic/v1/messages";
+    let (code, stdout, stderr) = p.run(&["--scope", "openai", "--", "sh", "-c", script]);
+    assert_eq!((code, stdout.trim()), (0, "403"), "{stderr}");
 }
 
 #[test]
@@ -81,8 +134,17 @@ fn rpm_limit_answers_429_with_retry_after() {
     );
     let (code, stdout, stderr) = p.run(&["--rpm", "2", "--", "sh", "-c", &script]);
     assert_eq!(code, 0, "{stderr}");
-    let results: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(results.iter().map(|r| r["status"].as_u64().unwrap()).collect::<Vec<_>>(), [200, 200, 429]);
+    let results: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [200, 200, 429]
+    );
     assert_eq!(results[2]["body"]["error"]["code"], "till_rpm");
     let retry: u64 = results[2]["retry_after"].as_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
@@ -92,7 +154,10 @@ fn rpm_limit_answers_429_with_retry_after() {
 #[test]
 fn max_output_tokens_is_enforced_and_capped() {
     let p = ProxyEnv::new();
-    let (v, _) = p.client(&["--max-output-tokens", "50"], &["openai", "chat", "--max-tokens", "500"]);
+    let (v, _) = p.client(
+        &["--max-output-tokens", "50"],
+        &["openai", "chat", "--max-tokens", "500"],
+    );
     assert_eq!(v["status"], 403, "{v}");
     assert_eq!(v["body"]["error"]["code"], "till_max_output_tokens");
     p.mock.clear_requests();
@@ -110,16 +175,41 @@ fn root_key_never_reaches_the_agent() {
         .env("SOME_COPY", format!("Bearer {ROOT_KEY}"))
         .env("OPENAI_ADMIN_KEY", "sk-admin-xyz")
         .env("ANTHROPIC_AUTH_TOKEN", "tok")
-        .args(["run", "--", "sh", "-c", "env; cat /proc/self/cmdline | tr '\\0' ' '; echo \"$@\"", "agent", "arg1"]);
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "env; cat /proc/self/cmdline | tr '\\0' ' '; echo \"$@\"",
+            "agent",
+            "arg1",
+        ]);
     let (code, stdout, stderr) = output(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stdout.contains(ROOT_KEY), "root key in the agent's environment or argv:\n{stdout}");
-    assert!(!stderr.contains(ROOT_KEY), "root key in till's stderr:\n{stderr}");
-    for gone in ["OPENAI_ADMIN_KEY=", "ANTHROPIC_AUTH_TOKEN=", "TILL_PASSPHRASE=", "SOME_COPY="] {
-        assert!(!stdout.contains(gone), "{gone} reached the agent:\n{stdout}");
+    assert!(
+        !stdout.contains(ROOT_KEY),
+        "root key in the agent's environment or argv:\n{stdout}"
+    );
+    assert!(
+        !stderr.contains(ROOT_KEY),
+        "root key in till's stderr:\n{stderr}"
+    );
+    for gone in [
+        "OPENAI_ADMIN_KEY=",
+        "ANTHROPIC_AUTH_TOKEN=",
+        "TILL_PASSPHRASE=",
+        "SOME_COPY=",
+    ] {
+        assert!(
+            !stdout.contains(gone),
+            "{gone} reached the agent:\n{stdout}"
+        );
     }
     assert!(stdout.contains("OPENAI_API_KEY=till_"), "{stdout}");
-    assert!(stdout.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout.contains("ANTHROPIC_BASE_URL=http://127.0.0.1:"),
+        "{stdout}"
+    );
     // Nor anywhere in till's files.
     for entry in walk(p.env.home()) {
         let bytes = std::fs::read(&entry).unwrap();
@@ -156,20 +246,53 @@ fn streaming_is_not_buffered() {
     let p = ProxyEnv::with_options(opts, "");
     let ev = events.to_string_lossy().into_owned();
     for args in [
-        vec!["openai", "chat", "--stream", "--model", "gpt-4o-mini-slow", "--events", &ev],
-        vec!["anthropic", "messages", "--stream", "--model", "claude-slow", "--events", &ev],
-        vec!["gemini", "generate", "--stream", "--model", "gemini-slow", "--events", &ev],
+        vec![
+            "openai",
+            "chat",
+            "--stream",
+            "--model",
+            "gpt-4o-mini-slow",
+            "--events",
+            &ev,
+        ],
+        vec![
+            "anthropic",
+            "messages",
+            "--stream",
+            "--model",
+            "claude-slow",
+            "--events",
+            &ev,
+        ],
+        vec![
+            "gemini",
+            "generate",
+            "--stream",
+            "--model",
+            "gemini-slow",
+            "--events",
+            &ev,
+        ],
     ] {
         std::fs::write(&events, "").unwrap();
         let (v, _) = p.client(&[], &args);
         assert_eq!(v["status"], 200, "{v}");
         let log = std::fs::read_to_string(&events).unwrap();
         let lines: Vec<&str> = log.lines().collect();
-        let first_received = lines.iter().position(|l| *l == "agent got chunk 0").expect(&log);
-        let last_sent = lines.iter().rposition(|l| l.starts_with("mock sent chunk")).expect(&log);
+        let first_received = lines
+            .iter()
+            .position(|l| *l == "agent got chunk 0")
+            .expect(&log);
+        let last_sent = lines
+            .iter()
+            .rposition(|l| l.starts_with("mock sent chunk"))
+            .expect(&log);
         let (i, n) = parse_sent(lines[last_sent]);
         assert_eq!(i, n, "{log}");
-        assert!(first_received < last_sent, "{args:?}: the agent got nothing before the last chunk was sent:\n{log}");
+        assert!(
+            first_received < last_sent,
+            "{args:?}: the agent got nothing before the last chunk was sent:\n{log}"
+        );
     }
 }
 
@@ -182,12 +305,35 @@ fn parse_sent(line: &str) -> (u32, u32) {
 #[test]
 fn upstream_cut_mid_stream_ends_cleanly() {
     let p = ProxyEnv::new();
-    let (v, _) = p.client(&[], &["openai", "chat", "--stream", "--model", "gpt-4o-cut"]);
+    let (v, _) = p.client(
+        &[],
+        &["openai", "chat", "--stream", "--model", "gpt-4o-cut"],
+    );
     assert_eq!(v["status"], 200, "{v}");
-    let last = v["events"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
-    assert!(last.contains("till_upstream"), "the stream should end with an error event: {v}");
-    let (v, _) = p.client(&[], &["anthropic", "messages", "--stream", "--model", "claude-cut"]);
-    let last = v["events"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    let last = v["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("till_upstream"),
+        "the stream should end with an error event: {v}"
+    );
+    let (v, _) = p.client(
+        &[],
+        &["anthropic", "messages", "--stream", "--model", "claude-cut"],
+    );
+    let last = v["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(last.contains("\"type\":\"error\""), "{v}");
 }
 

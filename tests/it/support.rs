@@ -163,7 +163,10 @@ impl ProxyEnv {
         assert!(!requests.is_empty(), "the mock saw no requests");
         for r in requests {
             let text = serde_json::to_string(&r).unwrap();
-            assert!(!text.contains("till_"), "a till key reached the upstream: {text}");
+            assert!(
+                !text.contains("till_"),
+                "a till key reached the upstream: {text}"
+            );
             let auth = ["authorization", "x-api-key", "x-goog-api-key"]
                 .iter()
                 .filter_map(|h| r.headers.get(*h))

@@ -1,0 +1,137 @@
+//! Root keys in the real OS keychain (Secret Service under `scripts/with-keyring.sh`), and
+//! key verification against the mock provider. These tests need a reachable Secret Service;
+//! they fail, never skip, without one.
+
+use crate::support::{TestEnv, output, output_with_stdin};
+
+/// A keychain service name of this test's own, so the developer's real `till` entries are
+/// never touched.
+fn service() -> String {
+    format!("till-test-{}", std::process::id())
+}
+
+fn keychain_till(env: &TestEnv, service: &str) -> std::process::Command {
+    let mut cmd = env.bare();
+    cmd.env("TILL_STORE", "keychain")
+        .env("TILL_KEYCHAIN_SERVICE", service);
+    cmd
+}
+
+fn secret_tool_search(service: &str) -> String {
+    let out = std::process::Command::new("secret-tool")
+        .args(["search", "--all", "service", service])
+        .output()
+        .expect("secret-tool is installed (libsecret-tools)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn add_list_remove_in_the_real_keychain() {
+    let env = TestEnv::new();
+    let service = service();
+    let (code, _, stderr) = output_with_stdin(
+        keychain_till(&env, &service).args(["add", "openai", "--no-verify"]),
+        "sk-test-123\n",
+    );
+    assert_eq!(
+        code, 0,
+        "a Secret Service must be reachable (run under scripts/with-keyring.sh): {stderr}"
+    );
+    assert!(stderr.contains("keychain store"), "{stderr}");
+
+    let found = secret_tool_search(&service);
+    assert!(
+        found.contains("root/openai"),
+        "secret-tool does not see the entry:\n{found}"
+    );
+
+    let (code, stdout, _) = output(keychain_till(&env, &service).args(["list", "--json"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v[0]["provider"], "openai");
+    assert_eq!(
+        v[0]["fingerprint"],
+        till::ledger::fingerprint("sk-test-123")
+    );
+    assert!(!stdout.contains("sk-test-123"), "{stdout}");
+
+    let (code, stdout, stderr) = output(keychain_till(&env, &service).arg("doctor"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok   openai key"), "{stdout}");
+
+    let (code, _, stderr) = output(keychain_till(&env, &service).args(["remove", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!secret_tool_search(&service).contains("root/openai"));
+    let (code, stdout, _) = output(keychain_till(&env, &service).args(["list", "--json"]));
+    assert_eq!((code, stdout.trim()), (0, "[]"));
+}
+
+#[test]
+fn verification_stores_only_what_the_provider_accepts() {
+    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    let env = TestEnv::new();
+    env.config(&format!(
+        "[providers.openai]\nbase_url = \"{}\"\n",
+        mock.url()
+    ));
+    let (code, _, stderr) = output_with_stdin(env.till().args(["add", "openai"]), "sk-wrong-key\n");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("openai rejected the key (HTTP 401); nothing was stored"),
+        "{stderr}"
+    );
+    let (_, stdout, _) = output(env.till().args(["list", "--json"]));
+    assert_eq!(stdout.trim(), "[]");
+    assert!(
+        !env.path("data/secrets.age").exists(),
+        "a rejected key must not create the store"
+    );
+
+    let (code, _, stderr) = output_with_stdin(env.till().args(["add", "openai"]), "sk-mock-root\n");
+    assert_eq!(code, 0, "{stderr}");
+    let (_, stdout, _) = output(env.till().args(["list", "--json"]));
+    assert!(stdout.contains("\"openai\""), "{stdout}");
+    // The verification call carried the key the provider's way.
+    let req = mock.requests().into_iter().last().unwrap();
+    assert_eq!(req.path, "/v1/models");
+    assert_eq!(
+        req.headers.get("authorization").map(String::as_str),
+        Some("Bearer sk-mock-root")
+    );
+}
+
+#[test]
+fn unreachable_provider_stores_nothing_and_hints_no_verify() {
+    let env = TestEnv::new();
+    env.config("[providers.openai]\nbase_url = \"http://127.0.0.1:9\"\n");
+    let (code, _, stderr) = output_with_stdin(env.till().args(["add", "openai"]), "sk-x\n");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--no-verify"), "{stderr}");
+}
+
+#[test]
+fn from_env_and_empty_input() {
+    let env = TestEnv::new();
+    let (code, _, stderr) =
+        output_with_stdin(env.till().args(["add", "openai", "--no-verify"]), "  \n");
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) =
+        output(
+            env.till()
+                .args(["add", "openai", "--no-verify", "--from-env", "NOPE_UNSET"]),
+        );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("NOPE_UNSET is not set"), "{stderr}");
+    let (code, _, stderr) = output(env.till().env("MY_KEY", "sk-from-env").args([
+        "add",
+        "openai",
+        "--no-verify",
+        "--from-env",
+        "MY_KEY",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+}
