@@ -5,5 +5,7 @@ mod support;
 
 mod cli;
 mod keychain;
+mod keys;
 mod proxy;
+mod run;
 mod secrets;
