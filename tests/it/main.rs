@@ -9,3 +9,4 @@ mod keys;
 mod proxy;
 mod run;
 mod secrets;
+mod usage;
