@@ -247,7 +247,10 @@ pub fn parse_budget(text: &str) -> Result<Budget, ScopeError> {
         problem,
     };
     let lower = text.trim().to_ascii_lowercase();
-    if let Some(amount) = lower.strip_prefix('$').or_else(|| lower.strip_suffix("usd")) {
+    if let Some(amount) = lower
+        .strip_prefix('$')
+        .or_else(|| lower.strip_suffix("usd"))
+    {
         let micro = parse_decimal(amount.trim(), 1_000_000).map_err(invalid)?;
         return Ok(Budget::Usd(micro));
     }
@@ -278,7 +281,10 @@ fn parse_decimal(text: &str, scale: u64) -> Result<u64, String> {
         .enumerate()
         .find(|&(_, c)| !c.is_ascii_digit() && c != '.')
     {
-        return Err(format!("unexpected `{c}` at position {} of the amount `{text}`", i + 1));
+        return Err(format!(
+            "unexpected `{c}` at position {} of the amount `{text}`",
+            i + 1
+        ));
     }
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty() && frac.is_empty() {
@@ -305,7 +311,9 @@ fn parse_decimal(text: &str, scale: u64) -> Result<u64, String> {
     let frac_value: u64 = if frac.is_empty() {
         0
     } else {
-        format!("{frac:0<places$}").parse().map_err(|_| overflow())?
+        format!("{frac:0<places$}")
+            .parse()
+            .map_err(|_| overflow())?
     };
     whole
         .checked_mul(scale)
@@ -327,7 +335,11 @@ pub fn parse_endpoints(text: &str) -> Result<EndpointSet, ScopeError> {
     for item in text.split(',') {
         let name = item.trim().to_ascii_lowercase();
         match name.as_str() {
-            "" => return Err(invalid(format!("empty endpoint class at position {position}"))),
+            "" => {
+                return Err(invalid(format!(
+                    "empty endpoint class at position {position}"
+                )));
+            }
             "all" => all = true,
             _ => match name.parse::<EndpointClass>() {
                 Ok(c) => classes.push(c),
@@ -343,7 +355,9 @@ pub fn parse_endpoints(text: &str) -> Result<EndpointSet, ScopeError> {
     }
     if all {
         if !classes.is_empty() {
-            return Err(invalid("`all` already includes every class; give it alone".into()));
+            return Err(invalid(
+                "`all` already includes every class; give it alone".into(),
+            ));
         }
         return Ok(EndpointSet::all());
     }
@@ -357,8 +371,12 @@ pub fn parse_ttl(text: &str) -> Result<u64, ScopeError> {
         input: text.to_string(),
         problem,
     };
-    let d = crate::time::parse_duration(text)
-        .map_err(|e| invalid(e.trim_start_matches(&format!("invalid duration `{text}`: ")).to_string()))?;
+    let d = crate::time::parse_duration(text).map_err(|e| {
+        invalid(
+            e.trim_start_matches(&format!("invalid duration `{text}`: "))
+                .to_string(),
+        )
+    })?;
     if d < Duration::from_secs(1) {
         return Err(invalid("a key must live at least one second".into()));
     }
@@ -380,9 +398,7 @@ pub fn parse_expires(text: &str) -> Result<u64, ScopeError> {
         input: text.to_string(),
         problem: e.to_string(),
     })?;
-    Ok(at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()))
+    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &'static str, text: &str) -> Result<T, ScopeError> {
@@ -503,7 +519,11 @@ fn pattern_covered(parent: &[ModelPattern], child: &ModelPattern) -> bool {
 impl ScopeSpec {
     /// The canonical caveats this spec describes. `--ttl` becomes `Expires(now + ttl)`;
     /// without `--ttl` or `--expires` there is no expiry (the caller adds its default).
-    pub fn to_caveats(&self, now: u64, known_providers: &[&str]) -> Result<Vec<Caveat>, ScopeError> {
+    pub fn to_caveats(
+        &self,
+        now: u64,
+        known_providers: &[&str],
+    ) -> Result<Vec<Caveat>, ScopeError> {
         let mut out = Vec::new();
         if !self.scopes.is_empty() {
             let patterns = self
@@ -538,7 +558,9 @@ impl ScopeSpec {
         }
         match (&self.ttl, self.expires) {
             (Some(_), Some(_)) => {
-                return Err(ScopeError::Conflict("give --ttl or --expires, not both".into()));
+                return Err(ScopeError::Conflict(
+                    "give --ttl or --expires, not both".into(),
+                ));
             }
             (Some(ttl), None) => {
                 let secs = parse_ttl(ttl)?;
@@ -599,7 +621,9 @@ impl ScopeSpec {
                     endpoints = Some(match endpoints {
                         None => *s,
                         Some(cur) => cur.intersect(*s).ok_or_else(|| {
-                            ScopeError::Unrepresentable("its endpoint sets have nothing in common".into())
+                            ScopeError::Unrepresentable(
+                                "its endpoint sets have nothing in common".into(),
+                            )
                         })?,
                     });
                 }
@@ -708,7 +732,9 @@ impl ScopeSpec {
             };
             let value = match inline {
                 Some(v) => v,
-                None => it.next().ok_or_else(|| ScopeError::MissingValue(flag.to_string()))?,
+                None => it
+                    .next()
+                    .ok_or_else(|| ScopeError::MissingValue(flag.to_string()))?,
             };
             let once = |slot: bool| {
                 if slot {
@@ -761,14 +787,20 @@ impl ScopeSpec {
     /// allow lists do not all cover, endpoints it does not allow, or a later expiry, bigger
     /// budget or higher rate. Attenuation could never widen the key anyway; this turns a
     /// silently useless child key into a clear error.
-    pub fn check_narrower(&self, parent: &Token, now: u64, known_providers: &[&str]) -> Result<(), ScopeError> {
+    pub fn check_narrower(
+        &self,
+        parent: &Token,
+        now: u64,
+        known_providers: &[&str],
+    ) -> Result<(), ScopeError> {
         let requested = self.to_caveats(now, known_providers)?;
         let eff = Effective::of(parent);
         for c in &requested {
             match c {
                 Caveat::Allow(patterns) => {
                     for p in patterns {
-                        if let Some(list) = eff.allow.iter().find(|list| !pattern_covered(list, p)) {
+                        if let Some(list) = eff.allow.iter().find(|list| !pattern_covered(list, p))
+                        {
                             return Err(ScopeError::Wider {
                                 flag: "--scope",
                                 requested: p.to_string(),
@@ -790,29 +822,51 @@ impl ScopeSpec {
                     }
                 }
                 Caveat::Expires(at) => wider_than(
-                    if self.ttl.is_some() { "--ttl" } else { "--expires" },
+                    if self.ttl.is_some() {
+                        "--ttl"
+                    } else {
+                        "--expires"
+                    },
                     *at,
                     eff.expires,
                     |v| format!("expiring {}", format_expires(v)),
                     &self.ttl.clone().unwrap_or_else(|| format_expires(*at)),
                 )?,
-                Caveat::BudgetUsd(v) => wider_than("--budget", *v, eff.usd, |v| {
-                    format!("budget {}", Budget::Usd(v))
-                }, &Budget::Usd(*v).to_string())?,
-                Caveat::BudgetTokens(v) => wider_than("--budget", *v, eff.tokens, |v| {
-                    format!("budget {}", Budget::Tokens(v))
-                }, &Budget::Tokens(*v).to_string())?,
+                Caveat::BudgetUsd(v) => wider_than(
+                    "--budget",
+                    *v,
+                    eff.usd,
+                    |v| format!("budget {}", Budget::Usd(v)),
+                    &Budget::Usd(*v).to_string(),
+                )?,
+                Caveat::BudgetTokens(v) => wider_than(
+                    "--budget",
+                    *v,
+                    eff.tokens,
+                    |v| format!("budget {}", Budget::Tokens(v)),
+                    &Budget::Tokens(*v).to_string(),
+                )?,
                 Caveat::Rpm(v) => {
                     let v = u64::from(*v);
                     wider_than("--rpm", v, eff.rpm, |p| format!("rpm {p}"), &v.to_string())?
                 }
-                Caveat::Tpm(v) => wider_than("--tpm", *v, eff.tpm, |p| format!("tpm {p}"), &v.to_string())?,
-                Caveat::MaxRequests(v) => wider_than("--max-requests", *v, eff.max_requests, |p| {
-                    format!("max requests {p}")
-                }, &v.to_string())?,
-                Caveat::MaxOutputTokens(v) => wider_than("--max-output-tokens", *v, eff.max_output_tokens, |p| {
-                    format!("max output tokens {p}")
-                }, &v.to_string())?,
+                Caveat::Tpm(v) => {
+                    wider_than("--tpm", *v, eff.tpm, |p| format!("tpm {p}"), &v.to_string())?
+                }
+                Caveat::MaxRequests(v) => wider_than(
+                    "--max-requests",
+                    *v,
+                    eff.max_requests,
+                    |p| format!("max requests {p}"),
+                    &v.to_string(),
+                )?,
+                Caveat::MaxOutputTokens(v) => wider_than(
+                    "--max-output-tokens",
+                    *v,
+                    eff.max_output_tokens,
+                    |p| format!("max output tokens {p}"),
+                    &v.to_string(),
+                )?,
                 Caveat::Session(s) => {
                     if let Some(other) = eff.sessions.iter().find(|p| *p != s) {
                         return Err(ScopeError::Wider {
@@ -833,7 +887,11 @@ fn join_or_nothing(patterns: &[ModelPattern]) -> String {
     if patterns.is_empty() {
         "nothing".into()
     } else {
-        patterns.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        patterns
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -881,11 +939,10 @@ impl fmt::Display for ScopeSpec {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::childkey::{MintKey, Kid};
+    use crate::childkey::{Kid, MintKey};
     use proptest::prelude::*;
 
     const KNOWN: [&str; 4] = ["anthropic", "gemini", "openai", "open-router_2"];
@@ -913,11 +970,31 @@ mod tests {
             assert_eq!(parse_budget(text), Ok(want), "{text}");
         }
         for bad in [
-            "5", "5eur", "0.0000001usd", "1.5tok", "1.2.3usd", "usd", "$", "", "-5usd", "5 kusd",
-            "99999999999999999999usd", "18446744073709551616tok", "1e3tok",
+            "5",
+            "5eur",
+            "0.0000001usd",
+            "1.5tok",
+            "1.2.3usd",
+            "usd",
+            "$",
+            "",
+            "-5usd",
+            "5 kusd",
+            "99999999999999999999usd",
+            "18446744073709551616tok",
+            "1e3tok",
         ] {
             let err = parse_budget(bad).unwrap_err();
-            assert!(matches!(err, ScopeError::Invalid { flag: "--budget", .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(
+                    err,
+                    ScopeError::Invalid {
+                        flag: "--budget",
+                        ..
+                    }
+                ),
+                "{bad}: {err:?}"
+            );
             assert!(err.hint().unwrap().contains("200ktok"));
         }
     }
@@ -942,7 +1019,10 @@ mod tests {
         );
         assert!(err.hint().is_some());
         let err = parse_pattern("OpenAI/gpt-4o", &KNOWN).unwrap_err();
-        assert!(err.to_string().contains("unexpected `O` at position 1"), "{err}");
+        assert!(
+            err.to_string().contains("unexpected `O` at position 1"),
+            "{err}"
+        );
         assert!(err.to_string().contains("lowercase"), "{err}");
         let err = parse_pattern("mistral/large", &KNOWN).unwrap_err();
         assert_eq!(
@@ -957,7 +1037,9 @@ mod tests {
         assert!(parse_pattern("openai/gpt 4", &KNOWN).is_err());
         assert_eq!(parse_pattern("openai", &KNOWN).unwrap().model(), None);
         assert_eq!(
-            parse_pattern("anthropic/claude-haiku-*", &KNOWN).unwrap().model(),
+            parse_pattern("anthropic/claude-haiku-*", &KNOWN)
+                .unwrap()
+                .model(),
             Some("claude-haiku-*")
         );
         assert_eq!(
@@ -977,7 +1059,11 @@ mod tests {
         assert!(set.contains(EndpointClass::Models) && !set.contains(EndpointClass::Files));
         assert_eq!(set.to_string(), "inference,models");
         let err = parse_endpoints("inference,flies").unwrap_err();
-        assert!(err.to_string().contains("unknown endpoint class `flies` at position 11"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("unknown endpoint class `flies` at position 11"),
+            "{err}"
+        );
         assert!(parse_endpoints("all,models").is_err());
         assert!(parse_endpoints("").is_err());
         assert!(parse_endpoints("inference,,models").is_err());
@@ -1022,12 +1108,18 @@ mod tests {
             expires: Some(NOW),
             ..ScopeSpec::default()
         };
-        assert!(matches!(both.to_caveats(NOW, &KNOWN), Err(ScopeError::Conflict(_))));
+        assert!(matches!(
+            both.to_caveats(NOW, &KNOWN),
+            Err(ScopeError::Conflict(_))
+        ));
         let two = ScopeSpec {
             budget: vec!["1usd".into(), "$2".into()],
             ..ScopeSpec::default()
         };
-        assert!(matches!(two.to_caveats(NOW, &KNOWN), Err(ScopeError::Conflict(_))));
+        assert!(matches!(
+            two.to_caveats(NOW, &KNOWN),
+            Err(ScopeError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -1081,14 +1173,23 @@ mod tests {
             ScopeSpec::from_caveats(&[a, b]),
             Err(ScopeError::Unrepresentable(_))
         ));
-        assert!(ScopeSpec::from_caveats(&[Caveat::Unknown { tag: 0x70, bytes: vec![] }]).is_err());
+        assert!(
+            ScopeSpec::from_caveats(&[Caveat::Unknown {
+                tag: 0x70,
+                bytes: vec![]
+            }])
+            .is_err()
+        );
     }
 
     #[test]
     fn scope_errors_become_usage_errors_with_hints() {
         let err: UserError = parse_budget("5eur").unwrap_err().into();
         assert_eq!(err.kind.code(), 2);
-        assert_eq!(err.message, "invalid --budget `5eur`: give a unit: `usd` (or a leading `$`) for dollars, `tok` for tokens");
+        assert_eq!(
+            err.message,
+            "invalid --budget `5eur`: give a unit: `usd` (or a leading `$`) for dollars, `tok` for tokens"
+        );
         assert!(err.hint.unwrap().contains("0.50usd"));
     }
 
@@ -1134,7 +1235,11 @@ mod tests {
             &["--endpoints", "inference"],
             &[],
         ] {
-            assert_eq!(spec(args).check_narrower(&parent, NOW, &KNOWN), Ok(()), "{args:?}");
+            assert_eq!(
+                spec(args).check_narrower(&parent, NOW, &KNOWN),
+                Ok(()),
+                "{args:?}"
+            );
         }
     }
 
@@ -1146,13 +1251,25 @@ mod tests {
             Caveat::Rpm(60),
         ]);
         let cases: [(&[&str], &str); 7] = [
-            (&["--scope", "anthropic"], "--scope anthropic is wider than the parent key allows (allowed: openai/gpt-4o*)"),
+            (
+                &["--scope", "anthropic"],
+                "--scope anthropic is wider than the parent key allows (allowed: openai/gpt-4o*)",
+            ),
             (&["--scope", "openai"], "--scope openai"),
             (&["--scope", "openai/gpt-4*"], "--scope openai/gpt-4*"),
-            (&["--budget", "$6"], "--budget 6usd is wider than the parent key allows (budget 5usd)"),
-            (&["--ttl", "2h"], "--ttl 2h is wider than the parent key allows (expiring 2026-"),
+            (
+                &["--budget", "$6"],
+                "--budget 6usd is wider than the parent key allows (budget 5usd)",
+            ),
+            (
+                &["--ttl", "2h"],
+                "--ttl 2h is wider than the parent key allows (expiring 2026-",
+            ),
             (&["--rpm", "61"], "--rpm 61"),
-            (&["--endpoints", "models"], "--endpoints models is wider than the parent key allows (endpoints: inference)"),
+            (
+                &["--endpoints", "models"],
+                "--endpoints models is wider than the parent key allows (endpoints: inference)",
+            ),
         ];
         for (args, want) in cases {
             let err = spec(args).check_narrower(&parent, NOW, &KNOWN).unwrap_err();
@@ -1164,7 +1281,11 @@ mod tests {
         let child = parent
             .attenuate(vec![Caveat::Endpoints(EndpointSet::all())])
             .unwrap();
-        assert!(spec(&["--endpoints", "files"]).check_narrower(&child, NOW, &KNOWN).is_err());
+        assert!(
+            spec(&["--endpoints", "files"])
+                .check_narrower(&child, NOW, &KNOWN)
+                .is_err()
+        );
     }
 
     // ---- property tests ---------------------------------------------------------------
@@ -1188,7 +1309,11 @@ mod tests {
             proptest::option::of(proptest::collection::vec(pattern, 1..5)),
             proptest::option::of(endpoints),
             proptest::option::of(any::<u64>()),
-            proptest::option::of(prop_oneof![any::<u64>(), (0u64..1000).prop_map(|v| v * 1000), (0u64..100).prop_map(|v| v * 1_000_000)]),
+            proptest::option::of(prop_oneof![
+                any::<u64>(),
+                (0u64..1000).prop_map(|v| v * 1000),
+                (0u64..100).prop_map(|v| v * 1_000_000)
+            ]),
             proptest::option::of(prop_oneof![0..=MAX_RFC3339, any::<u64>()]),
             (
                 proptest::option::of(any::<u32>()),
@@ -1198,20 +1323,22 @@ mod tests {
                 proptest::option::of("[A-Za-z0-9._-]{1,64}"),
             ),
         )
-            .prop_map(|(allow, endpoints, usd, tokens, expires, (rpm, tpm, maxr, maxo, session))| {
-                let mut out = Vec::new();
-                out.extend(allow.map(Caveat::Allow));
-                out.extend(endpoints.map(Caveat::Endpoints));
-                out.extend(usd.map(Caveat::BudgetUsd));
-                out.extend(tokens.map(Caveat::BudgetTokens));
-                out.extend(expires.map(Caveat::Expires));
-                out.extend(rpm.map(Caveat::Rpm));
-                out.extend(tpm.map(Caveat::Tpm));
-                out.extend(maxr.map(Caveat::MaxRequests));
-                out.extend(maxo.map(Caveat::MaxOutputTokens));
-                out.extend(session.map(Caveat::Session));
-                canonicalize(out)
-            })
+            .prop_map(
+                |(allow, endpoints, usd, tokens, expires, (rpm, tpm, maxr, maxo, session))| {
+                    let mut out = Vec::new();
+                    out.extend(allow.map(Caveat::Allow));
+                    out.extend(endpoints.map(Caveat::Endpoints));
+                    out.extend(usd.map(Caveat::BudgetUsd));
+                    out.extend(tokens.map(Caveat::BudgetTokens));
+                    out.extend(expires.map(Caveat::Expires));
+                    out.extend(rpm.map(Caveat::Rpm));
+                    out.extend(tpm.map(Caveat::Tpm));
+                    out.extend(maxr.map(Caveat::MaxRequests));
+                    out.extend(maxo.map(Caveat::MaxOutputTokens));
+                    out.extend(session.map(Caveat::Session));
+                    canonicalize(out)
+                },
+            )
     }
 
     proptest! {

@@ -81,7 +81,11 @@ impl fmt::Debug for Caveat {
             Caveat::MaxOutputTokens(v) => write!(f, "MaxOutputTokens({v})"),
             Caveat::Session(s) => write!(f, "Session({s:?})"),
             Caveat::Unknown { tag, bytes } => {
-                write!(f, "Unknown {{ tag: {tag:#04x}, bytes: {} }}", hex::encode(bytes))
+                write!(
+                    f,
+                    "Unknown {{ tag: {tag:#04x}, bytes: {} }}",
+                    hex::encode(bytes)
+                )
             }
         }
     }
@@ -167,7 +171,10 @@ impl Caveat {
                     let model = (!glob.is_empty()).then(|| glob.to_string());
                     let p = ModelPattern::new(provider, model.as_deref())
                         .map_err(|e| format!("allow caveat: {e}"))?;
-                    if patterns.last().is_some_and(|last: &ModelPattern| *last >= p) {
+                    if patterns
+                        .last()
+                        .is_some_and(|last: &ModelPattern| *last >= p)
+                    {
                         return Err("allow caveat patterns are not sorted and unique".into());
                     }
                     patterns.push(p);
@@ -214,13 +221,17 @@ impl Caveat {
                     return Err("an allow caveat needs at least one pattern".into());
                 }
                 if patterns.len() > MAX_PATTERNS {
-                    return Err(format!("an allow caveat takes at most {MAX_PATTERNS} patterns"));
+                    return Err(format!(
+                        "an allow caveat takes at most {MAX_PATTERNS} patterns"
+                    ));
                 }
                 for p in patterns {
                     ModelPattern::new(&p.provider, p.model.as_deref())?;
                 }
                 if patterns.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err("allow patterns must be sorted and unique (canonicalize them)".into());
+                    return Err(
+                        "allow patterns must be sorted and unique (canonicalize them)".into(),
+                    );
                 }
                 Ok(())
             }
@@ -296,7 +307,9 @@ impl ModelPattern {
             ));
         }
         if provider.is_empty() || provider.len() > MAX_PROVIDER_LEN {
-            return Err(format!("a provider name is 1 to {MAX_PROVIDER_LEN} characters"));
+            return Err(format!(
+                "a provider name is 1 to {MAX_PROVIDER_LEN} characters"
+            ));
         }
         if let Some(glob) = model {
             if glob.is_empty() {
@@ -330,7 +343,9 @@ impl ModelPattern {
 
     /// Whether the pattern covers every model of its provider (`openai` or `openai/*`).
     pub fn is_provider_wide(&self) -> bool {
-        self.model.as_deref().is_none_or(|g| g.bytes().all(|b| b == b'*'))
+        self.model
+            .as_deref()
+            .is_none_or(|g| g.bytes().all(|b| b == b'*'))
     }
 
     /// Whether a request for `model` at `provider` matches.
@@ -357,9 +372,7 @@ impl fmt::Debug for ModelPattern {
 /// First character (position, char) not allowed in a provider name.
 pub(crate) fn invalid_provider_char(provider: &str) -> Option<(usize, char)> {
     provider.chars().enumerate().find(|&(i, c)| {
-        let ok = c.is_ascii_lowercase()
-            || c.is_ascii_digit()
-            || (i > 0 && (c == '_' || c == '-'));
+        let ok = c.is_ascii_lowercase() || c.is_ascii_digit() || (i > 0 && (c == '_' || c == '-'));
         !ok
     })
 }
@@ -499,7 +512,9 @@ impl EndpointSet {
 
     /// The classes in this set (every class for `all`).
     pub fn classes(self) -> impl Iterator<Item = EndpointClass> {
-        EndpointClass::ALL.into_iter().filter(move |c| self.contains(*c))
+        EndpointClass::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 }
 
@@ -623,7 +638,9 @@ mod tests {
                 ModelPattern::new("openai", None).unwrap(),
             ]),
             Caveat::Endpoints(EndpointSet::all()),
-            Caveat::Endpoints(EndpointSet::of(&[EndpointClass::Models, EndpointClass::Admin]).unwrap()),
+            Caveat::Endpoints(
+                EndpointSet::of(&[EndpointClass::Models, EndpointClass::Admin]).unwrap(),
+            ),
             Caveat::Expires(1_795_000_000),
             Caveat::BudgetUsd(u64::MAX),
             Caveat::BudgetTokens(0),
@@ -632,8 +649,14 @@ mod tests {
             Caveat::MaxRequests(128),
             Caveat::MaxOutputTokens(4096),
             Caveat::Session("run-1a2b.x_y".into()),
-            Caveat::Unknown { tag: 0x42, bytes: vec![1, 2, 3] },
-            Caveat::Unknown { tag: 0x00, bytes: vec![7; 300] },
+            Caveat::Unknown {
+                tag: 0x42,
+                bytes: vec![1, 2, 3],
+            },
+            Caveat::Unknown {
+                tag: 0x00,
+                bytes: vec![7; 300],
+            },
         ];
         for c in &caveats {
             assert!(c.validate().is_ok(), "{c:?}");
@@ -695,7 +718,15 @@ mod tests {
         assert!(ModelPattern::new("x-1_y", None).is_ok());
         assert!(ModelPattern::new("openai", Some("")).is_err());
         assert!(ModelPattern::new("openrouter", Some("meta-llama/llama-3-8b:free")).is_ok());
-        assert!(ModelPattern::new("openai", Some("*")).unwrap().is_provider_wide());
-        assert!(!ModelPattern::new("openai", Some("gpt*")).unwrap().is_provider_wide());
+        assert!(
+            ModelPattern::new("openai", Some("*"))
+                .unwrap()
+                .is_provider_wide()
+        );
+        assert!(
+            !ModelPattern::new("openai", Some("gpt*"))
+                .unwrap()
+                .is_provider_wide()
+        );
     }
 }

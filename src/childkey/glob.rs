@@ -78,7 +78,10 @@ mod tests {
         assert!(glob_match("gpt-4o*", "gpt-4o-mini"));
         assert!(!glob_match("gpt-4o*", "gpt-4"));
         assert!(glob_match("claude-*-haiku-*", "claude-3-5-haiku-20241022"));
-        assert!(!glob_match("claude-*-haiku-*", "claude-3-5-sonnet-20241022"));
+        assert!(!glob_match(
+            "claude-*-haiku-*",
+            "claude-3-5-sonnet-20241022"
+        ));
         assert!(glob_match("*mini", "gpt-4o-mini"));
         assert!(!glob_match("*mini", "gpt-4o-mini-2024"));
         assert!(glob_match("**", "x"));

@@ -38,7 +38,11 @@ impl FromStr for Kid {
     type Err = MintKeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut kid = [0u8; 4];
-        if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 8
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(MintKeyError::BadKid);
         }
         hex::decode_to_slice(s, &mut kid).map_err(|_| MintKeyError::BadKid)?;
@@ -51,7 +55,9 @@ impl FromStr for Kid {
 pub enum MintKeyError {
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
-    #[error("the stored mint key is not in the form `kid:secret` (8 + 64 lowercase hex characters)")]
+    #[error(
+        "the stored mint key is not in the form `kid:secret` (8 + 64 lowercase hex characters)"
+    )]
     BadFormat,
     #[error("the stored mint key's kid is not 8 lowercase hex characters")]
     BadKid,
@@ -61,6 +67,15 @@ pub enum MintKeyError {
 pub struct MintKey {
     kid: Kid,
     secret: Zeroizing<[u8; MINT_SECRET_LEN]>,
+    /// HMAC already keyed with the secret (its inner and outer pad blocks absorbed), cloned
+    /// for every `tag0`: this saves two of the ~15 SHA-256 blocks a verification hashes. The
+    /// `hmac` crate cannot zeroize this state on drop; it is as sensitive as the secret and
+    /// lives exactly as long.
+    keyed: Hmac<Sha256>,
+}
+
+fn keyed(secret: &[u8; MINT_SECRET_LEN]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(secret).expect("any key length")
 }
 
 impl MintKey {
@@ -72,15 +87,18 @@ impl MintKey {
         fill_random(&mut kid)?;
         Ok(MintKey {
             kid: Kid(kid),
+            keyed: keyed(&secret),
             secret,
         })
     }
 
     /// A mint key from known parts (tests, benchmarks, and reading back a stored key).
     pub fn from_parts(kid: Kid, secret: [u8; MINT_SECRET_LEN]) -> MintKey {
+        let secret = Zeroizing::new(secret);
         MintKey {
             kid,
-            secret: Zeroizing::new(secret),
+            keyed: keyed(&secret),
+            secret,
         }
     }
 
@@ -106,18 +124,24 @@ impl MintKey {
         let (kid, secret_hex) = text.trim().split_once(':').ok_or(MintKeyError::BadFormat)?;
         let kid: Kid = kid.parse()?;
         if secret_hex.len() != 2 * MINT_SECRET_LEN
-            || !secret_hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !secret_hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(MintKeyError::BadFormat);
         }
         let mut secret = Zeroizing::new([0u8; MINT_SECRET_LEN]);
         hex::decode_to_slice(secret_hex, &mut secret[..]).map_err(|_| MintKeyError::BadFormat)?;
-        Ok(MintKey { kid, secret })
+        Ok(MintKey {
+            kid,
+            keyed: keyed(&secret),
+            secret,
+        })
     }
 
     /// `HMAC(mint_secret, message)`: the first link of every chain.
     pub(crate) fn tag0(&self, message: &[u8]) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret[..]).expect("any key length");
+        let mut mac = self.keyed.clone();
         mac.update(message);
         mac.finalize().into_bytes().into()
     }

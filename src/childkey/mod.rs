@@ -77,8 +77,8 @@ pub use caveat::{
     Caveat, EndpointClass, EndpointSet, MAX_GLOB_LEN, MAX_PATTERNS, MAX_PROVIDER_LEN,
     MAX_SESSION_LEN, ModelPattern, canonicalize,
 };
-pub use glob::glob_match;
 pub(crate) use caveat::{glob_char_advice, invalid_glob_char, invalid_provider_char};
+pub use glob::glob_match;
 pub use mintkey::{Kid, MINT_SECRET_LEN, MintKey, MintKeyError};
 pub use token::{
     Binding, DecodeError, Level, MAX_CAVEATS, MAX_ENCODED_LEN, MAX_LEVELS, MintError, PREFIX,
