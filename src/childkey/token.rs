@@ -240,17 +240,18 @@ impl Token {
         Ok(Token::mint_with_nonce(mint, batch, nonce))
     }
 
-    /// Mint with a given nonce and an already prepared batch (tests and benchmarks want
-    /// reproducible tokens; everything else goes through [`Token::mint`]).
-    #[doc(hidden)]
-    pub fn mint_with_nonce(mint: &MintKey, batch: Vec<Caveat>, nonce: [u8; NONCE_LEN]) -> Token {
+    /// Mint with a given nonce and an already prepared batch (at most [`MAX_CAVEATS`]).
+    pub(crate) fn mint_with_nonce(mint: &MintKey, batch: Vec<Caveat>, nonce: [u8; NONCE_LEN]) -> Token {
         let kid = mint.kid();
         let mut tag = mint.tag0(&header(VERSION, kid, &nonce));
         let mut buf = Vec::with_capacity(64);
         let mut known = Vec::with_capacity(batch.len());
         let last = batch.len().saturating_sub(1);
         for (i, c) in batch.iter().enumerate() {
-            tag = chain_step(&tag, i == last, c, &mut buf);
+            // Intermediate tags would let a holder strip caveats: wipe each one.
+            let next = chain_step(&tag, i == last, c, &mut buf);
+            tag.zeroize();
+            tag = next;
             known.push(Binding::of_tag(&tag));
         }
         let len = batch.len();
@@ -289,7 +290,10 @@ impl Token {
         };
         let last = batch.len() - 1;
         for (i, c) in batch.iter().enumerate() {
-            tag = chain_step(&tag, i == last, c, &mut buf);
+            // Intermediate tags would let a holder strip caveats: wipe each one.
+            let next = chain_step(&tag, i == last, c, &mut buf);
+            tag.zeroize();
+            tag = next;
             known.push(Binding::of_tag(&tag));
         }
         let mut caveats = self.caveats.clone();
@@ -405,6 +409,7 @@ impl Token {
     }
 
     /// Parses the text form. Checks the checksum and the structure, not the signature.
+    /// The text must be exact: callers strip `Bearer ` and surrounding whitespace.
     pub fn decode(text: &str) -> Result<Token, DecodeError> {
         let mut body = decode_checked(text)?;
         let token = parse_body(&body[..body.len() - CRC_LEN]);
