@@ -241,7 +241,11 @@ impl Token {
     }
 
     /// Mint with a given nonce and an already prepared batch (at most [`MAX_CAVEATS`]).
-    pub(crate) fn mint_with_nonce(mint: &MintKey, batch: Vec<Caveat>, nonce: [u8; NONCE_LEN]) -> Token {
+    pub(crate) fn mint_with_nonce(
+        mint: &MintKey,
+        batch: Vec<Caveat>,
+        nonce: [u8; NONCE_LEN],
+    ) -> Token {
         let kid = mint.kid();
         let mut tag = mint.tag0(&header(VERSION, kid, &nonce));
         let mut buf = Vec::with_capacity(64);

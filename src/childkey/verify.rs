@@ -254,7 +254,6 @@ fn walk_chain(
         tag = next;
         visit(i, &tag);
     }
-    buf.zeroize();
     tag
 }
 
