@@ -40,11 +40,17 @@ _till() {
             till,remove)
                 cmd="till__subcmd__remove"
                 ;;
+            till,rotate)
+                cmd="till__subcmd__rotate"
+                ;;
             till,run)
                 cmd="till__subcmd__run"
                 ;;
             till,serve)
                 cmd="till__subcmd__serve"
+                ;;
+            till,status)
+                cmd="till__subcmd__status"
                 ;;
             till__subcmd__help,add)
                 cmd="till__subcmd__help__subcmd__add"
@@ -70,11 +76,17 @@ _till() {
             till__subcmd__help,remove)
                 cmd="till__subcmd__help__subcmd__remove"
                 ;;
+            till__subcmd__help,rotate)
+                cmd="till__subcmd__help__subcmd__rotate"
+                ;;
             till__subcmd__help,run)
                 cmd="till__subcmd__help__subcmd__run"
                 ;;
             till__subcmd__help,serve)
                 cmd="till__subcmd__help__subcmd__serve"
+                ;;
+            till__subcmd__help,status)
+                cmd="till__subcmd__help__subcmd__status"
                 ;;
             till__subcmd__help__subcmd__key,attenuate)
                 cmd="till__subcmd__help__subcmd__key__subcmd__attenuate"
@@ -143,7 +155,7 @@ _till() {
 
     case "${cmd}" in
         till)
-            opts="-h -V --help --version add remove list doctor run serve key completions manpage help"
+            opts="-h -V --help --version add remove list doctor rotate status run serve key completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,7 +169,7 @@ _till() {
             return 0
             ;;
         till__subcmd__add)
-            opts="-h -V --from-env --no-verify --help --version"
+            opts="-h -V --from-env --no-verify --admin --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,7 +215,7 @@ _till() {
             return 0
             ;;
         till__subcmd__help)
-            opts="add remove list doctor run serve key completions manpage help"
+            opts="add remove list doctor rotate status run serve key completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -412,6 +424,20 @@ _till() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        till__subcmd__help__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         till__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -427,6 +453,20 @@ _till() {
             return 0
             ;;
         till__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -768,6 +808,28 @@ _till() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        till__subcmd__rotate)
+            opts="-h -V --mint --due --grace --yes --from-env --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         till__subcmd__run)
             opts="-p -s -q -h -V --profile --scope --endpoints --budget --ttl --rpm --tpm --max-requests --max-output-tokens --key --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -841,6 +903,20 @@ _till() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__status)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
