@@ -73,7 +73,18 @@ const MIGRATIONS: &[&str] = &[
         message      TEXT NOT NULL
     ) STRICT;
     CREATE INDEX events_at ON events(at);",
-    // 3: rotation: admin keys, the provider's ids of keys till created, every rotation
+    // 3: budget and request counters per key level, and each request's lineage (the short
+    // bindings of every level of the key that made it, so a key's log includes its descendants).
+    "CREATE TABLE counters (
+        binding          TEXT PRIMARY KEY,
+        spent_micros     INTEGER NOT NULL DEFAULT 0,
+        spent_tokens     INTEGER NOT NULL DEFAULT 0,
+        reserved_micros  INTEGER NOT NULL DEFAULT 0,
+        reserved_tokens  INTEGER NOT NULL DEFAULT 0,
+        requests         INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    ALTER TABLE requests ADD COLUMN lineage TEXT;",
+    // 4: rotation: admin keys, the provider's ids of keys till created, every rotation
     // attempt, and when the user was last told about keys past their age.
     "CREATE TABLE admin_keys (
         provider     TEXT PRIMARY KEY,
@@ -108,6 +119,8 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
 ];
 
+pub mod counters;
+pub mod query;
 pub mod writer;
 
 /// An open ledger connection.

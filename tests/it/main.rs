@@ -5,6 +5,9 @@ mod support;
 
 mod cli;
 mod keychain;
+mod keys;
 mod proxy;
 mod rotate;
+mod run;
 mod secrets;
+mod usage;
