@@ -30,7 +30,7 @@ pub enum Command {
     List(ListArgs),
     /// Check that till can work here: config, secrets store, keys, data directory.
     Doctor,
-    /// Replace a provider's root key, or the mint key, without a moment of downtime.
+    /// Replace a provider's root key, or the mint key, with a new one.
     ///
     /// With an admin key for OpenAI (`till add openai --admin`) and `[providers.openai]
     /// admin_project = "proj_…"` in config.toml, till creates a new service-account key in that

@@ -163,7 +163,7 @@ pub(crate) fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<Se
     drop(zeroize::Zeroizing::new(raw));
     if key.is_empty() {
         return Err(UserError::usage("the key is empty")
-            .hint("paste the key, or pipe it: `echo $KEY | till add …`")
+            .hint("paste the key, or pipe it to till's stdin: `echo \"$KEY\" | till …`")
             .into());
     }
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -571,8 +571,19 @@ fn read_new_key(
         }
         crate::output::note("till: the old key keeps working until the new one is checked");
     }
-    let key = super::add::read_key(&format!("new {} API key", provider.name), from_env)
-        .map_err(|e| e.context("nothing was changed"))?;
+    let key =
+        super::add::read_key(&format!("new {} API key", provider.name), from_env).map_err(|e| {
+            match crate::error::find_user_error(&e) {
+                Some(user) => {
+                    let mut unchanged =
+                        UserError::usage(format!("{}; nothing was changed", user.message));
+                    unchanged.kind = user.kind;
+                    unchanged.hint = user.hint.clone();
+                    anyhow::Error::from(unchanged)
+                }
+                None => e.context("nothing was changed"),
+            }
+        })?;
     super::add::check_shape(ctx, provider, &key)?;
     Ok(key)
 }
@@ -754,10 +765,18 @@ impl Rotation<'_> {
 
         let deleted = match injected(Step::Delete) {
             Err(f) => Err(f.message),
-            Ok(()) => api
-                .openai_delete_key(project, &old_ids.key_id)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(()) => match api.openai_delete_key(project, &old_ids.key_id).await {
+                // Deleted by hand already: the goal is reached.
+                Err(admin::AdminError::Status { status: 404, .. }) => {
+                    crate::output::note(&format!(
+                        "till: the old key {} was already deleted at {}",
+                        old_ids.key_id,
+                        self.name()
+                    ));
+                    Ok(())
+                }
+                other => other.map_err(|e| e.to_string()),
+            },
         };
         if let Err(why) = deleted {
             let message = format!("cannot delete the old key {}: {why}", old_ids.key_id);

@@ -345,6 +345,42 @@ fn failed_create_keeps_the_old_key() {
     assert_eq!(rot.created_keys().len(), 1, "no second key was made");
     let last = rot.rotations().pop().unwrap();
     assert_eq!((last.1, last.2.as_str()), (false, "create"));
+    assert_eq!(rot.chat_through_till_run(), 200);
+    assert_eq!(rot.last_upstream_openai_key(), current);
+}
+
+/// A key till made and someone then deleted at the provider (so the stored key is dead) must
+/// not make every later rotation fail at `delete`.
+#[test]
+fn a_key_deleted_by_hand_does_not_block_rotation() {
+    let rot = stocked();
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    let dead = rot.created_keys().pop().unwrap();
+    let url = format!(
+        "{}/v1/organization/projects/{PROJECT}/api_keys/{}",
+        rot.mock.url(),
+        dead.id
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .delete(url)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "{status}");
+
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("was already deleted"), "{stderr}");
+    assert_eq!(rot.chat_through_till_run(), 200);
 }
 
 #[test]
