@@ -1352,6 +1352,22 @@ mod tests {
             prop_assert_eq!(parsed.to_caveats(now, &KNOWN).unwrap(), caveats);
         }
 
+        /// Covering is sound: a model the child glob matches is matched by the parent glob.
+        #[test]
+        fn glob_cover_implies_containment(
+            parent in "[ab*?]{0,5}",
+            child in "[ab*?]{0,5}",
+            models in proptest::collection::vec("[abc]{0,6}", 1..20),
+        ) {
+            if glob_covers(&parent, &child) {
+                for m in &models {
+                    if crate::childkey::glob_match(&child, m) {
+                        prop_assert!(crate::childkey::glob_match(&parent, m), "{} covers {} but not {}", parent, child, m);
+                    }
+                }
+            }
+        }
+
         /// 5. The scope parsers never panic on arbitrary text.
         #[test]
         fn scope_parsers_never_panic(text in "\\PC{0,40}", args in proptest::collection::vec("(--[a-z-]{2,18}(=\\PC{0,10})?|\\PC{0,12})", 0..6)) {

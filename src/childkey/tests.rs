@@ -396,7 +396,8 @@ fn bindings_known_to_minter_attenuator_and_verifier() {
     let parent = three_caveat_token(&mint);
     let v = verify(&parent, &mint).unwrap();
     let minted: Vec<Binding> = parent.bindings().into_iter().map(Option::unwrap).collect();
-    assert_eq!(minted, v.bindings);
+    assert_eq!(minted, v.bindings());
+    assert_eq!(v.level_bindings(), &[parent.binding()]);
 
     // The attenuator works from the final tag only: it knows its parent's binding and the
     // new level's, not the earlier ones.
@@ -407,10 +408,13 @@ fn bindings_known_to_minter_attenuator_and_verifier() {
         .unwrap();
     let known = child.bindings();
     let v = verify(&child, &mint).unwrap();
+    let all = v.bindings();
+    assert_eq!(all.len(), 5);
     assert_eq!(known[..2], [None, None]);
     for i in 2..5 {
-        assert_eq!(known[i], Some(v.bindings[i]), "binding {i}");
+        assert_eq!(known[i], Some(all[i]), "binding {i}");
     }
+    assert_eq!(v.level_bindings(), &[all[2], all[4]]);
     assert_eq!(child.binding(), v.binding());
     assert_eq!(child.level_of(4), Some(1));
     assert_eq!(child.level_of(5), None);
@@ -888,7 +892,7 @@ proptest! {
         };
         let pv = verify(&parent, &mint).unwrap();
         let cv = verify(&child, &mint).unwrap();
-        prop_assert_eq!(&cv.bindings[..pv.bindings.len()], &pv.bindings[..]);
+        prop_assert_eq!(&cv.level_bindings()[..1], pv.level_bindings());
         if let Ok(child_grant) = cv.check(&facts, now) {
             let parent_grant = pv.check(&facts, now);
             prop_assert!(parent_grant.is_ok(), "child allowed, parent denied: {:?}", parent_grant);
