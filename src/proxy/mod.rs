@@ -224,7 +224,8 @@ async fn authorize_and_forward(
     let token = Token::decode(key).map_err(|e| {
         ProxyError::new(401, "malformed", format!("this till key is not valid: {e}"))
     })?;
-    let verified = state.verify(&token, now).await?;
+    let mint = state.mint_for(&token, now).await?;
+    let verified = crate::childkey::verify(&token, &mint.key).map_err(|d| denial_error(&d))?;
     record.binding = Some(verified.binding());
     record.lineage = verified
         .level_bindings()

@@ -201,7 +201,7 @@ pub struct State {
     pub stats: Stats,
     store: Option<Arc<dyn SecretStore>>,
     roots: RwLock<HashMap<String, RootKey>>,
-    mints: RwLock<HashMap<String, MintEntry>>,
+    mints: RwLock<HashMap<String, Arc<MintEntry>>>,
     watched: Mutex<Watched>,
     limits: RateLimits,
     prices: crate::pricing::Prices,
@@ -243,7 +243,7 @@ impl State {
             .collect();
         let mints = mints
             .into_iter()
-            .map(|m| (m.key.kid().to_string(), m))
+            .map(|m| (m.key.kid().to_string(), Arc::new(m)))
             .collect();
         let mut watched = Watched {
             ledger,
@@ -420,9 +420,9 @@ impl State {
         matches!(name, "127.0.0.1" | "localhost" | "::1") || name.starts_with("127.")
     }
 
-    /// Checks the token's signature against its mint key (loading a mint key created by
-    /// another till process if needed) and the mint key's grace period.
-    pub async fn verify<'t>(&self, token: &'t Token, now: u64) -> Result<Verified<'t>, ProxyError> {
+    /// The mint key that signed `token` (loading one created by another till process if
+    /// needed), refused once its grace period has ended. The caller verifies the chain with it.
+    pub async fn mint_for(&self, token: &Token, now: u64) -> Result<Arc<MintEntry>, ProxyError> {
         let kid = token.kid().to_string();
         let known = self
             .mints
@@ -440,8 +440,13 @@ impl State {
             let _ = refresh(&mut w);
             w.mint_until.get(&kid).copied()
         });
-        let mints = self.mints.read().map_err(|_| unknown())?;
-        let entry = mints.get(&kid).ok_or_else(unknown)?;
+        let entry = self
+            .mints
+            .read()
+            .map_err(|_| unknown())?
+            .get(&kid)
+            .cloned()
+            .ok_or_else(unknown)?;
         if let Some(until) = retired_since_load.unwrap_or(entry.valid_until)
             && now >= until
         {
@@ -454,8 +459,7 @@ impl State {
                 ),
             ));
         }
-        crate::childkey::verify(token, &entry.key)
-            .map_err(|d| ProxyError::new(d.status(), d.kind(), d.to_string()))
+        Ok(entry)
     }
 
     async fn load_mint(&self, kid: &str) {
@@ -469,7 +473,7 @@ impl State {
         if let Ok(Some(entry)) = loaded
             && let Ok(mut m) = self.mints.write()
         {
-            m.insert(kid.to_string(), entry);
+            m.insert(kid.to_string(), Arc::new(entry));
         }
     }
 
@@ -479,7 +483,10 @@ impl State {
             return true;
         };
         let _ = refresh(&mut w);
-        verified.bindings.iter().any(|b| w.revoked.contains(b))
+        verified
+            .level_bindings()
+            .iter()
+            .any(|b| w.revoked.contains(b))
     }
 
     /// Applies the key's per-minute limits.
