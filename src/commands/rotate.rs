@@ -127,6 +127,8 @@ pub fn verify_admin_key(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
+    /// Reading what is stored, before anything is tried.
+    Prepare,
     /// Finding the old key's id at the provider.
     Find,
     /// Creating the new key (OpenAI admin API, or a new mint key).
@@ -148,6 +150,7 @@ pub enum Step {
 impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::Prepare => "prepare",
             Step::Find => "find",
             Step::Create => "create",
             Step::Verify => "verify",
@@ -1083,17 +1086,19 @@ fn due(
                 let provider = ctx.providers.require(&state.name)?.clone();
                 match rotate_provider(ctx, &ledger, &provider, Input::Nobody, runtime, &interrupt) {
                     Ok(outcome) => outcome,
-                    Err(e) => Outcome {
-                        target: provider.name.clone(),
-                        method: Method::Admin,
-                        ok: false,
-                        step: Step::Find,
-                        message: format!("rotating {} failed: {e:#}", provider.name),
-                        hint: crate::error::hint(&e),
-                        old_fingerprint: None,
-                        new_fingerprint: None,
-                        leftover_key_id: None,
-                    },
+                    // Nothing was tried (the admin key went missing from the store, …); still
+                    // an attempt the ledger should show.
+                    Err(e) => {
+                        let mut failure = Failure::new(Step::Prepare, format!("{e:#}"));
+                        failure.hint = crate::error::hint(&e);
+                        finish(
+                            &ledger,
+                            &provider.name,
+                            Method::Admin,
+                            Some(state.id.clone()),
+                            Err(failure),
+                        )
+                    }
                 }
             };
             report(&outcome);
