@@ -29,6 +29,8 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Delete a provider''s root key from the secrets store')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored root keys (provider, fingerprint, age); never key material')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check that till can work here: config, secrets store, keys, data directory')
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Replace a provider''s root key, or the mint key, with a new one')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show stored keys, their ages, and which are due for rotation')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run an agent with a scoped child key instead of your root keys')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve keys made by `till key create` on a fixed port, until interrupted')
             [CompletionResult]::new('key', 'key', [CompletionResultType]::ParameterValue, 'Create, list, inspect, narrow and revoke child keys')
@@ -42,6 +44,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
         'till;add' {
             [CompletionResult]::new('--from-env', '--from-env', [CompletionResultType]::ParameterName, 'Read the key from this environment variable instead of a prompt or stdin')
             [CompletionResult]::new('--no-verify', '--no-verify', [CompletionResultType]::ParameterName, 'Store the key without checking it against the provider')
+            [CompletionResult]::new('--admin', '--admin', [CompletionResultType]::ParameterName, 'Store an admin key (OpenAI or Anthropic) that `till rotate` uses to create, delete or deactivate keys. It is never given to agents')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -66,6 +69,27 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
         'till;doctor' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'till;rotate' {
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once)')
+            [CompletionResult]::new('--from-env', '--from-env', [CompletionResultType]::ParameterName, 'Read the new key from this environment variable instead of a prompt or stdin')
+            [CompletionResult]::new('--mint', '--mint', [CompletionResultType]::ParameterName, 'Replace the mint key that signs child keys')
+            [CompletionResult]::new('--due', '--due', [CompletionResultType]::ParameterName, 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'With --due: rotate without asking (needed when stdin is not a terminal)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the outcome as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'till;status' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -256,6 +280,8 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Delete a provider''s root key from the secrets store')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored root keys (provider, fingerprint, age); never key material')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check that till can work here: config, secrets store, keys, data directory')
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Replace a provider''s root key, or the mint key, with a new one')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show stored keys, their ages, and which are due for rotation')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run an agent with a scoped child key instead of your root keys')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve keys made by `till key create` on a fixed port, until interrupted')
             [CompletionResult]::new('key', 'key', [CompletionResultType]::ParameterValue, 'Create, list, inspect, narrow and revoke child keys')
@@ -276,6 +302,12 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;help;doctor' {
+            break
+        }
+        'till;help;rotate' {
+            break
+        }
+        'till;help;status' {
             break
         }
         'till;help;run' {

@@ -43,11 +43,17 @@ _till() {
             till,remove)
                 cmd="till__subcmd__remove"
                 ;;
+            till,rotate)
+                cmd="till__subcmd__rotate"
+                ;;
             till,run)
                 cmd="till__subcmd__run"
                 ;;
             till,serve)
                 cmd="till__subcmd__serve"
+                ;;
+            till,status)
+                cmd="till__subcmd__status"
                 ;;
             till,usage)
                 cmd="till__subcmd__usage"
@@ -79,11 +85,17 @@ _till() {
             till__subcmd__help,remove)
                 cmd="till__subcmd__help__subcmd__remove"
                 ;;
+            till__subcmd__help,rotate)
+                cmd="till__subcmd__help__subcmd__rotate"
+                ;;
             till__subcmd__help,run)
                 cmd="till__subcmd__help__subcmd__run"
                 ;;
             till__subcmd__help,serve)
                 cmd="till__subcmd__help__subcmd__serve"
+                ;;
+            till__subcmd__help,status)
+                cmd="till__subcmd__help__subcmd__status"
                 ;;
             till__subcmd__help,usage)
                 cmd="till__subcmd__help__subcmd__usage"
@@ -155,7 +167,7 @@ _till() {
 
     case "${cmd}" in
         till)
-            opts="-h -V --help --version add remove list doctor run serve key log usage completions manpage help"
+            opts="-h -V --help --version add remove list doctor rotate status run serve key log usage completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,7 +181,7 @@ _till() {
             return 0
             ;;
         till__subcmd__add)
-            opts="-h -V --from-env --no-verify --help --version"
+            opts="-h -V --from-env --no-verify --admin --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -215,7 +227,7 @@ _till() {
             return 0
             ;;
         till__subcmd__help)
-            opts="add remove list doctor run serve key log usage completions manpage help"
+            opts="add remove list doctor rotate status run serve key log usage completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -438,6 +450,20 @@ _till() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        till__subcmd__help__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         till__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -453,6 +479,20 @@ _till() {
             return 0
             ;;
         till__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -838,6 +878,28 @@ _till() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        till__subcmd__rotate)
+            opts="-h -V --mint --due --grace --yes --from-env --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         till__subcmd__run)
             opts="-p -s -q -h -V --profile --scope --endpoints --budget --ttl --rpm --tpm --max-requests --max-output-tokens --key --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -911,6 +973,20 @@ _till() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__status)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -26,6 +26,8 @@ set edit:completion:arg-completer[till] = {|@words|
             cand remove 'Delete a provider''s root key from the secrets store'
             cand list 'List stored root keys (provider, fingerprint, age); never key material'
             cand doctor 'Check that till can work here: config, secrets store, keys, data directory'
+            cand rotate 'Replace a provider''s root key, or the mint key, with a new one'
+            cand status 'Show stored keys, their ages, and which are due for rotation'
             cand run 'Run an agent with a scoped child key instead of your root keys'
             cand serve 'Serve keys made by `till key create` on a fixed port, until interrupted'
             cand key 'Create, list, inspect, narrow and revoke child keys'
@@ -38,6 +40,7 @@ set edit:completion:arg-completer[till] = {|@words|
         &'till;add'= {
             cand --from-env 'Read the key from this environment variable instead of a prompt or stdin'
             cand --no-verify 'Store the key without checking it against the provider'
+            cand --admin 'Store an admin key (OpenAI or Anthropic) that `till rotate` uses to create, delete or deactivate keys. It is never given to agents'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -59,6 +62,25 @@ set edit:completion:arg-completer[till] = {|@words|
         &'till;doctor'= {
             cand -h 'Print help'
             cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;rotate'= {
+            cand --grace 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once)'
+            cand --from-env 'Read the new key from this environment variable instead of a prompt or stdin'
+            cand --mint 'Replace the mint key that signs child keys'
+            cand --due 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest'
+            cand --yes 'With --due: rotate without asking (needed when stdin is not a terminal)'
+            cand --json 'Print the outcome as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;status'= {
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -227,6 +249,8 @@ set edit:completion:arg-completer[till] = {|@words|
             cand remove 'Delete a provider''s root key from the secrets store'
             cand list 'List stored root keys (provider, fingerprint, age); never key material'
             cand doctor 'Check that till can work here: config, secrets store, keys, data directory'
+            cand rotate 'Replace a provider''s root key, or the mint key, with a new one'
+            cand status 'Show stored keys, their ages, and which are due for rotation'
             cand run 'Run an agent with a scoped child key instead of your root keys'
             cand serve 'Serve keys made by `till key create` on a fixed port, until interrupted'
             cand key 'Create, list, inspect, narrow and revoke child keys'
@@ -243,6 +267,10 @@ set edit:completion:arg-completer[till] = {|@words|
         &'till;help;list'= {
         }
         &'till;help;doctor'= {
+        }
+        &'till;help;rotate'= {
+        }
+        &'till;help;status'= {
         }
         &'till;help;run'= {
         }

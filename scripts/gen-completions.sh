@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --bin till
-bin=target/debug/till
+bin=${CARGO_TARGET_DIR:-target}/debug/till
 $bin completions bash > completions/till.bash
 $bin completions zsh > completions/_till
 $bin completions fish > completions/till.fish

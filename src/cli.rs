@@ -1,6 +1,6 @@
 //! Command-line definitions, and nothing else: doc comments are the help text.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Scoped, short-lived API keys for AI agents.
 ///
@@ -30,6 +30,33 @@ pub enum Command {
     List(ListArgs),
     /// Check that till can work here: config, secrets store, keys, data directory.
     Doctor,
+    /// Replace a provider's root key, or the mint key, with a new one.
+    ///
+    /// With an admin key for OpenAI (`till add openai --admin`) and `[providers.openai]
+    /// admin_project = "proj_…"` in config.toml, till creates a new service-account key in that
+    /// project, checks it, stores it, and deletes the old key. Otherwise it is guided: till says
+    /// where to create the new key, reads it from a hidden prompt (or stdin, or --from-env),
+    /// checks it against the provider and swaps it in; with an Anthropic admin key it then sets
+    /// the old key inactive. The old key keeps working until the new one is checked, and a
+    /// failure at any step leaves the old key in place and the store unchanged. Running `till
+    /// run` and `till serve` proxies switch to the new key on their next request.
+    ///
+    /// --mint makes a new mint key; keys signed by the old one stop working at once, or when
+    /// --grace ends. --due rotates every key older than `[rotation] max_age` that needs no
+    /// person, and lists the ones that do (cron-friendly with --yes).
+    ///
+    /// Exit status: 0 when the rotation succeeded (with --due: when no key is left due); 1 when
+    /// a step failed (the old key still works) or, with --due, when some keys need a person or
+    /// failed; 2 on a usage error.
+    #[command(
+        after_help = "Examples:\n  till rotate openai\n  till rotate anthropic --from-env NEW_KEY\n  till rotate --mint --grace 1h\n  till rotate --due --yes"
+    )]
+    Rotate(RotateArgs),
+    /// Show stored keys, their ages, and which are due for rotation.
+    ///
+    /// Lists root keys, admin keys and the mint key. A key is due when it is older than
+    /// `[rotation] max_age` in config.toml (admin keys are shown but never due).
+    Status(StatusArgs),
     /// Run an agent with a scoped child key instead of your root keys.
     ///
     /// till mints a key bound to this run, starts a loopback proxy, and runs CMD with the
@@ -81,6 +108,44 @@ pub struct AddArgs {
     /// Store the key without checking it against the provider.
     #[arg(long)]
     pub no_verify: bool,
+    /// Store an admin key (OpenAI or Anthropic) that `till rotate` uses to create, delete or
+    /// deactivate keys. It is never given to agents.
+    #[arg(long)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["provider", "mint", "due"])))]
+#[command(group(ArgGroup::new("mint_keys").args(["mint", "due"])))]
+pub struct RotateArgs {
+    /// Provider whose root key to replace.
+    pub provider: Option<String>,
+    /// Replace the mint key that signs child keys.
+    #[arg(long)]
+    pub mint: bool,
+    /// Rotate every key older than `[rotation] max_age` that needs no person; list the rest.
+    #[arg(long)]
+    pub due: bool,
+    /// How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop
+    /// at once).
+    #[arg(long, value_name = "DURATION", requires = "mint_keys", value_parser = crate::time::parse_duration)]
+    pub grace: Option<std::time::Duration>,
+    /// With --due: rotate without asking (needed when stdin is not a terminal).
+    #[arg(long, requires = "due")]
+    pub yes: bool,
+    /// Read the new key from this environment variable instead of a prompt or stdin.
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["mint", "due"])]
+    pub from_env: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

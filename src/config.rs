@@ -207,6 +207,8 @@ pub struct ProviderOverride {
     pub base_url_env: Option<Vec<String>>,
     pub key_prefix: Option<String>,
     pub verify_path: Option<String>,
+    /// The project whose keys `till rotate` manages with the admin key (OpenAI: `proj_…`).
+    pub admin_project: Option<String>,
 }
 
 /// `[prices."provider/model"]`, USD per million tokens.
@@ -268,6 +270,19 @@ impl Config {
                         path.display()
                     ))
                 })?;
+            }
+            if let Some(project) = &over.admin_project
+                && (project.is_empty()
+                    || !project
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            {
+                return Err(UserError::usage(format!(
+                    "{}: [providers.{name}] admin_project `{project}` is not a project id",
+                    path.display()
+                ))
+                .hint("use the id from the provider's console, such as proj_abc123")
+                .into());
             }
             if crate::providers::builtin(name).is_none() && over.base_url.is_none() {
                 return Err(UserError::usage(format!(

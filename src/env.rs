@@ -18,6 +18,9 @@ impl EnvVars {
     pub const TILL_PROXY_URL: &'static str = "TILL_PROXY_URL";
     /// Set by `till run` for the agent: the child key the agent holds.
     pub const TILL_KEY: &'static str = "TILL_KEY";
+    /// Test hook, read by debug builds only: makes one step of `till rotate` fail (`find`,
+    /// `create`, `verify`, `store`, `delete`, `deactivate`, `retire`).
+    pub const TILL_TEST_FAIL_STEP: &'static str = "TILL_TEST_FAIL_STEP";
     /// Disables colour (<https://no-color.org>).
     pub const NO_COLOR: &'static str = "NO_COLOR";
     /// Set on CI machines; tests that need the keychain fail instead of skipping when it is set.

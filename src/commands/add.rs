@@ -23,8 +23,24 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
             UserError::usage(format!("provider `{}` has no base_url", provider.name)).into(),
         );
     }
-    let key = read_key(&provider, args.from_env.as_deref())?;
+    if args.admin {
+        return add_admin(ctx, args, &provider);
+    }
+    if args.from_env.is_none() && std::io::stdin().is_terminal() && !provider.console_url.is_empty()
+    {
+        crate::output::note(&format!("create a key at {}", provider.console_url));
+    }
+    let key = read_key(
+        &format!("{} API key", provider.name),
+        args.from_env.as_deref(),
+    )?;
     check_shape(ctx, &provider, &key)?;
+    if looks_like_admin_key(key.expose_secret()) {
+        crate::output::warn(&format!(
+            "this looks like an admin key; store admin keys with `till add {} --admin`",
+            provider.name
+        ));
+    }
 
     // Open both stores before asking the provider, so a broken store fails fast and cheaply.
     let ledger = ctx.ledger()?;
@@ -55,8 +71,76 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The key from `--from-env`, a hidden prompt, or stdin (in that order of preference).
-fn read_key(provider: &Provider, from_env: Option<&str>) -> anyhow::Result<SecretString> {
+/// `till add PROVIDER --admin`: an admin key for `till rotate`, stored as `admin/PROVIDER`
+/// and recorded in the ledger's `admin_keys`; agents never see it.
+fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<ExitCode> {
+    let project = super::rotate::admin_project(ctx, &provider.name);
+    let kind = super::rotate::admin_kind(provider).ok_or_else(|| {
+        UserError::usage(format!(
+            "till uses no admin API for {}; admin keys are for openai and anthropic",
+            provider.name
+        ))
+    })?;
+    if args.from_env.is_none() && std::io::stdin().is_terminal() {
+        crate::output::note(&format!(
+            "create an admin key at {}",
+            super::rotate::admin_console_url(kind)
+        ));
+    }
+    let key = read_key(
+        &format!("{} admin key", provider.name),
+        args.from_env.as_deref(),
+    )?;
+    check_shape(ctx, provider, &key)?;
+    if !looks_like_admin_key(key.expose_secret()) {
+        crate::output::warn(&format!(
+            "this does not look like a {} admin key",
+            provider.name
+        ));
+    }
+    let ledger = ctx.ledger()?;
+    let store = ctx.store()?;
+    if args.no_verify {
+        crate::output::note(&format!(
+            "not verifying the {} admin key (--no-verify)",
+            provider.name
+        ));
+    } else {
+        super::rotate::verify_admin_key(provider, kind, project.as_deref(), &key)?;
+    }
+    let name = super::admin_secret_name(&provider.name);
+    store
+        .set(&name, &key)
+        .context("cannot store the admin key")?;
+    let fingerprint = crate::ledger::fingerprint(key.expose_secret());
+    if let Err(err) = ledger.record_admin_key(&provider.name, &fingerprint, crate::time::now_unix())
+    {
+        let _ = store.delete(&name);
+        return Err(err.context("cannot record the admin key in the ledger; it was not stored"));
+    }
+    crate::output::note(&format!(
+        "stored the {} admin key {fingerprint} in the {} store; `till rotate {}` will use it",
+        provider.name,
+        store.kind(),
+        provider.name
+    ));
+    if kind == super::rotate::AdminKind::OpenaiProject && project.is_none() {
+        crate::output::warn(&format!(
+            "set admin_project = \"proj_…\" under [providers.{}] in config.toml so till knows which project's keys to manage",
+            provider.name
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Admin keys: OpenAI's start `sk-admin-`, Anthropic's `sk-ant-admin`.
+fn looks_like_admin_key(key: &str) -> bool {
+    key.starts_with("sk-admin-") || key.starts_with("sk-ant-admin")
+}
+
+/// The key from `--from-env`, a hidden prompt labelled `label`, or stdin (in that order of
+/// preference). An empty answer (EOF on stdin) is a usage error and nothing else happens.
+pub(crate) fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretString> {
     let raw = if let Some(var) = from_env {
         std::env::var(var).map_err(|_| {
             UserError::usage(format!("environment variable {var} is not set")).hint(format!(
@@ -64,11 +148,8 @@ fn read_key(provider: &Provider, from_env: Option<&str>) -> anyhow::Result<Secre
             ))
         })?
     } else if std::io::stdin().is_terminal() {
-        if !provider.console_url.is_empty() {
-            crate::output::note(&format!("create a key at {}", provider.console_url));
-        }
         dialoguer::Password::new()
-            .with_prompt(format!("{} API key", provider.name))
+            .with_prompt(label)
             .interact()
             .context("cannot read the key from the terminal")?
     } else {
@@ -82,7 +163,7 @@ fn read_key(provider: &Provider, from_env: Option<&str>) -> anyhow::Result<Secre
     drop(zeroize::Zeroizing::new(raw));
     if key.is_empty() {
         return Err(UserError::usage("the key is empty")
-            .hint("paste the key, or pipe it: `echo $KEY | till add …`")
+            .hint("paste the key, or pipe it to till's stdin: `echo \"$KEY\" | till …`")
             .into());
     }
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -94,7 +175,11 @@ fn read_key(provider: &Provider, from_env: Option<&str>) -> anyhow::Result<Secre
 }
 
 /// Refuses till's own keys and warns when the key looks like another provider's.
-fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow::Result<()> {
+pub(crate) fn check_shape(
+    ctx: &Ctx,
+    provider: &Provider,
+    key: &SecretString,
+) -> anyhow::Result<()> {
     let key = key.expose_secret();
     if key.starts_with("till_") {
         return Err(
@@ -148,7 +233,7 @@ fn verify(provider: &Provider, key: &SecretString) -> anyhow::Result<()> {
     }
 }
 
-fn without_url(err: &reqwest::Error) -> String {
+pub(crate) fn without_url(err: &reqwest::Error) -> String {
     let mut msg = err.to_string();
     if let Some(url) = err.url() {
         msg = msg.replace(url.as_str(), "").trim().to_string();

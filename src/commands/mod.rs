@@ -23,8 +23,10 @@ pub mod key;
 mod list;
 mod log;
 mod remove;
+mod rotate;
 pub mod run;
 mod serve;
+mod status;
 mod usage;
 
 /// Runs the parsed command line.
@@ -34,7 +36,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Remove(args) => remove::run(&Ctx::load()?, &args),
         Command::List(args) => list::run(&Ctx::load()?, &args),
         Command::Doctor => doctor::run(),
-        Command::Run(args) => run::run(&Ctx::load()?, &args),
+        Command::Rotate(args) => rotate::run(&Ctx::load()?, &args),
+        Command::Status(args) => status::run(&Ctx::load()?, &args),
+        Command::Run(args) => {
+            let ctx = Ctx::load()?;
+            status::warn_when_due(&ctx);
+            run::run(&ctx, &args)
+        }
         Command::Serve(args) => serve::run(&Ctx::load()?, &args),
         Command::Key(cmd) => key::run(&Ctx::load()?, cmd),
         Command::Log(args) => log::run(&Ctx::load()?, &args),
@@ -80,6 +88,11 @@ impl Ctx {
 /// The secrets-store name of a provider's root key.
 pub fn root_secret_name(provider: &str) -> String {
     format!("root/{provider}")
+}
+
+/// The secrets-store name of a provider's admin key (used by `till rotate`, never by agents).
+pub fn admin_secret_name(provider: &str) -> String {
+    format!("admin/{provider}")
 }
 
 /// The scope the user asked for: a profile from config.toml (with `-p`), then the flags on top.

@@ -84,6 +84,39 @@ const MIGRATIONS: &[&str] = &[
         requests         INTEGER NOT NULL DEFAULT 0
     ) STRICT;
     ALTER TABLE requests ADD COLUMN lineage TEXT;",
+    // 4: rotation: admin keys, the provider's ids of keys till created, every rotation
+    // attempt, and when the user was last told about keys past their age.
+    "CREATE TABLE admin_keys (
+        provider     TEXT PRIMARY KEY,
+        fingerprint  TEXT NOT NULL,
+        added_at     INTEGER NOT NULL,
+        rotated_at   INTEGER
+    ) STRICT;
+    CREATE TABLE root_key_ids (
+        provider     TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        key_id       TEXT NOT NULL,
+        service_account_id TEXT,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (provider, fingerprint)
+    ) STRICT;
+    CREATE TABLE rotations (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        target       TEXT NOT NULL,
+        method       TEXT NOT NULL,
+        ok           INTEGER NOT NULL,
+        step         TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        old_fingerprint TEXT,
+        new_fingerprint TEXT,
+        leftover_key_id TEXT
+    ) STRICT;
+    CREATE INDEX rotations_at ON rotations(at);
+    CREATE TABLE notices (
+        name         TEXT PRIMARY KEY,
+        at           INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 pub mod counters;
@@ -350,6 +383,206 @@ impl Ledger {
     }
 }
 
+/// One rotation attempt, as `till rotate` records it (never key material).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RotationRow {
+    pub at: u64,
+    /// A provider name, or `mint` for the mint key.
+    pub target: String,
+    /// `admin` (created through the provider's admin API), `guided` (a person pasted the new
+    /// key) or `mint`.
+    pub method: String,
+    pub ok: bool,
+    /// The step that failed, or `done`.
+    pub step: String,
+    pub message: String,
+    pub old_fingerprint: Option<String>,
+    pub new_fingerprint: Option<String>,
+    /// A key a failed rotation created at the provider and could not delete.
+    pub leftover_key_id: Option<String>,
+}
+
+/// The provider's ids for a root key till created through an admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootKeyIds {
+    pub key_id: String,
+    pub service_account_id: Option<String>,
+}
+
+impl Ledger {
+    /// Puts a root key's row back exactly as it was (undoing a rotation that failed later).
+    pub fn restore_root_key(&self, meta: &RootKeyMeta) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO root_keys (provider, fingerprint, added_at, rotated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(provider) DO UPDATE SET fingerprint = ?2, added_at = ?3, rotated_at = ?4",
+            params![
+                meta.provider,
+                meta.fingerprint,
+                meta.added_at as i64,
+                meta.rotated_at.map(|v| v as i64)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records that an admin key for `provider` was stored (first time: added; again: rotated).
+    pub fn record_admin_key(
+        &self,
+        provider: &str,
+        fingerprint: &str,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO admin_keys (provider, fingerprint, added_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(provider) DO UPDATE SET fingerprint = ?2, rotated_at = ?3
+             WHERE fingerprint <> ?2",
+            params![provider, fingerprint, now as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn admin_keys(&self) -> anyhow::Result<Vec<RootKeyMeta>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT provider, fingerprint, added_at, rotated_at FROM admin_keys ORDER BY provider",
+        )?;
+        let rows = stmt.query_map([], row_to_root)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn admin_key(&self, provider: &str) -> anyhow::Result<Option<RootKeyMeta>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT provider, fingerprint, added_at, rotated_at FROM admin_keys WHERE provider = ?1",
+                [provider],
+                row_to_root,
+            )
+            .optional()?)
+    }
+
+    /// Remembers the provider's ids for the root key with `fingerprint`.
+    pub fn record_root_key_ids(
+        &self,
+        provider: &str,
+        fingerprint: &str,
+        ids: &RootKeyIds,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO root_key_ids (provider, fingerprint, key_id, service_account_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                provider,
+                fingerprint,
+                ids.key_id,
+                ids.service_account_id,
+                now as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The provider's ids for the root key with `fingerprint`, when till created it.
+    pub fn root_key_ids(
+        &self,
+        provider: &str,
+        fingerprint: &str,
+    ) -> anyhow::Result<Option<RootKeyIds>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT key_id, service_account_id FROM root_key_ids
+                 WHERE provider = ?1 AND fingerprint = ?2",
+                [provider, fingerprint],
+                |r| {
+                    Ok(RootKeyIds {
+                        key_id: r.get(0)?,
+                        service_account_id: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn forget_root_key_ids(&self, provider: &str, fingerprint: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "DELETE FROM root_key_ids WHERE provider = ?1 AND fingerprint = ?2",
+            [provider, fingerprint],
+        )?;
+        Ok(())
+    }
+
+    /// Appends one rotation attempt.
+    pub fn record_rotation(&self, row: &RotationRow) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO rotations (at, target, method, ok, step, message, old_fingerprint,
+                                    new_fingerprint, leftover_key_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                row.at as i64,
+                row.target,
+                row.method,
+                row.ok,
+                row.step,
+                row.message,
+                row.old_fingerprint,
+                row.new_fingerprint,
+                row.leftover_key_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Rotation attempts, newest first, at most `limit`.
+    pub fn rotations(&self, limit: u32) -> anyhow::Result<Vec<RotationRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, target, method, ok, step, message, old_fingerprint, new_fingerprint,
+                    leftover_key_id
+             FROM rotations ORDER BY at DESC, id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            Ok(RotationRow {
+                at: r.get::<_, i64>(0)? as u64,
+                target: r.get(1)?,
+                method: r.get(2)?,
+                ok: r.get(3)?,
+                step: r.get(4)?,
+                message: r.get(5)?,
+                old_fingerprint: r.get(6)?,
+                new_fingerprint: r.get(7)?,
+                leftover_key_id: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the notice `name` was last given, if ever.
+    pub fn notice_at(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT at FROM notices WHERE name = ?1", [name], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(|v| v as u64))
+    }
+
+    pub fn set_notice(&self, name: &str, now: u64) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO notices (name, at) VALUES (?1, ?2)",
+            params![name, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a mint key that never went into use (undoing a failed mint rotation).
+    pub fn delete_mint(&self, kid: &str) -> anyhow::Result<()> {
+        self.conn
+            .execute("DELETE FROM mint_keys WHERE kid = ?1", [kid])?;
+        Ok(())
+    }
+}
+
 fn row_to_root(r: &rusqlite::Row<'_>) -> rusqlite::Result<RootKeyMeta> {
     Ok(RootKeyMeta {
         provider: r.get(0)?,
@@ -389,6 +622,52 @@ mod tests {
             (10, Some(30), "bbbb1111")
         );
         assert!(l.remove_root_key("openai").unwrap());
+        assert!(l.root_keys().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_rotation_can_put_the_old_row_back() {
+        let l = Ledger::open_in_memory().unwrap();
+        l.record_root_key("openai", "aaaa0000", 10).unwrap();
+        let old = l.root_key("openai").unwrap().unwrap();
+        l.record_root_key("openai", "bbbb1111", 30).unwrap();
+        let ids = RootKeyIds {
+            key_id: "key_new".into(),
+            service_account_id: Some("svc_new".into()),
+        };
+        l.record_root_key_ids("openai", "bbbb1111", &ids, 30)
+            .unwrap();
+        l.restore_root_key(&old).unwrap();
+        l.forget_root_key_ids("openai", "bbbb1111").unwrap();
+        assert_eq!(l.root_key("openai").unwrap().unwrap(), old);
+        assert_eq!(l.root_key_ids("openai", "bbbb1111").unwrap(), None);
+    }
+
+    #[test]
+    fn rotations_notices_and_admin_keys_round_trip() {
+        let l = Ledger::open_in_memory().unwrap();
+        let row = RotationRow {
+            at: 5,
+            target: "openai".into(),
+            method: "admin".into(),
+            ok: false,
+            step: "verify".into(),
+            message: "rejected".into(),
+            old_fingerprint: Some("aaaa0000".into()),
+            new_fingerprint: None,
+            leftover_key_id: Some("key_x".into()),
+        };
+        l.record_rotation(&row).unwrap();
+        assert_eq!(l.rotations(10).unwrap(), vec![row]);
+        assert_eq!(l.notice_at("n").unwrap(), None);
+        l.set_notice("n", 7).unwrap();
+        l.set_notice("n", 8).unwrap();
+        assert_eq!(l.notice_at("n").unwrap(), Some(8));
+        l.record_admin_key("openai", "cccc2222", 1).unwrap();
+        l.record_admin_key("openai", "dddd3333", 2).unwrap();
+        let admin = l.admin_key("openai").unwrap().unwrap();
+        assert_eq!((admin.added_at, admin.rotated_at), (1, Some(2)));
+        // Admin keys never show up as root keys (the proxy loads every root key).
         assert!(l.root_keys().unwrap().is_empty());
     }
 

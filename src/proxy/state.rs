@@ -1,9 +1,9 @@
 //! What the proxy holds while it runs: providers, root keys, mint keys, the revocation list,
 //! rate windows, counters, and where finished requests go.
 //!
-//! Changes made by other till processes (a revocation, a rotated root key) reach a running
-//! proxy through the ledger: every request compares SQLite's `data_version`, which changes
-//! when another connection commits, and reloads only then.
+//! Changes made by other till processes (a revocation, a rotated root key, a retired mint key)
+//! reach a running proxy through the ledger: every request compares SQLite's `data_version`,
+//! which changes when another connection commits, and reloads only then.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +188,9 @@ struct Watched {
     data_version: i64,
     revoked: HashSet<Binding>,
     root_fingerprints: HashMap<String, String>,
+    /// Each mint key's end of grace as the ledger has it now (`till rotate --mint` sets it
+    /// after this proxy loaded the key).
+    mint_until: HashMap<String, Option<u64>>,
 }
 
 /// The proxy's shared state.
@@ -247,6 +250,7 @@ impl State {
             data_version: -1,
             revoked: HashSet::new(),
             root_fingerprints: HashMap::new(),
+            mint_until: HashMap::new(),
         };
         refresh(&mut watched)?;
         Ok(Self {
@@ -432,6 +436,10 @@ impl State {
             let d = Denial::UnknownKid { kid: kid.clone() };
             ProxyError::new(d.status(), d.kind(), d.to_string())
         };
+        let retired_since_load = self.watched.lock().ok().and_then(|mut w| {
+            let _ = refresh(&mut w);
+            w.mint_until.get(&kid).copied()
+        });
         let entry = self
             .mints
             .read()
@@ -439,7 +447,7 @@ impl State {
             .get(&kid)
             .cloned()
             .ok_or_else(unknown)?;
-        if let Some(until) = entry.valid_until
+        if let Some(until) = retired_since_load.unwrap_or(entry.valid_until)
             && now >= until
         {
             return Err(ProxyError::new(
@@ -578,6 +586,12 @@ fn refresh(w: &mut Watched) -> anyhow::Result<()> {
         .root_keys()?
         .into_iter()
         .map(|m| (m.provider, m.fingerprint))
+        .collect();
+    w.mint_until = w
+        .ledger
+        .mint_keys()?
+        .into_iter()
+        .map(|m| (m.kid, m.valid_until))
         .collect();
     w.data_version = version;
     Ok(())

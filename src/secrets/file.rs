@@ -5,7 +5,7 @@
 //! hidden prompt. It is written atomically (temp file in the same directory, fsync, rename) with
 //! mode 0600 in a 0700 directory, under an advisory lock so two till processes do not lose each
 //! other's writes. The file is decrypted once per [`FileStore::open`] and the map kept in
-//! memory. This module must never write the plaintext anywhere but `Zeroizing` buffers, never
+//! memory; a read decrypts it again only when another process has replaced the file since. This module must never write the plaintext anywhere but `Zeroizing` buffers, never
 //! write the file unencrypted, and never change the file when the passphrase is wrong.
 
 use std::collections::BTreeMap;
@@ -182,7 +182,19 @@ impl SecretStore for FileStore {
     }
 
     fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // A long-running reader (the proxy of `till serve`) must see a key that another till
+        // process rotated since this store was opened.
+        let current = read_file(&self.path)?;
+        if current != state.on_disk
+            && let Some(passphrase) = state.passphrase.clone()
+        {
+            state.entries = match &current {
+                Some(ciphertext) => decrypt(ciphertext, &passphrase, &self.path)?,
+                None => BTreeMap::new(),
+            };
+            state.on_disk = current;
+        }
         Ok(state.entries.get(name).cloned())
     }
 
@@ -693,6 +705,23 @@ mod tests {
         let last = FileStore::open(&path, pass("p")).unwrap();
         assert_eq!(get(&last, "mint/a"), None);
         assert_eq!(get(&last, "mint/b").as_deref(), Some("b"));
+    }
+
+    /// A running proxy holds its store open for hours; `till rotate` in another process
+    /// replaces the root key meanwhile.
+    #[test]
+    fn a_long_lived_reader_sees_another_writers_change() {
+        let (_dir, path) = temp_store_path();
+        let writer = FileStore::open(&path, pass("p")).unwrap();
+        writer
+            .set("root/openai", &SecretString::from("old"))
+            .unwrap();
+        let reader = FileStore::open(&path, pass("p")).unwrap();
+        assert_eq!(get(&reader, "root/openai").as_deref(), Some("old"));
+        writer
+            .set("root/openai", &SecretString::from("new"))
+            .unwrap();
+        assert_eq!(get(&reader, "root/openai").as_deref(), Some("new"));
     }
 
     #[test]

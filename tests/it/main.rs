@@ -7,6 +7,7 @@ mod cli;
 mod keychain;
 mod keys;
 mod proxy;
+mod rotate;
 mod run;
 mod secrets;
 mod usage;

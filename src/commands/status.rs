@@ -1,0 +1,257 @@
+//! `till status`: stored root keys, admin keys and mint keys with their ages, and which are due
+//! for rotation under `[rotation] max_age`; and the once-a-day reminder `till run` gives.
+//!
+//! Everything here comes from the ledger: it reads no secret and needs no keychain access.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::commands::Ctx;
+use crate::env::EnvVars;
+use crate::ledger::Ledger;
+use crate::time::{now_unix, rfc3339, short_duration};
+
+/// The ledger notice that remembers the last reminder about keys past their age.
+const DUE_NOTICE: &str = "rotation_due";
+
+/// How often `till run` reminds about keys past their age.
+const DUE_NOTICE_EVERY: u64 = 86_400;
+
+/// What kind of key a row describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Root,
+    Admin,
+    Mint,
+}
+
+impl KeyKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Root => "root",
+            KeyKind::Admin => "admin",
+            KeyKind::Mint => "mint",
+        }
+    }
+}
+
+/// How a key gets rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    /// `till rotate` needs no person (OpenAI with an admin key and project; the mint key).
+    Automatic,
+    /// A person makes the new key (`till rotate PROVIDER`).
+    Guided,
+    /// Not rotated by `till rotate` (admin keys: store a new one with `till add … --admin`;
+    /// retired mint keys).
+    None,
+}
+
+impl Rotation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Rotation::Automatic => "automatic",
+            Rotation::Guided => "guided",
+            Rotation::None => "-",
+        }
+    }
+}
+
+/// One key as `till status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyState {
+    pub kind: KeyKind,
+    /// The provider, or `mint`.
+    pub name: String,
+    /// The fingerprint, or the mint key's kid.
+    pub id: String,
+    pub added_at: u64,
+    pub rotated_at: Option<u64>,
+    /// Seconds since the key was stored (its rotation time, else when it was added).
+    pub age_secs: u64,
+    /// Older than `[rotation] max_age` (never for admin keys and retired mint keys).
+    pub due: bool,
+    pub rotation: Rotation,
+    /// A retired mint key: when the keys it signed stop working.
+    pub valid_until: Option<u64>,
+}
+
+/// Every stored key's state at `now`. Mint keys whose grace has ended are left out.
+pub fn collect(ctx: &Ctx, ledger: &Ledger, now: u64) -> anyhow::Result<Vec<KeyState>> {
+    let max_age = ctx.config.rotation.max_age.map(|d| d.0.as_secs());
+    let is_due = |age: u64| max_age.is_some_and(|max| age >= max);
+    let mut out = Vec::new();
+    for meta in ledger.root_keys()? {
+        let age = now.saturating_sub(meta.rotated_at.unwrap_or(meta.added_at));
+        let automatic = match ctx.providers.get(&meta.provider) {
+            Some(p) => super::rotate::is_automatic(ctx, ledger, p)?,
+            None => false,
+        };
+        out.push(KeyState {
+            kind: KeyKind::Root,
+            name: meta.provider,
+            id: meta.fingerprint,
+            added_at: meta.added_at,
+            rotated_at: meta.rotated_at,
+            age_secs: age,
+            due: is_due(age),
+            rotation: if automatic {
+                Rotation::Automatic
+            } else {
+                Rotation::Guided
+            },
+            valid_until: None,
+        });
+    }
+    for meta in ledger.admin_keys()? {
+        let age = now.saturating_sub(meta.rotated_at.unwrap_or(meta.added_at));
+        out.push(KeyState {
+            kind: KeyKind::Admin,
+            name: meta.provider,
+            id: meta.fingerprint,
+            added_at: meta.added_at,
+            rotated_at: meta.rotated_at,
+            age_secs: age,
+            due: false,
+            rotation: Rotation::None,
+            valid_until: None,
+        });
+    }
+    for meta in ledger.mint_keys()? {
+        if meta.valid_until.is_some_and(|until| until <= now) {
+            continue;
+        }
+        let age = now.saturating_sub(meta.created_at);
+        let current = meta.retired_at.is_none();
+        out.push(KeyState {
+            kind: KeyKind::Mint,
+            name: "mint".to_string(),
+            id: meta.kid,
+            added_at: meta.created_at,
+            rotated_at: None,
+            age_secs: age,
+            due: current && is_due(age),
+            rotation: if current {
+                Rotation::Automatic
+            } else {
+                Rotation::None
+            },
+            valid_until: meta.valid_until,
+        });
+    }
+    Ok(out)
+}
+
+pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let ledger = ctx.ledger()?;
+    let now = now_unix();
+    let keys = collect(ctx, &ledger, now)?;
+    let max_age = ctx.config.rotation.max_age.map(|d| d.0.as_secs());
+    if args.json {
+        crate::output::json(&serde_json::json!({
+            "max_age_secs": max_age,
+            "keys": keys,
+            "due": keys.iter().filter(|k| k.due).count(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if keys.is_empty() {
+        crate::output::note("till: no keys stored; add one with `till add PROVIDER`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "{:<6} {:<12} {:<10} {:>5}  {:<4} {}\n",
+        "KIND", "NAME", "ID", "AGE", "DUE", "ROTATION"
+    );
+    for k in &keys {
+        let due = if k.rotation == Rotation::None {
+            "-"
+        } else if k.due {
+            "yes"
+        } else {
+            "no"
+        };
+        let rotation = match (k.kind, k.valid_until) {
+            (KeyKind::Mint, Some(until)) => {
+                format!("retired; its keys work until {}", rfc3339(until))
+            }
+            (KeyKind::Admin, _) => format!("till add {} --admin", k.name),
+            _ => k.rotation.as_str().to_string(),
+        };
+        out.push_str(&format!(
+            "{:<6} {:<12} {:<10} {:>5}  {:<4} {}\n",
+            k.kind.as_str(),
+            k.name,
+            k.id,
+            short_duration(k.age_secs),
+            due,
+            rotation
+        ));
+    }
+    crate::output::data(&out)?;
+    match max_age {
+        None => {
+            crate::output::note("till: no [rotation] max_age in config.toml, so no key is ever due")
+        }
+        Some(max) => {
+            let due = keys.iter().filter(|k| k.due).count();
+            if due > 0 {
+                crate::output::note(&format!(
+                    "till: {due} due (older than {}); `till rotate --due` rotates the automatic ones",
+                    short_duration(max)
+                ));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Before `till run`: warns, at most once a day, about keys older than `[rotation] max_age`.
+/// Never fails the run; a nested `till run` stays quiet.
+pub fn warn_when_due(ctx: &Ctx) {
+    if std::env::var_os(EnvVars::TILL_KEY).is_some_and(|v| !v.is_empty())
+        || ctx.config.rotation.max_age.is_none()
+    {
+        return;
+    }
+    let Ok(ledger) = ctx.ledger() else { return };
+    let now = now_unix();
+    if let Ok(Some(last)) = ledger.notice_at(DUE_NOTICE)
+        && now.saturating_sub(last) < DUE_NOTICE_EVERY
+    {
+        return;
+    }
+    let Ok(keys) = collect(ctx, &ledger, now) else {
+        return;
+    };
+    let due: Vec<String> = keys
+        .iter()
+        .filter(|k| k.due)
+        .map(|k| {
+            let what = match k.kind {
+                KeyKind::Mint => "the mint key".to_string(),
+                _ => k.name.clone(),
+            };
+            format!("{what} ({})", short_duration(k.age_secs))
+        })
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let max = ctx.config.rotation.max_age.map_or(0, |d| d.0.as_secs());
+    crate::output::warn(&format!(
+        "{} older than [rotation] max_age ({}): {}; `till rotate --due` rotates the ones it can, `till status` shows all",
+        if due.len() == 1 {
+            "1 key is"
+        } else {
+            "some keys are"
+        },
+        short_duration(max),
+        due.join(", ")
+    ));
+    let _ = ledger.set_notice(DUE_NOTICE, now);
+}

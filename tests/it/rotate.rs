@@ -1,0 +1,832 @@
+//! `till rotate` and `till status` against the in-process mock provider: automated OpenAI
+//! rotation through its admin API, failures at every step, guided rotation with Anthropic's
+//! admin API, mint-key rotation with and without grace, `--due` with mixed ages, and
+//! interruptions that must change nothing.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use till::mock::{KeyStatus, MockHandle, MockOptions};
+
+use crate::support::{TestEnv, output, output_with_stdin};
+
+/// Long enough that the mock shows a 16-character head in its hints, as real keys do.
+const OLD_OPENAI: &str = "sk-proj-old0000000000000000000000000000000000000001";
+const OLD_ANTHROPIC: &str = "sk-ant-api03-old000000000000000000000000000000000002";
+const GEMINI: &str = "AIzaSy-gemini-0000000000000000000000000000003";
+const NEW_ANTHROPIC: &str = "sk-ant-api03-new000000000000000000000000000000000004";
+const ADMIN: &str = till::mock::DEFAULT_ADMIN_KEY;
+const PROJECT: &str = "proj_till";
+
+/// A till home wired to a mock that accepts the three keys above and the default admin key.
+struct Rot {
+    env: TestEnv,
+    mock: MockHandle,
+}
+
+impl Rot {
+    fn new() -> Self {
+        let mock = till::mock::spawn(MockOptions {
+            keys: vec![OLD_OPENAI.into(), OLD_ANTHROPIC.into(), GEMINI.into()],
+            ..Default::default()
+        });
+        let rot = Self {
+            env: TestEnv::new(),
+            mock,
+        };
+        rot.config("", "");
+        rot
+    }
+
+    /// Writes config.toml: every provider at the mock, `openai_extra` under
+    /// `[providers.openai]`, then `extra`.
+    fn config(&self, openai_extra: &str, extra: &str) {
+        let url = self.mock.url();
+        self.env.config(&format!(
+            "[providers.openai]\nbase_url = \"{url}\"\nadmin_project = \"{PROJECT}\"\n{openai_extra}\n\
+             [providers.anthropic]\nbase_url = \"{url}\"\n\
+             [providers.gemini]\nbase_url = \"{url}\"\n{extra}"
+        ));
+    }
+
+    fn till(&self) -> Command {
+        self.env.till()
+    }
+
+    fn add(&self, provider: &str, key: &str) {
+        let (code, _, stderr) = output_with_stdin(self.till().args(["add", provider]), key);
+        assert_eq!(code, 0, "till add {provider}: {stderr}");
+    }
+
+    fn add_admin(&self, provider: &str, key: &str, verify: bool) {
+        let mut cmd = self.till();
+        cmd.args(["add", provider, "--admin"]);
+        if !verify {
+            cmd.arg("--no-verify");
+        }
+        let (code, _, stderr) = output_with_stdin(&mut cmd, key);
+        assert_eq!(code, 0, "till add {provider} --admin: {stderr}");
+    }
+
+    fn ledger(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.env.path("data/ledger.sqlite3")).unwrap()
+    }
+
+    /// The root key stored for `provider`, read from the file store itself.
+    fn stored(&self, provider: &str) -> Option<String> {
+        use till::secrets::{ExposeSecret as _, SecretStore as _, SecretString};
+        let store = till::secrets::file::FileStore::open(
+            &self.env.path("data/secrets.age"),
+            till::secrets::file::Unlock::Passphrase(SecretString::from(crate::support::PASSPHRASE)),
+        )
+        .unwrap();
+        store
+            .get(&format!("root/{provider}"))
+            .unwrap()
+            .map(|s| s.expose_secret().to_string())
+    }
+
+    /// `(fingerprint, added_at, rotated_at)` of every root key, by provider.
+    fn root_rows(&self) -> Vec<(String, String, i64, Option<i64>)> {
+        let conn = self.ledger();
+        let mut stmt = conn
+            .prepare("SELECT provider, fingerprint, added_at, rotated_at FROM root_keys ORDER BY provider")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Every recorded rotation attempt: `(target, ok, step, message)`, oldest first.
+    fn rotations(&self) -> Vec<(String, bool, String, String)> {
+        let conn = self.ledger();
+        let mut stmt = conn
+            .prepare("SELECT target, ok, step, message FROM rotations ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn key_status(&self, value: &str) -> Option<KeyStatus> {
+        self.mock
+            .keys()
+            .into_iter()
+            .find(|k| k.value == value)
+            .map(|k| k.status)
+    }
+
+    /// Keys made through the admin API (service accounts), in every state.
+    fn created_keys(&self) -> Vec<till::mock::KeyInfo> {
+        self.mock
+            .keys()
+            .into_iter()
+            .filter(|k| k.service_account_id.is_some())
+            .collect()
+    }
+
+    /// The OpenAI key the upstream saw on the last chat request.
+    fn last_upstream_openai_key(&self) -> String {
+        let req = self
+            .mock
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.path == "/v1/chat/completions")
+            .expect("a chat request reached the mock");
+        req.header("authorization")
+            .unwrap()
+            .trim_start_matches("Bearer ")
+            .to_string()
+    }
+
+    /// One chat request through `till run` with the current stored key; the HTTP status.
+    fn chat_through_till_run(&self) -> u64 {
+        let (code, stdout, stderr) = output(self.till().args([
+            "run",
+            "--scope",
+            "openai",
+            "--",
+            "python3",
+            &crate::support::client_script(),
+            "openai",
+            "chat",
+        ]));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+        v["status"].as_u64().unwrap()
+    }
+
+    /// `till key create --scope SCOPE --json`; the key.
+    fn create_key(&self, scope: &str) -> String {
+        let (code, stdout, stderr) = output(
+            self.till()
+                .args(["key", "create", "--scope", scope, "--ttl", "1h", "--json"]),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    }
+
+    fn serve(&self) -> Serve {
+        let mut child = self
+            .till()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("http://127.0.0.1:"),
+            "till serve said {line:?}"
+        );
+        Serve {
+            child,
+            url: line.trim().to_string(),
+        }
+    }
+
+    fn store_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.env.path("data/secrets.age")).unwrap()
+    }
+}
+
+/// A running `till serve`, stopped when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// A chat completion through the proxy with `key`: (status, body).
+    fn chat(&self, key: &str) -> (u16, String) {
+        let url = format!("{}/openai/v1/chat/completions", self.url);
+        let key = key.to_string();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        })
+    }
+}
+
+fn fingerprint(key: &str) -> String {
+    till::ledger::fingerprint(key)
+}
+
+/// Rot with openai (plus its admin key) and the other two providers stored.
+fn stocked() -> Rot {
+    let rot = Rot::new();
+    rot.add("openai", OLD_OPENAI);
+    rot.add("anthropic", OLD_ANTHROPIC);
+    rot.add("gemini", GEMINI);
+    rot.add_admin("openai", ADMIN, true);
+    rot
+}
+
+/// Asserts a failed rotation of openai left everything as it was.
+fn assert_openai_untouched(rot: &Rot, before: &[(String, String, i64, Option<i64>)]) {
+    assert_eq!(rot.stored("openai").as_deref(), Some(OLD_OPENAI));
+    assert_eq!(rot.root_rows(), before);
+    assert_eq!(rot.key_status(OLD_OPENAI), Some(KeyStatus::Active));
+    for k in rot.created_keys() {
+        assert_eq!(
+            k.status,
+            KeyStatus::Deleted,
+            "a created key was left: {k:?}"
+        );
+    }
+    rot.mock.clear_requests();
+    assert_eq!(rot.chat_through_till_run(), 200);
+    assert_eq!(rot.last_upstream_openai_key(), OLD_OPENAI);
+}
+
+#[test]
+fn openai_admin_rotation_creates_verifies_stores_deletes_and_serve_follows() {
+    let rot = stocked();
+    let child = rot.create_key("openai");
+    let serve = rot.serve();
+    let (status, body) = serve.chat(&child);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rot.last_upstream_openai_key(), OLD_OPENAI);
+
+    let (code, stdout, stderr) = output(rot.till().args(["rotate", "openai", "--json"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let outcome: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(outcome["ok"], true);
+    assert_eq!(outcome["method"], "admin");
+    assert_eq!(outcome["old_fingerprint"], fingerprint(OLD_OPENAI));
+
+    // Created, verified (the mock saw the new key on /v1/models), stored, old one deleted.
+    let created = rot.created_keys();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let new = &created[0];
+    assert_eq!(new.status, KeyStatus::Active);
+    assert!(rot.mock.requests().iter().any(|r| r.path == "/v1/models"
+        && r.header("authorization") == Some(&format!("Bearer {}", new.value))));
+    assert_eq!(rot.stored("openai").as_deref(), Some(new.value.as_str()));
+    assert_eq!(rot.key_status(OLD_OPENAI), Some(KeyStatus::Deleted));
+    let rows = rot.root_rows();
+    let openai = rows.iter().find(|r| r.0 == "openai").unwrap();
+    assert_eq!(openai.1, fingerprint(&new.value));
+    assert!(openai.3.is_some(), "rotated_at is set");
+    assert_eq!(outcome["new_fingerprint"], fingerprint(&new.value));
+    assert!(!stdout.contains(&new.value) && !stderr.contains(&new.value));
+    let attempts = rot.rotations();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!((attempts[0].1, attempts[0].2.as_str()), (true, "done"));
+
+    // The already running proxy uses the new key on its next request.
+    let (status, body) = serve.chat(&child);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rot.last_upstream_openai_key(), new.value);
+
+    // A second rotation deletes the key (and the service account) till made the first time.
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rot.key_status(&new.value), Some(KeyStatus::Deleted));
+    let (status, _) = serve.chat(&child);
+    assert_eq!(status, 200);
+    assert_eq!(
+        rot.last_upstream_openai_key(),
+        rot.stored("openai").unwrap()
+    );
+}
+
+#[test]
+fn failed_create_keeps_the_old_key() {
+    let rot = stocked();
+    // A first rotation teaches till the key's id, so the next one needs no listing and the
+    // wrong admin key is first used to create.
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    let current = rot.stored("openai").unwrap();
+    rot.add_admin("openai", "sk-admin-not-accepted", false);
+    let before = rot.root_rows();
+    let store = rot.store_bytes();
+
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("failed at `create`"), "{stderr}");
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    assert!(stderr.contains("hint: check the admin key"), "{stderr}");
+    assert_eq!(rot.store_bytes(), store, "the store file was rewritten");
+    assert_eq!(rot.root_rows(), before);
+    assert_eq!(rot.stored("openai"), Some(current.clone()));
+    assert_eq!(rot.key_status(&current), Some(KeyStatus::Active));
+    assert_eq!(rot.created_keys().len(), 1, "no second key was made");
+    let last = rot.rotations().pop().unwrap();
+    assert_eq!((last.1, last.2.as_str()), (false, "create"));
+    assert_eq!(rot.chat_through_till_run(), 200);
+    assert_eq!(rot.last_upstream_openai_key(), current);
+}
+
+/// A key till made and someone then deleted at the provider (so the stored key is dead) must
+/// not make every later rotation fail at `delete`.
+#[test]
+fn a_key_deleted_by_hand_does_not_block_rotation() {
+    let rot = stocked();
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    let dead = rot.created_keys().pop().unwrap();
+    let url = format!(
+        "{}/v1/organization/projects/{PROJECT}/api_keys/{}",
+        rot.mock.url(),
+        dead.id
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .delete(url)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "{status}");
+
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("was already deleted"), "{stderr}");
+    assert_eq!(rot.chat_through_till_run(), 200);
+}
+
+#[test]
+fn failed_verify_deletes_the_new_key_and_keeps_the_old() {
+    let rot = stocked();
+    // Check new keys against an admin route: an ordinary key gets 403 there.
+    rot.config(
+        &format!("verify_path = \"/v1/organization/projects/{PROJECT}/api_keys\""),
+        "",
+    );
+    let before = rot.root_rows();
+    let store = rot.store_bytes();
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("failed at `verify`"), "{stderr}");
+    assert!(
+        stderr.contains("rejected the new key (HTTP 403)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the new key was deleted again"), "{stderr}");
+    assert_eq!(rot.store_bytes(), store);
+    assert_eq!(rot.created_keys().len(), 1);
+    rot.config("", "");
+    assert_openai_untouched(&rot, &before);
+    let last = rot.rotations().pop().unwrap();
+    assert_eq!((last.1, last.2.as_str()), (false, "verify"));
+}
+
+#[test]
+fn failed_store_deletes_the_new_key_and_keeps_the_old() {
+    let rot = stocked();
+    // The file store takes a lock file next to itself before writing; a directory in its
+    // place makes every write fail while reads still work.
+    let lock = rot.env.path("data/secrets.age.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::fs::create_dir(&lock).unwrap();
+    let before = rot.root_rows();
+    let store = rot.store_bytes();
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("failed at `store`"), "{stderr}");
+    assert!(stderr.contains("cannot store the new key"), "{stderr}");
+    assert!(stderr.contains("the new key was deleted again"), "{stderr}");
+    assert_eq!(rot.store_bytes(), store);
+    assert_eq!(rot.created_keys().len(), 1);
+    std::fs::remove_dir(&lock).unwrap();
+    assert_openai_untouched(&rot, &before);
+    let last = rot.rotations().pop().unwrap();
+    assert_eq!((last.1, last.2.as_str()), (false, "store"));
+}
+
+#[test]
+fn failed_delete_puts_the_old_key_back() {
+    let rot = stocked();
+    let before = rot.root_rows();
+    let (code, _, stderr) = output(
+        rot.till()
+            .env("TILL_TEST_FAIL_STEP", "delete")
+            .args(["rotate", "openai"]),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("failed at `delete`"), "{stderr}");
+    assert!(stderr.contains("the old key was put back"), "{stderr}");
+    assert!(stderr.contains("the new key was deleted again"), "{stderr}");
+    assert_eq!(rot.created_keys().len(), 1);
+    assert_openai_untouched(&rot, &before);
+    let last = rot.rotations().pop().unwrap();
+    assert_eq!((last.1, last.2.as_str()), (false, "delete"));
+}
+
+#[test]
+fn unreachable_admin_api_changes_nothing() {
+    let rot = stocked();
+    let before = rot.root_rows();
+    let store = rot.store_bytes();
+    // Nothing listens on the port of a dropped listener.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = rot.mock.url();
+    rot.env.config(&format!(
+        "[providers.openai]\nbase_url = \"http://127.0.0.1:{closed}\"\nadmin_project = \"{PROJECT}\"\n\
+         [providers.anthropic]\nbase_url = \"{url}\"\n[providers.gemini]\nbase_url = \"{url}\"\n"
+    ));
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("failed at `find`"), "{stderr}");
+    assert!(stderr.contains("connection failed"), "{stderr}");
+    assert_eq!(rot.store_bytes(), store);
+    rot.config("", "");
+    assert_openai_untouched(&rot, &before);
+    assert!(rot.created_keys().is_empty());
+}
+
+#[test]
+fn anthropic_guided_rotation_sets_the_old_key_inactive() {
+    let rot = stocked();
+    rot.add_admin("anthropic", ADMIN, true);
+    rot.mock.add_key(NEW_ANTHROPIC);
+    let (code, stdout, stderr) = output_with_stdin(
+        rot.till().args(["rotate", "anthropic", "--json"]),
+        NEW_ANTHROPIC,
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let outcome: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(outcome["method"], "guided");
+    assert!(stderr.contains("console.anthropic.com"), "{stderr}");
+    assert_eq!(rot.stored("anthropic").as_deref(), Some(NEW_ANTHROPIC));
+    assert_eq!(rot.key_status(OLD_ANTHROPIC), Some(KeyStatus::Inactive));
+    assert_eq!(rot.key_status(NEW_ANTHROPIC), Some(KeyStatus::Active));
+}
+
+#[test]
+fn guided_rotation_refuses_a_key_the_provider_rejects() {
+    let rot = stocked();
+    let before = rot.root_rows();
+    let (code, _, stderr) = output_with_stdin(
+        rot.till().args(["rotate", "anthropic"]),
+        "sk-ant-api03-unknown-000000000000000000000000000000",
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("failed at `verify`"), "{stderr}");
+    assert!(stderr.contains("the new key was not stored"), "{stderr}");
+    assert_eq!(rot.stored("anthropic").as_deref(), Some(OLD_ANTHROPIC));
+    assert_eq!(rot.root_rows(), before);
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn now() -> u64 {
+    till::time::now_unix()
+}
+
+#[test]
+fn mint_rotation_with_grace_keeps_old_keys_working_until_it_ends() {
+    let rot = Rot::new();
+    rot.add("openai", OLD_OPENAI);
+    let old_child = rot.create_key("openai");
+    let serve = rot.serve();
+    assert_eq!(serve.chat(&old_child).0, 200);
+
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint", "--grace", "5s"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("work until"), "{stderr}");
+    let valid_until: i64 = rot
+        .ledger()
+        .query_row(
+            "SELECT valid_until FROM mint_keys WHERE retired_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+
+    // In the grace period the old key works, and keys from the new mint key work too.
+    let (status, body) = serve.chat(&old_child);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        now() < valid_until as u64,
+        "the grace period ended before the check"
+    );
+    let new_child = rot.create_key("openai");
+    assert_eq!(serve.chat(&new_child).0, 200);
+
+    // After it, the running proxy refuses the old key.
+    let refused = poll(Duration::from_secs(20), || {
+        let (status, body) = serve.chat(&old_child);
+        (status != 200).then_some((status, body))
+    })
+    .expect("the old key kept working after its grace period");
+    assert!(now() >= valid_until as u64);
+    assert_eq!(refused.0, 401, "{}", refused.1);
+    assert!(
+        refused.1.contains("signed by a retired mint key"),
+        "{}",
+        refused.1
+    );
+    assert_eq!(serve.chat(&new_child).0, 200);
+}
+
+#[test]
+fn mint_rotation_without_grace_stops_old_keys_at_once() {
+    let rot = Rot::new();
+    rot.add("openai", OLD_OPENAI);
+    let old_child = rot.create_key("openai");
+    let serve = rot.serve();
+    assert_eq!(serve.chat(&old_child).0, 200);
+
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("stopped working"), "{stderr}");
+    let (status, body) = serve.chat(&old_child);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("signed by a retired mint key"), "{body}");
+    assert_eq!(serve.chat(&rot.create_key("openai")).0, 200);
+    let last = rot.rotations().pop().unwrap();
+    assert_eq!((last.0.as_str(), last.1), ("mint", true));
+}
+
+#[test]
+fn due_rotates_exactly_the_keys_past_their_age() {
+    let rot = stocked();
+    rot.config("", "[rotation]\nmax_age = \"30d\"\n");
+    let _ = rot.create_key("openai"); // makes the mint key
+    let old = now() as i64 - 40 * 86_400;
+    let fresh = now() as i64 - 86_400;
+    {
+        let conn = rot.ledger();
+        conn.execute(
+            "UPDATE root_keys SET added_at = ?1 WHERE provider IN ('openai', 'anthropic')",
+            [old],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE root_keys SET added_at = ?1 WHERE provider = 'gemini'",
+            [fresh],
+        )
+        .unwrap();
+        conn.execute("UPDATE mint_keys SET created_at = ?1", [old])
+            .unwrap();
+    }
+    let before = rot.root_rows();
+    let old_kid: String = rot
+        .ledger()
+        .query_row("SELECT kid FROM mint_keys", [], |r| r.get(0))
+        .unwrap();
+
+    // status shows what is due and how.
+    let (code, stdout, _) = output(rot.till().args(["status", "--json"]));
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["due"], 3, "{status}");
+    let row = |name: &str| {
+        status["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == name && k["kind"] != "admin")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("openai")["rotation"], "automatic");
+    assert_eq!(row("anthropic")["rotation"], "guided");
+    assert_eq!(row("gemini")["due"], false);
+    assert_eq!(row("mint")["due"], true);
+
+    // Without --yes and without a terminal, nothing happens.
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--due"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(rot.root_rows(), before);
+
+    let (code, stdout, stderr) = output(rot.till().args(["rotate", "--due", "--yes"]));
+    assert_eq!(
+        code, 1,
+        "anthropic still needs a person: {stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("rotated       openai"), "{stdout}");
+    assert!(stdout.contains("rotated       mint"), "{stdout}");
+    assert!(stdout.contains("needs person  anthropic"), "{stdout}");
+    assert!(stdout.contains("till rotate anthropic"), "{stdout}");
+    assert!(!stdout.contains("gemini"), "{stdout}");
+
+    let after = rot.root_rows();
+    let find = |rows: &[(String, String, i64, Option<i64>)], p: &str| {
+        rows.iter().find(|r| r.0 == p).unwrap().clone()
+    };
+    assert_ne!(find(&after, "openai").1, find(&before, "openai").1);
+    assert_eq!(find(&after, "anthropic"), find(&before, "anthropic"));
+    assert_eq!(find(&after, "gemini"), find(&before, "gemini"));
+    let retired: Option<i64> = rot
+        .ledger()
+        .query_row(
+            "SELECT retired_at FROM mint_keys WHERE kid = ?1",
+            [&old_kid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(retired.is_some(), "the old mint key was retired");
+    let targets: Vec<String> = rot.rotations().into_iter().map(|r| r.0).collect();
+    assert_eq!(targets, ["openai", "mint"]);
+
+    // Once the person has rotated anthropic, nothing is due and --due exits 0.
+    rot.mock.add_key(NEW_ANTHROPIC);
+    let (code, _, stderr) =
+        output_with_stdin(rot.till().args(["rotate", "anthropic"]), NEW_ANTHROPIC);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("delete the old key"), "{stderr}");
+    let (code, stdout, stderr) = output(rot.till().args(["rotate", "--due", "--yes"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("no key is due"), "{stderr}");
+}
+
+#[test]
+fn till_run_warns_once_a_day_about_old_keys() {
+    let rot = Rot::new();
+    rot.add("openai", OLD_OPENAI);
+    rot.config("", "[rotation]\nmax_age = \"30d\"\n");
+    rot.ledger()
+        .execute(
+            "UPDATE root_keys SET added_at = ?1",
+            [now() as i64 - 31 * 86_400],
+        )
+        .unwrap();
+    let run = || output(rot.till().args(["run", "-q", "--", "true"]));
+    let (code, _, stderr) = run();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("older than [rotation] max_age (30d): openai (31d)"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = run();
+    assert!(
+        !stderr.contains("max_age"),
+        "warned twice in a day: {stderr}"
+    );
+    rot.ledger()
+        .execute(
+            "UPDATE notices SET at = ?1 WHERE name = 'rotation_due'",
+            [now() as i64 - 86_401],
+        )
+        .unwrap();
+    let (_, _, stderr) = run();
+    assert!(
+        stderr.contains("max_age"),
+        "no warning a day later: {stderr}"
+    );
+}
+
+/// EOF instead of a key: nothing is stored, recorded or sent anywhere.
+#[test]
+fn eof_at_the_prompt_changes_nothing() {
+    let rot = stocked();
+    let before = rot.root_rows();
+    let store = rot.store_bytes();
+    rot.mock.clear_requests();
+    let (code, _, stderr) = output_with_stdin(rot.till().args(["rotate", "anthropic"]), "");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("the key is empty"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(rot.store_bytes(), store);
+    assert_eq!(rot.root_rows(), before);
+    assert!(rot.rotations().is_empty());
+    assert!(rot.mock.requests().is_empty());
+}
+
+/// Ctrl-C at the hidden prompt (SIGINT to till on a pseudo-terminal) ends till before it has
+/// done anything.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigint_at_the_prompt_changes_nothing() {
+    use std::io::Read as _;
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+
+    let rot = stocked();
+    let before = rot.root_rows();
+    let store = rot.store_bytes();
+    rot.mock.clear_requests();
+
+    // SAFETY: plain libc calls on descriptors this test owns.
+    let (master, slave) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "no pseudo-terminal");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(slave >= 0);
+        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
+    };
+    let mut cmd = rot.till();
+    cmd.args(["rotate", "anthropic"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    // SAFETY: setsid and ioctl are async-signal-safe; they make the pty till's terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(slave);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("new anthropic API key") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no prompt: {}", String::from_utf8_lossy(&seen));
+            }
+        }
+    }
+    // SAFETY: signalling the child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    drop(master);
+
+    assert_eq!(rot.store_bytes(), store);
+    assert_eq!(rot.root_rows(), before);
+    assert!(rot.rotations().is_empty());
+    assert!(rot.mock.requests().is_empty());
+}
+
+#[test]
+fn rotate_needs_something_to_rotate() {
+    let rot = Rot::new();
+    let (code, _, stderr) = output(rot.till().args(["rotate"]));
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("till add openai"), "{stderr}");
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai", "--grace", "1h"]));
+    assert_eq!(code, 2, "--grace without --mint: {stderr}");
+    let (code, _, stderr) = output(rot.till().args(["add", "gemini", "--admin"]));
+    assert_eq!(code, 2, "{stderr}");
+}
