@@ -135,3 +135,25 @@ fn from_env_and_empty_input() {
     ]));
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// With no Secret Service and `store = auto`, `till add` fails at once (well within 5 s, with
+/// the default keychain timeout in force) and names the file store.
+#[cfg(target_os = "linux")]
+#[test]
+fn add_without_a_secret_service_fails_fast_and_names_the_file_store() {
+    let env = TestEnv::new();
+    env.config("store = \"auto\"\n");
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = output_with_stdin(
+        env.bare()
+            .env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={}", env.path("no-bus").display()))
+            .args(["add", "openai", "--no-verify"]),
+        "sk-test-123\n",
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("TILL_STORE=file"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    let (_, stdout, _) = output(env.bare().args(["list", "--json"]));
+    assert_eq!(stdout.trim(), "[]", "nothing may be recorded");
+}
