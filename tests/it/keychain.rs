@@ -146,7 +146,10 @@ fn add_without_a_secret_service_fails_fast_and_names_the_file_store() {
     let started = std::time::Instant::now();
     let (code, _, stderr) = output_with_stdin(
         env.bare()
-            .env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={}", env.path("no-bus").display()))
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}", env.path("no-bus").display()),
+            )
             .args(["add", "openai", "--no-verify"]),
         "sk-test-123\n",
     );
