@@ -6,4 +6,5 @@ mod support;
 mod cli;
 mod keychain;
 mod proxy;
+mod sdk;
 mod secrets;
