@@ -212,8 +212,11 @@ fn official_sdks_work_unconfigured_under_till_run() {
         );
     }
 
+    // The summary prices what was metered (it used to print $0 whatever was spent): five
+    // gpt-4o-mini calls of 5+5 tokens (4 micro-dollars each) and three claude-haiku-4-5 calls
+    // (30 each) make $0.00011.
     assert!(
-        stderr.contains("till: 10 requests (2 denied: model 2)"),
+        stderr.contains("till: 10 requests (2 denied: model 2), 40 tokens in, 40 out, $0.0001"),
         "{stderr}"
     );
 }

@@ -4,11 +4,13 @@ It runs under `till run` and configures nothing: no api_key, no base_url. The SD
 till's child key and proxy in OPENAI_API_KEY / OPENAI_BASE_URL and ANTHROPIC_API_KEY /
 ANTHROPIC_BASE_URL, exactly as an unmodified agent would.
 
-    sdk_agent.py [--openai-model M] [--anthropic-model M] [--denied-model M]
+    sdk_agent.py [--openai-model M] [--anthropic-model M]
+                 [--denied-openai-model M] [--denied-anthropic-model M]
 
-Prints one JSON object with a result per call: {"<case>": {"text": ..., "usage": ..., ...}}.
-A case that raises is reported as {"error": "<class>", "message": ...}; the script itself exits
-non-zero only if the SDKs cannot be imported (the tests must fail, not skip, without them).
+Prints one JSON object with a result per call: {"<case>": {"text": ..., "usage": ..., ...}},
+plus "schema_errors" (see `checked`). A case that raises is reported as
+{"error": "<class>", "message": ...}; the script itself exits non-zero only if the SDKs cannot
+be imported (the tests must fail, not skip, without them).
 """
 
 import argparse
