@@ -55,12 +55,13 @@ fi
 
 cd "$(dirname "$0")"
 bins=(--bin till)
-[ "$with_mock" = 1 ] && bins+=(--bin till-mock)
+if [ "$with_mock" = 1 ]; then bins+=(--bin till-mock); fi
 cargo build --release --locked "${bins[@]}"
+target_dir="${CARGO_TARGET_DIR:-target}"
 
 mkdir -p "$bin_dir" "$man_dir" "$bash_dir" "$zsh_dir" "$fish_dir"
-install -m 0755 target/release/till "$bin_dir/till"
-[ "$with_mock" = 1 ] && install -m 0755 target/release/till-mock "$bin_dir/till-mock"
+install -m 0755 "$target_dir/release/till" "$bin_dir/till"
+if [ "$with_mock" = 1 ]; then install -m 0755 "$target_dir/release/till-mock" "$bin_dir/till-mock"; fi
 "$bin_dir/till" manpage > "$man_dir/till.1"
 "$bin_dir/till" completions bash > "$bash_dir/till"
 "$bin_dir/till" completions zsh > "$zsh_dir/_till"

@@ -32,6 +32,8 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run an agent with a scoped child key instead of your root keys')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve keys made by `till key create` on a fixed port, until interrupted')
             [CompletionResult]::new('key', 'key', [CompletionResultType]::ParameterValue, 'Create, list, inspect, narrow and revoke child keys')
+            [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show the requests agents made through till, newest last')
+            [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Totals of requests, tokens and spend, grouped by key, model, provider or day')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('manpage', 'manpage', [CompletionResultType]::ParameterValue, 'Print till''s man page (roff) to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -208,6 +210,33 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
         'till;key;help;help' {
             break
         }
+        'till;log' {
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only this key (name, id or the key itself) and the keys narrowed from it')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only requests since then: a duration back from now (30m, 7d) or a time (2026-11-01T00:00:00Z)')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'How many of the newest requests to show')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many of the newest requests to show')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing new requests as they arrive (Ctrl-C stops)')
+            [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep printing new requests as they arrive (Ctrl-C stops)')
+            [CompletionResult]::new('--denied', '--denied', [CompletionResultType]::ParameterName, 'Only refused requests')
+            [CompletionResult]::new('--alerts', '--alerts', [CompletionResultType]::ParameterName, 'Show alert events (first denials, budget marks, rate jumps, dead keys) instead')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'till;usage' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only requests since then: a duration back from now (7d) or a time (2026-11-01T00:00:00Z)')
+            [CompletionResult]::new('--by', '--by', [CompletionResultType]::ParameterName, 'How to group the totals')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only this key (name, id or the key itself) and the keys narrowed from it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'till;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -230,6 +259,8 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run an agent with a scoped child key instead of your root keys')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve keys made by `till key create` on a fixed port, until interrupted')
             [CompletionResult]::new('key', 'key', [CompletionResultType]::ParameterValue, 'Create, list, inspect, narrow and revoke child keys')
+            [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show the requests agents made through till, newest last')
+            [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Totals of requests, tokens and spend, grouped by key, model, provider or day')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('manpage', 'manpage', [CompletionResultType]::ParameterValue, 'Print till''s man page (roff) to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -278,6 +309,12 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;help;key;inspect' {
+            break
+        }
+        'till;help;log' {
+            break
+        }
+        'till;help;usage' {
             break
         }
         'till;help;completions' {

@@ -34,6 +34,9 @@ _till() {
             till,list)
                 cmd="till__subcmd__list"
                 ;;
+            till,log)
+                cmd="till__subcmd__log"
+                ;;
             till,manpage)
                 cmd="till__subcmd__manpage"
                 ;;
@@ -45,6 +48,9 @@ _till() {
                 ;;
             till,serve)
                 cmd="till__subcmd__serve"
+                ;;
+            till,usage)
+                cmd="till__subcmd__usage"
                 ;;
             till__subcmd__help,add)
                 cmd="till__subcmd__help__subcmd__add"
@@ -64,6 +70,9 @@ _till() {
             till__subcmd__help,list)
                 cmd="till__subcmd__help__subcmd__list"
                 ;;
+            till__subcmd__help,log)
+                cmd="till__subcmd__help__subcmd__log"
+                ;;
             till__subcmd__help,manpage)
                 cmd="till__subcmd__help__subcmd__manpage"
                 ;;
@@ -75,6 +84,9 @@ _till() {
                 ;;
             till__subcmd__help,serve)
                 cmd="till__subcmd__help__subcmd__serve"
+                ;;
+            till__subcmd__help,usage)
+                cmd="till__subcmd__help__subcmd__usage"
                 ;;
             till__subcmd__help__subcmd__key,attenuate)
                 cmd="till__subcmd__help__subcmd__key__subcmd__attenuate"
@@ -143,7 +155,7 @@ _till() {
 
     case "${cmd}" in
         till)
-            opts="-h -V --help --version add remove list doctor run serve key completions manpage help"
+            opts="-h -V --help --version add remove list doctor run serve key log usage completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,7 +215,7 @@ _till() {
             return 0
             ;;
         till__subcmd__help)
-            opts="add remove list doctor run serve key completions manpage help"
+            opts="add remove list doctor run serve key log usage completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,6 +396,20 @@ _till() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        till__subcmd__help__subcmd__log)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         till__subcmd__help__subcmd__manpage)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -427,6 +453,20 @@ _till() {
             return 0
             ;;
         till__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__help__subcmd__usage)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -740,6 +780,36 @@ _till() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        till__subcmd__log)
+            opts="-f -n -h -V --follow --key --since --denied --alerts --limit --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         till__subcmd__manpage)
             opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -838,6 +908,32 @@ _till() {
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__usage)
+            opts="-h -V --since --by --key --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --by)
+                    COMPREPLY=($(compgen -W "key model provider day" -- "${cur}"))
+                    return 0
+                    ;;
+                --key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -29,6 +29,8 @@ set edit:completion:arg-completer[till] = {|@words|
             cand run 'Run an agent with a scoped child key instead of your root keys'
             cand serve 'Serve keys made by `till key create` on a fixed port, until interrupted'
             cand key 'Create, list, inspect, narrow and revoke child keys'
+            cand log 'Show the requests agents made through till, newest last'
+            cand usage 'Totals of requests, tokens and spend, grouped by key, model, provider or day'
             cand completions 'Print a shell completion script'
             cand manpage 'Print till''s man page (roff) to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -183,6 +185,31 @@ set edit:completion:arg-completer[till] = {|@words|
         }
         &'till;key;help;help'= {
         }
+        &'till;log'= {
+            cand --key 'Only this key (name, id or the key itself) and the keys narrowed from it'
+            cand --since 'Only requests since then: a duration back from now (30m, 7d) or a time (2026-11-01T00:00:00Z)'
+            cand -n 'How many of the newest requests to show'
+            cand --limit 'How many of the newest requests to show'
+            cand -f 'Keep printing new requests as they arrive (Ctrl-C stops)'
+            cand --follow 'Keep printing new requests as they arrive (Ctrl-C stops)'
+            cand --denied 'Only refused requests'
+            cand --alerts 'Show alert events (first denials, budget marks, rate jumps, dead keys) instead'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;usage'= {
+            cand --since 'Only requests since then: a duration back from now (7d) or a time (2026-11-01T00:00:00Z)'
+            cand --by 'How to group the totals'
+            cand --key 'Only this key (name, id or the key itself) and the keys narrowed from it'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'till;completions'= {
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -203,6 +230,8 @@ set edit:completion:arg-completer[till] = {|@words|
             cand run 'Run an agent with a scoped child key instead of your root keys'
             cand serve 'Serve keys made by `till key create` on a fixed port, until interrupted'
             cand key 'Create, list, inspect, narrow and revoke child keys'
+            cand log 'Show the requests agents made through till, newest last'
+            cand usage 'Totals of requests, tokens and spend, grouped by key, model, provider or day'
             cand completions 'Print a shell completion script'
             cand manpage 'Print till''s man page (roff) to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -238,6 +267,10 @@ set edit:completion:arg-completer[till] = {|@words|
         &'till;help;key;attenuate'= {
         }
         &'till;help;key;inspect'= {
+        }
+        &'till;help;log'= {
+        }
+        &'till;help;usage'= {
         }
         &'till;help;completions'= {
         }

@@ -53,6 +53,13 @@ pub enum Command {
     /// Create, list, inspect, narrow and revoke child keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Show the requests agents made through till, newest last.
+    ///
+    /// One line per request: time, key, provider/model, status, tokens, cost, latency and,
+    /// for refused requests, why. `--alerts` shows the alert events instead.
+    Log(LogArgs),
+    /// Totals of requests, tokens and spend, grouped by key, model, provider or day.
+    Usage(UsageArgs),
     /// Print a shell completion script.
     ///
     /// bash: `till completions bash > ~/.local/share/bash-completion/completions/till`;
@@ -226,6 +233,56 @@ pub struct KeyInspectArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Keep printing new requests as they arrive (Ctrl-C stops).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only this key (name, id or the key itself) and the keys narrowed from it.
+    #[arg(long, value_name = "KEY|NAME")]
+    pub key: Option<String>,
+    /// Only requests since then: a duration back from now (30m, 7d) or a time (2026-11-01T00:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only refused requests.
+    #[arg(long)]
+    pub denied: bool,
+    /// Show alert events (first denials, budget marks, rate jumps, dead keys) instead.
+    #[arg(long)]
+    pub alerts: bool,
+    /// How many of the newest requests to show.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only requests since then: a duration back from now (7d) or a time (2026-11-01T00:00:00Z).
+    #[arg(long, value_name = "WHEN", default_value = "30d")]
+    pub since: String,
+    /// How to group the totals.
+    #[arg(long, value_enum, default_value_t = GroupArg::Model)]
+    pub by: GroupArg,
+    /// Only this key (name, id or the key itself) and the keys narrowed from it.
+    #[arg(long, value_name = "KEY|NAME")]
+    pub key: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Groupings for `till usage --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupArg {
+    Key,
+    Model,
+    Provider,
+    Day,
 }
 
 #[derive(Debug, Args)]

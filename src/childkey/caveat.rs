@@ -168,8 +168,7 @@ impl Caveat {
                 for _ in 0..n {
                     let provider = r.short_str()?;
                     let glob = r.short_str()?;
-                    let model = (!glob.is_empty()).then(|| glob.to_string());
-                    let p = ModelPattern::new(provider, model.as_deref())
+                    let p = ModelPattern::new(provider, (!glob.is_empty()).then_some(glob))
                         .map_err(|e| format!("allow caveat: {e}"))?;
                     if patterns
                         .last()

@@ -67,6 +67,15 @@ pub enum MintKeyError {
 pub struct MintKey {
     kid: Kid,
     secret: Zeroizing<[u8; MINT_SECRET_LEN]>,
+    /// HMAC already keyed with the secret (its inner and outer pad blocks absorbed), cloned
+    /// for every `tag0`: this saves two of the ~15 SHA-256 blocks a verification hashes. The
+    /// `hmac` crate cannot zeroize this state on drop; it is as sensitive as the secret and
+    /// lives exactly as long.
+    keyed: Hmac<Sha256>,
+}
+
+fn keyed(secret: &[u8; MINT_SECRET_LEN]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(secret).expect("any key length")
 }
 
 impl MintKey {
@@ -78,15 +87,18 @@ impl MintKey {
         fill_random(&mut kid)?;
         Ok(MintKey {
             kid: Kid(kid),
+            keyed: keyed(&secret),
             secret,
         })
     }
 
     /// A mint key from known parts (tests, benchmarks, and reading back a stored key).
     pub fn from_parts(kid: Kid, secret: [u8; MINT_SECRET_LEN]) -> MintKey {
+        let secret = Zeroizing::new(secret);
         MintKey {
             kid,
-            secret: Zeroizing::new(secret),
+            keyed: keyed(&secret),
+            secret,
         }
     }
 
@@ -120,12 +132,16 @@ impl MintKey {
         }
         let mut secret = Zeroizing::new([0u8; MINT_SECRET_LEN]);
         hex::decode_to_slice(secret_hex, &mut secret[..]).map_err(|_| MintKeyError::BadFormat)?;
-        Ok(MintKey { kid, secret })
+        Ok(MintKey {
+            kid,
+            keyed: keyed(&secret),
+            secret,
+        })
     }
 
     /// `HMAC(mint_secret, message)`: the first link of every chain.
     pub(crate) fn tag0(&self, message: &[u8]) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret[..]).expect("any key length");
+        let mut mac = self.keyed.clone();
         mac.update(message);
         mac.finalize().into_bytes().into()
     }

@@ -135,8 +135,10 @@ pub struct Token {
     pub(crate) kid: Kid,
     pub(crate) nonce: [u8; NONCE_LEN],
     pub(crate) caveats: Vec<Caveat>,
-    /// Exclusive end index of each level's caveats; strictly increasing, last = caveats.len().
-    pub(crate) level_ends: Vec<usize>,
+    /// Bit `i` is set when caveat `i` ends its level (so the last caveat's bit is always
+    /// set). A bitmask rather than a list keeps decoding free of one allocation; it fits
+    /// because a token has at most 128 caveats.
+    pub(crate) level_marks: u128,
     pub(crate) tag: [u8; TAG_LEN],
     /// Bindings the builder of this value could compute, for caveat indices
     /// `known_from..caveats.len()`. A decoded token knows none.
@@ -157,7 +159,7 @@ impl PartialEq for Token {
             && self.kid == other.kid
             && self.nonce == other.nonce
             && self.caveats == other.caveats
-            && self.level_ends == other.level_ends
+            && self.level_marks == other.level_marks
             && bool::from(self.tag.ct_eq(&other.tag))
     }
 }
@@ -169,7 +171,7 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field("version", &self.version)
             .field("kid", &self.kid)
-            .field("levels", &self.level_ends)
+            .field("levels", &self.levels())
             .field("caveats", &self.caveats)
             .field("binding", &self.binding())
             .finish_non_exhaustive()
@@ -238,17 +240,22 @@ impl Token {
         Ok(Token::mint_with_nonce(mint, batch, nonce))
     }
 
-    /// Mint with a given nonce and an already prepared batch (tests and benchmarks want
-    /// reproducible tokens; everything else goes through [`Token::mint`]).
-    #[doc(hidden)]
-    pub fn mint_with_nonce(mint: &MintKey, batch: Vec<Caveat>, nonce: [u8; NONCE_LEN]) -> Token {
+    /// Mint with a given nonce and an already prepared batch (at most [`MAX_CAVEATS`]).
+    pub(crate) fn mint_with_nonce(
+        mint: &MintKey,
+        batch: Vec<Caveat>,
+        nonce: [u8; NONCE_LEN],
+    ) -> Token {
         let kid = mint.kid();
         let mut tag = mint.tag0(&header(VERSION, kid, &nonce));
         let mut buf = Vec::with_capacity(64);
         let mut known = Vec::with_capacity(batch.len());
         let last = batch.len().saturating_sub(1);
         for (i, c) in batch.iter().enumerate() {
-            tag = chain_step(&tag, i == last, c, &mut buf);
+            // Intermediate tags would let a holder strip caveats: wipe each one.
+            let next = chain_step(&tag, i == last, c, &mut buf);
+            tag.zeroize();
+            tag = next;
             known.push(Binding::of_tag(&tag));
         }
         let len = batch.len();
@@ -257,7 +264,7 @@ impl Token {
             kid,
             nonce,
             caveats: batch,
-            level_ends: if len == 0 { Vec::new() } else { vec![len] },
+            level_marks: if len == 0 { 0 } else { 1 << (len - 1) },
             tag,
             known_bindings: known,
             known_from: 0,
@@ -271,7 +278,7 @@ impl Token {
         if self.caveats.len() + batch.len() > MAX_CAVEATS {
             return Err(MintError::TooManyCaveats);
         }
-        if self.level_ends.len() + 1 > MAX_LEVELS {
+        if self.level_count() + 1 > MAX_LEVELS {
             return Err(MintError::TooManyLevels);
         }
         let start = self.caveats.len();
@@ -287,23 +294,42 @@ impl Token {
         };
         let last = batch.len() - 1;
         for (i, c) in batch.iter().enumerate() {
-            tag = chain_step(&tag, i == last, c, &mut buf);
+            // Intermediate tags would let a holder strip caveats: wipe each one.
+            let next = chain_step(&tag, i == last, c, &mut buf);
+            tag.zeroize();
+            tag = next;
             known.push(Binding::of_tag(&tag));
         }
         let mut caveats = self.caveats.clone();
         caveats.extend(batch);
-        let mut level_ends = self.level_ends.clone();
-        level_ends.push(caveats.len());
+        let level_marks = self.level_marks | 1 << (caveats.len() - 1);
         Ok(Token {
             version: self.version,
             kid: self.kid,
             nonce: self.nonce,
             caveats,
-            level_ends,
+            level_marks,
             tag,
             known_bindings: known,
             known_from,
         })
+    }
+
+    /// Whether caveat `i` is the last of its level.
+    pub(crate) fn ends_level(&self, i: usize) -> bool {
+        i < 128 && self.level_marks >> i & 1 == 1
+    }
+
+    /// How many levels the token has.
+    pub fn level_count(&self) -> usize {
+        self.level_marks.count_ones() as usize
+    }
+
+    /// Exclusive end index of each level, in order.
+    pub(crate) fn level_ends(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.caveats.len())
+            .filter(|&i| self.ends_level(i))
+            .map(|i| i + 1)
     }
 
     pub fn version(&self) -> u8 {
@@ -323,10 +349,9 @@ impl Token {
     /// The levels: which caveat indices the mint and each attenuation added.
     pub fn levels(&self) -> Vec<Level> {
         let mut start = 0;
-        self.level_ends
-            .iter()
+        self.level_ends()
             .enumerate()
-            .map(|(index, &end)| {
+            .map(|(index, end)| {
                 let level = Level {
                     index,
                     caveats: start..end,
@@ -339,7 +364,7 @@ impl Token {
 
     /// The level caveat `i` belongs to.
     pub fn level_of(&self, caveat_index: usize) -> Option<usize> {
-        self.level_ends.iter().position(|&end| caveat_index < end)
+        self.level_ends().position(|end| caveat_index < end)
     }
 
     /// This key's identity: `SHA256(final tag)`, the binding of its last level.
@@ -368,9 +393,9 @@ impl Token {
         let mut body =
             Vec::with_capacity(HEADER_LEN + 8 + 16 * self.caveats.len() + TAG_LEN + CRC_LEN);
         body.extend_from_slice(&header(self.version, self.kid, &self.nonce));
-        put_varint(&mut body, self.level_ends.len() as u64);
+        put_varint(&mut body, self.level_count() as u64);
         let mut start = 0;
-        for &end in &self.level_ends {
+        for end in self.level_ends() {
             put_varint(&mut body, (end - start) as u64);
             for c in &self.caveats[start..end] {
                 c.encode_into(&mut body);
@@ -388,6 +413,7 @@ impl Token {
     }
 
     /// Parses the text form. Checks the checksum and the structure, not the signature.
+    /// The text must be exact: callers strip `Bearer ` and surrounding whitespace.
     pub fn decode(text: &str) -> Result<Token, DecodeError> {
         let mut body = decode_checked(text)?;
         let token = parse_body(&body[..body.len() - CRC_LEN]);
@@ -450,7 +476,7 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
         return Err(DecodeError::Malformed(format!("{levels} levels")));
     }
     let mut caveats = Vec::with_capacity(4);
-    let mut level_ends = Vec::with_capacity(levels as usize);
+    let mut level_marks = 0u128;
     for _ in 0..levels {
         let n = r.varint().map_err(malformed)?;
         if n == 0 {
@@ -469,7 +495,7 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
             let caveat = Caveat::decode_payload(tag, payload).map_err(malformed)?;
             caveats.push(caveat);
         }
-        level_ends.push(caveats.len());
+        level_marks |= 1 << (caveats.len() - 1);
     }
     if !r.is_empty() {
         return Err(DecodeError::Malformed(
@@ -484,7 +510,7 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
         kid: Kid(kid),
         nonce,
         caveats,
-        level_ends,
+        level_marks,
         tag,
         known_bindings: Vec::new(),
         known_from: n,
@@ -502,14 +528,16 @@ pub(crate) fn sign_unchecked(
     let mut tag = mint.tag0(&header(VERSION, kid, &nonce));
     let mut buf = Vec::new();
     let mut caveats = Vec::new();
-    let mut level_ends = Vec::new();
+    let mut level_marks = 0u128;
     for level in levels {
         let last = level.len().saturating_sub(1);
         for (i, c) in level.into_iter().enumerate() {
             tag = chain_step(&tag, i == last, &c, &mut buf);
             caveats.push(c);
         }
-        level_ends.push(caveats.len());
+        if !caveats.is_empty() {
+            level_marks |= 1 << (caveats.len() - 1);
+        }
     }
     let n = caveats.len();
     Token {
@@ -517,7 +545,7 @@ pub(crate) fn sign_unchecked(
         kid,
         nonce,
         caveats,
-        level_ends,
+        level_marks,
         tag,
         known_bindings: Vec::new(),
         known_from: n,

@@ -9,6 +9,7 @@
 use std::fmt;
 
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use super::caveat::{Caveat, EndpointClass, EndpointSet};
 use super::mintkey::MintKey;
@@ -181,12 +182,16 @@ impl From<DecodeError> for Denial {
     }
 }
 
-/// A token whose chain checked out against the mint key, with every binding of its chain.
+/// A token whose chain checked out against the mint key.
+///
+/// It holds the binding at the end of every level (what the proxy needs for revocation and
+/// counters); the binding of every single caveat is recomputed on demand by
+/// [`Verified::bindings`], so the per-request path hashes one binding per level only.
 #[derive(Debug, Clone)]
-pub struct Verified<'t> {
-    token: &'t Token,
-    /// `binding_i = SHA256(tag_i)` for every caveat index.
-    pub bindings: Vec<Binding>,
+pub struct Verified<'a> {
+    token: &'a Token,
+    mint: &'a MintKey,
+    level_bindings: Vec<Binding>,
 }
 
 /// Checks `token`'s HMAC chain against `mint` (constant-time tag comparison).
@@ -194,26 +199,20 @@ pub struct Verified<'t> {
 /// Refuses a token from another mint key (`UnknownKid`), a bad chain (`BadSignature`), a
 /// token without caveats (`NoCaveats`) and any caveat this version does not understand
 /// (`UnknownCaveat`): unknown restrictions fail closed.
-pub fn verify<'t>(token: &'t Token, mint: &MintKey) -> Result<Verified<'t>, Denial> {
+pub fn verify<'a>(token: &'a Token, mint: &'a MintKey) -> Result<Verified<'a>, Denial> {
     if token.kid != mint.kid() {
         return Err(Denial::UnknownKid {
             kid: token.kid.to_string(),
         });
     }
-    let mut tag: [u8; TAG_LEN] = mint.tag0(&header(token.version, token.kid, &token.nonce));
-    let mut bindings = Vec::with_capacity(token.caveats.len());
-    let mut buf = Vec::with_capacity(64);
-    let mut level = 0;
-    for (i, c) in token.caveats.iter().enumerate() {
-        let ends_level = token.level_ends[level] == i + 1;
-        if ends_level {
-            level += 1;
+    let mut level_bindings = Vec::with_capacity(token.level_count());
+    let mut tag = walk_chain(token, mint, |i, tag| {
+        if token.ends_level(i) {
+            level_bindings.push(Binding::of_tag(tag));
         }
-        tag = chain_step(&tag, ends_level, c, &mut buf);
-        bindings.push(Binding::of_tag(&tag));
-    }
+    });
     let ok: bool = tag.ct_eq(&token.tag).into();
-    tag.fill(0);
+    tag.zeroize();
     if !ok {
         return Err(Denial::BadSignature);
     }
@@ -234,15 +233,36 @@ pub fn verify<'t>(token: &'t Token, mint: &MintKey) -> Result<Verified<'t>, Deni
     {
         return Err(Denial::Malformed("the key has no expiry".into()));
     }
-    Ok(Verified { token, bindings })
+    Ok(Verified {
+        token,
+        mint,
+        level_bindings,
+    })
 }
 
-impl<'t> Verified<'t> {
-    pub fn token(&self) -> &'t Token {
+/// Recomputes the chain, calling `visit(i, tag_i)` after each caveat; returns the final tag.
+fn walk_chain(
+    token: &Token,
+    mint: &MintKey,
+    mut visit: impl FnMut(usize, &[u8; TAG_LEN]),
+) -> [u8; TAG_LEN] {
+    let mut tag: [u8; TAG_LEN] = mint.tag0(&header(token.version, token.kid, &token.nonce));
+    let mut buf = Vec::with_capacity(128);
+    for (i, c) in token.caveats.iter().enumerate() {
+        let next = chain_step(&tag, token.ends_level(i), c, &mut buf);
+        tag.zeroize();
+        tag = next;
+        visit(i, &tag);
+    }
+    tag
+}
+
+impl<'a> Verified<'a> {
+    pub fn token(&self) -> &'a Token {
         self.token
     }
 
-    pub fn caveats(&self) -> &'t [Caveat] {
+    pub fn caveats(&self) -> &'a [Caveat] {
         &self.token.caveats
     }
 
@@ -253,23 +273,31 @@ impl<'t> Verified<'t> {
     /// The binding at the end of `level`: the identity of the key that level made. Revoking
     /// it revokes that key and everything derived from it.
     pub fn level_binding(&self, level: usize) -> Option<Binding> {
-        let end = *self.token.level_ends.get(level)?;
-        Some(self.bindings[end - 1])
+        self.level_bindings.get(level).copied()
     }
 
     /// The binding at the end of every level, level 0 first. The proxy refuses the request
     /// when any of them is revoked.
-    pub fn level_bindings(&self) -> Vec<Binding> {
-        self.token
-            .level_ends
-            .iter()
-            .map(|&end| self.bindings[end - 1])
-            .collect()
+    pub fn level_bindings(&self) -> &[Binding] {
+        &self.level_bindings
     }
 
     /// This key's own binding (the last one).
     pub fn binding(&self) -> Binding {
-        *self.bindings.last().expect("verified tokens have caveats")
+        *self
+            .level_bindings
+            .last()
+            .expect("verified tokens have caveats")
+    }
+
+    /// `binding_i = SHA256(tag_i)` for every caveat index (recomputes the chain).
+    pub fn bindings(&self) -> Vec<Binding> {
+        let mut out = Vec::with_capacity(self.token.caveats.len());
+        let mut last = walk_chain(self.token, self.mint, |_, tag| {
+            out.push(Binding::of_tag(tag))
+        });
+        last.zeroize();
+        out
     }
 
     /// Evaluates every stateless caveat for one request at unix time `now`.
@@ -287,17 +315,15 @@ impl<'t> Verified<'t> {
         let mut max_output: Option<u64> = None;
         let mut expires_at = u64::MAX;
         let mut level = 0;
-        let mut level_end = self.token.level_ends[0];
         let mut level_has_endpoints = false;
         for (i, c) in self.token.caveats.iter().enumerate() {
-            if i == level_end {
+            if i > 0 && self.token.ends_level(i - 1) {
                 level += 1;
-                level_end = self.token.level_ends[level];
             }
             let mut limit = |l: Limit| {
                 limits.push(LevelLimit {
                     level,
-                    binding: self.bindings[level_end - 1],
+                    binding: self.level_bindings[level],
                     limit: l,
                 })
             };

@@ -234,6 +234,13 @@ struct KeyView {
     expires_at: String,
     status: &'static str,
     revoked_at: Option<String>,
+    requests: u64,
+    spent_usd: f64,
+    spent_tokens: u64,
+    /// The key's own dollar budget, if it has one.
+    budget_usd: Option<f64>,
+    /// The key's own token budget, if it has one.
+    budget_tokens: Option<u64>,
 }
 
 fn status(meta: &KeyMeta, now: u64) -> &'static str {
@@ -246,8 +253,46 @@ fn status(meta: &KeyMeta, now: u64) -> &'static str {
     }
 }
 
-fn view(meta: &KeyMeta, now: u64) -> KeyView {
+fn view(ledger: &Ledger, meta: &KeyMeta, now: u64) -> KeyView {
+    // Keys with a budget or request ceiling have exact counters; others are summed from the
+    // request log (within its retention).
+    let counter = ledger
+        .counter(&meta.binding)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            let filter = crate::ledger::query::LogFilter {
+                lineage: Some(meta.binding.chars().take(12).collect()),
+                ..Default::default()
+            };
+            let rows = ledger
+                .usage(&filter, crate::ledger::query::GroupBy::Provider)
+                .unwrap_or_default();
+            crate::ledger::counters::Counter {
+                spent_micros: rows.iter().map(|r| (r.cost_usd * 1e6).round() as u64).sum(),
+                spent_tokens: rows.iter().map(|r| r.input_tokens + r.output_tokens).sum(),
+                requests: rows.iter().map(|r| r.requests).sum(),
+                ..Default::default()
+            }
+        });
+    let (mut budget_usd, mut budget_tokens) = (None, None);
+    if let Ok(recipe) = serde_json::from_str::<Recipe>(&meta.body)
+        && let Ok(spec) = ScopeSpec::from_args(&recipe.args)
+    {
+        for b in &spec.budget {
+            match crate::scope::parse_budget(b) {
+                Ok(crate::scope::Budget::Usd(m)) => budget_usd = Some(m as f64 / 1e6),
+                Ok(crate::scope::Budget::Tokens(t)) => budget_tokens = Some(t),
+                Err(_) => {}
+            }
+        }
+    }
     KeyView {
+        requests: counter.requests,
+        spent_usd: counter.spent_micros as f64 / 1e6,
+        spent_tokens: counter.spent_tokens,
+        budget_usd,
+        budget_tokens,
         id: meta.binding.chars().take(12).collect(),
         binding: meta.binding.clone(),
         name: meta.name.clone(),
@@ -261,12 +306,12 @@ fn view(meta: &KeyMeta, now: u64) -> KeyView {
 
 fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
     let now = now_unix();
-    let keys: Vec<KeyView> = ctx
-        .ledger()?
+    let ledger = ctx.ledger()?;
+    let keys: Vec<KeyView> = ledger
         .keys()?
         .iter()
         .filter(|k| args.all || status(k, now) == "active")
-        .map(|k| view(k, now))
+        .map(|k| view(&ledger, k, now))
         .collect();
     if args.json {
         crate::output::json(&keys)?;
@@ -281,16 +326,17 @@ fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = format!(
-        "{:<12}  {:<16}  {:<8}  {:<20}  {}\n",
-        "ID", "NAME", "STATUS", "EXPIRES", "SCOPE"
+        "{:<12}  {:<16}  {:<8}  {:<20}  {:<18}  {}\n",
+        "ID", "NAME", "STATUS", "EXPIRES", "SPEND", "SCOPE"
     );
     for k in &keys {
         out.push_str(&format!(
-            "{:<12}  {:<16}  {:<8}  {:<20}  {}\n",
+            "{:<12}  {:<16}  {:<8}  {:<20}  {:<18}  {}\n",
             k.id,
             k.name.as_deref().unwrap_or("-"),
             k.status,
             k.expires_at,
+            spend(k),
             k.scope
         ));
     }
@@ -311,7 +357,7 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
     } else {
         one_key(&ledger, &args.key)?
     };
-    let v = view(&meta, now);
+    let v = view(&ledger, &meta, now);
     if args.json {
         crate::output::json(&v)?;
     } else {
@@ -325,6 +371,11 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
         if let Some(r) = &v.revoked_at {
             out.push_str(&format!("revoked:  {r}\n"));
         }
+        out.push_str(&format!(
+            "spend:    {} in {} requests\n",
+            spend(&v),
+            v.requests
+        ));
         out.push_str(&format!("binding:  {}\n", v.binding));
         crate::output::data(&out)?;
     }
@@ -459,4 +510,14 @@ fn inspect_token(token: &Token, json: bool) -> anyhow::Result<ExitCode> {
     out.push_str("(decoded without verifying; only the proxy can tell whether the key is valid)\n");
     crate::output::data(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `$0.12 of $5` (or tokens), counting the key and everything narrowed from it.
+fn spend(k: &KeyView) -> String {
+    use super::run::usd;
+    match (k.budget_usd, k.budget_tokens) {
+        (Some(b), _) => format!("{} of {}", usd(k.spent_usd), usd(b)),
+        (None, Some(t)) => format!("{} of {t} tok", k.spent_tokens),
+        (None, None) => usd(k.spent_usd),
+    }
 }

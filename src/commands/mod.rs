@@ -21,9 +21,11 @@ mod completions;
 mod doctor;
 pub mod key;
 mod list;
+mod log;
 mod remove;
 pub mod run;
 mod serve;
+mod usage;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -35,6 +37,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&Ctx::load()?, &args),
         Command::Serve(args) => serve::run(&Ctx::load()?, &args),
         Command::Key(cmd) => key::run(&Ctx::load()?, cmd),
+        Command::Log(args) => log::run(&Ctx::load()?, &args),
+        Command::Usage(args) => usage::run(&Ctx::load()?, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Manpage => completions::manpage(),
     }
@@ -226,6 +230,8 @@ pub fn proxy_state(
             })?;
         roots.push((meta.provider.clone(), key));
     }
+    let retention = ctx.config.ledger.retention.0.as_secs();
+    ledger.prune(crate::time::now_unix().saturating_sub(retention))?;
     let mint = crate::mint::current(&ledger, store.as_ref())?;
     let mints = crate::mint::all_valid(&ledger, store.as_ref(), crate::time::now_unix())?;
     let options = ProxyOptions {
@@ -236,7 +242,6 @@ pub fn proxy_state(
     };
     let writer = Writer::start(&ctx.paths.ledger_file())?;
     let prices = crate::pricing::Prices::from_config(&ctx.config);
-    let handle = writer.handle();
     let state = State::new(
         ctx.providers.clone(),
         options,
@@ -245,11 +250,53 @@ pub fn proxy_state(
         roots,
         mints,
     )?
-    .with_sink(move |record| handle.row(record.to_row(&prices, session.as_deref())));
+    .with_prices(prices)
+    .with_ledger(writer.handle(), ctx.ledger()?)
+    .print_alerts(true);
     Ok(ProxyParts {
         state: Arc::new(state),
         writer,
         mint,
         ledger,
     })
+}
+
+/// A `--since` value: a duration back from now (`7d`) or an RFC 3339 time.
+pub fn parse_since(text: &str) -> anyhow::Result<u64> {
+    if let Ok(d) = crate::time::parse_duration(text) {
+        return Ok(crate::time::now_unix().saturating_sub(d.as_secs()));
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()));
+    }
+    Err(
+        UserError::usage(format!("--since `{text}` is neither a duration nor a time"))
+            .hint("use a duration such as 30m or 7d, or a time such as 2026-11-01T00:00:00Z")
+            .into(),
+    )
+}
+
+/// The short binding a `--key` filter matches in request lineages: a name, an id prefix, or
+/// the key itself.
+pub fn key_lineage(ledger: &crate::ledger::Ledger, key: &str) -> anyhow::Result<String> {
+    if key.starts_with("till_") {
+        let token = crate::childkey::Token::decode(key)
+            .map_err(|e| UserError::usage(format!("--key: {e}")))?;
+        return Ok(token.binding().short());
+    }
+    let found = ledger.find_key(key)?;
+    match found.as_slice() {
+        [one] => Ok(one.binding.chars().take(12).collect()),
+        [] if key.len() >= 6 && key.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Ok(key.to_ascii_lowercase().chars().take(12).collect())
+        }
+        [] => Err(UserError::usage(format!("no key named or with id `{key}`"))
+            .hint("`till key list --all` shows every key")
+            .into()),
+        _ => Err(UserError::usage(format!("`{key}` matches several keys"))
+            .hint("give more of the id")
+            .into()),
+    }
 }

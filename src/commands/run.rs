@@ -109,7 +109,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !args.quiet {
         crate::output::note(&summary(&state.stats.snapshot()));
     }
-    Ok(ExitCode::from(crate::process::exit_code(status)))
+    Ok(ExitCode::from(status.code()))
 }
 
 /// `till run` inside a till run: narrow the current key and reuse the outer proxy.
@@ -161,7 +161,22 @@ fn nested_run(
         proxy_url,
     );
     let status = spawn_and_wait(program, &args.command[1..], env)?;
-    Ok(ExitCode::from(crate::process::exit_code(status)))
+    Ok(ExitCode::from(status.code()))
+}
+
+/// How the agent ended: its status, or till's own code when it could not start.
+pub enum AgentExit {
+    Status(std::process::ExitStatus),
+    Code(u8),
+}
+
+impl AgentExit {
+    pub fn code(&self) -> u8 {
+        match self {
+            AgentExit::Status(s) => crate::process::exit_code(*s),
+            AgentExit::Code(c) => *c,
+        }
+    }
 }
 
 /// Spawns the agent, forwards signals to it while it runs, and waits for it.
@@ -169,33 +184,44 @@ fn spawn_and_wait(
     program: &str,
     rest: &[String],
     env: Vec<(OsString, OsString)>,
-) -> anyhow::Result<std::process::ExitStatus> {
+) -> anyhow::Result<AgentExit> {
     let mut cmd = Command::new(program);
     cmd.args(rest).env_clear().envs(env);
     crate::process::die_with_parent(&mut cmd);
     // Signal handlers go in before the agent exists, so no signal meant for it is lost.
     #[cfg(unix)]
     let signals = register_signals();
-    let mut child = cmd.spawn().map_err(|e| {
-        let (msg, hint) = match e.kind() {
-            std::io::ErrorKind::NotFound => (
-                format!("cannot run `{program}`: command not found"),
-                "check the command and your PATH",
-            ),
-            std::io::ErrorKind::PermissionDenied => (
-                format!("cannot run `{program}`: permission denied"),
-                "is it executable?",
-            ),
-            _ => (format!("cannot run `{program}`: {e}"), "check the command"),
-        };
-        UserError::runtime(msg).hint(hint)
-    })?;
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // Like `env` and `nice`: 127 when the command is missing, 126 when it cannot run.
+            let (msg, hint, code) = match e.kind() {
+                std::io::ErrorKind::NotFound => (
+                    format!("cannot run `{program}`: command not found"),
+                    "check the command and your PATH",
+                    127,
+                ),
+                std::io::ErrorKind::PermissionDenied => (
+                    format!("cannot run `{program}`: permission denied"),
+                    "is it executable?",
+                    126,
+                ),
+                _ => (
+                    format!("cannot run `{program}`: {e}"),
+                    "check the command",
+                    126,
+                ),
+            };
+            crate::output::error(&msg, Some(hint));
+            return Ok(AgentExit::Code(code));
+        }
+    };
     #[cfg(unix)]
     let forwarder = signals.map(|s| forward_signals(s, child.id()));
     let status = child.wait().context("waiting for the agent failed")?;
     #[cfg(unix)]
     drop(forwarder);
-    Ok(status)
+    Ok(AgentExit::Status(status))
 }
 
 /// Forwards SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the agent, and SIGINT too unless a

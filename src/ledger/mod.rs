@@ -73,8 +73,21 @@ const MIGRATIONS: &[&str] = &[
         message      TEXT NOT NULL
     ) STRICT;
     CREATE INDEX events_at ON events(at);",
+    // 3: budget and request counters per key level, and each request's lineage (the short
+    // bindings of every level of the key that made it, so a key's log includes its descendants).
+    "CREATE TABLE counters (
+        binding          TEXT PRIMARY KEY,
+        spent_micros     INTEGER NOT NULL DEFAULT 0,
+        spent_tokens     INTEGER NOT NULL DEFAULT 0,
+        reserved_micros  INTEGER NOT NULL DEFAULT 0,
+        reserved_tokens  INTEGER NOT NULL DEFAULT 0,
+        requests         INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    ALTER TABLE requests ADD COLUMN lineage TEXT;",
 ];
 
+pub mod counters;
+pub mod query;
 pub mod writer;
 
 /// An open ledger connection.

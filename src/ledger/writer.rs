@@ -34,6 +34,8 @@ pub struct RequestRow {
     pub denial: Option<String>,
     /// `complete`, `cut` (the upstream broke off), `abandoned` (the client left), `denied`.
     pub outcome: Option<String>,
+    /// Short bindings of every level of the key, space-separated.
+    pub lineage: Option<String>,
 }
 
 enum Msg {
@@ -44,6 +46,12 @@ enum Msg {
         session: Option<String>,
         kind: String,
         message: String,
+    },
+    /// Settle a budget reservation to what the request really used.
+    Settle {
+        reservation: super::counters::Reservation,
+        micros: u64,
+        tokens: u64,
     },
     /// Write everything queued before this, then stop.
     Stop,
@@ -64,6 +72,14 @@ pub struct WriterHandle {
 impl WriterHandle {
     pub fn row(&self, row: RequestRow) {
         let _ = self.tx.send(Msg::Row(Box::new(row)));
+    }
+
+    pub fn settle(&self, reservation: super::counters::Reservation, micros: u64, tokens: u64) {
+        let _ = self.tx.send(Msg::Settle {
+            reservation,
+            micros,
+            tokens,
+        });
     }
 
     pub fn event(
@@ -141,13 +157,15 @@ impl Writer {
 }
 
 fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
-    let tx = ledger.conn_mut().transaction()?;
+    let tx = ledger
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut rows = tx.prepare_cached(
             "INSERT INTO requests (at, binding, key_name, session, provider, model, endpoint, status,
                 input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_micros, latency_ms,
-                ttfb_ms, denial, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                ttfb_ms, denial, outcome, lineage)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
         let mut events = tx.prepare_cached(
             "INSERT INTO events (at, binding, session, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -173,6 +191,7 @@ fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
                         r.ttfb_ms,
                         r.denial,
                         r.outcome,
+                        r.lineage,
                     ])?;
                 }
                 Msg::Event {
@@ -183,6 +202,13 @@ fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
                     message,
                 } => {
                     events.execute(params![*at as i64, binding, session, kind, message])?;
+                }
+                Msg::Settle {
+                    reservation,
+                    micros,
+                    tokens,
+                } => {
+                    super::counters::settle(&tx, reservation, *micros, *tokens)?;
                 }
                 Msg::Stop => {}
             }

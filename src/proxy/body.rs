@@ -227,8 +227,12 @@ impl Drop for MeteredStream {
         };
         handle.spawn(async move {
             use futures_util::StreamExt as _;
+            // hyper drops a body with a known length once it has sent that many bytes, so a
+            // drop is not always a departed client: it is one only if more bytes were coming.
+            let mut extra = 0usize;
             let drain = async {
                 while let Some(Ok(chunk)) = upstream.next().await {
+                    extra += chunk.len();
                     meter.feed(chunk);
                 }
             };
@@ -238,7 +242,7 @@ impl Drop for MeteredStream {
                 usage,
                 completed: meter.completed,
                 error: None,
-                client_gone: true,
+                client_gone: extra > 0,
             });
         });
     }

@@ -7,6 +7,7 @@
 //! and foreign `Host` headers are refused, so this is never an open proxy. Root keys are put on
 //! the wire only by [`crate::upstream::auth_header`], and never appear in a response.
 
+pub mod alerts;
 pub mod body;
 pub mod errors;
 pub mod limits;
@@ -75,6 +76,9 @@ pub async fn spawn(
     Ok(local)
 }
 
+/// Output tokens reserved against a budget when a request names no ceiling of its own.
+pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
+
 /// Headers that describe one hop and are never forwarded.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -132,6 +136,7 @@ async fn handle(
         Err(err) => {
             record.status = err.status.as_u16();
             record.denial = Some(err.kind);
+            record.message = Some(err.message.clone());
             record.finish(&state, None);
             err.response(api)
         }
@@ -219,8 +224,14 @@ async fn authorize_and_forward(
     let token = Token::decode(key).map_err(|e| {
         ProxyError::new(401, "malformed", format!("this till key is not valid: {e}"))
     })?;
-    let verified = state.verify(&token, now).await?;
+    let mint = state.mint_for(&token, now).await?;
+    let verified = crate::childkey::verify(&token, &mint.key).map_err(|d| denial_error(&d))?;
     record.binding = Some(verified.binding());
+    record.lineage = verified
+        .level_bindings()
+        .iter()
+        .map(|b| b.short())
+        .collect();
     if state.is_revoked(&verified) {
         return Err(ProxyError::new(
             401,
@@ -276,6 +287,21 @@ async fn authorize_and_forward(
         .or(grant.cap_output_tokens)
         .unwrap_or(0);
     state.admit(&grant, facts.prompt_tokens_estimate + output_ceiling)?;
+
+    // Budgets and request ceilings, reserved across every till process sharing the key.
+    let budget_output = facts
+        .max_output_tokens
+        .or(grant.cap_output_tokens)
+        .unwrap_or(DEFAULT_OUTPUT_RESERVE);
+    record.reservation = state
+        .reserve(
+            &grant,
+            &provider.name,
+            model.as_deref(),
+            facts.prompt_tokens_estimate,
+            budget_output,
+        )
+        .await?;
 
     // 4. Rewrite the body where the key requires it.
     let mut strip_usage = false;

@@ -19,6 +19,8 @@ use super::errors::ProxyError;
 use super::limits::{RateDenial, RateLimits, RateRule};
 use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, MintKey, Token, Verified};
 use crate::ledger::Ledger;
+use crate::ledger::counters::{LevelCharge, Refusal, Reservation};
+use crate::ledger::writer::WriterHandle;
 use crate::providers::Providers;
 use crate::secrets::SecretStore;
 
@@ -79,11 +81,17 @@ pub struct RequestRecord {
     pub endpoint: Option<EndpointClass>,
     pub status: u16,
     pub denial: Option<&'static str>,
+    /// The denial's message (for alerts; not stored per request).
+    pub message: Option<String>,
     pub ttfb: Option<Duration>,
     pub latency: Duration,
     pub finished: Option<Finished>,
     /// The metered cost in micro-dollars (0 when unknown or unpriced).
     pub cost_micros: u64,
+    /// Short bindings of every level of the key.
+    pub lineage: Vec<String>,
+    /// Budget held on the counters until the request is settled.
+    pub reservation: Option<Reservation>,
 }
 
 impl RequestRecord {
@@ -97,10 +105,13 @@ impl RequestRecord {
             endpoint: None,
             status: 0,
             denial: None,
+            message: None,
             ttfb: None,
             latency: Duration::ZERO,
             finished: None,
             cost_micros: 0,
+            lineage: Vec::new(),
+            reservation: None,
         }
     }
 
@@ -110,7 +121,7 @@ impl RequestRecord {
         std::mem::replace(self, blank)
     }
 
-    /// Counts the request and hands it to the sink.
+    /// Counts the request, settles its reservation, watches for alerts and records it.
     pub fn finish(mut self, state: &State, finished: Option<Finished>) {
         self.latency = self.started.elapsed();
         let stats = &state.stats;
@@ -128,15 +139,38 @@ impl RequestRecord {
             stats
                 .output_tokens
                 .fetch_add(usage.output_tokens, Ordering::Relaxed);
+            let price = self
+                .model
+                .as_deref()
+                .and_then(|m| state.prices.get(&self.provider, m));
+            if let Some(price) = price {
+                self.cost_micros = price.cost_micros(&usage);
+                stats
+                    .cost_micros
+                    .fetch_add(self.cost_micros, Ordering::Relaxed);
+            }
         }
         self.finished = finished;
-        if let Some(sink) = &state.sink {
-            sink(self);
+        if let Some(reservation) = self.reservation.take() {
+            // Charge what was metered; a response that started but reported no usage is
+            // charged its reservation; a request that never reached the upstream, nothing.
+            let (micros, tokens) = match &self.finished {
+                Some(f) => match f.usage {
+                    Some(u) => (self.cost_micros, u.total()),
+                    None => (reservation.micros, reservation.tokens),
+                },
+                None => (0, 0),
+            };
+            if let Some(w) = &state.writer {
+                w.settle(reservation, micros, tokens);
+            }
+        }
+        state.alerts.observe(state, &self);
+        if let Some(w) = &state.writer {
+            w.row(self.to_row(state.options.session.as_deref()));
         }
     }
 }
-
-type Sink = Box<dyn Fn(RequestRecord) + Send + Sync>;
 
 /// A mint key and, once retired, the end of its grace period.
 pub struct MintEntry {
@@ -164,11 +198,13 @@ pub struct State {
     pub stats: Stats,
     store: Option<Arc<dyn SecretStore>>,
     roots: RwLock<HashMap<String, RootKey>>,
-    mints: RwLock<HashMap<String, MintEntry>>,
+    mints: RwLock<HashMap<String, Arc<MintEntry>>>,
     watched: Mutex<Watched>,
     limits: RateLimits,
     prices: crate::pricing::Prices,
-    sink: Option<Sink>,
+    writer: Option<WriterHandle>,
+    counters: Option<Mutex<Ledger>>,
+    pub alerts: super::alerts::Alerts,
 }
 
 impl std::fmt::Debug for State {
@@ -204,7 +240,7 @@ impl State {
             .collect();
         let mints = mints
             .into_iter()
-            .map(|m| (m.key.kid().to_string(), m))
+            .map(|m| (m.key.kid().to_string(), Arc::new(m)))
             .collect();
         let mut watched = Watched {
             ledger,
@@ -224,7 +260,9 @@ impl State {
             watched: Mutex::new(watched),
             limits: RateLimits::default(),
             prices: crate::pricing::Prices::builtin(),
-            sink: None,
+            writer: None,
+            counters: None,
+            alerts: super::alerts::Alerts::default(),
         })
     }
 
@@ -239,11 +277,113 @@ impl State {
         &self.prices
     }
 
-    /// Sends every finished request to `sink` (the ledger writer, the alert watcher).
+    /// Records every finished request, settles budgets and stores alert events through
+    /// `writer`; `counters` is a ledger connection for budget reservations.
     #[must_use]
-    pub fn with_sink(mut self, sink: impl Fn(RequestRecord) + Send + Sync + 'static) -> Self {
-        self.sink = Some(Box::new(sink));
+    pub fn with_ledger(mut self, writer: WriterHandle, counters: Ledger) -> Self {
+        self.writer = Some(writer);
+        self.counters = Some(Mutex::new(counters));
         self
+    }
+
+    /// Prints alerts on stderr as they happen (`till run`, `till serve`).
+    #[must_use]
+    pub fn print_alerts(mut self, on: bool) -> Self {
+        self.alerts.print = on;
+        self
+    }
+
+    /// Reserves the request's worst-case cost on every level with a budget or request ceiling.
+    pub async fn reserve(
+        self: &Arc<Self>,
+        grant: &Grant,
+        provider: &str,
+        model: Option<&str>,
+        prompt_tokens: u64,
+        max_output: u64,
+    ) -> Result<Option<Reservation>, ProxyError> {
+        let mut levels: Vec<LevelCharge> = Vec::new();
+        for l in &grant.limits {
+            let binding = l.binding.to_string();
+            let i = match levels.iter().position(|c| c.binding == binding) {
+                Some(i) => i,
+                None => {
+                    levels.push(LevelCharge {
+                        binding,
+                        budget_micros: None,
+                        budget_tokens: None,
+                        max_requests: None,
+                    });
+                    levels.len() - 1
+                }
+            };
+            let c = &mut levels[i];
+            match l.limit {
+                Limit::BudgetUsd(v) => {
+                    c.budget_micros = Some(c.budget_micros.map_or(v, |o| o.min(v)))
+                }
+                Limit::BudgetTokens(v) => {
+                    c.budget_tokens = Some(c.budget_tokens.map_or(v, |o| o.min(v)))
+                }
+                Limit::MaxRequests(v) => {
+                    c.max_requests = Some(c.max_requests.map_or(v, |o| o.min(v)))
+                }
+                _ => {}
+            }
+        }
+        levels.retain(|c| {
+            c.budget_micros.is_some() || c.budget_tokens.is_some() || c.max_requests.is_some()
+        });
+        if levels.is_empty() {
+            return Ok(None);
+        }
+        let tokens = prompt_tokens + max_output;
+        let micros = if levels.iter().any(|l| l.budget_micros.is_some()) {
+            let model = model.unwrap_or("");
+            match self.prices.get(provider, model) {
+                Some(price) => price.reserve_micros(prompt_tokens, max_output),
+                None if model.is_empty() => 0,
+                None => {
+                    return Err(ProxyError::new(
+                        403,
+                        "no_price",
+                        format!(
+                            "this key has a dollar budget but till knows no price for {provider}/{model}; add one to config.toml: [prices.\"{provider}/{model}\"] input = 1.0, output = 4.0 (USD per million tokens)"
+                        ),
+                    ));
+                }
+            }
+        } else {
+            0
+        };
+        let this = Arc::clone(self);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let counters = this.counters.as_ref()?;
+            let mut ledger = counters.lock().unwrap_or_else(|e| e.into_inner());
+            Some(ledger.reserve(&levels, micros, tokens))
+        })
+        .await
+        .ok()
+        .flatten();
+        match outcome {
+            None => Ok(None),
+            Some(Err(e)) => Err(ProxyError::new(
+                503,
+                "ledger",
+                format!("till could not update its budget counters: {e:#}"),
+            )),
+            Some(Ok(Ok((reservation, fills)))) => {
+                for f in fills {
+                    self.alerts.budget_fill(self, &f.binding, f.fraction);
+                }
+                Ok(Some(reservation))
+            }
+            Some(Ok(Err(refusal))) => Err(refusal_error(&refusal)),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> Option<&WriterHandle> {
+        self.writer.as_ref()
     }
 
     /// Whether `value` contains any root key this proxy holds (keys shorter than 8 characters
@@ -276,9 +416,9 @@ impl State {
         matches!(name, "127.0.0.1" | "localhost" | "::1") || name.starts_with("127.")
     }
 
-    /// Checks the token's signature against its mint key (loading a mint key created by
-    /// another till process if needed) and the mint key's grace period.
-    pub async fn verify<'t>(&self, token: &'t Token, now: u64) -> Result<Verified<'t>, ProxyError> {
+    /// The mint key that signed `token` (loading one created by another till process if
+    /// needed), refused once its grace period has ended. The caller verifies the chain with it.
+    pub async fn mint_for(&self, token: &Token, now: u64) -> Result<Arc<MintEntry>, ProxyError> {
         let kid = token.kid().to_string();
         let known = self
             .mints
@@ -292,8 +432,13 @@ impl State {
             let d = Denial::UnknownKid { kid: kid.clone() };
             ProxyError::new(d.status(), d.kind(), d.to_string())
         };
-        let mints = self.mints.read().map_err(|_| unknown())?;
-        let entry = mints.get(&kid).ok_or_else(unknown)?;
+        let entry = self
+            .mints
+            .read()
+            .map_err(|_| unknown())?
+            .get(&kid)
+            .cloned()
+            .ok_or_else(unknown)?;
         if let Some(until) = entry.valid_until
             && now >= until
         {
@@ -306,8 +451,7 @@ impl State {
                 ),
             ));
         }
-        crate::childkey::verify(token, &entry.key)
-            .map_err(|d| ProxyError::new(d.status(), d.kind(), d.to_string()))
+        Ok(entry)
     }
 
     async fn load_mint(&self, kid: &str) {
@@ -321,7 +465,7 @@ impl State {
         if let Ok(Some(entry)) = loaded
             && let Ok(mut m) = self.mints.write()
         {
-            m.insert(kid.to_string(), entry);
+            m.insert(kid.to_string(), Arc::new(entry));
         }
     }
 
@@ -331,7 +475,10 @@ impl State {
             return true;
         };
         let _ = refresh(&mut w);
-        verified.bindings.iter().any(|b| w.revoked.contains(b))
+        verified
+            .level_bindings()
+            .iter()
+            .any(|b| w.revoked.contains(b))
     }
 
     /// Applies the key's per-minute limits.
@@ -438,21 +585,13 @@ fn refresh(w: &mut Watched) -> anyhow::Result<()> {
 
 impl RequestRecord {
     /// The ledger row for this request, priced with `prices`.
-    pub fn to_row(
-        &self,
-        prices: &crate::pricing::Prices,
-        session: Option<&str>,
-    ) -> crate::ledger::writer::RequestRow {
+    pub fn to_row(&self, session: Option<&str>) -> crate::ledger::writer::RequestRow {
         let usage = self
             .finished
             .as_ref()
             .and_then(|f| f.usage)
             .unwrap_or_default();
-        let cost_micros = self
-            .model
-            .as_deref()
-            .and_then(|m| prices.get(&self.provider, m))
-            .map_or(0, |p| p.cost_micros(&usage));
+        let cost_micros = self.cost_micros;
         let outcome = match (&self.denial, &self.finished) {
             (Some(_), _) => "denied",
             (None, Some(f)) if f.error.is_some() => "cut",
@@ -479,6 +618,46 @@ impl RequestRecord {
             ttfb_ms: self.ttfb.map(|d| d.as_secs_f64() * 1e3),
             denial: self.denial.map(str::to_string),
             outcome: Some(outcome.to_string()),
+            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
         }
+    }
+}
+
+fn refusal_error(r: &Refusal) -> ProxyError {
+    use crate::commands::run::usd;
+    let m = |v: u64| usd(v as f64 / 1e6);
+    match *r {
+        Refusal::Usd {
+            budget,
+            used,
+            asked,
+        } => ProxyError::new(
+            429,
+            "budget",
+            format!(
+                "this key's budget of {} is used up ({} spent or held by requests in flight; this request could cost up to {}); widen it with `till key create --budget …` or `till run --budget …`",
+                m(budget),
+                m(used),
+                m(asked)
+            ),
+        ),
+        Refusal::Tokens {
+            budget,
+            used,
+            asked,
+        } => ProxyError::new(
+            429,
+            "budget",
+            format!(
+                "this key's token budget of {budget} is used up ({used} used or held; this request could use up to {asked}); widen it with `--budget Nktok`"
+            ),
+        ),
+        Refusal::Requests { max } => ProxyError::new(
+            429,
+            "max_requests",
+            format!(
+                "this key may make {max} requests and has made them all; widen it with `--max-requests N`"
+            ),
+        ),
     }
 }

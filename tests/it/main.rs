@@ -5,6 +5,9 @@ mod support;
 
 mod cli;
 mod keychain;
+mod keys;
 mod proxy;
+mod run;
 mod sdk;
 mod secrets;
+mod usage;

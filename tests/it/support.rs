@@ -157,6 +157,13 @@ impl ProxyEnv {
         (v, stderr)
     }
 
+    /// Like [`Self::assert_upstream_saw_only_root_keys`], but an empty record is fine.
+    pub fn assert_upstream_saw_only_root_keys_or_nothing(&self) {
+        if !self.mock.requests().is_empty() {
+            self.assert_upstream_saw_only_root_keys();
+        }
+    }
+
     /// Every request the mock saw carried the root key and no till key anywhere.
     pub fn assert_upstream_saw_only_root_keys(&self) {
         let requests = self.mock.requests();
@@ -185,4 +192,74 @@ pub fn client_script() -> String {
 
 pub fn python_script(name: &str) -> String {
     format!("{}/tests/python/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running `till serve` on a free loopback port; killed on drop.
+pub struct Serve {
+    pub url: String,
+    pub child: std::process::Child,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ProxyEnv {
+    /// Starts `till serve --listen 127.0.0.1:0` and waits for the URL it prints.
+    pub fn serve(&self) -> Serve {
+        use std::io::BufRead as _;
+        let mut child = self
+            .env
+            .till()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn till serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("http://127.0.0.1:"),
+            "till serve printed {line:?}"
+        );
+        Serve {
+            url: line.trim().to_string(),
+            child,
+        }
+    }
+
+    /// `till key create ARGS…` → the key.
+    pub fn create_key(&self, args: &[&str]) -> String {
+        let (code, stdout, stderr) = output(self.env.till().args(["key", "create"]).args(args));
+        assert_eq!(code, 0, "{stderr}");
+        stdout.trim().to_string()
+    }
+}
+
+/// Runs the wire-format client directly (not under `till run`) with `key` against a proxy URL.
+pub fn client_with_key(proxy: &str, key: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg(client_script())
+        .args(args)
+        .env("OPENAI_API_KEY", key)
+        .env("OPENAI_BASE_URL", format!("{proxy}/openai/v1"))
+        .env("ANTHROPIC_API_KEY", key)
+        .env("ANTHROPIC_BASE_URL", format!("{proxy}/anthropic"))
+        .env("GEMINI_API_KEY", key)
+        .env("GOOGLE_GEMINI_BASE_URL", format!("{proxy}/gemini"))
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "client printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

@@ -1,0 +1,126 @@
+//! `till log`: the requests agents made, from the ledger.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::LogArgs;
+use crate::commands::Ctx;
+use crate::ledger::query::{EventRow, LogFilter, LogRow};
+use crate::time::rfc3339;
+
+pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
+    let ledger = ctx.ledger()?;
+    let since = args.since.as_deref().map(super::parse_since).transpose()?;
+    if args.alerts {
+        let mut last = 0;
+        loop {
+            let events = ledger.events(since, Some(last))?;
+            if let Some(e) = events.last() {
+                last = e.id;
+            }
+            print_events(&events, args.json)?;
+            if !args.follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let mut filter = LogFilter {
+        since,
+        lineage: args
+            .key
+            .as_deref()
+            .map(|k| super::key_lineage(&ledger, k))
+            .transpose()?,
+        denied_only: args.denied,
+        after_id: None,
+        limit: Some(args.limit),
+    };
+    let mut header = !args.json;
+    loop {
+        let rows = ledger.log(&filter)?;
+        if let Some(r) = rows.last() {
+            filter.after_id = Some(r.id);
+        }
+        if args.json {
+            if args.follow {
+                for r in &rows {
+                    crate::output::data(&serde_json::to_string(r)?)?;
+                }
+            } else {
+                crate::output::json(&rows)?;
+            }
+        } else if !rows.is_empty() || header {
+            crate::output::data(&table(&rows, header))?;
+            header = false;
+        }
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        filter.limit = None;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn print_events(events: &[EventRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        return crate::output::json(&events);
+    }
+    let mut out = String::new();
+    for e in events {
+        out.push_str(&format!("{}  {:<9} {}\n", rfc3339(e.at), e.kind, e.message));
+    }
+    if !out.is_empty() {
+        crate::output::data(&out)?;
+    }
+    Ok(())
+}
+
+/// The log as a table. Columns: time, key, model, status, tokens in/out, cost, latency, note.
+pub fn table(rows: &[LogRow], header: bool) -> String {
+    let mut out = String::new();
+    if header {
+        out.push_str(&format!(
+            "{:<20}  {:<14}  {:<30}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8}  {}\n",
+            "TIME", "KEY", "MODEL", "ST", "IN", "OUT", "COST", "MS", "NOTE"
+        ));
+    }
+    for r in rows {
+        let key = r
+            .key_name
+            .clone()
+            .or_else(|| r.key.clone())
+            .unwrap_or_else(|| "-".into());
+        let model = format!("{}/{}", r.provider, r.model.as_deref().unwrap_or("-"));
+        let note = match (&r.denial, r.outcome.as_deref()) {
+            (Some(d), _) => format!("denied: {d}"),
+            (None, Some("complete")) | (None, None) => String::new(),
+            (None, Some(o)) => o.to_string(),
+        };
+        let line = format!(
+            "{:<20}  {:<14}  {:<30}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8.1}  {}",
+            rfc3339(r.at),
+            truncate(&key, 14),
+            truncate(&model, 30),
+            r.status,
+            r.input_tokens,
+            r.output_tokens,
+            super::run::usd(r.cost_usd),
+            r.latency_ms,
+            note
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}

@@ -1,0 +1,206 @@
+//! Reading the ledger for `till log` and `till usage`.
+
+use rusqlite::params_from_iter;
+use serde::Serialize;
+
+use super::Ledger;
+
+/// Filters of `till log`.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only rows at or after this unix time.
+    pub since: Option<u64>,
+    /// Only rows whose key lineage includes this short binding (a key and its descendants).
+    pub lineage: Option<String>,
+    pub denied_only: bool,
+    /// Only rows with an id above this (for `--follow`).
+    pub after_id: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+/// One request as `till log` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRow {
+    pub id: i64,
+    pub at: u64,
+    pub key: Option<String>,
+    pub key_name: Option<String>,
+    pub provider: String,
+    pub model: Option<String>,
+    pub endpoint: Option<String>,
+    pub status: u16,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_usd: f64,
+    pub latency_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    pub denial: Option<String>,
+    pub outcome: Option<String>,
+}
+
+/// One alert event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: u64,
+    pub kind: String,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// How `till usage` groups rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Key,
+    Model,
+    Provider,
+    Day,
+}
+
+/// One group of `till usage`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    pub group: String,
+    pub requests: u64,
+    pub denied: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_usd: f64,
+}
+
+fn where_clause(f: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut conds = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(since) = f.since {
+        args.push(Value::Integer(since as i64));
+        conds.push(format!("at >= ?{}", args.len()));
+    }
+    if let Some(l) = &f.lineage {
+        args.push(Value::Text(format!("%{l}%")));
+        conds.push(format!("lineage LIKE ?{}", args.len()));
+    }
+    if f.denied_only {
+        conds.push("denial IS NOT NULL".to_string());
+    }
+    if let Some(id) = f.after_id {
+        args.push(Value::Integer(id));
+        conds.push(format!("id > ?{}", args.len()));
+    }
+    let w = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    (w, args)
+}
+
+impl Ledger {
+    /// Requests matching `f`, oldest first (the newest `limit` when a limit is set).
+    pub fn log(&self, f: &LogFilter) -> anyhow::Result<Vec<LogRow>> {
+        let (w, args) = where_clause(f);
+        let limit = f.limit.map(|n| format!("LIMIT {n}")).unwrap_or_default();
+        let sql = format!(
+            "SELECT * FROM (SELECT id, at, binding, key_name, provider, model, endpoint, status,
+                    input_tokens, output_tokens, cached_tokens, cost_micros, latency_ms, ttfb_ms,
+                    denial, outcome
+             FROM requests {w} ORDER BY id DESC {limit}) ORDER BY id"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok(LogRow {
+                id: r.get(0)?,
+                at: r.get::<_, i64>(1)? as u64,
+                key: r
+                    .get::<_, Option<String>>(2)?
+                    .map(|b| b.chars().take(12).collect()),
+                key_name: r.get(3)?,
+                provider: r.get(4)?,
+                model: r.get(5)?,
+                endpoint: r.get(6)?,
+                status: r.get::<_, i64>(7)? as u16,
+                input_tokens: r.get::<_, i64>(8)? as u64,
+                output_tokens: r.get::<_, i64>(9)? as u64,
+                cached_tokens: r.get::<_, i64>(10)? as u64,
+                cost_usd: r.get::<_, i64>(11)? as f64 / 1e6,
+                latency_ms: r.get(12)?,
+                ttfb_ms: r.get(13)?,
+                denial: r.get(14)?,
+                outcome: r.get(15)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Alert events since `since`, oldest first.
+    pub fn events(
+        &self,
+        since: Option<u64>,
+        after_id: Option<i64>,
+    ) -> anyhow::Result<Vec<EventRow>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT id, at, kind, binding, message FROM events WHERE at >= ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![since.unwrap_or(0) as i64, after_id.unwrap_or(0)],
+            |r| {
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    at: r.get::<_, i64>(1)? as u64,
+                    kind: r.get(2)?,
+                    key: r
+                        .get::<_, Option<String>>(3)?
+                        .map(|b| b.chars().take(12).collect()),
+                    message: r.get(4)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Totals of requests matching `f`, grouped.
+    pub fn usage(&self, f: &LogFilter, by: GroupBy) -> anyhow::Result<Vec<UsageRow>> {
+        let (w, args) = where_clause(f);
+        let group = match by {
+            GroupBy::Key => "COALESCE(key_name, substr(binding, 1, 12), '-')",
+            GroupBy::Model => "provider || '/' || COALESCE(model, '-')",
+            GroupBy::Provider => "provider",
+            GroupBy::Day => "date(at, 'unixepoch')",
+        };
+        let sql = format!(
+            "SELECT {group} AS g, count(*), sum(denial IS NOT NULL), sum(input_tokens),
+                    sum(output_tokens), sum(cached_tokens), sum(cost_micros)
+             FROM requests {w} GROUP BY g ORDER BY {}",
+            if by == GroupBy::Day {
+                "g"
+            } else {
+                "sum(cost_micros) DESC, count(*) DESC, g"
+            }
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok(UsageRow {
+                group: r.get(0)?,
+                requests: r.get::<_, i64>(1)? as u64,
+                denied: r.get::<_, i64>(2)? as u64,
+                input_tokens: r.get::<_, i64>(3)? as u64,
+                output_tokens: r.get::<_, i64>(4)? as u64,
+                cached_tokens: r.get::<_, i64>(5)? as u64,
+                cost_usd: r.get::<_, i64>(6)? as f64 / 1e6,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes request rows and events older than `before` (retention).
+    pub fn prune(&self, before: u64) -> anyhow::Result<usize> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM requests WHERE at < ?1", [before as i64])?;
+        self.conn()
+            .execute("DELETE FROM events WHERE at < ?1", [before as i64])?;
+        Ok(n)
+    }
+}

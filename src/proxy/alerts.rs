@@ -1,0 +1,156 @@
+//! Alerts: things a person running an agent wants to hear about at once. Each is printed as
+//! one stderr line (when the proxy runs in the foreground) and stored as an event in the
+//! ledger (`till log --alerts`):
+//!
+//! - the first denial of each kind;
+//! - a budget passing 50 %, 80 % and 100 %;
+//! - a key's request rate reaching five times its recent baseline;
+//! - every use of an expired, revoked or retired key (once per key).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::state::{RequestRecord, State};
+
+/// Per-minute request counts of one key, for the rate baseline.
+#[derive(Debug)]
+struct Rate {
+    minute_start: Instant,
+    current: u64,
+    history: VecDeque<u64>,
+    alerted_this_minute: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    denial_kinds: HashSet<&'static str>,
+    dead_keys: HashSet<(String, &'static str)>,
+    budget_marks: HashSet<(String, u8)>,
+    rates: HashMap<String, Rate>,
+}
+
+/// The alert state of one proxy.
+#[derive(Debug, Default)]
+pub struct Alerts {
+    /// Print alerts on stderr as they happen.
+    pub print: bool,
+    inner: Mutex<Inner>,
+}
+
+/// Minutes of history before a baseline counts.
+const BASELINE_MINUTES: usize = 3;
+/// Requests in a minute below which no rate alert fires (too few to mean anything).
+const RATE_FLOOR: u64 = 10;
+
+impl Alerts {
+    fn emit(&self, state: &State, kind: &str, binding: Option<String>, message: String) {
+        if self.print {
+            crate::output::warn(&format!("alert: {message}"));
+        }
+        if let Some(w) = state.writer() {
+            w.event(
+                crate::time::now_unix(),
+                binding,
+                state.options.session.clone(),
+                kind,
+                message,
+            );
+        }
+    }
+
+    /// Looks at one finished request.
+    pub fn observe(&self, state: &State, rec: &RequestRecord) {
+        let binding = rec.binding.map(|b| b.to_string());
+        let mut out: Vec<(&str, String)> = Vec::new();
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(kind) = rec.denial {
+                let what = rec.message.as_deref().unwrap_or(kind);
+                if matches!(kind, "expired" | "revoked" | "retired_mint") {
+                    let key = binding.clone().unwrap_or_default();
+                    if inner.dead_keys.insert((key, kind)) {
+                        out.push((
+                            "dead_key",
+                            format!("an agent used a {} key: {what}", kind.replace('_', " ")),
+                        ));
+                    }
+                } else if inner.denial_kinds.insert(kind) {
+                    out.push(("denial", format!("first `{kind}` denial: {what}")));
+                }
+                if kind == "budget" {
+                    let key = binding.clone().unwrap_or_default();
+                    if inner.budget_marks.insert((key, 100)) {
+                        out.push((
+                            "budget",
+                            "a budget is at 100 %: further requests are refused".into(),
+                        ));
+                    }
+                }
+            }
+            if let Some(b) = &binding {
+                let now = Instant::now();
+                let r = inner.rates.entry(b.clone()).or_insert_with(|| Rate {
+                    minute_start: now,
+                    current: 0,
+                    history: VecDeque::new(),
+                    alerted_this_minute: false,
+                });
+                while now.duration_since(r.minute_start).as_secs() >= 60 {
+                    r.history.push_back(r.current);
+                    if r.history.len() > 10 {
+                        r.history.pop_front();
+                    }
+                    r.current = 0;
+                    r.alerted_this_minute = false;
+                    r.minute_start += std::time::Duration::from_secs(60);
+                }
+                r.current += 1;
+                if r.history.len() >= BASELINE_MINUTES && !r.alerted_this_minute {
+                    let baseline = r.history.iter().sum::<u64>() as f64 / r.history.len() as f64;
+                    if r.current >= RATE_FLOOR && r.current as f64 >= 5.0 * baseline.max(1.0) {
+                        r.alerted_this_minute = true;
+                        out.push((
+                            "rate",
+                            format!(
+                                "key {} made {} requests this minute, over five times its recent {:.1} per minute",
+                                &b[..12.min(b.len())],
+                                r.current,
+                                baseline
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (kind, message) in out {
+            self.emit(state, kind, binding.clone(), message);
+        }
+    }
+
+    /// A budget of level `binding` is now `fraction` full (reservations included).
+    pub fn budget_fill(&self, state: &State, binding: &str, fraction: f64) {
+        let mut marks = Vec::new();
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            for pct in [50u8, 80, 100] {
+                if fraction * 100.0 >= f64::from(pct)
+                    && inner.budget_marks.insert((binding.to_string(), pct))
+                {
+                    marks.push(pct);
+                }
+            }
+        }
+        if let Some(&pct) = marks.last() {
+            self.emit(
+                state,
+                "budget",
+                Some(binding.to_string()),
+                format!(
+                    "key {} has used {pct} % of its budget",
+                    &binding[..12.min(binding.len())]
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Child keys through the CLI and `till serve`: create, revoke, expiry, tampering, sessions,
+//! nesting, and the errors for bad scope input.
+
+use crate::support::{ProxyEnv, TestEnv, client_with_key, output, output_with_stdin};
+
+fn status(v: &serde_json::Value) -> u64 {
+    v["status"].as_u64().unwrap()
+}
+
+#[test]
+fn created_key_works_through_serve_and_revocation_reaches_descendants() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let parent = p.create_key(&["--name", "ci", "--scope", "openai/gpt-4o*", "--ttl", "1h"]);
+    assert!(parent.starts_with("till_"));
+    let ok = client_with_key(
+        &serve.url,
+        &parent,
+        &["openai", "chat", "--model", "gpt-4o-mini"],
+    );
+    assert_eq!(status(&ok), 200, "{ok}");
+
+    // Attenuate offline (no store at all) and use the child.
+    let (code, child, stderr) = output_with_stdin(
+        TestEnv::new()
+            .bare()
+            .args(["key", "attenuate", "--scope", "openai/gpt-4o-mini"]),
+        &parent,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let child = child.trim().to_string();
+    let denied = client_with_key(&serve.url, &child, &["openai", "chat", "--model", "gpt-4o"]);
+    assert_eq!(status(&denied), 403, "{denied}");
+    assert_eq!(
+        status(&client_with_key(&serve.url, &child, &["openai", "chat"])),
+        200
+    );
+
+    // Revoking the child leaves the parent working.
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", &child]));
+    assert_eq!(code, 0, "{stderr}");
+    let v = client_with_key(&serve.url, &child, &["openai", "chat"]);
+    assert_eq!(status(&v), 401, "{v}");
+    assert_eq!(v["body"]["error"]["code"], "till_revoked");
+    assert_eq!(
+        status(&client_with_key(&serve.url, &parent, &["openai", "chat"])),
+        200
+    );
+
+    // Revoking the parent by name revokes a fresh child of it too.
+    let (_, child2, _) = output_with_stdin(
+        TestEnv::new()
+            .bare()
+            .args(["key", "attenuate", "--rpm", "5"]),
+        &parent,
+    );
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "ci"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        status(&client_with_key(&serve.url, &parent, &["openai", "chat"])),
+        401
+    );
+    assert_eq!(
+        status(&client_with_key(
+            &serve.url,
+            child2.trim(),
+            &["openai", "chat"]
+        )),
+        401
+    );
+
+    let (_, list, _) = output(p.env.till().args(["key", "list", "--all", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["name"], "ci");
+    assert_eq!(v[0]["status"], "revoked");
+    assert!(
+        !list.contains(&parent),
+        "key list must not contain key material"
+    );
+}
+
+#[test]
+fn expired_and_tampered_keys_get_401_in_shape() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let key = p.create_key(&["--scope", "anthropic", "--ttl", "1s"]);
+    // Wait for the expiry to pass (a clock condition, bounded).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let v = client_with_key(&serve.url, &key, &["anthropic", "messages"]);
+    assert_eq!(status(&v), 401, "{v}");
+    assert_eq!(v["body"]["error"]["type"], "authentication_error");
+    let msg = v["body"]["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("expired at 20"), "{msg}");
+
+    let good = p.create_key(&["--scope", "gemini"]);
+    let mut bytes = good.into_bytes();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let v = client_with_key(&serve.url, &tampered, &["gemini", "generate"]);
+    assert_eq!(status(&v), 401, "{v}");
+    assert_eq!(v["body"]["error"]["status"], "UNAUTHENTICATED");
+    p.assert_upstream_saw_only_root_keys_or_nothing();
+}
+
+#[test]
+fn a_session_key_works_only_on_its_own_run() {
+    let p = ProxyEnv::new();
+    let (code, key, stderr) = p.run(&["--", "sh", "-c", "echo $OPENAI_API_KEY"]);
+    assert_eq!(code, 0, "{stderr}");
+    let key = key.trim().to_string();
+    // Another run's proxy refuses it.
+    let script = format!(
+        "OPENAI_API_KEY={key} python3 {}",
+        crate::support::client_script()
+    ) + " openai chat";
+    let (code, stdout, stderr) = p.run(&["--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(status(&v), 401, "{v}");
+    assert_eq!(v["body"]["error"]["code"], "till_session");
+    // So does till serve.
+    let serve = p.serve();
+    assert_eq!(
+        status(&client_with_key(&serve.url, &key, &["openai", "chat"])),
+        401
+    );
+}
+
+#[test]
+fn nested_runs_narrow_and_cannot_widen() {
+    let p = ProxyEnv::new();
+    let client = crate::support::client_script();
+    let inner = format!(
+        "till run --scope openai/gpt-4o-mini -- python3 {client} openai chat --model gpt-4o; \
+         till run --scope openai/gpt-4o-mini -- python3 {client} openai chat --model gpt-4o-mini; \
+         till run --scope anthropic -- true; echo widen=$?; \
+         till run --rpm 1 -- sh -c 'test -z \"$TILL_PASSPHRASE\" && echo no-passphrase'"
+    );
+    let bin_dir = crate::support::till_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .env("PATH", path)
+            .args(["run", "--scope", "openai", "--", "sh", "-c", &inner]),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(status(&first), 403, "{stdout}");
+    let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(status(&second), 200, "{stdout}");
+    assert!(stdout.contains("widen=2"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("cannot widen"), "{stderr}");
+    assert!(stdout.contains("no-passphrase"), "{stdout}");
+    // All of it went through the one outer proxy, whose summary counts every request.
+    assert!(
+        stderr.contains("2 requests (1 denied: model 1)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_scope_input_is_explained_with_exit_2() {
+    let p = ProxyEnv::new();
+    let (code, _, stderr) =
+        output(
+            p.env
+                .till()
+                .args(["key", "create", "--scope", "openai/gpt-4o["]),
+        );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("position"), "{stderr}");
+    let (code, _, stderr) = output(p.env.till().args(["key", "create", "--scope", "opnai"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("openai"), "{stderr}");
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["key", "create", "--scope", "openai", "--ttl", "400d"]),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("hint:") && stderr.contains("max_ttl"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["key", "create", "--budget", "5 dollars"]),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["key", "create", "--endpoints", "inferenc"]),
+    );
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn inspect_needs_no_secret_and_shows_limits() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&[
+        "--scope",
+        "openai/gpt-4o-mini",
+        "--budget",
+        "5usd",
+        "--rpm",
+        "30",
+    ]);
+    let (code, stdout, stderr) = output(TestEnv::new().bare().args(["key", "inspect", &key]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("--scope openai/gpt-4o-mini"), "{stdout}");
+    assert!(stdout.contains("--budget 5usd"), "{stdout}");
+    assert!(stdout.contains("--rpm 30"), "{stdout}");
+}
+
+#[test]
+fn gitleaks_rule_matches_created_keys() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai"]);
+    let rules =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gitleaks.toml")).unwrap();
+    assert!(
+        rules.contains(till::childkey::TOKEN_REGEX)
+            || rules.contains(&till::childkey::TOKEN_REGEX.replace('\\', "\\\\")),
+        "gitleaks.toml must use TOKEN_REGEX"
+    );
+    // The regex, applied by hand (it is `till_` then 78+ base64url characters).
+    let body = key.strip_prefix("till_").unwrap();
+    assert!(
+        body.len() >= 78
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+}

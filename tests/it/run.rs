@@ -1,0 +1,111 @@
+//! `till run` as a process: exit codes, signals, and a parent that dies.
+
+use std::io::BufRead as _;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{ProxyEnv, output};
+
+#[test]
+fn exit_code_is_the_agents() {
+    let p = ProxyEnv::new();
+    let (code, _, stderr) = p.run(&["--", "sh", "-c", "exit 7"]);
+    assert_eq!(code, 7, "{stderr}");
+    assert!(stderr.contains("till: 0 requests"), "{stderr}");
+    let (code, _, stderr) = p.run(&["--quiet", "--", "sh", "-c", "kill -INT $$"]);
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        !stderr.contains("requests"),
+        "--quiet prints no summary: {stderr}"
+    );
+}
+
+#[test]
+fn missing_command_and_missing_separator() {
+    let p = ProxyEnv::new();
+    let (code, _, stderr) = p.run(&["--", "no-such-agent-xyz"]);
+    assert_eq!(code, 127, "{stderr}");
+    assert!(stderr.contains("command not found"), "{stderr}");
+    let (code, _, stderr) = output(p.env.till().args(["run", "echo"]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+fn spawn_run(p: &ProxyEnv, script: &str) -> (std::process::Child, String) {
+    let mut child = p
+        .env
+        .till()
+        .args(["run", "--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}
+
+fn wait_with_deadline(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn sigterm_reaches_the_agent_and_till_exits_143() {
+    let p = ProxyEnv::new();
+    let (mut child, line) = spawn_run(&p, "echo ready; exec sleep 60");
+    assert_eq!(line, "ready");
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20))
+        .expect("till did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(143));
+}
+
+#[test]
+fn sigterm_handled_by_the_agent_gives_its_exit_code() {
+    let p = ProxyEnv::new();
+    let (mut child, line) = spawn_run(
+        &p,
+        "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+    );
+    assert_eq!(line, "ready");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status =
+        wait_with_deadline(&mut child, Duration::from_secs(20)).expect("till did not exit");
+    assert_eq!(status.code(), Some(42));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigkill_to_till_ends_the_agent() {
+    let p = ProxyEnv::new();
+    let (mut child, line) = spawn_run(&p, "echo $$; exec sleep 60");
+    let agent: i32 = line.parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{agent}/stat")).ok();
+        let alive = state.as_deref().is_some_and(|s| {
+            let after = s.rsplit_once(')').map_or("", |(_, r)| r).trim_start();
+            !after.starts_with('Z') && !after.starts_with('X')
+        });
+        if !alive {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent {agent} outlived till");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

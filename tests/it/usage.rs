@@ -1,0 +1,439 @@
+//! Metering and budgets: token counts in the ledger equal what the upstream reported, costs
+//! come from the price table, budgets hold under concurrency from several processes, and
+//! `till log` / `till usage` print what the ledger holds.
+
+use serde_json::Value;
+
+use crate::support::{ProxyEnv, TestEnv, output, python_script};
+
+fn usage_rows(p: &ProxyEnv) -> Vec<Value> {
+    let (code, stdout, stderr) = output(p.env.till().args(["log", "--json", "-n", "1000"]));
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str::<Value>(&stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The (input, output) tokens the client saw in the provider's own response.
+fn reported(family: &str, v: &Value) -> (u64, u64) {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    if let Some(events) = v["events"].as_array().filter(|e| !e.is_empty()) {
+        let mut io = (0, 0);
+        for e in events {
+            let Ok(e) = serde_json::from_str::<Value>(e.as_str().unwrap()) else {
+                continue;
+            };
+            match family {
+                "openai" => {
+                    if let Some(u) = e.get("usage").filter(|u| !u.is_null()) {
+                        io = (n(&u["prompt_tokens"]), n(&u["completion_tokens"]));
+                    }
+                    if e["type"] == "response.completed" {
+                        let u = &e["response"]["usage"];
+                        io = (n(&u["input_tokens"]), n(&u["output_tokens"]));
+                    }
+                }
+                "anthropic" => {
+                    if e["type"] == "message_start" {
+                        io.0 = n(&e["message"]["usage"]["input_tokens"]);
+                    }
+                    if e["type"] == "message_delta" {
+                        io.1 = n(&e["usage"]["output_tokens"]);
+                    }
+                }
+                _ => {
+                    if let Some(u) = e.get("usageMetadata") {
+                        io = (n(&u["promptTokenCount"]), n(&u["candidatesTokenCount"]));
+                    }
+                }
+            }
+        }
+        return io;
+    }
+    let b = &v["body"];
+    match family {
+        "openai" if b["usage"].get("prompt_tokens").is_some() => (
+            n(&b["usage"]["prompt_tokens"]),
+            n(&b["usage"]["completion_tokens"]),
+        ),
+        "openai" | "anthropic" => (
+            n(&b["usage"]["input_tokens"]),
+            n(&b["usage"]["output_tokens"]),
+        ),
+        _ => (
+            n(&b["usageMetadata"]["promptTokenCount"]),
+            n(&b["usageMetadata"]["candidatesTokenCount"]),
+        ),
+    }
+}
+
+#[test]
+fn ledger_tokens_equal_what_the_upstream_reported() {
+    let p = ProxyEnv::new();
+    let cases: &[&[&str]] = &[
+        &["openai", "chat", "--model", "gpt-4o-mini"],
+        &["openai", "chat", "--stream", "--model", "gpt-4o-mini"],
+        &["openai", "responses", "--model", "gpt-4.1-mini"],
+        &["openai", "responses", "--stream", "--model", "gpt-4.1-mini"],
+        &["anthropic", "messages", "--model", "claude-haiku-4-5"],
+        &[
+            "anthropic",
+            "messages",
+            "--stream",
+            "--model",
+            "claude-haiku-4-5",
+        ],
+        &["gemini", "generate", "--model", "gemini-2.5-flash"],
+        &[
+            "gemini",
+            "generate",
+            "--stream",
+            "--model",
+            "gemini-2.5-flash",
+        ],
+    ];
+    let prices = till::pricing::Prices::builtin();
+    let mut previous = (0, 0);
+    for (i, args) in cases.iter().enumerate() {
+        let (v, _) = p.client(&[], args);
+        assert_eq!(v["status"], 200, "{args:?}: {v}");
+        let (mut input, mut out) = reported(args[0], &v);
+        if args[..2] == ["openai", "chat"] && args[2] == "--stream" {
+            // till removed the usage chunk this client did not ask for; the mock reports the
+            // same usage for the same prompt in both forms, so the JSON case is the reference.
+            assert_eq!(
+                (input, out),
+                (0, 0),
+                "the client should not see the usage chunk: {v}"
+            );
+            (input, out) = previous;
+        }
+        previous = (input, out);
+        assert!(
+            input > 0 && out > 0,
+            "{args:?}: no usage in the response {v}"
+        );
+        let rows = usage_rows(&p);
+        let row = &rows[i];
+        assert_eq!(
+            (
+                row["input_tokens"].as_u64().unwrap(),
+                row["output_tokens"].as_u64().unwrap()
+            ),
+            (input, out),
+            "{args:?}: {row}"
+        );
+        let model = args[args.iter().position(|a| *a == "--model").unwrap() + 1];
+        let price = prices.get(args[0], model).unwrap();
+        let usage = till::proxy::meter::Usage {
+            input_tokens: input,
+            output_tokens: out,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+        };
+        let expect = price.cost_micros(&usage) as f64 / 1e6;
+        assert!(
+            (row["cost_usd"].as_f64().unwrap() - expect).abs() < 1e-9,
+            "{args:?}: {row} vs {expect}"
+        );
+        assert_eq!(row["outcome"], "complete", "{row}");
+    }
+    let (code, stdout, _) = output(p.env.till().args(["usage", "--json", "--by", "provider"]));
+    assert_eq!(code, 0);
+    let groups: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let total_requests: u64 = groups.iter().map(|g| g["requests"].as_u64().unwrap()).sum();
+    assert_eq!(total_requests, cases.len() as u64);
+}
+
+const BUDGET_CONFIG: &str = "[prices.\"openai/budget-model\"]\ninput = 1.0\noutput = 2000.0\n";
+
+#[test]
+fn budget_holds_under_concurrency_from_four_processes() {
+    let p = ProxyEnv::with_options(till::mock::MockOptions::default(), BUDGET_CONFIG);
+    p.create_key(&[
+        "--name", "shared", "--scope", "openai", "--budget", "0.50usd",
+    ]);
+    // Each request reserves 5 output tokens at $2000/M = $0.01 plus a few input tokens, and the
+    // mock answers with 5 output tokens, so each settles at about $0.01.
+    let burst = python_script("burst.py");
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        let child = p
+            .env
+            .till()
+            .args([
+                "run",
+                "--quiet",
+                "--key",
+                "shared",
+                "--",
+                "python3",
+                &burst,
+                "50",
+                "budget-model",
+                "5",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        for r in results {
+            match r["status"].as_u64().unwrap() {
+                200 => ok += 1,
+                429 => {
+                    refused += 1;
+                    assert_eq!(r["code"], "till_budget", "{r}");
+                    assert!(
+                        r["message"].as_str().unwrap().contains("budget of $0.50"),
+                        "{r}"
+                    );
+                }
+                other => panic!("unexpected status {other}: {r}"),
+            }
+        }
+    }
+    assert_eq!(ok + refused, 200);
+    assert!(
+        refused > 0,
+        "a $0.50 budget cannot pay for 200 requests at $0.01"
+    );
+    let (_, stdout, _) = output(p.env.till().args(["key", "show", "shared", "--json"]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let spent = v["spent_usd"].as_f64().unwrap();
+    let one_reservation = 0.0101 + 0.0001;
+    assert!(
+        spent <= 0.50 + one_reservation,
+        "spent {spent} over the budget"
+    );
+    assert!(
+        spent >= 0.40,
+        "spent only {spent}: the budget refused too early ({ok} ok)"
+    );
+    assert_eq!(v["requests"].as_u64().unwrap(), ok as u64);
+}
+
+#[test]
+fn a_stream_cut_mid_way_is_charged_its_reservation() {
+    let p = ProxyEnv::with_options(
+        till::mock::MockOptions::default(),
+        "[prices.\"openai/gpt-cut\"]\ninput = 1.0\noutput = 100.0\n",
+    );
+    p.create_key(&["--name", "cutter", "--scope", "openai", "--budget", "1usd"]);
+    let (v, stderr) = p.client(
+        &["--key", "cutter"],
+        &[
+            "openai",
+            "chat",
+            "--stream",
+            "--model",
+            "gpt-cut",
+            "--max-tokens",
+            "100",
+        ],
+    );
+    assert_eq!(v["status"], 200, "{v}\n{stderr}");
+    let rows = usage_rows(&p);
+    let row = rows.last().unwrap();
+    assert_eq!(row["outcome"], "cut", "{row}");
+    assert_eq!(row["status"], 200, "{row}");
+    // No usage arrived, so the row has no tokens; the budget counter was charged the
+    // reservation (100 output tokens at $100/M = $0.01, plus the prompt estimate).
+    assert_eq!(row["output_tokens"], 0);
+    let (_, stdout, _) = output(p.env.till().args(["key", "show", "cutter", "--json"]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let spent = v["spent_usd"].as_f64().unwrap();
+    assert!(
+        (0.010..0.0102).contains(&spent),
+        "charged {spent}, expected the ~$0.01 reservation: {v}"
+    );
+}
+
+#[test]
+fn a_sub_agent_is_refused_at_its_own_budget_not_the_parents() {
+    let p = ProxyEnv::with_options(till::mock::MockOptions::default(), BUDGET_CONFIG);
+    p.create_key(&["--name", "parent", "--scope", "openai", "--budget", "1usd"]);
+    let burst = python_script("burst.py");
+    let bin_dir = crate::support::till_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!(
+        "till run --budget 0.02usd -- sh -c 'python3 {burst} 1 budget-model 5; python3 {burst} 1 budget-model 5; python3 {burst} 1 budget-model 5'; \
+         python3 {burst} 1 budget-model 5"
+    );
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .env("PATH", path)
+            .args(["run", "--key", "parent", "--", "sh", "-c", &script]),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let statuses: Vec<u64> = stdout
+        .lines()
+        .flat_map(|l| serde_json::from_str::<Vec<Value>>(l).unwrap())
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 429, 429, 200], "{stderr}");
+    assert!(stderr.contains("alert: first `budget` denial"), "{stderr}");
+    // The parent's counters include what the sub-agent spent.
+    let (_, stdout, _) = output(p.env.till().args(["key", "show", "parent", "--json"]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["requests"].as_u64().unwrap(), 2, "{v}");
+    let spent = v["spent_usd"].as_f64().unwrap();
+    assert!((spent - 2.0 * 0.010_002).abs() < 0.0005, "{v}");
+}
+
+#[test]
+fn usd_budget_on_an_unpriced_model_says_how_to_add_the_price() {
+    let p = ProxyEnv::new();
+    let (v, _) = p.client(
+        &["--budget", "1usd"],
+        &["openai", "chat", "--model", "mystery-model"],
+    );
+    assert_eq!(v["status"], 403, "{v}");
+    let msg = v["body"]["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("[prices.\"openai/mystery-model\"]"), "{msg}");
+}
+
+/// A ledger with fixed rows, for the snapshot tests.
+fn seeded() -> TestEnv {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    let w = till::ledger::writer::Writer::start(&env.path("data/ledger.sqlite3")).unwrap();
+    let h = w.handle();
+    let base = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let rows = [
+        (
+            0,
+            "openai",
+            "gpt-4o-mini",
+            200,
+            120,
+            40,
+            42,
+            None,
+            "complete",
+            "aaaaaaaaaaaa",
+        ),
+        (
+            60,
+            "openai",
+            "gpt-4o",
+            403,
+            0,
+            0,
+            0,
+            Some("model"),
+            "denied",
+            "aaaaaaaaaaaa",
+        ),
+        (
+            3_600,
+            "anthropic",
+            "claude-haiku-4-5",
+            200,
+            900,
+            300,
+            2_400,
+            None,
+            "complete",
+            "bbbbbbbbbbbb",
+        ),
+        (
+            86_400,
+            "gemini",
+            "gemini-2.5-flash",
+            200,
+            50,
+            5,
+            28,
+            None,
+            "cut",
+            "bbbbbbbbbbbb",
+        ),
+        (
+            90_000,
+            "openai",
+            "gpt-4o-mini",
+            429,
+            0,
+            0,
+            0,
+            Some("rpm"),
+            "denied",
+            "aaaaaaaaaaaa",
+        ),
+    ];
+    for (dt, provider, model, status, input, out, cost, denial, outcome, key) in rows {
+        h.row(till::ledger::writer::RequestRow {
+            at: base + dt,
+            binding: Some(format!("{key}{}", "0".repeat(52))),
+            provider: provider.into(),
+            model: Some(model.into()),
+            endpoint: Some("inference".into()),
+            status,
+            input_tokens: input,
+            output_tokens: out,
+            cost_micros: cost,
+            latency_ms: 12.5,
+            ttfb_ms: Some(3.0),
+            denial: denial.map(str::to_string),
+            outcome: Some(outcome.into()),
+            lineage: Some(key.into()),
+            ..Default::default()
+        });
+    }
+    h.event(
+        base + 60,
+        None,
+        None,
+        "denial",
+        "first `model` denial: model gpt-4o is not in this key's scope".into(),
+    );
+    w.finish();
+    env
+}
+
+#[test]
+fn log_and_usage_snapshots() {
+    let env = seeded();
+    let since = ["--since", "2026-01-01T00:00:00Z"];
+    let run = |args: &[&str]| {
+        let (code, stdout, stderr) = output(env.till().args(args));
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    insta::assert_snapshot!("log_table", run(&["log"]));
+    insta::assert_snapshot!("log_json", run(&["log", "--json"]));
+    insta::assert_snapshot!("log_denied", run(&["log", "--denied"]));
+    insta::assert_snapshot!("log_key", run(&["log", "--key", "bbbbbbbbbbbb"]));
+    insta::assert_snapshot!("log_alerts", run(&["log", "--alerts"]));
+    insta::assert_snapshot!(
+        "usage_by_model",
+        run(&["usage", "--by", "model", since[0], since[1]])
+    );
+    insta::assert_snapshot!(
+        "usage_by_day",
+        run(&["usage", "--by", "day", since[0], since[1]])
+    );
+    insta::assert_snapshot!(
+        "usage_by_key_json",
+        run(&["usage", "--by", "key", "--json", since[0], since[1]])
+    );
+}
