@@ -267,7 +267,8 @@ fn chat(call: &Call<'_, '_>) -> Resp {
 fn responses_usage(usage: Usage) -> Value {
     json!({
         "input_tokens": usage.input,
-        "input_tokens_details": {"cached_tokens": 0},
+        // Current SDKs (openai-python 3.x) require `cache_write_tokens` in this object.
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": usage.output,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total()

@@ -9,5 +9,6 @@ mod keys;
 mod proxy;
 mod rotate;
 mod run;
+mod sdk;
 mod secrets;
 mod usage;
