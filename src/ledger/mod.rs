@@ -233,7 +233,7 @@ impl Ledger {
     }
 
     pub fn root_keys(&self) -> anyhow::Result<Vec<RootKeyMeta>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT provider, fingerprint, added_at, rotated_at FROM root_keys ORDER BY provider",
         )?;
         let rows = stmt.query_map([], row_to_root)?;
@@ -345,7 +345,9 @@ impl Ledger {
     }
 
     pub fn revoked_hex(&self) -> anyhow::Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT binding FROM revocations")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT binding FROM revocations")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

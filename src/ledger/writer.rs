@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::params;
 use serde::Serialize;
@@ -12,6 +13,13 @@ use super::Ledger;
 
 /// Rows written per transaction at most.
 const BATCH: usize = 512;
+
+/// How long a request row or event waits for company before its batch is written. A steady
+/// trickle of requests then costs one transaction per `LINGER` instead of one per row, and
+/// each commit is also what makes every proxy re-read its watched tables (revocations, root
+/// keys) on its next request. A settlement or `Stop` is written at once: budgets must not
+/// hold a finished request's reservation any longer than before.
+const LINGER: Duration = Duration::from_millis(50);
 
 /// One proxied request, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -55,6 +63,13 @@ enum Msg {
     },
     /// Write everything queued before this, then stop.
     Stop,
+}
+
+impl Msg {
+    /// Whether this message may wait up to [`LINGER`] to share a transaction.
+    fn may_wait(&self) -> bool {
+        matches!(self, Msg::Row(_) | Msg::Event { .. })
+    }
 }
 
 /// The writer thread and the channel into it.
@@ -116,8 +131,10 @@ impl Writer {
                 while !stop {
                     let Ok(first) = rx.recv() else { break };
                     let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
+                    let deadline = Instant::now() + LINGER;
+                    while batch.len() < BATCH && batch.last().is_some_and(Msg::may_wait) {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match rx.recv_timeout(left) {
                             Ok(m) => batch.push(m),
                             Err(_) => break,
                         }

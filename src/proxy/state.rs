@@ -525,11 +525,15 @@ impl State {
 
     /// The current root key for `provider`, re-read from the store when the ledger says it
     /// was rotated since it was loaded.
+    ///
+    /// The ledger itself is not re-read here: [`State::is_revoked`] did that moments earlier
+    /// for the same request, and each read is a SQLite read transaction on the hot path.
     pub async fn root_key(&self, provider: &str) -> Result<Arc<SecretString>, ProxyError> {
-        let wanted = self.watched.lock().ok().and_then(|mut w| {
-            let _ = refresh(&mut w);
-            w.root_fingerprints.get(provider).cloned()
-        });
+        let wanted = self
+            .watched
+            .lock()
+            .ok()
+            .and_then(|w| w.root_fingerprints.get(provider).cloned());
         let cached = self.roots.read().ok().and_then(|r| {
             r.get(provider)
                 .map(|k| (k.fingerprint.clone(), k.key.clone()))
@@ -570,8 +574,12 @@ impl State {
 }
 
 fn refresh(w: &mut Watched) -> anyhow::Result<()> {
-    let conn = w.ledger.conn();
-    let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+    // Runs on every request: a cached statement skips SQLite's parser each time.
+    let version: i64 = w
+        .ledger
+        .conn()
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?;
     if version == w.data_version {
         return Ok(());
     }
