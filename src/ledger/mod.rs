@@ -251,7 +251,8 @@ pub struct KeyMeta {
     pub kid: String,
     /// The scope in command-line syntax.
     pub scope: String,
-    /// The encoded token body without its tag (nonce and caveats), hex.
+    /// How to re-derive the key with the mint key: JSON of its nonce (hex) and scope flags.
+    /// Never the tag.
     pub body: String,
     pub created_at: u64,
     pub expires_at: u64,

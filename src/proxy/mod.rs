@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -438,14 +438,10 @@ async fn authorize_and_forward(
         }))
 }
 
-#[allow(dead_code)]
-fn header(v: &'static str) -> HeaderValue {
-    HeaderValue::from_static(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn key_comes_from_every_header_clients_use() {
