@@ -117,6 +117,32 @@ const MIGRATIONS: &[&str] = &[
         name         TEXT PRIMARY KEY,
         at           INTEGER NOT NULL
     ) STRICT;",
+    // 5: a counter bumped by every change to the tables a running proxy watches
+    // (revocations, root keys, mint keys). `PRAGMA data_version` changes on every commit by
+    // any connection, request rows included; this tells a proxy whether it must re-read.
+    "CREATE TABLE watch_generation (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        n            INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO watch_generation (id, n) VALUES (1, 0);
+    CREATE TRIGGER revocations_ins AFTER INSERT ON revocations
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER revocations_upd AFTER UPDATE ON revocations
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER revocations_del AFTER DELETE ON revocations
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER root_keys_ins AFTER INSERT ON root_keys
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER root_keys_upd AFTER UPDATE ON root_keys
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER root_keys_del AFTER DELETE ON root_keys
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER mint_keys_ins AFTER INSERT ON mint_keys
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER mint_keys_upd AFTER UPDATE ON mint_keys
+        BEGIN UPDATE watch_generation SET n = n + 1; END;
+    CREATE TRIGGER mint_keys_del AFTER DELETE ON mint_keys
+        BEGIN UPDATE watch_generation SET n = n + 1; END;",
 ];
 
 pub mod counters;
@@ -343,6 +369,14 @@ impl Ledger {
             "INSERT INTO revocations (binding, revoked_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             params![binding, now as i64],
         )? > 0)
+    }
+
+    /// How many times the watched tables (revocations, root keys, mint keys) have changed.
+    pub fn watch_generation(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT n FROM watch_generation WHERE id = 1")?
+            .query_row([], |r| r.get(0))?)
     }
 
     pub fn revoked_hex(&self) -> anyhow::Result<Vec<String>> {
@@ -672,6 +706,51 @@ mod tests {
         assert_eq!((admin.added_at, admin.rotated_at), (1, Some(2)));
         // Admin keys never show up as root keys (the proxy loads every root key).
         assert!(l.root_keys().unwrap().is_empty());
+    }
+
+    impl Ledger {
+        fn requests_count_for_test(&self) -> i64 {
+            self.conn
+                .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn watch_generation_moves_only_with_watched_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite3");
+        let l = Ledger::open(&path).unwrap();
+        let g0 = l.watch_generation().unwrap();
+        // Request rows and events (the writer's traffic) leave it alone.
+        let w = writer::Writer::start(&path).unwrap();
+        w.handle().row(writer::RequestRow {
+            provider: "openai".into(),
+            status: 200,
+            ..Default::default()
+        });
+        w.handle().event(1, None, None, "denial", "first".into());
+        w.finish();
+        assert_eq!(l.requests_count_for_test(), 1);
+        assert_eq!(l.watch_generation().unwrap(), g0);
+        let mut steps = Vec::new();
+        l.record_root_key("openai", "aaaa0000", 10).unwrap();
+        steps.push(l.watch_generation().unwrap());
+        l.record_root_key("openai", "bbbb1111", 20).unwrap();
+        steps.push(l.watch_generation().unwrap());
+        l.revoke("00112233445566778899aabbccddeeff", 30).unwrap();
+        steps.push(l.watch_generation().unwrap());
+        l.insert_mint("kid1", 40).unwrap();
+        steps.push(l.watch_generation().unwrap());
+        l.delete_mint("kid1").unwrap();
+        steps.push(l.watch_generation().unwrap());
+        l.remove_root_key("openai").unwrap();
+        steps.push(l.watch_generation().unwrap());
+        let mut last = g0;
+        for g in steps {
+            assert!(g > last, "generation did not move: {last} then {g}");
+            last = g;
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! batches, one transaction per batch, so the proxy never waits on disk.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -72,25 +72,79 @@ impl Msg {
     }
 }
 
-/// The writer thread and the channel into it.
+/// The writer thread and the queue into it.
 pub struct Writer {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The queue between the proxy and the writer thread. Senders push under a mutex and wake the
+/// thread only when it has something new to do: the first message into an empty queue, one
+/// that must not wait ([`Msg::may_wait`]), or a full batch. A busy proxy therefore costs the
+/// writer one wake-up per batch instead of one per request.
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    msgs: Vec<Msg>,
+    /// A message in `msgs` must be written now.
+    urgent: bool,
+}
+
+impl Shared {
+    fn push(&self, msg: Msg) {
+        let wake = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let first = q.msgs.is_empty();
+            let urgent = !msg.may_wait();
+            q.urgent |= urgent;
+            q.msgs.push(msg);
+            first || urgent || q.msgs.len() >= BATCH
+        };
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits for messages, lets them linger for company, and takes them.
+    fn take(&self) -> Vec<Msg> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        while q.msgs.is_empty() {
+            q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        let deadline = Instant::now() + LINGER;
+        while !q.urgent && q.msgs.len() < BATCH {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            q = self
+                .ready
+                .wait_timeout(q, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        q.urgent = false;
+        std::mem::take(&mut q.msgs)
+    }
 }
 
 /// A cheap, cloneable handle for sending rows to a [`Writer`].
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
 }
 
 impl WriterHandle {
     pub fn row(&self, row: RequestRow) {
-        let _ = self.tx.send(Msg::Row(Box::new(row)));
+        self.shared.push(Msg::Row(Box::new(row)));
     }
 
     pub fn settle(&self, reservation: super::counters::Reservation, micros: u64, tokens: u64) {
-        let _ = self.tx.send(Msg::Settle {
+        self.shared.push(Msg::Settle {
             reservation,
             micros,
             tokens,
@@ -105,7 +159,7 @@ impl WriterHandle {
         kind: &str,
         message: String,
     ) {
-        let _ = self.tx.send(Msg::Event {
+        self.shared.push(Msg::Event {
             at,
             binding,
             session,
@@ -123,53 +177,62 @@ impl Writer {
     }
 
     pub fn with_ledger(mut ledger: Ledger) -> Self {
-        let (tx, rx) = mpsc::channel::<Msg>();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+        });
+        let queue = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("till-ledger".into())
             .spawn(move || {
                 let mut stop = false;
                 while !stop {
-                    let Ok(first) = rx.recv() else { break };
-                    let mut batch = vec![first];
-                    let deadline = Instant::now() + LINGER;
-                    while batch.len() < BATCH && batch.last().is_some_and(Msg::may_wait) {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        match rx.recv_timeout(left) {
-                            Ok(m) => batch.push(m),
-                            Err(_) => break,
-                        }
-                    }
+                    let mut batch = queue.take();
                     if let Some(i) = batch.iter().position(|m| matches!(m, Msg::Stop)) {
                         batch.truncate(i);
                         stop = true;
                     }
-                    if let Err(e) = write_batch(&mut ledger, &batch) {
-                        crate::output::warn(&format!(
-                            "could not record {} request(s) in the ledger: {e:#}",
-                            batch.len()
-                        ));
+                    // Large bursts are written in transactions of at most BATCH messages.
+                    for chunk in batch.chunks(BATCH) {
+                        if let Err(e) = write_batch(&mut ledger, chunk) {
+                            crate::output::warn(&format!(
+                                "could not record {} request(s) in the ledger: {e:#}",
+                                chunk.len()
+                            ));
+                        }
                     }
                 }
             })
             .expect("spawn the ledger thread");
         Self {
-            tx,
+            shared,
             thread: Some(thread),
         }
     }
 
     pub fn handle(&self) -> WriterHandle {
         WriterHandle {
-            tx: self.tx.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 
-    /// Writes what is queued and stops the thread (waits at most a few seconds).
+    /// Writes what is queued and stops the thread.
     pub fn finish(mut self) {
-        let _ = self.tx.send(Msg::Stop);
+        self.stop();
+    }
+
+    fn stop(&mut self) {
         if let Some(t) = self.thread.take() {
+            self.shared.push(Msg::Stop);
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Writer {
+    /// A writer dropped without [`Writer::finish`] still writes what was queued before it.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

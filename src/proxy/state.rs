@@ -186,6 +186,8 @@ struct RootKey {
 struct Watched {
     ledger: Ledger,
     data_version: i64,
+    /// The ledger's watch generation when the sets below were read.
+    generation: i64,
     revoked: HashSet<Binding>,
     root_fingerprints: HashMap<String, String>,
     /// Each mint key's end of grace as the ledger has it now (`till rotate --mint` sets it
@@ -248,6 +250,7 @@ impl State {
         let mut watched = Watched {
             ledger,
             data_version: -1,
+            generation: -1,
             revoked: HashSet::new(),
             root_fingerprints: HashMap::new(),
             mint_until: HashMap::new(),
@@ -583,6 +586,13 @@ fn refresh(w: &mut Watched) -> anyhow::Result<()> {
     if version == w.data_version {
         return Ok(());
     }
+    // Something committed; most commits are request rows and counters, which change nothing
+    // watched here. The generation says whether a watched table did.
+    let generation = w.ledger.watch_generation()?;
+    if generation == w.generation {
+        w.data_version = version;
+        return Ok(());
+    }
     w.revoked = w
         .ledger
         .revoked_hex()?
@@ -602,6 +612,7 @@ fn refresh(w: &mut Watched) -> anyhow::Result<()> {
         .map(|m| (m.kid, m.valid_until))
         .collect();
     w.data_version = version;
+    w.generation = generation;
     Ok(())
 }
 
