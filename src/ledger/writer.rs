@@ -1,4 +1,4 @@
-//! The ledger writer: a thread that takes request rows from a channel and writes them in
+//! The ledger writer: a thread that takes request rows from a queue and writes them in
 //! batches, one transaction per batch, so the proxy never waits on disk.
 
 use std::path::Path;
@@ -15,9 +15,8 @@ use super::Ledger;
 const BATCH: usize = 512;
 
 /// How long a request row or event waits for company before its batch is written. A steady
-/// trickle of requests then costs one transaction per `LINGER` instead of one per row, and
-/// each commit is also what makes every proxy re-read its watched tables (revocations, root
-/// keys) on its next request. A settlement or `Stop` is written at once: budgets must not
+/// trickle of requests then costs one transaction (and one wake-up of the thread) per
+/// `LINGER` instead of one per row. A settlement or `Stop` is written at once: budgets must not
 /// hold a finished request's reservation any longer than before.
 const LINGER: Duration = Duration::from_millis(50);
 

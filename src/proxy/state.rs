@@ -3,7 +3,8 @@
 //!
 //! Changes made by other till processes (a revocation, a rotated root key, a retired mint key)
 //! reach a running proxy through the ledger: every request compares SQLite's `data_version`,
-//! which changes when another connection commits, and reloads only then.
+//! which changes when another connection commits; after a commit it reads the ledger's watch
+//! generation, which only changes with those tables, and reloads only when that moved.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
