@@ -136,9 +136,9 @@ fn main() {
         println!(
             "  {:<11} p50 {}  p99 {}  CPU {} µs/req",
             t.name,
-            spread(rs, |r| r.p50),
-            spread(rs, |r| r.p99),
-            spread(rs, |r| r.cpu)
+            spread(rs.iter().map(|r| r.p50).collect(), false),
+            spread(rs.iter().map(|r| r.p99).collect(), false),
+            spread(rs.iter().map(|r| r.cpu).collect(), false)
         );
     }
     let diff = |a: usize, b: usize, f: fn(&Round) -> f64| -> Vec<f64> {
@@ -152,12 +152,11 @@ fn main() {
     for (what, a, b) in [("proxy (off − direct)", 1, 0), ("ledger (on − off)", 2, 1)] {
         println!(
             "  {what:<21} p50 {}  p99 {}  CPU {} µs/req",
-            spread_of(diff(a, b, |r| r.p50)),
-            spread_of(diff(a, b, |r| r.p99)),
-            spread_of(diff(a, b, |r| r.cpu)),
+            spread(diff(a, b, |r| r.p50), true),
+            spread(diff(a, b, |r| r.p99), true),
+            spread(diff(a, b, |r| r.cpu), true),
         );
     }
-    drop((off, on));
 }
 
 /// A runtime like `till serve`'s, its threads named for profiles.
@@ -235,18 +234,18 @@ fn process_cpu() -> Duration {
     Duration::ZERO
 }
 
-fn spread(rs: &[Round], f: fn(&Round) -> f64) -> String {
-    let s = spread_of(rs.iter().map(f).collect());
-    s.replace('+', "")
-}
-
-/// "median [lowest, highest]", signed.
-fn spread_of(mut v: Vec<f64>) -> String {
+/// "median [lowest, highest]", with a sign when `signed` (differences).
+fn spread(mut v: Vec<f64>, signed: bool) -> String {
     v.sort_by(f64::total_cmp);
     let median = if v.len() % 2 == 1 {
         v[v.len() / 2]
     } else {
         (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
     };
-    format!("{median:+.0} [{:+.0}, {:+.0}]", v[0], v[v.len() - 1])
+    let (lo, hi) = (v[0], v[v.len() - 1]);
+    if signed {
+        format!("{median:+.0} [{lo:+.0}, {hi:+.0}]")
+    } else {
+        format!("{median:.0} [{lo:.0}, {hi:.0}]")
+    }
 }

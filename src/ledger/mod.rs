@@ -708,14 +708,6 @@ mod tests {
         assert!(l.root_keys().unwrap().is_empty());
     }
 
-    impl Ledger {
-        fn requests_count_for_test(&self) -> i64 {
-            self.conn
-                .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
-                .unwrap()
-        }
-    }
-
     #[test]
     fn watch_generation_moves_only_with_watched_tables() {
         let dir = tempfile::tempdir().unwrap();
@@ -731,7 +723,7 @@ mod tests {
         });
         w.handle().event(1, None, None, "denial", "first".into());
         w.finish();
-        assert_eq!(l.requests_count_for_test(), 1);
+        assert_eq!(l.log(&query::LogFilter::default()).unwrap().len(), 1);
         assert_eq!(l.watch_generation().unwrap(), g0);
         let mut steps = Vec::new();
         l.record_root_key("openai", "aaaa0000", 10).unwrap();

@@ -79,7 +79,7 @@ pub struct Writer {
 
 /// The queue between the proxy and the writer thread. Senders push under a mutex and wake the
 /// thread only when it has something new to do: the first message into an empty queue, one
-/// that must not wait ([`Msg::may_wait`]), or a full batch. A busy proxy therefore costs the
+/// that must not wait ([`Msg::may_wait`]), or the one that fills a batch. A busy proxy therefore costs the
 /// writer one wake-up per batch instead of one per request.
 struct Shared {
     queue: Mutex<Queue>,
@@ -101,7 +101,7 @@ impl Shared {
             let urgent = !msg.may_wait();
             q.urgent |= urgent;
             q.msgs.push(msg);
-            first || urgent || q.msgs.len() >= BATCH
+            first || urgent || q.msgs.len() == BATCH
         };
         if wake {
             self.ready.notify_one();
