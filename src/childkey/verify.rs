@@ -64,6 +64,21 @@ pub struct Grant {
     pub expires_at: u64,
 }
 
+impl Grant {
+    /// Whether any level has a dollar or token budget.
+    pub fn has_budget(&self) -> bool {
+        self.limits
+            .iter()
+            .any(|l| matches!(l.limit, Limit::BudgetUsd(_) | Limit::BudgetTokens(_)))
+    }
+
+    /// Whether any level counts tokens: a budget, or a rate in tokens per minute. Such a key
+    /// needs every request to carry an output ceiling.
+    pub fn counts_tokens(&self) -> bool {
+        self.has_budget() || self.limits.iter().any(|l| matches!(l.limit, Limit::Tpm(_)))
+    }
+}
+
 /// Why a request was refused. `Display` says which limit and how to widen it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
@@ -298,6 +313,17 @@ impl<'a> Verified<'a> {
         });
         last.zeroize();
         out
+    }
+
+    /// Whether every level allows every model of `provider` (a scope of `provider` or
+    /// `provider/*`): what a request whose model till cannot see needs.
+    pub fn allows_every_model(&self, provider: &str) -> bool {
+        self.token.caveats.iter().all(|c| match c {
+            Caveat::Allow(patterns) => patterns
+                .iter()
+                .any(|p| p.provider() == provider && p.is_provider_wide()),
+            _ => true,
+        })
     }
 
     /// Evaluates every stateless caveat for one request at unix time `now`.

@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod body;
 pub mod errors;
+pub mod inspect;
 pub mod limits;
 pub mod meter;
 pub mod route;
@@ -30,7 +31,7 @@ pub use body::{Finished, ProxyBody};
 pub use errors::ProxyError;
 pub use state::{MintEntry, ProxyOptions, RequestRecord, State, Stats, StatsSnapshot};
 
-use crate::childkey::{Denial, RequestFacts, Token};
+use crate::childkey::{Denial, EndpointClass, RequestFacts, Token};
 use crate::providers::{ApiFamily, Provider};
 use meter::Meter;
 
@@ -117,10 +118,33 @@ async fn handle(
         )
         .response(ApiFamily::Openai);
     }
-    let path = req.uri().path().to_string();
-    if path == "/_till/health" && req.method() == Method::GET {
+    let raw = req.uri().path();
+    if raw == "/_till/health" && req.method() == Method::GET {
         return Response::new(ProxyBody::from(Bytes::from_static(b"ok\n")));
     }
+    // Errors before the provider is known use the shape of the provider the path names, if any.
+    let named = route::split_prefix(raw).and_then(|(n, _)| state.providers.get(n));
+    let shape = named.map_or(ApiFamily::Openai, |p| p.api);
+    let path = match route::canonical_path(raw) {
+        Ok(p) => p,
+        Err(e) => {
+            let err = ProxyError::new(
+                400,
+                "path",
+                format!(
+                    "till refuses this request path: {e}; send the path your SDK builds, unaltered"
+                ),
+            );
+            if let Some(provider) = named {
+                let mut record = RequestRecord::new(&provider.name, started);
+                record.status = 400;
+                record.denial = Some(err.kind);
+                record.message = Some(err.message.clone());
+                record.finish(&state, None);
+            }
+            return err.response(shape);
+        }
+    };
     let Some((name, rest)) = route::split_prefix(&path) else {
         return not_found(&state, &path);
     };
@@ -178,19 +202,43 @@ fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a
     query?.split('&').find_map(|kv| kv.strip_prefix("key="))
 }
 
-/// The query string without a `key=` parameter.
-fn strip_key_param(query: Option<&str>) -> String {
-    let Some(q) = query else { return String::new() };
-    let kept: Vec<&str> = q
-        .split('&')
-        .filter(|kv| !kv.starts_with("key=") && !kv.is_empty())
-        .collect();
-    if kept.is_empty() {
+/// The query string to forward: without `key=` parameters, and refused when a parameter could
+/// change what the upstream does with the request beyond what till checked (method overrides,
+/// Google's `$`-prefixed system parameters).
+fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
+    let Some(q) = query else {
+        return Ok(String::new());
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    for kv in q.split('&').filter(|kv| !kv.is_empty()) {
+        let name = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
+        if name == "key" {
+            continue;
+        }
+        if name.starts_with('$') || name.starts_with("%24") || name.contains("method") {
+            return Err(ProxyError::new(
+                400,
+                "query",
+                format!(
+                    "till refuses the query parameter `{name}`: it could change what the provider does with a request till has checked"
+                ),
+            ));
+        }
+        kept.push(kv);
+    }
+    Ok(if kept.is_empty() {
         String::new()
     } else {
         format!("?{}", kept.join("&"))
-    }
+    })
 }
+
+/// Headers that make some servers treat a request as another method.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 fn denial_error(d: &Denial) -> ProxyError {
     ProxyError::new(d.status(), d.kind(), d.to_string())
@@ -240,8 +288,28 @@ async fn authorize_and_forward(
         ));
     }
 
-    // 2. What is being asked.
+    // 2. What is being asked: one canonical request, read once.
     let (parts, body) = req.into_parts();
+    if let Some(h) = METHOD_OVERRIDES
+        .iter()
+        .find(|h| parts.headers.contains_key(**h))
+    {
+        return Err(ProxyError::new(
+            400,
+            "method_override",
+            format!("till refuses `{h}`: the request's method is what till checks"),
+        ));
+    }
+    if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING)
+        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        return Err(ProxyError::new(
+            400,
+            "encoding",
+            "till refuses compressed request bodies (Content-Encoding); send the body uncompressed so till can check it",
+        ));
+    }
+    let query = forward_query(parts.uri.query())?;
     let max = state.options.max_body_bytes;
     let body = http_body_util::Limited::new(body, max as usize)
         .collect()
@@ -249,109 +317,153 @@ async fn authorize_and_forward(
         .map_err(|_| ProxyError::new(413, "too_large", format!("the request body is larger than the proxy's limit of {max} bytes ([proxy] max_body_bytes in config.toml)")))?
         .to_bytes();
     let endpoint = route::classify(api, &parts.method, rest);
-    let mut json: Option<serde_json::Value> = None;
-    if !body.is_empty() && body.first().is_some_and(|b| *b == b'{') {
-        json = serde_json::from_slice(&body).ok();
-    }
-    let facts = json
-        .as_ref()
-        .map(|v| route::body_facts(api, v, body.len()))
-        .unwrap_or_default();
-    let model: Option<String> = match api {
-        ApiFamily::Gemini => route::gemini_model(rest).map(str::to_string),
-        _ => facts
-            .model
-            .clone()
-            .or_else(|| route::path_model(rest).map(str::to_string)),
-    };
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let inspected = inspect::inspect(
+        endpoint.op,
+        endpoint.path_model.as_deref(),
+        content_type,
+        &body,
+    )?;
+    let model: Option<String> = inspected.model.clone().or(endpoint.path_model.clone());
     record.model = model.clone();
-    record.endpoint = Some(endpoint);
-    let sse = facts.stream || rest.contains(":streamGenerateContent");
+    record.endpoint = Some(endpoint.class);
+    let sse = inspected.stream || endpoint.op.path_streams(rest);
 
     let grant = verified
         .check(
             &RequestFacts {
                 provider: &provider.name,
                 model: model.as_deref(),
-                endpoint,
+                endpoint: endpoint.class,
                 session: state.options.session.as_deref(),
-                requested_output_tokens: facts.max_output_tokens,
+                requested_output_tokens: inspected.ceiling,
             },
             now,
         )
         .map_err(|d| denial_error(&d))?;
 
-    // 3. Stateful limits.
-    let output_ceiling = facts
-        .max_output_tokens
-        .or(grant.cap_output_tokens)
-        .unwrap_or(0);
-    state.admit(&grant, facts.prompt_tokens_estimate + output_ceiling)?;
+    // 3. Only what till can bound goes to a key with bounds.
+    if model.is_none()
+        && endpoint.class == EndpointClass::Inference
+        && !verified.allows_every_model(&provider.name)
+    {
+        return Err(ProxyError::new(
+            403,
+            "model",
+            format!(
+                "till cannot see which model this request uses, so only a key for every {p} model may send it; widen it with `till run --scope {p} …`",
+                p = provider.name
+            ),
+        ));
+    }
+    let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
+    if endpoint.op.unmetered() && bounded {
+        return Err(ProxyError::new(
+            403,
+            "unmetered",
+            "till cannot bound what this endpoint costs (it is not billed in tokens), so a key with a budget, a token rate or an output cap may not call it",
+        ));
+    }
+    if grant.counts_tokens()
+        && let Some(json) = &inspected.json
+        && let Some(what) = inspect::uncounted_input(api, endpoint.op, json)
+    {
+        return Err(ProxyError::new(
+            403,
+            "uncounted",
+            format!(
+                "this request uses {what}, which makes the provider read or bill more than the request shows; till cannot bound its cost, so a key with a budget or a token rate may not send it"
+            ),
+        ));
+    }
+    if grant.counts_tokens()
+        && api == ApiFamily::Anthropic
+        && parts
+            .headers
+            .get_all("anthropic-beta")
+            .iter()
+            .any(|v| v.to_str().map_or(true, |v| v.contains("context-1m")))
+    {
+        return Err(ProxyError::new(
+            403,
+            "uncounted",
+            "the long-context beta is billed above the model's price; a key with a budget or a token rate may not use it",
+        ));
+    }
+
+    // 4. The output ceiling: the request's own, else the key's cap, else (for keys that count
+    //    tokens) what the budget can pay for, up to DEFAULT_OUTPUT_RESERVE.
+    let prompt_tokens = body.len() as u64;
+    let choices = inspected.choices;
+    let mut insert: Option<u64> = None;
+    let ceiling = match inspected.ceiling {
+        Some(c) => c,
+        None if endpoint.op == route::Op::Other => 0,
+        None => {
+            let mut c = grant.cap_output_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
+            if grant.has_budget() {
+                c = c.min(
+                    affordable_output(
+                        state,
+                        &grant,
+                        provider,
+                        model.as_deref(),
+                        prompt_tokens,
+                        choices,
+                    )
+                    .await?,
+                );
+            }
+            if grant.counts_tokens() || grant.cap_output_tokens.is_some() {
+                insert = Some(c);
+            }
+            c
+        }
+    };
+    let output_total = ceiling.saturating_mul(choices);
+    state.admit(&grant, prompt_tokens + output_total)?;
 
     // Budgets and request ceilings, reserved across every till process sharing the key.
-    let budget_output = facts
-        .max_output_tokens
-        .or(grant.cap_output_tokens)
-        .unwrap_or(DEFAULT_OUTPUT_RESERVE);
     record.reservation = state
         .reserve(
             &grant,
             &provider.name,
             model.as_deref(),
-            facts.prompt_tokens_estimate,
-            budget_output,
+            prompt_tokens,
+            output_total,
         )
         .await?;
 
-    // 4. Rewrite the body where the key requires it.
+    // 5. The body that goes upstream: the parse till checked, with its edits.
     let mut strip_usage = false;
-    let mut body = body;
-    if let Some(mut v) = json {
-        let mut changed = false;
-        if let Some(cap) = grant.cap_output_tokens
-            && facts.max_output_tokens.is_none()
-        {
-            let field = match api {
-                ApiFamily::Openai if rest.ends_with("/responses") => Some("max_output_tokens"),
-                ApiFamily::Openai if rest.ends_with("/chat/completions") => {
-                    Some("max_completion_tokens")
-                }
-                ApiFamily::Anthropic => Some("max_tokens"),
-                _ => None,
-            };
-            if let (Some(field), Some(obj)) = (field, v.as_object_mut()) {
-                obj.insert(field.to_string(), cap.into());
-                changed = true;
+    let json_body = inspected.json.is_some();
+    let body = match inspected.json {
+        Some(mut map) => {
+            if let Some(c) = insert {
+                inspect::insert_ceiling(endpoint.op, provider.name == "openai", &mut map, c);
             }
-        }
-        if api == ApiFamily::Openai
-            && facts.stream
-            && rest.ends_with("/chat/completions")
-            && !facts.include_usage
-            && let Some(obj) = v.as_object_mut()
-        {
-            let opts = obj
-                .entry("stream_options")
-                .or_insert_with(|| serde_json::json!({}));
-            if let Some(o) = opts.as_object_mut() {
-                o.insert("include_usage".into(), true.into());
+            if endpoint.op == route::Op::OpenaiChat && inspected.stream && !inspected.include_usage
+            {
+                inspect::ask_for_usage(&mut map);
                 strip_usage = true;
-                changed = true;
             }
+            Bytes::from(serde_json::to_vec(&map).map_err(|e| {
+                ProxyError::new(
+                    500,
+                    "internal",
+                    format!("till could not write the request body: {e}"),
+                )
+            })?)
         }
-        if changed {
-            body = Bytes::from(serde_json::to_vec(&v).unwrap_or_else(|_| body.to_vec()));
-        }
-    }
+        None => body,
+    };
 
-    // 5. Forward with the root key.
+    // 6. Forward with the root key.
     let root = state.root_key(&provider.name).await?;
-    let url = format!(
-        "{}{}{}",
-        provider.base_url,
-        rest,
-        strip_key_param(parts.uri.query())
-    );
+    let url = format!("{}{}{}", provider.base_url, rest, query);
     let mut up = state.client.request(parts.method.clone(), url);
     for (name, value) in &parts.headers {
         let n = name.as_str();
@@ -360,10 +472,15 @@ async fn authorize_and_forward(
             || n == "host"
             || n == "content-length"
             || n == "accept-encoding"
+            || n == "content-encoding"
+            || (json_body && n == "content-type")
         {
             continue;
         }
         up = up.header(name, value);
+    }
+    if json_body {
+        up = up.header(http::header::CONTENT_TYPE, "application/json");
     }
     let (auth_name, auth_value) = crate::upstream::auth_header(provider, &root);
     up = up
@@ -400,7 +517,7 @@ async fn authorize_and_forward(
         Ok(Ok(r)) => r,
     };
 
-    // 6. Stream the answer back.
+    // 7. Stream the answer back.
     let status = resp.status();
     record.status = status.as_u16();
     record.ttfb = Some(record.started.elapsed());
@@ -438,6 +555,40 @@ async fn authorize_and_forward(
         }))
 }
 
+/// The most output tokens per choice that the key's remaining budget can pay for after the
+/// prompt; refuses the request when that is none.
+async fn affordable_output(
+    state: &Arc<State>,
+    grant: &crate::childkey::Grant,
+    provider: &Provider,
+    model: Option<&str>,
+    prompt_tokens: u64,
+    choices: u64,
+) -> Result<u64, ProxyError> {
+    let (usd_left, tokens_left) = state.budget_left(grant).await?;
+    let mut afford = u64::MAX;
+    if let Some(left) = tokens_left {
+        afford = afford.min(left.saturating_sub(prompt_tokens) / choices.max(1));
+    }
+    if let Some(left) = usd_left
+        && let Some(price) = model.and_then(|m| state.prices().get(&provider.name, m))
+    {
+        let prompt = price.reserve_micros(prompt_tokens, 0);
+        let per_token = price.output * choices.max(1) as f64;
+        if per_token > 0.0 {
+            afford = afford.min((left.saturating_sub(prompt) as f64 / per_token).floor() as u64);
+        }
+    }
+    if afford == 0 {
+        return Err(ProxyError::new(
+            429,
+            "budget",
+            "this key's remaining budget cannot pay for this prompt and any output; widen it with `till key create --budget …` or `till run --budget …`",
+        ));
+    }
+    Ok(afford)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,8 +614,23 @@ mod tests {
 
     #[test]
     fn key_param_is_stripped_from_query() {
-        assert_eq!(strip_key_param(Some("alt=sse&key=till_q")), "?alt=sse");
-        assert_eq!(strip_key_param(Some("key=till_q")), "");
-        assert_eq!(strip_key_param(None), "");
+        assert_eq!(
+            forward_query(Some("alt=sse&key=till_q")).unwrap(),
+            "?alt=sse"
+        );
+        assert_eq!(forward_query(Some("key=till_q")).unwrap(), "");
+        assert_eq!(forward_query(None).unwrap(), "");
+    }
+
+    #[test]
+    fn method_override_parameters_are_refused() {
+        for q in [
+            "$httpMethod=DELETE",
+            "alt=sse&%24method=x",
+            "_method=DELETE",
+            "X-HTTP-Method-Override=PUT",
+        ] {
+            assert!(forward_query(Some(q)).is_err(), "{q}");
+        }
     }
 }

@@ -1,8 +1,120 @@
-//! What a request is: which provider, which endpoint class, which model, how many output tokens
-//! it may produce, and whether it streams. Pure functions over the path and body, no I/O.
+//! Where a request goes: one canonical path, which provider, which endpoint class and which
+//! operation. Pure functions over the path, no I/O and no body.
+//!
+//! The proxy decides on the path it forwards, byte for byte: [`canonical_path`] decodes the
+//! path once, refuses every form an HTTP client or server could normalise differently (`.` and
+//! `..` segments, their percent-encoded forms, encoded slashes and backslashes, empty
+//! segments, double encoding), and re-encodes it in one form. Classification and forwarding
+//! both use that form. An operation is recognised by its exact segments and method; anything
+//! else is a non-inference class (at worst `admin`), so a key without `--endpoints` for it
+//! cannot reach it.
 
 use crate::childkey::EndpointClass;
 use crate::providers::ApiFamily;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path must start with `/`")]
+    NotAbsolute,
+    #[error("the path has an empty segment (`//` or a trailing `/`)")]
+    EmptySegment,
+    #[error("the path has a `.` or `..` segment (also when percent-encoded)")]
+    DotSegment,
+    #[error("the path has an encoded `/`, `\\`, `%`, `?`, `#` or control character")]
+    EncodedSeparator,
+    #[error("the path has a malformed percent escape")]
+    BadEscape,
+    #[error("the path is not valid UTF-8 once decoded")]
+    NotUtf8,
+}
+
+/// Characters a canonical path carries as they are (RFC 3986 `pchar` without `%`); every other
+/// byte is percent-encoded with upper-case hex.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The one form of `raw` (a request path without its query) that till classifies and
+/// forwards: every segment percent-decoded once, checked, and re-encoded.
+pub fn canonical_path(raw: &str) -> Result<String, PathError> {
+    let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut out = String::with_capacity(raw.len());
+    for segment in rest.split('/') {
+        let bytes = segment.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'%' {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                let v = h << 4 | l;
+                if matches!(v, b'/' | b'\\' | b'%' | b'?' | b'#') || v < 0x20 || v == 0x7f {
+                    return Err(PathError::EncodedSeparator);
+                }
+                decoded.push(v);
+                i += 3;
+            } else {
+                if b == b'\\' || b < 0x20 || b == 0x7f {
+                    return Err(PathError::EncodedSeparator);
+                }
+                decoded.push(b);
+                i += 1;
+            }
+        }
+        if decoded.is_empty() {
+            return Err(PathError::EmptySegment);
+        }
+        if decoded == b"." || decoded == b".." {
+            return Err(PathError::DotSegment);
+        }
+        std::str::from_utf8(&decoded).map_err(|_| PathError::NotUtf8)?;
+        out.push('/');
+        for b in decoded {
+            if is_plain(b) {
+                out.push(b as char);
+            } else {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// The provider prefix and the rest of the path: `/openai/v1/chat/completions` →
 /// `("openai", "/v1/chat/completions")`.
@@ -15,120 +127,251 @@ pub fn split_prefix(path: &str) -> Option<(&str, &str)> {
     (!name.is_empty()).then_some((name, tail))
 }
 
-/// The path after the API version segment (`/v1/`, `/v1beta/`, `/openai/v1/`, `/api/v1/`), or
-/// the path itself without its leading slash when there is no such segment (DeepSeek serves
-/// `/chat/completions` too).
-fn after_version(path: &str) -> &str {
-    for marker in ["/v1beta/", "/v1alpha/", "/v1/"] {
-        if let Some(i) = path.find(marker) {
-            return &path[i + marker.len()..];
+/// An operation till understands well enough to check and limit: it knows where its model,
+/// output ceiling and choice count are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `POST …/chat/completions`
+    OpenaiChat,
+    /// `POST …/completions` (legacy)
+    OpenaiCompletions,
+    /// `POST …/responses`
+    OpenaiResponses,
+    /// `POST …/embeddings`
+    OpenaiEmbeddings,
+    /// `POST …/moderations`
+    OpenaiModerations,
+    /// Images, speech, transcription, translation: inference whose cost is not counted in
+    /// tokens till can bound.
+    OpenaiUnmetered,
+    /// `POST /v1/messages`
+    AnthropicMessages,
+    /// `POST /v1/messages/count_tokens`
+    AnthropicCountTokens,
+    /// `POST /v1/complete` (legacy)
+    AnthropicComplete,
+    /// `POST …/models/M:generateContent` and `:streamGenerateContent`
+    GeminiGenerate,
+    /// `POST …/models/M:countTokens`
+    GeminiCountTokens,
+    /// `POST …/models/M:embedContent`
+    GeminiEmbed,
+    /// `POST …/models/M:batchEmbedContents`
+    GeminiBatchEmbed,
+    /// `POST …/models/M:predict` and the like (Imagen, Veo): not counted in tokens.
+    GeminiUnmetered,
+    /// Anything else: no body inspection; the class decides.
+    Other,
+}
+
+impl Op {
+    /// Whether the API names the model in the JSON body (else in the path, or nowhere).
+    pub fn model_in_body(self) -> bool {
+        matches!(
+            self,
+            Op::OpenaiChat
+                | Op::OpenaiCompletions
+                | Op::OpenaiResponses
+                | Op::OpenaiEmbeddings
+                | Op::OpenaiModerations
+                | Op::AnthropicMessages
+                | Op::AnthropicCountTokens
+                | Op::AnthropicComplete
+        )
+    }
+
+    /// Whether the request is refused for a key with a budget, a rate in tokens or an output
+    /// cap: till cannot bound what it costs.
+    pub fn unmetered(self) -> bool {
+        matches!(self, Op::OpenaiUnmetered | Op::GeminiUnmetered)
+    }
+
+    /// Whether the upstream path streams (Gemini says so in the path, the others in the body).
+    pub fn path_streams(self, path: &str) -> bool {
+        self == Op::GeminiGenerate && path.ends_with(":streamGenerateContent")
+    }
+}
+
+/// What a canonical path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub class: EndpointClass,
+    pub op: Op,
+    /// The model the path names (Gemini's `models/M:…`, `GET …/models/M`).
+    pub path_model: Option<String>,
+}
+
+impl Endpoint {
+    fn new(class: EndpointClass, op: Op) -> Self {
+        Self {
+            class,
+            op,
+            path_model: None,
         }
     }
-    path.trim_start_matches('/')
 }
 
-/// The endpoint class of `method path` for an API family. Anything unrecognised is `Admin`,
-/// so a key without `--endpoints all` cannot reach it.
-pub fn classify(api: ApiFamily, method: &http::Method, path: &str) -> EndpointClass {
-    let tail = after_version(path);
-    let first = tail.split(['/', ':', '?']).next().unwrap_or("");
-    match api {
-        ApiFamily::Openai => match first {
-            "chat" | "completions" | "responses" | "embeddings" | "moderations" | "audio"
-            | "images" | "rerank" => EndpointClass::Inference,
-            "models" if method == http::Method::GET => EndpointClass::Models,
-            "files" | "uploads" | "vector_stores" | "assistants" | "threads" | "containers" => {
-                EndpointClass::Files
-            }
-            "batches" => EndpointClass::Batches,
-            _ => EndpointClass::Admin,
-        },
-        ApiFamily::Anthropic => match first {
-            "messages" if tail.starts_with("messages/batches") => EndpointClass::Batches,
-            "messages" | "complete" => EndpointClass::Inference,
-            "models" if method == http::Method::GET => EndpointClass::Models,
-            "files" => EndpointClass::Files,
-            _ => EndpointClass::Admin,
-        },
-        ApiFamily::Gemini => {
-            if path.starts_with("/upload/") {
-                return EndpointClass::Files;
-            }
-            match first {
-                "models" => match tail.rsplit_once(':').map(|(_, m)| m) {
-                    Some(
-                        "generateContent"
-                        | "streamGenerateContent"
-                        | "countTokens"
-                        | "embedContent"
-                        | "batchEmbedContents"
-                        | "predict",
-                    ) => EndpointClass::Inference,
-                    Some("batchGenerateContent") => EndpointClass::Batches,
-                    None if method == http::Method::GET => EndpointClass::Models,
-                    _ => EndpointClass::Admin,
-                },
-                "files" | "cachedContents" => EndpointClass::Files,
-                "batches" => EndpointClass::Batches,
-                _ => EndpointClass::Admin,
-            }
+/// Segments that may stand before the version segment: OpenAI-compatible providers serve
+/// under `/openai/v1` (Groq) and `/api/v1` (OpenRouter); Gemini uploads under `/upload/v1beta`.
+const PREFIXES: &[&str] = &["openai", "api", "upload"];
+
+/// The segments after the API version (`v1`, `v1beta`, `v1alpha`), and whether a prefix
+/// (`upload`) stood before it. Paths without a version segment (DeepSeek serves
+/// `/chat/completions`) are taken whole. `None` when the path has unknown segments before a
+/// version segment.
+fn after_version(path: &str) -> Option<(Vec<&str>, Option<&str>)> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let is_version = |s: &&str| matches!(*s, "v1" | "v1beta" | "v1alpha");
+    match segments.iter().position(is_version) {
+        Some(i) if i <= 1 => {
+            let prefix = if i == 1 {
+                if !PREFIXES.contains(&segments[0]) {
+                    return None;
+                }
+                Some(segments[0])
+            } else {
+                None
+            };
+            Some((segments[i + 1..].to_vec(), prefix))
         }
+        Some(_) => None,
+        None => Some((segments, None)),
     }
 }
 
-/// The model a Gemini request names in its path (`/v1beta/models/gemini-2.0-flash:generateContent`).
-pub fn gemini_model(path: &str) -> Option<&str> {
-    let tail = after_version(path);
-    let rest = tail.strip_prefix("models/")?;
-    let model = rest.split([':', '/']).next()?;
-    (!model.is_empty()).then_some(model)
+/// Model ids the proxy accepts in a path: letters, digits, `.`, `_`, `-` and `:` (fine-tuned
+/// OpenAI ids), starting with a letter or digit.
+fn valid_model_id(m: &str, colon: bool) -> bool {
+    let mut chars = m.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && m.len() <= 256
+        && chars.all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || (colon && c == ':')
+        })
 }
 
-/// The model named by an OpenAI- or Anthropic-style path such as `/v1/models/gpt-4o`.
-pub fn path_model(path: &str) -> Option<&str> {
-    let tail = after_version(path);
-    let rest = tail.strip_prefix("models/")?;
-    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
-}
-
-/// What the proxy learns from a JSON request body.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct BodyFacts {
-    pub model: Option<String>,
-    /// The output ceiling the request asks for, in whichever field its API uses.
-    pub max_output_tokens: Option<u64>,
-    pub stream: bool,
-    /// OpenAI chat: whether the client asked for `stream_options.include_usage`.
-    pub include_usage: bool,
-    /// A rough count of prompt tokens (characters / 4), for rate and budget estimates.
-    pub prompt_tokens_estimate: u64,
-}
-
-/// Reads the facts from a parsed JSON body.
-pub fn body_facts(api: ApiFamily, body: &serde_json::Value, body_len: usize) -> BodyFacts {
-    let get_u64 = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_u64);
-    let max_output_tokens = match api {
-        ApiFamily::Openai => get_u64(body.get("max_completion_tokens"))
-            .or_else(|| get_u64(body.get("max_output_tokens")))
-            .or_else(|| get_u64(body.get("max_tokens"))),
-        ApiFamily::Anthropic => get_u64(body.get("max_tokens")),
-        ApiFamily::Gemini => get_u64(body.pointer("/generationConfig/maxOutputTokens")),
+/// The endpoint of `method path` (a canonical path after the provider prefix) for an API
+/// family. Anything unrecognised is `Admin`.
+pub fn classify(api: ApiFamily, method: &http::Method, path: &str) -> Endpoint {
+    use EndpointClass::*;
+    let admin = Endpoint::new(Admin, Op::Other);
+    let Some((tail, prefix)) = after_version(path) else {
+        return admin;
     };
-    BodyFacts {
-        model: body
-            .get("model")
-            .and_then(|m| m.as_str())
-            .map(str::to_string),
-        max_output_tokens,
-        stream: body
-            .get("stream")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false),
-        include_usage: body
-            .pointer("/stream_options/include_usage")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false),
-        prompt_tokens_estimate: (body_len as u64).div_ceil(4),
+    let post = method == http::Method::POST;
+    let get = method == http::Method::GET;
+    let first = tail.first().copied().unwrap_or("");
+    match api {
+        ApiFamily::Openai => {
+            if prefix == Some("upload") {
+                return admin;
+            }
+            let op = match (post, tail.as_slice()) {
+                (true, ["chat", "completions"]) => Some(Op::OpenaiChat),
+                (true, ["completions"]) => Some(Op::OpenaiCompletions),
+                (true, ["responses"]) => Some(Op::OpenaiResponses),
+                (true, ["embeddings"]) => Some(Op::OpenaiEmbeddings),
+                (true, ["moderations"]) => Some(Op::OpenaiModerations),
+                (
+                    true,
+                    ["images", "generations" | "edits" | "variations"]
+                    | ["audio", "speech" | "transcriptions" | "translations"],
+                ) => Some(Op::OpenaiUnmetered),
+                _ => None,
+            };
+            if let Some(op) = op {
+                return Endpoint::new(Inference, op);
+            }
+            match (get, tail.as_slice()) {
+                (true, ["models"]) => Endpoint::new(Models, Op::Other),
+                (true, ["models", m]) if valid_model_id(m, true) => Endpoint {
+                    path_model: Some((*m).to_string()),
+                    ..Endpoint::new(Models, Op::Other)
+                },
+                _ => match first {
+                    // Stored objects: uploaded files and what the API keeps of past requests
+                    // (`GET /v1/responses/{id}`, `GET /v1/chat/completions`).
+                    "files" | "uploads" | "vector_stores" | "assistants" | "threads"
+                    | "containers" | "responses" | "chat" | "conversations" => {
+                        Endpoint::new(Files, Op::Other)
+                    }
+                    "batches" => Endpoint::new(Batches, Op::Other),
+                    _ => admin,
+                },
+            }
+        }
+        ApiFamily::Anthropic => {
+            if prefix.is_some() {
+                return admin;
+            }
+            match (post, get, tail.as_slice()) {
+                (true, _, ["messages"]) => Endpoint::new(Inference, Op::AnthropicMessages),
+                (true, _, ["messages", "count_tokens"]) => {
+                    Endpoint::new(Inference, Op::AnthropicCountTokens)
+                }
+                (true, _, ["complete"]) => Endpoint::new(Inference, Op::AnthropicComplete),
+                (_, _, ["messages", "batches", ..]) => Endpoint::new(Batches, Op::Other),
+                (_, true, ["models"]) => Endpoint::new(Models, Op::Other),
+                (_, true, ["models", m]) if valid_model_id(m, false) => Endpoint {
+                    path_model: Some((*m).to_string()),
+                    ..Endpoint::new(Models, Op::Other)
+                },
+                (_, _, ["files", ..]) => Endpoint::new(Files, Op::Other),
+                _ => admin,
+            }
+        }
+        ApiFamily::Gemini => {
+            if prefix == Some("upload") {
+                return match tail.as_slice() {
+                    ["files", ..] => Endpoint::new(Files, Op::Other),
+                    _ => admin,
+                };
+            }
+            if prefix.is_some() {
+                return admin;
+            }
+            match tail.as_slice() {
+                ["models"] if get => Endpoint::new(Models, Op::Other),
+                ["models", m] => {
+                    if let Some((model, method)) = m.split_once(':') {
+                        if !post || !valid_model_id(model, false) {
+                            return admin;
+                        }
+                        let (class, op) = match method {
+                            "generateContent" | "streamGenerateContent" => {
+                                (Inference, Op::GeminiGenerate)
+                            }
+                            "countTokens" => (Inference, Op::GeminiCountTokens),
+                            "embedContent" => (Inference, Op::GeminiEmbed),
+                            "batchEmbedContents" => (Inference, Op::GeminiBatchEmbed),
+                            "predict" | "predictLongRunning" => (Inference, Op::GeminiUnmetered),
+                            "batchGenerateContent" | "asyncBatchEmbedContent" => {
+                                (Batches, Op::Other)
+                            }
+                            _ => return admin,
+                        };
+                        Endpoint {
+                            path_model: Some(model.to_string()),
+                            ..Endpoint::new(class, op)
+                        }
+                    } else if get && valid_model_id(m, false) {
+                        Endpoint {
+                            path_model: Some((*m).to_string()),
+                            ..Endpoint::new(Models, Op::Other)
+                        }
+                    } else {
+                        admin
+                    }
+                }
+                _ => match first {
+                    "files" | "cachedContents" | "fileSearchStores" => {
+                        Endpoint::new(Files, Op::Other)
+                    }
+                    "batches" => Endpoint::new(Batches, Op::Other),
+                    _ => admin,
+                },
+            }
+        }
     }
 }
 
@@ -149,103 +392,185 @@ mod tests {
     }
 
     #[test]
+    fn canonical_path_refuses_every_dot_and_separator_trick() {
+        for bad in [
+            "/openai/v1/chat/../files",
+            "/openai/v1/chat/%2e%2e/files",
+            "/openai/v1/chat/%2E%2e/files",
+            "/openai/v1/chat/.%2e/files",
+            "/openai/v1/./files",
+            "/openai/v1/%2e/files",
+            "/openai/v1/chat%2f..%2ffiles",
+            "/openai/v1/chat%2Fcompletions",
+            "/openai/v1/chat%5c..%5cfiles",
+            "/openai/v1/chat\\..\\files",
+            "/openai//v1/chat/completions",
+            "/openai/v1/chat/completions/",
+            "/openai/v1/chat/%252e%252e/files",
+            "/openai/v1/chat/%00/completions",
+            "/openai/v1/chat/%3fx/completions",
+            "/openai/v1/chat/%zz",
+            "/openai/v1/chat/%2",
+            "/openai/v1/%ff%fe",
+            "/gemini/v1beta/models/gemini-2.0-flash/../gemini-2.5-pro:generateContent",
+            "openai/v1/chat/completions",
+        ] {
+            assert!(canonical_path(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn canonical_path_decodes_once_and_encodes_one_way() {
+        assert_eq!(
+            canonical_path("/openai/v1/chat/completions").unwrap(),
+            "/openai/v1/chat/completions"
+        );
+        assert_eq!(
+            canonical_path("/openai/v1/%63hat/completions").unwrap(),
+            "/openai/v1/chat/completions"
+        );
+        assert_eq!(
+            canonical_path("/openai/v1/models/ft%3Agpt-4o%3Aorg").unwrap(),
+            "/openai/v1/models/ft:gpt-4o:org"
+        );
+        assert_eq!(canonical_path("/a/b%20c").unwrap(), "/a/b%20c");
+        assert_eq!(canonical_path("/a/b c").unwrap(), "/a/b%20c");
+        assert_eq!(canonical_path("/a/é").unwrap(), "/a/%C3%A9");
+        // Canonical is a fixed point.
+        for p in ["/a/b%20c", "/a/%C3%A9", "/openai/v1/models/ft:gpt-4o:org"] {
+            assert_eq!(canonical_path(p).unwrap(), p);
+        }
+    }
+
+    fn c(api: ApiFamily, m: Method, p: &str) -> (EndpointClass, Op) {
+        let e = classify(api, &m, p);
+        (e.class, e.op)
+    }
+
+    #[test]
     fn classifies_openai() {
-        let c = |m: Method, p: &str| classify(ApiFamily::Openai, &m, p);
+        use EndpointClass::*;
+        let o = |m: Method, p: &str| c(ApiFamily::Openai, m, p);
         assert_eq!(
-            c(Method::POST, "/v1/chat/completions"),
-            EndpointClass::Inference
-        );
-        assert_eq!(c(Method::POST, "/v1/responses"), EndpointClass::Inference);
-        assert_eq!(c(Method::POST, "/v1/embeddings"), EndpointClass::Inference);
-        assert_eq!(c(Method::GET, "/v1/models"), EndpointClass::Models);
-        assert_eq!(c(Method::DELETE, "/v1/models/ft:gpt"), EndpointClass::Admin);
-        assert_eq!(c(Method::POST, "/v1/files"), EndpointClass::Files);
-        assert_eq!(c(Method::POST, "/v1/batches"), EndpointClass::Batches);
-        assert_eq!(
-            c(Method::GET, "/v1/organization/users"),
-            EndpointClass::Admin
+            o(Method::POST, "/v1/chat/completions"),
+            (Inference, Op::OpenaiChat)
         );
         assert_eq!(
-            c(Method::POST, "/v1/fine_tuning/jobs"),
-            EndpointClass::Admin
+            o(Method::POST, "/v1/responses"),
+            (Inference, Op::OpenaiResponses)
         );
         assert_eq!(
-            c(Method::POST, "/openai/v1/chat/completions"),
-            EndpointClass::Inference
+            o(Method::POST, "/v1/embeddings"),
+            (Inference, Op::OpenaiEmbeddings)
         );
         assert_eq!(
-            c(Method::POST, "/chat/completions"),
-            EndpointClass::Inference
+            o(Method::POST, "/v1/completions"),
+            (Inference, Op::OpenaiCompletions)
         );
+        assert_eq!(
+            o(Method::POST, "/v1/audio/transcriptions"),
+            (Inference, Op::OpenaiUnmetered)
+        );
+        assert_eq!(o(Method::GET, "/v1/models").0, Models);
+        assert_eq!(o(Method::DELETE, "/v1/models/ft:gpt").0, Admin);
+        assert_eq!(o(Method::POST, "/v1/files").0, Files);
+        assert_eq!(o(Method::GET, "/v1/responses/resp_1").0, Files);
+        assert_eq!(o(Method::GET, "/v1/chat/completions").0, Files);
+        assert_eq!(o(Method::POST, "/v1/chat/completions/x").0, Files);
+        assert_eq!(o(Method::POST, "/v1/batches").0, Batches);
+        assert_eq!(o(Method::GET, "/v1/organization/users").0, Admin);
+        assert_eq!(o(Method::POST, "/v1/fine_tuning/jobs").0, Admin);
+        assert_eq!(
+            o(Method::POST, "/openai/v1/chat/completions"),
+            (Inference, Op::OpenaiChat)
+        );
+        assert_eq!(
+            o(Method::POST, "/api/v1/chat/completions"),
+            (Inference, Op::OpenaiChat)
+        );
+        assert_eq!(
+            o(Method::POST, "/chat/completions"),
+            (Inference, Op::OpenaiChat)
+        );
+        // A version segment deeper in the path does not make what follows it the endpoint.
+        assert_eq!(o(Method::POST, "/files/v1/chat/completions").0, Admin);
+        assert_eq!(o(Method::POST, "/v1/files/v1/chat/completions").0, Files);
+        assert_eq!(o(Method::PUT, "/v1/chat/completions").0, Files);
     }
 
     #[test]
     fn classifies_anthropic_and_gemini() {
-        let a = |m: Method, p: &str| classify(ApiFamily::Anthropic, &m, p);
-        assert_eq!(a(Method::POST, "/v1/messages"), EndpointClass::Inference);
+        use EndpointClass::*;
+        let a = |m: Method, p: &str| c(ApiFamily::Anthropic, m, p);
+        assert_eq!(
+            a(Method::POST, "/v1/messages"),
+            (Inference, Op::AnthropicMessages)
+        );
         assert_eq!(
             a(Method::POST, "/v1/messages/count_tokens"),
-            EndpointClass::Inference
+            (Inference, Op::AnthropicCountTokens)
         );
-        assert_eq!(
-            a(Method::POST, "/v1/messages/batches"),
-            EndpointClass::Batches
-        );
-        assert_eq!(a(Method::GET, "/v1/models"), EndpointClass::Models);
-        assert_eq!(
-            a(Method::POST, "/v1/organizations/api_keys/x"),
-            EndpointClass::Admin
-        );
-        let g = |m: Method, p: &str| classify(ApiFamily::Gemini, &m, p);
+        assert_eq!(a(Method::POST, "/v1/messages/batches").0, Batches);
+        assert_eq!(a(Method::GET, "/v1/models").0, Models);
+        assert_eq!(a(Method::POST, "/v1/organizations/api_keys/x").0, Admin);
+        assert_eq!(a(Method::GET, "/v1/messages").0, Admin);
+        let g = |m: Method, p: &str| c(ApiFamily::Gemini, m, p);
         assert_eq!(
             g(
                 Method::POST,
                 "/v1beta/models/gemini-2.0-flash:generateContent"
             ),
-            EndpointClass::Inference
+            (Inference, Op::GeminiGenerate)
         );
         assert_eq!(
             g(
                 Method::POST,
                 "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
             ),
-            EndpointClass::Inference
+            (Inference, Op::GeminiGenerate)
         );
-        assert_eq!(g(Method::GET, "/v1beta/models"), EndpointClass::Models);
+        assert_eq!(g(Method::GET, "/v1beta/models").0, Models);
+        assert_eq!(g(Method::GET, "/v1beta/models/gemini-2.0-flash").0, Models);
+        assert_eq!(g(Method::POST, "/upload/v1beta/files").0, Files);
+        assert_eq!(g(Method::POST, "/v1beta/tunedModels").0, Admin);
         assert_eq!(
-            g(Method::GET, "/v1beta/models/gemini-2.0-flash"),
-            EndpointClass::Models
+            g(Method::POST, "/v1beta/tunedModels/x:generateContent").0,
+            Admin
+        );
+        // The model is one path segment; anything deeper is not an inference call.
+        assert_eq!(
+            g(Method::POST, "/v1beta/models/a/b:generateContent").0,
+            Admin
         );
         assert_eq!(
-            g(Method::POST, "/upload/v1beta/files"),
-            EndpointClass::Files
+            g(
+                Method::GET,
+                "/v1beta/models/gemini-2.0-flash:generateContent"
+            )
+            .0,
+            Admin
         );
-        assert_eq!(g(Method::POST, "/v1beta/tunedModels"), EndpointClass::Admin);
     }
 
     #[test]
-    fn finds_models() {
-        assert_eq!(
-            gemini_model("/v1beta/models/gemini-2.0-flash:generateContent"),
-            Some("gemini-2.0-flash")
+    fn finds_path_models() {
+        let e = classify(
+            ApiFamily::Gemini,
+            &Method::POST,
+            "/v1beta/models/gemini-2.0-flash:generateContent",
         );
-        assert_eq!(gemini_model("/v1beta/models"), None);
-        assert_eq!(path_model("/v1/models/gpt-4o"), Some("gpt-4o"));
-        let body = serde_json::json!({"model":"gpt-4o","max_tokens":50,"stream":true,"stream_options":{"include_usage":true}});
-        let f = body_facts(ApiFamily::Openai, &body, 100);
+        assert_eq!(e.path_model.as_deref(), Some("gemini-2.0-flash"));
+        assert!(e.op.path_streams("/v1beta/models/x:streamGenerateContent"));
+        let e = classify(ApiFamily::Openai, &Method::GET, "/v1/models/gpt-4o");
+        assert_eq!(e.path_model.as_deref(), Some("gpt-4o"));
         assert_eq!(
-            (
-                f.model.as_deref(),
-                f.max_output_tokens,
-                f.stream,
-                f.include_usage
-            ),
-            (Some("gpt-4o"), Some(50), true, true)
-        );
-        let g = serde_json::json!({"generationConfig":{"maxOutputTokens":7}});
-        assert_eq!(
-            body_facts(ApiFamily::Gemini, &g, 10).max_output_tokens,
-            Some(7)
+            classify(
+                ApiFamily::Gemini,
+                &Method::POST,
+                "/v1beta/models/:generateContent"
+            )
+            .class,
+            EndpointClass::Admin
         );
     }
 }

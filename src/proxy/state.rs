@@ -390,6 +390,60 @@ impl State {
         }
     }
 
+    /// What the key's tightest budgets have left, in micro-dollars and in tokens (`None`
+    /// where no level has that kind of budget), counting what requests in flight hold.
+    pub async fn budget_left(
+        self: &Arc<Self>,
+        grant: &Grant,
+    ) -> Result<(Option<u64>, Option<u64>), ProxyError> {
+        let budgets: Vec<(String, Limit)> = grant
+            .limits
+            .iter()
+            .filter(|l| matches!(l.limit, Limit::BudgetUsd(_) | Limit::BudgetTokens(_)))
+            .map(|l| (l.binding.to_string(), l.limit))
+            .collect();
+        if budgets.is_empty() {
+            return Ok((None, None));
+        }
+        let this = Arc::clone(self);
+        let read = tokio::task::spawn_blocking(move || {
+            let Some(counters) = this.counters.as_ref() else {
+                return Ok((None, None));
+            };
+            let ledger = counters.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut usd, mut tokens) = (None::<u64>, None::<u64>);
+            for (binding, limit) in &budgets {
+                let c = ledger.counter(binding)?.unwrap_or_default();
+                match *limit {
+                    Limit::BudgetUsd(b) => {
+                        let left = b.saturating_sub(c.spent_micros + c.reserved_micros);
+                        usd = Some(usd.map_or(left, |u| u.min(left)));
+                    }
+                    Limit::BudgetTokens(b) => {
+                        let left = b.saturating_sub(c.spent_tokens + c.reserved_tokens);
+                        tokens = Some(tokens.map_or(left, |t| t.min(left)));
+                    }
+                    _ => {}
+                }
+            }
+            anyhow::Ok((usd, tokens))
+        })
+        .await;
+        match read {
+            Ok(Ok(left)) => Ok(left),
+            Ok(Err(e)) => Err(ProxyError::new(
+                503,
+                "ledger",
+                format!("till could not read its budget counters: {e:#}"),
+            )),
+            Err(_) => Err(ProxyError::new(
+                503,
+                "ledger",
+                "till could not read its budget counters",
+            )),
+        }
+    }
+
     pub(crate) fn writer(&self) -> Option<&WriterHandle> {
         self.writer.as_ref()
     }

@@ -26,7 +26,11 @@ def one(results, i, model, max_tokens):
             r.read()
             results[i] = {"status": r.status}
     except urllib.error.HTTPError as e:
-        err = json.loads(e.read().decode()).get("error", {})
+        text = e.read().decode(errors="replace")
+        try:
+            err = json.loads(text).get("error", {})
+        except ValueError:
+            err = {"message": "non-JSON error body: " + text[:200]}
         results[i] = {"status": e.code, "code": err.get("code"), "message": err.get("message")}
     except Exception as e:  # noqa: BLE001 - report anything else as a failure
         results[i] = {"status": 0, "message": repr(e)}

@@ -1,0 +1,592 @@
+//! What a request body asks for: its model, its output ceiling, how many choices it wants,
+//! whether it streams, and whether it pulls in input that till cannot count. Pure functions,
+//! no I/O.
+//!
+//! The proxy parses the body of every operation it limits ([`Op`]) exactly once, decides on
+//! that parse, and forwards the same parse re-serialised: what the upstream reads is what till
+//! checked, whatever a different JSON parser would make of duplicate keys, odd whitespace or
+//! escapes. A body it cannot parse, a model that is not a string, a ceiling that is not a
+//! whole number: each is refused with a 400 that says so, never forwarded unchecked.
+
+use serde_json::{Map, Value};
+
+use super::errors::ProxyError;
+use super::route::Op;
+use crate::providers::ApiFamily;
+
+/// The most choices (`n`, `best_of`, `candidateCount`) a request may ask for.
+pub const MAX_CHOICES: u64 = 128;
+
+/// What the proxy learned from a request body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inspection {
+    /// The parsed object, for operations whose body till reads; `None` for bodies it passes
+    /// through unread (`Op::Other`, multipart uploads).
+    pub json: Option<Map<String, Value>>,
+    /// The model named in the body.
+    pub model: Option<String>,
+    /// The largest output ceiling the body names, per choice. `Some(0)` for operations that
+    /// produce no output tokens (embeddings, token counting).
+    pub ceiling: Option<u64>,
+    /// How many completions the request asks for (the largest of every field that sets it).
+    pub choices: u64,
+    pub stream: bool,
+    /// OpenAI chat: whether the client asked for `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+impl Inspection {
+    /// A body passed through unread.
+    fn opaque() -> Self {
+        Self {
+            choices: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the operation produces output tokens that a ceiling bounds.
+    pub fn has_output(&self) -> bool {
+        self.ceiling != Some(0)
+    }
+}
+
+fn bad(message: impl Into<String>) -> ProxyError {
+    ProxyError::new(400, "bad_request", message)
+}
+
+/// Reads `body` for `op`. `content_type` is the request's `Content-Type`, if any.
+pub fn inspect(
+    op: Op,
+    path_model: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Inspection, ProxyError> {
+    if op == Op::Other {
+        return Ok(Inspection::opaque());
+    }
+    let is_multipart = content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    });
+    if op.unmetered() && is_multipart {
+        // Uploads (transcription, image edits): till does not read multipart bodies, so it
+        // knows no model; the proxy allows them only to keys that could name any model.
+        return Ok(Inspection::opaque());
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "till could not read this request body as JSON ({e}); the proxy forwards only bodies it can check"
+        ))
+    })?;
+    let Value::Object(map) = v else {
+        return Err(bad("the request body must be a JSON object"));
+    };
+    let model = match map.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => return Err(bad("`model` must be a non-empty string")),
+    };
+    if op.model_in_body() && model.is_none() {
+        return Err(bad(
+            "the request names no `model`; till checks every inference request's model against the key's scope",
+        ));
+    }
+    let stream = match map.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("`stream` must be true or false")),
+    };
+    let include_usage = match map.get("stream_options").map(|o| o.get("include_usage")) {
+        None | Some(None | Some(Value::Null)) => false,
+        Some(Some(Value::Bool(b))) => *b,
+        Some(Some(_)) => return Err(bad("`stream_options.include_usage` must be true or false")),
+    };
+    let (ceiling, choices) = match op {
+        Op::OpenaiChat => (
+            largest(&map, &["max_tokens", "max_completion_tokens"])?,
+            choices(&map, &["n"])?,
+        ),
+        Op::OpenaiCompletions => (
+            largest(&map, &["max_tokens"])?,
+            choices(&map, &["n", "best_of"])?,
+        ),
+        Op::OpenaiResponses => (largest(&map, &["max_output_tokens"])?, 1),
+        Op::AnthropicMessages => (largest(&map, &["max_tokens"])?, 1),
+        Op::AnthropicComplete => (largest(&map, &["max_tokens_to_sample"])?, 1),
+        Op::GeminiGenerate => {
+            let mut ceiling = None;
+            let mut n = 1;
+            for config in gemini_configs(&map)? {
+                ceiling = max_opt(ceiling, largest(config, GEMINI_CEILING)?);
+                n = n.max(choices(config, GEMINI_CHOICES)?);
+            }
+            (ceiling, n)
+        }
+        Op::OpenaiEmbeddings
+        | Op::OpenaiModerations
+        | Op::AnthropicCountTokens
+        | Op::GeminiCountTokens
+        | Op::GeminiEmbed
+        | Op::GeminiBatchEmbed => (Some(0), 1),
+        Op::OpenaiUnmetered | Op::GeminiUnmetered => (None, choices(&map, &["n"])?),
+        Op::Other => unreachable!("handled above"),
+    };
+    if matches!(op, Op::GeminiBatchEmbed | Op::GeminiCountTokens) {
+        check_nested_models(&map, path_model.unwrap_or(""))?;
+    }
+    Ok(Inspection {
+        json: Some(map),
+        model,
+        ceiling,
+        choices,
+        stream,
+        include_usage,
+    })
+}
+
+/// Gemini's batch and count requests carry whole requests with a `model` each; the upstream
+/// could run those, so each must be the model the path names (which is what till checks).
+fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(), ProxyError> {
+    let mut nested: Vec<&Value> = Vec::new();
+    if let Some(Value::Array(reqs)) = map.get("requests") {
+        nested.extend(reqs.iter().filter_map(|r| r.get("model")));
+    }
+    for name in ["generateContentRequest", "generate_content_request"] {
+        if let Some(m) = map.get(name).and_then(|r| r.get("model")) {
+            nested.push(m);
+        }
+    }
+    for m in nested {
+        let ok = match m {
+            Value::Null => true,
+            Value::String(s) => s.strip_prefix("models/").unwrap_or(s) == path_model,
+            _ => false,
+        };
+        if !ok {
+            return Err(bad(format!(
+                "a request inside this body names model {m}, not the path's `{path_model}`; till checks one model per request"
+            )));
+        }
+    }
+    Ok(())
+}
+
+const GEMINI_CEILING: &[&str] = &["maxOutputTokens", "max_output_tokens"];
+const GEMINI_CHOICES: &[&str] = &["candidateCount", "candidate_count"];
+const GEMINI_CONFIG: &[&str] = &["generationConfig", "generation_config"];
+
+/// Every generation config object in a Gemini body (the API reads both spellings).
+fn gemini_configs(map: &Map<String, Value>) -> Result<Vec<&Map<String, Value>>, ProxyError> {
+    let mut out = Vec::new();
+    for name in GEMINI_CONFIG {
+        match map.get(*name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) => out.push(o),
+            Some(_) => return Err(bad(format!("`{name}` must be an object"))),
+        }
+    }
+    Ok(out)
+}
+
+fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The largest of `fields` that are set; each must be a whole number (or null).
+fn largest(map: &Map<String, Value>, fields: &[&str]) -> Result<Option<u64>, ProxyError> {
+    let mut out = None;
+    for f in fields {
+        match map.get(*f) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let n = v.as_u64().ok_or_else(|| {
+                    bad(format!("`{f}` must be a whole number of tokens, not {v}"))
+                })?;
+                out = max_opt(out, Some(n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many completions `fields` ask for (1 when none is set).
+fn choices(map: &Map<String, Value>, fields: &[&str]) -> Result<u64, ProxyError> {
+    let mut n = 1;
+    for f in fields {
+        match map.get(*f) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(k @ 1..=MAX_CHOICES) => n = n.max(k),
+                _ => {
+                    return Err(bad(format!(
+                        "`{f}` must be a whole number from 1 to {MAX_CHOICES}, not {v}"
+                    )));
+                }
+            },
+        }
+    }
+    Ok(n)
+}
+
+/// Writes `ceiling` into the body where `op`'s API reads its output ceiling. `openai_proper`
+/// says whether the provider is OpenAI itself (which wants `max_completion_tokens`; the
+/// OpenAI-compatible providers read `max_tokens`).
+pub fn insert_ceiling(op: Op, openai_proper: bool, map: &mut Map<String, Value>, ceiling: u64) {
+    let field = match op {
+        Op::OpenaiChat if openai_proper => "max_completion_tokens",
+        Op::OpenaiChat | Op::OpenaiCompletions => "max_tokens",
+        Op::OpenaiResponses => "max_output_tokens",
+        Op::AnthropicMessages => "max_tokens",
+        Op::AnthropicComplete => "max_tokens_to_sample",
+        Op::GeminiGenerate => {
+            let name =
+                if map.contains_key("generationConfig") || !map.contains_key("generation_config") {
+                    "generationConfig"
+                } else {
+                    "generation_config"
+                };
+            let config = map.entry(name).or_insert_with(|| Value::Object(Map::new()));
+            if !config.is_object() {
+                *config = Value::Object(Map::new());
+            }
+            if let Some(o) = config.as_object_mut() {
+                o.insert("maxOutputTokens".into(), ceiling.into());
+            }
+            return;
+        }
+        _ => return,
+    };
+    map.insert(field.into(), ceiling.into());
+}
+
+/// Asks OpenAI chat for the usage chunk at the end of a stream.
+pub fn ask_for_usage(map: &mut Map<String, Value>) {
+    let opts = map
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !opts.is_object() {
+        *opts = Value::Object(Map::new());
+    }
+    if let Some(o) = opts.as_object_mut() {
+        o.insert("include_usage".into(), true.into());
+    }
+}
+
+/// The first thing in the body that makes the provider read or produce more than the body
+/// shows: input loaded by reference (stored conversations, cached contents, files, URLs it
+/// fetches) and server-side tools billed on top of tokens. None of these is counted by till's
+/// reservation, so a key with a budget or a token rate is refused such requests.
+pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Option<String> {
+    const TOP: &[&str] = &[
+        "previous_response_id",
+        "conversation",
+        "cachedContent",
+        "cached_content",
+        "mcp_servers",
+        "container",
+    ];
+    for f in TOP {
+        if map.get(*f).is_some_and(|v| !v.is_null()) {
+            return Some(format!("`{f}`"));
+        }
+    }
+    if op == Op::OpenaiResponses && map.get("prompt").is_some_and(Value::is_object) {
+        return Some("a stored `prompt`".into());
+    }
+    if let Some(tier) = map.get("service_tier").and_then(Value::as_str)
+        && !matches!(tier, "auto" | "default" | "flex")
+    {
+        return Some(format!("`service_tier: {tier}`"));
+    }
+    if let Some(Value::Array(tools)) = map.get("tools") {
+        for t in tools {
+            if let Some(what) = server_tool(api, t) {
+                return Some(what);
+            }
+        }
+    }
+    find_reference_in(map)
+}
+
+/// A tool the provider runs itself (search, fetch, code execution), billed beyond tokens.
+fn server_tool(api: ApiFamily, tool: &Value) -> Option<String> {
+    let obj = tool.as_object()?;
+    match api {
+        ApiFamily::Openai => {
+            let kind = obj.get("type").and_then(Value::as_str)?;
+            (!matches!(kind, "function" | "custom")).then(|| format!("the `{kind}` tool"))
+        }
+        ApiFamily::Anthropic => {
+            let kind = obj.get("type").and_then(Value::as_str)?;
+            let server = ["web_search", "web_fetch", "code_execution", "mcp"]
+                .iter()
+                .any(|p| kind.starts_with(p));
+            server.then(|| format!("the `{kind}` tool"))
+        }
+        ApiFamily::Gemini => obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "functionDeclarations" | "function_declarations"))
+            .map(|k| format!("the `{k}` tool")),
+    }
+}
+
+/// Keys that name content the provider loads by reference, anywhere in an object.
+fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
+    const KEYS: &[&str] = &[
+        "file_id",
+        "fileData",
+        "file_data",
+        "file_url",
+        "fileUri",
+        "file_uri",
+    ];
+    for (k, child) in o {
+        if KEYS.contains(&k.as_str()) && !child.is_null() {
+            return Some(format!("`{k}`"));
+        }
+        // Anthropic document and image sources fetched by URL or stored as files.
+        if k == "source"
+            && let Some(kind) = child.get("type").and_then(Value::as_str)
+            && matches!(kind, "url" | "file")
+        {
+            return Some(format!("a `{kind}` source"));
+        }
+        if let Some(found) = find_reference(child) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn find_reference(v: &Value) -> Option<String> {
+    // serde_json refuses input nested deeper than 128 levels, so this recursion is bounded.
+    match v {
+        Value::Object(o) => find_reference_in(o),
+        Value::Array(a) => a.iter().find_map(find_reference),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn i(_api: ApiFamily, op: Op, body: &str) -> Result<Inspection, ProxyError> {
+        inspect(op, Some("m"), Some("application/json"), body.as_bytes())
+    }
+
+    #[test]
+    fn leading_whitespace_and_duplicate_keys_are_one_parse() {
+        let x = i(
+            ApiFamily::Openai,
+            Op::OpenaiChat,
+            " \n{\"model\":\"gpt-4o-mini\",\"model\":\"gpt-4o\"}",
+        )
+        .unwrap();
+        // serde_json keeps the last; the forwarded body is this parse, so the upstream sees
+        // the same model.
+        assert_eq!(x.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(
+            serde_json::to_string(&x.json.unwrap()).unwrap(),
+            "{\"model\":\"gpt-4o\"}"
+        );
+    }
+
+    #[test]
+    fn bodies_till_cannot_check_are_refused() {
+        for body in [
+            "",
+            "not json",
+            "[{\"model\":\"gpt-4o\"}]",
+            "{\"model\":1}",
+            "{\"model\":\"\"}",
+            "{}",
+            "{\"messages\":[]}",
+            "{\"model\":\"m\",\"max_tokens\":-1}",
+            "{\"model\":\"m\",\"max_tokens\":1.5}",
+            "{\"model\":\"m\",\"max_tokens\":\"100\"}",
+            "{\"model\":\"m\",\"n\":0}",
+            "{\"model\":\"m\",\"n\":1000}",
+            "{\"model\":\"m\",\"stream\":\"yes\"}",
+            "{\"model\":\"m\"} trailing",
+            "{\"model\":\"\\ud800\"}",
+        ] {
+            assert!(
+                i(ApiFamily::Openai, Op::OpenaiChat, body).is_err(),
+                "{body:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn ceilings_take_the_largest_field_and_choices_multiply() {
+        let x = i(
+            ApiFamily::Openai,
+            Op::OpenaiChat,
+            "{\"model\":\"m\",\"max_tokens\":10,\"max_completion_tokens\":500,\"n\":3}",
+        )
+        .unwrap();
+        assert_eq!((x.ceiling, x.choices), (Some(500), 3));
+        let x = i(
+            ApiFamily::Openai,
+            Op::OpenaiCompletions,
+            "{\"model\":\"m\",\"max_tokens\":10,\"n\":2,\"best_of\":5}",
+        )
+        .unwrap();
+        assert_eq!((x.ceiling, x.choices), (Some(10), 5));
+        let x = i(
+            ApiFamily::Gemini,
+            Op::GeminiGenerate,
+            "{\"generationConfig\":{\"maxOutputTokens\":5,\"max_output_tokens\":900},\"generation_config\":{\"maxOutputTokens\":70,\"candidate_count\":4}}",
+        )
+        .unwrap();
+        assert_eq!((x.ceiling, x.choices), (Some(900), 4));
+        let x = i(ApiFamily::Openai, Op::OpenaiEmbeddings, "{\"model\":\"e\"}").unwrap();
+        assert!(!x.has_output());
+    }
+
+    #[test]
+    fn inserted_ceilings_land_where_each_api_reads_them() {
+        let cases: &[(Op, bool, &str, &str)] = &[
+            (Op::OpenaiChat, true, "{}", "{\"max_completion_tokens\":7}"),
+            (Op::OpenaiChat, false, "{}", "{\"max_tokens\":7}"),
+            (Op::OpenaiCompletions, true, "{}", "{\"max_tokens\":7}"),
+            (Op::OpenaiResponses, true, "{}", "{\"max_output_tokens\":7}"),
+            (Op::AnthropicMessages, true, "{}", "{\"max_tokens\":7}"),
+            (
+                Op::GeminiGenerate,
+                true,
+                "{}",
+                "{\"generationConfig\":{\"maxOutputTokens\":7}}",
+            ),
+            (
+                Op::GeminiGenerate,
+                true,
+                "{\"generation_config\":{\"temperature\":1}}",
+                "{\"generation_config\":{\"maxOutputTokens\":7,\"temperature\":1}}",
+            ),
+        ];
+        for (op, proper, body, want) in cases {
+            let mut map: Map<String, Value> = serde_json::from_str(body).unwrap();
+            insert_ceiling(*op, *proper, &mut map, 7);
+            assert_eq!(&serde_json::to_string(&map).unwrap(), want, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn references_and_server_tools_are_found() {
+        let found = |api, op, body: &str| {
+            let map: Map<String, Value> = serde_json::from_str(body).unwrap();
+            uncounted_input(api, op, &map)
+        };
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiResponses,
+                "{\"previous_response_id\":\"r\"}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiResponses,
+                "{\"prompt\":{\"id\":\"p\"}}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiCompletions,
+                "{\"prompt\":\"text\"}"
+            )
+            .is_none()
+        );
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiChat,
+                "{\"messages\":[{\"content\":[{\"type\":\"file\",\"file\":{\"file_id\":\"f\"}}]}]}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiResponses,
+                "{\"tools\":[{\"type\":\"web_search\"}]}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiResponses,
+                "{\"tools\":[{\"type\":\"function\",\"name\":\"f\"}]}"
+            )
+            .is_none()
+        );
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiChat,
+                "{\"service_tier\":\"priority\"}"
+            )
+            .is_some()
+        );
+        assert!(found(ApiFamily::Anthropic, Op::AnthropicMessages, "{\"messages\":[{\"content\":[{\"type\":\"document\",\"source\":{\"type\":\"url\",\"url\":\"u\"}}]}]}").is_some());
+        assert!(
+            found(
+                ApiFamily::Anthropic,
+                Op::AnthropicMessages,
+                "{\"tools\":[{\"type\":\"web_search_20250305\"}]}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Anthropic,
+                Op::AnthropicMessages,
+                "{\"tools\":[{\"name\":\"t\",\"input_schema\":{}}]}"
+            )
+            .is_none()
+        );
+        assert!(
+            found(
+                ApiFamily::Gemini,
+                Op::GeminiGenerate,
+                "{\"cachedContent\":\"c\"}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Gemini,
+                Op::GeminiGenerate,
+                "{\"tools\":[{\"googleSearch\":{}}]}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Gemini,
+                Op::GeminiGenerate,
+                "{\"contents\":[{\"parts\":[{\"fileData\":{\"fileUri\":\"u\"}}]}]}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Gemini,
+                Op::GeminiGenerate,
+                "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}"
+            )
+            .is_none()
+        );
+    }
+}
