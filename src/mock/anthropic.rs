@@ -210,7 +210,7 @@ fn messages(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
     if let Some(outcome) = fault {
         return outcome;
     }
-    let usage = input_usage(&body);
+    let usage = input_usage(&body).billed(&model, &body);
     let id = ctx.id("msg_");
     if !streaming {
         return json(

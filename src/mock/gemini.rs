@@ -194,7 +194,7 @@ fn generate(ctx: &Ctx<'_>, model: &str, streaming: bool) -> Outcome {
     if let Some(outcome) = fault {
         return outcome;
     }
-    let usage = input_usage(&body);
+    let usage = input_usage(&body).billed(model, &body);
     let response_id = ctx.id("");
     let response = |text: &str, done: bool, candidates: u64| {
         let mut candidate =

@@ -22,7 +22,9 @@
 //! `slow` paces streamed chunks [`MockOptions::chunk_delay`] apart; `cut` breaks a stream after
 //! two chunks (a JSON request gets its connection closed without an answer); `error500` answers
 //! 500 and `overloaded` 529 (Anthropic) or 503 (OpenAI, Gemini) in the family's error shape;
-//! `hang` never answers.
+//! `hang` never answers; `greedy` bills every output token the request allows
+//! ([`greedy_output`]: its largest ceiling times its choices, a million when it names none),
+//! as an upstream that always writes to the limit would.
 
 mod admin;
 mod anthropic;
@@ -46,6 +48,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+pub use router::{GREEDY_UNBOUNDED, greedy_output};
 pub use state::{KeyInfo, KeyStatus, RecordedRequest, ServiceAccount};
 
 use state::{EventLog, Ids, Keys, lock};

@@ -191,7 +191,8 @@ fn chat_usage(usage: Usage) -> Value {
 }
 
 fn chat(call: &Call<'_, '_>) -> Resp {
-    let usage = Usage::for_chars(call.body.get("messages").map_or(0, text_chars));
+    let usage = Usage::for_chars(call.body.get("messages").map_or(0, text_chars))
+        .billed(&call.model, &call.body);
     let id = call.ctx.id("chatcmpl-");
     let created = time_now();
     let model = call.model.as_str();
@@ -279,7 +280,7 @@ fn responses(call: &Call<'_, '_>) -> Resp {
     let body = &call.body;
     let chars =
         body.get("instructions").map_or(0, text_chars) + body.get("input").map_or(0, text_chars);
-    let usage = Usage::for_chars(chars);
+    let usage = Usage::for_chars(chars).billed(&call.model, body);
     let id = call.ctx.id("resp_");
     let msg_id = call.ctx.id("msg_");
     let created = time_now();

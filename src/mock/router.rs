@@ -276,9 +276,56 @@ impl Usage {
         }
     }
 
+    /// The usage a `greedy` model bills: every output token the request allows (its largest
+    /// ceiling in any family's spelling, times its largest choice count), or
+    /// [`GREEDY_UNBOUNDED`] when it names no ceiling. Other models bill as they are.
+    pub fn billed(self, model: &str, body: &Value) -> Self {
+        if !model.contains("greedy") {
+            return self;
+        }
+        Self {
+            output: greedy_output(body),
+            ..self
+        }
+    }
+
     pub fn total(self) -> u64 {
         self.input + self.output
     }
+}
+
+/// What a `greedy` model bills for a request that names no output ceiling: a runaway answer.
+pub const GREEDY_UNBOUNDED: u64 = 1_000_000;
+
+/// Every output token a request allows, as an upstream that always writes to the limit bills.
+pub fn greedy_output(body: &Value) -> u64 {
+    let num = |v: Option<&Value>| v.and_then(Value::as_u64);
+    let configs: Vec<&Value> = ["generationConfig", "generation_config"]
+        .iter()
+        .filter_map(|k| body.get(*k))
+        .collect();
+    let mut ceiling: Option<u64> = None;
+    let mut choices = 1u64;
+    for f in [
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "max_tokens_to_sample",
+    ] {
+        ceiling = ceiling.max(num(body.get(f)));
+    }
+    for f in ["n", "best_of"] {
+        choices = choices.max(num(body.get(f)).unwrap_or(1));
+    }
+    for c in configs {
+        for f in ["maxOutputTokens", "max_output_tokens"] {
+            ceiling = ceiling.max(num(c.get(f)));
+        }
+        for f in ["candidateCount", "candidate_count"] {
+            choices = choices.max(num(c.get(f)).unwrap_or(1));
+        }
+    }
+    ceiling.map_or(GREEDY_UNBOUNDED, |c| c.saturating_mul(choices))
 }
 
 /// The reply, piece by piece (one streamed chunk and one output token each).

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attack;
 mod cli;
 mod keychain;
 mod keys;

@@ -192,7 +192,10 @@ fn budget_holds_under_concurrency_from_four_processes() {
         );
         let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
         for r in results {
-            match r["status"].as_u64().unwrap_or_else(|| panic!("no status: {r}")) {
+            match r["status"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no status: {r}"))
+            {
                 200 => ok += 1,
                 429 => {
                     refused += 1;

@@ -1,0 +1,493 @@
+//! The proxy as an attacker meets it: every known way around a key's scope and budget, sent
+//! byte for byte through `till serve` to the mock provider. Each test asserts on what the mock
+//! received (nothing, or exactly the in-scope request), not only on what the client saw.
+
+use serde_json::Value;
+
+use crate::support::{ProxyEnv, raw_http};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn chat(model: &str) -> String {
+    format!("{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}")
+}
+
+/// A proxy, a key for `args`, and a sender that speaks with that key.
+struct Attack {
+    p: ProxyEnv,
+    serve: crate::support::Serve,
+    key: String,
+}
+
+impl Attack {
+    fn new(config: &str, args: &[&str]) -> Self {
+        let p = ProxyEnv::with_options(till::mock::MockOptions::default(), config);
+        let key = p.create_key(args);
+        let serve = p.serve();
+        // `till add` checked each root key with the mock; only what the proxy sends counts.
+        p.mock.clear_requests();
+        Self { p, serve, key }
+    }
+
+    fn send(&self, method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        let auth = format!("Bearer {}", self.key);
+        let mut headers = vec![("authorization", auth.as_str())];
+        headers.extend_from_slice(extra);
+        raw_http(&self.serve.url, method, path, &headers, body)
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.send("POST", path, &[JSON], body.as_bytes())
+    }
+
+    /// The bodies the mock received, parsed, in order.
+    fn upstream_bodies(&self) -> Vec<Value> {
+        self.p
+            .mock
+            .requests()
+            .iter()
+            .map(|r| r.json().unwrap_or(Value::Null))
+            .collect()
+    }
+
+    fn assert_upstream_saw_nothing(&self, what: &str) {
+        let seen = self.p.mock.requests();
+        assert!(seen.is_empty(), "{what}: the upstream received {seen:?}");
+    }
+}
+
+#[test]
+fn a_body_the_proxy_cannot_parse_never_reaches_the_upstream() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let bodies = [
+        // Leading whitespace used to skip the parse and with it every check.
+        format!(" {}", chat("gpt-4o")),
+        format!("\n\t{}", chat("gpt-4o")),
+        // A model that is not a string, a body that is not an object, trailing junk.
+        "{\"model\":[\"gpt-4o\"],\"messages\":[]}".to_string(),
+        format!("[{}]", chat("gpt-4o")),
+        format!("{} x", chat("gpt-4o-mini")),
+        "{\"messages\":[]}".to_string(),
+        // Non-integer ceilings that a laxer parser might read as large numbers.
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":\"99999\"}".to_string(),
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":1e9}".to_string(),
+    ];
+    for body in &bodies {
+        let (status, text) = a.post("/openai/v1/chat/completions", body);
+        assert!((400..500).contains(&status), "{body:?} → {status} {text}");
+    }
+    a.assert_upstream_saw_nothing("unparseable bodies");
+
+    // Leading whitespace on an in-scope body is fine: it is parsed like any other.
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        &format!("  {}", chat("gpt-4o-mini")),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.upstream_bodies()[0]["model"], "gpt-4o-mini");
+}
+
+#[test]
+fn duplicate_keys_are_decided_and_forwarded_as_one_parse() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let (status, _) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gpt-4o-mini\",\"model\":\"gpt-4o\",\"messages\":[]}",
+    );
+    assert_eq!(status, 403);
+    a.assert_upstream_saw_nothing("duplicate model, last out of scope");
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gpt-4o\",\"model\":\"gpt-4o-mini\",\"messages\":[]}",
+    );
+    assert_eq!(status, 200, "{text}");
+    let seen = a.p.mock.requests();
+    let body = seen[0].body.as_deref().unwrap();
+    assert_eq!(body.matches("\"model\"").count(), 1, "{body}");
+    assert!(body.contains("\"gpt-4o-mini\""), "{body}");
+}
+
+#[test]
+fn compressed_and_multipart_bodies_are_refused_to_a_scoped_key() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions",
+        &[JSON, ("content-encoding", "gzip")],
+        b"\x1f\x8b\x08\x00garbage",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("till_encoding"), "{text}");
+    let multipart =
+        "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b--\r\n";
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/audio/transcriptions",
+        &[("content-type", "multipart/form-data; boundary=b")],
+        multipart.as_bytes(),
+    );
+    assert_eq!(status, 403, "{text}");
+    a.assert_upstream_saw_nothing("gzip and multipart");
+}
+
+#[test]
+fn path_tricks_reach_nothing_outside_the_scope() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--scope",
+            "gemini/gemini-2.0-flash",
+        ],
+    );
+    let body = chat("gpt-4o-mini");
+    for path in [
+        "/openai/v1/chat/../files",
+        "/openai/v1/chat/%2e%2e/files",
+        "/openai/v1/chat/%2E%2E/organization/users",
+        "/openai/v1/chat/.%2e/fine_tuning/jobs",
+        "/openai/v1/./files",
+        "/openai/v1/%2e/files",
+        "/openai/v1/chat%2f..%2ffiles",
+        "/openai/v1/chat%5c..%5cfiles",
+        "/openai//v1/files",
+        "/openai/v1/chat/completions/../../files",
+        "/openai/v1/chat/%252e%252e/files",
+        "/openai/files/v1/chat/completions",
+        "/openai/v1/files/v1/chat/completions",
+        "/openai/../anthropic/v1/messages",
+    ] {
+        let (status, text) = a.post(path, &body);
+        assert!((400..500).contains(&status), "{path} → {status} {text}");
+    }
+    for path in [
+        "/gemini/v1beta/models/gemini-2.0-flash/../gemini-2.5-pro:generateContent",
+        "/gemini/v1beta/models/gemini-2.0-flash/%2e%2e/gemini-2.5-pro:generateContent",
+        "/gemini/v1beta/models/gemini-2.0-flash%2f..%2fgemini-2.5-pro:generateContent",
+        "/gemini/v1beta/models/gemini-2.5-pro:generateContent",
+    ] {
+        let (status, text) = a.send(
+            "POST",
+            path,
+            &[JSON, ("x-goog-api-key", a.key.as_str())],
+            b"{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}",
+        );
+        assert!((400..500).contains(&status), "{path} → {status} {text}");
+    }
+    a.assert_upstream_saw_nothing("path tricks");
+
+    // The plain path still works, and reaches the upstream as exactly that path.
+    let (status, text) = a.post("/openai/v1/%63hat/completions", &body);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.p.mock.requests()[0].path, "/v1/chat/completions");
+}
+
+#[test]
+fn method_overrides_and_system_parameters_are_refused() {
+    let a = Attack::new(
+        "",
+        &["--scope", "gemini", "--endpoints", "inference,models"],
+    );
+    let (status, _) = a.send(
+        "GET",
+        "/gemini/v1beta/models/gemini-2.0-flash",
+        &[("x-http-method-override", "DELETE")],
+        b"",
+    );
+    assert_eq!(status, 400);
+    let (status, _) = a.send(
+        "GET",
+        "/gemini/v1beta/models/gemini-2.0-flash?$httpMethod=DELETE",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 400);
+    a.assert_upstream_saw_nothing("method overrides");
+}
+
+#[test]
+fn max_output_tokens_holds_in_every_family_and_spelling() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai",
+            "--scope",
+            "anthropic",
+            "--scope",
+            "gemini",
+            "--max-output-tokens",
+            "50",
+        ],
+    );
+    // Ceilings above the cap, in any field or spelling, are refused.
+    let over: &[(&str, &str)] = &[
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":10,\"max_completion_tokens\":1000}",
+        ),
+        (
+            "/openai/v1/completions",
+            "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":\"x\",\"max_tokens\":1000}",
+        ),
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":\"x\",\"max_output_tokens\":1000}",
+        ),
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":1000,\"messages\":[]}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"generationConfig\":{\"maxOutputTokens\":10},\"generation_config\":{\"max_output_tokens\":1000}}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"generation_config\":{\"maxOutputTokens\":1000}}",
+        ),
+    ];
+    for (path, body) in over {
+        let (status, text) = a.post(path, body);
+        assert_eq!(status, 403, "{path} {body} → {text}");
+    }
+    a.assert_upstream_saw_nothing("ceilings over the cap");
+
+    // Requests that name no ceiling get the cap inserted where each API reads it.
+    let under: &[(&str, &str, &str)] = &[
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[]}",
+            "/max_completion_tokens",
+        ),
+        (
+            "/openai/v1/completions",
+            "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":\"x\"}",
+            "/max_tokens",
+        ),
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":\"x\"}",
+            "/max_output_tokens",
+        ),
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+            "/max_tokens",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[{\"parts\":[{\"text\":\"x\"}]}]}",
+            "/generationConfig/maxOutputTokens",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+            "{\"contents\":[],\"generation_config\":{\"temperature\":1}}",
+            "/generation_config/maxOutputTokens",
+        ),
+    ];
+    for (path, body, _) in under {
+        a.post(path, body);
+    }
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), under.len(), "{seen:?}");
+    for (r, (path, _, field)) in seen.iter().zip(under) {
+        let v = r.json().unwrap();
+        assert_eq!(v.pointer(field), Some(&Value::from(50)), "{path}: {v}");
+    }
+}
+
+#[test]
+fn choices_multiply_the_reservation() {
+    let a = Attack::new(
+        "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",
+        &["--scope", "openai/greedy-model", "--budget", "0.01usd"],
+    );
+    // 10 output tokens × 128 choices at $0.001 a token is $1.28: far past a $0.01 budget.
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"greedy-model\",\"max_tokens\":5,\"n\":128,\"messages\":[]}",
+    );
+    assert_eq!(status, 429, "{text}");
+    let (status, _) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"greedy-model\",\"max_tokens\":2,\"n\":999,\"messages\":[]}",
+    );
+    assert_eq!(status, 400);
+    a.assert_upstream_saw_nothing("n past the budget");
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"greedy-model\",\"max_tokens\":2,\"n\":3,\"messages\":[]}",
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+#[test]
+fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
+    let a = Attack::new(
+        "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",
+        &["--scope", "openai/greedy-model", "--budget", "0.01usd"],
+    );
+    // No ceiling named: $0.01 at $0.001 a token pays for under 10 output tokens.
+    let (status, text) = a.post("/openai/v1/chat/completions", &chat("greedy-model"));
+    assert_eq!(status, 200, "{text}");
+    let v = &a.upstream_bodies()[0];
+    let ceiling = v["max_completion_tokens"]
+        .as_u64()
+        .expect("a ceiling was inserted");
+    assert!((1..10).contains(&ceiling), "{v}");
+}
+
+#[test]
+fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai",
+            "--scope",
+            "anthropic",
+            "--scope",
+            "gemini",
+            "--budget",
+            "1usd",
+        ],
+    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":\"x\",\"previous_response_id\":\"resp_1\"}",
+        ),
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":\"x\",\"tools\":[{\"type\":\"web_search\"}]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"service_tier\":\"priority\",\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"file\",\"file\":{\"file_id\":\"file-1\"}}]}]}",
+        ),
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"document\",\"source\":{\"type\":\"url\",\"url\":\"https://example.com/a.pdf\"}}]}]}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"cachedContent\":\"cachedContents/1\",\"contents\":[]}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"tools\":[{\"googleSearch\":{}}]}",
+        ),
+    ];
+    for (path, body) in cases {
+        let (status, text) = a.post(path, body);
+        assert_eq!(status, 403, "{path} {body} → {text}");
+        assert!(text.contains("read or bill more"), "{text}");
+    }
+    a.assert_upstream_saw_nothing("uncounted input");
+}
+
+/// What the `greedy` mock bills for one forwarded request, in micro-dollars: every output
+/// token it allows at the output price, and its body's bytes at the input price (more than the
+/// mock's own count of input tokens).
+fn upstream_bill_micros(r: &till::mock::RecordedRequest, input: f64, output: f64) -> f64 {
+    let body = r.json().unwrap_or(Value::Null);
+    let out = till::mock::greedy_output(&body);
+    assert!(
+        out < till::mock::GREEDY_UNBOUNDED,
+        "a request with no output ceiling reached the upstream: {body}"
+    );
+    r.body_len as f64 * input + out as f64 * output
+}
+
+#[test]
+fn a_one_cent_key_spends_at_most_one_cent_from_two_proxies_at_once() {
+    let prices = "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n\
+        [prices.\"anthropic/greedy-claude\"]\ninput = 0.001\noutput = 1000.0\n\
+        [prices.\"gemini/greedy-gemini\"]\ninput = 0.001\noutput = 1000.0\n";
+    let p = ProxyEnv::with_options(till::mock::MockOptions::default(), prices);
+    let key = p.create_key(&[
+        "--name",
+        "cent",
+        "--scope",
+        "openai/greedy-model",
+        "--scope",
+        "anthropic/greedy-claude",
+        "--scope",
+        "gemini/greedy-gemini",
+        "--budget",
+        "0.01usd",
+    ]);
+    let serves = [p.serve(), p.serve()];
+    p.mock.clear_requests();
+    // Every request shape that names its ceiling another way, or none, or many choices.
+    let shapes: Vec<(&str, String)> = vec![
+        ("/openai/v1/chat/completions", chat("greedy-model")),
+        ("/openai/v1/chat/completions", format!(" {}", chat("greedy-model"))),
+        ("/openai/v1/chat/completions", "{\"model\":\"greedy-model\",\"max_tokens\":1,\"max_completion_tokens\":3,\"messages\":[]}".into()),
+        ("/openai/v1/chat/completions", "{\"model\":\"greedy-model\",\"max_tokens\":1,\"n\":4,\"messages\":[]}".into()),
+        ("/openai/v1/chat/completions", "{\"model\":\"greedy-model\",\"stream\":true,\"messages\":[]}".into()),
+        ("/openai/v1/responses", "{\"model\":\"greedy-model\",\"input\":\"hi\"}".into()),
+        ("/anthropic/v1/messages", "{\"model\":\"greedy-claude\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}".into()),
+        ("/anthropic/v1/messages", "{\"model\":\"greedy-claude\",\"max_tokens\":2,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}".into()),
+        ("/gemini/v1beta/models/greedy-gemini:generateContent", "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}".into()),
+        ("/gemini/v1beta/models/greedy-gemini:generateContent", "{\"contents\":[],\"generation_config\":{\"candidate_count\":2,\"max_output_tokens\":2}}".into()),
+        ("/gemini/v1beta/models/greedy-gemini:streamGenerateContent?alt=sse", "{\"contents\":[],\"generationConfig\":{\"maxOutputTokens\":1}}".into()),
+    ];
+    let ok = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (serves, shapes, key, ok) = (&serves, &shapes, &key, &ok);
+            s.spawn(move || {
+                for round in 0..6 {
+                    let (path, body) = &shapes[(t + round) % shapes.len()];
+                    let auth = format!("Bearer {key}");
+                    let (status, text) = raw_http(
+                        &serves[t % 2].url,
+                        "POST",
+                        path,
+                        &[
+                            JSON,
+                            ("authorization", &auth),
+                            ("x-goog-api-key", key),
+                            ("x-api-key", key),
+                        ],
+                        body.as_bytes(),
+                    );
+                    assert!(
+                        matches!(status, 200 | 429),
+                        "{path} {body} → {status} {text}"
+                    );
+                    if status == 200 {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let seen = p.mock.requests();
+    let billed: f64 = seen
+        .iter()
+        .map(|r| upstream_bill_micros(r, 0.001, 1000.0))
+        .sum();
+    assert!(
+        billed <= 10_000.0 + 1.0,
+        "the upstream billed ${:.6} for a $0.01 key ({} requests got through)",
+        billed / 1e6,
+        seen.len()
+    );
+    assert!(
+        ok.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "nothing got through"
+    );
+    assert!(
+        billed > 1_000.0,
+        "the budget refused nearly everything (${:.6})",
+        billed / 1e6
+    );
+}
