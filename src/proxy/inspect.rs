@@ -82,6 +82,10 @@ pub fn inspect(
     let Value::Object(map) = v else {
         return Err(bad("the request body must be a JSON object"));
     };
+    check_field_names(&map, TOP_FIELDS)?;
+    for config in gemini_configs(&map)? {
+        check_field_names(config, &[GEMINI_CEILING, GEMINI_CHOICES].concat())?;
+    }
     let model = match map.get("model") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -166,6 +170,42 @@ fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(),
         if !ok {
             return Err(bad(format!(
                 "a request inside this body names model {m}, not the path's `{path_model}`; till checks one model per request"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every top-level field till reads, in every API's spelling.
+const TOP_FIELDS: &[&str] = &[
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "max_tokens_to_sample",
+    "n",
+    "best_of",
+    "generationConfig",
+    "generation_config",
+];
+
+/// Refuses field names that another parser could read as one till reads although till does
+/// not: the same name in other letter case (Go's `encoding/json` matches names
+/// case-insensitively) or with control characters (a C parser stops at NUL).
+fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), ProxyError> {
+    for k in map.keys() {
+        if k.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "the field name {k:?} has a control character; till refuses names other parsers could read differently"
+            )));
+        }
+        if let Some(f) = read.iter().find(|f| f.eq_ignore_ascii_case(k))
+            && *f != k
+        {
+            return Err(bad(format!(
+                "the field `{k}` differs from `{f}` only in letter case; till refuses names other parsers could read differently"
             )));
         }
     }
@@ -414,6 +454,9 @@ mod tests {
             "{\"model\":\"m\",\"stream\":\"yes\"}",
             "{\"model\":\"m\"} trailing",
             "{\"model\":\"\\ud800\"}",
+            "{\"Model\":\"gpt-4o\",\"model\":\"m\"}",
+            "{\"model\\u0000\":\"gpt-4o\",\"model\":\"m\"}",
+            "{\"MAX_TOKENS\":9999,\"model\":\"m\"}",
         ] {
             assert!(
                 i(ApiFamily::Openai, Op::OpenaiChat, body).is_err(),

@@ -491,3 +491,169 @@ fn a_one_cent_key_spends_at_most_one_cent_from_two_proxies_at_once() {
         billed / 1e6
     );
 }
+
+/// One way to bend a request that is in scope.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Put a path piece before segment `at`.
+    Insert(usize, &'static str),
+    /// Replace segment `at`.
+    Replace(usize, &'static str),
+    /// Put text before the body.
+    Prefix(&'static str),
+    /// Put text at the end of the body.
+    Suffix(&'static str),
+    /// Add a field to the body (text spliced in after the opening brace).
+    Field(&'static str),
+    /// Use another method.
+    Method(&'static str),
+}
+
+fn mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
+    use proptest::prelude::*;
+    let piece = prop::sample::select(vec![
+        "..",
+        ".",
+        "%2e%2e",
+        "%2E.",
+        ".%2e",
+        "%2e",
+        "%2f",
+        "%2F..%2F",
+        "%5c",
+        "\\",
+        "",
+        "%252e%252e",
+        "files",
+        "organization",
+        "fine_tuning",
+        "v1",
+        "models",
+        "chat",
+        "completions",
+        "responses",
+        "batches",
+        "%00",
+        "%3f",
+        ";",
+        "gpt-4o",
+        "..;",
+        "%c0%ae",
+        "%u002e",
+    ]);
+    let text = prop::sample::select(vec![
+        " ",
+        "\n",
+        "\u{feff}",
+        "\t\r\n",
+        "x",
+        "}",
+        "{",
+        ",\"model\":\"gpt-4o\"}",
+        "//",
+        "\0",
+    ]);
+    let field = prop::sample::select(vec![
+        "\"model\":\"gpt-4o\",",
+        "\"max_tokens\":\"1000\",",
+        "\"max_tokens\":1e6,",
+        "\"n\":0,",
+        "\"n\":10,",
+        "\"stream\":1,",
+        "\"model\":null,",
+        "\"Model\":\"gpt-4o\",",
+        "\"model\\u0000\":\"gpt-4o\",",
+        "\"mod\\u0065l\":\"gpt-4o\",",
+        "\"max_completion_tokens\":null,",
+    ]);
+    let method = prop::sample::select(vec!["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]);
+    prop_oneof![
+        (0..5usize, piece.clone()).prop_map(|(a, p)| Mutation::Insert(a, p)),
+        (0..5usize, piece).prop_map(|(a, p)| Mutation::Replace(a, p)),
+        text.clone().prop_map(Mutation::Prefix),
+        text.prop_map(Mutation::Suffix),
+        field.prop_map(Mutation::Field),
+        method.prop_map(Mutation::Method),
+    ]
+}
+
+/// Applies mutations to the in-scope request `POST /openai/v1/chat/completions`.
+fn mutate(mutations: &[Mutation]) -> (String, String, String) {
+    let mut segments: Vec<String> = ["openai", "v1", "chat", "completions"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut body = chat("gpt-4o-mini");
+    let mut method = "POST".to_string();
+    for m in mutations {
+        match m {
+            Mutation::Insert(at, p) => {
+                let at = (*at).clamp(1, segments.len());
+                segments.insert(at, p.to_string());
+            }
+            Mutation::Replace(at, p) => {
+                let at = (*at).clamp(1, segments.len() - 1);
+                segments[at] = p.to_string();
+            }
+            Mutation::Prefix(t) => body.insert_str(0, t),
+            Mutation::Suffix(t) => body.push_str(t),
+            Mutation::Field(f) => {
+                if let Some(i) = body.find('{') {
+                    body.insert_str(i + 1, f);
+                }
+            }
+            Mutation::Method(m) => method = m.to_string(),
+        }
+    }
+    (method, format!("/{}", segments.join("/")), body)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        // Each case is a real HTTP exchange through `till serve`; CI's PROPTEST_CASES is for
+        // the pure property tests.
+        cases: 256,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever an agent does to an in-scope request, it is refused, or the upstream receives
+    /// an inference call to the one model the key allows, on a path the proxy classified as
+    /// that, with one `model` field and an output ceiling.
+    #[test]
+    fn mutated_requests_are_refused_or_reach_the_upstream_in_scope(
+        mutations in proptest::collection::vec(mutation(), 1..4)
+    ) {
+        thread_local! {
+            static ATTACK: Attack = Attack::new("", &[
+                "--scope", "openai/gpt-4o-mini", "--max-output-tokens", "64",
+            ]);
+        }
+        let (method, path, body) = mutate(&mutations);
+        ATTACK.with(|a| {
+            a.p.mock.clear_requests();
+            let (status, text) = a.send(&method, &path, &[JSON], body.as_bytes());
+            let seen = a.p.mock.requests();
+            if status == 200 {
+                assert_eq!(seen.len(), 1, "{method} {path} {body:?} → 200 {text}");
+            }
+            for r in &seen {
+                let what = format!("{method} {path} {body:?} reached the upstream as {r:?}");
+                assert_eq!(r.method, "POST", "{what}");
+                assert!(
+                    ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/moderations"]
+                        .contains(&r.path.as_str()),
+                    "{what}"
+                );
+                let text = r.body.as_deref().unwrap_or("");
+                // One field another parser could take for the model: no `Model`, no `model\u0000`.
+                assert_eq!(text.to_ascii_lowercase().matches("\"model").count(), 1, "{what}");
+                let v = r.json().expect("the upstream got JSON");
+                assert_eq!(v["model"], "gpt-4o-mini", "{what}");
+                let ceiling = v["max_completion_tokens"].as_u64().or(v["max_tokens"].as_u64());
+                assert!(ceiling.is_some_and(|c| c <= 64), "{what}");
+                assert!(!text.contains("till_"), "{what}");
+            }
+        });
+    }
+}
