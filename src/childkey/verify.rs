@@ -72,10 +72,21 @@ impl Grant {
             .any(|l| matches!(l.limit, Limit::BudgetUsd(_) | Limit::BudgetTokens(_)))
     }
 
+    /// The smallest tokens-per-minute limit of any level.
+    pub fn tpm(&self) -> Option<u64> {
+        self.limits
+            .iter()
+            .filter_map(|l| match l.limit {
+                Limit::Tpm(n) => Some(n),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Whether any level counts tokens: a budget, or a rate in tokens per minute. Such a key
     /// needs every request to carry an output ceiling.
     pub fn counts_tokens(&self) -> bool {
-        self.has_budget() || self.limits.iter().any(|l| matches!(l.limit, Limit::Tpm(_)))
+        self.has_budget() || self.tpm().is_some()
     }
 }
 

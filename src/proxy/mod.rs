@@ -417,6 +417,10 @@ async fn authorize_and_forward(
                     .await?,
                 );
             }
+            // Within the key's tokens per minute, so the request can ever be admitted.
+            if let Some(tpm) = grant.tpm() {
+                c = c.min((tpm.saturating_sub(prompt_tokens) / choices).max(1));
+            }
             if grant.counts_tokens() || grant.cap_output_tokens.is_some() {
                 insert = Some(c);
             }

@@ -657,3 +657,14 @@ proptest::proptest! {
         });
     }
 }
+
+#[test]
+fn a_tpm_key_gets_a_ceiling_within_its_rate() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini", "--tpm", "1000"]);
+    let body = chat("gpt-4o-mini");
+    let (status, text) = a.post("/openai/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{text}");
+    let v = &a.upstream_bodies()[0];
+    let ceiling = v["max_completion_tokens"].as_u64().expect("a ceiling was inserted");
+    assert!(ceiling + body.len() as u64 <= 1000, "{v}");
+}
