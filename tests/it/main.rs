@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod keychain;
 mod keys;
+mod lifecycle;
 mod proxy;
 mod rotate;
 mod run;
