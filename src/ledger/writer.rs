@@ -39,7 +39,9 @@ pub struct RequestRow {
     pub latency_ms: f64,
     pub ttfb_ms: Option<f64>,
     pub denial: Option<String>,
-    /// `complete`, `cut` (the upstream broke off), `abandoned` (the client left), `denied`.
+    /// `complete`, `cut` (the upstream broke off), `abandoned` (the client left), `denied`,
+    /// `interrupted` (the proxy stopped after its shutdown grace), `lost` (the proxy died; the
+    /// row was written by the till that settled its reservation).
     pub outcome: Option<String>,
     /// Short bindings of every level of the key, space-separated.
     pub lineage: Option<String>,
