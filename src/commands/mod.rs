@@ -53,6 +53,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|e| {
+        if let Some(u) = e.downcast_ref::<UserError>() {
+            return Some(u.hint.clone());
+        }
+        e.downcast_ref::<crate::secrets::StoreError>()
+            .map(crate::secrets::StoreError::hint)
+    })?
+}
+
 /// What most commands need: where files are, the config, and the provider table.
 pub struct Ctx {
     pub paths: Paths,

@@ -18,10 +18,11 @@ use serde::Serialize;
 use super::body::Finished;
 use super::errors::ProxyError;
 use super::limits::{RateDenial, RateLimits, RateRule};
-use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, MintKey, Token, Verified};
+use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, Token, Verified};
 use crate::ledger::Ledger;
 use crate::ledger::counters::{Hold, LevelCharge, Refusal, Reservation};
 use crate::ledger::writer::WriterHandle;
+pub use crate::mint::MintEntry;
 use crate::providers::Providers;
 use crate::secrets::SecretStore;
 
@@ -215,12 +216,6 @@ impl RequestRecord {
             session: session.map(str::to_string),
         }
     }
-}
-
-/// A mint key and, once retired, the end of its grace period.
-pub struct MintEntry {
-    pub key: MintKey,
-    pub valid_until: Option<u64>,
 }
 
 struct RootKey {
