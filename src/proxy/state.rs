@@ -407,21 +407,20 @@ impl State {
     }
 
     /// Whether the `Host` header names this proxy (loopback names only on a loopback bind).
+    ///
+    /// A page in a browser can make requests to a loopback port under a name it controls
+    /// (DNS rebinding); refusing every `Host` that is not a loopback literal or `localhost`
+    /// stops that. A request without `Host` (HTTP/1.0) cannot be rebound and is answered.
     pub fn host_allowed(&self, headers: &HeaderMap) -> bool {
         if !self.options.loopback {
             return true;
         }
-        let Some(host) = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-        else {
-            return true;
+        let mut hosts = headers.get_all(http::header::HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
+            // None at all is fine; two are ambiguous.
+            return headers.get(http::header::HOST).is_none();
         };
-        let name = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.split(':').next().unwrap_or(""),
-        };
-        matches!(name, "127.0.0.1" | "localhost" | "::1") || name.starts_with("127.")
+        host.to_str().is_ok_and(is_loopback_host)
     }
 
     /// The mint key that signed `token` (loading one created by another till process if
@@ -577,6 +576,42 @@ impl State {
     }
 }
 
+/// Whether a `Host` value names this machine's loopback: `localhost` (any case, optionally
+/// with a trailing dot), an IPv4 address in 127.0.0.0/8, or `[::1]`, each with an optional
+/// numeric port. Names are compared whole, so `127.evil.com` and `localhost.evil.com` are not
+/// loopback.
+fn is_loopback_host(host: &str) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let port_ok = |port: Option<&str>| {
+        port.is_none_or(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+        })
+    };
+    if let Some(v6) = host.strip_prefix('[') {
+        let Some((addr, rest)) = v6.split_once(']') else {
+            return false;
+        };
+        let port = match rest {
+            "" => None,
+            _ => match rest.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        return port_ok(port) && addr.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    if !port_ok(port) {
+        return false;
+    }
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    bare.eq_ignore_ascii_case("localhost")
+        || name.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
 fn refresh(w: &mut Watched) -> anyhow::Result<()> {
     // Runs on every request: a cached statement skips SQLite's parser each time.
     let version: i64 = w
@@ -693,5 +728,58 @@ fn refusal_error(r: &Refusal) -> ProxyError {
                 "this key may make {max} requests and has made them all; widen it with `--max-requests N`"
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_accepted() {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "localhost",
+            "LocalHost:443",
+            "localhost.",
+            "localhost.:65535",
+            "[::1]",
+            "[::1]:9000",
+            "[0:0:0:0:0:0:0:1]:80",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+    }
+
+    /// Regression: `127.evil.com` passed because any name starting with `127.` did, and
+    /// `[::1]evil` because only the part inside the brackets was looked at.
+    #[test]
+    fn names_that_only_look_like_loopback_are_refused() {
+        for host in [
+            "127.evil.com",
+            "127.0.0.1.evil.com",
+            "localhost.evil.com",
+            "evil-localhost",
+            "localhost..",
+            "[::1]evil",
+            "[::1]:80x",
+            "[::1",
+            "::1",
+            "127.0.0.1:80@evil",
+            "127.0.0.1:",
+            "127.0.0.1:99999",
+            "127.0.0.1:+80",
+            "127.0.0.1.",
+            "127.1",
+            "0x7f.0.0.1",
+            "10.0.0.1",
+            "[::2]",
+            "",
+            "localhost:80:80",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

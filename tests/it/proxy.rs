@@ -344,3 +344,50 @@ fn upstream_errors_pass_through_in_shape() {
     assert_eq!(v["status"], 500, "{v}");
     assert!(v["body"]["error"].is_object(), "{v}");
 }
+
+/// Sends one chat completion to `till serve` at `url` over a raw socket, with `host` as the
+/// `Host` header, and returns the status code.
+fn post_with_host(url: &str, host: &str, key: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"))
+}
+
+/// Regression: `Host: 127.evil.com` (and other names that merely start like a loopback
+/// address) was answered, which let a DNS-rebinding page drive the proxy.
+#[test]
+fn foreign_host_names_never_reach_the_upstream() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    // `till add` checked each root key with the mock; only what follows counts.
+    p.mock.clear_requests();
+    for host in [
+        "127.evil.com",
+        "127.0.0.1.evil.com",
+        "localhost.evil.com",
+        "[::1]evil",
+        "127.0.0.1:80@evil",
+    ] {
+        assert_eq!(post_with_host(&serve.url, host, &key), 421, "{host}");
+    }
+    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+    // The same request addressed to the proxy's own name goes through.
+    let own = serve.url.trim_start_matches("http://").to_string();
+    assert_eq!(post_with_host(&serve.url, &own, &key), 200);
+    assert_eq!(p.mock.requests().len(), 1);
+}
