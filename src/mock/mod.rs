@@ -22,7 +22,8 @@
 //! `slow` paces streamed chunks [`MockOptions::chunk_delay`] apart; `cut` breaks a stream after
 //! two chunks (a JSON request gets its connection closed without an answer); `error500` answers
 //! 500 and `overloaded` 529 (Anthropic) or 503 (OpenAI, Gemini) in the family's error shape;
-//! `hang` never answers.
+//! `hang` never answers; `endless` answers a streaming request with one `data:` line that never
+//! ends, [`ENDLESS_BYTES`] long (a JSON request is answered normally).
 
 mod admin;
 mod anthropic;
@@ -64,6 +65,9 @@ pub const REPLY_TEXT: &str = "Hello from the mock.";
 
 /// [`REPLY_TEXT`] as streamed: one chunk per piece.
 pub const REPLY_PIECES: [&str; 5] = ["Hello", " from", " the", " mock", "."];
+
+/// How much an `endless` stream sends before it closes (it never sends a blank line).
+pub const ENDLESS_BYTES: usize = 64 << 20;
 
 /// Output tokens of every answer: one per piece.
 pub const OUTPUT_TOKENS: u64 = REPLY_PIECES.len() as u64;
