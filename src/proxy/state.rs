@@ -143,7 +143,7 @@ impl RequestRecord {
             let price = self
                 .model
                 .as_deref()
-                .and_then(|m| state.prices.get(&self.provider, m));
+                .and_then(|m| state.price(&self.provider, m));
             if let Some(price) = price {
                 self.cost_micros = price.cost_micros(&usage);
                 stats
@@ -285,6 +285,20 @@ impl State {
         &self.prices
     }
 
+    /// The price a request for `provider/model` is charged at; a model the table does not
+    /// list costs the provider's highest price, which is announced once per model.
+    pub fn price(&self, provider: &str, model: &str) -> Option<crate::pricing::Price> {
+        if model.is_empty() {
+            return None;
+        }
+        let priced = self.prices.lookup(provider, model)?;
+        if priced.source == crate::pricing::PriceSource::ProviderMax {
+            self.alerts
+                .unlisted_price(self, provider, model, &priced.price);
+        }
+        Some(priced.price)
+    }
+
     /// Records every finished request, settles budgets and stores alert events through
     /// `writer`; `counters` is a ledger connection for budget reservations.
     #[must_use]
@@ -348,7 +362,7 @@ impl State {
         let tokens = prompt_tokens + max_output;
         let micros = if levels.iter().any(|l| l.budget_micros.is_some()) {
             let model = model.unwrap_or("");
-            match self.prices.get(provider, model) {
+            match self.price(provider, model) {
                 Some(price) => price.reserve_micros(prompt_tokens, max_output),
                 None if model.is_empty() => 0,
                 None => {

@@ -345,26 +345,11 @@ fn upstream_errors_pass_through_in_shape() {
     assert!(v["body"]["error"].is_object(), "{v}");
 }
 
-/// Sends one chat completion to `till serve` at `url` over a raw socket, with `host` as the
-/// `Host` header, and returns the status code.
+/// Sends one chat completion to `till serve` at `url` with `host` as the `Host` header, and
+/// returns the status code.
 fn post_with_host(url: &str, host: &str, key: &str) -> u16 {
-    use std::io::{Read as _, Write as _};
-    let addr = url.trim_start_matches("http://");
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {answer:?}"))
+    crate::support::raw_post(url, host, "/openai/v1/chat/completions", key, body).0
 }
 
 /// Regression: `Host: 127.evil.com` (and other names that merely start like a loopback
