@@ -143,10 +143,20 @@ const MIGRATIONS: &[&str] = &[
         BEGIN UPDATE watch_generation SET n = n + 1; END;
     CREATE TRIGGER mint_keys_del AFTER DELETE ON mint_keys
         BEGIN UPDATE watch_generation SET n = n + 1; END;",
+    // 6: per-minute rate windows per key level (`rates`): the amount admitted in each second.
+    "CREATE TABLE rate_windows (
+        binding      TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        sec          INTEGER NOT NULL,
+        amount       INTEGER NOT NULL,
+        PRIMARY KEY (binding, kind, sec)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX rate_windows_sec ON rate_windows(sec);",
 ];
 
 pub mod counters;
 pub mod query;
+pub mod rates;
 pub mod writer;
 
 /// An open ledger connection.

@@ -286,7 +286,9 @@ async fn authorize_and_forward(
         .max_output_tokens
         .or(grant.cap_output_tokens)
         .unwrap_or(0);
-    state.admit(&grant, facts.prompt_tokens_estimate + output_ceiling)?;
+    state
+        .admit(&grant, facts.prompt_tokens_estimate + output_ceiling)
+        .await?;
 
     // Budgets and request ceilings, reserved across every till process sharing the key.
     let budget_output = facts

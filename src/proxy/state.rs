@@ -21,6 +21,7 @@ use super::limits::{RateDenial, RateLimits, RateRule};
 use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, MintKey, Token, Verified};
 use crate::ledger::Ledger;
 use crate::ledger::counters::{LevelCharge, Refusal, Reservation};
+use crate::ledger::rates::{RateCharge, RateKind};
 use crate::ledger::writer::WriterHandle;
 use crate::providers::Providers;
 use crate::secrets::SecretStore;
@@ -506,8 +507,10 @@ impl State {
             .any(|b| w.revoked.contains(b))
     }
 
-    /// Applies the key's per-minute limits.
-    pub fn admit(&self, grant: &Grant, tokens: u64) -> Result<(), ProxyError> {
+    /// Applies the key's per-minute limits, in the ledger (shared with every till process)
+    /// when this proxy has a ledger connection, else in memory. Keys without an rpm or tpm
+    /// caveat cost nothing here.
+    pub async fn admit(self: &Arc<Self>, grant: &Grant, tokens: u64) -> Result<(), ProxyError> {
         let mut rules = Vec::new();
         for l in &grant.limits {
             match l.limit {
@@ -524,7 +527,46 @@ impl State {
                 _ => {}
             }
         }
-        self.limits.admit(&rules, tokens).map_err(|d| match d {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let verdict = if self.counters.is_some() {
+            let charges: Vec<RateCharge> = rules
+                .iter()
+                .map(|r| RateCharge {
+                    binding: r.binding.to_string(),
+                    kind: if r.tokens {
+                        RateKind::Tokens
+                    } else {
+                        RateKind::Requests
+                    },
+                    limit: r.limit,
+                })
+                .collect();
+            let this = Arc::clone(self);
+            let outcome = tokio::task::spawn_blocking(move || {
+                let counters = this.counters.as_ref()?;
+                let mut ledger = counters.lock().unwrap_or_else(|e| e.into_inner());
+                Some(ledger.admit_rates(&charges, tokens, crate::time::now_unix()))
+            })
+            .await
+            .ok()
+            .flatten();
+            match outcome {
+                None => Ok(()),
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    return Err(ProxyError::new(
+                        503,
+                        "ledger",
+                        format!("till could not update its rate windows: {e:#}"),
+                    ));
+                }
+            }
+        } else {
+            self.limits.admit(&rules, tokens)
+        };
+        verdict.map_err(|d| match d {
             RateDenial::Rpm { limit, retry_after } => ProxyError::new(
                 429,
                 "rpm",

@@ -463,3 +463,37 @@ fn an_endless_event_streams_through_in_bounded_memory() {
         "charged {spent}, expected the ~$0.01 reservation: {v}"
     );
 }
+
+/// Regression: `--rpm` was counted in each proxy's memory, so two proxies serving one key
+/// each allowed the key's whole rate. Now the window is in the ledger they share.
+#[test]
+fn rpm_holds_across_two_proxies_sharing_a_key() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--name", "shared", "--scope", "openai", "--rpm", "3"]);
+    let a = p.serve();
+    let b = p.serve();
+    p.mock.clear_requests();
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let serve = if i % 2 == 0 { &a } else { &b };
+        let host = serve.url.trim_start_matches("http://");
+        let (status, answer) =
+            crate::support::raw_post(&serve.url, host, "/openai/v1/chat/completions", &key, body);
+        if status == 429 {
+            assert!(answer.contains("till_rpm"), "{answer}");
+            let retry = answer
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("retry-after")
+                        .then(|| value.trim().parse::<u64>().ok())?
+                })
+                .unwrap_or_else(|| panic!("no Retry-After: {answer}"));
+            assert!((1..=61).contains(&retry), "{retry}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429, 429, 429]);
+    assert_eq!(p.mock.requests().len(), 3);
+}
