@@ -553,13 +553,20 @@ impl State {
             .ok()
             .flatten();
             match outcome {
-                None => Ok(()),
                 Some(Ok(v)) => v,
+                // A limit that could not be checked refuses: the key asked for a ceiling.
                 Some(Err(e)) => {
                     return Err(ProxyError::new(
                         503,
                         "ledger",
                         format!("till could not update its rate windows: {e:#}"),
+                    ));
+                }
+                None => {
+                    return Err(ProxyError::new(
+                        503,
+                        "ledger",
+                        "till could not check this key's rate windows",
                     ));
                 }
             }
