@@ -1,8 +1,10 @@
-//! Ledger throughput: the writer thread's rows per second, and one budget reservation.
+//! Ledger throughput: the writer thread's rows per second, one budget reservation, and one
+//! per-minute rate check (what a key with `--rpm`/`--tpm` adds to each request).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use till::ledger::Ledger;
 use till::ledger::counters::LevelCharge;
+use till::ledger::rates::{RateCharge, RateKind};
 use till::ledger::writer::{RequestRow, Writer};
 
 fn row(i: u64) -> RequestRow {
@@ -69,5 +71,34 @@ fn reserve(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, writer, reserve);
+fn rates(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.sqlite3")).unwrap();
+    let rules = [
+        RateCharge {
+            binding: "ef".repeat(32),
+            kind: RateKind::Requests,
+            limit: u64::MAX / 2,
+        },
+        RateCharge {
+            binding: "ef".repeat(32),
+            kind: RateKind::Tokens,
+            limit: u64::MAX / 2,
+        },
+    ];
+    // The clock moves on one second every 50 checks, so the window fills to its full 61
+    // rows per rule and old seconds are deleted, as under a steady load.
+    let mut n = 0u64;
+    c.bench_function("rate_admit_rpm_and_tpm", |b| {
+        b.iter(|| {
+            n += 1;
+            ledger
+                .admit_rates(&rules, 100, 1_800_000_000 + n / 50)
+                .unwrap()
+                .unwrap()
+        });
+    });
+}
+
+criterion_group!(benches, writer, reserve, rates);
 criterion_main!(benches);

@@ -14,9 +14,27 @@ pub fn rfc3339(unix: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
+/// Longest duration text accepted, and the most digits in one number of it.
+const MAX_DURATION_TEXT: usize = 64;
+const MAX_DURATION_DIGITS: usize = 10;
+
 /// Parses a human duration (`30m`, `1h`, `7d`, `90d`).
+///
+/// humantime panics instead of failing when the seconds are near `u64::MAX` and fractions
+/// carry into them (`18446744073709551615s 0.5s 0.5s`). Texts of at most 64 characters
+/// whose numbers have at most 10 digits stay far below that (under 10^19 ns even in years),
+/// and no real duration needs more.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration `{text}`: {e}"))
+    let t = text.trim();
+    let longest_number = t
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if t.len() > MAX_DURATION_TEXT || longest_number > MAX_DURATION_DIGITS {
+        return Err(format!("invalid duration `{text}`: too long"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("invalid duration `{text}`: {e}"))
 }
 
 /// A short human rendering of a duration, to the largest whole unit (`3d`, `5h`, `12m`, `40s`).
@@ -39,6 +57,29 @@ mod tests {
         assert_eq!(short_duration(60), "1m");
         assert_eq!(short_duration(7_200), "2h");
         assert_eq!(short_duration(90 * 86_400), "90d");
+    }
+
+    /// Regression (found by the `parse_scope` fuzz target): humantime panicked with
+    /// "overflow in Duration::new" on a huge number of seconds plus carrying fractions.
+    #[test]
+    fn huge_durations_are_refused_not_a_panic() {
+        let fuzzed = format!(
+            "{}18446744073709551615s0.5s000.50s00.5secs00.5second0s0.50s00.5s00040619065430",
+            "0".repeat(150)
+        );
+        for text in [
+            fuzzed.as_str(),
+            "18446744073709551615s 0.5s 0.5s",
+            "584542046090y 0.6s 0.6s",
+            "99999999999s",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            parse_duration("9999999999s"),
+            Ok(Duration::from_secs(9_999_999_999))
+        );
+        assert_eq!(parse_duration(" 1h 30m "), Ok(Duration::from_secs(5_400)));
     }
 
     #[test]

@@ -496,6 +496,25 @@ fn decode_errors_are_typed() {
     );
 }
 
+/// Regression (found by the `decode_token` fuzz target): a second level claiming u64::MAX
+/// caveats overflowed the caveat-count check, a panic where overflow checks are on.
+#[test]
+fn a_huge_caveat_count_is_malformed_not_an_overflow() {
+    let mint = mint_key(1);
+    let mut body = body_of(&three_caveat_token(&mint).encode());
+    // One level of three caveats becomes two levels, the second claiming u64::MAX caveats.
+    assert_eq!(body[21], 1, "the level count follows the 21-byte header");
+    body[21] = 2;
+    let at = body.len() - 32;
+    let mut count = Vec::new();
+    super::caveat::put_varint(&mut count, u64::MAX);
+    body.splice(at..at, count);
+    assert_eq!(
+        Token::decode(&encode_body(&body)).unwrap_err(),
+        DecodeError::Malformed(format!("more than {MAX_CAVEATS} caveats"))
+    );
+}
+
 #[test]
 fn binding_prints_and_parses() {
     let b = Binding([0xab; 32]);

@@ -482,7 +482,8 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
         if n == 0 {
             return Err(DecodeError::Malformed("an empty level".into()));
         }
-        if caveats.len() as u64 + n > MAX_CAVEATS as u64 {
+        // `n` is untrusted and may be near u64::MAX: the sum must not wrap.
+        if (caveats.len() as u64).saturating_add(n) > MAX_CAVEATS as u64 {
             return Err(DecodeError::Malformed(format!(
                 "more than {MAX_CAVEATS} caveats"
             )));

@@ -160,11 +160,21 @@ const MIGRATIONS: &[&str] = &[
         session      TEXT
     ) STRICT;
     CREATE INDEX reservations_owner ON reservations(owner);",
+    // 7: per-minute rate windows per key level (`rates`): the amount admitted in each second.
+    "CREATE TABLE rate_windows (
+        binding      TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        sec          INTEGER NOT NULL,
+        amount       INTEGER NOT NULL,
+        PRIMARY KEY (binding, kind, sec)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX rate_windows_sec ON rate_windows(sec);",
 ];
 
 pub mod counters;
 pub mod owner;
 pub mod query;
+pub mod rates;
 pub mod writer;
 
 /// An open ledger connection.

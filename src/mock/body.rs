@@ -1,6 +1,6 @@
 //! Response bodies: a whole JSON body, or a stream of pre-rendered SSE events handed to hyper
 //! one frame at a time, with an optional delay between frames, an optional abrupt cut, and a
-//! line in the events file per frame.
+//! line in the events file per frame; or an `endless` event made up as it is sent.
 //!
 //! hyper's HTTP/1 writer takes a frame, buffers it, and asks the body for the next one at once;
 //! when the body is not ready it writes its buffer to the socket. So when hyper polls for frame
@@ -48,7 +48,15 @@ pub struct MockBody {
 enum Kind {
     Full(Option<Bytes>),
     Stream(Box<FrameStream>),
+    /// `data: ` and then this many more bytes of filler, made as they are sent.
+    Endless {
+        started: bool,
+        left: usize,
+    },
 }
+
+/// What an endless body is made of, one frame at a time.
+static FILLER: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 
 struct FrameStream {
     frames: Vec<Bytes>,
@@ -64,6 +72,16 @@ impl MockBody {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Self {
             kind: Kind::Full(Some(bytes.into())),
+        }
+    }
+
+    /// `data: ` and `len` bytes of filler, never a line end.
+    pub(crate) fn endless(len: usize) -> Self {
+        Self {
+            kind: Kind::Endless {
+                started: false,
+                left: len,
+            },
         }
     }
 
@@ -93,6 +111,18 @@ impl Body for MockBody {
         match &mut self.get_mut().kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(stream) => stream.poll_next(cx),
+            Kind::Endless { started, left } => {
+                if !*started {
+                    *started = true;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"data: ")))));
+                }
+                if *left == 0 {
+                    return Poll::Ready(None);
+                }
+                let n = (*left).min(FILLER.len());
+                *left -= n;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&FILLER[..n])))))
+            }
         }
     }
 
@@ -104,7 +134,7 @@ impl Body for MockBody {
         match &self.kind {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Stream(_) => SizeHint::default(),
+            Kind::Stream(_) | Kind::Endless { .. } => SizeHint::default(),
         }
     }
 }

@@ -24,7 +24,9 @@
 //! 500 and `overloaded` 529 (Anthropic) or 503 (OpenAI, Gemini) in the family's error shape;
 //! `hang` never answers; `greedy` bills every output token the request allows
 //! ([`greedy_output`]: its largest ceiling times its choices, a million when it names none),
-//! as an upstream that always writes to the limit would.
+//! as an upstream that always writes to the limit would; `endless` answers a streaming
+//! request with one `data:` line that never ends, [`ENDLESS_BYTES`] long (a JSON request is
+//! answered normally).
 
 mod admin;
 mod anthropic;
@@ -67,6 +69,9 @@ pub const REPLY_TEXT: &str = "Hello from the mock.";
 
 /// [`REPLY_TEXT`] as streamed: one chunk per piece.
 pub const REPLY_PIECES: [&str; 5] = ["Hello", " from", " the", " mock", "."];
+
+/// How much an `endless` stream sends before it closes (it never sends a blank line).
+pub const ENDLESS_BYTES: usize = 64 << 20;
 
 /// Output tokens of every answer: one per piece.
 pub const OUTPUT_TOKENS: u64 = REPLY_PIECES.len() as u64;

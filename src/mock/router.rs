@@ -209,6 +209,7 @@ pub(crate) struct Faults {
     pub error500: bool,
     pub overloaded: bool,
     pub hang: bool,
+    pub endless: bool,
 }
 
 impl Faults {
@@ -219,11 +220,13 @@ impl Faults {
             error500: model.contains("error500"),
             overloaded: model.contains("overloaded"),
             hang: model.contains("hang"),
+            endless: model.contains("endless"),
         }
     }
 
     /// The outcome when a fault replaces the normal answer: `hang`, then `cut` (for JSON; a
-    /// stream is cut later, by its body), then `error500`, then `overloaded`.
+    /// stream is cut later, by its body), then `error500`, then `overloaded`, then `endless`
+    /// (streams only).
     pub fn outcome(
         &self,
         stream: bool,
@@ -238,6 +241,8 @@ impl Faults {
             Some(Outcome::Respond(server_error()))
         } else if self.overloaded {
             Some(Outcome::Respond(overloaded()))
+        } else if self.endless && stream {
+            Some(Outcome::Respond(endless()))
         } else {
             None
         }
@@ -350,6 +355,19 @@ pub(crate) fn stream(content_type: &'static str, frames: Vec<Bytes>, pacing: Pac
     let mut resp = Response::new(MockBody::stream(frames, pacing));
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// An event stream of one `data:` line that never ends: [`super::ENDLESS_BYTES`] bytes, then
+/// the body closes without a blank line.
+pub(crate) fn endless() -> Resp {
+    let mut resp = Response::new(MockBody::endless(super::ENDLESS_BYTES));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }

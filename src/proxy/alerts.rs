@@ -5,7 +5,9 @@
 //! - the first denial of each kind;
 //! - a budget passing 50 %, 80 % and 100 %;
 //! - a key's request rate reaching five times its recent baseline;
-//! - every use of an expired, revoked or retired key (once per key).
+//! - every use of an expired, revoked or retired key (once per key);
+//! - a model with no price of its own, charged at its provider's highest price (once per
+//!   model).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -28,6 +30,7 @@ struct Inner {
     dead_keys: HashSet<(String, &'static str)>,
     budget_marks: HashSet<(String, u8)>,
     rates: HashMap<String, Rate>,
+    unlisted_models: HashSet<String>,
 }
 
 /// The alert state of one proxy.
@@ -125,6 +128,34 @@ impl Alerts {
         }
         for (kind, message) in out {
             self.emit(state, kind, binding.clone(), message);
+        }
+    }
+
+    /// `provider/model` has no price of its own and is charged `price`, its provider's highest.
+    pub fn unlisted_price(
+        &self,
+        state: &State,
+        provider: &str,
+        model: &str,
+        price: &crate::pricing::Price,
+    ) {
+        let name = format!("{provider}/{model}");
+        let first = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unlisted_models
+            .insert(name.clone());
+        if first {
+            self.emit(
+                state,
+                "price",
+                None,
+                format!(
+                    "till has no price for {name}; charging {provider}'s highest known price (${} input, ${} output per million tokens). Set its price in config.toml: [prices.\"{name}\"] input = …, output = …",
+                    price.input, price.output
+                ),
+            );
         }
     }
 

@@ -1,4 +1,7 @@
-//! Rate limits held in the proxy's memory: requests and tokens per minute, per key level.
+//! Rate limits held in the proxy's memory: requests and tokens per minute, per key level, for
+//! a proxy that has no ledger connection to count in (an embedded proxy, the benchmarks).
+//! `till run` and `till serve` count in the ledger instead ([`crate::ledger::rates`]), so a
+//! key's rate holds across every till process that shares it.
 //!
 //! Each limit is keyed by the binding of the level whose caveat set it, so a sub-agent's tighter
 //! rate and its parent's looser one are both enforced, and the parent's window counts the
@@ -47,19 +50,7 @@ impl Window {
     }
 }
 
-/// Which per-minute limit a denial hit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateDenial {
-    Rpm {
-        limit: u64,
-        retry_after: u64,
-    },
-    Tpm {
-        limit: u64,
-        asked: u64,
-        retry_after: u64,
-    },
-}
+pub use crate::ledger::rates::RateDenial;
 
 /// Per-binding windows for requests and tokens.
 #[derive(Debug, Default)]

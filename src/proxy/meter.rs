@@ -5,6 +5,11 @@
 //! final usage chunk (`stream_options.include_usage`), Responses' `response.completed`,
 //! Anthropic's `message_start` plus cumulative `message_delta`, Gemini's `usageMetadata`.
 //! When till itself asked OpenAI for the usage chunk, that chunk is removed from the stream.
+//!
+//! An SSE event is held only until its blank line, and never past [`MAX_EVENT`]: an event that
+//! grows beyond it is not parsed (its bytes still go to the client as they arrive) and the
+//! request's usage becomes unknown, so its settlement charges the whole reservation. An
+//! upstream that never ends an event cannot make the proxy's memory grow with it.
 
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
@@ -32,6 +37,11 @@ impl Usage {
 /// JSON bodies larger than this are forwarded but not parsed for usage.
 const MAX_JSON: usize = 8 << 20;
 
+/// The most of one SSE event held for parsing. The same as [`MAX_JSON`]: the largest events
+/// are ones that repeat a whole response (Responses' `response.completed`, with base64 images
+/// from the image tool), which arrive as JSON bodies of the same size when not streamed.
+pub const MAX_EVENT: usize = MAX_JSON;
+
 /// Observes one response body.
 #[derive(Debug)]
 pub struct Meter {
@@ -40,7 +50,20 @@ pub struct Meter {
     /// Remove OpenAI's usage-only chunk (till added `include_usage`, the client did not).
     strip_usage_chunk: bool,
     pending: BytesMut,
+    /// How far into `pending` the search for an event's end has already looked (so a large
+    /// event arriving in small chunks is scanned once, not once per chunk).
+    scanned: usize,
+    /// The cap on `pending` for an SSE event ([`MAX_EVENT`] unless set for tests).
+    max_event: usize,
+    /// Inside an event that outgrew `max_event`: its bytes are passed on, not kept, until
+    /// its blank line.
+    skipping: bool,
+    /// The last bytes seen while skipping (at most 2), so a blank line split across chunks
+    /// is still found.
+    carry: Vec<u8>,
     usage: Option<Usage>,
+    /// The body outgrew what the meter keeps (a JSON body past [`MAX_JSON`], an event past
+    /// the event cap): usage is unknown even if some was seen.
     overflow: bool,
     /// Whether a terminal event (`[DONE]`, `message_stop`, `response.completed`) was seen.
     pub completed: bool,
@@ -53,10 +76,26 @@ impl Meter {
             sse,
             strip_usage_chunk,
             pending: BytesMut::new(),
+            scanned: 0,
+            max_event: MAX_EVENT,
+            skipping: false,
+            carry: Vec::new(),
             usage: None,
             overflow: false,
             completed: false,
         }
+    }
+
+    /// The same meter with a smaller event cap (tests and fuzzing reach it with small inputs).
+    #[must_use]
+    pub fn with_max_event(mut self, bytes: usize) -> Self {
+        self.max_event = bytes;
+        self
+    }
+
+    /// Bytes held for parsing right now (never more than the event cap between calls).
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
     }
 
     /// Takes a chunk from upstream and returns what to send on to the client. Only a stream
@@ -73,12 +112,37 @@ impl Meter {
             }
             return chunk;
         }
-        self.pending.extend_from_slice(&chunk);
         let mut out = BytesMut::new();
-        while let Some(end) = event_end(&self.pending) {
-            let event = self.pending.split_to(end);
-            if self.observe_event(&event) {
-                out.extend_from_slice(&event);
+        let mut rest: &[u8] = &chunk;
+        if self.skipping {
+            let end = self.skip(rest);
+            if self.strip_usage_chunk {
+                out.extend_from_slice(&rest[..end]);
+            }
+            rest = &rest[end..];
+        }
+        if !rest.is_empty() {
+            self.pending.extend_from_slice(rest);
+            while let Some(end) = event_end(&self.pending, self.scanned) {
+                let event = self.pending.split_to(end);
+                self.scanned = 0;
+                if self.observe_event(&event) && self.strip_usage_chunk {
+                    out.extend_from_slice(&event);
+                }
+            }
+            // A blank line may start in the last two bytes and end in the next chunk.
+            self.scanned = self.pending.len().saturating_sub(2);
+            if self.pending.len() > self.max_event {
+                self.overflow = true;
+                self.skipping = true;
+                self.scanned = 0;
+                let held = std::mem::take(&mut self.pending);
+                self.carry = held[held.len().saturating_sub(2)..].to_vec();
+                // Stripping removes only a usage chunk, which is small and parsed whole; an
+                // event too large to parse is not one, so it goes to the client unchanged.
+                if self.strip_usage_chunk {
+                    out.extend_from_slice(&held);
+                }
             }
         }
         if self.strip_usage_chunk {
@@ -86,6 +150,30 @@ impl Meter {
         } else {
             // Pass bytes through untouched; only the parser needed the split.
             chunk
+        }
+    }
+
+    /// While skipping an oversized event: how many bytes of `input` belong to it. Stops
+    /// skipping when its blank line is in `input`.
+    fn skip(&mut self, input: &[u8]) -> usize {
+        // A blank line that began in the previous chunk needs at most 2 more bytes.
+        let mut joint = std::mem::take(&mut self.carry);
+        let carried = joint.len();
+        joint.extend_from_slice(&input[..input.len().min(2)]);
+        let end = match event_end(&joint, 0) {
+            Some(end) if end > carried => Some(end - carried),
+            _ => event_end(input, 0),
+        };
+        match end {
+            Some(end) => {
+                self.skipping = false;
+                end
+            }
+            None => {
+                let seen: &[u8] = if input.len() >= 2 { input } else { &joint };
+                self.carry = seen[seen.len().saturating_sub(2)..].to_vec();
+                input.len()
+            }
         }
     }
 
@@ -101,7 +189,7 @@ impl Meter {
                 self.completed = true;
             }
             self.pending.clear();
-            return (Bytes::new(), self.usage);
+            return (Bytes::new(), self.usage());
         }
         let rest = std::mem::take(&mut self.pending);
         let keep = !rest.is_empty() && self.observe_event(&rest);
@@ -110,11 +198,12 @@ impl Meter {
         } else {
             Bytes::new()
         };
-        (tail, self.usage)
+        (tail, self.usage())
     }
 
+    /// The usage seen so far; `None` once part of the body went unparsed.
     pub fn usage(&self) -> Option<Usage> {
-        self.usage
+        if self.overflow { None } else { self.usage }
     }
 
     /// Looks at one SSE event; returns whether to forward it.
@@ -193,9 +282,10 @@ impl Meter {
     }
 }
 
-/// The end (exclusive) of the first complete SSE event in `buf`: after a blank line.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
+/// The end (exclusive) of the first complete SSE event in `buf`: after a blank line. The
+/// search starts at `from` (everything before it is known to hold no blank line).
+fn event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
     while i + 1 < buf.len() {
         if buf[i] == b'\n' {
             if buf[i + 1] == b'\n' {
@@ -362,6 +452,110 @@ mod tests {
             usage.map(|u| (u.input_tokens, u.output_tokens)),
             Some((3, 4))
         );
+    }
+
+    /// Regression: an event without a blank line was buffered whole, so an upstream that
+    /// never ended one grew the proxy's memory without bound.
+    #[test]
+    fn an_endless_event_is_passed_on_but_not_kept() {
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n";
+        let mut m = Meter::new(ApiFamily::Openai, true, false);
+        let mut sent = 0usize;
+        let mut passed = 0usize;
+        let mut feed = |m: &mut Meter, bytes: &[u8]| {
+            sent += bytes.len();
+            let out = m.feed(Bytes::copy_from_slice(bytes));
+            assert_eq!(&out[..], bytes);
+            passed += out.len();
+            assert!(m.pending_len() <= MAX_EVENT, "{} held", m.pending_len());
+        };
+        feed(&mut m, usage.as_bytes());
+        feed(&mut m, b"data: \"");
+        let piece = vec![b'x'; 4096];
+        for _ in 0..(3 * MAX_EVENT / piece.len()) {
+            feed(&mut m, &piece);
+        }
+        feed(&mut m, b"\"\n\n");
+        feed(&mut m, usage.as_bytes());
+        feed(&mut m, b"data: [DONE]\n\n");
+        assert_eq!(sent, passed);
+        let (tail, usage) = m.finish();
+        assert!(tail.is_empty());
+        // Part of the stream went unread, so the usage is unknown even though some was seen;
+        // the events after the long one were parsed again.
+        assert_eq!(usage, None);
+        assert!(m.completed);
+    }
+
+    #[test]
+    fn an_oversized_event_is_forwarded_whole_when_stripping() {
+        let big = format!("data: {}\n\n", "y".repeat(100));
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n";
+        let chunks = [
+            "data: {\"choices\":[{}]}\n\n",
+            &big[..50],
+            &big[50..],
+            usage,
+            "data: [DONE]\n\n",
+        ];
+        let mut m = Meter::new(ApiFamily::Openai, true, true).with_max_event(40);
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend_from_slice(&m.feed(Bytes::copy_from_slice(c.as_bytes())));
+            assert!(m.pending_len() <= 40);
+        }
+        let (tail, usage) = m.finish();
+        out.extend_from_slice(&tail);
+        // The long event reached the client; the usage chunk till asked for did not.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("data: {{\"choices\":[{{}}]}}\n\n{big}data: [DONE]\n\n")
+        );
+        assert_eq!((usage, m.completed), (None, true));
+    }
+
+    #[test]
+    fn a_skipped_event_ends_at_a_blank_line_split_across_chunks() {
+        for end in ["\n\n", "\r\n\r\n", "\n\r\n"] {
+            let text = format!("data: {}{end}data: [DONE]{end}", "z".repeat(64));
+            // One byte at a time: every split point of the blank line is crossed.
+            let mut m = Meter::new(ApiFamily::Openai, true, false).with_max_event(20);
+            for b in text.as_bytes() {
+                m.feed(Bytes::copy_from_slice(&[*b]));
+                assert!(m.pending_len() <= 20);
+            }
+            m.finish();
+            assert!(m.completed, "{end:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes and however they are split, without stripping the client gets
+        /// exactly what the upstream sent, and the meter holds no more than its cap.
+        #[test]
+        fn passes_bytes_through_and_stays_under_its_cap(
+            body in proptest::collection::vec(proptest::sample::select(b"data: {}[DONE]\r\n\"x".to_vec()), 0..600),
+            cuts in proptest::collection::vec(0usize..600, 0..20),
+            cap in 1usize..64,
+        ) {
+            for api in [ApiFamily::Openai, ApiFamily::Anthropic, ApiFamily::Gemini] {
+                let mut m = Meter::new(api, true, false).with_max_event(cap);
+                let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(body.len())).collect();
+                cuts.sort_unstable();
+                let mut out = Vec::new();
+                let mut at = 0;
+                for c in cuts.into_iter().chain([body.len()]) {
+                    out.extend_from_slice(&m.feed(Bytes::copy_from_slice(&body[at..c])));
+                    proptest::prop_assert!(m.pending_len() <= cap);
+                    at = c;
+                }
+                let (tail, _) = m.finish();
+                proptest::prop_assert!(tail.is_empty());
+                proptest::prop_assert_eq!(&out, &body);
+            }
+        }
     }
 
     #[test]

@@ -590,7 +590,7 @@ async fn authorize_and_forward(
         }
     };
     let output_total = ceiling.saturating_mul(choices);
-    state.admit(&grant, prompt_tokens + output_total)?;
+    state.admit(&grant, prompt_tokens + output_total).await?;
 
     // Budgets and request ceilings, reserved across every till process sharing the key.
     record.reservation = state
@@ -738,7 +738,7 @@ async fn affordable_output(
         afford = afford.min(left.saturating_sub(prompt_tokens) / choices.max(1));
     }
     if let Some(left) = usd_left
-        && let Some(price) = model.and_then(|m| state.prices().get(&provider.name, m))
+        && let Some(price) = model.and_then(|m| state.price(&provider.name, m))
     {
         let prompt = price.reserve_micros(prompt_tokens, 0);
         let per_token = price.output * choices.max(1) as f64;

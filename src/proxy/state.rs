@@ -21,6 +21,7 @@ use super::limits::{RateDenial, RateLimits, RateRule};
 use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, Token, Verified};
 use crate::ledger::Ledger;
 use crate::ledger::counters::{Hold, LevelCharge, Refusal, Reservation};
+use crate::ledger::rates::{RateCharge, RateKind};
 use crate::ledger::writer::WriterHandle;
 pub use crate::mint::MintEntry;
 use crate::providers::Providers;
@@ -170,7 +171,7 @@ impl RequestRecord {
             let price = self
                 .model
                 .as_deref()
-                .and_then(|m| state.prices.get(&self.provider, m));
+                .and_then(|m| state.price(&self.provider, m));
             if let Some(price) = price {
                 self.cost_micros = price.cost_micros(&usage);
                 stats
@@ -327,6 +328,20 @@ impl State {
         &self.prices
     }
 
+    /// The price a request for `provider/model` is charged at; a model the table does not
+    /// list costs the provider's highest price, which is announced once per model.
+    pub fn price(&self, provider: &str, model: &str) -> Option<crate::pricing::Price> {
+        if model.is_empty() {
+            return None;
+        }
+        let priced = self.prices.lookup(provider, model)?;
+        if priced.source == crate::pricing::PriceSource::ProviderMax {
+            self.alerts
+                .unlisted_price(self, provider, model, &priced.price);
+        }
+        Some(priced.price)
+    }
+
     /// Records every finished request, settles budgets and stores alert events through
     /// `writer`; `counters` is a ledger connection for budget reservations.
     #[must_use]
@@ -399,7 +414,7 @@ impl State {
         let tokens = prompt_tokens + max_output;
         let micros = if levels.iter().any(|l| l.budget_micros.is_some()) {
             let model = model.unwrap_or("");
-            match self.prices.get(provider, model) {
+            match self.price(provider, model) {
                 Some(price) => price.reserve_micros(prompt_tokens, max_output),
                 None if model.is_empty() => 0,
                 None => {
@@ -513,21 +528,20 @@ impl State {
     }
 
     /// Whether the `Host` header names this proxy (loopback names only on a loopback bind).
+    ///
+    /// A page in a browser can make requests to a loopback port under a name it controls
+    /// (DNS rebinding); refusing every `Host` that is not a loopback literal or `localhost`
+    /// stops that. A request without `Host` (HTTP/1.0) cannot be rebound and is answered.
     pub fn host_allowed(&self, headers: &HeaderMap) -> bool {
         if !self.options.loopback {
             return true;
         }
-        let Some(host) = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-        else {
-            return true;
+        let mut hosts = headers.get_all(http::header::HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
+            // None at all is fine; two are ambiguous.
+            return headers.get(http::header::HOST).is_none();
         };
-        let name = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.split(':').next().unwrap_or(""),
-        };
-        matches!(name, "127.0.0.1" | "localhost" | "::1") || name.starts_with("127.")
+        host.to_str().is_ok_and(is_loopback_host)
     }
 
     /// The mint key that signed `token` (loading one created by another till process if
@@ -599,8 +613,10 @@ impl State {
             .any(|b| w.revoked.contains(b))
     }
 
-    /// Applies the key's per-minute limits.
-    pub fn admit(&self, grant: &Grant, tokens: u64) -> Result<(), ProxyError> {
+    /// Applies the key's per-minute limits, in the ledger (shared with every till process)
+    /// when this proxy has a ledger connection, else in memory. Keys without an rpm or tpm
+    /// caveat cost nothing here.
+    pub async fn admit(self: &Arc<Self>, grant: &Grant, tokens: u64) -> Result<(), ProxyError> {
         let mut rules = Vec::new();
         for l in &grant.limits {
             match l.limit {
@@ -617,7 +633,53 @@ impl State {
                 _ => {}
             }
         }
-        self.limits.admit(&rules, tokens).map_err(|d| match d {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let verdict = if self.counters.is_some() {
+            let charges: Vec<RateCharge> = rules
+                .iter()
+                .map(|r| RateCharge {
+                    binding: r.binding.to_string(),
+                    kind: if r.tokens {
+                        RateKind::Tokens
+                    } else {
+                        RateKind::Requests
+                    },
+                    limit: r.limit,
+                })
+                .collect();
+            let this = Arc::clone(self);
+            let outcome = tokio::task::spawn_blocking(move || {
+                let counters = this.counters.as_ref()?;
+                let mut ledger = counters.lock().unwrap_or_else(|e| e.into_inner());
+                Some(ledger.admit_rates(&charges, tokens, crate::time::now_unix()))
+            })
+            .await
+            .ok()
+            .flatten();
+            match outcome {
+                Some(Ok(v)) => v,
+                // A limit that could not be checked refuses: the key asked for a ceiling.
+                Some(Err(e)) => {
+                    return Err(ProxyError::new(
+                        503,
+                        "ledger",
+                        format!("till could not update its rate windows: {e:#}"),
+                    ));
+                }
+                None => {
+                    return Err(ProxyError::new(
+                        503,
+                        "ledger",
+                        "till could not check this key's rate windows",
+                    ));
+                }
+            }
+        } else {
+            self.limits.admit(&rules, tokens)
+        };
+        verdict.map_err(|d| match d {
             RateDenial::Rpm { limit, retry_after } => ProxyError::new(
                 429,
                 "rpm",
@@ -681,6 +743,42 @@ impl State {
             )),
         }
     }
+}
+
+/// Whether a `Host` value names this machine's loopback: `localhost` (any case, optionally
+/// with a trailing dot), an IPv4 address in 127.0.0.0/8, or `[::1]`, each with an optional
+/// numeric port. Names are compared whole, so `127.evil.com` and `localhost.evil.com` are not
+/// loopback.
+fn is_loopback_host(host: &str) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let port_ok = |port: Option<&str>| {
+        port.is_none_or(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+        })
+    };
+    if let Some(v6) = host.strip_prefix('[') {
+        let Some((addr, rest)) = v6.split_once(']') else {
+            return false;
+        };
+        let port = match rest {
+            "" => None,
+            _ => match rest.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        return port_ok(port) && addr.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    if !port_ok(port) {
+        return false;
+    }
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    bare.eq_ignore_ascii_case("localhost")
+        || name.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
 fn refresh(w: &mut Watched) -> anyhow::Result<()> {
@@ -800,5 +898,58 @@ fn refusal_error(r: &Refusal) -> ProxyError {
                 "this key may make {max} requests and has made them all; widen it with `--max-requests N`"
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_accepted() {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "localhost",
+            "LocalHost:443",
+            "localhost.",
+            "localhost.:65535",
+            "[::1]",
+            "[::1]:9000",
+            "[0:0:0:0:0:0:0:1]:80",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+    }
+
+    /// Regression: `127.evil.com` passed because any name starting with `127.` did, and
+    /// `[::1]evil` because only the part inside the brackets was looked at.
+    #[test]
+    fn names_that_only_look_like_loopback_are_refused() {
+        for host in [
+            "127.evil.com",
+            "127.0.0.1.evil.com",
+            "localhost.evil.com",
+            "evil-localhost",
+            "localhost..",
+            "[::1]evil",
+            "[::1]:80x",
+            "[::1",
+            "::1",
+            "127.0.0.1:80@evil",
+            "127.0.0.1:",
+            "127.0.0.1:99999",
+            "127.0.0.1:+80",
+            "127.0.0.1.",
+            "127.1",
+            "0x7f.0.0.1",
+            "10.0.0.1",
+            "[::2]",
+            "",
+            "localhost:80:80",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

@@ -344,3 +344,156 @@ fn upstream_errors_pass_through_in_shape() {
     assert_eq!(v["status"], 500, "{v}");
     assert!(v["body"]["error"].is_object(), "{v}");
 }
+
+/// Sends one chat completion to `till serve` at `url` with `host` as the `Host` header, and
+/// returns the status code.
+fn post_with_host(url: &str, host: &str, key: &str) -> u16 {
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    crate::support::raw_post(url, host, "/openai/v1/chat/completions", key, body).0
+}
+
+/// Regression: `Host: 127.evil.com` (and other names that merely start like a loopback
+/// address) was answered, which let a DNS-rebinding page drive the proxy.
+#[test]
+fn foreign_host_names_never_reach_the_upstream() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    // `till add` checked each root key with the mock; only what follows counts.
+    p.mock.clear_requests();
+    for host in [
+        "127.evil.com",
+        "127.0.0.1.evil.com",
+        "localhost.evil.com",
+        "[::1]evil",
+        "127.0.0.1:80@evil",
+    ] {
+        assert_eq!(post_with_host(&serve.url, host, &key), 421, "{host}");
+    }
+    assert!(p.mock.requests().is_empty(), "{:?}", p.mock.requests());
+    // The same request addressed to the proxy's own name goes through.
+    let own = serve.url.trim_start_matches("http://").to_string();
+    assert_eq!(post_with_host(&serve.url, &own, &key), 200);
+    assert_eq!(p.mock.requests().len(), 1);
+}
+
+/// Resident memory of process `pid` in KiB.
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// Regression: the meter held an SSE event until its blank line, however long, so an upstream
+/// that never ended one grew the proxy's memory with every byte. The mock's `endless` model
+/// sends one 64 MiB `data:` line; the client must get all of it, the proxy must not keep it,
+/// and with usage unknown the key is charged its reservation.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_endless_event_streams_through_in_bounded_memory() {
+    use std::io::{Read as _, Write as _};
+    let p = ProxyEnv::with_options(
+        till::mock::MockOptions::default(),
+        "[prices.\"openai/gpt-endless\"]\ninput = 1.0\noutput = 100.0\n",
+    );
+    let key = p.create_key(&["--name", "endless", "--scope", "openai", "--budget", "1usd"]);
+    let mut serve = p.serve();
+    let pid = serve.child.id();
+    let addr = serve.url.trim_start_matches("http://").to_string();
+    // One ordinary request first, so the proxy's threads and pools exist before the baseline.
+    assert_eq!(post_with_host(&serve.url, &addr, &key), 200);
+    let baseline = rss_kib(pid);
+
+    let body = r#"{"model":"gpt-endless","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut filler = 0usize;
+    let mut peak = baseline;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut since_sample = 0usize;
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        if head.len() < 4096 {
+            head.extend_from_slice(&buf[..n.min(4096)]);
+        }
+        // Chunk sizes are hex digits and the headers come first: every `x` is filler.
+        filler += buf[..n].iter().filter(|b| **b == b'x').count();
+        since_sample += n;
+        if since_sample >= 1 << 20 {
+            since_sample = 0;
+            peak = peak.max(rss_kib(pid));
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("data: xxxx"), "{head}");
+    let header_x = head[..head.find("\r\n\r\n").unwrap()].matches('x').count();
+    assert_eq!(filler - header_x, till::mock::ENDLESS_BYTES);
+    let grown_mib = (peak - baseline) as f64 / 1024.0;
+    eprintln!("till serve RSS: {baseline} KiB before, {peak} KiB at most while streaming");
+    assert!(
+        grown_mib < 32.0,
+        "the proxy grew by {grown_mib:.1} MiB while passing on a 64 MiB event"
+    );
+
+    // Stop the proxy cleanly so its ledger writer settles the request, then read the key.
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    assert!(serve.child.wait().unwrap().success());
+    let (_, stdout, _) = output(p.env.till().args(["key", "show", "endless", "--json"]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let spent = v["spent_usd"].as_f64().unwrap();
+    // The ordinary request cost a few micro-dollars; the endless one its reservation: 100
+    // output tokens at $100/M plus the prompt estimate.
+    assert!(
+        (0.010..0.0102).contains(&spent),
+        "charged {spent}, expected the ~$0.01 reservation: {v}"
+    );
+}
+
+/// Regression: `--rpm` was counted in each proxy's memory, so two proxies serving one key
+/// each allowed the key's whole rate. Now the window is in the ledger they share.
+#[test]
+fn rpm_holds_across_two_proxies_sharing_a_key() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--name", "shared", "--scope", "openai", "--rpm", "3"]);
+    let a = p.serve();
+    let b = p.serve();
+    p.mock.clear_requests();
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let serve = if i % 2 == 0 { &a } else { &b };
+        let host = serve.url.trim_start_matches("http://");
+        let (status, answer) =
+            crate::support::raw_post(&serve.url, host, "/openai/v1/chat/completions", &key, body);
+        if status == 429 {
+            assert!(answer.contains("till_rpm"), "{answer}");
+            let retry = answer
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("retry-after")
+                        .then(|| value.trim().parse::<u64>().ok())?
+                })
+                .unwrap_or_else(|| panic!("no Retry-After: {answer}"));
+            assert!((1..=61).contains(&retry), "{retry}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429, 429, 429]);
+    assert_eq!(p.mock.requests().len(), 3);
+}

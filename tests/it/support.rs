@@ -320,3 +320,25 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// POSTs `body` (JSON) to `path` on the proxy at `url` over a raw socket, with `host` as the
+/// `Host` header and `key` as a bearer token; returns the status code and the whole answer.
+pub fn raw_post(url: &str, host: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    (status, answer)
+}

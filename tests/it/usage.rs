@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{ProxyEnv, TestEnv, output, python_script};
+use crate::support::{ProxyEnv, TestEnv, output, output_with_stdin, python_script, raw_post};
 
 fn usage_rows(p: &ProxyEnv) -> Vec<Value> {
     let (code, stdout, stderr) = output(p.env.till().args(["log", "--json", "-n", "1000"]));
@@ -126,7 +126,13 @@ fn ledger_tokens_equal_what_the_upstream_reported() {
             "{args:?}: {row}"
         );
         let model = args[args.iter().position(|a| *a == "--model").unwrap() + 1];
-        let price = prices.get(args[0], model).unwrap();
+        let priced = prices.lookup(args[0], model).unwrap();
+        assert_ne!(
+            priced.source,
+            till::pricing::PriceSource::ProviderMax,
+            "{model}"
+        );
+        let price = priced.price;
         let usage = till::proxy::meter::Usage {
             input_tokens: input,
             output_tokens: out,
@@ -303,15 +309,90 @@ fn a_sub_agent_is_refused_at_its_own_budget_not_the_parents() {
 }
 
 #[test]
-fn usd_budget_on_an_unpriced_model_says_how_to_add_the_price() {
+fn usd_budget_on_a_provider_without_prices_says_how_to_add_one() {
     let p = ProxyEnv::new();
-    let (v, _) = p.client(
-        &["--budget", "1usd"],
-        &["openai", "chat", "--model", "mystery-model"],
+    // Groq has no built-in prices: nothing to fall back on.
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.groq]\nbase_url = \"{}\"\n",
+        p.mock.url()
+    ));
+    let (code, _, stderr) = output_with_stdin(
+        p.env.till().args(["add", "groq", "--no-verify"]),
+        crate::support::ROOT_KEY,
     );
-    assert_eq!(v["status"], 403, "{v}");
-    let msg = v["body"]["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("[prices.\"openai/mystery-model\"]"), "{msg}");
+    assert_eq!(code, 0, "{stderr}");
+    let key = p.create_key(&["--scope", "groq", "--budget", "1usd"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let (status, answer) = raw_post(
+        &serve.url,
+        &host,
+        "/groq/openai/v1/chat/completions",
+        &key,
+        r#"{"model":"llama-3.3-70b","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("till_no_price"), "{answer}");
+    assert!(
+        answer.contains(r#"[prices.\"groq/llama-3.3-70b\"]"#),
+        "{answer}"
+    );
+    assert!(p.mock.requests().is_empty());
+}
+
+/// A model missing from the table is charged its provider's highest price (a key with a
+/// dollar budget may use it), and till says so once per model, not once per request.
+#[test]
+fn an_unlisted_model_costs_the_providers_highest_price_said_once() {
+    let p = ProxyEnv::new();
+    let script = format!(
+        "python3 {c} openai chat --model o3-pro && python3 {c} openai chat --model o3-pro",
+        c = crate::support::client_script()
+    );
+    let (code, stdout, stderr) = p.run(&["--budget", "1usd", "--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{stderr}");
+    let results: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        stderr.matches("no price for openai/o3-pro").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("[prices.\"openai/o3-pro\"]"), "{stderr}");
+    let priced = till::pricing::Prices::builtin()
+        .lookup("openai", "o3-pro")
+        .unwrap();
+    assert_eq!(priced.source, till::pricing::PriceSource::ProviderMax);
+    let rows = usage_rows(&p);
+    assert_eq!(rows.len(), 2);
+    for (r, row) in results.iter().zip(&rows) {
+        assert_eq!(r["status"], 200, "{r}");
+        let (input, out) = reported("openai", r);
+        let usage = till::proxy::meter::Usage {
+            input_tokens: input,
+            output_tokens: out,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+        };
+        let expect = priced.price.cost_micros(&usage) as f64 / 1e6;
+        assert!(expect > 0.0);
+        assert!(
+            (row["cost_usd"].as_f64().unwrap() - expect).abs() < 1e-9,
+            "{row} vs {expect}"
+        );
+    }
+    // The notice is kept with the alerts.
+    let (_, alerts, _) = output(p.env.till().args(["log", "--alerts"]));
+    assert_eq!(
+        alerts.matches("no price for openai/o3-pro").count(),
+        1,
+        "{alerts}"
+    );
 }
 
 /// A ledger with fixed rows, for the snapshot tests.
