@@ -453,6 +453,27 @@ mod tests {
         );
     }
 
+    use proptest::prelude::{Just, Strategy as _, any};
+
+    proptest::proptest! {
+        /// Any body: no panic, and a body till accepts reads back, re-serialised, as the same
+        /// decision.
+        #[test]
+        fn forwarded_bodies_read_back_the_same(
+            body in proptest::prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64),
+                proptest::string::string_regex("[ {}\\[\\]\":,0-9a-z_]{0,80}").unwrap().prop_map(String::into_bytes),
+                Just(b"{\"model\":\"m\",\"max_tokens\":3,\"n\":2}".to_vec()),
+            ],
+            op in proptest::sample::select(vec![Op::OpenaiChat, Op::OpenaiCompletions, Op::OpenaiResponses, Op::AnthropicMessages, Op::GeminiGenerate]),
+        ) {
+            if let Ok(first) = inspect(op, Some("m"), None, &body) {
+                let forwarded = serde_json::to_vec(first.json.as_ref().unwrap()).unwrap();
+                proptest::prop_assert_eq!(inspect(op, Some("m"), None, &forwarded).unwrap(), first);
+            }
+        }
+    }
+
     #[test]
     fn bodies_till_cannot_check_are_refused() {
         for body in [

@@ -557,6 +557,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever path arrives, a canonical one is a fixed point without dot segments or
+        /// encoded separators, and its class never depends on a second decoding.
+        #[test]
+        fn canonical_paths_are_fixed_points(raw in "/[a-zA-Z0-9%./\\\\:?#~-]{0,40}") {
+            if let Ok(c) = canonical_path(&raw) {
+                let again = canonical_path(&c);
+                proptest::prop_assert_eq!(again.as_deref(), Ok(c.as_str()));
+                for s in c.split('/').skip(1) {
+                    proptest::prop_assert!(!s.is_empty() && s != "." && s != "..");
+                    let up = s.to_ascii_uppercase();
+                    proptest::prop_assert!(!["%2F", "%5C", "%2E", "%25"].iter().any(|b| up.contains(b)));
+                }
+            }
+        }
+    }
+
     #[test]
     fn finds_path_models() {
         let e = classify(
