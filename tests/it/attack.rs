@@ -665,6 +665,8 @@ fn a_tpm_key_gets_a_ceiling_within_its_rate() {
     let (status, text) = a.post("/openai/v1/chat/completions", &body);
     assert_eq!(status, 200, "{text}");
     let v = &a.upstream_bodies()[0];
-    let ceiling = v["max_completion_tokens"].as_u64().expect("a ceiling was inserted");
+    let ceiling = v["max_completion_tokens"]
+        .as_u64()
+        .expect("a ceiling was inserted");
     assert!(ceiling + body.len() as u64 <= 1000, "{v}");
 }
