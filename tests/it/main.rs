@@ -10,6 +10,7 @@ mod keys;
 mod proxy;
 mod rotate;
 mod run;
+mod sandbox;
 mod sdk;
 mod secrets;
 mod usage;
