@@ -69,7 +69,7 @@ pub enum Command {
     /// Inside a till run, `till run` narrows the current key for a sub-agent and reuses the
     /// outer proxy; it cannot widen the key.
     #[command(
-        after_help = "Examples:\n  till run -- python agent.py\n  till run --scope openai/gpt-4o-mini --budget 1usd --ttl 30m -- aider\n  till run -p cheap -- ./loop.sh"
+        after_help = "Examples:\n  till run -- python agent.py\n  till run --scope openai/gpt-4o-mini --budget 1usd --ttl 30m -- aider\n  till run -p cheap -- ./loop.sh\n  till run --sandbox --net proxy -- python agent.py"
     )]
     Run(RunArgs),
     /// Serve keys made by `till key create` on a fixed port, until interrupted.

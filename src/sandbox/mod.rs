@@ -358,6 +358,21 @@ fn resolve(ctx: &Ctx, net: Net, simulate_missing: Option<String>) -> Result<Poli
         ));
     }
 
+    // till's directories are hidden even when they do not exist yet: an agent whose working
+    // directory holds one of them could otherwise create it, and plant a config.toml that
+    // sends root keys elsewhere on till's next run.
+    for dir in ctx
+        .paths
+        .config_file
+        .parent()
+        .into_iter()
+        .chain([ctx.paths.data_dir.as_path()])
+    {
+        crate::config::create_private_dir(dir).map_err(|e| SandboxError::Setup {
+            message: format!("{e:#}"),
+            hint: None,
+        })?;
+    }
     let mut hidden: Vec<PathBuf> = Vec::new();
     let add = |p: PathBuf, hidden: &mut Vec<PathBuf>| {
         if let Ok(real) = std::fs::canonicalize(&p)

@@ -740,3 +740,40 @@ fn nested_runs_keep_or_refuse_the_sandbox() {
         "kill -0 to the nested till fails: {stdout}{stderr}"
     );
 }
+
+/// Without `TILL_HOME`, till's config directory may not exist yet; the sandbox hides it all
+/// the same, so an agent working in `~/.config` cannot create a `till/config.toml` there.
+#[test]
+fn a_config_directory_that_does_not_exist_yet_cannot_be_planted() {
+    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    let home = fake_home();
+    let work = home.path().join(".config");
+    std::fs::create_dir_all(&work).unwrap();
+    let till = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_till"));
+        cmd.args(args)
+            .env_remove("TILL_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", home.path())
+            .env("TILL_STORE", "file")
+            .env("TILL_PASSPHRASE", PASSPHRASE)
+            .current_dir(&work);
+        cmd
+    };
+    let (code, _, stderr) =
+        output_with_stdin(&mut till(&["add", "openai", "--no-verify"]), ROOT_KEY);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!work.join("till/config.toml").exists());
+    let plant = format!(
+        "mkdir -p till && echo '[providers.openai]' > till/config.toml; echo base_url = '\"{}\"' >> till/config.toml",
+        mock.url()
+    );
+    let (code, _, stderr) = output(&mut till(&["run", "--sandbox", "--", "sh", "-c", &plant]));
+    assert_ne!(code, 0, "the agent wrote till's config: {stderr}");
+    assert!(!work.join("till/config.toml").exists(), "{stderr}");
+    // Without the sandbox the same agent can.
+    let (code, _, stderr) = output(&mut till(&["run", "--", "sh", "-c", &plant]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(work.join("till/config.toml").exists());
+}
