@@ -210,6 +210,11 @@ fn spawn_and_wait(
     let signals = register_signals();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
+        // In the sandbox it is till's own helper that could not start; the agent's command
+        // is checked when the helper execs it.
+        Err(e) if sandbox.is_some() => {
+            return Err(anyhow::Error::new(e).context("cannot start the sandbox helper"));
+        }
         Err(e) => return Ok(AgentExit::Code(crate::process::cannot_run(program, &e))),
     };
     #[cfg(unix)]
