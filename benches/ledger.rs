@@ -60,7 +60,12 @@ fn reserve(c: &mut Criterion) {
         max_requests: None,
     }];
     c.bench_function("budget_reserve_one_level", |b| {
-        b.iter(|| ledger.reserve(&levels, 10, 10).unwrap().unwrap());
+        b.iter(|| {
+            ledger
+                .reserve(&levels, 10, 10, &Default::default())
+                .unwrap()
+                .unwrap()
+        });
     });
 }
 

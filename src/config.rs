@@ -51,6 +51,11 @@ impl Paths {
         self.data_dir.join("ledger.sqlite3")
     }
 
+    /// Where running proxies keep their owner locks ([`crate::ledger::owner`]).
+    pub fn owners_dir(&self) -> PathBuf {
+        self.data_dir.join("owners")
+    }
+
     /// Creates the data directory with mode 0700 (on unix) if it does not exist.
     pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
         create_private_dir(&self.data_dir)
@@ -167,6 +172,15 @@ pub struct ProxyConfig {
     pub max_body_bytes: u64,
     /// How long to wait for an upstream's response headers.
     pub upstream_timeout: HumanDuration,
+    /// How long requests in flight may go on after SIGTERM or Ctrl-C before they are cut off.
+    pub shutdown_grace: HumanDuration,
+    /// Connections served at once; more wait until one closes.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and may keep an idle
+    /// keep-alive connection open between requests.
+    pub header_timeout: HumanDuration,
+    /// How long a client may take to send a request body.
+    pub body_timeout: HumanDuration,
 }
 
 impl Default for ProxyConfig {
@@ -174,6 +188,10 @@ impl Default for ProxyConfig {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             upstream_timeout: HumanDuration(Duration::from_secs(600)),
+            shutdown_grace: HumanDuration(Duration::from_secs(10)),
+            max_connections: 1024,
+            header_timeout: HumanDuration(Duration::from_secs(30)),
+            body_timeout: HumanDuration(Duration::from_secs(60)),
         }
     }
 }
@@ -322,6 +340,26 @@ impl Config {
                 .into());
             }
         }
+        let proxy = &self.proxy;
+        if proxy.max_connections == 0 {
+            return Err(UserError::usage(format!(
+                "{}: [proxy] max_connections must be at least 1",
+                path.display()
+            ))
+            .into());
+        }
+        for (name, value) in [
+            ("header_timeout", proxy.header_timeout),
+            ("body_timeout", proxy.body_timeout),
+        ] {
+            if value.0.is_zero() {
+                return Err(UserError::usage(format!(
+                    "{}: [proxy] {name} must be longer than 0s",
+                    path.display()
+                ))
+                .into());
+            }
+        }
         for (name, over) in &self.providers {
             if let Some(url) = &over.base_url {
                 crate::providers::validate_base_url(url).map_err(|e| {
@@ -435,6 +473,30 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.starts_with("c.toml:2:15:"), "{msg}");
         assert!(msg.contains("soon"), "{msg}");
+    }
+
+    #[test]
+    fn proxy_lifecycle_settings_parse_and_are_checked() {
+        let c = Config::default();
+        assert_eq!(c.proxy.shutdown_grace.0, Duration::from_secs(10));
+        assert_eq!(c.proxy.max_connections, 1024);
+        let c = Config::parse(
+            "[proxy]\nshutdown_grace = \"250ms\"\nmax_connections = 8\nheader_timeout = \"2s\"\nbody_timeout = \"1m\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.proxy.shutdown_grace.0, Duration::from_millis(250));
+        assert_eq!(c.proxy.max_connections, 8);
+        assert_eq!(c.proxy.header_timeout.0, Duration::from_secs(2));
+        assert_eq!(c.proxy.body_timeout.0, Duration::from_secs(60));
+        let err = Config::parse("[proxy]\nmax_connections = 0\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("max_connections"), "{err:#}");
+        let err =
+            Config::parse("[proxy]\nheader_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("header_timeout"), "{err:#}");
+        let err =
+            Config::parse("[proxy]\nshutdown_grace = \"soon\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{err:#}").starts_with("c.toml:2:18:"), "{err:#}");
     }
 
     #[test]

@@ -71,17 +71,6 @@ pub fn find_user_error(err: &anyhow::Error) -> Option<&UserError> {
     err.chain().find_map(|e| e.downcast_ref::<UserError>())
 }
 
-/// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's.
-pub fn hint(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|e| {
-        if let Some(u) = e.downcast_ref::<UserError>() {
-            return Some(u.hint.clone());
-        }
-        e.downcast_ref::<crate::secrets::StoreError>()
-            .map(crate::secrets::StoreError::hint)
-    })?
-}
-
 /// The exit code for an error chain: the first [`UserError`]'s kind, else runtime.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     find_user_error(err)

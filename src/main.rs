@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            let hint = till::error::hint(&err);
+            let hint = till::commands::hint(&err);
             till::output::error(&format!("{err:#}"), hint.as_deref());
             ExitCode::from(till::error::exit_code(&err))
         }

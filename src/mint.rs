@@ -8,7 +8,6 @@ use secrecy::ExposeSecret as _;
 
 use crate::childkey::MintKey;
 use crate::ledger::Ledger;
-use crate::proxy::MintEntry;
 use crate::secrets::SecretStore;
 
 /// The store name of a mint key.
@@ -42,6 +41,12 @@ pub fn create(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintKe
         return Err(e);
     }
     Ok(key)
+}
+
+/// A mint key and, once retired, the end of its grace period.
+pub struct MintEntry {
+    pub key: MintKey,
+    pub valid_until: Option<u64>,
 }
 
 /// The mint key `kid` with its grace period, if the ledger and store both know it.

@@ -62,6 +62,7 @@ pub fn proxy(
         max_body_bytes: 1 << 20,
         upstream_timeout: Duration::from_secs(30),
         loopback: true,
+        ..ProxyOptions::default()
     };
     let roots = vec![(
         "openai".to_string(),

@@ -10,6 +10,7 @@ use crate::config::{Config, Paths};
 use crate::error::UserError;
 use crate::ledger::Ledger;
 use crate::ledger::RootKeyMeta;
+use crate::ledger::owner::Owner;
 use crate::ledger::writer::Writer;
 use crate::providers::Providers;
 use crate::proxy::{ProxyOptions, State};
@@ -52,6 +53,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|e| {
+        if let Some(u) = e.downcast_ref::<UserError>() {
+            return Some(u.hint.clone());
+        }
+        e.downcast_ref::<crate::secrets::StoreError>()
+            .map(crate::secrets::StoreError::hint)
+    })?
+}
+
 /// What most commands need: where files are, the config, and the provider table.
 pub struct Ctx {
     pub paths: Paths,
@@ -78,11 +90,52 @@ impl Ctx {
         Ok(crate::secrets::open(&opts)?)
     }
 
-    /// Opens the ledger in the data directory.
+    /// Opens the ledger in the data directory, first settling the budget reservations of any
+    /// till proxy that died with requests open.
+    ///
+    /// Every command does this, not only a starting proxy: `till key show`, `till log` and
+    /// `till usage` then report a crashed proxy's requests and budgets at once, and a budget is
+    /// not held hostage until the next proxy starts. When nothing is open it costs one read.
     pub fn ledger(&self) -> anyhow::Result<Ledger> {
         self.paths.ensure_data_dir()?;
-        Ledger::open(&self.paths.ledger_file())
+        let mut ledger = Ledger::open(&self.paths.ledger_file())?;
+        match ledger.recover(&self.paths.owners_dir()) {
+            Ok(swept) if swept.requests > 0 => crate::output::note(&format!(
+                "till: {} request(s) were left open by a till proxy that stopped without closing them; recorded as `lost` and charged what they had reserved ({})",
+                swept.requests,
+                run::usd(swept.micros as f64 / 1e6)
+            )),
+            Ok(_) => {}
+            Err(e) => crate::output::warn(&format!(
+                "could not settle the reservations of a till proxy that died: {e:#}"
+            )),
+        }
+        Ok(ledger)
     }
+}
+
+/// After a proxy has stopped and its writer has written everything: settles the reservations
+/// its requests still hold (requests cut off after the grace, before their response began) at
+/// what they reserved, records them as interrupted, and releases the owner lock.
+pub fn settle_leftovers(ctx: &Ctx, owner: Owner) {
+    let settled = Ledger::open(&ctx.paths.ledger_file()).and_then(|mut l| {
+        l.settle_owner(
+            owner.id(),
+            crate::ledger::counters::INTERRUPTED,
+            crate::time::now_unix(),
+        )
+    });
+    match settled {
+        Ok(swept) if swept.requests > 0 => crate::output::note(&format!(
+            "till: {} request(s) were still open when the proxy stopped; recorded as `interrupted` and charged what they had reserved",
+            swept.requests
+        )),
+        Ok(_) => {}
+        Err(e) => crate::output::warn(&format!(
+            "could not settle the requests still open at the stop (the next till will): {e:#}"
+        )),
+    }
+    drop(owner);
 }
 
 /// The secrets-store name of a provider's root key.
@@ -220,6 +273,8 @@ pub struct ProxyParts {
     /// The current mint key (for minting a session key).
     pub mint: crate::childkey::MintKey,
     pub ledger: crate::ledger::Ledger,
+    /// Held while the proxy runs; give it to [`settle_leftovers`] after the stop.
+    pub owner: Owner,
 }
 
 pub fn proxy_state(
@@ -247,12 +302,18 @@ pub fn proxy_state(
     ledger.prune(crate::time::now_unix().saturating_sub(retention))?;
     let mint = crate::mint::current(&ledger, store.as_ref())?;
     let mints = crate::mint::all_valid(&ledger, store.as_ref(), crate::time::now_unix())?;
+    let proxy = &ctx.config.proxy;
     let options = ProxyOptions {
         session: session.clone(),
-        max_body_bytes: ctx.config.proxy.max_body_bytes,
-        upstream_timeout: ctx.config.proxy.upstream_timeout.0,
+        max_body_bytes: proxy.max_body_bytes,
+        upstream_timeout: proxy.upstream_timeout.0,
         loopback,
+        shutdown_grace: proxy.shutdown_grace.0,
+        max_connections: proxy.max_connections,
+        header_timeout: proxy.header_timeout.0,
+        body_timeout: proxy.body_timeout.0,
     };
+    let owner = Owner::claim(&ctx.paths.owners_dir())?;
     let writer = Writer::start(&ctx.paths.ledger_file())?;
     let prices = crate::pricing::Prices::from_config(&ctx.config);
     let state = State::new(
@@ -265,12 +326,14 @@ pub fn proxy_state(
     )?
     .with_prices(prices)
     .with_ledger(writer.handle(), ctx.ledger()?)
+    .with_owner(owner.id())
     .print_alerts(true);
     Ok(ProxyParts {
         state: Arc::new(state),
         writer,
         mint,
         ledger,
+        owner,
     })
 }
 

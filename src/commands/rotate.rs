@@ -1090,7 +1090,7 @@ fn due(
                     // an attempt the ledger should show.
                     Err(e) => {
                         let mut failure = Failure::new(Step::Prepare, format!("{e:#}"));
-                        failure.hint = crate::error::hint(&e);
+                        failure.hint = super::hint(&e);
                         finish(
                             &ledger,
                             &provider.name,

@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         writer,
         mint,
         ledger,
+        owner,
     } = super::proxy_state(ctx, Some(session.clone()), true)?;
 
     // The session key: the chosen base (a created key, or a fresh mint), narrowed to this run.
@@ -77,7 +78,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the proxy runtime")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let addr = runtime.block_on(crate::proxy::spawn(
+    let (addr, proxy) = runtime.block_on(crate::proxy::start(
         "127.0.0.1:0".parse().expect("loopback address"),
         state.clone(),
         async move {
@@ -108,9 +109,17 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         spawn_and_wait(program, &args.command[1..], env, sandbox.as_mut())?
     };
 
+    // Requests the agent (or something it left running) still has in flight get the
+    // shutdown grace to finish; then they are cut off and recorded.
     let _ = stop_tx.send(());
+    let inside = sandbox.as_mut().and_then(|sb| sb.stop_proxy());
+    let _ = runtime.block_on(proxy);
+    if let Some(inside) = inside {
+        let _ = runtime.block_on(inside);
+    }
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     writer.finish();
+    super::settle_leftovers(ctx, owner);
     if !args.quiet {
         crate::output::note(&summary(&state.stats.snapshot()));
     }

@@ -15,7 +15,12 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the proxy runtime")?;
-    let super::ProxyParts { state, writer, .. } = super::proxy_state(ctx, None, loopback)?;
+    let super::ProxyParts {
+        state,
+        writer,
+        owner,
+        ..
+    } = super::proxy_state(ctx, None, loopback)?;
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -33,13 +38,17 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         crate::proxy::serve(listener, state.clone(), shutdown_signal()).await;
         anyhow::Ok(())
     });
+    // The proxy has waited for its requests (up to [proxy] shutdown_grace); what they queued
+    // is written before the reservations still open are settled as interrupted.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     writer.finish();
+    super::settle_leftovers(ctx, owner);
     result?;
     crate::output::note(&super::run::summary(&state.stats.snapshot()));
     Ok(ExitCode::SUCCESS)
 }
 
+/// SIGTERM or SIGINT: the proxy stops accepting and finishes what is in flight.
 async fn shutdown_signal() {
     #[cfg(unix)]
     {

@@ -143,9 +143,27 @@ const MIGRATIONS: &[&str] = &[
         BEGIN UPDATE watch_generation SET n = n + 1; END;
     CREATE TRIGGER mint_keys_del AFTER DELETE ON mint_keys
         BEGIN UPDATE watch_generation SET n = n + 1; END;",
+    // 6: every budget reservation still open, with the process that holds it and what its
+    // request row needs, so reservations of a proxy that died can be settled by another till.
+    "CREATE TABLE reservations (
+        id           INTEGER PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        bindings     TEXT NOT NULL,
+        micros       INTEGER NOT NULL,
+        tokens       INTEGER NOT NULL,
+        at           INTEGER NOT NULL,
+        provider     TEXT NOT NULL,
+        model        TEXT,
+        endpoint     TEXT,
+        binding      TEXT,
+        lineage      TEXT,
+        session      TEXT
+    ) STRICT;
+    CREATE INDEX reservations_owner ON reservations(owner);",
 ];
 
 pub mod counters;
+pub mod owner;
 pub mod query;
 pub mod writer;
 

@@ -39,7 +39,9 @@ pub struct RequestRow {
     pub latency_ms: f64,
     pub ttfb_ms: Option<f64>,
     pub denial: Option<String>,
-    /// `complete`, `cut` (the upstream broke off), `abandoned` (the client left), `denied`.
+    /// `complete`, `cut` (the upstream broke off), `abandoned` (the client left), `denied`,
+    /// `interrupted` (the proxy stopped after its shutdown grace), `lost` (the proxy died; the
+    /// row was written by the till that settled its reservation).
     pub outcome: Option<String>,
     /// Short bindings of every level of the key, space-separated.
     pub lineage: Option<String>,
@@ -54,11 +56,14 @@ enum Msg {
         kind: String,
         message: String,
     },
-    /// Settle a budget reservation to what the request really used.
+    /// Settle a budget reservation to what the request really used, and write its row. The
+    /// row is skipped when the reservation was settled already (by the sweep of a stopped or
+    /// dead proxy, which wrote a row of its own).
     Settle {
         reservation: super::counters::Reservation,
         micros: u64,
         tokens: u64,
+        row: Option<Box<RequestRow>>,
     },
     /// Write everything queued before this, then stop.
     Stop,
@@ -147,6 +152,23 @@ impl WriterHandle {
             reservation,
             micros,
             tokens,
+            row: None,
+        });
+    }
+
+    /// Settles a reservation and records its request in the same transaction.
+    pub fn settle_with_row(
+        &self,
+        reservation: super::counters::Reservation,
+        micros: u64,
+        tokens: u64,
+        row: RequestRow,
+    ) {
+        self.shared.push(Msg::Settle {
+            reservation,
+            micros,
+            tokens,
+            row: Some(Box::new(row)),
         });
     }
 
@@ -251,28 +273,7 @@ fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
         )?;
         for msg in batch {
             match msg {
-                Msg::Row(r) => {
-                    rows.execute(params![
-                        r.at as i64,
-                        r.binding,
-                        r.key_name,
-                        r.session,
-                        r.provider,
-                        r.model,
-                        r.endpoint,
-                        i64::from(r.status),
-                        r.input_tokens as i64,
-                        r.output_tokens as i64,
-                        r.cached_tokens as i64,
-                        r.reasoning_tokens as i64,
-                        r.cost_micros as i64,
-                        r.latency_ms,
-                        r.ttfb_ms,
-                        r.denial,
-                        r.outcome,
-                        r.lineage,
-                    ])?;
-                }
+                Msg::Row(r) => insert_row(&mut rows, r)?,
                 Msg::Event {
                     at,
                     binding,
@@ -286,14 +287,42 @@ fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
                     reservation,
                     micros,
                     tokens,
+                    row,
                 } => {
-                    super::counters::settle(&tx, reservation, *micros, *tokens)?;
+                    let settled = super::counters::settle(&tx, reservation, *micros, *tokens)?;
+                    if let (true, Some(r)) = (settled, row) {
+                        insert_row(&mut rows, r)?;
+                    }
                 }
                 Msg::Stop => {}
             }
         }
     }
     tx.commit()?;
+    Ok(())
+}
+
+fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &RequestRow) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        r.at as i64,
+        r.binding,
+        r.key_name,
+        r.session,
+        r.provider,
+        r.model,
+        r.endpoint,
+        i64::from(r.status),
+        r.input_tokens as i64,
+        r.output_tokens as i64,
+        r.cached_tokens as i64,
+        r.reasoning_tokens as i64,
+        r.cost_micros as i64,
+        r.latency_ms,
+        r.ttfb_ms,
+        r.denial,
+        r.outcome,
+        r.lineage,
+    ])?;
     Ok(())
 }
 

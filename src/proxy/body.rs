@@ -3,6 +3,10 @@
 //!
 //! If the agent goes away before the end, the rest of the upstream body is drained in the
 //! background for up to [`DRAIN_LIMIT`] so the usage the provider reports is still recorded.
+//!
+//! A stopping proxy hands each body its [`Stop`]: once the shutdown grace is over, a stream
+//! still running (or still being drained) ends at once and is recorded as interrupted, with
+//! whatever usage it had reported by then.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,6 +16,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::lifecycle::Stop;
 use super::meter::{Meter, Usage};
 use crate::providers::ApiFamily;
 
@@ -30,6 +35,8 @@ pub struct Finished {
     pub error: Option<String>,
     /// The agent stopped reading before the end.
     pub client_gone: bool,
+    /// The proxy stopped, after its shutdown grace, before the body ended.
+    pub interrupted: bool,
 }
 
 type Done = Box<dyn FnOnce(Finished) + Send>;
@@ -55,6 +62,11 @@ pub struct MeteredStream {
     sleep: Pin<Box<tokio::time::Sleep>>,
     tail: Option<Bytes>,
     done: Option<Done>,
+    /// Set by the server: tells when the proxy's shutdown grace is over.
+    stop: Option<Stop>,
+    cut: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// Kept alive as long as this body (the server counts a connection's open responses).
+    held: Option<std::sync::Arc<()>>,
 }
 
 impl MeteredStream {
@@ -75,10 +87,28 @@ impl MeteredStream {
             sleep: Box::pin(tokio::time::sleep(idle)),
             tail: None,
             done: Some(Box::new(done)),
+            stop: None,
+            cut: None,
+            held: None,
         }
     }
 
+    /// Keeps `token` alive until this body is dropped.
+    pub fn hold(&mut self, token: std::sync::Arc<()>) {
+        self.held = Some(token);
+    }
+
+    /// Ends this body when `stop` is cut (and keeps the stopping proxy waiting while it runs).
+    pub fn stop_on(&mut self, stop: Stop) {
+        self.cut = Some(Box::pin(stop.cut()));
+        self.stop = Some(stop);
+    }
+
     fn finish(&mut self, error: Option<String>) {
+        self.finish_as(error, false);
+    }
+
+    fn finish_as(&mut self, error: Option<String>, interrupted: bool) {
         self.upstream = None;
         let (tail, usage) = self.meter.finish();
         if !tail.is_empty() {
@@ -90,15 +120,25 @@ impl MeteredStream {
                 completed: self.meter.completed,
                 error,
                 client_gone: false,
+                interrupted,
             });
         }
+        self.stop = None;
     }
 
     /// Fails the body after the upstream broke: SSE gets an error event in the provider's
     /// format and a clean end; other bodies end with an error (the connection is cut).
     fn fail(&mut self, message: String) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.fail_as(message, false)
+    }
+
+    fn fail_as(
+        &mut self,
+        message: String,
+        interrupted: bool,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let event = super::errors::stream_error_event(self.api, &message);
-        self.finish(Some(message.clone()));
+        self.finish_as(Some(message.clone()), interrupted);
         if self.sse {
             Poll::Ready(Some(Ok(Frame::data(event))))
         } else {
@@ -167,6 +207,16 @@ impl MeteredStream {
                     return Poll::Ready(self.tail.take().map(|t| Ok(Frame::data(t))));
                 }
                 Poll::Pending => {
+                    if self
+                        .cut
+                        .as_mut()
+                        .is_some_and(|c| c.as_mut().poll(cx).is_ready())
+                    {
+                        return self.fail_as(
+                            "till is shutting down and cut this response off".to_string(),
+                            true,
+                        );
+                    }
                     if self.sleep.as_mut().poll(cx).is_ready() {
                         let secs = self.idle.as_secs();
                         return self.fail(format!("the upstream sent nothing for {secs} s"));
@@ -215,6 +265,18 @@ impl Drop for MeteredStream {
             return;
         };
         let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
+        let stop = self.stop.take();
+        if stop.as_ref().is_some_and(Stop::is_cut) {
+            // Dropped by a proxy whose grace is over: there is no time left to drain.
+            let (_, usage) = meter.finish();
+            done(Finished {
+                usage,
+                completed: meter.completed,
+                interrupted: true,
+                ..Finished::default()
+            });
+            return;
+        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             let (_, usage) = meter.finish();
             done(Finished {
@@ -222,6 +284,7 @@ impl Drop for MeteredStream {
                 completed: false,
                 error: None,
                 client_gone: true,
+                interrupted: false,
             });
             return;
         };
@@ -236,14 +299,26 @@ impl Drop for MeteredStream {
                     meter.feed(chunk);
                 }
             };
-            let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+            // The drain holds `stop`, so a stopping proxy waits for it within its grace.
+            let cut = async {
+                match &stop {
+                    Some(s) => s.cut().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let interrupted = tokio::select! {
+                _ = tokio::time::timeout(DRAIN_LIMIT, drain) => false,
+                () = cut => true,
+            };
             let (_, usage) = meter.finish();
             done(Finished {
                 usage,
                 completed: meter.completed,
                 error: None,
-                client_gone: extra > 0,
+                client_gone: extra > 0 && !interrupted,
+                interrupted,
             });
+            drop(stop);
         });
     }
 }

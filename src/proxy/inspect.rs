@@ -436,6 +436,23 @@ mod tests {
         );
     }
 
+    /// Found by the `request` fuzz target: without exact float parsing, a large number came
+    /// back one unit in the last place off, so the forwarded body said something else.
+    #[test]
+    fn numbers_are_forwarded_as_sent() {
+        let body =
+            "{\"model\":\"x\",\"t\":955555555555555555555555555555555555,\"temperature\":0.7}";
+        let x = i(ApiFamily::Openai, Op::OpenaiResponses, body).unwrap();
+        let forwarded = serde_json::to_vec(x.json.as_ref().unwrap()).unwrap();
+        let again = inspect(Op::OpenaiResponses, None, None, &forwarded).unwrap();
+        assert_eq!(again, x);
+        assert!(
+            String::from_utf8(forwarded)
+                .unwrap()
+                .contains("\"temperature\":0.7")
+        );
+    }
+
     #[test]
     fn bodies_till_cannot_check_are_refused() {
         for body in [

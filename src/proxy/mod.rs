@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod body;
 pub mod errors;
 pub mod inspect;
+pub mod lifecycle;
 pub mod limits;
 pub mod meter;
 pub mod route;
@@ -19,7 +20,7 @@ mod state;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -35,33 +36,186 @@ use crate::childkey::{Denial, EndpointClass, RequestFacts, Token};
 use crate::providers::{ApiFamily, Provider};
 use meter::Meter;
 
-/// Serves until `shutdown` resolves. Connections in flight finish on their own tasks.
+/// How long, once the grace is over, cut-off responses get to reach their clients before
+/// their connections are dropped.
+const CUT_WAIT: Duration = Duration::from_secs(1);
+
+/// How often the "all connections in use" and "cannot accept" warnings may repeat.
+const NOTICE_EVERY: Duration = Duration::from_secs(60);
+
+/// Serves until `shutdown` resolves, then stops: no new connections, requests in flight get
+/// `shutdown_grace` to finish, then what still runs is cut off and recorded as interrupted.
+/// Returns once every connection, and every response body still reading its upstream, is done.
+///
+/// Connections are bounded: at most `max_connections` at once (more wait in the listen
+/// backlog: an agent's burst is served late rather than refused, and the header timeout frees
+/// the slots of clients that send nothing), `header_timeout` to send a request's headers or to
+/// sit idle between keep-alive requests, `body_timeout` to send its body.
+///
+/// Connection tasks live in a `JoinSet` rather than hyper-util's `GracefulShutdown`: both can
+/// tell connections to close after their current response, but a stop must also be able to
+/// drop the connections still open when the grace ends, which needs their task handles, and
+/// to wait for response bodies that outlive their connection (a stream drained after its
+/// client left), which [`lifecycle::Stop`] tracks.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let opts = &state.options;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper starts the header timer when it waits for a request head, including on a kept-alive
+    // connection after a response, so it is the idle timeout too.
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(opts.header_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
+    let mut stopper = lifecycle::Stopper::default();
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut backoff = lifecycle::Backoff::default();
+    let mut full = lifecycle::Notice::every(NOTICE_EVERY);
+    let mut failing = lifecycle::Notice::every(NOTICE_EVERY);
     tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-            () = &mut shutdown => return,
+    'accept: loop {
+        while conns.try_join_next().is_some() {}
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if full.due(tokio::time::Instant::now()) {
+                    crate::output::warn(&format!(
+                        "{} connections are open, the most [proxy] max_connections allows; new connections wait until one closes",
+                        opts.max_connections
+                    ));
+                }
+                tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => {
+                        slot.expect("the connection semaphore is never closed")
+                    }
+                    () = &mut shutdown => break 'accept,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff.reset();
+                a
+            }
+            Err(e) => {
+                drop(slot);
+                let pause = backoff.after(&e);
+                if !pause.is_zero() && failing.due(tokio::time::Instant::now()) {
+                    crate::output::warn(&format!(
+                        "cannot accept connections ({e}); trying again, at most once a second"
+                    ));
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    () = &mut shutdown => break,
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(state, peer, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+        let stop = stopper.stop();
+        // Counts this connection's requests whose response is not done yet (the service call
+        // and its body hold a clone): a connection without any can be dropped at a stop.
+        let busy = Arc::new(());
+        let svc = {
+            let (state, stop, busy) = (state.clone(), stop.clone(), busy.clone());
+            hyper::service::service_fn(move |req| {
+                let (state, stop, busy) = (state.clone(), stop.clone(), busy.clone());
+                async move { Ok::<_, Infallible>(respond(state, peer, req, stop, busy).await) }
+            })
+        };
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        let mut closing = closing.subscribe();
+        conns.spawn(async move {
+            let _slot = slot;
+            let _stop = stop;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = closing.wait_for(|c| *c) => {}
+            }
+            if Arc::strong_count(&busy) == 1 {
+                // Idle, or still sending a request head: nothing of ours to finish.
+                return;
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         });
+    }
+    drop(listener);
+    closing.send_replace(true);
+    let grace_over = tokio::time::Instant::now() + opts.shutdown_grace;
+    if !stopper.wait(grace_over).await {
+        stopper.cut();
+        if !stopper.wait(tokio::time::Instant::now() + CUT_WAIT).await {
+            // Clients that stopped reading, requests still waiting for upstream headers.
+            conns.abort_all();
+        }
+    }
+    while conns.join_next().await.is_some() {}
+    // Dropped bodies end at once when cut; drains cut a moment ago finish now.
+    stopper.wait(tokio::time::Instant::now() + CUT_WAIT).await;
+}
+
+/// One request: [`handle`], answered with a 503 instead if the grace ends before it has a
+/// response, and its response body bound to the stop.
+async fn respond(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    stop: lifecycle::Stop,
+    busy: Arc<()>,
+) -> Response<ProxyBody> {
+    let api = route::split_prefix(req.uri().path())
+        .and_then(|(name, _)| state.providers.get(name))
+        .map_or(ApiFamily::Openai, |p| p.api);
+    let mut resp = tokio::select! {
+        biased;
+        resp = handle(state, peer, req) => resp,
+        () = stop.cut() => {
+            return ProxyError::new(
+                503,
+                "shutting_down",
+                "till is shutting down and could not finish this request; send it again once a till proxy runs",
+            )
+            .response(api);
+        }
+    };
+    if let ProxyBody::Stream(s) = resp.body_mut() {
+        s.stop_on(stop);
+        s.hold(busy);
+    }
+    resp
+}
+
+/// Reads a request body of at most `max` bytes within `limit` (a client that trickles its body
+/// must not hold a connection and its slot for as long as it likes).
+async fn read_body(body: Incoming, max: u64, limit: Duration) -> Result<Bytes, ProxyError> {
+    let read = http_body_util::Limited::new(body, max as usize).collect();
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(ProxyError::new(
+            413,
+            "too_large",
+            format!(
+                "the request body is larger than the proxy's limit of {max} bytes ([proxy] max_body_bytes in config.toml)"
+            ),
+        )),
+        Err(_) => Err(ProxyError::new(
+            408,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ([proxy] body_timeout in config.toml)",
+                humantime::format_duration(limit)
+            ),
+        )),
     }
 }
 
@@ -71,10 +225,18 @@ pub async fn spawn(
     state: Arc<State>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
+    Ok(start(addr, state, shutdown).await?.0)
+}
+
+/// Like [`spawn`], with the task that ends when the proxy has stopped.
+pub async fn start(
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tokio::spawn(serve(listener, state, shutdown));
-    Ok(local)
+    Ok((local, tokio::spawn(serve(listener, state, shutdown))))
 }
 
 /// Output tokens reserved against a budget when a request names no ceiling of its own.
@@ -310,12 +472,12 @@ async fn authorize_and_forward(
         ));
     }
     let query = forward_query(parts.uri.query())?;
-    let max = state.options.max_body_bytes;
-    let body = http_body_util::Limited::new(body, max as usize)
-        .collect()
-        .await
-        .map_err(|_| ProxyError::new(413, "too_large", format!("the request body is larger than the proxy's limit of {max} bytes ([proxy] max_body_bytes in config.toml)")))?
-        .to_bytes();
+    let body = read_body(
+        body,
+        state.options.max_body_bytes,
+        state.options.body_timeout,
+    )
+    .await?;
     let endpoint = route::classify(api, &parts.method, rest);
     let content_type = parts
         .headers
@@ -438,6 +600,7 @@ async fn authorize_and_forward(
             model.as_deref(),
             prompt_tokens,
             output_total,
+            record,
         )
         .await?;
 

@@ -88,7 +88,9 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
                 decoded.push(v);
                 i += 3;
             } else {
-                if b == b'\\' || b < 0x20 || b == 0x7f {
+                // A raw `?` or `#` cannot reach here from an HTTP request line (they start the
+                // query and fragment), so one that does is refused like its encoded form.
+                if matches!(b, b'\\' | b'?' | b'#') || b < 0x20 || b == 0x7f {
                     return Err(PathError::EncodedSeparator);
                 }
                 decoded.push(b);
@@ -412,6 +414,9 @@ mod tests {
             "/openai/v1/chat/%zz",
             "/openai/v1/chat/%2",
             "/openai/v1/%ff%fe",
+            // Found by the `request` fuzz target: a raw `?` re-encoded as `%3F` is not a fixed point.
+            "/v1/chat?completions",
+            "/v1/chat#completions",
             "/gemini/v1beta/models/gemini-2.0-flash/../gemini-2.5-pro:generateContent",
             "openai/v1/chat/completions",
         ] {

@@ -18,10 +18,11 @@ use serde::Serialize;
 use super::body::Finished;
 use super::errors::ProxyError;
 use super::limits::{RateDenial, RateLimits, RateRule};
-use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, MintKey, Token, Verified};
+use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, Token, Verified};
 use crate::ledger::Ledger;
-use crate::ledger::counters::{LevelCharge, Refusal, Reservation};
+use crate::ledger::counters::{Hold, LevelCharge, Refusal, Reservation};
 use crate::ledger::writer::WriterHandle;
+pub use crate::mint::MintEntry;
 use crate::providers::Providers;
 use crate::secrets::SecretStore;
 
@@ -34,6 +35,32 @@ pub struct ProxyOptions {
     pub upstream_timeout: Duration,
     /// Whether the listener is on loopback (then only loopback `Host` headers are answered).
     pub loopback: bool,
+    /// How long requests in flight may go on after a stop is asked for.
+    pub shutdown_grace: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may sit idle between requests.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request body.
+    pub body_timeout: Duration,
+}
+
+impl Default for ProxyOptions {
+    /// The defaults of `[proxy]` in config.toml, for a `till serve` proxy.
+    fn default() -> Self {
+        let c = crate::config::ProxyConfig::default();
+        Self {
+            session: None,
+            max_body_bytes: c.max_body_bytes,
+            upstream_timeout: c.upstream_timeout.0,
+            loopback: true,
+            shutdown_grace: c.shutdown_grace.0,
+            max_connections: c.max_connections,
+            header_timeout: c.header_timeout.0,
+            body_timeout: c.body_timeout.0,
+        }
+    }
 }
 
 /// Counters for the exit summary.
@@ -152,31 +179,43 @@ impl RequestRecord {
             }
         }
         self.finished = finished;
-        if let Some(reservation) = self.reservation.take() {
-            // Charge what was metered; a response that started but reported no usage is
-            // charged its reservation; a request that never reached the upstream, nothing.
-            let (micros, tokens) = match &self.finished {
-                Some(f) => match f.usage {
-                    Some(u) => (self.cost_micros, u.total()),
-                    None => (reservation.micros, reservation.tokens),
-                },
-                None => (0, 0),
-            };
-            if let Some(w) = &state.writer {
-                w.settle(reservation, micros, tokens);
-            }
-        }
+        let reservation = self.reservation.take();
         state.alerts.observe(state, &self);
-        if let Some(w) = &state.writer {
-            w.row(self.to_row(state.options.session.as_deref()));
+        let Some(w) = &state.writer else { return };
+        let row = self.to_row(state.options.session.as_deref());
+        match reservation {
+            Some(reservation) => {
+                // Charge what was metered; a response that started but reported no usage is
+                // charged its reservation; a request that never reached the upstream, nothing.
+                let (micros, tokens) = match &self.finished {
+                    Some(f) => match f.usage {
+                        Some(u) => (self.cost_micros, u.total()),
+                        None => (reservation.micros, reservation.tokens),
+                    },
+                    None => (0, 0),
+                };
+                // One message: if a stop already settled this reservation and wrote the
+                // request's row, this row is not written a second time.
+                w.settle_with_row(reservation, micros, tokens, row);
+            }
+            None => w.row(row),
         }
     }
-}
 
-/// A mint key and, once retired, the end of its grace period.
-pub struct MintEntry {
-    pub key: MintKey,
-    pub valid_until: Option<u64>,
+    /// What the ledger keeps with this request's reservation, to write its row should this
+    /// process stop before the request ends.
+    fn hold(&self, owner: &str, session: Option<&str>) -> Hold {
+        Hold {
+            owner: owner.to_string(),
+            at: self.at,
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            endpoint: self.endpoint.map(|e| e.as_str().to_string()),
+            binding: self.binding.map(|b| b.to_string()),
+            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
+            session: session.map(str::to_string),
+        }
+    }
 }
 
 struct RootKey {
@@ -210,6 +249,8 @@ pub struct State {
     prices: crate::pricing::Prices,
     writer: Option<WriterHandle>,
     counters: Option<Mutex<Ledger>>,
+    /// The id of this process's owner lock, written with every reservation.
+    owner: String,
     pub alerts: super::alerts::Alerts,
 }
 
@@ -269,6 +310,7 @@ impl State {
             limits: RateLimits::default(),
             prices: crate::pricing::Prices::builtin(),
             writer: None,
+            owner: String::new(),
             counters: None,
             alerts: super::alerts::Alerts::default(),
         })
@@ -294,6 +336,14 @@ impl State {
         self
     }
 
+    /// Records `owner` (see [`crate::ledger::owner`]) as the holder of this proxy's budget
+    /// reservations, so they are settled if this process dies with some open.
+    #[must_use]
+    pub fn with_owner(mut self, owner: &str) -> Self {
+        self.owner = owner.to_string();
+        self
+    }
+
     /// Prints alerts on stderr as they happen (`till run`, `till serve`).
     #[must_use]
     pub fn print_alerts(mut self, on: bool) -> Self {
@@ -309,6 +359,7 @@ impl State {
         model: Option<&str>,
         prompt_tokens: u64,
         max_output: u64,
+        record: &RequestRecord,
     ) -> Result<Option<Reservation>, ProxyError> {
         let mut levels: Vec<LevelCharge> = Vec::new();
         for l in &grant.limits {
@@ -365,10 +416,11 @@ impl State {
             0
         };
         let this = Arc::clone(self);
+        let hold = record.hold(&self.owner, self.options.session.as_deref());
         let outcome = tokio::task::spawn_blocking(move || {
             let counters = this.counters.as_ref()?;
             let mut ledger = counters.lock().unwrap_or_else(|e| e.into_inner());
-            Some(ledger.reserve(&levels, micros, tokens))
+            Some(ledger.reserve(&levels, micros, tokens, &hold))
         })
         .await
         .ok()
@@ -682,6 +734,7 @@ impl RequestRecord {
         let cost_micros = self.cost_micros;
         let outcome = match (&self.denial, &self.finished) {
             (Some(_), _) => "denied",
+            (None, Some(f)) if f.interrupted => crate::ledger::counters::INTERRUPTED,
             (None, Some(f)) if f.error.is_some() => "cut",
             (None, Some(f)) if f.client_gone => "abandoned",
             (None, Some(f)) if f.completed => "complete",

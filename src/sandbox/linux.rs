@@ -114,8 +114,12 @@ pub struct Launch {
     control: Option<UnixStream>,
     helper_end: Option<OwnedFd>,
     net: Net,
-    /// Dropping it stops the proxy listener inside the sandbox.
-    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The proxy serving inside the sandbox: its stop signal (dropping it stops it too) and
+    /// its task, which ends when the requests in flight have had their grace.
+    proxy: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Launch {
@@ -136,7 +140,7 @@ impl Launch {
             control: Some(control),
             helper_end: Some(helper_end.into()),
             net: policy.net,
-            _stop: None,
+            proxy: None,
         })
     }
 
@@ -200,12 +204,20 @@ impl Launch {
                     hint: None,
                 })?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(crate::proxy::serve(listener, state, async move {
+            let task = tokio::spawn(crate::proxy::serve(listener, state, async move {
                 let _ = rx.await;
             }));
-            self._stop = Some(tx);
+            self.proxy = Some((tx, task));
         }
         Ok(())
+    }
+
+    /// Stops the proxy inside the sandbox as till stops its own: the returned task ends when
+    /// the requests in flight have finished or had their grace.
+    pub fn stop(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let (tx, task) = self.proxy.take()?;
+        let _ = tx.send(());
+        Some(task)
     }
 }
 

@@ -265,6 +265,12 @@ impl Sandbox {
         }
         Ok(())
     }
+
+    /// Stops the proxy serving inside the sandbox (`--net proxy`); await the task for the
+    /// requests in flight to finish, as for till's own listener.
+    pub fn stop_proxy(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.launch.as_mut()?.stop()
+    }
 }
 
 /// Whether this run is sandboxed, and with which network: `--no-sandbox`, `--sandbox`, the

@@ -39,6 +39,10 @@ impl Launch {
         match *self {}
     }
 
+    pub fn stop(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        match *self {}
+    }
+
     pub fn started(
         &mut self,
         _proxy: Option<Arc<crate::proxy::State>>,

@@ -1,0 +1,524 @@
+//! How a proxy ends and how it holds up: SIGTERM lets requests in flight finish within the
+//! shutdown grace and records the rest, SIGKILL leaves nothing held once another till runs, and
+//! idle or silent connections neither starve keyed requests nor stay open for ever.
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{ProxyEnv, client_script, output};
+
+/// $1 per million input tokens, $100 per million output tokens: a request asking for at most
+/// 100 output tokens reserves $0.01 plus its prompt estimate.
+const PRICES: &str = "[prices.\"openai/gpt-slow\"]\ninput = 1.0\noutput = 100.0\n\
+                      [prices.\"openai/gpt-hang\"]\ninput = 1.0\noutput = 100.0\n";
+
+/// What a 100-output-token request reserves, in micro-dollars (the prompt estimate adds a few).
+const RESERVED: std::ops::RangeInclusive<i64> = 10_000..=10_200;
+
+/// A mock pausing `chunk_delay` between chunks of `slow` models, `[proxy]` settings, and a key
+/// `k` with a $1 budget (returned).
+fn env_with(chunk_delay: Duration, proxy: &str) -> (ProxyEnv, String) {
+    let opts = till::mock::MockOptions {
+        chunk_delay,
+        ..Default::default()
+    };
+    let p = ProxyEnv::with_options(opts, &format!("{PRICES}[proxy]\n{proxy}\n"));
+    let key = p.create_key(&["--name", "k", "--scope", "openai", "--budget", "1usd"]);
+    // `till add` checked the root keys with the mock; only the tests' own requests count.
+    p.mock.clear_requests();
+    (p, key)
+}
+
+/// Waits until the mock has seen a request for `model`.
+fn wait_for_upstream(p: &ProxyEnv, model: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p
+        .mock
+        .requests()
+        .iter()
+        .any(|r| r.body.as_deref().is_some_and(|b| b.contains(model)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no request for {model} reached the mock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `till serve` whose stderr goes to a file.
+struct Proxy {
+    child: Child,
+    addr: String,
+    stderr: std::path::PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    fn start(p: &ProxyEnv) -> Self {
+        let stderr = p.env.path("serve.stderr");
+        let mut child = p
+            .env
+            .till()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn till serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("till serve printed {line:?}"))
+            .to_string();
+        Self {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends a chat request with `key` for `model` (streamed when `stream`) over a fresh
+/// connection on a thread; the receiver gets `()` once response bytes have arrived, the join
+/// handle everything the connection carried.
+fn request(
+    addr: &str,
+    key: &str,
+    model: &str,
+    stream: bool,
+) -> (mpsc::Receiver<()>, std::thread::JoinHandle<String>) {
+    let body = serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Say hello to the test."}],
+    })
+    .to_string();
+    let head = format!(
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut conn = TcpStream::connect(addr).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(body.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut told = false;
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&got);
+            if !told && (!stream || text.contains("data:")) {
+                let _ = tx.send(());
+                told = true;
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    (rx, reader)
+}
+
+/// (reserved µ$, spent µ$) summed over every counter, and the reservations still open.
+fn counters(home: &Path) -> (i64, i64, i64) {
+    let db = rusqlite::Connection::open(home.join("data/ledger.sqlite3")).unwrap();
+    let (reserved, spent) = db
+        .query_row(
+            "SELECT coalesce(sum(reserved_micros), 0), coalesce(sum(spent_micros), 0) FROM counters",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let open = db
+        .query_row("SELECT count(*) FROM reservations", [], |r| r.get(0))
+        .unwrap();
+    (reserved, spent, open)
+}
+
+/// Every request row, oldest first, as `till log --json` prints them (which also settles what
+/// dead proxies left), with that command's stderr.
+fn log(p: &ProxyEnv) -> (Vec<Value>, String) {
+    let (code, stdout, stderr) = output(p.env.till().args(["log", "--json", "-n", "100"]));
+    assert_eq!(code, 0, "{stderr}");
+    let mut rows: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    rows.reverse();
+    (rows, stderr)
+}
+
+fn micros(row: &Value) -> i64 {
+    (row["cost_usd"].as_f64().unwrap() * 1e6).round() as i64
+}
+
+#[test]
+fn sigterm_lets_a_stream_finish_within_the_grace() {
+    let (p, key) = env_with(Duration::from_millis(200), "shutdown_grace = \"10s\"");
+    let proxy = Proxy::start(&p);
+    let (started, reader) = request(&proxy.addr, &key, "gpt-slow", true);
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let t = Instant::now();
+    proxy.signal(libc::SIGTERM);
+    let mut proxy = proxy;
+    let status = wait_exit(&mut proxy.child, Duration::from_secs(15));
+    let took = t.elapsed();
+    eprintln!("sigterm with a 1 s stream in flight: exit after {took:?}");
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let got = reader.join().unwrap();
+    assert!(got.contains("[DONE]"), "the stream did not finish: {got}");
+
+    let (rows, _) = log(&p);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "complete", "{}", rows[0]);
+    let (reserved, spent, open) = counters(p.env.home());
+    assert_eq!((reserved, open), (0, 0));
+    // The stream finished: charged what it metered.
+    assert!(micros(&rows[0]) > 0, "{}", rows[0]);
+    assert_eq!(spent, micros(&rows[0]));
+}
+
+#[test]
+fn sigterm_cuts_off_what_outlasts_a_short_grace() {
+    let (p, key) = env_with(Duration::from_millis(500), "shutdown_grace = \"200ms\"");
+    let proxy = Proxy::start(&p);
+    // A stream that would need 2.5 s, and a request the upstream never answers.
+    let (started, streaming) = request(&proxy.addr, &key, "gpt-slow", true);
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (_, hanging) = request(&proxy.addr, &key, "gpt-hang", false);
+    wait_for_upstream(&p, "gpt-hang");
+    let t = Instant::now();
+    proxy.signal(libc::SIGTERM);
+    let mut proxy = proxy;
+    let status = wait_exit(&mut proxy.child, Duration::from_secs(10));
+    let took = t.elapsed();
+    eprintln!("sigterm with a 200 ms grace: exit after {took:?}");
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    // The grace, the moment cut-off responses get to reach their clients, and start-up slack.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let streamed = streaming.join().unwrap();
+    assert!(
+        streamed.contains("shutting down") && !streamed.contains("[DONE]"),
+        "the stream should end with an error event: {streamed}"
+    );
+    let hung = hanging.join().unwrap();
+    assert!(
+        hung.starts_with("HTTP/1.1 503") && hung.contains("till_shutting_down"),
+        "{hung}"
+    );
+
+    let (rows, _) = log(&p);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["outcome"], "interrupted", "{row}");
+    }
+    let (reserved, spent, open) = counters(p.env.home());
+    assert_eq!((reserved, open), (0, 0));
+    // Neither reported usage: each is charged its reservation.
+    assert!(
+        (2 * RESERVED.start()..=2 * RESERVED.end()).contains(&spent),
+        "spent {spent}"
+    );
+}
+
+#[test]
+fn sigterm_to_till_run_records_the_agents_stream() {
+    for (model, grace, outcome) in [
+        // The agent dies with its stream; the proxy drains it within the grace to meter it.
+        ("gpt-slow", "10s", "abandoned"),
+        // The upstream never answers: the request is recorded when the proxy stops.
+        ("gpt-hang", "200ms", "interrupted"),
+    ] {
+        let (p, _) = env_with(
+            Duration::from_millis(200),
+            &format!("shutdown_grace = \"{grace}\""),
+        );
+        let events = p.env.path("agent.events");
+        let script = format!(
+            "exec python3 {} openai chat --stream --model {model} --max-tokens 100 --events {}",
+            client_script(),
+            events.display()
+        );
+        let mut child = p
+            .env
+            .till()
+            .args(["run", "--quiet", "--key", "k", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_upstream(&p, model);
+        if model == "gpt-slow" {
+            // The agent is reading its stream (which runs for 1 s).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !std::fs::read_to_string(&events)
+                .unwrap_or_default()
+                .contains("agent got chunk")
+            {
+                assert!(Instant::now() < deadline, "the agent got no chunk");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let t = Instant::now();
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = wait_exit(&mut child, Duration::from_secs(15));
+        let took = t.elapsed();
+        eprintln!("till run, {model}, grace {grace}: exit after {took:?}");
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(143), "{model}: {status:?} {stderr}");
+        assert!(took < Duration::from_secs(10), "{model}: took {took:?}");
+
+        let (rows, _) = log(&p);
+        assert_eq!(rows.len(), 1, "{model}: {rows:?}\n{stderr}");
+        assert_eq!(rows[0]["outcome"], outcome, "{}", rows[0]);
+        let (reserved, spent, open) = counters(p.env.home());
+        assert_eq!((reserved, open), (0, 0), "{model}");
+        if outcome == "abandoned" {
+            assert!(micros(&rows[0]) > 0, "{}", rows[0]);
+            assert_eq!(spent, micros(&rows[0]), "{model}");
+        } else {
+            assert!(RESERVED.contains(&spent), "{model}: spent {spent}");
+        }
+    }
+}
+
+#[test]
+fn sigkill_mid_stream_is_settled_by_the_next_till() {
+    let (p, key) = env_with(Duration::from_millis(500), "");
+    let proxy = Proxy::start(&p);
+    let (started, reader) = request(&proxy.addr, &key, "gpt-slow", true);
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut proxy = proxy;
+    proxy.child.kill().unwrap();
+    proxy.child.wait().unwrap();
+    let _ = reader.join();
+    // Killed: its reservation is still held, with nobody to settle it.
+    let (reserved, _, open) = counters(p.env.home());
+    assert_eq!(open, 1);
+    assert!(reserved > 0);
+    assert_eq!(
+        std::fs::read_dir(p.env.path("data/owners"))
+            .unwrap()
+            .count(),
+        1,
+        "the dead proxy's lock file"
+    );
+
+    let (rows, stderr) = log(&p);
+    assert!(stderr.contains("recorded as `lost`"), "{stderr}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "lost", "{}", rows[0]);
+    assert_eq!(rows[0]["model"], "gpt-slow", "{}", rows[0]);
+    let (reserved, spent, open) = counters(p.env.home());
+    assert_eq!((reserved, open), (0, 0));
+    assert!(
+        RESERVED.contains(&spent),
+        "charged {spent}, expected the reservation"
+    );
+    assert_eq!(
+        std::fs::read_dir(p.env.path("data/owners"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // Settled once: the next command finds nothing more.
+    let (rows, stderr) = log(&p);
+    assert_eq!(rows.len(), 1);
+    assert!(!stderr.contains("lost"), "{stderr}");
+}
+
+/// Lifts the soft limit on open files to the hard one (this test holds 1,000 sockets).
+fn raise_nofile() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Waits until the server closes `conn` (EOF or reset); false if it is still open at `until`.
+fn closed_by_server(conn: &mut TcpStream, until: Instant) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        conn.set_read_timeout(Some(left)).unwrap();
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+fn status_of(response: &str) -> &str {
+    response.split(' ').nth(1).unwrap_or("")
+}
+
+#[test]
+fn a_thousand_idle_connections_do_not_starve_a_keyed_request() {
+    raise_nofile();
+    let (p, key) = env_with(Duration::from_millis(200), "header_timeout = \"3s\"");
+    let proxy = Proxy::start(&p);
+    let opened = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..1000)
+        .map(|i| {
+            let mut c = TcpStream::connect(&proxy.addr).unwrap();
+            if i % 2 == 1 {
+                // Half of them start a request head and never finish it.
+                c.write_all(b"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+                    .unwrap();
+            }
+            c
+        })
+        .collect();
+    // And one keep-alive connection that made a request and then went quiet.
+    let mut kept = TcpStream::connect(&proxy.addr).unwrap();
+    kept.write_all(
+        format!("GET /_till/health HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.addr).as_bytes(),
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = kept.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    let t = Instant::now();
+    let (_, reader) = request(&proxy.addr, &key, "gpt-4o-mini", false);
+    let answer = reader.join().unwrap();
+    let took = t.elapsed();
+    eprintln!("keyed request with 1,000 idle connections open: {took:?}");
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    // The server closes every silent connection once the header timeout has passed.
+    let until = opened + Duration::from_secs(20);
+    for (i, c) in idle.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(c, until),
+            "idle connection {i} is still open"
+        );
+    }
+    assert!(closed_by_server(&mut kept, until), "the kept-alive one too");
+    let all_closed = opened.elapsed();
+    eprintln!("all 1,001 idle connections closed {all_closed:?} after they were opened");
+    assert!(
+        all_closed >= Duration::from_secs(3),
+        "closed before the timeout"
+    );
+}
+
+#[test]
+fn at_max_connections_new_ones_wait_and_one_warning_is_given() {
+    let (p, key) = env_with(
+        Duration::from_millis(200),
+        "max_connections = 4\nheader_timeout = \"1s\"",
+    );
+    let proxy = Proxy::start(&p);
+    let _idle: Vec<TcpStream> = (0..12)
+        .map(|_| TcpStream::connect(&proxy.addr).unwrap())
+        .collect();
+    let t = Instant::now();
+    let (_, reader) = request(&proxy.addr, &key, "gpt-4o-mini", false);
+    let answer = reader.join().unwrap();
+    let took = t.elapsed();
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    // It waited behind the silent ones, four at a time, until their header timeout.
+    assert!(
+        took >= Duration::from_millis(900),
+        "served at once ({took:?}): no cap?"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let stderr = proxy.stderr();
+    assert_eq!(
+        stderr.matches("max_connections").count(),
+        1,
+        "one warning, not one per connection: {stderr}"
+    );
+}
+
+#[test]
+fn a_body_that_never_ends_is_answered_408() {
+    let (p, key) = env_with(Duration::from_millis(200), "body_timeout = \"1s\"");
+    let proxy = Proxy::start(&p);
+    let mut c = TcpStream::connect(&proxy.addr).unwrap();
+    c.write_all(
+        format!(
+            "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"model\":",
+            proxy.addr
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = c.read(&mut got).unwrap();
+    let answer = String::from_utf8_lossy(&got[..n]).into_owned();
+    assert_eq!(status_of(&answer), "408", "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
