@@ -21,7 +21,11 @@ fn outside_tmp() -> tempfile::TempDir {
 /// A till home outside /tmp wired to a mock provider, with openai, anthropic and gemini root
 /// keys in the file store (the same as [`ProxyEnv::new`], in another place).
 fn proxy_env() -> ProxyEnv {
-    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    proxy_env_with(till::mock::MockOptions::default())
+}
+
+fn proxy_env_with(opts: till::mock::MockOptions) -> ProxyEnv {
+    let mock = till::mock::spawn(opts);
     let env = TestEnv { dir: outside_tmp() };
     let url = mock.url();
     env.config(&format!(
@@ -776,4 +780,43 @@ fn a_config_directory_that_does_not_exist_yet_cannot_be_planted() {
     let (code, _, stderr) = output(&mut till(&["run", "--", "sh", "-c", &plant]));
     assert_eq!(code, 0, "{stderr}");
     assert!(work.join("till/config.toml").exists());
+}
+
+/// A stream the agent left running when it exited gets the proxy's shutdown grace inside the
+/// sandbox too, as it does on till's own listener, and is recorded complete.
+#[test]
+fn a_stream_left_running_inside_the_sandbox_gets_the_grace() {
+    let p = proxy_env_with(till::mock::MockOptions {
+        chunk_delay: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let proj = project();
+    let script = format!(
+        "{python} {client} openai chat --stream --model gpt-slow --max-tokens 100 --events events > /dev/null & \
+         until grep -q 'agent got chunk' events 2>/dev/null; do sleep 0.05; done",
+        python = python(),
+        client = crate::support::client_script()
+    );
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args([
+                "run",
+                "--sandbox",
+                "--net",
+                "proxy",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .current_dir(proj.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("till: 1 request"), "{stderr}");
+    let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{stdout}");
+    assert_eq!(rows[0]["outcome"], "complete", "{stdout}");
 }
