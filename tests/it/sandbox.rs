@@ -259,9 +259,11 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
     );
     assert_all(&results, ESCAPES, false, "in the sandbox");
     assert_all(&results, ROOT_ONLY_ESCAPES, false, "in the sandbox");
+    // No control for these: outside the sandbox there is no cover to take off, and SIGTERM
+    // would reach till.
     assert_all(
         &results,
-        &["term_till", "git_rename"],
+        &["term_till", "git_rename", "unmount_cover"],
         false,
         "in the sandbox",
     );
