@@ -388,13 +388,19 @@ fn setup(w: &Wire) -> Result<Option<std::net::TcpListener>, StepError> {
     // there), /dev/shm, and the runtime directory (the session bus, the keyring's control
     // socket, the systemd user manager). With --net proxy all of /run is replaced, which hides
     // the system daemons' sockets too.
+    // Paths are resolved first (`/dev/shm` may be a link into /run) and /run goes before what
+    // may lie under it.
+    let existing = |p: &str| std::fs::canonicalize(p).ok().filter(|d| d.is_dir());
     let runtime = runtime_dirs(uid);
+    let shm = existing("/dev/shm");
     let mut private: Vec<(PathBuf, &str)> = vec![("/tmp".into(), "mode=1777")];
-    if Path::new("/dev/shm").is_dir() {
-        private.push(("/dev/shm".into(), "mode=1777"));
+    if w.net == Net::Proxy
+        && let Some(run) = existing("/run")
+    {
+        private.push((run, "mode=755"));
     }
-    if w.net == Net::Proxy {
-        private.push(("/run".into(), "mode=755"));
+    if let Some(shm) = shm {
+        private.push((shm, "mode=1777"));
     }
     for dir in &runtime {
         private.push((dir.clone(), "mode=700"));
