@@ -229,12 +229,17 @@ fn receive(control: &UnixStream) -> std::io::Result<(Reply, Option<OwnedFd>)> {
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut ancillary = rustix::net::RecvAncillaryBuffer::new(&mut space);
         let mut buf = [0u8; 4096];
-        let got = rustix::net::recvmsg(
+        let got = match rustix::net::recvmsg(
             control,
             &mut [IoSliceMut::new(&mut buf)],
             &mut ancillary,
             rustix::net::RecvFlags::CMSG_CLOEXEC,
-        )?;
+        ) {
+            Ok(got) => got,
+            // A signal for the agent arrived while till waited; it has been forwarded.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         for msg in ancillary.drain() {
             if let rustix::net::RecvAncillaryMessage::ScmRights(fds) = msg {
                 for received in fds {
