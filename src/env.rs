@@ -29,6 +29,4 @@ impl EnvVars {
     pub const TILL_TEST_FAIL_STEP: &'static str = "TILL_TEST_FAIL_STEP";
     /// Disables colour (<https://no-color.org>).
     pub const NO_COLOR: &'static str = "NO_COLOR";
-    /// Set on CI machines; tests that need the keychain fail instead of skipping when it is set.
-    pub const CI: &'static str = "CI";
 }

@@ -4,6 +4,10 @@
 //! outcome to an exit code. Root keys live in a [`secrets`] store and never leave till's process
 //! except towards the provider they belong to.
 
+// Output goes through `output` only (it alone allows these), so stdout stays data and
+// stderr messages, and `NO_COLOR` and broken pipes are handled in one place.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod childkey;
 pub mod cli;
 pub mod commands;

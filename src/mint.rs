@@ -10,10 +10,7 @@ use crate::childkey::MintKey;
 use crate::ledger::Ledger;
 use crate::secrets::SecretStore;
 
-/// The store name of a mint key.
-pub fn secret_name(kid: &str) -> String {
-    format!("mint/{kid}")
-}
+use crate::secrets::mint_secret_name as secret_name;
 
 /// The current mint key, created (in the store, then the ledger) when there is none.
 pub fn current(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintKey> {

@@ -114,8 +114,6 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
         body: serde_json::to_string(&recipe)?,
         created_at: now,
         expires_at: expires,
-        parent: None,
-        session: None,
         revoked_at: None,
     };
     ledger.insert_key(&meta)?;

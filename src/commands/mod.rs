@@ -138,15 +138,7 @@ pub fn settle_leftovers(ctx: &Ctx, owner: Owner) {
     drop(owner);
 }
 
-/// The secrets-store name of a provider's root key.
-pub fn root_secret_name(provider: &str) -> String {
-    format!("root/{provider}")
-}
-
-/// The secrets-store name of a provider's admin key (used by `till rotate`, never by agents).
-pub fn admin_secret_name(provider: &str) -> String {
-    format!("admin/{provider}")
-}
+pub use crate::secrets::{admin_secret_name, root_secret_name};
 
 /// The scope the user asked for: a profile from config.toml (with `-p`), then the flags on top.
 pub fn scope_spec(ctx: &Ctx, args: &ScopeArgs, profile: Option<&str>) -> anyhow::Result<ScopeSpec> {

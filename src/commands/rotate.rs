@@ -990,7 +990,7 @@ fn rotate_mint(ledger: &Ledger, store: &dyn SecretStore, grace: Duration) -> Out
                     .map_err(|e| format!("{e:#}"))
             })
         {
-            let _ = store.delete(&crate::mint::secret_name(&kid));
+            let _ = store.delete(&crate::secrets::mint_secret_name(&kid));
             let _ = ledger.delete_mint(&kid);
             return Err(Failure::new(
                 Step::Retire,

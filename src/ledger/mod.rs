@@ -300,8 +300,6 @@ pub struct KeyMeta {
     pub body: String,
     pub created_at: u64,
     pub expires_at: u64,
-    pub parent: Option<String>,
-    pub session: Option<String>,
     pub revoked_at: Option<u64>,
 }
 
@@ -317,8 +315,8 @@ pub struct MintMeta {
 impl Ledger {
     pub fn insert_key(&self, k: &KeyMeta) -> anyhow::Result<()> {
         self.conn.execute(
-            "INSERT INTO keys (binding, name, kid, scope, caveats, created_at, expires_at, parent, session)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO keys (binding, name, kid, scope, caveats, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 k.binding,
                 k.name,
@@ -327,8 +325,6 @@ impl Ledger {
                 k.body,
                 k.created_at as i64,
                 k.expires_at as i64,
-                k.parent,
-                k.session
             ],
         )?;
         Ok(())
@@ -340,8 +336,8 @@ impl Ledger {
         args: &[&dyn rusqlite::ToSql],
     ) -> anyhow::Result<Vec<KeyMeta>> {
         let sql = format!(
-            "SELECT k.binding, k.name, k.kid, k.scope, k.caveats, k.created_at, k.expires_at, k.parent,
-                    k.session, r.revoked_at
+            "SELECT k.binding, k.name, k.kid, k.scope, k.caveats, k.created_at, k.expires_at,
+                    r.revoked_at
              FROM keys k LEFT JOIN revocations r ON r.binding = k.binding {filter}
              ORDER BY k.created_at, k.binding"
         );
@@ -355,17 +351,15 @@ impl Ledger {
                 body: r.get(4)?,
                 created_at: r.get::<_, i64>(5)? as u64,
                 expires_at: r.get::<_, i64>(6)? as u64,
-                parent: r.get(7)?,
-                session: r.get(8)?,
-                revoked_at: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+                revoked_at: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Keys made with `till key create` (not the per-run session keys).
+    /// Keys made with `till key create` (session keys of `till run` are never stored).
     pub fn keys(&self) -> anyhow::Result<Vec<KeyMeta>> {
-        self.query_keys("WHERE k.session IS NULL", &[])
+        self.query_keys("", &[])
     }
 
     /// The key whose name is `name`, or whose binding starts with `id` (at least 6 hex digits).

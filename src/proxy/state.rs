@@ -655,7 +655,7 @@ impl State {
         }
         // Missing or rotated: read it from the store.
         if let Some(store) = self.store.clone() {
-            let name = crate::commands::root_secret_name(provider);
+            let name = crate::secrets::root_secret_name(provider);
             let fetched = tokio::task::spawn_blocking(move || store.get(&name)).await;
             if let Ok(Ok(Some(key))) = fetched {
                 let fingerprint = crate::ledger::fingerprint(key.expose_secret());

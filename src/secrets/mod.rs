@@ -25,6 +25,21 @@ use crate::error::UserError;
 pub mod file;
 pub mod keychain;
 
+/// The store name of a provider's root key.
+pub fn root_secret_name(provider: &str) -> String {
+    format!("root/{provider}")
+}
+
+/// The store name of a provider's admin key (used by `till rotate`, never by agents).
+pub fn admin_secret_name(provider: &str) -> String {
+    format!("admin/{provider}")
+}
+
+/// The store name of the mint key `kid`.
+pub fn mint_secret_name(kid: &str) -> String {
+    format!("mint/{kid}")
+}
+
 /// The keychain service every till entry is filed under (`secret-tool search service till`).
 pub const KEYCHAIN_SERVICE: &str = "till";
 
