@@ -901,7 +901,7 @@ _till() {
             return 0
             ;;
         till__subcmd__run)
-            opts="-p -s -q -h -V --profile --scope --endpoints --budget --ttl --rpm --tpm --max-requests --max-output-tokens --key --quiet --help --version"
+            opts="-p -s -q -h -V --profile --scope --endpoints --budget --ttl --rpm --tpm --max-requests --max-output-tokens --key --quiet --sandbox --no-sandbox --net --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -953,6 +953,10 @@ _till() {
                     ;;
                 --key)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --net)
+                    COMPREPLY=($(compgen -W "open proxy" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -73,7 +73,11 @@ complete -c till -n "__fish_till_using_subcommand run" -l tpm -d 'Tokens per min
 complete -c till -n "__fish_till_using_subcommand run" -l max-requests -d 'Total number of requests the key may make' -r
 complete -c till -n "__fish_till_using_subcommand run" -l max-output-tokens -d 'Largest `max_tokens` a request may ask for; requests that ask for none are capped' -r
 complete -c till -n "__fish_till_using_subcommand run" -l key -d 'Narrow an existing key (made by `till key create`; its name, id or the key itself) instead of minting a fresh one' -r
+complete -c till -n "__fish_till_using_subcommand run" -l net -d 'The sandbox\'s network: `open` leaves it as it is (the default), `proxy` lets the agent reach this run\'s proxy and nothing else' -r -f -a "open\t'The network as it is outside the sandbox'
+proxy\t'Only this run\'s proxy'"
 complete -c till -n "__fish_till_using_subcommand run" -s q -l quiet -d 'Print no summary when the agent exits'
+complete -c till -n "__fish_till_using_subcommand run" -l sandbox -d 'Run the agent in a sandbox (Linux): till\'s files and credential paths hidden, writes only to the working directory, a private /tmp and `[sandbox] writable`, no keychain, no signals, tracing or memory reads of till'
+complete -c till -n "__fish_till_using_subcommand run" -l no-sandbox -d 'Run without the sandbox even when config.toml or the profile turns it on'
 complete -c till -n "__fish_till_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand run" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand serve" -l listen -d 'Address to listen on. Anything but loopback exposes the proxy to the network' -r

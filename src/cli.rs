@@ -69,7 +69,7 @@ pub enum Command {
     /// Inside a till run, `till run` narrows the current key for a sub-agent and reuses the
     /// outer proxy; it cannot widen the key.
     #[command(
-        after_help = "Examples:\n  till run -- python agent.py\n  till run --scope openai/gpt-4o-mini --budget 1usd --ttl 30m -- aider\n  till run -p cheap -- ./loop.sh"
+        after_help = "Examples:\n  till run -- python agent.py\n  till run --scope openai/gpt-4o-mini --budget 1usd --ttl 30m -- aider\n  till run -p cheap -- ./loop.sh\n  till run --sandbox --net proxy -- python agent.py"
     )]
     Run(RunArgs),
     /// Serve keys made by `till key create` on a fixed port, until interrupted.
@@ -207,6 +207,18 @@ pub struct RunArgs {
     /// Print no summary when the agent exits.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Run the agent in a sandbox (Linux): till's files and credential paths hidden, writes
+    /// only to the working directory, a private /tmp and `[sandbox] writable`, no keychain, no
+    /// signals, tracing or memory reads of till.
+    #[arg(long, overrides_with = "no_sandbox")]
+    pub sandbox: bool,
+    /// Run without the sandbox even when config.toml or the profile turns it on.
+    #[arg(long, overrides_with = "sandbox")]
+    pub no_sandbox: bool,
+    /// The sandbox's network: `open` leaves it as it is (the default), `proxy` lets the agent
+    /// reach this run's proxy and nothing else.
+    #[arg(long, value_name = "proxy|open")]
+    pub net: Option<crate::sandbox::Net>,
     /// The agent's command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

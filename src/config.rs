@@ -125,6 +125,10 @@ pub struct Config {
     /// Named sets of scope flags for `till run -p NAME`.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    #[serde(default)]
+    pub run: RunConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
 }
 
 fn default_store() -> StoreChoice {
@@ -238,6 +242,42 @@ pub struct PriceOverride {
     pub cached_input: Option<f64>,
 }
 
+/// `[run]`: defaults of `till run`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Run every agent in the sandbox (`--no-sandbox` turns it off for one run).
+    pub sandbox: bool,
+}
+
+/// `[sandbox]`: what `till run --sandbox` hides and lets the agent write.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// The network when `--net` is not given.
+    pub net: crate::sandbox::Net,
+    /// Paths hidden from the agent (absolute or `~/…`), on top of the built-in list.
+    pub deny: Vec<String>,
+    /// Whether the built-in list of credential paths is hidden too.
+    pub default_deny: bool,
+    /// Paths the agent may write besides the working directory and its private /tmp.
+    pub writable: Vec<String>,
+    /// Lets the agent write the working directory's `.git/hooks` and `.git/config`.
+    pub writable_git_hooks: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            net: crate::sandbox::Net::Open,
+            deny: Vec::new(),
+            default_deny: true,
+            writable: Vec::new(),
+            writable_git_hooks: false,
+        }
+    }
+}
+
 /// `[profiles.NAME]`: what `till run -p NAME` uses unless flags say otherwise.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,6 +291,10 @@ pub struct Profile {
     pub tpm: Option<u64>,
     pub max_requests: Option<u64>,
     pub max_output_tokens: Option<u64>,
+    /// Run the agent in the sandbox (`till run --sandbox`).
+    pub sandbox: Option<bool>,
+    /// The sandbox's network (`till run --net`).
+    pub net: Option<crate::sandbox::Net>,
 }
 
 impl Config {
@@ -280,6 +324,22 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> anyhow::Result<()> {
+        for (key, list) in [
+            ("deny", &self.sandbox.deny),
+            ("writable", &self.sandbox.writable),
+        ] {
+            if let Some(bad) = list
+                .iter()
+                .find(|p| !(Path::new(p).is_absolute() || *p == "~" || p.starts_with("~/")))
+            {
+                return Err(UserError::usage(format!(
+                    "{}: [sandbox] {key}: `{bad}` is neither an absolute path nor under ~/",
+                    path.display()
+                ))
+                .hint("write it as /an/absolute/path or ~/a/path")
+                .into());
+            }
+        }
         let proxy = &self.proxy;
         if proxy.max_connections == 0 {
             return Err(UserError::usage(format!(

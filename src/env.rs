@@ -18,6 +18,12 @@ impl EnvVars {
     pub const TILL_PROXY_URL: &'static str = "TILL_PROXY_URL";
     /// Set by `till run` for the agent: the child key the agent holds.
     pub const TILL_KEY: &'static str = "TILL_KEY";
+    /// Set by `till run --sandbox` for the agent: the sandbox's network (`proxy` or `open`), so
+    /// a nested `till run` knows it is already inside one.
+    pub const TILL_SANDBOX: &'static str = "TILL_SANDBOX";
+    /// Test hook, read by debug builds only: makes `till run --sandbox` act as if the kernel
+    /// lacked a mechanism (`landlock`, `userns`), to check that it refuses to start.
+    pub const TILL_TEST_SANDBOX_MISSING: &'static str = "TILL_TEST_SANDBOX_MISSING";
     /// Test hook, read by debug builds only: makes one step of `till rotate` fail (`find`,
     /// `create`, `verify`, `store`, `delete`, `deactivate`, `retire`).
     pub const TILL_TEST_FAIL_STEP: &'static str = "TILL_TEST_FAIL_STEP";

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // `till run --sandbox` starts this binary again as its helper, which becomes the agent.
+    if let Some(code) = till::sandbox::helper_main() {
+        return code;
+    }
     // Everything till creates (ledger, store, temp files) is private to the user.
     #[cfg(unix)]
     // SAFETY: umask only sets the process's file mode mask.

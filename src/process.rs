@@ -33,6 +33,7 @@ pub fn agent_env(
         EnvVars::TILL_PASSPHRASE,
         EnvVars::TILL_KEY,
         EnvVars::TILL_PROXY_URL,
+        EnvVars::TILL_SANDBOX,
     ];
     for p in all.iter() {
         banned.extend(p.key_env.iter().map(String::as_str));
@@ -94,6 +95,30 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = cmd;
+}
+
+/// Reports that the agent's command could not be started and returns the exit code for it:
+/// like `env` and `nice`, 127 when the command is missing and 126 when it cannot run.
+pub fn cannot_run(program: &str, e: &std::io::Error) -> u8 {
+    let (msg, hint, code) = match e.kind() {
+        std::io::ErrorKind::NotFound => (
+            format!("cannot run `{program}`: command not found"),
+            "check the command and your PATH",
+            127,
+        ),
+        std::io::ErrorKind::PermissionDenied => (
+            format!("cannot run `{program}`: permission denied"),
+            "is it executable?",
+            126,
+        ),
+        _ => (
+            format!("cannot run `{program}`: {e}"),
+            "check the command",
+            126,
+        ),
+    };
+    crate::output::error(&msg, Some(hint));
+    code
 }
 
 /// The exit code till returns for the agent's status: its code, or 128+N when signal N

@@ -32,6 +32,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         return nested_run(ctx, args, program, &key, &proxy);
     }
     crate::process::harden_self();
+    let mut sandbox = crate::sandbox::Sandbox::for_run(ctx, args)?;
 
     let spec = super::scope_spec(ctx, &args.scope, args.profile.as_deref())?;
     let now = crate::time::now_unix();
@@ -97,17 +98,25 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(_, v)| !state.holds_root_value(&v.to_string_lossy()))
         .collect();
-    let env = agent_env(inherited, &ctx.providers, &agents, &child_key, &proxy_url);
+    let mut env = agent_env(inherited, &ctx.providers, &agents, &child_key, &proxy_url);
+    if let Some(sb) = &mut sandbox {
+        sb.serve_proxy(state.clone(), addr.port());
+        crate::sandbox::agent_env(&mut env, Some(sb.net()));
+    }
 
     let status = {
         let _guard = runtime.enter();
-        spawn_and_wait(program, &args.command[1..], env)?
+        spawn_and_wait(program, &args.command[1..], env, sandbox.as_mut())?
     };
 
     // Requests the agent (or something it left running) still has in flight get the
     // shutdown grace to finish; then they are cut off and recorded.
     let _ = stop_tx.send(());
+    let inside = sandbox.as_mut().and_then(|sb| sb.stop_proxy());
     let _ = runtime.block_on(proxy);
+    if let Some(inside) = inside {
+        let _ = runtime.block_on(inside);
+    }
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     writer.finish();
     super::settle_leftovers(ctx, owner);
@@ -158,14 +167,17 @@ fn nested_run(
         })
         .collect();
     let encoded = child.encode();
-    let env = agent_env(
+    let mut env = agent_env(
         std::env::vars_os(),
         &ctx.providers,
         &agents,
         &encoded,
         proxy_url,
     );
-    let status = spawn_and_wait(program, &args.command[1..], env)?;
+    let mut sandbox = crate::sandbox::Sandbox::for_nested(ctx, args)?;
+    let net = sandbox.as_ref().map(|s| s.net());
+    crate::sandbox::agent_env(&mut env, net.or_else(crate::sandbox::inherited));
+    let status = spawn_and_wait(program, &args.command[1..], env, sandbox.as_mut())?;
     Ok(ExitCode::from(status.code()))
 }
 
@@ -184,45 +196,46 @@ impl AgentExit {
     }
 }
 
-/// Spawns the agent, forwards signals to it while it runs, and waits for it.
+/// Spawns the agent (inside `sandbox` when there is one), forwards signals to it while it
+/// runs, and waits for it.
 fn spawn_and_wait(
     program: &str,
     rest: &[String],
     env: Vec<(OsString, OsString)>,
+    mut sandbox: Option<&mut crate::sandbox::Sandbox>,
 ) -> anyhow::Result<AgentExit> {
-    let mut cmd = Command::new(program);
-    cmd.args(rest).env_clear().envs(env);
+    let mut cmd = match sandbox.as_deref_mut() {
+        Some(sb) => sb.command(program, rest)?,
+        None => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest);
+            cmd
+        }
+    };
+    cmd.env_clear().envs(env);
     crate::process::die_with_parent(&mut cmd);
     // Signal handlers go in before the agent exists, so no signal meant for it is lost.
     #[cfg(unix)]
     let signals = register_signals();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
-        Err(e) => {
-            // Like `env` and `nice`: 127 when the command is missing, 126 when it cannot run.
-            let (msg, hint, code) = match e.kind() {
-                std::io::ErrorKind::NotFound => (
-                    format!("cannot run `{program}`: command not found"),
-                    "check the command and your PATH",
-                    127,
-                ),
-                std::io::ErrorKind::PermissionDenied => (
-                    format!("cannot run `{program}`: permission denied"),
-                    "is it executable?",
-                    126,
-                ),
-                _ => (
-                    format!("cannot run `{program}`: {e}"),
-                    "check the command",
-                    126,
-                ),
-            };
-            crate::output::error(&msg, Some(hint));
-            return Ok(AgentExit::Code(code));
+        // In the sandbox it is till's own helper that could not start; the agent's command
+        // is checked when the helper execs it.
+        Err(e) if sandbox.is_some() => {
+            return Err(anyhow::Error::new(e).context("cannot start the sandbox helper"));
         }
+        Err(e) => return Ok(AgentExit::Code(crate::process::cannot_run(program, &e))),
     };
     #[cfg(unix)]
     let forwarder = signals.map(|s| forward_signals(s, child.id()));
+    if let Some(sb) = sandbox
+        && let Err(e) = sb.started()
+    {
+        // The helper never execs the agent after a failed step; make sure it is gone.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     let status = child.wait().context("waiting for the agent failed")?;
     #[cfg(unix)]
     drop(forwarder);

@@ -11,6 +11,7 @@ mod lifecycle;
 mod proxy;
 mod rotate;
 mod run;
+mod sandbox;
 mod sdk;
 mod secrets;
 mod usage;

@@ -1,0 +1,750 @@
+//! The Linux sandbox: a user and mount namespace (and a network namespace for `--net proxy`)
+//! set up by a helper process, then Landlock and one seccomp filter, then the agent.
+//!
+//! till spawns its own binary as a helper (`/proc/self/exe __till-sandbox-exec -- CMD…`) with
+//! a control socket on fd 3. The helper is a fresh single-threaded process, so it may unshare a
+//! user namespace and allocate freely, which a `fork`ed copy of till's multi-threaded process
+//! may not. It reads the [`Policy`], builds the sandbox, answers `ready` (passing the proxy's
+//! listening socket from inside the network namespace with `SCM_RIGHTS`) or an error, and
+//! `exec`s the agent, which keeps its pid: till's signal forwarding, `PR_SET_PDEATHSIG` and exit
+//! status work as without the sandbox. The helper must never exec the agent after a step
+//! failed; it reports the error and exits instead.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{IoSlice, IoSliceMut, Read as _, Write as _};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use rustix::mount::{MountFlags, MountPropagationFlags};
+use serde::{Deserialize, Serialize};
+
+use super::{HELPER_ARG, Net, Policy, SandboxError};
+
+/// The helper's end of the control socket.
+const CONTROL_FD: RawFd = 3;
+
+/// Device files an agent may open for writing (and truncate: `> /dev/null`).
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+];
+
+/// Checks the mechanisms that can be checked without starting anything: Landlock with
+/// scopes (ABI 6). User namespaces are checked by the helper, which reports what is missing.
+pub fn check_supported(simulate_missing: Option<&str>) -> Result<(), SandboxError> {
+    let created = if simulate_missing == Some("landlock") {
+        Err("simulated for a test".to_string())
+    } else {
+        // Creating a ruleset restricts nothing; it only asks the kernel whether it could.
+        Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_write(ABI::V3))
+            .and_then(|r| r.scope(Scope::from_all(ABI::V6)))
+            .and_then(|r| r.create())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    created.map_err(|detail| SandboxError::Missing {
+        what: "Landlock ABI 6 (Linux 6.12 or later, with signal and abstract-socket scoping)",
+        detail,
+        hint: "use a newer kernel with `landlock` in its lsm= boot parameter, or run without --sandbox".into(),
+    })
+}
+
+/// The policy as it crosses the control socket: paths as bytes, since they need not be UTF-8.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    net: Net,
+    proxy_port: u16,
+    cwd: Vec<u8>,
+    writable: Vec<Vec<u8>>,
+    hidden: Vec<Vec<u8>>,
+    writable_git_hooks: bool,
+    simulate_missing: Option<String>,
+}
+
+impl Wire {
+    fn from_policy(p: &Policy) -> Self {
+        let bytes = |p: &PathBuf| p.as_os_str().as_bytes().to_vec();
+        Self {
+            net: p.net,
+            proxy_port: p.proxy_port,
+            cwd: bytes(&p.cwd),
+            writable: p.writable.iter().map(bytes).collect(),
+            hidden: p.hidden.iter().map(bytes).collect(),
+            writable_git_hooks: p.writable_git_hooks,
+            simulate_missing: p.simulate_missing.clone(),
+        }
+    }
+}
+
+fn path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes.to_vec()))
+}
+
+/// The helper's answer: one JSON line, with the proxy's listener attached for `--net proxy`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Reply {
+    Ready,
+    Error {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+/// till's side of one sandboxed launch.
+pub struct Launch {
+    control: Option<UnixStream>,
+    helper_end: Option<OwnedFd>,
+    net: Net,
+    /// The proxy serving inside the sandbox: its stop signal (dropping it stops it too) and
+    /// its task, which ends when the requests in flight have had their grace.
+    proxy: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Launch {
+    /// A control socket with the policy already written into it, ready for [`Launch::command`].
+    pub fn new(policy: &Policy) -> Result<Self, SandboxError> {
+        let setup = |what: &str, e: std::io::Error| SandboxError::Setup {
+            message: format!("{what}: {e}"),
+            hint: None,
+        };
+        let (mut control, helper_end) =
+            UnixStream::pair().map_err(|e| setup("cannot create the control socket", e))?;
+        let text = serde_json::to_vec(&Wire::from_policy(policy)).expect("the policy serialises");
+        control
+            .write_all(&text)
+            .and_then(|()| control.shutdown(std::net::Shutdown::Write))
+            .map_err(|e| setup("cannot send the policy to the sandbox helper", e))?;
+        Ok(Self {
+            control: Some(control),
+            helper_end: Some(helper_end.into()),
+            net: policy.net,
+            proxy: None,
+        })
+    }
+
+    /// `/proc/self/exe __till-sandbox-exec -- PROGRAM REST…`, with the control socket on fd 3.
+    pub fn command(&mut self, program: &str, rest: &[String]) -> Command {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("till")
+            .arg(HELPER_ARG)
+            .arg("--")
+            .arg(program)
+            .args(rest);
+        let fd = self
+            .helper_end
+            .as_ref()
+            .expect("Launch::command runs once")
+            .as_raw_fd();
+        // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of the parent. std
+        // runs this after it has set up fds 0-2, so fd 3 is free to take.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == CONTROL_FD {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, CONTROL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Waits for the helper's answer; with `--net proxy`, serves `proxy` on the listener it
+    /// passed. Needs a tokio runtime context.
+    pub fn started(&mut self, proxy: Option<Arc<crate::proxy::State>>) -> Result<(), SandboxError> {
+        drop(self.helper_end.take());
+        let control = self.control.take().expect("Launch::started runs once");
+        let (reply, fd) = receive(&control).map_err(|e| SandboxError::Setup {
+            message: format!("no answer from the sandbox helper: {e}"),
+            hint: None,
+        })?;
+        match reply {
+            Reply::Error { message, hint } => return Err(SandboxError::Setup { message, hint }),
+            Reply::Ready => {}
+        }
+        if self.net == Net::Proxy {
+            let (Some(fd), Some(state)) = (fd, proxy) else {
+                return Err(SandboxError::Setup {
+                    message: "the sandbox helper passed no proxy listener".into(),
+                    hint: None,
+                });
+            };
+            let listener = std::net::TcpListener::from(fd);
+            let listener = listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                .map_err(|e| SandboxError::Setup {
+                    message: format!("cannot serve the proxy inside the sandbox: {e}"),
+                    hint: None,
+                })?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(crate::proxy::serve(listener, state, async move {
+                let _ = rx.await;
+            }));
+            self.proxy = Some((tx, task));
+        }
+        Ok(())
+    }
+
+    /// Stops the proxy inside the sandbox as till stops its own: the returned task ends when
+    /// the requests in flight have finished or had their grace.
+    pub fn stop(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let (tx, task) = self.proxy.take()?;
+        let _ = tx.send(());
+        Some(task)
+    }
+}
+
+/// Reads the helper's one-line answer and any descriptor that came with it.
+fn receive(control: &UnixStream) -> std::io::Result<(Reply, Option<OwnedFd>)> {
+    let mut text = Vec::new();
+    let mut fd = None;
+    loop {
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut ancillary = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let mut buf = [0u8; 4096];
+        let got = match rustix::net::recvmsg(
+            control,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut ancillary,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(got) => got,
+            // A signal for the agent arrived while till waited; it has been forwarded.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for msg in ancillary.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(fds) = msg {
+                for received in fds {
+                    fd.get_or_insert(received);
+                }
+            }
+        }
+        text.extend_from_slice(&buf[..got.bytes]);
+        if got.bytes == 0 || text.contains(&b'\n') {
+            break;
+        }
+    }
+    let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "it exited before the agent started",
+        ));
+    }
+    let reply = serde_json::from_slice(line).map_err(std::io::Error::other)?;
+    Ok((reply, fd))
+}
+
+/// A failed step in the helper: what failed, and what to do about it.
+struct StepError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl StepError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// `(step, error)` → a [`StepError`] naming the step.
+fn step<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> StepError {
+    let what = what.into();
+    move |e| StepError::new(format!("{what}: {e}"))
+}
+
+pub fn helper_main() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(HELPER_ARG)) {
+        return None;
+    }
+    let argv: Vec<OsString> = args.skip_while(|a| a != "--").skip(1).collect();
+    // SAFETY: fd 3 is only borrowed here, to ask whether it is open.
+    let open = rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(CONTROL_FD) }).is_ok();
+    if !open || argv.is_empty() {
+        crate::output::error(
+            &format!("{HELPER_ARG} is till run --sandbox's own helper"),
+            Some("use till run --sandbox -- CMD"),
+        );
+        return Some(ExitCode::from(2));
+    }
+    // SAFETY: fd 3 is open (checked above) and nothing else in this process owns it.
+    let control = UnixStream::from(unsafe { OwnedFd::from_raw_fd(CONTROL_FD) });
+    Some(helper(control, &argv))
+}
+
+/// Sets the sandbox up, answers till, and becomes the agent.
+fn helper(mut control: UnixStream, argv: &[OsString]) -> ExitCode {
+    // Not inherited by the agent: till learns that the exec happened when the socket closes.
+    let _ = rustix::io::fcntl_setfd(&control, rustix::io::FdFlags::CLOEXEC);
+    let mut text = Vec::new();
+    let wire = control
+        .read_to_end(&mut text)
+        .map_err(step("cannot read the policy"))
+        .and_then(|_| serde_json::from_slice::<Wire>(&text).map_err(step("bad policy")));
+    let ready = wire.and_then(|w| setup(&w));
+    let sent = match &ready {
+        Ok(listener) => answer(
+            &control,
+            &Reply::Ready,
+            listener.as_ref().map(|l| l.as_fd()),
+        ),
+        Err(e) => answer(
+            &control,
+            &Reply::Error {
+                message: e.message.clone(),
+                hint: e.hint.clone(),
+            },
+            None,
+        ),
+    };
+    if ready.is_err() || sent.is_err() {
+        return ExitCode::from(1);
+    }
+    drop(ready);
+    let program = argv[0].to_string_lossy().into_owned();
+    let err = Command::new(&argv[0]).args(&argv[1..]).exec();
+    ExitCode::from(crate::process::cannot_run(&program, &err))
+}
+
+fn answer(control: &UnixStream, reply: &Reply, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = rustix::net::SendAncillaryBuffer::new(&mut space);
+    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
+    if !fds.is_empty() {
+        ancillary.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+    }
+    rustix::net::sendmsg(
+        control,
+        &[IoSlice::new(&line)],
+        &mut ancillary,
+        rustix::net::SendFlags::empty(),
+    )?;
+    Ok(())
+}
+
+/// Every step of the sandbox, in order. Returns the proxy's listener for `--net proxy`.
+fn setup(w: &Wire) -> Result<Option<std::net::TcpListener>, StepError> {
+    let cwd = path(&w.cwd);
+    let writable: Vec<PathBuf> = w.writable.iter().map(|p| path(p)).collect();
+    let hidden: Vec<PathBuf> = w.hidden.iter().map(|p| path(p)).collect();
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+
+    enter_namespaces(w.net, uid, gid, w.simulate_missing.as_deref())?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(mount_err("cannot make the mounts private"))?;
+
+    // Handles on what must stay reachable, taken before the new mounts cover their paths (and
+    // after entering the mount namespace: the kernel binds only from mounts of the caller's).
+    let mut keep = Vec::new();
+    for p in std::iter::once(&cwd).chain(&writable) {
+        let fd = rustix::fs::open(
+            p,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(step(format!("cannot open {}", p.display())))?;
+        keep.push((p.clone(), fd));
+    }
+
+    // Private, writable, empty: /tmp (which also hides sockets of buses and agents that live
+    // there), /dev/shm, and the runtime directory (the session bus, the keyring's control
+    // socket, the systemd user manager). With --net proxy all of /run is replaced, which hides
+    // the system daemons' sockets too.
+    // Paths are resolved first (`/dev/shm` may be a link into /run) and /run goes before what
+    // may lie under it.
+    let existing = |p: &str| std::fs::canonicalize(p).ok().filter(|d| d.is_dir());
+    let runtime = runtime_dirs(uid);
+    let shm = existing("/dev/shm");
+    let mut private: Vec<(PathBuf, &str)> = vec![("/tmp".into(), "mode=1777")];
+    if w.net == Net::Proxy
+        && let Some(run) = existing("/run")
+    {
+        private.push((run, "mode=755"));
+    }
+    if let Some(shm) = shm {
+        private.push((shm, "mode=1777"));
+    }
+    for dir in &runtime {
+        private.push((dir.clone(), "mode=700"));
+    }
+    for (dir, mode) in &private {
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)
+                .map_err(step(format!("cannot create {}", dir.display())))?;
+        }
+        tmpfs(dir, mode, false)?;
+    }
+    let private: Vec<PathBuf> = private.into_iter().map(|(d, _)| d).collect();
+
+    // Put back what the private mounts covered: the working directory or a writable path
+    // under /tmp.
+    for (p, fd) in &keep {
+        if super::under_any(p, &private) && !private.contains(p) {
+            make_mount_point(p, fd)?;
+            let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            rustix::mount::mount_bind_recursive(source.as_str(), p)
+                .map_err(mount_err(format!("cannot keep {} reachable", p.display())))?;
+        }
+    }
+
+    protect_git(&cwd, w.writable_git_hooks)?;
+
+    for h in &hidden {
+        hide(h)?;
+    }
+
+    std::env::set_current_dir(&cwd).map_err(step(format!("cannot enter {}", cwd.display())))?;
+
+    let listener = match w.net {
+        Net::Proxy => {
+            loopback_up().map_err(step("cannot bring up the loopback interface"))?;
+            let l = std::net::TcpListener::bind(("127.0.0.1", w.proxy_port)).map_err(step(
+                format!("cannot listen on 127.0.0.1:{} in the sandbox", w.proxy_port),
+            ))?;
+            Some(l)
+        }
+        Net::Open => None,
+    };
+
+    let mut writable_dirs = vec![cwd.clone()];
+    writable_dirs.extend(private);
+    writable_dirs.extend(writable);
+    landlock(&writable_dirs)?;
+    seccomp()?;
+    Ok(listener)
+}
+
+/// Enters new user and mount namespaces (and a network namespace for `--net proxy`), mapping
+/// the user to itself so files keep their owners.
+fn enter_namespaces(net: Net, uid: u32, gid: u32, simulate: Option<&str>) -> Result<(), StepError> {
+    let hint = "user namespaces may be switched off: check the sysctls \
+                kernel.unprivileged_userns_clone, user.max_user_namespaces and \
+                kernel.apparmor_restrict_unprivileged_userns";
+    if simulate == Some("userns") {
+        return Err(StepError::new(
+            "--sandbox needs unprivileged user namespaces, which this system does not offer: simulated for a test",
+        )
+        .hint(hint));
+    }
+    let mut flags = rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS;
+    if net == Net::Proxy {
+        flags |= rustix::thread::UnshareFlags::NEWNET;
+    }
+    // SAFETY: this process is single-threaded (the helper starts no threads), and FILES, the
+    // flag the safety comment is about, is not among these.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| {
+        StepError::new(format!(
+            "--sandbox needs unprivileged user namespaces, which this system does not offer: {e}"
+        ))
+        .hint(hint)
+    })?;
+    let write = |file: &str, text: String| {
+        std::fs::write(file, text).map_err(step(format!("cannot write {file}")))
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+    write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    Ok(())
+}
+
+/// `/run/user/UID` and `$XDG_RUNTIME_DIR`, those that exist.
+fn runtime_dirs(uid: u32) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let candidates = [
+        Some(PathBuf::from(format!("/run/user/{uid}"))),
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    ];
+    for dir in candidates.into_iter().flatten() {
+        if let Ok(real) = std::fs::canonicalize(&dir)
+            && real.is_dir()
+            && !dirs.contains(&real)
+        {
+            dirs.push(real);
+        }
+    }
+    dirs
+}
+
+fn mount_err(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> StepError {
+    let what = what.into();
+    move |e| {
+        let err = StepError::new(format!("{what}: {e}"));
+        if e == rustix::io::Errno::PERM || e == rustix::io::Errno::ACCESS {
+            err.hint(
+                "the user namespace grants no mount rights here (AppArmor's \
+                 restrict_unprivileged_userns does this); allow till a user namespace \
+                 profile, or run without --sandbox",
+            )
+        } else {
+            err
+        }
+    }
+}
+
+/// A fresh tmpfs on `dir`; read-only and empty when `read_only` (to hide what is beneath).
+fn tmpfs(dir: &Path, options: &str, read_only: bool) -> Result<(), StepError> {
+    let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
+    if read_only {
+        flags |= MountFlags::RDONLY | MountFlags::NOEXEC;
+    }
+    let data = std::ffi::CString::new(options).expect("mount options have no NUL");
+    rustix::mount::mount("tmpfs", dir, "tmpfs", flags, data.as_c_str()).map_err(mount_err(format!(
+        "cannot mount a tmpfs on {}",
+        dir.display()
+    )))
+}
+
+/// Creates an empty directory or file at `p` (inside a fresh tmpfs) to bind `fd` onto.
+fn make_mount_point(p: &Path, fd: &OwnedFd) -> Result<(), StepError> {
+    let is_dir = rustix::fs::fstat(fd)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+        .unwrap_or(true);
+    let made = if is_dir {
+        std::fs::create_dir_all(p)
+    } else {
+        p.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(p).map(drop))
+    };
+    made.map_err(step(format!("cannot recreate {}", p.display())))
+}
+
+/// Binds `source` onto `target` read-only. The remount repeats the flags the kernel locked on
+/// the original mount (nosuid, nodev, noexec, atime), which a user namespace may not clear.
+fn bind_read_only(source: &Path, target: &Path) -> Result<(), StepError> {
+    rustix::mount::mount_bind(source, target)
+        .map_err(mount_err(format!("cannot bind {}", target.display())))?;
+    let st =
+        rustix::fs::statvfs(target).map_err(step(format!("cannot stat {}", target.display())))?;
+    let mut flags = MountFlags::BIND | MountFlags::RDONLY;
+    for (have, keep) in [
+        (rustix::fs::StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (rustix::fs::StatVfsMountFlags::NODEV, MountFlags::NODEV),
+        (rustix::fs::StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (rustix::fs::StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
+        (
+            rustix::fs::StatVfsMountFlags::NODIRATIME,
+            MountFlags::NODIRATIME,
+        ),
+        (
+            rustix::fs::StatVfsMountFlags::RELATIME,
+            MountFlags::RELATIME,
+        ),
+    ] {
+        if st.f_flag.contains(have) {
+            flags |= keep;
+        }
+    }
+    rustix::mount::mount_remount(target, flags, "").map_err(mount_err(format!(
+        "cannot make {} read-only",
+        target.display()
+    )))
+}
+
+/// Hides `p`: an empty read-only tmpfs over a directory, `/dev/null` over anything else.
+fn hide(p: &Path) -> Result<(), StepError> {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        // Under a private mount now, or gone: nothing to hide.
+        return Ok(());
+    };
+    if meta.is_dir() {
+        tmpfs(p, "mode=555,size=4k", true)
+    } else {
+        bind_read_only(Path::new("/dev/null"), p)
+    }
+}
+
+/// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
+/// replaced) and its `hooks` and `config`, which decide what git runs, read-only.
+fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
+    let git = cwd.join(".git");
+    let Ok(meta) = std::fs::symlink_metadata(&git) else {
+        return Ok(());
+    };
+    if writable {
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        // A worktree's `.git` file names the real git directory, which is outside the
+        // working directory and so read-only already; keep the file itself in place.
+        return if meta.is_file() {
+            bind_read_only(&git, &git)
+        } else {
+            Ok(())
+        };
+    }
+    rustix::mount::mount_bind_recursive(&git, &git)
+        .map_err(mount_err(format!("cannot bind {}", git.display())))?;
+    let hooks = git.join("hooks");
+    if !hooks.exists() {
+        // An empty one, so the agent cannot create it later.
+        std::fs::create_dir(&hooks).map_err(step(format!("cannot create {}", hooks.display())))?;
+    }
+    bind_read_only(&hooks, &hooks)?;
+    let config = git.join("config");
+    if config.exists() {
+        bind_read_only(&config, &config)?;
+    }
+    Ok(())
+}
+
+/// Brings `lo` up in the new network namespace (it starts down, without 127.0.0.1). No
+/// maintained crate offers this short of a netlink stack, so it is the classic ioctl pair.
+fn loopback_up() -> std::io::Result<()> {
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: both ioctls read (and SIOCGIFFLAGS writes) one ifreq that outlives the call.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Landlock: writes only beneath `writable` (and to a few device files); no signals to, and
+/// no `ptrace` of, processes outside the sandbox (till); no abstract unix sockets made outside
+/// it (a session bus on an abstract address). Reads stay allowed: the mounts hide what must
+/// not be read, since Landlock cannot carve a hidden directory out of a readable tree.
+fn landlock(writable: &[PathBuf]) -> Result<(), StepError> {
+    let write = AccessFs::from_write(ABI::V3);
+    let device = AccessFs::WriteFile | AccessFs::Truncate;
+    let landlock_err = step("Landlock");
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(write)
+        .and_then(|r| r.scope(Scope::from_all(ABI::V6)))
+        .and_then(|r| r.create())
+        .map_err(landlock_err)?;
+    for p in writable {
+        let fd = PathFd::new(p).map_err(step(format!("cannot open {}", p.display())))?;
+        let access = if p.is_dir() {
+            write
+        } else {
+            write & AccessFs::from_file(ABI::V3)
+        };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(step(format!("Landlock rule for {}", p.display())))?;
+    }
+    for d in DEVICES {
+        if let Ok(fd) = PathFd::new(d) {
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(fd, device))
+                .map_err(step(format!("Landlock rule for {d}")))?;
+        }
+    }
+    let status = ruleset.restrict_self().map_err(step("Landlock"))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(StepError::new(format!(
+            "Landlock is only partly enforced ({:?})",
+            status.ruleset
+        )));
+    }
+    Ok(())
+}
+
+/// seccomp: refuses `TIOCSTI` and `TIOCLINUX`, which push keystrokes into the terminal's
+/// input (to run commands in the user's shell once the agent exits). Landlock has no rule for
+/// ioctl commands on a terminal the agent inherited.
+fn seccomp() -> Result<(), StepError> {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    let arch = match seccompiler::TargetArch::try_from(std::env::consts::ARCH) {
+        Ok(arch) => arch,
+        // Without legacy TIOCSTI the kernel refuses it to the agent anyway.
+        Err(_) if tiocsti_disabled() => return Ok(()),
+        Err(e) => {
+            return Err(StepError::new(format!(
+                "--sandbox needs a seccomp filter against TIOCSTI on this architecture: {e}"
+            ))
+            .hint("set the sysctl dev.tty.legacy_tiocsti=0, or run without --sandbox"));
+        }
+    };
+    let rule = |cmd: u64| {
+        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, cmd)
+            .and_then(|c| SeccompRule::new(vec![c]))
+    };
+    let filter = rule(TIOCSTI)
+        .and_then(|a| Ok(vec![a, rule(TIOCLINUX)?]))
+        .and_then(|rules| {
+            SeccompFilter::new(
+                [(libc::SYS_ioctl, rules)].into_iter().collect(),
+                SeccompAction::Allow,
+                SeccompAction::Errno(libc::EPERM as u32),
+                arch,
+            )
+        })
+        .map_err(step("seccomp filter"))?;
+    let program: seccompiler::BpfProgram = filter.try_into().map_err(step("seccomp filter"))?;
+    seccompiler::apply_filter(&program).map_err(step("seccomp filter"))
+}
+
+/// The ioctl numbers on every architecture seccompiler supports (x86_64, aarch64, riscv64
+/// share the generic tty ioctls).
+const TIOCSTI: u64 = 0x5412;
+const TIOCLINUX: u64 = 0x541C;
+
+fn tiocsti_disabled() -> bool {
+    std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "0")
+}

@@ -1,0 +1,554 @@
+//! `till run --sandbox`: what the agent may see, write and reach, decided here and enforced by
+//! the platform module (`linux.rs`; `other.rs` refuses).
+//!
+//! This module owns the policy: which paths are hidden (till's config and data directories, the
+//! built-in credential paths and `[sandbox] deny`), which are writable (the working directory,
+//! a private /tmp, `[sandbox] writable`), and which network the agent gets. It must never run
+//! the agent with less than it announced: when a mechanism is missing the run is refused, never
+//! quietly started unsandboxed.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::RunArgs;
+use crate::commands::Ctx;
+use crate::env::EnvVars;
+use crate::error::UserError;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as imp;
+
+#[cfg(not(target_os = "linux"))]
+mod other;
+#[cfg(not(target_os = "linux"))]
+use other as imp;
+
+/// The first argument that makes the till binary the sandbox helper instead of the CLI.
+pub const HELPER_ARG: &str = "__till-sandbox-exec";
+
+/// Credential files and directories hidden from every sandboxed agent unless
+/// `[sandbox] default_deny = false`.
+pub const DEFAULT_DENY: &[&str] = &[
+    "~/.ssh",
+    "~/.gnupg",
+    "~/.aws",
+    "~/.azure",
+    "~/.config/gcloud",
+    "~/.kube",
+    "~/.docker",
+    "~/.netrc",
+    "~/.git-credentials",
+    "~/.config/git/credentials",
+    "~/.config/gh",
+    "~/.config/hub",
+    "~/.npmrc",
+    "~/.pypirc",
+    "~/.cargo/credentials",
+    "~/.cargo/credentials.toml",
+    "~/.gem/credentials",
+    "~/.config/op",
+    "~/.password-store",
+    "~/.local/share/keyrings",
+    "~/.local/share/kwalletd",
+    "~/.vault-token",
+    "~/.terraform.d/credentials.tfrc.json",
+    "~/.pgpass",
+    "~/.my.cnf",
+    "~/.config/rclone",
+    "~/.oci",
+    "~/.mozilla",
+    "~/.config/google-chrome",
+    "~/.config/chromium",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/podman",
+];
+
+/// Variables the agent does not get inside the sandbox: addresses of the buses and agents it
+/// can no longer reach, so clients fail at once instead of trying.
+const DROPPED_ENV: &[&str] = &[
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DBUS_SYSTEM_BUS_ADDRESS",
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+    "GNOME_KEYRING_CONTROL",
+    "TMPDIR",
+];
+
+/// The sandbox's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Net {
+    /// The network as it is outside the sandbox.
+    Open,
+    /// Only this run's proxy.
+    Proxy,
+}
+
+impl Net {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Net::Open => "open",
+            Net::Proxy => "proxy",
+        }
+    }
+}
+
+/// Why a sandbox cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The platform has no sandbox yet.
+    #[error("--sandbox is not available on {0} yet")]
+    Unsupported(&'static str),
+    /// A kernel mechanism the sandbox needs is missing or switched off.
+    #[error("--sandbox needs {what}, which this system does not offer: {detail}")]
+    Missing {
+        what: &'static str,
+        detail: String,
+        hint: String,
+    },
+    /// The request itself cannot be met (exit 2).
+    #[error("{message}")]
+    Usage { message: String, hint: String },
+    /// Setting the sandbox up failed; the agent was not started.
+    #[error("the sandbox could not be set up: {message}")]
+    Setup {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl From<SandboxError> for UserError {
+    fn from(e: SandboxError) -> UserError {
+        let message = e.to_string();
+        match e {
+            SandboxError::Unsupported(_) => UserError::usage(message)
+                .hint("run without --sandbox; the README says what the sandbox covers where"),
+            SandboxError::Usage { hint, .. } => UserError::usage(message).hint(hint),
+            SandboxError::Missing { hint, .. } => UserError::runtime(message).hint(hint),
+            SandboxError::Setup { hint, .. } => {
+                let err = UserError::runtime(message);
+                match hint {
+                    Some(h) => err.hint(h),
+                    None => err,
+                }
+            }
+        }
+    }
+}
+
+/// Everything the enforcing side needs, resolved in till's own view of the filesystem.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub net: Net,
+    /// The port the agent reaches the proxy on (`127.0.0.1:PORT` inside the sandbox).
+    pub proxy_port: u16,
+    /// The working directory (canonical), writable.
+    pub cwd: PathBuf,
+    /// Further writable paths (canonical, existing).
+    pub writable: Vec<PathBuf>,
+    /// Paths to hide (canonical, existing): till's directories first, then the deny list.
+    pub hidden: Vec<PathBuf>,
+    /// How many of `hidden` are till's own directories.
+    pub till_dirs: usize,
+    /// Whether the working directory's `.git/hooks` and `.git/config` stay writable.
+    pub writable_git_hooks: bool,
+    /// Debug builds only: act as if this mechanism were missing (`landlock`, `userns`).
+    pub simulate_missing: Option<String>,
+}
+
+/// A sandbox for one agent: its policy, and the platform's launcher.
+pub struct Sandbox {
+    policy: Policy,
+    proxy: Option<Arc<crate::proxy::State>>,
+    launch: Option<imp::Launch>,
+}
+
+impl Sandbox {
+    /// The sandbox a top-level `till run` asked for (flags, profile, `[run]`), checked against
+    /// the system before anything else happens; `None` when the run is not sandboxed.
+    pub fn for_run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<Option<Self>> {
+        let Some(net) = requested(ctx, args)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self::new(ctx, net)?))
+    }
+
+    /// The sandbox for a `till run` inside a till run. Inside a till sandbox the sub-agent
+    /// stays in it (a sandbox cannot be loosened from within); outside one, the filesystem
+    /// sandbox is set up with the network open, since a nested run has no proxy of its own.
+    pub fn for_nested(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<Option<Self>> {
+        let Some(net) = requested(ctx, args)? else {
+            return Ok(None);
+        };
+        match inherited() {
+            Some(outer) => {
+                if net == Net::Proxy && outer == Net::Open {
+                    return Err(UserError::from(SandboxError::Usage {
+                        message: "this till run is inside a sandbox with an open network, and a nested run cannot close it".into(),
+                        hint: "start the outer run with --sandbox --net proxy".into(),
+                    })
+                    .into());
+                }
+                crate::output::note(&format!(
+                    "till: already inside till's sandbox (network: {}); the sub-agent stays in it",
+                    outer.as_str()
+                ));
+                Ok(None)
+            }
+            None if net == Net::Proxy => Err(UserError::from(SandboxError::Usage {
+                message: "a nested till run has no proxy of its own to limit the network to".into(),
+                hint: "start the outer run with --sandbox --net proxy".into(),
+            })
+            .into()),
+            None => Ok(Some(Self::new(ctx, net)?)),
+        }
+    }
+
+    fn new(ctx: &Ctx, net: Net) -> anyhow::Result<Self> {
+        let simulate_missing = if cfg!(debug_assertions) {
+            std::env::var(EnvVars::TILL_TEST_SANDBOX_MISSING)
+                .ok()
+                .filter(|v| !v.is_empty())
+        } else {
+            None
+        };
+        imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
+        let policy = resolve(ctx, net, simulate_missing).map_err(UserError::from)?;
+        Ok(Self {
+            policy,
+            proxy: None,
+            launch: None,
+        })
+    }
+
+    pub fn net(&self) -> Net {
+        self.policy.net
+    }
+
+    /// With `--net proxy`, the proxy the agent reaches from inside: its state, and the port
+    /// its URLs name.
+    pub fn serve_proxy(&mut self, state: Arc<crate::proxy::State>, port: u16) {
+        self.policy.proxy_port = port;
+        self.proxy = Some(state);
+    }
+
+    /// The command that starts the agent inside the sandbox (the caller adds the environment
+    /// and spawns it, then calls [`Sandbox::started`]).
+    pub fn command(&mut self, program: &str, rest: &[String]) -> anyhow::Result<Command> {
+        let mut launch = imp::Launch::new(&self.policy).map_err(UserError::from)?;
+        let cmd = launch.command(program, rest);
+        self.launch = Some(launch);
+        Ok(cmd)
+    }
+
+    /// Waits until the spawned helper has set the sandbox up (or failed to), starts serving
+    /// the proxy inside it, and says what is in force. The caller must end the child on error.
+    pub fn started(&mut self) -> anyhow::Result<()> {
+        let launch = self
+            .launch
+            .as_mut()
+            .expect("Sandbox::command runs before Sandbox::started");
+        let proxy = match self.policy.net {
+            Net::Proxy => self.proxy.clone(),
+            Net::Open => None,
+        };
+        launch.started(proxy).map_err(UserError::from)?;
+        for line in banner(&self.policy) {
+            crate::output::note(&line);
+        }
+        Ok(())
+    }
+
+    /// Stops the proxy serving inside the sandbox (`--net proxy`); await the task for the
+    /// requests in flight to finish, as for till's own listener.
+    pub fn stop_proxy(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.launch.as_mut()?.stop()
+    }
+}
+
+/// Whether this run is sandboxed, and with which network: `--no-sandbox`, `--sandbox`, the
+/// profile's `sandbox`, then `[run] sandbox`; the network from `--net`, the profile's `net`,
+/// then `[sandbox] net`.
+fn requested(ctx: &Ctx, args: &RunArgs) -> Result<Option<Net>, UserError> {
+    let profile = args
+        .profile
+        .as_deref()
+        .and_then(|name| ctx.config.profiles.get(name));
+    let on = if args.no_sandbox {
+        false
+    } else if args.sandbox {
+        true
+    } else {
+        profile
+            .and_then(|p| p.sandbox)
+            .unwrap_or(ctx.config.run.sandbox)
+    };
+    if !on {
+        if args.net.is_some() {
+            return Err(UserError::usage(
+                "--net sets the sandbox's network, and this run has no sandbox",
+            )
+            .hint("add --sandbox"));
+        }
+        return Ok(None);
+    }
+    Ok(Some(
+        args.net
+            .or(profile.and_then(|p| p.net))
+            .unwrap_or(ctx.config.sandbox.net),
+    ))
+}
+
+/// The network of the till sandbox this process runs in, if it runs in one.
+pub fn inherited() -> Option<Net> {
+    match std::env::var(EnvVars::TILL_SANDBOX).ok()?.as_str() {
+        "proxy" => Some(Net::Proxy),
+        "open" => Some(Net::Open),
+        _ => None,
+    }
+}
+
+/// Adjusts the agent's environment for a sandbox with network `net`: marks it sandboxed, points
+/// temp files at the private /tmp, and drops the addresses of buses and agents it cannot reach.
+pub fn agent_env(env: &mut Vec<(OsString, OsString)>, net: Option<Net>) {
+    let Some(net) = net else {
+        return;
+    };
+    env.retain(|(k, _)| {
+        let name = k.to_string_lossy();
+        !DROPPED_ENV.iter().any(|d| name == *d) && name != EnvVars::TILL_SANDBOX
+    });
+    env.push((EnvVars::TILL_SANDBOX.into(), net.as_str().into()));
+    env.push(("TMPDIR".into(), "/tmp".into()));
+}
+
+/// Resolves the policy in till's view: expands `~`, follows symlinks, drops paths that do not
+/// exist, and refuses working directories that would leave the protections empty.
+fn resolve(ctx: &Ctx, net: Net, simulate_missing: Option<String>) -> Result<Policy, SandboxError> {
+    let usage = |message: String, hint: &str| SandboxError::Usage {
+        message,
+        hint: hint.to_string(),
+    };
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()));
+    let expand = |p: &str| -> Option<PathBuf> {
+        match p.strip_prefix('~') {
+            Some(rest) => Some(home.as_ref()?.join(rest.trim_start_matches('/'))),
+            None => Some(PathBuf::from(p)),
+        }
+    };
+    let cwd = std::env::current_dir()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| SandboxError::Setup {
+            message: format!("cannot find the working directory: {e}"),
+            hint: None,
+        })?;
+    if let Some(home) = home.as_ref().and_then(|h| std::fs::canonicalize(h).ok())
+        && home.starts_with(&cwd)
+    {
+        return Err(usage(
+            format!(
+                "the working directory {} holds your home directory, and the sandbox lets the agent write the working directory",
+                cwd.display()
+            ),
+            "cd into the project the agent works on, and list anything else it must write under [sandbox] writable",
+        ));
+    }
+
+    // till's directories are hidden even when they do not exist yet: an agent whose working
+    // directory holds one of them could otherwise create it, and plant a config.toml that
+    // sends root keys elsewhere on till's next run.
+    for dir in ctx
+        .paths
+        .config_file
+        .parent()
+        .into_iter()
+        .chain([ctx.paths.data_dir.as_path()])
+    {
+        crate::config::create_private_dir(dir).map_err(|e| SandboxError::Setup {
+            message: format!("{e:#}"),
+            hint: None,
+        })?;
+    }
+    let mut hidden: Vec<PathBuf> = Vec::new();
+    let add = |p: PathBuf, hidden: &mut Vec<PathBuf>| {
+        if let Ok(real) = std::fs::canonicalize(&p)
+            && !hidden.contains(&real)
+        {
+            hidden.push(real);
+        }
+    };
+    if let Some(config_dir) = ctx.paths.config_file.parent() {
+        add(config_dir.to_path_buf(), &mut hidden);
+    }
+    add(ctx.paths.data_dir.clone(), &mut hidden);
+    let till_dirs = hidden.len();
+    let sandbox = &ctx.config.sandbox;
+    let defaults = if sandbox.default_deny {
+        DEFAULT_DENY
+    } else {
+        &[]
+    };
+    for p in defaults
+        .iter()
+        .copied()
+        .chain(sandbox.deny.iter().map(String::as_str))
+    {
+        if let Some(path) = expand(p) {
+            add(path, &mut hidden);
+        }
+    }
+    if let Some(h) = hidden.iter().find(|h| cwd.starts_with(h)) {
+        return Err(usage(
+            format!(
+                "the working directory {} is inside {}, which the sandbox hides",
+                cwd.display(),
+                h.display()
+            ),
+            "run the agent from its project directory",
+        ));
+    }
+
+    let mut writable = Vec::new();
+    for p in &sandbox.writable {
+        let Some(path) = expand(p) else { continue };
+        match std::fs::canonicalize(&path) {
+            Ok(real) if !writable.contains(&real) && real != cwd => writable.push(real),
+            Ok(_) => {}
+            Err(_) => crate::output::warn(&format!(
+                "[sandbox] writable: {} does not exist; the agent cannot create it",
+                path.display()
+            )),
+        }
+    }
+
+    Ok(Policy {
+        net,
+        proxy_port: 0,
+        cwd,
+        writable,
+        hidden,
+        till_dirs,
+        writable_git_hooks: sandbox.writable_git_hooks,
+        simulate_missing,
+    })
+}
+
+/// What the run prints when the sandbox is in force: the network first, then what is
+/// writable and what is hidden.
+pub fn banner(p: &Policy) -> Vec<String> {
+    let net = match p.net {
+        Net::Proxy => {
+            "till: sandbox on; network: proxy only (the agent can reach this run's proxy and nothing else)".to_string()
+        }
+        Net::Open => {
+            "till: sandbox on; network: open (as outside the sandbox; --net proxy limits it to till's proxy)".to_string()
+        }
+    };
+    let mut writable = vec![p.cwd.display().to_string(), "a private /tmp".to_string()];
+    writable.extend(p.writable.iter().map(|w| w.display().to_string()));
+    let others = p.hidden.len() - p.till_dirs;
+    let mut hidden = vec!["till's config and data".to_string()];
+    if others > 0 {
+        hidden.push(format!(
+            "{others} credential path{}",
+            if others == 1 { "" } else { "s" }
+        ));
+    }
+    hidden.push("the session bus and keyring".to_string());
+    let git = if p.writable_git_hooks {
+        ""
+    } else {
+        "; .git/hooks and .git/config read-only"
+    };
+    vec![
+        net,
+        format!(
+            "till: sandbox: writes to {}{git}; hidden: {}",
+            writable.join(", "),
+            hidden.join(", ")
+        ),
+    ]
+}
+
+/// Runs the sandbox helper when this process was started as one (`till __till-sandbox-exec`):
+/// sets the sandbox up and replaces itself with the agent. `None` for every other invocation.
+pub fn helper_main() -> Option<std::process::ExitCode> {
+    imp::helper_main()
+}
+
+/// Whether `path` lies at or under one of `roots`.
+pub fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| path.starts_with(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_env_drops_bus_addresses_and_marks_the_sandbox() {
+        let mut env: Vec<(OsString, OsString)> = vec![
+            ("PATH".into(), "/bin".into()),
+            (
+                "DBUS_SESSION_BUS_ADDRESS".into(),
+                "unix:path=/run/user/1/bus".into(),
+            ),
+            ("SSH_AUTH_SOCK".into(), "/tmp/ssh-x/agent.1".into()),
+            ("TMPDIR".into(), "/var/tmp/me".into()),
+            ("TILL_SANDBOX".into(), "open".into()),
+        ];
+        agent_env(&mut env, Some(Net::Proxy));
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("PATH"), ["/bin"]);
+        assert!(get("DBUS_SESSION_BUS_ADDRESS").is_empty());
+        assert!(get("SSH_AUTH_SOCK").is_empty());
+        assert_eq!(get("TMPDIR"), ["/tmp"]);
+        assert_eq!(get("TILL_SANDBOX"), ["proxy"]);
+
+        let mut untouched: Vec<(OsString, OsString)> = vec![("TMPDIR".into(), "/x".into())];
+        agent_env(&mut untouched, None);
+        assert_eq!(untouched.len(), 1);
+    }
+
+    #[test]
+    fn banner_names_the_network_first() {
+        let p = Policy {
+            net: Net::Proxy,
+            proxy_port: 1,
+            cwd: "/work/p".into(),
+            writable: vec!["/work/cache".into()],
+            hidden: vec!["/h/.config/till".into(), "/h/.ssh".into()],
+            till_dirs: 1,
+            writable_git_hooks: false,
+            simulate_missing: None,
+        };
+        let lines = banner(&p);
+        assert!(lines[0].contains("network: proxy only"), "{lines:?}");
+        assert!(
+            lines[1].contains("writes to /work/p, a private /tmp, /work/cache"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("1 credential path,"), "{lines:?}");
+        assert!(lines[1].contains(".git/hooks and .git/config read-only"));
+        let open = banner(&Policy {
+            net: Net::Open,
+            ..p
+        });
+        assert!(open[0].contains("network: open"), "{open:?}");
+    }
+}

@@ -1,0 +1,824 @@
+//! `till run --sandbox`: a hostile agent (tests/python/sandbox_agent.py) tries every escape
+//! and does ordinary work. Each escape is first shown to work in a control run without the
+//! sandbox, so every assertion that it fails under the sandbox can fail.
+//!
+//! Till's home, the agent's `HOME` and the project live under the target directory, not /tmp,
+//! so hiding them is the sandbox's doing and not a side effect of its private /tmp.
+
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{PASSPHRASE, ProxyEnv, ROOT_KEY, TestEnv, output, output_with_stdin};
+
+/// A directory outside /tmp that the test removes when it ends.
+fn outside_tmp() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir under the target dir")
+}
+
+/// A till home outside /tmp wired to a mock provider, with openai, anthropic and gemini root
+/// keys in the file store (the same as [`ProxyEnv::new`], in another place).
+fn proxy_env() -> ProxyEnv {
+    proxy_env_with(till::mock::MockOptions::default())
+}
+
+fn proxy_env_with(opts: till::mock::MockOptions) -> ProxyEnv {
+    let mock = till::mock::spawn(opts);
+    let env = TestEnv { dir: outside_tmp() };
+    let url = mock.url();
+    env.config(&format!(
+        "[providers.openai]\nbase_url = \"{url}\"\n[providers.anthropic]\nbase_url = \"{url}\"\n[providers.gemini]\nbase_url = \"{url}\"\n"
+    ));
+    for provider in ["openai", "anthropic", "gemini"] {
+        let (code, _, stderr) = output_with_stdin(env.till().args(["add", provider]), ROOT_KEY);
+        assert_eq!(code, 0, "till add {provider}: {stderr}");
+    }
+    ProxyEnv { env, mock }
+}
+
+/// The real Python interpreter (not a version manager's shim, which needs the real `HOME`).
+fn python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is installed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn agent_script() -> String {
+    crate::support::python_script("sandbox_agent.py")
+}
+
+/// A fake user home with credentials and shell start-up files.
+fn fake_home() -> tempfile::TempDir {
+    let home = outside_tmp();
+    let h = home.path();
+    std::fs::create_dir_all(h.join(".ssh")).unwrap();
+    std::fs::write(h.join(".ssh/id_ed25519"), "PRIVATE KEY\n").unwrap();
+    std::fs::create_dir_all(h.join(".aws")).unwrap();
+    std::fs::write(
+        h.join(".aws/credentials"),
+        "[default]\naws_secret_access_key = x\n",
+    )
+    .unwrap();
+    std::fs::write(h.join(".bashrc"), "# bashrc\n").unwrap();
+    std::fs::write(h.join(".profile"), "# profile\n").unwrap();
+    home
+}
+
+/// A project directory with a git repository.
+fn project() -> tempfile::TempDir {
+    let dir = outside_tmp();
+    let out = Command::new("git")
+        .args(["init", "-q", "."])
+        .current_dir(dir.path())
+        .output()
+        .expect("git is installed");
+    assert!(out.status.success(), "git init failed");
+    dir
+}
+
+/// Runs the agent script under `till run ARGS… --` in `cwd` with `HOME=home` and `vars`, and
+/// returns its results, till's exit code and stderr.
+fn run_agent(
+    p: &ProxyEnv,
+    args: &[&str],
+    cwd: &Path,
+    home: &Path,
+    vars: &[(&str, String)],
+) -> (BTreeMap<String, String>, i32, String) {
+    let mut cmd = p.env.till();
+    cmd.arg("run")
+        .args(args)
+        .arg("--")
+        .arg(python())
+        .arg(agent_script())
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("SBX_TILL", env!("CARGO_BIN_EXE_till"));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let (code, stdout, stderr) = output(&mut cmd);
+    let results: BTreeMap<String, String> = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("the agent printed no JSON ({e}): {stdout}\n{stderr}"));
+    (results, code, stderr)
+}
+
+fn assert_all(results: &BTreeMap<String, String>, names: &[&str], ok: bool, what: &str) {
+    for name in names {
+        let got = results
+            .get(*name)
+            .unwrap_or_else(|| panic!("{what}: the agent did not try {name}: {results:#?}"));
+        assert_eq!(
+            got == "ok",
+            ok,
+            "{what}: {name} should {}: {got}\n{results:#?}",
+            if ok { "work" } else { "fail" }
+        );
+    }
+}
+
+/// This machine's first non-loopback IPv4 address (the one a default route would use).
+fn non_loopback_ip() -> std::net::IpAddr {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    // Connecting a UDP socket sends nothing; it only picks the route and source address.
+    probe
+        .connect("192.0.2.200:9")
+        .or_else(|_| probe.connect("10.255.255.1:9"))
+        .expect("a route to a non-loopback address");
+    let ip = probe.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback(), "no non-loopback address: {ip}");
+    ip
+}
+
+/// Escapes that work without the sandbox and must not work inside it.
+const ESCAPES: &[&str] = &[
+    "read_store",
+    "read_ledger",
+    "read_config",
+    "list_till_home",
+    "till_list",
+    "till_key_create",
+    "read_ssh_key",
+    "read_aws",
+    "bashrc",
+    "profile",
+    "systemd_unit",
+    "git_hook",
+    "git_config",
+    "write_outside",
+    "signal_till",
+    "abstract_connect",
+    "local_port",
+    "remote",
+];
+
+/// What a root user outside the sandbox can do (to a non-dumpable till; TIOCSTI on kernels
+/// without legacy TIOCSTI), and no one inside.
+const ROOT_ONLY_ESCAPES: &[&str] = &["till_environ", "till_mem", "ptrace_till", "tiocsti"];
+
+/// Ordinary work that must go on working.
+const WORK: &[&str] = &[
+    "write_project",
+    "py_compile",
+    "cc",
+    "private_tmp",
+    "openai",
+    "openai_stream",
+    "nested_run",
+];
+
+#[test]
+fn every_escape_fails_and_work_succeeds_with_net_proxy() {
+    let p = proxy_env();
+    let home = fake_home();
+    let outside = outside_tmp();
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let abstract_name = format!("till-sandbox-test-{}", std::process::id());
+    let abstract_listener = {
+        use std::os::linux::net::SocketAddrExt as _;
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+    };
+    let vars = vec![
+        ("SBX_PASSPHRASE", PASSPHRASE.to_string()),
+        (
+            "SBX_STORE",
+            p.env.path("data/secrets.age").display().to_string(),
+        ),
+        (
+            "SBX_LEDGER",
+            p.env.path("data/ledger.sqlite3").display().to_string(),
+        ),
+        (
+            "SBX_CONFIG",
+            p.env.path("config.toml").display().to_string(),
+        ),
+        ("SBX_OUTSIDE", outside.path().display().to_string()),
+        ("SBX_ABSTRACT", abstract_name.clone()),
+        (
+            "SBX_LOCAL",
+            format!("127.0.0.1:{}", local.local_addr().unwrap().port()),
+        ),
+        (
+            "SBX_REMOTE",
+            format!(
+                "{}:{}",
+                non_loopback_ip(),
+                remote.local_addr().unwrap().port()
+            ),
+        ),
+    ];
+
+    // The control: the same agent, unsandboxed, in a project of its own.
+    let control_project = project();
+    let mut control_vars = vars.clone();
+    control_vars.push(("SBX_CONTROL", "1".to_string()));
+    let (control, code, stderr) =
+        run_agent(&p, &[], control_project.path(), home.path(), &control_vars);
+    assert_eq!(code, 0, "{stderr}");
+    assert_all(&control, ESCAPES, true, "without the sandbox");
+    assert_all(&control, WORK, true, "without the sandbox");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_all(
+            &control,
+            ROOT_ONLY_ESCAPES,
+            true,
+            "root without the sandbox",
+        );
+    }
+    let bashrc = std::fs::read_to_string(home.path().join(".bashrc")).unwrap();
+    assert!(
+        bashrc.contains("planted"),
+        "the control run could not plant"
+    );
+    std::fs::write(home.path().join(".bashrc"), "# bashrc\n").unwrap();
+    std::fs::write(home.path().join(".profile"), "# profile\n").unwrap();
+    std::fs::remove_dir_all(home.path().join(".config")).unwrap();
+    let _ = std::fs::remove_file(outside.path().join("planted"));
+
+    p.mock.clear_requests();
+    let proj = project();
+    let (results, code, stderr) = run_agent(
+        &p,
+        &["--sandbox", "--net", "proxy"],
+        proj.path(),
+        home.path(),
+        &vars,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("sandbox on; network: proxy only"),
+        "the network in force is announced: {stderr}"
+    );
+    assert_all(&results, ESCAPES, false, "in the sandbox");
+    assert_all(&results, ROOT_ONLY_ESCAPES, false, "in the sandbox");
+    // No control for these: outside the sandbox there is no cover to take off, and SIGTERM
+    // would reach till.
+    assert_all(
+        &results,
+        &["term_till", "git_rename", "unmount_cover"],
+        false,
+        "in the sandbox",
+    );
+    assert_all(&results, WORK, true, "in the sandbox");
+
+    // Nothing was planted, and till (whose SIGTERM the agent tried) reported normally.
+    assert_eq!(
+        std::fs::read_to_string(home.path().join(".bashrc")).unwrap(),
+        "# bashrc\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.path().join(".profile")).unwrap(),
+        "# profile\n"
+    );
+    assert!(!home.path().join(".config/systemd").exists());
+    assert!(!outside.path().join("planted").exists());
+    assert!(!proj.path().join(".git/hooks/pre-commit").exists());
+    let config = std::fs::read_to_string(proj.path().join(".git/config")).unwrap();
+    assert!(!config.contains("planted"), "{config}");
+    assert!(proj.path().join(".git/HEAD").exists(), ".git was moved");
+    assert!(
+        proj.path().join("notes.txt").exists() && proj.path().join("hello").exists(),
+        "the agent's work is in the project"
+    );
+    assert!(
+        stderr.contains("till: 3 requests"),
+        "the summary counts the sandboxed agent's calls: {stderr}"
+    );
+
+    // The model calls reached the provider through till, with the root key and nothing else;
+    // the key till create tried to mint inside does not exist.
+    let chats: Vec<_> = p
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .collect();
+    assert_eq!(chats.len(), 3, "two calls and a nested one: {chats:#?}");
+    for r in &chats {
+        assert_eq!(
+            r.headers.get("authorization").map(String::as_str),
+            Some("Bearer sk-mock-root")
+        );
+        assert!(!serde_json::to_string(r).unwrap().contains("till_"));
+    }
+    assert!(chats.iter().any(|r| {
+        r.body
+            .as_deref()
+            .unwrap_or("")
+            .contains("hello from the sandbox")
+    }));
+    let (_, keys, _) = output(p.env.till().args(["key", "list", "--json"]));
+    let created: serde_json::Value = serde_json::from_str(&keys).unwrap();
+    assert_eq!(
+        created.as_array().map(Vec::len),
+        Some(1),
+        "only the control run's key was created: {keys}"
+    );
+    drop((local, remote, abstract_listener));
+}
+
+/// The session bus and the Secret Service of a real gnome-keyring (run under
+/// scripts/with-keyring.sh), with till's root keys in that keychain.
+#[test]
+fn the_keychain_is_out_of_reach() {
+    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    let env = TestEnv { dir: outside_tmp() };
+    env.config(&format!(
+        "[providers.openai]\nbase_url = \"{}\"\n",
+        mock.url()
+    ));
+    let service = format!("till-test-sandbox-{}", std::process::id());
+    let keychain = |cmd: &mut Command| {
+        cmd.env_remove("TILL_PASSPHRASE")
+            .env("TILL_STORE", "keychain")
+            .env("TILL_KEYCHAIN_SERVICE", &service);
+    };
+    let mut add = env.bare();
+    keychain(&mut add);
+    let (code, _, stderr) = output_with_stdin(add.args(["add", "openai"]), ROOT_KEY);
+    assert_eq!(
+        code, 0,
+        "a Secret Service must be reachable (run under scripts/with-keyring.sh): {stderr}"
+    );
+    let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect("a session bus");
+    let p = ProxyEnv { env, mock };
+    let home = fake_home();
+    let vars = [("SBX_BUS", bus.clone()), ("SBX_SERVICE", service.clone())];
+    let run = |args: &[&str], cwd: &Path| {
+        let mut cmd = p.env.bare();
+        if args.is_empty() {
+            cmd.env("SBX_CONTROL", "1");
+        }
+        keychain(&mut cmd);
+        cmd.arg("run")
+            .args(args)
+            .arg("--")
+            .arg(python())
+            .arg(agent_script())
+            .current_dir(cwd)
+            .env("HOME", home.path())
+            .env("SBX_TILL", env!("CARGO_BIN_EXE_till"));
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let (code, stdout, stderr) = output(&mut cmd);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let results: BTreeMap<String, String> = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("the agent printed no JSON ({e}): {stdout}\n{stderr}"));
+        results
+    };
+
+    let control_dir = project();
+    let control = run(&[], control_dir.path());
+    assert_all(
+        &control,
+        &["bus_connect", "secret_tool"],
+        true,
+        "without the sandbox",
+    );
+
+    for net in ["open", "proxy"] {
+        let proj = project();
+        let results = run(&["--sandbox", "--net", net], proj.path());
+        assert_all(&results, &["bus_connect", "secret_tool"], false, net);
+        assert_all(&results, &["openai", "write_project"], true, net);
+    }
+    let mut remove = p.env.bare();
+    keychain(&mut remove);
+    let (code, _, stderr) = output(remove.args(["remove", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn net_open_leaves_the_network_and_says_so() {
+    let p = proxy_env();
+    let home = fake_home();
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proj = project();
+    let (results, code, stderr) = run_agent(
+        &p,
+        &["--sandbox"],
+        proj.path(),
+        home.path(),
+        &[(
+            "SBX_LOCAL",
+            format!("127.0.0.1:{}", local.local_addr().unwrap().port()),
+        )],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("sandbox on; network: open"), "{stderr}");
+    assert_all(&results, &["local_port"], true, "--net open");
+    assert_all(
+        &results,
+        &["read_ssh_key", "bashrc", "list_till_home", "signal_till"],
+        false,
+        "--net open",
+    );
+    assert_all(&results, WORK, true, "--net open");
+}
+
+/// A project under /tmp stays writable under the sandbox's private /tmp, which hides the
+/// rest of the real /tmp.
+#[test]
+fn a_project_under_tmp_stays_reachable() {
+    let p = proxy_env();
+    let proj = tempfile::tempdir_in("/tmp").unwrap();
+    let neighbour = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::write(neighbour.path().join("secret"), "x").unwrap();
+    let script = format!(
+        "set -e; echo work > result; test ! -e {}/secret; ls -A /tmp | wc -l",
+        neighbour.path().display()
+    );
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "--sandbox", "--", "sh", "-c", &script])
+            .current_dir(proj.path()),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(proj.path().join("result")).unwrap(),
+        "work\n"
+    );
+    // /tmp holds only the way back to the project.
+    assert_eq!(stdout.trim(), "1", "{stdout}");
+}
+
+#[test]
+fn exit_codes_signals_and_summary_are_unchanged() {
+    let p = proxy_env();
+    let proj = project();
+    let run = |args: &[&str]| output(p.env.till().arg("run").args(args).current_dir(proj.path()));
+    let (code, _, stderr) = run(&["--sandbox", "--net", "proxy", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(code, 7, "{stderr}");
+    assert!(stderr.contains("till: 0 requests"), "{stderr}");
+    let (code, _, stderr) = run(&["--sandbox", "--quiet", "--", "sh", "-c", "kill -INT $$"]);
+    assert_eq!(code, 130, "{stderr}");
+    let (code, _, stderr) = run(&["--sandbox", "--", "no-such-agent-xyz"]);
+    assert_eq!(code, 127, "{stderr}");
+    assert!(stderr.contains("command not found"), "{stderr}");
+
+    // SIGTERM to till reaches the sandboxed agent, whose exit code till returns.
+    let mut child = p
+        .env
+        .till()
+        .args([
+            "run",
+            "--sandbox",
+            "--net",
+            "proxy",
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .current_dir(proj.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20)).expect("till exited");
+    assert_eq!(status.code(), Some(42));
+}
+
+#[test]
+fn sigkill_to_till_ends_the_sandboxed_agent() {
+    let p = proxy_env();
+    let proj = project();
+    let mut child = p
+        .env
+        .till()
+        .args([
+            "run",
+            "--sandbox",
+            "--",
+            "sh",
+            "-c",
+            "echo $$; exec sleep 60",
+        ])
+        .current_dir(proj.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let agent: i32 = line.trim().parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{agent}/stat")).ok();
+        let alive = state.as_deref().is_some_and(|s| {
+            let after = s.rsplit_once(')').map_or("", |(_, r)| r).trim_start();
+            !after.starts_with('Z') && !after.starts_with('X')
+        });
+        if !alive {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent {agent} outlived till");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_with_deadline(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn config_and_profiles_turn_it_on_and_flags_override() {
+    let p = proxy_env();
+    let proj = project();
+    let url = p.mock.url();
+    let base = format!(
+        "[providers.openai]\nbase_url = \"{url}\"\n[providers.anthropic]\nbase_url = \"{url}\"\n[providers.gemini]\nbase_url = \"{url}\"\n"
+    );
+    let probe = ["--", "sh", "-c", "echo \"${TILL_SANDBOX:-none}\""];
+    let run = |args: &[&str]| {
+        let (code, stdout, stderr) = output(
+            p.env
+                .till()
+                .arg("run")
+                .args(args)
+                .args(probe)
+                .current_dir(proj.path()),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        stdout.trim().to_string()
+    };
+
+    p.env.config(&format!(
+        "{base}[run]\nsandbox = true\n[sandbox]\nnet = \"proxy\"\n"
+    ));
+    assert_eq!(run(&[]), "proxy");
+    assert_eq!(run(&["--net", "open"]), "open");
+    assert_eq!(run(&["--no-sandbox"]), "none");
+
+    p.env.config(&format!(
+        "{base}[profiles.boxed]\nsandbox = true\nnet = \"proxy\"\n[profiles.plain]\nscope = [\"openai\"]\n"
+    ));
+    assert_eq!(run(&["-p", "boxed"]), "proxy");
+    assert_eq!(run(&["-p", "plain"]), "none");
+    assert_eq!(run(&["-p", "plain", "--sandbox"]), "open");
+    assert_eq!(run(&["-p", "boxed", "--no-sandbox"]), "none");
+
+    // --net without a sandbox is a usage error, and so are bad [sandbox] keys.
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "--net", "proxy"])
+            .args(probe)
+            .current_dir(proj.path()),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("hint: add --sandbox"), "{stderr}");
+    p.env.config(&format!(
+        "{base}[sandbox]\nwritable = [\"relative/path\"]\n"
+    ));
+    let (code, _, stderr) = output(p.env.till().args(["run", "--sandbox"]).args(probe));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("[sandbox] writable"), "{stderr}");
+    p.env.config(&format!("{base}[sandbox]\nhide = []\n"));
+    let (code, _, stderr) = output(p.env.till().args(["run"]).args(probe));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown field `hide`"), "{stderr}");
+}
+
+#[test]
+fn config_deny_and_writable_take_effect() {
+    let p = proxy_env();
+    let home = fake_home();
+    let proj = project();
+    let shared = outside_tmp();
+    let private = outside_tmp();
+    std::fs::write(private.path().join("token"), "secret").unwrap();
+    let url = p.mock.url();
+    p.env.config(&format!(
+        "[providers.openai]\nbase_url = \"{url}\"\n[sandbox]\ndeny = [\"{}\"]\nwritable = [\"{}\"]\nwritable_git_hooks = true\ndefault_deny = false\n",
+        private.path().display(),
+        shared.path().display()
+    ));
+    let script = format!(
+        "set -e; echo shared > {shared}/out; test ! -e {private}/token; cat ~/.ssh/id_ed25519; echo '#!/bin/sh' > .git/hooks/post-commit",
+        shared = shared.path().display(),
+        private = private.path().display()
+    );
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "--sandbox", "--", "sh", "-c", &script])
+            .current_dir(proj.path())
+            .env("HOME", home.path()),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("out")).unwrap(),
+        "shared\n"
+    );
+    assert!(
+        stdout.contains("PRIVATE KEY"),
+        "default_deny = false leaves ~/.ssh: {stdout}"
+    );
+    assert!(proj.path().join(".git/hooks/post-commit").exists());
+}
+
+#[test]
+fn refuses_to_start_when_a_mechanism_is_missing() {
+    let p = proxy_env();
+    let proj = project();
+    for (missing, names) in [
+        ("landlock", "Landlock ABI 6"),
+        ("userns", "user namespaces"),
+    ] {
+        let marker = proj.path().join("agent-ran");
+        let (code, _, stderr) = output(
+            p.env
+                .till()
+                .args(["run", "--sandbox", "--", "touch"])
+                .arg(&marker)
+                .current_dir(proj.path())
+                .env("TILL_TEST_SANDBOX_MISSING", missing),
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(names), "{missing}: {stderr}");
+        assert!(stderr.contains("hint:"), "{stderr}");
+        assert!(!marker.exists(), "the agent ran without the sandbox");
+        // Without the hook the same run works, so the refusal was the hook's doing.
+        let (code, _, stderr) = output(
+            p.env
+                .till()
+                .args(["run", "--sandbox", "--", "touch"])
+                .arg(&marker)
+                .current_dir(proj.path()),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(marker.exists());
+        std::fs::remove_file(&marker).unwrap();
+    }
+}
+
+#[test]
+fn refuses_a_working_directory_that_holds_home_or_is_hidden() {
+    let p = proxy_env();
+    let home = fake_home();
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "--sandbox", "--", "true"])
+            .current_dir(home.path())
+            .env("HOME", home.path()),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("holds your home directory"), "{stderr}");
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "--sandbox", "--", "true"])
+            .current_dir(home.path().join(".ssh"))
+            .env("HOME", home.path()),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("which the sandbox hides"), "{stderr}");
+}
+
+#[test]
+fn nested_runs_keep_or_refuse_the_sandbox() {
+    let p = proxy_env();
+    let proj = project();
+    let till = env!("CARGO_BIN_EXE_till");
+    // Inside a sandbox, a nested run stays in it and cannot close an open network.
+    let script = format!(
+        "{till} run --sandbox -- sh -c 'echo inner=$TILL_SANDBOX'; {till} run --sandbox --net proxy -- true; echo refused=$?"
+    );
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "--sandbox", "--", "sh", "-c", &script])
+            .current_dir(proj.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("inner=open"), "{stdout}");
+    assert!(stdout.contains("refused=2"), "{stdout}");
+    assert!(stderr.contains("already inside till's sandbox"), "{stderr}");
+    // Outside a sandbox, a nested run sets up the filesystem sandbox itself.
+    let script = format!(
+        "{till} run --sandbox -- sh -c 'echo inner=$TILL_SANDBOX; kill -0 $PPID' ; echo status=$?"
+    );
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "--", "sh", "-c", &script])
+            .current_dir(proj.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("inner=open"), "{stdout}");
+    assert!(
+        stdout.contains("status=1"),
+        "kill -0 to the nested till fails: {stdout}{stderr}"
+    );
+}
+
+/// Without `TILL_HOME`, till's config directory may not exist yet; the sandbox hides it all
+/// the same, so an agent working in `~/.config` cannot create a `till/config.toml` there.
+#[test]
+fn a_config_directory_that_does_not_exist_yet_cannot_be_planted() {
+    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    let home = fake_home();
+    let work = home.path().join(".config");
+    std::fs::create_dir_all(&work).unwrap();
+    let till = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_till"));
+        cmd.args(args)
+            .env_remove("TILL_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", home.path())
+            .env("TILL_STORE", "file")
+            .env("TILL_PASSPHRASE", PASSPHRASE)
+            .current_dir(&work);
+        cmd
+    };
+    let (code, _, stderr) =
+        output_with_stdin(&mut till(&["add", "openai", "--no-verify"]), ROOT_KEY);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!work.join("till/config.toml").exists());
+    let plant = format!(
+        "mkdir -p till && echo '[providers.openai]' > till/config.toml; echo base_url = '\"{}\"' >> till/config.toml",
+        mock.url()
+    );
+    let (code, _, stderr) = output(&mut till(&["run", "--sandbox", "--", "sh", "-c", &plant]));
+    assert_ne!(code, 0, "the agent wrote till's config: {stderr}");
+    assert!(!work.join("till/config.toml").exists(), "{stderr}");
+    // Without the sandbox the same agent can.
+    let (code, _, stderr) = output(&mut till(&["run", "--", "sh", "-c", &plant]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(work.join("till/config.toml").exists());
+}
+
+/// A stream the agent left running when it exited gets the proxy's shutdown grace inside the
+/// sandbox too, as it does on till's own listener, and is recorded complete.
+#[test]
+fn a_stream_left_running_inside_the_sandbox_gets_the_grace() {
+    let p = proxy_env_with(till::mock::MockOptions {
+        chunk_delay: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let proj = project();
+    let script = format!(
+        "{python} {client} openai chat --stream --model gpt-slow --max-tokens 100 --events events > /dev/null & \
+         until grep -q 'agent got chunk' events 2>/dev/null; do sleep 0.05; done",
+        python = python(),
+        client = crate::support::client_script()
+    );
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args([
+                "run",
+                "--sandbox",
+                "--net",
+                "proxy",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .current_dir(proj.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("till: 1 request"), "{stderr}");
+    let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{stdout}");
+    assert_eq!(rows[0]["outcome"], "complete", "{stdout}");
+}

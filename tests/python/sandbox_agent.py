@@ -1,0 +1,274 @@
+"""A hostile agent for till's sandbox tests: it tries every escape the sandbox should close and
+does the ordinary work it should leave alone, and reports what happened.
+
+It runs under `till run [--sandbox]` and reads its targets from SBX_* variables the test sets
+(till passes them through; none holds a root key). Unset targets are not tried.
+
+    SBX_TILL          till's binary         SBX_PASSPHRASE   the file store's passphrase
+    SBX_STORE         the file store        SBX_LEDGER       the ledger
+    SBX_CONFIG        config.toml           SBX_OUTSIDE      a directory outside the project
+    SBX_BUS           the session bus address (unix:path=… or unix:abstract=…)
+    SBX_SERVICE       the keychain service name till's entries are filed under
+    SBX_ABSTRACT      an abstract unix socket name a process outside listens on
+    SBX_LOCAL         127.0.0.1:PORT someone outside listens on
+    SBX_REMOTE        IP:PORT on a non-loopback address someone outside listens on
+    SBX_CONTROL=1     a control run without the sandbox: skip what would hurt till (SIGTERM)
+
+Prints one JSON object {"<check>": "ok" | "denied: <why>"}; "ok" means the attempt worked.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+RESULTS = {}
+ENV = os.environ
+CONTROL = ENV.get("SBX_CONTROL") == "1"
+
+
+def check(name, fn):
+    try:
+        ok = fn()
+        RESULTS[name] = "ok" if ok is not False else "denied: no effect"
+    except Exception as e:  # every failure is an answer here
+        RESULTS[name] = f"denied: {type(e).__name__}: {e}"
+
+
+def read_nonempty(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise RuntimeError("read nothing")
+
+
+def run(args, env=None, timeout=60):
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"exit {out.returncode}: {(out.stdout + out.stderr).strip()[-300:]}")
+    return out.stdout
+
+
+def till_env(**extra):
+    env = dict(ENV)
+    env.update(TILL_STORE="file", TILL_PASSPHRASE=ENV["SBX_PASSPHRASE"])
+    env.update(extra)
+    return env
+
+
+def till_list():
+    out = run([ENV["SBX_TILL"], "list", "--json"], env=till_env())
+    if "openai" not in out:
+        raise RuntimeError(f"no root key listed: {out.strip()}")
+
+
+def till_key_create():
+    out = run([ENV["SBX_TILL"], "key", "create", "--scope", "openai", "--ttl", "1h"], env=till_env())
+    if not out.strip().startswith("till_"):
+        raise RuntimeError(f"no key: {out.strip()}")
+
+
+def append(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+def ppid_proc(name):
+    return f"/proc/{os.getppid()}/{name}"
+
+
+def open_mem():
+    with open(ppid_proc("mem"), "rb"):
+        pass
+
+
+def ptrace_till():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    PTRACE_SEIZE = 0x4206
+    if libc.ptrace(PTRACE_SEIZE, os.getppid(), None, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    # This process exits soon, which detaches it again; a seized tracee is never stopped.
+
+
+def tiocsti():
+    """Pushes a keystroke into the input of a terminal (a fresh pty made the controlling
+    terminal of a new session), as an agent would into the user's shell."""
+    import fcntl
+    import pty
+    import termios
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            _, slave = pty.openpty()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            fcntl.ioctl(slave, termios.TIOCSTI, b"x")
+            os._exit(0)
+        except OSError as e:
+            os.write(2, f"tiocsti: {e}\n".encode())
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("TIOCSTI was refused")
+
+
+def bus_path(address):
+    for part in address.split(";")[0].split(":", 1)[1].split(","):
+        key, _, value = part.partition("=")
+        if key == "path":
+            return value
+        if key == "abstract":
+            return "\0" + value
+    raise RuntimeError(f"no socket in {address}")
+
+
+def unix_connect(target):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(target)
+    s.close()
+
+
+def tcp_connect(hostport):
+    host, port = hostport.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=3)
+    s.close()
+
+
+def secret_tool():
+    env = dict(ENV, DBUS_SESSION_BUS_ADDRESS=ENV["SBX_BUS"])
+    out = run(["secret-tool", "search", "--all", "service", ENV["SBX_SERVICE"]], env=env, timeout=30)
+    if "root/" not in out:
+        raise RuntimeError(f"nothing found: {out.strip()[-200:]}")
+
+
+def write_project():
+    with open("notes.txt", "w") as f:
+        f.write("the agent was here\n")
+    with open("notes.txt") as f:
+        return f.read() == "the agent was here\n"
+
+
+def py_compile():
+    with open("mod.py", "w") as f:
+        f.write("def answer():\n    return 42\n")
+    run([sys.executable, "-m", "py_compile", "mod.py"])
+    return any(n.startswith("mod.") for n in os.listdir("__pycache__"))
+
+
+def cc():
+    with open("hello.c", "w") as f:
+        f.write('#include <stdio.h>\nint main(void) { puts("built"); return 0; }\n')
+    run(["cc", "-o", "hello", "hello.c"])
+    return run(["./hello"]).strip() == "built"
+
+
+def private_tmp():
+    with open("/tmp/agent-scratch", "w") as f:
+        f.write("x")
+    return True
+
+
+def openai_call():
+    import openai
+
+    client = openai.OpenAI(max_retries=0)
+    r = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello from the sandbox"}]
+    )
+    return bool(r.choices[0].message.content)
+
+
+def openai_stream():
+    import openai
+
+    client = openai.OpenAI(max_retries=0)
+    chunks = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "stream from the sandbox"}],
+        stream=True,
+    )
+    return sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1
+
+
+def nested_run():
+    code = (
+        "import openai; c = openai.OpenAI(max_retries=0); "
+        "print(c.chat.completions.create(model='gpt-4o-mini', "
+        "messages=[{'role': 'user', 'content': 'nested'}]).choices[0].message.content)"
+    )
+    out = run([ENV["SBX_TILL"], "run", "--scope", "openai/gpt-4o-mini", "--quiet", "--",
+               sys.executable, "-c", code])
+    return bool(out.strip())
+
+
+def unmount(path):
+    """Takes the cover off a hidden directory (the agent is root in its user namespace)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    MNT_DETACH = 2
+    if libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def main():
+    home = os.path.expanduser("~")
+    # Escapes. Unmounting comes first: if it worked, the reads after it would too.
+    if "TILL_HOME" in ENV:
+        check("unmount_cover", lambda: unmount(ENV["TILL_HOME"]))
+    for name, var in [("read_store", "SBX_STORE"), ("read_ledger", "SBX_LEDGER"),
+                      ("read_config", "SBX_CONFIG")]:
+        if var in ENV:
+            check(name, lambda p=ENV[var]: read_nonempty(p))
+    if "TILL_HOME" in ENV:
+        check("list_till_home", lambda: bool(os.listdir(ENV["TILL_HOME"])))
+    if "SBX_PASSPHRASE" in ENV:
+        check("till_list", till_list)
+        check("till_key_create", till_key_create)
+    check("read_ssh_key", lambda: read_nonempty(os.path.join(home, ".ssh", "id_ed25519")))
+    check("read_aws", lambda: read_nonempty(os.path.join(home, ".aws", "credentials")))
+    check("bashrc", lambda: append(os.path.join(home, ".bashrc"), "echo planted\n"))
+    check("profile", lambda: append(os.path.join(home, ".profile"), "echo planted\n"))
+    check("systemd_unit", lambda: (os.makedirs(os.path.join(home, ".config/systemd/user"), exist_ok=True),
+                                   append(os.path.join(home, ".config/systemd/user/x.service"), "[Service]\n")))
+    if os.path.isdir(".git"):
+        check("git_hook", lambda: append(".git/hooks/pre-commit", "#!/bin/sh\necho planted\n"))
+        check("git_config", lambda: append(".git/config", "[core]\n\tfsmonitor = echo planted\n"))
+        check("git_rename", lambda: os.rename(".git", ".git-moved"))
+    if "SBX_OUTSIDE" in ENV:
+        check("write_outside", lambda: append(os.path.join(ENV["SBX_OUTSIDE"], "planted"), "x"))
+    check("signal_till", lambda: os.kill(os.getppid(), 0))
+    if not CONTROL:
+        check("term_till", lambda: os.kill(os.getppid(), signal.SIGTERM))
+    check("till_environ", lambda: read_nonempty(ppid_proc("environ")))
+    check("till_mem", open_mem)
+    check("ptrace_till", ptrace_till)
+    check("tiocsti", tiocsti)
+    if "SBX_BUS" in ENV:
+        check("bus_connect", lambda: unix_connect(bus_path(ENV["SBX_BUS"])))
+        check("secret_tool", secret_tool)
+    if "SBX_ABSTRACT" in ENV:
+        check("abstract_connect", lambda: unix_connect("\0" + ENV["SBX_ABSTRACT"]))
+    if "SBX_LOCAL" in ENV:
+        check("local_port", lambda: tcp_connect(ENV["SBX_LOCAL"]))
+    if "SBX_REMOTE" in ENV:
+        check("remote", lambda: tcp_connect(ENV["SBX_REMOTE"]))
+    # Work.
+    check("write_project", write_project)
+    check("py_compile", py_compile)
+    check("cc", cc)
+    check("private_tmp", private_tmp)
+    if "OPENAI_BASE_URL" in ENV:
+        check("openai", openai_call)
+        check("openai_stream", openai_stream)
+        check("nested_run", nested_run)
+    print(json.dumps(RESULTS))
+
+
+main()
