@@ -147,7 +147,8 @@ fn rpm_limit_answers_429_with_retry_after() {
     );
     assert_eq!(results[2]["body"]["error"]["code"], "till_rpm");
     let retry: u64 = results[2]["retry_after"].as_str().unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry), "{retry}");
+    // The ledger's window counts a second for 60 to 61 seconds, so the wait can be 61.
+    assert!((1..=61).contains(&retry), "{retry}");
     assert!(stderr.contains("3 requests (1 denied: rpm 1)"), "{stderr}");
 }
 
