@@ -54,9 +54,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 cd "$(dirname "$0")"
-bins=(--bin till)
-if [ "$with_mock" = 1 ]; then bins+=(--bin till-mock); fi
-cargo build --release --locked "${bins[@]}"
+pkgs=(-p till)
+if [ "$with_mock" = 1 ]; then pkgs+=(-p till-mock); fi
+cargo build --release --locked "${pkgs[@]}" --bins
 target_dir="${CARGO_TARGET_DIR:-target}"
 
 mkdir -p "$bin_dir" "$man_dir" "$bash_dir" "$zsh_dir" "$fish_dir"

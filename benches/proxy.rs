@@ -40,7 +40,7 @@ fn round_trip(c: &mut Criterion) {
     };
     g.bench_function("direct", |b| {
         b.to_async(&rt)
-            .iter(|| send(direct_url.clone(), till::mock::DEFAULT_KEY.to_string()));
+            .iter(|| send(direct_url.clone(), till_mock::DEFAULT_KEY.to_string()));
     });
     g.bench_function("proxy_ledger_off", |b| {
         b.to_async(&rt)

@@ -77,7 +77,7 @@ fn main() {
         Target {
             name: "direct",
             url: format!("{}/v1/chat/completions", mock.url()),
-            key: till::mock::DEFAULT_KEY.to_string(),
+            key: till_mock::DEFAULT_KEY.to_string(),
         },
         Target {
             name: "ledger off",

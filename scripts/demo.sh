@@ -56,7 +56,7 @@ step "build till and till-mock (release; quick when already built)"
 if ! cargo fetch --locked --offline >/dev/null 2>&1; then
   cargo fetch --locked
 fi
-cargo build --release --locked --offline --bin till --bin till-mock
+cargo build --release --locked --offline -p till -p till-mock --bins
 target_dir="${CARGO_TARGET_DIR:-}"
 if [ -z "$target_dir" ]; then
   target_dir="$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null |

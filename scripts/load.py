@@ -6,7 +6,7 @@
                     [--throughput-duration 5] [--json]
 
 It builds nothing: pass the release binaries (default `$CARGO_TARGET_DIR/release/` or
-`target/release/`; build them with `cargo build --release --bins`). In one run it
+`target/release/`; build them with `cargo build --release --workspace --bins`). In one run it
 
 1. starts `till-mock --no-record` on a free loopback port;
 2. makes a throwaway TILL_HOME (file store, passphrase in TILL_PASSPHRASE) whose openai
@@ -612,7 +612,7 @@ def main():
         if not os.access(path, os.X_OK):
             sys.exit(
                 f"load.py: {path} is not an executable\n"
-                "hint: build the release binaries first: cargo build --release --bins"
+                "hint: build the release binaries first: cargo build --release --workspace --bins"
             )
 
     fx = Fixture(a.till, a.mock)

@@ -22,6 +22,6 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-scripts/with-keyring.sh cargo test --locked --all-targets
+scripts/with-keyring.sh cargo test --workspace --locked --all-targets

@@ -14,6 +14,25 @@ use crate::env::EnvVars;
 use crate::error::UserError;
 use crate::secrets::{StoreChoice, StoreOptions};
 
+/// The sandbox's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Net {
+    /// The network as it is outside the sandbox.
+    Open,
+    /// Only this run's proxy.
+    Proxy,
+}
+
+impl Net {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Net::Open => "open",
+            Net::Proxy => "proxy",
+        }
+    }
+}
+
 /// Where till keeps its files. Everything sits under `TILL_HOME` when it is set.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -255,7 +274,7 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     /// The network when `--net` is not given.
-    pub net: crate::sandbox::Net,
+    pub net: Net,
     /// Paths hidden from the agent (absolute or `~/…`), on top of the built-in list.
     pub deny: Vec<String>,
     /// Whether the built-in list of credential paths is hidden too.
@@ -269,7 +288,7 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
-            net: crate::sandbox::Net::Open,
+            net: Net::Open,
             deny: Vec::new(),
             default_deny: true,
             writable: Vec::new(),
@@ -294,7 +313,7 @@ pub struct Profile {
     /// Run the agent in the sandbox (`till run --sandbox`).
     pub sandbox: Option<bool>,
     /// The sandbox's network (`till run --net`).
-    pub net: Option<crate::sandbox::Net>,
+    pub net: Option<Net>,
 }
 
 impl Config {

@@ -16,8 +16,8 @@ pub const BODY: &str =
     r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}"#;
 
 /// A running mock provider (its own thread and runtime).
-pub fn mock() -> till::mock::MockHandle {
-    till::mock::spawn(till::mock::MockOptions {
+pub fn mock() -> till_mock::MockHandle {
+    till_mock::spawn(till_mock::MockOptions {
         record: false,
         ..Default::default()
     })
@@ -35,11 +35,7 @@ pub struct Proxy {
 
 /// Starts a proxy on `rt` in front of `mock`. With `ledger_on` it records a row per request
 /// through the writer thread, as `till run` and `till serve` always do.
-pub fn proxy(
-    rt: &tokio::runtime::Runtime,
-    mock: &till::mock::MockHandle,
-    ledger_on: bool,
-) -> Proxy {
+pub fn proxy(rt: &tokio::runtime::Runtime, mock: &till_mock::MockHandle, ledger_on: bool) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.sqlite3");
     let config = Config::parse(
@@ -66,7 +62,7 @@ pub fn proxy(
     };
     let roots = vec![(
         "openai".to_string(),
-        SecretString::from(till::mock::DEFAULT_KEY),
+        SecretString::from(till_mock::DEFAULT_KEY),
     )];
     let mints = vec![MintEntry {
         key: mint,

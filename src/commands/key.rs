@@ -512,7 +512,7 @@ fn inspect_token(token: &Token, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `$0.12 of $5` (or tokens), counting the key and everything narrowed from it.
 fn spend(k: &KeyView) -> String {
-    use super::run::usd;
+    use crate::format::usd;
     match (k.budget_usd, k.budget_tokens) {
         (Some(b), _) => format!("{} of {}", usd(k.spent_usd), usd(b)),
         (None, Some(t)) => format!("{} of {t} tok", k.spent_tokens),

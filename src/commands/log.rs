@@ -105,7 +105,7 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
             r.status,
             r.input_tokens,
             r.output_tokens,
-            super::run::usd(r.cost_usd),
+            crate::format::usd(r.cost_usd),
             r.latency_ms,
             note
         );

@@ -103,7 +103,7 @@ impl Ctx {
             Ok(swept) if swept.requests > 0 => crate::output::note(&format!(
                 "till: {} request(s) were left open by a till proxy that stopped without closing them; recorded as `lost` and charged what they had reserved ({})",
                 swept.requests,
-                run::usd(swept.micros as f64 / 1e6)
+                crate::format::usd_micros(swept.micros)
             )),
             Ok(_) => {}
             Err(e) => crate::output::warn(&format!(

@@ -16,6 +16,7 @@ use crate::commands::Ctx;
 use crate::env::EnvVars;
 use crate::error::UserError;
 use crate::process::{AgentProvider, agent_env};
+use crate::sandbox::Net;
 
 pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let program = args.command.first().ok_or_else(|| {
@@ -32,7 +33,8 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         return nested_run(ctx, args, program, &key, &proxy);
     }
     crate::process::harden_self();
-    let mut sandbox = crate::sandbox::Sandbox::for_run(ctx, args)?;
+    let mut sandbox =
+        crate::sandbox::Sandbox::for_run(&ctx.config, &ctx.paths, sandbox_requested(ctx, args)?)?;
 
     let spec = super::scope_spec(ctx, &args.scope, args.profile.as_deref())?;
     let now = crate::time::now_unix();
@@ -174,7 +176,11 @@ fn nested_run(
         &encoded,
         proxy_url,
     );
-    let mut sandbox = crate::sandbox::Sandbox::for_nested(ctx, args)?;
+    let mut sandbox = crate::sandbox::Sandbox::for_nested(
+        &ctx.config,
+        &ctx.paths,
+        sandbox_requested(ctx, args)?,
+    )?;
     let net = sandbox.as_ref().map(|s| s.net());
     crate::sandbox::agent_env(&mut env, net.or_else(crate::sandbox::inherited));
     let status = spawn_and_wait(program, &args.command[1..], env, sandbox.as_mut())?;
@@ -308,20 +314,40 @@ pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
         ", {} tokens in, {} out, {}",
         s.input_tokens,
         s.output_tokens,
-        usd(s.cost_usd)
+        crate::format::usd(s.cost_usd)
     ));
     out
 }
 
-/// Dollars with enough digits to show small amounts: `$1.23`, `$0.0042`, `$0.000006`.
-pub fn usd(v: f64) -> String {
-    if v == 0.0 {
-        "$0".to_string()
-    } else if v >= 1.0 {
-        format!("${v:.2}")
-    } else if v >= 0.0001 {
-        format!("${v:.4}")
+/// Whether this run is sandboxed, and with which network: `--no-sandbox`, `--sandbox`, the
+/// profile's `sandbox`, then `[run] sandbox`; the network from `--net`, the profile's `net`,
+/// then `[sandbox] net`.
+fn sandbox_requested(ctx: &Ctx, args: &RunArgs) -> Result<Option<Net>, UserError> {
+    let profile = args
+        .profile
+        .as_deref()
+        .and_then(|name| ctx.config.profiles.get(name));
+    let on = if args.no_sandbox {
+        false
+    } else if args.sandbox {
+        true
     } else {
-        format!("${v:.6}")
+        profile
+            .and_then(|p| p.sandbox)
+            .unwrap_or(ctx.config.run.sandbox)
+    };
+    if !on {
+        if args.net.is_some() {
+            return Err(UserError::usage(
+                "--net sets the sandbox's network, and this run has no sandbox",
+            )
+            .hint("add --sandbox"));
+        }
+        return Ok(None);
     }
+    Ok(Some(
+        args.net
+            .or(profile.and_then(|p| p.net))
+            .unwrap_or(ctx.config.sandbox.net),
+    ))
 }

@@ -66,7 +66,7 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
             r.denied,
             r.input_tokens,
             r.output_tokens,
-            super::run::usd(r.cost_usd)
+            crate::format::usd(r.cost_usd)
         ));
         total.requests += r.requests;
         total.denied += r.denied;
@@ -81,7 +81,7 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         total.denied,
         total.input_tokens,
         total.output_tokens,
-        super::run::usd(total.cost_usd)
+        crate::format::usd(total.cost_usd)
     ));
     out
 }

@@ -863,8 +863,7 @@ impl RequestRecord {
 }
 
 fn refusal_error(r: &Refusal) -> ProxyError {
-    use crate::commands::run::usd;
-    let m = |v: u64| usd(v as f64 / 1e6);
+    let m = crate::format::usd_micros;
     match *r {
         Refusal::Usd {
             budget,

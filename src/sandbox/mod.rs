@@ -12,10 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::cli::RunArgs;
-use crate::commands::Ctx;
+pub use crate::config::Net;
+use crate::config::{Config, Paths};
 use crate::env::EnvVars;
 use crate::error::UserError;
 
@@ -80,25 +78,6 @@ const DROPPED_ENV: &[&str] = &[
     "GNOME_KEYRING_CONTROL",
     "TMPDIR",
 ];
-
-/// The sandbox's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Net {
-    /// The network as it is outside the sandbox.
-    Open,
-    /// Only this run's proxy.
-    Proxy,
-}
-
-impl Net {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Net::Open => "open",
-            Net::Proxy => "proxy",
-        }
-    }
-}
 
 /// Why a sandbox cannot be had.
 #[derive(Debug, thiserror::Error)]
@@ -173,18 +152,26 @@ pub struct Sandbox {
 impl Sandbox {
     /// The sandbox a top-level `till run` asked for (flags, profile, `[run]`), checked against
     /// the system before anything else happens; `None` when the run is not sandboxed.
-    pub fn for_run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<Option<Self>> {
-        let Some(net) = requested(ctx, args)? else {
+    pub fn for_run(
+        config: &Config,
+        paths: &Paths,
+        net: Option<Net>,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(net) = net else {
             return Ok(None);
         };
-        Ok(Some(Self::new(ctx, net)?))
+        Ok(Some(Self::new(config, paths, net)?))
     }
 
     /// The sandbox for a `till run` inside a till run. Inside a till sandbox the sub-agent
     /// stays in it (a sandbox cannot be loosened from within); outside one, the filesystem
     /// sandbox is set up with the network open, since a nested run has no proxy of its own.
-    pub fn for_nested(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<Option<Self>> {
-        let Some(net) = requested(ctx, args)? else {
+    pub fn for_nested(
+        config: &Config,
+        paths: &Paths,
+        net: Option<Net>,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(net) = net else {
             return Ok(None);
         };
         match inherited() {
@@ -207,11 +194,11 @@ impl Sandbox {
                 hint: "start the outer run with --sandbox --net proxy".into(),
             })
             .into()),
-            None => Ok(Some(Self::new(ctx, net)?)),
+            None => Ok(Some(Self::new(config, paths, net)?)),
         }
     }
 
-    fn new(ctx: &Ctx, net: Net) -> anyhow::Result<Self> {
+    fn new(config: &Config, paths: &Paths, net: Net) -> anyhow::Result<Self> {
         let simulate_missing = if cfg!(debug_assertions) {
             std::env::var(EnvVars::TILL_TEST_SANDBOX_MISSING)
                 .ok()
@@ -220,7 +207,7 @@ impl Sandbox {
             None
         };
         imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
-        let policy = resolve(ctx, net, simulate_missing).map_err(UserError::from)?;
+        let policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
         Ok(Self {
             policy,
             proxy: None,
@@ -273,39 +260,6 @@ impl Sandbox {
     }
 }
 
-/// Whether this run is sandboxed, and with which network: `--no-sandbox`, `--sandbox`, the
-/// profile's `sandbox`, then `[run] sandbox`; the network from `--net`, the profile's `net`,
-/// then `[sandbox] net`.
-fn requested(ctx: &Ctx, args: &RunArgs) -> Result<Option<Net>, UserError> {
-    let profile = args
-        .profile
-        .as_deref()
-        .and_then(|name| ctx.config.profiles.get(name));
-    let on = if args.no_sandbox {
-        false
-    } else if args.sandbox {
-        true
-    } else {
-        profile
-            .and_then(|p| p.sandbox)
-            .unwrap_or(ctx.config.run.sandbox)
-    };
-    if !on {
-        if args.net.is_some() {
-            return Err(UserError::usage(
-                "--net sets the sandbox's network, and this run has no sandbox",
-            )
-            .hint("add --sandbox"));
-        }
-        return Ok(None);
-    }
-    Ok(Some(
-        args.net
-            .or(profile.and_then(|p| p.net))
-            .unwrap_or(ctx.config.sandbox.net),
-    ))
-}
-
 /// The network of the till sandbox this process runs in, if it runs in one.
 pub fn inherited() -> Option<Net> {
     match std::env::var(EnvVars::TILL_SANDBOX).ok()?.as_str() {
@@ -331,7 +285,12 @@ pub fn agent_env(env: &mut Vec<(OsString, OsString)>, net: Option<Net>) {
 
 /// Resolves the policy in till's view: expands `~`, follows symlinks, drops paths that do not
 /// exist, and refuses working directories that would leave the protections empty.
-fn resolve(ctx: &Ctx, net: Net, simulate_missing: Option<String>) -> Result<Policy, SandboxError> {
+fn resolve(
+    config: &Config,
+    paths: &Paths,
+    net: Net,
+    simulate_missing: Option<String>,
+) -> Result<Policy, SandboxError> {
     let usage = |message: String, hint: &str| SandboxError::Usage {
         message,
         hint: hint.to_string(),
@@ -367,12 +326,11 @@ fn resolve(ctx: &Ctx, net: Net, simulate_missing: Option<String>) -> Result<Poli
     // till's directories are hidden even when they do not exist yet: an agent whose working
     // directory holds one of them could otherwise create it, and plant a config.toml that
     // sends root keys elsewhere on till's next run.
-    for dir in ctx
-        .paths
+    for dir in paths
         .config_file
         .parent()
         .into_iter()
-        .chain([ctx.paths.data_dir.as_path()])
+        .chain([paths.data_dir.as_path()])
     {
         crate::config::create_private_dir(dir).map_err(|e| SandboxError::Setup {
             message: format!("{e:#}"),
@@ -387,12 +345,12 @@ fn resolve(ctx: &Ctx, net: Net, simulate_missing: Option<String>) -> Result<Poli
             hidden.push(real);
         }
     };
-    if let Some(config_dir) = ctx.paths.config_file.parent() {
+    if let Some(config_dir) = paths.config_file.parent() {
         add(config_dir.to_path_buf(), &mut hidden);
     }
-    add(ctx.paths.data_dir.clone(), &mut hidden);
+    add(paths.data_dir.clone(), &mut hidden);
     let till_dirs = hidden.len();
-    let sandbox = &ctx.config.sandbox;
+    let sandbox = &config.sandbox;
     let defaults = if sandbox.default_deny {
         DEFAULT_DENY
     } else {

@@ -21,7 +21,7 @@ struct Attack {
 
 impl Attack {
     fn new(config: &str, args: &[&str]) -> Self {
-        let p = ProxyEnv::with_options(till::mock::MockOptions::default(), config);
+        let p = ProxyEnv::with_options(till_mock::MockOptions::default(), config);
         let key = p.create_key(args);
         let serve = p.serve();
         // `till add` checked each root key with the mock; only what the proxy sends counts.
@@ -395,11 +395,11 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
 /// What the `greedy` mock bills for one forwarded request, in micro-dollars: every output
 /// token it allows at the output price, and its body's bytes at the input price (more than the
 /// mock's own count of input tokens).
-fn upstream_bill_micros(r: &till::mock::RecordedRequest, input: f64, output: f64) -> f64 {
+fn upstream_bill_micros(r: &till_mock::RecordedRequest, input: f64, output: f64) -> f64 {
     let body = r.json().unwrap_or(Value::Null);
-    let out = till::mock::greedy_output(&body);
+    let out = till_mock::greedy_output(&body);
     assert!(
-        out < till::mock::GREEDY_UNBOUNDED,
+        out < till_mock::GREEDY_UNBOUNDED,
         "a request with no output ceiling reached the upstream: {body}"
     );
     r.body_len as f64 * input + out as f64 * output
@@ -410,7 +410,7 @@ fn a_one_cent_key_spends_at_most_one_cent_from_two_proxies_at_once() {
     let prices = "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n\
         [prices.\"anthropic/greedy-claude\"]\ninput = 0.001\noutput = 1000.0\n\
         [prices.\"gemini/greedy-gemini\"]\ninput = 0.001\noutput = 1000.0\n";
-    let p = ProxyEnv::with_options(till::mock::MockOptions::default(), prices);
+    let p = ProxyEnv::with_options(till_mock::MockOptions::default(), prices);
     let key = p.create_key(&[
         "--name",
         "cent",

@@ -72,7 +72,7 @@ fn add_list_remove_in_the_real_keychain() {
 
 #[test]
 fn verification_stores_only_what_the_provider_accepts() {
-    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    let mock = till_mock::spawn(till_mock::MockOptions::default());
     let env = TestEnv::new();
     env.config(&format!(
         "[providers.openai]\nbase_url = \"{}\"\n",

@@ -24,7 +24,7 @@ const RESERVED: std::ops::RangeInclusive<i64> = 10_000..=10_200;
 /// A mock pausing `chunk_delay` between chunks of `slow` models, `[proxy]` settings, and a key
 /// `k` with a $1 budget (returned).
 fn env_with(chunk_delay: Duration, proxy: &str) -> (ProxyEnv, String) {
-    let opts = till::mock::MockOptions {
+    let opts = till_mock::MockOptions {
         chunk_delay,
         ..Default::default()
     };

@@ -239,7 +239,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn streaming_is_not_buffered() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.log");
-    let opts = till::mock::MockOptions {
+    let opts = till_mock::MockOptions {
         events: Some(events.clone()),
         chunk_delay: std::time::Duration::from_millis(200),
         ..Default::default()
@@ -398,7 +398,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn an_endless_event_streams_through_in_bounded_memory() {
     use std::io::{Read as _, Write as _};
     let p = ProxyEnv::with_options(
-        till::mock::MockOptions::default(),
+        till_mock::MockOptions::default(),
         "[prices.\"openai/gpt-endless\"]\ninput = 1.0\noutput = 100.0\n",
     );
     let key = p.create_key(&["--name", "endless", "--scope", "openai", "--budget", "1usd"]);
@@ -442,7 +442,7 @@ fn an_endless_event_streams_through_in_bounded_memory() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("data: xxxx"), "{head}");
     let header_x = head[..head.find("\r\n\r\n").unwrap()].matches('x').count();
-    assert_eq!(filler - header_x, till::mock::ENDLESS_BYTES);
+    assert_eq!(filler - header_x, till_mock::ENDLESS_BYTES);
     let grown_mib = (peak - baseline) as f64 / 1024.0;
     eprintln!("till serve RSS: {baseline} KiB before, {peak} KiB at most while streaming");
     assert!(

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use till::mock::{KeyStatus, MockHandle, MockOptions};
+use till_mock::{KeyStatus, MockHandle, MockOptions};
 
 use crate::support::{TestEnv, output, output_with_stdin};
 
@@ -17,7 +17,7 @@ const OLD_OPENAI: &str = "sk-proj-old0000000000000000000000000000000000000001";
 const OLD_ANTHROPIC: &str = "sk-ant-api03-old000000000000000000000000000000000002";
 const GEMINI: &str = "AIzaSy-gemini-0000000000000000000000000000003";
 const NEW_ANTHROPIC: &str = "sk-ant-api03-new000000000000000000000000000000000004";
-const ADMIN: &str = till::mock::DEFAULT_ADMIN_KEY;
+const ADMIN: &str = till_mock::DEFAULT_ADMIN_KEY;
 const PROJECT: &str = "proj_till";
 
 /// A till home wired to a mock that accepts the three keys above and the default admin key.
@@ -28,7 +28,7 @@ struct Rot {
 
 impl Rot {
     fn new() -> Self {
-        let mock = till::mock::spawn(MockOptions {
+        let mock = till_mock::spawn(MockOptions {
             keys: vec![OLD_OPENAI.into(), OLD_ANTHROPIC.into(), GEMINI.into()],
             ..Default::default()
         });
@@ -121,7 +121,7 @@ impl Rot {
     }
 
     /// Keys made through the admin API (service accounts), in every state.
-    fn created_keys(&self) -> Vec<till::mock::KeyInfo> {
+    fn created_keys(&self) -> Vec<till_mock::KeyInfo> {
         self.mock
             .keys()
             .into_iter()

@@ -21,11 +21,11 @@ fn outside_tmp() -> tempfile::TempDir {
 /// A till home outside /tmp wired to a mock provider, with openai, anthropic and gemini root
 /// keys in the file store (the same as [`ProxyEnv::new`], in another place).
 fn proxy_env() -> ProxyEnv {
-    proxy_env_with(till::mock::MockOptions::default())
+    proxy_env_with(till_mock::MockOptions::default())
 }
 
-fn proxy_env_with(opts: till::mock::MockOptions) -> ProxyEnv {
-    let mock = till::mock::spawn(opts);
+fn proxy_env_with(opts: till_mock::MockOptions) -> ProxyEnv {
+    let mock = till_mock::spawn(opts);
     let env = TestEnv { dir: outside_tmp() };
     let url = mock.url();
     env.config(&format!(
@@ -329,7 +329,7 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
 /// scripts/with-keyring.sh), with till's root keys in that keychain.
 #[test]
 fn the_keychain_is_out_of_reach() {
-    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    let mock = till_mock::spawn(till_mock::MockOptions::default());
     let env = TestEnv { dir: outside_tmp() };
     env.config(&format!(
         "[providers.openai]\nbase_url = \"{}\"\n",
@@ -751,7 +751,7 @@ fn nested_runs_keep_or_refuse_the_sandbox() {
 /// the same, so an agent working in `~/.config` cannot create a `till/config.toml` there.
 #[test]
 fn a_config_directory_that_does_not_exist_yet_cannot_be_planted() {
-    let mock = till::mock::spawn(till::mock::MockOptions::default());
+    let mock = till_mock::spawn(till_mock::MockOptions::default());
     let home = fake_home();
     let work = home.path().join(".config");
     std::fs::create_dir_all(&work).unwrap();
@@ -788,7 +788,7 @@ fn a_config_directory_that_does_not_exist_yet_cannot_be_planted() {
 /// sandbox too, as it does on till's own listener, and is recorded complete.
 #[test]
 fn a_stream_left_running_inside_the_sandbox_gets_the_grace() {
-    let p = proxy_env_with(till::mock::MockOptions {
+    let p = proxy_env_with(till_mock::MockOptions {
         chunk_delay: Duration::from_millis(200),
         ..Default::default()
     });

@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use till::mock::REPLY_TEXT;
+use till_mock::REPLY_TEXT;
 
 use crate::support::{ProxyEnv, output, python_script};
 
@@ -111,7 +111,7 @@ fn official_sdks_work_unconfigured_under_till_run() {
     assert_eq!(s["usage"]["prompt_tokens"], 5, "{s}");
     assert_eq!(
         s["usage"]["completion_tokens"],
-        till::mock::OUTPUT_TOKENS,
+        till_mock::OUTPUT_TOKENS,
         "{s}"
     );
     assert_eq!(
@@ -134,26 +134,26 @@ fn official_sdks_work_unconfigured_under_till_run() {
         .collect();
     assert_eq!(events.first(), Some(&"response.created"), "{rs}");
     assert_eq!(events.last(), Some(&"response.completed"), "{rs}");
-    assert_eq!(rs["usage"]["output_tokens"], till::mock::OUTPUT_TOKENS);
+    assert_eq!(rs["usage"]["output_tokens"], till_mock::OUTPUT_TOKENS);
 
     // Anthropic messages: JSON, the `messages.stream()` helper and raw `stream=True`.
     assert_reply(&v, "messages", "text");
     assert_eq!(v["messages"]["stop_reason"], "end_turn");
     assert_eq!(
         v["messages"]["usage"]["output_tokens"],
-        till::mock::OUTPUT_TOKENS
+        till_mock::OUTPUT_TOKENS
     );
     let ms = &v["messages_stream"];
     assert_reply(&v, "messages_stream", "text");
     assert_eq!(ms["final_text"], REPLY_TEXT, "{ms}");
     assert_eq!(
         ms["usage"]["output_tokens"],
-        till::mock::OUTPUT_TOKENS,
+        till_mock::OUTPUT_TOKENS,
         "{ms}"
     );
     let raw = &v["messages_stream_raw"];
     assert_reply(&v, "messages_stream_raw", "text");
-    assert_eq!(raw["output_tokens"], till::mock::OUTPUT_TOKENS, "{raw}");
+    assert_eq!(raw["output_tokens"], till_mock::OUTPUT_TOKENS, "{raw}");
     let events: Vec<&str> = raw["events"]
         .as_array()
         .unwrap()

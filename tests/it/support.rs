@@ -114,17 +114,17 @@ pub const ROOT_KEY: &str = "sk-mock-root";
 /// gemini already stored in the file store.
 pub struct ProxyEnv {
     pub env: TestEnv,
-    pub mock: till::mock::MockHandle,
+    pub mock: till_mock::MockHandle,
 }
 
 impl ProxyEnv {
     pub fn new() -> Self {
-        Self::with_options(till::mock::MockOptions::default(), "")
+        Self::with_options(till_mock::MockOptions::default(), "")
     }
 
     /// A mock with `opts`, and `extra` appended to config.toml.
-    pub fn with_options(opts: till::mock::MockOptions, extra: &str) -> Self {
-        let mock = till::mock::spawn(opts);
+    pub fn with_options(opts: till_mock::MockOptions, extra: &str) -> Self {
+        let mock = till_mock::spawn(opts);
         let env = TestEnv::new();
         let url = mock.url();
         env.config(&format!(

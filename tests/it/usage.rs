@@ -157,7 +157,7 @@ const BUDGET_CONFIG: &str = "[prices.\"openai/budget-model\"]\ninput = 1.0\noutp
 
 #[test]
 fn budget_holds_under_concurrency_from_four_processes() {
-    let p = ProxyEnv::with_options(till::mock::MockOptions::default(), BUDGET_CONFIG);
+    let p = ProxyEnv::with_options(till_mock::MockOptions::default(), BUDGET_CONFIG);
     p.create_key(&[
         "--name", "shared", "--scope", "openai", "--budget", "0.50usd",
     ]);
@@ -238,7 +238,7 @@ fn budget_holds_under_concurrency_from_four_processes() {
 #[test]
 fn a_stream_cut_mid_way_is_charged_its_reservation() {
     let p = ProxyEnv::with_options(
-        till::mock::MockOptions::default(),
+        till_mock::MockOptions::default(),
         "[prices.\"openai/gpt-cut\"]\ninput = 1.0\noutput = 100.0\n",
     );
     p.create_key(&["--name", "cutter", "--scope", "openai", "--budget", "1usd"]);
@@ -273,7 +273,7 @@ fn a_stream_cut_mid_way_is_charged_its_reservation() {
 
 #[test]
 fn a_sub_agent_is_refused_at_its_own_budget_not_the_parents() {
-    let p = ProxyEnv::with_options(till::mock::MockOptions::default(), BUDGET_CONFIG);
+    let p = ProxyEnv::with_options(till_mock::MockOptions::default(), BUDGET_CONFIG);
     p.create_key(&["--name", "parent", "--scope", "openai", "--budget", "1usd"]);
     let burst = python_script("burst.py");
     let bin_dir = crate::support::till_bin().parent().unwrap().to_path_buf();

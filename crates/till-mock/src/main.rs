@@ -1,6 +1,6 @@
 //! `till-mock`: the mock provider (OpenAI, Anthropic and Gemini wire formats on one port) as a
 //! process, for tests that run the real binaries, the load benchmark and the offline demo.
-//! The logic lives in `till::mock`; this file only parses arguments and runs it.
+//! The logic lives in the `till_mock` library; this file only parses arguments and runs it.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use till::mock::{Mock, MockOptions};
+use till_mock::{Mock, MockOptions};
 
 /// A mock of the OpenAI, Anthropic and Gemini APIs (JSON, SSE and admin key APIs) on one port.
 ///

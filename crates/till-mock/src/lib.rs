@@ -311,5 +311,12 @@ pub fn spawn(opts: MockOptions) -> MockHandle {
 }
 
 fn time_now() -> u64 {
-    crate::time::now_unix()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// RFC 3339 in UTC with second precision, as the admin APIs print times.
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::router::{Ctx, Outcome, Resp, json, key_hint};
 use super::state::{KeyInfo, KeyStatus, ServiceAccount, random_token};
 use super::{anthropic, openai, time_now};
-use crate::time::rfc3339;
+use crate::rfc3339;
 
 /// The user every initial key belongs to.
 const OWNER_ID: &str = "user_mock";
