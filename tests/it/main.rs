@@ -15,3 +15,4 @@ mod sandbox;
 mod sdk;
 mod secrets;
 mod usage;
+mod wording;
