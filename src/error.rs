@@ -77,3 +77,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         .map_or(ExitKind::Runtime, |e| e.kind)
         .code()
 }
+
+/// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|e| {
+        if let Some(u) = e.downcast_ref::<UserError>() {
+            return Some(u.hint.clone());
+        }
+        e.downcast_ref::<crate::secrets::StoreError>()
+            .map(crate::secrets::StoreError::hint)
+    })?
+}
