@@ -17,6 +17,8 @@ pub mod admin;
 mod due;
 mod mint;
 mod root;
+#[cfg(test)]
+mod tests;
 
 use std::cell::OnceCell;
 use std::fmt;
