@@ -25,7 +25,10 @@ impl EnvVars {
     /// lacked a mechanism (`landlock`, `userns`), to check that it refuses to start.
     pub const TILL_TEST_SANDBOX_MISSING: &'static str = "TILL_TEST_SANDBOX_MISSING";
     /// Test hook, read by debug builds only: makes one step of `till rotate` fail (`find`,
-    /// `create`, `verify`, `store`, `delete`, `deactivate`, `retire`).
+    /// `create`, `verify`, `store`, `delete`, `deactivate`, `retire`). The command turns it into
+    /// [`crate::rotation::Rotator::fail_at`]; the library's own tests use that seam directly.
+    /// Kept for the integration test that drives the binary, since the mock provider has no
+    /// way to refuse deleting a key.
     pub const TILL_TEST_FAIL_STEP: &'static str = "TILL_TEST_FAIL_STEP";
     /// Disables colour (<https://no-color.org>).
     pub const NO_COLOR: &'static str = "NO_COLOR";

@@ -77,3 +77,17 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         .map_or(ExitKind::Runtime, |e| e.kind)
         .code()
 }
+
+/// The `hint:` for an error chain: that of the first [`UserError`], or of the first error
+/// `other` knows (modules above this one bring their own error types, e.g.
+/// [`crate::secrets::hint`]).
+pub fn hint_with(
+    err: &anyhow::Error,
+    other: impl Fn(&(dyn std::error::Error + 'static)) -> Option<Option<String>>,
+) -> Option<String> {
+    err.chain()
+        .find_map(|e| match e.downcast_ref::<UserError>() {
+            Some(u) => Some(u.hint.clone()),
+            None => other(e),
+        })?
+}

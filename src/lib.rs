@@ -22,6 +22,7 @@ pub mod pricing;
 pub mod process;
 pub mod providers;
 pub mod proxy;
+pub mod rotation;
 pub mod sandbox;
 pub mod scope;
 pub mod secrets;

@@ -81,3 +81,19 @@ pub async fn verify_key(
         other => Verdict::Unexpected(other),
     })
 }
+
+/// A reqwest error's message without the URL (which may carry a `?key=` query), or the short
+/// reason for the usual network failures.
+pub fn without_url(err: &reqwest::Error) -> String {
+    let mut msg = err.to_string();
+    if let Some(url) = err.url() {
+        msg = msg.replace(url.as_str(), "").trim().to_string();
+    }
+    if err.is_timeout() {
+        "timed out".into()
+    } else if err.is_connect() {
+        "connection failed".into()
+    } else {
+        msg
+    }
+}

@@ -3,7 +3,7 @@
 //! Nothing is stored unless every step before the store succeeded; if recording the metadata
 //! fails after the store, the stored key is removed again.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::cli::AddArgs;
 use crate::commands::{Ctx, root_secret_name};
 use crate::error::UserError;
 use crate::providers::Provider;
+use crate::rotation::admin::{self, AdminKind, CheckError};
 use crate::upstream::Verdict;
 
 pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
@@ -30,11 +31,11 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
     {
         crate::output::note(&format!("create a key at {}", provider.console_url));
     }
-    let key = read_key(
+    let key = super::input::read_key(
         &format!("{} API key", provider.name),
         args.from_env.as_deref(),
     )?;
-    check_shape(ctx, &provider, &key)?;
+    super::input::check_shape(ctx, &provider, &key)?;
     if looks_like_admin_key(key.expose_secret()) {
         crate::output::warn(&format!(
             "this looks like an admin key; store admin keys with `till add {} --admin`",
@@ -74,8 +75,8 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
 /// `till add PROVIDER --admin`: an admin key for `till rotate`, stored as `admin/PROVIDER`
 /// and recorded in the ledger's `admin_keys`; agents never see it.
 fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<ExitCode> {
-    let project = super::rotate::admin_project(ctx, &provider.name);
-    let kind = super::rotate::admin_kind(provider).ok_or_else(|| {
+    let project = admin::admin_project(&ctx.config, &provider.name);
+    let kind = admin::admin_kind(provider).ok_or_else(|| {
         UserError::usage(format!(
             "till uses no admin API for {}; admin keys are for openai and anthropic",
             provider.name
@@ -84,14 +85,14 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
     if args.from_env.is_none() && std::io::stdin().is_terminal() {
         crate::output::note(&format!(
             "create an admin key at {}",
-            super::rotate::admin_console_url(kind)
+            admin::admin_console_url(kind)
         ));
     }
-    let key = read_key(
+    let key = super::input::read_key(
         &format!("{} admin key", provider.name),
         args.from_env.as_deref(),
     )?;
-    check_shape(ctx, provider, &key)?;
+    super::input::check_shape(ctx, provider, &key)?;
     if !looks_like_admin_key(key.expose_secret()) {
         crate::output::warn(&format!(
             "this does not look like a {} admin key",
@@ -106,7 +107,7 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
             provider.name
         ));
     } else {
-        super::rotate::verify_admin_key(provider, kind, project.as_deref(), &key)?;
+        verify_admin_key(provider, kind, project.as_deref(), &key)?;
     }
     let name = super::admin_secret_name(&provider.name);
     store
@@ -124,7 +125,7 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
         store.kind(),
         provider.name
     ));
-    if kind == super::rotate::AdminKind::OpenaiProject && project.is_none() {
+    if kind == AdminKind::OpenaiProject && project.is_none() {
         crate::output::warn(&format!(
             "set admin_project = \"proj_…\" under [providers.{}] in config.toml so till knows which project's keys to manage",
             provider.name
@@ -133,74 +134,47 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Checks an admin key with a harmless listing call; nothing is stored when it fails.
+fn verify_admin_key(
+    provider: &Provider,
+    kind: AdminKind,
+    project: Option<&str>,
+    key: &SecretString,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = crate::upstream::client(Duration::from_secs(10));
+    let result = runtime.block_on(admin::check_admin_key(
+        &client, provider, kind, project, key,
+    ));
+    match result {
+        Ok(()) => Ok(()),
+        Err(CheckError::NoProject) => Err(UserError::usage(CheckError::NoProject.to_string())
+            .hint(format!(
+                "set admin_project = \"proj_…\" under [providers.{}] in config.toml, or store it unchecked with --no-verify",
+                provider.name
+            ))
+            .into()),
+        Err(CheckError::Api(e)) if e.is_auth() => Err(UserError::runtime(format!(
+            "{} did not accept the admin key ({e}); nothing was stored",
+            provider.name
+        ))
+        .hint(format!("use an admin key from {}", admin::admin_console_url(kind)))
+        .into()),
+        Err(CheckError::Api(e)) => Err(UserError::runtime(format!(
+            "could not check the admin key: {e}; nothing was stored"
+        ))
+        .hint(
+            "check [providers] base_url and admin_project, or store it unchecked with --no-verify",
+        )
+        .into()),
+    }
+}
+
 /// Admin keys: OpenAI's start `sk-admin-`, Anthropic's `sk-ant-admin`.
 fn looks_like_admin_key(key: &str) -> bool {
     key.starts_with("sk-admin-") || key.starts_with("sk-ant-admin")
-}
-
-/// The key from `--from-env`, a hidden prompt labelled `label`, or stdin (in that order of
-/// preference). An empty answer (EOF on stdin) is a usage error and nothing else happens.
-pub(crate) fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretString> {
-    let raw = if let Some(var) = from_env {
-        std::env::var(var).map_err(|_| {
-            UserError::usage(format!("environment variable {var} is not set")).hint(format!(
-                "export {var}=… or leave out --from-env to be prompted"
-            ))
-        })?
-    } else if std::io::stdin().is_terminal() {
-        dialoguer::Password::new()
-            .with_prompt(label)
-            .interact()
-            .context("cannot read the key from the terminal")?
-    } else {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the key from stdin")?;
-        text
-    };
-    let key = raw.trim().to_string();
-    drop(zeroize::Zeroizing::new(raw));
-    if key.is_empty() {
-        return Err(UserError::usage("the key is empty")
-            .hint("paste the key, or pipe it to till's stdin: `echo \"$KEY\" | till …`")
-            .into());
-    }
-    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(
-            UserError::usage("the key contains whitespace; a provider key is one word").into(),
-        );
-    }
-    Ok(SecretString::from(key))
-}
-
-/// Refuses till's own keys and warns when the key looks like another provider's.
-pub(crate) fn check_shape(
-    ctx: &Ctx,
-    provider: &Provider,
-    key: &SecretString,
-) -> anyhow::Result<()> {
-    let key = key.expose_secret();
-    if key.starts_with("till_") {
-        return Err(
-            UserError::usage("that is a till child key, not a provider key")
-                .hint(format!("use the key from {}", provider.console_url))
-                .into(),
-        );
-    }
-    if let Some(other) = ctx.providers.guess_from_key(key) {
-        let matches_own = provider
-            .key_prefix
-            .as_deref()
-            .is_some_and(|p| key.starts_with(p));
-        if other.name != provider.name && !matches_own {
-            crate::output::warn(&format!(
-                "this key looks like one for {}, not {}",
-                other.name, provider.name
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn verify(provider: &Provider, key: &SecretString) -> anyhow::Result<()> {
@@ -226,23 +200,9 @@ fn verify(provider: &Provider, key: &SecretString) -> anyhow::Result<()> {
         Err(err) => Err(UserError::runtime(format!(
             "could not reach {} to verify the key ({}); nothing was stored",
             provider.name,
-            without_url(&err)
+            crate::upstream::without_url(&err)
         ))
         .hint("check the network or [providers] base_url, or store it unchecked with --no-verify")
         .into()),
-    }
-}
-
-pub(crate) fn without_url(err: &reqwest::Error) -> String {
-    let mut msg = err.to_string();
-    if let Some(url) = err.url() {
-        msg = msg.replace(url.as_str(), "").trim().to_string();
-    }
-    if err.is_timeout() {
-        "timed out".into()
-    } else if err.is_connect() {
-        "connection failed".into()
-    } else {
-        msg
     }
 }

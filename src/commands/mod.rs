@@ -20,6 +20,7 @@ use crate::secrets::SecretStore;
 mod add;
 mod completions;
 mod doctor;
+mod input;
 pub mod key;
 mod list;
 mod log;
@@ -55,13 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|e| {
-        if let Some(u) = e.downcast_ref::<UserError>() {
-            return Some(u.hint.clone());
-        }
-        e.downcast_ref::<crate::secrets::StoreError>()
-            .map(crate::secrets::StoreError::hint)
-    })?
+    crate::secrets::hint(err)
 }
 
 /// What most commands need: where files are, the config, and the provider table.

@@ -1,16 +1,16 @@
 //! `till status`: stored root keys, admin keys and mint keys with their ages, and which are due
 //! for rotation under `[rotation] max_age`; and the once-a-day reminder `till run` gives.
 //!
-//! Everything here comes from the ledger: it reads no secret and needs no keychain access.
+//! Everything here comes from the ledger: it reads no secret and needs no keychain access. The
+//! states themselves are computed in [`crate::rotation`], which `till rotate --due` shares.
 
 use std::process::ExitCode;
-
-use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::commands::Ctx;
 use crate::env::EnvVars;
 use crate::ledger::Ledger;
+use crate::rotation::{KeyKind, KeyState, Mode};
 use crate::time::{now_unix, rfc3339, short_duration};
 
 /// The ledger notice that remembers the last reminder about keys past their age.
@@ -19,131 +19,9 @@ const DUE_NOTICE: &str = "rotation_due";
 /// How often `till run` reminds about keys past their age.
 const DUE_NOTICE_EVERY: u64 = 86_400;
 
-/// What kind of key a row describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyKind {
-    Root,
-    Admin,
-    Mint,
-}
-
-impl KeyKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Root => "root",
-            KeyKind::Admin => "admin",
-            KeyKind::Mint => "mint",
-        }
-    }
-}
-
-/// How a key gets rotated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Rotation {
-    /// `till rotate` needs no person (OpenAI with an admin key and project; the mint key).
-    Automatic,
-    /// A person makes the new key (`till rotate PROVIDER`).
-    Guided,
-    /// Not rotated by `till rotate` (admin keys: store a new one with `till add … --admin`;
-    /// retired mint keys).
-    None,
-}
-
-impl Rotation {
-    fn as_str(self) -> &'static str {
-        match self {
-            Rotation::Automatic => "automatic",
-            Rotation::Guided => "guided",
-            Rotation::None => "-",
-        }
-    }
-}
-
-/// One key as `till status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct KeyState {
-    pub kind: KeyKind,
-    /// The provider, or `mint`.
-    pub name: String,
-    /// The fingerprint, or the mint key's kid.
-    pub id: String,
-    pub added_at: u64,
-    pub rotated_at: Option<u64>,
-    /// Seconds since the key was stored (its rotation time, else when it was added).
-    pub age_secs: u64,
-    /// Older than `[rotation] max_age` (never for admin keys and retired mint keys).
-    pub due: bool,
-    pub rotation: Rotation,
-    /// A retired mint key: when the keys it signed stop working.
-    pub valid_until: Option<u64>,
-}
-
 /// Every stored key's state at `now`. Mint keys whose grace has ended are left out.
-pub fn collect(ctx: &Ctx, ledger: &Ledger, now: u64) -> anyhow::Result<Vec<KeyState>> {
-    let max_age = ctx.config.rotation.max_age.map(|d| d.0.as_secs());
-    let is_due = |age: u64| max_age.is_some_and(|max| age >= max);
-    let mut out = Vec::new();
-    for meta in ledger.root_keys()? {
-        let age = now.saturating_sub(meta.rotated_at.unwrap_or(meta.added_at));
-        let automatic = match ctx.providers.get(&meta.provider) {
-            Some(p) => super::rotate::is_automatic(ctx, ledger, p)?,
-            None => false,
-        };
-        out.push(KeyState {
-            kind: KeyKind::Root,
-            name: meta.provider,
-            id: meta.fingerprint,
-            added_at: meta.added_at,
-            rotated_at: meta.rotated_at,
-            age_secs: age,
-            due: is_due(age),
-            rotation: if automatic {
-                Rotation::Automatic
-            } else {
-                Rotation::Guided
-            },
-            valid_until: None,
-        });
-    }
-    for meta in ledger.admin_keys()? {
-        let age = now.saturating_sub(meta.rotated_at.unwrap_or(meta.added_at));
-        out.push(KeyState {
-            kind: KeyKind::Admin,
-            name: meta.provider,
-            id: meta.fingerprint,
-            added_at: meta.added_at,
-            rotated_at: meta.rotated_at,
-            age_secs: age,
-            due: false,
-            rotation: Rotation::None,
-            valid_until: None,
-        });
-    }
-    for meta in ledger.mint_keys()? {
-        if meta.valid_until.is_some_and(|until| until <= now) {
-            continue;
-        }
-        let age = now.saturating_sub(meta.created_at);
-        let current = meta.retired_at.is_none();
-        out.push(KeyState {
-            kind: KeyKind::Mint,
-            name: "mint".to_string(),
-            id: meta.kid,
-            added_at: meta.created_at,
-            rotated_at: None,
-            age_secs: age,
-            due: current && is_due(age),
-            rotation: if current {
-                Rotation::Automatic
-            } else {
-                Rotation::None
-            },
-            valid_until: meta.valid_until,
-        });
-    }
-    Ok(out)
+fn collect(ctx: &Ctx, ledger: &Ledger, now: u64) -> anyhow::Result<Vec<KeyState>> {
+    crate::rotation::key_states(&ctx.config, &ctx.providers, ledger, now)
 }
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -168,7 +46,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         "KIND", "NAME", "ID", "AGE", "DUE", "ROTATION"
     );
     for k in &keys {
-        let due = if k.rotation == Rotation::None {
+        let due = if k.rotation == Mode::None {
             "-"
         } else if k.due {
             "yes"

@@ -25,6 +25,14 @@ use crate::error::UserError;
 pub mod file;
 pub mod keychain;
 
+/// The `hint:` for an error chain: the first [`UserError`](crate::error::UserError)'s or store
+/// error's.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    crate::error::hint_with(err, |e| {
+        e.downcast_ref::<StoreError>().map(StoreError::hint)
+    })
+}
+
 /// The store name of a provider's root key.
 pub fn root_secret_name(provider: &str) -> String {
     format!("root/{provider}")

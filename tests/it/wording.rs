@@ -16,7 +16,10 @@ fn help_texts() {
     let env = TestEnv::new();
     insta::assert_snapshot!("help", transcript(&env, &["--help"]));
     insta::assert_snapshot!("run_help", transcript(&env, &["run", "--help"]));
-    insta::assert_snapshot!("key_create_help", transcript(&env, &["key", "create", "--help"]));
+    insta::assert_snapshot!(
+        "key_create_help",
+        transcript(&env, &["key", "create", "--help"])
+    );
     insta::assert_snapshot!("serve_help", transcript(&env, &["serve", "--help"]));
 }
 
@@ -27,7 +30,10 @@ fn errors_say_what_to_do() {
         "net_without_sandbox",
         transcript(&env, &["run", "--net", "proxy", "--", "true"])
     );
-    insta::assert_snapshot!("unknown_key", transcript(&env, &["key", "show", "nosuchkey"]));
+    insta::assert_snapshot!(
+        "unknown_key",
+        transcript(&env, &["key", "show", "nosuchkey"])
+    );
     insta::assert_snapshot!(
         "bad_scope",
         transcript(&env, &["key", "create", "--scope", "openai/gpt 4"])

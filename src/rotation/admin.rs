@@ -1,6 +1,7 @@
-//! The provider admin APIs `till rotate` drives: OpenAI's project service accounts and API
-//! keys (`/v1/organization/projects/{project}/…`) and Anthropic's API key list and update
-//! (`/v1/organizations/api_keys…`).
+//! The provider admin APIs rotation drives: OpenAI's project service accounts and API keys
+//! (`/v1/organization/projects/{project}/…`) and Anthropic's API key list and update
+//! (`/v1/organizations/api_keys…`), plus which admin API a provider has and the harmless call
+//! that checks an admin key (`till add PROVIDER --admin`).
 //!
 //! Admin keys go on the wire only through [`crate::upstream::auth_header`]. A key value the
 //! provider returns (a new service-account key) is read from a zeroized buffer straight into a
@@ -15,7 +16,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::providers::Provider;
+use crate::config::Config;
+use crate::providers::{ApiFamily, Provider};
 
 /// Upper bound for one admin API call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,6 +26,72 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// keeps saying `has_more`).
 const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: usize = 50;
+
+/// Which admin API an admin key drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminKind {
+    /// OpenAI: service accounts and API keys of one project (`admin_project`).
+    OpenaiProject,
+    /// Anthropic: the organization's API keys (list, set inactive).
+    AnthropicOrg,
+}
+
+/// The admin API till uses for `provider`, if any.
+pub fn admin_kind(provider: &Provider) -> Option<AdminKind> {
+    match (provider.name.as_str(), provider.api) {
+        ("openai", ApiFamily::Openai) => Some(AdminKind::OpenaiProject),
+        ("anthropic", ApiFamily::Anthropic) => Some(AdminKind::AnthropicOrg),
+        _ => None,
+    }
+}
+
+/// Where a person makes an admin key.
+pub fn admin_console_url(kind: AdminKind) -> &'static str {
+    match kind {
+        AdminKind::OpenaiProject => "https://platform.openai.com/settings/organization/admin-keys",
+        AdminKind::AnthropicOrg => "https://console.anthropic.com/settings/admin-keys",
+    }
+}
+
+/// `[providers.NAME] admin_project` from config.toml.
+pub fn admin_project(config: &Config, provider: &str) -> Option<String> {
+    config
+        .providers
+        .get(provider)
+        .and_then(|o| o.admin_project.clone())
+}
+
+/// Why an admin key could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// OpenAI's admin API is per project, and none is configured.
+    #[error("an OpenAI admin key can only be checked against a project")]
+    NoProject,
+    /// The listing call failed (see [`AdminError::is_auth`] for a refused key).
+    #[error(transparent)]
+    Api(#[from] AdminError),
+}
+
+/// Checks an admin key with a harmless listing call.
+pub async fn check_admin_key(
+    client: &reqwest::Client,
+    provider: &Provider,
+    kind: AdminKind,
+    project: Option<&str>,
+    key: &SecretString,
+) -> Result<(), CheckError> {
+    let api = AdminApi::new(client, provider, key);
+    match kind {
+        AdminKind::OpenaiProject => {
+            let project = project.ok_or(CheckError::NoProject)?;
+            api.openai_list_keys(project).await?;
+        }
+        AdminKind::AnthropicOrg => {
+            api.anthropic_list_keys().await?;
+        }
+    }
+    Ok(())
+}
 
 /// Why an admin call failed. Messages hold no key material.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +182,7 @@ impl<'a> AdminApi<'a> {
         }
         let network = |e: reqwest::Error| AdminError::Network {
             provider: self.provider.name.clone(),
-            reason: super::super::add::without_url(&e),
+            reason: crate::upstream::without_url(&e),
         };
         let resp = req.send().await.map_err(network)?;
         let status = resp.status().as_u16();

@@ -1,0 +1,73 @@
+//! Reading a provider key from a person (`till add`, `till rotate`): `--from-env`, a hidden
+//! prompt or stdin, and the shape checks that catch a pasted child key or another provider's
+//! key. Shared by commands; it never stores or verifies anything.
+
+use std::io::{IsTerminal as _, Read as _};
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::commands::Ctx;
+use crate::error::UserError;
+use crate::providers::Provider;
+
+/// The key from `--from-env`, a hidden prompt labelled `label`, or stdin (in that order of
+/// preference). An empty answer (EOF on stdin) is a usage error and nothing else happens.
+pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretString> {
+    let raw = if let Some(var) = from_env {
+        std::env::var(var).map_err(|_| {
+            UserError::usage(format!("environment variable {var} is not set")).hint(format!(
+                "export {var}=… or leave out --from-env to be prompted"
+            ))
+        })?
+    } else if std::io::stdin().is_terminal() {
+        dialoguer::Password::new()
+            .with_prompt(label)
+            .interact()
+            .context("cannot read the key from the terminal")?
+    } else {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the key from stdin")?;
+        text
+    };
+    let key = raw.trim().to_string();
+    drop(zeroize::Zeroizing::new(raw));
+    if key.is_empty() {
+        return Err(UserError::usage("the key is empty")
+            .hint("paste the key, or pipe it to till's stdin: `echo \"$KEY\" | till …`")
+            .into());
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(
+            UserError::usage("the key contains whitespace; a provider key is one word").into(),
+        );
+    }
+    Ok(SecretString::from(key))
+}
+
+/// Refuses till's own keys and warns when the key looks like another provider's.
+pub fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow::Result<()> {
+    let key = key.expose_secret();
+    if key.starts_with("till_") {
+        return Err(
+            UserError::usage("that is a till child key, not a provider key")
+                .hint(format!("use the key from {}", provider.console_url))
+                .into(),
+        );
+    }
+    if let Some(other) = ctx.providers.guess_from_key(key) {
+        let matches_own = provider
+            .key_prefix
+            .as_deref()
+            .is_some_and(|p| key.starts_with(p));
+        if other.name != provider.name && !matches_own {
+            crate::output::warn(&format!(
+                "this key looks like one for {}, not {}",
+                other.name, provider.name
+            ));
+        }
+    }
+    Ok(())
+}

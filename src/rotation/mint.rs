@@ -1,0 +1,78 @@
+//! Mint-key rotation: a new mint key becomes current and the old ones are retired with a
+//! grace period; a failure to retire removes the new key again. Nothing here prints.
+
+use std::time::Duration;
+
+use super::{Failure, Method, Outcome, Prompter, RotateError, Rotator, Step, Success};
+use crate::time::{now_unix, rfc3339};
+
+impl Rotator<'_> {
+    /// A new mint key (`till rotate --mint`); the keys the old ones signed work until `grace`
+    /// ends.
+    pub fn rotate_mint(
+        &self,
+        grace: Duration,
+        prompter: &mut dyn Prompter,
+    ) -> Result<Outcome, RotateError> {
+        let store = self.store()?;
+        let ledger = self.ledger;
+        let old: Vec<String> = ledger
+            .mint_keys()
+            .map(|m| {
+                m.into_iter()
+                    .filter(|m| m.retired_at.is_none())
+                    .map(|m| m.kid)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let old_ids = (!old.is_empty()).then(|| old.join(","));
+        let result = (|| {
+            self.injected(Step::Create)?;
+            let new = crate::mint::create(ledger, store).map_err(|e| {
+                Failure::new(Step::Create, format!("cannot create a new mint key: {e:#}"))
+                    .hint("nothing was changed; child keys keep working")
+            })?;
+            let kid = new.kid().to_string();
+            let now = now_unix();
+            let until = now.saturating_add(grace.as_secs());
+            if let Err(e) = self
+                .injected(Step::Retire)
+                .map_err(|f| f.message)
+                .and_then(|()| {
+                    ledger
+                        .retire_mints(&kid, now, until)
+                        .map_err(|e| format!("{e:#}"))
+                })
+            {
+                let _ = store.delete(&crate::secrets::mint_secret_name(&kid));
+                let _ = ledger.delete_mint(&kid);
+                return Err(Failure::new(
+                    Step::Retire,
+                    format!("cannot retire the old mint key: {e}; the new one was removed again"),
+                )
+                .hint("nothing was changed; child keys keep working"));
+            }
+            let message = match (&old_ids, grace.is_zero()) {
+                (None, _) => format!("created the mint key {kid}"),
+                (Some(old), true) => {
+                    format!("new mint key {kid}; keys signed by {old} stopped working")
+                }
+                (Some(old), false) => format!(
+                    "new mint key {kid}; keys signed by {old} work until {}",
+                    rfc3339(until)
+                ),
+            };
+            Ok(Success {
+            message,
+            new_fingerprint: kid,
+            todo: old_ids
+                .as_ref()
+                .map(|_| "hand out new keys: `till run` mints them itself; `till key create` for the others".to_string()),
+        })
+        })();
+        let mut notices = Vec::new();
+        let outcome = self.finish("mint", Method::Mint, old_ids.clone(), result, &mut notices);
+        notices.iter().for_each(|n| prompter.notice(n));
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,418 @@
+//! One root-key rotation: the automatic plan (OpenAI: find, create, verify, store, delete)
+//! and the guided one (verify a person's key, find, store, and with Anthropic deactivate),
+//! with the commit to store and ledger and everything that undoes it.
+//!
+//! Every step after `create` that fails puts the store and the ledger back and deletes what
+//! the rotation made at the provider; nothing here prints or prompts (see [`super`]).
+
+use std::cell::RefCell;
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::admin::{self, AdminApi, CreatedKey};
+use super::{Failure, Notice, Rotator, Step, Success, admin_hint};
+use crate::ledger::{RootKeyIds, RootKeyMeta, fingerprint};
+use crate::providers::Provider;
+use crate::secrets::{SecretStore, root_secret_name};
+use crate::time::{now_unix, rfc3339};
+use crate::upstream::Verdict;
+
+/// How a provider's key gets rotated here.
+pub(super) enum Plan {
+    /// OpenAI with an admin key and a project: create, verify, store, delete.
+    Admin { key: SecretString, project: String },
+    /// A person makes the key; with an Anthropic admin key the old one is then set inactive.
+    Guided {
+        deactivate_with: Option<SecretString>,
+    },
+}
+
+/// What one root-key rotation works with.
+pub(super) struct Rotation<'r, 'a> {
+    pub(super) rotator: &'r Rotator<'a>,
+    pub(super) store: &'r dyn SecretStore,
+    pub(super) provider: &'r Provider,
+    pub(super) old_meta: RootKeyMeta,
+    pub(super) old_key: SecretString,
+    /// What to tell once the rotation is over.
+    pub(super) notices: RefCell<Vec<Notice>>,
+}
+
+impl Rotation<'_, '_> {
+    fn name(&self) -> &str {
+        &self.provider.name
+    }
+
+    /// Checks a new key with the provider; `fresh` keys (just created by till) get a few more
+    /// tries, since a provider may need a moment to accept them.
+    async fn verify_new(&self, key: &SecretString, fresh: bool) -> Result<(), Failure> {
+        self.rotator.injected(Step::Verify)?;
+        let delays: &[_] = if fresh {
+            &self.rotator.retry_delays
+        } else {
+            &[]
+        };
+        let mut tries = delays.iter();
+        loop {
+            let verdict =
+                crate::upstream::verify_key(&self.rotator.client, self.provider, key).await;
+            let failure = match verdict {
+                Ok(Verdict::Accepted) => return Ok(()),
+                Ok(Verdict::Rejected(status)) => Failure::new(
+                    Step::Verify,
+                    format!("{} rejected the new key (HTTP {status})", self.name()),
+                ),
+                Ok(Verdict::Unexpected(status)) => Failure::new(
+                    Step::Verify,
+                    format!(
+                        "could not check the new key: {} answered HTTP {status}",
+                        self.name()
+                    ),
+                ),
+                Err(e) => Failure::new(
+                    Step::Verify,
+                    format!(
+                        "could not reach {} to check the new key ({})",
+                        self.name(),
+                        crate::upstream::without_url(&e)
+                    ),
+                ),
+            };
+            match tries.next() {
+                Some(delay) if !self.rotator.interrupt.seen() => {
+                    tokio::time::sleep(*delay).await;
+                }
+                _ => return Err(failure),
+            }
+        }
+    }
+
+    /// Puts the new key in the store and the ledger. On failure everything is put back, unless
+    /// the old key cannot be restored: then the new key stays and `Err((failure, false))`
+    /// says it must not be deleted.
+    fn commit(
+        &self,
+        new_key: &SecretString,
+        ids: Option<&RootKeyIds>,
+    ) -> Result<String, (Failure, bool)> {
+        self.rotator.injected(Step::Store).map_err(|f| (f, true))?;
+        let name = root_secret_name(self.name());
+        if let Err(e) = self.store.set(&name, new_key) {
+            let mut f = Failure::new(Step::Store, format!("cannot store the new key: {e}"));
+            f.hint = e.hint();
+            return Err((f, true));
+        }
+        let new_fp = fingerprint(new_key.expose_secret());
+        let now = now_unix();
+        let recorded = self
+            .rotator
+            .ledger
+            .record_root_key(self.name(), &new_fp, now)
+            .and_then(|()| match ids {
+                Some(ids) => {
+                    self.rotator
+                        .ledger
+                        .record_root_key_ids(self.name(), &new_fp, ids, now)
+                }
+                None => Ok(()),
+            });
+        if let Err(e) = recorded {
+            let message = format!("cannot record the new key in the ledger: {e:#}");
+            return Err(match self.undo_commit(&new_fp) {
+                Ok(()) => (Failure::new(Step::Store, message), true),
+                Err(undo) => (self.stuck(Step::Store, &message, &undo), false),
+            });
+        }
+        Ok(new_fp)
+    }
+
+    /// Puts the old key back in the store and its row back in the ledger.
+    fn undo_commit(&self, new_fp: &str) -> Result<(), String> {
+        self.store
+            .set(&root_secret_name(self.name()), &self.old_key)
+            .map_err(|e| format!("cannot put the old key back in the store: {e}"))?;
+        self.rotator
+            .ledger
+            .restore_root_key(&self.old_meta)
+            .map_err(|e| format!("cannot put the old key back in the ledger: {e:#}"))?;
+        let _ = self.rotator.ledger.forget_root_key_ids(self.name(), new_fp);
+        Ok(())
+    }
+
+    /// The failure when the old key could not be put back: the new key stays in use.
+    fn stuck(&self, step: Step, message: &str, undo: &str) -> Failure {
+        Failure::new(
+            step,
+            format!("{message}, and {undo}; the new key stays in use"),
+        )
+        .hint(format!(
+            "check the store with `till doctor`; the old key (fingerprint {}) still exists at {}",
+            self.old_meta.fingerprint,
+            self.name()
+        ))
+    }
+
+    /// OpenAI with an admin key: find the old key's id, create a service-account key, verify
+    /// it, store it, delete the old key.
+    pub(super) async fn automatic(
+        &self,
+        admin_key: &SecretString,
+        project: &str,
+    ) -> Result<Success, Failure> {
+        let api = AdminApi::new(&self.rotator.client, self.provider, admin_key);
+        let console = self.provider.console_url.clone();
+
+        self.rotator.injected(Step::Find)?;
+        let old_ids = match self
+            .rotator
+            .ledger
+            .root_key_ids(self.name(), &self.old_meta.fingerprint)
+            .map_err(|e| Failure::new(Step::Find, format!("{e:#}")))?
+        {
+            Some(ids) => ids,
+            None => {
+                let listed = api.openai_list_keys(project).await.map_err(|e| {
+                    Failure::new(
+                        Step::Find,
+                        format!("cannot list the keys of project {project}: {e}"),
+                    )
+                    .hint(admin_hint(&e, self.name()))
+                })?;
+                let found = admin::find_key(&listed, self.old_key.expose_secret()).map_err(|why| {
+                    Failure::new(
+                        Step::Find,
+                        format!("cannot tell which key of project {project} to delete: {why}"),
+                    )
+                    .hint(format!(
+                        "is the stored key from project {project} ([providers.{}] admin_project)? Nothing was changed",
+                        self.name()
+                    ))
+                })?;
+                RootKeyIds {
+                    key_id: found.id.clone(),
+                    service_account_id: None,
+                }
+            }
+        };
+        self.rotator.interrupt.check(Step::Find)?;
+
+        self.rotator.injected(Step::Create)?;
+        let account_name = format!("till-{}", rfc3339(now_unix()).replace(':', ""));
+        let created = api
+            .openai_create_key(project, &account_name)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    Step::Create,
+                    format!("cannot create a new key in project {project}: {e}"),
+                )
+                .hint(admin_hint(&e, self.name()))
+            })?;
+
+        // From here on a failure must not leave the new key behind at the provider.
+        if let Err(f) = self.verify_new(&created.value, true).await {
+            return Err(self.abandon(&api, project, &created, f).await);
+        }
+        if let Err(f) = self.rotator.interrupt.check(Step::Verify) {
+            return Err(self.abandon(&api, project, &created, f).await);
+        }
+
+        let new_ids = RootKeyIds {
+            key_id: created.key_id.clone(),
+            service_account_id: Some(created.service_account_id.clone()),
+        };
+        let new_fp = match self.commit(&created.value, Some(&new_ids)) {
+            Ok(fp) => fp,
+            Err((f, true)) => return Err(self.abandon(&api, project, &created, f).await),
+            Err((f, false)) => return Err(f),
+        };
+
+        let deleted = match self.rotator.injected(Step::Delete) {
+            Err(f) => Err(f.message),
+            Ok(()) => match api.openai_delete_key(project, &old_ids.key_id).await {
+                // Deleted by hand already: the goal is reached.
+                Err(admin::AdminError::Status { status: 404, .. }) => {
+                    self.notices
+                        .borrow_mut()
+                        .push(Notice::OldKeyAlreadyDeleted {
+                            key_id: old_ids.key_id.clone(),
+                            provider: self.name().to_string(),
+                        });
+                    Ok(())
+                }
+                other => other.map_err(|e| e.to_string()),
+            },
+        };
+        if let Err(why) = deleted {
+            let message = format!("cannot delete the old key {}: {why}", old_ids.key_id);
+            return Err(match self.undo_commit(&new_fp) {
+                Ok(()) => {
+                    let f =
+                        Failure::new(Step::Delete, format!("{message}; the old key was put back"))
+                            .hint("the old key still works; try again later");
+                    self.abandon(&api, project, &created, f).await
+                }
+                Err(undo) => self.stuck(Step::Delete, &message, &undo).hint(format!(
+                    "delete the old key {} at {console}",
+                    old_ids.key_id
+                )),
+            });
+        }
+        if let Some(account) = &old_ids.service_account_id {
+            // till made this service account for the old key; with the key gone it is empty.
+            if let Err(e) = api.openai_delete_service_account(project, account).await {
+                self.notices.borrow_mut().push(Notice::ServiceAccountLeft {
+                    account: account.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
+        let _ = self
+            .rotator
+            .ledger
+            .forget_root_key_ids(self.name(), &self.old_meta.fingerprint);
+        Ok(Success {
+            message: format!(
+                "rotated the {} key: {} -> {new_fp} (created key {} in project {project}, deleted key {})",
+                self.name(),
+                self.old_meta.fingerprint,
+                created.key_id,
+                old_ids.key_id
+            ),
+            new_fingerprint: new_fp,
+            todo: None,
+        })
+    }
+
+    /// Deletes a key this rotation created (its service account, which takes the key along;
+    /// else the key alone) and adds to `failure` what happened.
+    async fn abandon(
+        &self,
+        api: &AdminApi<'_>,
+        project: &str,
+        created: &CreatedKey,
+        mut failure: Failure,
+    ) -> Failure {
+        let by_account = api
+            .openai_delete_service_account(project, &created.service_account_id)
+            .await;
+        let Err(account_err) = by_account else {
+            failure.message.push_str("; the new key was deleted again");
+            return failure;
+        };
+        match api.openai_delete_key(project, &created.key_id).await {
+            Ok(()) => {
+                failure.message.push_str(&format!(
+                    "; the new key was deleted again (its empty service account {} was not: {account_err})",
+                    created.service_account_id
+                ));
+            }
+            Err(key_err) => {
+                failure.message.push_str(&format!(
+                    "; the new key {} (service account {}) could not be deleted: {key_err}",
+                    created.key_id, created.service_account_id
+                ));
+                failure.hint = Some(format!(
+                    "delete key {} in project {project} at {}; the old key still works",
+                    created.key_id, self.provider.console_url
+                ));
+                failure.leftover = Some(created.key_id.clone());
+            }
+        }
+        failure
+    }
+
+    /// A key a person made: verify it, swap it in, and with an Anthropic admin key set the old
+    /// one inactive.
+    pub(super) async fn guided(
+        &self,
+        new_key: SecretString,
+        deactivate_with: Option<&SecretString>,
+    ) -> Result<Success, Failure> {
+        let not_stored = format!(
+            "the new key was not stored; check it, or delete it at {}",
+            self.provider.console_url
+        );
+        self.verify_new(&new_key, false)
+            .await
+            .map_err(|f| f.hint(not_stored.clone()))?;
+        self.rotator.interrupt.check(Step::Verify)?;
+
+        let api =
+            deactivate_with.map(|key| AdminApi::new(&self.rotator.client, self.provider, key));
+        let old_id = match &api {
+            Some(api) => {
+                self.rotator
+                    .injected(Step::Find)
+                    .map_err(|f| f.hint(not_stored.clone()))?;
+                let listed = api.anthropic_list_keys().await.map_err(|e| {
+                    Failure::new(
+                        Step::Find,
+                        format!("cannot list the organization's keys to find the old one: {e}"),
+                    )
+                    .hint(admin_hint(&e, self.name()))
+                })?;
+                let found =
+                    admin::find_key(&listed, self.old_key.expose_secret()).map_err(|why| {
+                        Failure::new(
+                            Step::Find,
+                            format!("cannot tell which key to set inactive: {why}"),
+                        )
+                        .hint(not_stored.clone())
+                    })?;
+                Some(found.id.clone())
+            }
+            None => None,
+        };
+        self.rotator.interrupt.check(Step::Find)?;
+
+        let new_fp = self
+            .commit(&new_key, None)
+            .map_err(|(f, _)| f.hint(not_stored.clone()))?;
+
+        let (Some(api), Some(old_id)) = (&api, &old_id) else {
+            return Ok(Success {
+                message: format!(
+                    "rotated the {} key: {} -> {new_fp}",
+                    self.name(),
+                    self.old_meta.fingerprint
+                ),
+                new_fingerprint: new_fp,
+                todo: Some(format!(
+                    "delete the old key (fingerprint {}) at {}",
+                    self.old_meta.fingerprint, self.provider.console_url
+                )),
+            });
+        };
+        let deactivated = match self.rotator.injected(Step::Deactivate) {
+            Err(f) => Err(f.message),
+            Ok(()) => api
+                .anthropic_deactivate(old_id)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(why) = deactivated {
+            let message = format!("cannot set the old key {old_id} inactive: {why}");
+            return Err(match self.undo_commit(&new_fp) {
+                Ok(()) => Failure::new(
+                    Step::Deactivate,
+                    format!("{message}; the old key was put back"),
+                )
+                .hint(not_stored),
+                Err(undo) => self.stuck(Step::Deactivate, &message, &undo).hint(format!(
+                    "set the old key {old_id} inactive at {}",
+                    self.provider.console_url
+                )),
+            });
+        }
+        Ok(Success {
+            message: format!(
+                "rotated the {} key: {} -> {new_fp} (set the old key {old_id} inactive)",
+                self.name(),
+                self.old_meta.fingerprint
+            ),
+            new_fingerprint: new_fp,
+            todo: None,
+        })
+    }
+}

@@ -1,0 +1,642 @@
+//! The rotation library against the in-process mock provider, an in-memory ledger and a file
+//! store in a temp dir: the automated flow, a failure at every step (injected through
+//! [`Rotator::fail_at`] or a store that refuses writes) leaving the old key in place, the
+//! guided flow with canned answers, `--due`, and mint rotation with and without grace.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::*;
+use crate::ledger::RootKeyMeta;
+use crate::secrets::StoreError;
+use crate::secrets::file::{FileStore, Unlock};
+use till_mock::{KeyStatus, MockHandle, MockOptions};
+
+const OLD_OPENAI: &str = "sk-proj-old0000000000000000000000000000000000000001";
+const OLD_ANTHROPIC: &str = "sk-ant-api03-old000000000000000000000000000000000002";
+const NEW_ANTHROPIC: &str = "sk-ant-api03-new000000000000000000000000000000000004";
+const GEMINI: &str = "AIzaSy-gemini-0000000000000000000000000000000003";
+const ADMIN: &str = till_mock::DEFAULT_ADMIN_KEY;
+const PASSPHRASE: &str = "correct horse battery staple";
+const DAY: u64 = 86_400;
+
+/// A mock provider, a ledger and a store with openai (plus its admin key), anthropic and
+/// gemini keys, added `age` seconds ago.
+struct Fixture {
+    mock: MockHandle,
+    ledger: Ledger,
+    config: Config,
+    providers: Providers,
+    store_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn open_store(path: &Path) -> FileStore {
+    FileStore::open(path, Unlock::Passphrase(SecretString::from(PASSPHRASE))).unwrap()
+}
+
+impl Fixture {
+    fn new(extra_config: &str) -> Self {
+        let mock = till_mock::spawn(MockOptions {
+            keys: vec![OLD_OPENAI.into(), OLD_ANTHROPIC.into(), GEMINI.into()],
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let url = mock.url();
+        let config = Config::parse(
+            &format!(
+                "[providers.openai]\nbase_url = \"{url}\"\nadmin_project = \"proj_till\"\n\
+                 [providers.anthropic]\nbase_url = \"{url}\"\n\
+                 [providers.gemini]\nbase_url = \"{url}\"\n{extra_config}"
+            ),
+            &dir.path().join("config.toml"),
+        )
+        .unwrap();
+        let providers = Providers::from_config(&config);
+        let fixture = Self {
+            mock,
+            ledger: Ledger::open_in_memory().unwrap(),
+            config,
+            providers,
+            store_path: dir.path().join("secrets.age"),
+            _dir: dir,
+        };
+        let added = now_unix() - 40 * DAY;
+        for (provider, key) in [
+            ("openai", OLD_OPENAI),
+            ("anthropic", OLD_ANTHROPIC),
+            ("gemini", GEMINI),
+        ] {
+            fixture.put(&root_secret_name(provider), key);
+            fixture
+                .ledger
+                .record_root_key(provider, &fingerprint(key), added)
+                .unwrap();
+        }
+        fixture.add_admin("openai");
+        fixture
+    }
+
+    fn put(&self, name: &str, value: &str) {
+        open_store(&self.store_path)
+            .set(name, &SecretString::from(value.to_string()))
+            .unwrap();
+    }
+
+    fn add_admin(&self, provider: &str) {
+        self.put(&admin_secret_name(provider), ADMIN);
+        self.ledger
+            .record_admin_key(provider, &fingerprint(ADMIN), now_unix())
+            .unwrap();
+    }
+
+    fn rotator(&self) -> Rotator<'_> {
+        let path = self.store_path.clone();
+        Rotator::new(
+            &self.ledger,
+            &self.providers,
+            &self.config,
+            Box::new(move || Ok(Box::new(open_store(&path)) as Box<dyn SecretStore>)),
+        )
+        .unwrap()
+        .retry_delays(Vec::new())
+    }
+
+    /// A rotator whose store reads but refuses every write.
+    fn rotator_with_read_only_store(&self) -> Rotator<'_> {
+        let path = self.store_path.clone();
+        Rotator::new(
+            &self.ledger,
+            &self.providers,
+            &self.config,
+            Box::new(move || Ok(Box::new(ReadOnly(open_store(&path))) as Box<dyn SecretStore>)),
+        )
+        .unwrap()
+        .retry_delays(Vec::new())
+    }
+
+    fn provider(&self, name: &str) -> Provider {
+        self.providers.get(name).unwrap().clone()
+    }
+
+    fn stored(&self, name: &str) -> Option<String> {
+        open_store(&self.store_path)
+            .get(name)
+            .unwrap()
+            .map(|s| s.expose_secret().to_string())
+    }
+
+    fn root_row(&self, provider: &str) -> RootKeyMeta {
+        self.ledger.root_key(provider).unwrap().unwrap()
+    }
+
+    fn status(&self, value: &str) -> Option<KeyStatus> {
+        self.mock
+            .keys()
+            .into_iter()
+            .find(|k| k.value == value)
+            .map(|k| k.status)
+    }
+
+    /// Keys made through the admin API, in every state.
+    fn created(&self) -> Vec<till_mock::KeyInfo> {
+        self.mock
+            .keys()
+            .into_iter()
+            .filter(|k| k.service_account_id.is_some())
+            .collect()
+    }
+
+    /// `(target, ok, step)` of every recorded attempt, oldest first.
+    fn attempts(&self) -> Vec<(String, bool, String)> {
+        let mut rows: Vec<_> = self
+            .ledger
+            .rotations(100)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.target, r.ok, r.step))
+            .collect();
+        rows.reverse();
+        rows
+    }
+
+    /// Asserts that a failed rotation of `provider` left `old` working and in place.
+    fn assert_untouched(&self, provider: &str, old: &str, before: &RootKeyMeta) {
+        assert_eq!(
+            self.stored(&root_secret_name(provider)).as_deref(),
+            Some(old)
+        );
+        let row = self.root_row(provider);
+        assert_eq!(
+            (&row.fingerprint, row.added_at, row.rotated_at),
+            (&before.fingerprint, before.added_at, before.rotated_at)
+        );
+        assert_eq!(self.status(old), Some(KeyStatus::Active));
+        for k in self.created() {
+            assert_eq!(
+                k.status,
+                KeyStatus::Deleted,
+                "a created key was left: {k:?}"
+            );
+        }
+    }
+}
+
+/// A store that reads but cannot write, as a full disk or a locked keychain would.
+struct ReadOnly(FileStore);
+
+impl SecretStore for ReadOnly {
+    fn kind(&self) -> StoreKind {
+        self.0.kind()
+    }
+    fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
+        self.0.get(name)
+    }
+    fn set(&self, _: &str, _: &SecretString) -> Result<(), StoreError> {
+        Err(StoreError::Other("the store refuses writes".into()))
+    }
+    fn delete(&self, _: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Other("the store refuses writes".into()))
+    }
+}
+
+/// Canned answers: keys handed out in order, one answer to `--due`'s question.
+#[derive(Default)]
+struct Canned {
+    keys: Vec<&'static str>,
+    confirm: Option<bool>,
+    asked_for_keys: usize,
+    asked_to_confirm: usize,
+    notices: Vec<Notice>,
+    finished: Vec<String>,
+}
+
+impl Prompter for Canned {
+    fn new_key(&mut self, _provider: &Provider) -> anyhow::Result<SecretString> {
+        self.asked_for_keys += 1;
+        if self.keys.is_empty() {
+            anyhow::bail!("nobody answered");
+        }
+        Ok(SecretString::from(self.keys.remove(0).to_string()))
+    }
+
+    fn confirm_due(&mut self, _names: &[&str]) -> anyhow::Result<bool> {
+        self.asked_to_confirm += 1;
+        self.confirm.ok_or_else(|| anyhow::anyhow!("nobody to ask"))
+    }
+
+    fn notice(&mut self, notice: &Notice) {
+        self.notices.push(notice.clone());
+    }
+
+    fn finished(&mut self, outcome: &Outcome) {
+        self.finished.push(outcome.target.clone());
+    }
+}
+
+#[test]
+fn automated_rotation_creates_verifies_stores_and_deletes() {
+    let f = Fixture::new("");
+    let mut canned = Canned::default();
+    let outcome = f
+        .rotator()
+        .rotate_provider(&f.provider("openai"), &mut canned)
+        .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!((outcome.method, outcome.step), (Method::Admin, Step::Done));
+    assert_eq!(
+        canned.asked_for_keys, 0,
+        "an automated rotation asks nobody"
+    );
+
+    let created = f.created();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let new = &created[0];
+    assert_eq!(new.status, KeyStatus::Active);
+    assert_eq!(
+        f.stored(&root_secret_name("openai")).as_deref(),
+        Some(new.value.as_str())
+    );
+    assert_eq!(f.status(OLD_OPENAI), Some(KeyStatus::Deleted));
+    let row = f.root_row("openai");
+    assert_eq!(row.fingerprint, fingerprint(&new.value));
+    assert!(row.rotated_at.is_some());
+    assert_eq!(outcome.old_fingerprint, Some(fingerprint(OLD_OPENAI)));
+    assert_eq!(outcome.new_fingerprint, Some(fingerprint(&new.value)));
+    assert!(!outcome.message.contains(&new.value));
+    assert_eq!(f.attempts(), [("openai".into(), true, "done".into())]);
+}
+
+#[test]
+fn a_failure_at_any_admin_step_leaves_the_old_key_working() {
+    for step in [Step::Find, Step::Create, Step::Verify, Step::Delete] {
+        let f = Fixture::new("");
+        let before = f.root_row("openai");
+        let outcome = f
+            .rotator()
+            .fail_at(Some(step))
+            .rotate_provider(&f.provider("openai"), &mut Canned::default())
+            .unwrap();
+        assert!(!outcome.ok, "{step:?}: {outcome:?}");
+        assert_eq!(outcome.step, step);
+        assert!(
+            outcome
+                .message
+                .contains(&format!("failed at `{}`", step.as_str())),
+            "{}",
+            outcome.message
+        );
+        assert_eq!(outcome.leftover_key_id, None);
+        f.assert_untouched("openai", OLD_OPENAI, &before);
+        // Steps after `create` made a key; it must be gone again.
+        let made = matches!(step, Step::Verify | Step::Delete);
+        assert_eq!(f.created().len(), usize::from(made), "{step:?}");
+        if made {
+            assert!(
+                outcome.message.contains("the new key was deleted again"),
+                "{}",
+                outcome.message
+            );
+        }
+        if step == Step::Delete {
+            assert!(outcome.message.contains("the old key was put back"));
+        }
+        assert_eq!(
+            f.attempts(),
+            [("openai".into(), false, step.as_str().into())]
+        );
+    }
+}
+
+#[test]
+fn a_store_that_refuses_the_new_key_deletes_it_again() {
+    let f = Fixture::new("");
+    let before = f.root_row("openai");
+    let outcome = f
+        .rotator_with_read_only_store()
+        .rotate_provider(&f.provider("openai"), &mut Canned::default())
+        .unwrap();
+    assert_eq!((outcome.ok, outcome.step), (false, Step::Store));
+    assert!(outcome.message.contains("cannot store the new key"));
+    assert!(outcome.message.contains("the new key was deleted again"));
+    assert_eq!(f.created().len(), 1);
+    f.assert_untouched("openai", OLD_OPENAI, &before);
+    assert_eq!(f.attempts(), [("openai".into(), false, "store".into())]);
+}
+
+#[test]
+fn an_interrupt_before_the_swap_changes_nothing() {
+    let f = Fixture::new("");
+    let before = f.root_row("openai");
+    let rotator = f.rotator();
+    rotator.interrupt().raise();
+    let outcome = rotator
+        .rotate_provider(&f.provider("openai"), &mut Canned::default())
+        .unwrap();
+    assert_eq!((outcome.ok, outcome.step), (false, Step::Find));
+    assert!(outcome.message.contains("interrupted"));
+    f.assert_untouched("openai", OLD_OPENAI, &before);
+    assert!(f.created().is_empty());
+}
+
+#[test]
+fn guided_rotation_takes_the_persons_key_and_sets_the_old_one_inactive() {
+    let f = Fixture::new("");
+    f.add_admin("anthropic");
+    f.mock.add_key(NEW_ANTHROPIC);
+    let mut canned = Canned {
+        keys: vec![NEW_ANTHROPIC],
+        ..Default::default()
+    };
+    let outcome = f
+        .rotator()
+        .rotate_provider(&f.provider("anthropic"), &mut canned)
+        .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(outcome.method, Method::Guided);
+    assert_eq!(outcome.hint, None, "nothing is left for the person to do");
+    assert_eq!(canned.asked_for_keys, 1);
+    assert_eq!(
+        f.stored(&root_secret_name("anthropic")).as_deref(),
+        Some(NEW_ANTHROPIC)
+    );
+    assert_eq!(
+        f.root_row("anthropic").fingerprint,
+        fingerprint(NEW_ANTHROPIC)
+    );
+    assert_eq!(f.status(OLD_ANTHROPIC), Some(KeyStatus::Inactive));
+    assert_eq!(f.status(NEW_ANTHROPIC), Some(KeyStatus::Active));
+}
+
+#[test]
+fn guided_rotation_without_an_admin_key_leaves_the_old_key_to_the_person() {
+    let f = Fixture::new("");
+    f.mock.add_key(NEW_ANTHROPIC);
+    let mut canned = Canned {
+        keys: vec![NEW_ANTHROPIC],
+        ..Default::default()
+    };
+    let outcome = f
+        .rotator()
+        .rotate_provider(&f.provider("anthropic"), &mut canned)
+        .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    let todo = outcome.hint.unwrap();
+    assert!(todo.contains("delete the old key"), "{todo}");
+    assert_eq!(f.status(OLD_ANTHROPIC), Some(KeyStatus::Active));
+}
+
+#[test]
+fn a_failed_deactivation_puts_the_old_key_back() {
+    let f = Fixture::new("");
+    f.add_admin("anthropic");
+    f.mock.add_key(NEW_ANTHROPIC);
+    let before = f.root_row("anthropic");
+    let outcome = f
+        .rotator()
+        .fail_at(Some(Step::Deactivate))
+        .rotate_provider(
+            &f.provider("anthropic"),
+            &mut Canned {
+                keys: vec![NEW_ANTHROPIC],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((outcome.ok, outcome.step), (false, Step::Deactivate));
+    assert!(outcome.message.contains("the old key was put back"));
+    f.assert_untouched("anthropic", OLD_ANTHROPIC, &before);
+    assert_eq!(
+        f.attempts(),
+        [("anthropic".into(), false, "deactivate".into())]
+    );
+}
+
+#[test]
+fn guided_rotation_refuses_a_rejected_key_and_the_same_key() {
+    let f = Fixture::new("");
+    let before = f.root_row("anthropic");
+    let outcome = f
+        .rotator()
+        .rotate_provider(
+            &f.provider("anthropic"),
+            &mut Canned {
+                keys: vec!["sk-ant-api03-unknown-000000000000000000000000000000"],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((outcome.ok, outcome.step), (false, Step::Verify));
+    assert!(outcome.hint.unwrap().contains("the new key was not stored"));
+    f.assert_untouched("anthropic", OLD_ANTHROPIC, &before);
+
+    let same = f.rotator().rotate_provider(
+        &f.provider("anthropic"),
+        &mut Canned {
+            keys: vec![OLD_ANTHROPIC],
+            ..Default::default()
+        },
+    );
+    assert!(matches!(same, Err(RotateError::SameKey { .. })), "{same:?}");
+    // A person who gives no key changes nothing, and neither is recorded.
+    let none = f
+        .rotator()
+        .rotate_provider(&f.provider("anthropic"), &mut Canned::default());
+    assert!(matches!(none, Err(RotateError::Input(_))), "{none:?}");
+    assert_eq!(f.attempts().len(), 1);
+    f.assert_untouched("anthropic", OLD_ANTHROPIC, &before);
+}
+
+#[test]
+fn an_admin_key_missing_from_the_store_falls_back_to_a_person() {
+    let f = Fixture::new("");
+    open_store(&f.store_path)
+        .delete(&admin_secret_name("openai"))
+        .unwrap();
+    let mut canned = Canned::default();
+    let err = f
+        .rotator()
+        .rotate_provider(&f.provider("openai"), &mut canned)
+        .unwrap_err();
+    assert!(matches!(err, RotateError::Input(_)), "{err:?}");
+    assert_eq!(canned.asked_for_keys, 1);
+    assert!(matches!(
+        canned.notices.as_slice(),
+        [Notice::AdminKeyNotInStore { .. }]
+    ));
+}
+
+/// Adds a mint key created `age` seconds ago; its kid.
+fn old_mint(f: &Fixture, age: u64) -> String {
+    let key = crate::childkey::MintKey::generate().unwrap();
+    let kid = key.kid().to_string();
+    open_store(&f.store_path)
+        .set(&crate::secrets::mint_secret_name(&kid), &key.to_stored())
+        .unwrap();
+    f.ledger.insert_mint(&kid, now_unix() - age).unwrap();
+    kid
+}
+
+#[test]
+fn due_rotates_exactly_the_automatic_keys_past_their_age() {
+    let f = Fixture::new("[rotation]\nmax_age = \"30d\"\n");
+    // gemini is young; openai (automatic), anthropic (a person's) and the mint key are old.
+    f.ledger.remove_root_key("gemini").unwrap();
+    f.ledger
+        .record_root_key("gemini", &fingerprint(GEMINI), now_unix() - DAY)
+        .unwrap();
+    let old_kid = old_mint(&f, 40 * DAY);
+
+    let rotator = f.rotator();
+    let due = rotator.due_keys(now_unix()).unwrap();
+    let automatic: Vec<_> = due.automatic.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(automatic, ["openai", "mint"]);
+    let people: Vec<_> = due.needs_person.iter().map(|n| n.target.as_str()).collect();
+    assert_eq!(people, ["anthropic"]);
+    assert_eq!(due.needs_person[0].command, "till rotate anthropic");
+
+    // Declined: nothing tried.
+    let mut no = Canned {
+        confirm: Some(false),
+        ..Default::default()
+    };
+    let report = rotator
+        .rotate_due(&due, Duration::ZERO, false, &mut no)
+        .unwrap();
+    assert!(report.declined && report.outcomes.is_empty());
+    assert_eq!(no.asked_to_confirm, 1);
+    assert!(f.attempts().is_empty());
+
+    // With --yes nobody is asked.
+    let mut canned = Canned::default();
+    let report = rotator
+        .rotate_due(&due, Duration::ZERO, true, &mut canned)
+        .unwrap();
+    assert_eq!(canned.asked_to_confirm + canned.asked_for_keys, 0);
+    assert!(!report.declined && !report.interrupted);
+    let done: Vec<_> = report
+        .outcomes
+        .iter()
+        .map(|o| (o.target.as_str(), o.ok))
+        .collect();
+    assert_eq!(done, [("openai", true), ("mint", true)]);
+    assert_eq!(canned.finished, ["openai", "mint"]);
+    assert_eq!(f.status(OLD_OPENAI), Some(KeyStatus::Deleted));
+    assert_eq!(f.status(OLD_ANTHROPIC), Some(KeyStatus::Active));
+    assert_eq!(
+        f.stored(&root_secret_name("anthropic")).as_deref(),
+        Some(OLD_ANTHROPIC)
+    );
+    assert_eq!(
+        f.stored(&root_secret_name("gemini")).as_deref(),
+        Some(GEMINI)
+    );
+    let mints = f.ledger.mint_keys().unwrap();
+    let old = mints.iter().find(|m| m.kid == old_kid).unwrap();
+    assert!(old.retired_at.is_some());
+    assert_eq!(mints.iter().filter(|m| m.retired_at.is_none()).count(), 1);
+
+    // Rotated keys are young again: nothing is left that needs no person.
+    let again = rotator.due_keys(now_unix()).unwrap();
+    assert!(again.automatic.is_empty(), "{:?}", again.automatic);
+}
+
+#[test]
+fn due_records_a_key_that_cannot_even_be_tried() {
+    let f = Fixture::new("[rotation]\nmax_age = \"30d\"\n");
+    open_store(&f.store_path)
+        .delete(&root_secret_name("openai"))
+        .unwrap();
+    let rotator = f.rotator();
+    let due = rotator.due_keys(now_unix()).unwrap();
+    let report = rotator
+        .rotate_due(&due, Duration::ZERO, true, &mut Canned::default())
+        .unwrap();
+    let [outcome] = report.outcomes.as_slice() else {
+        panic!("{:?}", report.outcomes);
+    };
+    assert_eq!((outcome.ok, outcome.step), (false, Step::Prepare));
+    assert!(outcome.hint.as_deref().unwrap().contains("till add openai"));
+    assert_eq!(f.attempts(), [("openai".into(), false, "prepare".into())]);
+}
+
+#[test]
+fn mint_rotation_with_grace_keeps_the_old_key_until_it_ends() {
+    let f = Fixture::new("");
+    let old_kid = old_mint(&f, DAY);
+    let outcome = f
+        .rotator()
+        .rotate_mint(Duration::from_secs(3600), &mut Canned::default())
+        .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(outcome.old_fingerprint.as_deref(), Some(old_kid.as_str()));
+    assert!(
+        outcome.message.contains("work until"),
+        "{}",
+        outcome.message
+    );
+    let mints = f.ledger.mint_keys().unwrap();
+    let old = mints.iter().find(|m| m.kid == old_kid).unwrap();
+    let (retired, until) = (old.retired_at.unwrap(), old.valid_until.unwrap());
+    assert_eq!(until - retired, 3600);
+    let store = open_store(&f.store_path);
+    let entry = crate::mint::load(&f.ledger, &store, &old_kid)
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.valid_until, Some(until));
+    let new_kid = outcome.new_fingerprint.unwrap();
+    assert!(
+        crate::mint::load(&f.ledger, &store, &new_kid)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(f.attempts(), [("mint".into(), true, "done".into())]);
+}
+
+#[test]
+fn mint_rotation_without_grace_ends_the_old_key_at_once() {
+    let f = Fixture::new("");
+    let old_kid = old_mint(&f, DAY);
+    let outcome = f
+        .rotator()
+        .rotate_mint(Duration::ZERO, &mut Canned::default())
+        .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert!(
+        outcome.message.contains("stopped working"),
+        "{}",
+        outcome.message
+    );
+    let mints = f.ledger.mint_keys().unwrap();
+    let old = mints.iter().find(|m| m.kid == old_kid).unwrap();
+    assert_eq!(old.valid_until, old.retired_at);
+}
+
+#[test]
+fn a_failed_mint_retirement_removes_the_new_key() {
+    for step in [Step::Create, Step::Retire] {
+        let f = Fixture::new("");
+        let old_kid = old_mint(&f, DAY);
+        let outcome = f
+            .rotator()
+            .fail_at(Some(step))
+            .rotate_mint(Duration::ZERO, &mut Canned::default())
+            .unwrap();
+        assert_eq!((outcome.ok, outcome.step), (false, step));
+        let mints = f.ledger.mint_keys().unwrap();
+        assert_eq!(mints.len(), 1, "{step:?}: {mints:?}");
+        assert_eq!(mints[0].kid, old_kid);
+        assert_eq!(mints[0].retired_at, None);
+        let store = open_store(&f.store_path);
+        assert_eq!(
+            crate::mint::current(&f.ledger, &store)
+                .unwrap()
+                .kid()
+                .to_string(),
+            old_kid
+        );
+        assert_eq!(f.attempts(), [("mint".into(), false, step.as_str().into())]);
+    }
+}
