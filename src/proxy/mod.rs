@@ -542,18 +542,9 @@ async fn authorize_and_forward(
         ));
     }
     if grant.counts_tokens()
-        && api == ApiFamily::Anthropic
-        && parts
-            .headers
-            .get_all("anthropic-beta")
-            .iter()
-            .any(|v| v.to_str().map_or(true, |v| v.contains("context-1m")))
+        && let Some(why) = api.wire().uncounted_header(&parts.headers)
     {
-        return Err(ProxyError::new(
-            403,
-            "uncounted",
-            "the long-context beta is billed above the model's price; a key with a budget or a token rate may not use it",
-        ));
+        return Err(ProxyError::new(403, "uncounted", why));
     }
 
     // 4. The output ceiling: the request's own, else the key's cap, else (for keys that count
@@ -612,11 +603,12 @@ async fn authorize_and_forward(
             if let Some(c) = insert {
                 inspect::insert_ceiling(endpoint.op, provider.name == "openai", &mut map, c);
             }
-            if endpoint.op == route::Op::OpenaiChat && inspected.stream && !inspected.include_usage
-            {
-                inspect::ask_for_usage(&mut map);
-                strip_usage = true;
-            }
+            strip_usage = api.wire().request_usage(
+                endpoint.op,
+                inspected.stream,
+                inspected.include_usage,
+                &mut map,
+            );
             Bytes::from(serde_json::to_vec(&map).map_err(|e| {
                 ProxyError::new(
                     500,
@@ -653,8 +645,10 @@ async fn authorize_and_forward(
     up = up
         .header(auth_name, auth_value)
         .header(http::header::ACCEPT_ENCODING, "identity");
-    if api == ApiFamily::Anthropic && !parts.headers.contains_key("anthropic-version") {
-        up = up.header("anthropic-version", crate::upstream::ANTHROPIC_VERSION);
+    for (name, value) in api.wire().default_headers() {
+        if !parts.headers.contains_key(*name) {
+            up = up.header(*name, *value);
+        }
     }
     let up = up.body(body);
     let resp = match tokio::time::timeout(state.options.upstream_timeout, up.send()).await {
