@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::ledger::counters::Refusal;
 use crate::providers::ApiFamily;
 
 /// An error response for `api`: status, provider-shaped JSON body, optional `Retry-After`.
@@ -62,6 +63,46 @@ impl ProxyError {
 /// the response has started, so the SDK raises an error instead of waiting.
 pub fn stream_error_event(api: ApiFamily, message: &str) -> Bytes {
     Bytes::from(api.wire().stream_error_event(message))
+}
+
+/// The error for a budget or request count the ledger refused to reserve against.
+pub(super) fn refusal_error(r: &Refusal) -> ProxyError {
+    use crate::commands::run::usd;
+    let m = |v: u64| usd(v as f64 / 1e6);
+    match *r {
+        Refusal::Usd {
+            budget,
+            used,
+            asked,
+        } => ProxyError::new(
+            429,
+            "budget",
+            format!(
+                "this key's budget of {} is used up ({} spent or held by requests in flight; this request could cost up to {}); widen it with `till key create --budget …` or `till run --budget …`",
+                m(budget),
+                m(used),
+                m(asked)
+            ),
+        ),
+        Refusal::Tokens {
+            budget,
+            used,
+            asked,
+        } => ProxyError::new(
+            429,
+            "budget",
+            format!(
+                "this key's token budget of {budget} is used up ({used} used or held; this request could use up to {asked}); widen it with `--budget Nktok`"
+            ),
+        ),
+        Refusal::Requests { max } => ProxyError::new(
+            429,
+            "max_requests",
+            format!(
+                "this key may make {max} requests and has made them all; widen it with `--max-requests N`"
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]

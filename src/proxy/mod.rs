@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod meter;
 mod phases;
+mod record;
 pub mod route;
 mod state;
 
