@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::proxy::meter::Usage;
+use crate::providers::Usage;
 
 const BUILTIN: &str = include_str!("../data/prices.toml");
 

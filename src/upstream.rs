@@ -11,8 +11,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::providers::{AuthScheme, Provider};
 
-/// The `anthropic-version` sent when the client did not send one.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+pub use crate::providers::anthropic::ANTHROPIC_VERSION;
 
 /// A pooled HTTPS client (rustls) for upstream calls.
 pub fn client(connect_timeout: Duration) -> reqwest::Client {
@@ -71,8 +70,8 @@ pub async fn verify_key(
         .get(url)
         .header(name, value)
         .timeout(Duration::from_secs(20));
-    if provider.api == crate::providers::ApiFamily::Anthropic {
-        req = req.header("anthropic-version", ANTHROPIC_VERSION);
+    for (name, value) in provider.api.wire().default_headers() {
+        req = req.header(*name, *value);
     }
     let status = req.send().await?.status().as_u16();
     Ok(match status {

@@ -1,9 +1,12 @@
 //! Errors in the provider's own shape, so the agent's SDK raises its usual exception
-//! (`PermissionDeniedError`, `RateLimitError`, …) carrying till's message.
+//! (`PermissionDeniedError`, `RateLimitError`, …) carrying till's message. The shapes are
+//! each family's ([`crate::providers::Family::error_body`]); this module owns till's error
+//! type and the HTTP response around the body, and must never spell a family's shape itself.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::ledger::counters::Refusal;
 use crate::providers::ApiFamily;
 
 /// An error response for `api`: status, provider-shaped JSON body, optional `Retry-After`.
@@ -34,24 +37,8 @@ impl ProxyError {
 
     /// The JSON body in `api`'s error shape.
     pub fn body(&self, api: ApiFamily) -> serde_json::Value {
-        let code = self.status.as_u16();
-        match api {
-            ApiFamily::Openai => serde_json::json!({
-                "error": {
-                    "message": self.message,
-                    "type": openai_type(code),
-                    "param": null,
-                    "code": format!("till_{}", self.kind),
-                }
-            }),
-            ApiFamily::Anthropic => serde_json::json!({
-                "type": "error",
-                "error": { "type": anthropic_type(code), "message": self.message },
-            }),
-            ApiFamily::Gemini => serde_json::json!({
-                "error": { "code": code, "message": self.message, "status": gemini_status(code) }
-            }),
-        }
+        api.wire()
+            .error_body(self.status.as_u16(), self.kind, &self.message)
     }
 
     /// The whole HTTP response.
@@ -72,61 +59,49 @@ impl ProxyError {
     }
 }
 
-fn openai_type(status: u16) -> &'static str {
-    match status {
-        401 | 403 => "invalid_request_error",
-        429 => "rate_limit_exceeded",
-        413 => "invalid_request_error",
-        400..=499 => "invalid_request_error",
-        _ => "server_error",
-    }
-}
-
-fn anthropic_type(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        504 => "timeout_error",
-        _ => "api_error",
-    }
-}
-
-fn gemini_status(status: u16) -> &'static str {
-    match status {
-        400 | 413 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        429 => "RESOURCE_EXHAUSTED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
-    }
-}
-
 /// An in-stream error event in `api`'s streaming format, sent when the upstream fails after
 /// the response has started, so the SDK raises an error instead of waiting.
 pub fn stream_error_event(api: ApiFamily, message: &str) -> Bytes {
-    let event = match api {
-        ApiFamily::Openai => format!(
-            "data: {}\n\n",
-            serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": "till_upstream"}})
+    Bytes::from(api.wire().stream_error_event(message))
+}
+
+/// The error for a budget or request count the ledger refused to reserve against.
+pub(super) fn refusal_error(r: &Refusal) -> ProxyError {
+    let m = crate::format::usd_micros;
+    match *r {
+        Refusal::Usd {
+            budget,
+            used,
+            asked,
+        } => ProxyError::new(
+            429,
+            "budget",
+            format!(
+                "this key's budget of {} is used up ({} spent or held by requests in flight; this request could cost up to {}); widen it with `till key create --budget …` or `till run --budget …`",
+                m(budget),
+                m(used),
+                m(asked)
+            ),
         ),
-        ApiFamily::Anthropic => format!(
-            "event: error\ndata: {}\n\n",
-            serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        Refusal::Tokens {
+            budget,
+            used,
+            asked,
+        } => ProxyError::new(
+            429,
+            "budget",
+            format!(
+                "this key's token budget of {budget} is used up ({used} used or held; this request could use up to {asked}); widen it with `--budget Nktok`"
+            ),
         ),
-        ApiFamily::Gemini => format!(
-            "data: {}\n\n",
-            serde_json::json!({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}})
+        Refusal::Requests { max } => ProxyError::new(
+            429,
+            "max_requests",
+            format!(
+                "this key may make {max} requests and has made them all; widen it with `--max-requests N`"
+            ),
         ),
-    };
-    Bytes::from(event)
+    }
 }
 
 #[cfg(test)]

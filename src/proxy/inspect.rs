@@ -7,6 +7,11 @@
 //! checked, whatever a different JSON parser would make of duplicate keys, odd whitespace or
 //! escapes. A body it cannot parse, a model that is not a string, a ceiling that is not a
 //! whole number: each is refused with a 400 that says so, never forwarded unchecked.
+//!
+//! The parse and the checks every body gets (look-alike field names, `model`, `stream`,
+//! references to stored input) are here; where each operation keeps its ceiling and choices,
+//! and which tools a provider runs itself, is the operation's family's to say. This module
+//! must never match on a family or name one family's fields.
 
 use serde_json::{Map, Value};
 
@@ -14,8 +19,7 @@ use super::errors::ProxyError;
 use super::route::Op;
 use crate::providers::ApiFamily;
 
-/// The most choices (`n`, `best_of`, `candidateCount`) a request may ask for.
-pub const MAX_CHOICES: u64 = 128;
+pub use crate::providers::fields::MAX_CHOICES;
 
 /// What the proxy learned from a request body.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,9 +65,10 @@ pub fn inspect(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Inspection, ProxyError> {
-    if op == Op::Other {
+    let Some(family) = op.family() else {
         return Ok(Inspection::opaque());
-    }
+    };
+    let wire = family.wire();
     let is_multipart = content_type.is_some_and(|ct| {
         ct.trim_start()
             .to_ascii_lowercase()
@@ -82,9 +87,17 @@ pub fn inspect(
     let Value::Object(map) = v else {
         return Err(bad("the request body must be a JSON object"));
     };
-    check_field_names(&map, TOP_FIELDS)?;
-    for config in gemini_configs(&map)? {
-        check_field_names(config, &[GEMINI_CEILING, GEMINI_CHOICES].concat())?;
+    // Every family's spelling, whichever family the request is for: a field one API reads
+    // must not be smuggled past till in a look-alike spelling to a provider that reads it.
+    let mut read: Vec<&str> = vec!["model", "stream"];
+    for f in ApiFamily::ALL {
+        read.extend_from_slice(f.wire().read_fields());
+    }
+    check_field_names(&map, &read).map_err(bad)?;
+    for f in ApiFamily::ALL {
+        f.wire()
+            .check_nested_fields(&map, &check_field_names)
+            .map_err(bad)?;
     }
     let model = match map.get("model") {
         None | Some(Value::Null) => None,
@@ -106,39 +119,8 @@ pub fn inspect(
         Some(Some(Value::Bool(b))) => *b,
         Some(Some(_)) => return Err(bad("`stream_options.include_usage` must be true or false")),
     };
-    let (ceiling, choices) = match op {
-        Op::OpenaiChat => (
-            largest(&map, &["max_tokens", "max_completion_tokens"])?,
-            choices(&map, &["n"])?,
-        ),
-        Op::OpenaiCompletions => (
-            largest(&map, &["max_tokens"])?,
-            choices(&map, &["n", "best_of"])?,
-        ),
-        Op::OpenaiResponses => (largest(&map, &["max_output_tokens"])?, 1),
-        Op::AnthropicMessages => (largest(&map, &["max_tokens"])?, 1),
-        Op::AnthropicComplete => (largest(&map, &["max_tokens_to_sample"])?, 1),
-        Op::GeminiGenerate => {
-            let mut ceiling = None;
-            let mut n = 1;
-            for config in gemini_configs(&map)? {
-                ceiling = max_opt(ceiling, largest(config, GEMINI_CEILING)?);
-                n = n.max(choices(config, GEMINI_CHOICES)?);
-            }
-            (ceiling, n)
-        }
-        Op::OpenaiEmbeddings
-        | Op::OpenaiModerations
-        | Op::AnthropicCountTokens
-        | Op::GeminiCountTokens
-        | Op::GeminiEmbed
-        | Op::GeminiBatchEmbed => (Some(0), 1),
-        Op::OpenaiUnmetered | Op::GeminiUnmetered => (None, choices(&map, &["n"])?),
-        Op::Other => unreachable!("handled above"),
-    };
-    if matches!(op, Op::GeminiBatchEmbed | Op::GeminiCountTokens) {
-        check_nested_models(&map, path_model.unwrap_or(""))?;
-    }
+    let (ceiling, choices) = wire.limits(op, &map).map_err(bad)?;
+    wire.check_body(op, &map, path_model).map_err(bad)?;
     Ok(Inspection {
         json: Some(map),
         model,
@@ -149,170 +131,35 @@ pub fn inspect(
     })
 }
 
-/// Gemini's batch and count requests carry whole requests with a `model` each; the upstream
-/// could run those, so each must be the model the path names (which is what till checks).
-fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(), ProxyError> {
-    let mut nested: Vec<&Value> = Vec::new();
-    if let Some(Value::Array(reqs)) = map.get("requests") {
-        nested.extend(reqs.iter().filter_map(|r| r.get("model")));
-    }
-    for name in ["generateContentRequest", "generate_content_request"] {
-        if let Some(m) = map.get(name).and_then(|r| r.get("model")) {
-            nested.push(m);
-        }
-    }
-    for m in nested {
-        let ok = match m {
-            Value::Null => true,
-            Value::String(s) => s.strip_prefix("models/").unwrap_or(s) == path_model,
-            _ => false,
-        };
-        if !ok {
-            return Err(bad(format!(
-                "a request inside this body names model {m}, not the path's `{path_model}`; till checks one model per request"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Every top-level field till reads, in every API's spelling.
-const TOP_FIELDS: &[&str] = &[
-    "model",
-    "stream",
-    "stream_options",
-    "max_tokens",
-    "max_completion_tokens",
-    "max_output_tokens",
-    "max_tokens_to_sample",
-    "n",
-    "best_of",
-    "generationConfig",
-    "generation_config",
-];
-
 /// Refuses field names that another parser could read as one till reads although till does
 /// not: the same name in other letter case (Go's `encoding/json` matches names
 /// case-insensitively) or with control characters (a C parser stops at NUL).
-fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), ProxyError> {
+fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), String> {
     for k in map.keys() {
         if k.chars().any(char::is_control) {
-            return Err(bad(format!(
+            return Err(format!(
                 "the field name {k:?} has a control character; till refuses names other parsers could read differently"
-            )));
+            ));
         }
         if let Some(f) = read.iter().find(|f| f.eq_ignore_ascii_case(k))
             && *f != k
         {
-            return Err(bad(format!(
+            return Err(format!(
                 "the field `{k}` differs from `{f}` only in letter case; till refuses names other parsers could read differently"
-            )));
+            ));
         }
     }
     Ok(())
-}
-
-const GEMINI_CEILING: &[&str] = &["maxOutputTokens", "max_output_tokens"];
-const GEMINI_CHOICES: &[&str] = &["candidateCount", "candidate_count"];
-const GEMINI_CONFIG: &[&str] = &["generationConfig", "generation_config"];
-
-/// Every generation config object in a Gemini body (the API reads both spellings).
-fn gemini_configs(map: &Map<String, Value>) -> Result<Vec<&Map<String, Value>>, ProxyError> {
-    let mut out = Vec::new();
-    for name in GEMINI_CONFIG {
-        match map.get(*name) {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(o)) => out.push(o),
-            Some(_) => return Err(bad(format!("`{name}` must be an object"))),
-        }
-    }
-    Ok(out)
-}
-
-fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The largest of `fields` that are set; each must be a whole number (or null).
-fn largest(map: &Map<String, Value>, fields: &[&str]) -> Result<Option<u64>, ProxyError> {
-    let mut out = None;
-    for f in fields {
-        match map.get(*f) {
-            None | Some(Value::Null) => {}
-            Some(v) => {
-                let n = v.as_u64().ok_or_else(|| {
-                    bad(format!("`{f}` must be a whole number of tokens, not {v}"))
-                })?;
-                out = max_opt(out, Some(n));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// How many completions `fields` ask for (1 when none is set).
-fn choices(map: &Map<String, Value>, fields: &[&str]) -> Result<u64, ProxyError> {
-    let mut n = 1;
-    for f in fields {
-        match map.get(*f) {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64() {
-                Some(k @ 1..=MAX_CHOICES) => n = n.max(k),
-                _ => {
-                    return Err(bad(format!(
-                        "`{f}` must be a whole number from 1 to {MAX_CHOICES}, not {v}"
-                    )));
-                }
-            },
-        }
-    }
-    Ok(n)
 }
 
 /// Writes `ceiling` into the body where `op`'s API reads its output ceiling. `openai_proper`
 /// says whether the provider is OpenAI itself (which wants `max_completion_tokens`; the
 /// OpenAI-compatible providers read `max_tokens`).
 pub fn insert_ceiling(op: Op, openai_proper: bool, map: &mut Map<String, Value>, ceiling: u64) {
-    let field = match op {
-        Op::OpenaiChat if openai_proper => "max_completion_tokens",
-        Op::OpenaiChat | Op::OpenaiCompletions => "max_tokens",
-        Op::OpenaiResponses => "max_output_tokens",
-        Op::AnthropicMessages => "max_tokens",
-        Op::AnthropicComplete => "max_tokens_to_sample",
-        Op::GeminiGenerate => {
-            let name =
-                if map.contains_key("generationConfig") || !map.contains_key("generation_config") {
-                    "generationConfig"
-                } else {
-                    "generation_config"
-                };
-            let config = map.entry(name).or_insert_with(|| Value::Object(Map::new()));
-            if !config.is_object() {
-                *config = Value::Object(Map::new());
-            }
-            if let Some(o) = config.as_object_mut() {
-                o.insert("maxOutputTokens".into(), ceiling.into());
-            }
-            return;
-        }
-        _ => return,
-    };
-    map.insert(field.into(), ceiling.into());
-}
-
-/// Asks OpenAI chat for the usage chunk at the end of a stream.
-pub fn ask_for_usage(map: &mut Map<String, Value>) {
-    let opts = map
-        .entry("stream_options")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !opts.is_object() {
-        *opts = Value::Object(Map::new());
-    }
-    if let Some(o) = opts.as_object_mut() {
-        o.insert("include_usage".into(), true.into());
+    if let Some(family) = op.family() {
+        family
+            .wire()
+            .insert_ceiling(op, openai_proper, map, ceiling);
     }
 }
 
@@ -321,6 +168,7 @@ pub fn ask_for_usage(map: &mut Map<String, Value>) {
 /// fetches) and server-side tools billed on top of tokens. None of these is counted by till's
 /// reservation, so a key with a budget or a token rate is refused such requests.
 pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Option<String> {
+    // Every family's spelling, whichever family the request is for (as for field names).
     const TOP: &[&str] = &[
         "previous_response_id",
         "conversation",
@@ -334,8 +182,9 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
             return Some(format!("`{f}`"));
         }
     }
-    if op == Op::OpenaiResponses && map.get("prompt").is_some_and(Value::is_object) {
-        return Some("a stored `prompt`".into());
+    let wire = api.wire();
+    if let Some(what) = wire.stored_input(op, map) {
+        return Some(what);
     }
     if let Some(tier) = map.get("service_tier").and_then(Value::as_str)
         && !matches!(tier, "auto" | "default" | "flex")
@@ -344,34 +193,12 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
     }
     if let Some(Value::Array(tools)) = map.get("tools") {
         for t in tools {
-            if let Some(what) = server_tool(api, t) {
+            if let Some(what) = t.as_object().and_then(|t| wire.server_tool(t)) {
                 return Some(what);
             }
         }
     }
     find_reference_in(map)
-}
-
-/// A tool the provider runs itself (search, fetch, code execution), billed beyond tokens.
-fn server_tool(api: ApiFamily, tool: &Value) -> Option<String> {
-    let obj = tool.as_object()?;
-    match api {
-        ApiFamily::Openai => {
-            let kind = obj.get("type").and_then(Value::as_str)?;
-            (!matches!(kind, "function" | "custom")).then(|| format!("the `{kind}` tool"))
-        }
-        ApiFamily::Anthropic => {
-            let kind = obj.get("type").and_then(Value::as_str)?;
-            let server = ["web_search", "web_fetch", "code_execution", "mcp"]
-                .iter()
-                .any(|p| kind.starts_with(p));
-            server.then(|| format!("the `{kind}` tool"))
-        }
-        ApiFamily::Gemini => obj
-            .keys()
-            .find(|k| !matches!(k.as_str(), "functionDeclarations" | "function_declarations"))
-            .map(|k| format!("the `{k}` tool")),
-    }
 }
 
 /// Keys that name content the provider loads by reference, anywhere in an object.

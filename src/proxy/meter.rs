@@ -5,6 +5,8 @@
 //! final usage chunk (`stream_options.include_usage`), Responses' `response.completed`,
 //! Anthropic's `message_start` plus cumulative `message_delta`, Gemini's `usageMetadata`.
 //! When till itself asked OpenAI for the usage chunk, that chunk is removed from the stream.
+//! What a payload means is the family's to say ([`crate::providers::Family::sse_event`]); this
+//! module owns the framing and the cap, and must never parse one family's usage itself.
 //!
 //! An SSE event is held only until its blank line, and never past [`MAX_EVENT`]: an event that
 //! grows beyond it is not parsed (its bytes still go to the client as they arrive) and the
@@ -12,27 +14,11 @@
 //! upstream that never ends an event cannot make the proxy's memory grow with it.
 
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::providers::ApiFamily;
 
-/// Token counts of one request as the provider reported them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// Input tokens served from the provider's prompt cache (a subset of `input_tokens`).
-    pub cached_tokens: u64,
-    /// Output tokens spent on reasoning (a subset of `output_tokens`).
-    pub reasoning_tokens: u64,
-}
-
-impl Usage {
-    pub fn total(&self) -> u64 {
-        self.input_tokens + self.output_tokens
-    }
-}
+pub use crate::providers::Usage;
 
 /// JSON bodies larger than this are forwarded but not parsed for usage.
 const MAX_JSON: usize = 8 << 20;
@@ -233,50 +219,15 @@ impl Meter {
         let Ok(v) = serde_json::from_str::<Value>(&data) else {
             return true;
         };
-        match self.api {
-            ApiFamily::Openai => {
-                let kind = v.get("type").and_then(Value::as_str).unwrap_or(event_name);
-                if kind == "response.completed" || kind == "response.incomplete" {
-                    self.completed = true;
-                    if let Some(u) = v.pointer("/response/usage") {
-                        self.usage = Some(openai_usage(u));
-                    }
-                } else if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                    self.usage = Some(openai_usage(u));
-                    let usage_only = v
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(Vec::is_empty);
-                    if self.strip_usage_chunk && usage_only {
-                        return false;
-                    }
-                }
-            }
-            ApiFamily::Anthropic => {
-                let kind = v.get("type").and_then(Value::as_str).unwrap_or(event_name);
-                match kind {
-                    "message_start" => {
-                        if let Some(u) = v.pointer("/message/usage") {
-                            self.usage = Some(anthropic_usage(u, self.usage.unwrap_or_default()));
-                        }
-                    }
-                    "message_delta" => {
-                        if let Some(u) = v.get("usage") {
-                            self.usage = Some(anthropic_usage(u, self.usage.unwrap_or_default()));
-                        }
-                    }
-                    "message_stop" => self.completed = true,
-                    _ => {}
-                }
-            }
-            ApiFamily::Gemini => {
-                if let Some(u) = v.get("usageMetadata") {
-                    self.usage = Some(gemini_usage(u));
-                }
-                if v.pointer("/candidates/0/finishReason").is_some() {
-                    self.completed = true;
-                }
-            }
+        let seen = self.api.wire().sse_event(event_name, &v, self.usage);
+        if let Some(u) = seen.usage {
+            self.usage = Some(u);
+        }
+        if seen.completed {
+            self.completed = true;
+        }
+        if self.strip_usage_chunk && seen.usage_only {
+            return false;
         }
         true
     }
@@ -300,67 +251,9 @@ fn event_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-fn n(v: &Value, ptr: &str) -> u64 {
-    v.pointer(ptr).and_then(Value::as_u64).unwrap_or(0)
-}
-
 /// Usage from a complete JSON response body.
 pub fn usage_from_json(api: ApiFamily, v: &Value) -> Option<Usage> {
-    match api {
-        ApiFamily::Openai => v.get("usage").filter(|u| !u.is_null()).map(openai_usage),
-        ApiFamily::Anthropic => v.get("usage").map(|u| anthropic_usage(u, Usage::default())),
-        ApiFamily::Gemini => v.get("usageMetadata").map(gemini_usage),
-    }
-}
-
-/// Chat completions (`prompt_tokens`…) and Responses/embeddings (`input_tokens`…) alike.
-fn openai_usage(u: &Value) -> Usage {
-    if u.get("input_tokens").is_some() {
-        Usage {
-            input_tokens: n(u, "/input_tokens"),
-            output_tokens: n(u, "/output_tokens"),
-            cached_tokens: n(u, "/input_tokens_details/cached_tokens"),
-            reasoning_tokens: n(u, "/output_tokens_details/reasoning_tokens"),
-        }
-    } else {
-        Usage {
-            input_tokens: n(u, "/prompt_tokens"),
-            output_tokens: n(u, "/completion_tokens"),
-            cached_tokens: n(u, "/prompt_tokens_details/cached_tokens"),
-            reasoning_tokens: n(u, "/completion_tokens_details/reasoning_tokens"),
-        }
-    }
-}
-
-/// Anthropic counts cache reads and writes apart from `input_tokens`; till folds them into
-/// input (cache reads also as `cached_tokens`). `message_delta` counts are cumulative.
-fn anthropic_usage(u: &Value, prev: Usage) -> Usage {
-    let cache_read = u.get("cache_read_input_tokens").and_then(Value::as_u64);
-    let cache_write = u.get("cache_creation_input_tokens").and_then(Value::as_u64);
-    let input = u.get("input_tokens").and_then(Value::as_u64);
-    let input_total = match (input, cache_read, cache_write) {
-        (None, None, None) => prev.input_tokens,
-        _ => input.unwrap_or(0) + cache_read.unwrap_or(0) + cache_write.unwrap_or(0),
-    };
-    Usage {
-        input_tokens: input_total.max(prev.input_tokens),
-        output_tokens: u
-            .get("output_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(prev.output_tokens),
-        cached_tokens: cache_read.unwrap_or(prev.cached_tokens),
-        reasoning_tokens: 0,
-    }
-}
-
-fn gemini_usage(u: &Value) -> Usage {
-    let thoughts = n(u, "/thoughtsTokenCount");
-    Usage {
-        input_tokens: n(u, "/promptTokenCount"),
-        output_tokens: n(u, "/candidatesTokenCount") + thoughts,
-        cached_tokens: n(u, "/cachedContentTokenCount"),
-        reasoning_tokens: thoughts,
-    }
+    api.wire().json_usage(v)
 }
 
 #[cfg(test)]

@@ -6,21 +6,19 @@
 //! which changes when another connection commits; after a commit it reads the ledger's watch
 //! generation, which only changes with those tables, and reloads only when that moved.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderMap;
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::Serialize;
 
-use super::body::Finished;
-use super::errors::ProxyError;
+use super::errors::{ProxyError, refusal_error};
 use super::limits::{RateDenial, RateLimits, RateRule};
-use crate::childkey::{Binding, Denial, EndpointClass, Grant, Limit, Token, Verified};
+pub use super::record::{RequestRecord, Stats, StatsSnapshot};
+use crate::childkey::{Binding, Denial, Grant, Limit, Token, Verified};
 use crate::ledger::Ledger;
-use crate::ledger::counters::{Hold, LevelCharge, Refusal, Reservation};
+use crate::ledger::counters::{LevelCharge, Reservation};
 use crate::ledger::rates::{RateCharge, RateKind};
 use crate::ledger::writer::WriterHandle;
 pub use crate::mint::MintEntry;
@@ -64,161 +62,6 @@ impl Default for ProxyOptions {
     }
 }
 
-/// Counters for the exit summary.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub requests: AtomicU64,
-    pub denied: AtomicU64,
-    pub input_tokens: AtomicU64,
-    pub output_tokens: AtomicU64,
-    pub cost_micros: AtomicU64,
-    pub denials: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-/// A snapshot of [`Stats`].
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StatsSnapshot {
-    pub requests: u64,
-    pub denied: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
-    pub denials: BTreeMap<&'static str, u64>,
-}
-
-impl Stats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            requests: self.requests.load(Ordering::Relaxed),
-            denied: self.denied.load(Ordering::Relaxed),
-            input_tokens: self.input_tokens.load(Ordering::Relaxed),
-            output_tokens: self.output_tokens.load(Ordering::Relaxed),
-            cost_usd: self.cost_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            denials: self.denials.lock().map(|d| d.clone()).unwrap_or_default(),
-        }
-    }
-}
-
-/// One request, as it will be recorded.
-#[derive(Debug, Clone)]
-pub struct RequestRecord {
-    pub at: u64,
-    pub started: Instant,
-    pub binding: Option<Binding>,
-    pub provider: String,
-    pub model: Option<String>,
-    pub endpoint: Option<EndpointClass>,
-    pub status: u16,
-    pub denial: Option<&'static str>,
-    /// The denial's message (for alerts; not stored per request).
-    pub message: Option<String>,
-    pub ttfb: Option<Duration>,
-    pub latency: Duration,
-    pub finished: Option<Finished>,
-    /// The metered cost in micro-dollars (0 when unknown or unpriced).
-    pub cost_micros: u64,
-    /// Short bindings of every level of the key.
-    pub lineage: Vec<String>,
-    /// Budget held on the counters until the request is settled.
-    pub reservation: Option<Reservation>,
-}
-
-impl RequestRecord {
-    pub fn new(provider: &str, started: Instant) -> Self {
-        Self {
-            at: crate::time::now_unix(),
-            started,
-            binding: None,
-            provider: provider.to_string(),
-            model: None,
-            endpoint: None,
-            status: 0,
-            denial: None,
-            message: None,
-            ttfb: None,
-            latency: Duration::ZERO,
-            finished: None,
-            cost_micros: 0,
-            lineage: Vec::new(),
-            reservation: None,
-        }
-    }
-
-    /// Moves the record out, leaving a blank one (the response body finishes it later).
-    pub fn take(&mut self) -> Self {
-        let blank = Self::new(&self.provider, self.started);
-        std::mem::replace(self, blank)
-    }
-
-    /// Counts the request, settles its reservation, watches for alerts and records it.
-    pub fn finish(mut self, state: &State, finished: Option<Finished>) {
-        self.latency = self.started.elapsed();
-        let stats = &state.stats;
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(kind) = self.denial {
-            stats.denied.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut d) = stats.denials.lock() {
-                *d.entry(kind).or_default() += 1;
-            }
-        }
-        if let Some(usage) = finished.as_ref().and_then(|f| f.usage) {
-            stats
-                .input_tokens
-                .fetch_add(usage.input_tokens, Ordering::Relaxed);
-            stats
-                .output_tokens
-                .fetch_add(usage.output_tokens, Ordering::Relaxed);
-            let price = self
-                .model
-                .as_deref()
-                .and_then(|m| state.price(&self.provider, m));
-            if let Some(price) = price {
-                self.cost_micros = price.cost_micros(&usage);
-                stats
-                    .cost_micros
-                    .fetch_add(self.cost_micros, Ordering::Relaxed);
-            }
-        }
-        self.finished = finished;
-        let reservation = self.reservation.take();
-        state.alerts.observe(state, &self);
-        let Some(w) = &state.writer else { return };
-        let row = self.to_row(state.options.session.as_deref());
-        match reservation {
-            Some(reservation) => {
-                // Charge what was metered; a response that started but reported no usage is
-                // charged its reservation; a request that never reached the upstream, nothing.
-                let (micros, tokens) = match &self.finished {
-                    Some(f) => match f.usage {
-                        Some(u) => (self.cost_micros, u.total()),
-                        None => (reservation.micros, reservation.tokens),
-                    },
-                    None => (0, 0),
-                };
-                // One message: if a stop already settled this reservation and wrote the
-                // request's row, this row is not written a second time.
-                w.settle_with_row(reservation, micros, tokens, row);
-            }
-            None => w.row(row),
-        }
-    }
-
-    /// What the ledger keeps with this request's reservation, to write its row should this
-    /// process stop before the request ends.
-    fn hold(&self, owner: &str, session: Option<&str>) -> Hold {
-        Hold {
-            owner: owner.to_string(),
-            at: self.at,
-            provider: self.provider.clone(),
-            model: self.model.clone(),
-            endpoint: self.endpoint.map(|e| e.as_str().to_string()),
-            binding: self.binding.map(|b| b.to_string()),
-            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
-            session: session.map(str::to_string),
-        }
-    }
-}
-
 struct RootKey {
     fingerprint: String,
     key: Arc<SecretString>,
@@ -248,7 +91,7 @@ pub struct State {
     watched: Mutex<Watched>,
     limits: RateLimits,
     prices: crate::pricing::Prices,
-    writer: Option<WriterHandle>,
+    pub(super) writer: Option<WriterHandle>,
     counters: Option<Mutex<Ledger>>,
     /// The id of this process's owner lock, written with every reservation.
     owner: String,
@@ -821,134 +664,5 @@ fn refresh(w: &mut Watched) -> anyhow::Result<()> {
     Ok(())
 }
 
-impl RequestRecord {
-    /// The ledger row for this request, priced with `prices`.
-    pub fn to_row(&self, session: Option<&str>) -> crate::ledger::writer::RequestRow {
-        let usage = self
-            .finished
-            .as_ref()
-            .and_then(|f| f.usage)
-            .unwrap_or_default();
-        let cost_micros = self.cost_micros;
-        let outcome = match (&self.denial, &self.finished) {
-            (Some(_), _) => "denied",
-            (None, Some(f)) if f.interrupted => crate::ledger::counters::INTERRUPTED,
-            (None, Some(f)) if f.error.is_some() => "cut",
-            (None, Some(f)) if f.client_gone => "abandoned",
-            (None, Some(f)) if f.completed => "complete",
-            (None, Some(_)) => "incomplete",
-            (None, None) => "error",
-        };
-        crate::ledger::writer::RequestRow {
-            at: self.at,
-            binding: self.binding.map(|b| b.to_string()),
-            key_name: None,
-            session: session.map(str::to_string),
-            provider: self.provider.clone(),
-            model: self.model.clone(),
-            endpoint: self.endpoint.map(|e| e.as_str().to_string()),
-            status: self.status,
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cached_tokens: usage.cached_tokens,
-            reasoning_tokens: usage.reasoning_tokens,
-            cost_micros,
-            latency_ms: self.latency.as_secs_f64() * 1e3,
-            ttfb_ms: self.ttfb.map(|d| d.as_secs_f64() * 1e3),
-            denial: self.denial.map(str::to_string),
-            outcome: Some(outcome.to_string()),
-            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
-        }
-    }
-}
-
-fn refusal_error(r: &Refusal) -> ProxyError {
-    let m = crate::format::usd_micros;
-    match *r {
-        Refusal::Usd {
-            budget,
-            used,
-            asked,
-        } => ProxyError::new(
-            429,
-            "budget",
-            format!(
-                "this key's budget of {} is used up ({} spent or held by requests in flight; this request could cost up to {}); widen it with `till key create --budget …` or `till run --budget …`",
-                m(budget),
-                m(used),
-                m(asked)
-            ),
-        ),
-        Refusal::Tokens {
-            budget,
-            used,
-            asked,
-        } => ProxyError::new(
-            429,
-            "budget",
-            format!(
-                "this key's token budget of {budget} is used up ({used} used or held; this request could use up to {asked}); widen it with `--budget Nktok`"
-            ),
-        ),
-        Refusal::Requests { max } => ProxyError::new(
-            429,
-            "max_requests",
-            format!(
-                "this key may make {max} requests and has made them all; widen it with `--max-requests N`"
-            ),
-        ),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_hosts_are_accepted() {
-        for host in [
-            "127.0.0.1",
-            "127.0.0.1:8080",
-            "127.1.2.3:1",
-            "localhost",
-            "LocalHost:443",
-            "localhost.",
-            "localhost.:65535",
-            "[::1]",
-            "[::1]:9000",
-            "[0:0:0:0:0:0:0:1]:80",
-        ] {
-            assert!(is_loopback_host(host), "{host}");
-        }
-    }
-
-    /// Regression: `127.evil.com` passed because any name starting with `127.` did, and
-    /// `[::1]evil` because only the part inside the brackets was looked at.
-    #[test]
-    fn names_that_only_look_like_loopback_are_refused() {
-        for host in [
-            "127.evil.com",
-            "127.0.0.1.evil.com",
-            "localhost.evil.com",
-            "evil-localhost",
-            "localhost..",
-            "[::1]evil",
-            "[::1]:80x",
-            "[::1",
-            "::1",
-            "127.0.0.1:80@evil",
-            "127.0.0.1:",
-            "127.0.0.1:99999",
-            "127.0.0.1:+80",
-            "127.0.0.1.",
-            "127.1",
-            "0x7f.0.0.1",
-            "10.0.0.1",
-            "[::2]",
-            "",
-            "localhost:80:80",
-        ] {
-            assert!(!is_loopback_host(host), "{host}");
-        }
-    }
-}
+mod tests;

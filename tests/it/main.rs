@@ -7,6 +7,7 @@ mod attack;
 mod cli;
 mod keychain;
 mod keys;
+mod layers;
 mod lifecycle;
 mod proxy;
 mod rotate;

@@ -5,6 +5,19 @@
 //! OpenRouter, DeepSeek, xAI and Together. `[providers.NAME]` in config.toml overrides any field
 //! or adds a provider (OpenAI-compatible unless `api` says otherwise). This module knows no
 //! secrets; it only says where a root key goes.
+//!
+//! Each API family's wire format has its own module ([`openai`], [`anthropic`], [`gemini`])
+//! implementing [`Family`]; [`endpoint`] holds what paths are, [`usage`] what a provider
+//! reports. This is the domain layer under the proxy: nothing here may import `crate::proxy`,
+//! `crate::commands` or `crate::cli`.
+
+pub mod anthropic;
+pub mod endpoint;
+pub mod family;
+pub mod fields;
+pub mod gemini;
+pub mod openai;
+pub mod usage;
 
 use std::collections::BTreeMap;
 
@@ -13,8 +26,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::error::UserError;
 
-/// Which wire format a provider speaks: decides auth headers, model lookup, usage parsing and
-/// the shape of error bodies.
+pub use endpoint::{Endpoint, Op, classify};
+pub use family::{AuthScheme, EventUsage, Family};
+pub use usage::Usage;
+
+/// Which wire format a provider speaks: decides auth headers, endpoint classification, body
+/// limits, usage parsing and the shape of error bodies, all through [`ApiFamily::wire`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiFamily {
@@ -23,24 +40,21 @@ pub enum ApiFamily {
     Gemini,
 }
 
-/// How the root key is presented upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthScheme {
-    /// `Authorization: Bearer KEY`
-    Bearer,
-    /// `x-api-key: KEY` (Anthropic; also sends `anthropic-version`)
-    XApiKey,
-    /// `x-goog-api-key: KEY` (Gemini)
-    GoogApiKey,
-}
-
 impl ApiFamily {
-    pub fn auth_scheme(self) -> AuthScheme {
+    /// Every family, in the order their body checks run.
+    pub const ALL: [ApiFamily; 3] = [ApiFamily::Openai, ApiFamily::Anthropic, ApiFamily::Gemini];
+
+    /// What till knows about this family's wire format: the one place a family is picked.
+    pub fn wire(self) -> &'static dyn Family {
         match self {
-            ApiFamily::Openai => AuthScheme::Bearer,
-            ApiFamily::Anthropic => AuthScheme::XApiKey,
-            ApiFamily::Gemini => AuthScheme::GoogApiKey,
+            ApiFamily::Openai => &openai::Openai,
+            ApiFamily::Anthropic => &anthropic::Anthropic,
+            ApiFamily::Gemini => &gemini::Gemini,
         }
+    }
+
+    pub fn auth_scheme(self) -> AuthScheme {
+        self.wire().auth_scheme()
     }
 }
 

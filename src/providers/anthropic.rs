@@ -1,0 +1,178 @@
+//! The Anthropic Messages wire format: `x-api-key` plus `anthropic-version`, the
+//! `/v1/messages` paths, `max_tokens`/`max_tokens_to_sample`, server tools by `type` prefix,
+//! the long-context beta header, `message_start`/`message_delta` usage with cache reads and
+//! writes counted apart, and `{"type": "error", …}` bodies and `event: error` events.
+//!
+//! Pure knowledge of the format: no I/O, nothing about keys, caveats or the proxy.
+
+use http::{HeaderMap, Method};
+use serde_json::{Map, Value};
+
+use super::ApiFamily;
+use super::endpoint::{Endpoint, Op, valid_model_id};
+use super::family::{AuthScheme, EventUsage, Family};
+use super::fields::largest;
+use super::usage::Usage;
+use crate::childkey::EndpointClass::{self, *};
+
+/// The `anthropic-version` sent when the client did not send one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+#[allow(non_upper_case_globals)]
+impl Op {
+    /// `POST /v1/messages`
+    pub const AnthropicMessages: Op = Op::of(ApiFamily::Anthropic, "messages");
+    /// `POST /v1/messages/count_tokens`
+    pub const AnthropicCountTokens: Op = Op::of(ApiFamily::Anthropic, "count_tokens");
+    /// `POST /v1/complete` (legacy)
+    pub const AnthropicComplete: Op = Op::of(ApiFamily::Anthropic, "complete");
+}
+
+pub struct Anthropic;
+
+impl Family for Anthropic {
+    fn auth_scheme(&self) -> AuthScheme {
+        AuthScheme::XApiKey
+    }
+
+    fn default_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[("anthropic-version", ANTHROPIC_VERSION)]
+    }
+
+    fn classify(&self, method: &Method, tail: &[&str], prefix: Option<&str>) -> Endpoint {
+        if prefix.is_some() {
+            return Endpoint::admin();
+        }
+        let post = method == Method::POST;
+        let get = method == Method::GET;
+        let class = |c: EndpointClass| Endpoint::new(c, Op::Other);
+        match (post, get, tail) {
+            (true, _, ["messages"]) => Endpoint::new(Inference, Op::AnthropicMessages),
+            (true, _, ["messages", "count_tokens"]) => {
+                Endpoint::new(Inference, Op::AnthropicCountTokens)
+            }
+            (true, _, ["complete"]) => Endpoint::new(Inference, Op::AnthropicComplete),
+            (_, _, ["messages", "batches", ..]) => class(Batches),
+            (_, true, ["models"]) => class(Models),
+            (_, true, ["models", m]) if valid_model_id(m, false) => class(Models).with_model(m),
+            (_, _, ["files", ..]) => class(Files),
+            _ => Endpoint::admin(),
+        }
+    }
+
+    fn model_in_body(&self, _op: Op) -> bool {
+        true
+    }
+
+    fn read_fields(&self) -> &'static [&'static str] {
+        &["max_tokens", "max_tokens_to_sample"]
+    }
+
+    fn limits(&self, op: Op, map: &Map<String, Value>) -> Result<(Option<u64>, u64), String> {
+        Ok(match op {
+            Op::AnthropicMessages => (largest(map, &["max_tokens"])?, 1),
+            Op::AnthropicComplete => (largest(map, &["max_tokens_to_sample"])?, 1),
+            // Token counting produces no output.
+            _ => (Some(0), 1),
+        })
+    }
+
+    fn insert_ceiling(
+        &self,
+        op: Op,
+        _openai_proper: bool,
+        map: &mut Map<String, Value>,
+        ceiling: u64,
+    ) {
+        let field = match op {
+            Op::AnthropicMessages => "max_tokens",
+            Op::AnthropicComplete => "max_tokens_to_sample",
+            _ => return,
+        };
+        map.insert(field.into(), ceiling.into());
+    }
+
+    fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {
+        let kind = tool.get("type").and_then(Value::as_str)?;
+        let server = ["web_search", "web_fetch", "code_execution", "mcp"]
+            .iter()
+            .any(|p| kind.starts_with(p));
+        server.then(|| format!("the `{kind}` tool"))
+    }
+
+    fn uncounted_header(&self, headers: &HeaderMap) -> Option<&'static str> {
+        headers
+            .get_all("anthropic-beta")
+            .iter()
+            .any(|v| v.to_str().map_or(true, |v| v.contains("context-1m")))
+            .then_some(
+                "the long-context beta is billed above the model's price; a key with a budget or a token rate may not use it",
+            )
+    }
+
+    fn sse_event(&self, event_name: &str, v: &Value, prev: Option<Usage>) -> EventUsage {
+        let mut out = EventUsage::default();
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or(event_name);
+        let prev = prev.unwrap_or_default();
+        match kind {
+            "message_start" => out.usage = v.pointer("/message/usage").map(|u| usage(u, prev)),
+            "message_delta" => out.usage = v.get("usage").map(|u| usage(u, prev)),
+            "message_stop" => out.completed = true,
+            _ => {}
+        }
+        out
+    }
+
+    fn json_usage(&self, v: &Value) -> Option<Usage> {
+        v.get("usage").map(|u| usage(u, Usage::default()))
+    }
+
+    fn error_body(&self, status: u16, _kind: &str, message: &str) -> Value {
+        serde_json::json!({
+            "type": "error",
+            "error": { "type": error_type(status), "message": message },
+        })
+    }
+
+    fn stream_error_event(&self, message: &str) -> String {
+        format!(
+            "event: error\ndata: {}\n\n",
+            serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        )
+    }
+}
+
+/// Anthropic counts cache reads and writes apart from `input_tokens`; till folds them into
+/// input (cache reads also as `cached_tokens`). `message_delta` counts are cumulative.
+fn usage(u: &Value, prev: Usage) -> Usage {
+    let cache_read = u.get("cache_read_input_tokens").and_then(Value::as_u64);
+    let cache_write = u.get("cache_creation_input_tokens").and_then(Value::as_u64);
+    let input = u.get("input_tokens").and_then(Value::as_u64);
+    let input_total = match (input, cache_read, cache_write) {
+        (None, None, None) => prev.input_tokens,
+        _ => input.unwrap_or(0) + cache_read.unwrap_or(0) + cache_write.unwrap_or(0),
+    };
+    Usage {
+        input_tokens: input_total.max(prev.input_tokens),
+        output_tokens: u
+            .get("output_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(prev.output_tokens),
+        cached_tokens: cache_read.unwrap_or(prev.cached_tokens),
+        reasoning_tokens: 0,
+    }
+}
+
+fn error_type(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    }
+}

@@ -1,0 +1,148 @@
+//! What till knows about one API family's wire format, as one trait: how a key is presented,
+//! which paths are which operation, where an operation's model, output ceiling and choice count
+//! sit in its body, what it runs server-side, how it reports usage and how its errors look.
+//!
+//! Each family implements [`Family`] in its own module ([`super::openai`],
+//! [`super::anthropic`], [`super::gemini`]); [`super::ApiFamily::wire`] is the one place that
+//! picks the implementation. Implementations are pure functions over paths, JSON values and
+//! headers: they never do I/O and never reach into the proxy, so the proxy, meter, error and
+//! upstream code can call them without knowing which family they talk to.
+
+use http::{HeaderMap, Method};
+use serde_json::{Map, Value};
+
+use super::endpoint::{Endpoint, Op};
+use super::usage::Usage;
+
+/// How the root key is presented upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Authorization: Bearer KEY`
+    Bearer,
+    /// `x-api-key: KEY` (Anthropic; also sends `anthropic-version`)
+    XApiKey,
+    /// `x-goog-api-key: KEY` (Gemini)
+    GoogApiKey,
+}
+
+/// What one server-sent event said about usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventUsage {
+    /// The usage so far, when the event reports it.
+    pub usage: Option<Usage>,
+    /// The event is the stream's terminal one.
+    pub completed: bool,
+    /// The event carries only usage (OpenAI's `include_usage` chunk), so it may be removed
+    /// when till asked for it and the client did not.
+    pub usage_only: bool,
+}
+
+/// The generic look-alike check on the field names of one object: `Err` with a message when a
+/// name could be read as one of `read` by another parser.
+pub type FieldCheck<'a> = &'a dyn Fn(&Map<String, Value>, &[&str]) -> Result<(), String>;
+
+/// Everything family-specific the proxy needs. Bodies are the one parse the proxy checked;
+/// `Err` values are messages for a 400 the proxy sends as they are.
+pub trait Family: Sync {
+    /// How the root key goes upstream.
+    fn auth_scheme(&self) -> AuthScheme;
+
+    /// Headers the API requires on every call, sent when the client did not send its own.
+    fn default_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// The endpoint of `method` and the path `tail` after the version segment (`prefix` is
+    /// the segment before the version, if any). Anything unrecognised is `Admin`.
+    fn classify(&self, method: &Method, tail: &[&str], prefix: Option<&str>) -> Endpoint;
+
+    /// Whether `op` names its model in the JSON body (else in the path, or nowhere).
+    fn model_in_body(&self, op: Op) -> bool;
+
+    /// Whether `op`'s cost is not counted in tokens till can bound.
+    fn unmetered(&self, _op: Op) -> bool {
+        false
+    }
+
+    /// Whether the upstream path of `op` streams (Gemini says so in the path).
+    fn path_streams(&self, _op: Op, _path: &str) -> bool {
+        false
+    }
+
+    /// Top-level body fields this family reads (checked, in every family's spelling, against
+    /// look-alike names in every body).
+    fn read_fields(&self) -> &'static [&'static str];
+
+    /// Checks the names of fields in nested objects this family reads, in every body.
+    /// `check` is the generic look-alike check.
+    fn check_nested_fields(
+        &self,
+        _map: &Map<String, Value>,
+        _check: FieldCheck<'_>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The largest output ceiling `op`'s body names (per choice; `Some(0)` for operations
+    /// without output tokens) and how many choices it asks for.
+    fn limits(&self, op: Op, map: &Map<String, Value>) -> Result<(Option<u64>, u64), String>;
+
+    /// Checks beyond the limits that `op`'s body must pass (Gemini's nested requests).
+    fn check_body(
+        &self,
+        _op: Op,
+        _map: &Map<String, Value>,
+        _path_model: Option<&str>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Writes `ceiling` where `op` reads its output ceiling. `openai_proper` says whether the
+    /// provider is OpenAI itself (not an OpenAI-compatible one).
+    fn insert_ceiling(
+        &self,
+        op: Op,
+        openai_proper: bool,
+        map: &mut Map<String, Value>,
+        ceiling: u64,
+    );
+
+    /// Input loaded from the provider's storage that only this family names (checked after
+    /// the references every family shares).
+    fn stored_input(&self, _op: Op, _map: &Map<String, Value>) -> Option<String> {
+        None
+    }
+
+    /// A tool the provider runs itself (search, fetch, code execution), billed beyond tokens.
+    fn server_tool(&self, tool: &Map<String, Value>) -> Option<String>;
+
+    /// A request header that makes the provider bill beyond the model's token price.
+    fn uncounted_header(&self, _headers: &HeaderMap) -> Option<&'static str> {
+        None
+    }
+
+    /// Asks the upstream to report usage the request would not otherwise get; returns
+    /// whether it did (then the usage event is the proxy's, not the client's).
+    fn request_usage(
+        &self,
+        _op: Op,
+        _stream: bool,
+        _include_usage: bool,
+        _map: &mut Map<String, Value>,
+    ) -> bool {
+        false
+    }
+
+    /// What one SSE event's JSON payload says about usage. `event_name` is the event's
+    /// `event:` line (empty without one); `prev` is the usage seen so far.
+    fn sse_event(&self, event_name: &str, data: &Value, prev: Option<Usage>) -> EventUsage;
+
+    /// Usage from a complete JSON response body.
+    fn json_usage(&self, body: &Value) -> Option<Usage>;
+
+    /// An error body in this family's shape for HTTP `status`; `kind` is till's slug.
+    fn error_body(&self, status: u16, kind: &str, message: &str) -> Value;
+
+    /// An in-stream error event in this family's streaming format (a whole SSE event).
+    fn stream_error_event(&self, message: &str) -> String;
+}

@@ -1,0 +1,51 @@
+//! Reading the numbers till limits out of a parsed JSON body: output ceilings and choice
+//! counts, in whichever of its spellings a family uses. Shared by the family modules; pure
+//! functions whose errors are the messages of a 400.
+
+use serde_json::{Map, Value};
+
+/// The most choices (`n`, `best_of`, `candidateCount`) a request may ask for.
+pub const MAX_CHOICES: u64 = 128;
+
+pub(crate) fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The largest of `fields` that are set; each must be a whole number (or null).
+pub(crate) fn largest(map: &Map<String, Value>, fields: &[&str]) -> Result<Option<u64>, String> {
+    let mut out = None;
+    for f in fields {
+        match map.get(*f) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let n = v
+                    .as_u64()
+                    .ok_or_else(|| format!("`{f}` must be a whole number of tokens, not {v}"))?;
+                out = max_opt(out, Some(n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many completions `fields` ask for (1 when none is set).
+pub(crate) fn choices(map: &Map<String, Value>, fields: &[&str]) -> Result<u64, String> {
+    let mut n = 1;
+    for f in fields {
+        match map.get(*f) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(k @ 1..=MAX_CHOICES) => n = n.max(k),
+                _ => {
+                    return Err(format!(
+                        "`{f}` must be a whole number from 1 to {MAX_CHOICES}, not {v}"
+                    ));
+                }
+            },
+        }
+    }
+    Ok(n)
+}

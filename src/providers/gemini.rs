@@ -1,0 +1,266 @@
+//! The Gemini (Generative Language API) wire format: `x-goog-api-key`, the
+//! `models/M:generateContent`-style paths (streaming said in the path), the
+//! `generationConfig`/`generation_config` objects with `maxOutputTokens` and `candidateCount`
+//! in both spellings, nested requests in batch and count bodies, tools named by key,
+//! `usageMetadata`, and `{"error": {"code", "status"}}` bodies.
+//!
+//! Pure knowledge of the format: no I/O, nothing about keys, caveats or the proxy.
+
+use http::Method;
+use serde_json::{Map, Value};
+
+use super::ApiFamily;
+use super::endpoint::{Endpoint, Op, valid_model_id};
+use super::family::{AuthScheme, EventUsage, Family, FieldCheck};
+use super::fields::{choices, largest, max_opt};
+use super::usage::{Usage, n};
+use crate::childkey::EndpointClass::{self, *};
+
+#[allow(non_upper_case_globals)]
+impl Op {
+    /// `POST …/models/M:generateContent` and `:streamGenerateContent`
+    pub const GeminiGenerate: Op = Op::of(ApiFamily::Gemini, "generate");
+    /// `POST …/models/M:countTokens`
+    pub const GeminiCountTokens: Op = Op::of(ApiFamily::Gemini, "count_tokens");
+    /// `POST …/models/M:embedContent`
+    pub const GeminiEmbed: Op = Op::of(ApiFamily::Gemini, "embed");
+    /// `POST …/models/M:batchEmbedContents`
+    pub const GeminiBatchEmbed: Op = Op::of(ApiFamily::Gemini, "batch_embed");
+    /// `POST …/models/M:predict` and the like (Imagen, Veo): not counted in tokens.
+    pub const GeminiUnmetered: Op = Op::of(ApiFamily::Gemini, "unmetered");
+}
+
+const CEILING: &[&str] = &["maxOutputTokens", "max_output_tokens"];
+const CHOICES: &[&str] = &["candidateCount", "candidate_count"];
+const CONFIG: &[&str] = &["generationConfig", "generation_config"];
+
+pub struct Gemini;
+
+impl Family for Gemini {
+    fn auth_scheme(&self) -> AuthScheme {
+        AuthScheme::GoogApiKey
+    }
+
+    fn classify(&self, method: &Method, tail: &[&str], prefix: Option<&str>) -> Endpoint {
+        let class = |c: EndpointClass| Endpoint::new(c, Op::Other);
+        if prefix == Some("upload") {
+            return match tail {
+                ["files", ..] => class(Files),
+                _ => Endpoint::admin(),
+            };
+        }
+        if prefix.is_some() {
+            return Endpoint::admin();
+        }
+        let post = method == Method::POST;
+        let get = method == Method::GET;
+        match tail {
+            ["models"] if get => class(Models),
+            ["models", m] => {
+                if let Some((model, method)) = m.split_once(':') {
+                    if !post || !valid_model_id(model, false) {
+                        return Endpoint::admin();
+                    }
+                    let (class, op) = match method {
+                        "generateContent" | "streamGenerateContent" => {
+                            (Inference, Op::GeminiGenerate)
+                        }
+                        "countTokens" => (Inference, Op::GeminiCountTokens),
+                        "embedContent" => (Inference, Op::GeminiEmbed),
+                        "batchEmbedContents" => (Inference, Op::GeminiBatchEmbed),
+                        "predict" | "predictLongRunning" => (Inference, Op::GeminiUnmetered),
+                        "batchGenerateContent" | "asyncBatchEmbedContent" => (Batches, Op::Other),
+                        _ => return Endpoint::admin(),
+                    };
+                    Endpoint::new(class, op).with_model(model)
+                } else if get && valid_model_id(m, false) {
+                    class(Models).with_model(m)
+                } else {
+                    Endpoint::admin()
+                }
+            }
+            _ => match tail.first().copied().unwrap_or("") {
+                "files" | "cachedContents" | "fileSearchStores" => class(Files),
+                "batches" => class(Batches),
+                _ => Endpoint::admin(),
+            },
+        }
+    }
+
+    fn model_in_body(&self, _op: Op) -> bool {
+        // The path names the model.
+        false
+    }
+
+    fn unmetered(&self, op: Op) -> bool {
+        op == Op::GeminiUnmetered
+    }
+
+    fn path_streams(&self, op: Op, path: &str) -> bool {
+        op == Op::GeminiGenerate && path.ends_with(":streamGenerateContent")
+    }
+
+    fn read_fields(&self) -> &'static [&'static str] {
+        CONFIG
+    }
+
+    fn check_nested_fields(
+        &self,
+        map: &Map<String, Value>,
+        check: FieldCheck<'_>,
+    ) -> Result<(), String> {
+        for config in configs(map)? {
+            check(config, &[CEILING, CHOICES].concat())?;
+        }
+        Ok(())
+    }
+
+    fn limits(&self, op: Op, map: &Map<String, Value>) -> Result<(Option<u64>, u64), String> {
+        Ok(match op {
+            Op::GeminiGenerate => {
+                let mut ceiling = None;
+                let mut n = 1;
+                for config in configs(map)? {
+                    ceiling = max_opt(ceiling, largest(config, CEILING)?);
+                    n = n.max(choices(config, CHOICES)?);
+                }
+                (ceiling, n)
+            }
+            Op::GeminiUnmetered => (None, choices(map, &["n"])?),
+            // Counting and embedding produce no output.
+            _ => (Some(0), 1),
+        })
+    }
+
+    fn check_body(
+        &self,
+        op: Op,
+        map: &Map<String, Value>,
+        path_model: Option<&str>,
+    ) -> Result<(), String> {
+        if matches!(op, Op::GeminiBatchEmbed | Op::GeminiCountTokens) {
+            check_nested_models(map, path_model.unwrap_or(""))?;
+        }
+        Ok(())
+    }
+
+    fn insert_ceiling(
+        &self,
+        op: Op,
+        _openai_proper: bool,
+        map: &mut Map<String, Value>,
+        ceiling: u64,
+    ) {
+        if op != Op::GeminiGenerate {
+            return;
+        }
+        let name = if map.contains_key("generationConfig") || !map.contains_key("generation_config")
+        {
+            "generationConfig"
+        } else {
+            "generation_config"
+        };
+        let config = map.entry(name).or_insert_with(|| Value::Object(Map::new()));
+        if !config.is_object() {
+            *config = Value::Object(Map::new());
+        }
+        if let Some(o) = config.as_object_mut() {
+            o.insert("maxOutputTokens".into(), ceiling.into());
+        }
+    }
+
+    fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {
+        tool.keys()
+            .find(|k| !matches!(k.as_str(), "functionDeclarations" | "function_declarations"))
+            .map(|k| format!("the `{k}` tool"))
+    }
+
+    fn sse_event(&self, _event_name: &str, v: &Value, _prev: Option<Usage>) -> EventUsage {
+        EventUsage {
+            usage: v.get("usageMetadata").map(usage),
+            completed: v.pointer("/candidates/0/finishReason").is_some(),
+            usage_only: false,
+        }
+    }
+
+    fn json_usage(&self, v: &Value) -> Option<Usage> {
+        v.get("usageMetadata").map(usage)
+    }
+
+    fn error_body(&self, status: u16, _kind: &str, message: &str) -> Value {
+        serde_json::json!({
+            "error": { "code": status, "message": message, "status": error_status(status) }
+        })
+    }
+
+    fn stream_error_event(&self, message: &str) -> String {
+        format!(
+            "data: {}\n\n",
+            serde_json::json!({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}})
+        )
+    }
+}
+
+/// Every generation config object in a Gemini body (the API reads both spellings).
+fn configs(map: &Map<String, Value>) -> Result<Vec<&Map<String, Value>>, String> {
+    let mut out = Vec::new();
+    for name in CONFIG {
+        match map.get(*name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) => out.push(o),
+            Some(_) => return Err(format!("`{name}` must be an object")),
+        }
+    }
+    Ok(out)
+}
+
+/// Gemini's batch and count requests carry whole requests with a `model` each; the upstream
+/// could run those, so each must be the model the path names (which is what till checks).
+fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(), String> {
+    let mut nested: Vec<&Value> = Vec::new();
+    if let Some(Value::Array(reqs)) = map.get("requests") {
+        nested.extend(reqs.iter().filter_map(|r| r.get("model")));
+    }
+    for name in ["generateContentRequest", "generate_content_request"] {
+        if let Some(m) = map.get(name).and_then(|r| r.get("model")) {
+            nested.push(m);
+        }
+    }
+    for m in nested {
+        let ok = match m {
+            Value::Null => true,
+            Value::String(s) => s.strip_prefix("models/").unwrap_or(s) == path_model,
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "a request inside this body names model {m}, not the path's `{path_model}`; till checks one model per request"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Thoughts are billed as output; till counts them there and as reasoning.
+fn usage(u: &Value) -> Usage {
+    let thoughts = n(u, "/thoughtsTokenCount");
+    Usage {
+        input_tokens: n(u, "/promptTokenCount"),
+        output_tokens: n(u, "/candidatesTokenCount") + thoughts,
+        cached_tokens: n(u, "/cachedContentTokenCount"),
+        reasoning_tokens: thoughts,
+    }
+}
+
+fn error_status(status: u16) -> &'static str {
+    match status {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
+}

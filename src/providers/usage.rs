@@ -1,0 +1,27 @@
+//! Token counts as a provider reports them, in one shape for every family. Plain data: the
+//! families fill it in, the meter carries it, pricing turns it into money.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Token counts of one request as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Input tokens served from the provider's prompt cache (a subset of `input_tokens`).
+    pub cached_tokens: u64,
+    /// Output tokens spent on reasoning (a subset of `output_tokens`).
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+/// The whole number at `ptr` in `v`, 0 when absent.
+pub(crate) fn n(v: &Value, ptr: &str) -> u64 {
+    v.pointer(ptr).and_then(Value::as_u64).unwrap_or(0)
+}

@@ -1,0 +1,593 @@
+//! The phases one proxied request goes through, in order, over one [`Ctx`]:
+//! [`authenticate`] (who is asking), [`inspect`] (what is asked: one canonical request, read
+//! once), [`admit`] (whether the key may ask it, and what it may cost), [`rewrite`] (the body
+//! that goes upstream), [`forward`] (with the root key) and [`respond`] (the answer streamed
+//! back, metered). `handle` in the parent module calls them top to bottom.
+//!
+//! Each phase either hands the next one what it learned or refuses with a [`ProxyError`],
+//! which the handler records and answers in the provider's shape. Phases never answer the
+//! client themselves, never skip one another, and never decide on anything but the canonical
+//! path and the one parsed body they are handed: what is checked is what is forwarded.
+//! Family-specific knowledge comes from [`crate::providers::Family`], never from a match here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+
+use super::body::{self, ProxyBody};
+use super::errors::ProxyError;
+use super::inspect::{self as body_inspect, Inspection};
+use super::meter::Meter;
+use super::route::{self, Endpoint};
+use super::state::{MintEntry, RequestRecord, State};
+use crate::childkey::{Denial, EndpointClass, Grant, RequestFacts, Token, Verified};
+use crate::providers::Provider;
+
+/// Output tokens reserved against a budget when a request names no ceiling of its own.
+pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
+
+/// Headers that describe one hop and are never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request headers that carry credentials; all are stripped before forwarding.
+const AUTH_HEADERS: &[&str] = &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+
+/// Headers that make some servers treat a request as another method.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// One request on its way through the phases: where it goes and what will be recorded.
+pub struct Ctx<'r> {
+    pub state: &'r Arc<State>,
+    pub provider: &'r Provider,
+    /// The canonical path after the provider prefix.
+    pub rest: &'r str,
+    /// The time every caveat is checked at.
+    pub now: u64,
+    pub record: RequestRecord,
+}
+
+impl<'r> Ctx<'r> {
+    pub fn new(
+        state: &'r Arc<State>,
+        provider: &'r Provider,
+        rest: &'r str,
+        record: RequestRecord,
+    ) -> Self {
+        Self {
+            state,
+            provider,
+            rest,
+            now: crate::time::now_unix(),
+            record,
+        }
+    }
+}
+
+/// The key a request presents, decoded, with the mint key it names.
+pub struct Caller {
+    token: Token,
+    mint: Arc<MintEntry>,
+}
+
+/// The canonical request, read once: what every later phase decides on and forwards.
+pub struct Asked {
+    pub parts: http::request::Parts,
+    /// The query string to forward (`?…` or empty).
+    pub query: String,
+    pub body: Bytes,
+    pub endpoint: Endpoint,
+    pub inspected: Inspection,
+    /// The model the body or the path names.
+    pub model: Option<String>,
+    /// Whether the answer streams, as far as the request says.
+    pub sse: bool,
+}
+
+/// What admission decided about the request's body.
+pub struct Admission {
+    /// An output ceiling the request did not name and till writes into it.
+    pub insert: Option<u64>,
+}
+
+/// The body that goes upstream.
+pub struct Outgoing {
+    pub body: Bytes,
+    /// The body is the parse till checked (so it is sent as `application/json`).
+    pub json: bool,
+    /// Till asked for a usage event the client did not; it is removed from the answer.
+    pub strip_usage: bool,
+}
+
+fn denial_error(d: &Denial) -> ProxyError {
+    ProxyError::new(d.status(), d.kind(), d.to_string())
+}
+
+/// Who is asking, part one: the till key in the request, decoded, and its mint key.
+pub async fn caller(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Caller, ProxyError> {
+    let key = extract_key(req.headers(), req.uri().query()).ok_or_else(|| {
+        ProxyError::new(
+            401,
+            "no_key",
+            "no till key in the request; till run puts one in the provider's API-key variable",
+        )
+    })?;
+    if !key.starts_with("till_") {
+        return Err(ProxyError::new(
+            401,
+            "not_till_key",
+            "this proxy accepts only till keys (till_…); never send a provider key to it",
+        ));
+    }
+    let token = Token::decode(key).map_err(|e| {
+        ProxyError::new(401, "malformed", format!("this till key is not valid: {e}"))
+    })?;
+    let mint = ctx.state.mint_for(&token, ctx.now).await?;
+    Ok(Caller { token, mint })
+}
+
+/// Who is asking, part two: the key's signature chain verified against its mint key, and not
+/// revoked. Records which key it is.
+pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verified<'c>, ProxyError> {
+    let verified =
+        crate::childkey::verify(&caller.token, &caller.mint.key).map_err(|d| denial_error(&d))?;
+    ctx.record.binding = Some(verified.binding());
+    ctx.record.lineage = verified
+        .level_bindings()
+        .iter()
+        .map(|b| b.short())
+        .collect();
+    if ctx.state.is_revoked(&verified) {
+        return Err(ProxyError::new(
+            401,
+            "revoked",
+            "this till key has been revoked; ask for a new one (till key create, or restart till run)",
+        ));
+    }
+    Ok(verified)
+}
+
+/// What is being asked: one canonical request, read once. Refuses what could make the
+/// upstream do something other than what till checks (method overrides, compressed bodies,
+/// system query parameters) and bodies it cannot read.
+pub async fn inspect(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Asked, ProxyError> {
+    let (parts, body) = req.into_parts();
+    if let Some(h) = METHOD_OVERRIDES
+        .iter()
+        .find(|h| parts.headers.contains_key(**h))
+    {
+        return Err(ProxyError::new(
+            400,
+            "method_override",
+            format!("till refuses `{h}`: the request's method is what till checks"),
+        ));
+    }
+    if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING)
+        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        return Err(ProxyError::new(
+            400,
+            "encoding",
+            "till refuses compressed request bodies (Content-Encoding); send the body uncompressed so till can check it",
+        ));
+    }
+    let query = forward_query(parts.uri.query())?;
+    let options = &ctx.state.options;
+    let body = read_body(body, options.max_body_bytes, options.body_timeout).await?;
+    let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let inspected = body_inspect::inspect(
+        endpoint.op,
+        endpoint.path_model.as_deref(),
+        content_type,
+        &body,
+    )?;
+    let model: Option<String> = inspected.model.clone().or(endpoint.path_model.clone());
+    ctx.record.model = model.clone();
+    ctx.record.endpoint = Some(endpoint.class);
+    let sse = inspected.stream || endpoint.op.path_streams(ctx.rest);
+    Ok(Asked {
+        parts,
+        query,
+        body,
+        endpoint,
+        inspected,
+        model,
+        sse,
+    })
+}
+
+/// Whether the key may ask this, and what it may cost: its caveats, then only what till can
+/// bound for a key with bounds, then the output ceiling, the key's rates and its budgets
+/// (reserved across every till process sharing the key).
+pub async fn admit(
+    ctx: &mut Ctx<'_>,
+    verified: &Verified<'_>,
+    asked: &Asked,
+) -> Result<Admission, ProxyError> {
+    let (state, provider) = (ctx.state, ctx.provider);
+    let api = provider.api;
+    let (endpoint, inspected, model) = (&asked.endpoint, &asked.inspected, &asked.model);
+    let grant = verified
+        .check(
+            &RequestFacts {
+                provider: &provider.name,
+                model: model.as_deref(),
+                endpoint: endpoint.class,
+                session: state.options.session.as_deref(),
+                requested_output_tokens: inspected.ceiling,
+            },
+            ctx.now,
+        )
+        .map_err(|d| denial_error(&d))?;
+
+    // Only what till can bound goes to a key with bounds.
+    if model.is_none()
+        && endpoint.class == EndpointClass::Inference
+        && !verified.allows_every_model(&provider.name)
+    {
+        return Err(ProxyError::new(
+            403,
+            "model",
+            format!(
+                "till cannot see which model this request uses, so only a key for every {p} model may send it; widen it with `till run --scope {p} …`",
+                p = provider.name
+            ),
+        ));
+    }
+    let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
+    if endpoint.op.unmetered() && bounded {
+        return Err(ProxyError::new(
+            403,
+            "unmetered",
+            "till cannot bound what this endpoint costs (it is not billed in tokens), so a key with a budget, a token rate or an output cap may not call it",
+        ));
+    }
+    if grant.counts_tokens()
+        && let Some(json) = &inspected.json
+        && let Some(what) = body_inspect::uncounted_input(api, endpoint.op, json)
+    {
+        return Err(ProxyError::new(
+            403,
+            "uncounted",
+            format!(
+                "this request uses {what}, which makes the provider read or bill more than the request shows; till cannot bound its cost, so a key with a budget or a token rate may not send it"
+            ),
+        ));
+    }
+    if grant.counts_tokens()
+        && let Some(why) = api.wire().uncounted_header(&asked.parts.headers)
+    {
+        return Err(ProxyError::new(403, "uncounted", why));
+    }
+
+    // The output ceiling: the request's own, else the key's cap, else (for keys that count
+    // tokens) what the budget can pay for, up to DEFAULT_OUTPUT_RESERVE.
+    let prompt_tokens = asked.body.len() as u64;
+    let choices = inspected.choices;
+    let mut insert: Option<u64> = None;
+    let ceiling = match inspected.ceiling {
+        Some(c) => c,
+        None if endpoint.op == route::Op::Other => 0,
+        None => {
+            let mut c = grant.cap_output_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
+            if grant.has_budget() {
+                c = c.min(
+                    affordable_output(
+                        state,
+                        &grant,
+                        provider,
+                        model.as_deref(),
+                        prompt_tokens,
+                        choices,
+                    )
+                    .await?,
+                );
+            }
+            // Within the key's tokens per minute, so the request can ever be admitted.
+            if let Some(tpm) = grant.tpm() {
+                c = c.min((tpm.saturating_sub(prompt_tokens) / choices).max(1));
+            }
+            if grant.counts_tokens() || grant.cap_output_tokens.is_some() {
+                insert = Some(c);
+            }
+            c
+        }
+    };
+    let output_total = ceiling.saturating_mul(choices);
+    state.admit(&grant, prompt_tokens + output_total).await?;
+    ctx.record.reservation = state
+        .reserve(
+            &grant,
+            &provider.name,
+            model.as_deref(),
+            prompt_tokens,
+            output_total,
+            &ctx.record,
+        )
+        .await?;
+    Ok(Admission { insert })
+}
+
+/// The body that goes upstream: the parse till checked, with its edits (the ceiling till
+/// chose, the family's usage request). Bodies till does not read go as they came.
+pub fn rewrite(
+    ctx: &Ctx<'_>,
+    asked: &mut Asked,
+    admission: &Admission,
+) -> Result<Outgoing, ProxyError> {
+    let provider = ctx.provider;
+    let wire = provider.api.wire();
+    let Some(mut map) = asked.inspected.json.take() else {
+        return Ok(Outgoing {
+            body: std::mem::take(&mut asked.body),
+            json: false,
+            strip_usage: false,
+        });
+    };
+    let op = asked.endpoint.op;
+    if let Some(c) = admission.insert {
+        body_inspect::insert_ceiling(op, provider.name == "openai", &mut map, c);
+    }
+    let inspected = &asked.inspected;
+    let strip_usage = wire.request_usage(op, inspected.stream, inspected.include_usage, &mut map);
+    let body = Bytes::from(serde_json::to_vec(&map).map_err(|e| {
+        ProxyError::new(
+            500,
+            "internal",
+            format!("till could not write the request body: {e}"),
+        )
+    })?);
+    Ok(Outgoing {
+        body,
+        json: true,
+        strip_usage,
+    })
+}
+
+/// Sends the request upstream with the root key in place of the till key: the canonical
+/// path and query, the client's headers without hop-by-hop and credential ones.
+pub async fn forward(
+    ctx: &Ctx<'_>,
+    asked: &Asked,
+    outgoing: &mut Outgoing,
+) -> Result<reqwest::Response, ProxyError> {
+    let (state, provider) = (ctx.state, ctx.provider);
+    let parts = &asked.parts;
+    let root = state.root_key(&provider.name).await?;
+    let url = format!("{}{}{}", provider.base_url, ctx.rest, asked.query);
+    let mut up = state.client.request(parts.method.clone(), url);
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || AUTH_HEADERS.contains(&n)
+            || n == "host"
+            || n == "content-length"
+            || n == "accept-encoding"
+            || n == "content-encoding"
+            || (outgoing.json && n == "content-type")
+        {
+            continue;
+        }
+        up = up.header(name, value);
+    }
+    if outgoing.json {
+        up = up.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let (auth_name, auth_value) = crate::upstream::auth_header(provider, &root);
+    up = up
+        .header(auth_name, auth_value)
+        .header(http::header::ACCEPT_ENCODING, "identity");
+    for (name, value) in provider.api.wire().default_headers() {
+        if !parts.headers.contains_key(*name) {
+            up = up.header(*name, *value);
+        }
+    }
+    let up = up.body(std::mem::take(&mut outgoing.body));
+    match tokio::time::timeout(state.options.upstream_timeout, up.send()).await {
+        Err(_) => Err(ProxyError::new(
+            504,
+            "upstream_timeout",
+            format!(
+                "{} did not answer within {} s",
+                provider.name,
+                state.options.upstream_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(e)) => {
+            let what = if e.is_connect() {
+                "could not connect to"
+            } else {
+                "lost the connection to"
+            };
+            Err(ProxyError::new(
+                502,
+                "upstream",
+                format!("till {what} {} ({})", provider.name, provider.base_url),
+            ))
+        }
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// Streams the answer back as it arrives, metered on the side; the record is finished when
+/// the body ends.
+pub fn respond(
+    ctx: &mut Ctx<'_>,
+    asked: &Asked,
+    outgoing: &Outgoing,
+    resp: reqwest::Response,
+) -> Response<ProxyBody> {
+    let state = ctx.state;
+    let api = ctx.provider.api;
+    let strip_usage = outgoing.strip_usage;
+    let status = resp.status();
+    ctx.record.status = status.as_u16();
+    ctx.record.ttfb = Some(ctx.record.started.elapsed());
+    let is_sse = asked.sse
+        || resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let mut builder = Response::builder().status(status);
+    for (name, value) in resp.headers() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || (strip_usage && n == "content-length") {
+            continue;
+        }
+        builder = builder.header(name, value);
+    }
+    let meter = Meter::new(api, is_sse, strip_usage && is_sse);
+    let state2 = state.clone();
+    let rec = ctx.record.take();
+    let stream = body::MeteredStream::new(
+        Box::pin(resp.bytes_stream()),
+        meter,
+        api,
+        is_sse,
+        state.options.upstream_timeout,
+        move |finished| rec.finish(&state2, Some(finished)),
+    );
+    builder
+        .body(ProxyBody::Stream(Box::new(stream)))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(ProxyBody::from(Bytes::new()));
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            r
+        })
+}
+
+/// Reads a request body of at most `max` bytes within `limit` (a client that trickles its body
+/// must not hold a connection and its slot for as long as it likes).
+async fn read_body(body: Incoming, max: u64, limit: Duration) -> Result<Bytes, ProxyError> {
+    let read = http_body_util::Limited::new(body, max as usize).collect();
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(ProxyError::new(
+            413,
+            "too_large",
+            format!(
+                "the request body is larger than the proxy's limit of {max} bytes ([proxy] max_body_bytes in config.toml)"
+            ),
+        )),
+        Err(_) => Err(ProxyError::new(
+            408,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ([proxy] body_timeout in config.toml)",
+                humantime::format_duration(limit)
+            ),
+        )),
+    }
+}
+
+/// The child key from whichever header (or `?key=`) the provider's clients use.
+fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        if let Some(token) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(token.trim());
+        }
+    }
+    for name in ["x-api-key", "x-goog-api-key", "api-key"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            return Some(v.trim());
+        }
+    }
+    query?.split('&').find_map(|kv| kv.strip_prefix("key="))
+}
+
+/// The query string to forward: without `key=` parameters, and refused when a parameter could
+/// change what the upstream does with the request beyond what till checked (method overrides,
+/// Google's `$`-prefixed system parameters).
+fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
+    let Some(q) = query else {
+        return Ok(String::new());
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    for kv in q.split('&').filter(|kv| !kv.is_empty()) {
+        let name = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
+        if name == "key" {
+            continue;
+        }
+        if name.starts_with('$') || name.starts_with("%24") || name.contains("method") {
+            return Err(ProxyError::new(
+                400,
+                "query",
+                format!(
+                    "till refuses the query parameter `{name}`: it could change what the provider does with a request till has checked"
+                ),
+            ));
+        }
+        kept.push(kv);
+    }
+    Ok(if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    })
+}
+
+/// The most output tokens per choice that the key's remaining budget can pay for after the
+/// prompt; refuses the request when that is none.
+async fn affordable_output(
+    state: &Arc<State>,
+    grant: &Grant,
+    provider: &Provider,
+    model: Option<&str>,
+    prompt_tokens: u64,
+    choices: u64,
+) -> Result<u64, ProxyError> {
+    let (usd_left, tokens_left) = state.budget_left(grant).await?;
+    let mut afford = u64::MAX;
+    if let Some(left) = tokens_left {
+        afford = afford.min(left.saturating_sub(prompt_tokens) / choices.max(1));
+    }
+    if let Some(left) = usd_left
+        && let Some(price) = model.and_then(|m| state.price(&provider.name, m))
+    {
+        let prompt = price.reserve_micros(prompt_tokens, 0);
+        let per_token = price.output * choices.max(1) as f64;
+        if per_token > 0.0 {
+            afford = afford.min((left.saturating_sub(prompt) as f64 / per_token).floor() as u64);
+        }
+    }
+    if afford == 0 {
+        return Err(ProxyError::new(
+            429,
+            "budget",
+            "this key's remaining budget cannot pay for this prompt and any output; widen it with `till key create --budget …` or `till run --budget …`",
+        ));
+    }
+    Ok(afford)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,42 @@
+use super::*;
+use http::HeaderValue;
+
+#[test]
+fn key_comes_from_every_header_clients_use() {
+    let mut h = HeaderMap::new();
+    h.insert("authorization", HeaderValue::from_static("Bearer till_abc"));
+    assert_eq!(extract_key(&h, None), Some("till_abc"));
+    let mut h = HeaderMap::new();
+    h.insert("x-api-key", HeaderValue::from_static("till_x"));
+    assert_eq!(extract_key(&h, None), Some("till_x"));
+    let mut h = HeaderMap::new();
+    h.insert("x-goog-api-key", HeaderValue::from_static("till_g"));
+    assert_eq!(extract_key(&h, None), Some("till_g"));
+    assert_eq!(
+        extract_key(&HeaderMap::new(), Some("alt=sse&key=till_q")),
+        Some("till_q")
+    );
+    assert_eq!(extract_key(&HeaderMap::new(), Some("alt=sse")), None);
+}
+
+#[test]
+fn key_param_is_stripped_from_query() {
+    assert_eq!(
+        forward_query(Some("alt=sse&key=till_q")).unwrap(),
+        "?alt=sse"
+    );
+    assert_eq!(forward_query(Some("key=till_q")).unwrap(), "");
+    assert_eq!(forward_query(None).unwrap(), "");
+}
+
+#[test]
+fn method_override_parameters_are_refused() {
+    for q in [
+        "$httpMethod=DELETE",
+        "alt=sse&%24method=x",
+        "_method=DELETE",
+        "X-HTTP-Method-Override=PUT",
+    ] {
+        assert!(forward_query(Some(q)).is_err(), "{q}");
+    }
+}

@@ -1,0 +1,212 @@
+//! What the proxy keeps about requests: the counters for the exit summary, and one
+//! [`RequestRecord`] per request from its first phase until its body ends, when it is counted,
+//! settled against its reservation, shown to the alerts and written to the ledger. Records are
+//! written only here, never from a phase directly.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::body::Finished;
+use super::state::State;
+use crate::childkey::{Binding, EndpointClass};
+use crate::ledger::counters::{Hold, Reservation};
+
+/// Counters for the exit summary.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub denied: AtomicU64,
+    pub input_tokens: AtomicU64,
+    pub output_tokens: AtomicU64,
+    pub cost_micros: AtomicU64,
+    pub denials: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub denied: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub denials: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
+            input_tokens: self.input_tokens.load(Ordering::Relaxed),
+            output_tokens: self.output_tokens.load(Ordering::Relaxed),
+            cost_usd: self.cost_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            denials: self.denials.lock().map(|d| d.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// One request, as it will be recorded.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub at: u64,
+    pub started: Instant,
+    pub binding: Option<Binding>,
+    pub provider: String,
+    pub model: Option<String>,
+    pub endpoint: Option<EndpointClass>,
+    pub status: u16,
+    pub denial: Option<&'static str>,
+    /// The denial's message (for alerts; not stored per request).
+    pub message: Option<String>,
+    pub ttfb: Option<Duration>,
+    pub latency: Duration,
+    pub finished: Option<Finished>,
+    /// The metered cost in micro-dollars (0 when unknown or unpriced).
+    pub cost_micros: u64,
+    /// Short bindings of every level of the key.
+    pub lineage: Vec<String>,
+    /// Budget held on the counters until the request is settled.
+    pub reservation: Option<Reservation>,
+}
+
+impl RequestRecord {
+    pub fn new(provider: &str, started: Instant) -> Self {
+        Self {
+            at: crate::time::now_unix(),
+            started,
+            binding: None,
+            provider: provider.to_string(),
+            model: None,
+            endpoint: None,
+            status: 0,
+            denial: None,
+            message: None,
+            ttfb: None,
+            latency: Duration::ZERO,
+            finished: None,
+            cost_micros: 0,
+            lineage: Vec::new(),
+            reservation: None,
+        }
+    }
+
+    /// Moves the record out, leaving a blank one (the response body finishes it later).
+    pub fn take(&mut self) -> Self {
+        let blank = Self::new(&self.provider, self.started);
+        std::mem::replace(self, blank)
+    }
+
+    /// Counts the request, settles its reservation, watches for alerts and records it.
+    pub fn finish(mut self, state: &State, finished: Option<Finished>) {
+        self.latency = self.started.elapsed();
+        let stats = &state.stats;
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(kind) = self.denial {
+            stats.denied.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut d) = stats.denials.lock() {
+                *d.entry(kind).or_default() += 1;
+            }
+        }
+        if let Some(usage) = finished.as_ref().and_then(|f| f.usage) {
+            stats
+                .input_tokens
+                .fetch_add(usage.input_tokens, Ordering::Relaxed);
+            stats
+                .output_tokens
+                .fetch_add(usage.output_tokens, Ordering::Relaxed);
+            let price = self
+                .model
+                .as_deref()
+                .and_then(|m| state.price(&self.provider, m));
+            if let Some(price) = price {
+                self.cost_micros = price.cost_micros(&usage);
+                stats
+                    .cost_micros
+                    .fetch_add(self.cost_micros, Ordering::Relaxed);
+            }
+        }
+        self.finished = finished;
+        let reservation = self.reservation.take();
+        state.alerts.observe(state, &self);
+        let Some(w) = &state.writer else { return };
+        let row = self.to_row(state.options.session.as_deref());
+        match reservation {
+            Some(reservation) => {
+                // Charge what was metered; a response that started but reported no usage is
+                // charged its reservation; a request that never reached the upstream, nothing.
+                let (micros, tokens) = match &self.finished {
+                    Some(f) => match f.usage {
+                        Some(u) => (self.cost_micros, u.total()),
+                        None => (reservation.micros, reservation.tokens),
+                    },
+                    None => (0, 0),
+                };
+                // One message: if a stop already settled this reservation and wrote the
+                // request's row, this row is not written a second time.
+                w.settle_with_row(reservation, micros, tokens, row);
+            }
+            None => w.row(row),
+        }
+    }
+
+    /// What the ledger keeps with this request's reservation, to write its row should this
+    /// process stop before the request ends.
+    pub(super) fn hold(&self, owner: &str, session: Option<&str>) -> Hold {
+        Hold {
+            owner: owner.to_string(),
+            at: self.at,
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            endpoint: self.endpoint.map(|e| e.as_str().to_string()),
+            binding: self.binding.map(|b| b.to_string()),
+            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
+            session: session.map(str::to_string),
+        }
+    }
+}
+
+impl RequestRecord {
+    /// The ledger row for this request, priced with `prices`.
+    pub fn to_row(&self, session: Option<&str>) -> crate::ledger::writer::RequestRow {
+        let usage = self
+            .finished
+            .as_ref()
+            .and_then(|f| f.usage)
+            .unwrap_or_default();
+        let cost_micros = self.cost_micros;
+        let outcome = match (&self.denial, &self.finished) {
+            (Some(_), _) => "denied",
+            (None, Some(f)) if f.interrupted => crate::ledger::counters::INTERRUPTED,
+            (None, Some(f)) if f.error.is_some() => "cut",
+            (None, Some(f)) if f.client_gone => "abandoned",
+            (None, Some(f)) if f.completed => "complete",
+            (None, Some(_)) => "incomplete",
+            (None, None) => "error",
+        };
+        crate::ledger::writer::RequestRow {
+            at: self.at,
+            binding: self.binding.map(|b| b.to_string()),
+            key_name: None,
+            session: session.map(str::to_string),
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            endpoint: self.endpoint.map(|e| e.as_str().to_string()),
+            status: self.status,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+            cost_micros,
+            latency_ms: self.latency.as_secs_f64() * 1e3,
+            ttfb_ms: self.ttfb.map(|d| d.as_secs_f64() * 1e3),
+            denial: self.denial.map(str::to_string),
+            outcome: Some(outcome.to_string()),
+            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
+        }
+    }
+}
