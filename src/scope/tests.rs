@@ -1,5 +1,6 @@
+use super::narrow::glob_covers;
 use super::*;
-use crate::childkey::{Kid, MintKey};
+use crate::childkey::{EndpointClass, Kid, MintKey};
 use proptest::prelude::*;
 
 const KNOWN: [&str; 4] = ["anthropic", "gemini", "openai", "open-router_2"];

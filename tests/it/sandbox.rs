@@ -3,7 +3,9 @@
 //! sandbox, so every assertion that it fails under the sandbox can fail.
 //!
 //! Till's home, the agent's `HOME` and the project live under the target directory, not /tmp,
-//! so hiding them is the sandbox's doing and not a side effect of its private /tmp.
+//! so hiding them is the sandbox's doing and not a side effect of its private /tmp. A checkout
+//! that itself lives under /tmp puts them under /var/tmp instead, with copies of the agent
+//! script and the till binary, which the sandbox's private /tmp would otherwise hide.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -13,9 +15,45 @@ use std::time::{Duration, Instant};
 
 use crate::support::{PASSPHRASE, ProxyEnv, ROOT_KEY, TestEnv, output, output_with_stdin};
 
+/// Where the tests keep their files: the target directory, unless it is under /tmp.
+fn base_dir() -> std::path::PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    if target.starts_with("/tmp") {
+        std::path::PathBuf::from("/var/tmp")
+    } else {
+        target.to_path_buf()
+    }
+}
+
 /// A directory outside /tmp that the test removes when it ends.
 fn outside_tmp() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir under the target dir")
+    tempfile::tempdir_in(base_dir()).expect("temp dir outside /tmp")
+}
+
+/// `path` as the sandboxed agent can reach it: the path itself, or, for a checkout under
+/// /tmp, a copy outside it (made once per test process).
+fn reachable(path: &str) -> String {
+    if !path.starts_with("/tmp/") {
+        return path.to_string();
+    }
+    static STAGE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let stage = STAGE.get_or_init(outside_tmp);
+    let name = Path::new(path).file_name().expect("a file name");
+    let copy = stage.path().join(name);
+    if !copy.exists() {
+        // Copy then rename, so a concurrent test never sees a half-written file.
+        let part = stage
+            .path()
+            .join(format!("{}.part", name.to_string_lossy()));
+        std::fs::copy(path, &part).expect("copy for the sandbox");
+        let _ = std::fs::rename(&part, &copy);
+    }
+    copy.display().to_string()
+}
+
+/// The till binary as the sandboxed agent can run it.
+fn till_inside() -> String {
+    reachable(env!("CARGO_BIN_EXE_till"))
 }
 
 /// A till home outside /tmp wired to a mock provider, with openai, anthropic and gemini root
@@ -48,7 +86,7 @@ fn python() -> String {
 }
 
 fn agent_script() -> String {
-    crate::support::python_script("sandbox_agent.py")
+    reachable(&crate::support::python_script("sandbox_agent.py"))
 }
 
 /// A fake user home with credentials and shell start-up files.
@@ -97,7 +135,7 @@ fn run_agent(
         .arg(agent_script())
         .current_dir(cwd)
         .env("HOME", home)
-        .env("SBX_TILL", env!("CARGO_BIN_EXE_till"));
+        .env("SBX_TILL", till_inside());
     for (k, v) in vars {
         cmd.env(k, v);
     }
@@ -365,7 +403,7 @@ fn the_keychain_is_out_of_reach() {
             .arg(agent_script())
             .current_dir(cwd)
             .env("HOME", home.path())
-            .env("SBX_TILL", env!("CARGO_BIN_EXE_till"));
+            .env("SBX_TILL", till_inside());
         for (k, v) in &vars {
             cmd.env(k, v);
         }
@@ -714,7 +752,7 @@ fn refuses_a_working_directory_that_holds_home_or_is_hidden() {
 fn nested_runs_keep_or_refuse_the_sandbox() {
     let p = proxy_env();
     let proj = project();
-    let till = env!("CARGO_BIN_EXE_till");
+    let till = till_inside();
     // Inside a sandbox, a nested run stays in it and cannot close an open network.
     let script = format!(
         "{till} run --sandbox -- sh -c 'echo inner=$TILL_SANDBOX'; {till} run --sandbox --net proxy -- true; echo refused=$?"
