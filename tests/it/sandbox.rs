@@ -833,9 +833,9 @@ fn a_stream_left_running_inside_the_sandbox_gets_the_grace() {
     let proj = project();
     let script = format!(
         "{python} {client} openai chat --stream --model gpt-slow --max-tokens 100 --events events > /dev/null & \
-         until grep -q 'agent got chunk' events 2>/dev/null; do sleep 0.05; done",
+         for _ in $(seq 400); do grep -q 'agent got chunk' events 2>/dev/null && exit 0; sleep 0.05; done; exit 1",
         python = python(),
-        client = crate::support::client_script()
+        client = reachable(&crate::support::client_script())
     );
     let (code, _, stderr) = output(
         p.env

@@ -1,0 +1,253 @@
+//! The kernel-facing steps of the Linux sandbox's helper: mounts that cover and protect paths,
+//! the loopback interface of a fresh network namespace, the Landlock ruleset and the seccomp
+//! filter. Each step reports a [`StepError`]; none of them decides policy.
+
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use rustix::mount::MountFlags;
+
+use super::{DEVICES, StepError, step};
+
+pub(super) fn mount_err(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> StepError {
+    let what = what.into();
+    move |e| {
+        let err = StepError::new(format!("{what}: {e}"));
+        if e == rustix::io::Errno::PERM || e == rustix::io::Errno::ACCESS {
+            err.hint(
+                "the user namespace grants no mount rights here (AppArmor's \
+                 restrict_unprivileged_userns does this); allow till a user namespace \
+                 profile, or run without --sandbox",
+            )
+        } else {
+            err
+        }
+    }
+}
+
+/// A fresh tmpfs on `dir`; read-only and empty when `read_only` (to hide what is beneath).
+pub(super) fn tmpfs(dir: &Path, options: &str, read_only: bool) -> Result<(), StepError> {
+    let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
+    if read_only {
+        flags |= MountFlags::RDONLY | MountFlags::NOEXEC;
+    }
+    let data = std::ffi::CString::new(options).expect("mount options have no NUL");
+    rustix::mount::mount("tmpfs", dir, "tmpfs", flags, data.as_c_str()).map_err(mount_err(format!(
+        "cannot mount a tmpfs on {}",
+        dir.display()
+    )))
+}
+
+/// Creates an empty directory or file at `p` (inside a fresh tmpfs) to bind `fd` onto.
+pub(super) fn make_mount_point(p: &Path, fd: &OwnedFd) -> Result<(), StepError> {
+    let is_dir = rustix::fs::fstat(fd)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+        .unwrap_or(true);
+    let made = if is_dir {
+        std::fs::create_dir_all(p)
+    } else {
+        p.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(p).map(drop))
+    };
+    made.map_err(step(format!("cannot recreate {}", p.display())))
+}
+
+/// Binds `source` onto `target` read-only. The remount repeats the flags the kernel locked on
+/// the original mount (nosuid, nodev, noexec, atime), which a user namespace may not clear.
+pub(super) fn bind_read_only(source: &Path, target: &Path) -> Result<(), StepError> {
+    rustix::mount::mount_bind(source, target)
+        .map_err(mount_err(format!("cannot bind {}", target.display())))?;
+    let st =
+        rustix::fs::statvfs(target).map_err(step(format!("cannot stat {}", target.display())))?;
+    let mut flags = MountFlags::BIND | MountFlags::RDONLY;
+    for (have, keep) in [
+        (rustix::fs::StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (rustix::fs::StatVfsMountFlags::NODEV, MountFlags::NODEV),
+        (rustix::fs::StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (rustix::fs::StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
+        (
+            rustix::fs::StatVfsMountFlags::NODIRATIME,
+            MountFlags::NODIRATIME,
+        ),
+        (
+            rustix::fs::StatVfsMountFlags::RELATIME,
+            MountFlags::RELATIME,
+        ),
+    ] {
+        if st.f_flag.contains(have) {
+            flags |= keep;
+        }
+    }
+    rustix::mount::mount_remount(target, flags, "").map_err(mount_err(format!(
+        "cannot make {} read-only",
+        target.display()
+    )))
+}
+
+/// Hides `p`: an empty read-only tmpfs over a directory, `/dev/null` over anything else.
+pub(super) fn hide(p: &Path) -> Result<(), StepError> {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        // Under a private mount now, or gone: nothing to hide.
+        return Ok(());
+    };
+    if meta.is_dir() {
+        tmpfs(p, "mode=555,size=4k", true)
+    } else {
+        bind_read_only(Path::new("/dev/null"), p)
+    }
+}
+
+/// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
+/// replaced) and its `hooks` and `config`, which decide what git runs, read-only.
+pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
+    let git = cwd.join(".git");
+    let Ok(meta) = std::fs::symlink_metadata(&git) else {
+        return Ok(());
+    };
+    if writable {
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        // A worktree's `.git` file names the real git directory, which is outside the
+        // working directory and so read-only already; keep the file itself in place.
+        return if meta.is_file() {
+            bind_read_only(&git, &git)
+        } else {
+            Ok(())
+        };
+    }
+    rustix::mount::mount_bind_recursive(&git, &git)
+        .map_err(mount_err(format!("cannot bind {}", git.display())))?;
+    let hooks = git.join("hooks");
+    if !hooks.exists() {
+        // An empty one, so the agent cannot create it later.
+        std::fs::create_dir(&hooks).map_err(step(format!("cannot create {}", hooks.display())))?;
+    }
+    bind_read_only(&hooks, &hooks)?;
+    let config = git.join("config");
+    if config.exists() {
+        bind_read_only(&config, &config)?;
+    }
+    Ok(())
+}
+
+/// Brings `lo` up in the new network namespace (it starts down, without 127.0.0.1). No
+/// maintained crate offers this short of a netlink stack, so it is the classic ioctl pair.
+pub(super) fn loopback_up() -> std::io::Result<()> {
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: both ioctls read (and SIOCGIFFLAGS writes) one ifreq that outlives the call.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Landlock: writes only beneath `writable` (and to a few device files); no signals to, and
+/// no `ptrace` of, processes outside the sandbox (till); no abstract unix sockets made outside
+/// it (a session bus on an abstract address). Reads stay allowed: the mounts hide what must
+/// not be read, since Landlock cannot carve a hidden directory out of a readable tree.
+pub(super) fn landlock(writable: &[PathBuf]) -> Result<(), StepError> {
+    let write = AccessFs::from_write(ABI::V3);
+    let device = AccessFs::WriteFile | AccessFs::Truncate;
+    let landlock_err = step("Landlock");
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(write)
+        .and_then(|r| r.scope(Scope::from_all(ABI::V6)))
+        .and_then(|r| r.create())
+        .map_err(landlock_err)?;
+    for p in writable {
+        let fd = PathFd::new(p).map_err(step(format!("cannot open {}", p.display())))?;
+        let access = if p.is_dir() {
+            write
+        } else {
+            write & AccessFs::from_file(ABI::V3)
+        };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(step(format!("Landlock rule for {}", p.display())))?;
+    }
+    for d in DEVICES {
+        if let Ok(fd) = PathFd::new(d) {
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(fd, device))
+                .map_err(step(format!("Landlock rule for {d}")))?;
+        }
+    }
+    let status = ruleset.restrict_self().map_err(step("Landlock"))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(StepError::new(format!(
+            "Landlock is only partly enforced ({:?})",
+            status.ruleset
+        )));
+    }
+    Ok(())
+}
+
+/// seccomp: refuses `TIOCSTI` and `TIOCLINUX`, which push keystrokes into the terminal's
+/// input (to run commands in the user's shell once the agent exits). Landlock has no rule for
+/// ioctl commands on a terminal the agent inherited.
+pub(super) fn seccomp() -> Result<(), StepError> {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    let arch = match seccompiler::TargetArch::try_from(std::env::consts::ARCH) {
+        Ok(arch) => arch,
+        // Without legacy TIOCSTI the kernel refuses it to the agent anyway.
+        Err(_) if tiocsti_disabled() => return Ok(()),
+        Err(e) => {
+            return Err(StepError::new(format!(
+                "--sandbox needs a seccomp filter against TIOCSTI on this architecture: {e}"
+            ))
+            .hint("set the sysctl dev.tty.legacy_tiocsti=0, or run without --sandbox"));
+        }
+    };
+    let rule = |cmd: u64| {
+        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, cmd)
+            .and_then(|c| SeccompRule::new(vec![c]))
+    };
+    let filter = rule(TIOCSTI)
+        .and_then(|a| Ok(vec![a, rule(TIOCLINUX)?]))
+        .and_then(|rules| {
+            SeccompFilter::new(
+                [(libc::SYS_ioctl, rules)].into_iter().collect(),
+                SeccompAction::Allow,
+                SeccompAction::Errno(libc::EPERM as u32),
+                arch,
+            )
+        })
+        .map_err(step("seccomp filter"))?;
+    let program: seccompiler::BpfProgram = filter.try_into().map_err(step("seccomp filter"))?;
+    seccompiler::apply_filter(&program).map_err(step("seccomp filter"))
+}
+
+/// The ioctl numbers on every architecture seccompiler supports (x86_64, aarch64, riscv64
+/// share the generic tty ioctls).
+pub(super) const TIOCSTI: u64 = 0x5412;
+pub(super) const TIOCLINUX: u64 = 0x541C;
+
+pub(super) fn tiocsti_disabled() -> bool {
+    std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "0")
+}
