@@ -53,6 +53,12 @@ impl Binding {
     pub fn short(&self) -> String {
         hex::encode(&self.0[..6])
     }
+
+    /// [`Binding::short`] of a binding kept as hex text (the ledger's form): its first 12
+    /// characters.
+    pub fn short_hex(hex: &str) -> String {
+        hex.chars().take(12).collect()
+    }
 }
 
 impl fmt::Display for Binding {

@@ -260,7 +260,7 @@ fn view(ledger: &Ledger, meta: &KeyMeta, now: u64) -> KeyView {
         .flatten()
         .unwrap_or_else(|| {
             let filter = crate::ledger::query::LogFilter {
-                lineage: Some(meta.binding.chars().take(12).collect()),
+                lineage: Some(crate::childkey::Binding::short_hex(&meta.binding)),
                 ..Default::default()
             };
             let rows = ledger
@@ -291,7 +291,7 @@ fn view(ledger: &Ledger, meta: &KeyMeta, now: u64) -> KeyView {
         spent_tokens: counter.spent_tokens,
         budget_usd,
         budget_tokens,
-        id: meta.binding.chars().take(12).collect(),
+        id: crate::childkey::Binding::short_hex(&meta.binding),
         binding: meta.binding.clone(),
         name: meta.name.clone(),
         scope: meta.scope.clone(),
@@ -395,7 +395,7 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
             let label = meta
                 .name
                 .clone()
-                .unwrap_or_else(|| meta.binding.chars().take(12).collect());
+                .unwrap_or_else(|| crate::childkey::Binding::short_hex(&meta.binding));
             targets.push((meta.binding, label));
         }
     }

@@ -351,10 +351,10 @@ pub fn key_lineage(ledger: &crate::ledger::Ledger, key: &str) -> anyhow::Result<
     }
     let found = ledger.find_key(key)?;
     match found.as_slice() {
-        [one] => Ok(one.binding.chars().take(12).collect()),
-        [] if key.len() >= 6 && key.chars().all(|c| c.is_ascii_hexdigit()) => {
-            Ok(key.to_ascii_lowercase().chars().take(12).collect())
-        }
+        [one] => Ok(crate::childkey::Binding::short_hex(&one.binding)),
+        [] if key.len() >= 6 && key.chars().all(|c| c.is_ascii_hexdigit()) => Ok(
+            crate::childkey::Binding::short_hex(&key.to_ascii_lowercase()),
+        ),
         [] => Err(UserError::usage(format!("no key named or with id `{key}`"))
             .hint("`till key list --all` shows every key")
             .into()),

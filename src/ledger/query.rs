@@ -115,7 +115,7 @@ impl Ledger {
                 at: r.get::<_, i64>(1)? as u64,
                 key: r
                     .get::<_, Option<String>>(2)?
-                    .map(|b| b.chars().take(12).collect()),
+                    .map(|b| crate::childkey::Binding::short_hex(&b)),
                 key_name: r.get(3)?,
                 provider: r.get(4)?,
                 model: r.get(5)?,
@@ -152,7 +152,7 @@ impl Ledger {
                     kind: r.get(2)?,
                     key: r
                         .get::<_, Option<String>>(3)?
-                        .map(|b| b.chars().take(12).collect()),
+                        .map(|b| crate::childkey::Binding::short_hex(&b)),
                     message: r.get(4)?,
                 })
             },
