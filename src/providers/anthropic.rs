@@ -60,6 +60,10 @@ impl Family for Anthropic {
         }
     }
 
+    fn missing_version(&self) -> Option<&'static str> {
+        Some("v1")
+    }
+
     fn model_in_body(&self, _op: Op) -> bool {
         true
     }

@@ -56,6 +56,13 @@ pub trait Family: Sync {
     /// the segment before the version, if any). Anything unrecognised is `Admin`.
     fn classify(&self, method: &Method, tail: &[&str], prefix: Option<&str>) -> Endpoint;
 
+    /// The version segment to put in front of a path that came without one, for an API whose
+    /// clients sometimes leave it out (the Vercel AI SDK's Anthropic provider calls
+    /// `…/anthropic/messages`). `None`: paths go upstream as they came.
+    fn missing_version(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether `op` names its model in the JSON body (else in the path, or nowhere).
     fn model_in_body(&self, op: Op) -> bool;
 

@@ -375,7 +375,8 @@ pub async fn forward(
     let (state, provider) = (ctx.state, ctx.provider);
     let parts = &asked.parts;
     let root = state.root_key(&provider.name).await?;
-    let url = format!("{}{}{}", provider.base_url, ctx.rest, asked.query);
+    let path = crate::providers::endpoint::upstream_path(provider.api, ctx.rest);
+    let url = format!("{}{}{}", provider.base_url, path, asked.query);
     let mut up = state.client.request(parts.method.clone(), url);
     for (name, value) in &parts.headers {
         let n = name.as_str();

@@ -670,3 +670,27 @@ fn a_tpm_key_gets_a_ceiling_within_its_rate() {
         .expect("a ceiling was inserted");
     assert!(ceiling + body.len() as u64 <= 1000, "{v}");
 }
+
+/// The Vercel AI SDK's Anthropic provider calls `…/anthropic/messages`: the version goes back in
+/// front upstream, and the request is classified, checked and forwarded as that one path.
+#[test]
+fn anthropic_paths_without_their_version_reach_v1() {
+    let a = Attack::new("", &["--scope", "anthropic/claude-haiku-*"]);
+    let body = "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let (status, text) = a.post("/anthropic/messages", body);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = a.post("/anthropic/messages/count_tokens", body);
+    assert_eq!(status, 200, "{text}");
+    let paths: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/v1/messages", "/v1/messages/count_tokens"]);
+    // Out of scope without the version as with it, and no way around the canonical path.
+    a.p.mock.clear_requests();
+    let (status, _) = a.post(
+        "/anthropic/messages",
+        "{\"model\":\"claude-opus-4-1\",\"max_tokens\":5,\"messages\":[]}",
+    );
+    assert_eq!(status, 403);
+    let (status, _) = a.post("/anthropic/messages/../organizations/api_keys", body);
+    assert_eq!(status, 400);
+    a.assert_upstream_saw_nothing("unversioned tricks");
+}
