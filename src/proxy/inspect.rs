@@ -19,8 +19,6 @@ use super::errors::ProxyError;
 use super::route::Op;
 use crate::providers::ApiFamily;
 
-pub use crate::providers::fields::MAX_CHOICES;
-
 /// What the proxy learned from a request body.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inspection {
@@ -46,11 +44,6 @@ impl Inspection {
             choices: 1,
             ..Self::default()
         }
-    }
-
-    /// Whether the operation produces output tokens that a ceiling bounds.
-    pub fn has_output(&self) -> bool {
-        self.ceiling != Some(0)
     }
 }
 
@@ -354,7 +347,8 @@ mod tests {
         .unwrap();
         assert_eq!((x.ceiling, x.choices), (Some(900), 4));
         let x = i(ApiFamily::Openai, Op::OpenaiEmbeddings, "{\"model\":\"e\"}").unwrap();
-        assert!(!x.has_output());
+        // No output tokens: nothing for a ceiling to bound.
+        assert_eq!(x.ceiling, Some(0));
     }
 
     #[test]
