@@ -265,7 +265,8 @@ pub fn client_with_key(proxy: &str, key: &str, args: &[&str]) -> serde_json::Val
 }
 
 /// Sends one HTTP/1.1 request exactly as given (no client normalises the path or the body)
-/// and returns the status and the body as text. `base` is `http://HOST:PORT`.
+/// and returns the status and the body as text. `base` is `http://HOST:PORT`; a `host`
+/// header in `headers` replaces the default one.
 pub fn raw_http(
     base: &str,
     method: &str,
@@ -273,13 +274,29 @@ pub fn raw_http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let (status, _, body) = raw_exchange(base, method, path, headers, body);
+    (status, body)
+}
+
+/// [`raw_http`], returning the status, the response head and the (de-chunked) body.
+fn raw_exchange(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     use std::io::{Read as _, Write as _};
     let addr = base.strip_prefix("http://").expect("http base URL");
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the proxy");
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    req.push_str("Connection: close\r\n");
     for (name, value) in headers {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -303,7 +320,7 @@ pub fn raw_http(
     } else {
         rest.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -322,23 +339,15 @@ fn dechunk(mut s: &str) -> String {
 }
 
 /// POSTs `body` (JSON) to `path` on the proxy at `url` over a raw socket, with `host` as the
-/// `Host` header and `key` as a bearer token; returns the status code and the whole answer.
+/// `Host` header and `key` as a bearer token; returns the status code and the whole answer
+/// (head and body).
 pub fn raw_post(url: &str, host: &str, path: &str, key: &str, body: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
-    (status, answer)
+    let auth = format!("Bearer {key}");
+    let headers = [
+        ("Host", host),
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, head, body) = raw_exchange(url, "POST", path, &headers, body.as_bytes());
+    (status, format!("{head}\r\n\r\n{body}"))
 }
