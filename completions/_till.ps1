@@ -36,6 +36,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('key', 'key', [CompletionResultType]::ParameterValue, 'Create, list, inspect, narrow and revoke child keys')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show the requests agents made through till, newest last')
             [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Totals of requests, tokens and spend, grouped by key, model, provider or day')
+            [CompletionResult]::new('prices', 'prices', [CompletionResultType]::ParameterValue, 'Show the model prices till charges budgets at, or refresh them')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('manpage', 'manpage', [CompletionResultType]::ParameterValue, 'Print till''s man page (roff) to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -264,6 +265,47 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'till;prices' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('update', 'update', [CompletionResultType]::ParameterValue, 'Fetch LiteLLM''s model price table and keep it as this machine''s copy')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Delete this machine''s copy and use the table built into till again')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'till;prices;update' {
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'A file or an http(s) URL of a table in LiteLLM''s format (model_prices_and_context_window.json); LiteLLM''s repository when left out')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'till;prices;reset' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'till;prices;help' {
+            [CompletionResult]::new('update', 'update', [CompletionResultType]::ParameterValue, 'Fetch LiteLLM''s model price table and keep it as this machine''s copy')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Delete this machine''s copy and use the table built into till again')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'till;prices;help;update' {
+            break
+        }
+        'till;prices;help;reset' {
+            break
+        }
+        'till;prices;help;help' {
+            break
+        }
         'till;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -290,6 +332,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('key', 'key', [CompletionResultType]::ParameterValue, 'Create, list, inspect, narrow and revoke child keys')
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show the requests agents made through till, newest last')
             [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Totals of requests, tokens and spend, grouped by key, model, provider or day')
+            [CompletionResult]::new('prices', 'prices', [CompletionResultType]::ParameterValue, 'Show the model prices till charges budgets at, or refresh them')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('manpage', 'manpage', [CompletionResultType]::ParameterValue, 'Print till''s man page (roff) to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -350,6 +393,17 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;help;usage' {
+            break
+        }
+        'till;help;prices' {
+            [CompletionResult]::new('update', 'update', [CompletionResultType]::ParameterValue, 'Fetch LiteLLM''s model price table and keep it as this machine''s copy')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Delete this machine''s copy and use the table built into till again')
+            break
+        }
+        'till;help;prices;update' {
+            break
+        }
+        'till;help;prices;reset' {
             break
         }
         'till;help;completions' {

@@ -40,6 +40,9 @@ _till() {
             till,manpage)
                 cmd="till__subcmd__manpage"
                 ;;
+            till,prices)
+                cmd="till__subcmd__prices"
+                ;;
             till,remove)
                 cmd="till__subcmd__remove"
                 ;;
@@ -82,6 +85,9 @@ _till() {
             till__subcmd__help,manpage)
                 cmd="till__subcmd__help__subcmd__manpage"
                 ;;
+            till__subcmd__help,prices)
+                cmd="till__subcmd__help__subcmd__prices"
+                ;;
             till__subcmd__help,remove)
                 cmd="till__subcmd__help__subcmd__remove"
                 ;;
@@ -117,6 +123,12 @@ _till() {
                 ;;
             till__subcmd__help__subcmd__key,show)
                 cmd="till__subcmd__help__subcmd__key__subcmd__show"
+                ;;
+            till__subcmd__help__subcmd__prices,reset)
+                cmd="till__subcmd__help__subcmd__prices__subcmd__reset"
+                ;;
+            till__subcmd__help__subcmd__prices,update)
+                cmd="till__subcmd__help__subcmd__prices__subcmd__update"
                 ;;
             till__subcmd__key,attenuate)
                 cmd="till__subcmd__key__subcmd__attenuate"
@@ -160,6 +172,24 @@ _till() {
             till__subcmd__key__subcmd__help,show)
                 cmd="till__subcmd__key__subcmd__help__subcmd__show"
                 ;;
+            till__subcmd__prices,help)
+                cmd="till__subcmd__prices__subcmd__help"
+                ;;
+            till__subcmd__prices,reset)
+                cmd="till__subcmd__prices__subcmd__reset"
+                ;;
+            till__subcmd__prices,update)
+                cmd="till__subcmd__prices__subcmd__update"
+                ;;
+            till__subcmd__prices__subcmd__help,help)
+                cmd="till__subcmd__prices__subcmd__help__subcmd__help"
+                ;;
+            till__subcmd__prices__subcmd__help,reset)
+                cmd="till__subcmd__prices__subcmd__help__subcmd__reset"
+                ;;
+            till__subcmd__prices__subcmd__help,update)
+                cmd="till__subcmd__prices__subcmd__help__subcmd__update"
+                ;;
             *)
                 ;;
         esac
@@ -167,7 +197,7 @@ _till() {
 
     case "${cmd}" in
         till)
-            opts="-h -V --help --version add remove list doctor rotate status run serve key log usage completions manpage help"
+            opts="-h -V --help --version add remove list doctor rotate status run serve key log usage prices completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -227,7 +257,7 @@ _till() {
             return 0
             ;;
         till__subcmd__help)
-            opts="add remove list doctor rotate status run serve key log usage completions manpage help"
+            opts="add remove list doctor rotate status run serve key log usage prices completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,6 +455,48 @@ _till() {
         till__subcmd__help__subcmd__manpage)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__help__subcmd__prices)
+            opts="update reset"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__help__subcmd__prices__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__help__subcmd__prices__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -857,6 +929,108 @@ _till() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__prices)
+            opts="-h -V --json --help --version update reset help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__prices__subcmd__help)
+            opts="update reset help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__prices__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__prices__subcmd__help__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__prices__subcmd__help__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__prices__subcmd__reset)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__prices__subcmd__update)
+            opts="-h -V --from --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -33,6 +33,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand key 'Create, list, inspect, narrow and revoke child keys'
             cand log 'Show the requests agents made through till, newest last'
             cand usage 'Totals of requests, tokens and spend, grouped by key, model, provider or day'
+            cand prices 'Show the model prices till charges budgets at, or refresh them'
             cand completions 'Print a shell completion script'
             cand manpage 'Print till''s man page (roff) to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -235,6 +236,40 @@ set edit:completion:arg-completer[till] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'till;prices'= {
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand update 'Fetch LiteLLM''s model price table and keep it as this machine''s copy'
+            cand reset 'Delete this machine''s copy and use the table built into till again'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'till;prices;update'= {
+            cand --from 'A file or an http(s) URL of a table in LiteLLM''s format (model_prices_and_context_window.json); LiteLLM''s repository when left out'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;prices;reset'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'till;prices;help'= {
+            cand update 'Fetch LiteLLM''s model price table and keep it as this machine''s copy'
+            cand reset 'Delete this machine''s copy and use the table built into till again'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'till;prices;help;update'= {
+        }
+        &'till;prices;help;reset'= {
+        }
+        &'till;prices;help;help'= {
+        }
         &'till;completions'= {
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -259,6 +294,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand key 'Create, list, inspect, narrow and revoke child keys'
             cand log 'Show the requests agents made through till, newest last'
             cand usage 'Totals of requests, tokens and spend, grouped by key, model, provider or day'
+            cand prices 'Show the model prices till charges budgets at, or refresh them'
             cand completions 'Print a shell completion script'
             cand manpage 'Print till''s man page (roff) to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -302,6 +338,14 @@ set edit:completion:arg-completer[till] = {|@words|
         &'till;help;log'= {
         }
         &'till;help;usage'= {
+        }
+        &'till;help;prices'= {
+            cand update 'Fetch LiteLLM''s model price table and keep it as this machine''s copy'
+            cand reset 'Delete this machine''s copy and use the table built into till again'
+        }
+        &'till;help;prices;update'= {
+        }
+        &'till;help;prices;reset'= {
         }
         &'till;help;completions'= {
         }

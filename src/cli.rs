@@ -87,6 +87,19 @@ pub enum Command {
     Log(LogArgs),
     /// Totals of requests, tokens and spend, grouped by key, model, provider or day.
     Usage(UsageArgs),
+    /// Show the model prices till charges budgets at, or refresh them.
+    ///
+    /// Prices are USD per million tokens: input, cache reads, cache writes (five-minute and
+    /// one-hour), output, and the long-prompt tier where a provider has one. The table in force
+    /// is this machine's copy from `till prices update` when there is one, else the one built
+    /// into till (generated from LiteLLM's model price table), with `[prices."provider/model"]`
+    /// entries of config.toml on top. A model not listed is charged its provider's highest
+    /// prices.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  till prices\n  till prices claude-sonnet\n  till prices --json openai/\n  till prices update\n  till prices update --from ./model_prices_and_context_window.json\n  till prices reset"
+    )]
+    Prices(PricesArgs),
     /// Print a shell completion script.
     ///
     /// bash: `till completions bash > ~/.local/share/bash-completion/completions/till`;
@@ -335,6 +348,36 @@ pub struct LogArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesArgs {
+    #[command(subcommand)]
+    pub action: Option<PricesAction>,
+    /// Only models whose `provider/model` contains this text.
+    pub filter: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesAction {
+    /// Fetch LiteLLM's model price table and keep it as this machine's copy.
+    ///
+    /// The table is read in full and checked before anything is written; the copy replaces the
+    /// previous one in one step. Running proxies pick it up when they next start.
+    Update(PricesUpdateArgs),
+    /// Delete this machine's copy and use the table built into till again.
+    Reset,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesUpdateArgs {
+    /// A file or an http(s) URL of a table in LiteLLM's format
+    /// (model_prices_and_context_window.json); LiteLLM's repository when left out.
+    #[arg(long, value_name = "FILE|URL")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Args)]

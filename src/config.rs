@@ -140,7 +140,7 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderOverride>,
     /// Per-model prices in USD per million tokens, keyed `"provider/model"`.
     #[serde(default)]
-    pub prices: BTreeMap<String, PriceOverride>,
+    pub prices: BTreeMap<String, crate::pricing::Price>,
     /// Named sets of scope flags for `till run -p NAME`.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
@@ -250,15 +250,6 @@ pub struct ProviderOverride {
     pub verify_path: Option<String>,
     /// The project whose keys `till rotate` manages with the admin key (OpenAI: `proj_…`).
     pub admin_project: Option<String>,
-}
-
-/// `[prices."provider/model"]`, USD per million tokens.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriceOverride {
-    pub input: f64,
-    pub output: f64,
-    pub cached_input: Option<f64>,
 }
 
 /// `[run]`: defaults of `till run`.

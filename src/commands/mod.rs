@@ -24,6 +24,7 @@ mod input;
 pub mod key;
 mod list;
 mod log;
+mod prices;
 mod remove;
 mod rotate;
 pub mod run;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(cmd) => key::run(&Ctx::load()?, cmd),
         Command::Log(args) => log::run(&Ctx::load()?, &args),
         Command::Usage(args) => usage::run(&Ctx::load()?, &args),
+        Command::Prices(args) => prices::run(&Ctx::load()?, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Manpage => completions::manpage(),
     }
@@ -302,7 +304,7 @@ pub fn proxy_state(
     };
     let owner = Owner::claim(&ctx.paths.owners_dir())?;
     let writer = Writer::start(&ctx.paths.ledger_file())?;
-    let prices = crate::pricing::Prices::from_config(&ctx.config);
+    let prices = crate::pricing::Prices::load(&ctx.paths, &ctx.config)?;
     let state = State::new(
         ctx.providers.clone(),
         options,

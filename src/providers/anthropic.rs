@@ -147,7 +147,9 @@ impl Family for Anthropic {
 }
 
 /// Anthropic counts cache reads and writes apart from `input_tokens`; till folds them into
-/// input (cache reads also as `cached_tokens`). `message_delta` counts are cumulative.
+/// input (cache reads also as `cached_tokens`, writes as `cache_write_tokens`, with the
+/// one-hour writes of `cache_creation.ephemeral_1h_input_tokens` apart). `message_delta`
+/// counts are cumulative.
 fn usage(u: &Value, prev: Usage) -> Usage {
     let cache_read = u.get("cache_read_input_tokens").and_then(Value::as_u64);
     let cache_write = u.get("cache_creation_input_tokens").and_then(Value::as_u64);
@@ -163,6 +165,11 @@ fn usage(u: &Value, prev: Usage) -> Usage {
             .and_then(Value::as_u64)
             .unwrap_or(prev.output_tokens),
         cached_tokens: cache_read.unwrap_or(prev.cached_tokens),
+        cache_write_tokens: cache_write.unwrap_or(prev.cache_write_tokens),
+        cache_write_1h_tokens: u
+            .pointer("/cache_creation/ephemeral_1h_input_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(prev.cache_write_1h_tokens),
         reasoning_tokens: 0,
     }
 }

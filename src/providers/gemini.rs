@@ -249,6 +249,7 @@ fn usage(u: &Value) -> Usage {
         output_tokens: n(u, "/candidatesTokenCount") + thoughts,
         cached_tokens: n(u, "/cachedContentTokenCount"),
         reasoning_tokens: thoughts,
+        ..Usage::default()
     }
 }
 

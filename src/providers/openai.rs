@@ -215,6 +215,7 @@ fn openai_usage(u: &Value) -> Usage {
             output_tokens: n(u, "/output_tokens"),
             cached_tokens: n(u, "/input_tokens_details/cached_tokens"),
             reasoning_tokens: n(u, "/output_tokens_details/reasoning_tokens"),
+            ..Usage::default()
         }
     } else {
         Usage {
@@ -222,6 +223,7 @@ fn openai_usage(u: &Value) -> Usage {
             output_tokens: n(u, "/completion_tokens"),
             cached_tokens: n(u, "/prompt_tokens_details/cached_tokens"),
             reasoning_tokens: n(u, "/completion_tokens_details/reasoning_tokens"),
+            ..Usage::default()
         }
     }
 }

@@ -11,6 +11,11 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Input tokens served from the provider's prompt cache (a subset of `input_tokens`).
     pub cached_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (a subset of `input_tokens`,
+    /// apart from `cached_tokens`; Anthropic bills them above plain input).
+    pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those written with a one-hour lifetime.
+    pub cache_write_1h_tokens: u64,
     /// Output tokens spent on reasoning (a subset of `output_tokens`).
     pub reasoning_tokens: u64,
 }

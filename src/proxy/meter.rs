@@ -279,6 +279,27 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_cache_reads_and_writes_are_counted_apart() {
+        let chunks = [
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":100,\"cache_creation_input_tokens\":50,\"cache_creation\":{\"ephemeral_5m_input_tokens\":20,\"ephemeral_1h_input_tokens\":30},\"output_tokens\":1}}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ];
+        let (_, usage, _) = run(ApiFamily::Anthropic, true, false, &chunks);
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 160,
+                output_tokens: 7,
+                cached_tokens: 100,
+                cache_write_tokens: 50,
+                cache_write_1h_tokens: 30,
+                reasoning_tokens: 0,
+            })
+        );
+    }
+
+    #[test]
     fn openai_stream_usage_is_read_and_stripped_when_till_asked() {
         let chunks = [
             "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
@@ -291,7 +312,7 @@ mod tests {
                 input_tokens: 7,
                 output_tokens: 3,
                 cached_tokens: 2,
-                reasoning_tokens: 0
+                ..Usage::default()
             })
         );
         assert!(done);

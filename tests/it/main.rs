@@ -9,6 +9,7 @@ mod keychain;
 mod keys;
 mod layers;
 mod lifecycle;
+mod prices;
 mod proxy;
 mod rotate;
 mod run;

@@ -136,8 +136,7 @@ fn ledger_tokens_equal_what_the_upstream_reported() {
         let usage = till::proxy::meter::Usage {
             input_tokens: input,
             output_tokens: out,
-            cached_tokens: 0,
-            reasoning_tokens: 0,
+            ..Default::default()
         };
         let expect = price.cost_micros(&usage) as f64 / 1e6;
         assert!(
@@ -311,32 +310,32 @@ fn a_sub_agent_is_refused_at_its_own_budget_not_the_parents() {
 #[test]
 fn usd_budget_on_a_provider_without_prices_says_how_to_add_one() {
     let p = ProxyEnv::new();
-    // Groq has no built-in prices: nothing to fall back on.
+    // A provider of the user's own has no built-in prices: nothing to fall back on.
     let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
     p.env.config(&format!(
-        "{config}\n[providers.groq]\nbase_url = \"{}\"\n",
+        "{config}\n[providers.acme]\napi = \"openai\"\nbase_url = \"{}\"\n",
         p.mock.url()
     ));
     let (code, _, stderr) = output_with_stdin(
-        p.env.till().args(["add", "groq", "--no-verify"]),
+        p.env.till().args(["add", "acme", "--no-verify"]),
         crate::support::ROOT_KEY,
     );
     assert_eq!(code, 0, "{stderr}");
-    let key = p.create_key(&["--scope", "groq", "--budget", "1usd"]);
+    let key = p.create_key(&["--scope", "acme", "--budget", "1usd"]);
     let serve = p.serve();
     p.mock.clear_requests();
     let host = serve.url.trim_start_matches("http://").to_string();
     let (status, answer) = raw_post(
         &serve.url,
         &host,
-        "/groq/openai/v1/chat/completions",
+        "/acme/v1/chat/completions",
         &key,
         r#"{"model":"llama-3.3-70b","messages":[{"role":"user","content":"hi"}]}"#,
     );
     assert_eq!(status, 403, "{answer}");
     assert!(answer.contains("till_no_price"), "{answer}");
     assert!(
-        answer.contains(r#"[prices.\"groq/llama-3.3-70b\"]"#),
+        answer.contains(r#"[prices.\"acme/llama-3.3-70b\"]"#),
         "{answer}"
     );
     assert!(p.mock.requests().is_empty());
@@ -348,7 +347,7 @@ fn usd_budget_on_a_provider_without_prices_says_how_to_add_one() {
 fn an_unlisted_model_costs_the_providers_highest_price_said_once() {
     let p = ProxyEnv::new();
     let script = format!(
-        "python3 {c} openai chat --model o3-pro && python3 {c} openai chat --model o3-pro",
+        "python3 {c} openai chat --model gpt-unlisted-1 && python3 {c} openai chat --model gpt-unlisted-1",
         c = crate::support::client_script()
     );
     let (code, stdout, stderr) = p.run(&["--budget", "1usd", "--", "sh", "-c", &script]);
@@ -359,13 +358,16 @@ fn an_unlisted_model_costs_the_providers_highest_price_said_once() {
         .collect();
     assert_eq!(results.len(), 2);
     assert_eq!(
-        stderr.matches("no price for openai/o3-pro").count(),
+        stderr.matches("no price for openai/gpt-unlisted-1").count(),
         1,
         "{stderr}"
     );
-    assert!(stderr.contains("[prices.\"openai/o3-pro\"]"), "{stderr}");
+    assert!(
+        stderr.contains("[prices.\"openai/gpt-unlisted-1\"]"),
+        "{stderr}"
+    );
     let priced = till::pricing::Prices::builtin()
-        .lookup("openai", "o3-pro")
+        .lookup("openai", "gpt-unlisted-1")
         .unwrap();
     assert_eq!(priced.source, till::pricing::PriceSource::ProviderMax);
     let rows = usage_rows(&p);
@@ -376,8 +378,7 @@ fn an_unlisted_model_costs_the_providers_highest_price_said_once() {
         let usage = till::proxy::meter::Usage {
             input_tokens: input,
             output_tokens: out,
-            cached_tokens: 0,
-            reasoning_tokens: 0,
+            ..Default::default()
         };
         let expect = priced.price.cost_micros(&usage) as f64 / 1e6;
         assert!(expect > 0.0);
@@ -389,7 +390,7 @@ fn an_unlisted_model_costs_the_providers_highest_price_said_once() {
     // The notice is kept with the alerts.
     let (_, alerts, _) = output(p.env.till().args(["log", "--alerts"]));
     assert_eq!(
-        alerts.matches("no price for openai/o3-pro").count(),
+        alerts.matches("no price for openai/gpt-unlisted-1").count(),
         1,
         "{alerts}"
     );

@@ -1,0 +1,260 @@
+//! `till prices`: the price table in force, and `update`/`reset` of this machine's copy.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::cli::{PricesAction, PricesArgs, PricesUpdateArgs};
+use crate::commands::Ctx;
+use crate::error::UserError;
+use crate::pricing::{Origin, Price, Prices, litellm, user_copy};
+use crate::time::{now_unix, rfc3339};
+
+/// Largest table accepted from a file or URL (LiteLLM's is about 3.5 MB).
+const MAX_TABLE_BYTES: u64 = 64 << 20;
+
+pub fn run(ctx: &Ctx, args: &PricesArgs) -> anyhow::Result<ExitCode> {
+    match &args.action {
+        Some(PricesAction::Update(u)) => update(ctx, u),
+        Some(PricesAction::Reset) => reset(ctx),
+        None => show(ctx, args),
+    }
+}
+
+#[derive(Serialize)]
+struct Shown<'a> {
+    as_of: &'a str,
+    source: &'a str,
+    /// `builtin` or the path of this machine's copy.
+    table: String,
+    prices: Vec<Row<'a>>,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    model: &'a str,
+    #[serde(flatten)]
+    price: &'a Price,
+    /// Set by config.toml.
+    config: bool,
+}
+
+fn show(ctx: &Ctx, args: &PricesArgs) -> anyhow::Result<ExitCode> {
+    let prices = Prices::load(&ctx.paths, &ctx.config)?;
+    let filter = args.filter.as_deref().unwrap_or("");
+    let rows: Vec<Row<'_>> = prices
+        .iter()
+        .filter(|(name, _)| name.contains(filter))
+        .map(|(name, price)| Row {
+            model: name,
+            price,
+            config: prices.is_overridden(name),
+        })
+        .collect();
+    let table = match &prices.origin {
+        Origin::Builtin => "builtin".to_string(),
+        Origin::UserCopy(p) => p.display().to_string(),
+    };
+    if args.json {
+        crate::output::json(&Shown {
+            as_of: &prices.as_of,
+            source: &prices.source,
+            table,
+            prices: rows,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let from = match &prices.origin {
+        Origin::Builtin => "built into till".to_string(),
+        Origin::UserCopy(p) => format!("{} (till prices update)", p.display()),
+    };
+    crate::output::note(&format!(
+        "prices in USD per million tokens, as of {}, {from}{}",
+        prices.as_of,
+        if prices.source.is_empty() {
+            String::new()
+        } else {
+            format!("; source: {}", prices.source)
+        }
+    ));
+    if rows.is_empty() {
+        crate::output::note(&format!(
+            "no model matches `{filter}`; a model that is not listed is charged its provider's highest prices"
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = rows.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
+    let mut out = format!(
+        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n",
+        "MODEL", "INPUT", "CACHED", "WRITE", "WRITE-1H", "OUTPUT", "LONG PROMPTS"
+    );
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), rate);
+    for r in &rows {
+        let p = r.price;
+        let tier = p.tier.map_or_else(String::new, |t| {
+            format!(
+                "above {}k: {} in, {} out",
+                t.above / 1000,
+                opt(t.input),
+                opt(t.output)
+            )
+        });
+        let model = if r.config {
+            format!("{} (config)", r.model)
+        } else {
+            r.model.to_string()
+        };
+        out.push_str(&format!(
+            "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n",
+            model,
+            rate(p.input),
+            opt(p.cached_input),
+            opt(p.cache_write),
+            opt(p.cache_write_1h),
+            rate(p.output),
+            tier
+        ));
+    }
+    crate::output::data(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A rate without trailing zeros: `3`, `0.3`, `0.075`.
+fn rate(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() { "0".into() } else { s.into() }
+}
+
+fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
+    let from = args.from.as_deref().unwrap_or(litellm::DEFAULT_URL);
+    let bytes = if from.starts_with("http://") || from.starts_with("https://") {
+        fetch(from)?
+    } else {
+        read_file(Path::new(from))?
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        UserError::runtime(format!("{from} is not JSON: {e}"))
+            .hint("--from takes LiteLLM's model_prices_and_context_window.json (a file or URL)")
+    })?;
+    let today = rfc3339(now_unix())[..10].to_string();
+    let table = litellm::convert(&doc, &today, &format!("LiteLLM model price table, {from}"))
+        .map_err(|e| {
+            UserError::runtime(format!("{from}: {e}"))
+                .hint("--from takes LiteLLM's model_prices_and_context_window.json (a file or URL)")
+        })?;
+    let before = Prices::load(&ctx.paths, &ctx.config)?;
+    ctx.paths.ensure_data_dir()?;
+    let path = user_copy(&ctx.paths);
+    write_atomically(&path, table.to_toml().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    let changed = table
+        .prices
+        .iter()
+        .filter(|(name, p)| before.iter().find(|(n, _)| n == name).map(|(_, q)| q) != Some(p))
+        .count();
+    crate::output::note(&format!(
+        "{} prices written to {} ({changed} new or changed); `till run` and `till serve` use them from their next start",
+        table.prices.len(),
+        path.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reset(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let path = user_copy(&ctx.paths);
+    match std::fs::remove_file(&path) {
+        Ok(()) => crate::output::note(&format!(
+            "removed {}; till uses its built-in prices again",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::output::note("no fetched price table to remove; till uses its built-in prices")
+        }
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        UserError::runtime(format!("cannot read {}: {e}", path.display()))
+            .hint("--from takes a file path or an http(s) URL")
+    })?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_TABLE_BYTES + 1),
+        &mut bytes,
+    )?;
+    if bytes.len() as u64 > MAX_TABLE_BYTES {
+        return Err(UserError::runtime(format!(
+            "{} is larger than {} MiB; that is not a price table",
+            path.display(),
+            MAX_TABLE_BYTES >> 20
+        ))
+        .into());
+    }
+    Ok(bytes)
+}
+
+fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = crate::upstream::client(Duration::from_secs(10));
+    runtime.block_on(async {
+        let failed = |e: reqwest::Error| {
+            UserError::runtime(format!(
+                "cannot fetch the price table: {}",
+                crate::upstream::without_url(&e)
+            ))
+            .hint("check the network, or download the file and pass --from FILE")
+        };
+        let resp = client
+            .get(url)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(failed)?;
+        if !resp.status().is_success() {
+            return Err(UserError::runtime(format!(
+                "fetching the price table answered HTTP {}",
+                resp.status().as_u16()
+            ))
+            .hint("check the URL, or download the file and pass --from FILE")
+            .into());
+        }
+        let mut bytes = Vec::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_TABLE_BYTES {
+                return Err(UserError::runtime(format!(
+                    "the answer is larger than {} MiB; that is not a price table",
+                    MAX_TABLE_BYTES >> 20
+                ))
+                .into());
+            }
+        }
+        Ok(bytes)
+    })
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
