@@ -373,6 +373,32 @@ impl Token {
         self.level_ends().position(|end| caveat_index < end)
     }
 
+    /// A public name of level `level` that every key narrowed from it shares: SHA-256 of a
+    /// label, the header and the caveats up to the end of that level with their level
+    /// boundaries. Anyone holding the key or a descendant can compute it without the mint
+    /// key; it says nothing of any tag. A revocation by key text records it, so that a key
+    /// narrowed from a revoked one can be told revoked offline (`till key show`).
+    pub fn lineage(&self, level: usize) -> Option<String> {
+        let end = self.level_ends().nth(level)?;
+        let mut h = Sha256::new();
+        h.update(b"till lineage v1\0");
+        h.update(header(self.version, self.kid, &self.nonce));
+        let mut buf = Vec::with_capacity(32);
+        for (i, c) in self.caveats[..end].iter().enumerate() {
+            buf.clear();
+            c.encode_into(&mut buf);
+            h.update((buf.len() as u32).to_be_bytes());
+            h.update(&buf);
+            h.update([u8::from(self.ends_level(i))]);
+        }
+        Some(hex::encode(h.finalize()))
+    }
+
+    /// The random nonce the key was minted with, in hex; every key narrowed from it has it.
+    pub fn nonce_hex(&self) -> String {
+        hex::encode(self.nonce)
+    }
+
     /// This key's identity: `SHA256(final tag)`, the binding of its last level.
     pub fn binding(&self) -> Binding {
         Binding::of_tag(&self.tag)

@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> anyhow::Result<ExitCode> {
         KeyCommand::Show(a) => show(ctx, &a),
         KeyCommand::Revoke(a) => revoke(ctx, &a),
         KeyCommand::Attenuate(a) => attenuate(ctx, &a),
-        KeyCommand::Inspect(a) => inspect(&a),
+        KeyCommand::Inspect(a) => inspect(ctx, &a),
     }
 }
 
@@ -350,7 +350,7 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
         let b = token.binding().to_string();
         match ledger.find_key(&b)?.pop() {
             Some(m) => m,
-            None => return inspect_token(&token, args.json),
+            None => return inspect_token(Some(&ledger), &token, args.json),
         }
     } else {
         one_key(&ledger, &args.key)?
@@ -389,18 +389,23 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
         if k.starts_with("till_") {
             let token = Token::decode(k)
                 .map_err(|e| UserError::usage(format!("`{}…`: {e}", &k[..k.len().min(12)])))?;
-            targets.push((token.binding().to_string(), token.binding().short()));
+            let lineage = token.lineage(token.level_count() - 1);
+            targets.push((
+                token.binding().to_string(),
+                token.binding().short(),
+                lineage,
+            ));
         } else {
             let meta = one_key(&ledger, k)?;
             let label = meta
                 .name
                 .clone()
                 .unwrap_or_else(|| crate::childkey::Binding::short_hex(&meta.binding));
-            targets.push((meta.binding, label));
+            targets.push((meta.binding, label, None));
         }
     }
-    for (binding, label) in targets {
-        if ledger.revoke(&binding, now)? {
+    for (binding, label, lineage) in targets {
+        if ledger.revoke(&binding, lineage.as_deref(), now)? {
             crate::output::note(&format!("revoked {label} and every key narrowed from it"));
         } else {
             crate::output::note(&format!("{label} was already revoked"));
@@ -450,12 +455,112 @@ fn attenuate(ctx: &Ctx, args: &KeyAttenuateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(args: &KeyInspectArgs) -> anyhow::Result<ExitCode> {
+fn inspect(ctx: &Ctx, args: &KeyInspectArgs) -> anyhow::Result<ExitCode> {
     let token = key_arg(args.key.as_deref())?;
-    inspect_token(&token, args.json)
+    // The ledger is read when there is one (not inside a sandbox, which hides it); a key is
+    // never verified here, so no keychain is touched.
+    let ledger = if ctx.paths.ledger_file().exists() {
+        Some(ctx.ledger()?)
+    } else {
+        None
+    };
+    inspect_token(ledger.as_ref(), &token, args.json)
 }
 
-fn inspect_token(token: &Token, json: bool) -> anyhow::Result<ExitCode> {
+/// What the ledger can tell of any key without its mint key: revoked (itself, or an ancestor
+/// by lineage or by being narrowed from a revoked created key), expired, made by a mint key
+/// that is gone, or none of these.
+#[derive(Debug, Serialize)]
+struct Standing {
+    /// `active`, `expired`, `revoked`, `invalid`, or `unknown` when there is no ledger.
+    status: &'static str,
+    revoked_at: Option<String>,
+    /// The ancestor whose revocation reaches this key (name or id); `None` when the key
+    /// itself was revoked.
+    revoked_by: Option<String>,
+    /// Why a key is `invalid`.
+    reason: Option<String>,
+}
+
+fn standing(
+    ledger: Option<&Ledger>,
+    token: &Token,
+    expires: Option<u64>,
+    now: u64,
+) -> anyhow::Result<Standing> {
+    let mut st = Standing {
+        status: "active",
+        revoked_at: None,
+        revoked_by: None,
+        reason: None,
+    };
+    let Some(ledger) = ledger else {
+        st.status = if expires.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "unknown"
+        };
+        return Ok(st);
+    };
+    let kid = token.kid().to_string();
+    match ledger.mint_keys()?.into_iter().find(|m| m.kid == kid) {
+        None => {
+            st.status = "invalid";
+            st.reason = Some("it was not made by this till's mint key".into());
+            return Ok(st);
+        }
+        Some(m) if m.retired_at.is_some() && m.valid_until.is_none_or(|v| v <= now) => {
+            st.status = "invalid";
+            st.reason = Some(format!(
+                "its mint key was replaced{}",
+                m.retired_at
+                    .map(|t| format!(" at {}", rfc3339(t)))
+                    .unwrap_or_default()
+            ));
+            return Ok(st);
+        }
+        Some(_) => {}
+    }
+    let name_of = |binding: &str| -> anyhow::Result<String> {
+        Ok(ledger
+            .find_key(binding)?
+            .pop()
+            .and_then(|k| k.name)
+            .unwrap_or_else(|| crate::childkey::Binding::short_hex(binding)))
+    };
+    let levels = token.level_count();
+    let lineages: Vec<String> = (0..levels).filter_map(|l| token.lineage(l)).collect();
+    let own = token.binding().to_string();
+    if let Some((binding, at, level)) = ledger.revocation_of(&own, &lineages)? {
+        st.status = "revoked";
+        st.revoked_at = Some(rfc3339(at));
+        if level.is_some_and(|l| l + 1 < levels) {
+            st.revoked_by = Some(name_of(&binding)?);
+        }
+        return Ok(st);
+    }
+    if let Some(created) = ledger.created_key_by_nonce(&kid, &token.nonce_hex())?
+        && let Some(at) = created.revoked_at
+    {
+        st.status = "revoked";
+        st.revoked_at = Some(rfc3339(at));
+        if created.binding != own {
+            st.revoked_by = Some(
+                created
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| crate::childkey::Binding::short_hex(&created.binding)),
+            );
+        }
+        return Ok(st);
+    }
+    if expires.is_some_and(|e| e <= now) {
+        st.status = "expired";
+    }
+    Ok(st)
+}
+
+fn inspect_token(ledger: Option<&Ledger>, token: &Token, json: bool) -> anyhow::Result<ExitCode> {
     let now = now_unix();
     let caveats = token.caveats();
     let expires = caveats
@@ -480,10 +585,15 @@ fn inspect_token(token: &Token, json: bool) -> anyhow::Result<ExitCode> {
             (l.index, text)
         })
         .collect();
+    let st = standing(ledger, token, expires, now)?;
     if json {
         crate::output::json(&serde_json::json!({
             "id": token.binding().short(),
             "kid": token.kid().to_string(),
+            "status": st.status,
+            "revoked_at": st.revoked_at,
+            "revoked_by": st.revoked_by,
+            "reason": st.reason,
             "expires_at": expires.map(rfc3339),
             "expired": expires.is_some_and(|e| e <= now),
             "levels": levels.iter().map(|(i, a)| serde_json::json!({"level": i, "scope": a})).collect::<Vec<_>>(),
@@ -505,7 +615,17 @@ fn inspect_token(token: &Token, json: bool) -> anyhow::Result<ExitCode> {
     for (i, a) in &levels {
         out.push_str(&format!("level {i}: {}\n", shell_words(a)));
     }
-    out.push_str("(decoded without verifying; only the proxy can tell whether the key is valid)\n");
+    let status = match (&st.revoked_by, &st.revoked_at, &st.reason) {
+        (Some(by), Some(at), _) => format!("revoked: `{by}`, a key it was narrowed from, was revoked at {at}"),
+        (None, Some(at), _) => format!("revoked at {at}"),
+        (_, _, Some(reason)) => format!("invalid: {reason}"),
+        _ if st.status == "unknown" => "unknown: no ledger here to tell revocations (inside a sandbox, till's files are hidden)".into(),
+        _ => st.status.to_string(),
+    };
+    out.push_str(&format!("status:  {status}\n"));
+    out.push_str(
+        "(the signature is checked by the proxy, with the mint key; this reads only the ledger)\n",
+    );
     crate::output::data(&out)?;
     Ok(ExitCode::SUCCESS)
 }

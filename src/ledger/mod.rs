@@ -169,6 +169,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (binding, kind, sec)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX rate_windows_sec ON rate_windows(sec);",
+    // 8: a revoked key's lineage (`Token::lineage`), so keys narrowed from it can be told
+    // revoked without the mint key.
+    "ALTER TABLE revocations ADD COLUMN lineage TEXT;
+    CREATE INDEX revocations_lineage ON revocations(lineage);",
 ];
 
 pub mod counters;
@@ -385,12 +389,54 @@ impl Ledger {
         Ok(Vec::new())
     }
 
-    /// Records a revocation; `Ok(false)` when the binding was already revoked.
-    pub fn revoke(&self, binding: &str, now: u64) -> anyhow::Result<bool> {
+    /// Records a revocation; `Ok(false)` when the binding was already revoked. `lineage` is
+    /// the revoked key's [`Token::lineage`](crate::childkey::Token::lineage) when its text
+    /// was given.
+    pub fn revoke(&self, binding: &str, lineage: Option<&str>, now: u64) -> anyhow::Result<bool> {
         Ok(self.conn.execute(
-            "INSERT INTO revocations (binding, revoked_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![binding, now as i64],
+            "INSERT INTO revocations (binding, revoked_at, lineage) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![binding, now as i64, lineage],
         )? > 0)
+    }
+
+    /// The revocation of `binding`, or of a key whose lineage is one of `lineages` (the
+    /// lineages of a key's levels, first level first): the earliest such level's binding and
+    /// time, and the index into `lineages` (`None` for `binding` itself).
+    pub fn revocation_of(
+        &self,
+        binding: &str,
+        lineages: &[String],
+    ) -> anyhow::Result<Option<(String, u64, Option<usize>)>> {
+        for (i, l) in lineages.iter().enumerate() {
+            let found = self
+                .conn
+                .prepare_cached("SELECT binding, revoked_at FROM revocations WHERE lineage = ?1")?
+                .query_row([l], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .optional()?;
+            if let Some((b, at)) = found {
+                return Ok(Some((b, at, Some(i))));
+            }
+        }
+        Ok(self
+            .conn
+            .prepare_cached("SELECT revoked_at FROM revocations WHERE binding = ?1")?
+            .query_row([binding], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|at| (binding.to_string(), at as u64, None)))
+    }
+
+    /// The key made by `till key create` with mint key `kid` and `nonce` (hex): the created
+    /// key every key narrowed from it descends from.
+    pub fn created_key_by_nonce(&self, kid: &str, nonce: &str) -> anyhow::Result<Option<KeyMeta>> {
+        Ok(self
+            .query_keys(
+                "WHERE k.kid = ?1 AND json_extract(k.caveats, '$.nonce') = ?2",
+                &[&kid, &nonce],
+            )?
+            .pop())
     }
 
     /// How many times the watched tables (revocations, root keys, mint keys) have changed.

@@ -97,7 +97,8 @@ fn watch_generation_moves_only_with_watched_tables() {
     steps.push(l.watch_generation().unwrap());
     l.record_root_key("openai", "bbbb1111", 20).unwrap();
     steps.push(l.watch_generation().unwrap());
-    l.revoke("00112233445566778899aabbccddeeff", 30).unwrap();
+    l.revoke("00112233445566778899aabbccddeeff", None, 30)
+        .unwrap();
     steps.push(l.watch_generation().unwrap());
     l.insert_mint("kid1", 40).unwrap();
     steps.push(l.watch_generation().unwrap());

@@ -241,3 +241,95 @@ fn gitleaks_rule_matches_created_keys() {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     );
 }
+
+/// `key show` and `key inspect` tell a key's standing from the ledger alone (no store, no
+/// mint key): a grandchild of a revoked created key, and a grandchild of a revoked narrowed
+/// key, are revoked by that ancestor, just as the proxy refuses them.
+#[test]
+fn show_and_inspect_tell_revoked_ancestors_without_the_keychain() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let narrow = |key: &str, flags: &[&str]| -> String {
+        let (code, out, stderr) = output_with_stdin(
+            TestEnv::new().bare().args(["key", "attenuate"]).args(flags),
+            key,
+        );
+        assert_eq!(code, 0, "{stderr}");
+        out.trim().to_string()
+    };
+    // `bare()`: no store selected and no passphrase, so any secret access would fail.
+    let standing = |key: &str, verb: &str| -> serde_json::Value {
+        let (code, out, stderr) = output(p.env.bare().args(["key", verb, key, "--json"]));
+        assert_eq!(code, 0, "{verb}: {stderr}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let ci = p.create_key(&["--name", "ci", "--scope", "openai", "--ttl", "1h"]);
+    let child = narrow(&ci, &["--scope", "openai/gpt-4o*"]);
+    let grandchild = narrow(&child, &["--rpm", "10"]);
+    for verb in ["show", "inspect"] {
+        let v = standing(&grandchild, verb);
+        assert_eq!(v["status"], "active", "{verb}: {v}");
+        assert!(v["revoked_by"].is_null(), "{v}");
+    }
+    assert_eq!(
+        status(&client_with_key(
+            &serve.url,
+            &grandchild,
+            &["openai", "chat"]
+        )),
+        200
+    );
+
+    // A narrowed key revoked by its text: its descendants name it.
+    let other = narrow(&ci, &["--scope", "openai/gpt-4o-mini"]);
+    let other_child = narrow(&other, &["--ttl", "30m"]);
+    let other_grandchild = narrow(&other_child, &["--rpm", "5"]);
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", &other_child]));
+    assert_eq!(code, 0, "{stderr}");
+    let v = standing(&other_grandchild, "show");
+    assert_eq!(v["status"], "revoked", "{v}");
+    let by = v["revoked_by"].as_str().unwrap().to_string();
+    assert!(!by.is_empty() && by != "ci", "{v}");
+    assert_eq!(standing(&other_child, "inspect")["status"], "revoked");
+    assert!(standing(&other_child, "inspect")["revoked_by"].is_null());
+    // Its parent and siblings are untouched.
+    assert_eq!(standing(&other, "show")["status"], "active");
+    assert_eq!(standing(&grandchild, "show")["status"], "active");
+    let refused = client_with_key(&serve.url, &other_grandchild, &["openai", "chat"]);
+    assert_eq!(status(&refused), 401, "{refused}");
+
+    // The created key revoked by name: every descendant is revoked by `ci`.
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "ci"]));
+    assert_eq!(code, 0, "{stderr}");
+    for verb in ["show", "inspect"] {
+        let v = standing(&grandchild, verb);
+        assert_eq!(v["status"], "revoked", "{verb}: {v}");
+        assert_eq!(v["revoked_by"], "ci", "{verb}: {v}");
+    }
+    let (code, text, _) = output(p.env.bare().args(["key", "show", &grandchild]));
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("status:  revoked: `ci`, a key it was narrowed from, was revoked at"),
+        "{text}"
+    );
+    assert_eq!(
+        status(&client_with_key(
+            &serve.url,
+            &grandchild,
+            &["openai", "chat"]
+        )),
+        401
+    );
+
+    // An expired narrowed key, and a key from another till's mint key.
+    let short = narrow(&p.create_key(&["--ttl", "1h"]), &["--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(standing(&short, "inspect")["status"], "expired");
+    let stranger = ProxyEnv::new().create_key(&["--ttl", "1h"]);
+    let v = standing(&stranger, "inspect");
+    assert_eq!(v["status"], "invalid", "{v}");
+    // Without a ledger (inside a sandbox) only the expiry can be told.
+    let (code, out, _) = output(TestEnv::new().bare().args(["key", "inspect", &grandchild]));
+    assert_eq!(code, 0);
+    assert!(out.contains("status:  unknown"), "{out}");
+}
