@@ -75,6 +75,23 @@ pub struct Price {
     pub tier: Option<Tier>,
 }
 
+/// What is known of a prompt before it is sent: an upper bound of its tokens, and whether it
+/// asks for one-hour cache writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptBound {
+    pub tokens: u64,
+    pub long_cache_writes: bool,
+}
+
+impl PromptBound {
+    pub fn tokens(tokens: u64) -> Self {
+        Self {
+            tokens,
+            long_cache_writes: false,
+        }
+    }
+}
+
 /// Every rate of one request, with defaults and the tier applied.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rates {
@@ -86,12 +103,15 @@ pub struct Rates {
 }
 
 impl Rates {
-    /// The dearest rate any input token can be billed at.
-    fn input_max(&self) -> f64 {
-        self.input
-            .max(self.cached_input)
-            .max(self.cache_write)
-            .max(self.cache_write_1h)
+    /// The dearest rate an input token can be billed at; one-hour cache writes count only
+    /// when the request asks for them.
+    fn input_max(&self, long_cache_writes: bool) -> f64 {
+        let m = self.input.max(self.cached_input).max(self.cache_write);
+        if long_cache_writes {
+            m.max(self.cache_write_1h)
+        } else {
+            m
+        }
     }
 }
 
@@ -152,12 +172,15 @@ impl Price {
         micros.round() as u64
     }
 
-    /// Upper bound of a request's cost before it runs, from an upper bound of its prompt's
-    /// tokens and its output ceiling: every input token at the dearest rate it could be billed
-    /// at (a cache write costs more than a plain input token), the tier the prompt could reach.
-    pub fn reserve_micros(&self, prompt_tokens: u64, max_output: u64) -> u64 {
-        let r = self.rates(prompt_tokens);
-        (prompt_tokens as f64 * r.input_max() + max_output as f64 * r.output).ceil() as u64
+    /// Upper bound of a request's cost before it runs, from a bound of its prompt and its
+    /// output ceiling: every input token at the dearest rate it could be billed at (a cache
+    /// write costs more than a plain input token; a one-hour write more still, when the
+    /// request asks for one), the tier the prompt could reach.
+    pub fn reserve_micros(&self, prompt: PromptBound, max_output: u64) -> u64 {
+        let r = self.rates(prompt.tokens);
+        (prompt.tokens as f64 * r.input_max(prompt.long_cache_writes)
+            + max_output as f64 * r.output)
+            .ceil() as u64
     }
 
     /// The largest of each rate of `self` and `other`, taken apart.

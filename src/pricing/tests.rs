@@ -196,8 +196,14 @@ fn long_prompts_are_charged_at_the_tier() {
     assert_eq!(p.cost_micros(&at(200_000)), 250_000 + 10_000);
     assert_eq!(p.cost_micros(&at(200_001)), 500_003 + 15_000);
     // The reservation takes the tier the prompt bound could reach.
-    assert_eq!(p.reserve_micros(200_000, 1000), 250_000 + 10_000);
-    assert_eq!(p.reserve_micros(300_000, 1000), 750_000 + 15_000);
+    assert_eq!(
+        p.reserve_micros(PromptBound::tokens(200_000), 1000),
+        250_000 + 10_000
+    );
+    assert_eq!(
+        p.reserve_micros(PromptBound::tokens(300_000), 1000),
+        750_000 + 15_000
+    );
 }
 
 #[test]
@@ -205,9 +211,17 @@ fn reservations_cover_every_way_a_prompt_can_be_billed() {
     let p = table();
     let sonnet = price(&p, "anthropic", "claude-sonnet-4-5");
     let prompt = 10_000;
-    let reserved = sonnet.reserve_micros(prompt, 500);
+    let reserved = sonnet.reserve_micros(PromptBound::tokens(prompt), 500);
+    let reserved_long = sonnet.reserve_micros(
+        PromptBound {
+            tokens: prompt,
+            long_cache_writes: true,
+        },
+        500,
+    );
     // Whatever mix of fresh, cached and written tokens the provider reports, the bill of a
-    // prompt within the bound stays within the reservation.
+    // prompt within the bound stays within the reservation (one-hour writes within the one
+    // made for a request that asks for them).
     for (cached, written, written_1h) in [
         (0, 0, 0),
         (prompt, 0, 0),
@@ -223,9 +237,13 @@ fn reservations_cover_every_way_a_prompt_can_be_billed() {
             cache_write_1h_tokens: written_1h,
             reasoning_tokens: 0,
         };
-        assert!(sonnet.cost_micros(&u) <= reserved, "{u:?}");
+        assert!(sonnet.cost_micros(&u) <= reserved_long, "{u:?}");
+        if written_1h == 0 {
+            assert!(sonnet.cost_micros(&u) <= reserved, "{u:?}");
+        }
     }
-    assert_eq!(reserved, 60_000 + 7_500);
+    assert_eq!(reserved, 37_500 + 7_500);
+    assert_eq!(reserved_long, 60_000 + 7_500);
 }
 
 #[test]

@@ -156,6 +156,33 @@ pub fn insert_ceiling(op: Op, openai_proper: bool, map: &mut Map<String, Value>,
     }
 }
 
+/// Whether the body asks for a prompt-cache write that lives longer than the default five
+/// minutes (Anthropic's `"cache_control": {"type": "ephemeral", "ttl": "1h"}`, on a system
+/// block, a message's content block or a tool), which is billed above a five-minute write.
+/// Any `ttl` other than `"5m"` counts, so a spelling the provider reads and till does not
+/// can only make the reservation larger.
+pub fn asks_long_cache_writes(map: &Map<String, Value>) -> bool {
+    fn walk(v: &Value) -> bool {
+        match v {
+            Value::Object(o) => o.iter().any(|(k, v)| {
+                (k == "cache_control"
+                    && v.as_object()
+                        .and_then(|c| c.get("ttl"))
+                        .is_some_and(|t| t.as_str() != Some("5m")))
+                    || walk(v)
+            }),
+            Value::Array(a) => a.iter().any(walk),
+            _ => false,
+        }
+    }
+    map.values().any(walk)
+        || map
+            .get("cache_control")
+            .and_then(Value::as_object)
+            .and_then(|c| c.get("ttl"))
+            .is_some_and(|t| t.as_str() != Some("5m"))
+}
+
 /// The first thing in the body that makes the provider read or produce more than the body
 /// shows: input loaded by reference (stored conversations, cached contents, files, URLs it
 /// fetches) and server-side tools billed on top of tokens. None of these is counted by till's
@@ -234,6 +261,34 @@ fn find_reference(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_hour_cache_writes_are_found_wherever_anthropic_reads_them() {
+        let asks = |v: serde_json::Value| asks_long_cache_writes(v.as_object().unwrap());
+        let cc = |ttl: serde_json::Value| serde_json::json!({"type": "ephemeral", "ttl": ttl});
+        assert!(!asks(
+            serde_json::json!({"model": "m", "system": [{"type": "text", "text": "s",
+            "cache_control": {"type": "ephemeral"}}]})
+        ));
+        assert!(!asks(
+            serde_json::json!({"system": [{"cache_control": cc("5m".into())}]})
+        ));
+        assert!(asks(
+            serde_json::json!({"system": [{"cache_control": cc("1h".into())}]})
+        ));
+        assert!(asks(
+            serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "x", "cache_control": cc("1h".into())}]}]})
+        ));
+        assert!(asks(
+            serde_json::json!({"tools": [{"name": "t", "cache_control": cc(3600.into())}]})
+        ));
+        assert!(asks(serde_json::json!({"cache_control": cc("60m".into())})));
+        // A `ttl` that is not in a cache_control is just data.
+        assert!(!asks(
+            serde_json::json!({"messages": [{"content": "ttl 1h", "ttl": "1h"}]})
+        ));
+    }
 
     fn i(_api: ApiFamily, op: Op, body: &str) -> Result<Inspection, ProxyError> {
         inspect(op, Some("m"), Some("application/json"), body.as_bytes())

@@ -25,6 +25,7 @@ use super::meter::Meter;
 use super::route::{self, Endpoint};
 use super::state::{MintEntry, RequestRecord, State};
 use crate::childkey::{Denial, EndpointClass, Grant, RequestFacts, Token, Verified};
+use crate::pricing::PromptBound;
 use crate::providers::Provider;
 
 /// Output tokens reserved against a budget when a request names no ceiling of its own.
@@ -285,6 +286,14 @@ pub async fn admit(
     // tokens) what the budget can pay for, up to DEFAULT_OUTPUT_RESERVE.
     let prompt_tokens = asked.body.len() as u64;
     let choices = inspected.choices;
+    let prompt = PromptBound {
+        tokens: prompt_tokens,
+        long_cache_writes: grant.has_budget()
+            && inspected
+                .json
+                .as_ref()
+                .is_some_and(body_inspect::asks_long_cache_writes),
+    };
     let mut insert: Option<u64> = None;
     let ceiling = match inspected.ceiling {
         Some(c) => c,
@@ -293,15 +302,8 @@ pub async fn admit(
             let mut c = grant.cap_output_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
             if grant.has_budget() {
                 c = c.min(
-                    affordable_output(
-                        state,
-                        &grant,
-                        provider,
-                        model.as_deref(),
-                        prompt_tokens,
-                        choices,
-                    )
-                    .await?,
+                    affordable_output(state, &grant, provider, model.as_deref(), prompt, choices)
+                        .await?,
                 );
             }
             // Within the key's tokens per minute, so the request can ever be admitted.
@@ -321,7 +323,7 @@ pub async fn admit(
             &grant,
             &provider.name,
             model.as_deref(),
-            prompt_tokens,
+            prompt,
             output_total,
             &ctx.record,
         )
@@ -563,21 +565,22 @@ async fn affordable_output(
     grant: &Grant,
     provider: &Provider,
     model: Option<&str>,
-    prompt_tokens: u64,
+    prompt: PromptBound,
     choices: u64,
 ) -> Result<u64, ProxyError> {
     let (usd_left, tokens_left) = state.budget_left(grant).await?;
     let mut afford = u64::MAX;
     if let Some(left) = tokens_left {
-        afford = afford.min(left.saturating_sub(prompt_tokens) / choices.max(1));
+        afford = afford.min(left.saturating_sub(prompt.tokens) / choices.max(1));
     }
     if let Some(left) = usd_left
         && let Some(price) = model.and_then(|m| state.price(&provider.name, m))
     {
-        let prompt = price.reserve_micros(prompt_tokens, 0);
+        let prompt_micros = price.reserve_micros(prompt, 0);
         let per_token = price.output * choices.max(1) as f64;
         if per_token > 0.0 {
-            afford = afford.min((left.saturating_sub(prompt) as f64 / per_token).floor() as u64);
+            afford =
+                afford.min((left.saturating_sub(prompt_micros) as f64 / per_token).floor() as u64);
         }
     }
     if afford == 0 {

@@ -215,7 +215,7 @@ impl State {
         grant: &Grant,
         provider: &str,
         model: Option<&str>,
-        prompt_tokens: u64,
+        prompt: crate::pricing::PromptBound,
         max_output: u64,
         record: &RequestRecord,
     ) -> Result<Option<Reservation>, ProxyError> {
@@ -254,11 +254,11 @@ impl State {
         if levels.is_empty() {
             return Ok(None);
         }
-        let tokens = prompt_tokens + max_output;
+        let tokens = prompt.tokens + max_output;
         let micros = if levels.iter().any(|l| l.budget_micros.is_some()) {
             let model = model.unwrap_or("");
             match self.price(provider, model) {
-                Some(price) => price.reserve_micros(prompt_tokens, max_output),
+                Some(price) => price.reserve_micros(prompt, max_output),
                 None if model.is_empty() => 0,
                 None => {
                     return Err(ProxyError::new(

@@ -492,6 +492,124 @@ fn a_one_cent_key_spends_at_most_one_cent_from_two_proxies_at_once() {
     );
 }
 
+fn cached_system_prompt(model: &str, ttl: Option<&str>) -> String {
+    let cc = match ttl {
+        Some(t) => format!(",\"cache_control\":{{\"type\":\"ephemeral\",\"ttl\":\"{t}\"}}"),
+        None => ",\"cache_control\":{\"type\":\"ephemeral\"}".into(),
+    };
+    let text = "x".repeat(300);
+    format!(
+        "{{\"model\":\"{model}\",\"max_tokens\":10,\"system\":[{{\"type\":\"text\",\"text\":\"{text}\"{cc}}}],\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+    )
+}
+
+/// A prompt-cache write reported by the provider is charged at its own rate (five minutes or
+/// one hour), not at the input price.
+#[test]
+fn cache_writes_are_billed_at_their_rates() {
+    let a = Attack::new(
+        "[prices.\"anthropic/cachey\"]\ninput = 1.0\ncache_write = 3.0\ncache_write_1h = 7.0\noutput = 2.0\n",
+        &["--scope", "anthropic/cachey", "--budget", "1usd"],
+    );
+    for (i, ttl) in [Some("1h"), Some("5m")].into_iter().enumerate() {
+        let (status, answer) = a.post(
+            "/anthropic/v1/messages",
+            &cached_system_prompt("cachey", ttl),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let u = serde_json::from_str::<Value>(&answer).unwrap()["usage"].clone();
+        let n = |v: &Value| v.as_f64().unwrap();
+        let (w5, w1h) = (
+            n(&u["cache_creation"]["ephemeral_5m_input_tokens"]),
+            n(&u["cache_creation"]["ephemeral_1h_input_tokens"]),
+        );
+        assert!(w5 + w1h > 0.0, "{u}");
+        let expect = n(&u["input_tokens"]) + w5 * 3.0 + w1h * 7.0 + n(&u["output_tokens"]) * 2.0;
+        let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
+        let rows: Value = serde_json::from_str(&log).unwrap();
+        let cost = rows[i]["cost_usd"].as_f64().unwrap() * 1e6;
+        assert!(
+            (cost - expect).abs() < 0.5,
+            "{ttl:?}: charged {cost} µ$, expected {expect} µ$"
+        );
+    }
+}
+
+/// Cache writes cost more than input (Anthropic: 1.25× for five minutes, 2× for an hour; here
+/// 500× and 5000× to make a miss visible): eight clients at once, on a model that writes its
+/// whole prompt to the cache and bills every output token allowed, are held to the key's
+/// budget by what the provider itself reports, whatever the requests mark.
+#[test]
+fn cache_writes_cannot_overspend_a_budget() {
+    let a = Attack::new(
+        "[prices.\"anthropic/greedy-cache\"]\ninput = 0.001\ncache_write = 0.5\ncache_write_1h = 5.0\noutput = 0.001\n",
+        &["--scope", "anthropic/greedy-cache", "--budget", "0.0005usd"],
+    );
+    let answers = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for t in 0..8 {
+            let (a, answers) = (&a, &answers);
+            sc.spawn(move || {
+                for round in 0..5 {
+                    let ttl = [Some("1h"), Some("5m"), None, Some("5m")][(t + round) % 4];
+                    let got = a.post(
+                        "/anthropic/v1/messages",
+                        &cached_system_prompt("greedy-cache", ttl),
+                    );
+                    answers.lock().unwrap().push(got);
+                }
+            });
+        }
+    });
+    let mut billed = 0.0;
+    let mut ok = 0;
+    for (status, answer) in answers.into_inner().unwrap() {
+        assert!(matches!(status, 200 | 429), "{status} {answer}");
+        if status == 200 {
+            ok += 1;
+            let u = &serde_json::from_str::<Value>(&answer).unwrap()["usage"];
+            let n = |v: &Value| v.as_f64().unwrap_or(0.0);
+            billed += n(&u["input_tokens"]) * 0.001
+                + n(&u["cache_creation"]["ephemeral_5m_input_tokens"]) * 0.5
+                + n(&u["cache_creation"]["ephemeral_1h_input_tokens"]) * 5.0
+                + n(&u["output_tokens"]) * 0.001;
+        }
+    }
+    assert!(
+        ok > 1,
+        "the budget refused nearly everything ({ok} answered)"
+    );
+    assert!(
+        billed <= 500.0 + 1.0,
+        "the upstream billed {billed} µ$ for a 500 µ$ key ({ok} answered)"
+    );
+    // The ledger says the same.
+    let (_, shown, _) = crate::support::output(a.p.env.till().args(["key", "list", "--json"]));
+    let keys: Value = serde_json::from_str(&shown).unwrap();
+    let spent = keys[0]["spent_usd"].as_f64().unwrap() * 1e6;
+    // Each request's cost is rounded to a whole micro-dollar.
+    assert!(
+        (spent - billed).abs() <= 0.5 * ok as f64 + 1.0,
+        "ledger {spent} µ$, upstream {billed} µ$"
+    );
+
+    // A one-hour write whose bound the budget cannot pay is refused, though a five-minute
+    // write of the same prompt would fit: nothing reaches the upstream.
+    let small =
+        a.p.create_key(&["--scope", "anthropic/greedy-cache", "--budget", "0.0003usd"]);
+    a.p.mock.clear_requests();
+    let auth = format!("Bearer {small}");
+    let (status, answer) = raw_http(
+        &a.serve.url,
+        "POST",
+        "/anthropic/v1/messages",
+        &[JSON, ("authorization", &auth)],
+        cached_system_prompt("greedy-cache", Some("1h")).as_bytes(),
+    );
+    assert_eq!(status, 429, "{answer}");
+    a.assert_upstream_saw_nothing("a one-hour cache write beyond the budget");
+}
+
 /// One way to bend a request that is in scope.
 #[derive(Debug, Clone)]
 enum Mutation {

@@ -175,6 +175,63 @@ fn parse(ctx: &Ctx<'_>, request_id: &str) -> Result<(Value, String), Box<Resp>> 
     Ok((body, model))
 }
 
+/// Prompt-cache writes as Anthropic reports them on a first call: a request with any
+/// `cache_control` marker has its whole prompt written to the cache (one-hour writes when any
+/// marker asks for `"ttl": "1h"`), reported apart from `input_tokens`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CacheWrites {
+    five_minutes: u64,
+    one_hour: u64,
+}
+
+fn cache_markers(v: &Value, found: &mut Vec<Option<String>>) {
+    match v {
+        Value::Object(o) => {
+            for (k, v) in o {
+                if k == "cache_control" {
+                    found.push(v.get("ttl").and_then(Value::as_str).map(str::to_owned));
+                }
+                cache_markers(v, found);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| cache_markers(v, found)),
+        _ => {}
+    }
+}
+
+fn cache_writes(body: &Value, input: u64) -> CacheWrites {
+    let mut found = Vec::new();
+    cache_markers(body, &mut found);
+    if found.is_empty() {
+        CacheWrites::default()
+    } else if found.iter().any(|t| t.as_deref() == Some("1h")) {
+        CacheWrites {
+            five_minutes: 0,
+            one_hour: input,
+        }
+    } else {
+        CacheWrites {
+            five_minutes: input,
+            one_hour: 0,
+        }
+    }
+}
+
+/// The usage object of `message_start` and of a whole message.
+fn usage_json(usage: Usage, writes: CacheWrites, output: u64) -> Value {
+    let written = writes.five_minutes + writes.one_hour;
+    json!({
+        "input_tokens": usage.input - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": writes.five_minutes,
+            "ephemeral_1h_input_tokens": writes.one_hour
+        },
+        "output_tokens": output
+    })
+}
+
 fn input_usage(body: &Value) -> Usage {
     Usage::for_chars(
         body.get("system").map_or(0, text_chars) + body.get("messages").map_or(0, text_chars),
@@ -211,6 +268,7 @@ fn messages(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
         return outcome;
     }
     let usage = input_usage(&body).billed(&model, &body);
+    let writes = cache_writes(&body, usage.input);
     let id = ctx.id("msg_");
     if !streaming {
         return json(
@@ -223,12 +281,7 @@ fn messages(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
                 "content": [{"type": "text", "text": REPLY_TEXT}],
                 "stop_reason": "end_turn",
                 "stop_sequence": null,
-                "usage": {
-                    "input_tokens": usage.input,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                    "output_tokens": usage.output
-                }
+                "usage": usage_json(usage, writes, usage.output)
             }),
         )
         .into();
@@ -244,12 +297,7 @@ fn messages(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
-            "usage": {
-                "input_tokens": usage.input,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": 1
-            }
+            "usage": usage_json(usage, writes, 1)
         }}),
     ));
     frames.push(sse_event(

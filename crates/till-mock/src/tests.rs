@@ -421,6 +421,38 @@ async fn models_answer_in_the_shape_of_the_family_asked() {
     assert_eq!(one["name"], "models/gemini-2.0-flash");
 }
 
+/// A prompt with `cache_control` markers is written to the cache on a first call: reported
+/// apart from `input_tokens`, one-hour writes apart from five-minute ones.
+#[tokio::test]
+async fn anthropic_reports_cache_writes_of_marked_prompts() {
+    let mock = spawn(MockOptions::default());
+    let input = expected_input_tokens(&["Be brief.", PROMPT]);
+    for (ttl, five, hour) in [
+        (None, input, 0),
+        (Some("5m"), input, 0),
+        (Some("1h"), 0, input),
+    ] {
+        let mut cc = json!({"type": "ephemeral"});
+        if let Some(t) = ttl {
+            cc["ttl"] = t.into();
+        }
+        let body = json!({
+            "model": "claude-haiku-4-5",
+            "max_tokens": 100,
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": cc}],
+            "messages": [{"role": "user", "content": PROMPT}]
+        });
+        let usage = post(&mock, "/v1/messages", &[X_API_KEY, VERSION], &body)
+            .await
+            .json()["usage"]
+            .clone();
+        assert_eq!(usage["input_tokens"], 0, "{usage}");
+        assert_eq!(usage["cache_creation_input_tokens"], input, "{usage}");
+        assert_eq!(usage["cache_creation"]["ephemeral_5m_input_tokens"], five);
+        assert_eq!(usage["cache_creation"]["ephemeral_1h_input_tokens"], hour);
+    }
+}
+
 #[tokio::test]
 async fn anthropic_messages_json_and_stream() {
     let mock = spawn(MockOptions::default());
@@ -450,6 +482,7 @@ async fn anthropic_messages_json_and_stream() {
                 "input_tokens": input,
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
                 "output_tokens": OUTPUT_TOKENS
             }
         })
