@@ -1033,7 +1033,10 @@ fn keys_minted_before_the_realtime_class_keep_their_scope() {
             .collect();
         assert_eq!(
             sets.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            endpoints.into_iter().map(str::to_string).collect::<Vec<_>>(),
+            endpoints
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
             "{text}"
         );
         let realtime = sets.iter().any(|s| s.contains(EndpointClass::Realtime));
