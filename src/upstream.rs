@@ -81,7 +81,7 @@ pub async fn websocket(
     out.insert(name, value);
     for (name, value) in provider.api.wire().default_headers() {
         if !out.contains_key(*name) {
-            out.insert(*name, HeaderValue::from_static(*value));
+            out.insert(*name, HeaderValue::from_static(value));
         }
     }
     tokio_tungstenite::connect_async_with_config(req, Some(config), true).await

@@ -123,6 +123,9 @@ fn upstream_messages(p: &ProxyEnv) -> Vec<Value> {
         .collect()
 }
 
+/// What an upgrade is, what it sends, and the status it must get: (what, path, headers, status).
+type Refusal<'a> = (&'a str, String, Vec<(&'a str, String)>, u16);
+
 fn assert_no_root_key(what: &str, text: &str) {
     assert!(
         !text.contains(ROOT_KEY),
@@ -247,7 +250,7 @@ async fn upgrades_outside_the_key_are_refused_before_anything_reaches_the_provid
     let serve = p.serve();
     p.mock.clear_requests();
     let responses = "/openai/v1/responses";
-    let cases: Vec<(&str, String, Vec<(&str, String)>, u16)> = vec![
+    let cases: Vec<Refusal> = vec![
         ("no key", responses.into(), vec![], 401),
         (
             "a provider key",
