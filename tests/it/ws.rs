@@ -656,3 +656,66 @@ fn a_websocket_holds_its_connection_slot_until_it_closes() {
         .expect("served once the socket closed");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 }
+
+/// A proxy whose mock paces `slow` answers `delay` apart, with `grace` to stop, a key for
+/// every OpenAI model, and a socket on it with one slow response started.
+async fn slow_response(delay: Duration, grace: &str) -> (ProxyEnv, Serve, Ws) {
+    let opts = till_mock::MockOptions {
+        chunk_delay: delay,
+        ..Default::default()
+    };
+    let p = ProxyEnv::with_options(opts, &format!("[proxy]\nshutdown_grace = \"{grace}\"\n"));
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    send(&mut ws, &create("gpt-slow")).await;
+    assert_eq!(next(&mut ws).await["type"], "response.created");
+    (p, serve, ws)
+}
+
+fn sigterm(serve: &Serve) {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) };
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_response_on_a_socket_finish_then_closes_it() {
+    let (p, serve, mut ws) = slow_response(Duration::from_millis(200), "20s").await;
+    let auth = bearer(&p.create_key(&["--scope", "openai"]));
+    let (mut idle, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    sigterm(&serve);
+    // A socket with nothing in flight closes at once; the other finishes its response first.
+    let close = next(&mut idle).await;
+    assert_eq!(close["close"], u16::from(CloseCode::Away), "{close}");
+    let events = until(&mut ws, "response.completed").await;
+    assert!(events.iter().all(|e| e["type"] != "error"), "{events:?}");
+    let close = next(&mut ws).await;
+    assert_eq!(close["close"], u16::from(CloseCode::Away), "{close}");
+    let rows = stop_and_log(&p, serve);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "complete", "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_response_still_running_when_the_grace_ends_is_interrupted() {
+    let (p, serve, mut ws) = slow_response(Duration::from_secs(2), "1s").await;
+    sigterm(&serve);
+    let mut last = next(&mut ws).await;
+    while last["type"] != "error" {
+        assert!(
+            last.get("close").is_none(),
+            "closed without an error event: {last}"
+        );
+        last = next(&mut ws).await;
+    }
+    assert_eq!(last["error"]["code"], "till_shutting_down", "{last}");
+    assert_eq!(next(&mut ws).await["close"], u16::from(CloseCode::Away));
+    let rows = stop_and_log(&p, serve);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "interrupted", "{rows:?}");
+}
