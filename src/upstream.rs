@@ -145,3 +145,40 @@ pub fn without_url(err: &reqwest::Error) -> String {
         msg
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_map_http_to_ws_and_https_to_wss() {
+        assert_eq!(
+            websocket_url("https://api.openai.com", "/v1/realtime?model=m").as_deref(),
+            Some("wss://api.openai.com/v1/realtime?model=m")
+        );
+        assert_eq!(
+            websocket_url("http://127.0.0.1:9", "/v1/responses").as_deref(),
+            Some("ws://127.0.0.1:9/v1/responses")
+        );
+        assert_eq!(websocket_url("ftp://x", "/v1/responses"), None);
+    }
+
+    /// The `wss://` path builds its TLS client (rustls with the crate's one crypto provider)
+    /// and fails cleanly against a server that speaks no TLS.
+    #[tokio::test]
+    async fn a_wss_upgrade_to_a_server_without_tls_is_an_error_not_a_panic() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            if let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let provider = crate::providers::builtin("openai").unwrap();
+        let key = SecretString::from("sk-test");
+        let url = format!("wss://{addr}/v1/responses");
+        let config = tungstenite::protocol::WebSocketConfig::default();
+        let opened = websocket(&provider, &key, &url, &HeaderMap::new(), None, config).await;
+        assert!(opened.is_err());
+    }
+}
