@@ -66,7 +66,7 @@ complete -c till -n "__fish_till_using_subcommand status" -s h -l help -d 'Print
 complete -c till -n "__fish_till_using_subcommand status" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand run" -s p -l profile -d 'Start from a profile in config.toml ([profiles.NAME]); flags override it' -r
 complete -c till -n "__fish_till_using_subcommand run" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
-complete -c till -n "__fish_till_using_subcommand run" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all' -r
+complete -c till -n "__fish_till_using_subcommand run" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r
 complete -c till -n "__fish_till_using_subcommand run" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
 complete -c till -n "__fish_till_using_subcommand run" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
 complete -c till -n "__fish_till_using_subcommand run" -l rpm -d 'Requests per minute' -r
@@ -95,7 +95,7 @@ complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subco
 complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'A name to refer to the key by' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l rpm -d 'Requests per minute' -r
@@ -115,7 +115,7 @@ complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcomman
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, or all' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l rpm -d 'Requests per minute' -r

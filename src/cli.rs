@@ -182,7 +182,7 @@ pub struct ScopeArgs {
     #[arg(long = "scope", short = 's', value_name = "PROVIDER[/MODEL]")]
     pub scope: Vec<String>,
     /// Endpoint classes the key may call, comma-separated: inference (the default), models,
-    /// files, batches, admin, or all.
+    /// files, batches, admin, realtime, or all.
     #[arg(long, value_name = "CLASSES", value_delimiter = ',')]
     pub endpoints: Vec<String>,
     /// Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok.

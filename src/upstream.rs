@@ -1,13 +1,15 @@
 //! Talking to a provider with a root key: the shared HTTP client, the provider's way of
-//! presenting a key, and the cheap call that tells whether a key works.
+//! presenting a key, the WebSocket opened with it, and the cheap call that tells whether a key
+//! works.
 //!
 //! This is the only module that puts a root key on the wire; the key is exposed at exactly
 //! one call site, [`auth_header`].
 
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
+use tokio_tungstenite::tungstenite;
 
 use crate::providers::{AuthScheme, Provider};
 
@@ -45,6 +47,53 @@ pub fn auth_header(provider: &Provider, key: &SecretString) -> (HeaderName, Head
     let mut value = value.unwrap_or_else(|_| HeaderValue::from_static("invalid-key"));
     value.set_sensitive(true);
     (name, value)
+}
+
+/// A WebSocket to a provider (plain or TLS with the same webpki roots as [`client`]).
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The provider's answer to a WebSocket upgrade it accepted (status 101 and its headers).
+pub type Upgraded = http::Response<Option<Vec<u8>>>;
+
+/// Opens a WebSocket to `url` (`ws://` or `wss://`, from [`websocket_url`]) with the root key,
+/// `headers` (already stripped of the client's credentials and handshake headers) and the
+/// offered subprotocols, if any. An upgrade the provider refuses is
+/// `tungstenite::Error::Http` with its answer.
+pub async fn websocket(
+    provider: &Provider,
+    key: &SecretString,
+    url: &str,
+    headers: &HeaderMap,
+    protocols: Option<HeaderValue>,
+    config: tungstenite::protocol::WebSocketConfig,
+) -> Result<(Socket, Upgraded), tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest as _;
+    let mut req = url.into_client_request()?;
+    let out = req.headers_mut();
+    for (name, value) in headers {
+        out.append(name, value.clone());
+    }
+    if let Some(p) = protocols {
+        out.insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    let (name, value) = auth_header(provider, key);
+    out.insert(name, value);
+    for (name, value) in provider.api.wire().default_headers() {
+        if !out.contains_key(*name) {
+            out.insert(*name, HeaderValue::from_static(value));
+        }
+    }
+    tokio_tungstenite::connect_async_with_config(req, Some(config), true).await
+}
+
+/// The WebSocket URL of `path_and_query` at `base_url`: `http` becomes `ws`, `https` `wss`.
+pub fn websocket_url(base_url: &str, path_and_query: &str) -> Option<String> {
+    let rest = base_url
+        .strip_prefix("https://")
+        .map(|r| ("wss://", r))
+        .or_else(|| base_url.strip_prefix("http://").map(|r| ("ws://", r)))?;
+    Some(format!("{}{}{path_and_query}", rest.0, rest.1))
 }
 
 /// What the provider said about a key.
@@ -94,5 +143,42 @@ pub fn without_url(err: &reqwest::Error) -> String {
         "connection failed".into()
     } else {
         msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_map_http_to_ws_and_https_to_wss() {
+        assert_eq!(
+            websocket_url("https://api.openai.com", "/v1/realtime?model=m").as_deref(),
+            Some("wss://api.openai.com/v1/realtime?model=m")
+        );
+        assert_eq!(
+            websocket_url("http://127.0.0.1:9", "/v1/responses").as_deref(),
+            Some("ws://127.0.0.1:9/v1/responses")
+        );
+        assert_eq!(websocket_url("ftp://x", "/v1/responses"), None);
+    }
+
+    /// The `wss://` path builds its TLS client (rustls with the crate's one crypto provider)
+    /// and fails cleanly against a server that speaks no TLS.
+    #[tokio::test]
+    async fn a_wss_upgrade_to_a_server_without_tls_is_an_error_not_a_panic() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            if let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let provider = crate::providers::builtin("openai").unwrap();
+        let key = SecretString::from("sk-test");
+        let url = format!("wss://{addr}/v1/responses");
+        let config = tungstenite::protocol::WebSocketConfig::default();
+        let opened = websocket(&provider, &key, &url, &HeaderMap::new(), None, config).await;
+        assert!(opened.is_err());
     }
 }

@@ -405,15 +405,20 @@ pub enum EndpointClass {
     Batches,
     /// Organisation, project, key and billing administration.
     Admin,
+    /// Realtime sessions (`/v1/realtime` over a WebSocket): they run a model, but their audio
+    /// input and the responses the server starts itself cannot be bounded up front, so they
+    /// are a class of their own that a key must name.
+    Realtime,
 }
 
 impl EndpointClass {
-    pub const ALL: [EndpointClass; 5] = [
+    pub const ALL: [EndpointClass; 6] = [
         EndpointClass::Inference,
         EndpointClass::Models,
         EndpointClass::Files,
         EndpointClass::Batches,
         EndpointClass::Admin,
+        EndpointClass::Realtime,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -423,6 +428,7 @@ impl EndpointClass {
             EndpointClass::Files => "files",
             EndpointClass::Batches => "batches",
             EndpointClass::Admin => "admin",
+            EndpointClass::Realtime => "realtime",
         }
     }
 
@@ -433,6 +439,7 @@ impl EndpointClass {
             EndpointClass::Files => 0x04,
             EndpointClass::Batches => 0x08,
             EndpointClass::Admin => 0x10,
+            EndpointClass::Realtime => 0x20,
         }
     }
 }
@@ -450,20 +457,22 @@ impl FromStr for EndpointClass {
             .into_iter()
             .find(|c| c.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown endpoint class `{s}` (known: inference, models, files, batches, admin, all)")
+                format!("unknown endpoint class `{s}` (known: inference, models, files, batches, admin, realtime, all)")
             })
     }
 }
 
 /// A non-empty set of endpoint classes, or `all` (every class, including ones added later).
 ///
-/// On the wire one byte: bit 0 inference, 1 models, 2 files, 3 batches, 4 admin; `all` is
-/// `0x80` alone.
+/// On the wire one byte: bit 0 inference, 1 models, 2 files, 3 batches, 4 admin, 5 realtime;
+/// `all` is `0x80` alone. Bit 5 came later: keys minted before it never set it (they were
+/// refused with it set), so their sets read as they always did; an older till refuses a key
+/// that sets it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EndpointSet(u8);
 
 const ALL_BIT: u8 = 0x80;
-const CLASS_BITS: u8 = 0x1f;
+const CLASS_BITS: u8 = 0x3f;
 
 impl EndpointSet {
     /// Every endpoint class.

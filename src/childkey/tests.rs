@@ -1002,3 +1002,46 @@ proptest! {
         let _ = Token::decode(&raw);
     }
 }
+
+/// Keys printed by `till key create` before the realtime endpoint class existed: their scope
+/// reads back unchanged, and only `all` takes in the class added since.
+#[test]
+fn keys_minted_before_the_realtime_class_keep_their_scope() {
+    let cases = [
+        (
+            "till_ARm-5WaAkXZW1CN8CxTWYrQAKJGoAQMBCQEGb3BlbmFpAAIBHwMFqPTR2QYZ59QFSOONqoEZE6Qbn8cCvpp0g4GCC-K-w05WxBx2I1E4BjI",
+            Some("inference,models,files,batches,admin"),
+        ),
+        (
+            "till_ARm-5WY1LoVbZe7M_5EWWRGWostjAQMBCQEGb3BlbmFpAAIBgAMFqPTR2QatxXmCRAnNHuSxiXfM8QiJ9jxuLK-yt401BNoI1wcqjT7xh4s",
+            Some("all"),
+        ),
+        (
+            "till_ARm-5Wb1hu4gD8pXU6DhQ6nuONM4AQIBCQEGb3BlbmFpAAMFqfTR2QY2BWWKh1dXUCjHfMsrewi-KARB7eoWV8z_QSfneebxsy3Dqy8",
+            None,
+        ),
+    ];
+    for (text, endpoints) in cases {
+        let token = Token::decode(text).unwrap();
+        let sets: Vec<EndpointSet> = token
+            .caveats()
+            .iter()
+            .filter_map(|c| match c {
+                Caveat::Endpoints(set) => Some(*set),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            endpoints
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+            "{text}"
+        );
+        let realtime = sets.iter().any(|s| s.contains(EndpointClass::Realtime));
+        assert_eq!(realtime, endpoints == Some("all"), "{text}");
+        // Re-encoding gives back the very same key.
+        assert_eq!(token.encode(), text);
+    }
+}

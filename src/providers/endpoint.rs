@@ -154,6 +154,13 @@ pub fn upstream_path(api: ApiFamily, path: &str) -> String {
     }
 }
 
+/// The endpoint a WebSocket upgrade of `path` (a canonical path after the provider prefix)
+/// opens for an API family; `None` when the family serves no WebSocket there.
+pub fn classify_websocket(api: ApiFamily, path: &str) -> Option<super::WsRoute> {
+    let (tail, prefix) = after_version(path)?;
+    api.wire().websocket(&tail, prefix)
+}
+
 /// The endpoint of `method path` (a canonical path after the provider prefix) for an API
 /// family. Anything unrecognised is `Admin`.
 pub fn classify(api: ApiFamily, method: &http::Method, path: &str) -> Endpoint {

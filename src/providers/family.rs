@@ -14,6 +14,42 @@ use serde_json::{Map, Value};
 use super::endpoint::{Endpoint, Op};
 use super::usage::Usage;
 
+/// An endpoint served over a WebSocket upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsRoute {
+    pub endpoint: Endpoint,
+    /// The query parameter that names the session's model (Realtime's `?model=`); `None`
+    /// when the upgrade takes no query and each message names its own model.
+    pub model_param: Option<&'static str>,
+}
+
+/// What one client message on a WebSocket asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsClientEvent {
+    /// It starts a response: its fields are a request body of this operation, read, checked
+    /// and admitted as one.
+    Create(Op),
+    /// It goes upstream after the checks every message gets (each model it names within the
+    /// key's scope).
+    Pass,
+    /// It is refused with this message.
+    Refuse(String),
+}
+
+/// What one server message on a WebSocket says about the responses on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WsServerEvent {
+    /// A response began (the Realtime server starts responses of its own accord too).
+    pub started: bool,
+    /// The response in flight ended, with `usage` when the event reports it.
+    pub ended: bool,
+    pub usage: Option<Usage>,
+    /// The event is an error that ends the response in flight, if any, without usage.
+    pub error: bool,
+    /// The model the session runs, as the server reports it.
+    pub model: Option<String>,
+}
+
 /// How the root key is presented upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthScheme {
@@ -152,4 +188,32 @@ pub trait Family: Sync {
 
     /// An in-stream error event in this family's streaming format (a whole SSE event).
     fn stream_error_event(&self, message: &str) -> String;
+
+    /// The endpoint a WebSocket upgrade of the path `tail` (after the version segment) opens;
+    /// `None` for paths this family does not serve over WebSockets.
+    fn websocket(&self, _tail: &[&str], _prefix: Option<&str>) -> Option<WsRoute> {
+        None
+    }
+
+    /// The `Sec-WebSocket-Protocol` entry prefix that carries a key in this family's browser
+    /// clients (which cannot set headers on a WebSocket), if any.
+    fn ws_key_protocol(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// What a client message of type `kind` on a WebSocket of `op` asks for.
+    fn ws_client_event(&self, _op: Op, kind: &str) -> WsClientEvent {
+        WsClientEvent::Refuse(format!("till does not forward `{kind}` events"))
+    }
+
+    /// What a server message on a WebSocket of `op` says about its responses.
+    fn ws_server_event(&self, _op: Op, _v: &Value) -> WsServerEvent {
+        WsServerEvent::default()
+    }
+
+    /// An error event (one WebSocket text message) in this family's format for a WebSocket of
+    /// `op`; `status` is the HTTP status the same refusal would have, `kind` till's slug.
+    fn ws_error_event(&self, _op: Op, status: u16, kind: &str, message: &str) -> String {
+        self.error_body(status, kind, message).to_string()
+    }
 }

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::error::UserError;
 
 pub use endpoint::{Endpoint, Op, classify};
-pub use family::{AuthScheme, EventUsage, Family};
+pub use family::{AuthScheme, EventUsage, Family, WsClientEvent, WsRoute, WsServerEvent};
 pub use usage::Usage;
 
 /// Which wire format a provider speaks: decides auth headers, endpoint classification, body

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
-use super::family::{AuthScheme, EventUsage, Family};
+use super::family::{AuthScheme, EventUsage, Family, WsClientEvent, WsRoute, WsServerEvent};
 use super::fields::{choices, largest};
 use super::usage::{Usage, n};
 use crate::childkey::EndpointClass::{self, *};
@@ -31,7 +31,26 @@ impl Op {
     /// Images, speech, transcription, translation: inference whose cost is not counted in
     /// tokens till can bound.
     pub const OpenaiUnmetered: Op = Op::of(ApiFamily::Openai, "unmetered");
+    /// `GET …/realtime?model=M` upgraded to a WebSocket: a Realtime session.
+    pub const OpenaiRealtime: Op = Op::of(ApiFamily::Openai, "realtime");
 }
+
+/// The client events of the Realtime API (GA and beta spellings) that till forwards; any other
+/// type is refused rather than passed on unread.
+const REALTIME_CLIENT_EVENTS: &[&str] = &[
+    "session.update",
+    "transcription_session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "output_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.retrieve",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "response.create",
+    "response.cancel",
+];
 
 pub struct Openai;
 
@@ -158,9 +177,9 @@ impl Family for Openai {
     fn sse_event(&self, event_name: &str, v: &Value, _prev: Option<Usage>) -> EventUsage {
         let mut out = EventUsage::default();
         let kind = v.get("type").and_then(Value::as_str).unwrap_or(event_name);
-        if kind == "response.completed" || kind == "response.incomplete" {
+        if RESPONSE_ENDS.contains(&kind) {
             out.completed = true;
-            out.usage = v.pointer("/response/usage").map(openai_usage);
+            out.usage = response_usage(v);
         } else if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
             out.usage = Some(openai_usage(u));
             out.usage_only = v
@@ -191,6 +210,110 @@ impl Family for Openai {
             "data: {}\n\n",
             serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": "till_upstream"}})
         )
+    }
+
+    fn websocket(&self, tail: &[&str], prefix: Option<&str>) -> Option<WsRoute> {
+        if prefix == Some("upload") {
+            return None;
+        }
+        match tail {
+            // Responses WebSocket mode: each `response.create` message is a Responses body.
+            ["responses"] => Some(WsRoute {
+                endpoint: Endpoint::new(Inference, Op::OpenaiResponses),
+                model_param: None,
+            }),
+            ["realtime"] => Some(WsRoute {
+                endpoint: Endpoint::new(Realtime, Op::OpenaiRealtime),
+                model_param: Some("model"),
+            }),
+            _ => None,
+        }
+    }
+
+    fn ws_key_protocol(&self) -> Option<&'static str> {
+        // What the official SDKs send from a browser: `realtime, openai-insecure-api-key.KEY`.
+        Some("openai-insecure-api-key.")
+    }
+
+    fn ws_client_event(&self, op: Op, kind: &str) -> WsClientEvent {
+        match op {
+            Op::OpenaiResponses if kind == "response.create" => {
+                WsClientEvent::Create(Op::OpenaiResponses)
+            }
+            Op::OpenaiResponses => WsClientEvent::Refuse(format!(
+                "till forwards only `response.create` events on a Responses WebSocket, not `{kind}`"
+            )),
+            Op::OpenaiRealtime if REALTIME_CLIENT_EVENTS.contains(&kind) => WsClientEvent::Pass,
+            _ => WsClientEvent::Refuse(format!(
+                "till does not forward `{kind}` events; it forwards only the Realtime client events it knows"
+            )),
+        }
+    }
+
+    fn ws_server_event(&self, op: Op, v: &Value) -> WsServerEvent {
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+        let mut out = WsServerEvent::default();
+        match (op, kind) {
+            (_, "response.created") => out.started = true,
+            (Op::OpenaiResponses, k) if RESPONSE_ENDS.contains(&k) => {
+                out.ended = true;
+                out.usage = response_usage(v);
+            }
+            // A Responses error ends the response it answers; a Realtime error answers one
+            // client event and the session goes on.
+            (Op::OpenaiResponses, "error") => out.error = true,
+            (Op::OpenaiRealtime, "response.done") => {
+                out.ended = true;
+                out.usage = v.pointer("/response/usage").map(realtime_usage);
+            }
+            (Op::OpenaiRealtime, "session.created" | "session.updated") => {
+                out.model = v
+                    .pointer("/session/model")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn ws_error_event(&self, op: Op, status: u16, kind: &str, message: &str) -> String {
+        let error = serde_json::json!({
+            "type": error_type(status),
+            "code": format!("till_{kind}"),
+            "message": message,
+            "param": null,
+        });
+        if op == Op::OpenaiRealtime {
+            serde_json::json!({"type": "error", "event_id": "event_till", "error": error})
+        } else {
+            // The Responses WebSocket wraps the HTTP status in its error events.
+            serde_json::json!({"type": "error", "status": status, "error": error})
+        }
+        .to_string()
+    }
+}
+
+/// The Responses events that end a response, each carrying its `usage`.
+const RESPONSE_ENDS: &[&str] = &[
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
+
+fn response_usage(v: &Value) -> Option<Usage> {
+    v.pointer("/response/usage")
+        .filter(|u| !u.is_null())
+        .map(openai_usage)
+}
+
+/// A Realtime `response.done` usage: `input_token_details`, singular, unlike Responses.
+fn realtime_usage(u: &Value) -> Usage {
+    Usage {
+        input_tokens: n(u, "/input_tokens"),
+        output_tokens: n(u, "/output_tokens"),
+        cached_tokens: n(u, "/input_token_details/cached_tokens"),
+        ..Usage::default()
     }
 }
 

@@ -2,9 +2,10 @@
 //! a failed accept, and warnings that must not repeat once per connection.
 //!
 //! A stop runs in two steps. First every connection is told to finish what it is doing and
-//! close; everything that holds a [`Stop`] (connection tasks, response bodies, bodies drained
-//! after their client left) is waited for until the grace ends. Then the stop is *cut*: bodies
-//! still streaming end at once and are recorded as interrupted, and what is left is dropped.
+//! close (the stop is *closing*); everything that holds a [`Stop`] (connection tasks, response
+//! bodies, bodies drained after their client left, upgraded WebSockets) is waited for until
+//! the grace ends. Then the stop is *cut*: bodies still streaming end at once and are recorded
+//! as interrupted, and what is left is dropped.
 
 use std::time::Duration;
 
@@ -14,11 +15,20 @@ use tokio::time::Instant;
 /// Held by everything a stopping proxy waits for; tells its holder when the grace is over.
 #[derive(Debug, Clone)]
 pub struct Stop {
+    closing: watch::Receiver<bool>,
     cut: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
 }
 
 impl Stop {
+    /// Resolves when the proxy begins to stop: finish what is under way, start nothing new.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.clone();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
     /// Whether the grace is over.
     pub fn is_cut(&self) -> bool {
         *self.cut.borrow()
@@ -37,6 +47,7 @@ impl Stop {
 /// The proxy's side of [`Stop`]: hands them out, cuts them, and waits for them to be dropped.
 #[derive(Debug)]
 pub struct Stopper {
+    closing: watch::Sender<bool>,
     cut: watch::Sender<bool>,
     alive: Option<mpsc::Sender<()>>,
     gone: mpsc::Receiver<()>,
@@ -46,6 +57,7 @@ impl Default for Stopper {
     fn default() -> Self {
         let (alive, gone) = mpsc::channel(1);
         Self {
+            closing: watch::Sender::new(false),
             cut: watch::Sender::new(false),
             alive: Some(alive),
             gone,
@@ -61,13 +73,20 @@ impl Stopper {
             None => mpsc::channel(1).0,
         };
         Stop {
+            closing: self.closing.subscribe(),
             cut: self.cut.subscribe(),
             _alive: alive,
         }
     }
 
+    /// Begins the stop: every holder is told to finish what it is doing and start nothing new.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// Ends the grace: every holder is told to end now.
     pub fn cut(&self) {
+        self.closing.send_replace(true);
         self.cut.send_replace(true);
     }
 
@@ -190,5 +209,21 @@ mod tests {
         waiter.await.unwrap();
         // Handed out after the wait began: already cut, and not waited for.
         assert!(s.stop().is_cut());
+    }
+
+    #[tokio::test]
+    async fn closing_comes_before_the_cut_and_with_it() {
+        let s = Stopper::default();
+        let a = s.stop();
+        let closing = tokio::spawn(a.closing());
+        s.close();
+        closing.await.unwrap();
+        assert!(!a.is_cut(), "closing is not the cut");
+        let t = Stopper::default();
+        let b = t.stop();
+        t.cut();
+        // A cut without a close before it closes too.
+        b.closing().await;
+        assert!(b.is_cut());
     }
 }

@@ -6,6 +6,7 @@
 //! is `GET /_till/health`. The upstream is fixed by configuration: absolute-form URIs, CONNECT
 //! and foreign `Host` headers are refused, so this is never an open proxy. Root keys are put on
 //! the wire only by [`crate::upstream::auth_header`], and never appear in a response.
+//! WebSocket upgrades take their own path ([`ws`]) through the same checks.
 
 pub mod alerts;
 pub mod body;
@@ -18,6 +19,7 @@ mod phases;
 mod record;
 pub mod route;
 mod state;
+mod ws;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -55,7 +57,8 @@ const NOTICE_EVERY: Duration = Duration::from_secs(60);
 /// tell connections to close after their current response, but a stop must also be able to
 /// drop the connections still open when the grace ends, which needs their task handles, and
 /// to wait for response bodies that outlive their connection (a stream drained after its
-/// client left), which [`lifecycle::Stop`] tracks.
+/// client left, an upgraded WebSocket), which [`lifecycle::Stop`] tracks. An upgraded
+/// connection keeps its connection slot until its WebSocket ends.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
@@ -70,7 +73,6 @@ pub async fn serve(
         .header_read_timeout(opts.header_timeout);
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
     let mut stopper = lifecycle::Stopper::default();
-    let (closing, _) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     let mut backoff = lifecycle::Backoff::default();
     let mut full = lifecycle::Notice::every(NOTICE_EVERY);
@@ -119,26 +121,32 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let stop = stopper.stop();
+        let conn = Conn {
+            stop: stopper.stop(),
+            // Shared with a WebSocket this connection upgrades to, which outlives it.
+            slot: Arc::new(slot),
+        };
         // Counts this connection's requests whose response is not done yet (the service call
         // and its body hold a clone): a connection without any can be dropped at a stop.
         let busy = Arc::new(());
         let svc = {
-            let (state, stop, busy) = (state.clone(), stop.clone(), busy.clone());
+            let (state, conn, busy) = (state.clone(), conn.clone(), busy.clone());
             hyper::service::service_fn(move |req| {
-                let (state, stop, busy) = (state.clone(), stop.clone(), busy.clone());
-                async move { Ok::<_, Infallible>(respond(state, peer, req, stop, busy).await) }
+                let (state, conn, busy) = (state.clone(), conn.clone(), busy.clone());
+                async move { Ok::<_, Infallible>(respond(state, peer, req, conn, busy).await) }
             })
         };
-        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-        let mut closing = closing.subscribe();
+        let http_conn = http
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+            .with_upgrades();
         conns.spawn(async move {
-            let _slot = slot;
-            let _stop = stop;
+            let closing = conn.stop.closing();
+            let _conn = conn;
+            let conn = http_conn;
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,
-                _ = closing.wait_for(|c| *c) => {}
+                () = closing => {}
             }
             if Arc::strong_count(&busy) == 1 {
                 // Idle, or still sending a request head: nothing of ours to finish.
@@ -149,7 +157,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    closing.send_replace(true);
+    stopper.close();
     let grace_over = tokio::time::Instant::now() + opts.shutdown_grace;
     if !stopper.wait(grace_over).await {
         stopper.cut();
@@ -163,21 +171,30 @@ pub async fn serve(
     stopper.wait(tokio::time::Instant::now() + CUT_WAIT).await;
 }
 
+/// What a connection's requests hold of it: the stop, and its slot among
+/// `max_connections` (a WebSocket it upgrades to keeps both).
+#[derive(Clone)]
+struct Conn {
+    stop: lifecycle::Stop,
+    slot: Arc<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// One request: [`handle`], answered with a 503 instead if the grace ends before it has a
 /// response, and its response body bound to the stop.
 async fn respond(
     state: Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
-    stop: lifecycle::Stop,
+    conn: Conn,
     busy: Arc<()>,
 ) -> Response<ProxyBody> {
+    let stop = conn.stop.clone();
     let api = route::split_prefix(req.uri().path())
         .and_then(|(name, _)| state.providers.get(name))
         .map_or(ApiFamily::Openai, |p| p.api);
     let mut resp = tokio::select! {
         biased;
-        resp = handle(state, peer, req) => resp,
+        resp = handle(state, peer, req, conn) => resp,
         () = stop.cut() => {
             return ProxyError::new(
                 503,
@@ -217,11 +234,13 @@ pub async fn start(
 pub use phases::DEFAULT_OUTPUT_RESERVE;
 
 /// One request: refused outright when it is not for a configured provider on this proxy,
-/// else taken through the phases, each refusal recorded and answered in the provider's shape.
+/// else taken through the phases (or, for a WebSocket upgrade, [`ws::handle`]), each refusal
+/// recorded and answered in the provider's shape.
 async fn handle(
     state: Arc<State>,
     _peer: SocketAddr,
     req: Request<Incoming>,
+    conn: Conn,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let (provider, rest) = match route_to_provider(&state, &req, started) {
@@ -234,14 +253,13 @@ async fn handle(
         &rest,
         RequestRecord::new(&provider.name, started),
     );
+    if ws::is_upgrade(req.headers()) {
+        return ws::handle(ctx, req, conn).await;
+    }
     match run_phases(&mut ctx, req).await {
         Ok(resp) => resp,
         Err(err) => {
-            let mut record = ctx.record;
-            record.status = err.status.as_u16();
-            record.denial = Some(err.kind);
-            record.message = Some(err.message.clone());
-            record.finish(&state, None);
+            ctx.record.refused(&state, &err);
             err.response(provider.api)
         }
     }
@@ -311,11 +329,7 @@ fn route_to_provider(state: &State, req: &Request<Incoming>, started: Instant) -
                 ),
             );
             if let Some(provider) = named {
-                let mut record = RequestRecord::new(&provider.name, started);
-                record.status = 400;
-                record.denial = Some(err.kind);
-                record.message = Some(err.message.clone());
-                record.finish(state, None);
+                RequestRecord::new(&provider.name, started).refused(state, &err);
             }
             return Routed::Answered(err.response(shape));
         }

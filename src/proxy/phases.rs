@@ -32,7 +32,7 @@ use crate::providers::Provider;
 pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
 
 /// Headers that describe one hop and are never forwarded.
-const HOP_BY_HOP: &[&str] = &[
+pub(super) const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -45,7 +45,8 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Request headers that carry credentials; all are stripped before forwarding.
-const AUTH_HEADERS: &[&str] = &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+pub(super) const AUTH_HEADERS: &[&str] =
+    &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
 
 /// Headers that make some servers treat a request as another method.
 const METHOD_OVERRIDES: &[&str] = &[
@@ -117,13 +118,19 @@ pub struct Outgoing {
     pub strip_usage: bool,
 }
 
-fn denial_error(d: &Denial) -> ProxyError {
+pub(super) fn denial_error(d: &Denial) -> ProxyError {
     ProxyError::new(d.status(), d.kind(), d.to_string())
 }
 
 /// Who is asking, part one: the till key in the request, decoded, and its mint key.
 pub async fn caller(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Caller, ProxyError> {
-    let key = extract_key(req.headers(), req.uri().query()).ok_or_else(|| {
+    caller_with(ctx, extract_key(req.headers(), req.uri().query())).await
+}
+
+/// [`caller`] for a key already taken from where the request carries it (a WebSocket's
+/// subprotocols, or the key a WebSocket opened with, for each of its messages).
+pub async fn caller_with(ctx: &Ctx<'_>, key: Option<&str>) -> Result<Caller, ProxyError> {
+    let key = key.ok_or_else(|| {
         ProxyError::new(
             401,
             "no_key",
@@ -506,7 +513,7 @@ async fn read_body(body: Incoming, max: u64, limit: Duration) -> Result<Bytes, P
 }
 
 /// The child key from whichever header (or `?key=`) the provider's clients use.
-fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+pub(super) fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     if let Some(v) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -530,7 +537,7 @@ fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a
 /// The query string to forward: without `key=` parameters, and refused when a parameter could
 /// change what the upstream does with the request beyond what till checked (method overrides,
 /// Google's `$`-prefixed system parameters).
-fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
+pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     let Some(q) = query else {
         return Ok(String::new());
     };

@@ -101,6 +101,14 @@ impl RequestRecord {
         std::mem::replace(self, blank)
     }
 
+    /// Records the request as refused with `err` (releasing anything it had reserved).
+    pub fn refused(mut self, state: &State, err: &super::ProxyError) {
+        self.status = err.status.as_u16();
+        self.denial = Some(err.kind);
+        self.message = Some(err.message.clone());
+        self.finish(state, None);
+    }
+
     /// Counts the request, settles its reservation, watches for alerts and records it.
     pub fn finish(mut self, state: &State, finished: Option<Finished>) {
         self.latency = self.started.elapsed();

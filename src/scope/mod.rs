@@ -102,7 +102,7 @@ impl ScopeError {
                     "--scope" => "a scope is `provider` or `provider/model-glob`, e.g. --scope openai/gpt-4o-mini",
                     "--budget" => "budgets look like 5usd, 0.50usd, $5, 200ktok, 1mtok or 5000tok",
                     "--endpoints" => {
-                        "endpoints are a comma list of inference, models, files, batches, admin, or `all`"
+                        "endpoints are a comma list of inference, models, files, batches, admin, realtime, or `all`"
                     }
                     "--ttl" => "durations look like 30m, 2h or 7d",
                     "--expires" => "give a time as 2026-11-27T21:00:00Z or unix seconds",

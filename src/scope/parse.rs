@@ -194,7 +194,7 @@ pub fn parse_endpoints(text: &str) -> Result<EndpointSet, ScopeError> {
                 Ok(c) => classes.push(c),
                 Err(_) => {
                     return Err(invalid(format!(
-                        "unknown endpoint class `{}` at position {position} (known: inference, models, files, batches, admin, all)",
+                        "unknown endpoint class `{}` at position {position} (known: inference, models, files, batches, admin, realtime, all)",
                         item.trim()
                     )));
                 }

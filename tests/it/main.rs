@@ -18,3 +18,4 @@ mod sdk;
 mod secrets;
 mod usage;
 mod wording;
+mod ws;

@@ -7,6 +7,7 @@
 //! | family | routes | key |
 //! |---|---|---|
 //! | OpenAI | `POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}` | `Authorization: Bearer KEY` |
+//! | OpenAI WebSockets | `GET /v1/responses` and `GET /v1/realtime?model=M` upgraded (see `ws.rs`); every client message is recorded with method `WS` | `Authorization: Bearer KEY` or the `openai-insecure-api-key.KEY` subprotocol |
 //! | Anthropic | `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models[/{id}]` with `anthropic-version` | `x-api-key: KEY` or `Authorization: Bearer KEY`, plus `anthropic-version` |
 //! | Gemini | `GET /v1beta/models[/{model}]`, `POST /v1beta/models/{model}:generateContent`, `…:streamGenerateContent[?alt=sse]`, `…:countTokens` | `x-goog-api-key: KEY` or `?key=KEY` |
 //! | OpenAI admin | `POST/GET /v1/organization/projects/{p}/service_accounts`, `GET/DELETE …/service_accounts/{id}`, `GET /v1/organization/projects/{p}/api_keys`, `GET/DELETE …/api_keys/{id}` | `Authorization: Bearer ADMIN_KEY` |
@@ -38,6 +39,7 @@ mod router;
 mod state;
 #[cfg(test)]
 mod tests;
+mod ws;
 
 use std::io;
 use std::net::SocketAddr;
@@ -176,10 +178,12 @@ impl Mock {
             // Small SSE frames must leave at once, not wait for Nagle.
             let _ = stream.set_nodelay(true);
             let shared = Arc::clone(&self.shared);
-            let conn = http.serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |req| router::handle(Arc::clone(&shared), req)),
-            );
+            let conn = http
+                .serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| router::handle(Arc::clone(&shared), req)),
+                )
+                .with_upgrades();
             tokio::spawn(async move {
                 // A failed connection (client gone, a deliberate cut) concerns nobody else.
                 let _ = conn.await;

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::admin;
 use super::router::{
-    Ctx, Faults, Outcome, Resp, Usage, json, mask_key, pieces, sse_data, sse_event, stream,
-    text_chars, with_header,
+    CUT_AFTER_FRAMES, Ctx, Faults, Outcome, Resp, Usage, json, mask_key, pieces, sse_data,
+    sse_event, stream, text_chars, with_header,
 };
 use super::{REPLY_TEXT, time_now};
 
@@ -277,6 +277,24 @@ fn responses_usage(usage: Usage) -> Value {
 }
 
 fn responses(call: &Call<'_, '_>) -> Resp {
+    let (completed, events) = response_events(call);
+    if !call.stream() {
+        return json(StatusCode::OK, &completed);
+    }
+    let frames = events
+        .iter()
+        .map(|e| sse_event(e["type"].as_str().unwrap_or(""), e))
+        .collect();
+    stream(
+        "text/event-stream; charset=utf-8",
+        frames,
+        call.ctx.pacing(&call.faults),
+    )
+}
+
+/// One response to a Responses body: the completed response object, and the events that
+/// stream it (`response.created` … `response.completed`), the same over SSE and WebSocket.
+fn response_events(call: &Call<'_, '_>) -> (Value, Vec<Value>) {
     let body = &call.body;
     let chars =
         body.get("instructions").map_or(0, text_chars) + body.get("input").map_or(0, text_chars);
@@ -317,17 +335,14 @@ fn responses(call: &Call<'_, '_>) -> Resp {
     };
     let done_message = message("completed", json!([text_part(REPLY_TEXT)]));
     let completed = response("completed", json!([done_message]), responses_usage(usage));
-    if !call.stream() {
-        return json(StatusCode::OK, &completed);
-    }
 
-    let mut frames = Vec::with_capacity(pieces().len() + 8);
+    let mut events = Vec::with_capacity(pieces().len() + 8);
     let mut seq = 0u64;
     let mut push = |name: &str, mut event: Value| {
         event["type"] = json!(name);
         event["sequence_number"] = json!(seq);
         seq += 1;
-        frames.push(sse_event(name, &event));
+        events.push(event);
     };
     let in_progress = response("in_progress", json!([]), Value::Null);
     push("response.created", json!({"response": in_progress}));
@@ -359,11 +374,67 @@ fn responses(call: &Call<'_, '_>) -> Resp {
         json!({"output_index": 0, "item": done_message}),
     );
     push("response.completed", json!({"response": completed}));
-    stream(
-        "text/event-stream; charset=utf-8",
-        frames,
-        call.ctx.pacing(&call.faults),
-    )
+    (completed, events)
+}
+
+/// What a Responses WebSocket answers one `response.create` with (its other fields are a
+/// Responses body): the events, or the fault its model asks for.
+pub(crate) enum WsAnswer {
+    /// These events, paced when the model is `slow`.
+    Events(Vec<Value>),
+    /// An `error` event (`error500`, `overloaded`, a body without a model).
+    Error(Value),
+    /// The first events, then the connection dropped (`cut`).
+    Cut(Vec<Value>),
+    /// Nothing (`hang`).
+    Hang,
+}
+
+/// The answer to one Responses WebSocket `response.create` whose fields are `ctx`'s body.
+pub(crate) fn ws_response(ctx: &Ctx<'_>) -> WsAnswer {
+    let ws_error = |status: u16, message: &str, kind: &str| json!({"type": "error", "status": status, "error": {"type": kind, "code": null, "message": message, "param": null}});
+    let Some(body) = ctx.json_body() else {
+        return WsAnswer::Error(ws_error(
+            400,
+            "We could not parse the JSON body of your request.",
+            "invalid_request_error",
+        ));
+    };
+    let Some(model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        return WsAnswer::Error(ws_error(
+            400,
+            "you must provide a model parameter",
+            "invalid_request_error",
+        ));
+    };
+    let call = Call {
+        ctx,
+        faults: Faults::of(&model),
+        model,
+        body,
+    };
+    if call.faults.hang {
+        return WsAnswer::Hang;
+    }
+    if call.faults.error500 {
+        return WsAnswer::Error(ws_error(
+            500,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+        ));
+    }
+    if call.faults.overloaded {
+        return WsAnswer::Error(ws_error(
+            503,
+            "The engine is currently overloaded, please try again later.",
+            "server_error",
+        ));
+    }
+    let (_, events) = response_events(&call);
+    if call.faults.cut {
+        return WsAnswer::Cut(events.into_iter().take(CUT_AFTER_FRAMES).collect());
+    }
+    WsAnswer::Events(events)
 }
 
 /// Eight deterministic floats for `text`, unit length.

@@ -41,6 +41,9 @@ impl From<Resp> for Outcome {
 
 /// Serves one request.
 pub(crate) async fn handle(state: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Cut> {
+    if super::ws::is_upgrade(req.headers()) {
+        return Ok(super::ws::upgrade(state, req));
+    }
     let (parts, body) = req.into_parts();
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -146,6 +149,12 @@ impl Ctx<'_> {
     }
 
     fn record(&self) {
+        let entry = self.recorded();
+        lock(&self.state.requests).push(entry);
+    }
+
+    /// This request as the log keeps it.
+    pub(crate) fn recorded(&self) -> RecordedRequest {
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
         for (name, value) in self.headers {
             let value = String::from_utf8_lossy(value.as_bytes());
@@ -157,7 +166,7 @@ impl Ctx<'_> {
                 })
                 .or_insert_with(|| value.into_owned());
         }
-        let entry = RecordedRequest {
+        RecordedRequest {
             method: self.method.as_str().to_owned(),
             path: self.path.to_owned(),
             query: self.query.map(str::to_owned),
@@ -165,8 +174,7 @@ impl Ctx<'_> {
             body: (self.body.len() <= RECORDED_BODY_LIMIT)
                 .then(|| String::from_utf8_lossy(self.body).into_owned()),
             body_len: self.body.len(),
-        };
-        lock(&self.state.requests).push(entry);
+        }
     }
 }
 

@@ -73,10 +73,11 @@ pub struct KeyInfo {
     pub service_account_id: Option<String>,
 }
 
-/// A request as the mock received it (`GET /_mock/requests`).
+/// A request as the mock received it (`GET /_mock/requests`), or one message on a WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedRequest {
-    /// `GET`, `POST`, …
+    /// `GET`, `POST`, …; `WS` for a client message on an upgraded WebSocket, which has its
+    /// upgrade's path, query and headers and the message as its body.
     pub method: String,
     /// The path without the query.
     pub path: String,

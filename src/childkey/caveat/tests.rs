@@ -49,7 +49,7 @@ fn decoder_refuses_non_canonical_bytes() {
     // Trailing byte.
     assert!(Caveat::decode_payload(tag::EXPIRES, &[0x01, 0x00]).is_err());
     // Endpoint bits outside the known classes, or `all` mixed with classes, or empty.
-    assert!(Caveat::decode_payload(tag::ENDPOINTS, &[0x20]).is_err());
+    assert!(Caveat::decode_payload(tag::ENDPOINTS, &[0x40]).is_err());
     assert!(Caveat::decode_payload(tag::ENDPOINTS, &[0x81]).is_err());
     assert!(Caveat::decode_payload(tag::ENDPOINTS, &[0x00]).is_err());
     // Unsorted allow patterns: "openai" before "anthropic".
@@ -106,4 +106,35 @@ fn patterns_check_their_syntax() {
             .unwrap()
             .is_provider_wide()
     );
+}
+
+#[test]
+fn endpoint_bytes_from_before_realtime_read_as_they_always_did() {
+    // Keys minted before the realtime class set only bits 0-4 (or `all`); each such byte must
+    // still name exactly the classes it named then, and never realtime.
+    let old = [
+        EndpointClass::Inference,
+        EndpointClass::Models,
+        EndpointClass::Files,
+        EndpointClass::Batches,
+        EndpointClass::Admin,
+    ];
+    for bits in 1u8..=0x1f {
+        let Caveat::Endpoints(set) = Caveat::decode_payload(tag::ENDPOINTS, &[bits]).unwrap()
+        else {
+            panic!("{bits:#x} is not an endpoints caveat");
+        };
+        let named: Vec<EndpointClass> = set.classes().collect();
+        let expected: Vec<EndpointClass> = old
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(named, expected, "{bits:#x}");
+        assert!(!set.contains(EndpointClass::Realtime), "{bits:#x}");
+    }
+    let realtime = Caveat::Endpoints(EndpointSet::of(&[EndpointClass::Realtime]).unwrap());
+    assert_eq!(realtime.encode().last(), Some(&0x20));
+    assert_eq!(round_trip(&realtime), realtime);
 }

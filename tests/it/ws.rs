@@ -1,0 +1,721 @@
+//! WebSockets through `till serve`: OpenAI's Responses WebSocket mode and the Realtime API,
+//! driven with a real WebSocket client against the mock provider. As in `attack.rs`, every
+//! refusal is checked on what the mock received (nothing, or only the allowed messages), not
+//! only on what the client saw.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::support::{ProxyEnv, ROOT_KEY, Serve, output};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long any one message may take to arrive.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A proxy with a fresh mock log, ready for sockets.
+fn setup(config: &str) -> ProxyEnv {
+    ProxyEnv::with_options(till_mock::MockOptions::default(), config)
+}
+
+/// Opens `path` on the proxy with `headers`: the socket and the `101`'s headers, or the
+/// status and body of a refusal.
+async fn open(
+    serve: &Serve,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Ws, http::HeaderMap), (u16, String)> {
+    let url = format!("{}{path}", serve.url.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await {
+        Ok(Ok((ws, resp))) => Ok((ws, resp.headers().clone())),
+        Ok(Err(tungstenite::Error::Http(resp))) => Err((
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Ok(Err(e)) => panic!("the WebSocket failed: {e}"),
+        Err(_) => panic!("the upgrade took longer than {WAIT:?}"),
+    }
+}
+
+async fn send(ws: &mut Ws, v: &Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next message: a JSON event, or the close frame's code and reason as `{"close": …}`.
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no message in time");
+        match msg {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                    (u16::from(f.code), f.reason.to_string())
+                });
+                return json!({"close": code, "reason": reason});
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return json!({"close": 1006}),
+        }
+    }
+}
+
+/// Events up to and including the first of type `last`; panics on a close before it.
+async fn until(ws: &mut Ws, last: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let v = next(ws).await;
+        assert!(
+            v.get("close").is_none(),
+            "closed before {last}: {seen:?} {v}"
+        );
+        let done = v["type"] == last;
+        seen.push(v);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+fn create(model: &str) -> Value {
+    json!({"type": "response.create", "model": model, "input": "Say hello to the socket.", "store": false})
+}
+
+/// Stops `till serve` the way a person does (SIGTERM) so its ledger writer has written
+/// everything, then returns the request rows, oldest first.
+fn stop_and_log(p: &ProxyEnv, mut serve: Serve) -> Vec<Value> {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) };
+    let _ = serve.child.wait();
+    let (code, stdout, stderr) = output(p.env.till().args(["log", "--json", "-n", "100"]));
+    assert_eq!(code, 0, "{stderr}");
+    let mut rows: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    rows.reverse();
+    rows
+}
+
+/// The messages the mock received on WebSockets (method `WS`), parsed.
+fn upstream_messages(p: &ProxyEnv) -> Vec<Value> {
+    p.mock
+        .requests()
+        .iter()
+        .filter(|r| r.method == "WS")
+        .map(|r| r.json().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// What an upgrade is, what it sends, and the status it must get: (what, path, headers, status).
+type Refusal<'a> = (&'a str, String, Vec<(&'a str, String)>, u16);
+
+fn assert_no_root_key(what: &str, text: &str) {
+    assert!(
+        !text.contains(ROOT_KEY),
+        "the root key reached the client in {what}: {text}"
+    );
+}
+
+#[tokio::test]
+async fn responses_over_a_websocket_are_metered_like_http() {
+    let p = setup("");
+    let key = p.create_key(&[
+        "--name",
+        "sock",
+        "--scope",
+        "openai/gpt-4o-mini",
+        "--budget",
+        "1usd",
+    ]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let (mut ws, head) = open(
+        &serve,
+        "/openai/v1/responses",
+        &[
+            ("authorization", &auth),
+            ("openai-beta", "responses_websockets=2026-02-06"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_no_root_key("the upgrade's headers", &format!("{head:?}"));
+    let mut reported = Vec::new();
+    let mut everything = String::new();
+    for _ in 0..2 {
+        send(&mut ws, &create("gpt-4o-mini")).await;
+        let events = until(&mut ws, "response.completed").await;
+        assert_eq!(events[0]["type"], "response.created", "{events:?}");
+        let text: String = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, till_mock::REPLY_TEXT);
+        let usage = &events.last().unwrap()["response"]["usage"];
+        reported.push((
+            usage["input_tokens"].clone(),
+            usage["output_tokens"].clone(),
+        ));
+        everything.push_str(&serde_json::to_string(&events).unwrap());
+    }
+    assert_no_root_key("the events", &everything);
+    let bye = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done".into(),
+    };
+    ws.close(Some(bye)).await.unwrap();
+    assert_eq!(next(&mut ws).await["close"], 1000);
+
+    // Upstream: one upgrade with the root key, the two messages, no till key anywhere; the
+    // budget made till write an output ceiling into each.
+    p.assert_upstream_saw_only_root_keys();
+    let upgrade = &p.mock.requests()[0];
+    assert_eq!(
+        (upgrade.method.as_str(), upgrade.path.as_str()),
+        ("GET", "/v1/responses")
+    );
+    assert_eq!(
+        upgrade.header("openai-beta"),
+        Some("responses_websockets=2026-02-06")
+    );
+    assert_eq!(upgrade.header("authorization"), Some(&*bearer(ROOT_KEY)));
+    let sent = upstream_messages(&p);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for m in &sent {
+        assert_eq!(m["type"], "response.create");
+        assert_eq!(m["model"], "gpt-4o-mini");
+        assert!(m["max_output_tokens"].as_u64().is_some(), "{m}");
+    }
+
+    // The ledger: one row per response, with the tokens the mock reported.
+    let rows = stop_and_log(&p, serve);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, (input, output)) in rows.iter().zip(&reported) {
+        assert_eq!(row["endpoint"], "inference", "{row}");
+        assert_eq!(row["model"], "gpt-4o-mini", "{row}");
+        assert_eq!(row["outcome"], "complete", "{row}");
+        assert_eq!(row["status"], 200, "{row}");
+        assert_eq!(&row["input_tokens"], input, "{row}");
+        assert_eq!(&row["output_tokens"], output, "{row}");
+        assert!(row["cost_usd"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    // The reservations were settled to what was metered.
+    let (_, show, _) = output(p.env.till().args(["key", "show", "sock", "--json"]));
+    let show: Value = serde_json::from_str(&show).unwrap();
+    let spent: f64 = rows.iter().map(|r| r["cost_usd"].as_f64().unwrap()).sum();
+    let shown = show["spent_usd"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (shown - spent).abs() < 1e-6,
+        "spent {shown} vs rows {spent}: {show}"
+    );
+}
+
+#[tokio::test]
+async fn upgrades_outside_the_key_are_refused_before_anything_reaches_the_provider() {
+    let p = setup("");
+    let revoked = p.create_key(&["--name", "gone", "--scope", "openai"]);
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "gone"]));
+    assert_eq!(code, 0, "{stderr}");
+    let models_only = p.create_key(&["--scope", "openai", "--endpoints", "models"]);
+    let anthropic = p.create_key(&["--scope", "anthropic"]);
+    let inference = p.create_key(&["--scope", "openai"]);
+    let realtime = p.create_key(&["--scope", "openai/gpt-realtime", "--endpoints", "realtime"]);
+    let realtime_budget = p.create_key(&[
+        "--scope",
+        "openai/gpt-realtime",
+        "--endpoints",
+        "realtime",
+        "--budget",
+        "1usd",
+    ]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let responses = "/openai/v1/responses";
+    let cases: Vec<Refusal> = vec![
+        ("no key", responses.into(), vec![], 401),
+        (
+            "a provider key",
+            responses.into(),
+            vec![("authorization", bearer("sk-live-123"))],
+            401,
+        ),
+        (
+            "a malformed till key",
+            responses.into(),
+            vec![("authorization", bearer("till_AAAA"))],
+            401,
+        ),
+        (
+            "a revoked key",
+            responses.into(),
+            vec![("authorization", bearer(&revoked))],
+            401,
+        ),
+        (
+            "a key without inference",
+            responses.into(),
+            vec![("authorization", bearer(&models_only))],
+            403,
+        ),
+        (
+            "a key for another provider",
+            responses.into(),
+            vec![("authorization", bearer(&anthropic))],
+            403,
+        ),
+        (
+            "a path that is no WebSocket",
+            "/openai/v1/chat/completions".into(),
+            vec![("authorization", bearer(&inference))],
+            400,
+        ),
+        (
+            "a query on the Responses socket",
+            format!("{responses}?model=gpt-4o"),
+            vec![("authorization", bearer(&inference))],
+            400,
+        ),
+        (
+            "realtime for a key without the realtime class",
+            "/openai/v1/realtime?model=gpt-realtime".into(),
+            vec![("authorization", bearer(&inference))],
+            403,
+        ),
+        (
+            "realtime with a model outside the key",
+            "/openai/v1/realtime?model=gpt-4o-realtime-preview".into(),
+            vec![("authorization", bearer(&realtime))],
+            403,
+        ),
+        (
+            "realtime in the subprotocol with a model outside the key",
+            "/openai/v1/realtime?model=gpt-4o".into(),
+            vec![(
+                "sec-websocket-protocol",
+                format!("realtime, openai-insecure-api-key.{realtime}"),
+            )],
+            403,
+        ),
+        (
+            "realtime without a model",
+            "/openai/v1/realtime".into(),
+            vec![("authorization", bearer(&realtime))],
+            400,
+        ),
+        (
+            "realtime attached to a call",
+            "/openai/v1/realtime?call_id=rtc_123".into(),
+            vec![("authorization", bearer(&realtime))],
+            400,
+        ),
+        (
+            "realtime for a key with a budget",
+            "/openai/v1/realtime?model=gpt-realtime".into(),
+            vec![("authorization", bearer(&realtime_budget))],
+            403,
+        ),
+    ];
+    for (what, path, headers, status) in &cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        match open(&serve, path, &headers).await {
+            Ok(_) => panic!("{what}: upgraded"),
+            Err((got, body)) => {
+                assert_eq!(got, *status, "{what}: {body}");
+                let v: Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|_| panic!("{what}: not JSON: {body}"));
+                assert!(v["error"]["message"].is_string(), "{what}: {body}");
+            }
+        }
+    }
+    let seen = p.mock.requests();
+    assert!(seen.is_empty(), "the provider saw {seen:?}");
+    // Each refusal is in the ledger, as an HTTP one would be.
+    let rows = stop_and_log(&p, serve);
+    assert_eq!(rows.len(), cases.len(), "{rows:?}");
+    assert!(rows.iter().all(|r| r["outcome"] == "denied"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_refused_response_create_never_reaches_the_provider_and_the_socket_goes_on() {
+    let p = setup("");
+    let key = p.create_key(&[
+        "--scope",
+        "openai/gpt-4o-mini",
+        "--budget",
+        "1usd",
+        "--max-output-tokens",
+        "500",
+    ]);
+    let small = p.create_key(&["--scope", "openai/gpt-4o-mini", "--budget", "100tok"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    let mut ceiling = create("gpt-4o-mini");
+    ceiling["max_output_tokens"] = json!(5000);
+    let mut stored = create("gpt-4o-mini");
+    stored["previous_response_id"] = json!("resp_123");
+    let mut lookalike = create("gpt-4o-mini");
+    lookalike["Max_Output_Tokens"] = json!(100000);
+    let refused: Vec<(&str, Message, u64, &str)> = vec![
+        (
+            "a model outside the key",
+            Message::text(create("gpt-4o").to_string()),
+            403,
+            "till_model",
+        ),
+        (
+            "a ceiling above the key's",
+            Message::text(ceiling.to_string()),
+            403,
+            "till_max_output_tokens",
+        ),
+        (
+            "input the budget cannot count",
+            Message::text(stored.to_string()),
+            403,
+            "till_uncounted",
+        ),
+        (
+            "a look-alike field",
+            Message::text(lookalike.to_string()),
+            400,
+            "till_bad_request",
+        ),
+        (
+            "no model",
+            Message::text(json!({"type": "response.create", "input": "x"}).to_string()),
+            400,
+            "till_bad_request",
+        ),
+        (
+            "not JSON",
+            Message::text("{\"type\": \"response.create\", "),
+            400,
+            "till_bad_request",
+        ),
+        (
+            "another event type",
+            Message::text(json!({"type": "response.steer", "input": "x"}).to_string()),
+            400,
+            "till_websocket",
+        ),
+        (
+            "a binary message",
+            Message::binary(create("gpt-4o-mini").to_string().into_bytes()),
+            400,
+            "till_websocket",
+        ),
+    ];
+    for (what, msg, status, code) in refused {
+        ws.send(msg).await.unwrap();
+        let v = next(&mut ws).await;
+        assert_eq!(v["type"], "error", "{what}: {v}");
+        assert_eq!(v["status"], status, "{what}: {v}");
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+    }
+    assert!(
+        upstream_messages(&p).is_empty(),
+        "{:?}",
+        upstream_messages(&p)
+    );
+    // The socket is still good for an allowed request.
+    send(&mut ws, &create("gpt-4o-mini")).await;
+    until(&mut ws, "response.completed").await;
+    let sent = upstream_messages(&p);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["max_output_tokens"], 500,
+        "the key's cap was written in"
+    );
+
+    // A key whose budget cannot pay for the ceiling asked for.
+    let auth = bearer(&small);
+    let (mut ws2, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    let mut big = create("gpt-4o-mini");
+    big["max_output_tokens"] = json!(5000);
+    send(&mut ws2, &big).await;
+    let v = next(&mut ws2).await;
+    assert_eq!(
+        (v["type"].as_str(), v["status"].as_u64()),
+        (Some("error"), Some(429)),
+        "{v}"
+    );
+    assert_eq!(upstream_messages(&p).len(), 1);
+    p.assert_upstream_saw_only_root_keys();
+}
+
+#[tokio::test]
+async fn a_key_revoked_while_its_socket_is_open_stops_at_the_next_message() {
+    let p = setup("");
+    let key = p.create_key(&["--name", "live", "--scope", "openai/gpt-4o-mini"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    send(&mut ws, &create("gpt-4o-mini")).await;
+    until(&mut ws, "response.completed").await;
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "live"]));
+    assert_eq!(code, 0, "{stderr}");
+    send(&mut ws, &create("gpt-4o-mini")).await;
+    let v = next(&mut ws).await;
+    assert_eq!(v["error"]["code"], "till_revoked", "{v}");
+    let close = next(&mut ws).await;
+    assert_eq!(close["close"], u16::from(CloseCode::Policy), "{close}");
+    assert_eq!(
+        upstream_messages(&p).len(),
+        1,
+        "only the first message went upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_response() {
+    let p = setup("");
+    let key = p.create_key(&["--scope", "openai/gpt-realtime", "--endpoints", "realtime"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let protocols = format!("realtime, openai-insecure-api-key.{key}");
+    let (mut ws, head) = open(
+        &serve,
+        "/openai/v1/realtime?model=gpt-realtime",
+        &[("sec-websocket-protocol", &protocols)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(head.get("sec-websocket-protocol").unwrap(), "realtime");
+    let created = next(&mut ws).await;
+    assert_eq!(created["type"], "session.created", "{created}");
+    assert_eq!(created["session"]["model"], "gpt-realtime");
+
+    send(
+        &mut ws,
+        &json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello there, realtime mock!"}]}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "conversation.item.created");
+    let mut reported = Vec::new();
+    send(&mut ws, &json!({"type": "response.create"})).await;
+    let events = until(&mut ws, "response.done").await;
+    reported.push(events.last().unwrap()["response"]["usage"].clone());
+
+    // A model outside the key, named anywhere in an event, is refused there.
+    let out_of_scope = [
+        json!({"type": "session.update", "session": {"type": "realtime", "model": "gpt-4o-realtime-preview"}}),
+        json!({"type": "session.update", "session": {"audio": {"input": {"transcription": {"model": "whisper-1"}}}}}),
+        json!({"type": "transcription_session.replace", "session": {}}),
+    ];
+    for event in &out_of_scope {
+        send(&mut ws, event).await;
+        let v = next(&mut ws).await;
+        assert_eq!(v["type"], "error", "{event}: {v}");
+        assert!(
+            v["error"]["code"].as_str().unwrap().starts_with("till_"),
+            "{v}"
+        );
+    }
+    send(&mut ws, &json!({"type": "response.create"})).await;
+    let events = until(&mut ws, "response.done").await;
+    reported.push(events.last().unwrap()["response"]["usage"].clone());
+    ws.close(None).await.unwrap();
+
+    // Upstream: the root key in a header, the subprotocol without the till key, and only
+    // the allowed events.
+    p.assert_upstream_saw_only_root_keys();
+    let upgrade = &p.mock.requests()[0];
+    assert_eq!(upgrade.query.as_deref(), Some("model=gpt-realtime"));
+    assert_eq!(upgrade.header("sec-websocket-protocol"), Some("realtime"));
+    let kinds: Vec<Value> = upstream_messages(&p)
+        .iter()
+        .map(|m| m["type"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "conversation.item.create",
+            "response.create",
+            "response.create"
+        ],
+        "{kinds:?}"
+    );
+
+    let rows = stop_and_log(&p, serve);
+    assert_eq!(rows.len(), 5, "2 responses and 3 refusals: {rows:?}");
+    let metered: Vec<&Value> = rows.iter().filter(|r| r["outcome"] == "complete").collect();
+    assert_eq!(metered.len(), 2, "{rows:?}");
+    for (row, usage) in metered.iter().zip(&reported) {
+        assert_eq!(row["endpoint"], "realtime", "{row}");
+        assert_eq!(row["model"], "gpt-realtime", "{row}");
+        assert_eq!(row["input_tokens"], usage["input_tokens"], "{row}");
+        assert_eq!(row["output_tokens"], usage["output_tokens"], "{row}");
+    }
+}
+
+#[tokio::test]
+async fn provider_failures_reach_the_client_as_error_events_and_the_ledger_as_cut() {
+    let p = setup("");
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    send(&mut ws, &create("gpt-error500")).await;
+    let v = next(&mut ws).await;
+    assert_eq!(
+        (v["type"].as_str(), v["status"].as_u64()),
+        (Some("error"), Some(500)),
+        "{v}"
+    );
+    // The socket goes on after the provider's error; a cut connection ends it with an error.
+    send(&mut ws, &create("gpt-cut")).await;
+    let mut last = next(&mut ws).await;
+    while last["type"] != "error" && last.get("close").is_none() {
+        last = next(&mut ws).await;
+    }
+    assert_eq!(last["error"]["code"], "till_upstream", "{last}");
+    assert_eq!(next(&mut ws).await["close"], u16::from(CloseCode::Error));
+    let rows = stop_and_log(&p, serve);
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["cut", "cut"], "{rows:?}");
+}
+
+#[test]
+fn a_websocket_holds_its_connection_slot_until_it_closes() {
+    let p = setup("[proxy]\nmax_connections = 1\n");
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let auth = bearer(&key);
+    let mut ws = runtime
+        .block_on(open(
+            &serve,
+            "/openai/v1/responses",
+            &[("authorization", &auth)],
+        ))
+        .unwrap()
+        .0;
+    // The only slot is the socket's: a second connection waits in the backlog.
+    let url = serve.url.clone();
+    let (tx, served) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(crate::support::raw_http(
+            &url,
+            "GET",
+            "/_till/health",
+            &[],
+            b"",
+        ));
+    });
+    runtime.block_on(async {
+        send(&mut ws, &create("gpt-4o-mini")).await;
+        until(&mut ws, "response.completed").await;
+    });
+    assert!(
+        served.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a second connection was served while the socket held the only slot"
+    );
+    runtime.block_on(async {
+        ws.close(None).await.unwrap();
+        while next(&mut ws).await.get("close").is_none() {}
+    });
+    drop(ws);
+    let (status, body) = served
+        .recv_timeout(WAIT)
+        .expect("served once the socket closed");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+}
+
+/// A proxy whose mock paces `slow` answers `delay` apart, with `grace` to stop, a key for
+/// every OpenAI model, and a socket on it with one slow response started.
+async fn slow_response(delay: Duration, grace: &str) -> (ProxyEnv, Serve, Ws) {
+    let opts = till_mock::MockOptions {
+        chunk_delay: delay,
+        ..Default::default()
+    };
+    let p = ProxyEnv::with_options(opts, &format!("[proxy]\nshutdown_grace = \"{grace}\"\n"));
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    send(&mut ws, &create("gpt-slow")).await;
+    assert_eq!(next(&mut ws).await["type"], "response.created");
+    (p, serve, ws)
+}
+
+fn sigterm(serve: &Serve) {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) };
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_response_on_a_socket_finish_then_closes_it() {
+    let (p, serve, mut ws) = slow_response(Duration::from_millis(200), "20s").await;
+    let auth = bearer(&p.create_key(&["--scope", "openai"]));
+    let (mut idle, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    sigterm(&serve);
+    // A socket with nothing in flight closes at once; the other finishes its response first.
+    let close = next(&mut idle).await;
+    assert_eq!(close["close"], u16::from(CloseCode::Away), "{close}");
+    let events = until(&mut ws, "response.completed").await;
+    assert!(events.iter().all(|e| e["type"] != "error"), "{events:?}");
+    let close = next(&mut ws).await;
+    assert_eq!(close["close"], u16::from(CloseCode::Away), "{close}");
+    let rows = stop_and_log(&p, serve);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "complete", "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_response_still_running_when_the_grace_ends_is_interrupted() {
+    let (p, serve, mut ws) = slow_response(Duration::from_secs(2), "1s").await;
+    sigterm(&serve);
+    let mut last = next(&mut ws).await;
+    while last["type"] != "error" {
+        assert!(
+            last.get("close").is_none(),
+            "closed without an error event: {last}"
+        );
+        last = next(&mut ws).await;
+    }
+    assert_eq!(last["error"]["code"], "till_shutting_down", "{last}");
+    assert_eq!(next(&mut ws).await["close"], u16::from(CloseCode::Away));
+    let rows = stop_and_log(&p, serve);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "interrupted", "{rows:?}");
+}
