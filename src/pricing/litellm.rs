@@ -29,7 +29,7 @@ const PROVIDERS: &[(&str, &str, &str)] = &[
 ];
 
 /// Modes whose models are billed per token.
-const TOKEN_MODES: &[&str] = &["chat", "completion", "responses", "embedding"];
+const TOKEN_MODES: &[&str] = &["chat", "completion", "responses", "embedding", "realtime"];
 
 /// The default place to fetch LiteLLM's table from.
 pub const DEFAULT_URL: &str =
@@ -111,10 +111,16 @@ pub fn convert(doc: &Value, as_of: &str, source: &str) -> Result<Table, String> 
         {
             continue;
         }
-        let Some(input) = rate(spec, "input_cost_per_token") else {
+        // Realtime sessions mix audio and text tokens, which till's usage does not tell
+        // apart: they are charged the dearer of each pair.
+        let dearer = |text: &str, audio: &str| match (rate(spec, text), rate(spec, audio)) {
+            (Some(t), Some(a)) if mode == "realtime" => Some(t.max(a)),
+            (t, _) => t,
+        };
+        let Some(input) = dearer("input_cost_per_token", "input_cost_per_audio_token") else {
             continue;
         };
-        let output = rate(spec, "output_cost_per_token");
+        let output = dearer("output_cost_per_token", "output_cost_per_audio_token");
         if output.is_none() && mode != "embedding" {
             continue;
         }
@@ -122,7 +128,10 @@ pub fn convert(doc: &Value, as_of: &str, source: &str) -> Result<Table, String> 
         let price = Price {
             input,
             output: output.unwrap_or(0.0),
-            cached_input: rate(spec, "cache_read_input_token_cost"),
+            cached_input: dearer(
+                "cache_read_input_token_cost",
+                "cache_read_input_audio_token_cost",
+            ),
             cache_write: rate(spec, "cache_creation_input_token_cost"),
             cache_write_1h: rate(spec, "cache_creation_input_token_cost_above_1hr"),
             tier,
@@ -171,7 +180,10 @@ mod tests {
             "dall-e-3": {"litellm_provider": "openai", "mode": "image_generation", "input_cost_per_token": 1.0},
             "bedrock/claude": {"litellm_provider": "bedrock", "input_cost_per_token": 1.0, "output_cost_per_token": 1.0},
             "ft:gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 1.0, "output_cost_per_token": 1.0},
-            "together_ai/meta/llama": {"litellm_provider": "together_ai", "input_cost_per_token": 1e-07, "output_cost_per_token": 2e-07}
+            "together_ai/meta/llama": {"litellm_provider": "together_ai", "input_cost_per_token": 1e-07, "output_cost_per_token": 2e-07},
+            "gpt-realtime": {"litellm_provider": "openai", "mode": "realtime",
+                "input_cost_per_token": 4e-06, "output_cost_per_token": 1.6e-05,
+                "input_cost_per_audio_token": 3.2e-05, "output_cost_per_audio_token": 6.4e-05}
         });
         let t = convert(&doc, "2026-11-30", "test").unwrap();
         assert_eq!(
@@ -179,6 +191,7 @@ mod tests {
             [
                 "anthropic/claude-sonnet-4-5",
                 "gemini/gemini-2.5-pro",
+                "openai/gpt-realtime",
                 "openai/text-embedding-3-small",
                 "together/meta/llama"
             ]
@@ -200,6 +213,8 @@ mod tests {
             (200_000, Some(2.5), Some(15.0), Some(0.25), None)
         );
         assert_eq!(t.prices["openai/text-embedding-3-small"].output, 0.0);
+        let rt = t.prices["openai/gpt-realtime"];
+        assert_eq!((rt.input, rt.output), (32.0, 64.0));
         // What was written reads back the same.
         let back = Table::parse(&t.to_toml(), std::path::Path::new("t")).unwrap();
         assert_eq!(back.prices, t.prices);
