@@ -8,6 +8,7 @@
 // stderr messages, and `NO_COLOR` and broken pipes are handled in one place.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod agents;
 pub mod childkey;
 pub mod cli;
 pub mod commands;

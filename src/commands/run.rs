@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
 
+use crate::agents::Agent;
 use crate::childkey::{Caveat, Token};
 use crate::cli::RunArgs;
 use crate::commands::Ctx;
@@ -101,6 +102,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .filter(|(_, v)| !state.holds_root_value(&v.to_string_lossy()))
         .collect();
     let mut env = agent_env(inherited, &ctx.providers, &agents, &child_key, &proxy_url);
+    let rest = adapt_for_agent(program, &args.command[1..], &mut env, &child_key);
     if let Some(sb) = &mut sandbox {
         sb.serve_proxy(state.clone(), addr.port());
         crate::sandbox::agent_env(&mut env, Some(sb.net()));
@@ -108,7 +110,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let status = {
         let _guard = runtime.enter();
-        spawn_and_wait(program, &args.command[1..], env, sandbox.as_mut())?
+        spawn_and_wait(program, &rest, env, sandbox.as_mut())?
     };
 
     // Requests the agent (or something it left running) still has in flight get the
@@ -176,6 +178,7 @@ fn nested_run(
         &encoded,
         proxy_url,
     );
+    let rest = adapt_for_agent(program, &args.command[1..], &mut env, &encoded);
     let mut sandbox = crate::sandbox::Sandbox::for_nested(
         &ctx.config,
         &ctx.paths,
@@ -183,8 +186,25 @@ fn nested_run(
     )?;
     let net = sandbox.as_ref().map(|s| s.net());
     crate::sandbox::agent_env(&mut env, net.or_else(crate::sandbox::inherited));
-    let status = spawn_and_wait(program, &args.command[1..], env, sandbox.as_mut())?;
+    let status = spawn_and_wait(program, &rest, env, sandbox.as_mut())?;
     Ok(ExitCode::from(status.code()))
+}
+
+/// The agent's arguments, and its environment adapted, when `program` is an agent till knows
+/// (Claude Code, Codex CLI: see [`crate::agents`]).
+fn adapt_for_agent(
+    program: &str,
+    args: &[String],
+    env: &mut Vec<(OsString, OsString)>,
+    child_key: &str,
+) -> Vec<String> {
+    let Some(agent) = Agent::recognise(program) else {
+        return args.to_vec();
+    };
+    agent.adapt_env(env, child_key);
+    let mut all = agent.prefix_args(args, env);
+    all.extend_from_slice(args);
+    all
 }
 
 /// How the agent ended: its status, or till's own code when it could not start.

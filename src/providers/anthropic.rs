@@ -18,6 +18,9 @@ use crate::childkey::EndpointClass::{self, *};
 /// The `anthropic-version` sent when the client did not send one.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// Prompt tokens above which the long-context beta bills a premium.
+pub const LONG_CONTEXT_FROM: u64 = 200_000;
+
 #[allow(non_upper_case_globals)]
 impl Op {
     /// `POST /v1/messages`
@@ -104,14 +107,16 @@ impl Family for Anthropic {
         server.then(|| format!("the `{kind}` tool"))
     }
 
-    fn uncounted_header(&self, headers: &HeaderMap) -> Option<&'static str> {
-        headers
+    fn uncounted_header(&self, headers: &HeaderMap, body_len: u64) -> Option<&'static str> {
+        // The premium applies to prompts above LONG_CONTEXT_FROM tokens; a body that is not
+        // longer than that in bytes cannot hold more tokens (the same bound the reservation uses).
+        let long_context = headers
             .get_all("anthropic-beta")
             .iter()
-            .any(|v| v.to_str().map_or(true, |v| v.contains("context-1m")))
-            .then_some(
-                "the long-context beta is billed above the model's price; a key with a budget or a token rate may not use it",
-            )
+            .any(|v| v.to_str().map_or(true, |v| v.contains("context-1m")));
+        (long_context && body_len > LONG_CONTEXT_FROM).then_some(
+            "this request asks for the long-context beta and is long enough (over 200,000 bytes) to be billed above the model's price; a key with a budget or a token rate may not send it (Claude Code stops asking for it with CLAUDE_CODE_DISABLE_1M_CONTEXT=1)",
+        )
     }
 
     fn sse_event(&self, event_name: &str, v: &Value, prev: Option<Usage>) -> EventUsage {

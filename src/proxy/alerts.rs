@@ -178,7 +178,7 @@ impl Alerts {
                 "budget",
                 Some(binding.to_string()),
                 format!(
-                    "key {} has used {pct} % of its budget",
+                    "key {} has {pct} % of its budget spent or held by requests in flight",
                     &binding[..12.min(binding.len())]
                 ),
             );

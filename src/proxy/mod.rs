@@ -2,8 +2,9 @@
 //! forward, stream the answer back, meter it on the side.
 //!
 //! One port, routed by provider prefix (`/openai/…`, `/anthropic/…`, `/gemini/…`, and every
-//! configured provider). Authentication applies to every route; the only unauthenticated route
-//! is `GET /_till/health`. The upstream is fixed by configuration: absolute-form URIs, CONNECT
+//! configured provider). Authentication applies to every route; the only unauthenticated answers
+//! are `GET /_till/health` and an empty 200 to a keyless `HEAD`/`GET` of a provider's root
+//! (a client checking that its base URL answers), which nothing upstream ever sees. The upstream is fixed by configuration: absolute-form URIs, CONNECT
 //! and foreign `Host` headers are refused, so this is never an open proxy. Root keys are put on
 //! the wire only by [`crate::upstream::auth_header`], and never appear in a response.
 //! WebSocket upgrades take their own path ([`ws`]) through the same checks.
@@ -247,6 +248,9 @@ async fn handle(
         Routed::Provider(provider, rest) => (provider, rest),
         Routed::Answered(resp) => return resp,
     };
+    if phases::keyless_probe(&req, &rest) {
+        return Response::new(ProxyBody::from(Bytes::new()));
+    }
     let mut ctx = phases::Ctx::new(
         &state,
         &provider,

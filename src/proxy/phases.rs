@@ -122,6 +122,24 @@ pub(super) fn denial_error(d: &Denial) -> ProxyError {
     ProxyError::new(d.status(), d.kind(), d.to_string())
 }
 
+/// Whether a request only checks that the base URL answers: `HEAD` or `GET` of a provider's
+/// root (`/anthropic`; Claude Code sends one at start to warm its connection) without a key,
+/// a query or a body. Such a request is no API call: the proxy answers it itself with an empty
+/// 200, never forwards it and records nothing (a `no_key` denial would raise a false alert).
+/// Everything else without a key, the same paths with another method included, is refused.
+pub fn keyless_probe(req: &Request<Incoming>, rest: &str) -> bool {
+    let headers = req.headers();
+    let bodyless = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0")
+        && !headers.contains_key(http::header::TRANSFER_ENCODING);
+    matches!(*req.method(), http::Method::HEAD | http::Method::GET)
+        && rest == "/"
+        && req.uri().query().is_none()
+        && bodyless
+        && extract_key(headers, None).is_none()
+}
+
 /// Who is asking, part one: the till key in the request, decoded, and its mint key.
 pub async fn caller(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Caller, ProxyError> {
     caller_with(ctx, extract_key(req.headers(), req.uri().query())).await
@@ -284,7 +302,9 @@ pub async fn admit(
         ));
     }
     if grant.counts_tokens()
-        && let Some(why) = api.wire().uncounted_header(&asked.parts.headers)
+        && let Some(why) = api
+            .wire()
+            .uncounted_header(&asked.parts.headers, asked.body.len() as u64)
     {
         return Err(ProxyError::new(403, "uncounted", why));
     }
@@ -303,6 +323,19 @@ pub async fn admit(
     };
     let mut insert: Option<u64> = None;
     let ceiling = match inspected.ceiling {
+        Some(c) if c > DEFAULT_OUTPUT_RESERVE && grant.has_budget() => {
+            let afford =
+                affordable_output(state, &grant, provider, model.as_deref(), prompt, choices)
+                    .await
+                    .unwrap_or(0);
+            match lowered_ceiling(provider, endpoint.op, inspected, c, afford) {
+                Some(lower) => {
+                    insert = Some(lower);
+                    lower
+                }
+                None => c,
+            }
+        }
         Some(c) => c,
         None if endpoint.op == route::Op::Other => 0,
         None => {
@@ -563,6 +596,28 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     } else {
         format!("?{}", kept.join("&"))
     })
+}
+
+/// A ceiling above what the budget can still pay for (`afford`), lowered to that when it stays
+/// at least [`DEFAULT_OUTPUT_RESERVE`]: an agent that asks for room it rarely uses (Claude Code
+/// asks for 64,000 output tokens on every call) gets a bounded answer instead of a refusal,
+/// and the answer can never cost more than the budget left. Only when writing the lower value
+/// leaves it the body's largest ceiling (no other field or spelling naming more); otherwise,
+/// and below the floor, the request is admitted or refused at the ceiling it named.
+fn lowered_ceiling(
+    provider: &Provider,
+    op: route::Op,
+    inspected: &Inspection,
+    asked: u64,
+    afford: u64,
+) -> Option<u64> {
+    if afford >= asked || afford < DEFAULT_OUTPUT_RESERVE {
+        return None;
+    }
+    let mut probe = inspected.json.clone()?;
+    body_inspect::insert_ceiling(op, provider.name == "openai", &mut probe, afford);
+    let (after, _) = provider.api.wire().limits(op, &probe).ok()?;
+    (after == Some(afford)).then_some(afford)
 }
 
 /// The most output tokens per choice that the key's remaining budget can pay for after the

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pricing", 1),
     ("upstream", 1),
     ("mint", 1),
+    ("agents", 1),
     // Services: the proxy, the agent's process and sandbox, rotation.
     ("proxy", 2),
     ("process", 2),
