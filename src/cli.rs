@@ -100,6 +100,15 @@ pub enum Command {
         after_help = "Examples:\n  till prices\n  till prices claude-sonnet\n  till prices --json openai/\n  till prices update\n  till prices update --from ./model_prices_and_context_window.json\n  till prices reset"
     )]
     Prices(PricesArgs),
+    /// Do the one-time setup an agent needs to work under `till run`.
+    ///
+    /// Only Gemini CLI needs one: it refuses GOOGLE_GEMINI_BASE_URL unless its auth type is
+    /// chosen, so this sets `security.auth.selectedType = "gemini-api-key"` in
+    /// ~/.gemini/settings.json (under GEMINI_CLI_HOME when set), keeping everything else in
+    /// the file as it is. Claude Code and Codex CLI need nothing: `till run` adapts their
+    /// launch each run and changes none of their files.
+    #[command(after_help = "Examples:\n  till setup gemini --dry-run\n  till setup gemini")]
+    Setup(SetupArgs),
     /// Print a shell completion script.
     ///
     /// bash: `till completions bash > ~/.local/share/bash-completion/completions/till`;
@@ -403,6 +412,26 @@ pub enum GroupArg {
     Model,
     Provider,
     Day,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The agent to set up.
+    pub agent: SetupAgent,
+    /// Say what would change without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Agents `till setup` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SetupAgent {
+    /// Gemini CLI (@google/gemini-cli)
+    Gemini,
+    /// Claude Code (nothing to do)
+    Claude,
+    /// Codex CLI (nothing to do)
+    Codex,
 }
 
 #[derive(Debug, Args)]

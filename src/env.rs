@@ -30,6 +30,9 @@ impl EnvVars {
     /// Kept for the integration test that drives the binary, since the mock provider has no
     /// way to refuse deleting a key.
     pub const TILL_TEST_FAIL_STEP: &'static str = "TILL_TEST_FAIL_STEP";
+    /// Gemini CLI's home directory (where `.gemini/settings.json` lives), read by
+    /// `till setup gemini`.
+    pub const GEMINI_CLI_HOME: &'static str = "GEMINI_CLI_HOME";
     /// Disables colour (<https://no-color.org>).
     pub const NO_COLOR: &'static str = "NO_COLOR";
 }

@@ -29,6 +29,7 @@ mod remove;
 mod rotate;
 pub mod run;
 mod serve;
+mod setup;
 mod status;
 mod usage;
 
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Log(args) => log::run(&Ctx::load()?, &args),
         Command::Usage(args) => usage::run(&Ctx::load()?, &args),
         Command::Prices(args) => prices::run(&Ctx::load()?, &args),
+        Command::Setup(args) => setup::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Manpage => completions::manpage(),
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::REPLY_TEXT;
 use super::router::{
-    Ctx, Faults, Outcome, Resp, Usage, json, percent_decode, pieces, sse_data_crlf, stream,
+    Ctx, Faults, Outcome, Resp, split_pieces, structured_reply, Usage, json, percent_decode, pieces, sse_data_crlf, stream,
     text_chars,
 };
 
@@ -209,12 +209,30 @@ fn generate(ctx: &Ctx<'_>, model: &str, streaming: bool) -> Outcome {
             "responseId": response_id
         })
     };
+    // Structured output (`responseMimeType: application/json`) gets JSON of the asked shape.
+    let config = body
+        .get("generationConfig")
+        .or_else(|| body.get("generation_config"));
+    let field = |names: &[&str]| names.iter().find_map(|n| config.and_then(|c| c.get(*n)));
+    let wants_json = field(&["responseMimeType", "response_mime_type"])
+        .and_then(Value::as_str)
+        .is_some_and(|m| m == "application/json");
+    let text = if wants_json {
+        structured_reply(field(&[
+            "responseJsonSchema",
+            "responseSchema",
+            "response_json_schema",
+            "response_schema",
+        ]))
+    } else {
+        REPLY_TEXT.to_owned()
+    };
     if !streaming {
-        return json(StatusCode::OK, &response(REPLY_TEXT, true, usage.output)).into();
+        return json(StatusCode::OK, &response(&text, true, usage.output)).into();
     }
     let sse = ctx.query_param("alt").as_deref() == Some("sse");
     let count = pieces().len();
-    let frames: Vec<Bytes> = pieces()
+    let frames: Vec<Bytes> = split_pieces(&text, count)
         .iter()
         .enumerate()
         .map(|(i, piece)| {

@@ -346,6 +346,55 @@ pub(crate) fn pieces() -> &'static [&'static str] {
     &REPLY_PIECES
 }
 
+/// The reply when a request asks for JSON that follows `schema` (a JSON Schema, or Gemini's
+/// `responseSchema` with upper-case type names): the smallest value of that shape, strings
+/// being [`super::REPLY_TEXT`], so clients that parse structured output (Gemini CLI's model
+/// router) get what they expect. Without a schema, an empty object.
+pub(crate) fn structured_reply(schema: Option<&Value>) -> String {
+    fn value(schema: &Value, depth: usize) -> Value {
+        if let Some(first) = schema
+            .get("enum")
+            .and_then(Value::as_array)
+            .and_then(|e| e.first())
+        {
+            return first.clone();
+        }
+        let kind = schema
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("object")
+            .to_ascii_lowercase();
+        match kind.as_str() {
+            "string" => Value::from(super::REPLY_TEXT),
+            "integer" | "number" => Value::from(1),
+            "boolean" => Value::from(true),
+            "array" => Value::Array(Vec::new()),
+            "null" => Value::Null,
+            _ => {
+                let mut out = serde_json::Map::new();
+                if depth < 8
+                    && let Some(props) = schema.get("properties").and_then(Value::as_object)
+                {
+                    for (name, sub) in props {
+                        out.insert(name.clone(), value(sub, depth + 1));
+                    }
+                }
+                Value::Object(out)
+            }
+        }
+    }
+    value(schema.unwrap_or(&Value::Null), 0).to_string()
+}
+
+/// `text` cut into `n` streamed pieces (the last ones empty when it is short).
+pub(crate) fn split_pieces(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(n.max(1)).max(1);
+    let mut out: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
+    out.resize(n, String::new());
+    out
+}
+
 /// A JSON response.
 pub(crate) fn json(status: StatusCode, value: &Value) -> Resp {
     let body = serde_json::to_vec(value).expect("a JSON value serialises");

@@ -16,9 +16,13 @@
 //!   URL, the key from `OPENAI_API_KEY`, the Responses API over HTTP (no WebSocket). Nothing is
 //!   written to `~/.codex`; arguments that pick a provider themselves are left alone.
 //!
+//! - **Gemini CLI** needs its auth type chosen once ([`gemini`], `till setup gemini`).
+//!
 //! Recognition is by the command's file name only (`claude`, `codex`), so a wrapper (`npx …`,
 //! a shell script) runs as any other program. Pure functions: no I/O, no secrets beyond the
 //! child key already in the environment being built.
+
+pub mod gemini;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -28,12 +32,15 @@ use std::path::Path;
 pub enum Agent {
     ClaudeCode,
     Codex,
+    GeminiCli,
 }
 
 /// Claude Code's variable for a bearer token (no approval question, unlike `ANTHROPIC_API_KEY`).
 pub const ANTHROPIC_AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
 const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
 const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+const GEMINI_API_KEY: &str = "GEMINI_API_KEY";
+const GOOGLE_API_KEY: &str = "GOOGLE_API_KEY";
 const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
 
 /// The provider id till's Codex overrides define.
@@ -47,6 +54,7 @@ impl Agent {
         match name {
             "claude" => Some(Agent::ClaudeCode),
             "codex" => Some(Agent::Codex),
+            "gemini" => Some(Agent::GeminiCli),
             _ => None,
         }
     }
@@ -56,22 +64,31 @@ impl Agent {
         match self {
             Agent::ClaudeCode => "Claude Code",
             Agent::Codex => "Codex CLI",
+            Agent::GeminiCli => "Gemini CLI",
         }
     }
 
     /// Adapts the environment `till run` built: for Claude Code, the child key moves from
-    /// `ANTHROPIC_API_KEY` to `ANTHROPIC_AUTH_TOKEN`. `child_key` is the key the environment
-    /// holds; any other value in `ANTHROPIC_API_KEY` is left where it is.
+    /// `ANTHROPIC_API_KEY` to `ANTHROPIC_AUTH_TOKEN`; for Gemini CLI it stays in
+    /// `GEMINI_API_KEY` only (with `GOOGLE_API_KEY` too, it warns twice at every start that
+    /// both are set). `child_key` is the key the environment holds; a variable holding
+    /// anything else is left as it is.
     pub fn adapt_env(self, env: &mut Vec<(OsString, OsString)>, child_key: &str) {
-        if self != Agent::ClaudeCode {
-            return;
-        }
-        let holds_child = env
-            .iter()
-            .any(|(k, v)| k == ANTHROPIC_API_KEY && v == OsStr::new(child_key));
-        if holds_child {
-            env.retain(|(k, _)| k != ANTHROPIC_API_KEY && k != ANTHROPIC_AUTH_TOKEN);
-            env.push((ANTHROPIC_AUTH_TOKEN.into(), child_key.into()));
+        let holds_child = |env: &[(OsString, OsString)], name: &str| {
+            env.iter()
+                .any(|(k, v)| k == name && v == OsStr::new(child_key))
+        };
+        match self {
+            Agent::ClaudeCode if holds_child(env, ANTHROPIC_API_KEY) => {
+                env.retain(|(k, _)| k != ANTHROPIC_API_KEY && k != ANTHROPIC_AUTH_TOKEN);
+                env.push((ANTHROPIC_AUTH_TOKEN.into(), child_key.into()));
+            }
+            Agent::GeminiCli
+                if holds_child(env, GOOGLE_API_KEY) && holds_child(env, GEMINI_API_KEY) =>
+            {
+                env.retain(|(k, _)| k != GOOGLE_API_KEY);
+            }
+            _ => {}
         }
     }
 
@@ -149,6 +166,7 @@ mod tests {
             Some(Agent::ClaudeCode)
         );
         assert_eq!(Agent::recognise("codex.exe"), Some(Agent::Codex));
+        assert_eq!(Agent::recognise("gemini"), Some(Agent::GeminiCli));
         assert_eq!(Agent::recognise("npx"), None);
         assert_eq!(Agent::recognise("claude-code"), None);
         assert_eq!(Agent::recognise("python3"), None);
@@ -170,6 +188,10 @@ mod tests {
         let mut e = env(&[("OPENAI_API_KEY", "till_child")]);
         Agent::ClaudeCode.adapt_env(&mut e, "till_child");
         assert_eq!(e, env(&[("OPENAI_API_KEY", "till_child")]));
+        // Gemini CLI keeps one of its two key variables.
+        let mut e = env(&[("GEMINI_API_KEY", "till_child"), ("GOOGLE_API_KEY", "till_child")]);
+        Agent::GeminiCli.adapt_env(&mut e, "till_child");
+        assert_eq!(e, env(&[("GEMINI_API_KEY", "till_child")]));
         // Other agents keep ANTHROPIC_API_KEY.
         let mut e = env(&[("ANTHROPIC_API_KEY", "till_child")]);
         Agent::Codex.adapt_env(&mut e, "till_child");
