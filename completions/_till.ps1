@@ -37,6 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show the requests agents made through till, newest last')
             [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Totals of requests, tokens and spend, grouped by key, model, provider or day')
             [CompletionResult]::new('prices', 'prices', [CompletionResultType]::ParameterValue, 'Show the model prices till charges budgets at, or refresh them')
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Do the one-time setup an agent needs to work under `till run`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('manpage', 'manpage', [CompletionResultType]::ParameterValue, 'Print till''s man page (roff) to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -306,6 +307,14 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
         'till;prices;help;help' {
             break
         }
+        'till;setup' {
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Say what would change without writing anything')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'till;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -333,6 +342,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('log', 'log', [CompletionResultType]::ParameterValue, 'Show the requests agents made through till, newest last')
             [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Totals of requests, tokens and spend, grouped by key, model, provider or day')
             [CompletionResult]::new('prices', 'prices', [CompletionResultType]::ParameterValue, 'Show the model prices till charges budgets at, or refresh them')
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Do the one-time setup an agent needs to work under `till run`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('manpage', 'manpage', [CompletionResultType]::ParameterValue, 'Print till''s man page (roff) to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -404,6 +414,9 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;help;prices;reset' {
+            break
+        }
+        'till;help;setup' {
             break
         }
         'till;help;completions' {

@@ -55,6 +55,9 @@ _till() {
             till,serve)
                 cmd="till__subcmd__serve"
                 ;;
+            till,setup)
+                cmd="till__subcmd__setup"
+                ;;
             till,status)
                 cmd="till__subcmd__status"
                 ;;
@@ -99,6 +102,9 @@ _till() {
                 ;;
             till__subcmd__help,serve)
                 cmd="till__subcmd__help__subcmd__serve"
+                ;;
+            till__subcmd__help,setup)
+                cmd="till__subcmd__help__subcmd__setup"
                 ;;
             till__subcmd__help,status)
                 cmd="till__subcmd__help__subcmd__status"
@@ -197,7 +203,7 @@ _till() {
 
     case "${cmd}" in
         till)
-            opts="-h -V --help --version add remove list doctor rotate status run serve key log usage prices completions manpage help"
+            opts="-h -V --help --version add remove list doctor rotate status run serve key log usage prices setup completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -257,7 +263,7 @@ _till() {
             return 0
             ;;
         till__subcmd__help)
-            opts="add remove list doctor rotate status run serve key log usage prices completions manpage help"
+            opts="add remove list doctor rotate status run serve key log usage prices setup completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -551,6 +557,20 @@ _till() {
             return 0
             ;;
         till__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__help__subcmd__setup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1151,6 +1171,20 @@ _till() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        till__subcmd__setup)
+            opts="-h -V --dry-run --help --version gemini claude codex"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -34,6 +34,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand log 'Show the requests agents made through till, newest last'
             cand usage 'Totals of requests, tokens and spend, grouped by key, model, provider or day'
             cand prices 'Show the model prices till charges budgets at, or refresh them'
+            cand setup 'Do the one-time setup an agent needs to work under `till run`'
             cand completions 'Print a shell completion script'
             cand manpage 'Print till''s man page (roff) to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -270,6 +271,13 @@ set edit:completion:arg-completer[till] = {|@words|
         }
         &'till;prices;help;help'= {
         }
+        &'till;setup'= {
+            cand --dry-run 'Say what would change without writing anything'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'till;completions'= {
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -295,6 +303,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand log 'Show the requests agents made through till, newest last'
             cand usage 'Totals of requests, tokens and spend, grouped by key, model, provider or day'
             cand prices 'Show the model prices till charges budgets at, or refresh them'
+            cand setup 'Do the one-time setup an agent needs to work under `till run`'
             cand completions 'Print a shell completion script'
             cand manpage 'Print till''s man page (roff) to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -346,6 +355,8 @@ set edit:completion:arg-completer[till] = {|@words|
         &'till;help;prices;update'= {
         }
         &'till;help;prices;reset'= {
+        }
+        &'till;help;setup'= {
         }
         &'till;help;completions'= {
         }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agents;
 mod attack;
 mod cli;
 mod keychain;
