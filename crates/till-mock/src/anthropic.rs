@@ -269,6 +269,7 @@ fn messages(ctx: &Ctx<'_>, request_id: &str) -> Outcome {
     }
     let usage = input_usage(&body).billed(&model, &body);
     let writes = cache_writes(&body, usage.input);
+    ctx.bill(usage);
     let id = ctx.id("msg_");
     if !streaming {
         return json(

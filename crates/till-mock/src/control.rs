@@ -1,7 +1,9 @@
 //! The `/_mock/*` control API for tests, without authentication:
 //!
 //! - `GET /_mock/requests`: every request seen so far (control requests excluded), oldest first.
-//! - `DELETE /_mock/requests`: forget them; answers `{"cleared": N}`.
+//! - `DELETE /_mock/requests`: forget them and the usage below; answers `{"cleared": N}`.
+//! - `GET /_mock/usage`: what the answers so far reported, added up:
+//!   `{"answers": N, "input_tokens": N, "output_tokens": N}`.
 //! - `GET /_mock/keys`: every key with its id, value, name, status and owner.
 //! - `POST /_mock/keys` with `{"value": KEY, "name"?: NAME}`: accept one more key; answers the
 //!   key (201).
@@ -23,7 +25,15 @@ pub(crate) fn route(ctx: &Ctx<'_>, rest: &str) -> Resp {
             let mut requests = lock(&ctx.state.requests);
             let cleared = requests.len();
             requests.clear();
+            *lock(&ctx.state.billed) = (0, 0, 0);
             json(StatusCode::OK, &json!({"cleared": cleared}))
+        }
+        (&Method::GET, "usage") => {
+            let (answers, input, output) = *lock(&ctx.state.billed);
+            json(
+                StatusCode::OK,
+                &json!({"answers": answers, "input_tokens": input, "output_tokens": output}),
+            )
         }
         (&Method::GET, "keys") => json(StatusCode::OK, &json!(ctx.state.keys.list())),
         (&Method::POST, "keys") => {

@@ -195,6 +195,7 @@ fn generate(ctx: &Ctx<'_>, model: &str, streaming: bool) -> Outcome {
         return outcome;
     }
     let usage = input_usage(&body).billed(model, &body);
+    ctx.bill(usage);
     let response_id = ctx.id("");
     let response = |text: &str, done: bool, candidates: u64| {
         let mut candidate =

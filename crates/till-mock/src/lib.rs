@@ -121,6 +121,8 @@ impl Default for MockOptions {
 pub(crate) struct Shared {
     keys: Keys,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// What the answers so far reported as usage: (answers, input tokens, output tokens).
+    billed: Mutex<(u64, u64, u64)>,
     record: bool,
     slow_delay: Duration,
     events: Option<Arc<EventLog>>,
@@ -154,6 +156,7 @@ impl Mock {
             shared: Arc::new(Shared {
                 keys: Keys::new(&keys, admin_keys, time_now()),
                 requests: Mutex::new(Vec::new()),
+                billed: Mutex::new((0, 0, 0)),
                 record: opts.record,
                 slow_delay: opts.chunk_delay,
                 events,

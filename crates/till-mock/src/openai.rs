@@ -193,6 +193,7 @@ fn chat_usage(usage: Usage) -> Value {
 fn chat(call: &Call<'_, '_>) -> Resp {
     let usage = Usage::for_chars(call.body.get("messages").map_or(0, text_chars))
         .billed(&call.model, &call.body);
+    call.ctx.bill(usage);
     let id = call.ctx.id("chatcmpl-");
     let created = time_now();
     let model = call.model.as_str();
@@ -299,6 +300,7 @@ fn response_events(call: &Call<'_, '_>) -> (Value, Vec<Value>) {
     let chars =
         body.get("instructions").map_or(0, text_chars) + body.get("input").map_or(0, text_chars);
     let usage = Usage::for_chars(chars).billed(&call.model, body);
+    call.ctx.bill(usage);
     let id = call.ctx.id("resp_");
     let msg_id = call.ctx.id("msg_");
     let created = time_now();
@@ -482,6 +484,10 @@ fn embeddings(call: &Call<'_, '_>) -> Resp {
         })
         .collect();
     let tokens = Usage::for_chars(text_chars(&input)).input;
+    call.ctx.bill(Usage {
+        input: tokens,
+        output: 0,
+    });
     json(
         StatusCode::OK,
         &json!({

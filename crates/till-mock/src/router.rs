@@ -143,6 +143,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// Counts an answer's usage for `GET /_mock/usage`.
+    pub fn bill(&self, usage: Usage) {
+        let mut billed = lock(&self.state.billed);
+        billed.0 += 1;
+        billed.1 += usage.input;
+        billed.2 += usage.output;
+    }
+
     /// A fresh id with `prefix`.
     pub fn id(&self, prefix: &str) -> String {
         self.state.ids.next(prefix)
