@@ -3,7 +3,7 @@
 #
 # Starts a private D-Bus session with an unlocked gnome-keyring-daemon when no Secret Service
 # is reachable (scripts/with-keyring.sh), installs the Python SDKs the agent tests drive, then
-# runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test`.
+# runs `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test` and scripts/agents.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +25,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 scripts/with-keyring.sh cargo test --workspace --locked --all-targets
+# The real agents from their registries against the mock (a few minutes; needs the npm and
+# PyPI registries). TILL_SKIP_AGENTS=1 leaves them out, e.g. offline.
+if [ "${TILL_SKIP_AGENTS:-}" != 1 ]; then
+  echo "== scripts/agents.sh"
+  scripts/agents.sh
+fi

@@ -150,7 +150,9 @@ impl Scanner<'_> {
             }
             Some(_) => {
                 let mut j = i;
-                while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace()
+                while j < b.len()
+                    && !matches!(b[j], b',' | b'}' | b']')
+                    && !b[j].is_ascii_whitespace()
                 {
                     j += 1;
                 }
@@ -218,13 +220,17 @@ mod tests {
             Some("{\"theme\": \"Dracula\"}"),
             Some("{\"security\": {}}"),
             Some("{\"security\": {\"folderTrust\": {\"enabled\": true}}}"),
-            Some("{\"security\": {\"auth\": {\"useExternal\": false}}, \"x\": [1, {\"a\": \"}\"}]}"),
+            Some(
+                "{\"security\": {\"auth\": {\"useExternal\": false}}, \"x\": [1, {\"a\": \"}\"}]}",
+            ),
         ] {
             let after = pinned(before);
             assert_eq!(selected(&after), AUTH_TYPE, "{before:?} → {after}");
             if let Some(b) = before.filter(|b| !b.is_empty()) {
-                let (b, a): (Value, Value) =
-                    (serde_json::from_str(b).unwrap(), serde_json::from_str(&after).unwrap());
+                let (b, a): (Value, Value) = (
+                    serde_json::from_str(b).unwrap(),
+                    serde_json::from_str(&after).unwrap(),
+                );
                 assert_eq!(a["theme"], b["theme"]);
                 assert_eq!(a["x"], b["x"]);
             }

@@ -189,7 +189,10 @@ mod tests {
         Agent::ClaudeCode.adapt_env(&mut e, "till_child");
         assert_eq!(e, env(&[("OPENAI_API_KEY", "till_child")]));
         // Gemini CLI keeps one of its two key variables.
-        let mut e = env(&[("GEMINI_API_KEY", "till_child"), ("GOOGLE_API_KEY", "till_child")]);
+        let mut e = env(&[
+            ("GEMINI_API_KEY", "till_child"),
+            ("GOOGLE_API_KEY", "till_child"),
+        ]);
         Agent::GeminiCli.adapt_env(&mut e, "till_child");
         assert_eq!(e, env(&[("GEMINI_API_KEY", "till_child")]));
         // Other agents keep ANTHROPIC_API_KEY.

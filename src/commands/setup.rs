@@ -73,7 +73,11 @@ fn setup_gemini(dry_run: bool) -> anyhow::Result<()> {
         }
         Pin::Changed(new) => new,
     };
-    let verb = if text.is_some() { "add" } else { "create it with" };
+    let verb = if text.is_some() {
+        "add"
+    } else {
+        "create it with"
+    };
     if dry_run {
         crate::output::note(&format!(
             "would {verb} {line} in {} (nothing written: --dry-run)",
@@ -82,8 +86,7 @@ fn setup_gemini(dry_run: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     // Written next to the file and renamed over it, so a crash leaves the old file whole.
     let tmp = path.with_extension("json.till-tmp");
@@ -92,7 +95,11 @@ fn setup_gemini(dry_run: bool) -> anyhow::Result<()> {
         let _ = std::fs::set_permissions(&tmp, meta.permissions());
     }
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    let done = if text.is_some() { "added" } else { "created it with" };
+    let done = if text.is_some() {
+        "added"
+    } else {
+        "created it with"
+    };
     crate::output::note(&format!(
         "{done} {line} in {}; Gemini CLI now sends GEMINI_API_KEY to GOOGLE_GEMINI_BASE_URL, which `till run` sets (remove the line to undo)",
         path.display()

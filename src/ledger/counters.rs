@@ -79,7 +79,7 @@ pub struct Counter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fill {
     pub binding: String,
-    /// Fraction of the USD (or else token) budget used, counting this reservation.
+    /// Fraction of the USD (or else token) budget used before this reservation.
     pub fraction: f64,
 }
 
@@ -117,9 +117,12 @@ impl Ledger {
                         asked: micros,
                     }));
                 }
+                // What earlier requests spent or still hold, without this one's worst case: an
+                // agent that asks for a large ceiling (and is given what the budget can pay for)
+                // would otherwise raise the 80 % alert on its first call.
                 fills.push(Fill {
                     binding: level.binding.clone(),
-                    fraction: (used_usd + micros) as f64 / budget.max(1) as f64,
+                    fraction: used_usd as f64 / budget.max(1) as f64,
                 });
             }
             let used_tok = c.spent_tokens + c.reserved_tokens;
@@ -134,7 +137,7 @@ impl Ledger {
                 if level.budget_micros.is_none() {
                     fills.push(Fill {
                         binding: level.binding.clone(),
-                        fraction: (used_tok + tokens) as f64 / budget.max(1) as f64,
+                        fraction: used_tok as f64 / budget.max(1) as f64,
                     });
                 }
             }

@@ -70,7 +70,10 @@ fn keyless_probes_of_a_provider_root_are_answered_locally() {
     let rows = stop_and_log(&p, serve);
     let denials: Vec<&Value> = rows.iter().filter(|r| r["status"] != 200).collect();
     assert_eq!(denials.len(), 6, "{rows:?}");
-    assert!(denials.iter().all(|r| r["denial"] == "no_key"), "{denials:?}");
+    assert!(
+        denials.iter().all(|r| r["denial"] == "no_key"),
+        "{denials:?}"
+    );
     assert_eq!(rows.len(), 7, "the probes were recorded: {rows:?}");
 }
 
@@ -155,12 +158,7 @@ fn codex_gets_a_till_provider_for_the_run_and_gemini_one_key_variable() {
     assert_eq!(v["args"], serde_json::json!(["exec"]));
 
     let (_, env) = run_stand_in(&p, "gemini", &["-p", "hi"]);
-    assert!(
-        env["GEMINI_API_KEY"]
-            .as_str()
-            .unwrap()
-            .starts_with("till_")
-    );
+    assert!(env["GEMINI_API_KEY"].as_str().unwrap().starts_with("till_"));
     assert!(env.get("GOOGLE_API_KEY").is_none(), "{env}");
 }
 
@@ -190,10 +188,19 @@ fn setup_gemini_pins_the_api_key_auth_type_once() {
     .unwrap();
     let (code, _, stderr) = setup(&[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("added security.auth.selectedType"), "{stderr}");
+    assert!(
+        stderr.contains("added security.auth.selectedType"),
+        "{stderr}"
+    );
     let text = std::fs::read_to_string(&settings).unwrap();
-    assert!(text.contains("// mine") && text.contains("Dracula"), "{text}");
-    assert!(text.contains("\"selectedType\": \"gemini-api-key\""), "{text}");
+    assert!(
+        text.contains("// mine") && text.contains("Dracula"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"selectedType\": \"gemini-api-key\""),
+        "{text}"
+    );
     let (code, _, stderr) = setup(&[]);
     assert_eq!(code, 0);
     assert!(stderr.contains("nothing to do"), "{stderr}");
@@ -225,7 +232,10 @@ fn claude_code_requests_fit_a_budget() {
     let serve = p.serve();
     p.mock.clear_requests();
     let auth = format!("Bearer {key}");
-    let beta = ("anthropic-beta", "claude-code-20250219,context-1m-2025-08-07");
+    let beta = (
+        "anthropic-beta",
+        "claude-code-20250219,context-1m-2025-08-07",
+    );
     let headers = [
         ("authorization", auth.as_str()),
         ("content-type", "application/json"),

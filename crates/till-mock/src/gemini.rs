@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::REPLY_TEXT;
 use super::router::{
-    Ctx, Faults, Outcome, Resp, split_pieces, structured_reply, Usage, json, percent_decode, pieces, sse_data_crlf, stream,
-    text_chars,
+    Ctx, Faults, Outcome, Resp, Usage, json, percent_decode, pieces, split_pieces, sse_data_crlf,
+    stream, structured_reply, text_chars,
 };
 
 /// Models listed by `GET /v1beta/models`: (id, display name, methods).
