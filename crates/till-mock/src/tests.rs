@@ -1254,3 +1254,75 @@ async fn control_api_adds_keys() {
         key["id"].as_str().map(str::to_owned)
     );
 }
+
+/// Gemini CLI's model router asks for JSON of a schema and retries until it parses; the mock
+/// answers with the smallest value of that shape, whole or streamed, and `/_mock/usage` adds
+/// up what every answer reported.
+#[tokio::test]
+async fn gemini_structured_output_follows_the_schema_and_usage_adds_up() {
+    let mock = spawn(MockOptions::default());
+    let body = json!({
+        "contents": [{"role": "user", "parts": [{"text": "say hi"}]}],
+        "generationConfig": {
+            "responseMimeType": "application/json",
+            "responseJsonSchema": {
+                "type": "OBJECT",
+                "properties": {
+                    "complexity_reasoning": {"type": "STRING"},
+                    "complexity_score": {"type": "INTEGER"},
+                    "mode": {"type": "STRING", "enum": ["fast", "slow"]}
+                },
+                "required": ["complexity_reasoning", "complexity_score"]
+            }
+        }
+    });
+    let reply = post(
+        &mock,
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        &[GOOG],
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = reply.json()["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["complexity_score"], 1);
+    assert_eq!(answer["complexity_reasoning"], crate::REPLY_TEXT);
+    assert_eq!(answer["mode"], "fast");
+
+    let reply = post(
+        &mock,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        &[GOOG],
+        &body,
+    )
+    .await;
+    let streamed: String = sse(&reply.text())
+        .iter()
+        .map(|(_, data)| {
+            data_json(data)["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(streamed, text);
+
+    let usage = get(&mock, "/_mock/usage", &[]).await.json();
+    let input = expected_input_tokens(&["say hi"]);
+    assert_eq!(usage["answers"], 2);
+    assert_eq!(usage["input_tokens"], 2 * input);
+    assert_eq!(usage["output_tokens"], 2 * crate::OUTPUT_TOKENS);
+    let cleared = send(
+        reqwest::Method::DELETE,
+        format!("{}/_mock/requests", mock.url()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(cleared.status, StatusCode::OK);
+    assert_eq!(get(&mock, "/_mock/usage", &[]).await.json()["answers"], 0);
+}
