@@ -154,8 +154,8 @@ check() {
   # Sample the environment of every process in the run while it lasts.
   while kill -0 "$run_pid" 2>/dev/null; do
     for pid in $(pgrep -s 0 2>/dev/null); do
-      tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -F "$root" >>"$work/$name.procenv" && \
-        echo "pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" >>"$work/$name.procenv"
+      { tr '\0' '\n' <"/proc/$pid/environ" | grep -F "$root" >>"$work/$name.procenv" &&
+        echo "pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline")" >>"$work/$name.procenv"; } 2>/dev/null
     done
     sleep 0.2
   done
@@ -283,7 +283,8 @@ if command -v tmux >/dev/null 2>&1; then
     sleep 0.5
     screen="$(tmux capture-pane -p -t "$tmux_session" 2>/dev/null)"
     if grep -qi "custom API key\|use this API key" <<<"$screen"; then state="asked"; break; fi
-    if grep -q "? for shortcuts" <<<"$screen"; then state="prompt"; break; fi
+    # The input line: an empty `❯` prompt (the hints under it differ between versions).
+    if grep -qE '^❯[[:space:]]*$|\? for shortcuts' <<<"$screen"; then state="prompt"; break; fi
   done
   if [ "$state" = prompt ]; then
     tmux send-keys -t "$tmux_session" "say hi"

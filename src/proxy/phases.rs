@@ -123,7 +123,8 @@ pub(super) fn denial_error(d: &Denial) -> ProxyError {
 }
 
 /// Whether a request only checks that the base URL answers: `HEAD` or `GET` of a provider's
-/// root (`/anthropic`; Claude Code sends one at start to warm its connection) without a key,
+/// root or of `/api/hello` under it (`/anthropic`, `/anthropic/api/hello`: Claude Code sends
+/// one at start to warm its connection, the path depending on its version) without a key,
 /// a query or a body. Such a request is no API call: the proxy answers it itself with an empty
 /// 200, never forwards it and records nothing (a `no_key` denial would raise a false alert).
 /// Everything else without a key, the same paths with another method included, is refused.
@@ -134,7 +135,7 @@ pub fn keyless_probe(req: &Request<Incoming>, rest: &str) -> bool {
         .is_none_or(|v| v.as_bytes() == b"0")
         && !headers.contains_key(http::header::TRANSFER_ENCODING);
     matches!(*req.method(), http::Method::HEAD | http::Method::GET)
-        && rest == "/"
+        && matches!(rest, "/" | "/api/hello")
         && req.uri().query().is_none()
         && bodyless
         && extract_key(headers, None).is_none()

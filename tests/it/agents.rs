@@ -21,8 +21,9 @@ fn stop_and_log(p: &ProxyEnv, mut serve: Serve) -> Vec<Value> {
     serde_json::from_str(&stdout).unwrap()
 }
 
-/// Regression: Claude Code's `HEAD $ANTHROPIC_BASE_URL` at start was refused as `no_key`,
-/// recorded as a denial and raised an alert on every run.
+/// Regression: Claude Code's `HEAD $ANTHROPIC_BASE_URL` (2.1.197) or
+/// `HEAD $ANTHROPIC_BASE_URL/api/hello` (2.1.332) at start was refused as `no_key`, recorded as
+/// a denial and raised an alert on every run.
 #[test]
 fn keyless_probes_of_a_provider_root_are_answered_locally() {
     let p = ProxyEnv::new();
@@ -32,6 +33,7 @@ fn keyless_probes_of_a_provider_root_are_answered_locally() {
     for (method, path) in [
         ("HEAD", "/anthropic"),
         ("GET", "/anthropic"),
+        ("HEAD", "/anthropic/api/hello"),
         ("HEAD", "/openai"),
         ("GET", "/gemini"),
     ] {
@@ -46,6 +48,8 @@ fn keyless_probes_of_a_provider_root_are_answered_locally() {
         ("POST", "/anthropic/v1/messages", &b"{}"[..]),
         ("GET", "/anthropic/v1/models", b""),
         ("HEAD", "/anthropic/v1/messages", b""),
+        ("POST", "/anthropic/api/hello", b""),
+        ("HEAD", "/anthropic/api/hello/x", b""),
         ("POST", "/anthropic", b""),
         ("GET", "/anthropic?x=1", b""),
         ("GET", "/anthropic", b"x"),
@@ -69,12 +73,12 @@ fn keyless_probes_of_a_provider_root_are_answered_locally() {
     assert_eq!(p.mock.requests().len(), 1);
     let rows = stop_and_log(&p, serve);
     let denials: Vec<&Value> = rows.iter().filter(|r| r["status"] != 200).collect();
-    assert_eq!(denials.len(), 6, "{rows:?}");
+    assert_eq!(denials.len(), 8, "{rows:?}");
     assert!(
         denials.iter().all(|r| r["denial"] == "no_key"),
         "{denials:?}"
     );
-    assert_eq!(rows.len(), 7, "the probes were recorded: {rows:?}");
+    assert_eq!(rows.len(), 9, "the probes were recorded: {rows:?}");
 }
 
 /// A stand-in agent called `name` that prints its arguments and environment as JSON.
