@@ -283,8 +283,9 @@ if command -v tmux >/dev/null 2>&1; then
     sleep 0.5
     screen="$(tmux capture-pane -p -t "$tmux_session" 2>/dev/null)"
     if grep -qi "custom API key\|use this API key" <<<"$screen"; then state="asked"; break; fi
-    # The input line: an empty `❯` prompt (the hints under it differ between versions).
-    if grep -qE '^❯[[:space:]]*$|\? for shortcuts' <<<"$screen"; then state="prompt"; break; fi
+    # The input line: an empty `❯` prompt, followed by a space or a no-break space (the hints
+    # under it differ between versions).
+    if grep -qE '^❯.{0,3}$|\? for shortcuts' <<<"$screen"; then state="prompt"; break; fi
   done
   if [ "$state" = prompt ]; then
     tmux send-keys -t "$tmux_session" "say hi"
