@@ -4,8 +4,9 @@
 #   scripts/gen-prices.sh                 # the table shipped in the newest litellm on PyPI
 #   scripts/gen-prices.sh FILE.json       # a copy of model_prices_and_context_window.json
 #
-# The conversion is till's own (`till prices update --from …`, src/pricing/litellm.rs), run
-# against a throwaway TILL_HOME; its result replaces data/prices.toml.
+# The conversion is till's own (`till prices update --from …`, src/pricing/litellm.rs, which
+# also adds what data/prices-supplement.toml has and the table lacks), run against a throwaway
+# TILL_HOME; its result replaces data/prices.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +38,7 @@ python3 - "$work/home/data/prices.toml" "$source_name" <<'PY'
 import re, sys
 path, name = sys.argv[1], sys.argv[2]
 text = open(path).read()
-text = re.sub(r'^source = .*$', 'source = "LiteLLM model price table: ' + name.replace('"', '') + '"', text, count=1, flags=re.M)
+text = re.sub(r'^source = "LiteLLM model price table, [^;"]*', 'source = "LiteLLM model price table: ' + name.replace('"', ''), text, count=1, flags=re.M)
 open(path, "w").write(text)
 PY
 cp "$work/home/data/prices.toml" data/prices.toml

@@ -142,11 +142,12 @@ fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
             .hint("--from takes LiteLLM's model_prices_and_context_window.json (a file or URL)")
     })?;
     let today = rfc3339(now_unix())[..10].to_string();
-    let table = litellm::convert(&doc, &today, &format!("LiteLLM model price table, {from}"))
+    let mut table = litellm::convert(&doc, &today, &format!("LiteLLM model price table, {from}"))
         .map_err(|e| {
-            UserError::runtime(format!("{from}: {e}"))
-                .hint("--from takes LiteLLM's model_prices_and_context_window.json (a file or URL)")
-        })?;
+        UserError::runtime(format!("{from}: {e}"))
+            .hint("--from takes LiteLLM's model_prices_and_context_window.json (a file or URL)")
+    })?;
+    table.fill_from_supplement();
     let before = Prices::load(&ctx.paths, &ctx.config)?;
     ctx.paths.ensure_data_dir()?;
     let path = user_copy(&ctx.paths);

@@ -38,6 +38,7 @@ use crate::providers::Usage;
 pub mod litellm;
 
 const BUILTIN: &str = include_str!("../../data/prices.toml");
+const SUPPLEMENT: &str = include_str!("../../data/prices-supplement.toml");
 
 /// The rates of a long-prompt tier: a prompt of more than `above` input tokens has the whole
 /// request charged at these (a rate left out is the base rate).
@@ -269,6 +270,24 @@ impl Table {
                 .hint("run `till prices update` to fetch a new one, or `till prices reset` to use the built-in table")
                 .into()
         })
+    }
+
+    /// Adds the entries of till's supplement (`data/prices-supplement.toml`: models agents use
+    /// that the fetched table does not list yet) that this table lacks; returns how many.
+    pub fn fill_from_supplement(&mut self) -> usize {
+        let extra = Table::parse(SUPPLEMENT, Path::new("data/prices-supplement.toml"))
+            .expect("data/prices-supplement.toml is valid");
+        let mut added = 0;
+        for (name, price) in extra.prices {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.prices.entry(name) {
+                e.insert(price);
+                added += 1;
+            }
+        }
+        if added > 0 && !self.source.contains(&extra.source) {
+            self.source = format!("{}; {added} from {}", self.source, extra.source);
+        }
+        added
     }
 
     /// The table as TOML, with a header that says what it is.

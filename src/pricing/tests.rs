@@ -247,6 +247,19 @@ fn reservations_cover_every_way_a_prompt_can_be_billed() {
 }
 
 #[test]
+fn the_supplement_fills_only_what_the_table_lacks() {
+    let mut t = Table::parse(
+        "as_of = \"d\"\nsource = \"s\"\n[prices]\n\"openai/gpt-6.2-astra\" = { input = 1.0, output = 2.0 }\n",
+        Path::new("t"),
+    )
+    .unwrap();
+    assert!(t.fill_from_supplement() >= 1);
+    assert_eq!(t.prices["openai/gpt-6.2-astra"], Price::flat(1.0, 2.0));
+    assert!(t.prices.contains_key("openai/gpt-6.2-sol"));
+    assert!(t.source.starts_with("s; "), "{}", t.source);
+}
+
+#[test]
 fn the_default_models_of_the_agents_people_run_are_priced() {
     // Claude Code, Codex CLI and Gemini CLI defaults and their usual alternatives.
     let p = Prices::builtin();
@@ -256,6 +269,7 @@ fn the_default_models_of_the_agents_people_run_are_priced() {
         ("anthropic", "claude-sonnet-4-5"),
         ("anthropic", "claude-haiku-4-5"),
         ("openai", "gpt-5.6-sol"),
+        ("openai", "gpt-6.2-sol"),
         ("openai", "gpt-5.6-terra"),
         ("openai", "gpt-5.6-luna"),
         ("openai", "gpt-5.5"),

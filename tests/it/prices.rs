@@ -82,9 +82,12 @@ fn update_from_a_file_replaces_the_table_and_reset_restores_the_builtin() {
     std::fs::write(&file, LITELLM).unwrap();
     let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&file));
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("2 prices written"), "{stderr}");
+    // The file's two, and the supplement's models it does not list.
+    assert!(stderr.contains("4 prices written"), "{stderr}");
     let v = shown(&env, &[]);
-    assert_eq!(v["prices"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["prices"].as_array().unwrap().len(), 4, "{v}");
+    assert!(price_of(&v, "openai/gpt-6.2-sol").is_some(), "{v}");
+    assert!(v["source"].as_str().unwrap().contains("supplement"), "{v}");
     assert!(v["table"].as_str().unwrap().ends_with("prices.toml"), "{v}");
     let sonnet = price_of(&v, "anthropic/claude-sonnet-5").unwrap();
     assert_eq!(sonnet["cache_write_1h"], 4.0, "{sonnet}");
