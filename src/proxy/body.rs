@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::lifecycle::Stop;
@@ -23,7 +22,8 @@ use crate::providers::ApiFamily;
 /// How long an abandoned stream is read on to learn its usage.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
-pub type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+/// The upstream's response body, as hyper hands it over.
+pub type Upstream = hyper::body::Incoming;
 
 /// How a response body ended.
 #[derive(Debug, Clone, Default)]
@@ -186,12 +186,25 @@ impl MeteredStream {
             let Some(upstream) = self.upstream.as_mut() else {
                 return Poll::Ready(self.tail.take().map(|t| Ok(Frame::data(t))));
             };
-            match upstream.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
+            match Pin::new(&mut *upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(chunk) = frame.into_data() else {
+                        // Trailers: nothing to forward or meter.
+                        continue;
+                    };
+                    // hyper knows when a body with a length has all of it: finish now rather
+                    // than after the server has dropped this body (which would leave the rest
+                    // to a drain task).
+                    let ended = upstream.is_end_stream();
                     let deadline = tokio::time::Instant::now() + self.idle;
                     self.sleep.as_mut().reset(deadline);
                     let out = self.meter.feed(chunk);
-                    if out.is_empty() {
+                    if ended {
+                        self.finish(None);
+                        if out.is_empty() {
+                            return Poll::Ready(self.tail.take().map(|t| Ok(Frame::data(t))));
+                        }
+                    } else if out.is_empty() {
                         continue;
                     }
                     return Poll::Ready(Some(Ok(Frame::data(out))));
@@ -230,33 +243,24 @@ impl MeteredStream {
 
 use std::future::Future as _;
 
-fn short(e: &reqwest::Error) -> String {
-    let mut msg = e.without_url_string();
+/// The upstream error and its causes, at most 120 bytes (hyper's messages carry no URL).
+fn short(e: &hyper::Error) -> String {
+    use std::error::Error as _;
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        parts.push(c.to_string());
+        cur = c.source();
+    }
+    let mut msg = parts.join(": ");
     if msg.len() > 120 {
-        msg.truncate(120);
+        let mut cut = 120;
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        msg.truncate(cut);
     }
     msg
-}
-
-trait WithoutUrl {
-    fn without_url_string(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_string(&self) -> String {
-        use std::error::Error as _;
-        let mut parts = Vec::new();
-        let mut cur: Option<&dyn std::error::Error> = self.source();
-        while let Some(e) = cur {
-            parts.push(e.to_string());
-            cur = e.source();
-        }
-        if parts.is_empty() {
-            "connection error".to_string()
-        } else {
-            parts.join(": ")
-        }
-    }
 }
 
 impl Drop for MeteredStream {
@@ -289,14 +293,16 @@ impl Drop for MeteredStream {
             return;
         };
         handle.spawn(async move {
-            use futures_util::StreamExt as _;
+            use http_body_util::BodyExt as _;
             // hyper drops a body with a known length once it has sent that many bytes, so a
             // drop is not always a departed client: it is one only if more bytes were coming.
             let mut extra = 0usize;
             let drain = async {
-                while let Some(Ok(chunk)) = upstream.next().await {
-                    extra += chunk.len();
-                    meter.feed(chunk);
+                while let Some(Ok(frame)) = upstream.frame().await {
+                    if let Ok(chunk) = frame.into_data() {
+                        extra += chunk.len();
+                        meter.feed(chunk);
+                    }
                 }
             };
             // The drain holds `stop`, so a stopping proxy waits for it within its grace.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
@@ -414,13 +414,23 @@ pub async fn forward(
     ctx: &Ctx<'_>,
     asked: &Asked,
     outgoing: &mut Outgoing,
-) -> Result<reqwest::Response, ProxyError> {
+) -> Result<Response<Incoming>, ProxyError> {
     let (state, provider) = (ctx.state, ctx.provider);
     let parts = &asked.parts;
     let root = state.root_key(&provider.name).await?;
     let path = crate::providers::endpoint::upstream_path(provider.api, ctx.rest);
     let url = format!("{}{}{}", provider.base_url, path, asked.query);
-    let mut up = state.client.request(parts.method.clone(), url);
+    let uri = http::Uri::try_from(url).map_err(|_| {
+        ProxyError::new(
+            502,
+            "upstream",
+            format!(
+                "till cannot build a URL for {} ({})",
+                provider.name, provider.base_url
+            ),
+        )
+    })?;
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
     for (name, value) in &parts.headers {
         let n = name.as_str();
         if HOP_BY_HOP.contains(&n)
@@ -433,22 +443,32 @@ pub async fn forward(
         {
             continue;
         }
-        up = up.header(name, value);
+        headers.append(name.clone(), value.clone());
     }
     if outgoing.json {
-        up = up.header(http::header::CONTENT_TYPE, "application/json");
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
     }
     let (auth_name, auth_value) = crate::upstream::auth_header(provider, &root);
-    up = up
-        .header(auth_name, auth_value)
-        .header(http::header::ACCEPT_ENCODING, "identity");
+    headers.insert(auth_name, auth_value);
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static("identity"),
+    );
     for (name, value) in provider.api.wire().default_headers() {
         if !parts.headers.contains_key(*name) {
-            up = up.header(*name, *value);
+            headers.insert(*name, http::HeaderValue::from_static(value));
         }
     }
-    let up = up.body(std::mem::take(&mut outgoing.body));
-    match tokio::time::timeout(state.options.upstream_timeout, up.send()).await {
+    let mut up = Request::new(http_body_util::Full::new(std::mem::take(
+        &mut outgoing.body,
+    )));
+    *up.method_mut() = parts.method.clone();
+    *up.uri_mut() = uri;
+    *up.headers_mut() = headers;
+    match tokio::time::timeout(state.options.upstream_timeout, state.client.request(up)).await {
         Err(_) => Err(ProxyError::new(
             504,
             "upstream_timeout",
@@ -480,46 +500,45 @@ pub fn respond(
     ctx: &mut Ctx<'_>,
     asked: &Asked,
     outgoing: &Outgoing,
-    resp: reqwest::Response,
+    resp: Response<Incoming>,
 ) -> Response<ProxyBody> {
     let state = ctx.state;
     let api = ctx.provider.api;
     let strip_usage = outgoing.strip_usage;
-    let status = resp.status();
-    ctx.record.status = status.as_u16();
+    let (mut parts, upstream) = resp.into_parts();
+    ctx.record.status = parts.status.as_u16();
     ctx.record.ttfb = Some(ctx.record.started.elapsed());
     let is_sse = asked.sse
-        || resp
-            .headers()
+        || parts
+            .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let mut builder = Response::builder().status(status);
-    for (name, value) in resp.headers() {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || (strip_usage && n == "content-length") {
-            continue;
+    // The upstream's headers, less those that describe its hop (and the length, when till
+    // takes an event out of the body).
+    for name in HOP_BY_HOP {
+        if parts.headers.contains_key(*name) {
+            parts.headers.remove(*name);
         }
-        builder = builder.header(name, value);
+    }
+    if strip_usage {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
     }
     let meter = Meter::new(api, is_sse, strip_usage && is_sse);
     let state2 = state.clone();
     let rec = ctx.record.take();
     let stream = body::MeteredStream::new(
-        Box::pin(resp.bytes_stream()),
+        upstream,
         meter,
         api,
         is_sse,
         state.options.upstream_timeout,
         move |finished| rec.finish(&state2, Some(finished)),
     );
-    builder
-        .body(ProxyBody::Stream(Box::new(stream)))
-        .unwrap_or_else(|_| {
-            let mut r = Response::new(ProxyBody::from(Bytes::new()));
-            *r.status_mut() = StatusCode::BAD_GATEWAY;
-            r
-        })
+    let mut out = Response::new(ProxyBody::Stream(Box::new(stream)));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = parts.headers;
+    out
 }
 
 /// Reads a request body of at most `max` bytes within `limit` (a client that trickles its body

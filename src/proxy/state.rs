@@ -83,7 +83,7 @@ struct Watched {
 pub struct State {
     pub providers: Providers,
     pub options: ProxyOptions,
-    pub client: reqwest::Client,
+    pub client: crate::upstream::ProxyClient,
     pub stats: Stats,
     store: Option<Arc<dyn SecretStore>>,
     roots: RwLock<HashMap<String, RootKey>>,
@@ -144,7 +144,7 @@ impl State {
         refresh(&mut watched)?;
         Ok(Self {
             providers,
-            client: crate::upstream::client(Duration::from_secs(10)),
+            client: crate::upstream::proxy_client(Duration::from_secs(10)),
             options,
             stats: Stats::default(),
             store,
