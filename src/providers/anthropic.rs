@@ -132,6 +132,10 @@ impl Family for Anthropic {
         out
     }
 
+    fn json_usage_fields(&self) -> &'static [&'static str] {
+        &["usage"]
+    }
+
     fn json_usage(&self, v: &Value) -> Option<Usage> {
         v.get("usage").map(|u| usage(u, Usage::default()))
     }

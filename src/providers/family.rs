@@ -184,6 +184,10 @@ pub trait Family: Sync {
     /// Usage from a complete JSON response body.
     fn json_usage(&self, body: &Value) -> Option<Usage>;
 
+    /// The top-level fields of a JSON response body that [`Family::json_usage`] reads; the
+    /// meter builds only these and skips the rest of the body unbuilt.
+    fn json_usage_fields(&self) -> &'static [&'static str];
+
     /// An error body in this family's shape for HTTP `status`; `kind` is till's slug.
     fn error_body(&self, status: u16, kind: &str, message: &str) -> Value;
 

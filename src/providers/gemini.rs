@@ -183,6 +183,10 @@ impl Family for Gemini {
         }
     }
 
+    fn json_usage_fields(&self) -> &'static [&'static str] {
+        &["usageMetadata"]
+    }
+
     fn json_usage(&self, v: &Value) -> Option<Usage> {
         v.get("usageMetadata").map(usage)
     }

@@ -190,6 +190,10 @@ impl Family for Openai {
         out
     }
 
+    fn json_usage_fields(&self) -> &'static [&'static str] {
+        &["usage"]
+    }
+
     fn json_usage(&self, v: &Value) -> Option<Usage> {
         v.get("usage").filter(|u| !u.is_null()).map(openai_usage)
     }

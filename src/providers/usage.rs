@@ -26,7 +26,16 @@ impl Usage {
     }
 }
 
-/// The whole number at `ptr` in `v`, 0 when absent.
+/// The whole number at `ptr` (a JSON pointer of object keys, without `~` escapes) in `v`, 0
+/// when absent. Walks the keys in place: `Value::pointer` allocates each one.
 pub(crate) fn n(v: &Value, ptr: &str) -> u64 {
-    v.pointer(ptr).and_then(Value::as_u64).unwrap_or(0)
+    debug_assert!(!ptr.contains('~'));
+    let mut cur = v;
+    for key in ptr.split('/').skip(1) {
+        match cur.get(key) {
+            Some(next) => cur = next,
+            None => return 0,
+        }
+    }
+    cur.as_u64().unwrap_or(0)
 }
