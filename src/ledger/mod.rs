@@ -179,6 +179,7 @@ pub mod counters;
 pub mod owner;
 pub mod query;
 pub mod rates;
+pub mod signal;
 pub mod writer;
 
 /// An open ledger connection.

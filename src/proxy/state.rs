@@ -2,9 +2,10 @@
 //! rate windows, counters, and where finished requests go.
 //!
 //! Changes made by other till processes (a revocation, a rotated root key, a retired mint key)
-//! reach a running proxy through the ledger: every request compares SQLite's `data_version`,
-//! which changes when another connection commits; after a commit it reads the ledger's watch
-//! generation, which only changes with those tables, and reloads only when that moved.
+//! reach a running proxy through the ledger: every request looks at the ledger's wal-index
+//! header ([`CommitSignal`]), which changes when any connection commits; only then does it
+//! compare SQLite's `data_version`, read the ledger's watch generation, which only changes
+//! with those tables, and reload only when that moved.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,6 +21,7 @@ use crate::childkey::{Binding, Denial, Grant, Limit, Token, Verified};
 use crate::ledger::Ledger;
 use crate::ledger::counters::{LevelCharge, Reservation};
 use crate::ledger::rates::{RateCharge, RateKind};
+use crate::ledger::signal::CommitSignal;
 use crate::ledger::writer::WriterHandle;
 pub use crate::mint::MintEntry;
 use crate::providers::Providers;
@@ -68,6 +70,9 @@ struct RootKey {
 }
 
 struct Watched {
+    /// Says when nothing can have changed, so most requests skip SQLite. Declared before
+    /// `ledger` so that it is dropped first (see [`CommitSignal`]).
+    signal: CommitSignal,
     ledger: Ledger,
     data_version: i64,
     /// The ledger's watch generation when the sets below were read.
@@ -134,6 +139,7 @@ impl State {
             .map(|m| (m.key.kid().to_string(), Arc::new(m)))
             .collect();
         let mut watched = Watched {
+            signal: CommitSignal::none(),
             ledger,
             data_version: -1,
             generation: -1,
@@ -142,6 +148,9 @@ impl State {
             mint_until: HashMap::new(),
         };
         refresh(&mut watched)?;
+        if let Some(path) = watched.ledger.conn().path().filter(|p| !p.is_empty()) {
+            watched.signal = CommitSignal::open(std::path::Path::new(path));
+        }
         Ok(Self {
             providers,
             client: crate::upstream::proxy_client(Duration::from_secs(10)),
@@ -624,8 +633,21 @@ fn is_loopback_host(host: &str) -> bool {
         || name.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
+/// Brings the watched sets up to date with the ledger. Runs on every request: the wal-index
+/// header says when nothing was committed since the last look, which is most of the time.
 fn refresh(w: &mut Watched) -> anyhow::Result<()> {
-    // Runs on every request: a cached statement skips SQLite's parser each time.
+    if !w.signal.maybe_changed() {
+        return Ok(());
+    }
+    let reloaded = reload(w);
+    if reloaded.is_err() {
+        w.signal.forget();
+    }
+    reloaded
+}
+
+fn reload(w: &mut Watched) -> anyhow::Result<()> {
+    // A cached statement skips SQLite's parser each time.
     let version: i64 = w
         .ledger
         .conn()
