@@ -166,7 +166,8 @@ pub trait Family: Sync {
     }
 
     /// Asks the upstream to report usage the request would not otherwise get; returns
-    /// whether it did (then the usage event is the proxy's, not the client's).
+    /// whether it did (then the usage event is the proxy's, not the client's). `map` is
+    /// changed exactly when it returns true.
     fn request_usage(
         &self,
         _op: Op,

@@ -16,6 +16,8 @@
 use serde_json::{Map, Value};
 
 use super::errors::ProxyError;
+
+mod json;
 use super::route::Op;
 use crate::providers::ApiFamily;
 
@@ -35,6 +37,9 @@ pub struct Inspection {
     pub stream: bool,
     /// OpenAI chat: whether the client asked for `stream_options.include_usage`.
     pub include_usage: bool,
+    /// The body as sent reads as `json` to any JSON parser (no object in it repeats a key),
+    /// so when till changes nothing it can forward the bytes it was sent.
+    pub verbatim: bool,
 }
 
 impl Inspection {
@@ -72,7 +77,7 @@ pub fn inspect(
         // knows no model; the proxy allows them only to keys that could name any model.
         return Ok(Inspection::opaque());
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
+    let (v, repeated) = json::parse(body).map_err(|e| {
         bad(format!(
             "till could not read this request body as JSON ({e}); the proxy forwards only bodies it can check"
         ))
@@ -121,6 +126,7 @@ pub fn inspect(
         choices,
         stream,
         include_usage,
+        verbatim: !repeated,
     })
 }
 

@@ -389,11 +389,20 @@ pub fn rewrite(
         });
     };
     let op = asked.endpoint.op;
+    let inspected = &asked.inspected;
+    let strip_usage = wire.request_usage(op, inspected.stream, inspected.include_usage, &mut map);
+    if admission.insert.is_none() && !strip_usage && inspected.verbatim {
+        // Nothing to change, and the bytes as sent read as this parse to any JSON parser:
+        // forward them rather than writing the same object out again.
+        return Ok(Outgoing {
+            body: std::mem::take(&mut asked.body),
+            json: true,
+            strip_usage,
+        });
+    }
     if let Some(c) = admission.insert {
         body_inspect::insert_ceiling(op, provider.name == "openai", &mut map, c);
     }
-    let inspected = &asked.inspected;
-    let strip_usage = wire.request_usage(op, inspected.stream, inspected.include_usage, &mut map);
     let body = Bytes::from(serde_json::to_vec(&map).map_err(|e| {
         ProxyError::new(
             500,
