@@ -67,7 +67,11 @@ impl fmt::Display for Binding {
         if f.alternate() {
             f.write_str(&self.short())
         } else {
-            f.write_str(&hex::encode(self.0))
+            // Into a stack buffer: `hex::encode` builds its String a char at a time, and the
+            // proxy formats a binding for every request it records.
+            let mut buf = [0u8; 64];
+            hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
+            f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
         }
     }
 }
