@@ -82,7 +82,9 @@ fn main() {
         }
     }
     let body = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"stream please"}]}"#;
-    let markers: Vec<String> = (0..chunks).map(|i| format!("\"content\":\"c{i}\"")).collect();
+    let markers: Vec<String> = (0..chunks)
+        .map(|i| format!("\"content\":\"c{i}\""))
+        .collect();
     for round in 0..rounds {
         for turn in 0..requests + 5 {
             let n = targets.len();
