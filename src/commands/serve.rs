@@ -10,8 +10,11 @@ use crate::commands::Ctx;
 pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::process::harden_self();
     let loopback = args.listen.ip().is_loopback();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread waits for signals; each worker thread runs its own single-threaded runtime
+    // that accepts from the shared socket and serves its connections to the end, like one
+    // worker process per core. A work-stealing runtime handed each request between threads
+    // (server connection, upstream connection, timers), each hand-over a wake-up.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the proxy runtime")?;
@@ -21,31 +24,75 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         owner,
         ..
     } = super::proxy_state(ctx, None, loopback)?;
-    let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        if loopback {
-            crate::output::note(&format!("till: serving on http://{addr} (loopback only); Ctrl-C stops"));
-        } else {
-            crate::output::warn(&format!(
-                "serving on http://{addr}, which is NOT loopback: anyone who can reach this address and holds a till key can use it"
-            ));
-        }
-        // The line scripts wait for: the proxy's URL on stdout.
-        crate::output::data(&format!("http://{addr}"))?;
-        crate::proxy::serve(listener, state.clone(), shutdown_signal()).await;
-        anyhow::Ok(())
-    });
-    // The proxy has waited for its requests (up to [proxy] shutdown_grace); what they queued
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    if loopback {
+        crate::output::note(&format!(
+            "till: serving on http://{addr} (loopback only); Ctrl-C stops"
+        ));
+    } else {
+        crate::output::warn(&format!(
+            "serving on http://{addr}, which is NOT loopback: anyone who can reach this address and holds a till key can use it"
+        ));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let slots = crate::proxy::Slots::new(state.options.max_connections);
+    let mut workers = Vec::new();
+    for i in 0..workers_count() {
+        let (listener, state, slots) = (listener.try_clone()?, state.clone(), slots.clone());
+        let mut stopped = stopped.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("till-proxy-{i}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the proxy runtime")?;
+                rt.block_on(async {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    crate::proxy::serve_with(listener, state, slots, shutdown).await;
+                    anyhow::Ok(())
+                })?;
+                rt.shutdown_timeout(std::time::Duration::from_millis(500));
+                Ok(())
+            })
+            .context("cannot start a proxy thread")?;
+        workers.push(worker);
+    }
+    drop(listener);
+    // The line scripts wait for: the proxy's URL on stdout.
+    let printed = crate::output::data(&format!("http://{addr}"));
+    if printed.is_ok() {
+        runtime.block_on(shutdown_signal());
+    }
+    stop.send_replace(true);
+    // Each worker has waited for its requests (up to [proxy] shutdown_grace); what they queued
     // is written before the reservations still open are settled as interrupted.
+    let mut result = printed.map_err(anyhow::Error::from);
+    for w in workers {
+        let joined = w
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a proxy thread panicked")));
+        if result.is_ok() {
+            result = joined;
+        }
+    }
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     writer.finish();
     super::settle_leftovers(ctx, owner);
     result?;
     crate::output::note(&super::run::summary(&state.stats.snapshot()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Proxy threads: one per core, at most 8 (a loopback proxy for agents needs no more).
+fn workers_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
 }
 
 /// SIGTERM or SIGINT: the proxy stops accepting and finishes what is in flight.

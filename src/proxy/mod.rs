@@ -65,6 +65,51 @@ pub async fn serve(
     state: Arc<State>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let slots = Slots::new(state.options.max_connections);
+    serve_with(listener, state, slots, shutdown).await;
+}
+
+/// The connection slots of one proxy, and its warnings about them: shared by every serve loop
+/// of that proxy.
+#[derive(Clone)]
+pub struct Slots {
+    sem: Arc<tokio::sync::Semaphore>,
+    full: Arc<std::sync::Mutex<lifecycle::Notice>>,
+    failing: Arc<std::sync::Mutex<lifecycle::Notice>>,
+}
+
+impl Slots {
+    /// `max` connections at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            sem: Arc::new(tokio::sync::Semaphore::new(max)),
+            full: Arc::new(std::sync::Mutex::new(lifecycle::Notice::every(
+                NOTICE_EVERY,
+            ))),
+            failing: Arc::new(std::sync::Mutex::new(lifecycle::Notice::every(
+                NOTICE_EVERY,
+            ))),
+        }
+    }
+}
+
+fn due(notice: &std::sync::Mutex<lifecycle::Notice>) -> bool {
+    notice
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .due(tokio::time::Instant::now())
+}
+
+/// Like [`serve`], with the connection slots given: several serve loops, each on its own
+/// single-threaded runtime and accepting from the same socket, share one `max_connections`.
+/// Each connection then lives on one thread from accept to close, together with the upstream
+/// connections it uses, as in a server with one worker process per core.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<State>,
+    slots: Slots,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let opts = &state.options;
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper starts the header timer when it waits for a request head, including on a kept-alive
@@ -72,26 +117,23 @@ pub async fn serve(
     http.timer(hyper_util::rt::TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(opts.header_timeout);
-    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
     let mut stopper = lifecycle::Stopper::default();
     let mut conns = tokio::task::JoinSet::new();
     let mut backoff = lifecycle::Backoff::default();
-    let mut full = lifecycle::Notice::every(NOTICE_EVERY);
-    let mut failing = lifecycle::Notice::every(NOTICE_EVERY);
     tokio::pin!(shutdown);
     'accept: loop {
         while conns.try_join_next().is_some() {}
-        let slot = match Arc::clone(&slots).try_acquire_owned() {
+        let slot = match Arc::clone(&slots.sem).try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                if full.due(tokio::time::Instant::now()) {
+                if due(&slots.full) {
                     crate::output::warn(&format!(
                         "{} connections are open, the most [proxy] max_connections allows; new connections wait until one closes",
                         opts.max_connections
                     ));
                 }
                 tokio::select! {
-                    slot = Arc::clone(&slots).acquire_owned() => {
+                    slot = Arc::clone(&slots.sem).acquire_owned() => {
                         slot.expect("the connection semaphore is never closed")
                     }
                     () = &mut shutdown => break 'accept,
@@ -110,7 +152,7 @@ pub async fn serve(
             Err(e) => {
                 drop(slot);
                 let pause = backoff.after(&e);
-                if !pause.is_zero() && failing.due(tokio::time::Instant::now()) {
+                if !pause.is_zero() && due(&slots.failing) {
                     crate::output::warn(&format!(
                         "cannot accept connections ({e}); trying again, at most once a second"
                     ));
@@ -253,7 +295,7 @@ async fn handle(
     }
     let mut ctx = phases::Ctx::new(
         &state,
-        &provider,
+        provider,
         &rest,
         RequestRecord::new(&provider.name, started),
     );
@@ -284,9 +326,9 @@ async fn run_phases(
 }
 
 /// Where [`route_to_provider`] sends a request.
-enum Routed {
+enum Routed<'s> {
     /// To this provider, with the canonical path after its prefix.
-    Provider(Provider, String),
+    Provider(&'s Provider, String),
     /// Nowhere: this is the answer.
     Answered(Response<ProxyBody>),
 }
@@ -294,7 +336,11 @@ enum Routed {
 /// Which provider a request is for, and the canonical path after its prefix. Answers itself
 /// what never reaches a provider: proxy-style requests, foreign hosts, the health check,
 /// refused paths and unknown prefixes.
-fn route_to_provider(state: &State, req: &Request<Incoming>, started: Instant) -> Routed {
+fn route_to_provider<'s>(
+    state: &'s State,
+    req: &Request<Incoming>,
+    started: Instant,
+) -> Routed<'s> {
     if req.method() == Method::CONNECT || req.uri().authority().is_some() {
         return Routed::Answered(
             ProxyError::new(
@@ -341,7 +387,7 @@ fn route_to_provider(state: &State, req: &Request<Incoming>, started: Instant) -
     let Some((name, rest)) = route::split_prefix(&path) else {
         return Routed::Answered(not_found(state, &path));
     };
-    let Some(provider) = state.providers.get(name).cloned() else {
+    let Some(provider) = state.providers.get(name) else {
         return Routed::Answered(not_found(state, &path));
     };
     Routed::Provider(provider, rest.to_string())

@@ -477,7 +477,7 @@ pub async fn forward(
     *up.method_mut() = parts.method.clone();
     *up.uri_mut() = uri;
     *up.headers_mut() = headers;
-    match tokio::time::timeout(state.options.upstream_timeout, state.client.request(up)).await {
+    match tokio::time::timeout(state.options.upstream_timeout, state.client().request(up)).await {
         Err(_) => Err(ProxyError::new(
             504,
             "upstream_timeout",

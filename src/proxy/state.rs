@@ -88,7 +88,6 @@ struct Watched {
 pub struct State {
     pub providers: Providers,
     pub options: ProxyOptions,
-    pub client: crate::upstream::ProxyClient,
     pub stats: Stats,
     store: Option<Arc<dyn SecretStore>>,
     roots: RwLock<HashMap<String, RootKey>>,
@@ -153,7 +152,6 @@ impl State {
         }
         Ok(Self {
             providers,
-            client: crate::upstream::proxy_client(Duration::from_secs(10)),
             options,
             stats: Stats::default(),
             store,
@@ -361,6 +359,17 @@ impl State {
                 "till could not read its budget counters",
             )),
         }
+    }
+
+    /// The upstream client of the calling thread. Each thread keeps its own pool, so a
+    /// request and the upstream connection it uses are driven by the same thread (no wake-up
+    /// handed from one thread to another in the middle of a request).
+    pub fn client(&self) -> crate::upstream::ProxyClient {
+        thread_local! {
+            static CLIENT: crate::upstream::ProxyClient =
+                crate::upstream::proxy_client(Duration::from_secs(10));
+        }
+        CLIENT.with(Clone::clone)
     }
 
     pub(crate) fn writer(&self) -> Option<&WriterHandle> {
