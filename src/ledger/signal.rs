@@ -166,7 +166,7 @@ mod tests {
         let other = crate::ledger::Ledger::open(&path).unwrap();
         signal.maybe_changed();
         assert!(!signal.maybe_changed());
-        other.revoke(&"ab".repeat(32), 1).unwrap();
+        other.revoke(&"ab".repeat(32), None, 1).unwrap();
         assert!(signal.maybe_changed(), "a revocation by another connection");
         assert!(!signal.maybe_changed());
         // Reads change nothing.
