@@ -3,10 +3,12 @@
 //! no I/O.
 //!
 //! The proxy parses the body of every operation it limits ([`Op`]) exactly once, decides on
-//! that parse, and forwards the same parse re-serialised: what the upstream reads is what till
-//! checked, whatever a different JSON parser would make of duplicate keys, odd whitespace or
-//! escapes. A body it cannot parse, a model that is not a string, a ceiling that is not a
-//! whole number: each is refused with a 400 that says so, never forwarded unchecked.
+//! that parse, and forwards what reads as that parse: the bytes as sent when no object in them
+//! repeats a key and till edits nothing (any conforming parser then reads what till read; see
+//! the `json` submodule), else the parse re-serialised, whatever a different JSON parser would
+//! make of the duplicate keys. A body it cannot parse, a model that is not a string, a ceiling
+//! that is not a whole number: each is refused with a 400 that says so, never forwarded
+//! unchecked.
 //!
 //! The parse and the checks every body gets (look-alike field names, `model`, `stream`,
 //! references to stored input) are here; where each operation keeps its ceiling and choices,
