@@ -29,8 +29,9 @@ to round, so a change in the machine's load falls on all targets alike:
 Then the streaming probe runs its own rounds (request by request across targets): time to the
 first event and each event's delay (written by the upstream → read by the client).
 
-Tables give medians over rounds of the within-round figures, the ratio of till to nginx, and
-till-100k against till. Exit code 0 when every request got a 200, 1 otherwise.
+Tables give medians over rounds: of each latency added over direct within its round, of each
+throughput, and of till ÷ nginx and till-100k ÷ till within each round. `--report FILE`
+prints the tables of an earlier `--json FILE` again. Exit code 0 when every request got a 200, 1 otherwise.
 """
 
 import argparse
@@ -320,8 +321,8 @@ def oha(args, url, key, body_file, extra):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--till", required=True)
-    ap.add_argument("--probe", required=True)
+    ap.add_argument("--till")
+    ap.add_argument("--probe")
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     ap.add_argument("--oha", default=shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha"))
     ap.add_argument("--rounds", type=int, default=3)
@@ -329,7 +330,15 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short measurements, to try the script")
     ap.add_argument("--only", default="", help="comma-separated targets to run (default all)")
     ap.add_argument("--json", help="write every raw figure to this file")
+    ap.add_argument("--report", help="print the tables of an earlier run's --json file, and exit")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            raw = json.load(f)
+        report(raw, list(raw["rounds"][0]["closed"]))
+        return 0
+    if not args.till or not args.probe:
+        ap.error("--till and --probe are needed to measure")
     secs = 2 if args.quick else args.seconds
     tput_secs = 2 if args.quick else max(3, secs / 2)
 
@@ -463,12 +472,17 @@ def report(raw, names):
             vals = [d] + [added(test, n, field) for n in proxies]
             r = ratio(vals[proxies.index("till") + 1], vals[1]) if "till" in proxies else "–"
             row(f"{label}: {field[:3]} µs (direct) / added", [f"{d:.0f}"] + [f"{v:+.0f}" for v in vals[1:]], r)
+    def within(test, field):
+        """Median over rounds of till ÷ nginx within each round."""
+        if "till" not in names or "nginx" not in names:
+            return "–"
+        return f"{med([r[test]['till'][field] / r[test]['nginx'][field] for r in rounds]):.2f}"
+
     tp = [plain("closed", n, "rps") for n in names]
-    r = ratio(tp[names.index("till")], tp[names.index("nginx")]) if "till" in names else "–"
-    row("closed loop, 32 connections: req/s", tp, r)
+    row("closed loop, 32 connections: req/s", tp, within("closed", "rps"))
     cpu = [plain("closed", n, "cpu_us_per_req") for n in proxies]
     row("closed loop: proxy CPU µs per request", ["–"] + [f"{c:.1f}" for c in cpu],
-        ratio(cpu[proxies.index("till")], cpu[0]) if "till" in proxies else "–")
+        within("closed", "cpu_us_per_req"))
     stream = raw.get("stream", [])
     if stream:
         for field, label in (("first_p50_us", "stream: first event p50 µs"),
