@@ -132,6 +132,10 @@ impl Family for Anthropic {
         out
     }
 
+    fn sse_markers(&self) -> &'static [&'static str] {
+        &["usage", "message_stop"]
+    }
+
     fn json_usage_fields(&self) -> &'static [&'static str] {
         &["usage"]
     }

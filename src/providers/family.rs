@@ -185,6 +185,12 @@ pub trait Family: Sync {
     /// Usage from a complete JSON response body.
     fn json_usage(&self, body: &Value) -> Option<Usage>;
 
+    /// Text at least one of which an SSE event's name or data holds whenever
+    /// [`Family::sse_event`] can find usage or an end in it; the meter parses no other event
+    /// (most events of a stream are text deltas). The upstream writes these events, not the
+    /// agent.
+    fn sse_markers(&self) -> &'static [&'static str];
+
     /// The top-level fields of a JSON response body that [`Family::json_usage`] reads; the
     /// meter builds only these and skips the rest of the body unbuilt.
     fn json_usage_fields(&self) -> &'static [&'static str];

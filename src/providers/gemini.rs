@@ -183,6 +183,10 @@ impl Family for Gemini {
         }
     }
 
+    fn sse_markers(&self) -> &'static [&'static str] {
+        &["usageMetadata", "finishReason"]
+    }
+
     fn json_usage_fields(&self) -> &'static [&'static str] {
         &["usageMetadata"]
     }

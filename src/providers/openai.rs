@@ -190,6 +190,15 @@ impl Family for Openai {
         out
     }
 
+    fn sse_markers(&self) -> &'static [&'static str] {
+        &[
+            "usage",
+            "response.completed",
+            "response.incomplete",
+            "response.failed",
+        ]
+    }
+
     fn json_usage_fields(&self) -> &'static [&'static str] {
         &["usage"]
     }
@@ -362,5 +371,18 @@ fn error_type(status: u16) -> &'static str {
         413 => "invalid_request_error",
         400..=499 => "invalid_request_error",
         _ => "server_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The meter parses only events with a marker: every event that ends a response has one.
+    #[test]
+    fn every_response_end_is_an_sse_marker() {
+        for end in RESPONSE_ENDS {
+            assert!(Openai.sse_markers().contains(end), "{end}");
+        }
     }
 }

@@ -216,10 +216,18 @@ impl Meter {
             self.completed = true;
             return true;
         }
+        let wire = self.api.wire();
+        if !wire
+            .sse_markers()
+            .iter()
+            .any(|m| data.contains(m) || event_name.contains(m))
+        {
+            return true;
+        }
         let Ok(v) = serde_json::from_str::<Value>(&data) else {
             return true;
         };
-        let seen = self.api.wire().sse_event(event_name, &v, self.usage);
+        let seen = wire.sse_event(event_name, &v, self.usage);
         if let Some(u) = seen.usage {
             self.usage = Some(u);
         }

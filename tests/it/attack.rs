@@ -525,8 +525,16 @@ fn cache_writes_are_billed_at_their_rates() {
         );
         assert!(w5 + w1h > 0.0, "{u}");
         let expect = n(&u["input_tokens"]) + w5 * 3.0 + w1h * 7.0 + n(&u["output_tokens"]) * 2.0;
-        let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
-        let rows: Value = serde_json::from_str(&log).unwrap();
+        // The row is written once the answer has gone out: wait for it.
+        let mut rows = Value::Null;
+        for _ in 0..100 {
+            let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
+            rows = serde_json::from_str(&log).unwrap();
+            if rows.as_array().is_some_and(|r| r.len() > i) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let cost = rows[i]["cost_usd"].as_f64().unwrap() * 1e6;
         assert!(
             (cost - expect).abs() < 0.5,
@@ -583,15 +591,20 @@ fn cache_writes_cannot_overspend_a_budget() {
         billed <= 500.0 + 1.0,
         "the upstream billed {billed} µ$ for a 500 µ$ key ({ok} answered)"
     );
-    // The ledger says the same.
-    let (_, shown, _) = crate::support::output(a.p.env.till().args(["key", "list", "--json"]));
-    let keys: Value = serde_json::from_str(&shown).unwrap();
-    let spent = keys[0]["spent_usd"].as_f64().unwrap() * 1e6;
-    // Each request's cost is rounded to a whole micro-dollar.
-    assert!(
-        (spent - billed).abs() <= 0.5 * ok as f64 + 1.0,
-        "ledger {spent} µ$, upstream {billed} µ$"
-    );
+    // The ledger says the same, once the last answer's row is written (each request's cost
+    // is rounded to a whole micro-dollar).
+    let close = |spent: f64| (spent - billed).abs() <= 0.5 * ok as f64 + 1.0;
+    let mut spent = 0.0;
+    for _ in 0..100 {
+        let (_, shown, _) = crate::support::output(a.p.env.till().args(["key", "list", "--json"]));
+        let keys: Value = serde_json::from_str(&shown).unwrap();
+        spent = keys[0]["spent_usd"].as_f64().unwrap() * 1e6;
+        if close(spent) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(close(spent), "ledger {spent} µ$, upstream {billed} µ$");
 
     // A one-hour write whose bound the budget cannot pay is refused, though a five-minute
     // write of the same prompt would fit: nothing reaches the upstream.
