@@ -81,6 +81,50 @@ impl Paths {
     }
 }
 
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never part
+/// of either: a new temp file beside it (`.NAME.tmp-RANDOM`, with the old file's permissions,
+/// or mode 0600 for a new file), written and fsynced, renamed over `path`, then the directory
+/// fsynced. The temp file is removed when a step fails.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let (tmp_path, mut tmp) = loop {
+        let suffix =
+            getrandom::u64().map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
+        let tmp_path = dir.join(format!(".{name}.tmp-{suffix:016x}"));
+        match options.open(&tmp_path) {
+            Ok(file) => break (tmp_path, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let written = (|| {
+        if let Ok(meta) = std::fs::metadata(path) {
+            tmp.set_permissions(meta.permissions())?;
+        }
+        tmp.write_all(bytes)?;
+        tmp.sync_all()?;
+        std::fs::rename(&tmp_path, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(e);
+    }
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 /// Creates `dir` and its parents; the last component gets mode 0700 on unix.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]

@@ -1,6 +1,5 @@
 //! `till prices`: the price table in force, and `update`/`reset` of this machine's copy.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -151,7 +150,7 @@ fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
     let before = Prices::load(&ctx.paths, &ctx.config)?;
     ctx.paths.ensure_data_dir()?;
     let path = user_copy(&ctx.paths);
-    write_atomically(&path, table.to_toml().as_bytes())
+    crate::config::write_atomically(&path, table.to_toml().as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     let changed = table
         .prices
@@ -243,19 +242,4 @@ fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
         }
         Ok(bytes)
     })
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("toml.tmp");
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -88,13 +88,9 @@ fn setup_gemini(dry_run: bool) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // Written next to the file and renamed over it, so a crash leaves the old file whole.
-    let tmp = path.with_extension("json.till-tmp");
-    std::fs::write(&tmp, new).with_context(|| format!("cannot write {}", tmp.display()))?;
-    if let Ok(meta) = std::fs::metadata(&path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    // A crash leaves the old file whole; the file keeps its permissions.
+    crate::config::write_atomically(&path, new.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     let done = if text.is_some() {
         "added"
     } else {

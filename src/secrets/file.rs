@@ -418,56 +418,11 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Replaces `path` with `bytes`: a 0600 temp file in the same directory, fsynced, renamed over
-/// `path`, then the directory fsynced, so a crash leaves the old file or the new one.
+/// Replaces `path` with `bytes` ([`crate::config::write_atomically`]: a crash leaves the old
+/// file or the new one; a new file is mode 0600).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "secrets".into(), |n| n.to_string_lossy().into_owned());
-    let (tmp_path, mut tmp) = create_temp(dir, &file_name)?;
-    let written = tmp
-        .write_all(bytes)
-        .and_then(|()| tmp.sync_all())
-        .and_then(|()| {
-            drop(tmp);
-            std::fs::rename(&tmp_path, path)
-        });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp_path);
-        return Err(StoreError::io(
-            format!("cannot write {}", path.display()),
-            e,
-        ));
-    }
-    #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(format!("cannot sync {}", dir.display()), e))?;
-    Ok(())
-}
-
-/// A new file `.NAME.tmp-RANDOM` in `dir`, mode 0600, that did not exist before.
-fn create_temp(dir: &Path, file_name: &str) -> Result<(PathBuf, std::fs::File), StoreError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    loop {
-        let suffix =
-            getrandom::u64().map_err(|e| StoreError::Other(format!("no randomness: {e}")))?;
-        let tmp_path = dir.join(format!(".{file_name}.tmp-{suffix:016x}"));
-        match options.open(&tmp_path) {
-            Ok(file) => return Ok((tmp_path, file)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(StoreError::io(
-                    format!("cannot create a file in {}", dir.display()),
-                    e,
-                ));
-            }
-        }
-    }
+    crate::config::write_atomically(path, bytes)
+        .map_err(|e| StoreError::io(format!("cannot write {}", path.display()), e))
 }
 
 fn lock_path(path: &Path) -> PathBuf {
