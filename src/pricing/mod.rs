@@ -129,6 +129,13 @@ impl Price {
         }
     }
 
+    /// Whether a one-hour cache write costs more than a five-minute one (only then does a
+    /// request's asking for one change its reservation).
+    pub fn has_long_cache_rate(&self) -> bool {
+        let base = self.rates(0);
+        base.cache_write_1h > base.cache_write
+    }
+
     /// The rates of a request whose prompt has `prompt_tokens` input tokens.
     pub fn rates(&self, prompt_tokens: u64) -> Rates {
         let base = Rates {

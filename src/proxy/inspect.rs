@@ -170,25 +170,17 @@ pub fn insert_ceiling(op: Op, openai_proper: bool, map: &mut Map<String, Value>,
 /// Any `ttl` other than `"5m"` counts, so a spelling the provider reads and till does not
 /// can only make the reservation larger.
 pub fn asks_long_cache_writes(map: &Map<String, Value>) -> bool {
-    fn walk(v: &Value) -> bool {
+    fn within(v: &Value) -> bool {
         match v {
-            Value::Object(o) => o.iter().any(|(k, v)| {
-                (k == "cache_control"
-                    && v.as_object()
-                        .and_then(|c| c.get("ttl"))
-                        .is_some_and(|t| t.as_str() != Some("5m")))
-                    || walk(v)
-            }),
-            Value::Array(a) => a.iter().any(walk),
+            Value::Object(o) => asks_long_cache_writes(o),
+            Value::Array(a) => a.iter().any(within),
             _ => false,
         }
     }
-    map.values().any(walk)
-        || map
-            .get("cache_control")
-            .and_then(Value::as_object)
-            .and_then(|c| c.get("ttl"))
-            .is_some_and(|t| t.as_str() != Some("5m"))
+    map.iter().any(|(k, v)| {
+        (k == "cache_control" && v.get("ttl").is_some_and(|t| t.as_str() != Some("5m")))
+            || within(v)
+    })
 }
 
 /// The first thing in the body that makes the provider read or produce more than the body

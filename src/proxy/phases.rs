@@ -316,7 +316,14 @@ pub async fn admit(
     let choices = inspected.choices;
     let prompt = PromptBound {
         tokens: prompt_tokens,
+        // The body is walked only for a budget key whose model bills one-hour writes more.
         long_cache_writes: grant.has_budget()
+            && model.as_deref().is_some_and(|m| {
+                state
+                    .prices()
+                    .lookup(&provider.name, m)
+                    .is_some_and(|p| p.price.has_long_cache_rate())
+            })
             && inspected
                 .json
                 .as_ref()
