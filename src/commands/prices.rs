@@ -155,7 +155,7 @@ fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
     let changed = table
         .prices
         .iter()
-        .filter(|(name, p)| before.iter().find(|(n, _)| n == name).map(|(_, q)| q) != Some(p))
+        .filter(|(name, p)| before.get(name) != Some(p))
         .count();
     crate::output::note(&format!(
         "{} prices written to {} ({changed} new or changed); `till run` and `till serve` use them from their next start",

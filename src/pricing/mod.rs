@@ -474,6 +474,11 @@ impl Prices {
         self.by_model.iter()
     }
 
+    /// The entry named `provider/model` exactly, if the table has one.
+    pub fn get(&self, name: &str) -> Option<&Price> {
+        self.by_model.get(name)
+    }
+
     pub fn len(&self) -> usize {
         self.by_model.len()
     }
