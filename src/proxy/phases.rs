@@ -650,9 +650,19 @@ fn lowered_ceiling(
     if afford >= asked || afford < DEFAULT_OUTPUT_RESERVE {
         return None;
     }
-    let mut probe = inspected.json.clone()?;
+    // `limits` reads only the top-level fields the family reads: the probe is a copy of those,
+    // not of the whole body.
+    let wire = provider.api.wire();
+    let read = wire.read_fields();
+    let mut probe: serde_json::Map<String, serde_json::Value> = inspected
+        .json
+        .as_ref()?
+        .iter()
+        .filter(|(k, _)| read.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     body_inspect::insert_ceiling(op, provider.name == "openai", &mut probe, afford);
-    let (after, _) = provider.api.wire().limits(op, &probe).ok()?;
+    let (after, _) = wire.limits(op, &probe).ok()?;
     (after == Some(afford)).then_some(afford)
 }
 
