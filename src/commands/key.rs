@@ -470,7 +470,7 @@ fn inspect(ctx: &Ctx, args: &KeyInspectArgs) -> anyhow::Result<ExitCode> {
 /// What the ledger can tell of any key without its mint key: revoked (itself, or an ancestor
 /// by lineage or by being narrowed from a revoked created key), expired, made by a mint key
 /// that is gone, or none of these.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Standing {
     /// `active`, `expired`, `revoked`, `invalid`, or `unknown` when there is no ledger.
     status: &'static str,
