@@ -231,9 +231,9 @@ http {{
         key = json.loads(out)["key"]
         return home, env, key
 
-    def start_till(self, env):
+    def start_till(self, env, binary=None):
         p = self.spawn(
-            [self.args.till, "serve", "--listen", "127.0.0.1:0"],
+            [binary or self.args.till, "serve", "--listen", "127.0.0.1:0"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         url = p.stdout.readline().strip()
@@ -319,6 +319,10 @@ def oha(args, url, key, body_file, extra):
     return r, bad, errors
 
 
+class Done(Exception):
+    """The measurements asked for are done."""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--till")
@@ -329,6 +333,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=10, help="per open-loop measurement")
     ap.add_argument("--quick", action="store_true", help="short measurements, to try the script")
     ap.add_argument("--only", default="", help="comma-separated targets to run (default all)")
+    ap.add_argument("--tests", default="",
+                    help="comma-separated measurements to run: rate50, rate500, closed, 100KB, "
+                         "1MB, stream (default all)")
+    ap.add_argument("--compare", metavar="PATH",
+                    help="another till binary, measured as target `till-b` over a fresh ledger "
+                         "(to compare two builds in the same rounds)")
     ap.add_argument("--json", help="write every raw figure to this file")
     ap.add_argument("--report", help="print the tables of an earlier run's --json file, and exit")
     args = ap.parse_args()
@@ -352,6 +362,9 @@ def main():
         seed(home_b, 100_000, 10_000)
         till_a, port_a = b.start_till(env_a)
         till_b, port_b = b.start_till(env_b)
+        if args.compare:
+            _, env_c, key_c = b.till_home("till-b")
+            till_c, port_c = b.start_till(env_c, args.compare)
         path = "/v1/chat/completions"
         targets = {
             "direct": (f"http://127.0.0.1:{b.up_port}{path}", "none", None),
@@ -359,6 +372,8 @@ def main():
             "till": (f"http://127.0.0.1:{port_a}/openai{path}", key_a, till_a.pid),
             "till-100k": (f"http://127.0.0.1:{port_b}/openai{path}", key_b, till_b.pid),
         }
+        if args.compare:
+            targets["till-b"] = (f"http://127.0.0.1:{port_c}/openai{path}", key_c, till_c.pid)
         if args.only:
             keep = args.only.split(",")
             targets = {k: v for k, v in targets.items() if k in keep or k == "direct"}
@@ -379,6 +394,9 @@ def main():
             ("100KB", "100KB", ["-q", "50", "-c", "4", "-z", f"{secs / 2}s", "--latency-correction"]),
             ("1MB", "1MB", ["-q", "20", "-c", "4", "-z", f"{secs / 2}s", "--latency-correction"]),
         ]
+        if args.tests:
+            keep = args.tests.split(",")
+            tests = [t for t in tests if t[0] in keep]
         # Warm every path (connections, caches) before measuring.
         for name, (url, key, _) in targets.items():
             for body in bodies.values():
@@ -410,8 +428,12 @@ def main():
                           file=sys.stderr)
             raw["rounds"].append(this)
         # Streaming: the probe is the upstream of the `probe` provider and the client.
+        if args.tests and "stream" not in args.tests.split(","):
+            raise Done
         probe_targets = [f"direct=http://127.0.0.1:{b.probe_port}/v1/chat/completions"]
         pt = {"nginx": (b.px_port, "none"), "till": (port_a, key_a), "till-100k": (port_b, key_b)}
+        if args.compare:
+            pt["till-b"] = (port_c, key_c)
         for name in names[1:]:
             port, key = pt[name]
             probe_targets += [f"{name}=http://127.0.0.1:{port}/probe/v1/chat/completions", "--key", key]
@@ -422,8 +444,10 @@ def main():
             capture_output=True, text=True, check=True,
         ).stdout
         raw["stream"] = [json.loads(line) for line in out.splitlines() if line.strip()]
-        raw["load_after"] = os.getloadavg()
+    except Done:
+        pass
     finally:
+        raw["load_after"] = os.getloadavg()
         b.close()
     report(raw, list(targets))
     if args.json:
@@ -467,6 +491,8 @@ def report(raw, names):
 
     for test, label in (("rate50", "50 req/s"), ("rate500", "500 req/s"),
                         ("100KB", "100 KB body, 50 req/s"), ("1MB", "1 MB body, 20 req/s")):
+        if test not in rounds[0]:
+            continue
         for field in ("p50_us", "p99_us"):
             d = plain(test, "direct", field)
             vals = [d] + [added(test, n, field) for n in proxies]
@@ -478,11 +504,12 @@ def report(raw, names):
             return "–"
         return f"{med([r[test]['till'][field] / r[test]['nginx'][field] for r in rounds]):.2f}"
 
-    tp = [plain("closed", n, "rps") for n in names]
-    row("closed loop, 32 connections: req/s", tp, within("closed", "rps"))
-    cpu = [plain("closed", n, "cpu_us_per_req") for n in proxies]
-    row("closed loop: proxy CPU µs per request", ["–"] + [f"{c:.1f}" for c in cpu],
-        within("closed", "cpu_us_per_req"))
+    if "closed" in rounds[0]:
+        tp = [plain("closed", n, "rps") for n in names]
+        row("closed loop, 32 connections: req/s", tp, within("closed", "rps"))
+        cpu = [plain("closed", n, "cpu_us_per_req") for n in proxies]
+        row("closed loop: proxy CPU µs per request", ["–"] + [f"{c:.1f}" for c in cpu],
+            within("closed", "cpu_us_per_req"))
     stream = raw.get("stream", [])
     if stream:
         for field, label in (("first_p50_us", "stream: first event p50 µs"),
@@ -513,6 +540,8 @@ def report(raw, names):
                                    ("1MB", "p50_us", "1 MB body p50 latency"),
                                    ("closed", "rps", "closed-loop throughput"),
                                    ("closed", "cpu_us_per_req", "CPU per request (closed loop)")):
+            if test not in rounds[0]:
+                continue
             v = med([r[test]["till-100k"][field] / r[test]["till"][field] for r in rounds])
             print(f"| {label} | {v:.3f} ({(v - 1) * 100:+.1f} %) |")
 

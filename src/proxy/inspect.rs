@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::errors::ProxyError;
 
-mod json;
+pub mod json;
 use super::route::Op;
 use crate::providers::ApiFamily;
 
@@ -42,6 +42,42 @@ pub struct Inspection {
     /// The body as sent reads as `json` to any JSON parser (no object in it repeats a key),
     /// so when till changes nothing it can forward the bytes it was sent.
     pub verbatim: bool,
+    /// `json` leaves out long [`FREE_TEXT`] strings: it is for deciding on; a body till must
+    /// write out again is parsed whole first ([`parse_whole`]).
+    pub skimmed: bool,
+}
+
+/// Fields whose string values no check reads: the free text of prompts, messages, tool
+/// calls and inline data, which is nearly all of a large body. The parse the checks run on
+/// validates these strings like any other but leaves out the long ones (see `json::skim`),
+/// so a megabyte of conversation is not copied into memory to be looked past. No decision
+/// may read the string value of a field named here.
+pub const FREE_TEXT: &[&str] = &[
+    "text",
+    "content",
+    "thinking",
+    "data",
+    "arguments",
+    "input",
+    "instructions",
+    "system",
+    "prompt",
+    "description",
+    "output",
+    "partial_json",
+    "signature",
+];
+
+/// The whole parse of a body [`inspect`] accepted, for writing it out again with edits.
+pub fn parse_whole(body: &[u8]) -> Result<Map<String, Value>, ProxyError> {
+    match json::parse(body) {
+        Ok((Value::Object(map), _)) => Ok(map),
+        _ => Err(ProxyError::new(
+            500,
+            "internal",
+            "till could not read again a request body it had read",
+        )),
+    }
 }
 
 impl Inspection {
@@ -65,6 +101,17 @@ pub fn inspect(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Inspection, ProxyError> {
+    inspect_with(op, path_model, content_type, body, FREE_TEXT)
+}
+
+/// [`inspect`], leaving out the long strings of the fields in `free_text`.
+fn inspect_with(
+    op: Op,
+    path_model: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    free_text: &[&str],
+) -> Result<Inspection, ProxyError> {
     let Some(family) = op.family() else {
         return Ok(Inspection::opaque());
     };
@@ -79,12 +126,16 @@ pub fn inspect(
         // knows no model; the proxy allows them only to keys that could name any model.
         return Ok(Inspection::opaque());
     }
-    let (v, repeated) = json::parse(body).map_err(|e| {
+    let json::Skimmed {
+        value,
+        repeated,
+        skimmed,
+    } = json::skim(body, free_text).map_err(|e| {
         bad(format!(
             "till could not read this request body as JSON ({e}); the proxy forwards only bodies it can check"
         ))
     })?;
-    let Value::Object(map) = v else {
+    let Value::Object(map) = value else {
         return Err(bad("the request body must be a JSON object"));
     };
     // Every family's spelling, whichever family the request is for: a field one API reads
@@ -129,6 +180,7 @@ pub fn inspect(
         stream,
         include_usage,
         verbatim: !repeated,
+        skimmed,
     })
 }
 
@@ -345,6 +397,126 @@ mod tests {
             if let Ok(first) = inspect(op, Some("m"), None, &body) {
                 let forwarded = serde_json::to_vec(first.json.as_ref().unwrap()).unwrap();
                 proptest::prop_assert_eq!(inspect(op, Some("m"), None, &forwarded).unwrap(), first);
+            }
+        }
+    }
+
+    fn arb_body() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let long = "[a\"\\\\\n\u{e9}]{250,300}";
+        let name = prop_oneof![
+            proptest::sample::select(FREE_TEXT.to_vec()).prop_map(String::from),
+            proptest::sample::select(vec![
+                "type",
+                "ttl",
+                "cache_control",
+                "source",
+                "tools",
+                "messages",
+                "file_id",
+                "fileData",
+                "conversation",
+            ])
+            .prop_map(String::from),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (0u64..100_000).prop_map(Value::from),
+            proptest::sample::select(vec![
+                "m",
+                "url",
+                "file",
+                "5m",
+                "1h",
+                "auto",
+                "function",
+                "web_search",
+                "priority"
+            ])
+            .prop_map(Value::from),
+            long.prop_map(Value::String),
+        ];
+        let tree = leaf.prop_recursive(4, 40, 5, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((name.clone(), inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        });
+        // Fields whose values the checks refuse when malformed are left out, so that most
+        // bodies are accepted and their decisions compared.
+        tree.prop_map(|v| {
+            let mut map = match v {
+                Value::Object(map) => map,
+                other => [("messages".to_string(), other)].into_iter().collect(),
+            };
+            map.insert("model".into(), "m".into());
+            Value::Object(map)
+        })
+    }
+
+    static ACCEPTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    #[test]
+    fn skimming_changes_no_decision_on_mostly_accepted_bodies() {
+        let long = "web_search".repeat(30);
+        let cases = [
+            serde_json::json!({"model": "m", "tools": [{"type": long}]}),
+            serde_json::json!({"model": "m", "tools": [{"type": "function", "description": long}],
+                "messages": [{"content": [{"type": "text", "text": long,
+                "cache_control": {"type": "ephemeral", "ttl": long}}]}]}),
+            serde_json::json!({"model": "m", "messages": [{"content": [{"type": "document",
+                "source": {"type": "url", "data": long}}]}], "input": long}),
+        ];
+        for body in cases {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let skim = inspect(Op::OpenaiResponses, None, None, &bytes).unwrap();
+            let mut whole = inspect_with(Op::OpenaiResponses, None, None, &bytes, &[]).unwrap();
+            let (wj, sj) = (whole.json.take().unwrap(), skim.json.unwrap());
+            assert_eq!(asks_long_cache_writes(&sj), asks_long_cache_writes(&wj));
+            for api in ApiFamily::ALL {
+                assert_eq!(
+                    uncounted_input(api, Op::OpenaiResponses, &sj),
+                    uncounted_input(api, Op::OpenaiResponses, &wj),
+                    "{body}"
+                );
+            }
+        }
+        skimming_changes_no_decision();
+        // The generator makes bodies the checks accept, or the comparison above says little.
+        assert!(ACCEPTED.load(std::sync::atomic::Ordering::Relaxed) > 500);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Leaving long free text out of the parse changes no decision: the same inspection,
+        /// the same uncounted input, the same long cache writes, for every family.
+        #[test]
+        fn skimming_changes_no_decision(
+            body in arb_body(),
+            op in proptest::sample::select(vec![Op::OpenaiChat, Op::OpenaiCompletions,
+                Op::OpenaiResponses, Op::OpenaiEmbeddings, Op::AnthropicMessages,
+                Op::GeminiGenerate]),
+        ) {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let whole = inspect_with(op, Some("m"), None, &bytes, &[]);
+            let skim = inspect(op, Some("m"), None, &bytes);
+            match (whole, skim) {
+                (Ok(mut whole), Ok(skim)) => {
+                    ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (wj, sj) = (whole.json.take().unwrap(), skim.json.clone().unwrap());
+                    proptest::prop_assert_eq!(&Inspection { json: None, skimmed: whole.skimmed, ..skim.clone() }, &whole);
+                    proptest::prop_assert!(!whole.skimmed);
+                    proptest::prop_assert_eq!(asks_long_cache_writes(&sj), asks_long_cache_writes(&wj));
+                    for api in ApiFamily::ALL {
+                        proptest::prop_assert_eq!(uncounted_input(api, op, &sj), uncounted_input(api, op, &wj));
+                    }
+                    proptest::prop_assert_eq!(parse_whole(&bytes).unwrap(), wj);
+                }
+                (Err(w), Err(s)) => proptest::prop_assert_eq!(format!("{w:?}"), format!("{s:?}")),
+                (w, s) => proptest::prop_assert!(false, "whole {:?} but skim {:?}", w.is_ok(), s.is_ok()),
             }
         }
     }

@@ -407,6 +407,11 @@ pub fn rewrite(
             strip_usage,
         });
     }
+    if inspected.skimmed {
+        // The parse the checks ran on left long text out; edit the whole parse instead.
+        map = body_inspect::parse_whole(&asked.body)?;
+        wire.request_usage(op, inspected.stream, inspected.include_usage, &mut map);
+    }
     if let Some(c) = admission.insert {
         body_inspect::insert_ceiling(op, provider.name == "openai", &mut map, c);
     }

@@ -1,5 +1,5 @@
-//! The one parse of a request body: serde_json's own `Value`, built the way serde_json builds
-//! it (the last of a repeated key wins), that also says whether any object, at any depth,
+//! The one parse of a request body: serde_json's own `Value`, exactly as serde_json builds it
+//! (the last of a repeated key wins), that also says whether any object, at any depth,
 //! repeated a key.
 //!
 //! A body without a repeated key reads the same to every conforming JSON parser (RFC 8259
@@ -7,6 +7,15 @@
 //! differ: invalid UTF-8, lone surrogates, numbers out of range, nesting past 128), so it may
 //! go upstream as it came when till has nothing to change in it. A body with one is forwarded
 //! as this parse, re-serialised, as every body used to be.
+//!
+//! Coding agents send bodies of a megabyte and more, nearly all of it string content full of
+//! `\n` and `\"`. serde_json scans strings eight bytes at a time and validates UTF-8 string
+//! by string; [`parse`] validates the whole body's UTF-8 once, finds the end of each stretch
+//! of string sixteen bytes at a time and builds the same `Value`. It accepts exactly
+//! what serde_json accepts and builds exactly what serde_json builds: [`parse_reference`] is
+//! serde_json itself, which the tests and the `json` fuzz target hold it to, and which reads
+//! every body the fast parse refuses, so an error is serde_json's own error and a body the fast
+//! parse were stricter about would still be read.
 
 use std::cell::Cell;
 use std::fmt;
@@ -16,11 +25,476 @@ use serde_json::{Map, Number, Value};
 
 /// Parses `body` as one JSON value; the flag says whether an object repeated a key.
 pub fn parse(body: &[u8]) -> Result<(Value, bool), serde_json::Error> {
+    match fast(body, &[]) {
+        Some(parsed) => Ok((parsed.value, parsed.repeated)),
+        None => parse_reference(body),
+    }
+}
+
+/// A parse for deciding on, not for forwarding: every string that is the value of a field
+/// named in `free_text` and is at least [`SKIM_FROM`] bytes long is validated exactly as
+/// [`parse`] validates it, but left out of the value (an empty string stands in for it).
+/// What it refuses, and every other part of the value, is what [`parse`] gives.
+pub fn skim(body: &[u8], free_text: &[&str]) -> Result<Skimmed, serde_json::Error> {
+    match fast(body, free_text) {
+        Some(parsed) => Ok(parsed),
+        None => parse_reference(body).map(|(value, repeated)| Skimmed {
+            value,
+            repeated,
+            skimmed: false,
+        }),
+    }
+}
+
+/// A body's [`skim`].
+#[derive(Debug, PartialEq)]
+pub struct Skimmed {
+    pub value: Value,
+    /// Some object repeated a key.
+    pub repeated: bool,
+    /// Some string was left out: the value is not the body, and must not be forwarded.
+    pub skimmed: bool,
+}
+
+/// Free-text strings this long or longer are left out of a [`skim`].
+pub const SKIM_FROM: usize = 256;
+
+/// The same parse by serde_json's own deserializer: the reference the fast parse is held to,
+/// and the reader of whatever the fast parse refuses.
+pub fn parse_reference(body: &[u8]) -> Result<(Value, bool), serde_json::Error> {
     let repeated = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = Seed(&repeated).deserialize(&mut de)?;
     de.end()?;
     Ok((value, repeated.get()))
+}
+
+/// serde_json's nesting limit: it refuses the 128th array or object opened inside others.
+const MAX_DEPTH: u32 = 127;
+
+fn fast(body: &[u8], free_text: &[&str]) -> Option<Skimmed> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut p = Fast {
+        text,
+        bytes: body,
+        at: 0,
+        depth: 0,
+        repeated: false,
+        scratch: String::new(),
+        free_text,
+        skimmed: false,
+    };
+    let value = p.value(false)?;
+    p.whitespace();
+    (p.at == body.len()).then_some(Skimmed {
+        value,
+        repeated: p.repeated,
+        skimmed: p.skimmed,
+    })
+}
+
+struct Fast<'a> {
+    /// The body, known to be UTF-8, for slicing out string content.
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    depth: u32,
+    repeated: bool,
+    /// Where strings with escapes are unescaped, kept from string to string.
+    scratch: String,
+    /// Fields whose long string values a skim leaves out.
+    free_text: &'a [&'a str],
+    skimmed: bool,
+}
+
+impl Fast<'_> {
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.whitespace();
+        self.bytes.get(self.at).copied()
+    }
+
+    /// One value; `free` says it is a free-text field's, which a skim may leave out.
+    fn value(&mut self, free: bool) -> Option<Value> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                if free {
+                    self.free_string().map(Value::String)
+                } else {
+                    self.string().map(Value::String)
+                }
+            }
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'n' => self.literal(b"null", Value::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value) -> Option<Value> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| {
+            self.at = end;
+            v
+        })
+    }
+
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        self.at += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    fn array(&mut self) -> Option<Value> {
+        self.enter()?;
+        let mut out = Vec::new();
+        if self.peek()? == b']' {
+            self.at += 1;
+        } else {
+            loop {
+                out.push(self.value(false)?);
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b']' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(Value::Array(out))
+    }
+
+    fn object(&mut self) -> Option<Value> {
+        self.enter()?;
+        let mut out = Map::new();
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                self.at += 1;
+                let key = self.string()?;
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.at += 1;
+                let free = self.free_text.contains(&key.as_str());
+                let value = self.value(free)?;
+                if out.insert(key, value).is_some() {
+                    self.repeated = true;
+                }
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(Value::Object(out))
+    }
+
+    /// A string's content after its opening quote, unescaped; the cursor ends past the
+    /// closing quote. A string without escapes is copied once from the body; one with escapes
+    /// is unescaped into the reused scratch first, so it is allocated once at its length.
+    fn string(&mut self) -> Option<String> {
+        let mut from = self.at;
+        let mut escaped = false;
+        self.scratch.clear();
+        loop {
+            let stop = special(self.bytes, from)?;
+            // `"` and `\` are ASCII, so both ends of the stretch are character boundaries.
+            let stretch = &self.text[from..stop];
+            self.at = stop + 1;
+            match self.bytes[stop] {
+                b'"' if !escaped => return Some(stretch.to_owned()),
+                b'"' => {
+                    self.scratch.push_str(stretch);
+                    return Some(self.scratch.as_str().to_owned());
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.scratch.push_str(stretch);
+                    let c = self.escape()?;
+                    self.scratch.push(c);
+                    from = self.at;
+                }
+                // A raw control character, which JSON refuses inside strings.
+                _ => return None,
+            }
+        }
+    }
+
+    /// A free-text string: validated to its end; left out if it is [`SKIM_FROM`] bytes or
+    /// longer, else read again by [`Self::string`].
+    fn free_string(&mut self) -> Option<String> {
+        let start = self.at;
+        let end = skip_string(self.bytes, start)?;
+        if end - start >= SKIM_FROM {
+            self.at = end + 1;
+            self.skimmed = true;
+            return Some(String::new());
+        }
+        self.string()
+    }
+
+    /// One escape after its backslash, with serde_json's rules: surrogates only in pairs.
+    fn escape(&mut self) -> Option<char> {
+        let c = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let n = self.hex4()?;
+                match n {
+                    0xD800..=0xDBFF => {
+                        if self.bytes.get(self.at..self.at + 2)? != b"\\u" {
+                            return None;
+                        }
+                        self.at += 2;
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        char::from_u32(
+                            (((u32::from(n) - 0xD800) << 10) | (u32::from(low) - 0xDC00))
+                                + 0x1_0000,
+                        )?
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => char::from_u32(u32::from(n))?,
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    fn hex4(&mut self) -> Option<u16> {
+        let n = hex4(self.bytes, self.at)?;
+        self.at += 4;
+        Some(n)
+    }
+
+    /// A number with JSON's grammar. Plain non-negative integers of up to 18 digits are read
+    /// here; every other number is read by serde_json from its own text, so floats, negative
+    /// zero and out-of-range values come out (or are refused) exactly as serde_json does.
+    fn number(&mut self) -> Option<Value> {
+        let start = self.at;
+        let b = self.bytes;
+        let digits = |at: &mut usize| {
+            let from = *at;
+            while b.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at - from
+        };
+        let mut at = start;
+        if b[at] == b'-' {
+            at += 1;
+        }
+        match b.get(at)? {
+            b'0' => at += 1,
+            b'1'..=b'9' => {
+                digits(&mut at);
+            }
+            _ => return None,
+        }
+        let mut integer = true;
+        if b.get(at) == Some(&b'.') {
+            at += 1;
+            integer = false;
+            if digits(&mut at) == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(at) {
+            at += 1;
+            integer = false;
+            if let Some(b'+' | b'-') = b.get(at) {
+                at += 1;
+            }
+            if digits(&mut at) == 0 {
+                return None;
+            }
+        }
+        self.at = at;
+        let token = &self.text[start..at];
+        if integer && b[start] != b'-' && token.len() <= 18 {
+            return Some(Value::Number(token.parse::<u64>().ok()?.into()));
+        }
+        serde_json::from_str(token).ok()
+    }
+}
+
+/// The position of the first `"`, `\` or control character at or after `from`: what ends a
+/// stretch of string content. Sixteen bytes at a time.
+fn special(bytes: &[u8], mut from: usize) -> Option<usize> {
+    while let Some(chunk) = bytes.get(from..from + 16) {
+        let mask = stops16(chunk.try_into().ok()?);
+        if mask != 0 {
+            return Some(from + mask.trailing_zeros() as usize);
+        }
+        from += 16;
+    }
+    let tail = bytes.get(from..)?;
+    tail.iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|i| from + i)
+}
+
+/// Validates string content from `from` (just after the opening quote) as [`Fast::string`]
+/// would read it, without unescaping it, and returns the index of the closing quote. Sixty-four
+/// bytes at a time: which bytes are escaped follows from the runs of backslashes (an odd run
+/// escapes the byte after it; the carry arithmetic is simdjson's), so the only per-escape
+/// work is checking the escaped byte, and `\u` escapes by the same rules as [`Fast::escape`].
+fn skip_string(b: &[u8], from: usize) -> Option<usize> {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    let mut at = from;
+    // The previous block ended in an odd run of backslashes: this block's first byte is escaped.
+    let mut carry = 0u64;
+    // `\u` escapes up to here were read as the second half of a surrogate pair.
+    let mut paired_to = 0usize;
+    while at < b.len() {
+        let (quote, backslash, control) = match b.get(at..at + 64) {
+            Some(full) => masks64(full.try_into().ok()?),
+            None => {
+                // The last bytes, padded with spaces (which end nothing and are not escapes).
+                let mut block = [b' '; 64];
+                block[..b.len() - at].copy_from_slice(&b[at..]);
+                masks64(&block)
+            }
+        };
+        let starts = backslash & !(backslash << 1);
+        let even_starts_mask = EVEN ^ carry;
+        let even_carries = backslash.wrapping_add(starts & even_starts_mask);
+        let (mut odd_carries, ends_odd) = backslash.overflowing_add(starts & !even_starts_mask);
+        odd_carries |= carry;
+        carry = u64::from(ends_odd);
+        let escaped = (even_carries & !backslash & !EVEN) | (odd_carries & !backslash & EVEN);
+        let end = quote & !escaped;
+        let before_end = if end == 0 {
+            u64::MAX
+        } else {
+            (1u64 << end.trailing_zeros()) - 1
+        };
+        if control & before_end != 0 {
+            return None;
+        }
+        let mut e = escaped & before_end;
+        while e != 0 {
+            let i = at + e.trailing_zeros() as usize;
+            e &= e - 1;
+            match *b.get(i)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' if i < paired_to => {}
+                b'u' => match hex4(b, i + 1)? {
+                    0xD800..=0xDBFF => {
+                        if b.get(i + 5..i + 7)? != b"\\u" {
+                            return None;
+                        }
+                        if !(0xDC00..=0xDFFF).contains(&hex4(b, i + 7)?) {
+                            return None;
+                        }
+                        paired_to = i + 7;
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => {}
+                },
+                _ => return None,
+            }
+        }
+        if end != 0 {
+            let stop = at + end.trailing_zeros() as usize;
+            return (stop < b.len()).then_some(stop);
+        }
+        at += 64;
+    }
+    None
+}
+
+/// Four hex digits at `at`.
+fn hex4(b: &[u8], at: usize) -> Option<u16> {
+    let mut n = 0u16;
+    for &d in b.get(at..at + 4)? {
+        n = n << 4 | u16::from(char::from(d).to_digit(16)? as u8);
+    }
+    Some(n)
+}
+
+/// Bits for the quotes, backslashes and control characters of a 64-byte block.
+fn masks64(block: &[u8; 64]) -> (u64, u64, u64) {
+    let (mut quote, mut backslash, mut control) = (0u64, 0u64, 0u64);
+    for (k, chunk) in block.chunks_exact(16).enumerate() {
+        let (q, bs, c) = masks16(chunk.try_into().unwrap_or(&[0; 16]));
+        quote |= u64::from(q) << (16 * k);
+        backslash |= u64::from(bs) << (16 * k);
+        control |= u64::from(c) << (16 * k);
+    }
+    (quote, backslash, control)
+}
+
+/// A bit for each of the sixteen bytes that is `"`, `\` or below 0x20.
+fn stops16(chunk: &[u8; 16]) -> u32 {
+    let (q, bs, c) = masks16(chunk);
+    q | bs | c
+}
+
+/// The `"`, `\` and control-character bits of sixteen bytes: three SSE2 compares.
+#[cfg(target_arch = "x86_64")]
+fn masks16(chunk: &[u8; 16]) -> (u32, u32, u32) {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of every x86_64 CPU (the compiler enables it for the target), and
+    // the unaligned load reads exactly the sixteen bytes of `chunk`.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned c <= 0x1f exactly when max(c, 0x1f) == 0x1f.
+        let low = _mm_set1_epi8(0x1f);
+        let control = _mm_cmpeq_epi8(_mm_max_epu8(v, low), low);
+        (
+            _mm_movemask_epi8(quote) as u32,
+            _mm_movemask_epi8(backslash) as u32,
+            _mm_movemask_epi8(control) as u32,
+        )
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn masks16(chunk: &[u8; 16]) -> (u32, u32, u32) {
+    let (mut q, mut bs, mut c) = (0u32, 0u32, 0u32);
+    for (i, &x) in chunk.iter().enumerate() {
+        q |= u32::from(x == b'"') << i;
+        bs |= u32::from(x == b'\\') << i;
+        c |= u32::from(x < 0x20) << i;
+    }
+    (q, bs, c)
 }
 
 #[derive(Clone, Copy)]
@@ -139,5 +613,274 @@ mod tests {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         assert!(parse(deep.as_bytes()).is_err());
         assert!(parse(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    /// The fast parse and serde_json agree on `body`: both refuse it, or both read the same
+    /// value and the same repeated-key flag, and the fast parse alone does not refuse it.
+    const FREE: &[&str] = &["text", "content"];
+
+    /// The fast parse and serde_json agree on `body`: both refuse it, or both read the same
+    /// value and the same repeated-key flag, and the fast parse alone does not refuse it. A
+    /// skim refuses what they refuse and reads the same but for left-out free text.
+    fn agree(body: &[u8]) {
+        let reference = parse_reference(body).ok();
+        let shown = String::from_utf8_lossy(body);
+        let full = fast(body, &[]).map(|p| (p.value, p.repeated));
+        assert_eq!(full, reference, "{shown:?}");
+        let skimmed = fast(body, FREE);
+        assert_eq!(skimmed.is_some(), reference.is_some(), "{shown:?}");
+        if let (Some(s), Some((value, repeated))) = (skimmed, reference) {
+            assert_eq!(s.repeated, repeated, "{shown:?}");
+            let mut left_out = false;
+            assert!(
+                same_but_left_out(&s.value, &value, false, &mut left_out),
+                "{shown:?}"
+            );
+            assert_eq!(s.skimmed, left_out, "{shown:?}");
+        }
+    }
+
+    /// `skim` is `full` but for strings of free-text fields that it left out (as "").
+    fn same_but_left_out(skim: &Value, full: &Value, free: bool, left_out: &mut bool) -> bool {
+        match (skim, full) {
+            (Value::String(s), Value::String(f)) if free && s.is_empty() && !f.is_empty() => {
+                *left_out = true;
+                true
+            }
+            (Value::Object(s), Value::Object(f)) => {
+                s.len() == f.len()
+                    && s.iter().zip(f).all(|((ks, vs), (kf, vf))| {
+                        ks == kf && same_but_left_out(vs, vf, FREE.contains(&ks.as_str()), left_out)
+                    })
+            }
+            (Value::Array(s), Value::Array(f)) => {
+                s.len() == f.len()
+                    && s.iter()
+                        .zip(f)
+                        .all(|(vs, vf)| same_but_left_out(vs, vf, false, left_out))
+            }
+            _ => skim == full,
+        }
+    }
+
+    /// Every string of up to four pieces that escapes are made of, at every offset around
+    /// a 64-byte block boundary: the block scan ends where the full parse ends and refuses
+    /// what it refuses.
+    #[test]
+    fn the_block_scan_agrees_with_the_parse_on_every_short_escape() {
+        const PIECES: &[&[u8]] = &[
+            b"\\",
+            b"\"",
+            b"u",
+            b"a",
+            b"\\n",
+            b"\\u00e9",
+            b"\\ud83d",
+            b"\\ude00",
+            b"\\ud83d\\ude00",
+            b"\\u0000",
+            b"\\u00g",
+            b"\x01",
+            b"\\\\",
+        ];
+        let mut word = Vec::new();
+        for len in 0..=4u32 {
+            for mut k in 0..PIECES.len().pow(len) {
+                word.clear();
+                for _ in 0..len {
+                    word.extend_from_slice(PIECES[k % PIECES.len()]);
+                    k /= PIECES.len();
+                }
+                for pad in [0, 52, 58, 61, 62, 63] {
+                    let mut body = vec![b'"'];
+                    body.extend(std::iter::repeat_n(b'x', pad));
+                    body.extend_from_slice(&word);
+                    body.extend_from_slice(b"\"\"");
+                    let mut p = Fast {
+                        text: std::str::from_utf8(&body).unwrap_or(""),
+                        bytes: &body,
+                        at: 1,
+                        depth: 0,
+                        repeated: false,
+                        scratch: String::new(),
+                        free_text: &[],
+                        skimmed: false,
+                    };
+                    // Where the full parse ends the string: just before the cursor it leaves.
+                    let full = p.string().map(|_| p.at - 1);
+                    let shown = String::from_utf8_lossy(&body);
+                    assert_eq!(skip_string(&body, 1), full, "{shown:?}");
+                    let closed = &body[..full.map_or(body.len(), |f| f + 1)];
+                    assert_eq!(full.is_some(), parse_reference(closed).is_ok(), "{shown:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_skim_leaves_out_only_long_free_text() {
+        let long = "x\\n".repeat(100);
+        let body = format!(
+            r#"{{"model":"{long}","messages":[{{"role":"user","content":"{long}"}},{{"content":"short","type":"{long}"}}],"text":["{long}"]}}"#
+        );
+        let s = fast(body.as_bytes(), FREE).unwrap();
+        assert!(s.skimmed);
+        let v = &s.value;
+        assert_eq!(v["messages"][0]["content"], "");
+        assert_eq!(v["messages"][1]["content"], "short");
+        assert_eq!(v["model"].as_str().unwrap().len(), 200);
+        assert_eq!(v["messages"][1]["type"].as_str().unwrap().len(), 200);
+        // Only a field's own string: not strings inside an array under it.
+        assert_eq!(v["text"][0].as_str().unwrap().len(), 200);
+        // What a skim validates it refuses like the full parse, however long.
+        for bad in [r#"\ud800"#, "\\q", "\u{1}"] {
+            let body = format!(r#"{{"content":"{long}{bad}{long}"}}"#);
+            assert!(fast(body.as_bytes(), FREE).is_none(), "{bad}");
+            assert!(parse_reference(body.as_bytes()).is_err(), "{bad}");
+        }
+        for n in [SKIM_FROM - 1, SKIM_FROM] {
+            let body = format!(r#"{{"text":"{}"}}"#, "a".repeat(n));
+            assert_eq!(fast(body.as_bytes(), FREE).unwrap().skimmed, n >= SKIM_FROM);
+        }
+    }
+
+    #[test]
+    fn the_fast_parse_reads_exactly_what_serde_json_reads() {
+        let cases: &[&[u8]] = &[
+            b"{}",
+            b"[]",
+            b" \t\r\n{ \"a\" : [ 1 , 2 ] } \n",
+            b"0",
+            b"-0",
+            b"-0.0",
+            b"01",
+            b"1.",
+            b".5",
+            b"1e",
+            b"1e+",
+            b"1E-2",
+            b"-",
+            b"--1",
+            b"+1",
+            b"123456789012345678",
+            b"1234567890123456789",
+            b"18446744073709551615",
+            b"18446744073709551616",
+            b"-9223372036854775808",
+            b"-9223372036854775809",
+            b"1e308",
+            b"1e309",
+            b"-1e999",
+            b"1e-999",
+            b"0.1000000000000000055511151231257827",
+            b"955555555555555555555555555555555555",
+            b"true",
+            b"tru",
+            b"truex",
+            b"nul",
+            b"null ",
+            b"\"\\ud83d\\ude00\"",
+            b"\"\\ud83d\"",
+            b"\"\\ud83d\\n\"",
+            b"\"\\ud83d\\ud83d\"",
+            b"\"\\ude00\"",
+            b"\"\\u00e9\\u0000\\uFFFF\"",
+            b"\"\\u00g0\"",
+            b"\"\\u00\"",
+            b"\"\\x\"",
+            b"\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+            b"\"a\tb\"",
+            b"\"a\x7fb\"",
+            b"\"\xc3\xa9\"",
+            b"\"\xc3\"",
+            b"\"\xed\xa0\x80\"",
+            b"\"unterminated",
+            b"\"ends in escape\\",
+            b"{\"a\":1,}",
+            b"[1,]",
+            b"[1 2]",
+            b"{\"a\" 1}",
+            b"{1:2}",
+            b"{\"a\":1}{",
+            b"{\"a\":1,\"a\":2}",
+            b"{\"a\":{\"b\":1,\"b\":{}}}",
+            b"{\"mod\\u0065l\":\"x\",\"model\":\"y\"}",
+            b"\xef\xbb\xbf{}",
+            b"",
+            b"   ",
+            b"{\"a\":[{},[],\"\",0,-1.5e3,true,false,null]}",
+        ];
+        for body in cases {
+            agree(body);
+        }
+        for depth in [126, 127, 128, 129] {
+            agree(format!("{}{}", "[".repeat(depth), "]".repeat(depth)).as_bytes());
+            agree(format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth)).as_bytes());
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Bodies made of JSON's own characters, mostly almost-valid, read alike.
+        #[test]
+        fn json_like_bodies_read_alike(
+            body in proptest::string::string_regex(
+                r#"[ {}\[\]":,0-9eE.+\-a-z\\/tnul\u{e9}\u{1f600}\t\n]{0,60}"#
+            ).unwrap()
+        ) {
+            agree(body.as_bytes());
+        }
+
+        /// Arbitrary bytes read alike.
+        #[test]
+        fn any_bytes_read_alike(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            agree(&body);
+        }
+
+        /// Valid documents, mutated at one byte, read alike.
+        #[test]
+        fn mutated_documents_read_alike(
+            doc in arb_json(),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let mut body = serde_json::to_vec(&doc).unwrap();
+            agree(&body);
+            let i = at.index(body.len());
+            body[i] = byte;
+            agree(&body);
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+            // Around the skim's threshold, with escapes and multi-byte characters.
+            "[a\"\\\\\n\u{e9}\u{1f600}\u{1}]{80,300}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("text".to_string()),
+                            Just("content".to_string()),
+                            "[a-c\\\\\"]{0,3}".prop_map(String::from)
+                        ],
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
     }
 }
