@@ -379,15 +379,16 @@ fn skip_string(b: &[u8], from: usize) -> Option<usize> {
     // `\u` escapes up to here were read as the second half of a surrogate pair.
     let mut paired_to = 0usize;
     while at < b.len() {
-        let (quote, backslash, control) = match b.get(at..at + 64) {
-            Some(full) => masks64(full.try_into().ok()?),
+        let mut padded = [b' '; 64];
+        let block: &[u8; 64] = match b.get(at..at + 64) {
+            Some(full) => full.try_into().ok()?,
             None => {
                 // The last bytes, padded with spaces (which end nothing and are not escapes).
-                let mut block = [b' '; 64];
-                block[..b.len() - at].copy_from_slice(&b[at..]);
-                masks64(&block)
+                padded[..b.len() - at].copy_from_slice(&b[at..]);
+                &padded
             }
         };
+        let (quote, backslash, control) = masks64(block);
         let starts = backslash & !(backslash << 1);
         let even_starts_mask = EVEN ^ carry;
         let even_carries = backslash.wrapping_add(starts & even_starts_mask);
@@ -404,12 +405,22 @@ fn skip_string(b: &[u8], from: usize) -> Option<usize> {
         if control & before_end != 0 {
             return None;
         }
-        let mut e = escaped & before_end;
+        let escaped = escaped & before_end;
+        // Escaped bytes must be one of `"\/bfnrtu`, checked for the whole block at once; only
+        // `\u` escapes are read one by one.
+        let mut e = if escaped == 0 {
+            0
+        } else {
+            let (simple, u) = escape_masks64(block);
+            if escaped & !(simple | u) != 0 {
+                return None;
+            }
+            escaped & u
+        };
         while e != 0 {
             let i = at + e.trailing_zeros() as usize;
             e &= e - 1;
             match *b.get(i)? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                 b'u' if i < paired_to => {}
                 b'u' => match hex4(b, i + 1)? {
                     0xD800..=0xDBFF => {
@@ -455,6 +466,50 @@ fn masks64(block: &[u8; 64]) -> (u64, u64, u64) {
         control |= u64::from(c) << (16 * k);
     }
     (quote, backslash, control)
+}
+
+/// Bits for the bytes of a 64-byte block that may follow a backslash: `"\/bfnrt`, and `u`.
+fn escape_masks64(block: &[u8; 64]) -> (u64, u64) {
+    let (mut simple, mut u) = (0u64, 0u64);
+    for (k, chunk) in block.chunks_exact(16).enumerate() {
+        let (s, uu) = escape_masks16(chunk.try_into().unwrap_or(&[0; 16]));
+        simple |= u64::from(s) << (16 * k);
+        u |= u64::from(uu) << (16 * k);
+    }
+    (simple, u)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn escape_masks16(chunk: &[u8; 16]) -> (u32, u32) {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: as in `masks16`.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let mut simple = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        for c in [b'\\', b'/', b'b', b'f', b'n', b'r', b't'] {
+            simple = _mm_or_si128(simple, _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8)));
+        }
+        let u = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'u' as i8));
+        (
+            _mm_movemask_epi8(simple) as u32,
+            _mm_movemask_epi8(u) as u32,
+        )
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn escape_masks16(chunk: &[u8; 16]) -> (u32, u32) {
+    let (mut simple, mut u) = (0u32, 0u32);
+    for (i, &x) in chunk.iter().enumerate() {
+        simple |= u32::from(matches!(
+            x,
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
+        )) << i;
+        u |= u32::from(x == b'u') << i;
+    }
+    (simple, u)
 }
 
 /// A bit for each of the sixteen bytes that is `"`, `\` or below 0x20.
