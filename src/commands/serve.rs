@@ -46,8 +46,12 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let worker = std::thread::Builder::new()
             .name(format!("till-proxy-{i}"))
             .spawn(move || -> anyhow::Result<()> {
+                // Ledger rows wake the writer thread when this one goes idle, after the
+                // response is written.
+                crate::ledger::writer::defer_wakes();
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .on_thread_park(crate::ledger::writer::wake_deferred)
                     .build()
                     .context("cannot start the proxy runtime")?;
                 rt.block_on(async {

@@ -82,6 +82,44 @@ pub struct Writer {
     thread: Option<JoinHandle<()>>,
 }
 
+thread_local! {
+    /// On a thread that called [`defer_wakes`]: the writer to wake when the thread is next idle.
+    static DEFERRED: std::cell::RefCell<Option<Option<Arc<Shared>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Lets rows pushed from this thread wake the writer only when [`wake_deferred`] is called,
+/// which a proxy thread does when it has nothing left to do (its runtime's park hook): the
+/// wake-up (a system call, and on a virtual machine an interrupt to another CPU) then comes
+/// after the response is written instead of before. Rows that must not wait (settlements,
+/// stop) and the one that fills a batch still wake the writer at once.
+pub fn defer_wakes() {
+    DEFERRED.with(|d| *d.borrow_mut() = Some(None));
+}
+
+/// Wakes the writer if a row pushed from this thread is waiting for it.
+pub fn wake_deferred() {
+    let pending = DEFERRED.with(|d| d.borrow_mut().as_mut().and_then(Option::take));
+    if let Some(shared) = pending {
+        shared.ready.notify_one();
+    }
+}
+
+/// Leaves the wake-up to [`wake_deferred`] when this thread defers them.
+fn defer_wake(shared: &Arc<Shared>) -> bool {
+    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(slot) => {
+            if let Some(other) = slot.replace(Arc::clone(shared))
+                && !Arc::ptr_eq(&other, shared)
+            {
+                other.ready.notify_one();
+            }
+            true
+        }
+        None => false,
+    })
+}
+
 /// The queue between the proxy and the writer thread. Senders push under a mutex and wake the
 /// thread only when it has something new to do: the first message into an empty queue, one
 /// that must not wait ([`Msg::may_wait`]), or the one that fills a batch. A busy proxy therefore costs the
@@ -99,16 +137,16 @@ struct Queue {
 }
 
 impl Shared {
-    fn push(&self, msg: Msg) {
-        let wake = {
+    fn push(self: &Arc<Self>, msg: Msg) {
+        let (first, now) = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             let first = q.msgs.is_empty();
             let urgent = !msg.may_wait();
             q.urgent |= urgent;
             q.msgs.push(msg);
-            first || urgent || q.msgs.len() == BATCH
+            (first, urgent || q.msgs.len() == BATCH)
         };
-        if wake {
+        if now || (first && !defer_wake(self)) {
             self.ready.notify_one();
         }
     }
@@ -362,5 +400,55 @@ mod tests {
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(e, 1);
+    }
+
+    #[test]
+    fn a_deferring_thread_wakes_the_writer_when_it_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite3");
+        let w = Writer::start(&path).unwrap();
+        let h = w.handle();
+        let count = || -> i64 {
+            Ledger::open(&path)
+                .unwrap()
+                .conn()
+                .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+                .unwrap()
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                defer_wakes();
+                h.row(RequestRow {
+                    provider: "openai".into(),
+                    ..Default::default()
+                });
+                // Without the wake-up the writer sleeps on: the row waits in the queue.
+                std::thread::sleep(LINGER * 4);
+                assert_eq!(count(), 0);
+                wake_deferred();
+                let t = Instant::now();
+                while count() == 0 {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "the row was not written"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+        });
+        // A thread that does not defer wakes the writer itself.
+        h.row(RequestRow {
+            provider: "openai".into(),
+            ..Default::default()
+        });
+        let t = Instant::now();
+        while count() < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the row was not written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        w.finish();
     }
 }
