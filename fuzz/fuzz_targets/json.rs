@@ -3,7 +3,8 @@
 //! Holds till's request-body parse to serde_json's: for any bytes, the fast parse accepts
 //! exactly what serde_json accepts and builds the same value with the same repeated-key flag;
 //! a skim (long free-text strings left out) accepts the same bodies, and leaves out only
-//! strings of the free-text fields.
+//! strings of the free-text fields (and says so whenever it left one out, even one a repeated
+//! key then replaced).
 
 #![no_main]
 
@@ -25,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(s.repeated, repeated);
             let mut left_out = false;
             assert!(same_but_left_out(&s.value, &value, false, &mut left_out));
-            assert_eq!(s.skimmed, left_out);
+            // A left-out string a repeated key replaced later still counts as skimmed.
+            assert!(s.skimmed == left_out || (s.skimmed && repeated));
         }
     }
 });

@@ -691,7 +691,11 @@ mod tests {
                 same_but_left_out(&s.value, &value, false, &mut left_out),
                 "{shown:?}"
             );
-            assert_eq!(s.skimmed, left_out, "{shown:?}");
+            // A left-out string a repeated key replaced later still counts as skimmed.
+            assert!(
+                s.skimmed == left_out || (s.skimmed && repeated),
+                "{shown:?}"
+            );
         }
     }
 
@@ -793,6 +797,13 @@ mod tests {
             assert!(fast(body.as_bytes(), FREE).is_none(), "{bad}");
             assert!(parse_reference(body.as_bytes()).is_err(), "{bad}");
         }
+        // Found by the `json` fuzz target: a long free-text value a repeated key replaces
+        // leaves no trace in the value, but the skim still says it left something out (so a
+        // body till writes out again is parsed whole).
+        let body = format!(r#"{{"text":"{long}","text":"short"}}"#);
+        let s = fast(body.as_bytes(), FREE).unwrap();
+        assert!(s.skimmed && s.repeated);
+        assert_eq!(s.value["text"], "short");
         for n in [SKIM_FROM - 1, SKIM_FROM] {
             let body = format!(r#"{{"text":"{}"}}"#, "a".repeat(n));
             assert_eq!(fast(body.as_bytes(), FREE).unwrap().skimmed, n >= SKIM_FROM);
