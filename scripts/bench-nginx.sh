@@ -3,6 +3,11 @@
 # reverse proxy that only overwrites `Authorization`, and through `till serve`.
 #
 #   scripts/bench-nginx.sh [--rounds 3] [--seconds 10] [--quick] [--json FILE] [--no-build]
+#                          [--tests 1MB,rate50,...] [--only nginx,till] [--compare OTHER_TILL]
+#
+# --compare measures a second till binary (say, a copy of the release build before a change)
+# as target `till-b` in the same rounds: the way to see what one change is worth on a machine
+# whose load moves between runs.
 #
 # Installs what is missing (oha with `cargo install oha --locked`, nginx with apt-get), builds
 # till, till-mock and the streaming probe (examples/stream_probe.rs) in release mode, then runs
