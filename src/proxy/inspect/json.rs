@@ -56,6 +56,39 @@ pub struct Skimmed {
     pub skimmed: bool,
 }
 
+/// Whether `skimmed` is `whole` but for strings of `free_text` fields that a [`skim`] left out
+/// (an empty string in their place): what a skim promises, for its tests and fuzz target.
+/// Sets `left_out` when it finds one.
+pub fn differs_only_by_skim(
+    skimmed: &Value,
+    whole: &Value,
+    free_text: &[&str],
+    left_out: &mut bool,
+) -> bool {
+    fn within(s: &Value, w: &Value, free: &[&str], field: bool, left_out: &mut bool) -> bool {
+        match (s, w) {
+            (Value::String(s), Value::String(w)) if field && s.is_empty() && !w.is_empty() => {
+                *left_out = true;
+                true
+            }
+            (Value::Object(s), Value::Object(w)) => {
+                s.len() == w.len()
+                    && s.iter().zip(w).all(|((ks, vs), (kw, vw))| {
+                        ks == kw && within(vs, vw, free, free.contains(&ks.as_str()), left_out)
+                    })
+            }
+            (Value::Array(s), Value::Array(w)) => {
+                s.len() == w.len()
+                    && s.iter()
+                        .zip(w)
+                        .all(|(vs, vw)| within(vs, vw, free, false, left_out))
+            }
+            _ => s == w,
+        }
+    }
+    within(skimmed, whole, free_text, false, left_out)
+}
+
 /// Free-text strings this long or longer are left out of a [`skim`].
 pub const SKIM_FROM: usize = 256;
 
