@@ -825,3 +825,66 @@ fn anthropic_paths_without_their_version_reach_v1() {
     assert_eq!(status, 400);
     a.assert_upstream_saw_nothing("unversioned tricks");
 }
+
+/// Long free text is left out of the parse till decides on, never out of what it forwards:
+/// a body till edits (a budget key's ceiling) reaches the provider with every message whole,
+/// one it does not edit arrives byte for byte, and a long value in a field the checks read
+/// (a tool's `type`) is still read.
+#[test]
+fn long_message_text_reaches_the_upstream_whole_and_long_checked_fields_are_still_read() {
+    // 9 KB messages full of escapes, a non-ASCII character and a surrogate pair: skimmed.
+    let text: String = (0..200)
+        .map(|i| format!("line {i}: \\\"quoted\\\" \\u00e9 \\ud83d\\ude00\\n"))
+        .collect();
+    let messages: Vec<String> = (0..4)
+        .map(|i| format!("{{\"role\":\"user\",\"content\":\"{i} {text}\"}}"))
+        .collect();
+    let body = format!(
+        "{{\"model\":\"gpt-4o-mini\",\"messages\":[{}]}}",
+        messages.join(",")
+    );
+    assert!(body.len() > 20_000 && body.len() < 64_000, "{}", body.len());
+    let sent: Value = serde_json::from_str(&body).unwrap();
+
+    // A plain key: nothing to change, so the bytes go as they came.
+    let plain = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let (status, out) = plain.post("/openai/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{out}");
+    let seen = plain.p.mock.requests();
+    assert_eq!(seen[0].body.as_deref(), Some(body.as_str()));
+
+    // A budget key: till writes its ceiling in, so the body is written out again, from the
+    // whole parse: every message arrives as sent.
+    let budget = Attack::new("", &["--scope", "openai/gpt-4o-mini", "--budget", "1usd"]);
+    let (status, out) = budget.post("/openai/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{out}");
+    let got = &budget.upstream_bodies()[0];
+    assert_eq!(got["messages"], sent["messages"]);
+    assert!(
+        got["max_completion_tokens"].as_u64().is_some(),
+        "{}",
+        got["max_completion_tokens"]
+    );
+    // The same with a repeated key, which is always written out again.
+    let repeated = body.replacen("{\"model\"", "{\"model\":\"gpt-4o-mini\",\"model\"", 1);
+    let (status, out) = plain.post("/openai/v1/chat/completions", &repeated);
+    assert_eq!(status, 200, "{out}");
+    let got = plain.p.mock.requests()[1].json().unwrap();
+    assert_eq!(got["messages"], sent["messages"]);
+
+    // A server-side tool whose `type` is long is still a server-side tool to a budget key.
+    let tool = format!("web_search_preview{}", "_x".repeat(200));
+    let (status, out) = budget.post(
+        "/openai/v1/responses",
+        &format!(
+            "{{\"model\":\"gpt-4o-mini\",\"input\":\"{text}\",\"tools\":[{{\"type\":\"{tool}\"}}]}}"
+        ),
+    );
+    assert_eq!(status, 403, "{out}");
+    assert!(out.contains("web_search_preview"), "{out}");
+    assert_eq!(
+        budget.p.mock.requests().len(),
+        1,
+        "the tool request reached the upstream"
+    );
+}
