@@ -415,6 +415,16 @@ mod tests {
                 .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
                 .unwrap()
         };
+        let wait_for = |rows: i64| {
+            let t = Instant::now();
+            while count() < rows {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "the row was not written"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
         std::thread::scope(|s| {
             s.spawn(|| {
                 defer_wakes();
@@ -426,14 +436,7 @@ mod tests {
                 std::thread::sleep(LINGER * 4);
                 assert_eq!(count(), 0);
                 wake_deferred();
-                let t = Instant::now();
-                while count() == 0 {
-                    assert!(
-                        t.elapsed() < Duration::from_secs(10),
-                        "the row was not written"
-                    );
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                wait_for(1);
             });
         });
         // A thread that does not defer wakes the writer itself.
@@ -441,14 +444,7 @@ mod tests {
             provider: "openai".into(),
             ..Default::default()
         });
-        let t = Instant::now();
-        while count() < 2 {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "the row was not written"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for(2);
         w.finish();
     }
 }

@@ -18,10 +18,10 @@
 use serde_json::{Map, Value};
 
 use super::errors::ProxyError;
-
-pub mod json;
 use super::route::Op;
 use crate::providers::ApiFamily;
+
+pub mod json;
 
 /// What the proxy learned from a request body.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -538,9 +538,7 @@ pub fn respond(
     // The upstream's headers, less those that describe its hop (and the length, when till
     // takes an event out of the body).
     for name in HOP_BY_HOP {
-        if parts.headers.contains_key(*name) {
-            parts.headers.remove(*name);
-        }
+        parts.headers.remove(*name);
     }
     if strip_usage {
         parts.headers.remove(http::header::CONTENT_LENGTH);

@@ -302,34 +302,12 @@ impl Fast<'_> {
             b'r' => '\r',
             b't' => '\t',
             b'u' => {
-                let n = self.hex4()?;
-                match n {
-                    0xD800..=0xDBFF => {
-                        if self.bytes.get(self.at..self.at + 2)? != b"\\u" {
-                            return None;
-                        }
-                        self.at += 2;
-                        let low = self.hex4()?;
-                        if !(0xDC00..=0xDFFF).contains(&low) {
-                            return None;
-                        }
-                        char::from_u32(
-                            (((u32::from(n) - 0xD800) << 10) | (u32::from(low) - 0xDC00))
-                                + 0x1_0000,
-                        )?
-                    }
-                    0xDC00..=0xDFFF => return None,
-                    _ => char::from_u32(u32::from(n))?,
-                }
+                let (c, end) = unicode_escape(self.bytes, self.at)?;
+                self.at = end;
+                c
             }
             _ => return None,
         })
-    }
-
-    fn hex4(&mut self) -> Option<u16> {
-        let n = hex4(self.bytes, self.at)?;
-        self.at += 4;
-        Some(n)
     }
 
     /// A number with JSON's grammar. Plain non-negative integers of up to 18 digits are read
@@ -409,8 +387,8 @@ fn skip_string(b: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     // The previous block ended in an odd run of backslashes: this block's first byte is escaped.
     let mut carry = 0u64;
-    // `\u` escapes up to here were read as the second half of a surrogate pair.
-    let mut paired_to = 0usize;
+    // Bytes before here belong to a `\u` escape already read (with its pair's second half).
+    let mut read_to = 0usize;
     while at < b.len() {
         let mut padded = [b' '; 64];
         let block: &[u8; 64] = match b.get(at..at + 64) {
@@ -453,22 +431,10 @@ fn skip_string(b: &[u8], from: usize) -> Option<usize> {
         while e != 0 {
             let i = at + e.trailing_zeros() as usize;
             e &= e - 1;
-            match *b.get(i)? {
-                b'u' if i < paired_to => {}
-                b'u' => match hex4(b, i + 1)? {
-                    0xD800..=0xDBFF => {
-                        if b.get(i + 5..i + 7)? != b"\\u" {
-                            return None;
-                        }
-                        if !(0xDC00..=0xDFFF).contains(&hex4(b, i + 7)?) {
-                            return None;
-                        }
-                        paired_to = i + 7;
-                    }
-                    0xDC00..=0xDFFF => return None,
-                    _ => {}
-                },
-                _ => return None,
+            // Each bit is a `u` (the others were checked above); the second half of a
+            // surrogate pair was read with the first.
+            if i >= read_to {
+                read_to = unicode_escape(b, i + 1)?.1;
             }
         }
         if end != 0 {
@@ -478,6 +444,28 @@ fn skip_string(b: &[u8], from: usize) -> Option<usize> {
         at += 64;
     }
     None
+}
+
+/// A `\u` escape whose four hex digits start at `at`, by serde_json's rules: a leading
+/// surrogate must be followed by `\u` and a trailing one, a trailing surrogate alone is
+/// refused. The character, and the index just past the escape (past the pair).
+fn unicode_escape(b: &[u8], at: usize) -> Option<(char, usize)> {
+    let n = hex4(b, at)?;
+    match n {
+        0xD800..=0xDBFF => {
+            if b.get(at + 4..at + 6)? != b"\\u" {
+                return None;
+            }
+            let low = hex4(b, at + 6)?;
+            if !(0xDC00..=0xDFFF).contains(&low) {
+                return None;
+            }
+            let c = (((u32::from(n) - 0xD800) << 10) | (u32::from(low) - 0xDC00)) + 0x1_0000;
+            Some((char::from_u32(c)?, at + 10))
+        }
+        0xDC00..=0xDFFF => None,
+        _ => Some((char::from_u32(u32::from(n))?, at + 4)),
+    }
 }
 
 /// Four hex digits at `at`.
