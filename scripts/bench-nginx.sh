@@ -6,8 +6,8 @@
 #                          [--tests 1MB,rate50,...] [--only nginx,till] [--compare OTHER_TILL]
 #
 # --compare measures a second till binary (say, a copy of the release build before a change)
-# as target `till-b` in the same rounds: the way to see what one change is worth on a machine
-# whose load moves between runs.
+# as target `till-b` in the same rounds (given again, `till-c`, …): the way to see what one
+# change is worth on a machine whose load moves between runs.
 #
 # Installs what is missing (oha with `cargo install oha --locked`, nginx with apt-get), builds
 # till, till-mock and the streaming probe (examples/stream_probe.rs) in release mode, then runs

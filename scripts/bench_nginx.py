@@ -336,9 +336,9 @@ def main():
     ap.add_argument("--tests", default="",
                     help="comma-separated measurements to run: rate50, rate500, closed, 100KB, "
                          "1MB, stream (default all)")
-    ap.add_argument("--compare", metavar="PATH",
+    ap.add_argument("--compare", metavar="PATH", action="append", default=[],
                     help="another till binary, measured as target `till-b` over a fresh ledger "
-                         "(to compare two builds in the same rounds)")
+                         "(to compare two builds in the same rounds); given again, `till-c`, …")
     ap.add_argument("--json", help="write every raw figure to this file")
     ap.add_argument("--report", help="print the tables of an earlier run's --json file, and exit")
     args = ap.parse_args()
@@ -362,9 +362,12 @@ def main():
         seed(home_b, 100_000, 10_000)
         till_a, port_a = b.start_till(env_a)
         till_b, port_b = b.start_till(env_b)
-        if args.compare:
-            _, env_c, key_c = b.till_home("till-b")
-            till_c, port_c = b.start_till(env_c, args.compare)
+        others = {}
+        for i, binary in enumerate(args.compare):
+            name = f"till-{chr(ord('b') + i)}"
+            _, env_c, key_c = b.till_home(name)
+            till_c, port_c = b.start_till(env_c, binary)
+            others[name] = (port_c, key_c, till_c.pid)
         path = "/v1/chat/completions"
         targets = {
             "direct": (f"http://127.0.0.1:{b.up_port}{path}", "none", None),
@@ -372,8 +375,8 @@ def main():
             "till": (f"http://127.0.0.1:{port_a}/openai{path}", key_a, till_a.pid),
             "till-100k": (f"http://127.0.0.1:{port_b}/openai{path}", key_b, till_b.pid),
         }
-        if args.compare:
-            targets["till-b"] = (f"http://127.0.0.1:{port_c}/openai{path}", key_c, till_c.pid)
+        for name, (port_c, key_c, pid_c) in others.items():
+            targets[name] = (f"http://127.0.0.1:{port_c}/openai{path}", key_c, pid_c)
         if args.only:
             keep = args.only.split(",")
             targets = {k: v for k, v in targets.items() if k in keep or k == "direct"}
@@ -432,8 +435,8 @@ def main():
             raise Done
         probe_targets = [f"direct=http://127.0.0.1:{b.probe_port}/v1/chat/completions"]
         pt = {"nginx": (b.px_port, "none"), "till": (port_a, key_a), "till-100k": (port_b, key_b)}
-        if args.compare:
-            pt["till-b"] = (port_c, key_c)
+        for name, (port_c, key_c, _) in others.items():
+            pt[name] = (port_c, key_c)
         for name in names[1:]:
             port, key = pt[name]
             probe_targets += [f"{name}=http://127.0.0.1:{port}/probe/v1/chat/completions", "--key", key]

@@ -562,17 +562,64 @@ pub fn respond(
 
 /// Reads a request body of at most `max` bytes within `limit` (a client that trickles its body
 /// must not hold a connection and its slot for as long as it likes).
-async fn read_body(body: Incoming, max: u64, limit: Duration) -> Result<Bytes, ProxyError> {
-    let read = http_body_util::Limited::new(body, max as usize).collect();
-    match tokio::time::timeout(limit, read).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(_)) => Err(ProxyError::new(
+///
+/// A body that says it is larger than `max` (its `Content-Length`) is refused before any of it
+/// is read; one cut off or broken in its framing is refused whole.
+///
+/// Copying each chunk into one buffer as it arrives (sized by `Content-Length`) was measured
+/// against joining them once at the end: no faster at 1 MB, at times slower, so they are
+/// joined at the end (a body of one chunk is not copied at all).
+async fn read_body(mut body: Incoming, max: u64, limit: Duration) -> Result<Bytes, ProxyError> {
+    use hyper::body::Body as _;
+    let too_large = || {
+        ProxyError::new(
             413,
             "too_large",
             format!(
                 "the request body is larger than the proxy's limit of {max} bytes ([proxy] max_body_bytes in config.toml)"
             ),
-        )),
+        )
+    };
+    let said = body.size_hint().lower();
+    if said > max {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            // A client that stops mid-body or breaks its framing: nothing is forwarded.
+            let frame = frame.map_err(|e| {
+                ProxyError::new(
+                    400,
+                    "bad_body",
+                    format!("the request body could not be read: {e}"),
+                )
+            })?;
+            // Trailers: till forwards none.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total += data.len();
+            if total as u64 > max {
+                return Err(too_large());
+            }
+            chunks.push(data);
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.swap_remove(0),
+            _ => {
+                let mut joined = Vec::with_capacity(total);
+                for chunk in &chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                Bytes::from(joined)
+            }
+        })
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(read) => read,
         Err(_) => Err(ProxyError::new(
             408,
             "body_timeout",

@@ -888,3 +888,125 @@ fn long_message_text_reaches_the_upstream_whole_and_long_checked_fields_are_stil
         "the tool request reached the upstream"
     );
 }
+
+/// Sends `head` (without a body length), then `parts` one write at a time with a pause between
+/// them, as `Transfer-Encoding: chunked` when `chunked` (each part a chunk, then the last
+/// chunk) or else raw; `close` shuts the sending side after the parts, with the body
+/// unfinished. Returns the answer as text ("" when none came).
+fn trickle(url: &str, head: &str, parts: &[&[u8]], chunked: bool, close: bool) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    for part in parts {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let sent = if chunked {
+            s.write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                .and_then(|()| s.write_all(part))
+                .and_then(|()| s.write_all(b"\r\n"))
+        } else {
+            s.write_all(part)
+        };
+        // A proxy that refused early may have closed the connection already.
+        if sent.is_err() {
+            break;
+        }
+    }
+    if close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    } else if chunked {
+        let _ = s.write_all(b"0\r\n\r\n");
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn the_body_limit_holds_however_the_body_is_framed_and_a_cut_body_is_never_forwarded() {
+    let a = Attack::new("[proxy]\nmax_body_bytes = 4096\n", &["--scope", "openai"]);
+    let path = "/openai/v1/chat/completions";
+    let head = |framing: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: close\r\n{framing}\r\n",
+            a.serve.url.trim_start_matches("http://"),
+            a.key
+        )
+    };
+    let long = |n: usize| {
+        format!(
+            "{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+            "a\\n\\\"é ".repeat(n / 8)
+        )
+    };
+
+    // One byte over, sent whole.
+    let over = long(5000);
+    assert!(over.len() > 4096);
+    let (status, answer) = a.post(path, &over);
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("max_body_bytes"), "{answer}");
+    // A length over the limit is refused from the head alone: no body follows, and the answer
+    // comes at once instead of after the body timeout.
+    let t = std::time::Instant::now();
+    let answer = trickle(
+        &a.serve.url,
+        &head("Content-Length: 50000000\r\n"),
+        &[],
+        false,
+        false,
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // Chunked, with no length to refuse early: counted as it arrives.
+    let parts: Vec<&[u8]> = over.as_bytes().chunks(1000).collect();
+    let answer = trickle(
+        &a.serve.url,
+        &head("Transfer-Encoding: chunked\r\n"),
+        &parts,
+        true,
+        false,
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    a.assert_upstream_saw_nothing("bodies over max_body_bytes");
+
+    // Cut off mid-body, with a length or chunked: the part that came is never forwarded.
+    let under = long(3000);
+    let bytes = under.as_bytes();
+    let half: &[&[u8]] = &[&bytes[..1000], &bytes[1000..2000]];
+    let length = format!("Content-Length: {}\r\n", bytes.len());
+    let answer = trickle(&a.serve.url, &head(&length), half, false, true);
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = trickle(
+        &a.serve.url,
+        &head("Transfer-Encoding: chunked\r\n"),
+        half,
+        true,
+        true,
+    );
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    a.assert_upstream_saw_nothing("bodies cut off mid-way");
+
+    // Within the limit, in pieces that split an `é` and an escape: joined byte for byte.
+    let splits: Vec<&[u8]> = vec![
+        &bytes[..7],
+        &bytes[7..995],
+        &bytes[995..1001],
+        &bytes[1001..],
+    ];
+    assert!(std::str::from_utf8(splits[1]).is_err(), "ends inside an é");
+    assert_eq!(splits[2].last(), Some(&b'\\'), "ends inside an escape");
+    for (framing, chunked) in [
+        (length.as_str(), false),
+        ("Transfer-Encoding: chunked\r\n", true),
+    ] {
+        a.p.mock.clear_requests();
+        let answer = trickle(&a.serve.url, &head(framing), &splits, chunked, false);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{framing}: {answer}");
+        let seen = a.p.mock.requests();
+        assert_eq!(seen.len(), 1, "{framing}");
+        assert_eq!(seen[0].body.as_deref(), Some(under.as_str()), "{framing}");
+    }
+}
