@@ -122,6 +122,40 @@ fn the_block_scan_agrees_with_the_parse_on_every_short_escape() {
 }
 
 #[test]
+fn the_block_scan_agrees_with_the_parse_on_every_byte_after_a_backslash() {
+    for c in 0..=255u8 {
+        // The escaped byte inside the backslash's block, and first in the next one.
+        for pad in [10, 62] {
+            let mut body = vec![b'"'];
+            body.extend(std::iter::repeat_n(b'x', pad));
+            body.extend_from_slice(&[b'\\', c]);
+            body.extend_from_slice(b"0000 tail\"\"");
+            // A lone byte from 0x80 is not UTF-8, which the parse refuses before any string.
+            let full = std::str::from_utf8(&body).ok().and_then(|text| {
+                let mut p = Fast {
+                    text,
+                    bytes: &body,
+                    at: 1,
+                    depth: 0,
+                    repeated: false,
+                    scratch: String::new(),
+                    free_text: &[],
+                    skimmed: false,
+                };
+                p.string().map(|_| p.at - 1)
+            });
+            assert_eq!(skip_string(&body, 1), full, "byte {c:#04x} after `\\`");
+            let closed = &body[..full.map_or(body.len(), |f| f + 1)];
+            assert_eq!(
+                full.is_some(),
+                parse_reference(closed).is_ok(),
+                "byte {c:#04x} after `\\`"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_skim_leaves_out_only_long_free_text() {
     let long = "x\\n".repeat(100);
     let body = format!(
