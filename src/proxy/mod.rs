@@ -300,7 +300,9 @@ async fn handle(
         RequestRecord::new(&provider.name, started),
     );
     if ws::is_upgrade(req.headers()) {
-        return ws::handle(ctx, req, conn).await;
+        // Boxed: a WebSocket's state is ≈ 13 KB, and every HTTP request's future would be as
+        // large (and copied as often) if it were inline.
+        return Box::pin(ws::handle(ctx, req, conn)).await;
     }
     match run_phases(&mut ctx, req).await {
         Ok(resp) => resp,
