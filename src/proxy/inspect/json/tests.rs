@@ -100,25 +100,33 @@ fn the_block_scan_agrees_with_the_parse_on_every_short_escape() {
                 body.extend(std::iter::repeat_n(b'x', pad));
                 body.extend_from_slice(&word);
                 body.extend_from_slice(b"\"\"");
-                let mut p = Fast {
-                    text: std::str::from_utf8(&body).unwrap_or(""),
-                    bytes: &body,
-                    at: 1,
-                    depth: 0,
-                    repeated: false,
-                    scratch: String::new(),
-                    free_text: &[],
-                    skimmed: false,
-                };
-                // Where the full parse ends the string: just before the cursor it leaves.
-                let full = p.string().map(|_| p.at - 1);
-                let shown = String::from_utf8_lossy(&body);
-                assert_eq!(skip_string(&body, 1), full, "{shown:?}");
-                let closed = &body[..full.map_or(body.len(), |f| f + 1)];
-                assert_eq!(full.is_some(), parse_reference(closed).is_ok(), "{shown:?}");
+                scan_agrees(&body, &format!("{:?}", String::from_utf8_lossy(&body)));
             }
         }
     }
+}
+
+/// The block scan of the string that opens `body` ends where the full parse ends it (or
+/// refuses it as the parse does), and the parse refuses exactly what serde_json refuses.
+fn scan_agrees(body: &[u8], shown: &str) {
+    // Invalid UTF-8 the parse refuses before any string.
+    let full = std::str::from_utf8(body).ok().and_then(|text| {
+        let mut p = Fast {
+            text,
+            bytes: body,
+            at: 1,
+            depth: 0,
+            repeated: false,
+            scratch: String::new(),
+            free_text: &[],
+            skimmed: false,
+        };
+        // Where the full parse ends the string: just before the cursor it leaves.
+        p.string().map(|_| p.at - 1)
+    });
+    assert_eq!(skip_string(body, 1), full, "{shown}");
+    let closed = &body[..full.map_or(body.len(), |f| f + 1)];
+    assert_eq!(full.is_some(), parse_reference(closed).is_ok(), "{shown}");
 }
 
 #[test]
@@ -130,27 +138,8 @@ fn the_block_scan_agrees_with_the_parse_on_every_byte_after_a_backslash() {
             body.extend(std::iter::repeat_n(b'x', pad));
             body.extend_from_slice(&[b'\\', c]);
             body.extend_from_slice(b"0000 tail\"\"");
-            // A lone byte from 0x80 is not UTF-8, which the parse refuses before any string.
-            let full = std::str::from_utf8(&body).ok().and_then(|text| {
-                let mut p = Fast {
-                    text,
-                    bytes: &body,
-                    at: 1,
-                    depth: 0,
-                    repeated: false,
-                    scratch: String::new(),
-                    free_text: &[],
-                    skimmed: false,
-                };
-                p.string().map(|_| p.at - 1)
-            });
-            assert_eq!(skip_string(&body, 1), full, "byte {c:#04x} after `\\`");
-            let closed = &body[..full.map_or(body.len(), |f| f + 1)];
-            assert_eq!(
-                full.is_some(),
-                parse_reference(closed).is_ok(),
-                "byte {c:#04x} after `\\`"
-            );
+            // A lone byte from 0x80 is not UTF-8: refused by both.
+            scan_agrees(&body, &format!("byte {c:#04x} after `\\`"));
         }
     }
 }
