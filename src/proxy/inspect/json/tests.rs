@@ -41,8 +41,7 @@ fn what_serde_json_refuses_is_refused() {
     assert!(parse(b"{\"a\":\"\xff\"}").is_err());
 }
 
-/// The fast parse and serde_json agree on `body`: both refuse it, or both read the same
-/// value and the same repeated-key flag, and the fast parse alone does not refuse it.
+/// The free-text fields of the tests' skims.
 const FREE: &[&str] = &["text", "content"];
 
 /// The fast parse and serde_json agree on `body`: both refuse it, or both read the same
@@ -70,6 +69,8 @@ fn agree(body: &[u8]) {
     }
 }
 
+/// Every string of up to four pieces that escapes are made of, at every offset around a 64-byte
+/// block boundary: the block scan ends where the full parse ends and refuses what it refuses.
 #[test]
 fn the_block_scan_agrees_with_the_parse_on_every_short_escape() {
     const PIECES: &[&[u8]] = &[
