@@ -84,7 +84,7 @@ pub use token::{
     Binding, DecodeError, Level, MAX_CAVEATS, MAX_ENCODED_LEN, MAX_LEVELS, MintError, PREFIX,
     Token, VERSION, check_checksum,
 };
-pub use verify::{Denial, Grant, LevelLimit, Limit, RequestFacts, Verified, verify};
+pub use verify::{Checked, Denial, Grant, LevelLimit, Limit, RequestFacts, Verified, verify};
 
 /// Matches every encoded till key (RE2 and Rust `regex` syntax; use it in secret scanners).
 ///

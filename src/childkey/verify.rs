@@ -6,6 +6,7 @@
 //! proxy to enforce, each tied to the binding of the level that set it. Nothing here keeps
 //! state, touches the ledger or decides how a denial is shown to a client.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use subtle::ConstantTimeEq;
@@ -217,7 +218,7 @@ impl From<DecodeError> for Denial {
 pub struct Verified<'a> {
     token: &'a Token,
     mint: &'a MintKey,
-    level_bindings: Vec<Binding>,
+    level_bindings: Cow<'a, [Binding]>,
 }
 
 /// Checks `token`'s HMAC chain against `mint` (constant-time tag comparison).
@@ -262,8 +263,47 @@ pub fn verify<'a>(token: &'a Token, mint: &'a MintKey) -> Result<Verified<'a>, D
     Ok(Verified {
         token,
         mint,
-        level_bindings,
+        level_bindings: Cow::Owned(level_bindings),
     })
+}
+
+/// A token whose chain [`verify`] accepted, kept with what the check found: what a verifier
+/// holds on to so that the same key's next request skips the decode and the HMAC chain. Only
+/// [`Checked::new`] makes one, so holding one means the chain was checked against the mint
+/// key it was made with. Nothing that can change is decided here: expiry, scope and
+/// revocation are still checked on every request ([`Verified::check`]).
+///
+/// `Debug` shows the token the way [`Token`]'s does, without the tag.
+#[derive(Debug)]
+pub struct Checked {
+    token: Token,
+    level_bindings: Vec<Binding>,
+}
+
+impl Checked {
+    /// [`verify`], keeping the token.
+    pub fn new(token: Token, mint: &MintKey) -> Result<Self, Denial> {
+        let level_bindings = verify(&token, mint)?.level_bindings.into_owned();
+        Ok(Self {
+            token,
+            level_bindings,
+        })
+    }
+
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The verified key, for one request. `mint` must be the key this was checked with (it
+    /// is what [`Verified::bindings`] recomputes the chain from).
+    pub fn verified<'a>(&'a self, mint: &'a MintKey) -> Verified<'a> {
+        debug_assert_eq!(self.token.kid, mint.kid());
+        Verified {
+            token: &self.token,
+            mint,
+            level_bindings: Cow::Borrowed(&self.level_bindings),
+        }
+    }
 }
 
 /// Recomputes the chain, calling `visit(i, tag_i)` after each caveat; returns the final tag.

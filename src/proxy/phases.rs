@@ -23,8 +23,8 @@ use super::errors::ProxyError;
 use super::inspect::{self as body_inspect, Inspection};
 use super::meter::Meter;
 use super::route::{self, Endpoint};
-use super::state::{MintEntry, RequestRecord, State};
-use crate::childkey::{Denial, EndpointClass, Grant, RequestFacts, Token, Verified};
+use super::state::{KnownKey, RequestRecord, State};
+use crate::childkey::{Checked, Denial, EndpointClass, Grant, RequestFacts, Token, Verified};
 use crate::pricing::PromptBound;
 use crate::providers::Provider;
 
@@ -83,10 +83,9 @@ impl<'r> Ctx<'r> {
     }
 }
 
-/// The key a request presents, decoded, with the mint key it names.
+/// The key a request presents, verified against the mint key it names.
 pub struct Caller {
-    token: Token,
-    mint: Arc<MintEntry>,
+    known: Arc<KnownKey>,
 }
 
 /// The canonical request, read once: what every later phase decides on and forwards.
@@ -141,7 +140,10 @@ pub fn keyless_probe(req: &Request<Incoming>, rest: &str) -> bool {
         && extract_key(headers, None).is_none()
 }
 
-/// Who is asking, part one: the till key in the request, decoded, and its mint key.
+/// Who is asking, part one: the till key in the request, decoded, its mint key, and its
+/// signature chain verified against that mint key. A key verified before against the mint key
+/// that stands now is taken from the proxy's cache of verified keys; its mint key's
+/// retirement is still checked here, and its revocation, expiry and scope by the phases after.
 pub async fn caller(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Caller, ProxyError> {
     caller_with(ctx, extract_key(req.headers(), req.uri().query())).await
 }
@@ -163,18 +165,25 @@ pub async fn caller_with(ctx: &Ctx<'_>, key: Option<&str>) -> Result<Caller, Pro
             "this proxy accepts only till keys (till_…); never send a provider key to it",
         ));
     }
+    if let Some(known) = ctx.state.known_key(key) {
+        let mint = ctx.state.mint_for(known.checked.token(), ctx.now).await?;
+        if Arc::ptr_eq(&mint, &known.mint) {
+            return Ok(Caller { known });
+        }
+    }
     let token = Token::decode(key).map_err(|e| {
         ProxyError::new(401, "malformed", format!("this till key is not valid: {e}"))
     })?;
     let mint = ctx.state.mint_for(&token, ctx.now).await?;
-    Ok(Caller { token, mint })
+    let checked = Checked::new(token, &mint.key).map_err(|d| denial_error(&d))?;
+    Ok(Caller {
+        known: ctx.state.remember_key(key, mint, checked),
+    })
 }
 
-/// Who is asking, part two: the key's signature chain verified against its mint key, and not
-/// revoked. Records which key it is.
+/// Who is asking, part two: the verified key, not revoked. Records which key it is.
 pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verified<'c>, ProxyError> {
-    let verified =
-        crate::childkey::verify(&caller.token, &caller.mint.key).map_err(|d| denial_error(&d))?;
+    let verified = caller.known.checked.verified(&caller.known.mint.key);
     ctx.record.binding = Some(verified.binding());
     ctx.record.lineage = verified
         .level_bindings()

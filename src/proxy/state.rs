@@ -8,6 +8,7 @@
 //! with those tables, and reload only when that moved.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher as _, RandomState};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::errors::{ProxyError, refusal_error};
 use super::limits::{RateDenial, RateLimits, RateRule};
 pub use super::record::{RequestRecord, Stats, StatsSnapshot};
-use crate::childkey::{Binding, Denial, Grant, Limit, Token, Verified};
+use crate::childkey::{Binding, Checked, Denial, Grant, Limit, Token, Verified};
 use crate::ledger::Ledger;
 use crate::ledger::counters::{LevelCharge, Reservation};
 use crate::ledger::rates::{RateCharge, RateKind};
@@ -69,6 +70,29 @@ struct RootKey {
     key: Arc<SecretString>,
 }
 
+/// A till key this proxy has verified, with the mint key it was verified against. No `Debug`:
+/// it holds the key's text.
+pub struct KnownKey {
+    /// The key as the client sent it (a bearer secret: never shown, compared in constant time).
+    text: Box<str>,
+    pub mint: Arc<MintEntry>,
+    pub checked: Checked,
+}
+
+/// How many verified keys are kept. A key is at most `MAX_ENCODED_LEN` (8 KB) long, so the
+/// cache stays within a few MB however many keys a client makes by narrowing its own (each of
+/// which verifies).
+const KNOWN_KEYS: usize = 256;
+
+/// Verified keys by a keyed hash of their text. A full cache is emptied, not evicted from:
+/// a client that cycles through more keys than it holds pays the HMAC chain every time, which
+/// is what every request paid before there was a cache.
+#[derive(Default)]
+struct KnownKeys {
+    hasher: RandomState,
+    by_hash: HashMap<u64, Arc<KnownKey>>,
+}
+
 struct Watched {
     /// Says when nothing can have changed, so most requests skip SQLite. Declared before
     /// `ledger` so that it is dropped first (see [`CommitSignal`]).
@@ -92,6 +116,7 @@ pub struct State {
     store: Option<Arc<dyn SecretStore>>,
     roots: RwLock<HashMap<String, RootKey>>,
     mints: RwLock<HashMap<String, Arc<MintEntry>>>,
+    known: Mutex<KnownKeys>,
     watched: Mutex<Watched>,
     limits: RateLimits,
     prices: crate::pricing::Prices,
@@ -157,6 +182,7 @@ impl State {
             store,
             roots: RwLock::new(roots),
             mints: RwLock::new(mints),
+            known: Mutex::new(KnownKeys::default()),
             watched: Mutex::new(watched),
             limits: RateLimits::default(),
             prices: crate::pricing::Prices::builtin(),
@@ -445,6 +471,42 @@ impl State {
             ));
         }
         Ok(entry)
+    }
+
+    /// The key `text` as this proxy verified it before, if it did. The caller still asks
+    /// [`State::mint_for`] whether its mint key stands, and uses the entry only when that is
+    /// the mint key it was verified against.
+    pub fn known_key(&self, text: &str) -> Option<Arc<KnownKey>> {
+        use subtle::ConstantTimeEq as _;
+        let known = self.known.lock().ok()?;
+        let hash = known.hasher.hash_one(text);
+        known
+            .by_hash
+            .get(&hash)
+            .filter(|k| bool::from(k.text.as_bytes().ct_eq(text.as_bytes())))
+            .cloned()
+    }
+
+    /// Keeps a key that has just been verified for its next request, and hands it back.
+    pub fn remember_key(
+        &self,
+        text: &str,
+        mint: Arc<MintEntry>,
+        checked: Checked,
+    ) -> Arc<KnownKey> {
+        let entry = Arc::new(KnownKey {
+            text: text.into(),
+            mint,
+            checked,
+        });
+        if let Ok(mut known) = self.known.lock() {
+            let hash = known.hasher.hash_one(text);
+            if known.by_hash.len() >= KNOWN_KEYS && !known.by_hash.contains_key(&hash) {
+                known.by_hash.clear();
+            }
+            known.by_hash.insert(hash, Arc::clone(&entry));
+        }
+        entry
     }
 
     async fn load_mint(&self, kid: &str) {

@@ -1010,3 +1010,99 @@ fn the_body_limit_holds_however_the_body_is_framed_and_a_cut_body_is_never_forwa
         assert_eq!(seen[0].body.as_deref(), Some(under.as_str()), "{framing}");
     }
 }
+
+/// `key` with its decoded body changed by `edit` and its checksum made right again, so that
+/// what refuses it is the signature chain, not the checksum.
+fn reforged(key: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut body = URL_SAFE_NO_PAD
+        .decode(key.strip_prefix("till_").unwrap())
+        .unwrap();
+    body.truncate(body.len() - 4);
+    edit(&mut body);
+    let crc = crc32fast::hash(&body);
+    body.extend_from_slice(&crc.to_be_bytes());
+    format!("till_{}", URL_SAFE_NO_PAD.encode(&body))
+}
+
+/// The proxy keeps the keys it has verified, so that a key's next request skips the HMAC
+/// chain. What it keeps vouches for that exact key and nothing else: not for the same key with
+/// its tag or a caveat byte changed (checksum repaired), not for a prefix or an extension of
+/// it, and not for the key itself once it has expired or been revoked.
+#[test]
+fn a_key_the_proxy_has_verified_vouches_for_no_other_key_and_not_past_its_end() {
+    const PATH: &str = "/openai/v1/chat/completions";
+    let a = Attack::new("", &["--name", "short", "--scope", "openai", "--ttl", "3s"]);
+    let body = chat("gpt-4o-mini");
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let (status, text) = a.post(PATH, &body);
+        assert_eq!(status, 200, "{text}");
+    }
+    assert_eq!(a.p.mock.requests().len(), 3);
+
+    let forged = [
+        ("tag", reforged(&a.key, |b| *b.last_mut().unwrap() ^= 1)),
+        // The byte after the 21-byte header is the level count's; one after it, a caveat's.
+        ("caveat", reforged(&a.key, |b| b[23] ^= 1)),
+        ("extended", format!("{}A", a.key)),
+        ("prefix", a.key[..a.key.len() - 1].to_string()),
+    ];
+    for (what, key) in &forged {
+        assert_ne!(key, &a.key);
+        let auth = format!("Bearer {key}");
+        let (status, text) = raw_http(
+            &a.serve.url,
+            "POST",
+            PATH,
+            &[("authorization", &auth), JSON],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 401, "{what}: {text}");
+    }
+    let (status, text) = {
+        let auth = format!("Bearer {}", forged[0].1);
+        raw_http(
+            &a.serve.url,
+            "POST",
+            PATH,
+            &[("authorization", &auth), JSON],
+            body.as_bytes(),
+        )
+    };
+    assert!(
+        text.contains("signature"),
+        "the tag forgery is refused by the chain: {status} {text}"
+    );
+    assert_eq!(
+        a.p.mock.requests().len(),
+        3,
+        "a forged key reached the upstream"
+    );
+    // The key itself is still good: it was not dropped or replaced by the forgeries.
+    assert_eq!(a.post(PATH, &body).0, 200);
+
+    // Past its expiry the key is refused, though the proxy verified it a moment ago.
+    std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(started.elapsed()));
+    let (status, text) = a.post(PATH, &body);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("expired"), "{text}");
+    assert_eq!(a.p.mock.requests().len(), 4);
+}
+
+#[test]
+fn a_key_revoked_after_the_proxy_verified_it_is_refused_at_its_next_request() {
+    const PATH: &str = "/openai/v1/chat/completions";
+    let a = Attack::new("", &["--name", "agent", "--scope", "openai", "--ttl", "1h"]);
+    let body = chat("gpt-4o-mini");
+    for _ in 0..3 {
+        assert_eq!(a.post(PATH, &body).0, 200);
+    }
+    let (code, _, stderr) = crate::support::output(a.p.env.till().args(["key", "revoke", "agent"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (status, text) = a.post(PATH, &body);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("revoked"), "{text}");
+    assert_eq!(a.p.mock.requests().len(), 3);
+}

@@ -47,3 +47,73 @@ fn names_that_only_look_like_loopback_are_refused() {
         assert!(!is_loopback_host(host), "{host}");
     }
 }
+
+fn state_with_mint() -> (tempfile::TempDir, State, Arc<MintEntry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite3")).unwrap();
+    let mint = crate::childkey::MintKey::generate().unwrap();
+    let kid = mint.kid().to_string();
+    let entry = MintEntry {
+        key: mint,
+        valid_until: None,
+    };
+    let state = State::new(
+        Providers::from_config(&crate::config::Config::default()),
+        ProxyOptions::default(),
+        ledger,
+        None,
+        Vec::new(),
+        vec![entry],
+    )
+    .unwrap();
+    let entry = state.mints.read().unwrap().get(&kid).cloned().unwrap();
+    (dir, state, entry)
+}
+
+fn minted(mint: &MintEntry) -> (String, Checked) {
+    use crate::childkey::{Caveat, ModelPattern};
+    let token = Token::mint(
+        &mint.key,
+        vec![
+            Caveat::Allow(vec![ModelPattern::new("openai", None).unwrap()]),
+            Caveat::Expires(crate::time::now_unix() + 3_600),
+        ],
+    )
+    .unwrap();
+    let text = token.encode();
+    (text, Checked::new(token, &mint.key).unwrap())
+}
+
+/// A verified key is found by its exact text only, and the cache never holds more than
+/// `KNOWN_KEYS` keys however many distinct valid keys arrive.
+#[test]
+fn the_verified_key_cache_answers_only_the_exact_text_and_stays_bounded() {
+    let (_dir, state, mint) = state_with_mint();
+    let (text, checked) = minted(&mint);
+    assert!(state.known_key(&text).is_none());
+    let kept = state.remember_key(&text, Arc::clone(&mint), checked);
+    let found = state.known_key(&text).expect("a remembered key is found");
+    assert!(Arc::ptr_eq(&kept, &found));
+    assert!(Arc::ptr_eq(&found.mint, &mint));
+    for other in [
+        format!("{text}A"),
+        text[..text.len() - 1].to_string(),
+        text.to_uppercase(),
+        String::new(),
+    ] {
+        assert!(state.known_key(&other).is_none(), "{other:?}");
+    }
+
+    let mut texts = vec![text];
+    for _ in 0..KNOWN_KEYS * 2 + 10 {
+        let (t, c) = minted(&mint);
+        state.remember_key(&t, Arc::clone(&mint), c);
+        texts.push(t);
+        assert!(state.known.lock().unwrap().by_hash.len() <= KNOWN_KEYS);
+    }
+    assert!(state.known_key(texts.last().unwrap()).is_some());
+    assert!(
+        state.known_key(&texts[0]).is_none(),
+        "a full cache is emptied, so the first key is gone"
+    );
+}
