@@ -108,22 +108,38 @@ impl MeteredStream {
         self.finish_as(error, false);
     }
 
+    /// Ends the body. What only the record needs (a JSON body's usage parse, the request's
+    /// row, its settlement and alerts) runs after the last bytes have gone to the client, not
+    /// before: see [`after_response`].
     fn finish_as(&mut self, error: Option<String>, interrupted: bool) {
         self.upstream = None;
-        let (tail, usage) = self.meter.finish();
-        if !tail.is_empty() {
-            self.tail = Some(tail);
-        }
-        if let Some(done) = self.done.take() {
-            done(Finished {
-                usage,
-                completed: self.meter.completed,
-                error,
-                client_gone: false,
-                interrupted,
+        let stop = self.stop.take();
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        let mut outcome = Finished {
+            error,
+            interrupted,
+            ..Finished::default()
+        };
+        if self.sse {
+            // An unterminated last event is still to be sent (or held back): parsed now.
+            let (tail, usage) = self.meter.finish();
+            if !tail.is_empty() {
+                self.tail = Some(tail);
+            }
+            outcome.usage = usage;
+            outcome.completed = self.meter.completed;
+            after_response(stop, move || done(outcome));
+        } else {
+            let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
+            after_response(stop, move || {
+                let (_, usage) = meter.finish();
+                outcome.usage = usage;
+                outcome.completed = meter.completed;
+                done(outcome);
             });
         }
-        self.stop = None;
     }
 
     /// Fails the body after the upstream broke: SSE gets an error event in the provider's
@@ -242,6 +258,25 @@ impl MeteredStream {
 }
 
 use std::future::Future as _;
+
+/// Runs `record` as a task of its own on this runtime, holding `stop` until it has run (so a
+/// stopping proxy waits for it as it waits for a body); without a runtime, at once.
+///
+/// A body ends inside hyper's write loop, which polls it again before it flushes what it has
+/// buffered: work done there (about 17,000 instructions to parse a JSON body's usage, build
+/// the ledger row and watch for alerts) would come before the client's last bytes are sent.
+/// As a task it runs after this connection's poll, once the bytes are in the socket.
+fn after_response(stop: Option<Stop>, record: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                record();
+                drop(stop);
+            });
+        }
+        Err(_) => record(),
+    }
+}
 
 /// The upstream error and its causes, at most 120 bytes (hyper's messages carry no URL).
 fn short(e: &hyper::Error) -> String {

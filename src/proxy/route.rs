@@ -69,9 +69,11 @@ fn hex(b: u8) -> Option<u8> {
 pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
     let mut out = String::with_capacity(raw.len());
+    // One buffer for every segment's decoded bytes.
+    let mut decoded = Vec::with_capacity(rest.len());
     for segment in rest.split('/') {
         let bytes = segment.as_bytes();
-        let mut decoded = Vec::with_capacity(bytes.len());
+        decoded.clear();
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -106,7 +108,7 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
         }
         std::str::from_utf8(&decoded).map_err(|_| PathError::NotUtf8)?;
         out.push('/');
-        for b in decoded {
+        for &b in &decoded {
             if is_plain(b) {
                 out.push(b as char);
             } else {
