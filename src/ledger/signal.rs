@@ -17,16 +17,82 @@
 //! the connection it was opened beside. Where there is no `-shm` file (an in-memory ledger) or
 //! no mapping (not Unix), every look says "maybe changed".
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Bytes of the two copies of the wal-index header.
 const HEADER: usize = 96;
+
+/// The wal-index header (both copies), as the native-endian words SQLite writes.
+pub type Header = [u32; HEADER / 4];
+
+/// The word of each header copy that counts write transactions (`iChange`).
+const CHANGE_COUNTER: usize = 2;
+
+/// How many of the writer's commits are remembered; a watcher looks after every request, so a
+/// few are ever needed.
+const OWN_COMMITS: usize = 64;
+
+/// The commits this process's ledger writer made, each as the wal-index header just before it
+/// and just after it, so that a watcher whose last look was one of these "before"s can tell
+/// that the header moved through the writer's commits alone. The writer only adds request
+/// rows, alert events and settlements, never a revocation, root key or mint key: nothing a
+/// watcher reloads for.
+///
+/// A pair is exact: "before" is read inside the writer's `BEGIN IMMEDIATE` transaction, while
+/// it holds SQLite's write lock, so no other commit can land between it and the writer's own;
+/// "after" is read once the commit has returned, and kept only when the transaction counter
+/// moved by exactly one (any other commit in between would have moved it again). A torn read
+/// (both copies unequal) is never kept.
+#[derive(Debug, Default)]
+pub struct OwnCommits {
+    pairs: Mutex<VecDeque<(Header, Header)>>,
+}
+
+impl OwnCommits {
+    /// Remembers one commit of this process's writer (see the type's rules for which count).
+    pub fn record(&self, before: Header, after: Header) {
+        let whole = |h: &Header| h[..HEADER / 8] == h[HEADER / 8..];
+        if !whole(&before)
+            || !whole(&after)
+            || after[CHANGE_COUNTER] != before[CHANGE_COUNTER].wrapping_add(1)
+        {
+            return;
+        }
+        let Ok(mut pairs) = self.pairs.lock() else {
+            return;
+        };
+        if pairs.len() == OWN_COMMITS {
+            pairs.pop_front();
+        }
+        pairs.push_back((before, after));
+    }
+
+    /// Whether the header went from `from` to `to` through remembered commits only.
+    fn explain(&self, from: &Header, to: &Header) -> bool {
+        let Ok(pairs) = self.pairs.lock() else {
+            return false;
+        };
+        let mut at = *from;
+        for _ in 0..pairs.len() {
+            match pairs.iter().find(|(before, _)| *before == at) {
+                Some((_, after)) => at = *after,
+                None => return false,
+            }
+            if at == *to {
+                return true;
+            }
+        }
+        false
+    }
+}
 
 /// A watcher of the ledger's wal-index header.
 pub struct CommitSignal {
     #[cfg(unix)]
     map: Option<Mapping>,
-    last: Option<[u32; HEADER / 4]>,
+    last: Option<Header>,
 }
 
 impl std::fmt::Debug for CommitSignal {
@@ -71,6 +137,24 @@ impl CommitSignal {
         true
     }
 
+    /// [`CommitSignal::maybe_changed`], but a header that moved only through `own` commits
+    /// (this process's ledger writer's) says "nothing changed" too.
+    pub fn maybe_changed_besides(&mut self, own: &OwnCommits) -> bool {
+        let Some(now) = self.header() else {
+            return true;
+        };
+        match self.last.replace(now) {
+            Some(last) if last == now => false,
+            Some(last) => !own.explain(&last, &now),
+            None => true,
+        }
+    }
+
+    /// The header as it is now, `None` without a mapping.
+    pub fn current(&self) -> Option<Header> {
+        self.header()
+    }
+
     /// Forgets the last look (the next call says "maybe changed"), for a caller whose check
     /// after a "maybe" failed.
     pub fn forget(&mut self) {
@@ -78,12 +162,12 @@ impl CommitSignal {
     }
 
     #[cfg(unix)]
-    fn header(&self) -> Option<[u32; HEADER / 4]> {
+    fn header(&self) -> Option<Header> {
         self.map.as_ref().map(Mapping::header)
     }
 
     #[cfg(not(unix))]
-    fn header(&self) -> Option<[u32; HEADER / 4]> {
+    fn header(&self) -> Option<Header> {
         None
     }
 }
@@ -128,7 +212,7 @@ impl Mapping {
         })
     }
 
-    fn header(&self) -> [u32; HEADER / 4] {
+    fn header(&self) -> Header {
         let mut out = [0u32; HEADER / 4];
         for (i, word) in out.iter_mut().enumerate() {
             // SAFETY: `i < HEADER / 4` words lie inside the mapping; other processes write
@@ -172,6 +256,115 @@ mod tests {
         // Reads change nothing.
         other.watch_generation().unwrap();
         assert!(!signal.maybe_changed());
+    }
+
+    /// The proxy's own ledger writer's commits need no look at SQLite; any other commit
+    /// between two looks (a revocation) still does, also when it lands between two of the
+    /// writer's commits or right after one.
+    #[test]
+    fn only_the_writers_own_commits_go_unchecked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite3");
+        let mine = crate::ledger::Ledger::open(&path).unwrap();
+        mine.watch_generation().unwrap();
+        let other = crate::ledger::Ledger::open(&path).unwrap();
+        let writer = crate::ledger::writer::Writer::start(&path).unwrap();
+        let handle = writer.handle();
+        let own = handle.own_commits();
+        let mut signal = CommitSignal::open(&path);
+        assert!(
+            signal.maybe_changed_besides(&own),
+            "the first look always says maybe"
+        );
+        let event = |n: u64| handle.event(n, None, None, "test", format!("event {n}"));
+        let probe = CommitSignal::open(&path);
+        let flush = || {
+            // The writer commits within its linger time; wait until it has recorded that.
+            let start = probe.current();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let recorded = || {
+                let last = own.pairs.lock().unwrap().back().map(|p| p.1);
+                probe.current() != start && last == probe.current()
+            };
+            while !recorded() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert!(recorded(), "the writer committed and recorded it");
+        };
+
+        event(1);
+        flush();
+        assert!(
+            !signal.maybe_changed_besides(&own),
+            "the writer's own commit"
+        );
+        event(2);
+        flush();
+        event(3);
+        flush();
+        assert!(
+            !signal.maybe_changed_besides(&own),
+            "two commits of the writer's"
+        );
+
+        other.revoke(&"ab".repeat(32), None, 1).unwrap();
+        assert!(signal.maybe_changed_besides(&own), "a revocation");
+        assert!(!signal.maybe_changed_besides(&own));
+        event(4);
+        flush();
+        other.revoke(&"cd".repeat(32), None, 1).unwrap();
+        assert!(
+            signal.maybe_changed_besides(&own),
+            "a revocation right after the writer's commit"
+        );
+        other.revoke(&"ef".repeat(32), None, 1).unwrap();
+        event(5);
+        flush();
+        assert!(
+            signal.maybe_changed_besides(&own),
+            "a revocation right before the writer's commit"
+        );
+        writer.finish();
+    }
+
+    /// A commit that slips in between the writer's commit and its look at the header after
+    /// it moves the transaction counter twice: the pair is not kept.
+    #[test]
+    fn a_pair_with_another_commit_inside_it_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite3");
+        let mut mine = crate::ledger::Ledger::open(&path).unwrap();
+        mine.watch_generation().unwrap();
+        let other = crate::ledger::Ledger::open(&path).unwrap();
+        let mut signal = CommitSignal::open(&path);
+        let probe = CommitSignal::open(&path);
+        let own = OwnCommits::default();
+        assert!(signal.maybe_changed_besides(&own));
+
+        let commit = |ledger: &mut crate::ledger::Ledger| {
+            let tx = ledger
+                .conn_mut()
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            let before = probe.current().unwrap();
+            tx.execute(
+                "INSERT INTO events (at, kind, message) VALUES (1, 'test', 'x')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+            before
+        };
+        let before = commit(&mut mine);
+        other.revoke(&"ab".repeat(32), None, 1).unwrap();
+        own.record(before, probe.current().unwrap());
+        assert!(own.pairs.lock().unwrap().is_empty());
+        assert!(signal.maybe_changed_besides(&own));
+
+        let before = commit(&mut mine);
+        own.record(before, probe.current().unwrap());
+        assert_eq!(own.pairs.lock().unwrap().len(), 1);
+        assert!(!signal.maybe_changed_besides(&own));
     }
 
     #[test]

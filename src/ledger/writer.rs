@@ -10,6 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::Ledger;
+use super::signal::{CommitSignal, OwnCommits};
 
 /// Rows written per transaction at most.
 const BATCH: usize = 512;
@@ -79,6 +80,7 @@ impl Msg {
 /// The writer thread and the queue into it.
 pub struct Writer {
     shared: Arc<Shared>,
+    own: Arc<OwnCommits>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -178,9 +180,15 @@ impl Shared {
 #[derive(Clone)]
 pub struct WriterHandle {
     shared: Arc<Shared>,
+    own: Arc<OwnCommits>,
 }
 
 impl WriterHandle {
+    /// The writer's commits, for telling them from other processes' ([`OwnCommits`]).
+    pub fn own_commits(&self) -> Arc<OwnCommits> {
+        Arc::clone(&self.own)
+    }
+
     pub fn row(&self, row: RequestRow) {
         self.shared.push(Msg::Row(Box::new(row)));
     }
@@ -241,9 +249,12 @@ impl Writer {
             ready: Condvar::new(),
         });
         let queue = Arc::clone(&shared);
+        let own = Arc::new(OwnCommits::default());
+        let recorded = Arc::clone(&own);
         let thread = std::thread::Builder::new()
             .name("till-ledger".into())
             .spawn(move || {
+                let mut signal: Option<CommitSignal> = None;
                 let mut stop = false;
                 while !stop {
                     let mut batch = queue.take();
@@ -253,7 +264,16 @@ impl Writer {
                     }
                     // Large bursts are written in transactions of at most BATCH messages.
                     for chunk in batch.chunks(BATCH) {
-                        if let Err(e) = write_batch(&mut ledger, chunk) {
+                        if signal.as_ref().is_none_or(|s| s.current().is_none()) {
+                            // The `-shm` file exists once a connection has read the ledger.
+                            signal = ledger
+                                .conn()
+                                .path()
+                                .filter(|p| !p.is_empty())
+                                .map(|p| CommitSignal::open(Path::new(p)));
+                        }
+                        let own = signal.as_ref().map(|s| (s, &*recorded));
+                        if let Err(e) = write_batch(&mut ledger, chunk, own) {
                             crate::output::warn(&format!(
                                 "could not record {} request(s) in the ledger: {e:#}",
                                 chunk.len()
@@ -261,10 +281,14 @@ impl Writer {
                         }
                     }
                 }
+                // The mapping goes before the connection it was opened beside.
+                drop(signal);
+                drop(ledger);
             })
             .expect("spawn the ledger thread");
         Self {
             shared,
+            own,
             thread: Some(thread),
         }
     }
@@ -272,6 +296,7 @@ impl Writer {
     pub fn handle(&self) -> WriterHandle {
         WriterHandle {
             shared: Arc::clone(&self.shared),
+            own: Arc::clone(&self.own),
         }
     }
 
@@ -295,10 +320,17 @@ impl Drop for Writer {
     }
 }
 
-fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
+/// Writes `batch` in one transaction; with `own`, remembers the commit's wal-index headers
+/// (before it, read under the write lock `BEGIN IMMEDIATE` takes, and after it).
+fn write_batch(
+    ledger: &mut Ledger,
+    batch: &[Msg],
+    own: Option<(&CommitSignal, &OwnCommits)>,
+) -> anyhow::Result<()> {
     let tx = ledger
         .conn_mut()
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let before = own.and_then(|(signal, _)| signal.current());
     {
         let mut rows = tx.prepare_cached(
             "INSERT INTO requests (at, binding, key_name, session, provider, model, endpoint, status,
@@ -337,6 +369,11 @@ fn write_batch(ledger: &mut Ledger, batch: &[Msg]) -> anyhow::Result<()> {
         }
     }
     tx.commit()?;
+    if let (Some((signal, commits)), Some(before)) = (own, before)
+        && let Some(after) = signal.current()
+    {
+        commits.record(before, after);
+    }
     Ok(())
 }
 

@@ -5,7 +5,10 @@
 //! reach a running proxy through the ledger: every request looks at the ledger's wal-index
 //! header ([`CommitSignal`]), which changes when any connection commits; only then does it
 //! compare SQLite's `data_version`, read the ledger's watch generation, which only changes
-//! with those tables, and reload only when that moved.
+//! with those tables, and reload only when that moved. Commits of this process's own ledger
+//! writer (request rows, alerts, settlements: nothing watched) are told apart by the headers
+//! the writer saw around each of them ([`OwnCommits`]), so the proxy's own rows do not send
+//! the next request to SQLite.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher as _, RandomState};
@@ -22,7 +25,7 @@ use crate::childkey::{Binding, Checked, Denial, Grant, Limit, Token, Verified};
 use crate::ledger::Ledger;
 use crate::ledger::counters::{LevelCharge, Reservation};
 use crate::ledger::rates::{RateCharge, RateKind};
-use crate::ledger::signal::CommitSignal;
+use crate::ledger::signal::{CommitSignal, OwnCommits};
 use crate::ledger::writer::WriterHandle;
 pub use crate::mint::MintEntry;
 use crate::providers::Providers;
@@ -106,6 +109,9 @@ struct Watched {
     /// Each mint key's end of grace as the ledger has it now (`till rotate --mint` sets it
     /// after this proxy loaded the key).
     mint_until: HashMap<String, Option<u64>>,
+    /// This process's ledger writer's commits: a wal-index header that moved through these
+    /// alone needs no look at SQLite (the writer writes nothing watched here).
+    own: Option<Arc<OwnCommits>>,
 }
 
 /// The proxy's shared state.
@@ -170,6 +176,7 @@ impl State {
             revoked: HashSet::new(),
             root_fingerprints: HashMap::new(),
             mint_until: HashMap::new(),
+            own: None,
         };
         refresh(&mut watched)?;
         if let Some(path) = watched.ledger.conn().path().filter(|p| !p.is_empty()) {
@@ -222,6 +229,9 @@ impl State {
     /// `writer`; `counters` is a ledger connection for budget reservations.
     #[must_use]
     pub fn with_ledger(mut self, writer: WriterHandle, counters: Ledger) -> Self {
+        if let Ok(w) = self.watched.get_mut() {
+            w.own = Some(writer.own_commits());
+        }
         self.writer = Some(writer);
         self.counters = Some(Mutex::new(counters));
         self
@@ -707,7 +717,11 @@ fn is_loopback_host(host: &str) -> bool {
 /// Brings the watched sets up to date with the ledger. Runs on every request: the wal-index
 /// header says when nothing was committed since the last look, which is most of the time.
 fn refresh(w: &mut Watched) -> anyhow::Result<()> {
-    if !w.signal.maybe_changed() {
+    let maybe = match &w.own {
+        Some(own) => w.signal.maybe_changed_besides(own),
+        None => w.signal.maybe_changed(),
+    };
+    if !maybe {
         return Ok(());
     }
     let reloaded = reload(w);
