@@ -634,18 +634,19 @@ impl State {
     /// The ledger itself is not re-read here: [`State::is_revoked`] did that moments earlier
     /// for the same request, and each read is a SQLite read transaction on the hot path.
     pub async fn root_key(&self, provider: &str) -> Result<Arc<SecretString>, ProxyError> {
-        let wanted = self
-            .watched
-            .lock()
-            .ok()
-            .and_then(|w| w.root_fingerprints.get(provider).cloned());
-        let cached = self.roots.read().ok().and_then(|r| {
-            r.get(provider)
-                .map(|k| (k.fingerprint.clone(), k.key.clone()))
-        });
-        if let Some((fp, key)) = &cached
-            && wanted.as_deref().is_none_or(|w| w == fp)
-        {
+        // (The key held, and whether it is the one the ledger names.) Nothing takes these two
+        // locks in the other order.
+        let cached = {
+            let watched = self.watched.lock().ok();
+            let wanted = watched
+                .as_ref()
+                .and_then(|w| w.root_fingerprints.get(provider));
+            self.roots.read().ok().and_then(|r| {
+                r.get(provider)
+                    .map(|k| (k.key.clone(), wanted.is_none_or(|w| *w == k.fingerprint)))
+            })
+        };
+        if let Some((key, true)) = &cached {
             return Ok(key.clone());
         }
         // Missing or rotated: read it from the store.
@@ -668,7 +669,7 @@ impl State {
             }
         }
         match cached {
-            Some((_, key)) => Ok(key),
+            Some((key, _)) => Ok(key),
             None => Err(ProxyError::new(
                 503,
                 "no_root_key",
