@@ -324,7 +324,7 @@ async fn run_phases(
     let admission = phases::admit(ctx, &verified, &asked).await?;
     let mut outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
     let upstream = phases::forward(ctx, &asked, &mut outgoing).await?;
-    Ok(phases::respond(ctx, &asked, &outgoing, upstream))
+    Ok(phases::respond(ctx, &mut asked, &mut outgoing, upstream))
 }
 
 /// Where [`route_to_provider`] sends a request.

@@ -115,6 +115,10 @@ pub struct Outgoing {
     pub json: bool,
     /// Till asked for a usage event the client did not; it is removed from the answer.
     pub strip_usage: bool,
+    /// The parse the checks read, kept until the response has been sent: freeing the tree of
+    /// a long conversation (≈ 190,000 instructions for a 1 MB body) is no work for the
+    /// request's path.
+    pub parsed: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub(super) fn denial_error(d: &Denial) -> ProxyError {
@@ -402,6 +406,7 @@ pub fn rewrite(
             body: std::mem::take(&mut asked.body),
             json: false,
             strip_usage: false,
+            parsed: None,
         });
     };
     let op = asked.endpoint.op;
@@ -414,12 +419,15 @@ pub fn rewrite(
             body: std::mem::take(&mut asked.body),
             json: true,
             strip_usage,
+            parsed: Some(map),
         });
     }
     if inspected.skimmed {
         // The parse the checks ran on left long text out; edit the whole parse instead.
-        map = body_inspect::parse_whole(&asked.body)?;
+        // The skim goes back where it was, to be freed after the response ([`respond`]).
+        let skim = std::mem::replace(&mut map, body_inspect::parse_whole(&asked.body)?);
         wire.request_usage(op, inspected.stream, inspected.include_usage, &mut map);
+        asked.inspected.json = Some(skim);
     }
     if let Some(c) = admission.insert {
         body_inspect::insert_ceiling(op, provider.name == "openai", &mut map, c);
@@ -435,6 +443,7 @@ pub fn rewrite(
         body,
         json: true,
         strip_usage,
+        parsed: Some(map),
     })
 }
 
@@ -528,8 +537,8 @@ pub async fn forward(
 /// the body ends.
 pub fn respond(
     ctx: &mut Ctx<'_>,
-    asked: &Asked,
-    outgoing: &Outgoing,
+    asked: &mut Asked,
+    outgoing: &mut Outgoing,
     resp: Response<Incoming>,
 ) -> Response<ProxyBody> {
     let state = ctx.state;
@@ -561,7 +570,15 @@ pub fn respond(
         api,
         is_sse,
         state.options.upstream_timeout,
-        move |finished| rec.finish(&state2, Some(finished)),
+        {
+            // Both parses of the body (the checks' skim, and the whole parse an edit needed)
+            // are freed with the record, after the response is out.
+            let parsed = (outgoing.parsed.take(), asked.inspected.json.take());
+            move |finished| {
+                rec.finish(&state2, Some(finished));
+                drop(parsed);
+            }
+        },
     );
     let mut out = Response::new(ProxyBody::Stream(Box::new(stream)));
     *out.status_mut() = parts.status;
