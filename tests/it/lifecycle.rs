@@ -217,6 +217,36 @@ fn sigterm_lets_a_stream_finish_within_the_grace() {
     assert_eq!(spent, micros(&rows[0]));
 }
 
+/// A response's record (its usage, its row, its budget settlement) is made after the response
+/// has been sent. A proxy stopped the moment its answers are out still records every one of
+/// them, with the usage the provider reported.
+#[test]
+fn sigterm_right_after_answers_leaves_none_of_them_unrecorded() {
+    let (p, key) = env_with(Duration::ZERO, "shutdown_grace = \"10s\"");
+    let proxy = Proxy::start(&p);
+    const N: usize = 12;
+    for _ in 0..N {
+        let (_, reader) = request(&proxy.addr, &key, "gpt-4o-mini", false);
+        let got = reader.join().unwrap();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    }
+    proxy.signal(libc::SIGTERM);
+    let mut proxy = proxy;
+    let status = wait_exit(&mut proxy.child, Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+
+    let (rows, _) = log(&p);
+    assert_eq!(rows.len(), N, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["outcome"], "complete", "{row}");
+        assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
+        assert!(micros(row) > 0, "{row}");
+    }
+    let (reserved, spent, open) = counters(p.env.home());
+    assert_eq!((reserved, open), (0, 0));
+    assert_eq!(spent, rows.iter().map(micros).sum::<i64>());
+}
+
 #[test]
 fn sigterm_cuts_off_what_outlasts_a_short_grace() {
     let (p, key) = env_with(Duration::from_millis(500), "shutdown_grace = \"200ms\"");
