@@ -127,25 +127,18 @@ impl CommitSignal {
     /// asking SQLite what changed: a commit that lands in between is then seen by SQLite now
     /// and makes the next call say "maybe" again, never the reverse.
     pub fn maybe_changed(&mut self) -> bool {
-        let Some(now) = self.header() else {
-            return true;
-        };
-        if self.last == Some(now) {
-            return false;
-        }
-        self.last = Some(now);
-        true
+        self.maybe_changed_besides(None)
     }
 
     /// [`CommitSignal::maybe_changed`], but a header that moved only through `own` commits
     /// (this process's ledger writer's) says "nothing changed" too.
-    pub fn maybe_changed_besides(&mut self, own: &OwnCommits) -> bool {
+    pub fn maybe_changed_besides(&mut self, own: Option<&OwnCommits>) -> bool {
         let Some(now) = self.header() else {
             return true;
         };
         match self.last.replace(now) {
             Some(last) if last == now => false,
-            Some(last) => !own.explain(&last, &now),
+            Some(last) => !own.is_some_and(|own| own.explain(&last, &now)),
             None => true,
         }
     }
@@ -273,7 +266,7 @@ mod tests {
         let own = handle.own_commits();
         let mut signal = CommitSignal::open(&path);
         assert!(
-            signal.maybe_changed_besides(&own),
+            signal.maybe_changed_besides(Some(&own)),
             "the first look always says maybe"
         );
         let event = |n: u64| handle.event(n, None, None, "test", format!("event {n}"));
@@ -295,7 +288,7 @@ mod tests {
         event(1);
         flush();
         assert!(
-            !signal.maybe_changed_besides(&own),
+            !signal.maybe_changed_besides(Some(&own)),
             "the writer's own commit"
         );
         event(2);
@@ -303,25 +296,25 @@ mod tests {
         event(3);
         flush();
         assert!(
-            !signal.maybe_changed_besides(&own),
+            !signal.maybe_changed_besides(Some(&own)),
             "two commits of the writer's"
         );
 
         other.revoke(&"ab".repeat(32), None, 1).unwrap();
-        assert!(signal.maybe_changed_besides(&own), "a revocation");
-        assert!(!signal.maybe_changed_besides(&own));
+        assert!(signal.maybe_changed_besides(Some(&own)), "a revocation");
+        assert!(!signal.maybe_changed_besides(Some(&own)));
         event(4);
         flush();
         other.revoke(&"cd".repeat(32), None, 1).unwrap();
         assert!(
-            signal.maybe_changed_besides(&own),
+            signal.maybe_changed_besides(Some(&own)),
             "a revocation right after the writer's commit"
         );
         other.revoke(&"ef".repeat(32), None, 1).unwrap();
         event(5);
         flush();
         assert!(
-            signal.maybe_changed_besides(&own),
+            signal.maybe_changed_besides(Some(&own)),
             "a revocation right before the writer's commit"
         );
         writer.finish();
@@ -339,7 +332,7 @@ mod tests {
         let mut signal = CommitSignal::open(&path);
         let probe = CommitSignal::open(&path);
         let own = OwnCommits::default();
-        assert!(signal.maybe_changed_besides(&own));
+        assert!(signal.maybe_changed_besides(Some(&own)));
 
         let commit = |ledger: &mut crate::ledger::Ledger| {
             let tx = ledger
@@ -359,12 +352,12 @@ mod tests {
         other.revoke(&"ab".repeat(32), None, 1).unwrap();
         own.record(before, probe.current().unwrap());
         assert!(own.pairs.lock().unwrap().is_empty());
-        assert!(signal.maybe_changed_besides(&own));
+        assert!(signal.maybe_changed_besides(Some(&own)));
 
         let before = commit(&mut mine);
         own.record(before, probe.current().unwrap());
         assert_eq!(own.pairs.lock().unwrap().len(), 1);
-        assert!(!signal.maybe_changed_besides(&own));
+        assert!(!signal.maybe_changed_besides(Some(&own)));
     }
 
     #[test]

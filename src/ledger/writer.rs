@@ -254,7 +254,12 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("till-ledger".into())
             .spawn(move || {
-                let mut signal: Option<CommitSignal> = None;
+                // The caller's connection has read the ledger, so its `-shm` file exists.
+                let signal = ledger
+                    .conn()
+                    .path()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| CommitSignal::open(Path::new(p)));
                 let mut stop = false;
                 while !stop {
                     let mut batch = queue.take();
@@ -264,14 +269,6 @@ impl Writer {
                     }
                     // Large bursts are written in transactions of at most BATCH messages.
                     for chunk in batch.chunks(BATCH) {
-                        if signal.as_ref().is_none_or(|s| s.current().is_none()) {
-                            // The `-shm` file exists once a connection has read the ledger.
-                            signal = ledger
-                                .conn()
-                                .path()
-                                .filter(|p| !p.is_empty())
-                                .map(|p| CommitSignal::open(Path::new(p)));
-                        }
                         let own = signal.as_ref().map(|s| (s, &*recorded));
                         if let Err(e) = write_batch(&mut ledger, chunk, own) {
                             crate::output::warn(&format!(

@@ -718,11 +718,7 @@ fn is_loopback_host(host: &str) -> bool {
 /// Brings the watched sets up to date with the ledger. Runs on every request: the wal-index
 /// header says when nothing was committed since the last look, which is most of the time.
 fn refresh(w: &mut Watched) -> anyhow::Result<()> {
-    let maybe = match &w.own {
-        Some(own) => w.signal.maybe_changed_besides(own),
-        None => w.signal.maybe_changed(),
-    };
-    if !maybe {
+    if !w.signal.maybe_changed_besides(w.own.as_deref()) {
         return Ok(());
     }
     let reloaded = reload(w);
