@@ -13,45 +13,9 @@ use tokio_tungstenite::tungstenite;
 
 use crate::providers::{AuthScheme, Provider};
 
+pub mod conns;
+
 pub use crate::providers::anthropic::ANTHROPIC_VERSION;
-
-/// The proxy's client for forwarded requests: hyper's pooled client over rustls (HTTP/1.1, and
-/// HTTP/2 where the provider offers it by ALPN), with the same TLS roots as [`client`]. It takes
-/// a request already built from the canonical path and hands back hyper's own response body, so
-/// the request path pays for no URL parsing, redirect or retry layers, and the proxy can tell
-/// when a body has ended without reading past it.
-pub type ProxyClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Full<bytes::Bytes>,
->;
-
-/// A [`ProxyClient`]: connections time out after `connect_timeout`, idle ones close after 90 s,
-/// no proxy from the environment, no redirects followed.
-pub fn proxy_client(connect_timeout: Duration) -> ProxyClient {
-    use hyper_util::client::legacy::connect::HttpConnector;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(https)
-}
 
 /// A pooled HTTPS client (rustls) for upstream calls.
 pub fn client(connect_timeout: Duration) -> reqwest::Client {

@@ -31,6 +31,9 @@ use crate::providers::Provider;
 /// Output tokens reserved against a budget when a request names no ceiling of its own.
 pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
 
+/// How long making a new connection to a provider may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Headers that describe one hop and are never forwarded.
 pub(super) const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -507,7 +510,8 @@ pub async fn forward(
     *up.method_mut() = parts.method.clone();
     *up.uri_mut() = uri;
     *up.headers_mut() = headers;
-    match tokio::time::timeout(state.options.upstream_timeout, state.client().request(up)).await {
+    let sent = crate::upstream::conns::send(up, CONNECT_TIMEOUT);
+    match tokio::time::timeout(state.options.upstream_timeout, sent).await {
         Err(_) => Err(ProxyError::new(
             504,
             "upstream_timeout",
@@ -518,7 +522,7 @@ pub async fn forward(
             ),
         )),
         Ok(Err(e)) => {
-            let what = if e.is_connect() {
+            let what = if e == crate::upstream::conns::SendError::Connect {
                 "could not connect to"
             } else {
                 "lost the connection to"

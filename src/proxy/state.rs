@@ -397,17 +397,6 @@ impl State {
         }
     }
 
-    /// The upstream client of the calling thread. Each thread keeps its own pool, so a
-    /// request and the upstream connection it uses are driven by the same thread (no wake-up
-    /// handed from one thread to another in the middle of a request).
-    pub fn client(&self) -> crate::upstream::ProxyClient {
-        thread_local! {
-            static CLIENT: crate::upstream::ProxyClient =
-                crate::upstream::proxy_client(Duration::from_secs(10));
-        }
-        CLIENT.with(Clone::clone)
-    }
-
     pub(crate) fn writer(&self) -> Option<&WriterHandle> {
         self.writer.as_ref()
     }

@@ -1,0 +1,291 @@
+//! The connections against real servers on loopback: hyper's HTTP/1.1 and HTTP/2 servers,
+//! TLS with ALPN through rustls, with a test authority (`tests/fixtures/tls`: an authority and
+//! a server certificate for `IP:127.0.0.1` that it signed, valid to 2126; test use only) that
+//! only this module's test build trusts.
+
+use std::convert::Infallible;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http_body_util::BodyExt as _;
+use hyper::service::service_fn;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+
+use super::*;
+
+const AUTHORITY: &[u8] = include_bytes!("../../../tests/fixtures/tls/authority.der");
+const SERVER_CERT: &[u8] = include_bytes!("../../../tests/fixtures/tls/server.der");
+const SERVER_KEY: &[u8] = include_bytes!("../../../tests/fixtures/tls/server.key.der");
+
+pub(super) fn trust_test_authority(roots: &mut rustls::RootCertStore) {
+    roots
+        .add(CertificateDer::from(AUTHORITY))
+        .expect("the test authority parses");
+}
+
+/// What a test server saw: its accepted connections and each request's line and `Host`.
+#[derive(Default)]
+struct Seen {
+    accepted: AtomicUsize,
+    requests: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Tls {
+    None,
+    /// TLS offering these ALPN protocols.
+    Alpn(&'static [&'static [u8]]),
+}
+
+/// A server on 127.0.0.1 that answers every request with its version and path, after
+/// `delay`; with `close_after_one`, each connection closes once its first answer is out.
+async fn server(tls: Tls, delay: Duration, close_after_one: bool) -> (u16, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Seen::default());
+    let acceptor = match tls {
+        Tls::None => None,
+        Tls::Alpn(protocols) => {
+            let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(SERVER_CERT)],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(SERVER_KEY)),
+            )
+            .unwrap();
+            config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        }
+    };
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            s.accepted.fetch_add(1, Ordering::SeqCst);
+            let (s, acceptor) = (s.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let s = s.clone();
+                    async move {
+                        let host = req
+                            .headers()
+                            .get(http::header::HOST)
+                            .map(|h| h.to_str().unwrap().to_owned())
+                            .unwrap_or_default();
+                        let line = format!("{:?} {} host={host}", req.version(), req.uri());
+                        s.requests.lock().unwrap().push(line.clone());
+                        let _ = req.into_body().collect().await;
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(line))))
+                    }
+                });
+                let Some(acceptor) = acceptor else {
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    http.keep_alive(!close_after_one);
+                    let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                    return;
+                };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn get(url: &str) -> Request<Body> {
+    let mut req = Request::new(Body::new(Bytes::from_static(b"{}")));
+    *req.uri_mut() = url.parse().unwrap();
+    req
+}
+
+/// Sends a request and reads its whole answer.
+async fn fetch(url: &str) -> Result<(http::Version, String), SendError> {
+    let resp = send(get(url), Duration::from_secs(5)).await?;
+    let version = resp.version();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Ok((version, String::from_utf8(body.to_vec()).unwrap()))
+}
+
+#[tokio::test]
+async fn plain_http_reuses_one_connection_with_the_path_on_the_request_line_and_the_origin_in_host()
+{
+    let (port, seen) = server(Tls::None, Duration::ZERO, false).await;
+    for i in 0..5 {
+        let (version, body) = fetch(&format!("http://127.0.0.1:{port}/v1/x?n={i}"))
+            .await
+            .unwrap();
+        assert_eq!(version, http::Version::HTTP_11);
+        assert_eq!(body, format!("HTTP/1.1 /v1/x?n={i} host=127.0.0.1:{port}"));
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn requests_at_once_get_a_connection_each_and_those_are_reused_afterwards() {
+    let (port, seen) = server(Tls::None, Duration::from_millis(100), false).await;
+    let url = format!("http://127.0.0.1:{port}/v1/at-once");
+    let all = futures_util::future::join_all((0..3).map(|_| fetch(&url))).await;
+    assert!(all.iter().all(Result::is_ok), "{all:?}");
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
+    for _ in 0..3 {
+        fetch(&url).await.unwrap();
+    }
+    let all = futures_util::future::join_all((0..3).map(|_| fetch(&url))).await;
+    assert!(all.iter().all(Result::is_ok), "{all:?}");
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.requests().len(), 9);
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_replaced_and_no_request_goes_twice() {
+    let (port, seen) = server(Tls::None, Duration::ZERO, true).await;
+    for i in 0..4 {
+        let url = format!("http://127.0.0.1:{port}/v1/once/{i}");
+        fetch(&url).await.unwrap();
+        // Give the closed connection's task time to see the close.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let paths: Vec<String> = seen.requests();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    for (i, line) in paths.iter().enumerate() {
+        assert!(line.contains(&format!("/v1/once/{i} ")), "{paths:?}");
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn an_answer_dropped_before_its_end_leaves_the_next_request_an_answer() {
+    let (port, seen) = server(Tls::None, Duration::ZERO, false).await;
+    let url = format!("http://127.0.0.1:{port}/v1/dropped");
+    let resp = send(get(&url), Duration::from_secs(5)).await.unwrap();
+    drop(resp);
+    let (_, body) = fetch(&url).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 /v1/dropped"), "{body}");
+    assert_eq!(seen.requests().len(), 2);
+}
+
+/// An upstream that reads a request and closes without answering, counting what it read.
+#[tokio::test]
+async fn a_request_the_upstream_read_and_dropped_is_lost_and_not_sent_again() {
+    use tokio::io::AsyncReadExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(AtomicUsize::new(0));
+    let h = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = tcp.read(&mut buf).await.unwrap_or(0);
+            if buf[..n].starts_with(b"POST") || buf[..n].starts_with(b"GET") {
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/v1/dropped");
+    assert_eq!(fetch(&url).await.unwrap_err(), SendError::Lost);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(heads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn https_with_h2_offered_speaks_http2_on_one_connection_for_requests_at_once() {
+    let (port, seen) = server(
+        Tls::Alpn(&[b"h2", b"http/1.1"]),
+        Duration::from_millis(50),
+        false,
+    )
+    .await;
+    let url = format!("https://127.0.0.1:{port}/v1/two");
+    let (version, body) = fetch(&url).await.unwrap();
+    assert_eq!(version, http::Version::HTTP_2);
+    assert!(body.starts_with("HTTP/2.0 https://127.0.0.1:"), "{body}");
+    let all = futures_util::future::join_all((0..4).map(|_| fetch(&url))).await;
+    assert!(all.iter().all(Result::is_ok), "{all:?}");
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.requests().len(), 5);
+}
+
+#[tokio::test]
+async fn https_without_h2_speaks_http1_with_the_origin_in_host() {
+    let (port, seen) = server(Tls::Alpn(&[b"http/1.1"]), Duration::ZERO, false).await;
+    let url = format!("https://127.0.0.1:{port}/v1/one");
+    for _ in 0..3 {
+        let (version, body) = fetch(&url).await.unwrap();
+        assert_eq!(version, http::Version::HTTP_11);
+        assert_eq!(body, format!("HTTP/1.1 /v1/one host=127.0.0.1:{port}"));
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_or_no_server_is_a_connect_error() {
+    let (port, seen) = server(Tls::Alpn(&[b"h2"]), Duration::ZERO, false).await;
+    // The certificate names 127.0.0.1, not localhost.
+    let err = fetch(&format!("https://localhost:{port}/v1/x")).await;
+    assert_eq!(err.unwrap_err(), SendError::Connect);
+    assert!(seen.requests().is_empty());
+    // TLS to a server that speaks plain HTTP.
+    let (plain, seen) = server(Tls::None, Duration::ZERO, false).await;
+    let err = fetch(&format!("https://127.0.0.1:{plain}/v1/x")).await;
+    assert_eq!(err.unwrap_err(), SendError::Connect);
+    assert!(seen.requests().is_empty());
+    // Nobody listening.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let err = fetch(&format!("http://127.0.0.1:{port}/v1/x")).await;
+    assert_eq!(err.unwrap_err(), SendError::Connect);
+    assert_eq!(
+        fetch("ftp://127.0.0.1/v1/x").await.unwrap_err(),
+        SendError::Connect
+    );
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_its_time_is_closed_rather_than_reused() {
+    let (port, seen) = server(Tls::None, Duration::ZERO, false).await;
+    let url = format!("http://127.0.0.1:{port}/v1/idle");
+    fetch(&url).await.unwrap();
+    let uri: Uri = url.parse().unwrap();
+    let later = Instant::now() + IDLE + Duration::from_secs(1);
+    assert!(
+        POOL.with(|p| p.borrow_mut().checkout(&uri, later))
+            .is_none()
+    );
+    fetch(&url).await.unwrap();
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn host_leaves_out_the_schemes_own_port() {
+    let host = |u: &str| host_header(&u.parse().unwrap()).unwrap();
+    assert_eq!(host("https://api.openai.com/v1"), "api.openai.com");
+    assert_eq!(host("https://api.openai.com:443/v1"), "api.openai.com");
+    assert_eq!(host("http://localhost:80/v1"), "localhost");
+    assert_eq!(host("http://localhost:11434/v1"), "localhost:11434");
+    assert_eq!(host("https://[::1]:8443/v1"), "[::1]:8443");
+}
