@@ -22,6 +22,9 @@ use super::route::Op;
 use crate::providers::ApiFamily;
 
 pub mod json;
+pub mod received;
+
+pub use received::{Received, Receiving};
 
 /// What the proxy learned from a request body.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -101,6 +104,19 @@ pub fn inspect(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Inspection, ProxyError> {
+    let body = std::str::from_utf8(body).map_err(|_| body);
+    inspect_with(op, path_model, content_type, body, FREE_TEXT)
+}
+
+/// [`inspect`] of a body as received: its text when it was UTF-8 (checked as it arrived),
+/// else its bytes.
+pub fn inspect_received(
+    op: Op,
+    path_model: Option<&str>,
+    content_type: Option<&str>,
+    body: &Received,
+) -> Result<Inspection, ProxyError> {
+    let body = body.text().ok_or(body.bytes().as_ref());
     inspect_with(op, path_model, content_type, body, FREE_TEXT)
 }
 
@@ -109,7 +125,7 @@ fn inspect_with(
     op: Op,
     path_model: Option<&str>,
     content_type: Option<&str>,
-    body: &[u8],
+    body: Result<&str, &[u8]>,
     free_text: &[&str],
 ) -> Result<Inspection, ProxyError> {
     let Some(family) = op.family() else {
@@ -130,7 +146,11 @@ fn inspect_with(
         value,
         repeated,
         skimmed,
-    } = json::skim(body, free_text).map_err(|e| {
+    } = match body {
+        Ok(text) => json::skim_text(text, free_text),
+        Err(bytes) => json::skim(bytes, free_text),
+    }
+    .map_err(|e| {
         bad(format!(
             "till could not read this request body as JSON ({e}); the proxy forwards only bodies it can check"
         ))
@@ -472,7 +492,8 @@ mod tests {
         for body in cases {
             let bytes = serde_json::to_vec(&body).unwrap();
             let skim = inspect(Op::OpenaiResponses, None, None, &bytes).unwrap();
-            let mut whole = inspect_with(Op::OpenaiResponses, None, None, &bytes, &[]).unwrap();
+            let mut whole =
+                inspect_with(Op::OpenaiResponses, None, None, Err(&bytes[..]), &[]).unwrap();
             let (wj, sj) = (whole.json.take().unwrap(), skim.json.unwrap());
             assert_eq!(asks_long_cache_writes(&sj), asks_long_cache_writes(&wj));
             for api in ApiFamily::ALL {
@@ -501,7 +522,7 @@ mod tests {
                 Op::GeminiGenerate]),
         ) {
             let bytes = serde_json::to_vec(&body).unwrap();
-            let whole = inspect_with(op, Some("m"), None, &bytes, &[]);
+            let whole = inspect_with(op, Some("m"), None, Err(&bytes[..]), &[]);
             let skim = inspect(op, Some("m"), None, &bytes);
             match (whole, skim) {
                 (Ok(mut whole), Ok(skim)) => {

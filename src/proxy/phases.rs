@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderName, Request, Response, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
@@ -34,28 +34,33 @@ pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
 /// How long making a new connection to a provider may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Headers that describe one hop and are never forwarded.
-pub(super) const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe one hop and are never forwarded. (Names, not strings: a map looks a
+/// `HeaderName` up without parsing it first.)
+pub(super) static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Request headers that carry credentials; all are stripped before forwarding.
-pub(super) const AUTH_HEADERS: &[&str] =
-    &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+pub(super) static AUTH_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+    HeaderName::from_static("api-key"),
+];
 
 /// Headers that make some servers treat a request as another method.
-const METHOD_OVERRIDES: &[&str] = &[
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+static METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
 ];
 
 /// One request on its way through the phases: where it goes and what will be recorded.
@@ -214,7 +219,7 @@ pub async fn inspect(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Asked,
     let (parts, body) = req.into_parts();
     if let Some(h) = METHOD_OVERRIDES
         .iter()
-        .find(|h| parts.headers.contains_key(**h))
+        .find(|h| parts.headers.contains_key(*h))
     {
         return Err(ProxyError::new(
             400,
@@ -239,12 +244,13 @@ pub async fn inspect(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Asked,
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let inspected = body_inspect::inspect(
+    let inspected = body_inspect::inspect_received(
         endpoint.op,
         endpoint.path_model.as_deref(),
         content_type,
         &body,
     )?;
+    let body = body.into_bytes();
     let model: Option<String> = inspected.model.clone().or(endpoint.path_model.clone());
     ctx.record.model = model.clone();
     ctx.record.endpoint = Some(endpoint.class);
@@ -475,8 +481,8 @@ pub async fn forward(
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
     for (name, value) in &parts.headers {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || AUTH_HEADERS.contains(&n)
+        if HOP_BY_HOP.contains(name)
+            || AUTH_HEADERS.contains(name)
             || n == "host"
             || n == "content-length"
             || n == "accept-encoding"
@@ -559,8 +565,8 @@ pub fn respond(
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
     // The upstream's headers, less those that describe its hop (and the length, when till
     // takes an event out of the body).
-    for name in HOP_BY_HOP {
-        parts.headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        parts.headers.remove(name);
     }
     if strip_usage {
         parts.headers.remove(http::header::CONTENT_LENGTH);
@@ -595,7 +601,11 @@ pub fn respond(
 ///
 /// A body that says it is larger than `max` (its `Content-Length`) is refused before any of it
 /// is read; one cut off or broken in its framing is refused whole.
-async fn read_body(body: Incoming, max: u64, limit: Duration) -> Result<Bytes, ProxyError> {
+async fn read_body(
+    mut body: Incoming,
+    max: u64,
+    limit: Duration,
+) -> Result<body_inspect::Received, ProxyError> {
     use hyper::body::Body as _;
     let too_large = || {
         ProxyError::new(
@@ -606,24 +616,32 @@ async fn read_body(body: Incoming, max: u64, limit: Duration) -> Result<Bytes, P
             ),
         )
     };
-    if body.size_hint().lower() > max {
+    let announced = body.size_hint().lower();
+    if announced > max {
         return Err(too_large());
     }
     let read = async {
-        match http_body_util::Limited::new(body, max as usize)
-            .collect()
-            .await
-        {
-            // Trailers: till forwards none.
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        // Each piece is copied and checked as it arrives (`Receiving`), while the next one is
+        // still on its way.
+        let mut received = body_inspect::Receiving::new(announced as usize);
+        while let Some(frame) = body.frame().await {
             // A client that stops mid-body or breaks its framing: nothing is forwarded.
-            Err(e) => Err(ProxyError::new(
-                400,
-                "bad_body",
-                format!("the request body could not be read: {e}"),
-            )),
+            let frame = frame.map_err(|e| {
+                ProxyError::new(
+                    400,
+                    "bad_body",
+                    format!("the request body could not be read: {e}"),
+                )
+            })?;
+            // Trailers: till forwards none.
+            if let Ok(piece) = frame.into_data() {
+                if (received.received() + piece.len()) as u64 > max {
+                    return Err(too_large());
+                }
+                received.push(piece);
+            }
         }
+        Ok(received.finish())
     };
     match tokio::time::timeout(limit, read).await {
         Ok(read) => read,
@@ -652,7 +670,7 @@ pub(super) fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) ->
             return Some(token.trim());
         }
     }
-    for name in ["x-api-key", "x-goog-api-key", "api-key"] {
+    for name in &AUTH_HEADERS[1..] {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
             return Some(v.trim());
         }

@@ -366,8 +366,8 @@ fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in headers {
         let n = name.as_str();
-        if phases::HOP_BY_HOP.contains(&n)
-            || phases::AUTH_HEADERS.contains(&n)
+        if phases::HOP_BY_HOP.contains(name)
+            || phases::AUTH_HEADERS.contains(name)
             || HANDSHAKE.contains(&n)
         {
             continue;
@@ -389,7 +389,7 @@ fn switching(
     let headers = resp.headers_mut();
     for (name, value) in upstream {
         let n = name.as_str();
-        if phases::HOP_BY_HOP.contains(&n) || HANDSHAKE.contains(&n) || n == "set-cookie" {
+        if phases::HOP_BY_HOP.contains(name) || HANDSHAKE.contains(&n) || n == "set-cookie" {
             continue;
         }
         headers.append(name, value.clone());

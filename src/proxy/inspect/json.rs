@@ -36,9 +36,22 @@ pub fn parse(body: &[u8]) -> Result<(Value, bool), serde_json::Error> {
 /// [`parse`] validates it, but left out of the value (an empty string stands in for it).
 /// What it refuses, and every other part of the value, is what [`parse`] gives.
 pub fn skim(body: &[u8], free_text: &[&str]) -> Result<Skimmed, serde_json::Error> {
-    match fast(body, free_text) {
+    match std::str::from_utf8(body) {
+        Ok(text) => skim_text(text, free_text),
+        // serde_json's own error.
+        Err(_) => parse_reference(body).map(|(value, repeated)| Skimmed {
+            value,
+            repeated,
+            skimmed: false,
+        }),
+    }
+}
+
+/// [`skim`] of a body already known to be UTF-8.
+pub fn skim_text(body: &str, free_text: &[&str]) -> Result<Skimmed, serde_json::Error> {
+    match fast_text(body, free_text) {
         Some(parsed) => Ok(parsed),
-        None => parse_reference(body).map(|(value, repeated)| Skimmed {
+        None => parse_reference(body.as_bytes()).map(|(value, repeated)| Skimmed {
             value,
             repeated,
             skimmed: false,
@@ -106,7 +119,11 @@ pub fn parse_reference(body: &[u8]) -> Result<(Value, bool), serde_json::Error> 
 const MAX_DEPTH: u32 = 127;
 
 fn fast(body: &[u8], free_text: &[&str]) -> Option<Skimmed> {
-    let text = std::str::from_utf8(body).ok()?;
+    fast_text(std::str::from_utf8(body).ok()?, free_text)
+}
+
+fn fast_text(text: &str, free_text: &[&str]) -> Option<Skimmed> {
+    let body = text.as_bytes();
     let mut p = Fast {
         text,
         bytes: body,

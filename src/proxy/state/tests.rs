@@ -117,3 +117,22 @@ fn the_verified_key_cache_answers_only_the_exact_text_and_stays_bounded() {
         "a full cache is emptied, so the first key is gone"
     );
 }
+
+#[test]
+fn same_bytes_is_equality_at_every_length_and_every_position() {
+    for len in 0..40usize {
+        let a: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+        assert!(super::same_bytes(&a, &a.clone()), "{len}");
+        for at in 0..len {
+            for bit in [0x01u8, 0x80] {
+                let mut b = a.clone();
+                b[at] ^= bit;
+                assert!(!super::same_bytes(&a, &b), "{len} {at} {bit}");
+            }
+        }
+        assert!(!super::same_bytes(&a, &a[..len.saturating_sub(1)]) || len == 0);
+        let mut longer = a.clone();
+        longer.push(0);
+        assert!(!super::same_bytes(&a, &longer));
+    }
+}
