@@ -33,10 +33,14 @@ pub fn client(connect_timeout: Duration) -> reqwest::Client {
 /// debug output.
 pub fn auth_header(provider: &Provider, key: &SecretString) -> (HeaderName, HeaderValue) {
     let (name, value) = match provider.api.auth_scheme() {
-        AuthScheme::Bearer => (
-            http::header::AUTHORIZATION,
-            HeaderValue::try_from(format!("Bearer {}", key.expose_secret())),
-        ),
+        AuthScheme::Bearer => (http::header::AUTHORIZATION, {
+            // One buffer, handed to the header as it is (a `String` would be copied again).
+            let key = key.expose_secret().as_bytes();
+            let mut value = bytes::BytesMut::with_capacity(7 + key.len());
+            value.extend_from_slice(b"Bearer ");
+            value.extend_from_slice(key);
+            HeaderValue::from_maybe_shared(value.freeze())
+        }),
         AuthScheme::XApiKey => (
             HeaderName::from_static("x-api-key"),
             HeaderValue::try_from(key.expose_secret()),
