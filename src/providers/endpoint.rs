@@ -144,13 +144,13 @@ pub(crate) fn valid_model_id(m: &str, colon: bool) -> bool {
 /// or, for a family whose clients may leave the version out, the path with the version put
 /// back in front. The classification is the same either way: a path without a version
 /// segment is classified by all its segments, which are then the segments after `v1`.
-pub fn upstream_path(api: ApiFamily, path: &str) -> String {
+pub fn upstream_path(api: ApiFamily, path: &str) -> std::borrow::Cow<'_, str> {
     let versioned = path
         .split('/')
         .any(|s| matches!(s, "v1" | "v1beta" | "v1alpha"));
     match api.wire().missing_version() {
-        Some(v) if !versioned => format!("/{v}{path}"),
-        _ => path.to_string(),
+        Some(v) if !versioned => format!("/{v}{path}").into(),
+        _ => path.into(),
     }
 }
 
