@@ -133,7 +133,7 @@ impl CommitSignal {
     /// [`CommitSignal::maybe_changed`], but a header that moved only through `own` commits
     /// (this process's ledger writer's) says "nothing changed" too.
     pub fn maybe_changed_besides(&mut self, own: Option<&OwnCommits>) -> bool {
-        let Some(now) = self.header() else {
+        let Some(now) = self.current() else {
             return true;
         };
         match self.last.replace(now) {
@@ -143,24 +143,21 @@ impl CommitSignal {
         }
     }
 
-    /// The header as it is now, `None` without a mapping.
-    pub fn current(&self) -> Option<Header> {
-        self.header()
-    }
-
     /// Forgets the last look (the next call says "maybe changed"), for a caller whose check
     /// after a "maybe" failed.
     pub fn forget(&mut self) {
         self.last = None;
     }
 
+    /// The header as it is now, `None` without a mapping.
     #[cfg(unix)]
-    fn header(&self) -> Option<Header> {
+    pub fn current(&self) -> Option<Header> {
         self.map.as_ref().map(Mapping::header)
     }
 
+    /// The header as it is now, `None` without a mapping.
     #[cfg(not(unix))]
-    fn header(&self) -> Option<Header> {
+    pub fn current(&self) -> Option<Header> {
         None
     }
 }

@@ -90,14 +90,20 @@ pub async fn send(
         .map_err(|_| SendError::Connect)??;
     let answer = match fresh {
         Fresh::H1(mut send) => {
-            let host = host_header(&uri).ok_or(SendError::Connect)?;
+            let host = POOL
+                .with(|p| p.borrow_mut().origin_or_add(&uri).map(|o| o.host.clone()))
+                .ok_or(SendError::Connect)?;
             origin_form(&mut req, &host);
             let answer = send.try_send_request(req);
-            POOL.with(|p| p.borrow_mut().keep_h1(&uri, host, send, Instant::now()));
+            POOL.with(|p| p.borrow_mut().checkin(&uri, send, Instant::now()));
             answer.await
         }
         Fresh::H2(mut send) => {
-            POOL.with(|p| p.borrow_mut().keep_h2(&uri, send.clone()));
+            POOL.with(|p| {
+                if let Some(o) = p.borrow_mut().origin_or_add(&uri) {
+                    o.h2 = Some(send.clone());
+                }
+            });
             send.try_send_request(req).await
         }
     };
@@ -188,40 +194,25 @@ impl Pool {
         }
     }
 
-    fn keep_h1(
-        &mut self,
-        uri: &Uri,
-        host: HeaderValue,
-        send: http1::SendRequest<Body>,
-        now: Instant,
-    ) {
-        if self.origin(uri).is_none() {
-            self.add(uri, host);
-        }
-        self.checkin(uri, send, now);
-    }
-
-    fn keep_h2(&mut self, uri: &Uri, send: http2::SendRequest<Body>) {
-        if self.origin(uri).is_none() {
-            let Some(host) = host_header(uri) else { return };
-            self.add(uri, host);
-        }
-        if let Some(o) = self.origin(uri) {
-            o.h2 = Some(send);
-        }
-    }
-
-    fn add(&mut self, uri: &Uri, host: HeaderValue) {
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return;
+    /// `uri`'s origin, added when this thread has none yet.
+    fn origin_or_add(&mut self, uri: &Uri) -> Option<&mut Origin> {
+        let i = match self.origins.iter().position(|o| o.is(uri)) {
+            Some(i) => i,
+            None => {
+                let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+                    return None;
+                };
+                self.origins.push(Origin {
+                    scheme: scheme.clone(),
+                    authority: authority.clone(),
+                    host: host_header(uri)?,
+                    h2: None,
+                    h1: Vec::new(),
+                });
+                self.origins.len() - 1
+            }
         };
-        self.origins.push(Origin {
-            scheme: scheme.clone(),
-            authority: authority.clone(),
-            host,
-            h2: None,
-            h1: Vec::new(),
-        });
+        self.origins.get_mut(i)
     }
 }
 

@@ -36,14 +36,6 @@ impl Received {
     }
 }
 
-impl From<Bytes> for Received {
-    /// A body already whole: checked now.
-    fn from(bytes: Bytes) -> Self {
-        let utf8 = std::str::from_utf8(&bytes).is_ok();
-        Self { bytes, utf8 }
-    }
-}
-
 /// A body being received: its pieces so far, checked.
 pub struct Receiving {
     /// The only piece so far, kept as it came (a small body is one piece: no copy).
