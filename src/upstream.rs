@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite;
 use crate::providers::{AuthScheme, Provider};
 
 pub mod conns;
+pub mod h1;
 
 pub use crate::providers::anthropic::ANTHROPIC_VERSION;
 

@@ -437,7 +437,13 @@ impl Prices {
     /// a dated snapshot of, or else the provider's highest price; `None` when the provider
     /// has no prices at all.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Priced> {
-        let listed = |m: &str| self.by_model.get(&format!("{provider}/{m}")).copied();
+        let listed = |m: &str| {
+            let mut key = String::with_capacity(provider.len() + 1 + m.len());
+            key.push_str(provider);
+            key.push('/');
+            key.push_str(m);
+            self.by_model.get(&key).copied()
+        };
         if let Some(price) = listed(model) {
             return Some(Priced {
                 price,

@@ -22,8 +22,8 @@ use crate::providers::ApiFamily;
 /// How long an abandoned stream is read on to learn its usage.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
-/// The upstream's response body, as hyper hands it over.
-pub type Upstream = hyper::body::Incoming;
+/// The upstream's response body.
+pub type Upstream = crate::upstream::conns::Answer;
 
 /// How a response body ended.
 #[derive(Debug, Clone, Default)]
@@ -278,8 +278,8 @@ fn after_response(stop: Option<Stop>, record: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// The upstream error and its causes, at most 120 bytes (hyper's messages carry no URL).
-fn short(e: &hyper::Error) -> String {
+/// The upstream error and its causes, at most 120 bytes (they carry no URL).
+fn short(e: &std::io::Error) -> String {
     use std::error::Error as _;
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, Request, Response, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
-use super::body::{self, ProxyBody};
+use super::body::{self, ProxyBody, Upstream};
 use super::errors::ProxyError;
 use super::inspect::{self as body_inspect, Inspection};
 use super::meter::Meter;
@@ -462,12 +462,15 @@ pub async fn forward(
     ctx: &Ctx<'_>,
     asked: &Asked,
     outgoing: &mut Outgoing,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<Upstream>, ProxyError> {
     let (state, provider) = (ctx.state, ctx.provider);
     let parts = &asked.parts;
     let root = state.root_key(&provider.name).await?;
     let path = crate::providers::endpoint::upstream_path(provider.api, ctx.rest);
-    let url = format!("{}{}{}", provider.base_url, path, asked.query);
+    let mut url = String::with_capacity(provider.base_url.len() + path.len() + asked.query.len());
+    url.push_str(&provider.base_url);
+    url.push_str(&path);
+    url.push_str(&asked.query);
     let uri = http::Uri::try_from(url).map_err(|_| {
         ProxyError::new(
             502,
@@ -510,9 +513,7 @@ pub async fn forward(
             headers.insert(*name, http::HeaderValue::from_static(value));
         }
     }
-    let mut up = Request::new(http_body_util::Full::new(std::mem::take(
-        &mut outgoing.body,
-    )));
+    let mut up = Request::new(std::mem::take(&mut outgoing.body));
     *up.method_mut() = parts.method.clone();
     *up.uri_mut() = uri;
     *up.headers_mut() = headers;
@@ -549,7 +550,7 @@ pub fn respond(
     ctx: &mut Ctx<'_>,
     asked: &mut Asked,
     outgoing: &mut Outgoing,
-    resp: Response<Incoming>,
+    resp: Response<Upstream>,
 ) -> Response<ProxyBody> {
     let state = ctx.state;
     let api = ctx.provider.api;
@@ -565,8 +566,17 @@ pub fn respond(
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
     // The upstream's headers, less those that describe its hop (and the length, when till
     // takes an event out of the body).
-    for name in &HOP_BY_HOP {
-        parts.headers.remove(name);
+    // Only those present are removed (a removal hashes; an answer has one or two of them).
+    let mut present = 0u16;
+    for name in parts.headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & 1 << i != 0 {
+            parts.headers.remove(name);
+        }
     }
     if strip_usage {
         parts.headers.remove(http::header::CONTENT_LENGTH);

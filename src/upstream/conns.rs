@@ -3,28 +3,77 @@
 //!
 //! A thread keeps its own connections, so a request and the upstream connection it uses are
 //! driven by the same thread. An HTTPS provider gets HTTP/2 when it offers it by ALPN (one
-//! connection, many streams) and HTTP/1.1 otherwise; a plain `http://` one gets HTTP/1.1.
+//! connection, many streams) and HTTP/1.1 otherwise, both over hyper; a plain `http://` one
+//! gets HTTP/1.1 over till's own client connection ([`super::h1`]).
 //!
-//! An HTTP/1.1 connection stays in its thread's list while it carries a request: it is taken
-//! again only once hyper says it is ready for the next one (the previous answer was read to
-//! its end), so there is no task per request to hand it back. A request that a reused
-//! connection closed before it was written goes again on another one; once any of it may have
-//! been written it is never sent twice.
+//! A hyper HTTP/1.1 connection stays in its thread's list while it carries a request: it is
+//! taken again only once hyper says it is ready for the next one (the previous answer was read
+//! to its end), so there is no task per request to hand it back. One of till's own is out of
+//! the list while it carries a request, and its answer's body puts it back once read to the
+//! end. A request that a reused connection closed before it was written goes again on another
+//! one; once any of it may have been written it is never sent twice.
 
 use std::cell::RefCell;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-/// What a forwarded request's body is.
-pub type Body = Full<Bytes>;
+use super::h1;
+
+/// What a forwarded request's body is: all of it, read before it is sent.
+pub type Body = Bytes;
+
+/// What hyper's connections carry.
+type HyperBody = Full<Bytes>;
+
+/// An answer's body, read from the provider as the agent's side asks for it.
+pub enum Answer {
+    /// From a connection of till's own (plain HTTP/1.1).
+    Own(h1::Body),
+    /// From one of hyper's (HTTPS).
+    Hyper(Incoming),
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Answer::Own(b) => Pin::new(b).poll_frame(cx),
+            Answer::Hyper(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(std::io::Error::other))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Answer::Own(b) => b.is_end_stream(),
+            Answer::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Answer::Own(b) => b.size_hint(),
+            Answer::Hyper(b) => b.size_hint(),
+        }
+    }
+}
 
 /// How long a connection may sit unused and still be taken for a request; an older one is
 /// closed instead (providers close theirs after about a minute).
@@ -49,10 +98,94 @@ thread_local! {
 }
 
 /// Sends `req` (an absolute `http://` or `https://` URI) on one of this thread's connections
-/// to its origin, or on a new one made within `connect_timeout`, and hands back the answer
-/// with hyper's own body.
+/// to its origin, or on a new one made within `connect_timeout`, and hands back the answer.
 pub async fn send(
-    mut req: Request<Body>,
+    req: Request<Body>,
+    connect_timeout: Duration,
+) -> Result<Response<Answer>, SendError> {
+    if req.uri().scheme() == Some(&Scheme::HTTP) {
+        let resp = send_own(req, connect_timeout).await?;
+        return Ok(resp.map(Answer::Own));
+    }
+    let resp = send_hyper(req.map(Full::new), connect_timeout).await?;
+    Ok(resp.map(Answer::Hyper))
+}
+
+/// [`send`] over one of till's own HTTP/1.1 connections.
+async fn send_own(
+    req: Request<Body>,
+    connect_timeout: Duration,
+) -> Result<Response<h1::Body>, SendError> {
+    let (parts, body) = req.into_parts();
+    let uri = &parts.uri;
+    let host = match parts.headers.get(http::header::HOST) {
+        Some(h) => h.clone(),
+        None => POOL
+            .with(|p| p.borrow_mut().origin_or_add(uri).map(|o| o.host.clone()))
+            .ok_or(SendError::Connect)?,
+    };
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let head = h1::head(&parts.method, path, &host, &parts.headers, body.len());
+    let head_only = parts.method == http::Method::HEAD;
+    // Each failed reuse drops the connection it tried, so this ends.
+    loop {
+        let Some(conn) = POOL.with(|p| p.borrow_mut().checkout_own(uri, Instant::now())) else {
+            break;
+        };
+        match h1::exchange(conn, &head, &body, head_only, true, put_back).await {
+            Ok(resp) => return Ok(resp),
+            Err(h1::Failed::NotSent) => {}
+            Err(h1::Failed::Lost) => return Err(SendError::Lost),
+        }
+    }
+    let authority = uri.authority().ok_or(SendError::Connect)?.clone();
+    let tcp = tokio::time::timeout(connect_timeout, Box::pin(connect(uri)))
+        .await
+        .map_err(|_| SendError::Connect)??;
+    let conn = h1::Conn::new(tcp, authority);
+    h1::exchange(conn, &head, &body, head_only, false, put_back)
+        .await
+        .map_err(|_| SendError::Lost)
+}
+
+/// Takes back one of till's own connections whose answer was read to its end.
+fn put_back(conn: h1::Conn) {
+    // During a thread's teardown the pool may be gone: the connection just closes.
+    let _ = POOL.try_with(|p| {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return;
+        };
+        let found = p
+            .origins
+            .iter()
+            .position(|o| o.scheme == Scheme::HTTP && o.authority == conn.authority);
+        let origin = match found {
+            Some(i) => p.origins.get_mut(i),
+            // A body read to its end on another thread than the one that sent its request
+            // (`till run`'s runtime moves tasks between its threads).
+            None => {
+                let uri = Uri::builder()
+                    .scheme(Scheme::HTTP)
+                    .authority(conn.authority.clone())
+                    .path_and_query("/")
+                    .build();
+                match uri {
+                    Ok(uri) => p.origin_or_add(&uri),
+                    Err(_) => None,
+                }
+            }
+        };
+        if let Some(o) = origin
+            && o.own.len() < KEEP
+        {
+            o.own.push(conn);
+        }
+    });
+}
+
+/// [`send`] over hyper's connections.
+async fn send_hyper(
+    mut req: Request<HyperBody>,
     connect_timeout: Duration,
 ) -> Result<Response<Incoming>, SendError> {
     let uri = req.uri().clone();
@@ -113,14 +246,14 @@ pub async fn send(
 /// A connection taken from the pool for one request.
 enum Reused {
     /// Ready for a request, with the `Host` value of its origin.
-    H1(http1::SendRequest<Body>, HeaderValue),
-    H2(http2::SendRequest<Body>),
+    H1(http1::SendRequest<HyperBody>, HeaderValue),
+    H2(http2::SendRequest<HyperBody>),
 }
 
 /// A connection just made.
 enum Fresh {
-    H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
+    H1(http1::SendRequest<HyperBody>),
+    H2(http2::SendRequest<HyperBody>),
 }
 
 /// One thread's connections, by origin (a handful of providers: a list, not a map).
@@ -134,12 +267,14 @@ struct Origin {
     authority: Authority,
     /// The `Host` header HTTP/1.1 requests to it carry.
     host: HeaderValue,
-    h2: Option<http2::SendRequest<Body>>,
+    h2: Option<http2::SendRequest<HyperBody>>,
     h1: Vec<Kept>,
+    /// Idle connections of till's own (plain HTTP), the one used last at the end.
+    own: Vec<h1::Conn>,
 }
 
 struct Kept {
-    send: http1::SendRequest<Body>,
+    send: http1::SendRequest<HyperBody>,
     /// When it was last given a request.
     used: Instant,
 }
@@ -182,8 +317,21 @@ impl Pool {
         None
     }
 
+    /// An idle connection of till's own to `uri`'s origin, the one used last first; those
+    /// idle for longer than [`IDLE`], closed by the provider, or with bytes it sent unasked
+    /// are dropped on the way.
+    fn checkout_own(&mut self, uri: &Uri, now: Instant) -> Option<h1::Conn> {
+        let o = self.origin(uri)?;
+        while let Some(mut conn) = o.own.pop() {
+            if now.saturating_duration_since(conn.used) <= IDLE && conn.is_open() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
     /// Puts back an HTTP/1.1 connection that was just given a request.
-    fn checkin(&mut self, uri: &Uri, send: http1::SendRequest<Body>, now: Instant) {
+    fn checkin(&mut self, uri: &Uri, send: http1::SendRequest<HyperBody>, now: Instant) {
         if let Some(o) = self.origin(uri) {
             if o.h1.len() >= KEEP {
                 o.h1.retain(|k| !k.send.is_closed());
@@ -208,6 +356,7 @@ impl Pool {
                     host: host_header(uri)?,
                     h2: None,
                     h1: Vec::new(),
+                    own: Vec::new(),
                 });
                 self.origins.len() - 1
             }
@@ -218,7 +367,7 @@ impl Pool {
 
 /// Makes `req` an HTTP/1.1 request: the path and query alone on the request line, the origin
 /// in `Host`.
-fn origin_form(req: &mut Request<Body>, host: &HeaderValue) {
+fn origin_form(req: &mut Request<HyperBody>, host: &HeaderValue) {
     let path = req
         .uri()
         .path_and_query()
@@ -263,27 +412,35 @@ static TLS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
     Arc::new(tls)
 });
 
-/// A new connection to `uri`'s origin, its task spawned on the current runtime.
-async fn open(uri: &Uri) -> Result<Fresh, SendError> {
+/// A TCP connection to `uri`'s host and port (the scheme's own when it names none).
+async fn connect(uri: &Uri) -> Result<tokio::net::TcpStream, SendError> {
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
         _ => return Err(SendError::Connect),
     };
-    let host = uri.host().ok_or(SendError::Connect)?;
-    // An IPv6 literal is bracketed in a URI and bare everywhere else.
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = bare_host(uri)?;
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tcp = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|_| SendError::Connect)?;
     let _ = tcp.set_nodelay(true);
-    if !https {
-        return h1(tcp).await;
-    }
+    Ok(tcp)
+}
+
+/// `uri`'s host, an IPv6 literal without the brackets a URI puts around it.
+fn bare_host(uri: &Uri) -> Result<&str, SendError> {
+    let host = uri.host().ok_or(SendError::Connect)?;
+    Ok(host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host))
+}
+
+/// A new hyper connection to `uri`'s origin over TLS, its task spawned on the current runtime.
+async fn open(uri: &Uri) -> Result<Fresh, SendError> {
+    let tcp = connect(uri).await?;
+    let host = bare_host(uri)?;
     let name =
         rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| SendError::Connect)?;
     let tls = tokio_rustls::TlsConnector::from(Arc::clone(&TLS))
@@ -301,11 +458,11 @@ async fn open(uri: &Uri) -> Result<Fresh, SendError> {
         });
         Ok(Fresh::H2(send))
     } else {
-        h1(tls).await
+        hyper_h1(tls).await
     }
 }
 
-async fn h1<T>(io: T) -> Result<Fresh, SendError>
+async fn hyper_h1<T>(io: T) -> Result<Fresh, SendError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {

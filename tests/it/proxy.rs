@@ -498,3 +498,219 @@ fn rpm_holds_across_two_proxies_sharing_a_key() {
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429, 429, 429]);
     assert_eq!(p.mock.requests().len(), 3);
 }
+
+/// A plain-HTTP upstream written by hand: it answers the first request of each connection
+/// with a length and hop-by-hop headers, the next with a chunked body and a trailer, and
+/// keeps what it read. Returns its port, the requests, and the connections it accepted.
+fn hand_written_upstream() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s, a) = (seen.clone(), accepted.clone());
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { return };
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 65536];
+                for n in 0.. {
+                    // One whole request: its head, then content-length bytes.
+                    let request = loop {
+                        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&got[..end]).to_string();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .map_or(0, |v| v.parse::<usize>().unwrap());
+                            if got.len() >= end + 4 + len {
+                                let all: Vec<u8> = got.drain(..end + 4 + len).collect();
+                                break String::from_utf8_lossy(&all).to_string();
+                            }
+                        }
+                        match tcp.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    };
+                    s.lock().unwrap().push(request);
+                    let body = r#"{"id":"c","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hand"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+                    let answer = if n % 2 == 0 {
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             connection: keep-alive\r\nkeep-alive: timeout=5\r\n\
+                             proxy-authenticate: Basic\r\nx-request-id: req-{n}\r\n\
+                             content-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    } else {
+                        let (a, b) = body.split_at(40);
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             transfer-encoding: chunked\r\ntrailer: x-t\r\nx-request-id: req-{n}\r\n\r\n\
+                             {:x};ext=1\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nx-t: 1\r\n\r\n",
+                            a.len(),
+                            b.len()
+                        )
+                    };
+                    if tcp.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen, accepted)
+}
+
+/// Plain-HTTP providers are spoken to by till's own HTTP/1.1 client: what reaches the
+/// upstream is the canonical request with the root key and nothing of the child key, the
+/// answers (by length and chunked) come back whole without their hop-by-hop headers, and one
+/// upstream connection carries them all.
+#[test]
+fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_hop_headers() {
+    let p = ProxyEnv::new();
+    let (port, seen, accepted) = hand_written_upstream();
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.hand]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
+    ));
+    let (code, _, stderr) = crate::support::output_with_stdin(
+        p.env.till().args(["add", "hand", "--no-verify"]),
+        ROOT_KEY,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let key = p.create_key(&["--scope", "hand"]);
+    let serve = p.serve();
+    let auth = format!("Bearer {key}");
+    let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    // One client connection, so one proxy thread and its one upstream connection.
+    let answers = keep_alive_posts(
+        &serve.url,
+        "/hand/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("x-client", "kept"),
+        ],
+        body,
+        4,
+    );
+    for (n, (status, head, answer)) in answers.into_iter().enumerate() {
+        assert_eq!(status, 200, "{head}\n{answer}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains(&format!("x-request-id: req-{n}")), "{head}");
+        for hop in [
+            "keep-alive:",
+            "proxy-authenticate",
+            "trailer:",
+            "connection: keep-alive",
+        ] {
+            assert!(!head.contains(hop), "{hop} reached the client: {head}");
+        }
+        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert_eq!(v["choices"][0]["message"]["content"], "hand", "{answer}");
+    }
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    for r in &requests {
+        let expected = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n");
+        assert!(r.starts_with(&expected), "{r}");
+        assert!(
+            r.contains(&format!("authorization: Bearer {ROOT_KEY}\r\n")),
+            "{r}"
+        );
+        assert!(r.contains("x-client: kept\r\n"), "{r}");
+        assert!(!r.contains("till_") && !r.contains(&key), "{r}");
+        assert!(r.ends_with(std::str::from_utf8(body).unwrap()), "{r}");
+        assert_eq!(r.matches("content-length:").count(), 1, "{r}");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // And the ledger has all four (the writer batches them), metered from both kinds of body.
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        rows = v.as_array().unwrap().clone();
+        if rows.len() >= 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["input_tokens"], 3, "{row}");
+    }
+}
+
+/// Sends `count` POSTs over one keep-alive connection to the proxy at `base`; each answer's
+/// status, head and body (de-chunked).
+fn keep_alive_posts(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    count: usize,
+) -> Vec<(u16, String, String)> {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let addr = base.strip_prefix("http://").unwrap();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let mut req = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+        writer.write_all(req.as_bytes()).unwrap();
+        writer.write_all(body).unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let lower = head.to_ascii_lowercase();
+        let mut text = Vec::new();
+        if let Some(len) = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+        {
+            text.resize(len.trim().parse().unwrap(), 0);
+            reader.read_exact(&mut text).unwrap();
+        } else {
+            assert!(lower.contains("transfer-encoding: chunked"), "{head}");
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&chunk[..n]);
+            }
+        }
+        out.push((status, head, String::from_utf8(text).unwrap()));
+    }
+    out
+}

@@ -279,7 +279,7 @@ pub fn raw_http(
 }
 
 /// [`raw_http`], returning the status, the response head and the (de-chunked) body.
-fn raw_exchange(
+pub fn raw_exchange(
     base: &str,
     method: &str,
     path: &str,

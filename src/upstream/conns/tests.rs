@@ -117,7 +117,7 @@ async fn server(tls: Tls, delay: Duration, close_after_one: bool) -> (u16, Arc<S
 }
 
 fn get(url: &str) -> Request<Body> {
-    let mut req = Request::new(Body::new(Bytes::from_static(b"{}")));
+    let mut req = Request::new(Bytes::from_static(b"{}"));
     *req.uri_mut() = url.parse().unwrap();
     req
 }
@@ -273,6 +273,21 @@ async fn a_connection_idle_past_its_time_is_closed_rather_than_reused() {
     let uri: Uri = url.parse().unwrap();
     let later = Instant::now() + IDLE + Duration::from_secs(1);
     assert!(
+        POOL.with(|p| p.borrow_mut().checkout_own(&uri, later))
+            .is_none()
+    );
+    fetch(&url).await.unwrap();
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_https_connection_idle_past_its_time_is_closed_rather_than_reused() {
+    let (port, seen) = server(Tls::Alpn(&[b"http/1.1"]), Duration::ZERO, false).await;
+    let url = format!("https://127.0.0.1:{port}/v1/idle");
+    fetch(&url).await.unwrap();
+    let uri: Uri = url.parse().unwrap();
+    let later = Instant::now() + IDLE + Duration::from_secs(1);
+    assert!(
         POOL.with(|p| p.borrow_mut().checkout(&uri, later))
             .is_none()
     );
@@ -288,4 +303,23 @@ fn host_leaves_out_the_schemes_own_port() {
     assert_eq!(host("http://localhost:80/v1"), "localhost");
     assert_eq!(host("http://localhost:11434/v1"), "localhost:11434");
     assert_eq!(host("https://[::1]:8443/v1"), "[::1]:8443");
+}
+
+#[tokio::test]
+async fn a_connection_put_back_on_a_thread_without_its_origin_is_kept_there() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let uri: Uri = format!("http://127.0.0.1:{port}/v1/x").parse().unwrap();
+    assert!(POOL.with(|p| p.borrow().origins.is_empty()));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (_accepted, _) = listener.accept().await.unwrap();
+    put_back(h1::Conn::new(tcp, uri.authority().unwrap().clone()));
+    let host = POOL.with(|p| p.borrow_mut().origin_or_add(&uri).map(|o| o.host.clone()));
+    assert_eq!(host.unwrap(), format!("127.0.0.1:{port}").as_str());
+    assert!(
+        POOL.with(|p| p.borrow_mut().checkout_own(&uri, Instant::now()))
+            .is_some()
+    );
 }
