@@ -4,7 +4,8 @@
 //! head parse, framing and chunked decoder the proxy runs on its sockets), cut into pieces at
 //! points taken from the input. Nothing may panic; the body is never longer than what came in;
 //! and how the bytes were cut changes nothing: the answer read in pieces is the answer read
-//! in one.
+//! in one (only whether the connection is kept may differ, one way: bytes after the answer
+//! that had not arrived when it ended).
 
 #![no_main]
 
@@ -35,9 +36,15 @@ fuzz_target!(|data: &[u8]| {
         assert!(body.len() <= rest.len());
     }
     assert_eq!(
-        whole.as_ref().map(|(s, h, b, k)| (*s, h.clone(), b.clone(), *k)),
-        cut.as_ref().map(|(s, h, b, k)| (*s, h.clone(), b.clone(), *k)),
+        whole.as_ref().map(|(s, h, b, _)| (*s, h.clone(), b.clone())),
+        cut.as_ref().map(|(s, h, b, _)| (*s, h.clone(), b.clone())),
         "{:?}",
         String::from_utf8_lossy(rest)
     );
+    // Whether the connection is kept may depend on the cut only one way: bytes after an
+    // answer that have not arrived when it ends cannot be seen (the next request's read
+    // refuses them then); bytes that have arrived always stop the connection being kept.
+    if let (Ok(w), Ok(c)) = (&whole, &cut) {
+        assert!(!w.3 || c.3, "{:?}", String::from_utf8_lossy(rest));
+    }
 });

@@ -80,8 +80,10 @@ fn is_canonical(raw: &str) -> bool {
     let Some(rest) = raw.strip_prefix('/') else {
         return false;
     };
-    rest.split('/')
-        .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(is_plain))
+    // Byte by byte: paths are short, and a search for each `/` costs more than this.
+    rest.as_bytes().split(|&b| b == b'/').all(|seg| {
+        !seg.is_empty() && seg != b"." && seg != b".." && seg.iter().all(|&b| is_plain(b))
+    })
 }
 
 /// [`canonical_path`] by decoding every segment and encoding it again.

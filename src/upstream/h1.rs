@@ -205,14 +205,12 @@ struct Head {
 /// while it has not all arrived.
 fn take_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failed> {
     loop {
-        let parsed = match parse_head(buf) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) if buf.len() >= MAX_HEAD => return Err(Failed::Lost),
-            Ok(None) => return Ok(None),
-            Err(()) => return Err(Failed::Lost),
+        let parsed = match parse_head(buf)? {
+            Some(parsed) => parsed,
+            None if buf.len() >= MAX_HEAD => return Err(Failed::Lost),
+            None => return Ok(None),
         };
         let status = StatusCode::from_u16(parsed.status).map_err(|_| Failed::Lost)?;
-        let raw = buf.split_to(parsed.len).freeze();
         if status.is_informational() {
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 // Nothing here asks for an upgrade.
@@ -220,7 +218,14 @@ fn take_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failed
             }
             continue;
         }
-        let (headers, framing, plain) = answer_headers(&raw, &parsed)?;
+        let Parsed {
+            version,
+            keep,
+            headers,
+            framing,
+            plain,
+            ..
+        } = parsed;
         let framing = if head_only
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
@@ -229,10 +234,10 @@ fn take_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failed
         } else {
             framing
         };
-        let keep = parsed.keep && plain && !matches!(framing, Framing::Close);
+        let keep = keep && plain && !matches!(framing, Framing::Close);
         return Ok(Some(Head {
             status,
-            version: parsed.version,
+            version,
             headers,
             framing,
             keep,
@@ -260,71 +265,57 @@ async fn write_all(io: &mut TcpStream, head: &[u8], body: &[u8]) -> Result<(), u
     Ok(())
 }
 
-/// A parsed answer head: its length in the buffer, and where each header lies in it.
+/// One answer head, taken from the buffer.
 struct Parsed {
-    len: usize,
     status: u16,
     version: Version,
     /// HTTP/1.1 without `Connection: close`.
     keep: bool,
-    count: usize,
-    /// (name start, name end, value start, value end) of each header.
-    at: [(u32, u32, u32, u32); MAX_HEADERS],
+    headers: HeaderMap,
+    framing: Framing,
+    /// Not both a length and a transfer coding, which RFC 9112 lets a client read but not
+    /// trust for the next answer.
+    plain: bool,
 }
 
-/// Parses the answer head at the start of `buf`: `Ok(None)` while it is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<Parsed>, ()> {
+/// Takes the answer head at the start of `buf` out of it, its header values sharing the
+/// buffer's memory: `Ok(None)` while it is incomplete.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failed> {
     if buf.is_empty() {
         return Ok(None);
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(()),
-    };
-    let version = match resp.version {
-        Some(1) => Version::HTTP_11,
-        Some(0) => Version::HTTP_10,
-        _ => return Err(()),
-    };
-    let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let mut parsed = Parsed {
-        len,
-        status: resp.code.ok_or(())?,
-        version,
-        keep: version == Version::HTTP_11,
-        count: resp.headers.len(),
-        at: [(0, 0, 0, 0); MAX_HEADERS],
-    };
-    for (i, h) in resp.headers.iter().enumerate() {
-        let name = h.name.as_bytes();
-        let (ns, vs) = (offset(name), offset(h.value));
-        parsed.at[i] = (ns, ns + name.len() as u32, vs, vs + h.value.len() as u32);
-        if name.eq_ignore_ascii_case(b"connection") && has_token(h.value, b"close") {
-            parsed.keep = false;
+    // Where each header lies in the head: (name start, name end, value start, value end).
+    let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, status, version, count) = {
+        let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsing = httparse::ParserConfig::default();
+        let len = match parsing.parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(Failed::Lost),
+        };
+        let version = match resp.version {
+            Some(1) => Version::HTTP_11,
+            Some(0) => Version::HTTP_10,
+            _ => return Err(Failed::Lost),
+        };
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        for (slot, h) in at.iter_mut().zip(resp.headers.iter()) {
+            let name = h.name.as_bytes();
+            let (ns, vs) = (offset(name), offset(h.value));
+            *slot = (ns, ns + name.len() as u32, vs, vs + h.value.len() as u32);
         }
-    }
-    Ok(Some(parsed))
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// The answer's headers, how its body is framed, and whether that framing was plain (not
-/// both a length and a transfer coding, which RFC 9112 lets a client read but not trust for
-/// the next answer).
-fn answer_headers(raw: &Bytes, parsed: &Parsed) -> Result<(HeaderMap, Framing, bool), Failed> {
-    let mut headers = HeaderMap::with_capacity(parsed.count);
+        let status = resp.code.ok_or(Failed::Lost)?;
+        (len, status, version, resp.headers.len())
+    };
+    let raw = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut keep = version == Version::HTTP_11;
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;
-    for &(ns, ne, vs, ve) in &parsed.at[..parsed.count] {
+    for &(ns, ne, vs, ve) in &at[..count] {
         let name =
             HeaderName::from_bytes(&raw[ns as usize..ne as usize]).map_err(|_| Failed::Lost)?;
         let value = if vs == ve {
@@ -351,6 +342,8 @@ fn answer_headers(raw: &Bytes, parsed: &Parsed) -> Result<(HeaderMap, Framing, b
             {
                 chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
+        } else if name == http::header::CONNECTION && has_token(value.as_bytes(), b"close") {
+            keep = false;
         }
         headers.append(name, value);
     }
@@ -360,7 +353,21 @@ fn answer_headers(raw: &Bytes, parsed: &Parsed) -> Result<(HeaderMap, Framing, b
         (None, Some(n)) => Framing::Length(n),
         (None, None) => Framing::Close,
     };
-    Ok((headers, framing, chunked.is_none() || length.is_none()))
+    Ok(Some(Parsed {
+        status,
+        version,
+        keep,
+        headers,
+        framing,
+        plain: chunked.is_none() || length.is_none(),
+    }))
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A `Content-Length` value: digits only, no sign, no overflow.
