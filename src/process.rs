@@ -73,6 +73,21 @@ pub fn harden_self() {
     }
 }
 
+/// Turns off glibc's fast bins for this process (Linux with glibc; elsewhere nothing). The
+/// proxy frees many small blocks per request and takes an 8 KB read buffer for most of them;
+/// with fast bins each of those larger requests first sweeps the freed small blocks into the
+/// main lists (`malloc_consolidate`). Without them a small request under callgrind runs 2 %
+/// fewer instructions, and the closed loop 2 % less CPU per request (BENCHMARKS.md); small
+/// blocks are still served from glibc's per-thread cache.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers and touches no memory of ours; it runs before the
+    // proxy's threads start.
+    unsafe {
+        libc::mallopt(libc::M_MXFAST, 0);
+    }
+}
+
 /// Asks the kernel to SIGKILL the child when till dies (Linux), and closes the race where
 /// till died before the request took effect.
 pub fn die_with_parent(cmd: &mut Command) {

@@ -9,6 +9,7 @@ use crate::commands::Ctx;
 
 pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::process::harden_self();
+    crate::process::tune_allocator();
     let loopback = args.listen.ip().is_loopback();
     // One thread waits for signals; each worker thread runs its own single-threaded runtime
     // that accepts from the shared socket and serves its connections to the end, like one

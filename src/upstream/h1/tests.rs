@@ -91,9 +91,8 @@ fn post_head(body: &[u8]) -> Vec<u8> {
     )
 }
 
-/// One exchange with an answer sent whole.
-async fn one(answer: &[u8]) -> Result<Response<Body>, Failed> {
-    let (port, _server) = server(vec![vec![answer.to_vec()]]).await;
+/// A small POST on a new connection to `port`.
+async fn post(port: u16) -> Result<Response<Body>, Failed> {
     exchange(
         conn(port).await,
         &post_head(b"{}"),
@@ -103,6 +102,12 @@ async fn one(answer: &[u8]) -> Result<Response<Body>, Failed> {
         keep,
     )
     .await
+}
+
+/// One exchange with an answer sent whole.
+async fn one(answer: &[u8]) -> Result<Response<Body>, Failed> {
+    let (port, _server) = server(vec![vec![answer.to_vec()]]).await;
+    post(port).await
 }
 
 async fn body_of(resp: Response<Body>) -> Result<Vec<u8>, io::Error> {
@@ -170,16 +175,7 @@ async fn a_length_body_is_read_to_its_length_and_the_connection_goes_back_at_its
         b" world".to_vec(),
     ]])
     .await;
-    let resp = exchange(
-        conn(port).await,
-        &post_head(b"{}"),
-        b"{}",
-        false,
-        false,
-        keep,
-    )
-    .await
-    .unwrap();
+    let resp = post(port).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let mut body = resp.into_body();
@@ -204,16 +200,7 @@ async fn a_chunked_body_in_pieces_with_extensions_and_trailers_is_read_whole() {
         b"\r\n".to_vec(),
     ]])
     .await;
-    let resp = exchange(
-        conn(port).await,
-        &post_head(b"{}"),
-        b"{}",
-        false,
-        false,
-        keep,
-    )
-    .await
-    .unwrap();
+    let resp = post(port).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"hello world");
     assert_eq!(kept(), 1);
 }
@@ -225,16 +212,7 @@ async fn a_body_without_framing_is_read_to_the_close_and_the_connection_is_not_k
         b" the close".to_vec(),
     ]])
     .await;
-    let resp = exchange(
-        conn(port).await,
-        &post_head(b"{}"),
-        b"{}",
-        false,
-        false,
-        keep,
-    )
-    .await
-    .unwrap();
+    let resp = post(port).await.unwrap();
     assert_eq!(body_of(resp).await.unwrap(), b"until the close");
     assert_eq!(kept(), 0);
 }
@@ -364,16 +342,7 @@ async fn a_kept_connection_is_open_until_the_provider_closes_it_or_speaks_unaske
         vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()],
     ])
     .await;
-    let resp = exchange(
-        conn(port).await,
-        &post_head(b"{}"),
-        b"{}",
-        false,
-        false,
-        keep,
-    )
-    .await
-    .unwrap();
+    let resp = post(port).await.unwrap();
     body_of(resp).await.unwrap();
     let mut c = BACK.with(|b| b.borrow_mut().pop()).unwrap();
     assert!(c.is_open());
@@ -394,16 +363,7 @@ async fn a_reused_connection_that_fails_before_any_byte_is_written_is_not_sent()
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
     ]])
     .await;
-    let resp = exchange(
-        conn(port).await,
-        &post_head(b"{}"),
-        b"{}",
-        false,
-        false,
-        keep,
-    )
-    .await
-    .unwrap();
+    let resp = post(port).await.unwrap();
     body_of(resp).await.unwrap();
     let c = BACK.with(|b| b.borrow_mut().pop()).unwrap();
     // The server is gone: the first write may still succeed (the kernel takes it), and then
@@ -564,16 +524,7 @@ fn answer_strategy() -> impl Strategy<Value = (u16, Vec<(String, String)>, Vec<u
 type Read = Option<(u16, Vec<(String, Vec<u8>)>, Vec<u8>)>;
 
 async fn read_with_till(port: u16) -> Read {
-    let resp = exchange(
-        conn(port).await,
-        &post_head(b"{}"),
-        b"{}",
-        false,
-        false,
-        keep,
-    )
-    .await
-    .ok()?;
+    let resp = post(port).await.ok()?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
