@@ -210,38 +210,22 @@ fn take_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failed
             None if buf.len() >= MAX_HEAD => return Err(Failed::Lost),
             None => return Ok(None),
         };
-        let status = StatusCode::from_u16(parsed.status).map_err(|_| Failed::Lost)?;
-        if status.is_informational() {
-            if status == StatusCode::SWITCHING_PROTOCOLS {
+        if parsed.status.is_informational() {
+            if parsed.status == StatusCode::SWITCHING_PROTOCOLS {
                 // Nothing here asks for an upgrade.
                 return Err(Failed::Lost);
             }
             continue;
         }
-        let Parsed {
-            version,
-            keep,
-            headers,
-            framing,
-            plain,
-            ..
-        } = parsed;
-        let framing = if head_only
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
+        let mut head = parsed;
+        if head_only
+            || head.status == StatusCode::NO_CONTENT
+            || head.status == StatusCode::NOT_MODIFIED
         {
-            Framing::Length(0)
-        } else {
-            framing
-        };
-        let keep = keep && plain && !matches!(framing, Framing::Close);
-        return Ok(Some(Head {
-            status,
-            version,
-            headers,
-            framing,
-            keep,
-        }));
+            head.framing = Framing::Length(0);
+        }
+        head.keep &= !matches!(head.framing, Framing::Close);
+        return Ok(Some(head));
     }
 }
 
@@ -265,22 +249,9 @@ async fn write_all(io: &mut TcpStream, head: &[u8], body: &[u8]) -> Result<(), u
     Ok(())
 }
 
-/// One answer head, taken from the buffer.
-struct Parsed {
-    status: u16,
-    version: Version,
-    /// HTTP/1.1 without `Connection: close`.
-    keep: bool,
-    headers: HeaderMap,
-    framing: Framing,
-    /// Not both a length and a transfer coding, which RFC 9112 lets a client read but not
-    /// trust for the next answer.
-    plain: bool,
-}
-
 /// Takes the answer head at the start of `buf` out of it, its header values sharing the
 /// buffer's memory: `Ok(None)` while it is incomplete.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failed> {
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Failed> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -308,6 +279,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failed> {
             *slot = (ns, ns + name.len() as u32, vs, vs + h.value.len() as u32);
         }
         let status = resp.code.ok_or(Failed::Lost)?;
+        let status = StatusCode::from_u16(status).map_err(|_| Failed::Lost)?;
         (len, status, version, resp.headers.len())
     };
     let raw = buf.split_to(len).freeze();
@@ -353,13 +325,14 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Failed> {
         (None, Some(n)) => Framing::Length(n),
         (None, None) => Framing::Close,
     };
-    Ok(Some(Parsed {
+    Ok(Some(Head {
         status,
         version,
-        keep,
         headers,
         framing,
-        plain: chunked.is_none() || length.is_none(),
+        // Not both a length and a transfer coding, which RFC 9112 lets a client read but
+        // not trust for the next answer.
+        keep: keep && (chunked.is_none() || length.is_none()),
     }))
 }
 
