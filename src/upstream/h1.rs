@@ -161,12 +161,20 @@ pub async fn exchange(
     put_back: fn(Conn),
 ) -> Result<Response<Body>, Failed> {
     let written = write_all(&mut conn.io, head, body).await;
-    match written {
-        Ok(()) => {}
+    let cut_short = match written {
+        Ok(()) => false,
         Err(0) if reused => return Err(Failed::NotSent),
-        Err(_) => return Err(Failed::Lost),
-    }
-    let head = loop {
+        Err(_) => {
+            // A provider may answer before it has read the whole body (a 413 for a body too
+            // large, say) and close, which resets the connection under the write; that
+            // answer, if it came whole, is still in the socket and is the answer. Our side is
+            // shut so that a provider still waiting for the rest sees the request end.
+            use tokio::io::AsyncWriteExt as _;
+            let _ = conn.io.shutdown().await;
+            true
+        }
+    };
+    let mut head = loop {
         match take_head(&mut conn.buf, head_only)? {
             Some(head) => break head,
             None => match conn.fill().await {
@@ -175,6 +183,8 @@ pub async fn exchange(
             },
         }
     };
+    // After a request cut short the connection is never used again.
+    head.keep &= !cut_short;
     let mut body = Body {
         conn: Some(conn),
         framing: head.framing,

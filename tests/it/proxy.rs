@@ -651,6 +651,78 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
     }
 }
 
+/// A local model server that refuses a body too large as soon as it has read the head, and
+/// closes without reading the rest (the close resets the connection while till is still
+/// writing): its own answer reaches the client and the ledger, not a 502.
+#[test]
+fn a_provider_that_answers_before_reading_a_large_body_is_heard() {
+    use std::io::{Read as _, Write as _};
+    let p = ProxyEnv::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { return };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = r#"{"error":{"message":"context too long","type":"too_large"}}"#;
+            let answer = format!(
+                "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes());
+            // Dropped with the body unread: a reset.
+        }
+    });
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.local]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
+    ));
+    let (code, _, stderr) = crate::support::output_with_stdin(
+        p.env.till().args(["add", "local", "--no-verify"]),
+        ROOT_KEY,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let key = p.create_key(&["--scope", "local"]);
+    let serve = p.serve();
+    // More than the loopback's socket buffers hold, so till is still writing at the reset.
+    let content = "x".repeat(16 << 20);
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{content}"}}]}}"#
+    );
+    let (status, head, answer) = crate::support::raw_exchange(
+        &serve.url,
+        "POST",
+        "/local/v1/chat/completions",
+        &[
+            ("authorization", &format!("Bearer {key}")),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 413, "{head}\n{answer}");
+    assert!(answer.contains("context too long"), "{answer}");
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        rows = v.as_array().unwrap().clone();
+        if !rows.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], 413, "{rows:?}");
+}
+
 /// Sends `count` POSTs over one keep-alive connection to the proxy at `base`; each answer's
 /// status, head and body (de-chunked).
 fn keep_alive_posts(

@@ -373,6 +373,66 @@ async fn a_reused_connection_that_fails_before_any_byte_is_written_is_not_sent()
     assert!(got.is_err());
 }
 
+/// A provider that answers as soon as it has read the request head, then closes without
+/// reading the body (a 413 for a body too large, say): the kernel resets the connection while
+/// till is still writing.
+async fn answer_early_and_close(answer: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        tcp.write_all(answer).await.unwrap();
+        // Unread bytes in its buffer: the close is a reset.
+        drop(tcp);
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_answer_sent_before_the_body_was_read_is_the_answer_and_the_connection_is_dropped() {
+    let body = vec![b'x'; 16 << 20];
+    let port = answer_early_and_close(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large",
+    )
+    .await;
+    let resp = exchange(
+        conn(port).await,
+        &post_head(&body),
+        &body,
+        false,
+        false,
+        keep,
+    )
+    .await
+    .expect("the early answer");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body_of(resp).await.unwrap(), b"too large");
+    // It said nothing of closing, but the request was cut short: the connection is not kept.
+    assert_eq!(kept(), 0);
+    // Without a whole answer it stays lost, and says so at once.
+    let port = answer_early_and_close(b"HTTP/1.1 413 Payload").await;
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        exchange(
+            conn(port).await,
+            &post_head(&body),
+            &body,
+            false,
+            false,
+            keep,
+        ),
+    )
+    .await
+    .expect("no wait for an answer that cannot come");
+    assert_eq!(got.err(), Some(Failed::Lost));
+}
+
 // ---- the chunked decoder on its own, fed in arbitrary pieces ----
 
 /// `body` cut into chunks at `cuts`, with an extension on some size lines and trailers.
