@@ -48,6 +48,18 @@ pub(super) static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Whether a `Connection` header of `headers` names `name`: a header named there is meant for
+/// this hop alone and is not forwarded, either way (RFC 9110 §7.6.1).
+pub(super) fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|token| {
+            token
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
+    })
+}
+
 /// Request headers that carry credentials; all are stripped before forwarding.
 pub(super) static AUTH_HEADERS: [HeaderName; 4] = [
     header::AUTHORIZATION,
@@ -482,9 +494,11 @@ pub async fn forward(
         )
     })?;
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+    let connection = parts.headers.contains_key(header::CONNECTION);
     for (name, value) in &parts.headers {
         let n = name.as_str();
         if HOP_BY_HOP.contains(name)
+            || (connection && named_by_connection(&parts.headers, name))
             || AUTH_HEADERS.contains(name)
             || n == "host"
             || n == "content-length"
@@ -509,7 +523,7 @@ pub async fn forward(
         http::HeaderValue::from_static("identity"),
     );
     for (name, value) in provider.api.wire().default_headers() {
-        if !parts.headers.contains_key(*name) {
+        if !headers.contains_key(*name) {
             headers.insert(*name, http::HeaderValue::from_static(value));
         }
     }
@@ -567,6 +581,18 @@ pub fn respond(
     // The upstream's headers, less those that describe its hop (and the length, when till
     // takes an event out of the body).
     // Only those present are removed (a removal hashes; an answer has one or two of them).
+    // Those its `Connection` header names go too.
+    if parts.headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| !HOP_BY_HOP.contains(name) && named_by_connection(&parts.headers, name))
+            .cloned()
+            .collect();
+        for name in named {
+            parts.headers.remove(name);
+        }
+    }
     let mut present = 0u16;
     for name in parts.headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {

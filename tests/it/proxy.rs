@@ -545,7 +545,8 @@ fn hand_written_upstream() -> (
                     let answer = if n % 2 == 0 {
                         format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                             connection: keep-alive\r\nkeep-alive: timeout=5\r\n\
+                             connection: keep-alive, X-Upstream-Hop\r\nkeep-alive: timeout=5\r\n\
+                             x-upstream-hop: 1\r\n\
                              proxy-authenticate: Basic\r\nx-request-id: req-{n}\r\n\
                              content-length: {}\r\n\r\n{body}",
                             body.len()
@@ -572,8 +573,9 @@ fn hand_written_upstream() -> (
 
 /// Plain-HTTP providers are spoken to by till's own HTTP/1.1 client: what reaches the
 /// upstream is the canonical request with the root key and nothing of the child key, the
-/// answers (by length and chunked) come back whole without their hop-by-hop headers, and one
-/// upstream connection carries them all.
+/// answers (by length and chunked) come back whole without their hop-by-hop headers (also
+/// those a `Connection` header names, either way), and one upstream connection carries them
+/// all.
 #[test]
 fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_hop_headers() {
     let p = ProxyEnv::new();
@@ -599,6 +601,9 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
             ("authorization", &auth),
             ("content-type", "application/json"),
             ("x-client", "kept"),
+            // A header for this hop alone, by the Connection header's word.
+            ("connection", "keep-alive, X-Hop-Only"),
+            ("x-hop-only", "1"),
         ],
         body,
         4,
@@ -612,6 +617,7 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
             "proxy-authenticate",
             "trailer:",
             "connection: keep-alive",
+            "x-upstream-hop",
         ] {
             assert!(!head.contains(hop), "{hop} reached the client: {head}");
         }
@@ -628,6 +634,10 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
             "{r}"
         );
         assert!(r.contains("x-client: kept\r\n"), "{r}");
+        assert!(
+            !r.contains("x-hop-only") && !r.contains("connection:"),
+            "{r}"
+        );
         assert!(!r.contains("till_") && !r.contains(&key), "{r}");
         assert!(r.ends_with(std::str::from_utf8(body).unwrap()), "{r}");
         assert_eq!(r.matches("content-length:").count(), 1, "{r}");
