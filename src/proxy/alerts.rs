@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::state::{RequestRecord, State};
+use crate::childkey::Binding;
 
 /// Per-minute request counts of one key, for the rate baseline.
 #[derive(Debug)]
@@ -29,7 +30,8 @@ struct Inner {
     denial_kinds: HashSet<&'static str>,
     dead_keys: HashSet<(String, &'static str)>,
     budget_marks: HashSet<(String, u8)>,
-    rates: HashMap<String, Rate>,
+    /// By binding as it is (no hex string built per request).
+    rates: HashMap<Binding, Rate>,
     unlisted_models: HashSet<String>,
 }
 
@@ -64,14 +66,29 @@ impl Alerts {
 
     /// Looks at one finished request.
     pub fn observe(&self, state: &State, rec: &RequestRecord) {
-        let binding = rec.binding.map(|b| b.to_string());
-        let mut out: Vec<(&str, String)> = Vec::new();
+        let out = self.alerts_for(rec.binding, rec.denial, rec.message.as_deref());
+        for (kind, message) in out {
+            self.emit(state, kind, rec.binding.map(|b| b.to_string()), message);
+        }
+    }
+
+    /// The alerts one finished request raises: of the key at `binding`, refused as `denial`
+    /// with `message`, if it was.
+    fn alerts_for(
+        &self,
+        key: Option<Binding>,
+        denial: Option<&'static str>,
+        message: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
+        // The hex text only for what is stored (rare), not for every request.
+        let binding = || key.map(|b| b.to_string());
+        let mut out: Vec<(&'static str, String)> = Vec::new();
         {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(kind) = rec.denial {
-                let what = rec.message.as_deref().unwrap_or(kind);
+            if let Some(kind) = denial {
+                let what = message.unwrap_or(kind);
                 if matches!(kind, "expired" | "revoked" | "retired_mint") {
-                    let key = binding.clone().unwrap_or_default();
+                    let key = binding().unwrap_or_default();
                     if inner.dead_keys.insert((key, kind)) {
                         out.push((
                             "dead_key",
@@ -82,7 +99,7 @@ impl Alerts {
                     out.push(("denial", format!("first `{kind}` denial: {what}")));
                 }
                 if kind == "budget" {
-                    let key = binding.clone().unwrap_or_default();
+                    let key = binding().unwrap_or_default();
                     if inner.budget_marks.insert((key, 100)) {
                         out.push((
                             "budget",
@@ -91,9 +108,9 @@ impl Alerts {
                     }
                 }
             }
-            if let Some(b) = &binding {
+            if let Some(b) = key {
                 let now = Instant::now();
-                let r = inner.rates.entry(b.clone()).or_insert_with(|| Rate {
+                let r = inner.rates.entry(b).or_insert_with(|| Rate {
                     minute_start: now,
                     current: 0,
                     history: VecDeque::new(),
@@ -116,8 +133,7 @@ impl Alerts {
                         out.push((
                             "rate",
                             format!(
-                                "key {} made {} requests this minute, over five times its recent {:.1} per minute",
-                                &b[..12.min(b.len())],
+                                "key {b:#} made {} requests this minute, over five times its recent {:.1} per minute",
                                 r.current,
                                 baseline
                             ),
@@ -126,9 +142,7 @@ impl Alerts {
                 }
             }
         }
-        for (kind, message) in out {
-            self.emit(state, kind, binding.clone(), message);
-        }
+        out
     }
 
     /// `provider/model` has no price of its own and is charged `price`, its provider's highest.
@@ -183,5 +197,70 @@ impl Alerts {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key whose last minutes each had one request.
+    fn with_baseline(alerts: &Alerts, key: Binding) {
+        let mut inner = alerts.inner.lock().unwrap();
+        inner.rates.insert(
+            key,
+            Rate {
+                minute_start: Instant::now(),
+                current: 0,
+                history: VecDeque::from(vec![1; BASELINE_MINUTES]),
+                alerted_this_minute: false,
+            },
+        );
+    }
+
+    #[test]
+    fn a_key_at_five_times_its_baseline_raises_one_rate_alert_a_minute() {
+        let alerts = Alerts::default();
+        let (key, other) = (Binding([0xab; 32]), Binding([0xcd; 32]));
+        with_baseline(&alerts, key);
+        for n in 1..RATE_FLOOR {
+            assert!(alerts.alerts_for(Some(key), None, None).is_empty(), "{n}");
+        }
+        let raised = alerts.alerts_for(Some(key), None, None);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].0, "rate");
+        assert!(
+            raised[0]
+                .1
+                .starts_with("key abababababab made 10 requests this minute"),
+            "{}",
+            raised[0].1
+        );
+        // Once a minute, and only for the key that ran over.
+        assert!(alerts.alerts_for(Some(key), None, None).is_empty());
+        for _ in 0..20 {
+            assert!(alerts.alerts_for(Some(other), None, None).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_dead_key_is_reported_once_and_each_denial_kind_once() {
+        let alerts = Alerts::default();
+        let key = Binding([1; 32]);
+        let first = alerts.alerts_for(Some(key), Some("revoked"), Some("this key was revoked"));
+        assert_eq!(
+            first,
+            vec![(
+                "dead_key",
+                "an agent used a revoked key: this key was revoked".to_string()
+            )]
+        );
+        assert!(
+            alerts
+                .alerts_for(Some(key), Some("revoked"), None)
+                .is_empty()
+        );
+        assert_eq!(alerts.alerts_for(Some(key), Some("scope"), None).len(), 1);
+        assert!(alerts.alerts_for(None, Some("scope"), None).is_empty());
     }
 }

@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::errors::{ProxyError, refusal_error};
 use super::limits::{RateDenial, RateLimits, RateRule};
 pub use super::record::{RequestRecord, Stats, StatsSnapshot};
-use crate::childkey::{Binding, Checked, Denial, Grant, Limit, Token, Verified};
+use crate::childkey::{Binding, Checked, Denial, Grant, Kid, Limit, Token, Verified};
 use crate::ledger::Ledger;
 use crate::ledger::counters::{LevelCharge, Reservation};
 use crate::ledger::rates::{RateCharge, RateKind};
@@ -149,7 +149,7 @@ struct Watched {
     root_fingerprints: HashMap<String, String>,
     /// Each mint key's end of grace as the ledger has it now (`till rotate --mint` sets it
     /// after this proxy loaded the key).
-    mint_until: HashMap<String, Option<u64>>,
+    mint_until: HashMap<Kid, Option<u64>>,
     /// This process's ledger writer's commits: a wal-index header that moved through these
     /// alone needs no look at SQLite (the writer writes nothing watched here).
     own: Option<Arc<OwnCommits>>,
@@ -162,7 +162,7 @@ pub struct State {
     pub stats: Stats,
     store: Option<Arc<dyn SecretStore>>,
     roots: RwLock<HashMap<String, RootKey>>,
-    mints: RwLock<HashMap<String, Arc<MintEntry>>>,
+    mints: RwLock<HashMap<Kid, Arc<MintEntry>>>,
     known: Mutex<KnownKeys>,
     watched: Mutex<Watched>,
     limits: RateLimits,
@@ -207,7 +207,7 @@ impl State {
             .collect();
         let mints = mints
             .into_iter()
-            .map(|m| (m.key.kid().to_string(), Arc::new(m)))
+            .map(|m| (m.key.kid(), Arc::new(m)))
             .collect();
         let mut watched = Watched {
             signal: CommitSignal::none(),
@@ -474,30 +474,23 @@ impl State {
     /// The mint key that signed `token` (loading one created by another till process if
     /// needed), refused once its grace period has ended. The caller verifies the chain with it.
     pub async fn mint_for(&self, token: &Token, now: u64) -> Result<Arc<MintEntry>, ProxyError> {
-        let kid = token.kid().to_string();
-        let known = self
-            .mints
-            .read()
-            .map(|m| m.contains_key(&kid))
-            .unwrap_or(false);
-        if !known {
-            self.load_mint(&kid).await;
+        let kid = token.kid();
+        let loaded = || self.mints.read().ok().and_then(|m| m.get(&kid).cloned());
+        let mut entry = loaded();
+        if entry.is_none() {
+            self.load_mint(kid).await;
+            entry = loaded();
         }
-        let unknown = || {
-            let d = Denial::UnknownKid { kid: kid.clone() };
+        let entry = entry.ok_or_else(|| {
+            let d = Denial::UnknownKid {
+                kid: kid.to_string(),
+            };
             ProxyError::new(d.status(), d.kind(), d.to_string())
-        };
+        })?;
         let retired_since_load = self.watched.lock().ok().and_then(|mut w| {
             let _ = refresh(&mut w);
             w.mint_until.get(&kid).copied()
         });
-        let entry = self
-            .mints
-            .read()
-            .map_err(|_| unknown())?
-            .get(&kid)
-            .cloned()
-            .ok_or_else(unknown)?;
         if let Some(until) = retired_since_load.unwrap_or(entry.valid_until)
             && now >= until
         {
@@ -548,18 +541,18 @@ impl State {
         entry
     }
 
-    async fn load_mint(&self, kid: &str) {
+    async fn load_mint(&self, kid: Kid) {
         let Some(store) = self.store.clone() else {
             return;
         };
         let loaded = {
             let Ok(w) = self.watched.lock() else { return };
-            crate::mint::load(&w.ledger, store.as_ref(), kid)
+            crate::mint::load(&w.ledger, store.as_ref(), &kid.to_string())
         };
         if let Ok(Some(entry)) = loaded
             && let Ok(mut m) = self.mints.write()
         {
-            m.insert(kid.to_string(), Arc::new(entry));
+            m.insert(kid, Arc::new(entry));
         }
     }
 
@@ -790,7 +783,7 @@ fn reload(w: &mut Watched) -> anyhow::Result<()> {
         .ledger
         .mint_keys()?
         .into_iter()
-        .map(|m| (m.kid, m.valid_until))
+        .filter_map(|m| Some((m.kid.parse().ok()?, m.valid_until)))
         .collect();
     w.data_version = version;
     w.generation = generation;

@@ -52,7 +52,7 @@ fn state_with_mint() -> (tempfile::TempDir, State, Arc<MintEntry>) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite3")).unwrap();
     let mint = crate::childkey::MintKey::generate().unwrap();
-    let kid = mint.kid().to_string();
+    let kid = mint.kid();
     let entry = MintEntry {
         key: mint,
         valid_until: None,
