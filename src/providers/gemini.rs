@@ -251,11 +251,11 @@ fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(),
 
 /// Thoughts are billed as output; till counts them there and as reasoning.
 fn usage(u: &Value) -> Usage {
-    let thoughts = n(u, "/thoughtsTokenCount");
+    let thoughts = n(u, &["thoughtsTokenCount"]);
     Usage {
-        input_tokens: n(u, "/promptTokenCount"),
-        output_tokens: n(u, "/candidatesTokenCount") + thoughts,
-        cached_tokens: n(u, "/cachedContentTokenCount"),
+        input_tokens: n(u, &["promptTokenCount"]),
+        output_tokens: n(u, &["candidatesTokenCount"]) + thoughts,
+        cached_tokens: n(u, &["cachedContentTokenCount"]),
         reasoning_tokens: thoughts,
         ..Usage::default()
     }

@@ -323,9 +323,9 @@ fn response_usage(v: &Value) -> Option<Usage> {
 /// A Realtime `response.done` usage: `input_token_details`, singular, unlike Responses.
 fn realtime_usage(u: &Value) -> Usage {
     Usage {
-        input_tokens: n(u, "/input_tokens"),
-        output_tokens: n(u, "/output_tokens"),
-        cached_tokens: n(u, "/input_token_details/cached_tokens"),
+        input_tokens: n(u, &["input_tokens"]),
+        output_tokens: n(u, &["output_tokens"]),
+        cached_tokens: n(u, &["input_token_details", "cached_tokens"]),
         ..Usage::default()
     }
 }
@@ -347,18 +347,18 @@ pub fn ask_for_usage(map: &mut Map<String, Value>) {
 fn openai_usage(u: &Value) -> Usage {
     if u.get("input_tokens").is_some() {
         Usage {
-            input_tokens: n(u, "/input_tokens"),
-            output_tokens: n(u, "/output_tokens"),
-            cached_tokens: n(u, "/input_tokens_details/cached_tokens"),
-            reasoning_tokens: n(u, "/output_tokens_details/reasoning_tokens"),
+            input_tokens: n(u, &["input_tokens"]),
+            output_tokens: n(u, &["output_tokens"]),
+            cached_tokens: n(u, &["input_tokens_details", "cached_tokens"]),
+            reasoning_tokens: n(u, &["output_tokens_details", "reasoning_tokens"]),
             ..Usage::default()
         }
     } else {
         Usage {
-            input_tokens: n(u, "/prompt_tokens"),
-            output_tokens: n(u, "/completion_tokens"),
-            cached_tokens: n(u, "/prompt_tokens_details/cached_tokens"),
-            reasoning_tokens: n(u, "/completion_tokens_details/reasoning_tokens"),
+            input_tokens: n(u, &["prompt_tokens"]),
+            output_tokens: n(u, &["completion_tokens"]),
+            cached_tokens: n(u, &["prompt_tokens_details", "cached_tokens"]),
+            reasoning_tokens: n(u, &["completion_tokens_details", "reasoning_tokens"]),
             ..Usage::default()
         }
     }

@@ -26,12 +26,12 @@ impl Usage {
     }
 }
 
-/// The whole number at `ptr` (a JSON pointer of object keys, without `~` escapes) in `v`, 0
-/// when absent. Walks the keys in place: `Value::pointer` allocates each one.
-pub(crate) fn n(v: &Value, ptr: &str) -> u64 {
-    debug_assert!(!ptr.contains('~'));
+/// The whole number at the path of object `keys` in `v`, 0 when absent. Walks the keys in
+/// place: `Value::pointer` allocates each one, and a pointer string would be split on every
+/// response.
+pub(crate) fn n(v: &Value, keys: &[&str]) -> u64 {
     let mut cur = v;
-    for key in ptr.split('/').skip(1) {
+    for key in keys {
         match cur.get(key) {
             Some(next) => cur = next,
             None => return 0,

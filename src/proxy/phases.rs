@@ -48,16 +48,32 @@ pub(super) static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// The tokens of the `Connection` headers of `headers`, trimmed, empty ones left out.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether the `Connection` headers of `headers` name any header besides the fixed hop-by-hop
+/// ones (`close` is an option, not a header): most say only `keep-alive` or `close`, and
+/// then no other header needs looking at.
+pub(super) fn connection_names_others(headers: &HeaderMap) -> bool {
+    connection_tokens(headers).any(|t| {
+        !t.eq_ignore_ascii_case(b"close")
+            && !HOP_BY_HOP
+                .iter()
+                .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
+    })
+}
+
 /// Whether a `Connection` header of `headers` names `name`: a header named there is meant for
 /// this hop alone and is not forwarded, either way (RFC 9110 §7.6.1).
 pub(super) fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes().split(|&b| b == b',').any(|token| {
-            token
-                .trim_ascii()
-                .eq_ignore_ascii_case(name.as_str().as_bytes())
-        })
-    })
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
 }
 
 /// Request headers that carry credentials; all are stripped before forwarding.
@@ -494,7 +510,7 @@ pub async fn forward(
         )
     })?;
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-    let connection = parts.headers.contains_key(header::CONNECTION);
+    let connection = connection_names_others(&parts.headers);
     for (name, value) in &parts.headers {
         let n = name.as_str();
         if HOP_BY_HOP.contains(name)
@@ -582,7 +598,7 @@ pub fn respond(
     // takes an event out of the body).
     // Only those present are removed (a removal hashes; an answer has one or two of them).
     // Those its `Connection` header names go too.
-    if parts.headers.contains_key(header::CONNECTION) {
+    if connection_names_others(&parts.headers) {
         let named: Vec<HeaderName> = parts
             .headers
             .keys()

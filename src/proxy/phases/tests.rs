@@ -40,3 +40,31 @@ fn method_override_parameters_are_refused() {
         assert!(forward_query(Some(q)).is_err(), "{q}");
     }
 }
+
+#[test]
+fn connection_tokens_name_headers_in_any_case_across_headers_and_commas() {
+    let mut h = HeaderMap::new();
+    h.append("connection", HeaderValue::from_static("keep-alive"));
+    assert!(!connection_names_others(&h));
+    h.append(
+        "connection",
+        HeaderValue::from_static(" Close ,, KEEP-ALIVE,"),
+    );
+    assert!(!connection_names_others(&h));
+    h.append(
+        "connection",
+        HeaderValue::from_static("upgrade, X-Hop  ,te"),
+    );
+    assert!(connection_names_others(&h));
+    assert!(named_by_connection(&h, &HeaderName::from_static("x-hop")));
+    assert!(named_by_connection(
+        &h,
+        &HeaderName::from_static("keep-alive")
+    ));
+    assert!(!named_by_connection(&h, &HeaderName::from_static("x-ho")));
+    assert!(!named_by_connection(
+        &h,
+        &HeaderName::from_static("x-client")
+    ));
+    assert!(!connection_names_others(&HeaderMap::new()));
+}
