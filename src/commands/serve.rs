@@ -41,7 +41,10 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let slots = crate::proxy::Slots::new(state.options.max_connections);
     let mut workers = Vec::new();
-    for i in 0..workers_count() {
+    for (i, seat) in crate::proxy::crew::seats(workers_count())
+        .into_iter()
+        .enumerate()
+    {
         let (listener, state, slots) = (listener.try_clone()?, state.clone(), slots.clone());
         let mut stopped = stopped.clone();
         let worker = std::thread::Builder::new()
@@ -60,7 +63,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
-                    crate::proxy::serve_with(listener, state, slots, shutdown).await;
+                    crate::proxy::serve_with(listener, state, slots, Some(seat), shutdown).await;
                     anyhow::Ok(())
                 })?;
                 rt.shutdown_timeout(std::time::Duration::from_millis(500));

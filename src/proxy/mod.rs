@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod body;
+pub mod crew;
 pub mod errors;
 pub mod inspect;
 pub mod lifecycle;
@@ -66,7 +67,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Slots::new(state.options.max_connections);
-    serve_with(listener, state, slots, shutdown).await;
+    serve_with(listener, state, slots, None, shutdown).await;
 }
 
 /// The connection slots of one proxy, and its warnings about them: shared by every serve loop
@@ -101,13 +102,15 @@ fn due(notice: &std::sync::Mutex<lifecycle::Notice>) -> bool {
 }
 
 /// Like [`serve`], with the connection slots given: several serve loops, each on its own
-/// single-threaded runtime and accepting from the same socket, share one `max_connections`.
-/// Each connection then lives on one thread from accept to close, together with the upstream
-/// connections it uses, as in a server with one worker process per core.
+/// single-threaded runtime and accepting from the same socket, share one `max_connections`,
+/// and with their [`crew::Seat`]s share out the connections they accept. Each connection then
+/// lives on one thread from accept to close, together with the upstream connections it uses,
+/// as in a server with one worker process per core.
 pub async fn serve_with(
     listener: TcpListener,
     state: Arc<State>,
     slots: Slots,
+    mut seat: Option<crew::Seat>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let opts = &state.options;
@@ -123,46 +126,70 @@ pub async fn serve_with(
     tokio::pin!(shutdown);
     'accept: loop {
         while conns.try_join_next().is_some() {}
-        let slot = match Arc::clone(&slots.sem).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if due(&slots.full) {
-                    crate::output::warn(&format!(
-                        "{} connections are open, the most [proxy] max_connections allows; new connections wait until one closes",
-                        opts.max_connections
-                    ));
-                }
-                tokio::select! {
-                    slot = Arc::clone(&slots.sem).acquire_owned() => {
-                        slot.expect("the connection semaphore is never closed")
+        // A slot, then a connection; or a connection another loop handed over with its slot.
+        let accept = async {
+            let slot = match Arc::clone(&slots.sem).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if due(&slots.full) {
+                        crate::output::warn(&format!(
+                            "{} connections are open, the most [proxy] max_connections allows; new connections wait until one closes",
+                            opts.max_connections
+                        ));
                     }
-                    () = &mut shutdown => break 'accept,
+                    Arc::clone(&slots.sem)
+                        .acquire_owned()
+                        .await
+                        .expect("the connection semaphore is never closed")
                 }
+            };
+            (slot, listener.accept().await)
+        };
+        let handed = async {
+            match seat.as_mut() {
+                Some(seat) => seat.handed().await,
+                None => std::future::pending().await,
             }
         };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                backoff.reset();
-                a
-            }
-            Err(e) => {
-                drop(slot);
-                let pause = backoff.after(&e);
-                if !pause.is_zero() && due(&slots.failing) {
-                    crate::output::warn(&format!(
-                        "cannot accept connections ({e}); trying again, at most once a second"
-                    ));
+        let (stream, peer, slot, was_handed) = tokio::select! {
+            biased;
+            () = &mut shutdown => break 'accept,
+            Some(h) = handed => match tokio::net::TcpStream::from_std(h.stream) {
+                Ok(stream) => (stream, h.peer, h.slot, true),
+                Err(_) => continue,
+            },
+            (slot, accepted) = accept => match accepted {
+                Ok((stream, peer)) => {
+                    backoff.reset();
+                    (stream, peer, slot, false)
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => continue,
-                    () = &mut shutdown => break,
+                Err(e) => {
+                    drop(slot);
+                    let pause = backoff.after(&e);
+                    if !pause.is_zero() && due(&slots.failing) {
+                        crate::output::warn(&format!(
+                            "cannot accept connections ({e}); trying again, at most once a second"
+                        ));
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
-            }
+            },
         };
+        // One this loop accepted goes to a loop that serves fewer, if there is one.
+        let (stream, peer, slot) = match seat.as_ref().filter(|_| !was_handed) {
+            Some(seat) => match seat.pick() {
+                None => (stream, peer, slot),
+                Some(to) => match seat.hand(to, stream, peer, slot) {
+                    None => continue,
+                    Some(back) => back,
+                },
+            },
+            None => (stream, peer, slot),
+        };
+        let counted = seat.as_ref().map(|seat| seat.count(was_handed));
         let _ = stream.set_nodelay(true);
         let conn = Conn {
             stop: stopper.stop(),
@@ -183,6 +210,7 @@ pub async fn serve_with(
             .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
             .with_upgrades();
         conns.spawn(async move {
+            let _counted = counted;
             let closing = conn.stop.closing();
             let _conn = conn;
             let conn = http_conn;

@@ -571,6 +571,21 @@ fn hand_written_upstream() -> (
     (port, seen, accepted)
 }
 
+/// Configures `name` as an OpenAI-compatible provider at `http://127.0.0.1:port`, stores its
+/// root key, and returns a till key scoped to it.
+fn plain_http_provider(p: &ProxyEnv, name: &str, port: u16) -> String {
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.{name}]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
+    ));
+    let (code, _, stderr) = crate::support::output_with_stdin(
+        p.env.till().args(["add", name, "--no-verify"]),
+        ROOT_KEY,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    p.create_key(&["--scope", name])
+}
+
 /// Plain-HTTP providers are spoken to by till's own HTTP/1.1 client: what reaches the
 /// upstream is the canonical request with the root key and nothing of the child key, the
 /// answers (by length and chunked) come back whole without their hop-by-hop headers (also
@@ -580,16 +595,7 @@ fn hand_written_upstream() -> (
 fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_hop_headers() {
     let p = ProxyEnv::new();
     let (port, seen, accepted) = hand_written_upstream();
-    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
-    p.env.config(&format!(
-        "{config}\n[providers.hand]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
-    ));
-    let (code, _, stderr) = crate::support::output_with_stdin(
-        p.env.till().args(["add", "hand", "--no-verify"]),
-        ROOT_KEY,
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let key = p.create_key(&["--scope", "hand"]);
+    let key = plain_http_provider(&p, "hand", port);
     let serve = p.serve();
     let auth = format!("Bearer {key}");
     let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
@@ -690,16 +696,7 @@ fn a_provider_that_answers_before_reading_a_large_body_is_heard() {
             // Dropped with the body unread: a reset.
         }
     });
-    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
-    p.env.config(&format!(
-        "{config}\n[providers.local]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
-    ));
-    let (code, _, stderr) = crate::support::output_with_stdin(
-        p.env.till().args(["add", "local", "--no-verify"]),
-        ROOT_KEY,
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let key = p.create_key(&["--scope", "local"]);
+    let key = plain_http_provider(&p, "local", port);
     let serve = p.serve();
     // More than the loopback's socket buffers hold, so till is still writing at the reset.
     let content = "x".repeat(16 << 20);

@@ -104,6 +104,11 @@ async fn post(port: u16) -> Result<Response<Body>, Failed> {
     .await
 }
 
+/// A POST of `body` on a new connection to `port`.
+async fn post_body(port: u16, body: &[u8]) -> Result<Response<Body>, Failed> {
+    exchange(conn(port).await, &post_head(body), body, false, false, keep).await
+}
+
 /// One exchange with an answer sent whole.
 async fn one(answer: &[u8]) -> Result<Response<Body>, Failed> {
     let (port, _server) = server(vec![vec![answer.to_vec()]]).await;
@@ -401,35 +406,16 @@ async fn an_answer_sent_before_the_body_was_read_is_the_answer_and_the_connectio
         b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large",
     )
     .await;
-    let resp = exchange(
-        conn(port).await,
-        &post_head(&body),
-        &body,
-        false,
-        false,
-        keep,
-    )
-    .await
-    .expect("the early answer");
+    let resp = post_body(port, &body).await.expect("the early answer");
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body_of(resp).await.unwrap(), b"too large");
     // It said nothing of closing, but the request was cut short: the connection is not kept.
     assert_eq!(kept(), 0);
     // Without a whole answer it stays lost, and says so at once.
     let port = answer_early_and_close(b"HTTP/1.1 413 Payload").await;
-    let got = tokio::time::timeout(
-        Duration::from_secs(5),
-        exchange(
-            conn(port).await,
-            &post_head(&body),
-            &body,
-            false,
-            false,
-            keep,
-        ),
-    )
-    .await
-    .expect("no wait for an answer that cannot come");
+    let got = tokio::time::timeout(Duration::from_secs(5), post_body(port, &body))
+        .await
+        .expect("no wait for an answer that cannot come");
     assert_eq!(got.err(), Some(Failed::Lost));
 }
 
