@@ -62,13 +62,17 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--body", default="small")
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--seeded", action="store_true",
+                    help="over a ledger with 100,000 request rows and 10,000 revoked keys")
     ap.add_argument("--out")
     args = ap.parse_args()
     b = bn.Bench(args)
     probe = None
     try:
         b.start_nginx()
-        _, env, key = b.till_home("till")
+        home, env, key = b.till_home("till")
+        if args.seeded:
+            bn.seed(home, 100_000, 10_000)
         out = os.path.join(b.work, "callgrind.out")
         p = b.spawn(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
