@@ -571,6 +571,23 @@ fn hand_written_upstream() -> (
     (port, seen, accepted)
 }
 
+/// `till log --json`'s rows once there are at least `at_least` (the writer batches them), or
+/// what there is after five seconds.
+fn log_rows(p: &ProxyEnv, at_least: usize) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        rows = v.as_array().unwrap().clone();
+        if rows.len() >= at_least {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    rows
+}
+
 /// Configures `name` as an OpenAI-compatible provider at `http://127.0.0.1:port`, stores its
 /// root key, and returns a till key scoped to it.
 fn plain_http_provider(p: &ProxyEnv, name: &str, port: u16) -> String {
@@ -650,17 +667,7 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     // And the ledger has all four (the writer batches them), metered from both kinds of body.
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
-        assert_eq!(code, 0, "{stderr}");
-        let v: Value = serde_json::from_str(&stdout).unwrap();
-        rows = v.as_array().unwrap().clone();
-        if rows.len() >= 4 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let rows = log_rows(&p, 4);
     assert_eq!(rows.len(), 4, "{rows:?}");
     for row in &rows {
         assert_eq!(row["input_tokens"], 3, "{row}");
@@ -715,17 +722,7 @@ fn a_provider_that_answers_before_reading_a_large_body_is_heard() {
     );
     assert_eq!(status, 413, "{head}\n{answer}");
     assert!(answer.contains("context too long"), "{answer}");
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
-        assert_eq!(code, 0, "{stderr}");
-        let v: Value = serde_json::from_str(&stdout).unwrap();
-        rows = v.as_array().unwrap().clone();
-        if !rows.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let rows = log_rows(&p, 1);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["status"], 413, "{rows:?}");
 }
