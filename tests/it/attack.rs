@@ -1011,6 +1011,78 @@ fn the_body_limit_holds_however_the_body_is_framed_and_a_cut_body_is_never_forwa
     }
 }
 
+/// A large body that arrives in pieces is joined and checked as it comes, and its long messages
+/// are skimmed by 64-byte blocks. Where a run of backslashes before a quote is cut between
+/// pieces and between blocks, the quote still ends the string exactly when the run is even: a
+/// field written after it is read (and refused) when it is outside the string, and is text when
+/// it is inside. An invalid escape or a raw control character deep in a long message, arriving
+/// in pieces, is still refused.
+#[test]
+fn a_body_in_pieces_is_read_as_it_would_be_whole() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let path = "/openai/v1/chat/completions";
+    let head = |n: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {n}\r\n\r\n",
+            a.serve.url.trim_start_matches("http://"),
+            a.key
+        )
+    };
+    let prefix = "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"";
+    // ≈ 60 KB: within what the mock records of a body, to compare it byte for byte.
+    let filler = "line \\\"quoted\\\" \u{e9} \\ud83d\\ude00\\n".repeat(1800);
+    // Sends `body` cut just before and after the byte at `at`, and 70 bytes on.
+    let send = |body: &str, at: usize| {
+        let b = body.as_bytes();
+        let on = (at + 70).min(b.len());
+        let parts: &[&[u8]] = &[&b[..at], &b[at..at + 1], &b[at + 1..on], &b[on..]];
+        trickle(&a.serve.url, &head(b.len()), parts, false, false)
+    };
+    for run in 1..=4 {
+        // The run of backslashes ends on a block's last byte: its quote starts the next block.
+        let mut text = filler.clone();
+        while (prefix.len() + text.len() + run) % 64 != 0 {
+            text.push('y');
+        }
+        let backslashes = "\\".repeat(run);
+        let body = if run % 2 == 0 {
+            // The quote ends the message; the repeated `model` after it is the one read.
+            format!("{prefix}{text}{backslashes}\"}}],\"model\":\"gpt-4o\"}}")
+        } else {
+            // The quote is escaped: the would-be field is message text.
+            format!("{prefix}{text}{backslashes}\"}}],\\\"model\\\":\\\"gpt-4o\\\"\"}}]}}")
+        };
+        let parsed: Value = serde_json::from_str(&body).expect("valid JSON");
+        let at = prefix.len() + text.len();
+        a.p.mock.clear_requests();
+        let answer = send(&body, at);
+        if run % 2 == 0 {
+            assert_eq!(parsed["model"], "gpt-4o");
+            assert!(answer.starts_with("HTTP/1.1 403"), "run {run}: {answer}");
+            a.assert_upstream_saw_nothing("a model after a message's end");
+        } else {
+            assert_eq!(parsed["model"], "gpt-4o-mini");
+            assert!(answer.starts_with("HTTP/1.1 200"), "run {run}: {answer}");
+            let seen = a.p.mock.requests();
+            assert_eq!(seen.len(), 1, "run {run}");
+            // Not `assert_eq!`: a failure would print 60 KB twice.
+            assert!(
+                seen[0].body.as_deref() == Some(body.as_str()),
+                "run {run}: the body changed on the way"
+            );
+        }
+    }
+    a.p.mock.clear_requests();
+    for bad in ["\\ud800 lone", "\\q", "\t raw tab", "\\u00g0"] {
+        let body = format!("{prefix}{filler}{bad}{filler}\"}}]}}");
+        assert!(serde_json::from_str::<Value>(&body).is_err(), "{bad}");
+        let at = prefix.len() + filler.len() + 1;
+        let answer = send(&body, at);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{bad:?}: {answer}");
+    }
+    a.assert_upstream_saw_nothing("invalid message text sent in pieces");
+}
+
 /// `key` with its decoded body changed by `edit` and its checksum made right again, so that
 /// what refuses it is the signature chain, not the checksum.
 fn reforged(key: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
