@@ -13,6 +13,30 @@ fn migrations_apply_and_are_idempotent() {
     assert_eq!(v as usize, MIGRATIONS.len());
 }
 
+/// Every request's row pays for each index on `requests`: the only one is the one the retention
+/// prune searches.
+#[test]
+fn the_requests_table_keeps_only_the_index_its_queries_search() {
+    let l = Ledger::open_in_memory().unwrap();
+    let conn = l.conn();
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["requests_at"]);
+    let plan: Vec<String> = conn
+        .prepare("EXPLAIN QUERY PLAN DELETE FROM requests WHERE at < 1")
+        .unwrap()
+        .query_map([], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(plan.iter().any(|p| p.contains("requests_at")), "{plan:?}");
+}
+
 #[test]
 fn root_key_added_then_rotated() {
     let l = Ledger::open_in_memory().unwrap();
