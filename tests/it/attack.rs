@@ -1041,7 +1041,7 @@ fn a_body_in_pieces_is_read_as_it_would_be_whole() {
     for run in 1..=4 {
         // The run of backslashes ends on a block's last byte: its quote starts the next block.
         let mut text = filler.clone();
-        while (prefix.len() + text.len() + run) % 64 != 0 {
+        while !(prefix.len() + text.len() + run).is_multiple_of(64) {
             text.push('y');
         }
         let backslashes = "\\".repeat(run);
