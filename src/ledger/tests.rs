@@ -18,22 +18,18 @@ fn migrations_apply_and_are_idempotent() {
 #[test]
 fn the_requests_table_keeps_only_the_index_its_queries_search() {
     let l = Ledger::open_in_memory().unwrap();
-    let conn = l.conn();
-    let indexes: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    // Column `i` of every row `sql` gives.
+    let texts = |sql: &str, i: usize| -> Vec<String> {
+        let mut stmt = l.conn().prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get(i)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    let indexes = texts(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests'",
+        0,
+    );
     assert_eq!(indexes, ["requests_at"]);
-    let plan: Vec<String> = conn
-        .prepare("EXPLAIN QUERY PLAN DELETE FROM requests WHERE at < 1")
-        .unwrap()
-        .query_map([], |r| r.get(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let plan = texts("EXPLAIN QUERY PLAN DELETE FROM requests WHERE at < 1", 3);
     assert!(plan.iter().any(|p| p.contains("requests_at")), "{plan:?}");
 }
 
