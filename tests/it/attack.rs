@@ -36,6 +36,16 @@ impl Attack {
         raw_http(&self.serve.url, method, path, &headers, body)
     }
 
+    /// A request head for `path` with this key and `framing` (its body-length header lines),
+    /// for sending by hand.
+    fn head(&self, path: &str, framing: &str) -> String {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: close\r\n{framing}\r\n",
+            self.serve.url.trim_start_matches("http://"),
+            self.key
+        )
+    }
+
     fn post(&self, path: &str, body: &str) -> (u16, String) {
         self.send("POST", path, &[JSON], body.as_bytes())
     }
@@ -928,13 +938,7 @@ fn trickle(url: &str, head: &str, parts: &[&[u8]], chunked: bool, close: bool) -
 fn the_body_limit_holds_however_the_body_is_framed_and_a_cut_body_is_never_forwarded() {
     let a = Attack::new("[proxy]\nmax_body_bytes = 4096\n", &["--scope", "openai"]);
     let path = "/openai/v1/chat/completions";
-    let head = |framing: &str| {
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: close\r\n{framing}\r\n",
-            a.serve.url.trim_start_matches("http://"),
-            a.key
-        )
-    };
+    let head = |framing: &str| a.head(path, framing);
     let long = |n: usize| {
         format!(
             "{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
@@ -1021,13 +1025,7 @@ fn the_body_limit_holds_however_the_body_is_framed_and_a_cut_body_is_never_forwa
 fn a_body_in_pieces_is_read_as_it_would_be_whole() {
     let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
     let path = "/openai/v1/chat/completions";
-    let head = |n: usize| {
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {n}\r\n\r\n",
-            a.serve.url.trim_start_matches("http://"),
-            a.key
-        )
-    };
+    let head = |n: usize| a.head(path, &format!("Content-Length: {n}\r\n"));
     let prefix = "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"";
     // ≈ 60 KB: within what the mock records of a body, to compare it byte for byte.
     let filler = "line \\\"quoted\\\" \u{e9} \\ud83d\\ude00\\n".repeat(1800);

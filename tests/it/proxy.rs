@@ -576,10 +576,7 @@ fn hand_written_upstream() -> (
 fn log_rows(p: &ProxyEnv, at_least: usize) -> Vec<Value> {
     let mut rows = Vec::new();
     for _ in 0..100 {
-        let (code, stdout, stderr) = output(p.env.till().args(["log", "--json"]));
-        assert_eq!(code, 0, "{stderr}");
-        let v: Value = serde_json::from_str(&stdout).unwrap();
-        rows = v.as_array().unwrap().clone();
+        rows = p.log_json();
         if rows.len() >= at_least {
             break;
         }

@@ -208,6 +208,13 @@ impl Drop for Serve {
 }
 
 impl ProxyEnv {
+    /// The request rows `till log --json -n 1000` prints, newest first.
+    pub fn log_json(&self) -> Vec<serde_json::Value> {
+        let (code, stdout, stderr) = output(self.env.till().args(["log", "--json", "-n", "1000"]));
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    }
+
     /// Starts `till serve --listen 127.0.0.1:0` and waits for the URL it prints.
     pub fn serve(&self) -> Serve {
         use std::io::BufRead as _;

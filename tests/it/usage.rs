@@ -6,16 +6,6 @@ use serde_json::Value;
 
 use crate::support::{ProxyEnv, TestEnv, output, output_with_stdin, python_script, raw_post};
 
-fn usage_rows(p: &ProxyEnv) -> Vec<Value> {
-    let (code, stdout, stderr) = output(p.env.till().args(["log", "--json", "-n", "1000"]));
-    assert_eq!(code, 0, "{stderr}");
-    serde_json::from_str::<Value>(&stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// The (input, output) tokens the client saw in the provider's own response.
 fn reported(family: &str, v: &Value) -> (u64, u64) {
     let n = |v: &Value| v.as_u64().unwrap_or(0);
@@ -115,7 +105,7 @@ fn ledger_tokens_equal_what_the_upstream_reported() {
             input > 0 && out > 0,
             "{args:?}: no usage in the response {v}"
         );
-        let rows = usage_rows(&p);
+        let rows = p.log_json();
         let row = &rows[i];
         assert_eq!(
             (
@@ -254,7 +244,7 @@ fn a_stream_cut_mid_way_is_charged_its_reservation() {
         ],
     );
     assert_eq!(v["status"], 200, "{v}\n{stderr}");
-    let rows = usage_rows(&p);
+    let rows = p.log_json();
     let row = rows.last().unwrap();
     assert_eq!(row["outcome"], "cut", "{row}");
     assert_eq!(row["status"], 200, "{row}");
@@ -370,7 +360,7 @@ fn an_unlisted_model_costs_the_providers_highest_price_said_once() {
         .lookup("openai", "gpt-unlisted-1")
         .unwrap();
     assert_eq!(priced.source, till::pricing::PriceSource::ProviderMax);
-    let rows = usage_rows(&p);
+    let rows = p.log_json();
     assert_eq!(rows.len(), 2);
     for (r, row) in results.iter().zip(&rows) {
         assert_eq!(r["status"], 200, "{r}");
