@@ -13,14 +13,14 @@ fn chat(model: &str) -> String {
 }
 
 /// A proxy, a key for `args`, and a sender that speaks with that key.
-struct Attack {
-    p: ProxyEnv,
-    serve: crate::support::Serve,
-    key: String,
+pub(crate) struct Attack {
+    pub(crate) p: ProxyEnv,
+    pub(crate) serve: crate::support::Serve,
+    pub(crate) key: String,
 }
 
 impl Attack {
-    fn new(config: &str, args: &[&str]) -> Self {
+    pub(crate) fn new(config: &str, args: &[&str]) -> Self {
         let p = ProxyEnv::with_options(till_mock::MockOptions::default(), config);
         let key = p.create_key(args);
         let serve = p.serve();
@@ -60,7 +60,7 @@ impl Attack {
             .collect()
     }
 
-    fn assert_upstream_saw_nothing(&self, what: &str) {
+    pub(crate) fn assert_upstream_saw_nothing(&self, what: &str) {
         let seen = self.p.mock.requests();
         assert!(seen.is_empty(), "{what}: the upstream received {seen:?}");
     }

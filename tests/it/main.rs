@@ -6,6 +6,7 @@ mod support;
 mod agents;
 mod attack;
 mod cli;
+mod framing;
 mod keychain;
 mod keys;
 mod layers;
