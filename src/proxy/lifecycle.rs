@@ -29,6 +29,11 @@ impl Stop {
         }
     }
 
+    /// Whether the proxy has begun to stop.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
     /// Whether the grace is over.
     pub fn is_cut(&self) -> bool {
         *self.cut.borrow()

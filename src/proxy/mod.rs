@@ -20,6 +20,7 @@ pub mod meter;
 mod phases;
 mod record;
 pub mod route;
+mod server;
 mod state;
 mod ws;
 
@@ -114,12 +115,6 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let opts = &state.options;
-    let mut http = hyper::server::conn::http1::Builder::new();
-    // hyper starts the header timer when it waits for a request head, including on a kept-alive
-    // connection after a response, so it is the idle timeout too.
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(opts.header_timeout);
     let mut stopper = lifecycle::Stopper::default();
     let mut conns = tokio::task::JoinSet::new();
     let mut backoff = lifecycle::Backoff::default();
@@ -196,35 +191,10 @@ pub async fn serve_with(
             // Shared with a WebSocket this connection upgrades to, which outlives it.
             slot: Arc::new(slot),
         };
-        // Counts this connection's requests whose response is not done yet (the service call
-        // and its body hold a clone): a connection without any can be dropped at a stop.
-        let busy = Arc::new(());
-        let svc = {
-            let (state, conn, busy) = (state.clone(), conn.clone(), busy.clone());
-            hyper::service::service_fn(move |req| {
-                let (state, conn, busy) = (state.clone(), conn.clone(), busy.clone());
-                async move { Ok::<_, Infallible>(respond(state, peer, req, conn, busy).await) }
-            })
-        };
-        let http_conn = http
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-            .with_upgrades();
+        let state = state.clone();
         conns.spawn(async move {
             let _counted = counted;
-            let closing = conn.stop.closing();
-            let _conn = conn;
-            let conn = http_conn;
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                () = closing => {}
-            }
-            if Arc::strong_count(&busy) == 1 {
-                // Idle, or still sending a request head: nothing of ours to finish.
-                return;
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            server::serve(stream, state, peer, conn).await;
         });
     }
     drop(listener);
@@ -250,12 +220,77 @@ struct Conn {
     slot: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// One request: [`handle`], answered with a 503 instead if the grace ends before it has a
-/// response, and its response body bound to the stop.
-async fn respond(
+/// Serves a connection with hyper's HTTP/1.1 server, which the proxy's own server side hands
+/// every connection that asks for a WebSocket upgrade (only hyper can upgrade one): that
+/// request and every one after it on the connection.
+///
+/// hyper starts its header timer when it waits for a request head, including on a kept-alive
+/// connection after a response, so it is the idle timeout too. `busy` counts this connection's
+/// requests whose response is not done yet (the service call and its body hold a clone): a
+/// connection without any can be dropped at a stop.
+async fn serve_hyper(
+    io: server::Rewind,
     state: Arc<State>,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    conn: Conn,
+    busy: Arc<()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(state.options.header_timeout);
+    let svc = {
+        let (conn, busy) = (conn.clone(), busy.clone());
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let (state, conn, busy) = (state.clone(), conn.clone(), busy.clone());
+            async move { Ok::<_, Infallible>(respond(state, peer, req, conn, busy).await) }
+        })
+    };
+    let http_conn = http
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades();
+    let closing = conn.stop.closing();
+    let _conn = conn;
+    tokio::pin!(http_conn);
+    tokio::select! {
+        _ = http_conn.as_mut() => return,
+        () = closing => {}
+    }
+    if Arc::strong_count(&busy) == 1 {
+        // Idle, or still sending a request head: nothing of ours to finish.
+        return;
+    }
+    http_conn.as_mut().graceful_shutdown();
+    let _ = http_conn.await;
+}
+
+/// A request's body as the phases read it: from the proxy's own server side, or from hyper's
+/// (on a connection that asked for a WebSocket, which only hyper can upgrade).
+pub(crate) trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + Sized
+{
+    /// The request as hyper's, which a WebSocket upgrade needs; `None` if it came another way.
+    fn hyper(req: Request<Self>) -> Option<Request<Incoming>>;
+}
+
+impl RequestBody for Incoming {
+    fn hyper(req: Request<Self>) -> Option<Request<Incoming>> {
+        Some(req)
+    }
+}
+
+impl RequestBody for server::Body<'_> {
+    fn hyper(_: Request<Self>) -> Option<Request<Incoming>> {
+        None
+    }
+}
+
+/// One request: [`handle`], answered with a 503 instead if the grace ends before it has a
+/// response, and its response body bound to the stop.
+async fn respond<B: RequestBody>(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<B>,
     conn: Conn,
     busy: Arc<()>,
 ) -> Response<ProxyBody> {
@@ -307,10 +342,10 @@ pub use phases::DEFAULT_OUTPUT_RESERVE;
 /// One request: refused outright when it is not for a configured provider on this proxy,
 /// else taken through the phases (or, for a WebSocket upgrade, [`ws::handle`]), each refusal
 /// recorded and answered in the provider's shape.
-async fn handle(
+async fn handle<B: RequestBody>(
     state: Arc<State>,
     _peer: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<B>,
     conn: Conn,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -330,7 +365,12 @@ async fn handle(
     if ws::is_upgrade(req.headers()) {
         // Boxed: a WebSocket's state is ≈ 13 KB, and every HTTP request's future would be as
         // large (and copied as often) if it were inline.
-        return Box::pin(ws::handle(ctx, req, conn)).await;
+        return match B::hyper(req) {
+            Some(req) => Box::pin(ws::handle(ctx, req, conn)).await,
+            // The own server side hands every WebSocket upgrade to hyper's: not reached.
+            None => ProxyError::new(400, "upgrade", "this connection cannot be upgraded")
+                .response(provider.api),
+        };
     }
     match run_phases(&mut ctx, req).await {
         Ok(resp) => resp,
@@ -342,9 +382,9 @@ async fn handle(
 }
 
 /// The phases of a request to a provider, in order; the first refusal ends it.
-async fn run_phases(
+async fn run_phases<B: RequestBody>(
     ctx: &mut phases::Ctx<'_>,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let caller = phases::caller(ctx, &req).await?;
     let verified = phases::authenticate(ctx, &caller)?;
@@ -366,11 +406,7 @@ enum Routed<'s> {
 /// Which provider a request is for, and the canonical path after its prefix. Answers itself
 /// what never reaches a provider: proxy-style requests, foreign hosts, the health check,
 /// refused paths and unknown prefixes.
-fn route_to_provider<'s>(
-    state: &'s State,
-    req: &Request<Incoming>,
-    started: Instant,
-) -> Routed<'s> {
+fn route_to_provider<'s, B>(state: &'s State, req: &Request<B>, started: Instant) -> Routed<'s> {
     if req.method() == Method::CONNECT || req.uri().authority().is_some() {
         return Routed::Answered(
             ProxyError::new(

@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, header};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 
 use super::body::{self, ProxyBody, Upstream};
 use super::errors::ProxyError;
@@ -167,7 +166,7 @@ pub(super) fn denial_error(d: &Denial) -> ProxyError {
 /// a query or a body. Such a request is no API call: the proxy answers it itself with an empty
 /// 200, never forwards it and records nothing (a `no_key` denial would raise a false alert).
 /// Everything else without a key, the same paths with another method included, is refused.
-pub fn keyless_probe(req: &Request<Incoming>, rest: &str) -> bool {
+pub fn keyless_probe<B>(req: &Request<B>, rest: &str) -> bool {
     let headers = req.headers();
     let bodyless = headers
         .get(http::header::CONTENT_LENGTH)
@@ -184,7 +183,7 @@ pub fn keyless_probe(req: &Request<Incoming>, rest: &str) -> bool {
 /// signature chain verified against that mint key. A key verified before against the mint key
 /// that stands now is taken from the proxy's cache of verified keys; its mint key's
 /// retirement is still checked here, and its revocation, expiry and scope by the phases after.
-pub async fn caller(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Caller, ProxyError> {
+pub async fn caller<B>(ctx: &Ctx<'_>, req: &Request<B>) -> Result<Caller, ProxyError> {
     caller_with(ctx, extract_key(req.headers(), req.uri().query())).await
 }
 
@@ -243,7 +242,10 @@ pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verifie
 /// What is being asked: one canonical request, read once. Refuses what could make the
 /// upstream do something other than what till checks (method overrides, compressed bodies,
 /// system query parameters) and bodies it cannot read.
-pub async fn inspect(ctx: &mut Ctx<'_>, req: Request<Incoming>) -> Result<Asked, ProxyError> {
+pub async fn inspect<B: super::RequestBody>(
+    ctx: &mut Ctx<'_>,
+    req: Request<B>,
+) -> Result<Asked, ProxyError> {
     let (parts, body) = req.into_parts();
     if let Some(h) = METHOD_OVERRIDES
         .iter()
@@ -653,12 +655,11 @@ pub fn respond(
 ///
 /// A body that says it is larger than `max` (its `Content-Length`) is refused before any of it
 /// is read; one cut off or broken in its framing is refused whole.
-async fn read_body(
-    mut body: Incoming,
+async fn read_body<B: super::RequestBody>(
+    mut body: B,
     max: u64,
     limit: Duration,
 ) -> Result<body_inspect::Received, ProxyError> {
-    use hyper::body::Body as _;
     let too_large = || {
         ProxyError::new(
             413,

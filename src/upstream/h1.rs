@@ -347,14 +347,14 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Failed> {
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A `Content-Length` value: digits only, no sign, no overflow.
-fn decimal(s: &[u8]) -> Option<u64> {
+pub(crate) fn decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
     }
@@ -363,8 +363,9 @@ fn decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
-/// How the rest of an answer's body is delimited.
-enum Framing {
+/// How the rest of a message's body is delimited (an answer's here, a request's in the
+/// proxy's server side, which never reads one to the close).
+pub(crate) enum Framing {
     /// This many bytes are still to come.
     Length(u64),
     Chunked(Chunked),
@@ -372,8 +373,8 @@ enum Framing {
     Close,
 }
 
-/// What an answer's body has next.
-enum Next {
+/// What a body has next.
+pub(crate) enum Next {
     /// Data, and whether it was the body's last.
     Data(Bytes, bool),
     /// More bytes are needed (or, for [`Framing::Close`], the close).
@@ -384,7 +385,7 @@ enum Next {
 
 impl Framing {
     /// The body's next data from the start of `buf`.
-    fn next(&mut self, buf: &mut BytesMut) -> Result<Next, &'static str> {
+    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Next, &'static str> {
         match self {
             Framing::Length(0) => Ok(Next::End),
             Framing::Length(rest) => {
