@@ -198,6 +198,11 @@ struct Head {
 /// Why a head is refused: the status and what to tell the client.
 type Refusal = (StatusCode, &'static str);
 
+const TOO_LARGE: Refusal = (
+    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    "the request head is larger than 64 KiB",
+);
+
 /// Takes the request head at the start of `buf` out of it, its header values sharing the
 /// buffer's memory: `Ok(None)` while it is incomplete.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
@@ -336,6 +341,16 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
     }))
 }
 
+/// Whether bytes of `buf` after its first `searched` may end a head: a line feed followed by a
+/// blank line (CRLF or, as `httparse` also reads it, a bare LF).
+fn may_end_head(buf: &[u8], searched: usize) -> bool {
+    let from = searched.saturating_sub(2);
+    buf.get(from..).is_some_and(|new| {
+        (0..new.len())
+            .any(|i| new[i] == b'\n' && matches!(&new[i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
+    })
+}
+
 /// What waiting for a request head came to.
 enum Waited {
     Head(Box<Head>),
@@ -350,14 +365,21 @@ async fn next_head(
     mut timer: Pin<&mut tokio::time::Sleep>,
     mut closing: Pin<&mut impl Future<Output = ()>>,
 ) -> Waited {
+    // How much of the buffer has been searched for the end of a head: it is parsed again only
+    // once a blank line has come, so a head sent a byte at a time costs one parse, not one per
+    // byte over everything before it.
+    let mut searched = 0;
     loop {
-        if !inb.buf.is_empty() {
+        if may_end_head(&inb.buf, searched) {
             match parse_head(&mut inb.buf) {
                 Ok(Some(head)) => return Waited::Head(Box::new(head)),
                 Ok(None) => {}
                 Err(refusal) => return Waited::Refused(refusal),
             }
+        } else if inb.buf.len() > MAX_HEAD {
+            return Waited::Refused(TOO_LARGE);
         }
+        searched = inb.buf.len();
         let read = std::future::poll_fn(|cx| inb.poll_fill(cx));
         tokio::select! {
             biased;

@@ -145,3 +145,20 @@ fn numbers_are_written_in_their_base() {
     assert_eq!(&b.small[..], b"0 1234567 1fab 18446744073709551615");
     assert_eq!(b.len(), b.small.len());
 }
+
+#[test]
+fn a_head_is_parsed_only_once_a_blank_line_may_have_ended_it() {
+    let head = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    // Fed a byte at a time, as a trickling client sends it: only the last byte can end it.
+    let ends: Vec<usize> = (1..=head.len())
+        .filter(|&n| may_end_head(&head[..n], n - 1))
+        .collect();
+    assert_eq!(ends, [head.len()]);
+    // Whatever was searched before, a blank line across the boundary is found.
+    for searched in 0..head.len() {
+        assert!(may_end_head(head, searched), "{searched}");
+    }
+    assert!(may_end_head(b"GET / HTTP/1.1\n\n", 15));
+    assert!(!may_end_head(b"GET / HTTP/1.1\r\nhost: x\r\n", 0));
+    assert!(!may_end_head(b"", 0));
+}
