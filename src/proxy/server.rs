@@ -52,8 +52,12 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// What a read asks the kernel for at least.
 const READ_SIZE: usize = 16 * 1024;
-/// What a read of a large body asks for at most.
+/// What a read of a chunked body asks for at least.
 const BODY_READ: usize = 64 * 1024;
+/// A body with a length up to this is read into one buffer and handed over whole: the
+/// reads land where the checks read it, and nothing joins its pieces (a copy of a megabyte
+/// for a megabyte). Larger ones (past any sensible `max_body_bytes`) go piece by piece.
+const WHOLE_UP_TO: usize = 64 * 1024 * 1024;
 /// Answer pieces that are ready together are written together, up to this many bytes.
 const BATCH: usize = 64 * 1024;
 /// Answer data up to this long is copied beside the framing; longer data is written from
@@ -83,17 +87,33 @@ pub(super) struct Inbound {
 
 impl Inbound {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            let want = match &self.body {
-                Some(Framing::Length(n)) => usize::try_from(*n)
-                    .unwrap_or(usize::MAX)
-                    .clamp(READ_SIZE, BODY_READ),
-                Some(_) => BODY_READ,
-                None => READ_SIZE,
-            };
-            self.buf.reserve(want);
+        let spare = self.buf.capacity() - self.buf.len();
+        match self.whole_body_left() {
+            // Room for the rest of the body at once, so it lands where it will be read.
+            Some(left) if spare < left => self.buf.reserve(left),
+            Some(_) => {}
+            None if spare < READ_SIZE / 4 => {
+                let want = if self.body.is_some() {
+                    BODY_READ
+                } else {
+                    READ_SIZE
+                };
+                self.buf.reserve(want);
+            }
+            None => {}
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    /// For a body read whole (one with a length of at most [`WHOLE_UP_TO`]), how many of its
+    /// bytes have not arrived yet.
+    fn whole_body_left(&self) -> Option<usize> {
+        match self.body {
+            Some(Framing::Length(n)) if n <= WHOLE_UP_TO as u64 => {
+                Some((n as usize).saturating_sub(self.buf.len()))
+            }
+            _ => None,
+        }
     }
 
     /// Writes what is owed of a `100 Continue`.
@@ -125,22 +145,27 @@ impl hyper::body::Body for Body<'_> {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let inb = &mut *self.get_mut().inb;
         loop {
+            // A body read whole that has not all come yet: read on, and hand it over in one
+            // piece.
+            let waiting = inb.whole_body_left().is_some_and(|left| left > 0);
             let Some(framing) = inb.body.as_mut() else {
                 return Poll::Ready(None);
             };
-            match framing.next(&mut inb.buf) {
-                Ok(Next::Data(data, last)) => {
-                    if last {
-                        inb.body = None;
+            if !waiting {
+                match framing.next(&mut inb.buf) {
+                    Ok(Next::Data(data, last)) => {
+                        if last {
+                            inb.body = None;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    Ok(Next::End) => {
+                        inb.body = None;
+                        return Poll::Ready(None);
+                    }
+                    Ok(Next::More) => {}
+                    Err(what) => return Poll::Ready(Some(Err(broken(inb, what)))),
                 }
-                Ok(Next::End) => {
-                    inb.body = None;
-                    return Poll::Ready(None);
-                }
-                Ok(Next::More) => {}
-                Err(what) => return Poll::Ready(Some(Err(broken(inb, what)))),
             }
             if let Err(e) = ready!(inb.poll_continue(cx)) {
                 inb.broken = true;
