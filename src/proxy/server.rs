@@ -376,6 +376,20 @@ fn may_end_head(buf: &[u8], searched: usize) -> bool {
     })
 }
 
+/// Whether to parse the head again after bytes past `searched` came: on its first bytes (so
+/// what is not HTTP at all is refused at once), at each new line within its first 8 KiB (so a
+/// broken line is refused when it ends), and past that only once a blank line may have ended
+/// it.
+fn worth_parsing(buf: &[u8], searched: usize) -> bool {
+    const EVERY_LINE_UP_TO: usize = 8 * 1024;
+    if buf.is_empty() {
+        return false;
+    }
+    searched == 0
+        || (buf.len() <= EVERY_LINE_UP_TO && buf[searched.saturating_sub(1)..].contains(&b'\n'))
+        || may_end_head(buf, searched)
+}
+
 /// What waiting for a request head came to.
 enum Waited {
     Head(Box<Head>),
@@ -390,12 +404,11 @@ async fn next_head(
     mut timer: Pin<&mut tokio::time::Sleep>,
     mut closing: Pin<&mut impl Future<Output = ()>>,
 ) -> Waited {
-    // How much of the buffer has been searched for the end of a head: it is parsed again only
-    // once a blank line has come, so a head sent a byte at a time costs one parse, not one per
-    // byte over everything before it.
+    // How much of the buffer has been looked at: a head sent a byte at a time is not parsed
+    // again at every byte over everything before it (see `worth_parsing`).
     let mut searched = 0;
     loop {
-        if may_end_head(&inb.buf, searched) {
+        if worth_parsing(&inb.buf, searched) {
             match parse_head(&mut inb.buf) {
                 Ok(Some(head)) => return Waited::Head(Box::new(head)),
                 Ok(None) => {}
