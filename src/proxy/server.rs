@@ -54,9 +54,9 @@ const MAX_HEADERS: usize = 100;
 const READ_SIZE: usize = 16 * 1024;
 /// What a read of a chunked body asks for at least.
 const BODY_READ: usize = 64 * 1024;
-/// A body with a length up to this is read into one buffer and handed over whole: the
-/// reads land where the checks read it, and nothing joins its pieces (a copy of a megabyte
-/// for a megabyte). Larger ones (past any sensible `max_body_bytes`) go piece by piece.
+/// A body with a length up to this is read into one buffer and handed over whole
+/// ([`Inbound::poll_whole`]); larger ones (past any sensible `max_body_bytes`) go piece by
+/// piece.
 const WHOLE_UP_TO: usize = 64 * 1024 * 1024;
 /// Answer pieces that are ready together are written together, up to this many bytes.
 const BATCH: usize = 64 * 1024;
@@ -72,6 +72,8 @@ const LINGER_BYTES: usize = 1024 * 1024;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+const CUT_OFF: &str = "the client closed the connection before the body's end";
+
 /// A connection's socket, what was read from it and not used yet, and where the request
 /// whose body is being read stands.
 pub(super) struct Inbound {
@@ -83,36 +85,59 @@ pub(super) struct Inbound {
     broken: bool,
     /// Bytes of a `100 Continue` still owed before the body is waited for (0: none).
     owed: usize,
+    /// A body being read whole (see [`Inbound::poll_whole`]).
+    whole: Option<BytesMut>,
 }
 
 impl Inbound {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let spare = self.buf.capacity() - self.buf.len();
-        match self.whole_body_left() {
-            // Room for the rest of the body at once, so it lands where it will be read.
-            Some(left) if spare < left => self.buf.reserve(left),
-            Some(_) => {}
-            None if spare < READ_SIZE / 4 => {
-                let want = if self.body.is_some() {
-                    BODY_READ
-                } else {
-                    READ_SIZE
-                };
-                self.buf.reserve(want);
-            }
-            None => {}
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            let want = if self.body.is_some() {
+                BODY_READ
+            } else {
+                READ_SIZE
+            };
+            self.buf.reserve(want);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
-    /// For a body read whole (one with a length of at most [`WHOLE_UP_TO`]), how many of its
-    /// bytes have not arrived yet.
-    fn whole_body_left(&self) -> Option<usize> {
-        match self.body {
-            Some(Framing::Length(n)) if n <= WHOLE_UP_TO as u64 => {
-                Some((n as usize).saturating_sub(self.buf.len()))
+    /// The rest of a body of `n` bytes read into a buffer of its own, which is handed over
+    /// whole: the reads land where the checks read it, and nothing joins its pieces (a copy
+    /// of a megabyte for a megabyte). Its own buffer, not the connection's: what the
+    /// connection's buffer holds of the next request never shares the body's memory.
+    fn poll_whole(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<Option<io::Result<Bytes>>> {
+        let whole = self.whole.get_or_insert_with(|| BytesMut::with_capacity(n));
+        if whole.is_empty() {
+            // What came with the head.
+            whole.extend_from_slice(&self.buf);
+            self.buf.clear();
+        }
+        loop {
+            let whole = self.whole.as_mut().expect("set above");
+            if whole.len() >= n {
+                let data = std::mem::take(whole).freeze();
+                self.whole = None;
+                self.body = None;
+                return Poll::Ready(Some(Ok(data)));
             }
-            _ => None,
+            if let Err(e) = ready!(self.poll_continue(cx)) {
+                self.broken = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+            let whole = self.whole.as_mut().expect("set above");
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                whole
+            )) {
+                Ok(0) => return Poll::Ready(Some(Err(broken(self, CUT_OFF)))),
+                Ok(_) => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
         }
     }
 
@@ -145,40 +170,36 @@ impl hyper::body::Body for Body<'_> {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let inb = &mut *self.get_mut().inb;
         loop {
-            // A body read whole that has not all come yet: read on, and hand it over in one
-            // piece.
-            let waiting = inb.whole_body_left().is_some_and(|left| left > 0);
-            let Some(framing) = inb.body.as_mut() else {
-                return Poll::Ready(None);
-            };
-            if !waiting {
-                match framing.next(&mut inb.buf) {
-                    Ok(Next::Data(data, last)) => {
-                        if last {
-                            inb.body = None;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Ok(Next::End) => {
-                        inb.body = None;
-                        return Poll::Ready(None);
-                    }
-                    Ok(Next::More) => {}
-                    Err(what) => return Poll::Ready(Some(Err(broken(inb, what)))),
+            let framing = match inb.body.as_mut() {
+                None => return Poll::Ready(None),
+                Some(Framing::Length(n))
+                    if *n <= WHOLE_UP_TO as u64 && (inb.buf.len() as u64) < *n =>
+                {
+                    let n = *n as usize;
+                    return inb.poll_whole(cx, n).map(|r| r.map(|r| r.map(Frame::data)));
                 }
+                Some(framing) => framing,
+            };
+            match framing.next(&mut inb.buf) {
+                Ok(Next::Data(data, last)) => {
+                    if last {
+                        inb.body = None;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Next::End) => {
+                    inb.body = None;
+                    return Poll::Ready(None);
+                }
+                Ok(Next::More) => {}
+                Err(what) => return Poll::Ready(Some(Err(broken(inb, what)))),
             }
             if let Err(e) = ready!(inb.poll_continue(cx)) {
                 inb.broken = true;
                 return Poll::Ready(Some(Err(e)));
             }
             match ready!(inb.poll_fill(cx)) {
-                Ok(0) => {
-                    let e = broken(
-                        inb,
-                        "the client closed the connection before the body's end",
-                    );
-                    return Poll::Ready(Some(Err(e)));
-                }
+                Ok(0) => return Poll::Ready(Some(Err(broken(inb, CUT_OFF)))),
                 Ok(_) => {}
                 Err(e) => {
                     inb.broken = true;
@@ -440,6 +461,7 @@ pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, co
         body: None,
         broken: false,
         owed: 0,
+        whole: None,
     };
     let mut closing = pin!(conn.stop.closing());
     let mut timer = pin!(tokio::time::sleep(header_timeout));
@@ -489,6 +511,7 @@ pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, co
         drop(raw);
         let (version, head_only) = (parts.version, parts.method == Method::HEAD);
         inb.body = body;
+        inb.whole = None;
         inb.broken = false;
         inb.owed = if expect_continue { CONTINUE.len() } else { 0 };
         let req = Request::from_parts(parts, Body { inb: &mut inb });
