@@ -170,7 +170,7 @@ fn a_head_is_parsed_at_its_start_at_its_early_lines_and_at_a_blank_line() {
     assert!(worth_parsing(b"\x16\x03\x01\x02\x00", 0));
     assert!(worth_parsing(b"GET / HT", 0));
     // Then at each line's end while the head is small, and not in between.
-    assert!(!worth_parsing(b"GET / HTTP/1.1\r\nhost", 8));
+    assert!(!worth_parsing(b"GET / HTTP/1.1\r\nhost", 17));
     assert!(worth_parsing(b"GET / HTTP/1.1\r\nhost", 15));
     // Past 8 KiB, only a blank line.
     let long = format!("GET / HTTP/1.1\r\nx-a: {}\r\n", "a".repeat(9000));
