@@ -208,9 +208,9 @@ impl MeteredStream {
                         // Trailers: nothing to forward or meter.
                         continue;
                     };
-                    // hyper knows when a body with a length has all of it: finish now rather
-                    // than after the server has dropped this body (which would leave the rest
-                    // to a drain task).
+                    // The upstream's body knows when it has all of a body with a length: finish
+                    // now rather than after the server has dropped this body (which would leave
+                    // the rest to a drain task).
                     let ended = upstream.is_end_stream();
                     let deadline = tokio::time::Instant::now() + self.idle;
                     self.sleep.as_mut().reset(deadline);
@@ -262,8 +262,8 @@ use std::future::Future as _;
 /// Runs `record` as a task of its own on this runtime, holding `stop` until it has run (so a
 /// stopping proxy waits for it as it waits for a body); without a runtime, at once.
 ///
-/// A body ends inside hyper's write loop, which polls it again before it flushes what it has
-/// buffered: work done there (about 17,000 instructions to parse a JSON body's usage, build
+/// A body ends inside the server's write loop, which polls it again for its end before it
+/// writes what it has gathered: work done there (about 17,000 instructions to parse a JSON body's usage, build
 /// the ledger row and watch for alerts) would come before the client's last bytes are sent.
 /// As a task it runs after this connection's poll, once the bytes are in the socket.
 fn after_response(stop: Option<Stop>, record: impl FnOnce() + Send + 'static) {
@@ -329,8 +329,8 @@ impl Drop for MeteredStream {
         };
         handle.spawn(async move {
             use http_body_util::BodyExt as _;
-            // hyper drops a body with a known length once it has sent that many bytes, so a
-            // drop is not always a departed client: it is one only if more bytes were coming.
+            // The server drops a body with a known length once it has sent that many bytes, so
+            // a drop is not always a departed client: it is one only if more bytes were coming.
             let mut extra = 0usize;
             let drain = async {
                 while let Some(Ok(frame)) = upstream.frame().await {
