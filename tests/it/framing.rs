@@ -330,8 +330,9 @@ fn pipelined_requests_are_each_checked_and_a_body_is_never_read_as_a_request() {
     assert_eq!(upstream(&a), [one.as_str()]);
 
     // The first without a key, its body a whole keyed request: 401, and the body stays a body.
-    // The proxy may keep the connection (it does today, having read the body) or close it;
-    // either way a keyed request sent next is the only thing that may reach the mock.
+    // The proxy may keep the connection (after reading the body) or close it (it answers
+    // without reading the body, so it closes); either way a keyed request sent next is the
+    // only thing that may reach the mock.
     a.p.mock.clear_requests();
     let smuggled = request(&a, true, "", &say("smuggled"));
     let mut c = Conn::open(&a);
@@ -345,7 +346,7 @@ fn pipelined_requests_are_each_checked_and_a_body_is_never_read_as_a_request() {
         after.iter().all(|x| x.status == 200),
         "the body was answered as a request: {after:?}"
     );
-    // Today the proxy reads the body, keeps the connection, and serves the next request.
+    // A proxy that kept the connection serves the next request; one that closed it, nothing.
     let expected: &[&str] = if after.is_empty() {
         &[]
     } else {
@@ -391,7 +392,7 @@ fn conflicting_or_malformed_content_lengths_are_refused() {
             format!("Content-Length: {n}a\r\n"),
         ),
     ] {
-        // Today: 400 (with `connection: close`) from the head alone, then closed.
+        // 400 (with `connection: close`) from the head alone, then closed.
         refused(
             &a,
             what,
@@ -490,7 +491,7 @@ fn transfer_codings_and_chunk_syntax_forward_only_the_decoded_body() {
         a.key,
         chunked(&body)
     );
-    // Today: 400, then closed.
+    // 400, then closed.
     refused(&a, "chunked on HTTP/1.0", bytes.as_bytes());
 
     // `chunked` padded with spaces or in another case is `chunked`: the decoded bytes are
@@ -577,7 +578,7 @@ fn transfer_codings_and_chunk_syntax_forward_only_the_decoded_body() {
             "{}Transfer-Encoding: chunked\r\n\r\n{chunks}",
             head(&a, true, "")
         );
-        // Today: 400 `till_bad_body` with `connection: close`, then closed.
+        // 400 `till_bad_body` with `connection: close`, then closed.
         refused(&a, what, bytes.as_bytes());
     }
 }
@@ -612,7 +613,7 @@ fn malformed_header_lines_are_refused() {
         ("an empty name", with(": a\r\n")),
         ("a line starting with a space", format!(" {}", with(""))),
     ] {
-        // Today: 400 from the head alone, then closed.
+        // 400 from the head alone, then closed.
         refused(&a, what, bytes.as_bytes());
     }
 
@@ -792,7 +793,7 @@ fn connection_close_http_1_0_and_head_are_honoured() {
     assert!(x.closed && x.rest.is_empty(), "{x:?}");
     assert_eq!(upstream(&a), [one.as_str()]);
 
-    // HTTP/1.0: answered, then closed; today the answer says HTTP/1.0 and no `connection`.
+    // HTTP/1.0: answered (the answer says HTTP/1.0), then closed.
     let v10 = |lines: &str, body: &str| {
         format!(
             "POST {PATH} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{lines}Content-Length: {}\r\n\r\n{body}",
@@ -912,15 +913,15 @@ fn garbage_request_lines_are_refused() {
             "{first}\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {n}\r\n\r\n{body}"
         )
     };
-    // Today every one is answered 400 (by hyper, or till's `not_a_proxy` for the absolute
-    // form) and closed, but for the two marked.
+    // Every one is answered 400 (till's `not_a_proxy` for the absolute form) and closed, but
+    // for the lowercase method.
     for (what, bytes) in [
-        // Today: closed without an answer.
+        // Not HTTP/1.x: refused like any broken request line.
         (
             "an HTTP/2 preface",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(),
         ),
-        // Today: a method of its own, refused by till's endpoint check (403).
+        // A method of its own, refused by till's endpoint check (403).
         ("a lowercase method", line(&format!("post {PATH} HTTP/1.1"))),
         (
             "a non-token method character",
