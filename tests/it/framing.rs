@@ -952,3 +952,59 @@ fn garbage_request_lines_are_refused() {
         refused(&a, what, bytes.as_bytes());
     }
 }
+
+/// A streamed answer has no length: an HTTP/1.1 client gets it chunked, on a connection that
+/// stays open for the next request; an HTTP/1.0 client, which cannot read chunks, gets it
+/// unframed up to the close. Both get every event, and the mock saw each request once.
+#[test]
+fn a_streamed_answer_is_chunked_for_http_1_1_and_ends_at_the_close_for_http_1_0() {
+    let a = proxy();
+    let streamed = "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let plain = say("after the stream");
+    let x = exchange(
+        &a,
+        format!(
+            "{}{}",
+            request(&a, true, "", streamed),
+            request(&a, true, "Connection: close\r\n", &plain)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(x.statuses(), [200, 200], "{x:?}");
+    let sse = &x.answers[0];
+    assert_eq!(sse.header("transfer-encoding"), Some("chunked"), "{sse:?}");
+    assert_eq!(sse.header("content-length"), None, "{sse:?}");
+    assert_eq!(
+        sse.header("connection"),
+        None,
+        "kept for the next request: {sse:?}"
+    );
+    assert!(sse.body.contains("data: [DONE]"), "{sse:?}");
+    // The streamed request goes up as till edits it (it asks for the usage chunk).
+    let seen = upstream(&a);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].contains("\"stream\":true"), "{seen:?}");
+    assert_eq!(seen[1], plain);
+
+    a.p.mock.clear_requests();
+    let host = a.serve.url.trim_start_matches("http://");
+    let x = exchange(
+        &a,
+        format!(
+            "POST {PATH} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n{streamed}",
+            a.key,
+            streamed.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(x.statuses(), [200], "{x:?}");
+    let sse = &x.answers[0];
+    assert_eq!(sse.version, "HTTP/1.0", "{sse:?}");
+    assert_eq!(sse.header("transfer-encoding"), None, "{sse:?}");
+    assert_eq!(sse.header("content-length"), None, "{sse:?}");
+    assert_eq!(sse.header("connection"), Some("close"), "{sse:?}");
+    assert!(x.closed, "{x:?}");
+    assert!(sse.body.starts_with("data: "), "unframed: {sse:?}");
+    assert!(sse.body.trim_end().ends_with("data: [DONE]"), "{sse:?}");
+    assert_eq!(upstream(&a).len(), 1);
+}
