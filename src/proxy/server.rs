@@ -45,7 +45,7 @@ use tokio::net::TcpStream;
 
 use super::{Conn, ProxyBody, ProxyError, State};
 use crate::providers::ApiFamily;
-use crate::upstream::h1::{Framing, Next, decimal, has_token};
+use crate::upstream::h1::{Framing, Next, decimal, digits, has_token, invalid};
 
 /// The largest request head (request line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -80,10 +80,9 @@ const CUT_OFF: &str = "the client closed the connection before the body's end";
 pub(super) struct Inbound {
     io: TcpStream,
     buf: BytesMut,
-    /// The rest of the request body; `None` once it has been read to its end.
+    /// The rest of the request body; `None` once it has been read to its end (a body cut off
+    /// or broken in its framing never is).
     body: Option<Framing>,
-    /// The body could not be read to its end (cut off, or broken in its framing).
-    broken: bool,
     /// Bytes of a `100 Continue` still owed before the body is waited for (0: none).
     owed: usize,
     /// A body being read whole (see [`Inbound::poll_whole`]).
@@ -108,38 +107,27 @@ impl Inbound {
     /// of a megabyte for a megabyte). Its own buffer, not the connection's: what the
     /// connection's buffer holds of the next request never shares the body's memory.
     fn poll_whole(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<Option<io::Result<Bytes>>> {
-        let whole = self.whole.get_or_insert_with(|| BytesMut::with_capacity(n));
-        if whole.is_empty() {
-            // What came with the head.
+        if self.whole.is_none() {
+            // With what came with the head.
+            let mut whole = BytesMut::with_capacity(n);
             whole.extend_from_slice(&self.buf);
             self.buf.clear();
+            self.whole = Some(whole);
         }
-        loop {
-            let whole = self.whole.as_mut().expect("set above");
-            if whole.len() >= n {
-                let data = std::mem::take(whole).freeze();
-                self.whole = None;
-                self.body = None;
-                return Poll::Ready(Some(Ok(data)));
-            }
-            if let Err(e) = ready!(self.poll_continue(cx)) {
-                self.broken = true;
-                return Poll::Ready(Some(Err(e)));
-            }
-            let whole = self.whole.as_mut().expect("set above");
-            match ready!(tokio_util::io::poll_read_buf(
+        while self.whole.as_ref().is_some_and(|w| w.len() < n) {
+            ready!(self.poll_continue(cx))?;
+            let whole = self.whole.as_mut().expect("checked above");
+            if ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),
                 cx,
                 whole
-            )) {
-                Ok(0) => return Poll::Ready(Some(Err(broken(self, CUT_OFF)))),
-                Ok(_) => {}
-                Err(e) => {
-                    self.broken = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
+            ))? == 0
+            {
+                return Poll::Ready(Some(Err(invalid(CUT_OFF))));
             }
         }
+        self.body = None;
+        Poll::Ready(self.whole.take().map(|w| Ok(w.freeze())))
     }
 
     /// Writes what is owed of a `100 Continue`.
@@ -193,19 +181,11 @@ impl hyper::body::Body for Body<'_> {
                     return Poll::Ready(None);
                 }
                 Ok(Next::More) => {}
-                Err(what) => return Poll::Ready(Some(Err(broken(inb, what)))),
+                Err(what) => return Poll::Ready(Some(Err(invalid(what)))),
             }
-            if let Err(e) = ready!(inb.poll_continue(cx)) {
-                inb.broken = true;
-                return Poll::Ready(Some(Err(e)));
-            }
-            match ready!(inb.poll_fill(cx)) {
-                Ok(0) => return Poll::Ready(Some(Err(broken(inb, CUT_OFF)))),
-                Ok(_) => {}
-                Err(e) => {
-                    inb.broken = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
+            ready!(inb.poll_continue(cx))?;
+            if ready!(inb.poll_fill(cx))? == 0 {
+                return Poll::Ready(Some(Err(invalid(CUT_OFF))));
             }
         }
     }
@@ -221,11 +201,6 @@ impl hyper::body::Body for Body<'_> {
             Some(_) => SizeHint::default(),
         }
     }
-}
-
-fn broken(inb: &mut Inbound, what: &'static str) -> io::Error {
-    inb.broken = true;
-    io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
 /// A request head, read.
@@ -261,19 +236,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
         let mut req = httparse::Request::new(&mut []);
         let parsing = httparse::ParserConfig::default();
         let len = match parsing.parse_request_with_uninit_headers(&mut req, buf, &mut headers) {
-            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
-                return Err((
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "the request head is larger than 64 KiB",
-                ));
-            }
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(TOO_LARGE),
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                return Err((
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "the request head is larger than 64 KiB",
-                ));
-            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(TOO_LARGE),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => {
                 return Err((
@@ -460,7 +425,6 @@ pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, co
         io,
         buf: BytesMut::with_capacity(READ_SIZE),
         body: None,
-        broken: false,
         owed: 0,
         whole: None,
     };
@@ -513,12 +477,11 @@ pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, co
         let (version, head_only) = (parts.version, parts.method == Method::HEAD);
         inb.body = body;
         inb.whole = None;
-        inb.broken = false;
         inb.owed = if expect_continue { CONTINUE.len() } else { 0 };
         let req = Request::from_parts(parts, Body { inb: &mut inb });
         let answer = super::respond(state.clone(), peer, req, conn.clone(), busy.clone()).await;
         // A body not read to its end leaves the connection where no request starts.
-        let unread = inb.body.is_some() || inb.broken;
+        let unread = inb.body.is_some();
         let keep = keep && !unread && !conn.stop.is_closing();
         match answer_with(&mut inb.io, &mut out, answer, version, head_only, keep).await {
             Ok(true) if keep => {}
@@ -732,18 +695,8 @@ impl Batch {
     }
 
     /// `n` in base 10 or 16 (lowercase).
-    fn number(&mut self, mut n: u64, base: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b"0123456789abcdef"[(n % base) as usize];
-            n /= base;
-            if n == 0 {
-                break;
-            }
-        }
-        self.small(&digits[at..]);
+    fn number(&mut self, n: u64, base: u64) {
+        self.small(digits(n, base, &mut [0; 20]));
     }
 
     /// One piece of the body, framed; false if it overruns the answer's length.

@@ -130,18 +130,7 @@ pub fn head(
     );
     if body_len > 0 || !bodiless {
         out.extend_from_slice(b"content-length: ");
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = body_len;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&digits[at..]);
+        out.extend_from_slice(digits(body_len as u64, 10, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -484,7 +473,21 @@ fn cut_short() -> io::Error {
     )
 }
 
-fn invalid(what: &'static str) -> io::Error {
+/// `n` in base 10 or 16 (lowercase), written at the end of `buf`, for a head or a chunk size.
+pub(crate) fn digits(mut n: u64, base: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[(n % base) as usize];
+        n /= base;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+pub(crate) fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
