@@ -12,7 +12,7 @@ use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family};
 use super::fields::largest;
-use super::usage::Usage;
+use super::usage::{Tree, Usage};
 use crate::childkey::EndpointClass::{self, *};
 
 /// The `anthropic-version` sent when the client did not send one.
@@ -136,12 +136,22 @@ impl Family for Anthropic {
         &["usage", "message_stop"]
     }
 
-    fn json_usage_fields(&self) -> &'static [&'static str] {
-        &["usage"]
+    fn usage_member(&self) -> &'static str {
+        "usage"
     }
 
-    fn json_usage(&self, v: &Value) -> Option<Usage> {
-        v.get("usage").map(|u| usage(u, Usage::default()))
+    fn usage_paths(&self) -> &'static [&'static [&'static str]] {
+        &[
+            &["input_tokens"],
+            &["output_tokens"],
+            &["cache_read_input_tokens"],
+            &["cache_creation_input_tokens"],
+            &["cache_creation", "ephemeral_1h_input_tokens"],
+        ]
+    }
+
+    fn usage_of(&self, u: Option<&dyn Tree>) -> Option<Usage> {
+        u.map(|u| usage(u, Usage::default()))
     }
 
     fn error_body(&self, status: u16, _kind: &str, message: &str) -> Value {
@@ -163,25 +173,24 @@ impl Family for Anthropic {
 /// input (cache reads also as `cached_tokens`, writes as `cache_write_tokens`, with the
 /// one-hour writes of `cache_creation.ephemeral_1h_input_tokens` apart). `message_delta`
 /// counts are cumulative.
-fn usage(u: &Value, prev: Usage) -> Usage {
-    let cache_read = u.get("cache_read_input_tokens").and_then(Value::as_u64);
-    let cache_write = u.get("cache_creation_input_tokens").and_then(Value::as_u64);
-    let input = u.get("input_tokens").and_then(Value::as_u64);
+fn usage(u: &dyn Tree, prev: Usage) -> Usage {
+    let cache_read = u.num(&["cache_read_input_tokens"]);
+    let cache_write = u.num(&["cache_creation_input_tokens"]);
+    let input = u.num(&["input_tokens"]);
     let input_total = match (input, cache_read, cache_write) {
         (None, None, None) => prev.input_tokens,
-        _ => input.unwrap_or(0) + cache_read.unwrap_or(0) + cache_write.unwrap_or(0),
+        _ => input
+            .unwrap_or(0)
+            .saturating_add(cache_read.unwrap_or(0))
+            .saturating_add(cache_write.unwrap_or(0)),
     };
     Usage {
         input_tokens: input_total.max(prev.input_tokens),
-        output_tokens: u
-            .get("output_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(prev.output_tokens),
+        output_tokens: u.num(&["output_tokens"]).unwrap_or(prev.output_tokens),
         cached_tokens: cache_read.unwrap_or(prev.cached_tokens),
         cache_write_tokens: cache_write.unwrap_or(prev.cache_write_tokens),
         cache_write_1h_tokens: u
-            .pointer("/cache_creation/ephemeral_1h_input_tokens")
-            .and_then(Value::as_u64)
+            .num(&["cache_creation", "ephemeral_1h_input_tokens"])
             .unwrap_or(prev.cache_write_1h_tokens),
         reasoning_tokens: 0,
     }

@@ -12,7 +12,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
 use super::endpoint::{Endpoint, Op};
-use super::usage::Usage;
+use super::usage::{Tree, Usage};
 
 /// An endpoint served over a WebSocket upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,18 +182,26 @@ pub trait Family: Sync {
     /// `event:` line (empty without one); `prev` is the usage seen so far.
     fn sse_event(&self, event_name: &str, data: &Value, prev: Option<Usage>) -> EventUsage;
 
-    /// Usage from a complete JSON response body.
-    fn json_usage(&self, body: &Value) -> Option<Usage>;
+    /// The top-level member of a JSON answer that holds its usage.
+    fn usage_member(&self) -> &'static str;
+
+    /// The paths inside the usage member that [`Family::usage_of`] reads (at most 16); the
+    /// meter reads only these from a JSON answer and skips the rest unbuilt.
+    fn usage_paths(&self) -> &'static [&'static [&'static str]];
+
+    /// Usage from a JSON answer's usage member, `None` when the answer has none.
+    fn usage_of(&self, usage: Option<&dyn Tree>) -> Option<Usage>;
+
+    /// Usage from a complete JSON answer, parsed.
+    fn json_usage(&self, body: &Value) -> Option<Usage> {
+        self.usage_of(body.get(self.usage_member()).map(|u| u as &dyn Tree))
+    }
 
     /// Text at least one of which an SSE event's name or data holds whenever
     /// [`Family::sse_event`] can find usage or an end in it; the meter parses no other event
     /// (most events of a stream are text deltas). The upstream writes these events, not the
     /// agent.
     fn sse_markers(&self) -> &'static [&'static str];
-
-    /// The top-level fields of a JSON response body that [`Family::json_usage`] reads; the
-    /// meter builds only these and skips the rest of the body unbuilt.
-    fn json_usage_fields(&self) -> &'static [&'static str];
 
     /// An error body in this family's shape for HTTP `status`; `kind` is till's slug.
     fn error_body(&self, status: u16, kind: &str, message: &str) -> Value;

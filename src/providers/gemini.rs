@@ -13,7 +13,7 @@ use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, FieldCheck};
 use super::fields::{choices, largest, max_opt};
-use super::usage::{Usage, n};
+use super::usage::{Tree, Usage, n};
 use crate::childkey::EndpointClass::{self, *};
 
 #[allow(non_upper_case_globals)]
@@ -177,7 +177,7 @@ impl Family for Gemini {
 
     fn sse_event(&self, _event_name: &str, v: &Value, _prev: Option<Usage>) -> EventUsage {
         EventUsage {
-            usage: v.get("usageMetadata").map(usage),
+            usage: v.get("usageMetadata").map(|u| usage(u)),
             completed: v.pointer("/candidates/0/finishReason").is_some(),
             usage_only: false,
         }
@@ -187,12 +187,21 @@ impl Family for Gemini {
         &["usageMetadata", "finishReason"]
     }
 
-    fn json_usage_fields(&self) -> &'static [&'static str] {
-        &["usageMetadata"]
+    fn usage_member(&self) -> &'static str {
+        "usageMetadata"
     }
 
-    fn json_usage(&self, v: &Value) -> Option<Usage> {
-        v.get("usageMetadata").map(usage)
+    fn usage_paths(&self) -> &'static [&'static [&'static str]] {
+        &[
+            &["promptTokenCount"],
+            &["candidatesTokenCount"],
+            &["cachedContentTokenCount"],
+            &["thoughtsTokenCount"],
+        ]
+    }
+
+    fn usage_of(&self, u: Option<&dyn Tree>) -> Option<Usage> {
+        u.map(usage)
     }
 
     fn error_body(&self, status: u16, _kind: &str, message: &str) -> Value {
@@ -250,11 +259,11 @@ fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(),
 }
 
 /// Thoughts are billed as output; till counts them there and as reasoning.
-fn usage(u: &Value) -> Usage {
+fn usage(u: &dyn Tree) -> Usage {
     let thoughts = n(u, &["thoughtsTokenCount"]);
     Usage {
         input_tokens: n(u, &["promptTokenCount"]),
-        output_tokens: n(u, &["candidatesTokenCount"]) + thoughts,
+        output_tokens: n(u, &["candidatesTokenCount"]).saturating_add(thoughts),
         cached_tokens: n(u, &["cachedContentTokenCount"]),
         reasoning_tokens: thoughts,
         ..Usage::default()

@@ -13,7 +13,7 @@ use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, WsClientEvent, WsRoute, WsServerEvent};
 use super::fields::{choices, largest};
-use super::usage::{Usage, n};
+use super::usage::{Tree, Usage, n};
 use crate::childkey::EndpointClass::{self, *};
 
 #[allow(non_upper_case_globals)]
@@ -199,12 +199,25 @@ impl Family for Openai {
         ]
     }
 
-    fn json_usage_fields(&self) -> &'static [&'static str] {
-        &["usage"]
+    fn usage_member(&self) -> &'static str {
+        "usage"
     }
 
-    fn json_usage(&self, v: &Value) -> Option<Usage> {
-        v.get("usage").filter(|u| !u.is_null()).map(openai_usage)
+    fn usage_paths(&self) -> &'static [&'static [&'static str]] {
+        &[
+            &["input_tokens"],
+            &["output_tokens"],
+            &["input_tokens_details", "cached_tokens"],
+            &["output_tokens_details", "reasoning_tokens"],
+            &["prompt_tokens"],
+            &["completion_tokens"],
+            &["prompt_tokens_details", "cached_tokens"],
+            &["completion_tokens_details", "reasoning_tokens"],
+        ]
+    }
+
+    fn usage_of(&self, u: Option<&dyn Tree>) -> Option<Usage> {
+        u.filter(|u| !u.is_null()).map(openai_usage)
     }
 
     fn error_body(&self, status: u16, kind: &str, message: &str) -> Value {
@@ -317,7 +330,7 @@ const RESPONSE_ENDS: &[&str] = &[
 fn response_usage(v: &Value) -> Option<Usage> {
     v.pointer("/response/usage")
         .filter(|u| !u.is_null())
-        .map(openai_usage)
+        .map(|u| openai_usage(u))
 }
 
 /// A Realtime `response.done` usage: `input_token_details`, singular, unlike Responses.
@@ -344,8 +357,8 @@ pub fn ask_for_usage(map: &mut Map<String, Value>) {
 }
 
 /// Chat completions (`prompt_tokens`…) and Responses/embeddings (`input_tokens`…) alike.
-fn openai_usage(u: &Value) -> Usage {
-    if u.get("input_tokens").is_some() {
+fn openai_usage(u: &dyn Tree) -> Usage {
+    if u.has("input_tokens") {
         Usage {
             input_tokens: n(u, &["input_tokens"]),
             output_tokens: n(u, &["output_tokens"]),

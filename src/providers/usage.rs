@@ -1,7 +1,9 @@
-//! Token counts as a provider reports them, in one shape for every family. Plain data: the
-//! families fill it in, the meter carries it, pricing turns it into money.
+//! Token counts as a provider reports them, in one shape for every family, and the two ways a
+//! family's reading sees a usage object: a parsed `Value` (an event of a stream) or [`Counts`]
+//! (a complete JSON answer, read without building one).
 
 use serde::Serialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Token counts of one request as the provider reported them.
@@ -22,20 +24,464 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 }
 
-/// The whole number at the path of object `keys` in `v`, 0 when absent. Walks the keys in
-/// place: `Value::pointer` allocates each one, and a pointer string would be split on every
-/// response.
-pub(crate) fn n(v: &Value, keys: &[&str]) -> u64 {
-    let mut cur = v;
-    for key in keys {
-        match cur.get(key) {
-            Some(next) => cur = next,
-            None => return 0,
+/// A usage object as a family's reading asks it.
+pub trait Tree {
+    /// The value at the path of object `keys` as `Value::as_u64` reads it: `None` when absent
+    /// or not a whole number from 0 to `u64::MAX`.
+    fn num(&self, keys: &[&str]) -> Option<u64>;
+    /// Whether the object has the member `key`, whatever its value (`null` included).
+    fn has(&self, key: &str) -> bool;
+    /// Whether the usage object is `null`.
+    fn is_null(&self) -> bool;
+}
+
+impl Tree for Value {
+    /// Walks the keys in place: `Value::pointer` allocates each one.
+    fn num(&self, keys: &[&str]) -> Option<u64> {
+        let mut cur = self;
+        for key in keys {
+            cur = cur.get(key)?;
+        }
+        cur.as_u64()
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
+    }
+}
+
+/// The whole number at the path of object `keys` in `u`, 0 when absent.
+pub(crate) fn n(u: &dyn Tree, keys: &[&str]) -> u64 {
+    u.num(keys).unwrap_or(0)
+}
+
+/// At most this many paths are read from a usage object.
+const MAX_PATHS: usize = 16;
+
+/// The values at a fixed set of paths of a usage object, read from a JSON answer without
+/// building the object: what the family's reading asks of it, and nothing else. Reads the
+/// same as a parsed `Value` would (a repeated member counts as its last, as a parse keeps).
+#[derive(Debug)]
+pub(crate) struct Counts {
+    paths: &'static [&'static [&'static str]],
+    leaves: [Leaf; MAX_PATHS],
+    root: Kind,
+}
+
+/// What stands at one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Absent,
+    /// Present, but not a whole number `as_u64` reads (`null`, a string, `-1`, `1.0`, …).
+    Other,
+    Num(u64),
+}
+
+/// The kind of a JSON value, as far as a path's reading cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Num(u64),
+    Null,
+    Object,
+    Other,
+}
+
+impl Counts {
+    /// Reads a complete JSON answer: `None` when it is not JSON (nor UTF-8, which a full parse
+    /// refused too, also inside members skipped here); `Some(None)` when it is JSON without a
+    /// top-level `member` (or not an object); otherwise the values at `paths` inside the last
+    /// `member`. Every other member is checked by the parser and skipped unbuilt.
+    pub(crate) fn read(
+        body: &[u8],
+        member: &'static str,
+        paths: &'static [&'static [&'static str]],
+    ) -> Option<Option<Counts>> {
+        assert!(paths.len() <= MAX_PATHS, "too many usage paths");
+        std::str::from_utf8(body).ok()?;
+        let mut de = serde_json::Deserializer::from_slice(body);
+        match de
+            .deserialize_map(Answer { member, paths })
+            .and_then(|c| de.end().map(|()| c))
+        {
+            Ok(counts) => Some(counts),
+            // Not an object, or not JSON: whether it parses decides.
+            Err(_) => serde_json::from_slice::<IgnoredAny>(body)
+                .ok()
+                .map(|_| None),
         }
     }
-    cur.as_u64().unwrap_or(0)
+
+    fn index(&self, keys: &[&str]) -> Option<usize> {
+        let i = self.paths.iter().position(|p| *p == keys);
+        debug_assert!(
+            i.is_some(),
+            "usage path {keys:?} is not among the paths read"
+        );
+        i
+    }
+}
+
+impl Tree for Counts {
+    fn num(&self, keys: &[&str]) -> Option<u64> {
+        match self.leaves[self.index(keys)?] {
+            Leaf::Num(n) => Some(n),
+            Leaf::Absent | Leaf::Other => None,
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.index(&[key])
+            .is_some_and(|i| self.leaves[i] != Leaf::Absent)
+    }
+
+    fn is_null(&self) -> bool {
+        self.root == Kind::Null
+    }
+}
+
+/// The top level of an answer: finds its usage member.
+struct Answer {
+    member: &'static str,
+    paths: &'static [&'static [&'static str]],
+}
+
+impl<'de> Visitor<'de> for Answer {
+    type Value = Option<Counts>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(is_member) = map.next_key_seed(KeyIs(self.member))? {
+            if is_member {
+                let mut counts = Counts {
+                    paths: self.paths,
+                    leaves: [Leaf::Absent; MAX_PATHS],
+                    root: Kind::Null,
+                };
+                let all = (1u32 << self.paths.len()) - 1;
+                counts.root = map.next_value_seed(Node {
+                    counts: &mut counts,
+                    depth: 0,
+                    mask: all,
+                })?;
+                found = Some(counts);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether a key is the one named.
+struct KeyIs(&'static str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeyIs {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<bool, E> {
+        Ok(k == self.0)
+    }
+}
+
+/// Which of the paths in `mask` go on with `key` at `depth`.
+struct KeyOf<'p> {
+    paths: &'p [&'static [&'static str]],
+    depth: usize,
+    mask: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyOf<'_> {
+    type Value = u32;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeyOf<'_> {
+    type Value = u32;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<u32, E> {
+        let mut out = 0;
+        for (i, path) in self.paths.iter().enumerate() {
+            if self.mask & (1 << i) != 0 && path.get(self.depth) == Some(&k) {
+                out |= 1 << i;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One value inside the usage member, at `depth` keys below it, on the way of the paths in
+/// `mask`: an object's members on those paths are read into `counts`, the rest skipped.
+struct Node<'c> {
+    counts: &'c mut Counts,
+    depth: usize,
+    mask: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = Kind;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+        Ok(Kind::Other)
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Kind, E> {
+        // As `Value` stores it: a whole number ≥ 0 reads as one, whichever way it came.
+        Ok(u64::try_from(n).map_or(Kind::Other, Kind::Num))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Kind, E> {
+        Ok(Kind::Num(n))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
+        Ok(Kind::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Kind, E> {
+        Ok(Kind::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Kind::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+        let paths = self.counts.paths;
+        while let Some(on) = map.next_key_seed(KeyOf {
+            paths,
+            depth: self.depth,
+            mask: self.mask,
+        })? {
+            if on == 0 {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            // A repeated member replaces all that an earlier one held.
+            for (i, leaf) in self.counts.leaves.iter_mut().enumerate() {
+                if on & (1 << i) != 0 {
+                    *leaf = Leaf::Absent;
+                }
+            }
+            let kind = map.next_value_seed(Node {
+                counts: &mut *self.counts,
+                depth: self.depth + 1,
+                mask: on,
+            })?;
+            for (i, path) in paths.iter().enumerate() {
+                if on & (1 << i) != 0 && path.len() == self.depth + 1 {
+                    self.counts.leaves[i] = match kind {
+                        Kind::Num(n) => Leaf::Num(n),
+                        Kind::Null | Kind::Object | Kind::Other => Leaf::Other,
+                    };
+                }
+            }
+        }
+        Ok(Kind::Object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ApiFamily;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    /// Every key a family reads inside a usage member, some others, and one spelled with an
+    /// escape (`in\u0070ut_tokens` is `input_tokens`).
+    const KEYS: &[&str] = &[
+        "input_tokens",
+        "output_tokens",
+        "input_tokens_details",
+        "output_tokens_details",
+        "cached_tokens",
+        "reasoning_tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation",
+        "ephemeral_1h_input_tokens",
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "cachedContentTokenCount",
+        "thoughtsTokenCount",
+        "total_tokens",
+        "in\\u0070ut_tokens",
+    ];
+
+    /// Top-level members of an answer: the usage members, repeated ones among them.
+    const MEMBERS: &[&str] = &["usage", "usageMetadata", "id", "choices", "us\\u0061ge"];
+
+    fn leaf() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => any::<u64>().prop_map(|n| n.to_string()),
+            4 => (0u64..1000).prop_map(|n| n.to_string()),
+            4 => select(&[
+                "18446744073709551615", "18446744073709551616", "-1", "-0", "0", "1.0", "1e3",
+                "2.5", "-9223372036854775808", "null", "true", "false", "\"12\"", "\"\u{a7}\"",
+                "[]", "{}",
+            ][..]).prop_map(String::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        leaf().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                3 => prop::collection::vec((select(KEYS), inner.clone()), 0..7).prop_map(object),
+                1 => prop::collection::vec(inner, 0..3).prop_map(|a| format!("[{}]", a.join(", "))),
+            ]
+        })
+    }
+
+    fn object(members: Vec<(&str, String)>) -> String {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    /// A usage member shaped as the families' are, with keys on their paths often repeated.
+    fn usage() -> impl Strategy<Value = String> {
+        let inner = prop::collection::vec(
+            (
+                select(
+                    &[
+                        "cached_tokens",
+                        "reasoning_tokens",
+                        "ephemeral_1h_input_tokens",
+                        "x",
+                    ][..],
+                ),
+                leaf(),
+            ),
+            0..4,
+        )
+        .prop_map(object);
+        prop::collection::vec((select(KEYS), prop_oneof![3 => leaf(), 2 => inner]), 0..8)
+            .prop_map(object)
+    }
+
+    fn answer() -> impl Strategy<Value = Vec<u8>> {
+        let member = prop_oneof![3 => usage(), 1 => value()];
+        let object = prop::collection::vec((select(MEMBERS), member), 0..5).prop_map(|m| {
+            let members: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
+            format!("{{ {} }}", members.join(" ,"))
+        });
+        (
+            prop_oneof![4 => object, 1 => value()],
+            select(&["", "", "", "\n", "x", "}", "{}"][..]),
+            any::<bool>(),
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+        )
+            .prop_map(|(text, tail, break_utf8, cut, cutting)| {
+                let mut bytes = format!("{text}{tail}").into_bytes();
+                if break_utf8 && let Some(i) = bytes.iter().position(|b| *b == 0xC2) {
+                    bytes[i] = 0xFF;
+                }
+                if cutting && !bytes.is_empty() {
+                    bytes.truncate(cut.index(bytes.len()));
+                }
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Billing rests on this: the usage read from an answer without building it is the
+        /// usage a full parse reads, for every family, every body (JSON or not) and every
+        /// value at or around a path a family reads.
+        #[test]
+        fn counts_read_as_the_parsed_answer(body in answer()) {
+            let parsed = serde_json::from_slice::<Value>(&body).ok();
+            for api in ApiFamily::ALL {
+                let wire = api.wire();
+                let counts = Counts::read(&body, wire.usage_member(), wire.usage_paths());
+                prop_assert_eq!(parsed.is_some(), counts.is_some());
+                if let (Some(v), Some(counts)) = (&parsed, counts) {
+                    prop_assert_eq!(
+                        wire.json_usage(v),
+                        wire.usage_of(counts.as_ref().map(|c| c as &dyn Tree)),
+                        "{:?}", api
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counts_read_the_last_of_a_repeated_member_and_nested_paths() {
+        let body = br#"{"usage":{"prompt_tokens":1,"completion_tokens":9},"usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":2},"prompt_tokens_details":{"x":1},"completion_tokens_details":{"reasoning_tokens":3}},"choices":[{"message":{"content":"{\"usage\":7}"}}]}"#;
+        let wire = ApiFamily::Openai.wire();
+        let counts = Counts::read(body, wire.usage_member(), wire.usage_paths()).unwrap();
+        assert_eq!(
+            wire.usage_of(counts.as_ref().map(|c| c as &dyn Tree)),
+            Some(Usage {
+                input_tokens: 5,
+                reasoning_tokens: 3,
+                ..Usage::default()
+            })
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_json_has_no_counts() {
+        let wire = ApiFamily::Anthropic.wire();
+        for body in [
+            &b"{\"usage\":{}"[..],
+            b"{\"usage\":{}} x",
+            b"{\"a\":\"\xff\"}",
+            b"",
+        ] {
+            assert!(Counts::read(body, wire.usage_member(), wire.usage_paths()).is_none());
+        }
+        let none = Counts::read(b"[1]", wire.usage_member(), wire.usage_paths());
+        assert!(matches!(none, Some(None)));
+    }
 }

@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use crate::providers::ApiFamily;
+use crate::providers::usage::{Counts, Tree};
 
 pub use crate::providers::Usage;
 
@@ -167,11 +168,13 @@ impl Meter {
     /// left to send (an unterminated final event) and the usage seen.
     pub fn finish(&mut self) -> (Bytes, Option<Usage>) {
         if !self.sse {
+            let wire = self.api.wire();
             if !self.overflow
                 && !self.pending.is_empty()
-                && let Some(v) = usage_fields(&self.pending, self.api.wire().json_usage_fields())
+                && let Some(counts) =
+                    Counts::read(&self.pending, wire.usage_member(), wire.usage_paths())
             {
-                self.usage = usage_from_json(self.api, &v);
+                self.usage = wire.usage_of(counts.as_ref().map(|c| c as &dyn Tree));
                 self.completed = true;
             }
             self.pending.clear();
@@ -257,69 +260,6 @@ fn event_end(buf: &[u8], from: usize) -> Option<usize> {
         i += 1;
     }
     None
-}
-
-/// Usage from a complete JSON response body.
-pub fn usage_from_json(api: ApiFamily, v: &Value) -> Option<Usage> {
-    api.wire().json_usage(v)
-}
-
-/// A complete JSON body reduced to the top-level `fields` that carry usage (the last of a
-/// repeated one, as a full parse keeps), or `None` when it is not JSON. An object's other
-/// members are checked by the parser and skipped without being built; a body that is not an
-/// object is parsed whole, as before.
-fn usage_fields(body: &[u8], fields: &'static [&'static str]) -> Option<Value> {
-    use serde::Deserializer as _;
-    use serde::de::{IgnoredAny, MapAccess, Visitor};
-
-    struct Key(Option<&'static str>, &'static [&'static str]);
-    impl<'de> serde::de::DeserializeSeed<'de> for Key {
-        type Value = Option<&'static str>;
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-    impl Visitor<'_> for Key {
-        type Value = Option<&'static str>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a key")
-        }
-        fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Self::Value, E> {
-            Ok(self.1.iter().copied().find(|f| *f == k).or(self.0))
-        }
-    }
-    struct Fields(&'static [&'static str]);
-    impl<'de> Visitor<'de> for Fields {
-        type Value = serde_json::Map<String, Value>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = serde_json::Map::new();
-            while let Some(key) = map.next_key_seed(Key(None, self.0))? {
-                match key {
-                    Some(name) => {
-                        out.insert(name.to_string(), map.next_value::<Value>()?);
-                    }
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(out)
-        }
-    }
-    // The full parse refused bodies that are not UTF-8, also inside members now skipped.
-    std::str::from_utf8(body).ok()?;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    match de
-        .deserialize_map(Fields(fields))
-        .and_then(|m| de.end().map(|()| m))
-    {
-        Ok(map) => Some(Value::Object(map)),
-        // Not an object (or not JSON): the full parse decides, as it always did.
-        Err(_) => serde_json::from_slice::<Value>(body).ok(),
-    }
 }
 
 #[cfg(test)]
