@@ -147,7 +147,7 @@ impl Ledger {
                 "UPDATE counters SET reserved_micros = reserved_micros + ?2,
                      reserved_tokens = reserved_tokens + ?3, requests = requests + 1
                  WHERE binding = ?1",
-                params![level.binding, micros as i64, tokens as i64],
+                params![level.binding, int(micros), int(tokens)],
             )?;
         }
         let bindings: Vec<String> = levels.iter().map(|l| l.binding.clone()).collect();
@@ -159,8 +159,8 @@ impl Ledger {
         .execute(params![
             hold.owner,
             bindings.join(" "),
-            micros as i64,
-            tokens as i64,
+            int(micros),
+            int(tokens),
             hold.at as i64,
             hold.provider,
             hold.model,
@@ -308,6 +308,13 @@ pub const LOST: &str = "lost";
 /// The outcome of a request still open when its proxy stopped (after the shutdown grace).
 pub const INTERRUPTED: &str = "interrupted";
 
+/// A count (tokens, micro-dollars) as an SQLite integer: one too large for it (a provider that
+/// reports an absurd usage) is held at the largest, never wrapped to a negative that would
+/// give budget back.
+pub(crate) fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Moves a reservation to spent: releases what was reserved, charges what was used.
 ///
 /// `Ok(false)` when it was settled already (by [`Ledger::settle_owner`]): nothing changes then.
@@ -336,10 +343,10 @@ pub fn settle(
     for b in &r.bindings {
         stmt.execute(params![
             b,
-            r.micros as i64,
-            r.tokens as i64,
-            micros as i64,
-            tokens as i64
+            int(r.micros),
+            int(r.tokens),
+            int(micros),
+            int(tokens)
         ])?;
     }
     Ok(true)
@@ -415,6 +422,30 @@ mod tests {
                 .unwrap()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_usage_too_large_for_sqlite_is_held_at_its_largest_not_wrapped() {
+        let mut l = Ledger::open_in_memory().unwrap();
+        let levels = [LevelCharge {
+            binding: "k".into(),
+            budget_micros: None,
+            budget_tokens: Some(1_000),
+            max_requests: None,
+        }];
+        let (r, _) = l.reserve(&levels, 0, 10, &hold()).unwrap().unwrap();
+        let tx = l.conn_mut().transaction().unwrap();
+        assert!(settle(&tx, &r, u64::MAX, u64::MAX).unwrap());
+        tx.commit().unwrap();
+        let c = l.counter("k").unwrap().unwrap();
+        assert_eq!(
+            (c.spent_tokens, c.spent_micros),
+            (i64::MAX as u64, i64::MAX as u64)
+        );
+        assert!(matches!(
+            l.reserve(&levels, 0, 1, &hold()).unwrap(),
+            Err(Refusal::Tokens { .. })
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::Ledger;
+use super::counters::int;
 use super::signal::{CommitSignal, OwnCommits};
 
 /// Rows written per transaction at most.
@@ -384,11 +385,11 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &RequestRow) -> rusql
         r.model,
         r.endpoint,
         i64::from(r.status),
-        r.input_tokens as i64,
-        r.output_tokens as i64,
-        r.cached_tokens as i64,
-        r.reasoning_tokens as i64,
-        r.cost_micros as i64,
+        int(r.input_tokens),
+        int(r.output_tokens),
+        int(r.cached_tokens),
+        int(r.reasoning_tokens),
+        int(r.cost_micros),
         r.latency_ms,
         r.ttfb_ms,
         r.denial,
