@@ -62,7 +62,8 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// then no other header needs looking at.
 pub(super) fn connection_names_others(headers: &HeaderMap) -> bool {
     connection_tokens(headers).any(|t| {
-        !t.eq_ignore_ascii_case(b"close")
+        !t.eq_ignore_ascii_case(b"keep-alive")
+            && !t.eq_ignore_ascii_case(b"close")
             && !HOP_BY_HOP
                 .iter()
                 .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))

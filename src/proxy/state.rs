@@ -137,6 +137,12 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     bool::from(diff.ct_eq(&0))
 }
 
+/// A map whose entries come from the configuration and the ledger, never from a request: root
+/// keys by provider, mint keys by id. A request only looks one up, which costs it one hash, so
+/// these need no keyed SipHash against flooding; foldhash (randomly seeded) is several times
+/// cheaper for short keys. The maps a request's text reaches (verified keys) stay SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct Watched {
     /// Says when nothing can have changed, so most requests skip SQLite. Declared before
     /// `ledger` so that it is dropped first (see [`CommitSignal`]).
@@ -146,10 +152,10 @@ struct Watched {
     /// The ledger's watch generation when the sets below were read.
     generation: i64,
     revoked: HashSet<Binding>,
-    root_fingerprints: HashMap<String, String>,
+    root_fingerprints: Map<String, String>,
     /// Each mint key's end of grace as the ledger has it now (`till rotate --mint` sets it
     /// after this proxy loaded the key).
-    mint_until: HashMap<Kid, Option<u64>>,
+    mint_until: Map<Kid, Option<u64>>,
     /// This process's ledger writer's commits: a wal-index header that moved through these
     /// alone needs no look at SQLite (the writer writes nothing watched here).
     own: Option<Arc<OwnCommits>>,
@@ -161,8 +167,8 @@ pub struct State {
     pub options: ProxyOptions,
     pub stats: Stats,
     store: Option<Arc<dyn SecretStore>>,
-    roots: RwLock<HashMap<String, RootKey>>,
-    mints: RwLock<HashMap<Kid, Arc<MintEntry>>>,
+    roots: RwLock<Map<String, RootKey>>,
+    mints: RwLock<Map<Kid, Arc<MintEntry>>>,
     known: Mutex<KnownKeys>,
     watched: Mutex<Watched>,
     limits: RateLimits,
@@ -215,8 +221,8 @@ impl State {
             data_version: -1,
             generation: -1,
             revoked: HashSet::new(),
-            root_fingerprints: HashMap::new(),
-            mint_until: HashMap::new(),
+            root_fingerprints: Map::default(),
+            mint_until: Map::default(),
             own: None,
         };
         refresh(&mut watched)?;
