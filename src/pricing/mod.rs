@@ -376,6 +376,8 @@ pub struct Prices {
     pub source: String,
     pub origin: Origin,
     by_model: BTreeMap<String, Price>,
+    /// The same entries, for the exact look-up every priced request makes.
+    exact: foldhash::HashMap<String, Price>,
     /// Names set by config.toml.
     overridden: Vec<String>,
 }
@@ -397,6 +399,7 @@ impl Prices {
             as_of: t.as_of,
             source: t.source,
             origin,
+            exact: t.prices.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             by_model: t.prices,
             overridden: Vec::new(),
         }
@@ -424,6 +427,7 @@ impl Prices {
     fn apply(&mut self, config: &Config) {
         for (k, v) in &config.prices {
             self.by_model.insert(k.clone(), *v);
+            self.exact.insert(k.clone(), *v);
             self.overridden.push(k.clone());
         }
     }
@@ -438,11 +442,16 @@ impl Prices {
     /// has no prices at all.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Priced> {
         let listed = |m: &str| {
-            let mut key = String::with_capacity(provider.len() + 1 + m.len());
-            key.push_str(provider);
-            key.push('/');
-            key.push_str(m);
-            self.by_model.get(&key).copied()
+            // `provider/model` on the stack: this runs for every priced request.
+            let len = provider.len() + 1 + m.len();
+            let mut buf = [0u8; 128];
+            let Some(key) = buf.get_mut(..len) else {
+                return self.exact.get(&format!("{provider}/{m}")).copied();
+            };
+            key[..provider.len()].copy_from_slice(provider.as_bytes());
+            key[provider.len()] = b'/';
+            key[provider.len() + 1..].copy_from_slice(m.as_bytes());
+            self.exact.get(std::str::from_utf8(key).ok()?).copied()
         };
         if let Some(price) = listed(model) {
             return Some(Priced {

@@ -185,7 +185,7 @@ pub trait Family: Sync {
     /// The top-level member of a JSON answer that holds its usage.
     fn usage_member(&self) -> &'static str;
 
-    /// The paths inside the usage member that [`Family::usage_of`] reads (at most 16); the
+    /// The paths inside the usage member that [`Family::usage_of`] reads (at most 8); the
     /// meter reads only these from a JSON answer and skips the rest unbuilt.
     fn usage_paths(&self) -> &'static [&'static [&'static str]];
 

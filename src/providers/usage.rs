@@ -64,7 +64,7 @@ pub(crate) fn n(u: &dyn Tree, keys: &[&str]) -> u64 {
 }
 
 /// At most this many paths are read from a usage object.
-const MAX_PATHS: usize = 16;
+const MAX_PATHS: usize = 8;
 
 /// The values at a fixed set of paths of a usage object, read from a JSON answer without
 /// building the object: what the family's reading asks of it, and nothing else. Reads the
@@ -72,17 +72,13 @@ const MAX_PATHS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Counts {
     paths: &'static [&'static [&'static str]],
-    leaves: [Leaf; MAX_PATHS],
-    root: Kind,
-}
-
-/// What stands at one path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Leaf {
-    Absent,
-    /// Present, but not a whole number `as_u64` reads (`null`, a string, `-1`, `1.0`, …).
-    Other,
-    Num(u64),
+    /// A bit for each path with a value (of any kind, `null` included).
+    present: u32,
+    /// A bit for each path whose value is a whole number `as_u64` reads, which is in `nums`.
+    numeric: u32,
+    nums: [u64; MAX_PATHS],
+    /// The usage member is `null`.
+    null: bool,
 }
 
 /// The kind of a JSON value, as far as a path's reading cares.
@@ -131,19 +127,17 @@ impl Counts {
 
 impl Tree for Counts {
     fn num(&self, keys: &[&str]) -> Option<u64> {
-        match self.leaves[self.index(keys)?] {
-            Leaf::Num(n) => Some(n),
-            Leaf::Absent | Leaf::Other => None,
-        }
+        let i = self.index(keys)?;
+        (self.numeric & 1 << i != 0).then(|| self.nums[i])
     }
 
     fn has(&self, key: &str) -> bool {
         self.index(&[key])
-            .is_some_and(|i| self.leaves[i] != Leaf::Absent)
+            .is_some_and(|i| self.present & 1 << i != 0)
     }
 
     fn is_null(&self) -> bool {
-        self.root == Kind::Null
+        self.null
     }
 }
 
@@ -166,15 +160,18 @@ impl<'de> Visitor<'de> for Answer {
             if is_member {
                 let mut counts = Counts {
                     paths: self.paths,
-                    leaves: [Leaf::Absent; MAX_PATHS],
-                    root: Kind::Null,
+                    present: 0,
+                    numeric: 0,
+                    nums: [0; MAX_PATHS],
+                    null: false,
                 };
                 let all = (1u32 << self.paths.len()) - 1;
-                counts.root = map.next_value_seed(Node {
+                let root = map.next_value_seed(Node {
                     counts: &mut counts,
                     depth: 0,
                     mask: all,
                 })?;
+                counts.null = root == Kind::Null;
                 found = Some(counts);
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -298,11 +295,8 @@ impl<'de> Visitor<'de> for Node<'_> {
                 continue;
             }
             // A repeated member replaces all that an earlier one held.
-            for (i, leaf) in self.counts.leaves.iter_mut().enumerate() {
-                if on & (1 << i) != 0 {
-                    *leaf = Leaf::Absent;
-                }
-            }
+            self.counts.present &= !on;
+            self.counts.numeric &= !on;
             let kind = map.next_value_seed(Node {
                 counts: &mut *self.counts,
                 depth: self.depth + 1,
@@ -310,10 +304,11 @@ impl<'de> Visitor<'de> for Node<'_> {
             })?;
             for (i, path) in paths.iter().enumerate() {
                 if on & (1 << i) != 0 && path.len() == self.depth + 1 {
-                    self.counts.leaves[i] = match kind {
-                        Kind::Num(n) => Leaf::Num(n),
-                        Kind::Null | Kind::Object | Kind::Other => Leaf::Other,
-                    };
+                    self.counts.present |= 1 << i;
+                    if let Kind::Num(n) = kind {
+                        self.counts.numeric |= 1 << i;
+                        self.counts.nums[i] = n;
+                    }
                 }
             }
         }

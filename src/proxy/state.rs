@@ -718,6 +718,10 @@ fn is_loopback_host(host: &str) -> bool {
             !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
         })
     };
+    // What nearly every client sends, read without the address parsers below.
+    if let Some(port) = host.strip_prefix("127.0.0.1:") {
+        return port_ok(Some(port));
+    }
     if let Some(v6) = host.strip_prefix('[') {
         let Some((addr, rest)) = v6.split_once(']') else {
             return false;

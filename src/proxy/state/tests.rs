@@ -43,6 +43,7 @@ fn names_that_only_look_like_loopback_are_refused() {
         "[::2]",
         "",
         "localhost:80:80",
+        "127.0.0.1:80:80",
     ] {
         assert!(!is_loopback_host(host), "{host}");
     }
