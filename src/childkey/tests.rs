@@ -524,6 +524,9 @@ fn binding_prints_and_parses() {
     assert_eq!(b.to_string().parse::<Binding>().unwrap(), b);
     assert!("abab".parse::<Binding>().is_err());
     assert_eq!(format!("{b:?}"), "Binding(abababababab)");
+    let mixed = Binding(std::array::from_fn(|i| (i * 37 + 5) as u8));
+    assert_eq!(mixed.hex(), mixed.to_string());
+    assert_eq!(mixed.hex(), hex::encode(mixed.0));
 }
 
 #[test]

@@ -49,6 +49,19 @@ impl Binding {
         Binding(Sha256::digest(tag).into())
     }
 
+    /// All 64 hex characters, as `to_string` gives them but without the formatter's
+    /// machinery: the proxy makes one for every request it records.
+    pub fn hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 64];
+        for (pair, b) in buf.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        // ASCII by construction.
+        String::from(std::str::from_utf8(&buf).unwrap_or_default())
+    }
+
     /// The first 12 hex characters, for tables and messages.
     pub fn short(&self) -> String {
         hex::encode(&self.0[..6])

@@ -171,7 +171,7 @@ impl RequestRecord {
             provider: self.provider.clone(),
             model: self.model.clone(),
             endpoint: self.endpoint.map(|e| e.as_str().to_string()),
-            binding: self.binding.map(|b| b.to_string()),
+            binding: self.binding.map(|b| b.hex()),
             lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
             session: session.map(str::to_string),
         }
@@ -198,7 +198,7 @@ impl RequestRecord {
         };
         crate::ledger::writer::RequestRow {
             at: self.at,
-            binding: self.binding.map(|b| b.to_string()),
+            binding: self.binding.map(|b| b.hex()),
             key_name: None,
             session: session.map(str::to_string),
             provider: self.provider.clone(),
