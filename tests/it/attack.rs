@@ -199,13 +199,19 @@ fn method_overrides_and_system_parameters_are_refused() {
         "",
         &["--scope", "gemini", "--endpoints", "inference,models"],
     );
-    let (status, _) = a.send(
-        "GET",
-        "/gemini/v1beta/models/gemini-2.0-flash",
-        &[("x-http-method-override", "DELETE")],
-        b"",
-    );
-    assert_eq!(status, 400);
+    for name in [
+        "x-http-method-override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ] {
+        let (status, _) = a.send(
+            "GET",
+            "/gemini/v1beta/models/gemini-2.0-flash",
+            &[("user-agent", "x"), (name, "DELETE"), ("accept", "*/*")],
+            b"",
+        );
+        assert_eq!(status, 400, "{name}");
+    }
     let (status, _) = a.send(
         "GET",
         "/gemini/v1beta/models/gemini-2.0-flash?$httpMethod=DELETE",
