@@ -192,9 +192,15 @@ pub trait Family: Sync {
     /// Usage from a JSON answer's usage member, `None` when the answer has none.
     fn usage_of(&self, usage: Option<&dyn Tree>) -> Option<Usage>;
 
-    /// Usage from a complete JSON answer, parsed.
+    /// Usage from a complete JSON answer, parsed. An array is a stream of answers (Gemini's
+    /// without `alt=sse`): the last of them with a usage member counts.
     fn json_usage(&self, body: &Value) -> Option<Usage> {
-        self.usage_of(body.get(self.usage_member()).map(|u| u as &dyn Tree))
+        let member = self.usage_member();
+        let usage = match body {
+            Value::Array(answers) => answers.iter().rev().find_map(|a| a.get(member)),
+            _ => body.get(member),
+        };
+        self.usage_of(usage.map(|u| u as &dyn Tree))
     }
 
     /// Text at least one of which an SSE event's name or data holds whenever

@@ -93,8 +93,10 @@ enum Kind {
 impl Counts {
     /// Reads a complete JSON answer: `None` when it is not JSON (nor UTF-8, which a full parse
     /// refused too, also inside members skipped here); `Some(None)` when it is JSON without a
-    /// top-level `member` (or not an object); otherwise the values at `paths` inside the last
-    /// `member`. Every other member is checked by the parser and skipped unbuilt.
+    /// top-level `member`; otherwise the values at `paths` inside the last `member`. An answer
+    /// that is an array is a stream of answers (Gemini's without `alt=sse`): the last of its
+    /// objects that has a `member` counts. Every other member is checked by the parser and
+    /// skipped unbuilt.
     pub(crate) fn read(
         body: &[u8],
         member: &'static str,
@@ -104,11 +106,15 @@ impl Counts {
         std::str::from_utf8(body).ok()?;
         let mut de = serde_json::Deserializer::from_slice(body);
         match de
-            .deserialize_map(Answer { member, paths })
+            .deserialize_any(Answer {
+                member,
+                paths,
+                top: true,
+            })
             .and_then(|c| de.end().map(|()| c))
         {
             Ok(counts) => Some(counts),
-            // Not an object, or not JSON: whether it parses decides.
+            // Not JSON (the visitor takes any value): the parser's own check decides.
             Err(_) => serde_json::from_slice::<IgnoredAny>(body)
                 .ok()
                 .map(|_| None),
@@ -141,17 +147,64 @@ impl Tree for Counts {
     }
 }
 
-/// The top level of an answer: finds its usage member.
+/// An answer, or (not `top`) one element of an answer that is an array: finds its usage
+/// member.
+#[derive(Clone, Copy)]
 struct Answer {
     member: &'static str,
     paths: &'static [&'static [&'static str]],
+    top: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Answer {
+    type Value = Option<Counts>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Counts>, D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
 impl<'de> Visitor<'de> for Answer {
     type Value = Option<Counts>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        if self.top {
+            let element = Answer { top: false, ..self };
+            while let Some(counts) = seq.next_element_seed(element)? {
+                found = counts.or(found);
+            }
+        } else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+        }
+        Ok(found)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -407,8 +460,11 @@ mod tests {
             let members: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
             format!("{{ {} }}", members.join(" ,"))
         });
+        // A stream of answers as one array, with other values among them.
+        let stream = prop::collection::vec(prop_oneof![3 => object.clone(), 1 => value()], 0..4)
+            .prop_map(|a| format!("[{}]", a.join(",\r\n")));
         (
-            prop_oneof![4 => object, 1 => value()],
+            prop_oneof![4 => object, 2 => stream, 1 => value()],
             select(&["", "", "", "\n", "x", "}", "{}"][..]),
             any::<bool>(),
             any::<prop::sample::Index>(),
@@ -460,6 +516,24 @@ mod tests {
             Some(Usage {
                 input_tokens: 5,
                 reasoning_tokens: 3,
+                ..Usage::default()
+            })
+        );
+    }
+
+    #[test]
+    fn a_stream_as_one_array_counts_its_last_answer_with_usage() {
+        let body = br#"[{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1}},
+{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"thoughtsTokenCount":2}},
+{"candidates":[]}, 7, [{"usageMetadata":{"promptTokenCount":99}}]]"#;
+        let wire = ApiFamily::Gemini.wire();
+        let counts = Counts::read(body, wire.usage_member(), wire.usage_paths()).unwrap();
+        assert_eq!(
+            wire.usage_of(counts.as_ref().map(|c| c as &dyn Tree)),
+            Some(Usage {
+                input_tokens: 4,
+                output_tokens: 8,
+                reasoning_tokens: 2,
                 ..Usage::default()
             })
         );

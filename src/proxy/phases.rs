@@ -594,12 +594,19 @@ pub fn respond(
     let (mut parts, upstream) = resp.into_parts();
     ctx.record.status = parts.status.as_u16();
     ctx.record.ttfb = Some(ctx.record.started.elapsed());
-    let is_sse = asked.sse
-        || parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    // A stream of events is what the answer's type says, else what the request asked for. A
+    // JSON answer to a request that streams by its path alone (Gemini's `streamGenerateContent`
+    // without `alt=sse`: one array of answers) is metered as JSON. One to a body's `"stream":
+    // true` is still read as events: some OpenAI-compatible servers label their events JSON.
+    let media = |ct: &[u8], name: &str| {
+        ct.get(..name.len())
+            .is_some_and(|m| m.eq_ignore_ascii_case(name.as_bytes()))
+    };
+    let is_sse = match parts.headers.get(http::header::CONTENT_TYPE) {
+        Some(ct) if media(ct.as_bytes(), "text/event-stream") => true,
+        Some(ct) if media(ct.as_bytes(), "application/json") && !asked.inspected.stream => false,
+        _ => asked.sse,
+    };
     // The upstream's headers, less those that describe its hop (and the length, when till
     // takes an event out of the body).
     // Only those present are removed (a removal hashes; an answer has one or two of them).

@@ -52,10 +52,18 @@ fn reported(family: &str, v: &Value) -> (u64, u64) {
             n(&b["usage"]["input_tokens"]),
             n(&b["usage"]["output_tokens"]),
         ),
-        _ => (
-            n(&b["usageMetadata"]["promptTokenCount"]),
-            n(&b["usageMetadata"]["candidatesTokenCount"]),
-        ),
+        _ => {
+            // A stream as one array: its last answer with usage has the totals.
+            let u = match b.as_array() {
+                Some(answers) => answers
+                    .iter()
+                    .rev()
+                    .find_map(|a| a.get("usageMetadata"))
+                    .unwrap_or(&Value::Null),
+                None => &b["usageMetadata"],
+            };
+            (n(&u["promptTokenCount"]), n(&u["candidatesTokenCount"]))
+        }
     }
 }
 
@@ -80,6 +88,16 @@ fn ledger_tokens_equal_what_the_upstream_reported() {
             "gemini",
             "generate",
             "--stream",
+            "--model",
+            "gemini-2.5-flash",
+        ],
+        // Without `alt=sse`: the stream is one JSON array, metered as JSON (it was read as
+        // events, found none, and was charged its whole reservation).
+        &[
+            "gemini",
+            "generate",
+            "--stream",
+            "--json-array",
             "--model",
             "gemini-2.5-flash",
         ],

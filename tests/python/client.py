@@ -4,10 +4,11 @@ It runs as the agent under `till run` and reads only what till puts in its envir
 API-key variables and base URLs. Standard library only.
 
     client.py FAMILY OP [--model M] [--stream] [--auth bearer|x-api-key|x-goog-api-key|query]
-              [--events FILE] [--max-tokens N]
+              [--events FILE] [--max-tokens N] [--json-array]
 
 Prints one JSON object: {"status": int, "body": <json or text>, "events": [<data payloads>]}.
 With --events FILE, appends "agent got chunk I" to FILE as each streamed chunk arrives.
+With --json-array, a Gemini stream is asked for without `alt=sse`: one JSON array, in "body".
 """
 
 import argparse
@@ -27,6 +28,7 @@ def main():
     p.add_argument("--auth")
     p.add_argument("--events")
     p.add_argument("--max-tokens", type=int)
+    p.add_argument("--json-array", action="store_true")
     a = p.parse_args()
 
     headers = {"content-type": "application/json"}
@@ -87,7 +89,7 @@ def main():
         if a.op == "generate":
             verb = "streamGenerateContent" if a.stream else "generateContent"
             url = f"{base}/v1beta/models/{model}:{verb}"
-            if a.stream:
+            if a.stream and not a.json_array:
                 query = "alt=sse"
             body = {"contents": [{"role": "user", "parts": [{"text": "Say hello to the test."}]}]}
         elif a.op == "models":
@@ -122,7 +124,7 @@ def main():
         print(json.dumps(out))
         return
     out["status"] = resp.status
-    if a.stream:
+    if a.stream and not a.json_array:
         n = 0
         buf = b""
         while True:
