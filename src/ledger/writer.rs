@@ -330,18 +330,14 @@ fn write_batch(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let before = own.and_then(|(signal, _)| signal.current());
     {
-        let mut rows = tx.prepare_cached(
-            "INSERT INTO requests (at, binding, key_name, session, provider, model, endpoint, status,
-                input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_micros, latency_ms,
-                ttfb_ms, denial, outcome, lineage)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-        )?;
         let mut events = tx.prepare_cached(
             "INSERT INTO events (at, binding, session, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
+        // The batch's request rows, in order, inserted together after the rest.
+        let mut rows: Vec<&RequestRow> = Vec::with_capacity(batch.len());
         for msg in batch {
             match msg {
-                Msg::Row(r) => insert_row(&mut rows, r)?,
+                Msg::Row(r) => rows.push(r),
                 Msg::Event {
                     at,
                     binding,
@@ -359,12 +355,13 @@ fn write_batch(
                 } => {
                     let settled = super::counters::settle(&tx, reservation, *micros, *tokens)?;
                     if let (true, Some(r)) = (settled, row) {
-                        insert_row(&mut rows, r)?;
+                        rows.push(r);
                     }
                 }
                 Msg::Stop => {}
             }
         }
+        insert_rows(&tx, &rows)?;
     }
     tx.commit()?;
     if let (Some((signal, commits)), Some(before)) = (own, before)
@@ -375,27 +372,77 @@ fn write_batch(
     Ok(())
 }
 
-fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &RequestRow) -> rusqlite::Result<()> {
-    stmt.execute(params![
-        r.at as i64,
-        r.binding,
-        r.key_name,
-        r.session,
-        r.provider,
-        r.model,
-        r.endpoint,
-        i64::from(r.status),
-        int(r.input_tokens),
-        int(r.output_tokens),
-        int(r.cached_tokens),
-        int(r.reasoning_tokens),
-        int(r.cost_micros),
-        r.latency_ms,
-        r.ttfb_ms,
-        r.denial,
-        r.outcome,
-        r.lineage,
-    ])?;
+/// Request rows one statement inserts at most: a statement's fixed cost (its start and end,
+/// its cursors, the table's last rowid) is paid once for them (`benches/ledger.rs`).
+const ROWS_PER_INSERT: usize = 8;
+
+/// The columns of a request row, in the order [`bind_row`] binds them.
+const ROW_COLUMNS: usize = 18;
+
+/// Inserts `rows` in order: by [`ROWS_PER_INSERT`] while there are that many, then one by one.
+fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[&RequestRow]) -> rusqlite::Result<()> {
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+        for chunk in &mut chunks {
+            for (i, r) in chunk.iter().enumerate() {
+                bind_row(&mut many, i * ROW_COLUMNS, r)?;
+            }
+            many.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut one = tx.prepare_cached(&insert_sql(1))?;
+        for r in rest {
+            bind_row(&mut one, 0, r)?;
+            one.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
+/// `INSERT INTO requests … VALUES` with `rows` groups of [`ROW_COLUMNS`] parameters.
+fn insert_sql(rows: usize) -> String {
+    let group = format!("({})", vec!["?"; ROW_COLUMNS].join(", "));
+    format!(
+        "INSERT INTO requests (at, binding, key_name, session, provider, model, endpoint, status,
+            input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_micros, latency_ms,
+            ttfb_ms, denial, outcome, lineage)
+         VALUES {}",
+        vec![group; rows].join(", ")
+    )
+}
+
+/// Binds `r` to the parameters after `base` (the [`ROW_COLUMNS`] of one row).
+fn bind_row(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
+    r: &RequestRow,
+) -> rusqlite::Result<()> {
+    let values: [&dyn rusqlite::ToSql; ROW_COLUMNS] = [
+        &(r.at as i64),
+        &r.binding,
+        &r.key_name,
+        &r.session,
+        &r.provider,
+        &r.model,
+        &r.endpoint,
+        &i64::from(r.status),
+        &int(r.input_tokens),
+        &int(r.output_tokens),
+        &int(r.cached_tokens),
+        &int(r.reasoning_tokens),
+        &int(r.cost_micros),
+        &r.latency_ms,
+        &r.ttfb_ms,
+        &r.denial,
+        &r.outcome,
+        &r.lineage,
+    ];
+    for (i, v) in values.into_iter().enumerate() {
+        stmt.raw_bind_parameter(base + i + 1, v)?;
+    }
     Ok(())
 }
 
@@ -435,6 +482,81 @@ mod tests {
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(e, 1);
+    }
+
+    /// Rows go in by eight per statement and then one by one: every column of every row
+    /// arrives, in order, whichever statement wrote it.
+    #[test]
+    fn a_batch_of_rows_arrives_whole_and_in_order() {
+        let mut l = Ledger::open_in_memory().unwrap();
+        let rows: Vec<RequestRow> = (0..19u64)
+            .map(|i| {
+                let some = |s: &str| (i % 3 != 0).then(|| format!("{s}{i}"));
+                RequestRow {
+                    at: 1_000 + i,
+                    binding: some("b"),
+                    key_name: some("k"),
+                    session: (i % 2 == 0).then(|| format!("s{i}")),
+                    provider: format!("p{i}"),
+                    model: some("m"),
+                    endpoint: some("e"),
+                    status: 200 + i as u16,
+                    input_tokens: i,
+                    output_tokens: 2 * i,
+                    cached_tokens: 3 * i,
+                    reasoning_tokens: 4 * i,
+                    cost_micros: if i == 18 { u64::MAX } else { 5 * i },
+                    latency_ms: i as f64 / 4.0,
+                    ttfb_ms: (i % 4 != 0).then_some(i as f64 / 8.0),
+                    denial: (i % 5 == 0).then(|| "scope".to_string()),
+                    outcome: some("o"),
+                    lineage: some("l"),
+                }
+            })
+            .collect();
+        let batch: Vec<Msg> = rows
+            .iter()
+            .cloned()
+            .map(|r| Msg::Row(Box::new(r)))
+            .collect();
+        write_batch(&mut l, &batch, None).unwrap();
+        let mut stmt = l
+            .conn()
+            .prepare(
+                "SELECT at, binding, key_name, session, provider, model, endpoint, status,
+                    input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_micros,
+                    latency_ms, ttfb_ms, denial, outcome, lineage FROM requests ORDER BY id",
+            )
+            .unwrap();
+        let back: Vec<RequestRow> = stmt
+            .query_map([], |r| {
+                Ok(RequestRow {
+                    at: r.get::<_, i64>(0)? as u64,
+                    binding: r.get(1)?,
+                    key_name: r.get(2)?,
+                    session: r.get(3)?,
+                    provider: r.get(4)?,
+                    model: r.get(5)?,
+                    endpoint: r.get(6)?,
+                    status: r.get(7)?,
+                    input_tokens: r.get::<_, i64>(8)? as u64,
+                    output_tokens: r.get::<_, i64>(9)? as u64,
+                    cached_tokens: r.get::<_, i64>(10)? as u64,
+                    reasoning_tokens: r.get::<_, i64>(11)? as u64,
+                    cost_micros: r.get::<_, i64>(12)? as u64,
+                    latency_ms: r.get(13)?,
+                    ttfb_ms: r.get(14)?,
+                    denial: r.get(15)?,
+                    outcome: r.get(16)?,
+                    lineage: r.get(17)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut expected = rows;
+        expected[18].cost_micros = i64::MAX as u64;
+        assert_eq!(back, expected);
     }
 
     #[test]
