@@ -49,16 +49,12 @@ impl Binding {
         Binding(Sha256::digest(tag).into())
     }
 
-    /// All 64 hex characters, as `to_string` gives them but without the formatter's
-    /// machinery: the proxy makes one for every request it records.
+    /// All 64 hex characters, built on the stack and copied once (`to_string` would grow a
+    /// String through the formatter): the proxy makes one for every request it records.
     pub fn hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 64];
-        for (pair, b) in buf.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
-        }
-        // ASCII by construction.
+        // Neither can fail: the buffer is twice the binding's length, and hex digits are ASCII.
+        let _ = hex::encode_to_slice(self.0, &mut buf);
         String::from(std::str::from_utf8(&buf).unwrap_or_default())
     }
 
@@ -80,11 +76,7 @@ impl fmt::Display for Binding {
         if f.alternate() {
             f.write_str(&self.short())
         } else {
-            // Into a stack buffer: `hex::encode` builds its String a char at a time, and the
-            // proxy formats a binding for every request it records.
-            let mut buf = [0u8; 64];
-            hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
-            f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+            f.write_str(&self.hex())
         }
     }
 }
