@@ -3,7 +3,9 @@
 //! Feeds arbitrary bytes, as a complete JSON answer, through `Meter` for each API family, and
 //! compares what it reads without building the answer (the usage at the family's paths, and
 //! whether the answer was complete JSON) with the family's reading of serde_json's full
-//! parse. Billing rests on the two agreeing.
+//! parse. Billing rests on the two agreeing. Bodies that the full parse refuses only for a
+//! number beyond `f64`'s range are left out: skipping such a number is the one difference
+//! `Counts::read` states (its first run found it).
 
 #![no_main]
 
@@ -13,7 +15,14 @@ use till::providers::ApiFamily;
 use till::proxy::meter::Meter;
 
 fuzz_target!(|data: &[u8]| {
-    let parsed = serde_json::from_slice::<serde_json::Value>(data).ok();
+    let parsed = serde_json::from_slice::<serde_json::Value>(data);
+    if parsed
+        .as_ref()
+        .is_err_and(|e| e.to_string().starts_with("number out of range"))
+    {
+        return;
+    }
+    let parsed = parsed.ok();
     for api in ApiFamily::ALL {
         let mut m = Meter::new(api, false, false);
         let passed = m.feed(Bytes::copy_from_slice(data));
