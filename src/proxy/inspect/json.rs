@@ -436,13 +436,18 @@ struct Scan {
 }
 
 impl Scan {
-    /// The block at `at` with its quote, backslash and control-character bits: `None` when the
+    /// The block at `at` with its [`Masks`]: `None` when the
     /// string is invalid, `Some(Some(i))` when it ends with the quote at `i`, `Some(None)` when
     /// it goes on past the block. Inlined: called once per 64 bytes.
     #[inline(always)]
-    fn block(&mut self, b: &[u8], at: usize, masks: (u64, u64, u64)) -> Option<Option<usize>> {
+    fn block(&mut self, b: &[u8], at: usize, masks: Masks) -> Option<Option<usize>> {
         const EVEN: u64 = 0x5555_5555_5555_5555;
-        let (quote, backslash, control) = masks;
+        let Masks {
+            quote,
+            backslash,
+            control,
+            newline,
+        } = masks;
         let starts = backslash & !(backslash << 1);
         let even_starts_mask = EVEN ^ self.carry;
         let even_carries = backslash.wrapping_add(starts & even_starts_mask);
@@ -459,7 +464,9 @@ impl Scan {
         if control & before_end != 0 {
             return None;
         }
-        let mut e = escaped & before_end;
+        // `\"`, `\\` and `\n` (most of a coding agent's escapes) are valid and end nothing:
+        // only the other escaped bytes are looked at, one by one.
+        let mut e = escaped & before_end & !(quote | backslash | newline);
         while e != 0 {
             let i = at + e.trailing_zeros() as usize;
             e &= e - 1;
@@ -527,27 +534,42 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
     Some(n)
 }
 
-/// Bits for the quotes, backslashes and control characters of a 64-byte block.
-fn masks64(block: &[u8; 64]) -> (u64, u64, u64) {
-    let (mut quote, mut backslash, mut control) = (0u64, 0u64, 0u64);
+/// Which bytes of a 64-byte block are quotes, backslashes, control characters and `n`s.
+#[derive(Clone, Copy)]
+struct Masks {
+    quote: u64,
+    backslash: u64,
+    control: u64,
+    /// `n`: after a backslash, a newline, the escape a conversation has most of.
+    newline: u64,
+}
+
+fn masks64(block: &[u8; 64]) -> Masks {
+    let mut m = Masks {
+        quote: 0,
+        backslash: 0,
+        control: 0,
+        newline: 0,
+    };
     for (k, chunk) in block.chunks_exact(16).enumerate() {
-        let (q, bs, c) = masks16(chunk.try_into().unwrap_or(&[0; 16]));
-        quote |= u64::from(q) << (16 * k);
-        backslash |= u64::from(bs) << (16 * k);
-        control |= u64::from(c) << (16 * k);
+        let [q, bs, c, n] = masks16(chunk.try_into().unwrap_or(&[0; 16]));
+        m.quote |= u64::from(q) << (16 * k);
+        m.backslash |= u64::from(bs) << (16 * k);
+        m.control |= u64::from(c) << (16 * k);
+        m.newline |= u64::from(n) << (16 * k);
     }
-    (quote, backslash, control)
+    m
 }
 
 /// A bit for each of the sixteen bytes that is `"`, `\` or below 0x20.
 fn stops16(chunk: &[u8; 16]) -> u32 {
-    let (q, bs, c) = masks16(chunk);
+    let [q, bs, c, _] = masks16(chunk);
     q | bs | c
 }
 
-/// The `"`, `\` and control-character bits of sixteen bytes: three SSE2 compares.
+/// The `"`, `\`, control-character and `n` bits of sixteen bytes: four SSE2 compares.
 #[cfg(target_arch = "x86_64")]
-fn masks16(chunk: &[u8; 16]) -> (u32, u32, u32) {
+fn masks16(chunk: &[u8; 16]) -> [u32; 4] {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
     };
@@ -560,23 +582,26 @@ fn masks16(chunk: &[u8; 16]) -> (u32, u32, u32) {
         // Unsigned c <= 0x1f exactly when max(c, 0x1f) == 0x1f.
         let low = _mm_set1_epi8(0x1f);
         let control = _mm_cmpeq_epi8(_mm_max_epu8(v, low), low);
-        (
+        let n = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'n' as i8));
+        [
             _mm_movemask_epi8(quote) as u32,
             _mm_movemask_epi8(backslash) as u32,
             _mm_movemask_epi8(control) as u32,
-        )
+            _mm_movemask_epi8(n) as u32,
+        ]
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn masks16(chunk: &[u8; 16]) -> (u32, u32, u32) {
-    let (mut q, mut bs, mut c) = (0u32, 0u32, 0u32);
+fn masks16(chunk: &[u8; 16]) -> [u32; 4] {
+    let mut m = [0u32; 4];
     for (i, &x) in chunk.iter().enumerate() {
-        q |= u32::from(x == b'"') << i;
-        bs |= u32::from(x == b'\\') << i;
-        c |= u32::from(x < 0x20) << i;
+        m[0] |= u32::from(x == b'"') << i;
+        m[1] |= u32::from(x == b'\\') << i;
+        m[2] |= u32::from(x < 0x20) << i;
+        m[3] |= u32::from(x == b'n') << i;
     }
-    (q, bs, c)
+    m
 }
 
 #[derive(Clone, Copy)]

@@ -87,6 +87,7 @@ fn the_block_scan_agrees_with_the_parse_on_every_short_escape() {
         b"\\u00g",
         b"\x01",
         b"\\\\",
+        b"n",
     ];
     let mut word = Vec::new();
     for len in 0..=4u32 {
