@@ -440,9 +440,9 @@ struct Scan {
 }
 
 impl Scan {
-    /// The block at `at` with its [`Masks`]: `None` when the
-    /// string is invalid, `Some(Some(i))` when it ends with the quote at `i`, `Some(None)` when
-    /// it goes on past the block. Inlined: called once per 64 bytes.
+    /// The block at `at` with its [`Masks`]: `None` when the string is invalid, `Some(Some(i))`
+    /// when it ends with the quote at `i`, `Some(None)` when it goes on past the block.
+    /// Inlined: called once per 64 bytes.
     #[inline(always)]
     fn block(&mut self, b: &[u8], at: usize, masks: Masks) -> Option<Option<usize>> {
         const EVEN: u64 = 0x5555_5555_5555_5555;
