@@ -450,7 +450,7 @@ impl Scan {
             quote,
             backslash,
             control,
-            newline,
+            n,
         } = masks;
         let starts = backslash & !(backslash << 1);
         let even_starts_mask = EVEN ^ self.carry;
@@ -470,7 +470,7 @@ impl Scan {
         }
         // `\"`, `\\` and `\n` (most of a coding agent's escapes) are valid and end nothing:
         // only the other escaped bytes are looked at, one by one.
-        let mut e = escaped & before_end & !(quote | backslash | newline);
+        let mut e = escaped & before_end & !(quote | backslash | n);
         while e != 0 {
             let i = at + e.trailing_zeros() as usize;
             e &= e - 1;
@@ -539,28 +539,23 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Which bytes of a 64-byte block are quotes, backslashes, control characters and `n`s.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Masks {
     quote: u64,
     backslash: u64,
     control: u64,
-    /// `n`: after a backslash, a newline, the escape a conversation has most of.
-    newline: u64,
+    /// After a backslash, `n` is a newline: the escape a conversation has most of.
+    n: u64,
 }
 
 fn masks64(block: &[u8; 64]) -> Masks {
-    let mut m = Masks {
-        quote: 0,
-        backslash: 0,
-        control: 0,
-        newline: 0,
-    };
+    let mut m = Masks::default();
     for (k, chunk) in block.chunks_exact(16).enumerate() {
         let [q, bs, c, n] = masks16(chunk.try_into().unwrap_or(&[0; 16]));
         m.quote |= u64::from(q) << (16 * k);
         m.backslash |= u64::from(bs) << (16 * k);
         m.control |= u64::from(c) << (16 * k);
-        m.newline |= u64::from(n) << (16 * k);
+        m.n |= u64::from(n) << (16 * k);
     }
     m
 }
