@@ -1,14 +1,31 @@
 //! The request-body parse on the proxy's path: a coding agent's conversation of 4 KB messages
 //! full of `\n` and `\"` (the body `scripts/bench_nginx.py` sends), read whole with
 //! [`json::parse`] and skimmed for the checks with [`json::skim`], against serde_json's own
-//! parse of the same bytes.
+//! parse of the same bytes. And the meter's read of an answer's usage: a chat completion as
+//! `scripts/bench_nginx.py`'s upstream sends it, and one with 16 KB of such text.
 
+use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use till::providers::ApiFamily;
 use till::proxy::inspect::{FREE_TEXT, json};
+use till::proxy::meter::Meter;
 
 /// A chat request of about `size` bytes: messages of 4 KB, alternating roles, whose text is
 /// words with a quoted one and a newline every ten or so (as escapes in the JSON).
 fn chat_body(size: usize) -> Vec<u8> {
+    let messages: Vec<_> = texts(size)
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            serde_json::json!({"role": role, "content": text})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"model": "gpt-4o-mini", "messages": messages})).unwrap()
+}
+
+/// Texts of 4 KB that fill about `size` bytes of JSON.
+fn texts(size: usize) -> Vec<String> {
     let words = [
         "the",
         "quick",
@@ -39,15 +56,53 @@ fn chat_body(size: usize) -> Vec<u8> {
             text.push_str(pick());
             text.push(' ');
         }
-        let role = if messages.len() % 2 == 0 {
-            "user"
-        } else {
-            "assistant"
-        };
         total += serde_json::to_string(&text).unwrap().len() + 30;
-        messages.push(serde_json::json!({"role": role, "content": text}));
+        messages.push(text);
     }
-    serde_json::to_vec(&serde_json::json!({"model": "gpt-4o-mini", "messages": messages})).unwrap()
+    messages
+}
+
+/// A chat completion whose answer is `text`.
+fn completion(text: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
+    }))
+    .unwrap()
+}
+
+fn answer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("answer_usage");
+    let long = texts(16_600).concat();
+    for (name, body) in [
+        ("small", completion("Hello from the benchmark.")),
+        ("16KB", completion(&long)),
+    ] {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        let body = Bytes::from(body);
+        g.bench_with_input(BenchmarkId::new("meter", name), &body, |b, body| {
+            b.iter(|| {
+                let mut m = Meter::new(ApiFamily::Openai, false, false);
+                m.feed(body.clone());
+                m.finish().1.unwrap()
+            });
+        });
+        g.bench_with_input(BenchmarkId::new("serde_json", name), &body, |b, body| {
+            b.iter(|| {
+                let v = serde_json::from_slice::<serde_json::Value>(body).unwrap();
+                ApiFamily::Openai.wire().json_usage(&v).unwrap()
+            });
+        });
+    }
+    g.finish();
 }
 
 fn body(c: &mut Criterion) {
@@ -68,5 +123,5 @@ fn body(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, body);
+criterion_group!(benches, body, answer);
 criterion_main!(benches);

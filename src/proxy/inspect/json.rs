@@ -332,49 +332,218 @@ impl Fast<'_> {
     /// zero and out-of-range values come out (or are refused) exactly as serde_json does.
     fn number(&mut self) -> Option<Value> {
         let start = self.at;
-        let b = self.bytes;
-        let digits = |at: &mut usize| {
-            let from = *at;
-            while b.get(*at).is_some_and(u8::is_ascii_digit) {
-                *at += 1;
-            }
-            *at - from
-        };
-        let mut at = start;
-        if b[at] == b'-' {
-            at += 1;
-        }
-        match b.get(at)? {
-            b'0' => at += 1,
-            b'1'..=b'9' => {
-                digits(&mut at);
-            }
-            _ => return None,
-        }
-        let mut integer = true;
-        if b.get(at) == Some(&b'.') {
-            at += 1;
-            integer = false;
-            if digits(&mut at) == 0 {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = b.get(at) {
-            at += 1;
-            integer = false;
-            if let Some(b'+' | b'-') = b.get(at) {
-                at += 1;
-            }
-            if digits(&mut at) == 0 {
-                return None;
-            }
-        }
-        self.at = at;
-        let token = &self.text[start..at];
-        if integer && b[start] != b'-' && token.len() <= 18 {
+        let (end, integer) = number_end(self.bytes, start)?;
+        self.at = end;
+        let token = &self.text[start..end];
+        if integer && self.bytes[start] != b'-' && token.len() <= 18 {
             return Some(Value::Number(token.parse::<u64>().ok()?.into()));
         }
         serde_json::from_str(token).ok()
+    }
+}
+
+/// The end of the number at `start` by JSON's grammar (as serde_json reads it, without
+/// checking its range), and whether it is an integer: no fraction, no exponent.
+fn number_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
+    let digits = |at: &mut usize| {
+        let from = *at;
+        while b.get(*at).is_some_and(u8::is_ascii_digit) {
+            *at += 1;
+        }
+        *at - from
+    };
+    let mut at = start;
+    if b.get(at) == Some(&b'-') {
+        at += 1;
+    }
+    match b.get(at)? {
+        b'0' => at += 1,
+        b'1'..=b'9' => {
+            digits(&mut at);
+        }
+        _ => return None,
+    }
+    let mut integer = true;
+    if b.get(at) == Some(&b'.') {
+        at += 1;
+        integer = false;
+        if digits(&mut at) == 0 {
+            return None;
+        }
+    }
+    if let Some(b'e' | b'E') = b.get(at) {
+        at += 1;
+        integer = false;
+        if let Some(b'+' | b'-') = b.get(at) {
+            at += 1;
+        }
+        if digits(&mut at) == 0 {
+            return None;
+        }
+    }
+    Some((at, integer))
+}
+
+/// A scalar a [`Walk`] passed.
+pub(crate) enum Scalar<'a> {
+    /// A number's text, and whether it is an integer (no fraction, no exponent).
+    Number {
+        text: &'a [u8],
+        integer: bool,
+    },
+    Null,
+    /// A string, `true` or `false`.
+    Other,
+}
+
+/// A walk over JSON text that checks it and builds nothing, for a reader that wants a few
+/// members of a document and skips the rest (the meter's usage counts). It passes nothing
+/// serde_json's deserializer would refuse where a reader skips: strings are checked as
+/// [`Fast::string`] reads them (stricter than serde_json's skipping, which lets a lone
+/// surrogate escape through), numbers by JSON's grammar (as serde_json skips them, without
+/// their range) and nesting to serde_json's limit (which its skipping does not have). A reader
+/// whose walk refuses hands the document to serde_json, which then decides.
+pub(crate) struct Walk<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    depth: u32,
+}
+
+impl<'a> Walk<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Walk {
+            bytes,
+            at: 0,
+            depth: 0,
+        }
+    }
+
+    /// The next byte after whitespace, not taken.
+    pub(crate) fn peek(&mut self) -> Option<u8> {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+        self.bytes.get(self.at).copied()
+    }
+
+    /// Whether nothing but whitespace is left.
+    pub(crate) fn end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    /// Opens the array or object whose bracket [`Self::peek`] saw: `true` when an element or
+    /// member follows, `false` when `close` does (taken; the container is left).
+    pub(crate) fn open(&mut self, close: u8) -> Option<bool> {
+        self.depth += 1;
+        self.at += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        if self.peek()? == close {
+            self.at += 1;
+            self.depth -= 1;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// After an element or member: `true` when a comma (taken) says another follows, `false`
+    /// when `close` (taken) ends the container.
+    pub(crate) fn next(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(true)
+            }
+            c if c == close => {
+                self.at += 1;
+                self.depth -= 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// An object member's name and its colon: the name's text as written, escapes and all.
+    pub(crate) fn key(&mut self) -> Option<&'a [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let (from, to) = self.string_at()?;
+        if self.peek()? != b':' {
+            return None;
+        }
+        self.at += 1;
+        Some(&self.bytes[from..to])
+    }
+
+    /// The string [`Self::peek`] saw, checked: where its content starts and its closing quote.
+    fn string_at(&mut self) -> Option<(usize, usize)> {
+        let from = self.at + 1;
+        let stop = special(self.bytes, from)?;
+        let end = match self.bytes[stop] {
+            b'"' => stop,
+            b'\\' => skip_string(self.bytes, from)?,
+            _ => return None,
+        };
+        self.at = end + 1;
+        Some((from, end))
+    }
+
+    /// The scalar [`Self::peek`] saw, checked.
+    pub(crate) fn scalar(&mut self) -> Option<Scalar<'a>> {
+        let (word, scalar): (&[u8], _) = match self.peek()? {
+            b'"' => return self.string_at().map(|_| Scalar::Other),
+            b'-' | b'0'..=b'9' => {
+                let start = self.at;
+                let (end, integer) = number_end(self.bytes, start)?;
+                self.at = end;
+                return Some(Scalar::Number {
+                    text: &self.bytes[start..end],
+                    integer,
+                });
+            }
+            b't' => (b"true", Scalar::Other),
+            b'f' => (b"false", Scalar::Other),
+            b'n' => (b"null", Scalar::Null),
+            _ => return None,
+        };
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| {
+            self.at = end;
+            scalar
+        })
+    }
+
+    /// Skips the value [`Self::peek`] sees, checking it.
+    pub(crate) fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'{' => {
+                if self.open(b'}')? {
+                    loop {
+                        self.key()?;
+                        self.skip()?;
+                        if !self.next(b'}')? {
+                            break;
+                        }
+                    }
+                }
+            }
+            b'[' => {
+                if self.open(b']')? {
+                    loop {
+                        self.skip()?;
+                        if !self.next(b']')? {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {
+                self.scalar()?;
+            }
+        }
+        Some(())
     }
 }
 
