@@ -6,8 +6,9 @@
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use till::json;
 use till::providers::ApiFamily;
-use till::proxy::inspect::{FREE_TEXT, json};
+use till::proxy::inspect::FREE_TEXT;
 use till::proxy::meter::Meter;
 
 /// A chat request of about `size` bytes: messages of 4 KB, alternating roles, whose text is

@@ -16,6 +16,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod format;
+pub mod json;
 pub mod ledger;
 pub mod mint;
 pub mod output;

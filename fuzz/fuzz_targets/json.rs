@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use till::proxy::inspect::FREE_TEXT;
-use till::proxy::inspect::json::{SKIM_FROM, differs_only_by_skim, parse, parse_reference, skim};
+use till::json::{SKIM_FROM, differs_only_by_skim, parse, parse_reference, skim};
 
 fuzz_target!(|data: &[u8]| {
     let reference = parse_reference(data).ok();

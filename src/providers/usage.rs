@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::proxy::inspect::json::{Scalar, Walk};
+use crate::json::{Scalar, Walk};
 
 /// Token counts of one request as the provider reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

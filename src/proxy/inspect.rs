@@ -5,7 +5,7 @@
 //! The proxy parses the body of every operation it limits ([`Op`]) exactly once, decides on
 //! that parse, and forwards what reads as that parse: the bytes as sent when no object in them
 //! repeats a key and till edits nothing (any conforming parser then reads what till read; see
-//! the `json` submodule), else the parse re-serialised, whatever a different JSON parser would
+//! the [`json`] module), else the parse re-serialised, whatever a different JSON parser would
 //! make of the duplicate keys. A body it cannot parse, a model that is not a string, a ceiling
 //! that is not a whole number: each is refused with a 400 that says so, never forwarded
 //! unchecked.
@@ -21,7 +21,7 @@ use super::errors::ProxyError;
 use super::route::Op;
 use crate::providers::ApiFamily;
 
-pub mod json;
+use crate::json;
 pub mod received;
 
 pub use received::{Received, Receiving};

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("output", 0),
     ("format", 0),
+    ("json", 0),
     // Domain: keys, scopes, providers, configuration, storage, prices.
     ("childkey", 1),
     ("scope", 1),

@@ -16,6 +16,10 @@
 //! serde_json itself, which the tests and the `json` fuzz target hold it to, and which reads
 //! every body the fast parse refuses, so an error is serde_json's own error and a body the fast
 //! parse were stricter about would still be read.
+//!
+//! `Walk` is the same checks over JSON text that build nothing, for a reader that wants a
+//! few members of a document (the meter's read of an answer's usage). It knows nothing of
+//! till, so it sits below both the proxy and the providers.
 
 use std::cell::Cell;
 use std::fmt;
