@@ -13,7 +13,11 @@
 //! request's usage becomes unknown, so its settlement charges the whole reservation. An
 //! upstream that never ends an event cannot make the proxy's memory grow with it.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 use crate::providers::ApiFamily;
@@ -201,15 +205,20 @@ impl Meter {
             return true;
         };
         let mut event_name = "";
-        let mut data = String::new();
-        for line in text.lines() {
+        // Borrowed from the event when it has one `data:` line, as nearly every event has.
+        let mut data = Cow::Borrowed("");
+        for line in lines(text) {
             if let Some(v) = line.strip_prefix("event:") {
                 event_name = v.trim();
             } else if let Some(v) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
+                let v = v.strip_prefix(' ').unwrap_or(v);
+                if data.is_empty() {
+                    data = Cow::Borrowed(v);
+                } else {
+                    let joined = data.to_mut();
+                    joined.push('\n');
+                    joined.push_str(v);
                 }
-                data.push_str(v.strip_prefix(' ').unwrap_or(v));
             }
         }
         if data.is_empty() {
@@ -219,14 +228,13 @@ impl Meter {
             self.completed = true;
             return true;
         }
-        let wire = self.api.wire();
-        if !wire
-            .sse_markers()
+        if !markers(self.api)
             .iter()
-            .any(|m| data.contains(m) || event_name.contains(m))
+            .any(|m| m.find(data.as_bytes()).is_some() || m.find(event_name.as_bytes()).is_some())
         {
             return true;
         }
+        let wire = self.api.wire();
         let Ok(v) = serde_json::from_str::<Value>(&data) else {
             return true;
         };
@@ -244,20 +252,54 @@ impl Meter {
     }
 }
 
+/// `text.lines()`, with the line ends found by `memchr` (`str::lines` looks for each one a
+/// byte at a time): lines end at `\n` or `\r\n`, and a last `\n` ends the last line.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        // `\n` is ASCII, so both sides of it are character boundaries.
+        let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(i) => (
+                rest[..i].strip_suffix('\r').unwrap_or(&rest[..i]),
+                &rest[i + 1..],
+            ),
+            None => (rest, ""),
+        };
+        rest = next;
+        Some(line)
+    })
+}
+
+/// The family's [`crate::providers::Family::sse_markers`], each a searcher built once: an
+/// event that names none of them holds no usage and no end, and is not parsed.
+fn markers(api: ApiFamily) -> &'static [Finder<'static>] {
+    static MARKERS: LazyLock<[Vec<Finder<'static>>; 3]> = LazyLock::new(|| {
+        ApiFamily::ALL.map(|api| {
+            api.wire()
+                .sse_markers()
+                .iter()
+                .map(|m| Finder::new(m.as_bytes()))
+                .collect()
+        })
+    });
+    let i = ApiFamily::ALL.iter().position(|a| *a == api).unwrap_or(0);
+    &MARKERS[i]
+}
+
 /// The end (exclusive) of the first complete SSE event in `buf`: after a blank line. The
 /// search starts at `from` (everything before it is known to hold no blank line).
 fn event_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    let tail = buf.get(from..)?;
+    for at in memchr::memchr_iter(b'\n', tail) {
+        let i = from + at;
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some(i + 2),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+            _ => {}
         }
-        i += 1;
     }
     None
 }
@@ -326,6 +368,62 @@ mod tests {
         assert!(out.contains("[DONE]") && out.contains("Hi"));
         let (out, _, _) = run(ApiFamily::Openai, true, false, &chunks);
         assert_eq!(out, chunks.concat());
+    }
+
+    #[test]
+    fn an_event_whose_data_spans_lines_is_read_joined() {
+        for event in [
+            "data: {\"choices\":[],\"usage\":\ndata: {\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+            // An empty first line adds nothing, as before.
+            "data:\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+            "event: x\r\ndata: {\"choices\":[],\r\ndata: \"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\r\n\r\n",
+        ] {
+            let (_, usage, _) = run(ApiFamily::Openai, true, false, &[event]);
+            let usage = usage.unwrap_or_else(|| panic!("no usage read from {event:?}"));
+            assert_eq!(
+                (usage.input_tokens, usage.output_tokens),
+                (3, 4),
+                "{event:?}"
+            );
+        }
+    }
+
+    /// The search for an event's end, byte by byte, as it was before it used `memchr`: the
+    /// reference the search is held to.
+    fn event_end_reference(buf: &[u8], from: usize) -> Option<usize> {
+        let mut i = from;
+        while i + 1 < buf.len() {
+            if buf[i] == b'\n' {
+                if buf[i + 1] == b'\n' {
+                    return Some(i + 2);
+                }
+                if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+                    return Some(i + 3);
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn lines_are_the_lines_str_lines_gives(
+            text in proptest::collection::vec(proptest::sample::select(vec!["\n", "\r", "\r\n", "a", "é", ""]), 0..24),
+        ) {
+            let text = text.concat();
+            proptest::prop_assert_eq!(lines(&text).collect::<Vec<_>>(), text.lines().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn an_events_end_is_found_where_a_byte_by_byte_search_finds_it(
+            buf in proptest::collection::vec(proptest::sample::select(b"\n\n\r\rab".to_vec()), 0..80),
+            from in 0usize..90,
+        ) {
+            proptest::prop_assert_eq!(event_end(&buf, from), event_end_reference(&buf, from));
+        }
     }
 
     #[test]
