@@ -115,6 +115,54 @@ impl Counts {
         walk(body, member, paths).or_else(|| read_serde(body, member, paths))
     }
 
+    /// Nothing read yet at `paths`.
+    fn new(paths: &'static [&'static [&'static str]]) -> Self {
+        Counts {
+            paths,
+            present: 0,
+            numeric: 0,
+            nums: [0; MAX_PATHS],
+            null: false,
+        }
+    }
+
+    /// Every path, as a mask.
+    fn all(&self) -> u32 {
+        (1u32 << self.paths.len()) - 1
+    }
+
+    /// Which of the paths in `mask` go on with the member named `key` at `depth`.
+    fn on(&self, depth: usize, mask: u32, key: &[u8]) -> u32 {
+        let mut out = 0;
+        for (i, path) in self.paths.iter().enumerate() {
+            if mask & (1 << i) != 0 && path.get(depth).is_some_and(|k| k.as_bytes() == key) {
+                out |= 1 << i;
+            }
+        }
+        out
+    }
+
+    /// Before a member on the paths in `on` is read: a repeated member replaces all that an
+    /// earlier one held.
+    fn forget(&mut self, on: u32) {
+        self.present &= !on;
+        self.numeric &= !on;
+    }
+
+    /// After the member at `depth` on the paths in `on` was read as `kind`: the paths that end
+    /// there have it.
+    fn record(&mut self, on: u32, depth: usize, kind: Kind) {
+        for (i, path) in self.paths.iter().enumerate() {
+            if on & (1 << i) != 0 && path.len() == depth + 1 {
+                self.present |= 1 << i;
+                if let Kind::Num(n) = kind {
+                    self.numeric |= 1 << i;
+                    self.nums[i] = n;
+                }
+            }
+        }
+    }
+
     fn index(&self, keys: &[&str]) -> Option<usize> {
         let i = self.paths.iter().position(|p| *p == keys);
         debug_assert!(
@@ -211,15 +259,9 @@ fn walk_answer(
                 return None;
             }
             if key == member.as_bytes() {
-                let mut counts = Counts {
-                    paths,
-                    present: 0,
-                    numeric: 0,
-                    nums: [0; MAX_PATHS],
-                    null: false,
-                };
-                let all = (1u32 << paths.len()) - 1;
-                counts.null = walk_node(w, &mut counts, 0, all)? == Kind::Null;
+                let mut counts = Counts::new(paths);
+                let mask = counts.all();
+                counts.null = walk_node(w, &mut counts, 0, mask)? == Kind::Null;
                 found = Some(counts);
             } else {
                 w.skip()?;
@@ -239,34 +281,19 @@ fn walk_node(w: &mut Walk, counts: &mut Counts, depth: usize, mask: u32) -> Opti
         b'[' => return w.skip().map(|()| Kind::Other),
         _ => return walk_scalar(w),
     }
-    let paths = counts.paths;
     if w.open(b'}')? {
         loop {
             let key = w.key()?;
             if key.contains(&b'\\') {
                 return None;
             }
-            let mut on = 0;
-            for (i, path) in paths.iter().enumerate() {
-                if mask & (1 << i) != 0 && path.get(depth).is_some_and(|k| k.as_bytes() == key) {
-                    on |= 1 << i;
-                }
-            }
+            let on = counts.on(depth, mask, key);
             if on == 0 {
                 w.skip()?;
             } else {
-                counts.present &= !on;
-                counts.numeric &= !on;
+                counts.forget(on);
                 let kind = walk_node(w, counts, depth + 1, on)?;
-                for (i, path) in paths.iter().enumerate() {
-                    if on & (1 << i) != 0 && path.len() == depth + 1 {
-                        counts.present |= 1 << i;
-                        if let Kind::Num(n) = kind {
-                            counts.numeric |= 1 << i;
-                            counts.nums[i] = n;
-                        }
-                    }
-                }
+                counts.record(on, depth, kind);
             }
             if !w.next(b'}')? {
                 break;
@@ -357,18 +384,12 @@ impl<'de> Visitor<'de> for Answer {
         let mut found = None;
         while let Some(is_member) = map.next_key_seed(KeyIs(self.member))? {
             if is_member {
-                let mut counts = Counts {
-                    paths: self.paths,
-                    present: 0,
-                    numeric: 0,
-                    nums: [0; MAX_PATHS],
-                    null: false,
-                };
-                let all = (1u32 << self.paths.len()) - 1;
+                let mut counts = Counts::new(self.paths);
+                let mask = counts.all();
                 let root = map.next_value_seed(Node {
                     counts: &mut counts,
                     depth: 0,
-                    mask: all,
+                    mask,
                 })?;
                 counts.null = root == Kind::Null;
                 found = Some(counts);
@@ -400,9 +421,9 @@ impl Visitor<'_> for KeyIs {
     }
 }
 
-/// Which of the paths in `mask` go on with `key` at `depth`.
-struct KeyOf<'p> {
-    paths: &'p [&'static [&'static str]],
+/// Which of the paths in `mask` go on with `key` at `depth` ([`Counts::on`]).
+struct KeyOf<'c> {
+    counts: &'c Counts,
     depth: usize,
     mask: u32,
 }
@@ -420,13 +441,7 @@ impl Visitor<'_> for KeyOf<'_> {
         f.write_str("a key")
     }
     fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<u32, E> {
-        let mut out = 0;
-        for (i, path) in self.paths.iter().enumerate() {
-            if self.mask & (1 << i) != 0 && path.get(self.depth) == Some(&k) {
-                out |= 1 << i;
-            }
-        }
-        Ok(out)
+        Ok(self.counts.on(self.depth, self.mask, k.as_bytes()))
     }
 }
 
@@ -483,9 +498,8 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
-        let paths = self.counts.paths;
         while let Some(on) = map.next_key_seed(KeyOf {
-            paths,
+            counts: self.counts,
             depth: self.depth,
             mask: self.mask,
         })? {
@@ -493,23 +507,13 @@ impl<'de> Visitor<'de> for Node<'_> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            // A repeated member replaces all that an earlier one held.
-            self.counts.present &= !on;
-            self.counts.numeric &= !on;
+            self.counts.forget(on);
             let kind = map.next_value_seed(Node {
                 counts: &mut *self.counts,
                 depth: self.depth + 1,
                 mask: on,
             })?;
-            for (i, path) in paths.iter().enumerate() {
-                if on & (1 << i) != 0 && path.len() == self.depth + 1 {
-                    self.counts.present |= 1 << i;
-                    if let Kind::Num(n) = kind {
-                        self.counts.numeric |= 1 << i;
-                        self.counts.nums[i] = n;
-                    }
-                }
-            }
+            self.counts.record(on, self.depth, kind);
         }
         Ok(Kind::Object)
     }
