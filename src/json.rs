@@ -127,20 +127,16 @@ fn fast(body: &[u8], free_text: &[&str]) -> Option<Skimmed> {
 }
 
 fn fast_text(text: &str, free_text: &[&str]) -> Option<Skimmed> {
-    let body = text.as_bytes();
     let mut p = Fast {
         text,
-        bytes: body,
-        at: 0,
-        depth: 0,
+        w: Walk::new(text.as_bytes()),
         repeated: false,
         scratch: String::new(),
         free_text,
         skimmed: false,
     };
     let value = p.value(false)?;
-    p.whitespace();
-    (p.at == body.len()).then_some(Skimmed {
+    p.w.end().then_some(Skimmed {
         value,
         repeated: p.repeated,
         skimmed: p.skimmed,
@@ -150,9 +146,8 @@ fn fast_text(text: &str, free_text: &[&str]) -> Option<Skimmed> {
 struct Fast<'a> {
     /// The body, known to be UTF-8, for slicing out string content.
     text: &'a str,
-    bytes: &'a [u8],
-    at: usize,
-    depth: u32,
+    /// The cursor over the same body, and the checks of its structure.
+    w: Walk<'a>,
     repeated: bool,
     /// Where strings with escapes are unescaped, kept from string to string.
     scratch: String,
@@ -162,22 +157,11 @@ struct Fast<'a> {
 }
 
 impl Fast<'_> {
-    fn whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.whitespace();
-        self.bytes.get(self.at).copied()
-    }
-
     /// One value; `free` says it is a free-text field's, which a skim may leave out.
     fn value(&mut self, free: bool) -> Option<Value> {
-        match self.peek()? {
+        match self.w.peek()? {
             b'"' => {
-                self.at += 1;
+                self.w.at += 1;
                 if free {
                     self.free_string().map(Value::String)
                 } else {
@@ -195,73 +179,49 @@ impl Fast<'_> {
     }
 
     fn literal(&mut self, word: &[u8], v: Value) -> Option<Value> {
-        let end = self.at + word.len();
-        (self.bytes.get(self.at..end)? == word).then(|| {
-            self.at = end;
+        let end = self.w.at + word.len();
+        (self.w.bytes.get(self.w.at..end)? == word).then(|| {
+            self.w.at = end;
             v
         })
     }
 
-    fn enter(&mut self) -> Option<()> {
-        self.depth += 1;
-        self.at += 1;
-        (self.depth <= MAX_DEPTH).then_some(())
-    }
-
     fn array(&mut self) -> Option<Value> {
-        self.enter()?;
         let mut out = Vec::new();
-        if self.peek()? == b']' {
-            self.at += 1;
-        } else {
+        if self.w.open(b']')? {
             loop {
                 out.push(self.value(false)?);
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b']' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.w.next(b']')? {
+                    break;
                 }
             }
         }
-        self.depth -= 1;
         Some(Value::Array(out))
     }
 
     fn object(&mut self) -> Option<Value> {
-        self.enter()?;
         let mut out = Map::new();
-        if self.peek()? == b'}' {
-            self.at += 1;
-        } else {
+        if self.w.open(b'}')? {
             loop {
-                if self.peek()? != b'"' {
+                if self.w.peek()? != b'"' {
                     return None;
                 }
-                self.at += 1;
+                self.w.at += 1;
                 let key = self.string()?;
-                if self.peek()? != b':' {
+                if self.w.peek()? != b':' {
                     return None;
                 }
-                self.at += 1;
+                self.w.at += 1;
                 let free = self.free_text.contains(&key.as_str());
                 let value = self.value(free)?;
                 if out.insert(key, value).is_some() {
                     self.repeated = true;
                 }
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b'}' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.w.next(b'}')? {
+                    break;
                 }
             }
         }
-        self.depth -= 1;
         Some(Value::Object(out))
     }
 
@@ -269,15 +229,15 @@ impl Fast<'_> {
     /// closing quote. A string without escapes is copied once from the body; one with escapes
     /// is unescaped into the reused scratch first, so it is allocated once at its length.
     fn string(&mut self) -> Option<String> {
-        let mut from = self.at;
+        let mut from = self.w.at;
         let mut escaped = false;
         self.scratch.clear();
         loop {
-            let stop = special(self.bytes, from)?;
+            let stop = special(self.w.bytes, from)?;
             // `"` and `\` are ASCII, so both ends of the stretch are character boundaries.
             let stretch = &self.text[from..stop];
-            self.at = stop + 1;
-            match self.bytes[stop] {
+            self.w.at = stop + 1;
+            match self.w.bytes[stop] {
                 b'"' if !escaped => return Some(stretch.to_owned()),
                 b'"' => {
                     self.scratch.push_str(stretch);
@@ -288,7 +248,7 @@ impl Fast<'_> {
                     self.scratch.push_str(stretch);
                     let c = self.escape()?;
                     self.scratch.push(c);
-                    from = self.at;
+                    from = self.w.at;
                 }
                 // A raw control character, which JSON refuses inside strings.
                 _ => return None,
@@ -299,10 +259,10 @@ impl Fast<'_> {
     /// A free-text string: validated to its end; left out if it is [`SKIM_FROM`] bytes or
     /// longer, else read again by [`Self::string`].
     fn free_string(&mut self) -> Option<String> {
-        let start = self.at;
-        let end = skip_string(self.bytes, start)?;
+        let start = self.w.at;
+        let end = skip_string(self.w.bytes, start)?;
         if end - start >= SKIM_FROM {
-            self.at = end + 1;
+            self.w.at = end + 1;
             self.skimmed = true;
             return Some(String::new());
         }
@@ -311,8 +271,8 @@ impl Fast<'_> {
 
     /// One escape after its backslash, with serde_json's rules: surrogates only in pairs.
     fn escape(&mut self) -> Option<char> {
-        let c = *self.bytes.get(self.at)?;
-        self.at += 1;
+        let c = *self.w.bytes.get(self.w.at)?;
+        self.w.at += 1;
         Some(match c {
             b'"' => '"',
             b'\\' => '\\',
@@ -323,8 +283,8 @@ impl Fast<'_> {
             b'r' => '\r',
             b't' => '\t',
             b'u' => {
-                let (c, end) = unicode_escape(self.bytes, self.at)?;
-                self.at = end;
+                let (c, end) = unicode_escape(self.w.bytes, self.w.at)?;
+                self.w.at = end;
                 c
             }
             _ => return None,
@@ -335,11 +295,11 @@ impl Fast<'_> {
     /// here; every other number is read by serde_json from its own text, so floats, negative
     /// zero and out-of-range values come out (or are refused) exactly as serde_json does.
     fn number(&mut self) -> Option<Value> {
-        let start = self.at;
-        let (end, integer) = number_end(self.bytes, start)?;
-        self.at = end;
+        let start = self.w.at;
+        let (end, integer) = number_end(self.w.bytes, start)?;
+        self.w.at = end;
         let token = &self.text[start..end];
-        if integer && self.bytes[start] != b'-' && token.len() <= 18 {
+        if integer && self.w.bytes[start] != b'-' && token.len() <= 18 {
             return Some(Value::Number(token.parse::<u64>().ok()?.into()));
         }
         serde_json::from_str(token).ok()

@@ -115,16 +115,18 @@ fn scan_agrees(body: &[u8], shown: &str) {
     let full = std::str::from_utf8(body).ok().and_then(|text| {
         let mut p = Fast {
             text,
-            bytes: body,
-            at: 1,
-            depth: 0,
+            w: Walk {
+                bytes: body,
+                at: 1,
+                depth: 0,
+            },
             repeated: false,
             scratch: String::new(),
             free_text: &[],
             skimmed: false,
         };
         // Where the full parse ends the string: just before the cursor it leaves.
-        p.string().map(|_| p.at - 1)
+        p.string().map(|_| p.w.at - 1)
     });
     assert_eq!(skip_string(body, 1), full, "{shown}");
     let closed = &body[..full.map_or(body.len(), |f| f + 1)];
