@@ -13,14 +13,14 @@ fn row(i: u64) -> RequestRow {
         binding: Some("ab".repeat(32)),
         provider: "openai".into(),
         model: Some("gpt-4o-mini".into()),
-        endpoint: Some("inference".into()),
+        endpoint: Some("inference"),
         status: 200,
         input_tokens: 120,
         output_tokens: 40,
         cost_micros: 42,
         latency_ms: 1.5,
         ttfb_ms: Some(0.8),
-        outcome: Some("complete".into()),
+        outcome: Some("complete"),
         lineage: Some("abababababab".into()),
         ..Default::default()
     }

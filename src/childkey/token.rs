@@ -60,7 +60,17 @@ impl Binding {
 
     /// The first 12 hex characters, for tables and messages.
     pub fn short(&self) -> String {
-        hex::encode(&self.0[..6])
+        let mut s = String::with_capacity(12);
+        self.push_short(&mut s);
+        s
+    }
+
+    /// [`Binding::short`] added to `out`.
+    pub fn push_short(&self, out: &mut String) {
+        let mut buf = [0u8; 12];
+        // Neither can fail: the buffer is twice the six bytes, and hex digits are ASCII.
+        let _ = hex::encode_to_slice(&self.0[..6], &mut buf);
+        out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
     }
 
     /// [`Binding::short`] of a binding kept as hex text (the ledger's form): its first 12

@@ -2,7 +2,7 @@
 //! batches, one transaction per batch, so the proxy never waits on disk.
 
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ pub struct RequestRow {
     pub session: Option<String>,
     pub provider: String,
     pub model: Option<String>,
-    pub endpoint: Option<String>,
+    pub endpoint: Option<&'static str>,
     pub status: u16,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -40,11 +40,11 @@ pub struct RequestRow {
     pub cost_micros: u64,
     pub latency_ms: f64,
     pub ttfb_ms: Option<f64>,
-    pub denial: Option<String>,
+    pub denial: Option<&'static str>,
     /// `complete`, `cut` (the upstream broke off), `abandoned` (the client left), `denied`,
     /// `interrupted` (the proxy stopped after its shutdown grace), `lost` (the proxy died; the
     /// row was written by the till that settled its reservation).
-    pub outcome: Option<String>,
+    pub outcome: Option<&'static str>,
     /// Short bindings of every level of the key, space-separated.
     pub lineage: Option<String>,
 }
@@ -383,7 +383,8 @@ const ROW_COLUMNS: usize = 18;
 fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[&RequestRow]) -> rusqlite::Result<()> {
     let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
     if chunks.len() > 0 {
-        let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+        static MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
+        let mut many = tx.prepare_cached(&MANY)?;
         for chunk in &mut chunks {
             for (i, r) in chunk.iter().enumerate() {
                 bind_row(&mut many, i * ROW_COLUMNS, r)?;
@@ -393,7 +394,8 @@ fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[&RequestRow]) -> rusqlite
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut one = tx.prepare_cached(&insert_sql(1))?;
+        static ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+        let mut one = tx.prepare_cached(&ONE)?;
         for r in rest {
             bind_row(&mut one, 0, r)?;
             one.raw_execute()?;
@@ -402,7 +404,8 @@ fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[&RequestRow]) -> rusqlite
     Ok(())
 }
 
-/// `INSERT INTO requests … VALUES` with `rows` groups of [`ROW_COLUMNS`] parameters.
+/// `INSERT INTO requests … VALUES` with `rows` groups of [`ROW_COLUMNS`] parameters (made
+/// once: the statement cache is looked up by this text on every batch).
 fn insert_sql(rows: usize) -> String {
     let group = format!("({})", vec!["?"; ROW_COLUMNS].join(", "));
     format!(
@@ -499,7 +502,7 @@ mod tests {
                     session: (i % 2 == 0).then(|| format!("s{i}")),
                     provider: format!("p{i}"),
                     model: some("m"),
-                    endpoint: some("e"),
+                    endpoint: (i % 3 != 0).then_some(["e0", "e1"][i as usize % 2]),
                     status: 200 + i as u16,
                     input_tokens: i,
                     output_tokens: 2 * i,
@@ -508,8 +511,8 @@ mod tests {
                     cost_micros: if i == 18 { u64::MAX } else { 5 * i },
                     latency_ms: i as f64 / 4.0,
                     ttfb_ms: (i % 4 != 0).then_some(i as f64 / 8.0),
-                    denial: (i % 5 == 0).then(|| "scope".to_string()),
-                    outcome: some("o"),
+                    denial: (i % 5 == 0).then_some("scope"),
+                    outcome: (i % 3 != 0).then_some(["o0", "o1"][i as usize % 2]),
                     lineage: some("l"),
                 }
             })
@@ -528,6 +531,8 @@ mod tests {
                     latency_ms, ttfb_ms, denial, outcome, lineage FROM requests ORDER BY id",
             )
             .unwrap();
+        // The row's fixed words are `&'static str`s: those read back are leaked (a test's few).
+        let word = |s: Option<String>| s.map(|s| &*s.leak());
         let back: Vec<RequestRow> = stmt
             .query_map([], |r| {
                 Ok(RequestRow {
@@ -537,7 +542,7 @@ mod tests {
                     session: r.get(3)?,
                     provider: r.get(4)?,
                     model: r.get(5)?,
-                    endpoint: r.get(6)?,
+                    endpoint: word(r.get(6)?),
                     status: r.get(7)?,
                     input_tokens: r.get::<_, i64>(8)? as u64,
                     output_tokens: r.get::<_, i64>(9)? as u64,
@@ -546,8 +551,8 @@ mod tests {
                     cost_micros: r.get::<_, i64>(12)? as u64,
                     latency_ms: r.get(13)?,
                     ttfb_ms: r.get(14)?,
-                    denial: r.get(15)?,
-                    outcome: r.get(16)?,
+                    denial: word(r.get(15)?),
+                    outcome: word(r.get(16)?),
                     lineage: r.get(17)?,
                 })
             })

@@ -109,10 +109,10 @@ const PREFIXES: &[&str] = &["openai", "api", "upload"];
 /// (`upload`) stood before it. Paths without a version segment (DeepSeek serves
 /// `/chat/completions`) are taken whole. `None` when the path has unknown segments before a
 /// version segment.
-fn after_version(path: &str) -> Option<(Vec<&str>, Option<&str>)> {
+fn after_version(path: &str) -> Option<(Segments<'_>, Option<&str>)> {
     // A closure, not `'/'`: the search for a char costs more than paths this short.
     #[allow(clippy::manual_pattern_char_comparison)]
-    let mut segments: Vec<&str> = path.split(|c: char| c == '/').skip(1).collect();
+    let mut segments: Segments = path.split(|c: char| c == '/').skip(1).collect();
     let is_version = |s: &&str| matches!(*s, "v1" | "v1beta" | "v1alpha");
     match segments.iter().position(is_version) {
         Some(i) if i <= 1 => {
@@ -131,6 +131,10 @@ fn after_version(path: &str) -> Option<(Vec<&str>, Option<&str>)> {
         None => Some((segments, None)),
     }
 }
+
+/// A path's segments: on the stack for every path the APIs have (the longest, OpenAI's
+/// `/v1/threads/{t}/runs/{r}/steps/{s}`, has seven), on the heap past that.
+type Segments<'a> = smallvec::SmallVec<[&'a str; 8]>;
 
 /// Model ids the proxy accepts in a path: letters, digits, `.`, `_`, `-` and `:` (fine-tuned
 /// OpenAI ids, when `colon`), starting with a letter or digit.

@@ -225,11 +225,16 @@ pub async fn caller_with(ctx: &Ctx<'_>, key: Option<&str>) -> Result<Caller, Pro
 pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verified<'c>, ProxyError> {
     let verified = caller.known.checked.verified(&caller.known.mint.key);
     ctx.record.binding = Some(verified.binding());
-    ctx.record.lineage = verified
-        .level_bindings()
-        .iter()
-        .map(|b| b.short())
-        .collect();
+    let levels = verified.level_bindings();
+    let lineage = &mut ctx.record.lineage;
+    lineage.clear();
+    lineage.reserve(levels.len() * 13);
+    for (i, b) in levels.iter().enumerate() {
+        if i > 0 {
+            lineage.push(' ');
+        }
+        b.push_short(lineage);
+    }
     if ctx.state.is_revoked(&verified) {
         return Err(ProxyError::new(
             401,

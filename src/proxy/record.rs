@@ -68,8 +68,8 @@ pub struct RequestRecord {
     pub finished: Option<Finished>,
     /// The metered cost in micro-dollars (0 when unknown or unpriced).
     pub cost_micros: u64,
-    /// Short bindings of every level of the key.
-    pub lineage: Vec<String>,
+    /// Short bindings of every level of the key, space-separated (empty when unknown).
+    pub lineage: String,
     /// Budget held on the counters until the request is settled.
     pub reservation: Option<Reservation>,
 }
@@ -90,7 +90,7 @@ impl RequestRecord {
             latency: Duration::ZERO,
             finished: None,
             cost_micros: 0,
-            lineage: Vec::new(),
+            lineage: String::new(),
             reservation: None,
         }
     }
@@ -142,21 +142,24 @@ impl RequestRecord {
         let reservation = self.reservation.take();
         state.alerts.observe(state, &self);
         let Some(w) = &state.writer else { return };
-        let row = self.to_row(state.options.session.as_deref());
-        match reservation {
-            Some(reservation) => {
-                // Charge what was metered; a response that started but reported no usage is
-                // charged its reservation; a request that never reached the upstream, nothing.
-                let (micros, tokens) = match &self.finished {
-                    Some(f) => match f.usage {
-                        Some(u) => (self.cost_micros, u.total()),
-                        None => (reservation.micros, reservation.tokens),
-                    },
-                    None => (0, 0),
-                };
-                // One message: if a stop already settled this reservation and wrote the
-                // request's row, this row is not written a second time.
-                w.settle_with_row(reservation, micros, tokens, row);
+        // Charge what was metered; a response that started but reported no usage is charged
+        // its reservation; a request that never reached the upstream, nothing.
+        let charge = reservation.map(|reservation| {
+            let (micros, tokens) = match &self.finished {
+                Some(f) => match f.usage {
+                    Some(u) => (self.cost_micros, u.total()),
+                    None => (reservation.micros, reservation.tokens),
+                },
+                None => (0, 0),
+            };
+            (reservation, micros, tokens)
+        });
+        let row = self.into_row(state.options.session.as_deref());
+        match charge {
+            // One message: if a stop already settled this reservation and wrote the request's
+            // row, this row is not written a second time.
+            Some((reservation, micros, tokens)) => {
+                w.settle_with_row(reservation, micros, tokens, row)
             }
             None => w.row(row),
         }
@@ -172,15 +175,15 @@ impl RequestRecord {
             model: self.model.clone(),
             endpoint: self.endpoint.map(|e| e.as_str().to_string()),
             binding: self.binding.map(|b| b.hex()),
-            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
+            lineage: (!self.lineage.is_empty()).then(|| self.lineage.clone()),
             session: session.map(str::to_string),
         }
     }
 }
 
 impl RequestRecord {
-    /// The ledger row for this request, priced with `prices`.
-    pub fn to_row(&self, session: Option<&str>) -> crate::ledger::writer::RequestRow {
+    /// The ledger row for this request: its text moved into the row, not copied.
+    pub fn into_row(self, session: Option<&str>) -> crate::ledger::writer::RequestRow {
         let usage = self
             .finished
             .as_ref()
@@ -201,9 +204,9 @@ impl RequestRecord {
             binding: self.binding.map(|b| b.hex()),
             key_name: None,
             session: session.map(str::to_string),
-            provider: self.provider.clone(),
-            model: self.model.clone(),
-            endpoint: self.endpoint.map(|e| e.as_str().to_string()),
+            provider: self.provider,
+            model: self.model,
+            endpoint: self.endpoint.map(EndpointClass::as_str),
             status: self.status,
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
@@ -212,9 +215,9 @@ impl RequestRecord {
             cost_micros,
             latency_ms: self.latency.as_secs_f64() * 1e3,
             ttfb_ms: self.ttfb.map(|d| d.as_secs_f64() * 1e3),
-            denial: self.denial.map(str::to_string),
-            outcome: Some(outcome.to_string()),
-            lineage: (!self.lineage.is_empty()).then(|| self.lineage.join(" ")),
+            denial: self.denial,
+            outcome: Some(outcome),
+            lineage: (!self.lineage.is_empty()).then_some(self.lineage),
         }
     }
 }

@@ -479,15 +479,15 @@ fn seeded() -> TestEnv {
             binding: Some(format!("{key}{}", "0".repeat(52))),
             provider: provider.into(),
             model: Some(model.into()),
-            endpoint: Some("inference".into()),
+            endpoint: Some("inference"),
             status,
             input_tokens: input,
             output_tokens: out,
             cost_micros: cost,
             latency_ms: 12.5,
             ttfb_ms: Some(3.0),
-            denial: denial.map(str::to_string),
-            outcome: Some(outcome.into()),
+            denial,
+            outcome: Some(outcome),
             lineage: Some(key.into()),
             ..Default::default()
         });
