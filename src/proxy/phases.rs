@@ -520,45 +520,56 @@ pub async fn forward(
             ),
         )
     })?;
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+    // The client's headers less those of its hop, its credentials and what till sets itself,
+    // then what till sets: read from the request's own map, not copied into another.
     let connection = connection_names_others(&parts.headers);
-    for (name, value) in &parts.headers {
+    let json = outgoing.json;
+    let kept = |name: &HeaderName| {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(name)
+        !(HOP_BY_HOP.contains(name)
             || (connection && named_by_connection(&parts.headers, name))
             || AUTH_HEADERS.contains(name)
             || n == "host"
             || n == "content-length"
             || n == "accept-encoding"
             || n == "content-encoding"
-            || (outgoing.json && n == "content-type")
-        {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    if outgoing.json {
-        headers.insert(
+            || (json && n == "content-type"))
+    };
+    let mut added: smallvec::SmallVec<[(HeaderName, http::HeaderValue); 6]> =
+        smallvec::SmallVec::new();
+    if json {
+        added.push((
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
-        );
+        ));
     }
-    let (auth_name, auth_value) = crate::upstream::auth_header(provider, &root);
-    headers.insert(auth_name, auth_value);
-    headers.insert(
+    added.push(crate::upstream::auth_header(provider, &root));
+    added.push((
         http::header::ACCEPT_ENCODING,
         http::HeaderValue::from_static("identity"),
-    );
+    ));
     for (name, value) in provider.api.wire().default_headers() {
-        if !headers.contains_key(*name) {
-            headers.insert(*name, http::HeaderValue::from_static(value));
+        let name = HeaderName::from_static(name);
+        let sent = parts.headers.contains_key(&name) && kept(&name);
+        if !sent && !added.iter().any(|(n, _)| *n == name) {
+            added.push((name, http::HeaderValue::from_static(value)));
         }
     }
-    let mut up = Request::new(std::mem::take(&mut outgoing.body));
-    *up.method_mut() = parts.method.clone();
-    *up.uri_mut() = uri;
-    *up.headers_mut() = headers;
-    let sent = crate::upstream::conns::send(up, CONNECT_TIMEOUT);
+    // Filtered once: the head is written from this list (for hyper's connections, a map).
+    let forwarded: smallvec::SmallVec<[(&HeaderName, &http::HeaderValue); 24]> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| kept(name))
+        .chain(added.iter().map(|(name, value)| (name, value)))
+        .collect();
+    let headers = || forwarded.iter().copied();
+    let sent = crate::upstream::conns::send(
+        parts.method.clone(),
+        uri,
+        headers,
+        std::mem::take(&mut outgoing.body),
+        CONNECT_TIMEOUT,
+    );
     match tokio::time::timeout(state.options.upstream_timeout, sent).await {
         Err(_) => Err(ProxyError::new(
             504,

@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
@@ -97,36 +97,61 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// Sends `req` (an absolute `http://` or `https://` URI) on one of this thread's connections
-/// to its origin, or on a new one made within `connect_timeout`, and hands back the answer.
-pub async fn send(
-    req: Request<Body>,
+/// Sends `method uri` (an absolute `http://` or `https://` URI) with `headers` and `body` on
+/// one of this thread's connections to its origin, or on a new one made within
+/// `connect_timeout`, and hands back the answer.
+///
+/// `headers` gives an iterator over the headers each time it is called (the caller's filter
+/// over another request's map, say): a plain-HTTP request's head is written straight from
+/// them, and only hyper's connections get a map of them.
+pub async fn send<'h, I>(
+    method: Method,
+    uri: Uri,
+    headers: impl Fn() -> I,
+    body: Body,
     connect_timeout: Duration,
-) -> Result<Response<Answer>, SendError> {
-    if req.uri().scheme() == Some(&Scheme::HTTP) {
-        let resp = send_own(req, connect_timeout).await?;
+) -> Result<Response<Answer>, SendError>
+where
+    I: Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+{
+    if uri.scheme() == Some(&Scheme::HTTP) {
+        let resp = send_own(&method, &uri, headers, body, connect_timeout).await?;
         return Ok(resp.map(Answer::Own));
     }
-    let resp = send_hyper(req.map(Full::new), connect_timeout).await?;
+    let headers = headers();
+    let mut map = HeaderMap::with_capacity(headers.size_hint().0);
+    for (name, value) in headers {
+        map.append(name.clone(), value.clone());
+    }
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = map;
+    let resp = send_hyper(req, connect_timeout).await?;
     Ok(resp.map(Answer::Hyper))
 }
 
 /// [`send`] over one of till's own HTTP/1.1 connections.
-async fn send_own(
-    req: Request<Body>,
+async fn send_own<'h, I>(
+    method: &Method,
+    uri: &Uri,
+    headers: impl Fn() -> I,
+    body: Body,
     connect_timeout: Duration,
-) -> Result<Response<h1::Body>, SendError> {
-    let (parts, body) = req.into_parts();
-    let uri = &parts.uri;
-    let host = match parts.headers.get(http::header::HOST) {
-        Some(h) => h.clone(),
+) -> Result<Response<h1::Body>, SendError>
+where
+    I: Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+{
+    let given = headers().find(|(name, _)| *name == http::header::HOST);
+    let host = match given {
+        Some((_, h)) => h.clone(),
         None => POOL
             .with(|p| p.borrow_mut().origin_or_add(uri).map(|o| o.host.clone()))
             .ok_or(SendError::Connect)?,
     };
     let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    let head = h1::head(&parts.method, path, &host, &parts.headers, body.len());
-    let head_only = parts.method == http::Method::HEAD;
+    let head = h1::head(method, path, &host, &headers, body.len());
+    let head_only = method == http::Method::HEAD;
     // Each failed reuse drops the connection it tried, so this ends.
     loop {
         let Some(conn) = POOL.with(|p| p.borrow_mut().checkout_own(uri, Instant::now())) else {

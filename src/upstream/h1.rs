@@ -93,15 +93,17 @@ pub enum Failed {
 
 /// The request head: `method path HTTP/1.1`, `host`, the headers (less any `host`,
 /// `content-length` and `transfer-encoding` of their own) and the body's length.
-pub fn head(
+pub fn head<'h, I>(
     method: &Method,
     path: &str,
     host: &HeaderValue,
-    headers: &HeaderMap,
+    headers: impl Fn() -> I,
     body_len: usize,
-) -> Vec<u8> {
-    let size = headers
-        .iter()
+) -> Vec<u8>
+where
+    I: Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+{
+    let size = headers()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum::<usize>();
     let mut out = Vec::with_capacity(method.as_str().len() + path.len() + host.len() + size + 64);
@@ -111,7 +113,7 @@ pub fn head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
+    for (name, value) in headers() {
         if name == http::header::HOST
             || name == http::header::CONTENT_LENGTH
             || name == http::header::TRANSFER_ENCODING

@@ -588,9 +588,14 @@ fn log_rows(p: &ProxyEnv, at_least: usize) -> Vec<Value> {
 /// Configures `name` as an OpenAI-compatible provider at `http://127.0.0.1:port`, stores its
 /// root key, and returns a till key scoped to it.
 fn plain_http_provider(p: &ProxyEnv, name: &str, port: u16) -> String {
+    plain_http_provider_of(p, name, "openai", port)
+}
+
+/// [`plain_http_provider`] of the API family `api`.
+fn plain_http_provider_of(p: &ProxyEnv, name: &str, api: &str, port: u16) -> String {
     let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
     p.env.config(&format!(
-        "{config}\n[providers.{name}]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
+        "{config}\n[providers.{name}]\napi = \"{api}\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
     ));
     let (code, _, stderr) = crate::support::output_with_stdin(
         p.env.till().args(["add", name, "--no-verify"]),
@@ -668,6 +673,50 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
     assert_eq!(rows.len(), 4, "{rows:?}");
     for row in &rows {
         assert_eq!(row["input_tokens"], 3, "{row}");
+    }
+}
+
+/// What till sets in a forwarded request reaches the upstream once each, whatever the client
+/// sent of the same: the family's credential header with the root key (the child key, sent in
+/// it, nowhere), `accept-encoding: identity`, the JSON content type, and the family's default
+/// `anthropic-version` only when the client sent none (the client's own when it did).
+#[test]
+fn the_headers_till_sets_reach_a_plain_http_provider_once_each() {
+    let p = ProxyEnv::new();
+    let (port, seen, _) = hand_written_upstream();
+    let key = plain_http_provider_of(&p, "local", "anthropic", port);
+    let serve = p.serve();
+    let body = br#"{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    for version in [None, Some("2024-10-22")] {
+        let mut headers = vec![
+            ("x-api-key", key.as_str()),
+            ("content-type", "application/json; charset=utf-8"),
+            ("accept-encoding", "gzip, br"),
+            ("x-client", "kept"),
+        ];
+        headers.extend(version.map(|v| ("anthropic-version", v)));
+        let answers = keep_alive_posts(&serve.url, "/local/v1/messages", &headers, body, 1);
+        assert_eq!(answers[0].0, 200, "{answers:?}");
+    }
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    for (r, version) in requests.iter().zip(["2023-06-01", "2024-10-22"]) {
+        for (name, value) in [
+            ("anthropic-version", version),
+            ("x-api-key", ROOT_KEY),
+            ("accept-encoding", "identity"),
+            ("content-type", "application/json"),
+            ("x-client", "kept"),
+            ("host", &format!("127.0.0.1:{port}")),
+        ] {
+            assert_eq!(r.matches(&format!("\r\n{name}:")).count(), 1, "{name}: {r}");
+            assert!(
+                r.contains(&format!("\r\n{name}: {value}\r\n")),
+                "{name}: {r}"
+            );
+        }
+        assert!(!r.contains(&key) && !r.contains("till_"), "{r}");
+        assert!(!r.contains("authorization"), "{r}");
     }
 }
 

@@ -116,15 +116,23 @@ async fn server(tls: Tls, delay: Duration, close_after_one: bool) -> (u16, Arc<S
     (port, seen)
 }
 
-fn get(url: &str) -> Request<Body> {
-    let mut req = Request::new(Bytes::from_static(b"{}"));
-    *req.uri_mut() = url.parse().unwrap();
-    req
+/// A GET of `url` with no headers and a body of `{}`.
+async fn get(url: &str) -> Result<http::Response<Answer>, SendError> {
+    let none = std::iter::empty::<(&http::HeaderName, &http::HeaderValue)>;
+    let body = Bytes::from_static(b"{}");
+    send(
+        http::Method::GET,
+        url.parse().unwrap(),
+        none,
+        body,
+        Duration::from_secs(5),
+    )
+    .await
 }
 
 /// Sends a request and reads its whole answer.
 async fn fetch(url: &str) -> Result<(http::Version, String), SendError> {
-    let resp = send(get(url), Duration::from_secs(5)).await?;
+    let resp = get(url).await?;
     let version = resp.version();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     Ok((version, String::from_utf8(body.to_vec()).unwrap()))
@@ -181,7 +189,7 @@ async fn a_connection_the_upstream_closed_is_replaced_and_no_request_goes_twice(
 async fn an_answer_dropped_before_its_end_leaves_the_next_request_an_answer() {
     let (port, seen) = server(Tls::None, Duration::ZERO, false).await;
     let url = format!("http://127.0.0.1:{port}/v1/dropped");
-    let resp = send(get(&url), Duration::from_secs(5)).await.unwrap();
+    let resp = get(&url).await.unwrap();
     drop(resp);
     let (_, body) = fetch(&url).await.unwrap();
     assert!(body.starts_with("HTTP/1.1 /v1/dropped"), "{body}");
