@@ -9,9 +9,9 @@ Starts the static nginx upstream of scripts/bench_nginx.py and `till serve` (rel
 throwaway TILL_HOME, file store) under `valgrind --tool=callgrind`, sends 200 warm-up requests
 over one keep-alive connection, zeroes the counters (`callgrind_control --zero`), sends
 `--requests` more, dumps, and prints the instructions (all threads: the proxy's workers and
-the ledger writer) divided by the number of requests. `--out` keeps the profile for
-`callgrind_annotate`. With `--stream`, the upstream is examples/stream_probe's SSE server
-(20 events per request, `--probe PATH`).
+the ledger writer) divided by the number of requests, and the calls to `malloc` likewise.
+`--out` keeps the profile for `callgrind_annotate`. With `--stream`, the upstream is
+examples/stream_probe's SSE server (20 events per request, `--probe PATH`).
 """
 
 import argparse
@@ -33,6 +33,26 @@ def request_bytes(port, path, key, body):
         f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {key}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+def calls_to(dump, name):
+    """How many times functions called `name` in a callgrind dump (its `calls=` lines under a
+    `cfn=` of that name; names are compressed to `(id)` after their first use)."""
+    names, target, count = {}, False, 0
+    with open(dump) as f:
+        for line in f:
+            if line.startswith(("fn=", "cfn=")):
+                ref = line.split("=", 1)[1].strip()
+                if ref.startswith("(") and ")" in ref:
+                    i, _, rest = ref.partition(")")
+                    if rest.strip():
+                        names[i] = rest.strip()
+                    ref = names.get(i, "")
+                target = line.startswith("cfn=") and ref == name
+            elif line.startswith("calls=") and target:
+                count += int(line.split("=", 1)[1].split()[0])
+                target = False
+    return count
 
 
 def roundtrip(sock, req, buf):
@@ -122,6 +142,8 @@ def main():
                     total = int(line.split()[1])
         print(f"{total / args.requests:.0f} instructions per request "
               f"({args.requests} requests, body {args.body}{', streamed' if args.stream else ''})")
+        allocs = calls_to(dumps[-1], "malloc")
+        print(f"{allocs / args.requests:.1f} allocations per request (calls to malloc)")
         if args.out:
             shutil.copy(dumps[-1], args.out)
         sock.close()
