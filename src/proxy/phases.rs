@@ -506,20 +506,12 @@ pub async fn forward(
     let parts = &asked.parts;
     let root = state.root_key(&provider.name).await?;
     let path = crate::providers::endpoint::upstream_path(provider.api, ctx.rest);
-    let mut url = String::with_capacity(provider.base_url.len() + path.len() + asked.query.len());
-    url.push_str(&provider.base_url);
-    url.push_str(&path);
-    url.push_str(&asked.query);
-    let uri = http::Uri::try_from(url).map_err(|_| {
-        ProxyError::new(
-            502,
-            "upstream",
-            format!(
-                "till cannot build a URL for {} ({})",
-                provider.name, provider.base_url
-            ),
-        )
-    })?;
+    // The path and query after the provider's base URL (one piece without a query).
+    let tail: std::borrow::Cow<str> = if asked.query.is_empty() {
+        path
+    } else {
+        format!("{path}{}", asked.query).into()
+    };
     // The client's headers less those of its hop, its credentials and what till sets itself,
     // then what till sets: read from the request's own map, not copied into another.
     let connection = connection_names_others(&parts.headers);
@@ -565,7 +557,8 @@ pub async fn forward(
     let headers = || forwarded.iter().copied();
     let sent = crate::upstream::conns::send(
         parts.method.clone(),
-        uri,
+        &provider.base_url,
+        &tail,
         headers,
         std::mem::take(&mut outgoing.body),
         CONNECT_TIMEOUT,
@@ -578,6 +571,14 @@ pub async fn forward(
                 "{} did not answer within {} s",
                 provider.name,
                 state.options.upstream_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(crate::upstream::conns::SendError::Url)) => Err(ProxyError::new(
+            502,
+            "upstream",
+            format!(
+                "till cannot build a URL for {} ({})",
+                provider.name, provider.base_url
             ),
         )),
         Ok(Err(e)) => {

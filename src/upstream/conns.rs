@@ -86,6 +86,8 @@ const KEEP: usize = 32;
 /// Why a request did not get an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
+    /// The base URL and the path after it do not make a URL.
+    Url,
     /// No connection could be made (refused, unreachable, TLS failed, timed out, or a URL
     /// that is not `http` or `https`).
     Connect,
@@ -97,8 +99,9 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// Sends `method uri` (an absolute `http://` or `https://` URI) with `headers` and `body` on
-/// one of this thread's connections to its origin, or on a new one made within
+/// Sends `method` to `base` (a provider's base URL, `http://` or `https://`, perhaps with a
+/// path of its own) followed by `tail` (the path and query after it), with `headers` and
+/// `body`, on one of this thread's connections to its origin or on a new one made within
 /// `connect_timeout`, and hands back the answer.
 ///
 /// `headers` gives an iterator over the headers each time it is called (the caller's filter
@@ -106,7 +109,8 @@ thread_local! {
 /// them, and only hyper's connections get a map of them.
 pub async fn send<'h, I>(
     method: Method,
-    uri: Uri,
+    base: &str,
+    tail: &str,
     headers: impl Fn() -> I,
     body: Body,
     connect_timeout: Duration,
@@ -114,10 +118,20 @@ pub async fn send<'h, I>(
 where
     I: Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
 {
-    if uri.scheme() == Some(&Scheme::HTTP) {
-        let resp = send_own(&method, &uri, headers, body, connect_timeout).await?;
+    let (origin, base_path) = origin_of(base).ok_or(SendError::Url)?;
+    if !is_request_target(tail) {
+        return Err(SendError::Url);
+    }
+    if origin.scheme() == Some(&Scheme::HTTP) {
+        let target: std::borrow::Cow<str> = if base_path.is_empty() {
+            tail.into()
+        } else {
+            format!("{base_path}{tail}").into()
+        };
+        let resp = send_own(&method, &origin, &target, headers, body, connect_timeout).await?;
         return Ok(resp.map(Answer::Own));
     }
+    let uri = Uri::try_from(format!("{base}{tail}")).map_err(|_| SendError::Url)?;
     let headers = headers();
     let mut map = HeaderMap::with_capacity(headers.size_hint().0);
     for (name, value) in headers {
@@ -131,10 +145,64 @@ where
     Ok(resp.map(Answer::Hyper))
 }
 
-/// [`send`] over one of till's own HTTP/1.1 connections.
+/// A base URL as read: the origin (`scheme://authority/`) and the length of the path
+/// written after it, or `None` for one that is not an absolute URL.
+type Read = Option<(Uri, usize)>;
+
+thread_local! {
+    /// Base URLs already read on this thread.
+    static BASES: RefCell<Vec<(Box<str>, Read)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The origin of the base URL `base` as a URI (its scheme and authority; the pool and the
+/// connections need no more), and the path `base` has after them, written as it is. Read
+/// once per thread and base URL: a request looks it up instead of parsing a whole URL.
+fn origin_of(base: &str) -> Option<(Uri, &str)> {
+    let read = BASES.with(|b| {
+        let b = b.borrow();
+        b.iter().find(|(k, _)| **k == *base).map(|(_, v)| v.clone())
+    });
+    let (origin, path_len) = match read {
+        Some(read) => read?,
+        None => {
+            let read = read_base(base);
+            BASES.with(|b| b.borrow_mut().push((base.into(), read.clone())));
+            read?
+        }
+    };
+    Some((origin, &base[base.len() - path_len..]))
+}
+
+/// [`origin_of`], the first time.
+fn read_base(base: &str) -> Read {
+    let uri = Uri::try_from(base).ok()?;
+    let (scheme, authority) = (uri.scheme()?.clone(), uri.authority()?.clone());
+    let prefix = format!("{scheme}://{authority}");
+    // What follows the authority, as written (a path prefix such as `/openai`, or nothing).
+    let path = base.strip_prefix(prefix.as_str())?;
+    let origin = Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query("/")
+        .build()
+        .ok()?;
+    Some((origin, path.len()))
+}
+
+/// Whether `tail` can follow a base URL's path on a request line as it is: visible ASCII only
+/// (no space, CR, LF or other control character could end the request line early) and no
+/// `#`. The proxy builds it from the canonical path and the query of a request `http` parsed,
+/// so this never refuses one; it is the check a parse of the whole URL made before.
+fn is_request_target(tail: &str) -> bool {
+    tail.starts_with('/') && tail.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'#')
+}
+
+/// [`send`] over one of till's own HTTP/1.1 connections: `origin` is the origin's URI, `target`
+/// the request line's path and query.
 async fn send_own<'h, I>(
     method: &Method,
-    uri: &Uri,
+    origin: &Uri,
+    target: &str,
     headers: impl Fn() -> I,
     body: Body,
     connect_timeout: Duration,
@@ -142,6 +210,7 @@ async fn send_own<'h, I>(
 where
     I: Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
 {
+    let uri = origin;
     let given = headers().find(|(name, _)| *name == http::header::HOST);
     let host = match given {
         Some((_, h)) => h.clone(),
@@ -149,8 +218,7 @@ where
             .with(|p| p.borrow_mut().origin_or_add(uri).map(|o| o.host.clone()))
             .ok_or(SendError::Connect)?,
     };
-    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    let head = h1::head(method, path, &host, &headers, body.len());
+    let head = h1::head(method, target, &host, &headers, body.len());
     let head_only = method == http::Method::HEAD;
     // Each failed reuse drops the connection it tried, so this ends.
     loop {

@@ -720,6 +720,44 @@ fn the_headers_till_sets_reach_a_plain_http_provider_once_each() {
     }
 }
 
+/// A base URL with a path of its own (a gateway that serves a provider under a prefix): the
+/// request line upstream is that path, then the request's canonical path and its query.
+#[test]
+fn a_plain_http_base_url_with_a_path_keeps_it_in_front_of_the_request_path() {
+    let p = ProxyEnv::new();
+    let (port, seen, _) = hand_written_upstream();
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.gw]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/gateway/openai\"\n"
+    ));
+    let (code, _, stderr) = crate::support::output_with_stdin(
+        p.env.till().args(["add", "gw", "--no-verify"]),
+        ROOT_KEY,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let key = p.create_key(&["--scope", "gw"]);
+    let serve = p.serve();
+    let auth = format!("Bearer {key}");
+    let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let answers = keep_alive_posts(
+        &serve.url,
+        "/gw/v1/chat/completions?api-version=2024-10-21",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body,
+        1,
+    );
+    assert_eq!(answers[0].0, 200, "{answers:?}");
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let expected = format!(
+        "POST /gateway/openai/v1/chat/completions?api-version=2024-10-21 HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+    );
+    assert!(requests[0].starts_with(&expected), "{}", requests[0]);
+}
+
 /// A local model server that refuses a body too large as soon as it has read the head, and
 /// closes without reading the rest (the close resets the connection while till is still
 /// writing): its own answer reaches the client and the ledger, not a 502.

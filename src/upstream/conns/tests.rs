@@ -116,18 +116,102 @@ async fn server(tls: Tls, delay: Duration, close_after_one: bool) -> (u16, Arc<S
     (port, seen)
 }
 
-/// A GET of `url` with no headers and a body of `{}`.
+/// A GET of `url` (its origin the base URL, its path the rest) with no headers and a body of
+/// `{}`.
 async fn get(url: &str) -> Result<http::Response<Answer>, SendError> {
+    let after_scheme = url.find("://").unwrap() + 3;
+    let at = after_scheme + url[after_scheme..].find('/').unwrap();
     let none = std::iter::empty::<(&http::HeaderName, &http::HeaderValue)>;
     let body = Bytes::from_static(b"{}");
+    let (base, tail) = url.split_at(at);
     send(
         http::Method::GET,
-        url.parse().unwrap(),
+        base,
+        tail,
         none,
         body,
         Duration::from_secs(5),
     )
     .await
+}
+
+#[test]
+fn a_base_url_is_read_once_into_its_origin_and_the_path_written_after_it() {
+    for (base, origin, path) in [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/", ""),
+        ("https://api.example.com", "https://api.example.com/", ""),
+        (
+            "http://localhost:11434/ollama",
+            "http://localhost:11434/",
+            "/ollama",
+        ),
+        (
+            "https://gw.example.com/a/b/",
+            "https://gw.example.com/",
+            "/a/b/",
+        ),
+    ] {
+        for _ in 0..2 {
+            let (uri, p) = origin_of(base).unwrap();
+            assert_eq!((uri.to_string().as_str(), p), (origin, path), "{base}");
+        }
+    }
+    for bad in [
+        "",
+        "127.0.0.1:80",
+        "/v1",
+        "http://",
+        "ftp ://x",
+        "http://a b",
+    ] {
+        assert!(origin_of(bad).is_none(), "{bad:?}");
+        assert!(origin_of(bad).is_none(), "{bad:?} read again");
+    }
+}
+
+#[test]
+fn only_a_path_that_cannot_end_the_request_line_follows_a_base_url() {
+    for ok in [
+        "/",
+        "/v1/chat/completions",
+        "/v1/models/gpt-4o:generate?alt=sse&x=%20",
+    ] {
+        assert!(is_request_target(ok), "{ok:?}");
+    }
+    for bad in [
+        "",
+        "v1/x",
+        "/v1/x y",
+        "/v1/x\r\nx-injected: 1",
+        "/v1/x\n",
+        "/v1/x\t",
+        "/v1/x#frag",
+        "/v1/\u{e9}",
+        "/v1/\u{7f}",
+    ] {
+        assert!(!is_request_target(bad), "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_base_url_or_path_that_makes_no_url_is_refused_before_any_connection() {
+    let none = std::iter::empty::<(&http::HeaderName, &http::HeaderValue)>;
+    for (base, tail) in [
+        ("not a url", "/v1/x"),
+        ("http://127.0.0.1:9", "/v1/x y"),
+        ("https://127.0.0.1:9", "/v1/x\r\nhost: evil"),
+    ] {
+        let sent = send(
+            http::Method::GET,
+            base,
+            tail,
+            none,
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(sent.err(), Some(SendError::Url), "{base} {tail:?}");
+    }
 }
 
 /// Sends a request and reads its whole answer.
