@@ -588,14 +588,14 @@ fn log_rows(p: &ProxyEnv, at_least: usize) -> Vec<Value> {
 /// Configures `name` as an OpenAI-compatible provider at `http://127.0.0.1:port`, stores its
 /// root key, and returns a till key scoped to it.
 fn plain_http_provider(p: &ProxyEnv, name: &str, port: u16) -> String {
-    plain_http_provider_of(p, name, "openai", port)
+    plain_http_provider_of(p, name, "openai", &format!("http://127.0.0.1:{port}"))
 }
 
-/// [`plain_http_provider`] of the API family `api`.
-fn plain_http_provider_of(p: &ProxyEnv, name: &str, api: &str, port: u16) -> String {
+/// [`plain_http_provider`] of the API family `api` at `base_url`.
+fn plain_http_provider_of(p: &ProxyEnv, name: &str, api: &str, base_url: &str) -> String {
     let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
     p.env.config(&format!(
-        "{config}\n[providers.{name}]\napi = \"{api}\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
+        "{config}\n[providers.{name}]\napi = \"{api}\"\nbase_url = \"{base_url}\"\n"
     ));
     let (code, _, stderr) = crate::support::output_with_stdin(
         p.env.till().args(["add", name, "--no-verify"]),
@@ -684,7 +684,12 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
 fn the_headers_till_sets_reach_a_plain_http_provider_once_each() {
     let p = ProxyEnv::new();
     let (port, seen, _) = hand_written_upstream();
-    let key = plain_http_provider_of(&p, "local", "anthropic", port);
+    let key = plain_http_provider_of(
+        &p,
+        "local",
+        "anthropic",
+        &format!("http://127.0.0.1:{port}"),
+    );
     let serve = p.serve();
     let body = br#"{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
     for version in [None, Some("2024-10-22")] {
@@ -726,16 +731,8 @@ fn the_headers_till_sets_reach_a_plain_http_provider_once_each() {
 fn a_plain_http_base_url_with_a_path_keeps_it_in_front_of_the_request_path() {
     let p = ProxyEnv::new();
     let (port, seen, _) = hand_written_upstream();
-    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
-    p.env.config(&format!(
-        "{config}\n[providers.gw]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/gateway/openai\"\n"
-    ));
-    let (code, _, stderr) = crate::support::output_with_stdin(
-        p.env.till().args(["add", "gw", "--no-verify"]),
-        ROOT_KEY,
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let key = p.create_key(&["--scope", "gw"]);
+    let base = format!("http://127.0.0.1:{port}/gateway/openai");
+    let key = plain_http_provider_of(&p, "gw", "openai", &base);
     let serve = p.serve();
     let auth = format!("Bearer {key}");
     let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
