@@ -59,7 +59,10 @@ pub struct MeteredStream {
     api: ApiFamily,
     sse: bool,
     idle: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// How long the upstream may stay silent ([`Self::idle`] from its last piece): armed the
+    /// first time it has nothing ready, so an answer that comes whole with its head never
+    /// needs one.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     tail: Option<Bytes>,
     done: Option<Done>,
     /// Set by the server: tells when the proxy's shutdown grace is over.
@@ -84,7 +87,7 @@ impl MeteredStream {
             api,
             sse,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            sleep: None,
             tail: None,
             done: Some(Box::new(done)),
             stop: None,
@@ -212,8 +215,11 @@ impl MeteredStream {
                     // now rather than after the server has dropped this body (which would leave
                     // the rest to a drain task).
                     let ended = upstream.is_end_stream();
-                    let deadline = tokio::time::Instant::now() + self.idle;
-                    self.sleep.as_mut().reset(deadline);
+                    if let Some(sleep) = self.sleep.as_mut() {
+                        sleep
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + self.idle);
+                    }
                     let out = self.meter.feed(chunk);
                     if ended {
                         self.finish(None);
@@ -246,7 +252,13 @@ impl MeteredStream {
                             true,
                         );
                     }
-                    if self.sleep.as_mut().poll(cx).is_ready() {
+                    // Armed at the first wait: the upstream's last piece (or its head) was
+                    // taken just now, so the silence is counted from here.
+                    let idle = self.idle;
+                    let sleep = self
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    if sleep.as_mut().poll(cx).is_ready() {
                         let secs = self.idle.as_secs();
                         return self.fail(format!("the upstream sent nothing for {secs} s"));
                     }
