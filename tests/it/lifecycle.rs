@@ -559,41 +559,47 @@ fn a_body_that_never_ends_is_answered_408() {
 /// sending, each piece within the timeout, streams to its end however long it takes in all.
 #[test]
 fn a_stream_whose_upstream_goes_silent_ends_after_the_upstream_timeout() {
-    let (p, key) = env_with(Duration::from_secs(4), "upstream_timeout = \"1s\"");
-    let proxy = Proxy::start(&p);
-    let t = Instant::now();
-    let (started, reader) = request(&proxy.addr, &key, "gpt-slow", true);
-    started.recv_timeout(Duration::from_secs(10)).unwrap();
-    let streamed = reader.join().unwrap();
-    let took = t.elapsed();
-    eprintln!("stream with a silent upstream ended after {took:?}");
-    assert!(streamed.starts_with("HTTP/1.1 200"), "{streamed}");
-    assert!(
-        streamed.contains("the upstream sent nothing for 1 s") && !streamed.contains("[DONE]"),
-        "the stream should end with an error event: {streamed}"
-    );
-    // The first chunk, one second of silence, and start-up slack; not the mock's 4 s pause.
-    assert!(took < Duration::from_secs(4), "took {took:?}");
-    let (rows, _) = log(&p);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["outcome"], "cut", "{}", rows[0]);
-    let (reserved, spent, open) = counters(p.env.home());
-    assert_eq!((reserved, open), (0, 0));
-    assert!(RESERVED.contains(&spent), "spent {spent}");
-
-    // Pieces 600 ms apart: the silence is counted from the last one, not from the first.
-    let (p, key) = env_with(Duration::from_millis(600), "upstream_timeout = \"1s\"");
-    let proxy = Proxy::start(&p);
-    let t = Instant::now();
-    let (_, reader) = request(&proxy.addr, &key, "gpt-slow", true);
-    let streamed = reader.join().unwrap();
-    let took = t.elapsed();
-    assert!(streamed.contains("[DONE]"), "{streamed}");
-    assert!(!streamed.contains("sent nothing"), "{streamed}");
-    assert!(
-        took > Duration::from_secs(1),
-        "the stream took {took:?}, not longer than the timeout"
-    );
-    let (rows, _) = log(&p);
-    assert_eq!(rows[0]["outcome"], "complete", "{}", rows[0]);
+    for (pause, silent) in [
+        (Duration::from_secs(4), true),
+        (Duration::from_millis(600), false),
+    ] {
+        let (p, key) = env_with(pause, "upstream_timeout = \"1s\"");
+        let mut proxy = Proxy::start(&p);
+        let t = Instant::now();
+        let (_started, reader) = request(&proxy.addr, &key, "gpt-slow", true);
+        let streamed = reader.join().unwrap();
+        let took = t.elapsed();
+        eprintln!("stream with pieces {pause:?} apart ended after {took:?}");
+        assert!(streamed.starts_with("HTTP/1.1 200"), "{streamed}");
+        if silent {
+            assert!(
+                streamed.contains("the upstream sent nothing for 1 s")
+                    && !streamed.contains("[DONE]"),
+                "the stream should end with an error event: {streamed}"
+            );
+            // The first chunk, one second of silence, and slack; not the mock's 4 s pause.
+            assert!(took < Duration::from_secs(4), "took {took:?}");
+        } else {
+            // The silence is counted from the last piece, not from the first.
+            assert!(
+                streamed.contains("[DONE]") && !streamed.contains("sent nothing"),
+                "{streamed}"
+            );
+            assert!(took > Duration::from_secs(1), "the stream took {took:?}");
+        }
+        // Stopped, so its writer has written the row and settled the reservation.
+        proxy.signal(libc::SIGTERM);
+        let status = wait_exit(&mut proxy.child, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+        let (rows, _) = log(&p);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let outcome = if silent { "cut" } else { "complete" };
+        assert_eq!(rows[0]["outcome"], outcome, "{}", rows[0]);
+        let (reserved, spent, open) = counters(p.env.home());
+        assert_eq!((reserved, open), (0, 0));
+        if silent {
+            // No usage reported: charged its reservation.
+            assert!(RESERVED.contains(&spent), "spent {spent}");
+        }
+    }
 }
