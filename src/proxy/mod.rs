@@ -456,14 +456,13 @@ fn route_to_provider<'s, B>(state: &'s State, req: &Request<B>, started: Instant
     let Some(provider) = state.providers.get(name) else {
         return Routed::Answered(not_found(state, &path));
     };
-    let rest = if rest.len() < path.len() && path.ends_with(rest) {
-        // The rest of the path, in the canonical path's own buffer.
-        let prefix = path.len() - rest.len();
+    // `/NAME`, then the rest in the canonical path's own buffer (`/` for `/NAME` alone).
+    let prefix = 1 + name.len();
+    let rest = if path.len() > prefix {
         let mut path = path;
         path.drain(..prefix);
         path
     } else {
-        // `/NAME` alone: its rest is `/`.
         rest.to_string()
     };
     Routed::Provider(provider, rest)

@@ -197,11 +197,11 @@ fn is_request_target(tail: &str) -> bool {
     tail.starts_with('/') && tail.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'#')
 }
 
-/// [`send`] over one of till's own HTTP/1.1 connections: `origin` is the origin's URI, `target`
-/// the request line's path and query.
+/// [`send`] over one of till's own HTTP/1.1 connections: `uri` is the origin's, `target` the
+/// request line's path and query.
 async fn send_own<'h, I>(
     method: &Method,
-    origin: &Uri,
+    uri: &Uri,
     target: &str,
     headers: impl Fn() -> I,
     body: Body,
@@ -210,7 +210,6 @@ async fn send_own<'h, I>(
 where
     I: Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
 {
-    let uri = origin;
     let given = headers().find(|(name, _)| *name == http::header::HOST);
     let host = match given {
         Some((_, h)) => h.clone(),
