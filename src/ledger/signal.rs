@@ -11,14 +11,18 @@
 //! properly. Reading mapped memory costs no system call, where `PRAGMA data_version` takes and
 //! drops POSIX locks on the database and the `-shm` file every time.
 //!
-//! The mapping is read-only and only read. The file cannot shrink under it while this process
-//! keeps a connection to the ledger open (SQLite truncates the `-shm` file only when it opens
-//! it with no other connection on the machine), so [`CommitSignal`] must be dropped before
-//! the connection it was opened beside. Where there is no `-shm` file (an in-memory ledger) or
-//! no mapping (not Unix), every look says "maybe changed".
+//! The header is read through SQLite's own mapping of the wal-index (the VFS's `xShmMap` for
+//! region 0, which returns the region the connection has mapped already), never through a
+//! descriptor of till's own. Opening the `-shm` file and closing it again would drop every
+//! POSIX lock this process holds on it, SQLite's included (closing any descriptor of a file
+//! does that). Among them is the lock by which SQLite tells that a process has the shared
+//! memory open: without it, the next till opening the ledger takes itself for the only user,
+//! truncates the `-shm` file and rebuilds it, and this process, still reading it, dies of
+//! SIGBUS. The mapping lives as long as the connection, so a [`CommitSignal`] must be dropped
+//! before the connection it was opened from. Where there is no wal-index (an in-memory
+//! ledger, a connection not in WAL mode) every look says "maybe changed".
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Mutex;
 
 /// Bytes of the two copies of the wal-index header.
@@ -102,14 +106,13 @@ impl std::fmt::Debug for CommitSignal {
 }
 
 impl CommitSignal {
-    /// Watches the wal-index of the database at `db` (its `-shm` file). Call it once the
-    /// caller's own connection has read the database, so that the file exists.
-    pub fn open(db: &Path) -> Self {
-        let mut shm = db.as_os_str().to_owned();
-        shm.push("-shm");
+    /// Watches the wal-index of `conn`'s database through `conn`'s own mapping of it. Call it
+    /// once `conn` has read the database in WAL mode, so that the wal-index is mapped, and drop
+    /// the signal before `conn`.
+    pub fn open(conn: &rusqlite::Connection) -> Self {
         Self {
             #[cfg(unix)]
-            map: Mapping::open(Path::new(&shm)),
+            map: Mapping::of(conn),
             last: None,
         }
     }
@@ -162,65 +165,64 @@ impl CommitSignal {
     }
 }
 
+/// The start of a connection's mapping of the wal-index, which SQLite keeps until the
+/// connection closes.
 #[cfg(unix)]
 struct Mapping {
     ptr: std::ptr::NonNull<u32>,
-    len: usize,
 }
 
-// The mapping is read-only shared memory, read with volatile loads.
+// Shared memory that is only read, with volatile loads.
 #[cfg(unix)]
 unsafe impl Send for Mapping {}
 
 #[cfg(unix)]
 impl Mapping {
-    fn open(path: &Path) -> Option<Self> {
-        use std::os::fd::AsRawFd as _;
-        let file = std::fs::File::open(path).ok()?;
-        if file.metadata().ok()?.len() < HEADER as u64 {
-            return None;
+    /// Region 0 of `conn`'s wal-index as SQLite's VFS has mapped it, `None` when it has none.
+    fn of(conn: &rusqlite::Connection) -> Option<Self> {
+        use rusqlite::ffi;
+        /// The size of a wal-index region (`WALINDEX_PGSZ` in SQLite's wal.c).
+        const REGION: std::ffi::c_int = 32_768;
+        let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+        // SAFETY: `conn` is open for the whole call. SQLITE_FCNTL_FILE_POINTER writes the main
+        // database's `sqlite3_file` into `file`; its methods are SQLite's own. With `bExtend`
+        // 0, `xShmMap` only returns a region already mapped (or NULL), adding nothing and
+        // taking no lock, the same call SQLite's WAL code makes before reading the header.
+        unsafe {
+            let rc = ffi::sqlite3_file_control(
+                conn.handle(),
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_FILE_POINTER,
+                (&raw mut file).cast(),
+            );
+            if rc != ffi::SQLITE_OK || file.is_null() {
+                return None;
+            }
+            let methods = (*file).pMethods;
+            if methods.is_null() || (*methods).iVersion < 2 {
+                return None;
+            }
+            let map = (*methods).xShmMap?;
+            let mut region: *mut std::ffi::c_void = std::ptr::null_mut();
+            if map(file, 0, REGION, 0, &mut region) != ffi::SQLITE_OK {
+                return None;
+            }
+            Some(Self {
+                ptr: std::ptr::NonNull::new(region.cast())?,
+            })
         }
-        let len = HEADER;
-        // SAFETY: a fresh read-only shared mapping of a file at least `len` bytes long; the
-        // descriptor may close afterwards (the mapping keeps the file).
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
-        }
-        Some(Self {
-            ptr: std::ptr::NonNull::new(ptr.cast())?,
-            len,
-        })
     }
 
     fn header(&self) -> Header {
         let mut out = [0u32; HEADER / 4];
         for (i, word) in out.iter_mut().enumerate() {
-            // SAFETY: `i < HEADER / 4` words lie inside the mapping; other processes write
-            // them concurrently, hence volatile loads (a torn read only makes a "maybe").
+            // SAFETY: `i < HEADER / 4` words lie inside the 32 KB region, mapped while the
+            // connection is open (the signal is dropped first); other processes write them
+            // concurrently, hence volatile loads (a torn read only makes a "maybe").
             *word = unsafe { self.ptr.as_ptr().add(i).read_volatile() };
         }
         std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
         out
-    }
-}
-
-#[cfg(unix)]
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
     }
 }
 
@@ -234,7 +236,7 @@ mod tests {
         let path = dir.path().join("ledger.sqlite3");
         let mine = crate::ledger::Ledger::open(&path).unwrap();
         mine.watch_generation().unwrap();
-        let mut signal = CommitSignal::open(&path);
+        let mut signal = CommitSignal::open(mine.conn());
         assert!(signal.maybe_changed(), "the first look always says maybe");
         assert!(!signal.maybe_changed(), "nothing was committed");
         let other = crate::ledger::Ledger::open(&path).unwrap();
@@ -261,13 +263,13 @@ mod tests {
         let writer = crate::ledger::writer::Writer::start(&path).unwrap();
         let handle = writer.handle();
         let own = handle.own_commits();
-        let mut signal = CommitSignal::open(&path);
+        let mut signal = CommitSignal::open(mine.conn());
         assert!(
             signal.maybe_changed_besides(Some(&own)),
             "the first look always says maybe"
         );
         let event = |n: u64| handle.event(n, None, None, "test", format!("event {n}"));
-        let probe = CommitSignal::open(&path);
+        let probe = CommitSignal::open(other.conn());
         let flush = || {
             // The writer commits within its linger time; wait until it has recorded that.
             let start = probe.current();
@@ -326,8 +328,8 @@ mod tests {
         let mut mine = crate::ledger::Ledger::open(&path).unwrap();
         mine.watch_generation().unwrap();
         let other = crate::ledger::Ledger::open(&path).unwrap();
-        let mut signal = CommitSignal::open(&path);
-        let probe = CommitSignal::open(&path);
+        let mut signal = CommitSignal::open(other.conn());
+        let probe = CommitSignal::open(other.conn());
         let own = OwnCommits::default();
         assert!(signal.maybe_changed_besides(Some(&own)));
 
@@ -358,11 +360,17 @@ mod tests {
     }
 
     #[test]
-    fn without_a_shm_file_every_look_is_a_maybe() {
+    fn without_a_wal_index_every_look_is_a_maybe() {
+        let memory = rusqlite::Connection::open_in_memory().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut signal = CommitSignal::open(&dir.path().join("missing.sqlite3"));
-        assert!(signal.maybe_changed());
-        assert!(signal.maybe_changed());
+        let rollback = rusqlite::Connection::open(dir.path().join("rollback.sqlite3")).unwrap();
+        rollback.execute_batch("CREATE TABLE t (x)").unwrap();
+        for conn in [&memory, &rollback] {
+            let mut signal = CommitSignal::open(conn);
+            assert!(signal.current().is_none());
+            assert!(signal.maybe_changed());
+            assert!(signal.maybe_changed());
+        }
         let mut none = CommitSignal::none();
         assert!(none.maybe_changed());
     }

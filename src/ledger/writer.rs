@@ -255,12 +255,8 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("till-ledger".into())
             .spawn(move || {
-                // The caller's connection has read the ledger, so its `-shm` file exists.
-                let signal = ledger
-                    .conn()
-                    .path()
-                    .filter(|p| !p.is_empty())
-                    .map(|p| CommitSignal::open(Path::new(p)));
+                // The caller's connection has read the ledger, so its wal-index is mapped.
+                let signal = CommitSignal::open(ledger.conn());
                 let mut stop = false;
                 while !stop {
                     let mut batch = queue.take();
@@ -270,8 +266,8 @@ impl Writer {
                     }
                     // Large bursts are written in transactions of at most BATCH messages.
                     for chunk in batch.chunks(BATCH) {
-                        let own = signal.as_ref().map(|s| (s, &*recorded));
-                        if let Err(e) = write_batch(&mut ledger, chunk, own) {
+                        if let Err(e) = write_batch(&mut ledger, chunk, Some((&signal, &recorded)))
+                        {
                             crate::output::warn(&format!(
                                 "could not record {} request(s) in the ledger: {e:#}",
                                 chunk.len()
@@ -279,9 +275,6 @@ impl Writer {
                         }
                     }
                 }
-                // The mapping goes before the connection it was opened beside.
-                drop(signal);
-                drop(ledger);
             })
             .expect("spawn the ledger thread");
         Self {

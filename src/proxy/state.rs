@@ -226,9 +226,7 @@ impl State {
             own: None,
         };
         refresh(&mut watched)?;
-        if let Some(path) = watched.ledger.conn().path().filter(|p| !p.is_empty()) {
-            watched.signal = CommitSignal::open(std::path::Path::new(path));
-        }
+        watched.signal = CommitSignal::open(watched.ledger.conn());
         Ok(Self {
             providers,
             options,

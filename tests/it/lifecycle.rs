@@ -603,3 +603,102 @@ fn a_stream_whose_upstream_goes_silent_ends_after_the_upstream_timeout() {
         }
     }
 }
+
+/// Every till command settles what a dead proxy left open (`lost`). A proxy that is alive must
+/// never be taken for dead: `till log` run again and again while streams are open, while their
+/// rows wait in the writer's queue and while they are written, leaves every request to the
+/// proxy that serves it.
+#[test]
+fn till_log_during_open_streams_never_takes_a_live_proxy_for_dead() {
+    let (p, key) = env_with(Duration::from_millis(30), "");
+    let mut proxy = Proxy::start(&p);
+    let mut readers = Vec::new();
+    let mut logs = 0;
+    let mut notes = String::new();
+    for round in 0..6 {
+        for _ in 0..3 {
+            readers.push(request(&proxy.addr, &key, "gpt-slow", true).1);
+        }
+        // Streams open, then ending, then their rows queued or being written.
+        let until = Instant::now() + Duration::from_millis(if round % 2 == 0 { 700 } else { 200 });
+        while Instant::now() < until {
+            let (rows, stderr) = log(&p);
+            logs += 1;
+            notes.push_str(&stderr);
+            if rows.iter().any(|r| r["outcome"] == "lost") {
+                let alive = proxy.child.try_wait().unwrap();
+                panic!(
+                    "a request was recorded as lost (proxy exit: {alive:?}): {rows:?}\n{stderr}\n{}",
+                    proxy.stderr()
+                );
+            }
+        }
+    }
+    for r in readers {
+        assert!(r.join().unwrap().contains("[DONE]"));
+    }
+    proxy.signal(libc::SIGTERM);
+    let status = wait_exit(&mut proxy.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    let (rows, stderr) = log(&p);
+    notes.push_str(&stderr);
+    eprintln!("{logs} runs of till log beside 18 streams");
+    assert!(logs >= 6, "till log ran only {logs} times");
+    assert!(!notes.contains("left open"), "{notes}");
+    assert_eq!(rows.len(), 18, "{rows:?}");
+    assert!(rows.iter().all(|r| r["outcome"] == "complete"), "{rows:?}");
+    let (reserved, _, open) = counters(p.env.home());
+    assert_eq!((reserved, open), (0, 0));
+}
+
+/// The pid holding a POSIX read lock on the byte of the ledger's `-shm` file by which SQLite
+/// tells whether any other process has the shared memory open (its "DMS" byte, 128 in the unix
+/// VFS), as another process sees it; `None` when nobody does or the file is gone.
+///
+/// While one does, a till opening the ledger keeps the shared memory as it is. When nobody does
+/// it truncates and rebuilds it, and a running proxy reading it (SQLite's connections and till's
+/// commit signal map it) dies of SIGBUS or reads a half-built index.
+fn shm_holder(home: &Path) -> Option<i32> {
+    use std::os::fd::AsRawFd as _;
+    // The last connection to close removes the file.
+    let shm = match std::fs::File::open(home.join("data/ledger.sqlite3-shm")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("{e}"),
+    };
+    // SAFETY: a zeroed flock is a valid argument; F_GETLK only writes into it.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = 128;
+    lock.l_len = 1;
+    // SAFETY: F_GETLK on an open descriptor with a valid flock.
+    let rc = unsafe { libc::fcntl(shm.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    (i32::from(lock.l_type) != libc::F_UNLCK).then_some(lock.l_pid)
+}
+
+/// A running proxy keeps its share of the ledger's shared memory from start to stop: other
+/// tills (`till log`) opening the ledger beside it must find it held, and leave it alone.
+#[test]
+fn a_running_proxy_keeps_its_hold_on_the_ledgers_shared_memory() {
+    let (p, key) = env_with(Duration::ZERO, "");
+    let mut proxy = Proxy::start(&p);
+    let pid = proxy.child.id() as i32;
+    assert_eq!(shm_holder(p.env.home()), Some(pid), "right after the start");
+    for i in 0..3 {
+        let answer = request(&proxy.addr, &key, "gpt-4o-mini", false)
+            .1
+            .join()
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let (rows, _) = log(&p);
+        assert_eq!(shm_holder(p.env.home()), Some(pid), "after request {i}");
+        assert!(rows.iter().all(|r| r["outcome"] != "lost"), "{rows:?}");
+    }
+    assert_eq!(proxy.child.try_wait().unwrap(), None, "{}", proxy.stderr());
+    proxy.signal(libc::SIGTERM);
+    let status = wait_exit(&mut proxy.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    assert_eq!(shm_holder(p.env.home()), None, "after the stop");
+}
