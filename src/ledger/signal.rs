@@ -181,6 +181,13 @@ impl Mapping {
     /// Region 0 of `conn`'s wal-index as SQLite's VFS has mapped it, `None` when it has none.
     fn of(conn: &rusqlite::Connection) -> Option<Self> {
         use rusqlite::ffi;
+        // Only a WAL database has a wal-index; asked of another, `xShmMap` would make one.
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .ok()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return None;
+        }
         /// The size of a wal-index region (`WALINDEX_PGSZ` in SQLite's wal.c).
         const REGION: std::ffi::c_int = 32_768;
         let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
@@ -371,6 +378,8 @@ mod tests {
             assert!(signal.maybe_changed());
             assert!(signal.maybe_changed());
         }
+        // Nothing was made for the rollback-journal database.
+        assert!(!dir.path().join("rollback.sqlite3-shm").exists());
         let mut none = CommitSignal::none();
         assert!(none.maybe_changed());
     }
