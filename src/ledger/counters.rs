@@ -263,19 +263,22 @@ impl Ledger {
     }
 
     /// Settles the reservations of every owner whose process is gone (its lock in
-    /// `owners_dir` can be taken), recording their requests as [`LOST`].
+    /// `owners_dir` can be taken), recording their requests as [`LOST`], then removes the
+    /// lock files that owners gone with nothing open left behind.
     pub fn recover(&mut self, owners_dir: &std::path::Path) -> anyhow::Result<Swept> {
         let mut total = Swept::default();
-        for owner in self.reservation_owners()? {
+        let owners = self.reservation_owners()?;
+        for owner in &owners {
             // The lock stays held while its reservations are settled, so two tills that
             // both find this owner dead do not both get here at once.
-            let Some(_dead) = super::owner::claim_dead(owners_dir, &owner)? else {
+            let Some(_dead) = super::owner::claim_dead(owners_dir, owner)? else {
                 continue;
             };
-            let swept = self.settle_owner(&owner, LOST, crate::time::now_unix())?;
+            let swept = self.settle_owner(owner, LOST, crate::time::now_unix())?;
             total.requests += swept.requests;
             total.micros += swept.micros;
         }
+        super::owner::sweep(owners_dir, &owners);
         Ok(total)
     }
 

@@ -45,22 +45,34 @@ impl Owner {
         getrandom::fill(&mut bytes).expect("the OS random number generator works");
         let id = hex::encode(bytes);
         let path = lock_path(dir, &id).expect("a hex id is a valid owner id");
+        // Made under a name no till reads, locked, and only then given its own name: a file
+        // named `<id>.lock` is always locked by a live owner or left by a dead one, so a till
+        // that takes its lock (to sweep it, or to settle its reservations) never takes a
+        // live owner's in the moment between its creation and its lock.
+        let new = dir.join(format!("{id}.new"));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&path)
+            .open(&new)
             .map_err(|source| OwnerError::Create {
-                path: path.clone(),
+                path: new.clone(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            // A file nobody else has seen cannot be locked by anyone else.
+        let locked = match file.try_lock() {
+            Ok(()) => std::fs::rename(&new, &path).map_err(|source| OwnerError::Create {
+                path: path.clone(),
+                source,
+            }),
+            // Nobody else looks at `.new` files.
             Err(TryLockError::WouldBlock) => unreachable!("a new file is unlocked"),
-            Err(TryLockError::Error(source)) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(OwnerError::Lock { path, source });
-            }
+            Err(TryLockError::Error(source)) => Err(OwnerError::Lock {
+                path: new.clone(),
+                source,
+            }),
+        };
+        if let Err(e) = locked {
+            let _ = std::fs::remove_file(&new);
+            return Err(e);
         }
         Ok(Self {
             id,
@@ -130,6 +142,34 @@ pub fn claim_dead(dir: &Path, id: &str) -> Result<Option<DeadOwner>, OwnerError>
     }
 }
 
+/// Removes the lock files in `dir` of owners that are gone (their lock can be taken), other
+/// than those holding `keep`'s reservations: what a proxy killed with nothing open leaves
+/// behind (SIGKILL, a crash, a power cut). Returns how many went. Files that cannot be read or
+/// locked are left as they are.
+pub fn sweep(dir: &Path, keep: &[String]) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut swept = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else {
+            continue;
+        };
+        if keep.iter().any(|k| k == id) {
+            continue;
+        }
+        // Dropping a dead owner's lock removes its file.
+        if let Ok(Some(dead)) = claim_dead(dir, id)
+            && dead.path.is_some()
+        {
+            drop(dead);
+            swept += 1;
+        }
+    }
+    swept
+}
+
 /// `DIR/<id>.lock` for an id made of hex digits only (ids come from the ledger, and must never
 /// name a path outside `dir`).
 fn lock_path(dir: &Path, id: &str) -> Option<PathBuf> {
@@ -165,6 +205,58 @@ mod tests {
         assert!(claim_dead(dir.path(), id).unwrap().is_none());
         drop(first);
         assert!(!dir.path().join(format!("{id}.lock")).exists());
+    }
+
+    #[test]
+    fn a_sweep_removes_dead_owners_files_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Owner::claim(dir.path()).unwrap();
+        // A killed proxy's file (nobody holds its lock), one whose reservations are still to
+        // be settled, and files that are not owner locks.
+        let dead = "00ff00ff00ff00ff";
+        let held = "0a0a0a0a0a0a0a0a";
+        for name in [
+            format!("{dead}.lock"),
+            format!("{held}.lock"),
+            "notes.txt".into(),
+            "x.lock".into(),
+            "1234.new".into(),
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        assert_eq!(sweep(dir.path(), &[held.to_string()]), 1);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            format!("{held}.lock"),
+            format!("{}.lock", live.id()),
+            "1234.new".to_string(),
+            "notes.txt".to_string(),
+            "x.lock".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+        // The live owner is still alive to everyone else.
+        assert!(claim_dead(dir.path(), live.id()).unwrap().is_none());
+        assert_eq!(
+            sweep(dir.path(), &[]),
+            1,
+            "the held one, once nobody keeps it"
+        );
+    }
+
+    #[test]
+    fn a_claimed_owner_leaves_no_file_under_its_making_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner::claim(dir.path()).unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [format!("{}.lock", owner.id())]);
     }
 
     #[test]

@@ -651,6 +651,59 @@ fn till_log_during_open_streams_never_takes_a_live_proxy_for_dead() {
     assert_eq!((reserved, open), (0, 0));
 }
 
+/// The names in the data directory's `owners`, sorted.
+fn owner_files(p: &ProxyEnv) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(p.env.path("data/owners"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A proxy killed with nothing open leaves its lock file; the next till removes it, and never a
+/// running proxy's.
+#[test]
+fn a_killed_proxys_lock_file_is_removed_by_the_next_till() {
+    let (p, key) = env_with(Duration::ZERO, "");
+    let live = Proxy::start(&p);
+    let mut killed = Proxy::start(&p);
+    let answer = request(&killed.addr, &key, "gpt-4o-mini", false)
+        .1
+        .join()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(owner_files(&p).len(), 2, "{:?}", owner_files(&p));
+    // Killed once its row is written (the writer groups rows), so it holds nothing open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log(&p).0.is_empty() {
+        assert!(Instant::now() < deadline, "the row was never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = owner_files(&p);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    assert_eq!(owner_files(&p), before, "a killed proxy removes nothing");
+
+    let (rows, stderr) = log(&p);
+    assert!(!stderr.contains("lost"), "{stderr}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let left = owner_files(&p);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(before.contains(&left[0]));
+    // The one left is the running proxy's: it still serves, and still holds its lock.
+    let answer = request(&live.addr, &key, "gpt-4o-mini", false)
+        .1
+        .join()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let _ = log(&p);
+    assert_eq!(owner_files(&p), left);
+    drop(live);
+    let _ = log(&p);
+    assert!(owner_files(&p).is_empty(), "{:?}", owner_files(&p));
+}
+
 /// The pid holding a POSIX read lock on the byte of the ledger's `-shm` file by which SQLite
 /// tells whether any other process has the shared memory open (its "DMS" byte, 128 in the unix
 /// VFS), as another process sees it; `None` when nobody does or the file is gone.
