@@ -230,10 +230,12 @@ impl Ledger {
             } else {
                 now.saturating_sub(hold.at) as f64 * 1e3
             };
+            // The row's cost is what the budget was charged, so that what `till usage` and
+            // `till log` add up is what the counters hold.
             tx.prepare_cached(
                 "INSERT INTO requests (at, binding, session, provider, model, endpoint, status,
-                     latency_ms, outcome, lineage)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9)",
+                     latency_ms, outcome, lineage, cost_micros)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 hold.at as i64,
@@ -245,6 +247,7 @@ impl Ledger {
                 latency_ms,
                 outcome,
                 hold.lineage,
+                int(reservation.micros),
             ])?;
             swept.requests += 1;
             swept.micros += reservation.micros;
@@ -378,12 +381,12 @@ mod tests {
             .unwrap()
     }
 
-    fn outcomes(l: &Ledger) -> Vec<(String, i64, Option<String>)> {
+    fn outcomes(l: &Ledger) -> Vec<(String, i64, Option<String>, i64)> {
         let mut stmt = l
             .conn()
-            .prepare("SELECT outcome, at, model FROM requests ORDER BY id")
+            .prepare("SELECT outcome, at, model, cost_micros FROM requests ORDER BY id")
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
@@ -522,7 +525,8 @@ mod tests {
         }
         assert_eq!(
             outcomes(&l),
-            vec![("lost".to_string(), 100, Some("gpt-x".to_string()))]
+            // Charged its reservation, and the row says so.
+            vec![("lost".to_string(), 100, Some("gpt-x".to_string()), 300)]
         );
         // The other owner's reservation is untouched, and a second sweep finds nothing.
         assert_eq!(open_reservations(&l), 1);

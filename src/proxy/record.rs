@@ -144,6 +144,8 @@ impl RequestRecord {
         let Some(w) = &state.writer else { return };
         // Charge what was metered; a response that started but reported no usage is charged
         // its reservation; a request that never reached the upstream, nothing.
+        // The row's cost is what was charged, so that what `till usage` adds up is what the
+        // budgets were charged.
         let charge = reservation.map(|reservation| {
             let (micros, tokens) = match &self.finished {
                 Some(f) => match f.usage {
@@ -154,6 +156,12 @@ impl RequestRecord {
             };
             (reservation, micros, tokens)
         });
+        if let Some((_, micros, _)) = charge
+            && micros != self.cost_micros
+        {
+            stats.cost_micros.fetch_add(micros, Ordering::Relaxed);
+            self.cost_micros = micros;
+        }
         let row = self.into_row(state.options.session.as_deref());
         match charge {
             // One message: if a stop already settled this reservation and wrote the request's

@@ -283,11 +283,16 @@ fn sigterm_cuts_off_what_outlasts_a_short_grace() {
     }
     let (reserved, spent, open) = counters(p.env.home());
     assert_eq!((reserved, open), (0, 0));
-    // Neither reported usage: each is charged its reservation.
+    // Neither reported usage: each is charged its reservation, and its row says so (what
+    // `till usage` adds up is what the budget was charged).
     assert!(
         (2 * RESERVED.start()..=2 * RESERVED.end()).contains(&spent),
         "spent {spent}"
     );
+    for row in &rows {
+        assert!(RESERVED.contains(&micros(row)), "{row}");
+    }
+    assert_eq!(spent, rows.iter().map(micros).sum::<i64>());
 }
 
 #[test]
@@ -392,6 +397,8 @@ fn sigkill_mid_stream_is_settled_by_the_next_till() {
         RESERVED.contains(&spent),
         "charged {spent}, expected the reservation"
     );
+    // The row carries what was charged, so `till usage` adds up to the budget's spending.
+    assert_eq!(micros(&rows[0]), spent, "{}", rows[0]);
     assert_eq!(
         std::fs::read_dir(p.env.path("data/owners"))
             .unwrap()
@@ -598,8 +605,9 @@ fn a_stream_whose_upstream_goes_silent_ends_after_the_upstream_timeout() {
         let (reserved, spent, open) = counters(p.env.home());
         assert_eq!((reserved, open), (0, 0));
         if silent {
-            // No usage reported: charged its reservation.
+            // No usage reported: charged its reservation, which its row shows.
             assert!(RESERVED.contains(&spent), "spent {spent}");
+            assert_eq!(micros(&rows[0]), spent, "{}", rows[0]);
         }
     }
 }
