@@ -11,8 +11,8 @@
 # dead proxies left, and writes to it.
 #
 # Passes (exit 0) when the proxy is still alive at the end and stops cleanly on SIGTERM, every
-# proxied request was answered 200, every command succeeded, and the ledger holds one
-# `complete` row per request. A proxy that dies beside the other tills (a SIGBUS from shared
+# proxied request was answered 200, every command succeeded, the ledger holds one `complete`
+# row per request, and what the key's budget was charged is what those rows cost. A proxy that dies beside the other tills (a SIGBUS from shared
 # memory rebuilt under it was one way) fails it within seconds.
 #
 # Installs oha when missing (cargo install oha --locked) and builds till and till-mock in
@@ -123,7 +123,7 @@ fi
 [ "$serve_exit" = 0 ] || verdict=1
 
 TILL_BIN="$till" python3 - "$work/oha.json" "$rounds" "$failed" "$serve_exit" <<'PY' || verdict=1
-import json, subprocess, sys, collections, os
+import collections, json, os, sqlite3, subprocess, sys
 oha = json.load(open(sys.argv[1]))
 codes = oha.get("statusCodeDistribution") or {}
 sent = sum(codes.values())
@@ -131,15 +131,27 @@ rows = json.loads(subprocess.run(
     [os.environ["TILL_BIN"], "log", "--json", "-n", "10000000"],
     check=True, capture_output=True, text=True).stdout)
 outcomes = collections.Counter(r["outcome"] for r in rows)
+# What the budget counters charged the key is what its rows cost, to the micro-dollar.
+db = sqlite3.connect(os.path.join(os.environ["TILL_HOME"], "data", "ledger.sqlite3"))
+charged, reserved = db.execute(
+    "SELECT coalesce(sum(spent_micros), 0), coalesce(sum(reserved_micros), 0) FROM counters"
+).fetchone()
+cost = db.execute("SELECT coalesce(sum(cost_micros), 0) FROM requests").fetchone()[0]
 # oha ends the requests in flight at the deadline; anything else is a failure.
-errors = {k: v for k, v in (oha.get("errorDistribution") or {}).items()
-          if "deadline" not in k}
+all_errors = oha.get("errorDistribution") or {}
+errors = {k: v for k, v in all_errors.items() if "deadline" not in k}
+# A request cut off by oha's deadline may still have been answered whole (a `complete` row),
+# or be recorded as the client's going away (`abandoned`).
+aborted = sum(v for k, v in all_errors.items() if "deadline" in k)
+late = len(rows) - sent
 print(f"requests answered: {sent} {dict(codes)}, errors: {errors or 'none'}")
 print(f"commands beside it: {sys.argv[2]} rounds of 5, {sys.argv[3]} failed")
 print(f"till serve exit: {sys.argv[4]}")
 print(f"ledger rows: {len(rows)} {dict(outcomes)}")
+print(f"budget charged: {charged} µ$, the rows' cost: {cost} µ$, still reserved: {reserved} µ$")
 ok = (sent > 0 and set(codes) == {"200"} and not errors and sys.argv[3] == "0"
-      and sys.argv[4] == "0" and len(rows) == sent and set(outcomes) == {"complete"})
+      and sys.argv[4] == "0" and 0 <= late <= aborted and outcomes["complete"] >= sent
+      and set(outcomes) <= {"complete", "abandoned"} and charged == cost and reserved == 0)
 print("PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 PY
