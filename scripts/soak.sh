@@ -59,14 +59,20 @@ export TILL_HOME="$work/home" TILL_STORE=file TILL_PASSPHRASE=soak
 unset OPENAI_API_KEY OPENAI_BASE_URL TILL_KEY TILL_PROXY_URL
 mkdir -p "$TILL_HOME"
 
+# What the sed expression $2 prints of file $1, once it prints something (10 s at most).
+wait_for() {
+  local got=""
+  for _ in $(seq 1 200); do
+    got="$(sed -n "$2" "$1" 2>/dev/null | head -1)"
+    [ -n "$got" ] && break
+    sleep 0.05
+  done
+  printf '%s' "$got"
+}
+
 "$mock" --listen 127.0.0.1:0 >"$work/mock.out" 2>"$work/mock.err" &
 pids+=($!)
-mock_url=""
-for _ in $(seq 1 200); do
-  mock_url="$(sed -n 's/^listening on //p' "$work/mock.out")"
-  [ -n "$mock_url" ] && break
-  sleep 0.05
-done
+mock_url="$(wait_for "$work/mock.out" 's/^listening on //p')"
 [ -n "$mock_url" ] || { echo "soak.sh: till-mock did not start: $(cat "$work/mock.err")" >&2; exit 1; }
 printf '[providers.openai]\nbase_url = "%s"\n' "$mock_url" >"$TILL_HOME/config.toml"
 echo sk-mock-root | "$till" add openai >/dev/null 2>"$work/setup.err" ||
@@ -78,12 +84,7 @@ key="$("$till" key create --scope openai --budget 100usd --name load 2>"$work/se
 "$till" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 serve=$!
 pids+=("$serve")
-proxy=""
-for _ in $(seq 1 200); do
-  proxy="$(head -1 "$work/serve.out" 2>/dev/null || true)"
-  [ -n "$proxy" ] && break
-  sleep 0.05
-done
+proxy="$(wait_for "$work/serve.out" 1p)"
 [ -n "$proxy" ] || { echo "soak.sh: till serve did not start: $(cat "$work/serve.err")" >&2; exit 1; }
 
 body='{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}'
