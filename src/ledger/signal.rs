@@ -110,6 +110,8 @@ impl CommitSignal {
     /// once `conn` has read the database in WAL mode, so that the wal-index is mapped, and drop
     /// the signal before `conn`.
     pub fn open(conn: &rusqlite::Connection) -> Self {
+        #[cfg(not(unix))]
+        let _ = conn;
         Self {
             #[cfg(unix)]
             map: Mapping::of(conn),
