@@ -1182,3 +1182,78 @@ fn a_key_revoked_after_the_proxy_verified_it_is_refused_at_its_next_request() {
     assert!(text.contains("revoked"), "{text}");
     assert_eq!(a.p.mock.requests().len(), 3);
 }
+
+/// A revocation lands while eight clients keep sending through two proxies. Once `till key
+/// revoke` has returned, every request sent is refused, at both proxies; what reaches the
+/// upstream after that moment is at most what was already past the check (one request per
+/// client).
+#[test]
+fn a_revocation_under_load_stops_both_proxies_at_once() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const PATH: &str = "/openai/v1/chat/completions";
+    const CLIENTS: usize = 8;
+    let p = ProxyEnv::with_options(till_mock::MockOptions::default(), "");
+    let key = p.create_key(&["--name", "busy", "--scope", "openai", "--ttl", "1h"]);
+    let serves = [p.serve(), p.serve()];
+    p.mock.clear_requests();
+    let body = chat("gpt-4o-mini");
+    let revoked = AtomicBool::new(false);
+    let (before, after) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let upstream_at_revoke = std::thread::scope(|s| {
+        for t in 0..CLIENTS {
+            let (serves, key, body, revoked) = (&serves, &key, &body, &revoked);
+            let (before, after) = (&before, &after);
+            s.spawn(move || {
+                let auth = format!("Bearer {key}");
+                let mut refused_in_a_row = 0;
+                while refused_in_a_row < 20 {
+                    // Read before sending: a request sent once this says true left after the
+                    // revocation had returned.
+                    let late = revoked.load(Ordering::SeqCst);
+                    let (status, text) = raw_http(
+                        &serves[t % 2].url,
+                        "POST",
+                        PATH,
+                        &[JSON, ("authorization", &auth)],
+                        body.as_bytes(),
+                    );
+                    if late {
+                        assert_eq!(status, 401, "sent after the revocation: {text}");
+                        assert!(text.contains("revoked"), "{text}");
+                        after.fetch_add(1, Ordering::Relaxed);
+                        refused_in_a_row += 1;
+                    } else {
+                        assert!(matches!(status, 200 | 401), "{status} {text}");
+                        before.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // Let the load run, then revoke beside it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while before.load(Ordering::Relaxed) < 200 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the load never got going"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let (code, _, stderr) =
+            crate::support::output(p.env.till().args(["key", "revoke", "busy"]));
+        assert_eq!(code, 0, "{stderr}");
+        let upstream = p.mock.requests().len();
+        revoked.store(true, Ordering::SeqCst);
+        upstream
+    });
+    let upstream = p.mock.requests().len();
+    eprintln!(
+        "{} requests before the revocation returned, {} after; upstream saw {upstream_at_revoke} then {upstream}",
+        before.into_inner(),
+        after.into_inner(),
+    );
+    assert!(
+        upstream <= upstream_at_revoke + CLIENTS,
+        "{} requests reached the upstream after the revocation had returned",
+        upstream - upstream_at_revoke
+    );
+}
