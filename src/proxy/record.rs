@@ -144,8 +144,6 @@ impl RequestRecord {
         let Some(w) = &state.writer else { return };
         // Charge what was metered; a response that started but reported no usage is charged
         // its reservation; a request that never reached the upstream, nothing.
-        // The row's cost is what was charged, so that what `till usage` adds up is what the
-        // budgets were charged.
         let charge = reservation.map(|reservation| {
             let (micros, tokens) = match &self.finished {
                 Some(f) => match f.usage {
@@ -156,6 +154,8 @@ impl RequestRecord {
             };
             (reservation, micros, tokens)
         });
+        // The row's cost is what was charged, so that what `till usage` adds up is what the
+        // budgets were charged.
         if let Some((_, micros, _)) = charge
             && micros != self.cost_micros
         {
