@@ -306,17 +306,20 @@ pub fn proxy_state(
     };
     let owner = Owner::claim(&ctx.paths.owners_dir())?;
     let writer = Writer::start(&ctx.paths.ledger_file())?;
+    // What dead proxies left was settled when `ledger` was opened above: the proxy's other
+    // connections need not look again.
+    let open = || Ledger::open(&ctx.paths.ledger_file());
     let prices = crate::pricing::Prices::load(&ctx.paths, &ctx.config)?;
     let state = State::new(
         ctx.providers.clone(),
         options,
-        ctx.ledger()?,
+        open()?,
         Some(store),
         roots,
         mints,
     )?
     .with_prices(prices)
-    .with_ledger(writer.handle(), ctx.ledger()?)
+    .with_ledger(writer.handle(), open()?)
     .with_owner(owner.id())
     .print_alerts(true);
     Ok(ProxyParts {
