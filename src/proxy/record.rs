@@ -142,12 +142,20 @@ impl RequestRecord {
         let reservation = self.reservation.take();
         state.alerts.observe(state, &self);
         let Some(w) = &state.writer else { return };
-        // Charge what was metered; a response that started but reported no usage is charged
-        // its reservation; a request that never reached the upstream, nothing.
+        // Charge what was metered for an answer that reached its end. One that started but did
+        // not (cut, abandoned, interrupted) is charged at least its reservation: the usage seen
+        // so far is not what the provider bills (Anthropic's first event reports one output
+        // token, and generation goes on after the stream breaks), so an agent that hangs up
+        // early must not pay less than the request could cost. One that reported no usage is
+        // charged its reservation; a request that never reached the upstream, nothing.
         let charge = reservation.map(|reservation| {
             let (micros, tokens) = match &self.finished {
                 Some(f) => match f.usage {
-                    Some(u) => (self.cost_micros, u.total()),
+                    Some(u) if f.completed => (self.cost_micros, u.total()),
+                    Some(u) => (
+                        self.cost_micros.max(reservation.micros),
+                        u.total().max(reservation.tokens),
+                    ),
                     None => (reservation.micros, reservation.tokens),
                 },
                 None => (0, 0),
@@ -159,7 +167,9 @@ impl RequestRecord {
         if let Some((_, micros, _)) = charge
             && micros != self.cost_micros
         {
-            stats.cost_micros.fetch_add(micros, Ordering::Relaxed);
+            stats
+                .cost_micros
+                .fetch_add(micros.saturating_sub(self.cost_micros), Ordering::Relaxed);
             self.cost_micros = micros;
         }
         let row = self.into_row(state.options.session.as_deref());

@@ -244,38 +244,56 @@ fn budget_holds_under_concurrency_from_four_processes() {
 
 #[test]
 fn a_stream_cut_mid_way_is_charged_its_reservation() {
+    // The mock breaks a `cut` model's stream after two events. Anthropic's first event,
+    // and each of Gemini's, already carries usage (one output token, a few): what a stream
+    // reported before it broke is not what the provider bills, so every family's cut stream
+    // is charged its reservation, never only what it reported.
     let p = ProxyEnv::with_options(
         till_mock::MockOptions::default(),
-        "[prices.\"openai/gpt-cut\"]\ninput = 1.0\noutput = 100.0\n",
+        "[prices.\"openai/gpt-cut\"]\ninput = 1.0\noutput = 100.0\n\
+         [prices.\"anthropic/claude-cut\"]\ninput = 1.0\noutput = 100.0\n\
+         [prices.\"gemini/gemini-cut\"]\ninput = 1.0\noutput = 100.0\n",
     );
-    p.create_key(&["--name", "cutter", "--scope", "openai", "--budget", "1usd"]);
-    let (v, stderr) = p.client(
-        &["--key", "cutter"],
-        &[
-            "openai",
-            "chat",
-            "--stream",
-            "--model",
-            "gpt-cut",
-            "--max-tokens",
-            "100",
-        ],
-    );
-    assert_eq!(v["status"], 200, "{v}\n{stderr}");
-    let rows = p.log_json();
-    let row = rows.last().unwrap();
-    assert_eq!(row["outcome"], "cut", "{row}");
-    assert_eq!(row["status"], 200, "{row}");
-    // No usage arrived, so the row has no tokens; the budget counter was charged the
-    // reservation (100 output tokens at $100/M = $0.01, plus the prompt estimate).
-    assert_eq!(row["output_tokens"], 0);
-    let (_, stdout, _) = output(p.env.till().args(["key", "show", "cutter", "--json"]));
-    let v: Value = serde_json::from_str(&stdout).unwrap();
-    let spent = v["spent_usd"].as_f64().unwrap();
-    assert!(
-        (0.010..0.0102).contains(&spent),
-        "charged {spent}, expected the ~$0.01 reservation: {v}"
-    );
+    for (family, op, model) in [
+        ("openai", "chat", "gpt-cut"),
+        ("anthropic", "messages", "claude-cut"),
+        ("gemini", "generate", "gemini-cut"),
+    ] {
+        let name = format!("cutter-{family}");
+        p.create_key(&["--name", &name, "--scope", family, "--budget", "1usd"]);
+        let (v, stderr) = p.client(
+            &["--key", &name],
+            &[
+                family,
+                op,
+                "--stream",
+                "--model",
+                model,
+                "--max-tokens",
+                "100",
+            ],
+        );
+        assert_eq!(v["status"], 200, "{family}: {v}\n{stderr}");
+        let rows = p.log_json();
+        let row = rows.last().unwrap();
+        assert_eq!(row["model"], model, "{row}");
+        assert_eq!(row["outcome"], "cut", "{row}");
+        assert_eq!(row["status"], 200, "{row}");
+        // The reservation: 100 output tokens at $100/M = $0.01, plus the prompt estimate.
+        let (_, stdout, _) = output(p.env.till().args(["key", "show", &name, "--json"]));
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        let spent = v["spent_usd"].as_f64().unwrap();
+        assert!(
+            (0.010..0.0102).contains(&spent),
+            "{family}: charged {spent}, expected the ~$0.01 reservation: {v}\n{row}"
+        );
+        // The row says what was charged.
+        let cost = row["cost_usd"].as_f64().unwrap();
+        assert!(
+            (cost - spent).abs() < 1e-9,
+            "{family}: row {cost}, charged {spent}"
+        );
+    }
 }
 
 #[test]

@@ -92,6 +92,8 @@ def main():
             if a.stream and not a.json_array:
                 query = "alt=sse"
             body = {"contents": [{"role": "user", "parts": [{"text": "Say hello to the test."}]}]}
+            if a.max_tokens:
+                body["generationConfig"] = {"maxOutputTokens": a.max_tokens}
         elif a.op == "models":
             url = base + "/v1beta/models"
             method = "GET"
