@@ -79,6 +79,12 @@ impl Family for Gemini {
                     Endpoint::admin()
                 }
             }
+            // Creating a cache bills its content as input (at the cache's rates), and importing
+            // into a file search store bills its embedding: inference till cannot bound.
+            ["cachedContents"] if post => Endpoint::new(Inference, Op::GeminiUnmetered),
+            ["fileSearchStores", .., last] if post && last.contains(':') => {
+                Endpoint::new(Inference, Op::GeminiUnmetered)
+            }
             _ => match tail.first().copied().unwrap_or("") {
                 "files" | "cachedContents" | "fileSearchStores" => class(Files),
                 "batches" => class(Batches),

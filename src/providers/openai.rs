@@ -54,6 +54,24 @@ const REALTIME_CLIENT_EVENTS: &[&str] = &[
 
 pub struct Openai;
 
+/// The most prompts a legacy completions request may list (OpenAI's own limit).
+const MAX_PROMPTS: u64 = 2048;
+
+/// How many prompts a legacy completions request sends: a string or one list of token ids is
+/// one; a list of strings or of token-id lists is as many as it has.
+fn prompts(map: &Map<String, Value>) -> Result<u64, String> {
+    let n = match map.get("prompt") {
+        Some(Value::Array(items)) if !items.iter().all(Value::is_number) => items.len() as u64,
+        _ => 1,
+    };
+    if n > MAX_PROMPTS {
+        return Err(format!(
+            "`prompt` lists {n} prompts; till reads at most {MAX_PROMPTS}"
+        ));
+    }
+    Ok(n.max(1))
+}
+
 impl Family for Openai {
     fn auth_scheme(&self) -> AuthScheme {
         AuthScheme::Bearer
@@ -82,6 +100,24 @@ impl Family for Openai {
             return Endpoint::new(Inference, op);
         }
         let class = |c: EndpointClass| Endpoint::new(c, Op::Other);
+        // Among the stored objects, the calls that run a model or start something billed:
+        // inference till cannot bound, so only a key for every model and without a budget may
+        // make them (an Assistants run, a Responses compaction, a code container). A `POST`
+        // under `responses` or `chat` is one of these unless it is known to store or count only.
+        if post {
+            let runs = match tail {
+                ["threads", rest @ ..] => rest.contains(&"runs"),
+                ["responses", "input_tokens"] | ["responses", _, "cancel"] => false,
+                ["responses", _, ..] => true,
+                ["containers"] => true,
+                ["chat", "completions", _] => false,
+                ["chat", ..] => return Endpoint::admin(),
+                _ => false,
+            };
+            if runs {
+                return Endpoint::new(Inference, Op::OpenaiUnmetered);
+            }
+        }
         match (get, tail) {
             (true, ["models"]) => class(Models),
             (true, ["models", m]) if valid_model_id(m, true) => class(Models).with_model(m),
@@ -121,9 +157,10 @@ impl Family for Openai {
                 largest(map, &["max_tokens", "max_completion_tokens"])?,
                 choices(map, &["n"])?,
             ),
+            // Each prompt of a list gets its own `n` (or `best_of`) completions.
             Op::OpenaiCompletions => (
                 largest(map, &["max_tokens"])?,
-                choices(map, &["n", "best_of"])?,
+                choices(map, &["n", "best_of"])? * prompts(map)?,
             ),
             Op::OpenaiResponses => (largest(map, &["max_output_tokens"])?, 1),
             Op::OpenaiUnmetered => (None, choices(map, &["n"])?),

@@ -161,7 +161,7 @@ fn inspect_with(
     // Every family's spelling, whichever family the request is for: a field one API reads
     // must not be smuggled past till in a look-alike spelling to a provider that reads it.
     static READ: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-        let mut read = vec!["model", "stream"];
+        let mut read = vec!["model", "stream", "models"];
         for f in ApiFamily::ALL {
             read.extend_from_slice(f.wire().read_fields());
         }
@@ -178,6 +178,15 @@ fn inspect_with(
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(_) => return Err(bad("`model` must be a non-empty string")),
     };
+    // Where the path names the model (Gemini's `models/M:generateContent`), the upstream runs
+    // the path's: a body that names another would be checked as one model and run as another.
+    if let (Some(path), Some(body)) = (path_model, model.as_deref())
+        && body.strip_prefix("models/").unwrap_or(body) != path
+    {
+        return Err(bad(format!(
+            "the body names model `{body}`, the path `{path}`; till checks the one the path names and refuses a body that names another"
+        )));
+    }
     if op.model_in_body() && model.is_none() {
         return Err(bad(
             "the request names no `model`; till checks every inference request's model against the key's scope",
@@ -209,7 +218,8 @@ fn inspect_with(
 
 /// Refuses field names that another parser could read as one till reads although till does
 /// not: the same name in other letter case (Go's `encoding/json` matches names
-/// case-insensitively) or with control characters (a C parser stops at NUL).
+/// case-insensitively, with Unicode's simple case folding, so the Kelvin sign `K` reads as `k`
+/// and the long `ſ` as `s`) or with control characters (a C parser stops at NUL).
 fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), String> {
     for k in map.keys() {
         if k.chars().any(char::is_control) {
@@ -217,7 +227,7 @@ fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), Stri
                 "the field name {k:?} has a control character; till refuses names other parsers could read differently"
             ));
         }
-        if let Some(f) = read.iter().find(|f| f.eq_ignore_ascii_case(k))
+        if let Some(f) = read.iter().find(|f| folds_to(k, f))
             && *f != k
         {
             return Err(format!(
@@ -226,6 +236,26 @@ fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Whether `name` folds to `field` (ASCII) as Unicode's simple case folding does: ASCII letters
+/// in either case, and the only two other characters whose folding is an ASCII letter, the
+/// Kelvin sign (U+212A, `k`) and the long s (U+017F, `s`).
+fn folds_to(name: &str, field: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{212A}' => 'k',
+        '\u{17F}' => 's',
+        c => c.to_ascii_lowercase(),
+    };
+    let mut name = name.chars().map(fold);
+    let mut field = field.chars().map(|c| c.to_ascii_lowercase());
+    loop {
+        match (name.next(), field.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Writes `ceiling` into the body where `op`'s API reads its output ceiling. `openai_proper`
@@ -271,6 +301,10 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
         "cached_content",
         "mcp_servers",
         "container",
+        // Billed beside the tokens: OpenRouter's plugins (web search by the result, PDF
+        // parsing by the page) and chat's web search (by the call).
+        "plugins",
+        "web_search_options",
     ];
     for f in TOP {
         if map.get(*f).is_some_and(|v| !v.is_null()) {
@@ -316,6 +350,10 @@ fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
             && matches!(kind, "url" | "file")
         {
             return Some(format!("a `{kind}` source"));
+        }
+        // A Responses input item that stands for a stored one by its id.
+        if k == "type" && child.as_str() == Some("item_reference") {
+            return Some("an `item_reference`".into());
         }
         if let Some(found) = find_reference(child) {
             return Some(found);
@@ -365,8 +403,10 @@ mod tests {
         ));
     }
 
-    fn i(_api: ApiFamily, op: Op, body: &str) -> Result<Inspection, ProxyError> {
-        inspect(op, Some("m"), Some("application/json"), body.as_bytes())
+    /// `body` inspected for `op`; Gemini's paths name the model `m`, the others none.
+    fn i(api: ApiFamily, op: Op, body: &str) -> Result<Inspection, ProxyError> {
+        let path_model = (api == ApiFamily::Gemini).then_some("m");
+        inspect(op, path_model, Some("application/json"), body.as_bytes())
     }
 
     #[test]
@@ -566,6 +606,11 @@ mod tests {
             "{\"Model\":\"gpt-4o\",\"model\":\"m\"}",
             "{\"model\\u0000\":\"gpt-4o\",\"model\":\"m\"}",
             "{\"MAX_TOKENS\":9999,\"model\":\"m\"}",
+            // Go's encoding/json folds the Kelvin sign to `k` and the long s to `s`.
+            "{\"max_tokens\":5,\"max_to\\u212aens\":9999,\"model\":\"m\"}",
+            "{\"max_tokens\":5,\"max_to\u{212a}ens\":9999,\"model\":\"m\"}",
+            "{\"model\":\"m\",\"\\u017ftream\":true}",
+            "{\"model\":\"m\",\"\u{17f}tream\":true}",
         ] {
             assert!(
                 i(ApiFamily::Openai, Op::OpenaiChat, body).is_err(),
@@ -590,6 +635,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!((x.ceiling, x.choices), (Some(10), 5));
+        // Each prompt of a list gets its own completions; one list of token ids is one prompt.
+        for (prompt, choices) in [
+            ("[\"a\",\"b\",\"c\"]", 6),
+            ("[[1,2],[3]]", 4),
+            ("[1,2,3]", 2),
+            ("\"a\"", 2),
+        ] {
+            let x = i(
+                ApiFamily::Openai,
+                Op::OpenaiCompletions,
+                &format!("{{\"model\":\"m\",\"max_tokens\":10,\"n\":2,\"prompt\":{prompt}}}"),
+            )
+            .unwrap();
+            assert_eq!(x.choices, choices, "{prompt}");
+        }
         let x = i(
             ApiFamily::Gemini,
             Op::GeminiGenerate,
@@ -649,6 +709,14 @@ mod tests {
                 ApiFamily::Openai,
                 Op::OpenaiResponses,
                 "{\"prompt\":{\"id\":\"p\"}}"
+            )
+            .is_some()
+        );
+        assert!(
+            found(
+                ApiFamily::Openai,
+                Op::OpenaiResponses,
+                "{\"input\":[{\"role\":\"user\",\"content\":\"hi\"},{\"type\":\"item_reference\",\"id\":\"msg_1\"}]}"
             )
             .is_some()
         );

@@ -417,6 +417,31 @@ fn route_to_provider<'s, B>(state: &'s State, req: &Request<B>, started: Instant
             .response(ApiFamily::Openai),
         );
     }
+    // Methods are case-sensitive, and an upstream may still read `post` as POST (or route an
+    // extension method somewhere of its own): only the standard methods are classified and
+    // forwarded.
+    if !matches!(
+        *req.method(),
+        Method::GET
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::HEAD
+            | Method::OPTIONS
+    ) {
+        return Routed::Answered(
+            ProxyError::new(
+                405,
+                "method",
+                format!(
+                    "till forwards only the standard HTTP methods (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS), in capitals; `{}` is refused",
+                    req.method()
+                ),
+            )
+            .response(ApiFamily::Openai),
+        );
+    }
     if !state.host_allowed(req.headers()) {
         return Routed::Answered(
             ProxyError::new(

@@ -290,7 +290,9 @@ pub async fn inspect<B: super::RequestBody>(
         &body,
     )?;
     let body = body.into_bytes();
-    let model: Option<String> = inspected.model.clone().or(endpoint.path_model.clone());
+    // The path's model when it names one: that is the one the upstream runs (a body's `model`
+    // beside it was held to the same name by the inspection).
+    let model: Option<String> = endpoint.path_model.clone().or(inspected.model.clone());
     ctx.record.model = model.clone();
     ctx.record.endpoint = Some(endpoint.class);
     let sse = inspected.stream || endpoint.op.path_streams(ctx.rest);
@@ -339,6 +341,22 @@ pub async fn admit(
             "model",
             format!(
                 "till cannot see which model this request uses, so only a key for every {p} model may send it; widen it with `till run --scope {p} …`",
+                p = provider.name
+            ),
+        ));
+    }
+    // A list of fallback models (OpenRouter's `models`) lets the provider run, and bill, a model
+    // other than the one checked: only a key for every model, and one that counts no tokens,
+    // may send it.
+    if let Some(json) = &inspected.json
+        && json.get("models").is_some_and(|m| !m.is_null())
+        && (!verified.allows_every_model(&provider.name) || grant.counts_tokens())
+    {
+        return Err(ProxyError::new(
+            403,
+            "model",
+            format!(
+                "this request lists fallback `models`, which lets the provider run a model till did not check or price; only a key for every {p} model, without a budget or token rate, may send it",
                 p = provider.name
             ),
         ));

@@ -194,6 +194,190 @@ fn path_tricks_reach_nothing_outside_the_scope() {
 }
 
 #[test]
+fn a_body_cannot_name_another_model_than_the_path_runs() {
+    // Gemini runs the model its path names. A body that names the key's model beside a path
+    // that names another must not pass as the key's model (nor be priced as it).
+    let a = Attack::new(
+        "",
+        &["--scope", "gemini/gemini-2.0-flash", "--budget", "1usd"],
+    );
+    let gemini = |path: &str, body: &str| {
+        a.send(
+            "POST",
+            path,
+            &[JSON, ("x-goog-api-key", a.key.as_str())],
+            body.as_bytes(),
+        )
+    };
+    let contents = r#""contents":[{"parts":[{"text":"hi"}]}]"#;
+    for op in [
+        "generateContent",
+        "streamGenerateContent?alt=sse",
+        "countTokens",
+    ] {
+        for named in ["gemini-2.0-flash", "models/gemini-2.0-flash"] {
+            let (status, text) = gemini(
+                &format!("/gemini/v1beta/models/gemini-2.5-pro:{op}"),
+                &format!(r#"{{"model":"{named}",{contents}}}"#),
+            );
+            assert!(
+                (400..500).contains(&status),
+                "{op} {named} → {status} {text}"
+            );
+        }
+    }
+    a.assert_upstream_saw_nothing("a body's model beside another in the path");
+
+    // The key's own model named in both places, in either spelling, goes through as that one.
+    for named in ["gemini-2.0-flash", "models/gemini-2.0-flash"] {
+        let (status, text) = gemini(
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            &format!(r#"{{"model":"{named}",{contents}}}"#),
+        );
+        assert_eq!(status, 200, "{named}: {text}");
+    }
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(r.path, "/v1beta/models/gemini-2.0-flash:generateContent");
+    }
+    let rows = a.p.log_json();
+    assert!(
+        rows.iter()
+            .filter(|r| r["status"] == 200)
+            .all(|r| r["model"] == "gemini-2.0-flash"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn calls_that_run_or_bill_more_than_they_name_are_refused_to_a_narrow_key() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--scope",
+            "gemini/gemini-2.0-flash",
+            "--endpoints",
+            "inference,files",
+            "--budget",
+            "1usd",
+        ],
+    );
+    let gemini = [JSON, ("x-goog-api-key", a.key.as_str())];
+    let input = r#""input":[{"role":"user","content":"hi"}]"#;
+    let refused: Vec<(&str, &str, String)> = vec![
+        // Stored-object paths that run a model: an Assistants run (the assistant's model, or
+        // one the body names), a Responses compaction, a code container (billed by the session).
+        (
+            "POST",
+            "/openai/v1/threads/runs",
+            r#"{"assistant_id":"asst_1","model":"o1-pro"}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/threads/thread_1/runs",
+            r#"{"assistant_id":"asst_1"}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/threads/thread_1/runs/run_1/submit_tool_outputs",
+            r#"{"tool_outputs":[]}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/responses/compact",
+            format!(r#"{{"model":"o1-pro",{input}}}"#),
+        ),
+        ("POST", "/openai/v1/containers", r#"{"name":"c"}"#.into()),
+        ("POST", "/openai/v1/chat/other", chat("gpt-4o-mini")),
+        // Fallback models the provider may run instead, and what is billed beside the tokens.
+        (
+            "POST",
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","models":["o1-pro"],"messages":[]}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","plugins":[{"id":"web"}],"messages":[]}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","web_search_options":{},"messages":[]}"#.into(),
+        ),
+        // A Responses input item standing for a stored one.
+        (
+            "POST",
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":[{"type":"item_reference","id":"msg_1"}]}"#.into(),
+        ),
+        // Methods are case-sensitive: `post` is not POST, whatever an upstream makes of it.
+        ("post", "/openai/v1/chat/completions", chat("gpt-4o-mini")),
+        ("Post", "/openai/v1/chat/completions", chat("gpt-4o-mini")),
+        ("PROPFIND", "/openai/v1/files", String::new()),
+    ];
+    for (method, path, body) in &refused {
+        let (status, text) = a.send(method, path, &[JSON], body.as_bytes());
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} {body} → {status} {text}"
+        );
+    }
+    // A Gemini cache is billed as input when it is made, and a file search store's import as
+    // embedding.
+    for path in [
+        "/gemini/v1beta/cachedContents",
+        "/gemini/v1beta/fileSearchStores/store_1:importFile",
+    ] {
+        let (status, text) = a.send(
+            "POST",
+            path,
+            &gemini,
+            br#"{"model":"models/gemini-2.0-flash","contents":[]}"#,
+        );
+        assert!((400..500).contains(&status), "{path} → {status} {text}");
+    }
+    a.assert_upstream_saw_nothing("calls that run or bill more than they name");
+
+    // Reading what is stored is still the files class the key grants: it reaches the upstream
+    // (whose answer, the mock having no such path, is its 404).
+    let (status, text) = a.send("GET", "/openai/v1/threads/thread_1/runs", &[], b"");
+    assert_eq!(status, 404, "{text}");
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/responses/input_tokens",
+        &[JSON],
+        format!(r#"{{"model":"gpt-4o-mini",{input}}}"#).as_bytes(),
+    );
+    assert_eq!(status, 404, "{text}");
+    let paths: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        ["/v1/threads/thread_1/runs", "/v1/responses/input_tokens"]
+    );
+
+    // A key for every model and without a budget may run them: they are forwarded.
+    let wide = Attack::new("", &["--scope", "openai", "--endpoints", "inference,files"]);
+    for (path, body) in [
+        (
+            "/openai/v1/threads/runs",
+            r#"{"assistant_id":"asst_1"}"#.to_string(),
+        ),
+        (
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","models":["gpt-4o"],"messages":[]}"#.into(),
+        ),
+    ] {
+        let (status, text) = wide.send("POST", path, &[JSON], body.as_bytes());
+        assert!(status == 200 || status == 404, "{path} → {status} {text}");
+    }
+    assert_eq!(wide.p.mock.requests().len(), 2);
+}
+
+#[test]
 fn method_overrides_and_system_parameters_are_refused() {
     let a = Attack::new(
         "",
@@ -332,11 +516,36 @@ fn choices_multiply_the_reservation() {
     );
     assert_eq!(status, 400);
     a.assert_upstream_saw_nothing("n past the budget");
+    // Legacy completions: each prompt of a list gets its own completions. 5 tokens × 20
+    // prompts is $0.10; a list of 3,000 is more than the API takes.
+    let prompts = |n: usize| format!("[{}]", vec!["\"go on\""; n].join(","));
+    for (prompt, want) in [(prompts(20), 429), (prompts(3000), 400)] {
+        let (status, text) = a.post(
+            "/openai/v1/completions",
+            &format!("{{\"model\":\"greedy-model\",\"max_tokens\":5,\"prompt\":{prompt}}}"),
+        );
+        assert_eq!(status, want, "{text}");
+    }
+    a.assert_upstream_saw_nothing("prompts past the budget");
     let (status, text) = a.post(
         "/openai/v1/chat/completions",
         "{\"model\":\"greedy-model\",\"max_tokens\":2,\"n\":3,\"messages\":[]}",
     );
     assert_eq!(status, 200, "{text}");
+    // One list of token ids is one prompt: admitted, and forwarded (the mock has no legacy
+    // completions, so its answer is its 404).
+    let (status, text) = a.post(
+        "/openai/v1/completions",
+        "{\"model\":\"greedy-model\",\"max_tokens\":2,\"prompt\":[1,2,3,4,5,6,7,8]}",
+    );
+    assert_eq!(status, 404, "{text}");
+    assert!(
+        a.p.mock
+            .requests()
+            .iter()
+            .any(|r| r.path == "/v1/completions"),
+        "the token-id prompt did not reach the upstream"
+    );
 }
 
 #[test]
