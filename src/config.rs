@@ -242,7 +242,8 @@ pub struct ProxyConfig {
     /// How long a client may take to send a request's headers, and may keep an idle
     /// keep-alive connection open between requests.
     pub header_timeout: HumanDuration,
-    /// How long a client may take to send a request body.
+    /// How long a client may take to send a request body, and may go without reading any of
+    /// its answer.
     pub body_timeout: HumanDuration,
 }
 

@@ -54,7 +54,8 @@ const NOTICE_EVERY: Duration = Duration::from_secs(60);
 /// Connections are bounded: at most `max_connections` at once (more wait in the listen
 /// backlog: an agent's burst is served late rather than refused, and the header timeout frees
 /// the slots of clients that send nothing), `header_timeout` to send a request's headers or to
-/// sit idle between keep-alive requests, `body_timeout` to send its body.
+/// sit idle between keep-alive requests, `body_timeout` to send its body (and, for a client that
+/// stops reading, to take any of its answer).
 ///
 /// Connection tasks live in a `JoinSet` rather than hyper-util's `GracefulShutdown`: both can
 /// tell connections to close after their current response, but a stop must also be able to

@@ -19,7 +19,8 @@
 //!   so an unread body is never read as a request.
 //! - Requests are read one at a time, the next only once the answer to this one is written:
 //!   pipelined requests are each read, checked and answered in order.
-//! - `header_timeout` bounds the wait for a head, the idle time between requests included.
+//! - `header_timeout` bounds the wait for a head, the idle time between requests included;
+//!   `body_timeout` the wait for a client that reads nothing of its answer.
 //! - A WebSocket upgrade (`Upgrade: websocket`) hands the connection, with the bytes already
 //!   read, to hyper's server, which alone can upgrade it; it serves that connection to its end.
 //!
@@ -421,6 +422,9 @@ async fn next_head(
 /// Serves one connection to its end.
 pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, conn: Conn) {
     let header_timeout = state.options.header_timeout;
+    // A client that reads nothing of its answer for `body_timeout` is given up on, so that it
+    // holds neither its connection's slot nor the request's reservation for ever.
+    let stall = state.options.body_timeout;
     let mut inb = Inbound {
         io,
         buf: BytesMut::with_capacity(READ_SIZE),
@@ -449,6 +453,7 @@ pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, co
                     Version::HTTP_11,
                     false,
                     false,
+                    stall,
                 )
                 .await;
                 linger(inb).await;
@@ -483,7 +488,17 @@ pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, co
         // A body not read to its end leaves the connection where no request starts.
         let unread = inb.body.is_some();
         let keep = keep && !unread && !conn.stop.is_closing();
-        match answer_with(&mut inb.io, &mut out, answer, version, head_only, keep).await {
+        match answer_with(
+            &mut inb.io,
+            &mut out,
+            answer,
+            version,
+            head_only,
+            keep,
+            stall,
+        )
+        .await
+        {
             Ok(true) if keep => {}
             Ok(_) if unread => return linger(inb).await,
             _ => return,
@@ -522,6 +537,7 @@ enum Out {
 
 /// Writes `answer` (its body as it arrives); whether the connection can take another request,
 /// which it can only if `keep` and the body was written to its end as framed.
+/// Writes `answer`; `stall` is how long the client may go without taking any of it.
 async fn answer_with(
     io: &mut TcpStream,
     out: &mut Batch,
@@ -529,6 +545,7 @@ async fn answer_with(
     version: Version,
     head_only: bool,
     keep: bool,
+    stall: Duration,
 ) -> io::Result<bool> {
     let (parts, mut body) = answer.into_parts();
     let status = parts.status;
@@ -596,7 +613,7 @@ async fn answer_with(
     if matches!(framing, Out::None) {
         // The body is dropped unread: a metered stream is finished by its drop.
         drop(body);
-        out.write(io).await?;
+        out.write(io, stall).await?;
         return Ok(keep);
     }
     loop {
@@ -623,7 +640,7 @@ async fn answer_with(
         })
         .await;
         match ended {
-            Ok(false) => out.write(io).await?,
+            Ok(false) => out.write(io, stall).await?,
             Ok(true) => {
                 let whole = match framing {
                     Out::Length(left) => left == 0,
@@ -634,14 +651,14 @@ async fn answer_with(
                     Out::None | Out::Close => true,
                 };
                 drop(body);
-                out.write(io).await?;
+                out.write(io, stall).await?;
                 return Ok(keep && whole);
             }
             // A body that failed (or overran its length) ends the connection without the
             // chunked end, so the client sees the answer cut off rather than complete.
             Err(()) => {
                 drop(body);
-                out.write(io).await?;
+                out.write(io, stall).await?;
                 return Ok(false);
             }
         }
@@ -733,7 +750,9 @@ impl Batch {
     }
 
     /// Writes everything, then empties the batch.
-    async fn write(&mut self, io: &mut TcpStream) -> io::Result<()> {
+    /// Writes the batch. A client that takes none of it for `stall` (its socket's buffer full
+    /// all that time) is given up on: a timer is made only once a write would wait.
+    async fn write(&mut self, io: &mut TcpStream, stall: Duration) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = self
             .parts
             .iter()
@@ -744,11 +763,16 @@ impl Batch {
             .collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
-            let n = io.write_vectored(rest).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+            match io.try_write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::time::timeout(stall, io.writable())
+                        .await
+                        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                }
+                Err(e) => return Err(e),
             }
-            IoSlice::advance_slices(&mut rest, n);
         }
         drop(slices);
         self.clear();

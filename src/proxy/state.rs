@@ -47,7 +47,8 @@ pub struct ProxyOptions {
     /// How long a client may take to send a request's headers, and how long a keep-alive
     /// connection may sit idle between requests.
     pub header_timeout: Duration,
-    /// How long a client may take to send a request body.
+    /// How long a client may take to send a request body, and may go without reading any of
+    /// its answer.
     pub body_timeout: Duration,
 }
 

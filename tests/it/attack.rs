@@ -1466,3 +1466,47 @@ fn a_revocation_under_load_stops_both_proxies_at_once() {
         upstream - upstream_at_revoke
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_its_answer_is_given_up_on() {
+    use std::io::Write as _;
+    use std::time::{Duration, Instant};
+    // One connection at a time: a client that holds its slot by not reading would shut every
+    // other one out.
+    let a = Attack::new(
+        "[proxy]\nbody_timeout = \"1s\"\nmax_connections = 1\n",
+        &["--scope", "openai", "--budget", "1usd"],
+    );
+    let addr = a.serve.url.strip_prefix("http://").unwrap();
+    let body = r#"{"model":"gpt-endless","stream":true,"max_tokens":100,"messages":[]}"#;
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stalled,
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        a.key,
+        body.len()
+    )
+    .unwrap();
+    // It reads nothing of its endless answer. Once the socket's buffers are full and a second
+    // has passed without the client taking anything, the proxy ends the request: it is
+    // recorded, and charged its reservation.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let rows = a.p.log_json();
+        if let Some(row) = rows.into_iter().find(|r| r["model"] == "gpt-endless") {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request of a client that reads nothing was never ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(row["outcome"], "abandoned", "{row}");
+    assert!(row["cost_usd"].as_f64().unwrap() > 0.0, "{row}");
+    // Its slot is free again.
+    let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
+    assert_eq!(status, 200, "{text}");
+    drop(stalled);
+}
