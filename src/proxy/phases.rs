@@ -277,7 +277,13 @@ pub async fn inspect<B: super::RequestBody>(
     }
     let query = forward_query(parts.uri.query())?;
     let options = &ctx.state.options;
-    let body = read_body(body, options.max_body_bytes, options.body_timeout).await?;
+    let body = read_body(
+        body,
+        options.max_body_bytes,
+        options.body_timeout,
+        &ctx.state.bodies,
+    )
+    .await?;
     let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
     let content_type = parts
         .headers
@@ -705,6 +711,7 @@ async fn read_body<B: super::RequestBody>(
     mut body: B,
     max: u64,
     limit: Duration,
+    bodies: &super::state::BodyBytes,
 ) -> Result<body_inspect::Received, ProxyError> {
     let too_large = || {
         ProxyError::new(
@@ -715,9 +722,27 @@ async fn read_body<B: super::RequestBody>(
             ),
         )
     };
+    let busy = || {
+        ProxyError::new(
+            503,
+            "busy",
+            format!(
+                "till is reading as many request bodies as it holds at once ({} bytes in all: {} × [proxy] max_body_bytes); send this one again in a moment",
+                max.saturating_mul(super::state::BODIES_AT_ONCE),
+                super::state::BODIES_AT_ONCE
+            ),
+        )
+        .retry_after(1)
+    };
     let announced = body.size_hint().lower();
     if announced > max {
         return Err(too_large());
+    }
+    // The body's bytes count against what the proxy holds of all bodies at once: the length it
+    // announced before any is read (that much is set aside for it), the rest as it arrives.
+    let mut hold = bodies.hold();
+    if !hold.grow_to(announced) {
+        return Err(busy());
     }
     let read = async {
         // Each piece is copied and checked as it arrives (`Receiving`), while the next one is
@@ -734,8 +759,12 @@ async fn read_body<B: super::RequestBody>(
             })?;
             // Trailers: till forwards none.
             if let Ok(piece) = frame.into_data() {
-                if (received.received() + piece.len()) as u64 > max {
+                let total = (received.received() + piece.len()) as u64;
+                if total > max {
                     return Err(too_large());
+                }
+                if !hold.grow_to(total) {
+                    return Err(busy());
                 }
                 received.push(piece);
             }

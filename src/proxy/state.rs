@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher as _, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -179,6 +180,67 @@ pub struct State {
     /// The id of this process's owner lock, written with every reservation.
     owner: String,
     pub alerts: super::alerts::Alerts,
+    /// Bytes of request bodies being read, over every connection.
+    pub(super) bodies: BodyBytes,
+}
+
+/// How many largest bodies (`max_body_bytes`) the proxy reads at once: with the default limit,
+/// 256 MiB of bodies in all, however many connections send at the same time.
+pub const BODIES_AT_ONCE: u64 = 8;
+
+/// The bytes of request bodies being read at once, and their bound, so that clients that each
+/// send all but the last byte of a large body cannot make the proxy hold more memory than that.
+#[derive(Debug)]
+pub(super) struct BodyBytes {
+    held: AtomicU64,
+    limit: u64,
+}
+
+impl BodyBytes {
+    fn new(limit: u64) -> Self {
+        Self {
+            held: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// A hold of no bytes yet, given back when dropped.
+    pub(super) fn hold(&self) -> BodyHold<'_> {
+        BodyHold { pool: self, n: 0 }
+    }
+}
+
+/// Bytes one body being read holds of the [`BodyBytes`].
+pub(super) struct BodyHold<'a> {
+    pool: &'a BodyBytes,
+    n: u64,
+}
+
+impl BodyHold<'_> {
+    /// Grows the hold to `n` bytes; false (and nothing taken) when that would pass the bound.
+    pub(super) fn grow_to(&mut self, n: u64) -> bool {
+        if n <= self.n {
+            return true;
+        }
+        let more = n - self.n;
+        let pool = self.pool;
+        let taken = pool
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(more).filter(|&t| t <= pool.limit)
+            })
+            .is_ok();
+        if taken {
+            self.n = n;
+        }
+        taken
+    }
+}
+
+impl Drop for BodyHold<'_> {
+    fn drop(&mut self) {
+        self.pool.held.fetch_sub(self.n, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -230,6 +292,7 @@ impl State {
         watched.signal = CommitSignal::open(watched.ledger.conn());
         Ok(Self {
             providers,
+            bodies: BodyBytes::new(options.max_body_bytes.saturating_mul(BODIES_AT_ONCE)),
             options,
             stats: Stats::default(),
             store,

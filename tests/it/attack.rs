@@ -1510,3 +1510,54 @@ fn a_client_that_stops_reading_its_answer_is_given_up_on() {
     assert_eq!(status, 200, "{text}");
     drop(stalled);
 }
+
+#[test]
+fn bodies_held_at_once_are_bounded_however_many_clients_send() {
+    use std::io::{Read as _, Write as _};
+    // Bodies of at most 1,000 bytes: the proxy reads at most 8,000 bytes of bodies at once.
+    let a = Attack::new(
+        "[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"30s\"\n",
+        &["--scope", "openai"],
+    );
+    let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
+    let head = |len: usize| {
+        format!(
+            "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n\r\n",
+            a.key
+        )
+    };
+    // Eight clients each announce the largest body and send all of it but the last byte.
+    let mut stalled: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(head(1000).as_bytes()).unwrap();
+            s.write_all(&[b' '; 999]).unwrap();
+            s
+        })
+        .collect();
+    // The proxy has read what they sent once a ninth is turned away; it is, while they hold.
+    let body = chat("gpt-4o-mini");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (status, text) = loop {
+        let (status, text) = a.post("/openai/v1/chat/completions", &body);
+        if status != 200 || std::time::Instant::now() > deadline {
+            break (status, text);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("max_body_bytes"), "{text}");
+    let through = a.p.mock.requests().len();
+
+    // One of them finishes its body (an invalid one, refused) and goes: room for the next.
+    let mut done = stalled.pop().unwrap();
+    done.write_all(b" ").unwrap();
+    let mut answer = String::new();
+    let _ = done.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let (status, text) = a.post("/openai/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.p.mock.requests().len(), through + 1);
+    drop(stalled);
+}
