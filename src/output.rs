@@ -2,9 +2,14 @@
 //!
 //! Colour only when stderr is a terminal and `NO_COLOR` is unset. A closed stdout (`till list |
 //! head -0`) is not an error: [`data`] reports it and `main` exits 0, as ripgrep does.
+//!
+//! Text that an agent chose (a request's model, a key name, an alert built from them) is
+//! passed through [`printable`] before it is shown to a person, and JSON escapes the same
+//! characters, so nothing printed can steer the terminal.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 
 use crate::env::EnvVars;
@@ -30,11 +35,125 @@ pub fn data(text: &str) -> io::Result<()> {
     out.flush()
 }
 
+/// Text from outside till (a request's model, a name or a message from the ledger), made safe
+/// to show a person: every control character (C0, DEL, C1) and every bidirectional override or
+/// isolate (U+202A–U+202E, U+2066–U+2069) is written as its escape, `\u{1b}`, so the text
+/// cannot clear the screen, set the terminal's title, start a line of its own or reverse what
+/// follows it. Everything else is left as it is. Text cut to fit a column is cut after this,
+/// so a cut never leaves half an escape sequence for the terminal to finish.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(steers_terminal) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if steers_terminal(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether `c` is one of the characters [`printable`] escapes.
+fn steers_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Writes a JSON value to stdout, pretty-printed.
 pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    data(&text)?;
+    let formatter = Escaping(serde_json::ser::PrettyFormatter::new());
+    data(&to_json(value, formatter)?)?;
     Ok(())
+}
+
+/// Writes a JSON value to stdout on one line (`till log -f --json`: one row a line).
+pub fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    data(&to_json(
+        value,
+        Escaping(serde_json::ser::CompactFormatter),
+    )?)?;
+    Ok(())
+}
+
+fn to_json(
+    value: &impl serde::Serialize,
+    formatter: impl serde_json::ser::Formatter,
+) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out, formatter,
+    ))?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// A JSON formatter that also writes DEL, the C1 controls and the bidirectional overrides as
+/// `\uXXXX` escapes (serde_json escapes only the C0 controls), so JSON read in a terminal is
+/// as safe as a table. The strings parse back to exactly what they were.
+struct Escaping<F>(F);
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for Escaping<F> {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if steers_terminal(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                // Every such character is in the Basic Multilingual Plane: one escape each.
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn begin_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_array(writer)
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array(writer)
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_array_value(writer, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array_value(writer)
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object(writer)
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object(writer)
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_object_key(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(writer)
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object_value(writer)
+    }
 }
 
 fn paint(code: &str, text: &str) -> String {
@@ -81,5 +200,42 @@ pub fn check_line(ok: bool, what: &str, detail: &str) {
         println!("{mark} {what}");
     } else {
         println!("{mark} {what}: {detail}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_and_bidi_overrides_and_keeps_the_rest() {
+        assert!(matches!(printable("gpt-4o-mini"), Cow::Borrowed(_)));
+        assert_eq!(printable("héllo wörld ✓"), "héllo wörld ✓");
+        assert_eq!(
+            printable("a\u{1b}]0;t\u{7}\r\n\t\u{7f}\u{9b}\u{202e}\u{2066}b"),
+            "a\\u{1b}]0;t\\u{7}\\u{d}\\u{a}\\u{9}\\u{7f}\\u{9b}\\u{202e}\\u{2066}b"
+        );
+    }
+
+    #[test]
+    fn json_escapes_what_serde_json_leaves_raw_and_reads_back_exactly() {
+        let text = "m\u{1b}[2J\u{7f}\u{85}\u{9b}\u{202a}\u{2069}\"\\é";
+        let value = serde_json::json!({ text: [text] });
+        for json in [
+            to_json(&value, Escaping(serde_json::ser::PrettyFormatter::new())).unwrap(),
+            to_json(&value, Escaping(serde_json::ser::CompactFormatter)).unwrap(),
+        ] {
+            // Pretty JSON's own line breaks are the only control characters left.
+            assert!(
+                json.chars().all(|c| c == '\n' || !steers_terminal(c)),
+                "{json:?}"
+            );
+            assert!(
+                json.contains(r#"m\u001b[2J\u007f\u0085\u009b\u202a\u2069\"\\é"#),
+                "{json}"
+            );
+            let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, value);
+        }
     }
 }

@@ -385,6 +385,18 @@ fn is_glob_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '*' | '?' | '.' | '_' | '-' | '/' | ':' | '@' | '+')
 }
 
+/// Whether `model` is a name a scope can spell exactly: one to [`MAX_GLOB_LEN`] characters of
+/// a model glob, without its wildcards. A command or config entry suggested for a model (`till
+/// run --scope openai/MODEL`, `[prices."openai/MODEL"]`) is offered only for such a name; any
+/// other text a request sent as its model is not something a person should paste.
+pub fn is_model_name(model: &str) -> bool {
+    !model.is_empty()
+        && model.len() <= MAX_GLOB_LEN
+        && model
+            .chars()
+            .all(|c| is_glob_char(c) && c != '*' && c != '?')
+}
+
 pub(crate) fn glob_char_advice(c: char) -> &'static str {
     match c {
         '[' | ']' | '{' | '}' | '!' | '\\' | '^' => "model globs may use only * and ?",

@@ -75,7 +75,7 @@ mod tests;
 
 pub use caveat::{
     Caveat, EndpointClass, EndpointSet, MAX_GLOB_LEN, MAX_PATTERNS, MAX_PROVIDER_LEN,
-    MAX_SESSION_LEN, ModelPattern, canonicalize,
+    MAX_SESSION_LEN, ModelPattern, canonicalize, is_model_name,
 };
 pub(crate) use caveat::{glob_char_advice, invalid_glob_char, invalid_provider_char};
 pub use glob::glob_match;

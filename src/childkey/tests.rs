@@ -264,6 +264,38 @@ fn allow_checks_provider_and_model_glob() {
 }
 
 #[test]
+fn a_denial_suggests_a_scope_only_for_a_model_a_scope_can_name() {
+    let mint = mint_key(1);
+    let token = Token::mint(
+        &mint,
+        vec![Caveat::Expires(NOW + 60), allow(&["openai/gpt-4o-mini"])],
+    )
+    .unwrap();
+    let v = verify(&token, &mint).unwrap();
+    for model in [
+        "gpt-4o\u{1b}[2J",
+        "gpt-4o; rm -rf ~",
+        "gpt-*",
+        "",
+        &"m".repeat(200),
+    ] {
+        let denial = v.check(&facts("openai", Some(model)), NOW).unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            format!("model {model} is not in this key's scope (allowed: openai/gpt-4o-mini)")
+        );
+    }
+    for model in [
+        "gpt-4o",
+        "llama3:8b",
+        "meta-llama/Llama-3.3-70B",
+        "claude@2024+x",
+    ] {
+        assert!(is_model_name(model), "{model}");
+    }
+}
+
+#[test]
 fn provider_wide_pattern_allows_every_model() {
     let mint = mint_key(1);
     let token = Token::mint(&mint, vec![Caveat::Expires(NOW + 60), allow(&["openai"])]).unwrap();

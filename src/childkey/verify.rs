@@ -113,8 +113,9 @@ pub enum Denial {
         allowed: Vec<String>,
     },
     #[error(
-        "model {model} is not in this key's scope (allowed: {}); widen it with `till run --scope {provider}/{model} …`",
-        list(allowed)
+        "model {model} is not in this key's scope (allowed: {}){}",
+        list(allowed),
+        widen_to_model(provider, model)
     )]
     ModelNotAllowed {
         provider: String,
@@ -142,6 +143,16 @@ pub enum Denial {
     UnknownCaveat { tag: u8 },
     #[error("this key has no caveats; till refuses unrestricted keys")]
     NoCaveats,
+}
+
+/// `; widen it with `till run --scope PROVIDER/MODEL …`` when `model` is a name a scope can
+/// spell, else nothing: the request chose the text, and it is not offered as a command.
+fn widen_to_model(provider: &str, model: &str) -> String {
+    if super::caveat::is_model_name(model) {
+        format!("; widen it with `till run --scope {provider}/{model} …`")
+    } else {
+        String::new()
+    }
 }
 
 fn list(items: &[String]) -> String {

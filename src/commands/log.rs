@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::cli::LogArgs;
 use crate::commands::Ctx;
 use crate::ledger::query::{EventRow, LogFilter, LogRow};
+use crate::output::printable;
 use crate::time::rfc3339;
 
 pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
@@ -45,7 +46,7 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             if args.follow {
                 for r in &rows {
-                    crate::output::data(&serde_json::to_string(r)?)?;
+                    crate::output::json_line(r)?;
                 }
             } else {
                 crate::output::json(&rows)?;
@@ -68,7 +69,12 @@ fn print_events(events: &[EventRow], json: bool) -> anyhow::Result<()> {
     }
     let mut out = String::new();
     for e in events {
-        out.push_str(&format!("{}  {:<9} {}\n", rfc3339(e.at), e.kind, e.message));
+        out.push_str(&format!(
+            "{}  {:<9} {}\n",
+            rfc3339(e.at),
+            printable(&e.kind),
+            printable(&e.message)
+        ));
     }
     if !out.is_empty() {
         crate::output::data(&out)?;
@@ -77,6 +83,7 @@ fn print_events(events: &[EventRow], json: bool) -> anyhow::Result<()> {
 }
 
 /// The log as a table. Columns: time, key, model, status, tokens in/out, cost, latency, note.
+/// Names and models are escaped before they are cut to their column's width.
 pub fn table(rows: &[LogRow], header: bool) -> String {
     let mut out = String::new();
     if header {
@@ -86,16 +93,17 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
         ));
     }
     for r in rows {
-        let key = r
-            .key_name
-            .clone()
-            .or_else(|| r.key.clone())
-            .unwrap_or_else(|| "-".into());
-        let model = format!("{}/{}", r.provider, r.model.as_deref().unwrap_or("-"));
+        let key = printable(r.key_name.as_deref().or(r.key.as_deref()).unwrap_or("-"));
+        let model = printable(&format!(
+            "{}/{}",
+            r.provider,
+            r.model.as_deref().unwrap_or("-")
+        ))
+        .into_owned();
         let note = match (&r.denial, r.outcome.as_deref()) {
-            (Some(d), _) => format!("denied: {d}"),
+            (Some(d), _) => format!("denied: {}", printable(d)),
             (None, Some("complete")) | (None, None) => String::new(),
-            (None, Some(o)) => o.to_string(),
+            (None, Some(o)) => printable(o).into_owned(),
         };
         let line = format!(
             "{:<20}  {:<14}  {:<30}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8.1}  {}",

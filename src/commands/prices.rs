@@ -86,7 +86,14 @@ fn show(ctx: &Ctx, args: &PricesArgs) -> anyhow::Result<ExitCode> {
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    let width = rows.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
+    // Names from a fetched table are shown escaped, like everything else from outside.
+    let name = |r: &Row<'_>| crate::output::printable(r.model).into_owned();
+    let width = rows
+        .iter()
+        .map(|r| name(r).chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let mut out = format!(
         "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n",
         "MODEL", "INPUT", "CACHED", "WRITE", "WRITE-1H", "OUTPUT", "LONG PROMPTS"
@@ -103,9 +110,9 @@ fn show(ctx: &Ctx, args: &PricesArgs) -> anyhow::Result<ExitCode> {
             )
         });
         let model = if r.config {
-            format!("{} (config)", r.model)
+            format!("{} (config)", name(r))
         } else {
-            r.model.to_string()
+            name(r)
         };
         out.push_str(&format!(
             "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n",

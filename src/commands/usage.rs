@@ -61,7 +61,7 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         };
         out.push_str(&format!(
             "{:<32}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}{bar}\n",
-            r.group,
+            crate::output::printable(&r.group),
             r.requests,
             r.denied,
             r.input_tokens,

@@ -51,7 +51,7 @@ const RATE_FLOOR: u64 = 10;
 impl Alerts {
     fn emit(&self, state: &State, kind: &str, binding: Option<String>, message: String) {
         if self.print {
-            crate::output::warn(&format!("alert: {message}"));
+            crate::output::warn(&format!("alert: {}", crate::output::printable(&message)));
         }
         if let Some(w) = state.writer() {
             w.event(
@@ -161,12 +161,19 @@ impl Alerts {
             .unlisted_models
             .insert(name.clone());
         if first {
+            // The entry to add is suggested only for a model a person could type: the name
+            // came from the request.
+            let fix = if crate::childkey::is_model_name(model) {
+                format!(" Set its price in config.toml: [prices.\"{name}\"] input = …, output = …")
+            } else {
+                String::new()
+            };
             self.emit(
                 state,
                 "price",
                 None,
                 format!(
-                    "till has no price for {name}; charging {provider}'s highest known price (${} input, ${} output per million tokens). Set its price in config.toml: [prices.\"{name}\"] input = …, output = …",
+                    "till has no price for {name}; charging {provider}'s highest known price (${} input, ${} output per million tokens).{fix}",
                     price.input, price.output
                 ),
             );

@@ -413,11 +413,19 @@ impl State {
                 Some(price) => price.reserve_micros(prompt, max_output),
                 None if model.is_empty() => 0,
                 None => {
+                    // The entry to add is suggested only for a model a person could type.
+                    let fix = if crate::childkey::is_model_name(model) {
+                        format!(
+                            "; add one to config.toml: [prices.\"{provider}/{model}\"] input = 1.0, output = 4.0 (USD per million tokens)"
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(ProxyError::new(
                         403,
                         "no_price",
                         format!(
-                            "this key has a dollar budget but till knows no price for {provider}/{model}; add one to config.toml: [prices.\"{provider}/{model}\"] input = 1.0, output = 4.0 (USD per million tokens)"
+                            "this key has a dollar budget but till knows no price for {provider}/{model}{fix}"
                         ),
                     ));
                 }

@@ -217,6 +217,11 @@ impl ProxyEnv {
 
     /// Starts `till serve --listen 127.0.0.1:0` and waits for the URL it prints.
     pub fn serve(&self) -> Serve {
+        self.serve_with_stderr(std::process::Stdio::null())
+    }
+
+    /// [`Self::serve`] with the proxy's stderr (its alerts) going to `stderr`.
+    pub fn serve_with_stderr(&self, stderr: impl Into<std::process::Stdio>) -> Serve {
         use std::io::BufRead as _;
         let mut child = self
             .env
@@ -224,7 +229,7 @@ impl ProxyEnv {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn till serve");
         let mut line = String::new();

@@ -548,3 +548,116 @@ fn log_and_usage_snapshots() {
         run(&["usage", "--by", "key", "--json", since[0], since[1]])
     );
 }
+
+/// A request's model is whatever the agent sends, and a refused request still records it: an
+/// ESC, BEL, CR or LF in it must not reach a person's terminal, where it could clear the
+/// screen, set the window's title or forge a row of the table.
+const HOSTILE_MODEL: &str =
+    "gpt-4o\u{1b}[2J\u{1b}[31mPWNED\u{1b}]0;title\u{7}\r\nFAKE LINE\u{9b}2J\u{202e}desrever";
+
+/// The characters that steer a terminal; none may appear raw in human output.
+fn assert_no_raw_controls(what: &str, text: &str) {
+    for c in ['\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}'] {
+        assert!(
+            !text.contains(c),
+            "{what} printed {:?} raw: {text:?}",
+            c.escape_unicode().to_string()
+        );
+    }
+    assert!(
+        !text.lines().any(|l| l.starts_with("FAKE LINE")),
+        "{what} let the model start a line: {text:?}"
+    );
+}
+
+#[test]
+fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
+    let p = ProxyEnv::new();
+    // One key refuses the model; the other lets it through, priced at openai's highest.
+    let narrow = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
+    let wide = p.create_key(&["--scope", "openai", "--budget", "1usd"]);
+    let stderr_file = p.env.path("serve.stderr");
+    let serve = p.serve_with_stderr(std::fs::File::create(&stderr_file).unwrap());
+    let body = serde_json::json!({
+        "model": HOSTILE_MODEL,
+        "messages": [{ "role": "user", "content": "hi" }],
+    })
+    .to_string();
+    for (key, want) in [(&narrow, 403), (&wide, 200)] {
+        let auth = format!("Bearer {key}");
+        let (status, answer) = crate::support::raw_http(
+            &serve.url,
+            "POST",
+            "/openai/v1/chat/completions",
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(status, want, "{answer}");
+    }
+    // The rows are written within the writer's 50 ms; the alert lines as the requests end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows = loop {
+        let rows = p.log_json();
+        let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+        if rows.len() == 2 && stderr.contains("denial") && stderr.contains("no price for") {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rows or alerts");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(serve);
+
+    // `--json` gives the exact text back, with nothing raw in it either.
+    for row in &rows {
+        assert_eq!(row["model"], HOSTILE_MODEL, "{rows:?}");
+    }
+    let json = |args: &[&str]| {
+        let (code, stdout, stderr) = output(p.env.till().args(args));
+        assert_eq!(code, 0, "{stderr}");
+        assert_no_raw_controls(&args.join(" "), &stdout);
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    };
+    let groups = json(&["usage", "--by", "model", "--json"]);
+    assert_eq!(groups[0]["group"], format!("openai/{HOSTILE_MODEL}"));
+    let alerts = json(&["log", "--alerts", "--json"]);
+    for kind in ["denial", "price"] {
+        let alert = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind);
+        let message = alert
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_default();
+        assert!(message.contains(HOSTILE_MODEL), "{kind}: {alerts}");
+    }
+    json(&["log", "--json"]);
+
+    // Each human output shows the escapes instead, and offers no command or config entry
+    // built from the text.
+    let serve_stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    let human = |args: &[&str]| {
+        let (code, stdout, stderr) = output(p.env.till().args(args));
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    for (what, text) in [
+        ("till log", human(&["log"])),
+        ("till log --alerts", human(&["log", "--alerts"])),
+        ("till usage --by model", human(&["usage", "--by", "model"])),
+        ("till serve's stderr", serve_stderr),
+    ] {
+        assert_no_raw_controls(what, &text);
+        assert!(text.contains("gpt-4o\\u{1b}[2J"), "{what}: {text}");
+        assert!(!text.contains("--scope openai/gpt-4o"), "{what}: {text}");
+        assert!(!text.contains("[prices."), "{what}: {text}");
+    }
+    let usage = human(&["usage", "--by", "model"]);
+    assert!(
+        usage.contains("\\u{7}\\u{d}\\u{a}FAKE LINE\\u{9b}2J\\u{202e}desrever"),
+        "{usage}"
+    );
+}
