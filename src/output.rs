@@ -182,8 +182,9 @@ pub fn error(text: &str, hint: Option<&str>) {
     }
 }
 
-/// A green `ok` or red `fail` line, as `till doctor` prints them.
-pub fn check_line(ok: bool, what: &str, detail: &str) {
+/// A green `ok` or red `fail` line on stdout, as `till doctor` prints them. A closed stdout
+/// is returned as `BrokenPipe`, as by [`data`].
+pub fn check_line(ok: bool, what: &str, detail: &str) -> io::Result<()> {
     let paint = |code: &str, text: &str| {
         if stdout_is_terminal() && std::env::var_os(EnvVars::NO_COLOR).is_none() {
             format!("\x1b[{code}m{text}\x1b[0m")
@@ -197,9 +198,9 @@ pub fn check_line(ok: bool, what: &str, detail: &str) {
         paint("31", "FAIL")
     };
     if detail.is_empty() {
-        println!("{mark} {what}");
+        data(&format!("{mark} {what}"))
     } else {
-        println!("{mark} {what}: {detail}");
+        data(&format!("{mark} {what}: {detail}"))
     }
 }
 

@@ -11,18 +11,19 @@ use crate::providers::Providers;
 pub fn run() -> anyhow::Result<ExitCode> {
     let paths = Paths::resolve()?;
     let mut failed = false;
+    // Each line is written as it is known; a closed stdout ends the command (exit 0).
     let mut check = |ok: bool, what: &str, detail: String| {
         failed |= !ok;
-        check_line(ok, what, &detail);
+        check_line(ok, what, &detail)
     };
 
     let config = match Config::load(&paths.config_file) {
         Ok(c) => {
-            check(true, "config", paths.config_file.display().to_string());
+            check(true, "config", paths.config_file.display().to_string())?;
             c
         }
         Err(e) => {
-            check(false, "config", format!("{e:#}"));
+            check(false, "config", format!("{e:#}"))?;
             return Ok(ExitCode::from(1));
         }
     };
@@ -43,12 +44,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
             true,
             "data directory",
             ctx.paths.data_dir.display().to_string(),
-        ),
+        )?,
         Err(e) => check(
             false,
             "data directory",
             format!("{e:#}; fix its permissions or set TILL_HOME"),
-        ),
+        )?,
     }
 
     let ledger = ctx.ledger();
@@ -58,11 +59,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 true,
                 "ledger",
                 ctx.paths.ledger_file().display().to_string(),
-            );
+            )?;
             l.root_keys().unwrap_or_default()
         }
         Err(e) => {
-            check(false, "ledger", format!("{e:#}"));
+            check(false, "ledger", format!("{e:#}"))?;
             Vec::new()
         }
     };
@@ -73,13 +74,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 true,
                 "secrets store",
                 format!("{} store answers", store.kind()),
-            );
+            )?;
             if keys.is_empty() {
                 check(
                     true,
                     "root keys",
                     "none stored yet; add one with `till add PROVIDER`".into(),
-                );
+                )?;
             }
             for meta in &keys {
                 let what = format!("{} key", meta.provider);
@@ -88,7 +89,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                         use secrecy::ExposeSecret as _;
                         let fp = crate::ledger::fingerprint(key.expose_secret());
                         if fp == meta.fingerprint {
-                            check(true, &what, format!("present ({fp})"));
+                            check(true, &what, format!("present ({fp})"))?;
                         } else {
                             check(
                                 false,
@@ -97,15 +98,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
                                     "store has {fp}, ledger expects {}; run `till add {}` again",
                                     meta.fingerprint, meta.provider
                                 ),
-                            );
+                            )?;
                         }
                     }
                     Ok(None) => check(
                         false,
                         &what,
                         format!("missing from the store; run `till add {}`", meta.provider),
-                    ),
-                    Err(e) => check(false, &what, format!("{e:#}")),
+                    )?,
+                    Err(e) => check(false, &what, format!("{e:#}"))?,
                 }
             }
         }
@@ -115,7 +116,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Some(h) => format!("{e:#} (hint: {h})"),
                 None => format!("{e:#}"),
             };
-            check(false, "secrets store", detail);
+            check(false, "secrets store", detail)?;
         }
     }
 

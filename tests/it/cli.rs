@@ -113,3 +113,31 @@ fn list_on_empty_home_is_empty_json() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "[]");
 }
+
+/// `till doctor | head -1`: a reader that has gone away ends the command quietly, exit 0, as
+/// for every other command (it used to panic, exit 101).
+#[test]
+fn doctor_into_a_closed_pipe_exits_0_without_a_panic() {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let env = TestEnv::new();
+    for args in [&["doctor"][..], &["list", "--json"][..]] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe fills in two new descriptors; each is wrapped once, and owned from then.
+        let (read, write) = unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+        };
+        // The reader is gone before till writes its first line.
+        drop(read);
+        let out = env
+            .till()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(write)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "till {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "till {args:?}: {stderr}");
+    }
+}
