@@ -58,11 +58,16 @@ pub fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow
         );
     }
     if let Some(other) = ctx.providers.guess_from_key(key) {
-        let matches_own = provider
-            .key_prefix
-            .as_deref()
-            .is_some_and(|p| key.starts_with(p));
-        if other.name != provider.name && !matches_own {
+        // Another provider's longer prefix outweighs the target's own: OpenAI's `sk-` also
+        // begins Anthropic's `sk-ant-` and OpenRouter's `sk-or-` keys. A prefix as long as the
+        // target's (OpenAI's and DeepSeek's `sk-`) tells nothing, so it is no warning.
+        let prefix_len = |p: &Provider| {
+            p.key_prefix
+                .as_deref()
+                .filter(|pre| key.starts_with(pre))
+                .map_or(0, str::len)
+        };
+        if other.name != provider.name && prefix_len(other) > prefix_len(provider) {
             crate::output::warn(&format!(
                 "this key looks like one for {}, not {}",
                 other.name, provider.name

@@ -1,6 +1,6 @@
 //! The command line itself: help, completions drift, config errors, exit codes.
 
-use crate::support::{TestEnv, output, till_bin};
+use crate::support::{TestEnv, output, output_with_stdin, till_bin};
 
 const SHELLS: &[(&str, &str)] = &[
     ("bash", "till.bash"),
@@ -139,5 +139,46 @@ fn doctor_into_a_closed_pipe_exits_0_without_a_panic() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "till {args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "till {args:?}: {stderr}");
+    }
+}
+
+/// `till add` names the provider a key looks like it belongs to, also when the target's own
+/// shorter prefix matches too: OpenAI's and DeepSeek's `sk-` begins Anthropic's `sk-ant-` and
+/// OpenRouter's `sk-or-` keys.
+#[test]
+fn add_warns_of_a_longer_prefix_even_when_the_targets_own_prefix_matches() {
+    let env = TestEnv::new();
+    let add = |provider: &str, key: &str| {
+        let (code, _, stderr) =
+            output_with_stdin(env.till().args(["add", provider, "--no-verify"]), key);
+        assert_eq!(code, 0, "{stderr}");
+        stderr
+    };
+    for (provider, key, other) in [
+        ("openai", "sk-ant-api03-abc", "anthropic"),
+        ("deepseek", "sk-ant-api03-abc", "anthropic"),
+        ("openai", "sk-or-v1-abc", "openrouter"),
+        ("deepseek", "sk-or-v1-abc", "openrouter"),
+        ("anthropic", "AIzaSyabc", "gemini"),
+    ] {
+        let stderr = add(provider, key);
+        assert!(
+            stderr.contains(&format!(
+                "this key looks like one for {other}, not {provider}"
+            )),
+            "{provider} <- {key}: {stderr}"
+        );
+    }
+    for (provider, key) in [
+        ("openai", "sk-proj-abc"),
+        ("deepseek", "sk-abc"),
+        ("anthropic", "sk-ant-api03-abc"),
+        ("openrouter", "sk-or-v1-abc"),
+    ] {
+        let stderr = add(provider, key);
+        assert!(
+            !stderr.contains("looks like"),
+            "{provider} <- {key}: {stderr}"
+        );
     }
 }
