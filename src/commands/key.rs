@@ -43,7 +43,6 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
     let now = now_unix();
     let known = ctx.providers.names();
     let mut caveats = spec.to_caveats(now, &known).map_err(scope_err)?;
-    let max_ttl = ctx.config.keys.max_ttl.0.as_secs();
     let expires = match caveats.iter().find_map(|c| {
         if let Caveat::Expires(t) = c {
             Some(*t)
@@ -58,15 +57,7 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
             t
         }
     };
-    if expires > now + max_ttl {
-        return Err(UserError::usage(format!(
-            "--ttl {} is longer than the ceiling of {}",
-            spec.ttl.as_deref().unwrap_or("?"),
-            crate::time::short_duration(max_ttl)
-        ))
-        .hint("ask for less, or raise [keys] max_ttl in config.toml")
-        .into());
-    }
+    super::check_max_ttl(ctx, &spec, expires, now)?;
     if let Some(name) = &args.name {
         check_name(name)?;
     }

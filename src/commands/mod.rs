@@ -232,6 +232,22 @@ pub fn scope_err(e: crate::scope::ScopeError) -> anyhow::Error {
     UserError::from(e).into()
 }
 
+/// Refuses a key that would expire after `[keys] max_ttl`, the longest TTL any key may get:
+/// `expires` is the expiry the key's `--ttl` (or its profile's `ttl`) gives it.
+pub fn check_max_ttl(ctx: &Ctx, spec: &ScopeSpec, expires: u64, now: u64) -> anyhow::Result<()> {
+    let max_ttl = ctx.config.keys.max_ttl.0.as_secs();
+    if expires > now + max_ttl {
+        return Err(UserError::usage(format!(
+            "--ttl {} is longer than the ceiling of {}",
+            spec.ttl.as_deref().unwrap_or("?"),
+            crate::time::short_duration(max_ttl)
+        ))
+        .hint("ask for less, or raise [keys] max_ttl in config.toml")
+        .into());
+    }
+    Ok(())
+}
+
 /// The providers an agent gets variables for: those its scope names, or every stored one.
 /// Each must have a stored root key.
 pub fn scoped_providers(

@@ -50,6 +50,22 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let scoped_names = super::scoped_providers(ctx, &spec, &stored)?;
 
+    // The session key: the chosen base (a created key, or a fresh mint), narrowed to this run;
+    // without a --ttl it lasts as long as any key may.
+    let mut caveats = spec
+        .to_caveats(now, &ctx.providers.names())
+        .map_err(super::scope_err)?;
+    if !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
+        caveats.push(super::allow_providers(&scoped_names)?);
+    }
+    match caveats.iter().find_map(|c| match c {
+        Caveat::Expires(t) => Some(*t),
+        _ => None,
+    }) {
+        Some(expires) => super::check_max_ttl(ctx, &spec, expires, now)?,
+        None => caveats.push(Caveat::Expires(now + ctx.config.keys.max_ttl.0.as_secs())),
+    }
+
     let session = super::new_session_id();
     let super::ProxyParts {
         state,
@@ -58,17 +74,6 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         ledger,
         owner,
     } = super::proxy_state(ctx, Some(session.clone()), true)?;
-
-    // The session key: the chosen base (a created key, or a fresh mint), narrowed to this run.
-    let mut caveats = spec
-        .to_caveats(now, &ctx.providers.names())
-        .map_err(super::scope_err)?;
-    if !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
-        caveats.push(super::allow_providers(&scoped_names)?);
-    }
-    if !caveats.iter().any(|c| matches!(c, Caveat::Expires(_))) {
-        caveats.push(Caveat::Expires(now + ctx.config.keys.max_ttl.0.as_secs()));
-    }
     caveats.push(Caveat::Session(session));
     let token = match &args.key {
         Some(k) => super::key::resolve_key(ctx, &ledger, &mint, k)?.attenuate(caveats)?,
