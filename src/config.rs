@@ -417,6 +417,17 @@ impl Config {
         }
         for (name, over) in &self.providers {
             if let Some(url) = &over.base_url {
+                // Checked first, so no later message repeats the URL and its password.
+                if has_userinfo(url) {
+                    return Err(UserError::usage(format!(
+                        "{}: [providers.{name}] base_url carries a user name or password (`…@host`); till does not send credentials from a URL",
+                        path.display()
+                    ))
+                    .hint(format!(
+                        "leave them out of base_url; the provider's key belongs in the keychain: till add {name}"
+                    ))
+                    .into());
+                }
                 crate::providers::validate_base_url(url).map_err(|e| {
                     UserError::usage(format!(
                         "{}: [providers.{name}] base_url: {e}",
@@ -488,6 +499,15 @@ impl Config {
 }
 
 /// 1-based line and column of a byte offset.
+/// Whether `url`'s authority has a user name or password (`http://user:pass@host`): an `@`
+/// before the path, query or fragment begins.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -552,6 +572,41 @@ mod tests {
         let err =
             Config::parse("[proxy]\nshutdown_grace = \"soon\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").starts_with("c.toml:2:18:"), "{err:#}");
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_repeating_them() {
+        for url in [
+            "http://admin:S3CRET@127.0.0.1:9",
+            "https://S3CRET@api.example.com/v1",
+            "HTTP://admin:S3CRET@host",
+        ] {
+            let text = format!("[providers.creds]\nbase_url = \"{url}\"\n");
+            let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.starts_with(
+                    "c.toml: [providers.creds] base_url carries a user name or password"
+                ),
+                "{msg}"
+            );
+            assert!(!msg.contains("S3CRET"), "{msg}");
+            let user = crate::error::find_user_error(&err).unwrap();
+            assert_eq!(user.kind, crate::error::ExitKind::Usage);
+            assert_eq!(
+                user.hint.as_deref(),
+                Some(
+                    "leave them out of base_url; the provider's key belongs in the keychain: till add creds"
+                )
+            );
+        }
+        // An `@` after the host is part of the path, not credentials.
+        let c = Config::parse(
+            "[providers.local]\nbase_url = \"http://127.0.0.1:9/v1/@models\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(c.providers.contains_key("local"));
     }
 
     #[test]

@@ -182,3 +182,20 @@ fn add_warns_of_a_longer_prefix_even_when_the_targets_own_prefix_matches() {
         );
     }
 }
+
+/// A password in a provider's `base_url` would be sent nowhere on purpose and shown in error
+/// messages (a 502 names the URL); the config is refused, exit 2, without repeating it.
+#[test]
+fn a_base_url_with_a_password_is_refused_without_printing_it() {
+    let env = TestEnv::new();
+    env.config("[providers.creds]\nbase_url = \"http://admin:S3CRET@127.0.0.1:9\"\n");
+    let (code, stdout, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("[providers.creds] base_url carries a user name or password"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert!(stderr.contains("till add creds"), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("S3CRET"), "{stderr}");
+}
