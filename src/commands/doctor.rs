@@ -23,7 +23,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             c
         }
         Err(e) => {
-            check(false, "config", format!("{e:#}"))?;
+            // The other checks need the config, so this is the last line.
+            check(false, "config", with_hint(&e))?;
             return Ok(ExitCode::from(1));
         }
     };
@@ -110,14 +111,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Err(e) => {
-            let hint = crate::error::find_user_error(&e).and_then(|u| u.hint.clone());
-            let detail = match hint {
-                Some(h) => format!("{e:#} (hint: {h})"),
-                None => format!("{e:#}"),
-            };
-            check(false, "secrets store", detail)?;
-        }
+        Err(e) => check(false, "secrets store", with_hint(&e))?,
     }
 
     Ok(if failed {
@@ -125,4 +119,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// An error and, where it has one, the fix another command would print under it:
+/// `… (hint: …)`.
+fn with_hint(e: &anyhow::Error) -> String {
+    match super::hint(e) {
+        Some(h) => format!("{e:#} (hint: {h})"),
+        None => format!("{e:#}"),
+    }
 }

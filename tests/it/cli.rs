@@ -199,3 +199,19 @@ fn a_base_url_with_a_password_is_refused_without_printing_it() {
     assert!(stderr.contains("till add creds"), "{stderr}");
     assert!(!format!("{stdout}{stderr}").contains("S3CRET"), "{stderr}");
 }
+
+/// A config that does not load is doctor's one line (every later check needs it), and it
+/// carries the fix the other commands print as their `hint:`.
+#[test]
+fn doctor_names_the_fix_for_a_config_it_cannot_load() {
+    let env = TestEnv::new();
+    env.config("[providers.creds]\nbase_url = \"http://admin:S3CRET@127.0.0.1:9\"\n");
+    let (code, stdout, stderr) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("FAIL config: "), "{stdout}");
+    assert!(
+        stdout.contains("(hint: leave them out of base_url; the provider's key belongs in the keychain: till add creds)"),
+        "{stdout}"
+    );
+}
