@@ -498,7 +498,6 @@ impl Config {
     }
 }
 
-/// 1-based line and column of a byte offset.
 /// Whether `url`'s authority has a user name or password (`http://user:pass@host`): an `@`
 /// before the path, query or fragment begins.
 fn has_userinfo(url: &str) -> bool {
@@ -508,6 +507,7 @@ fn has_userinfo(url: &str) -> bool {
         .is_some_and(|authority| authority.contains('@'))
 }
 
+/// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
