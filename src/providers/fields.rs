@@ -14,16 +14,18 @@ pub(crate) fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// The largest of `fields` that are set; each must be a whole number (or null).
+/// The largest of `fields` that are set; each must be a whole number from 1 (or null). A
+/// ceiling of 0 is refused: Gemini's API reads 0 as unset (its default ceiling), so a 0 that
+/// till reserved nothing for could be a ceiling of thousands upstream.
 pub(crate) fn largest(map: &Map<String, Value>, fields: &[&str]) -> Result<Option<u64>, String> {
     let mut out = None;
     for f in fields {
         match map.get(*f) {
             None | Some(Value::Null) => {}
             Some(v) => {
-                let n = v
-                    .as_u64()
-                    .ok_or_else(|| format!("`{f}` must be a whole number of tokens, not {v}"))?;
+                let n = v.as_u64().filter(|&n| n > 0).ok_or_else(|| {
+                    format!("`{f}` must be a whole number of tokens from 1, not {v}")
+                })?;
                 out = max_opt(out, Some(n));
             }
         }

@@ -596,6 +596,9 @@ mod tests {
             "{}",
             "{\"messages\":[]}",
             "{\"model\":\"m\",\"max_tokens\":-1}",
+            // A ceiling of 0 is unset to Gemini's API: its default ceiling, not none.
+            "{\"model\":\"m\",\"max_tokens\":0}",
+            "{\"model\":\"m\",\"max_completion_tokens\":0}",
             "{\"model\":\"m\",\"max_tokens\":1.5}",
             "{\"model\":\"m\",\"max_tokens\":\"100\"}",
             "{\"model\":\"m\",\"n\":0}",
@@ -657,6 +660,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!((x.ceiling, x.choices), (Some(900), 4));
+        assert!(
+            i(
+                ApiFamily::Gemini,
+                Op::GeminiGenerate,
+                "{\"generationConfig\":{\"maxOutputTokens\":0}}",
+            )
+            .is_err()
+        );
         let x = i(ApiFamily::Openai, Op::OpenaiEmbeddings, "{\"model\":\"e\"}").unwrap();
         // No output tokens: nothing for a ceiling to bound.
         assert_eq!(x.ceiling, Some(0));
