@@ -227,8 +227,15 @@ fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), Stri
                 "the field name {k:?} has a control character; till refuses names other parsers could read differently"
             ));
         }
-        if let Some(f) = read.iter().find(|f| folds_to(k, f))
-            && *f != k
+        // Nearly every name is ASCII: compared by length first, then byte by byte.
+        let ascii = k.is_ascii();
+        if let Some(f) = read.iter().find(|f| {
+            if ascii {
+                f.eq_ignore_ascii_case(k)
+            } else {
+                folds_to(k, f)
+            }
+        }) && *f != k
         {
             return Err(format!(
                 "the field `{k}` differs from `{f}` only in letter case; till refuses names other parsers could read differently"
