@@ -43,6 +43,9 @@ pub struct Alerts {
     inner: Mutex<Inner>,
 }
 
+/// How many unpriced models are each announced once; past that, no more are.
+const UNLISTED_MODELS: usize = 1024;
+
 /// Minutes of history before a baseline counts.
 const BASELINE_MINUTES: usize = 3;
 /// Requests in a minute below which no rate alert fires (too few to mean anything).
@@ -154,12 +157,13 @@ impl Alerts {
         price: &crate::pricing::Price,
     ) {
         let name = format!("{provider}/{model}");
-        let first = self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unlisted_models
-            .insert(name.clone());
+        // Said once per model, for the first UNLISTED_MODELS: names come from requests, and
+        // the set must not grow with every name an agent makes up.
+        let first = {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.unlisted_models.len() < UNLISTED_MODELS
+                && inner.unlisted_models.insert(name.clone())
+        };
         if first {
             // The entry to add is suggested only for a model a person could type: the name
             // came from the request.

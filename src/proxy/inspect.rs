@@ -161,7 +161,17 @@ fn inspect_with(
     // Every family's spelling, whichever family the request is for: a field one API reads
     // must not be smuggled past till in a look-alike spelling to a provider that reads it.
     static READ: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-        let mut read = vec!["model", "stream", "models"];
+        let mut read = vec![
+            "model",
+            "stream",
+            "models",
+            "service_tier",
+            "speed",
+            "modalities",
+            "tools",
+            "prompt",
+        ];
+        read.extend_from_slice(UNCOUNTED);
         for f in ApiFamily::ALL {
             read.extend_from_slice(f.wire().read_fields());
         }
@@ -175,6 +185,12 @@ fn inspect_with(
     }
     let model = match map.get("model") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() > MAX_MODEL_BYTES => {
+            return Err(bad(format!(
+                "`model` is {} bytes long; till takes model names of at most {MAX_MODEL_BYTES}",
+                s.len()
+            )));
+        }
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(_) => return Err(bad("`model` must be a non-empty string")),
     };
@@ -245,6 +261,41 @@ fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), Stri
     Ok(())
 }
 
+/// The longest `model` till takes: a name is kept in the ledger's row and shown in alerts, and
+/// no provider's model ids come near it.
+const MAX_MODEL_BYTES: usize = 256;
+
+/// Top-level fields that make the provider read or bill more than the body shows, in every
+/// family's spelling, whichever family the request is for: [`uncounted_input`] refuses them to
+/// keys that count tokens, and the field-name check refuses their look-alikes.
+const UNCOUNTED: &[&str] = &[
+    "previous_response_id",
+    "conversation",
+    "cachedContent",
+    "cached_content",
+    "mcp_servers",
+    "container",
+    // Billed beside the tokens: OpenRouter's plugins (web search by the result, PDF parsing
+    // by the page) and chat's web search (by the call).
+    "plugins",
+    "web_search_options",
+    // Anthropic's compaction: a second sampling pass, reported apart from the usage till reads.
+    "context_management",
+    "compaction",
+    // Audio output, billed at audio rates.
+    "audio",
+];
+
+/// `name` as a case-folding parser reads it is `field`: ASCII names compared by length and
+/// bytes, others folded ([`folds_to`]).
+fn same_name(name: &str, field: &str) -> bool {
+    if name.is_ascii() {
+        name.eq_ignore_ascii_case(field)
+    } else {
+        folds_to(name, field)
+    }
+}
+
 /// Whether `name` folds to `field` (ASCII) as Unicode's simple case folding does: ASCII letters
 /// in either case, and the only two other characters whose folding is an ASCII letter, the
 /// Kelvin sign (U+212A, `k`) and the long s (U+017F, `s`).
@@ -300,20 +351,7 @@ pub fn asks_long_cache_writes(map: &Map<String, Value>) -> bool {
 /// fetches) and server-side tools billed on top of tokens. None of these is counted by till's
 /// reservation, so a key with a budget or a token rate is refused such requests.
 pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Option<String> {
-    // Every family's spelling, whichever family the request is for (as for field names).
-    const TOP: &[&str] = &[
-        "previous_response_id",
-        "conversation",
-        "cachedContent",
-        "cached_content",
-        "mcp_servers",
-        "container",
-        // Billed beside the tokens: OpenRouter's plugins (web search by the result, PDF
-        // parsing by the page) and chat's web search (by the call).
-        "plugins",
-        "web_search_options",
-    ];
-    for f in TOP {
+    for f in UNCOUNTED {
         if map.get(*f).is_some_and(|v| !v.is_null()) {
             return Some(format!("`{f}`"));
         }
@@ -327,9 +365,26 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
     {
         return Some(format!("`service_tier: {tier}`"));
     }
+    // Anthropic's fast mode is billed at a multiple of the model's price.
+    if let Some(speed) = map.get("speed")
+        && speed.as_str() != Some("standard")
+    {
+        return Some(format!("`speed: {speed}`"));
+    }
+    // Audio output is billed at audio rates, which the price table does not hold.
+    if let Some(Value::Array(modes)) = map.get("modalities")
+        && modes.iter().any(|m| m.as_str() != Some("text"))
+    {
+        return Some("output `modalities` other than text".into());
+    }
     if let Some(Value::Array(tools)) = map.get("tools") {
-        for t in tools {
-            if let Some(what) = t.as_object().and_then(|t| wire.server_tool(t)) {
+        for t in tools.iter().filter_map(Value::as_object) {
+            // A tool's kind is read from its `type`; a look-alike a case-folding parser reads
+            // as `type` would pass a server tool as an unnamed one.
+            if let Some(k) = t.keys().find(|k| *k != "type" && same_name(k, "type")) {
+                return Some(format!("a tool's `{k}`"));
+            }
+            if let Some(what) = wire.server_tool(t) {
                 return Some(what);
             }
         }
@@ -337,7 +392,9 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
     find_reference_in(map)
 }
 
-/// Keys that name content the provider loads by reference, anywhere in an object.
+/// Keys that name content the provider loads by reference, anywhere in an object. Names are
+/// matched as a case-folding parser matches them (`File_Id` is `file_id` to Go's
+/// `encoding/json`); refusing a look-alike of one only refuses more.
 fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
     const KEYS: &[&str] = &[
         "file_id",
@@ -348,18 +405,22 @@ fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
         "file_uri",
     ];
     for (k, child) in o {
-        if KEYS.contains(&k.as_str()) && !child.is_null() {
+        if KEYS.iter().any(|r| same_name(k, r)) && !child.is_null() {
             return Some(format!("`{k}`"));
         }
         // Anthropic document and image sources fetched by URL or stored as files.
-        if k == "source"
-            && let Some(kind) = child.get("type").and_then(Value::as_str)
+        if same_name(k, "source")
+            && let Some(kind) = child.as_object().and_then(|s| {
+                s.iter()
+                    .find(|(n, _)| same_name(n, "type"))
+                    .and_then(|(_, v)| v.as_str())
+            })
             && matches!(kind, "url" | "file")
         {
             return Some(format!("a `{kind}` source"));
         }
         // A Responses input item that stands for a stored one by its id.
-        if k == "type" && child.as_str() == Some("item_reference") {
+        if same_name(k, "type") && child.as_str() == Some("item_reference") {
             return Some("an `item_reference`".into());
         }
         if let Some(found) = find_reference(child) {

@@ -85,10 +85,13 @@ pub(super) static AUTH_HEADERS: [HeaderName; 4] = [
 ];
 
 /// Headers that make some servers treat a request as another method.
-static METHOD_OVERRIDES: [HeaderName; 3] = [
+static METHOD_OVERRIDES: [HeaderName; 4] = [
     HeaderName::from_static("x-http-method-override"),
     HeaderName::from_static("x-http-method"),
     HeaderName::from_static("x-method-override"),
+    // Google's partial-response mask: it can leave the answer's usage counts out of it, and
+    // till charges what the answer reports.
+    HeaderName::from_static("x-goog-fieldmask"),
 ];
 
 /// One request on its way through the phases: where it goes and what will be recorded.
@@ -263,7 +266,9 @@ pub async fn inspect<B: super::RequestBody>(
         return Err(ProxyError::new(
             400,
             "method_override",
-            format!("till refuses `{h}`: the request's method is what till checks"),
+            format!(
+                "till refuses `{h}`: the request's method, and the whole answer, are what till checks and meters"
+            ),
         ));
     }
     if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING)
@@ -368,6 +373,22 @@ pub async fn admit(
         ));
     }
     let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
+    // A batch carries requests till does not read one by one (their models, ceilings and
+    // input) and is billed later, after it runs: making one is for a key that could make every
+    // request in it.
+    if endpoint.class == EndpointClass::Batches
+        && asked.parts.method == http::Method::POST
+        && (bounded || !verified.allows_every_model(&provider.name))
+    {
+        return Err(ProxyError::new(
+            403,
+            "batches",
+            format!(
+                "till does not check the requests inside a batch or bound what it costs, so only a key for every {p} model, without a budget, token rate or output cap, may make one",
+                p = provider.name
+            ),
+        ));
+    }
     if endpoint.op.unmetered() && bounded {
         return Err(ProxyError::new(
             403,
@@ -815,11 +836,14 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     };
     let mut kept: Vec<&str> = Vec::new();
     for kv in q.split('&').filter(|kv| !kv.is_empty()) {
-        let name = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
+        // The name as the provider reads it: percent-decoded (`%6Bey` is `key`).
+        let name = percent_decoded(kv.split('=').next().unwrap_or("")).to_ascii_lowercase();
         if name == "key" {
             continue;
         }
-        if name.starts_with('$') || name.starts_with("%24") || name.contains("method") {
+        // `fields` (and `$fields`) is Google's partial-response mask, which can leave the
+        // usage counts out of the answer.
+        if name.starts_with('$') || name.contains("method") || name == "fields" {
             return Err(ProxyError::new(
                 400,
                 "query",
@@ -835,6 +859,31 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     } else {
         format!("?{}", kept.join("&"))
     })
+}
+
+/// `s` with its `%XX` escapes decoded (a malformed one kept as it is), as a lossy string.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A ceiling above what the budget can still pay for (`afford`), lowered to that when it stays

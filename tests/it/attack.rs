@@ -378,6 +378,71 @@ fn calls_that_run_or_bill_more_than_they_name_are_refused_to_a_narrow_key() {
 }
 
 #[test]
+fn a_batch_is_made_only_by_a_key_that_could_make_every_request_in_it() {
+    // till reads none of a batch's requests one by one, and the batch is billed after it runs.
+    let narrow = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--scope",
+            "anthropic/claude-haiku-4-5",
+            "--scope",
+            "gemini/gemini-2.0-flash",
+            "--endpoints",
+            "inference,batches",
+        ],
+    );
+    let budget = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai",
+            "--scope",
+            "anthropic",
+            "--scope",
+            "gemini",
+            "--endpoints",
+            "inference,batches",
+            "--budget",
+            "1usd",
+        ],
+    );
+    let made = [
+        (
+            "/openai/v1/batches",
+            r#"{"input_file_id":"file_1","endpoint":"/v1/chat/completions","completion_window":"24h"}"#,
+        ),
+        (
+            "/anthropic/v1/messages/batches",
+            r#"{"requests":[{"custom_id":"a","params":{"model":"claude-opus-4-1","max_tokens":64000,"messages":[]}}]}"#,
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:batchGenerateContent",
+            r#"{"batch":{"input_config":{"requests":{"requests":[{"request":{"model":"models/gemini-2.5-pro","contents":[]}}]}}}}"#,
+        ),
+    ];
+    for a in [&narrow, &budget] {
+        for (path, body) in made {
+            let (status, text) = a.send("POST", path, &[JSON], body.as_bytes());
+            assert_eq!(status, 403, "{path}: {text}");
+        }
+        a.assert_upstream_saw_nothing("batches made by a narrow or budgeted key");
+        // Reading what batches there are is still the class the key grants.
+        let (status, text) = a.send("GET", "/openai/v1/batches", &[], b"");
+        assert_eq!(status, 404, "{text}");
+        assert_eq!(a.p.mock.requests().len(), 1);
+    }
+    let wide = Attack::new(
+        "",
+        &["--scope", "openai", "--endpoints", "inference,batches"],
+    );
+    let (status, text) = wide.send("POST", made[0].0, &[JSON], made[0].1.as_bytes());
+    assert_eq!(status, 404, "{text}");
+    assert_eq!(wide.p.mock.requests().len(), 1);
+}
+
+#[test]
 fn method_overrides_and_system_parameters_are_refused() {
     let a = Attack::new(
         "",
@@ -396,14 +461,43 @@ fn method_overrides_and_system_parameters_are_refused() {
         );
         assert_eq!(status, 400, "{name}");
     }
-    let (status, _) = a.send(
-        "GET",
-        "/gemini/v1beta/models/gemini-2.0-flash?$httpMethod=DELETE",
-        &[],
-        b"",
+    for query in [
+        "$httpMethod=DELETE",
+        "%24httpMethod=DELETE",
+        // Google's partial-response mask can leave the answer's usage counts out of it.
+        "fields=candidates",
+        "$fields=candidates",
+        "%66ields=candidates",
+        "alt=sse&Fields=candidates",
+    ] {
+        let (status, text) = a.send(
+            "POST",
+            &format!("/gemini/v1beta/models/gemini-2.0-flash:generateContent?{query}"),
+            &[JSON],
+            br#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+        );
+        assert_eq!(status, 400, "{query}: {text}");
+    }
+    let (status, text) = a.send(
+        "POST",
+        "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+        &[JSON, ("X-Goog-FieldMask", "candidates")],
+        br#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
     );
-    assert_eq!(status, 400);
-    a.assert_upstream_saw_nothing("method overrides");
+    assert_eq!(status, 400, "{text}");
+    a.assert_upstream_saw_nothing("method overrides and response masks");
+    // A key in the query, however it is spelled, is not the provider's to see.
+    let (status, text) = a.send(
+        "POST",
+        "/gemini/v1beta/models/gemini-2.0-flash:generateContent?%6Bey=AIzaSomeoneElse&alt=sse",
+        &[JSON],
+        br#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 1);
+    let text = serde_json::to_string(&seen[0]).unwrap();
+    assert!(!text.contains("AIzaSomeoneElse"), "{text}");
 }
 
 #[test]
@@ -608,12 +702,53 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
             "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
             "{\"contents\":[],\"tools\":[{\"googleSearch\":{}}]}",
         ),
+        // Billed above the tokens: compaction's second pass, fast mode, audio output.
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[],\"context_management\":{\"edits\":[{\"type\":\"compact_20260112\"}]}}",
+        ),
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[],\"speed\":\"fast\"}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"modalities\":[\"text\",\"audio\"],\"messages\":[]}",
+        ),
+        // A look-alike of a name the check reads, where a case-folding parser reads it as that.
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":\"x\",\"tools\":[{\"Type\":\"web_search\"}]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"file\",\"file\":{\"File_Id\":\"file-1\"}}]}]}",
+        ),
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"document\",\"Source\":{\"Type\":\"url\",\"url\":\"https://example.com/a.pdf\"}}]}]}",
+        ),
     ];
     for (path, body) in cases {
         let (status, text) = a.post(path, body);
         assert_eq!(status, 403, "{path} {body} → {text}");
         assert!(text.contains("read or bill more"), "{text}");
     }
+    // Look-alikes of the top-level fields are refused to every key (400), as other look-alikes.
+    for body in [
+        "{\"model\":\"gpt-4o-mini\",\"Service_Tier\":\"priority\",\"messages\":[]}",
+        "{\"model\":\"gpt-4o-mini\",\"\\u017fervice_tier\":\"priority\",\"messages\":[]}",
+        "{\"model\":\"gpt-4o-mini\",\"Tools\":[{\"type\":\"web_search\"}],\"messages\":[]}",
+        "{\"model\":\"gpt-4o-mini\",\"Previous_Response_Id\":\"r\",\"messages\":[]}",
+        "{\"model\":\"gpt-4o-mini\",\"Web_Search_Options\":{},\"messages\":[]}",
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", body);
+        assert_eq!(status, 400, "{body} → {text}");
+    }
+    // A model name longer than any provider's is refused before it is recorded or shown.
+    let long = format!("{{\"model\":\"{}\",\"messages\":[]}}", "m".repeat(100_000));
+    let (status, text) = a.post("/openai/v1/chat/completions", &long);
+    assert_eq!(status, 400, "{text}");
     a.assert_upstream_saw_nothing("uncounted input");
 }
 
