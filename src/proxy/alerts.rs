@@ -32,8 +32,15 @@ struct Inner {
     budget_marks: HashSet<(String, u8)>,
     /// By binding as it is (no hex string built per request).
     rates: HashMap<Binding, Rate>,
+    /// When `rates` last dropped the keys gone quiet.
+    rates_pruned: Option<Instant>,
     unlisted_models: HashSet<String>,
 }
+
+/// How many keys each per-key set and map follows at most. An agent can make keys offline
+/// (`till key attenuate`), each with a binding of its own: past this, new keys raise no
+/// dead-key or budget alert and get no rate baseline, and the memory stays bounded.
+const TRACKED_KEYS: usize = 4096;
 
 /// The alert state of one proxy.
 #[derive(Debug, Default)]
@@ -92,7 +99,7 @@ impl Alerts {
                 let what = message.unwrap_or(kind);
                 if matches!(kind, "expired" | "revoked" | "retired_mint") {
                     let key = binding().unwrap_or_default();
-                    if inner.dead_keys.insert((key, kind)) {
+                    if inner.dead_keys.len() < TRACKED_KEYS && inner.dead_keys.insert((key, kind)) {
                         out.push((
                             "dead_key",
                             format!("an agent used a {} key: {what}", kind.replace('_', " ")),
@@ -103,7 +110,9 @@ impl Alerts {
                 }
                 if kind == "budget" {
                     let key = binding().unwrap_or_default();
-                    if inner.budget_marks.insert((key, 100)) {
+                    if inner.budget_marks.len() < TRACKED_KEYS
+                        && inner.budget_marks.insert((key, 100))
+                    {
                         out.push((
                             "budget",
                             "a budget is at 100 %: further requests are refused".into(),
@@ -111,14 +120,10 @@ impl Alerts {
                     }
                 }
             }
-            if let Some(b) = key {
-                let now = Instant::now();
-                let r = inner.rates.entry(b).or_insert_with(|| Rate {
-                    minute_start: now,
-                    current: 0,
-                    history: VecDeque::new(),
-                    alerted_this_minute: false,
-                });
+            let now = Instant::now();
+            if let Some(b) = key
+                && let Some(r) = rate_of(&mut inner, b, now)
+            {
                 while now.duration_since(r.minute_start).as_secs() >= 60 {
                     r.history.push_back(r.current);
                     if r.history.len() > 10 {
@@ -147,7 +152,36 @@ impl Alerts {
         }
         out
     }
+}
 
+/// The rate record of the key at `b`, made if it has none and there is room for one. When
+/// [`TRACKED_KEYS`] are followed, the keys quiet for more than the history's ten minutes
+/// (whose history is all zeros by now) are dropped first, at most once a minute.
+fn rate_of(inner: &mut Inner, b: Binding, now: Instant) -> Option<&mut Rate> {
+    if !inner.rates.contains_key(&b) && inner.rates.len() >= TRACKED_KEYS {
+        let due = inner
+            .rates_pruned
+            .is_none_or(|t| now.duration_since(t).as_secs() >= 60);
+        if !due {
+            return None;
+        }
+        inner.rates_pruned = Some(now);
+        inner
+            .rates
+            .retain(|_, r| now.duration_since(r.minute_start).as_secs() < 11 * 60);
+        if inner.rates.len() >= TRACKED_KEYS {
+            return None;
+        }
+    }
+    Some(inner.rates.entry(b).or_insert_with(|| Rate {
+        minute_start: now,
+        current: 0,
+        history: VecDeque::new(),
+        alerted_this_minute: false,
+    }))
+}
+
+impl Alerts {
     /// `provider/model` has no price of its own and is charged `price`, its provider's highest.
     pub fn unlisted_price(
         &self,
@@ -227,6 +261,42 @@ mod tests {
                 alerted_this_minute: false,
             },
         );
+    }
+
+    #[test]
+    fn keys_made_without_end_are_followed_only_to_a_bound() {
+        let alerts = Alerts::default();
+        let key = |i: usize| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            Binding(b)
+        };
+        let mut dead_alerts = 0;
+        for i in 0..TRACKED_KEYS + 500 {
+            dead_alerts += alerts
+                .alerts_for(Some(key(i)), Some("revoked"), Some("revoked"))
+                .iter()
+                .filter(|(kind, _)| *kind == "dead_key")
+                .count();
+        }
+        let inner = alerts.inner.lock().unwrap();
+        assert_eq!(inner.rates.len(), TRACKED_KEYS);
+        assert_eq!(inner.dead_keys.len(), TRACKED_KEYS);
+        assert_eq!(dead_alerts, TRACKED_KEYS);
+        drop(inner);
+        // Keys quiet for longer than the history are dropped to make room, once a minute.
+        {
+            let mut inner = alerts.inner.lock().unwrap();
+            let old = Instant::now() - std::time::Duration::from_secs(12 * 60);
+            for r in inner.rates.values_mut().take(100) {
+                r.minute_start = old;
+            }
+            inner.rates_pruned = None;
+        }
+        alerts.alerts_for(Some(key(TRACKED_KEYS + 1000)), None, None);
+        let inner = alerts.inner.lock().unwrap();
+        assert_eq!(inner.rates.len(), TRACKED_KEYS - 100 + 1);
+        assert!(inner.rates.contains_key(&key(TRACKED_KEYS + 1000)));
     }
 
     #[test]
