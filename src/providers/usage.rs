@@ -60,6 +60,18 @@ impl Tree for Value {
     }
 }
 
+/// Whether a usage object has, at one of `paths`, a value that is neither a whole number nor
+/// `null`: [`Counts::unreadable`] for a parsed value.
+pub(crate) fn unreadable(u: &Value, paths: &[&[&str]]) -> bool {
+    paths.iter().any(|keys| {
+        let mut cur = Some(u);
+        for key in *keys {
+            cur = cur.and_then(|c| c.get(key));
+        }
+        cur.is_some_and(|v| !v.is_null() && v.as_u64().is_none())
+    })
+}
+
 /// The whole number at the path of object `keys` in `u`, 0 when absent.
 pub(crate) fn n(u: &dyn Tree, keys: &[&str]) -> u64 {
     u.num(keys).unwrap_or(0)
@@ -78,6 +90,8 @@ pub(crate) struct Counts {
     present: u32,
     /// A bit for each path whose value is a whole number `as_u64` reads, which is in `nums`.
     numeric: u32,
+    /// A bit for each path whose value is `null`.
+    nulls: u32,
     nums: [u64; MAX_PATHS],
     /// The usage member is `null`.
     null: bool,
@@ -121,6 +135,7 @@ impl Counts {
             paths,
             present: 0,
             numeric: 0,
+            nulls: 0,
             nums: [0; MAX_PATHS],
             null: false,
         }
@@ -147,6 +162,13 @@ impl Counts {
     fn forget(&mut self, on: u32) {
         self.present &= !on;
         self.numeric &= !on;
+        self.nulls &= !on;
+    }
+
+    /// Some path has a value that is neither a whole number nor `null` (a count sent as a
+    /// string, a negative or a fraction): what the answer cost cannot be read from it.
+    pub(crate) fn unreadable(&self) -> bool {
+        self.present & !self.numeric & !self.nulls != 0
     }
 
     /// After the member at `depth` on the paths in `on` was read as `kind`: the paths that end
@@ -155,9 +177,13 @@ impl Counts {
         for (i, path) in self.paths.iter().enumerate() {
             if on & (1 << i) != 0 && path.len() == depth + 1 {
                 self.present |= 1 << i;
-                if let Kind::Num(n) = kind {
-                    self.numeric |= 1 << i;
-                    self.nums[i] = n;
+                match kind {
+                    Kind::Num(n) => {
+                        self.numeric |= 1 << i;
+                        self.nums[i] = n;
+                    }
+                    Kind::Null => self.nulls |= 1 << i,
+                    Kind::Object | Kind::Other => {}
                 }
             }
         }

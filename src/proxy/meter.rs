@@ -54,7 +54,9 @@ pub struct Meter {
     carry: Vec<u8>,
     usage: Option<Usage>,
     /// The body outgrew what the meter keeps (a JSON body past [`MAX_JSON`], an event past
-    /// the event cap): usage is unknown even if some was seen.
+    /// the event cap), or a count in its usage could not be read (a string, a negative, a
+    /// fraction): usage is unknown even if some was seen, so the request is charged its
+    /// reservation rather than what could be read.
     overflow: bool,
     /// Whether a terminal event (`[DONE]`, `message_stop`, `response.completed`) was seen.
     pub completed: bool,
@@ -180,6 +182,9 @@ impl Meter {
             {
                 self.usage = wire.usage_of(counts.as_ref().map(|c| c as &dyn Tree));
                 self.completed = true;
+                if counts.as_ref().is_some_and(Counts::unreadable) {
+                    self.overflow = true;
+                }
             }
             self.pending.clear();
             return (Bytes::new(), self.usage());
@@ -238,6 +243,11 @@ impl Meter {
         let Ok(v) = serde_json::from_str::<Value>(&data) else {
             return true;
         };
+        if usage_objects(&v, wire.usage_member())
+            .any(|u| crate::providers::usage::unreadable(u, wire.usage_paths()))
+        {
+            self.overflow = true;
+        }
         let seen = wire.sse_event(event_name, &v, self.usage);
         if let Some(u) = seen.usage {
             self.usage = Some(u);
@@ -250,6 +260,24 @@ impl Meter {
         }
         true
     }
+}
+
+/// The usage objects of an event: its family's usage member, or `usage`, at the top or one
+/// object down (Anthropic's `message.usage`, Responses' `response.usage`).
+fn usage_objects<'v>(v: &'v Value, member: &'static str) -> impl Iterator<Item = &'v Value> {
+    let names = [member, "usage"];
+    let top = v.as_object().into_iter().flat_map(|o| o.iter());
+    top.flat_map(move |(k, child)| {
+        let here = names.contains(&k.as_str()).then_some(child);
+        let below = child
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.iter())
+            .filter(move |(k, _)| names.contains(&k.as_str()))
+            .map(|(_, u)| u);
+        here.into_iter().chain(below)
+    })
+    .filter(|u| u.is_object())
 }
 
 /// `text.lines()`, with the line ends found by `memchr` (`str::lines` looks for each one a
@@ -324,6 +352,43 @@ mod tests {
         let (tail, usage) = m.finish();
         out.push_str(std::str::from_utf8(&tail).unwrap());
         (out, usage, m.completed)
+    }
+
+    #[test]
+    fn a_count_that_is_not_a_whole_number_leaves_the_usage_unknown() {
+        // Read as 0, a count sent as a string, a negative or a fraction would charge nothing;
+        // unknown, the request is charged its reservation.
+        for count in ["\"500\"", "-5", "5.5", "{}", "true"] {
+            let body = format!(
+                "{{\"choices\":[],\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":{count}}}}}"
+            );
+            let (_, usage, _) = run(ApiFamily::Openai, false, false, &[&body]);
+            assert_eq!(usage, None, "JSON, {count}");
+            let events = [format!("data: {body}\n\n"), "data: [DONE]\n\n".to_string()];
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            let (_, usage, _) = run(ApiFamily::Openai, true, false, &events);
+            assert_eq!(usage, None, "stream, {count}");
+            let event = format!(
+                "event: message_delta\ndata: {{\"type\":\"message_delta\",\"usage\":{{\"output_tokens\":{count}}}}}\n\n"
+            );
+            let (_, usage, _) = run(ApiFamily::Anthropic, true, false, &[&event]);
+            assert_eq!(usage, None, "anthropic, {count}");
+            let event = format!(
+                "data: {{\"candidates\":[],\"usageMetadata\":{{\"promptTokenCount\":3,\"candidatesTokenCount\":{count}}}}}\n\n"
+            );
+            let (_, usage, _) = run(ApiFamily::Gemini, true, false, &[&event]);
+            assert_eq!(usage, None, "gemini, {count}");
+        }
+        // `null` is a count left out, as before.
+        let (_, usage, _) = run(
+            ApiFamily::Openai,
+            false,
+            false,
+            &[
+                "{\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"prompt_tokens_details\":null}}",
+            ],
+        );
+        assert_eq!(usage.map(|u| u.output_tokens), Some(3));
     }
 
     #[test]
