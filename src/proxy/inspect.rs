@@ -170,6 +170,7 @@ fn inspect_with(
             "modalities",
             "tools",
             "prompt",
+            "context_management",
         ];
         read.extend_from_slice(UNCOUNTED);
         for f in ApiFamily::ALL {
@@ -279,8 +280,8 @@ const UNCOUNTED: &[&str] = &[
     // by the page) and chat's web search (by the call).
     "plugins",
     "web_search_options",
-    // Anthropic's compaction: a second sampling pass, reported apart from the usage till reads.
-    "context_management",
+    // Anthropic's compaction: a second sampling pass, reported apart from the usage till reads
+    // (`context_management` is read apart: its clearing edits only shorten the input).
     "compaction",
     // Audio output, billed at audio rates.
     "audio",
@@ -364,6 +365,31 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
         && !matches!(tier, "auto" | "default" | "flex")
     {
         return Some(format!("`service_tier: {tier}`"));
+    }
+    // Anthropic's context edits: clearing old tool results or thinking only shortens the
+    // input (Claude Code asks for it on every call); any other edit (compaction, a second
+    // sampling pass reported apart from the usage till reads) or member is refused.
+    if let Some(cm) = map.get("context_management").filter(|v| !v.is_null()) {
+        let edits = cm.as_object().and_then(|o| {
+            o.keys()
+                .all(|k| k == "edits")
+                .then(|| o.get("edits").and_then(Value::as_array))
+                .flatten()
+        });
+        let Some(edits) = edits else {
+            return Some("`context_management` other than clearing edits".into());
+        };
+        for e in edits {
+            match e.get("type").and_then(Value::as_str) {
+                Some(kind) if kind.starts_with("clear_") => {}
+                kind => {
+                    return Some(format!(
+                        "the context edit `{}`",
+                        kind.unwrap_or("(no type)")
+                    ));
+                }
+            }
+        }
     }
     // Anthropic's fast mode is billed at a multiple of the model's price.
     if let Some(speed) = map.get("speed")

@@ -750,6 +750,14 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
     let (status, text) = a.post("/openai/v1/chat/completions", &long);
     assert_eq!(status, 400, "{text}");
     a.assert_upstream_saw_nothing("uncounted input");
+    // Clearing old tool results or thinking only shortens the input (Claude Code asks for it
+    // on every call): forwarded.
+    let (status, text) = a.post(
+        "/anthropic/v1/messages",
+        "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"context_management\":{\"edits\":[{\"type\":\"clear_tool_uses_20250919\"},{\"type\":\"clear_thinking_20251015\",\"keep\":\"all\"}]}}",
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.p.mock.requests().len(), 1);
 }
 
 /// What the `greedy` mock bills for one forwarded request, in micro-dollars: every output
