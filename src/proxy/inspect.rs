@@ -171,6 +171,8 @@ fn inspect_with(
             "tools",
             "prompt",
             "context_management",
+            "serviceTier",
+            "inference_geo",
         ];
         read.extend_from_slice(UNCOUNTED);
         for f in ApiFamily::ALL {
@@ -361,10 +363,26 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
     if let Some(what) = wire.stored_input(op, map) {
         return Some(what);
     }
-    if let Some(tier) = map.get("service_tier").and_then(Value::as_str)
-        && !matches!(tier, "auto" | "default" | "flex")
+    // A tier above the standard one is billed above the table's price (OpenAI's and
+    // Gemini's, whose proto-JSON reads `serviceTier` too); a tier that is not a string is
+    // not one till can tell.
+    for name in ["service_tier", "serviceTier"] {
+        if let Some(tier) = map.get(name).filter(|v| !v.is_null()) {
+            let plain = tier.as_str().is_some_and(|t| {
+                let t = t.to_ascii_lowercase();
+                let t = t.strip_prefix("service_tier_").unwrap_or(&t);
+                matches!(t, "auto" | "default" | "flex" | "standard")
+            });
+            if !plain {
+                return Some(format!("`{name}: {tier}`"));
+            }
+        }
+    }
+    // Anthropic's data residency (`inference_geo` other than global) is billed at a multiple.
+    if let Some(geo) = map.get("inference_geo").filter(|v| !v.is_null())
+        && geo.as_str() != Some("global")
     {
-        return Some(format!("`service_tier: {tier}`"));
+        return Some(format!("`inference_geo: {geo}`"));
     }
     // Anthropic's context edits: clearing old tool results or thinking only shortens the
     // input (Claude Code asks for it on every call); any other edit (compaction, a second
@@ -397,11 +415,29 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
     {
         return Some(format!("`speed: {speed}`"));
     }
-    // Audio output is billed at audio rates, which the price table does not hold.
-    if let Some(Value::Array(modes)) = map.get("modalities")
-        && modes.iter().any(|m| m.as_str() != Some("text"))
-    {
+    // Audio and image output is billed at their own rates, which the price table does not
+    // hold: OpenAI's `modalities`, Gemini's `responseModalities` and `speechConfig`.
+    let only_text = |v: &Value| {
+        v.is_null()
+            || v.as_array().is_some_and(|a| {
+                a.iter()
+                    .all(|m| m.as_str().is_some_and(|m| m.eq_ignore_ascii_case("text")))
+            })
+    };
+    if map.get("modalities").is_some_and(|m| !only_text(m)) {
         return Some("output `modalities` other than text".into());
+    }
+    for config in ["generationConfig", "generation_config"]
+        .iter()
+        .filter_map(|c| map.get(*c).and_then(Value::as_object))
+    {
+        for (k, v) in config {
+            let modes = same_name(k, "responseModalities") || same_name(k, "response_modalities");
+            let speech = same_name(k, "speechConfig") || same_name(k, "speech_config");
+            if (modes && !only_text(v)) || (speech && !v.is_null()) {
+                return Some(format!("`{k}` (output other than text)"));
+            }
+        }
     }
     if let Some(Value::Array(tools)) = map.get("tools") {
         for t in tools.iter().filter_map(Value::as_object) {
@@ -445,9 +481,21 @@ fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
         {
             return Some(format!("a `{kind}` source"));
         }
-        // A Responses input item that stands for a stored one by its id.
+        // A Responses input item that stands for a stored one by its id: an `item_reference`,
+        // or a reasoning item without its encrypted content (the stored reasoning is read).
         if same_name(k, "type") && child.as_str() == Some("item_reference") {
             return Some("an `item_reference`".into());
+        }
+        if same_name(k, "type")
+            && child.as_str() == Some("reasoning")
+            && o.contains_key("id")
+            && o.get("encrypted_content").is_none_or(Value::is_null)
+        {
+            return Some("a stored `reasoning` item".into());
+        }
+        // An earlier audio answer named by its id (chat's `audio: {"id": …}`).
+        if same_name(k, "audio") && child.get("id").is_some_and(|id| !id.is_null()) {
+            return Some("a stored `audio` answer".into());
         }
         if let Some(found) = find_reference(child) {
             return Some(found);

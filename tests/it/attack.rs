@@ -715,6 +715,44 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
             "/openai/v1/chat/completions",
             "{\"model\":\"gpt-4o-mini\",\"modalities\":[\"text\",\"audio\"],\"messages\":[]}",
         ),
+        // Tiers, residency and output kinds billed above the table's price, in every spelling.
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"serviceTier\":\"priority\"}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"service_tier\":\"SERVICE_TIER_PRIORITY\"}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"service_tier\":{\"priority\":true},\"messages\":[]}",
+        ),
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[],\"inference_geo\":\"us\"}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"generationConfig\":{\"responseModalities\":[\"IMAGE\"]}}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"generation_config\":{\"speech_config\":{\"voice_config\":{}}}}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"modalities\":\"audio\",\"messages\":[]}",
+        ),
+        // Stored input named by its id: a reasoning item without its content, an audio answer.
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":[{\"id\":\"rs_1\",\"type\":\"reasoning\",\"summary\":[]},{\"role\":\"user\",\"content\":\"go on\"}]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"assistant\",\"audio\":{\"id\":\"audio_1\"}}]}",
+        ),
         // A look-alike of a name the check reads, where a case-folding parser reads it as that.
         (
             "/openai/v1/responses",
@@ -758,6 +796,22 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
     );
     assert_eq!(status, 200, "{text}");
     assert_eq!(a.p.mock.requests().len(), 1);
+    // So do a standard tier and text output named outright, and a reasoning item that carries
+    // its own encrypted content.
+    for (path, body) in [
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}],\"serviceTier\":\"standard\",\"generationConfig\":{\"responseModalities\":[\"TEXT\"]}}",
+        ),
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":[{\"id\":\"rs_1\",\"type\":\"reasoning\",\"summary\":[],\"encrypted_content\":\"gAAA\"},{\"role\":\"user\",\"content\":\"go on\"}]}",
+        ),
+    ] {
+        let (status, text) = a.post(path, body);
+        assert_eq!(status, 200, "{path} {body} → {text}");
+    }
+    assert_eq!(a.p.mock.requests().len(), 3);
 }
 
 /// What the `greedy` mock bills for one forwarded request, in micro-dollars: every output
