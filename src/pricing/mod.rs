@@ -394,12 +394,21 @@ impl Prices {
         Self::from_table(t, Origin::Builtin)
     }
 
+    /// A fetched table's entry of zero for both input and output says "free" or "not billed in
+    /// tokens" (LiteLLM lists Lyria's music clips so): till does not take it as a price, so
+    /// such a model costs its provider's highest price, announced once, until config.toml sets
+    /// one (a price of zero there is the user's own word and stands).
     fn from_table(t: Table, origin: Origin) -> Self {
         Self {
             as_of: t.as_of,
             source: t.source,
             origin,
-            exact: t.prices.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            exact: t
+                .prices
+                .iter()
+                .filter(|(_, v)| v.input > 0.0 || v.output > 0.0)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             by_model: t.prices,
             overridden: Vec::new(),
         }

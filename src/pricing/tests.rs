@@ -301,3 +301,32 @@ fn config_overrides_and_adds() {
         Some(PriceSource::Snapshot)
     );
 }
+
+#[test]
+fn a_table_entry_of_zero_is_no_price_but_a_config_entry_of_zero_is() {
+    let text = r#"
+as_of = "2026-11-01"
+[prices]
+"gemini/gemini-2.0-flash" = { input = 0.10, output = 0.40 }
+"gemini/lyria-3-pro-preview" = { input = 0.0, output = 0.0 }
+"#;
+    let mut p = Prices::from_table(Table::parse(text, Path::new("t")).unwrap(), Origin::Builtin);
+    // Zero for both says "free" or "not billed in tokens": the provider's highest price.
+    assert_eq!(
+        source(&p, "gemini", "lyria-3-pro-preview"),
+        Some(PriceSource::ProviderMax)
+    );
+    assert_eq!(price(&p, "gemini", "lyria-3-pro-preview").output, 0.40);
+    // config.toml's zero is the user's own word.
+    let c = Config::parse(
+        "[prices.\"gemini/lyria-3-pro-preview\"]\ninput = 0\noutput = 0\n",
+        Path::new("c"),
+    )
+    .unwrap();
+    p.apply(&c);
+    assert_eq!(
+        source(&p, "gemini", "lyria-3-pro-preview"),
+        Some(PriceSource::Exact)
+    );
+    assert_eq!(price(&p, "gemini", "lyria-3-pro-preview").output, 0.0);
+}
