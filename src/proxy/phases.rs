@@ -837,7 +837,9 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     let mut kept: Vec<&str> = Vec::new();
     for kv in q.split('&').filter(|kv| !kv.is_empty()) {
         // The name as the provider reads it: percent-decoded (`%6Bey` is `key`).
-        let name = percent_decoded(kv.split('=').next().unwrap_or("")).to_ascii_lowercase();
+        let name = percent_encoding::percent_decode_str(kv.split('=').next().unwrap_or(""))
+            .decode_utf8_lossy()
+            .to_ascii_lowercase();
         if name == "key" {
             continue;
         }
@@ -859,31 +861,6 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     } else {
         format!("?{}", kept.join("&"))
     })
-}
-
-/// `s` with its `%XX` escapes decoded (a malformed one kept as it is), as a lossy string.
-fn percent_decoded(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| char::from(c).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A ceiling above what the budget can still pay for (`afford`), lowered to that when it stays
