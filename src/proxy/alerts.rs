@@ -37,6 +37,34 @@ struct Inner {
     unlisted_models: HashSet<String>,
 }
 
+impl Inner {
+    /// The rate record of the key at `b`, made if it has none and there is room for one. When
+    /// [`TRACKED_KEYS`] are followed, the keys quiet for more than the history's ten minutes
+    /// (whose history is all zeros by now) are dropped first, at most once a minute.
+    fn rate_of(&mut self, b: Binding, now: Instant) -> Option<&mut Rate> {
+        if !self.rates.contains_key(&b) && self.rates.len() >= TRACKED_KEYS {
+            let due = self
+                .rates_pruned
+                .is_none_or(|t| now.duration_since(t).as_secs() >= 60);
+            if !due {
+                return None;
+            }
+            self.rates_pruned = Some(now);
+            self.rates
+                .retain(|_, r| now.duration_since(r.minute_start).as_secs() < 11 * 60);
+            if self.rates.len() >= TRACKED_KEYS {
+                return None;
+            }
+        }
+        Some(self.rates.entry(b).or_insert_with(|| Rate {
+            minute_start: now,
+            current: 0,
+            history: VecDeque::new(),
+            alerted_this_minute: false,
+        }))
+    }
+}
+
 /// How many keys each per-key set and map follows at most. An agent can make keys offline
 /// (`till key attenuate`), each with a binding of its own: past this, new keys raise no
 /// dead-key or budget alert and get no rate baseline, and the memory stays bounded.
@@ -122,7 +150,7 @@ impl Alerts {
             }
             let now = Instant::now();
             if let Some(b) = key
-                && let Some(r) = rate_of(&mut inner, b, now)
+                && let Some(r) = inner.rate_of(b, now)
             {
                 while now.duration_since(r.minute_start).as_secs() >= 60 {
                     r.history.push_back(r.current);
@@ -152,36 +180,7 @@ impl Alerts {
         }
         out
     }
-}
 
-/// The rate record of the key at `b`, made if it has none and there is room for one. When
-/// [`TRACKED_KEYS`] are followed, the keys quiet for more than the history's ten minutes
-/// (whose history is all zeros by now) are dropped first, at most once a minute.
-fn rate_of(inner: &mut Inner, b: Binding, now: Instant) -> Option<&mut Rate> {
-    if !inner.rates.contains_key(&b) && inner.rates.len() >= TRACKED_KEYS {
-        let due = inner
-            .rates_pruned
-            .is_none_or(|t| now.duration_since(t).as_secs() >= 60);
-        if !due {
-            return None;
-        }
-        inner.rates_pruned = Some(now);
-        inner
-            .rates
-            .retain(|_, r| now.duration_since(r.minute_start).as_secs() < 11 * 60);
-        if inner.rates.len() >= TRACKED_KEYS {
-            return None;
-        }
-    }
-    Some(inner.rates.entry(b).or_insert_with(|| Rate {
-        minute_start: now,
-        current: 0,
-        history: VecDeque::new(),
-        alerted_this_minute: false,
-    }))
-}
-
-impl Alerts {
     /// `provider/model` has no price of its own and is charged `price`, its provider's highest.
     pub fn unlisted_price(
         &self,

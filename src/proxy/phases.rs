@@ -749,7 +749,7 @@ async fn read_body<B: super::RequestBody>(
             "busy",
             format!(
                 "till is reading as many request bodies as it holds at once ({} bytes in all: {} × [proxy] max_body_bytes); send this one again in a moment",
-                max.saturating_mul(super::state::BODIES_AT_ONCE),
+                bodies.limit(),
                 super::state::BODIES_AT_ONCE
             ),
         )

@@ -204,6 +204,11 @@ impl BodyBytes {
         }
     }
 
+    /// The bytes all bodies being read may hold together.
+    pub(super) fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// A hold of no bytes yet, given back when dropped.
     pub(super) fn hold(&self) -> BodyHold<'_> {
         BodyHold { pool: self, n: 0 }
