@@ -21,6 +21,16 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Prompt tokens above which the long-context beta bills a premium.
 pub const LONG_CONTEXT_FROM: u64 = 200_000;
 
+/// Input tokens a request with tools may be billed for the tool-use system prompt Anthropic
+/// adds (346 by its pricing page for the Claude 4 models, rounded up).
+const TOOL_PROMPT: u64 = 500;
+
+/// Input tokens one Anthropic-defined tool (`bash_…`, `text_editor_…`, `computer_…`,
+/// `memory_…`: a `type` other than `custom`) may add: its definition is the provider's, not
+/// the body's. The dearest documented is computer use, 735 tokens a tool plus a system prompt
+/// of up to 499, rounded up.
+const DEFINED_TOOL: u64 = 1_500;
+
 #[allow(non_upper_case_globals)]
 impl Op {
     /// `POST /v1/messages`
@@ -97,6 +107,22 @@ impl Family for Anthropic {
             _ => return,
         };
         map.insert(field.into(), ceiling.into());
+    }
+
+    fn hidden_input(&self, op: Op, map: &Map<String, Value>) -> u64 {
+        let tools = match map.get("tools") {
+            Some(Value::Array(tools)) if op == Op::AnthropicMessages && !tools.is_empty() => tools,
+            _ => return 0,
+        };
+        let defined = tools
+            .iter()
+            .filter(|t| {
+                t.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|kind| kind != "custom")
+            })
+            .count() as u64;
+        TOOL_PROMPT + defined * DEFINED_TOOL
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {

@@ -156,6 +156,13 @@ pub trait Family: Sync {
         None
     }
 
+    /// Input tokens the provider adds to a request of `op` beyond what its body holds (a
+    /// system prompt of its own that tools bring). The reservation bounds a prompt by its
+    /// body's bytes; these are added to that bound.
+    fn hidden_input(&self, _op: Op, _map: &Map<String, Value>) -> u64 {
+        0
+    }
+
     /// A tool the provider runs itself (search, fetch, code execution), billed beyond tokens.
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String>;
 

@@ -418,7 +418,11 @@ pub async fn admit(
 
     // The output ceiling: the request's own, else the key's cap, else (for keys that count
     // tokens) what the budget can pay for, up to DEFAULT_OUTPUT_RESERVE.
-    let prompt_tokens = asked.body.len() as u64;
+    let prompt_tokens = asked.body.len() as u64
+        + inspected
+            .json
+            .as_ref()
+            .map_or(0, |json| api.wire().hidden_input(endpoint.op, json));
     let choices = inspected.choices;
     let prompt = PromptBound {
         tokens: prompt_tokens,

@@ -643,6 +643,42 @@ fn choices_multiply_the_reservation() {
 }
 
 #[test]
+fn tools_the_provider_defines_are_reserved_for_the_tokens_they_add() {
+    // $0.001 a token: the $1 budget pays for 1,000 tokens in all.
+    let a = Attack::new(
+        "[prices.\"anthropic/tool-model\"]\ninput = 1000.0\noutput = 1000.0\n",
+        &["--scope", "anthropic/tool-model", "--budget", "1usd"],
+    );
+    let body = |tools: &str| {
+        format!(
+            "{{\"model\":\"tool-model\",\"max_tokens\":10,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"tools\":[{tools}]}}"
+        )
+    };
+    // `bash_20250124`'s definition (its description and schema) is Anthropic's: the body shows
+    // 40 bytes of it, the provider bills a few hundred tokens, and more for the tool-use
+    // system prompt. Reserved as 2,000 tokens on top of the body's bytes, past the budget.
+    let (status, text) = a.post(
+        "/anthropic/v1/messages",
+        &body("{\"type\":\"bash_20250124\",\"name\":\"bash\"}"),
+    );
+    assert_eq!(status, 429, "{text}");
+    let (status, text) = a.post(
+        "/anthropic/v1/messages",
+        &body("{\"type\":\"computer_20250124\",\"name\":\"computer\",\"display_width_px\":1024,\"display_height_px\":768}"),
+    );
+    assert_eq!(status, 429, "{text}");
+    a.assert_upstream_saw_nothing("provider-defined tools past the budget");
+    // A tool of the body's own brings only the tool-use system prompt (500 reserved): within
+    // the budget, and forwarded.
+    let (status, text) = a.post(
+        "/anthropic/v1/messages",
+        &body("{\"name\":\"f\",\"input_schema\":{\"type\":\"object\"}}"),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.upstream_bodies().len(), 1);
+}
+
+#[test]
 fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",
