@@ -99,7 +99,13 @@ pub fn convert(doc: &Value, as_of: &str, source: &str) -> Result<Table, String> 
             continue;
         };
         let mode = spec.get("mode").and_then(Value::as_str).unwrap_or("chat");
-        if !TOKEN_MODES.contains(&mode) {
+        // Gemini's image models answer `generateContent` like any other and report their
+        // image output as output tokens, billed at a rate of its own: kept, at the dearer of
+        // the two output rates (a budget is never charged less than the answer cost).
+        let image_output = (mode == "image_generation" && till_name == "gemini")
+            .then(|| rate(spec, "output_cost_per_image_token"))
+            .flatten();
+        if !TOKEN_MODES.contains(&mode) && image_output.is_none() {
             continue;
         }
         let model = id.strip_prefix(prefix).unwrap_or(id);
@@ -120,11 +126,20 @@ pub fn convert(doc: &Value, as_of: &str, source: &str) -> Result<Table, String> 
         let Some(input) = dearer("input_cost_per_token", "input_cost_per_audio_token") else {
             continue;
         };
-        let output = dearer("output_cost_per_token", "output_cost_per_audio_token");
+        let output = match (
+            dearer("output_cost_per_token", "output_cost_per_audio_token"),
+            image_output,
+        ) {
+            (Some(text), Some(image)) => Some(text.max(image)),
+            (text, image) => text.or(image),
+        };
         if output.is_none() && mode != "embedding" {
             continue;
         }
-        let tier = tier_of(spec).map_err(|e| format!("{id}: {e}"))?;
+        let mut tier = tier_of(spec).map_err(|e| format!("{id}: {e}"))?;
+        if let (Some(t), Some(image)) = (tier.as_mut(), image_output) {
+            t.output = t.output.map(|o| o.max(image));
+        }
         let price = Price {
             input,
             output: output.unwrap_or(0.0),
@@ -183,7 +198,14 @@ mod tests {
             "together_ai/meta/llama": {"litellm_provider": "together_ai", "input_cost_per_token": 1e-07, "output_cost_per_token": 2e-07},
             "gpt-realtime": {"litellm_provider": "openai", "mode": "realtime",
                 "input_cost_per_token": 4e-06, "output_cost_per_token": 1.6e-05,
-                "input_cost_per_audio_token": 3.2e-05, "output_cost_per_audio_token": 6.4e-05}
+                "input_cost_per_audio_token": 3.2e-05, "output_cost_per_audio_token": 6.4e-05},
+            "gemini/gemini-3-pro-image": {"litellm_provider": "gemini", "mode": "image_generation",
+                "input_cost_per_token": 2e-06, "output_cost_per_token": 1.2e-05,
+                "output_cost_per_image_token": 0.00012, "output_cost_per_image": 0.134,
+                "input_cost_per_token_above_200k_tokens": 4e-06,
+                "output_cost_per_token_above_200k_tokens": 1.8e-05},
+            "gemini/imagen-4": {"litellm_provider": "gemini", "mode": "image_generation",
+                "output_cost_per_image": 0.04}
         });
         let t = convert(&doc, "2026-11-30", "test").unwrap();
         assert_eq!(
@@ -191,6 +213,7 @@ mod tests {
             [
                 "anthropic/claude-sonnet-4-5",
                 "gemini/gemini-2.5-pro",
+                "gemini/gemini-3-pro-image",
                 "openai/gpt-realtime",
                 "openai/text-embedding-3-small",
                 "together/meta/llama"
@@ -215,6 +238,13 @@ mod tests {
         assert_eq!(t.prices["openai/text-embedding-3-small"].output, 0.0);
         let rt = t.prices["openai/gpt-realtime"];
         assert_eq!((rt.input, rt.output), (32.0, 64.0));
+        // An image model's output is billed at its image rate, whatever the prompt's length;
+        // one priced only per image (Imagen's `predict`) is not a token price.
+        let img = t.prices["gemini/gemini-3-pro-image"];
+        assert_eq!(
+            (img.input, img.output, img.tier.and_then(|t| t.output)),
+            (2.0, 120.0, Some(120.0))
+        );
         // What was written reads back the same.
         let back = Table::parse(&t.to_toml(), std::path::Path::new("t")).unwrap();
         assert_eq!(back.prices, t.prices);
