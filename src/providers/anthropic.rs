@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family};
-use super::fields::largest;
+use super::fields::{count_parts, largest};
 use super::usage::{Tree, Usage};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -24,6 +24,10 @@ pub const LONG_CONTEXT_FROM: u64 = 200_000;
 /// Input tokens a request with tools may be billed for the tool-use system prompt Anthropic
 /// adds (346 by its pricing page for the Claude 4 models, rounded up).
 const TOOL_PROMPT: u64 = 500;
+
+/// Input tokens one image may cost: about width × height / 750, for images up to 1.15
+/// megapixels (≈ 1,600 tokens), and more for the models that read larger ones; rounded up.
+const IMAGE_TOKENS: u64 = 5_000;
 
 /// Input tokens one Anthropic-defined tool (`bash_…`, `text_editor_…`, `computer_…`,
 /// `memory_…`: a `type` other than `custom`) may add: its definition is the provider's, not
@@ -109,10 +113,16 @@ impl Family for Anthropic {
         map.insert(field.into(), ceiling.into());
     }
 
-    fn hidden_input(&self, op: Op, map: &Map<String, Value>) -> u64 {
+    fn hidden_input(&self, op: Op, _model: Option<&str>, map: &Map<String, Value>) -> u64 {
+        if op != Op::AnthropicMessages {
+            return 0;
+        }
+        let images = count_parts(map, |part| {
+            part.get("type").and_then(Value::as_str) == Some("image")
+        }) * IMAGE_TOKENS;
         let tools = match map.get("tools") {
-            Some(Value::Array(tools)) if op == Op::AnthropicMessages && !tools.is_empty() => tools,
-            _ => return 0,
+            Some(Value::Array(tools)) if !tools.is_empty() => tools,
+            _ => return images,
         };
         let defined = tools
             .iter()
@@ -122,7 +132,7 @@ impl Family for Anthropic {
                     .is_some_and(|kind| kind != "custom")
             })
             .count() as u64;
-        TOOL_PROMPT + defined * DEFINED_TOOL
+        images + TOOL_PROMPT + defined * DEFINED_TOOL
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {

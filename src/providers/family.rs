@@ -156,12 +156,11 @@ pub trait Family: Sync {
         None
     }
 
-    /// Input tokens the provider adds to a request of `op` beyond what its body holds (a
-    /// system prompt of its own that tools bring). The reservation bounds a prompt by its
-    /// body's bytes; these are added to that bound.
-    fn hidden_input(&self, _op: Op, _map: &Map<String, Value>) -> u64 {
-        0
-    }
+    /// Input tokens a request of `op` to `model` may be billed for beyond one a byte of its
+    /// body: an image costs the same tokens whatever its bytes (a URL of 40 bytes, or a PNG of
+    /// one colour under 1 KB, can be thousands), and a provider may add a system prompt of
+    /// its own for tools. The reservation adds these to the body's bytes.
+    fn hidden_input(&self, op: Op, model: Option<&str>, map: &Map<String, Value>) -> u64;
 
     /// A tool the provider runs itself (search, fetch, code execution), billed beyond tokens.
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String>;

@@ -1,5 +1,5 @@
-//! Reading the numbers till limits out of a parsed JSON body: output ceilings and choice
-//! counts, in whichever of its spellings a family uses. Shared by the family modules; pure
+//! Reading the numbers till limits out of a parsed JSON body: output ceilings, choice counts
+//! and the images a prompt carries, in whichever of its spellings a family uses. Shared by the family modules; pure
 //! functions whose errors are the messages of a 400.
 
 use serde_json::{Map, Value};
@@ -50,4 +50,20 @@ pub(crate) fn choices(map: &Map<String, Value>, fields: &[&str]) -> Result<u64, 
         }
     }
     Ok(n)
+}
+
+/// How many objects in `map`, at any depth, `is_part` says yes to (the images of a prompt:
+/// message parts, tool results, whatever nests them). Depth is bounded by the parse.
+pub(crate) fn count_parts(
+    map: &Map<String, Value>,
+    is_part: fn(&Map<String, Value>) -> bool,
+) -> u64 {
+    fn within(v: &Value, is_part: fn(&Map<String, Value>) -> bool) -> u64 {
+        match v {
+            Value::Object(o) => count_parts(o, is_part),
+            Value::Array(a) => a.iter().map(|v| within(v, is_part)).sum(),
+            _ => 0,
+        }
+    }
+    u64::from(is_part(map)) + map.values().map(|v| within(v, is_part)).sum::<u64>()
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, FieldCheck};
-use super::fields::{choices, largest, max_opt};
+use super::fields::{choices, count_parts, largest, max_opt};
 use super::usage::{Tree, Usage, n};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -173,6 +173,21 @@ impl Family for Gemini {
         if let Some(o) = config.as_object_mut() {
             o.insert("maxOutputTokens".into(), ceiling.into());
         }
+    }
+
+    fn hidden_input(&self, _op: Op, _model: Option<&str>, map: &Map<String, Value>) -> u64 {
+        // An inline image is 258 tokens a 768-pixel tile (Gemini 2) or up to 2,240 at the
+        // highest media resolution (Gemini 3); 5,000 covers a 3,000-pixel square in tiles.
+        // Data of no stated type counts as an image too.
+        count_parts(map, |part| {
+            let Some(data) = part.get("inlineData").or_else(|| part.get("inline_data")) else {
+                return false;
+            };
+            data.get("mimeType")
+                .or_else(|| data.get("mime_type"))
+                .and_then(Value::as_str)
+                .is_none_or(|t| t.to_ascii_lowercase().starts_with("image/"))
+        }) * 5_000
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {

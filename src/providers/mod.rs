@@ -333,6 +333,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn images_and_provider_tools_add_to_the_prompts_bound() {
+        let map = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        let chat = map(serde_json::json!({"messages": [{"content": [
+            {"type": "text", "text": "x"},
+            {"type": "image_url", "image_url": {"url": "https://e.x/a.png"}},
+            {"type": "input_image", "image_url": "https://e.x/b.png"}
+        ]}]}));
+        let openai = ApiFamily::Openai.wire();
+        assert_eq!(
+            openai.hidden_input(Op::OpenaiChat, Some("gpt-5"), &chat),
+            20_000
+        );
+        assert_eq!(
+            openai.hidden_input(Op::OpenaiChat, Some("openai/gpt-4o-mini"), &chat),
+            96_338
+        );
+        let plain = map(serde_json::json!({"messages": [{"content": "x"}]}));
+        assert_eq!(
+            openai.hidden_input(Op::OpenaiChat, Some("gpt-5"), &plain),
+            0
+        );
+
+        let anthropic = ApiFamily::Anthropic.wire();
+        let msg = map(serde_json::json!({
+            "tools": [{"name": "f", "input_schema": {}}, {"type": "bash_20250124", "name": "bash"}],
+            "messages": [{"content": [{"type": "tool_result", "content": [{"type": "image"}]}]}]
+        }));
+        assert_eq!(
+            anthropic.hidden_input(Op::AnthropicMessages, None, &msg),
+            500 + 1_500 + 5_000
+        );
+        assert_eq!(
+            anthropic.hidden_input(Op::AnthropicCountTokens, None, &msg),
+            0
+        );
+
+        let gemini = ApiFamily::Gemini.wire();
+        let parts = map(serde_json::json!({"contents": [{"parts": [
+            {"inlineData": {"mimeType": "IMAGE/png", "data": ""}},
+            {"inline_data": {"data": ""}},
+            {"inlineData": {"mimeType": "audio/mp3", "data": ""}}
+        ]}]}));
+        assert_eq!(
+            gemini.hidden_input(Op::GeminiGenerate, None, &parts),
+            10_000
+        );
+    }
+
+    #[test]
     fn builtins_have_valid_urls_and_unique_names() {
         let names = builtin_names();
         let mut sorted = names.clone();

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, WsClientEvent, WsRoute, WsServerEvent};
-use super::fields::{choices, largest};
+use super::fields::{choices, count_parts, largest};
 use super::usage::{Tree, Usage, n};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -190,6 +190,28 @@ impl Family for Openai {
     fn stored_input(&self, op: Op, map: &Map<String, Value>) -> Option<String> {
         (op == Op::OpenaiResponses && map.get("prompt").is_some_and(Value::is_object))
             .then(|| "a stored `prompt`".into())
+    }
+
+    fn hidden_input(&self, _op: Op, model: Option<&str>, map: &Map<String, Value>) -> u64 {
+        let images = count_parts(map, |part| {
+            matches!(
+                part.get("type").and_then(Value::as_str),
+                Some("image_url" | "input_image")
+            )
+        });
+        if images == 0 {
+            return 0;
+        }
+        // gpt-4o-mini bills an image as 2,833 tokens and 5,667 a tile, up to 8 tiles (an image
+        // scaled to 768 × 2048): 48,169. Every other model's image is priced to cost fewer
+        // (tiles of 170 or 140 tokens, or at most 1,536 patches times a model's factor under
+        // 2.5); 10,000 also covers the larger detail levels of newer models.
+        let per_image = if model.is_some_and(|m| m.contains("gpt-4o-mini")) {
+            48_169
+        } else {
+            10_000
+        };
+        images * per_image
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {

@@ -418,11 +418,15 @@ pub async fn admit(
 
     // The output ceiling: the request's own, else the key's cap, else (for keys that count
     // tokens) what the budget can pay for, up to DEFAULT_OUTPUT_RESERVE.
-    let prompt_tokens = asked.body.len() as u64
-        + inspected
-            .json
-            .as_ref()
-            .map_or(0, |json| api.wire().hidden_input(endpoint.op, json));
+    // A bound of the prompt's tokens: one a byte, and what images and provider-defined tools
+    // add (looked for only where tokens are counted).
+    let hidden = match &inspected.json {
+        Some(json) if grant.counts_tokens() => {
+            api.wire().hidden_input(endpoint.op, model.as_deref(), json)
+        }
+        _ => 0,
+    };
+    let prompt_tokens = asked.body.len() as u64 + hidden;
     let choices = inspected.choices;
     let prompt = PromptBound {
         tokens: prompt_tokens,

@@ -679,6 +679,67 @@ fn tools_the_provider_defines_are_reserved_for_the_tokens_they_add() {
 }
 
 #[test]
+fn images_are_reserved_for_what_they_cost_not_for_their_bytes() {
+    // $1 a million tokens: the $0.05 budget pays for 50,000 tokens.
+    let a = Attack::new(
+        "[prices.\"openai/pic-model\"]\ninput = 1.0\noutput = 1.0\n\
+         [prices.\"anthropic/pic-model\"]\ninput = 1.0\noutput = 1.0\n\
+         [prices.\"gemini/pic-model\"]\ninput = 1.0\noutput = 1.0\n",
+        &[
+            "--scope",
+            "openai/pic-model",
+            "--scope",
+            "anthropic/pic-model",
+            "--scope",
+            "gemini/pic-model",
+            "--budget",
+            "0.05usd",
+        ],
+    );
+    let times = |part: &str, n: usize| vec![part; n].join(",");
+    // A URL is 40 bytes; the provider fetches the image and bills it as thousands of tokens.
+    let url = "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://example.com/a.png\"}}";
+    let openai = |n| {
+        format!(
+            "{{\"model\":\"pic-model\",\"max_tokens\":10,\"messages\":[{{\"role\":\"user\",\"content\":[{}]}}]}}",
+            times(url, n)
+        )
+    };
+    // A PNG of one colour is a few hundred bytes of base64 and an image all the same.
+    let png = "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"iVBORw0KGgo=\"}}";
+    let anthropic = |n| {
+        format!(
+            "{{\"model\":\"pic-model\",\"max_tokens\":10,\"messages\":[{{\"role\":\"user\",\"content\":[{{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":[{}]}}]}}]}}",
+            times(png, n)
+        )
+    };
+    let inline = "{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"iVBORw0KGgo=\"}}";
+    let gemini = |n| {
+        format!(
+            "{{\"contents\":[{{\"role\":\"user\",\"parts\":[{}]}}],\"generationConfig\":{{\"maxOutputTokens\":10}}}}",
+            times(inline, n)
+        )
+    };
+    let paths = [
+        "/openai/v1/chat/completions",
+        "/anthropic/v1/messages",
+        "/gemini/v1beta/models/pic-model:generateContent",
+    ];
+    // Each family's images past the budget: refused before the upstream sees them.
+    for (path, body) in paths.iter().zip([openai(6), anthropic(11), gemini(11)]) {
+        let (status, text) = a.post(path, &body);
+        assert_eq!(status, 429, "{path}: {text}");
+    }
+    a.assert_upstream_saw_nothing("images past the budget");
+    // Fewer images are within it, and go.
+    for (path, body) in paths.iter().zip([openai(1), anthropic(2), gemini(2)]) {
+        let (status, text) = a.post(path, &body);
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    assert_eq!(a.upstream_bodies().len(), 3);
+}
+
+#[test]
 fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",
