@@ -110,7 +110,7 @@ impl Ledger {
             }
             let used_usd = c.spent_micros + c.reserved_micros;
             if let Some(budget) = level.budget_micros {
-                if used_usd + micros > budget {
+                if used_usd.saturating_add(micros) > budget {
                     return Ok(Err(Refusal::Usd {
                         budget,
                         used: used_usd,
@@ -127,7 +127,7 @@ impl Ledger {
             }
             let used_tok = c.spent_tokens + c.reserved_tokens;
             if let Some(budget) = level.budget_tokens {
-                if used_tok + tokens > budget {
+                if used_tok.saturating_add(tokens) > budget {
                     return Ok(Err(Refusal::Tokens {
                         budget,
                         used: used_tok,
@@ -428,6 +428,27 @@ mod tests {
                 .unwrap()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_reservation_near_the_end_of_a_u64_is_refused_not_wrapped() {
+        let mut l = Ledger::open_in_memory().unwrap();
+        let levels = [LevelCharge {
+            binding: "k".into(),
+            budget_micros: Some(1_000),
+            budget_tokens: Some(1_000),
+            max_requests: None,
+        }];
+        l.reserve(&levels, 1, 1, &hold()).unwrap().unwrap();
+        // 1 + u64::MAX wraps to 0, which a plain sum would have let through.
+        assert!(matches!(
+            l.reserve(&levels, u64::MAX, 0, &hold()).unwrap(),
+            Err(Refusal::Usd { .. })
+        ));
+        assert!(matches!(
+            l.reserve(&levels, 0, u64::MAX, &hold()).unwrap(),
+            Err(Refusal::Tokens { .. })
+        ));
     }
 
     #[test]

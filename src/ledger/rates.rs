@@ -102,7 +102,7 @@ impl Ledger {
                     params![rule.binding, rule.kind.as_str(), oldest as i64],
                     |r| r.get(0),
                 )?;
-            if used as u64 + amount > rule.limit {
+            if (used as u64).saturating_add(amount) > rule.limit {
                 let retry_after = retry_after(&tx, rule, amount, used as u64, now)?;
                 // Dropping the transaction rolls back; nothing was written but the pruning.
                 return Ok(Err(match rule.kind {

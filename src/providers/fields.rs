@@ -7,6 +7,11 @@ use serde_json::{Map, Value};
 /// The most choices (`n`, `best_of`, `candidateCount`) a request may ask for.
 pub const MAX_CHOICES: u64 = 128;
 
+/// The largest output ceiling a request may name: 2³⁰ tokens, thousands of times any model's.
+/// Past it a ceiling is refused rather than reserved, so no product of ceilings, choices and
+/// prompts comes near the end of a `u64` (2³⁰ × 128 × 2,048 is 2⁴⁸).
+pub const MAX_CEILING: u64 = 1 << 30;
+
 pub(crate) fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -23,9 +28,14 @@ pub(crate) fn largest(map: &Map<String, Value>, fields: &[&str]) -> Result<Optio
         match map.get(*f) {
             None | Some(Value::Null) => {}
             Some(v) => {
-                let n = v.as_u64().filter(|&n| n > 0).ok_or_else(|| {
-                    format!("`{f}` must be a whole number of tokens from 1, not {v}")
-                })?;
+                let n = v
+                    .as_u64()
+                    .filter(|n| (1..=MAX_CEILING).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "`{f}` must be a whole number of tokens from 1 to {MAX_CEILING}, not {v}"
+                        )
+                    })?;
                 out = max_opt(out, Some(n));
             }
         }

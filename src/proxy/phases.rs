@@ -479,7 +479,9 @@ pub async fn admit(
         }
     };
     let output_total = ceiling.saturating_mul(choices);
-    state.admit(&grant, prompt_tokens + output_total).await?;
+    state
+        .admit(&grant, prompt_tokens.saturating_add(output_total))
+        .await?;
     ctx.record.reservation = state
         .reserve(
             &grant,

@@ -411,7 +411,7 @@ impl State {
         if levels.is_empty() {
             return Ok(None);
         }
-        let tokens = prompt.tokens + max_output;
+        let tokens = prompt.tokens.saturating_add(max_output);
         let micros = if levels.iter().any(|l| l.budget_micros.is_some()) {
             let model = model.unwrap_or("");
             match self.price(provider, model) {

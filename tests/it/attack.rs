@@ -740,6 +740,40 @@ fn images_are_reserved_for_what_they_cost_not_for_their_bytes() {
 }
 
 #[test]
+fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
+    let a = Attack::new(
+        "[prices.\"openai/greedy-model\"]\ninput = 1000.0\noutput = 1000.0\n",
+        &[
+            "--scope",
+            "openai/greedy-model",
+            "--budget",
+            "1usd",
+            "--tpm",
+            "300",
+        ],
+    );
+    let ask = |ceiling: &str, n: u64| {
+        format!(
+            "{{\"model\":\"greedy-model\",\"max_tokens\":{ceiling},\"n\":{n},\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+        )
+    };
+    let (status, text) = a.post("/openai/v1/chat/completions", &ask("10", 1));
+    assert_eq!(status, 200, "{text}");
+    // Summed with the prompt, these wrapped to a few tokens and were forwarded as they were.
+    for (ceiling, n) in [
+        ("18446744073709551566", 1),
+        ("18446744073709551615", 1),
+        ("9223372036854775808", 2),
+        ("1073741825", 1),
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", &ask(ceiling, n));
+        assert_eq!(status, 400, "{ceiling} × {n}: {text}");
+        assert!(text.contains("1073741824"), "{text}");
+    }
+    assert_eq!(a.upstream_bodies().len(), 1, "only the first request went");
+}
+
+#[test]
 fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",
