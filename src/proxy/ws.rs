@@ -345,17 +345,19 @@ fn upgrade_query(
 }
 
 /// What a session whose messages are not each a request till can admit (Realtime) must pass:
-/// no bound till cannot hold, and one request against the key's rate.
+/// no bound till cannot hold. Its responses are not requests till sees one by one (the server
+/// starts them itself when it hears speech), so a request ceiling or a request rate cannot
+/// hold either: opening the session once would be the only request counted.
 async fn admit_session(ctx: &Ctx<'_>, grant: &Grant) -> Result<(), ProxyError> {
     let counts_requests = grant
         .limits
         .iter()
-        .any(|l| matches!(l.limit, Limit::MaxRequests(_)));
+        .any(|l| matches!(l.limit, Limit::MaxRequests(_) | Limit::Rpm(_)));
     if grant.counts_tokens() || grant.max_output_tokens.is_some() || counts_requests {
         return Err(ProxyError::new(
             403,
             "realtime",
-            "till cannot bound what a Realtime session costs (streamed audio, responses the server starts by itself), so a key with a budget, a token rate, an output cap or a request ceiling may not open one; use a key without them, e.g. `till key create --endpoints realtime --scope openai/MODEL`",
+            "till cannot bound what a Realtime session costs (streamed audio, responses the server starts by itself), so a key with a budget, a token or request rate, an output cap or a request ceiling may not open one; use a key without them, e.g. `till key create --endpoints realtime --scope openai/MODEL`",
         ));
     }
     ctx.state.admit(grant, 0).await

@@ -247,6 +247,14 @@ async fn upgrades_outside_the_key_are_refused_before_anything_reaches_the_provid
         "--budget",
         "1usd",
     ]);
+    let realtime_rpm = p.create_key(&[
+        "--scope",
+        "openai/gpt-realtime",
+        "--endpoints",
+        "realtime",
+        "--rpm",
+        "2",
+    ]);
     let serve = p.serve();
     p.mock.clear_requests();
     let responses = "/openai/v1/responses";
@@ -331,6 +339,14 @@ async fn upgrades_outside_the_key_are_refused_before_anything_reaches_the_provid
             "realtime for a key with a budget",
             "/openai/v1/realtime?model=gpt-realtime".into(),
             vec![("authorization", bearer(&realtime_budget))],
+            403,
+        ),
+        // The session's responses pass without a request each: two a minute would have been
+        // two sessions a minute, each with as many responses as it liked.
+        (
+            "realtime for a key with a request rate",
+            "/openai/v1/realtime?model=gpt-realtime".into(),
+            vec![("authorization", bearer(&realtime_rpm))],
             403,
         ),
     ];
