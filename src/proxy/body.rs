@@ -17,6 +17,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::lifecycle::Stop;
 use super::meter::{Meter, Usage};
+use super::scrub::Scrub;
 use crate::providers::ApiFamily;
 
 /// How long an abandoned stream is read on to learn its usage.
@@ -70,6 +71,8 @@ pub struct MeteredStream {
     cut: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     /// Kept alive as long as this body (the server counts a connection's open responses).
     held: Option<std::sync::Arc<()>>,
+    /// Takes the root key out of what goes to the client.
+    scrub: Option<Scrub>,
 }
 
 impl MeteredStream {
@@ -93,7 +96,14 @@ impl MeteredStream {
             stop: None,
             cut: None,
             held: None,
+            scrub: None,
         }
+    }
+
+    /// Passes what goes to the client through `scrub`.
+    pub fn scrubbed(mut self, scrub: Scrub) -> Self {
+        self.scrub = Some(scrub);
+        self
     }
 
     /// Keeps `token` alive until this body is dropped.
@@ -131,10 +141,12 @@ impl MeteredStream {
             if !tail.is_empty() {
                 self.tail = Some(tail);
             }
+            self.scrub_tail();
             outcome.usage = usage;
             outcome.completed = self.meter.completed;
             after_response(stop, move || done(outcome));
         } else {
+            self.scrub_tail();
             let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
             after_response(stop, move || {
                 let (_, usage) = meter.finish();
@@ -142,6 +154,16 @@ impl MeteredStream {
                 outcome.completed = meter.completed;
                 done(outcome);
             });
+        }
+    }
+
+    /// Puts what the scrub held back before the body's last piece, and scrubs that piece.
+    fn scrub_tail(&mut self) {
+        if let Some(scrub) = self.scrub.as_mut() {
+            let rest = scrub.finish(self.tail.take());
+            if !rest.is_empty() {
+                self.tail = Some(rest);
+            }
         }
     }
 
@@ -220,7 +242,10 @@ impl MeteredStream {
                             .as_mut()
                             .reset(tokio::time::Instant::now() + self.idle);
                     }
-                    let out = self.meter.feed(chunk);
+                    let mut out = self.meter.feed(chunk);
+                    if let Some(scrub) = self.scrub.as_mut() {
+                        out = scrub.pass(out);
+                    }
                     if ended {
                         self.finish(None);
                         if out.is_empty() {

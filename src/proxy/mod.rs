@@ -20,6 +20,7 @@ pub mod meter;
 mod phases;
 mod record;
 pub mod route;
+pub(crate) mod scrub;
 mod server;
 mod state;
 mod ws;

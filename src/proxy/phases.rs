@@ -158,6 +158,8 @@ pub struct Outgoing {
     /// a long conversation (≈ 190,000 instructions for a 1 MB body) is no work for the
     /// request's path.
     pub parsed: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The root key the request went upstream with: taken out of the answer ([`scrub`]).
+    pub root: Option<std::sync::Arc<secrecy::SecretString>>,
 }
 
 pub(super) fn denial_error(d: &Denial) -> ProxyError {
@@ -510,6 +512,7 @@ pub fn rewrite(
             json: false,
             strip_usage: false,
             parsed: None,
+            root: None,
         });
     };
     let op = asked.endpoint.op;
@@ -523,6 +526,7 @@ pub fn rewrite(
             json: true,
             strip_usage,
             parsed: Some(map),
+            root: None,
         });
     }
     if inspected.skimmed {
@@ -547,6 +551,7 @@ pub fn rewrite(
         json: true,
         strip_usage,
         parsed: Some(map),
+        root: None,
     })
 }
 
@@ -591,6 +596,7 @@ pub async fn forward(
         ));
     }
     added.push(crate::upstream::auth_header(provider, &root));
+    outgoing.root = Some(root.clone());
     added.push((
         http::header::ACCEPT_ENCODING,
         http::HeaderValue::from_static("identity"),
@@ -708,6 +714,10 @@ pub fn respond(
     if strip_usage {
         parts.headers.remove(http::header::CONTENT_LENGTH);
     }
+    let root = outgoing.root.take();
+    if let Some(root) = &root {
+        super::scrub::headers(&mut parts.headers, root);
+    }
     let meter = Meter::new(api, is_sse, strip_usage && is_sse);
     let state2 = state.clone();
     let rec = ctx.record.take();
@@ -727,6 +737,10 @@ pub fn respond(
             }
         },
     );
+    let stream = match root.and_then(super::scrub::Scrub::new) {
+        Some(scrub) => stream.scrubbed(scrub),
+        None => stream,
+    };
     let mut out = Response::new(ProxyBody::Stream(Box::new(stream)));
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;

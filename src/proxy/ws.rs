@@ -81,6 +81,7 @@ pub(super) async fn handle(
                 key: opened.key,
                 headers: opened.headers,
                 model: opened.model,
+                root: opened.root,
                 template: ctx.record.take(),
                 stop: conn.stop,
                 _slot: conn.slot,
@@ -137,6 +138,7 @@ struct Opened {
     model: Option<String>,
     upstream: crate::upstream::Socket,
     answer: Response<ProxyBody>,
+    root: std::sync::Arc<secrecy::SecretString>,
 }
 
 /// The upgrade's checks, then the provider's WebSocket.
@@ -234,7 +236,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
             .into());
         }
         Ok(Err(tungstenite::Error::Http(answer))) => {
-            return Err(Refused::Upstream(upstream_refusal(&answer)));
+            return Err(Refused::Upstream(upstream_refusal(&answer, &root)));
         }
         Ok(Err(_)) => {
             return Err(ProxyError::new(
@@ -264,6 +266,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         model,
         upstream,
         answer,
+        root,
     })
 }
 
@@ -409,8 +412,12 @@ fn switching(
 }
 
 /// The provider's refusal of the upgrade, passed on: its status and body.
-fn upstream_refusal(answer: &http::Response<Option<Vec<u8>>>) -> Response<ProxyBody> {
-    let body = answer.body().clone().unwrap_or_default();
+fn upstream_refusal(
+    answer: &http::Response<Option<Vec<u8>>>,
+    root: &secrecy::SecretString,
+) -> Response<ProxyBody> {
+    let mut body = answer.body().clone().unwrap_or_default();
+    super::scrub::whole(&mut body, root);
     let mut resp = Response::new(ProxyBody::from(Bytes::from(body)));
     *resp.status_mut() = answer.status();
     if let Some(ct) = answer.headers().get(header::CONTENT_TYPE) {

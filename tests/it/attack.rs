@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{ProxyEnv, raw_http};
+use crate::support::{ProxyEnv, ROOT_KEY, raw_http};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
@@ -771,6 +771,47 @@ fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
         assert!(text.contains("1073741824"), "{text}");
     }
     assert_eq!(a.upstream_bodies().len(), 1, "only the first request went");
+}
+
+#[test]
+fn an_upstream_that_echoes_the_root_key_does_not_hand_it_to_the_agent() {
+    use std::io::{Read as _, Write as _};
+    let a = Attack::new("", &["--scope", "openai/echo-model"]);
+    let body = "{\"model\":\"echo-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let mut stream =
+        std::net::TcpStream::connect(a.serve.url.trim_start_matches("http://")).unwrap();
+    stream
+        .write_all(
+            format!(
+                "{}{body}",
+                a.head(
+                    "/openai/v1/chat/completions",
+                    &format!("Content-Length: {}\r\n", body.len())
+                )
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    // The upstream got the root key and quoted it in its body and a header.
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
+    assert!(
+        !raw.contains(ROOT_KEY),
+        "the root key reached the agent: {raw}"
+    );
+    assert!(
+        !raw.to_ascii_lowercase().contains("www-authenticate"),
+        "{raw}"
+    );
+    // The rest of the answer is as the upstream sent it, the key overwritten in place.
+    assert!(
+        raw.contains("Incorrect API key provided: Bearer ************\""),
+        "{raw}"
+    );
 }
 
 #[test]

@@ -27,7 +27,8 @@
 //! ([`greedy_output`]: its largest ceiling times its choices, a million when it names none),
 //! as an upstream that always writes to the limit would; `endless` answers a streaming
 //! request with one `data:` line that never ends, [`ENDLESS_BYTES`] long (a JSON request is
-//! answered normally).
+//! answered normally); `echo` (OpenAI) answers 401 quoting the `Authorization` it was sent in
+//! its message and its `WWW-Authenticate`, as a careless compatible server would.
 
 mod admin;
 mod anthropic;

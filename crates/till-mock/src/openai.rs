@@ -171,6 +171,23 @@ fn with_request(ctx: &Ctx<'_>, handler: fn(&Call<'_, '_>) -> Resp) -> Outcome {
     if let Some(outcome) = call.faults.outcome(call.stream(), server_error, overloaded) {
         return outcome;
     }
+    if call.model.contains("echo") {
+        // A careless compatible server: its 401 quotes the credential it was sent, in the body
+        // and in a header.
+        let sent = ctx.header("authorization").unwrap_or_default();
+        let resp = error(
+            StatusCode::UNAUTHORIZED,
+            &format!("Incorrect API key provided: {sent}"),
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
+        return with_header(
+            resp,
+            "www-authenticate",
+            &format!("Bearer error=\"{sent}\""),
+        )
+        .into();
+    }
     let request_id = ctx.id("req_");
     with_header(handler(&call), "x-request-id", &request_id).into()
 }

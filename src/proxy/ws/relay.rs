@@ -66,6 +66,8 @@ pub(in crate::proxy) struct Session {
     pub headers: HeaderMap,
     /// The session's model when the upgrade named one (Realtime).
     pub model: Option<String>,
+    /// The root key the socket opened with: taken out of every message to the client.
+    pub root: Arc<secrecy::SecretString>,
     /// The upgrade's record: which key, which endpoint; each response's record starts from it.
     pub template: RequestRecord,
     pub stop: Stop,
@@ -362,7 +364,7 @@ async fn from_upstream(
             upstream_lost(s, link).await;
             return Flow::End;
         }
-        Some(Ok(msg)) => msg,
+        Some(Ok(msg)) => scrubbed(msg, &s.root),
     };
     let seen = match &msg {
         Message::Text(text) => serde_json::from_str::<Value>(text).ok().map(|v| {
@@ -392,6 +394,27 @@ async fn from_upstream(
         return Flow::End;
     }
     Flow::Go
+}
+
+/// `msg` without the root key in it (an upstream that echoes what it was sent).
+fn scrubbed(msg: Message, root: &secrecy::SecretString) -> Message {
+    use secrecy::ExposeSecret as _;
+    let key = root.expose_secret().as_bytes();
+    let holds = |b: &[u8]| !key.is_empty() && memchr::memmem::find(b, key).is_some();
+    match msg {
+        Message::Text(text) if holds(text.as_bytes()) => {
+            let mut bytes = text.as_bytes().to_vec();
+            crate::proxy::scrub::whole(&mut bytes, root);
+            // Only ASCII `*` replaced the key's bytes, which were whole characters: still text.
+            Message::Text(String::from_utf8(bytes).unwrap_or_default().into())
+        }
+        Message::Binary(data) if holds(&data) => {
+            let mut bytes = data.to_vec();
+            crate::proxy::scrub::whole(&mut bytes, root);
+            Message::Binary(bytes.into())
+        }
+        msg => msg,
+    }
 }
 
 /// What a server event says about the response in flight; a finished response is recorded.
