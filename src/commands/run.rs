@@ -260,7 +260,7 @@ fn spawn_and_wait(
     };
     #[cfg(unix)]
     let forwarder = signals.map(|s| forward_signals(s, child.id()));
-    if let Some(sb) = sandbox
+    if let Some(sb) = sandbox.as_deref_mut()
         && let Err(e) = sb.started()
     {
         // The helper never execs the agent after a failed step; make sure it is gone.
@@ -269,6 +269,15 @@ fn spawn_and_wait(
         return Err(e);
     }
     let status = child.wait().context("waiting for the agent failed")?;
+    if let Some(sb) = sandbox {
+        let ended = sb.end_leftovers();
+        if ended > 0 {
+            crate::output::warn(&format!(
+                "ended {ended} process{} the agent left running in the sandbox",
+                if ended == 1 { "" } else { "es" }
+            ));
+        }
+    }
     #[cfg(unix)]
     drop(forwarder);
     Ok(AgentExit::Status(status))

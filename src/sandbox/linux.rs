@@ -148,7 +148,15 @@ impl Launch {
     }
 
     /// `/proc/self/exe __till-sandbox-exec -- PROGRAM REST…`, with the control socket on fd 3.
+    ///
+    /// Makes till the subreaper of what it starts: a process the agent leaves running (a
+    /// `setsid` or `nohup` child) is reparented to till when its parent exits, not to init,
+    /// so [`Launch::end_leftovers`] can find it.
     pub fn command(&mut self, program: &str, rest: &[String]) -> Command {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers and touches no memory.
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg0("till")
             .arg(HELPER_ARG)
@@ -215,6 +223,39 @@ impl Launch {
         Ok(())
     }
 
+    /// Kills every process the agent left running, once it has exited, and reaps them. Left
+    /// alone, such a process would go on inside the sandbox with the agent's rights after
+    /// `till run` returned: reading the terminal (what you type next, a key at `till add`'s
+    /// prompt), writing the working directory after you reviewed it. They were reparented to
+    /// till ([`Launch::command`]); each round kills those found, whose own children then come
+    /// to till in turn. Returns how many were ended.
+    pub fn end_leftovers(&mut self) -> usize {
+        let me = std::process::id();
+        let mut ended = 0;
+        // A killed process cannot fork; each round ends a generation. The bound is only a
+        // guard against a /proc that never stops naming children.
+        for _ in 0..10_000 {
+            let left = children_of(me);
+            if left.is_empty() {
+                break;
+            }
+            for &pid in &left {
+                // SAFETY: kill and waitpid take plain integers (a null status is allowed).
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            for &pid in &left {
+                // SAFETY: as above.
+                unsafe {
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+            }
+            ended += left.len();
+        }
+        ended
+    }
+
     /// Stops the proxy inside the sandbox as till stops its own: the returned task ends when
     /// the requests in flight have finished or had their grace.
     pub fn stop(&mut self) -> Option<tokio::task::JoinHandle<()>> {
@@ -222,6 +263,27 @@ impl Launch {
         let _ = tx.send(());
         Some(task)
     }
+}
+
+/// The processes whose parent is `parent`, from `/proc/PID/stat` (the field after the name,
+/// which may hold spaces and parentheses, so it is read from the last `)`).
+fn children_of(parent: u32) -> Vec<libc::pid_t> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == parent).then_some(pid)
+    })
+    .collect()
 }
 
 /// Reads the helper's one-line answer and any descriptor that came with it.

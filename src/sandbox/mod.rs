@@ -258,6 +258,11 @@ impl Sandbox {
     pub fn stop_proxy(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         self.launch.as_mut()?.stop()
     }
+
+    /// Once the agent has exited: ends what it left running in the sandbox; how many.
+    pub fn end_leftovers(&mut self) -> usize {
+        self.launch.as_mut().map_or(0, imp::Launch::end_leftovers)
+    }
 }
 
 /// The network of the till sandbox this process runs in, if it runs in one.

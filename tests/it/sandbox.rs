@@ -535,6 +535,68 @@ fn exit_codes_signals_and_summary_are_unchanged() {
     assert_eq!(status.code(), Some(42));
 }
 
+/// Whether `pid` is a process that has not exited.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let after = s.rsplit_once(')').map_or("", |(_, r)| r).trim_start();
+        !after.starts_with('Z') && !after.starts_with('X')
+    })
+}
+
+#[test]
+fn processes_the_agent_leaves_running_end_with_it() {
+    let p = proxy_env();
+    let proj = project();
+    // Three ways to outlive the agent: a new session, nohup, a double fork. Each writes its
+    // pid, then the agent exits.
+    let agent = "rm -f pids; \
+        setsid -f sh -c 'echo $$ >> pids; exec sleep 300' </dev/null >/dev/null 2>&1; \
+        nohup sh -c 'echo $$ >> pids; exec sleep 301' </dev/null >/dev/null 2>&1 & \
+        ( sh -c 'echo $$ >> pids; exec sleep 302' </dev/null >/dev/null 2>&1 & ); \
+        while [ \"$(wc -l < pids)\" -lt 3 ]; do sleep 0.05; done; exit 3";
+    let pids = || -> Vec<i32> {
+        std::fs::read_to_string(proj.path().join("pids"))
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    };
+    let run = |sandbox: &[&str]| {
+        output(
+            p.env
+                .till()
+                .arg("run")
+                .args(sandbox)
+                .args(["--", "sh", "-c", agent])
+                .current_dir(proj.path())
+                .stdin(Stdio::null()),
+        )
+    };
+    // Without the sandbox they go on after till returns (and are ended here).
+    let (code, _, stderr) = run(&["--no-sandbox"]);
+    assert_eq!(code, 3, "{stderr}");
+    let left = pids();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|&pid| alive(pid)), "{left:?}");
+    for pid in left {
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // With it, none outlives the run.
+    let (code, _, stderr) = run(&["--sandbox", "--net", "proxy"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("ended 3 processes the agent left running"),
+        "{stderr}"
+    );
+    let left = pids();
+    assert_eq!(left.len(), 3);
+    assert!(
+        left.iter().all(|&pid| !alive(pid)),
+        "still running: {left:?}"
+    );
+}
+
 #[test]
 fn sigkill_to_till_ends_the_sandboxed_agent() {
     let p = proxy_env();
