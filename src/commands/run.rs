@@ -127,6 +127,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(inside) = inside {
         let _ = runtime.block_on(inside);
     }
+    end_sandboxed(sandbox.as_mut());
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     writer.finish();
     super::settle_leftovers(ctx, owner);
@@ -193,6 +194,7 @@ fn nested_run(
     let net = sandbox.as_ref().map(|s| s.net());
     crate::sandbox::agent_env(&mut env, net.or_else(crate::sandbox::inherited));
     let status = spawn_and_wait(program, &rest, env, sandbox.as_mut())?;
+    end_sandboxed(sandbox.as_mut());
     Ok(ExitCode::from(status.code()))
 }
 
@@ -260,7 +262,7 @@ fn spawn_and_wait(
     };
     #[cfg(unix)]
     let forwarder = signals.map(|s| forward_signals(s, child.id()));
-    if let Some(sb) = sandbox.as_deref_mut()
+    if let Some(sb) = sandbox
         && let Err(e) = sb.started()
     {
         // The helper never execs the agent after a failed step; make sure it is gone.
@@ -269,18 +271,26 @@ fn spawn_and_wait(
         return Err(e);
     }
     let status = child.wait().context("waiting for the agent failed")?;
-    if let Some(sb) = sandbox {
-        let ended = sb.end_leftovers();
-        if ended > 0 {
-            crate::output::warn(&format!(
-                "ended {ended} process{} the agent left running in the sandbox",
-                if ended == 1 { "" } else { "es" }
-            ));
-        }
-    }
     #[cfg(unix)]
     drop(forwarder);
     Ok(AgentExit::Status(status))
+}
+
+/// After the agent and the proxy's grace: ends what the agent left running in the sandbox
+/// (till returns only when nothing of the run goes on) and removes a `.git/commondir` it
+/// planted.
+fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
+    let Some(sb) = sandbox else {
+        return;
+    };
+    let ended = sb.end_leftovers();
+    if ended > 0 {
+        crate::output::warn(&format!(
+            "ended {ended} process{} the agent left running in the sandbox",
+            if ended == 1 { "" } else { "es" }
+        ));
+    }
+    sb.remove_planted_commondir();
 }
 
 /// Forwards SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the agent, and SIGINT too unless a

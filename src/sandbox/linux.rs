@@ -513,6 +513,9 @@ fn setup(w: &Wire) -> Result<Option<std::net::TcpListener>, StepError> {
         }
         Net::Open => None,
     };
+    // Last of the namespace steps: the network namespace belongs to the first user namespace,
+    // whose capabilities bringing `lo` up needs.
+    lock_mounts(uid, gid)?;
 
     let mut writable_dirs = vec![cwd.clone()];
     writable_dirs.extend(private);
@@ -546,6 +549,26 @@ fn enter_namespaces(net: Net, uid: u32, gid: u32, simulate: Option<&str>) -> Res
         ))
         .hint(hint)
     })?;
+    let write = |file: &str, text: String| {
+        std::fs::write(file, text).map_err(step(format!("cannot write {file}")))
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+    write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    Ok(())
+}
+
+/// Enters a user namespace inside the first, with a copy of the mount namespace: the kernel
+/// locks every mount the copy inherits from a more privileged namespace together with its
+/// flags. The agent keeps capabilities in its own user namespace (and all of them when till
+/// runs as root), and with them it could otherwise clone a mount from under a cover
+/// (`open_tree`) and read what the cover hides, or clear a bind's read-only flag
+/// (`mount_setattr`) and write `.git/hooks`: Landlock refuses `mount` and `umount`, not these.
+fn lock_mounts(uid: u32, gid: u32) -> Result<(), StepError> {
+    let flags = rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS;
+    // SAFETY: as in `enter_namespaces`: single-threaded, and FILES is not among the flags.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
+        .map_err(|e| StepError::new(format!("cannot lock the sandbox's mounts: {e}")))?;
     let write = |file: &str, text: String| {
         std::fs::write(file, text).map_err(step(format!("cannot write {file}")))
     };

@@ -147,6 +147,8 @@ pub struct Sandbox {
     policy: Policy,
     proxy: Option<Arc<crate::proxy::State>>,
     launch: Option<imp::Launch>,
+    /// The working directory has a `.git` directory without a `commondir` (before the run).
+    commondir_absent: bool,
 }
 
 impl Sandbox {
@@ -208,10 +210,14 @@ impl Sandbox {
         };
         imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
         let policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
+        let git = policy.cwd.join(".git");
+        let commondir_absent =
+            git.is_dir() && std::fs::symlink_metadata(git.join("commondir")).is_err();
         Ok(Self {
             policy,
             proxy: None,
             launch: None,
+            commondir_absent,
         })
     }
 
@@ -262,6 +268,35 @@ impl Sandbox {
     /// Once the agent has exited: ends what it left running in the sandbox; how many.
     pub fn end_leftovers(&mut self) -> usize {
         self.launch.as_mut().map_or(0, imp::Launch::end_leftovers)
+    }
+
+    /// Once nothing of the agent runs: removes a `.git/commondir` it created in the working
+    /// directory, and says so. git reads config and hooks from the directory that file names,
+    /// so one pointing at a copy the agent wrote would run its commands at your next
+    /// `git status`. The mounts cannot stop it: it is a new file in `.git`, where git must
+    /// create files. Returns whether there was one.
+    pub fn remove_planted_commondir(&self) -> bool {
+        if self.policy.writable_git_hooks || !self.commondir_absent {
+            return false;
+        }
+        let file = self.policy.cwd.join(".git").join("commondir");
+        if std::fs::symlink_metadata(&file).is_err() {
+            return false;
+        }
+        match std::fs::remove_file(&file) {
+            Ok(()) => crate::output::warn(&format!(
+                "removed {}, which the agent created: it would make git read its config and hooks from another directory",
+                file.display()
+            )),
+            Err(e) => crate::output::error(
+                &format!(
+                    "the agent created {}, which makes git read its config and hooks from another directory, and till could not remove it: {e}",
+                    file.display()
+                ),
+                Some("remove it before you run git in this directory"),
+            ),
+        }
+        true
     }
 }
 

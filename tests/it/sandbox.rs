@@ -187,6 +187,9 @@ const ESCAPES: &[&str] = &[
     "systemd_unit",
     "git_hook",
     "git_config",
+    "git_modules",
+    "git_worktrees",
+    "x32_ioctl",
     "write_outside",
     "signal_till",
     "abstract_connect",
@@ -196,7 +199,13 @@ const ESCAPES: &[&str] = &[
 
 /// What a root user outside the sandbox can do (to a non-dumpable till; TIOCSTI on kernels
 /// without legacy TIOCSTI), and no one inside.
-const ROOT_ONLY_ESCAPES: &[&str] = &["till_environ", "till_mem", "ptrace_till", "tiocsti"];
+const ROOT_ONLY_ESCAPES: &[&str] = &[
+    "till_environ",
+    "till_mem",
+    "ptrace_till",
+    "tiocsti",
+    "clone_past_cover",
+];
 
 /// Ordinary work that must go on working.
 const WORK: &[&str] = &[
@@ -301,7 +310,7 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
     // would reach till.
     assert_all(
         &results,
-        &["term_till", "git_rename", "unmount_cover"],
+        &["term_till", "git_rename", "unmount_cover", "remount_hooks"],
         false,
         "in the sandbox",
     );
@@ -595,6 +604,52 @@ fn processes_the_agent_leaves_running_end_with_it() {
         left.iter().all(|&pid| !alive(pid)),
         "still running: {left:?}"
     );
+}
+
+#[test]
+fn a_commondir_the_agent_plants_in_git_is_removed() {
+    let p = proxy_env();
+    let proj = project();
+    // A copy of the repository's git directory with a config that runs a command at the next
+    // `git status`, and `commondir` pointing git at it.
+    let agent = "mkdir -p .git/c/hooks && cp -r .git/objects .git/refs .git/HEAD .git/c/ \
+        && cp .git/config .git/c/config \
+        && printf '[core]\\n\\tfsmonitor = \"touch planted; echo\"\\n' >> .git/c/config \
+        && echo c > .git/commondir";
+    let run = |sandbox: &str| {
+        output(
+            p.env
+                .till()
+                .args(["run", sandbox, "--", "sh", "-c", agent])
+                .current_dir(proj.path())
+                .stdin(Stdio::null()),
+        )
+    };
+    let commondir = proj.path().join(".git/commondir");
+    let git_status = || {
+        Command::new("git")
+            .args(["status", "--short"])
+            .current_dir(proj.path())
+            .output()
+            .expect("git runs");
+        proj.path().join("planted").exists()
+    };
+    // Without the sandbox the plant works: git runs the agent's command.
+    let (code, _, stderr) = run("--no-sandbox");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(git_status(), "the control plant did not run");
+    std::fs::remove_file(&commondir).unwrap();
+    std::fs::remove_file(proj.path().join("planted")).unwrap();
+    std::fs::remove_dir_all(proj.path().join(".git/c")).unwrap();
+    // With it the file is gone when till returns, and git runs nothing of the agent's.
+    let (code, _, stderr) = run("--sandbox");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("commondir, which the agent created"),
+        "{stderr}"
+    );
+    assert!(!commondir.exists());
+    assert!(!git_status(), "git ran the agent's command");
 }
 
 #[test]

@@ -18,6 +18,7 @@ Prints one JSON object {"<check>": "ok" | "denied: <why>"}; "ok" means the attem
 """
 
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -116,6 +117,25 @@ def tiocsti():
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError("TIOCSTI was refused")
+
+
+def x32_ioctl_reaches_kernel():
+    """Calls TIOCSTI through the x32 ABI's ioctl (x86_64 only), which a filter keyed on the
+    64-bit numbers would let past: the kernel answers ENOSYS where x32 is off and does the
+    ioctl where it is on; only a filter answers EPERM."""
+    import platform
+    if platform.machine() != "x86_64":
+        return True
+    libc = ctypes.CDLL(None, use_errno=True)
+    X32_IOCTL = 0x40000000 | 514
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        if libc.syscall(X32_IOCTL, fd, 0x5412, ctypes.c_char_p(b"x")) != 0:
+            err = ctypes.get_errno()
+            if err == errno.EPERM:
+                raise OSError(err, "refused by the filter")
+    finally:
+        os.close(fd)
 
 
 def bus_path(address):
@@ -217,11 +237,50 @@ def unmount(path):
         raise OSError(err, os.strerror(err))
 
 
+def clone_past_cover(path):
+    """Reads `path` through a copy of the mount its directory's parent is on, made with
+    `open_tree(OPEN_TREE_CLONE)`: the copy has none of the mounts over it, such as a cover."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_OPEN_TREE, OPEN_TREE_CLONE, AT_FDCWD = 428, 1, -100
+    hidden = os.path.dirname(path)
+    parent = os.path.dirname(hidden)
+    fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, parent.encode(), OPEN_TREE_CLONE | os.O_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    try:
+        rel = os.path.join(os.path.basename(hidden), os.path.basename(path))
+        f = os.open(rel, os.O_RDONLY, dir_fd=fd)
+        try:
+            if not os.read(f, 100):
+                raise RuntimeError("read nothing")
+        finally:
+            os.close(f)
+    finally:
+        os.close(fd)
+
+
+def remount_writable(path):
+    """Clears the read-only flag of the mount at `path` with `mount_setattr`, then writes under
+    it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_MOUNT_SETATTR, AT_FDCWD, MOUNT_ATTR_RDONLY = 442, -100, 1
+    attr = (ctypes.c_uint64 * 4)(0, MOUNT_ATTR_RDONLY, 0, 0)
+    if libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), 0, ctypes.byref(attr), 32) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    append(os.path.join(path, "pre-commit"), "#!/bin/sh\necho planted\n")
+
+
 def main():
     home = os.path.expanduser("~")
     # Escapes. Unmounting comes first: if it worked, the reads after it would too.
     if "TILL_HOME" in ENV:
         check("unmount_cover", lambda: unmount(ENV["TILL_HOME"]))
+    if "SBX_CONFIG" in ENV:
+        check("clone_past_cover", lambda: clone_past_cover(ENV["SBX_CONFIG"]))
+    if os.path.isdir(".git"):
+        check("remount_hooks", lambda: remount_writable(".git/hooks"))
     for name, var in [("read_store", "SBX_STORE"), ("read_ledger", "SBX_LEDGER"),
                       ("read_config", "SBX_CONFIG")]:
         if var in ENV:
@@ -241,6 +300,10 @@ def main():
         check("git_hook", lambda: append(".git/hooks/pre-commit", "#!/bin/sh\necho planted\n"))
         check("git_config", lambda: append(".git/config", "[core]\n\tfsmonitor = echo planted\n"))
         check("git_rename", lambda: os.rename(".git", ".git-moved"))
+        check("git_modules", lambda: (os.makedirs(".git/modules/sub", exist_ok=True),
+                                      append(".git/modules/sub/config", "[core]\n\tfsmonitor = echo planted\n")))
+        check("git_worktrees", lambda: (os.makedirs(".git/worktrees/w", exist_ok=True),
+                                        append(".git/worktrees/w/commondir", "../..\n")))
     if "SBX_OUTSIDE" in ENV:
         check("write_outside", lambda: append(os.path.join(ENV["SBX_OUTSIDE"], "planted"), "x"))
     check("signal_till", lambda: os.kill(os.getppid(), 0))
@@ -250,6 +313,7 @@ def main():
     check("till_mem", open_mem)
     check("ptrace_till", ptrace_till)
     check("tiocsti", tiocsti)
+    check("x32_ioctl", x32_ioctl_reaches_kernel)
     if "SBX_BUS" in ENV:
         check("bus_connect", lambda: unix_connect(bus_path(ENV["SBX_BUS"])))
         check("secret_tool", secret_tool)

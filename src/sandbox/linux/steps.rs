@@ -105,7 +105,9 @@ pub(super) fn hide(p: &Path) -> Result<(), StepError> {
 }
 
 /// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
-/// replaced) and its `hooks` and `config`, which decide what git runs, read-only.
+/// replaced) and what decides what git runs read-only: `hooks`, `config`, `config.worktree`,
+/// and the git directories of submodules (`modules`) and worktrees (`worktrees`). A
+/// `commondir` the agent creates is removed after the run ([`super::super::Sandbox`]).
 pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     let git = cwd.join(".git");
     let Ok(meta) = std::fs::symlink_metadata(&git) else {
@@ -125,15 +127,22 @@ pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     }
     rustix::mount::mount_bind_recursive(&git, &git)
         .map_err(mount_err(format!("cannot bind {}", git.display())))?;
-    let hooks = git.join("hooks");
-    if !hooks.exists() {
-        // An empty one, so the agent cannot create it later.
-        std::fs::create_dir(&hooks).map_err(step(format!("cannot create {}", hooks.display())))?;
+    // Where git finds commands to run: the hooks; the submodules' own git directories (their
+    // config and hooks run at a plain `git status` in the parent); linked worktrees' (their
+    // `commondir` names where config and hooks come from). An empty one is made where there is
+    // none, so the agent cannot create it later; git reads an empty one as none.
+    for dir in ["hooks", "modules", "worktrees"] {
+        let dir = git.join(dir);
+        if !dir.exists() {
+            std::fs::create_dir(&dir).map_err(step(format!("cannot create {}", dir.display())))?;
+        }
+        bind_read_only(&dir, &dir)?;
     }
-    bind_read_only(&hooks, &hooks)?;
-    let config = git.join("config");
-    if config.exists() {
-        bind_read_only(&config, &config)?;
+    for file in ["config", "config.worktree"] {
+        let file = git.join(file);
+        if file.exists() {
+            bind_read_only(&file, &file)?;
+        }
     }
     Ok(())
 }
@@ -231,8 +240,14 @@ pub(super) fn seccomp() -> Result<(), StepError> {
     let filter = rule(TIOCSTI)
         .and_then(|a| Ok(vec![a, rule(TIOCLINUX)?]))
         .and_then(|rules| {
+            // On x86_64 the x32 ABI's ioctl has a number of its own (with the x32 bit), under
+            // the same architecture tag: refused alike, or it would pass where x32 is on.
+            #[cfg(target_arch = "x86_64")]
+            let numbers = [(libc::SYS_ioctl, rules.clone()), (X32_IOCTL, rules)];
+            #[cfg(not(target_arch = "x86_64"))]
+            let numbers = [(libc::SYS_ioctl, rules)];
             SeccompFilter::new(
-                [(libc::SYS_ioctl, rules)].into_iter().collect(),
+                numbers.into_iter().collect(),
                 SeccompAction::Allow,
                 SeccompAction::Errno(libc::EPERM as u32),
                 arch,
@@ -246,6 +261,9 @@ pub(super) fn seccomp() -> Result<(), StepError> {
 /// The ioctl numbers on every architecture seccompiler supports (x86_64, aarch64, riscv64
 /// share the generic tty ioctls).
 pub(super) const TIOCSTI: u64 = 0x5412;
+/// x32's `ioctl`: its table's 514 with the x32 bit.
+#[cfg(target_arch = "x86_64")]
+const X32_IOCTL: i64 = 0x4000_0000 | 514;
 pub(super) const TIOCLINUX: u64 = 0x541C;
 
 pub(super) fn tiocsti_disabled() -> bool {
