@@ -42,7 +42,7 @@ impl Scrub {
     /// begin one (kept for the next piece or [`Self::finish`]).
     pub fn pass(&mut self, piece: Bytes) -> Bytes {
         let key = self.key.expose_secret().as_bytes();
-        if self.carry.is_empty() && memmem::find(&piece, key).is_none() && held(&piece, key) == 0 {
+        if self.carry.is_empty() && find(&piece, key).is_none() && held(&piece, key) == 0 {
             return piece;
         }
         let mut buf = std::mem::take(&mut self.carry);
@@ -76,10 +76,25 @@ pub fn whole(buf: &mut [u8], key: &SecretString) {
 /// Overwrites every occurrence of `key` in `buf`.
 fn mask(buf: &mut [u8], key: &[u8]) {
     let mut from = 0;
-    while let Some(i) = memmem::find(&buf[from..], key) {
+    while let Some(i) = find(&buf[from..], key) {
         buf[from + i..from + i + key.len()].fill(b'*');
         from += i + key.len();
     }
+}
+
+/// Where `key` first occurs in `hay`. A large piece is searched with `memmem` (whose searcher
+/// costs about a thousand instructions to build, and then runs at memory speed); a small one,
+/// which nearly every answer is, by the places of the key's last byte (a random character of
+/// the key, rare in any text), each compared whole.
+pub(crate) fn find(hay: &[u8], key: &[u8]) -> Option<usize> {
+    if hay.len() < key.len() {
+        return None;
+    }
+    if hay.len() >= 4096 {
+        return memmem::find(hay, key);
+    }
+    let last = key.len() - 1;
+    memchr::memchr_iter(key[last], &hay[last..]).find(|&start| hay[start..].starts_with(key))
 }
 
 /// How many of `buf`'s last bytes are the start of `key` (and not all of it).
@@ -94,16 +109,13 @@ fn held(buf: &[u8], key: &[u8]) -> usize {
 /// Drops every header whose value holds the key (a `Location`, a `WWW-Authenticate`, an echo).
 pub fn headers(map: &mut HeaderMap, key: &SecretString) {
     let key = key.expose_secret().as_bytes();
-    if key.is_empty()
-        || !map
-            .values()
-            .any(|v| memmem::find(v.as_bytes(), key).is_some())
-    {
+    let holds = |v: &http::HeaderValue| find(v.as_bytes(), key).is_some();
+    if key.is_empty() || !map.values().any(holds) {
         return;
     }
     let names: Vec<_> = map
         .iter()
-        .filter(|(_, v)| memmem::find(v.as_bytes(), key).is_some())
+        .filter(|(_, v)| holds(v))
         .map(|(n, _)| n.clone())
         .collect();
     for name in names {
@@ -143,6 +155,20 @@ mod tests {
         for a in 0..body.len() {
             for b in a..body.len() {
                 assert_eq!(through(body, &[a, b]), want, "cut at {a} and {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_and_large_pieces_are_searched_alike() {
+        let key = b"sk-root-123";
+        for size in [0usize, 10, 11, 12, 100, 4095, 4096, 5000] {
+            for at in [0, size / 2, size.saturating_sub(key.len())] {
+                let mut hay = vec![b'3'; size];
+                if at + key.len() <= size {
+                    hay[at..at + key.len()].copy_from_slice(key);
+                }
+                assert_eq!(find(&hay, key), memmem::find(&hay, key), "{size} {at}");
             }
         }
     }
