@@ -14,6 +14,16 @@ use http::HeaderMap;
 use memchr::memmem;
 use secrecy::{ExposeSecret, SecretString};
 
+/// Keys shorter than this are not looked for. They are the placeholders local servers take
+/// (`ollama`, `EMPTY`, `lm-studio`), no secret, and overwriting them would change every answer
+/// that names them; a provider's key is tens of characters.
+pub const SHORTEST: usize = 12;
+
+/// Whether `key` is one the scrub looks for.
+pub fn looked_for(key: &[u8]) -> bool {
+    key.len() >= SHORTEST
+}
+
 /// Overwrites the root key in a body that arrives in pieces.
 pub struct Scrub {
     key: Arc<SecretString>,
@@ -30,9 +40,9 @@ impl std::fmt::Debug for Scrub {
 }
 
 impl Scrub {
-    /// `None` for an empty key (nothing to look for).
+    /// `None` for a key shorter than [`SHORTEST`].
     pub fn new(key: Arc<SecretString>) -> Option<Self> {
-        (!key.expose_secret().is_empty()).then(|| Scrub {
+        looked_for(key.expose_secret().as_bytes()).then(|| Scrub {
             key,
             carry: BytesMut::new(),
         })
@@ -68,7 +78,7 @@ impl Scrub {
 /// WebSocket message, a refused upgrade's body).
 pub fn whole(buf: &mut [u8], key: &SecretString) {
     let key = key.expose_secret().as_bytes();
-    if !key.is_empty() {
+    if looked_for(key) {
         mask(buf, key);
     }
 }
@@ -110,7 +120,7 @@ fn held(buf: &[u8], key: &[u8]) -> usize {
 pub fn headers(map: &mut HeaderMap, key: &SecretString) {
     let key = key.expose_secret().as_bytes();
     let holds = |v: &http::HeaderValue| find(v.as_bytes(), key).is_some();
-    if key.is_empty() || !map.values().any(holds) {
+    if !looked_for(key) || !map.values().any(holds) {
         return;
     }
     let names: Vec<_> = map
@@ -128,7 +138,7 @@ mod tests {
     use super::*;
 
     fn scrub() -> Scrub {
-        Scrub::new(Arc::new(SecretString::from("sk-root-123"))).unwrap()
+        Scrub::new(Arc::new(SecretString::from("sk-root-123456"))).unwrap()
     }
 
     /// The body the client gets when `body` arrives cut at every place in `cuts`.
@@ -147,10 +157,8 @@ mod tests {
 
     #[test]
     fn the_key_is_overwritten_wherever_the_pieces_cut_it() {
-        let body =
-            "{\"echo\":\"Bearer sk-root-123\",\"again\":\"sk-root-123sk-root-123\"} sk-root-12";
-        let want =
-            "{\"echo\":\"Bearer ***********\",\"again\":\"**********************\"} sk-root-12";
+        let body = "{\"echo\":\"Bearer sk-root-123456\",\"again\":\"sk-root-123456sk-root-123456\"} sk-root-12345";
+        let want = "{\"echo\":\"Bearer **************\",\"again\":\"****************************\"} sk-root-12345";
         assert_eq!(through(body, &[]), want);
         for a in 0..body.len() {
             for b in a..body.len() {
@@ -161,7 +169,7 @@ mod tests {
 
     #[test]
     fn small_and_large_pieces_are_searched_alike() {
-        let key = b"sk-root-123";
+        let key = b"sk-root-123456";
         for size in [0usize, 10, 11, 12, 100, 4095, 4096, 5000] {
             for at in [0, size / 2, size.saturating_sub(key.len())] {
                 let mut hay = vec![b'3'; size];
@@ -184,12 +192,20 @@ mod tests {
     }
 
     #[test]
+    fn a_placeholder_key_is_not_looked_for() {
+        assert!(Scrub::new(Arc::new(SecretString::from("ollama"))).is_none());
+        let mut text = b"ask ollama".to_vec();
+        whole(&mut text, &SecretString::from("ollama"));
+        assert_eq!(text, b"ask ollama");
+    }
+
+    #[test]
     fn headers_that_hold_the_key_are_dropped() {
         let mut map = HeaderMap::new();
-        map.insert("x-echo", "Bearer sk-root-123".parse().unwrap());
-        map.insert("location", "https://x/?key=sk-root-123".parse().unwrap());
+        map.insert("x-echo", "Bearer sk-root-123456".parse().unwrap());
+        map.insert("location", "https://x/?key=sk-root-123456".parse().unwrap());
         map.insert("x-request-id", "req_1".parse().unwrap());
-        headers(&mut map, &SecretString::from("sk-root-123"));
+        headers(&mut map, &SecretString::from("sk-root-123456"));
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("x-request-id"));
         assert!(!format!("{:?}", scrub()).contains("sk-root"));

@@ -400,7 +400,9 @@ async fn from_upstream(
 fn scrubbed(msg: Message, root: &secrecy::SecretString) -> Message {
     use secrecy::ExposeSecret as _;
     let key = root.expose_secret().as_bytes();
-    let holds = |b: &[u8]| !key.is_empty() && crate::proxy::scrub::find(b, key).is_some();
+    let holds = |b: &[u8]| {
+        crate::proxy::scrub::looked_for(key) && crate::proxy::scrub::find(b, key).is_some()
+    };
     match msg {
         Message::Text(text) if holds(text.as_bytes()) => {
             let mut bytes = text.as_bytes().to_vec();
