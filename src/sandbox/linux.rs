@@ -549,13 +549,7 @@ fn enter_namespaces(net: Net, uid: u32, gid: u32, simulate: Option<&str>) -> Res
         ))
         .hint(hint)
     })?;
-    let write = |file: &str, text: String| {
-        std::fs::write(file, text).map_err(step(format!("cannot write {file}")))
-    };
-    write("/proc/self/setgroups", "deny".into())?;
-    write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
-    write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
-    Ok(())
+    map_self(uid, gid)
 }
 
 /// Enters a user namespace inside the first, with a copy of the mount namespace: the kernel
@@ -569,13 +563,18 @@ fn lock_mounts(uid: u32, gid: u32) -> Result<(), StepError> {
     // SAFETY: as in `enter_namespaces`: single-threaded, and FILES is not among the flags.
     unsafe { rustix::thread::unshare_unsafe(flags) }
         .map_err(|e| StepError::new(format!("cannot lock the sandbox's mounts: {e}")))?;
+    map_self(uid, gid)
+}
+
+/// Maps the user and group to themselves in the user namespace just entered (files keep their
+/// owners), with `setgroups` denied, as an unprivileged mapping must.
+fn map_self(uid: u32, gid: u32) -> Result<(), StepError> {
     let write = |file: &str, text: String| {
         std::fs::write(file, text).map_err(step(format!("cannot write {file}")))
     };
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
-    write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
-    Ok(())
+    write("/proc/self/gid_map", format!("{gid} {gid} 1"))
 }
 
 /// `/run/user/UID` and `$XDG_RUNTIME_DIR`, those that exist.
