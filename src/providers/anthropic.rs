@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family};
-use super::fields::{count_parts, largest};
+use super::fields::{count_parts, largest, named};
 use super::usage::{Tree, Usage};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -118,7 +118,7 @@ impl Family for Anthropic {
             return 0;
         }
         let images = count_parts(map, |part| {
-            part.get("type").and_then(Value::as_str) == Some("image")
+            named(part, "type").any(|t| t.as_str() == Some("image"))
         }) * IMAGE_TOKENS;
         let tools = match map.get("tools") {
             Some(Value::Array(tools)) if !tools.is_empty() => tools,

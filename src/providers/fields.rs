@@ -62,6 +62,17 @@ pub(crate) fn choices(map: &Map<String, Value>, fields: &[&str]) -> Result<u64, 
     Ok(n)
 }
 
+/// The values of `map`'s members named `name` in any letter case: a part is counted as a
+/// case-folding parser (a Go server behind an OpenAI-compatible URL) would read it.
+pub(crate) fn named<'a>(
+    map: &'a Map<String, Value>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
+    map.iter()
+        .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
 /// How many objects in `map`, at any depth, `is_part` says yes to (the images of a prompt:
 /// message parts, tool results, whatever nests them). Depth is bounded by the parse.
 pub(crate) fn count_parts(

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, FieldCheck};
-use super::fields::{choices, count_parts, largest, max_opt};
+use super::fields::{choices, count_parts, largest, max_opt, named};
 use super::usage::{Tree, Usage, n};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -180,13 +180,18 @@ impl Family for Gemini {
         // highest media resolution (Gemini 3); 5,000 covers a 3,000-pixel square in tiles.
         // Data of no stated type counts as an image too.
         count_parts(map, |part| {
-            let Some(data) = part.get("inlineData").or_else(|| part.get("inline_data")) else {
-                return false;
-            };
-            data.get("mimeType")
-                .or_else(|| data.get("mime_type"))
-                .and_then(Value::as_str)
-                .is_none_or(|t| t.to_ascii_lowercase().starts_with("image/"))
+            named(part, "inlineData")
+                .chain(named(part, "inline_data"))
+                .filter_map(Value::as_object)
+                .any(|data| {
+                    let mut types = named(data, "mimeType").chain(named(data, "mime_type"));
+                    let first = types.next();
+                    first.is_none()
+                        || first.into_iter().chain(types).any(|t| {
+                            t.as_str()
+                                .is_none_or(|t| t.to_ascii_lowercase().starts_with("image/"))
+                        })
+                })
         }) * 5_000
     }
 

@@ -354,6 +354,14 @@ mod tests {
             openai.hidden_input(Op::OpenaiChat, Some("gpt-5"), &plain),
             0
         );
+        // As a case-folding server reads the part.
+        let folded = map(serde_json::json!({"messages": [{"content": [
+            {"type": "text", "text": "x", "Type": "image_url", "image_url": {"url": "u"}}
+        ]}]}));
+        assert_eq!(
+            openai.hidden_input(Op::OpenaiChat, Some("gpt-5"), &folded),
+            10_000
+        );
 
         let anthropic = ApiFamily::Anthropic.wire();
         let msg = map(serde_json::json!({
@@ -373,11 +381,13 @@ mod tests {
         let parts = map(serde_json::json!({"contents": [{"parts": [
             {"inlineData": {"mimeType": "IMAGE/png", "data": ""}},
             {"inline_data": {"data": ""}},
-            {"inlineData": {"mimeType": "audio/mp3", "data": ""}}
+            {"inlineData": {"mimeType": "audio/mp3", "data": ""}},
+            {"InlineData": {"MimeType": "image/png", "data": ""}},
+            {"inlineData": {"mimeType": "application/pdf", "mime_type": "image/png", "data": ""}}
         ]}]}));
         assert_eq!(
             gemini.hidden_input(Op::GeminiGenerate, None, &parts),
-            10_000
+            20_000
         );
     }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, WsClientEvent, WsRoute, WsServerEvent};
-use super::fields::{choices, count_parts, largest};
+use super::fields::{choices, count_parts, largest, named};
 use super::usage::{Tree, Usage, n};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -194,10 +194,7 @@ impl Family for Openai {
 
     fn hidden_input(&self, _op: Op, model: Option<&str>, map: &Map<String, Value>) -> u64 {
         let images = count_parts(map, |part| {
-            matches!(
-                part.get("type").and_then(Value::as_str),
-                Some("image_url" | "input_image")
-            )
+            named(part, "type").any(|t| matches!(t.as_str(), Some("image_url" | "input_image")))
         });
         if images == 0 {
             return 0;

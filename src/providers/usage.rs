@@ -33,7 +33,7 @@ impl Usage {
 /// A usage object as a family's reading asks it.
 pub trait Tree {
     /// The value at the path of object `keys` as `Value::as_u64` reads it: `None` when absent
-    /// or not a whole number from 0 to `u64::MAX`.
+    /// or not a whole number from 0 to [`MAX_COUNT`].
     fn num(&self, keys: &[&str]) -> Option<u64>;
     /// Whether the object has the member `key`, whatever its value (`null` included).
     fn has(&self, key: &str) -> bool;
@@ -48,7 +48,7 @@ impl Tree for Value {
         for key in keys {
             cur = cur.get(key)?;
         }
-        cur.as_u64()
+        cur.as_u64().filter(|n| *n <= MAX_COUNT)
     }
 
     fn has(&self, key: &str) -> bool {
@@ -60,15 +60,21 @@ impl Tree for Value {
     }
 }
 
-/// Whether a usage object has, at one of `paths`, a value that is neither a whole number nor
-/// `null`: [`Counts::unreadable`] for a parsed value.
+/// The largest count of tokens an answer is believed: 2⁴⁰, a million times any context window.
+/// Past it a count is not one (an upstream's bug or a lie) and the usage is unreadable, so the
+/// request is charged its reservation; sums of believed counts stay far from the end of the
+/// ledger's 64-bit integers.
+pub(crate) const MAX_COUNT: u64 = 1 << 40;
+
+/// Whether a usage object has, at one of `paths`, a value that is neither a whole number up to
+/// [`MAX_COUNT`] nor `null`: [`Counts::unreadable`] for a parsed value.
 pub(crate) fn unreadable(u: &Value, paths: &[&[&str]]) -> bool {
     paths.iter().any(|keys| {
         let mut cur = Some(u);
         for key in *keys {
             cur = cur.and_then(|c| c.get(key));
         }
-        cur.is_some_and(|v| !v.is_null() && v.as_u64().is_none())
+        cur.is_some_and(|v| !v.is_null() && v.as_u64().is_none_or(|n| n > MAX_COUNT))
     })
 }
 
@@ -165,8 +171,9 @@ impl Counts {
         self.nulls &= !on;
     }
 
-    /// Some path has a value that is neither a whole number nor `null` (a count sent as a
-    /// string, a negative or a fraction): what the answer cost cannot be read from it.
+    /// Some path has a value that is neither a whole number up to [`MAX_COUNT`] nor `null` (a
+    /// count sent as a string, a negative, a fraction, or past belief): what the answer cost
+    /// cannot be read from it.
     pub(crate) fn unreadable(&self) -> bool {
         self.present & !self.numeric & !self.nulls != 0
     }
@@ -178,10 +185,11 @@ impl Counts {
             if on & (1 << i) != 0 && path.len() == depth + 1 {
                 self.present |= 1 << i;
                 match kind {
-                    Kind::Num(n) => {
+                    Kind::Num(n) if n <= MAX_COUNT => {
                         self.numeric |= 1 << i;
                         self.nums[i] = n;
                     }
+                    Kind::Num(_) => {}
                     Kind::Null => self.nulls |= 1 << i,
                     Kind::Object | Kind::Other => {}
                 }

@@ -358,7 +358,16 @@ mod tests {
     fn a_count_that_is_not_a_whole_number_leaves_the_usage_unknown() {
         // Read as 0, a count sent as a string, a negative or a fraction would charge nothing;
         // unknown, the request is charged its reservation.
-        for count in ["\"500\"", "-5", "5.5", "{}", "true"] {
+        // Past 2^40 a count is not believed either (summed, 2^63 and more broke the ledger).
+        for count in [
+            "\"500\"",
+            "-5",
+            "5.5",
+            "{}",
+            "true",
+            "1099511627777",
+            "18446744073709551615",
+        ] {
             let body = format!(
                 "{{\"choices\":[],\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":{count}}}}}"
             );

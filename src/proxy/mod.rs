@@ -394,6 +394,10 @@ async fn run_phases<B: RequestBody>(
     let admission = phases::admit(ctx, &verified, &asked).await?;
     let mut outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
     let upstream = phases::forward(ctx, &asked, &mut outgoing).await?;
+    if let Some(err) = phases::compressed(&upstream) {
+        ctx.record.take().unread(ctx.state, &err);
+        return Ok(err.response(ctx.provider.api));
+    }
     Ok(phases::respond(ctx, &mut asked, &mut outgoing, upstream))
 }
 

@@ -660,6 +660,24 @@ pub async fn forward(
 
 /// Streams the answer back as it arrives, metered on the side; the record is finished when
 /// the body ends.
+/// An answer in a coding other than `identity`, which till did not ask for (it sends
+/// `Accept-Encoding: identity`) and cannot read: neither its usage nor whether it quotes the
+/// root key. Refused whole (502) rather than passed on unread.
+pub fn compressed(resp: &Response<Upstream>) -> Option<ProxyError> {
+    let coding = resp.headers().get(http::header::CONTENT_ENCODING)?;
+    let coding = coding.to_str().unwrap_or("?").trim();
+    (!coding.eq_ignore_ascii_case("identity")).then(|| {
+        ProxyError::new(
+            502,
+            "upstream_encoding",
+            format!(
+                "the provider answered in a compressed form (Content-Encoding: {}) though till asked for none; till passes on only answers it can read",
+                crate::output::printable(&coding.chars().take(40).collect::<String>())
+            ),
+        )
+    })
+}
+
 pub fn respond(
     ctx: &mut Ctx<'_>,
     asked: &mut Asked,

@@ -109,6 +109,19 @@ impl RequestRecord {
         self.finish(state, None);
     }
 
+    /// Records the request as answered but not passed on (`err` went to the client instead):
+    /// the provider ran it, so it is charged its reservation, as an answer without usage is.
+    pub fn unread(mut self, state: &State, err: &super::ProxyError) {
+        self.status = err.status.as_u16();
+        self.denial = Some(err.kind);
+        self.message = Some(err.message.clone());
+        let finished = super::body::Finished {
+            error: Some(err.message.clone()),
+            ..Default::default()
+        };
+        self.finish(state, Some(finished));
+    }
+
     /// Counts the request, settles its reservation, watches for alerts and records it.
     pub fn finish(mut self, state: &State, finished: Option<Finished>) {
         self.latency = self.started.elapsed();

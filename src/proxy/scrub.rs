@@ -29,6 +29,9 @@ pub struct Scrub {
     key: Arc<SecretString>,
     /// The end of the last piece, which may be the start of the key.
     carry: BytesMut,
+    /// How many bytes of the key the last piece ended in, inside a run already overwritten
+    /// (the rest of the key, where the next piece goes on with it, is overwritten too).
+    run: usize,
 }
 
 impl std::fmt::Debug for Scrub {
@@ -45,37 +48,66 @@ impl Scrub {
         looked_for(key.expose_secret().as_bytes()).then(|| Scrub {
             key,
             carry: BytesMut::new(),
+            run: 0,
         })
     }
 
-    /// `piece` with every whole occurrence of the key overwritten, less the end that could
-    /// begin one (kept for the next piece or [`Self::finish`]).
+    /// `piece` with every run that begins the key overwritten, less the end that could begin
+    /// one (kept for the next piece or [`Self::finish`]).
     pub fn pass(&mut self, piece: Bytes) -> Bytes {
         let key = self.key.expose_secret().as_bytes();
-        if self.carry.is_empty() && find(&piece, key).is_none() && held(&piece, key) == 0 {
+        if self.carry.is_empty()
+            && self.run == 0
+            && find(&piece, key).is_none()
+            && held(&piece, key) == 0
+        {
             return piece;
         }
         let mut buf = std::mem::take(&mut self.carry);
         buf.extend_from_slice(&piece);
-        mask(&mut buf, key);
-        let keep = buf.len() - held(&buf, key);
+        // A run the last piece ended in goes on as far as this one follows the key.
+        let mut from = 0;
+        if self.run > 0 {
+            from = common(&buf, &key[self.run..]);
+            buf[..from].fill(b'*');
+            self.run = if from == buf.len() {
+                self.run + from
+            } else {
+                0
+            };
+            if self.run >= key.len() {
+                self.run = 0;
+            }
+        }
+        let ended_in = mask(&mut buf[from..], key);
+        if self.run == 0 {
+            self.run = ended_in;
+        }
+        let keep = if self.run == 0 {
+            buf.len() - held(&buf, key)
+        } else {
+            buf.len()
+        };
         self.carry = buf.split_off(keep);
         buf.freeze()
     }
 
-    /// What was held back, followed by `last` (a piece that ends the body), scrubbed whole.
+    /// `last` (a piece that ends the body, if any) as [`Self::pass`] gives it, then what is
+    /// still held back: fewer than [`SHORTEST`] bytes that begin the key, no run.
     pub fn finish(&mut self, last: Option<Bytes>) -> Bytes {
-        let mut buf = std::mem::take(&mut self.carry);
-        if let Some(last) = last {
-            buf.extend_from_slice(&last);
+        let out = last.map(|l| self.pass(l)).unwrap_or_default();
+        self.run = 0;
+        if self.carry.is_empty() {
+            return out;
         }
-        mask(&mut buf, self.key.expose_secret().as_bytes());
-        buf.freeze()
+        let mut all = BytesMut::from(&out[..]);
+        all.extend_from_slice(&std::mem::take(&mut self.carry));
+        all.freeze()
     }
 }
 
-/// Overwrites every occurrence of the root key in `buf` (a message that comes whole: a
-/// WebSocket message, a refused upgrade's body).
+/// Overwrites every run that begins the root key in `buf` (a message that comes whole: a
+/// WebSocket message or its close reason, a refused upgrade's body).
 pub fn whole(buf: &mut [u8], key: &SecretString) {
     let key = key.expose_secret().as_bytes();
     if looked_for(key) {
@@ -83,33 +115,52 @@ pub fn whole(buf: &mut [u8], key: &SecretString) {
     }
 }
 
-/// Overwrites every occurrence of `key` in `buf`.
-fn mask(buf: &mut [u8], key: &[u8]) {
+/// Overwrites every run in `buf` that begins the key and is at least [`SHORTEST`] bytes long:
+/// the whole key, and also a key cut short (an upstream that quotes part of it, an answer cut
+/// off in the middle of it). Returns how many bytes of the key the last run had when it
+/// reached the end of `buf` without the key's end (0 otherwise).
+fn mask(buf: &mut [u8], key: &[u8]) -> usize {
     let mut from = 0;
+    let mut ended_in = 0;
     while let Some(i) = find(&buf[from..], key) {
-        buf[from + i..from + i + key.len()].fill(b'*');
-        from += i + key.len();
+        let start = from + i;
+        let len = common(&buf[start..], key);
+        buf[start..start + len].fill(b'*');
+        from = start + len;
+        ended_in = if from == buf.len() && len < key.len() {
+            len
+        } else {
+            0
+        };
     }
+    ended_in
 }
 
-/// Where `key` first occurs in `hay`. A large piece is searched with `memmem` (whose searcher
-/// costs about a thousand instructions to build, and then runs at memory speed); a small one,
-/// which nearly every answer is, by the places of the key's last byte (a random character of
-/// the key, rare in any text), each compared whole.
+/// How many bytes `hay` and `key` have in common from their starts.
+fn common(hay: &[u8], key: &[u8]) -> usize {
+    hay.iter().zip(key).take_while(|(a, b)| a == b).count()
+}
+
+/// Where the first run that begins the key (its first [`SHORTEST`] bytes) starts in `hay`. A
+/// large piece is searched with `memmem` (whose searcher costs about a thousand instructions
+/// to build, and then runs at memory speed); a small one, which nearly every answer is, by the
+/// places of the run's last byte, each compared whole.
 pub(crate) fn find(hay: &[u8], key: &[u8]) -> Option<usize> {
-    if hay.len() < key.len() {
+    let start = &key[..SHORTEST.min(key.len())];
+    if hay.len() < start.len() {
         return None;
     }
     if hay.len() >= 4096 {
-        return memmem::find(hay, key);
+        return memmem::find(hay, start);
     }
-    let last = key.len() - 1;
-    memchr::memchr_iter(key[last], &hay[last..]).find(|&start| hay[start..].starts_with(key))
+    let last = start.len() - 1;
+    memchr::memchr_iter(start[last], &hay[last..]).find(|&at| hay[at..].starts_with(start))
 }
 
-/// How many of `buf`'s last bytes are the start of `key` (and not all of it).
+/// How many of `buf`'s last bytes could begin a run (fewer than [`SHORTEST`] bytes that begin
+/// the key): they wait for the next piece.
 fn held(buf: &[u8], key: &[u8]) -> usize {
-    let window = buf.len().min(key.len() - 1);
+    let window = buf.len().min(SHORTEST - 1);
     let tail = &buf[buf.len() - window..];
     memchr::memchr_iter(key[0], tail)
         .find(|&i| key.starts_with(&tail[i..]))
@@ -155,10 +206,12 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// A run of the key's first 12 bytes or more is overwritten however it ends (an answer cut
+    /// in the key's middle, an upstream quoting part of it); a shorter one is text.
     #[test]
     fn the_key_is_overwritten_wherever_the_pieces_cut_it() {
-        let body = "{\"echo\":\"Bearer sk-root-123456\",\"again\":\"sk-root-123456sk-root-123456\"} sk-root-12345";
-        let want = "{\"echo\":\"Bearer **************\",\"again\":\"****************************\"} sk-root-12345";
+        let body = "{\"echo\":\"Bearer sk-root-123456\",\"again\":\"sk-root-123456sk-root-123456\"} sk-root-12345 sk-root";
+        let want = "{\"echo\":\"Bearer **************\",\"again\":\"****************************\"} ************* sk-root";
         assert_eq!(through(body, &[]), want);
         for a in 0..body.len() {
             for b in a..body.len() {

@@ -257,7 +257,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         .and_then(|v| v.to_str().ok())
         .filter(|p| upstream_protocols.contains(p))
         .map(str::to_string);
-    let answer = switching(&client_key, chosen.as_deref(), accepted.headers());
+    let answer = switching(&client_key, chosen.as_deref(), accepted.headers(), &root);
     let key = key.unwrap_or_default();
     Ok(Opened {
         route,
@@ -388,6 +388,7 @@ fn switching(
     client_key: &str,
     protocol: Option<&str>,
     upstream: &HeaderMap,
+    root: &secrecy::SecretString,
 ) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::from(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -408,6 +409,7 @@ fn switching(
     if let Some(v) = protocol.and_then(|p| HeaderValue::from_str(p).ok()) {
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
+    super::scrub::headers(headers, root);
     resp
 }
 
@@ -437,6 +439,20 @@ fn client_config(max_body_bytes: u64) -> WebSocketConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upgrade_answer_loses_headers_that_hold_the_root_key() {
+        let root = secrecy::SecretString::from("sk-evil-root-0123456789");
+        let mut upstream = HeaderMap::new();
+        upstream.insert(
+            "x-echo",
+            HeaderValue::from_static("Bearer sk-evil-root-0123456789"),
+        );
+        upstream.insert("x-request-id", HeaderValue::from_static("req_1"));
+        let resp = switching("dGhlIHNhbXBsZSBub25jZQ==", None, &upstream, &root);
+        assert!(resp.headers().get("x-echo").is_none());
+        assert!(resp.headers().get("x-request-id").is_some());
+    }
 
     #[test]
     fn upgrade_is_recognised_in_any_case_and_list() {

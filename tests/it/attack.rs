@@ -815,6 +815,46 @@ fn an_upstream_that_echoes_the_root_key_does_not_hand_it_to_the_agent() {
 }
 
 #[test]
+fn a_compressed_answer_is_refused_and_charged_its_reservation() {
+    let a = Attack::new(
+        "[prices.\"openai/gzip-model\"]\ninput = 1000.0\noutput = 1000.0\n",
+        &["--scope", "openai/gzip-model", "--budget", "1usd"],
+    );
+    let body = "{\"model\":\"gzip-model\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    // till asks for no coding; an answer in one is neither metered nor searched for the root
+    // key, so it does not go to the agent.
+    let (status, text) = a.post("/openai/v1/chat/completions", body);
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("Content-Encoding: gzip"), "{text}");
+    assert!(!text.contains("Hello from the mock"), "{text}");
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 1);
+    let accept = seen[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("accept-encoding"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(accept, Some("identity"));
+    // The provider ran it: the reservation (the body's bytes and 10 output tokens at $0.001
+    // a token) is charged.
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
+        rows = serde_json::from_str(&log).unwrap();
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cost = rows[0]["cost_usd"].as_f64().unwrap();
+    let reserved = (body.len() + 10) as f64 * 0.001;
+    assert!(
+        (cost - reserved).abs() < 1e-6,
+        "charged {cost}, reserved {reserved}: {rows}"
+    );
+}
+
+#[test]
 fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",

@@ -28,7 +28,8 @@
 //! as an upstream that always writes to the limit would; `endless` answers a streaming
 //! request with one `data:` line that never ends, [`ENDLESS_BYTES`] long (a JSON request is
 //! answered normally); `echo` (OpenAI) answers 401 quoting the `Authorization` it was sent in
-//! its message and its `WWW-Authenticate`, as a careless compatible server would.
+//! its message and its `WWW-Authenticate`, as a careless compatible server would; `gzip`
+//! (OpenAI) labels its answer `Content-Encoding: gzip` whatever the request accepted.
 
 mod admin;
 mod anthropic;

@@ -189,7 +189,12 @@ fn with_request(ctx: &Ctx<'_>, handler: fn(&Call<'_, '_>) -> Resp) -> Outcome {
         .into();
     }
     let request_id = ctx.id("req_");
-    with_header(handler(&call), "x-request-id", &request_id).into()
+    let resp = with_header(handler(&call), "x-request-id", &request_id);
+    if call.model.contains("gzip") {
+        // An upstream that compresses though asked not to (the body itself is left plain).
+        return with_header(resp, "content-encoding", "gzip").into();
+    }
+    resp.into()
 }
 
 fn chat_usage(usage: Usage) -> Value {

@@ -351,7 +351,7 @@ async fn from_upstream(
     link: &mut Link,
     msg: Option<Result<Message, tungstenite::Error>>,
 ) -> Flow {
-    let msg = match msg {
+    let msg = match msg.map(|m| m.map(|m| scrubbed(m, &s.root))) {
         Some(Ok(Message::Frame(_))) => return Flow::Go,
         Some(Ok(Message::Close(frame))) => {
             end_flight(s, link, 502, "the provider closed the WebSocket");
@@ -364,7 +364,7 @@ async fn from_upstream(
             upstream_lost(s, link).await;
             return Flow::End;
         }
-        Some(Ok(msg)) => scrubbed(msg, &s.root),
+        Some(Ok(msg)) => msg,
     };
     let seen = match &msg {
         Message::Text(text) => serde_json::from_str::<Value>(text).ok().map(|v| {
@@ -414,6 +414,23 @@ fn scrubbed(msg: Message, root: &secrecy::SecretString) -> Message {
             let mut bytes = data.to_vec();
             crate::proxy::scrub::whole(&mut bytes, root);
             Message::Binary(bytes.into())
+        }
+        Message::Ping(data) if holds(&data) => {
+            let mut bytes = data.to_vec();
+            crate::proxy::scrub::whole(&mut bytes, root);
+            Message::Ping(bytes.into())
+        }
+        Message::Pong(data) if holds(&data) => {
+            let mut bytes = data.to_vec();
+            crate::proxy::scrub::whole(&mut bytes, root);
+            Message::Pong(bytes.into())
+        }
+        // A close reason that holds the key is dropped; the code stays.
+        Message::Close(Some(frame)) if holds(frame.reason.as_bytes()) => {
+            Message::Close(Some(tungstenite::protocol::CloseFrame {
+                code: frame.code,
+                reason: "".into(),
+            }))
         }
         msg => msg,
     }
@@ -630,6 +647,38 @@ fn close_frame(code: CloseCode, why: &str) -> CloseFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_of_upstream_message_loses_the_root_key() {
+        let root = secrecy::SecretString::from("sk-evil-root-0123456789");
+        let key = "sk-evil-root-0123456789";
+        let shown = |m: &Message| match m {
+            Message::Text(t) => t.as_bytes().to_vec(),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.to_vec(),
+            Message::Close(f) => f
+                .as_ref()
+                .map(|f| f.reason.as_bytes().to_vec())
+                .unwrap_or_default(),
+            Message::Frame(_) => Vec::new(),
+        };
+        let messages = [
+            Message::Text(format!("{{\"k\":\"{key}\"}}").into()),
+            Message::Binary(key.as_bytes().to_vec().into()),
+            Message::Ping(format!("ping {key}").into_bytes().into()),
+            Message::Pong(format!("pong {key}").into_bytes().into()),
+            Message::Close(Some(tungstenite::protocol::CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::Policy,
+                reason: format!("bad {key}").into(),
+            })),
+        ];
+        for m in messages {
+            let out = scrubbed(m.clone(), &root);
+            let text = String::from_utf8_lossy(&shown(&out)).into_owned();
+            assert!(!text.contains("sk-evil-root"), "{m:?} became {text}");
+        }
+        let plain = Message::Text("no key here".into());
+        assert_eq!(scrubbed(plain.clone(), &root), plain);
+    }
 
     #[test]
     fn models_are_found_at_any_depth_and_only_as_strings() {
