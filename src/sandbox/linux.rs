@@ -230,30 +230,40 @@ impl Launch {
     /// till ([`Launch::command`]); each round kills those found, whose own children then come
     /// to till in turn. Returns how many were ended.
     pub fn end_leftovers(&mut self) -> usize {
-        let me = std::process::id();
-        let mut ended = 0;
-        // A killed process cannot fork; each round ends a generation. The bound is only a
-        // guard against a /proc that never stops naming children.
-        for _ in 0..10_000 {
-            let left = children_of(me);
-            if left.is_empty() {
-                break;
-            }
-            for &pid in &left {
-                // SAFETY: kill and waitpid take plain integers (a null status is allowed).
+        let me = std::process::id() as libc::pid_t;
+        let mut ended = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // Every descendant at once, not a generation a round: a process that forks again
+            // as fast as its parents die (a chain regrowing from its bottom) dies with them.
+            let tree = descendants_of(me);
+            for &pid in &tree {
+                // SAFETY: kill takes plain integers.
                 unsafe {
                     libc::kill(pid, libc::SIGKILL);
                 }
             }
-            for &pid in &left {
-                // SAFETY: as above.
-                unsafe {
-                    libc::waitpid(pid, std::ptr::null_mut(), 0);
-                }
+            // Reap what has come to till; the agent itself was reaped already, and till has no
+            // other children.
+            // SAFETY: waitpid with WNOHANG and a null status takes plain integers.
+            while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+            if tree.is_empty() {
+                break;
             }
-            ended += left.len();
+            ended.extend(tree.iter().copied());
+            if std::time::Instant::now() > deadline {
+                crate::output::error(
+                    &format!(
+                        "{} process(es) the agent left running in the sandbox could not be ended",
+                        tree.len()
+                    ),
+                    Some("end them yourself: they still hold the sandbox's rights"),
+                );
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        ended
+        ended.len()
     }
 
     /// Stops the proxy inside the sandbox as till stops its own: the returned task ends when
@@ -265,25 +275,36 @@ impl Launch {
     }
 }
 
-/// The processes whose parent is `parent`, from `/proc/PID/stat` (the field after the name,
-/// which may hold spaces and parentheses, so it is read from the last `)`).
-fn children_of(parent: u32) -> Vec<libc::pid_t> {
+/// Every descendant of `root`, from one reading of `/proc/PID/stat`: the parent is the field
+/// after the name, which may hold any bytes (not UTF-8, spaces, parentheses), so it is read
+/// after the last `)`.
+fn descendants_of(root: libc::pid_t) -> Vec<libc::pid_t> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    dir.filter_map(|entry| {
-        let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let ppid: u32 = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        (ppid == parent).then_some(pid)
-    })
-    .collect()
+    let parents: Vec<(libc::pid_t, libc::pid_t)> = dir
+        .filter_map(|entry| {
+            let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+            let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+            let ppid = std::str::from_utf8(after).ok()?.split_whitespace().nth(1)?;
+            Some((pid, ppid.parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|&&(pid, ppid)| ppid == parent && pid != root)
+                .map(|&(pid, _)| pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// Reads the helper's one-line answer and any descriptor that came with it.

@@ -546,7 +546,9 @@ fn exit_codes_signals_and_summary_are_unchanged() {
 
 /// Whether `pid` is a process that has not exited.
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+    // Read as bytes: a process's name need not be UTF-8.
+    std::fs::read(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let s = String::from_utf8_lossy(&s);
         let after = s.rsplit_once(')').map_or("", |(_, r)| r).trim_start();
         !after.starts_with('Z') && !after.starts_with('X')
     })
@@ -556,13 +558,15 @@ fn alive(pid: i32) -> bool {
 fn processes_the_agent_leaves_running_end_with_it() {
     let p = proxy_env();
     let proj = project();
-    // Three ways to outlive the agent: a new session, nohup, a double fork. Each writes its
-    // pid, then the agent exits.
-    let agent = "rm -f pids; \
+    // Four ways to outlive the agent: a new session, nohup, a double fork, and a name that is
+    // not UTF-8 (which a reading of /proc as text passed over). Each writes its pid, then the
+    // agent exits.
+    let agent = "rm -f pids; cp \"$(command -v sleep)\" \"./s$(printf '\\377')\"; \
         setsid -f sh -c 'echo $$ >> pids; exec sleep 300' </dev/null >/dev/null 2>&1; \
         nohup sh -c 'echo $$ >> pids; exec sleep 301' </dev/null >/dev/null 2>&1 & \
         ( sh -c 'echo $$ >> pids; exec sleep 302' </dev/null >/dev/null 2>&1 & ); \
-        while [ \"$(wc -l < pids)\" -lt 3 ]; do sleep 0.05; done; exit 3";
+        setsid -f sh -c 'echo $$ >> pids; exec \"./s$(printf \"\\377\")\" 303' </dev/null >/dev/null 2>&1; \
+        while [ \"$(wc -l < pids)\" -lt 4 ]; do sleep 0.05; done; exit 3";
     let pids = || -> Vec<i32> {
         std::fs::read_to_string(proj.path().join("pids"))
             .unwrap()
@@ -585,7 +589,7 @@ fn processes_the_agent_leaves_running_end_with_it() {
     let (code, _, stderr) = run(&["--no-sandbox"]);
     assert_eq!(code, 3, "{stderr}");
     let left = pids();
-    assert_eq!(left.len(), 3);
+    assert_eq!(left.len(), 4);
     assert!(left.iter().all(|&pid| alive(pid)), "{left:?}");
     for pid in left {
         // SAFETY: kill takes plain integers.
@@ -595,11 +599,11 @@ fn processes_the_agent_leaves_running_end_with_it() {
     let (code, _, stderr) = run(&["--sandbox", "--net", "proxy"]);
     assert_eq!(code, 3, "{stderr}");
     assert!(
-        stderr.contains("ended 3 processes the agent left running"),
+        stderr.contains("ended 4 processes the agent left running"),
         "{stderr}"
     );
     let left = pids();
-    assert_eq!(left.len(), 3);
+    assert_eq!(left.len(), 4);
     assert!(
         left.iter().all(|&pid| !alive(pid)),
         "still running: {left:?}"
