@@ -538,6 +538,23 @@ fn setup(w: &Wire) -> Result<Option<std::net::TcpListener>, StepError> {
     // whose capabilities bringing `lo` up needs.
     lock_mounts(uid, gid)?;
 
+    // A session keyring of its own: the one inherited is the user's (Kerberos caches, secrets
+    // kept with `keyctl`), readable by any process that shares it.
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) takes an integer and a null name.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            libc::KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    } < 0
+    {
+        return Err(StepError::new(format!(
+            "cannot give the agent a session keyring of its own: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+
     let mut writable_dirs = vec![cwd.clone()];
     writable_dirs.extend(private);
     writable_dirs.extend(writable);

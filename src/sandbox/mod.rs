@@ -149,6 +149,8 @@ pub struct Sandbox {
     launch: Option<imp::Launch>,
     /// The working directory has a `.git` directory without a `commondir` (before the run).
     commondir_absent: bool,
+    /// `.git/HEAD` before the run, when it named a branch or a commit.
+    head: Option<Vec<u8>>,
 }
 
 impl Sandbox {
@@ -213,11 +215,17 @@ impl Sandbox {
         let git = policy.cwd.join(".git");
         let commondir_absent =
             git.is_dir() && std::fs::symlink_metadata(git.join("commondir")).is_err();
+        let head = git
+            .is_dir()
+            .then(|| std::fs::read(git.join("HEAD")).ok())
+            .flatten()
+            .filter(|h| valid_head(h));
         Ok(Self {
             policy,
             proxy: None,
             launch: None,
             commondir_absent,
+            head,
         })
     }
 
@@ -270,6 +278,37 @@ impl Sandbox {
         self.launch.as_mut().map_or(0, imp::Launch::end_leftovers)
     }
 
+    /// Once nothing of the agent runs: puts back a `.git/HEAD` the agent broke. With a HEAD
+    /// that names nothing, git no longer takes `.git` for a repository and reads the working
+    /// directory itself as a bare one: config, hooks and all, written by the agent. Returns
+    /// whether it had to.
+    pub fn restore_broken_head(&self) -> bool {
+        let Some(before) = &self.head else {
+            return false;
+        };
+        if self.policy.writable_git_hooks {
+            return false;
+        }
+        let file = self.policy.cwd.join(".git").join("HEAD");
+        if std::fs::read(&file).is_ok_and(|now| valid_head(&now)) {
+            return false;
+        }
+        match std::fs::write(&file, before) {
+            Ok(()) => crate::output::warn(&format!(
+                "put back {} as it was before the run: the agent left it naming no branch or commit, which makes git read the working directory as a repository of the agent's making",
+                file.display()
+            )),
+            Err(e) => crate::output::error(
+                &format!(
+                    "the agent broke {} and till could not put it back: {e}",
+                    file.display()
+                ),
+                Some("do not run git in this directory before you have fixed .git/HEAD"),
+            ),
+        }
+        true
+    }
+
     /// Once nothing of the agent runs: removes a `.git/commondir` it created in the working
     /// directory, and says so. git reads config and hooks from the directory that file names,
     /// so one pointing at a copy the agent wrote would run its commands at your next
@@ -298,6 +337,14 @@ impl Sandbox {
         }
         true
     }
+}
+
+/// Whether `head` (a `.git/HEAD`) is one git accepts: a symbolic ref under `refs/`, or a
+/// commit id.
+fn valid_head(head: &[u8]) -> bool {
+    let head = head.strip_suffix(b"\n").unwrap_or(head);
+    head.starts_with(b"ref: refs/")
+        || (matches!(head.len(), 40 | 64) && head.iter().all(u8::is_ascii_hexdigit))
 }
 
 /// The network of the till sandbox this process runs in, if it runs in one.

@@ -189,7 +189,10 @@ const ESCAPES: &[&str] = &[
     "git_config",
     "git_modules",
     "git_worktrees",
+    "git_info_exclude",
     "x32_ioctl",
+    "tiocsetd",
+    "session_keyring",
     "write_outside",
     "signal_till",
     "abstract_connect",
@@ -261,6 +264,21 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
             ),
         ),
     ];
+
+    // A secret in this process's session keyring, which its children share.
+    let (kind, name, secret) = (c"user", c"till-sbx-test", b"session secret");
+    // SAFETY: add_key reads two C strings and `secret`'s bytes, all alive for the call.
+    let added = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            kind.as_ptr(),
+            name.as_ptr(),
+            secret.as_ptr(),
+            secret.len(),
+            libc::KEY_SPEC_SESSION_KEYRING,
+        )
+    };
+    assert!(added >= 0, "add_key: {}", std::io::Error::last_os_error());
 
     // The control: the same agent, unsandboxed, in a project of its own.
     let control_project = project();
@@ -653,6 +671,71 @@ fn a_commondir_the_agent_plants_in_git_is_removed() {
         "{stderr}"
     );
     assert!(!commondir.exists());
+    assert!(!git_status(), "git ran the agent's command");
+}
+
+#[test]
+fn a_head_the_agent_breaks_is_put_back() {
+    let p = proxy_env();
+    let proj = project();
+    // A bare repository's layout at the top of the working directory, with a config that runs
+    // a command, and `.git/HEAD` broken so that git stops taking `.git` for the repository.
+    let agent = "mkdir -p objects/info refs/heads && echo \"$PWD/.git/objects\" > objects/info/alternates \
+        && cat .git/HEAD > HEAD && cp .git/refs/heads/* refs/heads/ && cp .git/index index \
+        && printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = \"touch planted; false\"\\n' > config \
+        && echo 'not a ref' > .git/HEAD";
+    let run = |sandbox: &str| {
+        output(
+            p.env
+                .till()
+                .args(["run", sandbox, "--", "sh", "-c", agent])
+                .current_dir(proj.path())
+                .stdin(Stdio::null()),
+        )
+    };
+    // A repository with a commit and an index, as any project has.
+    std::fs::write(proj.path().join("README"), "hi\n").unwrap();
+    for args in [
+        &["add", "README"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    ] {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(proj.path())
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "{out:?}");
+    }
+    let head = proj.path().join(".git/HEAD");
+    let before = std::fs::read_to_string(&head).unwrap();
+    let git_status = || {
+        Command::new("git")
+            .args(["status", "--short"])
+            .current_dir(proj.path())
+            .env_remove("GIT_DIR")
+            .output()
+            .expect("git runs");
+        proj.path().join("planted").exists()
+    };
+    // Without the sandbox the plant works: git runs the agent's command.
+    let (code, _, stderr) = run("--no-sandbox");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(git_status(), "the control plant did not run");
+    std::fs::write(&head, &before).unwrap();
+    std::fs::remove_file(proj.path().join("planted")).unwrap();
+    // With it, HEAD is as it was when till returns, and git reads `.git` again.
+    let (code, _, stderr) = run("--sandbox");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("as it was before the run"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&head).unwrap(), before);
     assert!(!git_status(), "git ran the agent's command");
 }
 

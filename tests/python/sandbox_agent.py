@@ -138,6 +138,34 @@ def x32_ioctl_reaches_kernel():
         os.close(fd)
 
 
+def session_key():
+    """Finds the key the test put in its session keyring (`till-sbx-test`)."""
+    import platform
+    numbers = {"x86_64": 249, "aarch64": 218, "riscv64": 218}
+    libc = ctypes.CDLL(None, use_errno=True)
+    nr = numbers.get(platform.machine())
+    if nr is None:
+        raise RuntimeError("no request_key number for this machine")
+    found = libc.syscall(nr, b"user", b"till-sbx-test", None, 0)
+    if found < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def set_line_discipline():
+    """Sets a terminal's line discipline (to the one it has: N_TTY), as an agent would set
+    N_NULL on yours to leave it dead after the run."""
+    import fcntl
+    import pty
+    import struct
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, 0x5423, struct.pack("i", 0))
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def bus_path(address):
     for part in address.split(";")[0].split(":", 1)[1].split(","):
         key, _, value = part.partition("=")
@@ -304,6 +332,8 @@ def main():
                                       append(".git/modules/sub/config", "[core]\n\tfsmonitor = echo planted\n")))
         check("git_worktrees", lambda: (os.makedirs(".git/worktrees/w", exist_ok=True),
                                         append(".git/worktrees/w/commondir", "../..\n")))
+        check("git_info_exclude", lambda: (os.makedirs(".git/info", exist_ok=True),
+                                           append(".git/info/exclude", "Makefile\n")))
     if "SBX_OUTSIDE" in ENV:
         check("write_outside", lambda: append(os.path.join(ENV["SBX_OUTSIDE"], "planted"), "x"))
     check("signal_till", lambda: os.kill(os.getppid(), 0))
@@ -314,6 +344,8 @@ def main():
     check("ptrace_till", ptrace_till)
     check("tiocsti", tiocsti)
     check("x32_ioctl", x32_ioctl_reaches_kernel)
+    check("tiocsetd", set_line_discipline)
+    check("session_keyring", session_key)
     if "SBX_BUS" in ENV:
         check("bus_connect", lambda: unix_connect(bus_path(ENV["SBX_BUS"])))
         check("secret_tool", secret_tool)

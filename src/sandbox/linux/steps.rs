@@ -106,7 +106,8 @@ pub(super) fn hide(p: &Path) -> Result<(), StepError> {
 
 /// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
 /// replaced) and what decides what git runs read-only: `hooks`, `config`, `config.worktree`,
-/// and the git directories of submodules (`modules`) and worktrees (`worktrees`). A
+/// `info` (its `exclude` hides files from review), and the git directories of submodules
+/// (`modules`) and worktrees (`worktrees`). A
 /// `commondir` the agent creates is removed after the run ([`super::super::Sandbox`]).
 pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     let git = cwd.join(".git");
@@ -131,7 +132,7 @@ pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     // config and hooks run at a plain `git status` in the parent); linked worktrees' (their
     // `commondir` names where config and hooks come from). An empty one is made where there is
     // none, so the agent cannot create it later; git reads an empty one as none.
-    for dir in ["hooks", "modules", "worktrees"] {
+    for dir in ["hooks", "modules", "worktrees", "info"] {
         let dir = git.join(dir);
         if !dir.exists() {
             std::fs::create_dir(&dir).map_err(step(format!("cannot create {}", dir.display())))?;
@@ -238,7 +239,7 @@ pub(super) fn seccomp() -> Result<(), StepError> {
             .and_then(|c| SeccompRule::new(vec![c]))
     };
     let filter = rule(TIOCSTI)
-        .and_then(|a| Ok(vec![a, rule(TIOCLINUX)?]))
+        .and_then(|a| Ok(vec![a, rule(TIOCLINUX)?, rule(TIOCSETD)?]))
         .and_then(|rules| {
             // On x86_64 the x32 ABI's ioctl has a number of its own (with the x32 bit), under
             // the same architecture tag: refused alike, or it would pass where x32 is on.
@@ -265,6 +266,8 @@ pub(super) const TIOCSTI: u64 = 0x5412;
 #[cfg(target_arch = "x86_64")]
 const X32_IOCTL: i64 = 0x4000_0000 | 514;
 pub(super) const TIOCLINUX: u64 = 0x541C;
+/// Sets a terminal's line discipline: `N_NULL` leaves your terminal dead after the run.
+pub(super) const TIOCSETD: u64 = 0x5423;
 
 pub(super) fn tiocsti_disabled() -> bool {
     std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "0")
