@@ -393,7 +393,17 @@ async fn run_phases<B: RequestBody>(
     let mut asked = phases::inspect(ctx, req).await?;
     let admission = phases::admit(ctx, &verified, &asked).await?;
     let mut outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
-    let upstream = phases::forward(ctx, &asked, &mut outgoing).await?;
+    let upstream = match phases::forward(ctx, &asked, &mut outgoing).await {
+        Ok(upstream) => upstream,
+        // The request went out and the provider may be running it still (a long answer that
+        // is not streamed can take longer than the timeout to begin): it may bill it, so the
+        // reservation is charged, or an agent could spend without end in such requests.
+        Err(err) if err.kind == "upstream_timeout" => {
+            ctx.record.take().unread(ctx.state, &err);
+            return Ok(err.response(ctx.provider.api));
+        }
+        Err(err) => return Err(err),
+    };
     if let Some(err) = phases::compressed(&upstream) {
         ctx.record.take().unread(ctx.state, &err);
         return Ok(err.response(ctx.provider.api));

@@ -855,6 +855,35 @@ fn a_compressed_answer_is_refused_and_charged_its_reservation() {
 }
 
 #[test]
+fn a_request_the_upstream_does_not_answer_in_time_is_charged_its_reservation() {
+    let a = Attack::new(
+        "[prices.\"openai/hang-model\"]\ninput = 1000.0\noutput = 1000.0\n[proxy]\nupstream_timeout = \"1s\"\n",
+        &["--scope", "openai/hang-model", "--budget", "1usd"],
+    );
+    let body = "{\"model\":\"hang-model\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    // A long answer that is not streamed can take longer than the timeout to begin; the
+    // provider bills it all the same.
+    let (status, text) = a.post("/openai/v1/chat/completions", body);
+    assert_eq!(status, 504, "{text}");
+    assert_eq!(a.p.mock.requests().len(), 1);
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
+        rows = serde_json::from_str(&log).unwrap();
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cost = rows[0]["cost_usd"].as_f64().unwrap();
+    let reserved = (body.len() + 10) as f64 * 0.001;
+    assert!(
+        (cost - reserved).abs() < 1e-6,
+        "charged {cost}, reserved {reserved}: {rows}"
+    );
+}
+
+#[test]
 fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",
