@@ -60,6 +60,27 @@ impl Attack {
             .collect()
     }
 
+    /// Asserts that the first request's ledger row (waited for: it is written once the
+    /// answer has gone out) was charged its reservation: `body`'s bytes and `ceiling` output
+    /// tokens, all at `usd_per_token`.
+    fn assert_charged_its_reservation(&self, body: &str, ceiling: u64, usd_per_token: f64) {
+        let mut rows = Value::Null;
+        for _ in 0..100 {
+            let (_, log, _) = crate::support::output(self.p.env.till().args(["log", "--json"]));
+            rows = serde_json::from_str(&log).unwrap();
+            if rows.as_array().is_some_and(|r| !r.is_empty()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let cost = rows[0]["cost_usd"].as_f64().unwrap();
+        let reserved = (body.len() as u64 + ceiling) as f64 * usd_per_token;
+        assert!(
+            (cost - reserved).abs() < 1e-6,
+            "charged {cost}, reserved {reserved}: {rows}"
+        );
+    }
+
     pub(crate) fn assert_upstream_saw_nothing(&self, what: &str) {
         let seen = self.p.mock.requests();
         assert!(seen.is_empty(), "{what}: the upstream received {seen:?}");
@@ -837,21 +858,7 @@ fn a_compressed_answer_is_refused_and_charged_its_reservation() {
     assert_eq!(accept, Some("identity"));
     // The provider ran it: the reservation (the body's bytes and 10 output tokens at $0.001
     // a token) is charged.
-    let mut rows = Value::Null;
-    for _ in 0..100 {
-        let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
-        rows = serde_json::from_str(&log).unwrap();
-        if rows.as_array().is_some_and(|r| !r.is_empty()) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let cost = rows[0]["cost_usd"].as_f64().unwrap();
-    let reserved = (body.len() + 10) as f64 * 0.001;
-    assert!(
-        (cost - reserved).abs() < 1e-6,
-        "charged {cost}, reserved {reserved}: {rows}"
-    );
+    a.assert_charged_its_reservation(body, 10, 0.001);
 }
 
 #[test]
@@ -866,21 +873,7 @@ fn a_request_the_upstream_does_not_answer_in_time_is_charged_its_reservation() {
     let (status, text) = a.post("/openai/v1/chat/completions", body);
     assert_eq!(status, 504, "{text}");
     assert_eq!(a.p.mock.requests().len(), 1);
-    let mut rows = Value::Null;
-    for _ in 0..100 {
-        let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
-        rows = serde_json::from_str(&log).unwrap();
-        if rows.as_array().is_some_and(|r| !r.is_empty()) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let cost = rows[0]["cost_usd"].as_f64().unwrap();
-    let reserved = (body.len() + 10) as f64 * 0.001;
-    assert!(
-        (cost - reserved).abs() < 1e-6,
-        "charged {cost}, reserved {reserved}: {rows}"
-    );
+    a.assert_charged_its_reservation(body, 10, 0.001);
 }
 
 #[test]

@@ -628,6 +628,29 @@ fn processes_the_agent_leaves_running_end_with_it() {
     );
 }
 
+/// `till run SANDBOX -- sh -c AGENT` in `dir`: its exit code, stdout and stderr.
+fn run_sh(p: &ProxyEnv, dir: &Path, sandbox: &str, agent: &str) -> (i32, String, String) {
+    output(
+        p.env
+            .till()
+            .args(["run", sandbox, "--", "sh", "-c", agent])
+            .current_dir(dir)
+            .stdin(Stdio::null()),
+    )
+}
+
+/// Runs `git status` in `dir` as you would after the run; whether it ran the agent's plant
+/// (a command that creates `planted`).
+fn git_status_runs_plant(dir: &Path) -> bool {
+    Command::new("git")
+        .args(["status", "--short"])
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .output()
+        .expect("git runs");
+    dir.join("planted").exists()
+}
+
 #[test]
 fn a_commondir_the_agent_plants_in_git_is_removed() {
     let p = proxy_env();
@@ -638,24 +661,9 @@ fn a_commondir_the_agent_plants_in_git_is_removed() {
         && cp .git/config .git/c/config \
         && printf '[core]\\n\\tfsmonitor = \"touch planted; echo\"\\n' >> .git/c/config \
         && echo c > .git/commondir";
-    let run = |sandbox: &str| {
-        output(
-            p.env
-                .till()
-                .args(["run", sandbox, "--", "sh", "-c", agent])
-                .current_dir(proj.path())
-                .stdin(Stdio::null()),
-        )
-    };
+    let run = |sandbox: &str| run_sh(&p, proj.path(), sandbox, agent);
     let commondir = proj.path().join(".git/commondir");
-    let git_status = || {
-        Command::new("git")
-            .args(["status", "--short"])
-            .current_dir(proj.path())
-            .output()
-            .expect("git runs");
-        proj.path().join("planted").exists()
-    };
+    let git_status = || git_status_runs_plant(proj.path());
     // Without the sandbox the plant works: git runs the agent's command.
     let (code, _, stderr) = run("--no-sandbox");
     assert_eq!(code, 0, "{stderr}");
@@ -684,15 +692,7 @@ fn a_head_the_agent_breaks_is_put_back() {
         && cat .git/HEAD > HEAD && cp .git/refs/heads/* refs/heads/ && cp .git/index index \
         && printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = \"touch planted; false\"\\n' > config \
         && echo 'not a ref' > .git/HEAD";
-    let run = |sandbox: &str| {
-        output(
-            p.env
-                .till()
-                .args(["run", sandbox, "--", "sh", "-c", agent])
-                .current_dir(proj.path())
-                .stdin(Stdio::null()),
-        )
-    };
+    let run = |sandbox: &str| run_sh(&p, proj.path(), sandbox, agent);
     // A repository with a commit and an index, as any project has.
     std::fs::write(proj.path().join("README"), "hi\n").unwrap();
     for args in [
@@ -716,15 +716,7 @@ fn a_head_the_agent_breaks_is_put_back() {
     }
     let head = proj.path().join(".git/HEAD");
     let before = std::fs::read_to_string(&head).unwrap();
-    let git_status = || {
-        Command::new("git")
-            .args(["status", "--short"])
-            .current_dir(proj.path())
-            .env_remove("GIT_DIR")
-            .output()
-            .expect("git runs");
-        proj.path().join("planted").exists()
-    };
+    let git_status = || git_status_runs_plant(proj.path());
     // Without the sandbox the plant works: git runs the agent's command.
     let (code, _, stderr) = run("--no-sandbox");
     assert_eq!(code, 0, "{stderr}");
