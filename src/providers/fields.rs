@@ -1,6 +1,6 @@
 //! Reading the numbers till limits out of a parsed JSON body: output ceilings, choice counts
-//! and the images a prompt carries, in whichever of its spellings a family uses. Shared by the family modules; pure
-//! functions whose errors are the messages of a 400.
+//! and the images a prompt carries, in whichever of its spellings a family uses. Shared by the
+//! family modules; pure functions whose errors are the messages of a 400.
 
 use serde_json::{Map, Value};
 

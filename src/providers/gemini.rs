@@ -184,12 +184,14 @@ impl Family for Gemini {
                 .chain(named(part, "inline_data"))
                 .filter_map(Value::as_object)
                 .any(|data| {
-                    let mut types = named(data, "mimeType").chain(named(data, "mime_type"));
-                    let first = types.next();
-                    first.is_none()
-                        || first.into_iter().chain(types).any(|t| {
-                            t.as_str()
-                                .is_none_or(|t| t.to_ascii_lowercase().starts_with("image/"))
+                    let mut types = named(data, "mimeType")
+                        .chain(named(data, "mime_type"))
+                        .peekable();
+                    types.peek().is_none()
+                        || types.any(|t| {
+                            t.as_str().is_none_or(|t| {
+                                t.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("image/"))
+                            })
                         })
                 })
         }) * 5_000

@@ -393,22 +393,31 @@ async fn run_phases<B: RequestBody>(
     let mut asked = phases::inspect(ctx, req).await?;
     let admission = phases::admit(ctx, &verified, &asked).await?;
     let mut outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
-    let upstream = match phases::forward(ctx, &asked, &mut outgoing).await {
-        Ok(upstream) => upstream,
-        // The request went out and the provider may be running it still (a long answer that
-        // is not streamed can take longer than the timeout to begin): it may bill it, so the
-        // reservation is charged, or an agent could spend without end in such requests.
-        Err(err) if err.kind == "upstream_timeout" => {
+    let answered =
+        phases::forward(ctx, &asked, &mut outgoing)
+            .await
+            .and_then(|(upstream, root)| match phases::compressed(&upstream) {
+                Some(err) => Err(err),
+                None => Ok((upstream, root)),
+            });
+    match answered {
+        Ok((upstream, root)) => Ok(phases::respond(
+            ctx,
+            &mut asked,
+            &mut outgoing,
+            upstream,
+            root,
+        )),
+        // The provider ran these and may bill them: an answer that did not begin within the
+        // timeout (a long answer that is not streamed can take that long), one that came
+        // compressed and so unread. The reservation is charged, or an agent could spend
+        // without end in such requests.
+        Err(err) if matches!(err.kind, "upstream_timeout" | "upstream_encoding") => {
             ctx.record.take().unread(ctx.state, &err);
-            return Ok(err.response(ctx.provider.api));
+            Ok(err.response(ctx.provider.api))
         }
-        Err(err) => return Err(err),
-    };
-    if let Some(err) = phases::compressed(&upstream) {
-        ctx.record.take().unread(ctx.state, &err);
-        return Ok(err.response(ctx.provider.api));
+        Err(err) => Err(err),
     }
-    Ok(phases::respond(ctx, &mut asked, &mut outgoing, upstream))
 }
 
 /// Where [`route_to_provider`] sends a request.

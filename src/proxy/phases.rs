@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, header};
 use http_body_util::BodyExt as _;
+use secrecy::SecretString;
 
 use super::body::{self, ProxyBody, Upstream};
 use super::errors::ProxyError;
@@ -158,8 +159,6 @@ pub struct Outgoing {
     /// a long conversation (≈ 190,000 instructions for a 1 MB body) is no work for the
     /// request's path.
     pub parsed: Option<serde_json::Map<String, serde_json::Value>>,
-    /// The root key the request went upstream with: taken out of the answer ([`scrub`]).
-    pub root: Option<std::sync::Arc<secrecy::SecretString>>,
 }
 
 pub(super) fn denial_error(d: &Denial) -> ProxyError {
@@ -512,7 +511,6 @@ pub fn rewrite(
             json: false,
             strip_usage: false,
             parsed: None,
-            root: None,
         });
     };
     let op = asked.endpoint.op;
@@ -526,7 +524,6 @@ pub fn rewrite(
             json: true,
             strip_usage,
             parsed: Some(map),
-            root: None,
         });
     }
     if inspected.skimmed {
@@ -551,17 +548,17 @@ pub fn rewrite(
         json: true,
         strip_usage,
         parsed: Some(map),
-        root: None,
     })
 }
 
 /// Sends the request upstream with the root key in place of the till key: the canonical
-/// path and query, the client's headers without hop-by-hop and credential ones.
+/// path and query, the client's headers without hop-by-hop and credential ones. Returns the
+/// answer and the root key it went with, which [`respond`] takes out of the answer.
 pub async fn forward(
     ctx: &Ctx<'_>,
     asked: &Asked,
     outgoing: &mut Outgoing,
-) -> Result<Response<Upstream>, ProxyError> {
+) -> Result<(Response<Upstream>, Arc<SecretString>), ProxyError> {
     let (state, provider) = (ctx.state, ctx.provider);
     let parts = &asked.parts;
     let root = state.root_key(&provider.name).await?;
@@ -596,7 +593,6 @@ pub async fn forward(
         ));
     }
     added.push(crate::upstream::auth_header(provider, &root));
-    outgoing.root = Some(root.clone());
     added.push((
         http::header::ACCEPT_ENCODING,
         http::HeaderValue::from_static("identity"),
@@ -654,12 +650,10 @@ pub async fn forward(
                 format!("till {what} {} ({})", provider.name, provider.base_url),
             ))
         }
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok(r)) => Ok((r, root)),
     }
 }
 
-/// Streams the answer back as it arrives, metered on the side; the record is finished when
-/// the body ends.
 /// An answer in a coding other than `identity`, which till did not ask for (it sends
 /// `Accept-Encoding: identity`) and cannot read: neither its usage nor whether it quotes the
 /// root key. Refused whole (502) rather than passed on unread.
@@ -678,11 +672,14 @@ pub fn compressed(resp: &Response<Upstream>) -> Option<ProxyError> {
     })
 }
 
+/// Streams the answer back as it arrives, metered on the side and with `root` taken out of it
+/// ([`super::scrub`]); the record is finished when the body ends.
 pub fn respond(
     ctx: &mut Ctx<'_>,
     asked: &mut Asked,
     outgoing: &mut Outgoing,
     resp: Response<Upstream>,
+    root: Arc<SecretString>,
 ) -> Response<ProxyBody> {
     let state = ctx.state;
     let api = ctx.provider.api;
@@ -732,10 +729,7 @@ pub fn respond(
     if strip_usage {
         parts.headers.remove(http::header::CONTENT_LENGTH);
     }
-    let root = outgoing.root.take();
-    if let Some(root) = &root {
-        super::scrub::headers(&mut parts.headers, root);
-    }
+    super::scrub::headers(&mut parts.headers, &root);
     let meter = Meter::new(api, is_sse, strip_usage && is_sse);
     let state2 = state.clone();
     let rec = ctx.record.take();
@@ -755,7 +749,7 @@ pub fn respond(
             }
         },
     );
-    let stream = match root.and_then(super::scrub::Scrub::new) {
+    let stream = match super::scrub::Scrub::new(root) {
         Some(scrub) => stream.scrubbed(scrub),
         None => stream,
     };

@@ -102,24 +102,26 @@ impl RequestRecord {
     }
 
     /// Records the request as refused with `err` (releasing anything it had reserved).
-    pub fn refused(mut self, state: &State, err: &super::ProxyError) {
-        self.status = err.status.as_u16();
-        self.denial = Some(err.kind);
-        self.message = Some(err.message.clone());
-        self.finish(state, None);
+    pub fn refused(self, state: &State, err: &super::ProxyError) {
+        self.ended_with(state, err, None);
     }
 
     /// Records the request as answered but not passed on (`err` went to the client instead):
     /// the provider ran it, so it is charged its reservation, as an answer without usage is.
-    pub fn unread(mut self, state: &State, err: &super::ProxyError) {
-        self.status = err.status.as_u16();
-        self.denial = Some(err.kind);
-        self.message = Some(err.message.clone());
-        let finished = super::body::Finished {
+    pub fn unread(self, state: &State, err: &super::ProxyError) {
+        let finished = Finished {
             error: Some(err.message.clone()),
             ..Default::default()
         };
-        self.finish(state, Some(finished));
+        self.ended_with(state, err, Some(finished));
+    }
+
+    /// Records the request as ended with `err` (and, if it reached the provider, `finished`).
+    fn ended_with(mut self, state: &State, err: &super::ProxyError, finished: Option<Finished>) {
+        self.status = err.status.as_u16();
+        self.denial = Some(err.kind);
+        self.message = Some(err.message.clone());
+        self.finish(state, finished);
     }
 
     /// Counts the request, settles its reservation, watches for alerts and records it.

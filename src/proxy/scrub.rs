@@ -2,10 +2,11 @@
 //! an upstream that echoes the credential it was sent (a debugging gateway, a compatible server
 //! that quotes the header in its errors, a redirect that carries it).
 //!
-//! Headers that hold the key are dropped. In the body each occurrence is overwritten with `*`
-//! of the same length, so a `Content-Length` stays true; a chunk's last bytes that could begin
-//! the key wait for the next chunk. A key holds no line break, so the end of an event (`\n\n`)
-//! is never held back: a stream stays unbuffered.
+//! Headers that hold the key are dropped. In the body each run of [`SHORTEST`] bytes or more
+//! that begins the key (the key, or a key cut short) is overwritten with `*` of the same
+//! length, so a `Content-Length` stays true; a chunk's last bytes that could begin such a run
+//! wait for the next chunk. A key holds no line break, so the end of an event (`\n\n`) is never
+//! held back: a stream stays unbuffered.
 
 use std::sync::Arc;
 
@@ -20,8 +21,14 @@ use secrecy::{ExposeSecret, SecretString};
 pub const SHORTEST: usize = 12;
 
 /// Whether `key` is one the scrub looks for.
-pub fn looked_for(key: &[u8]) -> bool {
+fn looked_for(key: &[u8]) -> bool {
     key.len() >= SHORTEST
+}
+
+/// Whether `buf` holds a run that begins the root key (never, for a key not looked for).
+pub fn holds(buf: &[u8], key: &SecretString) -> bool {
+    let key = key.expose_secret().as_bytes();
+    looked_for(key) && find(buf, key).is_some()
 }
 
 /// Overwrites the root key in a body that arrives in pieces.
@@ -70,18 +77,15 @@ impl Scrub {
         if self.run > 0 {
             from = common(&buf, &key[self.run..]);
             buf[..from].fill(b'*');
-            self.run = if from == buf.len() {
-                self.run + from
+            let reached = self.run + from;
+            self.run = if from == buf.len() && reached < key.len() {
+                reached
             } else {
                 0
             };
-            if self.run >= key.len() {
-                self.run = 0;
-            }
         }
-        let ended_in = mask(&mut buf[from..], key);
         if self.run == 0 {
-            self.run = ended_in;
+            self.run = mask(&mut buf[from..], key);
         }
         let keep = if self.run == 0 {
             buf.len() - held(&buf, key)
@@ -145,7 +149,7 @@ fn common(hay: &[u8], key: &[u8]) -> usize {
 /// large piece is searched with `memmem` (whose searcher costs about a thousand instructions
 /// to build, and then runs at memory speed); a small one, which nearly every answer is, by the
 /// places of the run's last byte, each compared whole.
-pub(crate) fn find(hay: &[u8], key: &[u8]) -> Option<usize> {
+fn find(hay: &[u8], key: &[u8]) -> Option<usize> {
     let start = &key[..SHORTEST.min(key.len())];
     if hay.len() < start.len() {
         return None;
@@ -169,14 +173,12 @@ fn held(buf: &[u8], key: &[u8]) -> usize {
 
 /// Drops every header whose value holds the key (a `Location`, a `WWW-Authenticate`, an echo).
 pub fn headers(map: &mut HeaderMap, key: &SecretString) {
-    let key = key.expose_secret().as_bytes();
-    let holds = |v: &http::HeaderValue| find(v.as_bytes(), key).is_some();
-    if !looked_for(key) || !map.values().any(holds) {
+    if !map.values().any(|v| holds(v.as_bytes(), key)) {
         return;
     }
     let names: Vec<_> = map
         .iter()
-        .filter(|(_, v)| holds(v))
+        .filter(|(_, v)| holds(v.as_bytes(), key))
         .map(|(n, _)| n.clone())
         .collect();
     for name in names {

@@ -227,8 +227,8 @@ impl Launch {
     /// alone, such a process would go on inside the sandbox with the agent's rights after
     /// `till run` returned: reading the terminal (what you type next, a key at `till add`'s
     /// prompt), writing the working directory after you reviewed it. They were reparented to
-    /// till ([`Launch::command`]); each round kills those found, whose own children then come
-    /// to till in turn. Returns how many were ended.
+    /// till ([`Launch::command`]); each round kills all of till's descendants at once, until
+    /// none is left. Returns how many were ended.
     pub fn end_leftovers(&mut self) -> usize {
         let me = std::process::id() as libc::pid_t;
         let mut ended = std::collections::HashSet::new();

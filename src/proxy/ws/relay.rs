@@ -398,35 +398,24 @@ async fn from_upstream(
 
 /// `msg` without the root key in it (an upstream that echoes what it was sent).
 fn scrubbed(msg: Message, root: &secrecy::SecretString) -> Message {
-    use secrecy::ExposeSecret as _;
-    let key = root.expose_secret().as_bytes();
-    let holds = |b: &[u8]| {
-        crate::proxy::scrub::looked_for(key) && crate::proxy::scrub::find(b, key).is_some()
+    use crate::proxy::scrub::{holds, whole};
+    let masked = |b: &[u8]| {
+        let mut bytes = b.to_vec();
+        whole(&mut bytes, root);
+        bytes
     };
     match msg {
-        Message::Text(text) if holds(text.as_bytes()) => {
-            let mut bytes = text.as_bytes().to_vec();
-            crate::proxy::scrub::whole(&mut bytes, root);
-            // Only ASCII `*` replaced the key's bytes, which were whole characters: still text.
-            Message::Text(String::from_utf8(bytes).unwrap_or_default().into())
-        }
-        Message::Binary(data) if holds(&data) => {
-            let mut bytes = data.to_vec();
-            crate::proxy::scrub::whole(&mut bytes, root);
-            Message::Binary(bytes.into())
-        }
-        Message::Ping(data) if holds(&data) => {
-            let mut bytes = data.to_vec();
-            crate::proxy::scrub::whole(&mut bytes, root);
-            Message::Ping(bytes.into())
-        }
-        Message::Pong(data) if holds(&data) => {
-            let mut bytes = data.to_vec();
-            crate::proxy::scrub::whole(&mut bytes, root);
-            Message::Pong(bytes.into())
-        }
+        // Only ASCII `*` replaced the key's bytes, which were whole characters: still text.
+        Message::Text(text) if holds(text.as_bytes(), root) => Message::Text(
+            String::from_utf8(masked(text.as_bytes()))
+                .unwrap_or_default()
+                .into(),
+        ),
+        Message::Binary(data) if holds(&data, root) => Message::Binary(masked(&data).into()),
+        Message::Ping(data) if holds(&data, root) => Message::Ping(masked(&data).into()),
+        Message::Pong(data) if holds(&data, root) => Message::Pong(masked(&data).into()),
         // A close reason that holds the key is dropped; the code stays.
-        Message::Close(Some(frame)) if holds(frame.reason.as_bytes()) => {
+        Message::Close(Some(frame)) if holds(frame.reason.as_bytes(), root) => {
             Message::Close(Some(tungstenite::protocol::CloseFrame {
                 code: frame.code,
                 reason: "".into(),

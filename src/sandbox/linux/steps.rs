@@ -107,8 +107,8 @@ pub(super) fn hide(p: &Path) -> Result<(), StepError> {
 /// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
 /// replaced) and what decides what git runs read-only: `hooks`, `config`, `config.worktree`,
 /// `info` (its `exclude` hides files from review), and the git directories of submodules
-/// (`modules`) and worktrees (`worktrees`). A
-/// `commondir` the agent creates is removed after the run ([`super::super::Sandbox`]).
+/// (`modules`) and worktrees (`worktrees`). A `commondir` the agent creates, and a `HEAD` it
+/// breaks, are seen to after the run ([`super::super::Sandbox`]).
 pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     let git = cwd.join(".git");
     let Ok(meta) = std::fs::symlink_metadata(&git) else {
