@@ -35,6 +35,13 @@ const IMAGE_TOKENS: u64 = 5_000;
 /// of up to 499, rounded up.
 const DEFINED_TOOL: u64 = 1_500;
 
+/// The most input tokens a Claude model takes (its context window with the long-context
+/// beta, or the window of the models that have it without): what a PDF may be billed for.
+/// A PDF's pages are billed as text and an image each, and its bytes bound neither: a page of
+/// compressed text can be 100,000 characters in a few hundred bytes, and a hundred empty pages
+/// fit in 10 KB.
+pub const MAX_PROMPT: u64 = 1_000_000;
+
 #[allow(non_upper_case_globals)]
 impl Op {
     /// `POST /v1/messages`
@@ -120,9 +127,22 @@ impl Family for Anthropic {
         let images = count_parts(map, |part| {
             named(part, "type").any(|t| t.as_str() == Some("image"))
         }) * IMAGE_TOKENS;
+        // A document whose source is not plain text or content blocks (a base64 PDF; URL and
+        // file sources are refused before this) may fill the model's context.
+        let documents = count_parts(map, |part| {
+            named(part, "type").any(|t| t.as_str() == Some("document"))
+                && !named(part, "source").any(|source| {
+                    source.as_object().is_some_and(|s| {
+                        let mut kinds = named(s, "type").peekable();
+                        kinds.peek().is_some()
+                            && kinds.all(|k| matches!(k.as_str(), Some("text" | "content")))
+                    })
+                })
+        });
+        let media = images + if documents > 0 { MAX_PROMPT } else { 0 };
         let tools = match map.get("tools") {
             Some(Value::Array(tools)) if !tools.is_empty() => tools,
-            _ => return images,
+            _ => return media,
         };
         let defined = tools
             .iter()
@@ -132,7 +152,7 @@ impl Family for Anthropic {
                     .is_some_and(|kind| kind != "custom")
             })
             .count() as u64;
-        images + TOOL_PROMPT + defined * DEFINED_TOOL
+        media + TOOL_PROMPT + defined * DEFINED_TOOL
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {
@@ -143,15 +163,16 @@ impl Family for Anthropic {
         server.then(|| format!("the `{kind}` tool"))
     }
 
-    fn uncounted_header(&self, headers: &HeaderMap, body_len: u64) -> Option<&'static str> {
-        // The premium applies to prompts above LONG_CONTEXT_FROM tokens; a body that is not
-        // longer than that in bytes cannot hold more tokens (the same bound the reservation uses).
+    fn uncounted_header(&self, headers: &HeaderMap, prompt_bound: u64) -> Option<&'static str> {
+        // The premium applies to prompts above LONG_CONTEXT_FROM tokens; a prompt whose bound
+        // (the reservation's: its bytes, and what images, tools and PDFs add) is not above that
+        // cannot hold more tokens.
         let long_context = headers
             .get_all("anthropic-beta")
             .iter()
             .any(|v| v.to_str().map_or(true, |v| v.contains("context-1m")));
-        (long_context && body_len > LONG_CONTEXT_FROM).then_some(
-            "this request asks for the long-context beta and is long enough (over 200,000 bytes) to be billed above the model's price; a key with a budget or a token rate may not send it (Claude Code stops asking for it with CLAUDE_CODE_DISABLE_1M_CONTEXT=1)",
+        (long_context && prompt_bound > LONG_CONTEXT_FROM).then_some(
+            "this request asks for the long-context beta and may be long enough (over 200,000 bytes, or with a PDF) to be billed above the model's price; a key with a budget or a token rate may not send it (Claude Code stops asking for it with CLAUDE_CODE_DISABLE_1M_CONTEXT=1)",
         )
     }
 

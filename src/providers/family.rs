@@ -165,9 +165,9 @@ pub trait Family: Sync {
     /// A tool the provider runs itself (search, fetch, code execution), billed beyond tokens.
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String>;
 
-    /// A request header that makes the provider bill a request of `body_len` bytes beyond the
-    /// model's token price.
-    fn uncounted_header(&self, _headers: &HeaderMap, _body_len: u64) -> Option<&'static str> {
+    /// A request header that makes the provider bill a request whose prompt is bounded by
+    /// `prompt_bound` tokens (the reservation's bound) beyond the model's token price.
+    fn uncounted_header(&self, _headers: &HeaderMap, _prompt_bound: u64) -> Option<&'static str> {
         None
     }
 

@@ -179,22 +179,18 @@ impl Family for Gemini {
         // An inline image is 258 tokens a 768-pixel tile (Gemini 2) or up to 2,240 at the
         // highest media resolution (Gemini 3); 5,000 covers a 3,000-pixel square in tiles.
         // Data of no stated type counts as an image too.
-        count_parts(map, |part| {
-            named(part, "inlineData")
-                .chain(named(part, "inline_data"))
-                .filter_map(Value::as_object)
-                .any(|data| {
-                    let mut types = named(data, "mimeType")
-                        .chain(named(data, "mime_type"))
-                        .peekable();
-                    types.peek().is_none()
-                        || types.any(|t| {
-                            t.as_str().is_none_or(|t| {
-                                t.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("image/"))
-                            })
-                        })
-                })
-        }) * 5_000
+        let images = count_parts(map, |part| {
+            inline_types(part).any(|t| t.is_none_or(|t| has_prefix(t, "image/")))
+                || inline_data(part).any(|d| mime_types(d).next().is_none())
+        }) * 5_000;
+        // Inline data of any other type but text (a PDF: up to 1,000 pages of 258 or more
+        // tokens, which its bytes do not bound) may fill the model's context. Audio and video
+        // are refused before this.
+        let unbounded = count_parts(map, |part| {
+            inline_types(part)
+                .any(|t| t.is_some_and(|t| !has_prefix(t, "image/") && !has_prefix(t, "text/")))
+        });
+        images + if unbounded > 0 { MAX_PROMPT } else { 0 }
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {
@@ -309,4 +305,29 @@ fn error_status(status: u16) -> &'static str {
         504 => "DEADLINE_EXCEEDED",
         _ => "INTERNAL",
     }
+}
+/// The most input tokens a Gemini model takes (Gemini 1.5 Pro's context window; later models
+/// take 1,048,576): what inline data its bytes do not bound may be billed for.
+pub const MAX_PROMPT: u64 = 2_097_152;
+
+/// A part's inline data objects (`inlineData` in any letter case, or `inline_data`).
+fn inline_data(part: &Map<String, Value>) -> impl Iterator<Item = &Map<String, Value>> {
+    named(part, "inlineData")
+        .chain(named(part, "inline_data"))
+        .filter_map(Value::as_object)
+}
+
+/// The MIME types an inline data object states, as a case-folding server reads them.
+fn mime_types(data: &Map<String, Value>) -> impl Iterator<Item = &Value> {
+    named(data, "mimeType").chain(named(data, "mime_type"))
+}
+
+/// A part's inline data types: `None` for a type that is not a string.
+fn inline_types(part: &Map<String, Value>) -> impl Iterator<Item = Option<&str>> {
+    inline_data(part).flat_map(mime_types).map(Value::as_str)
+}
+
+fn has_prefix(mime: &str, prefix: &str) -> bool {
+    mime.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }

@@ -385,10 +385,68 @@ mod tests {
             {"InlineData": {"MimeType": "image/png", "data": ""}},
             {"inlineData": {"mimeType": "application/pdf", "mime_type": "image/png", "data": ""}}
         ]}]}));
+        // Four images; the PDF and the audio (refused before this) may fill the context.
         assert_eq!(
             gemini.hidden_input(Op::GeminiGenerate, None, &parts),
-            20_000
+            20_000 + gemini::MAX_PROMPT
         );
+        let bounded = map(serde_json::json!({"contents": [{"parts": [
+            {"inlineData": {"mimeType": "image/png", "data": ""}},
+            {"inlineData": {"mimeType": "TEXT/plain", "data": ""}}
+        ]}]}));
+        assert_eq!(
+            gemini.hidden_input(Op::GeminiGenerate, None, &bounded),
+            5_000
+        );
+        let pdf = map(serde_json::json!({"contents": [{"parts": [
+            {"InlineData": {"MimeType": "application/pdf", "data": ""}},
+            {"inlineData": {"mimeType": "application/pdf", "data": ""}}
+        ]}]}));
+        assert_eq!(
+            gemini.hidden_input(Op::GeminiGenerate, None, &pdf),
+            gemini::MAX_PROMPT
+        );
+    }
+
+    #[test]
+    fn a_pdf_may_fill_the_context_and_text_documents_are_their_bytes() {
+        let map = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        let anthropic = ApiFamily::Anthropic.wire();
+        let hidden = |content: serde_json::Value| {
+            anthropic.hidden_input(
+                Op::AnthropicMessages,
+                None,
+                &map(serde_json::json!({"messages": [{"role": "user", "content": content}]})),
+            )
+        };
+        let pdf = serde_json::json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}});
+        assert_eq!(hidden(serde_json::json!([pdf])), anthropic::MAX_PROMPT);
+        // Once, however many: the context bounds them together.
+        assert_eq!(
+            hidden(serde_json::json!([pdf, pdf, {"type": "image", "source": {"type": "base64"}}])),
+            anthropic::MAX_PROMPT + 5_000
+        );
+        // Inside a tool result, and with the source's type as a case-folding server reads it.
+        assert_eq!(
+            hidden(serde_json::json!([{"type": "tool_result", "content": [pdf]}])),
+            anthropic::MAX_PROMPT
+        );
+        assert_eq!(
+            hidden(
+                serde_json::json!([{"type": "document", "source": {"type": "text", "Type": "base64", "data": "x"}}])
+            ),
+            anthropic::MAX_PROMPT
+        );
+        assert_eq!(
+            hidden(serde_json::json!([{"type": "document"}])),
+            anthropic::MAX_PROMPT
+        );
+        for bounded in [
+            serde_json::json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}),
+            serde_json::json!({"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": "x"}]}}),
+        ] {
+            assert_eq!(hidden(serde_json::json!([bounded])), 0);
+        }
     }
 
     #[test]

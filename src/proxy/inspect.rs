@@ -493,6 +493,31 @@ fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
         {
             return Some("a stored `reasoning` item".into());
         }
+        // Audio input is billed at audio rates, which the price table does not hold (a
+        // `gpt-4o-audio` model's is 16 times its text rate, Gemini's 3 times), and its tokens
+        // follow its length, not its bytes (video too: an hour of one still frame is a few KB):
+        // chat's `input_audio` parts, and Gemini's inline data of an audio or video type.
+        if same_name(k, "type")
+            && child
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("input_audio"))
+        {
+            return Some("audio input (an `input_audio` part)".into());
+        }
+        if (same_name(k, "inlineData") || same_name(k, "inline_data"))
+            && let Some(data) = child.as_object()
+            && let Some(kind) = data
+                .iter()
+                .filter(|(n, _)| same_name(n, "mimeType") || same_name(n, "mime_type"))
+                .filter_map(|(_, t)| t.as_str())
+                .find(|t| {
+                    ["audio/", "video/"]
+                        .iter()
+                        .any(|p| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+                })
+        {
+            return Some(format!("inline `{kind}` data (audio or video input)"));
+        }
         // An earlier audio answer named by its id (chat's `audio: {"id": …}`).
         if same_name(k, "audio") && child.get("id").is_some_and(|id| !id.is_null()) {
             return Some("a stored `audio` answer".into());
@@ -962,5 +987,44 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn audio_and_video_input_is_refused_to_keys_that_count() {
+        let refused = |api, op, body: &str| {
+            let map: Map<String, Value> = serde_json::from_str(body).unwrap();
+            uncounted_input(api, op, &map)
+        };
+        for body in [
+            r#"{"messages":[{"content":[{"type":"input_audio","input_audio":{"data":"AA","format":"wav"}}]}]}"#,
+            r#"{"messages":[{"content":[{"Type":"INPUT_AUDIO","input_audio":{"data":"AA"}}]}]}"#,
+        ] {
+            assert!(
+                refused(ApiFamily::Openai, Op::OpenaiChat, body)
+                    .is_some_and(|w| w.contains("audio")),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"contents":[{"parts":[{"inlineData":{"mimeType":"audio/mp3","data":"AA"}}]}]}"#,
+            r#"{"contents":[{"parts":[{"inline_data":{"mime_type":"Video/MP4","data":"AA"}}]}]}"#,
+            r#"{"contents":[{"parts":[{"InlineData":{"MimeType":"image/png","mimetype":"audio/wav"}}]}]}"#,
+        ] {
+            assert!(
+                refused(ApiFamily::Gemini, Op::GeminiGenerate, body).is_some(),
+                "{body}"
+            );
+        }
+        // Images, PDFs and a tool whose schema names a string `type` are not audio.
+        for body in [
+            r#"{"contents":[{"parts":[{"inlineData":{"mimeType":"image/png","data":"AA"}}]}]}"#,
+            r#"{"contents":[{"parts":[{"inlineData":{"mimeType":"application/pdf","data":"AA"}}]}]}"#,
+            r#"{"tools":[{"functionDeclarations":[{"name":"f","parameters":{"type":"object","properties":{"input_audio":{"type":"string"}}}}]}]}"#,
+        ] {
+            assert!(
+                refused(ApiFamily::Gemini, Op::GeminiGenerate, body).is_none(),
+                "{body}"
+            );
+        }
     }
 }

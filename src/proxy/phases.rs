@@ -409,25 +409,25 @@ pub async fn admit(
             ),
         ));
     }
-    if grant.counts_tokens()
-        && let Some(why) = api
-            .wire()
-            .uncounted_header(&asked.parts.headers, asked.body.len() as u64)
-    {
-        return Err(ProxyError::new(403, "uncounted", why));
-    }
-
-    // The output ceiling: the request's own, else the key's cap, else (for keys that count
-    // tokens) what the budget can pay for, up to DEFAULT_OUTPUT_RESERVE.
-    // A bound of the prompt's tokens: one a byte, and what images and provider-defined tools
-    // add (looked for only where tokens are counted).
+    // A bound of the prompt's tokens: one a byte, and what images, PDFs and provider-defined
+    // tools add (looked for only where tokens are counted).
     let hidden = match &inspected.json {
         Some(json) if grant.counts_tokens() => {
             api.wire().hidden_input(endpoint.op, model.as_deref(), json)
         }
         _ => 0,
     };
-    let prompt_tokens = asked.body.len() as u64 + hidden;
+    let prompt_tokens = (asked.body.len() as u64).saturating_add(hidden);
+    if grant.counts_tokens()
+        && let Some(why) = api
+            .wire()
+            .uncounted_header(&asked.parts.headers, prompt_tokens)
+    {
+        return Err(ProxyError::new(403, "uncounted", why));
+    }
+
+    // The output ceiling: the request's own, else the key's cap, else (for keys that count
+    // tokens) what the budget can pay for, up to DEFAULT_OUTPUT_RESERVE.
     let choices = inspected.choices;
     let prompt = PromptBound {
         tokens: prompt_tokens,

@@ -761,6 +761,66 @@ fn images_are_reserved_for_what_they_cost_not_for_their_bytes() {
 }
 
 #[test]
+fn pdfs_are_reserved_for_the_context_they_may_fill_and_audio_is_refused() {
+    // $1 a million tokens: the $1.50 budget pays for 1,500,000 tokens, a Claude model's
+    // context (1,000,000) but not a Gemini one's (2,097,152).
+    let a = Attack::new(
+        "[prices.\"openai/doc-model\"]\ninput = 1.0\noutput = 1.0\n\
+         [prices.\"anthropic/doc-model\"]\ninput = 1.0\noutput = 1.0\n\
+         [prices.\"gemini/doc-model\"]\ninput = 1.0\noutput = 1.0\n",
+        &[
+            "--scope",
+            "openai/doc-model",
+            "--scope",
+            "anthropic/doc-model",
+            "--scope",
+            "gemini/doc-model",
+            "--budget",
+            "1.5usd",
+        ],
+    );
+    // A PDF of a hundred empty pages is a few KB; each page is billed as an image and its
+    // text, and compressed text fills a page with as many characters as it likes.
+    let pdf = "JVBERi0xLjcKJeLjz9MK";
+    let anthropic = format!(
+        "{{\"model\":\"doc-model\",\"max_tokens\":10,\"messages\":[{{\"role\":\"user\",\"content\":[{{\"type\":\"document\",\"source\":{{\"type\":\"base64\",\"media_type\":\"application/pdf\",\"data\":\"{pdf}\"}}}}]}}]}}"
+    );
+    let gemini = |mime: &str| {
+        format!(
+            "{{\"contents\":[{{\"role\":\"user\",\"parts\":[{{\"inlineData\":{{\"mimeType\":\"{mime}\",\"data\":\"{pdf}\"}}}}]}}],\"generationConfig\":{{\"maxOutputTokens\":10}}}}"
+        )
+    };
+    let gemini_path = "/gemini/v1beta/models/doc-model:generateContent";
+    // Past the budget: Gemini's context is more than it pays for.
+    let (status, text) = a.post(gemini_path, &gemini("application/pdf"));
+    assert_eq!(status, 429, "{text}");
+    // Billed at audio rates the price table does not hold, for its length, not its bytes.
+    let audio = "{\"model\":\"doc-model\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\",\"input_audio\":{\"data\":\"UklGRg==\",\"format\":\"wav\"}}]}]}";
+    let (status, text) = a.post("/openai/v1/chat/completions", audio);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("audio"), "{text}");
+    for mime in ["audio/mp3", "video/mp4"] {
+        let (status, text) = a.post(gemini_path, &gemini(mime));
+        assert_eq!(status, 403, "{mime}: {text}");
+    }
+    // The long-context beta bills a prompt above 200,000 tokens at a premium: a PDF may be one.
+    let (status, text) = a.send(
+        "POST",
+        "/anthropic/v1/messages",
+        &[JSON, ("anthropic-beta", "context-1m-2025-08-07")],
+        anthropic.as_bytes(),
+    );
+    assert_eq!(status, 403, "{text}");
+    a.assert_upstream_saw_nothing("PDFs past the budget, audio and video");
+    // A Claude model's context fits the budget: the PDF goes, and so does a text document.
+    let (status, text) = a.post("/anthropic/v1/messages", &anthropic);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = a.post(gemini_path, &gemini("text/plain"));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.upstream_bodies().len(), 2);
+}
+
+#[test]
 fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 1000.0\noutput = 1000.0\n",
