@@ -349,6 +349,14 @@ pub fn asks_long_cache_writes(map: &Map<String, Value>) -> bool {
     })
 }
 
+/// Whether the body carries a predicted output (chat's `prediction`, in any letter case): the
+/// prediction's tokens that the answer does not use are billed as output, beyond the request's
+/// output ceiling, so the reservation counts the body's bytes again at the output rate.
+pub fn predicts_output(map: &Map<String, Value>) -> bool {
+    map.iter()
+        .any(|(k, v)| same_name(k, "prediction") && !v.is_null())
+}
+
 /// The first thing in the body that makes the provider read or produce more than the body
 /// shows: input loaded by reference (stored conversations, cached contents, files, URLs it
 /// fetches) and server-side tools billed on top of tokens. None of these is counted by till's

@@ -479,7 +479,15 @@ pub async fn admit(
             c
         }
     };
-    let output_total = ceiling.saturating_mul(choices);
+    // A prediction's rejected tokens are billed as output on top of the ceiling; they are
+    // fewer than its bytes, which are fewer than the body's.
+    let predicted = match &inspected.json {
+        Some(json) if grant.counts_tokens() && body_inspect::predicts_output(json) => {
+            asked.body.len() as u64
+        }
+        _ => 0,
+    };
+    let output_total = ceiling.saturating_mul(choices).saturating_add(predicted);
     state
         .admit(&grant, prompt_tokens.saturating_add(output_total))
         .await?;

@@ -821,6 +821,35 @@ fn pdfs_are_reserved_for_the_context_they_may_fill_and_audio_is_refused() {
 }
 
 #[test]
+fn a_predicted_output_is_reserved_at_the_output_rate() {
+    // Output at ten times input; the $0.10 budget pays for 10,000 output tokens.
+    let a = Attack::new(
+        "[prices.\"openai/edit-model\"]\ninput = 1.0\noutput = 10.0\n",
+        &["--scope", "openai/edit-model", "--budget", "0.1usd"],
+    );
+    // The prediction's tokens the answer does not use are billed as output, past
+    // `max_tokens`: 20,000 bytes of it are up to $0.20, reserved before as $0.02 of input.
+    let file = "fn main() {}\\n".repeat(1_400);
+    let ask = |field: &str| {
+        format!(
+            "{{\"model\":\"edit-model\",\"max_tokens\":10,\"messages\":[{{\"role\":\"user\",\"content\":\"edit it\"}}],\"{field}\":{{\"type\":\"content\",\"content\":\"{file}\"}}}}"
+        )
+    };
+    for field in ["prediction", "Prediction"] {
+        let (status, text) = a.post("/openai/v1/chat/completions", &ask(field));
+        assert_eq!(status, 429, "{field}: {text}");
+    }
+    a.assert_upstream_saw_nothing("a prediction past the budget");
+    // The same bytes in the prompt, billed as input, go.
+    let prompt = format!(
+        "{{\"model\":\"edit-model\",\"max_tokens\":10,\"messages\":[{{\"role\":\"user\",\"content\":\"edit it\"}},{{\"role\":\"user\",\"content\":\"{file}\"}}]}}"
+    );
+    let (status, text) = a.post("/openai/v1/chat/completions", &prompt);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.upstream_bodies().len(), 1);
+}
+
+#[test]
 fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 1000.0\noutput = 1000.0\n",
