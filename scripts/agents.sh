@@ -17,6 +17,8 @@
 #   - the mock saw the root key on every request and no till_ key anywhere,
 #   - the agent's environment (read from /proc/PID/environ while it ran) holds no root key,
 #   - till recorded no denial and raised no alert (with default models, also under --budget).
+# Claude Code, Codex CLI and Gemini CLI also run under `--sandbox --net proxy` (Linux), with
+# their throwaway HOME writable there.
 # Then it starts Claude Code interactively in tmux and checks that it reaches its prompt
 # without asking about the API key, with a throwaway HOME (your own settings are untouched).
 # A run under --budget whose only trouble is a model missing from the price table (charged its
@@ -117,7 +119,11 @@ unset OPENAI_API_KEY OPENAI_BASE_URL ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN ANTH
 # Agents get a home of their own: their settings, logins and caches stay out of yours.
 export HOME="$work/home" DISABLE_AUTOUPDATER=1 \
   NO_UPDATE_NOTIFIER=1 AIDER_CHECK_UPDATE=false AIDER_ANALYTICS=false NO_COLOR=1
-mkdir -p "$HOME/project"
+mkdir -p "$HOME/project" "$work/dump"
+# Under --sandbox, /tmp is private: the agents' HOME, their wrappers and the environment dumps
+# (all under $work) are listed writable, so they are there too.
+printf '[sandbox]\nwritable = ["%s", "%s", "%s"]\n' "$HOME" "$work/wrap" "$work/dump" \
+  >>"$TILL_HOME/config.toml"
 till setup gemini >/dev/null 2>&1 || { echo "till setup gemini failed" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +149,7 @@ check() {
   shift
   curl -s -X DELETE "$mock/_mock/requests" >/dev/null
   local before; before=$(ledger_rows)
-  local out="$work/$name.out" err="$work/$name.err" envf="$work/$name.env"
+  local out="$work/$name.out" err="$work/$name.err" envf="$work/dump/$name.env"
   rm -f "$envf" "$work/$name.procenv"
   local t0; t0=$(date +%s)
   local program; program="$(wrap "$1")" || { fail "$name: $1 not installed"; return; }
@@ -263,6 +269,12 @@ print()
 EOF
 check langchain-openai -- "$prefix/venv/bin/python" "$work/lc_openai.py"
 check langchain-anthropic -- "$prefix/venv/bin/python" "$work/lc_anthropic.py"
+if [ "$(uname -s)" = Linux ]; then
+  step "agents, non-interactive, in the sandbox"
+  check claude-sandbox --sandbox --net proxy -- claude -p "say hi"
+  check codex-sandbox --sandbox --net proxy -- codex exec --skip-git-repo-check "say hi"
+  check gemini-sandbox --sandbox --net proxy -- gemini --skip-trust -p "say hi"
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "Claude Code, interactive, in tmux"

@@ -1,14 +1,17 @@
-//! The Linux sandbox: a user and mount namespace (and a network namespace for `--net proxy`)
-//! set up by a helper process, then Landlock and one seccomp filter, then the agent.
+//! The Linux sandbox: user, mount and pid namespaces (and a network namespace for
+//! `--net proxy`) set up by a helper process, then Landlock and one seccomp filter, then the
+//! agent.
 //!
 //! till spawns its own binary as a helper (`/proc/self/exe __till-sandbox-exec -- CMD…`) with
-//! a control socket on fd 3. The helper is a fresh single-threaded process, so it may unshare a
-//! user namespace and allocate freely, which a `fork`ed copy of till's multi-threaded process
-//! may not. It reads the [`Policy`], builds the sandbox, answers `ready` (passing the proxy's
-//! listening socket from inside the network namespace with `SCM_RIGHTS`) or an error, and
-//! `exec`s the agent, which keeps its pid: till's signal forwarding, `PR_SET_PDEATHSIG` and exit
-//! status work as without the sandbox. The helper must never exec the agent after a step
-//! failed; it reports the error and exits instead.
+//! a control socket on fd 3. The helper is a fresh single-threaded process, so it may unshare
+//! namespaces and allocate freely, which a `fork`ed copy of till's multi-threaded process may
+//! not. It reads the [`Policy`] and enters the namespaces; its child, pid 1 of the new pid
+//! namespace, builds the mounts; that init's child binds itself with Landlock and seccomp,
+//! answers `ready` (passing the proxy's listening socket from inside the network namespace
+//! with `SCM_RIGHTS`) or an error, and `exec`s the agent. Signals till forwards to the helper
+//! go on to the agent, and the helper exits with the agent's code, so till's forwarding,
+//! `PR_SET_PDEATHSIG` and exit status work as without the sandbox ([`helper`] has the
+//! details). No process execs the agent after a step failed; it reports the error and exits.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{IoSlice, IoSliceMut, Read as _, Write as _};
@@ -30,7 +33,7 @@ use super::{HELPER_ARG, Net, Policy, SandboxError};
 mod steps;
 
 use steps::{
-    hide, landlock, loopback_up, make_mount_point, mount_err, protect_git, seccomp, tmpfs,
+    hide, landlock, loopback_up, make_mount_point, mount_err, own_proc, protect_git, seccomp, tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -190,8 +193,9 @@ impl Launch {
     /// passed. Needs a tokio runtime context.
     pub fn started(&mut self, proxy: Option<Arc<crate::proxy::State>>) -> Result<(), SandboxError> {
         drop(self.helper_end.take());
-        let control = self.control.take().expect("Launch::started runs once");
-        let (reply, fd) = receive(&control).map_err(|e| SandboxError::Setup {
+        // Kept open until the leftovers are ended: the sandbox's init ends when it closes.
+        let control = self.control.as_ref().expect("Launch::started runs once");
+        let (reply, fd) = receive(control).map_err(|e| SandboxError::Setup {
             message: format!("no answer from the sandbox helper: {e}"),
             hint: None,
         })?;
@@ -237,6 +241,13 @@ impl Launch {
             // Every descendant at once, not a generation a round: a process that forks again
             // as fast as its parents die (a chain regrowing from its bottom) dies with them.
             let tree = descendants_of(me);
+            // The sandbox's init (pid 1 of its namespace, which stays while these do) is not
+            // one the agent left; told apart before the kill, while its status can be read.
+            let inits: Vec<libc::pid_t> = tree
+                .iter()
+                .copied()
+                .filter(|&pid| namespace_init(pid))
+                .collect();
             for &pid in &tree {
                 // SAFETY: kill takes plain integers.
                 unsafe {
@@ -250,7 +261,7 @@ impl Launch {
             if tree.is_empty() {
                 break;
             }
-            ended.extend(tree.iter().copied());
+            ended.extend(tree.iter().copied().filter(|pid| !inits.contains(pid)));
             if std::time::Instant::now() > deadline {
                 crate::output::error(
                     &format!(
@@ -263,6 +274,9 @@ impl Launch {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        // The sandbox's init ends with this, and the kernel with it whatever is in its pid
+        // namespace (nothing, by now).
+        drop(self.control.take());
         ended.len()
     }
 
@@ -273,6 +287,19 @@ impl Launch {
         let _ = tx.send(());
         Some(task)
     }
+}
+
+/// Whether `pid` is pid 1 of a pid namespace below this one (its `NSpid` ends in 1).
+fn namespace_init(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .is_some_and(|ids| {
+                let ids: Vec<&str> = ids.split_whitespace().collect();
+                ids.len() > 1 && ids.last() == Some(&"1")
+            })
+    })
 }
 
 /// Every descendant of `root`, from one reading of `/proc/PID/stat`: the parent is the field
@@ -395,38 +422,333 @@ pub fn helper_main() -> Option<ExitCode> {
     Some(helper(control, &argv))
 }
 
-/// Sets the sandbox up, answers till, and becomes the agent.
-fn helper(mut control: UnixStream, argv: &[OsString]) -> ExitCode {
-    // Not inherited by the agent: till learns that the exec happened when the socket closes.
+/// Sets the sandbox up, answers till, and runs the agent in a pid namespace of its own.
+///
+/// Three processes: this helper (till's child, outside the namespace), the namespace's init
+/// (its child, pid 1 inside) and the agent (init's child). The signals till forwards go from
+/// the helper to init to the agent; when the agent exits, init sends its code to the helper,
+/// which exits with it, so till sees the agent's exit as without the sandbox. init stays while
+/// anything the agent left runs in the namespace, until till ends it after the proxy's grace;
+/// when init ends (or till does: init watches the control socket), the kernel kills whatever
+/// is left in the namespace. init stays outside the agent's Landlock domain, which keeps the
+/// agent's signals and `ptrace` from it as from till.
+fn helper(control: UnixStream, argv: &[OsString]) -> ExitCode {
+    // Not inherited by the agent.
     let _ = rustix::io::fcntl_setfd(&control, rustix::io::FdFlags::CLOEXEC);
     let mut text = Vec::new();
-    let wire = control
+    let wire = (&control)
         .read_to_end(&mut text)
         .map_err(step("cannot read the policy"))
-        .and_then(|_| serde_json::from_slice::<Wire>(&text).map_err(step("bad policy")));
-    let ready = wire.and_then(|w| setup(&w));
-    let sent = match &ready {
-        Ok(listener) => answer(
-            &control,
-            &Reply::Ready,
-            listener.as_ref().map(|l| l.as_fd()),
-        ),
-        Err(e) => answer(
-            &control,
-            &Reply::Error {
-                message: e.message.clone(),
-                hint: e.hint.clone(),
-            },
-            None,
-        ),
+        .and_then(|_| serde_json::from_slice::<Wire>(&text).map_err(step("bad policy")))
+        .and_then(|w| {
+            let uid = rustix::process::getuid().as_raw();
+            let gid = rustix::process::getgid().as_raw();
+            enter_namespaces(w.net, uid, gid, w.simulate_missing.as_deref()).map(|()| w)
+        });
+    let wire = match wire {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = answer_error(&control, &e);
+            return ExitCode::from(1);
+        }
     };
-    if ready.is_err() || sent.is_err() {
-        return ExitCode::from(1);
+    // Blocked before the fork, so none arrives unseen: the helper and init read them from a
+    // signalfd; the agent unblocks them before its exec.
+    let signals = block_relayed_signals();
+    // init tells the helper the agent's exit code through this pipe, one byte.
+    let code = pipe();
+    let forked = match &code {
+        // SAFETY: the helper is single-threaded (it starts no threads), so the child may go on
+        // running Rust after the fork.
+        Ok(_) => unsafe { libc::fork() },
+        Err(_) => -1,
+    };
+    match (forked, code) {
+        (0, Ok((helper_reads, code))) => {
+            drop(helper_reads);
+            std::process::exit(init(control, code, &wire, argv, &signals))
+        }
+        (init_pid, Ok((code, init_writes))) if init_pid > 0 => {
+            drop((control, init_writes));
+            ExitCode::from(relay(init_pid, code, &signals))
+        }
+        _ => {
+            let e = StepError::new(format!(
+                "cannot start the sandbox's init: {}",
+                std::io::Error::last_os_error()
+            ));
+            let _ = answer_error(&control, &e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A pipe's read and write ends, closed on exec.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut ends = [-1; 2];
+    // SAFETY: pipe2 writes two ints into `ends`, which outlives the call.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 made these two descriptors, and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
+}
+
+/// Blocks the signals till forwards, and SIGCHLD; returns them as a set.
+fn block_relayed_signals() -> libc::sigset_t {
+    // SAFETY: the set is initialised by sigemptyset before any other use; sigprocmask reads it.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for sig in [
+            libc::SIGCHLD,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGINT,
+        ] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// What woke a [`Waiter`].
+enum Woke {
+    /// A child changed state (SIGCHLD).
+    Child,
+    /// A signal to pass on: sent by a process (till, or the helper), not by the terminal,
+    /// whose Ctrl-C reaches the agent by its process group and must not reach it twice.
+    Relay(i32),
+    /// The descriptor watched beside the signals.
+    Other,
+}
+
+/// Waits for blocked signals (through a signalfd: a process that unshared a pid namespace may
+/// not start threads) and one descriptor at a time.
+struct Waiter(OwnedFd);
+
+impl Waiter {
+    fn new(set: &libc::sigset_t) -> std::io::Result<Self> {
+        // SAFETY: signalfd reads one initialised set and returns a new descriptor or -1.
+        let fd = unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: signalfd made this descriptor, and nothing else owns it.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// The next signal, or `other` reporting `events` (or a hang-up, always reported). `None`
+    /// for a signal not to act on, or an interrupted wait.
+    fn next(&self, other: Option<BorrowedFd<'_>>, events: libc::c_short) -> Option<Woke> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                // A negative descriptor is skipped.
+                fd: other.map_or(-1, |o| o.as_raw_fd()),
+                events,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll reads and writes the two pollfds, which outlive the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            return None;
+        }
+        if fds[1].revents != 0 {
+            return Some(Woke::Other);
+        }
+        // SAFETY: signalfd_siginfo is plain integers.
+        let mut info = unsafe { std::mem::zeroed::<libc::signalfd_siginfo>() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: the buffer is `size` bytes of `info`, which outlives the call.
+        let got = unsafe {
+            libc::read(
+                self.0.as_raw_fd(),
+                std::ptr::addr_of_mut!(info).cast(),
+                size,
+            )
+        };
+        if usize::try_from(got).ok() != Some(size) {
+            return None;
+        }
+        let sig = i32::try_from(info.ssi_signo).ok()?;
+        if sig == libc::SIGCHLD {
+            Some(Woke::Child)
+        } else {
+            // SI_USER (kill), SI_QUEUE and SI_TKILL are at most 0; the kernel's own are above.
+            (info.ssi_code <= 0).then_some(Woke::Relay(sig))
+        }
+    }
+}
+
+/// The exit code that stands for a wait status: the code, or 128 + the signal that ended it.
+fn code_of(status: i32) -> u8 {
+    if libc::WIFSIGNALED(status) {
+        u8::try_from(128 + libc::WTERMSIG(status)).unwrap_or(255)
+    } else {
+        u8::try_from(libc::WEXITSTATUS(status)).unwrap_or(1)
+    }
+}
+
+/// The helper's part once init runs: passes signals on, and exits with the agent's code as
+/// soon as init sends it, or with init's own if init ends without sending one.
+fn relay(init: libc::pid_t, code: OwnedFd, set: &libc::sigset_t) -> u8 {
+    let Ok(waiter) = Waiter::new(set) else {
+        // SAFETY: kill takes plain integers; an init left alone would run on unwatched.
+        unsafe { libc::kill(init, libc::SIGKILL) };
+        return 1;
+    };
+    let mut code = Some(code);
+    loop {
+        match waiter.next(code.as_ref().map(|c| c.as_fd()), libc::POLLIN) {
+            Some(Woke::Other) => {
+                let mut byte = [0u8; 1];
+                match code.as_ref().map(|c| rustix::io::read(c, &mut byte)) {
+                    Some(Ok(1)) => return byte[0],
+                    Some(Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN)) => {}
+                    // init ended without a code: its status comes with SIGCHLD.
+                    _ => code = None,
+                }
+            }
+            Some(Woke::Relay(sig)) => {
+                // SAFETY: kill takes plain integers.
+                unsafe { libc::kill(init, sig) };
+            }
+            Some(Woke::Child) => {
+                let mut status = 0;
+                // SAFETY: waitpid writes one int, which outlives the call.
+                if unsafe { libc::waitpid(init, &mut status, libc::WNOHANG) } == init {
+                    let mut byte = [0u8; 1];
+                    // A code sent just before init ended is the agent's.
+                    return match code.as_ref().map(|c| rustix::io::read(c, &mut byte)) {
+                        Some(Ok(1)) => byte[0],
+                        _ => code_of(status),
+                    };
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// The namespace's init: the rest of the sandbox, then the agent as its child. When the agent
+/// exits, sends its code to the helper, and goes on reaping until nothing else is left in the
+/// namespace, or till closes its end of `control` (till ends what is left after the proxy's
+/// grace, or has died). Returns the agent's exit code.
+fn init(
+    control: UnixStream,
+    code: OwnedFd,
+    w: &Wire,
+    argv: &[OsString],
+    set: &libc::sigset_t,
+) -> i32 {
+    let waiter = match Waiter::new(set) {
+        Ok(waiter) => waiter,
+        Err(e) => {
+            let e = StepError::new(format!("cannot watch the sandbox's signals: {e}"));
+            let _ = answer_error(&control, &e);
+            return 1;
+        }
+    };
+    let ready = match setup(w) {
+        Ok(ready) => ready,
+        Err(e) => {
+            let _ = answer_error(&control, &e);
+            return 1;
+        }
+    };
+    // SAFETY: init is single-threaded, as the helper it was forked from.
+    let agent = match unsafe { libc::fork() } {
+        -1 => {
+            let e = StepError::new(format!(
+                "cannot start the agent: {}",
+                std::io::Error::last_os_error()
+            ));
+            let _ = answer_error(&control, &e);
+            return 1;
+        }
+        0 => exec_agent(&control, ready, argv),
+        pid => pid,
+    };
+    drop(ready);
+    let mut exited: Option<u8> = None;
+    loop {
+        // Only a hang-up is asked for: till shut its writing side long ago, so the socket is
+        // always readable.
+        match waiter.next(Some(control.as_fd()), 0) {
+            Some(Woke::Other) => return i32::from(exited.unwrap_or(1)),
+            // Not after the agent has exited: its pid may have gone to another process.
+            Some(Woke::Relay(sig)) if exited.is_none() => {
+                // SAFETY: kill takes plain integers.
+                unsafe { libc::kill(agent, sig) };
+            }
+            Some(Woke::Child) => {}
+            _ => continue,
+        }
+        // Orphans in the namespace come to init: reap them all, and learn of the agent.
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes one int, which outlives the call.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid == agent {
+                let c = code_of(status);
+                exited = Some(c);
+                let _ = rustix::io::write(&code, &[c]);
+            } else if pid < 0 && exited.is_some() {
+                // Nothing is left in the namespace.
+                return i32::from(exited.unwrap_or(1));
+            } else if pid <= 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// The agent's process: its own steps of the sandbox, the answer to till, and the exec.
+fn exec_agent(control: &UnixStream, ready: Ready, argv: &[OsString]) -> ! {
+    // The steps that bind the agent alone: init stays outside its Landlock domain.
+    let confined = confine(&ready.writable);
+    let sent = match &confined {
+        Ok(()) => answer(
+            control,
+            &Reply::Ready,
+            ready.listener.as_ref().map(|l| l.as_fd()),
+        ),
+        Err(e) => answer_error(control, e),
+    };
+    if confined.is_err() || sent.is_err() {
+        std::process::exit(1);
     }
     drop(ready);
+    // The agent starts with no signal blocked, as without the sandbox.
+    // SAFETY: sigprocmask reads one initialised set.
+    unsafe {
+        let mut none = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
     let program = argv[0].to_string_lossy().into_owned();
     let err = Command::new(&argv[0]).args(&argv[1..]).exec();
-    ExitCode::from(crate::process::cannot_run(&program, &err))
+    std::process::exit(i32::from(crate::process::cannot_run(&program, &err)))
+}
+
+fn answer_error(control: &UnixStream, e: &StepError) -> std::io::Result<()> {
+    answer(
+        control,
+        &Reply::Error {
+            message: e.message.clone(),
+            hint: e.hint.clone(),
+        },
+        None,
+    )
 }
 
 fn answer(control: &UnixStream, reply: &Reply, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
@@ -447,20 +769,27 @@ fn answer(control: &UnixStream, reply: &Reply, fd: Option<BorrowedFd<'_>>) -> st
     Ok(())
 }
 
-/// Every step of the sandbox, in order. Returns the proxy's listener for `--net proxy`.
-fn setup(w: &Wire) -> Result<Option<std::net::TcpListener>, StepError> {
+/// What init's steps leave for the agent's: the proxy's listener for `--net proxy`, and the
+/// paths Landlock lets it write.
+struct Ready {
+    listener: Option<std::net::TcpListener>,
+    writable: Vec<PathBuf>,
+}
+
+/// init's steps of the sandbox, in order, inside the namespaces the helper entered.
+fn setup(w: &Wire) -> Result<Ready, StepError> {
     let cwd = path(&w.cwd);
     let writable: Vec<PathBuf> = w.writable.iter().map(|p| path(p)).collect();
     let hidden: Vec<PathBuf> = w.hidden.iter().map(|p| path(p)).collect();
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
 
-    enter_namespaces(w.net, uid, gid, w.simulate_missing.as_deref())?;
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     )
     .map_err(mount_err("cannot make the mounts private"))?;
+    own_proc()?;
 
     // Handles on what must stay reachable, taken before the new mounts cover their paths (and
     // after entering the mount namespace: the kernel binds only from mounts of the caller's).
@@ -538,6 +867,18 @@ fn setup(w: &Wire) -> Result<Option<std::net::TcpListener>, StepError> {
     // whose capabilities bringing `lo` up needs.
     lock_mounts(uid, gid)?;
 
+    let mut writable_dirs = vec![cwd.clone()];
+    writable_dirs.extend(private);
+    writable_dirs.extend(writable);
+    Ok(Ready {
+        listener,
+        writable: writable_dirs,
+    })
+}
+
+/// The agent's own steps, in the agent's process before its exec: what init must not be bound
+/// by itself.
+fn confine(writable: &[PathBuf]) -> Result<(), StepError> {
     // A session keyring of its own: the one inherited is the user's (Kerberos caches, secrets
     // kept with `keyctl`), readable by any process that shares it.
     // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) takes an integer and a null name.
@@ -555,16 +896,12 @@ fn setup(w: &Wire) -> Result<Option<std::net::TcpListener>, StepError> {
         )));
     }
 
-    let mut writable_dirs = vec![cwd.clone()];
-    writable_dirs.extend(private);
-    writable_dirs.extend(writable);
-    landlock(&writable_dirs)?;
-    seccomp()?;
-    Ok(listener)
+    landlock(writable)?;
+    seccomp()
 }
 
-/// Enters new user and mount namespaces (and a network namespace for `--net proxy`), mapping
-/// the user to itself so files keep their owners.
+/// Enters new user and mount namespaces and a pid namespace for the helper's children (and a
+/// network namespace for `--net proxy`), mapping the user to itself so files keep their owners.
 fn enter_namespaces(net: Net, uid: u32, gid: u32, simulate: Option<&str>) -> Result<(), StepError> {
     let hint = "user namespaces may be switched off: check the sysctls \
                 kernel.unprivileged_userns_clone, user.max_user_namespaces and \
@@ -575,7 +912,9 @@ fn enter_namespaces(net: Net, uid: u32, gid: u32, simulate: Option<&str>) -> Res
         )
         .hint(hint));
     }
-    let mut flags = rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS;
+    let mut flags = rustix::thread::UnshareFlags::NEWUSER
+        | rustix::thread::UnshareFlags::NEWNS
+        | rustix::thread::UnshareFlags::NEWPID;
     if net == Net::Proxy {
         flags |= rustix::thread::UnshareFlags::NEWNET;
     }

@@ -198,6 +198,7 @@ const ESCAPES: &[&str] = &[
     "abstract_connect",
     "local_port",
     "remote",
+    "host_processes",
 ];
 
 /// What a root user outside the sandbox can do (to a non-dumpable till; TIOCSTI on kernels
@@ -235,7 +236,17 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
             std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
         std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
     };
+    // A process of yours outside, whose command line (a command you typed, a token in it)
+    // the agent looks for.
+    let host_mark = format!("till-sbx-host-{}", std::process::id());
+    let host = EndsWithTest(
+        Command::new("sh")
+            .args(["-c", "sleep 600", &host_mark])
+            .spawn()
+            .unwrap(),
+    );
     let vars = vec![
+        ("SBX_HOST_MARK", host_mark.clone()),
         ("SBX_PASSPHRASE", PASSPHRASE.to_string()),
         (
             "SBX_STORE",
@@ -387,7 +398,17 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
         Some(1),
         "only the control run's key was created: {keys}"
     );
-    drop((local, remote, abstract_listener));
+    drop((local, remote, abstract_listener, host));
+}
+
+/// A process of the test's that is killed when the test ends, however it ends.
+struct EndsWithTest(std::process::Child);
+
+impl Drop for EndsWithTest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The session bus and the Secret Service of a real gnome-keyring (run under
@@ -577,39 +598,36 @@ fn processes_the_agent_leaves_running_end_with_it() {
     let p = proxy_env();
     let proj = project();
     // Four ways to outlive the agent: a new session, nohup, a double fork, and a name that is
-    // not UTF-8 (which a reading of /proc as text passed over). Each writes its pid, then the
-    // agent exits.
-    let agent = "rm -f pids; cp \"$(command -v sleep)\" \"./s$(printf '\\377')\"; \
-        setsid -f sh -c 'echo $$ >> pids; exec sleep 300' </dev/null >/dev/null 2>&1; \
-        nohup sh -c 'echo $$ >> pids; exec sleep 301' </dev/null >/dev/null 2>&1 & \
-        ( sh -c 'echo $$ >> pids; exec sleep 302' </dev/null >/dev/null 2>&1 & ); \
-        setsid -f sh -c 'echo $$ >> pids; exec \"./s$(printf \"\\377\")\" 303' </dev/null >/dev/null 2>&1; \
-        while [ \"$(wc -l < pids)\" -lt 4 ]; do sleep 0.05; done; exit 3";
-    let pids = || -> Vec<i32> {
-        std::fs::read_to_string(proj.path().join("pids"))
-            .unwrap()
-            .lines()
-            .map(|l| l.trim().parse().unwrap())
-            .collect()
-    };
+    // not UTF-8 (which a reading of /proc as text passed over). Each sleeps for a time that
+    // names this test (inside the sandbox, pids are the namespace's own), then the agent
+    // exits once all four run.
+    let mark = format!("{}", std::process::id() % 100_000);
+    let agent = format!(
+        "cp \"$(command -v sleep)\" \"./s$(printf '\\377')\"; \
+        setsid -f sh -c 'exec sleep 300.{mark}' </dev/null >/dev/null 2>&1; \
+        nohup sh -c 'exec sleep 301.{mark}' </dev/null >/dev/null 2>&1 & \
+        ( sh -c 'exec sleep 302.{mark}' </dev/null >/dev/null 2>&1 & ); \
+        setsid -f sh -c 'exec \"./s$(printf \"\\377\")\" 303.{mark}' </dev/null >/dev/null 2>&1; \
+        while [ \"$(ps -eo args | grep -c '[3]0[0-3][.]{mark}')\" -lt 4 ]; do sleep 0.05; done; exit 3"
+    );
     let run = |sandbox: &[&str]| {
         output(
             p.env
                 .till()
                 .arg("run")
                 .args(sandbox)
-                .args(["--", "sh", "-c", agent])
+                .args(["--", "sh", "-c", &agent])
                 .current_dir(proj.path())
                 .stdin(Stdio::null()),
         )
     };
+    let left = || processes_with(&format!(".{mark}"));
     // Without the sandbox they go on after till returns (and are ended here).
     let (code, _, stderr) = run(&["--no-sandbox"]);
     assert_eq!(code, 3, "{stderr}");
-    let left = pids();
-    assert_eq!(left.len(), 4);
-    assert!(left.iter().all(|&pid| alive(pid)), "{left:?}");
-    for pid in left {
+    let running = left();
+    assert_eq!(running.len(), 4, "{running:?}");
+    for pid in running {
         // SAFETY: kill takes plain integers.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
@@ -620,12 +638,31 @@ fn processes_the_agent_leaves_running_end_with_it() {
         stderr.contains("ended 4 processes the agent left running"),
         "{stderr}"
     );
-    let left = pids();
-    assert_eq!(left.len(), 4);
-    assert!(
-        left.iter().all(|&pid| !alive(pid)),
-        "still running: {left:?}"
-    );
+    assert_eq!(left(), Vec::<i32>::new(), "still running");
+}
+
+/// The live processes (not zombies) whose command line holds `needle`: seen from here,
+/// outside any sandbox, by their pids out here.
+fn processes_with(needle: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+            && alive(pid)
+        {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// `till run SANDBOX -- sh -c AGENT` in `dir`: its exit code, stdout and stderr.
@@ -735,6 +772,8 @@ fn a_head_the_agent_breaks_is_put_back() {
 fn sigkill_to_till_ends_the_sandboxed_agent() {
     let p = proxy_env();
     let proj = project();
+    // The agent, and a process it left in a session of its own: both end with till.
+    let mark = format!("{}", std::process::id() % 100_000 + 100_000);
     let mut child = p
         .env
         .till()
@@ -744,7 +783,7 @@ fn sigkill_to_till_ends_the_sandboxed_agent() {
             "--",
             "sh",
             "-c",
-            "echo $$; exec sleep 60",
+            &format!("setsid -f sleep 61.{mark}; echo ready; exec sleep 60.{mark}"),
         ])
         .current_dir(proj.path())
         .stdin(Stdio::null())
@@ -756,20 +795,20 @@ fn sigkill_to_till_ends_the_sandboxed_agent() {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let agent: i32 = line.trim().parse().unwrap();
+    assert_eq!(line.trim(), "ready");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with(&format!(".{mark}")).len() < 2 {
+        assert!(Instant::now() < deadline, "the agent did not start both");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state = std::fs::read_to_string(format!("/proc/{agent}/stat")).ok();
-        let alive = state.as_deref().is_some_and(|s| {
-            let after = s.rsplit_once(')').map_or("", |(_, r)| r).trim_start();
-            !after.starts_with('Z') && !after.starts_with('X')
-        });
-        if !alive {
+        let left = processes_with(&format!(".{mark}"));
+        if left.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "the agent {agent} outlived till");
+        assert!(Instant::now() < deadline, "{left:?} outlived till");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

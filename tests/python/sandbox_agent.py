@@ -12,6 +12,7 @@ It runs under `till run [--sandbox]` and reads its targets from SBX_* variables 
     SBX_ABSTRACT      an abstract unix socket name a process outside listens on
     SBX_LOCAL         127.0.0.1:PORT someone outside listens on
     SBX_REMOTE        IP:PORT on a non-loopback address someone outside listens on
+    SBX_HOST_MARK     a string in the command line of a process outside
     SBX_CONTROL=1     a control run without the sandbox: skip what would hurt till (SIGTERM)
 
 Prints one JSON object {"<check>": "ok" | "denied: <why>"}; "ok" means the attempt worked.
@@ -300,6 +301,19 @@ def remount_writable(path):
     append(os.path.join(path, "pre-commit"), "#!/bin/sh\necho planted\n")
 
 
+def host_process(mark):
+    """Whether a process whose command line holds `mark` is in /proc."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if mark.encode() in f.read():
+                        return True
+            except OSError:
+                pass
+    raise RuntimeError("not in /proc")
+
+
 def main():
     home = os.path.expanduser("~")
     # Escapes. Unmounting comes first: if it worked, the reads after it would too.
@@ -355,6 +369,8 @@ def main():
         check("local_port", lambda: tcp_connect(ENV["SBX_LOCAL"]))
     if "SBX_REMOTE" in ENV:
         check("remote", lambda: tcp_connect(ENV["SBX_REMOTE"]))
+    if "SBX_HOST_MARK" in ENV:
+        check("host_processes", lambda: host_process(ENV["SBX_HOST_MARK"]))
     # Work.
     check("write_project", write_project)
     check("py_compile", py_compile)

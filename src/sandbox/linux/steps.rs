@@ -42,6 +42,15 @@ pub(super) fn tmpfs(dir: &Path, options: &str, read_only: bool) -> Result<(), St
     )))
 }
 
+/// A `/proc` of the sandbox's own pid namespace over the host's, so the agent sees its own
+/// processes only (not the command lines of yours). A proc mount shows the pid namespace of
+/// the process that mounts it: the namespace's init mounts it.
+pub(super) fn own_proc() -> Result<(), StepError> {
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    rustix::mount::mount("proc", "/proc", "proc", flags, c"")
+        .map_err(mount_err("cannot mount a /proc of the sandbox's own"))
+}
+
 /// Creates an empty directory or file at `p` (inside a fresh tmpfs) to bind `fd` onto.
 pub(super) fn make_mount_point(p: &Path, fd: &OwnedFd) -> Result<(), StepError> {
     let is_dir = rustix::fs::fstat(fd)
