@@ -122,7 +122,8 @@ export HOME="$work/home" DISABLE_AUTOUPDATER=1 \
 mkdir -p "$HOME/project" "$work/dump"
 # Under --sandbox, /tmp is private: the agents' HOME, their wrappers and the environment dumps
 # (all under $work) are listed writable, so they are there too.
-printf '[sandbox]\nwritable = ["%s", "%s", "%s"]\n' "$HOME" "$work/wrap" "$work/dump" \
+mkdir -p "$work/ihome"
+printf '[sandbox]\nwritable = ["%s", "%s", "%s", "%s"]\n' "$HOME" "$work/wrap" "$work/dump" "$work/ihome" \
   >>"$TILL_HOME/config.toml"
 till setup gemini >/dev/null 2>&1 || { echo "till setup gemini failed" >&2; exit 1; }
 
@@ -277,20 +278,21 @@ if [ "$(uname -s)" = Linux ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "Claude Code, interactive, in tmux"
-if command -v tmux >/dev/null 2>&1; then
-  ihome="$work/ihome"
+# interactive NAME [till run args]: Claude Code in tmux, with a HOME of its own.
+interactive() {
+  local name="$1"; shift
+  local ihome="$work/ihome/$name"
   mkdir -p "$ihome/project"
   # A user who has used Claude Code before: onboarding done, this folder trusted.
   printf '{"hasCompletedOnboarding":true,"theme":"dark","projects":{"%s":{"hasTrustDialogAccepted":true}}}\n' \
     "$ihome/project" >"$ihome/.claude.json"
-  cp "$ihome/.claude.json" "$work/claude.json.before"
   curl -s -X DELETE "$mock/_mock/requests" >/dev/null
-  before=$(ledger_rows)
+  local before; before=$(ledger_rows)
+  local cmdline="till run $* -- claude"
+  cmdline="${cmdline//  / }"
   tmux new-session -d -s "$tmux_session" -x 160 -y 50 \
-    "cd '$ihome/project' && HOME='$ihome' PATH='$PATH' TILL_HOME='$TILL_HOME' TILL_STORE=file TILL_PASSPHRASE=agents DISABLE_AUTOUPDATER=1 till run -- claude 2>'$work/tmux.err'; sleep 600"
-  screen=""
-  state="timeout"
+    "cd '$ihome/project' && HOME='$ihome' PATH='$PATH' TILL_HOME='$TILL_HOME' TILL_STORE=file TILL_PASSPHRASE=agents DISABLE_AUTOUPDATER=1 till run $* -- claude 2>'$work/$name.tmux.err'; sleep 600"
+  local screen="" state="timeout"
   for _ in $(seq 1 120); do
     sleep 0.5
     screen="$(tmux capture-pane -p -t "$tmux_session" 2>/dev/null)"
@@ -314,17 +316,26 @@ if command -v tmux >/dev/null 2>&1; then
     sleep 2
   fi
   tmux kill-session -t "$tmux_session" >/dev/null 2>&1
+  local denials
   denials=$(till log --json -n 100000 | python3 -c "import json,sys; r=json.load(sys.stdin); print(sum(1 for x in r[$before:] if x['denial']))")
-  if [ "$state" = answered ] && [ "$denials" = 0 ] && ! grep -q "alert:" "$work/tmux.err" 2>/dev/null; then
-    pass "claude-interactive: till run -- claude (reached its prompt with no API-key question, answered, no denial or alert)"
+  if [ "$state" = answered ] && [ "$denials" = 0 ] && ! grep -q "alert:" "$work/$name.tmux.err" 2>/dev/null; then
+    pass "$name: $cmdline (reached its prompt with no API-key question, answered, no denial or alert)"
   else
-    fail "claude-interactive: till run -- claude: $state, $denials denials, $(grep -c 'alert:' "$work/tmux.err" 2>/dev/null) alerts"
+    fail "$name: $cmdline: $state, $denials denials, $(grep -c 'alert:' "$work/$name.tmux.err" 2>/dev/null) alerts"
     sed 's/^/      /' <<<"$screen" | grep -v '^\s*$' | tail -20
   fi
   if python3 -c "import json,sys; a=json.load(open(sys.argv[1])); sys.exit(0 if 'customApiKeyResponses' not in a else 1)" "$ihome/.claude.json"; then
-    pass "claude-interactive: no API-key approval stored in ~/.claude.json"
+    pass "$name: no API-key approval stored in ~/.claude.json"
   else
-    fail "claude-interactive: ~/.claude.json records an API-key approval"
+    fail "$name: ~/.claude.json records an API-key approval"
+  fi
+}
+
+step "Claude Code, interactive, in tmux"
+if command -v tmux >/dev/null 2>&1; then
+  interactive claude-interactive
+  if [ "$(uname -s)" = Linux ]; then
+    interactive claude-interactive-sandbox --sandbox --net proxy
   fi
 else
   fail "claude-interactive: tmux is not installed"

@@ -33,7 +33,8 @@ use super::{HELPER_ARG, Net, Policy, SandboxError};
 mod steps;
 
 use steps::{
-    hide, landlock, loopback_up, make_mount_point, mount_err, own_proc, protect_git, seccomp, tmpfs,
+    hide, landlock, loopback_up, make_mount_point, mount_err, own_proc, own_ptys, protect_git,
+    seccomp, tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -790,6 +791,7 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
     )
     .map_err(mount_err("cannot make the mounts private"))?;
     own_proc()?;
+    own_ptys()?;
 
     // Handles on what must stay reachable, taken before the new mounts cover their paths (and
     // after entering the mount namespace: the kernel binds only from mounts of the caller's).

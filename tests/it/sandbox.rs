@@ -199,6 +199,7 @@ const ESCAPES: &[&str] = &[
     "local_port",
     "remote",
     "host_processes",
+    "other_terminal",
 ];
 
 /// What a root user outside the sandbox can do (to a non-dumpable till; TIOCSTI on kernels
@@ -217,6 +218,7 @@ const WORK: &[&str] = &[
     "py_compile",
     "cc",
     "private_tmp",
+    "new_pty",
     "openai",
     "openai_stream",
     "nested_run",
@@ -245,7 +247,28 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
             .spawn()
             .unwrap(),
     );
+    // Another terminal of yours: its other end stays open here while the agent runs.
+    // SAFETY: posix_openpt, grantpt, unlockpt take plain integers; ptsname returns a string
+    // the C library owns, copied at once.
+    let (_other_tty, other_tty) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(
+            master >= 0,
+            "posix_openpt: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master))
+            .to_string_lossy()
+            .into_owned();
+        (
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(master),
+            name,
+        )
+    };
     let vars = vec![
+        ("SBX_OTHER_TTY", other_tty.clone()),
         ("SBX_HOST_MARK", host_mark.clone()),
         ("SBX_PASSPHRASE", PASSPHRASE.to_string()),
         (

@@ -13,6 +13,7 @@ It runs under `till run [--sandbox]` and reads its targets from SBX_* variables 
     SBX_LOCAL         127.0.0.1:PORT someone outside listens on
     SBX_REMOTE        IP:PORT on a non-loopback address someone outside listens on
     SBX_HOST_MARK     a string in the command line of a process outside
+    SBX_OTHER_TTY     a terminal of someone outside (/dev/pts/N), to read what is typed there
     SBX_CONTROL=1     a control run without the sandbox: skip what would hurt till (SIGTERM)
 
 Prints one JSON object {"<check>": "ok" | "denied: <why>"}; "ok" means the attempt worked.
@@ -314,6 +315,20 @@ def host_process(mark):
     raise RuntimeError("not in /proc")
 
 
+def other_terminal(path):
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    os.close(fd)
+
+
+def new_pty():
+    """A pty of its own, as a shell tool or tmux makes one: what goes in one end comes out."""
+    master, slave = os.openpty()
+    os.ttyname(slave)
+    os.write(master, b"ping\n")
+    if os.read(slave, 16) != b"ping\n":
+        raise RuntimeError("nothing came through")
+
+
 def main():
     home = os.path.expanduser("~")
     # Escapes. Unmounting comes first: if it worked, the reads after it would too.
@@ -369,6 +384,8 @@ def main():
         check("local_port", lambda: tcp_connect(ENV["SBX_LOCAL"]))
     if "SBX_REMOTE" in ENV:
         check("remote", lambda: tcp_connect(ENV["SBX_REMOTE"]))
+    if "SBX_OTHER_TTY" in ENV:
+        check("other_terminal", lambda: other_terminal(ENV["SBX_OTHER_TTY"]))
     if "SBX_HOST_MARK" in ENV:
         check("host_processes", lambda: host_process(ENV["SBX_HOST_MARK"]))
     # Work.
@@ -376,6 +393,7 @@ def main():
     check("py_compile", py_compile)
     check("cc", cc)
     check("private_tmp", private_tmp)
+    check("new_pty", new_pty)
     if "OPENAI_BASE_URL" in ENV:
         check("openai", openai_call)
         check("openai_stream", openai_stream)

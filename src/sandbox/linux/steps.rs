@@ -51,6 +51,25 @@ pub(super) fn own_proc() -> Result<(), StepError> {
         .map_err(mount_err("cannot mount a /proc of the sandbox's own"))
 }
 
+/// A devpts instance of the sandbox's own on `/dev/pts`: the ptys the agent makes are there,
+/// and your other terminals (the host's `/dev/pts/N`, which the agent could open to read what
+/// you type in them) are not. `/dev/ptmx` opens the instance beside it, so new ptys work; the
+/// agent keeps its own terminal through the descriptors it inherited and `/dev/tty`.
+pub(super) fn own_ptys() -> Result<(), StepError> {
+    if !Path::new("/dev/pts").is_dir() {
+        return Ok(());
+    }
+    let flags = MountFlags::NOSUID | MountFlags::NOEXEC;
+    rustix::mount::mount(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        flags,
+        c"mode=620,ptmxmode=666",
+    )
+    .map_err(mount_err("cannot mount a /dev/pts of the sandbox's own"))
+}
+
 /// Creates an empty directory or file at `p` (inside a fresh tmpfs) to bind `fd` onto.
 pub(super) fn make_mount_point(p: &Path, fd: &OwnedFd) -> Result<(), StepError> {
     let is_dir = rustix::fs::fstat(fd)
