@@ -292,6 +292,7 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
     }
     sb.remove_planted_commondir();
     sb.restore_broken_head();
+    sb.warn_rebase_commands();
 }
 
 /// Forwards SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the agent, and SIGINT too unless a

@@ -151,6 +151,8 @@ pub struct Sandbox {
     commondir_absent: bool,
     /// `.git/HEAD` before the run, when it named a branch or a commit.
     head: Option<Vec<u8>>,
+    /// The working directory's `.git` had no rebase in progress before the run.
+    rebase_absent: bool,
 }
 
 impl Sandbox {
@@ -220,12 +222,14 @@ impl Sandbox {
             .then(|| std::fs::read(git.join("HEAD")).ok())
             .flatten()
             .filter(|h| valid_head(h));
+        let rebase_absent = git.is_dir() && !git.join("rebase-merge").exists();
         Ok(Self {
             policy,
             proxy: None,
             launch: None,
             commondir_absent,
             head,
+            rebase_absent,
         })
     }
 
@@ -336,6 +340,44 @@ impl Sandbox {
             ),
         }
         true
+    }
+
+    /// Once nothing of the agent runs: warns of a rebase the agent left in progress whose todo
+    /// list runs commands (`exec` lines, which `git rebase --continue` runs as you). A rebase an
+    /// agent started may be its honest work, so it is named, not removed. Returns the commands.
+    pub fn warn_rebase_commands(&self) -> Vec<String> {
+        if !self.rebase_absent {
+            return Vec::new();
+        }
+        let todo = self
+            .policy
+            .cwd
+            .join(".git")
+            .join("rebase-merge")
+            .join("git-rebase-todo");
+        let Ok(text) = std::fs::read(&todo) else {
+            return Vec::new();
+        };
+        let commands: Vec<String> = String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start();
+                let (word, rest) = l.split_once(char::is_whitespace)?;
+                matches!(word, "exec" | "x").then(|| rest.trim().to_string())
+            })
+            .collect();
+        if !commands.is_empty() {
+            let shown: Vec<&str> = commands.iter().take(3).map(String::as_str).collect();
+            crate::output::warn(&format!(
+                "the agent left a rebase in progress whose todo list runs {} command{} at `git rebase --continue` ({}{}): read {} first, or run `git rebase --abort`",
+                commands.len(),
+                if commands.len() == 1 { "" } else { "s" },
+                shown.join("; "),
+                if commands.len() > 3 { "; …" } else { "" },
+                todo.display()
+            ));
+        }
+        commands
     }
 }
 

@@ -107,6 +107,30 @@ fn fake_home() -> tempfile::TempDir {
 }
 
 /// A project directory with a git repository.
+/// Gives the repository at `dir` a commit and an index, as any project has.
+fn git_commit(dir: &Path) {
+    std::fs::write(dir.join("README"), "hi\n").unwrap();
+    for args in [
+        &["add", "README"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    ] {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
 fn project() -> tempfile::TempDir {
     let dir = outside_tmp();
     let out = Command::new("git")
@@ -753,27 +777,7 @@ fn a_head_the_agent_breaks_is_put_back() {
         && printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = \"touch planted; false\"\\n' > config \
         && echo 'not a ref' > .git/HEAD";
     let run = |sandbox: &str| run_sh(&p, proj.path(), sandbox, agent);
-    // A repository with a commit and an index, as any project has.
-    std::fs::write(proj.path().join("README"), "hi\n").unwrap();
-    for args in [
-        &["add", "README"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    ] {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(proj.path())
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "{out:?}");
-    }
+    git_commit(proj.path());
     let head = proj.path().join(".git/HEAD");
     let before = std::fs::read_to_string(&head).unwrap();
     let git_status = || git_status_runs_plant(proj.path());
@@ -789,6 +793,48 @@ fn a_head_the_agent_breaks_is_put_back() {
     assert!(stderr.contains("as it was before the run"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&head).unwrap(), before);
     assert!(!git_status(), "git ran the agent's command");
+}
+
+#[test]
+fn a_rebase_the_agent_leaves_with_commands_is_named() {
+    let p = proxy_env();
+    let proj = project();
+    git_commit(proj.path());
+    // A rebase in progress whose todo list runs a command at `git rebase --continue`.
+    let agent = "mkdir -p .git/rebase-merge && git symbolic-ref HEAD > .git/rebase-merge/head-name \
+        && git rev-parse HEAD > .git/rebase-merge/onto && git rev-parse HEAD > .git/rebase-merge/orig-head \
+        && touch .git/rebase-merge/interactive .git/rebase-merge/done \
+        && printf 'exec touch planted\\n' > .git/rebase-merge/git-rebase-todo";
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("runs 1 command at `git rebase --continue` (touch planted)"),
+        "{stderr}"
+    );
+    // What it warns of: the next `git rebase --continue` runs it.
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "rebase",
+            "--continue",
+        ])
+        .current_dir(proj.path())
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "{out:?}");
+    assert!(proj.path().join("planted").exists());
+    // A rebase without commands is not named.
+    let (code, _, stderr) = run_sh(
+        &p,
+        proj.path(),
+        "--sandbox",
+        "mkdir -p .git/rebase-merge && : > .git/rebase-merge/git-rebase-todo",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("rebase"), "{stderr}");
 }
 
 #[test]
