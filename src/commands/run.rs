@@ -263,7 +263,7 @@ fn spawn_and_wait(
     #[cfg(unix)]
     let forwarder = signals.map(|s| forward_signals(s, child.id()));
     if let Some(sb) = sandbox
-        && let Err(e) = sb.started()
+        && let Err(e) = sb.started(child.id())
     {
         // The helper never execs the agent after a failed step; make sure it is gone.
         let _ = child.kill();
@@ -322,10 +322,22 @@ fn register_signals() -> Option<Signals> {
     )
 }
 
+/// The task forwarding signals to the agent; it stops when dropped, so that no signal goes to
+/// the agent's pid once the agent has been reaped (the pid may be another process's by then).
 #[cfg(unix)]
-fn forward_signals(streams: Signals, pid: u32) -> tokio::task::JoinHandle<()> {
+struct Forwarder(tokio::task::JoinHandle<()>);
+
+#[cfg(unix)]
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(unix)]
+fn forward_signals(streams: Signals, pid: u32) -> Forwarder {
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    tokio::spawn(async move {
+    Forwarder(tokio::spawn(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
         for (mut s, num) in streams {
             let tx = tx.clone();
@@ -343,7 +355,7 @@ fn forward_signals(streams: Signals, pid: u32) -> tokio::task::JoinHandle<()> {
             }
             crate::process::send_signal(pid, num);
         }
-    })
+    }))
 }
 
 /// `till: 12 requests (2 denied: model 1, rpm 1), 1234 tokens, $0.0123`

@@ -33,8 +33,8 @@ use super::{HELPER_ARG, Net, Policy, SandboxError};
 mod steps;
 
 use steps::{
-    hide, landlock, loopback_up, make_mount_point, mount_err, own_proc, own_ptys, protect_git,
-    seccomp, tmpfs,
+    cover_consoles, hide, landlock, loopback_up, make_mount_point, mount_err, own_proc, own_ptys,
+    protect_git, seccomp, tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -121,6 +121,10 @@ pub struct Launch {
     control: Option<UnixStream>,
     helper_end: Option<OwnedFd>,
     net: Net,
+    /// The sandbox's init, by its pid out here (known once the helper has answered).
+    init: Option<libc::pid_t>,
+    /// The terminal as it was when the run began, put back at its end.
+    terminal: Option<Terminal>,
     /// The proxy serving inside the sandbox: its stop signal (dropping it stops it too) and
     /// its task, which ends when the requests in flight have had their grace.
     proxy: Option<(
@@ -147,6 +151,8 @@ impl Launch {
             control: Some(control),
             helper_end: Some(helper_end.into()),
             net: policy.net,
+            init: None,
+            terminal: None,
             proxy: None,
         })
     }
@@ -161,6 +167,16 @@ impl Launch {
         unsafe {
             libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         }
+        // The agent may take the terminal's foreground and set `tostop`; till, in the
+        // background then, would be stopped (SIGTTOU) at its next line on the terminal, before
+        // it ends what the agent left running, which would go on reading the terminal at your
+        // next prompt. till ignores the terminal's stop signals (the agent gets them back).
+        // SAFETY: signal with SIG_IGN installs no handler code.
+        unsafe {
+            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::signal(libc::SIGTTIN, libc::SIG_IGN);
+        }
+        self.terminal = Terminal::save();
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg0("till")
             .arg(HELPER_ARG)
@@ -192,7 +208,11 @@ impl Launch {
 
     /// Waits for the helper's answer; with `--net proxy`, serves `proxy` on the listener it
     /// passed. Needs a tokio runtime context.
-    pub fn started(&mut self, proxy: Option<Arc<crate::proxy::State>>) -> Result<(), SandboxError> {
+    pub fn started(
+        &mut self,
+        proxy: Option<Arc<crate::proxy::State>>,
+        helper: u32,
+    ) -> Result<(), SandboxError> {
         drop(self.helper_end.take());
         // Kept open until the leftovers are ended: the sandbox's init ends when it closes.
         let control = self.control.as_ref().expect("Launch::started runs once");
@@ -204,6 +224,10 @@ impl Launch {
             Reply::Error { message, hint } => return Err(SandboxError::Setup { message, hint }),
             Reply::Ready => {}
         }
+        // The helper's one child, which forked the agent that answered.
+        self.init = libc::pid_t::try_from(helper)
+            .ok()
+            .and_then(|helper| children_of(helper).first().copied());
         if self.net == Net::Proxy {
             let (Some(fd), Some(state)) = (fd, proxy) else {
                 return Err(SandboxError::Setup {
@@ -242,13 +266,6 @@ impl Launch {
             // Every descendant at once, not a generation a round: a process that forks again
             // as fast as its parents die (a chain regrowing from its bottom) dies with them.
             let tree = descendants_of(me);
-            // The sandbox's init (pid 1 of its namespace, which stays while these do) is not
-            // one the agent left; told apart before the kill, while its status can be read.
-            let inits: Vec<libc::pid_t> = tree
-                .iter()
-                .copied()
-                .filter(|&pid| namespace_init(pid))
-                .collect();
             for &pid in &tree {
                 // SAFETY: kill takes plain integers.
                 unsafe {
@@ -262,7 +279,8 @@ impl Launch {
             if tree.is_empty() {
                 break;
             }
-            ended.extend(tree.iter().copied().filter(|pid| !inits.contains(pid)));
+            // The sandbox's init (which stays while these do) is not one the agent left.
+            ended.extend(tree.iter().copied().filter(|&pid| Some(pid) != self.init));
             if std::time::Instant::now() > deadline {
                 crate::output::error(
                     &format!(
@@ -278,6 +296,9 @@ impl Launch {
         // The sandbox's init ends with this, and the kernel with it whatever is in its pid
         // namespace (nothing, by now).
         drop(self.control.take());
+        if let Some(terminal) = &self.terminal {
+            terminal.restore();
+        }
         ended.len()
     }
 
@@ -290,35 +311,35 @@ impl Launch {
     }
 }
 
-/// Whether `pid` is pid 1 of a pid namespace below this one (its `NSpid` ends in 1).
-fn namespace_init(pid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("NSpid:"))
-            .is_some_and(|ids| {
-                let ids: Vec<&str> = ids.split_whitespace().collect();
-                ids.len() > 1 && ids.last() == Some(&"1")
-            })
-    })
-}
-
-/// Every descendant of `root`, from one reading of `/proc/PID/stat`: the parent is the field
-/// after the name, which may hold any bytes (not UTF-8, spaces, parentheses), so it is read
-/// after the last `)`.
-fn descendants_of(root: libc::pid_t) -> Vec<libc::pid_t> {
+/// Every process's parent, from one reading of `/proc/PID/stat`: the parent is the field after
+/// the name, which may hold any bytes (not UTF-8, spaces, parentheses), so it is read after the
+/// last `)`.
+fn parents() -> Vec<(libc::pid_t, libc::pid_t)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let parents: Vec<(libc::pid_t, libc::pid_t)> = dir
-        .filter_map(|entry| {
-            let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-            let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
-            let ppid = std::str::from_utf8(after).ok()?.split_whitespace().nth(1)?;
-            Some((pid, ppid.parse().ok()?))
-        })
-        .collect();
+    dir.filter_map(|entry| {
+        let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+        let ppid = std::str::from_utf8(after).ok()?.split_whitespace().nth(1)?;
+        Some((pid, ppid.parse().ok()?))
+    })
+    .collect()
+}
+
+/// The children of `parent`.
+fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    parents()
+        .into_iter()
+        .filter(|&(_, ppid)| ppid == parent)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every descendant of `root`, from one reading of `/proc`.
+fn descendants_of(root: libc::pid_t) -> Vec<libc::pid_t> {
+    let parents = parents();
     let mut found = vec![root];
     let mut i = 0;
     while i < found.len() {
@@ -333,6 +354,56 @@ fn descendants_of(root: libc::pid_t) -> Vec<libc::pid_t> {
     }
     found.remove(0);
     found
+}
+
+/// The controlling terminal's foreground process group and settings when the run began.
+struct Terminal {
+    tty: OwnedFd,
+    foreground: libc::pid_t,
+    settings: libc::termios,
+}
+
+impl Terminal {
+    /// `None` without a controlling terminal.
+    fn save() -> Option<Self> {
+        let tty = rustix::fs::open(
+            "/dev/tty",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        // SAFETY: tcgetpgrp takes an fd; tcgetattr writes one termios, which outlives the call.
+        unsafe {
+            let foreground = libc::tcgetpgrp(tty.as_raw_fd());
+            let mut settings = std::mem::zeroed::<libc::termios>();
+            (foreground > 0 && libc::tcgetattr(tty.as_raw_fd(), &mut settings) == 0).then_some(
+                Self {
+                    tty,
+                    foreground,
+                    settings,
+                },
+            )
+        }
+    }
+
+    /// When till was the terminal's foreground job as the run began: takes the foreground back
+    /// from what the agent left it to, and puts the settings back (a `tostop`, echo turned off).
+    fn restore(&self) {
+        // SAFETY: getpgrp has no preconditions.
+        let me = unsafe { libc::getpgrp() };
+        if self.foreground != me {
+            return;
+        }
+        let fd = self.tty.as_raw_fd();
+        // SAFETY: tcgetpgrp and tcsetpgrp take integers (SIGTTOU is ignored, see `command`);
+        // tcsetattr reads one termios, which outlives the call.
+        unsafe {
+            if libc::tcgetpgrp(fd) != me {
+                libc::tcsetpgrp(fd, me);
+            }
+            libc::tcsetattr(fd, libc::TCSANOW, &self.settings);
+        }
+    }
 }
 
 /// Reads the helper's one-line answer and any descriptor that came with it.
@@ -729,12 +800,15 @@ fn exec_agent(control: &UnixStream, ready: Ready, argv: &[OsString]) -> ! {
         std::process::exit(1);
     }
     drop(ready);
-    // The agent starts with no signal blocked, as without the sandbox.
-    // SAFETY: sigprocmask reads one initialised set.
+    // The agent starts with no signal blocked, and the terminal's stop signals (which till
+    // ignores) as their default, as without the sandbox.
+    // SAFETY: sigprocmask reads one initialised set; signal with SIG_DFL installs no code.
     unsafe {
         let mut none = std::mem::zeroed::<libc::sigset_t>();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+        libc::signal(libc::SIGTTIN, libc::SIG_DFL);
     }
     let program = argv[0].to_string_lossy().into_owned();
     let err = Command::new(&argv[0]).args(&argv[1..]).exec();
@@ -792,6 +866,7 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
     .map_err(mount_err("cannot make the mounts private"))?;
     own_proc()?;
     own_ptys()?;
+    cover_consoles()?;
 
     // Handles on what must stay reachable, taken before the new mounts cover their paths (and
     // after entering the mount namespace: the kernel binds only from mounts of the caller's).

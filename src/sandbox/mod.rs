@@ -253,9 +253,10 @@ impl Sandbox {
         Ok(cmd)
     }
 
-    /// Waits until the spawned helper has set the sandbox up (or failed to), starts serving
-    /// the proxy inside it, and says what is in force. The caller must end the child on error.
-    pub fn started(&mut self) -> anyhow::Result<()> {
+    /// Waits until the spawned helper (pid `helper`) has set the sandbox up (or failed to),
+    /// starts serving the proxy inside it, and says what is in force. The caller must end the
+    /// child on error.
+    pub fn started(&mut self, helper: u32) -> anyhow::Result<()> {
         let launch = self
             .launch
             .as_mut()
@@ -264,7 +265,7 @@ impl Sandbox {
             Net::Proxy => self.proxy.clone(),
             Net::Open => None,
         };
-        launch.started(proxy).map_err(UserError::from)?;
+        launch.started(proxy, helper).map_err(UserError::from)?;
         for line in banner(&self.policy) {
             crate::output::note(&line);
         }

@@ -50,6 +50,7 @@ impl Launch {
     pub fn started(
         &mut self,
         _proxy: Option<Arc<crate::proxy::State>>,
+        _helper: u32,
     ) -> Result<(), SandboxError> {
         match *self {}
     }

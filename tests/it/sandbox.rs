@@ -234,6 +234,7 @@ const ROOT_ONLY_ESCAPES: &[&str] = &[
     "ptrace_till",
     "tiocsti",
     "clone_past_cover",
+    "other_console",
 ];
 
 /// Ordinary work that must go on working.
@@ -644,10 +645,11 @@ fn alive(pid: i32) -> bool {
 fn processes_the_agent_leaves_running_end_with_it() {
     let p = proxy_env();
     let proj = project();
-    // Four ways to outlive the agent: a new session, nohup, a double fork, and a name that is
-    // not UTF-8 (which a reading of /proc as text passed over). Each sleeps for a time that
-    // names this test (inside the sandbox, pids are the namespace's own), then the agent
-    // exits once all four run.
+    // Five ways to outlive the agent: a new session, nohup, a double fork, a name that is not
+    // UTF-8 (which a reading of /proc as text passed over), and the init of a pid namespace
+    // of its own (which a count that left out every namespace's init passed over: `unshare`
+    // and its child). Each sleeps for a time that names this test (inside the sandbox, pids
+    // are the namespace's own), then the agent exits once all six processes run.
     let mark = format!("{}", std::process::id() % 100_000);
     let agent = format!(
         "cp \"$(command -v sleep)\" \"./s$(printf '\\377')\"; \
@@ -655,7 +657,8 @@ fn processes_the_agent_leaves_running_end_with_it() {
         nohup sh -c 'exec sleep 301.{mark}' </dev/null >/dev/null 2>&1 & \
         ( sh -c 'exec sleep 302.{mark}' </dev/null >/dev/null 2>&1 & ); \
         setsid -f sh -c 'exec \"./s$(printf \"\\377\")\" 303.{mark}' </dev/null >/dev/null 2>&1; \
-        while [ \"$(ps -eo args | grep -c '[3]0[0-3][.]{mark}')\" -lt 4 ]; do sleep 0.05; done; exit 3"
+        setsid -f unshare -Upf sh -c 'exec sleep 304.{mark}' </dev/null >/dev/null 2>&1; \
+        while [ \"$(ps -eo args | grep -c '[3]0[0-4][.]{mark}')\" -lt 6 ]; do sleep 0.05; done; exit 3"
     );
     let run = |sandbox: &[&str]| {
         output(
@@ -673,7 +676,7 @@ fn processes_the_agent_leaves_running_end_with_it() {
     let (code, _, stderr) = run(&["--no-sandbox"]);
     assert_eq!(code, 3, "{stderr}");
     let running = left();
-    assert_eq!(running.len(), 4, "{running:?}");
+    assert_eq!(running.len(), 6, "{running:?}");
     for pid in running {
         // SAFETY: kill takes plain integers.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -682,7 +685,7 @@ fn processes_the_agent_leaves_running_end_with_it() {
     let (code, _, stderr) = run(&["--sandbox", "--net", "proxy"]);
     assert_eq!(code, 3, "{stderr}");
     assert!(
-        stderr.contains("ended 4 processes the agent left running"),
+        stderr.contains("ended 6 processes the agent left running"),
         "{stderr}"
     );
     assert_eq!(left(), Vec::<i32>::new(), "still running");
@@ -835,6 +838,106 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("rebase"), "{stderr}");
+}
+
+#[test]
+fn an_agent_that_takes_the_terminal_cannot_stop_till() {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::os::unix::process::CommandExt as _;
+    let p = proxy_env();
+    let proj = project();
+    // A leftover takes the terminal's foreground and sets `tostop`: till, in the background
+    // then, was stopped (SIGTTOU) at its next line on the terminal, and your shell gave you a
+    // prompt while the leftover, never ended, read what you typed.
+    std::fs::write(
+        proj.path().join("take.py"),
+        "import os, signal, termios, time\n\
+         signal.signal(signal.SIGTTOU, signal.SIG_IGN)\n\
+         tty = os.open('/dev/tty', os.O_RDWR)\n\
+         if os.fork() == 0:\n\
+         \x20   os.setpgid(0, 0)\n\
+         \x20   os.tcsetpgrp(tty, os.getpgrp())\n\
+         \x20   a = termios.tcgetattr(tty)\n\
+         \x20   a[3] |= termios.TOSTOP\n\
+         \x20   termios.tcsetattr(tty, termios.TCSANOW, a)\n\
+         \x20   open('taken', 'w').close()\n\
+         \x20   time.sleep(60)\n\
+         \x20   os._exit(0)\n\
+         while not os.path.exists('taken'):\n\
+         \x20   time.sleep(0.02)\n",
+    )
+    .unwrap();
+    // till in a terminal of its own, as the foreground job of a session.
+    // SAFETY: posix_openpt, grantpt, unlockpt take plain integers; ptsname returns a string
+    // the C library owns, copied at once.
+    let (master, slave) = unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(
+            master >= 0,
+            "posix_openpt: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
+        (OwnedFd::from_raw_fd(master), name)
+    };
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(slave.to_str().unwrap())
+        .unwrap();
+    // A shell with job control runs till as a job of its own, which it makes the foreground.
+    let till = p.env.till();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "set -m; \"$@\"; echo \"till: exit $?\"", "sh"])
+        .arg(till.get_program())
+        .args(["run", "--sandbox", "--", &python(), "take.py"])
+        .current_dir(proj.path())
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    for (k, v) in till.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe and touch no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    // Read the terminal, so that till's lines never fill it.
+    let reader = {
+        let mut tty = std::fs::File::from(master.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut tty, &mut all);
+            String::from_utf8_lossy(&all).into_owned()
+        })
+    };
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(master);
+    let screen = reader.join().unwrap();
+    let status = status.unwrap_or_else(|| panic!("till did not end: {state}\n{screen}"));
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(screen.contains("till: exit 0"), "{screen}");
+    assert!(
+        screen.contains("ended 1 process the agent left running"),
+        "{screen}"
+    );
 }
 
 #[test]

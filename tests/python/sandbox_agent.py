@@ -320,6 +320,22 @@ def other_terminal(path):
     os.close(fd)
 
 
+def other_console():
+    """A console, serial line or console screen that is a device, not a /dev/null over one."""
+    null = os.stat("/dev/null").st_rdev
+    names = ["console", "vcs", "vcsa"] + [f"tty{n}" for n in range(8)] + ["ttyS0"]
+    for name in names:
+        try:
+            fd = os.open("/dev/" + name, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        real = os.fstat(fd).st_rdev != null
+        os.close(fd)
+        if real:
+            return True
+    raise RuntimeError("none could be opened")
+
+
 def new_pty():
     """A pty of its own, as a shell tool or tmux makes one: what goes in one end comes out."""
     master, slave = os.openpty()
@@ -384,6 +400,7 @@ def main():
         check("local_port", lambda: tcp_connect(ENV["SBX_LOCAL"]))
     if "SBX_REMOTE" in ENV:
         check("remote", lambda: tcp_connect(ENV["SBX_REMOTE"]))
+    check("other_console", other_console)
     if "SBX_OTHER_TTY" in ENV:
         check("other_terminal", lambda: other_terminal(ENV["SBX_OTHER_TTY"]))
     if "SBX_HOST_MARK" in ENV:

@@ -70,6 +70,47 @@ pub(super) fn own_ptys() -> Result<(), StepError> {
     .map_err(mount_err("cannot mount a /dev/pts of the sandbox's own"))
 }
 
+/// Terminals that are not ptys (the consoles, serial lines) and the consoles' screen memory
+/// (`/dev/vcs*`), where the user may open them (root may; a user logged in on a text console
+/// owns its `/dev/ttyN`): covered with `/dev/null`, so that the agent cannot read what is
+/// typed or shown there. The agent's own terminal, if it is one of them, stays open to it
+/// through its descriptors and `/dev/tty`.
+pub(super) fn cover_consoles() -> Result<(), StepError> {
+    let Ok(dir) = std::fs::read_dir("/dev") else {
+        return Ok(());
+    };
+    for entry in dir.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_console)
+            || !entry
+                .file_type()
+                .is_ok_and(|t| std::os::unix::fs::FileTypeExt::is_char_device(&t))
+        {
+            continue;
+        }
+        let path = entry.path();
+        let may = |how| rustix::fs::access(&path, how).is_ok();
+        if may(rustix::fs::Access::READ_OK) || may(rustix::fs::Access::WRITE_OK) {
+            rustix::mount::mount_bind("/dev/null", &path)
+                .map_err(mount_err(format!("cannot cover {}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// `console`, `vcs…`, and `tty`, `ttyS`, `ttyUSB`, `ttyACM`, `ttyAMA` or `hvc` with a number
+/// (not `tty` itself, the controlling terminal, nor the ptys under `/dev/pts`).
+fn is_console(name: &str) -> bool {
+    let numbered = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    name == "console"
+        || name.starts_with("vcs")
+        || ["tty", "ttyS", "ttyUSB", "ttyACM", "ttyAMA", "hvc"]
+            .iter()
+            .any(|p| numbered(p))
+}
+
 /// Creates an empty directory or file at `p` (inside a fresh tmpfs) to bind `fd` onto.
 pub(super) fn make_mount_point(p: &Path, fd: &OwnedFd) -> Result<(), StepError> {
     let is_dir = rustix::fs::fstat(fd)
@@ -299,4 +340,22 @@ pub(super) const TIOCSETD: u64 = 0x5423;
 
 pub(super) fn tiocsti_disabled() -> bool {
     std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_console;
+
+    #[test]
+    fn consoles_are_told_from_the_terminals_an_agent_keeps() {
+        for name in [
+            "console", "tty0", "tty63", "ttyS0", "ttyUSB1", "ttyACM0", "ttyAMA0", "hvc0", "vcs",
+            "vcs1", "vcsa2", "vcsu",
+        ] {
+            assert!(is_console(name), "{name}");
+        }
+        for name in ["tty", "ptmx", "pts", "ttyS", "ttyx1", "null", "tty1a"] {
+            assert!(!is_console(name), "{name}");
+        }
+    }
 }
