@@ -744,40 +744,20 @@ fn eof_at_the_prompt_changes_nothing() {
 #[test]
 fn sigint_at_the_prompt_changes_nothing() {
     use std::io::Read as _;
-    use std::os::fd::{FromRawFd as _, OwnedFd};
-    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+    use std::os::unix::process::ExitStatusExt as _;
 
     let rot = stocked();
     let before = rot.root_rows();
     let store = rot.store_bytes();
     rot.mock.clear_requests();
 
-    // SAFETY: plain libc calls on descriptors this test owns.
-    let (master, slave) = unsafe {
-        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(master >= 0, "no pseudo-terminal");
-        assert_eq!(libc::grantpt(master), 0);
-        assert_eq!(libc::unlockpt(master), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
-        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-        assert!(slave >= 0);
-        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
-    };
+    let crate::support::Pty { master, slave, .. } = crate::support::pty();
     let mut cmd = rot.till();
     cmd.args(["rotate", "anthropic"])
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave.try_clone().unwrap()));
-    // SAFETY: setsid and ioctl are async-signal-safe; they make the pty till's terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::support::on_its_terminal(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     drop(slave);
 

@@ -273,27 +273,9 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
             .unwrap(),
     );
     // Another terminal of yours: its other end stays open here while the agent runs.
-    // SAFETY: posix_openpt, grantpt, unlockpt take plain integers; ptsname returns a string
-    // the C library owns, copied at once.
-    let (_other_tty, other_tty) = unsafe {
-        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(
-            master >= 0,
-            "posix_openpt: {}",
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(libc::grantpt(master), 0);
-        assert_eq!(libc::unlockpt(master), 0);
-        let name = std::ffi::CStr::from_ptr(libc::ptsname(master))
-            .to_string_lossy()
-            .into_owned();
-        (
-            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(master),
-            name,
-        )
-    };
+    let other_tty = crate::support::pty();
     let vars = vec![
-        ("SBX_OTHER_TTY", other_tty.clone()),
+        ("SBX_OTHER_TTY", other_tty.path.clone()),
         ("SBX_HOST_MARK", host_mark.clone()),
         ("SBX_PASSPHRASE", PASSPHRASE.to_string()),
         (
@@ -842,8 +824,6 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
 
 #[test]
 fn an_agent_that_takes_the_terminal_cannot_stop_till() {
-    use std::os::fd::{FromRawFd as _, OwnedFd};
-    use std::os::unix::process::CommandExt as _;
     let p = proxy_env();
     let proj = project();
     // A leftover takes the terminal's foreground and sets `tostop`: till, in the background
@@ -868,25 +848,8 @@ fn an_agent_that_takes_the_terminal_cannot_stop_till() {
     )
     .unwrap();
     // till in a terminal of its own, as the foreground job of a session.
-    // SAFETY: posix_openpt, grantpt, unlockpt take plain integers; ptsname returns a string
-    // the C library owns, copied at once.
-    let (master, slave) = unsafe {
-        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(
-            master >= 0,
-            "posix_openpt: {}",
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(libc::grantpt(master), 0);
-        assert_eq!(libc::unlockpt(master), 0);
-        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
-        (OwnedFd::from_raw_fd(master), name)
-    };
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(slave.to_str().unwrap())
-        .unwrap();
+    let crate::support::Pty { master, slave, .. } = crate::support::pty();
+    let slave = std::fs::File::from(slave);
     // A shell with job control runs till as a job of its own, which it makes the foreground.
     let till = p.env.till();
     let mut cmd = Command::new("sh");
@@ -903,15 +866,7 @@ fn an_agent_that_takes_the_terminal_cannot_stop_till() {
             None => cmd.env_remove(k),
         };
     }
-    // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe and touch no memory.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::support::on_its_terminal(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     // Read the terminal, so that till's lines never fill it.

@@ -363,3 +363,51 @@ pub fn raw_post(url: &str, host: &str, path: &str, key: &str, body: &str) -> (u1
     let (status, head, body) = raw_exchange(url, "POST", path, &headers, body.as_bytes());
     (status, format!("{head}\r\n\r\n{body}"))
 }
+
+/// A pseudo-terminal: its master, and its slave's path (`/dev/pts/N`) and an open slave end.
+pub struct Pty {
+    pub master: std::os::fd::OwnedFd,
+    pub path: String,
+    pub slave: std::os::fd::OwnedFd,
+}
+
+pub fn pty() -> Pty {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain libc calls on descriptors this function owns; ptsname_r writes into the
+    // buffer it is given, and open reads the name it wrote.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(
+            master >= 0,
+            "posix_openpt: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(slave >= 0, "{}", std::io::Error::last_os_error());
+        Pty {
+            master: std::os::fd::OwnedFd::from_raw_fd(master),
+            path: std::ffi::CStr::from_ptr(name.as_ptr())
+                .to_string_lossy()
+                .into_owned(),
+            slave: std::os::fd::OwnedFd::from_raw_fd(slave),
+        }
+    }
+}
+
+/// Makes `cmd` start a session whose controlling terminal is its stdin (a pty's slave end).
+pub fn on_its_terminal(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: setsid and ioctl are async-signal-safe; they make the pty the child's terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
