@@ -120,10 +120,12 @@ unset OPENAI_API_KEY OPENAI_BASE_URL ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN ANTH
 export HOME="$work/home" DISABLE_AUTOUPDATER=1 \
   NO_UPDATE_NOTIFIER=1 AIDER_CHECK_UPDATE=false AIDER_ANALYTICS=false NO_COLOR=1
 mkdir -p "$HOME/project" "$work/dump"
-# Under --sandbox, /tmp is private: the agents' HOME, their wrappers and the environment dumps
-# (all under $work) are listed writable, so they are there too.
+# Under --sandbox, /tmp is private: the agents' HOME, their wrappers, the environment dumps and
+# the install prefix (all under $work unless AGENTS_PREFIX is elsewhere) are listed writable,
+# so they are there too.
 mkdir -p "$work/ihome"
-printf '[sandbox]\nwritable = ["%s", "%s", "%s", "%s"]\n' "$HOME" "$work/wrap" "$work/dump" "$work/ihome" \
+printf '[sandbox]\nwritable = ["%s", "%s", "%s", "%s", "%s"]\n' \
+  "$HOME" "$work/wrap" "$work/dump" "$work/ihome" "$prefix" \
   >>"$TILL_HOME/config.toml"
 till setup gemini >/dev/null 2>&1 || { echo "till setup gemini failed" >&2; exit 1; }
 
