@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family};
-use super::fields::{count_parts, largest, named};
+use super::fields::{count_kinds, largest, named};
 use super::usage::{Tree, Usage};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -124,22 +124,25 @@ impl Family for Anthropic {
         if op != Op::AnthropicMessages {
             return 0;
         }
-        let images = count_parts(map, |part| {
-            named(part, "type").any(|t| t.as_str() == Some("image"))
-        }) * IMAGE_TOKENS;
-        // A document whose source is not plain text or content blocks (a base64 PDF; URL and
-        // file sources are refused before this) may fill the model's context.
-        let documents = count_parts(map, |part| {
-            named(part, "type").any(|t| t.as_str() == Some("document"))
-                && !named(part, "source").any(|source| {
-                    source.as_object().is_some_and(|s| {
-                        let mut kinds = named(s, "type").peekable();
-                        kinds.peek().is_some()
-                            && kinds.all(|k| matches!(k.as_str(), Some("text" | "content")))
-                    })
-                })
-        });
-        let media = images + if documents > 0 { MAX_PROMPT } else { 0 };
+        // Images; and documents whose source is not plain text or content blocks (a base64
+        // PDF; URL and file sources are refused before this), which may fill the context.
+        let [images, documents] = count_kinds(
+            map,
+            &[
+                |part| named(part, "type").any(|t| t.as_str() == Some("image")),
+                |part| {
+                    named(part, "type").any(|t| t.as_str() == Some("document"))
+                        && !named(part, "source").any(|source| {
+                            source.as_object().is_some_and(|s| {
+                                let mut kinds = named(s, "type").peekable();
+                                kinds.peek().is_some()
+                                    && kinds.all(|k| matches!(k.as_str(), Some("text" | "content")))
+                            })
+                        })
+                },
+            ],
+        );
+        let media = images * IMAGE_TOKENS + if documents > 0 { MAX_PROMPT } else { 0 };
         let tools = match map.get("tools") {
             Some(Value::Array(tools)) if !tools.is_empty() => tools,
             _ => return media,

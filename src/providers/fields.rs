@@ -73,18 +73,35 @@ pub(crate) fn named<'a>(
         .map(|(_, v)| v)
 }
 
+/// Whether an object of the body is a part of some kind (an image, a document).
+pub(crate) type IsPart = fn(&Map<String, Value>) -> bool;
+
 /// How many objects in `map`, at any depth, `is_part` says yes to (the images of a prompt:
 /// message parts, tool results, whatever nests them). Depth is bounded by the parse.
-pub(crate) fn count_parts(
+pub(crate) fn count_parts(map: &Map<String, Value>, is_part: IsPart) -> u64 {
+    let [n] = count_kinds(map, &[is_part]);
+    n
+}
+
+/// [`count_parts`] for several kinds of part at once, in one walk of the body.
+pub(crate) fn count_kinds<const N: usize>(
     map: &Map<String, Value>,
-    is_part: fn(&Map<String, Value>) -> bool,
-) -> u64 {
-    fn within(v: &Value, is_part: fn(&Map<String, Value>) -> bool) -> u64 {
+    kinds: &[IsPart; N],
+) -> [u64; N] {
+    fn object<const N: usize>(o: &Map<String, Value>, kinds: &[IsPart; N], counts: &mut [u64; N]) {
+        for (count, is_part) in counts.iter_mut().zip(kinds) {
+            *count += u64::from(is_part(o));
+        }
+        o.values().for_each(|v| value(v, kinds, counts));
+    }
+    fn value<const N: usize>(v: &Value, kinds: &[IsPart; N], counts: &mut [u64; N]) {
         match v {
-            Value::Object(o) => count_parts(o, is_part),
-            Value::Array(a) => a.iter().map(|v| within(v, is_part)).sum(),
-            _ => 0,
+            Value::Object(o) => object(o, kinds, counts),
+            Value::Array(a) => a.iter().for_each(|v| value(v, kinds, counts)),
+            _ => {}
         }
     }
-    u64::from(is_part(map)) + map.values().map(|v| within(v, is_part)).sum::<u64>()
+    let mut counts = [0; N];
+    object(map, kinds, &mut counts);
+    counts
 }

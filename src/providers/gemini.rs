@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, FieldCheck};
-use super::fields::{choices, count_parts, largest, max_opt, named};
+use super::fields::{choices, count_kinds, largest, max_opt, named};
 use super::usage::{Tree, Usage, n};
 use crate::childkey::EndpointClass::{self, *};
 
@@ -179,18 +179,24 @@ impl Family for Gemini {
         // An inline image is 258 tokens a 768-pixel tile (Gemini 2) or up to 2,240 at the
         // highest media resolution (Gemini 3); 5,000 covers a 3,000-pixel square in tiles.
         // Data of no stated type counts as an image too.
-        let images = count_parts(map, |part| {
-            inline_types(part).any(|t| t.is_none_or(|t| has_prefix(t, "image/")))
-                || inline_data(part).any(|d| mime_types(d).next().is_none())
-        }) * 5_000;
         // Inline data of any other type but text (a PDF: up to 1,000 pages of 258 or more
         // tokens, which its bytes do not bound) may fill the model's context. Audio and video
         // are refused before this.
-        let unbounded = count_parts(map, |part| {
-            inline_types(part)
-                .any(|t| t.is_some_and(|t| !has_prefix(t, "image/") && !has_prefix(t, "text/")))
-        });
-        images + if unbounded > 0 { MAX_PROMPT } else { 0 }
+        let [images, unbounded] = count_kinds(
+            map,
+            &[
+                |part| {
+                    inline_types(part).any(|t| t.is_none_or(|t| has_prefix(t, "image/")))
+                        || inline_data(part).any(|d| mime_types(d).next().is_none())
+                },
+                |part| {
+                    inline_types(part).any(|t| {
+                        t.is_some_and(|t| !has_prefix(t, "image/") && !has_prefix(t, "text/"))
+                    })
+                },
+            ],
+        );
+        images * 5_000 + if unbounded > 0 { MAX_PROMPT } else { 0 }
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {

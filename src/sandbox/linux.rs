@@ -679,17 +679,19 @@ fn relay(init: libc::pid_t, code: OwnedFd, set: &libc::sigset_t) -> u8 {
         return 1;
     };
     let mut code = Some(code);
+    let read_code = |code: &Option<OwnedFd>| {
+        let mut byte = [0u8; 1];
+        code.as_ref()
+            .map(|c| rustix::io::read(c, &mut byte).map(|n| (n == 1).then_some(byte[0])))
+    };
     loop {
         match waiter.next(code.as_ref().map(|c| c.as_fd()), libc::POLLIN) {
-            Some(Woke::Other) => {
-                let mut byte = [0u8; 1];
-                match code.as_ref().map(|c| rustix::io::read(c, &mut byte)) {
-                    Some(Ok(1)) => return byte[0],
-                    Some(Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN)) => {}
-                    // init ended without a code: its status comes with SIGCHLD.
-                    _ => code = None,
-                }
-            }
+            Some(Woke::Other) => match read_code(&code) {
+                Some(Ok(Some(c))) => return c,
+                Some(Err(rustix::io::Errno::INTR)) => {}
+                // init ended without a code: its status comes with SIGCHLD.
+                _ => code = None,
+            },
             Some(Woke::Relay(sig)) => {
                 // SAFETY: kill takes plain integers.
                 unsafe { libc::kill(init, sig) };
@@ -698,10 +700,9 @@ fn relay(init: libc::pid_t, code: OwnedFd, set: &libc::sigset_t) -> u8 {
                 let mut status = 0;
                 // SAFETY: waitpid writes one int, which outlives the call.
                 if unsafe { libc::waitpid(init, &mut status, libc::WNOHANG) } == init {
-                    let mut byte = [0u8; 1];
                     // A code sent just before init ended is the agent's.
-                    return match code.as_ref().map(|c| rustix::io::read(c, &mut byte)) {
-                        Some(Ok(1)) => byte[0],
+                    return match read_code(&code) {
+                        Some(Ok(Some(c))) => c,
                         _ => code_of(status),
                     };
                 }
@@ -774,9 +775,9 @@ fn init(
                 let c = code_of(status);
                 exited = Some(c);
                 let _ = rustix::io::write(&code, &[c]);
-            } else if pid < 0 && exited.is_some() {
+            } else if let (true, Some(c)) = (pid < 0, exited) {
                 // Nothing is left in the namespace.
-                return i32::from(exited.unwrap_or(1));
+                return i32::from(c);
             } else if pid <= 0 {
                 break;
             }
