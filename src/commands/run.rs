@@ -293,6 +293,8 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
     sb.remove_planted_commondir();
     sb.restore_broken_head();
     sb.warn_rebase_commands();
+    sb.warn_index_marks();
+    sb.warn_replace_refs();
 }
 
 /// Forwards SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the agent, and SIGINT too unless a

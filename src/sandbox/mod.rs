@@ -7,6 +7,7 @@
 //! the agent with less than it announced: when a mechanism is missing the run is refused, never
 //! quietly started unsandboxed.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +18,7 @@ use crate::config::{Config, Paths};
 use crate::env::EnvVars;
 use crate::error::UserError;
 
+mod gitindex;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
@@ -153,6 +155,12 @@ pub struct Sandbox {
     head: Option<Vec<u8>>,
     /// The working directory's `.git` had no rebase in progress before the run.
     rebase_absent: bool,
+    /// What the working directory's index hid from `git status` before the run, and which
+    /// entries were other repositories; `None` when there is no `.git` directory or its index
+    /// could not be read.
+    index_before: Option<gitindex::Marks>,
+    /// The replacement refs (`refs/replace/…`) before the run.
+    replace_before: Option<BTreeSet<String>>,
 }
 
 impl Sandbox {
@@ -223,6 +231,11 @@ impl Sandbox {
             .flatten()
             .filter(|h| valid_head(h));
         let rebase_absent = git.is_dir() && !git.join("rebase-merge").exists();
+        let index_before = git
+            .is_dir()
+            .then(|| gitindex::read(&git.join("index")))
+            .flatten();
+        let replace_before = git.is_dir().then(|| replace_refs(&git));
         Ok(Self {
             policy,
             proxy: None,
@@ -230,6 +243,8 @@ impl Sandbox {
             commondir_absent,
             head,
             rebase_absent,
+            index_before,
+            replace_before,
         })
     }
 
@@ -368,7 +383,12 @@ impl Sandbox {
             })
             .collect();
         if !commands.is_empty() {
-            let shown: Vec<&str> = commands.iter().take(3).map(String::as_str).collect();
+            // The agent wrote them: shown as the terminal may show them.
+            let shown: Vec<std::borrow::Cow<'_, str>> = commands
+                .iter()
+                .take(3)
+                .map(|c| crate::output::printable(c))
+                .collect();
             crate::output::warn(&format!(
                 "the agent left a rebase in progress whose todo list runs {} command{} at `git rebase --continue` ({}{}): read {} first, or run `git rebase --abort`",
                 commands.len(),
@@ -380,6 +400,142 @@ impl Sandbox {
         }
         commands
     }
+
+    /// Once nothing of the agent runs: warns of what the agent marked in the index so that
+    /// `git status` and `git diff` do not show it (`assume-unchanged`, `skip-worktree`), and of
+    /// repositories of its own it recorded in the index (gitlinks), which a plain `git status`
+    /// at the top enters and runs git in, with the config the agent wrote there
+    /// (`core.fsmonitor` is a command). Either may be honest work (a sparse checkout, a
+    /// submodule), so they are named, not undone. Returns what was added.
+    pub fn warn_index_marks(&self) -> gitindex::Marks {
+        let Some(before) = &self.index_before else {
+            return gitindex::Marks::default();
+        };
+        let index = self.policy.cwd.join(".git").join("index");
+        let Some(after) = gitindex::read(&index) else {
+            return gitindex::Marks::default();
+        };
+        let added = before.added_in(&after);
+        if !added.hidden.is_empty() {
+            crate::output::warn(&format!(
+                "the agent marked {} in git's index so that `git status` and `git diff` do not show {} changes (assume-unchanged or skip-worktree): {}; `git ls-files -v | grep '^[a-zS]'` lists such files, `git update-index --no-assume-unchanged --no-skip-worktree -- PATH` shows a file's changes again",
+                count(added.hidden.len(), "file"),
+                if added.hidden.len() == 1 {
+                    "its"
+                } else {
+                    "their"
+                },
+                shown(&added.hidden),
+            ));
+        }
+        if !added.gitlinks.is_empty() {
+            crate::output::warn(&format!(
+                "the agent recorded {} in git's index ({}): `git status` here runs git inside {}, with the config the agent wrote there, which can name commands to run (core.fsmonitor); read {} first, or take {} out of the index with `git update-index --force-remove -- PATH`",
+                count(added.gitlinks.len(), "repository of its own"),
+                shown(&added.gitlinks),
+                if added.gitlinks.len() == 1 {
+                    "it"
+                } else {
+                    "each"
+                },
+                if added.gitlinks.len() == 1 {
+                    "its .git/config"
+                } else {
+                    "their .git/config"
+                },
+                if added.gitlinks.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+            ));
+        }
+        added
+    }
+
+    /// Once nothing of the agent runs: warns of replacement refs the agent added
+    /// (`refs/replace/…`, `git replace`): with one, `git log`, `git show` and `git diff` show
+    /// another object in place of the one a commit really holds, and a push sends the real one.
+    /// Returns their names.
+    pub fn warn_replace_refs(&self) -> Vec<String> {
+        let Some(before) = &self.replace_before else {
+            return Vec::new();
+        };
+        let after = replace_refs(&self.policy.cwd.join(".git"));
+        let added: BTreeSet<String> = after.difference(before).cloned().collect();
+        if !added.is_empty() {
+            let names: BTreeSet<Vec<u8>> = added.iter().map(|r| r.as_bytes().to_vec()).collect();
+            crate::output::warn(&format!(
+                "the agent added {} ({}): git log, show and diff now show other objects in place of the ones your commits hold; `git --no-replace-objects log -p` shows the real ones, `git replace -d` removes a replacement",
+                count(added.len(), "replacement ref"),
+                shown(&names),
+            ));
+        }
+        added.into_iter().collect()
+    }
+}
+
+/// `n` and the noun, with an `s` when `n` is not one (`repository` becomes `repositories`).
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    match noun.split_once(' ') {
+        Some((first, rest)) => format!("{n} {} {rest}", plural(first)),
+        None => format!("{n} {}", plural(noun)),
+    }
+}
+
+fn plural(word: &str) -> String {
+    match word.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None => format!("{word}s"),
+    }
+}
+
+/// Up to three of `names` as the terminal may show them (an agent chose them), then `…`.
+fn shown(names: &BTreeSet<Vec<u8>>) -> String {
+    let mut out: Vec<String> = names
+        .iter()
+        .take(3)
+        .map(|n| crate::output::printable(&String::from_utf8_lossy(n)).into_owned())
+        .collect();
+    if names.len() > 3 {
+        out.push("…".to_string());
+    }
+    out.join(", ")
+}
+
+/// The replacement refs of the repository at `git`: loose ones under `refs/replace` and packed
+/// ones in `packed-refs`.
+fn replace_refs(git: &Path) -> BTreeSet<String> {
+    let mut refs = BTreeSet::new();
+    let mut dirs = vec![git.join("refs").join("replace")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            } else if let Ok(rel) = path.strip_prefix(git) {
+                refs.insert(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    if let Ok(packed) = std::fs::read(git.join("packed-refs")) {
+        for line in packed.split(|&b| b == b'\n') {
+            let name = line
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(&[][..], |at| &line[at + 1..]);
+            if name.starts_with(b"refs/replace/") {
+                refs.insert(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    refs
 }
 
 /// Whether `head` (a `.git/HEAD`) is one git accepts: a symbolic ref under `refs/`, or a

