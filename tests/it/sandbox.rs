@@ -881,6 +881,32 @@ fn what_the_agent_hides_from_git_status_is_named() {
 }
 
 #[test]
+fn the_agent_finds_its_terminal_by_name() {
+    let p = proxy_env();
+    let proj = project();
+    // Its terminal's own name is under the host's /dev/pts, which the sandbox covers: it is
+    // named /dev/console instead, and that is the same device, not the machine's console.
+    let mut cmd = p.env.till();
+    cmd.args([
+        "run",
+        "--sandbox",
+        "--",
+        &python(),
+        "-c",
+        "import os; print('name', os.ttyname(0), os.ttyname(2)); \
+         print('same', os.stat('/dev/console').st_rdev == os.fstat(0).st_rdev)",
+    ])
+    .current_dir(proj.path());
+    let (status, screen) = on_a_terminal(cmd);
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("name /dev/console /dev/console"),
+        "{screen}"
+    );
+    assert!(screen.contains("same True"), "{screen}");
+}
+
+#[test]
 fn an_agent_that_takes_the_terminal_cannot_stop_till() {
     let p = proxy_env();
     let proj = project();
@@ -905,46 +931,20 @@ fn an_agent_that_takes_the_terminal_cannot_stop_till() {
          \x20   time.sleep(0.02)\n",
     )
     .unwrap();
-    // till in a terminal of its own, as the foreground job of a session.
-    let crate::support::Pty { master, slave, .. } = crate::support::pty();
-    let slave = std::fs::File::from(slave);
     // A shell with job control runs till as a job of its own, which it makes the foreground.
     let till = p.env.till();
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "set -m; \"$@\"; echo \"till: exit $?\"", "sh"])
         .arg(till.get_program())
         .args(["run", "--sandbox", "--", &python(), "take.py"])
-        .current_dir(proj.path())
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave);
+        .current_dir(proj.path());
     for (k, v) in till.get_envs() {
         match v {
             Some(v) => cmd.env(k, v),
             None => cmd.env_remove(k),
         };
     }
-    crate::support::on_its_terminal(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    // Read the terminal, so that till's lines never fill it.
-    let reader = {
-        let mut tty = std::fs::File::from(master.try_clone().unwrap());
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut tty, &mut all);
-            String::from_utf8_lossy(&all).into_owned()
-        })
-    };
-    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
-    let state = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    drop(master);
-    let screen = reader.join().unwrap();
-    let status = status.unwrap_or_else(|| panic!("till did not end: {state}\n{screen}"));
+    let (status, screen) = on_a_terminal(cmd);
     assert_eq!(status.code(), Some(0), "{screen}");
     assert!(screen.contains("till: exit 0"), "{screen}");
     assert!(
@@ -996,6 +996,38 @@ fn sigkill_to_till_ends_the_sandboxed_agent() {
         assert!(Instant::now() < deadline, "{left:?} outlived till");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs `cmd` in a terminal of its own (a pty, its session's controlling terminal, on all three
+/// standard descriptors) for up to 30 s; its exit status and everything it wrote there.
+fn on_a_terminal(mut cmd: Command) -> (std::process::ExitStatus, String) {
+    let crate::support::Pty { master, slave, .. } = crate::support::pty();
+    let slave = std::fs::File::from(slave);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    crate::support::on_its_terminal(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    // Read the terminal, so that what is written there never fills it.
+    let reader = {
+        let mut tty = std::fs::File::from(master.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut tty, &mut all);
+            String::from_utf8_lossy(&all).into_owned()
+        })
+    };
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(master);
+    let screen = reader.join().unwrap();
+    let status = status.unwrap_or_else(|| panic!("did not end: {state}\n{screen}"));
+    (status, screen)
 }
 
 fn wait_with_deadline(

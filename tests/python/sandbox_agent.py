@@ -321,15 +321,21 @@ def other_terminal(path):
 
 
 def other_console():
-    """A console, serial line or console screen that is a device, not a /dev/null over one."""
+    """A console, serial line or console screen that is a device, not a /dev/null over one nor
+    the agent's own terminal (which the sandbox names /dev/console)."""
     null = os.stat("/dev/null").st_rdev
+    own = set()
+    for fd in (0, 1, 2):
+        if os.isatty(fd):
+            own.add(os.fstat(fd).st_rdev)
     names = ["console", "vcs", "vcsa"] + [f"tty{n}" for n in range(8)] + ["ttyS0"]
     for name in names:
         try:
             fd = os.open("/dev/" + name, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         except OSError:
             continue
-        real = os.fstat(fd).st_rdev != null
+        rdev = os.fstat(fd).st_rdev
+        real = rdev != null and rdev not in own
         os.close(fd)
         if real:
             return True

@@ -97,6 +97,53 @@ pub(super) fn cover_consoles() -> Result<(), StepError> {
     Ok(())
 }
 
+/// The agent's own terminal, found by name (the first of its standard descriptors that is a
+/// terminal, at the path the descriptor's link in `/proc` gives, checked to be the same
+/// device), held open by path before [`own_ptys`] covers the host's `/dev/pts`.
+pub(super) fn own_terminal() -> Option<OwnedFd> {
+    use std::io::IsTerminal as _;
+    use std::os::fd::AsFd as _;
+    let stdio = [
+        std::io::stdin().as_fd().try_clone_to_owned().ok()?,
+        std::io::stdout().as_fd().try_clone_to_owned().ok()?,
+        std::io::stderr().as_fd().try_clone_to_owned().ok()?,
+    ];
+    stdio.into_iter().enumerate().find_map(|(n, fd)| {
+        let file = std::fs::File::from(fd);
+        if !file.is_terminal() {
+            return None;
+        }
+        let name = std::fs::read_link(format!("/proc/self/fd/{n}")).ok()?;
+        let held = rustix::fs::open(
+            &name,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        let (a, b) = (
+            rustix::fs::fstat(&file).ok()?,
+            rustix::fs::fstat(&held).ok()?,
+        );
+        (a.st_rdev == b.st_rdev && a.st_ino == b.st_ino && a.st_dev == b.st_dev).then_some(held)
+    })
+}
+
+/// The agent's terminal (from [`own_terminal`]) bound on `/dev/console`, so that programs that
+/// look their terminal up by name (`tty`, `ttyname`, `GPG_TTY=$(tty)` for gpg's pinentry) find
+/// it: its own name is under the host's `/dev/pts`, which the sandbox's devpts covers. This
+/// reaches nothing new (the agent holds the terminal through its descriptors and `/dev/tty`);
+/// bubblewrap's `--dev` does the same. Comes after [`cover_consoles`], over its cover.
+pub(super) fn name_terminal(terminal: &OwnedFd) -> Result<(), StepError> {
+    let console = Path::new("/dev/console");
+    if std::fs::symlink_metadata(console).is_err() {
+        return Ok(());
+    }
+    let source = format!("/proc/self/fd/{}", terminal.as_raw_fd());
+    rustix::mount::mount_bind(source.as_str(), console).map_err(mount_err(
+        "cannot bind the agent's terminal on /dev/console",
+    ))
+}
+
 /// `console`, `vcs…`, and `tty`, `ttyS`, `ttyUSB`, `ttyACM`, `ttyAMA` or `hvc` with a number
 /// (not `tty` itself, the controlling terminal, nor the ptys under `/dev/pts`).
 fn is_console(name: &str) -> bool {
