@@ -390,6 +390,24 @@ pub async fn admit(
             ),
         ));
     }
+    // What till does not recognise (the `admin` class) may run a model and bill for it: a
+    // fine-tuning job, a video, a tuned model's `generateContent`, an evaluation run, or an
+    // ephemeral Realtime key that reaches the provider without till. Like a batch, a write
+    // there is for a key that could make every request; reading (GET, HEAD) stays open.
+    if endpoint.class == EndpointClass::Admin
+        && !matches!(asked.parts.method, http::Method::GET | http::Method::HEAD)
+        && (bounded || !verified.allows_every_model(&provider.name))
+    {
+        return Err(ProxyError::new(
+            403,
+            "admin",
+            format!(
+                "till does not know what this {method} runs or costs, so only a key for every {p} model, without a budget, token rate or output cap, may send it; reading (GET) is open to this key",
+                method = asked.parts.method,
+                p = provider.name
+            ),
+        ));
+    }
     if endpoint.op.unmetered() && bounded {
         return Err(ProxyError::new(
             403,

@@ -850,6 +850,90 @@ fn a_predicted_output_is_reserved_at_the_output_rate() {
 }
 
 #[test]
+fn paths_till_does_not_know_are_written_only_by_keys_for_every_model_without_bounds() {
+    // Unrecognised paths are the `admin` class and name no model till sees, so the model
+    // scope and the budget passed them by: a tuned model's generateContent, a legacy method,
+    // a fine-tuning job, a video.
+    let writes = [
+        (
+            "/gemini/v1beta/tunedModels/my-tune:generateContent",
+            "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.5-pro:generateAnswer",
+            "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}",
+        ),
+        (
+            "/openai/v1/fine_tuning/jobs",
+            "{\"model\":\"gpt-4o\",\"training_file\":\"file-1\"}",
+        ),
+        (
+            "/openai/v1/videos",
+            "{\"model\":\"sora-2\",\"prompt\":\"x\"}",
+        ),
+    ];
+    for args in [
+        &[
+            "--scope",
+            "gemini/gemini-2.0-flash",
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--endpoints",
+            "all",
+        ][..],
+        &[
+            "--scope",
+            "gemini",
+            "--scope",
+            "openai",
+            "--budget",
+            "1usd",
+            "--endpoints",
+            "all",
+        ][..],
+        &[
+            "--scope",
+            "gemini",
+            "--scope",
+            "openai",
+            "--max-output-tokens",
+            "100",
+            "--endpoints",
+            "all",
+        ][..],
+    ] {
+        let a = Attack::new("", args);
+        for (path, body) in writes {
+            let (status, text) = a.post(path, body);
+            assert_eq!(status, 403, "{args:?} {path}: {text}");
+            assert!(text.contains("only a key for every"), "{text}");
+        }
+        a.assert_upstream_saw_nothing(&format!("{args:?}"));
+        // Reading stays open to it.
+        let (status, text) = a.send("GET", "/openai/v1/fine_tuning/jobs", &[], b"");
+        assert_ne!(status, 403, "{text}");
+        assert_eq!(a.p.mock.requests().len(), 1, "{args:?}");
+    }
+    // A key for every model without bounds writes there as before.
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "gemini",
+            "--scope",
+            "openai",
+            "--endpoints",
+            "all",
+        ],
+    );
+    for (path, body) in writes {
+        let (status, text) = a.post(path, body);
+        assert_ne!(status, 403, "{path}: {text}");
+    }
+    assert_eq!(a.p.mock.requests().len(), writes.len());
+}
+
+#[test]
 fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 1000.0\noutput = 1000.0\n",
