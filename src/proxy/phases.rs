@@ -491,6 +491,15 @@ pub async fn admit(
             if let Some(tpm) = grant.tpm() {
                 c = c.min((tpm.saturating_sub(prompt_tokens) / choices).max(1));
             }
+            // A key narrowed to no output at all (made offline: till refuses to make one): a
+            // ceiling of 0 written into the request would read as none to Gemini.
+            if c == 0 {
+                return Err(ProxyError::new(
+                    403,
+                    "max_output_tokens",
+                    "this key allows no output tokens, so it can make no request that answers",
+                ));
+            }
             if grant.counts_tokens() || grant.cap_output_tokens.is_some() {
                 insert = Some(c);
             }

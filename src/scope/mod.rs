@@ -235,6 +235,15 @@ impl ScopeSpec {
             out.push(Caveat::MaxRequests(v));
         }
         if let Some(v) = self.max_output_tokens {
+            // Gemini reads a ceiling of 0 as none at all: a key capped at 0 would have its
+            // requests sent with no cap.
+            if v == 0 {
+                return Err(ScopeError::Invalid {
+                    flag: "--max-output-tokens",
+                    input: v.to_string(),
+                    problem: "a key that allows no output tokens can make no request that answers (and a ceiling of 0 means none to Gemini); leave the flag out for no cap".into(),
+                });
+            }
             out.push(Caveat::MaxOutputTokens(v));
         }
         if let Some(s) = &self.session {

@@ -934,6 +934,67 @@ fn paths_till_does_not_know_are_written_only_by_keys_for_every_model_without_bou
 }
 
 #[test]
+fn a_key_narrowed_to_no_output_sends_no_request_and_till_makes_none() {
+    // Anyone holding a key can narrow it offline; one capped at 0 output tokens had 0 written
+    // into its requests, which Gemini reads as no ceiling at all, reserved as nothing.
+    let mut a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "gemini",
+            "--scope",
+            "openai",
+            "--max-output-tokens",
+            "100",
+            "--budget",
+            "1usd",
+        ],
+    );
+    let parent = till::childkey::Token::decode(&a.key).unwrap();
+    a.key = parent
+        .attenuate(vec![till::childkey::Caveat::MaxOutputTokens(0)])
+        .unwrap()
+        .encode();
+    let (status, text) = a.post(
+        "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+        "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}",
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("allows no output tokens"), "{text}");
+    let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
+    assert_eq!(status, 403, "{text}");
+    a.assert_upstream_saw_nothing("a key capped at 0 output tokens");
+    // What makes no output still goes.
+    let (status, text) = a.post(
+        "/openai/v1/embeddings",
+        "{\"model\":\"text-embedding-3-small\",\"input\":\"hi\"}",
+    );
+    assert_eq!(status, 200, "{text}");
+    // till itself makes no such key.
+    for args in [
+        &[
+            "key",
+            "create",
+            "--scope",
+            "gemini",
+            "--max-output-tokens",
+            "0",
+        ][..],
+        &[
+            "key",
+            "attenuate",
+            &a.key.clone(),
+            "--max-output-tokens",
+            "0",
+        ][..],
+    ] {
+        let (code, _, stderr) = crate::support::output(a.p.env.till().args(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("--max-output-tokens"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 1000.0\noutput = 1000.0\n",
