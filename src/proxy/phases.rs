@@ -249,12 +249,38 @@ pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verifie
     Ok(verified)
 }
 
+/// What the key refuses without the body: its expiry and session, the provider, the endpoint
+/// class and a model the path names. Checked before a byte of the body is read, so that a key
+/// that may not ask (an expired one, one for another provider) cannot hold the bodies' shared
+/// allowance ([`State::bodies`]) by announcing large bodies and sending none. [`admit`] checks
+/// the whole key again with what the body says.
+pub fn before_body(
+    ctx: &Ctx<'_>,
+    verified: &Verified<'_>,
+    endpoint: &Endpoint,
+) -> Result<(), ProxyError> {
+    verified
+        .check(
+            &RequestFacts {
+                provider: &ctx.provider.name,
+                model: endpoint.path_model.as_deref(),
+                endpoint: endpoint.class,
+                session: ctx.state.options.session.as_deref(),
+                requested_output_tokens: None,
+            },
+            ctx.now,
+        )
+        .map(drop)
+        .map_err(|d| denial_error(&d))
+}
+
 /// What is being asked: one canonical request, read once. Refuses what could make the
 /// upstream do something other than what till checks (method overrides, compressed bodies,
 /// system query parameters) and bodies it cannot read.
 pub async fn inspect<B: super::RequestBody>(
     ctx: &mut Ctx<'_>,
     req: Request<B>,
+    endpoint: Endpoint,
 ) -> Result<Asked, ProxyError> {
     let (parts, body) = req.into_parts();
     // One pass over the names the request has: three look-ups would hash each override's
@@ -290,7 +316,6 @@ pub async fn inspect<B: super::RequestBody>(
         &ctx.state.bodies,
     )
     .await?;
-    let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
     let content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)

@@ -2177,6 +2177,56 @@ fn a_client_that_stops_reading_its_answer_is_given_up_on() {
 }
 
 #[test]
+fn a_key_that_may_not_ask_holds_no_room_for_bodies() {
+    use std::io::{Read as _, Write as _};
+    let a = Attack::new(
+        "[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"30s\"\n",
+        &["--scope", "openai"],
+    );
+    let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
+    // Keys the proxy refuses whatever their body says: one for another provider, one without
+    // the endpoint class. Their bodies' room was taken before the key was checked, so eight
+    // of them announcing the largest body and sending none turned every other client away.
+    let other = a.p.create_key(&["--scope", "anthropic"]);
+    let inference = a.p.create_key(&["--scope", "openai"]);
+    for (key, path, refusal) in [
+        (&other, "/openai/v1/chat/completions", "403 Forbidden"),
+        (&inference, "/openai/v1/files", "403 Forbidden"),
+    ] {
+        let held: Vec<std::net::TcpStream> = (0..8)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .unwrap();
+                write!(
+                    s,
+                    "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+                     content-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+                )
+                .unwrap();
+                s
+            })
+            .collect();
+        // Each is answered without a byte of its body sent.
+        for mut s in held {
+            let mut head = [0u8; 64];
+            let n = s
+                .read(&mut head)
+                .unwrap_or_else(|e| panic!("no answer while the body was not sent: {e}"));
+            let head = String::from_utf8_lossy(&head[..n]);
+            assert!(head.starts_with(&format!("HTTP/1.1 {refusal}")), "{head}");
+        }
+        let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
+        assert_eq!(status, 200, "{text}");
+    }
+    assert_eq!(
+        a.p.mock.requests().len(),
+        2,
+        "only the good key's requests went"
+    );
+}
+
+#[test]
 fn bodies_held_at_once_are_bounded_however_many_clients_send() {
     use std::io::{Read as _, Write as _};
     // Bodies of at most 1,000 bytes: the proxy reads at most 8,000 bytes of bodies at once.
