@@ -245,7 +245,20 @@ async fn serve_hyper(
         let (conn, busy) = (conn.clone(), busy.clone());
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let (state, conn, busy) = (state.clone(), conn.clone(), busy.clone());
-            async move { Ok::<_, Infallible>(respond(state, peer, req, conn, busy).await) }
+            async move {
+                let mut resp = respond(state, peer, req, conn, busy).await;
+                // One request: the upgrade. Answered without one (refused), the connection
+                // closes rather than go on under hyper's framing rules, which are not the own
+                // server side's (hyper reads a body with both `Content-Length` and
+                // `Transfer-Encoding`).
+                if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(resp)
+            }
         })
     };
     let http_conn = http

@@ -448,6 +448,16 @@ fn content_length_with_transfer_encoding_is_refused_and_ends_the_connection() {
     ] {
         let bytes = format!("{}{lines}\r\n{}{next}", head(&a, true, ""), chunked(&body));
         assert_eq!(refused(&a, what, bytes.as_bytes()), [400], "{what}");
+        // The same after a WebSocket upgrade that was refused: such a connection is handed to
+        // hyper's server, which would read both headers and serve on.
+        let upgrade = format!(
+            "GET /openai/v1/models HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            a.serve.url.trim_start_matches("http://")
+        );
+        let x = exchange(&a, format!("{upgrade}{bytes}").as_bytes());
+        assert_eq!(x.statuses().len(), 1, "after an upgrade, {what}: {x:?}");
+        assert!(x.closed, "after an upgrade, {what}: {x:?}");
+        a.assert_upstream_saw_nothing(&format!("after an upgrade, {what}"));
     }
 }
 
