@@ -9,7 +9,6 @@
 //! way git reads it (a name's length from the entry's flags when it fits in them).
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 /// `assume-unchanged` (`CE_VALID`) in an entry's flags.
 const ASSUME_VALID: u16 = 0x8000;
@@ -48,17 +47,7 @@ impl Marks {
     }
 }
 
-/// The marks of the index at `path`: empty when there is no index, `None` when it is not one
-/// till can read (git refuses such an index too).
-pub fn read(path: &Path) -> Option<Marks> {
-    match std::fs::read(path) {
-        Ok(data) => parse(&data),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Marks::default()),
-        Err(_) => None,
-    }
-}
-
-/// The marks of an index's bytes. Object names are SHA-1's 20 bytes or SHA-256's 32 (the
+/// The marks of an index's bytes; `None` when they are not an index git reads. Object names are SHA-1's 20 bytes or SHA-256's 32 (the
 /// repository's config says which); the one whose entries, extensions and checksum fill the
 /// file exactly is the one the file was written with.
 pub fn parse(data: &[u8]) -> Option<Marks> {

@@ -227,14 +227,12 @@ impl Sandbox {
             git.is_dir() && std::fs::symlink_metadata(git.join("commondir")).is_err();
         let head = git
             .is_dir()
-            .then(|| std::fs::read(git.join("HEAD")).ok())
+            .then(|| read_agent_file(&git.join("HEAD"), SMALL_FILE).ok())
+            .flatten()
             .flatten()
             .filter(|h| valid_head(h));
         let rebase_absent = git.is_dir() && !git.join("rebase-merge").exists();
-        let index_before = git
-            .is_dir()
-            .then(|| gitindex::read(&git.join("index")))
-            .flatten();
+        let index_before = git.is_dir().then(|| index_marks(&git).ok()).flatten();
         let replace_before = git.is_dir().then(|| replace_refs(&git));
         Ok(Self {
             policy,
@@ -310,10 +308,10 @@ impl Sandbox {
             return false;
         }
         let file = self.policy.cwd.join(".git").join("HEAD");
-        if std::fs::read(&file).is_ok_and(|now| valid_head(&now)) {
+        if read_agent_file(&file, SMALL_FILE).is_ok_and(|now| now.is_some_and(|h| valid_head(&h))) {
             return false;
         }
-        match std::fs::write(&file, before) {
+        match replace_agent_file(&file, before) {
             Ok(()) => crate::output::warn(&format!(
                 "put back {} as it was before the run: the agent left it naming no branch or commit, which makes git read the working directory as a repository of the agent's making",
                 file.display()
@@ -371,7 +369,7 @@ impl Sandbox {
             .join(".git")
             .join("rebase-merge")
             .join("git-rebase-todo");
-        let Ok(text) = std::fs::read(&todo) else {
+        let Ok(Some(text)) = read_agent_file(&todo, LARGE_FILE) else {
             return Vec::new();
         };
         let commands: Vec<String> = String::from_utf8_lossy(&text)
@@ -411,9 +409,16 @@ impl Sandbox {
         let Some(before) = &self.index_before else {
             return gitindex::Marks::default();
         };
-        let index = self.policy.cwd.join(".git").join("index");
-        let Some(after) = gitindex::read(&index) else {
-            return gitindex::Marks::default();
+        let git = self.policy.cwd.join(".git");
+        let after = match index_marks(&git) {
+            Ok(after) => after,
+            Err(e) => {
+                crate::output::warn(&format!(
+                    "till could not read {} after the run ({e}), so what the agent may have marked there to hide from `git status` was not checked",
+                    git.join("index").display()
+                ));
+                return gitindex::Marks::default();
+            }
         };
         let added = before.added_in(&after);
         if !added.hidden.is_empty() {
@@ -475,6 +480,73 @@ impl Sandbox {
     }
 }
 
+/// The most till reads of `.git/HEAD`, and of the other files of `.git` it reads whole (a
+/// rebase's todo list, `packed-refs`); an index may be larger.
+const SMALL_FILE: u64 = 64 * 1024;
+const LARGE_FILE: u64 = 256 * 1024 * 1024;
+const INDEX_FILE: u64 = 2 * 1024 * 1024 * 1024;
+
+/// A file in the working directory's `.git`, which the agent may have replaced, read by till
+/// outside the sandbox: not through a symbolic link at its end (which could name any file of
+/// yours), only when it is a regular file (a FIFO would keep till waiting for ever), and only up
+/// to `limit` bytes. `Ok(None)` when there is none.
+fn read_agent_file(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    let too_large = || std::io::Error::other(format!("it is larger than {limit} bytes"));
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(Some(data))
+}
+
+/// Puts `contents` in a file of the agent's `.git` as a new regular file: whatever is there
+/// (a symbolic link to a file of yours included) is removed first, not written through.
+fn replace_agent_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(path)?.write_all(contents)
+}
+
+/// The marks of the repository's index at `git` (none when it has no index).
+fn index_marks(git: &Path) -> Result<gitindex::Marks, String> {
+    match read_agent_file(&git.join("index"), INDEX_FILE) {
+        Ok(None) => Ok(gitindex::Marks::default()),
+        Ok(Some(data)) => {
+            gitindex::parse(&data).ok_or_else(|| "it is not an index git reads".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `n` and the noun, with an `s` when `n` is not one (`repository` becomes `repositories`).
 fn count(n: usize, noun: &str) -> String {
     if n == 1 {
@@ -524,7 +596,7 @@ fn replace_refs(git: &Path) -> BTreeSet<String> {
             }
         }
     }
-    if let Ok(packed) = std::fs::read(git.join("packed-refs")) {
+    if let Ok(Some(packed)) = read_agent_file(&git.join("packed-refs"), LARGE_FILE) {
         for line in packed.split(|&b| b == b'\n') {
             let name = line
                 .iter()

@@ -881,6 +881,71 @@ fn what_the_agent_hides_from_git_status_is_named() {
 }
 
 #[test]
+fn what_the_agent_leaves_in_git_neither_holds_till_nor_points_it_at_your_files() {
+    let p = proxy_env();
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    // HEAD as a link to a file of yours, which the agent cannot write: till read it through
+    // the link, found no branch in it, and put HEAD back by writing through the link.
+    let outside = outside_tmp();
+    let victim = outside.path().join("authorized_keys");
+    std::fs::write(&victim, "yours\n").unwrap();
+    let agent = format!("rm .git/HEAD && ln -s {} .git/HEAD", victim.display());
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "yours\n");
+    assert!(stderr.contains("put back"), "{stderr}");
+    let head = dir.join(".git/HEAD");
+    assert!(std::fs::symlink_metadata(&head).unwrap().is_file());
+    git(dir, &["status", "--short"]);
+    // A FIFO where till reads after the run kept it waiting for ever (Ctrl-C too).
+    for file in [
+        "HEAD",
+        "index",
+        "packed-refs",
+        "rebase-merge/git-rebase-todo",
+    ] {
+        let mut child = p
+            .env
+            .till()
+            .args(["run", "--sandbox", "--", "sh", "-c"])
+            .arg(format!(
+                "mkdir -p .git/rebase-merge && rm -f .git/{file} && mkfifo .git/{file}"
+            ))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        let mut stderr = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{file}: till did not end: {stderr}"
+        );
+        if file == "HEAD" {
+            // Put back as a file.
+            assert!(stderr.contains("put back"), "{stderr}");
+        } else {
+            std::fs::remove_file(dir.join(".git").join(file)).unwrap();
+        }
+        std::fs::remove_dir_all(dir.join(".git/rebase-merge")).unwrap();
+        assert!(std::fs::read(&head).is_ok_and(|h| h.starts_with(b"ref: ")));
+        if file == "index" {
+            assert!(stderr.contains("could not read"), "{stderr}");
+            git(dir, &["reset", "-q"]);
+        }
+    }
+}
+
+#[test]
 fn the_agent_finds_its_terminal_by_name() {
     let p = proxy_env();
     let proj = project();
