@@ -295,6 +295,10 @@ pub struct ProviderOverride {
     pub verify_path: Option<String>,
     /// The project whose keys `till rotate` manages with the admin key (OpenAI: `proj_…`).
     pub admin_project: Option<String>,
+    /// The organization and project the root key acts for (`OpenAI-Organization`,
+    /// `OpenAI-Project` on every request); an agent's own are removed.
+    pub organization: Option<String>,
+    pub project: Option<String>,
 }
 
 /// `[run]`: defaults of `till run`.
@@ -435,18 +439,26 @@ impl Config {
                     ))
                 })?;
             }
-            if let Some(project) = &over.admin_project
-                && (project.is_empty()
-                    || !project
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            {
-                return Err(UserError::usage(format!(
-                    "{}: [providers.{name}] admin_project `{project}` is not a project id",
-                    path.display()
-                ))
-                .hint("use the id from the provider's console, such as proj_abc123")
-                .into());
+            for (field, id, example) in [
+                ("admin_project", &over.admin_project, "proj_abc123"),
+                ("project", &over.project, "proj_abc123"),
+                ("organization", &over.organization, "org-abc123"),
+            ] {
+                if let Some(id) = id
+                    && (id.is_empty()
+                        || !id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                {
+                    return Err(UserError::usage(format!(
+                        "{}: [providers.{name}] {field} `{id}` is not an id",
+                        path.display()
+                    ))
+                    .hint(format!(
+                        "use the id from the provider's console, such as {example}"
+                    ))
+                    .into());
+                }
             }
             if crate::providers::builtin(name).is_none() && over.base_url.is_none() {
                 return Err(UserError::usage(format!(

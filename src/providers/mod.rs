@@ -78,6 +78,9 @@ pub struct Provider {
     pub verify_path: String,
     /// Where a person creates a key (shown by `till add` and `till rotate`).
     pub console_url: String,
+    /// Headers that choose the account the root key acts for (`OpenAI-Organization`,
+    /// `OpenAI-Project`), from config; sent on every request in place of the agent's own.
+    pub account_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 struct Builtin {
@@ -211,6 +214,7 @@ impl Builtin {
             key_prefix: self.key_prefix.map(str::to_string),
             verify_path: self.verify_path.to_string(),
             console_url: self.console_url.to_string(),
+            account_headers: Vec::new(),
         }
     }
 }
@@ -271,6 +275,7 @@ impl Providers {
                 key_prefix: None,
                 verify_path: "/v1/models".to_string(),
                 console_url: String::new(),
+                account_headers: Vec::new(),
             });
             if let Some(url) = &over.base_url {
                 entry.base_url = url.trim_end_matches('/').to_string();
@@ -289,6 +294,20 @@ impl Providers {
             }
             if let Some(p) = &over.verify_path {
                 entry.verify_path = p.clone();
+            }
+            // Checked by config's loading as ids: visible ASCII, so each makes a header value.
+            for (name, id) in [
+                ("openai-organization", &over.organization),
+                ("openai-project", &over.project),
+            ] {
+                if let Some(value) = id
+                    .as_deref()
+                    .and_then(|v| http::HeaderValue::from_str(v).ok())
+                {
+                    entry
+                        .account_headers
+                        .push((http::HeaderName::from_static(name), value));
+                }
             }
         }
         Self { by_name }

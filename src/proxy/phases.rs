@@ -85,6 +85,15 @@ pub(super) static AUTH_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("api-key"),
 ];
 
+/// Headers that choose which of the root key's accounts a request is for and billed to: an
+/// organization, a project. The agent's are removed (it would pick which account pays); the
+/// provider's config may set them ([`Provider::account_headers`]).
+pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("openai-organization"),
+    HeaderName::from_static("openai-project"),
+    HeaderName::from_static("x-goog-user-project"),
+];
+
 /// Headers that make some servers treat a request as another method.
 static METHOD_OVERRIDES: [HeaderName; 4] = [
     HeaderName::from_static("x-http-method-override"),
@@ -638,6 +647,7 @@ pub async fn forward(
         !(HOP_BY_HOP.contains(name)
             || (connection && named_by_connection(&parts.headers, name))
             || AUTH_HEADERS.contains(name)
+            || ACCOUNT_HEADERS.contains(name)
             || n == "host"
             || n == "content-length"
             || n == "accept-encoding"
@@ -653,6 +663,7 @@ pub async fn forward(
         ));
     }
     added.push(crate::upstream::auth_header(provider, &root));
+    added.extend(provider.account_headers.iter().cloned());
     added.push((
         http::header::ACCEPT_ENCODING,
         http::HeaderValue::from_static("identity"),

@@ -204,7 +204,10 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
                 ),
             )
         })?;
-    let forwarded = forwarded_headers(headers);
+    let mut forwarded = forwarded_headers(headers);
+    for (name, value) in &provider.account_headers {
+        forwarded.insert(name, value.clone());
+    }
     let upstream_protocols: Vec<&str> = protocols
         .iter()
         .copied()
@@ -373,6 +376,7 @@ fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
         let n = name.as_str();
         if phases::HOP_BY_HOP.contains(name)
             || phases::AUTH_HEADERS.contains(name)
+            || phases::ACCOUNT_HEADERS.contains(name)
             || HANDSHAKE.contains(&n)
         {
             continue;
@@ -522,6 +526,8 @@ mod tests {
             HeaderValue::from_static("https://evil.example"),
         );
         h.insert("openai-beta", HeaderValue::from_static("realtime=v1"));
+        h.insert("OpenAI-Organization", HeaderValue::from_static("org-other"));
+        h.insert("openai-project", HeaderValue::from_static("proj_other"));
         assert_eq!(
             offered_protocols(&h),
             ["realtime", "openai-insecure-api-key.till_abc"]

@@ -995,6 +995,63 @@ fn a_key_narrowed_to_no_output_sends_no_request_and_till_makes_none() {
 }
 
 #[test]
+fn the_agent_does_not_choose_the_account_the_root_key_bills() {
+    // A user key may belong to several organizations and projects; these headers choose which
+    // one a request is for and billed to. They went upstream as the agent sent them.
+    let account = [
+        ("OpenAI-Organization", "org-employer"),
+        ("openai-project", "proj_other"),
+        ("X-Goog-User-Project", "other-project"),
+    ];
+    let a = Attack::new("", &["--scope", "openai", "--scope", "gemini"]);
+    let mut extra = vec![JSON];
+    extra.extend(account);
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions",
+        &extra,
+        chat("gpt-4o-mini").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = a.send(
+        "POST",
+        "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+        &extra,
+        b"{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}",
+    );
+    assert_eq!(status, 200, "{text}");
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        for (name, _) in account {
+            assert_eq!(r.header(name), None, "{name} went upstream: {r:?}");
+        }
+    }
+    // The account the config names goes instead.
+    let url = a.p.mock.url();
+    a.p.env.config(&format!(
+        "[providers.openai]\nbase_url = \"{url}\"\norganization = \"org-mine\"\nproject = \"proj_mine\"\n"
+    ));
+    let serve = a.p.serve();
+    let (status, text) = raw_http(
+        &serve.url,
+        "POST",
+        "/openai/v1/chat/completions",
+        &[
+            ("authorization", &format!("Bearer {}", a.key)),
+            JSON,
+            account[0],
+            account[1],
+        ],
+        chat("gpt-4o-mini").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let last = a.p.mock.requests().pop().unwrap();
+    assert_eq!(last.header("openai-organization"), Some("org-mine"));
+    assert_eq!(last.header("openai-project"), Some("proj_mine"));
+}
+
+#[test]
 fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 1000.0\noutput = 1000.0\n",

@@ -200,6 +200,26 @@ fn a_base_url_with_a_password_is_refused_without_printing_it() {
     assert!(!format!("{stdout}{stderr}").contains("S3CRET"), "{stderr}");
 }
 
+/// An account id that would not make a header value (or could add a header line) is refused.
+#[test]
+fn an_organization_or_project_that_is_not_an_id_is_refused() {
+    let env = TestEnv::new();
+    for (field, value) in [
+        ("organization", "org-1\\r\\nX-Evil: 1"),
+        ("project", "proj 1"),
+        ("organization", ""),
+    ] {
+        env.config(&format!("[providers.openai]\n{field} = \"{value}\"\n"));
+        let (code, _, stderr) = output(env.till().args(["list"]));
+        assert_eq!(code, 2, "{field} {value:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("[providers.openai] {field} `")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("hint: "), "{stderr}");
+    }
+}
+
 /// A config that does not load is doctor's one line (every later check needs it), and it
 /// carries the fix the other commands print as their `hint:`.
 #[test]
