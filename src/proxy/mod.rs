@@ -403,9 +403,7 @@ async fn run_phases<B: RequestBody>(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let caller = phases::caller(ctx, &req).await?;
     let verified = phases::authenticate(ctx, &caller)?;
-    let endpoint = route::classify(ctx.provider.api, req.method(), ctx.rest);
-    phases::before_body(ctx, &verified, &endpoint)?;
-    let mut asked = phases::inspect(ctx, req, endpoint).await?;
+    let mut asked = phases::inspect(ctx, &verified, req).await?;
     let admission = phases::admit(ctx, &verified, &asked).await?;
     let mut outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
     let answered =

@@ -263,7 +263,7 @@ pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verifie
 /// that may not ask (an expired one, one for another provider) cannot hold the bodies' shared
 /// allowance ([`State::bodies`]) by announcing large bodies and sending none. [`admit`] checks
 /// the whole key again with what the body says.
-pub fn before_body(
+fn before_body(
     ctx: &Ctx<'_>,
     verified: &Verified<'_>,
     endpoint: &Endpoint,
@@ -285,13 +285,16 @@ pub fn before_body(
 
 /// What is being asked: one canonical request, read once. Refuses what could make the
 /// upstream do something other than what till checks (method overrides, compressed bodies,
-/// system query parameters) and bodies it cannot read.
+/// system query parameters), what the key refuses without the body ([`before_body`]), and
+/// bodies it cannot read.
 pub async fn inspect<B: super::RequestBody>(
     ctx: &mut Ctx<'_>,
+    verified: &Verified<'_>,
     req: Request<B>,
-    endpoint: Endpoint,
 ) -> Result<Asked, ProxyError> {
     let (parts, body) = req.into_parts();
+    let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
+    before_body(ctx, verified, &endpoint)?;
     // One pass over the names the request has: three look-ups would hash each override's
     // name, on every request.
     if let Some(h) = parts
