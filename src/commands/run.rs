@@ -290,6 +290,7 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
             if ended == 1 { "" } else { "es" }
         ));
     }
+    sb.restore_git_modes();
     sb.remove_planted_commondir();
     sb.restore_broken_head();
     sb.warn_rebase_commands();

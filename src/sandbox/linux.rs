@@ -386,15 +386,27 @@ impl Terminal {
         }
     }
 
-    /// When till was the terminal's foreground job as the run began: takes the foreground back
-    /// from what the agent left it to, and puts the settings back (a `tostop`, echo turned off).
+    /// Starts the terminal's output again (stopped with `TCOOFF`, till would hang at its next
+    /// line), ends exclusive mode, and ends an escape sequence the agent left open (which
+    /// would swallow till's last lines) and its colours. Then, when till was the terminal's
+    /// foreground job as the run began: takes the foreground back from what the agent left it
+    /// to, and puts the settings back (a `tostop`, echo turned off). The sandbox's filter
+    /// refuses the first two to the agent; this is for what reached the terminal otherwise.
     fn restore(&self) {
+        let fd = self.tty.as_raw_fd();
+        // SAFETY: tcflow and the ioctl take integers; write reads the bytes, which outlive it.
+        unsafe {
+            libc::tcflow(fd, libc::TCOON);
+            libc::ioctl(fd, libc::TIOCNXCL);
+            // CAN ends any sequence, ST any string (DCS, OSC), SGR 0 the colours.
+            let reset = b"\x18\x1b\\\x1b[0m";
+            libc::write(fd, reset.as_ptr().cast(), reset.len());
+        }
         // SAFETY: getpgrp has no preconditions.
         let me = unsafe { libc::getpgrp() };
         if self.foreground != me {
             return;
         }
-        let fd = self.tty.as_raw_fd();
         // SAFETY: tcgetpgrp and tcsetpgrp take integers (SIGTTOU is ignored, see `command`);
         // tcsetattr reads one termios, which outlives the call.
         unsafe {

@@ -327,6 +327,53 @@ impl Sandbox {
         true
     }
 
+    /// Once nothing of the agent runs: gives you back the use of `.git`, `.git/objects` and
+    /// `.git/refs` where the agent took it away (`chmod 000`): git that cannot enter one of
+    /// them takes the working directory for a bare repository of the agent's making. (The
+    /// sandbox keeps the agent from renaming or removing them.) Returns the paths put right.
+    pub fn restore_git_modes(&self) -> Vec<PathBuf> {
+        if self.head.is_none() || self.policy.writable_git_hooks {
+            return Vec::new();
+        }
+        let git = self.policy.cwd.join(".git");
+        // (Modes are unix's; elsewhere there is no sandbox to run.)
+        #[allow(unused_mut)]
+        let mut fixed = Vec::new();
+        for dir in [git.clone(), git.join("objects"), git.join("refs")] {
+            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                continue;
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = meta.permissions().mode();
+                if mode & 0o700 != 0o700 {
+                    let restored = std::fs::Permissions::from_mode(mode | 0o700);
+                    match std::fs::set_permissions(&dir, restored) {
+                        Ok(()) => crate::output::warn(&format!(
+                            "gave {} back its owner's access, which the agent took away: git that cannot enter it reads the working directory as a repository of the agent's making",
+                            dir.display()
+                        )),
+                        Err(e) => crate::output::error(
+                            &format!(
+                                "the agent took away the access to {} and till could not give it back: {e}",
+                                dir.display()
+                            ),
+                            Some(
+                                "do not run git in this directory before you have run chmod u+rwx on it",
+                            ),
+                        ),
+                    }
+                    fixed.push(dir);
+                }
+            }
+        }
+        fixed
+    }
+
     /// Once nothing of the agent runs: removes a `.git/commondir` it created in the working
     /// directory, and says so. git reads config and hooks from the directory that file names,
     /// so one pointing at a copy the agent wrote would run its commands at your next

@@ -206,6 +206,8 @@ const ESCAPES: &[&str] = &[
     "git_info_exclude",
     "x32_ioctl",
     "tiocsetd",
+    "tcoff",
+    "tiocexcl",
     "session_keyring",
     "write_outside",
     "signal_till",
@@ -878,6 +880,32 @@ fn what_the_agent_hides_from_git_status_is_named() {
         assert_eq!(code, 0, "{stderr}");
         assert!(!stderr.contains("warning"), "{stderr}");
     }
+}
+
+#[test]
+fn git_keeps_taking_dot_git_for_the_repository() {
+    let p = proxy_env();
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    // The agent shapes the working directory as a bare repository, then takes away what makes
+    // `.git` one (its `refs` or `objects` renamed, or made unreadable): git then reads the
+    // working directory as the repository, with the config (a pager, an fsmonitor) it wrote.
+    let agent = "git clone -q --bare . /tmp/b && cp -r /tmp/b/HEAD /tmp/b/objects /tmp/b/refs . \
+        && printf '[core]\\n\\tbare = true\\n' > config \
+        && { mv .git/refs .git/refs.old; mv .git/objects .git/objects.old; \
+             chmod 000 .git/refs .git/objects; true; }";
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(dir.join(".git/refs").is_dir() && dir.join(".git/objects").is_dir());
+    assert!(!dir.join(".git/refs.old").exists() && !dir.join(".git/objects.old").exists());
+    assert!(stderr.contains("refs back its owner's access"), "{stderr}");
+    assert!(
+        stderr.contains("objects back its owner's access"),
+        "{stderr}"
+    );
+    assert_eq!(git(dir, &["rev-parse", "--git-dir"]).trim(), ".git");
+    git(dir, &["log", "-1"]);
 }
 
 #[test]

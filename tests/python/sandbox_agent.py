@@ -168,6 +168,33 @@ def set_line_discipline():
         os.close(slave)
 
 
+def terminal_output_off():
+    """Stops a terminal's output (tcflow TCOOFF), as an agent would stop yours: till then hung
+    writing its last lines, and ^Q does not start output stopped this way again."""
+    import pty
+    import termios
+    master, slave = pty.openpty()
+    try:
+        termios.tcflow(slave, termios.TCOOFF)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def terminal_exclusive():
+    """Puts a terminal in exclusive mode (TIOCEXCL), as an agent would yours: after the run
+    nothing but root could open it (sudo's, ssh's and gpg's prompts open /dev/tty)."""
+    import fcntl
+    import pty
+    import termios
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCEXCL)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def bus_path(address):
     for part in address.split(";")[0].split(":", 1)[1].split(","):
         key, _, value = part.partition("=")
@@ -396,6 +423,8 @@ def main():
     check("tiocsti", tiocsti)
     check("x32_ioctl", x32_ioctl_reaches_kernel)
     check("tiocsetd", set_line_discipline)
+    check("tcoff", terminal_output_off)
+    check("tiocexcl", terminal_exclusive)
     check("session_keyring", session_key)
     if "SBX_BUS" in ENV:
         check("bus_connect", lambda: unix_connect(bus_path(ENV["SBX_BUS"])))

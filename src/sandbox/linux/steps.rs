@@ -244,6 +244,16 @@ pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     }
     rustix::mount::mount_bind_recursive(&git, &git)
         .map_err(mount_err(format!("cannot bind {}", git.display())))?;
+    // Without `objects` or `refs`, `.git` is no repository to git, which then reads the
+    // working directory as a bare one of the agent's making (config, pager and all): as mount
+    // points they can be written in but neither renamed nor removed.
+    for dir in ["objects", "refs"] {
+        let dir = git.join(dir);
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            rustix::mount::mount_bind(&dir, &dir)
+                .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
+        }
+    }
     // Where git finds commands to run: the hooks; the submodules' own git directories (their
     // config and hooks run at a plain `git status` in the parent); linked worktrees' (their
     // `commondir` names where config and hooks come from). An empty one is made where there is
@@ -333,8 +343,11 @@ pub(super) fn landlock(writable: &[PathBuf]) -> Result<(), StepError> {
 }
 
 /// seccomp: refuses `TIOCSTI` and `TIOCLINUX`, which push keystrokes into the terminal's
-/// input (to run commands in the user's shell once the agent exits). Landlock has no rule for
-/// ioctl commands on a terminal the agent inherited.
+/// input (to run commands in the user's shell once the agent exits), and the terminal
+/// controls that outlast the agent: a line discipline (`TIOCSETD`), output stopped (`TCXONC`:
+/// till then hangs writing its last lines, and ^Q does not start it again) and exclusive mode
+/// (`TIOCEXCL`: nothing can open your terminal after the run). Landlock has no rule for ioctl
+/// commands on a terminal the agent inherited.
 pub(super) fn seccomp() -> Result<(), StepError> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
@@ -355,7 +368,15 @@ pub(super) fn seccomp() -> Result<(), StepError> {
             .and_then(|c| SeccompRule::new(vec![c]))
     };
     let filter = rule(TIOCSTI)
-        .and_then(|a| Ok(vec![a, rule(TIOCLINUX)?, rule(TIOCSETD)?]))
+        .and_then(|a| {
+            Ok(vec![
+                a,
+                rule(TIOCLINUX)?,
+                rule(TIOCSETD)?,
+                rule(TCXONC)?,
+                rule(TIOCEXCL)?,
+            ])
+        })
         .and_then(|rules| {
             // On x86_64 the x32 ABI's ioctl has a number of its own (with the x32 bit), under
             // the same architecture tag: refused alike, or it would pass where x32 is on.
@@ -384,6 +405,10 @@ const X32_IOCTL: i64 = 0x4000_0000 | 514;
 pub(super) const TIOCLINUX: u64 = 0x541C;
 /// Sets a terminal's line discipline: `N_NULL` leaves your terminal dead after the run.
 pub(super) const TIOCSETD: u64 = 0x5423;
+/// `tcflow`: `TCOOFF` stops the terminal's output until `TCOON`.
+pub(super) const TCXONC: u64 = 0x540A;
+/// Exclusive mode: further opens of the terminal fail (`EBUSY`) but root's.
+pub(super) const TIOCEXCL: u64 = 0x540C;
 
 pub(super) fn tiocsti_disabled() -> bool {
     std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "0")
