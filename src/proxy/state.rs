@@ -533,10 +533,9 @@ impl State {
         let Ok(roots) = self.roots.read() else {
             return true;
         };
-        roots.values().any(|r| {
-            let k = r.key.expose_secret();
-            k.len() >= 8 && value.contains(k)
-        })
+        roots
+            .values()
+            .any(|r| crate::secrets::holds_secret(value, &r.key))
     }
 
     /// Whether the `Host` header names this proxy (loopback names only on a loopback bind).
