@@ -378,8 +378,9 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
     let mut targets = Vec::new();
     for k in &args.keys {
         if k.starts_with("till_") {
+            // Only the head of the argument: it may be a key.
             let token = Token::decode(k)
-                .map_err(|e| UserError::usage(format!("`{}…`: {e}", &k[..k.len().min(12)])))?;
+                .map_err(|e| UserError::usage(format!("`{}…`: {e}", crate::format::head(k, 12))))?;
             let lineage = token.lineage(token.level_count() - 1);
             targets.push((
                 token.binding().to_string(),

@@ -282,6 +282,9 @@ pub struct ProxyParts {
     pub ledger: crate::ledger::Ledger,
     /// Held while the proxy runs; give it to [`settle_leftovers`] after the stop.
     pub owner: Owner,
+    /// The store the root and mint keys were read from, open for anything else the command
+    /// needs from it (`till run` reads the admin keys to keep them from the agent).
+    pub store: Arc<dyn SecretStore>,
 }
 
 pub fn proxy_state(
@@ -330,7 +333,7 @@ pub fn proxy_state(
         ctx.providers.clone(),
         options,
         open()?,
-        Some(store),
+        Some(store.clone()),
         roots,
         mints,
     )?
@@ -344,6 +347,7 @@ pub fn proxy_state(
         mint,
         ledger,
         owner,
+        store,
     })
 }
 

@@ -16,8 +16,10 @@ use crate::cli::RunArgs;
 use crate::commands::Ctx;
 use crate::env::EnvVars;
 use crate::error::UserError;
+use crate::ledger::Ledger;
 use crate::process::{AgentProvider, agent_env};
 use crate::sandbox::Net;
+use crate::secrets::{SecretStore, SecretString, admin_secret_name, holds_secret};
 
 pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let program = args.command.first().ok_or_else(|| {
@@ -73,7 +75,9 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         mint,
         ledger,
         owner,
+        store,
     } = super::proxy_state(ctx, Some(session.clone()), true)?;
+    let admin_keys = stored_admin_keys(&ledger, store.as_ref())?;
     caveats.push(Caveat::Session(session));
     let token = match &args.key {
         Some(k) => super::key::resolve_key(ctx, &ledger, &mint, k)?.attenuate(caveats)?,
@@ -105,8 +109,13 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(_, v)| !state.holds_root_value(&v.to_string_lossy()))
+        .filter(|(_, v)| {
+            let v = v.to_string_lossy();
+            !state.holds_root_value(&v) && !admin_keys.iter().any(|k| holds_secret(&v, k))
+        })
         .collect();
+    // Only needed to filter the environment: not held while the agent runs.
+    drop(admin_keys);
     let mut env = agent_env(inherited, &ctx.providers, &agents, &child_key, &proxy_url);
     let rest = adapt_for_agent(program, &args.command[1..], &mut env, &child_key);
     if let Some(sb) = &mut sandbox {
@@ -135,6 +144,35 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         crate::output::note(&summary(&state.stats.snapshot()));
     }
     Ok(ExitCode::from(status.code()))
+}
+
+/// The admin keys stored for `till rotate`, one store read for each provider the ledger
+/// records one for, so that no variable holding one reaches the agent under any name. They are
+/// stronger than root keys (they make and delete provider keys); an agent never needs one.
+///
+/// A key that cannot be read stops the run: the environment could not be checked for it.
+fn stored_admin_keys(
+    ledger: &Ledger,
+    store: &dyn SecretStore,
+) -> anyhow::Result<Vec<SecretString>> {
+    let mut keys = Vec::new();
+    for meta in ledger.admin_keys()? {
+        match store.get(&admin_secret_name(&meta.provider)) {
+            Ok(Some(key)) => keys.push(key),
+            Ok(None) => {}
+            Err(e) => {
+                let mut err = UserError::runtime(format!(
+                    "cannot read the {} admin key to keep it from the agent: {e}",
+                    meta.provider
+                ));
+                if let Some(hint) = e.hint() {
+                    err = err.hint(hint);
+                }
+                return Err(err.into());
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// `till run` inside a till run: narrow the current key and reuse the outer proxy.

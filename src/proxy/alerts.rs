@@ -237,7 +237,7 @@ impl Alerts {
                 Some(binding.to_string()),
                 format!(
                     "key {} has {pct} % of its budget spent or held by requests in flight",
-                    &binding[..12.min(binding.len())]
+                    crate::format::head(binding, 12)
                 ),
             );
         }

@@ -325,13 +325,8 @@ fn short(e: &std::io::Error) -> String {
         cur = c.source();
     }
     let mut msg = parts.join(": ");
-    if msg.len() > 120 {
-        let mut cut = 120;
-        while !msg.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        msg.truncate(cut);
-    }
+    let cut = crate::format::head(&msg, 120).len();
+    msg.truncate(cut);
     msg
 }
 

@@ -154,7 +154,11 @@ struct Watched {
     /// The ledger's watch generation when the sets below were read.
     generation: i64,
     revoked: HashSet<Binding>,
-    root_fingerprints: Map<String, String>,
+    /// Each provider's root-key fingerprint as the ledger has it now, and `None` for a
+    /// provider it named since this proxy started and names no more (`till remove` took the
+    /// key). A provider the ledger never named is absent: its key was handed to the proxy
+    /// directly (benchmarks do), and nothing the ledger says concerns it.
+    root_fingerprints: Map<String, Option<String>>,
     /// Each mint key's end of grace as the ledger has it now (`till rotate --mint` sets it
     /// after this proxy loaded the key).
     mint_until: Map<Kid, Option<u64>>,
@@ -529,10 +533,9 @@ impl State {
         let Ok(roots) = self.roots.read() else {
             return true;
         };
-        roots.values().any(|r| {
-            let k = r.key.expose_secret();
-            k.len() >= 8 && value.contains(k)
-        })
+        roots
+            .values()
+            .any(|r| crate::secrets::holds_secret(value, &r.key))
     }
 
     /// Whether the `Host` header names this proxy (loopback names only on a loopback bind).
@@ -732,54 +735,104 @@ impl State {
     }
 
     /// The current root key for `provider`, re-read from the store when the ledger says it
-    /// was rotated since it was loaded.
+    /// was rotated since it was loaded, and none at all once the ledger says it was removed.
     ///
     /// The ledger itself is not re-read here: [`State::is_revoked`] did that moments earlier
     /// for the same request, and each read is a SQLite read transaction on the hot path.
     pub async fn root_key(&self, provider: &str) -> Result<Arc<SecretString>, ProxyError> {
-        // (The key held, and whether it is the one the ledger names.) Nothing takes these two
-        // locks in the other order.
-        let cached = {
-            let watched = self.watched.lock().ok();
-            let wanted = watched
-                .as_ref()
-                .and_then(|w| w.root_fingerprints.get(provider));
-            self.roots.read().ok().and_then(|r| {
-                r.get(provider)
-                    .map(|k| (k.key.clone(), wanted.is_none_or(|w| *w == k.fingerprint)))
-            })
+        let stale = match self.held_root(provider) {
+            HeldRoot::Current(key) => return Ok(key),
+            HeldRoot::Removed => {
+                self.forget_root(provider);
+                return Err(no_root_key(provider));
+            }
+            HeldRoot::Stale(key) => Some(key),
+            HeldRoot::Missing => None,
         };
-        if let Some((key, true)) = &cached {
-            return Ok(key.clone());
-        }
         // Missing or rotated: read it from the store.
         if let Some(store) = self.store.clone() {
             let name = crate::secrets::root_secret_name(provider);
-            let fetched = tokio::task::spawn_blocking(move || store.get(&name)).await;
-            if let Ok(Ok(Some(key))) = fetched {
-                let fingerprint = crate::ledger::fingerprint(key.expose_secret());
-                let key = Arc::new(key);
-                if let Ok(mut r) = self.roots.write() {
-                    r.insert(
-                        provider.to_string(),
-                        RootKey {
-                            fingerprint,
-                            key: key.clone(),
-                        },
-                    );
+            match tokio::task::spawn_blocking(move || store.get(&name)).await {
+                Ok(Ok(Some(key))) => return Ok(self.keep_root(provider, key)),
+                // The store has none: a rotated key that was then removed. The key held is
+                // not the ledger's, so it is not sent.
+                Ok(Ok(None)) => {
+                    self.forget_root(provider);
+                    return Err(no_root_key(provider));
                 }
-                return Ok(key);
+                // A store that cannot be read now (a locked keychain) leaves the key held in
+                // use rather than stopping every request.
+                Ok(Err(_)) | Err(_) => {}
             }
         }
-        match cached {
-            Some((key, _)) => Ok(key),
-            None => Err(ProxyError::new(
-                503,
-                "no_root_key",
-                format!("till has no {provider} key to forward with; run `till add {provider}`"),
-            )),
+        stale.ok_or_else(|| no_root_key(provider))
+    }
+
+    /// The root key this proxy holds for `provider`, judged by what the ledger last said.
+    fn held_root(&self, provider: &str) -> HeldRoot {
+        // Nothing takes these two locks in the other order.
+        let watched = self.watched.lock().ok();
+        let named = watched
+            .as_ref()
+            .and_then(|w| w.root_fingerprints.get(provider));
+        let wanted = match named {
+            Some(None) => return HeldRoot::Removed,
+            Some(Some(fingerprint)) => Some(fingerprint),
+            None => None,
+        };
+        let roots = self.roots.read().ok();
+        match roots.as_ref().and_then(|r| r.get(provider)) {
+            None => HeldRoot::Missing,
+            Some(k) if wanted.is_none_or(|w| *w == k.fingerprint) => {
+                HeldRoot::Current(k.key.clone())
+            }
+            Some(k) => HeldRoot::Stale(k.key.clone()),
         }
     }
+
+    /// Holds `key` as `provider`'s root key from now on.
+    fn keep_root(&self, provider: &str, key: SecretString) -> Arc<SecretString> {
+        let fingerprint = crate::ledger::fingerprint(key.expose_secret());
+        let key = Arc::new(key);
+        if let Ok(mut r) = self.roots.write() {
+            r.insert(
+                provider.to_string(),
+                RootKey {
+                    fingerprint,
+                    key: key.clone(),
+                },
+            );
+        }
+        key
+    }
+
+    /// Lets go of `provider`'s root key, so that a key stored later is read from the store.
+    fn forget_root(&self, provider: &str) {
+        if let Ok(mut r) = self.roots.write() {
+            r.remove(provider);
+        }
+    }
+}
+
+/// What a proxy holds for a provider's root key, against the ledger.
+enum HeldRoot {
+    /// The key the ledger names (or one it has never named anything for).
+    Current(Arc<SecretString>),
+    /// A key the ledger names another in place of: rotated since it was read.
+    Stale(Arc<SecretString>),
+    /// Nothing held.
+    Missing,
+    /// The ledger named a key and names none now: `till remove`.
+    Removed,
+}
+
+/// The answer when no root key is there to forward with.
+fn no_root_key(provider: &str) -> ProxyError {
+    ProxyError::new(
+        503,
+        "no_root_key",
+        format!("till has no {provider} key to forward with; run `till add {provider}`"),
+    )
 }
 
 /// Whether a `Host` value names this machine's loopback: `localhost` (any case, optionally
@@ -858,12 +911,7 @@ fn reload(w: &mut Watched) -> anyhow::Result<()> {
         .iter()
         .filter_map(|h| h.parse().ok())
         .collect();
-    w.root_fingerprints = w
-        .ledger
-        .root_keys()?
-        .into_iter()
-        .map(|m| (m.provider, m.fingerprint))
-        .collect();
+    follow_root_keys(&mut w.root_fingerprints, w.ledger.root_keys()?);
     w.mint_until = w
         .ledger
         .mint_keys()?
@@ -873,6 +921,21 @@ fn reload(w: &mut Watched) -> anyhow::Result<()> {
     w.data_version = version;
     w.generation = generation;
     Ok(())
+}
+
+/// Takes the ledger's root keys as the fingerprints to compare with, keeping as `None` every
+/// provider it named before and names no more: a key removed while this proxy runs, which it
+/// must stop using, where a key the ledger never named is one it was handed directly.
+fn follow_root_keys(
+    fingerprints: &mut Map<String, Option<String>>,
+    stored: Vec<crate::ledger::RootKeyMeta>,
+) {
+    for fingerprint in fingerprints.values_mut() {
+        *fingerprint = None;
+    }
+    for meta in stored {
+        fingerprints.insert(meta.provider, Some(meta.fingerprint));
+    }
 }
 
 #[cfg(test)]

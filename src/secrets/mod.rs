@@ -43,6 +43,14 @@ pub fn admin_secret_name(provider: &str) -> String {
     format!("admin/{provider}")
 }
 
+/// Whether `value` (an environment variable's, say) holds `secret` anywhere in it. Secrets
+/// shorter than 8 bytes are never looked for: no real key is that short, and such a string
+/// would turn up in unrelated values by chance.
+pub fn holds_secret(value: &str, secret: &SecretString) -> bool {
+    let secret = secret.expose_secret();
+    secret.len() >= 8 && value.contains(secret)
+}
+
 /// The store name of the mint key `kid`.
 pub fn mint_secret_name(kid: &str) -> String {
     format!("mint/{kid}")

@@ -203,6 +203,37 @@ fn bad_scope_input_is_explained_with_exit_2() {
     assert_eq!(code, 2, "{stderr}");
 }
 
+/// A `till_` argument with a multi-byte character where the error message cuts its head
+/// off is a usage error, not a panic: the message shows only that head (never the whole
+/// argument, which may be a key), and no key is revoked, not even a valid one given with it.
+#[test]
+fn revoking_a_non_ascii_key_is_a_usage_error_that_revokes_nothing() {
+    let p = ProxyEnv::new();
+    let good = p.create_key(&["--scope", "openai"]);
+    let long = format!("till_aaaaaa\u{e9}{}", "s3cret".repeat(12));
+    for bad in ["till_aaaaaa\u{e9}\u{e9}", long.as_str()] {
+        let (code, stdout, stderr) = output(p.env.till().args(["key", "revoke", &good, bad]));
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !stderr.contains(bad),
+            "the whole argument in stderr: {stderr}"
+        );
+        assert!(!stdout.contains(bad), "{stdout}");
+        assert!(stderr.contains("`till_aaaaaa…`"), "{stderr}");
+    }
+    let (code, stdout, stderr) = output(p.env.till().args(["key", "list", "--all", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let keys: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys[0]["status"], "active", "{keys}");
+    let revocations: i64 = rusqlite::Connection::open(p.env.path("data/ledger.sqlite3"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM revocations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(revocations, 0);
+}
+
 #[test]
 fn inspect_needs_no_secret_and_shows_limits() {
     let p = ProxyEnv::new();

@@ -219,6 +219,52 @@ fn root_key_never_reaches_the_agent() {
     }
 }
 
+/// An admin key (stronger than a root key: it makes and deletes provider keys) reaches the
+/// agent under no variable name: every variable whose value holds a stored admin key is
+/// dropped, as for root keys, and unrelated ones stay.
+#[test]
+fn stored_admin_keys_never_reach_the_agent_under_any_name() {
+    const OPENAI_ADMIN: &str = "sk-admin-0penai0000000000000000000000000000001";
+    const ANTHROPIC_ADMIN: &str = "sk-ant-admin01-anthropic000000000000000000000002";
+    let p = ProxyEnv::new();
+    for (provider, key) in [("openai", OPENAI_ADMIN), ("anthropic", ANTHROPIC_ADMIN)] {
+        let (code, _, stderr) = crate::support::output_with_stdin(
+            p.env
+                .till()
+                .args(["add", provider, "--admin", "--no-verify"]),
+            key,
+        );
+        assert_eq!(code, 0, "till add {provider} --admin: {stderr}");
+    }
+    let mut cmd = p.env.till();
+    cmd.env("MY_ADMIN", OPENAI_ADMIN)
+        .env("X", format!("prefix-{OPENAI_ADMIN}-suffix"))
+        .env("CLAUDE_ADMIN_COPY", format!("Bearer {ANTHROPIC_ADMIN}"))
+        .env("UNRELATED", "stays")
+        .args(["run", "--", "env"]);
+    let (code, stdout, stderr) = output(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+        .collect();
+    for key in [OPENAI_ADMIN, ANTHROPIC_ADMIN] {
+        assert!(
+            !stdout.contains(key),
+            "an admin key reached the agent:\n{stdout}"
+        );
+        assert!(!stderr.contains(key), "an admin key in till's stderr");
+    }
+    for gone in ["MY_ADMIN", "X", "CLAUDE_ADMIN_COPY"] {
+        assert!(
+            !names.contains(&gone),
+            "{gone} reached the agent:\n{stdout}"
+        );
+    }
+    assert!(stdout.lines().any(|l| l == "UNRELATED=stays"), "{stdout}");
+    assert!(stdout.contains("OPENAI_API_KEY=till_"), "{stdout}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

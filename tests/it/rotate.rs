@@ -1,7 +1,7 @@
 //! `till rotate` and `till status` against the in-process mock provider: automated OpenAI
 //! rotation through its admin API, failures at every step, guided rotation with Anthropic's
-//! admin API, mint-key rotation with and without grace, `--due` with mixed ages, and
-//! interruptions that must change nothing.
+//! admin API, mint-key rotation with and without grace, `--due` with mixed ages,
+//! interruptions that must change nothing, and a root key removed under a running proxy.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -590,6 +590,43 @@ fn mint_rotation_without_grace_stops_old_keys_at_once() {
     assert_eq!(serve.chat(&rot.create_key("openai")).0, 200);
     let last = rot.rotations().pop().unwrap();
     assert_eq!((last.0.as_str(), last.1), ("mint", true));
+}
+
+/// `till remove` reaches a running proxy the way a rotation does: from its next request on it
+/// forwards nothing with the removed key (the answer is the error of a proxy with no key
+/// stored), and a key added afterwards is the one it forwards with.
+#[test]
+fn a_running_proxy_stops_using_a_removed_key_and_takes_up_a_new_one() {
+    const NEW_OPENAI: &str = "sk-proj-new0000000000000000000000000000000000000005";
+    let rot = Rot::new();
+    rot.add("openai", OLD_OPENAI);
+    let child = rot.create_key("openai");
+    let serve = rot.serve();
+    let (status, body) = serve.chat(&child);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rot.last_upstream_openai_key(), OLD_OPENAI);
+
+    let (code, _, stderr) = output(rot.till().args(["remove", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    rot.mock.clear_requests();
+    let (status, body) = serve.chat(&child);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no_root_key"), "{body}");
+    assert!(
+        body.contains("till has no openai key to forward with"),
+        "{body}"
+    );
+    let reached = rot.mock.requests();
+    assert!(
+        reached.is_empty(),
+        "a request went upstream after the key was removed: {reached:?}"
+    );
+
+    rot.mock.add_key(NEW_OPENAI);
+    rot.add("openai", NEW_OPENAI);
+    let (status, body) = serve.chat(&child);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rot.last_upstream_openai_key(), NEW_OPENAI);
 }
 
 #[test]

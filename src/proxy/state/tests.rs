@@ -137,3 +137,31 @@ fn same_bytes_is_equality_at_every_length_and_every_position() {
         assert!(!super::same_bytes(&a, &longer));
     }
 }
+
+fn root_meta(provider: &str, fingerprint: &str) -> crate::ledger::RootKeyMeta {
+    crate::ledger::RootKeyMeta {
+        provider: provider.to_string(),
+        fingerprint: fingerprint.to_string(),
+        added_at: 0,
+        rotated_at: None,
+    }
+}
+
+/// A provider the ledger stops naming is marked removed (and named again once a key is
+/// added); one it never named is left out, so a key handed to the proxy directly is not
+/// taken for a removed one.
+#[test]
+fn root_keys_the_ledger_stops_naming_are_marked_removed() {
+    let mut seen = Map::default();
+    follow_root_keys(
+        &mut seen,
+        vec![root_meta("openai", "aaaa"), root_meta("gemini", "cccc")],
+    );
+    follow_root_keys(&mut seen, vec![root_meta("gemini", "cccc")]);
+    assert_eq!(seen.get("openai"), Some(&None));
+    assert_eq!(seen.get("gemini"), Some(&Some("cccc".to_string())));
+    assert_eq!(seen.get("anthropic"), None);
+    follow_root_keys(&mut seen, vec![root_meta("openai", "bbbb")]);
+    assert_eq!(seen.get("openai"), Some(&Some("bbbb".to_string())));
+    assert_eq!(seen.get("gemini"), Some(&None));
+}
