@@ -77,7 +77,12 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         owner,
         store,
     } = super::proxy_state(ctx, Some(session.clone()), true)?;
-    let admin_keys = stored_admin_keys(&ledger, store.as_ref())?;
+    let mut kept_out = stored_admin_keys(&ledger, store.as_ref())?;
+    // The file store's passphrase opens every key in it: kept out under any name too, not
+    // only as `TILL_PASSPHRASE`.
+    if let Some(pass) = std::env::var_os(EnvVars::TILL_PASSPHRASE) {
+        kept_out.push(SecretString::from(pass.to_string_lossy().into_owned()));
+    }
     caveats.push(Caveat::Session(session));
     let token = match &args.key {
         Some(k) => super::key::resolve_key(ctx, &ledger, &mint, k)?.attenuate(caveats)?,
@@ -111,11 +116,11 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(_, v)| {
             let v = v.to_string_lossy();
-            !state.holds_root_value(&v) && !admin_keys.iter().any(|k| holds_secret(&v, k))
+            !state.holds_root_value(&v) && !kept_out.iter().any(|k| holds_secret(&v, k))
         })
         .collect();
     // Only needed to filter the environment: not held while the agent runs.
-    drop(admin_keys);
+    drop(kept_out);
     let mut env = agent_env(inherited, &ctx.providers, &agents, &child_key, &proxy_url);
     let rest = adapt_for_agent(program, &args.command[1..], &mut env, &child_key);
     if let Some(sb) = &mut sandbox {

@@ -241,6 +241,7 @@ fn stored_admin_keys_never_reach_the_agent_under_any_name() {
         .env("X", format!("prefix-{OPENAI_ADMIN}-suffix"))
         .env("CLAUDE_ADMIN_COPY", format!("Bearer {ANTHROPIC_ADMIN}"))
         .env("UNRELATED", "stays")
+        .env("MY_PASS", crate::support::PASSPHRASE)
         .args(["run", "--", "env"]);
     let (code, stdout, stderr) = output(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
@@ -255,7 +256,11 @@ fn stored_admin_keys_never_reach_the_agent_under_any_name() {
         );
         assert!(!stderr.contains(key), "an admin key in till's stderr");
     }
-    for gone in ["MY_ADMIN", "X", "CLAUDE_ADMIN_COPY"] {
+    assert!(
+        !stdout.contains(crate::support::PASSPHRASE),
+        "the file store's passphrase reached the agent:\n{stdout}"
+    );
+    for gone in ["MY_ADMIN", "X", "CLAUDE_ADMIN_COPY", "MY_PASS"] {
         assert!(
             !names.contains(&gone),
             "{gone} reached the agent:\n{stdout}"
