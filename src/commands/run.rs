@@ -113,11 +113,13 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
             proxy_base: format!("{proxy_url}/{}", p.name),
         })
         .collect();
+    // A variable's name is the agent's to read as much as its value.
+    let holds = |text: &std::ffi::OsStr| {
+        let text = text.to_string_lossy();
+        state.holds_root_value(&text) || kept_out.iter().any(|k| holds_secret(&text, k))
+    };
     let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(_, v)| {
-            let v = v.to_string_lossy();
-            !state.holds_root_value(&v) && !kept_out.iter().any(|k| holds_secret(&v, k))
-        })
+        .filter(|(k, v)| !holds(k) && !holds(v))
         .collect();
     // Only needed to filter the environment: not held while the agent runs.
     drop(kept_out);

@@ -242,6 +242,8 @@ fn stored_admin_keys_never_reach_the_agent_under_any_name() {
         .env("CLAUDE_ADMIN_COPY", format!("Bearer {ANTHROPIC_ADMIN}"))
         .env("UNRELATED", "stays")
         .env("MY_PASS", crate::support::PASSPHRASE)
+        .env(format!("K_{OPENAI_ADMIN}"), "1")
+        .env(format!("K_{}", crate::support::ROOT_KEY), "1")
         .args(["run", "--", "env"]);
     let (code, stdout, stderr) = output(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
@@ -256,6 +258,10 @@ fn stored_admin_keys_never_reach_the_agent_under_any_name() {
         );
         assert!(!stderr.contains(key), "an admin key in till's stderr");
     }
+    assert!(
+        !stdout.contains(crate::support::ROOT_KEY),
+        "a root key reached the agent in a variable's name:\n{stdout}"
+    );
     assert!(
         !stdout.contains(crate::support::PASSPHRASE),
         "the file store's passphrase reached the agent:\n{stdout}"

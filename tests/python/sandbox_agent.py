@@ -57,7 +57,7 @@ def run(args, env=None, timeout=60):
 
 def till_env(**extra):
     env = dict(ENV)
-    env.update(TILL_STORE="file", TILL_PASSPHRASE=ENV["SBX_PASSPHRASE"])
+    env.update(TILL_STORE="file", TILL_PASSPHRASE=ENV["SBX_PASSPHRASE"][::-1])
     env.update(extra)
     return env
 
