@@ -18,6 +18,7 @@ use crate::config::{Config, Paths};
 use crate::env::EnvVars;
 use crate::error::UserError;
 
+mod gitconfig;
 mod gitindex;
 #[cfg(target_os = "linux")]
 mod linux;
@@ -153,8 +154,8 @@ pub struct Sandbox {
     commondir_absent: bool,
     /// `.git/HEAD` before the run, when it named a branch or a commit.
     head: Option<Vec<u8>>,
-    /// The working directory's `.git` had no rebase in progress before the run.
-    rebase_absent: bool,
+    /// Which of [`OPERATIONS`] the working directory's `.git` had none of before the run.
+    operations_absent: [bool; OPERATIONS.len()],
     /// What the working directory's index hid from `git status` before the run, and which
     /// entries were other repositories; `None` when there is no `.git` directory or its index
     /// could not be read.
@@ -231,7 +232,8 @@ impl Sandbox {
             .flatten()
             .flatten()
             .filter(|h| valid_head(h));
-        let rebase_absent = git.is_dir() && !git.join("rebase-merge").exists();
+        let operations_absent = OPERATIONS
+            .map(|op| git.is_dir() && std::fs::symlink_metadata(git.join(op.dir)).is_err());
         let index_before = git.is_dir().then(|| index_marks(&git).ok()).flatten();
         let replace_before = git.is_dir().then(|| replace_refs(&git));
         Ok(Self {
@@ -240,7 +242,7 @@ impl Sandbox {
             launch: None,
             commondir_absent,
             head,
-            rebase_absent,
+            operations_absent,
             index_before,
             replace_before,
         })
@@ -356,47 +358,47 @@ impl Sandbox {
         true
     }
 
-    /// Once nothing of the agent runs: warns of a rebase the agent left in progress whose todo
-    /// list runs commands (`exec` lines, which `git rebase --continue` runs as you). A rebase an
-    /// agent started may be its honest work, so it is named, not removed. Returns the commands.
-    pub fn warn_rebase_commands(&self) -> Vec<String> {
-        if !self.rebase_absent {
-            return Vec::new();
-        }
-        let todo = self
-            .policy
-            .cwd
-            .join(".git")
-            .join("rebase-merge")
-            .join("git-rebase-todo");
-        let Ok(Some(text)) = read_agent_file(&todo, LARGE_FILE) else {
-            return Vec::new();
-        };
-        let commands: Vec<String> = String::from_utf8_lossy(&text)
-            .lines()
-            .filter_map(|l| {
-                let l = l.trim_start();
-                let (word, rest) = l.split_once(char::is_whitespace)?;
-                matches!(word, "exec" | "x").then(|| rest.trim().to_string())
-            })
-            .collect();
-        if !commands.is_empty() {
-            // The agent wrote them: shown as the terminal may show them.
-            let shown: Vec<std::borrow::Cow<'_, str>> = commands
-                .iter()
-                .take(3)
-                .map(|c| crate::output::printable(c))
-                .collect();
+    /// Once nothing of the agent runs: warns of a rebase, `git am`, cherry-pick or revert the
+    /// agent left stopped in the middle ([`OPERATIONS`]). Its `--continue` does what the files
+    /// the agent wrote there say, and some of them are commands: a rebase's todo list runs its
+    /// `exec` lines, and a merge strategy that is not one of git's own makes git run
+    /// `git merge-STRATEGY`, a program of the agent's (`x/../evil` is a path). So one is always
+    /// named, with what till found in it, and what till could not read is said, never taken
+    /// for nothing. It may be the agent's honest work, so it is named, not ended. Returns the
+    /// directories named.
+    pub fn warn_rebase_commands(&self) -> Vec<PathBuf> {
+        let git = self.policy.cwd.join(".git");
+        let mut named = Vec::new();
+        for (op, absent) in OPERATIONS.iter().zip(self.operations_absent) {
+            let dir = git.join(op.dir);
+            let Some(meta) = absent
+                .then(|| std::fs::symlink_metadata(&dir).ok())
+                .flatten()
+            else {
+                continue;
+            };
+            let found = if meta.is_symlink() {
+                vec![
+                    "it is a symbolic link, which git follows, so till did not read what it holds"
+                        .to_string(),
+                ]
+            } else if meta.is_dir() {
+                operation_commands(op, &dir)
+            } else {
+                // Not a directory: git sees nothing in progress.
+                continue;
+            };
+            let found: String = found.iter().map(|f| format!(", and {f}")).collect();
             crate::output::warn(&format!(
-                "the agent left a rebase in progress whose todo list runs {} command{} at `git rebase --continue` ({}{}): read {} first, or run `git rebase --abort`",
-                commands.len(),
-                if commands.len() == 1 { "" } else { "s" },
-                shown.join("; "),
-                if commands.len() > 3 { "; …" } else { "" },
-                todo.display()
+                "the agent left {} in progress in {}: {} does what the files there say{found}; read them first, or end it with {}",
+                op.what,
+                dir.display(),
+                op.resume,
+                op.abort,
             ));
+            named.push(dir);
         }
-        commands
+        named
     }
 
     /// Once nothing of the agent runs: warns of what the agent marked in the index so that
@@ -480,8 +482,126 @@ impl Sandbox {
     }
 }
 
-/// The most till reads of `.git/HEAD`, and of the other files of `.git` it reads whole (a
-/// rebase's todo list, `packed-refs`); an index may be larger.
+/// An operation git stops in the middle of and carries on at `--continue`, from the files it
+/// keeps in `.git/DIR`.
+struct Operation {
+    dir: &'static str,
+    what: &'static str,
+    resume: &'static str,
+    abort: &'static str,
+}
+
+const OPERATIONS: [Operation; 3] = [
+    Operation {
+        dir: "rebase-merge",
+        what: "a rebase",
+        resume: "`git rebase --continue`",
+        abort: "`git rebase --abort`",
+    },
+    Operation {
+        dir: "rebase-apply",
+        what: "a rebase or `git am`",
+        resume: "`git rebase --continue` (or `git am --continue`)",
+        abort: "`git rebase --abort` (or `git am --abort`)",
+    },
+    Operation {
+        dir: "sequencer",
+        what: "a cherry-pick or revert",
+        resume: "`git cherry-pick --continue` (or `git revert --continue`)",
+        abort: "`git cherry-pick --abort` (or `git revert --abort`)",
+    },
+];
+
+/// The merge strategies git carries out itself (or with a program of its own); any other name
+/// makes git run `git merge-NAME`.
+const GIT_STRATEGIES: &[&str] = &["ort", "recursive", "resolve", "octopus", "ours", "subtree"];
+
+/// What the stopped operation `op` in `dir` runs at `--continue`, as far as till can read it,
+/// and what it could not read: a rebase's `exec` lines and merge strategy, a cherry-pick's or
+/// revert's merge strategy (`options.strategy` in `opts`).
+fn operation_commands(op: &Operation, dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let cannot = |file: &Path, e: &dyn std::fmt::Display, what: &str| {
+        format!("till could not read {} ({e}), {what}", file.display())
+    };
+    let strategy = |name: &[u8]| -> Option<String> {
+        let name = String::from_utf8_lossy(name);
+        (!GIT_STRATEGIES.contains(&name.as_ref())).then(|| {
+            let name = crate::output::printable(&name);
+            format!("its merge strategy is `{name}`, not one of git's own: git runs it as the program `git-merge-{name}`")
+        })
+    };
+    const STRATEGY_UNREAD: &str =
+        "whose merge strategy git runs as a program when it is not one of its own";
+    if op.dir == "rebase-merge" {
+        let todo = dir.join("git-rebase-todo");
+        match read_agent_text(&todo, LARGE_FILE) {
+            Ok(None) => {}
+            Ok(Some(text)) => {
+                let commands = exec_commands(&text);
+                if !commands.is_empty() {
+                    // The agent wrote them: shown as the terminal may show them.
+                    let shown: Vec<std::borrow::Cow<'_, str>> = commands
+                        .iter()
+                        .take(3)
+                        .map(|c| crate::output::printable(c))
+                        .collect();
+                    found.push(format!(
+                        "its todo list runs {} ({}{})",
+                        count(commands.len(), "command"),
+                        shown.join("; "),
+                        if commands.len() > 3 { "; …" } else { "" },
+                    ));
+                }
+            }
+            Err(e) => found.push(cannot(&todo, &e, "a todo list whose `exec` lines git runs")),
+        }
+        let file = dir.join("strategy");
+        match read_agent_text(&file, LARGE_FILE) {
+            Ok(None) => {}
+            Ok(Some(line)) => {
+                // Git reads it as one line: without the newline (or CRLF) at its end.
+                let line = match line.strip_suffix(b"\n") {
+                    Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+                    None => &line,
+                };
+                found.extend(strategy(line));
+            }
+            Err(e) => found.push(cannot(&file, &e, STRATEGY_UNREAD)),
+        }
+    } else if op.dir == "sequencer" {
+        let file = dir.join("opts");
+        match read_agent_file(&file, LARGE_FILE) {
+            Ok(None) => {}
+            Ok(Some(data)) => match gitconfig::last_value(&data, "options", "strategy") {
+                Ok(name) => found.extend(name.as_deref().and_then(strategy)),
+                Err(()) => found.push(cannot(
+                    &file,
+                    &"it is not in the config format git reads",
+                    STRATEGY_UNREAD,
+                )),
+            },
+            Err(e) => found.push(cannot(&file, &e, STRATEGY_UNREAD)),
+        }
+    }
+    found
+}
+
+/// The commands of a rebase's todo list's `exec` lines (`exec CMD` or `x CMD`).
+fn exec_commands(todo: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(todo)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (word, rest) = l.split_once(char::is_whitespace)?;
+            matches!(word, "exec" | "x").then(|| rest.trim().to_string())
+        })
+        .collect()
+}
+
+/// The most till reads of `.git/HEAD`, and of the other files of `.git` it reads (a rebase's
+/// todo list and merge strategy up to their first NUL, a cherry-pick's options,
+/// `packed-refs`); an index may be larger.
 const SMALL_FILE: u64 = 64 * 1024;
 const LARGE_FILE: u64 = 256 * 1024 * 1024;
 const INDEX_FILE: u64 = 2 * 1024 * 1024 * 1024;
@@ -492,6 +612,50 @@ const INDEX_FILE: u64 = 2 * 1024 * 1024 * 1024;
 /// to `limit` bytes. `Ok(None)` when there is none.
 fn read_agent_file(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read as _;
+    let Some((file, len)) = open_agent_file(path)? else {
+        return Ok(None);
+    };
+    if len > limit {
+        return Err(too_large(limit));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Some(data))
+}
+
+/// Like [`read_agent_file`], for a file git reads as a C string: up to its first NUL, where
+/// git stops. The limit is on what comes before it, so a file padded with NULs past the limit
+/// reads as git reads it instead of not at all.
+fn read_agent_text(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let Some((mut file, _)) = open_agent_file(path)? else {
+        return Ok(None);
+    };
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => return Ok(Some(data)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+            data.extend_from_slice(&chunk[..nul]);
+            return Ok(Some(data));
+        }
+        data.extend_from_slice(&chunk[..n]);
+        if data.len() as u64 > limit {
+            return Err(too_large(limit));
+        }
+    }
+}
+
+/// Opens a file of the agent's `.git` as [`read_agent_file`] reads it: its length with it.
+fn open_agent_file(path: &Path) -> std::io::Result<Option<(std::fs::File, u64)>> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -502,22 +666,24 @@ fn read_agent_file(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> 
     let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        #[cfg(unix)]
+        Err(e)
+            if e.raw_os_error() == Some(libc::ELOOP)
+                && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) =>
+        {
+            return Err(std::io::Error::other("it is a symbolic link"));
+        }
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("it is not a regular file"));
     }
-    let too_large = || std::io::Error::other(format!("it is larger than {limit} bytes"));
-    if meta.len() > limit {
-        return Err(too_large());
-    }
-    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(Some(data))
+    Ok(Some((file, meta.len())))
+}
+
+fn too_large(limit: u64) -> std::io::Error {
+    std::io::Error::other(format!("it is larger than {limit} bytes"))
 }
 
 /// Puts `contents` in a file of the agent's `.git` as a new regular file: whatever is there

@@ -783,34 +783,162 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
         && printf 'exec touch planted # \\033[2K\\n' > .git/rebase-merge/git-rebase-todo";
     let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", agent);
     assert_eq!(code, 0, "{stderr}");
+    let rebase = proj.path().join(".git/rebase-merge");
     assert!(
-        stderr.contains("runs 1 command at `git rebase --continue` (touch planted # \\u{1b}[2K)"),
+        stderr.contains(&format!(
+            "the agent left a rebase in progress in {}: `git rebase --continue` does what the files there say, and its todo list runs 1 command (touch planted # \\u{{1b}}[2K); read them first, or end it with `git rebase --abort`",
+            rebase.display()
+        )),
         "{stderr}"
     );
     // What it warns of: the next `git rebase --continue` runs it.
+    assert!(git_runs_plant(proj.path(), &["rebase", "--continue"]));
+    // A rebase, `git am`, cherry-pick or revert in progress is named without a command too:
+    // `--continue` does what its files say.
+    for (dir, what) in [
+        ("rebase-merge", "a rebase"),
+        ("rebase-apply", "a rebase or `git am`"),
+        ("sequencer", "a cherry-pick or revert"),
+    ] {
+        let agent = format!("mkdir -p .git/{dir} && : > .git/{dir}/git-rebase-todo");
+        let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", &agent);
+        assert_eq!(code, 0, "{stderr}");
+        let state = proj.path().join(".git").join(dir);
+        assert!(
+            stderr.contains(&format!(
+                "the agent left {what} in progress in {}: ",
+                state.display()
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("runs"), "{stderr}");
+        std::fs::remove_dir_all(state).unwrap();
+    }
+}
+
+/// Runs `git ARGS` in `dir` as you would after the run (with a committer, and no editor to
+/// wait for); whether it ran the agent's plant (a command that creates `planted`). What git
+/// said is printed, for a test that fails.
+fn git_runs_plant(dir: &Path, args: &[&str]) -> bool {
     let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "rebase",
-            "--continue",
-        ])
-        .current_dir(proj.path())
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_EDITOR", "true")
+        .env_remove("GIT_DIR")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "{out:?}");
-    assert!(proj.path().join("planted").exists());
-    // A rebase without commands is not named.
-    let (code, _, stderr) = run_sh(
-        &p,
-        proj.path(),
-        "--sandbox",
-        "mkdir -p .git/rebase-merge && : > .git/rebase-merge/git-rebase-todo",
+    eprintln!("git {args:?}: {out:?}");
+    dir.join("planted").exists()
+}
+
+/// An agent's shell commands with a committer set.
+const AS_AGENT: &str =
+    "export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@a GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@a; ";
+
+/// A program of the agent's that git runs as the merge strategy `x/../evil`
+/// (`git merge-x/../evil`).
+const EVIL_STRATEGY: &str =
+    "mkdir git-merge-x && printf '#!/bin/sh\\ntouch planted\\nexit 1\\n' > evil && chmod +x evil";
+
+/// Commits a new file `name` in the repository at `dir`.
+fn commit_file(dir: &Path, name: &str) {
+    std::fs::write(dir.join(name), format!("{name}\n")).unwrap();
+    git(dir, &["add", name]);
+    git(dir, &["commit", "-qm", name]);
+}
+
+#[test]
+fn a_rebase_whose_todo_list_is_kept_from_till_is_named() {
+    let p = proxy_env();
+    // A rebase stopped at `break`, whose todo list's `exec` line is then hidden from till:
+    // behind a symbolic link, past till's limit (git reads up to the first NUL), or in a
+    // directory behind a link.
+    for (hide, said) in [
+        (
+            "mv .git/rebase-merge/git-rebase-todo notes.txt && ln -s ../../notes.txt .git/rebase-merge/git-rebase-todo",
+            "git-rebase-todo (it is a symbolic link), a todo list whose `exec` lines git runs",
+        ),
+        (
+            "truncate -s 300M .git/rebase-merge/git-rebase-todo",
+            "its todo list runs 1 command (touch planted)",
+        ),
+        (
+            "mv .git/rebase-merge state && ln -s ../state .git/rebase-merge",
+            "it is a symbolic link, which git follows, so till did not read what it holds",
+        ),
+    ] {
+        let proj = project();
+        let dir = proj.path();
+        git_commit(dir);
+        commit_file(dir, "B");
+        let agent = format!(
+            "{AS_AGENT}GIT_SEQUENCE_EDITOR=\"printf 'break\\nexec touch planted\\n' >\" git rebase -q -i HEAD~1 && {hide}"
+        );
+        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the agent left a rebase in progress in {}: `git rebase --continue` does what the files there say, and ",
+                dir.join(".git/rebase-merge").display()
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains(said), "{stderr}");
+        // A run that finds it there leaves it unnamed.
+        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", "true");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        assert!(git_runs_plant(dir, &["rebase", "--continue"]));
+    }
+}
+
+#[test]
+fn a_merge_strategy_that_runs_the_agents_program_is_named() {
+    let p = proxy_env();
+    // A rebase with no `exec` line, whose merge strategy is a program of the agent's.
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    commit_file(dir, "B");
+    commit_file(dir, "C");
+    let agent = format!(
+        "{AS_AGENT}GIT_SEQUENCE_EDITOR=\"printf 'break\\npick HEAD\\npick HEAD~1\\n' >\" git rebase -q -i HEAD~2 \
+            && {EVIL_STRATEGY} && echo x/../evil > .git/rebase-merge/strategy"
     );
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stderr.contains("rebase"), "{stderr}");
+    assert!(
+        stderr.contains("its merge strategy is `x/../evil`, not one of git's own: git runs it as the program `git-merge-x/../evil`; read them first, or end it with `git rebase --abort`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("runs 1 command"), "{stderr}");
+    assert!(git_runs_plant(dir, &["rebase", "--continue"]));
+
+    // A cherry-pick of two commits stopped on a conflict, whose merge strategy (in
+    // `.git/sequencer/opts`) is a program of the agent's.
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    git(dir, &["checkout", "-q", "-b", "side"]);
+    commit_file(dir, "C");
+    commit_file(dir, "D");
+    git(dir, &["checkout", "-q", "-"]);
+    let agent = format!(
+        "{AS_AGENT}echo conflict > C && git add C && git commit -qm c \
+            && {{ git cherry-pick side~1 side >/dev/null 2>&1; test -d .git/sequencer; }} && echo c > C && git add C \
+            && {EVIL_STRATEGY} && printf '[options]\\n\\tstrategy = \"x/../evil\"\\n' > .git/sequencer/opts"
+    );
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the agent left a cherry-pick or revert in progress in {}: `git cherry-pick --continue` (or `git revert --continue`) does what the files there say, and its merge strategy is `x/../evil`, not one of git's own",
+            dir.join(".git/sequencer").display()
+        )),
+        "{stderr}"
+    );
+    assert!(git_runs_plant(dir, &["cherry-pick", "--continue"]));
 }
 
 #[test]
