@@ -235,7 +235,7 @@ impl Sandbox {
         let operations_absent = OPERATIONS
             .map(|op| git.is_dir() && std::fs::symlink_metadata(git.join(op.dir)).is_err());
         let index_before = git.is_dir().then(|| index_marks(&git).ok()).flatten();
-        let replace_before = git.is_dir().then(|| replace_refs(&git));
+        let replace_before = git.is_dir().then(|| replace_refs(&git).names);
         Ok(Self {
             policy,
             proxy: None,
@@ -426,7 +426,7 @@ impl Sandbox {
         if !added.hidden.is_empty() {
             crate::output::warn(&format!(
                 "the agent marked {} in git's index so that `git status` and `git diff` do not show {} changes (assume-unchanged or skip-worktree): {}; `git ls-files -v | grep '^[a-zS]'` lists such files, `git update-index --no-assume-unchanged --no-skip-worktree -- PATH` shows a file's changes again",
-                count(added.hidden.len(), "file"),
+                count(added.hidden.len(), "file", "files"),
                 if added.hidden.len() == 1 {
                     "its"
                 } else {
@@ -438,7 +438,11 @@ impl Sandbox {
         if !added.gitlinks.is_empty() {
             crate::output::warn(&format!(
                 "the agent recorded {} in git's index ({}): `git status` here runs git inside {}, with the config the agent wrote there, which can name commands to run (core.fsmonitor); read {} first, or take {} out of the index with `git update-index --force-remove -- PATH`",
-                count(added.gitlinks.len(), "repository of its own"),
+                count(
+                    added.gitlinks.len(),
+                    "repository of its own",
+                    "repositories of its own",
+                ),
                 shown(&added.gitlinks),
                 if added.gitlinks.len() == 1 {
                     "it"
@@ -463,18 +467,24 @@ impl Sandbox {
     /// Once nothing of the agent runs: warns of replacement refs the agent added
     /// (`refs/replace/…`, `git replace`): with one, `git log`, `git show` and `git diff` show
     /// another object in place of the one a commit really holds, and a push sends the real one.
-    /// Returns their names.
+    /// Where till could not look for them (`packed-refs` it cannot read, `refs/replace` behind
+    /// a link, more entries than it looks at) it says so. Returns the names of those added.
     pub fn warn_replace_refs(&self) -> Vec<String> {
         let Some(before) = &self.replace_before else {
             return Vec::new();
         };
         let after = replace_refs(&self.policy.cwd.join(".git"));
-        let added: BTreeSet<String> = after.difference(before).cloned().collect();
+        for (place, fix) in &after.unchecked {
+            crate::output::warn(&format!(
+                "{place}: replacement refs the agent may have added there were not checked (with one, git log, show and diff show another object in place of the one a commit holds); {fix}"
+            ));
+        }
+        let added: BTreeSet<String> = after.names.difference(before).cloned().collect();
         if !added.is_empty() {
             let names: BTreeSet<Vec<u8>> = added.iter().map(|r| r.as_bytes().to_vec()).collect();
             crate::output::warn(&format!(
                 "the agent added {} ({}): git log, show and diff now show other objects in place of the ones your commits hold; `git --no-replace-objects log -p` shows the real ones, `git replace -d` removes a replacement",
-                count(added.len(), "replacement ref"),
+                count(added.len(), "replacement ref", "replacement refs"),
                 shown(&names),
             ));
         }
@@ -548,7 +558,7 @@ fn operation_commands(op: &Operation, dir: &Path) -> Vec<String> {
                         .collect();
                     found.push(format!(
                         "its todo list runs {} ({}{})",
-                        count(commands.len(), "command"),
+                        count(commands.len(), "command", "commands"),
                         shown.join("; "),
                         if commands.len() > 3 { "; …" } else { "" },
                     ));
@@ -731,22 +741,9 @@ fn index_marks(git: &Path) -> Result<gitindex::Marks, String> {
     }
 }
 
-/// `n` and the noun, with an `s` when `n` is not one (`repository` becomes `repositories`).
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        return format!("1 {noun}");
-    }
-    match noun.split_once(' ') {
-        Some((first, rest)) => format!("{n} {} {rest}", plural(first)),
-        None => format!("{n} {}", plural(noun)),
-    }
-}
-
-fn plural(word: &str) -> String {
-    match word.strip_suffix('y') {
-        Some(stem) => format!("{stem}ies"),
-        None => format!("{word}s"),
-    }
+/// `n` and the noun: `one` when `n` is one, `many` otherwise.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Up to three of `names` as the terminal may show them (an agent chose them), then `…`.
@@ -762,34 +759,108 @@ fn shown(names: &BTreeSet<Vec<u8>>) -> String {
     out.join(", ")
 }
 
+/// The replacement refs of a repository, as far as till could look for them.
+struct ReplaceRefs {
+    /// Their names (`refs/replace/…`).
+    names: BTreeSet<String>,
+    /// Where till could not look, and what to do instead.
+    unchecked: Vec<(String, &'static str)>,
+}
+
+/// The most entries of `refs/replace` till looks at: a repository has a handful, and the agent
+/// can make millions.
+const REPLACE_ENTRIES: usize = 4096;
+
 /// The replacement refs of the repository at `git`: loose ones under `refs/replace` and packed
-/// ones in `packed-refs`.
-fn replace_refs(git: &Path) -> BTreeSet<String> {
-    let mut refs = BTreeSet::new();
-    let mut dirs = vec![git.join("refs").join("replace")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(path);
-            } else if let Ok(rel) = path.strip_prefix(git) {
-                refs.insert(rel.to_string_lossy().into_owned());
+/// ones in `packed-refs`. git follows a `refs` or `refs/replace` that is a symbolic link, which
+/// could lead anywhere (`/`, a network mount), so till does not, and says so; nor does it
+/// follow links below, or look at more than [`REPLACE_ENTRIES`] entries.
+fn replace_refs(git: &Path) -> ReplaceRefs {
+    const LIST: &str = "`git replace -l` lists them";
+    let mut refs = ReplaceRefs {
+        names: BTreeSet::new(),
+        unchecked: Vec::new(),
+    };
+    let root = git.join("refs").join("replace");
+    let linked = [git.join("refs"), root.clone()]
+        .into_iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink()));
+    if let Some(link) = linked {
+        refs.unchecked.push((
+            format!(
+                "{} is a symbolic link, which git follows and till does not",
+                link.display()
+            ),
+            "remove the link if you did not make it, and until then add --no-replace-objects to git log, show and diff",
+        ));
+    } else {
+        let mut dirs = vec![root.clone()];
+        let mut seen = 0;
+        'walk: while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    refs.unchecked
+                        .push((format!("till could not read {} ({e})", dir.display()), LIST));
+                    continue;
+                }
+            };
+            for e in entries {
+                let e = match e {
+                    Ok(e) => e,
+                    Err(e) => {
+                        refs.unchecked
+                            .push((format!("till could not read {} ({e})", dir.display()), LIST));
+                        continue 'walk;
+                    }
+                };
+                seen += 1;
+                if seen > REPLACE_ENTRIES {
+                    refs.unchecked.push((
+                        format!(
+                            "{} holds more than {REPLACE_ENTRIES} entries, and till looked at no more",
+                            root.display()
+                        ),
+                        LIST,
+                    ));
+                    break 'walk;
+                }
+                let path = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(path);
+                } else if let Ok(rel) = path.strip_prefix(git) {
+                    refs.names.insert(rel.to_string_lossy().into_owned());
+                }
             }
         }
     }
-    if let Ok(Some(packed)) = read_agent_file(&git.join("packed-refs"), LARGE_FILE) {
-        for line in packed.split(|&b| b == b'\n') {
-            let name = line
-                .iter()
-                .position(|&b| b == b' ')
-                .map_or(&[][..], |at| &line[at + 1..]);
-            if name.starts_with(b"refs/replace/") {
-                refs.insert(String::from_utf8_lossy(name).into_owned());
+    let packed = git.join("packed-refs");
+    match read_agent_file(&packed, LARGE_FILE) {
+        Ok(None) => {}
+        Ok(Some(packed)) => {
+            for line in packed.split(|&b| b == b'\n') {
+                let name = line
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map_or(&[][..], |at| &line[at + 1..]);
+                if name.starts_with(b"refs/replace/") {
+                    refs.names
+                        .insert(String::from_utf8_lossy(name).into_owned());
+                }
             }
         }
+        Err(e) => refs.unchecked.push((
+            format!("till could not read {} ({e})", packed.display()),
+            LIST,
+        )),
     }
     refs
 }

@@ -1074,6 +1074,90 @@ fn what_the_agent_hides_in_a_split_index_is_named() {
 }
 
 #[test]
+fn replacement_refs_kept_from_till_are_said() {
+    let p = proxy_env();
+    // Replaces README's blob in what git shows; `$r` and `$b` are the two blobs.
+    let replace = "r=$(git rev-parse HEAD:README) && b=$(echo benign | git hash-object -w --stdin)";
+    let outside = outside_tmp();
+    std::fs::write(outside.path().join("0000-outside"), "").unwrap();
+    let project_with = |agent: &str| {
+        let proj = project();
+        git_commit(proj.path());
+        let (code, _, stderr) = run_sh(
+            &p,
+            proj.path(),
+            "--sandbox",
+            &format!("{replace} && {agent}"),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        (proj, stderr)
+    };
+    // What git shows of README: the agent's blob in place of yours.
+    let replaced = |dir: &Path| git(dir, &["show", "HEAD:README"]) == "benign\n";
+    let unchecked = "replacement refs the agent may have added there were not checked";
+
+    // Packed, with packed-refs behind a link.
+    let (proj, stderr) = project_with(
+        "git replace $r $b && git pack-refs --all && mv .git/packed-refs build.lock && ln -s ../build.lock .git/packed-refs",
+    );
+    let git_dir = proj.path().join(".git");
+    assert!(
+        stderr.contains(&format!(
+            "till could not read {} (it is a symbolic link): {unchecked}",
+            git_dir.join("packed-refs").display()
+        )),
+        "{stderr}"
+    );
+    assert!(replaced(proj.path()));
+
+    // refs/replace as a link to a directory of the agent's, which git follows.
+    let (proj, stderr) = project_with(
+        "mkdir -p .cache/r && echo $b > .cache/r/$r && rm -rf .git/refs/replace && ln -s ../../.cache/r .git/refs/replace",
+    );
+    let link = format!(
+        "{} is a symbolic link, which git follows and till does not: {unchecked}",
+        proj.path().join(".git/refs/replace").display()
+    );
+    assert!(stderr.contains(&link), "{stderr}");
+    assert!(replaced(proj.path()));
+    // And to one outside the working directory (`/` had till walk the whole filesystem).
+    let (proj, stderr) = project_with(&format!(
+        "rm -rf .git/refs/replace && ln -s {} .git/refs/replace",
+        outside.path().display()
+    ));
+    assert!(
+        stderr.contains(&format!(
+            "{} is a symbolic link",
+            proj.path().join(".git/refs/replace").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0000-outside"), "{stderr}");
+
+    // More entries than till looks at.
+    let (proj, stderr) = project_with(
+        "git replace $r $b && mkdir .git/refs/replace/many && (cd .git/refs/replace/many && seq 5000 | xargs touch)",
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} holds more than 4096 entries, and till looked at no more: {unchecked}",
+            proj.path().join(".git/refs/replace").display()
+        )),
+        "{stderr}"
+    );
+
+    // Two, named as such.
+    let (proj, stderr) = project_with(
+        "git replace $r $b && git replace $(echo other | git hash-object -w --stdin) $b",
+    );
+    assert!(
+        stderr.contains("the agent added 2 replacement refs (refs/replace/"),
+        "{stderr}"
+    );
+    assert!(replaced(proj.path()));
+}
+
+#[test]
 fn what_the_agent_leaves_in_git_neither_holds_till_nor_points_it_at_your_files() {
     let p = proxy_env();
     let proj = project();
