@@ -7,6 +7,12 @@
 //! 160000), other repositories that a plain `git status` at the top enters and runs git in,
 //! with their own config. The format is git's `gitformat-index(5)`, versions 2 to 4, read the
 //! way git reads it (a name's length from the entry's flags when it fits in them).
+//!
+//! A split index (`git update-index --split-index`, `core.splitIndex`) holds only what changed
+//! since its shared index `.git/sharedindex.HEX` was written, which holds the rest, marks and
+//! all: reading `.git/index` alone can miss every mark. Its `link` extension names the shared
+//! index and says, in two bitmaps, which of its entries are deleted and which replaced; the
+//! two are merged as git merges them.
 
 use std::collections::BTreeSet;
 
@@ -47,11 +53,246 @@ impl Marks {
     }
 }
 
-/// The marks of an index's bytes; `None` when they are not an index git reads. Object names are SHA-1's 20 bytes or SHA-256's 32 (the
-/// repository's config says which); the one whose entries, extensions and checksum fill the
-/// file exactly is the one the file was written with.
-pub fn parse(data: &[u8]) -> Option<Marks> {
+/// An index as till reads it: the marks of its entries, and, for a split index, the shared
+/// index it names and how it changes the shared index's entries.
+#[derive(Debug)]
+pub struct Index {
+    oid_len: usize,
+    /// The marks of its entries that have a name.
+    marks: Marks,
+    /// Whether each entry without a name is hidden and a gitlink, in order. In a split index
+    /// they come first, and replace, one each, the shared index's entries at the positions of
+    /// the link's replace bitmap (git takes their name from there, all else from here).
+    unnamed: Vec<(bool, bool)>,
+    /// An entry without a name came after one with a name, which git refuses in a split index.
+    unnamed_late: bool,
+    /// The `link` extension: the index is split from a shared one.
+    link: Option<Link>,
+}
+
+/// A split index's `link` extension (git's `split-index.c`): the shared index's object name,
+/// and which of its entries are deleted and which replaced.
+#[derive(Debug)]
+struct Link {
+    shared: Vec<u8>,
+    delete: Ewah,
+    replace: Ewah,
+}
+
+/// The index at `data`; `None` when it is not an index git reads. Object names are SHA-1's
+/// 20 bytes or SHA-256's 32 (the repository's config says which); the one whose entries,
+/// extensions and checksum fill the file exactly is the one the file was written with.
+pub fn parse(data: &[u8]) -> Option<Index> {
     parse_with(data, 20).or_else(|| parse_with(data, 32))
+}
+
+impl Index {
+    /// The file of `.git` that holds the shared index this one is split from
+    /// (`sharedindex.HEX`), when there is one: its entries are the index's too.
+    pub fn shared_index(&self) -> Option<String> {
+        let link = self.link.as_ref()?;
+        if link.shared.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let hex: String = link.shared.iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("sharedindex.{hex}"))
+    }
+
+    /// The marks of an index that is not split.
+    pub fn marks(mut self) -> Marks {
+        for (hidden, gitlink) in self.unnamed.drain(..) {
+            if hidden {
+                self.marks.hidden.insert(Vec::new());
+            }
+            if gitlink {
+                self.marks.gitlinks.insert(Vec::new());
+            }
+        }
+        self.marks
+    }
+
+    /// The marks of this split index over `shared`, the shared index it names, merged as git
+    /// merges them (`merge_base_index`): the shared index's entries less those deleted, those
+    /// replaced taking their marks from this index's entries without a name, and this
+    /// index's named entries. `None` when git would refuse the pair.
+    pub fn merged(mut self, shared: &[u8]) -> Option<Marks> {
+        let link = self.link.take()?;
+        if self.unnamed_late {
+            return None;
+        }
+        let count = usize::try_from(be32(shared, 8)?).ok()?;
+        // Every entry takes at least its stat data, object name and flags: a count the file
+        // cannot hold is refused before anything is sized by it.
+        if count > shared.len() / (STAT_LEN + self.oid_len + 2) {
+            return None;
+        }
+        const KEEP: u32 = u32::MAX;
+        const DELETED: u32 = u32::MAX - 1;
+        let mut fate = vec![KEEP; count];
+        let mut replaced = 0usize;
+        link.replace.each_bit(count, |pos| {
+            // git takes them in order, and refuses more than there are.
+            if replaced >= self.unnamed.len() {
+                return None;
+            }
+            fate[pos] = u32::try_from(replaced).ok().filter(|&i| i < DELETED)?;
+            replaced += 1;
+            Some(())
+        })?;
+        if replaced != self.unnamed.len() {
+            return None;
+        }
+        link.delete.each_bit(count, |pos| {
+            fate[pos] = DELETED;
+            Some(())
+        })?;
+        let mut marks = self.marks;
+        let mut pos = 0;
+        entries(shared, self.oid_len, |entry| {
+            let (hidden, gitlink) = match fate[pos] {
+                KEEP => (entry.hidden, entry.gitlink),
+                DELETED => (false, false),
+                i => self.unnamed[i as usize],
+            };
+            pos += 1;
+            if hidden {
+                marks.hidden.insert(entry.name.to_vec());
+            }
+            if gitlink {
+                marks.gitlinks.insert(entry.name.to_vec());
+            }
+        })?;
+        Some(marks)
+    }
+}
+
+/// One entry of an index as read.
+struct Entry<'a> {
+    /// Empty for an entry of a split index that replaces one of the shared index's.
+    name: &'a [u8],
+    hidden: bool,
+    gitlink: bool,
+}
+
+fn parse_with(data: &[u8], oid_len: usize) -> Option<Index> {
+    let mut marks = Marks::default();
+    let mut unnamed = Vec::new();
+    let mut named = false;
+    let mut unnamed_late = false;
+    let extensions = entries(data, oid_len, |entry| {
+        if entry.name.is_empty() {
+            unnamed.push((entry.hidden, entry.gitlink));
+            unnamed_late |= named;
+            return;
+        }
+        named = true;
+        if entry.hidden {
+            marks.hidden.insert(entry.name.to_vec());
+        }
+        if entry.gitlink {
+            marks.gitlinks.insert(entry.name.to_vec());
+        }
+    })?;
+    let mut link = None;
+    for (signature, body) in extensions {
+        if signature == b"link" {
+            link = Some(read_link(body, oid_len)?);
+        }
+    }
+    Some(Index {
+        oid_len,
+        marks,
+        unnamed,
+        unnamed_late,
+        link,
+    })
+}
+
+/// The `link` extension's body: the shared index's object name, then, unless the index
+/// replaces and deletes nothing, the delete and the replace bitmaps (`read_link_extension`).
+fn read_link(body: &[u8], oid_len: usize) -> Option<Link> {
+    let shared = body.get(..oid_len)?.to_vec();
+    let rest = &body[oid_len..];
+    if rest.is_empty() {
+        return Some(Link {
+            shared,
+            delete: Ewah::default(),
+            replace: Ewah::default(),
+        });
+    }
+    let (delete, used) = Ewah::read(rest)?;
+    let (replace, more) = Ewah::read(&rest[used..])?;
+    // git refuses anything after them.
+    (used + more == rest.len()).then_some(Link {
+        shared,
+        delete,
+        replace,
+    })
+}
+
+/// A bitmap in git's EWAH form (`ewah/ewah_io.c`, `ewah_bitmap.c`): 64-bit words, each run
+/// word saying how many words of all zeros or all ones come next, then how many literal words
+/// follow it.
+#[derive(Debug, Default)]
+struct Ewah {
+    words: Vec<u64>,
+}
+
+impl Ewah {
+    /// A bitmap at the start of `data` (`ewah_read_mmap`): its size in bits, its number of
+    /// words, the words and the position of the last run word, all big-endian. The bitmap and
+    /// how many bytes it took.
+    fn read(data: &[u8]) -> Option<(Ewah, usize)> {
+        let words = usize::try_from(be32(data, 4)?).ok()?;
+        let end = words.checked_mul(8)?.checked_add(8)?;
+        let words = data
+            .get(8..end)?
+            .chunks_exact(8)
+            .map(|w| u64::from_be_bytes(w.try_into().expect("eight bytes")))
+            .collect();
+        be32(data, end)?;
+        Some((Ewah { words }, end + 4))
+    }
+
+    /// Calls `f` with each set bit's position, in order, as git's `ewah_each_bit` does; `None`
+    /// as soon as `f` says so, or a position is `limit` or more (git refuses a split index
+    /// whose bitmaps name entries the shared index does not have), or the words end before a
+    /// run word's literal words do.
+    fn each_bit(&self, limit: usize, mut f: impl FnMut(usize) -> Option<()>) -> Option<()> {
+        let mut pos = 0usize;
+        let mut at = 0;
+        while let Some(&word) = self.words.get(at) {
+            let run = usize::try_from((word >> 1) & 0xffff_ffff)
+                .ok()?
+                .checked_mul(64)?;
+            let literals = usize::try_from(word >> 33).ok()?;
+            if word & 1 != 0 {
+                if run > 0 && pos.checked_add(run)? > limit {
+                    return None;
+                }
+                for p in pos..pos + run {
+                    f(p)?;
+                }
+            }
+            pos = pos.checked_add(run)?;
+            at += 1;
+            for _ in 0..literals {
+                let literal = *self.words.get(at)?;
+                for bit in 0..64 {
+                    if literal & (1 << bit) != 0 {
+                        let p = pos + bit;
+                        if p >= limit {
+                            return None;
+                        }
+                        f(p)?;
+                    }
+                }
+                pos = pos.checked_add(64)?;
+                at += 1;
+            }
+        }
+        Some(())
+    }
 }
 
 fn be16(data: &[u8], at: usize) -> Option<u16> {
@@ -80,7 +321,14 @@ fn varint(data: &[u8], at: &mut usize) -> Option<usize> {
     Some(val)
 }
 
-fn parse_with(data: &[u8], oid_len: usize) -> Option<Marks> {
+/// Calls `each` with every entry of the index at `data`, read with `oid_len`-byte object names,
+/// as git reads it (`create_from_disk`); its extensions, by signature, when the entries,
+/// extensions and checksum fill the file exactly, `None` when they do not.
+fn entries(
+    data: &[u8],
+    oid_len: usize,
+    mut each: impl FnMut(Entry<'_>),
+) -> Option<Vec<(&[u8], &[u8])>> {
     if data.get(..4)? != b"DIRC" {
         return None;
     }
@@ -90,7 +338,6 @@ fn parse_with(data: &[u8], oid_len: usize) -> Option<Marks> {
     }
     let count = be32(data, 8)?;
     let mut at = 12;
-    let mut marks = Marks::default();
     let mut previous: Vec<u8> = Vec::new();
     for _ in 0..count {
         let start = at;
@@ -121,7 +368,7 @@ fn parse_with(data: &[u8], oid_len: usize) -> Option<Marks> {
             previous.extend_from_slice(rest.get(..suffix_len)?);
             // The suffix and its NUL; version 4 pads nothing.
             at = cursor + suffix_len + 1;
-            previous.clone()
+            &previous[..]
         } else {
             let rest = data.get(name_at..)?;
             let len = if len == usize::from(NAME_MASK) {
@@ -129,7 +376,7 @@ fn parse_with(data: &[u8], oid_len: usize) -> Option<Marks> {
             } else {
                 len
             };
-            let name = rest.get(..len)?.to_vec();
+            let name = rest.get(..len)?;
             // One to eight NULs, so the entry's length is a multiple of eight.
             at = start + ((name_at - start + len + 8) & !7);
             name
@@ -137,20 +384,23 @@ fn parse_with(data: &[u8], oid_len: usize) -> Option<Marks> {
         if at > data.len() {
             return None;
         }
-        if flags & ASSUME_VALID != 0 || skip_worktree {
-            marks.hidden.insert(name.clone());
-        }
-        if mode & MODE_TYPE == MODE_GITLINK {
-            marks.gitlinks.insert(name);
-        }
+        each(Entry {
+            name,
+            hidden: flags & ASSUME_VALID != 0 || skip_worktree,
+            gitlink: mode & MODE_TYPE == MODE_GITLINK,
+        });
     }
     // Extensions (a four-byte signature and a 32-bit length each), then the checksum.
     let end = data.len().checked_sub(oid_len)?;
+    let mut extensions = Vec::new();
     while at < end {
-        let size = usize::try_from(be32(data, at + 4)?).ok()?;
-        at = at.checked_add(8)?.checked_add(size)?;
+        let start = at;
+        let size = usize::try_from(be32(data, start + 4)?).ok()?;
+        let body = start + 8;
+        at = body.checked_add(size)?;
+        extensions.push((&data[start..start + 4], data.get(body..at)?));
     }
-    (at == end).then_some(marks)
+    (at == end).then_some(extensions)
 }
 
 #[cfg(test)]
@@ -176,6 +426,17 @@ mod tests {
     }
 
     fn index(version: u32, oid_len: usize, entries: &[Entry<'_>], extension: bool) -> Vec<u8> {
+        let tree: &[u8] = if extension { b"TREE\0\0\0\x03abc" } else { b"" };
+        index_with(version, oid_len, entries, tree)
+    }
+
+    /// An index with `extensions` (each a signature, a length and its body) after its entries.
+    fn index_with(
+        version: u32,
+        oid_len: usize,
+        entries: &[Entry<'_>],
+        extensions: &[u8],
+    ) -> Vec<u8> {
         let mut out = b"DIRC".to_vec();
         out.extend(version.to_be_bytes());
         out.extend(u32::try_from(entries.len()).unwrap().to_be_bytes());
@@ -214,12 +475,43 @@ mod tests {
             }
             previous = e.name;
         }
-        if extension {
-            out.extend(b"TREE");
-            out.extend(3u32.to_be_bytes());
-            out.extend(b"abc");
-        }
+        out.extend(extensions);
         out.extend(std::iter::repeat_n(0x11, oid_len));
+        out
+    }
+
+    /// A bitmap with `bits` set as git writes it: a run word of no run, then literal words.
+    fn ewah(bits: &[usize]) -> Vec<u8> {
+        let literals = bits.iter().max().map_or(0, |&m| m / 64 + 1);
+        let mut words = vec![0u64; literals];
+        for &b in bits {
+            words[b / 64] |= 1 << (b % 64);
+        }
+        words.insert(0, (literals as u64) << 33);
+        ewah_words(bits.iter().max().map_or(0, |&m| m + 1), &words)
+    }
+
+    fn ewah_words(bit_size: usize, words: &[u64]) -> Vec<u8> {
+        let mut out = u32::try_from(bit_size).unwrap().to_be_bytes().to_vec();
+        out.extend(u32::try_from(words.len()).unwrap().to_be_bytes());
+        for w in words {
+            out.extend(w.to_be_bytes());
+        }
+        out.extend(0u32.to_be_bytes());
+        out
+    }
+
+    /// A `link` extension naming the shared index whose checksum is `shared` (all bytes one
+    /// value), with its delete and replace bitmaps.
+    fn link(shared: u8, oid_len: usize, bitmaps: &[u8]) -> Vec<u8> {
+        let mut out = b"link".to_vec();
+        out.extend(
+            u32::try_from(oid_len + bitmaps.len())
+                .unwrap()
+                .to_be_bytes(),
+        );
+        out.extend(std::iter::repeat_n(shared, oid_len));
+        out.extend(bitmaps);
         out
     }
 
@@ -279,7 +571,7 @@ mod tests {
             for oid_len in [20, 32] {
                 for extension in [false, true] {
                     let data = index(version, oid_len, &entries, extension);
-                    let marks = parse(&data).unwrap_or_else(|| {
+                    let marks = parse(&data).map(Index::marks).unwrap_or_else(|| {
                         panic!("version {version}, {oid_len}-byte names, extension {extension}")
                     });
                     assert_eq!(
@@ -293,7 +585,7 @@ mod tests {
         }
         // Version 2 has no second word of flags, so no skip-worktree.
         let v2 = [entries[0], entries[1], entry(b"b")];
-        let marks = parse(&index(2, 20, &v2, true)).unwrap();
+        let marks = parse(&index(2, 20, &v2, true)).unwrap().marks();
         assert_eq!(marks.hidden, set(&["src/hidden.rs"]));
     }
 
@@ -351,7 +643,8 @@ mod tests {
             ],
             false,
         ))
-        .unwrap();
+        .unwrap()
+        .marks();
         let after = parse(&index(
             3,
             20,
@@ -375,10 +668,107 @@ mod tests {
             ],
             false,
         ))
-        .unwrap();
+        .unwrap()
+        .marks();
         let added = before.added_in(&after);
         assert_eq!(added.hidden, set(&["secret.rs"]));
         assert_eq!(added.gitlinks, set(&["new"]));
         assert!(after.added_in(&after).is_empty());
+    }
+
+    #[test]
+    fn a_split_index_reads_with_the_shared_index_it_names() {
+        // The shared index: b hidden, d another repository.
+        let shared = [
+            entry(b"a"),
+            Entry {
+                assume_valid: true,
+                ..entry(b"b")
+            },
+            entry(b"c"),
+            Entry {
+                mode: MODE_GITLINK,
+                ..entry(b"d")
+            },
+            entry(b"e"),
+        ];
+        // The split index: entries without a name replace c (now hidden) and d (now a file),
+        // b is deleted, and f (another repository) and g (hidden) are new.
+        let split = [
+            Entry {
+                skip_worktree: true,
+                ..entry(b"")
+            },
+            entry(b""),
+            Entry {
+                mode: MODE_GITLINK,
+                ..entry(b"f")
+            },
+            Entry {
+                assume_valid: true,
+                ..entry(b"g")
+            },
+        ];
+        let bitmaps = |delete: &[usize], replace: &[usize]| [ewah(delete), ewah(replace)].concat();
+        for version in [3, 4] {
+            for oid_len in [20, 32] {
+                let shared_data = index(version, oid_len, &shared, true);
+                let data = index_with(
+                    version,
+                    oid_len,
+                    &split,
+                    &link(0x11, oid_len, &bitmaps(&[1], &[2, 3])),
+                );
+                let split_index = parse(&data).unwrap();
+                assert_eq!(
+                    split_index.shared_index(),
+                    Some(format!("sharedindex.{}", "11".repeat(oid_len)))
+                );
+                let marks = split_index.merged(&shared_data).unwrap();
+                assert_eq!(marks.hidden, set(&["c", "g"]), "{version}, {oid_len}");
+                assert_eq!(marks.gitlinks, set(&["f"]));
+            }
+        }
+
+        let shared_data = index(3, 20, &shared, false);
+        let merged = |entries: &[Entry<'_>], link: Vec<u8>| {
+            parse(&index_with(3, 20, entries, &link))?.merged(&shared_data)
+        };
+        // All in the shared index, as `git update-index --split-index` leaves it.
+        let marks = merged(&[], link(0x11, 20, &bitmaps(&[], &[]))).unwrap();
+        assert_eq!(marks.hidden, set(&["b"]));
+        assert_eq!(marks.gitlinks, set(&["d"]));
+        // A link with no bitmaps replaces and deletes nothing.
+        assert_eq!(merged(&[], link(0x11, 20, &[])), Some(marks));
+        // What git refuses: fewer or more entries without a name than replaced ones, an entry
+        // without a name after one with, a position past the shared index's end (a run of
+        // ones too), bitmaps cut short or followed by more.
+        assert!(merged(&split, link(0x11, 20, &bitmaps(&[], &[2]))).is_none());
+        assert!(merged(&split[..1], link(0x11, 20, &bitmaps(&[], &[2, 3]))).is_none());
+        let late = [split[2], split[0], split[1], split[3]];
+        assert!(merged(&late, link(0x11, 20, &bitmaps(&[], &[2, 3]))).is_none());
+        assert!(merged(&split, link(0x11, 20, &bitmaps(&[5], &[2, 3]))).is_none());
+        assert!(merged(&split, link(0x11, 20, &bitmaps(&[], &[2, 5]))).is_none());
+        let ones = [ewah(&[]), ewah_words(64, &[0b11])].concat();
+        assert!(merged(&split[..0], link(0x11, 20, &ones)).is_none());
+        let full = bitmaps(&[1], &[2, 3]);
+        assert!(
+            parse(&index_with(
+                3,
+                20,
+                &split,
+                &link(0x11, 20, &full[..full.len() - 1])
+            ))
+            .is_none()
+        );
+        let more = [&full[..], b"x"].concat();
+        assert!(parse(&index_with(3, 20, &split, &link(0x11, 20, &more))).is_none());
+        // A literal word the bitmap does not hold.
+        let short = [ewah(&[]), ewah_words(1, &[1 << 33])].concat();
+        assert!(merged(&split[..0], link(0x11, 20, &short)).is_none());
+        // A link naming no shared index (all zeros) is an index of its own.
+        let own = parse(&index_with(3, 20, &split[2..], &link(0, 20, &[]))).unwrap();
+        assert_eq!(own.shared_index(), None);
+        assert_eq!(own.marks().hidden, set(&["g"]));
     }
 }

@@ -18,6 +18,7 @@ use crate::config::{Config, Paths};
 use crate::env::EnvVars;
 use crate::error::UserError;
 
+mod gitconfig;
 mod gitindex;
 #[cfg(target_os = "linux")]
 mod linux;
@@ -153,8 +154,8 @@ pub struct Sandbox {
     commondir_absent: bool,
     /// `.git/HEAD` before the run, when it named a branch or a commit.
     head: Option<Vec<u8>>,
-    /// The working directory's `.git` had no rebase in progress before the run.
-    rebase_absent: bool,
+    /// Which of [`OPERATIONS`] the working directory's `.git` had none of before the run.
+    operations_absent: [bool; OPERATIONS.len()],
     /// What the working directory's index hid from `git status` before the run, and which
     /// entries were other repositories; `None` when there is no `.git` directory or its index
     /// could not be read.
@@ -231,16 +232,17 @@ impl Sandbox {
             .flatten()
             .flatten()
             .filter(|h| valid_head(h));
-        let rebase_absent = git.is_dir() && !git.join("rebase-merge").exists();
+        let operations_absent = OPERATIONS
+            .map(|op| git.is_dir() && std::fs::symlink_metadata(git.join(op.dir)).is_err());
         let index_before = git.is_dir().then(|| index_marks(&git).ok()).flatten();
-        let replace_before = git.is_dir().then(|| replace_refs(&git));
+        let replace_before = git.is_dir().then(|| replace_refs(&git).names);
         Ok(Self {
             policy,
             proxy: None,
             launch: None,
             commondir_absent,
             head,
-            rebase_absent,
+            operations_absent,
             index_before,
             replace_before,
         })
@@ -403,47 +405,47 @@ impl Sandbox {
         true
     }
 
-    /// Once nothing of the agent runs: warns of a rebase the agent left in progress whose todo
-    /// list runs commands (`exec` lines, which `git rebase --continue` runs as you). A rebase an
-    /// agent started may be its honest work, so it is named, not removed. Returns the commands.
-    pub fn warn_rebase_commands(&self) -> Vec<String> {
-        if !self.rebase_absent {
-            return Vec::new();
-        }
-        let todo = self
-            .policy
-            .cwd
-            .join(".git")
-            .join("rebase-merge")
-            .join("git-rebase-todo");
-        let Ok(Some(text)) = read_agent_file(&todo, LARGE_FILE) else {
-            return Vec::new();
-        };
-        let commands: Vec<String> = String::from_utf8_lossy(&text)
-            .lines()
-            .filter_map(|l| {
-                let l = l.trim_start();
-                let (word, rest) = l.split_once(char::is_whitespace)?;
-                matches!(word, "exec" | "x").then(|| rest.trim().to_string())
-            })
-            .collect();
-        if !commands.is_empty() {
-            // The agent wrote them: shown as the terminal may show them.
-            let shown: Vec<std::borrow::Cow<'_, str>> = commands
-                .iter()
-                .take(3)
-                .map(|c| crate::output::printable(c))
-                .collect();
+    /// Once nothing of the agent runs: warns of a rebase, `git am`, cherry-pick or revert the
+    /// agent left stopped in the middle ([`OPERATIONS`]). Its `--continue` does what the files
+    /// the agent wrote there say, and some of them are commands: a rebase's todo list runs its
+    /// `exec` lines, and a merge strategy that is not one of git's own makes git run
+    /// `git merge-STRATEGY`, a program of the agent's (`x/../evil` is a path). So one is always
+    /// named, with what till found in it, and what till could not read is said, never taken
+    /// for nothing. It may be the agent's honest work, so it is named, not ended. Returns the
+    /// directories named.
+    pub fn warn_rebase_commands(&self) -> Vec<PathBuf> {
+        let git = self.policy.cwd.join(".git");
+        let mut named = Vec::new();
+        for (op, absent) in OPERATIONS.iter().zip(self.operations_absent) {
+            let dir = git.join(op.dir);
+            let Some(meta) = absent
+                .then(|| std::fs::symlink_metadata(&dir).ok())
+                .flatten()
+            else {
+                continue;
+            };
+            let found = if meta.is_symlink() {
+                vec![
+                    "it is a symbolic link, which git follows, so till did not read what it holds"
+                        .to_string(),
+                ]
+            } else if meta.is_dir() {
+                operation_commands(op, &dir)
+            } else {
+                // Not a directory: git sees nothing in progress.
+                continue;
+            };
+            let found: String = found.iter().map(|f| format!(", and {f}")).collect();
             crate::output::warn(&format!(
-                "the agent left a rebase in progress whose todo list runs {} command{} at `git rebase --continue` ({}{}): read {} first, or run `git rebase --abort`",
-                commands.len(),
-                if commands.len() == 1 { "" } else { "s" },
-                shown.join("; "),
-                if commands.len() > 3 { "; …" } else { "" },
-                todo.display()
+                "the agent left {} in progress in {}: {} does what the files there say{found}; read them first, or end it with {}",
+                op.what,
+                dir.display(),
+                op.resume,
+                op.abort,
             ));
+            named.push(dir);
         }
-        commands
+        named
     }
 
     /// Once nothing of the agent runs: warns of what the agent marked in the index so that
@@ -461,7 +463,7 @@ impl Sandbox {
             Ok(after) => after,
             Err(e) => {
                 crate::output::warn(&format!(
-                    "till could not read {} after the run ({e}), so what the agent may have marked there to hide from `git status` was not checked",
+                    "till could not read {} after the run ({e}), so what the agent may have marked there to hide from `git status` was not checked; `git ls-files -v | grep '^[a-zS]'` lists the files marked so, `git ls-files -s | grep ^160000` the repositories recorded",
                     git.join("index").display()
                 ));
                 return gitindex::Marks::default();
@@ -471,7 +473,7 @@ impl Sandbox {
         if !added.hidden.is_empty() {
             crate::output::warn(&format!(
                 "the agent marked {} in git's index so that `git status` and `git diff` do not show {} changes (assume-unchanged or skip-worktree): {}; `git ls-files -v | grep '^[a-zS]'` lists such files, `git update-index --no-assume-unchanged --no-skip-worktree -- PATH` shows a file's changes again",
-                count(added.hidden.len(), "file"),
+                count(added.hidden.len(), "file", "files"),
                 if added.hidden.len() == 1 {
                     "its"
                 } else {
@@ -483,7 +485,11 @@ impl Sandbox {
         if !added.gitlinks.is_empty() {
             crate::output::warn(&format!(
                 "the agent recorded {} in git's index ({}): `git status` here runs git inside {}, with the config the agent wrote there, which can name commands to run (core.fsmonitor); read {} first, or take {} out of the index with `git update-index --force-remove -- PATH`",
-                count(added.gitlinks.len(), "repository of its own"),
+                count(
+                    added.gitlinks.len(),
+                    "repository of its own",
+                    "repositories of its own",
+                ),
                 shown(&added.gitlinks),
                 if added.gitlinks.len() == 1 {
                     "it"
@@ -508,18 +514,24 @@ impl Sandbox {
     /// Once nothing of the agent runs: warns of replacement refs the agent added
     /// (`refs/replace/…`, `git replace`): with one, `git log`, `git show` and `git diff` show
     /// another object in place of the one a commit really holds, and a push sends the real one.
-    /// Returns their names.
+    /// Where till could not look for them (`packed-refs` it cannot read, `refs/replace` behind
+    /// a link, more entries than it looks at) it says so. Returns the names of those added.
     pub fn warn_replace_refs(&self) -> Vec<String> {
         let Some(before) = &self.replace_before else {
             return Vec::new();
         };
         let after = replace_refs(&self.policy.cwd.join(".git"));
-        let added: BTreeSet<String> = after.difference(before).cloned().collect();
+        for (place, fix) in &after.unchecked {
+            crate::output::warn(&format!(
+                "{place}: replacement refs the agent may have added there were not checked (with one, git log, show and diff show another object in place of the one a commit holds); {fix}"
+            ));
+        }
+        let added: BTreeSet<String> = after.names.difference(before).cloned().collect();
         if !added.is_empty() {
             let names: BTreeSet<Vec<u8>> = added.iter().map(|r| r.as_bytes().to_vec()).collect();
             crate::output::warn(&format!(
                 "the agent added {} ({}): git log, show and diff now show other objects in place of the ones your commits hold; `git --no-replace-objects log -p` shows the real ones, `git replace -d` removes a replacement",
-                count(added.len(), "replacement ref"),
+                count(added.len(), "replacement ref", "replacement refs"),
                 shown(&names),
             ));
         }
@@ -527,8 +539,126 @@ impl Sandbox {
     }
 }
 
-/// The most till reads of `.git/HEAD`, and of the other files of `.git` it reads whole (a
-/// rebase's todo list, `packed-refs`); an index may be larger.
+/// An operation git stops in the middle of and carries on at `--continue`, from the files it
+/// keeps in `.git/DIR`.
+struct Operation {
+    dir: &'static str,
+    what: &'static str,
+    resume: &'static str,
+    abort: &'static str,
+}
+
+const OPERATIONS: [Operation; 3] = [
+    Operation {
+        dir: "rebase-merge",
+        what: "a rebase",
+        resume: "`git rebase --continue`",
+        abort: "`git rebase --abort`",
+    },
+    Operation {
+        dir: "rebase-apply",
+        what: "a rebase or `git am`",
+        resume: "`git rebase --continue` (or `git am --continue`)",
+        abort: "`git rebase --abort` (or `git am --abort`)",
+    },
+    Operation {
+        dir: "sequencer",
+        what: "a cherry-pick or revert",
+        resume: "`git cherry-pick --continue` (or `git revert --continue`)",
+        abort: "`git cherry-pick --abort` (or `git revert --abort`)",
+    },
+];
+
+/// The merge strategies git carries out itself (or with a program of its own); any other name
+/// makes git run `git merge-NAME`.
+const GIT_STRATEGIES: &[&str] = &["ort", "recursive", "resolve", "octopus", "ours", "subtree"];
+
+/// What the stopped operation `op` in `dir` runs at `--continue`, as far as till can read it,
+/// and what it could not read: a rebase's `exec` lines and merge strategy, a cherry-pick's or
+/// revert's merge strategy (`options.strategy` in `opts`).
+fn operation_commands(op: &Operation, dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let cannot = |file: &Path, e: &dyn std::fmt::Display, what: &str| {
+        format!("till could not read {} ({e}), {what}", file.display())
+    };
+    let strategy = |name: &[u8]| -> Option<String> {
+        let name = String::from_utf8_lossy(name);
+        (!GIT_STRATEGIES.contains(&name.as_ref())).then(|| {
+            let name = crate::output::printable(&name);
+            format!("its merge strategy is `{name}`, not one of git's own: git runs it as the program `git-merge-{name}`")
+        })
+    };
+    const STRATEGY_UNREAD: &str =
+        "whose merge strategy git runs as a program when it is not one of its own";
+    if op.dir == "rebase-merge" {
+        let todo = dir.join("git-rebase-todo");
+        match read_agent_text(&todo, LARGE_FILE) {
+            Ok(None) => {}
+            Ok(Some(text)) => {
+                let commands = exec_commands(&text);
+                if !commands.is_empty() {
+                    // The agent wrote them: shown as the terminal may show them.
+                    let shown: Vec<std::borrow::Cow<'_, str>> = commands
+                        .iter()
+                        .take(3)
+                        .map(|c| crate::output::printable(c))
+                        .collect();
+                    found.push(format!(
+                        "its todo list runs {} ({}{})",
+                        count(commands.len(), "command", "commands"),
+                        shown.join("; "),
+                        if commands.len() > 3 { "; …" } else { "" },
+                    ));
+                }
+            }
+            Err(e) => found.push(cannot(&todo, &e, "a todo list whose `exec` lines git runs")),
+        }
+        let file = dir.join("strategy");
+        match read_agent_text(&file, LARGE_FILE) {
+            Ok(None) => {}
+            Ok(Some(line)) => {
+                // Git reads it as one line: without the newline (or CRLF) at its end.
+                let line = match line.strip_suffix(b"\n") {
+                    Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+                    None => &line,
+                };
+                found.extend(strategy(line));
+            }
+            Err(e) => found.push(cannot(&file, &e, STRATEGY_UNREAD)),
+        }
+    } else if op.dir == "sequencer" {
+        let file = dir.join("opts");
+        match read_agent_file(&file, LARGE_FILE) {
+            Ok(None) => {}
+            Ok(Some(data)) => match gitconfig::last_value(&data, "options", "strategy") {
+                Ok(name) => found.extend(name.as_deref().and_then(strategy)),
+                Err(()) => found.push(cannot(
+                    &file,
+                    &"it is not in the config format git reads",
+                    STRATEGY_UNREAD,
+                )),
+            },
+            Err(e) => found.push(cannot(&file, &e, STRATEGY_UNREAD)),
+        }
+    }
+    found
+}
+
+/// The commands of a rebase's todo list's `exec` lines (`exec CMD` or `x CMD`).
+fn exec_commands(todo: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(todo)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (word, rest) = l.split_once(char::is_whitespace)?;
+            matches!(word, "exec" | "x").then(|| rest.trim().to_string())
+        })
+        .collect()
+}
+
+/// The most till reads of `.git/HEAD`, and of the other files of `.git` it reads (a rebase's
+/// todo list and merge strategy up to their first NUL, a cherry-pick's options,
+/// `packed-refs`); an index may be larger.
 const SMALL_FILE: u64 = 64 * 1024;
 const LARGE_FILE: u64 = 256 * 1024 * 1024;
 const INDEX_FILE: u64 = 2 * 1024 * 1024 * 1024;
@@ -539,6 +669,50 @@ const INDEX_FILE: u64 = 2 * 1024 * 1024 * 1024;
 /// to `limit` bytes. `Ok(None)` when there is none.
 fn read_agent_file(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read as _;
+    let Some((file, len)) = open_agent_file(path)? else {
+        return Ok(None);
+    };
+    if len > limit {
+        return Err(too_large(limit));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Some(data))
+}
+
+/// Like [`read_agent_file`], for a file git reads as a C string: up to its first NUL, where
+/// git stops. The limit is on what comes before it, so a file padded with NULs past the limit
+/// reads as git reads it instead of not at all.
+fn read_agent_text(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let Some((mut file, _)) = open_agent_file(path)? else {
+        return Ok(None);
+    };
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => return Ok(Some(data)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+            data.extend_from_slice(&chunk[..nul]);
+            return Ok(Some(data));
+        }
+        data.extend_from_slice(&chunk[..n]);
+        if data.len() as u64 > limit {
+            return Err(too_large(limit));
+        }
+    }
+}
+
+/// Opens a file of the agent's `.git` as [`read_agent_file`] reads it: its length with it.
+fn open_agent_file(path: &Path) -> std::io::Result<Option<(std::fs::File, u64)>> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -549,22 +723,24 @@ fn read_agent_file(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> 
     let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        #[cfg(unix)]
+        Err(e)
+            if e.raw_os_error() == Some(libc::ELOOP)
+                && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) =>
+        {
+            return Err(std::io::Error::other("it is a symbolic link"));
+        }
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("it is not a regular file"));
     }
-    let too_large = || std::io::Error::other(format!("it is larger than {limit} bytes"));
-    if meta.len() > limit {
-        return Err(too_large());
-    }
-    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(Some(data))
+    Ok(Some((file, meta.len())))
+}
+
+fn too_large(limit: u64) -> std::io::Error {
+    std::io::Error::other(format!("it is larger than {limit} bytes"))
 }
 
 /// Puts `contents` in a file of the agent's `.git` as a new regular file: whatever is there
@@ -583,33 +759,38 @@ fn replace_agent_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(contents)
 }
 
-/// The marks of the repository's index at `git` (none when it has no index).
+/// The marks of the repository's index at `git` (none when it has no index). A split index
+/// (`git update-index --split-index`) keeps most entries, marks and all, in the shared index
+/// `sharedindex.HEX` its `link` extension names, and only what changed since in `index`, so
+/// both are read and merged as git merges them.
 fn index_marks(git: &Path) -> Result<gitindex::Marks, String> {
-    match read_agent_file(&git.join("index"), INDEX_FILE) {
-        Ok(None) => Ok(gitindex::Marks::default()),
-        Ok(Some(data)) => {
-            gitindex::parse(&data).ok_or_else(|| "it is not an index git reads".into())
-        }
-        Err(e) => Err(e.to_string()),
+    let index = match read_agent_file(&git.join("index"), INDEX_FILE) {
+        Ok(None) => return Ok(gitindex::Marks::default()),
+        Ok(Some(data)) => gitindex::parse(&data).ok_or("it is not an index git reads")?,
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(name) = index.shared_index() else {
+        return Ok(index.marks());
+    };
+    let shared = git.join(name);
+    let unread = |why: &dyn std::fmt::Display| {
+        format!(
+            "the shared index it is split from, {}: {why}",
+            shared.display()
+        )
+    };
+    match read_agent_file(&shared, INDEX_FILE) {
+        Ok(Some(data)) => index
+            .merged(&data)
+            .ok_or_else(|| unread(&"it is not one git reads with it")),
+        Ok(None) => Err(unread(&"there is none")),
+        Err(e) => Err(unread(&e)),
     }
 }
 
-/// `n` and the noun, with an `s` when `n` is not one (`repository` becomes `repositories`).
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        return format!("1 {noun}");
-    }
-    match noun.split_once(' ') {
-        Some((first, rest)) => format!("{n} {} {rest}", plural(first)),
-        None => format!("{n} {}", plural(noun)),
-    }
-}
-
-fn plural(word: &str) -> String {
-    match word.strip_suffix('y') {
-        Some(stem) => format!("{stem}ies"),
-        None => format!("{word}s"),
-    }
+/// `n` and the noun: `one` when `n` is one, `many` otherwise.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Up to three of `names` as the terminal may show them (an agent chose them), then `…`.
@@ -625,34 +806,108 @@ fn shown(names: &BTreeSet<Vec<u8>>) -> String {
     out.join(", ")
 }
 
+/// The replacement refs of a repository, as far as till could look for them.
+struct ReplaceRefs {
+    /// Their names (`refs/replace/…`).
+    names: BTreeSet<String>,
+    /// Where till could not look, and what to do instead.
+    unchecked: Vec<(String, &'static str)>,
+}
+
+/// The most entries of `refs/replace` till looks at: a repository has a handful, and the agent
+/// can make millions.
+const REPLACE_ENTRIES: usize = 4096;
+
 /// The replacement refs of the repository at `git`: loose ones under `refs/replace` and packed
-/// ones in `packed-refs`.
-fn replace_refs(git: &Path) -> BTreeSet<String> {
-    let mut refs = BTreeSet::new();
-    let mut dirs = vec![git.join("refs").join("replace")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(path);
-            } else if let Ok(rel) = path.strip_prefix(git) {
-                refs.insert(rel.to_string_lossy().into_owned());
+/// ones in `packed-refs`. git follows a `refs` or `refs/replace` that is a symbolic link, which
+/// could lead anywhere (`/`, a network mount), so till does not, and says so; nor does it
+/// follow links below, or look at more than [`REPLACE_ENTRIES`] entries.
+fn replace_refs(git: &Path) -> ReplaceRefs {
+    const LIST: &str = "`git replace -l` lists them";
+    let mut refs = ReplaceRefs {
+        names: BTreeSet::new(),
+        unchecked: Vec::new(),
+    };
+    let root = git.join("refs").join("replace");
+    let linked = [git.join("refs"), root.clone()]
+        .into_iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink()));
+    if let Some(link) = linked {
+        refs.unchecked.push((
+            format!(
+                "{} is a symbolic link, which git follows and till does not",
+                link.display()
+            ),
+            "remove the link if you did not make it, and until then add --no-replace-objects to git log, show and diff",
+        ));
+    } else {
+        let mut dirs = vec![root.clone()];
+        let mut seen = 0;
+        'walk: while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    refs.unchecked
+                        .push((format!("till could not read {} ({e})", dir.display()), LIST));
+                    continue;
+                }
+            };
+            for e in entries {
+                let e = match e {
+                    Ok(e) => e,
+                    Err(e) => {
+                        refs.unchecked
+                            .push((format!("till could not read {} ({e})", dir.display()), LIST));
+                        continue 'walk;
+                    }
+                };
+                seen += 1;
+                if seen > REPLACE_ENTRIES {
+                    refs.unchecked.push((
+                        format!(
+                            "{} holds more than {REPLACE_ENTRIES} entries, and till looked at no more",
+                            root.display()
+                        ),
+                        LIST,
+                    ));
+                    break 'walk;
+                }
+                let path = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(path);
+                } else if let Ok(rel) = path.strip_prefix(git) {
+                    refs.names.insert(rel.to_string_lossy().into_owned());
+                }
             }
         }
     }
-    if let Ok(Some(packed)) = read_agent_file(&git.join("packed-refs"), LARGE_FILE) {
-        for line in packed.split(|&b| b == b'\n') {
-            let name = line
-                .iter()
-                .position(|&b| b == b' ')
-                .map_or(&[][..], |at| &line[at + 1..]);
-            if name.starts_with(b"refs/replace/") {
-                refs.insert(String::from_utf8_lossy(name).into_owned());
+    let packed = git.join("packed-refs");
+    match read_agent_file(&packed, LARGE_FILE) {
+        Ok(None) => {}
+        Ok(Some(packed)) => {
+            for line in packed.split(|&b| b == b'\n') {
+                let name = line
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map_or(&[][..], |at| &line[at + 1..]);
+                if name.starts_with(b"refs/replace/") {
+                    refs.names
+                        .insert(String::from_utf8_lossy(name).into_owned());
+                }
             }
         }
+        Err(e) => refs.unchecked.push((
+            format!("till could not read {} ({e})", packed.display()),
+            LIST,
+        )),
     }
     refs
 }

