@@ -154,45 +154,39 @@ def session_key():
         raise OSError(err, os.strerror(err))
 
 
+def on_a_pty(act):
+    """Does `act` to the terminal end of a fresh pty of the agent's own: the ioctls refused
+    below are refused whatever terminal they are aimed at."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        act(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def set_line_discipline():
     """Sets a terminal's line discipline (to the one it has: N_TTY), as an agent would set
     N_NULL on yours to leave it dead after the run."""
     import fcntl
-    import pty
     import struct
-    master, slave = pty.openpty()
-    try:
-        fcntl.ioctl(slave, 0x5423, struct.pack("i", 0))
-    finally:
-        os.close(master)
-        os.close(slave)
+    on_a_pty(lambda tty: fcntl.ioctl(tty, 0x5423, struct.pack("i", 0)))
 
 
 def terminal_output_off():
     """Stops a terminal's output (tcflow TCOOFF), as an agent would stop yours: till then hung
     writing its last lines, and ^Q does not start output stopped this way again."""
-    import pty
     import termios
-    master, slave = pty.openpty()
-    try:
-        termios.tcflow(slave, termios.TCOOFF)
-    finally:
-        os.close(master)
-        os.close(slave)
+    on_a_pty(lambda tty: termios.tcflow(tty, termios.TCOOFF))
 
 
 def terminal_exclusive():
     """Puts a terminal in exclusive mode (TIOCEXCL), as an agent would yours: after the run
     nothing but root could open it (sudo's, ssh's and gpg's prompts open /dev/tty)."""
     import fcntl
-    import pty
     import termios
-    master, slave = pty.openpty()
-    try:
-        fcntl.ioctl(slave, termios.TIOCEXCL)
-    finally:
-        os.close(master)
-        os.close(slave)
+    on_a_pty(lambda tty: fcntl.ioctl(tty, termios.TIOCEXCL))
 
 
 def bus_path(address):
