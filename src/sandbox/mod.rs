@@ -156,6 +156,8 @@ pub struct Sandbox {
     head: Option<Vec<u8>>,
     /// Which of [`OPERATIONS`] the working directory's `.git` had none of before the run.
     operations_absent: [bool; OPERATIONS.len()],
+    /// For those it had: a fingerprint of their state ([`state_fingerprint`]).
+    operations_state: [Option<u64>; OPERATIONS.len()],
     /// What the working directory's index hid from `git status` before the run, and which
     /// entries were other repositories; `None` when there is no `.git` directory or its index
     /// could not be read.
@@ -234,6 +236,7 @@ impl Sandbox {
             .filter(|h| valid_head(h));
         let operations_absent = OPERATIONS
             .map(|op| git.is_dir() && std::fs::symlink_metadata(git.join(op.dir)).is_err());
+        let operations_state = OPERATIONS.map(|op| state_fingerprint(&git.join(op.dir)));
         let index_before = git.is_dir().then(|| index_marks(&git).ok()).flatten();
         let replace_before = git.is_dir().then(|| replace_refs(&git).names);
         Ok(Self {
@@ -243,6 +246,7 @@ impl Sandbox {
             commondir_absent,
             head,
             operations_absent,
+            operations_state,
             index_before,
             replace_before,
         })
@@ -416,9 +420,16 @@ impl Sandbox {
     pub fn warn_rebase_commands(&self) -> Vec<PathBuf> {
         let git = self.policy.cwd.join(".git");
         let mut named = Vec::new();
-        for (op, absent) in OPERATIONS.iter().zip(self.operations_absent) {
+        for ((op, absent), before) in OPERATIONS
+            .iter()
+            .zip(self.operations_absent)
+            .zip(self.operations_state)
+        {
             let dir = git.join(op.dir);
-            let Some(meta) = absent
+            // One there before the run is named when the agent changed what it holds (an
+            // `exec` line added to the todo list of a rebase it was started in).
+            let changed = before.is_some_and(|b| state_fingerprint(&dir) != Some(b));
+            let Some(meta) = (absent || changed)
                 .then(|| std::fs::symlink_metadata(&dir).ok())
                 .flatten()
             else {
@@ -437,7 +448,8 @@ impl Sandbox {
             };
             let found: String = found.iter().map(|f| format!(", and {f}")).collect();
             crate::output::warn(&format!(
-                "the agent left {} in progress in {}: {} does what the files there say{found}; read them first, or end it with {}",
+                "the agent {} {} in progress in {}: {} does what the files there say{found}; read them first, or end it with {}",
+                if absent { "left" } else { "changed" },
                 op.what,
                 dir.display(),
                 op.resume,
@@ -541,6 +553,52 @@ impl Sandbox {
 
 /// An operation git stops in the middle of and carries on at `--continue`, from the files it
 /// keeps in `.git/DIR`.
+/// A fingerprint of what the directory `dir` holds, two levels down: each entry's name, inode,
+/// size and change time, and the directory's own. The agent can set modification times back,
+/// not change times, so a state it rewrote reads different. `None` for no directory.
+fn state_fingerprint(dir: &Path) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    if !meta.is_dir() {
+        return None;
+    }
+    fn stamp(m: &std::fs::Metadata, hash: &mut impl std::hash::Hasher) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            (m.ino(), m.ctime(), m.ctime_nsec(), m.size()).hash(hash);
+        }
+        #[cfg(not(unix))]
+        (m.len(), m.modified().ok()).hash(hash);
+    }
+    let mut hash = std::collections::hash_map::DefaultHasher::new();
+    stamp(&meta, &mut hash);
+    let mut dirs = vec![(dir.to_path_buf(), 0)];
+    let mut seen = 0;
+    while let Some((d, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            seen += 1;
+            if seen > REPLACE_ENTRIES {
+                return Some(hash.finish());
+            }
+            e.file_name().hash(&mut hash);
+            // Not followed through a link.
+            if let Ok(m) = e.metadata() {
+                stamp(&m, &mut hash);
+                if m.is_dir() && depth < 2 {
+                    dirs.push((e.path(), depth + 1));
+                }
+            }
+        }
+    }
+    Some(hash.finish())
+}
+
 struct Operation {
     dir: &'static str,
     what: &'static str,

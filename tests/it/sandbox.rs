@@ -828,6 +828,44 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
 /// Runs `git ARGS` in `dir` as you would after the run (with a committer, and no editor to
 /// wait for); whether it ran the agent's plant (a command that creates `planted`). What git
 /// said is printed, for a test that fails.
+#[test]
+fn a_rebase_in_progress_before_the_run_is_named_once_the_agent_changes_it() {
+    let p = proxy_env();
+    let proj = project();
+    let dir = proj.path();
+    git_commit(dir);
+    // You stopped a rebase and start the agent to resolve it: its todo list is yours.
+    let state = "mkdir -p .git/rebase-merge && git symbolic-ref HEAD > .git/rebase-merge/head-name \
+        && git rev-parse HEAD > .git/rebase-merge/onto && git rev-parse HEAD > .git/rebase-merge/orig-head \
+        && touch .git/rebase-merge/interactive .git/rebase-merge/done .git/rebase-merge/git-rebase-todo";
+    let out = Command::new("sh")
+        .args(["-c", state])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // An agent that leaves it alone: nothing to say.
+    let (code, _, stderr) = run_sh(
+        &p,
+        dir,
+        "--sandbox",
+        "cat .git/rebase-merge/git-rebase-todo",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("rebase"), "{stderr}");
+    // One that adds a command, and puts the file's modification time back.
+    let agent = "t=.git/rebase-merge/git-rebase-todo && m=$(stat -c %y $t) \
+        && echo 'exec touch planted' >> $t && touch -d \"$m\" $t";
+    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the agent changed a rebase in progress in"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(touch planted)"), "{stderr}");
+    assert!(git_runs_plant(dir, &["rebase", "--continue"]));
+}
+
 fn git_runs_plant(dir: &Path, args: &[&str]) -> bool {
     let out = Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@t"])
