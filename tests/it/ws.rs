@@ -511,6 +511,32 @@ async fn a_key_revoked_while_its_socket_is_open_stops_at_the_next_message() {
 }
 
 #[tokio::test]
+async fn a_root_key_removed_while_a_socket_is_open_carries_no_further_message() {
+    let p = setup("");
+    let key = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    send(&mut ws, &create("gpt-4o-mini")).await;
+    until(&mut ws, "response.completed").await;
+    let (code, _, stderr) = output(p.env.till().args(["remove", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    send(&mut ws, &create("gpt-4o-mini")).await;
+    let v = next(&mut ws).await;
+    assert_eq!(v["error"]["code"], "till_no_root_key", "{v}");
+    let close = next(&mut ws).await;
+    assert_eq!(close["close"], u16::from(CloseCode::Policy), "{close}");
+    assert_eq!(
+        upstream_messages(&p).len(),
+        1,
+        "only the first message went upstream"
+    );
+}
+
+#[tokio::test]
 async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_response() {
     let p = setup("");
     let key = p.create_key(&["--scope", "openai/gpt-realtime", "--endpoints", "realtime"]);

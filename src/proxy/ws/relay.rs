@@ -229,6 +229,11 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
         Ok(v) => v,
         Err(err) => return refuse(s, link, ctx.record, err).await,
     };
+    // A root key that `till remove` took since the socket opened carries no further message
+    // (a rotated one does: the socket keeps the key it opened with until the provider ends it).
+    if let Err(err) = s.state.root_key(&s.provider.name).await {
+        return refuse(s, link, ctx.record, err).await;
+    }
     let wire = s.provider.api.wire();
     match wire.ws_client_event(s.route.endpoint.op, &kind) {
         WsClientEvent::Refuse(why) => {
@@ -573,14 +578,14 @@ async fn interrupted(s: &Session, link: &mut Link) -> Flow {
     Flow::End
 }
 
-/// Refuses one client message: recorded, answered with an error event; a refused key also
-/// closes the socket (1008), cutting off any response in flight.
+/// Refuses one client message: recorded, answered with an error event; a refused key, or a
+/// root key gone from till, also closes the socket (1008), cutting off any response in flight.
 async fn refuse(s: &Session, link: &mut Link, record: RequestRecord, err: ProxyError) -> Flow {
     record.refused(&s.state, &err);
     if let Flow::End = send_client(s, link, s.error_event(&err)).await {
         return Flow::End;
     }
-    if err.status.as_u16() == 401 {
+    if err.status.as_u16() == 401 || err.kind == "no_root_key" {
         end_flight(s, link, 401, "the key was refused");
         close_both(s, link, CloseCode::Policy, "till refused this key").await;
         return Flow::End;
