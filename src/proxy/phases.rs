@@ -411,12 +411,15 @@ pub async fn admit(
         ));
     }
     let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
+    // Whether the key could make every request of the provider: what till cannot check or
+    // bound (a batch, a path it does not know) is for such a key only.
+    let unbounded_every_model = || !bounded && verified.allows_every_model(&provider.name);
     // A batch carries requests till does not read one by one (their models, ceilings and
     // input) and is billed later, after it runs: making one is for a key that could make every
     // request in it.
     if endpoint.class == EndpointClass::Batches
         && asked.parts.method == http::Method::POST
-        && (bounded || !verified.allows_every_model(&provider.name))
+        && !unbounded_every_model()
     {
         return Err(ProxyError::new(
             403,
@@ -433,7 +436,7 @@ pub async fn admit(
     // there is for a key that could make every request; reading (GET, HEAD) stays open.
     if endpoint.class == EndpointClass::Admin
         && !matches!(asked.parts.method, http::Method::GET | http::Method::HEAD)
-        && (bounded || !verified.allows_every_model(&provider.name))
+        && !unbounded_every_model()
     {
         return Err(ProxyError::new(
             403,

@@ -342,40 +342,25 @@ impl Sandbox {
             return Vec::new();
         }
         let git = self.policy.cwd.join(".git");
-        // (Modes are unix's; elsewhere there is no sandbox to run.)
-        #[allow(unused_mut)]
         let mut fixed = Vec::new();
         for dir in [git.clone(), git.join("objects"), git.join("refs")] {
-            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            let Some(restored) = owner_access_restored(&dir) else {
                 continue;
             };
-            if !meta.is_dir() {
-                continue;
+            match std::fs::set_permissions(&dir, restored) {
+                Ok(()) => crate::output::warn(&format!(
+                    "gave {} back its owner's access, which the agent took away: git that cannot enter it reads the working directory as a repository of the agent's making",
+                    dir.display()
+                )),
+                Err(e) => crate::output::error(
+                    &format!(
+                        "the agent took away the access to {} and till could not give it back: {e}",
+                        dir.display()
+                    ),
+                    Some("do not run git in this directory before you have run chmod u+rwx on it"),
+                ),
             }
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt as _;
-                let mode = meta.permissions().mode();
-                if mode & 0o700 != 0o700 {
-                    let restored = std::fs::Permissions::from_mode(mode | 0o700);
-                    match std::fs::set_permissions(&dir, restored) {
-                        Ok(()) => crate::output::warn(&format!(
-                            "gave {} back its owner's access, which the agent took away: git that cannot enter it reads the working directory as a repository of the agent's making",
-                            dir.display()
-                        )),
-                        Err(e) => crate::output::error(
-                            &format!(
-                                "the agent took away the access to {} and till could not give it back: {e}",
-                                dir.display()
-                            ),
-                            Some(
-                                "do not run git in this directory before you have run chmod u+rwx on it",
-                            ),
-                        ),
-                    }
-                    fixed.push(dir);
-                }
-            }
+            fixed.push(dir);
         }
         fixed
     }
@@ -495,6 +480,7 @@ impl Sandbox {
             ));
         }
         if !added.gitlinks.is_empty() {
+            let one = added.gitlinks.len() == 1;
             crate::output::warn(&format!(
                 "the agent recorded {} in git's index ({}): `git status` here runs git inside {}, with the config the agent wrote there, which can name commands to run (core.fsmonitor); read {} first, or take {} out of the index with `git update-index --force-remove -- PATH`",
                 count(
@@ -503,21 +489,13 @@ impl Sandbox {
                     "repositories of its own",
                 ),
                 shown(&added.gitlinks),
-                if added.gitlinks.len() == 1 {
-                    "it"
-                } else {
-                    "each"
-                },
-                if added.gitlinks.len() == 1 {
+                if one { "it" } else { "each" },
+                if one {
                     "its .git/config"
                 } else {
                     "their .git/config"
                 },
-                if added.gitlinks.len() == 1 {
-                    "it"
-                } else {
-                    "them"
-                },
+                if one { "it" } else { "them" },
             ));
         }
         added
@@ -551,8 +529,6 @@ impl Sandbox {
     }
 }
 
-/// An operation git stops in the middle of and carries on at `--continue`, from the files it
-/// keeps in `.git/DIR`.
 /// A fingerprint of what the directory `dir` holds, two levels down: each entry's name, inode,
 /// size and change time, and the directory's own. The agent can set modification times back,
 /// not change times, so a state it rewrote reads different. `None` for no directory.
@@ -583,7 +559,7 @@ fn state_fingerprint(dir: &Path) -> Option<u64> {
         entries.sort_by_key(std::fs::DirEntry::file_name);
         for e in entries {
             seen += 1;
-            if seen > REPLACE_ENTRIES {
+            if seen > WALK_ENTRIES {
                 return Some(hash.finish());
             }
             e.file_name().hash(&mut hash);
@@ -599,6 +575,8 @@ fn state_fingerprint(dir: &Path) -> Option<u64> {
     Some(hash.finish())
 }
 
+/// An operation git stops in the middle of and carries on at `--continue`, from the files it
+/// keeps in `.git/DIR`.
 struct Operation {
     dir: &'static str,
     what: &'static str,
@@ -712,6 +690,24 @@ fn exec_commands(todo: &[u8]) -> Vec<String> {
             matches!(word, "exec" | "x").then(|| rest.trim().to_string())
         })
         .collect()
+}
+
+/// The permissions that give the directory `dir` its owner's read, write and search access
+/// back, when it lacks any of them; `None` for one that has them, or is no directory (not
+/// followed through a link). Modes are unix's; elsewhere there is no sandbox to run.
+fn owner_access_restored(dir: &Path) -> Option<std::fs::Permissions> {
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    if !meta.is_dir() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode();
+        (mode & 0o700 != 0o700).then(|| std::fs::Permissions::from_mode(mode | 0o700))
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// The most till reads of `.git/HEAD`, and of the other files of `.git` it reads (a rebase's
@@ -872,14 +868,14 @@ struct ReplaceRefs {
     unchecked: Vec<(String, &'static str)>,
 }
 
-/// The most entries of `refs/replace` till looks at: a repository has a handful, and the agent
-/// can make millions.
-const REPLACE_ENTRIES: usize = 4096;
+/// The most directory entries till looks at in a walk of the agent's `.git` (`refs/replace`, a
+/// rebase's state): a repository has a handful, and the agent can make millions.
+const WALK_ENTRIES: usize = 4096;
 
 /// The replacement refs of the repository at `git`: loose ones under `refs/replace` and packed
 /// ones in `packed-refs`. git follows a `refs` or `refs/replace` that is a symbolic link, which
 /// could lead anywhere (`/`, a network mount), so till does not, and says so; nor does it
-/// follow links below, or look at more than [`REPLACE_ENTRIES`] entries.
+/// follow links below, or look at more than [`WALK_ENTRIES`] entries.
 fn replace_refs(git: &Path) -> ReplaceRefs {
     const LIST: &str = "`git replace -l` lists them";
     let mut refs = ReplaceRefs {
@@ -928,10 +924,10 @@ fn replace_refs(git: &Path) -> ReplaceRefs {
                     }
                 };
                 seen += 1;
-                if seen > REPLACE_ENTRIES {
+                if seen > WALK_ENTRIES {
                     refs.unchecked.push((
                         format!(
-                            "{} holds more than {REPLACE_ENTRIES} entries, and till looked at no more",
+                            "{} holds more than {WALK_ENTRIES} entries, and till looked at no more",
                             root.display()
                         ),
                         LIST,

@@ -103,14 +103,10 @@ pub(super) fn cover_consoles() -> Result<(), StepError> {
 pub(super) fn own_terminal() -> Option<OwnedFd> {
     use std::io::IsTerminal as _;
     use std::os::fd::AsFd as _;
-    let stdio = [
-        std::io::stdin().as_fd().try_clone_to_owned().ok()?,
-        std::io::stdout().as_fd().try_clone_to_owned().ok()?,
-        std::io::stderr().as_fd().try_clone_to_owned().ok()?,
-    ];
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     stdio.into_iter().enumerate().find_map(|(n, fd)| {
-        let file = std::fs::File::from(fd);
-        if !file.is_terminal() {
+        if !fd.is_terminal() {
             return None;
         }
         let name = std::fs::read_link(format!("/proc/self/fd/{n}")).ok()?;
@@ -120,10 +116,7 @@ pub(super) fn own_terminal() -> Option<OwnedFd> {
             rustix::fs::Mode::empty(),
         )
         .ok()?;
-        let (a, b) = (
-            rustix::fs::fstat(&file).ok()?,
-            rustix::fs::fstat(&held).ok()?,
-        );
+        let (a, b) = (rustix::fs::fstat(fd).ok()?, rustix::fs::fstat(&held).ok()?);
         (a.st_rdev == b.st_rdev && a.st_ino == b.st_ino && a.st_dev == b.st_dev).then_some(held)
     })
 }
