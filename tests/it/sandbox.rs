@@ -697,6 +697,14 @@ fn processes_with(needle: &str) -> Vec<i32> {
 }
 
 /// `till run SANDBOX -- sh -c AGENT` in `dir`: its exit code, stdout and stderr.
+/// Runs the shell script `agent` under `till run --sandbox` in `dir`, holds till to exit 0, and
+/// returns its stderr (its banner and warnings).
+fn sandboxed(p: &ProxyEnv, dir: &Path, agent: &str) -> String {
+    let (code, _, stderr) = run_sh(p, dir, "--sandbox", agent);
+    assert_eq!(code, 0, "{stderr}");
+    stderr
+}
+
 fn run_sh(p: &ProxyEnv, dir: &Path, sandbox: &str, agent: &str) -> (i32, String, String) {
     output(
         p.env
@@ -790,8 +798,7 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
         && git rev-parse HEAD > .git/rebase-merge/onto && git rev-parse HEAD > .git/rebase-merge/orig-head \
         && touch .git/rebase-merge/interactive .git/rebase-merge/done \
         && printf 'exec touch planted # \\033[2K\\n' > .git/rebase-merge/git-rebase-todo";
-    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", agent);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, proj.path(), agent);
     let rebase = proj.path().join(".git/rebase-merge");
     assert!(
         stderr.contains(&format!(
@@ -810,8 +817,7 @@ fn a_rebase_the_agent_leaves_with_commands_is_named() {
         ("sequencer", "a cherry-pick or revert"),
     ] {
         let agent = format!("mkdir -p .git/{dir} && : > .git/{dir}/git-rebase-todo");
-        let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", &agent);
-        assert_eq!(code, 0, "{stderr}");
+        let stderr = sandboxed(&p, proj.path(), &agent);
         let state = proj.path().join(".git").join(dir);
         assert!(
             stderr.contains(&format!(
@@ -845,19 +851,12 @@ fn a_rebase_in_progress_before_the_run_is_named_once_the_agent_changes_it() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     // An agent that leaves it alone: nothing to say.
-    let (code, _, stderr) = run_sh(
-        &p,
-        dir,
-        "--sandbox",
-        "cat .git/rebase-merge/git-rebase-todo",
-    );
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, "cat .git/rebase-merge/git-rebase-todo");
     assert!(!stderr.contains("rebase"), "{stderr}");
     // One that adds a command, and puts the file's modification time back.
     let agent = "t=.git/rebase-merge/git-rebase-todo && m=$(stat -c %y $t) \
         && echo 'exec touch planted' >> $t && touch -d \"$m\" $t";
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", agent);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, agent);
     assert!(
         stderr.contains("the agent changed a rebase in progress in"),
         "{stderr}"
@@ -922,8 +921,7 @@ fn a_rebase_whose_todo_list_is_kept_from_till_is_named() {
         let agent = format!(
             "{AS_AGENT}GIT_SEQUENCE_EDITOR=\"printf 'break\\nexec touch planted\\n' >\" git rebase -q -i HEAD~1 && {hide}"
         );
-        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
-        assert_eq!(code, 0, "{stderr}");
+        let stderr = sandboxed(&p, dir, &agent);
         assert!(
             stderr.contains(&format!(
                 "the agent left a rebase in progress in {}: `git rebase --continue` does what the files there say, and ",
@@ -933,8 +931,7 @@ fn a_rebase_whose_todo_list_is_kept_from_till_is_named() {
         );
         assert!(stderr.contains(said), "{stderr}");
         // A run that finds it there leaves it unnamed.
-        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", "true");
-        assert_eq!(code, 0, "{stderr}");
+        let stderr = sandboxed(&p, dir, "true");
         assert!(!stderr.contains("warning"), "{stderr}");
         assert!(git_runs_plant(dir, &["rebase", "--continue"]));
     }
@@ -953,8 +950,7 @@ fn a_merge_strategy_that_runs_the_agents_program_is_named() {
         "{AS_AGENT}GIT_SEQUENCE_EDITOR=\"printf 'break\\npick HEAD\\npick HEAD~1\\n' >\" git rebase -q -i HEAD~2 \
             && {EVIL_STRATEGY} && echo x/../evil > .git/rebase-merge/strategy"
     );
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, &agent);
     assert!(
         stderr.contains("its merge strategy is `x/../evil`, not one of git's own: git runs it as the program `git-merge-x/../evil`; read them first, or end it with `git rebase --abort`"),
         "{stderr}"
@@ -976,8 +972,7 @@ fn a_merge_strategy_that_runs_the_agents_program_is_named() {
             && {{ git cherry-pick side~1 side >/dev/null 2>&1; test -d .git/sequencer; }} && echo c > C && git add C \
             && {EVIL_STRATEGY} && printf '[options]\\n\\tstrategy = \"x/../evil\"\\n' > .git/sequencer/opts"
     );
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, &agent);
     assert!(
         stderr.contains(&format!(
             "the agent left a cherry-pick or revert in progress in {}: `git cherry-pick --continue` (or `git revert --continue`) does what the files there say, and its merge strategy is `x/../evil`, not one of git's own",
@@ -1021,8 +1016,7 @@ fn what_the_agent_hides_from_git_status_is_named() {
             && mkdir sub && (cd sub && git init -q && git -c user.name=a -c user.email=a commit -q --allow-empty -m x \
                 && git config core.fsmonitor 'touch ../ran; false') && git add sub \
             && git replace $(git rev-parse HEAD:README) $(echo benign | git hash-object -w --stdin)";
-        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", agent);
-        assert_eq!(code, 0, "{stderr}");
+        let stderr = sandboxed(&p, dir, agent);
         assert!(
             stderr.contains("marked 2 files in git's index so that `git status` and `git diff` do not show their changes (assume-unchanged or skip-worktree): README, x\\u{1b}[2Jy;"),
             "{version:?}: {stderr}"
@@ -1049,8 +1043,7 @@ fn what_the_agent_hides_from_git_status_is_named() {
             "git status ran the agent's fsmonitor"
         );
         // A run that adds nothing is not warned of what earlier runs left.
-        let (code, _, stderr) = run_sh(&p, dir, "--sandbox", "true");
-        assert_eq!(code, 0, "{stderr}");
+        let stderr = sandboxed(&p, dir, "true");
         assert!(!stderr.contains("warning"), "{stderr}");
     }
 }
@@ -1068,8 +1061,7 @@ fn git_keeps_taking_dot_git_for_the_repository() {
         && printf '[core]\\n\\tbare = true\\n' > config \
         && { mv .git/refs .git/refs.old; mv .git/objects .git/objects.old; \
              chmod 000 .git/refs .git/objects; true; }";
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", agent);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, agent);
     assert!(dir.join(".git/refs").is_dir() && dir.join(".git/objects").is_dir());
     assert!(!dir.join(".git/refs.old").exists() && !dir.join(".git/objects.old").exists());
     assert!(stderr.contains("refs back its owner's access"), "{stderr}");
@@ -1099,8 +1091,7 @@ fn what_the_agent_hides_in_a_split_index_is_named() {
     let proj = project();
     let dir = proj.path();
     git_commit(dir);
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &format!("{hide} && {split}"));
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, &format!("{hide} && {split}"));
     assert!(named(&stderr), "{stderr}");
     // What the warnings are about: the index holds no entry of its own, the edit does not
     // show, and a plain `git status` runs the nested repository's command.
@@ -1119,8 +1110,7 @@ fn what_the_agent_hides_in_a_split_index_is_named() {
     let dir = proj.path();
     git_commit(dir);
     git(dir, &["update-index", "--split-index"]);
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", hide);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, hide);
     assert!(named(&stderr), "{stderr}");
     let status = git(dir, &["status", "--porcelain"]);
     assert!(!status.contains("README"), "{status}");
@@ -1132,8 +1122,7 @@ fn what_the_agent_hides_in_a_split_index_is_named() {
     let agent = format!(
         "{hide} && {split} && s=$(cd .git && echo sharedindex.*) && mv .git/$s build.log && ln -s ../build.log .git/$s"
     );
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, &agent);
     assert!(
         stderr.contains(&format!(
             "till could not read {} after the run (the shared index it is split from, {}/sharedindex.",
@@ -1156,13 +1145,7 @@ fn replacement_refs_kept_from_till_are_said() {
     let project_with = |agent: &str| {
         let proj = project();
         git_commit(proj.path());
-        let (code, _, stderr) = run_sh(
-            &p,
-            proj.path(),
-            "--sandbox",
-            &format!("{replace} && {agent}"),
-        );
-        assert_eq!(code, 0, "{stderr}");
+        let stderr = sandboxed(&p, proj.path(), &format!("{replace} && {agent}"));
         (proj, stderr)
     };
     // What git shows of README: the agent's blob in place of yours.
@@ -1242,8 +1225,7 @@ fn what_the_agent_leaves_in_git_neither_holds_till_nor_points_it_at_your_files()
     let victim = outside.path().join("authorized_keys");
     std::fs::write(&victim, "yours\n").unwrap();
     let agent = format!("rm .git/HEAD && ln -s {} .git/HEAD", victim.display());
-    let (code, _, stderr) = run_sh(&p, dir, "--sandbox", &agent);
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = sandboxed(&p, dir, &agent);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "yours\n");
     assert!(stderr.contains("put back"), "{stderr}");
     let head = dir.join(".git/HEAD");

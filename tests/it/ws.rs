@@ -484,8 +484,10 @@ async fn a_refused_response_create_never_reaches_the_provider_and_the_socket_goe
     p.assert_upstream_saw_only_root_keys();
 }
 
-#[tokio::test]
-async fn a_key_revoked_while_its_socket_is_open_stops_at_the_next_message() {
+/// Opens a Responses socket with a key `--name live` for gpt-4o-mini, completes one response,
+/// runs `till COMMAND…`, and holds the next response to an error event with `code`, then a
+/// close with 1008, with nothing more upstream.
+async fn the_next_message_is_refused_after(command: &[&str], code: &str) {
     let p = setup("");
     let key = p.create_key(&["--name", "live", "--scope", "openai/gpt-4o-mini"]);
     let serve = p.serve();
@@ -496,11 +498,11 @@ async fn a_key_revoked_while_its_socket_is_open_stops_at_the_next_message() {
         .unwrap();
     send(&mut ws, &create("gpt-4o-mini")).await;
     until(&mut ws, "response.completed").await;
-    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "live"]));
-    assert_eq!(code, 0, "{stderr}");
+    let (exit, _, stderr) = output(p.env.till().args(command));
+    assert_eq!(exit, 0, "{stderr}");
     send(&mut ws, &create("gpt-4o-mini")).await;
     let v = next(&mut ws).await;
-    assert_eq!(v["error"]["code"], "till_revoked", "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
     let close = next(&mut ws).await;
     assert_eq!(close["close"], u16::from(CloseCode::Policy), "{close}");
     assert_eq!(
@@ -511,29 +513,13 @@ async fn a_key_revoked_while_its_socket_is_open_stops_at_the_next_message() {
 }
 
 #[tokio::test]
+async fn a_key_revoked_while_its_socket_is_open_stops_at_the_next_message() {
+    the_next_message_is_refused_after(&["key", "revoke", "live"], "till_revoked").await;
+}
+
+#[tokio::test]
 async fn a_root_key_removed_while_a_socket_is_open_carries_no_further_message() {
-    let p = setup("");
-    let key = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
-    let serve = p.serve();
-    p.mock.clear_requests();
-    let auth = bearer(&key);
-    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
-        .await
-        .unwrap();
-    send(&mut ws, &create("gpt-4o-mini")).await;
-    until(&mut ws, "response.completed").await;
-    let (code, _, stderr) = output(p.env.till().args(["remove", "openai"]));
-    assert_eq!(code, 0, "{stderr}");
-    send(&mut ws, &create("gpt-4o-mini")).await;
-    let v = next(&mut ws).await;
-    assert_eq!(v["error"]["code"], "till_no_root_key", "{v}");
-    let close = next(&mut ws).await;
-    assert_eq!(close["close"], u16::from(CloseCode::Policy), "{close}");
-    assert_eq!(
-        upstream_messages(&p).len(),
-        1,
-        "only the first message went upstream"
-    );
+    the_next_message_is_refused_after(&["remove", "openai"], "till_no_root_key").await;
 }
 
 #[tokio::test]
