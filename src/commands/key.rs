@@ -198,15 +198,16 @@ pub fn resolve_key(ctx: &Ctx, ledger: &Ledger, mint: &MintKey, key: &str) -> any
 }
 
 /// Exactly one ledger key for a name or id prefix.
+fn no_such_key(id_or_name: &str) -> UserError {
+    UserError::usage(format!("no key named or with id `{id_or_name}`"))
+        .hint("`till key list --all` shows every key")
+}
+
 fn one_key(ledger: &Ledger, id_or_name: &str) -> anyhow::Result<KeyMeta> {
     let mut found = ledger.find_key(id_or_name)?;
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(
-            UserError::usage(format!("no key named or with id `{id_or_name}`"))
-                .hint("`till key list --all` shows every key")
-                .into(),
-        ),
+        0 => Err(no_such_key(id_or_name).into()),
         n => Err(UserError::usage(format!("`{id_or_name}` matches {n} keys"))
             .hint("give more characters of the id")
             .into()),
@@ -372,15 +373,27 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
-    let ledger = ctx.ledger()?;
     let now = now_unix();
-    // Resolve everything first, so a typo in the third name revokes nothing.
+    // Resolve everything first, so a typo in the third name revokes nothing; and read the keys
+    // before the ledger is opened (and made), so arguments that name nothing leave no trace.
+    let mut keys = Vec::new();
+    for k in args.keys.iter().filter(|k| k.starts_with("till_")) {
+        // Only the head of the argument: it may be a key.
+        let token = Token::decode(k)
+            .map_err(|e| UserError::usage(format!("`{}…`: {e}", crate::format::head(k, 12))))?;
+        keys.push(token);
+    }
+    let names = || args.keys.iter().filter(|k| !k.starts_with("till_"));
+    if let Some(name) = names().next()
+        && !ctx.paths.ledger_file().exists()
+    {
+        return Err(no_such_key(name).into());
+    }
+    let ledger = ctx.ledger()?;
+    let mut keys = keys.into_iter();
     let mut targets = Vec::new();
     for k in &args.keys {
-        if k.starts_with("till_") {
-            // Only the head of the argument: it may be a key.
-            let token = Token::decode(k)
-                .map_err(|e| UserError::usage(format!("`{}…`: {e}", crate::format::head(k, 12))))?;
+        if let Some(token) = k.starts_with("till_").then(|| keys.next()).flatten() {
             let lineage = token.lineage(token.level_count() - 1);
             targets.push((
                 token.binding().to_string(),

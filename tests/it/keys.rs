@@ -234,6 +234,32 @@ fn revoking_a_non_ascii_key_is_a_usage_error_that_revokes_nothing() {
     assert_eq!(revocations, 0);
 }
 
+/// Arguments that name no key leave nothing behind, not even an empty ledger in a home that
+/// had none; a name is looked up only once every key given beside it has been read.
+#[test]
+fn revoking_nothing_in_an_empty_home_makes_no_ledger() {
+    let env = TestEnv::new();
+    for args in [
+        &["key", "revoke", "till_aaaaaaaaaaaa"][..],
+        &["key", "revoke", "nobody"],
+        &["key", "revoke", "nobody", "till_aaaaaaaaaaaa"],
+    ] {
+        let (code, _, stderr) = output(env.till().args(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            !env.path("data").exists(),
+            "{args:?} made {:?}",
+            env.path("data")
+        );
+    }
+    let (_, _, stderr) = output(env.till().args(["key", "revoke", "nobody"]));
+    assert!(
+        stderr.contains("no key named or with id `nobody`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
 #[test]
 fn inspect_needs_no_secret_and_shows_limits() {
     let p = ProxyEnv::new();
