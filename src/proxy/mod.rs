@@ -422,10 +422,16 @@ async fn run_phases<B: RequestBody>(
             root,
         )),
         // The provider ran these and may bill them: an answer that did not begin within the
-        // timeout (a long answer that is not streamed can take that long), one that came
-        // compressed and so unread. The reservation is charged, or an agent could spend
-        // without end in such requests.
-        Err(err) if matches!(err.kind, "upstream_timeout" | "upstream_encoding") => {
+        // timeout (a long answer that is not streamed can take that long), one whose
+        // connection broke after the request went out whole, one that came compressed and so
+        // unread. The reservation is charged, or an agent could spend without end in such
+        // requests.
+        Err(err)
+            if matches!(
+                err.kind,
+                "upstream_timeout" | "upstream_lost" | "upstream_encoding"
+            ) =>
+        {
             ctx.record.take().unread(ctx.state, &err);
             Ok(err.response(ctx.provider.api))
         }

@@ -715,6 +715,15 @@ pub async fn forward(
                 provider.name, provider.base_url
             ),
         )),
+        // The request went out whole and no answer came: the provider may have run it.
+        Ok(Err(crate::upstream::conns::SendError::Lost)) => Err(ProxyError::new(
+            502,
+            "upstream_lost",
+            format!(
+                "till lost the connection to {} ({}) after sending the request, before its answer",
+                provider.name, provider.base_url
+            ),
+        )),
         Ok(Err(e)) => {
             let what = if e == crate::upstream::conns::SendError::Connect {
                 "could not connect to"

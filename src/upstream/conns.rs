@@ -91,8 +91,13 @@ pub enum SendError {
     /// No connection could be made (refused, unreachable, TLS failed, timed out, or a URL
     /// that is not `http` or `https`).
     Connect,
-    /// The connection failed after the request went out, or before its answer's head arrived.
+    /// The connection failed after the request went out, before its answer's head arrived:
+    /// the provider may have run it.
     Lost,
+    /// The connection failed while the request was written, and no answer came: the
+    /// provider did not get all of it (till's own HTTP/1.1 connections tell this from
+    /// [`SendError::Lost`]; hyper's do not, and say `Lost`).
+    CutShort,
 }
 
 thread_local! {
@@ -228,6 +233,7 @@ where
             Ok(resp) => return Ok(resp),
             Err(h1::Failed::NotSent) => {}
             Err(h1::Failed::Lost) => return Err(SendError::Lost),
+            Err(h1::Failed::CutShort) => return Err(SendError::CutShort),
         }
     }
     let authority = uri.authority().ok_or(SendError::Connect)?.clone();
@@ -237,7 +243,10 @@ where
     let conn = h1::Conn::new(tcp, authority);
     h1::exchange(conn, &head, &body, head_only, false, put_back)
         .await
-        .map_err(|_| SendError::Lost)
+        .map_err(|e| match e {
+            h1::Failed::CutShort => SendError::CutShort,
+            h1::Failed::NotSent | h1::Failed::Lost => SendError::Lost,
+        })
 }
 
 /// Takes back one of till's own connections whose answer was read to its end.

@@ -89,6 +89,9 @@ pub enum Failed {
     NotSent,
     /// The request may have reached the provider; it must not be sent again.
     Lost,
+    /// The request was cut off while it was written, and no answer came: the provider did
+    /// not get all of it, so it cannot have run it (a body's length is in its head).
+    CutShort,
 }
 
 /// The request head: `method path HTTP/1.1`, `host`, the headers (less any `host`,
@@ -170,6 +173,7 @@ pub async fn exchange(
             Some(head) => break head,
             None => match conn.fill().await {
                 Ok(n) if n > 0 => {}
+                _ if cut_short => return Err(Failed::CutShort),
                 _ => return Err(Failed::Lost),
             },
         }

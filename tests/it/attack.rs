@@ -1168,6 +1168,22 @@ fn a_request_the_upstream_does_not_answer_in_time_is_charged_its_reservation() {
 }
 
 #[test]
+fn a_request_whose_connection_breaks_before_its_answer_is_charged_its_reservation() {
+    let a = Attack::new(
+        "[prices.\"openai/cut-model\"]\ninput = 1000.0\noutput = 1000.0\n",
+        &["--scope", "openai/cut-model", "--budget", "1usd"],
+    );
+    let body = "{\"model\":\"cut-model\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    // The upstream reads the whole request and drops the connection without a word: it may
+    // have run it, and bills it if it did.
+    let (status, text) = a.post("/openai/v1/chat/completions", body);
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("upstream_lost"), "{text}");
+    assert_eq!(a.p.mock.requests().len(), 1);
+    a.assert_charged_its_reservation(body, 10, 0.001);
+}
+
+#[test]
 fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
     let a = Attack::new(
         "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n",

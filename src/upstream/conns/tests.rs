@@ -281,6 +281,37 @@ async fn an_answer_dropped_before_its_end_leaves_the_next_request_an_answer() {
 }
 
 /// An upstream that reads a request and closes without answering, counting what it read.
+/// An upstream that reads a request's head and resets the connection while its body is still
+/// being written never got the whole request: that is told apart from one read whole and
+/// dropped, which the provider may have run.
+#[tokio::test]
+async fn a_request_cut_off_while_it_was_written_is_cut_short_not_lost() {
+    use tokio::io::AsyncReadExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            // Closed with data unread: the kernel answers with a reset.
+            let _ = tcp.set_zero_linger();
+            drop(tcp);
+        }
+    });
+    let none = std::iter::empty::<(&http::HeaderName, &http::HeaderValue)>;
+    let body = Bytes::from(vec![b' '; 64 << 20]);
+    let sent = send(
+        http::Method::POST,
+        &format!("http://127.0.0.1:{port}"),
+        "/v1/big",
+        none,
+        body,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(sent.err(), Some(SendError::CutShort));
+}
+
 #[tokio::test]
 async fn a_request_the_upstream_read_and_dropped_is_lost_and_not_sent_again() {
     use tokio::io::AsyncReadExt as _;

@@ -411,12 +411,13 @@ async fn an_answer_sent_before_the_body_was_read_is_the_answer_and_the_connectio
     assert_eq!(body_of(resp).await.unwrap(), b"too large");
     // It said nothing of closing, but the request was cut short: the connection is not kept.
     assert_eq!(kept(), 0);
-    // Without a whole answer it stays lost, and says so at once.
+    // Without a whole answer it fails, and says so at once: cut short, since the provider
+    // never had the whole request.
     let port = answer_early_and_close(b"HTTP/1.1 413 Payload").await;
     let got = tokio::time::timeout(Duration::from_secs(5), post_body(port, &body))
         .await
         .expect("no wait for an answer that cannot come");
-    assert_eq!(got.err(), Some(Failed::Lost));
+    assert_eq!(got.err(), Some(Failed::CutShort));
 }
 
 // ---- the chunked decoder on its own, fed in arbitrary pieces ----
