@@ -33,8 +33,8 @@ use super::{HELPER_ARG, Net, Policy, SandboxError};
 mod steps;
 
 use steps::{
-    cover_consoles, hide, landlock, loopback_up, make_mount_point, mount_err, name_terminal,
-    own_proc, own_ptys, own_terminal, protect_git, seccomp, tmpfs,
+    hide, landlock, loopback_up, make_mount_point, mount_err, own_dev, own_proc, own_terminal,
+    protect_git, seccomp, tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -879,11 +879,7 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
     .map_err(mount_err("cannot make the mounts private"))?;
     own_proc()?;
     let terminal = own_terminal();
-    own_ptys()?;
-    cover_consoles()?;
-    if let Some(t) = &terminal {
-        name_terminal(t)?;
-    }
+    own_dev(terminal.as_ref())?;
 
     // Handles on what must stay reachable, taken before the new mounts cover their paths (and
     // after entering the mount namespace: the kernel binds only from mounts of the caller's).

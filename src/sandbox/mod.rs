@@ -69,6 +69,10 @@ pub const DEFAULT_DENY: &[&str] = &[
     "/run/docker.sock",
     "/var/run/docker.sock",
     "/run/podman",
+    // GNU screen's sessions: `screen -X stuff` types into your shell outside the sandbox.
+    "/run/screen",
+    "/var/run/screen",
+    "~/.screen",
 ];
 
 /// Variables the agent does not get inside the sandbox: addresses of the buses and agents it

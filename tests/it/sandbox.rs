@@ -209,6 +209,7 @@ const ESCAPES: &[&str] = &[
     "tcoff",
     "tiocexcl",
     "session_keyring",
+    "user_keyring",
     "write_outside",
     "signal_till",
     "abstract_connect",
@@ -227,7 +228,41 @@ const ROOT_ONLY_ESCAPES: &[&str] = &[
     "tiocsti",
     "clone_past_cover",
     "other_console",
+    "host_device",
 ];
+
+/// Devices of the host a process outside can open and the sandbox's `/dev` must not hold:
+/// disks (read raw past every cover), the kernel log, memory, input devices. Only kinds that
+/// opening does nothing to (not a watchdog, which opening arms).
+fn host_devices() -> String {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let mut found = Vec::new();
+    for dir in ["/dev", "/dev/input"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let wanted = kind.is_block_device()
+                || (kind.is_char_device()
+                    && (["kmsg", "mem"].contains(&name.as_str()) || name.starts_with("event")));
+            let opens = || {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(entry.path())
+                    .is_ok()
+            };
+            if wanted && opens() {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found.join(":")
+}
 
 /// Ordinary work that must go on working.
 const WORK: &[&str] = &[
@@ -319,6 +354,26 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
         )
     };
     assert!(added >= 0, "add_key: {}", std::io::Error::last_os_error());
+    // And one in the user's keyring, which the agent's own session keyring does not link but
+    // /proc/keys names.
+    let (name, secret) = (c"till-sbx-user-test", b"user secret");
+    // SAFETY: as above.
+    let added = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            kind.as_ptr(),
+            name.as_ptr(),
+            secret.as_ptr(),
+            secret.len(),
+            libc::KEY_SPEC_USER_KEYRING,
+        )
+    };
+    assert!(added >= 0, "add_key: {}", std::io::Error::last_os_error());
+    let devices = host_devices();
+    let mut vars = vars;
+    if !devices.is_empty() {
+        vars.push(("SBX_DEVICES", devices));
+    }
 
     // The control: the same agent, unsandboxed, in a project of its own.
     let control_project = project();

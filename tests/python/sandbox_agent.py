@@ -14,6 +14,7 @@ It runs under `till run [--sandbox]` and reads its targets from SBX_* variables 
     SBX_REMOTE        IP:PORT on a non-loopback address someone outside listens on
     SBX_HOST_MARK     a string in the command line of a process outside
     SBX_OTHER_TTY     a terminal of someone outside (/dev/pts/N), to read what is typed there
+    SBX_DEVICES       devices of the host (colon-separated) a process outside can open
     SBX_CONTROL=1     a control run without the sandbox: skip what would hurt till (SIGTERM)
 
 Prints one JSON object {"<check>": "ok" | "denied: <why>"}; "ok" means the attempt worked.
@@ -152,6 +153,55 @@ def session_key():
     if found < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def user_keyring():
+    """Reads the key the test put in its user keyring (`till-sbx-user-test`): the user's own
+    keyrings (`_uid.N`, `_uid_ses.N`) are listed in /proc/keys, and their owner may link them
+    into a keyring of its own, which makes every key in them the linker's to read."""
+    import platform
+    numbers = {"x86_64": 250, "aarch64": 219, "riscv64": 219}
+    nr = numbers.get(platform.machine())
+    if nr is None:
+        raise RuntimeError("no keyctl number for this machine")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+
+    def keyctl(*args):
+        got = libc.syscall(nr, *args)
+        if got < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return got
+
+    uid = os.getuid()
+    mine = {f"_uid.{uid}:", f"_uid_ses.{uid}:"}
+    with open("/proc/keys") as f:
+        rings = [int(line.split()[0], 16) for line in f
+                 if len(line.split()) > 8 and line.split()[7] == "keyring" and line.split()[8] in mine]
+    if not rings:
+        raise RuntimeError("no keyring of the user's in /proc/keys")
+    session = ctypes.c_long(-3).value  # KEY_SPEC_SESSION_KEYRING
+    for ring in rings:
+        keyctl(8, ring, session)  # KEYCTL_LINK
+    key = keyctl(10, session, b"user", b"till-sbx-user-test", 0)  # KEYCTL_SEARCH
+    buf = ctypes.create_string_buffer(256)
+    n = keyctl(11, key, buf, len(buf))  # KEYCTL_READ
+    if buf.raw[:n] != b"user secret":
+        raise RuntimeError(f"read {buf.raw[:n]!r}")
+
+
+def host_device(paths):
+    """Opens a device of the host's (a disk, the kernel log, a console) that the sandbox's own
+    /dev does not hold, and reads from it."""
+    for path in paths.split(":"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        os.close(fd)
+        return True
+    raise RuntimeError("none could be opened")
 
 
 def on_a_pty(act):
@@ -420,6 +470,9 @@ def main():
     check("tcoff", terminal_output_off)
     check("tiocexcl", terminal_exclusive)
     check("session_keyring", session_key)
+    check("user_keyring", user_keyring)
+    if "SBX_DEVICES" in ENV:
+        check("host_device", lambda: host_device(ENV["SBX_DEVICES"]))
     if "SBX_BUS" in ENV:
         check("bus_connect", lambda: unix_connect(bus_path(ENV["SBX_BUS"])))
         check("secret_tool", secret_tool)

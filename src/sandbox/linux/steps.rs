@@ -51,55 +51,83 @@ pub(super) fn own_proc() -> Result<(), StepError> {
         .map_err(mount_err("cannot mount a /proc of the sandbox's own"))
 }
 
-/// A devpts instance of the sandbox's own on `/dev/pts`: the ptys the agent makes are there,
-/// and your other terminals (the host's `/dev/pts/N`, which the agent could open to read what
-/// you type in them) are not. `/dev/ptmx` opens the instance beside it, so new ptys work; the
-/// agent keeps its own terminal through the descriptors it inherited and `/dev/tty`.
-pub(super) fn own_ptys() -> Result<(), StepError> {
-    if !Path::new("/dev/pts").is_dir() {
-        return Ok(());
+/// Device files of the host the agent's `/dev` holds (bound from the host's own nodes, since a
+/// user namespace may not make device files): what bubblewrap's `--dev` gives.
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// A `/dev` of the sandbox's own, over the host's: a tmpfs with [`DEV_NODES`], the usual links
+/// (`fd`, `stdin`, `stdout`, `stderr`, `ptmx`), an empty `shm`, a devpts instance of its own on
+/// `pts`, and the agent's terminal (from [`own_terminal`]) on `console`.
+///
+/// Nothing else of the host's `/dev` is there: not its disks (root, or a member of `disk`,
+/// reads a filesystem raw past every cover with them: `debugfs` copies `secrets.age` out of
+/// a hidden directory), memory (`/dev/mem`, `/dev/kmsg`), input devices (the keyboard),
+/// consoles and their screens (`/dev/ttyN`, `/dev/vcs*`: what is typed and shown there),
+/// nor your other terminals (`/dev/pts/N`, where you may type a root key at `till add`'s
+/// prompt). The agent keeps its own terminal through the descriptors it inherited and
+/// `/dev/tty`; programs that look it up by name (`tty`, `GPG_TTY=$(tty)`) find it on
+/// `/dev/console`, as under bubblewrap.
+pub(super) fn own_dev(terminal: Option<&OwnedFd>) -> Result<(), StepError> {
+    use rustix::fs::{Mode, OFlags};
+    // Handles on the host's nodes, taken before the tmpfs covers them.
+    let nodes: Vec<(&str, OwnedFd)> = DEV_NODES
+        .iter()
+        .filter_map(|name| {
+            let fd = rustix::fs::open(
+                Path::new("/dev").join(name),
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
+            Some((*name, fd))
+        })
+        .collect();
+    let dev = Path::new("/dev");
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    rustix::mount::mount("tmpfs", dev, "tmpfs", flags, c"mode=755")
+        .map_err(mount_err("cannot mount a /dev of the sandbox's own"))?;
+    let bind = |fd: &OwnedFd, name: &str| {
+        let target = dev.join(name);
+        std::fs::File::create(&target)
+            .map_err(step(format!("cannot create {}", target.display())))?;
+        let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        rustix::mount::mount_bind(source.as_str(), &target)
+            .map_err(mount_err(format!("cannot bind {}", target.display())))
+    };
+    for (name, fd) in &nodes {
+        bind(fd, name)?;
     }
-    let flags = MountFlags::NOSUID | MountFlags::NOEXEC;
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(name))
+            .map_err(step(format!("cannot link /dev/{name}")))?;
+    }
+    for dir in ["pts", "shm"] {
+        std::fs::create_dir(dev.join(dir)).map_err(step(format!("cannot create /dev/{dir}")))?;
+    }
+    // The ptys the agent makes are in this instance; `/dev/ptmx` opens it.
     rustix::mount::mount(
         "devpts",
         "/dev/pts",
         "devpts",
-        flags,
+        MountFlags::NOSUID | MountFlags::NOEXEC,
         c"mode=620,ptmxmode=666",
     )
-    .map_err(mount_err("cannot mount a /dev/pts of the sandbox's own"))
-}
-
-/// Terminals that are not ptys (the consoles, serial lines) and the consoles' screen memory
-/// (`/dev/vcs*`), where the user may open them (root may; a user logged in on a text console
-/// owns its `/dev/ttyN`): covered with `/dev/null`, so that the agent cannot read what is
-/// typed or shown there. The agent's own terminal, if it is one of them, stays open to it
-/// through its descriptors and `/dev/tty`.
-pub(super) fn cover_consoles() -> Result<(), StepError> {
-    let Ok(dir) = std::fs::read_dir("/dev") else {
-        return Ok(());
-    };
-    for entry in dir.flatten() {
-        if !entry.file_name().to_str().is_some_and(is_console)
-            || !entry
-                .file_type()
-                .is_ok_and(|t| std::os::unix::fs::FileTypeExt::is_char_device(&t))
-        {
-            continue;
-        }
-        let path = entry.path();
-        let may = |how| rustix::fs::access(&path, how).is_ok();
-        if may(rustix::fs::Access::READ_OK) || may(rustix::fs::Access::WRITE_OK) {
-            rustix::mount::mount_bind("/dev/null", &path)
-                .map_err(mount_err(format!("cannot cover {}", path.display())))?;
-        }
+    .map_err(mount_err("cannot mount a /dev/pts of the sandbox's own"))?;
+    if let Some(terminal) = terminal {
+        bind(terminal, "console")?;
     }
     Ok(())
 }
 
 /// The agent's own terminal, found by name (the first of its standard descriptors that is a
 /// terminal, at the path the descriptor's link in `/proc` gives, checked to be the same
-/// device), held open by path before [`own_ptys`] covers the host's `/dev/pts`.
+/// device), held open by path before [`own_dev`] covers the host's `/dev`.
 pub(super) fn own_terminal() -> Option<OwnedFd> {
     use std::io::IsTerminal as _;
     use std::os::fd::AsFd as _;
@@ -119,36 +147,6 @@ pub(super) fn own_terminal() -> Option<OwnedFd> {
         let (a, b) = (rustix::fs::fstat(fd).ok()?, rustix::fs::fstat(&held).ok()?);
         (a.st_rdev == b.st_rdev && a.st_ino == b.st_ino && a.st_dev == b.st_dev).then_some(held)
     })
-}
-
-/// The agent's terminal (from [`own_terminal`]) bound on `/dev/console`, so that programs that
-/// look their terminal up by name (`tty`, `ttyname`, `GPG_TTY=$(tty)` for gpg's pinentry) find
-/// it: its own name is under the host's `/dev/pts`, which the sandbox's devpts covers. This
-/// reaches nothing new (the agent holds the terminal through its descriptors and `/dev/tty`);
-/// bubblewrap's `--dev` does the same. Comes after [`cover_consoles`], over its cover.
-pub(super) fn name_terminal(terminal: &OwnedFd) -> Result<(), StepError> {
-    let console = Path::new("/dev/console");
-    if std::fs::symlink_metadata(console).is_err() {
-        return Ok(());
-    }
-    let source = format!("/proc/self/fd/{}", terminal.as_raw_fd());
-    rustix::mount::mount_bind(source.as_str(), console).map_err(mount_err(
-        "cannot bind the agent's terminal on /dev/console",
-    ))
-}
-
-/// `console`, `vcs…`, and `tty`, `ttyS`, `ttyUSB`, `ttyACM`, `ttyAMA` or `hvc` with a number
-/// (not `tty` itself, the controlling terminal, nor the ptys under `/dev/pts`).
-fn is_console(name: &str) -> bool {
-    let numbered = |prefix: &str| {
-        name.strip_prefix(prefix)
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    name == "console"
-        || name.starts_with("vcs")
-        || ["tty", "ttyS", "ttyUSB", "ttyACM", "ttyAMA", "hvc"]
-            .iter()
-            .any(|p| numbered(p))
 }
 
 /// Creates an empty directory or file at `p` (inside a fresh tmpfs) to bind `fd` onto.
@@ -335,8 +333,9 @@ pub(super) fn landlock(writable: &[PathBuf]) -> Result<(), StepError> {
     Ok(())
 }
 
-/// seccomp: refuses `TIOCSTI` and `TIOCLINUX`, which push keystrokes into the terminal's
-/// input (to run commands in the user's shell once the agent exits), and the terminal
+/// seccomp: refuses the kernel's key management (`keyctl`, `add_key`, `request_key`: see
+/// [`KEY_CALLS`]), and of the ioctls `TIOCSTI` and `TIOCLINUX`, which push keystrokes into
+/// the terminal's input (to run commands in the user's shell once the agent exits), and the terminal
 /// controls that outlast the agent: a line discipline (`TIOCSETD`), output stopped (`TCXONC`:
 /// till then hangs writing its last lines, and ^Q does not start it again) and exclusive mode
 /// (`TIOCEXCL`: nothing can open your terminal after the run). Landlock has no rule for ioctl
@@ -345,17 +344,12 @@ pub(super) fn seccomp() -> Result<(), StepError> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
     };
-    let arch = match seccompiler::TargetArch::try_from(std::env::consts::ARCH) {
-        Ok(arch) => arch,
-        // Without legacy TIOCSTI the kernel refuses it to the agent anyway.
-        Err(_) if tiocsti_disabled() => return Ok(()),
-        Err(e) => {
-            return Err(StepError::new(format!(
-                "--sandbox needs a seccomp filter against TIOCSTI on this architecture: {e}"
-            ))
-            .hint("set the sysctl dev.tty.legacy_tiocsti=0, or run without --sandbox"));
-        }
-    };
+    let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH).map_err(|e| {
+        StepError::new(format!(
+            "--sandbox needs a seccomp filter, which till cannot make on this architecture: {e}"
+        ))
+        .hint("run without --sandbox")
+    })?;
     let rule = |cmd: u64| {
         SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, cmd)
             .and_then(|c| SeccompRule::new(vec![c]))
@@ -374,9 +368,17 @@ pub(super) fn seccomp() -> Result<(), StepError> {
             // On x86_64 the x32 ABI's ioctl has a number of its own (with the x32 bit), under
             // the same architecture tag: refused alike, or it would pass where x32 is on.
             #[cfg(target_arch = "x86_64")]
-            let numbers = [(libc::SYS_ioctl, rules.clone()), (X32_IOCTL, rules)];
+            let mut numbers = vec![(libc::SYS_ioctl, rules.clone()), (X32_IOCTL, rules)];
             #[cfg(not(target_arch = "x86_64"))]
-            let numbers = [(libc::SYS_ioctl, rules)];
+            let mut numbers = vec![(libc::SYS_ioctl, rules)];
+            // The kernel's key management, whole (no rules: every call): the user's own
+            // keyrings (`_uid.N`, `_uid_ses.N`) are listed in `/proc/keys` and let their owner
+            // link them into a keyring of the agent's, which makes every key in them readable.
+            for call in KEY_CALLS {
+                numbers.push((call, Vec::new()));
+                #[cfg(target_arch = "x86_64")]
+                numbers.push((X32 | call, Vec::new()));
+            }
             SeccompFilter::new(
                 numbers.into_iter().collect(),
                 SeccompAction::Allow,
@@ -392,9 +394,14 @@ pub(super) fn seccomp() -> Result<(), StepError> {
 /// The ioctl numbers on every architecture seccompiler supports (x86_64, aarch64, riscv64
 /// share the generic tty ioctls).
 pub(super) const TIOCSTI: u64 = 0x5412;
+/// The bit of x32's system call numbers.
+#[cfg(target_arch = "x86_64")]
+const X32: i64 = 0x4000_0000;
 /// x32's `ioctl`: its table's 514 with the x32 bit.
 #[cfg(target_arch = "x86_64")]
-const X32_IOCTL: i64 = 0x4000_0000 | 514;
+const X32_IOCTL: i64 = X32 | 514;
+/// `keyctl`, `add_key` and `request_key` (x32 shares x86_64's numbers for them).
+const KEY_CALLS: [i64; 3] = [libc::SYS_keyctl, libc::SYS_add_key, libc::SYS_request_key];
 pub(super) const TIOCLINUX: u64 = 0x541C;
 /// Sets a terminal's line discipline: `N_NULL` leaves your terminal dead after the run.
 pub(super) const TIOCSETD: u64 = 0x5423;
@@ -402,25 +409,3 @@ pub(super) const TIOCSETD: u64 = 0x5423;
 pub(super) const TCXONC: u64 = 0x540A;
 /// Exclusive mode: further opens of the terminal fail (`EBUSY`) but root's.
 pub(super) const TIOCEXCL: u64 = 0x540C;
-
-pub(super) fn tiocsti_disabled() -> bool {
-    std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").is_ok_and(|v| v.trim() == "0")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_console;
-
-    #[test]
-    fn consoles_are_told_from_the_terminals_an_agent_keeps() {
-        for name in [
-            "console", "tty0", "tty63", "ttyS0", "ttyUSB1", "ttyACM0", "ttyAMA0", "hvc0", "vcs",
-            "vcs1", "vcsa2", "vcsu",
-        ] {
-            assert!(is_console(name), "{name}");
-        }
-        for name in ["tty", "ptmx", "pts", "ttyS", "ttyx1", "null", "tty1a"] {
-            assert!(!is_console(name), "{name}");
-        }
-    }
-}
