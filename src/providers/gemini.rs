@@ -227,6 +227,7 @@ impl Family for Gemini {
             &["candidatesTokenCount"],
             &["cachedContentTokenCount"],
             &["thoughtsTokenCount"],
+            &["toolUsePromptTokenCount"],
         ]
     }
 
@@ -248,7 +249,9 @@ impl Family for Gemini {
     }
 }
 
-/// Every generation config object in a Gemini body (the API reads both spellings).
+/// The generation config object of a Gemini body, in either of the spellings the API reads;
+/// a body with both is refused, since which one the provider keeps is not till's to know (and
+/// till writes its output ceiling into one).
 fn configs(map: &Map<String, Value>) -> Result<Vec<&Map<String, Value>>, String> {
     let mut out = Vec::new();
     for name in CONFIG {
@@ -258,6 +261,12 @@ fn configs(map: &Map<String, Value>) -> Result<Vec<&Map<String, Value>>, String>
             Some(_) => return Err(format!("`{name}` must be an object")),
         }
     }
+    if out.len() > 1 {
+        return Err(
+            "the body has both `generationConfig` and `generation_config`; till reads and forwards one generation config"
+                .into(),
+        );
+    }
     Ok(out)
 }
 
@@ -265,8 +274,11 @@ fn configs(map: &Map<String, Value>) -> Result<Vec<&Map<String, Value>>, String>
 /// could run those, so each must be the model the path names (which is what till checks).
 fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(), String> {
     let mut nested: Vec<&Value> = Vec::new();
-    if let Some(Value::Array(reqs)) = map.get("requests") {
-        nested.extend(reqs.iter().filter_map(|r| r.get("model")));
+    // One object where a list is expected is read as a list of it, as Gemini's parser does.
+    match map.get("requests") {
+        Some(Value::Array(reqs)) => nested.extend(reqs.iter().filter_map(|r| r.get("model"))),
+        Some(one @ Value::Object(_)) => nested.extend(one.get("model")),
+        _ => {}
     }
     for name in ["generateContentRequest", "generate_content_request"] {
         if let Some(m) = map.get(name).and_then(|r| r.get("model")) {
@@ -292,7 +304,9 @@ fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(),
 fn usage(u: &dyn Tree) -> Usage {
     let thoughts = n(u, &["thoughtsTokenCount"]);
     Usage {
-        input_tokens: n(u, &["promptTokenCount"]),
+        // What grounding and URL context fetched is billed as input beside the prompt.
+        input_tokens: n(u, &["promptTokenCount"])
+            .saturating_add(n(u, &["toolUsePromptTokenCount"])),
         output_tokens: n(u, &["candidatesTokenCount"]).saturating_add(thoughts),
         cached_tokens: n(u, &["cachedContentTokenCount"]),
         reasoning_tokens: thoughts,

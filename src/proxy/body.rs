@@ -379,14 +379,17 @@ impl Drop for MeteredStream {
                     None => std::future::pending().await,
                 }
             };
-            let interrupted = tokio::select! {
-                _ = tokio::time::timeout(DRAIN_LIMIT, drain) => false,
-                () = cut => true,
+            // A stream still going when the drain gives up is not complete, whatever it said
+            // before: a Gemini answer of several candidates says `finishReason` for the first
+            // while the others go on.
+            let (drained, interrupted) = tokio::select! {
+                ended = tokio::time::timeout(DRAIN_LIMIT, drain) => (ended.is_ok(), false),
+                () = cut => (false, true),
             };
             let (_, usage) = meter.finish();
             done(Finished {
                 usage,
-                completed: meter.completed,
+                completed: meter.completed && drained,
                 error: None,
                 client_gone: extra > 0 && !interrupted,
                 interrupted,

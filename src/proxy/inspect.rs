@@ -447,19 +447,51 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
             }
         }
     }
-    if let Some(Value::Array(tools)) = map.get("tools") {
-        for t in tools.iter().filter_map(Value::as_object) {
-            // A tool's kind is read from its `type`; a look-alike a case-folding parser reads
-            // as `type` would pass a server tool as an unnamed one.
-            if let Some(k) = t.keys().find(|k| *k != "type" && same_name(k, "type")) {
-                return Some(format!("a tool's `{k}`"));
-            }
-            if let Some(what) = wire.server_tool(t) {
-                return Some(what);
-            }
+    // Gemini's parser takes one object where a list is expected, so a `tools` that is one
+    // tool is read as that tool; what is neither is not a list of tools till can read.
+    let tools = match map.get("tools") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(tools)) => tools.as_slice(),
+        Some(one @ Value::Object(_)) => std::slice::from_ref(one),
+        Some(_) => return Some("`tools` that are not a list of tools".into()),
+    };
+    for t in tools {
+        let Some(t) = t.as_object() else {
+            return Some("a tool that is not an object".into());
+        };
+        // A tool's kind is read from its `type`; a look-alike a case-folding parser reads as
+        // `type` would pass a server tool as an unnamed one.
+        if let Some(k) = t.keys().find(|k| *k != "type" && same_name(k, "type")) {
+            return Some(format!("a tool's `{k}`"));
+        }
+        if let Some(what) = wire.server_tool(t) {
+            return Some(what);
         }
     }
     find_reference_in(map)
+}
+
+/// Models that bill each call beside its tokens, by their names: OpenAI's search models (a web
+/// search on every request: `gpt-4o-search-preview`, `gpt-5-search-api`) and deep research
+/// ones, Perplexity's `sonar` models (a fee a request), Groq's `compound` systems (their tools
+/// by the use) and OpenRouter's `:online` variants (web results by the result). till's prices
+/// are per token, so a key with a budget or a token rate may not call them.
+pub fn billed_per_call(model: &str) -> Option<&'static str> {
+    let m = model.to_ascii_lowercase();
+    let named = |part: &str| m.contains(part);
+    if named("search-preview") || named("search-api") {
+        Some("a search model (a web search billed on every call)")
+    } else if named("deep-research") {
+        Some("a deep research model (its searches billed by the call)")
+    } else if named("sonar") {
+        Some("a Perplexity `sonar` model (a fee on every request)")
+    } else if named("compound") {
+        Some("a compound model (its built-in tools billed by the use)")
+    } else if m.ends_with(":online") {
+        Some("an `:online` model (web results billed by the result)")
+    } else {
+        None
+    }
 }
 
 /// Keys that name content the provider loads by reference, anywhere in an object. Names are
@@ -511,6 +543,21 @@ fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
                 .is_some_and(|t| t.eq_ignore_ascii_case("input_audio"))
         {
             return Some("audio input (an `input_audio` part)".into());
+        }
+        // Parts OpenAI-compatible servers fetch by URL and bill by what they find there:
+        // Mistral's `document_url` (the document read and billed as its text, up to the
+        // context), the `video_url` and `audio_url` of vLLM and Together (frames and seconds
+        // billed as tokens). Any `…_url` part but `image_url`, whose tokens are bounded by
+        // the image, and video parts.
+        if same_name(k, "type")
+            && let Some(kind) = child.as_str()
+        {
+            let t = kind.to_ascii_lowercase();
+            if (t.ends_with("_url") && t != "image_url") || t == "video" || t == "input_video" {
+                return Some(format!(
+                    "a `{kind}` part (content fetched and billed by the provider)"
+                ));
+            }
         }
         if (same_name(k, "inlineData") || same_name(k, "inline_data"))
             && let Some(data) = child.as_object()
@@ -831,10 +878,19 @@ mod tests {
         let x = i(
             ApiFamily::Gemini,
             Op::GeminiGenerate,
-            "{\"generationConfig\":{\"maxOutputTokens\":5,\"max_output_tokens\":900},\"generation_config\":{\"maxOutputTokens\":70,\"candidate_count\":4}}",
+            "{\"generationConfig\":{\"maxOutputTokens\":5,\"max_output_tokens\":900,\"candidate_count\":4}}",
         )
         .unwrap();
         assert_eq!((x.ceiling, x.choices), (Some(900), 4));
+        // Both spellings of the config at once: the provider keeps one, till cannot tell which.
+        assert!(
+            i(
+                ApiFamily::Gemini,
+                Op::GeminiGenerate,
+                "{\"generationConfig\":{\"maxOutputTokens\":5},\"generation_config\":{\"maxOutputTokens\":70}}",
+            )
+            .is_err()
+        );
         assert!(
             i(
                 ApiFamily::Gemini,

@@ -534,6 +534,19 @@ mod tests {
         let (_, usage, done) = run(ApiFamily::Gemini, true, false, &chunks);
         assert_eq!(usage.map(|u| u.output_tokens), Some(6));
         assert!(done);
+        // What grounding or URL context fetched is billed as input, streamed or whole.
+        let fetched = "{\"candidates\":[{\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":12,\"toolUsePromptTokenCount\":250000,\"candidatesTokenCount\":6}}";
+        for (sse, body) in [
+            (true, format!("data: {fetched}\r\n\r\n")),
+            (false, fetched.into()),
+        ] {
+            let (_, usage, _) = run(ApiFamily::Gemini, sse, false, &[&body]);
+            assert_eq!(
+                usage.map(|u| (u.input_tokens, u.output_tokens)),
+                Some((250_012, 6)),
+                "{body}"
+            );
+        }
         let (_, usage, _) = run(
             ApiFamily::Openai,
             false,

@@ -467,6 +467,31 @@ pub async fn admit(
             ),
         ));
     }
+    if grant.counts_tokens()
+        && let Some(what) = model.as_deref().and_then(body_inspect::billed_per_call)
+    {
+        return Err(ProxyError::new(
+            403,
+            "uncounted",
+            format!(
+                "this request is for {what}; till prices tokens only and cannot bound its cost, so a key with a budget or a token rate may not send it"
+            ),
+        ));
+    }
+    // A Gemini stream of several candidates says `finishReason` for each as it ends, and till
+    // reads the first as the answer's end: one whose agent hangs up then would be charged
+    // what the first candidate had used while the others went on.
+    if grant.counts_tokens()
+        && api == crate::providers::ApiFamily::Gemini
+        && asked.sse
+        && inspected.choices > 1
+    {
+        return Err(ProxyError::new(
+            403,
+            "uncounted",
+            "till cannot tell where a stream of several candidates (`candidateCount` above 1) ends, so a key with a budget or a token rate may not ask for one; ask without streaming, or for one candidate",
+        ));
+    }
     // A bound of the prompt's tokens: one a byte, and what images, PDFs and provider-defined
     // tools add (looked for only where tokens are counted).
     let hidden = match &inspected.json {

@@ -556,7 +556,7 @@ fn max_output_tokens_holds_in_every_family_and_spelling() {
         ),
         (
             "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
-            "{\"generationConfig\":{\"maxOutputTokens\":10},\"generation_config\":{\"max_output_tokens\":1000}}",
+            "{\"generation_config\":{\"max_output_tokens\":1000}}",
         ),
         (
             "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
@@ -567,6 +567,12 @@ fn max_output_tokens_holds_in_every_family_and_spelling() {
         let (status, text) = a.post(path, body);
         assert_eq!(status, 403, "{path} {body} → {text}");
     }
+    // Both spellings at once are refused to every key (400): the provider keeps one of them.
+    let (status, text) = a.post(
+        "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+        "{\"generationConfig\":{\"maxOutputTokens\":10},\"generation_config\":{\"max_output_tokens\":1000}}",
+    );
+    assert_eq!(status, 400, "{text}");
     a.assert_upstream_saw_nothing("ceilings over the cap");
 
     // Requests that name no ceiling get the cap inserted where each API reads it.
@@ -1183,6 +1189,70 @@ fn a_request_whose_connection_breaks_before_its_answer_is_charged_its_reservatio
     a.assert_charged_its_reservation(body, 10, 0.001);
 }
 
+/// Fees by the call come in through the model's name too, and a stream of several Gemini
+/// candidates ends for till at the first: both refused to a key that counts tokens, whatever
+/// else the body holds; a key without a budget still sends them.
+#[test]
+fn models_billed_by_the_call_and_streams_of_several_candidates_are_refused_to_a_budget_key() {
+    let a = Attack::new(
+        "",
+        &["--scope", "openai", "--scope", "gemini", "--budget", "1usd"],
+    );
+    for model in [
+        "gpt-4o-mini-search-preview",
+        "gpt-4o-search-preview-2025-03-11",
+        "gpt-5-search-api",
+        "o4-mini-deep-research",
+        "sonar-pro",
+        "compound-beta",
+        "gpt-4o:online",
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", &chat(model));
+        assert_eq!(status, 403, "{model} → {text}");
+        assert!(text.contains("prices tokens only"), "{text}");
+    }
+    let several = "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}],\"generationConfig\":{\"candidateCount\":2}}";
+    for path in [
+        "/gemini/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        "/gemini/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+    ] {
+        let (status, text) = a.post(path, several);
+        assert_eq!(status, 403, "{path} → {text}");
+        assert!(text.contains("several candidates"), "{text}");
+    }
+    a.assert_upstream_saw_nothing("models billed by the call, streams of several candidates");
+    // Several candidates without streaming end with the answer: forwarded.
+    let (status, text) = a.post(
+        "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+        several,
+    );
+    assert_eq!(status, 200, "{text}");
+    // Without a budget, a key for every model sends them.
+    let open = format!("Bearer {}", a.p.create_key(&["--scope", "openai"]));
+    let (status, text) = raw_http(
+        &a.serve.url,
+        "POST",
+        "/openai/v1/chat/completions",
+        &[("authorization", open.as_str()), JSON],
+        chat("gpt-4o-mini-search-preview").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+/// Gemini reads both spellings of its generation config; which one it keeps when a body has
+/// both is not till's to know, and till writes its output ceiling into one of them.
+#[test]
+fn a_gemini_body_with_both_spellings_of_its_generation_config_is_refused() {
+    let a = Attack::new("", &["--scope", "gemini", "--budget", "1usd"]);
+    let (status, text) = a.post(
+        "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+        "{\"contents\":[],\"generationConfig\":{},\"generation_config\":{\"maxOutputTokens\":65536}}",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("generation_config"), "{text}");
+    a.assert_upstream_saw_nothing("both generation configs");
+}
+
 #[test]
 fn a_budget_key_gets_a_ceiling_its_budget_can_pay_for() {
     let a = Attack::new(
@@ -1306,6 +1376,34 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
         (
             "/anthropic/v1/messages",
             "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"document\",\"Source\":{\"Type\":\"url\",\"url\":\"https://example.com/a.pdf\"}}]}]}",
+        ),
+        // Gemini's parser reads one object where a list is expected: a `tools` that is one
+        // tool is that tool (and a tool that is not an object is not one till can read).
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"tools\":{\"googleSearch\":{}}}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"tools\":{\"google_search\":{},\"urlContext\":{}}}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"tools\":[[{\"googleSearch\":{}}]]}",
+        ),
+        // Parts compatible servers fetch by URL and bill by what they find: Mistral's
+        // documents, vLLM's and Together's video and audio.
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"document_url\",\"document_url\":\"https://example.com/a.pdf\"}]}]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"Video_URL\",\"video_url\":{\"url\":\"https://example.com/v.mp4\"}}]}]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"audio_url\",\"audio_url\":{\"url\":\"https://example.com/a.wav\"}}]}]}",
         ),
     ];
     for (path, body) in cases {
