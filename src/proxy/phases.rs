@@ -110,7 +110,8 @@ pub struct Ctx<'r> {
     pub provider: &'r Provider,
     /// The canonical path after the provider prefix.
     pub rest: &'r str,
-    /// The time every caveat is checked at.
+    /// The time every caveat is checked at: the request's arrival, then (from [`inspect`])
+    /// the time its body had all come.
     pub now: u64,
     pub record: RequestRecord,
 }
@@ -249,13 +250,17 @@ pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verifie
         b.push_short(lineage);
     }
     if ctx.state.is_revoked(&verified) {
-        return Err(ProxyError::new(
-            401,
-            "revoked",
-            "this till key has been revoked; ask for a new one (till key create, or restart till run)",
-        ));
+        return Err(revoked());
     }
     Ok(verified)
+}
+
+fn revoked() -> ProxyError {
+    ProxyError::new(
+        401,
+        "revoked",
+        "this till key has been revoked; ask for a new one (till key create, or restart till run)",
+    )
 }
 
 /// What the key refuses without the body: its expiry and session, the provider, the endpoint
@@ -328,6 +333,14 @@ pub async fn inspect<B: super::RequestBody>(
         &ctx.state.bodies,
     )
     .await?;
+    // A body may take up to `body_timeout` to come: the key is checked again once it has, so a
+    // request staged before a revocation, the key's expiry or its mint key's retirement does
+    // not pass after it ([`admit`] checks the caveats at this time).
+    ctx.now = crate::time::now_unix();
+    ctx.state.mint_for(verified.token(), ctx.now).await?;
+    if ctx.state.is_revoked(verified) {
+        return Err(revoked());
+    }
     let content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)

@@ -2447,3 +2447,55 @@ fn bodies_held_at_once_are_bounded_however_many_clients_send() {
     assert_eq!(a.p.mock.requests().len(), through + 1);
     drop(stalled);
 }
+
+/// A request whose head came while its key stood and whose body comes after a revocation, the
+/// key's expiry or its mint key's retirement is refused: the key is checked again once the
+/// body has come, as a request sent at that moment would be (an agent could otherwise keep
+/// requests staged and finish them after you revoke it).
+#[test]
+fn a_request_staged_before_a_revocation_or_expiry_is_refused_when_its_body_comes() {
+    use std::io::{Read as _, Write as _};
+    let a = Attack::new(
+        "[proxy]\nbody_timeout = \"30s\"\n",
+        &["--scope", "openai", "--name", "staged"],
+    );
+    let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
+    let body = chat("gpt-4o-mini");
+    let (first, last) = body.split_at(body.len() - 1);
+    let stage = |key: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{first}",
+            body.len()
+        )
+        .unwrap();
+        s
+    };
+    let finish = |mut s: std::net::TcpStream| {
+        s.write_all(last.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    // Revoked while its body was on the way.
+    let staged = stage(&a.key);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, _, stderr) =
+        crate::support::output(a.p.env.till().args(["key", "revoke", "staged"]));
+    assert_eq!(code, 0, "{stderr}");
+    let answer = finish(staged);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("revoked"), "{answer}");
+    // Expired while its body was on the way.
+    let short = a.p.create_key(&["--scope", "openai", "--ttl", "2s"]);
+    let staged = stage(&short);
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    let answer = finish(staged);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("expired"), "{answer}");
+    a.assert_upstream_saw_nothing("requests staged before a revocation or expiry");
+}
