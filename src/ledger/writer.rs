@@ -154,11 +154,25 @@ impl Shared {
         }
     }
 
-    /// Waits for messages, lets them linger for company, and takes them.
-    fn take(&self) -> Vec<Msg> {
+    /// Waits for messages (up to `at_most`, when given), lets them linger for company, and
+    /// takes them.
+    fn take(&self, at_most: Option<Duration>) -> Vec<Msg> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let until = at_most.map(|d| Instant::now() + d);
         while q.msgs.is_empty() {
-            q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = match until {
+                None => self.ready.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Vec::new();
+                    }
+                    self.ready
+                        .wait_timeout(q, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
         let deadline = Instant::now() + LINGER;
         while !q.urgent && q.msgs.len() < BATCH {
@@ -257,23 +271,36 @@ impl Writer {
             .spawn(move || {
                 // The caller's connection has read the ledger, so its wal-index is mapped.
                 let signal = CommitSignal::open(ledger.conn());
+                let mut held = Held::default();
                 let mut stop = false;
                 while !stop {
-                    let mut batch = queue.take();
+                    let mut batch = queue.take((!held.msgs.is_empty()).then_some(RETRY));
                     if let Some(i) = batch.iter().position(|m| matches!(m, Msg::Stop)) {
                         batch.truncate(i);
                         stop = true;
                     }
+                    let mut batch = held.before(batch);
                     // Large bursts are written in transactions of at most BATCH messages.
-                    for chunk in batch.chunks(BATCH) {
-                        if let Err(e) = write_batch(&mut ledger, chunk, Some((&signal, &recorded)))
-                        {
-                            crate::output::warn(&format!(
-                                "could not record {} request(s) in the ledger: {e:#}",
-                                chunk.len()
-                            ));
+                    while !batch.is_empty() {
+                        let rest = batch.split_off(batch.len().min(BATCH));
+                        match write_batch(&mut ledger, &batch, Some((&signal, &recorded))) {
+                            Ok(()) => batch = rest,
+                            Err(e) => {
+                                batch.extend(rest);
+                                held.keep(batch, &e);
+                                break;
+                            }
                         }
                     }
+                    if held.msgs.is_empty() {
+                        held.written(&mut ledger);
+                    }
+                }
+                if !held.msgs.is_empty() {
+                    crate::output::warn(&format!(
+                        "could not record {} request(s) in the ledger before stopping",
+                        held.msgs.len()
+                    ));
                 }
             })
             .expect("spawn the ledger thread");
@@ -308,6 +335,87 @@ impl Drop for Writer {
     /// A writer dropped without [`Writer::finish`] still writes what was queued before it.
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// How long the writer waits before it tries again to write what the ledger refused (a lock
+/// held past SQLite's busy timeout by another process, a full disk).
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Messages the writer holds at most while the ledger refuses them; past it the oldest rows
+/// and events are dropped (settlements never: each frees a budget's reservation), counted,
+/// and reported once the ledger takes writes again.
+const MAX_HELD: usize = 100_000;
+
+/// What the ledger refused, held to be written when it takes writes again.
+#[derive(Default)]
+struct Held {
+    msgs: Vec<Msg>,
+    /// Rows and events dropped past [`MAX_HELD`] since the ledger last took a write.
+    dropped: usize,
+    /// The ledger has refused a write since it last took one: how many messages were held
+    /// at the last refusal.
+    refused: Option<usize>,
+}
+
+impl Held {
+    /// The held messages, then `batch`.
+    fn before(&mut self, batch: Vec<Msg>) -> Vec<Msg> {
+        if self.msgs.is_empty() {
+            return batch;
+        }
+        let mut all = std::mem::take(&mut self.msgs);
+        all.extend(batch);
+        all
+    }
+
+    /// Holds `msgs` (oldest first), which the ledger refused with `err`.
+    fn keep(&mut self, mut msgs: Vec<Msg>, err: &anyhow::Error) {
+        if self.refused.is_none() {
+            crate::output::warn(&format!(
+                "could not record {} request(s) in the ledger: {err:#}; till keeps them and tries again every {} s",
+                msgs.len(),
+                RETRY.as_secs()
+            ));
+        }
+        let over = msgs.len().saturating_sub(MAX_HELD);
+        if over > 0 {
+            let mut dropped = 0;
+            msgs.retain(|m| {
+                let drop = dropped < over && !matches!(m, Msg::Settle { .. });
+                dropped += usize::from(drop);
+                !drop
+            });
+            self.dropped += dropped;
+        }
+        self.refused = Some(msgs.len());
+        self.msgs = msgs;
+    }
+
+    /// After everything held was written: says so, and records that rows were dropped.
+    fn written(&mut self, ledger: &mut Ledger) {
+        let Some(held) = self.refused.take() else {
+            return;
+        };
+        crate::output::note(&format!(
+            "till: the ledger takes writes again; the {held} request(s) held meanwhile are recorded"
+        ));
+        if self.dropped > 0 {
+            let message = format!(
+                "{} request row(s) were not recorded: the ledger refused writes for longer than till holds them ({MAX_HELD} messages)",
+                self.dropped
+            );
+            crate::output::warn(&message);
+            let event = Msg::Event {
+                at: crate::time::now_unix(),
+                binding: None,
+                session: None,
+                kind: "rows_lost".into(),
+                message,
+            };
+            let _ = write_batch(ledger, &[event], None);
+            self.dropped = 0;
+        }
     }
 }
 
@@ -478,6 +586,46 @@ mod tests {
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(e, 1);
+    }
+
+    /// Rows the ledger refuses (another process holds its write lock past the busy timeout)
+    /// are held and written once it takes writes again, not lost.
+    #[test]
+    fn rows_refused_by_a_locked_ledger_are_written_once_it_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite3");
+        let ledger = Ledger::open(&path).unwrap();
+        ledger
+            .conn()
+            .busy_timeout(Duration::from_millis(50))
+            .unwrap();
+        let w = Writer::with_ledger(ledger);
+        let h = w.handle();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let count = |c: &rusqlite::Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+                .unwrap()
+        };
+        for i in 0..10 {
+            h.row(RequestRow {
+                at: i,
+                provider: "openai".into(),
+                status: 200,
+                ..Default::default()
+            });
+        }
+        // Refused (the writer waits 50 ms for the lock): nothing is written meanwhile.
+        std::thread::sleep(LINGER * 6);
+        assert_eq!(count(&other), 0);
+        other.execute_batch("COMMIT").unwrap();
+        let deadline = Instant::now() + RETRY * 5;
+        while count(&other) < 10 {
+            assert!(Instant::now() < deadline, "the held rows were not written");
+            std::thread::sleep(LINGER);
+        }
+        w.finish();
+        assert_eq!(count(&other), 10);
     }
 
     /// Rows go in by eight per statement and then one by one: every column of every row
