@@ -389,7 +389,14 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
     {
         return Err(no_such_key(name).into());
     }
+    let existed = ctx.paths.ledger_file().exists();
     let ledger = ctx.ledger()?;
+    if !existed {
+        crate::output::warn(&format!(
+            "there was no ledger at {}; till made one to record this revocation. A till proxy started before the old one was deleted no longer takes requests (it answers 503 ledger_gone) until it is restarted",
+            ctx.paths.ledger_file().display()
+        ));
+    }
     let mut keys = keys.into_iter();
     let mut targets = Vec::new();
     for k in &args.keys {

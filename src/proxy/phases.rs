@@ -249,18 +249,25 @@ pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verifie
         }
         b.push_short(lineage);
     }
-    if ctx.state.is_revoked(&verified) {
-        return Err(revoked());
-    }
+    stands(ctx, &verified)?;
     Ok(verified)
 }
 
-fn revoked() -> ProxyError {
-    ProxyError::new(
-        401,
-        "revoked",
-        "this till key has been revoked; ask for a new one (till key create, or restart till run)",
-    )
+/// The key is not revoked, and the ledger that says so is the one at the ledger's path.
+fn stands(ctx: &Ctx<'_>, verified: &Verified<'_>) -> Result<(), ProxyError> {
+    match ctx.state.standing(verified) {
+        super::state::Standing::Stands => Ok(()),
+        super::state::Standing::Revoked => Err(ProxyError::new(
+            401,
+            "revoked",
+            "this till key has been revoked; ask for a new one (till key create, or restart till run)",
+        )),
+        super::state::Standing::LedgerGone => Err(ProxyError::new(
+            503,
+            "ledger_gone",
+            "the ledger this proxy opened was deleted or replaced, so it cannot see revocations made since; restart till run or till serve",
+        )),
+    }
 }
 
 /// What the key refuses without the body: its expiry and session, the provider, the endpoint
@@ -338,9 +345,7 @@ pub async fn inspect<B: super::RequestBody>(
     // not pass after it ([`admit`] checks the caveats at this time).
     ctx.now = crate::time::now_unix();
     ctx.state.mint_for(verified.token(), ctx.now).await?;
-    if ctx.state.is_revoked(verified) {
-        return Err(revoked());
-    }
+    stands(ctx, verified)?;
     let content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)

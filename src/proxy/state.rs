@@ -165,6 +165,62 @@ struct Watched {
     /// This process's ledger writer's commits: a wal-index header that moved through these
     /// alone needs no look at SQLite (the writer writes nothing watched here).
     own: Option<Arc<OwnCommits>>,
+    /// The ledger file as opened (its path, device and inode), looked at once a second: a
+    /// ledger deleted or replaced under the proxy would hide every revocation made after it.
+    file: Option<LedgerFile>,
+}
+
+/// The ledger file a proxy opened, and whether it is still the one at its path.
+struct LedgerFile {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+    /// The second it was last looked at.
+    looked: u64,
+    gone: bool,
+}
+
+impl LedgerFile {
+    fn open(ledger: &Ledger) -> Option<Self> {
+        let path = std::path::PathBuf::from(ledger.conn().path().filter(|p| !p.is_empty())?);
+        let id = file_id(&path)?;
+        Some(Self {
+            path,
+            id,
+            looked: crate::time::now_unix(),
+            gone: false,
+        })
+    }
+
+    /// Whether the file at the path is no longer the one opened (looked at once a second).
+    fn gone(&mut self) -> bool {
+        let now = crate::time::now_unix();
+        if !self.gone && now != self.looked {
+            self.looked = now;
+            self.gone = file_id(&self.path) != Some(self.id);
+        }
+        self.gone
+    }
+}
+
+#[cfg(unix)]
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Elsewhere a replaced ledger is not looked for.
+#[cfg(not(unix))]
+fn file_id(_path: &std::path::Path) -> Option<(u64, u64)> {
+    None
+}
+
+/// Whether a key stands, as far as the ledger says ([`State::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Stands,
+    Revoked,
+    /// The ledger file this proxy opened was deleted or replaced.
+    LedgerGone,
 }
 
 /// The proxy's shared state.
@@ -296,7 +352,9 @@ impl State {
             root_fingerprints: Map::default(),
             mint_until: Map::default(),
             own: None,
+            file: None,
         };
+        watched.file = LedgerFile::open(&watched.ledger);
         refresh(&mut watched)?;
         watched.signal = CommitSignal::open(watched.ledger.conn());
         Ok(Self {
@@ -640,16 +698,27 @@ impl State {
         }
     }
 
-    /// Whether any level of the key has been revoked (reloads the list when the ledger changed).
-    pub fn is_revoked(&self, verified: &Verified) -> bool {
+    /// Whether any level of the key has been revoked (reloads the list when the ledger
+    /// changed): [`Standing::Revoked`]; or, should the ledger file this proxy opened have been
+    /// deleted or replaced, [`Standing::LedgerGone`] for every key, since revocations made
+    /// since then are not in the file it reads.
+    pub fn standing(&self, verified: &Verified) -> Standing {
         let Ok(mut w) = self.watched.lock() else {
-            return true;
+            return Standing::Revoked;
         };
+        if w.file.as_mut().is_some_and(LedgerFile::gone) {
+            return Standing::LedgerGone;
+        }
         let _ = refresh(&mut w);
-        verified
+        if verified
             .level_bindings()
             .iter()
             .any(|b| w.revoked.contains(b))
+        {
+            Standing::Revoked
+        } else {
+            Standing::Stands
+        }
     }
 
     /// Applies the key's per-minute limits, in the ledger (shared with every till process)
@@ -737,7 +806,7 @@ impl State {
     /// The current root key for `provider`, re-read from the store when the ledger says it
     /// was rotated since it was loaded, and none at all once the ledger says it was removed.
     ///
-    /// The ledger itself is not re-read here: [`State::is_revoked`] did that moments earlier
+    /// The ledger itself is not re-read here: [`State::standing`] did that moments earlier
     /// for the same request, and each read is a SQLite read transaction on the hot path.
     pub async fn root_key(&self, provider: &str) -> Result<Arc<SecretString>, ProxyError> {
         let stale = match self.held_root(provider) {

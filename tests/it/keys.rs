@@ -390,3 +390,33 @@ fn show_and_inspect_tell_revoked_ancestors_without_the_keychain() {
     assert_eq!(code, 0);
     assert!(out.contains("status:  unknown"), "{out}");
 }
+
+/// A ledger deleted under a running proxy would hide from it every revocation made after (a
+/// revoke then makes a new ledger the proxy does not read): the proxy stops taking requests,
+/// and the revoke says what happened.
+#[test]
+fn a_proxy_whose_ledger_is_deleted_stops_taking_requests() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let key = p.create_key(&["--scope", "openai", "--name", "gone"]);
+    let ok = client_with_key(&serve.url, &key, &["openai", "chat"]);
+    assert_eq!(status(&ok), 200, "{ok}");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(p.env.path(&format!("data/ledger.sqlite3{suffix}")));
+    }
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", &key]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("there was no ledger"), "{stderr}");
+    // The proxy looks at its ledger's file once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let gone = client_with_key(&serve.url, &key, &["openai", "chat"]);
+    assert_eq!(status(&gone), 503, "{gone}");
+    assert!(gone.to_string().contains("ledger_gone"), "{gone}");
+    let chats = p
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .count();
+    assert_eq!(chats, 1, "only the request before the ledger went");
+}
