@@ -398,3 +398,69 @@ impl Drop for MeteredStream {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A stream whose agent hung up is drained for [`DRAIN_LIMIT`]; one still going then is not
+    /// complete, whatever end it announced before (a Gemini answer of several candidates says
+    /// `finishReason` for the first while the others go on), so it is charged at least its
+    /// reservation. One that ends within the limit is complete.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_still_going_when_the_drain_gives_up_is_not_complete() {
+        for ends in [false, true] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let event = "data: {\"candidates\":[{\"index\":0,\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":6}}\r\n\r\n";
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                tcp.write_all(format!("{head}{chunk}").as_bytes())
+                    .await
+                    .unwrap();
+                if ends {
+                    tcp.write_all(b"0\r\n\r\n").await.unwrap();
+                }
+                // The other candidates go on (or the connection just stays open).
+                let _ = tcp.read(&mut buf).await;
+            });
+            let none = std::iter::empty::<(&http::HeaderName, &http::HeaderValue)>;
+            let answer = crate::upstream::conns::send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}"),
+                "/v1beta/models/m:streamGenerateContent?alt=sse",
+                none,
+                Bytes::from_static(b"{}"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            let outcome: Arc<Mutex<Option<Finished>>> = Arc::default();
+            let seen = Arc::clone(&outcome);
+            let mut body = MeteredStream::new(
+                answer.into_body(),
+                Meter::new(ApiFamily::Gemini, true, false),
+                ApiFamily::Gemini,
+                true,
+                Duration::from_secs(600),
+                move |f| *seen.lock().unwrap() = Some(f),
+            );
+            // The agent reads the first event and hangs up.
+            let first = std::future::poll_fn(|cx| body.poll_next_frame(cx)).await;
+            assert!(first.is_some_and(|f| f.is_ok()));
+            drop(body);
+            tokio::time::sleep(DRAIN_LIMIT + Duration::from_secs(1)).await;
+            let finished = outcome.lock().unwrap().take().expect("the drain finished");
+            assert_eq!(finished.completed, ends, "{finished:?}");
+            assert_eq!(finished.usage.map(|u| u.output_tokens), Some(6));
+        }
+    }
+}
