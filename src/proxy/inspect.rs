@@ -279,9 +279,12 @@ const UNCOUNTED: &[&str] = &[
     "mcp_servers",
     "container",
     // Billed beside the tokens: OpenRouter's plugins (web search by the result, PDF parsing
-    // by the page) and chat's web search (by the call).
+    // by the page), chat's web search (by the call), Perplexity's presets (a model with search
+    // tools billed by the call, whatever `model` says) and xAI's Live Search (by the source).
     "plugins",
     "web_search_options",
+    "preset",
+    "search_parameters",
     // Anthropic's compaction: a second sampling pass, reported apart from the usage till reads
     // (`context_management` is read apart: its clearing edits only shorten the input).
     "compaction",
@@ -468,7 +471,38 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
             return Some(what);
         }
     }
+    // A part's kind as vLLM reads it when `type` is missing (or beside a `uuid`): from its
+    // keys. Only in the conversation, where parts are: a tool's schema may name a property so.
+    for name in ["messages", "input"] {
+        if let Some(found) = map.get(name).and_then(fetched_part) {
+            return Some(found);
+        }
+    }
     find_reference_in(map)
+}
+
+/// Fetched, audio or video content named by a part's key, whatever its `type` (the keys vLLM
+/// reads a part's kind from, and Mistral's `document_url`). None of the names holds a letter
+/// whose look-alike folds to it, so an ASCII comparison is the case-folding one.
+fn fetched_part(v: &Value) -> Option<String> {
+    const KEYS: &[&str] = &[
+        "video_url",
+        "audio_url",
+        "document_url",
+        "input_audio",
+        "input_video",
+        "video",
+    ];
+    // serde_json refuses input nested deeper than 128 levels, so this recursion is bounded.
+    match v {
+        Value::Object(o) => o
+            .iter()
+            .find(|(k, child)| KEYS.iter().any(|n| k.eq_ignore_ascii_case(n)) && !child.is_null())
+            .map(|(k, _)| format!("a part's `{k}` (content fetched or billed by the provider)"))
+            .or_else(|| o.values().find_map(fetched_part)),
+        Value::Array(a) => a.iter().find_map(fetched_part),
+        _ => None,
+    }
 }
 
 /// Models that bill each call beside its tokens, by their names: OpenAI's search models (a web

@@ -170,33 +170,42 @@ struct Watched {
     file: Option<LedgerFile>,
 }
 
-/// The ledger file a proxy opened, and whether it is still the one at its path.
+/// The ledger's files a proxy opened (the database, its `-wal` and `-shm`), and whether they
+/// are still the ones at their paths: with the write-ahead log or the shared memory deleted,
+/// the proxy goes on in files no other till reads, as much as with the database deleted.
 struct LedgerFile {
-    path: std::path::PathBuf,
-    id: (u64, u64),
-    /// The second it was last looked at.
+    files: Vec<(std::path::PathBuf, (u64, u64))>,
+    /// The second they were last looked at.
     looked: u64,
     gone: bool,
 }
 
 impl LedgerFile {
     fn open(ledger: &Ledger) -> Option<Self> {
-        let path = std::path::PathBuf::from(ledger.conn().path().filter(|p| !p.is_empty())?);
-        let id = file_id(&path)?;
-        Some(Self {
-            path,
-            id,
+        let db = ledger.conn().path().filter(|p| !p.is_empty())?;
+        let files: Vec<_> = ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let path = std::path::PathBuf::from(format!("{db}{suffix}"));
+                file_id(&path).map(|id| (path, id))
+            })
+            .collect();
+        (!files.is_empty()).then(|| Self {
+            files,
             looked: crate::time::now_unix(),
             gone: false,
         })
     }
 
-    /// Whether the file at the path is no longer the one opened (looked at once a second).
+    /// Whether a file at its path is no longer the one opened (looked at once a second).
     fn gone(&mut self) -> bool {
         let now = crate::time::now_unix();
         if !self.gone && now != self.looked {
             self.looked = now;
-            self.gone = file_id(&self.path) != Some(self.id);
+            self.gone = self
+                .files
+                .iter()
+                .any(|(path, id)| file_id(path) != Some(*id));
         }
         self.gone
     }

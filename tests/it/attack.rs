@@ -1405,6 +1405,30 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
             "/openai/v1/chat/completions",
             "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"audio_url\",\"audio_url\":{\"url\":\"https://example.com/a.wav\"}}]}]}",
         ),
+        // The same parts without a `type`, or beside a `uuid`: vLLM reads their kind from
+        // their keys.
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"video_url\":{\"url\":\"https://example.com/v.mp4\"}}]}]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x\",\"uuid\":\"u1\",\"Audio_Url\":{\"url\":\"https://example.com/a.wav\"}}]}]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":[{\"input_audio\":{\"data\":\"UklGRg==\",\"format\":\"wav\"}}]}]}",
+        ),
+        // Search billed by the call or the source beside an ordinary model: Perplexity's
+        // presets, xAI's Live Search.
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"input\":\"x\",\"preset\":\"pro-search\"}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[],\"search_parameters\":{\"mode\":\"on\"}}",
+        ),
     ];
     for (path, body) in cases {
         let (status, text) = a.post(path, body);
@@ -1446,11 +1470,16 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
             "/openai/v1/responses",
             "{\"model\":\"gpt-4o-mini\",\"input\":[{\"id\":\"rs_1\",\"type\":\"reasoning\",\"summary\":[],\"encrypted_content\":\"gAAA\"},{\"role\":\"user\",\"content\":\"go on\"}]}",
         ),
+        // A tool whose schema names a property as a part's key would be named.
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\",\"properties\":{\"video_url\":{\"type\":\"string\"}}}}}]}",
+        ),
     ] {
         let (status, text) = a.post(path, body);
         assert_eq!(status, 200, "{path} {body} → {text}");
     }
-    assert_eq!(a.p.mock.requests().len(), 3);
+    assert_eq!(a.p.mock.requests().len(), 4);
 }
 
 /// What the `greedy` mock bills for one forwarded request, in micro-dollars: every output

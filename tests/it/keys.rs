@@ -396,27 +396,35 @@ fn show_and_inspect_tell_revoked_ancestors_without_the_keychain() {
 /// and the revoke says what happened.
 #[test]
 fn a_proxy_whose_ledger_is_deleted_stops_taking_requests() {
-    let p = ProxyEnv::new();
-    let serve = p.serve();
-    let key = p.create_key(&["--scope", "openai", "--name", "gone"]);
-    let ok = client_with_key(&serve.url, &key, &["openai", "chat"]);
-    assert_eq!(status(&ok), 200, "{ok}");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(p.env.path(&format!("data/ledger.sqlite3{suffix}")));
+    // The whole ledger, or only its write-ahead log and shared memory (the proxy would go on
+    // in files no other till reads).
+    for deleted in [&["", "-wal", "-shm"][..], &["-wal", "-shm"]] {
+        let p = ProxyEnv::new();
+        let serve = p.serve();
+        let key = p.create_key(&["--scope", "openai", "--name", "gone"]);
+        let ok = client_with_key(&serve.url, &key, &["openai", "chat"]);
+        assert_eq!(status(&ok), 200, "{ok}");
+        for suffix in deleted {
+            std::fs::remove_file(p.env.path(&format!("data/ledger.sqlite3{suffix}"))).unwrap();
+        }
+        let (code, _, stderr) = output(p.env.till().args(["key", "revoke", &key]));
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            stderr.contains("there was no ledger"),
+            deleted.contains(&""),
+            "{stderr}"
+        );
+        // The proxy looks at its ledger's files once a second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let gone = client_with_key(&serve.url, &key, &["openai", "chat"]);
+        assert_eq!(status(&gone), 503, "{deleted:?}: {gone}");
+        assert!(gone.to_string().contains("ledger_gone"), "{gone}");
+        let chats = p
+            .mock
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/chat/completions")
+            .count();
+        assert_eq!(chats, 1, "only the request before the ledger went");
     }
-    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", &key]));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("there was no ledger"), "{stderr}");
-    // The proxy looks at its ledger's file once a second.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let gone = client_with_key(&serve.url, &key, &["openai", "chat"]);
-    assert_eq!(status(&gone), 503, "{gone}");
-    assert!(gone.to_string().contains("ledger_gone"), "{gone}");
-    let chats = p
-        .mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/v1/chat/completions")
-        .count();
-    assert_eq!(chats, 1, "only the request before the ledger went");
 }
