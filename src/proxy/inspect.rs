@@ -521,7 +521,7 @@ pub fn billed_per_call(model: &str) -> Option<&'static str> {
         Some("a Perplexity `sonar` model (a fee on every request)")
     } else if named("compound") {
         Some("a compound model (its built-in tools billed by the use)")
-    } else if m.ends_with(":online") {
+    } else if m.split(':').skip(1).any(|variant| variant == "online") {
         Some("an `:online` model (web results billed by the result)")
     } else {
         None

@@ -1206,6 +1206,7 @@ fn models_billed_by_the_call_and_streams_of_several_candidates_are_refused_to_a_
         "sonar-pro",
         "compound-beta",
         "gpt-4o:online",
+        "openai/gpt-4o:online:free",
     ] {
         let (status, text) = a.post("/openai/v1/chat/completions", &chat(model));
         assert_eq!(status, 403, "{model} → {text}");
