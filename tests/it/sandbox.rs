@@ -340,35 +340,32 @@ fn every_escape_fails_and_work_succeeds_with_net_proxy() {
         ),
     ];
 
-    // A secret in this process's session keyring, which its children share.
-    let (kind, name, secret) = (c"user", c"till-sbx-test", b"session secret");
-    // SAFETY: add_key reads two C strings and `secret`'s bytes, all alive for the call.
-    let added = unsafe {
-        libc::syscall(
-            libc::SYS_add_key,
-            kind.as_ptr(),
-            name.as_ptr(),
-            secret.as_ptr(),
-            secret.len(),
-            libc::KEY_SPEC_SESSION_KEYRING,
-        )
+    // A secret in this process's session keyring, which its children share; and one in the
+    // user's keyring, which the agent's own session keyring does not link but /proc/keys names.
+    let add_key = |name: &std::ffi::CStr, secret: &[u8], keyring: i32| {
+        // SAFETY: add_key reads two C strings and `secret`'s bytes, all alive for the call.
+        let added = unsafe {
+            libc::syscall(
+                libc::SYS_add_key,
+                c"user".as_ptr(),
+                name.as_ptr(),
+                secret.as_ptr(),
+                secret.len(),
+                keyring,
+            )
+        };
+        assert!(added >= 0, "add_key: {}", std::io::Error::last_os_error());
     };
-    assert!(added >= 0, "add_key: {}", std::io::Error::last_os_error());
-    // And one in the user's keyring, which the agent's own session keyring does not link but
-    // /proc/keys names.
-    let (name, secret) = (c"till-sbx-user-test", b"user secret");
-    // SAFETY: as above.
-    let added = unsafe {
-        libc::syscall(
-            libc::SYS_add_key,
-            kind.as_ptr(),
-            name.as_ptr(),
-            secret.as_ptr(),
-            secret.len(),
-            libc::KEY_SPEC_USER_KEYRING,
-        )
-    };
-    assert!(added >= 0, "add_key: {}", std::io::Error::last_os_error());
+    add_key(
+        c"till-sbx-test",
+        b"session secret",
+        libc::KEY_SPEC_SESSION_KEYRING,
+    );
+    add_key(
+        c"till-sbx-user-test",
+        b"user secret",
+        libc::KEY_SPEC_USER_KEYRING,
+    );
     let devices = host_devices();
     let mut vars = vars;
     if !devices.is_empty() {
