@@ -243,9 +243,7 @@ impl Meter {
         let Ok(v) = serde_json::from_str::<Value>(&data) else {
             return true;
         };
-        if usage_objects(&v, wire.usage_member())
-            .any(|u| crate::providers::usage::unreadable(u, wire.usage_paths()))
-        {
+        if unreadable_usage(self.api, &v) {
             self.overflow = true;
         }
         let seen = wire.sse_event(event_name, &v, self.usage);
@@ -260,6 +258,15 @@ impl Meter {
         }
         true
     }
+}
+
+/// Whether an event's usage holds a count that is not one (a string, a negative, a fraction,
+/// past [`crate::providers::usage::MAX_COUNT`]): its usage is unknown, and the request is
+/// charged its reservation.
+pub(crate) fn unreadable_usage(api: ApiFamily, v: &Value) -> bool {
+    let wire = api.wire();
+    usage_objects(v, wire.usage_member())
+        .any(|u| crate::providers::usage::unreadable(u, wire.usage_paths()))
 }
 
 /// The usage objects of an event: its family's usage member, or `usage`, at the top or one
@@ -387,6 +394,21 @@ mod tests {
             );
             let (_, usage, _) = run(ApiFamily::Gemini, true, false, &[&event]);
             assert_eq!(usage, None, "gemini, {count}");
+            // The WebSocket relay's terminal events: Responses' and Realtime's.
+            for event in [
+                format!(
+                    "{{\"type\":\"response.completed\",\"response\":{{\"usage\":{{\"input_tokens\":7,\"output_tokens\":{count}}}}}}}"
+                ),
+                format!(
+                    "{{\"type\":\"response.done\",\"response\":{{\"usage\":{{\"input_tokens\":7,\"output_tokens\":{count}}}}}}}"
+                ),
+            ] {
+                let v: Value = serde_json::from_str(&event).unwrap();
+                assert!(unreadable_usage(ApiFamily::Openai, &v), "{event}");
+                let fine = event.replace(count, "3");
+                let v: Value = serde_json::from_str(&fine).unwrap();
+                assert!(!unreadable_usage(ApiFamily::Openai, &v), "{fine}");
+            }
         }
         // `null` is a count left out, as before.
         let (_, usage, _) = run(

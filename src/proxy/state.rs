@@ -282,6 +282,20 @@ impl BodyBytes {
     pub(super) fn hold(&self) -> BodyHold<'_> {
         BodyHold { pool: self, n: 0 }
     }
+
+    /// Takes `more` bytes; false (and nothing taken) when that would pass the bound.
+    pub(super) fn take(&self, more: u64) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(more).filter(|&t| t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` bytes taken before.
+    pub(super) fn give(&self, n: u64) {
+        self.held.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 /// Bytes one body being read holds of the [`BodyBytes`].
@@ -296,14 +310,7 @@ impl BodyHold<'_> {
         if n <= self.n {
             return true;
         }
-        let more = n - self.n;
-        let pool = self.pool;
-        let taken = pool
-            .held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(more).filter(|&t| t <= pool.limit)
-            })
-            .is_ok();
+        let taken = self.pool.take(n - self.n);
         if taken {
             self.n = n;
         }
@@ -313,7 +320,7 @@ impl BodyHold<'_> {
 
 impl Drop for BodyHold<'_> {
     fn drop(&mut self) {
-        self.pool.held.fetch_sub(self.n, Ordering::AcqRel);
+        self.pool.give(self.n);
     }
 }
 

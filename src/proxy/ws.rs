@@ -22,6 +22,7 @@
 //! client's hop and are not forwarded: each side negotiates its own handshake, without
 //! compression. What happens after the upgrade is [`relay`]'s.
 
+mod arriving;
 mod relay;
 
 use bytes::Bytes;
@@ -85,6 +86,7 @@ pub(super) async fn handle(
                 template: ctx.record.take(),
                 stop: conn.stop,
                 _slot: conn.slot,
+                arriving: std::sync::Arc::default(),
             };
             let client_config = client_config(state.options.max_body_bytes);
             let upstream = opened.upstream;
@@ -93,8 +95,13 @@ pub(super) async fn handle(
                 let Ok(upgraded) = on_upgrade.await else {
                     return;
                 };
-                let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                let io = arriving::Counted::new(
                     hyper_util::rt::TokioIo::new(upgraded),
+                    session.state.clone(),
+                    session.arriving.clone(),
+                );
+                let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    io,
                     Role::Server,
                     Some(client_config),
                 )
@@ -432,12 +439,15 @@ fn upstream_refusal(
     resp
 }
 
-/// The client side's limits: a message is at most as large as an HTTP body may be.
+/// The client side's limits: a message is at most as large as an HTTP body may be, and the
+/// read buffer small, since what it holds of a message's start goes uncounted
+/// ([`arriving`]).
 fn client_config(max_body_bytes: u64) -> WebSocketConfig {
     let max = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
+        .read_buffer_size(arriving::READ_BUFFER)
 }
 
 #[cfg(test)]

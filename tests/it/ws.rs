@@ -488,6 +488,16 @@ async fn a_refused_response_create_never_reaches_the_provider_and_the_socket_goe
 /// runs `till COMMAND…`, and holds the next response to an error event with `code`, then a
 /// close with 1008, with nothing more upstream.
 async fn the_next_message_is_refused_after(command: &[&str], code: &str) {
+    the_next_message_is_refused_after_with(
+        command,
+        code,
+        Message::text(create("gpt-4o-mini").to_string()),
+    )
+    .await;
+}
+
+/// As [`the_next_message_is_refused_after`], with `then` as the message after the command.
+async fn the_next_message_is_refused_after_with(command: &[&str], code: &str, then: Message) {
     let p = setup("");
     let key = p.create_key(&["--name", "live", "--scope", "openai/gpt-4o-mini"]);
     let serve = p.serve();
@@ -500,7 +510,7 @@ async fn the_next_message_is_refused_after(command: &[&str], code: &str) {
     until(&mut ws, "response.completed").await;
     let (exit, _, stderr) = output(p.env.till().args(command));
     assert_eq!(exit, 0, "{stderr}");
-    send(&mut ws, &create("gpt-4o-mini")).await;
+    ws.send(then).await.unwrap();
     let v = next(&mut ws).await;
     assert_eq!(v["error"]["code"], code, "{v}");
     let close = next(&mut ws).await;
@@ -515,6 +525,79 @@ async fn the_next_message_is_refused_after(command: &[&str], code: &str) {
 #[tokio::test]
 async fn a_key_revoked_while_its_socket_is_open_stops_at_the_next_message() {
     the_next_message_is_refused_after(&["key", "revoke", "live"], "till_revoked").await;
+}
+
+/// A client that only pings keeps no socket once its key is revoked: a ping is checked as a
+/// message is (and pings and pongs keep no socket from idling out).
+#[tokio::test]
+async fn a_socket_that_only_pings_is_closed_once_its_key_is_revoked() {
+    the_next_message_is_refused_after_with(
+        &["key", "revoke", "live"],
+        "till_revoked",
+        Message::Ping(b"still here".to_vec().into()),
+    )
+    .await;
+}
+
+/// A message arriving over a WebSocket holds the bodies' shared room as an HTTP body does, and
+/// must be whole within `body_timeout`: sockets that each sent most of a large message and then
+/// nothing (or pings) held the proxy's memory for as long as they liked.
+#[tokio::test]
+async fn messages_arriving_on_sockets_hold_the_bodies_room_and_time() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    // Bodies of at most 1,000 bytes: 8,000 bytes of them at once.
+    let p = setup("[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"3s\"\n");
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+            .await
+            .unwrap();
+        // The first 900 bytes of a text message, and no more.
+        let first = Frame::message(vec![b' '; 900], OpCode::Data(Data::Text), false);
+        ws.send(Message::Frame(first)).await.unwrap();
+        ws.send(Message::Ping(b"p".to_vec().into())).await.unwrap();
+        held.push(ws);
+    }
+    // Let the proxy read them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = format!(
+        "{{\"model\":\"gpt-4o-mini\",\"input\":\"{}\"}}",
+        "x".repeat(850)
+    );
+    let post = |body: String| {
+        let url = serve.url.clone();
+        let auth = auth.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::support::raw_http(
+                &url,
+                "POST",
+                "/openai/v1/responses",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+        })
+    };
+    let (status, text) = post(body.clone()).await.unwrap();
+    assert_eq!(status, 503, "the sockets' messages hold the room: {text}");
+    // Not whole within body_timeout: each socket is closed, and the room is free again.
+    for ws in &mut held {
+        let v = next(ws).await;
+        assert!(v.get("close").is_some(), "{v}");
+    }
+    let (status, text) = post(body).await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        upstream_messages(&p).is_empty(),
+        "nothing of the sockets' messages went upstream"
+    );
 }
 
 #[tokio::test]

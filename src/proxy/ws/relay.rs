@@ -51,7 +51,8 @@ use crate::proxy::state::{RequestRecord, State};
 use crate::upstream::Socket;
 
 /// The client's side of an upgraded connection.
-pub(super) type ClientSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(super) type ClientSocket =
+    WebSocketStream<super::arriving::Counted<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// What an open WebSocket keeps of its upgrade.
 pub(in crate::proxy) struct Session {
@@ -73,6 +74,8 @@ pub(in crate::proxy) struct Session {
     pub stop: Stop,
     /// This connection's place among `[proxy] max_connections`, held until the socket ends.
     pub _slot: Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// The client's message arriving now ([`super::arriving`]).
+    pub arriving: Arc<super::arriving::Arriving>,
 }
 
 impl Session {
@@ -149,13 +152,24 @@ pub(super) async fn run(s: Session, client: ClientSocket, upstream: Socket) {
             }
             () = tokio::time::sleep_until(deadline) => idle(&s, &mut link).await,
             msg = link.upstream.next() => {
-                if link.client_open {
+                // Only messages count as activity: pings and pongs, which either side may send
+                // as often as it likes, keep no socket open.
+                if link.client_open && is_data(&msg) {
                     deadline = tokio::time::Instant::now() + s.limit();
                 }
                 from_upstream(&s, &mut link, msg).await
             }
             msg = link.client.next(), if link.client_open => {
-                if link.flight.is_none() {
+                // What the client's buffers held of this message, or of this control frame,
+                // is given back to the bodies' allowance.
+                match &msg {
+                    Some(Ok(Message::Ping(p) | Message::Pong(p))) => {
+                        s.arriving.control(&s.state, p.len());
+                    }
+                    Some(Ok(Message::Frame(_))) => {}
+                    _ => s.arriving.whole(&s.state),
+                }
+                if link.flight.is_none() && is_data(&msg) {
                     deadline = tokio::time::Instant::now() + s.limit();
                 }
                 let flow = from_client(&s, &mut link, msg).await;
@@ -170,6 +184,11 @@ pub(super) async fn run(s: Session, client: ClientSocket, upstream: Socket) {
             break;
         }
     }
+}
+
+/// A text or binary message (not a control frame, a close or an error).
+fn is_data(msg: &Option<Result<Message, tungstenite::Error>>) -> bool {
+    matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_))))
 }
 
 async fn from_client(
@@ -187,8 +206,15 @@ async fn from_client(
             );
             refuse(s, link, s.fresh(None), err).await
         }
-        Some(Ok(Message::Ping(p))) => to_upstream(s, link, Message::Ping(p)).await,
-        Some(Ok(Message::Pong(p))) => to_upstream(s, link, Message::Pong(p)).await,
+        // A control frame passes only while the key stands, as a message would: a client
+        // that only pings keeps no socket once its key is revoked or expired.
+        Some(Ok(control @ (Message::Ping(_) | Message::Pong(_)))) => {
+            let mut ctx = Ctx::new(&s.state, &s.provider, &s.rest, s.fresh(link.model.clone()));
+            match key_stands(s, link.model.as_deref(), &mut ctx).await {
+                Ok(()) => to_upstream(s, link, control).await,
+                Err(err) => refuse(s, link, ctx.record, err).await,
+            }
+        }
         Some(Ok(Message::Frame(_))) => Flow::Go,
         Some(Ok(Message::Close(frame))) => client_left(s, link, frame).await,
         Some(Err(_)) | None => client_left(s, link, None).await,
@@ -255,6 +281,26 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
             to_upstream(s, link, Message::text(value.to_string())).await
         }
     }
+}
+
+/// The key the socket opened with, checked again: its signature's mint key, revocation,
+/// expiry and session, and the session's model.
+async fn key_stands(s: &Session, model: Option<&str>, ctx: &mut Ctx<'_>) -> Result<(), ProxyError> {
+    let caller = phases::caller_with(ctx, Some(&s.key)).await?;
+    let verified = phases::authenticate(ctx, &caller)?;
+    verified
+        .check(
+            &RequestFacts {
+                provider: &s.provider.name,
+                model: model.or(s.template.model.as_deref()),
+                endpoint: s.route.endpoint.class,
+                session: s.state.options.session.as_deref(),
+                requested_output_tokens: None,
+            },
+            ctx.now,
+        )
+        .map(drop)
+        .map_err(|d| phases::denial_error(&d))
 }
 
 /// A message that starts a response: the HTTP path's inspect, admit and rewrite phases on its
@@ -447,11 +493,14 @@ fn observe(s: &Session, link: &mut Link, event: &WsServerEvent, v: &Value) {
         record.ttfb = Some(record.started.elapsed());
     }
     if event.ended {
+        // A count that is not one makes the usage unknown: the reservation is charged, as
+        // over HTTP.
+        let unreadable = crate::proxy::meter::unreadable_usage(s.provider.api, v);
         finish(
             s,
             link,
             Finished {
-                usage: event.usage,
+                usage: event.usage.filter(|_| !unreadable),
                 completed: true,
                 ..Finished::default()
             },
