@@ -17,11 +17,12 @@
 //! - A refused message is answered with an error event in the provider's format and not
 //!   forwarded; the socket stays usable. A refusal of the key itself (revoked, expired, signed
 //!   by a retired mint key) closes the socket with code 1008 after its error event.
-//! - Pings and pongs pass through both ways; a close from either side closes the other with
-//!   the same frame. A client that leaves with a response in flight is not waited on, but the
+//! - Pings and pongs pass through both ways (a client's only while its key stands); a close
+//!   from either side closes the other with the same frame. A client message arriving holds
+//!   the bodies' shared room and must be whole within `body_timeout` ([`super::arriving`]). A client that leaves with a response in flight is not waited on, but the
 //!   provider is read for up to [`DRAIN_LIMIT`] more to learn the response's usage.
 //! - No message from the provider during a response, or none either way between responses,
-//!   for `upstream_timeout` closes the socket. When the proxy stops, no new response starts,
+//!   for `upstream_timeout` closes the socket (pings and pongs are no messages here). When the proxy stops, no new response starts,
 //!   a socket with none in flight closes at once (1001), and one still running when the grace
 //!   ends is cut off with an error event and recorded as interrupted.
 
