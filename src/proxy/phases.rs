@@ -255,7 +255,7 @@ pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verifie
 
 /// The key is not revoked, and the ledger that says so is the one at the ledger's path.
 fn stands(ctx: &Ctx<'_>, verified: &Verified<'_>) -> Result<(), ProxyError> {
-    match ctx.state.standing(verified) {
+    match ctx.state.standing(verified, ctx.now) {
         super::state::Standing::Stands => Ok(()),
         super::state::Standing::Revoked => Err(ProxyError::new(
             401,

@@ -197,9 +197,9 @@ impl LedgerFile {
         })
     }
 
-    /// Whether a file at its path is no longer the one opened (looked at once a second).
-    fn gone(&mut self) -> bool {
-        let now = crate::time::now_unix();
+    /// Whether a file at its path is no longer the one opened (looked at once a second; `now`
+    /// is the time in seconds).
+    fn gone(&mut self, now: u64) -> bool {
         if !self.gone && now != self.looked {
             self.looked = now;
             self.gone = self
@@ -716,13 +716,13 @@ impl State {
 
     /// Whether any level of the key has been revoked (reloads the list when the ledger
     /// changed): [`Standing::Revoked`]; or, should the ledger file this proxy opened have been
-    /// deleted or replaced, [`Standing::LedgerGone`] for every key, since revocations made
-    /// since then are not in the file it reads.
-    pub fn standing(&self, verified: &Verified) -> Standing {
+    /// deleted or replaced (looked at once a second of `now`), [`Standing::LedgerGone`] for
+    /// every key, since revocations made since then are not in the file it reads.
+    pub fn standing(&self, verified: &Verified, now: u64) -> Standing {
         let Ok(mut w) = self.watched.lock() else {
             return Standing::Revoked;
         };
-        if w.file.as_mut().is_some_and(LedgerFile::gone) {
+        if w.file.as_mut().is_some_and(|f| f.gone(now)) {
             return Standing::LedgerGone;
         }
         let _ = refresh(&mut w);
