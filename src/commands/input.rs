@@ -21,10 +21,11 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
             ))
         })?
     } else if std::io::stdin().is_terminal() {
-        dialoguer::Password::new()
-            .with_prompt(label)
-            .interact()
+        // End of input (Ctrl-D) or an empty line ends the command as an empty key does.
+        crate::prompt::hidden_line(label)
             .context("cannot read the key from the terminal")?
+            .map(|mut line| std::mem::take(&mut *line))
+            .unwrap_or_default()
     } else {
         let mut text = String::new();
         std::io::stdin()

@@ -234,14 +234,10 @@ fn unlock_by_prompt(
 ) -> Result<(SecretString, BTreeMap<String, SecretString>), StoreError> {
     let mut attempt = 1;
     loop {
-        let pass = dialoguer::Password::new()
-            .with_prompt(format!(
-                "Passphrase for the till file store {}",
-                path.display()
-            ))
-            .interact()
-            .map(SecretString::from)
-            .map_err(prompt_error)?;
+        let pass = ask_passphrase(&format!(
+            "Passphrase for the till file store {}",
+            path.display()
+        ))?;
         match decrypt(ciphertext, &pass, path) {
             Ok(entries) => return Ok((pass, entries)),
             Err(StoreError::WrongPassphrase { .. }) if attempt < PROMPT_ATTEMPTS => {
@@ -258,19 +254,29 @@ fn prompt_new(path: &Path) -> Result<SecretString, StoreError> {
         "creating the till file store {}; its passphrase cannot be recovered",
         path.display()
     ));
-    dialoguer::Password::new()
-        .with_prompt("New passphrase for the file store")
-        .with_confirmation("Repeat the passphrase", "the passphrases do not match")
-        .interact()
-        .map(SecretString::from)
-        .map_err(prompt_error)
+    loop {
+        let pass = ask_passphrase("New passphrase for the file store")?;
+        let again = ask_passphrase("Repeat the passphrase")?;
+        if pass.expose_secret() == again.expose_secret() {
+            return Ok(pass);
+        }
+        crate::output::note("the passphrases do not match; try again");
+    }
 }
 
-fn prompt_error(err: dialoguer::Error) -> StoreError {
-    match err {
-        dialoguer::Error::IO(e) => {
-            StoreError::io("cannot read the passphrase from the terminal", e)
+/// One hidden answer; end of input or an empty line gives up (nothing is written).
+fn ask_passphrase(label: &str) -> Result<SecretString, StoreError> {
+    match crate::prompt::hidden_line(label) {
+        Ok(Some(mut line)) if !line.is_empty() => {
+            Ok(SecretString::from(std::mem::take(&mut *line)))
         }
+        Ok(_) => Err(StoreError::Other(
+            "no passphrase given; nothing was changed".into(),
+        )),
+        Err(e) => Err(StoreError::io(
+            "cannot read the passphrase from the terminal",
+            e,
+        )),
     }
 }
 
