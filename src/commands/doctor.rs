@@ -110,6 +110,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     Err(e) => check(false, &what, format!("{e:#}"))?,
                 }
             }
+            if let Ok(ledger) = &ledger {
+                check_mint(&mut check, ledger, store.as_ref())?;
+            }
         }
         Err(e) => check(false, "secrets store", with_hint(&e))?,
     }
@@ -119,6 +122,39 @@ pub fn run() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The current mint key, which every new child key is signed with, must be in the store.
+fn check_mint(
+    check: &mut impl FnMut(bool, &str, String) -> std::io::Result<()>,
+    ledger: &crate::ledger::Ledger,
+    store: &dyn crate::secrets::SecretStore,
+) -> anyhow::Result<()> {
+    let mints = match ledger.mint_keys() {
+        Ok(m) => m,
+        Err(e) => return Ok(check(false, "mint key", format!("{e:#}"))?),
+    };
+    let Some(current) = mints.iter().rev().find(|m| m.retired_at.is_none()) else {
+        return Ok(check(
+            true,
+            "mint key",
+            "none yet; the first `till run` or `till key create` makes it".into(),
+        )?);
+    };
+    match store.get(&crate::secrets::mint_secret_name(&current.kid)) {
+        Ok(Some(_)) => check(true, "mint key", format!("present ({})", current.kid))?,
+        Ok(None) => check(
+            false,
+            "mint key",
+            format!(
+                "{} is recorded in the ledger but missing from the store; {}",
+                current.kid,
+                crate::mint::MISSING_HINT
+            ),
+        )?,
+        Err(e) => check(false, "mint key", format!("{e:#}"))?,
+    }
+    Ok(())
 }
 
 /// An error and, where it has one, the fix another command would print under it:
