@@ -134,6 +134,10 @@ pub struct AddArgs {
     /// deactivate keys. It is never given to agents.
     #[arg(long)]
     pub admin: bool,
+    /// Replace a different key already stored for the provider (without it, that is refused;
+    /// `till rotate PROVIDER` replaces a key and retires the old one).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Args)]

@@ -96,7 +96,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                                 false,
                                 &what,
                                 format!(
-                                    "store has {fp}, ledger expects {}; run `till add {}` again",
+                                    "store has {fp}, ledger expects {}; run `till add {} --replace` with the key to keep",
                                     meta.fingerprint, meta.provider
                                 ),
                             )?;

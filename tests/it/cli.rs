@@ -235,3 +235,42 @@ fn doctor_names_the_fix_for_a_config_it_cannot_load() {
         "{stdout}"
     );
 }
+
+/// `till add` never replaces a different stored key by accident (not even with
+/// `--no-verify`): exit 2, the store untouched, and a hint naming `till rotate` and
+/// `--replace`. The same key again is fine; `--replace` replaces.
+#[test]
+fn add_refuses_to_replace_a_different_key_without_replace() {
+    let env = TestEnv::new();
+    let add = |args: &[&str], key: &str| output_with_stdin(env.till().args(args), key);
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first");
+    assert_eq!(code, 0, "{stderr}");
+    let store = std::fs::read(env.path("data/secrets.age")).unwrap();
+    let (_, listed, _) = output(env.till().args(["list", "--json"]));
+
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-second");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is already stored"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert!(stderr.contains("hint: `till rotate openai`"), "{stderr}");
+    assert!(stderr.contains("till add openai --replace"), "{stderr}");
+    assert_eq!(std::fs::read(env.path("data/secrets.age")).unwrap(), store);
+    assert_eq!(output(env.till().args(["list", "--json"])).1, listed);
+
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first");
+    assert_eq!(code, 0, "the same key again: {stderr}");
+
+    let (code, _, stderr) = add(
+        &["add", "openai", "--no-verify", "--replace"],
+        "sk-test-second",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("replacing the openai key"), "{stderr}");
+    assert_ne!(output(env.till().args(["list", "--json"])).1, listed);
+
+    let (code, _, stderr) = add(&["add", "openai", "--admin", "--no-verify"], "sk-admin-1");
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = add(&["add", "openai", "--admin", "--no-verify"], "sk-admin-2");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--admin --replace"), "{stderr}");
+}
