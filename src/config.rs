@@ -419,6 +419,16 @@ impl Config {
                 .into());
             }
         }
+        for (name, price) in &self.prices {
+            price.check().map_err(|e| {
+                UserError::usage(format!(
+                    "{}: [prices.\"{}\"] {e}",
+                    path.display(),
+                    crate::output::printable(name)
+                ))
+                .hint("write prices in USD per million tokens, e.g. input = 2.5, output = 10")
+            })?;
+        }
         for (name, over) in &self.providers {
             if let Some(url) = &over.base_url {
                 // Checked first, so no later message repeats the URL and its password.
