@@ -274,3 +274,112 @@ fn add_refuses_to_replace_a_different_key_without_replace() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--admin --replace"), "{stderr}");
 }
+
+/// `[keys] default_ttl` longer than `max_ttl` is a config error (doctor finds it), named with
+/// both values; a `--ttl` past the ceiling names the flag and the setting.
+#[test]
+fn a_default_ttl_past_max_ttl_is_a_config_error() {
+    let env = TestEnv::new();
+    env.config("[keys]\ndefault_ttl = \"2h\"\nmax_ttl = \"1h\"\n");
+    let says = "config.toml: [keys] default_ttl = \"2h\" is longer than max_ttl = \"1h\"";
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains(says), "{stdout}");
+    let (code, _, stderr) = output(env.till().args(["key", "create", "--scope", "openai"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+    assert!(!stderr.contains('?'), "{stderr}");
+
+    env.config("[keys]\nmax_ttl = \"1h\"\n");
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["key", "create", "--scope", "openai", "--ttl", "2h"]),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--ttl 2h is longer than the ceiling, [keys] max_ttl = \"1h\""),
+        "{stderr}"
+    );
+}
+
+/// Profiles are checked with the config (doctor finds a bad one), and the error names the
+/// profile and its setting, not a flag nobody gave.
+#[test]
+fn profiles_are_checked_with_the_config() {
+    let env = TestEnv::new();
+    for (profile, says) in [
+        (
+            "budget = \"abc\"",
+            "[profiles.p] budget: `abc`: give a unit",
+        ),
+        (
+            "scope = [\"nosuch/m\"]",
+            "[profiles.p] scope: unknown provider `nosuch`",
+        ),
+        (
+            "rpm = 0",
+            "[profiles.p] rpm: `0`: a key allowed 0 can make no request",
+        ),
+        (
+            "budget = \"0usd\"",
+            "[profiles.p] budget: `0usd`: a key with a budget of 0",
+        ),
+        ("ttl = \"soon\"", "[profiles.p] ttl: `soon`"),
+        (
+            "ttl = \"40d\"",
+            "[profiles.p] ttl = \"40d\" is longer than [keys] max_ttl = \"30days\"",
+        ),
+        ("endpoints = [\"nope\"]", "[profiles.p] endpoints: "),
+    ] {
+        env.config(&format!("[profiles.p]\n{profile}\n"));
+        let (code, stdout, _) = output(env.till().args(["doctor"]));
+        assert_eq!(code, 1, "{profile}: {stdout}");
+        assert!(stdout.contains(says), "{profile}: {stdout}");
+        let (code, _, stderr) = output(env.till().args(["run", "-p", "p", "--", "true"]));
+        assert_eq!(code, 2, "{profile}: {stderr}");
+        assert!(stderr.contains(says), "{profile}: {stderr}");
+        assert!(
+            !stderr.contains("--budget") && !stderr.contains("--rpm"),
+            "{profile}: {stderr}"
+        );
+    }
+}
+
+/// Limits of 0 make keys that can never be used; they are refused like
+/// `--max-output-tokens 0`, by every command that makes a key.
+#[test]
+fn zero_limits_are_refused() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-1",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, parent, stderr) = output(env.till().args(["key", "create"]));
+    assert_eq!(code, 0, "{stderr}");
+    for flag in [
+        &["--rpm", "0"][..],
+        &["--tpm", "0"][..],
+        &["--max-requests", "0"][..],
+        &["--budget", "0usd"][..],
+        &["--budget", "0tok"][..],
+        &["--budget", "$0.00"][..],
+        &["--max-output-tokens", "0"][..],
+    ] {
+        for cmd in [
+            &["key", "create"][..],
+            &["run"][..],
+            &["key", "attenuate"][..],
+        ] {
+            let mut c = env.till();
+            c.args(cmd).args(flag);
+            if cmd == ["run"] {
+                c.args(["--", "true"]);
+            }
+            let (code, stdout, stderr) = output_with_stdin(&mut c, parent.trim());
+            assert_eq!(code, 2, "{cmd:?} {flag:?}: {stderr}");
+            assert!(stdout.is_empty(), "{cmd:?} {flag:?}: {stdout}");
+            assert!(stderr.contains("hint: "), "{cmd:?} {flag:?}: {stderr}");
+        }
+    }
+}
