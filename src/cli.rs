@@ -356,7 +356,8 @@ pub struct LogArgs {
     #[arg(long)]
     pub alerts: bool,
     /// How many of the newest requests to show.
-    #[arg(short = 'n', long, default_value_t = 50)]
+    #[arg(short = 'n', long, default_value_t = 50,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=i64::MAX as u64))]
     pub limit: usize,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -383,3 +383,16 @@ fn zero_limits_are_refused() {
         }
     }
 }
+
+/// `till log -n` past what the ledger can take is a usage error from the parser (exit 2),
+/// not a database error.
+#[test]
+fn log_limit_past_the_ledgers_range_is_a_usage_error() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output(env.till().args(["log", "-n", "9223372036854775808"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--limit"), "{stderr}");
+    assert!(!stderr.contains("datatype mismatch"), "{stderr}");
+    let (code, _, stderr) = output(env.till().args(["log", "-n", "9223372036854775807"]));
+    assert_eq!(code, 0, "{stderr}");
+}
