@@ -69,6 +69,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
     };
 
+    let leftovers = crate::secrets::file::stale_temps(&ctx.paths.store_file());
+    if !leftovers.is_empty() {
+        let names: Vec<String> = leftovers.iter().map(|p| p.display().to_string()).collect();
+        check(
+            false,
+            "store leftovers",
+            format!(
+                "{} left by a write that did not finish (an encrypted copy of the keys of then); the next store write removes it, or delete it: rm {}",
+                names.join(", "),
+                names.join(" ")
+            ),
+        )?;
+    }
+
     match ctx.store() {
         Ok(store) => {
             check(

@@ -152,6 +152,9 @@ impl FileStore {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         crate::config::create_private_dir(dir).map_err(|e| StoreError::Other(format!("{e:#}")))?;
         let _lock = FileLock::acquire(&lock_path(&self.path))?;
+        // Every writer writes its temp file under this lock, so one left now is from a
+        // writer that died (it holds an encrypted copy of keys that may since be removed).
+        remove_stale_temps(&self.path);
 
         let current = read_file(&self.path)?;
         let mut entries = if current == state.on_disk {
@@ -429,6 +432,43 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     crate::config::write_atomically(path, bytes)
         .map_err(|e| StoreError::io(format!("cannot write {}", path.display()), e))
+}
+
+/// Temp files of [`write_atomically`] for `path` (`.NAME.tmp-…`) left beside it by a till
+/// process killed while writing.
+pub fn stale_temps(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Removes [`stale_temps`] while the store's lock is held. Without an advisory lock (not
+/// unix), only those older than ten minutes go: a write takes well under a second.
+fn remove_stale_temps(path: &Path) {
+    for tmp in stale_temps(path) {
+        if cfg!(not(unix)) {
+            let old = std::fs::metadata(&tmp)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(600));
+            if !old {
+                continue;
+            }
+        }
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 fn lock_path(path: &Path) -> PathBuf {

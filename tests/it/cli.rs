@@ -396,3 +396,31 @@ fn log_limit_past_the_ledgers_range_is_a_usage_error() {
     let (code, _, stderr) = output(env.till().args(["log", "-n", "9223372036854775807"]));
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// A temp file of the file store left by a till killed mid-write holds an encrypted copy of
+/// the keys of then: doctor names it, and the next store write removes it.
+#[test]
+fn stale_store_temp_files_are_reported_and_removed() {
+    let env = TestEnv::new();
+    let add = |provider: &str| {
+        let (code, _, stderr) = output_with_stdin(
+            env.till().args(["add", provider, "--no-verify"]),
+            "sk-test-1",
+        );
+        assert_eq!(code, 0, "{stderr}");
+    };
+    add("openai");
+    let stale = env.path("data/.secrets.age.tmp-0123456789abcdef");
+    std::fs::copy(env.path("data/secrets.age"), &stale).unwrap();
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL store leftovers: "), "{stdout}");
+    assert!(
+        stdout.contains(".secrets.age.tmp-0123456789abcdef"),
+        "{stdout}"
+    );
+    add("anthropic");
+    assert!(!stale.exists());
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+}
