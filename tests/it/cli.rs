@@ -424,3 +424,24 @@ fn stale_store_temp_files_are_reported_and_removed() {
     let (code, stdout, _) = output(env.till().args(["doctor"]));
     assert_eq!(code, 0, "{stdout}");
 }
+
+/// Names the user typed come back in errors with their control characters escaped: a name
+/// pasted from elsewhere cannot recolour, retitle or clear the terminal.
+#[test]
+fn escapes_in_typed_names_are_not_echoed_raw() {
+    let env = TestEnv::new();
+    for args in [
+        &["add", "op\x1b[31mred", "--no-verify"][..],
+        &["key", "create", "--name", "evil\x1b]0;pwned\x07\x1b[2J"][..],
+        &["key", "create", "--scope", "openai/gpt\x1b[31m"][..],
+        &["run", "-p", "x\x1b[2J", "--", "true"][..],
+    ] {
+        let (code, _, stderr) = output_with_stdin(env.till().args(args), "sk-test-1");
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains('\x1b') && !stderr.contains('\x07'),
+            "{args:?}: {stderr:?}"
+        );
+        assert!(stderr.contains("\\u{1b}"), "{args:?}: {stderr:?}");
+    }
+}
