@@ -161,6 +161,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// The fix for a config file that does not parse.
+pub const CONFIG_HINT: &str = "fix the config file; `till doctor` checks it";
+
 /// The whole of `config.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -371,12 +374,16 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
-            UserError::usage(format!(
-                "{}:{line}:{col}: {}",
-                path.display(),
-                e.message().trim_end()
-            ))
-            .hint("fix the config file; `till doctor` checks it")
+            let mut message = e.message().trim_end().to_string();
+            // toml calls a table header given twice a duplicate key: name the table.
+            if message == "duplicate key"
+                && let Some(header) = text.lines().nth(line - 1).map(str::trim)
+                && header.starts_with('[')
+            {
+                message = format!("duplicate table `{header}`");
+            }
+            UserError::usage(format!("{}:{line}:{col}: {message}", path.display()))
+                .hint(CONFIG_HINT)
         })?;
         config.validate(path)?;
         Ok(config)

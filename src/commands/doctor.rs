@@ -19,12 +19,26 @@ pub fn run() -> anyhow::Result<ExitCode> {
 
     let config = match Config::load(&paths.config_file) {
         Ok(c) => {
-            check(true, "config", paths.config_file.display().to_string())?;
+            let detail = if paths.config_file.exists() {
+                paths.config_file.display().to_string()
+            } else {
+                format!(
+                    "none at {}; the defaults apply",
+                    paths.config_file.display()
+                )
+            };
+            check(true, "config", detail)?;
             c
         }
         Err(e) => {
-            // The other checks need the config, so this is the last line.
-            check(false, "config", with_hint(&e))?;
+            // The other checks need the config, so this is the last line. Its general hint
+            // (`till doctor` checks it) would point here; the message says what to fix.
+            let detail = if super::hint(&e).as_deref() == Some(crate::config::CONFIG_HINT) {
+                format!("{e:#}")
+            } else {
+                with_hint(&e)
+            };
+            check(false, "config", detail)?;
             return Ok(ExitCode::from(1));
         }
     };

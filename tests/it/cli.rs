@@ -445,3 +445,29 @@ fn escapes_in_typed_names_are_not_echoed_raw() {
         assert!(stderr.contains("\\u{1b}"), "{args:?}: {stderr:?}");
     }
 }
+
+/// doctor's config line: a missing file is said to be missing (the defaults apply), a
+/// failing one carries no hint that points back at doctor, and a table given twice is called
+/// a table.
+#[test]
+fn doctor_words_the_config_line() {
+    let env = TestEnv::new();
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok   config: none at "), "{stdout}");
+    assert!(stdout.contains("the defaults apply"), "{stdout}");
+
+    env.config("[keys]\nmax_ttl = \"1h\"\n[keys]\n");
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("duplicate table `[keys]`"), "{stdout}");
+    assert!(!stdout.contains("till doctor"), "{stdout}");
+    let (code, _, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("duplicate table `[keys]`"), "{stderr}");
+    assert!(stderr.contains("hint: fix the config file"), "{stderr}");
+
+    env.config("[keys]\nmax_ttl = \"1h\"\nmax_ttl = \"2h\"\n");
+    let (_, _, stderr) = output(env.till().args(["list"]));
+    assert!(stderr.contains("duplicate key"), "{stderr}");
+}
