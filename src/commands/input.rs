@@ -40,10 +40,16 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
             .hint("paste the key, or pipe it to till's stdin: `echo \"$KEY\" | till …`")
             .into());
     }
-    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if key.chars().any(char::is_whitespace) {
         return Err(
             UserError::usage("the key contains whitespace; a provider key is one word").into(),
         );
+    }
+    if key.chars().any(char::is_control) {
+        return Err(UserError::usage(
+            "the key contains a control character; a provider key is printable text",
+        )
+        .into());
     }
     Ok(SecretString::from(key))
 }

@@ -471,3 +471,36 @@ fn doctor_words_the_config_line() {
     let (_, _, stderr) = output(env.till().args(["list"]));
     assert!(stderr.contains("duplicate key"), "{stderr}");
 }
+
+/// Messages call things what they are: a key id given as a name, a key with characters
+/// added, a control character in a pasted key.
+#[test]
+fn messages_name_what_is_wrong() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-ctrl\x01abc",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("control character"), "{stderr}");
+    assert!(!stderr.contains("whitespace"), "{stderr}");
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-1",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, key, stderr) = output(env.till().args(["key", "create", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&key).unwrap();
+    let id = v["id"].as_str().unwrap_or_else(|| panic!("{v}"));
+    let (code, _, stderr) = output(env.till().args(["key", "create", "--name", &id[..12]]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is the start of an existing key's id"),
+        "{stderr}"
+    );
+    let text = v["key"].as_str().unwrap();
+    let (code, _, stderr) = output(env.till().args(["key", "inspect", &format!("{text}x")]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains("truncated"), "{stderr}");
+}
