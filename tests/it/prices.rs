@@ -257,7 +257,7 @@ fn update_says_what_the_new_table_drops() {
     let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&file));
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains(&format!("4 prices written to "))
+        stderr.contains("4 prices written to ")
             && stderr.contains(&format!("in place of the {builtin} of the table in use")),
         "{stderr}"
     );
