@@ -149,8 +149,12 @@ fn doctor_into_a_closed_pipe_exits_0_without_a_panic() {
 fn add_warns_of_a_longer_prefix_even_when_the_targets_own_prefix_matches() {
     let env = TestEnv::new();
     let add = |provider: &str, key: &str| {
-        let (code, _, stderr) =
-            output_with_stdin(env.till().args(["add", provider, "--no-verify"]), key);
+        // Each key in place of the one before.
+        let (code, _, stderr) = output_with_stdin(
+            env.till()
+                .args(["add", provider, "--no-verify", "--replace"]),
+            key,
+        );
         assert_eq!(code, 0, "{stderr}");
         stderr
     };
@@ -376,7 +380,12 @@ fn zero_limits_are_refused() {
             if cmd == ["run"] {
                 c.args(["--", "true"]);
             }
-            let (code, stdout, stderr) = output_with_stdin(&mut c, parent.trim());
+            // Only attenuate reads the parent key from stdin.
+            let (code, stdout, stderr) = if cmd == ["key", "attenuate"] {
+                output_with_stdin(&mut c, parent.trim())
+            } else {
+                output(&mut c)
+            };
             assert_eq!(code, 2, "{cmd:?} {flag:?}: {stderr}");
             assert!(stdout.is_empty(), "{cmd:?} {flag:?}: {stdout}");
             assert!(stderr.contains("hint: "), "{cmd:?} {flag:?}: {stderr}");
@@ -436,7 +445,7 @@ fn escapes_in_typed_names_are_not_echoed_raw() {
         &["key", "create", "--scope", "openai/gpt\x1b[31m"][..],
         &["run", "-p", "x\x1b[2J", "--", "true"][..],
     ] {
-        let (code, _, stderr) = output_with_stdin(env.till().args(args), "sk-test-1");
+        let (code, _, stderr) = output(env.till().args(args));
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(
             !stderr.contains('\x1b') && !stderr.contains('\x07'),
