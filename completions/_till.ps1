@@ -47,6 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('--from-env', '--from-env', [CompletionResultType]::ParameterName, 'Read the key from this environment variable instead of a prompt or stdin')
             [CompletionResult]::new('--no-verify', '--no-verify', [CompletionResultType]::ParameterName, 'Store the key without checking it against the provider')
             [CompletionResult]::new('--admin', '--admin', [CompletionResultType]::ParameterName, 'Store an admin key (OpenAI or Anthropic) that `till rotate` uses to create, delete or deactivate keys. It is never given to agents')
+            [CompletionResult]::new('--replace', '--replace', [CompletionResultType]::ParameterName, 'Replace a different key already stored for the provider (without it, that is refused; `till rotate PROVIDER` replaces a key and retires the old one)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

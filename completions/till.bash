@@ -217,7 +217,7 @@ _till() {
             return 0
             ;;
         till__subcmd__add)
-            opts="-h -V --from-env --no-verify --admin --help --version"
+            opts="-h -V --from-env --no-verify --admin --replace --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

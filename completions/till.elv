@@ -43,6 +43,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand --from-env 'Read the key from this environment variable instead of a prompt or stdin'
             cand --no-verify 'Store the key without checking it against the provider'
             cand --admin 'Store an admin key (OpenAI or Anthropic) that `till rotate` uses to create, delete or deactivate keys. It is never given to agents'
+            cand --replace 'Replace a different key already stored for the provider (without it, that is refused; `till rotate PROVIDER` replaces a key and retires the old one)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

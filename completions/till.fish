@@ -45,6 +45,7 @@ complete -c till -n "__fish_till_needs_command" -f -a "help" -d 'Print this mess
 complete -c till -n "__fish_till_using_subcommand add" -l from-env -d 'Read the key from this environment variable instead of a prompt or stdin' -r
 complete -c till -n "__fish_till_using_subcommand add" -l no-verify -d 'Store the key without checking it against the provider'
 complete -c till -n "__fish_till_using_subcommand add" -l admin -d 'Store an admin key (OpenAI or Anthropic) that `till rotate` uses to create, delete or deactivate keys. It is never given to agents'
+complete -c till -n "__fish_till_using_subcommand add" -l replace -d 'Replace a different key already stored for the provider (without it, that is refused; `till rotate PROVIDER` replaces a key and retires the old one)'
 complete -c till -n "__fish_till_using_subcommand add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand add" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand remove" -s h -l help -d 'Print help'

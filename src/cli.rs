@@ -134,6 +134,10 @@ pub struct AddArgs {
     /// deactivate keys. It is never given to agents.
     #[arg(long)]
     pub admin: bool,
+    /// Replace a different key already stored for the provider (without it, that is refused;
+    /// `till rotate PROVIDER` replaces a key and retires the old one).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Args)]
@@ -352,7 +356,8 @@ pub struct LogArgs {
     #[arg(long)]
     pub alerts: bool,
     /// How many of the newest requests to show.
-    #[arg(short = 'n', long, default_value_t = 50)]
+    #[arg(short = 'n', long, default_value_t = 50,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=i64::MAX as u64))]
     pub limit: usize,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -161,6 +161,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// The fix for a config file that does not parse.
+pub const CONFIG_HINT: &str = "fix the config file; `till doctor` checks it";
+
 /// The whole of `config.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -371,12 +374,16 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
-            UserError::usage(format!(
-                "{}:{line}:{col}: {}",
-                path.display(),
-                e.message().trim_end()
-            ))
-            .hint("fix the config file; `till doctor` checks it")
+            let mut message = e.message().trim_end().to_string();
+            // toml calls a table header given twice a duplicate key: name the table.
+            if message == "duplicate key"
+                && let Some(header) = text.lines().nth(line - 1).map(str::trim)
+                && header.starts_with('[')
+            {
+                message = format!("duplicate table `{header}`");
+            }
+            UserError::usage(format!("{}:{line}:{col}: {message}", path.display()))
+                .hint(CONFIG_HINT)
         })?;
         config.validate(path)?;
         Ok(config)
@@ -418,6 +425,28 @@ impl Config {
                 ))
                 .into());
             }
+        }
+        let (default_ttl, max_ttl) = (self.keys.default_ttl.0, self.keys.max_ttl.0);
+        if default_ttl > max_ttl {
+            return Err(UserError::usage(format!(
+                "{}: [keys] default_ttl = \"{}\" is longer than max_ttl = \"{}\"",
+                path.display(),
+                humantime::format_duration(default_ttl),
+                humantime::format_duration(max_ttl)
+            ))
+            .hint("lower default_ttl or raise max_ttl under [keys]")
+            .into());
+        }
+        self.validate_profiles(path)?;
+        for (name, price) in &self.prices {
+            price.check().map_err(|e| {
+                UserError::usage(format!(
+                    "{}: [prices.\"{}\"] {e}",
+                    path.display(),
+                    crate::output::printable(name)
+                ))
+                .hint("write prices in USD per million tokens, e.g. input = 2.5, output = 10")
+            })?;
         }
         for (name, over) in &self.providers {
             if let Some(url) = &over.base_url {
@@ -470,6 +499,108 @@ impl Config {
                     crate::providers::builtin_names().join(", ")
                 ))
                 .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every profile's values are what its flag would accept (`till run -p` would fail on them
+    /// later, naming a flag nobody gave); the error names the profile and the setting.
+    fn validate_profiles(&self, path: &Path) -> anyhow::Result<()> {
+        use crate::scope::{ScopeError, ScopeSpec};
+        let providers = crate::providers::Providers::from_config(self);
+        let known = providers.names();
+        let max_ttl = self.keys.max_ttl.0;
+        for (name, p) in &self.profiles {
+            let fail = |setting: &str, e: ScopeError| {
+                let hint = e.hint();
+                let problem = match e {
+                    ScopeError::Invalid { input, problem, .. } => format!("`{input}`: {problem}"),
+                    other => other.to_string(),
+                };
+                let err = UserError::usage(format!(
+                    "{}: [profiles.{}] {setting}: {problem}",
+                    path.display(),
+                    crate::output::printable(name)
+                ));
+                anyhow::Error::from(match hint {
+                    Some(h) => err.hint(h),
+                    None => err,
+                })
+            };
+            let checks: [(&str, ScopeSpec); 8] = [
+                (
+                    "scope",
+                    ScopeSpec {
+                        scopes: p.scope.clone(),
+                        ..ScopeSpec::default()
+                    },
+                ),
+                (
+                    "endpoints",
+                    ScopeSpec {
+                        endpoints: p.endpoints.as_ref().map(|e| e.join(",")),
+                        ..ScopeSpec::default()
+                    },
+                ),
+                (
+                    "budget",
+                    ScopeSpec {
+                        budget: p.budget.clone().into_iter().collect(),
+                        ..ScopeSpec::default()
+                    },
+                ),
+                (
+                    "ttl",
+                    ScopeSpec {
+                        ttl: p.ttl.clone(),
+                        ..ScopeSpec::default()
+                    },
+                ),
+                (
+                    "rpm",
+                    ScopeSpec {
+                        rpm: p.rpm,
+                        ..ScopeSpec::default()
+                    },
+                ),
+                (
+                    "tpm",
+                    ScopeSpec {
+                        tpm: p.tpm,
+                        ..ScopeSpec::default()
+                    },
+                ),
+                (
+                    "max_requests",
+                    ScopeSpec {
+                        max_requests: p.max_requests,
+                        ..ScopeSpec::default()
+                    },
+                ),
+                (
+                    "max_output_tokens",
+                    ScopeSpec {
+                        max_output_tokens: p.max_output_tokens,
+                        ..ScopeSpec::default()
+                    },
+                ),
+            ];
+            for (setting, spec) in checks {
+                spec.to_caveats(0, &known).map_err(|e| fail(setting, e))?;
+            }
+            if let Some(ttl) = &p.ttl {
+                let secs = crate::scope::parse_ttl(ttl).map_err(|e| fail("ttl", e))?;
+                if secs > max_ttl.as_secs() {
+                    return Err(UserError::usage(format!(
+                        "{}: [profiles.{}] ttl = \"{ttl}\" is longer than [keys] max_ttl = \"{}\"",
+                        path.display(),
+                        crate::output::printable(name),
+                        humantime::format_duration(max_ttl)
+                    ))
+                    .hint("lower the profile's ttl or raise [keys] max_ttl")
+                    .into());
+                }
             }
         }
         Ok(())

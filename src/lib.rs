@@ -22,6 +22,7 @@ pub mod mint;
 pub mod output;
 pub mod pricing;
 pub mod process;
+pub mod prompt;
 pub mod providers;
 pub mod proxy;
 pub mod rotation;

@@ -12,6 +12,11 @@ use crate::secrets::SecretStore;
 
 use crate::secrets::mint_secret_name as secret_name;
 
+/// The fix for a current mint key the store lost: a new one (keys signed by the lost one
+/// cannot be verified any more either way).
+pub const MISSING_HINT: &str =
+    "make a new one with `till rotate --mint` (keys signed by the missing one stay unusable)";
+
 /// The current mint key, created (in the store, then the ledger) when there is none.
 pub fn current(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintKey> {
     let mints = ledger.mint_keys()?;
@@ -19,11 +24,13 @@ pub fn current(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintK
         if let Some(entry) = load(ledger, store, &meta.kid)? {
             return Ok(entry.key);
         }
-        anyhow::bail!(
+        return Err(crate::error::UserError::runtime(format!(
             "the mint key {} is recorded in the ledger but missing from the {} store",
             meta.kid,
             store.kind()
-        );
+        ))
+        .hint(MISSING_HINT)
+        .into());
     }
     create(ledger, store)
 }

@@ -164,21 +164,46 @@ fn paint(code: &str, text: &str) -> String {
     }
 }
 
+/// [`printable`] line by line: a message's own line breaks stay, and every other control
+/// character in it (a name the user typed or pasted may carry an escape sequence) is escaped.
+pub fn printable_lines(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && steers_terminal(c)) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.split('\n')
+            .map(printable)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
 /// A message for the person at the terminal (stderr).
 pub fn note(text: &str) {
-    eprintln!("{text}");
+    eprintln!("{}", printable_lines(text));
 }
 
 /// `till: warning: …` on stderr.
 pub fn warn(text: &str) {
-    eprintln!("{}: {} {text}", paint("1", "till"), paint("33", "warning:"));
+    eprintln!(
+        "{}: {} {}",
+        paint("1", "till"),
+        paint("33", "warning:"),
+        printable_lines(text)
+    );
 }
 
-/// `till: error` and an optional `hint:` line, on stderr.
+/// `till: error` and an optional `hint:` line, on stderr. Both are escaped like
+/// [`printable_lines`]: errors quote what the user typed.
 pub fn error(text: &str, hint: Option<&str>) {
-    eprintln!("{}: {} {text}", paint("1", "till"), paint("31", "error:"));
+    eprintln!(
+        "{}: {} {}",
+        paint("1", "till"),
+        paint("31", "error:"),
+        printable_lines(text)
+    );
     if let Some(hint) = hint {
-        eprintln!("{} {hint}", paint("36", "hint:"));
+        eprintln!("{} {}", paint("36", "hint:"), printable_lines(hint));
     }
 }
 
@@ -197,6 +222,7 @@ pub fn check_line(ok: bool, what: &str, detail: &str) -> io::Result<()> {
     } else {
         paint("31", "FAIL")
     };
+    let detail = printable_lines(detail);
     if detail.is_empty() {
         data(&format!("{mark} {what}"))
     } else {
@@ -207,6 +233,15 @@ pub fn check_line(ok: bool, what: &str, detail: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_lines_keeps_line_breaks_and_escapes_the_rest() {
+        assert!(matches!(printable_lines("a\nb"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable_lines("bad `x\u{1b}[2J`\nsecond\tline"),
+            "bad `x\\u{1b}[2J`\nsecond\\u{9}line"
+        );
+    }
 
     #[test]
     fn printable_escapes_controls_and_bidi_overrides_and_keeps_the_rest() {

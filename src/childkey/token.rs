@@ -124,7 +124,7 @@ pub enum DecodeError {
     NotATillKey,
     #[error("the key's checksum does not match (it was mistyped or cut)")]
     BadChecksum,
-    #[error("the key is truncated")]
+    #[error("the key's length is wrong (cut short, or characters added)")]
     Truncated,
     #[error("the key has format version {0}, this till reads version 1; upgrade till")]
     BadVersion(u8),

@@ -46,6 +46,18 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
     // Open both stores before asking the provider, so a broken store fails fast and cheaply.
     let ledger = ctx.ledger()?;
     let store = ctx.store()?;
+    let name = root_secret_name(&provider.name);
+    refuse_to_replace(
+        store.as_ref(),
+        &name,
+        &key,
+        args.replace,
+        &format!("the {} key", provider.name),
+        &format!(
+            "`till rotate {p}` replaces it and retires the old one; `till add {p} --replace` only replaces it",
+            p = provider.name
+        ),
+    )?;
 
     if args.no_verify {
         crate::output::note(&format!(
@@ -56,7 +68,6 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
         verify(&provider, &key)?;
     }
 
-    let name = root_secret_name(&provider.name);
     store.set(&name, &key).context("cannot store the key")?;
     let fingerprint = crate::ledger::fingerprint(key.expose_secret());
     if let Err(err) = ledger.record_root_key(&provider.name, &fingerprint, crate::time::now_unix())
@@ -101,6 +112,15 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
     }
     let ledger = ctx.ledger()?;
     let store = ctx.store()?;
+    let name = super::admin_secret_name(&provider.name);
+    refuse_to_replace(
+        store.as_ref(),
+        &name,
+        &key,
+        args.replace,
+        &format!("the {} admin key", provider.name),
+        &format!("`till add {} --admin --replace` replaces it", provider.name),
+    )?;
     if args.no_verify {
         crate::output::note(&format!(
             "not verifying the {} admin key (--no-verify)",
@@ -109,7 +129,6 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
     } else {
         verify_admin_key(provider, kind, project.as_deref(), &key)?;
     }
-    let name = super::admin_secret_name(&provider.name);
     store
         .set(&name, &key)
         .context("cannot store the admin key")?;
@@ -132,6 +151,35 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A different key already stored under `name` is replaced only with `--replace`: `till add`
+/// must not lose a working key by accident. The same key again is fine.
+fn refuse_to_replace(
+    store: &dyn crate::secrets::SecretStore,
+    name: &str,
+    key: &SecretString,
+    replace: bool,
+    what: &str,
+    hint: &str,
+) -> anyhow::Result<()> {
+    let Some(stored) = store.get(name)? else {
+        return Ok(());
+    };
+    if stored.expose_secret() == key.expose_secret() {
+        return Ok(());
+    }
+    let old = crate::ledger::fingerprint(stored.expose_secret());
+    let new = crate::ledger::fingerprint(key.expose_secret());
+    if replace {
+        crate::output::note(&format!("replacing {what} {old} with {new}"));
+        return Ok(());
+    }
+    Err(UserError::usage(format!(
+        "{what} {old} is already stored, and this one ({new}) is different; nothing was changed"
+    ))
+    .hint(hint)
+    .into())
 }
 
 /// Checks an admin key with a harmless listing call; nothing is stored when it fails.

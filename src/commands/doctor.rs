@@ -19,12 +19,26 @@ pub fn run() -> anyhow::Result<ExitCode> {
 
     let config = match Config::load(&paths.config_file) {
         Ok(c) => {
-            check(true, "config", paths.config_file.display().to_string())?;
+            let detail = if paths.config_file.exists() {
+                paths.config_file.display().to_string()
+            } else {
+                format!(
+                    "none at {}; the defaults apply",
+                    paths.config_file.display()
+                )
+            };
+            check(true, "config", detail)?;
             c
         }
         Err(e) => {
-            // The other checks need the config, so this is the last line.
-            check(false, "config", with_hint(&e))?;
+            // The other checks need the config, so this is the last line. Its general hint
+            // (`till doctor` checks it) would point here; the message says what to fix.
+            let detail = if super::hint(&e).as_deref() == Some(crate::config::CONFIG_HINT) {
+                format!("{e:#}")
+            } else {
+                with_hint(&e)
+            };
+            check(false, "config", detail)?;
             return Ok(ExitCode::from(1));
         }
     };
@@ -69,6 +83,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
     };
 
+    let leftovers = crate::secrets::file::stale_temps(&ctx.paths.store_file());
+    if !leftovers.is_empty() {
+        let names: Vec<String> = leftovers.iter().map(|p| p.display().to_string()).collect();
+        check(
+            false,
+            "store leftovers",
+            format!(
+                "{} left by a write that did not finish (an encrypted copy of the keys of then); the next store write removes it, or delete it: rm {}",
+                names.join(", "),
+                names.join(" ")
+            ),
+        )?;
+    }
+
     match ctx.store() {
         Ok(store) => {
             check(
@@ -96,7 +124,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                                 false,
                                 &what,
                                 format!(
-                                    "store has {fp}, ledger expects {}; run `till add {}` again",
+                                    "store has {fp}, ledger expects {}; run `till add {} --replace` with the key to keep",
                                     meta.fingerprint, meta.provider
                                 ),
                             )?;
@@ -110,6 +138,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     Err(e) => check(false, &what, format!("{e:#}"))?,
                 }
             }
+            if let Ok(ledger) = &ledger {
+                check_mint(&mut check, ledger, store.as_ref())?;
+            }
         }
         Err(e) => check(false, "secrets store", with_hint(&e))?,
     }
@@ -119,6 +150,39 @@ pub fn run() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The current mint key, which every new child key is signed with, must be in the store.
+fn check_mint(
+    check: &mut impl FnMut(bool, &str, String) -> std::io::Result<()>,
+    ledger: &crate::ledger::Ledger,
+    store: &dyn crate::secrets::SecretStore,
+) -> anyhow::Result<()> {
+    let mints = match ledger.mint_keys() {
+        Ok(m) => m,
+        Err(e) => return Ok(check(false, "mint key", format!("{e:#}"))?),
+    };
+    let Some(current) = mints.iter().rev().find(|m| m.retired_at.is_none()) else {
+        return Ok(check(
+            true,
+            "mint key",
+            "none yet; the first `till run` or `till key create` makes it".into(),
+        )?);
+    };
+    match store.get(&crate::secrets::mint_secret_name(&current.kid)) {
+        Ok(Some(_)) => check(true, "mint key", format!("present ({})", current.kid))?,
+        Ok(None) => check(
+            false,
+            "mint key",
+            format!(
+                "{} is recorded in the ledger but missing from the store; {}",
+                current.kid,
+                crate::mint::MISSING_HINT
+            ),
+        )?,
+        Err(e) => check(false, "mint key", format!("{e:#}"))?,
+    }
+    Ok(())
 }
 
 /// An error and, where it has one, the fix another command would print under it:

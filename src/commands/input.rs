@@ -21,10 +21,11 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
             ))
         })?
     } else if std::io::stdin().is_terminal() {
-        dialoguer::Password::new()
-            .with_prompt(label)
-            .interact()
+        // End of input (Ctrl-D) or an empty line ends the command as an empty key does.
+        crate::prompt::hidden_line(label)
             .context("cannot read the key from the terminal")?
+            .map(|mut line| std::mem::take(&mut *line))
+            .unwrap_or_default()
     } else {
         let mut text = String::new();
         std::io::stdin()
@@ -39,10 +40,16 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
             .hint("paste the key, or pipe it to till's stdin: `echo \"$KEY\" | till …`")
             .into());
     }
-    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if key.chars().any(char::is_whitespace) {
         return Err(
             UserError::usage("the key contains whitespace; a provider key is one word").into(),
         );
+    }
+    if key.chars().any(char::is_control) {
+        return Err(UserError::usage(
+            "the key contains a control character; a provider key is printable text",
+        )
+        .into());
     }
     Ok(SecretString::from(key))
 }

@@ -62,16 +62,27 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
         check_name(name)?;
     }
     let ledger = ctx.ledger()?;
-    if let Some(name) = &args.name
-        && !ledger.find_key(name)?.is_empty()
-    {
-        return Err(
-            UserError::usage(format!("a key named `{name}` already exists"))
-                .hint(format!(
-                    "pick another name, or revoke the old one: till key revoke {name}"
-                ))
-                .into(),
-        );
+    if let Some(name) = &args.name {
+        let found = ledger.find_key(name)?;
+        if found
+            .iter()
+            .any(|k| k.name.as_deref() == Some(name.as_str()))
+        {
+            return Err(
+                UserError::usage(format!("a key named `{name}` already exists"))
+                    .hint(format!(
+                        "pick another name, or revoke the old one: till key revoke {name}"
+                    ))
+                    .into(),
+            );
+        }
+        if !found.is_empty() {
+            return Err(UserError::usage(format!(
+                "`{name}` is the start of an existing key's id; a name must not be one"
+            ))
+            .hint("pick another name")
+            .into());
+        }
     }
     let store = ctx.store()?;
     if !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {

@@ -237,10 +237,16 @@ pub fn scope_err(e: crate::scope::ScopeError) -> anyhow::Error {
 pub fn check_max_ttl(ctx: &Ctx, spec: &ScopeSpec, expires: u64, now: u64) -> anyhow::Result<()> {
     let max_ttl = ctx.config.keys.max_ttl.0.as_secs();
     if expires > now + max_ttl {
+        let asked = match &spec.ttl {
+            Some(ttl) => format!("--ttl {ttl}"),
+            None => format!(
+                "[keys] default_ttl = \"{}\"",
+                humantime::format_duration(ctx.config.keys.default_ttl.0)
+            ),
+        };
         return Err(UserError::usage(format!(
-            "--ttl {} is longer than the ceiling of {}",
-            spec.ttl.as_deref().unwrap_or("?"),
-            crate::time::short_duration(max_ttl)
+            "{asked} is longer than the ceiling, [keys] max_ttl = \"{}\"",
+            humantime::format_duration(std::time::Duration::from_secs(max_ttl))
         ))
         .hint("ask for less, or raise [keys] max_ttl in config.toml")
         .into());

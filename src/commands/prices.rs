@@ -154,7 +154,14 @@ fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
             .hint("--from takes LiteLLM's model_prices_and_context_window.json (a file or URL)")
     })?;
     table.fill_from_supplement();
-    let before = Prices::load(&ctx.paths, &ctx.config)?;
+    // The table in use, without config.toml's entries (those stay whatever the table says);
+    // one that no longer loads is what this command replaces.
+    let before = Prices::load(&ctx.paths, &ctx.config).ok();
+    let old: Vec<(&String, &Price)> = before
+        .iter()
+        .flat_map(Prices::iter)
+        .filter(|(name, _)| !before.as_ref().is_some_and(|b| b.is_overridden(name)))
+        .collect();
     ctx.paths.ensure_data_dir()?;
     let path = user_copy(&ctx.paths);
     crate::config::write_atomically(&path, table.to_toml().as_bytes())
@@ -162,13 +169,46 @@ fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
     let changed = table
         .prices
         .iter()
-        .filter(|(name, p)| before.get(name) != Some(p))
+        .filter(|(name, p)| before.as_ref().and_then(|b| b.get(name)) != Some(p))
         .count();
+    let gone: Vec<&str> = old
+        .iter()
+        .filter(|(name, _)| !table.prices.contains_key(*name))
+        .map(|(name, _)| name.as_str())
+        .collect();
     crate::output::note(&format!(
-        "{} prices written to {} ({changed} new or changed); `till run` and `till serve` use them from their next start",
+        "{} prices written to {} in place of the {} of the table in use ({changed} new or changed, {} gone); `till run` and `till serve` use them from their next start",
         table.prices.len(),
-        path.display()
+        path.display(),
+        old.len(),
+        gone.len(),
     ));
+    if !gone.is_empty() {
+        let provider = |name: &str| name.split_once('/').map_or(name, |(p, _)| p).to_string();
+        let mut unpriced: Vec<String> = gone.iter().map(|n| provider(n)).collect();
+        unpriced.sort();
+        unpriced.dedup();
+        unpriced.retain(|p| !table.prices.keys().any(|n| provider(n) == *p));
+        let examples: Vec<String> = gone
+            .iter()
+            .take(3)
+            .map(|n| crate::output::printable(n).into_owned())
+            .collect();
+        crate::output::warn(&format!(
+            "{} models priced before are not in the new table ({}{}); each is charged its provider's highest price{}; `till prices reset` goes back to the built-in table",
+            gone.len(),
+            examples.join(", "),
+            if gone.len() > 3 { ", …" } else { "" },
+            if unpriced.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", and {} has no prices at all now",
+                    crate::output::printable(&unpriced.join(", "))
+                )
+            }
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -46,7 +46,7 @@ fn per_million(v: f64) -> f64 {
 fn rate(spec: &Map<String, Value>, key: &str) -> Option<f64> {
     spec.get(key)
         .and_then(Value::as_f64)
-        .filter(|v| v.is_finite() && *v >= 0.0)
+        .filter(|v| v.is_finite())
         .map(per_million)
 }
 
@@ -151,6 +151,9 @@ pub fn convert(doc: &Value, as_of: &str, source: &str) -> Result<Table, String> 
             cache_write_1h: rate(spec, "cache_creation_input_token_cost_above_1hr"),
             tier,
         };
+        // A negative or absurd rate is a broken table, not a price: refused whole, so the
+        // table in use is not replaced.
+        price.check().map_err(|e| format!("{id}: {e}"))?;
         prices.insert(format!("{till_name}/{model}"), price);
     }
     if prices.is_empty() {

@@ -116,7 +116,51 @@ impl Rates {
     }
 }
 
+/// The dearest rate till accepts, in USD per million tokens: a thousand times the dearest
+/// model sold today. Anything above is a mistake (a per-token price written per million, a
+/// stray exponent) that would make every budget meaningless.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 impl Price {
+    /// Every rate is a number of dollars from 0 to [`MAX_RATE`]: NaN, infinities and
+    /// negative prices would let any budget pass (a NaN or negative cost is charged as $0),
+    /// and an absurd one charges every unknown model of the provider that much. The error
+    /// names the field.
+    pub fn check(&self) -> Result<(), String> {
+        let tier = self.tier.unwrap_or(Tier {
+            above: 0,
+            input: None,
+            output: None,
+            cached_input: None,
+            cache_write: None,
+        });
+        for (field, value) in [
+            ("input", Some(self.input)),
+            ("output", Some(self.output)),
+            ("cached_input", self.cached_input),
+            ("cache_write", self.cache_write),
+            ("cache_write_1h", self.cache_write_1h),
+            ("tier.input", tier.input),
+            ("tier.output", tier.output),
+            ("tier.cached_input", tier.cached_input),
+            ("tier.cache_write", tier.cache_write),
+        ] {
+            let Some(v) = value else { continue };
+            if v.is_nan() {
+                return Err(format!("{field} is not a number"));
+            }
+            if v < 0.0 {
+                return Err(format!("{field} = {v} is negative"));
+            }
+            if v > MAX_RATE {
+                return Err(format!(
+                    "{field} = {v} is above 1,000,000 USD per million tokens, the most till accepts"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A plain price: one input and one output rate.
     pub fn flat(input: f64, output: f64) -> Self {
         Price {
@@ -272,11 +316,26 @@ pub struct Table {
 
 impl Table {
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
-        toml::from_str(text).map_err(|e| {
-            UserError::runtime(format!("{} is not a price table: {}", path.display(), e.message()))
-                .hint("run `till prices update` to fetch a new one, or `till prices reset` to use the built-in table")
-                .into()
-        })
+        let hint = "run `till prices update` to fetch a new one, or `till prices reset` to use the built-in table";
+        let table: Table = toml::from_str(text).map_err(|e| {
+            UserError::runtime(format!(
+                "{} is not a price table: {}",
+                path.display(),
+                e.message()
+            ))
+            .hint(hint)
+        })?;
+        for (name, price) in &table.prices {
+            price.check().map_err(|e| {
+                UserError::runtime(format!(
+                    "{}: {}: {e}",
+                    path.display(),
+                    crate::output::printable(name)
+                ))
+                .hint(hint)
+            })?;
+        }
+        Ok(table)
     }
 
     /// Adds the entries of till's supplement (`data/prices-supplement.toml`: models agents use

@@ -130,7 +130,11 @@ impl Alerts {
                     if inner.dead_keys.len() < TRACKED_KEYS && inner.dead_keys.insert((key, kind)) {
                         out.push((
                             "dead_key",
-                            format!("an agent used a {} key: {what}", kind.replace('_', " ")),
+                            format!(
+                                "an agent used {} {} key: {what}",
+                                if kind == "expired" { "an" } else { "a" },
+                                kind.replace('_', " ")
+                            ),
                         ));
                     }
                 } else if inner.denial_kinds.insert(kind) {
@@ -342,5 +346,7 @@ mod tests {
         );
         assert_eq!(alerts.alerts_for(Some(key), Some("scope"), None).len(), 1);
         assert!(alerts.alerts_for(None, Some("scope"), None).is_empty());
+        let expired = alerts.alerts_for(Some(Binding([2; 32])), Some("expired"), None);
+        assert_eq!(expired[0].1, "an agent used an expired key: expired");
     }
 }

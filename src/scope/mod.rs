@@ -105,6 +105,9 @@ impl ScopeError {
                         "endpoints are a comma list of inference, models, files, batches, admin, realtime, or `all`"
                     }
                     "--ttl" => "durations look like 30m, 2h or 7d",
+                    "--rpm" | "--tpm" | "--max-requests" | "--max-output-tokens" => {
+                        "a limit is a whole number of at least 1; leave it out for no limit"
+                    }
                     "--expires" => "give a time as 2026-11-27T21:00:00Z or unix seconds",
                     "--session" => "a session id uses ASCII letters, digits, `-`, `_` and `.`",
                     _ => return None,
@@ -196,6 +199,15 @@ impl ScopeSpec {
         let (mut usd, mut tokens) = (false, false);
         for b in &self.budget {
             let budget = parse_budget(b)?;
+            if matches!(budget, Budget::Usd(0) | Budget::Tokens(0)) {
+                return Err(ScopeError::Invalid {
+                    flag: "--budget",
+                    input: b.clone(),
+                    problem:
+                        "a key with a budget of 0 can make no request; leave it out for no budget"
+                            .into(),
+                });
+            }
             let seen = match budget {
                 Budget::Usd(_) => &mut usd,
                 Budget::Tokens(_) => &mut tokens,
@@ -224,6 +236,20 @@ impl ScopeSpec {
             }
             (None, Some(at)) => out.push(Caveat::Expires(at)),
             (None, None) => {}
+        }
+        // A limit of 0 makes a key that can never be used: refused like a budget of 0.
+        for (flag, value) in [
+            ("--rpm", self.rpm.map(u64::from)),
+            ("--tpm", self.tpm),
+            ("--max-requests", self.max_requests),
+        ] {
+            if value == Some(0) {
+                return Err(ScopeError::Invalid {
+                    flag,
+                    input: "0".into(),
+                    problem: "a key allowed 0 can make no request; give at least 1, or leave it out for no limit".into(),
+                });
+            }
         }
         if let Some(v) = self.rpm {
             out.push(Caveat::Rpm(v));

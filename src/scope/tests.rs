@@ -366,18 +366,19 @@ fn arb_spec_caveats() -> impl Strategy<Value = Vec<Caveat>> {
     (
         proptest::option::of(proptest::collection::vec(pattern, 1..5)),
         proptest::option::of(endpoints),
-        proptest::option::of(any::<u64>()),
+        // Limits of 0 are refused (a key that can make no request), so none is generated.
+        proptest::option::of(1..=u64::MAX),
         proptest::option::of(prop_oneof![
-            any::<u64>(),
-            (0u64..1000).prop_map(|v| v * 1000),
-            (0u64..100).prop_map(|v| v * 1_000_000)
+            1..=u64::MAX,
+            (1u64..1000).prop_map(|v| v * 1000),
+            (1u64..100).prop_map(|v| v * 1_000_000)
         ]),
         proptest::option::of(prop_oneof![0..=MAX_RFC3339, any::<u64>()]),
         (
-            proptest::option::of(any::<u32>()),
-            proptest::option::of(any::<u64>()),
-            proptest::option::of(any::<u64>()),
-            proptest::option::of(any::<u64>()),
+            proptest::option::of(1..=u32::MAX),
+            proptest::option::of(1..=u64::MAX),
+            proptest::option::of(1..=u64::MAX),
+            proptest::option::of(1..=u64::MAX),
             proptest::option::of("[A-Za-z0-9._-]{1,64}"),
         ),
     )

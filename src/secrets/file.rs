@@ -152,6 +152,9 @@ impl FileStore {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         crate::config::create_private_dir(dir).map_err(|e| StoreError::Other(format!("{e:#}")))?;
         let _lock = FileLock::acquire(&lock_path(&self.path))?;
+        // Every writer writes its temp file under this lock, so one left now is from a
+        // writer that died (it holds an encrypted copy of keys that may since be removed).
+        remove_stale_temps(&self.path);
 
         let current = read_file(&self.path)?;
         let mut entries = if current == state.on_disk {
@@ -234,14 +237,10 @@ fn unlock_by_prompt(
 ) -> Result<(SecretString, BTreeMap<String, SecretString>), StoreError> {
     let mut attempt = 1;
     loop {
-        let pass = dialoguer::Password::new()
-            .with_prompt(format!(
-                "Passphrase for the till file store {}",
-                path.display()
-            ))
-            .interact()
-            .map(SecretString::from)
-            .map_err(prompt_error)?;
+        let pass = ask_passphrase(&format!(
+            "Passphrase for the till file store {}",
+            path.display()
+        ))?;
         match decrypt(ciphertext, &pass, path) {
             Ok(entries) => return Ok((pass, entries)),
             Err(StoreError::WrongPassphrase { .. }) if attempt < PROMPT_ATTEMPTS => {
@@ -258,19 +257,29 @@ fn prompt_new(path: &Path) -> Result<SecretString, StoreError> {
         "creating the till file store {}; its passphrase cannot be recovered",
         path.display()
     ));
-    dialoguer::Password::new()
-        .with_prompt("New passphrase for the file store")
-        .with_confirmation("Repeat the passphrase", "the passphrases do not match")
-        .interact()
-        .map(SecretString::from)
-        .map_err(prompt_error)
+    loop {
+        let pass = ask_passphrase("New passphrase for the file store")?;
+        let again = ask_passphrase("Repeat the passphrase")?;
+        if pass.expose_secret() == again.expose_secret() {
+            return Ok(pass);
+        }
+        crate::output::note("the passphrases do not match; try again");
+    }
 }
 
-fn prompt_error(err: dialoguer::Error) -> StoreError {
-    match err {
-        dialoguer::Error::IO(e) => {
-            StoreError::io("cannot read the passphrase from the terminal", e)
+/// One hidden answer; end of input or an empty line gives up (nothing is written).
+fn ask_passphrase(label: &str) -> Result<SecretString, StoreError> {
+    match crate::prompt::hidden_line(label) {
+        Ok(Some(mut line)) if !line.is_empty() => {
+            Ok(SecretString::from(std::mem::take(&mut *line)))
         }
+        Ok(_) => Err(StoreError::Other(
+            "no passphrase given; nothing was changed".into(),
+        )),
+        Err(e) => Err(StoreError::io(
+            "cannot read the passphrase from the terminal",
+            e,
+        )),
     }
 }
 
@@ -423,6 +432,43 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     crate::config::write_atomically(path, bytes)
         .map_err(|e| StoreError::io(format!("cannot write {}", path.display()), e))
+}
+
+/// Temp files of [`write_atomically`] for `path` (`.NAME.tmp-…`) left beside it by a till
+/// process killed while writing.
+pub fn stale_temps(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Removes [`stale_temps`] while the store's lock is held. Without an advisory lock (not
+/// unix), only those older than ten minutes go: a write takes well under a second.
+fn remove_stale_temps(path: &Path) {
+    for tmp in stale_temps(path) {
+        if cfg!(not(unix)) {
+            let old = std::fs::metadata(&tmp)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(600));
+            if !old {
+                continue;
+            }
+        }
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 fn lock_path(path: &Path) -> PathBuf {

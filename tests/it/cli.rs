@@ -149,8 +149,12 @@ fn doctor_into_a_closed_pipe_exits_0_without_a_panic() {
 fn add_warns_of_a_longer_prefix_even_when_the_targets_own_prefix_matches() {
     let env = TestEnv::new();
     let add = |provider: &str, key: &str| {
-        let (code, _, stderr) =
-            output_with_stdin(env.till().args(["add", provider, "--no-verify"]), key);
+        // Each key in place of the one before.
+        let (code, _, stderr) = output_with_stdin(
+            env.till()
+                .args(["add", provider, "--no-verify", "--replace"]),
+            key,
+        );
         assert_eq!(code, 0, "{stderr}");
         stderr
     };
@@ -234,4 +238,278 @@ fn doctor_names_the_fix_for_a_config_it_cannot_load() {
         stdout.contains("(hint: leave them out of base_url; the provider's key belongs in the keychain: till add creds)"),
         "{stdout}"
     );
+}
+
+/// `till add` never replaces a different stored key by accident (not even with
+/// `--no-verify`): exit 2, the store untouched, and a hint naming `till rotate` and
+/// `--replace`. The same key again is fine; `--replace` replaces.
+#[test]
+fn add_refuses_to_replace_a_different_key_without_replace() {
+    let env = TestEnv::new();
+    let add = |args: &[&str], key: &str| output_with_stdin(env.till().args(args), key);
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first");
+    assert_eq!(code, 0, "{stderr}");
+    let store = std::fs::read(env.path("data/secrets.age")).unwrap();
+    let (_, listed, _) = output(env.till().args(["list", "--json"]));
+
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-second");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is already stored"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert!(stderr.contains("hint: `till rotate openai`"), "{stderr}");
+    assert!(stderr.contains("till add openai --replace"), "{stderr}");
+    assert_eq!(std::fs::read(env.path("data/secrets.age")).unwrap(), store);
+    assert_eq!(output(env.till().args(["list", "--json"])).1, listed);
+
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first");
+    assert_eq!(code, 0, "the same key again: {stderr}");
+
+    let (code, _, stderr) = add(
+        &["add", "openai", "--no-verify", "--replace"],
+        "sk-test-second",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("replacing the openai key"), "{stderr}");
+    assert_ne!(output(env.till().args(["list", "--json"])).1, listed);
+
+    let (code, _, stderr) = add(&["add", "openai", "--admin", "--no-verify"], "sk-admin-1");
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = add(&["add", "openai", "--admin", "--no-verify"], "sk-admin-2");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--admin --replace"), "{stderr}");
+}
+
+/// `[keys] default_ttl` longer than `max_ttl` is a config error (doctor finds it), named with
+/// both values; a `--ttl` past the ceiling names the flag and the setting.
+#[test]
+fn a_default_ttl_past_max_ttl_is_a_config_error() {
+    let env = TestEnv::new();
+    env.config("[keys]\ndefault_ttl = \"2h\"\nmax_ttl = \"1h\"\n");
+    let says = "config.toml: [keys] default_ttl = \"2h\" is longer than max_ttl = \"1h\"";
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains(says), "{stdout}");
+    let (code, _, stderr) = output(env.till().args(["key", "create", "--scope", "openai"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+    assert!(!stderr.contains('?'), "{stderr}");
+
+    env.config("[keys]\nmax_ttl = \"1h\"\n");
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["key", "create", "--scope", "openai", "--ttl", "2h"]),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--ttl 2h is longer than the ceiling, [keys] max_ttl = \"1h\""),
+        "{stderr}"
+    );
+}
+
+/// Profiles are checked with the config (doctor finds a bad one), and the error names the
+/// profile and its setting, not a flag nobody gave.
+#[test]
+fn profiles_are_checked_with_the_config() {
+    let env = TestEnv::new();
+    for (profile, says) in [
+        (
+            "budget = \"abc\"",
+            "[profiles.p] budget: `abc`: give a unit",
+        ),
+        (
+            "scope = [\"nosuch/m\"]",
+            "[profiles.p] scope: unknown provider `nosuch`",
+        ),
+        (
+            "rpm = 0",
+            "[profiles.p] rpm: `0`: a key allowed 0 can make no request",
+        ),
+        (
+            "budget = \"0usd\"",
+            "[profiles.p] budget: `0usd`: a key with a budget of 0",
+        ),
+        ("ttl = \"soon\"", "[profiles.p] ttl: `soon`"),
+        (
+            "ttl = \"40d\"",
+            "[profiles.p] ttl = \"40d\" is longer than [keys] max_ttl = \"30days\"",
+        ),
+        ("endpoints = [\"nope\"]", "[profiles.p] endpoints: "),
+    ] {
+        env.config(&format!("[profiles.p]\n{profile}\n"));
+        let (code, stdout, _) = output(env.till().args(["doctor"]));
+        assert_eq!(code, 1, "{profile}: {stdout}");
+        assert!(stdout.contains(says), "{profile}: {stdout}");
+        let (code, _, stderr) = output(env.till().args(["run", "-p", "p", "--", "true"]));
+        assert_eq!(code, 2, "{profile}: {stderr}");
+        assert!(stderr.contains(says), "{profile}: {stderr}");
+        assert!(
+            !stderr.contains("--budget") && !stderr.contains("--rpm"),
+            "{profile}: {stderr}"
+        );
+    }
+}
+
+/// Limits of 0 make keys that can never be used; they are refused like
+/// `--max-output-tokens 0`, by every command that makes a key.
+#[test]
+fn zero_limits_are_refused() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-1",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, parent, stderr) = output(env.till().args(["key", "create"]));
+    assert_eq!(code, 0, "{stderr}");
+    for flag in [
+        &["--rpm", "0"][..],
+        &["--tpm", "0"][..],
+        &["--max-requests", "0"][..],
+        &["--budget", "0usd"][..],
+        &["--budget", "0tok"][..],
+        &["--budget", "$0.00"][..],
+        &["--max-output-tokens", "0"][..],
+    ] {
+        for cmd in [
+            &["key", "create"][..],
+            &["run"][..],
+            &["key", "attenuate"][..],
+        ] {
+            let mut c = env.till();
+            c.args(cmd).args(flag);
+            if cmd == ["run"] {
+                c.args(["--", "true"]);
+            }
+            // Only attenuate reads the parent key from stdin.
+            let (code, stdout, stderr) = if cmd == ["key", "attenuate"] {
+                output_with_stdin(&mut c, parent.trim())
+            } else {
+                output(&mut c)
+            };
+            assert_eq!(code, 2, "{cmd:?} {flag:?}: {stderr}");
+            assert!(stdout.is_empty(), "{cmd:?} {flag:?}: {stdout}");
+            assert!(stderr.contains("hint: "), "{cmd:?} {flag:?}: {stderr}");
+        }
+    }
+}
+
+/// `till log -n` past what the ledger can take is a usage error from the parser (exit 2),
+/// not a database error.
+#[test]
+fn log_limit_past_the_ledgers_range_is_a_usage_error() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output(env.till().args(["log", "-n", "9223372036854775808"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--limit"), "{stderr}");
+    assert!(!stderr.contains("datatype mismatch"), "{stderr}");
+    let (code, _, stderr) = output(env.till().args(["log", "-n", "9223372036854775807"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// A temp file of the file store left by a till killed mid-write holds an encrypted copy of
+/// the keys of then: doctor names it, and the next store write removes it.
+#[test]
+fn stale_store_temp_files_are_reported_and_removed() {
+    let env = TestEnv::new();
+    let add = |provider: &str| {
+        let (code, _, stderr) = output_with_stdin(
+            env.till().args(["add", provider, "--no-verify"]),
+            "sk-test-1",
+        );
+        assert_eq!(code, 0, "{stderr}");
+    };
+    add("openai");
+    let stale = env.path("data/.secrets.age.tmp-0123456789abcdef");
+    std::fs::copy(env.path("data/secrets.age"), &stale).unwrap();
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL store leftovers: "), "{stdout}");
+    assert!(
+        stdout.contains(".secrets.age.tmp-0123456789abcdef"),
+        "{stdout}"
+    );
+    add("anthropic");
+    assert!(!stale.exists());
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+}
+
+/// Names the user typed come back in errors with their control characters escaped: a name
+/// pasted from elsewhere cannot recolour, retitle or clear the terminal.
+#[test]
+fn escapes_in_typed_names_are_not_echoed_raw() {
+    let env = TestEnv::new();
+    for args in [
+        &["add", "op\x1b[31mred", "--no-verify"][..],
+        &["key", "create", "--name", "evil\x1b]0;pwned\x07\x1b[2J"][..],
+        &["key", "create", "--scope", "openai/gpt\x1b[31m"][..],
+        &["run", "-p", "x\x1b[2J", "--", "true"][..],
+    ] {
+        let (code, _, stderr) = output(env.till().args(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains('\x1b') && !stderr.contains('\x07'),
+            "{args:?}: {stderr:?}"
+        );
+        assert!(stderr.contains("\\u{1b}"), "{args:?}: {stderr:?}");
+    }
+}
+
+/// doctor's config line: a missing file is said to be missing (the defaults apply), a
+/// failing one carries no hint that points back at doctor, and a table given twice is called
+/// a table.
+#[test]
+fn doctor_words_the_config_line() {
+    let env = TestEnv::new();
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok   config: none at "), "{stdout}");
+    assert!(stdout.contains("the defaults apply"), "{stdout}");
+
+    env.config("[keys]\nmax_ttl = \"1h\"\n[keys]\n");
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("duplicate table `[keys]`"), "{stdout}");
+    assert!(!stdout.contains("till doctor"), "{stdout}");
+    let (code, _, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("duplicate table `[keys]`"), "{stderr}");
+    assert!(stderr.contains("hint: fix the config file"), "{stderr}");
+
+    env.config("[keys]\nmax_ttl = \"1h\"\nmax_ttl = \"2h\"\n");
+    let (_, _, stderr) = output(env.till().args(["list"]));
+    assert!(stderr.contains("duplicate key"), "{stderr}");
+}
+
+/// Messages call things what they are: a key id given as a name, a key with characters
+/// added, a control character in a pasted key.
+#[test]
+fn messages_name_what_is_wrong() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-ctrl\x01abc",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("control character"), "{stderr}");
+    assert!(!stderr.contains("whitespace"), "{stderr}");
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-1",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, key, stderr) = output(env.till().args(["key", "create", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&key).unwrap();
+    let id = v["id"].as_str().unwrap_or_else(|| panic!("{v}"));
+    let (code, _, stderr) = output(env.till().args(["key", "create", "--name", &id[..12]]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is the start of an existing key's id"),
+        "{stderr}"
+    );
+    let text = v["key"].as_str().unwrap();
+    let (code, _, stderr) = output(env.till().args(["key", "inspect", &format!("{text}x")]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains("truncated"), "{stderr}");
 }

@@ -428,3 +428,42 @@ fn a_proxy_whose_ledger_is_deleted_stops_taking_requests() {
         assert_eq!(chats, 1, "only the request before the ledger went");
     }
 }
+
+/// A store restored from a backup taken before the mint key was made: doctor says so (exit 1)
+/// and `till key create` names the fix, `till rotate --mint`, which makes things work again.
+#[test]
+fn a_mint_key_missing_from_the_store_is_found_and_named() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-1",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stderr}");
+    let backup = std::fs::read(env.path("data/secrets.age")).unwrap();
+    let (code, _, stderr) = output(env.till().args(["key", "create"]));
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(env.path("data/secrets.age"), backup).unwrap();
+
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL mint key: "), "{stdout}");
+    assert!(stdout.contains("till rotate --mint"), "{stdout}");
+    for args in [&["key", "create"][..], &["run", "--", "true"][..]] {
+        let (code, _, stderr) = output(env.till().args(args));
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("missing from the file store"), "{stderr}");
+        assert!(
+            stderr.contains("hint: make a new one with `till rotate --mint`"),
+            "{stderr}"
+        );
+    }
+
+    let (code, _, stderr) = output(env.till().args(["rotate", "--mint", "--yes"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+    let (code, _, stderr) = output(env.till().args(["key", "create"]));
+    assert_eq!(code, 0, "{stderr}");
+}

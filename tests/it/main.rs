@@ -12,6 +12,7 @@ mod keys;
 mod layers;
 mod lifecycle;
 mod prices;
+mod prompt;
 mod proxy;
 mod rotate;
 mod run;

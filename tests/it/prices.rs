@@ -192,3 +192,88 @@ fn a_fetched_table_prices_what_the_proxy_meters() {
     let expect = (input * 1000 + output_tokens * 2000) as f64 / 1e6;
     assert!((cost - expect).abs() < 1e-9, "{cost} vs {expect}");
 }
+
+/// A price that is not a number, infinite, negative or absurd would let budgets pass for free
+/// or charge unknown models without bound: config.toml's is refused at load (exit 2, naming
+/// the entry and the file), a fetched table's refuses the whole table (nothing replaced).
+#[test]
+fn prices_that_are_not_usable_are_refused() {
+    let env = TestEnv::new();
+    for (value, says) in [
+        ("nan", "input is not a number"),
+        ("-1.0", "input = -1 is negative"),
+        ("inf", "input = inf is above 1,000,000"),
+        ("-inf", "is negative"),
+        ("1e308", "above 1,000,000 USD per million tokens"),
+    ] {
+        env.config(&format!(
+            "[prices.\"openai/gpt-x\"]\ninput = {value}\noutput = 1\n"
+        ));
+        for args in [&["prices"][..], &["doctor"][..]] {
+            let (code, stdout, stderr) = output(env.till().args(args));
+            let text = format!("{stdout}{stderr}");
+            assert_eq!(
+                code,
+                if args == ["doctor"] { 1 } else { 2 },
+                "{value}: {text}"
+            );
+            assert!(
+                text.contains("config.toml: [prices.\"openai/gpt-x\"]"),
+                "{value}: {text}"
+            );
+            assert!(text.contains(says), "{value}: {text}");
+        }
+    }
+    env.config("");
+
+    let good = env.path("good.json");
+    std::fs::write(&good, LITELLM).unwrap();
+    let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&good));
+    assert_eq!(code, 0, "{stderr}");
+    let before = std::fs::read(env.path("data/prices.toml")).unwrap();
+    for (rate, says) in [("-1e-06", "is negative"), ("1e300", "above 1,000,000")] {
+        let bad = LITELLM.replace(
+            "\"input_cost_per_token\": 0.001",
+            &format!("\"input_cost_per_token\": {rate}"),
+        );
+        let path = env.path("bad.json");
+        std::fs::write(&path, bad).unwrap();
+        let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&path));
+        assert_eq!(code, 1, "{rate}: {stderr}");
+        assert!(stderr.contains("gpt-4o-mini: input = "), "{rate}: {stderr}");
+        assert!(stderr.contains(says), "{rate}: {stderr}");
+        assert_eq!(std::fs::read(env.path("data/prices.toml")).unwrap(), before);
+    }
+}
+
+/// `till prices update` replaces the whole table: it says how many entries the new one has
+/// against the one in use, and warns of the models it no longer prices.
+#[test]
+fn update_says_what_the_new_table_drops() {
+    let env = TestEnv::new();
+    let builtin = shown(&env, &[])["prices"].as_array().unwrap().len();
+    let file = env.path("litellm.json");
+    std::fs::write(&file, LITELLM).unwrap();
+    let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&file));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("4 prices written to ")
+            && stderr.contains(&format!("in place of the {builtin} of the table in use")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("warning: "), "{stderr}");
+    assert!(
+        stderr.contains("models priced before are not in the new table"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gemini"), "{stderr}");
+    assert!(stderr.contains("till prices reset"), "{stderr}");
+    // The same table again drops nothing.
+    let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&file));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("in place of the 4 of the table in use (0 new or changed, 0 gone)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

@@ -60,9 +60,10 @@ impl Rot {
         assert_eq!(code, 0, "till add {provider}: {stderr}");
     }
 
+    /// Stores `key` as the admin key, in place of any stored before (`--replace`).
     fn add_admin(&self, provider: &str, key: &str, verify: bool) {
         let mut cmd = self.till();
-        cmd.args(["add", provider, "--admin"]);
+        cmd.args(["add", provider, "--admin", "--replace"]);
         if !verify {
             cmd.arg("--no-verify");
         }

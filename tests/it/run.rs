@@ -110,27 +110,30 @@ fn sigkill_to_till_ends_the_agent() {
     }
 }
 
-/// `[keys] max_ttl` is the longest TTL any key may get: `till run --ttl` (or a profile's `ttl`)
-/// past it is refused like `till key create --ttl`, with the same words and exit 2, and the
-/// agent never starts.
+/// `[keys] max_ttl` is the longest TTL any key may get: `till run --ttl` past it is refused
+/// like `till key create --ttl`, with the same words and exit 2, and the agent never starts (a
+/// profile's `ttl` past it is a config error: `cli::profiles_are_checked_with_the_config`).
 #[test]
 fn run_refuses_a_ttl_past_max_ttl_as_key_create_does() {
     let p = ProxyEnv::with_options(
         till_mock::MockOptions::default(),
-        "[keys]\nmax_ttl = \"1h\"\n[profiles.long]\nttl = \"2h\"\n",
+        "[keys]\nmax_ttl = \"1h\"\n",
     );
     let marker = p.env.path("agent-ran");
     let agent = format!("touch {}", marker.display());
     let (code, _, created) = output(p.env.till().args(["key", "create", "--ttl", "2h"]));
     assert_eq!(code, 2, "{created}");
-    for args in [&["--ttl", "2h"][..], &["-p", "long"][..]] {
+    for args in [
+        &["--ttl", "2h"][..],
+        &["--ttl", "2h", "--budget", "1usd"][..],
+    ] {
         let (code, _, stderr) = p.run(&[args, &["--", "sh", "-c", &agent]].concat());
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert_eq!(stderr, created, "{args:?}");
         assert!(!marker.exists(), "{args:?}: the agent ran");
     }
     assert!(
-        created.contains("--ttl 2h is longer than the ceiling of 1h"),
+        created.contains("--ttl 2h is longer than the ceiling, [keys] max_ttl = \"1h\""),
         "{created}"
     );
     assert!(

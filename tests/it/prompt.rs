@@ -1,0 +1,123 @@
+//! The hidden prompt of `till add` (and `till rotate`, and the file store's passphrase) on a
+//! real pseudo-terminal: however it ends, the terminal is left as it was found.
+
+#![cfg(target_os = "linux")]
+
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use crate::support::{Pty, TestEnv, on_its_terminal, pty};
+
+/// `till add openai --no-verify` on its own terminal, started once its prompt is up. Returns
+/// the child, the master end (to type into), a slave descriptor (to read the terminal's
+/// settings after the child is gone) and what the terminal printed so far.
+fn at_the_prompt(env: &TestEnv) -> (Child, std::fs::File, OwnedFd, Receiver<Vec<u8>>) {
+    let Pty { master, slave, .. } = pty();
+    assert!(echo_on(&slave), "a fresh pty echoes");
+    let mut cmd = env.till();
+    cmd.args(["add", "openai", "--no-verify"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    on_its_terminal(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("openai API key: ") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no prompt: {}", String::from_utf8_lossy(&seen));
+            }
+        }
+    }
+    // The prompt is written just before echo goes off; give it a moment to be read.
+    std::thread::sleep(Duration::from_millis(200));
+    (child, std::fs::File::from(master), slave, rx)
+}
+
+fn echo_on(fd: &OwnedFd) -> bool {
+    // SAFETY: tcgetattr fills the zeroed termios.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(fd.as_raw_fd(), &mut t), 0);
+        t.c_lflag & libc::ECHO != 0
+    }
+}
+
+fn drain(rx: &Receiver<Vec<u8>>) -> String {
+    let mut out = Vec::new();
+    while let Ok(bytes) = rx.recv_timeout(Duration::from_millis(300)) {
+        out.extend(bytes);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP at the prompt end till by that signal (a shell reports 130 for
+/// Ctrl-C) with echo back on and nothing stored.
+#[test]
+fn a_signal_at_the_prompt_gives_the_terminal_back() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let env = TestEnv::new();
+        let (mut child, master, slave, _rx) = at_the_prompt(&env);
+        // SAFETY: signalling the child this test started.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, sig);
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        assert!(
+            echo_on(&slave),
+            "signal {sig} left the terminal without echo"
+        );
+        drop(master);
+        assert!(!env.path("data/secrets.age").exists());
+    }
+}
+
+/// Ctrl-D or an empty Enter at the prompt ends the command: usage error, nothing stored.
+#[test]
+fn eof_or_an_empty_line_at_the_prompt_ends_the_command() {
+    for typed in ["\x04", "\n"] {
+        let env = TestEnv::new();
+        let (mut child, mut master, slave, rx) = at_the_prompt(&env);
+        master.write_all(typed.as_bytes()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "{typed:?} at the prompt did not end the command: {}",
+                    drain(&rx)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = drain(&rx);
+        assert_eq!(status.code(), Some(2), "{typed:?}: {text}");
+        assert!(text.contains("the key is empty"), "{typed:?}: {text}");
+        assert!(text.contains("hint:"), "{typed:?}: {text}");
+        assert!(echo_on(&slave));
+        assert!(!env.path("data/secrets.age").exists());
+    }
+}
