@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("output", 0),
     ("format", 0),
     ("json", 0),
+    ("prompt", 0),
     // Domain: keys, scopes, providers, configuration, storage, prices.
     ("childkey", 1),
     ("scope", 1),
