@@ -600,6 +600,77 @@ async fn messages_arriving_on_sockets_hold_the_bodies_room_and_time() {
     );
 }
 
+/// A message read whole leaves its room in the socket's buffers (the WebSocket library keeps
+/// a buffer as large as the largest frame it read): that room stays counted in the bodies'
+/// shared room until the socket closes, so sockets that each sent one large message, even
+/// one till refused, and stayed open cannot hold the proxy's memory uncounted.
+#[tokio::test]
+async fn a_socket_keeps_its_largest_message_counted_until_it_closes() {
+    // Bodies of at most 1,000 bytes: 8,000 bytes of them at once; a 900-byte message keeps
+    // twice its size (read on one side, written on the other).
+    let p = setup("[proxy]\nmax_body_bytes = 1000\n");
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let refused = json!({"type": "no.such.event", "pad": " ".repeat(860)});
+    assert!((880..=900).contains(&refused.to_string().len()));
+    let mut open_sockets = Vec::new();
+    for i in 0..5 {
+        let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+            .await
+            .unwrap();
+        send(&mut ws, &refused).await;
+        let v = next(&mut ws).await;
+        if i < 4 {
+            assert_eq!(v["type"], "error", "{v}");
+            open_sockets.push(ws);
+        } else {
+            // The fifth finds no room left for its message: the socket is closed (as it
+            // arrives, or told `till_busy` once read whole).
+            let close = if v.get("close").is_some() {
+                v
+            } else {
+                assert_eq!(v["error"]["code"], "till_busy", "{v}");
+                next(&mut ws).await
+            };
+            assert!(close.get("close").is_some(), "{close}");
+        }
+    }
+    let body = format!(
+        "{{\"model\":\"gpt-4o-mini\",\"input\":\"{}\"}}",
+        "x".repeat(850)
+    );
+    let post = |body: String| {
+        let url = serve.url.clone();
+        let auth = auth.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::support::raw_http(
+                &url,
+                "POST",
+                "/openai/v1/responses",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+        })
+    };
+    let (status, text) = post(body.clone()).await.unwrap();
+    assert_eq!(status, 503, "the sockets' messages keep their room: {text}");
+    for mut ws in open_sockets {
+        ws.close(None).await.unwrap();
+        let _ = next(&mut ws).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, text) = post(body).await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the room is free once the sockets closed: {text}"
+    );
+}
+
 #[tokio::test]
 async fn a_root_key_removed_while_a_socket_is_open_carries_no_further_message() {
     the_next_message_is_refused_after(&["remove", "openai"], "till_no_root_key").await;

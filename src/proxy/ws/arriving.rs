@@ -5,6 +5,12 @@
 //! Without both, sockets that each sent most of a large message and then only pings held the
 //! proxy's memory (32 MiB a socket by default) for as long as they liked.
 //!
+//! A message read whole leaves the room it took in the socket's buffers (the WebSocket library
+//! keeps a read buffer as large as the largest frame, and a write buffer as large as the
+//! largest message written): twice the largest message each way stays counted until the
+//! socket closes ([`Arriving::largest`]), or one refused message a socket would hold 32 MiB
+//! for as long as it stayed open.
+//!
 //! [`Counted`] wraps the client's connection and counts what is read from it; the relay says
 //! when a message is whole ([`Arriving::whole`]) or a control frame was read
 //! ([`Arriving::control`]), which gives those bytes back. What is read of the next message
@@ -25,12 +31,24 @@ use crate::proxy::state::State;
 /// The client WebSocket's read buffer: what may go uncounted of a message's start.
 pub(super) const READ_BUFFER: usize = 16 * 1024;
 
-/// The bytes of the message arriving now, and since when it has been arriving.
+/// The bytes of the message arriving now, and since when it has been arriving; and the room
+/// the socket keeps for its largest messages.
 #[derive(Debug, Default)]
 pub(super) struct Arriving {
     bytes: AtomicU64,
     /// Milliseconds from `base` to the message's first byte, plus one (0: none arriving).
     since: AtomicU64,
+    /// The largest message each way so far (client's, provider's), counted for the socket's
+    /// life: the WebSocket library keeps a buffer as large as the largest frame it read, and
+    /// the other side's write buffer grows as large as the largest message written to it.
+    largest: [AtomicU64; 2],
+}
+
+/// Which way a message went, for [`Arriving::largest`].
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Way {
+    FromClient = 0,
+    FromProvider = 1,
 }
 
 impl Arriving {
@@ -39,6 +57,23 @@ impl Arriving {
         let n = self.bytes.swap(0, Ordering::AcqRel);
         self.since.store(0, Ordering::Release);
         state.bodies.give(n);
+    }
+
+    /// A message of `len` bytes went `way`: the socket's buffers now hold room for it (read
+    /// on one side, written on the other), which stays counted until the socket closes. False
+    /// when the bodies' shared room cannot hold it: the socket is to be closed.
+    pub(super) fn largest(&self, state: &State, way: Way, len: usize) -> bool {
+        let room = 2 * len as u64;
+        let slot = &self.largest[way as usize];
+        let kept = slot.load(Ordering::Acquire);
+        if room <= kept {
+            return true;
+        }
+        if !state.bodies.take(room - kept) {
+            return false;
+        }
+        slot.store(room, Ordering::Release);
+        true
     }
 
     /// A control frame with `payload` bytes was read (a client's frames are masked): its bytes
@@ -169,5 +204,8 @@ impl<T> Drop for Counted<T> {
     /// What the socket still held is given back when it closes.
     fn drop(&mut self) {
         self.arriving.whole(&self.state);
+        for slot in &self.arriving.largest {
+            self.state.bodies.give(slot.swap(0, Ordering::AcqRel));
+        }
     }
 }

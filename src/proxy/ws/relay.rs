@@ -51,6 +51,8 @@ use crate::proxy::phases::{self, Asked, Ctx};
 use crate::proxy::state::{RequestRecord, State};
 use crate::upstream::Socket;
 
+use super::arriving::Way;
+
 /// The client's side of an upgraded connection.
 pub(super) type ClientSocket =
     WebSocketStream<super::arriving::Counted<TokioIo<hyper::upgrade::Upgraded>>>;
@@ -158,7 +160,11 @@ pub(super) async fn run(s: Session, client: ClientSocket, upstream: Socket) {
                 if link.client_open && is_data(&msg) {
                     deadline = tokio::time::Instant::now() + s.limit();
                 }
-                from_upstream(&s, &mut link, msg).await
+                if !s.arriving.largest(&s.state, Way::FromProvider, data_len(&msg)) {
+                    too_large(&s, &mut link).await
+                } else {
+                    from_upstream(&s, &mut link, msg).await
+                }
             }
             msg = link.client.next(), if link.client_open => {
                 // What the client's buffers held of this message, or of this control frame,
@@ -173,12 +179,16 @@ pub(super) async fn run(s: Session, client: ClientSocket, upstream: Socket) {
                 if link.flight.is_none() && is_data(&msg) {
                     deadline = tokio::time::Instant::now() + s.limit();
                 }
-                let flow = from_client(&s, &mut link, msg).await;
-                if !link.client_open {
-                    // Gone with a response in flight: read the provider a little longer.
-                    deadline = tokio::time::Instant::now() + DRAIN_LIMIT.min(s.limit());
+                if s.arriving.largest(&s.state, Way::FromClient, data_len(&msg)) {
+                    let flow = from_client(&s, &mut link, msg).await;
+                    if !link.client_open {
+                        // Gone with a response in flight: read the provider a little longer.
+                        deadline = tokio::time::Instant::now() + DRAIN_LIMIT.min(s.limit());
+                    }
+                    flow
+                } else {
+                    too_large(&s, &mut link).await
                 }
-                flow
             }
         };
         if let Flow::End = flow {
@@ -190,6 +200,42 @@ pub(super) async fn run(s: Session, client: ClientSocket, upstream: Socket) {
 /// A text or binary message (not a control frame, a close or an error).
 fn is_data(msg: &Option<Result<Message, tungstenite::Error>>) -> bool {
     matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_))))
+}
+
+/// The length of a text or binary message (0 for anything else).
+fn data_len(msg: &Option<Result<Message, tungstenite::Error>>) -> usize {
+    match msg {
+        Some(Ok(Message::Text(t))) => t.len(),
+        Some(Ok(Message::Binary(b))) => b.len(),
+        _ => 0,
+    }
+}
+
+/// The bodies' shared room cannot hold the room this socket's buffers now take: it is
+/// closed (1013, try again later), as an HTTP body past the room is refused with 503.
+async fn too_large(s: &Session, link: &mut Link) -> Flow {
+    let err = ProxyError::new(
+        503,
+        "busy",
+        "the bodies and messages till reads at once hold all the room it allows; open a new WebSocket later",
+    );
+    if link.client_open {
+        let _ = send(&mut link.client, s.error_event(&err), s.limit()).await;
+    }
+    end_flight(
+        s,
+        link,
+        503,
+        "the socket's messages took more room than till allows",
+    );
+    close_both(
+        s,
+        link,
+        CloseCode::Again,
+        "till holds all the room it allows",
+    )
+    .await;
+    Flow::End
 }
 
 async fn from_client(
