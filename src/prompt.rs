@@ -2,8 +2,9 @@
 //! gives the terminal back as it found it, however the prompt ends.
 //!
 //! On unix the line is read with echo turned off through termios; while it is off, SIGINT,
-//! SIGTERM and SIGHUP put the saved settings back before they end the process as they would
-//! have (so a shell sees 130 for Ctrl-C). Elsewhere dialoguer's prompt is used.
+//! SIGTERM, SIGHUP and SIGQUIT put the saved settings back before they end the process as they
+//! would have (so a shell sees 130 for Ctrl-C), and Ctrl-Z puts them back before the process
+//! stops and turns echo off again when it continues. Elsewhere dialoguer's prompt is used.
 
 use zeroize::Zeroizing;
 
@@ -33,7 +34,30 @@ mod imp {
     /// The terminal whose settings [`SAVED`] holds, or -1.
     static SAVED_FD: AtomicI32 = AtomicI32::new(-1);
 
-    const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+    /// The settings the prompt reads with (echo off), put back after a suspend.
+    static QUIET: Saved = Saved(UnsafeCell::new(MaybeUninit::uninit()));
+
+    const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+    /// Ctrl-Z at the prompt: the terminal is put back before the process stops (the shell
+    /// would otherwise find echo off, or turn it on, and the prompt would go on echoing after
+    /// `fg`), and echo is turned off again, and the prompt said again, once it continues.
+    extern "C" fn suspend(_sig: libc::c_int) {
+        let fd = SAVED_FD.load(Ordering::Acquire);
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: tcsetattr, raise and write are async-signal-safe; SAVED and QUIET are
+        // initialised while SAVED_FD is not -1.
+        unsafe {
+            libc::tcsetattr(fd, libc::TCSANOW, (*SAVED.0.get()).as_ptr());
+            // SIGSTOP cannot be caught: the process stops here until it is continued.
+            libc::raise(libc::SIGSTOP);
+            libc::tcsetattr(fd, libc::TCSANOW, (*QUIET.0.get()).as_ptr());
+            let again = b"\n(typing stays hidden) ";
+            libc::write(libc::STDERR_FILENO, again.as_ptr().cast(), again.len());
+        }
+    }
 
     /// Puts the terminal back, then lets the signal do what it would have done: the handler
     /// is installed with `SA_RESETHAND`, so the disposition is the default again, and the
@@ -115,6 +139,27 @@ mod imp {
         let mut quiet = saved;
         quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
         quiet.c_lflag |= libc::ICANON | libc::ECHONL;
+        // SAFETY: written before the suspend handler that reads it is installed (and while
+        // SAVED_FD names the terminal only ever read).
+        unsafe {
+            (*QUIET.0.get()).write(quiet);
+        }
+        // SAFETY: plain sigaction calls with zeroed structures filled in here. SA_RESTART: the
+        // read goes on after the process continues.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGTSTP, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction != libc::SIG_IGN
+            {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = suspend as extern "C" fn(libc::c_int) as usize;
+                new.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut new.sa_mask);
+                if libc::sigaction(libc::SIGTSTP, &new, std::ptr::null_mut()) == 0 {
+                    guard.old.push((libc::SIGTSTP, old));
+                }
+            }
+        }
         // SAFETY: `quiet` is a valid termios.
         if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
             return Err(std::io::Error::last_os_error());

@@ -70,11 +70,11 @@ fn drain(rx: &Receiver<Vec<u8>>) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Ctrl-C, SIGTERM or SIGHUP at the prompt end till by that signal (a shell reports 130 for
+/// Ctrl-C, SIGTERM, SIGHUP or Ctrl-\\ (SIGQUIT) at the prompt end till by that signal (a shell reports 130 for
 /// Ctrl-C) with echo back on and nothing stored.
 #[test]
 fn a_signal_at_the_prompt_gives_the_terminal_back() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         let env = TestEnv::new();
         let (mut child, master, slave, _rx) = at_the_prompt(&env);
         // SAFETY: signalling the child this test started.
@@ -120,4 +120,64 @@ fn eof_or_an_empty_line_at_the_prompt_ends_the_command() {
         assert!(echo_on(&slave));
         assert!(!env.path("data/secrets.age").exists());
     }
+}
+
+/// Ctrl-Z at the prompt: while till is stopped the terminal echoes again (the shell's), and
+/// once it continues (`fg`) what is typed stays hidden and is the key.
+#[test]
+fn a_suspended_prompt_gives_the_terminal_back_and_hides_again_when_continued() {
+    let env = TestEnv::new();
+    let (mut child, mut master, slave, rx) = at_the_prompt(&env);
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: signalling and waiting for the child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGTSTP);
+    }
+    // (Its process group has no shell to stop it for: the kernel drops a plain SIGTSTP, so a
+    // prompt that did nothing about it would not stop at all.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut status = 0;
+        // SAFETY: as above.
+        let got = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED | libc::WNOHANG) };
+        if got == pid && libc::WIFSTOPPED(status) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("till did not stop at Ctrl-Z");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped_echo = echo_on(&slave);
+    if !stopped_echo {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(stopped_echo, "a stopped prompt left echo off");
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while echo_on(&slave) {
+        assert!(
+            Instant::now() < deadline,
+            "echo stayed on after the prompt went on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    master
+        .write_all(b"sk-test-typed-after-fg-0123456789\n")
+        .unwrap();
+    let status = child.wait().unwrap();
+    let text = drain(&rx);
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(
+        !text.contains("sk-test-typed"),
+        "the key was echoed: {text}"
+    );
+    assert!(echo_on(&slave));
+    assert!(env.path("data/secrets.age").exists());
 }
