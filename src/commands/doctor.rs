@@ -86,13 +86,28 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let leftovers = crate::secrets::file::stale_temps(&ctx.paths.store_file());
     if !leftovers.is_empty() {
         let names: Vec<String> = leftovers.iter().map(|p| p.display().to_string()).collect();
+        // Each name escaped (a line break in it would forge a line of this report) and, for
+        // the command, quoted as a shell reads it (`*` or `;` in a name stays a name); a name
+        // that needed escaping cannot be pasted, so it gets no command.
+        let shown: Vec<String> = names
+            .iter()
+            .map(|n| crate::output::printable(n).into_owned())
+            .collect();
+        let command = if shown == names {
+            let quoted: Vec<String> = names
+                .iter()
+                .map(|n| format!("'{}'", n.replace('\'', "'\\''")))
+                .collect();
+            format!(": rm -- {}", quoted.join(" "))
+        } else {
+            String::new()
+        };
         check(
             false,
             "store leftovers",
             format!(
-                "{} left by a write that did not finish (an encrypted copy of the keys of then); the next store write removes it, or delete it: rm {}",
-                names.join(", "),
-                names.join(" ")
+                "{} left by a write that did not finish (an encrypted copy of the keys of then); the next store write removes it, or delete it{command}",
+                shown.join(", "),
             ),
         )?;
     }

@@ -428,8 +428,27 @@ fn stale_store_temp_files_are_reported_and_removed() {
         stdout.contains(".secrets.age.tmp-0123456789abcdef"),
         "{stdout}"
     );
+    assert!(stdout.contains(": rm -- '"), "{stdout}");
+    // Names made to read as a report line or to glob in a pasted command: escaped, quoted.
+    let forged = env.path("data/.secrets.age.tmp-x\nok   FAKE: all good");
+    let globbed = env.path("data/.secrets.age.tmp- *");
+    std::fs::copy(&stale, &forged).unwrap();
+    let (_, stdout, _) = output(env.till().args(["doctor"]));
+    assert!(!stdout.contains("\nok   FAKE"), "{stdout}");
+    assert!(
+        !stdout.contains("rm --"),
+        "a name that needed escaping gets no command: {stdout}"
+    );
+    std::fs::remove_file(&forged).unwrap();
+    std::fs::copy(&stale, &globbed).unwrap();
+    let (_, stdout, _) = output(env.till().args(["doctor"]));
+    assert!(
+        stdout.contains("tmp- *'"),
+        "the name is quoted whole: {stdout}"
+    );
+    assert!(!stdout.contains("tmp- * "), "{stdout}");
     add("anthropic");
-    assert!(!stale.exists());
+    assert!(!stale.exists() && !globbed.exists());
     let (code, stdout, _) = output(env.till().args(["doctor"]));
     assert_eq!(code, 0, "{stdout}");
 }
