@@ -539,6 +539,30 @@ async fn a_socket_that_only_pings_is_closed_once_its_key_is_revoked() {
     .await;
 }
 
+/// A Responses request over HTTP with a body of about 900 bytes (near a 1,000-byte
+/// `max_body_bytes`): its status and body.
+async fn post_near_the_room(serve: &Serve, auth: &str) -> (u16, String) {
+    let body = format!(
+        "{{\"model\":\"gpt-4o-mini\",\"input\":\"{}\"}}",
+        "x".repeat(850)
+    );
+    let (url, auth) = (serve.url.clone(), auth.to_string());
+    tokio::task::spawn_blocking(move || {
+        crate::support::raw_http(
+            &url,
+            "POST",
+            "/openai/v1/responses",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 /// A message arriving over a WebSocket holds the bodies' shared room as an HTTP body does, and
 /// must be whole within `body_timeout`: sockets that each sent most of a large message and then
 /// nothing (or pings) held the proxy's memory for as long as they liked.
@@ -565,34 +589,14 @@ async fn messages_arriving_on_sockets_hold_the_bodies_room_and_time() {
     }
     // Let the proxy read them.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let body = format!(
-        "{{\"model\":\"gpt-4o-mini\",\"input\":\"{}\"}}",
-        "x".repeat(850)
-    );
-    let post = |body: String| {
-        let url = serve.url.clone();
-        let auth = auth.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::support::raw_http(
-                &url,
-                "POST",
-                "/openai/v1/responses",
-                &[
-                    ("authorization", &auth),
-                    ("content-type", "application/json"),
-                ],
-                body.as_bytes(),
-            )
-        })
-    };
-    let (status, text) = post(body.clone()).await.unwrap();
+    let (status, text) = post_near_the_room(&serve, &auth).await;
     assert_eq!(status, 503, "the sockets' messages hold the room: {text}");
     // Not whole within body_timeout: each socket is closed, and the room is free again.
     for ws in &mut held {
         let v = next(ws).await;
         assert!(v.get("close").is_some(), "{v}");
     }
-    let (status, text) = post(body).await.unwrap();
+    let (status, text) = post_near_the_room(&serve, &auth).await;
     assert_eq!(status, 200, "{text}");
     assert!(
         upstream_messages(&p).is_empty(),
@@ -637,34 +641,14 @@ async fn a_socket_keeps_its_largest_message_counted_until_it_closes() {
             assert!(close.get("close").is_some(), "{close}");
         }
     }
-    let body = format!(
-        "{{\"model\":\"gpt-4o-mini\",\"input\":\"{}\"}}",
-        "x".repeat(850)
-    );
-    let post = |body: String| {
-        let url = serve.url.clone();
-        let auth = auth.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::support::raw_http(
-                &url,
-                "POST",
-                "/openai/v1/responses",
-                &[
-                    ("authorization", &auth),
-                    ("content-type", "application/json"),
-                ],
-                body.as_bytes(),
-            )
-        })
-    };
-    let (status, text) = post(body.clone()).await.unwrap();
+    let (status, text) = post_near_the_room(&serve, &auth).await;
     assert_eq!(status, 503, "the sockets' messages keep their room: {text}");
     for mut ws in open_sockets {
         ws.close(None).await.unwrap();
         let _ = next(&mut ws).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, text) = post(body).await.unwrap();
+    let (status, text) = post_near_the_room(&serve, &auth).await;
     assert_eq!(
         status, 200,
         "the room is free once the sockets closed: {text}"
