@@ -471,39 +471,31 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
             return Some(what);
         }
     }
-    // A part's kind as vLLM reads it when `type` is missing (or beside a `uuid`): from its
-    // keys. Only in the conversation, where parts are: a tool's schema may name a property so.
-    for name in ["messages", "input"] {
-        if let Some(found) = map.get(name).and_then(fetched_part) {
-            return Some(found);
-        }
-    }
-    find_reference_in(map)
+    find_reference_in(map, Place::Top)
 }
 
-/// Fetched, audio or video content named by a part's key, whatever its `type` (the keys vLLM
-/// reads a part's kind from, and Mistral's `document_url`). None of the names holds a letter
-/// whose look-alike folds to it, so an ASCII comparison is the case-folding one.
-fn fetched_part(v: &Value) -> Option<String> {
-    const KEYS: &[&str] = &[
-        "video_url",
-        "audio_url",
-        "document_url",
-        "input_audio",
-        "input_video",
-        "video",
-    ];
-    // serde_json refuses input nested deeper than 128 levels, so this recursion is bounded.
-    match v {
-        Value::Object(o) => o
-            .iter()
-            .find(|(k, child)| KEYS.iter().any(|n| k.eq_ignore_ascii_case(n)) && !child.is_null())
-            .map(|(k, _)| format!("a part's `{k}` (content fetched or billed by the provider)"))
-            .or_else(|| o.values().find_map(fetched_part)),
-        Value::Array(a) => a.iter().find_map(fetched_part),
-        _ => None,
-    }
+/// Where in the body an object is: the top, inside the conversation (`messages`, `input`), or
+/// elsewhere (tools, schemas, settings).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Top,
+    Conversation,
+    Elsewhere,
 }
+
+/// Fetched, audio or video content named by a part's key, whatever its `type`: the keys vLLM
+/// reads a part's kind from when `type` is missing (or beside a `uuid`), and Mistral's
+/// `document_url`. Looked for in the conversation only, where parts are: a tool's schema may
+/// name a property so. None of the names holds a letter whose look-alike folds to it, so an
+/// ASCII comparison is the case-folding one.
+const PART_KEYS: &[&str] = &[
+    "video_url",
+    "audio_url",
+    "document_url",
+    "input_audio",
+    "input_video",
+    "video",
+];
 
 /// Models that bill each call beside its tokens, by their names: OpenAI's search models (a web
 /// search on every request: `gpt-4o-search-preview`, `gpt-5-search-api`) and deep research
@@ -531,7 +523,7 @@ pub fn billed_per_call(model: &str) -> Option<&'static str> {
 /// Keys that name content the provider loads by reference, anywhere in an object. Names are
 /// matched as a case-folding parser matches them (`File_Id` is `file_id` to Go's
 /// `encoding/json`); refusing a look-alike of one only refuses more.
-fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
+fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
     const KEYS: &[&str] = &[
         "file_id",
         "fileData",
@@ -543,6 +535,14 @@ fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
     for (k, child) in o {
         if KEYS.iter().any(|r| same_name(k, r)) && !child.is_null() {
             return Some(format!("`{k}`"));
+        }
+        if place == Place::Conversation
+            && PART_KEYS.iter().any(|n| k.eq_ignore_ascii_case(n))
+            && !child.is_null()
+        {
+            return Some(format!(
+                "a part's `{k}` (content fetched or billed by the provider)"
+            ));
         }
         // Anthropic document and image sources fetched by URL or stored as files.
         if same_name(k, "source")
@@ -611,18 +611,23 @@ fn find_reference_in(o: &Map<String, Value>) -> Option<String> {
         if same_name(k, "audio") && child.get("id").is_some_and(|id| !id.is_null()) {
             return Some("a stored `audio` answer".into());
         }
-        if let Some(found) = find_reference(child) {
+        let inner = match place {
+            Place::Top if k == "messages" || k == "input" => Place::Conversation,
+            Place::Top => Place::Elsewhere,
+            other => other,
+        };
+        if let Some(found) = find_reference(child, inner) {
             return Some(found);
         }
     }
     None
 }
 
-fn find_reference(v: &Value) -> Option<String> {
+fn find_reference(v: &Value, place: Place) -> Option<String> {
     // serde_json refuses input nested deeper than 128 levels, so this recursion is bounded.
     match v {
-        Value::Object(o) => find_reference_in(o),
-        Value::Array(a) => a.iter().find_map(find_reference),
+        Value::Object(o) => find_reference_in(o, place),
+        Value::Array(a) => a.iter().find_map(|v| find_reference(v, place)),
         _ => None,
     }
 }
