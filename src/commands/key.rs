@@ -387,20 +387,27 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
     let now = now_unix();
     // Resolve everything first, so a typo in the third name revokes nothing; and read the keys
     // before the ledger is opened (and made), so arguments that name nothing leave no trace.
-    let mut keys = Vec::new();
-    for k in args.keys.iter().filter(|k| k.starts_with("till_")) {
-        // Only the head of the argument: it may be a key.
-        let token = Token::decode(k)
-            .map_err(|e| UserError::usage(format!("`{}…`: {e}", crate::format::head(k, 12))))?;
-        keys.push(token);
-    }
-    let names = || args.keys.iter().filter(|k| !k.starts_with("till_"));
-    if let Some(name) = names().next()
-        && !ctx.paths.ledger_file().exists()
+    // Each argument's key, or `None` for a name or id.
+    let decoded = args
+        .keys
+        .iter()
+        .map(|k| {
+            k.starts_with("till_")
+                .then(|| {
+                    // Only the head of the argument: it may be a key.
+                    Token::decode(k).map_err(|e| {
+                        UserError::usage(format!("`{}…`: {e}", crate::format::head(k, 12)))
+                    })
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let existed = ctx.paths.ledger_file().exists();
+    if let Some((name, _)) = args.keys.iter().zip(&decoded).find(|(_, t)| t.is_none())
+        && !existed
     {
         return Err(no_such_key(name).into());
     }
-    let existed = ctx.paths.ledger_file().exists();
     let ledger = ctx.ledger()?;
     if !existed {
         crate::output::warn(&format!(
@@ -408,10 +415,9 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
             ctx.paths.ledger_file().display()
         ));
     }
-    let mut keys = keys.into_iter();
     let mut targets = Vec::new();
-    for k in &args.keys {
-        if let Some(token) = k.starts_with("till_").then(|| keys.next()).flatten() {
+    for (k, token) in args.keys.iter().zip(&decoded) {
+        if let Some(token) = token {
             let lineage = token.lineage(token.level_count() - 1);
             targets.push((
                 token.binding().to_string(),
