@@ -3,54 +3,32 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::process::ExitStatusExt as _;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::support::{Pty, TestEnv, on_its_terminal, pty};
+use crate::support::{AtPrompt, TestEnv, at_prompt, pty};
 
 /// `till add openai --no-verify` on its own terminal, started once its prompt is up. Returns
 /// the child, the master end (to type into), a slave descriptor (to read the terminal's
 /// settings after the child is gone) and what the terminal printed so far.
 fn at_the_prompt(env: &TestEnv) -> (Child, std::fs::File, OwnedFd, Receiver<Vec<u8>>) {
-    let Pty { master, slave, .. } = pty();
-    assert!(echo_on(&slave), "a fresh pty echoes");
+    let terminal = pty();
+    assert!(echo_on(&terminal.slave), "a fresh pty echoes");
     let mut cmd = env.till();
-    cmd.args(["add", "openai", "--no-verify"])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave.try_clone().unwrap()));
-    on_its_terminal(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !String::from_utf8_lossy(&seen).contains("openai API key: ") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(bytes) => seen.extend(bytes),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no prompt: {}", String::from_utf8_lossy(&seen));
-            }
-        }
-    }
+    cmd.args(["add", "openai", "--no-verify"]);
+    let AtPrompt {
+        child,
+        master,
+        slave,
+        output,
+    } = at_prompt(&mut cmd, terminal, "openai API key: ");
     // The prompt is written just before echo goes off; give it a moment to be read.
     std::thread::sleep(Duration::from_millis(200));
-    (child, std::fs::File::from(master), slave, rx)
+    (child, master, slave, output)
 }
 
 fn echo_on(fd: &OwnedFd) -> bool {

@@ -781,7 +781,6 @@ fn eof_at_the_prompt_changes_nothing() {
 #[cfg(target_os = "linux")]
 #[test]
 fn sigint_at_the_prompt_changes_nothing() {
-    use std::io::Read as _;
     use std::os::unix::process::ExitStatusExt as _;
 
     let rot = stocked();
@@ -789,38 +788,15 @@ fn sigint_at_the_prompt_changes_nothing() {
     let store = rot.store_bytes();
     rot.mock.clear_requests();
 
-    let crate::support::Pty { master, slave, .. } = crate::support::pty();
     let mut cmd = rot.till();
-    cmd.args(["rotate", "anthropic"])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave.try_clone().unwrap()));
-    crate::support::on_its_terminal(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
+    cmd.args(["rotate", "anthropic"]);
+    let crate::support::AtPrompt {
+        mut child,
+        master,
+        slave,
+        ..
+    } = crate::support::at_prompt(&mut cmd, crate::support::pty(), "new anthropic API key");
     drop(slave);
-
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !String::from_utf8_lossy(&seen).contains("new anthropic API key") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(bytes) => seen.extend(bytes),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no prompt: {}", String::from_utf8_lossy(&seen));
-            }
-        }
-    }
     // SAFETY: signalling the child this test started.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);

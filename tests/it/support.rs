@@ -398,6 +398,58 @@ pub fn pty() -> Pty {
     }
 }
 
+/// A command started on a pty of its own, waited for until it printed a prompt.
+pub struct AtPrompt {
+    pub child: std::process::Child,
+    /// The master end, to type into.
+    pub master: std::fs::File,
+    /// A slave descriptor, to read the terminal's settings after the child is gone.
+    pub slave: std::os::fd::OwnedFd,
+    /// What the terminal printed after the prompt.
+    pub output: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// Starts `cmd` on `pty` as its controlling terminal and waits (20 s at most) until it has
+/// printed `prompt`.
+pub fn at_prompt(cmd: &mut Command, pty: Pty, prompt: &str) -> AtPrompt {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let Pty { master, slave, .. } = pty;
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    on_its_terminal(cmd);
+    let mut child = cmd.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains(prompt) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no prompt: {}", String::from_utf8_lossy(&seen));
+            }
+        }
+    }
+    AtPrompt {
+        child,
+        master: std::fs::File::from(master),
+        slave,
+        output: rx,
+    }
+}
+
 /// Makes `cmd` start a session whose controlling terminal is its stdin (a pty's slave end).
 pub fn on_its_terminal(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
