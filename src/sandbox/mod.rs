@@ -56,6 +56,8 @@ pub const DEFAULT_DENY: &[&str] = &[
     "~/.config/op",
     "~/.password-store",
     "~/.local/share/keyrings",
+    // D-Bus's cookies (DBUS_COOKIE_SHA1): with them a bus on a TCP port takes the agent.
+    "~/.dbus-keyrings",
     "~/.local/share/kwalletd",
     "~/.vault-token",
     "~/.terraform.d/credentials.tfrc.json",
@@ -143,6 +145,9 @@ pub struct Policy {
     pub hidden: Vec<PathBuf>,
     /// How many of `hidden` are till's own directories.
     pub till_dirs: usize,
+    /// How many of `hidden`, after till's directories, are the sockets of buses and agents
+    /// ([`agent_sockets`]).
+    pub sockets: usize,
     /// Whether the working directory's `.git/hooks` and `.git/config` stay writable.
     pub writable_git_hooks: bool,
     /// Debug builds only: act as if this mechanism were missing (`landlock`, `userns`).
@@ -1001,6 +1006,95 @@ pub fn agent_env(env: &mut Vec<(OsString, OsString)>, net: Option<Net>) {
     env.push(("TMPDIR".into(), "/tmp".into()));
 }
 
+/// The files of the buses and agents whose addresses [`DROPPED_ENV`] takes from the agent, as
+/// `var` (the environment) and `home` tell them: the session bus's `unix:path=` socket and a
+/// `nonce-tcp:` bus's nonce file, the SSH agent's socket, gnome-keyring's control directory,
+/// and the `keyring-XXXXXX` directories gnome-keyring makes in `$XDG_CACHE_HOME` (`~/.cache`)
+/// when it runs without a runtime directory. Dropping a variable does not hide what it names:
+/// an agent lists `~/.cache` or `/proc/net/unix`, and a keyring's control socket starts a
+/// PKCS#11 store on request that hands every secret to any process of the user. Paths that do
+/// not exist are left to the caller to drop.
+fn agent_sockets(home: Option<&Path>, var: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    if let Some(address) = set("DBUS_SESSION_BUS_ADDRESS") {
+        found.extend(bus_files(&address.to_string_lossy()));
+    }
+    for name in ["SSH_AUTH_SOCK", "GNOME_KEYRING_CONTROL"] {
+        found.extend(set(name).map(PathBuf::from));
+    }
+    // `PATH:PID:PROTOCOL`, from gpg-agents before 2.1.
+    if let Some(info) = set("GPG_AGENT_INFO") {
+        let info = info.to_string_lossy();
+        if let Some(socket) = info.split(':').next().filter(|s| !s.is_empty()) {
+            found.push(PathBuf::from(socket));
+        }
+    }
+    let cache = set("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|c| c.is_absolute())
+        .or_else(|| home.map(|h| h.join(".cache")));
+    if let Some(cache) = cache
+        && let Ok(entries) = std::fs::read_dir(&cache)
+    {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("keyring-")
+                && entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// The files a D-Bus address names (`unix:path=…`, `nonce-tcp:…,noncefile=…`), its values
+/// unescaped. The address is a list separated by `;`, tried in turn, so every entry counts.
+fn bus_files(address: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in address.split(';') {
+        let Some((transport, pairs)) = entry.split_once(':') else {
+            continue;
+        };
+        for pair in pairs.split(',') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let file = match (transport, key) {
+                ("unix", "path") | ("nonce-tcp", "noncefile") => unescape_bus_value(value),
+                _ => None,
+            };
+            files.extend(file);
+        }
+    }
+    files
+}
+
+/// A D-Bus address value with its `%XX` escapes decoded; `None` for a malformed escape.
+fn unescape_bus_value(value: &str) -> Option<PathBuf> {
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt as _;
+        Some(PathBuf::from(OsString::from_vec(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        String::from_utf8(bytes).ok().map(PathBuf::from)
+    }
+}
+
 /// Resolves the policy in till's view: expands `~`, follows symlinks, drops paths that do not
 /// exist, and refuses working directories that would leave the protections empty.
 fn resolve(
@@ -1068,6 +1162,13 @@ fn resolve(
     }
     add(paths.data_dir.clone(), &mut hidden);
     let till_dirs = hidden.len();
+    // The buses and agents whose addresses the agent's environment loses, where they are
+    // files outside /tmp and the runtime directory (which the sandbox replaces whole),
+    // whatever `default_deny` says: the banner promises the session bus and keyring hidden.
+    for socket in agent_sockets(home.as_deref(), |name| std::env::var_os(name)) {
+        add(socket, &mut hidden);
+    }
+    let sockets = hidden.len() - till_dirs;
     let sandbox = &config.sandbox;
     let defaults = if sandbox.default_deny {
         DEFAULT_DENY
@@ -1114,6 +1215,7 @@ fn resolve(
         writable,
         hidden,
         till_dirs,
+        sockets,
         writable_git_hooks: sandbox.writable_git_hooks,
         simulate_missing,
     })
@@ -1132,7 +1234,7 @@ pub fn banner(p: &Policy) -> Vec<String> {
     };
     let mut writable = vec![p.cwd.display().to_string(), "a private /tmp".to_string()];
     writable.extend(p.writable.iter().map(|w| w.display().to_string()));
-    let others = p.hidden.len() - p.till_dirs;
+    let others = p.hidden.len() - p.till_dirs - p.sockets;
     let mut hidden = vec!["till's config and data".to_string()];
     if others > 0 {
         hidden.push(format!(
@@ -1202,14 +1304,71 @@ mod tests {
     }
 
     #[test]
+    fn the_files_of_buses_and_agents_are_found_for_hiding() {
+        assert_eq!(
+            bus_files("unix:path=/h/.cache/my%2dbus,guid=0a;unix:abstract=/tmp/x"),
+            [PathBuf::from("/h/.cache/my-bus")]
+        );
+        assert_eq!(
+            bus_files(
+                "tcp:host=127.0.0.1,port=1;nonce-tcp:host=::1,port=2,noncefile=/n%25o;unix:path=/b"
+            ),
+            [PathBuf::from("/n%o"), PathBuf::from("/b")]
+        );
+        // What names no file, or cannot be read, gives none.
+        assert!(bus_files("unix:runtime=yes").is_empty());
+        assert!(bus_files("unix:path=/a%2").is_empty());
+        assert!(bus_files("garbage").is_empty());
+
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        std::fs::create_dir_all(h.join(".cache/keyring-Q1W2E3")).unwrap();
+        std::fs::create_dir_all(h.join(".cache/other")).unwrap();
+        std::fs::write(h.join(".cache/keyring-file"), "").unwrap();
+        let vars = |name: &str| -> Option<OsString> {
+            match name {
+                "DBUS_SESSION_BUS_ADDRESS" => Some("unix:path=/b".into()),
+                "SSH_AUTH_SOCK" => Some("/s".into()),
+                "GNOME_KEYRING_CONTROL" => Some("/k".into()),
+                "GPG_AGENT_INFO" => Some("/g:12:1".into()),
+                _ => None,
+            }
+        };
+        let found = agent_sockets(Some(h), vars);
+        assert_eq!(
+            found,
+            [
+                PathBuf::from("/b"),
+                "/s".into(),
+                "/k".into(),
+                "/g".into(),
+                h.join(".cache/keyring-Q1W2E3")
+            ]
+        );
+        // $XDG_CACHE_HOME, when set, is where gnome-keyring looks instead.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(elsewhere.path().join("keyring-ABCDEF")).unwrap();
+        let cache = elsewhere.path().as_os_str().to_owned();
+        let found = agent_sockets(Some(h), |name| {
+            (name == "XDG_CACHE_HOME").then(|| cache.clone())
+        });
+        assert_eq!(found, [elsewhere.path().join("keyring-ABCDEF")]);
+    }
+
+    #[test]
     fn banner_names_the_network_first() {
         let p = Policy {
             net: Net::Proxy,
             proxy_port: 1,
             cwd: "/work/p".into(),
             writable: vec!["/work/cache".into()],
-            hidden: vec!["/h/.config/till".into(), "/h/.ssh".into()],
+            hidden: vec![
+                "/h/.config/till".into(),
+                "/h/.cache/keyring-Q1W2E3".into(),
+                "/h/.ssh".into(),
+            ],
             till_dirs: 1,
+            sockets: 1,
             writable_git_hooks: false,
             simulate_missing: None,
         };

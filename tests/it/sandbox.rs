@@ -592,6 +592,69 @@ fn net_open_leaves_the_network_and_says_so() {
     assert_all(&results, WORK, true, "--net open");
 }
 
+/// The sockets of a session bus, a keyring and an SSH agent that live outside /tmp and the
+/// runtime directory are hidden, with either network: the agent finds them by listing
+/// `~/.cache` or `/proc/net/unix` whatever its environment says. gnome-keyring run without
+/// `XDG_RUNTIME_DIR` (over ssh without a login manager, in containers) keeps its control socket
+/// in `~/.cache/keyring-XXXXXX`, where a request starts a PKCS#11 store that hands out every
+/// secret, till's root keys among them.
+#[test]
+fn buses_and_keyrings_outside_the_runtime_directory_are_hidden() {
+    let p = proxy_env();
+    let home = fake_home();
+    let sockets = outside_tmp();
+    let keyring = home.path().join(".cache/keyring-Q1W2E3");
+    let control = sockets.path().join("keyring-control");
+    std::fs::create_dir_all(&keyring).unwrap();
+    std::fs::create_dir_all(&control).unwrap();
+    let places = [
+        ("cache_keyring", keyring.join("control")),
+        ("session_bus", sockets.path().join("session-bus")),
+        ("keyring_control", control.join("control")),
+        ("ssh_agent", sockets.path().join("ssh-agent")),
+    ];
+    let _listening: Vec<std::os::unix::net::UnixListener> = places
+        .iter()
+        .map(|(_, path)| std::os::unix::net::UnixListener::bind(path).unwrap())
+        .collect();
+    let list = places
+        .iter()
+        .map(|(name, path)| format!("{name}={}", path.display()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bus = places[1].1.display().to_string().replace('-', "%2d");
+    let vars = [
+        ("SBX_SOCKETS", list),
+        (
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={bus},guid=00"),
+        ),
+        ("GNOME_KEYRING_CONTROL", control.display().to_string()),
+        ("SSH_AUTH_SOCK", places[3].1.display().to_string()),
+    ];
+    let names: Vec<String> = places.iter().map(|(n, _)| format!("socket_{n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let proj = project();
+    let mut control_vars = vars.to_vec();
+    control_vars.push(("SBX_CONTROL", "1".to_string()));
+    let (results, code, stderr) = run_agent(&p, &[], proj.path(), home.path(), &control_vars);
+    assert_eq!(code, 0, "{stderr}");
+    assert_all(&results, &names, true, "without the sandbox");
+    for net in ["open", "proxy"] {
+        let proj = project();
+        let (results, code, stderr) = run_agent(
+            &p,
+            &["--sandbox", "--net", net],
+            proj.path(),
+            home.path(),
+            &vars,
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert_all(&results, &names, false, net);
+        assert_all(&results, WORK, true, net);
+    }
+}
+
 /// A project under /tmp stays writable under the sandbox's private /tmp, which hides the
 /// rest of the real /tmp.
 #[test]

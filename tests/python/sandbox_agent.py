@@ -10,6 +10,7 @@ It runs under `till run [--sandbox]` and reads its targets from SBX_* variables 
     SBX_BUS           the session bus address (unix:path=… or unix:abstract=…)
     SBX_SERVICE       the keychain service name till's entries are filed under
     SBX_ABSTRACT      an abstract unix socket name a process outside listens on
+    SBX_SOCKETS       NAME=PATH lines: unix sockets outside listened on (check socket_NAME)
     SBX_LOCAL         127.0.0.1:PORT someone outside listens on
     SBX_REMOTE        IP:PORT on a non-loopback address someone outside listens on
     SBX_HOST_MARK     a string in the command line of a process outside
@@ -476,6 +477,9 @@ def main():
     if "SBX_BUS" in ENV:
         check("bus_connect", lambda: unix_connect(bus_path(ENV["SBX_BUS"])))
         check("secret_tool", secret_tool)
+    for entry in filter(None, ENV.get("SBX_SOCKETS", "").split("\n")):
+        name, _, path = entry.partition("=")
+        check("socket_" + name, lambda p=path: unix_connect(p))
     if "SBX_ABSTRACT" in ENV:
         check("abstract_connect", lambda: unix_connect("\0" + ENV["SBX_ABSTRACT"]))
     if "SBX_LOCAL" in ENV:
