@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 fn main() -> ExitCode {
     // `till run --sandbox` starts this binary again as its helper, which becomes the agent.
@@ -15,7 +16,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    let cli = till::cli::Cli::parse();
+    let cli = match till::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     match till::commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -30,4 +34,25 @@ fn main() -> ExitCode {
             ExitCode::from(till::error::exit_code(&err))
         }
     }
+}
+
+/// Prints clap's message for bad arguments, `--help` or `--version`, with a hint where till
+/// knows the fix clap cannot: an agent's command given to `till run` without the `--` before it.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let command_without_dashes = err.kind() == ErrorKind::UnknownArgument
+        && std::env::args_os()
+            .nth(1)
+            .is_some_and(|first| first == "run")
+        && matches!(
+            err.get(ContextKind::InvalidArg),
+            Some(ContextValue::String(arg)) if !arg.starts_with('-')
+        );
+    // A closed stderr leaves nothing to tell.
+    let _ = err.print();
+    if command_without_dashes {
+        till::output::hint(
+            "put the agent's command after `--`, as in `till run -- python agent.py`",
+        );
+    }
+    ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
 }

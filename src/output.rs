@@ -202,9 +202,14 @@ pub fn error(text: &str, hint: Option<&str>) {
         paint("31", "error:"),
         printable_lines(text)
     );
-    if let Some(hint) = hint {
-        eprintln!("{} {}", paint("36", "hint:"), printable_lines(hint));
+    if let Some(text) = hint {
+        self::hint(text);
     }
+}
+
+/// A `hint:` line on stderr: what to do about the error printed before it.
+pub fn hint(text: &str) {
+    eprintln!("{} {}", paint("36", "hint:"), printable_lines(text));
 }
 
 /// A green `ok` or red `fail` line on stdout, as `till doctor` prints them. A closed stdout

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 use crate::cli::ServeArgs;
 use crate::commands::Ctx;
+use crate::error::UserError;
 
 pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     crate::process::harden_self();
@@ -25,8 +26,27 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         owner,
         ..
     } = super::proxy_state(ctx, None, loopback)?;
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = std::net::TcpListener::bind(args.listen).map_err(|err| {
+        let message = format!("cannot listen on {}: {err}", args.listen);
+        let hint = match err.kind() {
+            std::io::ErrorKind::AddrInUse => Some(format!(
+                "another program (perhaps another `till serve`) has port {}; stop it or pick another with --listen 127.0.0.1:PORT",
+                args.listen.port()
+            )),
+            std::io::ErrorKind::AddrNotAvailable => {
+                Some("--listen takes an address of this machine, e.g. 127.0.0.1:8417".into())
+            }
+            std::io::ErrorKind::PermissionDenied if args.listen.port() < 1024 => {
+                Some("ports below 1024 need privileges; pick one above, e.g. --listen 127.0.0.1:8417".into())
+            }
+            _ => None,
+        };
+        let err = UserError::runtime(message);
+        match hint {
+            Some(hint) => err.hint(hint),
+            None => err,
+        }
+    })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     if loopback {

@@ -45,11 +45,29 @@ pub struct ScopeSpec {
     pub session: Option<String>,
 }
 
+/// `text` with its control characters written as escapes (`\n`, `\u{1b}`), so that an error
+/// quoting a scope with a newline in it stays on its line.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A bad scope, pointing at the part that is wrong. Becomes a usage error (exit 2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
     /// A character that does not belong where it is (positions count characters from 1).
-    #[error("`{input}`: unexpected `{found}` at position {position} — {advice}")]
+    #[error(
+        "`{}`: unexpected `{}` at position {position} — {advice}",
+        visible(input),
+        visible(&found.to_string())
+    )]
     Unexpected {
         flag: &'static str,
         input: String,

@@ -82,6 +82,13 @@ fn pattern_errors_point_at_the_bad_part() {
         "{err}"
     );
     assert!(err.to_string().contains("lowercase"), "{err}");
+    // A control character is shown as its escape: the message stays on one line.
+    let err = parse_pattern("openai/gpt\nstatus: active", &KNOWN).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`openai/gpt\\nstatus: active`: unexpected `\\n` at position 11 — \
+         model names use letters, digits and . _ - / : @ +, globs add * and ?"
+    );
     let err = parse_pattern("mistral/large", &KNOWN).unwrap_err();
     assert_eq!(
         err.to_string(),

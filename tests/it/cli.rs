@@ -74,6 +74,34 @@ fn unknown_flag_is_usage_error() {
 }
 
 #[test]
+fn an_agent_command_without_dashes_gets_a_hint() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output(env.till().args(["run", "python3", "agent.py"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unexpected argument 'python3'"), "{stderr}");
+    assert!(
+        stderr.contains("hint: put the agent's command after `--`"),
+        "{stderr}"
+    );
+    // A misspelt flag is not a command: no such hint for it, nor for other commands.
+    for args in [
+        &["run", "--sandbx", "--", "true"][..],
+        &["list", "extra"][..],
+    ] {
+        let (code, _, stderr) = output(env.till().args(args));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(!stderr.contains("hint: put"), "{args:?}: {stderr}");
+    }
+    // --help and --version still print to stdout and succeed.
+    let (code, stdout, _) = output(env.till().args(["run", "--help"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("after `--`"), "{stdout}");
+    let (code, stdout, _) = output(env.till().arg("--version"));
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("till "), "{stdout}");
+}
+
+#[test]
 fn malformed_config_names_file_line_and_column() {
     let env = TestEnv::new();
     env.config("store = \"file\"\n[keys]\ndefault_ttl = 5\n");

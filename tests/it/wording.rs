@@ -42,6 +42,18 @@ fn errors_say_what_to_do() {
 }
 
 #[test]
+fn a_taken_port_names_the_fix() {
+    let env = TestEnv::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    insta::assert_snapshot!(
+        "serve_port_in_use",
+        transcript(&env, &["serve", "--listen", &listen]).replace(&port, "[PORT]")
+    );
+}
+
+#[test]
 fn empty_states() {
     let env = TestEnv::new();
     insta::assert_snapshot!("status_empty", transcript(&env, &["status"]));
