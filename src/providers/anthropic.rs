@@ -96,6 +96,14 @@ impl Family for Anthropic {
         &["max_tokens", "max_tokens_to_sample"]
     }
 
+    fn limit_fields(&self, op: Op) -> Option<&'static [&'static str]> {
+        match op {
+            Op::AnthropicMessages => Some(&["max_tokens"]),
+            Op::AnthropicComplete => Some(&["max_tokens_to_sample"]),
+            _ => None,
+        }
+    }
+
     fn limits(&self, op: Op, map: &Map<String, Value>) -> Result<(Option<u64>, u64), String> {
         Ok(match op {
             Op::AnthropicMessages => (largest(map, &["max_tokens"])?, 1),

@@ -126,6 +126,10 @@ pub trait Family: Sync {
         Ok(())
     }
 
+    /// The top-level fields [`Self::limits`] reads for `op`, an operation that produces
+    /// output tokens; `None` for one that produces none.
+    fn limit_fields(&self, op: Op) -> Option<&'static [&'static str]>;
+
     /// The largest output ceiling `op`'s body names (per choice; `Some(0)` for operations
     /// without output tokens) and how many choices it asks for.
     fn limits(&self, op: Op, map: &Map<String, Value>) -> Result<(Option<u64>, u64), String>;

@@ -121,6 +121,10 @@ impl Family for Gemini {
         Ok(())
     }
 
+    fn limit_fields(&self, op: Op) -> Option<&'static [&'static str]> {
+        (op == Op::GeminiGenerate).then_some(CONFIG)
+    }
+
     fn limits(&self, op: Op, map: &Map<String, Value>) -> Result<(Option<u64>, u64), String> {
         Ok(match op {
             Op::GeminiGenerate => {

@@ -72,6 +72,16 @@ fn prompts(map: &Map<String, Value>) -> Result<u64, String> {
     Ok(n.max(1))
 }
 
+/// A part whose `type` says it is an image (chat's `image_url`, Responses' `input_image`).
+fn typed_image(part: &Map<String, Value>) -> bool {
+    named(part, "type").any(|t| matches!(t.as_str(), Some("image_url" | "input_image")))
+}
+
+/// A part that holds an `image_url` but is not [`typed_image`].
+fn untyped_image(part: &Map<String, Value>) -> bool {
+    !typed_image(part) && named(part, "image_url").any(|v| !v.is_null())
+}
+
 impl Family for Openai {
     fn auth_scheme(&self) -> AuthScheme {
         AuthScheme::Bearer
@@ -151,6 +161,15 @@ impl Family for Openai {
         ]
     }
 
+    fn limit_fields(&self, op: Op) -> Option<&'static [&'static str]> {
+        match op {
+            Op::OpenaiChat => Some(&["max_tokens", "max_completion_tokens", "n"]),
+            Op::OpenaiCompletions => Some(&["max_tokens", "n", "best_of"]),
+            Op::OpenaiResponses => Some(&["max_output_tokens"]),
+            _ => None,
+        }
+    }
+
     fn limits(&self, op: Op, map: &Map<String, Value>) -> Result<(Option<u64>, u64), String> {
         Ok(match op {
             Op::OpenaiChat => (
@@ -193,9 +212,17 @@ impl Family for Openai {
     }
 
     fn hidden_input(&self, _op: Op, model: Option<&str>, map: &Map<String, Value>) -> u64 {
-        let images = count_parts(map, |part| {
-            named(part, "type").any(|t| matches!(t.as_str(), Some("image_url" | "input_image")))
-        });
+        let mut images = count_parts(map, typed_image);
+        // What a message or input item holds in an `image_url` under another `type`, or none:
+        // vLLM reads a part's kind from its keys when its `type` is missing or null, or when it
+        // carries a `uuid`. Only there: a tool's schema may well name a parameter `image_url`.
+        for items in ["messages", "input"].iter().flat_map(|f| named(map, f)) {
+            for item in items.as_array().into_iter().flatten() {
+                if let Value::Object(item) = item {
+                    images += count_parts(item, untyped_image);
+                }
+            }
+        }
         if images == 0 {
             return 0;
         }

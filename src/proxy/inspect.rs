@@ -175,6 +175,7 @@ fn inspect_with(
             "inference_geo",
         ];
         read.extend_from_slice(UNCOUNTED);
+        read.extend_from_slice(LIMITS_ANYWHERE);
         for f in ApiFamily::ALL {
             read.extend_from_slice(f.wire().read_fields());
         }
@@ -291,6 +292,39 @@ const UNCOUNTED: &[&str] = &[
     // Audio output, billed at audio rates.
     "audio",
 ];
+
+/// Top-level output ceilings and counts of answers in every spelling till knows: each
+/// family's own, and those of OpenAI-compatible servers (llama.cpp's `n_predict`, the
+/// `max_new_tokens` of TGI and others, Ollama's `num_predict`). Such a server may read a field
+/// that the endpoint's own API does not (vLLM's chat reads `best_of`), and then produce more
+/// than the ceiling till reserved for: [`foreign_limit`] refuses them to bounded keys.
+const LIMITS_ANYWHERE: &[&str] = &[
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "max_tokens_to_sample",
+    "maxOutputTokens",
+    "n",
+    "best_of",
+    "candidateCount",
+    "candidate_count",
+    "generationConfig",
+    "generation_config",
+    "n_predict",
+    "max_new_tokens",
+    "num_predict",
+];
+
+/// The first of [`LIMITS_ANYWHERE`] that the body sets (not null) and `op`, an operation that
+/// produces output, does not read: till bounds the output by the fields the endpoint reads,
+/// so a key with a budget, a token rate or an output cap may not send another.
+pub fn foreign_limit(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Option<&'static str> {
+    let own = api.wire().limit_fields(op)?;
+    LIMITS_ANYWHERE
+        .iter()
+        .copied()
+        .find(|f| !own.contains(f) && map.get(*f).is_some_and(|v| !v.is_null()))
+}
 
 /// `name` as a case-folding parser reads it is `field`: ASCII names compared by length and
 /// bytes, others folded ([`folds_to`]).

@@ -477,6 +477,18 @@ pub async fn admit(
             "till cannot bound what this endpoint costs (it is not billed in tokens), so a key with a budget, a token rate or an output cap may not call it",
         ));
     }
+    if bounded
+        && let Some(json) = &inspected.json
+        && let Some(field) = body_inspect::foreign_limit(api, endpoint.op, json)
+    {
+        return Err(ProxyError::new(
+            403,
+            "foreign_limit",
+            format!(
+                "this request sets `{field}`, which this endpoint does not read but a compatible server may read as an output ceiling or a count of answers; till bounds the output by the endpoint's own fields, so a key with a budget, a token rate or an output cap may not send it"
+            ),
+        ));
+    }
     if grant.counts_tokens()
         && let Some(json) = &inspected.json
         && let Some(what) = body_inspect::uncounted_input(api, endpoint.op, json)

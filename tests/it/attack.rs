@@ -1495,6 +1495,110 @@ fn upstream_bill_micros(r: &till_mock::RecordedRequest, input: f64, output: f64)
     r.body_len as f64 * input + out as f64 * output
 }
 
+/// Another family's output ceiling or count of answers, or a compatible server's own
+/// (vLLM's chat reads `best_of`, llama.cpp's `n_predict`), would let such a server produce
+/// more than the ceiling till reserved for: refused to keys with a budget, a token rate or an
+/// output cap, forwarded for others.
+#[test]
+fn a_ceiling_in_another_apis_spelling_is_refused_to_a_bounded_key() {
+    let foreign: &[(&str, &str)] = &[
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_completion_tokens\":5,\"best_of\":100,\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"max_output_tokens\":100000,\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"n_predict\":100000,\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"generationConfig\":{\"maxOutputTokens\":100000},\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"max_output_tokens\":5,\"max_tokens\":100000,\"input\":\"x\"}",
+        ),
+        (
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-4o-mini\",\"max_output_tokens\":5,\"n\":100,\"input\":\"x\"}",
+        ),
+        (
+            "/anthropic/v1/messages",
+            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":5,\"n\":100,\"messages\":[]}",
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+            "{\"contents\":[],\"generationConfig\":{\"maxOutputTokens\":5},\"max_tokens\":100000}",
+        ),
+    ];
+    let every = [
+        "--scope",
+        "openai",
+        "--scope",
+        "anthropic",
+        "--scope",
+        "gemini",
+    ];
+    for bound in [
+        &["--budget", "1usd"][..],
+        &["--max-output-tokens", "10"][..],
+    ] {
+        let a = Attack::new("", &[&every[..], bound].concat());
+        for (path, body) in foreign {
+            let (status, text) = a.post(path, body);
+            assert_eq!(status, 403, "{bound:?} {path} {body} → {text}");
+            assert!(text.contains("does not read"), "{text}");
+        }
+        a.assert_upstream_saw_nothing("a ceiling in another spelling");
+        // The endpoint's own fields pass.
+        let (status, text) = a.post(
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"max_completion_tokens\":5,\"n\":2,\"messages\":[]}",
+        );
+        assert_eq!(status, 200, "{bound:?}: {text}");
+    }
+    // A key without bounds has no ceiling to get past: the body goes as it came.
+    let a = Attack::new("", &every);
+    let (status, text) = a.post(foreign[0].0, foreign[0].1);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.upstream_bodies()[0]["best_of"], 100);
+}
+
+/// An image part without its `type` (or beside a `uuid`) is one to vLLM, which reads a part's
+/// kind from its keys: the reservation counts it as an image, so a budget that cannot pay for
+/// the images refuses the request before the upstream sees it.
+#[test]
+fn an_image_without_its_type_is_reserved_as_one() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o", "--budget", "0.1usd"]);
+    let body = |part: &str| {
+        let parts = vec![part; 20].join(",");
+        format!(
+            "{{\"model\":\"gpt-4o\",\"max_tokens\":5,\"messages\":[{{\"role\":\"user\",\"content\":[{parts}]}}]}}"
+        )
+    };
+    let url = "{\"url\":\"https://example.com/a.png\"}";
+    for part in [
+        format!("{{\"type\":\"image_url\",\"image_url\":{url}}}"),
+        format!("{{\"image_url\":{url}}}"),
+        format!("{{\"type\":null,\"image_url\":{url}}}"),
+        format!("{{\"type\":\"text\",\"text\":\"\",\"uuid\":\"u1\",\"Image_Url\":{url}}}"),
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", &body(&part));
+        assert_eq!(status, 429, "{part} → {text}");
+    }
+    a.assert_upstream_saw_nothing("images past the budget");
+    // A tool's parameter named `image_url` is no image.
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gpt-4o\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"look\",\"parameters\":{\"type\":\"object\",\"properties\":{\"image_url\":{\"type\":\"string\"}}}}}]}",
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
 #[test]
 fn a_one_cent_key_spends_at_most_one_cent_from_two_proxies_at_once() {
     let prices = "[prices.\"openai/greedy-model\"]\ninput = 0.001\noutput = 1000.0\n\
