@@ -179,6 +179,9 @@ fn inspect_with(
         for f in ApiFamily::ALL {
             read.extend_from_slice(f.wire().read_fields());
         }
+        // Each name once: every field of every body is compared with the list.
+        read.sort_unstable();
+        read.dedup();
         read
     });
     check_field_names(&map, &READ).map_err(bad)?;
