@@ -209,7 +209,10 @@ impl Price {
         }
     }
 
-    /// Cost of `usage` in micro-dollars (tokens × USD per million tokens).
+    /// Cost of `usage` in micro-dollars (tokens × USD per million tokens), rounded up: a
+    /// request that cost half a micro-dollar, or a part of one, must not cost the budget
+    /// nothing, or a key could make any number of them. (The float's own error, a part in a
+    /// million million, is taken off first, so that 100 tokens at $0.07 are 7, not 8.)
     pub fn cost_micros(&self, usage: &Usage) -> u64 {
         let r = self.rates(usage.input_tokens);
         let cached = usage.cached_tokens.min(usage.input_tokens);
@@ -221,7 +224,7 @@ impl Price {
             + (written - written_1h) as f64 * r.cache_write
             + written_1h as f64 * r.cache_write_1h
             + usage.output_tokens as f64 * r.output;
-        micros.round() as u64
+        (micros * (1.0 - 1e-12)).ceil() as u64
     }
 
     /// Upper bound of a request's cost before it runs, from a bound of its prompt and its

@@ -186,6 +186,22 @@ fn cost_counts_cache_reads_and_writes_at_their_prices() {
 }
 
 #[test]
+fn a_part_of_a_micro_dollar_is_charged_as_one() {
+    let tokens = |input_tokens, output_tokens| Usage {
+        input_tokens,
+        output_tokens,
+        ..Usage::default()
+    };
+    // 22 tokens of an embedding at $0.02 a million: 0.44 µ$, not nothing.
+    assert_eq!(Price::flat(0.02, 0.0).cost_micros(&tokens(22, 0)), 1);
+    // 1 in and 5 out at $0.15 and $0.60: 3.15 µ$.
+    assert_eq!(Price::flat(0.15, 0.6).cost_micros(&tokens(1, 5)), 4);
+    // What is whole stays whole, whatever the float makes of it (7.000000000000001).
+    assert_eq!(Price::flat(0.07, 0.0).cost_micros(&tokens(100, 0)), 7);
+    assert_eq!(Price::flat(0.02, 0.0).cost_micros(&tokens(0, 0)), 0);
+}
+
+#[test]
 fn long_prompts_are_charged_at_the_tier() {
     let p = price(&table(), "gemini", "gemini-2.5-pro");
     let at = |input_tokens| Usage {
