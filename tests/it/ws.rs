@@ -695,6 +695,9 @@ async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_respo
         json!({"type": "session.update", "session": {"type": "realtime", "model": "gpt-4o-realtime-preview"}}),
         json!({"type": "session.update", "session": {"audio": {"input": {"transcription": {"model": "whisper-1"}}}}}),
         json!({"type": "transcription_session.replace", "session": {}}),
+        // A look-alike of `model`, or a list of models, is no way around the check.
+        json!({"type": "session.update", "session": {"Model": "gpt-4o-realtime-preview"}}),
+        json!({"type": "session.update", "session": {"model": ["gpt-realtime", "gpt-4o-realtime-preview"]}}),
     ];
     for event in &out_of_scope {
         send(&mut ws, event).await;
@@ -731,7 +734,7 @@ async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_respo
     );
 
     let rows = stop_and_log(&p, serve);
-    assert_eq!(rows.len(), 5, "2 responses and 3 refusals: {rows:?}");
+    assert_eq!(rows.len(), 7, "2 responses and 5 refusals: {rows:?}");
     let metered: Vec<&Value> = rows.iter().filter(|r| r["outcome"] == "complete").collect();
     assert_eq!(metered.len(), 2, "{rows:?}");
     for (row, usage) in metered.iter().zip(&reported) {

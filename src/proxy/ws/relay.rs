@@ -406,6 +406,9 @@ fn check_models(
     verified: &Verified<'_>,
     event: &Value,
 ) -> Result<(), ProxyError> {
+    if let Some(why) = odd_model_field(event) {
+        return Err(ProxyError::new(400, "bad_request", why));
+    }
     let mut models = Vec::new();
     models_in(event, &mut models);
     let session = link.model.as_deref().or(s.template.model.as_deref());
@@ -426,6 +429,29 @@ fn check_models(
     };
     check(session)?;
     models.into_iter().try_for_each(|m| check(Some(m)))
+}
+
+/// A `model` field that [`models_in`] would not read as the provider may: the name in other
+/// letter case (a parser that matches names case-insensitively reads `Model` as `model`), or
+/// a value that is neither a string nor null (a list of models).
+fn odd_model_field(v: &Value) -> Option<String> {
+    match v {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.eq_ignore_ascii_case("model") {
+                if k != "model" {
+                    return Some(format!(
+                        "the field `{k}` differs from `model` only in letter case; till refuses names other parsers could read differently"
+                    ));
+                }
+                if !(v.is_string() || v.is_null()) {
+                    return Some("`model` must be a string".into());
+                }
+            }
+            odd_model_field(v)
+        }),
+        Value::Array(items) => items.iter().find_map(odd_model_field),
+        _ => None,
+    }
 }
 
 /// Every string under a `model` key, anywhere in `v`.
