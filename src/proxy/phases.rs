@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, header};
-use http_body_util::BodyExt as _;
 use secrecy::SecretString;
 
 use super::body::{self, ProxyBody, Upstream};
@@ -928,17 +927,27 @@ async fn read_body<B: super::RequestBody>(
     if announced > max {
         return Err(too_large());
     }
-    // The body's bytes count against what the proxy holds of all bodies at once: the length it
-    // announced before any is read (that much is set aside for it), the rest as it arrives.
+    // The body's bytes count against what the proxy holds of all bodies at once as they
+    // arrive, not as announced: a client that announces a large body and sends none of it
+    // (or a byte a minute) holds no room another client's body needs.
     let mut hold = bodies.hold();
-    if !hold.grow_to(announced) {
-        return Err(busy());
-    }
     let read = async {
         // Each piece is copied and checked as it arrives (`Receiving`), while the next one is
         // still on its way.
         let mut received = body_inspect::Receiving::new(announced as usize);
-        while let Some(frame) = body.frame().await {
+        loop {
+            // A body read whole comes as one frame once its last byte has: what it holds
+            // before that counts each time the read waits for more.
+            let next = std::future::poll_fn(|cx| {
+                let polled = std::pin::Pin::new(&mut body).poll_frame(cx);
+                let held = received.received() as u64 + body.held();
+                if polled.is_pending() && !hold.grow_to(held) {
+                    return std::task::Poll::Ready(Err(busy()));
+                }
+                polled.map(Ok)
+            })
+            .await?;
+            let Some(frame) = next else { break };
             // A client that stops mid-body or breaks its framing: nothing is forwarded.
             let frame = frame.map_err(|e| {
                 ProxyError::new(

@@ -108,10 +108,15 @@ impl Inbound {
     /// whole: the reads land where the checks read it, and nothing joins its pieces (a copy
     /// of a megabyte for a megabyte). Its own buffer, not the connection's: what the
     /// connection's buffer holds of the next request never shares the body's memory.
+    ///
+    /// The buffer grows with what has come (to twice it, or by [`BODY_READ`]), never to the
+    /// length the head announced before its bytes arrive: a client that announces a large body
+    /// and sends none makes the proxy set nothing aside for it ([`Body::held`] is what counts
+    /// against the bodies' shared bound).
     fn poll_whole(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<Option<io::Result<Bytes>>> {
         if self.whole.is_none() {
             // With what came with the head.
-            let mut whole = BytesMut::with_capacity(n);
+            let mut whole = BytesMut::with_capacity(n.min(self.buf.len().max(BODY_READ)));
             whole.extend_from_slice(&self.buf);
             self.buf.clear();
             self.whole = Some(whole);
@@ -119,10 +124,16 @@ impl Inbound {
         while self.whole.as_ref().is_some_and(|w| w.len() < n) {
             ready!(self.poll_continue(cx))?;
             let whole = self.whole.as_mut().expect("checked above");
+            let left = n - whole.len();
+            if whole.capacity() == whole.len() {
+                whole.reserve(left.min(whole.len().max(BODY_READ)));
+            }
+            // No read past the body's end, whatever the buffer's capacity: the bytes after it
+            // are the next request's.
             if ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),
                 cx,
-                whole
+                &mut bytes::BufMut::limit(&mut *whole, left)
             ))? == 0
             {
                 return Poll::Ready(Some(Err(invalid(CUT_OFF))));
@@ -149,6 +160,14 @@ impl Inbound {
 /// A request body read from its connection as the phases ask for it.
 pub struct Body<'c> {
     inb: &'c mut Inbound,
+}
+
+impl Body<'_> {
+    /// Bytes of the body read from the socket and not handed over yet: those of a body read
+    /// whole ([`Inbound::poll_whole`]), which is handed over only once its last byte has come.
+    pub(super) fn held(&self) -> u64 {
+        self.inb.whole.as_ref().map_or(0, |w| w.len() as u64)
+    }
 }
 
 impl hyper::body::Body for Body<'_> {

@@ -2477,6 +2477,67 @@ fn bodies_held_at_once_are_bounded_however_many_clients_send() {
     drop(stalled);
 }
 
+/// A client that announces a large body and sends a byte of it holds a byte of the bodies'
+/// shared bound, not the length it announced: eight of them, with any key that may ask (one
+/// whose requests are spent, which only the body's admission refuses), turned every other
+/// key's bodies away with 503 until their `body_timeout`, and could start again at once.
+#[test]
+fn bodies_announced_and_not_sent_hold_no_room_for_another_key() {
+    use std::io::Write as _;
+    let a = Attack::new(
+        "[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"30s\"\n",
+        &["--scope", "openai"],
+    );
+    let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
+    let spent =
+        a.p.create_key(&["--scope", "openai", "--max-requests", "1"]);
+    let auth = format!("Bearer {spent}");
+    let (status, text) = raw_http(
+        &a.serve.url,
+        "POST",
+        "/openai/v1/chat/completions",
+        &[("authorization", &auth), JSON],
+        chat("gpt-4o").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let held: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: {auth}\r\n\
+                 content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // While they hold, another key's small requests go through, every one.
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
+        assert_eq!(status, 200, "{text}");
+    }
+    let models: Vec<Value> = a
+        .upstream_bodies()
+        .iter()
+        .map(|b| b["model"].clone())
+        .collect();
+    assert_eq!(
+        models,
+        [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4o-mini",
+            "gpt-4o-mini",
+            "gpt-4o-mini",
+            "gpt-4o-mini"
+        ],
+        "the spent key's one request, then each of the other key's"
+    );
+    drop(held);
+}
+
 /// A request whose head came while its key stood and whose body comes after a revocation, the
 /// key's expiry or its mint key's retirement is refused: the key is checked again once the
 /// body has come, as a request sent at that moment would be (an agent could otherwise keep
