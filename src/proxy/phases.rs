@@ -93,6 +93,33 @@ pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-goog-user-project"),
 ];
 
+/// Headers by which a proxy or framework in front of a compatible server may take a request to
+/// another path, host or scheme than the one it names (`X-Original-URL` and `X-Rewrite-URL`
+/// replace the path in IIS and Symfony; the forwarding ones are read as the URL the client
+/// asked for). The path till forwards is the one it classified and checked: none goes upstream.
+static ROUTING_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-for"),
+    header::FORWARDED,
+    header::VIA,
+];
+
+/// Whether `name`, a header of the client's request `headers`, stays behind on every way to the
+/// provider (HTTP and WebSocket): those of the client's hop (the fixed ones, and those its
+/// `Connection` names, looked for only when `connection` says it names others:
+/// [`connection_names_others`]), its credentials, the account it would pick, and the
+/// [`ROUTING_HEADERS`].
+pub(super) fn stays_behind(headers: &HeaderMap, name: &HeaderName, connection: bool) -> bool {
+    HOP_BY_HOP.contains(name)
+        || (connection && named_by_connection(headers, name))
+        || AUTH_HEADERS.contains(name)
+        || ACCOUNT_HEADERS.contains(name)
+        || ROUTING_HEADERS.contains(name)
+}
+
 /// Headers that make some servers treat a request as another method.
 static METHOD_OVERRIDES: [HeaderName; 4] = [
     HeaderName::from_static("x-http-method-override"),
@@ -294,6 +321,23 @@ fn before_body(
         .map_err(|d| denial_error(&d))
 }
 
+/// Refuses a request with a header that could make the upstream take it as another method,
+/// or leave the usage counts out of its answer ([`METHOD_OVERRIDES`]): on an upgrade too.
+pub(super) fn no_method_override(headers: &HeaderMap) -> Result<(), ProxyError> {
+    // One pass over the names the request has: a look-up per override would hash each
+    // override's name, on every request.
+    match headers.keys().find(|name| METHOD_OVERRIDES.contains(name)) {
+        None => Ok(()),
+        Some(h) => Err(ProxyError::new(
+            400,
+            "method_override",
+            format!(
+                "till refuses `{h}`: the request's method, and the whole answer, are what till checks and meters"
+            ),
+        )),
+    }
+}
+
 /// What is being asked: one canonical request, read once. Refuses what could make the
 /// upstream do something other than what till checks (method overrides, compressed bodies,
 /// system query parameters), what the key refuses without the body ([`before_body`]), and
@@ -306,21 +350,7 @@ pub async fn inspect<B: super::RequestBody>(
     let (parts, body) = req.into_parts();
     let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
     before_body(ctx, verified, &endpoint)?;
-    // One pass over the names the request has: three look-ups would hash each override's
-    // name, on every request.
-    if let Some(h) = parts
-        .headers
-        .keys()
-        .find(|name| METHOD_OVERRIDES.contains(name))
-    {
-        return Err(ProxyError::new(
-            400,
-            "method_override",
-            format!(
-                "till refuses `{h}`: the request's method, and the whole answer, are what till checks and meters"
-            ),
-        ));
-    }
+    no_method_override(&parts.headers)?;
     if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING)
         && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
     {
@@ -696,10 +726,7 @@ pub async fn forward(
     let json = outgoing.json;
     let kept = |name: &HeaderName| {
         let n = name.as_str();
-        !(HOP_BY_HOP.contains(name)
-            || (connection && named_by_connection(&parts.headers, name))
-            || AUTH_HEADERS.contains(name)
-            || ACCOUNT_HEADERS.contains(name)
+        !(stays_behind(&parts.headers, name, connection)
             || n == "host"
             || n == "content-length"
             || n == "accept-encoding"

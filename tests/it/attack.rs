@@ -1057,6 +1057,50 @@ fn the_agent_does_not_choose_the_account_the_root_key_bills() {
     assert_eq!(last.header("openai-project"), Some("proj_mine"));
 }
 
+/// Headers by which middleware in front of a compatible server may route a request elsewhere
+/// than the path till classified, and one the client's `Connection` names as its hop's alone,
+/// do not go upstream; the rest do.
+pub(crate) const ROUTING: [(&str, &str); 7] = [
+    ("X-Original-URL", "/v1/files"),
+    ("X-Rewrite-URL", "/v1/fine_tuning/jobs"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Proto", "gopher"),
+    ("X-Forwarded-For", "10.0.0.1"),
+    ("Forwarded", "host=evil.example;proto=https"),
+    ("Via", "1.1 evil.example"),
+];
+
+#[test]
+fn routing_headers_and_those_connection_names_stay_behind() {
+    let a = Attack::new("", &["--scope", "openai"]);
+    let mut extra = vec![
+        JSON,
+        ("Connection", "x-hop"),
+        ("X-Hop", "1"),
+        ("X-Kept", "1"),
+    ];
+    extra.extend(ROUTING);
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions",
+        &extra,
+        chat("gpt-4o-mini").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 1);
+    for (name, _) in ROUTING.iter().chain(&[("X-Hop", "")]) {
+        let name = name.to_ascii_lowercase();
+        assert_eq!(
+            seen[0].header(&name),
+            None,
+            "{name} went upstream: {:?}",
+            seen[0]
+        );
+    }
+    assert_eq!(seen[0].header("x-kept"), Some("1"));
+}
+
 #[test]
 fn a_ceiling_near_the_end_of_a_u64_is_refused_not_wrapped() {
     let a = Attack::new(
