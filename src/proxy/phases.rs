@@ -1034,30 +1034,44 @@ pub(super) fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) ->
 
 /// The query string to forward: without `key=` parameters, and refused when a parameter could
 /// change what the upstream does with the request beyond what till checked (method overrides,
-/// Google's `$`-prefixed system parameters).
+/// Google's `$`-prefixed system parameters and `fields` mask), or when it holds a byte no
+/// request line may carry as it is.
+///
+/// Parameters are split at `&`, and for the refusals also at `;`, which some servers split at
+/// too; what is forwarded is not rewritten, so a `key` joined to another parameter by `;` is
+/// refused rather than dropped.
 pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     let Some(q) = query else {
         return Ok(String::new());
     };
+    // `http` takes raw non-ASCII bytes in a query; the request line upstream cannot carry them.
+    if !q.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
+        return Err(ProxyError::new(
+            400,
+            "query",
+            "till refuses a query with a byte that is not visible ASCII (a raw space, control character or non-ASCII letter); percent-encode it (`é` is `%C3%A9`)",
+        ));
+    }
     let mut kept: Vec<&str> = Vec::new();
     for kv in q.split('&').filter(|kv| !kv.is_empty()) {
-        // The name as the provider reads it: percent-decoded (`%6Bey` is `key`).
-        let name = percent_encoding::percent_decode_str(kv.split('=').next().unwrap_or(""))
-            .decode_utf8_lossy()
-            .to_ascii_lowercase();
-        if name == "key" {
+        let joined = kv.contains(';');
+        if !joined && param_name(kv) == "key" {
             continue;
         }
-        // `fields` (and `$fields`) is Google's partial-response mask, which can leave the
-        // usage counts out of the answer.
-        if name.starts_with('$') || name.contains("method") || name == "fields" {
-            return Err(ProxyError::new(
-                400,
-                "query",
-                format!(
-                    "till refuses the query parameter `{name}`: it could change what the provider does with a request till has checked"
-                ),
-            ));
+        for name in kv.split(';').map(param_name) {
+            // `fields` (and `$fields`) is Google's partial-response mask, which can leave the
+            // usage counts out of the answer.
+            let refused = name.starts_with('$') || name.contains("method") || name == "fields";
+            if refused || name == "key" {
+                return Err(ProxyError::new(
+                    400,
+                    "query",
+                    format!(
+                        "till refuses the query parameter `{}`: it could change what the provider does with a request till has checked",
+                        crate::output::printable(&name)
+                    ),
+                ));
+            }
         }
         kept.push(kv);
     }
@@ -1066,6 +1080,16 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     } else {
         format!("?{}", kept.join("&"))
     })
+}
+
+/// A query parameter's name as a lenient provider reads it: form-decoded (`+` is a space,
+/// `%6Bey` is `key`), without surrounding whitespace or control characters, in lower case.
+fn param_name(param: &str) -> String {
+    let raw = param.split('=').next().unwrap_or("").replace('+', " ");
+    percent_encoding::percent_decode_str(&raw)
+        .decode_utf8_lossy()
+        .trim_matches(|c: char| c.is_whitespace() || c.is_control())
+        .to_ascii_lowercase()
 }
 
 /// A ceiling above what the budget can still pay for (`afford`), lowered to that when it stays

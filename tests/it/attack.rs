@@ -490,6 +490,15 @@ fn method_overrides_and_system_parameters_are_refused() {
         "$fields=candidates",
         "%66ields=candidates",
         "alt=sse&Fields=candidates",
+        // A name the provider may read with its whitespace trimmed or `+` as a space, and
+        // parameters joined by `;`, which some servers split at as they split at `&`.
+        "fields%20=candidates",
+        "fields+=candidates",
+        "alt=sse;$alt=json",
+        "alt=sse;key=AIzaSomeoneElse",
+        // A raw non-ASCII byte, which the request line upstream cannot carry: refused as the
+        // client's error, not sent to fail as the upstream's.
+        "alt=\u{e9}",
     ] {
         let (status, text) = a.send(
             "POST",
