@@ -57,6 +57,11 @@ const MAX_HEADERS: usize = 100;
 const READ_SIZE: usize = 16 * 1024;
 /// What a read of a chunked body asks for at least.
 const BODY_READ: usize = 64 * 1024;
+/// A body read whole is given room for this much of its announced length at once: a body
+/// up to it lands in one buffer without a copy. An allocation this size that is not written
+/// to takes address space, not memory, so clients that announce bodies and send none make the
+/// proxy hold nothing; larger bodies grow from it as their bytes come.
+const WHOLE_AT_ONCE: usize = 1024 * 1024;
 /// A body with a length up to this is read into one buffer and handed over whole
 /// ([`Inbound::poll_whole`]); larger ones (past any sensible `max_body_bytes`) go piece by
 /// piece.
@@ -109,14 +114,15 @@ impl Inbound {
     /// of a megabyte for a megabyte). Its own buffer, not the connection's: what the
     /// connection's buffer holds of the next request never shares the body's memory.
     ///
-    /// The buffer grows with what has come (to twice it, or by [`BODY_READ`]), never to the
-    /// length the head announced before its bytes arrive: a client that announces a large body
+    /// The buffer is given room for up to [`WHOLE_AT_ONCE`] of the announced length, and past
+    /// that grows with what has come (to twice it), never to the length the head announced
+    /// before its bytes arrive: a client that announces a large body
     /// and sends none makes the proxy set nothing aside for it ([`Body::held`] is what counts
     /// against the bodies' shared bound).
     fn poll_whole(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<Option<io::Result<Bytes>>> {
         if self.whole.is_none() {
             // With what came with the head.
-            let mut whole = BytesMut::with_capacity(n.min(self.buf.len().max(BODY_READ)));
+            let mut whole = BytesMut::with_capacity(n.min(self.buf.len().max(WHOLE_AT_ONCE)));
             whole.extend_from_slice(&self.buf);
             self.buf.clear();
             self.whole = Some(whole);
