@@ -286,17 +286,30 @@ pub(crate) trait RequestBody:
 {
     /// The request as hyper's, which a WebSocket upgrade needs; `None` if it came another way.
     fn hyper(req: Request<Self>) -> Option<Request<Incoming>>;
+
+    /// Bytes of the body read and held but not handed over as a frame yet; they count against
+    /// the bodies' shared bound as they arrive.
+    fn held(&self) -> u64;
 }
 
 impl RequestBody for Incoming {
     fn hyper(req: Request<Self>) -> Option<Request<Incoming>> {
         Some(req)
     }
+
+    /// hyper hands each piece over as it comes.
+    fn held(&self) -> u64 {
+        0
+    }
 }
 
 impl RequestBody for server::Body<'_> {
     fn hyper(_: Request<Self>) -> Option<Request<Incoming>> {
         None
+    }
+
+    fn held(&self) -> u64 {
+        server::Body::held(self)
     }
 }
 

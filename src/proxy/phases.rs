@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Request, Response, header};
-use http_body_util::BodyExt as _;
 use secrecy::SecretString;
 
 use super::body::{self, ProxyBody, Upstream};
@@ -93,6 +92,33 @@ pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("openai-project"),
     HeaderName::from_static("x-goog-user-project"),
 ];
+
+/// Headers by which a proxy or framework in front of a compatible server may take a request to
+/// another path, host or scheme than the one it names (`X-Original-URL` and `X-Rewrite-URL`
+/// replace the path in IIS and Symfony; the forwarding ones are read as the URL the client
+/// asked for). The path till forwards is the one it classified and checked: none goes upstream.
+static ROUTING_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-for"),
+    header::FORWARDED,
+    header::VIA,
+];
+
+/// Whether `name`, a header of the client's request `headers`, stays behind on every way to the
+/// provider (HTTP and WebSocket): those of the client's hop (the fixed ones, and those its
+/// `Connection` names, looked for only when `connection` says it names others:
+/// [`connection_names_others`]), its credentials, the account it would pick, and the
+/// [`ROUTING_HEADERS`].
+pub(super) fn stays_behind(headers: &HeaderMap, name: &HeaderName, connection: bool) -> bool {
+    HOP_BY_HOP.contains(name)
+        || (connection && named_by_connection(headers, name))
+        || AUTH_HEADERS.contains(name)
+        || ACCOUNT_HEADERS.contains(name)
+        || ROUTING_HEADERS.contains(name)
+}
 
 /// Headers that make some servers treat a request as another method.
 static METHOD_OVERRIDES: [HeaderName; 4] = [
@@ -295,6 +321,23 @@ fn before_body(
         .map_err(|d| denial_error(&d))
 }
 
+/// Refuses a request with a header that could make the upstream take it as another method,
+/// or leave the usage counts out of its answer ([`METHOD_OVERRIDES`]): on an upgrade too.
+pub(super) fn no_method_override(headers: &HeaderMap) -> Result<(), ProxyError> {
+    // One pass over the names the request has: a look-up per override would hash each
+    // override's name, on every request.
+    match headers.keys().find(|name| METHOD_OVERRIDES.contains(name)) {
+        None => Ok(()),
+        Some(h) => Err(ProxyError::new(
+            400,
+            "method_override",
+            format!(
+                "till refuses `{h}`: the request's method, and the whole answer, are what till checks and meters"
+            ),
+        )),
+    }
+}
+
 /// What is being asked: one canonical request, read once. Refuses what could make the
 /// upstream do something other than what till checks (method overrides, compressed bodies,
 /// system query parameters), what the key refuses without the body ([`before_body`]), and
@@ -307,21 +350,7 @@ pub async fn inspect<B: super::RequestBody>(
     let (parts, body) = req.into_parts();
     let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
     before_body(ctx, verified, &endpoint)?;
-    // One pass over the names the request has: three look-ups would hash each override's
-    // name, on every request.
-    if let Some(h) = parts
-        .headers
-        .keys()
-        .find(|name| METHOD_OVERRIDES.contains(name))
-    {
-        return Err(ProxyError::new(
-            400,
-            "method_override",
-            format!(
-                "till refuses `{h}`: the request's method, and the whole answer, are what till checks and meters"
-            ),
-        ));
-    }
+    no_method_override(&parts.headers)?;
     if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING)
         && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
     {
@@ -709,10 +738,7 @@ pub async fn forward(
     let json = outgoing.json;
     let kept = |name: &HeaderName| {
         let n = name.as_str();
-        !(HOP_BY_HOP.contains(name)
-            || (connection && named_by_connection(&parts.headers, name))
-            || AUTH_HEADERS.contains(name)
-            || ACCOUNT_HEADERS.contains(name)
+        !(stays_behind(&parts.headers, name, connection)
             || n == "host"
             || n == "content-length"
             || n == "accept-encoding"
@@ -940,17 +966,27 @@ async fn read_body<B: super::RequestBody>(
     if announced > max {
         return Err(too_large());
     }
-    // The body's bytes count against what the proxy holds of all bodies at once: the length it
-    // announced before any is read (that much is set aside for it), the rest as it arrives.
+    // The body's bytes count against what the proxy holds of all bodies at once as they
+    // arrive, not as announced: a client that announces a large body and sends none of it
+    // (or a byte a minute) holds no room another client's body needs.
     let mut hold = bodies.hold();
-    if !hold.grow_to(announced) {
-        return Err(busy());
-    }
     let read = async {
         // Each piece is copied and checked as it arrives (`Receiving`), while the next one is
         // still on its way.
         let mut received = body_inspect::Receiving::new(announced as usize);
-        while let Some(frame) = body.frame().await {
+        loop {
+            // A body read whole comes as one frame once its last byte has: what it holds
+            // before that counts each time the read waits for more.
+            let next = std::future::poll_fn(|cx| {
+                let polled = std::pin::Pin::new(&mut body).poll_frame(cx);
+                let held = received.received() as u64 + body.held();
+                if polled.is_pending() && !hold.grow_to(held) {
+                    return std::task::Poll::Ready(Err(busy()));
+                }
+                polled.map(Ok)
+            })
+            .await?;
+            let Some(frame) = next else { break };
             // A client that stops mid-body or breaks its framing: nothing is forwarded.
             let frame = frame.map_err(|e| {
                 ProxyError::new(
@@ -1010,30 +1046,44 @@ pub(super) fn extract_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) ->
 
 /// The query string to forward: without `key=` parameters, and refused when a parameter could
 /// change what the upstream does with the request beyond what till checked (method overrides,
-/// Google's `$`-prefixed system parameters).
+/// Google's `$`-prefixed system parameters and `fields` mask), or when it holds a byte no
+/// request line may carry as it is.
+///
+/// Parameters are split at `&`, and for the refusals also at `;`, which some servers split at
+/// too; what is forwarded is not rewritten, so a `key` joined to another parameter by `;` is
+/// refused rather than dropped.
 pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     let Some(q) = query else {
         return Ok(String::new());
     };
+    // `http` takes raw non-ASCII bytes in a query; the request line upstream cannot carry them.
+    if !q.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
+        return Err(ProxyError::new(
+            400,
+            "query",
+            "till refuses a query with a byte that is not visible ASCII (a raw space, control character or non-ASCII letter); percent-encode it (`é` is `%C3%A9`)",
+        ));
+    }
     let mut kept: Vec<&str> = Vec::new();
     for kv in q.split('&').filter(|kv| !kv.is_empty()) {
-        // The name as the provider reads it: percent-decoded (`%6Bey` is `key`).
-        let name = percent_encoding::percent_decode_str(kv.split('=').next().unwrap_or(""))
-            .decode_utf8_lossy()
-            .to_ascii_lowercase();
-        if name == "key" {
+        let joined = kv.contains(';');
+        if !joined && param_name(kv) == "key" {
             continue;
         }
-        // `fields` (and `$fields`) is Google's partial-response mask, which can leave the
-        // usage counts out of the answer.
-        if name.starts_with('$') || name.contains("method") || name == "fields" {
-            return Err(ProxyError::new(
-                400,
-                "query",
-                format!(
-                    "till refuses the query parameter `{name}`: it could change what the provider does with a request till has checked"
-                ),
-            ));
+        for name in kv.split(';').map(param_name) {
+            // `fields` (and `$fields`) is Google's partial-response mask, which can leave the
+            // usage counts out of the answer.
+            let refused = name.starts_with('$') || name.contains("method") || name == "fields";
+            if refused || name == "key" {
+                return Err(ProxyError::new(
+                    400,
+                    "query",
+                    format!(
+                        "till refuses the query parameter `{}`: it could change what the provider does with a request till has checked",
+                        crate::output::printable(&name)
+                    ),
+                ));
+            }
         }
         kept.push(kv);
     }
@@ -1042,6 +1092,16 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     } else {
         format!("?{}", kept.join("&"))
     })
+}
+
+/// A query parameter's name as a lenient provider reads it: form-decoded (`+` is a space,
+/// `%6Bey` is `key`), without surrounding whitespace or control characters, in lower case.
+fn param_name(param: &str) -> String {
+    let raw = param.split('=').next().unwrap_or("").replace('+', " ");
+    percent_encoding::percent_decode_str(&raw)
+        .decode_utf8_lossy()
+        .trim_matches(|c: char| c.is_whitespace() || c.is_control())
+        .to_ascii_lowercase()
 }
 
 /// A ceiling above what the budget can still pay for (`afford`), lowered to that when it stays

@@ -57,6 +57,11 @@ const MAX_HEADERS: usize = 100;
 const READ_SIZE: usize = 16 * 1024;
 /// What a read of a chunked body asks for at least.
 const BODY_READ: usize = 64 * 1024;
+/// A body read whole is given room for this much of its announced length at once: a body
+/// up to it lands in one buffer without a copy. An allocation this size that is not written
+/// to takes address space, not memory, so clients that announce bodies and send none make the
+/// proxy hold nothing; larger bodies grow from it as their bytes come.
+const WHOLE_AT_ONCE: usize = 1024 * 1024;
 /// A body with a length up to this is read into one buffer and handed over whole
 /// ([`Inbound::poll_whole`]); larger ones (past any sensible `max_body_bytes`) go piece by
 /// piece.
@@ -108,10 +113,16 @@ impl Inbound {
     /// whole: the reads land where the checks read it, and nothing joins its pieces (a copy
     /// of a megabyte for a megabyte). Its own buffer, not the connection's: what the
     /// connection's buffer holds of the next request never shares the body's memory.
+    ///
+    /// The buffer is given room for up to [`WHOLE_AT_ONCE`] of the announced length, and past
+    /// that grows with what has come (to twice it), never to the length the head announced
+    /// before its bytes arrive: a client that announces a large body
+    /// and sends none makes the proxy set nothing aside for it ([`Body::held`] is what counts
+    /// against the bodies' shared bound).
     fn poll_whole(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<Option<io::Result<Bytes>>> {
         if self.whole.is_none() {
             // With what came with the head.
-            let mut whole = BytesMut::with_capacity(n);
+            let mut whole = BytesMut::with_capacity(n.min(self.buf.len().max(WHOLE_AT_ONCE)));
             whole.extend_from_slice(&self.buf);
             self.buf.clear();
             self.whole = Some(whole);
@@ -119,10 +130,16 @@ impl Inbound {
         while self.whole.as_ref().is_some_and(|w| w.len() < n) {
             ready!(self.poll_continue(cx))?;
             let whole = self.whole.as_mut().expect("checked above");
+            let left = n - whole.len();
+            if whole.capacity() == whole.len() {
+                whole.reserve(left.min(whole.len().max(BODY_READ)));
+            }
+            // No read past the body's end, whatever the buffer's capacity: the bytes after it
+            // are the next request's.
             if ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),
                 cx,
-                whole
+                &mut bytes::BufMut::limit(&mut *whole, left)
             ))? == 0
             {
                 return Poll::Ready(Some(Err(invalid(CUT_OFF))));
@@ -149,6 +166,14 @@ impl Inbound {
 /// A request body read from its connection as the phases ask for it.
 pub struct Body<'c> {
     inb: &'c mut Inbound,
+}
+
+impl Body<'_> {
+    /// Bytes of the body read from the socket and not handed over yet: those of a body read
+    /// whole ([`Inbound::poll_whole`]), which is handed over only once its last byte has come.
+    pub(super) fn held(&self) -> u64 {
+        self.inb.whole.as_ref().map_or(0, |w| w.len() as u64)
+    }
 }
 
 impl hyper::body::Body for Body<'_> {

@@ -17,8 +17,10 @@
 //! `?key=` as for HTTP; `Sec-WebSocket-Protocol`, whose key entry is removed and whose other
 //! entries (`realtime`, `openai-beta.realtime-v1`) go upstream, the one the provider picks
 //! echoed back; everything else the HTTP path forwards (`OpenAI-Beta:
-//! responses_websockets=…`, `OpenAI-Beta: realtime=v1`, `OpenAI-Organization`, …) goes
-//! upstream as sent. `Sec-WebSocket-Key`/`-Version`/`-Extensions` and `Origin` belong to the
+//! responses_websockets=…`, `OpenAI-Beta: realtime=v1`, …) goes upstream as sent, and what
+//! the HTTP path refuses (method overrides, Google's field mask) or keeps behind (headers
+//! the client's `Connection` names, the account it would pick, routing headers) is refused
+//! or kept behind here too. `Sec-WebSocket-Key`/`-Version`/`-Extensions` and `Origin` belong to the
 //! client's hop and are not forwarded: each side negotiates its own handshake, without
 //! compression. What happens after the upgrade is [`relay`]'s.
 
@@ -194,6 +196,8 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
             ctx.now,
         )
         .map_err(|d| phases::denial_error(&d))?;
+    // As on the HTTP path: the upgrade's method, and the whole answer, are what till checks.
+    phases::no_method_override(headers)?;
     if route.endpoint.class == EndpointClass::Realtime {
         admit_session(ctx, &grant).await?;
     }
@@ -376,16 +380,14 @@ async fn admit_session(ctx: &Ctx<'_>, grant: &Grant) -> Result<(), ProxyError> {
     ctx.state.admit(grant, 0).await
 }
 
-/// The client's hop: every header the HTTP path forwards, less the handshake's own.
+/// The client's headers that go upstream: those the HTTP path forwards (less what stays
+/// behind on every path, [`phases::stays_behind`]: the client's `Connection: Upgrade, x-hop`
+/// keeps `x-hop` behind), less the handshake's own.
 fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
+    let connection = phases::connection_names_others(headers);
     for (name, value) in headers {
-        let n = name.as_str();
-        if phases::HOP_BY_HOP.contains(name)
-            || phases::AUTH_HEADERS.contains(name)
-            || phases::ACCOUNT_HEADERS.contains(name)
-            || HANDSHAKE.contains(&n)
-        {
+        if phases::stays_behind(headers, name, connection) || HANDSHAKE.contains(&name.as_str()) {
             continue;
         }
         out.append(name, value.clone());
@@ -538,6 +540,13 @@ mod tests {
         h.insert("openai-beta", HeaderValue::from_static("realtime=v1"));
         h.insert("OpenAI-Organization", HeaderValue::from_static("org-other"));
         h.insert("openai-project", HeaderValue::from_static("proj_other"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, x-hop"),
+        );
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("x-original-url", HeaderValue::from_static("/v1/files"));
         assert_eq!(
             offered_protocols(&h),
             ["realtime", "openai-insecure-api-key.till_abc"]

@@ -197,7 +197,8 @@ fn read_base(base: &str) -> Read {
 /// Whether `tail` can follow a base URL's path on a request line as it is: visible ASCII only
 /// (no space, CR, LF or other control character could end the request line early) and no
 /// `#`. The proxy builds it from the canonical path and the query of a request `http` parsed,
-/// so this never refuses one; it is the check a parse of the whole URL made before.
+/// so this never refuses one (the query's bytes were held to the same by `forward_query`); it
+/// is the check a parse of the whole URL made before.
 fn is_request_target(tail: &str) -> bool {
     tail.starts_with('/') && tail.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'#')
 }

@@ -490,6 +490,15 @@ fn method_overrides_and_system_parameters_are_refused() {
         "$fields=candidates",
         "%66ields=candidates",
         "alt=sse&Fields=candidates",
+        // A name the provider may read with its whitespace trimmed or `+` as a space, and
+        // parameters joined by `;`, which some servers split at as they split at `&`.
+        "fields%20=candidates",
+        "fields+=candidates",
+        "alt=sse;$alt=json",
+        "alt=sse;key=AIzaSomeoneElse",
+        // A raw non-ASCII byte, which the request line upstream cannot carry: refused as the
+        // client's error, not sent to fail as the upstream's.
+        "alt=\u{e9}",
     ] {
         let (status, text) = a.send(
             "POST",
@@ -1055,6 +1064,50 @@ fn the_agent_does_not_choose_the_account_the_root_key_bills() {
     let last = a.p.mock.requests().pop().unwrap();
     assert_eq!(last.header("openai-organization"), Some("org-mine"));
     assert_eq!(last.header("openai-project"), Some("proj_mine"));
+}
+
+/// Headers by which middleware in front of a compatible server may route a request elsewhere
+/// than the path till classified, and one the client's `Connection` names as its hop's alone,
+/// do not go upstream; the rest do.
+pub(crate) const ROUTING: [(&str, &str); 7] = [
+    ("X-Original-URL", "/v1/files"),
+    ("X-Rewrite-URL", "/v1/fine_tuning/jobs"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Proto", "gopher"),
+    ("X-Forwarded-For", "10.0.0.1"),
+    ("Forwarded", "host=evil.example;proto=https"),
+    ("Via", "1.1 evil.example"),
+];
+
+#[test]
+fn routing_headers_and_those_connection_names_stay_behind() {
+    let a = Attack::new("", &["--scope", "openai"]);
+    let mut extra = vec![
+        JSON,
+        ("Connection", "x-hop"),
+        ("X-Hop", "1"),
+        ("X-Kept", "1"),
+    ];
+    extra.extend(ROUTING);
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions",
+        &extra,
+        chat("gpt-4o-mini").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 1);
+    for (name, _) in ROUTING.iter().chain(&[("X-Hop", "")]) {
+        let name = name.to_ascii_lowercase();
+        assert_eq!(
+            seen[0].header(&name),
+            None,
+            "{name} went upstream: {:?}",
+            seen[0]
+        );
+    }
+    assert_eq!(seen[0].header("x-kept"), Some("1"));
 }
 
 #[test]
@@ -2579,6 +2632,67 @@ fn bodies_held_at_once_are_bounded_however_many_clients_send() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(a.p.mock.requests().len(), through + 1);
     drop(stalled);
+}
+
+/// A client that announces a large body and sends a byte of it holds a byte of the bodies'
+/// shared bound, not the length it announced: eight of them, with any key that may ask (one
+/// whose requests are spent, which only the body's admission refuses), turned every other
+/// key's bodies away with 503 until their `body_timeout`, and could start again at once.
+#[test]
+fn bodies_announced_and_not_sent_hold_no_room_for_another_key() {
+    use std::io::Write as _;
+    let a = Attack::new(
+        "[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"30s\"\n",
+        &["--scope", "openai"],
+    );
+    let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
+    let spent =
+        a.p.create_key(&["--scope", "openai", "--max-requests", "1"]);
+    let auth = format!("Bearer {spent}");
+    let (status, text) = raw_http(
+        &a.serve.url,
+        "POST",
+        "/openai/v1/chat/completions",
+        &[("authorization", &auth), JSON],
+        chat("gpt-4o").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let held: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: {auth}\r\n\
+                 content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // While they hold, another key's small requests go through, every one.
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
+        assert_eq!(status, 200, "{text}");
+    }
+    let models: Vec<Value> = a
+        .upstream_bodies()
+        .iter()
+        .map(|b| b["model"].clone())
+        .collect();
+    assert_eq!(
+        models,
+        [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4o-mini",
+            "gpt-4o-mini",
+            "gpt-4o-mini",
+            "gpt-4o-mini"
+        ],
+        "the spent key's one request, then each of the other key's"
+    );
+    drop(held);
 }
 
 /// A request whose head came while its key stood and whose body comes after a revocation, the

@@ -260,6 +260,26 @@ async fn upgrades_outside_the_key_are_refused_before_anything_reaches_the_provid
     let responses = "/openai/v1/responses";
     let cases: Vec<Refusal> = vec![
         ("no key", responses.into(), vec![], 401),
+        // What the HTTP path refuses, the upgrade refuses: the provider would read them there
+        // as it reads them on a request.
+        (
+            "a method override",
+            responses.into(),
+            vec![
+                ("authorization", bearer(&inference)),
+                ("x-http-method-override", "POST".into()),
+            ],
+            400,
+        ),
+        (
+            "Google's field mask",
+            responses.into(),
+            vec![
+                ("authorization", bearer(&inference)),
+                ("x-goog-fieldmask", "usage".into()),
+            ],
+            400,
+        ),
         (
             "a provider key",
             responses.into(),
@@ -368,6 +388,43 @@ async fn upgrades_outside_the_key_are_refused_before_anything_reaches_the_provid
     let rows = stop_and_log(&p, serve);
     assert_eq!(rows.len(), cases.len(), "{rows:?}");
     assert!(rows.iter().all(|r| r["outcome"] == "denied"), "{rows:?}");
+}
+
+/// The upgrade goes upstream without what the HTTP path keeps behind: a header the client's
+/// `Connection` names as its hop's alone, and headers by which middleware in front of a
+/// compatible server may route it elsewhere than the path till classified.
+#[tokio::test]
+async fn an_upgrade_leaves_behind_what_a_request_leaves_behind() {
+    let p = setup("");
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("openai-beta", "responses_websockets=2026-02-06"),
+        ("connection", "Upgrade, x-hop"),
+        ("x-hop", "1"),
+    ];
+    headers.extend(crate::attack::ROUTING);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &headers)
+        .await
+        .unwrap();
+    send(&mut ws, &create("gpt-4o-mini")).await;
+    until(&mut ws, "response.completed").await;
+    let upgrade = &p.mock.requests()[0];
+    for (name, _) in crate::attack::ROUTING.iter().chain(&[("x-hop", "")]) {
+        let name = name.to_ascii_lowercase();
+        assert_eq!(
+            upgrade.header(&name),
+            None,
+            "{name} went upstream: {upgrade:?}"
+        );
+    }
+    assert_eq!(
+        upgrade.header("openai-beta"),
+        Some("responses_websockets=2026-02-06")
+    );
 }
 
 #[tokio::test]

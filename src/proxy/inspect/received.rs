@@ -42,7 +42,7 @@ pub struct Receiving {
     first: Option<Bytes>,
     /// Every piece so far, once there is more than one.
     joined: Vec<u8>,
-    /// The capacity to give `joined`: the body's announced length.
+    /// The body's announced length: the most `joined` is given at once.
     expected: usize,
     utf8: Utf8,
 }
@@ -73,8 +73,11 @@ impl Receiving {
                     return;
                 }
                 Some(first) => {
+                    // Room for twice what has come, not for the whole announced length: an
+                    // announced length holds no memory before its bytes arrive.
                     let at_least = first.len() + piece.len();
-                    self.joined.reserve_exact(self.expected.max(at_least));
+                    let room = self.expected.min(at_least.saturating_mul(2));
+                    self.joined.reserve_exact(room.max(at_least));
                     self.joined.extend_from_slice(&first);
                 }
             }

@@ -30,6 +30,35 @@ fn key_param_is_stripped_from_query() {
 }
 
 #[test]
+fn refused_parameters_are_refused_however_spelled_or_joined() {
+    for q in [
+        "fields%20=x",
+        "fields+=x",
+        "%20Fields%09=x",
+        "a=b;$alt=json",
+        "a=b;fields=x",
+        "a=b;key=AIzaOther",
+        "key=till_q;a=b",
+    ] {
+        assert!(forward_query(Some(q)).is_err(), "{q}");
+    }
+    // What passes goes as it came.
+    assert_eq!(
+        forward_query(Some("alt=sse;x=1&fieldsx=1")).unwrap(),
+        "?alt=sse;x=1&fieldsx=1"
+    );
+}
+
+#[test]
+fn a_query_with_a_byte_that_is_not_visible_ascii_is_refused() {
+    for q in ["a=\u{e9}", "a=b c", "a=\u{7f}"] {
+        let err = forward_query(Some(q)).unwrap_err();
+        assert_eq!(err.status.as_u16(), 400, "{q}");
+    }
+    assert!(forward_query(Some("a=%C3%A9")).is_ok());
+}
+
+#[test]
 fn method_override_parameters_are_refused() {
     for q in [
         "$httpMethod=DELETE",
