@@ -224,10 +224,16 @@ impl Launch {
             Reply::Error { message, hint } => return Err(SandboxError::Setup { message, hint }),
             Reply::Ready => {}
         }
-        // The helper's one child, which forked the agent that answered.
-        self.init = libc::pid_t::try_from(helper)
-            .ok()
-            .and_then(|helper| children_of(helper).first().copied());
+        // The helper's one child, which forked the agent that answered; or, when an agent that
+        // ends at once has been reaped and the helper has exited with its code already, the
+        // process that came to till in the helper's place (till starts no other).
+        self.init = libc::pid_t::try_from(helper).ok().and_then(|helper| {
+            children_of(helper).first().copied().or_else(|| {
+                children_of(std::process::id() as libc::pid_t)
+                    .into_iter()
+                    .find(|&child| child != helper)
+            })
+        });
         if self.net == Net::Proxy {
             let (Some(fd), Some(state)) = (fd, proxy) else {
                 return Err(SandboxError::Setup {
