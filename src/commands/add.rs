@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
     let ledger = ctx.ledger()?;
     let store = ctx.store()?;
     let name = root_secret_name(&provider.name);
-    refuse_to_replace(
+    let seen = refuse_to_replace(
         store.as_ref(),
         &name,
         &key,
@@ -68,7 +68,14 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
         verify(&provider, &key)?;
     }
 
-    store.set(&name, &key).context("cannot store the key")?;
+    store_unless_changed(
+        store.as_ref(),
+        &name,
+        seen.as_ref(),
+        &key,
+        &format!("the {} key", provider.name),
+    )
+    .context("cannot store the key")?;
     let fingerprint = crate::ledger::fingerprint(key.expose_secret());
     if let Err(err) = ledger.record_root_key(&provider.name, &fingerprint, crate::time::now_unix())
     {
@@ -113,7 +120,7 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
     let ledger = ctx.ledger()?;
     let store = ctx.store()?;
     let name = super::admin_secret_name(&provider.name);
-    refuse_to_replace(
+    let seen = refuse_to_replace(
         store.as_ref(),
         &name,
         &key,
@@ -129,9 +136,14 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
     } else {
         verify_admin_key(provider, kind, project.as_deref(), &key)?;
     }
-    store
-        .set(&name, &key)
-        .context("cannot store the admin key")?;
+    store_unless_changed(
+        store.as_ref(),
+        &name,
+        seen.as_ref(),
+        &key,
+        &format!("the {} admin key", provider.name),
+    )
+    .context("cannot store the admin key")?;
     let fingerprint = crate::ledger::fingerprint(key.expose_secret());
     if let Err(err) = ledger.record_admin_key(&provider.name, &fingerprint, crate::time::now_unix())
     {
@@ -162,23 +174,45 @@ fn refuse_to_replace(
     replace: bool,
     what: &str,
     hint: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<SecretString>> {
     let Some(stored) = store.get(name)? else {
-        return Ok(());
+        return Ok(None);
     };
     if stored.expose_secret() == key.expose_secret() {
-        return Ok(());
+        return Ok(Some(stored));
     }
     let old = crate::ledger::fingerprint(stored.expose_secret());
     let new = crate::ledger::fingerprint(key.expose_secret());
     if replace {
         crate::output::note(&format!("replacing {what} {old} with {new}"));
-        return Ok(());
+        return Ok(Some(stored));
     }
     Err(UserError::usage(format!(
         "{what} {old} is already stored, and this one ({new}) is different; nothing was changed"
     ))
     .hint(hint)
+    .into())
+}
+
+/// Stores `key` under `name` unless another till stored something there since
+/// [`refuse_to_replace`] saw `seen`: two `till add`s of one provider at once must not both say
+/// they stored their key while only the last one is kept.
+fn store_unless_changed(
+    store: &dyn crate::secrets::SecretStore,
+    name: &str,
+    seen: Option<&SecretString>,
+    key: &SecretString,
+    what: &str,
+) -> anyhow::Result<()> {
+    if store.set_if_unchanged(name, seen, key)? {
+        return Ok(());
+    }
+    Err(UserError::runtime(format!(
+        "another till stored {what} while this one was being checked; nothing was changed"
+    ))
+    .hint(
+        "`till list` shows which key is stored; add this one again with --replace if it should be",
+    )
     .into())
 }
 

@@ -207,6 +207,21 @@ impl SecretStore for FileStore {
         })
     }
 
+    fn set_if_unchanged(
+        &self,
+        name: &str,
+        seen: Option<&SecretString>,
+        value: &SecretString,
+    ) -> Result<bool, StoreError> {
+        self.update(|entries| {
+            if !super::same_secret(entries.get(name), seen) {
+                return false;
+            }
+            entries.insert(name.to_owned(), value.clone());
+            true
+        })
+    }
+
     fn delete(&self, name: &str) -> Result<bool, StoreError> {
         if !self
             .state

@@ -104,6 +104,30 @@ pub trait SecretStore: Send + Sync {
     fn set(&self, name: &str, value: &SecretString) -> Result<(), StoreError>;
     /// Removes `name`; `Ok(false)` when there was nothing to remove.
     fn delete(&self, name: &str) -> Result<bool, StoreError>;
+    /// Stores `value` under `name` if what is stored there is still `seen` (`None`: nothing);
+    /// `Ok(false)`, and nothing changed, when another process stored something else since.
+    /// One step where the store can make it one (the file store, under its lock); a look just
+    /// before the write elsewhere.
+    fn set_if_unchanged(
+        &self,
+        name: &str,
+        seen: Option<&SecretString>,
+        value: &SecretString,
+    ) -> Result<bool, StoreError> {
+        if !same_secret(self.get(name)?.as_ref(), seen) {
+            return Ok(false);
+        }
+        self.set(name, value).map(|()| true)
+    }
+}
+
+/// Whether two stored values are the same (both absent, or equal).
+pub(crate) fn same_secret(a: Option<&SecretString>, b: Option<&SecretString>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+        _ => false,
+    }
 }
 
 /// Why a store call failed. Messages name what failed; [`StoreError::hint`] names the fix.

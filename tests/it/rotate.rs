@@ -824,3 +824,62 @@ fn rotate_needs_something_to_rotate() {
     let (code, _, stderr) = output(rot.till().args(["add", "gemini", "--admin"]));
     assert_eq!(code, 2, "{stderr}");
 }
+
+/// Two `till add`s of one provider at once, with different keys: one stores its key and says
+/// so, the other changes nothing and says why. Never both "stored" with one of them lost.
+#[test]
+fn two_adds_of_one_provider_at_once_never_both_say_stored() {
+    const A: &str = "sk-proj-aaaa000000000000000000000000000000000000000a";
+    const B: &str = "sk-proj-bbbb000000000000000000000000000000000000000b";
+    let mock = till_mock::spawn(MockOptions {
+        keys: vec![A.into(), B.into()],
+        ..Default::default()
+    });
+    for round in 0..4 {
+        let env = TestEnv::new();
+        env.config(&format!(
+            "[providers.openai]\nbase_url = \"{}\"\n",
+            mock.url()
+        ));
+        let start = |key: &str| {
+            let mut child = env
+                .till()
+                .args(["add", "openai"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(key.as_bytes()).unwrap();
+            drop(stdin);
+            child
+        };
+        let (a, b) = (start(A), start(B));
+        let outcomes = [
+            (A, a.wait_with_output().unwrap()),
+            (B, b.wait_with_output().unwrap()),
+        ];
+        let stored: Vec<&str> = outcomes
+            .iter()
+            .filter(|(_, out)| out.status.success())
+            .map(|(key, _)| *key)
+            .collect();
+        let said = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            stored.len(),
+            1,
+            "round {round}: {:?} / {:?}",
+            said(&outcomes[0].1),
+            said(&outcomes[1].1)
+        );
+        let (_, listed, _) = output(env.till().args(["list", "--json"]));
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(
+            listed[0]["fingerprint"].as_str(),
+            Some(till::ledger::fingerprint(stored[0]).as_str()),
+            "round {round}: the key kept is the one whose add said so"
+        );
+    }
+}

@@ -169,6 +169,30 @@ fn writers_do_not_lose_each_others_changes() {
     assert_eq!(get(&last, "mint/b").as_deref(), Some("b"));
 }
 
+/// Two `till add`s of one provider at once: each saw no key; the second to store finds the
+/// first's there and stores nothing, rather than replacing it unseen.
+#[test]
+fn a_key_stored_meanwhile_is_not_replaced_unseen() {
+    let (_dir, path) = temp_store_path();
+    let first = FileStore::open(&path, pass("p")).unwrap();
+    let second = FileStore::open(&path, pass("p")).unwrap();
+    assert_eq!(get(&first, "root/openai"), None);
+    assert_eq!(get(&second, "root/openai"), None);
+    let a = SecretString::from("sk-a");
+    let b = SecretString::from("sk-b");
+    assert!(first.set_if_unchanged("root/openai", None, &a).unwrap());
+    assert!(!second.set_if_unchanged("root/openai", None, &b).unwrap());
+    let last = FileStore::open(&path, pass("p")).unwrap();
+    assert_eq!(get(&last, "root/openai").as_deref(), Some("sk-a"));
+    // What was seen is what is there: the write goes ahead.
+    assert!(
+        second
+            .set_if_unchanged("root/openai", Some(&a), &b)
+            .unwrap()
+    );
+    assert_eq!(get(&last, "root/openai").as_deref(), Some("sk-b"));
+}
+
 /// A running proxy holds its store open for hours; `till rotate` in another process
 /// replaces the root key meanwhile.
 #[test]
