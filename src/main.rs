@@ -16,6 +16,11 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // Every command but `--help` holds a secret at some point (a root or admin key read at
+    // `till add`'s prompt or from the store, the mint key, the file store's passphrase): none
+    // leaves a core dump, and no process of the user's without CAP_SYS_PTRACE attaches to till
+    // or reads its memory. (The sandbox's helper, above, is a new program, dumpable again.)
+    till::process::harden_self();
     let cli = match till::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),

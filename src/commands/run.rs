@@ -35,7 +35,6 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let (Some(key), Some(proxy)) = (nested, outer_proxy) {
         return nested_run(ctx, args, program, &key, &proxy);
     }
-    crate::process::harden_self();
     crate::process::tune_allocator();
     let mut sandbox =
         crate::sandbox::Sandbox::for_run(&ctx.config, &ctx.paths, sandbox_requested(ctx, args)?)?;

@@ -9,7 +9,6 @@ use crate::commands::Ctx;
 use crate::error::UserError;
 
 pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    crate::process::harden_self();
     crate::process::tune_allocator();
     let loopback = args.listen.ip().is_loopback();
     // One thread waits for signals; each worker thread runs its own single-threaded runtime
