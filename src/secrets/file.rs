@@ -503,8 +503,13 @@ impl FileLock {
     fn acquire(lock_path: &Path) -> Result<Self, StoreError> {
         let mut options = std::fs::OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
+        // Not through a symbolic link: one planted at the lock's name would have till create
+        // (or lock) a file of the link's choosing.
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
         let file = options
             .open(lock_path)
             .map_err(|e| StoreError::io(format!("cannot open {}", lock_path.display()), e))?;

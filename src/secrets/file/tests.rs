@@ -169,6 +169,24 @@ fn writers_do_not_lose_each_others_changes() {
     assert_eq!(get(&last, "mint/b").as_deref(), Some("b"));
 }
 
+/// A symbolic link planted at the lock's name is not followed: nothing is created where it
+/// points, and the store says what is wrong.
+#[cfg(unix)]
+#[test]
+fn a_link_at_the_locks_name_is_not_followed() {
+    let (dir, path) = temp_store_path();
+    let target = dir.path().join("elsewhere");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, lock_path(&path)).unwrap();
+    let store = FileStore::open(&path, pass("p")).unwrap();
+    assert!(
+        store
+            .set("root/openai", &SecretString::from("sk-a"))
+            .is_err()
+    );
+    assert!(!target.exists());
+}
+
 /// Two `till add`s of one provider at once: each saw no key; the second to store finds the
 /// first's there and stores nothing, rather than replacing it unseen.
 #[test]
