@@ -164,6 +164,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
 /// The fix for a config file that does not parse.
 pub const CONFIG_HINT: &str = "fix the config file; `till doctor` checks it";
 
+/// The most `[proxy] max_connections` may be. Each connection holds a socket and the
+/// process's file descriptors run out long before (the usual hard limit is 1,048,576, the
+/// soft one 1,024), and the semaphore that counts the slots panics past 2^61 permits: a larger
+/// value is a typo, refused at load rather than killing the proxy while the agent runs on.
+pub const MAX_CONNECTIONS: usize = 65_536;
+
 /// The whole of `config.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,10 +413,14 @@ impl Config {
             }
         }
         let proxy = &self.proxy;
-        if proxy.max_connections == 0 {
+        if !(1..=MAX_CONNECTIONS).contains(&proxy.max_connections) {
             return Err(UserError::usage(format!(
-                "{}: [proxy] max_connections must be at least 1",
-                path.display()
+                "{}: [proxy] max_connections = {} is not between 1 and {MAX_CONNECTIONS}",
+                path.display(),
+                proxy.max_connections
+            ))
+            .hint(format!(
+                "set [proxy] max_connections to at most {MAX_CONNECTIONS} (the default is 1024)"
             ))
             .into());
         }
@@ -713,6 +723,27 @@ mod tests {
         assert_eq!(c.proxy.body_timeout.0, Duration::from_secs(60));
         let err = Config::parse("[proxy]\nmax_connections = 0\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("max_connections"), "{err:#}");
+        let c = Config::parse("[proxy]\nmax_connections = 65536\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.proxy.max_connections, MAX_CONNECTIONS);
+        // Past tokio's semaphore limit the proxy panicked at start and the agent ran without it.
+        for too_many in ["65537", "18446744073709551615"] {
+            let text = format!("[proxy]\nmax_connections = {too_many}\n");
+            let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                format!("c.toml: [proxy] max_connections = {too_many} is not between 1 and 65536")
+            );
+            let user = crate::error::find_user_error(&err).unwrap();
+            assert_eq!(user.kind, crate::error::ExitKind::Usage);
+            assert!(
+                user.hint
+                    .as_deref()
+                    .unwrap()
+                    .contains("[proxy] max_connections"),
+                "{:?}",
+                user.hint
+            );
+        }
         let err =
             Config::parse("[proxy]\nheader_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("header_timeout"), "{err:#}");
