@@ -459,6 +459,8 @@ impl Config {
             })?;
         }
         for (name, over) in &self.providers {
+            // First: every later message names the table bare, as only a valid name can be.
+            check_provider_name(name, path)?;
             if let Some(url) = &over.base_url {
                 // Checked first, so no later message repeats the URL and its password.
                 if has_userinfo(url) {
@@ -655,6 +657,35 @@ impl Config {
     }
 }
 
+/// A `[providers.NAME]` name must be one `--scope` takes (`till run` and `till key create`
+/// refuse any other in a scope, so keys stored under it could never be used); the error
+/// names the table as it was written.
+fn check_provider_name(name: &str, path: &Path) -> anyhow::Result<()> {
+    let Err(problem) = crate::childkey::ModelPattern::new(name, None) else {
+        return Ok(());
+    };
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let table = if bare {
+        format!("[providers.{name}]")
+    } else {
+        format!("[providers.{:?}]", name)
+    };
+    Err(UserError::usage(format!(
+        "{}: {} is not a provider name: {}",
+        path.display(),
+        crate::output::printable(&table),
+        crate::output::printable(&problem)
+    ))
+    .hint(format!(
+        "name it with a-z, 0-9, `_` and `-`, beginning with a letter or digit, at most {} characters, e.g. [providers.ollama]",
+        crate::childkey::MAX_PROVIDER_LEN
+    ))
+    .into())
+}
+
 /// Whether `url`'s authority has a user name or password (`http://user:pass@host`): an `@`
 /// before the path, query or fragment begins.
 fn has_userinfo(url: &str) -> bool {
@@ -785,6 +816,50 @@ mod tests {
         )
         .unwrap();
         assert!(c.providers.contains_key("local"));
+    }
+
+    /// The usage error `text` gets, with its hint.
+    fn refusal(text: &str) -> (String, Option<String>) {
+        let err = Config::parse(text, Path::new("c.toml")).unwrap_err();
+        let user = crate::error::find_user_error(&err).unwrap();
+        assert_eq!(user.kind, crate::error::ExitKind::Usage, "{err:#}");
+        (format!("{err:#}"), user.hint.clone())
+    }
+
+    /// A name `till run` would refuse in a scope was stored keys under and broke every run.
+    #[test]
+    fn provider_names_follow_the_scope_rule() {
+        for (name, table) in [
+            ("Ollama", "[providers.Ollama]"),
+            ("", "[providers.\"\"]"),
+            ("a/b", "[providers.\"a/b\"]"),
+            ("x y", "[providers.\"x y\"]"),
+            ("-x", "[providers.-x]"),
+            (
+                "x\\u001b]0;pwned\\u0007",
+                "[providers.\"x\\u{1b}]0;pwned\\u{7}\"]",
+            ),
+        ] {
+            let text = format!("[providers.\"{name}\"]\nbase_url = \"http://127.0.0.1:9\"\n");
+            let (msg, hint) = refusal(&text);
+            assert!(
+                msg.starts_with(&format!("c.toml: {table} is not a provider name: ")),
+                "{msg}"
+            );
+            assert!(!msg.contains('\u{1b}'), "{msg}");
+            assert!(hint.unwrap().contains("a-z, 0-9"), "{name}");
+        }
+        let long = "a".repeat(crate::childkey::MAX_PROVIDER_LEN + 1);
+        let (msg, _) = refusal(&format!(
+            "[providers.{long}]\nbase_url = \"http://127.0.0.1:9\"\n"
+        ));
+        assert!(msg.contains("1 to 64 characters"), "{msg}");
+        let c = Config::parse(
+            "[providers.my-llm_2]\nbase_url = \"http://127.0.0.1:9\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(c.providers.contains_key("my-llm_2"));
     }
 
     #[test]
