@@ -436,6 +436,16 @@ impl Config {
                 .into());
             }
         }
+        // A keychain call given no time at all fails before it starts: every command that
+        // needs a key would fail with a timeout.
+        if self.keychain_timeout.0.is_zero() {
+            return Err(UserError::usage(format!(
+                "{}: keychain_timeout must be longer than 0s",
+                path.display()
+            ))
+            .hint("give keychain_timeout a few seconds, e.g. keychain_timeout = \"10s\"")
+            .into());
+        }
         let (default_ttl, max_ttl) = (self.keys.default_ttl.0, self.keys.max_ttl.0);
         if default_ttl > max_ttl {
             return Err(UserError::usage(format!(
@@ -499,6 +509,36 @@ impl Config {
                         "use the id from the provider's console, such as {example}"
                     ))
                     .into());
+                }
+            }
+            if let Some(verify) = &over.verify_path
+                && (!verify.starts_with('/') || verify.starts_with("//"))
+            {
+                return Err(UserError::usage(format!(
+                    "{}: [providers.{name}] verify_path `{}` is not a path on base_url's host: it must begin with a single /",
+                    path.display(),
+                    crate::output::printable(verify)
+                ))
+                .hint("write the path of the provider's cheapest authenticated GET, such as verify_path = \"/v1/models\"")
+                .into());
+            }
+            for (field, vars) in [
+                ("key_env", &over.key_env),
+                ("base_url_env", &over.base_url_env),
+            ] {
+                for var in vars.iter().flatten() {
+                    if let Some(problem) = agent_var_problem(var) {
+                        let upper = name.to_ascii_uppercase().replace('-', "_");
+                        return Err(UserError::usage(format!(
+                            "{}: [providers.{name}] {field}: `{}` {problem}",
+                            path.display(),
+                            crate::output::printable(var)
+                        ))
+                        .hint(format!(
+                            "name the variables the agent's SDK reads, such as {upper}_API_KEY and {upper}_BASE_URL"
+                        ))
+                        .into());
+                    }
                 }
             }
             if crate::providers::builtin(name).is_none() && over.base_url.is_none() {
@@ -686,6 +726,26 @@ fn check_provider_name(name: &str, path: &Path) -> anyhow::Result<()> {
     .into())
 }
 
+/// Why `var` cannot be one of a provider's agent variables (`key_env`, `base_url_env`), if it
+/// cannot. till sets each for the agent and drops what the agent inherited under the name, so
+/// `PATH` or `HOME` would take the agent's own away, an `LD_`/`DYLD_` variable would tell the
+/// loader to load a file named like the child key, and a name that is empty or holds `=` or
+/// NUL cannot be set at all (the agent would not start).
+fn agent_var_problem(var: &str) -> Option<&'static str> {
+    let upper = var.to_ascii_uppercase();
+    if var.is_empty() {
+        Some("is empty")
+    } else if var.contains(['=', '\0']) {
+        Some("holds `=` or NUL, which a variable's name cannot")
+    } else if upper == "PATH" || upper == "HOME" {
+        Some("is a variable the agent needs for itself")
+    } else if upper.starts_with("LD_") || upper.starts_with("DYLD_") {
+        Some("is read by the dynamic loader")
+    } else {
+        None
+    }
+}
+
 /// Whether `url`'s authority has a user name or password (`http://user:pass@host`): an `@`
 /// before the path, query or fragment begins.
 fn has_userinfo(url: &str) -> bool {
@@ -860,6 +920,87 @@ mod tests {
         )
         .unwrap();
         assert!(c.providers.contains_key("my-llm_2"));
+    }
+
+    #[test]
+    fn verify_path_must_be_a_path() {
+        for bad in ["@evil.example/x", "v1/models", "", "//evil.example/x"] {
+            let text = format!(
+                "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\nverify_path = \"{bad}\"\n"
+            );
+            let (msg, hint) = refusal(&text);
+            assert!(
+                msg.starts_with("c.toml: [providers.local] verify_path"),
+                "{msg}"
+            );
+            assert!(hint.unwrap().contains("/v1/models"));
+        }
+        let c = Config::parse(
+            "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\nverify_path = \"/v1/models?x=1\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers["local"].verify_path.as_deref(),
+            Some("/v1/models?x=1")
+        );
+    }
+
+    #[test]
+    fn a_base_url_that_is_no_url_is_refused_at_load() {
+        for bad in ["http://[::1", "http://exa%mple.com", "https://host:99999"] {
+            let (msg, _) = refusal(&format!("[providers.local]\nbase_url = \"{bad}\"\n"));
+            assert!(
+                msg.starts_with("c.toml: [providers.local] base_url:"),
+                "{msg}"
+            );
+        }
+        Config::parse(
+            "[providers.local]\nbase_url = \"http://[::1]:8080/v1\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn agent_variable_names_that_would_break_the_agent_are_refused() {
+        for (field, bad) in [
+            ("key_env", "PATH"),
+            ("key_env", "home"),
+            ("key_env", ""),
+            ("key_env", "A=B"),
+            ("key_env", "A\\u0000B"),
+            ("key_env", "LD_PRELOAD"),
+            ("base_url_env", "DYLD_INSERT_LIBRARIES"),
+            ("base_url_env", "ld_library_path"),
+        ] {
+            let text = format!(
+                "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\n{field} = [\"{bad}\"]\n"
+            );
+            let (msg, hint) = refusal(&text);
+            assert!(
+                msg.starts_with(&format!("c.toml: [providers.local] {field}: ")),
+                "{msg}"
+            );
+            assert!(!msg.contains('\0'), "{msg}");
+            assert!(hint.unwrap().contains("LOCAL_API_KEY"), "{msg}");
+        }
+        let c = Config::parse(
+            "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\nkey_env = [\"MY_KEY\"]\nbase_url_env = [\"MY_URL\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers["local"].key_env,
+            Some(vec!["MY_KEY".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_keychain_timeout_of_zero_is_refused() {
+        let (msg, hint) = refusal("keychain_timeout = \"0s\"\n");
+        assert_eq!(msg, "c.toml: keychain_timeout must be longer than 0s");
+        assert!(hint.unwrap().contains("keychain_timeout"));
     }
 
     #[test]
