@@ -164,6 +164,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
 /// The fix for a config file that does not parse.
 pub const CONFIG_HINT: &str = "fix the config file; `till doctor` checks it";
 
+/// The most `[proxy] max_connections` may be. Each connection holds a socket and the
+/// process's file descriptors run out long before (the usual hard limit is 1,048,576, the
+/// soft one 1,024), and the semaphore that counts the slots panics past 2^61 permits: a larger
+/// value is a typo, refused at load rather than killing the proxy while the agent runs on.
+pub const MAX_CONNECTIONS: usize = 65_536;
+
 /// The whole of `config.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,10 +413,14 @@ impl Config {
             }
         }
         let proxy = &self.proxy;
-        if proxy.max_connections == 0 {
+        if !(1..=MAX_CONNECTIONS).contains(&proxy.max_connections) {
             return Err(UserError::usage(format!(
-                "{}: [proxy] max_connections must be at least 1",
-                path.display()
+                "{}: [proxy] max_connections = {} is not between 1 and {MAX_CONNECTIONS}",
+                path.display(),
+                proxy.max_connections
+            ))
+            .hint(format!(
+                "set [proxy] max_connections to at most {MAX_CONNECTIONS} (the default is 1024)"
             ))
             .into());
         }
@@ -425,6 +435,16 @@ impl Config {
                 ))
                 .into());
             }
+        }
+        // A keychain call given no time at all fails before it starts: every command that
+        // needs a key would fail with a timeout.
+        if self.keychain_timeout.0.is_zero() {
+            return Err(UserError::usage(format!(
+                "{}: keychain_timeout must be longer than 0s",
+                path.display()
+            ))
+            .hint("give keychain_timeout a few seconds, e.g. keychain_timeout = \"10s\"")
+            .into());
         }
         let (default_ttl, max_ttl) = (self.keys.default_ttl.0, self.keys.max_ttl.0);
         if default_ttl > max_ttl {
@@ -449,6 +469,8 @@ impl Config {
             })?;
         }
         for (name, over) in &self.providers {
+            // First: every later message names the table bare, as only a valid name can be.
+            check_provider_name(name, path)?;
             if let Some(url) = &over.base_url {
                 // Checked first, so no later message repeats the URL and its password.
                 if has_userinfo(url) {
@@ -487,6 +509,36 @@ impl Config {
                         "use the id from the provider's console, such as {example}"
                     ))
                     .into());
+                }
+            }
+            if let Some(verify) = &over.verify_path
+                && (!verify.starts_with('/') || verify.starts_with("//"))
+            {
+                return Err(UserError::usage(format!(
+                    "{}: [providers.{name}] verify_path `{}` is not a path on base_url's host: it must begin with a single /",
+                    path.display(),
+                    crate::output::printable(verify)
+                ))
+                .hint("write the path of the provider's cheapest authenticated GET, such as verify_path = \"/v1/models\"")
+                .into());
+            }
+            for (field, vars) in [
+                ("key_env", &over.key_env),
+                ("base_url_env", &over.base_url_env),
+            ] {
+                for var in vars.iter().flatten() {
+                    if let Some(problem) = agent_var_problem(var) {
+                        let upper = name.to_ascii_uppercase().replace('-', "_");
+                        return Err(UserError::usage(format!(
+                            "{}: [providers.{name}] {field}: `{}` {problem}",
+                            path.display(),
+                            crate::output::printable(var)
+                        ))
+                        .hint(format!(
+                            "name the variables the agent's SDK reads, such as {upper}_API_KEY and {upper}_BASE_URL"
+                        ))
+                        .into());
+                    }
                 }
             }
             if crate::providers::builtin(name).is_none() && over.base_url.is_none() {
@@ -645,6 +697,55 @@ impl Config {
     }
 }
 
+/// A `[providers.NAME]` name must be one `--scope` takes (`till run` and `till key create`
+/// refuse any other in a scope, so keys stored under it could never be used); the error
+/// names the table as it was written.
+fn check_provider_name(name: &str, path: &Path) -> anyhow::Result<()> {
+    let Err(problem) = crate::childkey::ModelPattern::new(name, None) else {
+        return Ok(());
+    };
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let table = if bare {
+        format!("[providers.{name}]")
+    } else {
+        format!("[providers.{:?}]", name)
+    };
+    Err(UserError::usage(format!(
+        "{}: {} is not a provider name: {}",
+        path.display(),
+        crate::output::printable(&table),
+        crate::output::printable(&problem)
+    ))
+    .hint(format!(
+        "name it with a-z, 0-9, `_` and `-`, beginning with a letter or digit, at most {} characters, e.g. [providers.ollama]",
+        crate::childkey::MAX_PROVIDER_LEN
+    ))
+    .into())
+}
+
+/// Why `var` cannot be one of a provider's agent variables (`key_env`, `base_url_env`), if it
+/// cannot. till sets each for the agent and drops what the agent inherited under the name, so
+/// `PATH` or `HOME` would take the agent's own away, an `LD_`/`DYLD_` variable would tell the
+/// loader to load a file named like the child key, and a name that is empty or holds `=` or
+/// NUL cannot be set at all (the agent would not start).
+fn agent_var_problem(var: &str) -> Option<&'static str> {
+    let upper = var.to_ascii_uppercase();
+    if var.is_empty() {
+        Some("is empty")
+    } else if var.contains(['=', '\0']) {
+        Some("holds `=` or NUL, which a variable's name cannot")
+    } else if upper == "PATH" || upper == "HOME" {
+        Some("is a variable the agent needs for itself")
+    } else if upper.starts_with("LD_") || upper.starts_with("DYLD_") {
+        Some("is read by the dynamic loader")
+    } else {
+        None
+    }
+}
+
 /// Whether `url`'s authority has a user name or password (`http://user:pass@host`): an `@`
 /// before the path, query or fragment begins.
 fn has_userinfo(url: &str) -> bool {
@@ -713,6 +814,27 @@ mod tests {
         assert_eq!(c.proxy.body_timeout.0, Duration::from_secs(60));
         let err = Config::parse("[proxy]\nmax_connections = 0\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("max_connections"), "{err:#}");
+        let c = Config::parse("[proxy]\nmax_connections = 65536\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.proxy.max_connections, MAX_CONNECTIONS);
+        // Past tokio's semaphore limit the proxy panicked at start and the agent ran without it.
+        for too_many in ["65537", "18446744073709551615"] {
+            let text = format!("[proxy]\nmax_connections = {too_many}\n");
+            let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                format!("c.toml: [proxy] max_connections = {too_many} is not between 1 and 65536")
+            );
+            let user = crate::error::find_user_error(&err).unwrap();
+            assert_eq!(user.kind, crate::error::ExitKind::Usage);
+            assert!(
+                user.hint
+                    .as_deref()
+                    .unwrap()
+                    .contains("[proxy] max_connections"),
+                "{:?}",
+                user.hint
+            );
+        }
         let err =
             Config::parse("[proxy]\nheader_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("header_timeout"), "{err:#}");
@@ -754,6 +876,131 @@ mod tests {
         )
         .unwrap();
         assert!(c.providers.contains_key("local"));
+    }
+
+    /// The usage error `text` gets, with its hint.
+    fn refusal(text: &str) -> (String, Option<String>) {
+        let err = Config::parse(text, Path::new("c.toml")).unwrap_err();
+        let user = crate::error::find_user_error(&err).unwrap();
+        assert_eq!(user.kind, crate::error::ExitKind::Usage, "{err:#}");
+        (format!("{err:#}"), user.hint.clone())
+    }
+
+    /// A name `till run` would refuse in a scope was stored keys under and broke every run.
+    #[test]
+    fn provider_names_follow_the_scope_rule() {
+        for (name, table) in [
+            ("Ollama", "[providers.Ollama]"),
+            ("", "[providers.\"\"]"),
+            ("a/b", "[providers.\"a/b\"]"),
+            ("x y", "[providers.\"x y\"]"),
+            ("-x", "[providers.-x]"),
+            (
+                "x\\u001b]0;pwned\\u0007",
+                "[providers.\"x\\u{1b}]0;pwned\\u{7}\"]",
+            ),
+        ] {
+            let text = format!("[providers.\"{name}\"]\nbase_url = \"http://127.0.0.1:9\"\n");
+            let (msg, hint) = refusal(&text);
+            assert!(
+                msg.starts_with(&format!("c.toml: {table} is not a provider name: ")),
+                "{msg}"
+            );
+            assert!(!msg.contains('\u{1b}'), "{msg}");
+            assert!(hint.unwrap().contains("a-z, 0-9"), "{name}");
+        }
+        let long = "a".repeat(crate::childkey::MAX_PROVIDER_LEN + 1);
+        let (msg, _) = refusal(&format!(
+            "[providers.{long}]\nbase_url = \"http://127.0.0.1:9\"\n"
+        ));
+        assert!(msg.contains("1 to 64 characters"), "{msg}");
+        let c = Config::parse(
+            "[providers.my-llm_2]\nbase_url = \"http://127.0.0.1:9\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(c.providers.contains_key("my-llm_2"));
+    }
+
+    #[test]
+    fn verify_path_must_be_a_path() {
+        for bad in ["@evil.example/x", "v1/models", "", "//evil.example/x"] {
+            let text = format!(
+                "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\nverify_path = \"{bad}\"\n"
+            );
+            let (msg, hint) = refusal(&text);
+            assert!(
+                msg.starts_with("c.toml: [providers.local] verify_path"),
+                "{msg}"
+            );
+            assert!(hint.unwrap().contains("/v1/models"));
+        }
+        let c = Config::parse(
+            "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\nverify_path = \"/v1/models?x=1\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers["local"].verify_path.as_deref(),
+            Some("/v1/models?x=1")
+        );
+    }
+
+    #[test]
+    fn a_base_url_that_is_no_url_is_refused_at_load() {
+        for bad in ["http://[::1", "http://exa%mple.com", "https://host:99999"] {
+            let (msg, _) = refusal(&format!("[providers.local]\nbase_url = \"{bad}\"\n"));
+            assert!(
+                msg.starts_with("c.toml: [providers.local] base_url:"),
+                "{msg}"
+            );
+        }
+        Config::parse(
+            "[providers.local]\nbase_url = \"http://[::1]:8080/v1\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn agent_variable_names_that_would_break_the_agent_are_refused() {
+        for (field, bad) in [
+            ("key_env", "PATH"),
+            ("key_env", "home"),
+            ("key_env", ""),
+            ("key_env", "A=B"),
+            ("key_env", "A\\u0000B"),
+            ("key_env", "LD_PRELOAD"),
+            ("base_url_env", "DYLD_INSERT_LIBRARIES"),
+            ("base_url_env", "ld_library_path"),
+        ] {
+            let text = format!(
+                "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\n{field} = [\"{bad}\"]\n"
+            );
+            let (msg, hint) = refusal(&text);
+            assert!(
+                msg.starts_with(&format!("c.toml: [providers.local] {field}: ")),
+                "{msg}"
+            );
+            assert!(!msg.contains('\0'), "{msg}");
+            assert!(hint.unwrap().contains("LOCAL_API_KEY"), "{msg}");
+        }
+        let c = Config::parse(
+            "[providers.local]\nbase_url = \"http://127.0.0.1:9\"\nkey_env = [\"MY_KEY\"]\nbase_url_env = [\"MY_URL\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.providers["local"].key_env,
+            Some(vec!["MY_KEY".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_keychain_timeout_of_zero_is_refused() {
+        let (msg, hint) = refusal("keychain_timeout = \"0s\"\n");
+        assert_eq!(msg, "c.toml: keychain_timeout must be longer than 0s");
+        assert!(hint.unwrap().contains("keychain_timeout"));
     }
 
     #[test]

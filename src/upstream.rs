@@ -114,13 +114,34 @@ pub enum Verdict {
     Unexpected(u16),
 }
 
-/// Asks the provider whether `key` works, with its cheap authenticated GET.
+/// The URL `till add` checks a key at: `base_url`'s URL with `verify_path` set as the rest
+/// of its path (and its query), so that no `verify_path` can move the root key to another
+/// host (glued on as text, `@evil.example/x` after `http://127.0.0.1:9` made the port a user
+/// name). `None` when `base_url` is no URL.
+pub fn verify_url(base_url: &str, verify_path: &str) -> Option<reqwest::Url> {
+    let mut url = reqwest::Url::parse(base_url).ok()?;
+    let (path, query) = verify_path
+        .split_once('?')
+        .map_or((verify_path, None), |(path, query)| (path, Some(query)));
+    let joined = format!(
+        "{}/{}",
+        url.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    url.set_query(query);
+    Some(url)
+}
+
+/// Asks the provider whether `key` works, with its cheap authenticated GET. An error is the
+/// reason it could not ask, without the URL.
 pub async fn verify_key(
     client: &reqwest::Client,
     provider: &Provider,
     key: &SecretString,
-) -> Result<Verdict, reqwest::Error> {
-    let url = format!("{}{}", provider.base_url, provider.verify_path);
+) -> Result<Verdict, String> {
+    let url = verify_url(&provider.base_url, &provider.verify_path)
+        .ok_or_else(|| "its base_url is not a URL".to_string())?;
     let (name, value) = auth_header(provider, key);
     let mut req = client
         .get(url)
@@ -129,7 +150,12 @@ pub async fn verify_key(
     for (name, value) in provider.api.wire().default_headers() {
         req = req.header(*name, *value);
     }
-    let status = req.send().await?.status().as_u16();
+    let status = req
+        .send()
+        .await
+        .map_err(|e| without_url(&e))?
+        .status()
+        .as_u16();
     Ok(match status {
         200..=299 => Verdict::Accepted,
         401 | 403 => Verdict::Rejected(status),
@@ -156,6 +182,39 @@ pub fn without_url(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Glued to the base URL as text, `@evil.example/x` made the port a user name and sent
+    /// the root key to evil.example.
+    #[test]
+    fn a_verify_path_cannot_change_the_host() {
+        for (base, path, want) in [
+            (
+                "http://127.0.0.1:9",
+                "@evil.example/x",
+                "http://127.0.0.1:9/@evil.example/x",
+            ),
+            (
+                "http://127.0.0.1:9",
+                "//evil.example/x",
+                "http://127.0.0.1:9/evil.example/x",
+            ),
+            (
+                "https://api.example.com/v1",
+                "/models?a=1",
+                "https://api.example.com/v1/models?a=1",
+            ),
+            (
+                "https://api.example.com/",
+                "/v1/models",
+                "https://api.example.com/v1/models",
+            ),
+        ] {
+            let url = verify_url(base, path).unwrap();
+            assert_eq!(url.as_str(), want);
+            assert_eq!(url.username(), "");
+        }
+        assert!(verify_url("http://[::1", "/v1/models").is_none());
+    }
 
     #[test]
     fn websocket_urls_map_http_to_ws_and_https_to_wss() {

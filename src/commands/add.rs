@@ -281,8 +281,7 @@ fn verify(provider: &Provider, key: &SecretString) -> anyhow::Result<()> {
         .into()),
         Err(err) => Err(UserError::runtime(format!(
             "could not reach {} to verify the key ({}); nothing was stored",
-            provider.name,
-            crate::upstream::without_url(&err)
+            provider.name, err
         ))
         .hint("check the network or [providers] base_url, or store it unchecked with --no-verify")
         .into()),

@@ -127,7 +127,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 )?;
             }
             for meta in &keys {
-                let what = format!("{} key", meta.provider);
+                // A name from the ledger may predate the check config.toml's names now get.
+                let provider = crate::output::printable(&meta.provider);
+                let what = format!("{provider} key");
                 match store.get(&root_secret_name(&meta.provider)) {
                     Ok(Some(key)) => {
                         use secrecy::ExposeSecret as _;
@@ -140,7 +142,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                                 &what,
                                 format!(
                                     "store has {fp}, ledger expects {}; run `till add {} --replace` with the key to keep",
-                                    meta.fingerprint, meta.provider
+                                    meta.fingerprint, provider
                                 ),
                             )?;
                         }
@@ -148,7 +150,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     Ok(None) => check(
                         false,
                         &what,
-                        format!("missing from the store; run `till add {}`", meta.provider),
+                        format!("missing from the store; run `till add {provider}`"),
                     )?,
                     Err(e) => check(false, &what, format!("{e:#}"))?,
                 }

@@ -26,7 +26,8 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
         let since = k.rotated_at.unwrap_or(k.added_at);
         out.push_str(&format!(
             "{:<12} {:<10} {:<22} {:>5}\n",
-            k.provider,
+            // A name from the ledger may predate the check config.toml's names now get.
+            crate::output::printable(&k.provider),
             k.fingerprint,
             rfc3339(k.added_at),
             short_duration(now.saturating_sub(since))

@@ -46,6 +46,8 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         "KIND", "NAME", "ID", "AGE", "DUE", "ROTATION"
     );
     for k in &keys {
+        // A provider's name from the ledger may predate the check config.toml's names now get.
+        let name = crate::output::printable(&k.name);
         let due = if k.rotation == Mode::None {
             "-"
         } else if k.due {
@@ -57,13 +59,13 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             (KeyKind::Mint, Some(until)) => {
                 format!("retired; its keys work until {}", rfc3339(until))
             }
-            (KeyKind::Admin, _) => format!("till add {} --admin", k.name),
+            (KeyKind::Admin, _) => format!("till add {name} --admin"),
             _ => k.rotation.as_str().to_string(),
         };
         out.push_str(&format!(
             "{:<6} {:<12} {:<10} {:>5}  {:<4} {}\n",
             k.kind.as_str(),
-            k.name,
+            name,
             k.id,
             short_duration(k.age_secs),
             due,

@@ -247,6 +247,15 @@ pub fn validate_base_url(url: &str) -> Result<(), String> {
             "`{url}` must not contain a query, fragment or space"
         ));
     }
+    // Both parsers the URL meets later must take it: `till add` checks keys with reqwest,
+    // the proxy forwards with hyper; what either refuses (`http://[::1`) would otherwise load
+    // and fail only there, as a bare "builder error".
+    if let Err(e) = reqwest::Url::parse(url) {
+        return Err(format!("`{url}` is not a URL: {e}"));
+    }
+    if http::Uri::try_from(url).is_err() {
+        return Err(format!("`{url}` is not a URL"));
+    }
     Ok(())
 }
 

@@ -74,7 +74,7 @@ impl Rotation<'_, '_> {
                     format!(
                         "could not reach {} to check the new key ({})",
                         self.name(),
-                        crate::upstream::without_url(&e)
+                        e
                     ),
                 ),
             };

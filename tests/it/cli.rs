@@ -560,3 +560,46 @@ fn messages_name_what_is_wrong() {
     assert_eq!(code, 2, "{stderr}");
     assert!(!stderr.contains("truncated"), "{stderr}");
 }
+
+/// A provider name with a terminal escape in it was accepted from config.toml, stored keys
+/// under, and printed raw by `till list`, `till status` and `till doctor`: the config now
+/// refuses it (exit 2, naming the table), and a name already in the ledger is shown escaped.
+#[test]
+fn a_provider_name_with_escapes_is_refused_and_never_printed_raw() {
+    let env = TestEnv::new();
+    env.config("[providers.\"x\\u001b]0;pwned\\u0007\"]\nbase_url = \"http://127.0.0.1:9\"\n");
+    let (code, stdout, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("[providers.\"x\\u{1b}]0;pwned\\u{7}\"] is not a provider name"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains('\u{1b}'), "{stderr}");
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+
+    env.config("");
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-escapes",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let db = rusqlite::Connection::open(env.path("data/ledger.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE root_keys SET provider = 'x' || char(27) || ']0;pwned' || char(7)",
+        [],
+    )
+    .unwrap();
+    for args in [&["list"][..], &["status"][..], &["doctor"][..]] {
+        let (_, stdout, stderr) = output(env.till().args(args));
+        assert!(
+            stdout.contains("x\\u{1b}]0;pwned\\u{7}"),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            !format!("{stdout}{stderr}").contains(['\u{1b}', '\u{7}']),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+}
