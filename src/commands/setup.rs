@@ -37,8 +37,35 @@ fn gemini_settings() -> anyhow::Result<PathBuf> {
     Ok(home.join(".gemini").join("settings.json"))
 }
 
+/// The file the settings are in: `path` itself, or what a symbolic link there leads to (a
+/// settings.json kept with your dotfiles stays a link, and its target is what changes).
+/// Refused when it is not a regular file: a FIFO there would hang the read.
+fn settings_file(path: PathBuf) -> anyhow::Result<PathBuf> {
+    let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    let file = if is_link {
+        std::fs::canonicalize(&path).map_err(|e| {
+            UserError::runtime(format!(
+                "{} is a symbolic link that leads nowhere till can read ({e})",
+                path.display()
+            ))
+            .hint("point it at the settings file, or remove it and run this again")
+        })?
+    } else {
+        path
+    };
+    match std::fs::metadata(&file) {
+        Ok(m) if !m.is_file() => Err(UserError::runtime(format!(
+            "{} is not a regular file; till reads and writes only a regular settings file",
+            file.display()
+        ))
+        .hint("move it aside and run this again, or set the auth type there yourself")
+        .into()),
+        _ => Ok(file),
+    }
+}
+
 fn setup_gemini(dry_run: bool) -> anyhow::Result<()> {
-    let path = gemini_settings()?;
+    let path = settings_file(gemini_settings()?)?;
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

@@ -224,6 +224,71 @@ fn setup_gemini_pins_the_api_key_auth_type_once() {
     assert!(stderr.contains("needs no setup"), "{stderr}");
 }
 
+/// A settings.json kept elsewhere and linked (dotfiles) stays a link and its target changes;
+/// one that is no regular file (a FIFO) is refused at once instead of hanging the read.
+#[test]
+fn setup_gemini_follows_a_link_and_refuses_what_is_no_file() {
+    let env = TestEnv::new();
+    let home = env.path("gemini-home");
+    let settings = home.join(".gemini/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let setup = || {
+        output(
+            env.till()
+                .env("GEMINI_CLI_HOME", &home)
+                .args(["setup", "gemini"])
+                .stdin(std::process::Stdio::null()),
+        )
+    };
+    let dotfiles = env.path("dotfiles-gemini.json");
+    std::fs::write(&dotfiles, "{\"ui\": {\"theme\": \"Dracula\"}}\n").unwrap();
+    std::os::unix::fs::symlink(&dotfiles, &settings).unwrap();
+    let (code, _, stderr) = setup();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        std::fs::symlink_metadata(&settings)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let text = std::fs::read_to_string(&dotfiles).unwrap();
+    assert!(
+        text.contains("gemini-api-key") && text.contains("Dracula"),
+        "{text}"
+    );
+
+    std::fs::remove_file(&settings).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&settings)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Waited for with a deadline: a read of the FIFO would wait for a writer for ever.
+    let mut child = env
+        .till()
+        .env("GEMINI_CLI_HOME", &home)
+        .args(["setup", "gemini"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("till setup gemini hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not a regular file") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+}
+
 /// Claude Code asks for the 1M-token context beta and 64,000 output tokens on every call; a
 /// key with a budget takes both as long as they cannot cost more than it holds.
 #[test]
