@@ -15,10 +15,16 @@ use crate::providers::Provider;
 /// preference). An empty answer (EOF on stdin) is a usage error and nothing else happens.
 pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretString> {
     let raw = if let Some(var) = from_env {
-        std::env::var(var).map_err(|_| {
-            UserError::usage(format!("environment variable {var} is not set")).hint(format!(
-                "export {var}=… or leave out --from-env to be prompted"
-            ))
+        std::env::var(var).map_err(|e| match e {
+            std::env::VarError::NotPresent => {
+                UserError::usage(format!("environment variable {var} is not set")).hint(format!(
+                    "export {var}=… or leave out --from-env to be prompted"
+                ))
+            }
+            std::env::VarError::NotUnicode(_) => {
+                UserError::usage(format!("environment variable {var} is not text (UTF-8)"))
+                    .hint("a provider's key is text: set the variable to the key itself")
+            }
         })?
     } else if std::io::stdin().is_terminal() {
         // End of input (Ctrl-D) or an empty line ends the command as an empty key does.
@@ -27,11 +33,16 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
             .map(|mut line| std::mem::take(&mut *line))
             .unwrap_or_default()
     } else {
-        let mut text = String::new();
+        let mut bytes = zeroize::Zeroizing::new(Vec::new());
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("cannot read the key from stdin")?;
-        text
+        // Bad input, not a failure to read: the bytes are wiped either way.
+        String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+            drop(zeroize::Zeroizing::new(e.into_bytes()));
+            UserError::usage("the key on stdin is not text (UTF-8)")
+                .hint("pipe the key itself, e.g. printf %s \"$KEY\" | till add openai")
+        })?
     };
     let key = raw.trim().to_string();
     drop(zeroize::Zeroizing::new(raw));

@@ -102,6 +102,34 @@ fn an_agent_command_without_dashes_gets_a_hint() {
 }
 
 #[test]
+fn a_key_that_is_not_text_is_bad_input() {
+    use std::io::Write as _;
+    let env = TestEnv::new();
+    let mut child = env
+        .till()
+        .args(["add", "openai", "--no-verify"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-\xff\xfe\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not text") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    let (_, listed, _) = output(env.till().args(["list", "--json"]));
+    assert_eq!(listed.trim(), "[]", "nothing was stored");
+}
+
+#[test]
 fn malformed_config_names_file_line_and_column() {
     let env = TestEnv::new();
     env.config("store = \"file\"\n[keys]\ndefault_ttl = 5\n");
