@@ -245,9 +245,10 @@ pub struct RunArgs {
     /// reach this run's proxy and nothing else.
     #[arg(long, value_name = "proxy|open")]
     pub net: Option<crate::sandbox::Net>,
-    /// The agent's command and its arguments, after `--`.
+    /// The agent's command and its arguments, after `--` (as given: a file name that is not
+    /// UTF-8 reaches the agent unchanged).
     #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

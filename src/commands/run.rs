@@ -5,7 +5,7 @@
 //! instead and reuses the outer proxy: no keychain access, no root key anywhere near the
 //! sub-agent, and a scope wider than the parent's is refused.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
@@ -185,7 +185,7 @@ fn stored_admin_keys(
 fn nested_run(
     ctx: &Ctx,
     args: &RunArgs,
-    program: &str,
+    program: &OsStr,
     key: &str,
     proxy_url: &str,
 ) -> anyhow::Result<ExitCode> {
@@ -245,16 +245,25 @@ fn nested_run(
 /// The agent's arguments, and its environment adapted, when `program` is an agent till knows
 /// (Claude Code, Codex CLI: see [`crate::agents`]).
 fn adapt_for_agent(
-    program: &str,
-    args: &[String],
+    program: &OsStr,
+    args: &[OsString],
     env: &mut Vec<(OsString, OsString)>,
     child_key: &str,
-) -> Vec<String> {
-    let Some(agent) = Agent::recognise(program) else {
+) -> Vec<OsString> {
+    let Some(agent) = Agent::recognise(&program.to_string_lossy()) else {
         return args.to_vec();
     };
     agent.adapt_env(env, child_key);
-    let mut all = agent.prefix_args(args, env);
+    // What an agent's arguments say is read as text; they go to it as they came.
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut all: Vec<OsString> = agent
+        .prefix_args(&text, env)
+        .into_iter()
+        .map(OsString::from)
+        .collect();
     all.extend_from_slice(args);
     all
 }
@@ -277,8 +286,8 @@ impl AgentExit {
 /// Spawns the agent (inside `sandbox` when there is one), forwards signals to it while it
 /// runs, and waits for it.
 fn spawn_and_wait(
-    program: &str,
-    rest: &[String],
+    program: &OsStr,
+    rest: &[OsString],
     env: Vec<(OsString, OsString)>,
     mut sandbox: Option<&mut crate::sandbox::Sandbox>,
 ) -> anyhow::Result<AgentExit> {
@@ -302,7 +311,10 @@ fn spawn_and_wait(
         Err(e) if sandbox.is_some() => {
             return Err(anyhow::Error::new(e).context("cannot start the sandbox helper"));
         }
-        Err(e) => return Ok(AgentExit::Code(crate::process::cannot_run(program, &e))),
+        Err(e) => {
+            let program = program.to_string_lossy();
+            return Ok(AgentExit::Code(crate::process::cannot_run(&program, &e)));
+        }
     };
     #[cfg(unix)]
     let forwarder = signals.map(|s| forward_signals(s, child.id()));

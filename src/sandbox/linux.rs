@@ -162,7 +162,7 @@ impl Launch {
     /// Makes till the subreaper of what it starts: a process the agent leaves running (a
     /// `setsid` or `nohup` child) is reparented to till when its parent exits, not to init,
     /// so [`Launch::end_leftovers`] can find it.
-    pub fn command(&mut self, program: &str, rest: &[String]) -> Command {
+    pub fn command(&mut self, program: &std::ffi::OsStr, rest: &[OsString]) -> Command {
         // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers and touches no memory.
         unsafe {
             libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);

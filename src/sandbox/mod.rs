@@ -8,7 +8,7 @@
 //! quietly started unsandboxed.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -274,7 +274,7 @@ impl Sandbox {
 
     /// The command that starts the agent inside the sandbox (the caller adds the environment
     /// and spawns it, then calls [`Sandbox::started`]).
-    pub fn command(&mut self, program: &str, rest: &[String]) -> anyhow::Result<Command> {
+    pub fn command(&mut self, program: &OsStr, rest: &[OsString]) -> anyhow::Result<Command> {
         let mut launch = imp::Launch::new(&self.policy).map_err(UserError::from)?;
         let cmd = launch.command(program, rest);
         self.launch = Some(launch);

@@ -35,7 +35,7 @@ impl Launch {
         Err(SandboxError::Unsupported(platform()))
     }
 
-    pub fn command(&mut self, _program: &str, _rest: &[String]) -> Command {
+    pub fn command(&mut self, _program: &std::ffi::OsStr, _rest: &[std::ffi::OsString]) -> Command {
         match *self {}
     }
 

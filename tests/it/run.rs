@@ -20,6 +20,22 @@ fn exit_code_is_the_agents() {
     );
 }
 
+/// An argument that is not UTF-8 (a Latin-1 file name) reaches the agent byte for byte.
+#[test]
+fn arguments_that_are_not_utf8_reach_the_agent_unchanged() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let p = ProxyEnv::new();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    let (code, _, stderr) = output(p.env.till().arg("run").arg("--").args([
+        std::ffi::OsStr::new("sh"),
+        std::ffi::OsStr::new("-c"),
+        std::ffi::OsStr::new(r#"test "$1" = "$(printf 'caf\351.txt')""#),
+        std::ffi::OsStr::new("sh"),
+        name,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
 #[test]
 fn missing_command_and_missing_separator() {
     let p = ProxyEnv::new();
