@@ -93,31 +93,32 @@ pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-goog-user-project"),
 ];
 
-/// Headers by which a proxy or framework in front of a compatible server may take a request to
-/// another path, host or scheme than the one it names (`X-Original-URL` and `X-Rewrite-URL`
-/// replace the path in IIS and Symfony; the forwarding ones are read as the URL the client
-/// asked for). The path till forwards is the one it classified and checked: none goes upstream.
-static ROUTING_HEADERS: [HeaderName; 7] = [
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-forwarded-host"),
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-forwarded-for"),
-    header::FORWARDED,
-    header::VIA,
-];
+/// Whether `name` is a header by which a proxy or framework in front of a compatible server
+/// may take a request to another path, method, host or scheme than the one it names, or retry
+/// it (and bill it again): `X-Original-URL`/`-URI`/`-Method`/`-Host` (IIS, Symfony, nginx's
+/// auth_request), `X-Rewrite-URL`, every `X-Forwarded-*` (`-Host`, `-Prefix`, `-Uri`,
+/// `-Method`: read as what the client asked for), Envoy's `X-Envoy-*` (`-Original-Path`,
+/// `-Retry-On`), `X-Host`, `X-Real-IP`, `Forwarded` and `Via`. The path till forwards is the
+/// one it classified and checked: none of these goes upstream. (Names arrive lower-case.)
+fn is_routing_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    ["x-forwarded-", "x-original-", "x-rewrite-", "x-envoy-"]
+        .iter()
+        .any(|prefix| n.starts_with(prefix))
+        || matches!(n, "forwarded" | "via" | "x-host" | "x-real-ip")
+}
 
 /// Whether `name`, a header of the client's request `headers`, stays behind on every way to the
 /// provider (HTTP and WebSocket): those of the client's hop (the fixed ones, and those its
 /// `Connection` names, looked for only when `connection` says it names others:
 /// [`connection_names_others`]), its credentials, the account it would pick, and the
-/// [`ROUTING_HEADERS`].
+/// routing headers ([`is_routing_header`]).
 pub(super) fn stays_behind(headers: &HeaderMap, name: &HeaderName, connection: bool) -> bool {
     HOP_BY_HOP.contains(name)
         || (connection && named_by_connection(headers, name))
         || AUTH_HEADERS.contains(name)
         || ACCOUNT_HEADERS.contains(name)
-        || ROUTING_HEADERS.contains(name)
+        || is_routing_header(name)
 }
 
 /// Headers that make some servers treat a request as another method.

@@ -1069,12 +1069,21 @@ fn the_agent_does_not_choose_the_account_the_root_key_bills() {
 /// Headers by which middleware in front of a compatible server may route a request elsewhere
 /// than the path till classified, and one the client's `Connection` names as its hop's alone,
 /// do not go upstream; the rest do.
-pub(crate) const ROUTING: [(&str, &str); 7] = [
+pub(crate) const ROUTING: [(&str, &str); 16] = [
     ("X-Original-URL", "/v1/files"),
+    ("X-Original-URI", "/v1/files"),
+    ("X-Original-Method", "DELETE"),
+    ("X-Original-Host", "evil.example"),
     ("X-Rewrite-URL", "/v1/fine_tuning/jobs"),
     ("X-Forwarded-Host", "evil.example"),
     ("X-Forwarded-Proto", "gopher"),
     ("X-Forwarded-For", "10.0.0.1"),
+    ("X-Forwarded-Prefix", "/v1/files"),
+    ("X-Forwarded-Method", "DELETE"),
+    ("X-Envoy-Original-Path", "/v1/files"),
+    ("X-Envoy-Retry-On", "5xx"),
+    ("X-Host", "evil.example"),
+    ("X-Real-IP", "10.0.0.1"),
     ("Forwarded", "host=evil.example;proto=https"),
     ("Via", "1.1 evil.example"),
 ];
