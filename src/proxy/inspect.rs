@@ -250,6 +250,23 @@ fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), Stri
                 "the field name {k:?} has a control character; till refuses names other parsers could read differently"
             ));
         }
+        // A name with a `-`, a space or an invisible character in it may be read by a lenient
+        // parser (or a framework that maps names) as the name without them: `max-tokens`,
+        // `"max_tokens "`, `n` with a zero-width space after it.
+        if k.chars()
+            .any(|c| c == '-' || c.is_whitespace() || invisible(c))
+        {
+            let plain: String = k
+                .chars()
+                .filter(|&c| !(c.is_whitespace() || invisible(c)))
+                .map(|c| if c == '-' { '_' } else { c })
+                .collect();
+            if let Some(f) = read.iter().find(|f| same_name(&plain, f)) {
+                return Err(format!(
+                    "the field {k:?} differs from `{f}` only by a `-`, a space or an invisible character; till refuses names other parsers could read differently"
+                ));
+            }
+        }
         // Nearly every name is ASCII: compared by length first, then byte by byte.
         let ascii = k.is_ascii();
         if let Some(f) = read.iter().find(|f| {
@@ -266,6 +283,21 @@ fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Characters that show nothing: the soft hyphen, joiners and zero-width spaces, direction
+/// marks and the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{feff}'
+    )
 }
 
 /// The longest `model` till takes: a name is kept in the ledger's row and shown in alerts, and
@@ -297,10 +329,13 @@ const UNCOUNTED: &[&str] = &[
 ];
 
 /// Top-level output ceilings and counts of answers in every spelling till knows: each
-/// family's own, and those of OpenAI-compatible servers (llama.cpp's `n_predict`, the
-/// `max_new_tokens` of TGI and others, Ollama's `num_predict`). Such a server may read a field
-/// that the endpoint's own API does not (vLLM's chat reads `best_of`), and then produce more
-/// than the ceiling till reserved for: [`foreign_limit`] refuses them to bounded keys.
+/// family's own, and those of OpenAI-compatible servers (llama.cpp's `n_predict`, `n_cmpl` and
+/// `t_max_predict_ms`, the `max_new_tokens` of TGI and others, Ollama's `num_predict`, beam
+/// search's and Hugging Face's counts), and the objects such servers read them from (Ollama's
+/// `options`, TGI's `parameters`, vLLM's `sampling_params` and `vllm_xargs`, and `extra_body`,
+/// which a LiteLLM proxy merges over the request). Such a server may read a field that the
+/// endpoint's own API does not (vLLM's chat reads `best_of`), and then produce more than the
+/// ceiling till reserved for: [`foreign_limit`] refuses them to bounded keys.
 const LIMITS_ANYWHERE: &[&str] = &[
     "max_tokens",
     "max_completion_tokens",
@@ -314,8 +349,22 @@ const LIMITS_ANYWHERE: &[&str] = &[
     "generationConfig",
     "generation_config",
     "n_predict",
+    "n_cmpl",
+    "t_max_predict_ms",
     "max_new_tokens",
     "num_predict",
+    "maxTokens",
+    "maxCompletionTokens",
+    "max_length",
+    "num_return_sequences",
+    "num_beams",
+    "beam_width",
+    "use_beam_search",
+    "options",
+    "parameters",
+    "sampling_params",
+    "vllm_xargs",
+    "extra_body",
 ];
 
 /// The first of [`LIMITS_ANYWHERE`] that the body sets (not null) and `op`, an operation that
@@ -672,6 +721,28 @@ fn find_reference(v: &Value, place: Place) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_a_lenient_parser_reads_as_a_read_one_are_refused() {
+        let check = |name: &str| {
+            let mut map = Map::new();
+            map.insert(name.to_string(), Value::from(1));
+            check_field_names(&map, &["max_tokens", "n"])
+        };
+        for odd in [
+            "max-tokens",
+            "max_tokens ",
+            " n",
+            "n\u{200b}",
+            "\u{feff}n",
+            "MAX-TOKENS",
+        ] {
+            assert!(check(odd).is_err(), "{odd:?}");
+        }
+        for fine in ["max_tokens", "n", "max-output", "messages"] {
+            assert!(check(fine).is_ok(), "{fine:?}");
+        }
+    }
 
     #[test]
     fn one_hour_cache_writes_are_found_wherever_anthropic_reads_them() {

@@ -1596,6 +1596,24 @@ fn a_ceiling_in_another_apis_spelling_is_refused_to_a_bounded_key() {
             "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
             "{\"contents\":[],\"generationConfig\":{\"maxOutputTokens\":5},\"max_tokens\":100000}",
         ),
+        // llama.cpp's count of completions; the objects compatible servers and proxies read
+        // ceilings from (Ollama's options, TGI's parameters, LiteLLM's extra_body).
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"n_cmpl\":64,\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"options\":{\"num_predict\":100000},\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"parameters\":{\"max_new_tokens\":100000},\"messages\":[]}",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"extra_body\":{\"max_tokens\":100000,\"n\":50},\"messages\":[]}",
+        ),
     ];
     let every = [
         "--scope",
@@ -1623,8 +1641,19 @@ fn a_ceiling_in_another_apis_spelling_is_refused_to_a_bounded_key() {
         );
         assert_eq!(status, 200, "{bound:?}: {text}");
     }
-    // A key without bounds has no ceiling to get past: the body goes as it came.
+    // A key without bounds has no ceiling to get past: the body goes as it came. Names that
+    // differ from a read one by a `-`, a space or an invisible character are refused to every
+    // key, as other look-alikes are.
     let a = Attack::new("", &every);
+    for body in [
+        "{\"model\":\"gpt-4o-mini\",\"max-tokens\":100000,\"messages\":[]}",
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens \":100000,\"messages\":[]}",
+        "{\"model\":\"gpt-4o-mini\",\"n\\u200b\":50,\"messages\":[]}",
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", body);
+        assert_eq!(status, 400, "{body} → {text}");
+    }
+    a.assert_upstream_saw_nothing("look-alikes of a ceiling");
     let (status, text) = a.post(foreign[0].0, foreign[0].1);
     assert_eq!(status, 200, "{text}");
     assert_eq!(a.upstream_bodies()[0]["best_of"], 100);
