@@ -245,8 +245,7 @@ pub struct RunArgs {
     /// reach this run's proxy and nothing else.
     #[arg(long, value_name = "proxy|open")]
     pub net: Option<crate::sandbox::Net>,
-    /// The agent's command and its arguments, after `--` (as given: a file name that is not
-    /// UTF-8 reaches the agent unchanged).
+    /// The agent's command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
 }

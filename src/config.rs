@@ -684,9 +684,24 @@ impl Config {
             },
         };
         let keychain_timeout = match std::env::var(EnvVars::TILL_KEYCHAIN_TIMEOUT) {
-            Ok(v) if !v.is_empty() => crate::time::parse_duration(&v).map_err(|e| {
-                UserError::usage(format!("{}: {e}", EnvVars::TILL_KEYCHAIN_TIMEOUT))
-            })?,
+            Ok(v) if !v.is_empty() => match crate::time::parse_duration(&v) {
+                Ok(d) if d.is_zero() => {
+                    return Err(UserError::usage(format!(
+                        "{}: must be longer than 0s",
+                        EnvVars::TILL_KEYCHAIN_TIMEOUT
+                    ))
+                    .hint("give it a few seconds, e.g. TILL_KEYCHAIN_TIMEOUT=10s")
+                    .into());
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    return Err(UserError::usage(format!(
+                        "{}: {e}",
+                        EnvVars::TILL_KEYCHAIN_TIMEOUT
+                    ))
+                    .into());
+                }
+            },
             _ => self.keychain_timeout.0,
         };
         Ok(StoreOptions {

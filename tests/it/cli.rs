@@ -130,6 +130,22 @@ fn a_key_that_is_not_text_is_bad_input() {
 }
 
 #[test]
+fn a_keychain_timeout_of_zero_from_the_environment_is_refused() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = crate::support::output_with_stdin(
+        env.till()
+            .env("TILL_KEYCHAIN_TIMEOUT", "0s")
+            .args(["add", "openai", "--no-verify"]),
+        "sk-test",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("longer than 0s") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn malformed_config_names_file_line_and_column() {
     let env = TestEnv::new();
     env.config("store = \"file\"\n[keys]\ndefault_ttl = 5\n");
