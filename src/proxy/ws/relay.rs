@@ -406,11 +406,8 @@ fn check_models(
     verified: &Verified<'_>,
     event: &Value,
 ) -> Result<(), ProxyError> {
-    if let Some(why) = odd_model_field(event) {
-        return Err(ProxyError::new(400, "bad_request", why));
-    }
     let mut models = Vec::new();
-    models_in(event, &mut models);
+    models_in(event, &mut models).map_err(|why| ProxyError::new(400, "bad_request", why))?;
     let session = link.model.as_deref().or(s.template.model.as_deref());
     let check = |model: Option<&str>| {
         verified
@@ -431,42 +428,29 @@ fn check_models(
     models.into_iter().try_for_each(|m| check(Some(m)))
 }
 
-/// A `model` field that [`models_in`] would not read as the provider may: the name in other
-/// letter case (a parser that matches names case-insensitively reads `Model` as `model`), or
-/// a value that is neither a string nor null (a list of models).
-fn odd_model_field(v: &Value) -> Option<String> {
-    match v {
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.eq_ignore_ascii_case("model") {
-                if k != "model" {
-                    return Some(format!(
-                        "the field `{k}` differs from `model` only in letter case; till refuses names other parsers could read differently"
-                    ));
-                }
-                if !(v.is_string() || v.is_null()) {
-                    return Some("`model` must be a string".into());
-                }
-            }
-            odd_model_field(v)
-        }),
-        Value::Array(items) => items.iter().find_map(odd_model_field),
-        _ => None,
-    }
-}
-
-/// Every string under a `model` key, anywhere in `v`.
-fn models_in<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+/// Every string under a `model` key, anywhere in `v`. Refused: a `model` in other letter case
+/// (a parser that matches names case-insensitively reads `Model` as `model`) and a list under
+/// `model` (a list of models); an object there is walked (a tool's schema may have a parameter
+/// named `model`).
+fn models_in<'v>(v: &'v Value, out: &mut Vec<&'v str>) -> Result<(), String> {
     match v {
         Value::Object(map) => {
             for (k, v) in map {
+                if k != "model" && k.eq_ignore_ascii_case("model") {
+                    return Err(format!(
+                        "the field `{k}` differs from `model` only in letter case; till refuses names other parsers could read differently"
+                    ));
+                }
                 match (k.as_str(), v) {
                     ("model", Value::String(m)) => out.push(m),
-                    _ => models_in(v, out),
+                    ("model", Value::Array(_)) => return Err("`model` must be a string".into()),
+                    _ => models_in(v, out)?,
                 }
             }
+            Ok(())
         }
-        Value::Array(items) => items.iter().for_each(|v| models_in(v, out)),
-        _ => {}
+        Value::Array(items) => items.iter().try_for_each(|v| models_in(v, out)),
+        _ => Ok(()),
     }
 }
 
@@ -807,7 +791,7 @@ mod tests {
             }
         });
         let mut found = Vec::new();
-        models_in(&v, &mut found);
+        models_in(&v, &mut found).unwrap();
         found.sort_unstable();
         assert_eq!(found, ["gpt-realtime", "whisper-1"]);
     }
