@@ -245,7 +245,10 @@ fn inspect_with(
 /// and the long `ſ` as `s`) or with control characters (a C parser stops at NUL).
 fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), String> {
     for k in map.keys() {
-        if k.chars().any(char::is_control) {
+        // Nearly every name is letters, digits and `_`: one pass over its bytes says so, and
+        // the checks for what else a name may hold are for the rest.
+        let plain_ascii = k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain_ascii && k.chars().any(char::is_control) {
             return Err(format!(
                 "the field name {k:?} has a control character; till refuses names other parsers could read differently"
             ));
@@ -253,8 +256,9 @@ fn check_field_names(map: &Map<String, Value>, read: &[&str]) -> Result<(), Stri
         // A name with a `-`, a space or an invisible character in it may be read by a lenient
         // parser (or a framework that maps names) as the name without them: `max-tokens`,
         // `"max_tokens "`, `n` with a zero-width space after it.
-        if k.chars()
-            .any(|c| c == '-' || c.is_whitespace() || invisible(c))
+        if !plain_ascii
+            && k.chars()
+                .any(|c| c == '-' || c.is_whitespace() || invisible(c))
         {
             let plain: String = k
                 .chars()
