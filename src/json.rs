@@ -543,11 +543,31 @@ fn special(bytes: &[u8], mut from: usize) -> Option<usize> {
 /// was half the skim. AVX2 then took it to 135.5 µs (−11 %), again too little to be worth
 /// a second, run-time-chosen copy of the scan on a security boundary.
 fn skip_string(b: &[u8], from: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, just checked.
+        return unsafe { skip_string_avx2(b, from) };
+    }
+    skip_string_by(b, from, masks64)
+}
+
+/// [`skip_string`] with the masks of each block taken 32 bytes at a time: half the
+/// instructions of SSE2's sixteen, on the strings that are nearly all of a large body.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn skip_string_avx2(b: &[u8], from: usize) -> Option<usize> {
+    skip_string_by(b, from, |block| masks64_avx2(block))
+}
+
+/// The scan of [`skip_string`], with `masks` for each 64-byte block. Inlined into each
+/// caller, so the masks are computed with that caller's instructions.
+#[inline(always)]
+fn skip_string_by(b: &[u8], from: usize, masks: impl Fn(&[u8; 64]) -> Masks) -> Option<usize> {
     let mut scan = Scan::default();
     let mut at = from;
     while let Some(block) = b.get(at..at + 64) {
         let block: &[u8; 64] = block.try_into().ok()?;
-        if let Some(end) = scan.block(b, at, masks64(block))? {
+        if let Some(end) = scan.block(b, at, masks(block))? {
             return Some(end);
         }
         at += 64;
@@ -558,7 +578,7 @@ fn skip_string(b: &[u8], from: usize) -> Option<usize> {
     // The last bytes, padded with spaces (which end nothing and are not escapes).
     let mut padded = [b' '; 64];
     padded[..b.len() - at].copy_from_slice(&b[at..]);
-    let end = scan.block(b, at, masks64(&padded))??;
+    let end = scan.block(b, at, masks(&padded))??;
     (end < b.len()).then_some(end)
 }
 
@@ -672,7 +692,7 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Which bytes of a 64-byte block are quotes, backslashes, control characters and `n`s.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
 struct Masks {
     quote: u64,
     backslash: u64,
@@ -691,6 +711,42 @@ fn masks64(block: &[u8; 64]) -> Masks {
         m.n |= u64::from(n) << (16 * k);
     }
     m
+}
+
+/// [`masks64`] in two 32-byte halves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn masks64_avx2(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
+        _mm256_set1_epi8,
+    };
+    let half = |v: __m256i| {
+        let low = _mm256_set1_epi8(0x1f);
+        let bits = |m| u64::from(_mm256_movemask_epi8(m) as u32);
+        [
+            bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8))),
+            bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8))),
+            // Unsigned c <= 0x1f exactly when max(c, 0x1f) == 0x1f.
+            bits(_mm256_cmpeq_epi8(_mm256_max_epu8(v, low), low)),
+            bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'n' as i8))),
+        ]
+    };
+    // SAFETY: the unaligned loads read the two halves of `block`, exactly its 64 bytes.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_loadu_si256(block.as_ptr().cast()),
+            _mm256_loadu_si256(block.as_ptr().add(32).cast()),
+        )
+    };
+    let [q0, b0, c0, n0] = half(lo);
+    let [q1, b1, c1, n1] = half(hi);
+    Masks {
+        quote: q0 | q1 << 32,
+        backslash: b0 | b1 << 32,
+        control: c0 | c1 << 32,
+        n: n0 | n1 << 32,
+    }
 }
 
 /// A bit for each of the sixteen bytes that is `"`, `\` or below 0x20.

@@ -129,6 +129,8 @@ fn scan_agrees(body: &[u8], shown: &str) {
         p.string().map(|_| p.w.at - 1)
     });
     assert_eq!(skip_string(body, 1), full, "{shown}");
+    // The scan without AVX2, which this CPU's would otherwise hide.
+    assert_eq!(skip_string_by(body, 1, masks64), full, "{shown}");
     let closed = &body[..full.map_or(body.len(), |f| f + 1)];
     assert_eq!(full.is_some(), parse_reference(closed).is_ok(), "{shown}");
 }
@@ -254,6 +256,26 @@ fn the_fast_parse_reads_exactly_what_serde_json_reads() {
     for depth in [126, 127, 128, 129] {
         agree(format!("{}{}", "[".repeat(depth), "]".repeat(depth)).as_bytes());
         agree(format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth)).as_bytes());
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The masks taken 32 bytes at a time are the masks taken 16 at a time, for blocks of
+    /// the bytes the scan looks for (and their neighbours) in any order.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn both_block_masks_agree(block in proptest::array::uniform32(proptest::sample::select(
+        vec![b'"', b'\\', b'n', b'm', b'x', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xff, b'o', b'!', b'#', b'[', b']'],
+    )), tail in proptest::array::uniform32(proptest::prelude::any::<u8>())) {
+        proptest::prop_assume!(std::arch::is_x86_feature_detected!("avx2"));
+        let mut whole = [0u8; 64];
+        whole[..32].copy_from_slice(&block);
+        whole[32..].copy_from_slice(&tail);
+        // SAFETY: the CPU has AVX2, just checked.
+        let wide = unsafe { masks64_avx2(&whole) };
+        proptest::prop_assert_eq!(wide, masks64(&whole));
     }
 }
 

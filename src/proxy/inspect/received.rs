@@ -97,8 +97,8 @@ impl Receiving {
     }
 }
 
-/// UTF-8 checked over pieces: `std::str::from_utf8` on each, with a character cut between two
-/// pieces put together and checked on its own.
+/// UTF-8 checked over pieces: `simdutf8`'s check (std's rules, and where it stopped) on
+/// each, with a character cut between two pieces put together and checked on its own.
 #[derive(Default)]
 struct Utf8 {
     /// The start of a character the last piece ended in.
@@ -125,13 +125,13 @@ impl Utf8 {
             if self.cut_len < width {
                 return;
             }
-            if std::str::from_utf8(&self.cut[..width]).is_err() {
+            if simdutf8::basic::from_utf8(&self.cut[..width]).is_err() {
                 self.broken = true;
                 return;
             }
             self.cut_len = 0;
         }
-        if let Err(e) = std::str::from_utf8(piece) {
+        if let Err(e) = simdutf8::compat::from_utf8(piece) {
             // `error_len` is `None` only for the start of a valid character cut off by the
             // end of the piece: at most three bytes.
             if e.error_len().is_some() {
