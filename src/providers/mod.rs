@@ -371,7 +371,7 @@ mod tests {
         let openai = ApiFamily::Openai.wire();
         assert_eq!(
             openai.hidden_input(Op::OpenaiChat, Some("gpt-5"), &chat),
-            20_000
+            32_768
         );
         assert_eq!(
             openai.hidden_input(Op::OpenaiChat, Some("openai/gpt-4o-mini"), &chat),
@@ -388,7 +388,7 @@ mod tests {
         ]}]}));
         assert_eq!(
             openai.hidden_input(Op::OpenaiChat, Some("gpt-5"), &folded),
-            10_000
+            16_384
         );
 
         let anthropic = ApiFamily::Anthropic.wire();

@@ -227,13 +227,14 @@ impl Family for Openai {
             return 0;
         }
         // gpt-4o-mini bills an image as 2,833 tokens and 5,667 a tile, up to 8 tiles (an image
-        // scaled to 768 × 2048): 48,169. Every other model's image is priced to cost fewer
-        // (tiles of 170 or 140 tokens, or at most 1,536 patches times a model's factor under
-        // 2.5); 10,000 also covers the larger detail levels of newer models.
+        // scaled to 768 × 2048): 48,169. Every other OpenAI model's image is priced to cost
+        // fewer (tiles of 170 or 140 tokens, or at most 1,536 patches times a model's factor
+        // under 2.5, and the larger detail levels of newer models); 16,384 also covers the
+        // vision models OpenAI-compatible servers run, whose processors cap an image there.
         let per_image = if model.is_some_and(|m| m.contains("gpt-4o-mini")) {
             48_169
         } else {
-            10_000
+            16_384
         };
         images * per_image
     }

@@ -337,9 +337,10 @@ const UNCOUNTED: &[&str] = &[
 /// `t_max_predict_ms`, the `max_new_tokens` of TGI and others, Ollama's `num_predict`, beam
 /// search's and Hugging Face's counts), and the objects such servers read them from (Ollama's
 /// `options`, TGI's `parameters`, vLLM's `sampling_params` and `vllm_xargs`, and `extra_body`,
-/// which a LiteLLM proxy merges over the request). Such a server may read a field that the
-/// endpoint's own API does not (vLLM's chat reads `best_of`), and then produce more than the
-/// ceiling till reserved for: [`foreign_limit`] refuses them to bounded keys.
+/// which a LiteLLM proxy merges over the request), and vLLM's `mm_processor_kwargs`, which
+/// sets how many tokens an image becomes. Such a server may read a field that the endpoint's
+/// own API does not (vLLM's chat reads `best_of`), and then produce or bill more than till
+/// reserved for: [`foreign_limit`] refuses them to bounded keys.
 const LIMITS_ANYWHERE: &[&str] = &[
     "max_tokens",
     "max_completion_tokens",
@@ -369,6 +370,7 @@ const LIMITS_ANYWHERE: &[&str] = &[
     "sampling_params",
     "vllm_xargs",
     "extra_body",
+    "mm_processor_kwargs",
 ];
 
 /// The first of [`LIMITS_ANYWHERE`] that the body sets (not null) and `op`, an operation that

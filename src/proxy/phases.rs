@@ -515,7 +515,7 @@ pub async fn admit(
             403,
             "foreign_limit",
             format!(
-                "this request sets `{field}`, which this endpoint does not read but a compatible server may read as an output ceiling or a count of answers; till bounds the output by the endpoint's own fields, so a key with a budget, a token rate or an output cap may not send it"
+                "this request sets `{field}`, which this endpoint does not read but a compatible server may read as an output ceiling, a count of answers or the tokens an image becomes; till bounds the output by the endpoint's own fields, so a key with a budget, a token rate or an output cap may not send it"
             ),
         ));
     }

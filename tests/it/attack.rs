@@ -1614,6 +1614,11 @@ fn a_ceiling_in_another_apis_spelling_is_refused_to_a_bounded_key() {
             "/openai/v1/chat/completions",
             "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"extra_body\":{\"max_tokens\":100000,\"n\":50},\"messages\":[]}",
         ),
+        // vLLM's image processor settings: an image of more pixels is more tokens.
+        (
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"mm_processor_kwargs\":{\"max_pixels\":100000000},\"messages\":[]}",
+        ),
     ];
     let every = [
         "--scope",
