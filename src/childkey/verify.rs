@@ -359,6 +359,17 @@ impl<'a> Verified<'a> {
         &self.level_bindings
     }
 
+    /// The binding at the end of level 0: the key the mint key made, which this key is or was
+    /// narrowed from. Every key narrowed from it shares it, and only the mint key makes a new
+    /// one, so it names the key's lineage: the proxy shares the room for request bodies out
+    /// by it.
+    pub fn root_binding(&self) -> Binding {
+        *self
+            .level_bindings
+            .first()
+            .expect("verified tokens have caveats")
+    }
+
     /// This key's own binding (the last one).
     pub fn binding(&self) -> Binding {
         *self

@@ -367,7 +367,7 @@ pub async fn inspect<B: super::RequestBody>(
         body,
         options.max_body_bytes,
         options.body_timeout,
-        &ctx.state.bodies,
+        ctx.state.bodies.hold(verified.root_binding()),
     )
     .await?;
     // A body may take up to `body_timeout` to come: the key is checked again once it has, so a
@@ -935,12 +935,14 @@ pub fn respond(
 /// must not hold a connection and its slot for as long as it likes).
 ///
 /// A body that says it is larger than `max` (its `Content-Length`) is refused before any of it
-/// is read; one cut off or broken in its framing is refused whole.
+/// is read; one cut off or broken in its framing is refused whole. Its bytes are counted in
+/// `hold` as they arrive: against the bodies' shared room, and against the share of it the
+/// key's lineage may hold ([`BODIES_PER_LINEAGE`](super::state::BODIES_PER_LINEAGE)).
 async fn read_body<B: super::RequestBody>(
     mut body: B,
     max: u64,
     limit: Duration,
-    bodies: &super::state::BodyBytes,
+    mut hold: super::state::BodyHold<'_>,
 ) -> Result<body_inspect::Received, ProxyError> {
     let too_large = || {
         ProxyError::new(
@@ -951,26 +953,28 @@ async fn read_body<B: super::RequestBody>(
             ),
         )
     };
-    let busy = || {
-        ProxyError::new(
-            503,
-            "busy",
-            format!(
-                "till is reading as many request bodies as it holds at once ({} bytes in all: {} × [proxy] max_body_bytes); send this one again in a moment",
-                bodies.limit(),
+    let bodies = hold.pool();
+    let (limit_all, share) = (bodies.limit(), bodies.share());
+    let busy = |why: super::state::NoRoom| {
+        let message = match why {
+            super::state::NoRoom::All => format!(
+                "till is reading as many request bodies as it holds at once ({limit_all} bytes in all: {} × [proxy] max_body_bytes); send this one again in a moment",
                 super::state::BODIES_AT_ONCE
             ),
-        )
-        .retry_after(1)
+            super::state::NoRoom::Lineage => format!(
+                "this key and the keys narrowed from it are sending as many request bodies at once as one key may ({share} bytes: {} × [proxy] max_body_bytes, half of what till reads at once); send this one again once one of the others has arrived",
+                super::state::BODIES_PER_LINEAGE
+            ),
+        };
+        ProxyError::new(503, "busy", message).retry_after(1)
     };
     let announced = body.size_hint().lower();
     if announced > max {
         return Err(too_large());
     }
-    // The body's bytes count against what the proxy holds of all bodies at once as they
-    // arrive, not as announced: a client that announces a large body and sends none of it
-    // (or a byte a minute) holds no room another client's body needs.
-    let mut hold = bodies.hold();
+    // The body's bytes count against what the proxy holds of all bodies at once, and against
+    // the key's share of it, as they arrive, not as announced: a client that announces a large
+    // body and sends none of it (or a byte a minute) holds no room another client's body needs.
     let read = async {
         // Each piece is copied and checked as it arrives (`Receiving`), while the next one is
         // still on its way.
@@ -981,8 +985,10 @@ async fn read_body<B: super::RequestBody>(
             let next = std::future::poll_fn(|cx| {
                 let polled = std::pin::Pin::new(&mut body).poll_frame(cx);
                 let held = received.received() as u64 + body.held();
-                if polled.is_pending() && !hold.grow_to(held) {
-                    return std::task::Poll::Ready(Err(busy()));
+                if polled.is_pending()
+                    && let Err(why) = hold.grow_to(held)
+                {
+                    return std::task::Poll::Ready(Err(busy(why)));
                 }
                 polled.map(Ok)
             })
@@ -1002,9 +1008,7 @@ async fn read_body<B: super::RequestBody>(
                 if total > max {
                     return Err(too_large());
                 }
-                if !hold.grow_to(total) {
-                    return Err(busy());
-                }
+                hold.grow_to(total).map_err(busy)?;
                 received.push(piece);
             }
         }

@@ -10,9 +10,9 @@
 //! the writer saw around each of them ([`OwnCommits`]), so the proxy's own rows do not send
 //! the next request to SQLite.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher as _, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -257,19 +257,59 @@ pub struct State {
 /// 256 MiB of bodies in all, however many connections send at the same time.
 pub const BODIES_AT_ONCE: u64 = 8;
 
-/// The bytes of request bodies being read at once, and their bound, so that clients that each
-/// send all but the last byte of a large body cannot make the proxy hold more memory than that.
+/// How many largest bodies one key's lineage (a key till made, and every key narrowed from
+/// it) may have being read at once: half of [`BODIES_AT_ONCE`], 128 MiB by default.
+///
+/// Half, because whatever one lineage holds, every other key together is left at least as
+/// much, however many connections that lineage opens: one that sends all but the last byte of
+/// many large bodies stalls only its own requests (without a share it would fill the shared
+/// room, and every other key's bodies would be refused until its `body_timeout`). And half
+/// still lets one lineage send a largest body, or four at once, or many smaller ones; only its
+/// fifth largest body at once waits. A share of one largest body would refuse an agent's
+/// second large request while its first is on its way. A lineage is named by the binding of
+/// its first level, which only the mint key can make: narrowing a key offline gives no new
+/// share, so an agent cannot multiply its room that way.
+pub const BODIES_PER_LINEAGE: u64 = BODIES_AT_ONCE / 2;
+
+/// The bytes of request bodies being read at once, and their bounds, so that clients that each
+/// send all but the last byte of a large body cannot make the proxy hold more memory than
+/// [`BODIES_AT_ONCE`] largest bodies, nor one key's lineage more than its share of that
+/// ([`BODIES_PER_LINEAGE`]).
 #[derive(Debug)]
 pub(super) struct BodyBytes {
-    held: AtomicU64,
+    /// What all bodies being read may hold together.
     limit: u64,
+    /// What the bodies of one lineage may hold together.
+    share: u64,
+    /// Held under one short lock: the total and each lineage's part change together.
+    held: Mutex<HeldBodies>,
+}
+
+#[derive(Debug, Default)]
+struct HeldBodies {
+    total: u64,
+    /// The bytes each lineage holds, by the binding of its first level. A lineage that holds
+    /// nothing has no entry, so the map has at most an entry per body being read, and once it
+    /// has grown to the bodies read at once it allocates no more. Keyed SipHash, as every map
+    /// keyed by a binding.
+    by_lineage: HashMap<Binding, u64>,
+}
+
+/// Which bound a body being read found no room under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoRoom {
+    /// The bodies being read hold all the proxy reads at once ([`BODIES_AT_ONCE`]).
+    All,
+    /// The bodies of the key's lineage hold its share ([`BODIES_PER_LINEAGE`]).
+    Lineage,
 }
 
 impl BodyBytes {
-    fn new(limit: u64) -> Self {
+    fn new(max_body_bytes: u64) -> Self {
         Self {
-            held: AtomicU64::new(0),
-            limit,
+            limit: max_body_bytes.saturating_mul(BODIES_AT_ONCE),
+            share: max_body_bytes.saturating_mul(BODIES_PER_LINEAGE),
+            held: Mutex::default(),
         }
     }
 
@@ -278,49 +318,99 @@ impl BodyBytes {
         self.limit
     }
 
-    /// A hold of no bytes yet, given back when dropped.
-    pub(super) fn hold(&self) -> BodyHold<'_> {
-        BodyHold { pool: self, n: 0 }
+    /// The bytes the bodies of one lineage may hold together.
+    pub(super) fn share(&self) -> u64 {
+        self.share
     }
 
-    /// Takes `more` bytes; false (and nothing taken) when that would pass the bound.
-    pub(super) fn take(&self, more: u64) -> bool {
-        self.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(more).filter(|&t| t <= self.limit)
-            })
-            .is_ok()
+    /// A hold of no bytes yet for a body of `lineage` (the binding of its key's first level),
+    /// given back when dropped.
+    pub(super) fn hold(&self, lineage: Binding) -> BodyHold<'_> {
+        BodyHold {
+            pool: self,
+            lineage,
+            n: 0,
+        }
     }
 
-    /// Gives back `n` bytes taken before.
-    pub(super) fn give(&self, n: u64) {
-        self.held.fetch_sub(n, Ordering::AcqRel);
+    /// Takes `more` bytes for `lineage`; nothing is taken when that would pass its share
+    /// ([`NoRoom::Lineage`], told first: it is that key's own doing) or the bound of all bodies.
+    pub(super) fn take(&self, lineage: Binding, more: u64) -> Result<(), NoRoom> {
+        if more == 0 {
+            return Ok(());
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = &mut *held;
+        let mine = held.by_lineage.entry(lineage);
+        let was = match &mine {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(_) => 0,
+        };
+        let now = was
+            .checked_add(more)
+            .filter(|&n| n <= self.share)
+            .ok_or(NoRoom::Lineage)?;
+        let total = held
+            .total
+            .checked_add(more)
+            .filter(|&t| t <= self.limit)
+            .ok_or(NoRoom::All)?;
+        held.total = total;
+        match mine {
+            Entry::Occupied(mut e) => *e.get_mut() = now,
+            Entry::Vacant(e) => {
+                e.insert(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back `n` bytes `lineage` took before.
+    pub(super) fn give(&self, lineage: Binding, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = &mut *held;
+        held.total = held.total.saturating_sub(n);
+        if let Entry::Occupied(mut e) = held.by_lineage.entry(lineage) {
+            match e.get().checked_sub(n) {
+                Some(left) if left > 0 => *e.get_mut() = left,
+                _ => {
+                    e.remove();
+                }
+            }
+        }
     }
 }
 
 /// Bytes one body being read holds of the [`BodyBytes`].
 pub(super) struct BodyHold<'a> {
     pool: &'a BodyBytes,
+    lineage: Binding,
     n: u64,
 }
 
-impl BodyHold<'_> {
-    /// Grows the hold to `n` bytes; false (and nothing taken) when that would pass the bound.
-    pub(super) fn grow_to(&mut self, n: u64) -> bool {
+impl<'a> BodyHold<'a> {
+    /// The room this hold takes from.
+    pub(super) fn pool(&self) -> &'a BodyBytes {
+        self.pool
+    }
+
+    /// Grows the hold to `n` bytes; nothing is taken when that would pass a bound.
+    pub(super) fn grow_to(&mut self, n: u64) -> Result<(), NoRoom> {
         if n <= self.n {
-            return true;
+            return Ok(());
         }
-        let taken = self.pool.take(n - self.n);
-        if taken {
-            self.n = n;
-        }
-        taken
+        self.pool.take(self.lineage, n - self.n)?;
+        self.n = n;
+        Ok(())
     }
 }
 
 impl Drop for BodyHold<'_> {
     fn drop(&mut self) {
-        self.pool.give(self.n);
+        self.pool.give(self.lineage, self.n);
     }
 }
 
@@ -375,7 +465,7 @@ impl State {
         watched.signal = CommitSignal::open(watched.ledger.conn());
         Ok(Self {
             providers,
-            bodies: BodyBytes::new(options.max_body_bytes.saturating_mul(BODIES_AT_ONCE)),
+            bodies: BodyBytes::new(options.max_body_bytes),
             options,
             stats: Stats::default(),
             store,

@@ -88,7 +88,7 @@ pub(super) async fn handle(
                 template: ctx.record.take(),
                 stop: conn.stop,
                 _slot: conn.slot,
-                arriving: std::sync::Arc::default(),
+                arriving: std::sync::Arc::new(arriving::Arriving::new(opened.lineage)),
             };
             let client_config = client_config(state.options.max_body_bytes);
             let upstream = opened.upstream;
@@ -148,6 +148,9 @@ struct Opened {
     upstream: crate::upstream::Socket,
     answer: Response<ProxyBody>,
     root: std::sync::Arc<secrecy::SecretString>,
+    /// The key's lineage ([`Verified::root_binding`](crate::childkey::Verified::root_binding)):
+    /// the socket's messages count against its share of the bodies' room.
+    lineage: crate::childkey::Binding,
 }
 
 /// The upgrade's checks, then the provider's WebSocket.
@@ -169,6 +172,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         .or(in_protocol);
     let caller = phases::caller_with(ctx, key.as_deref()).await?;
     let verified = phases::authenticate(ctx, &caller)?;
+    let lineage = verified.root_binding();
 
     let route = crate::providers::endpoint::classify_websocket(provider.api, ctx.rest)
         .ok_or_else(|| {
@@ -281,6 +285,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         upstream,
         answer,
         root,
+        lineage,
     })
 }
 

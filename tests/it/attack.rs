@@ -2629,33 +2629,47 @@ fn a_key_that_may_not_ask_holds_no_room_for_bodies() {
 #[test]
 fn bodies_held_at_once_are_bounded_however_many_clients_send() {
     use std::io::{Read as _, Write as _};
-    // Bodies of at most 1,000 bytes: the proxy reads at most 8,000 bytes of bodies at once.
+    // Bodies of at most 1,000 bytes: the proxy reads at most 8,000 bytes of bodies at once,
+    // at most half of them for one key's lineage.
     let a = Attack::new(
         "[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"30s\"\n",
         &["--scope", "openai"],
     );
+    let second = a.p.create_key(&["--scope", "openai"]);
     let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
-    let head = |len: usize| {
+    let head = |key: &str, len: usize| {
         format!(
-            "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
-             content-type: application/json\r\ncontent-length: {len}\r\n\r\n",
-            a.key
+            "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n\r\n"
         )
     };
-    // Eight clients each announce the largest body and send all of it but the last byte.
+    // Eight clients, four with each of two keys, each announce the largest body and send all
+    // of it but the last byte.
     let mut stalled: Vec<std::net::TcpStream> = (0..8)
-        .map(|_| {
+        .map(|i| {
+            let key = if i % 2 == 0 { &a.key } else { &second };
             let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            s.write_all(head(1000).as_bytes()).unwrap();
+            s.write_all(head(key, 1000).as_bytes()).unwrap();
             s.write_all(&[b' '; 999]).unwrap();
             s
         })
         .collect();
-    // The proxy has read what they sent once a ninth is turned away; it is, while they hold.
+    // The proxy has read what they sent once a ninth, of a third key, is turned away; it is,
+    // while they hold.
+    let third = format!("Bearer {}", a.p.create_key(&["--scope", "openai"]));
+    let post = |body: &str| {
+        raw_http(
+            &a.serve.url,
+            "POST",
+            "/openai/v1/chat/completions",
+            &[("authorization", &third), JSON],
+            body.as_bytes(),
+        )
+    };
     let body = chat("gpt-4o-mini");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let (status, text) = loop {
-        let (status, text) = a.post("/openai/v1/chat/completions", &body);
+        let (status, text) = post(&body);
         if status != 200 || std::time::Instant::now() > deadline {
             break (status, text);
         }
@@ -2663,6 +2677,7 @@ fn bodies_held_at_once_are_bounded_however_many_clients_send() {
     };
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("max_body_bytes"), "{text}");
+    assert!(text.contains("8000 bytes in all"), "{text}");
     let through = a.p.mock.requests().len();
 
     // One of them finishes its body (an invalid one, refused) and goes: room for the next.
@@ -2671,10 +2686,133 @@ fn bodies_held_at_once_are_bounded_however_many_clients_send() {
     let mut answer = String::new();
     let _ = done.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    let (status, text) = a.post("/openai/v1/chat/completions", &body);
+    let (status, text) = post(&body);
     assert_eq!(status, 200, "{text}");
     assert_eq!(a.p.mock.requests().len(), through + 1);
     drop(stalled);
+}
+
+/// One key, with the keys narrowed from it, may hold only half of the bodies' shared room:
+/// eight clients of one key that each sent all but the last byte of the largest body held all
+/// of it until their `body_timeout`, and every other key's requests were refused (503)
+/// meanwhile. The key's bodies past its half are refused instead, and another key's requests
+/// go through while the first key's bodies hold what they may.
+#[test]
+fn one_key_and_its_narrowed_keys_cannot_take_the_bodies_room_from_another_key() {
+    use std::io::{Read as _, Write as _};
+    // Bodies of at most 1,000 bytes: 8,000 bytes of them at once, 4,000 for one key's lineage.
+    let a = Attack::new(
+        "[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"30s\"\n",
+        &["--scope", "openai"],
+    );
+    let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
+    let (code, narrowed, stderr) = crate::support::output(a.p.env.till().args([
+        "key",
+        "attenuate",
+        &a.key,
+        "--scope",
+        "openai/gpt-4o-mini",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let narrowed = narrowed.trim().to_string();
+    let other = a.p.create_key(&["--scope", "openai"]);
+    let other_auth = format!("Bearer {other}");
+    let from_other = || {
+        raw_http(
+            &a.serve.url,
+            "POST",
+            "/openai/v1/chat/completions",
+            &[("authorization", &other_auth), JSON],
+            chat("gpt-4o").as_bytes(),
+        )
+    };
+    // The key and its narrowed key each open four connections, announce the largest body and
+    // send all of it but the last byte (head and body in one write).
+    let mut stalled: Vec<std::net::TcpStream> = (0..8)
+        .map(|i| {
+            let key = if i % 2 == 0 { &a.key } else { &narrowed };
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            let mut sent = format!(
+                "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+                 content-type: application/json\r\nconnection: close\r\ncontent-length: 1000\r\n\r\n"
+            )
+            .into_bytes();
+            sent.extend_from_slice(&[b' '; 999]);
+            s.write_all(&sent).unwrap();
+            s
+        })
+        .collect();
+    // Let the proxy read them.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (status, text) = from_other();
+    assert_eq!(status, 200, "another key is not starved: {text}");
+
+    // Four of them are read and held (3,996 bytes); the other four are answered at once, 503
+    // with `Retry-After`, as a body past the shared room is.
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for mut s in stalled.drain(..) {
+        s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        if answer.is_empty() {
+            held.push(s);
+            continue;
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+        assert!(answer.contains("till_busy"), "{answer}");
+        assert!(
+            answer.contains("narrowed from it") && answer.contains("max_body_bytes"),
+            "{answer}"
+        );
+        refused += 1;
+    }
+    assert_eq!(
+        (refused, held.len()),
+        (4, 4),
+        "half the room for one lineage"
+    );
+    // While those four hold, the key's next body is refused too, and another key's goes.
+    let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("narrowed from it"), "{text}");
+    let (status, text) = from_other();
+    assert_eq!(status, 200, "{text}");
+    let models: Vec<Value> = a
+        .upstream_bodies()
+        .iter()
+        .map(|b| b["model"].clone())
+        .collect();
+    assert_eq!(
+        models,
+        ["gpt-4o", "gpt-4o"],
+        "the other key's requests went upstream, none of the first key's"
+    );
+
+    // One of the held bodies is finished (an invalid one, refused): it was read, and its room
+    // is the key's again.
+    let mut done = held.pop().unwrap();
+    done.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    done.write_all(b" ").unwrap();
+    let mut answer = String::new();
+    let _ = done.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
+    assert_eq!(status, 200, "{text}");
+    drop(held);
 }
 
 /// A client that announces a large body and sends a byte of it holds a byte of the bodies'

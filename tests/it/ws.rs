@@ -627,17 +627,26 @@ async fn post_near_the_room(serve: &Serve, auth: &str) -> (u16, String) {
 async fn messages_arriving_on_sockets_hold_the_bodies_room_and_time() {
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-    // Bodies of at most 1,000 bytes: 8,000 bytes of them at once.
+    // Bodies of at most 1,000 bytes: 8,000 bytes of them at once, half of that for one key's
+    // lineage; two keys' sockets fill it.
     let p = setup("[proxy]\nmax_body_bytes = 1000\nbody_timeout = \"3s\"\n");
-    let key = p.create_key(&["--scope", "openai"]);
+    let keys = [
+        p.create_key(&["--scope", "openai"]),
+        p.create_key(&["--scope", "openai"]),
+    ];
     let serve = p.serve();
     p.mock.clear_requests();
-    let auth = bearer(&key);
+    let auth = bearer(&p.create_key(&["--scope", "openai"]));
     let mut held = Vec::new();
-    for _ in 0..8 {
-        let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
-            .await
-            .unwrap();
+    for i in 0..8 {
+        let socket_auth = bearer(&keys[i % 2]);
+        let (mut ws, _) = open(
+            &serve,
+            "/openai/v1/responses",
+            &[("authorization", &socket_auth)],
+        )
+        .await
+        .unwrap();
         // The first 900 bytes of a text message, and no more.
         let first = Frame::message(vec![b' '; 900], OpCode::Data(Data::Text), false);
         ws.send(Message::Frame(first)).await.unwrap();
@@ -664,31 +673,49 @@ async fn messages_arriving_on_sockets_hold_the_bodies_room_and_time() {
 /// A message read whole leaves its room in the socket's buffers (the WebSocket library keeps
 /// a buffer as large as the largest frame it read): that room stays counted in the bodies'
 /// shared room until the socket closes, so sockets that each sent one large message, even
-/// one till refused, and stayed open cannot hold the proxy's memory uncounted.
+/// one till refused, and stayed open cannot hold the proxy's memory uncounted; nor can one
+/// key's sockets hold more than its lineage's share of that room.
 #[tokio::test]
 async fn a_socket_keeps_its_largest_message_counted_until_it_closes() {
-    // Bodies of at most 1,000 bytes: 8,000 bytes of them at once; a 900-byte message keeps
-    // twice its size (read on one side, written on the other).
+    // Bodies of at most 1,000 bytes: 8,000 bytes of them at once, 4,000 for one key's
+    // lineage; a 900-byte message keeps twice its size (read on one side, written on the
+    // other).
     let p = setup("[proxy]\nmax_body_bytes = 1000\n");
-    let key = p.create_key(&["--scope", "openai"]);
+    let keys: Vec<String> = (0..3)
+        .map(|_| p.create_key(&["--scope", "openai"]))
+        .collect();
     let serve = p.serve();
     p.mock.clear_requests();
-    let auth = bearer(&key);
+    let auth = bearer(&keys[2]);
     let refused = json!({"type": "no.such.event", "pad": " ".repeat(860)});
     assert!((880..=900).contains(&refused.to_string().len()));
     let mut open_sockets = Vec::new();
-    for i in 0..5 {
-        let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
-            .await
-            .unwrap();
+    // The first key's third socket passes its lineage's share; the third key's first, the
+    // room all bodies share.
+    for (key, fits) in [
+        (0, true),
+        (0, true),
+        (0, false),
+        (1, true),
+        (1, true),
+        (2, false),
+    ] {
+        let socket_auth = bearer(&keys[key]);
+        let (mut ws, _) = open(
+            &serve,
+            "/openai/v1/responses",
+            &[("authorization", &socket_auth)],
+        )
+        .await
+        .unwrap();
         send(&mut ws, &refused).await;
         let v = next(&mut ws).await;
-        if i < 4 {
+        if fits {
             assert_eq!(v["type"], "error", "{v}");
             open_sockets.push(ws);
         } else {
-            // The fifth finds no room left for its message: the socket is closed (as it
-            // arrives, or told `till_busy` once read whole).
+            // It finds no room left for its message: the socket is closed (as it arrives, or
+            // told `till_busy` once read whole).
             let close = if v.get("close").is_some() {
                 v
             } else {

@@ -138,6 +138,43 @@ fn same_bytes_is_equality_at_every_length_and_every_position() {
     }
 }
 
+/// One lineage holds at most half of the bodies' room, a largest body and several smaller
+/// ones included; others take the rest; what is given back is another's to take, and a
+/// lineage that holds nothing keeps no entry.
+#[test]
+fn body_bytes_give_one_lineage_half_the_room() {
+    let bodies = BodyBytes::new(1000);
+    assert_eq!((bodies.limit(), bodies.share()), (8000, 4000));
+    let (a, b, c) = (Binding([1; 32]), Binding([2; 32]), Binding([3; 32]));
+    let lineages = |bodies: &BodyBytes| bodies.held.lock().unwrap().by_lineage.len();
+
+    let mut largest = bodies.hold(a);
+    assert_eq!(largest.grow_to(1000), Ok(()));
+    let mut smaller: Vec<_> = (0..3).map(|_| bodies.hold(a)).collect();
+    for h in &mut smaller {
+        assert_eq!(h.grow_to(999), Ok(()));
+    }
+    // 3,997 bytes held: three more fill the lineage's share; a fourth is refused, however
+    // much room is left.
+    let mut more = bodies.hold(a);
+    assert_eq!(more.grow_to(3), Ok(()));
+    assert_eq!(more.grow_to(4), Err(NoRoom::Lineage));
+    assert_eq!(bodies.take(a, u64::MAX), Err(NoRoom::Lineage));
+    // Another lineage takes the other half, then nothing more is left to a third.
+    assert_eq!(bodies.take(b, 4000), Ok(()));
+    assert_eq!(bodies.take(c, 1), Err(NoRoom::All));
+    assert_eq!(lineages(&bodies), 2, "a refused take leaves no entry");
+    // What the first gives back is there for the third.
+    drop(smaller.pop());
+    assert_eq!(bodies.take(c, 999), Ok(()));
+    assert_eq!(bodies.take(c, 1), Err(NoRoom::All));
+    drop((largest, smaller, more));
+    bodies.give(b, 4000);
+    bodies.give(c, 999);
+    let held = bodies.held.lock().unwrap();
+    assert_eq!((held.total, held.by_lineage.len()), (0, 0));
+}
+
 fn root_meta(provider: &str, fingerprint: &str) -> crate::ledger::RootKeyMeta {
     crate::ledger::RootKeyMeta {
         provider: provider.to_string(),

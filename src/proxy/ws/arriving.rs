@@ -1,7 +1,8 @@
 //! A client's WebSocket message while it arrives: its bytes are held in the WebSocket's
 //! buffers (up to `[proxy] max_body_bytes` a message), so they are counted against the proxy's
-//! shared allowance for bodies being read ([`State::bodies`](super::super::state::State)), as
-//! an HTTP body's are, and the message must be whole within `body_timeout` of its first byte.
+//! shared allowance for bodies being read ([`State::bodies`](super::super::state::State)), and
+//! against the share of it the key's lineage may hold, as an HTTP body's are, and the message
+//! must be whole within `body_timeout` of its first byte.
 //! Without both, sockets that each sent most of a large message and then only pings held the
 //! proxy's memory (32 MiB a socket by default) for as long as they liked.
 //!
@@ -26,15 +27,18 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Duration, Instant, Sleep};
 
-use crate::proxy::state::State;
+use crate::childkey::Binding;
+use crate::proxy::state::{NoRoom, State};
 
 /// The client WebSocket's read buffer: what may go uncounted of a message's start.
 pub(super) const READ_BUFFER: usize = 16 * 1024;
 
 /// The bytes of the message arriving now, and since when it has been arriving; and the room
-/// the socket keeps for its largest messages.
-#[derive(Debug, Default)]
+/// the socket keeps for its largest messages, all counted for the lineage of the socket's key.
+#[derive(Debug)]
 pub(super) struct Arriving {
+    /// The binding of the first level of the key the socket opened with.
+    lineage: Binding,
     bytes: AtomicU64,
     /// Milliseconds from `base` to the message's first byte, plus one (0: none arriving).
     since: AtomicU64,
@@ -52,28 +56,43 @@ pub(super) enum Way {
 }
 
 impl Arriving {
+    /// Nothing arriving yet on a socket opened with a key of `lineage` (its
+    /// [`root_binding`](crate::childkey::Verified::root_binding)).
+    pub(super) fn new(lineage: Binding) -> Self {
+        Self {
+            lineage,
+            bytes: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            largest: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    /// Gives `n` bytes back to the bodies' room.
+    fn give(&self, state: &State, n: u64) {
+        state.bodies.give(self.lineage, n);
+    }
+
     /// A message (or a close) was read whole: its bytes are given back.
     pub(super) fn whole(&self, state: &State) {
         let n = self.bytes.swap(0, Ordering::AcqRel);
         self.since.store(0, Ordering::Release);
-        state.bodies.give(n);
+        self.give(state, n);
     }
 
     /// A message of `len` bytes went `way`: the socket's buffers now hold room for it (read
-    /// on one side, written on the other), which stays counted until the socket closes. False
-    /// when the bodies' shared room cannot hold it: the socket is to be closed.
-    pub(super) fn largest(&self, state: &State, way: Way, len: usize) -> bool {
+    /// on one side, written on the other), which stays counted until the socket closes. An
+    /// error when the bodies' shared room, or the key's share of it, cannot hold it: the socket
+    /// is to be closed.
+    pub(super) fn largest(&self, state: &State, way: Way, len: usize) -> Result<(), NoRoom> {
         let room = 2 * len as u64;
         let slot = &self.largest[way as usize];
         let kept = slot.load(Ordering::Acquire);
         if room <= kept {
-            return true;
+            return Ok(());
         }
-        if !state.bodies.take(room - kept) {
-            return false;
-        }
+        state.bodies.take(self.lineage, room - kept)?;
         slot.store(room, Ordering::Release);
-        true
+        Ok(())
     }
 
     /// A control frame with `payload` bytes was read (a client's frames are masked): its bytes
@@ -90,7 +109,7 @@ impl Arriving {
         if before == given {
             self.since.store(0, Ordering::Release);
         }
-        state.bodies.give(given);
+        self.give(state, given);
     }
 }
 
@@ -133,10 +152,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         if let Poll::Ready(Ok(())) = read {
             let n = (buf.filled().len() - before) as u64;
             if n > 0 {
-                if !this.state.bodies.take(n) {
-                    return Poll::Ready(Err(io::Error::other(
-                        "the bodies being read at once hold all till allows",
-                    )));
+                if let Err(why) = this.state.bodies.take(this.arriving.lineage, n) {
+                    return Poll::Ready(Err(io::Error::other(match why {
+                        NoRoom::All => "the bodies being read at once hold all till allows",
+                        NoRoom::Lineage => {
+                            "the bodies this key's lineage is sending hold all till allows one key"
+                        }
+                    })));
                 }
                 let was = this.arriving.bytes.fetch_add(n, Ordering::AcqRel);
                 if was == 0 {
@@ -205,7 +227,8 @@ impl<T> Drop for Counted<T> {
     fn drop(&mut self) {
         self.arriving.whole(&self.state);
         for slot in &self.arriving.largest {
-            self.state.bodies.give(slot.swap(0, Ordering::AcqRel));
+            self.arriving
+                .give(&self.state, slot.swap(0, Ordering::AcqRel));
         }
     }
 }

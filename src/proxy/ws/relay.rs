@@ -48,7 +48,7 @@ use crate::proxy::errors::ProxyError;
 use crate::proxy::inspect as body_inspect;
 use crate::proxy::lifecycle::Stop;
 use crate::proxy::phases::{self, Asked, Ctx};
-use crate::proxy::state::{RequestRecord, State};
+use crate::proxy::state::{NoRoom, RequestRecord, State};
 use crate::upstream::Socket;
 
 use super::arriving::Way;
@@ -160,10 +160,9 @@ pub(super) async fn run(s: Session, client: ClientSocket, upstream: Socket) {
                 if link.client_open && is_data(&msg) {
                     deadline = tokio::time::Instant::now() + s.limit();
                 }
-                if !s.arriving.largest(&s.state, Way::FromProvider, data_len(&msg)) {
-                    too_large(&s, &mut link).await
-                } else {
-                    from_upstream(&s, &mut link, msg).await
+                match s.arriving.largest(&s.state, Way::FromProvider, data_len(&msg)) {
+                    Err(why) => too_large(&s, &mut link, why).await,
+                    Ok(()) => from_upstream(&s, &mut link, msg).await,
                 }
             }
             msg = link.client.next(), if link.client_open => {
@@ -179,15 +178,16 @@ pub(super) async fn run(s: Session, client: ClientSocket, upstream: Socket) {
                 if link.flight.is_none() && is_data(&msg) {
                     deadline = tokio::time::Instant::now() + s.limit();
                 }
-                if s.arriving.largest(&s.state, Way::FromClient, data_len(&msg)) {
-                    let flow = from_client(&s, &mut link, msg).await;
-                    if !link.client_open {
-                        // Gone with a response in flight: read the provider a little longer.
-                        deadline = tokio::time::Instant::now() + DRAIN_LIMIT.min(s.limit());
+                match s.arriving.largest(&s.state, Way::FromClient, data_len(&msg)) {
+                    Ok(()) => {
+                        let flow = from_client(&s, &mut link, msg).await;
+                        if !link.client_open {
+                            // Gone with a response in flight: read the provider a little longer.
+                            deadline = tokio::time::Instant::now() + DRAIN_LIMIT.min(s.limit());
+                        }
+                        flow
                     }
-                    flow
-                } else {
-                    too_large(&s, &mut link).await
+                    Err(why) => too_large(&s, &mut link, why).await,
                 }
             }
         };
@@ -211,14 +211,19 @@ fn data_len(msg: &Option<Result<Message, tungstenite::Error>>) -> usize {
     }
 }
 
-/// The bodies' shared room cannot hold the room this socket's buffers now take: it is
-/// closed (1013, try again later), as an HTTP body past the room is refused with 503.
-async fn too_large(s: &Session, link: &mut Link) -> Flow {
-    let err = ProxyError::new(
-        503,
-        "busy",
-        "the bodies and messages till reads at once hold all the room it allows; open a new WebSocket later",
-    );
+/// The bodies' shared room, or the share of it the key's lineage may hold (`why`), cannot hold
+/// the room this socket's buffers now take: it is closed (1013, try again later), as an HTTP
+/// body past the room is refused with 503.
+async fn too_large(s: &Session, link: &mut Link, why: NoRoom) -> Flow {
+    let message = match why {
+        NoRoom::All => {
+            "the bodies and messages till reads at once hold all the room it allows; open a new WebSocket later"
+        }
+        NoRoom::Lineage => {
+            "the bodies and messages of this key and the keys narrowed from it hold all the room till allows one key; open a new WebSocket once some of them are done"
+        }
+    };
+    let err = ProxyError::new(503, "busy", message);
     if link.client_open {
         let _ = send(&mut link.client, s.error_event(&err), s.limit()).await;
     }
