@@ -167,11 +167,20 @@ impl Family for Anthropic {
     }
 
     fn server_tool(&self, tool: &Map<String, Value>) -> Option<String> {
-        let kind = tool.get("type").and_then(Value::as_str)?;
-        let server = ["web_search", "web_fetch", "code_execution", "mcp"]
-            .iter()
-            .any(|p| kind.starts_with(p));
-        server.then(|| format!("the `{kind}` tool"))
+        // The tools the client runs are named: a tool of its own (no `type`, or `custom`) and
+        // Anthropic's client tools. Every other type runs on Anthropic's side (web search and
+        // fetch, code execution, MCP, the advisor, those still to come) and may be billed
+        // beside the tokens.
+        let kind = match tool.get("type") {
+            None | Some(Value::Null) => return None,
+            Some(Value::String(kind)) => kind,
+            Some(other) => return Some(format!("a tool whose `type` is {other}")),
+        };
+        let client = kind == "custom"
+            || ["bash_", "text_editor_", "computer_", "memory_"]
+                .iter()
+                .any(|p| kind.starts_with(p));
+        (!client).then(|| format!("the `{kind}` tool"))
     }
 
     fn uncounted_header(&self, headers: &HeaderMap, prompt_bound: u64) -> Option<&'static str> {

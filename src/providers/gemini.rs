@@ -82,6 +82,14 @@ impl Family for Gemini {
             // Creating a cache bills its content as input (at the cache's rates), and importing
             // into a file search store bills its embedding: inference till cannot bound.
             ["cachedContents"] if post => Endpoint::new(Inference, Op::GeminiUnmetered),
+            // A cache bills its storage by the hour until it expires: a change to one (a longer
+            // `ttl` or `expireTime`) is a stored object's, but one a key with bounds may not
+            // make. Reading and deleting stay open.
+            ["cachedContents", _, ..]
+                if !matches!(*method, Method::GET | Method::HEAD | Method::DELETE) =>
+            {
+                Endpoint::new(Files, Op::GeminiUnmetered)
+            }
             ["fileSearchStores", .., last] if post && last.contains(':') => {
                 Endpoint::new(Inference, Op::GeminiUnmetered)
             }

@@ -127,6 +127,11 @@ impl Family for Openai {
             if runs {
                 return Endpoint::new(Inference, Op::OpenaiUnmetered);
             }
+            // A vector store bills its storage by the day and each search by the call, neither
+            // in tokens: a stored object, but one a key with bounds may not add to or search.
+            if tail.first() == Some(&"vector_stores") {
+                return Endpoint::new(Files, Op::OpenaiUnmetered);
+            }
         }
         match (get, tail) {
             (true, ["models"]) => class(Models),

@@ -566,6 +566,56 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
     find_reference_in(map, Place::Top)
 }
 
+/// A model that a tool of the request runs beside the request's own.
+#[derive(Debug, PartialEq)]
+pub enum ToolModel<'a> {
+    /// The tool names it.
+    Named(&'a str),
+    /// The tool runs a model of the provider's choosing: the tool's description.
+    Unnamed(String),
+}
+
+/// The models the request's tools run beside its own model, which the provider runs and bills
+/// as well: Anthropic's advisor names one, the Responses API's `image_generation` names one or
+/// runs the provider's default, and a compatible router's tools name one in their
+/// `parameters`. A function's `parameters` is its schema, where `model` is a property like any
+/// other. A tool's `model` that is not a string, or a name a case-folding parser reads as
+/// `model`, is refused (the reason, as `Err`).
+pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolModel<'_>>, String> {
+    let tools = match map.get("tools") {
+        Some(Value::Array(tools)) => tools.as_slice(),
+        Some(one @ Value::Object(_)) => std::slice::from_ref(one),
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for tool in tools.iter().filter_map(Value::as_object) {
+        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
+        let params = (kind != "function")
+            .then(|| tool.get("parameters").and_then(Value::as_object))
+            .flatten();
+        let mut named = false;
+        for place in std::iter::once(tool).chain(params) {
+            for (k, v) in place {
+                if !same_name(k, "model") {
+                    continue;
+                }
+                match v {
+                    Value::String(m) if k == "model" => {
+                        out.push(ToolModel::Named(m));
+                        named = true;
+                    }
+                    Value::Null if k == "model" => {}
+                    _ => return Err(format!("a tool's `{k}` that is not a model's name")),
+                }
+            }
+        }
+        if !named && api == ApiFamily::Openai && kind == "image_generation" {
+            out.push(ToolModel::Unnamed(format!("the `{kind}` tool")));
+        }
+    }
+    Ok(out)
+}
+
 /// Where in the body an object is: the top, inside the conversation (`messages`, `input`), or
 /// elsewhere (tools, schemas, settings).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1172,6 +1222,32 @@ mod tests {
             )
             .is_none()
         );
+        // Anthropic's tools run on its side unless they are the client's own.
+        for (tool, server) in [
+            (
+                "{\"type\":\"custom\",\"name\":\"t\",\"input_schema\":{}}",
+                false,
+            ),
+            ("{\"type\":\"bash_20250124\",\"name\":\"bash\"}", false),
+            ("{\"type\":\"text_editor_20250728\",\"name\":\"e\"}", false),
+            ("{\"type\":\"memory_20250818\",\"name\":\"memory\"}", false),
+            (
+                "{\"type\":\"advisor_20260301\",\"name\":\"advisor\",\"model\":\"m\"}",
+                true,
+            ),
+            (
+                "{\"type\":\"tool_search_tool_regex_20251119\",\"name\":\"s\"}",
+                true,
+            ),
+            ("{\"type\":7,\"name\":\"t\"}", true),
+        ] {
+            let body = format!("{{\"tools\":[{tool}]}}");
+            assert_eq!(
+                found(ApiFamily::Anthropic, Op::AnthropicMessages, &body).is_some(),
+                server,
+                "{tool}"
+            );
+        }
         assert!(
             found(
                 ApiFamily::Gemini,

@@ -19,7 +19,7 @@ use secrecy::SecretString;
 
 use super::body::{self, ProxyBody, Upstream};
 use super::errors::ProxyError;
-use super::inspect::{self as body_inspect, Inspection};
+use super::inspect::{self as body_inspect, Inspection, ToolModel};
 use super::meter::Meter;
 use super::route::{self, Endpoint};
 use super::state::{KnownKey, RequestRecord, State};
@@ -461,6 +461,46 @@ pub async fn admit(
                 p = provider.name
             ),
         ));
+    }
+    // A tool that runs a model of its own (Anthropic's advisor, the Responses API's image
+    // generation, a router's model-calling tools) has the provider run and bill that model
+    // beside the request's: a model it names is checked against the scope as the request's
+    // is, and one it leaves to the provider is for a key for every model.
+    if let Some(json) = &inspected.json {
+        let tool_models = body_inspect::tool_models(api, json).map_err(|why| {
+            ProxyError::new(400, "bad_request", format!("this request has {why}"))
+        })?;
+        for tool_model in tool_models {
+            match tool_model {
+                ToolModel::Named(m) => {
+                    let facts = RequestFacts {
+                        provider: &provider.name,
+                        model: Some(m),
+                        endpoint: endpoint.class,
+                        session: state.options.session.as_deref(),
+                        requested_output_tokens: inspected.ceiling,
+                    };
+                    verified.check(&facts, ctx.now).map_err(|d| {
+                        ProxyError::new(
+                            d.status(),
+                            d.kind(),
+                            format!("a tool of this request runs another model: {d}"),
+                        )
+                    })?;
+                }
+                ToolModel::Unnamed(tool) if !verified.allows_every_model(&provider.name) => {
+                    return Err(ProxyError::new(
+                        403,
+                        "model",
+                        format!(
+                            "{tool} of this request runs a model it does not name (the provider's choice), so only a key for every {p} model may send it; name the model in the tool, or widen the key with `till run --scope {p} …`",
+                            p = provider.name
+                        ),
+                    ));
+                }
+                ToolModel::Unnamed(_) => {}
+            }
+        }
     }
     let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
     // Whether the key could make every request of the provider: what till cannot check or

@@ -270,6 +270,11 @@ mod tests {
         assert_eq!(o(Method::GET, "/v1/models").0, Models);
         assert_eq!(o(Method::DELETE, "/v1/models/ft:gpt").0, Admin);
         assert_eq!(o(Method::POST, "/v1/files").0, Files);
+        assert_eq!(
+            o(Method::POST, "/v1/vector_stores/vs_1/search"),
+            (Files, Op::OpenaiUnmetered)
+        );
+        assert_eq!(o(Method::GET, "/v1/vector_stores/vs_1"), (Files, Op::Other));
         assert_eq!(o(Method::GET, "/v1/responses/resp_1").0, Files);
         assert_eq!(o(Method::GET, "/v1/chat/completions").0, Files);
         assert_eq!(o(Method::POST, "/v1/chat/completions/x").0, Files);
@@ -328,6 +333,14 @@ mod tests {
         assert_eq!(g(Method::GET, "/v1beta/models").0, Models);
         assert_eq!(g(Method::GET, "/v1beta/models/gemini-2.0-flash").0, Models);
         assert_eq!(g(Method::POST, "/upload/v1beta/files").0, Files);
+        assert_eq!(
+            g(Method::PATCH, "/v1beta/cachedContents/c1"),
+            (Files, Op::GeminiUnmetered)
+        );
+        assert_eq!(
+            g(Method::DELETE, "/v1beta/cachedContents/c1"),
+            (Files, Op::Other)
+        );
         assert_eq!(g(Method::POST, "/v1beta/tunedModels").0, Admin);
         assert_eq!(
             g(Method::POST, "/v1beta/tunedModels/x:generateContent").0,

@@ -2929,3 +2929,153 @@ fn a_request_staged_before_a_revocation_or_expiry_is_refused_when_its_body_comes
     assert!(answer.contains("expired"), "{answer}");
     a.assert_upstream_saw_nothing("requests staged before a revocation or expiry");
 }
+
+/// A tool that runs a model of its own has the provider run and bill that model beside the
+/// request's: Anthropic's advisor, the Responses API's image generation, a router's tool that
+/// names a model in its `parameters`. The scope holds for the tool's model as for the
+/// request's, for a key without a budget too.
+#[test]
+fn a_tool_that_runs_a_model_is_held_to_the_scope() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "anthropic/claude-haiku-*",
+            "--scope",
+            "openai/gpt-4o-mini",
+        ],
+    );
+    let advisor = |model: &str| {
+        format!(
+            "{{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"tools\":[{{\"type\":\"advisor_20260301\",\"name\":\"advisor\",\"model\":\"{model}\",\"max_uses\":20}}],\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}"
+        )
+    };
+    let responses =
+        |tool: &str| format!("{{\"model\":\"gpt-4o-mini\",\"input\":\"draw\",\"tools\":[{tool}]}}");
+    let (status, text) = a.post("/anthropic/v1/messages", &advisor("claude-opus-4-6"));
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("claude-opus-4-6"), "{text}");
+    for tool in [
+        "{\"type\":\"image_generation\",\"model\":\"gpt-image-1\",\"quality\":\"high\"}",
+        // The provider's own choice of model: not one the key names.
+        "{\"type\":\"image_generation\"}",
+        "{\"type\":\"router:advisor\",\"parameters\":{\"model\":\"openai/gpt-5\"}}",
+    ] {
+        let (status, text) = a.post("/openai/v1/responses", &responses(tool));
+        assert_eq!(status, 403, "{tool} → {text}");
+    }
+    // A model in another letter case, or not a name.
+    for tool in [
+        "{\"type\":\"image_generation\",\"Model\":\"gpt-image-1\"}",
+        "{\"type\":\"image_generation\",\"model\":[\"gpt-image-1\"]}",
+    ] {
+        let (status, text) = a.post("/openai/v1/responses", &responses(tool));
+        assert_eq!(status, 400, "{tool} → {text}");
+    }
+    a.assert_upstream_saw_nothing("a tool's model outside the scope");
+    // A tool's model within the scope goes, and so does a function with a `model` parameter.
+    let (status, text) = a.post("/anthropic/v1/messages", &advisor("claude-haiku-4-5"));
+    assert_eq!(status, 200, "{text}");
+    let function = "{\"type\":\"function\",\"name\":\"pick\",\"parameters\":{\"type\":\"object\",\"model\":\"x\",\"properties\":{\"model\":{\"type\":\"string\"}}}}";
+    let (status, text) = a.post("/openai/v1/responses", &responses(function));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.upstream_bodies().len(), 2);
+    // A key for every OpenAI model may leave the image model to the provider.
+    let every = Attack::new("", &["--scope", "openai"]);
+    let (status, text) = every.post(
+        "/openai/v1/responses",
+        &responses("{\"type\":\"image_generation\"}"),
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+/// Anthropic's tools run on its side, and may be billed beside the tokens, unless they are the
+/// client's own: a key with a budget may send only those, whatever new server tool comes.
+#[test]
+fn an_anthropic_server_tool_of_any_name_is_refused_to_a_key_with_a_budget() {
+    let a = Attack::new("", &["--scope", "anthropic/claude-*", "--budget", "1usd"]);
+    let body = |tool: &str| {
+        format!(
+            "{{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"tools\":[{tool}],\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}"
+        )
+    };
+    for tool in [
+        "{\"type\":\"advisor_20260301\",\"name\":\"advisor\",\"model\":\"claude-haiku-4-5\"}",
+        "{\"type\":\"tool_search_tool_regex_20251119\",\"name\":\"search\"}",
+        "{\"type\":\"web_search_20250305\",\"name\":\"web_search\"}",
+    ] {
+        let (status, text) = a.post("/anthropic/v1/messages", &body(tool));
+        assert_eq!(status, 403, "{tool} → {text}");
+    }
+    a.assert_upstream_saw_nothing("server tools");
+    for tool in [
+        "{\"name\":\"read\",\"input_schema\":{\"type\":\"object\"}}",
+        "{\"type\":\"bash_20250124\",\"name\":\"bash\"}",
+        "{\"type\":\"text_editor_20250728\",\"name\":\"str_replace_based_edit_tool\"}",
+    ] {
+        let (status, text) = a.post("/anthropic/v1/messages", &body(tool));
+        assert_eq!(status, 200, "{tool} → {text}");
+    }
+}
+
+/// Stored objects that bill by the day or the hour, not in tokens: a vector store (its storage
+/// and each search) and a longer life for a Gemini context cache. A key with a budget may read
+/// and delete them, not add to them.
+#[test]
+fn stored_objects_that_bill_by_time_are_refused_to_a_key_with_a_budget() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--scope",
+            "gemini/gemini-2.5-flash",
+            "--endpoints",
+            "inference,files",
+            "--budget",
+            "0.1usd",
+        ],
+    );
+    for (method, path, body) in [
+        ("POST", "/openai/v1/vector_stores", "{\"name\":\"v\"}"),
+        (
+            "POST",
+            "/openai/v1/vector_stores/vs_1/files",
+            "{\"file_id\":\"f\"}",
+        ),
+        (
+            "POST",
+            "/openai/v1/vector_stores/vs_1/search",
+            "{\"query\":\"q\"}",
+        ),
+        (
+            "PATCH",
+            "/gemini/v1beta/cachedContents/abc?updateMask=ttl",
+            "{\"ttl\":\"31536000s\"}",
+        ),
+    ] {
+        let (status, text) = a.send(method, path, &[JSON], body.as_bytes());
+        assert_eq!(status, 403, "{method} {path} → {text}");
+        assert!(text.contains("cannot bound"), "{text}");
+    }
+    a.assert_upstream_saw_nothing("billed stored objects");
+    for (method, path) in [
+        ("GET", "/openai/v1/vector_stores/vs_1"),
+        ("DELETE", "/gemini/v1beta/cachedContents/abc"),
+    ] {
+        a.send(method, path, &[], b"");
+    }
+    let seen: Vec<_> =
+        a.p.mock
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+    assert_eq!(
+        seen,
+        [
+            "GET /v1/vector_stores/vs_1",
+            "DELETE /v1beta/cachedContents/abc"
+        ]
+    );
+}
