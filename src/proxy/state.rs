@@ -290,9 +290,10 @@ struct HeldBodies {
     total: u64,
     /// The bytes each lineage holds, by the binding of its first level. A lineage that holds
     /// nothing has no entry, so the map has at most an entry per body being read, and once it
-    /// has grown to the bodies read at once it allocates no more. Keyed SipHash, as every map
-    /// keyed by a binding.
-    by_lineage: HashMap<Binding, u64>,
+    /// has grown to the bodies read at once it allocates no more. foldhash, unlike the maps
+    /// keyed by any binding: a first level's binding is the mint key's MAC, which no agent can
+    /// grind (narrowing makes only later levels), so there is no flood to key the hash against.
+    by_lineage: Map<Binding, u64>,
 }
 
 /// Which bound a body being read found no room under.
