@@ -176,6 +176,7 @@ fn inspect_with(
         ];
         read.extend_from_slice(UNCOUNTED);
         read.extend_from_slice(LIMITS_ANYWHERE);
+        read.extend_from_slice(OTHER_MODELS);
         for f in ApiFamily::ALL {
             read.extend_from_slice(f.wire().read_fields());
         }
@@ -372,6 +373,28 @@ const LIMITS_ANYWHERE: &[&str] = &[
     "extra_body",
     "mm_processor_kwargs",
 ];
+
+/// Fields with which a router runs a model other than the request's `model`: OpenRouter's
+/// list of fallback `models`, LiteLLM's `fallbacks` (and the two it tries on particular
+/// errors, and the flag that makes it fall back untried), and `extra_body`, which LiteLLM
+/// merges over the request (a `model` or `tools` in it replaces the request's). A key may
+/// send them only if it allows every model of the provider and counts no tokens.
+pub const OTHER_MODELS: &[&str] = &[
+    "models",
+    "fallbacks",
+    "context_window_fallback_dict",
+    "content_policy_fallbacks",
+    "mock_testing_fallbacks",
+    "extra_body",
+];
+
+/// The first of [`OTHER_MODELS`] that the body sets (not null).
+pub fn other_models(map: &Map<String, Value>) -> Option<&'static str> {
+    OTHER_MODELS
+        .iter()
+        .copied()
+        .find(|f| map.get(*f).is_some_and(|v| !v.is_null()))
+}
 
 /// The first of [`LIMITS_ANYWHERE`] that the body sets (not null) and `op`, an operation that
 /// produces output, does not read: till bounds the output by the fields the endpoint reads,

@@ -446,18 +446,18 @@ pub async fn admit(
             ),
         ));
     }
-    // A list of fallback models (OpenRouter's `models`) lets the provider run, and bill, a model
-    // other than the one checked: only a key for every model, and one that counts no tokens,
-    // may send it.
+    // Fallback models (OpenRouter's `models`, LiteLLM's `fallbacks`) or a body merged over
+    // this one (`extra_body`) let the provider run, and bill, a model other than the one
+    // checked: only a key for every model, and one that counts no tokens, may send them.
     if let Some(json) = &inspected.json
-        && json.get("models").is_some_and(|m| !m.is_null())
+        && let Some(field) = body_inspect::other_models(json)
         && (!verified.allows_every_model(&provider.name) || grant.counts_tokens())
     {
         return Err(ProxyError::new(
             403,
             "model",
             format!(
-                "this request lists fallback `models`, which lets the provider run a model till did not check or price; only a key for every {p} model, without a budget or token rate, may send it",
+                "this request sets `{field}`, with which a router runs a model other than the request's, one till did not check or price; only a key for every {p} model, without a budget or token rate, may send it",
                 p = provider.name
             ),
         ));

@@ -1596,8 +1596,8 @@ fn a_ceiling_in_another_apis_spelling_is_refused_to_a_bounded_key() {
             "/gemini/v1beta/models/gemini-2.0-flash:generateContent",
             "{\"contents\":[],\"generationConfig\":{\"maxOutputTokens\":5},\"max_tokens\":100000}",
         ),
-        // llama.cpp's count of completions; the objects compatible servers and proxies read
-        // ceilings from (Ollama's options, TGI's parameters, LiteLLM's extra_body).
+        // llama.cpp's count of completions; the objects compatible servers read ceilings from
+        // (Ollama's options, TGI's parameters; LiteLLM's extra_body is refused sooner, below).
         (
             "/openai/v1/chat/completions",
             "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"n_cmpl\":64,\"messages\":[]}",
@@ -1609,10 +1609,6 @@ fn a_ceiling_in_another_apis_spelling_is_refused_to_a_bounded_key() {
         (
             "/openai/v1/chat/completions",
             "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"parameters\":{\"max_new_tokens\":100000},\"messages\":[]}",
-        ),
-        (
-            "/openai/v1/chat/completions",
-            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"extra_body\":{\"max_tokens\":100000,\"n\":50},\"messages\":[]}",
         ),
         // vLLM's image processor settings: an image of more pixels is more tokens.
         (
@@ -3078,4 +3074,43 @@ fn stored_objects_that_bill_by_time_are_refused_to_a_key_with_a_budget() {
             "DELETE /v1beta/cachedContents/abc"
         ]
     );
+}
+
+/// A router runs a model other than the request's when the body names fallbacks (OpenRouter's
+/// `models`, LiteLLM's `fallbacks` and their kin, even a flag that falls back untried) or
+/// merges another body over it (`extra_body` with a `model`): the scope and the price would be
+/// the checked model's, the answer another's. Only a key for every model of the provider that
+/// counts no tokens may send them.
+#[test]
+fn fallback_models_and_merged_bodies_are_refused_to_a_key_for_some_models() {
+    let bodies = [
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[],\"fallbacks\":[\"o1-pro\"],\"mock_testing_fallbacks\":true}",
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[],\"mock_testing_fallbacks\":true}",
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[],\"context_window_fallback_dict\":{\"gpt-4o-mini\":\"o1-pro\"}}",
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[],\"content_policy_fallbacks\":[{\"gpt-4o-mini\":[\"o1-pro\"]}]}",
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[],\"extra_body\":{\"model\":\"o1-pro\"}}",
+        "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[],\"models\":[\"o1-pro\"]}",
+    ];
+    for args in [
+        &["--scope", "openai/gpt-4o-mini"][..],
+        &["--scope", "openai", "--budget", "1usd"][..],
+    ] {
+        let a = Attack::new("", args);
+        for body in bodies {
+            let (status, text) = a.post("/openai/v1/chat/completions", body);
+            assert_eq!(status, 403, "{args:?} {body} → {text}");
+        }
+        // In another letter case, to every key.
+        let (status, text) = a.post(
+            "/openai/v1/chat/completions",
+            "{\"model\":\"gpt-4o-mini\",\"max_tokens\":5,\"messages\":[],\"Fallbacks\":[\"o1-pro\"]}",
+        );
+        assert_eq!(status, 400, "{args:?} → {text}");
+        a.assert_upstream_saw_nothing("fallback models");
+    }
+    // A key for every model that counts no tokens may leave the choice to the router.
+    let every = Attack::new("", &["--scope", "openai"]);
+    let (status, text) = every.post("/openai/v1/chat/completions", bodies[0]);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(every.upstream_bodies()[0]["fallbacks"][0], "o1-pro");
 }
