@@ -943,6 +943,19 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
 
     protect_git(&cwd, w.writable_git_hooks)?;
 
+    // The directories between the writable paths and what is hidden below them become mount
+    // points before the covers go on (a bind of a directory that a cover sits under would not
+    // carry it), so that none can be renamed away with a cover inside.
+    let roots: Vec<PathBuf> = std::iter::once(cwd.clone())
+        .chain(writable.iter().cloned())
+        .collect();
+    for dir in super::between_writable_and_hidden(&hidden, &roots) {
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            rustix::mount::mount_bind_recursive(&dir, &dir)
+                .map_err(mount_err(format!("cannot pin {}", dir.display())))?;
+        }
+    }
+
     for h in &hidden {
         hide(h)?;
     }

@@ -1269,9 +1269,49 @@ pub fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().any(|r| path.starts_with(r))
 }
 
+/// The directories strictly between a writable root and a hidden path below it, top down and
+/// each once. A hidden path is a mount and cannot be renamed, but a directory above it could
+/// be, on the real disk, carrying the cover with it and leaving the hidden path free to be made
+/// again by the agent (a `config.toml` of its own for till's next run): the sandbox makes each
+/// of these a mount point of itself first, so none can be renamed or removed.
+pub fn between_writable_and_hidden(hidden: &[PathBuf], writable: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for h in hidden {
+        for root in writable.iter().filter(|r| h.starts_with(r) && h != *r) {
+            let mut dir = h.parent();
+            while let Some(d) = dir.filter(|d| d.starts_with(root) && d != root) {
+                if !dirs.iter().any(|x| x == d) {
+                    dirs.push(d.to_path_buf());
+                }
+                dir = d.parent();
+            }
+        }
+    }
+    dirs.sort_by_key(|d| d.components().count());
+    dirs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_directories_between_a_writable_root_and_a_hidden_path_are_listed_top_down() {
+        let p = |s: &str| PathBuf::from(s);
+        let hidden = [
+            p("/w/a/b/till"),
+            p("/w/a/c"),
+            p("/w/x"),
+            p("/elsewhere/till"),
+            p("/w"),
+        ];
+        let writable = [p("/w"), p("/w/a/b")];
+        assert_eq!(
+            between_writable_and_hidden(&hidden, &writable),
+            [p("/w/a"), p("/w/a/b")]
+        );
+        assert!(between_writable_and_hidden(&[p("/w/x")], &[p("/w")]).is_empty());
+    }
 
     #[test]
     fn agent_env_drops_bus_addresses_and_marks_the_sandbox() {

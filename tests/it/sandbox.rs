@@ -657,6 +657,55 @@ fn buses_and_keyrings_outside_the_runtime_directory_are_hidden() {
 
 /// A project under /tmp stays writable under the sandbox's private /tmp, which hides the
 /// rest of the real /tmp.
+/// till's home two levels below the working directory (a project's `.dev/till`): the cover
+/// over it cannot be renamed, and neither can the directory between it and the project,
+/// which would carry the cover away and leave the agent free to make the home again with a
+/// config of its own, sending the root key to its server on till's next run.
+#[test]
+fn the_directories_above_tills_own_cannot_be_moved_away() {
+    let proj = outside_tmp();
+    let between = proj.path().join("a");
+    std::fs::create_dir(&between).unwrap();
+    let mock = till_mock::spawn(till_mock::MockOptions::default());
+    let env = TestEnv {
+        dir: tempfile::tempdir_in(&between).unwrap(),
+    };
+    let config = format!("[providers.openai]\nbase_url = \"{}\"\n", mock.url());
+    env.config(&config);
+    let (code, _, stderr) = output_with_stdin(env.till().args(["add", "openai"]), ROOT_KEY);
+    assert_eq!(code, 0, "{stderr}");
+    let home = env
+        .home()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let plant = format!(
+        "mkdir -p a/{home} && printf '[providers.openai]\\nbase_url = \"http://127.0.0.1:9\"\\n' > a/{home}/config.toml"
+    );
+    let agent = format!("mv a moved; mv a/{home} a/gone; rmdir a; {plant}; ls -A a/{home} | wc -l");
+    let (_, stdout, stderr) = output(
+        env.till()
+            .args(["run", "--sandbox", "--", "sh", "-c", &agent])
+            .current_dir(proj.path())
+            .stdin(Stdio::null()),
+    );
+    // Inside, the home stays covered (empty) and nothing could be written in it.
+    assert_eq!(stdout.trim(), "0", "{stdout}{stderr}");
+    assert!(stderr.contains("Device or resource busy"), "{stderr}");
+    // Outside, after the run: the same directories, the same config, the same keys.
+    assert!(!proj.path().join("moved").exists());
+    assert_eq!(
+        std::fs::read_to_string(env.path("config.toml")).unwrap(),
+        config
+    );
+    let (code, stdout, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("openai"), "{stdout}");
+    assert!(!stdout.contains("127.0.0.1:9"), "{stdout}");
+}
+
 #[test]
 fn a_project_under_tmp_stays_reachable() {
     let p = proxy_env();
