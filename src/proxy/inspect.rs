@@ -603,14 +603,27 @@ pub enum ToolModel<'a> {
 /// runs the provider's default, and a compatible router's tools name one in their
 /// `parameters`. A function's `parameters` is its schema, where `model` is a property like any
 /// other. A tool's `model` that is not a string, or a name a case-folding parser reads as
-/// `model`, is refused (the reason, as `Err`).
+/// `model`, is refused (the reason, as `Err`). So is one in a nested `response` object, where a
+/// server that reads a Realtime-style `response.create` over the Responses socket finds it.
 pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolModel<'_>>, String> {
+    let mut out = Vec::new();
+    if let Some(Value::Object(response)) = map.get("response") {
+        for (k, v) in response {
+            if !same_name(k, "model") {
+                continue;
+            }
+            match v {
+                Value::String(m) if k == "model" => out.push(ToolModel::Named(m)),
+                Value::Null if k == "model" => {}
+                _ => return Err(format!("a `response.{k}` that is not a model's name")),
+            }
+        }
+    }
     let tools = match map.get("tools") {
         Some(Value::Array(tools)) => tools.as_slice(),
         Some(one @ Value::Object(_)) => std::slice::from_ref(one),
-        _ => return Ok(Vec::new()),
+        _ => return Ok(out),
     };
-    let mut out = Vec::new();
     for tool in tools.iter().filter_map(Value::as_object) {
         let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
         let params = (kind != "function")

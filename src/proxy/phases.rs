@@ -484,7 +484,7 @@ pub async fn admit(
                         ProxyError::new(
                             d.status(),
                             d.kind(),
-                            format!("a tool of this request runs another model: {d}"),
+                            format!("this request names another model (in a tool, or a nested `response`): {d}"),
                         )
                     })?;
                 }

@@ -451,10 +451,19 @@ async fn a_refused_response_create_never_reaches_the_provider_and_the_socket_goe
     stored["previous_response_id"] = json!("resp_123");
     let mut lookalike = create("gpt-4o-mini");
     lookalike["Max_Output_Tokens"] = json!(100000);
+    // A Realtime-style nested `response`, whose model a compatible server may read.
+    let mut nested = create("gpt-4o-mini");
+    nested["response"] = json!({"model": "o1-pro"});
     let refused: Vec<(&str, Message, u64, &str)> = vec![
         (
             "a model outside the key",
             Message::text(create("gpt-4o").to_string()),
+            403,
+            "till_model",
+        ),
+        (
+            "a model outside the key, nested",
+            Message::text(nested.to_string()),
             403,
             "till_model",
         ),
