@@ -869,19 +869,50 @@ pub async fn forward(
 /// An answer in a coding other than `identity`, which till did not ask for (it sends
 /// `Accept-Encoding: identity`) and cannot read: neither its usage nor whether it quotes the
 /// root key. Refused whole (502) rather than passed on unread.
+/// Every line of the header and every coding listed in each: `Content-Encoding: identity` and
+/// `Content-Encoding: gzip` on two lines are gzip to a client that reads the last, and a
+/// `Transfer-Encoding` of `gzip, chunked` leaves gzip once the chunks are taken off.
 pub fn compressed(resp: &Response<Upstream>) -> Option<ProxyError> {
-    let coding = resp.headers().get(http::header::CONTENT_ENCODING)?;
-    let coding = coding.to_str().unwrap_or("?").trim();
-    (!coding.eq_ignore_ascii_case("identity")).then(|| {
-        ProxyError::new(
-            502,
-            "upstream_encoding",
-            format!(
-                "the provider answered in a compressed form (Content-Encoding: {}) though till asked for none; till passes on only answers it can read",
-                crate::output::printable(&coding.chars().take(40).collect::<String>())
-            ),
-        )
-    })
+    let (header, coding) = odd_coding(resp.headers())?;
+    Some(ProxyError::new(
+        502,
+        "upstream_encoding",
+        format!(
+            "the provider answered in a compressed form ({header}: {}) though till asked for none; till passes on only answers it can read",
+            crate::output::printable(&coding.chars().take(40).collect::<String>())
+        ),
+    ))
+}
+
+/// The first coding of an answer other than `identity` (`Content-Encoding`) or `chunked`
+/// (`Transfer-Encoding`), over every line and list element (a value that is not text counts).
+pub fn odd_coding(headers: &HeaderMap) -> Option<(&'static str, String)> {
+    for (name, plain) in [
+        (header::CONTENT_ENCODING, "identity"),
+        (header::TRANSFER_ENCODING, "chunked"),
+    ] {
+        for value in headers.get_all(&name) {
+            let Ok(text) = value.to_str() else {
+                return Some((name_of(&name), "?".into()));
+            };
+            if let Some(c) = text
+                .split(',')
+                .map(str::trim)
+                .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(plain))
+            {
+                return Some((name_of(&name), c.to_string()));
+            }
+        }
+    }
+    None
+}
+
+fn name_of(name: &HeaderName) -> &'static str {
+    if name == header::CONTENT_ENCODING {
+        "Content-Encoding"
+    } else {
+        "Transfer-Encoding"
+    }
 }
 
 /// Streams the answer back as it arrives, metered on the side and with `root` taken out of it

@@ -436,7 +436,12 @@ fn upstream_refusal(
     answer: &http::Response<Option<Vec<u8>>>,
     root: &secrecy::SecretString,
 ) -> Response<ProxyBody> {
-    let mut body = answer.body().clone().unwrap_or_default();
+    // A body in a coding till cannot read could quote the root key unseen: the status alone.
+    let mut body = if super::phases::odd_coding(answer.headers()).is_some() {
+        Vec::new()
+    } else {
+        answer.body().clone().unwrap_or_default()
+    };
     super::scrub::whole(&mut body, root);
     let mut resp = Response::new(ProxyBody::from(Bytes::from(body)));
     *resp.status_mut() = answer.status();

@@ -1218,6 +1218,15 @@ fn a_compressed_answer_is_refused_and_charged_its_reservation() {
     // The provider ran it: the reservation (the body's bytes and 10 output tokens at $0.001
     // a token) is charged.
     a.assert_charged_its_reservation(body, 10, 0.001);
+    // A coding on a second line, after one that says `identity`, is a coding all the same.
+    let lines = Attack::new("", &["--scope", "openai/gzip-lines-model"]);
+    let (status, text) = lines.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gzip-lines-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    );
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("Content-Encoding: gzip"), "{text}");
+    assert_eq!(lines.p.mock.requests().len(), 1);
 }
 
 /// Requests the provider may have run though no answer came back are charged their

@@ -29,7 +29,8 @@
 //! request with one `data:` line that never ends, [`ENDLESS_BYTES`] long (a JSON request is
 //! answered normally); `echo` (OpenAI) answers 401 quoting the `Authorization` it was sent in
 //! its message and its `WWW-Authenticate`, as a careless compatible server would; `gzip`
-//! (OpenAI) labels its answer `Content-Encoding: gzip` whatever the request accepted.
+//! (OpenAI) labels its answer `Content-Encoding: gzip` whatever the request accepted
+//! (`gzip-lines`: on a second `Content-Encoding` line, after `identity`).
 
 mod admin;
 mod anthropic;

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::admin;
@@ -191,8 +191,15 @@ fn with_request(ctx: &Ctx<'_>, handler: fn(&Call<'_, '_>) -> Resp) -> Outcome {
     let request_id = ctx.id("req_");
     let resp = with_header(handler(&call), "x-request-id", &request_id);
     if call.model.contains("gzip") {
-        // An upstream that compresses though asked not to (the body itself is left plain).
-        return with_header(resp, "content-encoding", "gzip").into();
+        // An upstream that compresses though asked not to (the body itself is left plain);
+        // `gzip-lines` says so on a second line, after one that says `identity`.
+        let mut resp = resp;
+        let headers = resp.headers_mut();
+        if call.model.contains("gzip-lines") {
+            headers.insert("content-encoding", HeaderValue::from_static("identity"));
+        }
+        headers.append("content-encoding", HeaderValue::from_static("gzip"));
+        return resp.into();
     }
     resp.into()
 }

@@ -97,3 +97,37 @@ fn connection_tokens_name_headers_in_any_case_across_headers_and_commas() {
     ));
     assert!(!connection_names_others(&HeaderMap::new()));
 }
+
+#[test]
+fn a_coding_on_any_line_or_in_any_list_is_seen() {
+    let coded = |lines: &[(&'static str, &'static str)]| {
+        let mut h = HeaderMap::new();
+        for (name, value) in lines {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        odd_coding(&h).map(|(header, coding)| format!("{header}: {coding}"))
+    };
+    assert_eq!(coded(&[]), None);
+    assert_eq!(coded(&[("content-encoding", "identity")]), None);
+    assert_eq!(coded(&[("transfer-encoding", "chunked")]), None);
+    assert_eq!(
+        coded(&[
+            ("content-encoding", "identity"),
+            ("content-encoding", "gzip")
+        ])
+        .as_deref(),
+        Some("Content-Encoding: gzip")
+    );
+    assert_eq!(
+        coded(&[("content-encoding", "identity, br")]).as_deref(),
+        Some("Content-Encoding: br")
+    );
+    assert_eq!(
+        coded(&[("transfer-encoding", "gzip, chunked")]).as_deref(),
+        Some("Transfer-Encoding: gzip")
+    );
+    assert_eq!(
+        coded(&[("transfer-encoding", "gzip")]).as_deref(),
+        Some("Transfer-Encoding: gzip")
+    );
+}
