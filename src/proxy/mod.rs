@@ -509,6 +509,16 @@ fn route_to_provider<'s, B>(state: &'s State, req: &Request<B>, started: Instant
             .response(ApiFamily::Openai),
         );
     }
+    if !state.origin_allowed(req.headers()) {
+        return Routed::Answered(
+            ProxyError::new(
+                403,
+                "origin",
+                "this till proxy does not answer web pages of other sites: the request's Origin is not a loopback address",
+            )
+            .response(ApiFamily::Openai),
+        );
+    }
     let raw = req.uri().path();
     if raw == "/_till/health" && req.method() == Method::GET {
         return Routed::Answered(Response::new(ProxyBody::from(Bytes::from_static(b"ok\n"))));

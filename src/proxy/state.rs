@@ -720,6 +720,26 @@ impl State {
         host.to_str().is_ok_and(is_loopback_host)
     }
 
+    /// Whether a browser's `Origin`, when the request carries one, is a page of this machine's
+    /// loopback: a page of another site (or `null`, a sandboxed frame or a file) may not use
+    /// the proxy, as it could with a key it was given (a simple cross-site POST needs no
+    /// preflight). No `Origin` (every SDK and agent) is fine; two are ambiguous.
+    pub fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        if !self.options.loopback {
+            return true;
+        }
+        let mut origins = headers.get_all(http::header::ORIGIN).iter();
+        match (origins.next(), origins.next()) {
+            (None, _) => true,
+            (Some(origin), None) => origin.to_str().is_ok_and(|o| {
+                o.strip_prefix("http://")
+                    .or_else(|| o.strip_prefix("https://"))
+                    .is_some_and(is_loopback_host)
+            }),
+            _ => false,
+        }
+    }
+
     /// The mint key that signed `token` (loading one created by another till process if
     /// needed), refused once its grace period has ended. The caller verifies the chain with it.
     pub async fn mint_for(&self, token: &Token, now: u64) -> Result<Arc<MintEntry>, ProxyError> {

@@ -3123,3 +3123,51 @@ fn fallback_models_and_merged_bodies_are_refused_to_a_key_for_some_models() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(every.upstream_bodies()[0]["fallbacks"][0], "o1-pro");
 }
+
+/// A page in the user's browser that learnt a child key (from a prompt injection, say) could
+/// spend it: a cross-site POST with a plain-text body needs no preflight. A request with an
+/// `Origin` that is not a loopback page is refused before anything else.
+#[test]
+fn a_web_page_of_another_site_cannot_use_the_proxy() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let body = chat("gpt-4o-mini");
+    for origin in [
+        "https://evil.example",
+        "null",
+        "http://127.0.0.1.evil.example",
+        "http://localhost@evil.example",
+    ] {
+        let (status, text) = a.send(
+            "POST",
+            "/openai/v1/chat/completions",
+            &[("origin", origin), ("content-type", "text/plain")],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 403, "{origin} → {text}");
+    }
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions",
+        &[
+            ("origin", "http://localhost:3000"),
+            ("origin", "https://evil.example"),
+            JSON,
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 403, "two origins → {text}");
+    a.assert_upstream_saw_nothing("a page of another site");
+    // A page of this machine, and every client that sends no Origin, go on.
+    for extra in [
+        &[("origin", "http://localhost:3000"), JSON][..],
+        &[JSON][..],
+    ] {
+        let (status, text) = a.send(
+            "POST",
+            "/openai/v1/chat/completions",
+            extra,
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{extra:?} → {text}");
+    }
+}
