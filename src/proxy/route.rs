@@ -20,7 +20,9 @@ pub enum PathError {
     NotAbsolute,
     #[error("the path has an empty segment (`//` or a trailing `/`)")]
     EmptySegment,
-    #[error("the path has a `.` or `..` segment (also when percent-encoded)")]
+    #[error(
+        "the path has a `.` or `..` segment (also when percent-encoded, or before a `;`), or one that starts with `;`"
+    )]
     DotSegment,
     #[error("the path has an encoded `/`, `\\`, `%`, `?`, `#` or control character")]
     EncodedSeparator,
@@ -81,9 +83,18 @@ fn is_canonical(raw: &str) -> bool {
         return false;
     };
     // Byte by byte: paths are short, and a search for each `/` costs more than this.
-    rest.as_bytes().split(|&b| b == b'/').all(|seg| {
-        !seg.is_empty() && seg != b"." && seg != b".." && seg.iter().all(|&b| is_plain(b))
-    })
+    rest.as_bytes()
+        .split(|&b| b == b'/')
+        .all(|seg| !seg.is_empty() && !dotted(seg) && seg.iter().all(|&b| is_plain(b)))
+}
+
+/// Whether a segment is `.` or `..`, or is read as one by servers that take what follows a
+/// `;` as the segment's parameters (Tomcat, Jetty, and gateways built on them: `..;` climbs
+/// to the parent, `;x` is an empty segment): a path that till classifies as one thing would
+/// reach another.
+fn dotted(seg: &[u8]) -> bool {
+    let name = seg.split(|&b| b == b';').next().unwrap_or(seg);
+    name.is_empty() || name == b"." || name == b".."
 }
 
 /// [`canonical_path`] by decoding every segment and encoding it again.
@@ -124,7 +135,7 @@ fn canonical_path_decoded(raw: &str) -> Result<String, PathError> {
         if decoded.is_empty() {
             return Err(PathError::EmptySegment);
         }
-        if decoded == b"." || decoded == b".." {
+        if dotted(&decoded) {
             return Err(PathError::DotSegment);
         }
         std::str::from_utf8(&decoded).map_err(|_| PathError::NotUtf8)?;
@@ -197,6 +208,12 @@ mod tests {
             "/v1/chat#completions",
             "/gemini/v1beta/models/gemini-2.0-flash/../gemini-2.5-pro:generateContent",
             "openai/v1/chat/completions",
+            // What servers that read `;` as a segment's parameters take for `..`, `.` or an
+            // empty segment.
+            "/up/..;/other/v1/chat/completions",
+            "/openai/v1/.;x/chat/completions",
+            "/openai/v1/%2e%2e;/files",
+            "/openai/v1/;jsessionid=1/chat/completions",
         ] {
             assert!(canonical_path(bad).is_err(), "{bad} was accepted");
         }

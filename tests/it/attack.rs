@@ -3171,3 +3171,21 @@ fn a_web_page_of_another_site_cannot_use_the_proxy() {
         assert_eq!(status, 200, "{extra:?} → {text}");
     }
 }
+
+/// Servers that read what follows a `;` as a segment's parameters (Tomcat, Jetty, gateways
+/// built on them) take `..;` for `..`: behind one, a path till forwards under one prefix
+/// climbs to another, for a key that may reach every endpoint. Such segments are refused.
+#[test]
+fn a_segment_that_is_a_dot_segment_before_its_parameters_is_refused() {
+    let a = Attack::new("", &["--scope", "openai", "--endpoints", "all"]);
+    for path in [
+        "/openai/v1/..;/other/v1/chat/completions",
+        "/openai/v1/.;x/chat/completions",
+        "/openai/v1/%2E%2E;x/files",
+        "/openai/v1/;x/chat/completions",
+    ] {
+        let (status, text) = a.post(path, &chat("gpt-4o-mini"));
+        assert_eq!(status, 400, "{path} → {text}");
+    }
+    a.assert_upstream_saw_nothing("segments with parameters");
+}
