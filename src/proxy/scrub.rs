@@ -171,14 +171,26 @@ fn held(buf: &[u8], key: &[u8]) -> usize {
         .map_or(0, |i| window - i)
 }
 
-/// Drops every header whose value holds the key (a `Location`, a `WWW-Authenticate`, an echo).
+/// Drops every header whose value holds the key (a `Location`, a `WWW-Authenticate`, an echo),
+/// or whose name does in any letter case (names arrive lower-cased: an echo of the key as a
+/// name keeps all of a lower-case key).
 pub fn headers(map: &mut HeaderMap, key: &SecretString) {
-    if !map.values().any(|v| holds(v.as_bytes(), key)) {
+    let bytes = key.expose_secret().as_bytes();
+    let named = |n: &http::HeaderName| {
+        let n = n.as_str().as_bytes();
+        looked_for(bytes)
+            && n.len() >= bytes.len()
+            && n.windows(bytes.len())
+                .any(|w| w.eq_ignore_ascii_case(bytes))
+    };
+    let hit =
+        |(n, v): (&http::HeaderName, &http::HeaderValue)| holds(v.as_bytes(), key) || named(n);
+    if !map.iter().any(hit) {
         return;
     }
     let names: Vec<_> = map
         .iter()
-        .filter(|(_, v)| holds(v.as_bytes(), key))
+        .filter(|&e| hit(e))
         .map(|(n, _)| n.clone())
         .collect();
     for name in names {
@@ -260,9 +272,15 @@ mod tests {
         map.insert("x-echo", "Bearer sk-root-123456".parse().unwrap());
         map.insert("location", "https://x/?key=sk-root-123456".parse().unwrap());
         map.insert("x-request-id", "req_1".parse().unwrap());
+        map.insert("x-sk-root-123456", "1".parse().unwrap());
         headers(&mut map, &SecretString::from("sk-root-123456"));
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("x-request-id"));
         assert!(!format!("{:?}", scrub()).contains("sk-root"));
+        // A name holds a key of capitals too, lower-cased.
+        let mut map = HeaderMap::new();
+        map.insert("x-sk-root-abcdef", "1".parse().unwrap());
+        headers(&mut map, &SecretString::from("sk-ROOT-abcdef"));
+        assert!(map.is_empty());
     }
 }
