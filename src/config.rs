@@ -541,6 +541,29 @@ impl Config {
                     }
                 }
             }
+            // A provider of the config's own gets `NAME_API_KEY` and `NAME_BASE_URL` with `-`
+            // read as `_`: two names that differ only there would both set the same variables
+            // in the agent's environment, and the agent would reach one of them under both.
+            let defaults = |o: &ProviderOverride| o.key_env.is_none() || o.base_url_env.is_none();
+            if crate::providers::builtin(name).is_none()
+                && defaults(over)
+                && let Some(other) = self.providers.iter().find_map(|(other, o)| {
+                    (other < name
+                        && crate::providers::builtin(other).is_none()
+                        && defaults(o)
+                        && other.replace('-', "_") == name.replace('-', "_"))
+                    .then_some(other)
+                })
+            {
+                return Err(UserError::usage(format!(
+                    "{}: [providers.{other}] and [providers.{name}] would give the agent the same variables ({}_API_KEY, {}_BASE_URL)",
+                    path.display(),
+                    name.to_ascii_uppercase().replace('-', "_"),
+                    name.to_ascii_uppercase().replace('-', "_"),
+                ))
+                .hint("rename one of them, or give each its own key_env and base_url_env")
+                .into());
+            }
             if crate::providers::builtin(name).is_none() && over.base_url.is_none() {
                 return Err(UserError::usage(format!(
                     "{}: [providers.{name}] is not a built-in provider and has no base_url",
@@ -1009,6 +1032,24 @@ mod tests {
             c.providers["local"].key_env,
             Some(vec!["MY_KEY".to_string()])
         );
+    }
+
+    #[test]
+    fn providers_whose_variables_would_be_the_same_are_refused() {
+        let (msg, hint) = refusal(
+            "[providers.my-llm]\nbase_url = \"http://127.0.0.1:9\"\n[providers.my_llm]\nbase_url = \"http://127.0.0.1:8\"\n",
+        );
+        assert_eq!(
+            msg,
+            "c.toml: [providers.my-llm] and [providers.my_llm] would give the agent the same variables (MY_LLM_API_KEY, MY_LLM_BASE_URL)"
+        );
+        assert!(hint.unwrap().contains("key_env"));
+        // Each with variables of its own, they are two providers.
+        Config::parse(
+            "[providers.my-llm]\nbase_url = \"http://127.0.0.1:9\"\n[providers.my_llm]\nbase_url = \"http://127.0.0.1:8\"\nkey_env = [\"B_KEY\"]\nbase_url_env = [\"B_URL\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -129,7 +129,12 @@ impl Family for Openai {
             }
             // A vector store bills its storage by the day and each search by the call, neither
             // in tokens: a stored object, but one a key with bounds may not add to or search.
-            if tail.first() == Some(&"vector_stores") {
+            // An assistant or a thread makes one from its `tool_resources` (and a message from
+            // its `attachments`), so writes there are the same.
+            if matches!(
+                tail.first(),
+                Some(&"vector_stores" | &"assistants" | &"threads")
+            ) {
                 return Endpoint::new(Files, Op::OpenaiUnmetered);
             }
         }

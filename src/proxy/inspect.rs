@@ -165,6 +165,7 @@ fn inspect_with(
             "model",
             "stream",
             "models",
+            "response",
             "service_tier",
             "speed",
             "modalities",
@@ -199,7 +200,12 @@ fn inspect_with(
                 s.len()
             )));
         }
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => {
+            if let Some(why) = odd_model_name(s) {
+                return Err(bad(why));
+            }
+            Some(s.clone())
+        }
         Some(_) => return Err(bad("`model` must be a non-empty string")),
     };
     // Where the path names the model (Gemini's `models/M:generateContent`), the upstream runs
@@ -589,6 +595,17 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
     find_reference_in(map, Place::Top)
 }
 
+/// Why a model name is refused: a `,` (LiteLLM's proxy runs each of a comma-separated list,
+/// every one of them to the ceiling, where till checked and reserved for one), whitespace or a
+/// control character (no model has one; a server may trim or split at it).
+pub fn odd_model_name(name: &str) -> Option<&'static str> {
+    name.chars()
+        .any(|c| c == ',' || c.is_whitespace() || c.is_control())
+        .then_some(
+            "a model name with a `,`, whitespace or a control character is refused: a router may read it as several models",
+        )
+}
+
 /// A model that a tool of the request runs beside the request's own.
 #[derive(Debug, PartialEq)]
 pub enum ToolModel<'a> {
@@ -606,18 +623,21 @@ pub enum ToolModel<'a> {
 /// `model`, is refused (the reason, as `Err`). So is one in a nested `response` object, where a
 /// server that reads a Realtime-style `response.create` over the Responses socket finds it.
 pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolModel<'_>>, String> {
-    let mut out = Vec::new();
-    if let Some(Value::Object(response)) = map.get("response") {
-        for (k, v) in response {
-            if !same_name(k, "model") {
-                continue;
-            }
-            match v {
-                Value::String(m) if k == "model" => out.push(ToolModel::Named(m)),
-                Value::Null if k == "model" => {}
-                _ => return Err(format!("a `response.{k}` that is not a model's name")),
-            }
+    // The model named in `place`: a look-alike of `model` (other letter case, a `-`, a space
+    // or an invisible character) or a `model` that is not a string is refused.
+    fn named_in<'a>(place: &'a Map<String, Value>, what: &str) -> Result<Option<&'a str>, String> {
+        check_field_names(place, &["model"]).map_err(|e| format!("{what} with {e}"))?;
+        match place.get("model") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(m)) if odd_model_name(m).is_none() => Ok(Some(m)),
+            Some(_) => Err(format!("{what} whose `model` is not a model's name")),
         }
+    }
+    let mut out = Vec::new();
+    if let Some(Value::Object(response)) = map.get("response")
+        && let Some(m) = named_in(response, "a nested `response`")?
+    {
+        out.push(ToolModel::Named(m));
     }
     let tools = match map.get("tools") {
         Some(Value::Array(tools)) => tools.as_slice(),
@@ -631,18 +651,9 @@ pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolM
             .flatten();
         let mut named = false;
         for place in std::iter::once(tool).chain(params) {
-            for (k, v) in place {
-                if !same_name(k, "model") {
-                    continue;
-                }
-                match v {
-                    Value::String(m) if k == "model" => {
-                        out.push(ToolModel::Named(m));
-                        named = true;
-                    }
-                    Value::Null if k == "model" => {}
-                    _ => return Err(format!("a tool's `{k}` that is not a model's name")),
-                }
+            if let Some(m) = named_in(place, "a tool")? {
+                out.push(ToolModel::Named(m));
+                named = true;
             }
         }
         if !named && api == ApiFamily::Openai && kind == "image_generation" {

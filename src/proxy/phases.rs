@@ -102,9 +102,18 @@ pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
 /// one it classified and checked: none of these goes upstream. (Names arrive lower-case.)
 fn is_routing_header(name: &HeaderName) -> bool {
     let n = name.as_str();
-    ["x-forwarded-", "x-original-", "x-rewrite-", "x-envoy-"]
-        .iter()
-        .any(|prefix| n.starts_with(prefix))
+    [
+        "x-forwarded-",
+        "x-original-",
+        "x-rewrite-",
+        "x-envoy-",
+        // Gateways that take a request's routing from its headers: Portkey's config (fallback
+        // targets, `override_params.model`, a custom host), LiteLLM's tags and overrides.
+        "x-portkey-",
+        "x-litellm-",
+    ]
+    .iter()
+    .any(|prefix| n.starts_with(prefix))
         || matches!(n, "forwarded" | "via" | "x-host" | "x-real-ip")
 }
 
@@ -873,12 +882,12 @@ pub async fn forward(
 /// `Content-Encoding: gzip` on two lines are gzip to a client that reads the last, and a
 /// `Transfer-Encoding` of `gzip, chunked` leaves gzip once the chunks are taken off.
 pub fn compressed(resp: &Response<Upstream>) -> Option<ProxyError> {
-    let (header, coding) = odd_coding(resp.headers())?;
+    let (header, coding) = odd_coding(resp.headers()).or_else(|| odd_charset(resp.headers()))?;
     Some(ProxyError::new(
         502,
         "upstream_encoding",
         format!(
-            "the provider answered in a compressed form ({header}: {}) though till asked for none; till passes on only answers it can read",
+            "the provider answered in a form till did not ask for and cannot read ({header}: {}; till asks for uncompressed UTF-8); till passes on only answers it can read",
             crate::output::printable(&coding.chars().take(40).collect::<String>())
         ),
     ))
@@ -901,6 +910,30 @@ pub fn odd_coding(headers: &HeaderMap) -> Option<(&'static str, String)> {
                 .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(plain))
             {
                 return Some((name_of(&name), c.to_string()));
+            }
+        }
+    }
+    None
+}
+
+/// A `charset` of the answer's `Content-Type` other than UTF-8 (or its subset ASCII): the
+/// root key in UTF-16 is not the bytes the scrub looks for.
+pub fn odd_charset(headers: &HeaderMap) -> Option<(&'static str, String)> {
+    for value in headers.get_all(header::CONTENT_TYPE) {
+        let Ok(text) = value.to_str() else {
+            return Some(("Content-Type", "?".into()));
+        };
+        for param in text.split(';').skip(1) {
+            let Some((name, v)) = param.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"');
+            if name.trim().eq_ignore_ascii_case("charset")
+                && !["utf-8", "utf8", "us-ascii", "ascii"]
+                    .iter()
+                    .any(|c| v.eq_ignore_ascii_case(c))
+            {
+                return Some(("Content-Type", text.to_string()));
             }
         }
     }

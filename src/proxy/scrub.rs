@@ -172,16 +172,16 @@ fn held(buf: &[u8], key: &[u8]) -> usize {
 }
 
 /// Drops every header whose value holds the key (a `Location`, a `WWW-Authenticate`, an echo),
-/// or whose name does in any letter case (names arrive lower-cased: an echo of the key as a
-/// name keeps all of a lower-case key).
+/// or whose name holds its start in any letter case (names arrive lower-cased: an echo of the
+/// key as a name keeps all of a lower-case key).
 pub fn headers(map: &mut HeaderMap, key: &SecretString) {
     let bytes = key.expose_secret().as_bytes();
+    // A name holds a run of the key's first SHORTEST bytes or more, as a value is looked at.
     let named = |n: &http::HeaderName| {
         let n = n.as_str().as_bytes();
         looked_for(bytes)
-            && n.len() >= bytes.len()
-            && n.windows(bytes.len())
-                .any(|w| w.eq_ignore_ascii_case(bytes))
+            && n.windows(SHORTEST)
+                .any(|w| w.eq_ignore_ascii_case(&bytes[..SHORTEST]))
     };
     let hit =
         |(n, v): (&http::HeaderName, &http::HeaderValue)| holds(v.as_bytes(), key) || named(n);
@@ -277,9 +277,10 @@ mod tests {
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("x-request-id"));
         assert!(!format!("{:?}", scrub()).contains("sk-root"));
-        // A name holds a key of capitals too, lower-cased.
+        // A name holds a key of capitals too, lower-cased, and the start of one.
         let mut map = HeaderMap::new();
         map.insert("x-sk-root-abcdef", "1".parse().unwrap());
+        map.insert("x-sk-root-abcd", "ef".parse().unwrap());
         headers(&mut map, &SecretString::from("sk-ROOT-abcdef"));
         assert!(map.is_empty());
     }

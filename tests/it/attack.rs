@@ -3189,3 +3189,112 @@ fn a_segment_that_is_a_dot_segment_before_its_parameters_is_refused() {
     }
     a.assert_upstream_saw_nothing("segments with parameters");
 }
+
+/// LiteLLM's proxy runs each model of a comma-separated `model`, each to the ceiling, where
+/// till checked one name against a glob and reserved for one answer. A model name with a `,`,
+/// whitespace or a control character is refused, in the body and in a tool.
+#[test]
+fn a_model_name_that_lists_models_is_refused() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini*", "--budget", "1usd"]);
+    for model in [
+        "gpt-4o-mini,o1-pro",
+        "gpt-4o-mini, o1-pro",
+        "gpt-4o-mini o1-pro",
+        "gpt-4o-mini\\to1-pro",
+    ] {
+        let body = format!(
+            "{{\"model\":\"{model}\",\"max_tokens\":5,\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}"
+        );
+        let (status, text) = a.post("/openai/v1/chat/completions", &body);
+        assert_eq!(status, 400, "{model} → {text}");
+    }
+    let (status, text) = a.post(
+        "/openai/v1/responses",
+        "{\"model\":\"gpt-4o-mini\",\"input\":\"x\",\"max_output_tokens\":5,\"response\":{\"model\":\"gpt-4o-mini,o1-pro\"}}",
+    );
+    assert_eq!(status, 400, "{text}");
+    a.assert_upstream_saw_nothing("model lists");
+}
+
+/// Look-alikes of a nested `model` (in another letter case, with a space or an invisible
+/// character, or under a `Response`) are refused as they are at the top.
+#[test]
+fn a_nested_model_in_another_spelling_is_refused() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    for extra in [
+        "\"Response\":{\"model\":\"o1-pro\"}",
+        "\"response\":{\"model \":\"o1-pro\"}",
+        "\"tools\":[{\"type\":\"router:advisor\",\"parameters\":{\"model\\u200b\":\"o1-pro\"}}]",
+        "\"tools\":[{\"type\":\"advisor\",\"model\\t\":\"o1-pro\"}]",
+    ] {
+        let body = format!("{{\"model\":\"gpt-4o-mini\",\"input\":\"x\",{extra}}}");
+        let (status, text) = a.post("/openai/v1/responses", &body);
+        assert_eq!(status, 400, "{extra} → {text}");
+    }
+    a.assert_upstream_saw_nothing("nested look-alikes");
+}
+
+/// Gateways that route by request headers (Portkey's `x-portkey-config` with its
+/// `override_params.model` and fallback targets, LiteLLM's tags) do not get them from the
+/// agent: they stay behind, as the routing headers do.
+#[test]
+fn gateway_routing_headers_stay_behind() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions",
+        &[
+            JSON,
+            (
+                "x-portkey-config",
+                "{\"override_params\":{\"model\":\"o1-pro\"}}",
+            ),
+            ("x-portkey-provider", "openai"),
+            ("x-litellm-tags", "premium"),
+            ("x-request-tag", "kept"),
+        ],
+        chat("gpt-4o-mini").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let seen = a.p.mock.requests();
+    let names: Vec<String> = seen[0]
+        .headers
+        .keys()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("x-portkey-") || n.starts_with("x-litellm-")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "x-request-tag"), "{names:?}");
+}
+
+/// An assistant or a thread makes a vector store from its `tool_resources` (billed by the
+/// day): writes there are refused to a key with a budget, as writes to vector stores are.
+#[test]
+fn assistants_and_threads_that_make_vector_stores_are_refused_to_a_key_with_a_budget() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--endpoints",
+            "inference,files",
+            "--budget",
+            "0.1usd",
+        ],
+    );
+    let stores =
+        "{\"tool_resources\":{\"file_search\":{\"vector_stores\":[{\"file_ids\":[\"f\"]}]}}}";
+    for path in [
+        "/openai/v1/assistants",
+        "/openai/v1/threads",
+        "/openai/v1/threads/t1/messages",
+    ] {
+        let (status, text) = a.post(path, stores);
+        assert_eq!(status, 403, "{path} → {text}");
+    }
+    a.assert_upstream_saw_nothing("vector stores by another name");
+}

@@ -131,3 +131,17 @@ fn a_coding_on_any_line_or_in_any_list_is_seen() {
         Some("Transfer-Encoding: gzip")
     );
 }
+
+#[test]
+fn a_charset_other_than_utf8_is_seen() {
+    let typed = |value: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static(value));
+        odd_charset(&h).is_some()
+    };
+    assert!(!typed("application/json"));
+    assert!(!typed("application/json; charset=utf-8"));
+    assert!(!typed("text/event-stream; charset=\"UTF-8\""));
+    assert!(typed("application/json; charset=utf-16le"));
+    assert!(typed("application/json;charset=UTF-32"));
+}
