@@ -599,9 +599,15 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
 /// every one of them to the ceiling, where till checked and reserved for one), whitespace or a
 /// control character (no model has one; a server may trim or split at it).
 pub fn odd_model_name(name: &str) -> Option<&'static str> {
-    name.chars()
-        .any(|c| c == ',' || c.is_whitespace() || c.is_control())
-        .then_some(
+    // Nearly every name is ASCII: its bytes say so in one pass; others are read by character.
+    let odd = if name.is_ascii() {
+        name.bytes()
+            .any(|b| b == b',' || b.is_ascii_whitespace() || b.is_ascii_control())
+    } else {
+        name.chars()
+            .any(|c| c == ',' || c.is_whitespace() || c.is_control())
+    };
+    odd.then_some(
             "a model name with a `,`, whitespace or a control character is refused: a router may read it as several models",
         )
 }
@@ -1179,6 +1185,29 @@ mod tests {
             let mut map: Map<String, Value> = serde_json::from_str(body).unwrap();
             insert_ceiling(*op, *proper, &mut map, 7);
             assert_eq!(&serde_json::to_string(&map).unwrap(), want, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn model_names_that_could_list_models_are_odd() {
+        for odd in [
+            "a,b",
+            "a b",
+            "a\tb",
+            "a\u{7f}",
+            "a\u{a0}b",
+            "a\u{3000}b",
+            "a\u{85}",
+        ] {
+            assert!(odd_model_name(odd).is_some(), "{odd:?}");
+        }
+        for fine in [
+            "gpt-4o-mini",
+            "models/gemini-2.5-flash",
+            "llama3:8b",
+            "mod\u{e8}le",
+        ] {
+            assert!(odd_model_name(fine).is_none(), "{fine:?}");
         }
     }
 
