@@ -192,18 +192,28 @@ impl Price {
                 .or(self.cache_write)
                 .unwrap_or(self.input),
         };
+        // A long prompt never costs less a token than a short one: a tier's rate below the
+        // base's (a table's slip, or a provider's highest price merged from several models)
+        // is read as the base's.
         match self.tier {
             Some(t) if prompt_tokens > t.above => Rates {
-                input: t.input.unwrap_or(base.input),
-                output: t.output.unwrap_or(base.output),
-                cached_input: t.cached_input.unwrap_or(base.cached_input),
+                input: t.input.unwrap_or(base.input).max(base.input),
+                output: t.output.unwrap_or(base.output).max(base.output),
+                cached_input: t
+                    .cached_input
+                    .unwrap_or(base.cached_input)
+                    .max(base.cached_input),
                 // Tables give no long-prompt rate for one-hour writes: scale the tier's
                 // five-minute rate by the same factor as the base's.
-                cache_write: t.cache_write.unwrap_or(base.cache_write),
+                cache_write: t
+                    .cache_write
+                    .unwrap_or(base.cache_write)
+                    .max(base.cache_write),
                 cache_write_1h: match t.cache_write {
                     Some(w) if base.cache_write > 0.0 => w * base.cache_write_1h / base.cache_write,
                     _ => base.cache_write_1h,
-                },
+                }
+                .max(base.cache_write_1h),
             },
             _ => base,
         }
@@ -238,13 +248,25 @@ impl Price {
             .ceil() as u64
     }
 
-    /// The largest of each rate of `self` and `other`, taken apart.
+    /// The largest of each rate of `self` and `other`, taken apart, for short prompts and for
+    /// long ones: the tier starts at the lower of the two thresholds and holds the larger of
+    /// each long-prompt rate (a model without a tier charges its base rates there), so that no
+    /// prompt of any length costs less than at either.
     fn max(self, other: Price) -> Price {
         let r = self.rates(0);
         let o = other.rates(0);
-        let hi = |a: Option<Tier>, b: Option<Tier>| match (a, b) {
-            (Some(a), Some(b)) if b.input.unwrap_or(0.0) > a.input.unwrap_or(0.0) => Some(b),
-            (a, b) => a.or(b),
+        let tier = match (self.tier, other.tier) {
+            (None, None) => None,
+            (a, b) => {
+                let (rl, ol) = (self.rates(u64::MAX), other.rates(u64::MAX));
+                Some(Tier {
+                    above: a.iter().chain(b.iter()).map(|t| t.above).min().unwrap_or(0),
+                    input: Some(rl.input.max(ol.input)),
+                    output: Some(rl.output.max(ol.output)),
+                    cached_input: Some(rl.cached_input.max(ol.cached_input)),
+                    cache_write: Some(rl.cache_write.max(ol.cache_write)),
+                })
+            }
         };
         Price {
             input: r.input.max(o.input),
@@ -252,7 +274,7 @@ impl Price {
             cached_input: Some(r.cached_input.max(o.cached_input)),
             cache_write: Some(r.cache_write.max(o.cache_write)),
             cache_write_1h: Some(r.cache_write_1h.max(o.cache_write_1h)),
-            tier: hi(self.tier, other.tier),
+            tier,
         }
     }
 }

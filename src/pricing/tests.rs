@@ -346,3 +346,48 @@ as_of = "2026-11-01"
     );
     assert_eq!(price(&p, "gemini", "lyria-3-pro-preview").output, 0.0);
 }
+
+/// A model the table does not list is charged the provider's highest price at every prompt
+/// length: never less, for a long prompt, than any listed model (the merged tier used to be one
+/// cheap model's, a twentieth of the highest rates), and never less than for a short one.
+#[test]
+fn the_highest_price_is_highest_for_long_prompts_too() {
+    let all = Prices::builtin();
+    let providers: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter_map(|(name, _)| name.split_once('/').map(|(p, _)| p))
+        .collect();
+    for provider in providers {
+        let max = all.lookup(provider, "no-such-model-anywhere").unwrap();
+        assert_eq!(max.source, PriceSource::ProviderMax);
+        for tokens in [0, 100_001, 200_001, 272_001, u64::MAX] {
+            let m = max.price.rates(tokens);
+            let short = max.price.rates(0);
+            for (what, hi, lo) in [
+                ("input", m.input, short.input),
+                ("output", m.output, short.output),
+                ("cache write", m.cache_write, short.cache_write),
+            ] {
+                assert!(hi >= lo, "{provider} at {tokens}: {what} {hi} < {lo}");
+            }
+            for (name, p) in all
+                .iter()
+                .filter(|(n, _)| n.starts_with(&format!("{provider}/")))
+            {
+                let r = p.rates(tokens);
+                for (what, hi, lo) in [
+                    ("input", m.input, r.input),
+                    ("output", m.output, r.output),
+                    ("cached input", m.cached_input, r.cached_input),
+                    ("cache write", m.cache_write, r.cache_write),
+                    ("cache write 1h", m.cache_write_1h, r.cache_write_1h),
+                ] {
+                    assert!(
+                        hi >= lo,
+                        "{provider} at {tokens}: {what} {hi} below {name}'s {lo}"
+                    );
+                }
+            }
+        }
+    }
+}
