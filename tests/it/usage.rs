@@ -555,6 +555,9 @@ fn log_and_usage_snapshots() {
 const HOSTILE_MODEL: &str =
     "gpt-4o\u{1b}[2J\u{1b}[31mPWNED\u{1b}]0;title\u{7}\r\nFAKE LINE\u{9b}2J\u{202e}desrever";
 
+/// A name the proxy takes that would still turn a terminal line around.
+const BIDI_MODEL: &str = "gpt-4o\u{202e}desrever";
+
 /// The characters that steer a terminal; none may appear raw in human output.
 fn assert_no_raw_controls(what: &str, text: &str) {
     for c in ['\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}'] {
@@ -573,17 +576,31 @@ fn assert_no_raw_controls(what: &str, text: &str) {
 #[test]
 fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
     let p = ProxyEnv::new();
+    // A name with control characters or line breaks is no model's: refused (400) before it
+    // is checked, priced or recorded, whatever the key. What steers a terminal and may still
+    // be in a name (a bidirectional override) is what the outputs below escape.
+    let model = BIDI_MODEL;
     // One key refuses the model; the other lets it through, priced at openai's highest.
     let narrow = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
     let wide = p.create_key(&["--scope", "openai", "--budget", "1usd"]);
     let stderr_file = p.env.path("serve.stderr");
     let serve = p.serve_with_stderr(std::fs::File::create(&stderr_file).unwrap());
     let body = serde_json::json!({
+        "model": model,
+        "messages": [{ "role": "user", "content": "hi" }],
+    })
+    .to_string();
+    let hostile = serde_json::json!({
         "model": HOSTILE_MODEL,
         "messages": [{ "role": "user", "content": "hi" }],
     })
     .to_string();
-    for (key, want) in [(&narrow, 403), (&wide, 200)] {
+    for (key, body, want) in [
+        (&narrow, &hostile, 400),
+        (&wide, &hostile, 400),
+        (&narrow, &body, 403),
+        (&wide, &body, 200),
+    ] {
         let auth = format!("Bearer {key}");
         let (status, answer) = crate::support::raw_http(
             &serve.url,
@@ -600,7 +617,10 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
     // The rows are written within the writer's 50 ms; the alert lines as the requests end.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let rows = loop {
-        let rows = p.log_json();
+        let all = p.log_json();
+        // The refused hostile name is recorded as no model at all.
+        assert!(all.iter().all(|r| r["model"] != HOSTILE_MODEL), "{all:?}");
+        let rows: Vec<_> = all.into_iter().filter(|r| r["model"] == model).collect();
         let stderr = std::fs::read_to_string(&stderr_file).unwrap();
         if rows.len() == 2 && stderr.contains("denial") && stderr.contains("no price for") {
             break rows;
@@ -612,7 +632,7 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
 
     // `--json` gives the exact text back, with nothing raw in it either.
     for row in &rows {
-        assert_eq!(row["model"], HOSTILE_MODEL, "{rows:?}");
+        assert_eq!(row["model"], model, "{rows:?}");
     }
     let json = |args: &[&str]| {
         let (code, stdout, stderr) = output(p.env.till().args(args));
@@ -621,18 +641,14 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
         serde_json::from_str::<Value>(&stdout).unwrap()
     };
     let groups = json(&["usage", "--by", "model", "--json"]);
-    assert_eq!(groups[0]["group"], format!("openai/{HOSTILE_MODEL}"));
+    assert_eq!(groups[0]["group"], format!("openai/{model}"));
     let alerts = json(&["log", "--alerts", "--json"]);
     for kind in ["denial", "price"] {
-        let alert = alerts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == kind);
-        let message = alert
-            .and_then(|e| e["message"].as_str())
-            .unwrap_or_default();
-        assert!(message.contains(HOSTILE_MODEL), "{kind}: {alerts}");
+        let named =
+            alerts.as_array().unwrap().iter().any(|e| {
+                e["kind"] == kind && e["message"].as_str().is_some_and(|m| m.contains(model))
+            });
+        assert!(named, "{kind}: {alerts}");
     }
     json(&["log", "--json"]);
 
@@ -651,13 +667,8 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
         ("till serve's stderr", serve_stderr),
     ] {
         assert_no_raw_controls(what, &text);
-        assert!(text.contains("gpt-4o\\u{1b}[2J"), "{what}: {text}");
+        assert!(text.contains("gpt-4o\\u{202e}desrever"), "{what}: {text}");
         assert!(!text.contains("--scope openai/gpt-4o"), "{what}: {text}");
         assert!(!text.contains("[prices."), "{what}: {text}");
     }
-    let usage = human(&["usage", "--by", "model"]);
-    assert!(
-        usage.contains("\\u{7}\\u{d}\\u{a}FAKE LINE\\u{9b}2J\\u{202e}desrever"),
-        "{usage}"
-    );
 }
