@@ -528,7 +528,7 @@ impl Config {
             ] {
                 for var in vars.iter().flatten() {
                     if let Some(problem) = agent_var_problem(var) {
-                        let upper = name.to_ascii_uppercase().replace('-', "_");
+                        let upper = crate::providers::env_stem(name);
                         return Err(UserError::usage(format!(
                             "{}: [providers.{name}] {field}: `{}` {problem}",
                             path.display(),
@@ -551,15 +551,14 @@ impl Config {
                     (other < name
                         && crate::providers::builtin(other).is_none()
                         && defaults(o)
-                        && other.replace('-', "_") == name.replace('-', "_"))
+                        && crate::providers::env_stem(other) == crate::providers::env_stem(name))
                     .then_some(other)
                 })
             {
+                let stem = crate::providers::env_stem(name);
                 return Err(UserError::usage(format!(
-                    "{}: [providers.{other}] and [providers.{name}] would give the agent the same variables ({}_API_KEY, {}_BASE_URL)",
+                    "{}: [providers.{other}] and [providers.{name}] would give the agent the same variables ({stem}_API_KEY, {stem}_BASE_URL)",
                     path.display(),
-                    name.to_ascii_uppercase().replace('-', "_"),
-                    name.to_ascii_uppercase().replace('-', "_"),
                 ))
                 .hint("rename one of them, or give each its own key_env and base_url_env")
                 .into());

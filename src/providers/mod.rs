@@ -259,6 +259,12 @@ pub fn validate_base_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The stem of the variables a provider of the config's own gets in the agent's environment
+/// (`STEM_API_KEY`, `STEM_BASE_URL`): its name in capitals, `-` read as `_`.
+pub fn env_stem(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
 /// Every provider known to this config: built-ins with overrides applied, then the
 /// config's own additions.
 #[derive(Debug, Clone)]
@@ -273,7 +279,7 @@ impl Providers {
             .map(|b| (b.name.to_string(), b.resolve()))
             .collect();
         for (name, over) in &config.providers {
-            let upper = name.to_ascii_uppercase().replace('-', "_");
+            let upper = env_stem(name);
             let entry = by_name.entry(name.clone()).or_insert_with(|| Provider {
                 name: name.clone(),
                 api: over.api.unwrap_or(ApiFamily::Openai),

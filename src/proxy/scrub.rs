@@ -177,11 +177,14 @@ fn held(buf: &[u8], key: &[u8]) -> usize {
 pub fn headers(map: &mut HeaderMap, key: &SecretString) {
     let bytes = key.expose_secret().as_bytes();
     // A name holds a run of the key's first SHORTEST bytes or more, as a value is looked at.
+    // Names are lower-case: only where the key's first byte, lower-cased, stands is compared.
     let named = |n: &http::HeaderName| {
         let n = n.as_str().as_bytes();
         looked_for(bytes)
-            && n.windows(SHORTEST)
-                .any(|w| w.eq_ignore_ascii_case(&bytes[..SHORTEST]))
+            && memchr::memchr_iter(bytes[0].to_ascii_lowercase(), n).any(|i| {
+                n.get(i..i + SHORTEST)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(&bytes[..SHORTEST]))
+            })
     };
     let hit =
         |(n, v): (&http::HeaderName, &http::HeaderValue)| holds(v.as_bytes(), key) || named(n);
