@@ -391,3 +391,27 @@ fn the_highest_price_is_highest_for_long_prompts_too() {
         }
     }
 }
+
+/// Regression: Claude Opus 4 and 4.1 ($15 input, $75 output) were missing from the table and
+/// charged its highest listed rates ($10/$50), so a dollar budget let through $1.50 of them.
+#[test]
+fn models_still_served_above_every_listed_price_are_charged_their_own() {
+    let p = Prices::builtin();
+    for model in [
+        "claude-opus-4-1",
+        "claude-opus-4-1-20250805",
+        "claude-opus-4-0",
+        "claude-opus-4-20250514",
+        "claude-3-opus-20240229",
+    ] {
+        let found = p.lookup("anthropic", model).unwrap();
+        assert_ne!(found.source, PriceSource::ProviderMax, "{model}");
+        let r = found.price.rates(0);
+        assert_eq!((r.input, r.output), (15.0, 75.0), "{model}");
+    }
+    // And the provider's highest price, for a model no table lists, is at least theirs.
+    let max = p.lookup("anthropic", "claude-opus-3-9").unwrap();
+    assert_eq!(max.source, PriceSource::ProviderMax);
+    let r = max.price.rates(0);
+    assert!(r.input >= 15.0 && r.output >= 75.0, "{r:?}");
+}
