@@ -887,29 +887,79 @@ pub fn compressed(resp: &Response<Upstream>) -> Option<ProxyError> {
         502,
         "upstream_encoding",
         format!(
-            "the provider answered in a form till did not ask for and cannot read ({header}: {}; till asks for uncompressed UTF-8); till passes on only answers it can read",
-            crate::output::printable(&coding.chars().take(40).collect::<String>())
+            "the provider answered in a form till did not ask for and cannot read ({header}: {coding}; till asks for uncompressed UTF-8); till passes on only answers it can read"
         ),
     ))
 }
 
+/// How an odd coding or charset is named in till's answer, its alert and the ledger: one of
+/// the names below, else [`UNKNOWN`]. Never the upstream's own text, which an upstream that
+/// quotes its credential would fill with the root key (a refusal is not scrubbed).
+const KNOWN_CODINGS: &[&str] = &[
+    "gzip",
+    "x-gzip",
+    "deflate",
+    "br",
+    "zstd",
+    "compress",
+    "x-compress",
+    "dcb",
+    "dcz",
+    "aes128gcm",
+    "exi",
+    "pack200-gzip",
+    "chunked",
+    "identity",
+];
+const KNOWN_CHARSETS: &[&str] = &[
+    "utf-16",
+    "utf-16le",
+    "utf-16be",
+    "utf-32",
+    "utf-32le",
+    "utf-32be",
+    "utf-7",
+    "iso-8859-1",
+    "latin1",
+    "windows-1252",
+    "shift_jis",
+    "euc-jp",
+    "euc-kr",
+    "gb2312",
+    "gbk",
+    "gb18030",
+    "big5",
+    "koi8-r",
+];
+const UNKNOWN: &str = "a value till does not know";
+
+/// `value` as one of `known` (matched without regard to case), or [`UNKNOWN`].
+fn known_name(value: &str, known: &[&'static str]) -> &'static str {
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(value))
+        .copied()
+        .unwrap_or(UNKNOWN)
+}
+
 /// The first coding of an answer other than `identity` (`Content-Encoding`) or `chunked`
-/// (`Transfer-Encoding`), over every line and list element (a value that is not text counts).
-pub fn odd_coding(headers: &HeaderMap) -> Option<(&'static str, String)> {
+/// (`Transfer-Encoding`), over every line and list element (a value that is not text counts),
+/// named as [`known_name`] names it.
+pub fn odd_coding(headers: &HeaderMap) -> Option<(&'static str, &'static str)> {
     for (name, plain) in [
         (header::CONTENT_ENCODING, "identity"),
         (header::TRANSFER_ENCODING, "chunked"),
     ] {
         for value in headers.get_all(&name) {
             let Ok(text) = value.to_str() else {
-                return Some((name_of(&name), "?".into()));
+                return Some((name_of(&name), UNKNOWN));
             };
             if let Some(c) = text
                 .split(',')
                 .map(str::trim)
                 .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(plain))
             {
-                return Some((name_of(&name), c.to_string()));
+                return Some((name_of(&name), known_name(c, KNOWN_CODINGS)));
             }
         }
     }
@@ -917,11 +967,11 @@ pub fn odd_coding(headers: &HeaderMap) -> Option<(&'static str, String)> {
 }
 
 /// A `charset` of the answer's `Content-Type` other than UTF-8 (or its subset ASCII): the
-/// root key in UTF-16 is not the bytes the scrub looks for.
-pub fn odd_charset(headers: &HeaderMap) -> Option<(&'static str, String)> {
+/// root key in UTF-16 is not the bytes the scrub looks for. Named as [`known_name`] names it.
+pub fn odd_charset(headers: &HeaderMap) -> Option<(&'static str, &'static str)> {
     for value in headers.get_all(header::CONTENT_TYPE) {
         let Ok(text) = value.to_str() else {
-            return Some(("Content-Type", "?".into()));
+            return Some(("Content-Type charset", UNKNOWN));
         };
         for param in text.split(';').skip(1) {
             let Some((name, v)) = param.split_once('=') else {
@@ -933,7 +983,7 @@ pub fn odd_charset(headers: &HeaderMap) -> Option<(&'static str, String)> {
                     .iter()
                     .any(|c| v.eq_ignore_ascii_case(c))
             {
-                return Some(("Content-Type", text.to_string()));
+                return Some(("Content-Type charset", known_name(v, KNOWN_CHARSETS)));
             }
         }
     }

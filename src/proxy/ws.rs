@@ -436,8 +436,11 @@ fn upstream_refusal(
     answer: &http::Response<Option<Vec<u8>>>,
     root: &secrecy::SecretString,
 ) -> Response<ProxyBody> {
-    // A body in a coding till cannot read could quote the root key unseen: the status alone.
-    let mut body = if super::phases::odd_coding(answer.headers()).is_some() {
+    // A body in a coding or charset till cannot read could quote the root key unseen: the
+    // status alone.
+    let unread = super::phases::odd_coding(answer.headers()).is_some()
+        || super::phases::odd_charset(answer.headers()).is_some();
+    let mut body = if unread {
         Vec::new()
     } else {
         answer.body().clone().unwrap_or_default()
@@ -445,7 +448,11 @@ fn upstream_refusal(
     super::scrub::whole(&mut body, root);
     let mut resp = Response::new(ProxyBody::from(Bytes::from(body)));
     *resp.status_mut() = answer.status();
-    if let Some(ct) = answer.headers().get(header::CONTENT_TYPE) {
+    // The body's type, unless there is no body or the type quotes the root key.
+    if let Some(ct) = answer.headers().get(header::CONTENT_TYPE)
+        && !unread
+        && !super::scrub::holds(ct.as_bytes(), root)
+    {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
     }
     resp

@@ -1229,6 +1229,64 @@ fn a_compressed_answer_is_refused_and_charged_its_reservation() {
     assert_eq!(lines.p.mock.requests().len(), 1);
 }
 
+/// An upstream that quotes the root key in the answer's coding or charset: till refuses the
+/// answer (it cannot read it), and its refusal names the coding without quoting the upstream,
+/// so the key reaches neither the agent nor the alert line nor the ledger.
+#[test]
+fn a_refused_coding_that_quotes_the_root_key_is_not_repeated() {
+    for (model, header) in [
+        (
+            "coding-mirror-model",
+            "Content-Encoding: a value till does not know",
+        ),
+        (
+            "charset-mirror-model",
+            "Content-Type charset: a value till does not know",
+        ),
+    ] {
+        let a = Attack::new("", &["--scope", &format!("openai/{model}")]);
+        let stderr_file = a.p.env.path("serve.err");
+        let serve =
+            a.p.serve_with_stderr(std::fs::File::create(&stderr_file).unwrap());
+        let body = format!(
+            "{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+        );
+        let (status, text) = raw_http(
+            &serve.url,
+            "POST",
+            "/openai/v1/chat/completions",
+            &[("authorization", &format!("Bearer {}", a.key))],
+            body.as_bytes(),
+        );
+        // The upstream got the root key, and quoted it back.
+        let seen = a.p.mock.requests();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(status, 502, "{model}: {text}");
+        assert!(text.contains(header), "{model}: {text}");
+        assert!(
+            !text.contains(ROOT_KEY),
+            "{model}: the agent got the key: {text}"
+        );
+        // SIGTERM, so the ledger writer settles what it holds.
+        let mut serve = serve;
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(
+            unsafe { libc::kill(serve.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        assert!(serve.child.wait().unwrap().success());
+        let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+        assert!(stderr.contains("upstream_encoding"), "{model}: {stderr}");
+        assert!(!stderr.contains(ROOT_KEY), "{model}: {stderr}");
+        let (_, alerts, _) = crate::support::output(a.p.env.till().args(["log", "--alerts"]));
+        let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
+        assert!(alerts.contains("upstream_encoding"), "{model}: {alerts}");
+        for out in [&alerts, &log] {
+            assert!(!out.contains(ROOT_KEY), "{model}: {out}");
+        }
+    }
+}
+
 /// Requests the provider may have run though no answer came back are charged their
 /// reservation: one whose answer did not begin within the timeout (a long answer that is not
 /// streamed can take longer than that to begin), and one whose connection broke after the

@@ -190,6 +190,25 @@ fn with_request(ctx: &Ctx<'_>, handler: fn(&Call<'_, '_>) -> Resp) -> Outcome {
     }
     let request_id = ctx.id("req_");
     let resp = with_header(handler(&call), "x-request-id", &request_id);
+    if call.model.contains("coding-mirror") || call.model.contains("charset-mirror") {
+        // A careless upstream that quotes the credential it was sent in the answer's coding
+        // or charset (a debugging gateway reflecting request headers).
+        let sent = ctx.header("authorization").unwrap_or_default();
+        let token = sent.strip_prefix("Bearer ").unwrap_or(&sent).to_string();
+        let mut resp = resp;
+        let (name, value) = if call.model.contains("coding-mirror") {
+            ("content-encoding", token)
+        } else {
+            (
+                "content-type",
+                format!("application/json; charset=x-{token}"),
+            )
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, value);
+        }
+        return resp.into();
+    }
     if call.model.contains("gzip") {
         // An upstream that compresses though asked not to (the body itself is left plain);
         // `gzip-lines` says so on a second line, after one that says `identity`.

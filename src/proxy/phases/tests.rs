@@ -130,6 +130,15 @@ fn a_coding_on_any_line_or_in_any_list_is_seen() {
         coded(&[("transfer-encoding", "gzip")]).as_deref(),
         Some("Transfer-Encoding: gzip")
     );
+    // The upstream's own text is never the name: it may be the root key, quoted back.
+    assert_eq!(
+        coded(&[("content-encoding", "sk-proj-ROOT0123456789abcdef")]).as_deref(),
+        Some("Content-Encoding: a value till does not know")
+    );
+    assert_eq!(
+        coded(&[("transfer-encoding", "sk-proj-ROOT0123456789abcdef, chunked")]).as_deref(),
+        Some("Transfer-Encoding: a value till does not know")
+    );
 }
 
 #[test]
@@ -144,4 +153,18 @@ fn a_charset_other_than_utf8_is_seen() {
     assert!(!typed("text/event-stream; charset=\"UTF-8\""));
     assert!(typed("application/json; charset=utf-16le"));
     assert!(typed("application/json;charset=UTF-32"));
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=x-sk-proj-ROOT0123456789abcdef"),
+    );
+    assert_eq!(
+        odd_charset(&h),
+        Some(("Content-Type charset", "a value till does not know"))
+    );
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=UTF-16LE"),
+    );
+    assert_eq!(odd_charset(&h), Some(("Content-Type charset", "utf-16le")));
 }
