@@ -120,6 +120,11 @@ impl Family for Openai {
                 ["responses", "input_tokens"] | ["responses", _, "cancel"] => false,
                 ["responses", _, ..] => true,
                 ["containers"] => true,
+                // Mistral's Conversations run a model (and its server tools) on `inputs` when
+                // one starts, goes on or restarts; OpenAI's only store, but adding items is
+                // the one write there that is not also a Mistral run.
+                ["conversations", _, "items"] => false,
+                ["conversations", ..] => true,
                 ["chat", "completions", _] => false,
                 ["chat", ..] => return Endpoint::admin(),
                 _ => false,

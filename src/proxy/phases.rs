@@ -111,11 +111,27 @@ fn is_routing_header(name: &HeaderName) -> bool {
         // targets, `override_params.model`, a custom host), LiteLLM's tags and overrides.
         "x-portkey-",
         "x-litellm-",
+        // Envoy AI Gateway routes by `x-ai-eg-model`.
+        "x-ai-eg-",
     ]
     .iter()
     .any(|prefix| n.starts_with(prefix))
         || matches!(n, "forwarded" | "via" | "x-host" | "x-real-ip")
+        || GATEWAY_WORDS.iter().any(|w| n.contains(w))
 }
+
+/// Words in a header name by which other gateways take a request elsewhere, to another model
+/// or again: Helicone's `Helicone-Target-URL` (the host the request and its key go to),
+/// `-Fallbacks`, `-Retry-Enabled` and `-Model-Override`; Cloudflare AI Gateway's
+/// `cf-aig-max-attempts` and `-retry-delay`; Braintrust's `x-bt-endpoint-name`. A list of
+/// gateways would never be whole; their headers that only authenticate or label
+/// (`Helicone-Auth`, `cf-aig-authorization`, `Helicone-Property-*`) go on. Clients' own
+/// headers with these words are informational (`x-stainless-retry-count`): nothing is lost
+/// when they stay behind.
+const GATEWAY_WORDS: &[&str] = &[
+    "target", "fallback", "retry", "retries", "attempt", "backoff", "override", "routing", "route",
+    "upstream", "endpoint", "base-url", "api-base", "model", "redirect",
+];
 
 /// Whether `name`, a header of the client's request `headers`, stays behind on every way to the
 /// provider (HTTP and WebSocket): those of the client's hop (the fixed ones, and those its
@@ -371,6 +387,7 @@ pub async fn inspect<B: super::RequestBody>(
         ));
     }
     let query = forward_query(parts.uri.query())?;
+    query_fits(&query, &endpoint)?;
     let options = &ctx.state.options;
     let body = read_body(
         body,
@@ -1251,6 +1268,67 @@ pub(super) fn forward_query(query: Option<&str>) -> Result<String, ProxyError> {
     } else {
         format!("?{}", kept.join("&"))
     })
+}
+
+/// The query parameters a request that runs a model may carry: Gemini's `alt` (`sse` or
+/// `json`), Azure's `api-version`, and Anthropic's `beta` (Claude Code's `?beta=true`).
+/// Everything a model run takes is in its body, where till checks it; a server may read a
+/// query parameter over the body's field (LiteLLM's proxy takes `?model=` before the body's
+/// `model`; Google's front end binds query parameters to request fields).
+const INFERENCE_QUERY: &[&str] = &["alt", "api-version", "beta"];
+
+/// Whether the forwarded query (as [`forward_query`] leaves it) fits `endpoint`: for a request
+/// that runs a model till meters, only [`INFERENCE_QUERY`]; for any other, no parameter that
+/// names a model, deployment or engine.
+fn query_fits(kept: &str, endpoint: &Endpoint) -> Result<(), ProxyError> {
+    let Some(q) = kept.strip_prefix('?') else {
+        return Ok(());
+    };
+    // A run till meters; an unmetered one is for keys with every model and no bounds anyway.
+    let runs = endpoint.class == EndpointClass::Inference && !endpoint.op.unmetered();
+    for param in q.split(['&', ';']).filter(|p| !p.is_empty()) {
+        let name = param_name(param);
+        if runs {
+            let value = param_value(param);
+            let fits = INFERENCE_QUERY.contains(&name.as_str())
+                && (name != "alt" || value == "sse" || value == "json");
+            if !fits {
+                return Err(ProxyError::new(
+                    400,
+                    "query",
+                    format!(
+                        "till refuses the query parameter `{}` on a request that runs a model: it could change what the provider runs; settings go in the body, where till checks them (till forwards only `alt=sse`/`alt=json`, `api-version` and `beta` there)",
+                        crate::output::printable(&name)
+                    ),
+                ));
+            }
+        } else if ["model", "deployment", "engine"]
+            .iter()
+            .any(|w| name.contains(w))
+        {
+            return Err(ProxyError::new(
+                400,
+                "query",
+                format!(
+                    "till refuses the query parameter `{}`: a model named in the query is one till has not checked",
+                    crate::output::printable(&name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A query parameter's value as a lenient provider reads it (see [`param_name`]).
+fn param_value(param: &str) -> String {
+    let raw = param
+        .split_once('=')
+        .map_or("", |(_, v)| v)
+        .replace('+', " ");
+    percent_encoding::percent_decode_str(&raw)
+        .decode_utf8_lossy()
+        .trim_matches(|c: char| c.is_whitespace() || c.is_control())
+        .to_ascii_lowercase()
 }
 
 /// A query parameter's name as a lenient provider reads it: form-decoded (`+` is a space,

@@ -3309,7 +3309,19 @@ fn gateway_routing_headers_stay_behind() {
             ),
             ("x-portkey-provider", "openai"),
             ("x-litellm-tags", "premium"),
+            // Helicone sends the request, root key and all, to the host this names.
+            ("helicone-target-url", "http://127.0.0.1:9"),
+            ("helicone-fallbacks", "[{\"target-url\":\"https://x\"}]"),
+            ("helicone-retry-enabled", "true"),
+            ("helicone-model-override", "o1-pro"),
+            ("cf-aig-max-attempts", "5"),
+            ("cf-aig-retry-delay", "1"),
+            ("x-ai-eg-model", "o1-pro"),
+            ("x-bt-endpoint-name", "dear"),
             ("x-request-tag", "kept"),
+            ("helicone-auth", "Bearer sk-helicone-kept"),
+            ("helicone-property-session", "kept"),
+            ("cf-aig-authorization", "Bearer kept"),
         ],
         chat("gpt-4o-mini").as_bytes(),
     );
@@ -3326,7 +3338,26 @@ fn gateway_routing_headers_stay_behind() {
             .any(|n| n.starts_with("x-portkey-") || n.starts_with("x-litellm-")),
         "{names:?}"
     );
-    assert!(names.iter().any(|n| n == "x-request-tag"), "{names:?}");
+    for gone in [
+        "helicone-target-url",
+        "helicone-fallbacks",
+        "helicone-retry-enabled",
+        "helicone-model-override",
+        "cf-aig-max-attempts",
+        "cf-aig-retry-delay",
+        "x-ai-eg-model",
+        "x-bt-endpoint-name",
+    ] {
+        assert!(!names.iter().any(|n| n == gone), "{gone}: {names:?}");
+    }
+    for kept in [
+        "x-request-tag",
+        "helicone-auth",
+        "helicone-property-session",
+        "cf-aig-authorization",
+    ] {
+        assert!(names.iter().any(|n| n == kept), "{kept}: {names:?}");
+    }
 }
 
 /// An assistant or a thread makes a vector store from its `tool_resources` (billed by the
@@ -3355,4 +3386,103 @@ fn assistants_and_threads_that_make_vector_stores_are_refused_to_a_key_with_a_bu
         assert_eq!(status, 403, "{path} → {text}");
     }
     a.assert_upstream_saw_nothing("vector stores by another name");
+}
+
+/// A model named in the query runs on servers that read it over the body's (LiteLLM's proxy
+/// takes `?model=` first); till checks the body's. A request that runs a model takes only the
+/// parameters its APIs need, and no other request names a model in its query.
+#[test]
+fn a_model_in_the_query_does_not_reach_the_upstream() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--scope",
+            "gemini/gemini-2.5-flash",
+            "--endpoints",
+            "inference,files",
+            "--budget",
+            "1usd",
+        ],
+    );
+    let chat = "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let gemini = "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}";
+    for (path, body) in [
+        ("/openai/v1/chat/completions?model=gpt-4o", chat),
+        (
+            "/openai/v1/chat/completions?stream=false&MODEL=gpt-4o",
+            chat,
+        ),
+        ("/openai/v1/chat/completions?beta=true;model=gpt-4o", chat),
+        ("/openai/v1/chat/completions?deployment_id=gpt-4o", chat),
+        (
+            "/gemini/v1beta/models/gemini-2.5-flash:generateContent?generationConfig.candidateCount=8",
+            gemini,
+        ),
+        (
+            "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=proto",
+            gemini,
+        ),
+        ("/openai/v1/files?model=gpt-4o", "{}"),
+    ] {
+        let (status, text) = a.send("POST", path, &[JSON], body.as_bytes());
+        assert_eq!(status, 400, "{path} → {text}");
+        assert!(text.contains("query parameter"), "{text}");
+    }
+    a.assert_upstream_saw_nothing("a model in the query");
+    // What the clients send still goes: Gemini's `alt=sse`, Anthropic's `beta=true`.
+    let (status, text) = a.send(
+        "POST",
+        "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        &[JSON],
+        gemini.as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions?beta=true",
+        &[JSON],
+        chat.as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let seen: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+/// Mistral's Conversations (`POST /v1/conversations`, `…/{id}`, `…/{id}/restart`) run a model
+/// and its server tools on `inputs`: inference till cannot bound, not a stored object. Adding
+/// items to an OpenAI conversation stays a stored object.
+#[test]
+fn conversations_that_run_a_model_are_refused_to_a_key_with_a_budget() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--endpoints",
+            "inference,files",
+            "--budget",
+            "0.1usd",
+        ],
+    );
+    let run = "{\"model\":\"gpt-4o-mini\",\"inputs\":\"hi\",\"tools\":[{\"type\":\"web_search\"}],\"completion_args\":{\"max_tokens\":100000}}";
+    for path in [
+        "/openai/v1/conversations",
+        "/openai/v1/conversations/conv_1",
+        "/openai/v1/conversations/conv_1/restart",
+    ] {
+        let (status, text) = a.send("POST", path, &[JSON], run.as_bytes());
+        assert_eq!(status, 403, "{path} → {text}");
+        assert!(text.contains("cannot bound"), "{text}");
+    }
+    a.assert_upstream_saw_nothing("conversations that run a model");
+    a.send(
+        "POST",
+        "/openai/v1/conversations/conv_1/items",
+        &[JSON],
+        b"{\"items\":[]}",
+    );
+    let seen: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(seen, ["/v1/conversations/conv_1/items"]);
 }

@@ -194,7 +194,7 @@ fn with_request(ctx: &Ctx<'_>, handler: fn(&Call<'_, '_>) -> Resp) -> Outcome {
         // A careless upstream that quotes the credential it was sent in the answer's coding
         // or charset (a debugging gateway reflecting request headers).
         let sent = ctx.header("authorization").unwrap_or_default();
-        let token = sent.strip_prefix("Bearer ").unwrap_or(&sent).to_string();
+        let token = sent.strip_prefix("Bearer ").unwrap_or(sent).to_string();
         let mut resp = resp;
         let (name, value) = if call.model.contains("coding-mirror") {
             ("content-encoding", token)

@@ -59,6 +59,45 @@ fn a_query_with_a_byte_that_is_not_visible_ascii_is_refused() {
 }
 
 #[test]
+fn a_request_that_runs_a_model_takes_only_the_query_parameters_its_apis_need() {
+    use crate::childkey::EndpointClass;
+    use crate::proxy::route::{Endpoint, Op};
+    let chat = Endpoint::new(EndpointClass::Inference, Op::OpenaiChat);
+    let files = Endpoint::new(EndpointClass::Files, Op::Other);
+    let fits = |q: &str, e: &Endpoint| query_fits(&forward_query(Some(q)).unwrap(), e);
+    for q in [
+        "alt=sse",
+        "alt=JSON",
+        "beta=true",
+        "api-version=2025-04-01-preview",
+        "key=till_q",
+    ] {
+        assert!(fits(q, &chat).is_ok(), "{q}");
+    }
+    for q in [
+        "model=gpt-4o",
+        "beta=true&Model=gpt-4o",
+        "beta=true;model=gpt-4o",
+        "%6Dodel=gpt-4o",
+        "deployment=gpt-4o",
+        "alt=proto",
+        "alt=%70roto",
+        "generationConfig.maxOutputTokens=99999",
+        "stream=true",
+    ] {
+        let err = fits(q, &chat).unwrap_err();
+        assert_eq!(err.status.as_u16(), 400, "{q}");
+    }
+    // Elsewhere the query goes on, but never with a model in it.
+    for q in ["limit=20&after=file_1", "purpose=batch", "pageSize=50"] {
+        assert!(fits(q, &files).is_ok(), "{q}");
+    }
+    for q in ["model=gpt-4o", "limit=1&model_name=x", "engine=davinci"] {
+        assert!(fits(q, &files).is_err(), "{q}");
+    }
+}
+
+#[test]
 fn method_override_parameters_are_refused() {
     for q in [
         "$httpMethod=DELETE",
