@@ -205,6 +205,7 @@ const ESCAPES: &[&str] = &[
     "git_worktrees",
     "git_info_exclude",
     "x32_ioctl",
+    "set_id_bits",
     "tiocsetd",
     "tcoff",
     "tiocexcl",

@@ -123,6 +123,35 @@ def tiocsti():
         raise RuntimeError("TIOCSTI was refused")
 
 
+def set_id_bits():
+    """Sets the set-user-ID bit on a program of the agent's (chmod, as `chmod u+s`), and the
+    set-group-ID bit through fchmod and on creation: what would make a host program run as
+    its owner (root, when till runs as root). Each must be refused."""
+    made = []
+    try:
+        with open("suid-probe", "wb") as f:
+            f.write(b"#!/bin/sh\n")
+        made.append("suid-probe")
+        refused = 0
+        for act in (
+            lambda: os.chmod("suid-probe", 0o4755),
+            lambda: os.fchmod(os.open("suid-probe", os.O_RDONLY), 0o2755),
+            lambda: os.close(os.open("sgid-probe", os.O_CREAT | os.O_WRONLY, 0o2755)),
+        ):
+            try:
+                act()
+            except OSError:
+                refused += 1
+        if os.path.exists("sgid-probe"):
+            made.append("sgid-probe")
+        bits = [os.stat(m).st_mode & 0o6000 for m in made]
+        if refused == 3 and not any(bits):
+            raise RuntimeError("every set-ID mode was refused")
+    finally:
+        for m in made:
+            os.unlink(m)
+
+
 def x32_ioctl_reaches_kernel():
     """Calls TIOCSTI through the x32 ABI's ioctl (x86_64 only), which a filter keyed on the
     64-bit numbers would let past: the kernel answers ENOSYS where x32 is off and does the
@@ -467,6 +496,7 @@ def main():
     check("ptrace_till", ptrace_till)
     check("tiocsti", tiocsti)
     check("x32_ioctl", x32_ioctl_reaches_kernel)
+    check("set_id_bits", set_id_bits)
     check("tiocsetd", set_line_discipline)
     check("tcoff", terminal_output_off)
     check("tiocexcl", terminal_exclusive)

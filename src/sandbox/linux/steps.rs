@@ -379,6 +379,26 @@ pub(super) fn seccomp() -> Result<(), StepError> {
                 #[cfg(target_arch = "x86_64")]
                 numbers.push((X32 | call, Vec::new()));
             }
+            // A mode with the set-user-ID or set-group-ID bit, given to any file the agent may
+            // name: Landlock has no right for a file's mode, so an agent could make a program
+            // of the host set-user-ID (set-user-root when till runs as root) and leave it so.
+            for (call, mode_arg) in MODE_CALLS {
+                let bits = [SET_UID, SET_GID]
+                    .into_iter()
+                    .map(|bit| {
+                        SeccompCondition::new(
+                            mode_arg,
+                            SeccompCmpArgLen::Dword,
+                            SeccompCmpOp::MaskedEq(bit),
+                            bit,
+                        )
+                        .and_then(|c| SeccompRule::new(vec![c]))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                #[cfg(target_arch = "x86_64")]
+                numbers.push((X32 | call, bits.clone()));
+                numbers.push((call, bits));
+            }
             SeccompFilter::new(
                 numbers.into_iter().collect(),
                 SeccompAction::Allow,
@@ -400,6 +420,31 @@ const X32: i64 = 0x4000_0000;
 /// x32's `ioctl`: its table's 514 with the x32 bit.
 #[cfg(target_arch = "x86_64")]
 const X32_IOCTL: i64 = X32 | 514;
+/// The calls that set a file's mode, with the index of their mode argument (x32 shares
+/// x86_64's numbers for them). `openat2` carries its mode in a structure no filter can read:
+/// it can only make a file where Landlock lets the agent write.
+#[cfg(target_arch = "x86_64")]
+const MODE_CALLS: [(i64, u8); 7] = [
+    (libc::SYS_chmod, 1),
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (FCHMODAT2, 2),
+    (libc::SYS_open, 2),
+    (libc::SYS_openat, 3),
+    (libc::SYS_creat, 1),
+];
+#[cfg(not(target_arch = "x86_64"))]
+const MODE_CALLS: [(i64, u8); 4] = [
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (FCHMODAT2, 2),
+    (libc::SYS_openat, 3),
+];
+/// `fchmodat2` (Linux 6.6), 452 on every architecture; the libc crate names it on x86_64
+/// only.
+const FCHMODAT2: i64 = 452;
+const SET_UID: u64 = libc::S_ISUID as u64;
+const SET_GID: u64 = libc::S_ISGID as u64;
 /// `keyctl`, `add_key` and `request_key` (x32 shares x86_64's numbers for them).
 const KEY_CALLS: [i64; 3] = [libc::SYS_keyctl, libc::SYS_add_key, libc::SYS_request_key];
 pub(super) const TIOCLINUX: u64 = 0x541C;
