@@ -34,7 +34,7 @@ mod steps;
 
 use steps::{
     hide, landlock, loopback_up, make_mount_point, mount_err, own_dev, own_proc, own_terminal,
-    protect_git, seccomp, tmpfs,
+    protect_git, read_only_elsewhere, seccomp, tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -941,14 +941,24 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
         }
     }
 
+    // Every other mount read-only: the agent can change no file's mode, owner or times outside
+    // what it may write.
+    let roots: Vec<PathBuf> = std::iter::once(cwd.clone())
+        .chain(writable.iter().cloned())
+        .collect();
+    let keep_writable: Vec<PathBuf> = roots
+        .iter()
+        .chain(&private)
+        .cloned()
+        .chain([PathBuf::from("/proc"), PathBuf::from("/dev")])
+        .collect();
+    read_only_elsewhere(&roots, &keep_writable)?;
+
     protect_git(&cwd, w.writable_git_hooks)?;
 
     // The directories between the writable paths and what is hidden below them become mount
     // points before the covers go on (a bind of a directory that a cover sits under would not
     // carry it), so that none can be renamed away with a cover inside.
-    let roots: Vec<PathBuf> = std::iter::once(cwd.clone())
-        .chain(writable.iter().cloned())
-        .collect();
     for dir in super::between_writable_and_hidden(&hidden, &roots) {
         if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             rustix::mount::mount_bind_recursive(&dir, &dir)

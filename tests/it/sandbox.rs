@@ -198,6 +198,8 @@ const ESCAPES: &[&str] = &[
     "read_aws",
     "bashrc",
     "profile",
+    "chmod_outside",
+    "utime_outside",
     "systemd_unit",
     "git_hook",
     "git_config",

@@ -474,6 +474,9 @@ def main():
     check("read_aws", lambda: read_nonempty(os.path.join(home, ".aws", "credentials")))
     check("bashrc", lambda: append(os.path.join(home, ".bashrc"), "echo planted\n"))
     check("profile", lambda: append(os.path.join(home, ".profile"), "echo planted\n"))
+    # A file the agent may read but not write: its mode and times are not the agent's either.
+    check("chmod_outside", lambda: os.chmod(os.path.join(home, ".profile"), 0o666))
+    check("utime_outside", lambda: os.utime(os.path.join(home, ".profile"), (0, 0)))
     check("systemd_unit", lambda: (os.makedirs(os.path.join(home, ".config/systemd/user"), exist_ok=True),
                                    append(os.path.join(home, ".config/systemd/user/x.service"), "[Service]\n")))
     if os.path.isdir(".git"):

@@ -198,6 +198,118 @@ pub(super) fn bind_read_only(source: &Path, target: &Path) -> Result<(), StepErr
     )))
 }
 
+/// Makes every mount of the host read-only in the agent's namespace but those at or under
+/// `keep` (the working directory, the writable paths, the private mounts, `/proc` and `/dev`),
+/// after making each of `roots` (the working directory and the writable paths) a mount of its
+/// own, so the flag set on the mount it lies in does not reach it. Landlock decides who may
+/// write a file's contents, not who may change its mode, owner, times or extended attributes:
+/// without this an agent could `chmod 000` a directory above till's home (the next run fails)
+/// or `chmod 0666` a file of yours, neither of which it may write. The mounts are locked with
+/// these flags when the agent's own user namespace is made ([`super::lock_mounts`]).
+pub(super) fn read_only_elsewhere(roots: &[PathBuf], keep: &[PathBuf]) -> Result<(), StepError> {
+    for r in roots {
+        rustix::mount::mount_bind_recursive(r, r)
+            .map_err(mount_err(format!("cannot keep {} writable", r.display())))?;
+    }
+    let table = std::fs::read("/proc/self/mountinfo").map_err(step("cannot read the mounts"))?;
+    for point in mount_points(&table) {
+        if super::super::under_any(&point, keep) {
+            continue;
+        }
+        match set_read_only(&point) {
+            // A mount point the agent cannot reach (covered, or no longer there): nothing to do.
+            Ok(())
+            | Err(
+                rustix::io::Errno::NOENT
+                | rustix::io::Errno::NOTDIR
+                | rustix::io::Errno::ACCESS
+                | rustix::io::Errno::LOOP,
+            ) => {}
+            Err(e) => {
+                return Err(mount_err(format!(
+                    "cannot make {} read-only",
+                    point.display()
+                ))(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mount points `/proc/self/mountinfo` lists (its fifth field, with the kernel's octal
+/// escapes for space, tab, newline and backslash read back).
+pub(super) fn mount_points(table: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt as _;
+    let mut out = Vec::new();
+    for line in table.split(|&b| b == b'\n') {
+        let Some(field) = line.split(|&b| b == b' ').nth(4) else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(field.len());
+        let mut i = 0;
+        while i < field.len() {
+            if field[i] == b'\\'
+                && let Some(code) = field.get(i + 1..i + 4)
+                && code.iter().all(|d| (b'0'..=b'7').contains(d))
+            {
+                bytes.push(code.iter().fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')));
+                i += 4;
+            } else {
+                bytes.push(field[i]);
+                i += 1;
+            }
+        }
+        out.push(PathBuf::from(std::ffi::OsString::from_vec(bytes)));
+    }
+    out
+}
+
+/// `mount_setattr(2)`'s attributes (`struct mount_attr`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr` (Linux 5.12), 442 on every architecture.
+const MOUNT_SETATTR: libc::c_long = 442;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Sets the read-only flag of the one mount at `point` (not those below it), leaving its other
+/// flags as they are (a user namespace may not clear the ones the kernel locked).
+fn set_read_only(point: &Path) -> Result<(), rustix::io::Errno> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(point.as_os_str().as_bytes())
+        .map_err(|_| rustix::io::Errno::INVAL)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a NUL-terminated path and a `struct mount_attr` of the size given, both alive for
+    // the call; AT_SYMLINK_NOFOLLOW is not asked for, so a link is followed as the agent would.
+    let done = unsafe {
+        libc::syscall(
+            MOUNT_SETATTR,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            0,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    }
+}
+
 /// Hides `p`: an empty read-only tmpfs over a directory, `/dev/null` over anything else.
 pub(super) fn hide(p: &Path) -> Result<(), StepError> {
     let Ok(meta) = std::fs::symlink_metadata(p) else {
@@ -454,3 +566,24 @@ pub(super) const TIOCSETD: u64 = 0x5423;
 pub(super) const TCXONC: u64 = 0x540A;
 /// Exclusive mode: further opens of the terminal fail (`EBUSY`) but root's.
 pub(super) const TIOCEXCL: u64 = 0x540C;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_read_with_the_kernels_escapes() {
+        let table = b"22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+36 22 0:31 / /home/a\\040b rw - tmpfs tmpfs rw\n\
+37 22 0:32 / /x\\134y\\011z rw - tmpfs tmpfs rw\n\
+short line\n";
+        assert_eq!(
+            mount_points(table),
+            [
+                PathBuf::from("/"),
+                PathBuf::from("/home/a b"),
+                PathBuf::from("/x\\y\tz")
+            ]
+        );
+    }
+}
