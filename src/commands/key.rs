@@ -244,17 +244,24 @@ struct KeyView {
     budget_tokens: Option<u64>,
 }
 
-fn status(meta: &KeyMeta, now: u64) -> &'static str {
+/// A key's standing as the proxy sees it: `revoked`, `expired`, `invalid` when its mint key
+/// was replaced (and its grace is over) or is not this till's, else `active`.
+fn status(meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now: u64) -> &'static str {
+    let minted = mints.iter().find(|m| m.kid == meta.kid);
     if meta.revoked_at.is_some() {
         "revoked"
     } else if meta.expires_at <= now {
         "expired"
+    } else if minted
+        .is_none_or(|m| m.retired_at.is_some() && m.valid_until.is_none_or(|v| v <= now))
+    {
+        "invalid"
     } else {
         "active"
     }
 }
 
-fn view(ledger: &Ledger, meta: &KeyMeta, now: u64) -> KeyView {
+fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now: u64) -> KeyView {
     // Keys with a budget or request ceiling have exact counters; others are summed from the
     // request log (within its retention).
     let counter = ledger
@@ -300,7 +307,7 @@ fn view(ledger: &Ledger, meta: &KeyMeta, now: u64) -> KeyView {
         scope: meta.scope.clone(),
         created_at: rfc3339(meta.created_at),
         expires_at: rfc3339(meta.expires_at),
-        status: status(meta, now),
+        status: status(meta, mints, now),
         revoked_at: meta.revoked_at.map(rfc3339),
     }
 }
@@ -308,11 +315,12 @@ fn view(ledger: &Ledger, meta: &KeyMeta, now: u64) -> KeyView {
 fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
     let now = now_unix();
     let ledger = ctx.ledger()?;
+    let mints = ledger.mint_keys()?;
     let keys: Vec<KeyView> = ledger
         .keys()?
         .iter()
-        .filter(|k| args.all || status(k, now) == "active")
-        .map(|k| view(&ledger, k, now))
+        .filter(|k| args.all || status(k, &mints, now) == "active")
+        .map(|k| view(&ledger, k, &mints, now))
         .collect();
     if args.json {
         crate::output::json(&keys)?;
@@ -322,7 +330,7 @@ fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
         crate::output::note(if args.all {
             "no keys; create one with `till key create`"
         } else {
-            "no active keys (`--all` includes expired and revoked ones)"
+            "no active keys (`--all` includes expired, revoked and invalid ones)"
         });
         return Ok(ExitCode::SUCCESS);
     }
@@ -358,7 +366,7 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
     } else {
         one_key(&ledger, &args.key)?
     };
-    let v = view(&ledger, &meta, now);
+    let v = view(&ledger, &meta, &ledger.mint_keys()?, now);
     if args.json {
         crate::output::json(&v)?;
     } else {

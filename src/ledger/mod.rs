@@ -318,10 +318,14 @@ impl Ledger {
         Ok(())
     }
 
-    /// Retires every current mint key except `keep`; their keys work until `valid_until`.
+    /// Retires every mint key except `keep`: their keys work until `valid_until`, or until an
+    /// earlier rotation's end, whichever comes first (a rotation without grace after a leak
+    /// ends the grace an earlier rotation gave too).
     pub fn retire_mints(&self, keep: &str, now: u64, valid_until: u64) -> anyhow::Result<()> {
         self.conn.execute(
-            "UPDATE mint_keys SET retired_at = ?2, valid_until = ?3 WHERE kid <> ?1 AND retired_at IS NULL",
+            "UPDATE mint_keys SET retired_at = COALESCE(retired_at, ?2),
+                 valid_until = MIN(COALESCE(valid_until, ?3), ?3)
+             WHERE kid <> ?1",
             params![keep, now as i64, valid_until as i64],
         )?;
         Ok(())

@@ -16,11 +16,14 @@ impl Rotator<'_> {
     ) -> Result<Outcome, RotateError> {
         let store = self.store()?;
         let ledger = self.ledger;
+        // Every mint key whose keys still work: the current one, and any still in an earlier
+        // rotation's grace (this rotation ends that no later than its own).
+        let before = now_unix();
         let old: Vec<String> = ledger
             .mint_keys()
             .map(|m| {
                 m.into_iter()
-                    .filter(|m| m.retired_at.is_none())
+                    .filter(|m| m.retired_at.is_none() || m.valid_until.is_some_and(|u| u > before))
                     .map(|m| m.kid)
                     .collect()
             })

@@ -593,6 +593,58 @@ fn mint_rotation_without_grace_stops_old_keys_at_once() {
     assert_eq!((last.0.as_str(), last.1), ("mint", true));
 }
 
+/// A rotation without grace (after a leak) ends the grace an earlier rotation gave: keys of
+/// every older mint key stop at once, not only those of the last one, and the rotation names
+/// them all.
+#[test]
+fn a_rotation_without_grace_ends_an_earlier_rotations_grace() {
+    let rot = Rot::new();
+    rot.add("openai", OLD_OPENAI);
+    let first = rot.create_key("openai");
+    let serve = rot.serve();
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint", "--grace", "24h"]));
+    assert_eq!(code, 0, "{stderr}");
+    let second = rot.create_key("openai");
+    assert_eq!(serve.chat(&first).0, 200);
+    assert_eq!(serve.chat(&second).0, 200);
+    let kids: Vec<String> = {
+        let ledger = rot.ledger();
+        let mut stmt = ledger
+            .prepare("SELECT kid FROM mint_keys ORDER BY created_at")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(kids.len(), 2);
+
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "keys signed by {},{} stopped working",
+            kids[0], kids[1]
+        )),
+        "{stderr}"
+    );
+    for key in [&first, &second] {
+        let (status, body) = serve.chat(key);
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("signed by a retired mint key"), "{body}");
+        // And `till key show` says so, as the proxy does.
+        let (code, stdout, stderr) = output(rot.till().args(["key", "show", key, "--json"]));
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["status"], "invalid", "{v}");
+    }
+    assert_eq!(serve.chat(&rot.create_key("openai")).0, 200);
+    // A later rotation with grace does not lengthen an ended one.
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint", "--grace", "1h"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(serve.chat(&first).0, 401);
+}
+
 /// `till remove` reaches a running proxy the way a rotation does: from its next request on it
 /// forwards nothing with the removed key (the answer is the error of a proxy with no key
 /// stored), and a key added afterwards is the one it forwards with.
