@@ -178,6 +178,8 @@ fn inspect_with(
         read.extend_from_slice(UNCOUNTED);
         read.extend_from_slice(LIMITS_ANYWHERE);
         read.extend_from_slice(OTHER_MODELS);
+        read.extend_from_slice(GATEWAY_SETTINGS);
+        read.extend_from_slice(RESENDS);
         for f in ApiFamily::ALL {
             read.extend_from_slice(f.wire().read_fields());
         }
@@ -392,7 +394,44 @@ pub const OTHER_MODELS: &[&str] = &[
     "content_policy_fallbacks",
     "mock_testing_fallbacks",
     "extra_body",
+    // Together's moderation model, run beside the request's and billed too.
+    "safety_model",
+    // A stored prompt (LiteLLM's, Helicone's), which can set the model and the messages.
+    "prompt_id",
+    // LiteLLM's routing to the deployments a tag or an id names, whatever their model.
+    "tags",
+    "deployment_id",
 ];
+
+/// Fields a gateway in front of the provider reads to choose the account, host or headers of
+/// the call it makes (LiteLLM spreads the client's body over its deployment's settings):
+/// `organization` picks who pays, `extra_headers`/`headers` add headers till keeps behind,
+/// `api_base`/`base_url` send the call (and the key) elsewhere, `user_config` is a whole
+/// router of the client's. No provider's own API has them: refused to every key.
+pub const GATEWAY_SETTINGS: &[&str] = &[
+    "organization",
+    "extra_headers",
+    "headers",
+    "api_base",
+    "base_url",
+    "api_key",
+    "user_config",
+];
+
+/// Fields with which a gateway sends a request to the provider again, each attempt billed and
+/// one metered (LiteLLM's `num_retries` with a short `timeout`): refused to keys with bounds.
+pub const RESENDS: &[&str] = &["num_retries", "max_retries", "timeout", "request_timeout"];
+
+/// The first of `fields` that the body sets (not null).
+pub fn first_set(
+    fields: &'static [&'static str],
+    map: &Map<String, Value>,
+) -> Option<&'static str> {
+    fields
+        .iter()
+        .copied()
+        .find(|f| map.get(*f).is_some_and(|v| !v.is_null()))
+}
 
 /// The first of [`OTHER_MODELS`] that the body sets (not null).
 pub fn other_models(map: &Map<String, Value>) -> Option<&'static str> {

@@ -136,14 +136,37 @@ fn gateway_words() -> &'static aho_corasick::AhoCorasick {
 /// Words in a header name by which other gateways take a request elsewhere, to another model
 /// or again: Helicone's `Helicone-Target-URL` (the host the request and its key go to),
 /// `-Fallbacks`, `-Retry-Enabled` and `-Model-Override`; Cloudflare AI Gateway's
-/// `cf-aig-max-attempts` and `-retry-delay`; Braintrust's `x-bt-endpoint-name`. A list of
+/// `cf-aig-max-attempts` and `-retry-delay`; Braintrust's `x-bt-endpoint-name`; headers that
+/// name a deployment, engine or provider, or the account that pays. A list of
 /// gateways would never be whole; their headers that only authenticate or label
 /// (`Helicone-Auth`, `cf-aig-authorization`, `Helicone-Property-*`) go on. Clients' own
 /// headers with these words are informational (`x-stainless-retry-count`): nothing is lost
 /// when they stay behind.
 const GATEWAY_WORDS: &[&str] = &[
-    "target", "fallback", "retry", "retries", "attempt", "backoff", "override", "routing", "route",
-    "upstream", "endpoint", "base-url", "api-base", "model", "redirect",
+    "target",
+    "fallback",
+    "retry",
+    "retries",
+    "attempt",
+    "backoff",
+    "override",
+    "routing",
+    "route",
+    "upstream",
+    "endpoint",
+    "base-url",
+    "api-base",
+    "model",
+    "redirect",
+    // What a header may name instead of a model (the query's refused words too), and the
+    // account whose provider key a gateway uses (Cloudflare's `cf-aig-byok-alias`,
+    // Braintrust's `x-bt-org-name`).
+    "deployment",
+    "engine",
+    "provider",
+    "byok",
+    "organization",
+    "org-name",
 ];
 
 /// Whether `name`, a header of the client's request `headers`, stays behind on every way to the
@@ -498,6 +521,31 @@ pub async fn admit(
             format!(
                 "this request sets `{field}`, with which a router runs a model other than the request's, one till did not check or price; only a key for every {p} model, without a budget or token rate, may send it",
                 p = provider.name
+            ),
+        ));
+    }
+    // A gateway's own settings: the account, host or headers of the call it makes.
+    if let Some(json) = &inspected.json
+        && let Some(field) = body_inspect::first_set(body_inspect::GATEWAY_SETTINGS, json)
+    {
+        return Err(ProxyError::new(
+            400,
+            "gateway_setting",
+            format!(
+                "this request sets `{field}`, with which a gateway in front of the provider chooses the account, host or headers of its call; no provider's API takes it, and till sends only what it checked"
+            ),
+        ));
+    }
+    // Retries a gateway makes on its own: each attempt is billed, the answer metered once.
+    if let Some(json) = &inspected.json
+        && let Some(field) = body_inspect::first_set(body_inspect::RESENDS, json)
+        && (grant.counts_tokens() || grant.max_output_tokens.is_some())
+    {
+        return Err(ProxyError::new(
+            403,
+            "resend",
+            format!(
+                "this request sets `{field}`, with which a gateway sends it to the provider again, each attempt billed and only the answer metered; a key with a budget, token rate or output cap may not send it"
             ),
         ));
     }

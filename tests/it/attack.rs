@@ -3318,6 +3318,11 @@ fn gateway_routing_headers_stay_behind() {
             ("cf-aig-retry-delay", "1"),
             ("x-ai-eg-model", "o1-pro"),
             ("x-bt-endpoint-name", "dear"),
+            ("x-ms-deployment", "dear"),
+            ("x-engine", "dear"),
+            ("x-provider-order", "dear"),
+            ("cf-aig-byok-alias", "other-account"),
+            ("x-bt-org-name", "other-org"),
             ("x-request-tag", "kept"),
             ("helicone-auth", "Bearer sk-helicone-kept"),
             ("helicone-property-session", "kept"),
@@ -3347,6 +3352,11 @@ fn gateway_routing_headers_stay_behind() {
         "cf-aig-retry-delay",
         "x-ai-eg-model",
         "x-bt-endpoint-name",
+        "x-ms-deployment",
+        "x-engine",
+        "x-provider-order",
+        "cf-aig-byok-alias",
+        "x-bt-org-name",
     ] {
         assert!(!names.iter().any(|n| n == gone), "{gone}: {names:?}");
     }
@@ -3485,4 +3495,55 @@ fn conversations_that_run_a_model_are_refused_to_a_key_with_a_budget() {
     );
     let seen: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(seen, ["/v1/conversations/conv_1/items"]);
+}
+
+/// A gateway behind till (LiteLLM spreads the client's body over its deployment's settings)
+/// reads fields no provider's API has: the account or host of its call, headers to add,
+/// retries that bill each attempt, a moderation model or stored prompt that runs another
+/// model. None reaches the upstream for a key they would get around.
+#[test]
+fn gateway_settings_in_the_body_do_not_reach_the_upstream() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini", "--budget", "1usd"]);
+    for (field, value, status) in [
+        ("organization", "\"org-other\"", 400),
+        (
+            "extra_headers",
+            "{\"OpenAI-Organization\":\"org-other\"}",
+            400,
+        ),
+        (
+            "headers",
+            "{\"anthropic-beta\":\"context-1m-2025-08-07\"}",
+            400,
+        ),
+        ("api_base", "\"http://127.0.0.1:9\"", 400),
+        ("user_config", "{\"model_list\":[]}", 400),
+        ("num_retries", "20", 403),
+        ("timeout", "1", 403),
+        ("safety_model", "\"meta-llama/Llama-Guard-4-12B\"", 403),
+        ("prompt_id", "\"stored-1\"", 403),
+        ("tags", "[\"premium\"]", 403),
+        // A look-alike spelling is refused as malformed.
+        ("Num_Retries", "20", 400),
+    ] {
+        let body = format!(
+            "{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"{field}\":{value}}}"
+        );
+        let (got, text) = a.post("/openai/v1/chat/completions", &body);
+        assert_eq!(got, status, "{field}: {text}");
+    }
+    a.assert_upstream_saw_nothing("gateway settings");
+    // A key without bounds may ask a gateway for retries; the account fields stay refused.
+    let free = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let (got, text) = free.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"timeout\":30}",
+    );
+    assert_eq!(got, 200, "{text}");
+    let (got, text) = free.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"organization\":\"org-other\"}",
+    );
+    assert_eq!(got, 400, "{text}");
+    assert_eq!(free.p.mock.requests().len(), 1);
 }
