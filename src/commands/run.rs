@@ -197,6 +197,10 @@ fn nested_run(
     }
     let parent = Token::decode(key)
         .map_err(|e| UserError::runtime(format!("TILL_KEY is not a valid till key: {e}")))?;
+    outer_proxy_answers(proxy_url)?;
+    crate::output::note(&format!(
+        "till: a nested run: the agent gets a key narrowed from TILL_KEY, through the proxy at {proxy_url}"
+    ));
     let spec = super::scope_spec(ctx, &args.scope, args.profile.as_deref())?;
     let now = crate::time::now_unix();
     let known = ctx.providers.names();
@@ -222,13 +226,20 @@ fn nested_run(
         })
         .collect();
     let encoded = child.encode();
-    let mut env = agent_env(
-        std::env::vars_os(),
-        &ctx.providers,
-        &agents,
-        &encoded,
-        proxy_url,
-    );
+    // The outer run kept the passphrase out; one set since (a shell's, a `.envrc`'s) is kept
+    // out here, under any name.
+    let passphrase = std::env::var_os(EnvVars::TILL_PASSPHRASE)
+        .map(|p| SecretString::from(p.to_string_lossy().into_owned()));
+    let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, v)| {
+            k != EnvVars::TILL_PASSPHRASE
+                && !passphrase.as_ref().is_some_and(|p| {
+                    holds_secret(&k.to_string_lossy(), p) || holds_secret(&v.to_string_lossy(), p)
+                })
+        })
+        .collect();
+    drop(passphrase);
+    let mut env = agent_env(inherited, &ctx.providers, &agents, &encoded, proxy_url);
     let rest = adapt_for_agent(program, &args.command[1..], &mut env, &encoded);
     let mut sandbox = crate::sandbox::Sandbox::for_nested(
         &ctx.config,
@@ -240,6 +251,45 @@ fn nested_run(
     let status = spawn_and_wait(program, &rest, env, sandbox.as_mut())?;
     end_sandboxed(sandbox.as_mut());
     Ok(ExitCode::from(status.code()))
+}
+
+/// Whether `url` (TILL_PROXY_URL) is a till proxy on this machine that answers: a loopback
+/// `http://HOST:PORT` whose health check says `ok`. A TILL_KEY and TILL_PROXY_URL left in an
+/// environment after their run ended (a terminal multiplexer's, a planted `.envrc`) would
+/// otherwise make every `till run` a nested one, through whatever the URL names.
+fn outer_proxy_answers(url: &str) -> Result<(), UserError> {
+    use std::io::{Read as _, Write as _};
+    let hint = "TILL_KEY and TILL_PROXY_URL are set, which makes this a run nested in another; if that run has ended, unset both (`unset TILL_KEY TILL_PROXY_URL`) and run again";
+    let addr = url
+        .strip_prefix("http://")
+        .map(|a| a.trim_end_matches('/'))
+        .map(|a| a.replacen("localhost:", "127.0.0.1:", 1))
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .filter(|a| a.ip().is_loopback())
+        .ok_or_else(|| {
+            UserError::runtime(format!(
+                "TILL_PROXY_URL is not the address of a till proxy on this machine: {}",
+                crate::output::printable(url)
+            ))
+            .hint(hint)
+        })?;
+    let timeout = std::time::Duration::from_secs(2);
+    let answered = (|| -> std::io::Result<Vec<u8>> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /_till/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+        let mut answer = Vec::new();
+        s.take(4096).read_to_end(&mut answer)?;
+        Ok(answer)
+    })();
+    match answered {
+        Ok(a) if a.starts_with(b"HTTP/1.1 200") && a.ends_with(b"\r\n\r\nok\n") => Ok(()),
+        _ => Err(
+            UserError::runtime(format!("no till proxy answers at TILL_PROXY_URL ({url})"))
+                .hint(hint),
+        ),
+    }
 }
 
 /// The agent's arguments, and its environment adapted, when `program` is an agent till knows

@@ -1,7 +1,7 @@
 //! Child keys through the CLI and `till serve`: create, revoke, expiry, tampering, sessions,
 //! nesting, and the errors for bad scope input.
 
-use crate::support::{ProxyEnv, TestEnv, client_with_key, output, output_with_stdin};
+use crate::support::{PASSPHRASE, ProxyEnv, TestEnv, client_with_key, output, output_with_stdin};
 
 fn status(v: &serde_json::Value) -> u64 {
     v["status"].as_u64().unwrap()
@@ -163,6 +163,56 @@ fn nested_runs_narrow_and_cannot_widen() {
         stderr.contains("2 requests (1 denied: model 1)"),
         "{stderr}"
     );
+}
+
+/// A TILL_KEY and TILL_PROXY_URL left behind after their run (a terminal multiplexer started
+/// inside one, a planted `.envrc`) do not make a later run nested through whatever the URL
+/// names; a nested run keeps a passphrase set since its outer run out of the agent's reach.
+#[test]
+fn a_stale_or_foreign_outer_run_is_refused_and_a_nested_run_keeps_the_passphrase_out() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai"]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for url in [
+        dead.as_str(),
+        "https://attacker.example",
+        "http://10.1.2.3:8417",
+    ] {
+        let (code, stdout, stderr) = output(
+            p.env
+                .till()
+                .env("TILL_KEY", &key)
+                .env("TILL_PROXY_URL", url)
+                .args(["run", "--", "sh", "-c", "echo ran"]),
+        );
+        assert_eq!(code, 1, "{url}: {stdout}\n{stderr}");
+        assert!(!stdout.contains("ran"), "{url}: {stdout}");
+        assert!(
+            stderr.contains("unset TILL_KEY TILL_PROXY_URL"),
+            "{url}: {stderr}"
+        );
+    }
+    // Inside a real run, a passphrase set again (under its name or another) stays out.
+    let bin_dir = crate::support::till_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let inner =
+        format!("TILL_PASSPHRASE='{PASSPHRASE}' MY_COPY='x{PASSPHRASE}' till run -- sh -c 'env'");
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .env("PATH", path)
+            .args(["run", "--scope", "openai", "--", "sh", "-c", &inner]),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("a nested run"), "{stderr}");
+    assert!(stdout.contains("TILL_KEY="), "{stdout}");
+    assert!(!stdout.contains(PASSPHRASE), "{stdout}");
 }
 
 #[test]
