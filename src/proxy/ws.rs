@@ -164,7 +164,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
     let in_protocol = key_protocol.and_then(|prefix| {
         protocols
             .iter()
-            .find_map(|p| p.strip_prefix(prefix))
+            .find_map(|p| key_in_protocol(p, prefix))
             .map(str::to_string)
     });
     let key = phases::extract_key(headers, req.uri().query())
@@ -226,7 +226,8 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
     let upstream_protocols: Vec<&str> = protocols
         .iter()
         .copied()
-        .filter(|p| key_protocol.is_none_or(|prefix| !p.starts_with(prefix)))
+        .filter(|p| key_protocol.is_none_or(|prefix| key_in_protocol(p, prefix).is_none()))
+        .filter(|p| key.as_deref().is_none_or(|k| !p.contains(k)))
         .collect();
     let offered = (!upstream_protocols.is_empty())
         .then(|| HeaderValue::from_str(&upstream_protocols.join(", ")).ok())
@@ -458,6 +459,17 @@ fn upstream_refusal(
     resp
 }
 
+/// The key a subprotocol carries after the family's `prefix`, in any letter case (a server
+/// that reads `OPENAI-INSECURE-API-KEY.…` as the prefix would get the child key otherwise).
+fn key_in_protocol<'p>(protocol: &'p str, prefix: &str) -> Option<&'p str> {
+    protocol
+        .as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|b| b.eq_ignore_ascii_case(prefix.as_bytes()))
+        .then(|| protocol.get(prefix.len()..))
+        .flatten()
+}
+
 /// The client side's limits: a message is at most as large as an HTTP body may be, and the
 /// read buffer small, since what it holds of a message's start goes uncounted
 /// ([`arriving`]).
@@ -568,6 +580,13 @@ mod tests {
             offered_protocols(&h),
             ["realtime", "openai-insecure-api-key.till_abc"]
         );
+        let prefix = "openai-insecure-api-key.";
+        assert_eq!(
+            key_in_protocol("OPENAI-Insecure-API-Key.till_abc", prefix),
+            Some("till_abc")
+        );
+        assert_eq!(key_in_protocol("realtime", prefix), None);
+        assert_eq!(key_in_protocol("openai-insecure-api-ke", prefix), None);
         let fwd = forwarded_headers(&h);
         assert_eq!(fwd.len(), 1, "{fwd:?}");
         assert_eq!(fwd["openai-beta"], "realtime=v1");

@@ -756,7 +756,7 @@ async fn a_root_key_removed_while_a_socket_is_open_carries_no_further_message() 
 #[tokio::test]
 async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_response() {
     let p = setup("");
-    let key = p.create_key(&["--scope", "openai/gpt-realtime", "--endpoints", "realtime"]);
+    let key = p.create_key(&["--scope", "openai/gpt-realtime*", "--endpoints", "realtime"]);
     let serve = p.serve();
     p.mock.clear_requests();
     let protocols = format!("realtime, openai-insecure-api-key.{key}");
@@ -791,6 +791,11 @@ async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_respo
         // A look-alike of `model`, or a list of models, is no way around the check.
         json!({"type": "session.update", "session": {"Model": "gpt-4o-realtime-preview"}}),
         json!({"type": "session.update", "session": {"model": ["gpt-realtime", "gpt-4o-realtime-preview"]}}),
+        // A name the scope's glob matches but a router reads as two models, or a model that
+        // is not a name at all.
+        json!({"type": "session.update", "session": {"model": "gpt-realtime-mini,gpt-4o"}}),
+        json!({"type": "session.update", "session": {"model": {"id": "gpt-4o"}}}),
+        json!({"type": "session.update", "session": {"model": null}}),
     ];
     for event in &out_of_scope {
         send(&mut ws, event).await;
@@ -827,7 +832,7 @@ async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_respo
     );
 
     let rows = stop_and_log(&p, serve);
-    assert_eq!(rows.len(), 7, "2 responses and 5 refusals: {rows:?}");
+    assert_eq!(rows.len(), 10, "2 responses and 8 refusals: {rows:?}");
     let metered: Vec<&Value> = rows.iter().filter(|r| r["outcome"] == "complete").collect();
     assert_eq!(metered.len(), 2, "{rows:?}");
     for (row, usage) in metered.iter().zip(&reported) {

@@ -433,10 +433,12 @@ fn check_models(
     models.into_iter().try_for_each(|m| check(Some(m)))
 }
 
-/// Every string under a `model` key, anywhere in `v`. Refused: a `model` in other letter case
-/// (a parser that matches names case-insensitively reads `Model` as `model`) and a list under
-/// `model` (a list of models); an object there is walked (a tool's schema may have a parameter
-/// named `model`).
+/// Every string under a `model` key, anywhere in `v` but a tool's `parameters` (its schema,
+/// where `model` is an ordinary property). Refused: a `model` in other letter case (a parser
+/// that matches names case-insensitively reads `Model` as `model`), a `model` that is not a
+/// string (a list of models, an object a server may read an id from, `null` for the
+/// provider's choice), and a name a router may read as several models or that no model has
+/// (a `,`, whitespace, a control character, more than 256 bytes), as in a request's body.
 fn models_in<'v>(v: &'v Value, out: &mut Vec<&'v str>) -> Result<(), String> {
     match v {
         Value::Object(map) => {
@@ -447,8 +449,20 @@ fn models_in<'v>(v: &'v Value, out: &mut Vec<&'v str>) -> Result<(), String> {
                     ));
                 }
                 match (k.as_str(), v) {
-                    ("model", Value::String(m)) => out.push(m),
-                    ("model", Value::Array(_)) => return Err("`model` must be a string".into()),
+                    ("model", Value::String(m)) => {
+                        if m.len() > MAX_MODEL_BYTES {
+                            return Err(format!(
+                                "`model` is {} bytes long; till takes model names of at most {MAX_MODEL_BYTES}",
+                                m.len()
+                            ));
+                        }
+                        if let Some(why) = crate::proxy::inspect::odd_model_name(m) {
+                            return Err(why.into());
+                        }
+                        out.push(m);
+                    }
+                    ("model", _) => return Err("`model` must be a string".into()),
+                    ("parameters", _) => {}
                     _ => models_in(v, out)?,
                 }
             }
@@ -458,6 +472,9 @@ fn models_in<'v>(v: &'v Value, out: &mut Vec<&'v str>) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// The longest model name a WebSocket event may hold, as a request's body.
+const MAX_MODEL_BYTES: usize = 256;
 
 async fn from_upstream(
     s: &Session,
@@ -799,5 +816,16 @@ mod tests {
         models_in(&v, &mut found).unwrap();
         found.sort_unstable();
         assert_eq!(found, ["gpt-realtime", "whisper-1"]);
+        for bad in [
+            serde_json::json!({"session": {"model": "gpt-realtime-mini,gpt-4o"}}),
+            serde_json::json!({"session": {"model": "gpt-realtime-mini gpt-4o"}}),
+            serde_json::json!({"session": {"model": "gpt-realtime-mini\u{0}"}}),
+            serde_json::json!({"session": {"model": "gpt-realtime-".to_string() + &"x".repeat(300)}}),
+            serde_json::json!({"session": {"model": {"id": "gpt-4o"}}}),
+            serde_json::json!({"session": {"model": null}}),
+            serde_json::json!({"session": {"model": ["gpt-4o"]}}),
+        ] {
+            assert!(models_in(&bad, &mut Vec::new()).is_err(), "{bad}");
+        }
     }
 }
