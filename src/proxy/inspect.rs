@@ -401,6 +401,9 @@ pub const OTHER_MODELS: &[&str] = &[
     // LiteLLM's routing to the deployments a tag or an id names, whatever their model.
     "tags",
     "deployment_id",
+    // Realtime's nested `response` (a model, a ceiling, tools and stored input of its own),
+    // which a compatible server may read from a Responses body: till checks the top level.
+    "response",
 ];
 
 /// Fields a gateway in front of the provider reads to choose the account, host or headers of

@@ -508,6 +508,46 @@ pub async fn admit(
             ),
         ));
     }
+    // A tool that runs a model of its own (Anthropic's advisor, the Responses API's image
+    // generation, a router's model-calling tools) has the provider run and bill that model
+    // beside the request's: a model it names is checked against the scope as the request's
+    // is, and one it leaves to the provider is for a key for every model.
+    if let Some(json) = &inspected.json {
+        let tool_models = body_inspect::tool_models(api, json).map_err(|why| {
+            ProxyError::new(400, "bad_request", format!("this request has {why}"))
+        })?;
+        for tool_model in tool_models {
+            match tool_model {
+                ToolModel::Named(m) => {
+                    let facts = RequestFacts {
+                        provider: &provider.name,
+                        model: Some(m),
+                        endpoint: endpoint.class,
+                        session: state.options.session.as_deref(),
+                        requested_output_tokens: inspected.ceiling,
+                    };
+                    verified.check(&facts, ctx.now).map_err(|d| {
+                        ProxyError::new(
+                            d.status(),
+                            d.kind(),
+                            format!("this request names another model (in a tool, or a nested `response`): {d}"),
+                        )
+                    })?;
+                }
+                ToolModel::Unnamed(tool) if !verified.allows_every_model(&provider.name) => {
+                    return Err(ProxyError::new(
+                        403,
+                        "model",
+                        format!(
+                            "{tool} of this request runs a model it does not name (the provider's choice), so only a key for every {p} model may send it; name the model in the tool, or widen the key with `till run --scope {p} …`",
+                            p = provider.name
+                        ),
+                    ));
+                }
+                ToolModel::Unnamed(_) => {}
+            }
+        }
+    }
     // Fallback models (OpenRouter's `models`, LiteLLM's `fallbacks`) or a body merged over
     // this one (`extra_body`) let the provider run, and bill, a model other than the one
     // checked: only a key for every model, and one that counts no tokens, may send them.
@@ -548,46 +588,6 @@ pub async fn admit(
                 "this request sets `{field}`, with which a gateway sends it to the provider again, each attempt billed and only the answer metered; a key with a budget, token rate or output cap may not send it"
             ),
         ));
-    }
-    // A tool that runs a model of its own (Anthropic's advisor, the Responses API's image
-    // generation, a router's model-calling tools) has the provider run and bill that model
-    // beside the request's: a model it names is checked against the scope as the request's
-    // is, and one it leaves to the provider is for a key for every model.
-    if let Some(json) = &inspected.json {
-        let tool_models = body_inspect::tool_models(api, json).map_err(|why| {
-            ProxyError::new(400, "bad_request", format!("this request has {why}"))
-        })?;
-        for tool_model in tool_models {
-            match tool_model {
-                ToolModel::Named(m) => {
-                    let facts = RequestFacts {
-                        provider: &provider.name,
-                        model: Some(m),
-                        endpoint: endpoint.class,
-                        session: state.options.session.as_deref(),
-                        requested_output_tokens: inspected.ceiling,
-                    };
-                    verified.check(&facts, ctx.now).map_err(|d| {
-                        ProxyError::new(
-                            d.status(),
-                            d.kind(),
-                            format!("this request names another model (in a tool, or a nested `response`): {d}"),
-                        )
-                    })?;
-                }
-                ToolModel::Unnamed(tool) if !verified.allows_every_model(&provider.name) => {
-                    return Err(ProxyError::new(
-                        403,
-                        "model",
-                        format!(
-                            "{tool} of this request runs a model it does not name (the provider's choice), so only a key for every {p} model may send it; name the model in the tool, or widen the key with `till run --scope {p} …`",
-                            p = provider.name
-                        ),
-                    ));
-                }
-                ToolModel::Unnamed(_) => {}
-            }
-        }
     }
     let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
     // Whether the key could make every request of the provider: what till cannot check or

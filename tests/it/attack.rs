@@ -3547,3 +3547,35 @@ fn gateway_settings_in_the_body_do_not_reach_the_upstream() {
     assert_eq!(got, 400, "{text}");
     assert_eq!(free.p.mock.requests().len(), 1);
 }
+
+/// A nested `response` (Realtime's shape, which a compatible server may read from a Responses
+/// body) has a ceiling, tools and stored input of its own that till does not bound: with a
+/// model in scope or none, it reaches no upstream for a key with bounds or for some models.
+#[test]
+fn a_nested_response_is_held_as_a_router_field() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--budget",
+            "1usd",
+            "--max-output-tokens",
+            "200",
+        ],
+    );
+    for nested in [
+        "{\"max_output_tokens\":100000}",
+        "{\"model\":\"gpt-4o-mini\",\"tools\":[{\"type\":\"web_search\"}]}",
+        "{\"previous_response_id\":\"resp_1\"}",
+        "{\"modalities\":[\"audio\"]}",
+    ] {
+        let body = format!(
+            "{{\"model\":\"gpt-4o-mini\",\"input\":\"x\",\"max_output_tokens\":5,\"response\":{nested}}}"
+        );
+        let (status, text) = a.post("/openai/v1/responses", &body);
+        assert_eq!(status, 403, "{nested} → {text}");
+        assert!(text.contains("`response`"), "{text}");
+    }
+    a.assert_upstream_saw_nothing("nested responses");
+}
