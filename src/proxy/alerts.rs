@@ -30,8 +30,9 @@ struct Inner {
     denial_kinds: HashSet<&'static str>,
     dead_keys: HashSet<(String, &'static str)>,
     budget_marks: HashSet<(String, u8)>,
-    /// By binding as it is (no hex string built per request).
-    rates: HashMap<Binding, Rate>,
+    /// By binding as it is (no hex string built per request). foldhash: a binding is a SHA-256
+    /// value no client chooses, and the map holds at most [`TRACKED_KEYS`].
+    rates: HashMap<Binding, Rate, foldhash::fast::RandomState>,
     /// When `rates` last dropped the keys gone quiet.
     rates_pruned: Option<Instant>,
     unlisted_models: HashSet<String>,

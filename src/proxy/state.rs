@@ -153,7 +153,9 @@ struct Watched {
     data_version: i64,
     /// The ledger's watch generation when the sets below were read.
     generation: i64,
-    revoked: HashSet<Binding>,
+    /// From the ledger; a request looks its key's levels up (foldhash, as [`Map`]: what is
+    /// looked up is a SHA-256 binding, and what is in it the user's revocations).
+    revoked: HashSet<Binding, foldhash::fast::RandomState>,
     /// Each provider's root-key fingerprint as the ledger has it now, and `None` for a
     /// provider it named since this proxy started and names no more (`till remove` took the
     /// key). A provider the ledger never named is absent: its key was handed to the proxy
@@ -455,7 +457,7 @@ impl State {
             ledger,
             data_version: -1,
             generation: -1,
-            revoked: HashSet::new(),
+            revoked: HashSet::default(),
             root_fingerprints: Map::default(),
             mint_until: Map::default(),
             own: None,
