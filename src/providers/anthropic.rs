@@ -187,10 +187,11 @@ impl Family for Anthropic {
         // The premium applies to prompts above LONG_CONTEXT_FROM tokens; a prompt whose bound
         // (the reservation's: its bytes, and what images, tools and PDFs add) is not above that
         // cannot hold more tokens.
-        let long_context = headers
-            .get_all("anthropic-beta")
-            .iter()
-            .any(|v| v.to_str().map_or(true, |v| v.contains("context-1m")));
+        let long_context = headers.get_all("anthropic-beta").iter().any(|v| {
+            // In any letter case: a server that reads beta names without regard to it.
+            v.to_str()
+                .map_or(true, |v| v.to_ascii_lowercase().contains("context-1m"))
+        });
         (long_context && prompt_bound > LONG_CONTEXT_FROM).then_some(
             "this request asks for the long-context beta and may be long enough (over 200,000 bytes, or with a PDF) to be billed above the model's price; a key with a budget or a token rate may not send it (Claude Code stops asking for it with CLAUDE_CODE_DISABLE_1M_CONTEXT=1)",
         )

@@ -339,6 +339,9 @@ const UNCOUNTED: &[&str] = &[
     "compaction",
     // Audio output, billed at audio rates.
     "audio",
+    // Gemini's resumption of a generation from a checkpoint the provider stored.
+    "continuationToken",
+    "continuation_token",
 ];
 
 /// Top-level output ceilings and counts of answers in every spelling till knows: each
@@ -750,11 +753,25 @@ pub fn billed_per_call(model: &str) -> Option<&'static str> {
         Some("a Perplexity `sonar` model (a fee on every request)")
     } else if named("compound") {
         Some("a compound model (its built-in tools billed by the use)")
+    } else if named("lyria") {
+        Some("a Lyria music model (billed by the clip or song, not in tokens)")
     } else if m.split(':').skip(1).any(|variant| variant == "online") {
         Some("an `:online` model (web results billed by the result)")
     } else {
         None
     }
+}
+
+/// Whether inline data of MIME type `t` is content till counts: images, text, PDF and JSON,
+/// read as a lenient server reads the type (surrounding whitespace, any letter case). Anything
+/// else (audio, video, `application/ogg`, a type till does not know) may be billed at another
+/// rate.
+fn counted_inline(t: &str) -> bool {
+    let t = t.trim().to_ascii_lowercase();
+    t.starts_with("image/")
+        || t.starts_with("text/")
+        || t == "application/pdf"
+        || t == "application/json"
 }
 
 /// Keys that name content the provider loads by reference, anywhere in an object. Names are
@@ -835,14 +852,13 @@ fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
             && let Some(kind) = data
                 .iter()
                 .filter(|(n, _)| same_name(n, "mimeType") || same_name(n, "mime_type"))
-                .filter_map(|(_, t)| t.as_str())
-                .find(|t| {
-                    ["audio/", "video/"]
-                        .iter()
-                        .any(|p| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
-                })
+                .map(|(_, t)| t.as_str().unwrap_or(""))
+                .find(|t| !counted_inline(t))
         {
-            return Some(format!("inline `{kind}` data (audio or video input)"));
+            return Some(format!(
+                "inline `{}` data (only images, text, PDF and JSON are counted; audio and video are billed at other rates)",
+                crate::output::printable(kind)
+            ));
         }
         // An earlier audio answer named by its id (chat's `audio: {"id": …}`).
         if same_name(k, "audio") && child.get("id").is_some_and(|id| !id.is_null()) {

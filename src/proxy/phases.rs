@@ -516,8 +516,8 @@ pub async fn admit(
         let tool_models = body_inspect::tool_models(api, json).map_err(|why| {
             ProxyError::new(400, "bad_request", format!("this request has {why}"))
         })?;
-        for tool_model in tool_models {
-            match tool_model {
+        for tool_model in &tool_models {
+            match *tool_model {
                 ToolModel::Named(m) => {
                     let facts = RequestFacts {
                         provider: &provider.name,
@@ -534,7 +534,7 @@ pub async fn admit(
                         )
                     })?;
                 }
-                ToolModel::Unnamed(tool) if !verified.allows_every_model(&provider.name) => {
+                ToolModel::Unnamed(ref tool) if !verified.allows_every_model(&provider.name) => {
                     return Err(ProxyError::new(
                         403,
                         "model",
@@ -547,19 +547,38 @@ pub async fn admit(
                 ToolModel::Unnamed(_) => {}
             }
         }
+        // A tool that runs a model of its own answers with that model's output, under a
+        // ceiling of the tool's (Anthropic's advisor takes `max_tokens`): not the key's cap.
+        if grant.max_output_tokens.is_some()
+            && let Some(first) = tool_models.first()
+        {
+            let what = match first {
+                ToolModel::Named(m) => format!("a tool or nested `response` that runs {m}"),
+                ToolModel::Unnamed(tool) => tool.to_string(),
+            };
+            return Err(ProxyError::new(
+                403,
+                "max_output_tokens",
+                format!(
+                    "{what} of this request produces output of its own, which the key's output cap does not bound; a key with an output cap may not send it"
+                ),
+            ));
+        }
     }
     // Fallback models (OpenRouter's `models`, LiteLLM's `fallbacks`) or a body merged over
     // this one (`extra_body`) let the provider run, and bill, a model other than the one
     // checked: only a key for every model, and one that counts no tokens, may send them.
     if let Some(json) = &inspected.json
         && let Some(field) = body_inspect::other_models(json)
-        && (!verified.allows_every_model(&provider.name) || grant.counts_tokens())
+        && (!verified.allows_every_model(&provider.name)
+            || grant.counts_tokens()
+            || grant.max_output_tokens.is_some())
     {
         return Err(ProxyError::new(
             403,
             "model",
             format!(
-                "this request sets `{field}`, with which a router runs a model other than the request's, one till did not check or price; only a key for every {p} model, without a budget or token rate, may send it",
+                "this request sets `{field}`, with which a router runs a model other than the request's (with a ceiling of its own), one till did not check or price; only a key for every {p} model, without a budget, token rate or output cap, may send it",
                 p = provider.name
             ),
         ));

@@ -3579,3 +3579,89 @@ fn a_nested_response_is_held_as_a_router_field() {
     }
     a.assert_upstream_saw_nothing("nested responses");
 }
+
+/// A key with an output cap (and no budget) that allows every model: fallback models with
+/// ceilings of their own, and a tool that runs a model under its own `max_tokens`, produce
+/// output the cap does not bound. And the long-context beta is read in any letter case.
+#[test]
+fn an_output_cap_holds_against_fallbacks_and_model_running_tools() {
+    let a = Attack::new("", &["--scope", "anthropic", "--max-output-tokens", "100"]);
+    for extra in [
+        "\"fallbacks\":[{\"model\":\"claude-opus-4-8\",\"max_tokens\":100000}]",
+        "\"tools\":[{\"type\":\"advisor_20260301\",\"name\":\"advisor\",\"model\":\"claude-opus-4-8\",\"max_tokens\":100000}]",
+    ] {
+        let body = format!(
+            "{{\"model\":\"claude-haiku-4-5\",\"max_tokens\":100,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],{extra}}}"
+        );
+        let (status, text) = a.send(
+            "POST",
+            "/anthropic/v1/messages",
+            &[JSON, ("anthropic-version", "2023-06-01")],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 403, "{extra} → {text}");
+    }
+    a.assert_upstream_saw_nothing("output beyond the cap");
+
+    let b = Attack::new("", &["--scope", "anthropic", "--budget", "5usd"]);
+    let long = "x".repeat(210_000);
+    let body = format!(
+        "{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":100,\"messages\":[{{\"role\":\"user\",\"content\":\"{long}\"}}]}}"
+    );
+    let (status, text) = b.send(
+        "POST",
+        "/anthropic/v1/messages",
+        &[
+            JSON,
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "Context-1M-2025-08-07"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 403, "{text}");
+    b.assert_upstream_saw_nothing("the long-context beta in capitals");
+}
+
+/// Gemini for a key with a budget: a Lyria model (billed by the clip or song, not in tokens),
+/// a generation resumed from a stored checkpoint, and inline data of a type till does not count
+/// (audio however spelled, `application/ogg`) reach no upstream; an image still does.
+#[test]
+fn gemini_work_till_cannot_count_is_refused_to_a_key_with_a_budget() {
+    let a = Attack::new("", &["--scope", "gemini", "--budget", "1usd"]);
+    let text = "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]";
+    let inline = |t: &str| {
+        format!(
+            "{{\"contents\":[{{\"parts\":[{{\"text\":\"hi\"}},{{\"inlineData\":{{\"mimeType\":\"{t}\",\"data\":\"AAAA\"}}}}]}}]}}"
+        )
+    };
+    for (model, body) in [
+        ("lyria-3-clip-preview", format!("{text}}}")),
+        (
+            "gemini-2.5-flash",
+            format!("{text},\"continuationToken\":\"ckpt-1\"}}"),
+        ),
+        (
+            "gemini-2.5-flash",
+            format!("{text},\"continuation_token\":\"ckpt-1\"}}"),
+        ),
+        ("gemini-2.5-flash", inline(" audio/wav")),
+        ("gemini-2.5-flash", inline("Audio/Wav")),
+        ("gemini-2.5-flash", inline("application/ogg")),
+    ] {
+        let (status, answer) = a.send(
+            "POST",
+            &format!("/gemini/v1beta/models/{model}:generateContent"),
+            &[JSON],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 403, "{model} {body} → {answer}");
+    }
+    a.assert_upstream_saw_nothing("uncounted Gemini work");
+    let (status, answer) = a.send(
+        "POST",
+        "/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+        &[JSON],
+        inline("image/png").as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+}
