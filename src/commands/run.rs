@@ -84,7 +84,14 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     caveats.push(Caveat::Session(session));
     let token = match &args.key {
-        Some(k) => super::key::resolve_key(ctx, &ledger, &mint, k)?.attenuate(caveats)?,
+        Some(k) => {
+            if k.starts_with("till_") {
+                crate::output::warn(
+                    "a whole key on the command line is visible to every user of this machine (`ps`, /proc/PID/cmdline) for as long as the run lasts; give its name instead (`till key create --name NAME`, then `--key NAME`)",
+                );
+            }
+            super::key::resolve_key(ctx, &ledger, &mint, k)?.attenuate(caveats)?
+        }
         None => Token::mint(&mint, caveats)?,
     };
     let child_key = token.encode();

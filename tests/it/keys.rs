@@ -215,6 +215,20 @@ fn a_stale_or_foreign_outer_run_is_refused_and_a_nested_run_keeps_the_passphrase
     assert!(!stdout.contains(PASSPHRASE), "{stdout}");
 }
 
+/// A whole key given to `till run --key` is in the command line every local user can read:
+/// till says so, and names the way that keeps it out (a key's name).
+#[test]
+fn a_whole_key_on_the_command_line_is_warned_of() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai", "--name", "named"]);
+    let (code, _, stderr) = output(p.env.till().args(["run", "--key", &key, "--", "true"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("visible to every user"), "{stderr}");
+    let (code, _, stderr) = output(p.env.till().args(["run", "--key", "named", "--", "true"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("visible to every user"), "{stderr}");
+}
+
 #[test]
 fn bad_scope_input_is_explained_with_exit_2() {
     let p = ProxyEnv::new();
