@@ -565,9 +565,10 @@ pub async fn admit(
             ));
         }
     }
-    // Fallback models (OpenRouter's `models`, LiteLLM's `fallbacks`) or a body merged over
-    // this one (`extra_body`) let the provider run, and bill, a model other than the one
-    // checked: only a key for every model, and one that counts no tokens, may send them.
+    // Fallback models (OpenRouter's `models`, LiteLLM's and Anthropic's `fallbacks`) or a body
+    // merged over this one (`extra_body`) let the provider run, and bill, a model other than
+    // the one checked, under a ceiling of its own: only a key for every model, one that counts
+    // no tokens and has no output cap, may send them.
     if let Some(json) = &inspected.json
         && let Some(field) = body_inspect::other_models(json)
         && (!verified.allows_every_model(&provider.name)
