@@ -252,9 +252,7 @@ fn status(meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now: u64) -> &'stat
         "revoked"
     } else if meta.expires_at <= now {
         "expired"
-    } else if minted
-        .is_none_or(|m| m.retired_at.is_some() && m.valid_until.is_none_or(|v| v <= now))
-    {
+    } else if !minted.is_some_and(|m| m.signs_keys_at(now)) {
         "invalid"
     } else {
         "active"
@@ -546,7 +544,7 @@ fn standing(
             st.reason = Some("it was not made by this till's mint key".into());
             return Ok(st);
         }
-        Some(m) if m.retired_at.is_some() && m.valid_until.is_none_or(|v| v <= now) => {
+        Some(m) if !m.signs_keys_at(now) => {
             st.status = "invalid";
             st.reason = Some(format!(
                 "its mint key was replaced{}",

@@ -166,6 +166,14 @@ pub struct MintMeta {
     pub valid_until: Option<u64>,
 }
 
+impl MintMeta {
+    /// Whether keys signed by this mint key work at `now`: it is current, or retired with a
+    /// grace that has not ended.
+    pub fn signs_keys_at(&self, now: u64) -> bool {
+        self.retired_at.is_none() || self.valid_until.is_some_and(|u| u > now)
+    }
+}
+
 impl Ledger {
     pub fn insert_key(&self, k: &KeyMeta) -> anyhow::Result<()> {
         self.conn.execute(

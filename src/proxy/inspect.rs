@@ -196,14 +196,8 @@ fn inspect_with(
     }
     let model = match map.get("model") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() > MAX_MODEL_BYTES => {
-            return Err(bad(format!(
-                "`model` is {} bytes long; till takes model names of at most {MAX_MODEL_BYTES}",
-                s.len()
-            )));
-        }
         Some(Value::String(s)) if !s.is_empty() => {
-            if let Some(why) = odd_model_name(s) {
+            if let Some(why) = model_name_refusal(s) {
                 return Err(bad(why));
             }
             Some(s.clone())
@@ -439,14 +433,6 @@ pub fn first_set(
         .find(|f| map.get(*f).is_some_and(|v| !v.is_null()))
 }
 
-/// The first of [`OTHER_MODELS`] that the body sets (not null).
-pub fn other_models(map: &Map<String, Value>) -> Option<&'static str> {
-    OTHER_MODELS
-        .iter()
-        .copied()
-        .find(|f| map.get(*f).is_some_and(|v| !v.is_null()))
-}
-
 /// The first of [`LIMITS_ANYWHERE`] that the body sets (not null) and `op`, an operation that
 /// produces output, does not read: till bounds the output by the fields the endpoint reads,
 /// so a key with a budget, a token rate or an output cap may not send another.
@@ -655,6 +641,18 @@ pub fn odd_model_name(name: &str) -> Option<&'static str> {
     odd.then_some(
             "a model name with a `,`, whitespace or a control character is refused: a router may read it as several models",
         )
+}
+
+/// Why `model` is no name till takes for a request's model (or a WebSocket event's): longer
+/// than [`MAX_MODEL_BYTES`], or [`odd_model_name`].
+pub fn model_name_refusal(model: &str) -> Option<String> {
+    if model.len() > MAX_MODEL_BYTES {
+        return Some(format!(
+            "`model` is {} bytes long; till takes model names of at most {MAX_MODEL_BYTES}",
+            model.len()
+        ));
+    }
+    odd_model_name(model).map(str::to_string)
 }
 
 /// A model that a tool of the request runs beside the request's own.

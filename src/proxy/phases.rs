@@ -570,7 +570,7 @@ pub async fn admit(
     // the one checked, under a ceiling of its own: only a key for every model, one that counts
     // no tokens and has no output cap, may send them.
     if let Some(json) = &inspected.json
-        && let Some(field) = body_inspect::other_models(json)
+        && let Some(field) = body_inspect::first_set(body_inspect::OTHER_MODELS, json)
         && (!verified.allows_every_model(&provider.name)
             || grant.counts_tokens()
             || grant.max_output_tokens.is_some())
@@ -1402,21 +1402,19 @@ fn query_fits(kept: &str, endpoint: &Endpoint) -> Result<(), ProxyError> {
 
 /// A query parameter's value as a lenient provider reads it (see [`param_name`]).
 fn param_value(param: &str) -> String {
-    let raw = param
-        .split_once('=')
-        .map_or("", |(_, v)| v)
-        .replace('+', " ");
-    percent_encoding::percent_decode_str(&raw)
-        .decode_utf8_lossy()
-        .trim_matches(|c: char| c.is_whitespace() || c.is_control())
-        .to_ascii_lowercase()
+    leniently(param.split_once('=').map_or("", |(_, v)| v))
 }
 
 /// A query parameter's name as a lenient provider reads it: form-decoded (`+` is a space,
 /// `%6Bey` is `key`), without surrounding whitespace or control characters, in lower case.
 fn param_name(param: &str) -> String {
-    let raw = param.split('=').next().unwrap_or("").replace('+', " ");
-    percent_encoding::percent_decode_str(&raw)
+    leniently(param.split('=').next().unwrap_or(""))
+}
+
+/// Part of a query parameter as a lenient provider reads it: form-decoded, trimmed of
+/// whitespace and control characters, in lower case.
+fn leniently(raw: &str) -> String {
+    percent_encoding::percent_decode_str(&raw.replace('+', " "))
         .decode_utf8_lossy()
         .trim_matches(|c: char| c.is_whitespace() || c.is_control())
         .to_ascii_lowercase()

@@ -23,7 +23,7 @@ impl Rotator<'_> {
             .mint_keys()
             .map(|m| {
                 m.into_iter()
-                    .filter(|m| m.retired_at.is_none() || m.valid_until.is_some_and(|u| u > before))
+                    .filter(|m| m.signs_keys_at(before))
                     .map(|m| m.kid)
                     .collect()
             })

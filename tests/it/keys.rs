@@ -137,12 +137,7 @@ fn nested_runs_narrow_and_cannot_widen() {
          till run --scope anthropic -- true; echo widen=$?; \
          till run --rpm 1 -- sh -c 'test -z \"$TILL_PASSPHRASE\" && echo no-passphrase'"
     );
-    let bin_dir = crate::support::till_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = crate::support::path_with_till();
     let (code, stdout, stderr) = output(
         p.env
             .till()
@@ -195,12 +190,7 @@ fn a_stale_or_foreign_outer_run_is_refused_and_a_nested_run_keeps_the_passphrase
         );
     }
     // Inside a real run, a passphrase set again (under its name or another) stays out.
-    let bin_dir = crate::support::till_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = crate::support::path_with_till();
     let inner =
         format!("TILL_PASSPHRASE='{PASSPHRASE}' MY_COPY='x{PASSPHRASE}' till run -- sh -c 'env'");
     let (code, stdout, stderr) = output(

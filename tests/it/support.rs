@@ -71,6 +71,15 @@ pub fn till_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_till"))
 }
 
+/// `PATH` with the directory of the till under test first, for scripts that run `till`.
+pub fn path_with_till() -> String {
+    format!(
+        "{}:{}",
+        till_bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// Runs a command to completion and returns (exit code, stdout, stderr).
 pub fn output(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd

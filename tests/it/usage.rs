@@ -301,12 +301,7 @@ fn a_sub_agent_is_refused_at_its_own_budget_not_the_parents() {
     let p = ProxyEnv::with_options(till_mock::MockOptions::default(), BUDGET_CONFIG);
     p.create_key(&["--name", "parent", "--scope", "openai", "--budget", "1usd"]);
     let burst = python_script("burst.py");
-    let bin_dir = crate::support::till_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = crate::support::path_with_till();
     let script = format!(
         "till run --budget 0.02usd -- sh -c 'python3 {burst} 1 budget-model 5; python3 {burst} 1 budget-model 5; python3 {burst} 1 budget-model 5'; \
          python3 {burst} 1 budget-model 5"

@@ -450,14 +450,8 @@ fn models_in<'v>(v: &'v Value, out: &mut Vec<&'v str>) -> Result<(), String> {
                 }
                 match (k.as_str(), v) {
                     ("model", Value::String(m)) => {
-                        if m.len() > MAX_MODEL_BYTES {
-                            return Err(format!(
-                                "`model` is {} bytes long; till takes model names of at most {MAX_MODEL_BYTES}",
-                                m.len()
-                            ));
-                        }
-                        if let Some(why) = crate::proxy::inspect::odd_model_name(m) {
-                            return Err(why.into());
+                        if let Some(why) = crate::proxy::inspect::model_name_refusal(m) {
+                            return Err(why);
                         }
                         out.push(m);
                     }
@@ -472,9 +466,6 @@ fn models_in<'v>(v: &'v Value, out: &mut Vec<&'v str>) -> Result<(), String> {
         _ => Ok(()),
     }
 }
-
-/// The longest model name a WebSocket event may hold, as a request's body.
-const MAX_MODEL_BYTES: usize = 256;
 
 async fn from_upstream(
     s: &Session,
