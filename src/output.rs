@@ -58,7 +58,18 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 
 /// Whether `c` is one of the characters [`printable`] escapes.
 fn steers_terminal(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            // Bidirectional marks, embeddings, overrides and isolates: they reorder what
+            // follows them on the line (a ledger row's columns).
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            // Characters drawn as nothing or as a blank: they hide text, or tell two names
+            // apart that look the same.
+            | '\u{00ad}' | '\u{115f}' | '\u{1160}' | '\u{180e}' | '\u{200b}'..='\u{200d}'
+            | '\u{2028}' | '\u{2029}' | '\u{2060}'..='\u{2064}' | '\u{2800}' | '\u{3164}'
+            | '\u{feff}' | '\u{ffa0}'
+        )
 }
 
 /// Writes a JSON value to stdout, pretty-printed.
@@ -255,6 +266,11 @@ mod tests {
         assert_eq!(
             printable("a\u{1b}]0;t\u{7}\r\n\t\u{7f}\u{9b}\u{202e}\u{2066}b"),
             "a\\u{1b}]0;t\\u{7}\\u{d}\\u{a}\\u{9}\\u{7f}\\u{9b}\\u{202e}\\u{2066}b"
+        );
+        // Marks that reorder a line without an override, and characters drawn as nothing.
+        assert_eq!(
+            printable("m\u{200f}\u{61c}\u{200b}\u{feff}\u{2800}\u{3164}"),
+            "m\\u{200f}\\u{61c}\\u{200b}\\u{feff}\\u{2800}\\u{3164}"
         );
     }
 

@@ -54,6 +54,12 @@ impl Family for Gemini {
         }
         let post = method == Method::POST;
         let get = method == Method::GET;
+        // A write by another method than the API's own (a PUT where it takes a POST) is held
+        // to what that write is held to: a server or gateway routing by path alone takes it.
+        let write = !matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+        );
         match tail {
             ["models"] if get => class(Models),
             ["models", m] => {
@@ -81,16 +87,12 @@ impl Family for Gemini {
             }
             // Creating a cache bills its content as input (at the cache's rates), and importing
             // into a file search store bills its embedding: inference till cannot bound.
-            ["cachedContents"] if post => Endpoint::new(Inference, Op::GeminiUnmetered),
+            ["cachedContents"] if write => Endpoint::new(Inference, Op::GeminiUnmetered),
             // A cache bills its storage by the hour until it expires: a change to one (a longer
             // `ttl` or `expireTime`) is a stored object's, but one a key with bounds may not
             // make. Reading and deleting stay open.
-            ["cachedContents", _, ..]
-                if !matches!(*method, Method::GET | Method::HEAD | Method::DELETE) =>
-            {
-                Endpoint::new(Files, Op::GeminiUnmetered)
-            }
-            ["fileSearchStores", .., last] if post && last.contains(':') => {
+            ["cachedContents", _, ..] if write => Endpoint::new(Files, Op::GeminiUnmetered),
+            ["fileSearchStores", .., last] if write && last.contains(':') => {
                 Endpoint::new(Inference, Op::GeminiUnmetered)
             }
             _ => match tail.first().copied().unwrap_or("") {

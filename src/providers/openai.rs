@@ -93,6 +93,11 @@ impl Family for Openai {
         }
         let post = method == Method::POST;
         let get = method == Method::GET;
+        // OpenAI writes with POST only; a compatible server or gateway that routes by path
+        // alone would take a PUT or PATCH as the POST. Such a write to a path that runs a
+        // model is for a key that could send anything (the `admin` class), and elsewhere it
+        // is held to what a POST there is held to.
+        let write = post || matches!(*method, Method::PUT | Method::PATCH);
         let op = match (post, tail) {
             (true, ["chat", "completions"]) => Some(Op::OpenaiChat),
             (true, ["completions"]) => Some(Op::OpenaiCompletions),
@@ -109,12 +114,23 @@ impl Family for Openai {
         if let Some(op) = op {
             return Endpoint::new(Inference, op);
         }
+        if write
+            && !post
+            && matches!(
+                tail,
+                ["chat", ..]
+                    | ["completions" | "responses" | "embeddings" | "moderations"]
+                    | ["images" | "audio", ..]
+            )
+        {
+            return Endpoint::admin();
+        }
         let class = |c: EndpointClass| Endpoint::new(c, Op::Other);
         // Among the stored objects, the calls that run a model or start something billed:
         // inference till cannot bound, so only a key for every model and without a budget may
         // make them (an Assistants run, a Responses compaction, a code container). A `POST`
         // under `responses` or `chat` is one of these unless it is known to store or count only.
-        if post {
+        if write {
             let runs = match tail {
                 ["threads", rest @ ..] => rest.contains(&"runs"),
                 ["responses", "input_tokens"] | ["responses", _, "cancel"] => false,

@@ -628,17 +628,19 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
 
 /// Why a model name is refused: a `,` (LiteLLM's proxy runs each of a comma-separated list,
 /// every one of them to the ceiling, where till checked and reserved for one), whitespace or a
-/// control character (no model has one; a server may trim or split at it).
+/// control character (no model has one; a server may trim or split at it), or any character
+/// outside ASCII (no provider names a model with one, and an invisible one, a bidirectional
+/// mark or a right-to-left letter would reorder the ledger's rows where `till log` and
+/// `till usage` print them).
 pub fn odd_model_name(name: &str) -> Option<&'static str> {
-    // Nearly every name is ASCII: its bytes say so in one pass; others are read by character.
-    let odd = if name.is_ascii() {
-        name.bytes()
-            .any(|b| b == b',' || b.is_ascii_whitespace() || b.is_ascii_control())
-    } else {
-        name.chars()
-            .any(|c| c == ',' || c.is_whitespace() || c.is_control())
-    };
-    odd.then_some(
+    if !name.is_ascii() {
+        return Some(
+            "a model name outside ASCII is refused: no provider names a model so, and such a name can hide or reorder what till prints",
+        );
+    }
+    name.bytes()
+        .any(|b| b == b',' || b.is_ascii_whitespace() || b.is_ascii_control())
+        .then_some(
             "a model name with a `,`, whitespace or a control character is refused: a router may read it as several models",
         )
 }
@@ -818,6 +820,20 @@ fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
             && o.get("encrypted_content").is_none_or(Value::is_null)
         {
             return Some("a stored `reasoning` item".into());
+        }
+        // A tool call passed back by its id without what it made: the provider reads the
+        // stored image (thousands of input tokens, for multi-turn image edits) or search
+        // results as input the body does not hold.
+        if same_name(k, "type")
+            && let Some((kind, made)) = match child.as_str() {
+                Some("image_generation_call") => Some(("image_generation_call", "result")),
+                Some("file_search_call") => Some(("file_search_call", "results")),
+                _ => None,
+            }
+            && o.contains_key("id")
+            && o.get(made).is_none_or(Value::is_null)
+        {
+            return Some(format!("a stored `{kind}` (read by its id)"));
         }
         // Audio input is billed at audio rates, which the price table does not hold (a
         // `gpt-4o-audio` model's is 16 times its text rate, Gemini's 3 times), and its tokens
@@ -1254,15 +1270,13 @@ mod tests {
             "a\u{a0}b",
             "a\u{3000}b",
             "a\u{85}",
+            "mod\u{e8}le",
+            "gpt-4o\u{200f}",
+            "\u{5d0}\u{5d1}",
         ] {
             assert!(odd_model_name(odd).is_some(), "{odd:?}");
         }
-        for fine in [
-            "gpt-4o-mini",
-            "models/gemini-2.5-flash",
-            "llama3:8b",
-            "mod\u{e8}le",
-        ] {
+        for fine in ["gpt-4o-mini", "models/gemini-2.5-flash", "llama3:8b"] {
             assert!(odd_model_name(fine).is_none(), "{fine:?}");
         }
     }

@@ -35,8 +35,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Headers that describe one hop and are never forwarded. (Names, not strings: a map looks a
 /// `HeaderName` up without parsing it first.)
-pub(super) static HOP_BY_HOP: [HeaderName; 9] = [
+pub(super) static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
+    // The settings of an HTTP/2 upgrade (`Upgrade: h2c`), which is never forwarded.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -176,6 +178,10 @@ const GATEWAY_WORDS: &[&str] = &[
 /// routing headers ([`is_routing_header`]).
 pub(super) fn stays_behind(headers: &HeaderMap, name: &HeaderName, connection: bool) -> bool {
     HOP_BY_HOP.contains(name)
+        // CGI and WSGI servers (and frameworks on them) read `_` in a name as `-`:
+        // `x_forwarded_host` or `anthropic_beta` would reach them as the header whose checks
+        // it went around. nginx drops such names by default too.
+        || name.as_str().contains('_')
         || (connection && named_by_connection(headers, name))
         || AUTH_HEADERS.contains(name)
         || ACCOUNT_HEADERS.contains(name)
@@ -400,6 +406,39 @@ pub(super) fn no_method_override(headers: &HeaderMap) -> Result<(), ProxyError> 
     }
 }
 
+/// Refuses a body on a method that has none (GET, HEAD, DELETE, OPTIONS): no provider API
+/// takes one there, and a server that does not read one (cpp-httplib before 0.18.6, which
+/// llama.cpp's server is built on, skipped a GET's body whatever its length) reads the bytes as
+/// the next request on the connection: a request till never checked, whose answer would come
+/// back as the answer to the next one. Refused before the body is read, so the connection
+/// closes with the refusal.
+fn no_body_where_none_belongs(parts: &http::request::Parts) -> Result<(), ProxyError> {
+    use http::Method;
+    if !matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+    ) {
+        return Ok(());
+    }
+    let headers = &parts.headers;
+    let empty = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes().iter().all(|&b| b == b'0'));
+    if empty {
+        return Ok(());
+    }
+    Err(ProxyError::new(
+        400,
+        "body",
+        format!(
+            "a {} request has no body: till refuses one, since a server that does not read it would take it for another request",
+            parts.method
+        ),
+    ))
+}
+
 /// What is being asked: one canonical request, read once. Refuses what could make the
 /// upstream do something other than what till checks (method overrides, compressed bodies,
 /// system query parameters), what the key refuses without the body ([`before_body`]), and
@@ -413,8 +452,11 @@ pub async fn inspect<B: super::RequestBody>(
     let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
     before_body(ctx, verified, &endpoint)?;
     no_method_override(&parts.headers)?;
-    if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING)
-        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
+    if parts
+        .headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|enc| !enc.as_bytes().eq_ignore_ascii_case(b"identity"))
     {
         return Err(ProxyError::new(
             400,
@@ -422,6 +464,7 @@ pub async fn inspect<B: super::RequestBody>(
             "till refuses compressed request bodies (Content-Encoding); send the body uncompressed so till can check it",
         ));
     }
+    no_body_where_none_belongs(&parts)?;
     let query = forward_query(parts.uri.query())?;
     query_fits(&query, &endpoint)?;
     let options = &ctx.state.options;
@@ -617,7 +660,10 @@ pub async fn admit(
     // input) and is billed later, after it runs: making one is for a key that could make every
     // request in it.
     if endpoint.class == EndpointClass::Batches
-        && asked.parts.method == http::Method::POST
+        && !matches!(
+            asked.parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::DELETE
+        )
         && !unbounded_every_model()
     {
         return Err(ProxyError::new(

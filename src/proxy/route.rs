@@ -313,7 +313,19 @@ mod tests {
         // A version segment deeper in the path does not make what follows it the endpoint.
         assert_eq!(o(Method::POST, "/files/v1/chat/completions").0, Admin);
         assert_eq!(o(Method::POST, "/v1/files/v1/chat/completions").0, Files);
-        assert_eq!(o(Method::PUT, "/v1/chat/completions").0, Files);
+        // A PUT or PATCH where OpenAI takes a POST is held to what that POST is held to: a
+        // server routing by path alone takes it for the POST.
+        assert_eq!(o(Method::PUT, "/v1/chat/completions").0, Admin);
+        assert_eq!(o(Method::PATCH, "/v1/responses").0, Admin);
+        assert_eq!(
+            o(Method::PUT, "/v1/threads/t/runs"),
+            (Inference, Op::OpenaiUnmetered)
+        );
+        assert_eq!(
+            o(Method::PATCH, "/v1/vector_stores/v/search"),
+            (Files, Op::OpenaiUnmetered)
+        );
+        assert_eq!(o(Method::DELETE, "/v1/responses/r"), (Files, Op::Other));
     }
 
     #[test]

@@ -186,8 +186,19 @@ pub fn headers(map: &mut HeaderMap, key: &SecretString) {
                     .is_some_and(|w| w.eq_ignore_ascii_case(&bytes[..SHORTEST]))
             })
     };
-    let hit =
-        |(n, v): (&http::HeaderName, &http::HeaderValue)| holds(v.as_bytes(), key) || named(n);
+    // The key in base64 (a `WWW-Authenticate: Basic …` echo of `user:key`): looked for only
+    // in a value long enough to hold it, which no usual answer header is.
+    let encoded = std::cell::OnceCell::new();
+    let in_base64 = |v: &[u8]| {
+        let forms = encoded.get_or_init(|| base64_forms(bytes));
+        forms.iter().any(|f| memmem::find(v, f).is_some())
+    };
+    let shortest_form = (bytes.len() * 8).div_ceil(6).saturating_sub(2);
+    let hit = |(n, v): (&http::HeaderName, &http::HeaderValue)| {
+        holds(v.as_bytes(), key)
+            || named(n)
+            || (looked_for(bytes) && v.len() >= shortest_form && in_base64(v.as_bytes()))
+    };
     if !map.iter().any(hit) {
         return;
     }
@@ -199,6 +210,35 @@ pub fn headers(map: &mut HeaderMap, key: &SecretString) {
     for name in names {
         map.remove(name);
     }
+}
+
+/// The text `key` is in wherever it stands in base64 (standard and URL-safe): for each of the
+/// three places it can start within a group of three bytes, the characters that depend on the
+/// key's bytes alone.
+fn base64_forms(key: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let mut forms = Vec::with_capacity(6);
+    for before in 0..3 {
+        let mut bytes = vec![0u8; before];
+        bytes.extend_from_slice(key);
+        let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes);
+        let from = (before * 8).div_ceil(6);
+        let to = ((before + key.len()) * 8 / 6).min(text.len());
+        let form = text.as_bytes()[from..to].to_vec();
+        let url: Vec<u8> = form
+            .iter()
+            .map(|&c| match c {
+                b'+' => b'-',
+                b'/' => b'_',
+                c => c,
+            })
+            .collect();
+        if url != form {
+            forms.push(url);
+        }
+        forms.push(form);
+    }
+    forms
 }
 
 #[cfg(test)]
@@ -286,5 +326,31 @@ mod tests {
         map.insert("x-sk-root-abcd", "ef".parse().unwrap());
         headers(&mut map, &SecretString::from("sk-ROOT-abcdef"));
         assert!(map.is_empty());
+    }
+
+    /// The key in base64, however it is placed in the encoded text (`user:key`, `:key`, the
+    /// key alone) and in either alphabet, is dropped; base64 of other text is not.
+    #[test]
+    fn headers_that_hold_the_key_in_base64_are_dropped() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let key = "sk-root-123456?>?>~~~";
+        for prefix in ["", ":", "u:", "user:"] {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let value = format!("Basic {}", engine.encode(format!("{prefix}{key}")));
+                let mut map = HeaderMap::new();
+                map.insert("www-authenticate", value.parse().unwrap());
+                map.insert(
+                    "x-other",
+                    STANDARD
+                        .encode(format!("{prefix}sk-root-12345?>?>~~"))
+                        .parse()
+                        .unwrap(),
+                );
+                headers(&mut map, &SecretString::from(key));
+                assert!(!map.contains_key("www-authenticate"), "{value}");
+                assert!(map.contains_key("x-other"), "{prefix}");
+            }
+        }
     }
 }

@@ -335,6 +335,17 @@ fn calls_that_run_or_bill_more_than_they_name_are_refused_to_a_narrow_key() {
             "/openai/v1/responses",
             r#"{"model":"gpt-4o-mini","input":[{"type":"item_reference","id":"msg_1"}]}"#.into(),
         ),
+        // A tool call passed back by its id alone: its stored image or results are read.
+        (
+            "POST",
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":[{"role":"user","content":"edit it"},{"type":"image_generation_call","id":"ig_1"}]}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":[{"type":"file_search_call","id":"fs_1","status":"completed","queries":["q"]}]}"#.into(),
+        ),
         // Methods are case-sensitive: `post` is not POST, whatever an upstream makes of it.
         ("post", "/openai/v1/chat/completions", chat("gpt-4o-mini")),
         ("Post", "/openai/v1/chat/completions", chat("gpt-4o-mini")),
@@ -3327,6 +3338,10 @@ fn gateway_routing_headers_stay_behind() {
             ("helicone-auth", "Bearer sk-helicone-kept"),
             ("helicone-property-session", "kept"),
             ("cf-aig-authorization", "Bearer kept"),
+            // A CGI or WSGI server reads `_` as `-`: these would be the headers above.
+            ("x_forwarded_host", "evil.example"),
+            ("anthropic_beta", "context-1m-2025-08-07"),
+            ("x_portkey_config", "{}"),
         ],
         chat("gpt-4o-mini").as_bytes(),
     );
@@ -3360,6 +3375,7 @@ fn gateway_routing_headers_stay_behind() {
     ] {
         assert!(!names.iter().any(|n| n == gone), "{gone}: {names:?}");
     }
+    assert!(!names.iter().any(|n| n.contains('_')), "{names:?}");
     for kept in [
         "x-request-tag",
         "helicone-auth",
@@ -3664,4 +3680,55 @@ fn gemini_work_till_cannot_count_is_refused_to_a_key_with_a_budget() {
         inline("image/png").as_bytes(),
     );
     assert_eq!(status, 200, "{answer}");
+}
+
+/// A compatible server or gateway that routes by path alone takes a PUT or PATCH as the POST
+/// there: a write by another method to a path that runs a model, starts a batch or bills a
+/// store is held to what the POST is held to (refused to a key with a budget), and reading and
+/// deleting stay open.
+#[test]
+fn a_put_or_patch_is_held_to_what_the_post_is() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--scope",
+            "gemini/gemini-2.5-flash",
+            "--endpoints",
+            "inference,files,batches",
+            "--budget",
+            "1usd",
+        ],
+    );
+    let chat = chat("gpt-4o-mini");
+    for method in ["PUT", "PATCH"] {
+        for (path, body) in [
+            ("/openai/v1/chat/completions", chat.as_str()),
+            (
+                "/openai/v1/responses",
+                "{\"model\":\"gpt-4o-mini\",\"input\":\"hi\"}",
+            ),
+            ("/openai/v1/threads/t1/runs", "{\"assistant_id\":\"a\"}"),
+            ("/openai/v1/vector_stores/vs1/search", "{\"query\":\"q\"}"),
+            ("/openai/v1/batches", "{\"input_file_id\":\"f\"}"),
+            (
+                "/gemini/v1beta/cachedContents",
+                "{\"model\":\"models/gemini-2.5-flash\"}",
+            ),
+        ] {
+            let (status, text) = a.send(method, path, &[JSON], body.as_bytes());
+            assert_eq!(status, 403, "{method} {path} → {text}");
+        }
+    }
+    a.assert_upstream_saw_nothing("a POST by another method");
+    // Reading and deleting stored objects stay open to the key.
+    for (method, path) in [
+        ("GET", "/openai/v1/files/file-1"),
+        ("DELETE", "/openai/v1/responses/resp_1"),
+    ] {
+        let (status, text) = a.send(method, path, &[], b"");
+        assert!(status != 403, "{method} {path} → {status} {text}");
+    }
+    assert_eq!(a.p.mock.requests().len(), 2);
 }

@@ -1018,3 +1018,68 @@ fn a_streamed_answer_is_chunked_for_http_1_1_and_ends_at_the_close_for_http_1_0(
     assert!(sse.body.trim_end().ends_with("data: [DONE]"), "{sse:?}");
     assert_eq!(upstream(&a).len(), 1);
 }
+
+/// A body on GET, HEAD, DELETE or OPTIONS is refused before it is read: a server that does not
+/// read one there (cpp-httplib before 0.18.6 skipped a GET's body whatever its length) would
+/// take it for the next request on till's connection, a request no key was checked against.
+/// A GET without one goes on.
+#[test]
+fn a_body_on_a_method_without_one_is_refused_and_never_forwarded() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini", "--endpoints", "all"]);
+    let host = a.serve.url.trim_start_matches("http://").to_string();
+    let inner = say("smuggled").replace("gpt-4o-mini", "gpt-4o");
+    let smuggled = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{inner}",
+        inner.len()
+    );
+    let outer = |method: &str, path: &str, framing: String| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n{framing}",
+            a.key
+        )
+    };
+    for (method, path) in [
+        ("GET", "/openai/v1/models"),
+        ("GET", "/openai/v1/models/gpt-4o-mini"),
+        ("HEAD", "/openai/v1/models"),
+        ("DELETE", "/openai/v1/files/file-1"),
+        ("OPTIONS", "/openai/v1/models"),
+    ] {
+        let by_length = outer(
+            method,
+            path,
+            format!("Content-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
+        );
+        let statuses = refused(
+            &a,
+            &format!("{method} {path} with a body"),
+            by_length.as_bytes(),
+        );
+        assert!(statuses.iter().all(|&s| s == 400), "{statuses:?}");
+        let by_chunks = outer(
+            method,
+            path,
+            format!("Transfer-Encoding: chunked\r\n\r\n{}", chunked(&smuggled)),
+        );
+        refused(
+            &a,
+            &format!("{method} {path} with a chunked body"),
+            by_chunks.as_bytes(),
+        );
+    }
+    // Without a body (or with an empty one), a GET is forwarded, with no body of its own.
+    for framing in ["\r\n", "Content-Length: 0\r\n\r\n"] {
+        a.p.mock.clear_requests();
+        let get = outer(
+            "GET",
+            "/openai/v1/models",
+            format!("Connection: close\r\n{framing}"),
+        );
+        let x = exchange(&a, get.as_bytes());
+        assert_eq!(x.statuses(), [200], "{x:?}");
+        let seen = a.p.mock.requests();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].path, "/v1/models");
+        assert!(seen[0].body.as_deref().unwrap_or("").is_empty(), "{seen:?}");
+    }
+}

@@ -550,8 +550,13 @@ fn log_and_usage_snapshots() {
 const HOSTILE_MODEL: &str =
     "gpt-4o\u{1b}[2J\u{1b}[31mPWNED\u{1b}]0;title\u{7}\r\nFAKE LINE\u{9b}2J\u{202e}desrever";
 
-/// A name the proxy takes that would still turn a terminal line around.
+/// A name that would turn a terminal line around (the proxy refuses it, as every name outside
+/// ASCII; a ledger written before it did may hold one).
 const BIDI_MODEL: &str = "gpt-4o\u{202e}desrever";
+
+/// A name made of ASCII, as the proxy takes it; the ledger's rows and alerts for it are then
+/// rewritten to [`BIDI_MODEL`].
+const STAND_IN: &str = "gpt-4o-standin";
 
 /// The characters that steer a terminal; none may appear raw in human output.
 fn assert_no_raw_controls(what: &str, text: &str) {
@@ -571,28 +576,33 @@ fn assert_no_raw_controls(what: &str, text: &str) {
 #[test]
 fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
     let p = ProxyEnv::new();
-    // A name with control characters or line breaks is no model's: refused (400) before it
-    // is checked, priced or recorded, whatever the key. What steers a terminal and may still
-    // be in a name (a bidirectional override) is what the outputs below escape.
+    // A name with control characters, line breaks or any character outside ASCII is no
+    // model's: refused (400) before it is checked, priced or recorded, whatever the key. What
+    // steers a terminal and may still be in a ledger (a bidirectional override, recorded by a
+    // till that took it) is what the outputs below escape.
     let model = BIDI_MODEL;
     // One key refuses the model; the other lets it through, priced at openai's highest.
     let narrow = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
     let wide = p.create_key(&["--scope", "openai", "--budget", "1usd"]);
     let stderr_file = p.env.path("serve.stderr");
     let serve = p.serve_with_stderr(std::fs::File::create(&stderr_file).unwrap());
-    let body = serde_json::json!({
-        "model": model,
-        "messages": [{ "role": "user", "content": "hi" }],
-    })
-    .to_string();
-    let hostile = serde_json::json!({
-        "model": HOSTILE_MODEL,
-        "messages": [{ "role": "user", "content": "hi" }],
-    })
-    .to_string();
+    let body_for = |model: &str| {
+        serde_json::json!({
+            "model": model,
+            "messages": [{ "role": "user", "content": "hi" }],
+        })
+        .to_string()
+    };
+    let (hostile, bidi, body) = (
+        body_for(HOSTILE_MODEL),
+        body_for(BIDI_MODEL),
+        body_for(STAND_IN),
+    );
     for (key, body, want) in [
         (&narrow, &hostile, 400),
         (&wide, &hostile, 400),
+        (&narrow, &bidi, 400),
+        (&wide, &bidi, 400),
         (&narrow, &body, 403),
         (&wide, &body, 200),
     ] {
@@ -611,19 +621,44 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
     }
     // The rows are written within the writer's 50 ms; the alert lines as the requests end.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let rows = loop {
+    loop {
         let all = p.log_json();
-        // The refused hostile name is recorded as no model at all.
-        assert!(all.iter().all(|r| r["model"] != HOSTILE_MODEL), "{all:?}");
-        let rows: Vec<_> = all.into_iter().filter(|r| r["model"] == model).collect();
+        // The refused names are recorded as no model at all.
+        assert!(
+            all.iter()
+                .all(|r| r["model"] != HOSTILE_MODEL && r["model"] != BIDI_MODEL),
+            "{all:?}"
+        );
+        let rows: Vec<_> = all.into_iter().filter(|r| r["model"] == STAND_IN).collect();
         let stderr = std::fs::read_to_string(&stderr_file).unwrap();
         if rows.len() == 2 && stderr.contains("denial") && stderr.contains("no price for") {
-            break rows;
+            break;
         }
         assert!(std::time::Instant::now() < deadline, "no rows or alerts");
         std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    }
     drop(serve);
+    let serve_stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    assert_no_raw_controls("till serve's stderr", &serve_stderr);
+    // The ledger as a till that took the name would have written it.
+    let db = rusqlite::Connection::open(p.env.path("data/ledger.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE requests SET model = ?1 WHERE model = ?2",
+        [model, STAND_IN],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE events SET message = replace(message, ?2, ?1)",
+        [model, STAND_IN],
+    )
+    .unwrap();
+    drop(db);
+    let rows: Vec<_> = p
+        .log_json()
+        .into_iter()
+        .filter(|r| r["model"] == model)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
 
     // `--json` gives the exact text back, with nothing raw in it either.
     for row in &rows {
@@ -647,9 +682,7 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
     }
     json(&["log", "--json"]);
 
-    // Each human output shows the escapes instead, and offers no command or config entry
-    // built from the text.
-    let serve_stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    // Each human output shows the escapes instead.
     let human = |args: &[&str]| {
         let (code, stdout, stderr) = output(p.env.till().args(args));
         assert_eq!(code, 0, "{stderr}");
@@ -659,11 +692,8 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
         ("till log", human(&["log"])),
         ("till log --alerts", human(&["log", "--alerts"])),
         ("till usage --by model", human(&["usage", "--by", "model"])),
-        ("till serve's stderr", serve_stderr),
     ] {
         assert_no_raw_controls(what, &text);
         assert!(text.contains("gpt-4o\\u{202e}desrever"), "{what}: {text}");
-        assert!(!text.contains("--scope openai/gpt-4o"), "{what}: {text}");
-        assert!(!text.contains("[prices."), "{what}: {text}");
     }
 }
