@@ -29,5 +29,7 @@ pub mod rotation;
 pub mod sandbox;
 pub mod scope;
 pub mod secrets;
+#[cfg(unix)]
+pub mod terminal;
 pub mod time;
 pub mod upstream;

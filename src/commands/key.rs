@@ -209,9 +209,26 @@ pub fn resolve_key(ctx: &Ctx, ledger: &Ledger, mint: &MintKey, key: &str) -> any
 }
 
 /// Exactly one ledger key for a name or id prefix.
-fn no_such_key(id_or_name: &str) -> UserError {
-    UserError::usage(format!("no key named or with id `{id_or_name}`"))
+pub(crate) fn no_such_key(id_or_name: &str) -> UserError {
+    // A provider's key pasted where a till key's name belongs is not repeated to the
+    // terminal (its scrollback, a shared screen).
+    let given = if looks_like_a_provider_key(id_or_name) {
+        "like the text given (not repeated: it looks like a provider's key)".to_string()
+    } else {
+        format!("`{id_or_name}`")
+    };
+    UserError::usage(format!("no key named or with id {given}"))
         .hint("`till key list --all` shows every key")
+}
+
+/// Whether `text`, given for a till key's name or id, looks like a provider's key: longer than
+/// any key name, or in the form of one (OpenAI's and Anthropic's `sk-`, Google's `AIza`, and
+/// the `_`/`-` prefixes of the OpenAI-compatible providers').
+pub(crate) fn looks_like_a_provider_key(text: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "sk-", "sk_", "AIza", "gsk_", "xai-", "pplx-", "hf_", "nvapi-",
+    ];
+    text.len() > 64 || PREFIXES.iter().any(|p| text.starts_with(p))
 }
 
 fn one_key(ledger: &Ledger, id_or_name: &str) -> anyhow::Result<KeyMeta> {

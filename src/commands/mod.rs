@@ -388,9 +388,7 @@ pub fn key_lineage(ledger: &crate::ledger::Ledger, key: &str) -> anyhow::Result<
         [] if key.len() >= 6 && key.chars().all(|c| c.is_ascii_hexdigit()) => Ok(
             crate::childkey::Binding::short_hex(&key.to_ascii_lowercase()),
         ),
-        [] => Err(UserError::usage(format!("no key named or with id `{key}`"))
-            .hint("`till key list --all` shows every key")
-            .into()),
+        [] => Err(key::no_such_key(key).into()),
         _ => Err(UserError::usage(format!("`{key}` matches several keys"))
             .hint("give more of the id")
             .into()),

@@ -375,6 +375,14 @@ fn spawn_and_wait(
     };
     #[cfg(unix)]
     let forwarder = signals.map(|s| forward_signals(s, child.id()));
+    // The sandbox puts the terminal right itself, foreground and settings too (it ignores
+    // the terminal's stop signals, which an agent outside it would inherit).
+    #[cfg(unix)]
+    let terminal = if sandbox.is_none() {
+        crate::terminal::Terminal::save()
+    } else {
+        None
+    };
     if let Some(sb) = sandbox
         && let Err(e) = sb.started(child.id())
     {
@@ -386,6 +394,15 @@ fn spawn_and_wait(
     let status = child.wait().context("waiting for the agent failed")?;
     #[cfg(unix)]
     drop(forwarder);
+    // An agent outside the sandbox may have stopped the terminal's output or left it hiding
+    // text: till's summary and alerts come next. Only from the foreground (from the
+    // background, touching the terminal would stop till).
+    #[cfg(unix)]
+    if let Some(terminal) = terminal
+        && terminal.is_foreground()
+    {
+        terminal.reset_output();
+    }
     Ok(AgentExit::Status(status))
 }
 

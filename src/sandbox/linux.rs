@@ -29,6 +29,7 @@ use rustix::mount::MountPropagationFlags;
 use serde::{Deserialize, Serialize};
 
 use super::{HELPER_ARG, Net, Policy, SandboxError};
+use crate::terminal::Terminal;
 
 mod steps;
 
@@ -360,68 +361,6 @@ fn descendants_of(root: libc::pid_t) -> Vec<libc::pid_t> {
     }
     found.remove(0);
     found
-}
-
-/// The controlling terminal's foreground process group and settings when the run began.
-struct Terminal {
-    tty: OwnedFd,
-    foreground: libc::pid_t,
-    settings: libc::termios,
-}
-
-impl Terminal {
-    /// `None` without a controlling terminal.
-    fn save() -> Option<Self> {
-        let tty = rustix::fs::open(
-            "/dev/tty",
-            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok()?;
-        // SAFETY: tcgetpgrp takes an fd; tcgetattr writes one termios, which outlives the call.
-        unsafe {
-            let foreground = libc::tcgetpgrp(tty.as_raw_fd());
-            let mut settings = std::mem::zeroed::<libc::termios>();
-            (foreground > 0 && libc::tcgetattr(tty.as_raw_fd(), &mut settings) == 0).then_some(
-                Self {
-                    tty,
-                    foreground,
-                    settings,
-                },
-            )
-        }
-    }
-
-    /// Starts the terminal's output again (stopped with `TCOOFF`, till would hang at its next
-    /// line), ends exclusive mode, and ends an escape sequence the agent left open (which
-    /// would swallow till's last lines) and its colours. Then, when till was the terminal's
-    /// foreground job as the run began: takes the foreground back from what the agent left it
-    /// to, and puts the settings back (a `tostop`, echo turned off). The sandbox's filter
-    /// refuses the first two to the agent; this is for what reached the terminal otherwise.
-    fn restore(&self) {
-        let fd = self.tty.as_raw_fd();
-        // SAFETY: tcflow and the ioctl take integers; write reads the bytes, which outlive it.
-        unsafe {
-            libc::tcflow(fd, libc::TCOON);
-            libc::ioctl(fd, libc::TIOCNXCL);
-            // CAN ends any sequence, ST any string (DCS, OSC), SGR 0 the colours.
-            let reset = b"\x18\x1b\\\x1b[0m";
-            libc::write(fd, reset.as_ptr().cast(), reset.len());
-        }
-        // SAFETY: getpgrp has no preconditions.
-        let me = unsafe { libc::getpgrp() };
-        if self.foreground != me {
-            return;
-        }
-        // SAFETY: tcgetpgrp and tcsetpgrp take integers (SIGTTOU is ignored, see `command`);
-        // tcsetattr reads one termios, which outlives the call.
-        unsafe {
-            if libc::tcgetpgrp(fd) != me {
-                libc::tcsetpgrp(fd, me);
-            }
-            libc::tcsetattr(fd, libc::TCSANOW, &self.settings);
-        }
-    }
 }
 
 /// Reads the helper's one-line answer and any descriptor that came with it.

@@ -219,6 +219,32 @@ fn a_whole_key_on_the_command_line_is_warned_of() {
     assert!(!stderr.contains("visible to every user"), "{stderr}");
 }
 
+/// A provider's key pasted where a till key's name belongs is refused without being repeated
+/// to the terminal; a name that is no key's is named.
+#[test]
+fn a_provider_key_given_for_a_till_key_is_not_repeated() {
+    let p = ProxyEnv::new();
+    let pasted = "sk-proj-PASTEDROOTKEY0123456789abcdef";
+    for args in [
+        vec!["key", "show", pasted],
+        vec!["key", "revoke", pasted],
+        vec!["log", "--key", pasted],
+        vec!["usage", "--key", pasted],
+        vec!["run", "--key", pasted, "--", "true"],
+    ] {
+        let (code, stdout, stderr) = output(p.env.till().args(&args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("looks like a provider's key"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("PASTEDROOTKEY") && !stdout.contains("PASTEDROOTKEY"));
+    }
+    let (code, _, stderr) = output(p.env.till().args(["key", "show", "no-such-name"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`no-such-name`"), "{stderr}");
+}
+
 #[test]
 fn bad_scope_input_is_explained_with_exit_2() {
     let p = ProxyEnv::new();

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("format", 0),
     ("json", 0),
     ("prompt", 0),
+    ("terminal", 0),
     // Domain: keys, scopes, providers, configuration, storage, prices.
     ("childkey", 1),
     ("scope", 1),

@@ -160,3 +160,27 @@ fn run_refuses_a_ttl_past_max_ttl_as_key_create_does() {
     assert_eq!(code, 0, "{stderr}");
     assert!(marker.exists());
 }
+
+/// An agent that leaves the terminal's output stopped (`TCOOFF`) and its text concealed would
+/// hang till at its summary, or hide it (and show a line of its own in its place): till starts
+/// the output again and ends what the agent left on before it writes.
+#[test]
+fn an_agent_that_stops_or_hides_the_terminal_does_not_hang_or_hide_till() {
+    let p = ProxyEnv::new();
+    let mut cmd = p.env.till();
+    cmd.args([
+        "run",
+        "--",
+        &crate::sandbox::python(),
+        "-c",
+        "import sys, termios\n\
+         sys.stdout.write('till: 0 requests, $0\\n\\x1b[8m')\n\
+         sys.stdout.flush()\n\
+         termios.tcflow(1, termios.TCOOFF)\n",
+    ]);
+    let (status, screen) = crate::sandbox::on_a_terminal(cmd);
+    assert_eq!(status.code(), Some(0), "{screen:?}");
+    let hidden = screen.find("\u{1b}[8m").expect("the agent's concealment");
+    let reset = screen.rfind("\u{18}\u{1b}\\\u{1b}[0m");
+    assert!(reset.is_some_and(|r| r > hidden), "{screen:?}");
+}

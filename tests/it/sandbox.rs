@@ -77,7 +77,7 @@ fn proxy_env_with(opts: till_mock::MockOptions) -> ProxyEnv {
 }
 
 /// The real Python interpreter (not a version manager's shim, which needs the real `HOME`).
-fn python() -> String {
+pub(crate) fn python() -> String {
     let out = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
@@ -1564,7 +1564,7 @@ fn sigkill_to_till_ends_the_sandboxed_agent() {
 
 /// Runs `cmd` in a terminal of its own (a pty, its session's controlling terminal, on all three
 /// standard descriptors) for up to 30 s; its exit status and everything it wrote there.
-fn on_a_terminal(mut cmd: Command) -> (std::process::ExitStatus, String) {
+pub(crate) fn on_a_terminal(mut cmd: Command) -> (std::process::ExitStatus, String) {
     let crate::support::Pty { master, slave, .. } = crate::support::pty();
     let slave = std::fs::File::from(slave);
     cmd.stdin(slave.try_clone().unwrap())

@@ -1,0 +1,84 @@
+//! The controlling terminal as a run began, put right once its agent has ended: an agent can
+//! stop the terminal's output (`TCOOFF`: till would hang at its next line), leave an escape
+//! sequence open (which swallows till's summary), turn on concealed text, take the foreground
+//! or change the settings. Unix only.
+
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+
+/// The controlling terminal's foreground process group and settings when the run began.
+pub struct Terminal {
+    tty: OwnedFd,
+    foreground: libc::pid_t,
+    settings: libc::termios,
+}
+
+impl Terminal {
+    /// `None` without a controlling terminal.
+    pub fn save() -> Option<Self> {
+        // SAFETY: open reads a NUL-terminated path; the descriptor it returns is owned here.
+        let tty = unsafe {
+            let fd = libc::open(
+                c"/dev/tty".as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return None;
+            }
+            OwnedFd::from_raw_fd(fd)
+        };
+        // SAFETY: tcgetpgrp takes an fd; tcgetattr writes one termios, which outlives the call.
+        unsafe {
+            let foreground = libc::tcgetpgrp(tty.as_raw_fd());
+            let mut settings = std::mem::zeroed::<libc::termios>();
+            (foreground > 0 && libc::tcgetattr(tty.as_raw_fd(), &mut settings) == 0).then_some(
+                Self {
+                    tty,
+                    foreground,
+                    settings,
+                },
+            )
+        }
+    }
+
+    /// Whether till's process group is the terminal's foreground now: touching the terminal
+    /// from the background would stop till (SIGTTOU) unless it ignores that signal.
+    pub fn is_foreground(&self) -> bool {
+        // SAFETY: tcgetpgrp takes an fd, getpgrp nothing.
+        unsafe { libc::tcgetpgrp(self.tty.as_raw_fd()) == libc::getpgrp() }
+    }
+
+    /// Starts the terminal's output again, ends exclusive mode, and ends an escape sequence
+    /// the agent left open and its colours and concealed text: what till writes next shows.
+    pub fn reset_output(&self) {
+        let fd = self.tty.as_raw_fd();
+        // SAFETY: tcflow and the ioctl take integers; write reads the bytes, which outlive it.
+        unsafe {
+            libc::tcflow(fd, libc::TCOON);
+            libc::ioctl(fd, libc::TIOCNXCL);
+            // CAN ends any sequence, ST any string (DCS, OSC), SGR 0 the colours.
+            let reset = b"\x18\x1b\\\x1b[0m";
+            libc::write(fd, reset.as_ptr().cast(), reset.len());
+        }
+    }
+
+    /// [`Self::reset_output`], then, when till was the terminal's foreground job as the run
+    /// began: takes the foreground back from what the agent left it to, and puts the settings
+    /// back (a `tostop`, echo turned off). For a till that ignores SIGTTOU and SIGTTIN.
+    pub fn restore(&self) {
+        self.reset_output();
+        let fd = self.tty.as_raw_fd();
+        // SAFETY: getpgrp has no preconditions.
+        let me = unsafe { libc::getpgrp() };
+        if self.foreground != me {
+            return;
+        }
+        // SAFETY: tcgetpgrp and tcsetpgrp take integers (the caller ignores SIGTTOU);
+        // tcsetattr reads one termios, which outlives the call.
+        unsafe {
+            if libc::tcgetpgrp(fd) != me {
+                libc::tcsetpgrp(fd, me);
+            }
+            libc::tcsetattr(fd, libc::TCSANOW, &self.settings);
+        }
+    }
+}
