@@ -100,8 +100,9 @@ pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
 /// it (and bill it again): `X-Original-URL`/`-URI`/`-Method`/`-Host` (IIS, Symfony, nginx's
 /// auth_request), `X-Rewrite-URL`, every `X-Forwarded-*` (`-Host`, `-Prefix`, `-Uri`,
 /// `-Method`: read as what the client asked for), Envoy's `X-Envoy-*` (`-Original-Path`,
-/// `-Retry-On`), `X-Host`, `X-Real-IP`, `Forwarded` and `Via`. The path till forwards is the
-/// one it classified and checked: none of these goes upstream. (Names arrive lower-case.)
+/// `-Retry-On`), `X-Host`, `X-Real-IP`, `Forwarded` and `Via`, and any name with a `_`
+/// ([`gateway_words`]). The path till forwards is the one it classified and checked: none of
+/// these goes upstream. (Names arrive lower-case.)
 fn is_routing_header(name: &HeaderName) -> bool {
     let n = name.as_str();
     [
@@ -129,7 +130,11 @@ fn gateway_words() -> &'static aho_corasick::AhoCorasick {
     static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
         aho_corasick::AhoCorasick::builder()
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(GATEWAY_WORDS)
+            // CGI and WSGI servers (and frameworks on them) read `_` in a name as `-`:
+            // `x_forwarded_host` or `anthropic_beta` would reach them as the header whose
+            // checks it went around. No name with one is forwarded (nginx drops them by
+            // default too); looked for in the same pass as the words.
+            .build(GATEWAY_WORDS.iter().chain(&["_"]))
             .expect("fixed words")
     });
     &WORDS
@@ -178,10 +183,6 @@ const GATEWAY_WORDS: &[&str] = &[
 /// routing headers ([`is_routing_header`]).
 pub(super) fn stays_behind(headers: &HeaderMap, name: &HeaderName, connection: bool) -> bool {
     HOP_BY_HOP.contains(name)
-        // CGI and WSGI servers (and frameworks on them) read `_` in a name as `-`:
-        // `x_forwarded_host` or `anthropic_beta` would reach them as the header whose checks
-        // it went around. nginx drops such names by default too.
-        || name.as_str().contains('_')
         || (connection && named_by_connection(headers, name))
         || AUTH_HEADERS.contains(name)
         || ACCOUNT_HEADERS.contains(name)
