@@ -141,7 +141,8 @@ impl Family for Openai {
                 // the one write there that is not also a Mistral run.
                 ["conversations", _, "items"] => false,
                 ["conversations", ..] => true,
-                ["chat", "completions", _] => false,
+                // OpenAI updates a stored completion's `metadata` there; a compatible gateway
+                // may run a model there (`…/chat/completions/stream`, `…/{deployment}`).
                 ["chat", ..] => return Endpoint::admin(),
                 _ => false,
             };

@@ -398,6 +398,9 @@ pub const OTHER_MODELS: &[&str] = &[
     // LiteLLM's routing to the deployments a tag or an id names, whatever their model.
     "tags",
     "deployment_id",
+    // Groq's compound systems with models of the client's choosing
+    // (`compound_custom.models.answering_model`, `reasoning_model`).
+    "compound_custom",
     // Realtime's nested `response` (a model, a ceiling, tools and stored input of its own),
     // which a compatible server may read from a Responses body: till checks the top level.
     "response",

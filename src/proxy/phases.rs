@@ -100,8 +100,8 @@ pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
 /// it (and bill it again): `X-Original-URL`/`-URI`/`-Method`/`-Host` (IIS, Symfony, nginx's
 /// auth_request), `X-Rewrite-URL`, every `X-Forwarded-*` (`-Host`, `-Prefix`, `-Uri`,
 /// `-Method`: read as what the client asked for), Envoy's `X-Envoy-*` (`-Original-Path`,
-/// `-Retry-On`), `X-Host`, `X-Real-IP`, `Forwarded` and `Via`, and any name with a `_`
-/// ([`gateway_words`]). The path till forwards is the one it classified and checked: none of
+/// `-Retry-On`), `X-Host`, `X-Real-IP`, `Forwarded` and `Via`, and any name with a byte
+/// other than a letter, a digit or `-` ([`ODD_NAME_BYTES`]). The path till forwards is the one it classified and checked: none of
 /// these goes upstream. (Names arrive lower-case.)
 fn is_routing_header(name: &HeaderName) -> bool {
     let n = name.as_str();
@@ -130,15 +130,22 @@ fn gateway_words() -> &'static aho_corasick::AhoCorasick {
     static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
         aho_corasick::AhoCorasick::builder()
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            // CGI and WSGI servers (and frameworks on them) read `_` in a name as `-`:
-            // `x_forwarded_host` or `anthropic_beta` would reach them as the header whose
-            // checks it went around. No name with one is forwarded (nginx drops them by
-            // default too); looked for in the same pass as the words.
-            .build(GATEWAY_WORDS.iter().chain(&["_"]))
+            // Names with a byte other than a letter, digit or `-` ([`ODD_NAME_BYTES`]) are
+            // looked for in the same pass as the words.
+            .build(GATEWAY_WORDS.iter().chain(ODD_NAME_BYTES))
             .expect("fixed words")
     });
     &WORDS
 }
+
+/// The bytes HTTP allows in a header name besides letters, digits and `-`. CGI and WSGI
+/// servers (and frameworks on them) read `_` as `-`, and PHP reads `.` as `_`:
+/// `x_forwarded_host`, `anthropic.beta` would reach them as the header whose checks they went
+/// around. No provider's header has one, and no name with one is forwarded (nginx drops names
+/// with `_` by default too).
+const ODD_NAME_BYTES: &[&str] = &[
+    "_", ".", "!", "#", "$", "%", "&", "'", "*", "+", "^", "`", "|", "~",
+];
 
 /// Words in a header name by which other gateways take a request elsewhere, to another model
 /// or again: Helicone's `Helicone-Target-URL` (the host the request and its key go to),

@@ -294,7 +294,9 @@ mod tests {
         assert_eq!(o(Method::GET, "/v1/vector_stores/vs_1"), (Files, Op::Other));
         assert_eq!(o(Method::GET, "/v1/responses/resp_1").0, Files);
         assert_eq!(o(Method::GET, "/v1/chat/completions").0, Files);
-        assert_eq!(o(Method::POST, "/v1/chat/completions/x").0, Files);
+        // A compatible gateway may run a model under `chat/completions/…`.
+        assert_eq!(o(Method::POST, "/v1/chat/completions/x").0, Admin);
+        assert_eq!(o(Method::GET, "/v1/chat/completions/x").0, Files);
         assert_eq!(o(Method::POST, "/v1/batches").0, Batches);
         assert_eq!(o(Method::GET, "/v1/organization/users").0, Admin);
         assert_eq!(o(Method::POST, "/v1/fine_tuning/jobs").0, Admin);
