@@ -324,10 +324,12 @@ impl Family for Openai {
             &["input_tokens"],
             &["output_tokens"],
             &["input_tokens_details", "cached_tokens"],
+            &["input_tokens_details", "cache_write_tokens"],
             &["output_tokens_details", "reasoning_tokens"],
             &["prompt_tokens"],
             &["completion_tokens"],
             &["prompt_tokens_details", "cached_tokens"],
+            &["prompt_tokens_details", "cache_write_tokens"],
             &["completion_tokens_details", "reasoning_tokens"],
         ]
     }
@@ -479,6 +481,7 @@ fn openai_usage(u: &dyn Tree) -> Usage {
             input_tokens: n(u, &["input_tokens"]),
             output_tokens: n(u, &["output_tokens"]),
             cached_tokens: n(u, &["input_tokens_details", "cached_tokens"]),
+            cache_write_tokens: n(u, &["input_tokens_details", "cache_write_tokens"]),
             reasoning_tokens: n(u, &["output_tokens_details", "reasoning_tokens"]),
             ..Usage::default()
         }
@@ -487,6 +490,8 @@ fn openai_usage(u: &dyn Tree) -> Usage {
             input_tokens: n(u, &["prompt_tokens"]),
             output_tokens: n(u, &["completion_tokens"]),
             cached_tokens: n(u, &["prompt_tokens_details", "cached_tokens"]),
+            // Prompt-cache writes, billed above plain input (from GPT-5.6 on).
+            cache_write_tokens: n(u, &["prompt_tokens_details", "cache_write_tokens"]),
             reasoning_tokens: n(u, &["completion_tokens_details", "reasoning_tokens"]),
             ..Usage::default()
         }

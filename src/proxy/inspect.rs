@@ -519,6 +519,24 @@ pub fn predicts_output(map: &Map<String, Value>) -> bool {
 /// shows: input loaded by reference (stored conversations, cached contents, files, URLs it
 /// fetches) and server-side tools billed on top of tokens. None of these is counted by till's
 /// reservation, so a key with a budget or a token rate is refused such requests.
+/// A reasoning mode other than the standard one (OpenAI's `reasoning.mode: "pro"`): its work
+/// runs over several passes, each billed, where the request's ceiling bounds one. The mode's
+/// name is read in any letter case, as a case-folding parser reads it.
+pub fn multi_pass_reasoning(map: &Map<String, Value>) -> Option<String> {
+    let reasoning = map
+        .iter()
+        .filter(|(k, _)| same_name(k, "reasoning"))
+        .filter_map(|(_, v)| v.as_object());
+    for r in reasoning {
+        for (k, mode) in r {
+            if same_name(k, "mode") && !mode.is_null() && mode.as_str() != Some("standard") {
+                return Some(format!("`reasoning.mode: {mode}`"));
+            }
+        }
+    }
+    None
+}
+
 pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Option<String> {
     for f in UNCOUNTED {
         if map.get(*f).is_some_and(|v| !v.is_null()) {
@@ -574,6 +592,9 @@ pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Opti
                 }
             }
         }
+    }
+    if let Some(what) = multi_pass_reasoning(map) {
+        return Some(what);
     }
     // Anthropic's fast mode is billed at a multiple of the model's price.
     if let Some(speed) = map.get("speed")

@@ -635,6 +635,20 @@ pub async fn admit(
             ),
         ));
     }
+    // Several passes of reasoning, each under the ceiling (a key that counts tokens is
+    // refused it below, as uncounted work).
+    if grant.max_output_tokens.is_some()
+        && let Some(json) = &inspected.json
+        && let Some(what) = body_inspect::multi_pass_reasoning(json)
+    {
+        return Err(ProxyError::new(
+            403,
+            "max_output_tokens",
+            format!(
+                "this request sets {what}, whose passes each produce output under the ceiling, which the key's output cap does not bound; a key with an output cap may not send it"
+            ),
+        ));
+    }
     // A gateway's own settings: the account, host or headers of the call it makes.
     if let Some(json) = &inspected.json
         && let Some(field) = body_inspect::first_set(body_inspect::GATEWAY_SETTINGS, json)

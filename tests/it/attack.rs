@@ -3657,6 +3657,31 @@ fn an_output_cap_holds_against_fallbacks_and_model_running_tools() {
     );
     assert_eq!(status, 403, "{text}");
     b.assert_upstream_saw_nothing("the long-context beta in capitals");
+
+    // A reasoning mode of several passes, each under the ceiling: refused to an output cap
+    // and to a budget; the standard mode goes on.
+    for args in [
+        &["--scope", "openai", "--max-output-tokens", "100"][..],
+        &["--scope", "openai", "--budget", "5usd"][..],
+    ] {
+        let c = Attack::new("", args);
+        for reasoning in [
+            "{\"mode\":\"pro\"}",
+            "{\"Mode\":\"pro\",\"effort\":\"high\"}",
+        ] {
+            let body = format!(
+                "{{\"model\":\"gpt-5.6\",\"max_output_tokens\":100,\"input\":\"hi\",\"reasoning\":{reasoning}}}"
+            );
+            let (status, text) = c.post("/openai/v1/responses", &body);
+            assert_eq!(status, 403, "{args:?} {reasoning} → {text}");
+        }
+        c.assert_upstream_saw_nothing("a reasoning mode of several passes");
+        let (status, text) = c.post(
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-5.6\",\"max_output_tokens\":100,\"input\":\"hi\",\"reasoning\":{\"mode\":\"standard\"}}",
+        );
+        assert_eq!(status, 200, "{args:?} → {text}");
+    }
 }
 
 /// Gemini for a key with a budget: a Lyria model (billed by the clip or song, not in tokens),
@@ -3752,4 +3777,47 @@ fn a_put_or_patch_is_held_to_what_the_post_is() {
         assert!(status != 403, "{method} {path} → {status} {text}");
     }
     assert_eq!(a.p.mock.requests().len(), 2);
+}
+
+/// OpenAI bills prompt-cache writes above plain input and reports them apart
+/// (`cache_write_tokens`, in chat's `prompt_tokens_details` and the Responses API's
+/// `input_tokens_details`): a budget is charged them at the write rate, not the input rate, so
+/// an agent that makes every prompt a fresh cache write does not spend past it.
+#[test]
+fn openai_cache_writes_are_charged_at_their_own_rate() {
+    let a = Attack::new(
+        "[prices.\"openai/cache-writer\"]\ninput = 1.0\ncache_write = 10.0\noutput = 2.0\n",
+        &["--scope", "openai/cache-writer", "--budget", "1usd"],
+    );
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"cache-writer\",\"messages\":[{\"role\":\"user\",\"content\":\"a long shared prefix\"}]}",
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = a.post(
+        "/openai/v1/responses",
+        "{\"model\":\"cache-writer\",\"input\":\"a long shared prefix\"}",
+    );
+    assert_eq!(status, 200, "{text}");
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = a.p.log_json();
+        if rows.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        let input = row["input_tokens"].as_u64().unwrap();
+        let output = row["output_tokens"].as_u64().unwrap();
+        assert!(input > 0, "{row}");
+        // Every input token was a cache write, at $10 a million.
+        let want = (input as f64 * 10.0 + output as f64 * 2.0) / 1e6;
+        let cost = row["cost_usd"].as_f64().unwrap();
+        assert!(
+            (cost - want).abs() < 1e-9,
+            "charged {cost}, billed {want}: {row}"
+        );
+    }
 }

@@ -23,7 +23,8 @@
 //! `slow` paces streamed chunks [`MockOptions::chunk_delay`] apart; `cut` breaks a stream after
 //! two chunks (a JSON request gets its connection closed without an answer); `error500` answers
 //! 500 and `overloaded` 529 (Anthropic) or 503 (OpenAI, Gemini) in the family's error shape;
-//! `hang` never answers; `greedy` bills every output token the request allows
+//! `hang` never answers; `cache-writer` (OpenAI) reports all its input as written to the prompt
+//! cache (`cache_write_tokens`); `greedy` bills every output token the request allows
 //! ([`greedy_output`]: its largest ceiling times its choices, a million when it names none),
 //! as an upstream that always writes to the limit would; `endless` answers a streaming
 //! request with one `data:` line that never ends, [`ENDLESS_BYTES`] long (a JSON request is

@@ -228,7 +228,7 @@ fn chat_usage(usage: Usage) -> Value {
         "prompt_tokens": usage.input,
         "completion_tokens": usage.output,
         "total_tokens": usage.total(),
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": usage.cache_write, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -318,7 +318,7 @@ fn responses_usage(usage: Usage) -> Value {
     json!({
         "input_tokens": usage.input,
         // Current SDKs (openai-python 3.x) require `cache_write_tokens` in this object.
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": usage.cache_write},
         "output_tokens": usage.output,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total()
@@ -535,6 +535,7 @@ fn embeddings(call: &Call<'_, '_>) -> Resp {
     call.ctx.bill(Usage {
         input: tokens,
         output: 0,
+        cache_write: 0,
     });
     json(
         StatusCode::OK,

@@ -286,6 +286,9 @@ pub(crate) fn text_chars(value: &Value) -> usize {
 pub(crate) struct Usage {
     pub input: u64,
     pub output: u64,
+    /// Of `input`, the tokens written to the prompt cache (OpenAI reports them apart and bills
+    /// them above plain input): all of it for a `cache-writer` model, none otherwise.
+    pub cache_write: u64,
 }
 
 impl Usage {
@@ -294,6 +297,7 @@ impl Usage {
         Self {
             input: super::input_tokens(chars),
             output: OUTPUT_TOKENS,
+            cache_write: 0,
         }
     }
 
@@ -301,6 +305,12 @@ impl Usage {
     /// ceiling in any family's spelling, times its largest choice count), or
     /// [`GREEDY_UNBOUNDED`] when it names no ceiling. Other models bill as they are.
     pub fn billed(self, model: &str, body: &Value) -> Self {
+        if model.contains("cache-writer") {
+            return Self {
+                cache_write: self.input,
+                ..self
+            };
+        }
         if !model.contains("greedy") {
             return self;
         }
