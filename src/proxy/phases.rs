@@ -30,6 +30,9 @@ use crate::providers::Provider;
 /// Output tokens reserved against a budget when a request names no ceiling of its own.
 pub const DEFAULT_OUTPUT_RESERVE: u64 = 4096;
 
+/// A body that takes longer than this to come has its key checked again once it has.
+const BODY_RECHECK_AFTER: Duration = Duration::from_millis(5);
+
 /// How long making a new connection to a provider may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -258,7 +261,16 @@ pub struct Asked {
 pub struct Admission {
     /// An output ceiling the request did not name and till writes into it.
     pub insert: Option<u64>,
+    /// The key counts tokens: the prompt was reserved at one token a byte of the body as sent,
+    /// so the body that goes upstream may not be much longer ([`rewrite`]).
+    pub counted: bool,
 }
+
+/// How many bytes a body written out again may grow by, past the body as sent, before its
+/// prompt bound no longer holds: the fields till writes in (a ceiling, a usage request) take
+/// well under this. What grows more is numbers written in exponent form, which serde_json
+/// writes out in full (`1e15`, 4 bytes, is `1000000000000000.0`, 18).
+const REWRITE_GROWTH: usize = 256;
 
 /// The body that goes upstream.
 pub struct Outgoing {
@@ -486,9 +498,10 @@ pub async fn inspect<B: super::RequestBody>(
     // A body may take up to `body_timeout` to come: the key is checked again once it has, so a
     // request staged before a revocation, the key's expiry or its mint key's retirement does
     // not pass after it ([`admit`] checks the caveats at this time). A body that came within
-    // the second the request did is no staging (most are: ≈ 800 instructions saved).
+    // a few milliseconds of its request's head, in the same second, is no staging (most are:
+    // ≈ 800 instructions saved); a slower one could have waited for a revocation to return.
     let now = crate::time::now_unix();
-    if now != ctx.now {
+    if now != ctx.now || ctx.record.started.elapsed() > BODY_RECHECK_AFTER {
         ctx.now = now;
         ctx.state.mint_for(verified.token(), ctx.now).await?;
         stands(ctx, verified)?;
@@ -872,7 +885,10 @@ pub async fn admit(
             &ctx.record,
         )
         .await?;
-    Ok(Admission { insert })
+    Ok(Admission {
+        insert,
+        counted: grant.counts_tokens(),
+    })
 }
 
 /// The body that goes upstream: the parse till checked, with its edits (the ceiling till
@@ -922,6 +938,19 @@ pub fn rewrite(
             format!("till could not write the request body: {e}"),
         )
     })?);
+    // The prompt was reserved (and counted in a token rate) at a token a byte of the body as
+    // sent: the body the provider reads may not hold many more bytes than that.
+    if admission.counted && body.len() > asked.body.len().saturating_add(REWRITE_GROWTH) {
+        return Err(ProxyError::new(
+            400,
+            "bad_request",
+            format!(
+                "this body grows from {} to {} bytes when till writes it out for the provider (numbers in exponent form, such as 1e15, are written in full), past the prompt bound till reserved for it; write the numbers out in full",
+                asked.body.len(),
+                body.len()
+            ),
+        ));
+    }
     Ok(Outgoing {
         body,
         json: true,

@@ -2995,14 +2995,22 @@ fn a_request_staged_before_a_revocation_or_expiry_is_refused_when_its_body_comes
         let _ = s.read_to_string(&mut answer);
         answer
     };
-    // Revoked while its body was on the way.
+    // Revoked while its body was on the way, all within one second (staged as a second
+    // begins): a body that comes more than a few milliseconds after its head is looked at
+    // again even then.
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis()
+        > 20
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let staged = stage(&a.key);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(30));
     let (code, _, stderr) =
         crate::support::output(a.p.env.till().args(["key", "revoke", "staged"]));
     assert_eq!(code, 0, "{stderr}");
-    // (A body that comes within the second its head did is not looked at twice.)
-    std::thread::sleep(std::time::Duration::from_millis(1000));
     let answer = finish(staged);
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.contains("revoked"), "{answer}");
@@ -3820,4 +3828,46 @@ fn openai_cache_writes_are_charged_at_their_own_rate() {
             "charged {cost}, billed {want}: {row}"
         );
     }
+}
+
+/// A key that counts tokens reserves the prompt at a token a byte of the body as sent. A body
+/// till writes out again (to put a ceiling in) grows where it holds numbers in exponent form,
+/// which serde_json writes in full (`1e15` is `1000000000000000.0`): one that would reach the
+/// provider much longer than it was reserved for is refused, and nothing goes upstream.
+#[test]
+fn a_body_that_grows_when_written_out_again_is_refused_to_a_key_that_counts_tokens() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--tpm",
+            "200000",
+            "--budget",
+            "1usd",
+        ],
+    );
+    let with_numbers = |n: usize| {
+        let nums = vec!["1e15"; n].join(",");
+        format!(
+            "{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"tools\":[{{\"type\":\"function\",\"function\":{{\"name\":\"f\",\"parameters\":{{\"type\":\"object\",\"properties\":{{\"a\":{{\"type\":\"number\",\"enum\":[{nums}]}}}}}}}}}}]}}"
+        )
+    };
+    let (status, text) = a.post("/openai/v1/chat/completions", &with_numbers(2000));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("exponent form"), "{text}");
+    a.assert_upstream_saw_nothing("a body that grows past its prompt bound");
+    // A few such numbers grow the body by less than what till writes in: it goes on.
+    let (status, text) = a.post("/openai/v1/chat/completions", &with_numbers(5));
+    assert_eq!(status, 200, "{text}");
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]
+            .body
+            .as_deref()
+            .unwrap_or("")
+            .contains("1000000000000000.0"),
+        "{seen:?}"
+    );
 }
