@@ -973,12 +973,31 @@ proptest! {
         seed in any::<u8>(),
     ) {
         let mint = mint_key(seed);
-        let token = sign_unchecked(&mint, levels, nonce);
+        // Each level as an encoder writes it: sorted and without duplicates.
+        let levels: Vec<Vec<Caveat>> = levels
+            .into_iter()
+            .map(crate::childkey::caveat::canonicalize)
+            .collect();
+        let token = sign_unchecked(&mint, levels.clone(), nonce);
         let text = token.encode();
         let back = Token::decode(&text).unwrap();
         prop_assert_eq!(&back, &token);
         prop_assert_eq!(back.encode(), text);
         prop_assert_eq!(back.binding(), token.binding());
+        // The same level out of order, or with a caveat twice, is no key an encoder writes.
+        if let Some(i) = levels.iter().position(|l| l.len() > 1) {
+            let mut swapped = levels.clone();
+            swapped[i].swap(0, 1);
+            let text = sign_unchecked(&mint, swapped, nonce).encode();
+            prop_assert!(Token::decode(&text).is_err());
+        }
+        if let Some(i) = levels.iter().position(|l| !l.is_empty()) {
+            let mut doubled = levels.clone();
+            let first = doubled[i][0].clone();
+            doubled[i].insert(0, first);
+            let text = sign_unchecked(&mint, doubled, nonce).encode();
+            prop_assert!(Token::decode(&text).is_err());
+        }
     }
 
     /// 3. A random single-bit flip (in the text or in the body) or truncation is refused.

@@ -521,7 +521,8 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
     kid.copy_from_slice(&front[1..5]);
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&front[5..HEADER_LEN]);
-    let mut r = Reader::new(&front[HEADER_LEN..]);
+    let encoded = &front[HEADER_LEN..];
+    let mut r = Reader::new(encoded);
     let levels = r.varint().map_err(malformed)?;
     if levels > MAX_LEVELS as u64 {
         return Err(DecodeError::Malformed(format!("{levels} levels")));
@@ -539,12 +540,23 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Token, DecodeError> {
                 "more than {MAX_CAVEATS} caveats"
             )));
         }
+        // A level's caveats in strictly increasing order of their encodings, as an encoder
+        // writes them: one narrowing, one key.
+        let mut previous: &[u8] = &[];
         for _ in 0..n {
+            let start = r.position();
             let tag = r.byte().map_err(malformed)?;
             let len = r.varint().map_err(malformed)?;
             let len = usize::try_from(len).map_err(|_| DecodeError::Truncated)?;
             let payload = r.take(len).map_err(malformed)?;
             let caveat = Caveat::decode_payload(tag, payload).map_err(malformed)?;
+            let this = &encoded[start..r.position()];
+            if this <= previous {
+                return Err(DecodeError::Malformed(
+                    "a level's caveats are not sorted and unique".into(),
+                ));
+            }
+            previous = this;
             caveats.push(caveat);
         }
         level_marks |= 1 << (caveats.len() - 1);
