@@ -52,8 +52,19 @@ fn usage_error(err: &clap::Error) -> ExitCode {
             err.get(ContextKind::InvalidArg),
             Some(ContextValue::String(arg)) if !arg.starts_with('-')
         );
-    // A closed stderr leaves nothing to tell.
-    let _ = err.print();
+    // A closed stderr leaves nothing to tell. A value clap quotes (`--budget sk-…`, a provider
+    // key pasted as an argument) is cut to its prefix, as till's own errors are.
+    if err.use_stderr() {
+        let rendered = err.render();
+        let text = if till::output::color_enabled() {
+            rendered.ansi().to_string()
+        } else {
+            rendered.to_string()
+        };
+        eprint!("{}", till::output::redact_keys(&text));
+    } else {
+        let _ = err.print();
+    }
     if command_without_dashes {
         till::output::hint(
             "put the agent's command after `--`, as in `till run -- python agent.py`",

@@ -200,18 +200,55 @@ pub fn warn(text: &str) {
         "{}: {} {}",
         paint("1", "till"),
         paint("33", "warning:"),
-        printable_lines(text)
+        printable_lines(&redact_keys(text))
     );
 }
 
+/// `text` with every word that looks like a provider's key or a till key cut to its prefix
+/// (`sk-…`): a key pasted where a name, a provider or a variable belongs is not repeated
+/// to the terminal (its scrollback, a shared screen) by the message that refuses it. A word is
+/// a run of letters, digits, `-` and `_`; it looks like a key when it starts as OpenAI's,
+/// Anthropic's, Google's, the compatible providers' or till's keys do and is 20 bytes or more.
+pub fn redact_keys(text: &str) -> Cow<'_, str> {
+    const PREFIXES: &[&str] = &[
+        "sk-", "sk_", "AIza", "gsk_", "xai-", "pplx-", "hf_", "nvapi-", "till_",
+    ];
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let looks_like_key = |w: &str| w.len() >= 20 && PREFIXES.iter().any(|p| w.starts_with(p));
+    if !text.split(|c: char| !is_word(c)).any(looks_like_key) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(end);
+        match PREFIXES
+            .iter()
+            .find(|p| looks_like_key(word) && word.starts_with(*p))
+        {
+            Some(prefix) => {
+                out.push_str(prefix);
+                out.push('…');
+            }
+            None => out.push_str(word),
+        }
+        let sep = after.chars().next().map_or(0, char::len_utf8);
+        out.push_str(&after[..sep]);
+        rest = &after[sep..];
+    }
+    Cow::Owned(out)
+}
+
 /// `till: error` and an optional `hint:` line, on stderr. Both are escaped like
-/// [`printable_lines`]: errors quote what the user typed.
+/// [`printable_lines`]: errors quote what the user typed. A key in them is cut to its prefix
+/// ([`redact_keys`]).
 pub fn error(text: &str, hint: Option<&str>) {
     eprintln!(
         "{}: {} {}",
         paint("1", "till"),
         paint("31", "error:"),
-        printable_lines(text)
+        printable_lines(&redact_keys(text))
     );
     if let Some(text) = hint {
         self::hint(text);
@@ -220,7 +257,11 @@ pub fn error(text: &str, hint: Option<&str>) {
 
 /// A `hint:` line on stderr: what to do about the error printed before it.
 pub fn hint(text: &str) {
-    eprintln!("{} {}", paint("36", "hint:"), printable_lines(text));
+    eprintln!(
+        "{} {}",
+        paint("36", "hint:"),
+        printable_lines(&redact_keys(text))
+    );
 }
 
 /// A green `ok` or red `fail` line on stdout, as `till doctor` prints them. A closed stdout
@@ -249,6 +290,24 @@ pub fn check_line(ok: bool, what: &str, detail: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_in_messages_are_cut_to_their_prefix() {
+        assert!(matches!(
+            redact_keys("unknown provider `openai-eu`"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            redact_keys(
+                "no variable `sk-proj-ABCDEFGHIJKLMNOPQRST` (set `AIzaSyA1234567890abcdefghij`)"
+            ),
+            "no variable `sk-…` (set `AIza…`)"
+        );
+        assert_eq!(
+            redact_keys("`sk-short` é till_abcdefghijklmnopqrstuvwxyz."),
+            "`sk-short` é till_…."
+        );
+    }
 
     #[test]
     fn printable_lines_keeps_line_breaks_and_escapes_the_rest() {

@@ -120,6 +120,30 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
     };
     ledger.insert_key(&meta)?;
     let key = token.encode();
+    if let Err(e) = show_created(args, &token, &meta, &key, expires) {
+        // Never seen, so never used: the key goes, and its name with it. The error is a new
+        // one (a closed pipe would otherwise end the command as if it had succeeded).
+        let forgotten = ledger.forget_unshown_key(&meta.binding);
+        return Err(anyhow::anyhow!(
+            "the key could not be written out ({e:#}), so it was {}",
+            if forgotten.is_ok() {
+                "not kept"
+            } else {
+                "kept but never shown: revoke it with `till key revoke` and its id from `till key list`"
+            }
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a key `till key create` made: its text (the only time it is shown) and what it is.
+fn show_created(
+    args: &KeyCreateArgs,
+    token: &Token,
+    meta: &KeyMeta,
+    key: &str,
+    expires: u64,
+) -> anyhow::Result<()> {
     if args.json {
         crate::output::json(&serde_json::json!({
             "key": key,
@@ -130,7 +154,7 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
             "expires_at": rfc3339(expires),
         }))?;
     } else {
-        crate::output::data(&key)?;
+        crate::output::data(key)?;
         crate::output::note(&format!(
             "created key {}{} ({}), expires {}; it is shown only this once",
             token.binding().short(),
@@ -142,7 +166,7 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
             rfc3339(expires)
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -152,6 +176,13 @@ fn check_name(name: &str) -> anyhow::Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && !name.starts_with("till_");
+    if ok && looks_like_a_provider_key(name) {
+        return Err(UserError::usage(
+            "this key name looks like a provider's key, which `till key list` would show to anyone at your screen",
+        )
+        .hint("name the key for its use, such as `ci` or `my-agent`")
+        .into());
+    }
     if ok {
         Ok(())
     } else {

@@ -192,6 +192,14 @@ impl Ledger {
         Ok(())
     }
 
+    /// Removes a key that was never handed out (its text could not be written): nothing can
+    /// have used it, and its name is free again.
+    pub fn forget_unshown_key(&self, binding: &str) -> anyhow::Result<()> {
+        self.conn
+            .execute("DELETE FROM keys WHERE binding = ?1", params![binding])?;
+        Ok(())
+    }
+
     fn query_keys(
         &self,
         filter: &str,

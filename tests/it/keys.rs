@@ -243,6 +243,24 @@ fn a_provider_key_given_for_a_till_key_is_not_repeated() {
     let (code, _, stderr) = output(p.env.till().args(["key", "show", "no-such-name"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`no-such-name`"), "{stderr}");
+    // Pasted where a name, a provider, a variable or a value belongs: refused, and cut to its
+    // prefix in the message; no key is stored under it.
+    for args in [
+        vec!["key", "create", "--scope", "openai", "--name", pasted],
+        vec!["key", "create", "--scope", pasted],
+        vec!["key", "create", "--scope", "openai", "--budget", pasted],
+        vec!["add", pasted],
+        vec!["add", "openai", "--from-env", pasted],
+    ] {
+        let (code, stdout, stderr) = output(p.env.till().args(&args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("PASTEDROOTKEY") && !stdout.contains("PASTEDROOTKEY"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (_, list, _) = output(p.env.till().args(["key", "list", "--all"]));
+    assert!(!list.contains("PASTEDROOTKEY"), "{list}");
 }
 
 #[test]
@@ -546,4 +564,35 @@ fn a_mint_key_missing_from_the_store_is_found_and_named() {
     assert_eq!(code, 0, "{stdout}");
     let (code, _, stderr) = output(env.till().args(["key", "create"]));
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// A key whose text could not be written out (a full disk, a closed pipe) was never seen, so
+/// it is not kept: the command fails (1) and its name stays free.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_key_that_could_not_be_shown_is_not_kept() {
+    let p = ProxyEnv::new();
+    for json in [false, true] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut cmd = p.env.till();
+        cmd.args(["key", "create", "--scope", "openai", "--name", "ci"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not kept"), "{stderr}");
+    }
+    let (_, list, _) = output(p.env.till().args(["key", "list", "--all", "--json"]));
+    let keys: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(keys.as_array().map(Vec::len), Some(0), "{keys}");
+    p.create_key(&["--scope", "openai", "--name", "ci"]);
 }
