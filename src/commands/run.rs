@@ -90,7 +90,15 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
                     "a whole key on the command line is visible to every user of this machine (`ps`, /proc/PID/cmdline) for as long as the run lasts; give its name instead (`till key create --name NAME`, then `--key NAME`)",
                 );
             }
-            super::key::resolve_key(ctx, &ledger, &mint, k)?.attenuate(caveats)?
+            let base = super::key::resolve_key(ctx, &ledger, &mint, k)?;
+            // The flags narrow the key; one that asks for more than it has would be taken
+            // for a widening, and the agent met with refusals whose hint is that flag.
+            spec.check_narrower(&base, now, &ctx.providers.names())
+                .map_err(|e| {
+                    UserError::usage(format!("cannot widen the key given to --key: {e}"))
+                        .hint("ask for the same scope or less, or leave the flag out; `till key show NAME` shows the key's")
+                })?;
+            base.attenuate(caveats)?
         }
         None => Token::mint(&mint, caveats)?,
     };

@@ -596,3 +596,33 @@ fn a_key_that_could_not_be_shown_is_not_kept() {
     assert_eq!(keys.as_array().map(Vec::len), Some(0), "{keys}");
     p.create_key(&["--scope", "openai", "--name", "ci"]);
 }
+
+/// `till run --key K` with a flag wider than K (another provider, a larger budget, a longer
+/// ttl) is refused (2), as `till key attenuate` refuses it, rather than run with K's scope and
+/// met with refusals whose hint is that flag; flags within K narrow it.
+#[test]
+fn run_with_a_key_refuses_flags_wider_than_the_key() {
+    let p = ProxyEnv::new();
+    p.create_key(&[
+        "--scope", "openai", "--budget", "1usd", "--ttl", "1h", "--name", "base",
+    ]);
+    for wider in [
+        &["--scope", "anthropic"][..],
+        &["--budget", "5usd"][..],
+        &["--ttl", "2h"][..],
+    ] {
+        let (code, _, stderr) = output(
+            p.env
+                .till()
+                .args(["run", "--key", "base"])
+                .args(wider)
+                .args(["--", "true"]),
+        );
+        assert_eq!(code, 2, "{wider:?}: {stderr}");
+        assert!(stderr.contains("cannot widen"), "{wider:?}: {stderr}");
+    }
+    let (code, _, stderr) = output(p.env.till().args([
+        "run", "--key", "base", "--budget", "0.5usd", "--ttl", "10m", "--", "true",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+}
