@@ -200,10 +200,12 @@ pub struct ScopeArgs {
     pub endpoints: Vec<String>,
     /// Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok.
     /// Give it twice for a dollar and a token budget.
-    #[arg(long, value_name = "AMOUNT")]
+    // A value that starts with `-` (`-1usd`) is taken as the value, so that till's own
+    // message says what is wrong with it, not clap's "unexpected argument".
+    #[arg(long, value_name = "AMOUNT", allow_hyphen_values = true)]
     pub budget: Vec<String>,
     /// How long the key lives: 30m, 1h, 7d.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub ttl: Option<String>,
     /// Requests per minute.
     #[arg(long, value_name = "N")]

@@ -436,6 +436,15 @@ impl Config {
                 .into());
             }
         }
+        // No time at all would delete every request and alert at the next run.
+        if self.ledger.retention.0.is_zero() {
+            return Err(UserError::usage(format!(
+                "{}: [ledger] retention must be longer than 0s (it would delete the whole history)",
+                path.display()
+            ))
+            .hint("keep the default 90d, or give a duration such as retention = \"30d\"")
+            .into());
+        }
         // A keychain call given no time at all fails before it starts: every command that
         // needs a key would fail with a timeout.
         if self.keychain_timeout.0.is_zero() {
@@ -875,6 +884,8 @@ mod tests {
         let err =
             Config::parse("[proxy]\nheader_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("header_timeout"), "{err:#}");
+        let err = Config::parse("[ledger]\nretention = \"0s\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("whole history"), "{err:#}");
         let err =
             Config::parse("[proxy]\nshutdown_grace = \"soon\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").starts_with("c.toml:2:18:"), "{err:#}");

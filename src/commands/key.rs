@@ -118,7 +118,24 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
         expires_at: expires,
         revoked_at: None,
     };
-    ledger.insert_key(&meta)?;
+    if let Err(e) = ledger.insert_key(&meta) {
+        // Another `till key create` took the name between the look above and this write.
+        let taken = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<rusqlite::Error>(),
+                Some(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation
+            )
+        });
+        return Err(match (&args.name, taken) {
+            (Some(name), true) => UserError::usage(format!("a key named `{name}` already exists"))
+                .hint(format!(
+                    "pick another name, or revoke the old one: till key revoke {name}"
+                ))
+                .into(),
+            _ => e,
+        });
+    }
     let key = token.encode();
     if let Err(e) = show_created(args, &token, &meta, &key, expires) {
         // Never seen, so never used: the key goes, and its name with it. The error is a new

@@ -132,9 +132,14 @@ impl ScopeError {
                 };
                 Some(example.into())
             }
-            ScopeError::UnknownProvider { provider, .. } => Some(format!(
-                "add it with `till add {provider}`, or describe it under [providers.{provider}] in config.toml"
-            )),
+            ScopeError::UnknownProvider {
+                provider, known, ..
+            } => Some(match closest(provider, known) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "add it with `till add {provider}`, or describe it under [providers.{provider}] in config.toml"
+                ),
+            }),
             ScopeError::Wider { .. } => Some(
                 "a nested `till run` can only narrow the key it runs under; ask for no more than the parent has"
                     .into(),
@@ -616,3 +621,17 @@ impl fmt::Display for ScopeSpec {
 
 #[cfg(test)]
 mod tests;
+
+/// The name in `known` within two edits (a typo: a letter missing, added, changed or two
+/// swapped) of `name`, if exactly one is.
+fn closest<'k>(name: &str, known: &'k [String]) -> Option<&'k str> {
+    let near: Vec<&str> = known
+        .iter()
+        .map(String::as_str)
+        .filter(|k| strsim::damerau_levenshtein(name, k) <= 2)
+        .collect();
+    match near.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
+}

@@ -276,7 +276,20 @@ fn bad_scope_input_is_explained_with_exit_2() {
     assert!(stderr.contains("position"), "{stderr}");
     let (code, _, stderr) = output(p.env.till().args(["key", "create", "--scope", "opnai"]));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("openai"), "{stderr}");
+    assert!(stderr.contains("hint: did you mean `openai`?"), "{stderr}");
+    // A value that starts with `-` is read as the value, and till says what is wrong with it.
+    for (flag, value) in [("--budget", "-1usd"), ("--ttl", "-1h")] {
+        let (code, _, stderr) = output(
+            p.env
+                .till()
+                .args(["key", "create", "--scope", "openai", flag, value]),
+        );
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!("invalid {flag} `{value}`")),
+            "{stderr}"
+        );
+    }
     let (code, _, stderr) = output(
         p.env
             .till()
@@ -625,4 +638,34 @@ fn run_with_a_key_refuses_flags_wider_than_the_key() {
         "run", "--key", "base", "--budget", "0.5usd", "--ttl", "10m", "--", "true",
     ]));
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// Several `till key create --name same` at once: one makes the key, every other is told the
+/// name is taken (2), as one run after it is, never a raw SQLite error.
+#[test]
+fn racing_creates_of_one_name_make_one_key_and_clear_errors() {
+    let p = ProxyEnv::new();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            p.env
+                .till()
+                .args(["key", "create", "--scope", "openai", "--name", "same"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut made = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => made += 1,
+            Some(2) => assert!(stderr.contains("already exists"), "{stderr}"),
+            other => panic!("{other:?}: {stderr}"),
+        }
+    }
+    assert_eq!(made, 1);
 }
