@@ -523,12 +523,13 @@ fn key_arg(arg: Option<&str>) -> anyhow::Result<Token> {
             std::io::stdin().read_to_string(&mut s)?;
             s.trim().to_string()
         }
-        None => {
-            return Err(UserError::usage("no key given")
-                .hint("pass the key as an argument or on stdin")
-                .into());
-        }
+        None => String::new(),
     };
+    if text.is_empty() {
+        return Err(UserError::usage("no key given")
+            .hint("pass the key as an argument or on stdin")
+            .into());
+    }
     Token::decode(&text).map_err(|e| UserError::usage(e.to_string()).into())
 }
 

@@ -310,7 +310,10 @@ pub fn proxy_state(
                     meta.provider,
                     store.kind()
                 ))
-                .hint(format!("store it again: till add {}", meta.provider))
+                .hint(format!(
+                    "store it again: till add {p}; or, if you no longer use {p}, forget it: till remove {p}",
+                    p = meta.provider
+                ))
             })?;
         roots.push((meta.provider.clone(), key));
     }

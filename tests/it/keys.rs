@@ -277,6 +277,12 @@ fn bad_scope_input_is_explained_with_exit_2() {
     let (code, _, stderr) = output(p.env.till().args(["key", "create", "--scope", "opnai"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("hint: did you mean `openai`?"), "{stderr}");
+    // No key on an empty stdin.
+    for sub in ["attenuate", "inspect"] {
+        let (code, _, stderr) = output(p.env.till().args(["key", sub]));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("no key given"), "{sub}: {stderr}");
+    }
     // A value that starts with `-` is read as the value, and till says what is wrong with it.
     for (flag, value) in [("--budget", "-1usd"), ("--ttl", "-1h")] {
         let (code, _, stderr) = output(
