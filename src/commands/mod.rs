@@ -58,9 +58,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's.
+/// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's, else
+/// what to do about a ledger SQLite could not write or read.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    crate::secrets::hint(err)
+    crate::secrets::hint(err).or_else(|| ledger_hint(err))
+}
+
+/// What to do about a ledger that is read-only, held by another process, or not a database.
+fn ledger_hint(err: &anyhow::Error) -> Option<String> {
+    use rusqlite::ErrorCode;
+    let code = err
+        .chain()
+        .find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
+            Some(rusqlite::Error::SqliteFailure(f, _)) => Some(f.code),
+            _ => None,
+        })?;
+    let file = Paths::resolve().map_or_else(
+        |_| "the ledger".to_string(),
+        |p| p.ledger_file().display().to_string(),
+    );
+    Some(match code {
+        ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => format!(
+            "till could not write {file}: check that you own it and its directory and that they are writable, or point TILL_HOME elsewhere"
+        ),
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => format!(
+            "another process holds {file} (a sqlite3 shell in a transaction, a backup): end it and try again"
+        ),
+        ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => format!(
+            "{file} is damaged: restore it from a backup, or move it aside to start a new one (without its records of keys, revocations and usage)"
+        ),
+        _ => return None,
+    })
 }
 
 /// What most commands need: where files are, the config, and the provider table.

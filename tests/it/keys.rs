@@ -675,3 +675,20 @@ fn racing_creates_of_one_name_make_one_key_and_clear_errors() {
     }
     assert_eq!(made, 1);
 }
+
+/// A ledger that is not a database is named in the error's hint, with what to do about it.
+#[test]
+fn a_damaged_ledger_gets_a_hint() {
+    let p = ProxyEnv::new();
+    std::fs::write(
+        p.env.path("data/ledger.sqlite3"),
+        b"this is not a database, but it is long enough to be read as one's header. ".repeat(64),
+    )
+    .unwrap();
+    let (code, _, stderr) = output(p.env.till().args(["key", "list"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("hint:") && stderr.contains("ledger.sqlite3 is damaged"),
+        "{stderr}"
+    );
+}
