@@ -332,6 +332,14 @@ impl Interrupt {
         });
     }
 
+    /// Resolves once an interrupt is seen (looked at every 50 ms): what a wait on the
+    /// provider races, so Ctrl-C does not wait out its timeout.
+    async fn raised(&self) {
+        while !self.seen() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn check(&self, step: Step) -> Result<(), Failure> {
         if self.seen() {
             return Err(Failure::new(step, "interrupted").hint("nothing was changed"));

@@ -53,9 +53,12 @@ impl Rotation<'_, '_> {
             &[]
         };
         let mut tries = delays.iter();
+        let interrupted = || Failure::new(Step::Verify, "interrupted").hint("nothing was changed");
         loop {
-            let verdict =
-                crate::upstream::verify_key(&self.rotator.client, self.provider, key).await;
+            let verdict = tokio::select! {
+                verdict = crate::upstream::verify_key(&self.rotator.client, self.provider, key) => verdict,
+                () = self.rotator.interrupt.raised() => return Err(interrupted()),
+            };
             let failure = match verdict {
                 Ok(Verdict::Accepted) => return Ok(()),
                 Ok(Verdict::Rejected(status)) => Failure::new(
@@ -80,7 +83,10 @@ impl Rotation<'_, '_> {
             };
             match tries.next() {
                 Some(delay) if !self.rotator.interrupt.seen() => {
-                    tokio::time::sleep(*delay).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(*delay) => {}
+                        () = self.rotator.interrupt.raised() => return Err(interrupted()),
+                    }
                 }
                 _ => return Err(failure),
             }

@@ -341,6 +341,53 @@ fn an_interrupt_before_the_swap_changes_nothing() {
     assert!(f.created().is_empty());
 }
 
+/// Ctrl-C while the provider is checking the new key (one that never answers) ends the
+/// rotation at once, not after the check's timeout, with nothing changed.
+#[test]
+fn an_interrupt_while_the_new_key_is_checked_ends_the_wait() {
+    // Connections are queued by the kernel and never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let f = Fixture::new(&format!(
+        "[providers.silent]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n"
+    ));
+    f.put(&root_secret_name("silent"), OLD_OPENAI);
+    f.ledger
+        .record_root_key("silent", &fingerprint(OLD_OPENAI), now_unix() - 40 * DAY)
+        .unwrap();
+    let before = f.root_row("silent");
+    let rotator = f.rotator();
+    let interrupt = rotator.interrupt().clone();
+    let raiser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        interrupt.raise();
+    });
+    let started = std::time::Instant::now();
+    let outcome = rotator
+        .rotate_provider(
+            &f.provider("silent"),
+            &mut Canned {
+                keys: vec![NEW_ANTHROPIC],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    raiser.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (outcome.ok, outcome.step),
+        (false, Step::Verify),
+        "{outcome:?}"
+    );
+    assert!(outcome.message.contains("interrupted"), "{outcome:?}");
+    f.assert_untouched("silent", OLD_OPENAI, &before);
+    drop(silent);
+}
+
 #[test]
 fn guided_rotation_takes_the_persons_key_and_sets_the_old_one_inactive() {
     let f = Fixture::new("");
