@@ -204,18 +204,34 @@ pub fn warn(text: &str) {
     );
 }
 
+/// How the keys of OpenAI and Anthropic (`sk-`), Google (`AIza`) and the OpenAI-compatible
+/// providers begin.
+pub const PROVIDER_KEY_PREFIXES: &[&str] = &[
+    "sk-", "sk_", "AIza", "gsk_", "xai-", "pplx-", "hf_", "nvapi-",
+];
+
 /// `text` with every word that looks like a provider's key or a till key cut to its prefix
 /// (`sk-…`): a key pasted where a name, a provider or a variable belongs is not repeated
 /// to the terminal (its scrollback, a shared screen) by the message that refuses it. A word is
 /// a run of letters, digits, `-` and `_`; it looks like a key when it starts as OpenAI's,
 /// Anthropic's, Google's, the compatible providers' or till's keys do and is 20 bytes or more.
 pub fn redact_keys(text: &str) -> Cow<'_, str> {
-    const PREFIXES: &[&str] = &[
-        "sk-", "sk_", "AIza", "gsk_", "xai-", "pplx-", "hf_", "nvapi-", "till_",
-    ];
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    let looks_like_key = |w: &str| w.len() >= 20 && PREFIXES.iter().any(|p| w.starts_with(p));
-    if !text.split(|c: char| !is_word(c)).any(looks_like_key) {
+    // The prefix of a word that looks like a key.
+    let key_prefix = |w: &str| {
+        (w.len() >= 20)
+            .then(|| {
+                PROVIDER_KEY_PREFIXES
+                    .iter()
+                    .chain(&["till_"])
+                    .find(|p| w.starts_with(**p))
+            })
+            .flatten()
+    };
+    if !text
+        .split(|c: char| !is_word(c))
+        .any(|w| key_prefix(w).is_some())
+    {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -223,10 +239,7 @@ pub fn redact_keys(text: &str) -> Cow<'_, str> {
     while !rest.is_empty() {
         let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
         let (word, after) = rest.split_at(end);
-        match PREFIXES
-            .iter()
-            .find(|p| looks_like_key(word) && word.starts_with(*p))
-        {
+        match key_prefix(word) {
             Some(prefix) => {
                 out.push_str(prefix);
                 out.push('…');

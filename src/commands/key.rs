@@ -68,13 +68,7 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .any(|k| k.name.as_deref() == Some(name.as_str()))
         {
-            return Err(
-                UserError::usage(format!("a key named `{name}` already exists"))
-                    .hint(format!(
-                        "pick another name, or revoke the old one: till key revoke {name}"
-                    ))
-                    .into(),
-            );
+            return Err(name_taken(name).into());
         }
         if !found.is_empty() {
             return Err(UserError::usage(format!(
@@ -128,11 +122,7 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
             )
         });
         return Err(match (&args.name, taken) {
-            (Some(name), true) => UserError::usage(format!("a key named `{name}` already exists"))
-                .hint(format!(
-                    "pick another name, or revoke the old one: till key revoke {name}"
-                ))
-                .into(),
+            (Some(name), true) => name_taken(name).into(),
             _ => e,
         });
     }
@@ -273,10 +263,17 @@ pub(crate) fn no_such_key(id_or_name: &str) -> UserError {
 /// any key name, or in the form of one (OpenAI's and Anthropic's `sk-`, Google's `AIza`, and
 /// the `_`/`-` prefixes of the OpenAI-compatible providers').
 pub(crate) fn looks_like_a_provider_key(text: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        "sk-", "sk_", "AIza", "gsk_", "xai-", "pplx-", "hf_", "nvapi-",
-    ];
-    text.len() > 64 || PREFIXES.iter().any(|p| text.starts_with(p))
+    text.len() > 64
+        || crate::output::PROVIDER_KEY_PREFIXES
+            .iter()
+            .any(|p| text.starts_with(p))
+}
+
+/// The refusal of a name another key has.
+fn name_taken(name: &str) -> UserError {
+    UserError::usage(format!("a key named `{name}` already exists")).hint(format!(
+        "pick another name, or revoke the old one: till key revoke {name}"
+    ))
 }
 
 fn one_key(ledger: &Ledger, id_or_name: &str) -> anyhow::Result<KeyMeta> {

@@ -95,8 +95,8 @@ impl Family for Openai {
         let get = method == Method::GET;
         // OpenAI writes with POST only; a compatible server or gateway that routes by path
         // alone would take a PUT or PATCH as the POST. Such a write to a path that runs a
-        // model is for a key that could send anything (the `admin` class), and elsewhere it
-        // is held to what a POST there is held to.
+        // model is for a key that could send anything (the `admin` class, here and under
+        // `chat` below), and elsewhere it is held to what a POST there is held to.
         let write = post || matches!(*method, Method::PUT | Method::PATCH);
         let op = match (post, tail) {
             (true, ["chat", "completions"]) => Some(Op::OpenaiChat),
@@ -118,8 +118,7 @@ impl Family for Openai {
             && !post
             && matches!(
                 tail,
-                ["chat", ..]
-                    | ["completions" | "responses" | "embeddings" | "moderations"]
+                ["completions" | "responses" | "embeddings" | "moderations"]
                     | ["images" | "audio", ..]
             )
         {

@@ -515,10 +515,6 @@ pub fn predicts_output(map: &Map<String, Value>) -> bool {
         .any(|(k, v)| same_name(k, "prediction") && !v.is_null())
 }
 
-/// The first thing in the body that makes the provider read or produce more than the body
-/// shows: input loaded by reference (stored conversations, cached contents, files, URLs it
-/// fetches) and server-side tools billed on top of tokens. None of these is counted by till's
-/// reservation, so a key with a budget or a token rate is refused such requests.
 /// A reasoning mode other than the standard one (OpenAI's `reasoning.mode: "pro"`): its work
 /// runs over several passes, each billed, where the request's ceiling bounds one. The mode's
 /// name is read in any letter case, as a case-folding parser reads it.
@@ -537,6 +533,10 @@ pub fn multi_pass_reasoning(map: &Map<String, Value>) -> Option<String> {
     None
 }
 
+/// The first thing in the body that makes the provider read or produce more than the body
+/// shows: input loaded by reference (stored conversations, cached contents, files, URLs it
+/// fetches) and server-side tools billed on top of tokens. None of these is counted by till's
+/// reservation, so a key with a budget or a token rate is refused such requests.
 pub fn uncounted_input(api: ApiFamily, op: Op, map: &Map<String, Value>) -> Option<String> {
     for f in UNCOUNTED {
         if map.get(*f).is_some_and(|v| !v.is_null()) {

@@ -104,8 +104,8 @@ pub(super) static ACCOUNT_HEADERS: [HeaderName; 3] = [
 /// auth_request), `X-Rewrite-URL`, every `X-Forwarded-*` (`-Host`, `-Prefix`, `-Uri`,
 /// `-Method`: read as what the client asked for), Envoy's `X-Envoy-*` (`-Original-Path`,
 /// `-Retry-On`), `X-Host`, `X-Real-IP`, `Forwarded` and `Via`, and any name with a byte
-/// other than a letter, a digit or `-` ([`ODD_NAME_BYTES`]). The path till forwards is the one it classified and checked: none of
-/// these goes upstream. (Names arrive lower-case.)
+/// other than a letter, a digit or `-` ([`ODD_NAME_BYTES`]). The path till forwards is the
+/// one it classified and checked: none of these goes upstream. (Names arrive lower-case.)
 fn is_routing_header(name: &HeaderName) -> bool {
     let n = name.as_str();
     [

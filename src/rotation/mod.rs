@@ -342,9 +342,14 @@ impl Interrupt {
 
     fn check(&self, step: Step) -> Result<(), Failure> {
         if self.seen() {
-            return Err(Failure::new(step, "interrupted").hint("nothing was changed"));
+            return Err(Self::failure(step));
         }
         Ok(())
+    }
+
+    /// How an interrupt at `step` ends a rotation.
+    fn failure(step: Step) -> Failure {
+        Failure::new(step, "interrupted").hint("nothing was changed")
     }
 }
 

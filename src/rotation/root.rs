@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::admin::{self, AdminApi, CreatedKey};
-use super::{Failure, Notice, Rotator, Step, Success, admin_hint};
+use super::{Failure, Interrupt, Notice, Rotator, Step, Success, admin_hint};
 use crate::ledger::{RootKeyIds, RootKeyMeta, fingerprint};
 use crate::providers::Provider;
 use crate::secrets::{SecretStore, root_secret_name};
@@ -53,11 +53,10 @@ impl Rotation<'_, '_> {
             &[]
         };
         let mut tries = delays.iter();
-        let interrupted = || Failure::new(Step::Verify, "interrupted").hint("nothing was changed");
         loop {
             let verdict = tokio::select! {
                 verdict = crate::upstream::verify_key(&self.rotator.client, self.provider, key) => verdict,
-                () = self.rotator.interrupt.raised() => return Err(interrupted()),
+                () = self.rotator.interrupt.raised() => return Err(Interrupt::failure(Step::Verify)),
             };
             let failure = match verdict {
                 Ok(Verdict::Accepted) => return Ok(()),
@@ -85,7 +84,7 @@ impl Rotation<'_, '_> {
                 Some(delay) if !self.rotator.interrupt.seen() => {
                     tokio::select! {
                         () = tokio::time::sleep(*delay) => {}
-                        () = self.rotator.interrupt.raised() => return Err(interrupted()),
+                        () = self.rotator.interrupt.raised() => return Err(Interrupt::failure(Step::Verify)),
                     }
                 }
                 _ => return Err(failure),

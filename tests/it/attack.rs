@@ -60,24 +60,30 @@ impl Attack {
             .collect()
     }
 
-    /// Asserts that the first request's ledger row (waited for: it is written once the
-    /// answer has gone out) was charged its reservation: `body`'s bytes and `ceiling` output
-    /// tokens, all at `usd_per_token`.
-    fn assert_charged_its_reservation(&self, body: &str, ceiling: u64, usd_per_token: f64) {
-        let mut rows = Value::Null;
+    /// The ledger's rows (`till log --json`) once it has at least `n`: a request's row is
+    /// written once its answer has gone out. Waits up to 5 s, then gives what there is.
+    fn logged(&self, n: usize) -> Vec<Value> {
+        let mut rows = Vec::new();
         for _ in 0..100 {
-            let (_, log, _) = crate::support::output(self.p.env.till().args(["log", "--json"]));
-            rows = serde_json::from_str(&log).unwrap();
-            if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            rows = self.p.log_json();
+            if rows.len() >= n {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        rows
+    }
+
+    /// Asserts that the first request's ledger row (waited for: it is written once the
+    /// answer has gone out) was charged its reservation: `body`'s bytes and `ceiling` output
+    /// tokens, all at `usd_per_token`.
+    fn assert_charged_its_reservation(&self, body: &str, ceiling: u64, usd_per_token: f64) {
+        let rows = self.logged(1);
         let cost = rows[0]["cost_usd"].as_f64().unwrap();
         let reserved = (body.len() as u64 + ceiling) as f64 * usd_per_token;
         assert!(
             (cost - reserved).abs() < 1e-6,
-            "charged {cost}, reserved {reserved}: {rows}"
+            "charged {cost}, reserved {reserved}: {rows:?}"
         );
     }
 
@@ -1902,15 +1908,7 @@ fn cache_writes_are_billed_at_their_rates() {
         assert!(w5 + w1h > 0.0, "{u}");
         let expect = n(&u["input_tokens"]) + w5 * 3.0 + w1h * 7.0 + n(&u["output_tokens"]) * 2.0;
         // The row is written once the answer has gone out: wait for it.
-        let mut rows = Value::Null;
-        for _ in 0..100 {
-            let (_, log, _) = crate::support::output(a.p.env.till().args(["log", "--json"]));
-            rows = serde_json::from_str(&log).unwrap();
-            if rows.as_array().is_some_and(|r| r.len() > i) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let rows = a.logged(i + 1);
         let cost = rows[i]["cost_usd"].as_f64().unwrap() * 1e6;
         assert!(
             (cost - expect).abs() < 0.5,
@@ -3807,14 +3805,7 @@ fn openai_cache_writes_are_charged_at_their_own_rate() {
         "{\"model\":\"cache-writer\",\"input\":\"a long shared prefix\"}",
     );
     assert_eq!(status, 200, "{text}");
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        rows = a.p.log_json();
-        if rows.len() == 2 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let rows = a.logged(2);
     assert_eq!(rows.len(), 2, "{rows:?}");
     for row in &rows {
         let input = row["input_tokens"].as_u64().unwrap();
