@@ -154,10 +154,13 @@ pub struct RotateArgs {
     pub due: bool,
     /// How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop
     /// at once).
-    #[arg(long, value_name = "DURATION", requires = "mint_keys", value_parser = crate::time::parse_duration)]
+    /// With --mint or --due only (checked by the command: clap counts a flag's default as
+    /// given, so `requires` cannot say it).
+    #[arg(long, value_name = "DURATION", value_parser = crate::time::parse_duration)]
     pub grace: Option<std::time::Duration>,
-    /// With --due: rotate without asking (needed when stdin is not a terminal).
-    #[arg(long, requires = "due")]
+    /// With --due: rotate without asking (needed when stdin is not a terminal). --mint asks
+    /// nothing and takes it too; a provider's rotation, which asks for the new key, does not.
+    #[arg(long)]
     pub yes: bool,
     /// Read the new key from this environment variable instead of a prompt or stdin.
     #[arg(long, value_name = "VAR", conflicts_with_all = ["mint", "due"])]
@@ -255,8 +258,35 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on. Anything but loopback exposes the proxy to the network.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8417")]
+    /// `localhost:PORT` means 127.0.0.1:PORT.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8417", value_parser = listen_addr)]
     pub listen: std::net::SocketAddr,
+}
+
+/// An address to listen on: an IP address and port, or `localhost:PORT` for 127.0.0.1 (a name
+/// is not looked up: `localhost` may resolve to an address that is not loopback).
+fn listen_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let host = "localhost:";
+    if let Some(port) = text
+        .get(..host.len())
+        .filter(|start| start.eq_ignore_ascii_case(host))
+        .map(|_| &text[host.len()..])
+    {
+        let port: u16 = port.parse().map_err(|_| {
+            format!(
+                "`{}` is not a port number (0 to 65535)",
+                crate::output::printable(port)
+            )
+        })?;
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(
+        "give an IP address and port, such as 127.0.0.1:8417 or [::1]:8417 (or localhost:PORT)"
+            .into(),
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,7 +385,7 @@ pub struct LogArgs {
     #[arg(long)]
     pub denied: bool,
     /// Show alert events (first denials, budget marks, rate jumps, dead keys) instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "denied")]
     pub alerts: bool,
     /// How many of the newest requests to show.
     #[arg(short = 'n', long, default_value_t = 50,
@@ -455,4 +485,35 @@ pub enum Shell {
     Fish,
     Powershell,
     Elvish,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn listen_takes_an_address_or_localhost_and_a_port() {
+        let at = |text: &str| listen_addr(text).map(|a| a.to_string());
+        assert_eq!(at("127.0.0.1:8417").as_deref(), Ok("127.0.0.1:8417"));
+        assert_eq!(at("[::1]:9").as_deref(), Ok("[::1]:9"));
+        assert_eq!(at("localhost:8417").as_deref(), Ok("127.0.0.1:8417"));
+        assert_eq!(at("LocalHost:0").as_deref(), Ok("127.0.0.1:0"));
+        assert!(at("localhost:65536").unwrap_err().contains("not a port"));
+        let escaped = at("localhost:\u{1b}[2J").unwrap_err();
+        assert!(!escaped.contains('\u{1b}'), "{escaped}");
+        assert!(at("localhost").unwrap_err().contains("IP address and port"));
+        assert!(at("example.com:80").is_err());
+    }
+
+    #[test]
+    fn log_shows_refusals_or_alerts_not_both() {
+        let err = Cli::try_parse_from(["till", "log", "--denied", "--alerts"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 }

@@ -19,6 +19,7 @@ use crate::rotation::{Notice, Outcome, Prompter, RotateError, Rotator, Step};
 use crate::time::now_unix;
 
 pub fn run(ctx: &Ctx, args: &RotateArgs) -> anyhow::Result<ExitCode> {
+    flags_that_go_together(args)?;
     let ledger = ctx.ledger()?;
     let rotator = rotator(ctx, &ledger)?;
     let mut prompter = Person {
@@ -51,6 +52,32 @@ pub fn run(ctx: &Ctx, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--grace` is about keys signed by the old mint key and `--yes` about a question only
+/// `--due` asks: with a provider's rotation they would do nothing, so they are refused. (clap's
+/// `requires` cannot say this: it counts the flags' `false` defaults as given.)
+fn flags_that_go_together(args: &RotateArgs) -> Result<(), UserError> {
+    if args.mint || args.due {
+        return Ok(());
+    }
+    let provider = args.provider.as_deref().unwrap_or("PROVIDER");
+    if args.grace.is_some() {
+        return Err(UserError::usage(
+            "--grace is for the mint key: it says how long keys signed by the old one keep working",
+        )
+        .hint(format!(
+            "a provider's old root key stops when the new one is checked; rotate it with `till rotate {}`, or the mint key with `till rotate --mint --grace …`",
+            crate::output::printable(provider)
+        )));
+    }
+    if args.yes {
+        return Err(UserError::usage(
+            "--yes goes with --due: a provider's rotation asks for the new key, which --yes cannot give",
+        )
+        .hint("give the new key on stdin or with --from-env VAR"));
+    }
+    Ok(())
 }
 
 /// A rotator over the configured store, catching Ctrl-C once a rotation is under way.

@@ -873,6 +873,11 @@ fn rotate_needs_something_to_rotate() {
     assert!(stderr.contains("till add openai"), "{stderr}");
     let (code, _, stderr) = output(rot.till().args(["rotate", "openai", "--grace", "1h"]));
     assert_eq!(code, 2, "--grace without --mint: {stderr}");
+    assert!(stderr.contains("--grace is for the mint key"), "{stderr}");
+    assert!(stderr.contains("till rotate --mint --grace"), "{stderr}");
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai", "--yes"]));
+    assert_eq!(code, 2, "--yes with a provider: {stderr}");
+    assert!(stderr.contains("--yes goes with --due"), "{stderr}");
     let (code, _, stderr) = output(rot.till().args(["add", "gemini", "--admin"]));
     assert_eq!(code, 2, "{stderr}");
 }
