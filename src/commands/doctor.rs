@@ -119,7 +119,34 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 "secrets store",
                 format!("{} store answers", store.kind()),
             )?;
-            if keys.is_empty() {
+            // A key in the store that the ledger does not list (the ledger was lost or
+            // replaced) is not used; the same key given to `till add` lists it again.
+            let unlisted: Vec<(&str, String)> = if ledger.is_ok() {
+                ctx.providers
+                    .names()
+                    .into_iter()
+                    .filter(|name| !keys.iter().any(|meta| meta.provider == *name))
+                    .filter_map(|name| match store.get(&root_secret_name(name)) {
+                        Ok(Some(key)) => {
+                            use secrecy::ExposeSecret as _;
+                            Some((name, crate::ledger::fingerprint(key.expose_secret())))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for (provider, fp) in &unlisted {
+                check(
+                    false,
+                    &format!("{provider} key"),
+                    format!(
+                        "{fp} is in the store but not in the ledger, so nothing uses it; `till add {provider}` with that key lists it again, `till remove {provider}` deletes it"
+                    ),
+                )?;
+            }
+            if keys.is_empty() && unlisted.is_empty() {
                 check(
                     true,
                     "root keys",

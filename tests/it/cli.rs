@@ -312,6 +312,51 @@ fn doctor_names_the_fix_for_a_config_it_cannot_load() {
     );
 }
 
+/// A ledger lost (or replaced) while the store keeps its keys: `till doctor` said "no root
+/// keys stored" and passed. It now names the key the ledger does not list and both ways back,
+/// and the first of them works.
+#[test]
+fn doctor_names_a_stored_key_the_ledger_does_not_list() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-lost-ledger-0001",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for entry in std::fs::read_dir(env.path("data")).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("ledger")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(!stdout.contains("none stored"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL openai key: ")
+            && stdout.contains("is in the store but not in the ledger"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("`till add openai` with that key"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sk-test-lost"), "{stdout}");
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-lost-ledger-0001",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok   openai key: present"), "{stdout}");
+}
+
 /// `till add` never replaces a different stored key by accident (not even with
 /// `--no-verify`): exit 2, the store untouched, and a hint naming `till rotate` and
 /// `--replace`. The same key again is fine; `--replace` replaces.
