@@ -77,11 +77,11 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;rotate' {
-            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only (checked by the command: clap counts a flag''s default as given, so `requires` cannot say it)')
             [CompletionResult]::new('--from-env', '--from-env', [CompletionResultType]::ParameterName, 'Read the new key from this environment variable instead of a prompt or stdin')
             [CompletionResult]::new('--mint', '--mint', [CompletionResultType]::ParameterName, 'Replace the mint key that signs child keys')
             [CompletionResult]::new('--due', '--due', [CompletionResultType]::ParameterName, 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest')
-            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'With --due: rotate without asking (needed when stdin is not a terminal)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'With --due: rotate without asking (needed when stdin is not a terminal). --mint asks nothing and takes it too; a provider''s rotation, which asks for the new key, does not')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the outcome as JSON')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -122,7 +122,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;serve' {
-            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on. Anything but loopback exposes the proxy to the network')
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on. Anything but loopback exposes the proxy to the network. `localhost:PORT` means 127.0.0.1:PORT')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

@@ -69,11 +69,11 @@ set edit:completion:arg-completer[till] = {|@words|
             cand --version 'Print version'
         }
         &'till;rotate'= {
-            cand --grace 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once)'
+            cand --grace 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only (checked by the command: clap counts a flag''s default as given, so `requires` cannot say it)'
             cand --from-env 'Read the new key from this environment variable instead of a prompt or stdin'
             cand --mint 'Replace the mint key that signs child keys'
             cand --due 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest'
-            cand --yes 'With --due: rotate without asking (needed when stdin is not a terminal)'
+            cand --yes 'With --due: rotate without asking (needed when stdin is not a terminal). --mint asks nothing and takes it too; a provider''s rotation, which asks for the new key, does not'
             cand --json 'Print the outcome as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -111,7 +111,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand --version 'Print version'
         }
         &'till;serve'= {
-            cand --listen 'Address to listen on. Anything but loopback exposes the proxy to the network'
+            cand --listen 'Address to listen on. Anything but loopback exposes the proxy to the network. `localhost:PORT` means 127.0.0.1:PORT'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

@@ -55,11 +55,11 @@ complete -c till -n "__fish_till_using_subcommand list" -s h -l help -d 'Print h
 complete -c till -n "__fish_till_using_subcommand list" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c till -n "__fish_till_using_subcommand doctor" -s V -l version -d 'Print version'
-complete -c till -n "__fish_till_using_subcommand rotate" -l grace -d 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once)' -r
+complete -c till -n "__fish_till_using_subcommand rotate" -l grace -d 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only (checked by the command: clap counts a flag\'s default as given, so `requires` cannot say it)' -r
 complete -c till -n "__fish_till_using_subcommand rotate" -l from-env -d 'Read the new key from this environment variable instead of a prompt or stdin' -r
 complete -c till -n "__fish_till_using_subcommand rotate" -l mint -d 'Replace the mint key that signs child keys'
 complete -c till -n "__fish_till_using_subcommand rotate" -l due -d 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest'
-complete -c till -n "__fish_till_using_subcommand rotate" -l yes -d 'With --due: rotate without asking (needed when stdin is not a terminal)'
+complete -c till -n "__fish_till_using_subcommand rotate" -l yes -d 'With --due: rotate without asking (needed when stdin is not a terminal). --mint asks nothing and takes it too; a provider\'s rotation, which asks for the new key, does not'
 complete -c till -n "__fish_till_using_subcommand rotate" -l json -d 'Print the outcome as JSON'
 complete -c till -n "__fish_till_using_subcommand rotate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand rotate" -s V -l version -d 'Print version'
@@ -83,7 +83,7 @@ complete -c till -n "__fish_till_using_subcommand run" -l sandbox -d 'Run the ag
 complete -c till -n "__fish_till_using_subcommand run" -l no-sandbox -d 'Run without the sandbox even when config.toml or the profile turns it on'
 complete -c till -n "__fish_till_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand run" -s V -l version -d 'Print version'
-complete -c till -n "__fish_till_using_subcommand serve" -l listen -d 'Address to listen on. Anything but loopback exposes the proxy to the network' -r
+complete -c till -n "__fish_till_using_subcommand serve" -l listen -d 'Address to listen on. Anything but loopback exposes the proxy to the network. `localhost:PORT` means 127.0.0.1:PORT' -r
 complete -c till -n "__fish_till_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -s h -l help -d 'Print help'
