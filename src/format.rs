@@ -25,6 +25,16 @@ pub fn usd_micros(micros: u64) -> String {
 /// Slicing a `str` at a byte index inside a character panics, and the panic message quotes
 /// the whole string: for text from the command line or a key, that both crashes and prints
 /// what should have been cut off. Every cut of such text to a byte length goes through here.
+/// `text` cut to `n` characters, its last one `…` when anything was cut: for a table column.
+pub fn fit(text: &str, n: usize) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= n {
+        return text.into();
+    }
+    let mut cut: String = text.chars().take(n.saturating_sub(1)).collect();
+    cut.push('…');
+    cut.into()
+}
+
 pub fn head(text: &str, max_bytes: usize) -> &str {
     if text.len() <= max_bytes {
         return text;

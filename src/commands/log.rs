@@ -108,8 +108,8 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
         let line = format!(
             "{:<20}  {:<14}  {:<30}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8.1}  {}",
             rfc3339(r.at),
-            truncate(&key, 14),
-            truncate(&model, 30),
+            crate::format::fit(&key, 14),
+            crate::format::fit(&model, 30),
             r.status,
             r.input_tokens,
             r.output_tokens,
@@ -121,14 +121,4 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
         out.push('\n');
     }
     out
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
 }

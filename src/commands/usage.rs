@@ -39,8 +39,20 @@ pub fn run(ctx: &Ctx, args: &UsageArgs) -> anyhow::Result<ExitCode> {
 /// The usage table; `bars` adds a spend bar per row (for terminals).
 pub fn table(rows: &[UsageRow], bars: bool) -> String {
     let max = rows.iter().map(|r| r.cost_usd).fold(0.0, f64::max);
+    // The group column is 32 wide, wider for a longer group up to 64, and a group longer
+    // than that is cut (`--json` has it whole): the numbers stay in their columns.
+    let groups: Vec<_> = rows
+        .iter()
+        .map(|r| crate::output::printable(&r.group))
+        .collect();
+    let width = groups
+        .iter()
+        .map(|g| g.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(32, 64);
     let mut out = format!(
-        "{:<32}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}\n",
+        "{:<width$}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}\n",
         "GROUP", "REQUESTS", "DENIED", "IN", "OUT", "COST"
     );
     let mut total = UsageRow {
@@ -52,7 +64,7 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         cached_tokens: 0,
         cost_usd: 0.0,
     };
-    for r in rows {
+    for (r, group) in rows.iter().zip(&groups) {
         let bar = if bars && max > 0.0 {
             let n = ((r.cost_usd / max) * 20.0).round() as usize;
             format!("  {}", "█".repeat(n))
@@ -60,8 +72,8 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
             String::new()
         };
         out.push_str(&format!(
-            "{:<32}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}{bar}\n",
-            crate::output::printable(&r.group),
+            "{:<width$}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}{bar}\n",
+            crate::format::fit(group, width),
             r.requests,
             r.denied,
             r.input_tokens,
@@ -75,7 +87,7 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         total.cost_usd += r.cost_usd;
     }
     out.push_str(&format!(
-        "{:<32}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}\n",
+        "{:<width$}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}\n",
         "total",
         total.requests,
         total.denied,
@@ -84,4 +96,46 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         crate::format::usd(total.cost_usd)
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(group: &str, requests: u64) -> UsageRow {
+        UsageRow {
+            group: group.into(),
+            requests,
+            denied: 0,
+            input_tokens: 10,
+            output_tokens: 20,
+            cached_tokens: 0,
+            cost_usd: 0.5,
+        }
+    }
+
+    /// A group longer than the column pushed every number after it out of line.
+    #[test]
+    fn long_groups_widen_the_column_then_are_cut() {
+        let rows = [
+            row("gpt-4o", 1),
+            row(&"m".repeat(40), 22),
+            row(&"x".repeat(200), 333),
+        ];
+        let text = table(&rows, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[1].starts_with("gpt-4o "), "{text}");
+        assert!(lines[2].starts_with(&"m".repeat(40)), "{text}");
+        assert!(
+            lines[3].starts_with(&format!("{}…  ", "x".repeat(63))),
+            "{text}"
+        );
+        // REQUESTS is right-aligned in the 8 columns after the 64 of the group and 2 spaces.
+        for (line, n) in lines[1..4].iter().zip(["1", "22", "333"]) {
+            let field: String = line.chars().skip(66).take(8).collect();
+            assert_eq!(field.trim(), n, "{text}");
+        }
+        assert!(table(&rows[..1], false).starts_with(&format!("{:<32}  REQUESTS", "GROUP")));
+    }
 }
