@@ -401,6 +401,10 @@ pub const OTHER_MODELS: &[&str] = &[
     // Groq's compound systems with models of the client's choosing
     // (`compound_custom.models.answering_model`, `reasoning_model`).
     "compound_custom",
+    // OpenRouter's plugins (its fusion plugin runs a panel of models, the PDF parser an OCR
+    // model) and presets (stored settings that choose models, fallbacks and server tools).
+    "plugins",
+    "preset",
     // Realtime's nested `response` (a model, a ceiling, tools and stored input of its own),
     // which a compatible server may read from a Responses body: till checks the top level.
     "response",
@@ -731,11 +735,70 @@ pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolM
                 named = true;
             }
         }
-        if !named && api == ApiFamily::Openai && kind == "image_generation" {
-            out.push(ToolModel::Unnamed(format!("the `{kind}` tool")));
+        // Deeper in a server tool's settings: OpenRouter's advisor profiles
+        // (`advisors[].model`), its fusion panel (`analysis_models`), any `…_model`.
+        if let Some(params) = params {
+            models_within(params, &mut out);
+        }
+        if !named && runs_a_model_of_its_choosing(api, kind) {
+            out.push(ToolModel::Unnamed(format!(
+                "the `{}` tool",
+                crate::output::printable(kind)
+            )));
         }
     }
     Ok(out)
+}
+
+/// Server tools that run a model the request leaves to the provider unless the tool's own
+/// `model` fixes it: the Responses API's image generation, and every OpenRouter server tool
+/// but those that run none (its advisor lets the calling model pick any model on each call,
+/// its fusion runs a default panel and judge, its image generation a default model).
+fn runs_a_model_of_its_choosing(api: ApiFamily, kind: &str) -> bool {
+    const OPENROUTER_WITHOUT_MODELS: &[&str] = &[
+        "openrouter:web_search",
+        "openrouter:web_fetch",
+        "openrouter:datetime",
+    ];
+    (api == ApiFamily::Openai && kind == "image_generation")
+        || (kind
+            .get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("openrouter:"))
+            && !OPENROUTER_WITHOUT_MODELS
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(kind)))
+}
+
+/// The models a server tool's settings name, at any depth: a string under `model` or a name
+/// ending in `_model`, and the strings of an array under `models` or a name ending in
+/// `_models` (the top level's `model` is found by `named_in` too). (A function's schema is never read here: its `model` would be a
+/// property's schema, an object.)
+fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'a>>) {
+    for (name, value) in settings {
+        // `one`, or a name ending in `_` and `one`, in any letter case.
+        let name_is = |one: &str| {
+            let cut = name.len().wrapping_sub(one.len());
+            name.eq_ignore_ascii_case(one)
+                || (name.len() > one.len()
+                    && name.as_bytes()[cut - 1] == b'_'
+                    && name[cut..].eq_ignore_ascii_case(one))
+        };
+        match value {
+            Value::String(m) if name_is("model") => out.push(ToolModel::Named(m)),
+            Value::Array(items) => {
+                let names = name_is("models");
+                for item in items {
+                    match item {
+                        Value::String(m) if names => out.push(ToolModel::Named(m)),
+                        Value::Object(o) => models_within(o, out),
+                        _ => {}
+                    }
+                }
+            }
+            Value::Object(o) => models_within(o, out),
+            _ => {}
+        }
+    }
 }
 
 /// Where in the body an object is: the top, inside the conversation (`messages`, `input`), or
@@ -761,6 +824,13 @@ const PART_KEYS: &[&str] = &[
     "video",
 ];
 
+/// Whether `model` names an OpenRouter preset (`@preset/slug`, or `model@preset/slug`): stored
+/// settings that choose the models, fallbacks and server tools the request runs, whatever the
+/// name before them says.
+pub fn names_a_preset(model: &str) -> bool {
+    model.to_ascii_lowercase().contains("@preset/")
+}
+
 /// Models that bill each call beside its tokens, by their names: OpenAI's search models (a web
 /// search on every request: `gpt-4o-search-preview`, `gpt-5-search-api`) and deep research
 /// ones, Perplexity's `sonar` models (a fee a request), Groq's `compound` systems (their tools
@@ -779,7 +849,11 @@ pub fn billed_per_call(model: &str) -> Option<&'static str> {
         Some("a compound model (its built-in tools billed by the use)")
     } else if named("lyria") {
         Some("a Lyria music model (billed by the clip or song, not in tokens)")
-    } else if m.split(':').skip(1).any(|variant| variant == "online") {
+    } else if m
+        .split(':')
+        .skip(1)
+        .any(|variant| variant.split('@').next() == Some("online"))
+    {
         Some("an `:online` model (web results billed by the result)")
     } else {
         None

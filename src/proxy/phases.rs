@@ -629,12 +629,23 @@ pub async fn admit(
             ));
         }
     }
-    // Fallback models (OpenRouter's `models`, LiteLLM's and Anthropic's `fallbacks`) or a body
-    // merged over this one (`extra_body`) let the provider run, and bill, a model other than
-    // the one checked, under a ceiling of its own: only a key for every model, one that counts
-    // no tokens and has no output cap, may send them.
-    if let Some(json) = &inspected.json
-        && let Some(field) = body_inspect::first_set(body_inspect::OTHER_MODELS, json)
+    // Fallback models (OpenRouter's `models`, LiteLLM's and Anthropic's `fallbacks`), a body
+    // merged over this one (`extra_body`) or a stored preset (OpenRouter's, as a field or in
+    // the model's name) let the provider run, and bill, a model other than the one checked,
+    // under a ceiling of its own: only a key for every model, one that counts no tokens and
+    // has no output cap, may send them.
+    let other_models = inspected
+        .json
+        .as_ref()
+        .and_then(|json| body_inspect::first_set(body_inspect::OTHER_MODELS, json))
+        .map(|field| format!("sets `{field}`"))
+        .or_else(|| {
+            model
+                .as_deref()
+                .filter(|m| body_inspect::names_a_preset(m))
+                .map(|_| "names a preset in `model` (`@preset/…`)".to_string())
+        });
+    if let Some(what) = other_models
         && (!verified.allows_every_model(&provider.name)
             || grant.counts_tokens()
             || grant.max_output_tokens.is_some())
@@ -643,7 +654,7 @@ pub async fn admit(
             403,
             "model",
             format!(
-                "this request sets `{field}`, with which a router runs a model other than the request's (with a ceiling of its own), one till did not check or price; only a key for every {p} model, without a budget, token rate or output cap, may send it",
+                "this request {what}, with which a router runs a model other than the request's (with a ceiling of its own), one till did not check or price; only a key for every {p} model, without a budget, token rate or output cap, may send it",
                 p = provider.name
             ),
         ));

@@ -1364,6 +1364,7 @@ fn models_billed_by_the_call_and_streams_of_several_candidates_are_refused_to_a_
         "compound-beta",
         "gpt-4o:online",
         "openai/gpt-4o:online:free",
+        "openai/gpt-4o:online@x",
     ] {
         let (status, text) = a.post("/openai/v1/chat/completions", &chat(model));
         assert_eq!(status, 403, "{model} → {text}");
@@ -1591,7 +1592,13 @@ fn input_the_reservation_cannot_count_is_refused_to_a_budget_key() {
     for (path, body) in cases {
         let (status, text) = a.post(path, body);
         assert_eq!(status, 403, "{path} {body} → {text}");
-        assert!(text.contains("read or bill more"), "{text}");
+        // A preset or plugin also chooses models: refused for that first.
+        let why = if body.contains("\"preset\"") || body.contains("\"plugins\"") {
+            "runs a model other than the request's"
+        } else {
+            "read or bill more"
+        };
+        assert!(text.contains(why), "{text}");
     }
     // Look-alikes of the top-level fields are refused to every key (400), as other look-alikes.
     for body in [
@@ -3079,6 +3086,62 @@ fn a_tool_that_runs_a_model_is_held_to_the_scope() {
         &responses("{\"type\":\"image_generation\"}"),
     );
     assert_eq!(status, 200, "{text}");
+}
+
+/// OpenRouter's server tools run models of their own: the advisor's profiles name theirs
+/// (`advisors[].model`) or let the calling model pick any on each call, the fusion tool runs a
+/// panel (`analysis_models`) or a default one, image generation a default model; its `plugins`
+/// (fusion) and presets (a field, or `@preset/…` in the model's name) choose models too. A key
+/// for some models only went past all of them: each model they name is held to the scope, and
+/// one they leave to the provider is for a key for every model.
+#[test]
+fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini*"]);
+    let chat = |extra: &str| {
+        format!(
+            "{{\"model\":\"gpt-4o-mini\",{extra}\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}"
+        )
+    };
+    let tool = |t: &str| chat(&format!("\"tools\":[{t}],"));
+    for body in [
+        tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"advisors\":[{\"name\":\"big\",\"model\":\"claude-opus-4\"}]}}"),
+        tool("{\"type\":\"openrouter:advisor\"}"),
+        tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"gpt-4o-mini\",\"o1-pro\"]}}"),
+        tool("{\"type\":\"openrouter:fusion\"}"),
+        tool("{\"type\":\"OpenRouter:Image_Generation\"}"),
+        tool("{\"type\":\"openrouter:subagent\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"fallback\":{\"judge_model\":\"o1-pro\"}}}"),
+        chat("\"plugins\":[{\"id\":\"fusion\"}],"),
+        chat("\"preset\":\"research\","),
+        "{\"model\":\"gpt-4o-mini@preset/research\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}".to_string(),
+        "{\"model\":\"gpt-4o-mini@PRESET/research\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}".to_string(),
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", &body);
+        assert_eq!(status, 403, "{body} → {text}");
+    }
+    a.assert_upstream_saw_nothing("a router's tools, plugins and presets");
+    // Tools that run no model, or only models in the scope, go.
+    for body in [
+        tool("{\"type\":\"openrouter:web_search\"}"),
+        tool(
+            "{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":\"gpt-4o-mini-2024-07-18\"}]}}",
+        ),
+        tool(
+            "{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"gpt-4o-mini\"]}}",
+        ),
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", &body);
+        assert_eq!(status, 200, "{body} → {text}");
+    }
+    assert_eq!(a.upstream_bodies().len(), 3);
+    // A key for every model without a budget may leave the choice to the router.
+    let every = Attack::new("", &["--scope", "openai"]);
+    for body in [
+        tool("{\"type\":\"openrouter:fusion\"}"),
+        chat("\"preset\":\"research\","),
+    ] {
+        let (status, text) = every.post("/openai/v1/chat/completions", &body);
+        assert_eq!(status, 200, "{body} → {text}");
+    }
 }
 
 /// Anthropic's tools run on its side, and may be billed beside the tokens, unless they are the
