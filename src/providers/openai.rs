@@ -282,7 +282,7 @@ impl Family for Openai {
         include_usage: bool,
         map: &mut Map<String, Value>,
     ) -> bool {
-        if op != Op::OpenaiChat || !stream || include_usage {
+        if !matches!(op, Op::OpenaiChat | Op::OpenaiCompletions) || !stream || include_usage {
             return false;
         }
         ask_for_usage(map);

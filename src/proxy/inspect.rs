@@ -40,7 +40,7 @@ pub struct Inspection {
     /// How many completions the request asks for (the largest of every field that sets it).
     pub choices: u64,
     pub stream: bool,
-    /// OpenAI chat: whether the client asked for `stream_options.include_usage`.
+    /// OpenAI chat and completions: whether the client asked for `stream_options.include_usage`.
     pub include_usage: bool,
     /// The body as sent reads as `json` to any JSON parser (no object in it repeats a key),
     /// so when till changes nothing it can forward the bytes it was sent.

@@ -1346,6 +1346,37 @@ fn a_request_the_provider_may_have_run_without_answering_is_charged_its_reservat
     }
 }
 
+/// A streamed legacy completion reports usage only when asked (`stream_options.include_usage`),
+/// as a chat stream does; till asked only on chat, so a key without a budget recorded real
+/// work as 0 tokens and $0, "complete". Now the upstream is asked, the ledger row has the
+/// tokens, and the agent that did not ask sees no usage chunk.
+#[test]
+fn a_streamed_legacy_completion_is_asked_for_its_usage_and_metered() {
+    let a = Attack::new("", &["--scope", "openai/gpt-4o-mini"]);
+    let body = "{\"model\":\"gpt-4o-mini\",\"prompt\":\"Say hi\",\"stream\":true}";
+    let (status, text) = a.post("/openai/v1/completions", body);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("text_completion") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("usage"),
+        "the agent did not ask for usage: {text}"
+    );
+    let sent = a.upstream_bodies();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]["stream_options"]["include_usage"], true,
+        "{}",
+        sent[0]
+    );
+    let rows = a.logged(1);
+    assert_eq!(rows[0]["output_tokens"], 5, "{rows:?}");
+    assert!(rows[0]["input_tokens"].as_u64().unwrap() > 0, "{rows:?}");
+    assert!(rows[0]["cost_usd"].as_f64().unwrap() > 0.0, "{rows:?}");
+}
+
 /// Fees by the call come in through the model's name too, and a stream of several Gemini
 /// candidates ends for till at the first: both refused to a key that counts tokens, whatever
 /// else the body holds; a key without a budget still sends them.

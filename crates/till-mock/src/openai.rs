@@ -33,6 +33,7 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
     }
     enum Endpoint<'a> {
         Chat,
+        Completions,
         Responses,
         Embeddings,
         Models,
@@ -40,6 +41,7 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
     }
     let endpoint = match (ctx.method, ctx.path) {
         (&Method::POST, "/v1/chat/completions") => Endpoint::Chat,
+        (&Method::POST, "/v1/completions") => Endpoint::Completions,
         (&Method::POST, "/v1/responses") => Endpoint::Responses,
         (&Method::POST, "/v1/embeddings") => Endpoint::Embeddings,
         (&Method::GET, "/v1/models") => Endpoint::Models,
@@ -56,6 +58,7 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
         Endpoint::Models => models().into(),
         Endpoint::Model(id) => model(id).into(),
         Endpoint::Chat => with_request(ctx, chat),
+        Endpoint::Completions => with_request(ctx, completions),
         Endpoint::Responses => with_request(ctx, responses),
         Endpoint::Embeddings => with_request(ctx, embeddings),
     }
@@ -305,6 +308,67 @@ fn chat(call: &Call<'_, '_>) -> Resp {
             "choices": [],
             "usage": chat_usage(usage)
         })));
+    }
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    stream(
+        "text/event-stream; charset=utf-8",
+        frames,
+        call.ctx.pacing(&call.faults),
+    )
+}
+
+/// The legacy completions API: `text_completion` objects, streamed as chunks of the same
+/// object with `choices[].text`; usage in the answer, or when streamed only with
+/// `stream_options.include_usage` (a last chunk with no choices).
+fn completions(call: &Call<'_, '_>) -> Resp {
+    let usage = Usage::for_chars(call.body.get("prompt").map_or(0, text_chars))
+        .billed(&call.model, &call.body);
+    call.ctx.bill(usage);
+    let id = call.ctx.id("cmpl-");
+    let created = time_now();
+    let model = call.model.as_str();
+    let usage = json!({
+        "prompt_tokens": usage.input,
+        "completion_tokens": usage.output,
+        "total_tokens": usage.total()
+    });
+    let object = |choices: Value| {
+        json!({
+            "id": id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": choices
+        })
+    };
+    if !call.stream() {
+        let mut answer = object(json!([{
+            "text": REPLY_TEXT, "index": 0, "logprobs": null, "finish_reason": "stop"
+        }]));
+        answer["usage"] = usage;
+        return json(StatusCode::OK, &answer);
+    }
+    let include_usage = call
+        .body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let mut frames: Vec<Bytes> = pieces()
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let last = i + 1 == pieces().len();
+            sse_data(&object(json!([{
+                "text": piece, "index": 0, "logprobs": null,
+                "finish_reason": if last { json!("stop") } else { Value::Null }
+            }])))
+        })
+        .collect();
+    if include_usage {
+        let mut last = object(json!([]));
+        last["usage"] = usage;
+        frames.push(sse_data(&last));
     }
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     stream(

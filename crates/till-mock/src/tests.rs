@@ -265,6 +265,47 @@ async fn openai_chat_json_and_stream_report_the_same_usage() {
 }
 
 #[tokio::test]
+async fn openai_legacy_completions_json_and_stream() {
+    let mock = spawn(MockOptions::default());
+    let body = |stream: bool, include_usage: bool| {
+        let mut b =
+            json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "stream": stream});
+        if include_usage {
+            b["stream_options"] = json!({"include_usage": true});
+        }
+        b
+    };
+    let reply = post(&mock, "/v1/completions", &[BEARER], &body(false, false)).await;
+    assert_eq!(reply.status, 200);
+    let answer = reply.json();
+    assert_eq!(answer["object"], "text_completion");
+    assert_eq!(answer["choices"][0]["text"], REPLY_TEXT);
+    let usage = answer["usage"].clone();
+    assert_eq!(usage["prompt_tokens"], expected_input_tokens(&["Say hi"]));
+    assert_eq!(usage["completion_tokens"], OUTPUT_TOKENS);
+
+    let reply = post(&mock, "/v1/completions", &[BEARER], &body(true, true)).await;
+    let events = sse(&reply.text());
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|(_, d)| data_json(d))
+        .collect();
+    let (last, text) = chunks.split_last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"], usage, "streamed usage equals JSON usage");
+    let streamed: String = text
+        .iter()
+        .map(|c| c["choices"][0]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(streamed, REPLY_TEXT);
+
+    // Without include_usage no chunk says usage.
+    let reply = post(&mock, "/v1/completions", &[BEARER], &body(true, false)).await;
+    assert!(!reply.text().contains("usage"), "{}", reply.text());
+}
+
+#[tokio::test]
 async fn openai_responses_json_and_stream() {
     let mock = spawn(MockOptions::default());
     let body = json!({"model": "gpt-4.1-mini", "instructions": "Be brief.", "input": PROMPT});
