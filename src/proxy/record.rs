@@ -125,8 +125,16 @@ impl RequestRecord {
     }
 
     /// Counts the request, settles its reservation, watches for alerts and records it.
-    pub fn finish(mut self, state: &State, finished: Option<Finished>) {
+    pub fn finish(mut self, state: &State, mut finished: Option<Finished>) {
         self.latency = self.started.elapsed();
+        // A stored object's answer (`GET /v1/responses/ID`, a batch's) repeats the usage of
+        // work done, and recorded, by another request: only an inference answer's counts.
+        if self.reservation.is_none()
+            && self.endpoint.is_some_and(|e| e != EndpointClass::Inference)
+            && let Some(f) = &mut finished
+        {
+            f.usage = None;
+        }
         let stats = &state.stats;
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(kind) = self.denial {

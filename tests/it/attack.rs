@@ -1377,6 +1377,40 @@ fn a_streamed_legacy_completion_is_asked_for_its_usage_and_metered() {
     assert!(rows[0]["cost_usd"].as_f64().unwrap() > 0.0, "{rows:?}");
 }
 
+/// Retrieving a stored response (`GET /v1/responses/ID`) answers with the usage of the run that
+/// made it: till counted it again on every retrieval, so a poller's token totals grew with
+/// each poll (at $0, no model being named). Only inference answers' usage is counted.
+#[test]
+fn retrieving_a_stored_response_does_not_count_its_usage_again() {
+    let a = Attack::new("", &["--scope", "openai", "--endpoints", "inference,files"]);
+    let (status, text) = a.post(
+        "/openai/v1/responses",
+        "{\"model\":\"gpt-4o-mini\",\"input\":\"hello there\"}",
+    );
+    assert_eq!(status, 200, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        let (status, text) = a.send("GET", &format!("/openai/v1/responses/{id}"), &[], b"");
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains("\"output_tokens\":5"),
+            "the upstream's answer: {text}"
+        );
+    }
+    let rows = a.logged(4);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let tokens = |row: &Value| {
+        row["input_tokens"].as_u64().unwrap() + row["output_tokens"].as_u64().unwrap()
+    };
+    let run = rows.iter().find(|r| r["endpoint"] == "inference").unwrap();
+    assert_eq!(run["output_tokens"], 5, "{rows:?}");
+    let total: u64 = rows.iter().map(tokens).sum();
+    assert_eq!(total, tokens(run), "only the run's usage counts: {rows:?}");
+}
+
 /// Fees by the call come in through the model's name too, and a stream of several Gemini
 /// candidates ends for till at the first: both refused to a key that counts tokens, whatever
 /// else the body holds; a key without a budget still sends them.

@@ -6,7 +6,7 @@
 //!
 //! | family | routes | key |
 //! |---|---|---|
-//! | OpenAI | `POST /v1/chat/completions`, `POST /v1/completions` (legacy), `POST /v1/responses`, `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}` | `Authorization: Bearer KEY` |
+//! | OpenAI | `POST /v1/chat/completions`, `POST /v1/completions` (legacy), `POST /v1/responses`, `GET /v1/responses/{id}` (the newest stored ones), `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}` | `Authorization: Bearer KEY` |
 //! | OpenAI WebSockets | `GET /v1/responses` and `GET /v1/realtime?model=M` upgraded (see `ws.rs`); every client message is recorded with method `WS` | `Authorization: Bearer KEY` or the `openai-insecure-api-key.KEY` subprotocol |
 //! | Anthropic | `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models[/{id}]` with `anthropic-version` | `x-api-key: KEY` or `Authorization: Bearer KEY`, plus `anthropic-version` |
 //! | Gemini | `GET /v1beta/models[/{model}]`, `POST /v1beta/models/{model}:generateContent`, `…:streamGenerateContent[?alt=sse]`, `…:countTokens` | `x-goog-api-key: KEY` or `?key=KEY` |
@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     slow_delay: Duration,
     events: Option<Arc<EventLog>>,
     ids: Ids,
+    /// The newest stored Responses (`store` not false), for `GET /v1/responses/{id}`.
+    stored: Mutex<std::collections::VecDeque<(String, serde_json::Value)>>,
 }
 
 /// A mock server's state; [`Mock::serve`] runs it on a listener. Cloning shares the state.
@@ -165,6 +167,7 @@ impl Mock {
                 slow_delay: opts.chunk_delay,
                 events,
                 ids: Ids::new(),
+                stored: Mutex::new(std::collections::VecDeque::new()),
             }),
         })
     }

@@ -38,6 +38,7 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
         Embeddings,
         Models,
         Model(&'a str),
+        StoredResponse(&'a str),
     }
     let endpoint = match (ctx.method, ctx.path) {
         (&Method::POST, "/v1/chat/completions") => Endpoint::Chat,
@@ -47,7 +48,10 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
         (&Method::GET, "/v1/models") => Endpoint::Models,
         (&Method::GET, path) => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => Endpoint::Model(id),
-            _ => return not_found(ctx).into(),
+            _ => match path.strip_prefix("/v1/responses/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => Endpoint::StoredResponse(id),
+                _ => return not_found(ctx).into(),
+            },
         },
         _ => return not_found(ctx).into(),
     };
@@ -57,6 +61,16 @@ pub(crate) fn route(ctx: &Ctx<'_>) -> Outcome {
     match endpoint {
         Endpoint::Models => models().into(),
         Endpoint::Model(id) => model(id).into(),
+        Endpoint::StoredResponse(id) => match ctx.stored_response(id) {
+            Some(response) => json(StatusCode::OK, &response).into(),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!("Response with id '{id}' not found."),
+                "invalid_request_error",
+                None,
+            )
+            .into(),
+        },
         Endpoint::Chat => with_request(ctx, chat),
         Endpoint::Completions => with_request(ctx, completions),
         Endpoint::Responses => with_request(ctx, responses),
@@ -449,6 +463,9 @@ fn response_events(call: &Call<'_, '_>) -> (Value, Vec<Value>) {
     };
     let done_message = message("completed", json!([text_part(REPLY_TEXT)]));
     let completed = response("completed", json!([done_message]), responses_usage(usage));
+    if body.get("store") != Some(&Value::Bool(false)) {
+        call.ctx.store_response(&id, &completed);
+    }
 
     let mut events = Vec::with_capacity(pieces().len() + 8);
     let mut seq = 0u64;

@@ -151,6 +151,23 @@ impl Ctx<'_> {
         billed.2 += usage.output;
     }
 
+    /// Keeps a stored response for `GET /v1/responses/{id}` (the newest [`STORED`] only).
+    pub fn store_response(&self, id: &str, response: &Value) {
+        let mut stored = lock(&self.state.stored);
+        if stored.len() == STORED {
+            stored.pop_front();
+        }
+        stored.push_back((id.to_owned(), response.clone()));
+    }
+
+    /// A stored response, by its id.
+    pub fn stored_response(&self, id: &str) -> Option<Value> {
+        lock(&self.state.stored)
+            .iter()
+            .find(|(stored, _)| stored == id)
+            .map(|(_, response)| response.clone())
+    }
+
     /// A fresh id with `prefix`.
     pub fn id(&self, prefix: &str) -> String {
         self.state.ids.next(prefix)
@@ -280,6 +297,9 @@ pub(crate) fn text_chars(value: &Value) -> usize {
         Value::Null | Value::Bool(_) => 0,
     }
 }
+
+/// How many stored responses the mock keeps (a load test must not grow it without end).
+pub(crate) const STORED: usize = 256;
 
 /// The usage of one answer: the same numbers in the JSON and the streamed form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -374,6 +374,48 @@ async fn openai_responses_json_and_stream() {
 }
 
 #[tokio::test]
+async fn a_stored_response_is_retrieved_by_its_id() {
+    let mock = spawn(MockOptions::default());
+    let reply = post(
+        &mock,
+        "/v1/responses",
+        &[BEARER],
+        &json!({"model": "gpt-4o-mini", "input": "hi"}),
+    )
+    .await;
+    let created = reply.json();
+    let id = created["id"].as_str().unwrap();
+    let reply = get(&mock, &format!("/v1/responses/{id}"), &[BEARER]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), created);
+    // Not stored, unknown, or without a key: not given.
+    let reply = post(
+        &mock,
+        "/v1/responses",
+        &[BEARER],
+        &json!({"model": "gpt-4o-mini", "input": "hi", "store": false}),
+    )
+    .await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(&mock, &format!("/v1/responses/{id}"), &[BEARER])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(&mock, "/v1/responses/resp_nope", &[BEARER])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(&mock, &format!("/v1/responses/{id}"), &[]).await.status,
+        401
+    );
+}
+
+#[tokio::test]
 async fn openai_embeddings_floats_and_base64() {
     let mock = spawn(MockOptions::default());
     let reply = post(
