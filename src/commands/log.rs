@@ -103,6 +103,7 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
         let note = match (&r.denial, r.outcome.as_deref()) {
             (Some(d), _) => format!("denied: {}", printable(d)),
             (None, Some("complete")) | (None, None) => String::new(),
+            (None, Some("no_usage")) => "no usage reported".to_string(),
             (None, Some(o)) => printable(o).into_owned(),
         };
         let line = format!(

@@ -236,6 +236,16 @@ impl RequestRecord {
             (None, Some(f)) if f.interrupted => crate::ledger::counters::INTERRUPTED,
             (None, Some(f)) if f.error.is_some() => "cut",
             (None, Some(f)) if f.client_gone => "abandoned",
+            // An answer that ended well but said nothing of its usage: its row's zero tokens
+            // are not a count (a key with a budget was charged its reservation).
+            (None, Some(f))
+                if f.completed
+                    && f.usage.is_none()
+                    && self.endpoint == Some(EndpointClass::Inference)
+                    && (200..300).contains(&self.status) =>
+            {
+                "no_usage"
+            }
             (None, Some(f)) if f.completed => "complete",
             (None, Some(_)) => "incomplete",
             (None, None) => "error",

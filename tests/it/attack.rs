@@ -1377,6 +1377,44 @@ fn a_streamed_legacy_completion_is_asked_for_its_usage_and_metered() {
     assert!(rows[0]["cost_usd"].as_f64().unwrap() > 0.0, "{rows:?}");
 }
 
+/// An answer that ends well but reports no usage (a compatible server that keeps no count)
+/// was recorded "complete" with 0 tokens and $0, as if it had cost nothing; its row now says
+/// that no usage was reported, in `till log` too.
+#[test]
+fn an_answer_without_usage_is_not_recorded_as_a_count_of_zero() {
+    let a = Attack::new("", &["--scope", "openai"]);
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gpt-4o-mini-no-usage\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        !text.contains("\"usage\""),
+        "the upstream reported none: {text}"
+    );
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    );
+    assert_eq!(status, 200, "{text}");
+    let rows = a.logged(2);
+    let outcome = |model: &str| {
+        rows.iter()
+            .find(|r| r["model"] == model)
+            .map(|r| r["outcome"].clone())
+    };
+    assert_eq!(
+        outcome("gpt-4o-mini-no-usage"),
+        Some("no_usage".into()),
+        "{rows:?}"
+    );
+    assert_eq!(outcome("gpt-4o-mini"), Some("complete".into()), "{rows:?}");
+    let (code, table, stderr) = crate::support::output(a.p.env.till().args(["log"]));
+    assert_eq!(code, 0, "{stderr}");
+    let line = table.lines().find(|l| l.contains("no-usage")).unwrap();
+    assert!(line.ends_with("no usage reported"), "{table}");
+}
+
 /// Retrieving a stored response (`GET /v1/responses/ID`) answers with the usage of the run that
 /// made it: till counted it again on every retrieval, so a poller's token totals grew with
 /// each poll (at $0, no model being named). Only inference answers' usage is counted.

@@ -31,7 +31,8 @@
 //! answered normally); `echo` (OpenAI) answers 401 quoting the `Authorization` it was sent in
 //! its message and its `WWW-Authenticate`, as a careless compatible server would; `gzip`
 //! (OpenAI) labels its answer `Content-Encoding: gzip` whatever the request accepted
-//! (`gzip-lines`: on a second `Content-Encoding` line, after `identity`).
+//! (`gzip-lines`: on a second `Content-Encoding` line, after `identity`); `no-usage` (OpenAI
+//! chat) answers without usage, as a compatible server that keeps no count does.
 
 mod admin;
 mod anthropic;

@@ -262,31 +262,34 @@ fn chat(call: &Call<'_, '_>) -> Resp {
     let id = call.ctx.id("chatcmpl-");
     let created = time_now();
     let model = call.model.as_str();
+    let no_usage = model.contains("no-usage");
     if !call.stream() {
-        return json(
-            StatusCode::OK,
-            &json!({
-                "id": id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": REPLY_TEXT, "refusal": null, "annotations": []},
-                    "logprobs": null,
-                    "finish_reason": "stop"
-                }],
-                "usage": chat_usage(usage),
-                "service_tier": "default",
-                "system_fingerprint": FINGERPRINT
-            }),
-        );
+        let mut answer = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": REPLY_TEXT, "refusal": null, "annotations": []},
+                "logprobs": null,
+                "finish_reason": "stop"
+            }],
+            "usage": chat_usage(usage),
+            "service_tier": "default",
+            "system_fingerprint": FINGERPRINT
+        });
+        if no_usage && let Some(answer) = answer.as_object_mut() {
+            answer.remove("usage");
+        }
+        return json(StatusCode::OK, &answer);
     }
-    let include_usage = call
-        .body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        == Some(true);
+    let include_usage = !no_usage
+        && call
+            .body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
     let chunk = |delta: Value, finish: Value| {
         let mut chunk = json!({
             "id": id,
