@@ -691,13 +691,13 @@ fn choices_multiply_the_reservation() {
         "{\"model\":\"greedy-model\",\"max_tokens\":2,\"n\":3,\"messages\":[]}",
     );
     assert_eq!(status, 200, "{text}");
-    // One list of token ids is one prompt: admitted, and forwarded (the mock has no legacy
-    // completions, so its answer is its 404).
+    // One list of token ids is one prompt: admitted, and forwarded.
     let (status, text) = a.post(
         "/openai/v1/completions",
         "{\"model\":\"greedy-model\",\"max_tokens\":2,\"prompt\":[1,2,3,4,5,6,7,8]}",
     );
-    assert_eq!(status, 404, "{text}");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"completion_tokens\":2"), "{text}");
     assert!(
         a.p.mock
             .requests()
