@@ -874,6 +874,23 @@ pub async fn admit(
             c
         }
     };
+    // A compatible server reads `max_tokens`, and some ignore `max_completion_tokens`
+    // (DeepSeek then writes up to its own default, thousands of tokens): a bounded key's
+    // ceiling named only there goes into `max_tokens` too, the same number.
+    if insert.is_none()
+        && provider.name != "openai"
+        && endpoint.op == route::Op::OpenaiChat
+        && (grant.counts_tokens() || grant.max_output_tokens.is_some())
+        && inspected.json.as_ref().is_some_and(|json| {
+            json.get("max_tokens")
+                .is_none_or(serde_json::Value::is_null)
+                && json
+                    .get("max_completion_tokens")
+                    .is_some_and(|v| !v.is_null())
+        })
+    {
+        insert = Some(ceiling);
+    }
     // A prediction's rejected tokens are billed as output on top of the ceiling; they are
     // fewer than its bytes, which are fewer than the body's.
     let predicted = match &inspected.json {

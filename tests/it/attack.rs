@@ -707,6 +707,75 @@ fn choices_multiply_the_reservation() {
     );
 }
 
+/// DeepSeek reads `max_tokens` and ignores `max_completion_tokens` (it then writes up to its
+/// own default, thousands of tokens): a key with an output cap or a budget sent only the
+/// latter, was reserved and capped at it, and got 4,096 tokens. For a compatible provider
+/// till writes the ceiling into `max_tokens` too; OpenAI itself gets the body as it was.
+#[test]
+fn a_ceiling_named_only_in_max_completion_tokens_reaches_a_compatible_server_as_max_tokens() {
+    let p = ProxyEnv::new();
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.deepseek]\nbase_url = \"{}/v1\"\n",
+        p.mock.url()
+    ));
+    let (code, _, stderr) = crate::support::output_with_stdin(
+        p.env.till().args(["add", "deepseek", "--no-verify"]),
+        ROOT_KEY,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let capped = p.create_key(&[
+        "--scope",
+        "deepseek",
+        "--scope",
+        "openai",
+        "--max-output-tokens",
+        "100",
+    ]);
+    let plain = p.create_key(&["--scope", "deepseek"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let body = "{\"model\":\"deepseek-chat\",\"max_completion_tokens\":50,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    for (key, path) in [
+        (&capped, "/deepseek/chat/completions"),
+        (&plain, "/deepseek/chat/completions"),
+        (&capped, "/openai/v1/chat/completions"),
+    ] {
+        let auth = format!("Bearer {key}");
+        let (status, text) = raw_http(
+            &serve.url,
+            "POST",
+            path,
+            &[("authorization", auth.as_str()), JSON],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    let sent: Vec<Value> = p
+        .mock
+        .requests()
+        .iter()
+        .map(|r| r.json().unwrap())
+        .collect();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(
+        sent[0]["max_tokens"], 50,
+        "the capped key to DeepSeek: {}",
+        sent[0]
+    );
+    assert_eq!(sent[0]["max_completion_tokens"], 50, "{}", sent[0]);
+    assert!(
+        sent[1].get("max_tokens").is_none(),
+        "a key without bounds: as sent: {}",
+        sent[1]
+    );
+    assert!(
+        sent[2].get("max_tokens").is_none(),
+        "OpenAI reads max_completion_tokens: {}",
+        sent[2]
+    );
+}
+
 #[test]
 fn tools_the_provider_defines_are_reserved_for_the_tokens_they_add() {
     // $0.001 a token: the $1 budget pays for 1,000 tokens in all.
