@@ -483,6 +483,17 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
             ctx.paths.ledger_file().display()
         ));
     }
+    // A key's text is revoked only once its signature checks: an altered copy (the real key's
+    // scope and lineage, another tag) would revoke nothing that exists, while `till key show`
+    // of the real key, which reads revocations by lineage, said it was revoked.
+    if decoded.iter().any(Option::is_some) {
+        let store = ctx.store()?;
+        for (k, token) in args.keys.iter().zip(&decoded) {
+            if let Some(token) = token {
+                signed_by_this_till(store.as_ref(), k, token)?;
+            }
+        }
+    }
     let mut targets = Vec::new();
     for (k, token) in args.keys.iter().zip(&decoded) {
         if let Some(token) = token {
@@ -509,6 +520,32 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a key text whose HMAC chain does not check against the mint key it names (an
+/// altered or made-up text). One whose mint key the store does not hold (no till proxy takes
+/// it) is revoked all the same, with a warning that it could not be checked.
+fn signed_by_this_till(
+    store: &dyn crate::secrets::SecretStore,
+    text: &str,
+    token: &Token,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret as _;
+    let shown = crate::format::head(text, 12);
+    let kid = token.kid().to_string();
+    let Some(stored) = store.get(&crate::secrets::mint_secret_name(&kid))? else {
+        crate::output::warn(&format!(
+            "`{shown}…` names a mint key ({kid}) the {} store does not hold, so its signature cannot be checked (and no till proxy takes it)",
+            store.kind()
+        ));
+        return Ok(());
+    };
+    let mint = MintKey::from_stored(stored.expose_secret())?;
+    crate::childkey::verify(token, &mint).map_err(|denial| {
+        UserError::usage(format!("`{shown}…`: {denial}; nothing was revoked"))
+        .hint("revoke the key you gave out by its name or id (`till key list --all`), or by its text as till printed it")
+    })?;
+    Ok(())
 }
 
 /// The key from the argument, or from stdin when it is not a terminal.

@@ -508,6 +508,57 @@ fn show_and_inspect_tell_revoked_ancestors_without_the_keychain() {
     assert!(out.contains("status:  unknown"), "{out}");
 }
 
+/// A copy of a key with its scope and lineage but another signature (a "leaked key" an agent
+/// plants as a decoy) was revoked by its text with "revoked … and every key narrowed from it",
+/// and `till key show` of the real key said revoked, while the proxy went on serving it: the
+/// decoy's revocation named nothing that exists. Now a text whose signature does not check
+/// revokes nothing and says so; the real key's text revokes it.
+#[test]
+fn an_altered_key_text_revokes_nothing_and_says_so() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let created = p.create_key(&["--name", "victim", "--scope", "openai", "--ttl", "1h"]);
+    let (code, child, stderr) = output_with_stdin(
+        p.env
+            .till()
+            .args(["key", "attenuate", "--max-requests", "1000"]),
+        &created,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let child = child.trim().to_string();
+    // The same text with its tag's bytes flipped and the checksum made right again.
+    let mut body = URL_SAFE_NO_PAD
+        .decode(child.strip_prefix("till_").unwrap())
+        .unwrap();
+    let payload = body.len() - 4;
+    for b in &mut body[payload - 32..payload] {
+        *b ^= 0x5a;
+    }
+    let crc = crc32fast::hash(&body[..payload]).to_be_bytes();
+    body[payload..].copy_from_slice(&crc);
+    let decoy = format!("till_{}", URL_SAFE_NO_PAD.encode(&body));
+    let (code, _, stderr) = output(p.env.till().args(["key", "inspect", &decoy]));
+    assert_eq!(code, 0, "the decoy decodes: {stderr}");
+
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", &decoy]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("signature does not verify"), "{stderr}");
+    assert!(stderr.contains("nothing was revoked"), "{stderr}");
+    assert!(!stderr.contains(&decoy), "{stderr}");
+    let (_, shown, _) = output(p.env.till().args(["key", "show", &child, "--json"]));
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["status"], "active", "{shown}");
+    let ok = client_with_key(&serve.url, &child, &["openai", "chat"]);
+    assert_eq!(status(&ok), 200, "{ok}");
+
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", &child]));
+    assert_eq!(code, 0, "{stderr}");
+    let gone = client_with_key(&serve.url, &child, &["openai", "chat"]);
+    assert_eq!(status(&gone), 401, "{gone}");
+}
+
 /// A ledger deleted under a running proxy would hide from it every revocation made after (a
 /// revoke then makes a new ledger the proxy does not read): the proxy stops taking requests,
 /// and the revoke says what happened.
