@@ -405,6 +405,22 @@ pub const OTHER_MODELS: &[&str] = &[
     // model) and presets (stored settings that choose models, fallbacks and server tools).
     "plugins",
     "preset",
+    // Azure's "On Your Data" (both spellings): a search index read into the prompt, its query
+    // embedded by another deployment (`embedding_dependency`), the search billed apart.
+    "data_sources",
+    "dataSources",
+    // LiteLLM's metadata (its `tags` route to deployments of other models), its deployment
+    // settings (a `model` of their own) and the deployment it is told to use.
+    "litellm_metadata",
+    "litellm_params",
+    "model_list",
+    "custom_llm_provider",
+    "specific_deployment",
+    // A LoRA adapter, a fine-tuned model beside the base `model` (SGLang's `lora_path`,
+    // llama.cpp's `lora`), and a Mistral agent (its own model and tools).
+    "lora_path",
+    "lora",
+    "agent_id",
     // Realtime's nested `response` (a model, a ceiling, tools and stored input of its own),
     // which a compatible server may read from a Responses body: till checks the top level.
     "response",
@@ -427,7 +443,27 @@ pub const GATEWAY_SETTINGS: &[&str] = &[
 
 /// Fields with which a gateway sends a request to the provider again, each attempt billed and
 /// one metered (LiteLLM's `num_retries` with a short `timeout`): refused to keys with bounds.
-pub const RESENDS: &[&str] = &["num_retries", "max_retries", "timeout", "request_timeout"];
+pub const RESENDS: &[&str] = &[
+    "num_retries",
+    "max_retries",
+    "timeout",
+    "request_timeout",
+    "stream_timeout",
+];
+
+/// Members of a compatible gateway's `metadata` that choose where the request goes: LiteLLM's
+/// tag routing reads `metadata.tags`, its router `metadata.model_group`. (OpenAI's own
+/// `metadata` is labels for stored completions: read only for other providers.)
+pub fn gateway_metadata(map: &Map<String, Value>) -> Option<&'static str> {
+    let metadata = map.get("metadata")?.as_object()?;
+    [
+        ("tags", "metadata.tags"),
+        ("model_group", "metadata.model_group"),
+    ]
+    .into_iter()
+    .find(|(member, _)| metadata.get(*member).is_some_and(|v| !v.is_null()))
+    .map(|(_, field)| field)
+}
 
 /// The first of `fields` that the body sets (not null).
 pub fn first_set(

@@ -638,6 +638,16 @@ pub async fn admit(
         .json
         .as_ref()
         .and_then(|json| body_inspect::first_set(body_inspect::OTHER_MODELS, json))
+        .or_else(|| {
+            (provider.name != "openai")
+                .then(|| {
+                    inspected
+                        .json
+                        .as_ref()
+                        .and_then(body_inspect::gateway_metadata)
+                })
+                .flatten()
+        })
         .map(|field| format!("sets `{field}`"))
         .or_else(|| {
             model

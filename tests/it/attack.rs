@@ -3316,6 +3316,66 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
     }
 }
 
+/// What compatible servers and gateways read beyond OpenAI's API to run another model: Azure's
+/// "On Your Data" (`data_sources`, `dataSources`: an index read into the prompt, its query
+/// embedded by another deployment), LiteLLM's `litellm_metadata`/`metadata.tags` (tag routing
+/// to deployments of other models), `litellm_params`, `model_list`, a LoRA adapter (SGLang's
+/// `lora_path`, llama.cpp's `lora`), a Mistral `agent_id`; and LiteLLM's `stream_timeout`, which
+/// has its router send the request again. All went to keys for some models, or with a budget.
+#[test]
+fn compatible_servers_fields_that_run_other_models_or_resend_are_held_back() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini*",
+            "--scope",
+            "anthropic/claude-haiku-*",
+        ],
+    );
+    let chat = |extra: &str| {
+        format!(
+            "{{\"model\":\"gpt-4o-mini\",{extra},\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}"
+        )
+    };
+    for extra in [
+        "\"data_sources\":[{\"type\":\"azure_search\",\"parameters\":{\"index_name\":\"hr\",\"embedding_dependency\":{\"type\":\"deployment_name\",\"deployment_name\":\"text-embedding-3-large\"}}}]",
+        "\"dataSources\":[{\"type\":\"AzureCognitiveSearch\",\"parameters\":{\"indexName\":\"i\"}}]",
+        "\"litellm_metadata\":{\"tags\":[\"premium\"]}",
+        "\"litellm_params\":{\"model\":\"openai/o1-pro\"}",
+        "\"model_list\":[{\"model_name\":\"gpt-4o-mini\",\"litellm_params\":{\"model\":\"o1-pro\"}}]",
+        "\"lora_path\":\"sql-lora\"",
+        "\"lora\":[{\"id\":0,\"scale\":1.0}]",
+        "\"agent_id\":\"ag_123\"",
+    ] {
+        let (status, text) = a.post("/openai/v1/chat/completions", &chat(extra));
+        assert_eq!(status, 403, "{extra} → {text}");
+    }
+    // A gateway's `metadata.tags` in front of a provider that is not OpenAI.
+    let (status, text) = a.post(
+        "/anthropic/v1/messages",
+        "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"metadata\":{\"tags\":[\"premium\"]},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("metadata.tags"), "{text}");
+    a.assert_upstream_saw_nothing("fields that run other models");
+    // OpenAI's own `metadata` is labels for stored completions: it goes.
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        &chat("\"store\":true,\"metadata\":{\"tags\":\"nightly\"}"),
+    );
+    assert_eq!(status, 200, "{text}");
+    // A gateway's stream timeout, with which its router resends: not to a key with a budget.
+    let budget = Attack::new("", &["--scope", "openai", "--budget", "1usd"]);
+    let (status, text) = budget.post(
+        "/openai/v1/chat/completions",
+        &chat("\"stream_timeout\":0.5"),
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("stream_timeout"), "{text}");
+    budget.assert_upstream_saw_nothing("stream_timeout");
+}
+
 /// Anthropic's tools run on its side, and may be billed beside the tokens, unless they are the
 /// client's own: a key with a budget may send only those, whatever new server tool comes.
 #[test]
