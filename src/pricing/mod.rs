@@ -13,10 +13,10 @@
 //! `gpt-4o-mini-search-preview` is not `gpt-4o-mini`, and `-latest` or `-preview-…` names
 //! are their own models; they cost more as often as less.
 //!
-//! Any other model of a provider that has prices is charged that provider's highest known
+//! Any other model of a provider the table lists is charged that provider's highest known
 //! price (the largest of each rate among its entries, taken apart), so an unlisted model can
-//! overspend nothing; the proxy says so once per model. A provider with no prices at all has
-//! no fallback.
+//! overspend nothing; the proxy says so once per model. A provider the table does not list
+//! (prices set only in config.toml, or none) has no fallback.
 //!
 //! Prompt caching and long prompts are priced as providers bill them: cache reads at
 //! `cached_input`, cache writes at `cache_write` (Anthropic's five-minute writes) or
@@ -568,14 +568,21 @@ impl Prices {
         })
     }
 
-    /// The largest of each rate among `provider`'s entries (each on its own).
+    /// The largest of each rate among `provider`'s entries (each on its own), when the table
+    /// lists the provider: the few prices config.toml sets for a provider the table does not
+    /// list (OpenRouter's, a local server's) say nothing of what its other models cost, so
+    /// those have no price (a key with a budget may not use them).
     fn provider_max(&self, provider: &str) -> Option<Price> {
         let prefix = format!("{provider}/");
-        self.by_model
+        let mut listed = false;
+        let max = self
+            .by_model
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
+            .inspect(|(k, _)| listed |= !self.is_overridden(k))
             .map(|(_, p)| *p)
-            .reduce(Price::max)
+            .reduce(Price::max);
+        max.filter(|_| listed)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Price)> {

@@ -360,6 +360,31 @@ fn usd_budget_on_a_provider_without_prices_says_how_to_add_one() {
         "{answer}"
     );
     assert!(p.mock.requests().is_empty());
+
+    // One price set in config.toml says nothing of the provider's other models: charging them
+    // at it (o1-pro at a small model's rate, behind a router) let a $1 budget run far more.
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[prices.\"acme/small\"]\ninput = 0.1\noutput = 0.4\n"
+    ));
+    let key = p.create_key(&["--scope", "acme", "--budget", "1usd"]);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let chat = |model: &str| {
+        raw_post(
+            &serve.url,
+            &host,
+            "/acme/v1/chat/completions",
+            &key,
+            &format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#),
+        )
+    };
+    let (status, answer) = chat("o1-pro");
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("till_no_price"), "{answer}");
+    assert!(p.mock.requests().is_empty());
+    let (status, answer) = chat("small");
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// A model missing from the table is charged its provider's highest price (a key with a
