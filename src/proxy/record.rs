@@ -128,9 +128,13 @@ impl RequestRecord {
     pub fn finish(mut self, state: &State, mut finished: Option<Finished>) {
         self.latency = self.started.elapsed();
         // A stored object's answer (`GET /v1/responses/ID`, a batch's) repeats the usage of
-        // work done, and recorded, by another request: only an inference answer's counts.
+        // work done, and recorded, by another request: not counted again. (Realtime and admin
+        // calls, a tuned model's generation among them, run models: theirs counts.)
         if self.reservation.is_none()
-            && self.endpoint.is_some_and(|e| e != EndpointClass::Inference)
+            && matches!(
+                self.endpoint,
+                Some(EndpointClass::Files | EndpointClass::Models | EndpointClass::Batches)
+            )
             && let Some(f) = &mut finished
         {
             f.usage = None;
