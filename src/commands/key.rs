@@ -503,6 +503,21 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
                 token.binding().short(),
                 lineage,
             ));
+        } else if ledger.find_key(k)?.is_empty()
+            && let seen = ledger.requesting_bindings(k)?
+            && !seen.is_empty()
+        {
+            // A narrowed key (a run's, a sub-agent's) by the id `till log` shows.
+            let [binding] = seen.as_slice() else {
+                return Err(UserError::usage(format!(
+                    "`{}` is the start of the ids of several keys that made requests",
+                    crate::output::printable(k)
+                ))
+                .hint("give more characters of the id")
+                .into());
+            };
+            let label = crate::childkey::Binding::short_hex(binding);
+            targets.push((binding.clone(), label, None));
         } else {
             let meta = one_key(&ledger, k)?;
             let label = meta

@@ -245,6 +245,23 @@ impl Ledger {
         Ok(Vec::new())
     }
 
+    /// The ids (bindings) of keys that made requests, starting with the hex `prefix` (at
+    /// least 6 digits): the keys narrowed from created ones (a `till run`'s, a sub-agent's),
+    /// which `till log` shows by id and no other table lists. At most two: one is an answer.
+    pub fn requesting_bindings(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        if prefix.len() < 6 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let low = prefix.to_ascii_lowercase();
+        // A range, so the (binding, at) index serves it.
+        let high = format!("{low}g");
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT binding FROM requests WHERE binding >= ?1 AND binding < ?2 LIMIT 2",
+        )?;
+        let rows = stmt.query_map(params![low, high], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records a revocation; `Ok(false)` when the binding was already revoked. `lineage` is
     /// the revoked key's [`Token::lineage`](crate::childkey::Token::lineage) when its text
     /// was given.

@@ -559,6 +559,66 @@ fn an_altered_key_text_revokes_nothing_and_says_so() {
     assert_eq!(status(&gone), 401, "{gone}");
 }
 
+/// A key narrowed from a created one (a run's, a sub-agent's, one made offline) is listed
+/// nowhere but in `till log`, by its id: `till key revoke ID` answered "no key named or with
+/// id", so stopping one misbehaving sub-agent took its key's text or its parent's revocation.
+#[test]
+fn a_narrowed_key_is_revoked_by_the_id_till_log_shows() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let parent = p.create_key(&["--name", "team", "--scope", "openai", "--ttl", "1h"]);
+    let narrow = |flags: &[&str]| {
+        let (code, out, stderr) =
+            output_with_stdin(p.env.till().args(["key", "attenuate"]).args(flags), &parent);
+        assert_eq!(code, 0, "{stderr}");
+        out.trim().to_string()
+    };
+    let (one, other) = (narrow(&["--rpm", "50"]), narrow(&["--rpm", "60"]));
+    for key in [&one, &other] {
+        assert_eq!(
+            status(&client_with_key(&serve.url, key, &["openai", "chat"])),
+            200
+        );
+    }
+    // The ledger's writer batches its rows: wait for both.
+    let mut rows = p.log_json();
+    for _ in 0..100 {
+        if rows.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        rows = p.log_json();
+    }
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{rows:?}");
+    assert_ne!(ids[0], ids[1]);
+    let (code, inspected, stderr) = output(p.env.till().args(["key", "inspect", &other, "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    let id = inspected["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{inspected}"));
+    assert!(ids.iter().any(|i| i == id), "{id} in {ids:?}");
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", id]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&format!("revoked {id}")), "{stderr}");
+    assert_eq!(
+        status(&client_with_key(&serve.url, &other, &["openai", "chat"])),
+        401
+    );
+    assert_eq!(
+        status(&client_with_key(&serve.url, &one, &["openai", "chat"])),
+        200
+    );
+    // An id that names nothing is still "no key".
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "abcdef012345"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no key named or with id"), "{stderr}");
+}
+
 /// A ledger deleted under a running proxy would hide from it every revocation made after (a
 /// revoke then makes a new ledger the proxy does not read): the proxy stops taking requests,
 /// and the revoke says what happened.
