@@ -470,6 +470,17 @@ pub fn first_set(
     fields: &'static [&'static str],
     map: &Map<String, Value>,
 ) -> Option<&'static str> {
+    if map.len() < fields.len() {
+        // A body has a few members and the lists dozens: each member is compared with the
+        // list (a comparison of lengths, mostly), not each name looked up in the map (a
+        // string comparison at every step of the tree's search).
+        return map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .filter_map(|(k, _)| fields.iter().position(|f| f == k))
+            .min()
+            .map(|i| fields[i]);
+    }
     fields
         .iter()
         .copied()
@@ -864,7 +875,12 @@ const PART_KEYS: &[&str] = &[
 /// settings that choose the models, fallbacks and server tools the request runs, whatever the
 /// name before them says.
 pub fn names_a_preset(model: &str) -> bool {
-    model.to_ascii_lowercase().contains("@preset/")
+    const AT: &[u8] = b"@preset/";
+    model.contains('@')
+        && model
+            .as_bytes()
+            .windows(AT.len())
+            .any(|w| w.eq_ignore_ascii_case(AT))
 }
 
 /// Models that bill each call beside its tokens, by their names: OpenAI's search models (a web
@@ -1413,6 +1429,37 @@ mod tests {
         for fine in ["gpt-4o-mini", "models/gemini-2.5-flash", "llama3:8b"] {
             assert!(odd_model_name(fine).is_none(), "{fine:?}");
         }
+    }
+
+    /// Both ways of looking (members against the list, the list in the map) find the same
+    /// field: the first of the list's order that is set and not null.
+    #[test]
+    fn first_set_is_the_lists_first_either_way() {
+        let lists: [&'static [&'static str]; 3] = [OTHER_MODELS, RESENDS, &["b", "a"]];
+        for body in [
+            "{}",
+            "{\"model\":\"m\"}",
+            "{\"a\":1,\"b\":2}",
+            "{\"a\":null,\"b\":2}",
+            "{\"timeout\":1,\"num_retries\":2,\"stream_timeout\":null}",
+            "{\"lora\":[],\"models\":[\"x\"],\"preset\":\"p\",\"model\":\"m\"}",
+        ] {
+            let map: Map<String, Value> = serde_json::from_str(body).unwrap();
+            for fields in lists {
+                let slow = fields
+                    .iter()
+                    .copied()
+                    .find(|f| map.get(*f).is_some_and(|v| !v.is_null()));
+                assert_eq!(first_set(fields, &map), slow, "{body} in {fields:?}");
+            }
+        }
+        assert_eq!(
+            first_set(
+                &["b", "a"],
+                &serde_json::from_str("{\"a\":1,\"b\":2}").unwrap()
+            ),
+            Some("b")
+        );
     }
 
     #[test]
