@@ -374,7 +374,7 @@ fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now:
 
 fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
     let now = now_unix();
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_to_read()?;
     let mints = ledger.mint_keys()?;
     let keys: Vec<KeyView> = ledger
         .keys()?
@@ -414,7 +414,7 @@ fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_to_read()?;
     let now = now_unix();
     let meta = if args.key.starts_with("till_") {
         let token = Token::decode(&args.key).map_err(|e| UserError::usage(e.to_string()))?;

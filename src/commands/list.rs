@@ -8,7 +8,7 @@ use crate::commands::Ctx;
 use crate::time::{now_unix, rfc3339, short_duration};
 
 pub fn run(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let keys = ctx.ledger()?.root_keys()?;
+    let keys = ctx.ledger_to_read()?.root_keys()?;
     if args.json {
         crate::output::json(&keys)?;
         return Ok(ExitCode::SUCCESS);

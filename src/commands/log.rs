@@ -10,7 +10,12 @@ use crate::output::printable;
 use crate::time::rfc3339;
 
 pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
-    let ledger = ctx.ledger()?;
+    // Following waits for what a proxy writes: that needs the file.
+    let ledger = if args.follow {
+        ctx.ledger()?
+    } else {
+        ctx.ledger_to_read()?
+    };
     let since = args.since.as_deref().map(super::parse_since).transpose()?;
     if args.alerts {
         let mut last = 0;

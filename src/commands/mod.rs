@@ -123,6 +123,21 @@ impl Ctx {
     /// Every command does this, not only a starting proxy: `till key show`, `till log` and
     /// `till usage` then report a crashed proxy's requests and budgets at once, and a budget is
     /// not held hostage until the next proxy starts. When nothing is open it costs one read.
+    /// The ledger for a command that only reads it. When there is none yet (a new or a
+    /// mistyped `TILL_HOME`), an empty one in memory: reading makes no directory and no file,
+    /// and a note says where till looked.
+    pub fn ledger_to_read(&self) -> anyhow::Result<Ledger> {
+        let path = self.paths.ledger_file();
+        if !path.exists() {
+            crate::output::note(&format!(
+                "till: no ledger at {} yet: nothing has been recorded there",
+                path.display()
+            ));
+            return Ledger::open_in_memory();
+        }
+        self.ledger()
+    }
+
     pub fn ledger(&self) -> anyhow::Result<Ledger> {
         self.paths.ensure_data_dir()?;
         let mut ledger = Ledger::open(&self.paths.ledger_file())?;

@@ -25,7 +25,7 @@ fn collect(ctx: &Ctx, ledger: &Ledger, now: u64) -> anyhow::Result<Vec<KeyState>
 }
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_to_read()?;
     let now = now_unix();
     let keys = collect(ctx, &ledger, now)?;
     let max_age = ctx.config.rotation.max_age.map(|d| d.0.as_secs());

@@ -7,7 +7,7 @@ use crate::commands::Ctx;
 use crate::ledger::query::{GroupBy, LogFilter, UsageRow};
 
 pub fn run(ctx: &Ctx, args: &UsageArgs) -> anyhow::Result<ExitCode> {
-    let ledger = ctx.ledger()?;
+    let ledger = ctx.ledger_to_read()?;
     let filter = LogFilter {
         since: Some(super::parse_since(&args.since)?),
         lineage: args

@@ -186,6 +186,45 @@ fn list_on_empty_home_is_empty_json() {
     assert_eq!(stdout.trim(), "[]");
 }
 
+/// Commands that only read made the data directory and an empty ledger wherever `TILL_HOME`
+/// pointed, a mistyped one too, and then showed nothing as if all were well. They now read an
+/// empty ledger in memory, say where they looked, and leave no file behind.
+#[test]
+fn reading_commands_make_nothing_in_a_new_home() {
+    let env = TestEnv::new();
+    let data = env.path("data");
+    for args in [
+        &["list", "--json"][..],
+        &["log"],
+        &["log", "--alerts", "--json"],
+        &["usage", "--json"],
+        &["status"],
+        &["key", "list", "--json"],
+    ] {
+        let (code, stdout, stderr) = output(env.till().args(args));
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no ledger at") && stderr.contains("ledger.sqlite3 yet"),
+            "{args:?}: {stderr}"
+        );
+        if args.contains(&"--json") {
+            assert!(stdout.trim().starts_with('['), "{args:?}: {stdout}");
+        }
+        assert!(!data.exists(), "{args:?} made {}", data.display());
+    }
+    // What writes makes it as before.
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-new-home-0001",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(env.path("data/ledger.sqlite3").exists());
+    let (code, stdout, stderr) = output(env.till().args(["list", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("no ledger"), "{stderr}");
+    assert!(stdout.contains("openai"), "{stdout}");
+}
+
 /// `till doctor | head -1`: a reader that has gone away ends the command quietly, exit 0, as
 /// for every other command (it used to panic, exit 101).
 #[test]
