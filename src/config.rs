@@ -460,8 +460,8 @@ impl Config {
             return Err(UserError::usage(format!(
                 "{}: [keys] default_ttl = \"{}\" is longer than max_ttl = \"{}\"",
                 path.display(),
-                humantime::format_duration(default_ttl),
-                humantime::format_duration(max_ttl)
+                crate::time::duration_text(default_ttl),
+                crate::time::duration_text(max_ttl)
             ))
             .hint("lower default_ttl or raise max_ttl under [keys]")
             .into());
@@ -683,7 +683,7 @@ impl Config {
                         "{}: [profiles.{}] ttl = \"{ttl}\" is longer than [keys] max_ttl = \"{}\"",
                         path.display(),
                         crate::output::printable(name),
-                        humantime::format_duration(max_ttl)
+                        crate::time::duration_text(max_ttl)
                     ))
                     .hint("lower the profile's ttl or raise [keys] max_ttl")
                     .into());

@@ -47,9 +47,45 @@ pub fn short_duration(secs: u64) -> String {
     }
 }
 
+/// A duration written out whole in days, hours, minutes and seconds (`60d`, `1d12h`,
+/// `1h30m`, `45s`, `1s500ms`), as `--ttl` and config.toml take it: humantime's own form counts months of
+/// 30.44 days (`60d` is `1month 29days 13h 30m 36s`).
+pub fn duration_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.as_millis() == 0 {
+        return "0s".into();
+    }
+    [
+        (secs / 86_400, "d"),
+        (secs % 86_400 / 3_600, "h"),
+        (secs % 3_600 / 60, "m"),
+        (secs % 60, "s"),
+        (u64::from(d.subsec_millis()), "ms"),
+    ]
+    .into_iter()
+    .filter(|&(n, _)| n > 0)
+    .map(|(n, unit)| format!("{n}{unit}"))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_text_is_whole_units_without_months() {
+        let text = |s| duration_text(Duration::from_secs(s));
+        assert_eq!(text(0), "0s");
+        assert_eq!(text(45), "45s");
+        assert_eq!(text(5_400), "1h30m");
+        assert_eq!(text(36 * 3_600), "1d12h");
+        assert_eq!(text(60 * 86_400), "60d");
+        assert_eq!(text(86_400 + 61), "1d1m1s");
+        assert_eq!(duration_text(Duration::from_millis(1_500)), "1s500ms");
+        for s in [1, 59, 3_601, 90_061, 5_184_000] {
+            assert_eq!(parse_duration(&text(s)), Ok(Duration::from_secs(s)), "{s}");
+        }
+    }
 
     #[test]
     fn short_duration_picks_largest_unit() {

@@ -284,12 +284,12 @@ pub fn check_max_ttl(ctx: &Ctx, spec: &ScopeSpec, expires: u64, now: u64) -> any
             Some(ttl) => format!("--ttl {ttl}"),
             None => format!(
                 "[keys] default_ttl = \"{}\"",
-                humantime::format_duration(ctx.config.keys.default_ttl.0)
+                crate::time::duration_text(ctx.config.keys.default_ttl.0)
             ),
         };
         return Err(UserError::usage(format!(
             "{asked} is longer than the ceiling, [keys] max_ttl = \"{}\"",
-            humantime::format_duration(std::time::Duration::from_secs(max_ttl))
+            crate::time::duration_text(std::time::Duration::from_secs(max_ttl))
         ))
         .hint("ask for less, or raise [keys] max_ttl in config.toml")
         .into());

@@ -1408,7 +1408,7 @@ async fn read_body<B: super::RequestBody>(
             "body_timeout",
             format!(
                 "the request body did not arrive within {} ([proxy] body_timeout in config.toml)",
-                humantime::format_duration(limit)
+                crate::time::duration_text(limit)
             ),
         )),
     }

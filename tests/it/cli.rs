@@ -487,7 +487,7 @@ fn profiles_are_checked_with_the_config() {
         ("ttl = \"soon\"", "[profiles.p] ttl: `soon`"),
         (
             "ttl = \"40d\"",
-            "[profiles.p] ttl = \"40d\" is longer than [keys] max_ttl = \"30days\"",
+            "[profiles.p] ttl = \"40d\" is longer than [keys] max_ttl = \"30d\"",
         ),
         ("endpoints = [\"nope\"]", "[profiles.p] endpoints: "),
     ] {
