@@ -401,9 +401,8 @@ pub const OTHER_MODELS: &[&str] = &[
     // Groq's compound systems with models of the client's choosing
     // (`compound_custom.models.answering_model`, `reasoning_model`).
     "compound_custom",
-    // OpenRouter's plugins (its fusion plugin runs a panel of models, the PDF parser an OCR
-    // model) and presets (stored settings that choose models, fallbacks and server tools).
-    "plugins",
+    // OpenRouter's presets (stored settings that choose models, fallbacks and server tools);
+    // its plugins are read one by one ([`plugin_running_models`]).
     "preset",
     // Azure's "On Your Data" (both spellings): a search index read into the prompt, its query
     // embedded by another deployment (`embedding_dependency`), the search billed apart.
@@ -451,18 +450,89 @@ pub const RESENDS: &[&str] = &[
     "stream_timeout",
 ];
 
+/// An OpenRouter plugin that runs a model of its own, or one till does not know (which may):
+/// `fusion` (a panel of models and a judge), the PDF parser with an OCR or the model's own
+/// engine. Those known to run none pass: `web` (search results, billed by the result: refused
+/// to keys that count tokens as uncounted input), `response-healing`, the PDF parser's
+/// `pdf-text`.
+pub fn plugin_running_models(map: &Map<String, Value>) -> Option<String> {
+    let plugins = match map.get("plugins")? {
+        Value::Array(items) => items.as_slice(),
+        Value::Null => return None,
+        other => std::slice::from_ref(other),
+    };
+    plugins.iter().find_map(|plugin| {
+        let id = plugin.get("id").and_then(Value::as_str).unwrap_or("");
+        let runs_none = match id {
+            "web" | "response-healing" => true,
+            "file-parser" => plugin
+                .pointer("/pdf/engine")
+                .and_then(Value::as_str)
+                .is_some_and(|engine| engine == "pdf-text"),
+            _ => false,
+        };
+        (!runs_none).then(|| format!("the `{}` plugin", crate::output::printable(id)))
+    })
+}
+
+/// Whether a field's value asks for nothing: null, or an empty list, object or string (an
+/// empty `tags` or `lora` routes nowhere).
+pub fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// The first of [`OTHER_MODELS`] the body sets to something (an empty value asks for nothing).
+pub fn other_models_field(map: &Map<String, Value>) -> Option<&'static str> {
+    map.iter()
+        .filter(|(_, v)| !is_empty_value(v))
+        .filter_map(|(k, _)| OTHER_MODELS.iter().position(|f| f == k))
+        .min()
+        .map(|i| OTHER_MODELS[i])
+}
+
 /// Members of a compatible gateway's `metadata` that choose where the request goes: LiteLLM's
 /// tag routing reads `metadata.tags`, its router `metadata.model_group`. (OpenAI's own
-/// `metadata` is labels for stored completions: read only for other providers.)
+/// `metadata` is labels for stored completions: read only for other providers.) Names are
+/// compared as a lenient gateway may read them (any letter case, without spaces, `-` or `_`),
+/// and a `metadata` sent as a JSON string (which LiteLLM decodes) is read for them too.
 pub fn gateway_metadata(map: &Map<String, Value>) -> Option<&'static str> {
-    let metadata = map.get("metadata")?.as_object()?;
-    [
+    fn folded(name: &str) -> String {
+        name.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    }
+    const ROUTING: [(&str, &str); 2] = [
         ("tags", "metadata.tags"),
-        ("model_group", "metadata.model_group"),
-    ]
-    .into_iter()
-    .find(|(member, _)| metadata.get(*member).is_some_and(|v| !v.is_null()))
-    .map(|(_, field)| field)
+        ("modelgroup", "metadata.model_group"),
+    ];
+    map.iter()
+        .filter(|(name, _)| folded(name) == "metadata")
+        .find_map(|(_, metadata)| match metadata {
+            Value::Object(members) => {
+                members
+                    .iter()
+                    .filter(|(_, v)| !is_empty_value(v))
+                    .find_map(|(name, _)| {
+                        let name = folded(name);
+                        ROUTING.iter().find(|(r, _)| *r == name).map(|(_, f)| *f)
+                    })
+            }
+            Value::String(text) => {
+                let text = folded(text);
+                ROUTING
+                    .iter()
+                    .find(|(r, _)| text.contains(r))
+                    .map(|(_, f)| *f)
+            }
+            _ => None,
+        })
 }
 
 /// The first of `fields` that the body sets (not null).
@@ -782,10 +852,10 @@ pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolM
                 named = true;
             }
         }
-        // Deeper in a server tool's settings: OpenRouter's advisor profiles
-        // (`advisors[].model`), its fusion panel (`analysis_models`), any `…_model`.
-        if let Some(params) = params {
-            models_within(params, &mut out);
+        // Anywhere else in a server tool: OpenRouter's advisor profiles (`advisors[].model`),
+        // its fusion panel (`analysis_models`), any `…_model`.
+        if kind != "function" {
+            models_within(tool, &mut out);
         }
         if !named && runs_a_model_of_its_choosing(api, kind) {
             out.push(ToolModel::Unnamed(format!(
@@ -816,27 +886,31 @@ fn runs_a_model_of_its_choosing(api: ApiFamily, kind: &str) -> bool {
                 .any(|k| k.eq_ignore_ascii_case(kind)))
 }
 
-/// The models a server tool's settings name, at any depth: a string under `model` or a name
-/// ending in `_model`, and the strings of an array under `models` or a name ending in
-/// `_models` (the top level's `model` is found by `named_in` too). (A function's schema is never read here: its `model` would be a
-/// property's schema, an object.)
+/// The models a server tool names, at any depth: a string under a name that ends in `model`,
+/// `model_id` or `model_name`, and the strings (or the one string) under a name that ends in
+/// `models` or `model_ids`, compared as a lenient server reads names (any letter case,
+/// without `_` or `-`: `analysisModels`, `judge-model`). OpenRouter's advisor profiles
+/// (`advisors[].model`) and fusion panel (`analysis_models`) are such names. A function's
+/// schema is never read here: its `model` would be a property's schema, an object.
 fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'a>>) {
     for (name, value) in settings {
-        // `one`, or a name ending in `_` and `one`, in any letter case.
-        let name_is = |one: &str| {
-            let cut = name.len().wrapping_sub(one.len());
-            name.eq_ignore_ascii_case(one)
-                || (name.len() > one.len()
-                    && name.as_bytes()[cut - 1] == b'_'
-                    && name[cut..].eq_ignore_ascii_case(one))
-        };
+        let folded: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        let one = ["model", "modelid", "modelname"]
+            .iter()
+            .any(|end| folded.ends_with(end));
+        let many = ["models", "modelids"]
+            .iter()
+            .any(|end| folded.ends_with(end));
         match value {
-            Value::String(m) if name_is("model") => out.push(ToolModel::Named(m)),
+            Value::String(m) if one || many => out.push(ToolModel::Named(m)),
             Value::Array(items) => {
-                let names = name_is("models");
                 for item in items {
                     match item {
-                        Value::String(m) if names => out.push(ToolModel::Named(m)),
+                        Value::String(m) if many => out.push(ToolModel::Named(m)),
                         Value::Object(o) => models_within(o, out),
                         _ => {}
                     }

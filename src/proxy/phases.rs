@@ -637,7 +637,7 @@ pub async fn admit(
     let other_models = inspected
         .json
         .as_ref()
-        .and_then(|json| body_inspect::first_set(body_inspect::OTHER_MODELS, json))
+        .and_then(body_inspect::other_models_field)
         .or_else(|| {
             (provider.name != "openai")
                 .then(|| {
@@ -649,6 +649,13 @@ pub async fn admit(
                 .flatten()
         })
         .map(|field| format!("sets `{field}`"))
+        .or_else(|| {
+            inspected
+                .json
+                .as_ref()
+                .and_then(body_inspect::plugin_running_models)
+                .map(|plugin| format!("asks for {plugin}"))
+        })
         .or_else(|| {
             model
                 .as_deref()

@@ -3282,7 +3282,13 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         tool("{\"type\":\"openrouter:fusion\"}"),
         tool("{\"type\":\"OpenRouter:Image_Generation\"}"),
         tool("{\"type\":\"openrouter:subagent\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"fallback\":{\"judge_model\":\"o1-pro\"}}}"),
+        tool("{\"type\":\"openrouter:fusion\",\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"o1-pro\"]}"),
+        tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysisModels\":[\"o1-pro\"]}}"),
+        tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":\"o1-pro\"}}"),
+        tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model_id\":\"o1-pro\"}]}}"),
         chat("\"plugins\":[{\"id\":\"fusion\"}],"),
+        chat("\"plugins\":[{\"id\":\"web\"},{\"id\":\"file-parser\",\"pdf\":{\"engine\":\"mistral-ocr\"}}],"),
+        chat("\"plugins\":[{\"id\":\"something-new\"}],"),
         chat("\"preset\":\"research\","),
         "{\"model\":\"gpt-4o-mini@preset/research\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}".to_string(),
         "{\"model\":\"gpt-4o-mini@PRESET/research\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}".to_string(),
@@ -3291,9 +3297,13 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         assert_eq!(status, 403, "{body} → {text}");
     }
     a.assert_upstream_saw_nothing("a router's tools, plugins and presets");
-    // Tools that run no model, or only models in the scope, go.
+    // Tools and plugins that run no model, or only models in the scope, and empty settings go.
     for body in [
         tool("{\"type\":\"openrouter:web_search\"}"),
+        chat(
+            "\"plugins\":[{\"id\":\"web\"},{\"id\":\"response-healing\"},{\"id\":\"file-parser\",\"pdf\":{\"engine\":\"pdf-text\"}}],",
+        ),
+        chat("\"plugins\":[],\"lora\":[],\"tags\":[],"),
         tool(
             "{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":\"gpt-4o-mini-2024-07-18\"}]}}",
         ),
@@ -3304,7 +3314,7 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         let (status, text) = a.post("/openai/v1/chat/completions", &body);
         assert_eq!(status, 200, "{body} → {text}");
     }
-    assert_eq!(a.upstream_bodies().len(), 3);
+    assert_eq!(a.upstream_bodies().len(), 5);
     // A key for every model without a budget may leave the choice to the router.
     let every = Attack::new("", &["--scope", "openai"]);
     for body in [
@@ -3351,14 +3361,27 @@ fn compatible_servers_fields_that_run_other_models_or_resend_are_held_back() {
         let (status, text) = a.post("/openai/v1/chat/completions", &chat(extra));
         assert_eq!(status, 403, "{extra} → {text}");
     }
-    // A gateway's `metadata.tags` in front of a provider that is not OpenAI.
+    // A gateway's `metadata.tags` in front of a provider that is not OpenAI, in any spelling a
+    // lenient gateway reads, or as a JSON string it decodes.
+    for metadata in [
+        "\"metadata\":{\"tags\":[\"premium\"]}",
+        "\"Metadata\":{\"Tags\":[\"premium\"]}",
+        "\"metadata\":{\"tags \":[\"premium\"]}",
+        "\"metadata\":\"{\\\"tags\\\": [\\\"premium\\\"]}\"",
+    ] {
+        let (status, text) = a.post(
+            "/anthropic/v1/messages",
+            &format!("{{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,{metadata},\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}]}}"),
+        );
+        assert!(status == 403 || status == 400, "{metadata} → {text}");
+    }
+    a.assert_upstream_saw_nothing("fields that run other models");
+    // Anthropic's own `metadata.user_id` (Claude Code sends it) goes.
     let (status, text) = a.post(
         "/anthropic/v1/messages",
-        "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"metadata\":{\"tags\":[\"premium\"]},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"metadata\":{\"user_id\":\"u\"},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
     );
-    assert_eq!(status, 403, "{text}");
-    assert!(text.contains("metadata.tags"), "{text}");
-    a.assert_upstream_saw_nothing("fields that run other models");
+    assert_eq!(status, 200, "{text}");
     // OpenAI's own `metadata` is labels for stored completions: it goes.
     let (status, text) = a.post(
         "/openai/v1/chat/completions",
