@@ -522,6 +522,15 @@ pub async fn inspect<B: super::RequestBody>(
     let model: Option<String> = endpoint.path_model.clone().or(inspected.model.clone());
     ctx.record.model = model.clone();
     ctx.record.endpoint = Some(endpoint.class);
+    ctx.record.usage_expected = matches!(
+        endpoint.op,
+        route::Op::OpenaiChat
+            | route::Op::OpenaiCompletions
+            | route::Op::OpenaiResponses
+            | route::Op::OpenaiEmbeddings
+            | route::Op::AnthropicMessages
+            | route::Op::GeminiGenerate
+    );
     let sse = inspected.stream || endpoint.op.path_streams(ctx.rest);
     Ok(Asked {
         parts,

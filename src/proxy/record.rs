@@ -59,6 +59,9 @@ pub struct RequestRecord {
     pub provider: String,
     pub model: Option<String>,
     pub endpoint: Option<EndpointClass>,
+    /// The operation's answer carries usage (chat, completions, Responses, messages,
+    /// generation, OpenAI's embeddings): one without it is recorded `no_usage`.
+    pub usage_expected: bool,
     pub status: u16,
     pub denial: Option<&'static str>,
     /// The denial's message (for alerts; not stored per request).
@@ -83,6 +86,7 @@ impl RequestRecord {
             provider: provider.to_string(),
             model: None,
             endpoint: None,
+            usage_expected: false,
             status: 0,
             denial: None,
             message: None,
@@ -245,7 +249,7 @@ impl RequestRecord {
             (None, Some(f))
                 if f.completed
                     && f.usage.is_none()
-                    && self.endpoint == Some(EndpointClass::Inference)
+                    && self.usage_expected
                     && (200..300).contains(&self.status) =>
             {
                 "no_usage"

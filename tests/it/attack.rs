@@ -1451,7 +1451,13 @@ fn a_streamed_legacy_completion_is_asked_for_its_usage_and_metered() {
 /// that no usage was reported, in `till log` too.
 #[test]
 fn an_answer_without_usage_is_not_recorded_as_a_count_of_zero() {
-    let a = Attack::new("", &["--scope", "openai"]);
+    let a = Attack::new("", &["--scope", "openai", "--scope", "anthropic"]);
+    // Counting tokens answers no usage by design: that is a complete answer.
+    let (status, text) = a.post(
+        "/anthropic/v1/messages/count_tokens",
+        "{\"model\":\"claude-haiku-4-5\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    );
+    assert_eq!(status, 200, "{text}");
     let (status, text) = a.post(
         "/openai/v1/chat/completions",
         "{\"model\":\"gpt-4o-mini-no-usage\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -1466,7 +1472,7 @@ fn an_answer_without_usage_is_not_recorded_as_a_count_of_zero() {
         "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
     );
     assert_eq!(status, 200, "{text}");
-    let rows = a.logged(2);
+    let rows = a.logged(3);
     let outcome = |model: &str| {
         rows.iter()
             .find(|r| r["model"] == model)
@@ -1478,6 +1484,11 @@ fn an_answer_without_usage_is_not_recorded_as_a_count_of_zero() {
         "{rows:?}"
     );
     assert_eq!(outcome("gpt-4o-mini"), Some("complete".into()), "{rows:?}");
+    assert_eq!(
+        outcome("claude-haiku-4-5"),
+        Some("complete".into()),
+        "{rows:?}"
+    );
     let (code, table, stderr) = crate::support::output(a.p.env.till().args(["log"]));
     assert_eq!(code, 0, "{stderr}");
     let line = table.lines().find(|l| l.contains("no-usage")).unwrap();
