@@ -308,6 +308,10 @@ pub struct ProviderOverride {
     /// `OpenAI-Project` on every request); an agent's own are removed.
     pub organization: Option<String>,
     pub project: Option<String>,
+    /// The upstream reads requests as OpenAI's own API does (Azure OpenAI, or another name for
+    /// OpenAI): chat ceilings in `max_completion_tokens`, `metadata` as labels. Default: true
+    /// for `openai`, false for every other provider.
+    pub openai_itself: Option<bool>,
 }
 
 /// `[run]`: defaults of `till run`.

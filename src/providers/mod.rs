@@ -81,6 +81,11 @@ pub struct Provider {
     /// Headers that choose the account the root key acts for (`OpenAI-Organization`,
     /// `OpenAI-Project`), from config; sent on every request in place of the agent's own.
     pub account_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The upstream is OpenAI's own API, or one that reads requests as it does (Azure OpenAI):
+    /// a chat ceiling goes in `max_completion_tokens` (its reasoning models refuse
+    /// `max_tokens`), and `metadata` is its labels for stored completions. Otherwise till
+    /// writes `max_tokens`, which compatible servers read (`[providers.NAME] openai_itself`).
+    pub openai_itself: bool,
 }
 
 struct Builtin {
@@ -215,6 +220,7 @@ impl Builtin {
             verify_path: self.verify_path.to_string(),
             console_url: self.console_url.to_string(),
             account_headers: Vec::new(),
+            openai_itself: self.name == "openai",
         }
     }
 }
@@ -291,6 +297,7 @@ impl Providers {
                 verify_path: "/v1/models".to_string(),
                 console_url: String::new(),
                 account_headers: Vec::new(),
+                openai_itself: false,
             });
             if let Some(url) = &over.base_url {
                 entry.base_url = url.trim_end_matches('/').to_string();
@@ -309,6 +316,9 @@ impl Providers {
             }
             if let Some(p) = &over.verify_path {
                 entry.verify_path = p.clone();
+            }
+            if let Some(itself) = over.openai_itself {
+                entry.openai_itself = itself;
             }
             // Checked by config's loading as ids: visible ASCII, so each makes a header value.
             for (name, id) in [

@@ -648,7 +648,7 @@ pub async fn admit(
         .as_ref()
         .and_then(body_inspect::other_models_field)
         .or_else(|| {
-            (provider.name != "openai")
+            (!provider.openai_itself)
                 .then(|| {
                     inspected
                         .json
@@ -904,7 +904,7 @@ pub async fn admit(
     // (DeepSeek then writes up to its own default, thousands of tokens): a bounded key's
     // ceiling named only there goes into `max_tokens` too, the same number.
     if insert.is_none()
-        && provider.name != "openai"
+        && !provider.openai_itself
         && endpoint.op == route::Op::OpenaiChat
         && (grant.counts_tokens() || grant.max_output_tokens.is_some())
         && inspected.json.as_ref().is_some_and(|json| {
@@ -983,7 +983,7 @@ pub fn rewrite(
         asked.inspected.json = Some(skim);
     }
     if let Some(c) = admission.insert {
-        body_inspect::insert_ceiling(op, provider.name == "openai", &mut map, c);
+        body_inspect::insert_ceiling(op, provider.openai_itself, &mut map, c);
     }
     let body = Bytes::from(serde_json::to_vec(&map).map_err(|e| {
         ProxyError::new(
@@ -1598,7 +1598,7 @@ fn lowered_ceiling(
         .filter(|(k, _)| read.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    body_inspect::insert_ceiling(op, provider.name == "openai", &mut probe, afford);
+    body_inspect::insert_ceiling(op, provider.openai_itself, &mut probe, afford);
     let (after, _) = wire.limits(op, &probe).ok()?;
     (after == Some(afford)).then_some(afford)
 }

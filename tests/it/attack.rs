@@ -715,20 +715,25 @@ fn choices_multiply_the_reservation() {
 fn a_ceiling_named_only_in_max_completion_tokens_reaches_a_compatible_server_as_max_tokens() {
     let p = ProxyEnv::new();
     let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    // Azure OpenAI reads requests as OpenAI does (its reasoning models refuse `max_tokens`).
     p.env.config(&format!(
-        "{config}\n[providers.deepseek]\nbase_url = \"{}/v1\"\n",
-        p.mock.url()
+        "{config}\n[providers.deepseek]\nbase_url = \"{url}/v1\"\n[providers.azure]\nbase_url = \"{url}/v1\"\nopenai_itself = true\n",
+        url = p.mock.url()
     ));
-    let (code, _, stderr) = crate::support::output_with_stdin(
-        p.env.till().args(["add", "deepseek", "--no-verify"]),
-        ROOT_KEY,
-    );
-    assert_eq!(code, 0, "{stderr}");
+    for provider in ["deepseek", "azure"] {
+        let (code, _, stderr) = crate::support::output_with_stdin(
+            p.env.till().args(["add", provider, "--no-verify"]),
+            ROOT_KEY,
+        );
+        assert_eq!(code, 0, "{stderr}");
+    }
     let capped = p.create_key(&[
         "--scope",
         "deepseek",
         "--scope",
         "openai",
+        "--scope",
+        "azure",
         "--max-output-tokens",
         "100",
     ]);
@@ -740,6 +745,7 @@ fn a_ceiling_named_only_in_max_completion_tokens_reaches_a_compatible_server_as_
         (&capped, "/deepseek/chat/completions"),
         (&plain, "/deepseek/chat/completions"),
         (&capped, "/openai/v1/chat/completions"),
+        (&capped, "/azure/chat/completions"),
     ] {
         let auth = format!("Bearer {key}");
         let (status, text) = raw_http(
@@ -757,7 +763,7 @@ fn a_ceiling_named_only_in_max_completion_tokens_reaches_a_compatible_server_as_
         .iter()
         .map(|r| r.json().unwrap())
         .collect();
-    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent.len(), 4, "{sent:?}");
     assert_eq!(
         sent[0]["max_tokens"], 50,
         "the capped key to DeepSeek: {}",
@@ -774,6 +780,33 @@ fn a_ceiling_named_only_in_max_completion_tokens_reaches_a_compatible_server_as_
         "OpenAI reads max_completion_tokens: {}",
         sent[2]
     );
+    assert!(
+        sent[3].get("max_tokens").is_none(),
+        "so does Azure: {}",
+        sent[3]
+    );
+    // A ceiling till writes in goes where the provider reads it.
+    let auth = format!("Bearer {capped}");
+    for (path, field) in [
+        ("/azure/chat/completions", "max_completion_tokens"),
+        ("/deepseek/chat/completions", "max_tokens"),
+    ] {
+        let (status, text) = raw_http(
+            &serve.url,
+            "POST",
+            path,
+            &[("authorization", auth.as_str()), JSON],
+            b"{\"model\":\"deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+        );
+        assert_eq!(status, 200, "{path}: {text}");
+        let last = p.mock.requests().last().unwrap().json().unwrap();
+        assert_eq!(last[field], 100, "{path}: {last}");
+        assert_eq!(
+            last.as_object().unwrap().len(),
+            3,
+            "{path}: only the one ceiling: {last}"
+        );
+    }
 }
 
 #[test]
