@@ -94,7 +94,8 @@ pub enum Command {
     /// is this machine's copy from `till prices update` when there is one, else the one built
     /// into till (generated from LiteLLM's model price table), with `[prices."provider/model"]`
     /// entries of config.toml on top. A model not listed is charged its provider's highest
-    /// prices.
+    /// prices when the table lists the provider; otherwise it has no price (a key with a dollar
+    /// budget may not use it until config.toml gives one).
     #[command(
         args_conflicts_with_subcommands = true,
         after_help = "Examples:\n  till prices\n  till prices claude-sonnet\n  till prices --json openai/\n  till prices update\n  till prices update --from ./model_prices_and_context_window.json\n  till prices reset"

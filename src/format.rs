@@ -20,11 +20,6 @@ pub fn usd_micros(micros: u64) -> String {
     usd(micros as f64 / 1e6)
 }
 
-/// The longest start of `text` of at most `max_bytes` bytes that ends between two characters.
-///
-/// Slicing a `str` at a byte index inside a character panics, and the panic message quotes
-/// the whole string: for text from the command line or a key, that both crashes and prints
-/// what should have been cut off. Every cut of such text to a byte length goes through here.
 /// `text` cut to `n` characters, its last one `…` when anything was cut: for a table column.
 pub fn fit(text: &str, n: usize) -> std::borrow::Cow<'_, str> {
     if text.chars().count() <= n {
@@ -35,6 +30,11 @@ pub fn fit(text: &str, n: usize) -> std::borrow::Cow<'_, str> {
     cut.into()
 }
 
+/// The longest start of `text` of at most `max_bytes` bytes that ends between two characters.
+///
+/// Slicing a `str` at a byte index inside a character panics, and the panic message quotes
+/// the whole string: for text from the command line or a key, that both crashes and prints
+/// what should have been cut off. Every cut of such text to a byte length goes through here.
 pub fn head(text: &str, max_bytes: usize) -> &str {
     if text.len() <= max_bytes {
         return text;

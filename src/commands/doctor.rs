@@ -131,20 +131,22 @@ pub fn run() -> anyhow::Result<ExitCode> {
                             use secrecy::ExposeSecret as _;
                             Some((name, crate::ledger::fingerprint(key.expose_secret())))
                         }
-                        _ => None,
+                        Ok(None) => None,
+                        Err(e) => Some((name, format!("could not be looked for: {e:#}"))),
                     })
                     .collect()
             } else {
                 Vec::new()
             };
-            for (provider, fp) in &unlisted {
-                check(
-                    false,
-                    &format!("{provider} key"),
+            for (provider, found) in &unlisted {
+                let said = if found.starts_with("could not") {
+                    format!("a key in the store that the ledger does not list {found}")
+                } else {
                     format!(
-                        "{fp} is in the store but not in the ledger, so nothing uses it; `till add {provider}` with that key lists it again, `till remove {provider}` deletes it"
-                    ),
-                )?;
+                        "{found} is in the store but not in the ledger, so nothing uses it; `till add {provider}` with that key lists it again, `till remove {provider}` deletes it"
+                    )
+                };
+                check(false, &format!("{provider} key"), said)?;
             }
             if keys.is_empty() && unlisted.is_empty() {
                 check(

@@ -518,6 +518,15 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
             };
             let label = crate::childkey::Binding::short_hex(binding);
             targets.push((binding.clone(), label, None));
+        } else if ledger.find_key(k)?.is_empty()
+            && k.len() >= 6
+            && k.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            return Err(UserError::usage(format!(
+                "no created key has the id `{k}`, and no key with it has made a request"
+            ))
+            .hint("a key narrowed from a created one (a run's, a sub-agent's, one made offline) that has made no request is revoked by its text: till key revoke KEY")
+            .into());
         } else {
             let meta = one_key(&ledger, k)?;
             let label = meta
@@ -556,11 +565,13 @@ fn signed_by_this_till(
         return Ok(());
     };
     let mint = MintKey::from_stored(stored.expose_secret())?;
-    crate::childkey::verify(token, &mint).map_err(|denial| {
-        UserError::usage(format!("`{shown}…`: {denial}; nothing was revoked"))
+    match crate::childkey::verify(token, &mint) {
+        // Signed by this till's mint key, with a caveat a newer till added: a real key.
+        Ok(_) | Err(crate::childkey::Denial::UnknownCaveat { .. }) => Ok(()),
+        Err(denial) => Err(UserError::usage(format!("`{shown}…`: {denial}; nothing was revoked"))
         .hint("revoke the key you gave out by its name or id (`till key list --all`), or by its text as till printed it")
-    })?;
-    Ok(())
+        .into()),
+    }
 }
 
 /// The key from the argument, or from stdin when it is not a terminal.

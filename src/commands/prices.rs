@@ -82,7 +82,7 @@ fn show(ctx: &Ctx, args: &PricesArgs) -> anyhow::Result<ExitCode> {
     ));
     if rows.is_empty() {
         crate::output::note(&format!(
-            "no model matches `{filter}`; a model that is not listed is charged its provider's highest prices"
+            "no model matches `{filter}`; a model that is not listed is charged its provider's highest prices when the table lists the provider, and otherwise has none (add [prices.\"provider/model\"] to config.toml)"
         ));
         return Ok(ExitCode::SUCCESS);
     }

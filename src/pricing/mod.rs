@@ -531,8 +531,8 @@ impl Prices {
     }
 
     /// The price of `provider/model` and where it came from: an exact entry, the entry it is
-    /// a dated snapshot of, or else the provider's highest price; `None` when the provider
-    /// has no prices at all.
+    /// a dated snapshot of, or else the provider's highest price; `None` when the table does
+    /// not list the provider (config.toml's own prices for it are no fallback).
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Priced> {
         let listed = |m: &str| {
             // `provider/model` on the stack: this runs for every priced request.

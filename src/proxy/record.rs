@@ -131,15 +131,14 @@ impl RequestRecord {
     /// Counts the request, settles its reservation, watches for alerts and records it.
     pub fn finish(mut self, state: &State, mut finished: Option<Finished>) {
         self.latency = self.started.elapsed();
-        // A stored object's answer (`GET /v1/responses/ID`, a batch's) repeats the usage of
-        // work done, and recorded, by another request: not counted again. (Realtime and admin
-        // calls, a tuned model's generation among them, run models: theirs counts.)
-        if self.reservation.is_none()
-            && matches!(
-                self.endpoint,
-                Some(EndpointClass::Files | EndpointClass::Models | EndpointClass::Batches)
-            )
-            && let Some(f) = &mut finished
+        // A stored object's answer (`GET /v1/responses/ID`, `GET /v1/chat/completions/ID`, a
+        // batch's) repeats the usage of work done, and recorded, by another request: not
+        // counted again. (Realtime and admin calls, a tuned model's generation among them, run
+        // models: theirs counts.)
+        if matches!(
+            self.endpoint,
+            Some(EndpointClass::Files | EndpointClass::Models | EndpointClass::Batches)
+        ) && let Some(f) = &mut finished
         {
             f.usage = None;
         }

@@ -613,10 +613,14 @@ fn a_narrowed_key_is_revoked_by_the_id_till_log_shows() {
         status(&client_with_key(&serve.url, &one, &["openai", "chat"])),
         200
     );
-    // An id that names nothing is still "no key".
+    // An id that names nothing: a narrowed key that made no request is revoked by its text.
     let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "abcdef012345"]));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("no key named or with id"), "{stderr}");
+    assert!(
+        stderr.contains("no key with it has made a request"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is revoked by its text"), "{stderr}");
 }
 
 /// A ledger deleted under a running proxy would hide from it every revocation made after (a
