@@ -1001,6 +1001,20 @@ fn counted_inline(t: &str) -> bool {
 /// Keys that name content the provider loads by reference, anywhere in an object. Names are
 /// matched as a case-folding parser matches them (`File_Id` is `file_id` to Go's
 /// `encoding/json`); refusing a look-alike of one only refuses more.
+/// The values of `o`'s members named `field` as a case-folding parser reads names.
+fn named<'a>(o: &'a Map<String, Value>, field: &'a str) -> impl Iterator<Item = &'a Value> {
+    o.iter()
+        .filter(move |(k, _)| same_name(k, field))
+        .map(|(_, v)| v)
+}
+
+/// Whether `o` sets `field` in every spelling it has of it (a parser may read any one of
+/// them): one that is null, or missing, leaves what it holds to the provider's storage.
+fn all_set(o: &Map<String, Value>, field: &str) -> bool {
+    let mut values = named(o, field).peekable();
+    values.peek().is_some() && values.all(|v| !v.is_null())
+}
+
 fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
     const KEYS: &[&str] = &[
         "file_id",
@@ -1040,8 +1054,8 @@ fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
         }
         if same_name(k, "type")
             && child.as_str() == Some("reasoning")
-            && o.contains_key("id")
-            && o.get("encrypted_content").is_none_or(Value::is_null)
+            && named(o, "id").next().is_some()
+            && !all_set(o, "encrypted_content")
         {
             return Some("a stored `reasoning` item".into());
         }
@@ -1054,8 +1068,8 @@ fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
                 Some("file_search_call") => Some(("file_search_call", "results")),
                 _ => None,
             }
-            && o.contains_key("id")
-            && o.get(made).is_none_or(Value::is_null)
+            && named(o, "id").next().is_some()
+            && !all_set(o, made)
         {
             return Some(format!("a stored `{kind}` (read by its id)"));
         }
@@ -1099,7 +1113,11 @@ fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
             ));
         }
         // An earlier audio answer named by its id (chat's `audio: {"id": …}`).
-        if same_name(k, "audio") && child.get("id").is_some_and(|id| !id.is_null()) {
+        if same_name(k, "audio")
+            && child
+                .as_object()
+                .is_some_and(|audio| named(audio, "id").any(|id| !id.is_null()))
+        {
             return Some("a stored `audio` answer".into());
         }
         let inner = match place {

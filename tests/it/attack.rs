@@ -364,6 +364,28 @@ fn calls_that_run_or_bill_more_than_they_name_are_refused_to_a_narrow_key() {
             "/openai/v1/responses",
             r#"{"model":"gpt-4o-mini","input":[{"type":"file_search_call","id":"fs_1","status":"completed","queries":["q"]}]}"#.into(),
         ),
+        // The same in another letter case, as a case-folding parser reads it; and content
+        // given in one spelling and null in another (which one a parser keeps is its own).
+        (
+            "POST",
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":[{"type":"reasoning","ID":"rs_1","summary":[]}]}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":[{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"x","Encrypted_Content":null}]}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":[{"type":"image_generation_call","Id":"ig_1","result":"AAAA","Result":null}]}"#.into(),
+        ),
+        (
+            "POST",
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"assistant","audio":{"ID":"audio_1"}}]}"#.into(),
+        ),
         // Methods are case-sensitive: `post` is not POST, whatever an upstream makes of it.
         ("post", "/openai/v1/chat/completions", chat("gpt-4o-mini")),
         ("Post", "/openai/v1/chat/completions", chat("gpt-4o-mini")),
