@@ -841,7 +841,15 @@ pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolM
         _ => return Ok(out),
     };
     for tool in tools.iter().filter_map(Value::as_object) {
-        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
+        // Its `type` as a case-folding parser reads it (a `Type` a server reads as `type`);
+        // of two spellings, the one that is not a function's (whose `parameters` is a schema).
+        let kinds: Vec<&str> = named(tool, "type").filter_map(Value::as_str).collect();
+        let kind = kinds
+            .iter()
+            .copied()
+            .find(|k| *k != "function")
+            .or(kinds.first().copied())
+            .unwrap_or("");
         let params = (kind != "function")
             .then(|| tool.get("parameters").and_then(Value::as_object))
             .flatten();

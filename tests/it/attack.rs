@@ -3346,6 +3346,7 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         tool("{\"type\":\"openrouter:advisor\"}"),
         tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"gpt-4o-mini\",\"o1-pro\"]}}"),
         tool("{\"type\":\"openrouter:fusion\"}"),
+        tool("{\"Type\":\"openrouter:fusion\"}"),
         tool("{\"type\":\"OpenRouter:Image_Generation\"}"),
         tool("{\"type\":\"openrouter:subagent\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"fallback\":{\"judge_model\":\"o1-pro\"}}}"),
         tool("{\"type\":\"openrouter:fusion\",\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"o1-pro\"]}"),
