@@ -496,32 +496,45 @@ pub fn other_models_field(map: &Map<String, Value>) -> Option<&'static str> {
         .map(|i| OTHER_MODELS[i])
 }
 
+/// `name` as a lenient server compares names: its ASCII letters and digits, lower-cased.
+fn folded(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether `name` is `target` (lower-case letters and digits) as [`folded`] reads it, without
+/// making the folded copy: this runs on each member of every request's body.
+fn loosely(name: &str, target: &str) -> bool {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .eq(target.chars())
+}
+
 /// Members of a compatible gateway's `metadata` that choose where the request goes: LiteLLM's
 /// tag routing reads `metadata.tags`, its router `metadata.model_group`. (OpenAI's own
 /// `metadata` is labels for stored completions: read only for other providers.) Names are
 /// compared as a lenient gateway may read them (any letter case, without spaces, `-` or `_`),
 /// and a `metadata` sent as a JSON string (which LiteLLM decodes) is read for them too.
 pub fn gateway_metadata(map: &Map<String, Value>) -> Option<&'static str> {
-    fn folded(name: &str) -> String {
-        name.chars()
-            .filter(char::is_ascii_alphanumeric)
-            .map(|c| c.to_ascii_lowercase())
-            .collect()
-    }
     const ROUTING: [(&str, &str); 2] = [
         ("tags", "metadata.tags"),
         ("modelgroup", "metadata.model_group"),
     ];
     map.iter()
-        .filter(|(name, _)| folded(name) == "metadata")
+        .filter(|(name, _)| loosely(name, "metadata"))
         .find_map(|(_, metadata)| match metadata {
             Value::Object(members) => {
                 members
                     .iter()
                     .filter(|(_, v)| !is_empty_value(v))
                     .find_map(|(name, _)| {
-                        let name = folded(name);
-                        ROUTING.iter().find(|(r, _)| *r == name).map(|(_, f)| *f)
+                        ROUTING
+                            .iter()
+                            .find(|(r, _)| loosely(name, r))
+                            .map(|(_, f)| *f)
                     })
             }
             Value::String(text) => {
@@ -902,11 +915,7 @@ fn runs_a_model_of_its_choosing(api: ApiFamily, kind: &str) -> bool {
 /// schema is never read here: its `model` would be a property's schema, an object.
 fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'a>>) {
     for (name, value) in settings {
-        let folded: String = name
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
+        let folded = folded(name);
         let one = ["model", "modelid", "modelname"]
             .iter()
             .any(|end| folded.ends_with(end));
