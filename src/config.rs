@@ -524,6 +524,18 @@ impl Config {
                     .into());
                 }
             }
+            let api = over
+                .api
+                .or_else(|| crate::providers::builtin(name).map(|b| b.api))
+                .unwrap_or(crate::providers::ApiFamily::Openai);
+            if over.openai_itself.is_some() && api != crate::providers::ApiFamily::Openai {
+                return Err(UserError::usage(format!(
+                    "{}: [providers.{name}] openai_itself is for a provider that speaks OpenAI's API; this one speaks another",
+                    path.display()
+                ))
+                .hint("remove openai_itself from this table")
+                .into());
+            }
             if let Some(verify) = &over.verify_path
                 && (!verify.starts_with('/') || verify.starts_with("//"))
             {

@@ -117,18 +117,14 @@ impl Ctx {
         Ok(crate::secrets::open(&opts)?)
     }
 
-    /// Opens the ledger in the data directory, first settling the budget reservations of any
-    /// till proxy that died with requests open.
-    ///
-    /// Every command does this, not only a starting proxy: `till key show`, `till log` and
-    /// `till usage` then report a crashed proxy's requests and budgets at once, and a budget is
-    /// not held hostage until the next proxy starts. When nothing is open it costs one read.
     /// The ledger for a command that only reads it. When there is none yet (a new or a
     /// mistyped `TILL_HOME`), an empty one in memory: reading makes no directory and no file,
     /// and a note says where till looked.
     pub fn ledger_to_read(&self) -> anyhow::Result<Ledger> {
         let path = self.paths.ledger_file();
-        if !path.exists() {
+        // Only a ledger that is certainly not there (a directory that cannot be read is an
+        // error `ledger` reports).
+        if matches!(path.try_exists(), Ok(false)) {
             crate::output::note(&format!(
                 "till: no ledger at {} yet: nothing has been recorded there",
                 path.display()
@@ -138,6 +134,12 @@ impl Ctx {
         self.ledger()
     }
 
+    /// Opens the ledger in the data directory, first settling the budget reservations of any
+    /// till proxy that died with requests open.
+    ///
+    /// Every command does this, not only a starting proxy: `till key show`, `till log` and
+    /// `till usage` then report a crashed proxy's requests and budgets at once, and a budget is
+    /// not held hostage until the next proxy starts. When nothing is open it costs one read.
     pub fn ledger(&self) -> anyhow::Result<Ledger> {
         self.paths.ensure_data_dir()?;
         let mut ledger = Ledger::open(&self.paths.ledger_file())?;

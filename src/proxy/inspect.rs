@@ -458,21 +458,24 @@ pub const RESENDS: &[&str] = &[
 pub fn plugin_running_models(map: &Map<String, Value>) -> Option<String> {
     let plugins = match map.get("plugins")? {
         Value::Array(items) => items.as_slice(),
-        Value::Null => return None,
+        empty if is_empty_value(empty) => return None,
         other => std::slice::from_ref(other),
     };
-    plugins.iter().find_map(|plugin| {
-        let id = plugin.get("id").and_then(Value::as_str).unwrap_or("");
-        let runs_none = match id {
-            "web" | "response-healing" => true,
-            "file-parser" => plugin
-                .pointer("/pdf/engine")
-                .and_then(Value::as_str)
-                .is_some_and(|engine| engine == "pdf-text"),
-            _ => false,
-        };
-        (!runs_none).then(|| format!("the `{}` plugin", crate::output::printable(id)))
-    })
+    plugins
+        .iter()
+        .filter(|p| !is_empty_value(p))
+        .find_map(|plugin| {
+            let id = plugin.get("id").and_then(Value::as_str).unwrap_or("");
+            let runs_none = match id {
+                "web" | "response-healing" => true,
+                "file-parser" => plugin
+                    .pointer("/pdf/engine")
+                    .and_then(Value::as_str)
+                    .is_some_and(|engine| engine == "pdf-text"),
+                _ => false,
+            };
+            (!runs_none).then(|| format!("the `{}` plugin", crate::output::printable(id)))
+        })
 }
 
 /// Whether a field's value asks for nothing: null, or an empty list, object or string (an
@@ -519,31 +522,28 @@ fn loosely(name: &str, target: &str) -> bool {
 /// compared as a lenient gateway may read them (any letter case, without spaces, `-` or `_`),
 /// and a `metadata` sent as a JSON string (which LiteLLM decodes) is read for them too.
 pub fn gateway_metadata(map: &Map<String, Value>) -> Option<&'static str> {
-    const ROUTING: [(&str, &str); 2] = [
-        ("tags", "metadata.tags"),
-        ("modelgroup", "metadata.model_group"),
-    ];
+    fn routing(members: &Map<String, Value>) -> Option<&'static str> {
+        const ROUTING: [(&str, &str); 2] = [
+            ("tags", "metadata.tags"),
+            ("modelgroup", "metadata.model_group"),
+        ];
+        members
+            .iter()
+            .filter(|(_, v)| !is_empty_value(v))
+            .find_map(|(name, _)| {
+                ROUTING
+                    .iter()
+                    .find(|(r, _)| loosely(name, r))
+                    .map(|(_, f)| *f)
+            })
+    }
     map.iter()
         .filter(|(name, _)| loosely(name, "metadata"))
         .find_map(|(_, metadata)| match metadata {
-            Value::Object(members) => {
-                members
-                    .iter()
-                    .filter(|(_, v)| !is_empty_value(v))
-                    .find_map(|(name, _)| {
-                        ROUTING
-                            .iter()
-                            .find(|(r, _)| loosely(name, r))
-                            .map(|(_, f)| *f)
-                    })
-            }
-            Value::String(text) => {
-                let text = folded(text);
-                ROUTING
-                    .iter()
-                    .find(|(r, _)| text.contains(r))
-                    .map(|(_, f)| *f)
-            }
+            Value::Object(members) => routing(members),
+            Value::String(text) => serde_json::from_str::<Map<String, Value>>(text)
+                .ok()
+                .and_then(|members| routing(&members)),
             _ => None,
         })
 }
@@ -866,17 +866,35 @@ pub fn tool_models(api: ApiFamily, map: &Map<String, Value>) -> Result<Vec<ToolM
         let params = (kind != "function")
             .then(|| tool.get("parameters").and_then(Value::as_object))
             .flatten();
+        let openrouter = kind
+            .get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("openrouter:"));
         let mut named = false;
         for place in std::iter::once(tool).chain(params) {
             if let Some(m) = named_in(place, "a tool")? {
                 out.push(ToolModel::Named(m));
-                named = true;
+                // OpenRouter reads a server tool's model from its `parameters` only.
+                named |= !openrouter || !std::ptr::eq(place, tool);
             }
         }
-        // Anywhere else in a server tool: OpenRouter's advisor profiles (`advisors[].model`),
-        // its fusion panel (`analysis_models`), any `…_model`.
-        if kind != "function" {
+        // Anywhere else in a server tool (one of the provider's, with a `type` that is not a
+        // function's or a custom tool's: their schemas and examples are the client's): its
+        // advisor profiles (`advisors[].model`), its fusion panel (`analysis_models`), any
+        // `…_model`.
+        let server_tool = !matches!(kind, "" | "function" | "custom");
+        if server_tool {
             models_within(tool, &mut out);
+        }
+        // OpenRouter's fusion runs a default panel of models unless `analysis_models` names
+        // them; its `model` is only the judge.
+        if openrouter
+            && kind.eq_ignore_ascii_case("openrouter:fusion")
+            && !params.is_some_and(|p| {
+                p.iter()
+                    .any(|(k, v)| loosely(k, "analysismodels") && !is_empty_value(v))
+            })
+        {
+            named = false;
         }
         if !named && runs_a_model_of_its_choosing(api, kind) {
             out.push(ToolModel::Unnamed(format!(
@@ -927,7 +945,7 @@ fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'
             Value::Array(items) => {
                 for item in items {
                     match item {
-                        Value::String(m) if many => out.push(ToolModel::Named(m)),
+                        Value::String(m) if one || many => out.push(ToolModel::Named(m)),
                         Value::Object(o) => models_within(o, out),
                         _ => {}
                     }
@@ -1015,9 +1033,6 @@ fn counted_inline(t: &str) -> bool {
         || t == "application/json"
 }
 
-/// Keys that name content the provider loads by reference, anywhere in an object. Names are
-/// matched as a case-folding parser matches them (`File_Id` is `file_id` to Go's
-/// `encoding/json`); refusing a look-alike of one only refuses more.
 /// The values of `o`'s members named `field` as a case-folding parser reads names.
 fn named<'a>(o: &'a Map<String, Value>, field: &'a str) -> impl Iterator<Item = &'a Value> {
     o.iter()
@@ -1032,6 +1047,9 @@ fn all_set(o: &Map<String, Value>, field: &str) -> bool {
     values.peek().is_some() && values.all(|v| !v.is_null())
 }
 
+/// Keys that name content the provider loads by reference, anywhere in an object. Names are
+/// matched as a case-folding parser matches them (`File_Id` is `file_id` to Go's
+/// `encoding/json`); refusing a look-alike of one only refuses more.
 fn find_reference_in(o: &Map<String, Value>, place: Place) -> Option<String> {
     const KEYS: &[&str] = &[
         "file_id",

@@ -187,6 +187,8 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         })?;
     let (query, model) = upgrade_query(&route, req.uri().query())?;
     ctx.record.endpoint = Some(route.endpoint.class);
+    // Each response of a Responses or Realtime socket reports its usage.
+    ctx.record.usage_expected = true;
     ctx.record.model = model.clone();
     let grant = verified
         .check(

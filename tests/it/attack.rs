@@ -3350,6 +3350,11 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         tool("{\"type\":\"OpenRouter:Image_Generation\"}"),
         tool("{\"type\":\"openrouter:subagent\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"fallback\":{\"judge_model\":\"o1-pro\"}}}"),
         tool("{\"type\":\"openrouter:fusion\",\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"o1-pro\"]}"),
+        // Only the judge named: the default panel runs.
+        tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\"}}"),
+        // A `model` beside `parameters`, which OpenRouter does not read: the advisor still picks.
+        tool("{\"type\":\"openrouter:advisor\",\"model\":\"gpt-4o-mini\"}"),
+        tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"judge_model\":[\"o1-pro\"]}}"),
         tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysisModels\":[\"o1-pro\"]}}"),
         tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":\"o1-pro\"}}"),
         tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model_id\":\"o1-pro\"}]}}"),
@@ -3371,6 +3376,8 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
             "\"plugins\":[{\"id\":\"web\"},{\"id\":\"response-healing\"},{\"id\":\"file-parser\",\"pdf\":{\"engine\":\"pdf-text\"}}],",
         ),
         chat("\"plugins\":[],\"lora\":[],\"tags\":[],"),
+        chat("\"plugins\":{},"),
+        chat("\"plugins\":[{}],"),
         tool(
             "{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":\"gpt-4o-mini-2024-07-18\"}]}}",
         ),
@@ -3381,7 +3388,7 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         let (status, text) = a.post("/openai/v1/chat/completions", &body);
         assert_eq!(status, 200, "{body} → {text}");
     }
-    assert_eq!(a.upstream_bodies().len(), 5);
+    assert_eq!(a.upstream_bodies().len(), 7);
     // A key for every model without a budget may leave the choice to the router.
     let every = Attack::new("", &["--scope", "openai"]);
     for body in [
@@ -3443,6 +3450,16 @@ fn compatible_servers_fields_that_run_other_models_or_resend_are_held_back() {
         assert!(status == 403 || status == 400, "{metadata} → {text}");
     }
     a.assert_upstream_saw_nothing("fields that run other models");
+    // A metadata string that only mentions tags, or names none, goes; so do the client's own
+    // tools whose schemas and examples hold a `model` (Anthropic's, Gemini's).
+    for body in [
+        "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"metadata\":\"hashtags\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"metadata\":\"{\\\"tags\\\":[]}\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":10,\"tools\":[{\"name\":\"delegate\",\"input_schema\":{\"type\":\"object\",\"properties\":{\"model\":{\"type\":\"string\"}},\"default\":{\"model\":\"opus\"}},\"input_examples\":[{\"model\":\"opus\"}]}],\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+    ] {
+        let (status, text) = a.post("/anthropic/v1/messages", body);
+        assert_eq!(status, 200, "{body} → {text}");
+    }
     // Anthropic's own `metadata.user_id` (Claude Code sends it) goes.
     let (status, text) = a.post(
         "/anthropic/v1/messages",

@@ -186,6 +186,23 @@ fn list_on_empty_home_is_empty_json() {
     assert_eq!(stdout.trim(), "[]");
 }
 
+/// `openai_itself` says how an OpenAI-compatible upstream reads requests: on a provider that
+/// speaks another API it would only switch a check off, so config refuses it there.
+#[test]
+fn openai_itself_is_for_providers_of_openais_api() {
+    let env = TestEnv::new();
+    env.config("[providers.anthropic]\nopenai_itself = true\n");
+    let (code, _, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("[providers.anthropic] openai_itself"),
+        "{stderr}"
+    );
+    env.config("[providers.azure]\nbase_url = \"https://example.openai.azure.com/openai/v1\"\nopenai_itself = true\n");
+    let (code, _, stderr) = output(env.till().args(["list"]));
+    assert_eq!(code, 0, "{stderr}");
+}
+
 /// Commands that only read made the data directory and an empty ledger wherever `TILL_HOME`
 /// pointed, a mistyped one too, and then showed nothing as if all were well. They now read an
 /// empty ledger in memory, say where they looked, and leave no file behind.
