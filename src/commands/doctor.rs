@@ -121,7 +121,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
             )?;
             // A key in the store that the ledger does not list (the ledger was lost or
             // replaced) is not used; the same key given to `till add` lists it again.
-            let unlisted: Vec<(&str, String)> = if ledger.is_ok() {
+            // For each provider the ledger does not list: the fingerprint of a key the store
+            // holds for it anyway, or why the store could not be asked.
+            let unlisted: Vec<(&str, Result<String, String>)> = if ledger.is_ok() {
                 ctx.providers
                     .names()
                     .into_iter()
@@ -129,22 +131,23 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     .filter_map(|name| match store.get(&root_secret_name(name)) {
                         Ok(Some(key)) => {
                             use secrecy::ExposeSecret as _;
-                            Some((name, crate::ledger::fingerprint(key.expose_secret())))
+                            Some((name, Ok(crate::ledger::fingerprint(key.expose_secret()))))
                         }
                         Ok(None) => None,
-                        Err(e) => Some((name, format!("could not be looked for: {e:#}"))),
+                        Err(e) => Some((name, Err(format!("{e:#}")))),
                     })
                     .collect()
             } else {
                 Vec::new()
             };
             for (provider, found) in &unlisted {
-                let said = if found.starts_with("could not") {
-                    format!("a key in the store that the ledger does not list {found}")
-                } else {
-                    format!(
-                        "{found} is in the store but not in the ledger, so nothing uses it; `till add {provider}` with that key lists it again, `till remove {provider}` deletes it"
-                    )
+                let said = match found {
+                    Ok(fp) => format!(
+                        "{fp} is in the store but not in the ledger, so nothing uses it; `till add {provider}` with that key lists it again, `till remove {provider}` deletes it"
+                    ),
+                    Err(e) => format!(
+                        "a key in the store that the ledger does not list could not be looked for: {e}"
+                    ),
                 };
                 check(false, &format!("{provider} key"), said)?;
             }

@@ -504,29 +504,10 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
                 lineage,
             ));
         } else if ledger.find_key(k)?.is_empty()
-            && let seen = ledger.requesting_bindings(k)?
-            && !seen.is_empty()
+            && let Some(binding) = narrowed_key(&ledger, k)?
         {
-            // A narrowed key (a run's, a sub-agent's) by the id `till log` shows.
-            let [binding] = seen.as_slice() else {
-                return Err(UserError::usage(format!(
-                    "`{}` is the start of the ids of several keys that made requests",
-                    crate::output::printable(k)
-                ))
-                .hint("give more characters of the id")
-                .into());
-            };
-            let label = crate::childkey::Binding::short_hex(binding);
-            targets.push((binding.clone(), label, None));
-        } else if ledger.find_key(k)?.is_empty()
-            && k.len() >= 6
-            && k.chars().all(|c| c.is_ascii_hexdigit())
-        {
-            return Err(UserError::usage(format!(
-                "no created key has the id `{k}`, and no key with it has made a request"
-            ))
-            .hint("a key narrowed from a created one (a run's, a sub-agent's, one made offline) that has made no request is revoked by its text: till key revoke KEY")
-            .into());
+            let label = crate::childkey::Binding::short_hex(&binding);
+            targets.push((binding, label, None));
         } else {
             let meta = one_key(&ledger, k)?;
             let label = meta
@@ -544,6 +525,28 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A key narrowed from a created one (a run's, a sub-agent's, one made offline), by the id
+/// `till log` shows: no table but the requests lists it. `None` when `k` is not an id (a name
+/// or a mistyped id: `one_key` says so); an error for an id that names none, or several.
+fn narrowed_key(ledger: &Ledger, k: &str) -> anyhow::Result<Option<String>> {
+    if k.len() < 6 || !k.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    match ledger.requesting_bindings(k)?.as_slice() {
+        [binding] => Ok(Some(binding.clone())),
+        [] => Err(UserError::usage(format!(
+            "no created key has the id `{k}`, and no key with it has made a request"
+        ))
+        .hint("a key narrowed from a created one (a run's, a sub-agent's, one made offline) that has made no request is revoked by its text: till key revoke KEY")
+        .into()),
+        _ => Err(UserError::usage(format!(
+            "`{k}` is the start of the ids of several keys that made requests"
+        ))
+        .hint("give more characters of the id")
+        .into()),
+    }
 }
 
 /// Refuses a key text whose HMAC chain does not check against the mint key it names (an

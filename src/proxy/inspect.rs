@@ -492,11 +492,7 @@ pub fn is_empty_value(v: &Value) -> bool {
 
 /// The first of [`OTHER_MODELS`] the body sets to something (an empty value asks for nothing).
 pub fn other_models_field(map: &Map<String, Value>) -> Option<&'static str> {
-    map.iter()
-        .filter(|(_, v)| !is_empty_value(v))
-        .filter_map(|(k, _)| OTHER_MODELS.iter().position(|f| f == k))
-        .min()
-        .map(|i| OTHER_MODELS[i])
+    first_where(OTHER_MODELS, map, |v| !is_empty_value(v))
 }
 
 /// `name` as a lenient server compares names: its ASCII letters and digits, lower-cased.
@@ -553,13 +549,22 @@ pub fn first_set(
     fields: &'static [&'static str],
     map: &Map<String, Value>,
 ) -> Option<&'static str> {
+    first_where(fields, map, |v| !v.is_null())
+}
+
+/// The first of `fields` (in the list's order) whose value in the body is `given`.
+fn first_where(
+    fields: &'static [&'static str],
+    map: &Map<String, Value>,
+    given: fn(&Value) -> bool,
+) -> Option<&'static str> {
     if map.len() < fields.len() {
         // A body has a few members and the lists dozens: each member is compared with the
         // list (a comparison of lengths, mostly), not each name looked up in the map (a
         // string comparison at every step of the tree's search).
         return map
             .iter()
-            .filter(|(_, v)| !v.is_null())
+            .filter(|(_, v)| given(v))
             .filter_map(|(k, _)| fields.iter().position(|f| f == k))
             .min()
             .map(|i| fields[i]);
@@ -567,7 +572,7 @@ pub fn first_set(
     fields
         .iter()
         .copied()
-        .find(|f| map.get(*f).is_some_and(|v| !v.is_null()))
+        .find(|f| map.get(*f).is_some_and(given))
 }
 
 /// The first of [`LIMITS_ANYWHERE`] that the body sets (not null) and `op`, an operation that
