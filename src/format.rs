@@ -20,14 +20,42 @@ pub fn usd_micros(micros: u64) -> String {
     usd(micros as f64 / 1e6)
 }
 
-/// `text` cut to `n` characters, its last one `…` when anything was cut: for a table column.
+/// How many terminal columns `text` takes: two for a wide (East Asian) character, none for a
+/// combining one, one for the rest.
+pub fn width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
+}
+
+/// `text` cut to `n` terminal columns, its last one `…` when anything was cut: for a table
+/// column. A wide character that would straddle the edge is left out.
 pub fn fit(text: &str, n: usize) -> std::borrow::Cow<'_, str> {
-    if text.chars().count() <= n {
+    if width(text) <= n {
         return text.into();
     }
-    let mut cut: String = text.chars().take(n.saturating_sub(1)).collect();
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > n.saturating_sub(1) {
+            break;
+        }
+        used += w;
+        cut.push(c);
+    }
     cut.push('…');
     cut.into()
+}
+
+/// `text` [`fit`] to `n` columns and padded with spaces to them: a left-aligned table cell
+/// whose right edge is the same for wide characters as for narrow ones (`format!`'s `{:<n}`
+/// pads by characters, and a wide one takes two columns).
+pub fn cell(text: &str, n: usize) -> String {
+    let fitted = fit(text, n);
+    let pad = n.saturating_sub(width(&fitted));
+    let mut out = String::with_capacity(fitted.len() + pad);
+    out.push_str(&fitted);
+    out.extend(std::iter::repeat_n(' ', pad));
+    out
 }
 
 /// The longest start of `text` of at most `max_bytes` bytes that ends between two characters.
@@ -63,6 +91,25 @@ mod tests {
             let cut = head(text, max);
             assert!(cut.len() <= max && text.starts_with(cut), "{max}");
         }
+    }
+
+    #[test]
+    fn cells_are_as_wide_on_screen_whatever_their_characters() {
+        for (text, n) in [
+            ("gpt-4o", 10),
+            ("\u{5343}\u{554f}-\u{6a21}\u{578b}-\u{5927}", 10),
+            ("\u{5343}\u{554f}\u{5343}\u{554f}\u{5343}\u{554f}", 6),
+            ("e\u{301}cole-tr\u{e8}s-longue-cl\u{e9}", 8),
+            ("", 3),
+        ] {
+            let c = cell(text, n);
+            assert_eq!(width(&c), n, "{text:?} in {n} columns: {c:?}");
+            assert!(c.trim_end().ends_with('…') || c.starts_with(text), "{c:?}");
+        }
+        // A wide character that would straddle the edge is left out, and the cut says so.
+        assert_eq!(cell("\u{5343}\u{554f}\u{5343}", 4), "\u{5343}\u{2026} ");
+        assert_eq!(fit("abcdef", 4), "abc\u{2026}");
+        assert_eq!(fit("abcd", 4), "abcd");
     }
 
     #[test]

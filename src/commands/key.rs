@@ -394,15 +394,27 @@ fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
         });
         return Ok(ExitCode::SUCCESS);
     }
+    // The name column is 16 wide, wider for a longer name up to 40, and a name longer than
+    // that is cut (`till key show` and `--json` have it whole).
+    let names: Vec<_> = keys
+        .iter()
+        .map(|k| crate::output::printable(k.name.as_deref().unwrap_or("-")))
+        .collect();
+    let width = names
+        .iter()
+        .map(|n| crate::format::width(n))
+        .max()
+        .unwrap_or(0)
+        .clamp(16, 40);
     let mut out = format!(
-        "{:<12}  {:<16}  {:<8}  {:<20}  {:<18}  {}\n",
+        "{:<12}  {:<width$}  {:<8}  {:<20}  {:<18}  {}\n",
         "ID", "NAME", "STATUS", "EXPIRES", "SPEND", "SCOPE"
     );
-    for k in &keys {
+    for (k, name) in keys.iter().zip(&names) {
         out.push_str(&format!(
-            "{:<12}  {:<16}  {:<8}  {:<20}  {:<18}  {}\n",
+            "{:<12}  {}  {:<8}  {:<20}  {:<18}  {}\n",
             k.id,
-            k.name.as_deref().unwrap_or("-"),
+            crate::format::cell(name, width),
             k.status,
             k.expires_at,
             spend(k),

@@ -112,10 +112,10 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
             (None, Some(o)) => printable(o).into_owned(),
         };
         let line = format!(
-            "{:<20}  {:<14}  {:<30}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8.1}  {}",
+            "{:<20}  {}  {}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8.1}  {}",
             rfc3339(r.at),
-            crate::format::fit(&key, 14),
-            crate::format::fit(&model, 30),
+            crate::format::cell(&key, 14),
+            crate::format::cell(&model, 30),
             r.status,
             r.input_tokens,
             r.output_tokens,

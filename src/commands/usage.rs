@@ -47,7 +47,7 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         .collect();
     let width = groups
         .iter()
-        .map(|g| g.chars().count())
+        .map(|g| crate::format::width(g))
         .max()
         .unwrap_or(0)
         .clamp(32, 64);
@@ -72,8 +72,8 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
             String::new()
         };
         out.push_str(&format!(
-            "{:<width$}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}{bar}\n",
-            crate::format::fit(group, width),
+            "{}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}{bar}\n",
+            crate::format::cell(group, width),
             r.requests,
             r.denied,
             r.input_tokens,
@@ -137,5 +137,33 @@ mod tests {
             assert_eq!(field.trim(), n, "{text}");
         }
         assert!(table(&rows[..1], false).starts_with(&format!("{:<32}  REQUESTS", "GROUP")));
+    }
+
+    /// A model name of wide (East Asian) characters takes two columns a character, and
+    /// pushed the numbers after it out of line.
+    #[test]
+    fn wide_characters_keep_the_numbers_in_their_columns() {
+        let rows = [
+            row("qwen/\u{5343}\u{554f}-\u{6a21}\u{578b}", 1),
+            row(&"\u{6a21}".repeat(40), 22),
+            row("gpt-4o", 333),
+        ];
+        let text = table(&rows, false);
+        // Each line's REQUESTS field ends at the same screen column.
+        let request_ends: Vec<usize> = text
+            .lines()
+            .map(|line| {
+                let group_end = line.find("  ").unwrap();
+                let (group, rest) = line.split_at(group_end);
+                let after = rest.trim_start();
+                let field = after.split_whitespace().next().unwrap();
+                crate::format::width(group) + (rest.len() - after.len()) + field.len()
+            })
+            .collect();
+        assert!(
+            request_ends.windows(2).all(|w| w[0] == w[1]),
+            "{text}\n{request_ends:?}"
+        );
+        assert!(text.lines().nth(2).unwrap().contains('\u{2026}'), "{text}");
     }
 }
