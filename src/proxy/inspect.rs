@@ -935,8 +935,18 @@ fn runs_a_model_of_its_choosing(api: ApiFamily, kind: &str) -> bool {
 /// `models` or `model_ids`, compared as a lenient server reads names (any letter case,
 /// without `_` or `-`: `analysisModels`, `judge-model`). OpenRouter's advisor profiles
 /// (`advisors[].model`) and fusion panel (`analysis_models`) are such names. A function's
-/// schema is never read here: its `model` would be a property's schema, an object.
+/// schema is never read here: its `model` would be a property's schema, an object. Under
+/// such a name, a value that is not a name (a number, `true`, an object under a `…model`) is
+/// a model the tool does not name.
 fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'a>>) {
+    // A model given by something other than its name (a number, a flag, an object under a
+    // `…model` name) is one till cannot compare with the scope: the provider's choice.
+    let unnamed = |name: &str| {
+        ToolModel::Unnamed(format!(
+            "a tool's `{}` that is not a model's name",
+            crate::output::printable(name)
+        ))
+    };
     for (name, value) in settings {
         let folded = folded(name);
         let one = ["model", "modelid", "modelname"]
@@ -952,11 +962,16 @@ fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'
                     match item {
                         Value::String(m) if one || many => out.push(ToolModel::Named(m)),
                         Value::Object(o) => models_within(o, out),
+                        Value::Null => {}
+                        _ if one || many => out.push(unnamed(name)),
                         _ => {}
                     }
                 }
             }
+            Value::Object(_) if one => out.push(unnamed(name)),
             Value::Object(o) => models_within(o, out),
+            Value::Null => {}
+            _ if one || many => out.push(unnamed(name)),
             _ => {}
         }
     }

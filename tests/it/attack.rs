@@ -3358,6 +3358,10 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysisModels\":[\"o1-pro\"]}}"),
         tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":\"o1-pro\"}}"),
         tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model_id\":\"o1-pro\"}]}}"),
+        // A model given by something that is not its name: not compared, so the provider's.
+        tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":7}]}}"),
+        tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":{\"id\":\"o1-pro\"}}]}}"),
+        tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"gpt-4o-mini\",true]}}"),
         chat("\"plugins\":[{\"id\":\"fusion\"}],"),
         chat("\"plugins\":[{\"id\":\"web\"},{\"id\":\"file-parser\",\"pdf\":{\"engine\":\"mistral-ocr\"}}],"),
         chat("\"plugins\":[{\"id\":\"something-new\"}],"),
