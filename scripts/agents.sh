@@ -8,10 +8,10 @@
 #
 # Needs cargo, node/npm (Node 20+), python3 with venv, tmux (for the interactive Claude Code
 # check), and the npm and PyPI registries; no provider API is contacted. It installs Claude
-# Code, Codex CLI and Gemini CLI with `npm install --prefix`, aider and LangChain (OpenAI and
-# Anthropic) into a venv, builds till and till-mock, starts the mock with a recognisable root
-# key, stores that key for openai, anthropic and gemini in a throwaway TILL_HOME (file store),
-# and runs each agent non-interactively. For each run it checks that
+# Code, Codex CLI and Gemini CLI with `npm install --prefix`, aider, LangChain (OpenAI and
+# Anthropic) into a venv and llm (with llm-anthropic) into another, builds till and till-mock, starts the
+# mock with a recognisable root key, stores that key for openai, anthropic and gemini in a
+# throwaway TILL_HOME (file store), and runs each agent non-interactively. For each run it checks that
 #   - the agent printed the mock's answer and exited 0,
 #   - the ledger's token counts equal the usage the mock reported (GET /_mock/usage),
 #   - the mock saw the root key on every request and no till_ key anywhere,
@@ -85,10 +85,18 @@ if [ ! -x "$prefix/venv/bin/aider" ]; then
       aider-chat langchain-openai langchain-anthropic >&2 ||
     { echo "agents.sh: pip install failed" >&2; exit 1; }
 fi
+# llm in a venv of its own: aider pins the SDKs, and llm-anthropic needs newer ones.
+if [ ! -x "$prefix/llm/bin/llm" ]; then
+  python3 -m venv "$prefix/llm" &&
+    timeout 900 "$prefix/llm/bin/pip" install --quiet --disable-pip-version-check \
+      llm llm-anthropic >&2 ||
+    { echo "agents.sh: pip install failed" >&2; exit 1; }
+fi
 for v in "claude --version" "codex --version" "gemini --version"; do
   echo "  $(timeout 60 "$bin"/$v 2>/dev/null | head -1)" >&2
 done
 echo "  aider $("$prefix/venv/bin/aider" --version 2>/dev/null | awk '{print $NF}')" >&2
+echo "  $("$prefix/llm/bin/llm" --version 2>/dev/null)" >&2
 
 # ---------------------------------------------------------------------------------------------
 step "build till and till-mock"
@@ -272,6 +280,12 @@ print()
 EOF
 check langchain-openai -- "$prefix/venv/bin/python" "$work/lc_openai.py"
 check langchain-anthropic -- "$prefix/venv/bin/python" "$work/lc_anthropic.py"
+# Simon Willison's `llm` (streams by default), its default OpenAI model and the llm-anthropic
+# plugin's Claude, whose name for the model is dated: hence the glob.
+check llm-openai -- "$prefix/llm/bin/llm" "say hi"
+check llm-openai-budget --budget 1usd -- "$prefix/llm/bin/llm" -m gpt-4o-mini --no-stream "say hi"
+check llm-anthropic-budget --scope 'anthropic/claude-haiku-4-5*' --budget 1usd -- \
+  "$prefix/llm/bin/llm" -m claude-haiku-4.5 "say hi"
 if [ "$(uname -s)" = Linux ]; then
   step "agents, non-interactive, in the sandbox"
   check claude-sandbox --sandbox --net proxy -- claude -p "say hi"
