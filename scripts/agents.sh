@@ -8,9 +8,9 @@
 #
 # Needs cargo, node/npm (Node 20+), python3 with venv, tmux (for the interactive Claude Code
 # check), and the npm and PyPI registries; no provider API is contacted. It installs Claude
-# Code, Codex CLI, Gemini CLI and OpenCode with `npm install --prefix`, aider and LangChain
-# (OpenAI and Anthropic) into a venv and llm (with llm-anthropic) into another, builds till
-# and till-mock, starts the mock with a recognisable root key, stores that key for openai,
+# Code, Codex CLI, Gemini CLI, OpenCode and Qwen Code with `npm install --prefix`, aider and
+# LangChain (OpenAI and Anthropic) into a venv and llm (with llm-anthropic) into another,
+# builds till and till-mock, starts the mock with a recognisable root key, stores that key for openai,
 # anthropic and gemini in a throwaway TILL_HOME (file store), and runs each agent
 # non-interactively. For each run it checks that
 #   - the agent printed the mock's answer and exited 0,
@@ -18,8 +18,8 @@
 #   - the mock saw the root key on every request and no till_ key anywhere,
 #   - the agent's environment (read from /proc/PID/environ while it ran) holds no root key,
 #   - till recorded no denial and raised no alert (with default models, also under --budget).
-# Claude Code, Codex CLI, Gemini CLI and OpenCode also run under `--sandbox --net proxy`
-# (Linux), with their throwaway HOME writable there.
+# Claude Code, Codex CLI, Gemini CLI, OpenCode and Qwen Code also run under
+# `--sandbox --net proxy` (Linux), with their throwaway HOME writable there.
 # Then it starts Claude Code interactively in tmux and checks that it reaches its prompt
 # without asking about the API key, with a throwaway HOME (your own settings are untouched).
 # A run under --budget whose only trouble is a model missing from the price table (charged its
@@ -70,10 +70,10 @@ step() { printf '\n== %s\n' "$*" >&2; }
 # ---------------------------------------------------------------------------------------------
 step "install the agents from their registries into $prefix"
 mkdir -p "$prefix/node"
-if [ ! -x "$prefix/node/node_modules/.bin/opencode" ] || [ -z "${AGENTS_PREFIX:-}" ]; then
+if [ ! -x "$prefix/node/node_modules/.bin/qwen" ] || [ -z "${AGENTS_PREFIX:-}" ]; then
   timeout 900 npm install --prefix "$prefix/node" --no-audit --no-fund --loglevel=error \
     @anthropic-ai/claude-code@latest @openai/codex@latest @google/gemini-cli@latest \
-    opencode-ai@latest >&2 ||
+    opencode-ai@latest @qwen-code/qwen-code@latest >&2 ||
     { echo "agents.sh: npm install failed" >&2; exit 1; }
 fi
 bin="$prefix/node/node_modules/.bin"
@@ -94,7 +94,8 @@ if [ ! -x "$prefix/llm/bin/llm" ]; then
       llm llm-anthropic >&2 ||
     { echo "agents.sh: pip install failed" >&2; exit 1; }
 fi
-for v in "claude --version" "codex --version" "gemini --version" "opencode --version"; do
+for v in "claude --version" "codex --version" "gemini --version" "opencode --version" \
+  "qwen --version"; do
   echo "  $(timeout 60 "$bin"/$v 2>/dev/null | head -1)" >&2
 done
 echo "  aider $("$prefix/venv/bin/aider" --version 2>/dev/null | awk '{print $NF}')" >&2
@@ -266,6 +267,9 @@ check gemini-budget --budget 1usd -- gemini --skip-trust -p "say hi"
 # provider for the session's title.
 check opencode-openai -- opencode run -m openai/gpt-4o-mini "say hi"
 check opencode-anthropic-budget --budget 1usd -- opencode run -m anthropic/claude-haiku-4-5 "say hi"
+# Qwen Code (Gemini CLI's fork for OpenAI's API) needs its auth type chosen to run headless.
+check qwen -- qwen --auth-type openai -m gpt-4o-mini -p "say hi"
+check qwen-budget --budget 1usd -- qwen --auth-type openai -m gpt-4o-mini -p "say hi"
 check aider-openai -- aider --model openai/gpt-4o-mini --message "say hi" --yes --no-git \
   --no-check-update --no-show-model-warnings --no-analytics --no-pretty --no-stream
 check aider-anthropic -- aider --model anthropic/claude-haiku-4-5 --message "say hi" --yes \
@@ -298,6 +302,7 @@ if [ "$(uname -s)" = Linux ]; then
   check codex-sandbox --sandbox --net proxy -- codex exec --skip-git-repo-check "say hi"
   check gemini-sandbox --sandbox --net proxy -- gemini --skip-trust -p "say hi"
   check opencode-sandbox --sandbox --net proxy -- opencode run -m openai/gpt-4o-mini "say hi"
+  check qwen-sandbox --sandbox --net proxy -- qwen --auth-type openai -m gpt-4o-mini -p "say hi"
 fi
 
 # ---------------------------------------------------------------------------------------------
