@@ -97,16 +97,22 @@ fn where_clause(f: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
     (w, args)
 }
 
+/// A request's key by its name: the row's own, or the name `till key create --name` gave the
+/// key that made it (the proxy records the binding; the name is the keys table's).
+const KEY_NAME: &str =
+    "COALESCE(key_name, (SELECT k.name FROM keys k WHERE k.binding = requests.binding))";
+
 impl Ledger {
     /// Requests matching `f`, oldest first (the newest `limit` when a limit is set).
     pub fn log(&self, f: &LogFilter) -> anyhow::Result<Vec<LogRow>> {
         let (w, args) = where_clause(f);
         let limit = f.limit.map(|n| format!("LIMIT {n}")).unwrap_or_default();
         let sql = format!(
-            "SELECT * FROM (SELECT id, at, binding, key_name, provider, model, endpoint, status,
+            "SELECT * FROM (SELECT id, at, binding, {KEY_NAME}, provider, model, endpoint, status,
                     input_tokens, output_tokens, cached_tokens, cost_micros, latency_ms, ttfb_ms,
                     denial, outcome
-             FROM requests {w} ORDER BY id DESC {limit}) ORDER BY id"
+             FROM requests {w} ORDER BY id DESC {limit}) ORDER BY id",
+            KEY_NAME = KEY_NAME
         );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {
@@ -164,7 +170,10 @@ impl Ledger {
     pub fn usage(&self, f: &LogFilter, by: GroupBy) -> anyhow::Result<Vec<UsageRow>> {
         let (w, args) = where_clause(f);
         let group = match by {
-            GroupBy::Key => "COALESCE(key_name, substr(binding, 1, 12), '-')",
+            GroupBy::Key => {
+                "COALESCE(key_name, (SELECT k.name FROM keys k WHERE k.binding = requests.binding),
+                          substr(binding, 1, 12), '-')"
+            }
             GroupBy::Model => "provider || '/' || COALESCE(model, '-')",
             GroupBy::Provider => "provider",
             GroupBy::Day => "date(at, 'unixepoch')",

@@ -722,3 +722,52 @@ fn a_model_name_with_control_characters_is_escaped_in_every_human_output() {
         assert!(text.contains("gpt-4o\\u{202e}desrever"), "{what}: {text}");
     }
 }
+
+/// A key made with `till key create --name` is found by its name in `till log` and
+/// `till usage --by key`: the proxy records the key's binding, and every row showed its id.
+#[test]
+fn a_named_key_is_shown_by_its_name_in_the_log_and_usage() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--name", "ci-bot", "--scope", "openai"]);
+    let unnamed = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    for k in [&key, &unnamed] {
+        let (status, answer) = raw_post(&serve.url, &host, "/openai/v1/chat/completions", k, body);
+        assert_eq!(status, 200, "{answer}");
+    }
+    // A row is written once its answer has gone out.
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = p.log_json();
+        if rows.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let names: Vec<&Value> = rows.iter().map(|r| &r["key_name"]).collect();
+    assert_eq!(names.len(), 2, "{rows:?}");
+    assert!(names.contains(&&Value::from("ci-bot")), "{rows:?}");
+    assert!(names.iter().any(|n| n.is_null()), "{rows:?}");
+    let (_, log, _) = output(p.env.till().arg("log"));
+    assert!(log.lines().any(|l| l.contains("  ci-bot  ")), "{log}");
+    let (_, usage, _) = output(p.env.till().args(["usage", "--by", "key", "--json"]));
+    let groups: Vec<Value> = serde_json::from_str(&usage).unwrap();
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"ci-bot"), "{usage}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.len() == 12 && n.chars().all(|c| c.is_ascii_hexdigit())),
+        "{usage}"
+    );
+    // And `--key NAME` finds its rows.
+    let (code, log, stderr) = output(p.env.till().args(["log", "--key", "ci-bot", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<Value> = serde_json::from_str(&log).unwrap();
+    assert_eq!(rows.len(), 1, "{log}");
+}
