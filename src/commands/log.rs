@@ -17,20 +17,6 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
         ctx.ledger_to_read()?
     };
     let since = args.since.as_deref().map(super::parse_since).transpose()?;
-    if args.alerts {
-        let mut last = 0;
-        loop {
-            let events = ledger.events(since, Some(last))?;
-            if let Some(e) = events.last() {
-                last = e.id;
-            }
-            print_events(&events, args.json)?;
-            if !args.follow {
-                return Ok(ExitCode::SUCCESS);
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
     let mut filter = LogFilter {
         since,
         lineage: args
@@ -42,6 +28,20 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
         after_id: None,
         limit: Some(args.limit),
     };
+    if args.alerts {
+        loop {
+            let events = ledger.events(&filter)?;
+            if let Some(e) = events.last() {
+                filter.after_id = Some(e.id);
+            }
+            print_events(&events, args.json)?;
+            if !args.follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            filter.limit = None;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     let mut header = !args.json;
     loop {
         let rows = ledger.log(&filter)?;
@@ -75,8 +75,9 @@ fn print_events(events: &[EventRow], json: bool) -> anyhow::Result<()> {
     let mut out = String::new();
     for e in events {
         out.push_str(&format!(
-            "{}  {:<9} {}\n",
+            "{}  {:<12}  {:<9} {}\n",
             rfc3339(e.at),
+            e.key.as_deref().unwrap_or("-"),
             printable(&e.kind),
             printable(&e.message)
         ));

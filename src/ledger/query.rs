@@ -140,17 +140,27 @@ impl Ledger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Alert events since `since`, oldest first.
-    pub fn events(
-        &self,
-        since: Option<u64>,
-        after_id: Option<i64>,
-    ) -> anyhow::Result<Vec<EventRow>> {
+    /// Alert events matching `f`, oldest first (the newest `limit` when a limit is set).
+    /// `f.lineage` keeps the events of that key and of the keys narrowed from it that made a
+    /// request (an event names the key it is about; a request row names its whole lineage).
+    pub fn events(&self, f: &LogFilter) -> anyhow::Result<Vec<EventRow>> {
         let mut stmt = self.conn().prepare(
-            "SELECT id, at, kind, binding, message FROM events WHERE at >= ?1 AND id > ?2 ORDER BY id",
+            "SELECT * FROM (SELECT id, at, kind, binding, message FROM events
+                 WHERE at >= ?1 AND id > ?2
+                   AND (?3 IS NULL OR binding LIKE ?3 || '%'
+                        OR binding IN (SELECT binding FROM requests
+                                       WHERE lineage LIKE '%' || ?3 || '%'))
+                 ORDER BY id DESC LIMIT ?4)
+             ORDER BY id",
         )?;
+        let limit = f.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let rows = stmt.query_map(
-            rusqlite::params![since.unwrap_or(0) as i64, after_id.unwrap_or(0)],
+            rusqlite::params![
+                f.since.unwrap_or(0) as i64,
+                f.after_id.unwrap_or(0),
+                f.lineage,
+                limit
+            ],
             |r| {
                 Ok(EventRow {
                     id: r.get(0)?,

@@ -537,6 +537,20 @@ fn seeded() -> TestEnv {
         "denial",
         "first `model` denial: model gpt-4o is not in this key's scope".into(),
     );
+    h.event(
+        base + 86_400,
+        Some(format!("bbbbbbbbbbbb{}", "0".repeat(52))),
+        None,
+        "budget",
+        "a budget is at 80 %".into(),
+    );
+    h.event(
+        base + 90_000,
+        Some(format!("aaaaaaaaaaaa{}", "0".repeat(52))),
+        None,
+        "denial",
+        "first `rpm` denial: 3 requests a minute".into(),
+    );
     w.finish();
     env
 }
@@ -555,6 +569,12 @@ fn log_and_usage_snapshots() {
     insta::assert_snapshot!("log_denied", run(&["log", "--denied"]));
     insta::assert_snapshot!("log_key", run(&["log", "--key", "bbbbbbbbbbbb"]));
     insta::assert_snapshot!("log_alerts", run(&["log", "--alerts"]));
+    // A key's alerts, and the newest N: `--key` and `-n` were ignored with `--alerts`.
+    insta::assert_snapshot!(
+        "log_alerts_key",
+        run(&["log", "--alerts", "--key", "bbbbbbbbbbbb"])
+    );
+    insta::assert_snapshot!("log_alerts_newest", run(&["log", "--alerts", "-n", "1"]));
     insta::assert_snapshot!(
         "usage_by_model",
         run(&["usage", "--by", "model", since[0], since[1]])
