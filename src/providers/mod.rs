@@ -345,10 +345,15 @@ impl Providers {
     /// The provider called `name`, or a usage error listing the known ones.
     pub fn require(&self, name: &str) -> Result<&Provider, UserError> {
         self.get(name).ok_or_else(|| {
-            UserError::usage(format!("unknown provider `{name}`")).hint(format!(
-                "known providers: {}; add others under [providers.NAME] in config.toml",
-                self.names().join(", ")
-            ))
+            let known: Vec<String> = self.names().into_iter().map(String::from).collect();
+            let hint = match crate::scope::closest(name, &known) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "known providers: {}; describe others under [providers.NAME] in config.toml",
+                    known.join(", ")
+                ),
+            };
+            UserError::usage(format!("unknown provider `{name}`")).hint(hint)
         })
     }
 

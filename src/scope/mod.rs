@@ -82,7 +82,9 @@ pub enum ScopeError {
         input: String,
         problem: String,
     },
-    #[error("unknown provider `{provider}` in `{input}` (known: {})", known.join(", "))]
+    #[error("unknown provider `{provider}`{} (known: {})",
+            if input == provider { String::new() } else { format!(" in `{input}`") },
+            known.join(", "))]
     UnknownProvider {
         input: String,
         provider: String,
@@ -137,7 +139,7 @@ impl ScopeError {
             } => Some(match closest(provider, known) {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!(
-                    "add it with `till add {provider}`, or describe it under [providers.{provider}] in config.toml"
+                    "describe it under [providers.{provider}] in config.toml (its `api` and `base_url`), then store its key with `till add {provider}`"
                 ),
             }),
             ScopeError::Wider { .. } => Some(
@@ -624,7 +626,7 @@ mod tests;
 
 /// The name in `known` within two edits (a typo: a letter missing, added, changed or two
 /// swapped) of `name`, if exactly one is.
-fn closest<'k>(name: &str, known: &'k [String]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(name: &str, known: &'k [String]) -> Option<&'k str> {
     let near: Vec<&str> = known
         .iter()
         .map(String::as_str)

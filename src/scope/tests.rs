@@ -94,7 +94,18 @@ fn pattern_errors_point_at_the_bad_part() {
         err.to_string(),
         "unknown provider `mistral` in `mistral/large` (known: anthropic, gemini, open-router_2, openai)"
     );
-    assert!(err.hint().unwrap().contains("till add mistral"));
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("[providers.mistral] in config.toml"),
+        "{:?}",
+        err.hint()
+    );
+    let err = parse_pattern("mistral", &KNOWN).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown provider `mistral` (known: anthropic, gemini, open-router_2, openai)"
+    );
     let err = parse_pattern("openai/", &KNOWN).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
     assert!(parse_pattern("/gpt", &KNOWN).is_err());

@@ -170,12 +170,21 @@ fn broken_toml_names_line_and_column() {
 }
 
 #[test]
-fn unknown_provider_lists_known_ones() {
+fn unknown_provider_suggests_the_near_one_or_lists_known_ones() {
     let env = TestEnv::new();
     let (code, _, stderr) = output(env.till().args(["add", "opnai", "--no-verify"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown provider `opnai`"), "{stderr}");
+    assert!(stderr.contains("did you mean `openai`?"), "{stderr}");
+    let (code, _, stderr) = output(env.till().args(["add", "nosuch", "--no-verify"]));
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("openai, openrouter"), "{stderr}");
+    // A scope's unknown provider is not one `till add` takes: its hint says to describe it
+    // first (it said `till add nosuch`, which fails).
+    let (code, _, stderr) = output(env.till().args(["key", "create", "--scope", "nosuch"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown provider `nosuch` (known:"), "{stderr}");
+    assert!(stderr.contains("under [providers.nosuch] in config.toml"), "{stderr}");
 }
 
 #[test]
