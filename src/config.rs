@@ -424,18 +424,42 @@ impl Config {
                 proxy.max_connections
             ))
             .hint(format!(
-                "set [proxy] max_connections to at most {MAX_CONNECTIONS} (the default is 1024)"
+                "set [proxy] max_connections between 1 and {MAX_CONNECTIONS} (the default is 1024)"
             ))
             .into());
         }
-        for (name, value) in [
-            ("header_timeout", proxy.header_timeout),
-            ("body_timeout", proxy.body_timeout),
+        // No body at all would refuse every request with a body (413).
+        if proxy.max_body_bytes == 0 {
+            return Err(UserError::usage(format!(
+                "{}: [proxy] max_body_bytes = 0 would refuse every request with a body",
+                path.display()
+            ))
+            .hint("leave it out for the default 33554432 (32 MiB), or give a size in bytes")
+            .into());
+        }
+        let defaults = ProxyConfig::default();
+        for (name, value, default) in [
+            (
+                "header_timeout",
+                proxy.header_timeout,
+                defaults.header_timeout,
+            ),
+            ("body_timeout", proxy.body_timeout, defaults.body_timeout),
+            (
+                "upstream_timeout",
+                proxy.upstream_timeout,
+                defaults.upstream_timeout,
+            ),
         ] {
             if value.0.is_zero() {
                 return Err(UserError::usage(format!(
                     "{}: [proxy] {name} must be longer than 0s",
                     path.display()
+                ))
+                .hint(format!(
+                    "leave it out for the default {}, or give a duration such as {name} = \"{}\"",
+                    crate::time::duration_text(default.0),
+                    crate::time::duration_text(default.0)
                 ))
                 .into());
             }
@@ -460,6 +484,19 @@ impl Config {
             .into());
         }
         let (default_ttl, max_ttl) = (self.keys.default_ttl.0, self.keys.max_ttl.0);
+        // A key must live at least a second, as `--ttl` says: a default below it made keys
+        // that had expired when they were printed.
+        if default_ttl < Duration::from_secs(1) {
+            return Err(UserError::usage(format!(
+                "{}: [keys] default_ttl = \"{}\" is shorter than the one second a key must live",
+                path.display(),
+                crate::time::duration_text(default_ttl)
+            ))
+            .hint(
+                "leave it out for the default 1h, or give a duration such as default_ttl = \"8h\"",
+            )
+            .into());
+        }
         if default_ttl > max_ttl {
             return Err(UserError::usage(format!(
                 "{}: [keys] default_ttl = \"{}\" is longer than max_ttl = \"{}\"",
@@ -900,6 +937,19 @@ mod tests {
         let err =
             Config::parse("[proxy]\nheader_timeout = \"0s\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("header_timeout"), "{err:#}");
+        // Values that load but leave till useless: every body refused, every upstream call
+        // timed out at once, every key expired when printed.
+        for (text, says) in [
+            ("[proxy]\nmax_body_bytes = 0\n", "max_body_bytes = 0"),
+            ("[proxy]\nupstream_timeout = \"0s\"\n", "upstream_timeout"),
+            ("[keys]\ndefault_ttl = \"0s\"\n", "default_ttl = \"0s\""),
+            ("[keys]\ndefault_ttl = \"500ms\"\n", "one second"),
+        ] {
+            let err = Config::parse(text, Path::new("c.toml")).unwrap_err();
+            let ue = err.downcast_ref::<UserError>().expect("a usage error");
+            assert!(format!("{err:#}").contains(says), "{text}: {err:#}");
+            assert!(ue.hint.is_some(), "{text}: no hint");
+        }
         let err = Config::parse("[ledger]\nretention = \"0s\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("whole history"), "{err:#}");
         let err =

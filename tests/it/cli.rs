@@ -183,8 +183,14 @@ fn unknown_provider_suggests_the_near_one_or_lists_known_ones() {
     // first (it said `till add nosuch`, which fails).
     let (code, _, stderr) = output(env.till().args(["key", "create", "--scope", "nosuch"]));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("unknown provider `nosuch` (known:"), "{stderr}");
-    assert!(stderr.contains("under [providers.nosuch] in config.toml"), "{stderr}");
+    assert!(
+        stderr.contains("unknown provider `nosuch` (known:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("under [providers.nosuch] in config.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]
