@@ -241,16 +241,23 @@ pub fn spec_providers(spec: &ScopeSpec) -> Vec<String> {
     out
 }
 
-/// Provider names a key's allow lists mention (empty when it has no allow list).
-pub fn token_providers(caveats: &[crate::childkey::Caveat]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// The providers a key's allow lists leave it (`None` when it has no allow list: every one).
+pub fn token_providers(caveats: &[crate::childkey::Caveat]) -> Option<Vec<String>> {
+    // Every allow caveat must pass, so a provider is the key's when each names it: a key for
+    // openai and anthropic narrowed to openai is a key for openai alone.
+    let mut out: Option<Vec<String>> = None;
     for c in caveats {
         if let crate::childkey::Caveat::Allow(patterns) = c {
+            let mut names: Vec<String> = Vec::new();
             for p in patterns {
-                if !out.iter().any(|n| n == p.provider()) {
-                    out.push(p.provider().to_string());
+                if !names.iter().any(|n| n == p.provider()) {
+                    names.push(p.provider().to_string());
                 }
             }
+            out = Some(match out {
+                None => names,
+                Some(before) => before.into_iter().filter(|n| names.contains(n)).collect(),
+            });
         }
     }
     out

@@ -96,13 +96,29 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
             spec.check_narrower(&base, now, &ctx.providers.names())
                 .map_err(|e| {
                     UserError::usage(format!("cannot widen the key given to --key: {e}"))
-                        .hint("ask for the same scope or less, or leave the flag out; `till key show NAME` shows the key's")
+                        .hint("ask for the same scope or less, or leave the flag out; `till key show NAME` shows the key's scope and limits")
                 })?;
             base.attenuate(caveats)?
         }
         None => Token::mint(&mint, caveats)?,
     };
     let child_key = token.encode();
+    // The agent gets the variables of the providers its key allows: with `--key`, those of
+    // the given key (a key for openai alone set ANTHROPIC_API_KEY too, every stored provider's).
+    let scoped_names: Vec<String> = match super::token_providers(token.caveats()) {
+        Some(allowed) => scoped_names
+            .into_iter()
+            .filter(|n| allowed.contains(n))
+            .collect(),
+        None => scoped_names,
+    };
+    if scoped_names.is_empty() {
+        return Err(UserError::runtime(
+            "the key given to --key allows no provider whose key is stored",
+        )
+        .hint("`till key show NAME` shows its scope; `till add PROVIDER` stores a provider's key")
+        .into());
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -234,7 +250,7 @@ fn nested_run(
     let agents: Vec<AgentProvider<'_>> = ctx
         .providers
         .iter()
-        .filter(|p| names.is_empty() || names.iter().any(|n| n == &p.name))
+        .filter(|p| names.as_ref().is_none_or(|n| n.contains(&p.name)))
         .map(|p| AgentProvider {
             provider: p,
             proxy_base: format!("{proxy_url}/{}", p.name),

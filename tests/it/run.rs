@@ -184,3 +184,50 @@ fn an_agent_that_stops_or_hides_the_terminal_does_not_hang_or_hide_till() {
     let reset = screen.rfind("\u{18}\u{1b}\\\u{1b}[0m");
     assert!(reset.is_some_and(|r| r > hidden), "{screen:?}");
 }
+
+/// With `--key`, the agent gets the variables of the providers that key allows, not of every
+/// stored provider: a key for one OpenAI model set `ANTHROPIC_API_KEY` and
+/// `ANTHROPIC_BASE_URL` too, and the agent met refusals for a provider its key never had.
+#[test]
+fn a_given_key_sets_only_its_providers_variables() {
+    let p = ProxyEnv::new();
+    p.create_key(&[
+        "--name",
+        "ci2",
+        "--scope",
+        "openai/gpt-4o-mini",
+        "--budget",
+        "1usd",
+    ]);
+    let (code, stdout, stderr) = p.run(&["--key", "ci2", "--", "env"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("OPENAI_API_KEY=till_"), "{stdout}");
+    for other in ["ANTHROPIC_", "GEMINI_API_KEY=", "GOOGLE_GEMINI_BASE_URL="] {
+        assert!(
+            !stdout.contains(other),
+            "{other} set for an openai key:\n{stdout}"
+        );
+    }
+    // A key for two providers gets both; narrowed in a nested run to one, that one.
+    p.create_key(&["--name", "two", "--scope", "openai", "--scope", "anthropic"]);
+    let (code, stdout, stderr) = p.run(&["--key", "two", "--", "env"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ANTHROPIC_BASE_URL=http://"), "{stdout}");
+    assert!(!stdout.contains("GEMINI_API_KEY="), "{stdout}");
+    let path = crate::support::path_with_till();
+    let (code, stdout, stderr) = output(p.env.till().env("PATH", path).args([
+        "run", "--key", "two", "--", "till", "run", "--scope", "openai", "--", "env",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("OPENAI_BASE_URL=http://"), "{stdout}");
+    // (The outer run's ANTHROPIC_BASE_URL is inherited; its key is not.)
+    assert!(!stdout.contains("ANTHROPIC_API_KEY="), "{stdout}");
+    // A key whose providers have no stored key runs nothing.
+    p.create_key(&["--name", "groq-only", "--scope", "groq"]);
+    let (code, _, stderr) = p.run(&["--key", "groq-only", "--", "true"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("allows no provider whose key is stored"),
+        "{stderr}"
+    );
+}
