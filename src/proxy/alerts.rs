@@ -142,13 +142,18 @@ impl Alerts {
                     out.push(("denial", format!("first `{kind}` denial: {what}")));
                 }
                 if kind == "budget" {
-                    let key = binding().unwrap_or_default();
+                    let hex = binding().unwrap_or_default();
+                    let short = crate::childkey::Binding::short_hex(&hex).to_string();
                     if inner.budget_marks.len() < TRACKED_KEYS
-                        && inner.budget_marks.insert((key, 100))
+                        && inner.budget_marks.insert((hex, 100))
                     {
+                        // Not "at 100 %": a request larger than what is left (or than the
+                        // whole budget) is refused with the budget far from spent.
                         out.push((
                             "budget",
-                            "a budget is at 100 %: further requests are refused".into(),
+                            format!(
+                                "key {short} reached its budget: requests that could cost more than it has left are refused"
+                            ),
                         ));
                     }
                 }

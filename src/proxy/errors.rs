@@ -76,11 +76,13 @@ pub(super) fn refusal_error(r: &Refusal) -> ProxyError {
         } => ProxyError::new(
             429,
             "budget",
-            format!(
-                "this key's budget of {} is used up ({} spent or held by requests in flight; this request could cost up to {}); widen it with `till key create --budget …` or `till run --budget …`",
-                m(budget),
-                m(used),
-                m(asked)
+            budget_text(
+                &format!("budget of {}", m(budget)),
+                budget,
+                used,
+                asked,
+                m,
+                "`till key create --budget …` or `till run --budget …`",
             ),
         ),
         Refusal::Tokens {
@@ -90,8 +92,13 @@ pub(super) fn refusal_error(r: &Refusal) -> ProxyError {
         } => ProxyError::new(
             429,
             "budget",
-            format!(
-                "this key's token budget of {budget} is used up ({used} used or held; this request could use up to {asked}); widen it with `--budget Nktok`"
+            budget_text(
+                &format!("token budget of {budget}"),
+                budget,
+                used,
+                asked,
+                |n| format!("{n} tokens"),
+                "`--budget Nktok`",
             ),
         ),
         Refusal::Requests { max } => ProxyError::new(
@@ -104,9 +111,65 @@ pub(super) fn refusal_error(r: &Refusal) -> ProxyError {
     }
 }
 
+/// Why a budget refused a request: the request alone is more than the whole budget, the
+/// budget is spent, or what is left is less than the request could cost. `show` writes an
+/// amount in the budget's unit.
+fn budget_text(
+    what: &str,
+    budget: u64,
+    used: u64,
+    asked: u64,
+    show: impl Fn(u64) -> String,
+    widen: &str,
+) -> String {
+    if asked > budget {
+        format!(
+            "this request could cost up to {}, more than this key's whole {what}; ask for fewer output tokens (`max_tokens`) or widen it with {widen}",
+            show(asked)
+        )
+    } else if used >= budget {
+        format!(
+            "this key's {what} is used up ({} spent or held by requests in flight); widen it with {widen}",
+            show(used)
+        )
+    } else {
+        format!(
+            "this key's {what} has {} left ({} spent or held by requests in flight), less than this request could cost ({}); ask for fewer output tokens (`max_tokens`) or widen it with {widen}",
+            show(budget - used),
+            show(used),
+            show(asked)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_refusal_says_which_of_the_three_it_is() {
+        let text = |budget, used, asked| {
+            refusal_error(&Refusal::Tokens {
+                budget,
+                used,
+                asked,
+            })
+            .message
+        };
+        assert!(text(30, 0, 101).contains("more than this key's whole token budget of 30"));
+        assert!(text(30, 30, 5).contains("is used up (30 tokens spent"));
+        assert!(text(30, 20, 15).contains("has 10 tokens left (20 tokens spent"));
+        let usd = refusal_error(&Refusal::Usd {
+            budget: 1_000_000,
+            used: 1_000_000,
+            asked: 10,
+        })
+        .message;
+        assert!(
+            usd.contains("budget of $1.00 is used up ($1.00 spent"),
+            "{usd}"
+        );
+    }
 
     #[test]
     fn shapes_match_each_provider() {
