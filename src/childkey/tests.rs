@@ -251,7 +251,7 @@ fn allow_checks_provider_and_model_glob() {
     assert_eq!(
         denial.to_string(),
         "model gpt-4o is not in this key's scope (allowed: anthropic/claude-haiku-*, openai/gpt-4o-mini); \
-         widen it with `till run --scope openai/gpt-4o …`"
+         widen it with `--scope openai/gpt-4o` (on `till run`, or a new key from `till key create`)"
     );
     let denial = v.check(&facts("gemini", None), NOW).unwrap_err();
     assert_eq!(denial.kind(), "provider");
@@ -317,7 +317,7 @@ fn endpoints_default_to_inference_at_the_first_level() {
     assert_eq!(
         denial.to_string(),
         "the files endpoints are not in this key's scope (allowed: inference); \
-         widen it with `till run --endpoints inference,files …`"
+         widen it with `--endpoints inference,files` (on `till run`, or a new key from `till key create`)"
     );
     // A child naming `all` does not widen a parent that relied on the default.
     let child = parent

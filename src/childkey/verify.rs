@@ -102,10 +102,10 @@ pub enum Denial {
         "this key was minted with mint key {kid}, which this till does not hold (the mint key was rotated?); get a new key with `till run` or `till key create`"
     )]
     UnknownKid { kid: String },
-    #[error("this key expired at {}; mint a new one with `till run --ttl …` or `till key create --ttl …`", format_expires(*at))]
+    #[error("this key expired at {}; mint a new one with `--ttl …` (on `till run`, or `till key create`)", format_expires(*at))]
     Expired { at: u64 },
     #[error(
-        "provider {provider} is not in this key's scope (allowed: {}); widen it with `till run --scope {provider} …`",
+        "provider {provider} is not in this key's scope (allowed: {}); widen it with `--scope {provider}` (on `till run`, or a new key from `till key create`)",
         list(allowed)
     )]
     ProviderNotAllowed {
@@ -123,7 +123,7 @@ pub enum Denial {
         allowed: Vec<String>,
     },
     #[error(
-        "the {endpoint} endpoints are not in this key's scope (allowed: {allowed}); widen it with `till run --endpoints {allowed},{endpoint} …`"
+        "the {endpoint} endpoints are not in this key's scope (allowed: {allowed}); widen it with `--endpoints {allowed},{endpoint}` (on `till run`, or a new key from `till key create`)"
     )]
     EndpointNotAllowed {
         endpoint: EndpointClass,
@@ -134,7 +134,7 @@ pub enum Denial {
     )]
     WrongSession,
     #[error(
-        "the request asks for {requested} output tokens but this key allows at most {max}; ask for fewer or widen it with `till run --max-output-tokens {requested} …`"
+        "the request asks for {requested} output tokens but this key allows at most {max}; ask for fewer or widen it with `--max-output-tokens {requested}` (on `till run`, or a new key from `till key create`)"
     )]
     MaxOutputTokens { requested: u64, max: u64 },
     #[error(
@@ -149,7 +149,9 @@ pub enum Denial {
 /// spell, else nothing: the request chose the text, and it is not offered as a command.
 fn widen_to_model(provider: &str, model: &str) -> String {
     if super::caveat::is_model_name(model) {
-        format!("; widen it with `till run --scope {provider}/{model} …`")
+        format!(
+            "; widen it with `--scope {provider}/{model}` (on `till run`, or a new key from `till key create`)"
+        )
     } else {
         String::new()
     }

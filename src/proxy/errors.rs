@@ -82,7 +82,7 @@ pub(super) fn refusal_error(r: &Refusal) -> ProxyError {
                 used,
                 asked,
                 m,
-                "`till key create --budget …` or `till run --budget …`",
+                "`--budget …` (on `till run`, or a new key from `till key create`)",
             ),
         ),
         Refusal::Tokens {
@@ -98,7 +98,7 @@ pub(super) fn refusal_error(r: &Refusal) -> ProxyError {
                 used,
                 asked,
                 |n| format!("{n} tokens"),
-                "`--budget Nktok`",
+                "`--budget Nktok` (on `till run`, or a new key from `till key create`)",
             ),
         ),
         Refusal::Requests { max } => ProxyError::new(

@@ -576,7 +576,7 @@ pub async fn admit(
             403,
             "model",
             format!(
-                "till cannot see which model this request uses, so only a key for every {p} model may send it; widen it with `till run --scope {p} …`",
+                "till cannot see which model this request uses, so only a key for every {p} model may send it; widen it with `--scope {p}` (on `till run`, or a new key from `till key create`)",
                 p = provider.name
             ),
         ));
@@ -612,7 +612,7 @@ pub async fn admit(
                         403,
                         "model",
                         format!(
-                            "{tool} of this request runs a model it does not name (the provider's choice), so only a key for every {p} model may send it; name the model in the tool, or widen the key with `till run --scope {p} …`",
+                            "{tool} of this request runs a model it does not name (the provider's choice), so only a key for every {p} model may send it; name the model in the tool, or widen the key with `--scope {p}` (on `till run`, or a new key from `till key create`)",
                             p = provider.name
                         ),
                     ));
@@ -1632,7 +1632,7 @@ async fn affordable_output(
         return Err(ProxyError::new(
             429,
             "budget",
-            "this key's remaining budget cannot pay for this prompt and any output; widen it with `till key create --budget …` or `till run --budget …`",
+            "this key's remaining budget cannot pay for this prompt and any output; widen it with `--budget …` (on `till run`, or a new key from `till key create`)",
         ));
     }
     Ok(afford)

@@ -920,13 +920,13 @@ impl State {
             RateDenial::Rpm { limit, retry_after } => ProxyError::new(
                 429,
                 "rpm",
-                format!("this key allows {limit} requests per minute; wait {retry_after} s or widen it with `till run --rpm N …`"),
+                format!("this key allows {limit} requests per minute; wait {retry_after} s or widen it with `--rpm N` (on `till run`, or a new key from `till key create`)"),
             )
             .retry_after(retry_after),
             RateDenial::Tpm { limit, asked, retry_after } => ProxyError::new(
                 429,
                 "tpm",
-                format!("this key allows {limit} tokens per minute and this request may use {asked}; wait {retry_after} s, lower max_tokens, or widen it with `till run --tpm N …`"),
+                format!("this key allows {limit} tokens per minute and this request may use {asked}; wait {retry_after} s, lower max_tokens, or widen it with `--tpm N` (on `till run`, or a new key from `till key create`)"),
             )
             .retry_after(retry_after),
         })
