@@ -436,7 +436,15 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
             None => return inspect_token(Some(&ledger), &token, args.json),
         }
     } else {
-        one_key(&ledger, &args.key)?
+        match one_key(&ledger, &args.key) {
+            Ok(meta) => meta,
+            // The id `till log` shows of a key narrowed from a created one (a run's, a
+            // sub-agent's), which `till key revoke` takes too.
+            Err(e) => match narrowed_key(&ledger, &args.key) {
+                Ok(Some(binding)) => return show_narrowed(&ledger, &binding, args.json),
+                _ => return Err(e),
+            },
+        }
     };
     let v = view(&ledger, &meta, &ledger.mint_keys()?, now);
     if args.json {
@@ -460,6 +468,91 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
         out.push_str(&format!("binding:  {}\n", v.binding));
         crate::output::data(&out)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `till key show` of a key that made requests but was never created: what the ledger knows
+/// (its requests and their cost, its lineage, its revocation or an ancestor's). Its scope and
+/// expiry are in its text alone (`till key inspect KEY`).
+fn show_narrowed(ledger: &Ledger, binding: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let u = ledger.narrowed_use(binding)?;
+    let short = crate::childkey::Binding::short_hex(binding).to_string();
+    let parent = u
+        .levels
+        .first()
+        .filter(|first| **first != short)
+        .map(|first| {
+            ledger
+                .find_key(first)
+                .ok()
+                .and_then(|mut found| (found.len() == 1).then(|| found.remove(0)))
+                .and_then(|m| m.name)
+                .map_or_else(|| first.clone(), |name| format!("{first} ({name})"))
+        });
+    let status = if u.revoked.is_some() {
+        "revoked"
+    } else {
+        "not_revoked"
+    };
+    if json {
+        crate::output::json(&serde_json::json!({
+            "id": short,
+            "binding": binding,
+            "narrowed_from": u.levels.first().filter(|f| **f != short),
+            "status": status,
+            "revoked_at": u.revoked.as_ref().map(|(_, at)| rfc3339(*at)),
+            "revoked_by": u.revoked.as_ref().map(|(b, _)| crate::childkey::Binding::short_hex(b).to_string()),
+            "requests": u.requests,
+            "spent_usd": u.cost_micros as f64 / 1e6,
+            "tokens": u.tokens,
+            "first_request_at": rfc3339(u.first_at),
+            "last_request_at": rfc3339(u.last_at),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "id:       {short}
+"
+    ));
+    out.push_str(&format!(
+        "kind:     narrowed{} (a run's or a sub-agent's; its scope and expiry are in its text: `till key inspect KEY`)
+",
+        parent.map(|p| format!(" from {p}")).unwrap_or_default()
+    ));
+    match &u.revoked {
+        Some((b, at)) if b == binding => {
+            out.push_str(&format!(
+                "status:   revoked at {}
+",
+                rfc3339(*at)
+            ));
+        }
+        Some((b, at)) => out.push_str(&format!(
+            "status:   revoked at {} with {}, a key it was narrowed from
+",
+            rfc3339(*at),
+            crate::childkey::Binding::short_hex(b)
+        )),
+        None => out.push_str(
+            "status:   not revoked (whether it has expired is in its text)
+",
+        ),
+    }
+    out.push_str(&format!(
+        "spend:    {} and {} tokens in {} requests, {} to {}
+",
+        crate::format::usd_micros(u.cost_micros),
+        u.tokens,
+        u.requests,
+        rfc3339(u.first_at),
+        rfc3339(u.last_at)
+    ));
+    out.push_str(&format!(
+        "binding:  {binding}
+"
+    ));
+    crate::output::data(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 

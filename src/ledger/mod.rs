@@ -139,6 +139,20 @@ impl Ledger {
     }
 }
 
+/// [`Ledger::narrowed_use`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NarrowedUse {
+    pub requests: u64,
+    pub cost_micros: u64,
+    pub tokens: u64,
+    pub first_at: u64,
+    pub last_at: u64,
+    /// The short bindings of its levels, the created or minted one first.
+    pub levels: Vec<String>,
+    /// The revoked binding (its own or an ancestor's) and when.
+    pub revoked: Option<(String, u64)>,
+}
+
 /// Metadata of a child key made by `till key create` or `till run` (never the key itself: the
 /// final tag is not stored, only what is needed to show, revoke and re-derive it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -260,6 +274,61 @@ impl Ledger {
         )?;
         let rows = stmt.query_map(params![low, high], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What the ledger knows of a key that made requests but was never created (a run's, a
+    /// sub-agent's): its requests, what they cost, when, the short bindings of its levels
+    /// (the created or minted one first), and its revocation or an ancestor's (the revoked
+    /// binding and when).
+    pub fn narrowed_use(&self, binding: &str) -> anyhow::Result<NarrowedUse> {
+        let (requests, cost_micros, tokens, first_at, last_at, lineage) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(cost_micros), 0),
+                    coalesce(sum(input_tokens + output_tokens), 0),
+                    coalesce(min(at), 0), coalesce(max(at), 0), max(lineage)
+             FROM requests WHERE binding = ?1",
+            [binding],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                    r.get::<_, i64>(4)? as u64,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            },
+        )?;
+        let levels: Vec<String> = lineage
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut revoked = None;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT binding, revoked_at FROM revocations WHERE binding >= ?1 AND binding < ?2",
+        )?;
+        for short in levels.iter().map(String::as_str).chain([binding]) {
+            let found = stmt
+                .query_row(params![short, format!("{short}g")], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .optional()?;
+            if found.is_some() {
+                revoked = found;
+                break;
+            }
+        }
+        Ok(NarrowedUse {
+            requests,
+            cost_micros,
+            tokens,
+            first_at,
+            last_at,
+            levels,
+            revoked,
+        })
     }
 
     /// Records a revocation; `Ok(false)` when the binding was already revoked. `lineage` is

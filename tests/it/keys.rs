@@ -602,9 +602,23 @@ fn a_narrowed_key_is_revoked_by_the_id_till_log_shows() {
         .as_str()
         .unwrap_or_else(|| panic!("{inspected}"));
     assert!(ids.iter().any(|i| i == id), "{id} in {ids:?}");
+    // `till key show` finds it by that id too (it said "no key named or with id").
+    let (code, shown, stderr) = output(p.env.till().args(["key", "show", id]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(shown.contains(&format!("id:       {id}")), "{shown}");
+    assert!(
+        shown.contains("(team)"),
+        "the created key it came from: {shown}"
+    );
+    assert!(shown.contains("not revoked"), "{shown}");
+    assert!(shown.contains("in 1 requests"), "{shown}");
     let (code, _, stderr) = output(p.env.till().args(["key", "revoke", id]));
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("revoked {id}")), "{stderr}");
+    let (code, shown, stderr) = output(p.env.till().args(["key", "show", id, "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["status"], "revoked", "{shown}");
     assert_eq!(
         status(&client_with_key(&serve.url, &other, &["openai", "chat"])),
         401
@@ -612,6 +626,17 @@ fn a_narrowed_key_is_revoked_by_the_id_till_log_shows() {
     assert_eq!(
         status(&client_with_key(&serve.url, &one, &["openai", "chat"])),
         200
+    );
+    // Its parent's revocation shows on the other one.
+    let one_id = ids.iter().find(|i| *i != id).unwrap();
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "team"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, shown, stderr) = output(p.env.till().args(["key", "show", one_id]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(shown.contains("a key it was narrowed from"), "{shown}");
+    assert_eq!(
+        status(&client_with_key(&serve.url, &one, &["openai", "chat"])),
+        401
     );
     // An id that names nothing: a narrowed key that made no request is revoked by its text.
     let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "abcdef012345"]));
