@@ -77,7 +77,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;rotate' {
-            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only (checked by the command: clap counts a flag''s default as given, so `requires` cannot say it)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only')
             [CompletionResult]::new('--from-env', '--from-env', [CompletionResultType]::ParameterName, 'Read the new key from this environment variable instead of a prompt or stdin')
             [CompletionResult]::new('--mint', '--mint', [CompletionResultType]::ParameterName, 'Replace the mint key that signs child keys')
             [CompletionResult]::new('--due', '--due', [CompletionResultType]::ParameterName, 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest')

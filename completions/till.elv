@@ -69,7 +69,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand --version 'Print version'
         }
         &'till;rotate'= {
-            cand --grace 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only (checked by the command: clap counts a flag''s default as given, so `requires` cannot say it)'
+            cand --grace 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only'
             cand --from-env 'Read the new key from this environment variable instead of a prompt or stdin'
             cand --mint 'Replace the mint key that signs child keys'
             cand --due 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest'

@@ -55,7 +55,7 @@ complete -c till -n "__fish_till_using_subcommand list" -s h -l help -d 'Print h
 complete -c till -n "__fish_till_using_subcommand list" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c till -n "__fish_till_using_subcommand doctor" -s V -l version -d 'Print version'
-complete -c till -n "__fish_till_using_subcommand rotate" -l grace -d 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only (checked by the command: clap counts a flag\'s default as given, so `requires` cannot say it)' -r
+complete -c till -n "__fish_till_using_subcommand rotate" -l grace -d 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only' -r
 complete -c till -n "__fish_till_using_subcommand rotate" -l from-env -d 'Read the new key from this environment variable instead of a prompt or stdin' -r
 complete -c till -n "__fish_till_using_subcommand rotate" -l mint -d 'Replace the mint key that signs child keys'
 complete -c till -n "__fish_till_using_subcommand rotate" -l due -d 'Rotate every key older than `[rotation] max_age` that needs no person; list the rest'

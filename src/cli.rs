@@ -154,9 +154,7 @@ pub struct RotateArgs {
     #[arg(long)]
     pub due: bool,
     /// How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop
-    /// at once).
-    /// With --mint or --due only (checked by the command: clap counts a flag's default as
-    /// given, so `requires` cannot say it).
+    /// at once). With --mint or --due only.
     #[arg(long, value_name = "DURATION", value_parser = crate::time::parse_duration)]
     pub grace: Option<std::time::Duration>,
     /// With --due: rotate without asking (needed when stdin is not a terminal). --mint asks

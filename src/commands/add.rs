@@ -82,11 +82,22 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
         let _ = store.delete(&name);
         return Err(err.context("cannot record the key in the ledger; the key was not stored"));
     }
-    crate::output::note(&format!(
-        "stored the {} key {fingerprint} in the {} store",
-        provider.name,
-        store.kind()
-    ));
+    let same = seen
+        .as_ref()
+        .is_some_and(|s| s.expose_secret() == key.expose_secret());
+    crate::output::note(&if same {
+        format!(
+            "the {} key {fingerprint} was already in the {} store; nothing changed",
+            provider.name,
+            store.kind()
+        )
+    } else {
+        format!(
+            "stored the {} key {fingerprint} in the {} store",
+            provider.name,
+            store.kind()
+        )
+    });
     Ok(ExitCode::SUCCESS)
 }
 

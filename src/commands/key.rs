@@ -162,15 +162,20 @@ fn show_created(
         }))?;
     } else {
         crate::output::data(key)?;
+        // The scope names the expiry (`--expires …`); said again only when it does not.
+        let expiry = if meta.scope.contains("--expires") {
+            String::new()
+        } else {
+            format!(", expires {}", rfc3339(expires))
+        };
         crate::output::note(&format!(
-            "created key {}{} ({}), expires {}; it is shown only this once",
+            "created key {}{} ({}){expiry}; it is shown only this once",
             token.binding().short(),
             args.name
                 .as_deref()
                 .map(|n| format!(" `{n}`"))
                 .unwrap_or_default(),
             meta.scope,
-            rfc3339(expires)
         ));
     }
     Ok(())

@@ -203,8 +203,9 @@ fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             } else {
                 format!(
-                    ", and {} has no prices at all now",
-                    crate::output::printable(&unpriced.join(", "))
+                    ", and {} {} no prices at all now",
+                    crate::output::printable(&unpriced.join(", ")),
+                    if unpriced.len() == 1 { "has" } else { "have" }
                 )
             }
         ));

@@ -451,6 +451,10 @@ fn add_refuses_to_replace_a_different_key_without_replace() {
 
     let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first");
     assert_eq!(code, 0, "the same key again: {stderr}");
+    assert!(
+        stderr.contains("was already in the file store; nothing changed"),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = add(
         &["add", "openai", "--no-verify", "--replace"],
