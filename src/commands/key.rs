@@ -91,6 +91,18 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
                 .into());
         }
         caveats.push(super::allow_providers(&stored)?);
+    } else if let Some(named) = super::token_providers(&caveats) {
+        // A key for a provider whose root key is not stored works once one is: said, not
+        // refused (the key may be made for later).
+        let stored = ledger.root_keys()?;
+        for p in named
+            .iter()
+            .filter(|p| !stored.iter().any(|m| &m.provider == *p))
+        {
+            crate::output::warn(&format!(
+                "no {p} key is stored: this key's requests to {p} are refused until `till add {p}`"
+            ));
+        }
     }
     let mint = crate::mint::current(&ledger, store.as_ref())?;
     let token = Token::mint(&mint, caveats)?;

@@ -191,6 +191,14 @@ fn unknown_provider_suggests_the_near_one_or_lists_known_ones() {
         stderr.contains("under [providers.nosuch] in config.toml"),
         "{stderr}"
     );
+    // A known provider without a stored key: the key is made, and the warning says what it
+    // waits for.
+    let (code, _, stderr) = output(env.till().args(["key", "create", "--scope", "groq"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("no groq key is stored") && stderr.contains("`till add groq`"),
+        "{stderr}"
+    );
 }
 
 #[test]
