@@ -216,6 +216,17 @@ fn due(
         crate::output::note("till: no [rotation] max_age in config.toml, so no key is ever due");
     }
     let due = rotator.due_keys(now_unix()).map_err(command_error)?;
+    // A cron line without --grace ends every created key at the mint key's turn.
+    if args.grace.is_none()
+        && due
+            .automatic
+            .iter()
+            .any(|k| k.kind == crate::rotation::KeyKind::Mint)
+    {
+        crate::output::warn(
+            "the mint key is due and no --grace is given: every key it signed (created keys, running agents' keys) stops working at once; `--grace 1h` keeps them an hour",
+        );
+    }
     let run = rotator
         .rotate_due(&due, args.grace.unwrap_or_default(), args.yes, prompter)
         .map_err(command_error)?;

@@ -744,6 +744,11 @@ fn due_rotates_exactly_the_keys_past_their_age() {
     assert!(stdout.contains("needs person  anthropic"), "{stdout}");
     assert!(stdout.contains("till rotate anthropic"), "{stdout}");
     assert!(!stdout.contains("gemini"), "{stdout}");
+    // The mint key went without --grace: its keys stopped at once, and it said so first.
+    assert!(
+        stderr.contains("the mint key is due and no --grace is given"),
+        "{stderr}"
+    );
 
     let after = rot.root_rows();
     let find = |rows: &[(String, String, i64, Option<i64>)], p: &str| {
