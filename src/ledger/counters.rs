@@ -230,12 +230,14 @@ impl Ledger {
             } else {
                 now.saturating_sub(hold.at) as f64 * 1e3
             };
-            // The row's cost is what the budget was charged, so that what `till usage` and
-            // `till log` add up is what the counters hold.
+            // The row's cost is what the budget was charged, and its output tokens what a
+            // token budget was (the reservation is one count: the prompt's estimate and the
+            // output ceiling), so that what `till usage` and `till log` add up is what the
+            // counters hold.
             tx.prepare_cached(
                 "INSERT INTO requests (at, binding, session, provider, model, endpoint, status,
-                     latency_ms, outcome, lineage, cost_micros)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)",
+                     latency_ms, outcome, lineage, cost_micros, output_tokens)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 hold.at as i64,
@@ -248,6 +250,7 @@ impl Ledger {
                 outcome,
                 hold.lineage,
                 int(reservation.micros),
+                int(reservation.tokens),
             ])?;
             swept.requests += 1;
             swept.micros += reservation.micros;
@@ -381,15 +384,19 @@ mod tests {
             .unwrap()
     }
 
-    fn outcomes(l: &Ledger) -> Vec<(String, i64, Option<String>, i64)> {
+    fn outcomes(l: &Ledger) -> Vec<(String, i64, Option<String>, i64, i64)> {
         let mut stmt = l
             .conn()
-            .prepare("SELECT outcome, at, model, cost_micros FROM requests ORDER BY id")
+            .prepare(
+                "SELECT outcome, at, model, cost_micros, output_tokens FROM requests ORDER BY id",
+            )
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
     }
 
     fn level(b: &str, usd: Option<u64>) -> LevelCharge {
@@ -547,7 +554,7 @@ mod tests {
         assert_eq!(
             outcomes(&l),
             // Charged its reservation, and the row says so.
-            vec![("lost".to_string(), 100, Some("gpt-x".to_string()), 300)]
+            vec![("lost".to_string(), 100, Some("gpt-x".to_string()), 300, 20)]
         );
         // The other owner's reservation is untouched, and a second sweep finds nothing.
         assert_eq!(open_reservations(&l), 1);
