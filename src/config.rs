@@ -375,6 +375,22 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            // A config directory that is a file (`TILL_HOME` pointing at one) makes every
+            // command fail here first.
+            Err(e)
+                if path
+                    .parent()
+                    .is_some_and(|dir| dir.exists() && !dir.is_dir()) =>
+            {
+                let dir = path.parent().unwrap_or(path);
+                return Err(UserError::runtime(format!(
+                    "cannot read {}: {} is a file, not a directory ({e})",
+                    path.display(),
+                    dir.display()
+                ))
+                .hint("point TILL_HOME at a directory (till makes it), or unset it")
+                .into());
+            }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         Self::parse(&text, path)

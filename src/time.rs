@@ -34,7 +34,32 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if t.len() > MAX_DURATION_TEXT || longest_number > MAX_DURATION_DIGITS {
         return Err(format!("invalid duration `{text}`: too long"));
     }
-    humantime::parse_duration(t).map_err(|e| format!("invalid duration `{text}`: {e}"))
+    humantime::parse_duration(t).map_err(|e| {
+        use humantime::DurationError as E;
+        // humantime's own words name units till's examples do not use (`5sec or 5ms` for a
+        // TTL) and count positions from 0.
+        let why = match e {
+            E::UnknownUnit { unit, .. } if unit.is_empty() => {
+                "a number needs a unit: s, m, h or d (30m, 2h, 7d)".to_string()
+            }
+            E::UnknownUnit { unit, .. } => format!(
+                "unknown unit `{}`; use s, m, h or d (30m, 2h, 7d)",
+                crate::output::printable(&unit)
+            ),
+            E::NumberExpected(at) | E::InvalidCharacter(at) => {
+                format!(
+                    "unexpected text at character {}",
+                    t[..at].chars().count() + 1
+                )
+            }
+            E::NumberOverflow => "too long".to_string(),
+            E::Empty => "empty".to_string(),
+        };
+        format!(
+            "invalid duration `{}`: {why}",
+            crate::output::printable(text)
+        )
+    })
 }
 
 /// A short human rendering of a duration, to the largest whole unit (`3d`, `5h`, `12m`, `40s`).
@@ -85,6 +110,21 @@ mod tests {
         for s in [1, 59, 3_601, 90_061, 5_184_000] {
             assert_eq!(parse_duration(&text(s)), Ok(Duration::from_secs(s)), "{s}");
         }
+    }
+
+    /// humantime's own words suggested `5sec or 5ms` beside a hint of `30m, 2h or 7d`.
+    #[test]
+    fn a_bad_duration_says_what_is_wrong_in_tills_units() {
+        let err = |t: &str| parse_duration(t).unwrap_err();
+        assert_eq!(
+            err("5"),
+            "invalid duration `5`: a number needs a unit: s, m, h or d (30m, 2h, 7d)"
+        );
+        assert!(err("5x").contains("unknown unit `x`"), "{}", err("5x"));
+        assert!(err("ten").ends_with("unexpected text at character 1"));
+        assert!(err("").ends_with("empty"));
+        // What the user typed is shown escaped: an ESC in it does not reach the terminal.
+        assert!(!err("5m\u{1b}").contains('\u{1b}'));
     }
 
     #[test]

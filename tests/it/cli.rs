@@ -391,6 +391,40 @@ fn doctor_names_the_fix_for_a_config_it_cannot_load() {
     );
 }
 
+/// A damaged ledger: `till doctor` said "ok root keys: none stored yet" beside a store that
+/// held one. A `TILL_HOME` that is a file: every command said "Not a directory" without a fix.
+#[test]
+fn doctor_does_not_vouch_for_keys_it_cannot_check_and_a_file_home_has_a_hint() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-damaged-ledger-01",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(env.path("data/ledger.sqlite3"), vec![0x5a; 4096]).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(env.path(&format!("data/ledger.sqlite3{suffix}")));
+    }
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL ledger: "), "{stdout}");
+    assert!(!stdout.contains("none stored"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL root keys: not checked: the ledger above cannot be read"),
+        "{stdout}"
+    );
+
+    let file = env.path("a-file");
+    std::fs::write(&file, "").unwrap();
+    for args in [&["list"][..], &["doctor"]] {
+        let (code, stdout, stderr) = output(env.till().env("TILL_HOME", &file).args(args));
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        let said = format!("{stdout}{stderr}");
+        assert!(said.contains("is a file, not a directory"), "{said}");
+        assert!(said.contains("point TILL_HOME at a directory"), "{said}");
+    }
+}
+
 /// A ledger lost (or replaced) while the store keeps its keys: `till doctor` said "no root
 /// keys stored" and passed. It now names the key the ledger does not list and both ways back,
 /// and the first of them works.
