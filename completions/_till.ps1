@@ -280,6 +280,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
         }
         'till;prices;update' {
             [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'A file or an http(s) URL of a table in LiteLLM''s format (model_prices_and_context_window.json); LiteLLM''s repository when left out')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Keep the new table even when it lacks most of the models the table in use prices (a partial download or another file would otherwise leave them unpriced)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

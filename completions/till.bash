@@ -1041,7 +1041,7 @@ _till() {
             return 0
             ;;
         till__subcmd__prices__subcmd__update)
-            opts="-h -V --from --help --version"
+            opts="-h -V --from --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -250,6 +250,7 @@ set edit:completion:arg-completer[till] = {|@words|
         }
         &'till;prices;update'= {
             cand --from 'A file or an http(s) URL of a table in LiteLLM''s format (model_prices_and_context_window.json); LiteLLM''s repository when left out'
+            cand --force 'Keep the new table even when it lacks most of the models the table in use prices (a partial download or another file would otherwise leave them unpriced)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

@@ -161,6 +161,7 @@ complete -c till -n "__fish_till_using_subcommand prices; and not __fish_seen_su
 complete -c till -n "__fish_till_using_subcommand prices; and not __fish_seen_subcommand_from update reset help" -a "reset" -d 'Delete this machine\'s copy and use the table built into till again'
 complete -c till -n "__fish_till_using_subcommand prices; and not __fish_seen_subcommand_from update reset help" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c till -n "__fish_till_using_subcommand prices; and __fish_seen_subcommand_from update" -l from -d 'A file or an http(s) URL of a table in LiteLLM\'s format (model_prices_and_context_window.json); LiteLLM\'s repository when left out' -r
+complete -c till -n "__fish_till_using_subcommand prices; and __fish_seen_subcommand_from update" -l force -d 'Keep the new table even when it lacks most of the models the table in use prices (a partial download or another file would otherwise leave them unpriced)'
 complete -c till -n "__fish_till_using_subcommand prices; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand prices; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand prices; and __fish_seen_subcommand_from reset" -s h -l help -d 'Print help'

@@ -32,7 +32,7 @@ fi
 
 cargo build --quiet --locked --bin till
 till=${CARGO_TARGET_DIR:-target}/debug/till
-TILL_HOME=$work/home "$till" prices update --from "$json" >/dev/null 2>&1
+TILL_HOME=$work/home "$till" prices update --force --from "$json" >/dev/null 2>&1
 # Name the source by what it is, not by the temporary path it was read from.
 python3 - "$work/home/data/prices.toml" "$source_name" <<'PY'
 import re, sys

@@ -423,6 +423,10 @@ pub struct PricesUpdateArgs {
     /// (model_prices_and_context_window.json); LiteLLM's repository when left out.
     #[arg(long, value_name = "FILE|URL")]
     pub from: Option<String>,
+    /// Keep the new table even when it lacks most of the models the table in use prices
+    /// (a partial download or another file would otherwise leave them unpriced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

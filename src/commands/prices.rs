@@ -162,6 +162,22 @@ fn update(ctx: &Ctx, args: &PricesUpdateArgs) -> anyhow::Result<ExitCode> {
         .flat_map(Prices::iter)
         .filter(|(name, _)| !before.as_ref().is_some_and(|b| b.is_overridden(name)))
         .collect();
+    // A table that lacks most of what the one in use prices is a partial download or another
+    // file, more likely than a price list that shrank: every dollar budget would then be
+    // charged highest prices, or refuse, for the models it lost.
+    let lost = old
+        .iter()
+        .filter(|(name, _)| !table.prices.contains_key(*name))
+        .count();
+    if !args.force && lost * 2 > old.len() {
+        return Err(UserError::runtime(format!(
+            "{from} prices {} models and lacks {lost} of the {} the table in use prices; nothing was changed",
+            table.prices.len(),
+            old.len()
+        ))
+        .hint("check that it is LiteLLM's whole model_prices_and_context_window.json; --force keeps it anyway")
+        .into());
+    }
     ctx.paths.ensure_data_dir()?;
     let path = user_copy(&ctx.paths);
     crate::config::write_atomically(&path, table.to_toml().as_bytes())
@@ -260,7 +276,10 @@ fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
                 "cannot fetch the price table: {}",
                 crate::upstream::without_url(&e)
             ))
-            .hint("check the network, or download the file and pass --from FILE")
+            .hint(format!(
+                "check the network, or download {} and pass --from FILE",
+                crate::output::printable(url)
+            ))
         };
         let resp = client
             .get(url)
@@ -273,7 +292,10 @@ fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
                 "fetching the price table answered HTTP {}",
                 resp.status().as_u16()
             ))
-            .hint("check the URL, or download the file and pass --from FILE")
+            .hint(format!(
+                "check the URL, or download {} and pass --from FILE",
+                crate::output::printable(url)
+            ))
             .into());
         }
         let mut bytes = Vec::new();

@@ -89,7 +89,20 @@ fn update_from_a_file_replaces_the_table_and_reset_restores_the_builtin() {
     let env = TestEnv::new();
     let file = env.path("litellm.json");
     std::fs::write(&file, LITELLM).unwrap();
+    // A table that lacks most of the models the one in use prices (another file, a cut
+    // download) is refused without --force: it replaced the 400-odd built-in prices and
+    // left six providers unpriced, with exit 0.
     let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&file));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert!(stderr.contains("--force keeps it anyway"), "{stderr}");
+    assert!(!env.path("data/prices.toml").exists());
+    assert_eq!(shown(&env, &[])["table"], "builtin");
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["prices", "update", "--force", "--from"])
+            .arg(&file),
+    );
     assert_eq!(code, 0, "{stderr}");
     // The file's two, and the supplement's models it does not list.
     let n = from_litellm_file();
@@ -123,7 +136,11 @@ fn a_bad_table_is_refused_and_leaves_the_current_one() {
     let env = TestEnv::new();
     let good = env.path("good.json");
     std::fs::write(&good, LITELLM).unwrap();
-    let (code, _, _) = output(env.till().args(["prices", "update", "--from"]).arg(&good));
+    let (code, _, _) = output(
+        env.till()
+            .args(["prices", "update", "--force", "--from"])
+            .arg(&good),
+    );
     assert_eq!(code, 0);
     let before = std::fs::read(env.path("data/prices.toml")).unwrap();
     for (name, text) in [
@@ -137,7 +154,11 @@ fn a_bad_table_is_refused_and_leaves_the_current_one() {
     ] {
         let path = env.path(name);
         std::fs::write(&path, text).unwrap();
-        let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&path));
+        let (code, _, stderr) = output(
+            env.till()
+                .args(["prices", "update", "--force", "--from"])
+                .arg(&path),
+        );
         assert_eq!(code, 1, "{name}: {stderr}");
         assert!(stderr.contains("hint:"), "{name}: {stderr}");
         assert_eq!(
@@ -146,11 +167,13 @@ fn a_bad_table_is_refused_and_leaves_the_current_one() {
             "{name}"
         );
     }
-    let (code, _, stderr) =
-        output(
-            env.till()
-                .args(["prices", "update", "--from", "/no/such/file.json"]),
-        );
+    let (code, _, stderr) = output(env.till().args([
+        "prices",
+        "update",
+        "--force",
+        "--from",
+        "/no/such/file.json",
+    ]));
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("cannot read /no/such/file.json"),
@@ -187,7 +210,11 @@ fn serve_once(body: &'static str) -> String {
 fn a_fetched_table_prices_what_the_proxy_meters() {
     let p = ProxyEnv::new();
     let url = serve_once(LITELLM);
-    let (code, _, stderr) = output(p.env.till().args(["prices", "update", "--from", &url]));
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["prices", "update", "--force", "--from", &url]),
+    );
     assert_eq!(code, 0, "{stderr}");
     let (v, _) = p.client(&["--scope", "openai/gpt-4o-mini"], &["openai", "chat"]);
     let usage = &v["body"]["usage"];
@@ -238,7 +265,11 @@ fn prices_that_are_not_usable_are_refused() {
 
     let good = env.path("good.json");
     std::fs::write(&good, LITELLM).unwrap();
-    let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&good));
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["prices", "update", "--force", "--from"])
+            .arg(&good),
+    );
     assert_eq!(code, 0, "{stderr}");
     let before = std::fs::read(env.path("data/prices.toml")).unwrap();
     for (rate, says) in [("-1e-06", "is negative"), ("1e300", "above 1,000,000")] {
@@ -248,7 +279,11 @@ fn prices_that_are_not_usable_are_refused() {
         );
         let path = env.path("bad.json");
         std::fs::write(&path, bad).unwrap();
-        let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&path));
+        let (code, _, stderr) = output(
+            env.till()
+                .args(["prices", "update", "--force", "--from"])
+                .arg(&path),
+        );
         assert_eq!(code, 1, "{rate}: {stderr}");
         assert!(stderr.contains("gpt-4o-mini: input = "), "{rate}: {stderr}");
         assert!(stderr.contains(says), "{rate}: {stderr}");
@@ -264,7 +299,11 @@ fn update_says_what_the_new_table_drops() {
     let builtin = shown(&env, &[])["prices"].as_array().unwrap().len();
     let file = env.path("litellm.json");
     std::fs::write(&file, LITELLM).unwrap();
-    let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&file));
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["prices", "update", "--force", "--from"])
+            .arg(&file),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains(&format!("{} prices written to ", from_litellm_file()))
@@ -279,7 +318,11 @@ fn update_says_what_the_new_table_drops() {
     assert!(stderr.contains("gemini"), "{stderr}");
     assert!(stderr.contains("till prices reset"), "{stderr}");
     // The same table again drops nothing.
-    let (code, _, stderr) = output(env.till().args(["prices", "update", "--from"]).arg(&file));
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["prices", "update", "--force", "--from"])
+            .arg(&file),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains(&format!(
