@@ -226,8 +226,11 @@ fn nested_run(
         )
         .into());
     }
-    let parent = Token::decode(key)
-        .map_err(|e| UserError::runtime(format!("TILL_KEY is not a valid till key: {e}")))?;
+    let parent = Token::decode(key).map_err(|e| {
+        UserError::runtime(format!("TILL_KEY is not a valid till key: {e}")).hint(
+            "TILL_KEY and TILL_PROXY_URL are set, which makes this a run nested in another; if that run has ended, unset both (`unset TILL_KEY TILL_PROXY_URL`) and run again",
+        )
+    })?;
     outer_proxy_answers(proxy_url)?;
     crate::output::note(&format!(
         "till: a nested run: the agent gets a key narrowed from TILL_KEY, through the proxy at {proxy_url}"

@@ -174,6 +174,11 @@ impl StoreError {
                 EnvVars::TILL_PASSPHRASE,
                 EnvVars::TILL_KEYCHAIN_TIMEOUT,
             )),
+            // Inside a `till run`, which keeps the passphrase from its agent on purpose.
+            StoreError::Locked if std::env::var_os(EnvVars::TILL_KEY).is_some() => Some(
+                "this is inside a till run (TILL_KEY is set), whose agent has no access to the store; `till key attenuate` narrows $TILL_KEY without it, and a nested `till run` runs a sub-agent under a narrower key"
+                    .into(),
+            ),
             StoreError::Locked => Some(format!(
                 "{} unlocks it without a prompt; or use the keychain with {}=keychain",
                 EnvVars::TILL_PASSPHRASE,

@@ -189,6 +189,26 @@ fn a_stale_or_foreign_outer_run_is_refused_and_a_nested_run_keeps_the_passphrase
             "{url}: {stderr}"
         );
     }
+    // A TILL_KEY that is not a key at all gets the same way out.
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .env("TILL_KEY", "till_garbage")
+            .env("TILL_PROXY_URL", &dead)
+            .args(["run", "--", "true"]),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("unset TILL_KEY TILL_PROXY_URL"), "{stderr}");
+    // A store command inside a run says why it cannot open the store.
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .env("TILL_KEY", &key)
+            .env_remove("TILL_PASSPHRASE")
+            .args(["key", "create", "--scope", "openai"]),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("this is inside a till run"), "{stderr}");
     // Inside a real run, a passphrase set again (under its name or another) stays out.
     let path = crate::support::path_with_till();
     let inner =
