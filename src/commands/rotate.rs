@@ -29,19 +29,39 @@ pub fn run(ctx: &Ctx, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     if args.due {
         return due(ctx, args, &rotator, &mut prompter);
     }
-    let outcome = if args.mint {
+    let result = if args.mint {
         rotator
             .rotate_mint(args.grace.unwrap_or_default(), &mut prompter)
-            .map_err(command_error)?
+            .map_err(command_error)
     } else {
         let name = args
             .provider
             .as_deref()
             .expect("clap requires a provider, --mint or --due");
-        let provider = ctx.providers.require(name)?.clone();
-        rotator
-            .rotate_provider(&provider, &mut prompter)
-            .map_err(command_error)?
+        ctx.providers
+            .require(name)
+            .map_err(Into::into)
+            .and_then(|p| {
+                let provider = p.clone();
+                rotator
+                    .rotate_provider(&provider, &mut prompter)
+                    .map_err(command_error)
+            })
+    };
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        // A script that asked for JSON gets an answer to parse when nothing was rotated too.
+        Err(e) if args.json => {
+            let hint = e.downcast_ref::<UserError>().and_then(|u| u.hint.clone());
+            crate::output::json(&serde_json::json!({
+                "target": if args.mint { "mint" } else { args.provider.as_deref().unwrap_or("") },
+                "ok": false,
+                "message": format!("{e:#}"),
+                "hint": hint,
+            }))?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
     };
     if args.json {
         crate::output::json(&outcome)?;

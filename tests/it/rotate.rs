@@ -508,6 +508,24 @@ fn guided_rotation_refuses_a_key_the_provider_rejects() {
     assert!(stderr.contains("the new key was not stored"), "{stderr}");
     assert_eq!(rot.stored("anthropic").as_deref(), Some(OLD_ANTHROPIC));
     assert_eq!(rot.root_rows(), before);
+    // With --json the failure is JSON on stdout too (stdout was empty).
+    let (code, stdout, stderr) = output_with_stdin(
+        rot.till().args(["rotate", "anthropic", "--json"]),
+        "sk-ant-api03-unknown-000000000000000000000000000000",
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["target"], "anthropic", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed at `verify`"),
+        "{v}"
+    );
+    assert!(!stdout.contains("sk-ant-api03-unknown"), "{stdout}");
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
