@@ -617,6 +617,7 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut targets = Vec::new();
+    let n = args.keys.len();
     for (k, token) in args.keys.iter().zip(&decoded) {
         if let Some(token) = token {
             let lineage = token.lineage(token.level_count() - 1);
@@ -626,12 +627,12 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
                 lineage,
             ));
         } else if ledger.find_key(k)?.is_empty()
-            && let Some(binding) = narrowed_key(&ledger, k)?
+            && let Some(binding) = narrowed_key(&ledger, k).map_err(|e| none_revoked(e, n))?
         {
             let label = crate::childkey::Binding::short_hex(&binding);
             targets.push((binding, label, None));
         } else {
-            let meta = one_key(&ledger, k)?;
+            let meta = one_key(&ledger, k).map_err(|e| none_revoked(e, n))?;
             let label = meta
                 .name
                 .clone()
@@ -647,6 +648,21 @@ fn revoke(ctx: &Ctx, args: &KeyRevokeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An argument of several that names no key: the message says the others were left alone
+/// too (all or nothing), not only what was wrong with this one.
+fn none_revoked(e: anyhow::Error, n: usize) -> anyhow::Error {
+    if n < 2 {
+        return e;
+    }
+    match e.downcast::<UserError>() {
+        Ok(mut u) => {
+            u.message = format!("{}; none of the {n} keys given was revoked", u.message);
+            u.into()
+        }
+        Err(e) => e,
+    }
 }
 
 /// A key narrowed from a created one (a run's, a sub-agent's, one made offline), by the id

@@ -359,11 +359,26 @@ fn revoking_a_non_ascii_key_is_a_usage_error_that_revokes_nothing() {
         assert!(!stdout.contains(bad), "{stdout}");
         assert!(stderr.contains("`till_aaaaaa…`"), "{stderr}");
     }
+    // A name that names nothing beside a real one: the message says the real one was left
+    // alone too.
+    p.create_key(&["--name", "ci", "--scope", "openai"]);
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "ci", "nosuch"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no key named or with id `nosuch`; none of the 2 keys given was revoked"),
+        "{stderr}"
+    );
     let (code, stdout, stderr) = output(p.env.till().args(["key", "list", "--all", "--json"]));
     assert_eq!(code, 0, "{stderr}");
     let keys: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
-    assert_eq!(keys[0]["status"], "active", "{keys}");
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["status"] == "active"),
+        "{keys}"
+    );
     let revocations: i64 = rusqlite::Connection::open(p.env.path("data/ledger.sqlite3"))
         .unwrap()
         .query_row("SELECT count(*) FROM revocations", [], |r| r.get(0))
