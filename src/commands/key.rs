@@ -423,18 +423,20 @@ fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or(0)
         .clamp(16, 40);
+    let spends: Vec<String> = keys.iter().map(spend).collect();
+    let spend_width = spends.iter().map(String::len).max().unwrap_or(0).max(18);
     let mut out = format!(
-        "{:<12}  {:<width$}  {:<8}  {:<20}  {:<18}  {}\n",
+        "{:<12}  {:<width$}  {:<8}  {:<20}  {:<spend_width$}  {}\n",
         "ID", "NAME", "STATUS", "EXPIRES", "SPEND", "SCOPE"
     );
-    for (k, name) in keys.iter().zip(&names) {
+    for ((k, name), spent) in keys.iter().zip(&names).zip(&spends) {
         out.push_str(&format!(
-            "{:<12}  {}  {:<8}  {:<20}  {:<18}  {}\n",
+            "{:<12}  {}  {:<8}  {:<20}  {:<spend_width$}  {}\n",
             k.id,
             crate::format::cell(name, width),
             k.status,
             k.expires_at,
-            spend(k),
+            spent,
             k.scope
         ));
     }
@@ -936,7 +938,14 @@ fn inspect_token(ledger: Option<&Ledger>, token: &Token, json: bool) -> anyhow::
 fn spend(k: &KeyView) -> String {
     use crate::format::usd;
     match (k.budget_usd, k.budget_tokens) {
-        (Some(b), _) => format!("{} of {}", usd(k.spent_usd), usd(b)),
+        // Both: both, since either may be the one that refuses.
+        (Some(b), Some(t)) => format!(
+            "{} of {}, {} of {t} tok",
+            usd(k.spent_usd),
+            usd(b),
+            k.spent_tokens
+        ),
+        (Some(b), None) => format!("{} of {}", usd(k.spent_usd), usd(b)),
         (None, Some(t)) => format!("{} of {t} tok", k.spent_tokens),
         (None, None) => usd(k.spent_usd),
     }

@@ -867,3 +867,22 @@ fn a_damaged_ledger_gets_a_hint() {
         "{stderr}"
     );
 }
+
+/// A key with a dollar and a token budget showed only the dollars in `till key list`, though
+/// either may be the one that refuses; and the wider column keeps the scopes in line.
+#[test]
+fn key_list_shows_both_budgets_of_a_key_and_keeps_its_columns() {
+    let p = ProxyEnv::new();
+    p.create_key(&[
+        "--name", "both", "--scope", "openai", "--budget", "1usd", "--budget", "100ktok",
+    ]);
+    p.create_key(&["--name", "one", "--scope", "openai", "--budget", "1usd"]);
+    let (code, list, stderr) = output(p.env.till().args(["key", "list"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(list.contains("$0 of $1.00, 0 of 100000 tok"), "{list}");
+    let scope_at: Vec<usize> = list
+        .lines()
+        .map(|l| l.find("SCOPE").or_else(|| l.find("--scope")).unwrap())
+        .collect();
+    assert!(scope_at.windows(2).all(|w| w[0] == w[1]), "{list}");
+}
