@@ -18,9 +18,12 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let now = now_unix();
+    // STORED and AGE are the key's now in the store: a rotation or `till add --replace`
+    // restarts both (ADDED kept the first key's time while AGE restarted). `--json` has both
+    // times.
     let mut out = format!(
         "{:<12} {:<10} {:<22} {:>5}\n",
-        "PROVIDER", "KEY", "ADDED", "AGE"
+        "PROVIDER", "KEY", "STORED", "AGE"
     );
     for k in &keys {
         let since = k.rotated_at.unwrap_or(k.added_at);
@@ -29,7 +32,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
             // A name from the ledger may predate the check config.toml's names now get.
             crate::output::printable(&k.provider),
             k.fingerprint,
-            rfc3339(k.added_at),
+            rfc3339(since),
             short_duration(now.saturating_sub(since))
         ));
     }

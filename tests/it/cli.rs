@@ -498,6 +498,13 @@ fn add_refuses_to_replace_a_different_key_without_replace() {
         "{stderr}"
     );
 
+    // The first key was stored long ago; the one that replaces it is stored now, and
+    // `till list` says when the key it holds was stored (it kept the first key's time beside
+    // an age that restarted).
+    rusqlite::Connection::open(env.path("data/ledger.sqlite3"))
+        .unwrap()
+        .execute("UPDATE root_keys SET added_at = 1000000000", [])
+        .unwrap();
     let (code, _, stderr) = add(
         &["add", "openai", "--no-verify", "--replace"],
         "sk-test-second",
@@ -505,6 +512,12 @@ fn add_refuses_to_replace_a_different_key_without_replace() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("replacing the openai key"), "{stderr}");
     assert_ne!(output(env.till().args(["list", "--json"])).1, listed);
+    let (_, table, _) = output(env.till().args(["list"]));
+    assert!(
+        table.starts_with("PROVIDER     KEY        STORED"),
+        "{table}"
+    );
+    assert!(!table.contains("2001-09-09"), "{table}");
 
     let (code, _, stderr) = add(&["add", "openai", "--admin", "--no-verify"], "sk-admin-1");
     assert_eq!(code, 0, "{stderr}");
