@@ -210,16 +210,16 @@ pub struct ScopeArgs {
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub ttl: Option<String>,
     /// Requests per minute.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub rpm: Option<u32>,
     /// Tokens per minute (counted from each request's own token ceiling).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub tpm: Option<u64>,
     /// Total number of requests the key may make.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_requests: Option<u64>,
     /// Largest `max_tokens` a request may ask for; requests that ask for none are capped.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_output_tokens: Option<u64>,
 }
 
@@ -387,7 +387,7 @@ pub struct LogArgs {
     #[arg(long, conflicts_with = "denied")]
     pub alerts: bool,
     /// How many of the newest requests to show.
-    #[arg(short = 'n', long, default_value_t = 50,
+    #[arg(short = 'n', long, default_value_t = 50, allow_negative_numbers = true,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=i64::MAX as u64))]
     pub limit: usize,
     /// Print JSON instead of a table.
@@ -512,6 +512,18 @@ mod tests {
         assert!(!escaped.contains('\u{1b}'), "{escaped}");
         assert!(at("localhost").unwrap_err().contains("IP address and port"));
         assert!(at("example.com:80").is_err());
+    }
+
+    /// `--rpm -5` was "unexpected argument '-5' found", with a tip to pass it after `--`.
+    #[test]
+    fn a_negative_number_is_a_bad_value_not_an_unknown_argument() {
+        for args in [
+            &["till", "key", "create", "--rpm", "-5"][..],
+            &["till", "log", "-n", "-1"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+        }
     }
 
     #[test]
