@@ -29,8 +29,13 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
         limit: Some(args.limit),
     };
     if args.alerts {
+        let mut first = true;
         loop {
             let events = ledger.events(&filter)?;
+            if first && events.is_empty() && !args.json {
+                crate::output::note("no alerts in that period");
+            }
+            first = false;
             if let Some(e) = events.last() {
                 filter.after_id = Some(e.id);
             }

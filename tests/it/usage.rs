@@ -575,6 +575,13 @@ fn log_and_usage_snapshots() {
         run(&["log", "--alerts", "--key", "bbbbbbbbbbbb"])
     );
     insta::assert_snapshot!("log_alerts_newest", run(&["log", "--alerts", "-n", "1"]));
+    // None in the period: said, where it printed nothing at all.
+    let (code, stdout, stderr) = output(env.till().args(["log", "--alerts", "--since", "1m"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("no alerts in that period"),
+        "{stderr}"
+    );
     insta::assert_snapshot!(
         "usage_by_model",
         run(&["usage", "--by", "model", since[0], since[1]])
