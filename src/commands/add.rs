@@ -77,17 +77,35 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
     )
     .context("cannot store the key")?;
     let fingerprint = crate::ledger::fingerprint(key.expose_secret());
-    if let Err(err) = ledger.record_root_key(&provider.name, &fingerprint, crate::time::now_unix())
-    {
-        let _ = store.delete(&name);
-        return Err(err.context("cannot record the key in the ledger; the key was not stored"));
-    }
     let same = seen
         .as_ref()
         .is_some_and(|s| s.expose_secret() == key.expose_secret());
-    crate::output::note(&if same {
+    let listed = ledger
+        .root_key(&provider.name)?
+        .is_some_and(|m| m.fingerprint == fingerprint);
+    if let Err(err) = ledger.record_root_key(&provider.name, &fingerprint, crate::time::now_unix())
+    {
+        return Err(
+            err.context(match put_back(store.as_ref(), &name, seen.as_ref(), &key) {
+                Ok(_) if same => {
+                    "cannot record the key in the ledger; the store keeps it as it was"
+                }
+                Ok(_) => "cannot record the key in the ledger; the store was left as it was",
+                Err(_) => {
+                    "cannot record the key in the ledger, nor put the store back: run `till doctor`"
+                }
+            }),
+        );
+    }
+    crate::output::note(&if same && listed {
         format!(
             "the {} key {fingerprint} was already in the {} store; nothing changed",
+            provider.name,
+            store.kind()
+        )
+    } else if same {
+        format!(
+            "the {} key {fingerprint} was already in the {} store; the ledger lists it again",
             provider.name,
             store.kind()
         )
@@ -158,8 +176,14 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
     let fingerprint = crate::ledger::fingerprint(key.expose_secret());
     if let Err(err) = ledger.record_admin_key(&provider.name, &fingerprint, crate::time::now_unix())
     {
-        let _ = store.delete(&name);
-        return Err(err.context("cannot record the admin key in the ledger; it was not stored"));
+        return Err(err.context(
+            match put_back(store.as_ref(), &name, seen.as_ref(), &key) {
+                Ok(()) => "cannot record the admin key in the ledger; the store was left as it was",
+                Err(_) => {
+                    "cannot record the admin key in the ledger, nor put the store back: run `till doctor`"
+                }
+            },
+        ));
     }
     crate::output::note(&format!(
         "stored the {} admin key {fingerprint} in the {} store; `till rotate {}` will use it",
@@ -174,6 +198,22 @@ fn add_admin(ctx: &Ctx, args: &AddArgs, provider: &Provider) -> anyhow::Result<E
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After the ledger refused a key just stored under `name`, the store goes back to what it
+/// held: the key `--replace` replaced, or nothing; a key that was there already stays
+/// (deleting it lost a key the ledger merely did not list).
+fn put_back(
+    store: &dyn crate::secrets::SecretStore,
+    name: &str,
+    seen: Option<&SecretString>,
+    key: &SecretString,
+) -> Result<(), crate::secrets::StoreError> {
+    match seen {
+        Some(old) if old.expose_secret() == key.expose_secret() => Ok(()),
+        Some(old) => store.set_if_unchanged(name, Some(key), old).map(|_| ()),
+        None => store.delete(name).map(|_| ()),
+    }
 }
 
 /// A different key already stored under `name` is replaced only with `--replace`: `till add`

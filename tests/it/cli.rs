@@ -822,3 +822,58 @@ fn a_provider_name_with_escapes_is_refused_and_never_printed_raw() {
         );
     }
 }
+
+/// A ledger that refuses the key's row leaves the store as it was: `till add --replace` put
+/// the replaced key back no more (it deleted the new one and left nothing), and a key already
+/// in the store, which doctor says to add again when the ledger lost its row, was deleted.
+#[test]
+fn add_puts_the_store_back_when_the_ledger_refuses_the_key() {
+    let env = TestEnv::new();
+    let add = |args: &[&str], key: &str| output_with_stdin(env.till().args(args), key);
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first-key-0001");
+    assert_eq!(code, 0, "{stderr}");
+    let (_, listed, _) = output(env.till().args(["list", "--json"]));
+    let first: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let first_fp = first[0]["fingerprint"].as_str().unwrap().to_string();
+    let ledger = rusqlite::Connection::open(env.path("data/ledger.sqlite3")).unwrap();
+    let refuse = |on: bool| {
+        let sql = if on {
+            "CREATE TRIGGER refuse_ins BEFORE INSERT ON root_keys BEGIN SELECT RAISE(FAIL, 'refused'); END;
+             CREATE TRIGGER refuse_upd BEFORE UPDATE ON root_keys BEGIN SELECT RAISE(FAIL, 'refused'); END;"
+        } else {
+            "DROP TRIGGER refuse_ins; DROP TRIGGER refuse_upd;"
+        };
+        ledger.execute_batch(sql).unwrap();
+    };
+
+    refuse(true);
+    let (code, _, stderr) = add(
+        &["add", "openai", "--no-verify", "--replace"],
+        "sk-test-second-key-0002",
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the store was left as it was"), "{stderr}");
+    refuse(false);
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("ok   openai key: present ({first_fp})")),
+        "{stdout}"
+    );
+
+    // The ledger lost the key's row; adding the same key again while the ledger refuses it
+    // keeps the key in the store.
+    ledger.execute("DELETE FROM root_keys", []).unwrap();
+    refuse(true);
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first-key-0001");
+    assert_eq!(code, 1, "{stderr}");
+    refuse(false);
+    let (_, stdout, _) = output(env.till().args(["doctor"]));
+    assert!(
+        stdout.contains("is in the store but not in the ledger"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = add(&["add", "openai", "--no-verify"], "sk-test-first-key-0001");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("the ledger lists it again"), "{stderr}");
+}
