@@ -939,11 +939,12 @@ fn runs_a_model_of_its_choosing(api: ApiFamily, kind: &str) -> bool {
 /// such a name, a value that is not a name (a number, `true`, an object under a `…model`) is
 /// a model the tool does not name.
 fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'a>>) {
-    // A model given by something other than its name (a number, a flag, an object under a
-    // `…model` name) is one till cannot compare with the scope: the provider's choice.
+    // A model given by something other than its name (a number, a flag, null, an object
+    // under a `…model` name, an object in a `…models` list that names none) is one till
+    // cannot compare with the scope: the provider's choice.
     let unnamed = |name: &str| {
         ToolModel::Unnamed(format!(
-            "a tool's `{}` that is not a model's name",
+            "a tool whose `{}` is not a model's name",
             crate::output::printable(name)
         ))
     };
@@ -961,8 +962,16 @@ fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'
                 for item in items {
                     match item {
                         Value::String(m) if one || many => out.push(ToolModel::Named(m)),
+                        // A panel's entry as an object (`{"id": …}`) names its model only by
+                        // a `…model` member of its own.
+                        Value::Object(o) if one || many => {
+                            let before = out.len();
+                            models_within(o, out);
+                            if out.len() == before {
+                                out.push(unnamed(name));
+                            }
+                        }
                         Value::Object(o) => models_within(o, out),
-                        Value::Null => {}
                         _ if one || many => out.push(unnamed(name)),
                         _ => {}
                     }
@@ -970,7 +979,6 @@ fn models_within<'a>(settings: &'a Map<String, Value>, out: &mut Vec<ToolModel<'
             }
             Value::Object(_) if one => out.push(unnamed(name)),
             Value::Object(o) => models_within(o, out),
-            Value::Null => {}
             _ if one || many => out.push(unnamed(name)),
             _ => {}
         }

@@ -612,7 +612,7 @@ pub async fn admit(
                         403,
                         "model",
                         format!(
-                            "{tool} of this request runs a model it does not name (the provider's choice), so only a key for every {p} model may send it; name the model in the tool, or widen the key with `--scope {p}` (on `till run`, or a new key from `till key create`)",
+                            "{tool} (in this request) runs a model it does not name (the provider's choice), so only a key for every {p} model may send it; name the model in the tool, or widen the key with `--scope {p}` (on `till run`, or a new key from `till key create`)",
                             p = provider.name
                         ),
                     ));
@@ -633,7 +633,7 @@ pub async fn admit(
                 403,
                 "max_output_tokens",
                 format!(
-                    "{what} of this request produces output of its own, which the key's output cap does not bound; a key with an output cap may not send it"
+                    "{what} (in this request) produces output of its own, which the key's output cap does not bound; a key with an output cap may not send it"
                 ),
             ));
         }

@@ -3362,6 +3362,9 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":7}]}}"),
         tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":{\"id\":\"o1-pro\"}}]}}"),
         tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"gpt-4o-mini\",true]}}"),
+        // A panel entry as an object that names no model, and a profile whose model is null.
+        tool("{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[{\"id\":\"o1-pro\"}]}}"),
+        tool("{\"type\":\"openrouter:advisor\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"advisors\":[{\"name\":\"a\",\"model\":null}]}}"),
         chat("\"plugins\":[{\"id\":\"fusion\"}],"),
         chat("\"plugins\":[{\"id\":\"web\"},{\"id\":\"file-parser\",\"pdf\":{\"engine\":\"mistral-ocr\"}}],"),
         chat("\"plugins\":[{\"id\":\"something-new\"}],"),
@@ -3388,11 +3391,15 @@ fn a_routers_server_tools_plugins_and_presets_run_only_models_the_key_allows() {
         tool(
             "{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[\"gpt-4o-mini\"]}}",
         ),
+        // A panel entry as an object that names its model.
+        tool(
+            "{\"type\":\"openrouter:fusion\",\"parameters\":{\"model\":\"gpt-4o-mini\",\"analysis_models\":[{\"model\":\"gpt-4o-mini\",\"weight\":1}]}}",
+        ),
     ] {
         let (status, text) = a.post("/openai/v1/chat/completions", &body);
         assert_eq!(status, 200, "{body} → {text}");
     }
-    assert_eq!(a.upstream_bodies().len(), 7);
+    assert_eq!(a.upstream_bodies().len(), 8);
     // A key for every model without a budget may leave the choice to the router.
     let every = Attack::new("", &["--scope", "openai"]);
     for body in [
