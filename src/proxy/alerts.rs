@@ -66,6 +66,9 @@ impl Inner {
     }
 }
 
+/// The budget mark of a key's first refused request (the fill marks are 50, 80 and 100).
+const REFUSED_MARK: u8 = 0;
+
 /// How many keys each per-key set and map follows at most. An agent can make keys offline
 /// (`till key attenuate`), each with a binding of its own: past this, new keys raise no
 /// dead-key or budget alert and get no rate baseline, and the memory stays bounded.
@@ -144,15 +147,16 @@ impl Alerts {
                 if kind == "budget" {
                     let hex = binding().unwrap_or_default();
                     let short = crate::childkey::Binding::short_hex(&hex).to_string();
+                    // Marked apart from the 100 % of a budget's fill (`budget_fill`), which a
+                    // refusal with the budget far from spent must not stand in for. The key is
+                    // the one that made the request; the budget may be a key it came from.
                     if inner.budget_marks.len() < TRACKED_KEYS
-                        && inner.budget_marks.insert((hex, 100))
+                        && inner.budget_marks.insert((hex, REFUSED_MARK))
                     {
-                        // Not "at 100 %": a request larger than what is left (or than the
-                        // whole budget) is refused with the budget far from spent.
                         out.push((
                             "budget",
                             format!(
-                                "key {short} reached its budget: requests that could cost more than it has left are refused"
+                                "a budget refused a request of key {short}: requests that could cost more than it has left are refused"
                             ),
                         ));
                     }
@@ -306,6 +310,27 @@ mod tests {
         let inner = alerts.inner.lock().unwrap();
         assert_eq!(inner.rates.len(), TRACKED_KEYS - 100 + 1);
         assert!(inner.rates.contains_key(&key(TRACKED_KEYS + 1000)));
+    }
+
+    /// A refusal with the budget far from spent (a request larger than what is left) said
+    /// "at 100 %", and its mark stood in for the fill's: the real 100 % was never said.
+    #[test]
+    fn a_budget_refusal_is_said_once_and_leaves_the_fill_marks_alone() {
+        let alerts = Alerts::default();
+        let key = Binding([0x3c; 32]);
+        let first = alerts.alerts_for(Some(key), Some("budget"), Some("too large"));
+        let said: Vec<&String> = first
+            .iter()
+            .filter(|(kind, _)| *kind == "budget")
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(said.len(), 1, "{first:?}");
+        assert!(said[0].starts_with("a budget refused a request of key 3c3c3c3c3c3c"));
+        assert!(!said[0].contains("100 %"));
+        let again = alerts.alerts_for(Some(key), Some("budget"), Some("too large"));
+        assert!(again.iter().all(|(kind, _)| *kind != "budget"), "{again:?}");
+        let inner = alerts.inner.lock().unwrap();
+        assert!(!inner.budget_marks.contains(&(key.to_string(), 100)));
     }
 
     #[test]
