@@ -132,6 +132,20 @@ pub(crate) fn same_secret(a: Option<&SecretString>, b: Option<&SecretString>) ->
 
 /// Why a store call failed. Messages name what failed; [`StoreError::hint`] names the fix.
 /// None contains a secret.
+/// Why the file store is locked: no passphrase and no terminal, or (inside a `till run`,
+/// which keeps the passphrase from its agent) no access by design.
+fn locked_text() -> String {
+    if std::env::var_os(EnvVars::TILL_KEY).is_some() {
+        "the file store is locked: this is inside a till run, which keeps the store from its agent"
+            .into()
+    } else {
+        format!(
+            "the file store is locked: set {} or run in a terminal",
+            EnvVars::TILL_PASSPHRASE
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached at all (no Secret Service, no D-Bus session bus, …).
@@ -141,10 +155,7 @@ pub enum StoreError {
     #[error("the keychain did not answer within {secs}s")]
     Timeout { secs: f64 },
     /// The file store needs a passphrase and there is no way to get one.
-    #[error(
-        "the file store is locked: set {} or run in a terminal",
-        EnvVars::TILL_PASSPHRASE
-    )]
+    #[error("{}", locked_text())]
     Locked,
     /// The passphrase does not open the file store.
     #[error("wrong passphrase for {}", path.display())]
@@ -176,7 +187,7 @@ impl StoreError {
             )),
             // Inside a `till run`, which keeps the passphrase from its agent on purpose.
             StoreError::Locked if std::env::var_os(EnvVars::TILL_KEY).is_some() => Some(
-                "this is inside a till run (TILL_KEY is set), whose agent has no access to the store; `till key attenuate` narrows $TILL_KEY without it, and a nested `till run` runs a sub-agent under a narrower key"
+                "TILL_KEY is set; `till key attenuate` narrows $TILL_KEY without the store, and a nested `till run` runs a sub-agent under a narrower key"
                     .into(),
             ),
             StoreError::Locked => Some(format!(

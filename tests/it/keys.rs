@@ -209,6 +209,7 @@ fn a_stale_or_foreign_outer_run_is_refused_and_a_nested_run_keeps_the_passphrase
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("this is inside a till run"), "{stderr}");
+    assert!(!stderr.contains("set TILL_PASSPHRASE"), "{stderr}");
     // Inside a real run, a passphrase set again (under its name or another) stays out.
     let path = crate::support::path_with_till();
     let inner =
