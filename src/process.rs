@@ -39,11 +39,27 @@ pub fn agent_env(
         banned.extend(p.key_env.iter().map(String::as_str));
         banned.extend(p.admin_env.iter().map(String::as_str));
     }
+    let inherited: Vec<(OsString, OsString)> = inherited.into_iter().collect();
+    // In a nested run, the outer run's base URLs point at its proxy: those of a provider this
+    // key does not allow go (this run sets its own for the rest), so no SDK is sent there.
+    let outer = inherited
+        .iter()
+        .find(|(k, _)| k == EnvVars::TILL_PROXY_URL)
+        .map(|(_, v)| v.to_string_lossy().into_owned())
+        .filter(|u| !u.is_empty());
+    let base_urls: Vec<&str> = all
+        .iter()
+        .flat_map(|p| p.base_url_env.iter().map(|(var, _)| var.as_str()))
+        .collect();
     let mut env: Vec<(OsString, OsString)> = inherited
         .into_iter()
-        .filter(|(k, _)| {
+        .filter(|(k, v)| {
             let name = k.to_string_lossy();
-            !banned.iter().any(|b| name.eq_ignore_ascii_case(b))
+            let to_outer_proxy = outer.as_deref().is_some_and(|u| {
+                v.to_string_lossy().starts_with(u)
+                    && base_urls.iter().any(|b| name.eq_ignore_ascii_case(b))
+            });
+            !to_outer_proxy && !banned.iter().any(|b| name.eq_ignore_ascii_case(b))
         })
         .collect();
     let mut set = |k: &str, v: &str| {
