@@ -177,7 +177,9 @@ impl RequestRecord {
         // so far is not what the provider bills (Anthropic's first event reports one output
         // token, and generation goes on after the stream breaks), so an agent that hangs up
         // early must not pay less than the request could cost. One that reported no usage is
-        // charged its reservation; a request that never reached the upstream, nothing.
+        // charged its reservation, but for an error answer of a kind a provider gives before
+        // it runs the model (`unbilled_error`); a request that never reached the upstream,
+        // nothing.
         let charge = reservation.map(|reservation| {
             let (micros, tokens) = match &self.finished {
                 Some(f) => match f.usage {
@@ -186,6 +188,7 @@ impl RequestRecord {
                         self.cost_micros.max(reservation.micros),
                         u.total().max(reservation.tokens),
                     ),
+                    None if f.completed && unbilled_error(self.status) => (0, 0),
                     None => (reservation.micros, reservation.tokens),
                 },
                 None => (0, 0),
@@ -229,6 +232,20 @@ impl RequestRecord {
     }
 }
 
+/// An error answer a provider gives before it runs the model, and does not bill: the key or
+/// account refused (401, 403), no such model or path (404, 405), a body it will not take
+/// (413, 415, 422), a rate limit (429), load shed (503, Anthropic's 529 Overloaded). Charged
+/// nothing when it comes whole without usage. A 400 or another 5xx is charged its
+/// reservation: a gateway in front of the provider can answer so after the model ran (a
+/// guardrail on the output, a failure reading the answer, a timeout in front of a model that
+/// went on).
+pub fn unbilled_error(status: u16) -> bool {
+    matches!(
+        status,
+        401 | 403 | 404 | 405 | 413 | 415 | 422 | 429 | 503 | 529
+    )
+}
+
 impl RequestRecord {
     /// The ledger row for this request: its text moved into the row, not copied.
     pub fn into_row(self, session: Option<&str>) -> crate::ledger::writer::RequestRow {
@@ -249,7 +266,8 @@ impl RequestRecord {
                 if f.completed
                     && f.usage.is_none()
                     && self.usage_expected
-                    && (200..300).contains(&self.status) =>
+                    && self.status >= 200
+                    && !unbilled_error(self.status) =>
             {
                 "no_usage"
             }

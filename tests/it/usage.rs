@@ -798,3 +798,66 @@ fn a_named_key_is_shown_by_its_name_in_the_log_and_usage() {
     let rows: Vec<Value> = serde_json::from_str(&log).unwrap();
     assert_eq!(rows.len(), 1, "{log}");
 }
+
+/// A provider's error answer of a kind it gives before running the model (529 Overloaded,
+/// 503) cost a budget key its whole reservation, every SDK retry again: three 529s took $1.44
+/// of a $5 budget with no token used. Those are charged nothing now; a 500, which a gateway in
+/// front of a provider can give after the model ran, is still charged its reservation, and its
+/// row says that no usage was reported.
+#[test]
+fn an_overloaded_answer_costs_a_budget_nothing_and_a_500_says_why_it_costs() {
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions::default(),
+        "[prices.\"anthropic/claude-overloaded\"]\ninput = 3.0\noutput = 15.0\n\
+         [prices.\"openai/gpt-overloaded\"]\ninput = 3.0\noutput = 15.0\n\
+         [prices.\"openai/gpt-error500\"]\ninput = 3.0\noutput = 15.0\n",
+    );
+    p.create_key(&[
+        "--name",
+        "b",
+        "--scope",
+        "openai",
+        "--scope",
+        "anthropic",
+        "--budget",
+        "5usd",
+    ]);
+    for (family, op, model, status) in [
+        ("anthropic", "messages", "claude-overloaded", 529),
+        ("openai", "chat", "gpt-overloaded", 503),
+        ("openai", "chat", "gpt-error500", 500),
+    ] {
+        let (v, stderr) = p.client(
+            &["--key", "b"],
+            &[family, op, "--model", model, "--max-tokens", "1000"],
+        );
+        assert_eq!(v["status"], status, "{model}: {v}\n{stderr}");
+    }
+    // The mock saw each once (the client does not retry).
+    let rows = p.log_json();
+    let cost = |model: &str| {
+        let row = rows
+            .iter()
+            .find(|r| r["model"] == model)
+            .unwrap_or_else(|| panic!("{model}: {rows:?}"));
+        (
+            row["cost_usd"].as_f64().unwrap(),
+            row["outcome"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        cost("claude-overloaded"),
+        (0.0, "complete".into()),
+        "{rows:?}"
+    );
+    assert_eq!(cost("gpt-overloaded"), (0.0, "complete".into()), "{rows:?}");
+    let (charged, outcome) = cost("gpt-error500");
+    assert!(charged > 0.01, "{rows:?}");
+    assert_eq!(outcome, "no_usage", "{rows:?}");
+    let (_, shown, _) = output(p.env.till().args(["key", "show", "b", "--json"]));
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert!(
+        (v["spent_usd"].as_f64().unwrap() - charged).abs() < 1e-9,
+        "{v}"
+    );
+}
