@@ -62,15 +62,26 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
         check_name(name)?;
     }
     let ledger = ctx.ledger()?;
+    // A name is the live key's: one held by an expired, revoked or invalid key is moved aside
+    // (to `NAME@ID`, where no name typed can be) just before the new key takes it, so a daily
+    // `--name ci` works again the next day.
+    let mut set_aside = None;
     if let Some(name) = &args.name {
         let found = ledger.find_key(name)?;
-        if found
+        if let Some(old) = found
             .iter()
-            .any(|k| k.name.as_deref() == Some(name.as_str()))
+            .find(|k| k.name.as_deref() == Some(name.as_str()))
         {
-            return Err(name_taken(name).into());
-        }
-        if !found.is_empty() {
+            let state = status(old, &ledger.mint_keys()?, now);
+            if state == "active" {
+                return Err(name_taken(name).into());
+            }
+            set_aside = Some((
+                old.binding.clone(),
+                format!("{name}@{}", crate::format::head(&old.binding, 8)),
+                state,
+            ));
+        } else if !found.is_empty() {
             return Err(UserError::usage(format!(
                 "`{name}` is the start of an existing key's id; a name must not be one"
             ))
@@ -124,6 +135,13 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
         expires_at: expires,
         revoked_at: None,
     };
+    if let Some((binding, aside, state)) = &set_aside {
+        ledger.rename_key(binding, Some(aside))?;
+        crate::output::note(&format!(
+            "the {state} key that was named `{}` is now `{aside}`",
+            args.name.as_deref().unwrap_or_default()
+        ));
+    }
     if let Err(e) = ledger.insert_key(&meta) {
         // Another `till key create` took the name between the look above and this write.
         let taken = e.chain().any(|c| {

@@ -214,6 +214,15 @@ impl Ledger {
         Ok(())
     }
 
+    /// Gives key `binding` the name `name` (`None`: no name).
+    pub fn rename_key(&self, binding: &str, name: Option<&str>) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE keys SET name = ?2 WHERE binding = ?1",
+            params![binding, name],
+        )?;
+        Ok(())
+    }
+
     fn query_keys(
         &self,
         filter: &str,

@@ -887,3 +887,46 @@ fn key_list_shows_both_budgets_of_a_key_and_keeps_its_columns() {
         .collect();
     assert!(scope_at.windows(2).all(|w| w[0] == w[1]), "{list}");
 }
+
+/// A name could never be used again: a daily `till key create --name ci --ttl 24h` failed
+/// the second day, and the hint (revoke the old key) did not free it. The name is the live
+/// key's: one held by a revoked or expired key is moved aside to `NAME@ID`.
+#[test]
+fn a_dead_keys_name_can_be_used_again() {
+    let p = ProxyEnv::new();
+    let first = p.create_key(&["--name", "ci", "--scope", "openai"]);
+    let (code, _, stderr) = output(p.env.till().args(["key", "create", "--name", "ci"]));
+    assert_eq!(code, 2, "an active key keeps its name: {stderr}");
+    assert!(stderr.contains("till key revoke ci"), "{stderr}");
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "ci"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, second, stderr) = output(
+        p.env
+            .till()
+            .args(["key", "create", "--name", "ci", "--scope", "openai"]),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the revoked key that was named `ci` is now `ci@"),
+        "{stderr}"
+    );
+    assert_ne!(second.trim(), first);
+    let (_, shown, _) = output(p.env.till().args(["key", "show", "ci", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["status"], "active", "{v}");
+    let (_, listed, _) = output(p.env.till().args(["key", "list", "--all", "--json"]));
+    let keys: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"ci"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("ci@")), "{names:?}");
+    // The old key stays revoked, and is found by its new name.
+    let aside = names.iter().find(|n| n.starts_with("ci@")).unwrap();
+    let (_, shown, _) = output(p.env.till().args(["key", "show", aside, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["status"], "revoked", "{v}");
+}
