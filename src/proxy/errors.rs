@@ -52,8 +52,16 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert("x-till-denied", HeaderValue::from_static(self.kind));
-        if let Some(secs) = self.retry_after {
-            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        match self.retry_after {
+            Some(secs) => {
+                headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            // A budget or request ceiling never refills: the OpenAI and Anthropic SDKs retry a
+            // 429 twice with backoff unless told not to, and every retry is refused again.
+            None if self.status == StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            None => {}
         }
         resp
     }
@@ -188,5 +196,11 @@ mod tests {
             .response(ApiFamily::Openai);
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
+        assert!(r.headers().get("x-should-retry").is_none());
+        // A spent budget: no wait helps, and the SDKs are told not to retry.
+        let r: Response<Bytes> =
+            ProxyError::new(429, "budget", "spent").response(ApiFamily::Openai);
+        assert_eq!(r.headers()["x-should-retry"], "false");
+        assert!(r.headers().get(http::header::RETRY_AFTER).is_none());
     }
 }

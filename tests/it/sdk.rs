@@ -220,3 +220,42 @@ fn official_sdks_work_unconfigured_under_till_run() {
         "{stderr}"
     );
 }
+
+/// A spent request ceiling (or budget) never refills, but its 429 was retried twice by each
+/// SDK with backoff: three identical denials in the log for one refusal. The proxy tells the
+/// SDKs not to retry (`x-should-retry: false`), and they do not.
+#[test]
+fn the_sdks_do_not_retry_a_spent_limit() {
+    require_sdks();
+    let p = ProxyEnv::new();
+    let script = r#"
+import anthropic, openai
+oa = openai.OpenAI()
+oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+try:
+    oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+except openai.RateLimitError as e:
+    print("openai", e.status_code)
+an = anthropic.Anthropic()
+try:
+    an.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+except anthropic.RateLimitError as e:
+    print("anthropic", e.status_code)
+"#;
+    let mut cmd = p.env.till();
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.args(["run", "--max-requests", "1", "--", "python3", "-c", script]);
+    let (code, stdout, stderr) = output(&mut cmd);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("openai 429") && stdout.contains("anthropic 429"),
+        "{stdout}\n{stderr}"
+    );
+    // One row for each call: the SDKs did not try again.
+    assert!(
+        stderr.contains("till: 3 requests (2 denied: max_requests 2)"),
+        "{stderr}"
+    );
+}
