@@ -57,6 +57,23 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             "serving on http://{addr}, which is NOT loopback: anyone who can reach this address and holds a till key can use it"
         ));
     }
+    // How a program reaches it: each stored provider's base URL in the variable its SDK reads.
+    let stored = ctx.ledger()?.root_keys()?;
+    let urls: Vec<String> = stored
+        .iter()
+        .filter_map(|m| ctx.providers.get(&m.provider))
+        .filter_map(|p| {
+            p.base_url_env
+                .first()
+                .map(|(var, suffix)| format!("  {var}=http://{addr}/{}{suffix}", p.name))
+        })
+        .collect();
+    if !urls.is_empty() {
+        crate::output::note(&format!(
+            "till: a program sends a key from `till key create` as its provider key, to these base URLs:\n{}",
+            urls.join("\n")
+        ));
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let slots = crate::proxy::Slots::new(state.options.max_connections);
     let mut workers = Vec::new();

@@ -928,3 +928,40 @@ fn keep_alive_posts(
     }
     out
 }
+
+/// `till serve` printed only its address: a program's base URL (`…/openai/v1`) was left to
+/// guess, and the obvious guesses were 404s. It says each stored provider's, in the variable
+/// its SDK reads, and they work.
+#[test]
+fn serve_says_each_providers_base_url_and_it_works() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai"]);
+    let log = p.env.path("serve.err");
+    let serve = p.serve_with_stderr(std::fs::File::create(&log).unwrap());
+    let url = |var: &str| -> String {
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(&log).unwrap();
+            if let Some(line) = text.lines().find(|l| l.trim_start().starts_with(var)) {
+                return line.trim().trim_start_matches(var).to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("no {var} in {}", std::fs::read_to_string(&log).unwrap());
+    };
+    let openai = url("OPENAI_BASE_URL=");
+    assert_eq!(openai, format!("{}/openai/v1", serve.url));
+    assert_eq!(
+        url("ANTHROPIC_BASE_URL="),
+        format!("{}/anthropic", serve.url)
+    );
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let path = format!("{}/chat/completions", openai.trim_start_matches(&serve.url));
+    let (status, answer) = crate::support::raw_post(
+        &serve.url,
+        &host,
+        &path,
+        &key,
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+}
