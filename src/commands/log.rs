@@ -80,9 +80,12 @@ fn print_events(events: &[EventRow], json: bool) -> anyhow::Result<()> {
     let mut out = String::new();
     for e in events {
         out.push_str(&format!(
-            "{}  {:<12}  {:<9} {}\n",
+            "{}  {}  {:<9} {}\n",
             rfc3339(e.at),
-            e.key.as_deref().unwrap_or("-"),
+            crate::format::cell(
+                &printable(e.key_name.as_deref().or(e.key.as_deref()).unwrap_or("-")),
+                14
+            ),
             printable(&e.kind),
             printable(&e.message)
         ));

@@ -46,6 +46,8 @@ pub struct EventRow {
     pub at: u64,
     pub kind: String,
     pub key: Option<String>,
+    /// The name `till key create --name` gave the key, when it was one.
+    pub key_name: Option<String>,
     pub message: String,
 }
 
@@ -145,7 +147,9 @@ impl Ledger {
     /// request (an event names the key it is about; a request row names its whole lineage).
     pub fn events(&self, f: &LogFilter) -> anyhow::Result<Vec<EventRow>> {
         let mut stmt = self.conn().prepare(
-            "SELECT * FROM (SELECT id, at, kind, binding, message FROM events
+            "SELECT * FROM (SELECT id, at, kind, binding, message,
+                        (SELECT k.name FROM keys k WHERE k.binding = events.binding)
+                 FROM events
                  WHERE at >= ?1 AND id > ?2
                    AND (?3 IS NULL OR binding LIKE ?3 || '%'
                         OR binding IN (SELECT binding FROM requests
@@ -170,6 +174,7 @@ impl Ledger {
                         .get::<_, Option<String>>(3)?
                         .map(|b| crate::childkey::Binding::short_hex(&b)),
                     message: r.get(4)?,
+                    key_name: r.get(5)?,
                 })
             },
         )?;

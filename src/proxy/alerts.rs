@@ -124,6 +124,8 @@ impl Alerts {
     ) -> Vec<(&'static str, String)> {
         // The hex text only for what is stored (rare), not for every request.
         let binding = || key.map(|b| b.to_string());
+        // Which key, for a person watching several programs on one `till serve`.
+        let of_key = || key.map(|b| format!(" (key {b:#})")).unwrap_or_default();
         let mut out: Vec<(&'static str, String)> = Vec::new();
         {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,14 +137,18 @@ impl Alerts {
                         out.push((
                             "dead_key",
                             format!(
-                                "an agent used {} {} key: {what}",
+                                "an agent used {} {} key{}: {what}",
                                 if kind == "expired" { "an" } else { "a" },
-                                kind.replace('_', " ")
+                                kind.replace('_', " "),
+                                of_key()
                             ),
                         ));
                     }
                 } else if inner.denial_kinds.insert(kind) {
-                    out.push(("denial", format!("first `{kind}` denial: {what}")));
+                    out.push((
+                        "denial",
+                        format!("first `{kind}` denial{}: {what}", of_key()),
+                    ));
                 }
                 if kind == "budget" {
                     let hex = binding().unwrap_or_default();

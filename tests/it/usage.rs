@@ -551,6 +551,28 @@ fn seeded() -> TestEnv {
         "denial",
         "first `rpm` denial: 3 requests a minute".into(),
     );
+    // A key narrowed from bbbb… (a run's) that made a request and raised an alert: `--key`
+    // of its parent finds both through the request's lineage.
+    h.row(till::ledger::writer::RequestRow {
+        at: base + 95_000,
+        binding: Some(format!("cccccccccccc{}", "0".repeat(52))),
+        provider: "anthropic".into(),
+        model: Some("claude-haiku-4-5".into()),
+        endpoint: Some("inference"),
+        status: 429,
+        latency_ms: 1.5,
+        denial: Some("rpm"),
+        outcome: Some("denied"),
+        lineage: Some("bbbbbbbbbbbb cccccccccccc".into()),
+        ..Default::default()
+    });
+    h.event(
+        base + 95_000,
+        Some(format!("cccccccccccc{}", "0".repeat(52))),
+        None,
+        "denial",
+        "first `rpm` denial (key cccccccccccc): 1 request a minute".into(),
+    );
     w.finish();
     env
 }
