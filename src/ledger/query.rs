@@ -185,8 +185,15 @@ impl Ledger {
     pub fn usage(&self, f: &LogFilter, by: GroupBy) -> anyhow::Result<Vec<UsageRow>> {
         let (w, args) = where_clause(f);
         let group = match by {
+            // A key's name; for a key narrowed from a named one (`till run --key ci`, its
+            // sub-agents), the name of the created key it came from (its lineage's first
+            // level), so one agent's spending is one row; else the key's id.
             GroupBy::Key => {
                 "COALESCE(key_name, (SELECT k.name FROM keys k WHERE k.binding = requests.binding),
+                          (SELECT k.name FROM keys k
+                           WHERE k.binding >= substr(requests.lineage, 1, 12)
+                             AND k.binding < substr(requests.lineage, 1, 12) || 'g'
+                             AND length(requests.lineage) >= 12 LIMIT 1),
                           substr(binding, 1, 12), '-')"
             }
             GroupBy::Model => "provider || '/' || COALESCE(model, '-')",

@@ -801,6 +801,10 @@ fn a_named_key_is_shown_by_its_name_in_the_log_and_usage() {
     assert!(names.iter().any(|n| n.is_null()), "{rows:?}");
     let (_, log, _) = output(p.env.till().arg("log"));
     assert!(log.lines().any(|l| l.contains("  ci-bot  ")), "{log}");
+    // A run under the key (`till run --key ci-bot`) counts in the key's row of
+    // `usage --by key`: one agent's spending is one row.
+    let (v, stderr) = p.client(&["--key", "ci-bot"], &["openai", "chat"]);
+    assert_eq!(v["status"], 200, "{v}\n{stderr}");
     let (_, usage, _) = output(p.env.till().args(["usage", "--by", "key", "--json"]));
     let groups: Vec<Value> = serde_json::from_str(&usage).unwrap();
     let names: Vec<&str> = groups
@@ -808,17 +812,19 @@ fn a_named_key_is_shown_by_its_name_in_the_log_and_usage() {
         .map(|g| g["group"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"ci-bot"), "{usage}");
+    let ci = groups.iter().find(|g| g["group"] == "ci-bot").unwrap();
+    assert_eq!(ci["requests"], 2, "{usage}");
     assert!(
         names
             .iter()
             .any(|n| n.len() == 12 && n.chars().all(|c| c.is_ascii_hexdigit())),
         "{usage}"
     );
-    // And `--key NAME` finds its rows.
+    // And `--key NAME` finds its rows, the run's among them.
     let (code, log, stderr) = output(p.env.till().args(["log", "--key", "ci-bot", "--json"]));
     assert_eq!(code, 0, "{stderr}");
     let rows: Vec<Value> = serde_json::from_str(&log).unwrap();
-    assert_eq!(rows.len(), 1, "{log}");
+    assert_eq!(rows.len(), 2, "{log}");
 }
 
 /// A provider's error answer of a kind it gives before running the model (529 Overloaded,
