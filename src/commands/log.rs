@@ -98,11 +98,16 @@ fn print_events(events: &[EventRow], json: bool) -> anyhow::Result<()> {
 
 /// The log as a table. Columns: time, key, model, status, tokens in/out, cost, latency, note.
 /// Names and models are escaped before they are cut to their column's width.
+/// The model column is fixed (rows of `log -f` come in batches and must line up): wide enough
+/// for a provider and a dated model id (`anthropic/claude-sonnet-4-5-20250929`), which at 30
+/// were cut to look alike.
+const MODEL_WIDTH: usize = 38;
+
 pub fn table(rows: &[LogRow], header: bool) -> String {
     let mut out = String::new();
     if header {
         out.push_str(&format!(
-            "{:<20}  {:<14}  {:<30}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8}  {}\n",
+            "{:<20}  {:<14}  {:<MODEL_WIDTH$}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8}  {}\n",
             "TIME", "KEY", "MODEL", "ST", "IN", "OUT", "COST", "MS", "NOTE"
         ));
     }
@@ -124,7 +129,7 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
             "{:<20}  {}  {}  {:>3}  {:>8}  {:>7}  {:>9}  {:>8.1}  {}",
             rfc3339(r.at),
             crate::format::cell(&key, 14),
-            crate::format::cell(&model, 30),
+            crate::format::cell(&model, MODEL_WIDTH),
             r.status,
             r.input_tokens,
             r.output_tokens,
