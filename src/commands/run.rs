@@ -166,7 +166,8 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     // Requests the agent (or something it left running) still has in flight get the
-    // shutdown grace to finish; then they are cut off and recorded.
+    // shutdown grace to finish, or until a Ctrl-C; then they are cut off and recorded.
+    crate::proxy::lifecycle::cut_at_next_signal();
     let _ = stop_tx.send(());
     let inside = sandbox.as_mut().and_then(|sb| sb.stop_proxy());
     let _ = runtime.block_on(proxy);

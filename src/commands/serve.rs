@@ -114,6 +114,8 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if printed.is_ok() {
         runtime.block_on(shutdown_signal());
     }
+    // A second signal during the grace cuts off what still runs.
+    crate::proxy::lifecycle::cut_at_next_signal();
     stop.send_replace(true);
     // Each worker has waited for its requests (up to [proxy] shutdown_grace); what they queued
     // is written before the reservations still open are settled as interrupted.

@@ -105,6 +105,69 @@ impl Stopper {
     }
 }
 
+/// A person's second Ctrl-C (or SIGTERM) during the grace: what is still running is cut off
+/// at once instead of after `shutdown_grace`. Process-wide: every proxy runtime of a
+/// `till serve` waits on it.
+static CUT_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CUT_NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Whether a stopping proxy has said what it waits for (once per process).
+static SAID_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ends the grace of every stopping proxy of this process now.
+pub fn ask_cut() {
+    CUT_ASKED.store(true, std::sync::atomic::Ordering::SeqCst);
+    CUT_NOTIFY.notify_waiters();
+}
+
+/// Resolves once [`ask_cut`] was called (at once if it was).
+pub async fn cut_asked() {
+    loop {
+        let notified = CUT_NOTIFY.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if CUT_ASKED.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Whether this is the first stopping proxy of the process to say what it waits for.
+pub fn first_to_say_waiting() -> bool {
+    !SAID_WAITING.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Calls [`ask_cut`] at the next SIGINT or SIGTERM this process gets, from a thread of its
+/// own (the commands' runtimes are busy waiting for the proxy). For `till run` and
+/// `till serve` once their stop has begun.
+pub fn cut_at_next_signal() {
+    #[cfg(unix)]
+    let _ = std::thread::Builder::new()
+        .name("till-cut".into())
+        .spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                ask_cut();
+            });
+        });
+}
+
 /// The pause after a failed `accept`, doubling from 10 ms to 1 s while failures go on, so a
 /// proxy out of file descriptors waits for some to be freed instead of spinning on the error.
 #[derive(Debug, Clone)]

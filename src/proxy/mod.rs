@@ -202,7 +202,23 @@ pub async fn serve_with(
     drop(listener);
     stopper.close();
     let grace_over = tokio::time::Instant::now() + opts.shutdown_grace;
-    if !stopper.wait(grace_over).await {
+    // A moment for what is nearly done; past it, the person is told what the stop waits for
+    // and how to end it now, instead of a silent wait of up to the whole grace.
+    let moment = (tokio::time::Instant::now() + Duration::from_millis(300)).min(grace_over);
+    let mut done = stopper.wait(moment).await;
+    if !done {
+        if lifecycle::first_to_say_waiting() {
+            crate::output::note(&format!(
+                "till: stopping: waiting up to {} for requests still in flight; Ctrl-C again (or another SIGTERM) cuts them off now",
+                crate::time::duration_text(opts.shutdown_grace)
+            ));
+        }
+        done = tokio::select! {
+            all = stopper.wait(grace_over) => all,
+            () = lifecycle::cut_asked() => false,
+        };
+    }
+    if !done {
         stopper.cut();
         if !stopper.wait(tokio::time::Instant::now() + CUT_WAIT).await {
             // Clients that stopped reading, requests still waiting for upstream headers.

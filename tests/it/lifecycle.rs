@@ -295,6 +295,39 @@ fn sigterm_cuts_off_what_outlasts_a_short_grace() {
     assert_eq!(spent, rows.iter().map(micros).sum::<i64>());
 }
 
+/// A stop with a request the upstream never answers waited the whole grace (10 s) without a
+/// word, and a second Ctrl-C changed nothing. The stop says what it waits for, and a second
+/// signal cuts it off at once.
+#[test]
+fn a_second_signal_cuts_the_grace_short_and_the_wait_is_said() {
+    let (p, key) = env_with(Duration::ZERO, "shutdown_grace = \"10s\"");
+    let proxy = Proxy::start(&p);
+    let (_, hanging) = request(&proxy.addr, &key, "gpt-hang", false);
+    wait_for_upstream(&p, "gpt-hang");
+    proxy.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(800));
+    let t = Instant::now();
+    proxy.signal(libc::SIGINT);
+    let mut proxy = proxy;
+    let status = wait_exit(&mut proxy.child, Duration::from_secs(15));
+    let took = t.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} after the second signal"
+    );
+    let stderr = proxy.stderr();
+    assert!(
+        stderr.contains("till: stopping: waiting up to 10s for requests still in flight"),
+        "{stderr}"
+    );
+    let hung = hanging.join().unwrap();
+    assert!(hung.starts_with("HTTP/1.1 503"), "{hung}");
+    let (rows, _) = log(&p);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "interrupted", "{}", rows[0]);
+}
+
 #[test]
 fn sigterm_to_till_run_records_the_agents_stream() {
     for (model, grace, outcome) in [
