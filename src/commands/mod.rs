@@ -161,7 +161,7 @@ impl Ctx {
 /// After a proxy has stopped and its writer has written everything: settles the reservations
 /// its requests still hold (requests cut off after the grace, before their response began) at
 /// what they reserved, records them as interrupted, and releases the owner lock.
-pub fn settle_leftovers(ctx: &Ctx, owner: Owner) {
+pub fn settle_leftovers(ctx: &Ctx, owner: Owner) -> crate::ledger::counters::Swept {
     let settled = Ledger::open(&ctx.paths.ledger_file()).and_then(|mut l| {
         l.settle_owner(
             owner.id(),
@@ -169,17 +169,47 @@ pub fn settle_leftovers(ctx: &Ctx, owner: Owner) {
             crate::time::now_unix(),
         )
     });
-    match settled {
-        Ok(swept) if swept.requests > 0 => crate::output::note(&format!(
-            "till: {} request(s) were still open when the proxy stopped; recorded as `interrupted` and charged what they had reserved",
-            swept.requests
-        )),
-        Ok(_) => {}
-        Err(e) => crate::output::warn(&format!(
-            "could not settle the requests still open at the stop (the next till will): {e:#}"
-        )),
-    }
+    let swept = match settled {
+        Ok(swept) => {
+            if swept.requests > 0 {
+                crate::output::note(&format!(
+                    "till: {} request{} still open when the proxy stopped; recorded as `interrupted` and charged {}, what {} reserved",
+                    swept.requests,
+                    if swept.requests == 1 {
+                        " was"
+                    } else {
+                        "s were"
+                    },
+                    crate::format::usd_micros(swept.micros),
+                    if swept.requests == 1 {
+                        "it had"
+                    } else {
+                        "they had"
+                    }
+                ));
+            }
+            swept
+        }
+        Err(e) => {
+            crate::output::warn(&format!(
+                "could not settle the requests still open at the stop (the next till will): {e:#}"
+            ));
+            crate::ledger::counters::Swept::default()
+        }
+    };
     drop(owner);
+    swept
+}
+
+/// The run's or the proxy's totals with the requests settled at the stop counted in (they
+/// were never answered, so the proxy's own count has not seen them).
+pub fn with_settled(
+    mut s: crate::proxy::StatsSnapshot,
+    swept: &crate::ledger::counters::Swept,
+) -> crate::proxy::StatsSnapshot {
+    s.requests += swept.requests;
+    s.cost_usd += swept.micros as f64 / 1e6;
+    s
 }
 
 pub use crate::secrets::{admin_secret_name, root_secret_name};

@@ -177,9 +177,12 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     end_sandboxed(sandbox.as_mut());
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     writer.finish();
-    super::settle_leftovers(ctx, owner);
+    let swept = super::settle_leftovers(ctx, owner);
     if !args.quiet {
-        crate::output::note(&summary(&state.stats.snapshot()));
+        crate::output::note(&summary(&super::with_settled(
+            state.stats.snapshot(),
+            &swept,
+        )));
     }
     Ok(ExitCode::from(status.code()))
 }

@@ -130,9 +130,12 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     writer.finish();
-    super::settle_leftovers(ctx, owner);
+    let swept = super::settle_leftovers(ctx, owner);
     result?;
-    crate::output::note(&super::run::summary(&state.stats.snapshot()));
+    crate::output::note(&super::run::summary(&super::with_settled(
+        state.stats.snapshot(),
+        &swept,
+    )));
     Ok(ExitCode::SUCCESS)
 }
 

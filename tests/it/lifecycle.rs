@@ -349,7 +349,7 @@ fn sigterm_to_till_run_records_the_agents_stream() {
         let mut child = p
             .env
             .till()
-            .args(["run", "--quiet", "--key", "k", "--", "sh", "-c", &script])
+            .args(["run", "--key", "k", "--", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -393,6 +393,17 @@ fn sigterm_to_till_run_records_the_agents_stream() {
             assert_eq!(spent, micros(&rows[0]), "{model}");
         } else {
             assert!(RESERVED.contains(&spent), "{model}: spent {spent}");
+            // The summary counts the request settled at the stop and its charge (it said 0
+            // requests and $0 under a line that said it was charged).
+            let summary = stderr
+                .lines()
+                .find(|l| l.starts_with("till: 1 request,"))
+                .unwrap_or_else(|| panic!("{model}: no summary of 1 request in {stderr}"));
+            assert!(!summary.ends_with(" $0"), "{summary}");
+            assert!(
+                stderr.contains("1 request was still open when the proxy stopped"),
+                "{stderr}"
+            );
         }
     }
 }
