@@ -498,9 +498,10 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
             out.push_str(&format!("revoked:  {r}\n"));
         }
         out.push_str(&format!(
-            "spend:    {} in {} requests\n",
+            "spend:    {} in {} request{}\n",
             spend(&v),
-            v.requests
+            v.requests,
+            if v.requests == 1 { "" } else { "s" }
         ));
         out.push_str(&format!("binding:  {}\n", v.binding));
         crate::output::data(&out)?;
@@ -548,47 +549,32 @@ fn show_narrowed(ledger: &Ledger, binding: &str, json: bool) -> anyhow::Result<E
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
+    out.push_str(&format!("id:       {short}\n"));
     out.push_str(&format!(
-        "id:       {short}
-"
-    ));
-    out.push_str(&format!(
-        "kind:     narrowed{} (a run's or a sub-agent's; its scope and expiry are in its text: `till key inspect KEY`)
-",
+        "kind:     narrowed{} (a run's or a sub-agent's; its scope and expiry are in its text: `till key inspect KEY`)\n",
         parent.map(|p| format!(" from {p}")).unwrap_or_default()
     ));
     match &u.revoked {
         Some((b, at)) if b == binding => {
-            out.push_str(&format!(
-                "status:   revoked at {}
-",
-                rfc3339(*at)
-            ));
+            out.push_str(&format!("status:   revoked at {}\n", rfc3339(*at)));
         }
         Some((b, at)) => out.push_str(&format!(
-            "status:   revoked at {} with {}, a key it was narrowed from
-",
+            "status:   revoked at {} with {}, a key it was narrowed from\n",
             rfc3339(*at),
             crate::childkey::Binding::short_hex(b)
         )),
-        None => out.push_str(
-            "status:   not revoked (whether it has expired is in its text)
-",
-        ),
+        None => out.push_str("status:   not revoked (whether it has expired is in its text)\n"),
     }
     out.push_str(&format!(
-        "spend:    {} and {} tokens in {} requests, {} to {}
-",
+        "spend:    {} and {} tokens in {} request{}, {} to {}\n",
         crate::format::usd_micros(u.cost_micros),
         u.tokens,
         u.requests,
+        if u.requests == 1 { "" } else { "s" },
         rfc3339(u.first_at),
         rfc3339(u.last_at)
     ));
-    out.push_str(&format!(
-        "binding:  {binding}
-"
-    ));
+    out.push_str(&format!("binding:  {binding}\n"));
     crate::output::data(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -178,7 +178,9 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     writer.finish();
     let swept = super::settle_leftovers(ctx, owner);
-    if !args.quiet {
+    // An agent that never started made no request: its error is the last word.
+    let never_started = matches!(status, AgentExit::Code(_));
+    if !args.quiet && !(never_started && state.stats.snapshot().requests == 0) {
         crate::output::note(&summary(&super::with_settled(
             state.stats.snapshot(),
             &swept,
@@ -534,8 +536,9 @@ pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
         out.push_str(&format!(" ({} denied: {})", s.denied, kinds.join(", ")));
     }
     out.push_str(&format!(
-        ", {} tokens in, {} out, {}",
+        ", {} token{} in, {} out, {}",
         s.input_tokens,
+        if s.input_tokens == 1 { "" } else { "s" },
         s.output_tokens,
         crate::format::usd(s.cost_usd)
     ));

@@ -1251,7 +1251,7 @@ pub fn banner(p: &Policy) -> Vec<String> {
     vec![
         net,
         format!(
-            "till: sandbox: writes to {}{git}; hidden: {}",
+            "till: sandbox: writes to {}{git} (elsewhere they fail as on a read-only file system; [sandbox] writable adds paths); hidden: {}",
             writable.join(", "),
             hidden.join(", ")
         ),

@@ -647,7 +647,7 @@ fn a_narrowed_key_is_revoked_by_the_id_till_log_shows() {
         "the created key it came from: {shown}"
     );
     assert!(shown.contains("not revoked"), "{shown}");
-    assert!(shown.contains("in 1 requests"), "{shown}");
+    assert!(shown.contains("in 1 request,"), "{shown}");
     let (code, _, stderr) = output(p.env.till().args(["key", "revoke", id]));
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains(&format!("revoked {id}")), "{stderr}");

@@ -42,6 +42,9 @@ fn missing_command_and_missing_separator() {
     let (code, _, stderr) = p.run(&["--", "no-such-agent-xyz"]);
     assert_eq!(code, 127, "{stderr}");
     assert!(stderr.contains("command not found"), "{stderr}");
+    // The error is the last word: no summary of the requests an agent that never started
+    // did not make.
+    assert!(!stderr.contains("till: 0 requests"), "{stderr}");
     let (code, _, stderr) = output(p.env.till().args(["run", "echo"]));
     assert_eq!(code, 2, "{stderr}");
 }
