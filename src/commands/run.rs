@@ -179,8 +179,8 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     writer.finish();
     let swept = super::settle_leftovers(ctx, owner);
     // An agent that never started made no request: its error is the last word.
-    let never_started = matches!(status, AgentExit::Code(_));
-    if !args.quiet && !(never_started && state.stats.snapshot().requests == 0) {
+    let silent = matches!(status, AgentExit::Code(_)) && state.stats.snapshot().requests == 0;
+    if !args.quiet && !silent {
         crate::output::note(&summary(&super::with_settled(
             state.stats.snapshot(),
             &swept,
