@@ -174,7 +174,17 @@ impl Family for Anthropic {
         let kind = match tool.get("type") {
             None | Some(Value::Null) => return None,
             Some(Value::String(kind)) => kind,
-            Some(other) => return Some(format!("a tool whose `type` is {other}")),
+            // Named by its JSON kind, not its text: a long string inside it is left out of a
+            // skimmed body, and the reason must read the same either way.
+            Some(other) => {
+                let what = match other {
+                    Value::Object(_) => "an object",
+                    Value::Array(_) => "a list",
+                    Value::Bool(_) => "true or false",
+                    _ => "a number",
+                };
+                return Some(format!("a tool whose `type` is {what}, not a name"));
+            }
         };
         let client = kind == "custom"
             || ["bash_", "text_editor_", "computer_", "memory_"]

@@ -373,7 +373,7 @@ mod tests {
             first,
             vec![(
                 "dead_key",
-                "an agent used a revoked key: this key was revoked".to_string()
+                "an agent used a revoked key (key 010101010101): this key was revoked".to_string()
             )]
         );
         assert!(
@@ -384,6 +384,9 @@ mod tests {
         assert_eq!(alerts.alerts_for(Some(key), Some("scope"), None).len(), 1);
         assert!(alerts.alerts_for(None, Some("scope"), None).is_empty());
         let expired = alerts.alerts_for(Some(Binding([2; 32])), Some("expired"), None);
-        assert_eq!(expired[0].1, "an agent used an expired key: expired");
+        assert_eq!(
+            expired[0].1,
+            "an agent used an expired key (key 020202020202): expired"
+        );
     }
 }
