@@ -58,6 +58,26 @@ pub fn cell(text: &str, n: usize) -> String {
     out
 }
 
+/// The width of a table column holding `texts`: the widest of them on screen, within
+/// `min..=max` (a longer one is cut by [`cell`]).
+pub fn column_width<'a>(texts: impl IntoIterator<Item = &'a str>, min: usize, max: usize) -> usize {
+    texts
+        .into_iter()
+        .map(width)
+        .max()
+        .unwrap_or(0)
+        .clamp(min, max)
+}
+
+/// `1 request` or `3 requests`: `n` with the word for one or for many.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// The longest start of `text` of at most `max_bytes` bytes that ends between two characters.
 ///
 /// Slicing a `str` at a byte index inside a character panics, and the panic message quotes

@@ -97,24 +97,15 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
             }),
         );
     }
-    crate::output::note(&if same && listed {
-        format!(
-            "the {} key {fingerprint} was already in the {} store; nothing changed",
-            provider.name,
-            store.kind()
-        )
-    } else if same {
-        format!(
-            "the {} key {fingerprint} was already in the {} store; the ledger lists it again",
-            provider.name,
-            store.kind()
-        )
-    } else {
-        format!(
-            "stored the {} key {fingerprint} in the {} store",
-            provider.name,
-            store.kind()
-        )
+    let (p, kind) = (&provider.name, store.kind());
+    crate::output::note(&match (same, listed) {
+        (false, _) => format!("stored the {p} key {fingerprint} in the {kind} store"),
+        (true, true) => {
+            format!("the {p} key {fingerprint} was already in the {kind} store; nothing changed")
+        }
+        (true, false) => format!(
+            "the {p} key {fingerprint} was already in the {kind} store; the ledger lists it again"
+        ),
     });
     Ok(ExitCode::SUCCESS)
 }

@@ -136,7 +136,7 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
         revoked_at: None,
     };
     if let Some((binding, aside, state)) = &set_aside {
-        ledger.rename_key(binding, Some(aside))?;
+        ledger.rename_key(binding, aside)?;
         crate::output::note(&format!(
             "the {state} key that was named `{}` is now `{aside}`",
             args.name.as_deref().unwrap_or_default()
@@ -435,14 +435,10 @@ fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|k| crate::output::printable(k.name.as_deref().unwrap_or("-")))
         .collect();
-    let width = names
-        .iter()
-        .map(|n| crate::format::width(n))
-        .max()
-        .unwrap_or(0)
-        .clamp(16, 40);
+    let width = crate::format::column_width(names.iter().map(|n| n.as_ref()), 16, 40);
     let spends: Vec<String> = keys.iter().map(spend).collect();
-    let spend_width = spends.iter().map(String::len).max().unwrap_or(0).max(18);
+    let spend_width =
+        crate::format::column_width(spends.iter().map(String::as_str), 18, usize::MAX);
     let mut out = format!(
         "{:<12}  {:<width$}  {:<8}  {:<20}  {:<spend_width$}  {}\n",
         "ID", "NAME", "STATUS", "EXPIRES", "SPEND", "SCOPE"
@@ -498,10 +494,9 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
             out.push_str(&format!("revoked:  {r}\n"));
         }
         out.push_str(&format!(
-            "spend:    {} in {} request{}\n",
+            "spend:    {} in {}\n",
             spend(&v),
-            v.requests,
-            if v.requests == 1 { "" } else { "s" }
+            crate::format::plural(v.requests, "request", "requests")
         ));
         out.push_str(&format!("binding:  {}\n", v.binding));
         crate::output::data(&out)?;
@@ -515,18 +510,16 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
 fn show_narrowed(ledger: &Ledger, binding: &str, json: bool) -> anyhow::Result<ExitCode> {
     let u = ledger.narrowed_use(binding)?;
     let short = crate::childkey::Binding::short_hex(binding).to_string();
-    let parent = u
-        .levels
-        .first()
-        .filter(|first| **first != short)
-        .map(|first| {
-            ledger
-                .find_key(first)
-                .ok()
-                .and_then(|mut found| (found.len() == 1).then(|| found.remove(0)))
-                .and_then(|m| m.name)
-                .map_or_else(|| first.clone(), |name| format!("{first} ({name})"))
-        });
+    // The first level, when it is another key's (the created one it came from).
+    let from = u.levels.first().filter(|first| **first != short);
+    let parent = from.map(|first| {
+        ledger
+            .find_key(first)
+            .ok()
+            .and_then(|mut found| (found.len() == 1).then(|| found.remove(0)))
+            .and_then(|m| m.name)
+            .map_or_else(|| first.clone(), |name| format!("{first} ({name})"))
+    });
     let status = if u.revoked.is_some() {
         "revoked"
     } else {
@@ -536,7 +529,7 @@ fn show_narrowed(ledger: &Ledger, binding: &str, json: bool) -> anyhow::Result<E
         crate::output::json(&serde_json::json!({
             "id": short,
             "binding": binding,
-            "narrowed_from": u.levels.first().filter(|f| **f != short),
+            "narrowed_from": from,
             "status": status,
             "revoked_at": u.revoked.as_ref().map(|(_, at)| rfc3339(*at)),
             "revoked_by": u.revoked.as_ref().map(|(b, _)| crate::childkey::Binding::short_hex(b).to_string()),
@@ -566,11 +559,10 @@ fn show_narrowed(ledger: &Ledger, binding: &str, json: bool) -> anyhow::Result<E
         None => out.push_str("status:   not revoked (whether it has expired is in its text)\n"),
     }
     out.push_str(&format!(
-        "spend:    {} and {} tokens in {} request{}, {} to {}\n",
+        "spend:    {} and {} tokens in {}, {} to {}\n",
         crate::format::usd_micros(u.cost_micros),
         u.tokens,
-        u.requests,
-        if u.requests == 1 { "" } else { "s" },
+        crate::format::plural(u.requests, "request", "requests"),
         rfc3339(u.first_at),
         rfc3339(u.last_at)
     ));

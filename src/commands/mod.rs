@@ -173,13 +173,8 @@ pub fn settle_leftovers(ctx: &Ctx, owner: Owner) -> crate::ledger::counters::Swe
         Ok(swept) => {
             if swept.requests > 0 {
                 crate::output::note(&format!(
-                    "till: {} request{} still open when the proxy stopped; recorded as `interrupted` and charged {}, what {} reserved",
-                    swept.requests,
-                    if swept.requests == 1 {
-                        " was"
-                    } else {
-                        "s were"
-                    },
+                    "till: {} still open when the proxy stopped; recorded as `interrupted` and charged {}, what {} reserved",
+                    crate::format::plural(swept.requests, "request was", "requests were"),
                     crate::format::usd_micros(swept.micros),
                     if swept.requests == 1 {
                         "it had"

@@ -187,7 +187,7 @@ impl Prompter for Person<'_> {
         if !std::io::stdin().is_terminal() {
             return Err(UserError::usage(format!(
                 "{} due for rotation ({}); --due rotates without a person only with --yes",
-                plural(names.len(), "key is", "keys are"),
+                crate::format::plural(names.len() as u64, "key is", "keys are"),
                 names.join(", ")
             ))
             .hint("till rotate --due --yes")
@@ -301,12 +301,4 @@ fn due(
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
 }

@@ -179,12 +179,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     writer.finish();
     let swept = super::settle_leftovers(ctx, owner);
     // An agent that never started made no request: its error is the last word.
-    let silent = matches!(status, AgentExit::Code(_)) && state.stats.snapshot().requests == 0;
+    let stats = state.stats.snapshot();
+    let silent = matches!(status, AgentExit::Code(_)) && stats.requests == 0;
     if !args.quiet && !silent {
-        crate::output::note(&summary(&super::with_settled(
-            state.stats.snapshot(),
-            &swept,
-        )));
+        crate::output::note(&summary(&super::with_settled(stats, &swept)));
     }
     Ok(ExitCode::from(status.code()))
 }
@@ -536,9 +534,8 @@ pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
         out.push_str(&format!(" ({} denied: {})", s.denied, kinds.join(", ")));
     }
     out.push_str(&format!(
-        ", {} token{} in, {} out, {}",
-        s.input_tokens,
-        if s.input_tokens == 1 { "" } else { "s" },
+        ", {} in, {} out, {}",
+        crate::format::plural(s.input_tokens, "token", "tokens"),
         s.output_tokens,
         crate::format::usd(s.cost_usd)
     ));

@@ -23,6 +23,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         state,
         writer,
         owner,
+        ledger,
         ..
     } = super::proxy_state(ctx, None, loopback)?;
     let listener = std::net::TcpListener::bind(args.listen).map_err(|err| {
@@ -58,7 +59,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     // How a program reaches it: each stored provider's base URL in the variable its SDK reads.
-    let stored = ctx.ledger()?.root_keys()?;
+    let stored = ledger.root_keys()?;
     let urls: Vec<String> = stored
         .iter()
         .filter_map(|m| ctx.providers.get(&m.provider))

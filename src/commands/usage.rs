@@ -45,12 +45,7 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         .iter()
         .map(|r| crate::output::printable(&r.group))
         .collect();
-    let width = groups
-        .iter()
-        .map(|g| crate::format::width(g))
-        .max()
-        .unwrap_or(0)
-        .clamp(32, 64);
+    let width = crate::format::column_width(groups.iter().map(|g| g.as_ref()), 32, 64);
     let mut out = format!(
         "{:<width$}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}\n",
         "GROUP", "REQUESTS", "DENIED", "IN", "OUT", "COST"

@@ -214,8 +214,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Gives key `binding` the name `name` (`None`: no name).
-    pub fn rename_key(&self, binding: &str, name: Option<&str>) -> anyhow::Result<()> {
+    /// Gives key `binding` the name `name`.
+    pub fn rename_key(&self, binding: &str, name: &str) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE keys SET name = ?2 WHERE binding = ?1",
             params![binding, name],

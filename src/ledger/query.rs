@@ -99,10 +99,16 @@ fn where_clause(f: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
     (w, args)
 }
 
-/// A request's key by its name: the row's own, or the name `till key create --name` gave the
-/// key that made it (the proxy records the binding; the name is the keys table's).
-const KEY_NAME: &str =
-    "COALESCE(key_name, (SELECT k.name FROM keys k WHERE k.binding = requests.binding))";
+/// The name `till key create --name` gave the key that made a request (the proxy records the
+/// binding; the name is the keys table's).
+macro_rules! own_name {
+    () => {
+        "(SELECT k.name FROM keys k WHERE k.binding = requests.binding)"
+    };
+}
+
+/// A request's key by its name: the row's own, or its key's.
+const KEY_NAME: &str = concat!("COALESCE(key_name, ", own_name!(), ")");
 
 impl Ledger {
     /// Requests matching `f`, oldest first (the newest `limit` when a limit is set).
@@ -189,12 +195,15 @@ impl Ledger {
             // sub-agents), the name of the created key it came from (its lineage's first
             // level), so one agent's spending is one row; else the key's id.
             GroupBy::Key => {
-                "COALESCE(key_name, (SELECT k.name FROM keys k WHERE k.binding = requests.binding),
-                          (SELECT k.name FROM keys k
+                concat!(
+                    "COALESCE(key_name, ",
+                    own_name!(),
+                    ", (SELECT k.name FROM keys k
                            WHERE k.binding >= substr(requests.lineage, 1, 12)
                              AND k.binding < substr(requests.lineage, 1, 12) || 'g'
                              AND length(requests.lineage) >= 12 LIMIT 1),
                           substr(binding, 1, 12), '-')"
+                )
             }
             GroupBy::Model => "provider || '/' || COALESCE(model, '-')",
             GroupBy::Provider => "provider",
