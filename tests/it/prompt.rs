@@ -70,6 +70,53 @@ fn a_signal_at_the_prompt_gives_the_terminal_back() {
     }
 }
 
+/// A Ctrl-C ignored before till started (`nohup`, a shell's background job) stays ignored at
+/// the prompt; SIGTERM still ends it, with echo back on and nothing stored.
+#[test]
+fn a_signal_ignored_before_stays_ignored_at_the_prompt() {
+    let env = TestEnv::new();
+    let till = env.till();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "trap '' INT; exec \"$0\" add openai --no-verify"])
+        .arg(till.get_program());
+    cmd.env_clear();
+    for (var, value) in till.get_envs() {
+        if let Some(value) = value {
+            cmd.env(var, value);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    // The shell starts with SIGINT at its default (the terminal's session is made for it) and
+    // ignores it before it becomes till.
+    let AtPrompt {
+        mut child,
+        master,
+        slave,
+        output: _output,
+    } = at_prompt(&mut cmd, pty(), "openai API key: ");
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling the child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "an ignored SIGINT ended the prompt"
+    );
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(echo_on(&slave), "SIGTERM left the terminal without echo");
+    drop(master);
+    assert!(!env.path("data/secrets.age").exists());
+}
+
 /// Ctrl-D or an empty Enter at the prompt ends the command: usage error, nothing stored.
 #[test]
 fn eof_or_an_empty_line_at_the_prompt_ends_the_command() {

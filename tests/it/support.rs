@@ -459,14 +459,21 @@ pub fn at_prompt(cmd: &mut Command, pty: Pty, prompt: &str) -> AtPrompt {
     }
 }
 
-/// Makes `cmd` start a session whose controlling terminal is its stdin (a pty's slave end).
+/// Makes `cmd` start a session whose controlling terminal is its stdin (a pty's slave end),
+/// with the signal dispositions a shell gives a job it starts in the foreground: a test run
+/// in the background of a shell without job control has SIGINT and SIGQUIT ignored, and till
+/// keeps an ignored signal ignored (as `nohup` asks), so Ctrl-C would never end it.
 pub fn on_its_terminal(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
-    // SAFETY: setsid and ioctl are async-signal-safe; they make the pty the child's terminal.
+    // SAFETY: setsid, ioctl and signal are async-signal-safe; they make the pty the child's
+    // terminal and put the default action back.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            for sig in [libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_DFL);
             }
             Ok(())
         });
