@@ -3,7 +3,9 @@
 # against the offline mock provider, with a PASS/FAIL line per check.
 #
 #   scripts/agents.sh                     install into a temp prefix, build, check, clean up
-#   AGENTS_PREFIX=DIR scripts/agents.sh   install into (or reuse) DIR/node and DIR/venv
+#   AGENTS_PREFIX=DIR scripts/agents.sh   install into (or reuse) DIR/node, DIR/venv and DIR/llm
+#   AGENTS_PREFIX=DIR scripts/agents.sh --install   only install (scripts/test.sh does this
+#                                         while the tests build, then runs the checks)
 #   AGENT_TIMEOUT=SECS                    per agent run (default 180)
 #
 # Needs cargo, node/npm (Node 20+), python3 with venv, tmux (for the interactive Claude Code
@@ -29,6 +31,22 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 started=$(date +%s)
+
+install_only=false
+case "${1:-}" in
+  "") ;;
+  --install)
+    install_only=true
+    if [ -z "${AGENTS_PREFIX:-}" ]; then
+      echo "agents.sh: --install keeps the agents in AGENTS_PREFIX; set it to a directory" >&2
+      exit 2
+    fi
+    ;;
+  *)
+    echo "agents.sh: unknown argument '$1' (the only one is --install)" >&2
+    exit 2
+    ;;
+esac
 
 for tool in cargo npm node python3 curl; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -69,37 +87,51 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
 step "install the agents from their registries into $prefix"
+# npm and the two venvs are fetched at once: the time is the registries', not this machine's.
 mkdir -p "$prefix/node"
-if [ ! -x "$prefix/node/node_modules/.bin/qwen" ] || [ -z "${AGENTS_PREFIX:-}" ]; then
-  timeout 900 npm install --prefix "$prefix/node" --no-audit --no-fund --loglevel=error \
-    @anthropic-ai/claude-code@latest @openai/codex@latest @google/gemini-cli@latest \
-    opencode-ai@latest @qwen-code/qwen-code@latest >&2 ||
-    { echo "agents.sh: npm install failed" >&2; exit 1; }
-fi
 bin="$prefix/node/node_modules/.bin"
-# Claude Code's postinstall puts the native binary in place; npm may have skipped it.
-if ! timeout 60 "$bin/claude" --version >/dev/null 2>&1; then
-  (cd "$prefix/node/node_modules/@anthropic-ai/claude-code" && timeout 120 node install.cjs) >&2
-fi
-if [ ! -x "$prefix/venv/bin/aider" ]; then
-  python3 -m venv "$prefix/venv" &&
-    timeout 900 "$prefix/venv/bin/pip" install --quiet --disable-pip-version-check \
-      aider-chat langchain-openai langchain-anthropic >&2 ||
-    { echo "agents.sh: pip install failed" >&2; exit 1; }
-fi
+install_node() {
+  if [ ! -x "$bin/qwen" ] || [ -z "${AGENTS_PREFIX:-}" ]; then
+    timeout 900 npm install --prefix "$prefix/node" --no-audit --no-fund --loglevel=error \
+      @anthropic-ai/claude-code@latest @openai/codex@latest @google/gemini-cli@latest \
+      opencode-ai@latest @qwen-code/qwen-code@latest >&2 ||
+      { echo "agents.sh: npm install failed" >&2; return 1; }
+  fi
+  # Claude Code's postinstall puts the native binary in place; npm may have skipped it.
+  if ! timeout 60 "$bin/claude" --version >/dev/null 2>&1; then
+    (cd "$prefix/node/node_modules/@anthropic-ai/claude-code" && timeout 120 node install.cjs) >&2
+  fi
+}
+install_venv() { # DIR PROGRAM PACKAGE...
+  local dir="$1" program="$2"
+  shift 2
+  [ -x "$dir/bin/$program" ] && return 0
+  python3 -m venv "$dir" &&
+    timeout 900 "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2 ||
+    { echo "agents.sh: pip install $* failed" >&2; return 1; }
+}
+install_node &
+node_job=$!
+install_venv "$prefix/venv" aider aider-chat langchain-openai langchain-anthropic &
+venv_job=$!
 # llm in a venv of its own: aider pins the SDKs, and llm-anthropic needs newer ones.
-if [ ! -x "$prefix/llm/bin/llm" ]; then
-  python3 -m venv "$prefix/llm" &&
-    timeout 900 "$prefix/llm/bin/pip" install --quiet --disable-pip-version-check \
-      llm llm-anthropic >&2 ||
-    { echo "agents.sh: pip install failed" >&2; exit 1; }
-fi
+install_venv "$prefix/llm" llm llm llm-anthropic &
+llm_job=$!
+installed=0
+for job in "$node_job" "$venv_job" "$llm_job"; do
+  wait "$job" || installed=1
+done
+[ "$installed" = 0 ] || exit 1
 for v in "claude --version" "codex --version" "gemini --version" "opencode --version" \
   "qwen --version"; do
   echo "  $(timeout 60 "$bin"/$v 2>/dev/null | head -1)" >&2
 done
 echo "  aider $("$prefix/venv/bin/aider" --version 2>/dev/null | awk '{print $NF}')" >&2
 echo "  $("$prefix/llm/bin/llm" --version 2>/dev/null)" >&2
+if [ "$install_only" = true ]; then
+  echo "agents.sh: installed in $((($(date +%s) - started))) s" >&2
+  exit 0
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "build till and till-mock"

@@ -19,6 +19,25 @@ if [ -f tests/python/requirements.txt ]; then
   fi
 fi
 
+# The agents are fetched from their registries while the tests build (minutes of network
+# waiting that would otherwise follow them); the checks themselves run last.
+agents_job=""
+if [ "${TILL_SKIP_AGENTS:-}" != 1 ]; then
+  agents_prefix="${AGENTS_PREFIX:-$(mktemp -d "${TMPDIR:-/tmp}/till-agents-prefix.XXXXXX")}"
+  agents_log="$(mktemp "${TMPDIR:-/tmp}/till-agents-install.XXXXXX")"
+  # A process group of its own (set -m), so that a failure before the checks stops npm and pip.
+  set -m
+  AGENTS_PREFIX="$agents_prefix" scripts/agents.sh --install >"$agents_log" 2>&1 &
+  agents_job=$!
+  set +m
+  cleanup() {
+    kill -- "-$agents_job" 2>/dev/null || true
+    rm -f "$agents_log"
+    [ -n "${AGENTS_PREFIX:-}" ] || rm -rf "$agents_prefix"
+  }
+  trap cleanup EXIT
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
@@ -27,7 +46,12 @@ echo "== cargo test"
 scripts/with-keyring.sh cargo test --workspace --locked --all-targets
 # The real agents from their registries against the mock (a few minutes; needs the npm and
 # PyPI registries). TILL_SKIP_AGENTS=1 leaves them out, e.g. offline.
-if [ "${TILL_SKIP_AGENTS:-}" != 1 ]; then
+if [ -n "$agents_job" ]; then
   echo "== scripts/agents.sh"
-  scripts/agents.sh
+  if ! wait "$agents_job"; then
+    cat "$agents_log" >&2
+    exit 1
+  fi
+  cat "$agents_log" >&2
+  AGENTS_PREFIX="$agents_prefix" scripts/agents.sh
 fi
