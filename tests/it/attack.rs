@@ -2358,53 +2358,64 @@ fn mutate(mutations: &[Mutation]) -> (String, String, String) {
     (method, format!("/{}", segments.join("/")), body)
 }
 
-proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig {
-        // Each case is a real HTTP exchange through `till serve`; CI's PROPTEST_CASES is for
-        // the pure property tests.
+/// Whatever an agent does to an in-scope request, it is refused, or the upstream receives an
+/// inference call to the one model the key allows, on a path the proxy classified as that, with
+/// one `model` field and an output ceiling.
+#[test]
+fn mutated_requests_are_refused_or_reach_the_upstream_in_scope() {
+    // Each case is a real HTTP exchange through `till serve`: 256 of them, whatever
+    // PROPTEST_CASES asks of the pure property tests (the `proptest!` macro would take it).
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::prelude::ProptestConfig {
         cases: 256,
         failure_persistence: None,
         ..proptest::prelude::ProptestConfig::default()
-    })]
-
-    /// Whatever an agent does to an in-scope request, it is refused, or the upstream receives
-    /// an inference call to the one model the key allows, on a path the proxy classified as
-    /// that, with one `model` field and an output ceiling.
-    #[test]
-    fn mutated_requests_are_refused_or_reach_the_upstream_in_scope(
-        mutations in proptest::collection::vec(mutation(), 1..4)
-    ) {
-        thread_local! {
-            static ATTACK: Attack = Attack::new("", &[
-                "--scope", "openai/gpt-4o-mini", "--max-output-tokens", "64",
-            ]);
-        }
+    });
+    let strategy = proptest::collection::vec(mutation(), 1..4);
+    let a = Attack::new(
+        "",
+        &["--scope", "openai/gpt-4o-mini", "--max-output-tokens", "64"],
+    );
+    let outcome = runner.run(&strategy, |mutations| {
         let (method, path, body) = mutate(&mutations);
-        ATTACK.with(|a| {
-            a.p.mock.clear_requests();
-            let (status, text) = a.send(&method, &path, &[JSON], body.as_bytes());
-            let seen = a.p.mock.requests();
-            if status == 200 {
-                assert_eq!(seen.len(), 1, "{method} {path} {body:?} → 200 {text}");
-            }
-            for r in &seen {
-                let what = format!("{method} {path} {body:?} reached the upstream as {r:?}");
-                assert_eq!(r.method, "POST", "{what}");
-                assert!(
-                    ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings", "/v1/moderations"]
-                        .contains(&r.path.as_str()),
-                    "{what}"
-                );
-                let text = r.body.as_deref().unwrap_or("");
-                // One field another parser could take for the model: no `Model`, no `model\u0000`.
-                assert_eq!(text.to_ascii_lowercase().matches("\"model").count(), 1, "{what}");
-                let v = r.json().expect("the upstream got JSON");
-                assert_eq!(v["model"], "gpt-4o-mini", "{what}");
-                let ceiling = v["max_completion_tokens"].as_u64().or(v["max_tokens"].as_u64());
-                assert!(ceiling.is_some_and(|c| c <= 64), "{what}");
-                assert!(!text.contains("till_"), "{what}");
-            }
-        });
+        a.p.mock.clear_requests();
+        let (status, text) = a.send(&method, &path, &[JSON], body.as_bytes());
+        let seen = a.p.mock.requests();
+        if status == 200 {
+            assert_eq!(seen.len(), 1, "{method} {path} {body:?} → 200 {text}");
+        }
+        for r in &seen {
+            let what = format!("{method} {path} {body:?} reached the upstream as {r:?}");
+            assert_eq!(r.method, "POST", "{what}");
+            assert!(
+                [
+                    "/v1/chat/completions",
+                    "/v1/completions",
+                    "/v1/responses",
+                    "/v1/embeddings",
+                    "/v1/moderations"
+                ]
+                .contains(&r.path.as_str()),
+                "{what}"
+            );
+            let text = r.body.as_deref().unwrap_or("");
+            // One field another parser could take for the model: no `Model`, no `model\u0000`.
+            assert_eq!(
+                text.to_ascii_lowercase().matches("\"model").count(),
+                1,
+                "{what}"
+            );
+            let v = r.json().expect("the upstream got JSON");
+            assert_eq!(v["model"], "gpt-4o-mini", "{what}");
+            let ceiling = v["max_completion_tokens"]
+                .as_u64()
+                .or(v["max_tokens"].as_u64());
+            assert!(ceiling.is_some_and(|c| c <= 64), "{what}");
+            assert!(!text.contains("till_"), "{what}");
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }
 
