@@ -48,39 +48,73 @@ pub fn run() -> anyhow::Result<ExitCode> {
         config,
     };
 
-    let writable = ctx.paths.ensure_data_dir().and_then(|()| {
-        let probe = ctx.paths.data_dir.join(".doctor-probe");
-        std::fs::write(&probe, b"ok")?;
-        std::fs::remove_file(&probe)?;
-        Ok(())
-    });
-    match writable {
-        Ok(()) => check(
-            true,
-            "data directory",
-            ctx.paths.data_dir.display().to_string(),
-        )?,
-        Err(e) => check(
-            false,
-            "data directory",
-            format!("{e:#}; fix its permissions or set TILL_HOME"),
-        )?,
+    // A data directory that is not there yet is not made (a mistyped TILL_HOME would be filled
+    // and then look fine): doctor says it will be, if it can be.
+    if matches!(ctx.paths.data_dir.try_exists(), Ok(false)) {
+        match creatable(&ctx.paths.data_dir) {
+            Ok(()) => check(
+                true,
+                "data directory",
+                format!(
+                    "none yet at {}; made when a key is first added or created",
+                    ctx.paths.data_dir.display()
+                ),
+            )?,
+            Err(e) => check(
+                false,
+                "data directory",
+                format!(
+                    "{} cannot be made: {e}; fix its permissions or set TILL_HOME",
+                    ctx.paths.data_dir.display()
+                ),
+            )?,
+        }
+    } else {
+        let writable = ctx.paths.ensure_data_dir().and_then(|()| {
+            let probe = ctx.paths.data_dir.join(".doctor-probe");
+            std::fs::write(&probe, b"ok")?;
+            std::fs::remove_file(&probe)?;
+            Ok(())
+        });
+        match writable {
+            Ok(()) => check(
+                true,
+                "data directory",
+                ctx.paths.data_dir.display().to_string(),
+            )?,
+            Err(e) => check(
+                false,
+                "data directory",
+                format!("{e:#}; fix its permissions or set TILL_HOME"),
+            )?,
+        }
     }
 
-    let ledger = ctx.ledger();
-    let keys = match &ledger {
-        Ok(l) => {
-            check(
+    let ledger = if matches!(ctx.paths.ledger_file().try_exists(), Ok(false)) {
+        check(
+            true,
+            "ledger",
+            format!(
+                "none yet at {}; nothing has been recorded there",
+                ctx.paths.ledger_file().display()
+            ),
+        )?;
+        crate::ledger::Ledger::open_in_memory()
+    } else {
+        let ledger = ctx.ledger();
+        match &ledger {
+            Ok(_) => check(
                 true,
                 "ledger",
                 ctx.paths.ledger_file().display().to_string(),
-            )?;
-            l.root_keys().unwrap_or_default()
+            )?,
+            Err(e) => check(false, "ledger", format!("{e:#}"))?,
         }
-        Err(e) => {
-            check(false, "ledger", format!("{e:#}"))?;
-            Vec::new()
-        }
+        ledger
+    };
+    let keys = match &ledger {
+        Ok(l) => l.root_keys().unwrap_or_default(),
+        Err(_) => Vec::new(),
     };
 
     let leftovers = crate::secrets::file::stale_temps(&ctx.paths.store_file());
@@ -247,4 +281,40 @@ fn with_hint(e: &anyhow::Error) -> String {
         Some(h) => format!("{e:#} (hint: {h})"),
         None => format!("{e:#}"),
     }
+}
+
+/// Whether `dir`, which is not there, could be made: its nearest existing ancestor is a
+/// directory this process may write in.
+fn creatable(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut at = dir;
+    while let Some(parent) = at.parent() {
+        at = parent;
+        if at.as_os_str().is_empty() || at.try_exists()? {
+            break;
+        }
+    }
+    if at.as_os_str().is_empty() {
+        at = std::path::Path::new(".");
+    }
+    if !at.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory",
+            at.display()
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        let path =
+            std::ffi::CString::new(at.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: access reads a NUL-terminated path.
+        if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", at.display()),
+            ));
+        }
+    }
+    Ok(())
 }

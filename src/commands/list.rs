@@ -14,7 +14,11 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if keys.is_empty() {
-        crate::output::note("no root keys stored; add one with `till add PROVIDER`");
+        crate::output::note(if crate::commands::in_sandbox() {
+            "no root keys can be seen inside the sandbox; run `till list` outside it"
+        } else {
+            "no root keys stored; add one with `till add PROVIDER`"
+        });
         return Ok(ExitCode::SUCCESS);
     }
     let now = now_unix();

@@ -91,6 +91,12 @@ fn ledger_hint(err: &anyhow::Error) -> Option<String> {
     })
 }
 
+/// Whether this till runs inside `till run --sandbox` (its `TILL_SANDBOX`), where till's data
+/// directory and the keychain are hidden: for messages only, never for a decision.
+pub fn in_sandbox() -> bool {
+    std::env::var_os(crate::env::EnvVars::TILL_SANDBOX).is_some_and(|v| !v.is_empty())
+}
+
 /// What most commands need: where files are, the config, and the provider table.
 pub struct Ctx {
     pub paths: Paths,
@@ -125,10 +131,17 @@ impl Ctx {
         // Only a ledger that is certainly not there (a directory that cannot be read is an
         // error `ledger` reports).
         if matches!(path.try_exists(), Ok(false)) {
-            crate::output::note(&format!(
-                "till: no ledger at {} yet: nothing has been recorded there",
-                path.display()
-            ));
+            crate::output::note(&if in_sandbox() {
+                format!(
+                    "till: no ledger at {}: inside `till run --sandbox`, till's files are hidden",
+                    path.display()
+                )
+            } else {
+                format!(
+                    "till: no ledger at {} yet: nothing has been recorded there",
+                    path.display()
+                )
+            });
             return Ledger::open_in_memory();
         }
         self.ledger()

@@ -38,7 +38,11 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if keys.is_empty() {
-        crate::output::note("till: no keys stored; add one with `till add PROVIDER`");
+        crate::output::note(if crate::commands::in_sandbox() {
+            "till: no keys can be seen inside the sandbox; run `till status` outside it"
+        } else {
+            "till: no keys stored; add one with `till add PROVIDER`"
+        });
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = format!(

@@ -252,6 +252,16 @@ fn reading_commands_make_nothing_in_a_new_home() {
         }
         assert!(!data.exists(), "{args:?} made {}", data.display());
     }
+    // Doctor says what is not there yet (a mistyped TILL_HOME got a data directory and an
+    // all-ok).
+    let (code, stdout, stderr) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok   data directory: none yet at")
+            && stdout.contains("ok   ledger: none yet at"),
+        "{stdout}"
+    );
+    assert!(!data.exists(), "doctor made {}", data.display());
     // What writes makes it as before.
     let (code, _, stderr) = output_with_stdin(
         env.till().args(["add", "openai", "--no-verify"]),

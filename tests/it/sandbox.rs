@@ -709,6 +709,43 @@ fn the_directories_above_tills_own_cannot_be_moved_away() {
     assert!(!stdout.contains("127.0.0.1:9"), "{stdout}");
 }
 
+/// Inside the sandbox till's files are hidden: `till list` and `till status` there say so,
+/// not "no keys stored; add one" (an agent following that would try `till add`).
+#[test]
+fn reading_commands_inside_say_till_s_files_are_hidden() {
+    let p = proxy_env();
+    let proj = project();
+    let script = format!(
+        "{till} list; echo list=$?; {till} status; echo status=$?",
+        till = till_inside()
+    );
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .args(["run", "-q", "--sandbox", "--", "sh", "-c", &script])
+            .current_dir(proj.path())
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("list=0") && stdout.contains("status=0"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("inside `till run --sandbox`, till's files are hidden"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no root keys can be seen inside the sandbox; run `till list` outside it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no keys can be seen inside the sandbox; run `till status` outside it"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("till add"), "{stderr}");
+}
+
 #[test]
 fn a_project_under_tmp_stays_reachable() {
     let p = proxy_env();
