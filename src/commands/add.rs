@@ -313,7 +313,7 @@ fn verify(provider: &Provider, key: &SecretString) -> anyhow::Result<()> {
             "{} rejected the key (HTTP {status}); nothing was stored",
             provider.name
         ))
-        .hint(format!("check the key at {}", provider.console_url))
+        .hint(format!("check the key at {}", provider.console()))
         .into()),
         Ok(Verdict::Unexpected(status)) => Err(UserError::runtime(format!(
             "could not verify the key: {} answered HTTP {status}; nothing was stored",

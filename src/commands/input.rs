@@ -15,6 +15,15 @@ use crate::providers::Provider;
 /// preference). An empty answer (EOF on stdin) is a usage error and nothing else happens.
 pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretString> {
     let raw = if let Some(var) = from_env {
+        // A key given where its variable's name goes (`--from-env sk-…`) is not repeated
+        // back, not even in a hint.
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(UserError::usage(
+                "--from-env takes the name of an environment variable that holds the key, not the key",
+            )
+            .hint("export NAME=… first, then give --from-env NAME")
+            .into());
+        }
         std::env::var(var).map_err(|e| match e {
             std::env::VarError::NotPresent => {
                 UserError::usage(format!("environment variable {var} is not set")).hint(format!(
@@ -71,7 +80,7 @@ pub fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow
     if key.starts_with("till_") {
         return Err(
             UserError::usage("that is a till child key, not a provider key")
-                .hint(format!("use the key from {}", provider.console_url))
+                .hint(format!("use the key from {}", provider.console()))
                 .into(),
         );
     }

@@ -84,9 +84,40 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         Some(max) => {
             let due = keys.iter().filter(|k| k.due).count();
             if due > 0 {
+                // What rotates each: `--due` the automatic ones, a person the guided ones
+                // (after `--due`, only the guided are left, and pointing at it again helped
+                // nobody).
+                let automatic = keys
+                    .iter()
+                    .filter(|k| k.due && k.rotation == Mode::Automatic)
+                    .count();
+                let guided: Vec<String> = keys
+                    .iter()
+                    .filter(|k| k.due && k.rotation == Mode::Guided)
+                    .map(|k| format!("`till rotate {}`", crate::output::printable(&k.name)))
+                    .collect();
+                let mut how = Vec::new();
+                if automatic > 0 {
+                    how.push(format!(
+                        "`till rotate --due` rotates the {}",
+                        if automatic == 1 {
+                            "automatic one".to_string()
+                        } else {
+                            format!("{automatic} automatic ones")
+                        }
+                    ));
+                }
+                if !guided.is_empty() {
+                    how.push(format!(
+                        "{} {} a person to make the new key",
+                        guided.join(", "),
+                        if guided.len() == 1 { "needs" } else { "need" }
+                    ));
+                }
                 crate::output::note(&format!(
-                    "till: {due} due (older than {}); `till rotate --due` rotates the automatic ones",
-                    short_duration(max)
+                    "till: {due} due (older than {}); {}",
+                    short_duration(max),
+                    how.join("; ")
                 ));
             }
         }

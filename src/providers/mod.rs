@@ -88,6 +88,19 @@ pub struct Provider {
     pub openai_itself: bool,
 }
 
+impl Provider {
+    /// Where a person makes and deletes this provider's keys, for a message's `at …` or
+    /// `from …`: the console's address, or words for a provider config.toml added (it has
+    /// none).
+    pub fn console(&self) -> &str {
+        if self.console_url.is_empty() {
+            "the provider's console"
+        } else {
+            &self.console_url
+        }
+    }
+}
+
 struct Builtin {
     name: &'static str,
     api: ApiFamily,

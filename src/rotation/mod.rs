@@ -492,7 +492,7 @@ impl<'a> Rotator<'a> {
                     return Err(RotateError::SameKey {
                         provider: provider.name.clone(),
                         fingerprint: old_meta.fingerprint,
-                        console_url: provider.console_url.clone(),
+                        console_url: provider.console().to_string(),
                     });
                 }
                 (Method::Guided, Some(key))

@@ -165,7 +165,7 @@ impl Rotation<'_, '_> {
         project: &str,
     ) -> Result<Success, Failure> {
         let api = AdminApi::new(&self.rotator.client, self.provider, admin_key);
-        let console = self.provider.console_url.clone();
+        let console = self.provider.console().to_string();
 
         self.rotator.injected(Step::Find)?;
         let old_ids = match self
@@ -319,7 +319,8 @@ impl Rotation<'_, '_> {
                 ));
                 failure.hint = Some(format!(
                     "delete key {} in project {project} at {}; the old key still works",
-                    created.key_id, self.provider.console_url
+                    created.key_id,
+                    self.provider.console()
                 ));
                 failure.leftover = Some(created.key_id.clone());
             }
@@ -336,7 +337,7 @@ impl Rotation<'_, '_> {
     ) -> Result<Success, Failure> {
         let not_stored = format!(
             "the new key was not stored; check it, or delete it at {}",
-            self.provider.console_url
+            self.provider.console()
         );
         self.verify_new(&new_key, false)
             .await
@@ -385,7 +386,8 @@ impl Rotation<'_, '_> {
                 new_fingerprint: new_fp,
                 todo: Some(format!(
                     "delete the old key (fingerprint {}) at {}",
-                    self.old_meta.fingerprint, self.provider.console_url
+                    self.old_meta.fingerprint,
+                    self.provider.console()
                 )),
             });
         };
@@ -406,7 +408,7 @@ impl Rotation<'_, '_> {
                 .hint(not_stored),
                 Err(undo) => self.stuck(Step::Deactivate, &message, &undo).hint(format!(
                     "set the old key {old_id} inactive at {}",
-                    self.provider.console_url
+                    self.provider.console()
                 )),
             });
         }

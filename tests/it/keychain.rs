@@ -84,6 +84,21 @@ fn verification_stores_only_what_the_provider_accepts() {
         stderr.contains("openai rejected the key (HTTP 401); nothing was stored"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("hint: check the key at https://platform.openai.com/api-keys"),
+        "{stderr}"
+    );
+    // A provider of config.toml's has no console to name (the hint ended `at `).
+    env.config(&format!(
+        "[providers.openai]\nbase_url = \"{url}\"\n[providers.acme]\napi = \"openai\"\nbase_url = \"{url}\"\n",
+        url = mock.url()
+    ));
+    let (code, _, stderr) = output_with_stdin(env.till().args(["add", "acme"]), "sk-wrong-key\n");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("hint: check the key at the provider's console"),
+        "{stderr}"
+    );
     let (_, stdout, _) = output(env.till().args(["list", "--json"]));
     assert_eq!(stdout.trim(), "[]");
     assert!(

@@ -282,6 +282,14 @@ fn a_provider_key_given_for_a_till_key_is_not_repeated() {
     }
     let (_, list, _) = output(p.env.till().args(["key", "list", "--all"]));
     assert!(!list.contains("PASTEDROOTKEY"), "{list}");
+    // The variable's hint does not repeat the key as a name (it said `export sk-…=…`).
+    let (_, _, stderr) = output(p.env.till().args(["add", "openai", "--from-env", pasted]));
+    assert!(
+        stderr.contains(
+            "--from-env takes the name of an environment variable that holds the key, not the key"
+        ) && stderr.contains("hint: export NAME=… first, then give --from-env NAME"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -746,6 +746,12 @@ fn due_rotates_exactly_the_keys_past_their_age() {
     assert_eq!(row("anthropic")["rotation"], "guided");
     assert_eq!(row("gemini")["due"], false);
     assert_eq!(row("mint")["due"], true);
+    let (code, _, stderr) = output(rot.till().args(["status"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("3 due (older than 30d); `till rotate --due` rotates the 2 automatic ones; `till rotate anthropic` needs a person to make the new key"),
+        "{stderr}"
+    );
 
     // Without --yes and without a terminal, nothing happens.
     let (code, _, stderr) = output(rot.till().args(["rotate", "--due"]));
@@ -786,6 +792,14 @@ fn due_rotates_exactly_the_keys_past_their_age() {
     assert!(retired.is_some(), "the old mint key was retired");
     let targets: Vec<String> = rot.rotations().into_iter().map(|r| r.0).collect();
     assert_eq!(targets, ["openai", "mint"]);
+    // What is left needs a person, and status no longer points at --due.
+    let (code, _, stderr) = output(rot.till().args(["status"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 due (older than 30d); `till rotate anthropic` needs a person"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--due"), "{stderr}");
 
     // Once the person has rotated anthropic, nothing is due and --due exits 0.
     rot.mock.add_key(NEW_ANTHROPIC);
