@@ -64,7 +64,7 @@ pub enum Command {
     /// at the proxy (OPENAI_API_KEY=till_…, OPENAI_BASE_URL=http://127.0.0.1:PORT/openai/v1, …).
     /// Root keys never reach the agent. With no scope flags the agent may use every stored
     /// provider's inference endpoints until the run ends. till exits with the agent's exit code
-    /// (128+N when signal N killed it).
+    /// (128+N when signal N killed it; 127 when CMD is not found, 126 when it cannot be run).
     ///
     /// Inside a till run, `till run` narrows the current key for a sub-agent and reuses the
     /// outer proxy; it cannot widen the key.

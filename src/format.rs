@@ -8,10 +8,16 @@ pub fn usd(v: f64) -> String {
         "$0".to_string()
     } else if v >= 1.0 {
         format!("${v:.2}")
-    } else if v >= 0.0001 {
-        format!("${v:.4}")
     } else {
-        format!("${v:.6}")
+        // Below a dollar, four or six places, with zeros past the cents left out: a budget of
+        // `0.50usd` reads `$0.50`, not `$0.5000`.
+        let text = if v >= 0.0001 {
+            format!("{v:.4}")
+        } else {
+            format!("{v:.6}")
+        };
+        let keep = text.trim_end_matches('0').len().max("0.00".len());
+        format!("${}", &text[..keep])
     }
 }
 
@@ -138,5 +144,10 @@ mod tests {
         assert_eq!(usd(12.345), "$12.35");
         assert_eq!(usd(0.0123), "$0.0123");
         assert_eq!(usd_micros(12), "$0.000012");
+        // Zeros past the cents are left out.
+        assert_eq!(usd(0.5), "$0.50");
+        assert_eq!(usd(0.012), "$0.012");
+        assert_eq!(usd_micros(10), "$0.00001");
+        assert_eq!(usd_micros(100), "$0.0001");
     }
 }
