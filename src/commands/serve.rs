@@ -59,6 +59,15 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     // How a program reaches it: each stored provider's base URL in the variable its SDK reads.
+    // A wildcard address (0.0.0.0, ::) is where till listens, not where a client connects:
+    // one on this machine reaches it at loopback.
+    let mut reach = addr;
+    if reach.ip().is_unspecified() {
+        reach.set_ip(match reach.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
     let stored = ledger.root_keys()?;
     let urls: Vec<String> = stored
         .iter()
@@ -66,7 +75,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|p| {
             p.base_url_env
                 .first()
-                .map(|(var, suffix)| format!("  {var}=http://{addr}/{}{suffix}", p.name))
+                .map(|(var, suffix)| format!("  {var}=http://{reach}/{}{suffix}", p.name))
         })
         .collect();
     if !urls.is_empty() {
@@ -110,8 +119,9 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         workers.push(worker);
     }
     drop(listener);
-    // The line scripts wait for: the proxy's URL on stdout.
-    let printed = crate::output::data(&format!("http://{addr}"));
+    // The line scripts wait for: the proxy's URL on stdout (at loopback for a wildcard
+    // address, as the base URLs above).
+    let printed = crate::output::data(&format!("http://{reach}"));
     if printed.is_ok() {
         runtime.block_on(shutdown_signal());
     }
