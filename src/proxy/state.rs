@@ -920,7 +920,7 @@ impl State {
             RateDenial::Rpm { limit, retry_after } => ProxyError::new(
                 429,
                 "rpm",
-                format!("this key allows {} per minute; wait {retry_after} s or widen it with `--rpm N` (on `till run`, or a new key from `till key create`)", crate::format::plural(u64::from(limit), "request", "requests")),
+                format!("this key allows {} per minute; wait {retry_after} s or widen it with `--rpm N` (on `till run`, or a new key from `till key create`)", crate::format::plural(limit, "request", "requests")),
             )
             .retry_after(retry_after),
             RateDenial::Tpm { limit, asked, retry_after } => ProxyError::new(
