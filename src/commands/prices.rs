@@ -87,10 +87,18 @@ fn show(ctx: &Ctx, args: &PricesArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Names from a fetched table are shown escaped, like everything else from outside.
-    let name = |r: &Row<'_>| crate::output::printable(r.model).into_owned();
+    // A price from config.toml is marked so, in the column (which is as wide as its widest).
+    let name = |r: &Row<'_>| {
+        let model = crate::output::printable(r.model).into_owned();
+        if r.config {
+            format!("{model} (config)")
+        } else {
+            model
+        }
+    };
     let width = rows
         .iter()
-        .map(|r| name(r).chars().count())
+        .map(|r| crate::format::width(&name(r)))
         .max()
         .unwrap_or(5)
         .max(5);
@@ -109,14 +117,9 @@ fn show(ctx: &Ctx, args: &PricesArgs) -> anyhow::Result<ExitCode> {
                 opt(t.output)
             )
         });
-        let model = if r.config {
-            format!("{} (config)", name(r))
-        } else {
-            name(r)
-        };
         out.push_str(&format!(
-            "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n",
-            model,
+            "{} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n",
+            crate::format::cell(&name(r), width),
             rate(p.input),
             opt(p.cached_input),
             opt(p.cache_write),

@@ -121,6 +121,17 @@ fn update_from_a_file_replaces_the_table_and_reset_restores_the_builtin() {
     let v = shown(&env, &["gpt-4o-mini"]);
     assert_eq!(v["prices"][0]["input"], 7.0, "{v}");
     assert_eq!(v["prices"][0]["config"], true, "{v}");
+    // In the table the mark is in the model's column, and the columns stay in line.
+    let (code, stdout, stderr) = output(env.till().args(["prices", "gpt-4o-mini"]));
+    assert_eq!(code, 0, "{stderr}");
+    let input_at = |line: &str| line.find(" INPUT").map(|i| i + " INPUT".len());
+    let header = stdout.lines().next().unwrap();
+    let marked = stdout
+        .lines()
+        .find(|l| l.contains("openai/gpt-4o-mini (config)"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let end = input_at(header).unwrap();
+    assert_eq!(&marked[end - 1..end], "7", "{stdout}");
     env.config("");
 
     let (code, _, stderr) = output(env.till().args(["prices", "reset"]));
