@@ -30,6 +30,7 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
     };
     if args.alerts {
         let mut first = true;
+        let mut header = !args.json;
         loop {
             let events = ledger.events(&filter)?;
             if first && events.is_empty() && !args.json {
@@ -39,7 +40,17 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
             if let Some(e) = events.last() {
                 filter.after_id = Some(e.id);
             }
-            print_events(&events, args.json)?;
+            if args.json && args.follow {
+                // One object a line as they come, as `log -f --json` prints requests.
+                for e in &events {
+                    crate::output::json_line(e)?;
+                }
+            } else if !events.is_empty() {
+                print_events(&events, args.json, header)?;
+                header = false;
+            } else if args.json {
+                print_events(&events, true, false)?;
+            }
             if !args.follow {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -73,11 +84,20 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_events(events: &[EventRow], json: bool) -> anyhow::Result<()> {
+fn print_events(events: &[EventRow], json: bool, header: bool) -> anyhow::Result<()> {
     if json {
         return crate::output::json(&events);
     }
     let mut out = String::new();
+    if header {
+        out.push_str(&format!(
+            "{:<20}  {}  {:<9} {}\n",
+            "TIME",
+            crate::format::cell("KEY", 14),
+            "KIND",
+            "MESSAGE"
+        ));
+    }
     for e in events {
         out.push_str(&format!(
             "{}  {}  {:<9} {}\n",

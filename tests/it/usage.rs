@@ -889,3 +889,65 @@ fn an_overloaded_answer_costs_a_budget_nothing_and_a_500_says_why_it_costs() {
         "{v}"
     );
 }
+
+/// `till log -f --json` and `till log -f --alerts --json` print one JSON object a line for each
+/// request and alert as it is recorded (the alerts printed a whole array per poll).
+#[test]
+fn log_follow_prints_a_json_line_per_request_and_per_alert() {
+    use std::io::BufRead as _;
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
+    let serve = p.serve();
+    let follow = |args: &[&str]| {
+        let mut child = p
+            .env
+            .till()
+            .args(["log", "-f", "--json"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    };
+    let (mut requests, request_lines) = follow(&[]);
+    let (mut alerts, alert_lines) = follow(&["--alerts"]);
+    // Both have read the (empty) ledger once before anything is recorded.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let (status, answer) = raw_post(
+        &serve.url,
+        &host,
+        "/openai/v1/chat/completions",
+        &key,
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 403, "{answer}");
+    let next = |rx: &std::sync::mpsc::Receiver<String>| -> Value {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a line within 10 s");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    };
+    let row = next(&request_lines);
+    assert!(row.is_object(), "{row}");
+    assert_eq!(row["model"], "gpt-4o", "{row}");
+    let alert = next(&alert_lines);
+    assert!(alert.is_object(), "{alert}");
+    assert_eq!(alert["kind"], "denial", "{alert}");
+    for child in [&mut requests, &mut alerts] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
