@@ -975,24 +975,11 @@ fn serve_says_each_providers_base_url_and_it_works() {
 /// machine can connect to (`http://0.0.0.0:PORT/…` is not, on every system), and they work.
 #[test]
 fn serve_on_a_wildcard_address_prints_urls_at_loopback() {
-    use std::io::BufRead as _;
     let p = ProxyEnv::new();
     let key = p.create_key(&["--scope", "openai"]);
-    let mut child = p
-        .env
-        .till()
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let log = p.env.path("serve.err");
+    let serve = p.serve_on("0.0.0.0:0", std::fs::File::create(&log).unwrap());
+    let url = serve.url.clone();
     let host = url.trim_start_matches("http://").to_string();
     let (status, answer) = crate::support::raw_post(
         &url,
@@ -1002,12 +989,8 @@ fn serve_on_a_wildcard_address_prints_urls_at_loopback() {
         r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
     );
     assert_eq!(status, 200, "{answer}");
-    // SAFETY: signalling the child this test started.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    drop(serve);
+    let stderr = std::fs::read_to_string(&log).unwrap();
     let port = host.rsplit(':').next().unwrap();
     assert!(
         stderr.contains(&format!(

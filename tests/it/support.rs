@@ -231,11 +231,17 @@ impl ProxyEnv {
 
     /// [`Self::serve`] with the proxy's stderr (its alerts) going to `stderr`.
     pub fn serve_with_stderr(&self, stderr: impl Into<std::process::Stdio>) -> Serve {
+        self.serve_on("127.0.0.1:0", stderr)
+    }
+
+    /// `till serve --listen LISTEN`, its stderr going to `stderr`, once it has printed its URL
+    /// (which is at loopback whatever it listens on).
+    pub fn serve_on(&self, listen: &str, stderr: impl Into<std::process::Stdio>) -> Serve {
         use std::io::BufRead as _;
         let mut child = self
             .env
             .till()
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(stderr)
