@@ -52,11 +52,14 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let scoped_names = super::scoped_providers(ctx, &spec, &stored)?;
 
     // The session key: the chosen base (a created key, or a fresh mint), narrowed to this run;
-    // without a --ttl it lasts as long as any key may.
+    // without a --ttl it lasts as long as any key may. A key given with --key already has its
+    // providers and its end: only the flags given are added (`key inspect` showed every stored
+    // provider and a later end beside them, which looked like a widening).
+    let given = args.key.is_some();
     let mut caveats = spec
         .to_caveats(now, &ctx.providers.names())
         .map_err(super::scope_err)?;
-    if !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
+    if !given && !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
         caveats.push(super::allow_providers(&scoped_names)?);
     }
     match caveats.iter().find_map(|c| match c {
@@ -64,6 +67,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     }) {
         Some(expires) => super::check_max_ttl(ctx, &spec, expires, now)?,
+        None if given => {}
         None => caveats.push(Caveat::Expires(now + ctx.config.keys.max_ttl.0.as_secs())),
     }
 

@@ -211,13 +211,32 @@ fn a_given_key_sets_only_its_providers_variables() {
             "{other} set for an openai key:\n{stdout}"
         );
     }
+    // The run's level of the key adds its session alone: no providers or later end beside
+    // the given key's, which read as a widening.
+    let path = crate::support::path_with_till();
+    let (code, stdout, stderr) = output(p.env.till().env("PATH", &path).args([
+        "run",
+        "--key",
+        "ci2",
+        "--",
+        "sh",
+        "-c",
+        "till key inspect \"$TILL_KEY\"",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let levels: Vec<&str> = stdout.lines().filter(|l| l.contains("level")).collect();
+    assert_eq!(levels.len(), 2, "{stdout}");
+    assert!(levels[1].contains("--session"), "{stdout}");
+    assert!(
+        !levels[1].contains("--scope") && !levels[1].contains("--expires"),
+        "{stdout}"
+    );
     // A key for two providers gets both; narrowed in a nested run to one, that one.
     p.create_key(&["--name", "two", "--scope", "openai", "--scope", "anthropic"]);
     let (code, stdout, stderr) = p.run(&["--key", "two", "--", "env"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ANTHROPIC_BASE_URL=http://"), "{stdout}");
     assert!(!stdout.contains("GEMINI_API_KEY="), "{stdout}");
-    let path = crate::support::path_with_till();
     let (code, stdout, stderr) = output(p.env.till().env("PATH", path).args([
         "run", "--key", "two", "--", "till", "run", "--scope", "openai", "--", "env",
     ]));
