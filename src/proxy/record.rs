@@ -205,7 +205,16 @@ impl RequestRecord {
                 .fetch_add(micros.saturating_sub(self.cost_micros), Ordering::Relaxed);
             self.cost_micros = micros;
         }
-        let row = self.into_row(state.options.session.as_deref());
+        let mut row = self.into_row(state.options.session.as_deref());
+        // Likewise its tokens: what a token budget was charged beyond the usage reported (a
+        // reservation) shows as output tokens, as a row settled at a stop does.
+        if let Some((_, _, tokens)) = charge {
+            let extra = tokens.saturating_sub(row.input_tokens.saturating_add(row.output_tokens));
+            if extra > 0 {
+                row.output_tokens = row.output_tokens.saturating_add(extra);
+                stats.output_tokens.fetch_add(extra, Ordering::Relaxed);
+            }
+        }
         match charge {
             // One message: if a stop already settled this reservation and wrote the request's
             // row, this row is not written a second time.

@@ -217,7 +217,7 @@ impl Drop for Serve {
 }
 
 impl ProxyEnv {
-    /// The request rows `till log --json -n 1000` prints, newest first.
+    /// The request rows `till log --json -n 1000` prints, oldest first.
     pub fn log_json(&self) -> Vec<serde_json::Value> {
         let (code, stdout, stderr) = output(self.env.till().args(["log", "--json", "-n", "1000"]));
         assert_eq!(code, 0, "{stderr}");

@@ -888,6 +888,34 @@ fn an_overloaded_answer_costs_a_budget_nothing_and_a_500_says_why_it_costs() {
         (v["spent_usd"].as_f64().unwrap() - charged).abs() < 1e-9,
         "{v}"
     );
+    // The tokens it held show in the row as output tokens, so a token budget's spend is what
+    // `till usage` adds up (the row said 0 tokens beside a budget 80 % gone).
+    p.create_key(&["--name", "t", "--scope", "openai", "--budget", "20ktok"]);
+    let (v, stderr) = p.client(
+        &["--key", "t"],
+        &[
+            "openai",
+            "chat",
+            "--model",
+            "gpt-error500",
+            "--max-tokens",
+            "1000",
+        ],
+    );
+    assert_eq!(v["status"], 500, "{v}\n{stderr}");
+    let rows = p.log_json();
+    let row = rows.last().unwrap();
+    assert_eq!(row["model"], "gpt-error500", "{rows:?}");
+    let tokens = row["input_tokens"].as_u64().unwrap() + row["output_tokens"].as_u64().unwrap();
+    assert!(tokens >= 1000, "{row}");
+    let (_, shown, _) = output(p.env.till().args(["key", "show", "t", "--json"]));
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["spent_tokens"].as_u64().unwrap(), tokens, "{v}\n{row}");
+    let (_, usage, _) = output(p.env.till().args(["usage", "--key", "t", "--json"]));
+    assert!(
+        usage.contains(&format!("\"output_tokens\": {}", row["output_tokens"])),
+        "{usage}"
+    );
 }
 
 /// `till log -f --json` and `till log -f --alerts --json` print one JSON object a line for each
