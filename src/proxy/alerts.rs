@@ -221,7 +221,9 @@ impl Alerts {
             // The entry to add is suggested only for a model a person could type: the name
             // came from the request.
             let fix = if crate::childkey::is_model_name(model) {
-                format!(" Set its price in config.toml: [prices.\"{name}\"] input = …, output = …")
+                format!(
+                    " Set its price in config.toml: [prices.\"{name}\"] input = …, output = … (a proxy reads config.toml when it starts: restart `till serve` after)"
+                )
             } else {
                 String::new()
             };

@@ -769,7 +769,7 @@ impl State {
                 401,
                 "retired_mint",
                 format!(
-                    "this key was signed by a retired mint key (its grace period ended at {}); get a new key from `till run` or `till key create`",
+                    "this key was signed by a retired mint key (the keys it signed stopped working at {}); start the `till run` again (it mints a new key), or get a new key from `till key create`",
                     crate::time::rfc3339(until)
                 ),
             ));

@@ -70,7 +70,10 @@ impl Rotator<'_> {
             new_fingerprint: kid,
             todo: old_ids
                 .as_ref()
-                .map(|_| "hand out new keys: `till run` mints them itself; `till key create` for the others".to_string()),
+                .map(|_| {
+                    let when = if grace.is_zero() { "now" } else { "before then" };
+                    format!("hand out new keys: start running `till run` agents again {when} (each run mints its own), and `till key create` for the others")
+                }),
         })
         })();
         let mut notices = Vec::new();

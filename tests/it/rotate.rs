@@ -600,12 +600,23 @@ fn mint_rotation_without_grace_stops_old_keys_at_once() {
     let serve = rot.serve();
     assert_eq!(serve.chat(&old_child).0, 200);
 
-    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint"]));
+    let (code, stdout, stderr) = output(rot.till().args(["rotate", "--mint"]));
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("stopped working"), "{stderr}");
+    // Running agents hold keys of the old mint key: they are told to start their runs again
+    // (a run mints its key once), and no grace period is spoken of, there being none.
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains("start running `till run` agents again now"),
+        "{said}"
+    );
     let (status, body) = serve.chat(&old_child);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("signed by a retired mint key"), "{body}");
+    assert!(
+        body.contains("start the `till run` again") && !body.contains("grace"),
+        "{body}"
+    );
     assert_eq!(serve.chat(&rot.create_key("openai")).0, 200);
     let last = rot.rotations().pop().unwrap();
     assert_eq!((last.0.as_str(), last.1), ("mint", true));
