@@ -57,8 +57,9 @@ impl ProxyError {
                 headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
             }
             // A budget or request ceiling never refills: the OpenAI and Anthropic SDKs retry a
-            // 429 twice with backoff unless told not to, and every retry is refused again.
-            None if self.status == StatusCode::TOO_MANY_REQUESTS => {
+            // 429 twice with backoff unless told not to, and every retry is refused again. So
+            // is a 503 for a provider whose root key is gone until a person adds one.
+            None if self.status == StatusCode::TOO_MANY_REQUESTS || self.kind == "no_root_key" => {
                 headers.insert("x-should-retry", HeaderValue::from_static("false"));
             }
             None => {}
@@ -202,5 +203,10 @@ mod tests {
             ProxyError::new(429, "budget", "spent").response(ApiFamily::Openai);
         assert_eq!(r.headers()["x-should-retry"], "false");
         assert!(r.headers().get(http::header::RETRY_AFTER).is_none());
+        let r: Response<Bytes> =
+            ProxyError::new(503, "no_root_key", "gone").response(ApiFamily::Openai);
+        assert_eq!(r.headers()["x-should-retry"], "false");
+        let r: Response<Bytes> = ProxyError::new(503, "busy", "later").response(ApiFamily::Openai);
+        assert!(r.headers().get("x-should-retry").is_none());
     }
 }

@@ -1615,8 +1615,18 @@ async fn affordable_output(
 ) -> Result<u64, ProxyError> {
     let (usd_left, tokens_left) = state.budget_left(grant).await?;
     let mut afford = u64::MAX;
+    // What left none, in the budget's unit: what is left (after what is spent and what
+    // requests in flight hold) against what the prompt alone may take.
+    let mut short = None;
     if let Some(left) = tokens_left {
-        afford = afford.min(left.saturating_sub(prompt.tokens) / choices.max(1));
+        let n = left.saturating_sub(prompt.tokens) / choices.max(1);
+        if n == 0 {
+            short = Some(format!(
+                "{left} tokens left, and the prompt alone may take {}",
+                prompt.tokens
+            ));
+        }
+        afford = afford.min(n);
     }
     if let Some(left) = usd_left
         && let Some(price) = model.and_then(|m| state.price(&provider.name, m))
@@ -1624,15 +1634,25 @@ async fn affordable_output(
         let prompt_micros = price.reserve_micros(prompt, 0);
         let per_token = price.output * choices.max(1) as f64;
         if per_token > 0.0 {
-            afford =
-                afford.min((left.saturating_sub(prompt_micros) as f64 / per_token).floor() as u64);
+            let n = (left.saturating_sub(prompt_micros) as f64 / per_token).floor() as u64;
+            if n == 0 && short.is_none() {
+                short = Some(format!(
+                    "{} left, and the prompt alone may cost {}",
+                    crate::format::usd_micros(left),
+                    crate::format::usd_micros(prompt_micros)
+                ));
+            }
+            afford = afford.min(n);
         }
     }
     if afford == 0 {
         return Err(ProxyError::new(
             429,
             "budget",
-            "this key's remaining budget cannot pay for this prompt and any output; widen it with `--budget …` (on `till run`, or a new key from `till key create`)",
+            format!(
+                "this key's budget cannot pay for this prompt and any output: {} (what is left is after what was spent and what requests in flight hold); send a shorter prompt, wait for requests in flight, or widen it with `--budget …` (on `till run`, or a new key from `till key create`)",
+                short.as_deref().unwrap_or("nothing is left")
+            ),
         ));
     }
     Ok(afford)

@@ -979,3 +979,40 @@ fn log_follow_prints_a_json_line_per_request_and_per_alert() {
         let _ = child.wait();
     }
 }
+
+/// A budget left smaller than the prompt alone is refused with the amounts: what is left and
+/// what the prompt may take (the message named neither, so "spent" and "held by a request in
+/// flight" and "too small for this prompt" read alike).
+#[test]
+fn a_prompt_the_budget_left_cannot_pay_for_is_refused_with_the_amounts() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let prompt = "word ".repeat(2000);
+    let body =
+        format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{prompt}"}}]}}"#);
+    for (budget, says) in [
+        ("500tok", "500 tokens left, and the prompt alone may take "),
+        (
+            "0.0001usd",
+            "$0.0001 left, and the prompt alone may cost $0.0",
+        ),
+    ] {
+        let key = p.create_key(&["--scope", "openai", "--budget", budget]);
+        p.mock.clear_requests();
+        let (status, answer) = raw_post(
+            &serve.url,
+            &host,
+            "/openai/v1/chat/completions",
+            &key,
+            &body,
+        );
+        assert_eq!(status, 429, "{answer}");
+        assert!(
+            answer.contains("this key's budget cannot pay for this prompt and any output: ")
+                && answer.contains(says),
+            "{budget}: {answer}"
+        );
+        assert!(p.mock.requests().is_empty(), "{budget}");
+    }
+}
