@@ -470,7 +470,14 @@ pub async fn inspect<B: super::RequestBody>(
 ) -> Result<Asked, ProxyError> {
     let (parts, body) = req.into_parts();
     let endpoint = route::classify(ctx.provider.api, &parts.method, ctx.rest);
-    before_body(ctx, verified, &endpoint)?;
+    if let Err(e) = before_body(ctx, verified, &endpoint) {
+        // The row names the model the path asked for (Gemini's), as one a body names is.
+        ctx.record.model = endpoint
+            .path_model
+            .clone()
+            .filter(|m| super::inspect::model_name_refusal(m).is_none());
+        return Err(e);
+    }
     no_method_override(&parts.headers)?;
     if parts
         .headers

@@ -1016,3 +1016,33 @@ fn a_prompt_the_budget_left_cannot_pay_for_is_refused_with_the_amounts() {
         assert!(p.mock.requests().is_empty(), "{budget}");
     }
 }
+
+/// A Gemini request refused for the model its path names is logged with that model (the row
+/// said `-`, where an OpenAI refusal names the body's).
+#[test]
+fn a_path_models_refusal_is_logged_with_its_model() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let key = p.create_key(&["--scope", "gemini/gemini-2.5-flash"]);
+    let (status, answer) = raw_post(
+        &serve.url,
+        &host,
+        "/gemini/v1beta/models/gemini-2.5-pro:generateContent",
+        &key,
+        r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+    );
+    assert_eq!(status, 403, "{answer}");
+    // The proxy's writer records rows a moment after the answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows = loop {
+        let rows = p.log_json();
+        if !rows.is_empty() || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let row = rows.last().expect("a row");
+    assert_eq!(row["model"], "gemini-2.5-pro", "{row}");
+    assert_eq!(row["denial"], "model", "{row}");
+}
