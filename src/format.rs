@@ -9,9 +9,10 @@ pub fn usd(v: f64) -> String {
     } else if v >= 1.0 {
         format!("${v:.2}")
     } else {
-        // Below a dollar, four or six places, with zeros past the cents left out: a budget of
-        // `0.50usd` reads `$0.50`, not `$0.5000`.
-        let text = if v >= 0.0001 {
+        // Below a dollar, four places, and six below a cent (a row of $0.000068 and a total
+        // of $0.00014 read as the same kind of number), with zeros past the cents left out: a
+        // budget of `0.50usd` reads `$0.50`, not `$0.5000`.
+        let text = if v >= 0.01 {
             format!("{v:.4}")
         } else {
             format!("{v:.6}")
@@ -149,5 +150,9 @@ mod tests {
         assert_eq!(usd(0.012), "$0.012");
         assert_eq!(usd_micros(10), "$0.00001");
         assert_eq!(usd_micros(100), "$0.0001");
+        // Below a cent, two significant digits or more.
+        assert_eq!(usd_micros(140), "$0.00014");
+        assert_eq!(usd_micros(2_500), "$0.0025");
+        assert_eq!(usd_micros(9_871), "$0.009871");
     }
 }

@@ -212,7 +212,10 @@ impl Family for Anthropic {
         let kind = v.get("type").and_then(Value::as_str).unwrap_or(event_name);
         let prev = prev.unwrap_or_default();
         match kind {
-            "message_start" => out.usage = v.pointer("/message/usage").map(|u| usage(u, prev)),
+            "message_start" => {
+                out.usage = v.pointer("/message/usage").map(|u| usage(u, prev));
+                out.provisional = true;
+            }
             "message_delta" => out.usage = v.get("usage").map(|u| usage(u, prev)),
             "message_stop" => out.completed = true,
             _ => {}

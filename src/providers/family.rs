@@ -71,6 +71,9 @@ pub struct EventUsage {
     /// The event carries only usage (OpenAI's `include_usage` chunk), so it may be removed
     /// when till asked for it and the client did not.
     pub usage_only: bool,
+    /// The usage is a placeholder a later event replaces (Anthropic's `message_start` says
+    /// one output token): a stream that ends with no later report has reported no usage.
+    pub provisional: bool,
 }
 
 /// The generic look-alike check on the field names of one object: `Err` with a message when a

@@ -223,7 +223,7 @@ impl Family for Gemini {
         EventUsage {
             usage: v.get("usageMetadata").map(|u| usage(u)),
             completed: v.pointer("/candidates/0/finishReason").is_some(),
-            usage_only: false,
+            ..EventUsage::default()
         }
     }
 

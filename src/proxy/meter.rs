@@ -60,6 +60,9 @@ pub struct Meter {
     overflow: bool,
     /// Whether a terminal event (`[DONE]`, `message_stop`, `response.completed`) was seen.
     pub completed: bool,
+    /// The usage seen is a placeholder no later event replaced ([`EventUsage::provisional`]):
+    /// it is not the answer's, which is then unknown.
+    provisional: bool,
 }
 
 impl Meter {
@@ -76,6 +79,7 @@ impl Meter {
             usage: None,
             overflow: false,
             completed: false,
+            provisional: false,
         }
     }
 
@@ -199,9 +203,14 @@ impl Meter {
         (tail, self.usage())
     }
 
-    /// The usage seen so far; `None` once part of the body went unparsed.
+    /// The usage seen so far; `None` once part of the body went unparsed, or while all that
+    /// was seen is a placeholder (a stream that ends so reported no usage).
     pub fn usage(&self) -> Option<Usage> {
-        if self.overflow { None } else { self.usage }
+        if self.overflow || self.provisional {
+            None
+        } else {
+            self.usage
+        }
     }
 
     /// Looks at one SSE event; returns whether to forward it.
@@ -249,6 +258,7 @@ impl Meter {
         let seen = wire.sse_event(event_name, &v, self.usage);
         if let Some(u) = seen.usage {
             self.usage = Some(u);
+            self.provisional = seen.provisional;
         }
         if seen.completed {
             self.completed = true;
@@ -613,6 +623,31 @@ mod tests {
         // the events after the long one were parsed again.
         assert_eq!(usage, None);
         assert!(m.completed);
+    }
+
+    /// Anthropic's `message_start` says one output token; only `message_delta` says the
+    /// answer's. A stream that ends without one reported no usage (charged its reservation),
+    /// not one token.
+    #[test]
+    fn an_anthropic_stream_without_its_delta_reported_no_usage() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n";
+        let text = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"a long answer\"}}\n\n";
+        let delta = "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":250}}\n\n";
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let run = |events: &[&str]| {
+            let mut m = Meter::new(ApiFamily::Anthropic, true, false);
+            for e in events {
+                m.feed(Bytes::copy_from_slice(e.as_bytes()));
+            }
+            let (_, usage) = m.finish();
+            (
+                usage.map(|u| (u.input_tokens, u.output_tokens)),
+                m.completed,
+            )
+        };
+        assert_eq!(run(&[start, text, delta, stop]), (Some((10, 250)), true));
+        assert_eq!(run(&[start, text, stop]), (None, true));
+        assert_eq!(run(&[start, text]), (None, false));
     }
 
     #[test]
