@@ -253,6 +253,7 @@ pub fn scope_spec(ctx: &Ctx, args: &ScopeArgs, profile: Option<&str>) -> anyhow:
         merged.max_requests = merged.max_requests.or(p.max_requests);
         merged.max_output_tokens = merged.max_output_tokens.or(p.max_output_tokens);
     }
+    warn_unpriced_models(ctx, &merged.scope);
     Ok(ScopeSpec {
         scopes: merged.scope,
         endpoints: (!merged.endpoints.is_empty()).then(|| merged.endpoints.join(",")),
@@ -265,6 +266,50 @@ pub fn scope_spec(ctx: &Ctx, args: &ScopeArgs, profile: Option<&str>) -> anyhow:
         max_output_tokens: merged.max_output_tokens,
         session: None,
     })
+}
+
+/// Warns of a `--scope PROVIDER/MODEL` that matches none of that provider's models in the
+/// price table, when the table lists the provider: most likely a typo (`gpt4o-mini`), which
+/// would show first as a refusal inside the agent. A model the table does not list yet is
+/// allowed all the same, so this is a warning, with the model it is a typo of when one is near.
+fn warn_unpriced_models(ctx: &Ctx, scopes: &[String]) {
+    if !scopes.iter().any(|s| s.contains('/')) {
+        return;
+    }
+    let Ok(prices) = crate::pricing::Prices::load(&ctx.paths, &ctx.config) else {
+        return;
+    };
+    for scope in scopes {
+        let Some((provider, glob)) = scope.split_once('/') else {
+            continue;
+        };
+        let Ok(pattern) = crate::childkey::ModelPattern::new(provider, Some(glob)) else {
+            continue;
+        };
+        if pattern.is_provider_wide() {
+            continue;
+        }
+        let prefix = format!("{provider}/");
+        let models: Vec<String> = prices
+            .iter()
+            .filter_map(|(name, _)| name.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        let priced = |m: &str| {
+            prices
+                .lookup(provider, m)
+                .is_some_and(|p| p.source != crate::pricing::PriceSource::ProviderMax)
+        };
+        if models.is_empty() || models.iter().any(|m| pattern.matches(provider, m)) || priced(glob)
+        {
+            continue;
+        }
+        let near = crate::scope::closest(glob, &models)
+            .map(|m| format!("; did you mean `{provider}/{m}`?"))
+            .unwrap_or_default();
+        crate::output::warn(&format!(
+            "--scope {scope} matches no {provider} model in till's price table{near} (a model the table does not list yet is allowed all the same)"
+        ));
+    }
 }
 
 /// Provider names a spec's `--scope` patterns mention, in order, without repeats.

@@ -624,16 +624,24 @@ impl fmt::Display for ScopeSpec {
 #[cfg(test)]
 mod tests;
 
-/// The name in `known` within two edits (a typo: a letter missing, added, changed or two
-/// swapped) of `name`, if exactly one is.
+/// The name in `known` nearest to `name` within two edits (a typo: a letter missing, added,
+/// changed or two swapped), if no other is as near.
 pub(crate) fn closest<'k>(name: &str, known: &'k [String]) -> Option<&'k str> {
-    let near: Vec<&str> = known
-        .iter()
-        .map(String::as_str)
-        .filter(|k| strsim::damerau_levenshtein(name, k) <= 2)
-        .collect();
-    match near.as_slice() {
-        [one] => Some(one),
-        _ => None,
+    let mut best: Option<(usize, &str)> = None;
+    let mut tied = false;
+    for k in known {
+        let d = strsim::damerau_levenshtein(name, k);
+        if d > 2 {
+            continue;
+        }
+        match best {
+            Some((b, _)) if d > b => {}
+            Some((b, _)) if d == b => tied = true,
+            _ => {
+                best = Some((d, k));
+                tied = false;
+            }
+        }
     }
+    best.filter(|_| !tied).map(|(_, k)| k)
 }

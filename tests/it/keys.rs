@@ -938,3 +938,43 @@ fn a_dead_keys_name_can_be_used_again() {
     let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(v["status"], "revoked", "{v}");
 }
+
+/// A `--scope` model that matches nothing the price table lists for its provider is most
+/// likely a typo (it showed first as a refusal inside the agent): a warning names the model it
+/// is near. Globs, dated snapshots and provider-wide scopes that match are quiet, and the key
+/// is made either way.
+#[test]
+fn a_scope_model_the_table_does_not_know_is_warned_of() {
+    let p = ProxyEnv::new();
+    let create = |scope: &str| {
+        let (code, stdout, stderr) = output(
+            p.env
+                .till()
+                .args(["key", "create", "--scope", scope, "--ttl", "1m"]),
+        );
+        assert_eq!(code, 0, "{scope}: {stderr}");
+        assert!(stdout.starts_with("till_"), "{scope}: {stdout}");
+        stderr
+    };
+    let stderr = create("openai/gpt4o-mini");
+    assert!(
+        stderr.contains(
+            "warning: --scope openai/gpt4o-mini matches no openai model in till's price table; did you mean `openai/gpt-4o-mini`?"
+        ),
+        "{stderr}"
+    );
+    let stderr = create("openai/a-model-from-next-year");
+    assert!(
+        stderr.contains("matches no openai model") && !stderr.contains("did you mean"),
+        "{stderr}"
+    );
+    for quiet in [
+        "openai/gpt-4o*",
+        "openai/gpt-4o-mini-2031-01-01",
+        "anthropic/claude-haiku-*",
+        "openai",
+    ] {
+        let stderr = create(quiet);
+        assert!(!stderr.contains("warning"), "{quiet}: {stderr}");
+    }
+}
