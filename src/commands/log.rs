@@ -140,6 +140,7 @@ pub fn table(rows: &[LogRow], header: bool) -> String {
         ))
         .into_owned();
         let note = match (&r.denial, r.outcome.as_deref()) {
+            (Some(d), _) if crate::proxy::is_failure(d) => format!("failed: {}", printable(d)),
             (Some(d), _) => format!("denied: {}", printable(d)),
             (None, Some("complete")) | (None, None) => String::new(),
             (None, Some("no_usage")) => "no usage reported".to_string(),

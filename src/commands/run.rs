@@ -533,9 +533,28 @@ pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
         s.requests,
         if s.requests == 1 { "" } else { "s" }
     );
-    if s.denied > 0 {
-        let kinds: Vec<String> = s.denials.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        out.push_str(&format!(" ({} denied: {})", s.denied, kinds.join(", ")));
+    // Refusals of till's, and answers the upstream could not give (till refused nothing
+    // there), are counted apart.
+    let (failed, refused): (Vec<_>, Vec<_>) = s
+        .denials
+        .iter()
+        .partition(|(k, _)| crate::proxy::is_failure(k));
+    let part = |kinds: &[(&&'static str, &u64)]| -> (u64, String) {
+        let n = kinds.iter().map(|(_, n)| **n).sum();
+        let named: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        (n, named.join(", "))
+    };
+    let mut parts = Vec::new();
+    let (n_failed, failed_kinds) = part(&failed);
+    let denied = s.denied.saturating_sub(n_failed);
+    if denied > 0 {
+        parts.push(format!("{denied} denied: {}", part(&refused).1));
+    }
+    if n_failed > 0 {
+        parts.push(format!("{n_failed} failed: {failed_kinds}"));
+    }
+    if !parts.is_empty() {
+        out.push_str(&format!(" ({})", parts.join("; ")));
     }
     out.push_str(&format!(
         ", {} in, {} out, {}",

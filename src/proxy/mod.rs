@@ -383,6 +383,14 @@ pub async fn start(
 
 pub use phases::DEFAULT_OUTPUT_RESERVE;
 
+/// Whether a request's denial kind is an answer the upstream could not give (unreachable, cut
+/// off before answering, no answer in time, an answer till could not read) or till's own
+/// failure, not a refusal of the request: `till log` says `failed:` and a run's summary
+/// counts them apart from what was denied.
+pub fn is_failure(kind: &str) -> bool {
+    kind.starts_with("upstream") || kind == "internal"
+}
+
 /// One request: refused outright when it is not for a configured provider on this proxy,
 /// else taken through the phases (or, for a WebSocket upgrade, [`ws::handle`]), each refusal
 /// recorded and answered in the provider's shape.

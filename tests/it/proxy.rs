@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{ProxyEnv, ROOT_KEY, output};
+use crate::support::{ProxyEnv, ROOT_KEY, output, output_with_stdin};
 
 fn text_of(v: &Value) -> String {
     v.to_string()
@@ -1005,4 +1005,55 @@ fn serve_on_a_wildcard_address_prints_urls_at_loopback() {
         "{stderr}"
     );
     assert!(!stderr.contains("BASE_URL=http://0.0.0.0"), "{stderr}");
+}
+
+/// An upstream that cannot be reached is a failure, not a refusal: the run's summary counts it
+/// apart from what till denied, and `till log` says `failed:` (both said "denied", though
+/// till refused nothing).
+#[test]
+fn an_unreachable_upstream_is_a_failure_not_a_denial() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions::default(),
+        &format!("[providers.local]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"),
+    );
+    let (code, _, stderr) = output_with_stdin(
+        p.env.till().args(["add", "local", "--no-verify"]),
+        "sk-local-0000000000000000",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let agent = "import json, os, urllib.request, urllib.error\n\
+        def post(url, key, model):\n\
+        \x20   req = urllib.request.Request(url + '/chat/completions', data=json.dumps({'model': model, 'messages': []}).encode(), headers={'Authorization': 'Bearer ' + key, 'Content-Type': 'application/json'})\n\
+        \x20   try:\n\
+        \x20       return urllib.request.urlopen(req).status\n\
+        \x20   except urllib.error.HTTPError as e:\n\
+        \x20       return e.code\n\
+        print(post(os.environ['LOCAL_BASE_URL'], os.environ['LOCAL_API_KEY'], 'm'))\n\
+        print(post(os.environ['OPENAI_BASE_URL'], os.environ['OPENAI_API_KEY'], 'gpt-4o'))\n";
+    let (code, stdout, stderr) = p.run(&[
+        "--scope",
+        "local",
+        "--scope",
+        "openai/gpt-4o-mini",
+        "--",
+        "python3",
+        "-c",
+        agent,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout.split_whitespace().collect::<Vec<_>>(),
+        ["502", "403"],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 requests (1 denied: model 1; 1 failed: upstream 1)"),
+        "{stderr}"
+    );
+    let (_, log, _) = output(p.env.till().args(["log"]));
+    assert!(log.contains("failed: upstream"), "{log}");
+    assert!(log.contains("denied: model"), "{log}");
 }
