@@ -331,6 +331,9 @@ struct KeyView {
     created_at: String,
     expires_at: String,
     status: &'static str,
+    /// Why an `invalid` key is: its mint key's retirement, or another till's mint key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     revoked_at: Option<String>,
     requests: u64,
     spent_usd: f64,
@@ -403,6 +406,20 @@ fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now:
         created_at: rfc3339(meta.created_at),
         expires_at: rfc3339(meta.expires_at),
         status: status(meta, mints, now),
+        reason: (status(meta, mints, now) == "invalid").then(|| {
+            match mints.iter().find(|m| m.kid == meta.kid) {
+                None => "it was not made by this till's mint key".to_string(),
+                Some(m) => format!(
+                    "its mint key was retired{}, and the keys it signed stopped working{}",
+                    m.retired_at
+                        .map(|t| format!(" at {}", rfc3339(t)))
+                        .unwrap_or_default(),
+                    m.valid_until
+                        .map(|t| format!(" at {}", rfc3339(t)))
+                        .unwrap_or_default()
+                ),
+            }
+        }),
         revoked_at: meta.revoked_at.map(rfc3339),
     }
 }
@@ -486,7 +503,10 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
         let mut out = String::new();
         out.push_str(&format!("id:       {}\n", v.id));
         out.push_str(&format!("name:     {}\n", v.name.as_deref().unwrap_or("-")));
-        out.push_str(&format!("status:   {}\n", v.status));
+        match &v.reason {
+            Some(why) => out.push_str(&format!("status:   {}: {why}\n", v.status)),
+            None => out.push_str(&format!("status:   {}\n", v.status)),
+        }
         out.push_str(&format!("scope:    {}\n", v.scope));
         out.push_str(&format!("created:  {}\n", v.created_at));
         out.push_str(&format!("expires:  {}\n", v.expires_at));

@@ -666,6 +666,13 @@ fn a_rotation_without_grace_ends_an_earlier_rotations_grace() {
         assert_eq!(code, 0, "{stderr}");
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(v["status"], "invalid", "{v}");
+        // And why (it said `invalid` alone).
+        let (_, stdout, _) = output(rot.till().args(["key", "show", key]));
+        assert!(
+            stdout.contains("status:   invalid: its mint key was retired at ")
+                && stdout.contains("and the keys it signed stopped working at "),
+            "{stdout}"
+        );
     }
     assert_eq!(serve.chat(&rot.create_key("openai")).0, 200);
     // A later rotation with grace does not lengthen an ended one.
