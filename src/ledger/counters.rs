@@ -34,6 +34,27 @@ pub struct Reservation {
     pub bindings: Vec<String>,
     pub micros: u64,
     pub tokens: u64,
+    /// Each budget of the levels as it stood before this request, for the fill alerts once
+    /// the request is charged (a request that spends 99 % raised nothing until the next one).
+    pub gauges: Vec<Gauge>,
+}
+
+/// A budget and what was spent or held of it, in its unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauge {
+    pub binding: String,
+    pub budget: u64,
+    pub used: u64,
+    /// A token budget (else dollars, in micro-dollars).
+    pub tokens: bool,
+}
+
+impl Gauge {
+    /// How full the budget is once `micros` and `tokens` more are charged.
+    pub fn fraction_after(&self, micros: u64, tokens: u64) -> f64 {
+        let charged = if self.tokens { tokens } else { micros };
+        self.used.saturating_add(charged) as f64 / self.budget.max(1) as f64
+    }
 }
 
 /// Who holds a reservation, and the request row to write if the holder never settles it.
@@ -97,6 +118,7 @@ impl Ledger {
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut fills = Vec::new();
+        let mut gauges = Vec::new();
         for level in levels {
             tx.execute(
                 "INSERT INTO counters (binding) VALUES (?1) ON CONFLICT DO NOTHING",
@@ -124,6 +146,12 @@ impl Ledger {
                     binding: level.binding.clone(),
                     fraction: used_usd as f64 / budget.max(1) as f64,
                 });
+                gauges.push(Gauge {
+                    binding: level.binding.clone(),
+                    budget,
+                    used: used_usd,
+                    tokens: false,
+                });
             }
             let used_tok = c.spent_tokens + c.reserved_tokens;
             if let Some(budget) = level.budget_tokens {
@@ -138,6 +166,12 @@ impl Ledger {
                     fills.push(Fill {
                         binding: level.binding.clone(),
                         fraction: used_tok as f64 / budget.max(1) as f64,
+                    });
+                    gauges.push(Gauge {
+                        binding: level.binding.clone(),
+                        budget,
+                        used: used_tok,
+                        tokens: true,
                     });
                 }
             }
@@ -177,6 +211,7 @@ impl Ledger {
                 bindings,
                 micros,
                 tokens,
+                gauges,
             },
             fills,
         )))
@@ -203,6 +238,7 @@ impl Ledger {
                         bindings: bindings.split_whitespace().map(str::to_string).collect(),
                         micros: r.get::<_, i64>(2)? as u64,
                         tokens: r.get::<_, i64>(3)? as u64,
+                        gauges: Vec::new(),
                     },
                     Hold {
                         owner: owner.to_string(),

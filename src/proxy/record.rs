@@ -205,6 +205,15 @@ impl RequestRecord {
                 .fetch_add(micros.saturating_sub(self.cost_micros), Ordering::Relaxed);
             self.cost_micros = micros;
         }
+        // How full each budget is once this request is charged: a request that spends most of
+        // one raises its mark now, not at the next request's reservation.
+        if let Some((reservation, micros, tokens)) = &charge {
+            for g in &reservation.gauges {
+                state
+                    .alerts
+                    .budget_fill(state, &g.binding, g.fraction_after(*micros, *tokens));
+            }
+        }
         let mut row = self.into_row(state.options.session.as_deref());
         // Likewise its tokens: what a token budget was charged beyond the usage reported (a
         // reservation) shows as output tokens, as a row settled at a stop does.

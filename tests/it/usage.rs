@@ -1046,3 +1046,40 @@ fn a_path_models_refusal_is_logged_with_its_model() {
     assert_eq!(row["model"], "gemini-2.5-pro", "{row}");
     assert_eq!(row["denial"], "model", "{row}");
 }
+
+/// A request that spends most of a budget raises the budget's mark when it is charged, not
+/// when the next request reserves (one that spent 99 % raised nothing until another came).
+#[test]
+fn a_budget_mark_is_raised_when_the_request_that_passed_it_is_charged() {
+    let p = ProxyEnv::new();
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let key = p.create_key(&["--scope", "openai", "--budget", "1200tok"]);
+    // The mock bills a `greedy` model every output token the request allows.
+    let (status, answer) = raw_post(
+        &serve.url,
+        &host,
+        "/openai/v1/chat/completions",
+        &key,
+        r#"{"model":"gpt-greedy","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alerts = loop {
+        let (_, text, _) = output(p.env.till().args(["log", "--alerts", "--json"]));
+        let alerts: Vec<Value> = serde_json::from_str(&text).unwrap();
+        if alerts.iter().any(|a| a["kind"] == "budget") || std::time::Instant::now() > deadline {
+            break alerts;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let budget: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "budget").collect();
+    assert_eq!(budget.len(), 1, "{alerts:?}");
+    assert!(
+        budget[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has 80 % of its budget spent"),
+        "{alerts:?}"
+    );
+}
