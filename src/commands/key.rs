@@ -393,6 +393,7 @@ fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now:
             }
         }
     }
+    let status = status(meta, mints, now);
     KeyView {
         requests: counter.requests,
         spent_usd: counter.spent_micros as f64 / 1e6,
@@ -405,20 +406,18 @@ fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now:
         scope: meta.scope.clone(),
         created_at: rfc3339(meta.created_at),
         expires_at: rfc3339(meta.expires_at),
-        status: status(meta, mints, now),
-        reason: (status(meta, mints, now) == "invalid").then(|| {
-            match mints.iter().find(|m| m.kid == meta.kid) {
-                None => "it was not made by this till's mint key".to_string(),
-                Some(m) => format!(
-                    "its mint key was retired{}, and the keys it signed stopped working{}",
-                    m.retired_at
-                        .map(|t| format!(" at {}", rfc3339(t)))
-                        .unwrap_or_default(),
-                    m.valid_until
-                        .map(|t| format!(" at {}", rfc3339(t)))
-                        .unwrap_or_default()
-                ),
-            }
+        status,
+        reason: (status == "invalid").then(|| match mints.iter().find(|m| m.kid == meta.kid) {
+            None => "it was not made by this till's mint key".to_string(),
+            Some(m) => format!(
+                "its mint key was retired{}, and the keys it signed stopped working{}",
+                m.retired_at
+                    .map(|t| format!(" at {}", rfc3339(t)))
+                    .unwrap_or_default(),
+                m.valid_until
+                    .map(|t| format!(" at {}", rfc3339(t)))
+                    .unwrap_or_default()
+            ),
         }),
         revoked_at: meta.revoked_at.map(rfc3339),
     }

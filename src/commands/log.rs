@@ -45,11 +45,9 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
                 for e in &events {
                     crate::output::json_line(e)?;
                 }
-            } else if !events.is_empty() {
+            } else if args.json || !events.is_empty() {
                 print_events(&events, args.json, header)?;
                 header = false;
-            } else if args.json {
-                print_events(&events, true, false)?;
             }
             if !args.follow {
                 return Ok(ExitCode::SUCCESS);

@@ -535,23 +535,20 @@ pub fn summary(s: &crate::proxy::StatsSnapshot) -> String {
     );
     // Refusals of till's, and answers the upstream could not give (till refused nothing
     // there), are counted apart.
-    let (failed, refused): (Vec<_>, Vec<_>) = s
-        .denials
-        .iter()
-        .partition(|(k, _)| crate::proxy::is_failure(k));
-    let part = |kinds: &[(&&'static str, &u64)]| -> (u64, String) {
-        let n = kinds.iter().map(|(_, n)| **n).sum();
-        let named: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        (n, named.join(", "))
-    };
     let mut parts = Vec::new();
-    let (n_failed, failed_kinds) = part(&failed);
-    let denied = s.denied.saturating_sub(n_failed);
-    if denied > 0 {
-        parts.push(format!("{denied} denied: {}", part(&refused).1));
-    }
-    if n_failed > 0 {
-        parts.push(format!("{n_failed} failed: {failed_kinds}"));
+    for (word, failures) in [("denied", false), ("failed", true)] {
+        let (mut n, mut kinds) = (0u64, Vec::new());
+        for (kind, count) in s
+            .denials
+            .iter()
+            .filter(|(k, _)| crate::proxy::is_failure(k) == failures)
+        {
+            n += count;
+            kinds.push(format!("{kind} {count}"));
+        }
+        if n > 0 {
+            parts.push(format!("{n} {word}: {}", kinds.join(", ")));
+        }
     }
     if !parts.is_empty() {
         out.push_str(&format!(" ({})", parts.join("; ")));

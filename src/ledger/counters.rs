@@ -96,14 +96,6 @@ pub struct Counter {
     pub requests: u64,
 }
 
-/// After a successful reservation: how full each budget was before it (for alerts).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fill {
-    pub binding: String,
-    /// Fraction of the USD (or else token) budget used before this reservation.
-    pub fraction: f64,
-}
-
 impl Ledger {
     /// Reserves `micros` and `tokens` (and one request) on every level, or refuses without
     /// changing anything. `hold` is recorded with the reservation until it is settled.
@@ -113,11 +105,10 @@ impl Ledger {
         micros: u64,
         tokens: u64,
         hold: &Hold,
-    ) -> anyhow::Result<Result<(Reservation, Vec<Fill>), Refusal>> {
+    ) -> anyhow::Result<Result<Reservation, Refusal>> {
         let tx = self
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut fills = Vec::new();
         let mut gauges = Vec::new();
         for level in levels {
             tx.execute(
@@ -142,10 +133,6 @@ impl Ledger {
                 // What earlier requests spent or still hold, without this one's worst case: an
                 // agent that asks for a large ceiling (and is given what the budget can pay for)
                 // would otherwise raise the 80 % alert on its first call.
-                fills.push(Fill {
-                    binding: level.binding.clone(),
-                    fraction: used_usd as f64 / budget.max(1) as f64,
-                });
                 gauges.push(Gauge {
                     binding: level.binding.clone(),
                     budget,
@@ -163,10 +150,6 @@ impl Ledger {
                     }));
                 }
                 if level.budget_micros.is_none() {
-                    fills.push(Fill {
-                        binding: level.binding.clone(),
-                        fraction: used_tok as f64 / budget.max(1) as f64,
-                    });
                     gauges.push(Gauge {
                         binding: level.binding.clone(),
                         budget,
@@ -205,16 +188,13 @@ impl Ledger {
         ])?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
-        Ok(Ok((
-            Reservation {
-                id,
-                bindings,
-                micros,
-                tokens,
-                gauges,
-            },
-            fills,
-        )))
+        Ok(Ok(Reservation {
+            id,
+            bindings,
+            micros,
+            tokens,
+            gauges,
+        }))
     }
 
     /// Settles every reservation `owner` still holds at its reserved amount (the request may
@@ -448,8 +428,8 @@ mod tests {
     fn reserve_refuses_past_the_budget_and_settle_frees() {
         let mut l = Ledger::open_in_memory().unwrap();
         let levels = [level("parent", Some(1_000)), level("child", Some(500))];
-        let (r1, _) = l.reserve(&levels, 300, 10, &hold()).unwrap().unwrap();
-        let (r2, _) = l.reserve(&levels, 200, 10, &hold()).unwrap().unwrap();
+        let r1 = l.reserve(&levels, 300, 10, &hold()).unwrap().unwrap();
+        let r2 = l.reserve(&levels, 200, 10, &hold()).unwrap().unwrap();
         assert_eq!(
             l.reserve(&levels, 1, 1, &hold()).unwrap(),
             Err(Refusal::Usd {
@@ -503,7 +483,7 @@ mod tests {
             budget_tokens: Some(1_000),
             max_requests: None,
         }];
-        let (r, _) = l.reserve(&levels, 0, 10, &hold()).unwrap().unwrap();
+        let r = l.reserve(&levels, 0, 10, &hold()).unwrap().unwrap();
         let tx = l.conn_mut().transaction().unwrap();
         assert!(settle(&tx, &r, u64::MAX, u64::MAX).unwrap());
         tx.commit().unwrap();
@@ -539,7 +519,7 @@ mod tests {
     fn a_settled_reservation_leaves_no_row_and_is_not_settled_twice() {
         let mut l = Ledger::open_in_memory().unwrap();
         let levels = [level("child", Some(1_000))];
-        let (r, _) = l.reserve(&levels, 300, 10, &hold()).unwrap().unwrap();
+        let r = l.reserve(&levels, 300, 10, &hold()).unwrap().unwrap();
         assert_ne!(r.id, 0);
         assert_eq!(open_reservations(&l), 1);
         let tx = l.conn_mut().transaction().unwrap();
@@ -555,8 +535,8 @@ mod tests {
     fn settle_owner_charges_the_reservation_and_writes_the_row() {
         let mut l = Ledger::open_in_memory().unwrap();
         let levels = [level("parent", Some(10_000)), level("child", Some(1_000))];
-        let (done, _) = l.reserve(&levels, 200, 10, &hold()).unwrap().unwrap();
-        let (_open, _) = l.reserve(&levels, 300, 20, &hold()).unwrap().unwrap();
+        let done = l.reserve(&levels, 200, 10, &hold()).unwrap().unwrap();
+        let _open = l.reserve(&levels, 300, 20, &hold()).unwrap().unwrap();
         let other = Hold {
             owner: "0b0b".into(),
             ..hold()

@@ -19,7 +19,6 @@ use crate::ledger::counters::{Hold, Reservation};
 #[derive(Debug, Default)]
 pub struct Stats {
     pub requests: AtomicU64,
-    pub denied: AtomicU64,
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
     pub cost_micros: AtomicU64,
@@ -30,7 +29,6 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatsSnapshot {
     pub requests: u64,
-    pub denied: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
@@ -41,7 +39,6 @@ impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             requests: self.requests.load(Ordering::Relaxed),
-            denied: self.denied.load(Ordering::Relaxed),
             input_tokens: self.input_tokens.load(Ordering::Relaxed),
             output_tokens: self.output_tokens.load(Ordering::Relaxed),
             cost_usd: self.cost_micros.load(Ordering::Relaxed) as f64 / 1e6,
@@ -144,11 +141,10 @@ impl RequestRecord {
         }
         let stats = &state.stats;
         stats.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(kind) = self.denial {
-            stats.denied.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut d) = stats.denials.lock() {
-                *d.entry(kind).or_default() += 1;
-            }
+        if let Some(kind) = self.denial
+            && let Ok(mut d) = stats.denials.lock()
+        {
+            *d.entry(kind).or_default() += 1;
         }
         if let Some(usage) = finished.as_ref().and_then(|f| f.usage) {
             stats

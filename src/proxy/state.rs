@@ -626,9 +626,10 @@ impl State {
                 "ledger",
                 format!("till could not update its budget counters: {e:#}"),
             )),
-            Some(Ok(Ok((reservation, fills)))) => {
-                for f in fills {
-                    self.alerts.budget_fill(self, &f.binding, f.fraction);
+            Some(Ok(Ok(reservation))) => {
+                for g in &reservation.gauges {
+                    self.alerts
+                        .budget_fill(self, &g.binding, g.fraction_after(0, 0));
                 }
                 Ok(Some(reservation))
             }
