@@ -84,6 +84,10 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             urls.join("\n")
         ));
     }
+    // SIGTERM and SIGINT are taken from here on: one that comes while the workers already
+    // answer but before the main thread waits for it stops the proxy as asked (its ledger
+    // settled), rather than ending it by the signal's default action.
+    let stop_signal = shutdown_signal(&runtime);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let slots = crate::proxy::Slots::new(state.options.max_connections);
     let mut workers = Vec::new();
@@ -123,7 +127,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // address, as the base URLs above).
     let printed = crate::output::data(&format!("http://{reach}"));
     if printed.is_ok() {
-        runtime.block_on(shutdown_signal());
+        runtime.block_on(stop_signal);
     }
     // A second signal during the grace cuts off what still runs.
     crate::proxy::lifecycle::cut_at_next_signal();
@@ -156,23 +160,32 @@ fn workers_count() -> usize {
 }
 
 /// SIGTERM or SIGINT: the proxy stops accepting and finishes what is in flight.
-async fn shutdown_signal() {
+fn shutdown_signal(
+    runtime: &tokio::runtime::Runtime,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    // Registered now, in the runtime's context, not when the future is first polled.
+    let _context = runtime.enter();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
+        let streams = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        );
+        Box::pin(async move {
+            let (Ok(mut term), Ok(mut int)) = streams else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
