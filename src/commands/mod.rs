@@ -481,7 +481,10 @@ pub fn proxy_state(
         roots,
         mints,
     )?
-    .with_prices(prices)
+    .with_live_prices(crate::pricing::live::LivePrices::watching(
+        prices,
+        ctx.paths.clone(),
+    ))
     .with_ledger(writer.handle(), open()?)
     .with_owner(owner.id())
     .print_alerts(true);

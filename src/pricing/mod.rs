@@ -36,6 +36,7 @@ use crate::error::UserError;
 use crate::providers::Usage;
 
 pub mod litellm;
+pub mod live;
 
 const BUILTIN: &str = include_str!("../../data/prices.toml");
 const SUPPLEMENT: &str = include_str!("../../data/prices-supplement.toml");

@@ -222,7 +222,7 @@ impl Alerts {
             // came from the request.
             let fix = if crate::childkey::is_model_name(model) {
                 format!(
-                    " Set its price in config.toml: [prices.\"{name}\"] input = …, output = … (a proxy reads config.toml when it starts: restart `till serve` after)"
+                    " Set its price in config.toml: [prices.\"{name}\"] input = …, output = … (a running proxy reads it again within a second)"
                 )
             } else {
                 String::new()
@@ -237,6 +237,20 @@ impl Alerts {
                 ),
             );
         }
+    }
+
+    /// config.toml or the price table changed and could not be read: the proxy keeps charging
+    /// at the table it had. Said once for each change (the files are not read again until they
+    /// change again).
+    pub fn prices_unread(&self, state: &State, why: &str) {
+        self.emit(
+            state,
+            "price",
+            None,
+            format!(
+                "the prices changed on disk but could not be read, so this proxy keeps charging at the ones it had: {why}"
+            ),
+        );
     }
 
     /// A budget of level `binding` is now `fraction` full (reservations included).

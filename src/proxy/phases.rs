@@ -312,13 +312,13 @@ pub fn keyless_probe<B>(req: &Request<B>, rest: &str) -> bool {
 /// signature chain verified against that mint key. A key verified before against the mint key
 /// that stands now is taken from the proxy's cache of verified keys; its mint key's
 /// retirement is still checked here, and its revocation, expiry and scope by the phases after.
-pub async fn caller<B>(ctx: &Ctx<'_>, req: &Request<B>) -> Result<Caller, ProxyError> {
+pub async fn caller<B>(ctx: &mut Ctx<'_>, req: &Request<B>) -> Result<Caller, ProxyError> {
     caller_with(ctx, extract_key(req.headers(), req.uri().query())).await
 }
 
 /// [`caller`] for a key already taken from where the request carries it (a WebSocket's
 /// subprotocols, or the key a WebSocket opened with, for each of its messages).
-pub async fn caller_with(ctx: &Ctx<'_>, key: Option<&str>) -> Result<Caller, ProxyError> {
+pub async fn caller_with(ctx: &mut Ctx<'_>, key: Option<&str>) -> Result<Caller, ProxyError> {
     let key = key.ok_or_else(|| {
         ProxyError::new(
             401,
@@ -334,7 +334,11 @@ pub async fn caller_with(ctx: &Ctx<'_>, key: Option<&str>) -> Result<Caller, Pro
         ));
     }
     if let Some(known) = ctx.state.known_key(key) {
-        let mint = ctx.state.mint_for(known.checked.token(), ctx.now).await?;
+        let mint = ctx
+            .state
+            .mint_for(known.checked.token(), ctx.now)
+            .await
+            .map_err(|r| refused_by_mint(&mut ctx.record, &known.checked, r))?;
         if Arc::ptr_eq(&mint, &known.mint) {
             return Ok(Caller { known });
         }
@@ -342,19 +346,46 @@ pub async fn caller_with(ctx: &Ctx<'_>, key: Option<&str>) -> Result<Caller, Pro
     let token = Token::decode(key).map_err(|e| {
         ProxyError::new(401, "malformed", format!("this till key is not valid: {e}"))
     })?;
-    let mint = ctx.state.mint_for(&token, ctx.now).await?;
+    let mint = match ctx.state.mint_for(&token, ctx.now).await {
+        Ok(mint) => mint,
+        Err(r) => {
+            let checked = r
+                .retired
+                .as_ref()
+                .and_then(|m| Checked::new(token, &m.key).ok());
+            return Err(match checked {
+                Some(checked) => refused_by_mint(&mut ctx.record, &checked, r),
+                None => r.error,
+            });
+        }
+    };
     let checked = Checked::new(token, &mint.key).map_err(|d| denial_error(&d))?;
     Ok(Caller {
         known: ctx.state.remember_key(key, mint, checked),
     })
 }
 
-/// Who is asking, part two: the verified key, not revoked. Records which key it is.
-pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verified<'c>, ProxyError> {
-    let verified = caller.known.checked.verified(&caller.known.mint.key);
-    ctx.record.binding = Some(verified.binding());
+/// A key refused for its mint key. One whose retired mint key still checks its signature is
+/// named in the record (a key of that till's, refused as its mint key's grace ended, is listed
+/// by `till log --key`); a key no known mint key signed names nothing, its text being anyone's.
+fn refused_by_mint(
+    record: &mut RequestRecord,
+    checked: &Checked,
+    refused: super::state::MintRefused,
+) -> ProxyError {
+    if let Some(mint) = &refused.retired
+        && mint.key.kid() == checked.token().kid()
+    {
+        note_key(record, &checked.verified(&mint.key));
+    }
+    refused.error
+}
+
+/// Records which key a request came with: its binding, and its levels' as its lineage.
+fn note_key(record: &mut RequestRecord, verified: &Verified<'_>) {
+    record.binding = Some(verified.binding());
     let levels = verified.level_bindings();
-    let lineage = &mut ctx.record.lineage;
+    let lineage = &mut record.lineage;
     lineage.clear();
     lineage.reserve(levels.len() * 13);
     for (i, b) in levels.iter().enumerate() {
@@ -363,6 +394,12 @@ pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verifie
         }
         b.push_short(lineage);
     }
+}
+
+/// Who is asking, part two: the verified key, not revoked. Records which key it is.
+pub fn authenticate<'c>(ctx: &mut Ctx<'_>, caller: &'c Caller) -> Result<Verified<'c>, ProxyError> {
+    let verified = caller.known.checked.verified(&caller.known.mint.key);
+    note_key(&mut ctx.record, &verified);
     stands(ctx, &verified)?;
     Ok(verified)
 }

@@ -234,6 +234,20 @@ pub enum Standing {
     LedgerGone,
 }
 
+/// Why [`State::mint_for`] refused a key's mint key: the error to answer with and, when the
+/// mint key is known but retired, the mint key itself (the refusal can then name the key it
+/// refuses, its signature checked with it, so that `till log --key` lists it).
+pub struct MintRefused {
+    pub error: ProxyError,
+    pub retired: Option<Arc<MintEntry>>,
+}
+
+impl From<MintRefused> for ProxyError {
+    fn from(r: MintRefused) -> Self {
+        r.error
+    }
+}
+
 /// The proxy's shared state.
 pub struct State {
     pub providers: Providers,
@@ -245,7 +259,7 @@ pub struct State {
     known: Mutex<KnownKeys>,
     watched: Mutex<Watched>,
     limits: RateLimits,
-    prices: crate::pricing::Prices,
+    prices: crate::pricing::live::LivePrices,
     pub(super) writer: Option<WriterHandle>,
     counters: Option<Mutex<Ledger>>,
     /// The id of this process's owner lock, written with every reservation.
@@ -477,7 +491,7 @@ impl State {
             known: Mutex::new(KnownKeys::default()),
             watched: Mutex::new(watched),
             limits: RateLimits::default(),
-            prices: crate::pricing::Prices::builtin(),
+            prices: crate::pricing::live::LivePrices::fixed(crate::pricing::Prices::builtin()),
             writer: None,
             owner: String::new(),
             counters: None,
@@ -485,15 +499,27 @@ impl State {
         })
     }
 
-    /// Prices requests with `prices` (built-ins and config overrides).
+    /// Prices requests with `prices` (built-ins and config overrides), which never change.
     #[must_use]
-    pub fn with_prices(mut self, prices: crate::pricing::Prices) -> Self {
+    pub fn with_prices(self, prices: crate::pricing::Prices) -> Self {
+        self.with_live_prices(crate::pricing::live::LivePrices::fixed(prices))
+    }
+
+    /// Prices requests with `prices`, read again when config.toml or the table changes.
+    #[must_use]
+    pub fn with_live_prices(mut self, prices: crate::pricing::live::LivePrices) -> Self {
         self.prices = prices;
         self
     }
 
-    pub fn prices(&self) -> &crate::pricing::Prices {
-        &self.prices
+    /// The price table in force (read again first when its files changed, once a second at
+    /// most; a change that does not read is an alert, and the table stays as it was).
+    pub fn prices(&self) -> Arc<crate::pricing::Prices> {
+        let (prices, reread) = self.prices.get(crate::time::now_unix());
+        if let Some(crate::pricing::live::Reread::Failed(why)) = reread {
+            self.alerts.prices_unread(self, &why);
+        }
+        prices
     }
 
     /// The price a request for `provider/model` is charged at; a model the table does not
@@ -502,7 +528,7 @@ impl State {
         if model.is_empty() {
             return None;
         }
-        let priced = self.prices.lookup(provider, model)?;
+        let priced = self.prices().lookup(provider, model)?;
         if priced.source == crate::pricing::PriceSource::ProviderMax {
             self.alerts
                 .unlisted_price(self, provider, model, &priced.price);
@@ -745,7 +771,7 @@ impl State {
 
     /// The mint key that signed `token` (loading one created by another till process if
     /// needed), refused once its grace period has ended. The caller verifies the chain with it.
-    pub async fn mint_for(&self, token: &Token, now: u64) -> Result<Arc<MintEntry>, ProxyError> {
+    pub async fn mint_for(&self, token: &Token, now: u64) -> Result<Arc<MintEntry>, MintRefused> {
         let kid = token.kid();
         let loaded = || self.mints.read().ok().and_then(|m| m.get(&kid).cloned());
         let mut entry = loaded();
@@ -757,7 +783,10 @@ impl State {
             let d = Denial::UnknownKid {
                 kid: kid.to_string(),
             };
-            ProxyError::new(d.status(), d.kind(), d.to_string())
+            MintRefused {
+                error: ProxyError::new(d.status(), d.kind(), d.to_string()),
+                retired: None,
+            }
         })?;
         let retired_since_load = self.watched.lock().ok().and_then(|mut w| {
             let _ = refresh(&mut w);
@@ -766,14 +795,17 @@ impl State {
         if let Some(until) = retired_since_load.unwrap_or(entry.valid_until)
             && now >= until
         {
-            return Err(ProxyError::new(
-                401,
-                "retired_mint",
-                format!(
-                    "this key was signed by a retired mint key (the keys it signed stopped working at {}); start the `till run` again (it mints a new key), or get a new key from `till key create`",
-                    crate::time::rfc3339(until)
+            return Err(MintRefused {
+                error: ProxyError::new(
+                    401,
+                    "retired_mint",
+                    format!(
+                        "this key was signed by a retired mint key (the keys it signed stopped working at {}); start the `till run` again (it mints a new key), or get a new key from `till key create`",
+                        crate::time::rfc3339(until)
+                    ),
                 ),
-            ));
+                retired: Some(entry),
+            });
         }
         Ok(entry)
     }

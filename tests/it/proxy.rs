@@ -633,20 +633,6 @@ fn hand_written_upstream() -> (
     (port, seen, accepted)
 }
 
-/// `till log --json`'s rows once there are at least `at_least` (the writer batches them), or
-/// what there is after five seconds.
-fn log_rows(p: &ProxyEnv, at_least: usize) -> Vec<Value> {
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        rows = p.log_json();
-        if rows.len() >= at_least {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    rows
-}
-
 /// Configures `name` as an OpenAI-compatible provider at `http://127.0.0.1:port`, stores its
 /// root key, and returns a till key scoped to it.
 fn plain_http_provider(p: &ProxyEnv, name: &str, port: u16) -> String {
@@ -731,7 +717,7 @@ fn a_plain_http_provider_gets_exact_requests_and_its_answers_come_back_without_h
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     // And the ledger has all four (the writer batches them), metered from both kinds of body.
-    let rows = log_rows(&p, 4);
+    let rows = crate::support::poll_rows(&p, 4);
     assert_eq!(rows.len(), 4, "{rows:?}");
     for row in &rows {
         assert_eq!(row["input_tokens"], 3, "{row}");
@@ -865,7 +851,7 @@ fn a_provider_that_answers_before_reading_a_large_body_is_heard() {
     );
     assert_eq!(status, 413, "{head}\n{answer}");
     assert!(answer.contains("context too long"), "{answer}");
-    let rows = log_rows(&p, 1);
+    let rows = crate::support::poll_rows(&p, 1);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["status"], 413, "{rows:?}");
 }

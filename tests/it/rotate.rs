@@ -617,6 +617,18 @@ fn mint_rotation_without_grace_stops_old_keys_at_once() {
         body.contains("start the `till run` again") && !body.contains("grace"),
         "{body}"
     );
+    // The refusal names the key it refused (its signature checked with the retired mint
+    // key): `till log --key` lists it beside the key's earlier 200.
+    let rows = poll(Duration::from_secs(10), || {
+        let (code, stdout, _) = output(rot.till().args(["log", "--key", &old_child, "--json"]));
+        assert_eq!(code, 0);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+        (rows.len() >= 2).then_some(rows)
+    })
+    .expect("the refusal is logged under the key");
+    let statuses: Vec<_> = rows.iter().map(|r| r["status"].as_u64()).collect();
+    assert_eq!(statuses, [Some(200), Some(401)], "{rows:?}");
+    assert_eq!(rows[1]["denial"], "retired_mint", "{rows:?}");
     assert_eq!(serve.chat(&rot.create_key("openai")).0, 200);
     let last = rot.rotations().pop().unwrap();
     assert_eq!((last.0.as_str(), last.1), ("mint", true));

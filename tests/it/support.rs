@@ -269,6 +269,20 @@ impl ProxyEnv {
     }
 }
 
+/// `till log --json`'s rows once there are at least `at_least` (the writer batches them), or
+/// what there is after five seconds.
+pub fn poll_rows(p: &ProxyEnv, at_least: usize) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = p.log_json();
+        if rows.len() >= at_least {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    rows
+}
+
 /// Runs the wire-format client directly (not under `till run`) with `key` against a proxy URL.
 pub fn client_with_key(proxy: &str, key: &str, args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new("python3")

@@ -442,6 +442,82 @@ fn an_unlisted_model_costs_the_providers_highest_price_said_once() {
     );
 }
 
+/// A running `till serve` takes up a price added to config.toml without a restart (the
+/// unlisted-model alert says to add one), and a config.toml that no longer reads leaves the
+/// prices in force as they were, with an alert, instead of failing requests or dropping them.
+#[test]
+fn a_running_proxy_charges_a_price_added_to_config_from_the_next_second() {
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai", "--budget", "5usd"]);
+    let serve = p.serve();
+    let chat = || {
+        let r = crate::support::client_with_key(
+            &serve.url,
+            &key,
+            &["openai", "chat", "--model", "gpt-unlisted-2"],
+        );
+        assert_eq!(r["status"], 200, "{r}");
+        reported("openai", &r)
+    };
+    let cost_of_last = |rows: usize| {
+        let rows = crate::support::poll_rows(&p, rows);
+        rows.last().unwrap()["cost_usd"].as_f64().unwrap()
+    };
+    let cost = |(input, output): (u64, u64), price_in: f64, price_out: f64| {
+        (input as f64 * price_in + output as f64 * price_out) / 1e6
+    };
+    let highest = till::pricing::Prices::builtin()
+        .lookup("openai", "gpt-unlisted-2")
+        .unwrap()
+        .price;
+    let tokens = chat();
+    let first = cost_of_last(1);
+    assert!(
+        (first - cost(tokens, highest.input, highest.output)).abs() < 2e-6,
+        "charged at the provider's highest price: {first}"
+    );
+
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    std::fs::write(
+        p.env.path("config.toml"),
+        format!("{config}\n[prices.\"openai/gpt-unlisted-2\"]\ninput = 0.5\noutput = 1.0\n"),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let tokens = chat();
+    let second = cost_of_last(2);
+    assert!(
+        (second - cost(tokens, 0.5, 1.0)).abs() < 2e-6,
+        "charged at the price config.toml sets now: {second}"
+    );
+
+    // A typo: requests still go through at the prices in force, and the alert says why.
+    std::fs::write(
+        p.env.path("config.toml"),
+        format!("{config}\n[prices.\"openai/"),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let tokens = chat();
+    // (till's commands refuse to start with the config broken: mend it to read the log.)
+    std::fs::write(
+        p.env.path("config.toml"),
+        format!("{config}\n[prices.\"openai/gpt-unlisted-2\"]\ninput = 0.5\noutput = 1.0\n"),
+    )
+    .unwrap();
+    let third = cost_of_last(3);
+    assert!(
+        (third - cost(tokens, 0.5, 1.0)).abs() < 2e-6,
+        "the prices in force stay: {third}"
+    );
+    let (_, alerts, _) = output(p.env.till().args(["log", "--alerts"]));
+    assert!(
+        alerts.contains("could not be read, so this proxy keeps charging at the ones it had")
+            && alerts.contains("config.toml"),
+        "{alerts}"
+    );
+}
+
 /// A ledger with fixed rows, for the snapshot tests.
 fn seeded() -> TestEnv {
     let env = TestEnv::new();

@@ -299,7 +299,7 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
         let err = ProxyError::new(400, "bad_request", "the event has no string `type`");
         return refuse(s, link, ctx.record, err).await;
     };
-    let caller = match phases::caller_with(&ctx, Some(&s.key)).await {
+    let caller = match phases::caller_with(&mut ctx, Some(&s.key)).await {
         Ok(c) => c,
         Err(err) => return refuse(s, link, ctx.record, err).await,
     };
