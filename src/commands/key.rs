@@ -252,8 +252,14 @@ fn shell_words(args: &[String]) -> String {
         .join(" ")
 }
 
-/// A key from its text, its name or its id. Named keys are re-derived with the mint key.
-pub fn resolve_key(ctx: &Ctx, ledger: &Ledger, mint: &MintKey, key: &str) -> anyhow::Result<Token> {
+/// A key from its text, its name or its id. Named keys are re-derived with the mint key that
+/// signed them: the current one, or a retired one while its grace lasts (said, with its end).
+pub fn resolve_key(
+    ledger: &Ledger,
+    store: &dyn crate::secrets::SecretStore,
+    current: &MintKey,
+    key: &str,
+) -> anyhow::Result<Token> {
     if key.starts_with("till_") {
         return Token::decode(key).map_err(|e| UserError::usage(format!("--key: {e}")).into());
     }
@@ -261,13 +267,35 @@ pub fn resolve_key(ctx: &Ctx, ledger: &Ledger, mint: &MintKey, key: &str) -> any
     if meta.revoked_at.is_some() {
         return Err(UserError::runtime(format!("key `{key}` has been revoked")).into());
     }
-    if meta.kid != mint.kid().to_string() {
-        return Err(UserError::runtime(format!(
-            "key `{key}` was minted with a retired mint key and cannot be re-derived"
-        ))
-        .hint("create a new one: till key create")
-        .into());
-    }
+    let retired;
+    let mint = if meta.kid == current.kid().to_string() {
+        current
+    } else {
+        let now = crate::time::now_unix();
+        let entry = crate::mint::load(ledger, store, &meta.kid)?;
+        match entry {
+            Some(e) if e.valid_until.is_none_or(|until| until > now) => {
+                if let Some(until) = e.valid_until {
+                    crate::output::warn(&format!(
+                        "key `{key}` was signed by mint key {}, retired by `till rotate --mint`: it works until {} (the rotation's grace), and this run's key with it; create a new key before then (till key create)",
+                        meta.kid,
+                        crate::time::rfc3339(until)
+                    ));
+                }
+                retired = e.key;
+                &retired
+            }
+            _ => {
+                return Err(UserError::runtime(format!(
+                    "key `{key}` was signed by a retired mint key whose grace has ended"
+                ))
+                .hint(format!(
+                    "create a new one: till key create --name {key} … (the name moves the old key aside)"
+                ))
+                .into());
+            }
+        }
+    };
     let recipe: Recipe = serde_json::from_str(&meta.body)?;
     let mut nonce = [0u8; 16];
     hex::decode_to_slice(&recipe.nonce, &mut nonce)?;
@@ -277,7 +305,6 @@ pub fn resolve_key(ctx: &Ctx, ledger: &Ledger, mint: &MintKey, key: &str) -> any
     if token.binding().to_string() != meta.binding {
         anyhow::bail!("key `{key}` could not be re-derived (its ledger entry does not match)");
     }
-    let _ = ctx;
     Ok(token)
 }
 

@@ -28,6 +28,13 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
         after_id: None,
         limit: Some(args.limit),
     };
+    // Following prints what comes after the rows shown first; with none shown (`-n 0`, or
+    // none matched) it starts after the newest row there is now, not from the beginning.
+    let (last_request, last_event) = if args.follow {
+        ledger.last_ids()?
+    } else {
+        (0, 0)
+    };
     if args.alerts {
         let mut first = true;
         let mut header = !args.json;
@@ -37,9 +44,12 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
                 crate::output::note("no alerts in that period");
             }
             first = false;
-            if let Some(e) = events.last() {
-                filter.after_id = Some(e.id);
-            }
+            filter.after_id = Some(
+                events
+                    .last()
+                    .map_or(last_event, |e| e.id)
+                    .max(filter.after_id.unwrap_or(last_event)),
+            );
             if args.json && args.follow {
                 // One object a line as they come, as `log -f --json` prints requests.
                 for e in &events {
@@ -59,9 +69,11 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> anyhow::Result<ExitCode> {
     let mut header = !args.json;
     loop {
         let rows = ledger.log(&filter)?;
-        if let Some(r) = rows.last() {
-            filter.after_id = Some(r.id);
-        }
+        filter.after_id = Some(
+            rows.last()
+                .map_or(last_request, |r| r.id)
+                .max(filter.after_id.unwrap_or(last_request)),
+        );
         if args.json {
             if args.follow {
                 for r in &rows {

@@ -94,7 +94,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
                     "a whole key on the command line is visible to every user of this machine (`ps`, /proc/PID/cmdline) for as long as the run lasts; give its name instead (`till key create --name NAME`, then `--key NAME`)",
                 );
             }
-            let base = super::key::resolve_key(ctx, &ledger, &mint, k)?;
+            let base = super::key::resolve_key(&ledger, store.as_ref(), &mint, k)?;
             // The flags narrow the key; one that asks for more than it has would be taken
             // for a widening, and the agent met with refusals whose hint is that flag.
             spec.check_narrower(&base, now, &ctx.providers.names())

@@ -111,6 +111,17 @@ macro_rules! own_name {
 const KEY_NAME: &str = concat!("COALESCE(key_name, ", own_name!(), ")");
 
 impl Ledger {
+    /// The id of the newest request row and of the newest alert event (0 when there is none):
+    /// where `till log -f` starts following from when it printed no older row.
+    pub fn last_ids(&self) -> anyhow::Result<(i64, i64)> {
+        Ok(self.conn().query_row(
+            "SELECT (SELECT coalesce(max(id), 0) FROM requests),
+                    (SELECT coalesce(max(id), 0) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
     /// Requests matching `f`, oldest first (the newest `limit` when a limit is set).
     pub fn log(&self, f: &LogFilter) -> anyhow::Result<Vec<LogRow>> {
         let (w, args) = where_clause(f);

@@ -1310,12 +1310,16 @@ pub fn respond(
     // JSON answer to a request that streams by its path alone (Gemini's `streamGenerateContent`
     // without `alt=sse`: one array of answers) is metered as JSON. One to a body's `"stream":
     // true` is still read as events: some OpenAI-compatible servers label their events JSON.
+    // An error answer is events only when it says so: providers answer a streamed request
+    // they refuse (429, 503, Anthropic's 529) with the error's JSON, which read as events
+    // would never end and be charged the reservation where it costs nothing.
     let media = |ct: &[u8], name: &str| {
         ct.get(..name.len())
             .is_some_and(|m| m.eq_ignore_ascii_case(name.as_bytes()))
     };
     let is_sse = match parts.headers.get(http::header::CONTENT_TYPE) {
         Some(ct) if media(ct.as_bytes(), "text/event-stream") => true,
+        _ if !parts.status.is_success() => false,
         Some(ct) if media(ct.as_bytes(), "application/json") && !asked.inspected.stream => false,
         _ => asked.sse,
     };

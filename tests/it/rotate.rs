@@ -592,6 +592,51 @@ fn mint_rotation_with_grace_keeps_old_keys_working_until_it_ends() {
     assert_eq!(serve.chat(&new_child).0, 200);
 }
 
+/// `till run --key NAME` re-derives a named key with the mint key that signed it: during a
+/// rotation's grace that is the retired one, and the run works as the key does through
+/// `till serve`, saying when it stops; after the grace it is refused with what to do.
+#[test]
+fn run_with_a_named_key_works_through_its_mint_keys_grace() {
+    let rot = Rot::new();
+    rot.add("openai", OLD_OPENAI);
+    let (code, _, stderr) = output(rot.till().args([
+        "key", "create", "--name", "ci", "--scope", "openai", "--ttl", "1h",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let run = || {
+        output(rot.till().args([
+            "run",
+            "--key",
+            "ci",
+            "--",
+            "python3",
+            &crate::support::client_script(),
+            "openai",
+            "chat",
+        ]))
+    };
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint", "--grace", "1h"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert!(
+        stderr.contains("retired by `till rotate --mint`: it works until "),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = output(rot.till().args(["rotate", "--mint"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("signed by a retired mint key whose grace has ended")
+            && stderr.contains("hint: create a new one"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn mint_rotation_without_grace_stops_old_keys_at_once() {
     let rot = Rot::new();

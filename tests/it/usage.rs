@@ -914,7 +914,9 @@ fn an_overloaded_answer_costs_a_budget_nothing_and_a_500_says_why_it_costs() {
         till_mock::MockOptions::default(),
         "[prices.\"anthropic/claude-overloaded\"]\ninput = 3.0\noutput = 15.0\n\
          [prices.\"openai/gpt-overloaded\"]\ninput = 3.0\noutput = 15.0\n\
-         [prices.\"openai/gpt-error500\"]\ninput = 3.0\noutput = 15.0\n",
+         [prices.\"openai/gpt-error500\"]\ninput = 3.0\noutput = 15.0\n\
+         [prices.\"anthropic/claude-overloaded-streamed\"]\ninput = 3.0\noutput = 15.0\n\
+         [prices.\"openai/gpt-overloaded-streamed\"]\ninput = 3.0\noutput = 15.0\n",
     );
     p.create_key(&[
         "--name",
@@ -926,15 +928,25 @@ fn an_overloaded_answer_costs_a_budget_nothing_and_a_500_says_why_it_costs() {
         "--budget",
         "5usd",
     ]);
-    for (family, op, model, status) in [
-        ("anthropic", "messages", "claude-overloaded", 529),
-        ("openai", "chat", "gpt-overloaded", 503),
-        ("openai", "chat", "gpt-error500", 500),
+    for (family, op, model, status, stream) in [
+        ("anthropic", "messages", "claude-overloaded", 529, false),
+        ("openai", "chat", "gpt-overloaded", 503, false),
+        ("openai", "chat", "gpt-error500", 500, false),
+        // Asked to stream, answered with the error's JSON (as providers do): the same.
+        (
+            "anthropic",
+            "messages",
+            "claude-overloaded-streamed",
+            529,
+            true,
+        ),
+        ("openai", "chat", "gpt-overloaded-streamed", 503, true),
     ] {
-        let (v, stderr) = p.client(
-            &["--key", "b"],
-            &[family, op, "--model", model, "--max-tokens", "1000"],
-        );
+        let mut args = vec![family, op, "--model", model, "--max-tokens", "1000"];
+        if stream {
+            args.push("--stream");
+        }
+        let (v, stderr) = p.client(&["--key", "b"], &args);
         assert_eq!(v["status"], status, "{model}: {v}\n{stderr}");
     }
     // The mock saw each once (the client does not retry).
@@ -955,6 +967,16 @@ fn an_overloaded_answer_costs_a_budget_nothing_and_a_500_says_why_it_costs() {
         "{rows:?}"
     );
     assert_eq!(cost("gpt-overloaded"), (0.0, "complete".into()), "{rows:?}");
+    assert_eq!(
+        cost("claude-overloaded-streamed"),
+        (0.0, "complete".into()),
+        "{rows:?}"
+    );
+    assert_eq!(
+        cost("gpt-overloaded-streamed"),
+        (0.0, "complete".into()),
+        "{rows:?}"
+    );
     let (charged, outcome) = cost("gpt-error500");
     assert!(charged > 0.01, "{rows:?}");
     assert_eq!(outcome, "no_usage", "{rows:?}");
@@ -1050,7 +1072,27 @@ fn log_follow_prints_a_json_line_per_request_and_per_alert() {
     let alert = next(&alert_lines);
     assert!(alert.is_object(), "{alert}");
     assert_eq!(alert["kind"], "denial", "{alert}");
-    for child in [&mut requests, &mut alerts] {
+
+    // `-n 0` shows none of what is there and follows what comes (it printed it all).
+    let (mut later, later_lines) = follow(&["-n", "0"]);
+    let (mut later_alerts, later_alert_lines) = follow(&["--alerts", "-n", "0"]);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let (status, answer) = raw_post(
+        &serve.url,
+        &host,
+        "/openai/v1/chat/completions",
+        "sk-not-a-till-key",
+        r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 401, "{answer}");
+    let row = next(&later_lines);
+    assert_eq!(row["denial"], "not_till_key", "{row}");
+    let new_alert = next(&later_alert_lines);
+    assert!(
+        new_alert["id"].as_i64() > alert["id"].as_i64(),
+        "{new_alert}"
+    );
+    for child in [&mut requests, &mut alerts, &mut later, &mut later_alerts] {
         let _ = child.kill();
         let _ = child.wait();
     }
