@@ -34,8 +34,8 @@ use crate::terminal::Terminal;
 mod steps;
 
 use steps::{
-    hide, landlock, loopback_up, make_mount_point, mount_err, own_dev, own_proc, own_terminal,
-    protect_git, read_only_elsewhere, seccomp, tmpfs,
+    drop_file_privileges, hide, landlock, loopback_up, make_mount_point, mount_err, own_dev,
+    own_proc, own_terminal, protect_git, read_only_elsewhere, seccomp, tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -954,6 +954,7 @@ fn confine(writable: &[PathBuf]) -> Result<(), StepError> {
         )));
     }
 
+    drop_file_privileges()?;
     landlock(writable)?;
     seccomp()
 }

@@ -229,6 +229,7 @@ const ROOT_ONLY_ESCAPES: &[&str] = &[
     "till_mem",
     "ptrace_till",
     "tiocsti",
+    "file_caps",
     "clone_past_cover",
     "other_console",
     "host_device",

@@ -123,33 +123,79 @@ def tiocsti():
         raise RuntimeError("TIOCSTI was refused")
 
 
+def openat2_with_mode(name, mode):
+    """openat2(2), whose mode sits in a structure a seccomp filter cannot read."""
+    class OpenHow(ctypes.Structure):
+        _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                    ("resolve", ctypes.c_uint64)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    how = OpenHow(os.O_CREAT | os.O_WRONLY, mode, 0)
+    fd = libc.syscall(437, -100, name.encode(), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    os.close(fd)
+
+
+def io_uring_ring():
+    """A ring of io_uring, whose operations (an open with any mode) never pass a filter."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)
+    fd = libc.syscall(425, 1, params)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    os.close(fd)
+
+
 def set_id_bits():
     """Sets the set-user-ID bit on a program of the agent's (chmod, as `chmod u+s`), and the
-    set-group-ID bit through fchmod and on creation: what would make a host program run as
-    its owner (root, when till runs as root). Each must be refused."""
+    set-group-ID bit through fchmod, and makes files with them (open, mknod, openat2, or
+    an io_uring ring that could): what would make a host program run as its owner (root,
+    when till runs as root). Each must be refused."""
+    import stat
     made = []
+    probes = ["suid-probe", "sgid-probe", "mknod-probe", "openat2-probe"]
     try:
         with open("suid-probe", "wb") as f:
             f.write(b"#!/bin/sh\n")
-        made.append("suid-probe")
-        refused = 0
-        for act in (
+        acts = (
             lambda: os.chmod("suid-probe", 0o4755),
             lambda: os.fchmod(os.open("suid-probe", os.O_RDONLY), 0o2755),
             lambda: os.close(os.open("sgid-probe", os.O_CREAT | os.O_WRONLY, 0o2755)),
-        ):
+            lambda: os.mknod("mknod-probe", stat.S_IFREG | 0o4755),
+            lambda: openat2_with_mode("openat2-probe", 0o4755),
+            io_uring_ring,
+        )
+        refused = 0
+        for act in acts:
             try:
                 act()
             except OSError:
                 refused += 1
-        if os.path.exists("sgid-probe"):
-            made.append("sgid-probe")
+        made = [m for m in probes if os.path.exists(m)]
         bits = [os.stat(m).st_mode & 0o6000 for m in made]
-        if refused == 3 and not any(bits):
+        if refused == len(acts) and not any(bits):
             raise RuntimeError("every set-ID mode was refused")
     finally:
-        for m in made:
-            os.unlink(m)
+        for m in probes:
+            if os.path.exists(m):
+                os.unlink(m)
+
+
+def file_caps():
+    """Gives a program of the agent's file capabilities (`setcap cap_setuid+ep`): when till
+    runs as root, the agent's root is the host's, and the file would make whoever runs it
+    after the run root."""
+    import struct
+    with open("fcaps-probe", "wb") as f:
+        f.write(b"#!/bin/sh\n")
+    try:
+        # VFS_CAP_REVISION_2 with the effective bit; permitted: CAP_SETUID (7).
+        os.setxattr("fcaps-probe", "security.capability",
+                    struct.pack("<IIIII", 0x02000001, 1 << 7, 0, 0, 0))
+    finally:
+        os.unlink("fcaps-probe")
 
 
 def x32_ioctl_reaches_kernel():
@@ -500,6 +546,7 @@ def main():
     check("tiocsti", tiocsti)
     check("x32_ioctl", x32_ioctl_reaches_kernel)
     check("set_id_bits", set_id_bits)
+    check("file_caps", file_caps)
     check("tiocsetd", set_line_discipline)
     check("tcoff", terminal_output_off)
     check("tiocexcl", terminal_exclusive)

@@ -520,7 +520,58 @@ pub(super) fn seccomp() -> Result<(), StepError> {
         })
         .map_err(step("seccomp filter"))?;
     let program: seccompiler::BpfProgram = filter.try_into().map_err(step("seccomp filter"))?;
-    seccompiler::apply_filter(&program).map_err(step("seccomp filter"))
+    seccompiler::apply_filter(&program).map_err(step("seccomp filter"))?;
+    // A second filter for the calls that answer as if the kernel had none of them.
+    let mut absent = Vec::new();
+    for call in ABSENT_CALLS {
+        absent.push((call, Vec::new()));
+        #[cfg(target_arch = "x86_64")]
+        absent.push((X32 | call, Vec::new()));
+    }
+    let absent: seccompiler::BpfProgram = SeccompFilter::new(
+        absent.into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .and_then(TryInto::try_into)
+    .map_err(step("seccomp filter"))?;
+    seccompiler::apply_filter(&absent).map_err(step("seccomp filter"))
+}
+
+/// The capabilities that let a file the agent leaves behind give privilege to whoever runs it
+/// later: setting a file's capabilities (`setcap cap_setuid+ep`, honoured outside when the
+/// agent's root is the host's, as it is when till runs as root) and keeping a set-ID bit
+/// through a write (`CAP_FSETID`). Dropped from the bounding set, so no program the agent runs
+/// gets them back, and from the agent's own sets; the ambient set is cleared.
+pub(super) fn drop_file_privileges() -> Result<(), StepError> {
+    use rustix::thread::{
+        CapabilitySet, capabilities, clear_ambient_capability_set,
+        remove_capability_from_bounding_set, set_capabilities,
+    };
+    for (cap, name) in [
+        (CapabilitySet::SETFCAP, "CAP_SETFCAP"),
+        (CapabilitySet::FSETID, "CAP_FSETID"),
+    ] {
+        remove_capability_from_bounding_set(cap).map_err(|e| {
+            StepError::new(format!(
+                "cannot drop {name} from the agent's capability bounding set: {e}"
+            ))
+        })?;
+    }
+    clear_ambient_capability_set().map_err(|e| {
+        StepError::new(format!(
+            "cannot clear the agent's ambient capabilities: {e}"
+        ))
+    })?;
+    let mut sets = capabilities(None)
+        .map_err(|e| StepError::new(format!("cannot read the agent's capabilities: {e}")))?;
+    let gone = CapabilitySet::SETFCAP | CapabilitySet::FSETID;
+    sets.effective.remove(gone);
+    sets.permitted.remove(gone);
+    sets.inheritable.remove(gone);
+    set_capabilities(None, sets)
+        .map_err(|e| StepError::new(format!("cannot drop the agent's capabilities: {e}")))
 }
 
 /// The ioctl numbers on every architecture seccompiler supports (x86_64, aarch64, riscv64
@@ -536,7 +587,7 @@ const X32_IOCTL: i64 = X32 | 514;
 /// x86_64's numbers for them). `openat2` carries its mode in a structure no filter can read:
 /// it can only make a file where Landlock lets the agent write.
 #[cfg(target_arch = "x86_64")]
-const MODE_CALLS: [(i64, u8); 7] = [
+const MODE_CALLS: [(i64, u8); 9] = [
     (libc::SYS_chmod, 1),
     (libc::SYS_fchmod, 1),
     (libc::SYS_fchmodat, 2),
@@ -544,17 +595,31 @@ const MODE_CALLS: [(i64, u8); 7] = [
     (libc::SYS_open, 2),
     (libc::SYS_openat, 3),
     (libc::SYS_creat, 1),
+    // A regular file made with any mode.
+    (libc::SYS_mknod, 1),
+    (libc::SYS_mknodat, 2),
 ];
 #[cfg(not(target_arch = "x86_64"))]
-const MODE_CALLS: [(i64, u8); 4] = [
+const MODE_CALLS: [(i64, u8); 5] = [
     (libc::SYS_fchmod, 1),
     (libc::SYS_fchmodat, 2),
     (FCHMODAT2, 2),
     (libc::SYS_openat, 3),
+    (libc::SYS_mknodat, 2),
 ];
 /// `fchmodat2` (Linux 6.6), 452 on every architecture; the libc crate names it on x86_64
 /// only.
 const FCHMODAT2: i64 = 452;
+/// `openat2` (Linux 5.6), 437 on every architecture: its mode is in a structure no filter can
+/// read, so it answers `ENOSYS`, as on a kernel without it (libcs and runtimes then use
+/// `openat`, whose mode the filter reads).
+const OPENAT2: i64 = 437;
+/// `io_uring_setup` (Linux 5.1), 425 on every architecture: a ring's operations (an open with
+/// a set-ID mode among them) never pass the filter, so rings answer `ENOSYS`, as on a kernel
+/// built without them (programs then make the system calls themselves).
+const IO_URING_SETUP: i64 = 425;
+/// The calls answered `ENOSYS` (x32 shares x86_64's numbers for them).
+const ABSENT_CALLS: [i64; 2] = [OPENAT2, IO_URING_SETUP];
 const SET_UID: u64 = libc::S_ISUID as u64;
 const SET_GID: u64 = libc::S_ISGID as u64;
 /// `keyctl`, `add_key` and `request_key` (x32 shares x86_64's numbers for them).
