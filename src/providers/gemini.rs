@@ -286,17 +286,35 @@ fn configs(map: &Map<String, Value>) -> Result<Vec<&Map<String, Value>>, String>
 
 /// Gemini's batch and count requests carry whole requests with a `model` each; the upstream
 /// could run those, so each must be the model the path names (which is what till checks).
+/// Member names are matched in any case and with or without underscores (`requests`,
+/// `Requests`, `generateContentRequest`, `generate_content_request`): Google's parser takes
+/// two spellings, and a gateway in front of it may take more.
 fn check_nested_models(map: &Map<String, Value>, path_model: &str) -> Result<(), String> {
-    let mut nested: Vec<&Value> = Vec::new();
-    // One object where a list is expected is read as a list of it, as Gemini's parser does.
-    match map.get("requests") {
-        Some(Value::Array(reqs)) => nested.extend(reqs.iter().filter_map(|r| r.get("model"))),
-        Some(one @ Value::Object(_)) => nested.extend(one.get("model")),
-        _ => {}
+    fn loosely(name: &str, like: &str) -> bool {
+        let mut bytes = name.bytes().filter(|b| *b != b'_');
+        like.bytes()
+            .all(|l| bytes.next().is_some_and(|b| b.eq_ignore_ascii_case(&l)))
+            && bytes.next().is_none()
     }
-    for name in ["generateContentRequest", "generate_content_request"] {
-        if let Some(m) = map.get(name).and_then(|r| r.get("model")) {
-            nested.push(m);
+    fn models(request: &Value) -> impl Iterator<Item = &Value> {
+        request.as_object().into_iter().flat_map(|o| {
+            o.iter()
+                .filter(|(k, _)| loosely(k, "model"))
+                .map(|(_, v)| v)
+        })
+    }
+    let mut nested: Vec<&Value> = Vec::new();
+    for (name, value) in map {
+        if loosely(name, "requests") {
+            // One object where a list is expected is read as a list of it, as Gemini's
+            // parser does.
+            match value {
+                Value::Array(reqs) => nested.extend(reqs.iter().flat_map(models)),
+                one @ Value::Object(_) => nested.extend(models(one)),
+                _ => {}
+            }
+        } else if loosely(name, "generatecontentrequest") {
+            nested.extend(models(value));
         }
     }
     for m in nested {
@@ -364,4 +382,38 @@ fn inline_types(part: &Map<String, Value>) -> impl Iterator<Item = Option<&str>>
 fn has_prefix(mime: &str, prefix: &str) -> bool {
     mime.get(..prefix.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_nested_models;
+
+    fn check(body: &str) -> Result<(), String> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        check_nested_models(v.as_object().unwrap(), "gemini-2.0-flash")
+    }
+
+    #[test]
+    fn a_nested_model_is_found_in_any_spelling_of_its_member() {
+        for body in [
+            r#"{"requests":[{"model":"models/gemini-2.5-pro"}]}"#,
+            r#"{"requests":{"model":"models/gemini-2.5-pro"}}"#,
+            r#"{"Requests":[{"model":"models/gemini-2.5-pro"}]}"#,
+            r#"{"requests":[{"Model":"models/gemini-2.5-pro"}]}"#,
+            r#"{"generateContentRequest":{"model":"models/gemini-2.5-pro"}}"#,
+            r#"{"generate_content_request":{"model":"models/gemini-2.5-pro"}}"#,
+            r#"{"GenerateContentRequest":{"model":"models/gemini-2.5-pro"}}"#,
+            r#"{"GENERATE_CONTENT_REQUEST":{"MODEL":"gemini-2.5-pro"}}"#,
+        ] {
+            assert!(check(body).is_err(), "{body}");
+        }
+        for body in [
+            r#"{"requests":[{"model":"models/gemini-2.0-flash"},{"model":null}]}"#,
+            r#"{"generateContentRequest":{"model":"gemini-2.0-flash"}}"#,
+            r#"{"requestsx":[{"model":"models/gemini-2.5-pro"}]}"#,
+            r#"{"contents":[]}"#,
+        ] {
+            assert_eq!(check(body), Ok(()), "{body}");
+        }
+    }
 }
