@@ -801,11 +801,24 @@ pub fn odd_model_name(name: &str) -> Option<&'static str> {
             "a model name outside ASCII is refused: no provider names a model so, and such a name can hide or reorder what till prints",
         );
     }
-    name.bytes()
+    if name
+        .bytes()
         .any(|b| b == b',' || b.is_ascii_whitespace() || b.is_ascii_control())
-        .then_some(
+    {
+        return Some(
             "a model name with a `,`, whitespace or a control character is refused: a router may read it as several models",
-        )
+        );
+    }
+    // A name a gateway puts into a URL (Azure's `deployments/{model}`, a router's route to
+    // another cloud) must not climb out of its segment or start a query: a glob in a key's
+    // scope (`claude-haiku-*`) would match `claude-haiku-x/../../claude-opus-4-1`.
+    (name
+        .bytes()
+        .any(|b| matches!(b, b'?' | b'#' | b'%' | b'\\'))
+        || name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == ".."))
+    .then_some(
+        "a model name with `?`, `#`, `%`, `\\`, or an empty, `.` or `..` segment between `/`s is refused: a gateway that puts it into a URL would read another path or a query",
+    )
 }
 
 /// Why `model` is no name till takes for a request's model (or a WebSocket event's): longer
@@ -1578,10 +1591,28 @@ mod tests {
             "mod\u{e8}le",
             "gpt-4o\u{200f}",
             "\u{5d0}\u{5d1}",
+            "claude-haiku-4-5/../../claude-opus-4-1",
+            "claude-haiku-x?model=claude-opus-4-1",
+            "claude-haiku-%2e%2e",
+            "claude-haiku-x#",
+            "claude-haiku-\\..\\opus",
+            "a//b",
+            "/a",
+            "a/",
+            "..",
+            "./a",
         ] {
             assert!(odd_model_name(odd).is_some(), "{odd:?}");
         }
-        for fine in ["gpt-4o-mini", "models/gemini-2.5-flash", "llama3:8b"] {
+        for fine in [
+            "gpt-4o-mini",
+            "models/gemini-2.5-flash",
+            "llama3:8b",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "claude-3-5-sonnet@20240620",
+            "gpt-3.5-turbo",
+            "arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.claude-3-haiku",
+        ] {
             assert!(odd_model_name(fine).is_none(), "{fine:?}");
         }
     }
