@@ -248,6 +248,42 @@ impl From<MintRefused> for ProxyError {
     }
 }
 
+/// The share of `[proxy] max_connections` the WebSockets of one key lineage may hold open: an
+/// open socket keeps its connection's slot for as long as it lasts (an idle one until
+/// `upstream_timeout`), so without a share one key could hold every slot of a shared
+/// `till serve` and leave every other key's requests waiting.
+pub const SOCKETS_PER_LINEAGE_DIVISOR: usize = 4;
+
+/// The WebSockets open, by the binding of their key's first level (as the bodies' room is
+/// shared out: no agent can grind a first level's binding, the mint key's MAC).
+#[derive(Default)]
+pub(super) struct Sockets {
+    open: Mutex<Map<Binding, usize>>,
+}
+
+/// One WebSocket's place in its lineage's share, given back when dropped.
+pub struct SocketHold {
+    state: Arc<State>,
+    lineage: Binding,
+}
+
+impl Drop for SocketHold {
+    fn drop(&mut self) {
+        let mut open = self
+            .state
+            .sockets
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.lineage) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.lineage);
+            }
+        }
+    }
+}
+
 /// The proxy's shared state.
 pub struct State {
     pub providers: Providers,
@@ -267,6 +303,8 @@ pub struct State {
     pub alerts: super::alerts::Alerts,
     /// Bytes of request bodies being read, over every connection.
     pub(super) bodies: BodyBytes,
+    /// WebSockets open, by lineage.
+    pub(super) sockets: Sockets,
 }
 
 /// How many largest bodies (`max_body_bytes`) the proxy reads at once: with the default limit,
@@ -496,6 +534,36 @@ impl State {
             owner: String::new(),
             counters: None,
             alerts: super::alerts::Alerts::default(),
+            sockets: Sockets::default(),
+        })
+    }
+
+    /// The most WebSockets one key lineage may hold open: a quarter of `max_connections`.
+    pub fn sockets_per_lineage(&self) -> usize {
+        (self.options.max_connections / SOCKETS_PER_LINEAGE_DIVISOR).max(1)
+    }
+
+    /// A place for one more WebSocket of `lineage`, or a refusal when it holds its share.
+    pub(super) fn hold_socket(
+        self: &Arc<Self>,
+        lineage: Binding,
+    ) -> Result<SocketHold, ProxyError> {
+        let share = self.sockets_per_lineage();
+        let mut open = self.sockets.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(lineage).or_insert(0);
+        if *n >= share {
+            return Err(ProxyError::new(
+                429,
+                "sockets",
+                format!(
+                    "this key and the keys narrowed from it have {n} WebSockets open, as many as one key may ({share}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); close one first"
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(SocketHold {
+            state: Arc::clone(self),
+            lineage,
         })
     }
 

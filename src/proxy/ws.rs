@@ -88,6 +88,7 @@ pub(super) async fn handle(
                 template: ctx.record.take(),
                 stop: conn.stop,
                 _slot: conn.slot,
+                _hold: opened.hold,
                 arriving: std::sync::Arc::new(arriving::Arriving::new(opened.lineage)),
             };
             let client_config = client_config(state.options.max_body_bytes);
@@ -151,6 +152,8 @@ struct Opened {
     /// The key's lineage ([`Verified::root_binding`](crate::childkey::Verified::root_binding)):
     /// the socket's messages count against its share of the bodies' room.
     lineage: crate::childkey::Binding,
+    /// The socket's place in its lineage's share of the connections.
+    hold: super::state::SocketHold,
 }
 
 /// The upgrade's checks, then the provider's WebSocket.
@@ -208,6 +211,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         admit_session(ctx, &grant).await?;
     }
 
+    let hold = state.hold_socket(lineage)?;
     let root = state.root_key(&provider.name).await?;
     let path = crate::providers::endpoint::upstream_path(provider.api, ctx.rest);
     let url = crate::upstream::websocket_url(&provider.base_url, &format!("{path}{query}"))
@@ -289,6 +293,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         answer,
         root,
         lineage,
+        hold,
     })
 }
 

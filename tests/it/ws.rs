@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::support::{ProxyEnv, ROOT_KEY, Serve, output};
+use crate::support::{ProxyEnv, ROOT_KEY, Serve, output, output_with_stdin};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -922,6 +922,74 @@ fn a_websocket_holds_its_connection_slot_until_it_closes() {
         .recv_timeout(WAIT)
         .expect("served once the socket closed");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
+}
+
+/// One key's sockets hold at most a quarter of the proxy's connections (idle sockets held
+/// every slot of a shared `till serve` for `upstream_timeout`, and every other key's requests
+/// waited): the next upgrade of that key, or of a key narrowed from it, is refused before the
+/// provider sees it, another key's is not, and a closed socket gives its place back.
+#[tokio::test]
+async fn one_keys_websockets_hold_at_most_a_quarter_of_the_connections() {
+    let p = setup("[proxy]\nmax_connections = 8\n");
+    let first = p.create_key(&["--scope", "openai"]);
+    let other = p.create_key(&["--scope", "openai"]);
+    let (code, narrowed, stderr) = output_with_stdin(
+        p.env
+            .till()
+            .args(["key", "attenuate", "--scope", "openai/gpt-4o-mini"]),
+        &first,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let narrowed = narrowed.trim().to_string();
+    let serve = p.serve();
+    let upgrades = || {
+        p.mock
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/v1/responses"))
+            .count()
+    };
+    let socket = |key: &str| {
+        let auth = bearer(key);
+        let serve = &serve;
+        async move { open(serve, "/openai/v1/responses", &[("authorization", &auth)]).await }
+    };
+    let mut held = vec![
+        socket(&first).await.unwrap().0,
+        socket(&first).await.unwrap().0,
+    ];
+    let seen = upgrades();
+    assert_eq!(seen, 2, "the mock records upgrades");
+    for key in [&first, &narrowed] {
+        let (status, body) = socket(key).await.err().expect("a third socket is refused");
+        assert_eq!(status, 429, "{body}");
+        assert!(
+            body.contains("WebSockets open, as many as one key may (2"),
+            "{body}"
+        );
+    }
+    assert_eq!(upgrades(), seen, "a refused upgrade reached the provider");
+    // Another key is not held back by the first one's sockets.
+    let mut other_ws = socket(&other).await.unwrap().0;
+    // A socket that closes gives its place back.
+    let mut ws = held.pop().unwrap();
+    ws.close(None).await.unwrap();
+    while next(&mut ws).await.get("close").is_none() {}
+    drop(ws);
+    let mut again = None;
+    for _ in 0..50 {
+        match socket(&first).await {
+            Ok((ws, _)) => {
+                again = Some(ws);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut again = again.expect("the key opens a socket again once one of its own closed");
+    send(&mut again, &create("gpt-4o-mini")).await;
+    until(&mut again, "response.completed").await;
+    other_ws.close(None).await.unwrap();
 }
 
 /// A proxy whose mock paces `slow` answers `delay` apart, with `grace` to stop, a key for

@@ -77,6 +77,8 @@ pub(in crate::proxy) struct Session {
     pub stop: Stop,
     /// This connection's place among `[proxy] max_connections`, held until the socket ends.
     pub _slot: Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// The socket's place in its key lineage's share of the connections.
+    pub _hold: crate::proxy::state::SocketHold,
     /// The client's message arriving now ([`super::arriving`]).
     pub arriving: Arc<super::arriving::Arriving>,
 }
