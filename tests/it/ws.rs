@@ -961,7 +961,7 @@ async fn one_keys_websockets_hold_at_most_a_quarter_of_the_connections() {
     let seen = upgrades();
     assert_eq!(seen, 2, "the mock records upgrades");
     for key in [&first, &narrowed] {
-        let (status, body) = socket(key).await.err().expect("a third socket is refused");
+        let (status, body) = socket(key).await.expect_err("a third socket is refused");
         assert_eq!(status, 429, "{body}");
         assert!(
             body.contains("WebSockets open, as many as one key may (2"),
