@@ -242,7 +242,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
         }
         'till;log' {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only this key (name, id or the key itself) and the keys narrowed from it')
-            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only requests since then: a duration back from now (30m, 7d) or a time (2026-11-01T00:00:00Z)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only requests since then: a duration back from now (30m, 7d), a day (2026-11-01, from its start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'How many of the newest requests to show')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many of the newest requests to show')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing new requests as they arrive (Ctrl-C stops)')
@@ -257,7 +257,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;usage' {
-            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only requests since then: a duration back from now (7d) or a time (2026-11-01T00:00:00Z)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only requests since then: a duration back from now (7d), a day (2026-11-01, from its start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)')
             [CompletionResult]::new('--by', '--by', [CompletionResultType]::ParameterName, 'How to group the totals')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only this key (name, id or the key itself) and the keys narrowed from it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')

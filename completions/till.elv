@@ -215,7 +215,7 @@ set edit:completion:arg-completer[till] = {|@words|
         }
         &'till;log'= {
             cand --key 'Only this key (name, id or the key itself) and the keys narrowed from it'
-            cand --since 'Only requests since then: a duration back from now (30m, 7d) or a time (2026-11-01T00:00:00Z)'
+            cand --since 'Only requests since then: a duration back from now (30m, 7d), a day (2026-11-01, from its start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)'
             cand -n 'How many of the newest requests to show'
             cand --limit 'How many of the newest requests to show'
             cand -f 'Keep printing new requests as they arrive (Ctrl-C stops)'
@@ -229,7 +229,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand --version 'Print version'
         }
         &'till;usage'= {
-            cand --since 'Only requests since then: a duration back from now (7d) or a time (2026-11-01T00:00:00Z)'
+            cand --since 'Only requests since then: a duration back from now (7d), a day (2026-11-01, from its start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)'
             cand --by 'How to group the totals'
             cand --key 'Only this key (name, id or the key itself) and the keys narrowed from it'
             cand --json 'Print JSON instead of a table'

@@ -137,7 +137,7 @@ complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcomman
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a key without verifying it: its scope, limits and expiry'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c till -n "__fish_till_using_subcommand log" -l key -d 'Only this key (name, id or the key itself) and the keys narrowed from it' -r
-complete -c till -n "__fish_till_using_subcommand log" -l since -d 'Only requests since then: a duration back from now (30m, 7d) or a time (2026-11-01T00:00:00Z)' -r
+complete -c till -n "__fish_till_using_subcommand log" -l since -d 'Only requests since then: a duration back from now (30m, 7d), a day (2026-11-01, from its start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)' -r
 complete -c till -n "__fish_till_using_subcommand log" -s n -l limit -d 'How many of the newest requests to show' -r
 complete -c till -n "__fish_till_using_subcommand log" -s f -l follow -d 'Keep printing new requests as they arrive (Ctrl-C stops)'
 complete -c till -n "__fish_till_using_subcommand log" -l denied -d 'Only refused requests'
@@ -145,7 +145,7 @@ complete -c till -n "__fish_till_using_subcommand log" -l alerts -d 'Show alert 
 complete -c till -n "__fish_till_using_subcommand log" -l json -d 'Print JSON instead of a table'
 complete -c till -n "__fish_till_using_subcommand log" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand log" -s V -l version -d 'Print version'
-complete -c till -n "__fish_till_using_subcommand usage" -l since -d 'Only requests since then: a duration back from now (7d) or a time (2026-11-01T00:00:00Z)' -r
+complete -c till -n "__fish_till_using_subcommand usage" -l since -d 'Only requests since then: a duration back from now (7d), a day (2026-11-01, from its start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)' -r
 complete -c till -n "__fish_till_using_subcommand usage" -l by -d 'How to group the totals' -r -f -a "key\t''
 model\t''
 provider\t''

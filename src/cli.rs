@@ -377,7 +377,8 @@ pub struct LogArgs {
     /// Only this key (name, id or the key itself) and the keys narrowed from it.
     #[arg(long, value_name = "KEY|NAME")]
     pub key: Option<String>,
-    /// Only requests since then: a duration back from now (30m, 7d) or a time (2026-11-01T00:00:00Z).
+    /// Only requests since then: a duration back from now (30m, 7d), a day (2026-11-01, from its
+    /// start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00).
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
     /// Only refused requests.
@@ -431,7 +432,8 @@ pub struct PricesUpdateArgs {
 
 #[derive(Debug, Args)]
 pub struct UsageArgs {
-    /// Only requests since then: a duration back from now (7d) or a time (2026-11-01T00:00:00Z).
+    /// Only requests since then: a duration back from now (7d), a day (2026-11-01, from its
+    /// start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00).
     #[arg(long, value_name = "WHEN", default_value = "30d")]
     pub since: String,
     /// How to group the totals.

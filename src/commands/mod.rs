@@ -503,14 +503,19 @@ pub fn parse_since(text: &str) -> anyhow::Result<u64> {
     if let Ok(d) = crate::time::parse_duration(text) {
         return Ok(crate::time::now_unix().saturating_sub(d.as_secs()));
     }
-    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
-        return Ok(t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()));
+    // A day as `till usage --by day` prints it: its start, in UTC.
+    let day = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    let whole = if day {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    if let Some(at) = crate::time::parse_time(&whole) {
+        return Ok(at);
     }
     Err(
         UserError::usage(format!("--since `{text}` is neither a duration nor a time"))
-            .hint("use a duration such as 30m or 7d, or a time such as 2026-11-01T00:00:00Z")
+            .hint("use a duration such as 30m or 7d, a day such as 2026-11-01 (from its start, UTC), or a time such as 2026-11-01T09:00:00Z or 2026-11-01T10:00:00+01:00")
             .into(),
     )
 }
@@ -533,5 +538,31 @@ pub fn key_lineage(ledger: &crate::ledger::Ledger, key: &str) -> anyhow::Result<
         _ => Err(UserError::usage(format!("`{key}` matches several keys"))
             .hint("give more of the id")
             .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_days_offsets_and_times_without_a_zone_as_utc() {
+        let at = |t: &str| parse_since(t).unwrap();
+        let noon = at("2026-12-03T12:00:00Z");
+        assert_eq!(at("2026-12-03T12:00:00"), noon);
+        assert_eq!(at("2026-12-03T13:00:00+01:00"), noon);
+        assert_eq!(at("2026-12-03T06:30:00-05:30"), noon);
+        assert_eq!(at("2026-12-03T13:00:00.5+01:00"), noon);
+        assert_eq!(at("2026-12-03"), noon - 12 * 3600);
+        for bad in [
+            "2026-12-03T13:00:00+1:00",
+            "2026-12-03T13:00:00+25:00",
+            "2026-13-03",
+            "yesterday",
+            "+01:00",
+        ] {
+            let e = parse_since(bad).unwrap_err().to_string();
+            assert!(e.contains("is neither a duration nor a time"), "{bad}: {e}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! lists, durations and expiries, and the exact decimal form budgets print in. Each parser
 //! explains bad input by pointing at the offending part; none of them knows a policy.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{Budget, MAX_RFC3339, ScopeError};
 use crate::childkey::{EndpointClass, EndpointSet, ModelPattern};
@@ -242,12 +242,11 @@ pub fn parse_expires(text: &str) -> Result<u64, ScopeError> {
             problem: "too large".into(),
         });
     }
-    let at = humantime::parse_rfc3339_weak(t).map_err(|e| ScopeError::Invalid {
+    crate::time::parse_time(t).ok_or_else(|| ScopeError::Invalid {
         flag: "--expires",
         input: text.to_string(),
-        problem: e.to_string(),
-    })?;
-    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        problem: "not a time such as 2026-11-27T21:00:00Z or 2026-11-27T22:00:00+01:00".into(),
+    })
 }
 
 pub(super) fn parse_number<T: std::str::FromStr>(

@@ -153,6 +153,10 @@ fn ttl_and_expires_parse() {
     assert!(parse_ttl("soon").is_err());
     assert_eq!(parse_expires("1970-01-01T00:01:00Z"), Ok(60));
     assert_eq!(parse_expires("12345"), Ok(12_345));
+    // An offset counts (the time before it was read as UTC: a key made to end at 13:00+01:00
+    // lived until 13:00 UTC, an hour longer).
+    assert_eq!(parse_expires("1970-01-01T01:01:00+01:00"), Ok(60));
+    assert_eq!(parse_expires("1970-01-01T00:00:00-00:01"), Ok(60));
     assert!(parse_expires("tomorrow").is_err());
     assert_eq!(format_expires(60), "1970-01-01T00:01:00Z");
     assert_eq!(format_expires(u64::MAX), u64::MAX.to_string());
