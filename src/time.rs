@@ -93,6 +93,44 @@ pub fn duration_text(d: Duration) -> String {
     .collect()
 }
 
+/// A time in RFC 3339 (`2026-11-01T09:00:00Z`, `2026-11-01T10:00:00+01:00`, a fraction of a
+/// second allowed), or without a zone (read as UTC; a space for the `T` too), as Unix seconds.
+/// humantime's weak parse alone read the time before an offset as UTC, ignoring the offset.
+pub fn parse_time(text: &str) -> Option<u64> {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    if let Some((time, sign, hours, minutes)) = split_offset(text) {
+        let at = unix(humantime::parse_rfc3339_weak(time).ok()?);
+        let offset = hours * 3600 + minutes * 60;
+        return Some(if sign == b'+' {
+            at.saturating_sub(offset)
+        } else {
+            at.saturating_add(offset)
+        });
+    }
+    humantime::parse_rfc3339_weak(text).ok().map(unix)
+}
+
+/// `TIME±HH:MM` as the time, the sign and the offset's hours and minutes.
+fn split_offset(text: &str) -> Option<(&str, u8, u64, u64)> {
+    let at = text.len().checked_sub(6).filter(|at| *at >= 19)?;
+    let (time, offset) = (text.get(..at)?, text.get(at..)?.as_bytes());
+    let digits = |b: &[u8]| {
+        b.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    };
+    match offset {
+        [sign @ (b'+' | b'-'), h @ .., b':', m1, m2] if h.len() == 2 => {
+            let (hours, minutes) = (digits(h)?, digits(&[*m1, *m2])?);
+            (hours < 24 && minutes < 60).then_some((time, *sign, hours, minutes))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,43 +199,5 @@ mod tests {
     #[test]
     fn rfc3339_is_utc_seconds() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-    }
-}
-
-/// A time in RFC 3339 (`2026-11-01T09:00:00Z`, `2026-11-01T10:00:00+01:00`, a fraction of a
-/// second allowed), or without a zone (read as UTC; a space for the `T` too), as Unix seconds.
-/// humantime's weak parse alone read the time before an offset as UTC, ignoring the offset.
-pub fn parse_time(text: &str) -> Option<u64> {
-    let unix = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    };
-    if let Some((time, sign, hours, minutes)) = split_offset(text) {
-        let at = unix(humantime::parse_rfc3339_weak(time).ok()?);
-        let offset = hours * 3600 + minutes * 60;
-        return Some(if sign == b'+' {
-            at.saturating_sub(offset)
-        } else {
-            at.saturating_add(offset)
-        });
-    }
-    humantime::parse_rfc3339_weak(text).ok().map(unix)
-}
-
-/// `TIME±HH:MM` as the time, the sign and the offset's hours and minutes.
-fn split_offset(text: &str) -> Option<(&str, u8, u64, u64)> {
-    let at = text.len().checked_sub(6).filter(|at| *at >= 19)?;
-    let (time, offset) = (text.get(..at)?, text.get(at..)?.as_bytes());
-    let digits = |b: &[u8]| {
-        b.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-    };
-    match offset {
-        [sign @ (b'+' | b'-'), h @ .., b':', m1, m2] if h.len() == 2 => {
-            let (hours, minutes) = (digits(h)?, digits(&[*m1, *m2])?);
-            (hours < 24 && minutes < 60).then_some((time, *sign, hours, minutes))
-        }
-        _ => None,
     }
 }
