@@ -404,7 +404,9 @@ fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now:
             crate::ledger::counters::Counter {
                 spent_micros: rows.iter().map(|r| (r.cost_usd * 1e6).round() as u64).sum(),
                 spent_tokens: rows.iter().map(|r| r.input_tokens + r.output_tokens).sum(),
-                requests: rows.iter().map(|r| r.requests).sum(),
+                // Requests till let through, as a budget's counter counts them: its refusals
+                // are rows of the log too.
+                requests: rows.iter().map(|r| r.requests - r.denied).sum(),
                 ..Default::default()
             }
         });

@@ -1201,3 +1201,39 @@ fn a_budget_mark_is_raised_when_the_request_that_passed_it_is_charged() {
         "{alerts:?}"
     );
 }
+
+/// `till key show` counts the requests a key made the same way with a budget and without one:
+/// those till let through (a key without a budget counted its refusals too, from the log).
+#[test]
+fn a_keys_request_count_leaves_out_its_refusals_with_or_without_a_budget() {
+    let p = ProxyEnv::new();
+    let plain = p.create_key(&["--name", "nb", "--scope", "openai/gpt-4o-mini"]);
+    let budgeted = p.create_key(&[
+        "--name",
+        "wb",
+        "--scope",
+        "openai/gpt-4o-mini",
+        "--budget",
+        "1usd",
+    ]);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    for key in [&plain, &budgeted] {
+        for (model, want) in [("gpt-4o-mini", 200), ("gpt-4o", 403), ("gpt-4o", 403)] {
+            let (status, answer) = raw_post(
+                &serve.url,
+                &host,
+                "/openai/v1/chat/completions",
+                key,
+                &format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#),
+            );
+            assert_eq!(status, want, "{answer}");
+        }
+    }
+    crate::support::poll_rows(&p, 6);
+    for name in ["nb", "wb"] {
+        let (_, shown, _) = output(p.env.till().args(["key", "show", name, "--json"]));
+        let v: Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(v["requests"], 1, "{name}: {v}");
+    }
+}
