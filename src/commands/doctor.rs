@@ -70,10 +70,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             )?,
         }
     } else {
+        let probe = ctx.paths.data_dir.join(".doctor-probe");
         let writable = ctx.paths.ensure_data_dir().and_then(|()| {
-            let probe = ctx.paths.data_dir.join(".doctor-probe");
-            std::fs::write(&probe, b"ok")?;
-            std::fs::remove_file(&probe)?;
+            // Made and removed whatever the write does: a full disk makes the file and
+            // refuses its bytes.
+            let wrote = std::fs::write(&probe, b"ok");
+            let removed = std::fs::remove_file(&probe);
+            wrote?;
+            removed?;
             Ok(())
         });
         match writable {
@@ -82,11 +86,21 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 "data directory",
                 ctx.paths.data_dir.display().to_string(),
             )?,
-            Err(e) => check(
-                false,
-                "data directory",
-                format!("{e:#}; fix its permissions or set TILL_HOME"),
-            )?,
+            Err(e) => {
+                let full = e
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+                let fix = if full {
+                    "its disk is full: free some space, or set TILL_HOME to a directory on another disk"
+                } else {
+                    "fix its permissions or set TILL_HOME"
+                };
+                check(
+                    false,
+                    "data directory",
+                    format!("{}: {e:#}; {fix}", ctx.paths.data_dir.display()),
+                )?
+            }
         }
     }
 

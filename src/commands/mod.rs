@@ -87,6 +87,11 @@ fn ledger_hint(err: &anyhow::Error) -> Option<String> {
         ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => format!(
             "{file} is damaged: restore it from a backup, or move it aside to start a new one (without its records of keys, revocations and usage)"
         ),
+        // A full disk fails SQLite's writes as full, or as an I/O error where its shared
+        // memory file cannot grow.
+        ErrorCode::DiskFull | ErrorCode::SystemIoFailure => format!(
+            "SQLite could not write {file} or the files beside it: check that its disk has space (`df`) and is not failing"
+        ),
         _ => return None,
     })
 }
@@ -544,6 +549,20 @@ pub fn key_lineage(ledger: &crate::ledger::Ledger, key: &str) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::parse_since;
+
+    #[test]
+    fn a_full_disk_under_the_ledger_gets_a_hint_about_space() {
+        // SQLITE_FULL, and SQLITE_IOERR_SHMSIZE (a `-shm` file that cannot grow on a full disk).
+        for code in [13, 4874] {
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            let e = anyhow::Error::from(e).context("cannot prepare the ledger");
+            let hint = super::hint(&e).unwrap_or_default();
+            assert!(
+                hint.contains("check that its disk has space"),
+                "{code}: {hint}"
+            );
+        }
+    }
 
     #[test]
     fn since_takes_days_offsets_and_times_without_a_zone_as_utc() {
