@@ -55,8 +55,8 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             break
         }
         'till;remove' {
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -103,7 +103,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')')
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all')
-            [CompletionResult]::new('--budget', '--budget', [CompletionResultType]::ParameterName, 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget')
+            [CompletionResult]::new('--budget', '--budget', [CompletionResultType]::ParameterName, 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'How long the key lives: 30m, 1h, 7d')
             [CompletionResult]::new('--rpm', '--rpm', [CompletionResultType]::ParameterName, 'Requests per minute')
             [CompletionResult]::new('--tpm', '--tpm', [CompletionResultType]::ParameterName, 'Tokens per minute (counted from each request''s own token ceiling)')
@@ -148,7 +148,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')')
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all')
-            [CompletionResult]::new('--budget', '--budget', [CompletionResultType]::ParameterName, 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget')
+            [CompletionResult]::new('--budget', '--budget', [CompletionResultType]::ParameterName, 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'How long the key lives: 30m, 1h, 7d')
             [CompletionResult]::new('--rpm', '--rpm', [CompletionResultType]::ParameterName, 'Requests per minute')
             [CompletionResult]::new('--tpm', '--tpm', [CompletionResultType]::ParameterName, 'Tokens per minute (counted from each request''s own token ceiling)')
@@ -189,7 +189,7 @@ Register-ArgumentCompleter -Native -CommandName 'till' -ScriptBlock {
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')')
             [CompletionResult]::new('--endpoints', '--endpoints', [CompletionResultType]::ParameterName, 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all')
-            [CompletionResult]::new('--budget', '--budget', [CompletionResultType]::ParameterName, 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget')
+            [CompletionResult]::new('--budget', '--budget', [CompletionResultType]::ParameterName, 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'How long the key lives: 30m, 1h, 7d')
             [CompletionResult]::new('--rpm', '--rpm', [CompletionResultType]::ParameterName, 'Requests per minute')
             [CompletionResult]::new('--tpm', '--tpm', [CompletionResultType]::ParameterName, 'Tokens per minute (counted from each request''s own token ceiling)')

@@ -50,8 +50,8 @@ set edit:completion:arg-completer[till] = {|@words|
             cand --version 'Print version'
         }
         &'till;remove'= {
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -93,7 +93,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand -s 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
             cand --scope 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
             cand --endpoints 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all'
-            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
+            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
             cand --ttl 'How long the key lives: 30m, 1h, 7d'
             cand --rpm 'Requests per minute'
             cand --tpm 'Tokens per minute (counted from each request''s own token ceiling)'
@@ -135,7 +135,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand -s 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
             cand --scope 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
             cand --endpoints 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all'
-            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
+            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
             cand --ttl 'How long the key lives: 30m, 1h, 7d'
             cand --rpm 'Requests per minute'
             cand --tpm 'Tokens per minute (counted from each request''s own token ceiling)'
@@ -172,7 +172,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand -s 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
             cand --scope 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, ''anthropic/claude-haiku-*'')'
             cand --endpoints 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all'
-            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
+            cand --budget 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget'
             cand --ttl 'How long the key lives: 30m, 1h, 7d'
             cand --rpm 'Requests per minute'
             cand --tpm 'Tokens per minute (counted from each request''s own token ceiling)'

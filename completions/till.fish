@@ -48,7 +48,7 @@ complete -c till -n "__fish_till_using_subcommand add" -l admin -d 'Store an adm
 complete -c till -n "__fish_till_using_subcommand add" -l replace -d 'Replace a different key already stored for the provider (without it, that is refused; `till rotate PROVIDER` replaces a key and retires the old one)'
 complete -c till -n "__fish_till_using_subcommand add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand add" -s V -l version -d 'Print version'
-complete -c till -n "__fish_till_using_subcommand remove" -s h -l help -d 'Print help'
+complete -c till -n "__fish_till_using_subcommand remove" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand remove" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand list" -l json -d 'Print JSON instead of a table'
 complete -c till -n "__fish_till_using_subcommand list" -s h -l help -d 'Print help'
@@ -67,15 +67,15 @@ complete -c till -n "__fish_till_using_subcommand status" -l json -d 'Print JSON
 complete -c till -n "__fish_till_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c till -n "__fish_till_using_subcommand status" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand run" -s p -l profile -d 'Start from a profile in config.toml ([profiles.NAME]); flags override it' -r
-complete -c till -n "__fish_till_using_subcommand run" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
-complete -c till -n "__fish_till_using_subcommand run" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r
-complete -c till -n "__fish_till_using_subcommand run" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
+complete -c till -n "__fish_till_using_subcommand run" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r -f
+complete -c till -n "__fish_till_using_subcommand run" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r -f
+complete -c till -n "__fish_till_using_subcommand run" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
 complete -c till -n "__fish_till_using_subcommand run" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
 complete -c till -n "__fish_till_using_subcommand run" -l rpm -d 'Requests per minute' -r
 complete -c till -n "__fish_till_using_subcommand run" -l tpm -d 'Tokens per minute (counted from each request\'s own token ceiling)' -r
 complete -c till -n "__fish_till_using_subcommand run" -l max-requests -d 'Total number of requests the key may make' -r
 complete -c till -n "__fish_till_using_subcommand run" -l max-output-tokens -d 'Largest `max_tokens` a request may ask for; requests that ask for none are capped' -r
-complete -c till -n "__fish_till_using_subcommand run" -l key -d 'Narrow an existing key (made by `till key create`; its name, id or the key itself) instead of minting a fresh one' -r
+complete -c till -n "__fish_till_using_subcommand run" -l key -d 'Narrow an existing key (made by `till key create`; its name, id or the key itself) instead of minting a fresh one' -r -f
 complete -c till -n "__fish_till_using_subcommand run" -l net -d 'The sandbox\'s network: `open` leaves it as it is (the default), `proxy` lets the agent reach this run\'s proxy and nothing else' -r -f -a "open\t'The network as it is outside the sandbox'
 proxy\t'Only this run\'s proxy'"
 complete -c till -n "__fish_till_using_subcommand run" -s q -l quiet -d 'Print no summary when the agent exits'
@@ -95,10 +95,10 @@ complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subco
 complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "attenuate" -d 'Narrow a key offline (no keychain needed) and print the narrower key'
 complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "inspect" -d 'Decode a key without verifying it: its scope, limits and expiry'
 complete -c till -n "__fish_till_using_subcommand key; and not __fish_seen_subcommand_from create list show revoke attenuate inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'A name to refer to the key by' -r
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'A name to refer to the key by' -r -f
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r -f
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r -f
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l rpm -d 'Requests per minute' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create" -l tpm -d 'Tokens per minute (counted from each request\'s own token ceiling)' -r
@@ -116,9 +116,9 @@ complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcomman
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r
-complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -s s -l scope -d 'Provider, or provider/model-glob, the key may use; repeatable (openai, openai/gpt-4o-mini, \'anthropic/claude-haiku-*\')' -r -f
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l endpoints -d 'Endpoint classes the key may call, comma-separated: inference (the default), models, files, batches, admin, realtime, or all' -r -f
+complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l budget -d 'Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok. Give it twice for a dollar and a token budget' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l ttl -d 'How long the key lives: 30m, 1h, 7d' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l rpm -d 'Requests per minute' -r
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from attenuate" -l tpm -d 'Tokens per minute (counted from each request\'s own token ceiling)' -r
@@ -136,7 +136,7 @@ complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcomman
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "attenuate" -d 'Narrow a key offline (no keychain needed) and print the narrower key'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a key without verifying it: its scope, limits and expiry'
 complete -c till -n "__fish_till_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c till -n "__fish_till_using_subcommand log" -l key -d 'Only this key (name, id or the key itself) and the keys narrowed from it' -r
+complete -c till -n "__fish_till_using_subcommand log" -l key -d 'Only this key (name, id or the key itself) and the keys narrowed from it' -r -f
 complete -c till -n "__fish_till_using_subcommand log" -l since -d 'Only requests since then: a duration back from now (30m, 7d), a day (2026-11-01, from its start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)' -r
 complete -c till -n "__fish_till_using_subcommand log" -s n -l limit -d 'How many of the newest requests to show' -r
 complete -c till -n "__fish_till_using_subcommand log" -s f -l follow -d 'Keep printing new requests as they arrive (Ctrl-C stops)'
@@ -150,7 +150,7 @@ complete -c till -n "__fish_till_using_subcommand usage" -l by -d 'How to group 
 model\t''
 provider\t''
 day\t''"
-complete -c till -n "__fish_till_using_subcommand usage" -l key -d 'Only this key (name, id or the key itself) and the keys narrowed from it' -r
+complete -c till -n "__fish_till_using_subcommand usage" -l key -d 'Only this key (name, id or the key itself) and the keys narrowed from it' -r -f
 complete -c till -n "__fish_till_using_subcommand usage" -l json -d 'Print JSON instead of a table'
 complete -c till -n "__fish_till_using_subcommand usage" -s h -l help -d 'Print help'
 complete -c till -n "__fish_till_using_subcommand usage" -s V -l version -d 'Print version'

@@ -25,6 +25,11 @@ pub enum Command {
     /// authenticated call first and nothing is stored if the provider rejects it.
     Add(AddArgs),
     /// Delete a provider's root key from the secrets store.
+    ///
+    /// The key goes from the secrets store and from the ledger's list of keys. A running
+    /// `till run` or `till serve` forwards nothing more for that provider (its requests are
+    /// answered 503) until `till add` stores a key again. The key itself still works at the
+    /// provider: revoke it in the provider's console if it should stop.
     Remove(RemoveArgs),
     /// List stored root keys (provider, fingerprint, age); never key material.
     List(ListArgs),
@@ -124,6 +129,7 @@ pub enum Command {
 pub struct AddArgs {
     /// Provider name: openai, anthropic, gemini, mistral, groq, openrouter, deepseek, xai,
     /// together, or one from [providers.NAME] in config.toml.
+    #[arg(value_hint = clap::ValueHint::Other)]
     pub provider: String,
     /// Read the key from this environment variable instead of a prompt or stdin.
     #[arg(long, value_name = "VAR")]
@@ -146,6 +152,7 @@ pub struct AddArgs {
 #[command(group(ArgGroup::new("mint_keys").args(["mint", "due"])))]
 pub struct RotateArgs {
     /// Provider whose root key to replace.
+    #[arg(value_hint = clap::ValueHint::Other)]
     pub provider: Option<String>,
     /// Replace the mint key that signs child keys.
     #[arg(long)]
@@ -179,6 +186,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
     /// Provider whose root key to delete.
+    #[arg(value_hint = clap::ValueHint::Other)]
     pub provider: String,
 }
 
@@ -194,13 +202,13 @@ pub struct ListArgs {
 pub struct ScopeArgs {
     /// Provider, or provider/model-glob, the key may use; repeatable
     /// (openai, openai/gpt-4o-mini, 'anthropic/claude-haiku-*').
-    #[arg(long = "scope", short = 's', value_name = "PROVIDER[/MODEL]")]
+    #[arg(value_hint = clap::ValueHint::Other, long = "scope", short = 's', value_name = "PROVIDER[/MODEL]")]
     pub scope: Vec<String>,
     /// Endpoint classes the key may call, comma-separated: inference (the default), models,
     /// files, batches, admin, realtime, or all.
-    #[arg(long, value_name = "CLASSES", value_delimiter = ',')]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "CLASSES", value_delimiter = ',')]
     pub endpoints: Vec<String>,
-    /// Spending ceiling for the key and every key derived from it: 5usd, 0.50usd, 200ktok.
+    /// Spending ceiling for the key and every key derived from it: 5usd, $5, 0.50usd, 200ktok.
     /// Give it twice for a dollar and a token budget.
     // A value that starts with `-` (`-1usd`) is taken as the value, so that till's own
     // message says what is wrong with it, not clap's "unexpected argument".
@@ -232,7 +240,7 @@ pub struct RunArgs {
     pub scope: ScopeArgs,
     /// Narrow an existing key (made by `till key create`; its name, id or the key itself)
     /// instead of minting a fresh one.
-    #[arg(long, value_name = "KEY|NAME")]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "KEY|NAME")]
     pub key: Option<String>,
     /// Print no summary when the agent exits.
     #[arg(short, long)]
@@ -317,7 +325,7 @@ pub enum KeyCommand {
 #[derive(Debug, Args)]
 pub struct KeyCreateArgs {
     /// A name to refer to the key by.
-    #[arg(long)]
+    #[arg(value_hint = clap::ValueHint::Other, long)]
     pub name: Option<String>,
     #[command(flatten)]
     pub scope: ScopeArgs,
@@ -339,6 +347,7 @@ pub struct KeyListArgs {
 #[derive(Debug, Args)]
 pub struct KeyShowArgs {
     /// The key's name, id (binding prefix) or the key itself.
+    #[arg(value_hint = clap::ValueHint::Other)]
     pub key: String,
     /// Print JSON.
     #[arg(long)]
@@ -348,13 +357,14 @@ pub struct KeyShowArgs {
 #[derive(Debug, Args)]
 pub struct KeyRevokeArgs {
     /// Names, ids or keys to revoke.
-    #[arg(required = true)]
+    #[arg(value_hint = clap::ValueHint::Other, required = true)]
     pub keys: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct KeyAttenuateArgs {
     /// The key to narrow; read from stdin when left out.
+    #[arg(value_hint = clap::ValueHint::Other)]
     pub key: Option<String>,
     #[command(flatten)]
     pub scope: ScopeArgs,
@@ -363,6 +373,7 @@ pub struct KeyAttenuateArgs {
 #[derive(Debug, Args)]
 pub struct KeyInspectArgs {
     /// The key to decode; read from stdin when left out.
+    #[arg(value_hint = clap::ValueHint::Other)]
     pub key: Option<String>,
     /// Print JSON.
     #[arg(long)]
@@ -375,7 +386,7 @@ pub struct LogArgs {
     #[arg(short, long)]
     pub follow: bool,
     /// Only this key (name, id or the key itself) and the keys narrowed from it.
-    #[arg(long, value_name = "KEY|NAME")]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "KEY|NAME")]
     pub key: Option<String>,
     /// Only requests since then: a duration back from now (30m, 7d), a day (2026-11-01, from its
     /// start in UTC) or a time (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00).
@@ -440,7 +451,7 @@ pub struct UsageArgs {
     #[arg(long, value_enum, default_value_t = GroupArg::Model)]
     pub by: GroupArg,
     /// Only this key (name, id or the key itself) and the keys narrowed from it.
-    #[arg(long, value_name = "KEY|NAME")]
+    #[arg(value_hint = clap::ValueHint::Other, long, value_name = "KEY|NAME")]
     pub key: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]

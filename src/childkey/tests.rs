@@ -662,6 +662,15 @@ fn every_bit_flip_and_truncation_is_rejected() {
         for cut in 0..text.len() {
             assert!(accept(&text[..cut], &mint).is_err(), "truncated at {cut}");
         }
+        // A key cut short is said to be cut, wherever the cut falls (one whose last character
+        // had unused bits set was said to hold invalid characters).
+        for cut in "till_".len() + 1..text.len() {
+            let e = Token::decode(&text[..cut]).unwrap_err();
+            assert!(
+                matches!(e, DecodeError::Truncated | DecodeError::BadChecksum),
+                "cut at {cut}: {e}"
+            );
+        }
     }
 }
 

@@ -482,7 +482,11 @@ fn decode_checked(text: &str) -> Result<Vec<u8>, DecodeError> {
         )));
     }
     let body = URL_SAFE_NO_PAD.decode(b64).map_err(|e| match e {
-        base64::DecodeError::InvalidLength(_) => DecodeError::Truncated,
+        // A key cut short ends in a length no key has, or in a last character whose
+        // unused bits are set (which a whole key's never are).
+        base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidLastSymbol(..) => {
+            DecodeError::Truncated
+        }
         _ => DecodeError::Malformed("invalid characters after `till_`".into()),
     })?;
     if body.len() < MIN_BODY_LEN + CRC_LEN {

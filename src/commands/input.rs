@@ -94,7 +94,11 @@ pub fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow
                 .filter(|pre| key.starts_with(pre))
                 .map_or(0, str::len)
         };
-        if other.name != provider.name && prefix_len(other) > prefix_len(provider) {
+        // A provider without a key shape of its own (a compatible server, which often takes
+        // any key) is warned only of a distinctive one (`sk-ant-`, `AIza`), not of OpenAI's
+        // generic `sk-`.
+        let distinctive = provider.key_prefix.is_some() || prefix_len(other) > "sk-".len();
+        if other.name != provider.name && prefix_len(other) > prefix_len(provider) && distinctive {
             crate::output::warn(&format!(
                 "this key looks like one for {}, not {}",
                 other.name, provider.name

@@ -60,10 +60,31 @@ impl Rotator<'_> {
                 (Some(old), true) => {
                     format!("new mint key {kid}; keys signed by {old} stopped working")
                 }
-                (Some(old), false) => format!(
-                    "new mint key {kid}; keys signed by {old} work until {}",
-                    rfc3339(until)
-                ),
+                (Some(old), false) => {
+                    // An earlier rotation's grace that ends sooner keeps its end: each old
+                    // mint key's is said as the ledger now has it.
+                    let ends: Vec<(String, u64)> = ledger
+                        .mint_keys()
+                        .map(|m| {
+                            m.into_iter()
+                                .filter(|m| old_ids_list(old).any(|k| k == m.kid))
+                                .map(|m| (m.kid, m.valid_until.unwrap_or(until)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if ends.iter().all(|(_, end)| *end == until) {
+                        format!(
+                            "new mint key {kid}; keys signed by {old} work until {}",
+                            rfc3339(until)
+                        )
+                    } else {
+                        let each: Vec<String> = ends
+                            .iter()
+                            .map(|(k, end)| format!("by {k} until {}", rfc3339(*end)))
+                            .collect();
+                        format!("new mint key {kid}; keys signed {}", each.join(", "))
+                    }
+                }
             };
             Ok(Success {
             message,
@@ -81,4 +102,9 @@ impl Rotator<'_> {
         notices.iter().for_each(|n| prompter.notice(n));
         Ok(outcome)
     }
+}
+
+/// The mint key ids of a rotation's `old` list (`a,b`).
+fn old_ids_list(old: &str) -> impl Iterator<Item = &str> {
+    old.split(',')
 }

@@ -609,6 +609,47 @@ fn due_records_a_key_that_cannot_even_be_tried() {
     assert_eq!(f.attempts(), [("openai".into(), false, "prepare".into())]);
 }
 
+/// A second rotation with a longer grace does not lengthen the first one's, and says so: each
+/// old mint key with its own end (it said both worked until the second's).
+#[test]
+fn a_second_mint_rotation_names_each_old_keys_end() {
+    let f = Fixture::new("");
+    let first_kid = old_mint(&f, DAY);
+    let first = f
+        .rotator()
+        .rotate_mint(Duration::from_secs(3600), &mut Canned::default())
+        .unwrap();
+    assert!(first.ok, "{first:?}");
+    let second = f
+        .rotator()
+        .rotate_mint(Duration::from_secs(7200), &mut Canned::default())
+        .unwrap();
+    assert!(second.ok, "{second:?}");
+    let mints = f.ledger.mint_keys().unwrap();
+    let end = |kid: &str| {
+        crate::time::rfc3339(
+            mints
+                .iter()
+                .find(|m| m.kid == kid)
+                .unwrap()
+                .valid_until
+                .unwrap(),
+        )
+    };
+    let middle_kid = first.new_fingerprint.unwrap();
+    assert_ne!(end(&first_kid), end(&middle_kid));
+    assert!(
+        second
+            .message
+            .contains(&format!("by {first_kid} until {}", end(&first_kid)))
+            && second
+                .message
+                .contains(&format!("by {middle_kid} until {}", end(&middle_kid))),
+        "{}",
+        second.message
+    );
+}
+
 #[test]
 fn mint_rotation_with_grace_keeps_the_old_key_until_it_ends() {
     let f = Fixture::new("");

@@ -309,6 +309,8 @@ fn doctor_into_a_closed_pipe_exits_0_without_a_panic() {
 #[test]
 fn add_warns_of_a_longer_prefix_even_when_the_targets_own_prefix_matches() {
     let env = TestEnv::new();
+    // A compatible server of the user's, with no key shape of its own.
+    env.config("[providers.localai]\nbase_url = \"http://127.0.0.1:9\"\napi = \"openai\"\n");
     let add = |provider: &str, key: &str| {
         // Each key in place of the one before.
         let (code, _, stderr) = output_with_stdin(
@@ -325,6 +327,7 @@ fn add_warns_of_a_longer_prefix_even_when_the_targets_own_prefix_matches() {
         ("openai", "sk-or-v1-abc", "openrouter"),
         ("deepseek", "sk-or-v1-abc", "openrouter"),
         ("anthropic", "AIzaSyabc", "gemini"),
+        ("localai", "sk-ant-api03-abc", "anthropic"),
     ] {
         let stderr = add(provider, key);
         assert!(
@@ -339,6 +342,8 @@ fn add_warns_of_a_longer_prefix_even_when_the_targets_own_prefix_matches() {
         ("deepseek", "sk-abc"),
         ("anthropic", "sk-ant-api03-abc"),
         ("openrouter", "sk-or-v1-abc"),
+        // OpenAI's `sk-` is what any server may take: no warning for one without a shape.
+        ("localai", "sk-abc123"),
     ] {
         let stderr = add(provider, key);
         assert!(
