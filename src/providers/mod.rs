@@ -359,7 +359,12 @@ impl Providers {
     pub fn require(&self, name: &str) -> Result<&Provider, UserError> {
         self.get(name).ok_or_else(|| {
             let known: Vec<String> = self.names().into_iter().map(String::from).collect();
+            let lower = name.to_ascii_lowercase();
             let hint = match crate::scope::closest(name, &known) {
+                // Names are lowercase: `OpenAI` is `openai`.
+                _ if lower != name && self.get(&lower).is_some() => {
+                    format!("provider names are lowercase: `{lower}`")
+                }
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!(
                     "known providers: {}; describe others under [providers.NAME] in config.toml",

@@ -176,6 +176,12 @@ fn unknown_provider_suggests_the_near_one_or_lists_known_ones() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown provider `opnai`"), "{stderr}");
     assert!(stderr.contains("did you mean `openai`?"), "{stderr}");
+    let (code, _, stderr) = output(env.till().args(["add", "OpenAI", "--no-verify"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("hint: provider names are lowercase: `openai`"),
+        "{stderr}"
+    );
     let (code, _, stderr) = output(env.till().args(["add", "nosuch", "--no-verify"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("openai, openrouter"), "{stderr}");
