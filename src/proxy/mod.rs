@@ -52,9 +52,10 @@ const NOTICE_EVERY: Duration = Duration::from_secs(60);
 /// `shutdown_grace` to finish, then what still runs is cut off and recorded as interrupted.
 /// Returns once every connection, and every response body still reading its upstream, is done.
 ///
-/// Connections are bounded: at most `max_connections` at once (more wait in the listen
-/// backlog: an agent's burst is served late rather than refused, and the header timeout frees
-/// the slots of clients that send nothing), `header_timeout` to send a request's headers or to
+/// Connections are bounded: at most `max_connections` at once (a new one takes the place of
+/// the one that has waited longest for a request, [`Idle`]; when all have one in flight, it
+/// waits in the listen backlog: an agent's burst is served late rather than refused),
+/// `header_timeout` to send a request's headers or to
 /// sit idle between keep-alive requests, `body_timeout` to send its body (and, for a client that
 /// stops reading, to take any of its answer).
 ///
@@ -80,6 +81,7 @@ pub struct Slots {
     sem: Arc<tokio::sync::Semaphore>,
     full: Arc<std::sync::Mutex<lifecycle::Notice>>,
     failing: Arc<std::sync::Mutex<lifecycle::Notice>>,
+    idle: Arc<Idle>,
 }
 
 impl Slots {
@@ -93,7 +95,68 @@ impl Slots {
             failing: Arc::new(std::sync::Mutex::new(lifecycle::Notice::every(
                 NOTICE_EVERY,
             ))),
+            idle: Arc::default(),
         }
+    }
+}
+
+/// The connections waiting for a request's head (a new one, or one idle between keep-alive
+/// requests), oldest first. When every slot is taken and another client connects, the one
+/// that has waited longest is closed to make room: a client that holds connections open and
+/// sends their heads slowly (or never) cannot keep every other client waiting in the backlog
+/// until `header_timeout` frees a slot, only to take it again. A connection with a request in
+/// flight is never closed so.
+#[derive(Default)]
+pub(crate) struct Idle {
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>>,
+}
+
+/// A connection's place among the [`Idle`] ones, given up when dropped.
+pub(crate) struct IdleWait<'a> {
+    idle: &'a Idle,
+    at: u64,
+    pub(crate) evicted: Arc<tokio::sync::Notify>,
+}
+
+impl Idle {
+    /// The caller now waits for a head.
+    pub(crate) fn wait(&self) -> IdleWait<'_> {
+        let at = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(at, Arc::clone(&evicted));
+        IdleWait {
+            idle: self,
+            at,
+            evicted,
+        }
+    }
+
+    /// Closes the connection that has waited for a head the longest, if there is one.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_first();
+        oldest.is_some_and(|(_, evicted)| {
+            // A permit is kept if the connection is between its check and its wait.
+            evicted.notify_one();
+            true
+        })
+    }
+}
+
+impl Drop for IdleWait<'_> {
+    fn drop(&mut self) {
+        self.idle
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.at);
     }
 }
 
@@ -120,27 +183,38 @@ pub async fn serve_with(
     let mut stopper = lifecycle::Stopper::default();
     let mut conns = tokio::task::JoinSet::new();
     let mut backoff = lifecycle::Backoff::default();
+    let mut waiting: Option<(tokio::net::TcpStream, std::net::SocketAddr)> = None;
+    let waiting = &mut waiting;
     tokio::pin!(shutdown);
     'accept: loop {
         while conns.try_join_next().is_some() {}
-        // A slot, then a connection; or a connection another loop handed over with its slot.
+        // A connection, then its slot; or a connection another loop handed over with its slot.
+        // A loop holds no slot while it waits for a client (with several loops, one waiting so
+        // would hold the slot another's client needs). A connection accepted when every slot
+        // is taken waits in `waiting` (one a loop; the others wait in the backlog), kept across
+        // the loop's turns, so that a handed connection or a stop never drops it unanswered.
         let accept = async {
-            let slot = match Arc::clone(&slots.sem).try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    if due(&slots.full) {
-                        crate::output::warn(&format!(
-                            "{} connections are open, the most [proxy] max_connections allows; new connections wait until one closes",
-                            opts.max_connections
-                        ));
-                    }
-                    Arc::clone(&slots.sem)
-                        .acquire_owned()
-                        .await
-                        .expect("the connection semaphore is never closed")
-                }
-            };
-            (slot, listener.accept().await)
+            if waiting.is_some() {
+                let slot = Arc::clone(&slots.sem)
+                    .acquire_owned()
+                    .await
+                    .expect("the connection semaphore is never closed");
+                let (stream, peer) = waiting.take().expect("a connection waits");
+                return Ok(Some((stream, peer, slot)));
+            }
+            let (stream, peer) = listener.accept().await?;
+            if let Ok(slot) = Arc::clone(&slots.sem).try_acquire_owned() {
+                return Ok(Some((stream, peer, slot)));
+            }
+            if due(&slots.full) {
+                crate::output::warn(&format!(
+                    "{} connections are open, the most [proxy] max_connections allows; a new one takes the place of the one that has waited longest for a request, or waits until one closes",
+                    opts.max_connections
+                ));
+            }
+            slots.idle.evict_oldest();
+            *waiting = Some((stream, peer));
+            Ok::<_, std::io::Error>(None)
         };
         let handed = async {
             match seat.as_mut() {
@@ -155,13 +229,14 @@ pub async fn serve_with(
                 Ok(stream) => (stream, h.peer, h.slot, true),
                 Err(_) => continue,
             },
-            (slot, accepted) = accept => match accepted {
-                Ok((stream, peer)) => {
+            accepted = accept => match accepted {
+                Ok(Some((stream, peer, slot))) => {
                     backoff.reset();
                     (stream, peer, slot, false)
                 }
+                // Accepted, and waiting for its slot.
+                Ok(None) => continue,
                 Err(e) => {
-                    drop(slot);
                     let pause = backoff.after(&e);
                     if !pause.is_zero() && due(&slots.failing) {
                         crate::output::warn(&format!(
@@ -192,6 +267,7 @@ pub async fn serve_with(
             stop: stopper.stop(),
             // Shared with a WebSocket this connection upgrades to, which outlives it.
             slot: Arc::new(slot),
+            idle: Arc::clone(&slots.idle),
         };
         let state = state.clone();
         conns.spawn(async move {
@@ -236,6 +312,9 @@ pub async fn serve_with(
 struct Conn {
     stop: lifecycle::Stop,
     slot: Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// Where it waits for its requests' heads, to be closed for a new client when every slot
+    /// is taken.
+    idle: Arc<Idle>,
 }
 
 /// Serves a connection with hyper's HTTP/1.1 server, which the proxy's own server side hands

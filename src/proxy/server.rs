@@ -417,6 +417,7 @@ async fn next_head(
     inb: &mut Inbound,
     mut timer: Pin<&mut tokio::time::Sleep>,
     mut closing: Pin<&mut impl Future<Output = ()>>,
+    mut evicted: Pin<&mut impl Future<Output = ()>>,
 ) -> Waited {
     // How much of the buffer has been looked at: a head sent a byte at a time is not parsed
     // again at every byte over everything before it (see `worth_parsing`).
@@ -441,6 +442,7 @@ async fn next_head(
             },
             () = timer.as_mut() => return Waited::Over,
             () = closing.as_mut() => return Waited::Over,
+            () = evicted.as_mut() => return Waited::Over,
         }
     }
 }
@@ -466,7 +468,14 @@ pub(super) async fn serve(io: TcpStream, state: Arc<State>, peer: SocketAddr, co
         timer
             .as_mut()
             .reset(tokio::time::Instant::now() + header_timeout);
-        let head = match next_head(&mut inb, timer.as_mut(), closing.as_mut()).await {
+        // Closed when every slot is taken and this connection has waited longest for a head;
+        // no longer once its head has come.
+        let waited = {
+            let waiting = conn.idle.wait();
+            let evicted = pin!(waiting.evicted.notified());
+            next_head(&mut inb, timer.as_mut(), closing.as_mut(), evicted).await
+        };
+        let head = match waited {
             Waited::Head(head) => head,
             Waited::Over => return,
             Waited::Refused((status, why)) => {
