@@ -30,6 +30,10 @@ struct Source {
     seen: Mutex<[Stamp; 2]>,
 }
 
+/// The most a running proxy reads of config.toml or the price table (the fetched table is
+/// ≈ 0.2 MiB).
+const MAX_BYTES: u64 = 16 << 20;
+
 /// A file as `stat` describes it; `None` when there is none.
 type Stamp = Option<(Option<SystemTime>, u64)>;
 
@@ -92,13 +96,34 @@ impl LivePrices {
         {
             return None;
         }
-        let mut seen = source.seen.lock().ok()?;
+        // Another thread reading them now is not waited for.
+        let mut seen = source.seen.try_lock().ok()?;
         let paths = &source.paths;
-        let stamps = [stamp(&paths.config_file), stamp(&super::user_copy(paths))];
+        let files = [paths.config_file.clone(), super::user_copy(paths)];
+        let stamps = [stamp(&files[0]), stamp(&files[1])];
         if stamps == *seen {
             return None;
         }
         *seen = stamps;
+        // Only regular files of a sane size are read: a FIFO would block the proxy's thread
+        // on its open, and `/dev/zero` behind a link would be read for ever.
+        for file in &files {
+            if let Ok(m) = std::fs::metadata(file) {
+                if !m.is_file() {
+                    return Some(Reread::Failed(format!(
+                        "{} is not a regular file",
+                        file.display()
+                    )));
+                }
+                if m.len() > MAX_BYTES {
+                    return Some(Reread::Failed(format!(
+                        "{} is larger than {} MiB",
+                        file.display(),
+                        MAX_BYTES >> 20
+                    )));
+                }
+            }
+        }
         let read = Config::load(&paths.config_file).and_then(|c| Prices::load(paths, &c));
         match read {
             Ok(prices) => {
@@ -171,6 +196,26 @@ mod tests {
         );
         assert_eq!(output_price(&p, "my-model"), Some(7.0));
         assert_eq!(live.get(u64::MAX / 2 + 1).1, None, "said once");
+    }
+
+    /// A FIFO in config.toml's place is not opened (the proxy's thread waited on its open for
+    /// a writer, and every other thread on the lock it held).
+    #[cfg(unix)]
+    #[test]
+    fn a_config_that_is_no_regular_file_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path());
+        std::fs::write(&paths.config_file, "").unwrap();
+        let live = LivePrices::watching(Prices::from_config(&Config::default()), paths.clone());
+        std::fs::remove_file(&paths.config_file).unwrap();
+        let fifo = std::ffi::CString::new(paths.config_file.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let (_, reread) = live.get(u64::MAX / 2);
+        assert!(
+            matches!(&reread, Some(Reread::Failed(why)) if why.contains("is not a regular file")),
+            "{reread:?}"
+        );
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Finished {
     pub client_gone: bool,
     /// The proxy stopped, after its shutdown grace, before the body ended.
     pub interrupted: bool,
+    /// The body was one JSON answer, not events, and any usage in it was read: the shape of
+    /// a provider's refusal before it runs the model, which only such an answer is taken for
+    /// (an error status with events, or with a count that does not read, may have run it).
+    pub one_answer: bool,
 }
 
 type Done = Box<dyn FnOnce(Finished) + Send>;
@@ -152,6 +156,7 @@ impl MeteredStream {
                 let (_, usage) = meter.finish();
                 outcome.usage = usage;
                 outcome.completed = meter.completed;
+                outcome.one_answer = !meter.usage_unreadable();
                 done(outcome);
             });
         }
@@ -356,6 +361,7 @@ impl Drop for MeteredStream {
                 error: None,
                 client_gone: true,
                 interrupted: false,
+                one_answer: false,
             });
             return;
         };
@@ -393,6 +399,7 @@ impl Drop for MeteredStream {
                 error: None,
                 client_gone: extra > 0 && !interrupted,
                 interrupted,
+                one_answer: false,
             });
             drop(stop);
         });

@@ -811,13 +811,14 @@ pub fn odd_model_name(name: &str) -> Option<&'static str> {
     }
     // A name a gateway puts into a URL (Azure's `deployments/{model}`, a router's route to
     // another cloud) must not climb out of its segment or start a query: a glob in a key's
-    // scope (`claude-haiku-*`) would match `claude-haiku-x/../../claude-opus-4-1`.
+    // scope (`claude-haiku-*`) would match `claude-haiku-x/../../claude-opus-4-1`, and a
+    // server that takes `;` for a segment's parameters reads `..;` as `..`.
     (name
         .bytes()
-        .any(|b| matches!(b, b'?' | b'#' | b'%' | b'\\'))
+        .any(|b| matches!(b, b'?' | b'#' | b'%' | b'\\' | b';'))
         || name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == ".."))
     .then_some(
-        "a model name with `?`, `#`, `%`, `\\`, or an empty, `.` or `..` segment between `/`s is refused: a gateway that puts it into a URL would read another path or a query",
+        "a model name with `?`, `#`, `%`, `;`, `\\`, or an empty, `.` or `..` segment between `/`s is refused: a gateway that puts it into a URL would read another path or a query (`..;` is `..` to some servers)",
     )
 }
 
@@ -1595,6 +1596,8 @@ mod tests {
             "claude-haiku-x?model=claude-opus-4-1",
             "claude-haiku-%2e%2e",
             "claude-haiku-x#",
+            "gpt-4o-mini/..;/..;/gpt-4o",
+            "a/.;/b",
             "claude-haiku-\\..\\opus",
             "a//b",
             "/a",

@@ -203,6 +203,12 @@ impl Meter {
         (tail, self.usage())
     }
 
+    /// Whether a count in the body could not be read (not a whole number, too large, or in
+    /// a part of the body too large to parse).
+    pub fn usage_unreadable(&self) -> bool {
+        self.overflow
+    }
+
     /// The usage seen so far; `None` once part of the body went unparsed, or while all that
     /// was seen is a placeholder (a stream that ends so reported no usage).
     pub fn usage(&self) -> Option<Usage> {

@@ -184,7 +184,7 @@ impl RequestRecord {
                         self.cost_micros.max(reservation.micros),
                         u.total().max(reservation.tokens),
                     ),
-                    None if f.completed && unbilled_error(self.status) => (0, 0),
+                    None if f.completed && f.one_answer && unbilled_error(self.status) => (0, 0),
                     None => (reservation.micros, reservation.tokens),
                 },
                 None => (0, 0),
@@ -281,7 +281,7 @@ impl RequestRecord {
                     && f.usage.is_none()
                     && self.usage_expected
                     && self.status >= 200
-                    && !unbilled_error(self.status) =>
+                    && !(f.one_answer && unbilled_error(self.status)) =>
             {
                 "no_usage"
             }

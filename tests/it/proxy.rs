@@ -1043,3 +1043,94 @@ fn an_unreachable_upstream_is_a_failure_not_a_denial() {
     assert!(log.contains("failed: upstream"), "{log}");
     assert!(log.contains("denied: model"), "{log}");
 }
+
+/// A refusal is free only in a refusal's shape: one JSON answer whose usage, if any, reads.
+/// An error status with a stream of events (the model may have run), or with a count that
+/// does not read, is charged its reservation, as an answer without usage is; a provider that
+/// says so cannot make a budget pay nothing for what it ran.
+#[test]
+fn an_error_status_is_free_only_as_one_readable_json_answer() {
+    use std::io::{Read as _, Write as _};
+    let answers: Vec<(&str, &str)> = vec![
+        (
+            "text/event-stream",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"ran anyway\"}}]}\n\ndata: [DONE]\n\n",
+        ),
+        (
+            "application/json",
+            r#"{"error":{"message":"overloaded"},"usage":{"prompt_tokens":2199023255552,"completion_tokens":5}}"#,
+        ),
+        ("application/json", r#"{"error":{"message":"overloaded"}}"#),
+    ];
+    let p = ProxyEnv::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let canned = answers.clone();
+    std::thread::spawn(move || {
+        for (tcp, (ctype, body)) in listener.incoming().zip(canned) {
+            let Ok(mut tcp) = tcp else { return };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body_len = loop {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&got).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    break end + 4 + len;
+                }
+            };
+            while got.len() < body_len {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes());
+        }
+    });
+    plain_http_provider(&p, "evil", port);
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[prices.\"evil/m\"]\ninput = 1.0\noutput = 4.0\n"
+    ));
+    let key = p.create_key(&["--scope", "evil", "--budget", "1usd"]);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    for stream in [true, false, false] {
+        let (status, answer) = crate::support::raw_post(
+            &serve.url,
+            &host,
+            "/evil/v1/chat/completions",
+            &key,
+            &format!(
+                r#"{{"model":"m","stream":{stream},"max_tokens":1000,"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ),
+        );
+        assert_eq!(status, 503, "{answer}");
+    }
+    let rows = crate::support::poll_rows(&p, 3);
+    let costs: Vec<f64> = rows
+        .iter()
+        .map(|r| r["cost_usd"].as_f64().unwrap())
+        .collect();
+    assert_eq!(costs.len(), 3, "{rows:?}");
+    assert!(costs[0] >= 0.004, "events under an error status: {rows:?}");
+    assert!(costs[1] >= 0.004, "an unreadable count: {rows:?}");
+    assert_eq!(costs[2], 0.0, "a plain refusal: {rows:?}");
+    // What was charged says why.
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["no_usage", "no_usage", "complete"], "{rows:?}");
+}
