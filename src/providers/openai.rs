@@ -227,10 +227,26 @@ impl Family for Openai {
         ceiling: u64,
     ) {
         // OpenAI itself wants `max_completion_tokens` for chat; the OpenAI-compatible
-        // providers read `max_tokens`.
+        // providers read `max_tokens`. A chat ceiling the body names already is written over
+        // where it is (a ceiling lowered to what a budget can pay for must be the body's
+        // largest), and none is added beside it for OpenAI, which refuses a body with both.
         let field = match op {
-            Op::OpenaiChat if openai_proper => "max_completion_tokens",
-            Op::OpenaiChat | Op::OpenaiCompletions => "max_tokens",
+            Op::OpenaiChat => {
+                const CHAT: [&str; 2] = ["max_tokens", "max_completion_tokens"];
+                let named: Vec<&str> = CHAT
+                    .into_iter()
+                    .filter(|f| map.get(*f).is_some_and(|v| !v.is_null()))
+                    .collect();
+                for f in &named {
+                    map.insert((*f).into(), ceiling.into());
+                }
+                match (openai_proper, named.is_empty()) {
+                    (true, false) => return,
+                    (true, true) => "max_completion_tokens",
+                    (false, _) => "max_tokens",
+                }
+            }
+            Op::OpenaiCompletions => "max_tokens",
             Op::OpenaiResponses => "max_output_tokens",
             _ => return,
         };

@@ -1556,6 +1556,26 @@ mod tests {
         let cases: &[(Op, bool, &str, &str)] = &[
             (Op::OpenaiChat, true, "{}", "{\"max_completion_tokens\":7}"),
             (Op::OpenaiChat, false, "{}", "{\"max_tokens\":7}"),
+            // A ceiling named already is written over where it is, with none added beside it
+            // for OpenAI itself (which refuses both); a compatible server gets `max_tokens`.
+            (
+                Op::OpenaiChat,
+                true,
+                "{\"max_tokens\":64000}",
+                "{\"max_tokens\":7}",
+            ),
+            (
+                Op::OpenaiChat,
+                false,
+                "{\"max_completion_tokens\":64000}",
+                "{\"max_completion_tokens\":7,\"max_tokens\":7}",
+            ),
+            (
+                Op::OpenaiChat,
+                true,
+                "{\"max_completion_tokens\":64000,\"max_tokens\":null}",
+                "{\"max_completion_tokens\":7,\"max_tokens\":null}",
+            ),
             (Op::OpenaiCompletions, true, "{}", "{\"max_tokens\":7}"),
             (Op::OpenaiResponses, true, "{}", "{\"max_output_tokens\":7}"),
             (Op::AnthropicMessages, true, "{}", "{\"max_tokens\":7}"),

@@ -1237,3 +1237,63 @@ fn a_keys_request_count_leaves_out_its_refusals_with_or_without_a_budget() {
         assert_eq!(v["requests"], 1, "{name}: {v}");
     }
 }
+
+/// A chat ceiling above what the budget can pay for is lowered where the body names it: on
+/// OpenAI itself in `max_tokens`, the field its SDK sends (the lower value went into
+/// `max_completion_tokens` beside it, the larger one stayed the ceiling, and the request was
+/// refused), with no second field beside it (OpenAI refuses both); on a compatible provider
+/// in `max_completion_tokens` and `max_tokens` alike.
+#[test]
+fn a_chat_ceiling_is_lowered_in_the_field_the_body_names() {
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions::default(),
+        "[prices.\"openai/gpt-cheap-x\"]\ninput = 1.0\noutput = 1.0\n\
+         [prices.\"compat/gpt-cheap-x\"]\ninput = 1.0\noutput = 1.0\n",
+    );
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.compat]\nbase_url = \"{}\"\napi = \"openai\"\n",
+        p.mock.url()
+    ));
+    let (code, _, stderr) = output_with_stdin(
+        p.env.till().args(["add", "compat", "--no-verify"]),
+        crate::support::ROOT_KEY,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let key = p.create_key(&[
+        "--scope", "openai", "--scope", "compat", "--budget", "0.01usd",
+    ]);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    p.mock.clear_requests();
+    for (provider, field) in [
+        ("openai", "max_tokens"),
+        ("compat", "max_completion_tokens"),
+    ] {
+        let (status, answer) = raw_post(
+            &serve.url,
+            &host,
+            &format!("/{provider}/v1/chat/completions"),
+            &key,
+            &format!(
+                r#"{{"model":"gpt-cheap-x","{field}":64000,"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ),
+        );
+        assert_eq!(status, 200, "{provider}: {answer}");
+    }
+    let sent: Vec<Value> = p.mock.requests().iter().filter_map(|r| r.json()).collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let lowered = |v: &Value| v.as_u64().is_some_and(|n| (4096..10_000).contains(&n));
+    assert!(lowered(&sent[0]["max_tokens"]), "{}", sent[0]);
+    assert!(
+        sent[0].get("max_completion_tokens").is_none(),
+        "{}",
+        sent[0]
+    );
+    assert!(lowered(&sent[1]["max_completion_tokens"]), "{}", sent[1]);
+    assert_eq!(
+        sent[1]["max_tokens"], sent[1]["max_completion_tokens"],
+        "{}",
+        sent[1]
+    );
+}
