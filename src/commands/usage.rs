@@ -47,13 +47,14 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
         .collect();
     let width = crate::format::column_width(groups.iter().map(|g| g.as_ref()), 32, 64);
     let mut out = format!(
-        "{:<width$}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}\n",
-        "GROUP", "REQUESTS", "DENIED", "IN", "OUT", "COST"
+        "{:<width$}  {:>8}  {:>6}  {:>6}  {:>10}  {:>10}  {:>10}\n",
+        "GROUP", "REQUESTS", "DENIED", "FAILED", "IN", "OUT", "COST"
     );
     let mut total = UsageRow {
         group: "total".into(),
         requests: 0,
         denied: 0,
+        failed: 0,
         input_tokens: 0,
         output_tokens: 0,
         cached_tokens: 0,
@@ -67,25 +68,28 @@ pub fn table(rows: &[UsageRow], bars: bool) -> String {
             String::new()
         };
         out.push_str(&format!(
-            "{}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}{bar}\n",
+            "{}  {:>8}  {:>6}  {:>6}  {:>10}  {:>10}  {:>10}{bar}\n",
             crate::format::cell(group, width),
             r.requests,
             r.denied,
+            r.failed,
             r.input_tokens,
             r.output_tokens,
             crate::format::usd(r.cost_usd)
         ));
         total.requests += r.requests;
         total.denied += r.denied;
+        total.failed += r.failed;
         total.input_tokens += r.input_tokens;
         total.output_tokens += r.output_tokens;
         total.cost_usd += r.cost_usd;
     }
     out.push_str(&format!(
-        "{:<width$}  {:>8}  {:>6}  {:>10}  {:>10}  {:>10}\n",
+        "{:<width$}  {:>8}  {:>6}  {:>6}  {:>10}  {:>10}  {:>10}\n",
         "total",
         total.requests,
         total.denied,
+        total.failed,
         total.input_tokens,
         total.output_tokens,
         crate::format::usd(total.cost_usd)
@@ -102,6 +106,7 @@ mod tests {
             group: group.into(),
             requests,
             denied: 0,
+            failed: 0,
             input_tokens: 10,
             output_tokens: 20,
             cached_tokens: 0,

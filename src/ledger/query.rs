@@ -65,7 +65,12 @@ pub enum GroupBy {
 pub struct UsageRow {
     pub group: String,
     pub requests: u64,
+    /// Refused by till.
     pub denied: u64,
+    /// Let through, and failed on the way (an upstream that could not be reached, cut off or
+    /// gave no answer in time; a fault of till's own): charged as a request that reached the
+    /// provider is.
+    pub failed: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
@@ -221,8 +226,10 @@ impl Ledger {
             GroupBy::Day => "date(at, 'unixepoch')",
         };
         let sql = format!(
-            "SELECT {group} AS g, count(*), sum(denial IS NOT NULL), sum(input_tokens),
-                    sum(output_tokens), sum(cached_tokens), sum(cost_micros)
+            "SELECT {group} AS g, count(*),
+                    sum(denial IS NOT NULL AND denial NOT LIKE 'upstream%' AND denial <> 'internal'),
+                    sum(denial IS NOT NULL AND (denial LIKE 'upstream%' OR denial = 'internal')),
+                    sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(cost_micros)
              FROM requests {w} GROUP BY g ORDER BY {}",
             if by == GroupBy::Day {
                 "g"
@@ -236,10 +243,11 @@ impl Ledger {
                 group: r.get(0)?,
                 requests: r.get::<_, i64>(1)? as u64,
                 denied: r.get::<_, i64>(2)? as u64,
-                input_tokens: r.get::<_, i64>(3)? as u64,
-                output_tokens: r.get::<_, i64>(4)? as u64,
-                cached_tokens: r.get::<_, i64>(5)? as u64,
-                cost_usd: r.get::<_, i64>(6)? as f64 / 1e6,
+                failed: r.get::<_, i64>(3)? as u64,
+                input_tokens: r.get::<_, i64>(4)? as u64,
+                output_tokens: r.get::<_, i64>(5)? as u64,
+                cached_tokens: r.get::<_, i64>(6)? as u64,
+                cost_usd: r.get::<_, i64>(7)? as f64 / 1e6,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -270,6 +270,8 @@ impl RequestRecord {
             .unwrap_or_default();
         let cost_micros = self.cost_micros;
         let outcome = match (&self.denial, &self.finished) {
+            // Let through and failed on the way (`failed: upstream…` in `till log`).
+            (Some(kind), _) if super::is_failure(kind) => "failed",
             (Some(_), _) => "denied",
             (None, Some(f)) if f.interrupted => crate::ledger::counters::INTERRUPTED,
             (None, Some(f)) if f.error.is_some() => "cut",

@@ -1042,6 +1042,25 @@ fn an_unreachable_upstream_is_a_failure_not_a_denial() {
     let (_, log, _) = output(p.env.till().args(["log"]));
     assert!(log.contains("failed: upstream"), "{log}");
     assert!(log.contains("denied: model"), "{log}");
+    // And so do `till log --json` and `till usage` (both counted it with the refusals).
+    let rows = p.log_json();
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "denied"], "{rows:?}");
+    let (_, usage, _) = output(p.env.till().args(["usage", "--by", "provider", "--json"]));
+    let usage: Vec<Value> = serde_json::from_str(&usage).unwrap();
+    let of = |provider: &str| {
+        let g = usage.iter().find(|g| g["group"] == provider).unwrap();
+        (
+            g["requests"].as_u64(),
+            g["denied"].as_u64(),
+            g["failed"].as_u64(),
+        )
+    };
+    assert_eq!(of("local"), (Some(1), Some(0), Some(1)), "{usage:?}");
+    assert_eq!(of("openai"), (Some(1), Some(1), Some(0)), "{usage:?}");
 }
 
 /// A refusal is free only in a refusal's shape: one JSON answer whose usage, if any, reads.
