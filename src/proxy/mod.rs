@@ -192,7 +192,7 @@ pub async fn serve_with(
         // A loop holds no slot while it waits for a client (with several loops, one waiting so
         // would hold the slot another's client needs). A connection accepted when every slot
         // is taken waits in `waiting` (one a loop; the others wait in the backlog), kept across
-        // the loop's turns, so that a handed connection or a stop never drops it unanswered.
+        // the loop's turns, so that a connection handed over meanwhile does not drop it.
         let accept = async {
             if waiting.is_some() {
                 let slot = Arc::clone(&slots.sem)
