@@ -115,6 +115,17 @@ macro_rules! own_name {
 /// A request's key by its name: the row's own, or its key's.
 const KEY_NAME: &str = concat!("COALESCE(key_name, ", own_name!(), ")");
 
+/// Whether a request's denial kind is an answer the upstream could not give (unreachable, cut
+/// off before answering, no answer in time, an answer till could not read) or till's own
+/// failure, not a refusal of the request: `till log` says `failed:` and a run's summary
+/// counts them apart from what was denied.
+pub fn is_failure(kind: &str) -> bool {
+    kind.starts_with("upstream") || kind == "internal"
+}
+
+/// [`is_failure`] of a row's `denial`, in SQL (NULL for a row without one).
+const FAILURE_SQL: &str = "(denial LIKE 'upstream%' OR denial = 'internal')";
+
 impl Ledger {
     /// The id of the newest request row and of the newest alert event (0 when there is none):
     /// where `till log -f` starts following from when it printed no older row.
@@ -227,15 +238,15 @@ impl Ledger {
         };
         let sql = format!(
             "SELECT {group} AS g, count(*),
-                    sum(denial IS NOT NULL AND denial NOT LIKE 'upstream%' AND denial <> 'internal'),
-                    sum(denial IS NOT NULL AND (denial LIKE 'upstream%' OR denial = 'internal')),
+                    sum(denial IS NOT NULL AND NOT {failure}), sum(denial IS NOT NULL AND {failure}),
                     sum(input_tokens), sum(output_tokens), sum(cached_tokens), sum(cost_micros)
              FROM requests {w} GROUP BY g ORDER BY {}",
             if by == GroupBy::Day {
                 "g"
             } else {
                 "sum(cost_micros) DESC, count(*) DESC, g"
-            }
+            },
+            failure = FAILURE_SQL,
         );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {

@@ -35,12 +35,21 @@ struct Source {
 const MAX_BYTES: u64 = 16 << 20;
 
 /// A file as `stat` describes it; `None` when there is none.
-type Stamp = Option<(Option<SystemTime>, u64)>;
+type Stamp = Option<Stat>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    modified: Option<SystemTime>,
+    len: u64,
+    regular: bool,
+}
 
 fn stamp(path: &Path) -> Stamp {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.modified().ok(), m.len()))
+    std::fs::metadata(path).ok().map(|m| Stat {
+        modified: m.modified().ok(),
+        len: m.len(),
+        regular: m.is_file(),
+    })
 }
 
 /// A change to the table, for the proxy to say.
@@ -107,21 +116,19 @@ impl LivePrices {
         *seen = stamps;
         // Only regular files of a sane size are read: a FIFO would block the proxy's thread
         // on its open, and `/dev/zero` behind a link would be read for ever.
-        for file in &files {
-            if let Ok(m) = std::fs::metadata(file) {
-                if !m.is_file() {
-                    return Some(Reread::Failed(format!(
-                        "{} is not a regular file",
-                        file.display()
-                    )));
-                }
-                if m.len() > MAX_BYTES {
-                    return Some(Reread::Failed(format!(
-                        "{} is larger than {} MiB",
-                        file.display(),
-                        MAX_BYTES >> 20
-                    )));
-                }
+        for (file, stat) in files.iter().zip(stamps).filter_map(|(f, s)| Some((f, s?))) {
+            if !stat.regular {
+                return Some(Reread::Failed(format!(
+                    "{} is not a regular file",
+                    file.display()
+                )));
+            }
+            if stat.len > MAX_BYTES {
+                return Some(Reread::Failed(format!(
+                    "{} is larger than {} MiB",
+                    file.display(),
+                    MAX_BYTES >> 20
+                )));
             }
         }
         let read = Config::load(&paths.config_file).and_then(|c| Prices::load(paths, &c));

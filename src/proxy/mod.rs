@@ -136,17 +136,16 @@ impl Idle {
     }
 
     /// Closes the connection that has waited for a head the longest, if there is one.
-    fn evict_oldest(&self) -> bool {
+    fn evict_oldest(&self) {
         let oldest = self
             .waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop_first();
-        oldest.is_some_and(|(_, evicted)| {
+        if let Some((_, evicted)) = oldest {
             // A permit is kept if the connection is between its check and its wait.
             evicted.notify_one();
-            true
-        })
+        }
     }
 }
 
@@ -462,13 +461,7 @@ pub async fn start(
 
 pub use phases::DEFAULT_OUTPUT_RESERVE;
 
-/// Whether a request's denial kind is an answer the upstream could not give (unreachable, cut
-/// off before answering, no answer in time, an answer till could not read) or till's own
-/// failure, not a refusal of the request: `till log` says `failed:` and a run's summary
-/// counts them apart from what was denied.
-pub fn is_failure(kind: &str) -> bool {
-    kind.starts_with("upstream") || kind == "internal"
-}
+pub use crate::ledger::query::is_failure;
 
 /// One request: refused outright when it is not for a configured provider on this proxy,
 /// else taken through the phases (or, for a WebSocket upgrade, [`ws::handle`]), each refusal
