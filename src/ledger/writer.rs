@@ -130,6 +130,10 @@ fn defer_wake(shared: &Arc<Shared>) -> bool {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// How many settlements are written (counted as [`Queue::settles`] counts them): a
+    /// request that reads a budget waits for those queued before it ([`WriterHandle::wait_settled`]).
+    settled: Mutex<u64>,
+    written: Condvar,
 }
 
 #[derive(Default)]
@@ -137,6 +141,8 @@ struct Queue {
     msgs: Vec<Msg>,
     /// A message in `msgs` must be written now.
     urgent: bool,
+    /// Settlements ever pushed.
+    settles: u64,
 }
 
 impl Shared {
@@ -146,6 +152,7 @@ impl Shared {
             let first = q.msgs.is_empty();
             let urgent = !msg.may_wait();
             q.urgent |= urgent;
+            q.settles += u64::from(matches!(msg, Msg::Settle { .. }));
             q.msgs.push(msg);
             (first, urgent || q.msgs.len() == BATCH)
         };
@@ -155,8 +162,8 @@ impl Shared {
     }
 
     /// Waits for messages (up to `at_most`, when given), lets them linger for company, and
-    /// takes them.
-    fn take(&self, at_most: Option<Duration>) -> Vec<Msg> {
+    /// takes them, with the count of settlements pushed up to the last of them.
+    fn take(&self, at_most: Option<Duration>) -> (Vec<Msg>, u64) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let until = at_most.map(|d| Instant::now() + d);
         while q.msgs.is_empty() {
@@ -165,7 +172,7 @@ impl Shared {
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Vec::new();
+                        return (Vec::new(), q.settles);
                     }
                     self.ready
                         .wait_timeout(q, left)
@@ -187,7 +194,16 @@ impl Shared {
                 .0;
         }
         q.urgent = false;
-        std::mem::take(&mut q.msgs)
+        (std::mem::take(&mut q.msgs), q.settles)
+    }
+
+    /// Every settlement counted up to `through` is written.
+    fn mark_settled(&self, through: u64) {
+        let mut settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
+        if *settled < through {
+            *settled = through;
+            self.written.notify_all();
+        }
     }
 }
 
@@ -202,6 +218,33 @@ impl WriterHandle {
     /// The writer's commits, for telling them from other processes' ([`OwnCommits`]).
     pub fn own_commits(&self) -> Arc<OwnCommits> {
         Arc::clone(&self.own)
+    }
+
+    /// Waits (up to `at_most`) until every settlement queued before this call is written, so
+    /// that a budget read next sees what requests that have ended were charged instead of what
+    /// they held. Returns whether they were (a ledger that refuses writes keeps them held, and
+    /// the read then counts their reservations: more than they cost, never less).
+    pub fn wait_settled(&self, at_most: Duration) -> bool {
+        let through = self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .settles;
+        let settled = self
+            .shared
+            .settled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *settled >= through {
+            return true;
+        }
+        let (settled, _) = self
+            .shared
+            .written
+            .wait_timeout_while(settled, at_most, |s| *s < through)
+            .unwrap_or_else(|e| e.into_inner());
+        *settled >= through
     }
 
     pub fn row(&self, row: RequestRow) {
@@ -262,6 +305,8 @@ impl Writer {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
+            settled: Mutex::new(0),
+            written: Condvar::new(),
         });
         let queue = Arc::clone(&shared);
         let own = Arc::new(OwnCommits::default());
@@ -274,7 +319,7 @@ impl Writer {
                 let mut held = Held::default();
                 let mut stop = false;
                 while !stop {
-                    let mut batch = queue.take((!held.msgs.is_empty()).then_some(RETRY));
+                    let (mut batch, settles) = queue.take((!held.msgs.is_empty()).then_some(RETRY));
                     if let Some(i) = batch.iter().position(|m| matches!(m, Msg::Stop)) {
                         batch.truncate(i);
                         stop = true;
@@ -293,6 +338,7 @@ impl Writer {
                         }
                     }
                     if held.msgs.is_empty() {
+                        queue.mark_settled(settles);
                         held.written(&mut ledger);
                     }
                 }

@@ -77,6 +77,9 @@ pub struct MeteredStream {
     held: Option<std::sync::Arc<()>>,
     /// Takes the root key out of what goes to the client.
     scrub: Option<Scrub>,
+    /// The outcome is recorded before the body's last bytes go out, not after
+    /// ([`Self::settle_before_end`]).
+    record_first: bool,
 }
 
 impl MeteredStream {
@@ -101,7 +104,18 @@ impl MeteredStream {
             cut: None,
             held: None,
             scrub: None,
+            record_first: false,
         }
+    }
+
+    /// Records the outcome before the client has the body's end: for a request that holds a
+    /// budget's reservation, whose settlement must be on its way to the ledger before the
+    /// agent can send its next request (which waits for it: `WriterHandle::wait_settled`).
+    /// The record's work (a JSON body's usage parse, the row) then comes before the last
+    /// bytes, a few microseconds.
+    pub fn settle_before_end(mut self) -> Self {
+        self.record_first = true;
+        self
     }
 
     /// Passes what goes to the client through `scrub`.
@@ -148,17 +162,27 @@ impl MeteredStream {
             self.scrub_tail();
             outcome.usage = usage;
             outcome.completed = self.meter.completed;
-            after_response(stop, move || done(outcome));
+            let record = move || done(outcome);
+            if self.record_first {
+                record();
+            } else {
+                after_response(stop, record);
+            }
         } else {
             self.scrub_tail();
             let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
-            after_response(stop, move || {
+            let record = move || {
                 let (_, usage) = meter.finish();
                 outcome.usage = usage;
                 outcome.completed = meter.completed;
                 outcome.one_answer = !meter.usage_unreadable();
                 done(outcome);
-            });
+            };
+            if self.record_first {
+                record();
+            } else {
+                after_response(stop, record);
+            }
         }
     }
 

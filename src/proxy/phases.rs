@@ -1356,6 +1356,7 @@ pub fn respond(
     let meter = Meter::new(api, is_sse, strip_usage && is_sse);
     let state2 = state.clone();
     let rec = ctx.record.take();
+    let settles = rec.reservation.is_some();
     let stream = body::MeteredStream::new(
         upstream,
         meter,
@@ -1372,6 +1373,11 @@ pub fn respond(
             }
         },
     );
+    let stream = if settles {
+        stream.settle_before_end()
+    } else {
+        stream
+    };
     let stream = match super::scrub::Scrub::new(root) {
         Some(scrub) => stream.scrubbed(scrub),
         None => stream,

@@ -89,6 +89,11 @@ pub struct KnownKey {
 /// which verifies).
 const KNOWN_KEYS: usize = 256;
 
+/// How long a budget read waits at most for the settlements of requests that have ended
+/// ([`WriterHandle::wait_settled`]): one transaction, normally well under a millisecond; a
+/// ledger locked by another process for longer leaves their reservations counted.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Verified keys by a keyed hash of their text. A full cache is emptied, not evicted from:
 /// a client that cycles through more keys than it holds pays the HMAC chain every time, which
 /// is what every request paid before there was a cache.
@@ -707,6 +712,7 @@ impl State {
         let hold = record.hold(&self.owner, self.options.session.as_deref());
         let outcome = tokio::task::spawn_blocking(move || {
             let counters = this.counters.as_ref()?;
+            this.wait_settled();
             let mut ledger = counters.lock().unwrap_or_else(|e| e.into_inner());
             Some(ledger.reserve(&levels, micros, tokens, &hold))
         })
@@ -731,6 +737,15 @@ impl State {
         }
     }
 
+    /// Waits for the settlements of the requests that have ended to be written (on a blocking
+    /// thread): an answer's reservation is settled after its last bytes are out or as they go,
+    /// and the agent's next request, sent the moment it has read them, must find it freed.
+    fn wait_settled(&self) {
+        if let Some(w) = &self.writer {
+            w.wait_settled(SETTLE_WAIT);
+        }
+    }
+
     /// What the key's tightest budgets have left, in micro-dollars and in tokens (`None`
     /// where no level has that kind of budget), counting what requests in flight hold.
     pub async fn budget_left(
@@ -751,6 +766,7 @@ impl State {
             let Some(counters) = this.counters.as_ref() else {
                 return Ok((None, None));
             };
+            this.wait_settled();
             let ledger = counters.lock().unwrap_or_else(|e| e.into_inner());
             let (mut usd, mut tokens) = (None::<u64>, None::<u64>);
             for (binding, limit) in &budgets {

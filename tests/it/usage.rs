@@ -1297,3 +1297,36 @@ fn a_chat_ceiling_is_lowered_in_the_field_the_body_names() {
         sent[1]
     );
 }
+
+/// A request that has ended frees what its reservation held before its answer ends: an agent
+/// sends its next request the moment it has read an answer, and must find the budget charged
+/// what the last one cost, not still holding what it might have cost. Each request asks for
+/// 64,000 output tokens, lowered to what the budget can pay for, so its reservation holds
+/// nearly all of it; the settlement was written by a task that ran after the answer, and the
+/// next request found the budget held and was refused (429) on a loaded machine.
+#[test]
+fn an_answer_frees_its_reservation_before_it_ends() {
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions::default(),
+        "[prices.\"openai/gpt-cheap-x\"]\ninput = 1.0\noutput = 1.0\n",
+    );
+    let key = p.create_key(&["--scope", "openai", "--budget", "0.01usd"]);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    p.mock.clear_requests();
+    let rounds = 16;
+    for i in 0..rounds {
+        let stream = if i % 2 == 0 { "false" } else { "true" };
+        let (status, answer) = raw_post(
+            &serve.url,
+            &host,
+            "/openai/v1/chat/completions",
+            &key,
+            &format!(
+                r#"{{"model":"gpt-cheap-x","max_tokens":64000,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ),
+        );
+        assert_eq!(status, 200, "request {i}: {answer}");
+    }
+    assert_eq!(p.mock.requests().len(), rounds);
+}
