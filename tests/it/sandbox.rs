@@ -835,7 +835,9 @@ fn processes_the_agent_leaves_running_end_with_it() {
     // UTF-8 (which a reading of /proc as text passed over), and the init of a pid namespace
     // of its own (which a count that left out every namespace's init passed over: `unshare`
     // and its child). Each sleeps for a time that names this test (inside the sandbox, pids
-    // are the namespace's own), then the agent exits once all six processes run.
+    // are the namespace's own), then the agent exits once all six processes run: the five
+    // sleeps under their last name (the agent's own shells, whose text names them too, and a
+    // fork not yet exec'd do not count), and `unshare`, which waits for its child.
     let mark = format!("{}", std::process::id() % 100_000);
     let agent = format!(
         "cp \"$(command -v sleep)\" \"./s$(printf '\\377')\"; \
@@ -844,7 +846,7 @@ fn processes_the_agent_leaves_running_end_with_it() {
         ( sh -c 'exec sleep 302.{mark}' </dev/null >/dev/null 2>&1 & ); \
         setsid -f sh -c 'exec \"./s$(printf \"\\377\")\" 303.{mark}' </dev/null >/dev/null 2>&1; \
         setsid -f unshare -Upf sh -c 'exec sleep 304.{mark}' </dev/null >/dev/null 2>&1; \
-        while [ \"$(ps -eo args | grep -c '[3]0[0-4][.]{mark}')\" -lt 6 ]; do sleep 0.05; done; exit 3"
+        while [ \"$(ps -eo args | grep -cE '^[^ ]+ 30[0-4][.]{mark}$')\" -lt 5 ]; do sleep 0.05; done; exit 3"
     );
     let run = |sandbox: &[&str]| {
         output(
