@@ -14,7 +14,7 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<ExitCode> {
     let in_ledger = ledger.remove_root_key(&provider.name)?;
     if !in_store && !in_ledger {
         return Err(
-            UserError::runtime(format!("no {} key is stored", provider.name))
+            UserError::usage(format!("no {} key is stored", provider.name))
                 .hint("`till list` shows the stored keys")
                 .into(),
         );

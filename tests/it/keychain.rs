@@ -68,6 +68,14 @@ fn add_list_remove_in_the_real_keychain() {
     assert!(!secret_tool_search(&service).contains("root/openai"));
     let (code, stdout, _) = output(keychain_till(&env, &service).args(["list", "--json"]));
     assert_eq!((code, stdout.trim()), (0, "[]"));
+    // Removing it again names nothing stored: a usage error (2), as `till key show` of no key
+    // and `till rotate` of no stored key are.
+    let (code, _, stderr) = output(keychain_till(&env, &service).args(["remove", "openai"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no openai key is stored") && stderr.contains("hint: `till list`"),
+        "{stderr}"
+    );
 }
 
 #[test]
