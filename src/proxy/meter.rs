@@ -209,10 +209,12 @@ impl Meter {
         self.overflow
     }
 
-    /// The usage seen so far; `None` once part of the body went unparsed, or while all that
-    /// was seen is a placeholder (a stream that ends so reported no usage).
+    /// The usage seen so far; `None` once part of the body went unparsed, or when all a
+    /// stream that reached its end reported is a placeholder (it reported no usage). A stream
+    /// that broke off keeps its placeholder: the prompt's tokens in Anthropic's first event are
+    /// billed, and a key with a budget is charged at least its reservation for it anyway.
     pub fn usage(&self) -> Option<Usage> {
-        if self.overflow || self.provisional {
+        if self.overflow || (self.provisional && self.completed) {
             None
         } else {
             self.usage
@@ -633,7 +635,7 @@ mod tests {
 
     /// Anthropic's `message_start` says one output token; only `message_delta` says the
     /// answer's. A stream that ends without one reported no usage (charged its reservation),
-    /// not one token.
+    /// not one token; one cut off before its end keeps what it reported (the prompt is billed).
     #[test]
     fn an_anthropic_stream_without_its_delta_reported_no_usage() {
         let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n";
@@ -653,7 +655,7 @@ mod tests {
         };
         assert_eq!(run(&[start, text, delta, stop]), (Some((10, 250)), true));
         assert_eq!(run(&[start, text, stop]), (None, true));
-        assert_eq!(run(&[start, text]), (None, false));
+        assert_eq!(run(&[start, text]), (Some((10, 1)), false));
     }
 
     #[test]

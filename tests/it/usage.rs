@@ -1330,3 +1330,42 @@ fn an_answer_frees_its_reservation_before_it_ends() {
     }
     assert_eq!(p.mock.requests().len(), rounds);
 }
+
+/// A stream cut mid-way through a key without a budget records the usage it reported before
+/// it broke: Anthropic's first event carries the prompt's tokens (and a placeholder output
+/// token), which the provider bills whether or not the answer is whole. It was recorded as
+/// no tokens at all, so `till usage` showed a cut request as free.
+#[test]
+fn a_cut_stream_without_a_budget_records_what_it_reported() {
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions::default(),
+        "[prices.\"anthropic/claude-cut\"]\ninput = 1.0\noutput = 100.0\n\
+         [prices.\"gemini/gemini-cut\"]\ninput = 1.0\noutput = 100.0\n",
+    );
+    for (family, op, model) in [
+        ("anthropic", "messages", "claude-cut"),
+        ("gemini", "generate", "gemini-cut"),
+    ] {
+        let name = format!("plain-{family}");
+        p.create_key(&["--name", &name, "--scope", family]);
+        let (v, stderr) = p.client(
+            &["--key", &name],
+            &[
+                family,
+                op,
+                "--stream",
+                "--model",
+                model,
+                "--max-tokens",
+                "100",
+            ],
+        );
+        assert_eq!(v["status"], 200, "{family}: {v}\n{stderr}");
+        let rows = p.log_json();
+        let row = rows.last().unwrap();
+        assert_eq!(row["outcome"], "cut", "{row}");
+        let input = row["input_tokens"].as_u64().unwrap();
+        assert!(input > 0, "{family}: {row}");
+        assert!(row["cost_usd"].as_f64().unwrap() > 0.0, "{family}: {row}");
+    }
+}
