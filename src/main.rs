@@ -61,7 +61,14 @@ fn usage_error(err: &clap::Error) -> ExitCode {
         } else {
             rendered.to_string()
         };
-        eprint!("{}", till::output::redact_keys(&text));
+        // An error reads as till's own do (`till: error: …`); help shown for a missing
+        // command is help, not an error.
+        let prefix = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ""
+        } else {
+            "till: "
+        };
+        eprint!("{prefix}{}", till::output::redact_keys(&text));
     } else {
         let _ = err.print();
     }

@@ -898,3 +898,28 @@ fn add_puts_the_store_back_when_the_ledger_refuses_the_key() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("the ledger lists it again"), "{stderr}");
 }
+
+/// A mistyped command or argument reads as till's other errors do (`till: error: …`, exit 2),
+/// clap's tip and usage after it; `till` alone shows its help, unprefixed.
+#[test]
+fn argument_errors_read_as_tills_own() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output(env.till().arg("bogus"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("till: error: unrecognized subcommand 'bogus'"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(env.till().args(["remove", "--yes"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("till: error: unexpected argument '--yes' found"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(&mut env.till());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("Scoped, short-lived API keys"),
+        "{stderr}"
+    );
+}
