@@ -63,6 +63,7 @@ set edit:completion:arg-completer[till] = {|@words|
             cand --version 'Print version'
         }
         &'till;doctor'= {
+            cand --json 'Print the checks as JSON (a list of `{"check", "ok", "detail"}`) instead of lines; the exit code is the same (1 when any check fails)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'

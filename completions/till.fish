@@ -53,6 +53,7 @@ complete -c till -n "__fish_till_using_subcommand remove" -s V -l version -d 'Pr
 complete -c till -n "__fish_till_using_subcommand list" -l json -d 'Print JSON instead of a table'
 complete -c till -n "__fish_till_using_subcommand list" -s h -l help -d 'Print help'
 complete -c till -n "__fish_till_using_subcommand list" -s V -l version -d 'Print version'
+complete -c till -n "__fish_till_using_subcommand doctor" -l json -d 'Print the checks as JSON (a list of `{"check", "ok", "detail"}`) instead of lines; the exit code is the same (1 when any check fails)'
 complete -c till -n "__fish_till_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c till -n "__fish_till_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c till -n "__fish_till_using_subcommand rotate" -l grace -d 'How long keys signed by the old mint key keep working: 30m, 1h, 7d (default: they stop at once). With --mint or --due only' -r

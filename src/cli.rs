@@ -34,7 +34,7 @@ pub enum Command {
     /// List stored root keys (provider, fingerprint, age); never key material.
     List(ListArgs),
     /// Check that till can work here: config, secrets store, keys, data directory.
-    Doctor,
+    Doctor(DoctorArgs),
     /// Replace a provider's root key, or the mint key, with a new one.
     ///
     /// With an admin key for OpenAI (`till add openai --admin`) and `[providers.openai]
@@ -193,6 +193,14 @@ pub struct RemoveArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the checks as JSON (a list of `{"check", "ok", "detail"}`) instead of lines; the
+    /// exit code is the same (1 when any check fails).
     #[arg(long)]
     pub json: bool,
 }

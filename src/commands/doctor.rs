@@ -3,18 +3,49 @@
 
 use std::process::ExitCode;
 
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
 use crate::commands::{Ctx, root_secret_name};
 use crate::config::{Config, Paths};
 use crate::output::check_line;
 use crate::providers::Providers;
 
-pub fn run() -> anyhow::Result<ExitCode> {
+pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+    let mut checks: Vec<Check> = Vec::new();
+    let code = checks_run(args.json, &mut checks)?;
+    if args.json {
+        crate::output::json(&checks)?;
+    }
+    Ok(code)
+}
+
+/// One check's outcome, as `--json` prints it.
+#[derive(Serialize)]
+struct Check {
+    check: String,
+    ok: bool,
+    detail: String,
+}
+
+/// Runs the checks; each is written as a line as it is known, or, with `json`, kept in
+/// `checks`.
+fn checks_run(json: bool, checks: &mut Vec<Check>) -> anyhow::Result<ExitCode> {
     let paths = Paths::resolve()?;
     let mut failed = false;
     // Each line is written as it is known; a closed stdout ends the command (exit 0).
     let mut check = |ok: bool, what: &str, detail: String| {
         failed |= !ok;
-        check_line(ok, what, &detail)
+        if json {
+            checks.push(Check {
+                check: what.to_string(),
+                ok,
+                detail,
+            });
+            Ok(())
+        } else {
+            check_line(ok, what, &detail)
+        }
     };
 
     let config = match Config::load(&paths.config_file) {

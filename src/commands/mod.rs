@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Add(args) => add::run(&Ctx::load()?, &args),
         Command::Remove(args) => remove::run(&Ctx::load()?, &args),
         Command::List(args) => list::run(&Ctx::load()?, &args),
-        Command::Doctor => doctor::run(),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Rotate(args) => rotate::run(&Ctx::load()?, &args),
         Command::Status(args) => status::run(&Ctx::load()?, &args),
         Command::Run(args) => {

@@ -923,3 +923,45 @@ fn argument_errors_read_as_tills_own() {
         "{stderr}"
     );
 }
+
+/// `till doctor --json`: the same checks as a list a script can read, with the same exit code
+/// (1 when one fails), and no key material in it.
+#[test]
+fn doctor_json_lists_the_checks_with_the_same_exit_code() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-doctor-json-0001",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = output(env.till().args(["doctor", "--json"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let checks = v.as_array().unwrap();
+    let names: Vec<&str> = checks
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "config",
+            "data directory",
+            "ledger",
+            "secrets store",
+            "openai key",
+            "mint key"
+        ],
+        "{stdout}"
+    );
+    assert!(checks.iter().all(|c| c["ok"] == true), "{stdout}");
+    assert!(!stdout.contains("sk-test-doctor"), "{stdout}");
+    // A config that does not read fails its check, and the command, as without --json.
+    env.config("[proxy\n");
+    let (code, stdout, stderr) = output(env.till().args(["doctor", "--json"]));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v[0]["check"], "config", "{stdout}");
+    assert_eq!(v[0]["ok"], false, "{stdout}");
+    assert!(!v[0]["detail"].as_str().unwrap().is_empty(), "{stdout}");
+}
