@@ -217,7 +217,7 @@ _till() {
             return 0
             ;;
         till__subcmd__add)
-            opts="-h -V --from-env --no-verify --admin --replace --help --version"
+            opts="-h -V --from-env --no-verify --admin --replace --help --version openai anthropic gemini mistral groq openrouter deepseek xai together"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1083,7 +1083,7 @@ _till() {
             return 0
             ;;
         till__subcmd__remove)
-            opts="-h -V --help --version"
+            opts="-h -V --help --version openai anthropic gemini mistral groq openrouter deepseek xai together"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1097,7 +1097,7 @@ _till() {
             return 0
             ;;
         till__subcmd__rotate)
-            opts="-h -V --mint --due --grace --yes --from-env --json --help --version"
+            opts="-h -V --mint --due --grace --yes --from-env --json --help --version openai anthropic gemini mistral groq openrouter deepseek xai together"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -129,7 +129,7 @@ pub enum Command {
 pub struct AddArgs {
     /// Provider name: openai, anthropic, gemini, mistral, groq, openrouter, deepseek, xai,
     /// together, or one from [providers.NAME] in config.toml.
-    #[arg(value_hint = clap::ValueHint::Other)]
+    #[arg(value_hint = clap::ValueHint::Other, value_parser = ProviderName, hide_possible_values = true)]
     pub provider: String,
     /// Read the key from this environment variable instead of a prompt or stdin.
     #[arg(long, value_name = "VAR")]
@@ -152,7 +152,7 @@ pub struct AddArgs {
 #[command(group(ArgGroup::new("mint_keys").args(["mint", "due"])))]
 pub struct RotateArgs {
     /// Provider whose root key to replace.
-    #[arg(value_hint = clap::ValueHint::Other)]
+    #[arg(value_hint = clap::ValueHint::Other, value_parser = ProviderName, hide_possible_values = true)]
     pub provider: Option<String>,
     /// Replace the mint key that signs child keys.
     #[arg(long)]
@@ -186,7 +186,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
     /// Provider whose root key to delete.
-    #[arg(value_hint = clap::ValueHint::Other)]
+    #[arg(value_hint = clap::ValueHint::Other, value_parser = ProviderName, hide_possible_values = true)]
     pub provider: String,
 }
 
@@ -551,5 +551,33 @@ mod tests {
     fn log_shows_refusals_or_alerts_not_both() {
         let err = Cli::try_parse_from(["till", "log", "--denied", "--alerts"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}
+
+/// A provider's name as given (one from config.toml's `[providers.NAME]` is checked when the
+/// config is read), with the built-in names offered to shell completions.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderName;
+
+impl clap::builder::TypedValueParser for ProviderName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            crate::providers::builtin_names()
+                .into_iter()
+                .map(clap::builder::PossibleValue::new),
+        ))
     }
 }

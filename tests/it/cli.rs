@@ -55,6 +55,34 @@ fn zsh_completion_is_loadable() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// Bash completes a provider's name from the built-in ones (the generated script offered
+/// nothing there, zsh every command on PATH before that).
+#[test]
+fn bash_completes_a_providers_name() {
+    let env = TestEnv::new();
+    let (_, script, _) = output(env.bare().args(["completions", "bash"]));
+    let file = env.path("till.bash");
+    std::fs::write(&file, script).unwrap();
+    for (words, want) in [
+        ("till remove an", "anthropic"),
+        ("till add gr", "groq"),
+        ("till rotate open", "openai\nopenrouter"),
+    ] {
+        let cword = words.split(' ').count() - 1;
+        let (code, stdout, stderr) = output(std::process::Command::new("bash").args([
+            "-c",
+            &format!(
+                "source {file}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; \
+                 COMP_POINT=${{#COMP_LINE}}; _till till \"${{COMP_WORDS[COMP_CWORD]}}\" \
+                 \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                file = file.display()
+            ),
+        ]));
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout.trim(), want, "{words}");
+    }
+}
+
 #[test]
 fn help_lists_commands() {
     let (code, stdout, _) = output(std::process::Command::new(till_bin()).arg("--help"));
