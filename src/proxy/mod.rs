@@ -496,7 +496,7 @@ async fn handle<B: RequestBody>(
                 .response(provider.api),
         };
     }
-    match run_phases(&mut ctx, req).await {
+    match run_phases(&mut ctx, req, &conn.stop).await {
         Ok(resp) => resp,
         Err(err) => {
             ctx.record.refused(&state, &err);
@@ -509,12 +509,21 @@ async fn handle<B: RequestBody>(
 async fn run_phases<B: RequestBody>(
     ctx: &mut phases::Ctx<'_>,
     req: Request<B>,
+    stop: &lifecycle::Stop,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let caller = phases::caller(ctx, &req).await?;
     let verified = phases::authenticate(ctx, &caller)?;
     let mut asked = phases::inspect(ctx, &verified, req).await?;
     let admission = phases::admit(ctx, &verified, &asked).await?;
     let mut outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
+    // While the request is with the provider, its record is the guard's: should this future
+    // be dropped before the answer's head (the stop's grace ended, the client went away), the
+    // request is recorded all the same.
+    let unanswered = Unanswered {
+        state: Arc::clone(ctx.state),
+        record: Some(ctx.record.take()),
+        stop: stop.clone(),
+    };
     let answered =
         phases::forward(ctx, &asked, &mut outgoing)
             .await
@@ -522,6 +531,7 @@ async fn run_phases<B: RequestBody>(
                 Some(err) => Err(err),
                 None => Ok((upstream, root)),
             });
+    ctx.record = unanswered.answered();
     match answered {
         Ok((upstream, root)) => Ok(phases::respond(
             ctx,
@@ -545,6 +555,61 @@ async fn run_phases<B: RequestBody>(
             Ok(err.response(ctx.provider.api))
         }
         Err(err) => Err(err),
+    }
+}
+
+/// A request sent to its provider and not answered yet: recorded when dropped before
+/// [`Unanswered::answered`] gives its record back, as `interrupted` when the proxy's stop cut
+/// it off (else `abandoned`: a client that hangs up does not drop it, since the answer is
+/// still read to meter it). The provider may run it: a budget's reservation is charged (the
+/// stop's sweep of the reservations would charge it too; the ledger settles it once), and
+/// without a budget it is at least in the log.
+struct Unanswered {
+    state: Arc<State>,
+    record: Option<RequestRecord>,
+    stop: lifecycle::Stop,
+}
+
+impl Unanswered {
+    fn answered(mut self) -> RequestRecord {
+        self.record
+            .take()
+            .unwrap_or_else(|| unreachable!("an unanswered request's record is taken once"))
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        let interrupted = self.stop.is_cut();
+        if interrupted {
+            let charged = record.reservation.as_ref().map_or(String::new(), |r| {
+                format!(
+                    " and charged {}, what it had reserved",
+                    crate::format::usd_micros(r.micros)
+                )
+            });
+            crate::output::note(&format!(
+                "till: a request to {} was still waiting for its answer when the proxy stopped; recorded as `interrupted`{charged}",
+                record.provider
+            ));
+        }
+        record.status = 503;
+        record.finish(
+            &self.state,
+            Some(body::Finished {
+                error: Some(if interrupted {
+                    "till stopped before the provider answered".into()
+                } else {
+                    "the client went away before the provider answered".into()
+                }),
+                interrupted,
+                client_gone: !interrupted,
+                ..body::Finished::default()
+            }),
+        );
     }
 }
 

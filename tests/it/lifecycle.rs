@@ -295,6 +295,38 @@ fn sigterm_cuts_off_what_outlasts_a_short_grace() {
     assert_eq!(spent, rows.iter().map(micros).sum::<i64>());
 }
 
+/// The same stop through a key without a budget: the cut-off stream and the unanswered
+/// request are each recorded (`interrupted`), with no reservation to write their rows for them.
+#[test]
+fn a_short_grace_records_what_it_cuts_off_without_a_budget() {
+    let opts = till_mock::MockOptions {
+        chunk_delay: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let p = ProxyEnv::with_options(
+        opts,
+        &format!("{PRICES}[proxy]\nshutdown_grace = \"200ms\"\n"),
+    );
+    let key = p.create_key(&["--name", "plain", "--scope", "openai"]);
+    p.mock.clear_requests();
+    let proxy = Proxy::start(&p);
+    let (started, streaming) = request(&proxy.addr, &key, "gpt-slow", true);
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (_, hanging) = request(&proxy.addr, &key, "gpt-hang", false);
+    wait_for_upstream(&p, "gpt-hang");
+    proxy.signal(libc::SIGTERM);
+    let mut proxy = proxy;
+    let status = wait_exit(&mut proxy.child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    streaming.join().unwrap();
+    hanging.join().unwrap();
+    let (rows, _) = log(&p);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["outcome"], "interrupted", "{row}");
+    }
+}
+
 /// A stop with a request the upstream never answers waited the whole grace (10 s) without a
 /// word, and a second Ctrl-C changed nothing. The stop says what it waits for, and a second
 /// signal cuts it off at once.
@@ -401,7 +433,9 @@ fn sigterm_to_till_run_records_the_agents_stream() {
                 .unwrap_or_else(|| panic!("{model}: no summary of 1 request in {stderr}"));
             assert!(!summary.ends_with(" $0"), "{summary}");
             assert!(
-                stderr.contains("1 request was still open when the proxy stopped"),
+                stderr.contains(
+                    "till: a request to openai was still waiting for its answer when the proxy stopped; recorded as `interrupted` and charged $0.01"
+                ),
                 "{stderr}"
             );
         }
