@@ -222,9 +222,9 @@ impl WriterHandle {
 
     /// Waits (up to `at_most`) until every settlement queued before this call is written, so
     /// that a budget read next sees what requests that have ended were charged instead of what
-    /// they held. Returns whether they were (a ledger that refuses writes keeps them held, and
-    /// the read then counts their reservations: more than they cost, never less).
-    pub fn wait_settled(&self, at_most: Duration) -> bool {
+    /// they held (a ledger that refuses writes keeps them held, and the read then counts their
+    /// reservations: more than they cost, never less).
+    pub fn wait_settled(&self, at_most: Duration) {
         let through = self
             .shared
             .queue
@@ -236,15 +236,12 @@ impl WriterHandle {
             .settled
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if *settled >= through {
-            return true;
+        if *settled < through {
+            let _ = self
+                .shared
+                .written
+                .wait_timeout_while(settled, at_most, |s| *s < through);
         }
-        let (settled, _) = self
-            .shared
-            .written
-            .wait_timeout_while(settled, at_most, |s| *s < through)
-            .unwrap_or_else(|e| e.into_inner());
-        *settled >= through
     }
 
     pub fn row(&self, row: RequestRow) {

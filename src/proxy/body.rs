@@ -162,27 +162,17 @@ impl MeteredStream {
             self.scrub_tail();
             outcome.usage = usage;
             outcome.completed = self.meter.completed;
-            let record = move || done(outcome);
-            if self.record_first {
-                record();
-            } else {
-                after_response(stop, record);
-            }
+            record(self.record_first, stop, move || done(outcome));
         } else {
             self.scrub_tail();
             let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
-            let record = move || {
+            record(self.record_first, stop, move || {
                 let (_, usage) = meter.finish();
                 outcome.usage = usage;
                 outcome.completed = meter.completed;
                 outcome.one_answer = !meter.usage_unreadable();
                 done(outcome);
-            };
-            if self.record_first {
-                record();
-            } else {
-                after_response(stop, record);
-            }
+            });
         }
     }
 
@@ -324,6 +314,16 @@ impl MeteredStream {
 }
 
 use std::future::Future as _;
+
+/// Runs `work` at once when `first` ([`MeteredStream::settle_before_end`]), else after the
+/// response ([`after_response`]).
+fn record(first: bool, stop: Option<Stop>, work: impl FnOnce() + Send + 'static) {
+    if first {
+        work();
+    } else {
+        after_response(stop, work);
+    }
+}
 
 /// Runs `record` as a task of its own on this runtime, holding `stop` until it has run (so a
 /// stopping proxy waits for it as it waits for a body); without a runtime, at once.

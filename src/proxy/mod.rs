@@ -520,9 +520,9 @@ async fn run_phases<B: RequestBody>(
     // be dropped before the answer's head (the stop's grace ended, the client went away), the
     // request is recorded all the same.
     let unanswered = Unanswered {
-        state: Arc::clone(ctx.state),
+        state: ctx.state,
         record: Some(ctx.record.take()),
-        stop: stop.clone(),
+        stop,
     };
     let answered =
         phases::forward(ctx, &asked, &mut outgoing)
@@ -564,13 +564,13 @@ async fn run_phases<B: RequestBody>(
 /// still read to meter it). The provider may run it: a budget's reservation is charged (the
 /// stop's sweep of the reservations would charge it too; the ledger settles it once), and
 /// without a budget it is at least in the log.
-struct Unanswered {
-    state: Arc<State>,
+struct Unanswered<'a> {
+    state: &'a State,
     record: Option<RequestRecord>,
-    stop: lifecycle::Stop,
+    stop: &'a lifecycle::Stop,
 }
 
-impl Unanswered {
+impl Unanswered<'_> {
     fn answered(mut self) -> RequestRecord {
         self.record
             .take()
@@ -578,7 +578,7 @@ impl Unanswered {
     }
 }
 
-impl Drop for Unanswered {
+impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
         let Some(mut record) = self.record.take() else {
             return;
@@ -598,7 +598,7 @@ impl Drop for Unanswered {
         }
         record.status = 503;
         record.finish(
-            &self.state,
+            self.state,
             Some(body::Finished {
                 error: Some(if interrupted {
                     "till stopped before the provider answered".into()

@@ -738,8 +738,8 @@ impl State {
     }
 
     /// Waits for the settlements of the requests that have ended to be written (on a blocking
-    /// thread): an answer's reservation is settled after its last bytes are out or as they go,
-    /// and the agent's next request, sent the moment it has read them, must find it freed.
+    /// thread): an answer's settlement is queued before its last bytes go out, and the agent's
+    /// next request, sent the moment it has read them, must find it written.
     fn wait_settled(&self) {
         if let Some(w) = &self.writer {
             w.wait_settled(SETTLE_WAIT);
