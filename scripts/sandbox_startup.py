@@ -8,10 +8,12 @@ per-round difference to the plain run; the script prints the median and the 10th
 percentiles of each command's wall time and of those differences.
 
     cargo build --release --bin till
-    scripts/sandbox_startup.py [--till target/release/till] [--rounds 300]
+    scripts/sandbox_startup.py [--till target/release/till] [--rounds 300] [--project DIR]
 
-It makes a throwaway TILL_HOME (file store with one key, a fixed passphrase) and a project
-directory under the target directory, and removes them at the end.
+It makes a throwaway TILL_HOME (file store with one key, a fixed passphrase) and an empty
+project directory under the target directory, and removes them at the end. `--project` runs
+in DIR instead (left as it is): a sandboxed run ends with a walk of its working directory
+for programs the agent rewrote, whose cost grows with the files there.
 """
 
 import argparse
@@ -35,6 +37,7 @@ def main():
     ap.add_argument("--till", default=os.path.join(target, "release", "till"))
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--project", help="run in this directory instead of an empty one")
     a = ap.parse_args()
     till = os.path.abspath(a.till)
 
@@ -42,8 +45,8 @@ def main():
     try:
         env = dict(os.environ, TILL_HOME=os.path.join(base, "home"), TILL_STORE="file",
                    TILL_PASSPHRASE="bench")
-        project = os.path.join(base, "project")
-        os.makedirs(project)
+        project = os.path.abspath(a.project) if a.project else os.path.join(base, "project")
+        os.makedirs(project, exist_ok=True)
         subprocess.run([till, "add", "openai", "--no-verify"], input=b"sk-bench-key\n",
                        env=env, check=True, capture_output=True)
         cmds = {

@@ -442,8 +442,8 @@ fn spawn_and_wait(
 }
 
 /// After the agent and the proxy's grace: ends what the agent left running in the sandbox
-/// (till returns only when nothing of the run goes on) and removes a `.git/commondir` it
-/// planted.
+/// (till returns only when nothing of the run goes on), takes the privileges off programs it
+/// rewrote, and puts right what it left in `.git`.
 fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
     let Some(sb) = sandbox else {
         return;
@@ -456,6 +456,7 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
         ));
     }
     sb.restore_git_modes();
+    sb.strip_rewritten_privileges();
     sb.remove_planted_commondir();
     sb.restore_broken_head();
     sb.warn_rebase_commands();

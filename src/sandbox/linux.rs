@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 use super::{HELPER_ARG, Net, Policy, SandboxError};
 use crate::terminal::Terminal;
 
+mod privileges;
 mod steps;
+
+pub use privileges::strip as strip_rewritten;
 
 use steps::{
     drop_file_privileges, hide, landlock, loopback_up, make_mount_point, mount_err, own_dev,

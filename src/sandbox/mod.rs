@@ -173,6 +173,42 @@ pub struct Sandbox {
     index_before: Option<gitindex::Marks>,
     /// The replacement refs (`refs/replace/…`) before the run.
     replace_before: Option<BTreeSet<String>>,
+    /// A little before the run began: a file whose change time is not older changed in it.
+    since: std::time::SystemTime,
+}
+
+/// How far before the run a file's change time still counts as the run's: the kernel stamps
+/// times from a clock that lags the one till reads by up to a tick, and some filesystems keep
+/// whole seconds.
+const CHANGE_TIME_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What [`Sandbox::strip_rewritten_privileges`] found.
+#[derive(Debug, Default, Clone)]
+pub struct Stripped {
+    /// Files changed in the run that lost a privilege.
+    pub stripped: Vec<(PathBuf, Privileged)>,
+    /// Files changed in the run whose privilege could not be taken off, and why.
+    pub failed: Vec<(PathBuf, String)>,
+    /// What could not be looked at, and why.
+    pub unchecked: Vec<(PathBuf, String)>,
+}
+
+/// A privilege a program file carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privileged {
+    SetUid,
+    SetGid,
+    Capabilities,
+}
+
+impl Privileged {
+    fn as_str(self) -> &'static str {
+        match self {
+            Privileged::SetUid => "set-user-ID bit",
+            Privileged::SetGid => "set-group-ID bit",
+            Privileged::Capabilities => "file capabilities",
+        }
+    }
 }
 
 impl Sandbox {
@@ -258,6 +294,9 @@ impl Sandbox {
             operations_state,
             index_before,
             replace_before,
+            since: std::time::SystemTime::now()
+                .checked_sub(CHANGE_TIME_SLACK)
+                .unwrap_or(std::time::UNIX_EPOCH),
         })
     }
 
@@ -309,6 +348,50 @@ impl Sandbox {
     /// Once the agent has exited: ends what it left running in the sandbox; how many.
     pub fn end_leftovers(&mut self) -> usize {
         self.launch.as_mut().map_or(0, imp::Launch::end_leftovers)
+    }
+
+    /// Once nothing of the agent runs: takes the set-ID bits and file capabilities off every
+    /// program in the working directory and the writable paths that changed during the run,
+    /// and says so. A write through a shared memory mapping keeps them (the kernel clears them
+    /// on the other ways of writing), so a set-ID program already there could be given any
+    /// contents and still run as its owner after the run (see `linux/privileges.rs`).
+    pub fn strip_rewritten_privileges(&self) -> Stripped {
+        let roots: Vec<PathBuf> = std::iter::once(self.policy.cwd.clone())
+            .chain(self.policy.writable.iter().cloned())
+            .collect();
+        let found = imp::strip_rewritten(&roots, &self.policy.hidden, self.since);
+        for (path, what) in &found.stripped {
+            crate::output::warn(&format!(
+                "took the {} off {}: it changed during the run, and a program the agent rewrote through a memory mapping keeps it",
+                what.as_str(),
+                path.display()
+            ));
+        }
+        for (path, e) in &found.failed {
+            crate::output::error(
+                &format!(
+                    "{} changed during the run and keeps a set-ID bit or file capabilities, which till could not take off: {e}",
+                    path.display()
+                ),
+                Some(
+                    "do not run it; remove it, or run chmod u-s,g-s on it (setcap -r for capabilities)",
+                ),
+            );
+        }
+        if let Some((path, e)) = found.unchecked.first() {
+            let more = found.unchecked.len() - 1;
+            crate::output::warn(&format!(
+                "could not look for set-ID programs the agent rewrote in {}{}: {e}; look yourself with find {} -perm /6000",
+                path.display(),
+                if more > 0 {
+                    format!(" (and {more} more places)")
+                } else {
+                    String::new()
+                },
+                self.policy.cwd.display()
+            ));
+        }
+        found
     }
 
     /// Once nothing of the agent runs: puts back a `.git/HEAD` the agent broke. With a HEAD

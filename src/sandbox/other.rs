@@ -56,6 +56,15 @@ impl Launch {
     }
 }
 
+/// Never reached: no sandbox runs here ([`check_supported`] refuses first).
+pub fn strip_rewritten(
+    _roots: &[std::path::PathBuf],
+    _skip: &[std::path::PathBuf],
+    _since: std::time::SystemTime,
+) -> super::Stripped {
+    super::Stripped::default()
+}
+
 pub fn helper_main() -> Option<std::process::ExitCode> {
     None
 }

@@ -965,6 +965,111 @@ fn a_commondir_the_agent_plants_in_git_is_removed() {
     assert!(!git_status(), "git ran the agent's command");
 }
 
+/// The file's set-ID bits, and whether it has file capabilities.
+fn privileges(path: &Path) -> (u32, bool) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o6000;
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and name, and a null buffer of size 0 (a size query).
+    let caps = unsafe {
+        libc::getxattr(
+            name.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    } >= 0;
+    (mode, caps)
+}
+
+/// Gives `path` the file capability `cap_net_raw+ep` (VFS_CAP_REVISION_2); false where this
+/// process may not (only root may, so only a root till's agent could keep one).
+fn give_capabilities(path: &Path) -> bool {
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut value = Vec::new();
+    for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        value.extend_from_slice(&word.to_le_bytes());
+    }
+    // SAFETY: a NUL-terminated path and name, and a buffer of the length given.
+    let set = unsafe {
+        libc::setxattr(
+            name.as_ptr(),
+            c"security.capability".as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    set == 0
+}
+
+#[test]
+fn a_program_the_agent_rewrites_through_a_mapping_loses_its_privileges() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = proxy_env();
+    let proj = project();
+    let dir = proj.path();
+    let make = |name: &str, mode: u32| {
+        let path = dir.join(name);
+        std::fs::write(&path, b"#!/bin/sh\necho the owner's program\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let setuid = make("setuid", 0o4755);
+    let setgid = make("setgid", 0o2755);
+    let untouched = make("untouched", 0o4755);
+    let capable = make("capable", 0o755);
+    let with_caps = give_capabilities(&capable);
+    // The agent writes through shared mappings (which keep the bits, where write(2) clears
+    // them); `untouched` it only reads.
+    let agent = format!(
+        "{} -c \"import mmap, os, sys\nfor name in ['setuid', 'setgid', 'capable']:\n    fd = os.open(name, os.O_RDWR)\n    m = mmap.mmap(fd, 0)\n    m[0:9] = b'#!/bin/sh'\n    m[10:14] = b'echo'\n    m[15:18] = b'pwn'\n    m.flush()\nopen('untouched', 'rb').read()\"",
+        python()
+    );
+    // Older change times for what was set up (till counts a little before the run as the
+    // run's, for clocks that lag and filesystems that keep whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    // Without the sandbox the write keeps the bits and capabilities: the attack is real here.
+    let (code, _, stderr) = run_sh(&p, dir, "--no-sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(std::fs::read_to_string(&setuid).unwrap().contains("pwn"));
+    assert_eq!(privileges(&setuid), (0o4000, false));
+    assert_eq!(privileges(&setgid), (0o2000, false));
+    assert_eq!(privileges(&capable), (0, with_caps));
+    // Inside it the rewrite goes through the same way, and till takes them off at the end.
+    let stderr = sandboxed(&p, dir, &agent);
+    assert_eq!(privileges(&setuid), (0, false), "{stderr}");
+    assert_eq!(privileges(&setgid), (0, false), "{stderr}");
+    assert_eq!(privileges(&capable), (0, false), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "took the set-user-ID bit off {}: it changed during the run",
+            setuid.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "took the set-group-ID bit off {}",
+            setgid.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.contains(&format!(
+            "took the file capabilities off {}",
+            capable.display()
+        )),
+        with_caps,
+        "{stderr}"
+    );
+    // What the agent did not change keeps its bit, and the rest of its mode.
+    assert_eq!(privileges(&untouched), (0o4000, false), "{stderr}");
+    assert!(!stderr.contains("untouched"), "{stderr}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode(&setuid), mode(&setgid)), (0o755, 0o755));
+}
+
 #[test]
 fn a_head_the_agent_breaks_is_put_back() {
     let p = proxy_env();
