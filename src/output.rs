@@ -24,6 +24,25 @@ pub fn stdout_is_terminal() -> bool {
     io::stdout().is_terminal()
 }
 
+/// Whether stdout is the null device: sent to `/dev/null`, or closed when till started (the
+/// runtime puts `/dev/null` on a closed standard descriptor). What is written there is gone.
+pub fn stdout_discards() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        let null = std::fs::metadata("/dev/null");
+        // SAFETY: fstat of descriptor 1 into a zeroed `stat`; a failure is checked.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::fstat(libc::STDOUT_FILENO, &mut st) } == 0;
+        ok && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
+            && null.is_ok_and(|n| n.file_type().is_char_device() && n.rdev() == st.st_rdev as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 /// Writes data to stdout. A broken pipe is returned as the error kind `BrokenPipe` and `main`
 /// turns it into exit 0.
 pub fn data(text: &str) -> io::Result<()> {

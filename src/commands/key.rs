@@ -39,6 +39,14 @@ struct Recipe {
 }
 
 fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
+    // The key is shown once, on stdout; one made where nobody can read it is one to revoke.
+    if crate::output::stdout_discards() {
+        return Err(UserError::usage(
+            "stdout is /dev/null (or was closed), so the new key would never be seen; none was made",
+        )
+        .hint("keep it in a variable or a file: KEY=$(till key create …), or till key create … > key.txt")
+        .into());
+    }
     let spec = super::scope_spec(ctx, &args.scope, None)?;
     let now = now_unix();
     let known = ctx.providers.names();

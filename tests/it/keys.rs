@@ -800,6 +800,39 @@ fn a_key_that_could_not_be_shown_is_not_kept() {
     p.create_key(&["--scope", "openai", "--name", "ci"]);
 }
 
+/// A key sent to /dev/null, or to a stdout closed before till started (which the runtime
+/// fills with /dev/null, so every write "succeeds"), would be a live key nobody ever saw: it is
+/// refused (2) before anything is made.
+#[cfg(unix)]
+#[test]
+fn a_key_nobody_could_see_is_not_made() {
+    let p = ProxyEnv::new();
+    use std::os::unix::process::CommandExt as _;
+    for closed in [false, true] {
+        let mut cmd = p.env.till();
+        cmd.args(["key", "create", "--scope", "openai", "--name", "gone"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        if closed {
+            // SAFETY: close(2) is async-signal-safe, and descriptor 1 is the child's own.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::close(1);
+                    Ok(())
+                });
+            }
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "closed {closed}: {stderr}");
+        assert!(stderr.contains("would never be seen"), "{stderr}");
+        assert!(stderr.contains("hint: keep it in a variable"), "{stderr}");
+    }
+    let (_, list, _) = output(p.env.till().args(["key", "list", "--all", "--json"]));
+    let keys: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(keys.as_array().map(Vec::len), Some(0), "{keys}");
+}
+
 /// `till run --key K` with a flag wider than K (another provider, a larger budget, a longer
 /// ttl) is refused (2), as `till key attenuate` refuses it, rather than run with K's scope and
 /// met with refusals whose hint is that flag; flags within K narrow it.
