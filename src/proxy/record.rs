@@ -102,6 +102,12 @@ impl RequestRecord {
         std::mem::replace(self, blank)
     }
 
+    /// Moves the record out for a while, leaving a placeholder that allocates nothing (no
+    /// provider's name): for a holder that gives it back before anything reads the record.
+    pub fn lend(&mut self) -> Self {
+        std::mem::replace(self, Self::new("", self.started))
+    }
+
     /// Records the request as refused with `err` (releasing anything it had reserved).
     pub fn refused(self, state: &State, err: &super::ProxyError) {
         self.ended_with(state, err, None);
