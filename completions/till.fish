@@ -201,3 +201,22 @@ complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcomma
 complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "inspect" -d 'Decode a key without verifying it: its scope, limits and expiry'
 complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "update" -d 'Fetch LiteLLM\'s model price table and keep it as this machine\'s copy'
 complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "reset" -d 'Delete this machine\'s copy and use the table built into till again'
+
+# The active keys' names where a key is asked for: after --key, and for `till key show` and
+# `till key revoke` (never after --, where the agent's command line begins).
+function __fish_till_key_place
+    set -l args (commandline -opc)
+    contains -- -- $args; and return 1
+    set -e args[1]
+    set -l words
+    for a in $args
+        string match -q -- '-*' $a; or set -a words $a
+    end
+    test "$words[1]" = key; or return 1
+    test "$words[2]" = revoke; and return 0
+    test "$words[2]" = show; and test (count $words) -eq 2
+end
+complete -c till -n __fish_till_key_place -f -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
+for sub in run log usage
+    complete -c till -n "__fish_till_using_subcommand $sub; and not contains -- -- (commandline -opc)" -l key -x -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
+end

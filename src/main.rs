@@ -21,6 +21,9 @@ fn main() -> ExitCode {
     // leaves a core dump, and no process of the user's without CAP_SYS_PTRACE attaches to till
     // or reads its memory. (The sandbox's helper, above, is a new program, dumpable again.)
     till::process::harden_self();
+    if let Some(code) = till::commands::complete_from_env() {
+        return code;
+    }
     let cli = match till::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),

@@ -460,6 +460,30 @@ fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now:
     }
 }
 
+/// Each active key's name, or its id when it has none, one a line (`TILL_COMPLETE=keys`).
+/// Names are letters, digits, `-`, `_` and `.`, so a shell reads them as they are. A ledger
+/// that is not there is not made.
+pub fn active_names(ctx: &Ctx) -> anyhow::Result<String> {
+    let now = now_unix();
+    let path = ctx.paths.ledger_file();
+    if !path.is_file() {
+        return Ok(String::new());
+    }
+    let ledger = ctx.ledger()?;
+    let mints = ledger.mint_keys()?;
+    let mut out = String::new();
+    for k in ledger.keys()?.iter() {
+        if status(k, &mints, now) == "active" {
+            match &k.name {
+                Some(name) => out.push_str(name),
+                None => out.push_str(&crate::childkey::Binding::short_hex(&k.binding)),
+            }
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
 fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
     let now = now_unix();
     let ledger = ctx.ledger_to_read()?;

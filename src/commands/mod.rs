@@ -58,6 +58,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `TILL_COMPLETE=keys till`, with no arguments: the active keys' names for the completion
+/// scripts ([`EnvVars::TILL_COMPLETE`]); `None` for every other command line.
+pub fn complete_from_env() -> Option<ExitCode> {
+    let asked = std::env::var_os(crate::env::EnvVars::TILL_COMPLETE)?;
+    if asked != "keys" || std::env::args_os().len() != 1 {
+        return None;
+    }
+    // Nothing on stderr, nothing but success: a completion that cannot read the ledger offers
+    // nothing.
+    let names = Ctx::load().and_then(|ctx| key::active_names(&ctx));
+    if let Ok(names) = names
+        && !names.is_empty()
+    {
+        let _ = crate::output::data(&names);
+    }
+    Some(ExitCode::SUCCESS)
+}
+
 /// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's, else
 /// what to do about a ledger SQLite could not write or read.
 pub fn hint(err: &anyhow::Error) -> Option<String> {

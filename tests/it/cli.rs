@@ -83,6 +83,105 @@ fn bash_completes_a_providers_name() {
     }
 }
 
+/// A home with active keys `ci` and `nightly`, one without a name, and a revoked `old`:
+/// what the completion scripts should offer where a key is asked for (the unnamed key by its
+/// id), sorted.
+fn keys_to_complete() -> (crate::support::ProxyEnv, Vec<String>) {
+    let p = crate::support::ProxyEnv::new();
+    for name in ["ci", "nightly", "old"] {
+        p.create_key(&["--scope", "openai", "--name", name]);
+    }
+    let unnamed = p.create_key(&["--scope", "openai"]);
+    let (code, _, stderr) = output(p.env.till().args(["key", "revoke", "old"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, shown, _) = output(p.env.till().args(["key", "show", &unnamed, "--json"]));
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let id = shown["id"].as_str().unwrap().to_string();
+    let mut want = vec!["ci".to_string(), "nightly".to_string(), id];
+    want.sort();
+    (p, want)
+}
+
+/// The completion of `words` (the last one being completed) by `shell`'s script in `script`,
+/// sorted; till is found on PATH with the test's home.
+fn complete(p: &crate::support::ProxyEnv, shell: &str, words: &str) -> Vec<String> {
+    let (_, script, _) = output(p.env.bare().args(["completions", shell]));
+    let file = p.env.path(&format!("completion.{shell}"));
+    std::fs::write(&file, script).unwrap();
+    let file = file.display();
+    let cword = words.split(' ').count() - 1;
+    let (program, code) = match shell {
+        "bash" => (
+            "bash",
+            format!(
+                "source {file}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; \
+                 COMP_POINT=${{#COMP_LINE}}; _till_keys till \"${{COMP_WORDS[COMP_CWORD]}}\" \
+                 \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+            ),
+        ),
+        // compadd and the generated function stand in for zsh's completion system, which
+        // runs only under a line editor: what the wrapper hands each of them is printed
+        // (compadd's, as zsh would show it, only what starts as the word does).
+        "zsh" => (
+            "zsh",
+            format!(
+                "autoload -U compinit && compinit -u; source {file}; \
+                 compadd() {{ local w; for w in ${{(P)2}}; do [[ $w == ${{words[CURRENT]}}* ]] && print -- $w; done; true }}; _till_generated() {{ print generated }}; \
+                 words=({words}); CURRENT={}; _till",
+                cword + 1
+            ),
+        ),
+        _ => ("fish", format!("source {file}; complete -C '{words}'")),
+    };
+    let (status, stdout, stderr) = output(
+        std::process::Command::new(program)
+            .args(["-c", &code])
+            .env("PATH", crate::support::path_with_till())
+            .env("TILL_HOME", p.env.home()),
+    );
+    assert_eq!(status, 0, "{shell}: {stderr}");
+    // fish prints a description after a tab.
+    let mut got: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    got.sort();
+    got
+}
+
+/// bash, zsh and fish offer the active keys' names (and ids of unnamed ones) after `--key`
+/// and for `till key show` and `till key revoke`, read from the ledger by
+/// `TILL_COMPLETE=keys till`; never a revoked key's, and never after `--`, where the agent's
+/// command line begins.
+#[test]
+fn the_shells_complete_key_names() {
+    // The test command installs fish and zsh; without them this test fails, not skips.
+    let (p, want) = keys_to_complete();
+    let mut want_n: Vec<String> = want
+        .iter()
+        .filter(|k| k.starts_with('n'))
+        .cloned()
+        .collect();
+    want_n.sort();
+    for shell in ["bash", "zsh", "fish"] {
+        assert_eq!(complete(&p, shell, "till key revoke "), want, "{shell}");
+        assert_eq!(complete(&p, shell, "till key revoke ci "), want, "{shell}");
+        assert_eq!(complete(&p, shell, "till key show "), want, "{shell}");
+        assert_eq!(complete(&p, shell, "till run --key "), want, "{shell}");
+        assert_eq!(complete(&p, shell, "till log --key n"), want_n, "{shell}");
+        // Not a key's place: the generated script decides (zsh's stand-in says so).
+        let agents = complete(&p, shell, "till run -- agent --key ");
+        assert!(!agents.contains(&"ci".to_string()), "{shell}: {agents:?}");
+        let shown = complete(&p, shell, "till key show ci ");
+        assert!(!shown.contains(&"ci".to_string()), "{shell}: {shown:?}");
+    }
+    assert_eq!(
+        complete(&p, "zsh", "till run -- agent --key "),
+        ["generated"]
+    );
+}
+
 #[test]
 fn help_lists_commands() {
     let (code, stdout, _) = output(std::process::Command::new(till_bin()).arg("--help"));
