@@ -1280,24 +1280,38 @@ else
     complete -F _till -o bashdefault -o default till
 fi
 
-# The active keys' names where a key is asked for: after --key, and for `till key show` and
-# `till key revoke` (never after --, where the agent's command line begins).
-_till_keys() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" i args=()
+# What the word being completed is, where till knows the values: `keys` (after --key, and for
+# `till key show` and `till key revoke`), `providers` (for `till add`) or `stored` (providers
+# with a stored key, for `till remove` and `till rotate`). Nothing after --, where the agent's
+# command line begins.
+_till_place() {
+    local prev="${COMP_WORDS[COMP_CWORD-1]}" i args=()
     for ((i = 1; i < COMP_CWORD; i++)); do
-        [[ ${COMP_WORDS[i]} == -- ]] && { _till "$@"; return; }
+        [[ ${COMP_WORDS[i]} == -- ]] && return
         [[ ${COMP_WORDS[i]} == -* ]] || args+=("${COMP_WORDS[i]}")
     done
-    if [[ $cur != -* ]] && [[ $prev == --key ||
-        ( ${args[0]} == key && ( ${args[1]} == revoke || ( ${args[1]} == show && ${#args[@]} -eq 2 ) ) ) ]]; then
-        COMPREPLY=( $(compgen -W "$(TILL_COMPLETE=keys command till 2>/dev/null)" -- "$cur") )
+    if [[ $prev == --key || ( ${args[0]} == key && ( $prev == show && ${#args[@]} -eq 2 ||
+        ${args[1]} == revoke && $prev != -* ) ) ]]; then
+        echo keys
+    elif [[ $prev == add && ${#args[@]} -eq 1 ]]; then
+        echo providers
+    elif [[ ( $prev == remove || $prev == rotate ) && ${#args[@]} -eq 1 ]]; then
+        echo stored
+    fi
+}
+
+_till_complete() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" place
+    place=$(_till_place)
+    if [[ -n $place && $cur != -* ]]; then
+        COMPREPLY=( $(compgen -W "$(TILL_COMPLETE=$place command till 2>/dev/null)" -- "$cur") )
         return 0
     fi
     _till "$@"
 }
 
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _till_keys -o nosort -o bashdefault -o default till
+    complete -F _till_complete -o nosort -o bashdefault -o default till
 else
-    complete -F _till_keys -o bashdefault -o default till
+    complete -F _till_complete -o bashdefault -o default till
 fi

@@ -202,21 +202,32 @@ complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcomma
 complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "update" -d 'Fetch LiteLLM\'s model price table and keep it as this machine\'s copy'
 complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcommand_from prices" -f -a "reset" -d 'Delete this machine\'s copy and use the table built into till again'
 
-# The active keys' names where a key is asked for: after --key, and for `till key show` and
-# `till key revoke` (never after --, where the agent's command line begins).
-function __fish_till_key_place
-    set -l args (commandline -opc)
-    contains -- -- $args; and return 1
-    set -e args[1]
-    set -l words
-    for a in $args
-        string match -q -- '-*' $a; or set -a words $a
+# Whether the word being completed is WHAT, where till knows the values: `keys` (after --key,
+# and for `till key show` and `till key revoke`), `providers` (for `till add`) or `stored`
+# (providers with a stored key, for `till remove` and `till rotate`). Never after --, where the
+# agent's command line begins.
+function __fish_till_place
+    set -l tokens (commandline -opc)
+    contains -- -- $tokens; and return 1
+    set -l prev $tokens[-1]
+    set -l args
+    for t in $tokens[2..-1]
+        string match -q -- '-*' $t; or set -a args $t
     end
-    test "$words[1]" = key; or return 1
-    test "$words[2]" = revoke; and return 0
-    test "$words[2]" = show; and test (count $words) -eq 2
+    switch $argv[1]
+        case keys
+            test "$args[1]" = key; or return 1
+            test "$prev" = show -a (count $args) -eq 2; and return 0
+            test "$args[2]" = revoke; and not string match -q -- '-*' $prev
+        case providers
+            test "$prev" = add -a (count $args) -eq 1
+        case stored
+            contains -- "$prev" remove rotate; and test (count $args) -eq 1
+    end
 end
-complete -c till -n __fish_till_key_place -f -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
+for what in keys providers stored
+    complete -c till -n "__fish_till_place $what" -f -a "(env TILL_COMPLETE=$what till 2>/dev/null)"
+end
 for sub in run log usage
     complete -c till -n "__fish_till_using_subcommand $sub; and not contains -- -- (commandline -opc)" -l key -x -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
 end

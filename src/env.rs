@@ -21,9 +21,10 @@ impl EnvVars {
     /// Set by `till run --sandbox` for the agent: the sandbox's network (`proxy` or `open`), so
     /// a nested `till run` knows it is already inside one.
     pub const TILL_SANDBOX: &'static str = "TILL_SANDBOX";
-    /// `TILL_COMPLETE=keys till` (no arguments) prints the active keys' names, one a line: what
-    /// the completion scripts offer where a key is asked for. A variable rather than a
-    /// command, which clap's generators would list among the commands.
+    /// `TILL_COMPLETE=keys|providers|stored till` (no arguments) prints the active keys' names,
+    /// the providers, or those with a stored key, one a line: what the completion scripts
+    /// offer. A variable rather than a command, which clap's generators would list among the
+    /// commands.
     pub const TILL_COMPLETE: &'static str = "TILL_COMPLETE";
     /// Test hook, read by debug builds only: makes `till run --sandbox` act as if the kernel
     /// lacked a mechanism (`landlock`, `userns`), to check that it refuses to start.

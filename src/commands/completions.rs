@@ -18,72 +18,108 @@ pub fn run(args: &CompletionsArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "till", &mut out);
-    let script = with_key_names(shell, String::from_utf8(out)?);
+    let script = with_values(shell, String::from_utf8(out)?);
     crate::output::data(&script)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The generated script, made to offer the active keys' names (from
-/// `TILL_COMPLETE=keys till`, which reads the ledger, never the keychain) for `--key` and for
-/// `till key show` and `till key revoke`: clap's generators write fixed values only. Never
-/// after a `--` (what follows is the agent's command line).
-fn with_key_names(shell: CShell, script: String) -> String {
+pub fn manpage() -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    crate::output::data(&String::from_utf8(out)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The generated script, made to offer what till knows where clap's generators write fixed
+/// values only: the active keys' names after `--key` and for `till key show` and `till key
+/// revoke`, the built-in and config.toml providers for `till add`, and the providers with a
+/// stored root key for `till remove` and `till rotate`, each read with `TILL_COMPLETE=WHAT
+/// till` (the ledger and config.toml, never the keychain). Never after a `--` (what follows is
+/// the agent's command line); elsewhere the generated script answers.
+fn with_values(shell: CShell, script: String) -> String {
     match shell {
-        CShell::Bash => script + BASH_KEYS,
+        CShell::Bash => script + BASH,
         // The generated function is renamed, and `_till` (what `compdef` and the autoloaded
-        // file call) becomes the one that looks for a key's place first; the generated file's
-        // last lines, which call `_till`, move after it.
+        // file call) becomes the one that looks at the word's place first; the generated
+        // file's last lines, which call `_till`, move after it.
         CShell::Zsh => {
             script
                 .replacen("\n_till() {\n", "\n_till_generated() {\n", 1)
                 .replacen(ZSH_TAIL, "", 1)
-                + ZSH_KEYS
+                + ZSH
                 + ZSH_TAIL
         }
-        CShell::Fish => script + FISH_KEYS,
+        CShell::Fish => script + FISH,
         _ => script,
     }
 }
 
-const BASH_KEYS: &str = r#"
-# The active keys' names where a key is asked for: after --key, and for `till key show` and
-# `till key revoke` (never after --, where the agent's command line begins).
-_till_keys() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" i args=()
+const BASH: &str = r#"
+# What the word being completed is, where till knows the values: `keys` (after --key, and for
+# `till key show` and `till key revoke`), `providers` (for `till add`) or `stored` (providers
+# with a stored key, for `till remove` and `till rotate`). Nothing after --, where the agent's
+# command line begins.
+_till_place() {
+    local prev="${COMP_WORDS[COMP_CWORD-1]}" i args=()
     for ((i = 1; i < COMP_CWORD; i++)); do
-        [[ ${COMP_WORDS[i]} == -- ]] && { _till "$@"; return; }
+        [[ ${COMP_WORDS[i]} == -- ]] && return
         [[ ${COMP_WORDS[i]} == -* ]] || args+=("${COMP_WORDS[i]}")
     done
-    if [[ $cur != -* ]] && [[ $prev == --key ||
-        ( ${args[0]} == key && ( ${args[1]} == revoke || ( ${args[1]} == show && ${#args[@]} -eq 2 ) ) ) ]]; then
-        COMPREPLY=( $(compgen -W "$(TILL_COMPLETE=keys command till 2>/dev/null)" -- "$cur") )
+    if [[ $prev == --key || ( ${args[0]} == key && ( $prev == show && ${#args[@]} -eq 2 ||
+        ${args[1]} == revoke && $prev != -* ) ) ]]; then
+        echo keys
+    elif [[ $prev == add && ${#args[@]} -eq 1 ]]; then
+        echo providers
+    elif [[ ( $prev == remove || $prev == rotate ) && ${#args[@]} -eq 1 ]]; then
+        echo stored
+    fi
+}
+
+_till_complete() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" place
+    place=$(_till_place)
+    if [[ -n $place && $cur != -* ]]; then
+        COMPREPLY=( $(compgen -W "$(TILL_COMPLETE=$place command till 2>/dev/null)" -- "$cur") )
         return 0
     fi
     _till "$@"
 }
 
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _till_keys -o nosort -o bashdefault -o default till
+    complete -F _till_complete -o nosort -o bashdefault -o default till
 else
-    complete -F _till_keys -o bashdefault -o default till
+    complete -F _till_complete -o bashdefault -o default till
 fi
 "#;
 
-const ZSH_KEYS: &str = r#"
-# The active keys' names where a key is asked for: after --key, and for `till key show` and
-# `till key revoke` (never after --, where the agent's command line begins).
-_till() {
+const ZSH: &str = r#"
+# What the word being completed is, where till knows the values: `keys` (after --key, and for
+# `till key show` and `till key revoke`), `providers` (for `till add`) or `stored` (providers
+# with a stored key, for `till remove` and `till rotate`). Nothing after --, where the agent's
+# command line begins.
+_till_place() {
     local -a args
-    local i
+    local i prev=${words[CURRENT-1]}
     for ((i = 2; i < CURRENT; i++)); do
-        [[ ${words[i]} == -- ]] && { _till_generated "$@"; return; }
+        [[ ${words[i]} == -- ]] && return
         [[ ${words[i]} == -* ]] || args+=("${words[i]}")
     done
-    if [[ ${words[CURRENT]} != -* ]] && [[ ${words[CURRENT-1]} == --key ||
-        ( ${args[1]} == key && ( ${args[2]} == revoke || ( ${args[2]} == show && ${#args} -eq 2 ) ) ) ]]; then
-        local -a keys
-        keys=(${(f)"$(TILL_COMPLETE=keys command till 2>/dev/null)"})
-        compadd -a keys
+    if [[ $prev == --key || ( ${args[1]} == key && ( $prev == show && ${#args} -eq 2 ||
+        ${args[2]} == revoke && $prev != -* ) ) ]]; then
+        print keys
+    elif [[ $prev == add && ${#args} -eq 1 ]]; then
+        print providers
+    elif [[ ( $prev == remove || $prev == rotate ) && ${#args} -eq 1 ]]; then
+        print stored
+    fi
+}
+
+_till() {
+    local place=$(_till_place)
+    if [[ -n $place && ${words[CURRENT]} != -* ]]; then
+        local -a values
+        values=(${(f)"$(TILL_COMPLETE=$place command till 2>/dev/null)"})
+        compadd -a values
         return
     fi
     _till_generated "$@"
@@ -99,30 +135,34 @@ else
 fi
 "#;
 
-const FISH_KEYS: &str = r#"
-# The active keys' names where a key is asked for: after --key, and for `till key show` and
-# `till key revoke` (never after --, where the agent's command line begins).
-function __fish_till_key_place
-    set -l args (commandline -opc)
-    contains -- -- $args; and return 1
-    set -e args[1]
-    set -l words
-    for a in $args
-        string match -q -- '-*' $a; or set -a words $a
+const FISH: &str = r#"
+# Whether the word being completed is WHAT, where till knows the values: `keys` (after --key,
+# and for `till key show` and `till key revoke`), `providers` (for `till add`) or `stored`
+# (providers with a stored key, for `till remove` and `till rotate`). Never after --, where the
+# agent's command line begins.
+function __fish_till_place
+    set -l tokens (commandline -opc)
+    contains -- -- $tokens; and return 1
+    set -l prev $tokens[-1]
+    set -l args
+    for t in $tokens[2..-1]
+        string match -q -- '-*' $t; or set -a args $t
     end
-    test "$words[1]" = key; or return 1
-    test "$words[2]" = revoke; and return 0
-    test "$words[2]" = show; and test (count $words) -eq 2
+    switch $argv[1]
+        case keys
+            test "$args[1]" = key; or return 1
+            test "$prev" = show -a (count $args) -eq 2; and return 0
+            test "$args[2]" = revoke; and not string match -q -- '-*' $prev
+        case providers
+            test "$prev" = add -a (count $args) -eq 1
+        case stored
+            contains -- "$prev" remove rotate; and test (count $args) -eq 1
+    end
 end
-complete -c till -n __fish_till_key_place -f -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
+for what in keys providers stored
+    complete -c till -n "__fish_till_place $what" -f -a "(env TILL_COMPLETE=$what till 2>/dev/null)"
+end
 for sub in run log usage
     complete -c till -n "__fish_till_using_subcommand $sub; and not contains -- -- (commandline -opc)" -l key -x -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
 end
 "#;
-
-pub fn manpage() -> anyhow::Result<ExitCode> {
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-    crate::output::data(&String::from_utf8(out)?)?;
-    Ok(ExitCode::SUCCESS)
-}

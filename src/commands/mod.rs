@@ -58,20 +58,39 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `TILL_COMPLETE=keys till`, with no arguments: the active keys' names for the completion
-/// scripts ([`EnvVars::TILL_COMPLETE`]); `None` for every other command line.
+/// `TILL_COMPLETE=WHAT till`, with no arguments: values for the completion scripts
+/// ([`EnvVars::TILL_COMPLETE`]), one a line: `keys` (the active keys' names), `providers` (the
+/// built-in and config.toml providers) or `stored` (the providers with a stored root key, from
+/// the ledger; the keychain is never asked). `None` for every other command line.
 pub fn complete_from_env() -> Option<ExitCode> {
     let asked = std::env::var_os(crate::env::EnvVars::TILL_COMPLETE)?;
-    if asked != "keys" || std::env::args_os().len() != 1 {
+    if std::env::args_os().len() != 1 {
         return None;
     }
-    // Nothing on stderr, nothing but success: a completion that cannot read the ledger offers
-    // nothing.
-    let names = Ctx::load().and_then(|ctx| key::active_names(&ctx));
-    if let Ok(names) = names
-        && !names.is_empty()
+    let values = |ctx: &Ctx| -> anyhow::Result<String> {
+        Ok(match asked.to_str() {
+            Some("keys") => key::active_names(ctx)?,
+            Some("providers") => ctx
+                .providers
+                .names()
+                .iter()
+                .map(|n| format!("{n}\n"))
+                .collect(),
+            Some("stored") if ctx.paths.ledger_file().is_file() => ctx
+                .ledger()?
+                .root_keys()?
+                .iter()
+                .map(|m| format!("{}\n", m.provider))
+                .collect(),
+            _ => String::new(),
+        })
+    };
+    // Nothing on stderr, nothing but success: a completion that cannot read what it needs
+    // offers nothing.
+    if let Ok(text) = Ctx::load().and_then(|ctx| values(&ctx))
+        && !text.is_empty()
     {
-        let _ = crate::output::data(&names);
+        let _ = crate::output::data(&text);
     }
     Some(ExitCode::SUCCESS)
 }

@@ -87,7 +87,11 @@ fn bash_completes_a_providers_name() {
 /// what the completion scripts should offer where a key is asked for (the unnamed key by its
 /// id), sorted.
 fn keys_to_complete() -> (crate::support::ProxyEnv, Vec<String>) {
-    let p = crate::support::ProxyEnv::new();
+    // A provider of config.toml's own, with no key stored.
+    let p = crate::support::ProxyEnv::with_options(
+        till_mock::MockOptions::default(),
+        "[providers.myllm]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n",
+    );
     for name in ["ci", "nightly", "old"] {
         p.create_key(&["--scope", "openai", "--name", name]);
     }
@@ -115,7 +119,7 @@ fn complete(p: &crate::support::ProxyEnv, shell: &str, words: &str) -> Vec<Strin
             "bash",
             format!(
                 "source {file}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; \
-                 COMP_POINT=${{#COMP_LINE}}; _till_keys till \"${{COMP_WORDS[COMP_CWORD]}}\" \
+                 COMP_POINT=${{#COMP_LINE}}; _till_complete till \"${{COMP_WORDS[COMP_CWORD]}}\" \
                  \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\""
             ),
         ),
@@ -150,31 +154,47 @@ fn complete(p: &crate::support::ProxyEnv, shell: &str, words: &str) -> Vec<Strin
     got
 }
 
-/// bash, zsh and fish offer the active keys' names (and ids of unnamed ones) after `--key`
-/// and for `till key show` and `till key revoke`, read from the ledger by
-/// `TILL_COMPLETE=keys till`; never a revoked key's, and never after `--`, where the agent's
-/// command line begins.
+/// bash, zsh and fish offer what till knows where clap's generated scripts offer fixed values
+/// or nothing: the active keys' names (and ids of unnamed ones) after `--key` and for `till key
+/// show` and `till key revoke`, never a revoked key's; the built-in and config.toml providers
+/// for `till add`; the providers with a stored key for `till remove` and `till rotate`. All
+/// read with `TILL_COMPLETE=WHAT till`, and never after `--`, where the agent's command line
+/// begins.
 #[test]
-fn the_shells_complete_key_names() {
+fn the_shells_complete_key_and_provider_names() {
     // The test command installs fish and zsh; without them this test fails, not skips.
     let (p, want) = keys_to_complete();
-    let mut want_n: Vec<String> = want
+    let want_n: Vec<String> = want
         .iter()
         .filter(|k| k.starts_with('n'))
         .cloned()
         .collect();
-    want_n.sort();
+    let stored = ["anthropic", "gemini", "openai"].map(String::from).to_vec();
     for shell in ["bash", "zsh", "fish"] {
         assert_eq!(complete(&p, shell, "till key revoke "), want, "{shell}");
         assert_eq!(complete(&p, shell, "till key revoke ci "), want, "{shell}");
         assert_eq!(complete(&p, shell, "till key show "), want, "{shell}");
         assert_eq!(complete(&p, shell, "till run --key "), want, "{shell}");
         assert_eq!(complete(&p, shell, "till log --key n"), want_n, "{shell}");
-        // Not a key's place: the generated script decides (zsh's stand-in says so).
-        let agents = complete(&p, shell, "till run -- agent --key ");
-        assert!(!agents.contains(&"ci".to_string()), "{shell}: {agents:?}");
-        let shown = complete(&p, shell, "till key show ci ");
-        assert!(!shown.contains(&"ci".to_string()), "{shell}: {shown:?}");
+        assert_eq!(complete(&p, shell, "till add my"), ["myllm"], "{shell}");
+        let add = complete(&p, shell, "till add ");
+        for name in ["myllm", "openai", "groq", "openrouter"] {
+            assert!(add.contains(&name.to_string()), "{shell}: {add:?}");
+        }
+        assert_eq!(complete(&p, shell, "till remove "), stored, "{shell}");
+        assert_eq!(complete(&p, shell, "till rotate "), stored, "{shell}");
+        // Not such a place: the generated script decides (zsh's stand-in says so).
+        for words in [
+            "till run -- agent --key ",
+            "till key show ci ",
+            "till add openai ",
+        ] {
+            let got = complete(&p, shell, words);
+            assert!(
+                !got.contains(&"ci".to_string()) && !got.contains(&"myllm".to_string()),
+                "{shell} {words}: {got:?}"
+            );
+        }
     }
     assert_eq!(
         complete(&p, "zsh", "till run -- agent --key "),
