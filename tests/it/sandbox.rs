@@ -1021,11 +1021,14 @@ fn a_program_the_agent_rewrites_through_a_mapping_loses_its_privileges() {
     let capable = make("capable", 0o755);
     let with_caps = give_capabilities(&capable);
     // The agent writes through shared mappings (which keep the bits, where write(2) clears
-    // them); `untouched` it only reads.
+    // them), and hides `setgid` 150 directories down (deeper than till may hold descriptors
+    // open, below); `untouched` it only reads.
     let agent = format!(
-        "{} -c \"import mmap, os, sys\nfor name in ['setuid', 'setgid', 'capable']:\n    fd = os.open(name, os.O_RDWR)\n    m = mmap.mmap(fd, 0)\n    m[0:9] = b'#!/bin/sh'\n    m[10:14] = b'echo'\n    m[15:18] = b'pwn'\n    m.flush()\nopen('untouched', 'rb').read()\"",
-        python()
+        "{} -c \"import mmap, os, sys\nfor name in ['setuid', 'setgid', 'capable']:\n    fd = os.open(name, os.O_RDWR)\n    m = mmap.mmap(fd, 0)\n    m[0:9] = b'#!/bin/sh'\n    m[10:14] = b'echo'\n    m[15:18] = b'pwn'\n    m.flush()\nos.makedirs('{deep}', exist_ok=True)\nos.rename('setgid', '{deep}/setgid')\nopen('untouched', 'rb').read()\"",
+        python(),
+        deep = ["d"; 150].join("/")
     );
+    let setgid_deep = dir.join(["d"; 150].join("/")).join("setgid");
     // Older change times for what was set up (till counts a little before the run as the
     // run's, for clocks that lag and filesystems that keep whole seconds).
     std::thread::sleep(std::time::Duration::from_millis(2200));
@@ -1034,12 +1037,33 @@ fn a_program_the_agent_rewrites_through_a_mapping_loses_its_privileges() {
     assert_eq!(code, 0, "{stderr}");
     assert!(std::fs::read_to_string(&setuid).unwrap().contains("pwn"));
     assert_eq!(privileges(&setuid), (0o4000, false));
-    assert_eq!(privileges(&setgid), (0o2000, false));
+    assert_eq!(privileges(&setgid_deep), (0o2000, false));
     assert_eq!(privileges(&capable), (0, with_caps));
-    // Inside it the rewrite goes through the same way, and till takes them off at the end.
-    let stderr = sandboxed(&p, dir, &agent);
+    std::fs::rename(&setgid_deep, &setgid).unwrap();
+    // Inside it the rewrite goes through the same way, and till takes them off at the end,
+    // with 64 descriptors at most.
+    let mut cmd = p.env.till();
+    cmd.args(["run", "--sandbox", "--", "sh", "-c", &agent])
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; the limit is the child's own.
+    unsafe {
+        use std::os::unix::process::CommandExt as _;
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (code, _, stderr) = output(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
     assert_eq!(privileges(&setuid), (0, false), "{stderr}");
-    assert_eq!(privileges(&setgid), (0, false), "{stderr}");
+    assert_eq!(privileges(&setgid_deep), (0, false), "{stderr}");
     assert_eq!(privileges(&capable), (0, false), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -1051,7 +1075,7 @@ fn a_program_the_agent_rewrites_through_a_mapping_loses_its_privileges() {
     assert!(
         stderr.contains(&format!(
             "took the set-group-ID bit off {}",
-            setgid.display()
+            setgid_deep.display()
         )),
         "{stderr}"
     );
@@ -1067,7 +1091,8 @@ fn a_program_the_agent_rewrites_through_a_mapping_loses_its_privileges() {
     assert_eq!(privileges(&untouched), (0o4000, false), "{stderr}");
     assert!(!stderr.contains("untouched"), "{stderr}");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!((mode(&setuid), mode(&setgid)), (0o755, 0o755));
+    assert_eq!((mode(&setuid), mode(&setgid_deep)), (0o755, 0o755));
+    assert!(!stderr.contains("could not look"), "{stderr}");
 }
 
 #[test]

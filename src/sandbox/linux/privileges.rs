@@ -15,8 +15,9 @@
 //!
 //! Once nothing of the agent runs, [`strip`] walks the paths and takes the bits and the
 //! capabilities off every regular file whose change time is not older than the run. The walk
-//! goes by directory descriptors, not paths, so no depth the agent makes is too long for it;
-//! what it cannot read is said, never taken for clean.
+//! goes by directory descriptors, not paths, and holds one directory open at a time, so no
+//! depth the agent makes is too long for it or takes more descriptors than it may have; what it
+//! cannot read is said, never taken for clean.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd as _};
@@ -51,26 +52,44 @@ pub fn strip(roots: &[PathBuf], skip: &[PathBuf], since: SystemTime) -> Stripped
     out
 }
 
+/// Walks the tree under `root` holding one directory open at a time: a directory is left
+/// for its child's (its place, the cookie after the child's entry, kept), and opened again from
+/// the child (`..`) when the child is done. Holding every level open instead would run out of
+/// descriptors in a tree deeper than the limit on them, which the agent can make.
 fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
-    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let opened = rustix::fs::open(root, dir_flags, Mode::empty()).and_then(Dir::new);
-    let dir = match opened {
+    let opened = rustix::fs::open(root, DIR_FLAGS, Mode::empty()).and_then(Dir::new);
+    let mut dir = match opened {
         Ok(dir) => dir,
         Err(e) => return out.unchecked.push((root.to_path_buf(), e.to_string())),
     };
-    let mut stack: Vec<(Dir, PathBuf)> = vec![(dir, root.to_path_buf())];
-    while let Some((dir, path)) = stack.last_mut() {
+    let mut path = root.to_path_buf();
+    // The directories above the one being read: their paths and where to go on in each.
+    let mut above: Vec<(PathBuf, i64)> = Vec::new();
+    loop {
         let entry = match dir.read() {
-            None => {
-                stack.pop();
-                continue;
-            }
-            Some(Err(e)) => {
-                out.unchecked.push((path.clone(), e.to_string()));
-                stack.pop();
-                continue;
-            }
             Some(Ok(entry)) => entry,
+            end => {
+                if let Some(Err(e)) = end {
+                    out.unchecked.push((path.clone(), e.to_string()));
+                }
+                let Some((parent, resume)) = above.pop() else {
+                    return;
+                };
+                match back_up(&dir, resume) {
+                    Ok(up) => {
+                        dir = up;
+                        path = parent;
+                    }
+                    Err(e) => {
+                        // The rest of every directory above goes unread: said.
+                        out.unchecked.push((parent, e.to_string()));
+                        out.unchecked
+                            .extend(above.into_iter().map(|(p, _)| (p, e.to_string())));
+                        return;
+                    }
+                }
+                continue;
+            }
         };
         let name = entry.file_name();
         if matches!(name.to_bytes(), b"." | b"..") {
@@ -80,7 +99,6 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
         let Ok(fd) = dir.fd() else {
             out.unchecked
                 .push((path.clone(), "its directory cannot be read".into()));
-            stack.pop();
             continue;
         };
         let kind = match entry.file_type() {
@@ -98,8 +116,11 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
                 if skip.contains(&child) {
                     continue;
                 }
-                match rustix::fs::openat(fd, name, dir_flags, Mode::empty()).and_then(Dir::new) {
-                    Ok(sub) => stack.push((sub, child)),
+                match rustix::fs::openat(fd, name, DIR_FLAGS, Mode::empty()).and_then(Dir::new) {
+                    Ok(sub) => {
+                        above.push((std::mem::replace(&mut path, child), entry.offset()));
+                        dir = sub;
+                    }
                     Err(e) => out.unchecked.push((child, e.to_string())),
                 }
             }
@@ -109,6 +130,20 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
             _ => {}
         }
     }
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// The directory above `dir` (its `..`, which crosses back out of a mount as the walk crossed
+/// in), read on from `resume`. Nothing of the agent runs, so it is the one the walk came from.
+fn back_up(dir: &Dir, resume: i64) -> rustix::io::Result<Dir> {
+    let up = rustix::fs::openat(dir.fd()?, c"..", DIR_FLAGS, Mode::empty())?;
+    // A cookie, not a position: passed back bit for bit.
+    rustix::fs::seek(&up, rustix::fs::SeekFrom::Start(resume as u64))?;
+    Dir::new(up)
 }
 
 /// Looks at one regular file in the directory `dir`, and strips it if it changed since the run
@@ -255,6 +290,34 @@ mod tests {
         assert!(found.stripped[0].0.as_os_str().len() > 6_000);
         let st = rustix::fs::fstat(&file).unwrap();
         assert_eq!(st.st_mode & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn the_walk_goes_on_after_each_directory_it_left() {
+        // The walk leaves a directory for each child and comes back through `..` to where it
+        // was: every entry after a subdirectory must still be read, in a directory large
+        // enough to take several reads of its entries.
+        let root = tempfile::tempdir().unwrap();
+        let since = SystemTime::now() - std::time::Duration::from_secs(2);
+        for i in 0..300 {
+            let sub = root.path().join(format!("sub-{i}"));
+            std::fs::create_dir(&sub).unwrap();
+            program(&sub.join("p"), 0o4755);
+            program(
+                &root.path().join(format!("file-with-a-long-name-{i:04}")),
+                0o4755,
+            );
+        }
+        let found = strip(&[root.path().to_path_buf()], &[], since);
+        assert!(
+            found.failed.is_empty() && found.unchecked.is_empty(),
+            "{found:?}"
+        );
+        assert_eq!(found.stripped.len(), 600);
+        let mut paths: Vec<_> = found.stripped.iter().map(|(p, _)| p.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 600);
     }
 
     #[test]
