@@ -364,14 +364,14 @@ impl Sandbox {
             crate::output::warn(&format!(
                 "took the {} off {}: it changed during the run, and a program the agent rewrote through a memory mapping keeps it",
                 what.as_str(),
-                path.display()
+                agent_path(path)
             ));
         }
         for (path, e) in &found.failed {
             crate::output::error(
                 &format!(
                     "{} changed during the run and keeps a set-ID bit or file capabilities, which till could not take off: {e}",
-                    path.display()
+                    agent_path(path)
                 ),
                 Some(
                     "do not run it; remove it, or run chmod u-s,g-s on it (setcap -r for capabilities)",
@@ -382,7 +382,7 @@ impl Sandbox {
             let more = found.unchecked.len() - 1;
             crate::output::warn(&format!(
                 "could not look for set-ID programs the agent rewrote in {}{}: {e}; look yourself with find {} -perm /6000",
-                path.display(),
+                agent_path(path),
                 if more > 0 {
                     format!(" (and {more} more places)")
                 } else {
@@ -619,6 +619,22 @@ impl Sandbox {
         }
         added.into_iter().collect()
     }
+}
+
+/// A path the agent chose, to show: its control characters escaped (a name may hold a newline or
+/// an escape sequence), and one longer than a line cut in the middle (the agent may nest
+/// directories without end).
+fn agent_path(path: &Path) -> String {
+    const HEAD: usize = 80;
+    const TAIL: usize = 160;
+    let text = crate::output::printable(&path.to_string_lossy()).into_owned();
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= HEAD + TAIL + 1 {
+        return text;
+    }
+    let head: String = chars[..HEAD].iter().collect();
+    let tail: String = chars[chars.len() - TAIL..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// A fingerprint of what the directory `dir` holds, two levels down: each entry's name, inode,
@@ -1476,6 +1492,20 @@ mod tests {
             (name == "XDG_CACHE_HOME").then(|| cache.clone())
         });
         assert_eq!(found, [elsewhere.path().join("keyring-ABCDEF")]);
+    }
+
+    #[test]
+    fn an_agents_path_is_shown_escaped_and_cut_to_a_line() {
+        let odd = Path::new("/p/a\nfake line\u{1b}[2J/b");
+        assert_eq!(agent_path(odd), "/p/a\\u{a}fake line\\u{1b}[2J/b");
+        let deep = PathBuf::from(format!("/p/{}x", "d/".repeat(500)));
+        let shown = agent_path(&deep);
+        assert_eq!(shown.chars().count(), 80 + 1 + 160);
+        assert!(
+            shown.starts_with("/p/d/d/") && shown.ends_with("d/d/x"),
+            "{shown}"
+        );
+        assert!(shown.contains('…'));
     }
 
     #[test]
