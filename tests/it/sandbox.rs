@@ -1041,7 +1041,7 @@ fn a_program_the_agent_rewrites_through_a_mapping_loses_its_privileges() {
     assert_eq!(privileges(&capable), (0, with_caps));
     std::fs::rename(&setgid_deep, &setgid).unwrap();
     // Inside it the rewrite goes through the same way, and till takes them off at the end,
-    // with 64 descriptors at most.
+    // with 40 descriptors at most (till holds about 24 of them by then).
     let mut cmd = p.env.till();
     cmd.args(["run", "--sandbox", "--", "sh", "-c", &agent])
         .current_dir(dir)
@@ -1051,8 +1051,8 @@ fn a_program_the_agent_rewrites_through_a_mapping_loses_its_privileges() {
         use std::os::unix::process::CommandExt as _;
         cmd.pre_exec(|| {
             let limit = libc::rlimit {
-                rlim_cur: 64,
-                rlim_max: 64,
+                rlim_cur: 40,
+                rlim_max: 40,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());

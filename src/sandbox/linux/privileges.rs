@@ -52,10 +52,12 @@ pub fn strip(roots: &[PathBuf], skip: &[PathBuf], since: SystemTime) -> Stripped
     out
 }
 
-/// Walks the tree under `root` holding one directory open at a time: a directory is left
-/// for its child's (its place, the cookie after the child's entry, kept), and opened again from
-/// the child (`..`) when the child is done. Holding every level open instead would run out of
-/// descriptors in a tree deeper than the limit on them, which the agent can make.
+/// Walks the tree under `root` holding at most [`HELD`] directories open (fewer when the
+/// descriptors run out): below that a directory is closed when the walk enters a child (its
+/// place, the cookie after the child's entry, kept), and opened again from the child (`..`)
+/// when the child is done. Holding every level open would run out of descriptors in a tree
+/// deeper than the limit on them, which the agent can make; reopening every level would read a
+/// directory's rest again for each child.
 fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
     let opened = rustix::fs::open(root, DIR_FLAGS, Mode::empty()).and_then(Dir::new);
     let mut dir = match opened {
@@ -63,8 +65,9 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
         Err(e) => return out.unchecked.push((root.to_path_buf(), e.to_string())),
     };
     let mut path = root.to_path_buf();
-    // The directories above the one being read: their paths and where to go on in each.
-    let mut above: Vec<(PathBuf, i64)> = Vec::new();
+    // The directories above the one being read: their paths, each one while it is still open,
+    // and where to go on in each.
+    let mut above: Vec<(PathBuf, Option<Dir>, i64)> = Vec::new();
     loop {
         let entry = match dir.read() {
             Some(Ok(entry)) => entry,
@@ -72,10 +75,10 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
                 if let Some(Err(e)) = end {
                     out.unchecked.push((path.clone(), e.to_string()));
                 }
-                let Some((parent, resume)) = above.pop() else {
+                let Some((parent, held, resume)) = above.pop() else {
                     return;
                 };
-                match back_up(&dir, resume) {
+                match held.map_or_else(|| back_up(&dir, resume), Ok) {
                     Ok(up) => {
                         dir = up;
                         path = parent;
@@ -84,7 +87,7 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
                         // The rest of every directory above goes unread: said.
                         out.unchecked.push((parent, e.to_string()));
                         out.unchecked
-                            .extend(above.into_iter().map(|(p, _)| (p, e.to_string())));
+                            .extend(above.into_iter().map(|(p, ..)| (p, e.to_string())));
                         return;
                     }
                 }
@@ -116,10 +119,21 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
                 if skip.contains(&child) {
                     continue;
                 }
-                match rustix::fs::openat(fd, name, DIR_FLAGS, Mode::empty()).and_then(Dir::new) {
+                let open = || rustix::fs::openat(fd, name, DIR_FLAGS, Mode::empty());
+                let opened = match open() {
+                    // Out of descriptors: the directories held above are let go (each is
+                    // opened again on the way back), and the child tried once more.
+                    Err(Errno::MFILE | Errno::NFILE) => {
+                        above.iter_mut().for_each(|(_, held, _)| *held = None);
+                        open()
+                    }
+                    other => other,
+                };
+                match opened.and_then(Dir::new) {
                     Ok(sub) => {
-                        above.push((std::mem::replace(&mut path, child), entry.offset()));
-                        dir = sub;
+                        let parent = std::mem::replace(&mut dir, sub);
+                        let held = (above.len() < HELD).then_some(parent);
+                        above.push((std::mem::replace(&mut path, child), held, entry.offset()));
                     }
                     Err(e) => out.unchecked.push((child, e.to_string())),
                 }
@@ -131,6 +145,10 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
         }
     }
 }
+
+/// How many directories above the one being read stay open: deeper trees are rare, and each
+/// level below this costs a reopening and a second read of the rest of its directory.
+const HELD: usize = 32;
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
