@@ -521,7 +521,7 @@ async fn run_phases<B: RequestBody>(
     // request is recorded all the same.
     let unanswered = Unanswered {
         state: ctx.state,
-        record: Some(ctx.record.lend()),
+        record: Some(ctx.record.take()),
         stop,
     };
     let answered =

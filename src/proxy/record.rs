@@ -96,15 +96,9 @@ impl RequestRecord {
         }
     }
 
-    /// Moves the record out, leaving a blank one (the response body finishes it later).
+    /// Moves the record out (to the response body, which finishes it, or to a holder that gives
+    /// it back), leaving a placeholder that is never recorded and allocates nothing.
     pub fn take(&mut self) -> Self {
-        let blank = Self::new(&self.provider, self.started);
-        std::mem::replace(self, blank)
-    }
-
-    /// Moves the record out for a while, leaving a placeholder that allocates nothing (no
-    /// provider's name): for a holder that gives it back before anything reads the record.
-    pub fn lend(&mut self) -> Self {
         std::mem::replace(self, Self::new("", self.started))
     }
 
