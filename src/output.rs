@@ -29,13 +29,15 @@ pub fn stdout_is_terminal() -> bool {
 pub fn stdout_discards() -> bool {
     #[cfg(unix)]
     {
+        use std::os::fd::AsFd as _;
         use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        let kind = |m: std::fs::Metadata| m.file_type().is_char_device().then(|| m.rdev());
+        let out = io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| std::fs::File::from(fd).metadata());
         let null = std::fs::metadata("/dev/null");
-        // SAFETY: fstat of descriptor 1 into a zeroed `stat`; a failure is checked.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let ok = unsafe { libc::fstat(libc::STDOUT_FILENO, &mut st) } == 0;
-        ok && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
-            && null.is_ok_and(|n| n.file_type().is_char_device() && n.rdev() == st.st_rdev as u64)
+        matches!((out.map(kind), null.map(kind)), (Ok(Some(a)), Ok(Some(b))) if a == b)
     }
     #[cfg(not(unix))]
     {

@@ -465,11 +465,9 @@ fn view(ledger: &Ledger, meta: &KeyMeta, mints: &[crate::ledger::MintMeta], now:
 /// that is not there is not made.
 pub fn active_names(ctx: &Ctx) -> anyhow::Result<String> {
     let now = now_unix();
-    let path = ctx.paths.ledger_file();
-    if !path.is_file() {
+    let Some(ledger) = ctx.ledger_if_there()? else {
         return Ok(String::new());
-    }
-    let ledger = ctx.ledger()?;
+    };
     let mints = ledger.mint_keys()?;
     let mut out = String::new();
     for k in ledger.keys()?.iter() {

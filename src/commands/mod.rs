@@ -76,12 +76,14 @@ pub fn complete_from_env() -> Option<ExitCode> {
                 .iter()
                 .map(|n| format!("{n}\n"))
                 .collect(),
-            Some("stored") if ctx.paths.ledger_file().is_file() => ctx
-                .ledger()?
-                .root_keys()?
-                .iter()
-                .map(|m| format!("{}\n", m.provider))
-                .collect(),
+            Some("stored") => match ctx.ledger_if_there()? {
+                Some(ledger) => ledger
+                    .root_keys()?
+                    .iter()
+                    .map(|m| format!("{}\n", m.provider))
+                    .collect(),
+                None => String::new(),
+            },
             _ => String::new(),
         })
     };
@@ -163,6 +165,15 @@ impl Ctx {
     pub fn store(&self) -> anyhow::Result<Box<dyn SecretStore>> {
         let opts = self.config.store_options(&self.paths)?;
         Ok(crate::secrets::open(&opts)?)
+    }
+
+    /// The ledger when there is one, quietly: `None` rather than an empty one made.
+    pub fn ledger_if_there(&self) -> anyhow::Result<Option<Ledger>> {
+        if self.paths.ledger_file().is_file() {
+            self.ledger().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// The ledger for a command that only reads it. When there is none yet (a new or a

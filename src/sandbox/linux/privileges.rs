@@ -15,7 +15,7 @@
 //!
 //! Once nothing of the agent runs, [`strip`] walks the paths and takes the bits and the
 //! capabilities off every regular file whose change time is not older than the run. The walk
-//! goes by directory descriptors, not paths, and holds one directory open at a time, so no
+//! goes by directory descriptors, not paths, and holds at most [`HELD`] directories open, so no
 //! depth the agent makes is too long for it or takes more descriptors than it may have; what it
 //! cannot read is said, never taken for clean.
 
