@@ -1281,8 +1281,9 @@ else
 fi
 
 # What the word being completed is, where till knows the values: `keys` (after --key, and for
-# `till key show` and `till key revoke`), `providers` (for `till add`) or `stored` (providers
-# with a stored key, for `till remove` and `till rotate`). Nothing after --, where the agent's
+# `till key show` and `till key revoke`), `scopes` (after --scope), `profiles` (after
+# --profile), `providers` (for `till add`) or `stored` (providers with a stored key, for
+# `till remove` and `till rotate`). Nothing after --, where the agent's
 # command line begins.
 _till_place() {
     local prev="${COMP_WORDS[COMP_CWORD-1]}" i args=()
@@ -1293,6 +1294,10 @@ _till_place() {
     if [[ $prev == --key || ( ${args[0]} == key && ( $prev == show && ${#args[@]} -eq 2 ||
         ${args[1]} == revoke && $prev != -* ) ) ]]; then
         echo keys
+    elif [[ $prev == --scope || $prev == -s ]]; then
+        echo scopes
+    elif [[ $prev == --profile || $prev == -p ]]; then
+        echo profiles
     elif [[ $prev == add && ${#args[@]} -eq 1 ]]; then
         echo providers
     elif [[ ( $prev == remove || $prev == rotate ) && ${#args[@]} -eq 1 ]]; then

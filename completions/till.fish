@@ -205,7 +205,7 @@ complete -c till -n "__fish_till_using_subcommand help; and __fish_seen_subcomma
 # Whether the word being completed is WHAT, where till knows the values: `keys` (after --key,
 # and for `till key show` and `till key revoke`), `providers` (for `till add`) or `stored`
 # (providers with a stored key, for `till remove` and `till rotate`). Never after --, where the
-# agent's command line begins.
+# agent's command line begins. (`--scope` and `--profile` values are the options' own, below.)
 function __fish_till_place
     set -l tokens (commandline -opc)
     contains -- -- $tokens; and return 1
@@ -231,3 +231,7 @@ end
 for sub in run log usage
     complete -c till -n "__fish_till_using_subcommand $sub; and not contains -- -- (commandline -opc)" -l key -x -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
 end
+for where in "__fish_till_using_subcommand run" "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create attenuate"
+    complete -c till -n "$where; and not contains -- -- (commandline -opc)" -s s -l scope -x -a "(env TILL_COMPLETE=scopes till 2>/dev/null)"
+end
+complete -c till -n "__fish_till_using_subcommand run; and not contains -- -- (commandline -opc)" -s p -l profile -x -a "(env TILL_COMPLETE=profiles till 2>/dev/null)"

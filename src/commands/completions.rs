@@ -32,7 +32,8 @@ pub fn manpage() -> anyhow::Result<ExitCode> {
 
 /// The generated script, made to offer what till knows where clap's generators write fixed
 /// values only: the active keys' names after `--key` and for `till key show` and `till key
-/// revoke`, the built-in and config.toml providers for `till add`, and the providers with a
+/// revoke`, providers and the price table's models after `--scope`, config.toml's profiles
+/// after `--profile`, the built-in and config.toml providers for `till add`, and the providers with a
 /// stored root key for `till remove` and `till rotate`, each read with `TILL_COMPLETE=WHAT
 /// till` (the ledger and config.toml, never the keychain). Never after a `--` (what follows is
 /// the agent's command line); elsewhere the generated script answers.
@@ -56,8 +57,9 @@ fn with_values(shell: CShell, script: String) -> String {
 
 const BASH: &str = r#"
 # What the word being completed is, where till knows the values: `keys` (after --key, and for
-# `till key show` and `till key revoke`), `providers` (for `till add`) or `stored` (providers
-# with a stored key, for `till remove` and `till rotate`). Nothing after --, where the agent's
+# `till key show` and `till key revoke`), `scopes` (after --scope), `profiles` (after
+# --profile), `providers` (for `till add`) or `stored` (providers with a stored key, for
+# `till remove` and `till rotate`). Nothing after --, where the agent's
 # command line begins.
 _till_place() {
     local prev="${COMP_WORDS[COMP_CWORD-1]}" i args=()
@@ -68,6 +70,10 @@ _till_place() {
     if [[ $prev == --key || ( ${args[0]} == key && ( $prev == show && ${#args[@]} -eq 2 ||
         ${args[1]} == revoke && $prev != -* ) ) ]]; then
         echo keys
+    elif [[ $prev == --scope || $prev == -s ]]; then
+        echo scopes
+    elif [[ $prev == --profile || $prev == -p ]]; then
+        echo profiles
     elif [[ $prev == add && ${#args[@]} -eq 1 ]]; then
         echo providers
     elif [[ ( $prev == remove || $prev == rotate ) && ${#args[@]} -eq 1 ]]; then
@@ -94,8 +100,9 @@ fi
 
 const ZSH: &str = r#"
 # What the word being completed is, where till knows the values: `keys` (after --key, and for
-# `till key show` and `till key revoke`), `providers` (for `till add`) or `stored` (providers
-# with a stored key, for `till remove` and `till rotate`). Nothing after --, where the agent's
+# `till key show` and `till key revoke`), `scopes` (after --scope), `profiles` (after
+# --profile), `providers` (for `till add`) or `stored` (providers with a stored key, for
+# `till remove` and `till rotate`). Nothing after --, where the agent's
 # command line begins.
 _till_place() {
     local -a args
@@ -107,6 +114,10 @@ _till_place() {
     if [[ $prev == --key || ( ${args[1]} == key && ( $prev == show && ${#args} -eq 2 ||
         ${args[2]} == revoke && $prev != -* ) ) ]]; then
         print keys
+    elif [[ $prev == --scope || $prev == -s ]]; then
+        print scopes
+    elif [[ $prev == --profile || $prev == -p ]]; then
+        print profiles
     elif [[ $prev == add && ${#args} -eq 1 ]]; then
         print providers
     elif [[ ( $prev == remove || $prev == rotate ) && ${#args} -eq 1 ]]; then
@@ -139,7 +150,7 @@ const FISH: &str = r#"
 # Whether the word being completed is WHAT, where till knows the values: `keys` (after --key,
 # and for `till key show` and `till key revoke`), `providers` (for `till add`) or `stored`
 # (providers with a stored key, for `till remove` and `till rotate`). Never after --, where the
-# agent's command line begins.
+# agent's command line begins. (`--scope` and `--profile` values are the options' own, below.)
 function __fish_till_place
     set -l tokens (commandline -opc)
     contains -- -- $tokens; and return 1
@@ -165,4 +176,8 @@ end
 for sub in run log usage
     complete -c till -n "__fish_till_using_subcommand $sub; and not contains -- -- (commandline -opc)" -l key -x -a "(env TILL_COMPLETE=keys till 2>/dev/null)"
 end
+for where in "__fish_till_using_subcommand run" "__fish_till_using_subcommand key; and __fish_seen_subcommand_from create attenuate"
+    complete -c till -n "$where; and not contains -- -- (commandline -opc)" -s s -l scope -x -a "(env TILL_COMPLETE=scopes till 2>/dev/null)"
+end
+complete -c till -n "__fish_till_using_subcommand run; and not contains -- -- (commandline -opc)" -s p -l profile -x -a "(env TILL_COMPLETE=profiles till 2>/dev/null)"
 "#;

@@ -76,6 +76,13 @@ pub fn complete_from_env() -> Option<ExitCode> {
                 .iter()
                 .map(|n| format!("{n}\n"))
                 .collect(),
+            Some("scopes") => scope_values(ctx)?,
+            Some("profiles") => ctx
+                .config
+                .profiles
+                .keys()
+                .map(|n| format!("{n}\n"))
+                .collect(),
             Some("stored") => match ctx.ledger_if_there()? {
                 Some(ledger) => ledger
                     .root_keys()?
@@ -95,6 +102,24 @@ pub fn complete_from_env() -> Option<ExitCode> {
         let _ = crate::output::data(&text);
     }
     Some(ExitCode::SUCCESS)
+}
+
+/// What `--scope` takes, for completion: each provider till knows (built in and config.toml),
+/// then each `provider/model` of the price table in force for those providers.
+fn scope_values(ctx: &Ctx) -> anyhow::Result<String> {
+    let names = ctx.providers.names();
+    let mut out: String = names.iter().map(|n| format!("{n}\n")).collect();
+    let prices = crate::pricing::Prices::load(&ctx.paths, &ctx.config)?;
+    for (entry, _) in prices.iter() {
+        if entry
+            .split_once('/')
+            .is_some_and(|(provider, _)| names.contains(&provider))
+        {
+            out.push_str(entry);
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 /// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's, else

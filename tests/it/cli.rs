@@ -90,7 +90,8 @@ fn keys_to_complete() -> (crate::support::ProxyEnv, Vec<String>) {
     // A provider of config.toml's own, with no key stored.
     let p = crate::support::ProxyEnv::with_options(
         till_mock::MockOptions::default(),
-        "[providers.myllm]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n",
+        "[providers.myllm]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n\
+         [profiles.review]\nscope = [\"openai\"]\n[profiles.nightly]\nscope = [\"gemini\"]\n",
     );
     for name in ["ci", "nightly", "old"] {
         p.create_key(&["--scope", "openai", "--name", name]);
@@ -156,8 +157,9 @@ fn complete(p: &crate::support::ProxyEnv, shell: &str, words: &str) -> Vec<Strin
 
 /// bash, zsh and fish offer what till knows where clap's generated scripts offer fixed values
 /// or nothing: the active keys' names (and ids of unnamed ones) after `--key` and for `till key
-/// show` and `till key revoke`, never a revoked key's; the built-in and config.toml providers
-/// for `till add`; the providers with a stored key for `till remove` and `till rotate`. All
+/// show` and `till key revoke`, never a revoked key's; providers and the price table's models
+/// after `--scope`; config.toml's profiles after `--profile`; the built-in and config.toml
+/// providers for `till add`; the providers with a stored key for `till remove` and `till rotate`. All
 /// read with `TILL_COMPLETE=WHAT till`, and never after `--`, where the agent's command line
 /// begins.
 #[test]
@@ -181,17 +183,50 @@ fn the_shells_complete_key_and_provider_names() {
         for name in ["myllm", "openai", "groq", "openrouter"] {
             assert!(add.contains(&name.to_string()), "{shell}: {add:?}");
         }
+        // --scope: providers, then the price table's models of each.
+        let scopes = complete(&p, shell, "till run --scope openai/gpt-4o-m");
+        assert!(
+            scopes.contains(&"openai/gpt-4o-mini".to_string())
+                && scopes.iter().all(|s| s.starts_with("openai/gpt-4o-m")),
+            "{shell}: {scopes:?}"
+        );
+        assert_eq!(
+            complete(&p, shell, "till key create -s myl"),
+            ["myllm"],
+            "{shell}"
+        );
+        let anthropic = complete(&p, shell, "till key attenuate --scope anth");
+        assert!(
+            anthropic.contains(&"anthropic".to_string())
+                && anthropic.iter().any(|s| s.starts_with("anthropic/claude-"))
+                && anthropic.iter().all(|s| s.starts_with("anthropic")),
+            "{shell}: {anthropic:?}"
+        );
+        assert_eq!(
+            complete(&p, shell, "till run -p "),
+            ["nightly", "review"],
+            "{shell}"
+        );
+        assert_eq!(
+            complete(&p, shell, "till run --profile r"),
+            ["review"],
+            "{shell}"
+        );
         assert_eq!(complete(&p, shell, "till remove "), stored, "{shell}");
         assert_eq!(complete(&p, shell, "till rotate "), stored, "{shell}");
         // Not such a place: the generated script decides (zsh's stand-in says so).
         for words in [
             "till run -- agent --key ",
+            "till run -- agent --scope my",
+            "till run -- agent -p ",
             "till key show ci ",
             "till add openai ",
         ] {
             let got = complete(&p, shell, words);
             assert!(
-                !got.contains(&"ci".to_string()) && !got.contains(&"myllm".to_string()),
+                !got.contains(&"ci".to_string())
+                    && !got.contains(&"myllm".to_string())
+                    && !got.contains(&"review".to_string()),
                 "{shell} {words}: {got:?}"
             );
         }
