@@ -14,6 +14,28 @@ pub fn rfc3339(unix: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
+/// A Unix time written as [`rfc3339`] where a struct is printed as JSON (`#[serde(serialize_with
+/// = "crate::time::json::serialize")]`): every `--json` time reads the same.
+pub mod json {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(unix: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*unix))
+    }
+
+    /// The same for an optional time (`null` when there is none).
+    pub mod option {
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(unix: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+            match unix {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
 /// Longest duration text accepted, and the most digits in one number of it.
 const MAX_DURATION_TEXT: usize = 64;
 const MAX_DURATION_DIGITS: usize = 10;

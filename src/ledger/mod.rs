@@ -38,7 +38,9 @@ pub struct RootKeyMeta {
     pub provider: String,
     /// First 8 hex digits of SHA-256 of the key.
     pub fingerprint: String,
+    #[serde(serialize_with = "crate::time::json::serialize")]
     pub added_at: u64,
+    #[serde(serialize_with = "crate::time::json::option::serialize")]
     pub rotated_at: Option<u64>,
 }
 

@@ -22,6 +22,7 @@ pub struct LogFilter {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogRow {
     pub id: i64,
+    #[serde(serialize_with = "crate::time::json::serialize")]
     pub at: u64,
     pub key: Option<String>,
     pub key_name: Option<String>,
@@ -43,6 +44,7 @@ pub struct LogRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRow {
     pub id: i64,
+    #[serde(serialize_with = "crate::time::json::serialize")]
     pub at: u64,
     pub kind: String,
     pub key: Option<String>,

@@ -61,7 +61,9 @@ pub struct KeyState {
     pub name: String,
     /// The fingerprint, or the mint key's kid.
     pub id: String,
+    #[serde(serialize_with = "crate::time::json::serialize")]
     pub added_at: u64,
+    #[serde(serialize_with = "crate::time::json::option::serialize")]
     pub rotated_at: Option<u64>,
     /// Seconds since the key was stored (its rotation time, else when it was added).
     pub age_secs: u64,
@@ -69,6 +71,7 @@ pub struct KeyState {
     pub due: bool,
     pub rotation: Mode,
     /// A retired mint key: when the keys it signed stop working.
+    #[serde(serialize_with = "crate::time::json::option::serialize")]
     pub valid_until: Option<u64>,
 }
 

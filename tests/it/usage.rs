@@ -1369,3 +1369,63 @@ fn a_cut_stream_without_a_budget_records_what_it_reported() {
         assert!(row["cost_usd"].as_f64().unwrap() > 0.0, "{family}: {row}");
     }
 }
+
+/// Every time a `--json` listing prints is RFC 3339 text (or null), whichever command prints it:
+/// `list` and `status` and `log` printed Unix seconds where the `key` commands printed RFC 3339.
+#[test]
+fn every_json_time_is_rfc3339() {
+    let p = ProxyEnv::new();
+    p.create_key(&["--scope", "openai", "--name", "ci"]);
+    let (v, _) = p.client(
+        &["--scope", "openai/gpt-4o-mini"],
+        &["openai", "chat", "--model", "gpt-4o"],
+    );
+    assert_eq!(v["status"], 403, "{v}");
+    // A request row and its denial's alert.
+    crate::support::poll_rows(&p, 1);
+    fn times(v: &Value, field: Option<&str>, out: &mut Vec<(String, Value)>) {
+        match v {
+            Value::Object(map) => map.iter().for_each(|(k, v)| times(v, Some(k), out)),
+            Value::Array(items) => items.iter().for_each(|v| times(v, field, out)),
+            _ => {
+                if let Some(f) = field
+                    && (f == "at" || f.ends_with("_at") || f == "valid_until")
+                {
+                    out.push((f.to_string(), v.clone()));
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for args in [
+        &["list", "--json"][..],
+        &["status", "--json"],
+        &["key", "list", "--all", "--json"],
+        &["key", "show", "ci", "--json"],
+        &["log", "--json"],
+        &["log", "--alerts", "--json"],
+    ] {
+        let (code, stdout, stderr) = output(p.env.till().args(args));
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        let mut found = Vec::new();
+        times(&v, None, &mut found);
+        assert!(!found.is_empty(), "{args:?} printed no time: {stdout}");
+        for (field, t) in found {
+            match &t {
+                Value::Null => {}
+                Value::String(s) if humantime::parse_rfc3339(s).is_ok() => {}
+                _ => panic!("{args:?}: `{field}` is {t}, not RFC 3339"),
+            }
+            seen.insert(format!("{} {field}", args[0]));
+        }
+    }
+    for want in [
+        "list added_at",
+        "status added_at",
+        "log at",
+        "key expires_at",
+    ] {
+        assert!(seen.contains(want), "{want} not among {seen:?}");
+    }
+}
