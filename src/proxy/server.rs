@@ -21,7 +21,7 @@
 //!   pipelined requests are each read, checked and answered in order.
 //! - `header_timeout` bounds the wait for a head, the idle time between requests included;
 //!   `body_timeout` the wait for a client that reads nothing of its answer.
-//! - A WebSocket upgrade (`Upgrade: websocket`) hands the connection, with the bytes already
+//! - A WebSocket upgrade (`Upgrade: websocket`) with no body hands the connection, with the bytes already
 //!   read, to hyper's server, which alone can upgrade it; it serves that request only, and a
 //!   connection whose upgrade was refused is closed after the answer.
 //!
@@ -370,6 +370,11 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Refusal> {
         (None, Some(n)) => Some(Framing::Length(n)),
     };
     let websocket = upgrade && super::ws::is_upgrade(&parts.headers);
+    // An upgrade is a GET, which has no body here (as `GET`s that stay HTTP are refused one
+    // in the request's phases): what follows its head is the socket's frames or nothing.
+    if websocket && body.is_some() {
+        return Err((BAD, "a WebSocket upgrade cannot have a body"));
+    }
     Ok(Some(Head {
         keep: keep && !closes && parts.method != Method::CONNECT,
         expect_continue: expect_continue && body.is_some(),

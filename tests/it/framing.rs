@@ -1022,7 +1022,7 @@ fn a_streamed_answer_is_chunked_for_http_1_1_and_ends_at_the_close_for_http_1_0(
 /// A body on GET, HEAD, DELETE or OPTIONS is refused before it is read: a server that does not
 /// read one there (cpp-httplib before 0.18.6 skipped a GET's body whatever its length) would
 /// take it for the next request on till's connection, a request no key was checked against.
-/// A GET without one goes on.
+/// So is one on a WebSocket upgrade. A GET without one goes on.
 #[test]
 fn a_body_on_a_method_without_one_is_refused_and_never_forwarded() {
     let a = Attack::new("", &["--scope", "openai/gpt-4o-mini", "--endpoints", "all"]);
@@ -1066,6 +1066,25 @@ fn a_body_on_a_method_without_one_is_refused_and_never_forwarded() {
             &format!("{method} {path} with a chunked body"),
             by_chunks.as_bytes(),
         );
+    }
+    // Nor on a WebSocket upgrade (a GET), which goes to another server side: 101 and the
+    // bytes after the head read as the socket's frames.
+    let upgrade = |framing: String| {
+        outer(
+            "GET",
+            "/openai/v1/responses",
+            format!(
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{framing}"
+            ),
+        )
+    };
+    for framing in [
+        format!("Content-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
+        format!("Transfer-Encoding: chunked\r\n\r\n{}", chunked(&smuggled)),
+    ] {
+        let statuses = refused(&a, "an upgrade with a body", upgrade(framing).as_bytes());
+        assert_eq!(statuses, [400]);
     }
     // Without a body (or with an empty one), a GET is forwarded, with no body of its own.
     for framing in ["\r\n", "Content-Length: 0\r\n\r\n"] {
