@@ -21,9 +21,10 @@
 //!   pipelined requests are each read, checked and answered in order.
 //! - `header_timeout` bounds the wait for a head, the idle time between requests included;
 //!   `body_timeout` the wait for a client that reads nothing of its answer.
-//! - A WebSocket upgrade (`Upgrade: websocket`) with no body hands the connection, with the bytes already
-//!   read, to hyper's server, which alone can upgrade it; it serves that request only, and a
-//!   connection whose upgrade was refused is closed after the answer.
+//! - A WebSocket upgrade (`Upgrade: websocket`) with no body hands the connection, with the
+//!   bytes already read, to hyper's server, which alone can upgrade it; it serves that request
+//!   only, and a connection whose upgrade was refused is closed after the answer. One with a
+//!   body is refused (400).
 //!
 //! Answers carry a `Content-Length` when their length is known (a buffered answer, or the
 //! provider's own length), else are chunked (HTTP/1.1) or end at the close (HTTP/1.0). A
