@@ -12,7 +12,7 @@ use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family};
 use super::fields::{count_kinds, largest, named};
-use super::usage::{Tree, Usage};
+use super::usage::{Tree, Usage, reports};
 use crate::childkey::EndpointClass::{self, *};
 
 /// The `anthropic-version` sent when the client did not send one.
@@ -213,10 +213,18 @@ impl Family for Anthropic {
         let prev = prev.unwrap_or_default();
         match kind {
             "message_start" => {
-                out.usage = v.pointer("/message/usage").map(|u| usage(u, prev));
+                out.usage = v
+                    .pointer("/message/usage")
+                    .filter(|u| reports(*u, self.usage_paths()))
+                    .map(|u| usage(u, prev));
                 out.provisional = true;
             }
-            "message_delta" => out.usage = v.get("usage").map(|u| usage(u, prev)),
+            "message_delta" => {
+                out.usage = v
+                    .get("usage")
+                    .filter(|u| reports(*u, self.usage_paths()))
+                    .map(|u| usage(u, prev));
+            }
             "message_stop" => out.completed = true,
             _ => {}
         }
@@ -242,7 +250,8 @@ impl Family for Anthropic {
     }
 
     fn usage_of(&self, u: Option<&dyn Tree>) -> Option<Usage> {
-        u.map(|u| usage(u, Usage::default()))
+        u.filter(|u| reports(*u, self.usage_paths()))
+            .map(|u| usage(u, Usage::default()))
     }
 
     fn error_body(&self, status: u16, _kind: &str, message: &str) -> Value {

@@ -13,7 +13,7 @@ use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, FieldCheck};
 use super::fields::{choices, count_kinds, largest, max_opt, named};
-use super::usage::{Tree, Usage, n};
+use super::usage::{Tree, Usage, n, reports};
 use crate::childkey::EndpointClass::{self, *};
 
 #[allow(non_upper_case_globals)]
@@ -221,7 +221,10 @@ impl Family for Gemini {
 
     fn sse_event(&self, _event_name: &str, v: &Value, _prev: Option<Usage>) -> EventUsage {
         EventUsage {
-            usage: v.get("usageMetadata").map(|u| usage(u)),
+            usage: v
+                .get("usageMetadata")
+                .filter(|u| reports(*u, self.usage_paths()))
+                .map(|u| usage(u)),
             completed: v.pointer("/candidates/0/finishReason").is_some(),
             ..EventUsage::default()
         }
@@ -246,7 +249,7 @@ impl Family for Gemini {
     }
 
     fn usage_of(&self, u: Option<&dyn Tree>) -> Option<Usage> {
-        u.map(usage)
+        u.filter(|u| reports(*u, self.usage_paths())).map(usage)
     }
 
     fn error_body(&self, status: u16, _kind: &str, message: &str) -> Value {

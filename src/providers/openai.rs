@@ -13,7 +13,7 @@ use super::ApiFamily;
 use super::endpoint::{Endpoint, Op, valid_model_id};
 use super::family::{AuthScheme, EventUsage, Family, WsClientEvent, WsRoute, WsServerEvent};
 use super::fields::{choices, count_parts, largest, named};
-use super::usage::{Tree, Usage, n};
+use super::usage::{Tree, Usage, n, reports};
 use crate::childkey::EndpointClass::{self, *};
 
 #[allow(non_upper_case_globals)]
@@ -311,7 +311,7 @@ impl Family for Openai {
         if RESPONSE_ENDS.contains(&kind) {
             out.completed = true;
             out.usage = response_usage(v);
-        } else if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+        } else if let Some(u) = v.get("usage").filter(|u| reports(*u, self.usage_paths())) {
             out.usage = Some(openai_usage(u));
             out.usage_only = v
                 .get("choices")
@@ -350,7 +350,8 @@ impl Family for Openai {
     }
 
     fn usage_of(&self, u: Option<&dyn Tree>) -> Option<Usage> {
-        u.filter(|u| !u.is_null()).map(openai_usage)
+        u.filter(|u| reports(*u, self.usage_paths()))
+            .map(openai_usage)
     }
 
     fn error_body(&self, status: u16, kind: &str, message: &str) -> Value {
@@ -423,7 +424,10 @@ impl Family for Openai {
             (Op::OpenaiResponses, "error") => out.error = true,
             (Op::OpenaiRealtime, "response.done") => {
                 out.ended = true;
-                out.usage = v.pointer("/response/usage").map(realtime_usage);
+                out.usage = v
+                    .pointer("/response/usage")
+                    .filter(|u| reports(*u, Openai.usage_paths()))
+                    .map(realtime_usage);
             }
             (Op::OpenaiRealtime, "session.created" | "session.updated") => {
                 out.model = v
@@ -462,7 +466,7 @@ const RESPONSE_ENDS: &[&str] = &[
 
 fn response_usage(v: &Value) -> Option<Usage> {
     v.pointer("/response/usage")
-        .filter(|u| !u.is_null())
+        .filter(|u| reports(*u, Openai.usage_paths()))
         .map(|u| openai_usage(u))
 }
 

@@ -78,6 +78,17 @@ pub(crate) fn unreadable(u: &Value, paths: &[&[&str]]) -> bool {
     })
 }
 
+/// Whether a usage object reports a count: a whole number at one of the top-level `paths` (a
+/// family's own counts, not a total). One that reports none (`{}`, a total alone, a string,
+/// `null`) reports no usage, as a missing one does: the answer's zero tokens are not a count,
+/// and a key with a budget is charged its reservation.
+pub(crate) fn reports(u: &dyn Tree, paths: &[&[&str]]) -> bool {
+    paths
+        .iter()
+        .filter(|keys| keys.len() == 1)
+        .any(|keys| u.num(keys).is_some())
+}
+
 /// The whole number at the path of object `keys` in `u`, 0 when absent.
 pub(crate) fn n(u: &dyn Tree, keys: &[&str]) -> u64 {
     u.num(keys).unwrap_or(0)

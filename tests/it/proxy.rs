@@ -1153,3 +1153,137 @@ fn an_error_status_is_free_only_as_one_readable_json_answer() {
         .collect();
     assert_eq!(outcomes, ["no_usage", "no_usage", "complete"], "{rows:?}");
 }
+
+/// A usage that reports no count (`{}`, a total alone, a string) is no usage reported, as a
+/// missing one is: a key with a budget is charged its reservation. Such answers read as zero
+/// tokens, a complete and free answer, so a compatible server that reports only `total_tokens`
+/// (as some embedding services do) gave a budget key every request for nothing.
+#[test]
+fn a_usage_that_reports_no_count_is_no_usage_reported() {
+    use std::io::{Read as _, Write as _};
+    const CHAT: &str =
+        r#"{"model":"m","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#;
+    const REPLY: &str = r#""choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]"#;
+    let json =
+        |usage: &str| format!(r#"{{"id":"x","object":"chat.completion",{REPLY},"usage":{usage}}}"#);
+    let cases: Vec<(&str, &str, String, &str, String)> = vec![
+        ("empty", "/evil/v1/chat/completions", CHAT.into(), "application/json", json("{}")),
+        ("total", "/evil/v1/chat/completions", CHAT.into(), "application/json", json(r#"{"total_tokens":4010}"#)),
+        ("string", "/evil/v1/chat/completions", CHAT.into(), "application/json", json(r#""4010""#)),
+        (
+            "embeddings",
+            "/evil/v1/embeddings",
+            r#"{"model":"m","input":"hi"}"#.into(),
+            "application/json",
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"usage":{"total_tokens":4010}}"#.into(),
+        ),
+        (
+            "stream",
+            "/evil/v1/chat/completions",
+            CHAT.replace("\"model\"", "\"stream\":true,\"model\""),
+            "text/event-stream",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}\n\n\
+             data: {\"choices\":[],\"usage\":{\"total_tokens\":4010}}\n\ndata: [DONE]\n\n"
+                .into(),
+        ),
+        (
+            "anthropic",
+            "/evila/v1/messages",
+            CHAT.into(),
+            "application/json",
+            r#"{"id":"msg","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{}}"#.into(),
+        ),
+        (
+            "gemini",
+            "/evilg/v1beta/models/m:generateContent",
+            r#"{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":1000}}"#.into(),
+            "application/json",
+            r#"{"candidates":[{"content":{"parts":[{"text":"ok"}]},"finishReason":"STOP"}],"usageMetadata":{"totalTokenCount":4010}}"#.into(),
+        ),
+        // A usage that counts: what it says, and nothing more.
+        (
+            "counted",
+            "/evil/v1/chat/completions",
+            CHAT.into(),
+            "application/json",
+            json(r#"{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}"#),
+        ),
+    ];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let canned: Vec<(&str, String)> = cases.iter().map(|c| (c.3, c.4.clone())).collect();
+    std::thread::spawn(move || {
+        for (tcp, (ctype, body)) in listener.incoming().zip(canned) {
+            let Ok(mut tcp) = tcp else { return };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body_len = loop {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&got).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    break end + 4 + len;
+                }
+            };
+            while got.len() < body_len {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes());
+        }
+    });
+    let p = ProxyEnv::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut prices = String::new();
+    for (name, api) in [
+        ("evil", "openai"),
+        ("evila", "anthropic"),
+        ("evilg", "gemini"),
+    ] {
+        plain_http_provider_of(&p, name, api, &base);
+        prices.push_str(&format!(
+            "[prices.\"{name}/m\"]\ninput = 1.0\noutput = 4.0\n"
+        ));
+    }
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!("{config}\n{prices}"));
+    let key = p.create_key(&[
+        "--scope", "evil", "--scope", "evila", "--scope", "evilg", "--budget", "5usd",
+    ]);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    for (what, path, body, _, _) in &cases {
+        let (status, answer) = crate::support::raw_post(&serve.url, &host, path, &key, body);
+        assert_eq!(status, 200, "{what}: {answer}");
+    }
+    let rows = crate::support::poll_rows(&p, cases.len());
+    assert_eq!(rows.len(), cases.len(), "{rows:?}");
+    for ((what, ..), row) in cases.iter().zip(&rows) {
+        let cost = row["cost_usd"].as_f64().unwrap();
+        if *what == "counted" {
+            assert_eq!(row["outcome"], "complete", "{what}: {row}");
+            assert_eq!(row["input_tokens"], 1000, "{what}: {row}");
+            assert!((cost - 0.003).abs() < 1e-9, "{what}: {row}");
+        } else {
+            assert_eq!(row["outcome"], "no_usage", "{what}: {row}");
+            // At least the output ceiling's 1,000 tokens at $4 a million (embeddings have
+            // none: their input, the body's bytes).
+            assert!(cost > 0.0, "{what}: {row}");
+            if *what != "embeddings" {
+                assert!(cost >= 0.004, "{what}: {row}");
+            }
+        }
+    }
+}
