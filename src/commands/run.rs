@@ -458,6 +458,7 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
     sb.restore_git_modes();
     sb.strip_rewritten_privileges();
     sb.remove_planted_commondir();
+    sb.remove_worktree_config_stand_in();
     sb.restore_broken_head();
     sb.warn_rebase_commands();
     sb.warn_index_marks();

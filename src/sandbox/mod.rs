@@ -161,6 +161,8 @@ pub struct Sandbox {
     launch: Option<imp::Launch>,
     /// The working directory has a `.git` directory without a `commondir` (before the run).
     commondir_absent: bool,
+    /// The same without a `config.worktree`, which the sandbox makes empty for the run.
+    worktree_config_absent: bool,
     /// `.git/HEAD` before the run, when it named a branch or a commit.
     head: Option<Vec<u8>>,
     /// Which of [`OPERATIONS`] the working directory's `.git` had none of before the run.
@@ -271,8 +273,10 @@ impl Sandbox {
         imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
         let policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
         let git = policy.cwd.join(".git");
-        let commondir_absent =
-            git.is_dir() && std::fs::symlink_metadata(git.join("commondir")).is_err();
+        let absent =
+            |name: &str| git.is_dir() && std::fs::symlink_metadata(git.join(name)).is_err();
+        let (commondir_absent, worktree_config_absent) =
+            (absent("commondir"), absent("config.worktree"));
         let head = git
             .is_dir()
             .then(|| read_agent_file(&git.join("HEAD"), SMALL_FILE).ok())
@@ -289,6 +293,7 @@ impl Sandbox {
             proxy: None,
             launch: None,
             commondir_absent,
+            worktree_config_absent,
             head,
             operations_absent,
             operations_state,
@@ -484,6 +489,37 @@ impl Sandbox {
             ),
         }
         true
+    }
+
+    /// Once nothing of the agent runs: removes the empty `.git/config.worktree` the sandbox
+    /// made where there was none (read-only to the agent, so that it could not write one, which
+    /// git reads as config, commands and all, in a repository with `extensions.worktreeConfig`).
+    /// One that is not empty is removed too, and said.
+    pub fn remove_worktree_config_stand_in(&self) {
+        if self.policy.writable_git_hooks || !self.worktree_config_absent {
+            return;
+        }
+        let file = self.policy.cwd.join(".git").join("config.worktree");
+        let Ok(meta) = std::fs::symlink_metadata(&file) else {
+            return;
+        };
+        let removed = std::fs::remove_file(&file);
+        if meta.is_file() && meta.len() == 0 {
+            return;
+        }
+        match removed {
+            Ok(()) => crate::output::warn(&format!(
+                "removed {}, which the agent wrote: git reads it as config, commands included",
+                file.display()
+            )),
+            Err(e) => crate::output::error(
+                &format!(
+                    "the agent wrote {}, which git reads as config, commands included, and till could not remove it: {e}",
+                    file.display()
+                ),
+                Some("remove it before you run git in this directory"),
+            ),
+        }
     }
 
     /// Once nothing of the agent runs: warns of a rebase, `git am`, cherry-pick or revert the

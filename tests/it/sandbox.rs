@@ -965,6 +965,51 @@ fn a_commondir_the_agent_plants_in_git_is_removed() {
     assert!(!git_status(), "git ran the agent's command");
 }
 
+/// In a repository with `extensions.worktreeConfig`, git reads `.git/config.worktree` as
+/// config, `core.fsmonitor` (a command it runs) included. Where there is none the agent could
+/// create one: the sandbox makes it empty and read-only for the run, and takes it away after.
+#[test]
+fn a_worktree_config_the_agent_would_plant_in_git_is_never_written() {
+    let p = proxy_env();
+    let proj = project();
+    git(
+        proj.path(),
+        &["config", "core.repositoryformatversion", "1"],
+    );
+    git(
+        proj.path(),
+        &["config", "extensions.worktreeConfig", "true"],
+    );
+    let agent = "printf '[core]\\n\\tfsmonitor = \"touch planted; echo\"\\n' > .git/config.worktree; \
+        echo wrote=$?";
+    let run = |sandbox: &str| run_sh(&p, proj.path(), sandbox, agent);
+    let file = proj.path().join(".git/config.worktree");
+    let git_status = || git_status_runs_plant(proj.path());
+    // Without the sandbox the plant works: git runs the agent's command.
+    let (code, stdout, stderr) = run("--no-sandbox");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("wrote=0"), "{stdout}");
+    assert!(git_status(), "the control plant did not run");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(proj.path().join("planted")).unwrap();
+    // With it the write fails, the stand-in is gone when till returns, and git runs nothing.
+    let (code, stdout, stderr) = run("--sandbox");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("wrote=0"), "{stdout}");
+    assert!(!file.exists(), "the stand-in was left");
+    assert!(!git_status(), "git ran the agent's command");
+    // One that was there before the run stays, as it was.
+    std::fs::write(&file, "[user]\n\tname = kept\n").unwrap();
+    let (code, stdout, stderr) = run("--sandbox");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("wrote=0"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "[user]\n\tname = kept\n"
+    );
+    assert!(!git_status(), "git ran the agent's command");
+}
+
 /// The file's set-ID bits, and whether it has file capabilities.
 fn privileges(path: &Path) -> (u32, bool) {
     use std::os::unix::fs::PermissionsExt as _;

@@ -324,8 +324,8 @@ pub(super) fn hide(p: &Path) -> Result<(), StepError> {
 }
 
 /// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
-/// replaced) and what decides what git runs read-only: `hooks`, `config`, `config.worktree`,
-/// `info` (its `exclude` hides files from review), and the git directories of submodules
+/// replaced) and what decides what git runs read-only: `hooks`, `config`, `config.worktree`
+/// (made empty where there is none), `info` (its `exclude` hides files from review), and the git directories of submodules
 /// (`modules`) and worktrees (`worktrees`). A `commondir` the agent creates, and a `HEAD` it
 /// breaks, are seen to after the run ([`super::super::Sandbox`]).
 pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
@@ -368,12 +368,22 @@ pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
         }
         bind_read_only(&dir, &dir)?;
     }
-    for file in ["config", "config.worktree"] {
-        let file = git.join(file);
-        if file.exists() {
-            bind_read_only(&file, &file)?;
+    let config = git.join("config");
+    if config.exists() {
+        bind_read_only(&config, &config)?;
+    }
+    // Read as config wherever `extensions.worktreeConfig` is on: an empty one is made where
+    // there is none (and taken away after the run), so the agent cannot create it with a
+    // command for git to run.
+    let worktree = git.join("config.worktree");
+    match std::fs::File::create_new(&worktree) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(step(format!("cannot create {}", worktree.display()))(e));
         }
     }
+    bind_read_only(&worktree, &worktree)?;
     Ok(())
 }
 
