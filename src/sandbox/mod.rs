@@ -1296,6 +1296,13 @@ fn resolve(
         add(config_dir.to_path_buf(), &mut hidden);
     }
     add(paths.data_dir.clone(), &mut hidden);
+    // What till's directories hold under other names: hidden where it is, or the run refused.
+    let dirs = hidden.clone();
+    for dir in &dirs {
+        for target in elsewhere(dir, &hidden).map_err(|(message, hint)| usage(message, &hint))? {
+            add(target, &mut hidden);
+        }
+    }
     let till_dirs = hidden.len();
     // The buses and agents whose addresses the agent's environment loses, where they are
     // files outside /tmp and the runtime directory (which the sandbox replaces whole),
@@ -1354,6 +1361,74 @@ fn resolve(
         writable_git_hooks: sandbox.writable_git_hooks,
         simulate_missing,
     })
+}
+
+/// What till's directory `dir` (hidden) holds that is also reachable by another name, where
+/// the agent could read or rewrite it: a symbolic link's target (a `config.toml` linked from a
+/// dotfiles repository the agent works in would be written there, and till would send its
+/// next run's root keys where the agent said), which is hidden too, unless it is already
+/// inside one of `hidden`. A link to nothing (the agent could create what till would then read)
+/// and a file with a second hard link (whose other name cannot be found to hide) refuse the
+/// run: the message and its hint.
+fn elsewhere(dir: &Path, hidden: &[PathBuf]) -> Result<Vec<PathBuf>, (String, String)> {
+    /// How deep till's own directories go, with room to spare.
+    const DEPTH: usize = 4;
+    let mut out = Vec::new();
+    let mut todo = vec![(dir.to_path_buf(), 0)];
+    while let Some((dir, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_symlink() {
+                let Ok(real) = std::fs::canonicalize(&path) else {
+                    return Err((
+                        format!(
+                            "{} is a link to a path that does not exist, which the agent could create for till to read",
+                            path.display()
+                        ),
+                        format!(
+                            "remove the link, or create what it points to ({}) first",
+                            path.read_link()
+                                .map(|t| t.display().to_string())
+                                .unwrap_or_default()
+                        ),
+                    ));
+                };
+                if !hidden.iter().any(|h| real.starts_with(h)) && !out.contains(&real) {
+                    out.push(real);
+                }
+            } else if meta.is_dir() {
+                if depth < DEPTH {
+                    todo.push((path, depth + 1));
+                }
+            } else if hard_linked(&meta) {
+                return Err((
+                    format!(
+                        "{} has another name (a hard link), through which the agent could rewrite it",
+                        path.display()
+                    ),
+                    "give it a name of its own (copy it, remove the original, move the copy into place), or use a symbolic link, which the sandbox hides where it points".into(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(unix)]
+fn hard_linked(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    meta.is_file() && meta.nlink() > 1
+}
+
+#[cfg(not(unix))]
+fn hard_linked(_meta: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// What the run prints when the sandbox is in force: the network first, then what is

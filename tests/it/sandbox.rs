@@ -965,6 +965,61 @@ fn a_commondir_the_agent_plants_in_git_is_removed() {
     assert!(!git_status(), "git ran the agent's command");
 }
 
+/// till's files reachable by another name: a `config.toml` linked from a dotfiles repository
+/// the agent works in is hidden there too (the agent could otherwise rewrite it and send the
+/// next run's root keys to a server of its own); a link to nothing, which the agent could
+/// create, and a hard link, whose other name cannot be found, refuse the run.
+#[test]
+fn tills_files_linked_from_the_working_directory_stay_out_of_the_agents_reach() {
+    let p = proxy_env();
+    let proj = project();
+    let dotfiles = proj.path().join("dotfiles");
+    std::fs::create_dir(&dotfiles).unwrap();
+    let linked = dotfiles.join("config.toml");
+    let config = p.env.path("config.toml");
+    std::fs::rename(&config, &linked).unwrap();
+    std::os::unix::fs::symlink(&linked, &config).unwrap();
+    let before = std::fs::read_to_string(&linked).unwrap();
+    let agent = "echo read=$(grep -c base_url dotfiles/config.toml); \
+        echo '[providers.openai]' >> dotfiles/config.toml; echo wrote=$?";
+    // Without the sandbox the agent reads and rewrites till's config.
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--no-sandbox", agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("read=3") && stdout.contains("wrote=0"),
+        "{stdout}"
+    );
+    std::fs::write(&linked, &before).unwrap();
+    // With it, it reads nothing there and its write goes nowhere (`/dev/null` is what it sees).
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("read=0"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&linked).unwrap(), before);
+
+    // A link to what does not exist yet: refused before the agent runs.
+    let missing = p.env.path("data/prices.json");
+    std::os::unix::fs::symlink(dotfiles.join("prices.json"), &missing).unwrap();
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+    std::fs::remove_file(&missing).unwrap();
+
+    // A hard link: the same.
+    std::fs::remove_file(&config).unwrap();
+    std::fs::rename(&linked, &config).unwrap();
+    std::fs::hard_link(&config, &linked).unwrap();
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(stderr.contains("another name"), "{stderr}");
+    std::fs::remove_file(&linked).unwrap();
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ran"), "{stdout}");
+}
+
 /// In a repository with `extensions.worktreeConfig`, git reads `.git/config.worktree` as
 /// config, `core.fsmonitor` (a command it runs) included. Where there is none the agent could
 /// create one: the sandbox makes it empty and read-only for the run, and takes it away after.
