@@ -160,11 +160,19 @@ impl MeteredStream {
                 self.tail = Some(tail);
             }
             self.scrub_tail();
+            if self.scrub.as_ref().is_some_and(Scrub::stopped) && outcome.error.is_none() {
+                // The held-back last event was where the text stopped being UTF-8.
+                self.tail = Some(super::errors::stream_error_event(self.api, NOT_UTF8));
+                outcome.error = Some(NOT_UTF8.into());
+            }
             outcome.usage = usage;
             outcome.completed = self.meter.completed;
             record(self.record_first, stop, move || done(outcome));
         } else {
             self.scrub_tail();
+            if self.scrub.as_ref().is_some_and(Scrub::stopped) && outcome.error.is_none() {
+                outcome.error = Some(NOT_UTF8.into());
+            }
             let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
             record(self.record_first, stop, move || {
                 let (_, usage) = meter.finish();
@@ -237,6 +245,9 @@ impl Body for ProxyBody {
     }
 }
 
+/// Why an answer of text was cut off at a NUL byte ([`Scrub::stopped`]).
+const NOT_UTF8: &str = "the upstream's text answer is not UTF-8 (it holds a NUL byte, as UTF-16 and UTF-32 do), so till cannot check it for the root key; it was cut off there";
+
 impl MeteredStream {
     fn poll_next_frame(
         &mut self,
@@ -264,6 +275,11 @@ impl MeteredStream {
                     let mut out = self.meter.feed(chunk);
                     if let Some(scrub) = self.scrub.as_mut() {
                         out = scrub.pass(out);
+                        if scrub.stopped() {
+                            // This piece is left out whole (what came before its NUL is no
+                            // UTF-8 text either); the break is said instead.
+                            return self.fail(NOT_UTF8.into());
+                        }
                     }
                     if ended {
                         self.finish(None);

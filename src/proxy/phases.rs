@@ -1259,6 +1259,31 @@ pub fn odd_coding(headers: &HeaderMap) -> Option<(&'static str, &'static str)> {
     None
 }
 
+/// Whether an answer is text by its `Content-Type` (JSON, `+json`, JSON lines, `text/…`), or
+/// says nothing of its type: what the scrub cuts at a NUL byte, which UTF-8 JSON and events
+/// never hold and UTF-16 or UTF-32 text always does.
+fn is_text(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return true;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.is_empty()
+        || essence.starts_with("text/")
+        || essence.ends_with("/json")
+        || essence.ends_with("+json")
+        || essence.contains("ndjson")
+        || essence.contains("jsonl")
+        || essence == "application/x-json-stream"
+}
+
 /// A `charset` of the answer's `Content-Type` other than UTF-8 (or its subset ASCII): the
 /// root key in UTF-16 is not the bytes the scrub looks for. Named as [`known_name`] names it.
 pub fn odd_charset(headers: &HeaderMap) -> Option<(&'static str, &'static str)> {
@@ -1378,7 +1403,7 @@ pub fn respond(
     } else {
         stream
     };
-    let stream = match super::scrub::Scrub::new(root) {
+    let stream = match super::scrub::Scrub::new(root, is_text(&parts.headers)) {
         Some(scrub) => stream.scrubbed(scrub),
         None => stream,
     };

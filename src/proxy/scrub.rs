@@ -7,6 +7,12 @@
 //! length, so a `Content-Length` stays true; a chunk's last bytes that could begin such a run
 //! wait for the next chunk. A key holds no line break, so the end of an event (`\n\n`) is never
 //! held back: a stream stays unbuffered.
+//!
+//! An answer of text (JSON, events, `text/…`) in another encoding than UTF-8 is refused by its
+//! declared `charset`; one that declares none but is UTF-16 or UTF-32 all the same (which
+//! JSON readers take from its first bytes: Python's `json.loads`) would carry the key in
+//! bytes the search does not see. Such text has a NUL byte in every ASCII character, where
+//! UTF-8 JSON and events have none, so text is cut at its first NUL (see [`Scrub::stopped`]).
 
 use std::sync::Arc;
 
@@ -39,6 +45,10 @@ pub struct Scrub {
     /// How many bytes of the key the last piece ended in, inside a run already overwritten
     /// (the rest of the key, where the next piece goes on with it, is overwritten too).
     run: usize,
+    /// The answer is text, cut at its first NUL byte.
+    text: bool,
+    /// A NUL byte came: nothing more passes.
+    stopped: bool,
 }
 
 impl std::fmt::Debug for Scrub {
@@ -50,18 +60,40 @@ impl std::fmt::Debug for Scrub {
 }
 
 impl Scrub {
-    /// `None` for a key shorter than [`SHORTEST`].
-    pub fn new(key: Arc<SecretString>) -> Option<Self> {
+    /// `None` for a key shorter than [`SHORTEST`]. `text`: the answer is text (JSON, events,
+    /// `text/…`), cut at its first NUL byte.
+    pub fn new(key: Arc<SecretString>, text: bool) -> Option<Self> {
         looked_for(key.expose_secret().as_bytes()).then(|| Scrub {
             key,
             carry: BytesMut::new(),
             run: 0,
+            text,
+            stopped: false,
         })
     }
 
+    /// Whether a text answer had a NUL byte: it is no UTF-8 text, and what came from that
+    /// byte on (and all after) was left out, as was what was held back before it. The
+    /// answer is to end as one the upstream broke off.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// `piece` with every run that begins the key overwritten, less the end that could begin
-    /// one (kept for the next piece or [`Self::finish`]).
+    /// one (kept for the next piece or [`Self::finish`]); nothing once [`Self::stopped`].
     pub fn pass(&mut self, piece: Bytes) -> Bytes {
+        if self.stopped {
+            return Bytes::new();
+        }
+        if self.text
+            && let Some(nul) = memchr::memchr(0, &piece)
+        {
+            let before = self.pass(piece.slice(..nul));
+            self.stopped = true;
+            self.carry.clear();
+            self.run = 0;
+            return before;
+        }
         let key = self.key.expose_secret().as_bytes();
         if self.carry.is_empty()
             && self.run == 0
@@ -101,7 +133,7 @@ impl Scrub {
     pub fn finish(&mut self, last: Option<Bytes>) -> Bytes {
         let out = last.map(|l| self.pass(l)).unwrap_or_default();
         self.run = 0;
-        if self.carry.is_empty() {
+        if self.carry.is_empty() || self.stopped {
             return out;
         }
         let mut all = BytesMut::from(&out[..]);
@@ -246,7 +278,7 @@ mod tests {
     use super::*;
 
     fn scrub() -> Scrub {
-        Scrub::new(Arc::new(SecretString::from("sk-root-123456"))).unwrap()
+        Scrub::new(Arc::new(SecretString::from("sk-root-123456")), true).unwrap()
     }
 
     /// The body the client gets when `body` arrives cut at every place in `cuts`.
@@ -291,6 +323,40 @@ mod tests {
         }
     }
 
+    /// Text in UTF-16 or UTF-32 carries the key with a NUL byte beside each character, where
+    /// the search does not see it: a text answer stops at its first NUL, wherever the pieces
+    /// are cut, and nothing after it (nor what was still held back there) passes. An answer that
+    /// is not text (audio, an image) passes its NULs.
+    #[test]
+    fn text_stops_at_its_first_nul_and_other_answers_pass_theirs() {
+        let key = "sk-root-123456";
+        let wide: Vec<u8> = format!("{{\"echo\":\"Bearer {key}\"}}")
+            .bytes()
+            .flat_map(|b| [b, 0])
+            .collect();
+        let mut body = b"{\"a\":\"sk-ro".to_vec();
+        body.extend_from_slice(&wide);
+        for cut in 0..body.len() {
+            let mut s = scrub();
+            let mut out = s.pass(Bytes::copy_from_slice(&body[..cut])).to_vec();
+            out.extend_from_slice(&s.pass(Bytes::copy_from_slice(&body[cut..])));
+            out.extend_from_slice(&s.finish(Some(Bytes::from_static(b"after"))));
+            assert!(s.stopped(), "cut at {cut}");
+            assert!(
+                !out.contains(&0) && !out.ends_with(b"after"),
+                "cut at {cut}: {out:?}"
+            );
+            assert!(
+                b"{\"a\":\"sk-ro{".starts_with(&out),
+                "cut at {cut}: {out:?}"
+            );
+        }
+        let mut s = Scrub::new(Arc::new(SecretString::from(key)), false).unwrap();
+        let audio = Bytes::from_static(b"RIFF\0\0\0\0WAVE");
+        assert_eq!(s.pass(audio.clone()), audio);
+        assert!(!s.stopped());
+    }
+
     #[test]
     fn an_event_end_is_never_held_back() {
         let mut s = scrub();
@@ -303,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_placeholder_key_is_not_looked_for() {
-        assert!(Scrub::new(Arc::new(SecretString::from("ollama"))).is_none());
+        assert!(Scrub::new(Arc::new(SecretString::from("ollama")), true).is_none());
         let mut text = b"ask ollama".to_vec();
         whole(&mut text, &SecretString::from("ollama"));
         assert_eq!(text, b"ask ollama");

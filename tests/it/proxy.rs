@@ -639,6 +639,53 @@ fn plain_http_provider(p: &ProxyEnv, name: &str, port: u16) -> String {
     plain_http_provider_of(p, name, "openai", &format!("http://127.0.0.1:{port}"))
 }
 
+/// One answer of a [`canned_upstream`]: given the request's head and body as text, its
+/// status, `Content-Type` and body.
+type Canned = Box<dyn FnOnce(&str) -> (u16, String, Vec<u8>) + Send>;
+
+/// An upstream on loopback (its port) that reads one whole request per connection and gives
+/// it the next of `answers`, with a `Content-Length`, then closes.
+fn canned_upstream(answers: Vec<Canned>) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (tcp, answer) in listener.incoming().zip(answers) {
+            let Ok(mut tcp) = tcp else { return };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let whole = loop {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&got).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    break end + 4 + len;
+                }
+            };
+            while got.len() < whole {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let (status, ctype, body) = answer(&String::from_utf8_lossy(&got));
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = tcp.write_all(head.as_bytes());
+            let _ = tcp.write_all(&body);
+        }
+    });
+    port
+}
+
 /// [`plain_http_provider`] of the API family `api` at `base_url`.
 fn plain_http_provider_of(p: &ProxyEnv, name: &str, api: &str, base_url: &str) -> String {
     let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
@@ -1069,7 +1116,6 @@ fn an_unreachable_upstream_is_a_failure_not_a_denial() {
 /// says so cannot make a budget pay nothing for what it ran.
 #[test]
 fn an_error_status_is_free_only_as_one_readable_json_answer() {
-    use std::io::{Read as _, Write as _};
     let answers: Vec<(&str, &str)> = vec![
         (
             "text/event-stream",
@@ -1082,41 +1128,15 @@ fn an_error_status_is_free_only_as_one_readable_json_answer() {
         ("application/json", r#"{"error":{"message":"overloaded"}}"#),
     ];
     let p = ProxyEnv::new();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let canned = answers.clone();
-    std::thread::spawn(move || {
-        for (tcp, (ctype, body)) in listener.incoming().zip(canned) {
-            let Ok(mut tcp) = tcp else { return };
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            let body_len = loop {
-                match tcp.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-                let text = String::from_utf8_lossy(&got).to_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len: usize = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    break end + 4 + len;
-                }
-            };
-            while got.len() < body_len {
-                match tcp.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let answer = format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tcp.write_all(answer.as_bytes());
-        }
-    });
+    let port = canned_upstream(
+        answers
+            .iter()
+            .map(|(ctype, body)| {
+                let (ctype, body) = (ctype.to_string(), body.as_bytes().to_vec());
+                Box::new(move |_: &str| (503u16, ctype, body)) as Canned
+            })
+            .collect(),
+    );
     plain_http_provider(&p, "evil", port);
     let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
     p.env.config(&format!(
@@ -1160,7 +1180,6 @@ fn an_error_status_is_free_only_as_one_readable_json_answer() {
 /// (as some embedding services do) gave a budget key every request for nothing.
 #[test]
 fn a_usage_that_reports_no_count_is_no_usage_reported() {
-    use std::io::{Read as _, Write as _};
     const CHAT: &str =
         r#"{"model":"m","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#;
     const REPLY: &str = r#""choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]"#;
@@ -1209,41 +1228,15 @@ fn a_usage_that_reports_no_count_is_no_usage_reported() {
             json(r#"{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}"#),
         ),
     ];
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let canned: Vec<(&str, String)> = cases.iter().map(|c| (c.3, c.4.clone())).collect();
-    std::thread::spawn(move || {
-        for (tcp, (ctype, body)) in listener.incoming().zip(canned) {
-            let Ok(mut tcp) = tcp else { return };
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            let body_len = loop {
-                match tcp.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-                let text = String::from_utf8_lossy(&got).to_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len: usize = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    break end + 4 + len;
-                }
-            };
-            while got.len() < body_len {
-                match tcp.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tcp.write_all(answer.as_bytes());
-        }
-    });
+    let port = canned_upstream(
+        cases
+            .iter()
+            .map(|c| {
+                let (ctype, body) = (c.3.to_string(), c.4.clone().into_bytes());
+                Box::new(move |_: &str| (200u16, ctype, body)) as Canned
+            })
+            .collect(),
+    );
     let p = ProxyEnv::new();
     let base = format!("http://127.0.0.1:{port}");
     let mut prices = String::new();
@@ -1284,6 +1277,67 @@ fn a_usage_that_reports_no_count_is_no_usage_reported() {
             if *what != "embeddings" {
                 assert!(cost >= 0.004, "{what}: {row}");
             }
+        }
+    }
+}
+
+/// A compatible server that quotes the key it was sent in UTF-16, with no `charset` said (JSON
+/// readers take the encoding from the first bytes): the scrub's search does not see the key
+/// there, so a text answer is cut at its first NUL byte, which UTF-8 JSON and events never
+/// hold. Nothing of the key reaches the client, NUL bytes taken out or not.
+#[test]
+fn a_text_answer_in_utf16_without_a_charset_never_carries_the_key() {
+    fn wide(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+    fn sent_key(request: &str) -> String {
+        request
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: Bearer "))
+            .or_else(|| {
+                request
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Authorization: Bearer "))
+            })
+            .expect("the key was sent")
+            .trim()
+            .to_string()
+    }
+    let json = |req: &str| {
+        let quoted = format!(
+            r#"{{"error":{{"message":"key Bearer {} is bad"}}}}"#,
+            sent_key(req)
+        );
+        (200u16, "application/json".to_string(), wide(&quoted))
+    };
+    let events = |req: &str| {
+        let mut body =
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec();
+        body.extend(wide(&format!(
+            "data: {{\"echo\":\"{}\"}}\n\n",
+            sent_key(req)
+        )));
+        (200u16, "text/event-stream".to_string(), body)
+    };
+    let port = canned_upstream(vec![Box::new(json) as Canned, Box::new(events)]);
+    let p = ProxyEnv::new();
+    let key = plain_http_provider(&p, "evil", port);
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let chat = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let streamed = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for body in [chat, streamed] {
+        let (_, answer) =
+            crate::support::raw_post(&serve.url, &host, "/evil/v1/chat/completions", &key, body);
+        let narrow = answer.replace('\0', "");
+        assert!(!narrow.contains(ROOT_KEY), "{narrow}");
+        assert!(!narrow.contains("sk-mock"), "{narrow}");
+        if body == streamed {
+            assert!(
+                narrow.contains("\"hi\""),
+                "the UTF-8 event before: {narrow}"
+            );
+            assert!(narrow.contains("not UTF-8"), "{narrow}");
         }
     }
 }
