@@ -85,7 +85,27 @@ impl Paths {
 /// of either: a new temp file beside it (`.NAME.tmp-RANDOM`, with the old file's permissions,
 /// or mode 0600 for a new file), written and fsynced, renamed over `path`, then the directory
 /// fsynced. The temp file is removed when a step fails.
+///
+/// Once the rename is done the new file is what every reader finds: a directory that then
+/// fails to sync is warned of (the change may not outlive a crash), not an error, since a
+/// caller told "not written" would act on a file that was (a rotation would delete at the
+/// provider the key the store now holds).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, bytes, |dir| {
+        #[cfg(unix)]
+        std::fs::File::open(dir)?.sync_all()?;
+        #[cfg(not(unix))]
+        let _ = dir;
+        Ok(())
+    })
+}
+
+/// [`write_atomically`] with `sync_dir` for the directory's sync.
+fn write_atomically_with(
+    path: &Path,
+    bytes: &[u8],
+    sync_dir: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::io::Write as _;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -120,8 +140,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
     }
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
+    if let Err(e) = sync_dir(dir) {
+        crate::output::warn(&format!(
+            "wrote {}, but could not flush its directory to disk ({e}): the change may not survive a crash of the machine",
+            path.display()
+        ));
+    }
     Ok(())
 }
 
@@ -880,6 +904,20 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
+    /// A directory that fails to sync after the rename: the file was written, and says so.
+    #[test]
+    fn a_directory_that_fails_to_sync_after_the_rename_is_no_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "old").unwrap();
+        let synced =
+            super::write_atomically_with(&path, b"new", |_| Err(std::io::Error::other("EIO")));
+        assert!(synced.is_ok(), "{synced:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+
     use super::*;
 
     #[test]

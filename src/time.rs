@@ -9,9 +9,13 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// RFC 3339 in UTC with second precision (`2026-11-27T21:20:18Z`).
+/// RFC 3339 in UTC with second precision (`2026-11-27T21:20:18Z`). A time past the year 9999,
+/// which RFC 3339 cannot write (a key decoded without being verified may say anything), is
+/// written as that year's last second.
 pub fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+    /// 9999-12-31T23:59:59Z.
+    const LAST: u64 = 253_402_300_799;
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix.min(LAST))).to_string()
 }
 
 /// A Unix time written as [`rfc3339`] where a struct is printed as JSON (`#[serde(serialize_with
@@ -40,6 +44,10 @@ pub mod json {
 const MAX_DURATION_TEXT: usize = 64;
 const MAX_DURATION_DIGITS: usize = 10;
 
+/// The longest duration accepted: 100 years (humantime's years of 365.25 days). Every duration
+/// becomes a time (an expiry, a grace's end, a day back), and no key needs to outlive it.
+pub const LONGEST: Duration = Duration::from_secs(100 * 31_557_600);
+
 /// Parses a human duration (`30m`, `1h`, `7d`, `90d`).
 ///
 /// humantime panics instead of failing when the seconds are near `u64::MAX` and fractions
@@ -56,7 +64,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if t.len() > MAX_DURATION_TEXT || longest_number > MAX_DURATION_DIGITS {
         return Err(format!("invalid duration `{text}`: too long"));
     }
-    humantime::parse_duration(t).map_err(|e| {
+    let d = humantime::parse_duration(t).map_err(|e| {
         use humantime::DurationError as E;
         // humantime's own words name units till's examples do not use (`5sec or 5ms` for a
         // TTL) and count positions from 0.
@@ -81,7 +89,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "invalid duration `{}`: {why}",
             crate::output::printable(text)
         )
-    })
+    })?;
+    if d > LONGEST {
+        return Err(format!(
+            "invalid duration `{}`: longer than 100 years",
+            crate::output::printable(text)
+        ));
+    }
+    Ok(d)
 }
 
 /// A short human rendering of a duration, to the largest whole unit (`3d`, `5h`, `12m`, `40s`).
@@ -211,15 +226,26 @@ mod tests {
         ] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
-        assert_eq!(
-            parse_duration("9999999999s"),
-            Ok(Duration::from_secs(9_999_999_999))
-        );
+        assert_eq!(parse_duration("100y"), Ok(LONGEST));
         assert_eq!(parse_duration(" 1h 30m "), Ok(Duration::from_secs(5_400)));
+    }
+
+    /// Every duration becomes a time: past 100 years one could reach beyond what RFC 3339
+    /// writes (a `--grace 99999y` made `till status` panic for good).
+    #[test]
+    fn durations_past_a_hundred_years_are_refused() {
+        for text in ["101y", "99999y", "9999999999s", "36525d 1d"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("longer than 100 years"), "{text}: {err}");
+        }
     }
 
     #[test]
     fn rfc3339_is_utc_seconds() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        // Past the year 9999 (a key decoded without being verified may say so): its last
+        // second, not a panic.
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_800), "9999-12-31T23:59:59Z");
     }
 }
