@@ -17,22 +17,38 @@ use crate::secrets::mint_secret_name as secret_name;
 pub const MISSING_HINT: &str =
     "make a new one with `till rotate --mint` (keys signed by the missing one stay unusable)";
 
-/// The current mint key, created (in the store, then the ledger) when there is none.
+/// The current mint key, created (in the store, then the ledger) when there is none. Two
+/// processes that both find none (the first keys made at once) record one between them: the
+/// ledger takes the first, and the other's goes from the store again and it uses the first.
 pub fn current(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintKey> {
-    let mints = ledger.mint_keys()?;
-    if let Some(meta) = mints.iter().rev().find(|m| m.retired_at.is_none()) {
-        if let Some(entry) = load(ledger, store, &meta.kid)? {
-            return Ok(entry.key);
+    loop {
+        let mints = ledger.mint_keys()?;
+        if let Some(meta) = mints.iter().rev().find(|m| m.retired_at.is_none()) {
+            if let Some(entry) = load(ledger, store, &meta.kid)? {
+                return Ok(entry.key);
+            }
+            return Err(crate::error::UserError::runtime(format!(
+                "the mint key {} is recorded in the ledger but missing from the {} store",
+                meta.kid,
+                store.kind()
+            ))
+            .hint(MISSING_HINT)
+            .into());
         }
-        return Err(crate::error::UserError::runtime(format!(
-            "the mint key {} is recorded in the ledger but missing from the {} store",
-            meta.kid,
-            store.kind()
-        ))
-        .hint(MISSING_HINT)
-        .into());
+        let key = MintKey::generate()?;
+        let kid = key.kid().to_string();
+        store.set(&secret_name(&kid), &key.to_stored())?;
+        match ledger.insert_first_mint(&kid, crate::time::now_unix()) {
+            Ok(true) => return Ok(key),
+            Ok(false) => {
+                store.delete(&secret_name(&kid))?;
+            }
+            Err(e) => {
+                let _ = store.delete(&secret_name(&kid));
+                return Err(e);
+            }
+        }
     }
-    create(ledger, store)
 }
 
 /// Makes a new mint key and records it as current.

@@ -431,6 +431,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records `kid` as the first current mint key, in one statement: `false`, and nothing
+    /// recorded, when another process recorded a current one first.
+    pub fn insert_first_mint(&self, kid: &str, now: u64) -> anyhow::Result<bool> {
+        let inserted = self.conn.execute(
+            "INSERT INTO mint_keys (kid, created_at)
+             SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM mint_keys WHERE retired_at IS NULL)",
+            params![kid, now as i64],
+        )?;
+        Ok(inserted == 1)
+    }
+
     /// Retires every mint key except `keep`: their keys work until `valid_until`, or until an
     /// earlier rotation's end, whichever comes first (a rotation without grace after a leak
     /// ends the grace an earlier rotation gave too).

@@ -1011,3 +1011,45 @@ fn a_scope_model_the_table_does_not_know_is_warned_of() {
         assert!(!stderr.contains("warning"), "{quiet}: {stderr}");
     }
 }
+
+/// The first keys made at once, on a home with no mint key yet: one mint key between them
+/// (each process found none and made its own, and the ledger held ten current ones), and every
+/// key they printed works.
+#[test]
+fn keys_made_at_once_on_a_new_home_share_one_mint_key() {
+    let p = ProxyEnv::new();
+    let children: Vec<_> = (0..10)
+        .map(|_| {
+            p.env
+                .till()
+                .args(["key", "create", "--scope", "openai"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let keys: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .collect();
+    let (code, stdout, stderr) = output(p.env.till().args(["status", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let mints: Vec<_> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kind"] == "mint")
+        .collect();
+    assert_eq!(mints.len(), 1, "{stdout}");
+    let serve = p.serve();
+    for key in &keys {
+        let v = client_with_key(&serve.url, key, &["openai", "chat"]);
+        assert_eq!(status(&v), 200, "{v}");
+    }
+}
