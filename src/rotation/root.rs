@@ -102,10 +102,33 @@ impl Rotation<'_, '_> {
     ) -> Result<String, (Failure, bool)> {
         self.rotator.injected(Step::Store).map_err(|f| (f, true))?;
         let name = root_secret_name(self.name());
-        if let Err(e) = self.store.set(&name, new_key) {
-            let mut f = Failure::new(Step::Store, format!("cannot store the new key: {e}"));
-            f.hint = e.hint();
-            return Err((f, true));
+        // Only over the key this rotation replaces: another till process may have replaced or
+        // removed it meanwhile (`till add --replace`, `till remove`, a second rotation), and
+        // that change must not be lost under this one.
+        match self
+            .store
+            .set_if_unchanged(&name, Some(&self.old_key), new_key)
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                let f = Failure::new(
+                    Step::Store,
+                    format!(
+                        "another till process changed the stored {} key while this rotation ran, so the new key was not stored",
+                        self.name()
+                    ),
+                )
+                .hint(format!(
+                    "see `till list`; run `till rotate {}` again if it still needs one",
+                    self.name()
+                ));
+                return Err((f, true));
+            }
+            Err(e) => {
+                let mut f = Failure::new(Step::Store, format!("cannot store the new key: {e}"));
+                f.hint = e.hint();
+                return Err((f, true));
+            }
         }
         let new_fp = fingerprint(new_key.expose_secret());
         let now = now_unix();

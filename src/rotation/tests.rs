@@ -202,6 +202,94 @@ impl SecretStore for ReadOnly {
     }
 }
 
+/// A store in which another process replaces `name` just before this one writes it.
+struct ChangedUnderneath {
+    store: FileStore,
+    path: PathBuf,
+    name: String,
+}
+
+impl SecretStore for ChangedUnderneath {
+    fn kind(&self) -> StoreKind {
+        self.store.kind()
+    }
+    fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
+        self.store.get(name)
+    }
+    fn set(&self, name: &str, value: &SecretString) -> Result<(), StoreError> {
+        self.other(name);
+        self.store.set(name, value)
+    }
+    fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        self.store.delete(name)
+    }
+    fn set_if_unchanged(
+        &self,
+        name: &str,
+        seen: Option<&SecretString>,
+        value: &SecretString,
+    ) -> Result<bool, StoreError> {
+        self.other(name);
+        self.store.set_if_unchanged(name, seen, value)
+    }
+}
+
+impl ChangedUnderneath {
+    fn other(&self, name: &str) {
+        if name == self.name {
+            open_store(&self.path)
+                .set(name, &SecretString::from(OTHER_OPENAI))
+                .unwrap();
+        }
+    }
+}
+
+const OTHER_OPENAI: &str = "sk-proj-other000000000000000000000000000000000000009";
+
+/// Another till process replaces the key while a rotation runs (`till add --replace`): the
+/// rotation stores nothing over it and deletes the key it made, and the ledger keeps its row.
+#[test]
+fn a_key_another_process_replaced_meanwhile_is_not_written_over() {
+    let f = Fixture::new("");
+    let before = f.root_row("openai");
+    let path = f.store_path.clone();
+    let rotator = Rotator::new(
+        &f.ledger,
+        &f.providers,
+        &f.config,
+        Box::new(move || {
+            Ok(Box::new(ChangedUnderneath {
+                store: open_store(&path),
+                path: path.clone(),
+                name: crate::secrets::root_secret_name("openai"),
+            }) as Box<dyn SecretStore>)
+        }),
+    )
+    .unwrap()
+    .retry_delays(Vec::new());
+    let outcome = rotator
+        .rotate_provider(&f.provider("openai"), &mut Canned::default())
+        .unwrap();
+    assert_eq!(
+        (outcome.ok, outcome.step),
+        (false, Step::Store),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome.message.contains("another till process"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        f.stored(&crate::secrets::root_secret_name("openai"))
+            .as_deref(),
+        Some(OTHER_OPENAI)
+    );
+    let created = f.created();
+    assert_eq!(created.len(), 1);
+    assert_eq!(f.status(&created[0].value), Some(KeyStatus::Deleted));
+    assert_eq!(f.root_row("openai"), before);
+}
+
 /// Canned answers: keys handed out in order, one answer to `--due`'s question.
 #[derive(Default)]
 struct Canned {
