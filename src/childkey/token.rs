@@ -147,8 +147,22 @@ pub enum MintError {
     TooManyCaveats,
     #[error("a key may be attenuated at most {} times", MAX_LEVELS - 1)]
     TooManyLevels,
+    #[error(
+        "the key would be {0} characters long, more than the {MAX_ENCODED_LEN} till reads: fewer or shorter patterns"
+    )]
+    TooLong(usize),
     #[error(transparent)]
     Random(#[from] MintKeyError),
+}
+
+/// `token`, unless its text is longer than [`Token::decode`] reads: a key made so would be
+/// refused everywhere it went.
+fn readable(token: Token) -> Result<Token, MintError> {
+    let len = token.encode().len();
+    if len > MAX_ENCODED_LEN {
+        return Err(MintError::TooLong(len));
+    }
+    Ok(token)
 }
 
 /// A child key: version, kid, nonce, caveats grouped in levels, and the final tag.
@@ -262,7 +276,7 @@ impl Token {
         }
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
-        Ok(Token::mint_with_nonce(mint, batch, nonce))
+        readable(Token::mint_with_nonce(mint, batch, nonce))
     }
 
     /// Mint with a given nonce and an already prepared batch (at most [`MAX_CAVEATS`]).
@@ -328,7 +342,7 @@ impl Token {
         let mut caveats = self.caveats.clone();
         caveats.extend(batch);
         let level_marks = self.level_marks | 1 << (caveats.len() - 1);
-        Ok(Token {
+        readable(Token {
             version: self.version,
             kid: self.kid,
             nonce: self.nonce,

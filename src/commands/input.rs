@@ -13,6 +13,10 @@ use crate::providers::Provider;
 
 /// The key from `--from-env`, a hidden prompt labelled `label`, or stdin (in that order of
 /// preference). An empty answer (EOF on stdin) is a usage error and nothing else happens.
+/// The most of stdin read as a key: provider keys are tens to hundreds of characters, and
+/// `cat /dev/zero | till add` must end, not fill the memory.
+const MAX_STDIN_KEY: u64 = 64 * 1024;
+
 pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretString> {
     let raw = if let Some(var) = from_env {
         // A key given where its variable's name goes (`--from-env sk-…`) is not repeated
@@ -44,8 +48,17 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
     } else {
         let mut bytes = zeroize::Zeroizing::new(Vec::new());
         std::io::stdin()
+            .take(MAX_STDIN_KEY + 1)
             .read_to_end(&mut bytes)
             .context("cannot read the key from stdin")?;
+        if bytes.len() as u64 > MAX_STDIN_KEY {
+            return Err(UserError::usage(format!(
+                "stdin holds more than a key: more than {} KiB",
+                MAX_STDIN_KEY / 1024
+            ))
+            .hint("pipe the key itself, e.g. printf %s \"$KEY\" | till add openai")
+            .into());
+        }
         // Bad input, not a failure to read: the bytes are wiped either way.
         String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
             drop(zeroize::Zeroizing::new(e.into_bytes()));

@@ -7,6 +7,7 @@
 use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::childkey::{Caveat, MintKey, Token};
@@ -124,7 +125,7 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mint = crate::mint::current(&ledger, store.as_ref())?;
-    let token = Token::mint(&mint, caveats)?;
+    let token = Token::mint(&mint, caveats).map_err(super::mint_err)?;
     let level0 = token.caveats().to_vec();
     let scope_args = ScopeSpec::from_caveats(&level0)
         .map_err(scope_err)?
@@ -274,6 +275,16 @@ pub fn resolve_key(
     let meta = one_key(ledger, key)?;
     if meta.revoked_at.is_some() {
         return Err(UserError::runtime(format!("key `{key}` has been revoked")).into());
+    }
+    if meta.expires_at <= crate::time::now_unix() {
+        return Err(UserError::runtime(format!(
+            "key `{key}` expired at {}",
+            crate::time::rfc3339(meta.expires_at)
+        ))
+        .hint(format!(
+            "create a new one: till key create --name {key} … (the name moves the old key aside)"
+        ))
+        .into());
     }
     let retired;
     let mint = if meta.kid == current.kid().to_string() {
@@ -796,8 +807,26 @@ fn key_arg(arg: Option<&str>) -> anyhow::Result<Token> {
     let text = match arg {
         Some(k) => k.to_string(),
         None if !std::io::stdin().is_terminal() => {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s)?;
+            // A key is at most MAX_ENCODED_LEN characters: stdin is read no further than
+            // what could still be one with space around it (`cat /dev/zero` ends here too).
+            let most = crate::childkey::MAX_ENCODED_LEN as u64 + 4096;
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .take(most + 1)
+                .read_to_end(&mut bytes)
+                .context("cannot read the key from stdin")?;
+            if bytes.len() as u64 > most {
+                return Err(UserError::usage(format!(
+                    "stdin holds more than a till key: a key is at most {} characters",
+                    crate::childkey::MAX_ENCODED_LEN
+                ))
+                .hint("pipe the key itself, e.g. printf %s \"$TILL_KEY\" | till key inspect")
+                .into());
+            }
+            let s = String::from_utf8(bytes).map_err(|_| {
+                UserError::usage("the key on stdin is not text (UTF-8)")
+                    .hint("pipe the key itself, e.g. printf %s \"$TILL_KEY\" | till key inspect")
+            })?;
             s.trim().to_string()
         }
         None => String::new(),
@@ -827,7 +856,7 @@ fn attenuate(ctx: &Ctx, args: &KeyAttenuateArgs) -> anyhow::Result<ExitCode> {
                 .into(),
         );
     }
-    let child = parent.attenuate(caveats)?;
+    let child = parent.attenuate(caveats).map_err(super::mint_err)?;
     crate::output::data(&child.encode())?;
     crate::output::note(&format!("narrowed key {}", child.binding().short()));
     Ok(ExitCode::SUCCESS)

@@ -122,6 +122,22 @@ fn scope_values(ctx: &Ctx) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// A key that cannot be made as asked (too long, too many caveats or levels): a usage error,
+/// since other flags make it; anything else (no randomness) a runtime one.
+pub fn mint_err(e: crate::childkey::MintError) -> anyhow::Error {
+    use crate::childkey::MintError as M;
+    let hint = match e {
+        M::TooLong(_) => {
+            "give fewer or shorter --scope patterns: a glob covers many models (openai/gpt-4o*)"
+        }
+        M::TooManyCaveats | M::TooManyLevels | M::Invalid(_) => {
+            "`till key inspect KEY` shows what a key already holds"
+        }
+        _ => return e.into(),
+    };
+    UserError::usage(e.to_string()).hint(hint).into()
+}
+
 /// The `hint:` for an error chain: the first [`UserError`]'s or secrets-store error's, else
 /// what to do about a ledger SQLite could not write or read.
 pub fn hint(err: &anyhow::Error) -> Option<String> {

@@ -102,9 +102,9 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
                     UserError::usage(format!("cannot widen the key given to --key: {e}"))
                         .hint("ask for the same scope or less, or leave the flag out; `till key show NAME` shows the key's scope and limits")
                 })?;
-            base.attenuate(caveats)?
+            base.attenuate(caveats).map_err(super::mint_err)?
         }
-        None => Token::mint(&mint, caveats)?,
+        None => Token::mint(&mint, caveats).map_err(super::mint_err)?,
     };
     let child_key = token.encode();
     // The agent gets the variables of the providers its key allows: with `--key`, those of
@@ -255,7 +255,7 @@ fn nested_run(
     let child = if caveats.is_empty() {
         parent.clone()
     } else {
-        parent.attenuate(caveats)?
+        parent.attenuate(caveats).map_err(super::mint_err)?
     };
     let names = super::token_providers(child.caveats());
     let agents: Vec<AgentProvider<'_>> = ctx

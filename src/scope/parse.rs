@@ -68,6 +68,17 @@ pub fn parse_pattern(text: &str, known_providers: &[&str]) -> Result<ModelPatter
         });
     }
     if let Some(glob) = glob {
+        // A key pasted where a model belongs would be kept in the ledger and shown by `till
+        // key list` and every key's scope.
+        if glob.len() >= 20
+            && crate::output::PROVIDER_KEY_PREFIXES
+                .iter()
+                .any(|p| glob.starts_with(p))
+        {
+            return Err(invalid(
+                "this looks like a provider's key, not a model; a key's scope is shown by `till key list` to anyone at your screen".into(),
+            ));
+        }
         if glob.is_empty() {
             return Err(invalid(format!(
                 "the model glob after `{provider}/` is empty; use `{provider}` or `{provider}/*` for every model"

@@ -1053,3 +1053,80 @@ fn keys_made_at_once_on_a_new_home_share_one_mint_key() {
         assert_eq!(status(&v), 200, "{v}");
     }
 }
+
+/// Input that could only make a useless or leaky key is refused (2), and nothing is made: a key
+/// longer than till reads back (each of its 64 patterns allowed), a provider key pasted as a
+/// model, stdin that is not a key's text or is endless; and an expired key is not handed to an
+/// agent (1), as a revoked one is not.
+#[test]
+fn input_that_makes_a_useless_or_leaky_key_is_refused() {
+    let p = ProxyEnv::new();
+    let keys_before = |p: &ProxyEnv| {
+        let (_, out, _) = output(p.env.till().args(["key", "list", "--all", "--json"]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["keys"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let long: Vec<String> = (0..64)
+        .flat_map(|i| {
+            [
+                "--scope".to_string(),
+                format!("openai/m{i}-{}", "x".repeat(100)),
+            ]
+        })
+        .collect();
+    let mut args = vec![
+        "key".to_string(),
+        "create".into(),
+        "--name".into(),
+        "long".into(),
+    ];
+    args.extend(long);
+    let (code, _, stderr) = output(p.env.till().args(&args));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("more than the 8192 till reads"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+    let pasted = "openai/sk-proj-abcdefghijklmnopqrstuvwxyz0123456789";
+    let (code, _, stderr) = output(p.env.till().args(["key", "create", "--scope", pasted]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("looks like a provider's key"), "{stderr}");
+    assert!(
+        !stderr.contains("abcdefghij"),
+        "the key was repeated: {stderr}"
+    );
+    assert_eq!(keys_before(&p), 0, "a key was made");
+
+    let (code, _, stderr) =
+        output_with_stdin(p.env.till().args(["key", "inspect"]), "\u{0}\u{fffd}");
+    assert_eq!(code, 2, "{stderr}");
+    let mut child = p
+        .env
+        .till()
+        .args(["key", "inspect"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Endless input: till stops reading past what could be a key.
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let zeros = [0u8; 65536];
+        while stdin.write_all(&zeros).is_ok() {}
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("more than a till key"),
+        "{out:?}"
+    );
+
+    p.create_key(&["--scope", "openai", "--name", "brief", "--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, stdout, stderr) = p.run(&["--key", "brief", "--", "echo", "ran"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(stderr.contains("expired"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
