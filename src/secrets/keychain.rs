@@ -25,6 +25,9 @@ pub struct KeychainStore {
     timeout: Duration,
     /// The service attribute of till's entries: `till`, or `TILL_KEYCHAIN_SERVICE`.
     service: Arc<str>,
+    /// A file whose lock makes [`SecretStore::set_if_unchanged`] one step between till
+    /// processes, as the file store's own lock makes it there.
+    lock: Option<std::path::PathBuf>,
 }
 
 /// The keychain service till files its entries under. `TILL_KEYCHAIN_SERVICE` changes it,
@@ -62,7 +65,15 @@ impl KeychainStore {
             store,
             timeout,
             service,
+            lock: None,
         })
+    }
+
+    /// Takes the lock of the file at `path` (made if missing) around each
+    /// [`SecretStore::set_if_unchanged`].
+    pub fn locked_by(mut self, path: std::path::PathBuf) -> Self {
+        self.lock = Some(path);
+        self
     }
 
     /// Runs `op` against the entry for `name` on a worker thread, for at most the timeout.
@@ -102,6 +113,34 @@ impl SecretStore for KeychainStore {
                 ))),
             },
         }
+    }
+
+    /// The look and the write under the lock file's lock, so that two till processes that
+    /// each saw the same key cannot both replace it (`till add` of two keys at once, a
+    /// rotation beside a `till add --replace`): the second sees the first's. Without a lock
+    /// file (its directory missing, or unwritable) a look just before the write, as before.
+    fn set_if_unchanged(
+        &self,
+        name: &str,
+        seen: Option<&SecretString>,
+        value: &SecretString,
+    ) -> Result<bool, StoreError> {
+        let held = self.lock.as_ref().and_then(|path| {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .ok()?;
+            file.lock().ok()?;
+            Some(file)
+        });
+        if !super::same_secret(self.get(name)?.as_ref(), seen) {
+            return Ok(false);
+        }
+        let set = self.set(name, value).map(|()| true);
+        drop(held);
+        set
     }
 
     fn set(&self, name: &str, value: &SecretString) -> Result<(), StoreError> {

@@ -243,14 +243,21 @@ pub fn open_store(opts: &StoreOptions) -> Result<Box<dyn SecretStore>, StoreErro
             &opts.file_path,
             file::Unlock::from_env_or_terminal(),
         )?)),
-        StoreChoice::Keychain => Ok(Box::new(keychain::KeychainStore::connect(
-            opts.keychain_timeout,
-        )?)),
+        StoreChoice::Keychain => Ok(Box::new(
+            keychain::KeychainStore::connect(opts.keychain_timeout)?
+                .locked_by(keychain_lock(&opts.file_path)),
+        )),
         StoreChoice::Auto => match keychain::KeychainStore::connect(opts.keychain_timeout) {
-            Ok(store) => Ok(Box::new(store)),
+            Ok(store) => Ok(Box::new(store.locked_by(keychain_lock(&opts.file_path)))),
             Err(err) => Err(auto_error(err, &opts.file_path)),
         },
     }
+}
+
+/// The lock file of the keychain's writes: beside the file store's file, in till's data
+/// directory.
+fn keychain_lock(file_path: &Path) -> PathBuf {
+    file_path.with_file_name("keychain.lock")
 }
 
 /// What `auto` says when the keychain does not answer: the keychain's own reason, that there is

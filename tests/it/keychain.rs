@@ -183,3 +183,54 @@ fn add_without_a_secret_service_fails_fast_and_names_the_file_store() {
     let (_, stdout, _) = output(env.bare().args(["list", "--json"]));
     assert_eq!(stdout.trim(), "[]", "nothing may be recorded");
 }
+
+/// Five `till add` of five keys at once: one is stored and the others are told another till
+/// stored one (1, or 2 when it was there before they looked), as with the file store; each
+/// saw nothing stored, and all five said they stored theirs while one was kept.
+#[test]
+fn keys_added_at_once_to_the_keychain_keep_one_and_say_so() {
+    use std::io::Write as _;
+    let env = TestEnv::new();
+    let service = format!("{}-race", service());
+    // The ledger and data directory first, as any till before would have made them.
+    let (code, _, stderr) = output(keychain_till(&env, &service).args(["list"]));
+    assert_eq!(code, 0, "{stderr}");
+    let children: Vec<_> = (0..5)
+        .map(|i| {
+            let mut child = keychain_till(&env, &service)
+                .args(["add", "openai", "--no-verify"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin
+                .write_all(format!("sk-test-race-{i}-000000\n").as_bytes())
+                .unwrap();
+            drop(stdin);
+            (i, child)
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for (i, child) in children {
+        let out = child.wait_with_output().unwrap();
+        match out.status.code() {
+            Some(0) => stored.push(i),
+            // Another till stored one while this one looked, or before it started.
+            Some(1) if String::from_utf8_lossy(&out.stderr).contains("another till stored") => {}
+            Some(2) if String::from_utf8_lossy(&out.stderr).contains("is already stored") => {}
+            _ => panic!("{i}: {out:?}"),
+        }
+    }
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let (code, stdout, _) = output(keychain_till(&env, &service).args(["list", "--json"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v[0]["fingerprint"],
+        till::ledger::fingerprint(&format!("sk-test-race-{}-000000", stored[0]))
+    );
+    let (code, _, stderr) = output(keychain_till(&env, &service).args(["remove", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+}
