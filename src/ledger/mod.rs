@@ -51,15 +51,44 @@ pub fn fingerprint(key: &str) -> String {
     hex::encode(&digest[..4])
 }
 
+/// How long a write waits for another process's write to end.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether `e` is SQLite's "database is locked" (busy).
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DatabaseBusy
+        )
+    })
+}
+
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             crate::config::create_private_dir(dir)?;
         }
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the ledger at {}", path.display()))?;
-        Self::init(conn).with_context(|| format!("cannot prepare the ledger at {}", path.display()))
+        // Several till processes opening the ledger at once (five `till add` started together)
+        // can find it busy where SQLite calls no busy handler (the WAL's recovery after the
+        // last connection closed, the journal mode's check): tried again for as long as a busy
+        // write waits.
+        let started = std::time::Instant::now();
+        loop {
+            let conn = Connection::open(path)
+                .with_context(|| format!("cannot open the ledger at {}", path.display()))?;
+            match Self::init(conn) {
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_WAIT => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                done => {
+                    return done.with_context(|| {
+                        format!("cannot prepare the ledger at {}", path.display())
+                    });
+                }
+            }
+        }
     }
 
     /// An in-memory ledger (tests and benchmarks).
@@ -68,8 +97,11 @@ impl Ledger {
     }
 
     fn init(mut conn: Connection) -> anyhow::Result<Self> {
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(BUSY_WAIT)?;
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
