@@ -11,7 +11,23 @@ pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<ExitCode> {
     let ledger = ctx.ledger()?;
     let store = ctx.store()?;
     let in_store = store.delete(&root_secret_name(&provider.name))?;
-    let in_ledger = ledger.remove_root_key(&provider.name)?;
+    let in_ledger = ledger.remove_root_key(&provider.name).map_err(|e| {
+        if !in_store {
+            return e;
+        }
+        // The key is gone from the store already: said, with how to finish.
+        anyhow::Error::from(
+            UserError::runtime(format!(
+                "removed the {} key from the {} store, but could not take it out of the ledger: {e:#}",
+                provider.name,
+                store.kind()
+            ))
+            .hint(format!(
+                "run `till remove {}` again to finish (proxies already stop forwarding with it)",
+                provider.name
+            )),
+        )
+    })?;
     if !in_store && !in_ledger {
         return Err(
             UserError::usage(format!("no {} key is stored", provider.name))

@@ -213,3 +213,33 @@ fn file_store_through_the_binary() {
         stderr(&output)
     );
 }
+
+/// `till remove` whose ledger refuses the change after the store let the key go: it says the
+/// key is gone from the store and how to finish, and running it again finishes.
+#[test]
+fn a_remove_the_ledger_refuses_says_what_was_done_and_finishes_when_run_again() {
+    let p = crate::support::ProxyEnv::new();
+    let ledger = || rusqlite::Connection::open(p.env.path("data/ledger.sqlite3")).unwrap();
+    ledger()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE DELETE ON root_keys BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let (code, _, stderr) = crate::support::output(p.env.till().args(["remove", "openai"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "removed the openai key from the file store, but could not take it out of the ledger"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: run `till remove openai` again"),
+        "{stderr}"
+    );
+    ledger().execute_batch("DROP TRIGGER refuse;").unwrap();
+    let (code, _, stderr) = crate::support::output(p.env.till().args(["remove", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, list, _) = crate::support::output(p.env.till().args(["list", "--json"]));
+    assert!(!list.contains("openai"), "{list}");
+}
