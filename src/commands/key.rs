@@ -70,6 +70,9 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &args.name {
         check_name(name)?;
     }
+    // The store first: one that cannot be opened (no keychain, a mistyped TILL_STORE) makes
+    // nothing, not a ledger in a new home.
+    let store = ctx.store()?;
     let ledger = ctx.ledger()?;
     // A name is the live key's: one held by an expired, revoked or invalid key is moved aside
     // (to `NAME@ID`, where no name typed can be) just before the new key takes it, so a daily
@@ -98,7 +101,6 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
-    let store = ctx.store()?;
     if !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
         let stored: Vec<String> = ledger
             .root_keys()?

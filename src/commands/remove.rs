@@ -8,10 +8,15 @@ use crate::error::UserError;
 
 pub fn run(ctx: &Ctx, args: &RemoveArgs) -> anyhow::Result<ExitCode> {
     let provider = ctx.providers.require(&args.provider)?;
-    let ledger = ctx.ledger()?;
+    // Where there is no ledger yet (a new or a mistyped TILL_HOME) none is made for this.
+    let ledger = ctx.ledger_if_there()?;
     let store = ctx.store()?;
     let in_store = store.delete(&root_secret_name(&provider.name))?;
-    let in_ledger = ledger.remove_root_key(&provider.name).map_err(|e| {
+    let removed = match &ledger {
+        Some(ledger) => ledger.remove_root_key(&provider.name),
+        None => Ok(false),
+    };
+    let in_ledger = removed.map_err(|e| {
         if !in_store {
             return e;
         }

@@ -450,6 +450,22 @@ fn reading_commands_make_nothing_in_a_new_home() {
         "{stdout}"
     );
     assert!(!data.exists(), "doctor made {}", data.display());
+    // Nor do commands that fail before they change anything: a store that cannot be opened,
+    // a key that is not there to remove.
+    let (code, _, stderr) = output(
+        env.till()
+            .env("TILL_STORE", "bogus")
+            .args(["key", "create", "--scope", "openai"]),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        !data.exists(),
+        "a failed key create made {}",
+        data.display()
+    );
+    let (code, _, stderr) = output(env.till().args(["remove", "openai"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!data.exists(), "a failed remove made {}", data.display());
     // What writes makes it as before.
     let (code, _, stderr) = output_with_stdin(
         env.till().args(["add", "openai", "--no-verify"]),
