@@ -194,6 +194,10 @@ impl Ctx {
     pub fn load() -> anyhow::Result<Self> {
         let paths = Paths::resolve()?;
         let config = Config::load(&paths.config_file)?;
+        // `TILL_STORE` and `TILL_KEYCHAIN_TIMEOUT` are checked by every command, as config.toml's
+        // `store` is, not only by those that open the store (`TILL_STORE=bogus till list` was
+        // quietly fine).
+        config.store_options(&paths)?;
         let providers = Providers::from_config(&config);
         Ok(Self {
             paths,
