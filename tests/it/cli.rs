@@ -466,6 +466,11 @@ fn reading_commands_make_nothing_in_a_new_home() {
     let (code, _, stderr) = output(env.till().args(["remove", "openai"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(!data.exists(), "a failed remove made {}", data.display());
+    // A store named wrong is an error for a command that does not open it too, as a wrong
+    // `store` in config.toml is.
+    let (code, _, stderr) = output(env.till().env("TILL_STORE", "bogus").args(["list"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not a store"), "{stderr}");
     // What writes makes it as before.
     let (code, _, stderr) = output_with_stdin(
         env.till().args(["add", "openai", "--no-verify"]),
