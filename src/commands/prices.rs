@@ -253,10 +253,15 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
             .hint("--from takes a file path or an http(s) URL")
     })?;
     let mut bytes = Vec::new();
+    // A directory opens; reading it is what fails.
     std::io::Read::read_to_end(
         &mut std::io::Read::take(file, MAX_TABLE_BYTES + 1),
         &mut bytes,
-    )?;
+    )
+    .map_err(|e| {
+        UserError::runtime(format!("cannot read {}: {e}", path.display()))
+            .hint("--from takes a file path or an http(s) URL")
+    })?;
     if bytes.len() as u64 > MAX_TABLE_BYTES {
         return Err(UserError::runtime(format!(
             "{} is larger than {} MiB; that is not a price table",

@@ -190,6 +190,18 @@ fn a_bad_table_is_refused_and_leaves_the_current_one() {
         stderr.contains("cannot read /no/such/file.json"),
         "{stderr}"
     );
+    // A directory opens, and its read fails: named the same way.
+    let dir = env.path("data");
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["prices", "update", "--force", "--from"])
+            .arg(&dir),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot read {}", dir.display())) && stderr.contains("hint:"),
+        "{stderr}"
+    );
     // A table that no longer parses is an error with a way out, not a silent fallback.
     std::fs::write(env.path("data/prices.toml"), "as_of = 3\n").unwrap();
     let (code, _, stderr) = output(env.till().arg("prices"));
