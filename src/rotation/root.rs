@@ -146,7 +146,14 @@ impl Rotation<'_, '_> {
             });
         if let Err(e) = recorded {
             let message = format!("cannot record the new key in the ledger: {e:#}");
-            return Err(match self.undo_commit(&new_fp) {
+            // A ledger that refused the row (locked, full) still holds the old one, and may
+            // refuse to be written back to as well: then only the store is put back.
+            let unchanged = self
+                .rotator
+                .ledger
+                .root_key(self.name())
+                .is_ok_and(|row| row.as_ref() == Some(&self.old_meta));
+            return Err(match self.undo_commit(&new_fp, unchanged) {
                 Ok(()) => (Failure::new(Step::Store, message), true),
                 Err(undo) => (self.stuck(Step::Store, &message, &undo), false),
             });
@@ -154,15 +161,18 @@ impl Rotation<'_, '_> {
         Ok(new_fp)
     }
 
-    /// Puts the old key back in the store and its row back in the ledger.
-    fn undo_commit(&self, new_fp: &str) -> Result<(), String> {
+    /// Puts the old key back in the store and, unless the ledger still has it
+    /// (`ledger_unchanged`), its row back in the ledger.
+    fn undo_commit(&self, new_fp: &str, ledger_unchanged: bool) -> Result<(), String> {
         self.store
             .set(&root_secret_name(self.name()), &self.old_key)
             .map_err(|e| format!("cannot put the old key back in the store: {e}"))?;
-        self.rotator
-            .ledger
-            .restore_root_key(&self.old_meta)
-            .map_err(|e| format!("cannot put the old key back in the ledger: {e:#}"))?;
+        if !ledger_unchanged {
+            self.rotator
+                .ledger
+                .restore_root_key(&self.old_meta)
+                .map_err(|e| format!("cannot put the old key back in the ledger: {e:#}"))?;
+        }
         let _ = self.rotator.ledger.forget_root_key_ids(self.name(), new_fp);
         Ok(())
     }
@@ -273,7 +283,7 @@ impl Rotation<'_, '_> {
         };
         if let Err(why) = deleted {
             let message = format!("cannot delete the old key {}: {why}", old_ids.key_id);
-            return Err(match self.undo_commit(&new_fp) {
+            return Err(match self.undo_commit(&new_fp, false) {
                 Ok(()) => {
                     let f =
                         Failure::new(Step::Delete, format!("{message}; the old key was put back"))
@@ -395,9 +405,14 @@ impl Rotation<'_, '_> {
         };
         self.rotator.interrupt.check(Step::Find)?;
 
-        let new_fp = self
-            .commit(&new_key, None)
-            .map_err(|(f, _)| f.hint(not_stored.clone()))?;
+        // A commit stuck with the new key in use has its own hint (the new key is stored).
+        let new_fp = self.commit(&new_key, None).map_err(|(f, undone)| {
+            if undone {
+                f.hint(not_stored.clone())
+            } else {
+                f
+            }
+        })?;
 
         let (Some(api), Some(old_id)) = (&api, &old_id) else {
             return Ok(Success {
@@ -423,7 +438,7 @@ impl Rotation<'_, '_> {
         };
         if let Err(why) = deactivated {
             let message = format!("cannot set the old key {old_id} inactive: {why}");
-            return Err(match self.undo_commit(&new_fp) {
+            return Err(match self.undo_commit(&new_fp, false) {
                 Ok(()) => Failure::new(
                     Step::Deactivate,
                     format!("{message}; the old key was put back"),

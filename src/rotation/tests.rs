@@ -290,6 +290,47 @@ fn a_key_another_process_replaced_meanwhile_is_not_written_over() {
     assert_eq!(f.root_row("openai"), before);
 }
 
+/// A ledger that refuses every change of `root_keys` (locked past the busy wait, a full
+/// disk) when the new key is recorded: the store gets the old key back and the key till made
+/// is deleted. The ledger, which refuses the old row's rewrite too, never lost it: this was
+/// reported as stuck, "the new key stays in use", with the new key left alive at the provider.
+#[test]
+fn a_ledger_that_refuses_the_new_row_leaves_the_old_key_and_deletes_the_new() {
+    let f = Fixture::new("");
+    let before = f.root_row("openai");
+    f.ledger
+        .conn()
+        .execute_batch(
+            "CREATE TRIGGER refuse_update BEFORE UPDATE ON root_keys BEGIN SELECT RAISE(ABORT, 'refused'); END;
+             CREATE TRIGGER refuse_insert BEFORE INSERT ON root_keys BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let outcome = f
+        .rotator()
+        .rotate_provider(&f.provider("openai"), &mut Canned::default())
+        .unwrap();
+    assert_eq!(
+        (outcome.ok, outcome.step),
+        (false, Step::Store),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome
+            .message
+            .contains("cannot record the new key in the ledger"),
+        "{outcome:?}"
+    );
+    assert!(!outcome.message.contains("stays in use"), "{outcome:?}");
+    f.ledger
+        .conn()
+        .execute_batch("DROP TRIGGER refuse_update; DROP TRIGGER refuse_insert;")
+        .unwrap();
+    f.assert_untouched("openai", OLD_OPENAI, &before);
+    let created = f.created();
+    assert_eq!(created.len(), 1);
+    assert_eq!(f.status(&created[0].value), Some(KeyStatus::Deleted));
+}
+
 /// Canned answers: keys handed out in order, one answer to `--due`'s question.
 #[derive(Default)]
 struct Canned {
