@@ -1269,19 +1269,27 @@ fn is_text(headers: &HeaderMap) -> bool {
     let Ok(value) = value.to_str() else {
         return true;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = value.split(';').next().unwrap_or("").trim().as_bytes();
+    // In any letter case, without a copy: this is every answer's path.
+    let starts = |p: &[u8]| {
+        essence
+            .get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    };
+    let ends = |p: &[u8]| {
+        essence
+            .len()
+            .checked_sub(p.len())
+            .is_some_and(|at| essence[at..].eq_ignore_ascii_case(p))
+    };
+    let holds = |p: &[u8]| essence.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p));
     essence.is_empty()
-        || essence.starts_with("text/")
-        || essence.ends_with("/json")
-        || essence.ends_with("+json")
-        || essence.contains("ndjson")
-        || essence.contains("jsonl")
-        || essence == "application/x-json-stream"
+        || starts(b"text/")
+        || ends(b"/json")
+        || ends(b"+json")
+        || holds(b"ndjson")
+        || holds(b"jsonl")
+        || essence.eq_ignore_ascii_case(b"application/x-json-stream")
 }
 
 /// A `charset` of the answer's `Content-Type` other than UTF-8 (or its subset ASCII): the

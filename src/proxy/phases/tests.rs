@@ -207,3 +207,39 @@ fn a_charset_other_than_utf8_is_seen() {
     );
     assert_eq!(odd_charset(&h), Some(("Content-Type charset", "utf-16le")));
 }
+
+/// Which answers the scrub cuts at a NUL byte: text by its type, in any letter case, or an
+/// answer of no type said; not audio, images or other bytes.
+#[test]
+fn text_answers_are_known_by_their_type() {
+    let typed = |value: Option<&'static str>| {
+        let mut h = HeaderMap::new();
+        if let Some(v) = value {
+            h.insert("content-type", HeaderValue::from_static(v));
+        }
+        is_text(&h)
+    };
+    for text in [
+        None,
+        Some(""),
+        Some("application/json"),
+        Some("Application/JSON; charset=utf-8"),
+        Some("text/event-stream"),
+        Some("TEXT/plain"),
+        Some("application/problem+json"),
+        Some("application/x-ndjson"),
+        Some("application/jsonl"),
+        Some("application/x-json-stream"),
+    ] {
+        assert!(typed(text), "{text:?}");
+    }
+    for other in [
+        Some("audio/mpeg"),
+        Some("image/png"),
+        Some("application/octet-stream"),
+        Some("application/jso"),
+        Some("json"),
+    ] {
+        assert!(!typed(other), "{other:?}");
+    }
+}
