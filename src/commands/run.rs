@@ -41,6 +41,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let spec = super::scope_spec(ctx, &args.scope, args.profile.as_deref())?;
     let now = crate::time::now_unix();
+    // The flags first: a bad one is the usage error (2) it is, whatever is stored.
+    let mut caveats = spec
+        .to_caveats(now, &ctx.providers.names())
+        .map_err(super::scope_err)?;
     let stored = ctx.ledger()?.root_keys()?;
     if stored.is_empty() {
         return Err(UserError::runtime(
@@ -56,9 +60,6 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // providers and its end: only the flags given are added (`key inspect` showed every stored
     // provider and a later end beside them, which looked like a widening).
     let given = args.key.is_some();
-    let mut caveats = spec
-        .to_caveats(now, &ctx.providers.names())
-        .map_err(super::scope_err)?;
     if !given && !caveats.iter().any(|c| matches!(c, Caveat::Allow(_))) {
         caveats.push(super::allow_providers(&scoped_names)?);
     }

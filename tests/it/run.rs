@@ -253,3 +253,15 @@ fn a_given_key_sets_only_its_providers_variables() {
         "{stderr}"
     );
 }
+
+/// A bad scope flag is the usage error (2) it is before anything else is looked at: on a home
+/// with no root keys, `till run --ttl 0s` said there were none (1).
+#[test]
+fn a_bad_flag_is_a_usage_error_on_a_home_without_keys() {
+    let env = crate::support::TestEnv::new();
+    for args in [&["--ttl", "0s"][..], &["--budget", "0usd"], &["--rpm", "0"]] {
+        let (code, _, stderr) = output(env.till().arg("run").args(args).args(["--", "true"]));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(!stderr.contains("no root keys"), "{args:?}: {stderr}");
+    }
+}
