@@ -153,19 +153,29 @@ fn create(ctx: &Ctx, args: &KeyCreateArgs) -> anyhow::Result<ExitCode> {
             args.name.as_deref().unwrap_or_default()
         ));
     }
-    if let Err(e) = ledger.insert_key(&meta) {
-        // Another `till key create` took the name between the look above and this write.
-        let taken = e.chain().any(|c| {
-            matches!(
-                c.downcast_ref::<rusqlite::Error>(),
-                Some(rusqlite::Error::SqliteFailure(f, _))
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation
+    match ledger.insert_key(&meta) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(UserError::runtime(
+                "the mint key was rotated (till rotate --mint) while this key was made, so it would not work; none was made",
             )
-        });
-        return Err(match (&args.name, taken) {
-            (Some(name), true) => name_taken(name).into(),
-            _ => e,
-        });
+            .hint("run the command again: it signs with the new mint key")
+            .into());
+        }
+        Err(e) => {
+            // Another `till key create` took the name between the look above and this write.
+            let taken = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<rusqlite::Error>(),
+                    Some(rusqlite::Error::SqliteFailure(f, _))
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation
+                )
+            });
+            return Err(match (&args.name, taken) {
+                (Some(name), true) => name_taken(name).into(),
+                _ => e,
+            });
+        }
     }
     let key = token.encode();
     if let Err(e) = show_created(args, &token, &meta, &key, expires) {

@@ -223,10 +223,14 @@ impl MintMeta {
 }
 
 impl Ledger {
-    pub fn insert_key(&self, k: &KeyMeta) -> anyhow::Result<()> {
-        self.conn.execute(
+    /// Records a created key, in one statement only while the mint key that signed it is
+    /// current: `false`, and nothing recorded, when `till rotate --mint` retired it after the
+    /// key was signed (the key would be dead, or die with the grace, before it was shown).
+    pub fn insert_key(&self, k: &KeyMeta) -> anyhow::Result<bool> {
+        let inserted = self.conn.execute(
             "INSERT INTO keys (binding, name, kid, scope, caveats, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+             WHERE EXISTS (SELECT 1 FROM mint_keys WHERE kid = ?3 AND retired_at IS NULL)",
             params![
                 k.binding,
                 k.name,
@@ -237,7 +241,7 @@ impl Ledger {
                 k.expires_at as i64,
             ],
         )?;
-        Ok(())
+        Ok(inserted == 1)
     }
 
     /// Removes a key that was never handed out (its text could not be written): nothing can

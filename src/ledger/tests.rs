@@ -138,3 +138,37 @@ fn fingerprint_is_8_hex() {
     assert_eq!(fingerprint("sk-test-123").len(), 8);
     assert_ne!(fingerprint("a"), fingerprint("b"));
 }
+
+/// A key is recorded only while the mint key that signed it is current: one signed just before
+/// `till rotate --mint` retired that mint key would be printed dead (or to die with the grace).
+#[test]
+fn a_key_is_recorded_only_under_a_current_mint_key() {
+    let l = Ledger::open_in_memory().unwrap();
+    let key = |binding: &str, kid: &str| KeyMeta {
+        binding: binding.into(),
+        name: None,
+        kid: kid.into(),
+        scope: "--scope openai".into(),
+        body: "{}".into(),
+        created_at: 100,
+        expires_at: 10_000,
+        revoked_at: None,
+    };
+    // No such mint key at all.
+    assert!(!l.insert_key(&key("b0", "kid-a")).unwrap());
+    l.insert_mint("kid-a", 100).unwrap();
+    assert!(l.insert_key(&key("b1", "kid-a")).unwrap());
+    l.insert_mint("kid-b", 200).unwrap();
+    l.retire_mints("kid-b", 200, 300).unwrap();
+    assert!(!l.insert_key(&key("b2", "kid-a")).unwrap());
+    assert!(l.insert_key(&key("b3", "kid-b")).unwrap());
+    let recorded: Vec<String> = l
+        .conn()
+        .prepare("SELECT binding FROM keys ORDER BY binding")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(recorded, ["b1", "b3"]);
+}
