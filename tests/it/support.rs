@@ -102,12 +102,11 @@ pub fn output_with_stdin(cmd: &mut Command, input: &str) -> (i32, String, String
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // A command that ends before it reads its input (a usage error found first) closes the
+    // pipe: the write may then fail with a broken pipe, which is no failure of the test.
+    if let Err(e) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     let out = child.wait_with_output().expect("wait");
     (
         out.status.code().unwrap_or(-1),
