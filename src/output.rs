@@ -282,7 +282,7 @@ pub fn error(text: &str, hint: Option<&str>) {
         "{}: {} {}",
         paint("1", "till"),
         paint("31", "error:"),
-        printable_lines(&redact_keys(text))
+        printable_lines(&cut_long(&redact_keys(text)))
     );
     if let Some(text) = hint {
         self::hint(text);
@@ -294,8 +294,34 @@ pub fn hint(text: &str) {
     eprintln!(
         "{} {}",
         paint("36", "hint:"),
-        printable_lines(&redact_keys(text))
+        printable_lines(&cut_long(&redact_keys(text)))
     );
+}
+
+/// The most of an error or a hint printed: what is longer holds something typed or pasted
+/// at length (a 100 KB provider name), which is cut in the middle, not written back whole.
+const LONGEST_MESSAGE: usize = 4096;
+
+/// `text` cut in the middle, with how much was left out, when it is longer than
+/// [`LONGEST_MESSAGE`] bytes.
+fn cut_long(text: &str) -> Cow<'_, str> {
+    if text.len() <= LONGEST_MESSAGE {
+        return Cow::Borrowed(text);
+    }
+    let mut head = LONGEST_MESSAGE / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - LONGEST_MESSAGE / 4;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    Cow::Owned(format!(
+        "{}…({} bytes left out)…{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    ))
 }
 
 /// A green `ok` or red `fail` line on stdout, as `till doctor` prints them. A closed stdout
@@ -324,6 +350,19 @@ pub fn check_line(ok: bool, what: &str, detail: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message holding something pasted at length is cut in the middle, at character
+    /// boundaries, saying how much was left out; a short one is as it was.
+    #[test]
+    fn long_messages_are_cut_in_the_middle() {
+        assert_eq!(cut_long("unknown provider `x`"), "unknown provider `x`");
+        let long = format!("unknown provider `{}`: known are …", "é".repeat(50_000));
+        let cut = cut_long(&long);
+        assert!(cut.len() < 4_200, "{}", cut.len());
+        assert!(cut.starts_with("unknown provider `é"), "{cut}");
+        assert!(cut.ends_with("`: known are …"), "{cut}");
+        assert!(cut.contains("bytes left out"), "{cut}");
+    }
 
     #[test]
     fn keys_in_messages_are_cut_to_their_prefix() {

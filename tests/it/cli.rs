@@ -1168,3 +1168,15 @@ fn doctor_json_lists_the_checks_with_the_same_exit_code() {
     assert_eq!(v[0]["ok"], false, "{stdout}");
     assert!(!v[0]["detail"].as_str().unwrap().is_empty(), "{stdout}");
 }
+
+/// An error that holds something pasted at length (a 100 KB provider name) is cut in the
+/// middle, not written back whole to the terminal.
+#[test]
+fn a_long_input_is_not_written_back_whole() {
+    let env = TestEnv::new();
+    let name = "a".repeat(100_000);
+    let (code, _, stderr) = output(env.till().args(["add", &name]));
+    assert_eq!(code, 2, "{}", &stderr[..200.min(stderr.len())]);
+    assert!(stderr.len() < 8_192, "{} bytes", stderr.len());
+    assert!(stderr.contains("bytes left out"), "{stderr}");
+}
