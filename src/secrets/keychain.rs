@@ -135,10 +135,7 @@ impl SecretStore for KeychainStore {
             file.lock().ok()?;
             Some(file)
         });
-        if !super::same_secret(self.get(name)?.as_ref(), seen) {
-            return Ok(false);
-        }
-        let set = self.set(name, value).map(|()| true);
+        let set = super::look_then_set(self, name, seen, value);
         drop(held);
         set
     }

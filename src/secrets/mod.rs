@@ -114,11 +114,22 @@ pub trait SecretStore: Send + Sync {
         seen: Option<&SecretString>,
         value: &SecretString,
     ) -> Result<bool, StoreError> {
-        if !same_secret(self.get(name)?.as_ref(), seen) {
-            return Ok(false);
-        }
-        self.set(name, value).map(|()| true)
+        look_then_set(self, name, seen, value)
     }
+}
+
+/// [`SecretStore::set_if_unchanged`] as a look just before the write: one step only where the
+/// caller holds a lock around it.
+pub(crate) fn look_then_set<S: SecretStore + ?Sized>(
+    store: &S,
+    name: &str,
+    seen: Option<&SecretString>,
+    value: &SecretString,
+) -> Result<bool, StoreError> {
+    if !same_secret(store.get(name)?.as_ref(), seen) {
+        return Ok(false);
+    }
+    store.set(name, value).map(|()| true)
 }
 
 /// Whether two stored values are the same (both absent, or equal).
