@@ -47,11 +47,7 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
             .unwrap_or_default()
     } else {
         let mut bytes = zeroize::Zeroizing::new(Vec::new());
-        std::io::stdin()
-            .take(MAX_STDIN_KEY + 1)
-            .read_to_end(&mut bytes)
-            .context("cannot read the key from stdin")?;
-        if bytes.len() as u64 > MAX_STDIN_KEY {
+        if !stdin_at_most(&mut bytes, MAX_STDIN_KEY)? {
             return Err(UserError::usage(format!(
                 "stdin holds more than a key: more than {} KiB",
                 MAX_STDIN_KEY / 1024
@@ -85,6 +81,16 @@ pub fn read_key(label: &str, from_env: Option<&str>) -> anyhow::Result<SecretStr
         .into());
     }
     Ok(SecretString::from(key))
+}
+
+/// Reads stdin into `bytes`, no further than `most` bytes and one past (so endless input
+/// ends): `false` when there was more than `most`.
+pub fn stdin_at_most(bytes: &mut Vec<u8>, most: u64) -> anyhow::Result<bool> {
+    std::io::stdin()
+        .take(most + 1)
+        .read_to_end(bytes)
+        .context("cannot read the key from stdin")?;
+    Ok(bytes.len() as u64 <= most)
 }
 
 /// Refuses till's own keys and warns when the key looks like another provider's.

@@ -4,10 +4,9 @@
 //! (SHA-256 of its tag), name, scope, times, and the nonce and scope needed to re-derive it
 //! with the mint key (`till run --key NAME`). `attenuate` and `inspect` need no secret at all.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::childkey::{Caveat, MintKey, Token};
@@ -823,11 +822,7 @@ fn key_arg(arg: Option<&str>) -> anyhow::Result<Token> {
             // what could still be one with space around it (`cat /dev/zero` ends here too).
             let most = crate::childkey::MAX_ENCODED_LEN as u64 + 4096;
             let mut bytes = Vec::new();
-            std::io::stdin()
-                .take(most + 1)
-                .read_to_end(&mut bytes)
-                .context("cannot read the key from stdin")?;
-            if bytes.len() as u64 > most {
+            if !super::input::stdin_at_most(&mut bytes, most)? {
                 return Err(UserError::usage(format!(
                     "stdin holds more than a till key: a key is at most {} characters",
                     crate::childkey::MAX_ENCODED_LEN
