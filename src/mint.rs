@@ -35,32 +35,40 @@ pub fn current(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintK
             .hint(MISSING_HINT)
             .into());
         }
-        let key = MintKey::generate()?;
-        let kid = key.kid().to_string();
-        store.set(&secret_name(&kid), &key.to_stored())?;
-        match ledger.insert_first_mint(&kid, crate::time::now_unix()) {
-            Ok(true) => return Ok(key),
-            Ok(false) => {
-                store.delete(&secret_name(&kid))?;
-            }
-            Err(e) => {
-                let _ = store.delete(&secret_name(&kid));
-                return Err(e);
-            }
+        if let Some(key) = make(store, |kid, now| ledger.insert_first_mint(kid, now))? {
+            return Ok(key);
         }
     }
 }
 
 /// Makes a new mint key and records it as current.
 pub fn create(ledger: &Ledger, store: &dyn SecretStore) -> anyhow::Result<MintKey> {
+    make(store, |kid, now| {
+        ledger.insert_mint(kid, now).map(|()| true)
+    })?
+    .ok_or_else(|| anyhow::anyhow!("the ledger did not record the new mint key"))
+}
+
+/// A new mint key, put in the store and then recorded by `record`, which says whether the
+/// ledger took it: one it did not take (or could not) goes from the store again.
+fn make(
+    store: &dyn SecretStore,
+    record: impl FnOnce(&str, u64) -> anyhow::Result<bool>,
+) -> anyhow::Result<Option<MintKey>> {
     let key = MintKey::generate()?;
     let kid = key.kid().to_string();
     store.set(&secret_name(&kid), &key.to_stored())?;
-    if let Err(e) = ledger.insert_mint(&kid, crate::time::now_unix()) {
-        let _ = store.delete(&secret_name(&kid));
-        return Err(e);
+    match record(&kid, crate::time::now_unix()) {
+        Ok(true) => Ok(Some(key)),
+        Ok(false) => {
+            store.delete(&secret_name(&kid))?;
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = store.delete(&secret_name(&kid));
+            Err(e)
+        }
     }
-    Ok(key)
 }
 
 /// A mint key and, once retired, the end of its grace period.
