@@ -80,8 +80,9 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
     let same = seen
         .as_ref()
         .is_some_and(|s| s.expose_secret() == key.expose_secret());
-    let listed = ledger
-        .root_key(&provider.name)?
+    let previous = ledger.root_key(&provider.name)?;
+    let listed = previous
+        .as_ref()
         .is_some_and(|m| m.fingerprint == fingerprint);
     if let Err(err) = ledger.record_root_key(&provider.name, &fingerprint, crate::time::now_unix())
     {
@@ -96,6 +97,11 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> anyhow::Result<ExitCode> {
                 }
             }),
         );
+    }
+    // The replaced key's life at the provider is the person's now: a rotation must not take
+    // it for one an unfinished rotation left and delete it.
+    if let Some(previous) = previous.filter(|m| m.fingerprint != fingerprint) {
+        let _ = ledger.forget_root_key_ids(&provider.name, &previous.fingerprint);
     }
     let (p, kind) = (&provider.name, store.kind());
     crate::output::note(&match (same, listed) {

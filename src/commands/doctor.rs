@@ -266,6 +266,11 @@ fn checks_run(json: bool, checks: &mut Vec<Check>) -> anyhow::Result<ExitCode> {
                     Err(e) => check(false, &what, format!("{e:#}"))?,
                 }
             }
+            if let Ok(ledger) = &ledger {
+                for meta in &keys {
+                    check_leftovers(&mut check, ledger, &ctx.providers, meta)?;
+                }
+            }
             match &ledger {
                 Ok(ledger) => check_mint(&mut check, ledger, store.as_ref())?,
                 // Which keys there should be is the ledger's to say.
@@ -284,6 +289,37 @@ fn checks_run(json: bool, checks: &mut Vec<Check>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Keys a rotation made or meant to delete and did not get to (it was killed): recorded with
+/// their ids, and not the stored key.
+fn check_leftovers(
+    check: &mut impl FnMut(bool, &str, String) -> std::io::Result<()>,
+    ledger: &crate::ledger::Ledger,
+    providers: &Providers,
+    meta: &crate::ledger::RootKeyMeta,
+) -> anyhow::Result<()> {
+    let recorded = ledger.recorded_key_ids(&meta.provider).unwrap_or_default();
+    let provider = crate::output::printable(&meta.provider);
+    let console = providers
+        .get(&meta.provider)
+        .map(|p| p.console().to_string())
+        .unwrap_or_else(|| "the provider's console".into());
+    for left in recorded
+        .iter()
+        .filter(|r| r.fingerprint != meta.fingerprint)
+    {
+        check(
+            false,
+            &format!("{provider} leftover key"),
+            format!(
+                "key {} (recorded {}) was made or replaced by a rotation that did not finish, or is still running, and is not the stored key; the next `till rotate {provider}` deletes it, or delete it at {console}",
+                crate::output::printable(&left.ids.key_id),
+                crate::time::rfc3339(left.recorded_at),
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 /// The current mint key, which every new child key is signed with, must be in the store.

@@ -146,11 +146,15 @@ impl Ledger {
         Ok(())
     }
 
+    /// Takes the provider's root key out of the ledger, with the provider ids of every key of
+    /// it recorded (`till remove` never deletes a key at the provider).
     pub fn remove_root_key(&self, provider: &str) -> anyhow::Result<bool> {
-        Ok(self
+        let removed = self
             .conn
-            .execute("DELETE FROM root_keys WHERE provider = ?1", [provider])?
-            > 0)
+            .execute("DELETE FROM root_keys WHERE provider = ?1", [provider])?;
+        self.conn
+            .execute("DELETE FROM root_key_ids WHERE provider = ?1", [provider])?;
+        Ok(removed > 0)
     }
 
     pub fn root_key(&self, provider: &str) -> anyhow::Result<Option<RootKeyMeta>> {
@@ -511,11 +515,20 @@ pub struct RotationRow {
     pub leftover_key_id: Option<String>,
 }
 
-/// The provider's ids for a root key till created through an admin API.
+/// The provider's ids for a root key a rotation made through an admin API (with the service
+/// account till made for it) or found there to delete (without).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RootKeyIds {
     pub key_id: String,
     pub service_account_id: Option<String>,
+}
+
+/// A provider key whose ids the ledger holds, under the fingerprint of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedKeyIds {
+    pub fingerprint: String,
+    pub ids: RootKeyIds,
+    pub recorded_at: u64,
 }
 
 impl Ledger {
@@ -611,6 +624,26 @@ impl Ledger {
                 },
             )
             .optional()?)
+    }
+
+    /// Every key of `provider` whose ids are recorded, oldest first: the stored key's, and any
+    /// a rotation made or meant to delete and did not get to (it was killed).
+    pub fn recorded_key_ids(&self, provider: &str) -> anyhow::Result<Vec<RecordedKeyIds>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT fingerprint, key_id, service_account_id, created_at FROM root_key_ids
+             WHERE provider = ?1 ORDER BY created_at, fingerprint",
+        )?;
+        let rows = stmt.query_map([provider], |r| {
+            Ok(RecordedKeyIds {
+                fingerprint: r.get(0)?,
+                ids: RootKeyIds {
+                    key_id: r.get(1)?,
+                    service_account_id: r.get(2)?,
+                },
+                recorded_at: r.get::<_, i64>(3)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn forget_root_key_ids(&self, provider: &str, fingerprint: &str) -> anyhow::Result<()> {

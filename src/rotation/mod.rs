@@ -43,6 +43,10 @@ use crate::time::now_unix;
 /// a key it has just issued.
 const NEW_KEY_RETRY_DELAYS: &[Duration] = &[Duration::from_secs(1), Duration::from_secs(2)];
 
+/// How long a key a rotation recorded (made, or meant to delete) is taken for a running
+/// rotation's before the next rotation deletes it as one a killed rotation left.
+const UNFINISHED_AFTER: Duration = Duration::from_secs(600);
+
 /// The step a rotation reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +158,16 @@ pub enum Notice {
     ServiceAccountLeft { account: String, error: String },
     /// The attempt could not be written to the ledger's `rotations` table.
     NotRecorded { error: String },
+    /// A key an earlier rotation left at the provider when it was killed, now deleted.
+    LeftoverDeleted { key_id: String, provider: String },
+    /// A key an earlier rotation left at the provider, which could not be deleted now.
+    LeftoverNotDeleted {
+        key_id: String,
+        provider: String,
+        error: String,
+    },
+    /// A key recorded by a rotation that may still be running, left alone.
+    LeftoverRecent { key_id: String, provider: String },
 }
 
 impl Notice {
@@ -163,6 +177,8 @@ impl Notice {
             Notice::AdminKeyNotInStore { .. }
                 | Notice::ServiceAccountLeft { .. }
                 | Notice::NotRecorded { .. }
+                | Notice::LeftoverNotDeleted { .. }
+                | Notice::LeftoverRecent { .. }
         )
     }
 }
@@ -188,6 +204,22 @@ impl fmt::Display for Notice {
             Notice::NotRecorded { error } => {
                 write!(f, "cannot record the rotation in the ledger: {error}")
             }
+            Notice::LeftoverDeleted { key_id, provider } => write!(
+                f,
+                "deleted the key {key_id} at {provider}, left by a rotation that did not finish"
+            ),
+            Notice::LeftoverNotDeleted {
+                key_id,
+                provider,
+                error,
+            } => write!(
+                f,
+                "the key {key_id} at {provider}, left by a rotation that did not finish, could not be deleted ({error}); the next rotation tries again"
+            ),
+            Notice::LeftoverRecent { key_id, provider } => write!(
+                f,
+                "the key {key_id} at {provider} was recorded by a rotation that may still be running, so it was left alone; if none is, the next rotation deletes it"
+            ),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::admin::{self, AdminApi, CreatedKey};
-use super::{Failure, Interrupt, Notice, Rotator, Step, Success, admin_hint};
+use super::{Failure, Interrupt, Notice, Rotator, Step, Success, UNFINISHED_AFTER, admin_hint};
 use crate::ledger::{RootKeyIds, RootKeyMeta, fingerprint};
 use crate::providers::Provider;
 use crate::secrets::{SecretStore, root_secret_name};
@@ -95,11 +95,7 @@ impl Rotation<'_, '_> {
     /// Puts the new key in the store and the ledger. On failure everything is put back, unless
     /// the old key cannot be restored: then the new key stays and `Err((failure, false))`
     /// says it must not be deleted.
-    fn commit(
-        &self,
-        new_key: &SecretString,
-        ids: Option<&RootKeyIds>,
-    ) -> Result<String, (Failure, bool)> {
+    fn commit(&self, new_key: &SecretString) -> Result<String, (Failure, bool)> {
         self.rotator.injected(Step::Store).map_err(|f| (f, true))?;
         let name = root_secret_name(self.name());
         // Only over the key this rotation replaces: another till process may have replaced or
@@ -132,19 +128,11 @@ impl Rotation<'_, '_> {
         }
         let new_fp = fingerprint(new_key.expose_secret());
         let now = now_unix();
-        let recorded = self
+        if let Err(e) = self
             .rotator
             .ledger
             .record_root_key(self.name(), &new_fp, now)
-            .and_then(|()| match ids {
-                Some(ids) => {
-                    self.rotator
-                        .ledger
-                        .record_root_key_ids(self.name(), &new_fp, ids, now)
-                }
-                None => Ok(()),
-            });
-        if let Err(e) = recorded {
+        {
             let message = format!("cannot record the new key in the ledger: {e:#}");
             // A ledger that refused the row (locked, full) still holds the old one, and may
             // refuse to be written back to as well: then only the store is put back.
@@ -153,7 +141,7 @@ impl Rotation<'_, '_> {
                 .ledger
                 .root_key(self.name())
                 .is_ok_and(|row| row.as_ref() == Some(&self.old_meta));
-            return Err(match self.undo_commit(&new_fp, unchanged) {
+            return Err(match self.undo_commit(unchanged) {
                 Ok(()) => (Failure::new(Step::Store, message), true),
                 Err(undo) => (self.stuck(Step::Store, &message, &undo), false),
             });
@@ -162,8 +150,9 @@ impl Rotation<'_, '_> {
     }
 
     /// Puts the old key back in the store and, unless the ledger still has it
-    /// (`ledger_unchanged`), its row back in the ledger.
-    fn undo_commit(&self, new_fp: &str, ledger_unchanged: bool) -> Result<(), String> {
+    /// (`ledger_unchanged`), its row back in the ledger. The new key's ids stay recorded until
+    /// the key is deleted at the provider ([`Self::abandon`]).
+    fn undo_commit(&self, ledger_unchanged: bool) -> Result<(), String> {
         self.store
             .set(&root_secret_name(self.name()), &self.old_key)
             .map_err(|e| format!("cannot put the old key back in the store: {e}"))?;
@@ -173,7 +162,6 @@ impl Rotation<'_, '_> {
                 .restore_root_key(&self.old_meta)
                 .map_err(|e| format!("cannot put the old key back in the ledger: {e:#}"))?;
         }
-        let _ = self.rotator.ledger.forget_root_key_ids(self.name(), new_fp);
         Ok(())
     }
 
@@ -199,6 +187,7 @@ impl Rotation<'_, '_> {
     ) -> Result<Success, Failure> {
         let api = AdminApi::new(&self.rotator.client, self.provider, admin_key);
         let console = self.provider.console().to_string();
+        self.delete_leftovers(&api, project).await;
 
         self.rotator.injected(Step::Find)?;
         let old_ids = match self
@@ -226,10 +215,23 @@ impl Rotation<'_, '_> {
                         self.name()
                     ))
                 })?;
-                RootKeyIds {
+                let ids = RootKeyIds {
                     key_id: found.id.clone(),
                     service_account_id: None,
-                }
+                };
+                // Recorded before anything changes, so that a rotation killed after the swap
+                // leaves the old key's id for the next one to delete.
+                self.rotator
+                    .ledger
+                    .record_root_key_ids(self.name(), &self.old_meta.fingerprint, &ids, now_unix())
+                    .map_err(|e| {
+                        Failure::new(
+                            Step::Find,
+                            format!("cannot record the old key's id in the ledger: {e:#}"),
+                        )
+                        .hint("the old key still works; nothing was changed")
+                    })?;
+                ids
             }
         };
         self.rotator.interrupt.check(Step::Find)?;
@@ -247,7 +249,25 @@ impl Rotation<'_, '_> {
                 .hint(admin_hint(&e, self.name()))
             })?;
 
-        // From here on a failure must not leave the new key behind at the provider.
+        // From here on a failure must not leave the new key behind at the provider, and a
+        // rotation killed before its end must leave the new key's ids for the next one.
+        let new_ids = RootKeyIds {
+            key_id: created.key_id.clone(),
+            service_account_id: Some(created.service_account_id.clone()),
+        };
+        let new_fp = fingerprint(created.value.expose_secret());
+        if let Err(e) =
+            self.rotator
+                .ledger
+                .record_root_key_ids(self.name(), &new_fp, &new_ids, now_unix())
+        {
+            let f = Failure::new(
+                Step::Create,
+                format!("cannot record the new key's id in the ledger: {e:#}"),
+            )
+            .hint("the old key still works; try again later");
+            return Err(self.abandon(&api, project, &created, f).await);
+        }
         if let Err(f) = self.verify_new(&created.value, true).await {
             return Err(self.abandon(&api, project, &created, f).await);
         }
@@ -255,15 +275,11 @@ impl Rotation<'_, '_> {
             return Err(self.abandon(&api, project, &created, f).await);
         }
 
-        let new_ids = RootKeyIds {
-            key_id: created.key_id.clone(),
-            service_account_id: Some(created.service_account_id.clone()),
-        };
-        let new_fp = match self.commit(&created.value, Some(&new_ids)) {
-            Ok(fp) => fp,
+        match self.commit(&created.value) {
+            Ok(_) => {}
             Err((f, true)) => return Err(self.abandon(&api, project, &created, f).await),
             Err((f, false)) => return Err(f),
-        };
+        }
 
         let deleted = match self.rotator.injected(Step::Delete) {
             Err(f) => Err(f.message),
@@ -283,7 +299,7 @@ impl Rotation<'_, '_> {
         };
         if let Err(why) = deleted {
             let message = format!("cannot delete the old key {}: {why}", old_ids.key_id);
-            return Err(match self.undo_commit(&new_fp, false) {
+            return Err(match self.undo_commit(false) {
                 Ok(()) => {
                     let f =
                         Failure::new(Step::Delete, format!("{message}; the old key was put back"))
@@ -322,6 +338,71 @@ impl Rotation<'_, '_> {
         })
     }
 
+    /// Forgets the recorded ids of the key with value `key`, deleted at the provider.
+    fn forget_ids(&self, key: &SecretString) {
+        let fp = fingerprint(key.expose_secret());
+        let _ = self.rotator.ledger.forget_root_key_ids(self.name(), &fp);
+    }
+
+    /// Deletes the keys an earlier rotation left at the provider when it was killed before its
+    /// end: the key it made (not stored, or stored and put back) or the old key it had swapped
+    /// out and not yet deleted. Those are the keys whose ids the ledger holds and whose
+    /// fingerprint is not the stored key's. One recorded in the last [`UNFINISHED_AFTER`] may
+    /// be another rotation's, still running, and is left alone. What this finds is told in
+    /// notices; it never stops the rotation.
+    async fn delete_leftovers(&self, api: &AdminApi<'_>, project: &str) {
+        let Ok(recorded) = self.rotator.ledger.recorded_key_ids(self.name()) else {
+            return;
+        };
+        let now = now_unix();
+        for left in recorded {
+            if left.fingerprint == self.old_meta.fingerprint {
+                continue;
+            }
+            let key_id = left.ids.key_id.clone();
+            let provider = self.name().to_string();
+            if left.recorded_at.saturating_add(UNFINISHED_AFTER.as_secs()) > now {
+                self.notices
+                    .borrow_mut()
+                    .push(Notice::LeftoverRecent { key_id, provider });
+                continue;
+            }
+            // Its service account (till's own) takes the key along; the key alone otherwise.
+            let by_account = match &left.ids.service_account_id {
+                Some(account) => api
+                    .openai_delete_service_account(project, account)
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            let deleted = if by_account {
+                Ok(())
+            } else {
+                match api.openai_delete_key(project, &left.ids.key_id).await {
+                    // Deleted by hand, or taken along by its service account before.
+                    Err(admin::AdminError::Status { status: 404, .. }) => Ok(()),
+                    other => other,
+                }
+            };
+            match deleted {
+                Ok(()) => {
+                    let _ = self
+                        .rotator
+                        .ledger
+                        .forget_root_key_ids(self.name(), &left.fingerprint);
+                    self.notices
+                        .borrow_mut()
+                        .push(Notice::LeftoverDeleted { key_id, provider });
+                }
+                Err(e) => self.notices.borrow_mut().push(Notice::LeftoverNotDeleted {
+                    key_id,
+                    provider,
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
+
     /// Deletes a key this rotation created (its service account, which takes the key along;
     /// else the key alone) and adds to `failure` what happened.
     async fn abandon(
@@ -335,11 +416,13 @@ impl Rotation<'_, '_> {
             .openai_delete_service_account(project, &created.service_account_id)
             .await;
         let Err(account_err) = by_account else {
+            self.forget_ids(&created.value);
             failure.message.push_str("; the new key was deleted again");
             return failure;
         };
         match api.openai_delete_key(project, &created.key_id).await {
             Ok(()) => {
+                self.forget_ids(&created.value);
                 failure.message.push_str(&format!(
                     "; the new key was deleted again (its empty service account {} was not: {account_err})",
                     created.service_account_id
@@ -406,7 +489,7 @@ impl Rotation<'_, '_> {
         self.rotator.interrupt.check(Step::Find)?;
 
         // A commit stuck with the new key in use has its own hint (the new key is stored).
-        let new_fp = self.commit(&new_key, None).map_err(|(f, undone)| {
+        let new_fp = self.commit(&new_key).map_err(|(f, undone)| {
             if undone {
                 f.hint(not_stored.clone())
             } else {
@@ -438,7 +521,7 @@ impl Rotation<'_, '_> {
         };
         if let Err(why) = deactivated {
             let message = format!("cannot set the old key {old_id} inactive: {why}");
-            return Err(match self.undo_commit(&new_fp, false) {
+            return Err(match self.undo_commit(false) {
                 Ok(()) => Failure::new(
                     Step::Deactivate,
                     format!("{message}; the old key was put back"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::*;
-use crate::ledger::RootKeyMeta;
+use crate::ledger::{RootKeyIds, RootKeyMeta};
 use crate::secrets::StoreError;
 use crate::secrets::file::{FileStore, Unlock};
 use till_mock::{KeyStatus, MockHandle, MockOptions};
@@ -855,5 +855,108 @@ fn a_failed_mint_retirement_removes_the_new_key() {
             old_kid
         );
         assert_eq!(f.attempts(), [("mint".into(), false, step.as_str().into())]);
+    }
+}
+
+/// Makes a key through the mock's admin API, as a rotation does, outside any rotation.
+fn make_key_at_mock(f: &Fixture) -> admin::CreatedKey {
+    let client = crate::upstream::client(Duration::from_secs(10));
+    let provider = f.provider("openai");
+    let admin_key = SecretString::from(ADMIN.to_string());
+    let api = admin::AdminApi::new(&client, &provider, &admin_key);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(api.openai_create_key("proj_till", "till-killed"))
+        .unwrap()
+}
+
+/// A rotation killed (`kill -9`, a power cut) after making its key, or after swapping the old
+/// one out but before deleting it, leaves a live key at the provider that nothing uses. Its
+/// ids are recorded before that can happen; the next rotation deletes it (by its service
+/// account, or by its key id when till did not make it), and leaves alone one recorded so
+/// recently that its rotation may still be running.
+#[test]
+fn keys_a_killed_rotation_left_are_deleted_by_the_next_one() {
+    let f = Fixture::new("");
+    let made = make_key_at_mock(&f);
+    let found = make_key_at_mock(&f);
+    let recent = make_key_at_mock(&f);
+    let long_ago = now_unix() - 3600;
+    let record = |key: &admin::CreatedKey, account: bool, at: u64| {
+        let ids = RootKeyIds {
+            key_id: key.key_id.clone(),
+            service_account_id: account.then(|| key.service_account_id.clone()),
+        };
+        f.ledger
+            .record_root_key_ids("openai", &fingerprint(key.value.expose_secret()), &ids, at)
+            .unwrap();
+    };
+    record(&made, true, long_ago);
+    record(&found, false, long_ago);
+    record(&recent, true, now_unix());
+    let value = |k: &admin::CreatedKey| k.value.expose_secret().to_string();
+
+    let mut canned = Canned::default();
+    let outcome = f
+        .rotator()
+        .rotate_provider(&f.provider("openai"), &mut canned)
+        .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(f.status(&value(&made)), Some(KeyStatus::Deleted));
+    assert_eq!(f.status(&value(&found)), Some(KeyStatus::Deleted));
+    assert_eq!(f.status(&value(&recent)), Some(KeyStatus::Active));
+    assert!(
+        canned.notices.contains(&Notice::LeftoverDeleted {
+            key_id: made.key_id.clone(),
+            provider: "openai".into()
+        }),
+        "{:?}",
+        canned.notices
+    );
+    assert!(canned.notices.contains(&Notice::LeftoverDeleted {
+        key_id: found.key_id.clone(),
+        provider: "openai".into()
+    }));
+    assert!(canned.notices.contains(&Notice::LeftoverRecent {
+        key_id: recent.key_id.clone(),
+        provider: "openai".into()
+    }));
+    // Left recorded: the recent one, and the key now stored (the next rotation's old key).
+    let left: Vec<String> = f
+        .ledger
+        .recorded_key_ids("openai")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.ids.key_id)
+        .collect();
+    let stored = f.stored(&root_secret_name("openai")).unwrap();
+    let new = f.created().into_iter().find(|k| k.value == stored).unwrap();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&recent.key_id), "{left:?}");
+    assert!(left.contains(&new.id), "{left:?}");
+}
+
+/// A rotation that ends, by success or by failure, leaves no key recorded but the stored one's.
+#[test]
+fn a_finished_rotation_leaves_only_the_stored_keys_ids() {
+    for fail in [
+        None,
+        Some(Step::Verify),
+        Some(Step::Store),
+        Some(Step::Delete),
+    ] {
+        let f = Fixture::new("");
+        let outcome = f
+            .rotator()
+            .fail_at(fail)
+            .rotate_provider(&f.provider("openai"), &mut Canned::default())
+            .unwrap();
+        assert_eq!(outcome.ok, fail.is_none(), "{outcome:?}");
+        let stored = fingerprint(&f.stored(&root_secret_name("openai")).unwrap());
+        for left in f.ledger.recorded_key_ids("openai").unwrap() {
+            assert_eq!(left.fingerprint, stored, "{fail:?}: {left:?}");
+        }
     }
 }

@@ -452,6 +452,77 @@ fn failed_delete_puts_the_old_key_back() {
     assert_eq!((last.1, last.2.as_str()), (false, "delete"));
 }
 
+/// `kill -9` in the middle of a rotation, while it checks the key it made: that key is alive
+/// at the provider and in no store. It was recorded before the check, so `till doctor` names
+/// it and the next rotation deletes it.
+#[test]
+fn a_key_made_by_a_killed_rotation_is_named_by_doctor_and_deleted_by_the_next() {
+    let rot = stocked();
+    // New keys are checked against an admin route (403 for them): the check is retried after
+    // a second, and the rotation is killed while it waits.
+    rot.config(
+        &format!("verify_path = \"/v1/organization/projects/{PROJECT}/api_keys\""),
+        "",
+    );
+    let mut rotation = rot
+        .till()
+        .args(["rotate", "openai"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let made = |conn: &rusqlite::Connection| -> Option<String> {
+        conn.query_row(
+            "SELECT key_id FROM root_key_ids WHERE service_account_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    let recorded = poll(Duration::from_secs(20), || made(&rot.ledger()));
+    rotation.kill().unwrap();
+    rotation.wait().unwrap();
+    let key_id = recorded.expect("the made key's id is recorded before it is checked");
+    let created = rot.created_keys();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0].id, key_id);
+    assert_eq!(created[0].status, KeyStatus::Active);
+    assert_eq!(rot.stored("openai").as_deref(), Some(OLD_OPENAI));
+
+    rot.config("", "");
+    let (code, stdout, stderr) = output(rot.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("openai leftover key") && stdout.contains(&key_id),
+        "{stdout}"
+    );
+
+    // Right after, it may be a rotation still running: left alone, and said so.
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("may still be running"), "{stderr}");
+    assert_eq!(rot.key_status(&created[0].value), Some(KeyStatus::Active));
+
+    // Recorded long enough ago, it is deleted by the next rotation.
+    rot.ledger()
+        .execute(
+            "UPDATE root_key_ids SET created_at = created_at - 3600 WHERE key_id = ?1",
+            [&key_id],
+        )
+        .unwrap();
+    let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("deleted the key {key_id} at openai")),
+        "{stderr}"
+    );
+    assert_eq!(rot.key_status(&created[0].value), Some(KeyStatus::Deleted));
+    let (code, stdout, _) = output(rot.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(!stdout.contains("leftover"), "{stdout}");
+}
+
 #[test]
 fn unreachable_admin_api_changes_nothing() {
     let rot = stocked();
