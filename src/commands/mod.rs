@@ -371,9 +371,13 @@ pub fn scope_spec(ctx: &Ctx, args: &ScopeArgs, profile: Option<&str>) -> anyhow:
 /// would show first as a refusal inside the agent. A model the table does not list yet is
 /// allowed all the same, so this is a warning, with the model it is a typo of when one is near.
 fn warn_unpriced_models(ctx: &Ctx, scopes: &[String]) {
-    if !scopes.iter().any(|s| s.contains('/')) {
+    /// Warnings written out in full; the rest are counted in one line.
+    const SHOWN: usize = 5;
+    // More patterns than a key holds are refused next, and that is all there is to say.
+    if !scopes.iter().any(|s| s.contains('/')) || scopes.len() > crate::childkey::MAX_PATTERNS {
         return;
     }
+    let mut warned = 0usize;
     let Ok(prices) = crate::pricing::Prices::load(&ctx.paths, &ctx.config) else {
         return;
     };
@@ -401,11 +405,21 @@ fn warn_unpriced_models(ctx: &Ctx, scopes: &[String]) {
         {
             continue;
         }
+        warned += 1;
+        if warned > SHOWN {
+            continue;
+        }
         let near = crate::scope::closest(glob, &models)
             .map(|m| format!("; did you mean `{provider}/{m}`?"))
             .unwrap_or_default();
         crate::output::warn(&format!(
             "--scope {scope} matches no {provider} model in till's price table{near} (a model the table does not list yet is allowed all the same)"
+        ));
+    }
+    if warned > SHOWN {
+        crate::output::warn(&format!(
+            "{} more --scope patterns match no model in till's price table",
+            warned - SHOWN
         ));
     }
 }

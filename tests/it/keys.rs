@@ -1012,6 +1012,40 @@ fn a_scope_model_the_table_does_not_know_is_warned_of() {
     }
 }
 
+/// Many unknown models give a few warnings and a count, not one line each; more patterns than
+/// a key holds give the refusal alone.
+#[test]
+fn many_unknown_scope_models_are_warned_of_in_a_few_lines() {
+    let p = ProxyEnv::new();
+    let scopes = |n: usize| -> Vec<String> {
+        (0..n)
+            .flat_map(|i| ["--scope".to_string(), format!("openai/no-such-model-{i}")])
+            .collect()
+    };
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["key", "create", "--ttl", "1m"])
+            .args(scopes(40)),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.matches("warning: --scope").count(), 5, "{stderr}");
+    assert!(
+        stderr.contains("warning: 35 more --scope patterns match no model in till's price table"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(
+        p.env
+            .till()
+            .args(["key", "create", "--ttl", "1m"])
+            .args(scopes(400)),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(stderr.contains("at most 64 --scope patterns"), "{stderr}");
+    assert!(stderr.lines().count() <= 3, "{stderr}");
+}
+
 /// The first keys made at once, on a home with no mint key yet: one mint key between them
 /// (each process found none and made its own, and the ledger held ten current ones), and every
 /// key they printed works.
