@@ -654,10 +654,21 @@ pub fn predicts_output(map: &Map<String, Value>) -> bool {
         .any(|(k, v)| same_name(k, "prediction") && !v.is_null())
 }
 
-/// A reasoning mode other than the standard one (OpenAI's `reasoning.mode: "pro"`): its work
-/// runs over several passes, each billed, where the request's ceiling bounds one. The mode's
-/// name is read in any letter case, as a case-folding parser reads it.
+/// A reasoning mode other than the standard one (OpenAI's `reasoning.mode: "pro"`), or
+/// subagents (the Responses API's `multi_agent`, unless it is exactly `{"enabled": false}`):
+/// the work runs over several passes or agents, each billed, where the request's ceiling
+/// bounds one. Names are read in any letter case, as a case-folding parser reads them.
 pub fn multi_pass_reasoning(map: &Map<String, Value>) -> Option<String> {
+    let disabled = |v: &Value| {
+        v.as_object()
+            .is_some_and(|o| o.len() == 1 && o.get("enabled") == Some(&Value::Bool(false)))
+    };
+    if let Some((k, _)) = map
+        .iter()
+        .find(|(k, v)| same_name(k, "multi_agent") && !v.is_null() && !disabled(v))
+    {
+        return Some(format!("`{k}`"));
+    }
     let reasoning = map
         .iter()
         .filter(|(k, _)| same_name(k, "reasoning"))

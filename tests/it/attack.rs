@@ -4112,6 +4112,47 @@ fn an_output_cap_holds_against_fallbacks_and_model_running_tools() {
         );
         assert_eq!(status, 200, "{args:?} → {text}");
     }
+
+    // Subagents (the Responses API's `multi_agent` beta): each agent produces its own output
+    // under the ceiling, so a key with an output cap or a budget is refused them, in any
+    // letter case and shape but the one that turns them off.
+    for args in [
+        &["--scope", "openai", "--max-output-tokens", "1000"][..],
+        &["--scope", "openai", "--budget", "0.10usd"][..],
+    ] {
+        let c = Attack::new("", args);
+        for multi in [
+            "\"multi_agent\":{\"enabled\":true,\"max_concurrent_subagents\":1000}",
+            "\"Multi_Agent\":{\"enabled\":true}",
+            "\"multi_agent\":{}",
+            "\"multi_agent\":true",
+            "\"multi_agent\":{\"enabled\":false,\"max_concurrent_subagents\":8}",
+        ] {
+            let body = format!(
+                "{{\"model\":\"gpt-5.6\",\"max_output_tokens\":1000,\"input\":\"hi\",{multi}}}"
+            );
+            let (status, text) = c.send(
+                "POST",
+                "/openai/v1/responses?beta=true",
+                &[JSON, ("openai-beta", "responses_multi_agent=v1")],
+                body.as_bytes(),
+            );
+            assert_eq!(status, 403, "{args:?} {multi} → {text}");
+        }
+        c.assert_upstream_saw_nothing("subagents under an output cap or a budget");
+        let (status, text) = c.post(
+            "/openai/v1/responses",
+            "{\"model\":\"gpt-5.6\",\"max_output_tokens\":100,\"input\":\"hi\",\"multi_agent\":{\"enabled\":false}}",
+        );
+        assert_eq!(status, 200, "{args:?} → {text}");
+    }
+    // A key without either may send them.
+    let d = Attack::new("", &["--scope", "openai"]);
+    let (status, text) = d.post(
+        "/openai/v1/responses",
+        "{\"model\":\"gpt-5.6\",\"max_output_tokens\":100,\"input\":\"hi\",\"multi_agent\":{\"enabled\":true}}",
+    );
+    assert_eq!(status, 200, "{text}");
 }
 
 /// Gemini for a key with a budget: a Lyria model (billed by the clip or song, not in tokens),
