@@ -48,6 +48,12 @@ impl Op {
         self.family.is_some_and(|f| f.wire().model_in_body(self))
     }
 
+    /// Whether a `model` in the body is the model the provider runs (see
+    /// [`super::Family::body_model_runs`]).
+    pub fn body_model_runs(self) -> bool {
+        self.family.is_none_or(|f| f.wire().body_model_runs(self))
+    }
+
     /// Whether the request is refused for a key with a budget, a rate in tokens or an output
     /// cap: till cannot bound what it costs.
     pub fn unmetered(self) -> bool {

@@ -105,6 +105,13 @@ pub trait Family: Sync {
     /// Whether `op` names its model in the JSON body (else in the path, or nowhere).
     fn model_in_body(&self, op: Op) -> bool;
 
+    /// Whether a `model` in `op`'s body is the model the provider runs. Not for a run of a
+    /// stored object, which runs the object's model whatever the body says (a server that
+    /// ignores unknown fields would take a dummy `model` there for a scoped request).
+    fn body_model_runs(&self, _op: Op) -> bool {
+        true
+    }
+
     /// Whether `op`'s cost is not counted in tokens till can bound.
     fn unmetered(&self, _op: Op) -> bool {
         false

@@ -31,6 +31,10 @@ impl Op {
     /// Images, speech, transcription, translation: inference whose cost is not counted in
     /// tokens till can bound.
     pub const OpenaiUnmetered: Op = Op::of(ApiFamily::Openai, "unmetered");
+    /// A write to a stored object that runs a model (an Assistants run, a Responses
+    /// compaction, a code container, a Mistral conversation): unmetered, and the model it runs
+    /// is the stored object's, so a `model` in its body is never taken for it.
+    pub const OpenaiStoredRun: Op = Op::of(ApiFamily::Openai, "stored_run");
     /// `GET …/realtime?model=M` upgraded to a WebSocket: a Realtime session.
     pub const OpenaiRealtime: Op = Op::of(ApiFamily::Openai, "realtime");
 }
@@ -146,7 +150,7 @@ impl Family for Openai {
                 _ => false,
             };
             if runs {
-                return Endpoint::new(Inference, Op::OpenaiUnmetered);
+                return Endpoint::new(Inference, Op::OpenaiStoredRun);
             }
             // A vector store bills its storage by the day and each search by the call, neither
             // in tokens: a stored object, but one a key with bounds may not add to or search.
@@ -174,11 +178,15 @@ impl Family for Openai {
     }
 
     fn model_in_body(&self, op: Op) -> bool {
-        op != Op::OpenaiUnmetered
+        op != Op::OpenaiUnmetered && op != Op::OpenaiStoredRun
+    }
+
+    fn body_model_runs(&self, op: Op) -> bool {
+        op != Op::OpenaiStoredRun
     }
 
     fn unmetered(&self, op: Op) -> bool {
-        op == Op::OpenaiUnmetered
+        op == Op::OpenaiUnmetered || op == Op::OpenaiStoredRun
     }
 
     fn read_fields(&self) -> &'static [&'static str] {
@@ -213,7 +221,7 @@ impl Family for Openai {
                 choices(map, &["n", "best_of"])? * prompts(map)?,
             ),
             Op::OpenaiResponses => (largest(map, &["max_output_tokens"])?, 1),
-            Op::OpenaiUnmetered => (None, choices(map, &["n"])?),
+            Op::OpenaiUnmetered | Op::OpenaiStoredRun => (None, choices(map, &["n"])?),
             // Embeddings and moderations produce no output tokens.
             _ => (Some(0), 1),
         })

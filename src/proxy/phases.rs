@@ -562,8 +562,15 @@ pub async fn inspect<B: super::RequestBody>(
     )?;
     let body = body.into_bytes();
     // The path's model when it names one: that is the one the upstream runs (a body's `model`
-    // beside it was held to the same name by the inspection).
-    let model: Option<String> = endpoint.path_model.clone().or(inspected.model.clone());
+    // beside it was held to the same name by the inspection). A stored object's run has none
+    // till can see, whatever its body says.
+    let model: Option<String> = endpoint.path_model.clone().or_else(|| {
+        endpoint
+            .op
+            .body_model_runs()
+            .then(|| inspected.model.clone())
+            .flatten()
+    });
     ctx.record.model = model.clone();
     ctx.record.endpoint = Some(endpoint.class);
     ctx.record.usage_expected = matches!(

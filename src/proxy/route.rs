@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(o(Method::PATCH, "/v1/responses").0, Admin);
         assert_eq!(
             o(Method::PUT, "/v1/threads/t/runs"),
-            (Inference, Op::OpenaiUnmetered)
+            (Inference, Op::OpenaiStoredRun)
         );
         assert_eq!(
             o(Method::PATCH, "/v1/vector_stores/v/search"),

@@ -449,6 +449,55 @@ fn calls_that_run_or_bill_more_than_they_name_are_refused_to_a_narrow_key() {
     assert_eq!(wide.p.mock.requests().len(), 2);
 }
 
+/// A write that runs a stored object (an Assistants run, a code container, a conversation)
+/// runs the object's model, not one its body names: a `model` in its body (which a server
+/// that ignores unknown fields would let through) does not make it a request of a scoped key's
+/// model. Only a key for every model sends it.
+#[test]
+fn a_model_named_beside_a_stored_run_does_not_open_it_to_a_scoped_key() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai/gpt-4o-mini",
+            "--endpoints",
+            "inference,files",
+        ],
+    );
+    let paths = [
+        (
+            "/openai/v1/containers",
+            r#"{"name":"c","model":"gpt-4o-mini"}"#,
+        ),
+        (
+            "/openai/v1/threads/thread_1/runs/run_1/submit_tool_outputs",
+            r#"{"tool_outputs":[],"model":"gpt-4o-mini"}"#,
+        ),
+        (
+            "/openai/v1/threads/thread_1/runs",
+            r#"{"assistant_id":"asst_1","model":"gpt-4o-mini"}"#,
+        ),
+        ("/openai/v1/conversations", r#"{"model":"gpt-4o-mini"}"#),
+        (
+            "/openai/v1/responses/resp_1/compact",
+            r#"{"model":"gpt-4o-mini"}"#,
+        ),
+    ];
+    for (path, body) in paths {
+        let (status, text) = a.post(path, body);
+        assert_eq!(status, 403, "{path} {body} → {text}");
+        assert!(text.contains("only a key for every openai model"), "{text}");
+    }
+    a.assert_upstream_saw_nothing("a stored run with a model in its body");
+
+    let wide = Attack::new("", &["--scope", "openai", "--endpoints", "inference,files"]);
+    for (path, body) in paths {
+        let (status, text) = wide.post(path, body);
+        assert!(status == 200 || status == 404, "{path} → {status} {text}");
+    }
+    assert_eq!(wide.p.mock.requests().len(), paths.len());
+}
+
 #[test]
 fn a_batch_is_made_only_by_a_key_that_could_make_every_request_in_it() {
     // till reads none of a batch's requests one by one, and the batch is billed after it runs.
