@@ -4,7 +4,8 @@
 //!
 //! - the first denial of each kind;
 //! - a budget passing 50 %, 80 % and 100 %;
-//! - a key's request rate reaching five times its recent baseline;
+//! - a key's request rate, with the keys narrowed from it, reaching five times its recent
+//!   baseline;
 //! - every use of an expired, revoked or retired key (once per key);
 //! - a model with no price of its own, charged at its provider's highest price (once per
 //!   model).
@@ -30,8 +31,10 @@ struct Inner {
     denial_kinds: HashSet<&'static str>,
     dead_keys: HashSet<(String, &'static str)>,
     budget_marks: HashSet<(String, u8)>,
-    /// By binding as it is (no hex string built per request). foldhash: a binding is a SHA-256
-    /// value no client chooses, and the map holds at most [`TRACKED_KEYS`].
+    /// By the binding of the key's first level (the key the mint key made), as it is (no hex
+    /// string built per request): a key narrowed offline counts with the key it came from, so
+    /// narrowing neither escapes the baseline nor adds keys to follow. foldhash: a binding is
+    /// a SHA-256 value no client chooses, and the map holds at most [`TRACKED_KEYS`].
     rates: HashMap<Binding, Rate, foldhash::fast::RandomState>,
     /// When `rates` last dropped the keys gone quiet.
     rates_pruned: Option<Instant>,
@@ -70,9 +73,18 @@ impl Inner {
 const REFUSED_MARK: u8 = 0;
 
 /// How many keys each per-key set and map follows at most. An agent can make keys offline
-/// (`till key attenuate`), each with a binding of its own: past this, new keys raise no
-/// dead-key or budget alert and get no rate baseline, and the memory stays bounded.
+/// (`till key attenuate`), each with a binding of its own: a set of what was already said that
+/// reaches this is emptied (so something may be said twice, and nothing goes unsaid), and the
+/// memory stays bounded. The rate map is by first level, which only the mint key makes.
 const TRACKED_KEYS: usize = 4096;
+
+/// Adds `v` to `said`, emptying it first when it is full; whether `v` is new.
+fn remember<T: std::hash::Hash + Eq>(said: &mut HashSet<T>, v: T) -> bool {
+    if said.len() >= TRACKED_KEYS && !said.contains(&v) {
+        said.clear();
+    }
+    said.insert(v)
+}
 
 /// The alert state of one proxy.
 #[derive(Debug, Default)]
@@ -108,17 +120,18 @@ impl Alerts {
 
     /// Looks at one finished request.
     pub fn observe(&self, state: &State, rec: &RequestRecord) {
-        let out = self.alerts_for(rec.binding, rec.denial, rec.message.as_deref());
+        let out = self.alerts_for(rec.binding, rec.root, rec.denial, rec.message.as_deref());
         for (kind, message) in out {
             self.emit(state, kind, rec.binding.map(|b| b.to_string()), message);
         }
     }
 
-    /// The alerts one finished request raises: of the key at `binding`, refused as `denial`
-    /// with `message`, if it was.
+    /// The alerts one finished request raises: of the key at `key`, whose first level is at
+    /// `root`, refused as `denial` with `message`, if it was.
     fn alerts_for(
         &self,
         key: Option<Binding>,
+        root: Option<Binding>,
         denial: Option<&'static str>,
         message: Option<&str>,
     ) -> Vec<(&'static str, String)> {
@@ -133,7 +146,7 @@ impl Alerts {
                 let what = message.unwrap_or(kind);
                 if matches!(kind, "expired" | "revoked" | "retired_mint") {
                     let key = binding().unwrap_or_default();
-                    if inner.dead_keys.len() < TRACKED_KEYS && inner.dead_keys.insert((key, kind)) {
+                    if remember(&mut inner.dead_keys, (key, kind)) {
                         out.push((
                             "dead_key",
                             format!(
@@ -156,9 +169,7 @@ impl Alerts {
                     // Marked apart from the 100 % of a budget's fill (`budget_fill`), which a
                     // refusal with the budget far from spent must not stand in for. The key is
                     // the one that made the request; the budget may be a key it came from.
-                    if inner.budget_marks.len() < TRACKED_KEYS
-                        && inner.budget_marks.insert((hex, REFUSED_MARK))
-                    {
+                    if remember(&mut inner.budget_marks, (hex, REFUSED_MARK)) {
                         out.push((
                             "budget",
                             format!(
@@ -169,7 +180,7 @@ impl Alerts {
                 }
             }
             let now = Instant::now();
-            if let Some(b) = key
+            if let Some(b) = root.or(key)
                 && let Some(r) = inner.rate_of(b, now)
             {
                 while now.duration_since(r.minute_start).as_secs() >= 60 {
@@ -186,10 +197,15 @@ impl Alerts {
                     let baseline = r.history.iter().sum::<u64>() as f64 / r.history.len() as f64;
                     if r.current >= RATE_FLOOR && r.current as f64 >= 5.0 * baseline.max(1.0) {
                         r.alerted_this_minute = true;
+                        let narrowed = if key.is_some_and(|k| k != b) {
+                            " (with the keys narrowed from it)"
+                        } else {
+                            ""
+                        };
                         out.push((
                             "rate",
                             format!(
-                                "key {b:#} made {} requests this minute, over five times its recent {:.1} per minute",
+                                "key {b:#}{narrowed} made {} requests this minute, over five times its recent {:.1} per minute",
                                 r.current,
                                 baseline
                             ),
@@ -255,18 +271,7 @@ impl Alerts {
 
     /// A budget of level `binding` is now `fraction` full (reservations included).
     pub fn budget_fill(&self, state: &State, binding: &str, fraction: f64) {
-        let mut marks = Vec::new();
-        {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            for pct in [50u8, 80, 100] {
-                if fraction * 100.0 >= f64::from(pct)
-                    && inner.budget_marks.insert((binding.to_string(), pct))
-                {
-                    marks.push(pct);
-                }
-            }
-        }
-        if let Some(&pct) = marks.last() {
+        if let Some(pct) = self.budget_mark(binding, fraction) {
             self.emit(
                 state,
                 "budget",
@@ -277,6 +282,23 @@ impl Alerts {
                 ),
             );
         }
+    }
+}
+
+impl Alerts {
+    /// The highest of the marks (50, 80, 100 %) a budget of level `binding` now `fraction`
+    /// full has passed and that was not said before.
+    fn budget_mark(&self, binding: &str, fraction: f64) -> Option<u8> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut mark = None;
+        for pct in [50u8, 80, 100] {
+            if fraction * 100.0 >= f64::from(pct)
+                && remember(&mut inner.budget_marks, (binding.to_string(), pct))
+            {
+                mark = Some(pct);
+            }
+        }
+        mark
     }
 }
 
@@ -309,15 +331,17 @@ mod tests {
         let mut dead_alerts = 0;
         for i in 0..TRACKED_KEYS + 500 {
             dead_alerts += alerts
-                .alerts_for(Some(key(i)), Some("revoked"), Some("revoked"))
+                .alerts_for(Some(key(i)), None, Some("revoked"), Some("revoked"))
                 .iter()
                 .filter(|(kind, _)| *kind == "dead_key")
                 .count();
         }
+        // Every dead key is said (an agent's flood of keys must not silence the next one), and
+        // the set of those said stays bounded.
         let inner = alerts.inner.lock().unwrap();
         assert_eq!(inner.rates.len(), TRACKED_KEYS);
-        assert_eq!(inner.dead_keys.len(), TRACKED_KEYS);
-        assert_eq!(dead_alerts, TRACKED_KEYS);
+        assert!(inner.dead_keys.len() <= TRACKED_KEYS);
+        assert_eq!(dead_alerts, TRACKED_KEYS + 500);
         drop(inner);
         // Keys quiet for longer than the history are dropped to make room, once a minute.
         {
@@ -328,7 +352,7 @@ mod tests {
             }
             inner.rates_pruned = None;
         }
-        alerts.alerts_for(Some(key(TRACKED_KEYS + 1000)), None, None);
+        alerts.alerts_for(Some(key(TRACKED_KEYS + 1000)), None, None, None);
         let inner = alerts.inner.lock().unwrap();
         assert_eq!(inner.rates.len(), TRACKED_KEYS - 100 + 1);
         assert!(inner.rates.contains_key(&key(TRACKED_KEYS + 1000)));
@@ -340,7 +364,7 @@ mod tests {
     fn a_budget_refusal_is_said_once_and_leaves_the_fill_marks_alone() {
         let alerts = Alerts::default();
         let key = Binding([0x3c; 32]);
-        let first = alerts.alerts_for(Some(key), Some("budget"), Some("too large"));
+        let first = alerts.alerts_for(Some(key), None, Some("budget"), Some("too large"));
         let said: Vec<&String> = first
             .iter()
             .filter(|(kind, _)| *kind == "budget")
@@ -349,7 +373,7 @@ mod tests {
         assert_eq!(said.len(), 1, "{first:?}");
         assert!(said[0].starts_with("a budget refused a request of key 3c3c3c3c3c3c"));
         assert!(!said[0].contains("100 %"));
-        let again = alerts.alerts_for(Some(key), Some("budget"), Some("too large"));
+        let again = alerts.alerts_for(Some(key), None, Some("budget"), Some("too large"));
         assert!(again.iter().all(|(kind, _)| *kind != "budget"), "{again:?}");
         let inner = alerts.inner.lock().unwrap();
         assert!(!inner.budget_marks.contains(&(key.to_string(), 100)));
@@ -361,9 +385,12 @@ mod tests {
         let (key, other) = (Binding([0xab; 32]), Binding([0xcd; 32]));
         with_baseline(&alerts, key);
         for n in 1..RATE_FLOOR {
-            assert!(alerts.alerts_for(Some(key), None, None).is_empty(), "{n}");
+            assert!(
+                alerts.alerts_for(Some(key), None, None, None).is_empty(),
+                "{n}"
+            );
         }
-        let raised = alerts.alerts_for(Some(key), None, None);
+        let raised = alerts.alerts_for(Some(key), None, None, None);
         assert_eq!(raised.len(), 1, "{raised:?}");
         assert_eq!(raised[0].0, "rate");
         assert!(
@@ -374,9 +401,9 @@ mod tests {
             raised[0].1
         );
         // Once a minute, and only for the key that ran over.
-        assert!(alerts.alerts_for(Some(key), None, None).is_empty());
+        assert!(alerts.alerts_for(Some(key), None, None, None).is_empty());
         for _ in 0..20 {
-            assert!(alerts.alerts_for(Some(other), None, None).is_empty());
+            assert!(alerts.alerts_for(Some(other), None, None, None).is_empty());
         }
     }
 
@@ -384,7 +411,12 @@ mod tests {
     fn a_dead_key_is_reported_once_and_each_denial_kind_once() {
         let alerts = Alerts::default();
         let key = Binding([1; 32]);
-        let first = alerts.alerts_for(Some(key), Some("revoked"), Some("this key was revoked"));
+        let first = alerts.alerts_for(
+            Some(key),
+            None,
+            Some("revoked"),
+            Some("this key was revoked"),
+        );
         assert_eq!(
             first,
             vec![(
@@ -394,15 +426,69 @@ mod tests {
         );
         assert!(
             alerts
-                .alerts_for(Some(key), Some("revoked"), None)
+                .alerts_for(Some(key), None, Some("revoked"), None)
                 .is_empty()
         );
-        assert_eq!(alerts.alerts_for(Some(key), Some("scope"), None).len(), 1);
-        assert!(alerts.alerts_for(None, Some("scope"), None).is_empty());
-        let expired = alerts.alerts_for(Some(Binding([2; 32])), Some("expired"), None);
+        assert_eq!(
+            alerts
+                .alerts_for(Some(key), None, Some("scope"), None)
+                .len(),
+            1
+        );
+        assert!(
+            alerts
+                .alerts_for(None, None, Some("scope"), None)
+                .is_empty()
+        );
+        let expired = alerts.alerts_for(Some(Binding([2; 32])), None, Some("expired"), None);
         assert_eq!(
             expired[0].1,
             "an agent used an expired key (key 020202020202): expired"
+        );
+    }
+    /// Keys narrowed offline from one key count with it: narrowing is free and needs no
+    /// keychain, so a key of its own per request would start each without a baseline.
+    #[test]
+    fn keys_narrowed_from_a_key_count_toward_its_rate() {
+        let alerts = Alerts::default();
+        let root = Binding([0x5a; 32]);
+        with_baseline(&alerts, root);
+        let mut raised = Vec::new();
+        for i in 0..RATE_FLOOR {
+            let mut leaf = [0x77; 32];
+            leaf[0] = i as u8;
+            raised.extend(alerts.alerts_for(Some(Binding(leaf)), Some(root), None, None));
+        }
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert!(
+            raised[0].1.starts_with(
+                "key 5a5a5a5a5a5a (with the keys narrowed from it) made 10 requests this minute"
+            ),
+            "{}",
+            raised[0].1
+        );
+        assert_eq!(alerts.inner.lock().unwrap().rates.len(), 1);
+    }
+
+    /// Budgets of keys narrowed without end (each with a tiny budget of its own, spent by one
+    /// request) fill the set of marks said; the next key's marks are said all the same.
+    #[test]
+    fn a_flood_of_budget_marks_does_not_silence_the_next() {
+        let alerts = Alerts::default();
+        for i in 0..TRACKED_KEYS + 10 {
+            assert_eq!(alerts.budget_mark(&format!("{i:064x}"), 0.6), Some(50));
+        }
+        let refused = alerts.alerts_for(Some(Binding([0x42; 32])), None, Some("budget"), None);
+        assert!(
+            refused.iter().any(|(kind, _)| *kind == "budget"),
+            "{refused:?}"
+        );
+        let inner = alerts.inner.lock().unwrap();
+        assert!(inner.budget_marks.len() <= TRACKED_KEYS);
+        assert!(
+            inner
+                .budget_marks
+                .contains(&("42".repeat(32), REFUSED_MARK))
         );
     }
 }

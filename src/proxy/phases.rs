@@ -384,6 +384,7 @@ fn refused_by_mint(
 /// Records which key a request came with: its binding, and its levels' as its lineage.
 fn note_key(record: &mut RequestRecord, verified: &Verified<'_>) {
     record.binding = Some(verified.binding());
+    record.root = Some(verified.root_binding());
     let levels = verified.level_bindings();
     let lineage = &mut record.lineage;
     lineage.clear();

@@ -53,6 +53,9 @@ pub struct RequestRecord {
     pub at: u64,
     pub started: Instant,
     pub binding: Option<Binding>,
+    /// The binding of the key's first level, which the mint key made: the same for every key
+    /// narrowed from it (its lineage), and one no agent can make offline.
+    pub root: Option<Binding>,
     pub provider: String,
     pub model: Option<String>,
     pub endpoint: Option<EndpointClass>,
@@ -80,6 +83,7 @@ impl RequestRecord {
             at: crate::time::now_unix(),
             started,
             binding: None,
+            root: None,
             provider: provider.to_string(),
             model: None,
             endpoint: None,
