@@ -90,6 +90,9 @@ fn steers_terminal(c: char) -> bool {
             | '\u{00ad}' | '\u{115f}' | '\u{1160}' | '\u{180e}' | '\u{200b}'..='\u{200d}'
             | '\u{2028}' | '\u{2029}' | '\u{2060}'..='\u{2064}' | '\u{2800}' | '\u{3164}'
             | '\u{feff}' | '\u{ffa0}'
+            // Deprecated format characters (shaping and digit switches), interlinear
+            // annotation marks, and the tag characters, all drawn as nothing.
+            | '\u{206a}'..='\u{206f}' | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}'
         )
 }
 
@@ -403,6 +406,10 @@ mod tests {
         assert_eq!(
             printable("m\u{200f}\u{61c}\u{200b}\u{feff}\u{2800}\u{3164}"),
             "m\\u{200f}\\u{61c}\\u{200b}\\u{feff}\\u{2800}\\u{3164}"
+        );
+        assert_eq!(
+            printable("n\u{206a}\u{206f}\u{fff9}\u{fffb}\u{e0001}\u{e0041}\u{e007f}"),
+            "n\\u{206a}\\u{206f}\\u{fff9}\\u{fffb}\\u{e0001}\\u{e0041}\\u{e007f}"
         );
     }
 
