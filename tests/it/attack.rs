@@ -3981,11 +3981,13 @@ fn a_model_in_the_query_does_not_reach_the_upstream() {
 /// items to an OpenAI conversation stays a stored object.
 #[test]
 fn conversations_that_run_a_model_are_refused_to_a_key_with_a_budget() {
+    // A key for every model, so that the budget is what refuses them (a key for one model is
+    // refused them first: their body's `model` is not the one they run).
     let a = Attack::new(
         "",
         &[
             "--scope",
-            "openai/gpt-4o-mini",
+            "openai",
             "--endpoints",
             "inference,files",
             "--budget",
