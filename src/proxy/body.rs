@@ -75,6 +75,10 @@ pub struct MeteredStream {
     cut: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     /// Kept alive as long as this body (the server counts a connection's open responses).
     held: Option<std::sync::Arc<()>>,
+    /// The connection's slot and the request's place in its lineage's share: kept as long
+    /// as this body, and by its drain when the client leaves before the end, so that the
+    /// streams clients abandon count against `max_connections` and the key's share.
+    kept: Option<Kept>,
     /// Takes the root key out of what goes to the client.
     scrub: Option<Scrub>,
     /// The outcome is recorded before the body's last bytes go out, not after
@@ -103,6 +107,7 @@ impl MeteredStream {
             stop: None,
             cut: None,
             held: None,
+            kept: None,
             scrub: None,
             record_first: false,
         }
@@ -127,6 +132,16 @@ impl MeteredStream {
     /// Keeps `token` alive until this body is dropped.
     pub fn hold(&mut self, token: std::sync::Arc<()>) {
         self.held = Some(token);
+    }
+
+    /// Keeps the request's place in its lineage's share until this body and its drain end.
+    pub fn keep_place(&mut self, place: super::state::RequestHold) {
+        self.kept.get_or_insert_with(Kept::default).place = Some(place);
+    }
+
+    /// Keeps the connection's slot until this body and its drain end.
+    pub fn keep_slot(&mut self, slot: std::sync::Arc<tokio::sync::OwnedSemaphorePermit>) {
+        self.kept.get_or_insert_with(Kept::default).slot = Some(slot);
     }
 
     /// Ends this body when `stop` is cut (and keeps the stopping proxy waiting while it runs).
@@ -375,11 +390,19 @@ fn short(e: &std::io::Error) -> String {
     msg
 }
 
+/// What a body keeps of its connection and its lineage's share ([`MeteredStream::keep_slot`]).
+#[derive(Default)]
+struct Kept {
+    slot: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
+    place: Option<super::state::RequestHold>,
+}
+
 impl Drop for MeteredStream {
     fn drop(&mut self) {
         let (Some(done), Some(mut upstream)) = (self.done.take(), self.upstream.take()) else {
             return;
         };
+        let kept = self.kept.take();
         let mut meter = std::mem::replace(&mut self.meter, Meter::new(self.api, false, false));
         let stop = self.stop.take();
         if stop.as_ref().is_some_and(Stop::is_cut) {
@@ -442,6 +465,7 @@ impl Drop for MeteredStream {
                 one_answer: false,
             });
             drop(stop);
+            drop(kept);
         });
     }
 }

@@ -417,6 +417,7 @@ async fn respond<B: RequestBody>(
     busy: Arc<()>,
 ) -> Response<ProxyBody> {
     let stop = conn.stop.clone();
+    let slot = Arc::clone(&conn.slot);
     let api = route::split_prefix(req.uri().path())
         .and_then(|(name, _)| state.providers.get(name))
         .map_or(ApiFamily::Openai, |p| p.api);
@@ -435,6 +436,7 @@ async fn respond<B: RequestBody>(
     if let ProxyBody::Stream(s) = resp.body_mut() {
         s.stop_on(stop);
         s.hold(busy);
+        s.keep_slot(slot);
     }
     resp
 }
@@ -513,6 +515,7 @@ async fn run_phases<B: RequestBody>(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let caller = phases::caller(ctx, &req).await?;
     let verified = phases::authenticate(ctx, &caller)?;
+    let place = ctx.state.hold_request(verified.root_binding())?;
     let mut asked = phases::inspect(ctx, &verified, req).await?;
     let admission = phases::admit(ctx, &verified, &asked).await?;
     let mut outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
@@ -533,13 +536,13 @@ async fn run_phases<B: RequestBody>(
             });
     ctx.record = unanswered.answered();
     match answered {
-        Ok((upstream, root)) => Ok(phases::respond(
-            ctx,
-            &mut asked,
-            &mut outgoing,
-            upstream,
-            root,
-        )),
+        Ok((upstream, root)) => {
+            let mut resp = phases::respond(ctx, &mut asked, &mut outgoing, upstream, root);
+            if let ProxyBody::Stream(s) = resp.body_mut() {
+                s.keep_place(place);
+            }
+            Ok(resp)
+        }
         // The provider ran these and may bill them: an answer that did not begin within the
         // timeout (a long answer that is not streamed can take that long), one whose
         // connection broke after the request went out whole, one that came compressed and so

@@ -264,6 +264,32 @@ pub const SOCKETS_PER_LINEAGE_DIVISOR: usize = 4;
 #[derive(Default)]
 pub(super) struct Sockets {
     open: Mutex<Map<Binding, usize>>,
+    /// HTTP requests from their key's check to their answer's end (a drain included), by
+    /// lineage, held to the same share: each keeps its connection's slot as long.
+    requests: Mutex<Map<Binding, usize>>,
+}
+
+/// One request's place in its lineage's share of the connections, given back when dropped.
+pub struct RequestHold {
+    state: Arc<State>,
+    lineage: Binding,
+}
+
+impl Drop for RequestHold {
+    fn drop(&mut self) {
+        let mut open = self
+            .state
+            .sockets
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.lineage) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.lineage);
+            }
+        }
+    }
 }
 
 /// One WebSocket's place in its lineage's share, given back when dropped.
@@ -546,6 +572,37 @@ impl State {
     /// The most WebSockets one key lineage may hold open: a quarter of `max_connections`.
     pub fn sockets_per_lineage(&self) -> usize {
         (self.options.max_connections / SOCKETS_PER_LINEAGE_DIVISOR).max(1)
+    }
+
+    /// A place for one more request of `lineage` in flight, or a refusal when its requests
+    /// hold their share of the connections (a quarter of `max_connections`, as WebSockets):
+    /// one key trickling bodies, keeping answers unread or leaving streams to drain would
+    /// otherwise hold every slot of a shared proxy while other keys' requests wait.
+    pub(super) fn hold_request(
+        self: &Arc<Self>,
+        lineage: Binding,
+    ) -> Result<RequestHold, ProxyError> {
+        let share = self.sockets_per_lineage();
+        let mut open = self
+            .sockets
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(lineage).or_insert(0);
+        if *n >= share {
+            return Err(ProxyError::new(
+                429,
+                "concurrency",
+                format!(
+                    "this key and the keys narrowed from it have {n} requests in flight, as many as one key may ({share}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); wait for one to end"
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(RequestHold {
+            state: Arc::clone(self),
+            lineage,
+        })
     }
 
     /// A place for one more WebSocket of `lineage`, or a refusal when it holds its share.

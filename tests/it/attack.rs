@@ -4378,3 +4378,106 @@ fn a_body_that_grows_when_written_out_again_is_refused_to_a_key_that_counts_toke
         "{seen:?}"
     );
 }
+
+/// One key's requests in flight hold at most a quarter of `max_connections` (here 8, so 2):
+/// requests whose bodies trickle in, and streams whose client left, which the proxy drains
+/// to meter them, each keep their connection's slot. Past its share a key is answered 429 at
+/// once, and another key's requests go on being served.
+#[test]
+fn one_keys_requests_in_flight_hold_at_most_a_quarter_of_the_connections() {
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions {
+            chunk_delay: Duration::from_millis(1500),
+            ..Default::default()
+        },
+        "[proxy]\nmax_connections = 8\nbody_timeout = \"60s\"\n",
+    );
+    let key = p.create_key(&["--scope", "openai"]);
+    let other = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let a = Attack { p, serve, key };
+    let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
+    let head = |key: &str, len: usize| {
+        format!(
+            "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+        )
+    };
+    let other_is_served = || {
+        let (status, text) = raw_http(
+            &a.serve.url,
+            "POST",
+            "/openai/v1/chat/completions",
+            &[("authorization", &format!("Bearer {other}")), JSON],
+            chat("gpt-4o-mini").as_bytes(),
+        );
+        assert_eq!(status, 200, "{text}");
+    };
+    let answer_of = |c: &mut std::net::TcpStream| {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = vec![0u8; 4096];
+        let n = c.read(&mut got).unwrap_or(0);
+        String::from_utf8_lossy(&got[..n]).into_owned()
+    };
+
+    // Bodies trickled: two requests hold the key's share, the third is refused at once.
+    let trickling: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            write!(c, "{}{{\"model\":", head(&a.key, 100)).unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    write!(third, "{}{{\"model\":", head(&a.key, 100)).unwrap();
+    let refused = answer_of(&mut third);
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("requests in flight"), "{refused}");
+    for _ in 0..3 {
+        other_is_served();
+    }
+    drop(trickling);
+    drop(third);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Streams left by their client are drained, and hold their places while they are.
+    let body = r#"{"model":"gpt-slow","stream":true,"max_tokens":100,"messages":[]}"#;
+    for _ in 0..2 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(c, "{}{body}", head(&a.key, body.len())).unwrap();
+        let started = answer_of(&mut c);
+        assert!(started.starts_with("HTTP/1.1 200"), "{started}");
+        drop(c);
+    }
+    // The proxy finds a client gone when a write to it fails: the second chunk after the
+    // close, 1.5 s apart. Its stream goes on for some seconds more, drained.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut next = std::net::TcpStream::connect(&addr).unwrap();
+    write!(next, "{}{body}", head(&a.key, body.len())).unwrap();
+    let refused = answer_of(&mut next);
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    other_is_served();
+
+    // What reached the upstream: the other key's four requests and the two streams, nothing
+    // of the refused ones.
+    let seen: Vec<String> = a
+        .upstream_bodies()
+        .iter()
+        .map(|b| b["model"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        seen.iter().filter(|m| *m == "gpt-4o-mini").count(),
+        4,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|m| *m == "gpt-slow").count(),
+        2,
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 6, "{seen:?}");
+}

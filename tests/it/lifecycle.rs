@@ -596,9 +596,12 @@ fn at_max_connections_a_new_one_takes_the_place_of_the_longest_waiting() {
         Duration::from_millis(300),
         "max_connections = 4\nheader_timeout = \"60s\"",
     );
+    // A key of its own for the stream: at four connections, one key's requests in flight may
+    // hold one.
+    let streamer = p.create_key(&["--scope", "openai", "--budget", "1usd"]);
     let proxy = Proxy::start(&p);
     // One slot busy with a slow stream, three held by clients that sent half a request line.
-    let (_started, streaming) = request(&proxy.addr, &key, "gpt-slow", true);
+    let (_started, streaming) = request(&proxy.addr, &streamer, "gpt-slow", true);
     wait_for_upstream(&p, "gpt-slow");
     let mut silent: Vec<TcpStream> = (0..3)
         .map(|_| {
