@@ -26,7 +26,11 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ledger,
         ..
     } = super::proxy_state(ctx, None, loopback)?;
-    let listener = std::net::TcpListener::bind(args.listen).map_err(|err| {
+    // A backlog of at least `max_connections` (std's bind asks for 128): a burst of
+    // connections the kernel's queue cannot take leaves a client in the kernel's retries for
+    // seconds, where the proxy's eviction of idle connections never sees it.
+    let backlog = u32::try_from(state.options.max_connections.max(1024)).unwrap_or(u32::MAX);
+    let listener = listen(&runtime, args.listen, backlog).map_err(|err| {
         let message = format!("cannot listen on {}: {err}", args.listen);
         let hint = match err.kind() {
             std::io::ErrorKind::AddrInUse => Some(format!(
@@ -188,4 +192,23 @@ fn shutdown_signal(
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+/// A listening socket on `addr` with room for `backlog` connections not yet accepted.
+fn listen(
+    runtime: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    backlog: u32,
+) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's bind does: a port a stopped proxy's connections still linger on is free.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let _runtime = runtime.enter();
+    socket.listen(backlog)?.into_std()
 }
