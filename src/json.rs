@@ -44,6 +44,7 @@ pub fn skim(body: &[u8], free_text: &[&str]) -> Result<Skimmed, serde_json::Erro
         Ok(text) => skim_text(text, free_text),
         // serde_json's own error.
         Err(_) => parse_reference(body).map(|(value, repeated)| Skimmed {
+            size: size_of(&value),
             value,
             repeated,
             skimmed: false,
@@ -53,14 +54,66 @@ pub fn skim(body: &[u8], free_text: &[&str]) -> Result<Skimmed, serde_json::Erro
 
 /// [`skim`] of a body already known to be UTF-8.
 pub fn skim_text(body: &str, free_text: &[&str]) -> Result<Skimmed, serde_json::Error> {
-    match fast_text(body, free_text) {
-        Some(parsed) => Ok(parsed),
-        None => parse_reference(body.as_bytes()).map(|(value, repeated)| Skimmed {
-            value,
-            repeated,
-            skimmed: false,
+    skim_text_within(body, free_text, usize::MAX)
+        .map(|skimmed| skimmed.expect("no value takes more than usize::MAX bytes"))
+}
+
+/// [`skim_text`], given up (`Ok(None)`) as soon as the value would take more than `most` bytes
+/// of memory ([`Skimmed::size`]): a body of many small values (a megabyte of `{}` or `0,`)
+/// takes twenty and more times its length as a tree, which must not be built whole to find
+/// that out.
+pub fn skim_text_within(
+    body: &str,
+    free_text: &[&str],
+    most: usize,
+) -> Result<Option<Skimmed>, serde_json::Error> {
+    let mut over = false;
+    match fast_text(body, free_text, most, &mut over) {
+        Some(parsed) => Ok(Some(parsed)),
+        None if over => Ok(None),
+        None => parse_reference(body.as_bytes()).map(|(value, repeated)| {
+            let size = size_of(&value);
+            (size <= most).then_some(Skimmed {
+                value,
+                repeated,
+                skimmed: false,
+                size,
+            })
         }),
     }
+}
+
+/// What a value is taken to hold of the heap, in bytes: an object's first B-tree node
+/// (eleven members) and a share of one for each member after, an array's elements at one and
+/// a half times their size (its buffer grows by doubling), and every string at its length, at
+/// least an allocator's smallest chunk. An estimate on the high side of what glibc's malloc
+/// gives serde_json's `Value` on x86_64, for bounding it, not for accounting to the byte.
+pub fn size_of(value: &Value) -> usize {
+    match value {
+        Value::String(s) => string_size(s.len()),
+        Value::Array(a) => a.iter().map(|v| ARRAY_ELEMENT + size_of(v)).sum(),
+        Value::Object(m) => {
+            let members: usize = m
+                .iter()
+                .map(|(k, v)| OBJECT_MEMBER + string_size(k.len()) + size_of(v))
+                .sum();
+            if m.is_empty() { 0 } else { OBJECT + members }
+        }
+        _ => 0,
+    }
+}
+
+/// An object's first node, beyond what its members take ([`size_of`]).
+const OBJECT: usize = 640;
+/// A member's share of its object's nodes.
+const OBJECT_MEMBER: usize = 56;
+/// An array element's share of its array's buffer.
+const ARRAY_ELEMENT: usize = 48;
+
+/// A string's heap bytes: none when empty, else its length and the allocator's overhead, at
+/// least its smallest chunk.
+fn string_size(len: usize) -> usize {
+    if len == 0 { 0 } else { (len + 8).max(32) }
 }
 
 /// A body's [`skim`].
@@ -71,6 +124,8 @@ pub struct Skimmed {
     pub repeated: bool,
     /// Some string was left out: the value is not the body, and must not be forwarded.
     pub skimmed: bool,
+    /// The memory the value takes, as [`size_of`] tells it.
+    pub size: usize,
 }
 
 /// Whether `skimmed` is `whole` but for strings of `free_text` fields that a [`skim`] left out
@@ -123,10 +178,17 @@ pub fn parse_reference(body: &[u8]) -> Result<(Value, bool), serde_json::Error> 
 const MAX_DEPTH: u32 = 127;
 
 fn fast(body: &[u8], free_text: &[&str]) -> Option<Skimmed> {
-    fast_text(std::str::from_utf8(body).ok()?, free_text)
+    fast_text(
+        std::str::from_utf8(body).ok()?,
+        free_text,
+        usize::MAX,
+        &mut false,
+    )
 }
 
-fn fast_text(text: &str, free_text: &[&str]) -> Option<Skimmed> {
+/// The fast parse; `None` when it refuses the text, or (`over` set) when the value would take
+/// more than `most` bytes.
+fn fast_text(text: &str, free_text: &[&str], most: usize, over: &mut bool) -> Option<Skimmed> {
     let mut p = Fast {
         text,
         w: Walk::new(text.as_bytes()),
@@ -134,12 +196,17 @@ fn fast_text(text: &str, free_text: &[&str]) -> Option<Skimmed> {
         scratch: String::new(),
         free_text,
         skimmed: false,
+        size: 0,
+        most,
     };
-    let value = p.value(false)?;
+    let value = p.value(false);
+    *over = p.size > most;
+    let value = value?;
     p.w.end().then_some(Skimmed {
         value,
         repeated: p.repeated,
         skimmed: p.skimmed,
+        size: p.size,
     })
 }
 
@@ -154,19 +221,30 @@ struct Fast<'a> {
     /// Fields whose long string values a skim leaves out.
     free_text: &'a [&'a str],
     skimmed: bool,
+    /// What the value built so far takes ([`size_of`]), and the most it may.
+    size: usize,
+    most: usize,
 }
 
 impl Fast<'_> {
+    /// Counts `bytes` more of the value; `None` once it passes the most it may take.
+    fn grow(&mut self, bytes: usize) -> Option<()> {
+        self.size = self.size.saturating_add(bytes);
+        (self.size <= self.most).then_some(())
+    }
+
     /// One value; `free` says it is a free-text field's, which a skim may leave out.
     fn value(&mut self, free: bool) -> Option<Value> {
         match self.w.peek()? {
             b'"' => {
                 self.w.at += 1;
-                if free {
-                    self.free_string().map(Value::String)
+                let s = if free {
+                    self.free_string()?
                 } else {
-                    self.string().map(Value::String)
-                }
+                    self.string()?
+                };
+                self.grow(string_size(s.len()))?;
+                Some(Value::String(s))
             }
             b'{' => self.object(),
             b'[' => self.array(),
@@ -190,6 +268,7 @@ impl Fast<'_> {
         let mut out = Vec::new();
         if self.w.open(b']')? {
             loop {
+                self.grow(ARRAY_ELEMENT)?;
                 out.push(self.value(false)?);
                 if !self.w.next(b']')? {
                     break;
@@ -202,12 +281,14 @@ impl Fast<'_> {
     fn object(&mut self) -> Option<Value> {
         let mut out = Map::new();
         if self.w.open(b'}')? {
+            self.grow(OBJECT)?;
             loop {
                 if self.w.peek()? != b'"' {
                     return None;
                 }
                 self.w.at += 1;
                 let key = self.string()?;
+                self.grow(OBJECT_MEMBER + string_size(key.len()))?;
                 if self.w.peek()? != b':' {
                     return None;
                 }

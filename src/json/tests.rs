@@ -123,6 +123,8 @@ fn scan_agrees(body: &[u8], shown: &str) {
             repeated: false,
             scratch: String::new(),
             free_text: &[],
+            size: 0,
+            most: usize::MAX,
             skimmed: false,
         };
         // Where the full parse ends the string: just before the cursor it leaves.
@@ -342,4 +344,53 @@ fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
             .prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// The size the parse counts as it goes is the size of what it built (a document from
+    /// `serde_json` repeats no key), and a bound below it gives the parse up.
+    #[test]
+    fn the_size_counted_is_the_size_of_the_value(doc in arb_json()) {
+        let body = serde_json::to_string(&doc).unwrap();
+        let skimmed = skim_text(&body, &[]).unwrap();
+        proptest::prop_assert_eq!(skimmed.size, size_of(&skimmed.value));
+        proptest::prop_assert!(skim_text_within(&body, &[], skimmed.size).unwrap().is_some());
+        if skimmed.size > 0 {
+            proptest::prop_assert!(
+                skim_text_within(&body, &[], skimmed.size - 1).unwrap().is_none()
+            );
+        }
+    }
+}
+
+/// A body of many small values is given up on when its tree would pass the bound, long
+/// before it is built: a megabyte of `{}` members would take some 25 times its length.
+#[test]
+fn many_small_values_are_given_up_on_at_the_bound() {
+    let message = r#"{"role":"user","content":""},"#;
+    let body = format!(
+        r#"{{"model":"m","messages":[{}{{}}]}}"#,
+        message.repeat(30_000)
+    );
+    let whole = skim_text(&body, &[]).unwrap();
+    assert!(
+        whole.size > 20 * body.len(),
+        "{} for {} bytes",
+        whole.size,
+        body.len()
+    );
+    assert!(
+        skim_text_within(&body, &[], 4 << 20).unwrap().is_none(),
+        "a tree of {} bytes passed a bound of 4 MiB",
+        whole.size
+    );
+    // A conversation of a few long messages is a little more than its length.
+    let long = format!(r#"{{"role":"user","content":"{}"}},"#, "x".repeat(4000));
+    let body = format!(r#"{{"model":"m","messages":[{}{{}}]}}"#, long.repeat(250));
+    let skimmed = skim_text_within(&body, &["content"], 4 << 20)
+        .unwrap()
+        .unwrap();
+    assert!(skimmed.size < body.len() / 2, "{}", skimmed.size);
 }

@@ -48,6 +48,9 @@ pub struct Inspection {
     /// `json` leaves out long [`FREE_TEXT`] strings: it is for deciding on; a body till must
     /// write out again is parsed whole first ([`parse_whole`]).
     pub skimmed: bool,
+    /// The memory `json` takes (`json::size_of`), which the proxy counts against the room it
+    /// gives request bodies for as long as it keeps it.
+    pub size: usize,
 }
 
 /// Fields whose string values no check reads: the free text of prompts, messages, tool
@@ -104,8 +107,19 @@ pub fn inspect(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Inspection, ProxyError> {
+    inspect_within(op, path_model, content_type, body, usize::MAX)
+}
+
+/// [`inspect`], whose parse may take at most `most` bytes of memory (a 413 past it).
+pub fn inspect_within(
+    op: Op,
+    path_model: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    most: usize,
+) -> Result<Inspection, ProxyError> {
     let body = std::str::from_utf8(body).map_err(|_| body);
-    inspect_with(op, path_model, content_type, body, FREE_TEXT)
+    inspect_with(op, path_model, content_type, body, FREE_TEXT, most)
 }
 
 /// [`inspect`] of a body as received: its text when it was UTF-8 (checked as it arrived),
@@ -115,9 +129,10 @@ pub fn inspect_received(
     path_model: Option<&str>,
     content_type: Option<&str>,
     body: &Received,
+    most: usize,
 ) -> Result<Inspection, ProxyError> {
     let body = body.text().ok_or(body.bytes().as_ref());
-    inspect_with(op, path_model, content_type, body, FREE_TEXT)
+    inspect_with(op, path_model, content_type, body, FREE_TEXT, most)
 }
 
 /// [`inspect`], leaving out the long strings of the fields in `free_text`.
@@ -127,6 +142,7 @@ fn inspect_with(
     content_type: Option<&str>,
     body: Result<&str, &[u8]>,
     free_text: &[&str],
+    most: usize,
 ) -> Result<Inspection, ProxyError> {
     let Some(family) = op.family() else {
         return Ok(Inspection::opaque());
@@ -142,19 +158,32 @@ fn inspect_with(
         // knows no model; the proxy allows them only to keys that could name any model.
         return Ok(Inspection::opaque());
     }
-    let json::Skimmed {
-        value,
-        repeated,
-        skimmed,
-    } = match body {
-        Ok(text) => json::skim_text(text, free_text),
-        Err(bytes) => json::skim(bytes, free_text),
+    let skimmed = match body {
+        Ok(text) => json::skim_text_within(text, free_text, most),
+        Err(bytes) => json::skim(bytes, free_text).map(Some),
     }
     .map_err(|e| {
         bad(format!(
             "till could not read this request body as JSON ({e}); the proxy forwards only bodies it can check"
         ))
     })?;
+    let Some(json::Skimmed {
+        value,
+        repeated,
+        skimmed,
+        size,
+    }) = skimmed
+    else {
+        return Err(ProxyError::new(
+            413,
+            "too_many_values",
+            format!(
+                "this request body holds so many JSON values that till would need more than {} MiB to check it; send it in fewer, larger values, or raise [proxy] max_body_bytes (one body's values may take what one key's bodies may hold at once, {} × max_body_bytes)",
+                most >> 20,
+                crate::proxy::state::BODIES_PER_LINEAGE
+            ),
+        ));
+    };
     let Value::Object(map) = value else {
         return Err(bad("the request body must be a JSON object"));
     };
@@ -239,6 +268,7 @@ fn inspect_with(
         include_usage,
         verbatim: !repeated,
         skimmed,
+        size,
     })
 }
 
@@ -1415,8 +1445,15 @@ mod tests {
         for body in cases {
             let bytes = serde_json::to_vec(&body).unwrap();
             let skim = inspect(Op::OpenaiResponses, None, None, &bytes).unwrap();
-            let mut whole =
-                inspect_with(Op::OpenaiResponses, None, None, Err(&bytes[..]), &[]).unwrap();
+            let mut whole = inspect_with(
+                Op::OpenaiResponses,
+                None,
+                None,
+                Err(&bytes[..]),
+                &[],
+                usize::MAX,
+            )
+            .unwrap();
             let (wj, sj) = (whole.json.take().unwrap(), skim.json.unwrap());
             assert_eq!(asks_long_cache_writes(&sj), asks_long_cache_writes(&wj));
             for api in ApiFamily::ALL {
@@ -1445,13 +1482,15 @@ mod tests {
                 Op::GeminiGenerate]),
         ) {
             let bytes = serde_json::to_vec(&body).unwrap();
-            let whole = inspect_with(op, Some("m"), None, Err(&bytes[..]), &[]);
+            let whole = inspect_with(op, Some("m"), None, Err(&bytes[..]), &[], usize::MAX);
             let skim = inspect(op, Some("m"), None, &bytes);
             match (whole, skim) {
                 (Ok(mut whole), Ok(skim)) => {
                     ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let (wj, sj) = (whole.json.take().unwrap(), skim.json.clone().unwrap());
-                    proptest::prop_assert_eq!(&Inspection { json: None, skimmed: whole.skimmed, ..skim.clone() }, &whole);
+                    // The skim's tree is smaller by the strings it left out.
+                    proptest::prop_assert!(skim.size <= whole.size);
+                    proptest::prop_assert_eq!(&Inspection { json: None, skimmed: whole.skimmed, size: whole.size, ..skim.clone() }, &whole);
                     proptest::prop_assert!(!whole.skimmed);
                     proptest::prop_assert_eq!(asks_long_cache_writes(&sj), asks_long_cache_writes(&wj));
                     for api in ApiFamily::ALL {

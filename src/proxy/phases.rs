@@ -255,6 +255,9 @@ pub struct Asked {
     pub model: Option<String>,
     /// Whether the answer streams, as far as the request says.
     pub sse: bool,
+    /// The room for request bodies the body and the trees parsed from it keep, until they
+    /// are freed with the record after the response.
+    pub held: Option<super::state::HeldBody>,
 }
 
 /// What admission decided about the request's body.
@@ -533,7 +536,7 @@ pub async fn inspect<B: super::RequestBody>(
     let query = forward_query(parts.uri.query())?;
     query_fits(&query, &endpoint)?;
     let options = &ctx.state.options;
-    let body = read_body(
+    let (body, hold) = read_body(
         body,
         options.max_body_bytes,
         options.body_timeout,
@@ -560,7 +563,14 @@ pub async fn inspect<B: super::RequestBody>(
         endpoint.path_model.as_deref(),
         content_type,
         &body,
+        ctx.state.tree_room(),
     )?;
+    // The tree the checks read counts with the body against the room for bodies, as long as
+    // it is kept: a body of many small values takes twenty and more times its length so.
+    let mut held = hold.keep(ctx.state);
+    if let Err(why) = held.grow(inspected.size as u64) {
+        return Err(no_room(held.pool(), why));
+    }
     let body = body.into_bytes();
     // The path's model when it names one: that is the one the upstream runs (a body's `model`
     // beside it was held to the same name by the inspection). A stored object's run has none
@@ -592,6 +602,7 @@ pub async fn inspect<B: super::RequestBody>(
         inspected,
         model,
         sse,
+        held: Some(held),
     })
 }
 
@@ -1030,6 +1041,13 @@ pub fn rewrite(
     if inspected.skimmed {
         // The parse the checks ran on left long text out; edit the whole parse instead.
         // The skim goes back where it was, to be freed after the response ([`respond`]).
+        // The whole parse takes what the skim does and the text it left out, at most the body.
+        let whole = (inspected.size as u64).saturating_add(asked.body.len() as u64);
+        if let Some(held) = &mut asked.held
+            && let Err(why) = held.grow(whole)
+        {
+            return Err(no_room(held.pool(), why));
+        }
         let skim = std::mem::replace(&mut map, body_inspect::parse_whole(&asked.body)?);
         wire.request_usage(op, inspected.stream, inspected.include_usage, &mut map);
         asked.inspected.json = Some(skim);
@@ -1407,7 +1425,11 @@ pub fn respond(
         {
             // Both parses of the body (the checks' skim, and the whole parse an edit needed)
             // are freed with the record, after the response is out.
-            let parsed = (outgoing.parsed.take(), asked.inspected.json.take());
+            let parsed = (
+                outgoing.parsed.take(),
+                asked.inspected.json.take(),
+                asked.held.take(),
+            );
             move |finished| {
                 rec.finish(&state2, Some(finished));
                 drop(parsed);
@@ -1436,12 +1458,12 @@ pub fn respond(
 /// is read; one cut off or broken in its framing is refused whole. Its bytes are counted in
 /// `hold` as they arrive: against the bodies' shared room, and against the share of it the
 /// key's lineage may hold ([`BODIES_PER_LINEAGE`](super::state::BODIES_PER_LINEAGE)).
-async fn read_body<B: super::RequestBody>(
+async fn read_body<'b, B: super::RequestBody>(
     mut body: B,
     max: u64,
     limit: Duration,
-    mut hold: super::state::BodyHold<'_>,
-) -> Result<body_inspect::Received, ProxyError> {
+    mut hold: super::state::BodyHold<'b>,
+) -> Result<(body_inspect::Received, super::state::BodyHold<'b>), ProxyError> {
     let too_large = || {
         ProxyError::new(
             413,
@@ -1452,20 +1474,7 @@ async fn read_body<B: super::RequestBody>(
         )
     };
     let bodies = hold.pool();
-    let (limit_all, share) = (bodies.limit(), bodies.share());
-    let busy = |why: super::state::NoRoom| {
-        let message = match why {
-            super::state::NoRoom::All => format!(
-                "till is reading as many request bodies as it holds at once ({limit_all} bytes in all: {} × [proxy] max_body_bytes); send this one again in a moment",
-                super::state::BODIES_AT_ONCE
-            ),
-            super::state::NoRoom::Lineage => format!(
-                "this key and the keys narrowed from it are sending as many request bodies at once as one key may ({share} bytes: {} × [proxy] max_body_bytes, half of what till reads at once); send this one again once one of the others has arrived",
-                super::state::BODIES_PER_LINEAGE
-            ),
-        };
-        ProxyError::new(503, "busy", message).retry_after(1)
-    };
+    let busy = |why| no_room(bodies, why);
     let announced = body.size_hint().lower();
     if announced > max {
         return Err(too_large());
@@ -1513,7 +1522,7 @@ async fn read_body<B: super::RequestBody>(
         Ok(received.finish())
     };
     match tokio::time::timeout(limit, read).await {
-        Ok(read) => read,
+        Ok(read) => read.map(|received| (received, hold)),
         Err(_) => Err(ProxyError::new(
             408,
             "body_timeout",
@@ -1523,6 +1532,23 @@ async fn read_body<B: super::RequestBody>(
             ),
         )),
     }
+}
+
+/// The refusal of a body for which the room for request bodies has no bytes left.
+fn no_room(bodies: &super::state::BodyBytes, why: super::state::NoRoom) -> ProxyError {
+    let message = match why {
+        super::state::NoRoom::All => format!(
+            "till is reading as many request bodies as it holds at once ({} bytes in all: {} × [proxy] max_body_bytes); send this one again in a moment",
+            bodies.limit(),
+            super::state::BODIES_AT_ONCE
+        ),
+        super::state::NoRoom::Lineage => format!(
+            "this key and the keys narrowed from it are sending as many request bodies at once as one key may ({} bytes: {} × [proxy] max_body_bytes, half of what till reads at once); send this one again once one of the others has arrived",
+            bodies.share(),
+            super::state::BODIES_PER_LINEAGE
+        ),
+    };
+    ProxyError::new(503, "busy", message).retry_after(1)
 }
 
 /// The child key from whichever header (or `?key=`) the provider's clients use.

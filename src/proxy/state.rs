@@ -500,6 +500,46 @@ impl Drop for BodyHold<'_> {
     }
 }
 
+impl BodyHold<'_> {
+    /// The bytes held so far, kept by a hold that owns its way back to `state`'s room.
+    pub(super) fn keep(mut self, state: &Arc<State>) -> HeldBody {
+        let n = std::mem::take(&mut self.n);
+        HeldBody {
+            state: Arc::clone(state),
+            lineage: self.lineage,
+            n,
+        }
+    }
+}
+
+/// Bytes of the room for request bodies kept past the body's read: the body and the trees
+/// parsed from it, for as long as the request keeps them.
+pub struct HeldBody {
+    state: Arc<State>,
+    lineage: Binding,
+    n: u64,
+}
+
+impl HeldBody {
+    /// Takes `more` bytes besides; nothing is taken when that would pass a bound.
+    pub(super) fn grow(&mut self, more: u64) -> Result<(), NoRoom> {
+        self.state.bodies.take(self.lineage, more)?;
+        self.n += more;
+        Ok(())
+    }
+
+    /// The room this hold takes from.
+    pub(super) fn pool(&self) -> &BodyBytes {
+        &self.state.bodies
+    }
+}
+
+impl Drop for HeldBody {
+    fn drop(&mut self) {
+        self.state.bodies.give(self.lineage, self.n);
+    }
+}
+
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
@@ -567,6 +607,17 @@ impl State {
             alerts: super::alerts::Alerts::default(),
             sockets: Sockets::default(),
         })
+    }
+
+    /// The most memory the tree parsed from one request body (or WebSocket message) may take:
+    /// what one key's bodies may hold at once ([`BODIES_PER_LINEAGE`] × `max_body_bytes`).
+    pub fn tree_room(&self) -> usize {
+        usize::try_from(
+            self.options
+                .max_body_bytes
+                .saturating_mul(BODIES_PER_LINEAGE),
+        )
+        .unwrap_or(usize::MAX)
     }
 
     /// The most WebSockets one key lineage may hold open: a quarter of `max_connections`.

@@ -3190,15 +3190,18 @@ fn one_key_and_its_narrowed_keys_cannot_take_the_bodies_room_from_another_key() 
         "the other key's requests went upstream, none of the first key's"
     );
 
-    // One of the held bodies is finished (an invalid one, refused): it was read, and its room
-    // is the key's again.
-    let mut done = held.pop().unwrap();
-    done.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    done.write_all(b" ").unwrap();
-    let mut answer = String::new();
-    let _ = done.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // Two of the held bodies are finished (invalid ones, refused): they were read, and their
+    // room is the key's again (a body's parsed tree counts with it, and a chat request's takes
+    // more than its length, so one finished body of a thousand bytes would not make room).
+    for _ in 0..2 {
+        let mut done = held.pop().unwrap();
+        done.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        done.write_all(b" ").unwrap();
+        let mut answer = String::new();
+        let _ = done.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
     let (status, text) = a.post("/openai/v1/chat/completions", &chat("gpt-4o-mini"));
     assert_eq!(status, 200, "{text}");
     drop(held);
@@ -4480,4 +4483,35 @@ fn one_keys_requests_in_flight_hold_at_most_a_quarter_of_the_connections() {
         "{seen:?}"
     );
     assert_eq!(seen.len(), 6, "{seen:?}");
+}
+
+/// A body of many small values: a megabyte of `{"role":"user","content":""}` messages became
+/// a tree of some 25 times its size, and a few such requests at once took gigabytes. The tree
+/// may take what one key's bodies may hold at once (4 × `max_body_bytes`, here 4 MB); past
+/// that the parse is given up and the request refused (413), and nothing reaches the upstream.
+/// A body of the same length in a few long messages goes through.
+#[test]
+fn a_body_of_many_small_values_is_refused_before_its_tree_is_built() {
+    let a = Attack::new(
+        "[proxy]\nmax_body_bytes = 1000000\n",
+        &["--scope", "openai/gpt-4o-mini"],
+    );
+    let small = r#"{"role":"user","content":""},"#.repeat(30_000);
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","max_tokens":5,"messages":[{small}{{"role":"user","content":"hi"}}]}}"#
+    );
+    assert!(body.len() < 1_000_000);
+    let (status, text) = a.post("/openai/v1/chat/completions", &body);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("so many JSON values"), "{text}");
+    a.assert_upstream_saw_nothing("a body of many small values");
+
+    let long = format!(r#"{{"role":"user","content":"{}"}},"#, "x".repeat(4000));
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","max_tokens":5,"messages":[{}{{"role":"user","content":"hi"}}]}}"#,
+        long.repeat(200)
+    );
+    let (status, text) = a.post("/openai/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.p.mock.requests().len(), 1);
 }

@@ -376,7 +376,13 @@ async fn create(
     }
     let mut endpoint = s.route.endpoint.clone();
     endpoint.op = op;
-    let inspected = body_inspect::inspect(op, None, Some("application/json"), &body)?;
+    let inspected = body_inspect::inspect_within(
+        op,
+        None,
+        Some("application/json"),
+        &body,
+        s.state.tree_room(),
+    )?;
     let model = inspected.model.clone();
     ctx.record.model = model.clone();
     ctx.record.endpoint = Some(endpoint.class);
@@ -390,6 +396,7 @@ async fn create(
         inspected,
         model,
         sse: true,
+        held: None,
     };
     let admission = phases::admit(ctx, verified, &asked).await?;
     let outgoing = phases::rewrite(ctx, &mut asked, &admission)?;
