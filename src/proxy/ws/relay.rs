@@ -526,9 +526,13 @@ async fn from_upstream(
     Flow::Go
 }
 
-/// `msg` without the root key in it (an upstream that echoes what it was sent).
+/// `msg` without the root key in it (an upstream that echoes what it was sent). As text
+/// answers over HTTP are, a message is cut at its first NUL byte: the key in UTF-16 or UTF-32
+/// (every other byte a NUL) is not the bytes the key's search looks for, and no JSON event
+/// holds a raw NUL.
 fn scrubbed(msg: Message, root: &secrecy::SecretString) -> Message {
     use crate::proxy::scrub::{holds, whole};
+    let msg = cut_at_nul(msg);
     let masked = |b: &[u8]| {
         let mut bytes = b.to_vec();
         whole(&mut bytes, root);
@@ -551,6 +555,31 @@ fn scrubbed(msg: Message, root: &secrecy::SecretString) -> Message {
                 reason: "".into(),
             }))
         }
+        msg => msg,
+    }
+}
+
+/// `msg` up to its first NUL byte (a text, binary, ping or pong message; the others whole).
+fn cut_at_nul(msg: Message) -> Message {
+    let nul = |b: &[u8]| memchr::memchr(0, b);
+    match msg {
+        Message::Text(text) => match nul(text.as_bytes()) {
+            // A NUL is a character of its own in UTF-8: the text before it is whole.
+            Some(at) => Message::Text(text.as_str()[..at].into()),
+            None => Message::Text(text),
+        },
+        Message::Binary(b) => match nul(&b) {
+            Some(at) => Message::Binary(b.slice(..at)),
+            None => Message::Binary(b),
+        },
+        Message::Ping(b) => match nul(&b) {
+            Some(at) => Message::Ping(b.slice(..at)),
+            None => Message::Ping(b),
+        },
+        Message::Pong(b) => match nul(&b) {
+            Some(at) => Message::Pong(b.slice(..at)),
+            None => Message::Pong(b),
+        },
         msg => msg,
     }
 }
@@ -800,6 +829,26 @@ mod tests {
         }
         let plain = Message::Text("no key here".into());
         assert_eq!(scrubbed(plain.clone(), &root), plain);
+        // The key in UTF-16 or UTF-32 (every other byte a NUL), in every kind of message.
+        let utf16: Vec<u8> = key.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let utf32: Vec<u8> = key.chars().flat_map(|c| (c as u32).to_be_bytes()).collect();
+        for wide in [utf16, utf32] {
+            let text = format!("x {}", String::from_utf8(wide.clone()).unwrap());
+            for m in [
+                Message::Text(text.into()),
+                Message::Binary(wide.clone().into()),
+                Message::Ping(wide.clone().into()),
+                Message::Pong(wide.clone().into()),
+            ] {
+                let out = shown(&scrubbed(m.clone(), &root));
+                let seen: String = out
+                    .iter()
+                    .filter(|b| **b != 0)
+                    .map(|b| *b as char)
+                    .collect();
+                assert!(!seen.contains("sk-evil-root"), "{m:?} became {out:?}");
+            }
+        }
     }
 
     #[test]
