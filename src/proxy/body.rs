@@ -135,7 +135,7 @@ impl MeteredStream {
     }
 
     /// Keeps the request's place in its lineage's share until this body and its drain end.
-    pub fn keep_place(&mut self, place: super::state::RequestHold) {
+    pub fn keep_place(&mut self, place: super::state::Place) {
         self.kept.get_or_insert_with(Kept::default).place = Some(place);
     }
 
@@ -394,7 +394,7 @@ fn short(e: &std::io::Error) -> String {
 #[derive(Default)]
 struct Kept {
     slot: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
-    place: Option<super::state::RequestHold>,
+    place: Option<super::state::Place>,
 }
 
 impl Drop for MeteredStream {

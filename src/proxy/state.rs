@@ -253,57 +253,54 @@ impl From<MintRefused> for ProxyError {
     }
 }
 
-/// The share of `[proxy] max_connections` the WebSockets of one key lineage may hold open: an
-/// open socket keeps its connection's slot for as long as it lasts (an idle one until
-/// `upstream_timeout`), so without a share one key could hold every slot of a shared
-/// `till serve` and leave every other key's requests waiting.
+/// The share of `[proxy] max_connections` the WebSockets of one key lineage may hold open, and
+/// the share its HTTP requests in flight may hold: an open socket keeps its connection's slot
+/// for as long as it lasts (an idle one until `upstream_timeout`), a request until its answer
+/// ends (a trickled body, an answer left unread, a stream drained after its client left), so
+/// without a share one key could hold every slot of a shared `till serve` and leave every
+/// other key's requests waiting.
 pub const SOCKETS_PER_LINEAGE_DIVISOR: usize = 4;
 
-/// The WebSockets open, by the binding of their key's first level (as the bodies' room is
-/// shared out: no agent can grind a first level's binding, the mint key's MAC).
+/// The WebSockets open and the HTTP requests in flight, by the binding of their key's first
+/// level (as the bodies' room is shared out: no agent can grind a first level's binding, the
+/// mint key's MAC). Both hold a connection's slot while they last, and both are held to a
+/// lineage's share of `max_connections`.
 #[derive(Default)]
 pub(super) struct Sockets {
     open: Mutex<Map<Binding, usize>>,
-    /// HTTP requests from their key's check to their answer's end (a drain included), by
-    /// lineage, held to the same share: each keeps its connection's slot as long.
+    /// HTTP requests from their key's check to their answer's end (a drain included).
     requests: Mutex<Map<Binding, usize>>,
 }
 
-/// One request's place in its lineage's share of the connections, given back when dropped.
-pub struct RequestHold {
-    state: Arc<State>,
-    lineage: Binding,
+/// What a [`Place`] is taken for.
+#[derive(Clone, Copy)]
+enum PlaceOf {
+    Socket,
+    Request,
 }
 
-impl Drop for RequestHold {
-    fn drop(&mut self) {
-        let mut open = self
-            .state
-            .sockets
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.lineage) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.lineage);
-            }
+impl Sockets {
+    fn of(&self, of: PlaceOf) -> &Mutex<Map<Binding, usize>> {
+        match of {
+            PlaceOf::Socket => &self.open,
+            PlaceOf::Request => &self.requests,
         }
     }
 }
 
-/// One WebSocket's place in its lineage's share, given back when dropped.
-pub struct SocketHold {
+/// One WebSocket's or request's place in its lineage's share, given back when dropped.
+pub struct Place {
     state: Arc<State>,
     lineage: Binding,
+    of: PlaceOf,
 }
 
-impl Drop for SocketHold {
+impl Drop for Place {
     fn drop(&mut self) {
         let mut open = self
             .state
             .sockets
-            .open
+            .of(self.of)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = open.get_mut(&self.lineage) {
@@ -629,54 +626,50 @@ impl State {
     /// hold their share of the connections (a quarter of `max_connections`, as WebSockets):
     /// one key trickling bodies, keeping answers unread or leaving streams to drain would
     /// otherwise hold every slot of a shared proxy while other keys' requests wait.
-    pub(super) fn hold_request(
-        self: &Arc<Self>,
-        lineage: Binding,
-    ) -> Result<RequestHold, ProxyError> {
-        let share = self.sockets_per_lineage();
-        let mut open = self
-            .sockets
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(lineage).or_insert(0);
-        if *n >= share {
-            return Err(ProxyError::new(
+    pub(super) fn hold_request(self: &Arc<Self>, lineage: Binding) -> Result<Place, ProxyError> {
+        self.take_place(lineage, PlaceOf::Request).map_err(|n| {
+            ProxyError::new(
                 429,
                 "concurrency",
                 format!(
-                    "this key and the keys narrowed from it have {n} requests in flight, as many as one key may ({share}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); wait for one to end"
+                    "this key and the keys narrowed from it have {n} requests in flight, as many as one key may ({}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); wait for one to end",
+                    self.sockets_per_lineage()
                 ),
-            ));
-        }
-        *n += 1;
-        Ok(RequestHold {
-            state: Arc::clone(self),
-            lineage,
+            )
         })
     }
 
     /// A place for one more WebSocket of `lineage`, or a refusal when it holds its share.
-    pub(super) fn hold_socket(
-        self: &Arc<Self>,
-        lineage: Binding,
-    ) -> Result<SocketHold, ProxyError> {
-        let share = self.sockets_per_lineage();
-        let mut open = self.sockets.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(lineage).or_insert(0);
-        if *n >= share {
-            return Err(ProxyError::new(
+    pub(super) fn hold_socket(self: &Arc<Self>, lineage: Binding) -> Result<Place, ProxyError> {
+        self.take_place(lineage, PlaceOf::Socket).map_err(|n| {
+            ProxyError::new(
                 429,
                 "sockets",
                 format!(
-                    "this key and the keys narrowed from it have {n} WebSockets open, as many as one key may ({share}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); close one first"
+                    "this key and the keys narrowed from it have {n} WebSockets open, as many as one key may ({}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); close one first",
+                    self.sockets_per_lineage()
                 ),
-            ));
+            )
+        })
+    }
+
+    /// One more place of `lineage`, or how many it holds when that is its share already.
+    fn take_place(self: &Arc<Self>, lineage: Binding, of: PlaceOf) -> Result<Place, usize> {
+        let share = self.sockets_per_lineage();
+        let mut open = self
+            .sockets
+            .of(of)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(lineage).or_insert(0);
+        if *n >= share {
+            return Err(*n);
         }
         *n += 1;
-        Ok(SocketHold {
+        Ok(Place {
             state: Arc::clone(self),
             lineage,
+            of,
         })
     }
 

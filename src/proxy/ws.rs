@@ -153,7 +153,7 @@ struct Opened {
     /// the socket's messages count against its share of the bodies' room.
     lineage: crate::childkey::Binding,
     /// The socket's place in its lineage's share of the connections.
-    hold: super::state::SocketHold,
+    hold: super::state::Place,
 }
 
 /// The upgrade's checks, then the provider's WebSocket.

@@ -78,7 +78,7 @@ pub(in crate::proxy) struct Session {
     /// This connection's place among `[proxy] max_connections`, held until the socket ends.
     pub _slot: Arc<tokio::sync::OwnedSemaphorePermit>,
     /// The socket's place in its key lineage's share of the connections.
-    pub _hold: crate::proxy::state::SocketHold,
+    pub _hold: crate::proxy::state::Place,
     /// The client's message arriving now ([`super::arriving`]).
     pub arriving: Arc<super::arriving::Arriving>,
 }
