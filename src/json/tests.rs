@@ -125,6 +125,7 @@ fn scan_agrees(body: &[u8], shown: &str) {
             free_text: &[],
             size: 0,
             most: usize::MAX,
+            left_out: 0,
             skimmed: false,
         };
         // Where the full parse ends the string: just before the cursor it leaves.

@@ -134,6 +134,11 @@ impl Family for Openai {
         // make them (an Assistants run, a Responses compaction, a code container). A `POST`
         // under `responses` or `chat` is one of these unless it is known to store or count only.
         if write {
+            // A compaction and a Mistral conversation's start run the model their body names
+            // (`model` is a parameter of both): unmetered, with that model checked.
+            if matches!(tail, ["responses", "compact"] | ["conversations"]) {
+                return Endpoint::new(Inference, Op::OpenaiUnmetered);
+            }
             let runs = match tail {
                 ["threads", rest @ ..] => rest.contains(&"runs"),
                 ["responses", "input_tokens"] | ["responses", _, "cancel"] => false,

@@ -51,6 +51,8 @@ pub struct Inspection {
     /// The memory `json` takes (`json::size_of`), which the proxy counts against the room it
     /// gives request bodies for as long as it keeps it.
     pub size: usize,
+    /// What the long strings left out of `json` would add to a whole parse of the body.
+    pub left_out: usize,
 }
 
 /// Fields whose string values no check reads: the free text of prompts, messages, tool
@@ -158,11 +160,17 @@ fn inspect_with(
         // knows no model; the proxy allows them only to keys that could name any model.
         return Ok(Inspection::opaque());
     }
-    let skimmed = match body {
-        Ok(text) => json::skim_text_within(text, free_text, most),
-        Err(bytes) => json::skim(bytes, free_text).map(Some),
-    }
-    .map_err(|e| {
+    // JSON is UTF-8: a body that is not is refused as it is, not parsed up to its first bad
+    // byte (a tree of everything before it, built without a bound).
+    let text = body.map_err(|bytes| {
+        let at = std::str::from_utf8(bytes)
+            .err()
+            .map_or(0, |e| e.valid_up_to());
+        bad(format!(
+            "till could not read this request body as JSON (it is not UTF-8 at byte {at}); the proxy forwards only bodies it can check"
+        ))
+    })?;
+    let skimmed = json::skim_text_within(text, free_text, most).map_err(|e| {
         bad(format!(
             "till could not read this request body as JSON ({e}); the proxy forwards only bodies it can check"
         ))
@@ -172,6 +180,7 @@ fn inspect_with(
         repeated,
         skimmed,
         size,
+        left_out,
     }) = skimmed
     else {
         return Err(ProxyError::new(
@@ -269,6 +278,7 @@ fn inspect_with(
         verbatim: !repeated,
         skimmed,
         size,
+        left_out,
     })
 }
 
@@ -1449,7 +1459,7 @@ mod tests {
                 Op::OpenaiResponses,
                 None,
                 None,
-                Err(&bytes[..]),
+                Ok(std::str::from_utf8(&bytes).unwrap()),
                 &[],
                 usize::MAX,
             )
@@ -1482,7 +1492,14 @@ mod tests {
                 Op::GeminiGenerate]),
         ) {
             let bytes = serde_json::to_vec(&body).unwrap();
-            let whole = inspect_with(op, Some("m"), None, Err(&bytes[..]), &[], usize::MAX);
+            let whole = inspect_with(
+                op,
+                Some("m"),
+                None,
+                Ok(std::str::from_utf8(&bytes).unwrap()),
+                &[],
+                usize::MAX,
+            );
             let skim = inspect(op, Some("m"), None, &bytes);
             match (whole, skim) {
                 (Ok(mut whole), Ok(skim)) => {
@@ -1490,7 +1507,7 @@ mod tests {
                     let (wj, sj) = (whole.json.take().unwrap(), skim.json.clone().unwrap());
                     // The skim's tree is smaller by the strings it left out.
                     proptest::prop_assert!(skim.size <= whole.size);
-                    proptest::prop_assert_eq!(&Inspection { json: None, skimmed: whole.skimmed, size: whole.size, ..skim.clone() }, &whole);
+                    proptest::prop_assert_eq!(&Inspection { json: None, skimmed: whole.skimmed, size: whole.size, left_out: whole.left_out, ..skim.clone() }, &whole);
                     proptest::prop_assert!(!whole.skimmed);
                     proptest::prop_assert_eq!(asks_long_cache_writes(&sj), asks_long_cache_writes(&wj));
                     for api in ApiFamily::ALL {

@@ -1041,8 +1041,8 @@ pub fn rewrite(
     if inspected.skimmed {
         // The parse the checks ran on left long text out; edit the whole parse instead.
         // The skim goes back where it was, to be freed after the response ([`respond`]).
-        // The whole parse takes what the skim does and the text it left out, at most the body.
-        let whole = (inspected.size as u64).saturating_add(asked.body.len() as u64);
+        // The whole parse takes what the skim does and the strings it left out.
+        let whole = (inspected.size as u64).saturating_add(inspected.left_out as u64);
         if let Some(held) = &mut asked.held
             && let Err(why) = held.grow(whole)
         {
@@ -1425,11 +1425,11 @@ pub fn respond(
         {
             // Both parses of the body (the checks' skim, and the whole parse an edit needed)
             // are freed with the record, after the response is out.
-            let parsed = (
-                outgoing.parsed.take(),
-                asked.inspected.json.take(),
-                asked.held.take(),
-            );
+            let mut held = asked.held.take();
+            if let Some(held) = &mut held {
+                held.body_sent();
+            }
+            let parsed = (outgoing.parsed.take(), asked.inspected.json.take(), held);
             move |finished| {
                 rec.finish(&state2, Some(finished));
                 drop(parsed);

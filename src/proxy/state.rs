@@ -505,6 +505,7 @@ impl BodyHold<'_> {
             state: Arc::clone(state),
             lineage: self.lineage,
             n,
+            body: n,
         }
     }
 }
@@ -515,6 +516,8 @@ pub struct HeldBody {
     state: Arc<State>,
     lineage: Binding,
     n: u64,
+    /// Of `n`, the body's own bytes, given back once it has gone upstream.
+    body: u64,
 }
 
 impl HeldBody {
@@ -528,6 +531,14 @@ impl HeldBody {
     /// The room this hold takes from.
     pub(super) fn pool(&self) -> &BodyBytes {
         &self.state.bodies
+    }
+
+    /// Gives back the body's own bytes: it has gone upstream, and only the parsed trees are
+    /// kept until the answer ends.
+    pub(super) fn body_sent(&mut self) {
+        let body = std::mem::take(&mut self.body);
+        self.state.bodies.give(self.lineage, body);
+        self.n -= body;
     }
 }
 

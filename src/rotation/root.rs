@@ -321,10 +321,7 @@ impl Rotation<'_, '_> {
                 });
             }
         }
-        let _ = self
-            .rotator
-            .ledger
-            .forget_root_key_ids(self.name(), &self.old_meta.fingerprint);
+        self.forget_old_ids();
         Ok(Success {
             message: format!(
                 "rotated the {} key: {} -> {new_fp} (created key {} in project {project}, deleted key {})",
@@ -336,6 +333,15 @@ impl Rotation<'_, '_> {
             new_fingerprint: new_fp,
             todo: None,
         })
+    }
+
+    /// Forgets the recorded ids of the key this rotation replaced: deleted or set inactive by
+    /// it, or left to the person, it is no key a later rotation should delete.
+    fn forget_old_ids(&self) {
+        let _ = self
+            .rotator
+            .ledger
+            .forget_root_key_ids(self.name(), &self.old_meta.fingerprint);
     }
 
     /// Forgets the recorded ids of the key with value `key`, deleted at the provider.
@@ -498,6 +504,7 @@ impl Rotation<'_, '_> {
         })?;
 
         let (Some(api), Some(old_id)) = (&api, &old_id) else {
+            self.forget_old_ids();
             return Ok(Success {
                 message: format!(
                     "rotated the {} key: {} -> {new_fp}",
@@ -533,6 +540,7 @@ impl Rotation<'_, '_> {
                 )),
             });
         }
+        self.forget_old_ids();
         Ok(Success {
             message: format!(
                 "rotated the {} key: {} -> {new_fp} (set the old key {old_id} inactive)",

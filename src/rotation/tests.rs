@@ -960,3 +960,34 @@ fn a_finished_rotation_leaves_only_the_stored_keys_ids() {
         }
     }
 }
+
+/// A guided rotation leaves the old key to the person (or sets it inactive): its recorded
+/// ids are forgotten, or `till doctor` would call it a leftover and the next automatic
+/// rotation would delete it.
+#[test]
+fn a_guided_rotation_forgets_the_replaced_keys_ids() {
+    let f = Fixture::new("");
+    f.mock.add_key(NEW_ANTHROPIC);
+    let ids = RootKeyIds {
+        key_id: "key_old".into(),
+        service_account_id: None,
+    };
+    f.ledger
+        .record_root_key_ids(
+            "anthropic",
+            &fingerprint(OLD_ANTHROPIC),
+            &ids,
+            now_unix() - 3600,
+        )
+        .unwrap();
+    let mut canned = Canned {
+        keys: vec![NEW_ANTHROPIC],
+        ..Default::default()
+    };
+    let outcome = f
+        .rotator()
+        .rotate_provider(&f.provider("anthropic"), &mut canned)
+        .unwrap();
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(f.ledger.recorded_key_ids("anthropic").unwrap(), []);
+}

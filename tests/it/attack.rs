@@ -477,9 +477,12 @@ fn a_model_named_beside_a_stored_run_does_not_open_it_to_a_scoped_key() {
             "/openai/v1/threads/thread_1/runs",
             r#"{"assistant_id":"asst_1","model":"gpt-4o-mini"}"#,
         ),
-        ("/openai/v1/conversations", r#"{"model":"gpt-4o-mini"}"#),
         (
             "/openai/v1/responses/resp_1/compact",
+            r#"{"model":"gpt-4o-mini"}"#,
+        ),
+        (
+            "/openai/v1/conversations/conv_1",
             r#"{"model":"gpt-4o-mini"}"#,
         ),
     ];
@@ -489,6 +492,27 @@ fn a_model_named_beside_a_stored_run_does_not_open_it_to_a_scoped_key() {
         assert!(text.contains("only a key for every openai model"), "{text}");
     }
     a.assert_upstream_saw_nothing("a stored run with a model in its body");
+    // A compaction and a Mistral conversation's start run the model their body names: that
+    // model is checked, and one in scope goes.
+    for path in ["/openai/v1/responses/compact", "/openai/v1/conversations"] {
+        for (body, allowed) in [
+            (r#"{"model":"gpt-4o-mini","input":"hi"}"#, true),
+            (r#"{"model":"o1-pro","input":"hi"}"#, false),
+            (r#"{"input":"hi"}"#, false),
+        ] {
+            let (status, text) = a.post(path, body);
+            if allowed {
+                assert!(
+                    status == 200 || status == 404,
+                    "{path} {body} → {status} {text}"
+                );
+            } else {
+                assert_eq!(status, 403, "{path} {body} → {text}");
+            }
+        }
+    }
+    let seen: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(seen, ["/v1/responses/compact", "/v1/conversations"]);
 
     let wide = Attack::new("", &["--scope", "openai", "--endpoints", "inference,files"]);
     for (path, body) in paths {
@@ -3190,10 +3214,10 @@ fn one_key_and_its_narrowed_keys_cannot_take_the_bodies_room_from_another_key() 
         "the other key's requests went upstream, none of the first key's"
     );
 
-    // Two of the held bodies are finished (invalid ones, refused): they were read, and their
+    // Three of the held bodies are finished (invalid ones, refused): they were read, and their
     // room is the key's again (a body's parsed tree counts with it, and a chat request's takes
-    // more than its length, so one finished body of a thousand bytes would not make room).
-    for _ in 0..2 {
+    // some 2 KB, so one or two finished bodies of a thousand bytes would not make room).
+    for _ in 0..3 {
         let mut done = held.pop().unwrap();
         done.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
@@ -4505,6 +4529,15 @@ fn a_body_of_many_small_values_is_refused_before_its_tree_is_built() {
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("so many JSON values"), "{text}");
     a.assert_upstream_saw_nothing("a body of many small values");
+    // The same values before a byte that is not UTF-8: refused as they come, not parsed up to
+    // that byte.
+    let mut bad = body.clone().into_bytes();
+    let at = bad.len() - 5;
+    bad[at] = 0xff;
+    let (status, text) = a.send("POST", "/openai/v1/chat/completions", &[JSON], &bad);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains(&format!("not UTF-8 at byte {at}")), "{text}");
+    a.assert_upstream_saw_nothing("a body that is not UTF-8");
 
     let long = format!(r#"{{"role":"user","content":"{}"}},"#, "x".repeat(4000));
     let body = format!(
@@ -4514,4 +4547,52 @@ fn a_body_of_many_small_values_is_refused_before_its_tree_is_built() {
     let (status, text) = a.post("/openai/v1/chat/completions", &body);
     assert_eq!(status, 200, "{text}");
     assert_eq!(a.p.mock.requests().len(), 1);
+}
+
+/// While an answer streams, its request keeps only the trees parsed from its body, not the
+/// body, which has gone upstream: streams of large conversations (a screenshot each) held
+/// twice their size until they ended, and an ordinary agent's third got 503.
+#[test]
+fn a_streaming_answer_keeps_its_trees_not_its_body() {
+    use std::time::Duration;
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions {
+            chunk_delay: Duration::from_millis(800),
+            ..Default::default()
+        },
+        "[proxy]\nmax_body_bytes = 1000000\n",
+    );
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let a = Attack { p, serve, key };
+    // 900 KB each, in one long string: a small tree, and a whole parse (the streamed chat
+    // request is written out again, with its usage asked for) of about the body's size.
+    let body = format!(
+        r#"{{"model":"gpt-slow","stream":true,"max_tokens":20,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(900_000)
+    );
+    // One after another, each while the ones before it stream: each streaming answer keeps
+    // its whole parse (0.9 MB), where it kept its body too (1.8 MB), and the third found the
+    // key's room (4 MB) taken.
+    let answers: Vec<_> = (0..3)
+        .map(|i| {
+            let (url, key, body) = (a.serve.url.clone(), a.key.clone(), body.clone());
+            std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 1500 }));
+            std::thread::spawn(move || {
+                raw_http(
+                    &url,
+                    "POST",
+                    "/openai/v1/chat/completions",
+                    &[("authorization", &format!("Bearer {key}")), JSON],
+                    body.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    for answer in answers {
+        let (status, text) = answer.join().unwrap();
+        assert_eq!(status, 200, "{}", &text[..text.len().min(400)]);
+    }
+    assert_eq!(a.p.mock.requests().len(), 3);
 }

@@ -1054,3 +1054,35 @@ async fn a_response_still_running_when_the_grace_ends_is_interrupted() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["outcome"], "interrupted", "{rows:?}");
 }
+
+/// A message of many small values is refused before its tree is built, as a request body is:
+/// the tree may take what one key's bodies may hold (4 × `max_body_bytes`, here 4 MB), and a
+/// 400 KB message of `0,` would take some 9 MB. The socket goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_many_small_values_is_refused_before_its_tree_is_built() {
+    let p = setup("[proxy]\nmax_body_bytes = 1000000\n");
+    let key = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    let zeros = "0,".repeat(200_000);
+    let message = format!(
+        r#"{{"type":"response.create","model":"gpt-4o-mini","input":"hi","metadata":{{"x":[{zeros}0]}}}}"#
+    );
+    // Any event: the message is read (for its `type`) within the bound, before anything else.
+    let other = format!(r#"{{"type":"response.steer","x":[{zeros}0]}}"#);
+    for message in [message, other] {
+        ws.send(Message::text(message)).await.unwrap();
+        let v = next(&mut ws).await;
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["status"], 413, "{v}");
+        assert_eq!(v["error"]["code"], "till_too_many_values", "{v}");
+    }
+    assert!(upstream_messages(&p).is_empty());
+    send(&mut ws, &create("gpt-4o-mini")).await;
+    until(&mut ws, "response.completed").await;
+    assert_eq!(upstream_messages(&p).len(), 1);
+}

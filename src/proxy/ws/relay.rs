@@ -286,8 +286,21 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
         return send_client(s, link, s.error_event(&err)).await;
     }
     let mut ctx = Ctx::new(&s.state, &s.provider, &s.rest, s.fresh(link.model.clone()));
-    let map = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => map,
+    // Bounded as a request body's parse is: a message of many small values must not be built
+    // into a tree of twenty and more times its length first.
+    let map = match crate::json::skim_text_within(&text, &[], s.state.tree_room()) {
+        Ok(Some(crate::json::Skimmed {
+            value: Value::Object(map),
+            ..
+        })) => map,
+        Ok(None) => {
+            let err = ProxyError::new(
+                413,
+                "too_many_values",
+                "this WebSocket message holds so many JSON values that till would need more memory than one key's bodies may hold to check it; send it in fewer, larger values",
+            );
+            return refuse(s, link, ctx.record, err).await;
+        }
         _ => {
             let err = ProxyError::new(
                 400,
