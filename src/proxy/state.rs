@@ -261,38 +261,20 @@ impl From<MintRefused> for ProxyError {
 /// other key's requests waiting.
 pub const SOCKETS_PER_LINEAGE_DIVISOR: usize = 4;
 
-/// The WebSockets open and the HTTP requests in flight, by the binding of their key's first
-/// level (as the bodies' room is shared out: no agent can grind a first level's binding, the
-/// mint key's MAC). Both hold a connection's slot while they last, and both are held to a
+/// The WebSockets open and the HTTP requests in flight (from their key's check to their
+/// answer's end, a drain included), by the binding of their key's first level (as the
+/// bodies' room is shared out: no agent can grind a first level's binding, the mint key's
+/// MAC). Each holds a connection's slot while it lasts, and together they are held to a
 /// lineage's share of `max_connections`.
 #[derive(Default)]
 pub(super) struct Sockets {
     open: Mutex<Map<Binding, usize>>,
-    /// HTTP requests from their key's check to their answer's end (a drain included).
-    requests: Mutex<Map<Binding, usize>>,
-}
-
-/// What a [`Place`] is taken for.
-#[derive(Clone, Copy)]
-enum PlaceOf {
-    Socket,
-    Request,
-}
-
-impl Sockets {
-    fn of(&self, of: PlaceOf) -> &Mutex<Map<Binding, usize>> {
-        match of {
-            PlaceOf::Socket => &self.open,
-            PlaceOf::Request => &self.requests,
-        }
-    }
 }
 
 /// One WebSocket's or request's place in its lineage's share, given back when dropped.
 pub struct Place {
     state: Arc<State>,
     lineage: Binding,
-    of: PlaceOf,
 }
 
 impl Drop for Place {
@@ -300,7 +282,7 @@ impl Drop for Place {
         let mut open = self
             .state
             .sockets
-            .of(self.of)
+            .open
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = open.get_mut(&self.lineage) {
@@ -638,12 +620,12 @@ impl State {
     /// one key trickling bodies, keeping answers unread or leaving streams to drain would
     /// otherwise hold every slot of a shared proxy while other keys' requests wait.
     pub(super) fn hold_request(self: &Arc<Self>, lineage: Binding) -> Result<Place, ProxyError> {
-        self.take_place(lineage, PlaceOf::Request).map_err(|n| {
+        self.take_place(lineage).map_err(|n| {
             ProxyError::new(
                 429,
                 "concurrency",
                 format!(
-                    "this key and the keys narrowed from it have {n} requests in flight, as many as one key may ({}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); wait for one to end",
+                    "this key and the keys narrowed from it have {n} requests in flight and WebSockets open, as many as one key may ({}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); wait for one to end",
                     self.sockets_per_lineage()
                 ),
             )
@@ -652,12 +634,12 @@ impl State {
 
     /// A place for one more WebSocket of `lineage`, or a refusal when it holds its share.
     pub(super) fn hold_socket(self: &Arc<Self>, lineage: Binding) -> Result<Place, ProxyError> {
-        self.take_place(lineage, PlaceOf::Socket).map_err(|n| {
+        self.take_place(lineage).map_err(|n| {
             ProxyError::new(
                 429,
                 "sockets",
                 format!(
-                    "this key and the keys narrowed from it have {n} WebSockets open, as many as one key may ({}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); close one first",
+                    "this key and the keys narrowed from it have {n} WebSockets open and requests in flight, as many as one key may ({}: a quarter of [proxy] max_connections, so that one key cannot hold every connection of a shared proxy); close one first",
                     self.sockets_per_lineage()
                 ),
             )
@@ -665,13 +647,9 @@ impl State {
     }
 
     /// One more place of `lineage`, or how many it holds when that is its share already.
-    fn take_place(self: &Arc<Self>, lineage: Binding, of: PlaceOf) -> Result<Place, usize> {
+    fn take_place(self: &Arc<Self>, lineage: Binding) -> Result<Place, usize> {
         let share = self.sockets_per_lineage();
-        let mut open = self
-            .sockets
-            .of(of)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut open = self.sockets.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(lineage).or_insert(0);
         if *n >= share {
             return Err(*n);
@@ -680,7 +658,6 @@ impl State {
         Ok(Place {
             state: Arc::clone(self),
             lineage,
-            of,
         })
     }
 

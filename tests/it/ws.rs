@@ -964,11 +964,26 @@ async fn one_keys_websockets_hold_at_most_a_quarter_of_the_connections() {
         let (status, body) = socket(key).await.expect_err("a third socket is refused");
         assert_eq!(status, 429, "{body}");
         assert!(
-            body.contains("WebSockets open, as many as one key may (2"),
+            body.contains("WebSockets open and requests in flight, as many as one key may (2"),
             "{body}"
         );
     }
     assert_eq!(upgrades(), seen, "a refused upgrade reached the provider");
+    // The share is the sockets' and the requests' together: with two sockets open, the key's
+    // request waits its turn too.
+    let auth = bearer(&first);
+    let (status, text) = crate::support::raw_http(
+        &serve.url,
+        "POST",
+        "/openai/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("till_concurrency"), "{text}");
     // Another key is not held back by the first one's sockets.
     let mut other_ws = socket(&other).await.unwrap().0;
     // A socket that closes gives its place back.
