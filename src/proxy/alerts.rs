@@ -39,6 +39,9 @@ struct Inner {
     /// When `rates` last dropped the keys gone quiet.
     rates_pruned: Option<Instant>,
     unlisted_models: HashSet<String>,
+    /// Per-key alerts (dead keys, budget refusals) said for each first level: keys narrowed
+    /// offline are new keys without end, and each would be said once.
+    by_lineage: HashMap<Binding, usize, foldhash::fast::RandomState>,
 }
 
 impl Inner {
@@ -77,6 +80,23 @@ const REFUSED_MARK: u8 = 0;
 /// reaches this is emptied (so something may be said twice, and nothing goes unsaid), and the
 /// memory stays bounded. The rate map is by first level, which only the mint key makes.
 const TRACKED_KEYS: usize = 4096;
+
+/// Per-key alerts said at most for one first level and the keys narrowed from it: past this,
+/// its keys' uses are rows in `till log` and no more lines.
+const PER_LINEAGE: usize = 16;
+
+impl Inner {
+    /// Counts one more per-key alert of the lineage at `root`; whether it may still be said.
+    fn lineage_may_say(&mut self, root: Option<Binding>) -> bool {
+        let Some(root) = root else { return true };
+        if self.by_lineage.len() >= TRACKED_KEYS && !self.by_lineage.contains_key(&root) {
+            self.by_lineage.clear();
+        }
+        let n = self.by_lineage.entry(root).or_insert(0);
+        *n += 1;
+        *n <= PER_LINEAGE
+    }
+}
 
 /// Adds `v` to `said`, emptying it first when it is full; whether `v` is new.
 fn remember<T: std::hash::Hash + Eq>(said: &mut HashSet<T>, v: T) -> bool {
@@ -146,7 +166,7 @@ impl Alerts {
                 let what = message.unwrap_or(kind);
                 if matches!(kind, "expired" | "revoked" | "retired_mint") {
                     let key = binding().unwrap_or_default();
-                    if remember(&mut inner.dead_keys, (key, kind)) {
+                    if remember(&mut inner.dead_keys, (key, kind)) && inner.lineage_may_say(root) {
                         out.push((
                             "dead_key",
                             format!(
@@ -169,7 +189,9 @@ impl Alerts {
                     // Marked apart from the 100 % of a budget's fill (`budget_fill`), which a
                     // refusal with the budget far from spent must not stand in for. The key is
                     // the one that made the request; the budget may be a key it came from.
-                    if remember(&mut inner.budget_marks, (hex, REFUSED_MARK)) {
+                    if remember(&mut inner.budget_marks, (hex, REFUSED_MARK))
+                        && inner.lineage_may_say(root)
+                    {
                         out.push((
                             "budget",
                             format!(
@@ -468,6 +490,32 @@ mod tests {
             raised[0].1
         );
         assert_eq!(alerts.inner.lock().unwrap().rates.len(), 1);
+    }
+
+    /// Dead keys narrowed without end from one key (each expired, each a key of its own) give
+    /// a few alerts, not one a request; another lineage's are said all the same.
+    #[test]
+    fn one_lineages_dead_keys_are_said_a_few_times_only() {
+        let alerts = Alerts::default();
+        let root = Binding([0x11; 32]);
+        let mut said = 0;
+        for i in 0..200u8 {
+            let mut leaf = [0x22; 32];
+            leaf[0] = i;
+            said += alerts
+                .alerts_for(Some(Binding(leaf)), Some(root), Some("expired"), None)
+                .iter()
+                .filter(|(kind, _)| *kind == "dead_key")
+                .count();
+        }
+        assert_eq!(said, PER_LINEAGE);
+        let other = alerts.alerts_for(
+            Some(Binding([0x33; 32])),
+            Some(Binding([0x44; 32])),
+            Some("expired"),
+            None,
+        );
+        assert_eq!(other.len(), 1, "{other:?}");
     }
 
     /// Budgets of keys narrowed without end (each with a tiny budget of its own, spent by one
