@@ -291,9 +291,10 @@ impl Alerts {
         );
     }
 
-    /// A budget of level `binding` is now `fraction` full (reservations included).
-    pub fn budget_fill(&self, state: &State, binding: &str, fraction: f64) {
-        if let Some(pct) = self.budget_mark(binding, fraction) {
+    /// A budget of level `binding` of a key whose first level is `root` is now `fraction`
+    /// full (reservations included).
+    pub fn budget_fill(&self, state: &State, binding: &str, fraction: f64, root: Option<Binding>) {
+        if let Some(pct) = self.budget_mark(binding, fraction, root) {
             self.emit(
                 state,
                 "budget",
@@ -309,8 +310,10 @@ impl Alerts {
 
 impl Alerts {
     /// The highest of the marks (50, 80, 100 %) a budget of level `binding` now `fraction`
-    /// full has passed and that was not said before.
-    fn budget_mark(&self, binding: &str, fraction: f64) -> Option<u8> {
+    /// full has passed and that was not said before. A narrowed level's (not the key's first,
+    /// `root`) counts toward its lineage's few per-key lines: an agent narrows keys offline,
+    /// each with a budget of its own.
+    fn budget_mark(&self, binding: &str, fraction: f64, root: Option<Binding>) -> Option<u8> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut mark = None;
         for pct in [50u8, 80, 100] {
@@ -319,6 +322,10 @@ impl Alerts {
             {
                 mark = Some(pct);
             }
+        }
+        let narrowed = root.is_some_and(|r| r.to_string() != binding);
+        if mark.is_some() && narrowed && !inner.lineage_may_say(root) {
+            return None;
         }
         mark
     }
@@ -518,13 +525,36 @@ mod tests {
         assert_eq!(other.len(), 1, "{other:?}");
     }
 
+    /// Budgets of keys narrowed offline from one key, each spent by a request: a few of their
+    /// marks are said, not one a key; the first level's own marks always are.
+    #[test]
+    fn narrowed_budgets_of_one_lineage_are_said_a_few_times_only() {
+        let alerts = Alerts::default();
+        let root = Binding([0x55; 32]);
+        let said = (0..200)
+            .filter(|i| {
+                alerts
+                    .budget_mark(&format!("{i:064x}"), 0.6, Some(root))
+                    .is_some()
+            })
+            .count();
+        assert_eq!(said, PER_LINEAGE);
+        assert_eq!(
+            alerts.budget_mark(&root.to_string(), 0.9, Some(root)),
+            Some(80)
+        );
+    }
+
     /// Budgets of keys narrowed without end (each with a tiny budget of its own, spent by one
     /// request) fill the set of marks said; the next key's marks are said all the same.
     #[test]
     fn a_flood_of_budget_marks_does_not_silence_the_next() {
         let alerts = Alerts::default();
         for i in 0..TRACKED_KEYS + 10 {
-            assert_eq!(alerts.budget_mark(&format!("{i:064x}"), 0.6), Some(50));
+            assert_eq!(
+                alerts.budget_mark(&format!("{i:064x}"), 0.6, None),
+                Some(50)
+            );
         }
         let refused = alerts.alerts_for(Some(Binding([0x42; 32])), None, Some("budget"), None);
         assert!(

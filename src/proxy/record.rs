@@ -209,9 +209,12 @@ impl RequestRecord {
         // one raises its mark now, not at the next request's reservation.
         if let Some((reservation, micros, tokens)) = &charge {
             for g in &reservation.gauges {
-                state
-                    .alerts
-                    .budget_fill(state, &g.binding, g.fraction_after(*micros, *tokens));
+                state.alerts.budget_fill(
+                    state,
+                    &g.binding,
+                    g.fraction_after(*micros, *tokens),
+                    self.root,
+                );
             }
         }
         let mut row = self.into_row(state.options.session.as_deref());

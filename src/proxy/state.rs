@@ -818,7 +818,7 @@ impl State {
             Some(Ok(Ok(reservation))) => {
                 for g in &reservation.gauges {
                     self.alerts
-                        .budget_fill(self, &g.binding, g.fraction_after(0, 0));
+                        .budget_fill(self, &g.binding, g.fraction_after(0, 0), record.root);
                 }
                 Ok(Some(reservation))
             }
