@@ -255,8 +255,8 @@ pub struct Asked {
     pub model: Option<String>,
     /// Whether the answer streams, as far as the request says.
     pub sse: bool,
-    /// The room for request bodies the body and the trees parsed from it keep, until they
-    /// are freed with the record after the response.
+    /// The room for request bodies the body and the trees parsed from it keep, until the
+    /// request has gone upstream ([`respond`]).
     pub held: Option<super::state::HeldBody>,
 }
 
@@ -563,10 +563,12 @@ pub async fn inspect<B: super::RequestBody>(
         endpoint.path_model.as_deref(),
         content_type,
         &body,
-        ctx.state.tree_room(),
+        ctx.state.tree_room().saturating_sub(body.bytes().len()),
     )?;
-    // The tree the checks read counts with the body against the room for bodies, as long as
-    // it is kept: a body of many small values takes twenty and more times its length so.
+    // The tree the checks read counts with the body against the room for bodies until the
+    // request has gone upstream: a body of many small values takes twenty and more times its
+    // length so. (Its bound leaves room for the body: a request alone never passes its key's
+    // share, which would be a 503 for good.)
     let mut held = hold.keep(ctx.state);
     if let Err(why) = held.grow(inspected.size as u64) {
         return Err(no_room(held.pool(), why));
@@ -1424,12 +1426,22 @@ pub fn respond(
         state.options.upstream_timeout,
         {
             // Both parses of the body (the checks' skim, and the whole parse an edit needed)
-            // are freed with the record, after the response is out.
-            let mut held = asked.held.take();
-            if let Some(held) = &mut held {
-                held.body_sent();
-            }
-            let parsed = (outgoing.parsed.take(), asked.inspected.json.take(), held);
+            // are freed with the record, after the response is out; large ones now, beside
+            // the answer, so that what the room for bodies gives back here is given back
+            // (an answer may stream for minutes, and its request's room with it).
+            let trees = (outgoing.parsed.take(), asked.inspected.json.take());
+            let weight = asked
+                .inspected
+                .size
+                .saturating_mul(2)
+                .saturating_add(asked.inspected.left_out);
+            let parsed = if weight > TREES_KEPT_TO_THE_END {
+                free_beside(trees);
+                None
+            } else {
+                Some(trees)
+            };
+            drop(asked.held.take());
             move |finished| {
                 rec.finish(&state2, Some(finished));
                 drop(parsed);
@@ -1449,6 +1461,23 @@ pub fn respond(
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;
     out
+}
+
+/// The estimated size of a request's parsed trees up to which they are kept until its answer
+/// has ended (freed after the answer's last bytes, off its path); larger ones are freed as the
+/// answer begins. Either way they no longer count against the room for bodies once the request
+/// has gone upstream: what stays uncounted is at most this much a request in flight.
+const TREES_KEPT_TO_THE_END: usize = 64 << 10;
+
+/// Frees `trees` as a task of its own on this runtime (at once without one): a large tree
+/// takes a while to free, which the answer's head need not wait for.
+fn free_beside<T: Send + 'static>(trees: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move { drop(trees) });
+        }
+        Err(_) => drop(trees),
+    }
 }
 
 /// Reads a request body of at most `max` bytes within `limit` (a client that trickles its body

@@ -487,19 +487,16 @@ impl BodyHold<'_> {
             state: Arc::clone(state),
             lineage: self.lineage,
             n,
-            body: n,
         }
     }
 }
 
 /// Bytes of the room for request bodies kept past the body's read: the body and the trees
-/// parsed from it, for as long as the request keeps them.
+/// parsed from it, until the request has gone upstream.
 pub struct HeldBody {
     state: Arc<State>,
     lineage: Binding,
     n: u64,
-    /// Of `n`, the body's own bytes, given back once it has gone upstream.
-    body: u64,
 }
 
 impl HeldBody {
@@ -513,14 +510,6 @@ impl HeldBody {
     /// The room this hold takes from.
     pub(super) fn pool(&self) -> &BodyBytes {
         &self.state.bodies
-    }
-
-    /// Gives back the body's own bytes: it has gone upstream, and only the parsed trees are
-    /// kept until the answer ends.
-    pub(super) fn body_sent(&mut self) {
-        let body = std::mem::take(&mut self.body);
-        self.state.bodies.give(self.lineage, body);
-        self.n -= body;
     }
 }
 
@@ -610,8 +599,14 @@ impl State {
         .unwrap_or(usize::MAX)
     }
 
-    /// The most WebSockets one key lineage may hold open: a quarter of `max_connections`.
+    /// The most WebSockets and requests in flight one key lineage may hold: a quarter of
+    /// `max_connections` (all of them under `till run`).
     pub fn sockets_per_lineage(&self) -> usize {
+        // `till run` serves one agent's keys (its session's, one lineage): there is no other
+        // key to keep slots for.
+        if self.options.session.is_some() {
+            return self.options.max_connections.max(1);
+        }
         (self.options.max_connections / SOCKETS_PER_LINEAGE_DIVISOR).max(1)
     }
 

@@ -4596,3 +4596,50 @@ fn a_streaming_answer_keeps_its_trees_not_its_body() {
     }
     assert_eq!(a.p.mock.requests().len(), 3);
 }
+
+/// Ordinary work of one agent at the default settings: streaming requests of conversations
+/// made of many small content parts (about 32 MB of parsed trees each, with the whole parse
+/// for writing the body out again twice that), each started while the ones before stream.
+/// Their trees counted against the key's room (128 MiB) for as long as their answers
+/// streamed, and the second got 503; they count now until the request has gone upstream.
+#[test]
+fn streaming_requests_with_large_trees_do_not_hold_the_room_while_they_stream() {
+    use std::time::Duration;
+    let p = ProxyEnv::with_options(
+        till_mock::MockOptions {
+            chunk_delay: Duration::from_millis(800),
+            ..Default::default()
+        },
+        "",
+    );
+    let key = p.create_key(&["--scope", "openai"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let a = Attack { p, serve, key };
+    let parts: Vec<Value> = (0..33_000)
+        .map(|_| serde_json::json!({"type": "text", "text": "hi"}))
+        .collect();
+    let body = serde_json::json!({"model": "gpt-slow", "stream": true, "max_tokens": 50,
+        "messages": [{"role": "user", "content": parts}]})
+    .to_string();
+    let answers: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, key, body) = (a.serve.url.clone(), a.key.clone(), body.clone());
+            std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 1200 }));
+            std::thread::spawn(move || {
+                raw_http(
+                    &url,
+                    "POST",
+                    "/openai/v1/chat/completions",
+                    &[("authorization", &format!("Bearer {key}")), JSON],
+                    body.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    for answer in answers {
+        let (status, text) = answer.join().unwrap();
+        assert_eq!(status, 200, "{}", &text[..text.len().min(400)]);
+    }
+    assert_eq!(a.p.mock.requests().len(), 4);
+}

@@ -202,3 +202,27 @@ fn root_keys_the_ledger_stops_naming_are_marked_removed() {
     assert_eq!(seen.get("openai"), Some(&Some("bbbb".to_string())));
     assert_eq!(seen.get("gemini"), Some(&None));
 }
+
+/// A shared `till serve` keeps three quarters of its connections for other keys; `till run`
+/// serves one agent's keys (its session's), and gives them all.
+#[test]
+fn a_keys_share_of_the_connections_is_all_of_them_under_till_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = |session: Option<&str>| {
+        State::new(
+            Providers::from_config(&crate::config::Config::default()),
+            ProxyOptions {
+                session: session.map(str::to_string),
+                max_connections: 1024,
+                ..ProxyOptions::default()
+            },
+            Ledger::open(&dir.path().join("ledger.sqlite3")).unwrap(),
+            None,
+            Vec::new(),
+            Vec::new(),
+        )
+        .unwrap()
+    };
+    assert_eq!(state(None).sockets_per_lineage(), 256);
+    assert_eq!(state(Some("s1")).sockets_per_lineage(), 1024);
+}
