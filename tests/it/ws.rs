@@ -1101,3 +1101,48 @@ async fn a_message_of_many_small_values_is_refused_before_its_tree_is_built() {
     until(&mut ws, "response.completed").await;
     assert_eq!(upstream_messages(&p).len(), 1);
 }
+
+/// A message's tree counts against the room for bodies while it is handled, as a request
+/// body's does: with three bodies of the same key arriving (3 MB of its 4 MB share), a message
+/// whose tree takes some 1.6 MB waits its turn (503), and goes once they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messages_tree_counts_against_the_room_for_bodies() {
+    use std::io::Write as _;
+    let p = setup("[proxy]\nmax_body_bytes = 1000000\nbody_timeout = \"60s\"\n");
+    let key = p.create_key(&["--scope", "openai/gpt-4o-mini"]);
+    let serve = p.serve();
+    p.mock.clear_requests();
+    let addr = serve.url.strip_prefix("http://").unwrap().to_string();
+    let arriving: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            let mut sent = format!(
+                "POST /openai/v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+                 content-type: application/json\r\ncontent-length: 1000000\r\n\r\n"
+            )
+            .into_bytes();
+            sent.extend_from_slice(&vec![b' '; 990_000]);
+            c.write_all(&sent).unwrap();
+            c
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/openai/v1/responses", &[("authorization", &auth)])
+        .await
+        .unwrap();
+    let objects = r#"{"a":1},"#.repeat(2000);
+    let mut message = create("gpt-4o-mini");
+    message["metadata"] = serde_json::from_str(&format!(r#"{{"x":[{objects}{{}}]}}"#)).unwrap();
+    send(&mut ws, &message).await;
+    let v = next(&mut ws).await;
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["status"], 503, "{v}");
+    assert_eq!(v["error"]["code"], "till_busy", "{v}");
+    assert!(upstream_messages(&p).is_empty());
+    drop(arriving);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&mut ws, &message).await;
+    until(&mut ws, "response.completed").await;
+    assert_eq!(upstream_messages(&p).len(), 1);
+}

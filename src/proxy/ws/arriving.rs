@@ -67,6 +67,11 @@ impl Arriving {
         }
     }
 
+    /// The binding of the first level of the socket's key.
+    pub(super) fn lineage(&self) -> Binding {
+        self.lineage
+    }
+
     /// Gives `n` bytes back to the bodies' room.
     fn give(&self, state: &State, n: u64) {
         state.bodies.give(self.lineage, n);

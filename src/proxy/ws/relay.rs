@@ -288,11 +288,12 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
     let mut ctx = Ctx::new(&s.state, &s.provider, &s.rest, s.fresh(link.model.clone()));
     // Bounded as a request body's parse is: a message of many small values must not be built
     // into a tree of twenty and more times its length first.
-    let map = match crate::json::skim_text_within(&text, &[], s.state.tree_room()) {
+    let (map, size) = match crate::json::skim_text_within(&text, &[], s.state.tree_room()) {
         Ok(Some(crate::json::Skimmed {
             value: Value::Object(map),
+            size,
             ..
-        })) => map,
+        })) => (map, size),
         Ok(None) => {
             let err = ProxyError::new(
                 413,
@@ -310,6 +311,18 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
             return refuse(s, link, ctx.record, err).await;
         }
     };
+    // Its tree counts against the room for bodies while this message is handled, as a request
+    // body's does until the request has gone upstream.
+    let mut tree = s.state.bodies.hold(s.arriving.lineage());
+    if tree.grow_to(size as u64).is_err() {
+        let err = ProxyError::new(
+            503,
+            "busy",
+            "the bodies and messages of this key and the keys narrowed from it, or of all keys, hold all the room till allows at once; send this message again in a moment",
+        )
+        .retry_after(1);
+        return refuse(s, link, ctx.record, err).await;
+    }
     let Some(kind) = map.get("type").and_then(Value::as_str).map(str::to_string) else {
         let err = ProxyError::new(400, "bad_request", "the event has no string `type`");
         return refuse(s, link, ctx.record, err).await;
