@@ -591,12 +591,7 @@ impl State {
     /// The most memory the tree parsed from one request body (or WebSocket message) may take:
     /// what one key's bodies may hold at once ([`BODIES_PER_LINEAGE`] × `max_body_bytes`).
     pub fn tree_room(&self) -> usize {
-        usize::try_from(
-            self.options
-                .max_body_bytes
-                .saturating_mul(BODIES_PER_LINEAGE),
-        )
-        .unwrap_or(usize::MAX)
+        usize::try_from(self.bodies.share()).unwrap_or(usize::MAX)
     }
 
     /// The most WebSockets and requests in flight one key lineage may hold: a quarter of

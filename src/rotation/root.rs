@@ -338,16 +338,16 @@ impl Rotation<'_, '_> {
     /// Forgets the recorded ids of the key this rotation replaced: deleted or set inactive by
     /// it, or left to the person, it is no key a later rotation should delete.
     fn forget_old_ids(&self) {
+        self.forget_ids(&self.old_meta.fingerprint);
+    }
+
+    /// Forgets the recorded ids of the key with `fingerprint`: deleted at the provider, or no
+    /// longer till's to delete.
+    fn forget_ids(&self, fingerprint: &str) {
         let _ = self
             .rotator
             .ledger
-            .forget_root_key_ids(self.name(), &self.old_meta.fingerprint);
-    }
-
-    /// Forgets the recorded ids of the key with value `key`, deleted at the provider.
-    fn forget_ids(&self, key: &SecretString) {
-        let fp = fingerprint(key.expose_secret());
-        let _ = self.rotator.ledger.forget_root_key_ids(self.name(), &fp);
+            .forget_root_key_ids(self.name(), fingerprint);
     }
 
     /// Deletes the keys an earlier rotation left at the provider when it was killed before its
@@ -392,10 +392,7 @@ impl Rotation<'_, '_> {
             };
             match deleted {
                 Ok(()) => {
-                    let _ = self
-                        .rotator
-                        .ledger
-                        .forget_root_key_ids(self.name(), &left.fingerprint);
+                    self.forget_ids(&left.fingerprint);
                     self.notices
                         .borrow_mut()
                         .push(Notice::LeftoverDeleted { key_id, provider });
@@ -422,13 +419,13 @@ impl Rotation<'_, '_> {
             .openai_delete_service_account(project, &created.service_account_id)
             .await;
         let Err(account_err) = by_account else {
-            self.forget_ids(&created.value);
+            self.forget_ids(&fingerprint(created.value.expose_secret()));
             failure.message.push_str("; the new key was deleted again");
             return failure;
         };
         match api.openai_delete_key(project, &created.key_id).await {
             Ok(()) => {
-                self.forget_ids(&created.value);
+                self.forget_ids(&fingerprint(created.value.expose_secret()));
                 failure.message.push_str(&format!(
                     "; the new key was deleted again (its empty service account {} was not: {account_err})",
                     created.service_account_id

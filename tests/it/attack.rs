@@ -21,7 +21,21 @@ pub(crate) struct Attack {
 
 impl Attack {
     pub(crate) fn new(config: &str, args: &[&str]) -> Self {
-        let p = ProxyEnv::with_options(till_mock::MockOptions::default(), config);
+        Self::with_mock(till_mock::MockOptions::default(), config, args)
+    }
+
+    /// As [`Attack::new`], with the mock's `slow` models pacing their chunks `chunk_delay`
+    /// apart.
+    fn paced(chunk_delay: std::time::Duration, config: &str, args: &[&str]) -> Self {
+        let opts = till_mock::MockOptions {
+            chunk_delay,
+            ..Default::default()
+        };
+        Self::with_mock(opts, config, args)
+    }
+
+    fn with_mock(opts: till_mock::MockOptions, config: &str, args: &[&str]) -> Self {
+        let p = ProxyEnv::with_options(opts, config);
         let key = p.create_key(args);
         let serve = p.serve();
         // `till add` checked each root key with the mock; only what the proxy sends counts.
@@ -48,6 +62,35 @@ impl Attack {
 
     fn post(&self, path: &str, body: &str) -> (u16, String) {
         self.send("POST", path, &[JSON], body.as_bytes())
+    }
+
+    /// `body` posted to chat completions `n` times, each on a thread of its own started
+    /// `stagger` after the one before: the answers, in that order.
+    fn posts_staggered(
+        &self,
+        body: &str,
+        n: usize,
+        stagger: std::time::Duration,
+    ) -> Vec<(u16, String)> {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                if i > 0 {
+                    std::thread::sleep(stagger);
+                }
+                let auth = format!("Bearer {}", self.key);
+                let (url, body) = (self.serve.url.clone(), body.to_string());
+                std::thread::spawn(move || {
+                    raw_http(
+                        &url,
+                        "POST",
+                        "/openai/v1/chat/completions",
+                        &[("authorization", &auth), JSON],
+                        body.as_bytes(),
+                    )
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
     }
 
     /// The bodies the mock received, parsed, in order.
@@ -4414,18 +4457,12 @@ fn a_body_that_grows_when_written_out_again_is_refused_to_a_key_that_counts_toke
 fn one_keys_requests_in_flight_hold_at_most_a_quarter_of_the_connections() {
     use std::io::{Read as _, Write as _};
     use std::time::Duration;
-    let p = ProxyEnv::with_options(
-        till_mock::MockOptions {
-            chunk_delay: Duration::from_millis(1500),
-            ..Default::default()
-        },
+    let a = Attack::paced(
+        Duration::from_millis(1500),
         "[proxy]\nmax_connections = 8\nbody_timeout = \"60s\"\n",
+        &["--scope", "openai"],
     );
-    let key = p.create_key(&["--scope", "openai"]);
-    let other = p.create_key(&["--scope", "openai"]);
-    let serve = p.serve();
-    p.mock.clear_requests();
-    let a = Attack { p, serve, key };
+    let other = a.p.create_key(&["--scope", "openai"]);
     let addr = a.serve.url.strip_prefix("http://").unwrap().to_string();
     let head = |key: &str, len: usize| {
         format!(
@@ -4555,17 +4592,11 @@ fn a_body_of_many_small_values_is_refused_before_its_tree_is_built() {
 #[test]
 fn a_streaming_answer_keeps_its_trees_not_its_body() {
     use std::time::Duration;
-    let p = ProxyEnv::with_options(
-        till_mock::MockOptions {
-            chunk_delay: Duration::from_millis(800),
-            ..Default::default()
-        },
+    let a = Attack::paced(
+        Duration::from_millis(800),
         "[proxy]\nmax_body_bytes = 1000000\n",
+        &["--scope", "openai"],
     );
-    let key = p.create_key(&["--scope", "openai"]);
-    let serve = p.serve();
-    p.mock.clear_requests();
-    let a = Attack { p, serve, key };
     // 900 KB each, in one long string: a small tree, and a whole parse (the streamed chat
     // request is written out again, with its usage asked for) of about the body's size.
     let body = format!(
@@ -4575,23 +4606,7 @@ fn a_streaming_answer_keeps_its_trees_not_its_body() {
     // One after another, each while the ones before it stream: each streaming answer keeps
     // its whole parse (0.9 MB), where it kept its body too (1.8 MB), and the third found the
     // key's room (4 MB) taken.
-    let answers: Vec<_> = (0..3)
-        .map(|i| {
-            let (url, key, body) = (a.serve.url.clone(), a.key.clone(), body.clone());
-            std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 1500 }));
-            std::thread::spawn(move || {
-                raw_http(
-                    &url,
-                    "POST",
-                    "/openai/v1/chat/completions",
-                    &[("authorization", &format!("Bearer {key}")), JSON],
-                    body.as_bytes(),
-                )
-            })
-        })
-        .collect();
-    for answer in answers {
-        let (status, text) = answer.join().unwrap();
+    for (status, text) in a.posts_staggered(&body, 3, Duration::from_millis(1500)) {
         assert_eq!(status, 200, "{}", &text[..text.len().min(400)]);
     }
     assert_eq!(a.p.mock.requests().len(), 3);
@@ -4605,40 +4620,14 @@ fn a_streaming_answer_keeps_its_trees_not_its_body() {
 #[test]
 fn streaming_requests_with_large_trees_do_not_hold_the_room_while_they_stream() {
     use std::time::Duration;
-    let p = ProxyEnv::with_options(
-        till_mock::MockOptions {
-            chunk_delay: Duration::from_millis(800),
-            ..Default::default()
-        },
-        "",
-    );
-    let key = p.create_key(&["--scope", "openai"]);
-    let serve = p.serve();
-    p.mock.clear_requests();
-    let a = Attack { p, serve, key };
+    let a = Attack::paced(Duration::from_millis(800), "", &["--scope", "openai"]);
     let parts: Vec<Value> = (0..33_000)
         .map(|_| serde_json::json!({"type": "text", "text": "hi"}))
         .collect();
     let body = serde_json::json!({"model": "gpt-slow", "stream": true, "max_tokens": 50,
         "messages": [{"role": "user", "content": parts}]})
     .to_string();
-    let answers: Vec<_> = (0..4)
-        .map(|i| {
-            let (url, key, body) = (a.serve.url.clone(), a.key.clone(), body.clone());
-            std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 1200 }));
-            std::thread::spawn(move || {
-                raw_http(
-                    &url,
-                    "POST",
-                    "/openai/v1/chat/completions",
-                    &[("authorization", &format!("Bearer {key}")), JSON],
-                    body.as_bytes(),
-                )
-            })
-        })
-        .collect();
-    for answer in answers {
-        let (status, text) = answer.join().unwrap();
+    for (status, text) in a.posts_staggered(&body, 4, Duration::from_millis(1200)) {
         assert_eq!(status, 200, "{}", &text[..text.len().min(400)]);
     }
     assert_eq!(a.p.mock.requests().len(), 4);
