@@ -75,6 +75,19 @@ async fn next(ws: &mut Ws) -> Value {
     }
 }
 
+/// Reads until the connection ends: till has dropped its side of the socket, and with it
+/// the room the socket held.
+async fn ended(ws: &mut Ws) {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the socket did not end in time");
+        if matches!(msg, Some(Err(_)) | None) {
+            return;
+        }
+    }
+}
+
 /// Events up to and including the first of type `last`; panics on a close before it.
 async fn until(ws: &mut Ws, last: &str) -> Vec<Value> {
     let mut seen = Vec::new();
@@ -720,7 +733,7 @@ async fn a_socket_keeps_its_largest_message_counted_until_it_closes() {
         send(&mut ws, &refused).await;
         let v = next(&mut ws).await;
         if fits {
-            assert_eq!(v["type"], "error", "{v}");
+            assert_eq!(v["type"], "error", "socket {key} {v}");
             open_sockets.push(ws);
         } else {
             // It finds no room left for its message: the socket is closed (as it arrives, or
@@ -732,15 +745,16 @@ async fn a_socket_keeps_its_largest_message_counted_until_it_closes() {
                 next(&mut ws).await
             };
             assert!(close.get("close").is_some(), "{close}");
+            // The next socket must not meet this one's room still counted.
+            ended(&mut ws).await;
         }
     }
     let (status, text) = post_near_the_room(&serve, &auth).await;
     assert_eq!(status, 503, "the sockets' messages keep their room: {text}");
     for mut ws in open_sockets {
         ws.close(None).await.unwrap();
-        let _ = next(&mut ws).await;
+        ended(&mut ws).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, text) = post_near_the_room(&serve, &auth).await;
     assert_eq!(
         status, 200,

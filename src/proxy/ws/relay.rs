@@ -285,6 +285,22 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
         );
         return send_client(s, link, s.error_event(&err)).await;
     }
+    // The message's tree, and the room it held, are gone before the client hears of a
+    // refusal: a client that sends its next message (or opens its next socket) at once does
+    // not meet this one's room still counted.
+    match checked_text(s, link, text).await {
+        Ok(flow) => flow,
+        Err((record, err)) => refuse(s, link, record, err).await,
+    }
+}
+
+/// A client's text message checked, and sent on when it passes; the refusal, with the
+/// request's record, when it does not.
+async fn checked_text(
+    s: &Session,
+    link: &mut Link,
+    text: Utf8Bytes,
+) -> Result<Flow, (RequestRecord, ProxyError)> {
     let mut ctx = Ctx::new(&s.state, &s.provider, &s.rest, s.fresh(link.model.clone()));
     // Bounded as a request body's parse is: a message of many small values must not be built
     // into a tree of twenty and more times its length first.
@@ -300,7 +316,7 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
                 "too_many_values",
                 "this WebSocket message holds so many JSON values that till would need more memory than one key's bodies may hold to check it; send it in fewer, larger values",
             );
-            return refuse(s, link, ctx.record, err).await;
+            return Err((ctx.record, err));
         }
         _ => {
             let err = ProxyError::new(
@@ -308,7 +324,7 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
                 "bad_request",
                 "till could not read this WebSocket message as a JSON object; it forwards only messages it can check",
             );
-            return refuse(s, link, ctx.record, err).await;
+            return Err((ctx.record, err));
         }
     };
     // Its tree counts against the room for bodies while this message is handled, as a request
@@ -321,44 +337,41 @@ async fn client_text(s: &Session, link: &mut Link, text: Utf8Bytes) -> Flow {
             "the bodies and messages of this key and the keys narrowed from it, or of all keys, hold all the room till allows at once; send this message again in a moment",
         )
         .retry_after(1);
-        return refuse(s, link, ctx.record, err).await;
+        return Err((ctx.record, err));
     }
     let Some(kind) = map.get("type").and_then(Value::as_str).map(str::to_string) else {
         let err = ProxyError::new(400, "bad_request", "the event has no string `type`");
-        return refuse(s, link, ctx.record, err).await;
+        return Err((ctx.record, err));
     };
     let caller = match phases::caller_with(&mut ctx, Some(&s.key)).await {
         Ok(c) => c,
-        Err(err) => return refuse(s, link, ctx.record, err).await,
+        Err(err) => return Err((ctx.record, err)),
     };
     let verified = match phases::authenticate(&mut ctx, &caller) {
         Ok(v) => v,
-        Err(err) => return refuse(s, link, ctx.record, err).await,
+        Err(err) => return Err((ctx.record, err)),
     };
     // A root key that `till remove` took since the socket opened carries no further message
     // (a rotated one does: the socket keeps the key it opened with until the provider ends it).
     if let Err(err) = s.state.root_key(&s.provider.name).await {
-        return refuse(s, link, ctx.record, err).await;
+        return Err((ctx.record, err));
     }
     let wire = s.provider.api.wire();
     match wire.ws_client_event(s.route.endpoint.op, &kind) {
-        WsClientEvent::Refuse(why) => {
-            let err = ProxyError::new(400, "websocket", why);
-            refuse(s, link, ctx.record, err).await
-        }
+        WsClientEvent::Refuse(why) => Err((ctx.record, ProxyError::new(400, "websocket", why))),
         WsClientEvent::Create(op) => {
             let body = Bytes::from(text);
             match create(s, link, &mut ctx, &verified, op, body).await {
-                Ok(flow) => flow,
-                Err(err) => refuse(s, link, ctx.record, err).await,
+                Ok(flow) => Ok(flow),
+                Err(err) => Err((ctx.record, err)),
             }
         }
         WsClientEvent::Pass => {
             let value = Value::Object(map);
             if let Err(err) = check_models(s, link, &ctx, &verified, &value) {
-                return refuse(s, link, ctx.record, err).await;
+                return Err((ctx.record, err));
             }
-            to_upstream(s, link, Message::text(value.to_string())).await
+            Ok(to_upstream(s, link, Message::text(value.to_string())).await)
         }
     }
 }
