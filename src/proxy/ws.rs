@@ -234,6 +234,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
         .copied()
         .filter(|p| key_protocol.is_none_or(|prefix| key_in_protocol(p, prefix).is_none()))
         .filter(|p| key.as_deref().is_none_or(|k| !p.contains(k)))
+        .filter(|p| !names_an_account(p))
         .collect();
     let offered = (!upstream_protocols.is_empty())
         .then(|| HeaderValue::from_str(&upstream_protocols.join(", ")).ok())
@@ -477,6 +478,16 @@ fn key_in_protocol<'p>(protocol: &'p str, prefix: &str) -> Option<&'p str> {
         .flatten()
 }
 
+/// The subprotocol forms of the account headers ([`phases::ACCOUNT_HEADERS`]), which a
+/// browser's WebSocket, unable to set headers, sends instead (`openai-organization.ORG`,
+/// `openai-project.PROJ`), in any letter case: the agent's would pick which of the root key's
+/// accounts pays, so they stay behind as the headers do.
+fn names_an_account(protocol: &str) -> bool {
+    phases::ACCOUNT_HEADERS
+        .iter()
+        .any(|h| key_in_protocol(protocol, &format!("{}.", h.as_str())).is_some())
+}
+
 /// The client side's limits: a message is at most as large as an HTTP body may be, and the
 /// read buffer small, since what it holds of a message's start goes uncounted
 /// ([`arriving`]).
@@ -491,6 +502,21 @@ fn client_config(max_body_bytes: u64) -> WebSocketConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_subprotocols_are_recognised_in_any_case() {
+        for p in [
+            "openai-organization.org-1",
+            "OpenAI-Project.proj_1",
+            "x-goog-user-project.p",
+            "openai-organization.",
+        ] {
+            assert!(names_an_account(p), "{p}");
+        }
+        for p in ["realtime", "openai-beta.realtime-v1", "openai-organization"] {
+            assert!(!names_an_account(p), "{p}");
+        }
+    }
 
     #[test]
     fn an_upgrade_answer_loses_headers_that_hold_the_root_key() {

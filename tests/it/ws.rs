@@ -773,7 +773,11 @@ async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_respo
     let key = p.create_key(&["--scope", "openai/gpt-realtime*", "--endpoints", "realtime"]);
     let serve = p.serve();
     p.mock.clear_requests();
-    let protocols = format!("realtime, openai-insecure-api-key.{key}");
+    // The browser's forms of the account headers, which would pick the account that pays,
+    // stay behind as the headers do.
+    let protocols = format!(
+        "realtime, openai-insecure-api-key.{key}, openai-organization.org-ATTACKER, OpenAI-Project.proj_ATTACKER"
+    );
     let (mut ws, head) = open(
         &serve,
         "/openai/v1/realtime?model=gpt-realtime",
@@ -825,8 +829,8 @@ async fn a_realtime_session_in_the_browser_form_is_checked_and_metered_per_respo
     reported.push(events.last().unwrap()["response"]["usage"].clone());
     ws.close(None).await.unwrap();
 
-    // Upstream: the root key in a header, the subprotocol without the till key, and only
-    // the allowed events.
+    // Upstream: the root key in a header, the subprotocol without the till key or the
+    // agent's account, and only the allowed events.
     p.assert_upstream_saw_only_root_keys();
     let upgrade = &p.mock.requests()[0];
     assert_eq!(upgrade.query.as_deref(), Some("model=gpt-realtime"));
