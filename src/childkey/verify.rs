@@ -89,6 +89,15 @@ impl Grant {
     pub fn counts_tokens(&self) -> bool {
         self.has_budget() || self.tpm().is_some()
     }
+
+    /// Whether any level counts requests: a request ceiling, or a rate in requests per
+    /// minute. Such a key bounds the model's work only while each request runs one answer
+    /// (not a batch of them, a run of many steps, or subagents).
+    pub fn counts_requests(&self) -> bool {
+        self.limits
+            .iter()
+            .any(|l| matches!(l.limit, Limit::MaxRequests(_) | Limit::Rpm(_)))
+    }
 }
 
 /// Why a request was refused. `Display` says which limit and how to widen it.

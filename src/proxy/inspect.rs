@@ -694,20 +694,25 @@ pub fn predicts_output(map: &Map<String, Value>) -> bool {
         .any(|(k, v)| same_name(k, "prediction") && !v.is_null())
 }
 
+/// Subagents (the Responses API's `multi_agent`, in any letter case, unless it is exactly
+/// `{"enabled": false}`): one request that runs several agents, each its own model calls.
+pub fn subagents(map: &Map<String, Value>) -> Option<String> {
+    let disabled = |v: &Value| {
+        v.as_object()
+            .is_some_and(|o| o.len() == 1 && o.get("enabled") == Some(&Value::Bool(false)))
+    };
+    map.iter()
+        .find(|(k, v)| same_name(k, "multi_agent") && !v.is_null() && !disabled(v))
+        .map(|(k, _)| format!("`{k}`"))
+}
+
 /// A reasoning mode other than the standard one (OpenAI's `reasoning.mode: "pro"`), or
 /// subagents (the Responses API's `multi_agent`, unless it is exactly `{"enabled": false}`):
 /// the work runs over several passes or agents, each billed, where the request's ceiling
 /// bounds one. Names are read in any letter case, as a case-folding parser reads them.
 pub fn multi_pass_reasoning(map: &Map<String, Value>) -> Option<String> {
-    let disabled = |v: &Value| {
-        v.as_object()
-            .is_some_and(|o| o.len() == 1 && o.get("enabled") == Some(&Value::Bool(false)))
-    };
-    if let Some((k, _)) = map
-        .iter()
-        .find(|(k, v)| same_name(k, "multi_agent") && !v.is_null() && !disabled(v))
-    {
-        return Some(format!("`{k}`"));
+    if let Some(what) = subagents(map) {
+        return Some(what);
     }
     let reasoning = map
         .iter()

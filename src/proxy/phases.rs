@@ -739,13 +739,14 @@ pub async fn admit(
     if let Some(what) = other_models
         && (!verified.allows_every_model(&provider.name)
             || grant.counts_tokens()
-            || grant.max_output_tokens.is_some())
+            || grant.max_output_tokens.is_some()
+            || grant.counts_requests())
     {
         return Err(ProxyError::new(
             403,
             "model",
             format!(
-                "this request {what}, with which a router runs a model other than the request's (with a ceiling of its own), one till did not check or price; only a key for every {p} model, without a budget, token rate or output cap, may send it",
+                "this request {what}, with which a router runs a model other than the request's (with a ceiling of its own), one till did not check or price, each attempt a call; only a key for every {p} model, without a budget, a token or request rate, an output cap or a request ceiling, may send it",
                 p = provider.name
             ),
         ));
@@ -779,20 +780,52 @@ pub async fn admit(
     // Retries a gateway makes on its own: each attempt is billed, the answer metered once.
     if let Some(json) = &inspected.json
         && let Some(field) = body_inspect::first_set(body_inspect::RESENDS, json)
-        && (grant.counts_tokens() || grant.max_output_tokens.is_some())
+        && (grant.counts_tokens() || grant.max_output_tokens.is_some() || grant.counts_requests())
     {
         return Err(ProxyError::new(
             403,
             "resend",
             format!(
-                "this request sets `{field}`, with which a gateway sends it to the provider again, each attempt billed and only the answer metered; a key with a budget, token rate or output cap may not send it"
+                "this request sets `{field}`, with which a gateway sends it to the provider again, each attempt billed and only the answer metered or counted; a key with a budget, a token or request rate, an output cap or a request ceiling may not send it"
             ),
         ));
     }
     let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
     // Whether the key could make every request of the provider: what till cannot check or
-    // bound (a batch, a path it does not know) is for such a key only.
-    let unbounded_every_model = || !bounded && verified.allows_every_model(&provider.name);
+    // bound (a batch, a path it does not know, a stored run's steps) is for such a key only.
+    // A request ceiling or rate bounds nothing there either: a batch of a thousand requests,
+    // a run of many steps, would be one request.
+    let unbounded_every_model =
+        || !bounded && !grant.counts_requests() && verified.allows_every_model(&provider.name);
+    // Subagents: one request that runs several agents, each its own model calls (a key with
+    // a budget, token rate or output cap is refused them above, or below as uncounted work).
+    if grant.counts_requests()
+        && let Some(json) = &inspected.json
+        && let Some(what) = body_inspect::subagents(json)
+    {
+        return Err(ProxyError::new(
+            403,
+            "subagents",
+            format!(
+                "this request sets {what}, with which one request runs several agents, each making model calls of its own; a key with a request ceiling or request rate would count them as one, so it may not send it"
+            ),
+        ));
+    }
+    // A stored run (an Assistants run, a container, a stored response's or conversation's
+    // run) goes on for as many steps as it likes after its one request.
+    if endpoint.op == crate::providers::Op::OpenaiStoredRun
+        && !matches!(
+            asked.parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::DELETE
+        )
+        && grant.counts_requests()
+    {
+        return Err(ProxyError::new(
+            403,
+            "stored_run",
+            "a stored run (an Assistants run, a container, a stored response or conversation) takes as many steps as it likes after this one request; a key with a request ceiling or request rate would count them as one, so it may not start one; reading and deleting (GET, DELETE) are open to this key",
+        ));
+    }
     // A batch carries requests till does not read one by one (their models, ceilings and
     // input) and is billed later, after it runs: making one is for a key that could make every
     // request in it.
@@ -807,7 +840,7 @@ pub async fn admit(
             403,
             "batches",
             format!(
-                "till does not check the requests inside a batch or bound what it costs, so only a key for every {p} model, without a budget, token rate or output cap, may make one",
+                "till does not check the requests inside a batch or bound what it costs, so only a key for every {p} model, without a budget, a token or request rate, an output cap or a request ceiling, may make one",
                 p = provider.name
             ),
         ));
@@ -824,7 +857,7 @@ pub async fn admit(
             403,
             "admin",
             format!(
-                "till does not know what this {method} runs or costs, so only a key for every {p} model, without a budget, token rate or output cap, may send it; reading (GET) is open to this key",
+                "till does not know what this {method} runs or costs, so only a key for every {p} model, without a budget, a token or request rate, an output cap or a request ceiling, may send it; reading (GET) is open to this key",
                 method = asked.parts.method,
                 p = provider.name
             ),

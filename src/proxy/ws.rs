@@ -37,7 +37,7 @@ use super::Conn;
 use super::body::ProxyBody;
 use super::errors::ProxyError;
 use super::phases::{self, Ctx};
-use crate::childkey::{EndpointClass, Grant, Limit, RequestFacts};
+use crate::childkey::{EndpointClass, Grant, RequestFacts};
 use crate::providers::WsRoute;
 
 /// Handshake headers of the client's own hop, never forwarded (the HTTP path's hop-by-hop and
@@ -380,11 +380,7 @@ fn upgrade_query(
 /// starts them itself when it hears speech), so a request ceiling or a request rate cannot
 /// hold either: opening the session once would be the only request counted.
 async fn admit_session(ctx: &Ctx<'_>, grant: &Grant) -> Result<(), ProxyError> {
-    let counts_requests = grant
-        .limits
-        .iter()
-        .any(|l| matches!(l.limit, Limit::MaxRequests(_) | Limit::Rpm(_)));
-    if grant.counts_tokens() || grant.max_output_tokens.is_some() || counts_requests {
+    if grant.counts_tokens() || grant.max_output_tokens.is_some() || grant.counts_requests() {
         return Err(ProxyError::new(
             403,
             "realtime",

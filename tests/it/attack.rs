@@ -630,6 +630,123 @@ fn a_batch_is_made_only_by_a_key_that_could_make_every_request_in_it() {
     assert_eq!(wide.p.mock.requests().len(), 1);
 }
 
+/// A request ceiling or a request rate counts requests: what makes many model calls from one
+/// request (a batch, a stored run's steps, a fine-tuning job, subagents, a router's fallbacks,
+/// a gateway's retries) would pass it as one, so a key that counts requests may not send it,
+/// however wide its scope.
+#[test]
+fn a_request_ceiling_holds_against_requests_that_run_many_calls() {
+    let a = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai",
+            "--scope",
+            "anthropic",
+            "--endpoints",
+            "all",
+            "--max-requests",
+            "50",
+            "--rpm",
+            "50",
+        ],
+    );
+    let many = [
+        (
+            "/anthropic/v1/messages/batches",
+            r#"{"requests":[{"custom_id":"a","params":{"model":"claude-haiku-4-5","max_tokens":8192,"messages":[]}},{"custom_id":"b","params":{"model":"claude-haiku-4-5","max_tokens":8192,"messages":[]}}]}"#,
+        ),
+        (
+            "/openai/v1/batches",
+            r#"{"input_file_id":"file_1","endpoint":"/v1/chat/completions","completion_window":"24h"}"#,
+        ),
+        (
+            "/openai/v1/threads/runs",
+            r#"{"assistant_id":"asst_1","thread":{"messages":[]}}"#,
+        ),
+        (
+            "/openai/v1/threads/thread_1/runs",
+            r#"{"assistant_id":"asst_1"}"#,
+        ),
+        ("/openai/v1/containers", r#"{"name":"c"}"#),
+        (
+            "/openai/v1/fine_tuning/jobs",
+            r#"{"model":"gpt-4o-mini","training_file":"file_1"}"#,
+        ),
+        (
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":"hi","multi_agent":{"enabled":true}}"#,
+        ),
+        (
+            "/openai/v1/responses",
+            r#"{"model":"gpt-4o-mini","input":"hi","MULTI_AGENT":{"max_agents":8}}"#,
+        ),
+        (
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":[],"fallbacks":["gpt-4o","o1"]}"#,
+        ),
+        (
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":[],"models":["gpt-4o","o1"]}"#,
+        ),
+        (
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":[],"num_retries":20}"#,
+        ),
+    ];
+    for (path, body) in many {
+        let (status, text) = a.post(path, body);
+        assert_eq!(status, 403, "{path} {body} → {text}");
+        assert!(text.contains("request ceiling"), "{path} {body} → {text}");
+    }
+    a.assert_upstream_saw_nothing("requests that run many calls, from a key that counts requests");
+    // One request, one answer: the key's own work goes, and so do reading batches and a
+    // compaction (one model run).
+    let (status, text) = a.post(
+        "/openai/v1/chat/completions",
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = a.send("GET", "/openai/v1/batches", &[], b"");
+    assert_eq!(status, 404, "{text}");
+    let (status, text) = a.post(
+        "/openai/v1/responses/compact",
+        r#"{"model":"gpt-4o-mini","input":"hi"}"#,
+    );
+    assert!(status == 200 || status == 404, "{status} {text}");
+    let seen: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        seen,
+        [
+            "/v1/chat/completions",
+            "/v1/batches",
+            "/v1/responses/compact"
+        ]
+    );
+
+    // The same key without a ceiling or rate makes them (the mock answers 404 to what it
+    // does not serve).
+    let free = Attack::new(
+        "",
+        &[
+            "--scope",
+            "openai",
+            "--scope",
+            "anthropic",
+            "--endpoints",
+            "all",
+        ],
+    );
+    for (path, body) in many {
+        let (status, text) = free.post(path, body);
+        assert!(
+            status == 200 || status == 404,
+            "{path} {body} → {status} {text}"
+        );
+    }
+    assert_eq!(free.p.mock.requests().len(), many.len());
+}
+
 #[test]
 fn method_overrides_and_system_parameters_are_refused() {
     let a = Attack::new(
