@@ -1297,9 +1297,20 @@ fn resolve(
     }
     add(paths.data_dir.clone(), &mut hidden);
     // What till's directories hold under other names: hidden where it is, or the run refused.
+    // The names till reads its files by, and the links in its directories, are walked below
+    // for links the agent could turn elsewhere.
+    let mut named: Vec<PathBuf> = paths
+        .config_file
+        .parent()
+        .into_iter()
+        .chain([paths.config_file.as_path(), paths.data_dir.as_path()])
+        .map(Path::to_path_buf)
+        .collect();
     let dirs = hidden.clone();
     for dir in &dirs {
-        for target in elsewhere(dir, &hidden).map_err(|(message, hint)| usage(message, &hint))? {
+        for target in
+            elsewhere(dir, &hidden, &mut named).map_err(|(message, hint)| usage(message, &hint))?
+        {
             add(target, &mut hidden);
         }
     }
@@ -1323,7 +1334,8 @@ fn resolve(
         .chain(sandbox.deny.iter().map(String::as_str))
     {
         if let Some(path) = expand(p) {
-            add(path, &mut hidden);
+            add(path.clone(), &mut hidden);
+            named.push(path);
         }
     }
     if let Some(h) = hidden.iter().find(|h| cwd.starts_with(h)) {
@@ -1350,6 +1362,30 @@ fn resolve(
         }
     }
 
+    // A link on the way to what is hidden, where the agent may write (a `TILL_HOME` that is a
+    // link in the project, a dotfiles directory linked from it): the agent could point it at
+    // files of its own, which till (or the tool whose secrets are hidden) would read by that
+    // name on its next run. The hidden target is no help then.
+    let agent_may_write = |p: &Path| {
+        (p.starts_with(&cwd) || writable.iter().any(|w| p.starts_with(w)))
+            && !hidden.iter().any(|h| p.starts_with(h))
+    };
+    for name in &named {
+        if let Some(link) = links_on_the_way(name)
+            .into_iter()
+            .find(|l| agent_may_write(l))
+        {
+            return Err(usage(
+                format!(
+                    "{} is a symbolic link on the way to {}, in a directory the agent may write: it could point the link at files of its own, which would be read by that name after the run",
+                    link.display(),
+                    name.display()
+                ),
+                "use the path the link leads to instead (for till's own files, set TILL_HOME to the real directory), or move the link out of the working directory and [sandbox] writable",
+            ));
+        }
+    }
+
     Ok(Policy {
         net,
         proxy_port: 0,
@@ -1363,6 +1399,61 @@ fn resolve(
     })
 }
 
+/// Every symbolic link met on the way from `path` to what it names, as the kernel walks it:
+/// each link by its own path (its directory resolved), and the links in links' targets, up
+/// to 40 links. A name that does not exist ends the walk.
+fn links_on_the_way(path: &Path) -> Vec<PathBuf> {
+    use std::path::Component;
+    const MAX_LINKS: usize = 40;
+    let mut links = Vec::new();
+    let mut at = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        match std::env::current_dir() {
+            Ok(d) => d,
+            Err(_) => return links,
+        }
+    };
+    // The components left to walk, the next one last.
+    let mut left: Vec<std::ffi::OsString> = Vec::new();
+    let push = |left: &mut Vec<std::ffi::OsString>, p: &Path| {
+        for c in p.components().rev() {
+            match c {
+                Component::Normal(n) => left.push(n.to_os_string()),
+                Component::ParentDir => left.push("..".into()),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+    };
+    push(&mut left, path);
+    while let Some(name) = left.pop() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&name);
+        let Ok(meta) = std::fs::symlink_metadata(&next) else {
+            break;
+        };
+        if !meta.is_symlink() {
+            at = next;
+            continue;
+        }
+        links.push(next.clone());
+        if links.len() > MAX_LINKS {
+            break;
+        }
+        let Ok(target) = std::fs::read_link(&next) else {
+            break;
+        };
+        if target.is_absolute() {
+            at = PathBuf::from("/");
+        }
+        push(&mut left, &target);
+    }
+    links
+}
+
 /// What till's directory `dir` (hidden) holds that is also reachable by another name, where
 /// the agent could read or rewrite it: a symbolic link's target (a `config.toml` linked from a
 /// dotfiles repository the agent works in would be written there, and till would send its
@@ -1370,7 +1461,11 @@ fn resolve(
 /// inside one of `hidden`. A link to nothing (the agent could create what till would then read)
 /// and a file with a second hard link (whose other name cannot be found to hide) refuse the
 /// run: the message and its hint.
-fn elsewhere(dir: &Path, hidden: &[PathBuf]) -> Result<Vec<PathBuf>, (String, String)> {
+fn elsewhere(
+    dir: &Path,
+    hidden: &[PathBuf],
+    links: &mut Vec<PathBuf>,
+) -> Result<Vec<PathBuf>, (String, String)> {
     /// How deep till's own directories go, with room to spare.
     const DEPTH: usize = 4;
     let mut out = Vec::new();
@@ -1385,6 +1480,7 @@ fn elsewhere(dir: &Path, hidden: &[PathBuf]) -> Result<Vec<PathBuf>, (String, St
                 continue;
             };
             if meta.is_symlink() {
+                links.push(path.clone());
                 let Ok(real) = std::fs::canonicalize(&path) else {
                     return Err((
                         format!(
@@ -1504,6 +1600,31 @@ pub fn between_writable_and_hidden(hidden: &[PathBuf], writable: &[PathBuf]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn every_link_on_the_way_to_a_name_is_found_through_links_in_targets() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(t.path()).unwrap();
+        let real = root.join("real");
+        std::fs::create_dir_all(real.join("till")).unwrap();
+        std::fs::write(real.join("till/config.toml"), "").unwrap();
+        std::fs::create_dir(root.join("proj")).unwrap();
+        // proj/dots → ../real (relative); home → proj/dots/till; home/config.toml is a file.
+        symlink("../real", root.join("proj/dots")).unwrap();
+        symlink(root.join("proj/dots/till"), root.join("home")).unwrap();
+        let found = links_on_the_way(&root.join("home/config.toml"));
+        assert_eq!(found, [root.join("home"), root.join("proj/dots")]);
+        // A `..` after a link is taken from where the link led, as the kernel takes it.
+        let found = links_on_the_way(&root.join("home/../till/config.toml"));
+        assert_eq!(found, [root.join("home"), root.join("proj/dots")]);
+        assert!(links_on_the_way(&real.join("till/config.toml")).is_empty());
+        // A name that does not exist ends the walk; a loop ends at the kernel's limit.
+        assert!(links_on_the_way(&root.join("nothing/here")).is_empty());
+        symlink(root.join("loop"), root.join("loop")).unwrap();
+        assert_eq!(links_on_the_way(&root.join("loop")).len(), 41);
+    }
 
     #[test]
     fn the_directories_between_a_writable_root_and_a_hidden_path_are_listed_top_down() {

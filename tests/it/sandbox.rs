@@ -1020,6 +1020,71 @@ fn tills_files_linked_from_the_working_directory_stay_out_of_the_agents_reach() 
     assert!(stdout.contains("ran"), "{stdout}");
 }
 
+/// A link on the way to till's files that the agent may rewrite (a dotfiles directory that is
+/// itself a link in the project, a `TILL_HOME` that is a link in the project): the agent could
+/// point it at a config of its own, whose `base_url` would get the root key on till's next
+/// run, so the run is refused before the agent starts.
+#[test]
+fn a_link_the_agent_could_turn_on_the_way_to_tills_files_refuses_the_run() {
+    let p = proxy_env();
+    let proj = project();
+    let outside = outside_tmp();
+    let config = p.env.path("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // config.toml → PROJECT/dotfiles/config.toml, where PROJECT/dotfiles → a directory
+    // outside: the target is hidden, but the agent could replace `dotfiles`.
+    let real = outside.path().join("dots");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("config.toml"), &text).unwrap();
+    std::os::unix::fs::symlink(&real, proj.path().join("dotfiles")).unwrap();
+    std::fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink(proj.path().join("dotfiles/config.toml"), &config).unwrap();
+    let swap = "rm dotfiles && mkdir dotfiles && echo planted > dotfiles/config.toml; echo ran";
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", swap);
+    assert_eq!(code, 2, "{stdout} {stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is a symbolic link on the way to",
+            proj.path().join("dotfiles").display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(proj.path().join("dotfiles").is_symlink());
+    // The same link outside the project: the run goes, and the agent's swap fails.
+    std::fs::remove_file(&config).unwrap();
+    let beside = outside.path().join("dotfiles");
+    std::os::unix::fs::symlink(&real, &beside).unwrap();
+    std::os::unix::fs::symlink(beside.join("config.toml"), &config).unwrap();
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ran"), "{stdout}");
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(&config, &text).unwrap();
+
+    // TILL_HOME named by a link in the project.
+    let home_link = proj.path().join(".till");
+    std::os::unix::fs::symlink(p.env.home(), &home_link).unwrap();
+    let (code, stdout, stderr) = output(
+        p.env
+            .till()
+            .env("TILL_HOME", &home_link)
+            .args(["run", "--sandbox", "--", "sh", "-c", "echo ran"])
+            .current_dir(proj.path())
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 2, "{stdout} {stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is a symbolic link on the way to",
+            home_link.display()
+        )),
+        "{stderr}"
+    );
+}
+
 /// In a repository with `extensions.worktreeConfig`, git reads `.git/config.worktree` as
 /// config, `core.fsmonitor` (a command it runs) included. Where there is none the agent could
 /// create one: the sandbox makes it empty and read-only for the run, and takes it away after.
