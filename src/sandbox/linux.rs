@@ -962,8 +962,10 @@ fn confine(writable: &[PathBuf]) -> Result<(), StepError> {
     seccomp()
 }
 
-/// Enters new user and mount namespaces and a pid namespace for the helper's children (and a
-/// network namespace for `--net proxy`), mapping the user to itself so files keep their owners.
+/// Enters new user and mount namespaces, a pid namespace for the helper's children and an IPC
+/// namespace (System V shared memory, semaphores and message queues of the user's other
+/// processes are out of the agent's sight, and reach), and a network namespace for
+/// `--net proxy`, mapping the user to itself so files keep their owners.
 fn enter_namespaces(net: Net, uid: u32, gid: u32, simulate: Option<&str>) -> Result<(), StepError> {
     let hint = "user namespaces may be switched off: check the sysctls \
                 kernel.unprivileged_userns_clone, user.max_user_namespaces and \
@@ -976,7 +978,8 @@ fn enter_namespaces(net: Net, uid: u32, gid: u32, simulate: Option<&str>) -> Res
     }
     let mut flags = rustix::thread::UnshareFlags::NEWUSER
         | rustix::thread::UnshareFlags::NEWNS
-        | rustix::thread::UnshareFlags::NEWPID;
+        | rustix::thread::UnshareFlags::NEWPID
+        | rustix::thread::UnshareFlags::NEWIPC;
     if net == Net::Proxy {
         flags |= rustix::thread::UnshareFlags::NEWNET;
     }

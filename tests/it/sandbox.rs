@@ -1020,6 +1020,34 @@ fn tills_files_linked_from_the_working_directory_stay_out_of_the_agents_reach() 
     assert!(stdout.contains("ran"), "{stdout}");
 }
 
+/// System V shared memory is kept by IPC namespace, not by file: the agent gets one of its own,
+/// so a segment another process of yours made (a database's buffers, a secret an app keeps
+/// there) is neither listed nor attachable inside.
+#[test]
+fn the_users_system_v_shared_memory_is_out_of_the_agents_sight() {
+    let p = proxy_env();
+    let proj = project();
+    let made = Command::new("ipcmk")
+        .args(["-M", "4096"])
+        .output()
+        .expect("ipcmk (util-linux) runs");
+    let said = String::from_utf8_lossy(&made.stdout).into_owned();
+    let id: String = said.chars().filter(char::is_ascii_digit).collect();
+    assert!(made.status.success() && !id.is_empty(), "{said}");
+    // Lists the segments' ids (the second column of /proc/sysvipc/shm).
+    let agent = "awk 'NR > 1 { print \"id=\" $2 }' /proc/sysvipc/shm";
+    let seen = |sandbox: &str| {
+        let (code, stdout, stderr) = run_sh(&p, proj.path(), sandbox, agent);
+        assert_eq!(code, 0, "{stderr}");
+        stdout.lines().any(|l| l == format!("id={id}"))
+    };
+    let outside = seen("--no-sandbox");
+    let inside = seen("--sandbox");
+    Command::new("ipcrm").args(["-m", &id]).status().unwrap();
+    assert!(outside, "the control run did not see segment {id}");
+    assert!(!inside, "the agent saw segment {id}");
+}
+
 /// A link on the way to till's files that the agent may rewrite (a dotfiles directory that is
 /// itself a link in the project, a `TILL_HOME` that is a link in the project): the agent could
 /// point it at a config of its own, whose `base_url` would get the root key on till's next
