@@ -20,6 +20,22 @@ pub struct AgentProvider<'a> {
     pub proxy_base: String,
 }
 
+/// Model providers' credentials that are not a provider's key variable (those go with the
+/// providers' own lists), which agents and SDKs read: a Claude subscription's token, Azure
+/// OpenAI's key and Entra token, Bedrock's API key, and the older or other names SDKs accept.
+/// Through till's proxy they would be refused; read by the agent they reach the provider
+/// without till.
+const OTHER_CREDENTIALS: &[&str] = &[
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_AD_TOKEN",
+    "AZURE_API_KEY",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "OPENAI_KEY",
+    "CODEX_API_KEY",
+    "GOOGLE_GENAI_API_KEY",
+];
+
 /// Builds the agent's environment from `inherited` (from which the caller has already dropped
 /// every variable holding a root key value, whatever its name).
 pub fn agent_env(
@@ -35,6 +51,7 @@ pub fn agent_env(
         EnvVars::TILL_PROXY_URL,
         EnvVars::TILL_SANDBOX,
     ];
+    banned.extend(OTHER_CREDENTIALS);
     for p in all.iter() {
         banned.extend(p.key_env.iter().map(String::as_str));
         banned.extend(p.admin_env.iter().map(String::as_str));
@@ -195,6 +212,9 @@ mod tests {
             ("OPENAI_ADMIN_KEY".into(), "sk-admin".into()),
             ("ANTHROPIC_AUTH_TOKEN".into(), "x".into()),
             ("TILL_PASSPHRASE".into(), "pw".into()),
+            ("CLAUDE_CODE_OAUTH_TOKEN".into(), "sk-ant-oat01-x".into()),
+            ("azure_openai_api_key".into(), "az".into()),
+            ("OPENAI_KEY".into(), "sk-other".into()),
         ];
         let scoped = [AgentProvider {
             provider: openai,
@@ -224,6 +244,9 @@ mod tests {
             "OPENAI_ADMIN_KEY",
             "ANTHROPIC_AUTH_TOKEN",
             "TILL_PASSPHRASE",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "azure_openai_api_key",
+            "OPENAI_KEY",
         ] {
             assert_eq!(get(gone), None, "{gone} should be gone");
         }
