@@ -71,6 +71,17 @@ pub const DEFAULT_DENY: &[&str] = &[
     "/run/docker.sock",
     "/var/run/docker.sock",
     "/run/podman",
+    // The system bus and systemd's own socket: for an agent of uid 0 (till run as root),
+    // `systemd-run` through either runs a command as root outside every namespace; for
+    // others, polkit grants an active session's user power-off, disk mounts and the network's
+    // settings through the system bus.
+    "/run/dbus/system_bus_socket",
+    "/var/run/dbus/system_bus_socket",
+    "/run/systemd/private",
+    // Container and VM daemons, which run what they are asked as root.
+    "/run/containerd/containerd.sock",
+    "/run/libvirt",
+    "/var/run/libvirt",
     // GNU screen's sessions: `screen -X stuff` types into your shell outside the sandbox.
     "/run/screen",
     "/var/run/screen",
