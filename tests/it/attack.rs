@@ -1452,6 +1452,32 @@ fn the_agent_does_not_choose_the_account_the_root_key_bills() {
     assert_eq!(last.header("openai-project"), Some("proj_mine"));
 }
 
+/// A part of the answer the client chooses (`Range`) could cut an echoed root key into pieces
+/// too short for the scrub to know: the request goes without it, and the answer comes whole.
+#[test]
+fn a_client_cannot_ask_for_the_answer_in_parts() {
+    let a = Attack::new("", &["--scope", "openai", "--endpoints", "inference,files"]);
+    let parts = [("Range", "bytes=71-81"), ("If-Range", "\"etag\"")];
+    let mut extra = vec![JSON];
+    extra.extend(parts);
+    let (status, text) = a.send(
+        "POST",
+        "/openai/v1/chat/completions",
+        &extra,
+        chat("gpt-4o-mini").as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = a.send("GET", "/openai/v1/files/file_1/content", &parts, b"");
+    assert_ne!(status, 206, "{text}");
+    let seen = a.p.mock.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        for (name, _) in parts {
+            assert_eq!(r.header(name), None, "{name} went upstream: {r:?}");
+        }
+    }
+}
+
 /// Headers by which middleware in front of a compatible server may route a request elsewhere
 /// than the path till classified, and one the client's `Connection` names as its hop's alone,
 /// do not go upstream; the rest do.

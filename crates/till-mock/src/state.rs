@@ -93,9 +93,13 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
-    /// A header's value by lowercase name.
+    /// A header's value by name, in any letter case (the log keeps names lowercase, as HTTP
+    /// reads them: a lookup by `OpenAI-Organization` must not miss `openai-organization`).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
+        self.headers
+            .get(name)
+            .or_else(|| self.headers.get(&name.to_ascii_lowercase()))
+            .map(String::as_str)
     }
 
     /// The body parsed as JSON, when it is JSON.
