@@ -89,6 +89,22 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The scheme and host (and port) of `base_url`, for messages an agent reads: a path may
+    /// hold what a gateway takes as a credential (`https://gateway.example/v1/ACCOUNT/TOKEN`),
+    /// which the agent has no business seeing.
+    pub fn shown_origin(&self) -> String {
+        match http::Uri::try_from(self.base_url.as_str()) {
+            Ok(uri) => match (uri.scheme_str(), uri.host()) {
+                (Some(scheme), Some(host)) => match uri.port_u16() {
+                    Some(port) => format!("{scheme}://{host}:{port}"),
+                    None => format!("{scheme}://{host}"),
+                },
+                _ => "its base_url".to_string(),
+            },
+            Err(_) => "its base_url".to_string(),
+        }
+    }
+
     /// Where a person makes and deletes this provider's keys, for a message's `at …` or
     /// `from …`: the console's address, or words for a provider config.toml added (it has
     /// none).

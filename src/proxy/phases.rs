@@ -1208,7 +1208,8 @@ pub async fn forward(
             "upstream",
             format!(
                 "till cannot build a URL for {} ({})",
-                provider.name, provider.base_url
+                provider.name,
+                provider.shown_origin()
             ),
         )),
         // The request went out whole and no answer came: the provider may have run it.
@@ -1217,7 +1218,8 @@ pub async fn forward(
             "upstream_lost",
             format!(
                 "till lost the connection to {} ({}) after sending the request, before its answer",
-                provider.name, provider.base_url
+                provider.name,
+                provider.shown_origin()
             ),
         )),
         Ok(Err(e)) => {
@@ -1229,7 +1231,11 @@ pub async fn forward(
             Err(ProxyError::new(
                 502,
                 "upstream",
-                format!("till {what} {} ({})", provider.name, provider.base_url),
+                format!(
+                    "till {what} {} ({})",
+                    provider.name,
+                    provider.shown_origin()
+                ),
             ))
         }
         Ok(Ok(r)) => Ok((r, root)),

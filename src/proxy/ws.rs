@@ -221,7 +221,7 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
                 "upstream",
                 format!(
                     "till cannot open a WebSocket to {} ({}): its base_url is neither http nor https",
-                    provider.name, provider.base_url
+                    provider.name, provider.shown_origin()
                 ),
             )
         })?;
@@ -270,7 +270,8 @@ async fn open(ctx: &mut Ctx<'_>, req: &Request<Incoming>) -> Result<Opened, Refu
                 "upstream",
                 format!(
                     "till could not open a WebSocket to {} ({})",
-                    provider.name, provider.base_url
+                    provider.name,
+                    provider.shown_origin()
                 ),
             )
             .into());

@@ -1452,6 +1452,28 @@ fn the_agent_does_not_choose_the_account_the_root_key_bills() {
     assert_eq!(last.header("openai-project"), Some("proj_mine"));
 }
 
+/// A base URL's path may hold what a gateway takes as a credential: the errors an agent reads
+/// name the provider's host, not its path.
+#[test]
+fn errors_the_agent_reads_do_not_show_the_base_urls_path() {
+    let a = Attack::new("", &["--scope", "openai"]);
+    // Nothing listens on port 9 (discard) on loopback.
+    a.p.env.config(
+        "[providers.openai]\nbase_url = \"http://127.0.0.1:9/gw/GATEWAYPATHSECRET-0123456789\"\n",
+    );
+    let serve = a.p.serve();
+    let (status, text) = raw_http(
+        &serve.url,
+        "POST",
+        "/openai/v1/chat/completions",
+        &[("authorization", &format!("Bearer {}", a.key)), JSON],
+        chat("gpt-4o-mini").as_bytes(),
+    );
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("http://127.0.0.1:9"), "{text}");
+    assert!(!text.contains("GATEWAYPATHSECRET"), "{text}");
+}
+
 /// A part of the answer the client chooses (`Range`) could cut an echoed root key into pieces
 /// too short for the scrub to know: the request goes without it, and the answer comes whole.
 #[test]
