@@ -1373,6 +1373,14 @@ fn resolve(
         }
     }
 
+    if !sandbox.writable_git_hooks
+        && let Some(hooks) = hooks_in_reach(&cwd, home.as_deref(), &writable)
+    {
+        crate::output::warn(&format!(
+            "this repository's core.hooksPath is {}, where the agent may write: git runs the hooks there at your next commit, outside the sandbox; review them with the agent's other changes",
+            hooks.display()
+        ));
+    }
     // A link on the way to what is hidden, where the agent may write (a `TILL_HOME` that is a
     // link in the project, a dotfiles directory linked from it): the agent could point it at
     // files of its own, which till (or the tool whose secrets are hidden) would read by that
@@ -1408,6 +1416,42 @@ fn resolve(
         writable_git_hooks: sandbox.writable_git_hooks,
         simulate_missing,
     })
+}
+
+/// The directory the working directory's repository runs its hooks from (`core.hooksPath` in
+/// `.git/config`, as husky and lefthook set it), when it lies where the agent may write: the
+/// working directory or one of `writable`. `.git/hooks` is made read-only for the run; a hooks
+/// directory in the project is the project's files, which the agent writes as it writes any.
+fn hooks_in_reach(cwd: &Path, home: Option<&Path>, writable: &[PathBuf]) -> Option<PathBuf> {
+    use std::io::Read as _;
+    let mut data = Vec::new();
+    std::fs::File::open(cwd.join(".git/config"))
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut data)
+        .ok()?;
+    let value = gitconfig::last_value(&data, "core", "hookspath").ok()??;
+    let value = String::from_utf8_lossy(&value).into_owned();
+    let path = match value.strip_prefix("~/") {
+        Some(rest) => home?.join(rest),
+        None => cwd.join(&value),
+    };
+    // The directory may not exist yet (husky makes it at install): the nearest that does.
+    let mut real = None;
+    let mut at = path.as_path();
+    let mut rest = Vec::new();
+    while real.is_none() {
+        match std::fs::canonicalize(at) {
+            Ok(r) => real = Some(r),
+            Err(_) => {
+                rest.push(at.file_name()?.to_os_string());
+                at = at.parent()?;
+            }
+        }
+    }
+    let mut real = real?;
+    real.extend(rest.iter().rev());
+    (real.starts_with(cwd) || writable.iter().any(|w| real.starts_with(w))).then_some(real)
 }
 
 /// Every symbolic link met on the way from `path` to what it names, as the kernel walks it:

@@ -1020,6 +1020,41 @@ fn tills_files_linked_from_the_working_directory_stay_out_of_the_agents_reach() 
     assert!(stdout.contains("ran"), "{stdout}");
 }
 
+/// Hooks kept in the project (`core.hooksPath = .husky`) are files the agent may write, which
+/// git runs at the next commit outside the sandbox: the run says so.
+#[test]
+fn hooks_kept_in_the_project_are_named_at_the_start() {
+    let p = proxy_env();
+    let proj = project();
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("core.hooksPath"), "{stderr}");
+    git(proj.path(), &["config", "core.hooksPath", ".husky"]);
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    let hooks = std::fs::canonicalize(proj.path()).unwrap().join(".husky");
+    assert!(
+        stderr.contains(&format!(
+            "core.hooksPath is {}, where the agent may write",
+            hooks.display()
+        )),
+        "{stderr}"
+    );
+    // Hooks outside the agent's reach say nothing.
+    let outside = outside_tmp();
+    git(
+        proj.path(),
+        &[
+            "config",
+            "core.hooksPath",
+            &outside.path().display().to_string(),
+        ],
+    );
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("core.hooksPath"), "{stderr}");
+}
+
 /// System V shared memory is kept by IPC namespace, not by file: the agent gets one of its own,
 /// so a segment another process of yours made (a database's buffers, a secret an app keeps
 /// there) is neither listed nor attachable inside.
