@@ -820,13 +820,12 @@ pub async fn admit(
     }
     // A stored run (an Assistants run, a container, a stored response's or conversation's
     // run) goes on for as many steps as it likes after its one request.
-    if endpoint.op == crate::providers::Op::OpenaiStoredRun
-        && !matches!(
-            asked.parts.method,
-            http::Method::GET | http::Method::HEAD | http::Method::DELETE
-        )
-        && grant.counts_requests()
-    {
+    // A method that may start something: not reading (GET, HEAD) or deleting.
+    let starts = !matches!(
+        asked.parts.method,
+        http::Method::GET | http::Method::HEAD | http::Method::DELETE
+    );
+    if endpoint.op == crate::providers::Op::OpenaiStoredRun && starts && grant.counts_requests() {
         return Err(ProxyError::new(
             403,
             "stored_run",
@@ -836,13 +835,7 @@ pub async fn admit(
     // A batch carries requests till does not read one by one (their models, ceilings and
     // input) and is billed later, after it runs: making one is for a key that could make every
     // request in it.
-    if endpoint.class == EndpointClass::Batches
-        && !matches!(
-            asked.parts.method,
-            http::Method::GET | http::Method::HEAD | http::Method::DELETE
-        )
-        && !unbounded_every_model()
-    {
+    if endpoint.class == EndpointClass::Batches && starts && !unbounded_every_model() {
         return Err(ProxyError::new(
             403,
             "batches",
