@@ -91,8 +91,8 @@ impl Grant {
     }
 
     /// Whether any level counts requests: a request ceiling, or a rate in requests per
-    /// minute. Such a key bounds the model's work only while each request runs one answer
-    /// (not a batch of them, a run of many steps, or subagents).
+    /// minute. Such a key counts what is sent as one request; what makes many requests of one
+    /// (a batch, a gateway's retries, subagents) would pass it as one.
     pub fn counts_requests(&self) -> bool {
         self.limits
             .iter()

@@ -200,6 +200,19 @@ pub(super) fn stays_behind(headers: &HeaderMap, name: &HeaderName, connection: b
         || PARTS.contains(name)
 }
 
+/// Whether `rest`, a path under `batches`, cancels one batch: `…/batches/ID/cancel` (OpenAI,
+/// Anthropic's `messages/batches/ID/cancel`) or `…/batches/ID:cancel` (Gemini), with an ID.
+fn cancels_a_batch(rest: &str) -> bool {
+    let segments: Vec<&str> = rest.split('/').collect();
+    match segments.as_slice() {
+        [.., "batches", id, "cancel"] => !id.is_empty(),
+        [.., "batches", last] => last
+            .strip_suffix(":cancel")
+            .is_some_and(|id| !id.is_empty() && !id.contains(':')),
+        _ => false,
+    }
+}
+
 /// Headers that ask for a part of the answer. A part the client chooses could hold a piece of
 /// an echoed root key too short for the scrub to know it as one (an answer of eleven-byte
 /// windows, joined by the client): the answer comes whole, as no provider's API is read in
@@ -746,14 +759,13 @@ pub async fn admit(
     if let Some(what) = other_models
         && (!verified.allows_every_model(&provider.name)
             || grant.counts_tokens()
-            || grant.max_output_tokens.is_some()
-            || grant.counts_requests())
+            || grant.max_output_tokens.is_some())
     {
         return Err(ProxyError::new(
             403,
             "model",
             format!(
-                "this request {what}, with which a router runs a model other than the request's (with a ceiling of its own), one till did not check or price, each attempt a call; only a key for every {p} model, without a budget, a token or request rate, an output cap or a request ceiling, may send it",
+                "this request {what}, with which a router runs a model other than the request's (with a ceiling of its own), one till did not check or price; only a key for every {p} model, without a budget, token rate or output cap, may send it",
                 p = provider.name
             ),
         ));
@@ -799,9 +811,8 @@ pub async fn admit(
     }
     let bounded = grant.counts_tokens() || grant.max_output_tokens.is_some();
     // Whether the key could make every request of the provider: what till cannot check or
-    // bound (a batch, a path it does not know, a stored run's steps) is for such a key only.
-    // A request ceiling or rate bounds nothing there either: a batch of a thousand requests,
-    // a run of many steps, would be one request.
+    // bound (a batch, a path it does not know) is for such a key only. A request ceiling or
+    // rate bounds nothing there either: a batch of a thousand requests would be one request.
     let unbounded_every_model =
         || !bounded && !grant.counts_requests() && verified.allows_every_model(&provider.name);
     // Subagents: one request that runs several agents, each its own model calls (a key with
@@ -818,24 +829,16 @@ pub async fn admit(
             ),
         ));
     }
-    // A stored run (an Assistants run, a container, a stored response's or conversation's
-    // run) goes on for as many steps as it likes after its one request.
-    // A method that may start something: not reading (GET, HEAD) or deleting.
-    let starts = !matches!(
+    // A method that may make a batch: not reading (GET, HEAD), deleting, or cancelling one
+    // (`…/batches/ID/cancel`, Gemini's `batches/ID:cancel`), which only stops what it costs.
+    let makes = !matches!(
         asked.parts.method,
         http::Method::GET | http::Method::HEAD | http::Method::DELETE
-    );
-    if endpoint.op == crate::providers::Op::OpenaiStoredRun && starts && grant.counts_requests() {
-        return Err(ProxyError::new(
-            403,
-            "stored_run",
-            "a stored run (an Assistants run, a container, a stored response or conversation) takes as many steps as it likes after this one request; a key with a request ceiling or request rate would count them as one, so it may not start one; reading and deleting (GET, DELETE) are open to this key",
-        ));
-    }
+    ) && !cancels_a_batch(ctx.rest);
     // A batch carries requests till does not read one by one (their models, ceilings and
     // input) and is billed later, after it runs: making one is for a key that could make every
     // request in it.
-    if endpoint.class == EndpointClass::Batches && starts && !unbounded_every_model() {
+    if endpoint.class == EndpointClass::Batches && makes && !unbounded_every_model() {
         return Err(ProxyError::new(
             403,
             "batches",

@@ -243,3 +243,25 @@ fn text_answers_are_known_by_their_type() {
         assert!(!typed(other), "{other:?}");
     }
 }
+
+#[test]
+fn a_batch_is_cancelled_only_by_name() {
+    for rest in [
+        "v1/batches/batch_1/cancel",
+        "v1/messages/batches/msgbatch_1/cancel",
+        "v1beta/batches/b1:cancel",
+    ] {
+        assert!(cancels_a_batch(rest), "{rest}");
+    }
+    for rest in [
+        "v1/batches",
+        "v1/batches/cancel",
+        "v1/batches//cancel",
+        "v1beta/batches/:cancel",
+        "v1beta/batches/b1:cancel:x",
+        "v1/batches/batch_1/cancel/more",
+        "v1/files/f1/cancel",
+    ] {
+        assert!(!cancels_a_batch(rest), "{rest}");
+    }
+}
