@@ -79,7 +79,7 @@ pub const DEFAULT_DENY: &[&str] = &[
     "/var/run/dbus/system_bus_socket",
     "/run/systemd/private",
     // Container and VM daemons, which run what they are asked as root.
-    "/run/containerd/containerd.sock",
+    "/run/containerd",
     "/run/libvirt",
     "/var/run/libvirt",
     // GNU screen's sessions: `screen -X stuff` types into your shell outside the sandbox.
@@ -1373,21 +1373,23 @@ fn resolve(
         }
     }
 
-    if !sandbox.writable_git_hooks
-        && let Some(hooks) = hooks_in_reach(&cwd, home.as_deref(), &writable)
-    {
-        crate::output::warn(&format!(
-            "this repository's core.hooksPath is {}, where the agent may write: git runs the hooks there at your next commit, outside the sandbox; review them with the agent's other changes",
-            hooks.display()
-        ));
+    if !sandbox.writable_git_hooks {
+        for (setting, path) in git_config_in_reach(&cwd, home.as_deref(), &writable) {
+            crate::output::warn(&format!(
+                "this repository's {setting} is {}, where the agent may write: git runs what is there (hooks, or commands the config it includes names) at your next git command, outside the sandbox; review it with the agent's other changes",
+                path.display()
+            ));
+        }
     }
     // A link on the way to what is hidden, where the agent may write (a `TILL_HOME` that is a
     // link in the project, a dotfiles directory linked from it): the agent could point it at
     // files of its own, which till (or the tool whose secrets are hidden) would read by that
     // name on its next run. The hidden target is no help then.
+    // (Strictly below the working directory or a writable path: those are mounts of their
+    // own, which the agent cannot rename or remove.)
     let agent_may_write = |p: &Path| {
-        (p.starts_with(&cwd) || writable.iter().any(|w| p.starts_with(w)))
-            && !hidden.iter().any(|h| p.starts_with(h))
+        let below = |root: &PathBuf| p.starts_with(root) && p != root.as_path();
+        (below(&cwd) || writable.iter().any(below)) && !hidden.iter().any(|h| p.starts_with(h))
     };
     for name in &named {
         if let Some(link) = links_on_the_way(name)
@@ -1396,7 +1398,7 @@ fn resolve(
         {
             return Err(usage(
                 format!(
-                    "{} is a symbolic link on the way to {}, in a directory the agent may write: it could point the link at files of its own, which would be read by that name after the run",
+                    "{} is a symbolic link on the way to {} (or a directory the way leaves by `..`), in a directory the agent may write: it could point the link at files of its own, which would be read by that name after the run",
                     link.display(),
                     name.display()
                 ),
@@ -1418,45 +1420,73 @@ fn resolve(
     })
 }
 
-/// The directory the working directory's repository runs its hooks from (`core.hooksPath` in
-/// `.git/config`, as husky and lefthook set it), when it lies where the agent may write: the
-/// working directory or one of `writable`. `.git/hooks` is made read-only for the run; a hooks
-/// directory in the project is the project's files, which the agent writes as it writes any.
-fn hooks_in_reach(cwd: &Path, home: Option<&Path>, writable: &[PathBuf]) -> Option<PathBuf> {
+/// What the working directory's repository's `.git/config` names that lies where the agent
+/// may write (the working directory or one of `writable`): the directory git runs hooks from
+/// (`core.hooksPath`, as husky and lefthook set it), and a file it reads as more config
+/// (`include.path`, where `core.fsmonitor` or an alias would run a command). `.git/hooks` and
+/// `.git/config` are made read-only for the run; these are the project's files, which the
+/// agent writes as it writes any. Each with the setting that names it.
+fn git_config_in_reach(
+    cwd: &Path,
+    home: Option<&Path>,
+    writable: &[PathBuf],
+) -> Vec<(&'static str, PathBuf)> {
     use std::io::Read as _;
     let mut data = Vec::new();
-    std::fs::File::open(cwd.join(".git/config"))
-        .ok()?
-        .take(1 << 20)
-        .read_to_end(&mut data)
-        .ok()?;
-    let value = gitconfig::last_value(&data, "core", "hookspath").ok()??;
-    let value = String::from_utf8_lossy(&value).into_owned();
-    let path = match value.strip_prefix("~/") {
-        Some(rest) => home?.join(rest),
-        None => cwd.join(&value),
-    };
-    // The directory may not exist yet (husky makes it at install): the nearest that does.
-    let mut real = None;
-    let mut at = path.as_path();
+    let read = std::fs::File::open(cwd.join(".git/config"))
+        .and_then(|f| f.take(1 << 20).read_to_end(&mut data));
+    if read.is_err() {
+        return Vec::new();
+    }
+    let in_reach = |p: &Path| p.starts_with(cwd) || writable.iter().any(|w| p.starts_with(w));
+    // (setting, section, name, what a relative path is relative to)
+    let settings = [
+        ("core.hooksPath", "core", "hookspath", cwd.to_path_buf()),
+        ("include.path", "include", "path", cwd.join(".git")),
+    ];
+    let mut found = Vec::new();
+    for (setting, section, name, base) in settings {
+        let Ok(Some(value)) = gitconfig::last_value(&data, section, name) else {
+            continue;
+        };
+        let value = String::from_utf8_lossy(&value).into_owned();
+        let path = match value.strip_prefix("~/") {
+            Some(rest) => match home {
+                Some(home) => home.join(rest),
+                None => continue,
+            },
+            None => base.join(&value),
+        };
+        if let Some(real) = nearest_real(&path).filter(|r| in_reach(r)) {
+            found.push((setting, real));
+        }
+    }
+    found
+}
+
+/// `path` with its links followed: the nearest part that exists resolved, and the names
+/// below it as they are (a hooks directory husky has not made yet).
+fn nearest_real(path: &Path) -> Option<PathBuf> {
+    let mut at = path;
     let mut rest = Vec::new();
-    while real.is_none() {
+    let mut real = loop {
         match std::fs::canonicalize(at) {
-            Ok(r) => real = Some(r),
+            Ok(r) => break r,
             Err(_) => {
                 rest.push(at.file_name()?.to_os_string());
                 at = at.parent()?;
             }
         }
-    }
-    let mut real = real?;
+    };
     real.extend(rest.iter().rev());
-    (real.starts_with(cwd) || writable.iter().any(|w| real.starts_with(w))).then_some(real)
+    Some(real)
 }
 
 /// Every symbolic link met on the way from `path` to what it names, as the kernel walks it:
 /// each link by its own path (its directory resolved), and the links in links' targets, up
-/// to 40 links. A name that does not exist ends the walk.
+/// to 40 links; and every directory the walk leaves by `..` (one the agent could replace with
+/// a link: the walk does not end below it, so no cover pins it). A name that does not exist
+/// ends the walk.
 fn links_on_the_way(path: &Path) -> Vec<PathBuf> {
     use std::path::Component;
     const MAX_LINKS: usize = 40;
@@ -1483,6 +1513,9 @@ fn links_on_the_way(path: &Path) -> Vec<PathBuf> {
     push(&mut left, path);
     while let Some(name) = left.pop() {
         if name == ".." {
+            if at.parent().is_some() {
+                links.push(at.clone());
+            }
             at.pop();
             continue;
         }
@@ -1670,10 +1703,22 @@ mod tests {
         symlink("../real", root.join("proj/dots")).unwrap();
         symlink(root.join("proj/dots/till"), root.join("home")).unwrap();
         let found = links_on_the_way(&root.join("home/config.toml"));
-        assert_eq!(found, [root.join("home"), root.join("proj/dots")]);
-        // A `..` after a link is taken from where the link led, as the kernel takes it.
+        assert_eq!(
+            found,
+            [root.join("home"), root.join("proj/dots"), root.join("proj")]
+        );
+        // A `..` after a link is taken from where the link led, as the kernel takes it; the
+        // directories it leaves are named too.
         let found = links_on_the_way(&root.join("home/../till/config.toml"));
-        assert_eq!(found, [root.join("home"), root.join("proj/dots")]);
+        assert_eq!(
+            found,
+            [
+                root.join("home"),
+                root.join("proj/dots"),
+                root.join("proj"),
+                root.join("real/till"),
+            ]
+        );
         assert!(links_on_the_way(&real.join("till/config.toml")).is_empty());
         // A name that does not exist ends the walk; a loop ends at the kernel's limit.
         assert!(links_on_the_way(&root.join("nothing/here")).is_empty());

@@ -1020,8 +1020,9 @@ fn tills_files_linked_from_the_working_directory_stay_out_of_the_agents_reach() 
     assert!(stdout.contains("ran"), "{stdout}");
 }
 
-/// Hooks kept in the project (`core.hooksPath = .husky`) are files the agent may write, which
-/// git runs at the next commit outside the sandbox: the run says so.
+/// Hooks kept in the project (`core.hooksPath = .husky`) and config included from it are files
+/// the agent may write, which git runs at the next commit (or any git command) outside the
+/// sandbox: the run says so.
 #[test]
 fn hooks_kept_in_the_project_are_named_at_the_start() {
     let p = proxy_env();
@@ -1040,6 +1041,21 @@ fn hooks_kept_in_the_project_are_named_at_the_start() {
         )),
         "{stderr}"
     );
+    // Config included from the project: git runs what it sets (`core.fsmonitor`).
+    git(proj.path(), &["config", "include.path", "../.gitconfig"]);
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    let included = std::fs::canonicalize(proj.path())
+        .unwrap()
+        .join(".gitconfig");
+    assert!(
+        stderr.contains(&format!(
+            "include.path is {}, where the agent may write",
+            included.display()
+        )),
+        "{stderr}"
+    );
+    git(proj.path(), &["config", "--unset", "include.path"]);
     // Hooks outside the agent's reach say nothing.
     let outside = outside_tmp();
     git(
@@ -1123,6 +1139,26 @@ fn a_link_the_agent_could_turn_on_the_way_to_tills_files_refuses_the_run() {
     let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ran"), "{stdout}");
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(&config, &text).unwrap();
+
+    // config.toml → PROJECT/sub/../dots/config.toml: no link in the project, but the agent
+    // could make `sub` one (`..` is taken from where it leads), and no cover pins it.
+    std::fs::create_dir(proj.path().join("sub")).unwrap();
+    std::fs::create_dir(proj.path().join("dots")).unwrap();
+    std::fs::write(proj.path().join("dots/config.toml"), &text).unwrap();
+    std::fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink(proj.path().join("sub/../dots/config.toml"), &config).unwrap();
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
+    assert_eq!(code, 2, "{stdout} {stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is a symbolic link",
+            proj.path().join("sub").display()
+        )),
+        "{stderr}"
+    );
     std::fs::remove_file(&config).unwrap();
     std::fs::write(&config, &text).unwrap();
 
