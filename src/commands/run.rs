@@ -464,6 +464,7 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
     sb.warn_rebase_commands();
     sb.warn_index_marks();
     sb.warn_replace_refs();
+    sb.warn_replaced_covers();
 }
 
 /// Forwards SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 to the agent, and SIGINT too unless a

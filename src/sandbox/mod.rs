@@ -188,6 +188,23 @@ pub struct Sandbox {
     replace_before: Option<BTreeSet<String>>,
     /// A little before the run began: a file whose change time is not older changed in it.
     since: std::time::SystemTime,
+    /// The files (not directories) under a cover of their own, with their device and inode
+    /// before the run: a file replaced from outside during the run took its cover with it.
+    covered_files: Vec<(PathBuf, (u64, u64))>,
+}
+
+/// A file's device and inode, not following a last link.
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_path: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 /// How far before the run a file's change time still counts as the run's: the kernel stamps
@@ -299,6 +316,20 @@ impl Sandbox {
         let operations_state = OPERATIONS.map(|op| state_fingerprint(&git.join(op.dir)));
         let index_before = git.is_dir().then(|| index_marks(&git).ok()).flatten();
         let replace_before = git.is_dir().then(|| replace_refs(&git).names);
+        // Files the sandbox covers one by one: hidden files and sockets, and `.git/config`,
+        // made read-only (`.git/config.worktree` is made when missing, and removed after).
+        let mut covered_files: Vec<(PathBuf, (u64, u64))> = policy
+            .hidden
+            .iter()
+            .filter(|h| std::fs::symlink_metadata(h).is_ok_and(|m| !m.is_dir()))
+            .filter_map(|h| Some((h.clone(), identity(h)?)))
+            .collect();
+        if !policy.writable_git_hooks
+            && git.is_dir()
+            && let Some(id) = identity(&git.join("config"))
+        {
+            covered_files.push((git.join("config"), id));
+        }
         Ok(Self {
             policy,
             proxy: None,
@@ -313,7 +344,26 @@ impl Sandbox {
             since: std::time::SystemTime::now()
                 .checked_sub(CHANGE_TIME_SLACK)
                 .unwrap_or(std::time::UNIX_EPOCH),
+            covered_files,
         })
+    }
+
+    /// Once nothing of the agent runs: names each file under a cover of its own that was
+    /// replaced during the run (a new file renamed over it, as git writes `.git/config` and
+    /// editors save, or a socket made again). The kernel takes a mount away with the file it
+    /// covered, so from then on the agent could read and write the new one. Returns them.
+    pub fn warn_replaced_covers(&self) -> Vec<PathBuf> {
+        let mut replaced = Vec::new();
+        for (path, before) in &self.covered_files {
+            if identity(path).is_some_and(|now| now != *before) {
+                crate::output::warn(&format!(
+                    "{} was replaced during the run, from outside the sandbox, which took away the sandbox's cover over it: from then on the agent could read and write it; look at it before till or git reads it again",
+                    path.display()
+                ));
+                replaced.push(path.clone());
+            }
+        }
+        replaced
     }
 
     pub fn net(&self) -> Net {

@@ -1020,6 +1020,58 @@ fn tills_files_linked_from_the_working_directory_stay_out_of_the_agents_reach() 
     assert!(stdout.contains("ran"), "{stdout}");
 }
 
+/// A file under a cover of its own that a program outside replaces during the run (git
+/// writes `.git/config` by renaming a new file over it) takes the cover with it: the agent
+/// could write the new one from then on. The run's end names it.
+#[test]
+fn a_covered_file_replaced_from_outside_during_the_run_is_named_at_the_end() {
+    let p = proxy_env();
+    let proj = project();
+    let agent = "touch ready; while [ ! -e go ]; do sleep 0.05; done; \
+        printf '[x]\\n\\ty = 1\\n' >> .git/config && echo wrote";
+    let run = |replace: bool| {
+        let _ = std::fs::remove_file(proj.path().join("ready"));
+        let _ = std::fs::remove_file(proj.path().join("go"));
+        let child = p
+            .env
+            .till()
+            .args(["run", "--sandbox", "--", "sh", "-c", agent])
+            .current_dir(proj.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !proj.path().join("ready").exists() {
+            assert!(Instant::now() < deadline, "the agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if replace {
+            git(proj.path(), &["config", "user.name", "someone"]);
+        }
+        std::fs::write(proj.path().join("go"), "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Left alone, the cover holds: the agent's write fails, and nothing is said.
+    let (stdout, stderr) = run(false);
+    assert!(!stdout.contains("wrote"), "{stdout}");
+    assert!(!stderr.contains("was replaced"), "{stderr}");
+    // Replaced from outside, the cover is gone: the end of the run says so.
+    let (_, stderr) = run(true);
+    let config = std::fs::canonicalize(proj.path())
+        .unwrap()
+        .join(".git/config");
+    assert!(
+        stderr.contains(&format!("{} was replaced during the run", config.display())),
+        "{stderr}"
+    );
+}
+
 /// Hooks kept in the project (`core.hooksPath = .husky`) and config included from it are files
 /// the agent may write, which git runs at the next commit (or any git command) outside the
 /// sandbox: the run says so.
