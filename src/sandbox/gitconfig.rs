@@ -12,19 +12,52 @@
 
 /// The last value of `section.name` (no subsection; both lower case) in `data`, cut at its
 /// first NUL as git's C string is; `Ok(None)` when the file sets none, `Err` when git would
-/// refuse the file.
+/// refuse the file, or when the name is set without `=` (git's `true`, which no setting read
+/// this way takes).
 pub fn last_value(data: &[u8], section: &str, name: &str) -> Result<Option<Vec<u8>>, ()> {
     let wanted = format!("{section}.{name}");
+    let mut found = None;
+    let mut bare = false;
+    each_value(data, |var, value| {
+        if var == wanted.as_bytes() {
+            match value {
+                Some(v) => found = Some(v),
+                None => bare = true,
+            }
+        }
+    })?;
+    if bare {
+        return Err(());
+    }
+    Ok(found)
+}
+
+/// A variable's name and value, as [`values`] gives them.
+pub type Setting = (String, Option<Vec<u8>>);
+
+/// Every variable set in `data` with its value, in order: the name as git keys it
+/// (`section.name`, or `section.subsection.name` with the subsection as written; section and
+/// name lower case), the value cut at its first NUL (`None` for a name without `=`). `Err`
+/// when git would refuse the file.
+pub fn values(data: &[u8]) -> Result<Vec<Setting>, ()> {
+    let mut all = Vec::new();
+    each_value(data, |var, value| {
+        all.push((String::from_utf8_lossy(var).into_owned(), value));
+    })?;
+    Ok(all)
+}
+
+/// Calls `f` with each variable's name and value, as [`values`] gives them.
+fn each_value(data: &[u8], mut f: impl FnMut(&[u8], Option<Vec<u8>>)) -> Result<(), ()> {
     let mut src = Source::new(data)?;
     let mut var: Vec<u8> = Vec::new();
     let mut base_len = 0;
     let mut comment = false;
-    let mut found = None;
     loop {
         let c = src.next();
         if c == b'\n' {
             if src.eof {
-                return Ok(found);
+                return Ok(());
             }
             comment = false;
             continue;
@@ -51,15 +84,13 @@ pub fn last_value(data: &[u8], section: &str, name: &str) -> Result<Option<Vec<u
         }
         var.truncate(base_len);
         var.push(c.to_ascii_lowercase());
-        let value = src.key_and_value(&mut var)?;
-        if var == wanted.as_bytes() {
-            // A name without `=` is `true` to git, which no strategy accepts: git refuses it.
-            let mut value = value.ok_or(())?;
-            if let Some(nul) = value.iter().position(|&b| b == 0) {
-                value.truncate(nul);
-            }
-            found = Some(value);
+        let mut value = src.key_and_value(&mut var)?;
+        if let Some(v) = value.as_mut()
+            && let Some(nul) = v.iter().position(|&b| b == 0)
+        {
+            v.truncate(nul);
         }
+        f(&var, value);
     }
 }
 
@@ -252,6 +283,29 @@ mod tests {
     fn strategy(text: &str) -> Result<Option<String>, ()> {
         last_value(text.as_bytes(), "options", "strategy")
             .map(|v| v.map(|v| String::from_utf8(v).unwrap()))
+    }
+
+    #[test]
+    fn every_value_is_named_as_git_keys_it() {
+        let text = "[core]\n\thooksPath = .husky\n[include]\n\tpath = a\n\tpath = b\n\
+            [includeIf \"gitdir:~/Work/\"]\n\tpath = ../c\n[x.Sub]\n\tbare\n";
+        let got: Vec<(String, Option<String>)> = values(text.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|v| String::from_utf8(v).unwrap())))
+            .collect();
+        let want = [
+            ("core.hookspath", Some(".husky")),
+            ("include.path", Some("a")),
+            ("include.path", Some("b")),
+            ("includeif.gitdir:~/Work/.path", Some("../c")),
+            ("x.sub.bare", None),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+        );
+        assert!(values(b"[core\n").is_err());
     }
 
     #[test]

@@ -1470,48 +1470,94 @@ fn resolve(
     })
 }
 
-/// What the working directory's repository's `.git/config` names that lies where the agent
-/// may write (the working directory or one of `writable`): the directory git runs hooks from
+/// What the working directory's repository's config names that lies where the agent may write
+/// (the working directory or one of `writable`): the directory git runs hooks from
 /// (`core.hooksPath`, as husky and lefthook set it), and a file it reads as more config
-/// (`include.path`, where `core.fsmonitor` or an alias would run a command). `.git/hooks` and
-/// `.git/config` are made read-only for the run; these are the project's files, which the
-/// agent writes as it writes any. Each with the setting that names it.
+/// (`include.path`, `includeIf.….path`, where `core.fsmonitor` or an alias would run a
+/// command). The config is the repository's `config` (the main repository's, for a linked
+/// worktree) and a worktree's `config.worktree`. `.git/hooks` and `.git/config` are made
+/// read-only for the run; these are the project's files, which the agent writes as it writes
+/// any. Each with the setting that names it.
 fn git_config_in_reach(
     cwd: &Path,
     home: Option<&Path>,
     writable: &[PathBuf],
-) -> Vec<(&'static str, PathBuf)> {
-    use std::io::Read as _;
-    let mut data = Vec::new();
-    let read = std::fs::File::open(cwd.join(".git/config"))
-        .and_then(|f| f.take(1 << 20).read_to_end(&mut data));
-    if read.is_err() {
-        return Vec::new();
-    }
+) -> Vec<(String, PathBuf)> {
     let in_reach = |p: &Path| p.starts_with(cwd) || writable.iter().any(|w| p.starts_with(w));
-    // (setting, section, name, what a relative path is relative to)
-    let settings = [
-        ("core.hooksPath", "core", "hookspath", cwd.to_path_buf()),
-        ("include.path", "include", "path", cwd.join(".git")),
-    ];
+    let Some((git_dir, common_dir)) = git_dirs(cwd) else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
-    for (setting, section, name, base) in settings {
-        let Ok(Some(value)) = gitconfig::last_value(&data, section, name) else {
+    for file in [common_dir.join("config"), git_dir.join("config.worktree")] {
+        let Some(data) = read_small(&file) else {
             continue;
         };
-        let value = String::from_utf8_lossy(&value).into_owned();
-        let path = match value.strip_prefix("~/") {
-            Some(rest) => match home {
-                Some(home) => home.join(rest),
-                None => continue,
-            },
-            None => base.join(&value),
+        let Ok(values) = gitconfig::values(&data) else {
+            continue;
         };
-        if let Some(real) = nearest_real(&path).filter(|r| in_reach(r)) {
-            found.push((setting, real));
+        for (var, value) in values {
+            let include =
+                var == "include.path" || (var.starts_with("includeif.") && var.ends_with(".path"));
+            // A hooks path is taken from the worktree's top; an include, from its file's
+            // directory.
+            let base = if var == "core.hookspath" {
+                cwd
+            } else if include {
+                file.parent().unwrap_or(cwd)
+            } else {
+                continue;
+            };
+            let Some(value) = value else { continue };
+            let value = String::from_utf8_lossy(&value).into_owned();
+            let path = match value.strip_prefix("~/") {
+                Some(rest) => match home {
+                    Some(home) => home.join(rest),
+                    None => continue,
+                },
+                None => base.join(&value),
+            };
+            if let Some(real) = nearest_real(&path).filter(|r| in_reach(r))
+                && !found.iter().any(|(_, p)| *p == real)
+            {
+                let setting = if var == "core.hookspath" {
+                    "core.hooksPath".to_string()
+                } else {
+                    var
+                };
+                found.push((setting, real));
+            }
         }
     }
     found
+}
+
+/// The working directory's git directory and the common one (the main repository's, for a
+/// linked worktree, whose `.git` is a file saying `gitdir: …`); `None` without a repository.
+fn git_dirs(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
+    let dot_git = cwd.join(".git");
+    let meta = std::fs::metadata(&dot_git).ok()?;
+    if meta.is_dir() {
+        return Some((dot_git.clone(), dot_git));
+    }
+    let text = String::from_utf8(read_small(&dot_git)?).ok()?;
+    let git_dir = cwd.join(text.strip_prefix("gitdir:")?.trim());
+    let common = match read_small(&git_dir.join("commondir")) {
+        Some(c) => git_dir.join(String::from_utf8(c).ok()?.trim()),
+        None => git_dir.clone(),
+    };
+    Some((git_dir, common))
+}
+
+/// A file of at most 1 MiB, whole.
+fn read_small(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut data)
+        .ok()?;
+    Some(data)
 }
 
 /// `path` with its links followed: the nearest part that exists resolved, and the names

@@ -1108,6 +1108,42 @@ fn hooks_kept_in_the_project_are_named_at_the_start() {
         "{stderr}"
     );
     git(proj.path(), &["config", "--unset", "include.path"]);
+    git(
+        proj.path(),
+        &["config", "includeIf.gitdir:/.path", "../.gitconfig"],
+    );
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "includeif.gitdir:/.path is {}, where the agent may write",
+            included.display()
+        )),
+        "{stderr}"
+    );
+    git(
+        proj.path(),
+        &["config", "--unset", "includeIf.gitdir:/.path"],
+    );
+    // A linked worktree of the repository reads the main repository's config, with its hooks
+    // path taken from the worktree's top.
+    git_commit(proj.path());
+    let trees = outside_tmp();
+    let tree = trees.path().join("wt");
+    git(
+        proj.path(),
+        &["worktree", "add", "-q", &tree.display().to_string()],
+    );
+    let (code, _, stderr) = run_sh(&p, &tree, "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    let tree_hooks = std::fs::canonicalize(&tree).unwrap().join(".husky");
+    assert!(
+        stderr.contains(&format!(
+            "core.hooksPath is {}, where the agent may write",
+            tree_hooks.display()
+        )),
+        "{stderr}"
+    );
     // Hooks outside the agent's reach say nothing.
     let outside = outside_tmp();
     git(
