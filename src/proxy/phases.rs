@@ -829,16 +829,19 @@ pub async fn admit(
             ),
         ));
     }
-    // A method that may make a batch: not reading (GET, HEAD), deleting, or cancelling one
-    // (`…/batches/ID/cancel`, Gemini's `batches/ID:cancel`), which only stops what it costs.
-    let makes = !matches!(
-        asked.parts.method,
-        http::Method::GET | http::Method::HEAD | http::Method::DELETE
-    ) && !cancels_a_batch(ctx.rest);
     // A batch carries requests till does not read one by one (their models, ceilings and
     // input) and is billed later, after it runs: making one is for a key that could make every
     // request in it.
-    if endpoint.class == EndpointClass::Batches && makes && !unbounded_every_model() {
+    // A method that may make one: not reading (GET, HEAD), deleting, or cancelling one
+    // (`…/batches/ID/cancel`, Gemini's `batches/ID:cancel`), which only stops what it costs.
+    if endpoint.class == EndpointClass::Batches
+        && !matches!(
+            asked.parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::DELETE
+        )
+        && !cancels_a_batch(ctx.rest)
+        && !unbounded_every_model()
+    {
         return Err(ProxyError::new(
             403,
             "batches",

@@ -194,16 +194,21 @@ pub struct Sandbox {
 }
 
 /// A file's device and inode, not following a last link.
-#[cfg(unix)]
 fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
     std::fs::symlink_metadata(path)
         .ok()
-        .map(|m| (m.dev(), m.ino()))
+        .and_then(|m| identity_of(&m))
+}
+
+/// [`identity`] from metadata already read.
+#[cfg(unix)]
+fn identity_of(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    Some((meta.dev(), meta.ino()))
 }
 
 #[cfg(not(unix))]
-fn identity(_path: &Path) -> Option<(u64, u64)> {
+fn identity_of(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
@@ -321,8 +326,10 @@ impl Sandbox {
         let mut covered_files: Vec<(PathBuf, (u64, u64))> = policy
             .hidden
             .iter()
-            .filter(|h| std::fs::symlink_metadata(h).is_ok_and(|m| !m.is_dir()))
-            .filter_map(|h| Some((h.clone(), identity(h)?)))
+            .filter_map(|h| {
+                let meta = std::fs::symlink_metadata(h).ok().filter(|m| !m.is_dir())?;
+                Some((h.clone(), identity_of(&meta)?))
+            })
             .collect();
         if !policy.writable_git_hooks
             && git.is_dir()
@@ -919,6 +926,8 @@ fn owner_access_restored(dir: &Path) -> Option<std::fs::Permissions> {
 /// todo list and merge strategy up to their first NUL, a cherry-pick's options,
 /// `packed-refs`); an index may be larger.
 const SMALL_FILE: u64 = 64 * 1024;
+/// How much of a git config file till reads for what it names.
+const CONFIG_FILE: u64 = 1024 * 1024;
 const LARGE_FILE: u64 = 256 * 1024 * 1024;
 const INDEX_FILE: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -1483,13 +1492,13 @@ fn git_config_in_reach(
     home: Option<&Path>,
     writable: &[PathBuf],
 ) -> Vec<(String, PathBuf)> {
-    let in_reach = |p: &Path| p.starts_with(cwd) || writable.iter().any(|w| p.starts_with(w));
+    let in_reach = |p: &Path| p.starts_with(cwd) || under_any(p, writable);
     let Some((git_dir, common_dir)) = git_dirs(cwd) else {
         return Vec::new();
     };
     let mut found = Vec::new();
     for file in [common_dir.join("config"), git_dir.join("config.worktree")] {
-        let Some(data) = read_small(&file) else {
+        let Ok(Some(data)) = read_agent_file(&file, CONFIG_FILE) else {
             continue;
         };
         let Ok(values) = gitconfig::values(&data) else {
@@ -1539,25 +1548,13 @@ fn git_dirs(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
     if meta.is_dir() {
         return Some((dot_git.clone(), dot_git));
     }
-    let text = String::from_utf8(read_small(&dot_git)?).ok()?;
+    let text = String::from_utf8(read_agent_file(&dot_git, SMALL_FILE).ok()??).ok()?;
     let git_dir = cwd.join(text.strip_prefix("gitdir:")?.trim());
-    let common = match read_small(&git_dir.join("commondir")) {
-        Some(c) => git_dir.join(String::from_utf8(c).ok()?.trim()),
-        None => git_dir.clone(),
+    let common = match read_agent_file(&git_dir.join("commondir"), SMALL_FILE) {
+        Ok(Some(c)) => git_dir.join(String::from_utf8(c).ok()?.trim()),
+        _ => git_dir.clone(),
     };
     Some((git_dir, common))
-}
-
-/// A file of at most 1 MiB, whole.
-fn read_small(path: &Path) -> Option<Vec<u8>> {
-    use std::io::Read as _;
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(1 << 20)
-        .read_to_end(&mut data)
-        .ok()?;
-    Some(data)
 }
 
 /// `path` with its links followed: the nearest part that exists resolved, and the names
