@@ -1433,9 +1433,10 @@ fn resolve(
     }
 
     if !sandbox.writable_git_hooks {
-        for (setting, path) in git_config_in_reach(&cwd, home.as_deref(), &writable) {
+        for (file, setting, path) in git_config_in_reach(&cwd, home.as_deref(), &writable) {
             crate::output::warn(&format!(
-                "this repository's {setting} is {}, where the agent may write: git runs what is there (hooks, or commands the config it includes names) at your next git command, outside the sandbox; review it with the agent's other changes",
+                "{}: {setting} is {}, where the agent may write: git runs what is there (hooks, or commands the config it includes names) at your next git command, outside the sandbox; review it with the agent's other changes",
+                file.display(),
                 path.display()
             ));
         }
@@ -1483,21 +1484,23 @@ fn resolve(
 /// (the working directory or one of `writable`): the directory git runs hooks from
 /// (`core.hooksPath`, as husky and lefthook set it), and a file it reads as more config
 /// (`include.path`, `includeIf.….path`, where `core.fsmonitor` or an alias would run a
-/// command). The config is the repository's `config` (the main repository's, for a linked
-/// worktree) and a worktree's `config.worktree`. `.git/hooks` and `.git/config` are made
-/// read-only for the run; these are the project's files, which the agent writes as it writes
-/// any. Each with the setting that names it.
+/// command). The config is your global one (`GIT_CONFIG_GLOBAL`, or
+/// `$XDG_CONFIG_HOME/git/config` and `~/.gitconfig`), the repository's `config` (the main
+/// repository's, for a linked worktree) and a worktree's `config.worktree`. `.git/hooks` and
+/// `.git/config` are made read-only for the run; these are the project's files, which the
+/// agent writes as it writes any. Each with the config file and the setting that name it.
 fn git_config_in_reach(
     cwd: &Path,
     home: Option<&Path>,
     writable: &[PathBuf],
-) -> Vec<(String, PathBuf)> {
+) -> Vec<(PathBuf, String, PathBuf)> {
     let in_reach = |p: &Path| p.starts_with(cwd) || under_any(p, writable);
-    let Some((git_dir, common_dir)) = git_dirs(cwd) else {
-        return Vec::new();
-    };
+    let mut files = global_git_configs(home);
+    if let Some((git_dir, common_dir)) = git_dirs(cwd) {
+        files.extend([common_dir.join("config"), git_dir.join("config.worktree")]);
+    }
     let mut found = Vec::new();
-    for file in [common_dir.join("config"), git_dir.join("config.worktree")] {
+    for file in files {
         let Ok(Some(data)) = read_agent_file(&file, CONFIG_FILE) else {
             continue;
         };
@@ -1526,18 +1529,34 @@ fn git_config_in_reach(
                 None => base.join(&value),
             };
             if let Some(real) = nearest_real(&path).filter(|r| in_reach(r))
-                && !found.iter().any(|(_, p)| *p == real)
+                && !found.iter().any(|(_, _, p)| *p == real)
             {
                 let setting = if var == "core.hookspath" {
                     "core.hooksPath".to_string()
                 } else {
                     var
                 };
-                found.push((setting, real));
+                found.push((file.clone(), setting, real));
             }
         }
     }
     found
+}
+
+/// The global config files git reads, as git finds them: `GIT_CONFIG_GLOBAL` alone when it is
+/// set, else `$XDG_CONFIG_HOME/git/config` (`~/.config/git/config`) and `~/.gitconfig`.
+fn global_git_configs(home: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(file) = std::env::var_os("GIT_CONFIG_GLOBAL") {
+        return vec![PathBuf::from(file)];
+    }
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".config")));
+    xdg.map(|d| d.join("git").join("config"))
+        .into_iter()
+        .chain(home.map(|h| h.join(".gitconfig")))
+        .collect()
 }
 
 /// The working directory's git directory and the common one (the main repository's, for a

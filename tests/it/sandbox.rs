@@ -1159,6 +1159,53 @@ fn hooks_kept_in_the_project_are_named_at_the_start() {
     assert!(!stderr.contains("core.hooksPath"), "{stderr}");
 }
 
+/// Your global git config naming hooks or an included file in the project is named too: git
+/// reads it in this repository as in any.
+#[test]
+fn hooks_named_by_the_global_git_config_are_named_at_the_start() {
+    let p = proxy_env();
+    let proj = project();
+    let outside = outside_tmp();
+    let global = outside.path().join("gitconfig");
+    let run = |global: &Path| {
+        output(
+            p.env
+                .till()
+                .args(["run", "--sandbox", "--", "true"])
+                .env("GIT_CONFIG_GLOBAL", global)
+                .current_dir(proj.path())
+                .stdin(Stdio::null()),
+        )
+    };
+    std::fs::write(&global, "[user]\n\tname = someone\n").unwrap();
+    let (code, _, stderr) = run(&global);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("where the agent may write"), "{stderr}");
+    let real = std::fs::canonicalize(proj.path()).unwrap();
+    std::fs::write(
+        &global,
+        format!(
+            "[core]\n\thooksPath = .githooks\n[include]\n\tpath = {}/shared.gitconfig\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&global);
+    assert_eq!(code, 0, "{stderr}");
+    for (setting, path) in [
+        ("core.hooksPath", real.join(".githooks")),
+        ("include.path", real.join("shared.gitconfig")),
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "{setting} is {}, where the agent may write",
+                path.display()
+            )),
+            "{setting}: {stderr}"
+        );
+    }
+}
+
 /// System V shared memory is kept by IPC namespace, not by file: the agent gets one of its own,
 /// so a segment another process of yours made (a database's buffers, a secret an app keeps
 /// there) is neither listed nor attachable inside.
