@@ -540,15 +540,17 @@ fn list(ctx: &Ctx, args: &KeyListArgs) -> anyhow::Result<ExitCode> {
         "{:<12}  {:<width$}  {:<8}  {:<20}  {:<spend_width$}  {}\n",
         "ID", "NAME", "STATUS", "EXPIRES", "SPEND", "SCOPE"
     );
+    // Every text here is the ledger's, which a program of yours could have written.
+    let p = crate::output::printable;
     for ((k, name), spent) in keys.iter().zip(&names).zip(&spends) {
         out.push_str(&format!(
             "{:<12}  {}  {:<8}  {:<20}  {:<spend_width$}  {}\n",
-            k.id,
+            p(&k.id),
             crate::format::cell(name, width),
             k.status,
-            k.expires_at,
+            p(&k.expires_at),
             spent,
-            k.scope
+            p(&k.scope)
         ));
     }
     crate::output::data(&out)?;
@@ -580,25 +582,30 @@ fn show(ctx: &Ctx, args: &KeyShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         crate::output::json(&v)?;
     } else {
+        // Every text here is the ledger's, which a program of yours could have written.
+        let p = crate::output::printable;
         let mut out = String::new();
-        out.push_str(&format!("id:       {}\n", v.id));
-        out.push_str(&format!("name:     {}\n", v.name.as_deref().unwrap_or("-")));
+        out.push_str(&format!("id:       {}\n", p(&v.id)));
+        out.push_str(&format!(
+            "name:     {}\n",
+            p(v.name.as_deref().unwrap_or("-"))
+        ));
         match &v.reason {
-            Some(why) => out.push_str(&format!("status:   {}: {why}\n", v.status)),
+            Some(why) => out.push_str(&format!("status:   {}: {}\n", v.status, p(why))),
             None => out.push_str(&format!("status:   {}\n", v.status)),
         }
-        out.push_str(&format!("scope:    {}\n", v.scope));
-        out.push_str(&format!("created:  {}\n", v.created_at));
-        out.push_str(&format!("expires:  {}\n", v.expires_at));
+        out.push_str(&format!("scope:    {}\n", p(&v.scope)));
+        out.push_str(&format!("created:  {}\n", p(&v.created_at)));
+        out.push_str(&format!("expires:  {}\n", p(&v.expires_at)));
         if let Some(r) = &v.revoked_at {
-            out.push_str(&format!("revoked:  {r}\n"));
+            out.push_str(&format!("revoked:  {}\n", p(r)));
         }
         out.push_str(&format!(
             "spend:    {} in {}\n",
             spend(&v),
             crate::format::plural(v.requests, "request", "requests")
         ));
-        out.push_str(&format!("binding:  {}\n", v.binding));
+        out.push_str(&format!("binding:  {}\n", p(&v.binding)));
         crate::output::data(&out)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -645,7 +652,9 @@ fn show_narrowed(ledger: &Ledger, binding: &str, json: bool) -> anyhow::Result<E
     out.push_str(&format!("id:       {short}\n"));
     out.push_str(&format!(
         "kind:     narrowed{} (a run's or a sub-agent's; its scope and expiry are in its text: `till key inspect KEY`)\n",
-        parent.map(|p| format!(" from {p}")).unwrap_or_default()
+        parent
+            .map(|p| format!(" from {}", crate::output::printable(&p)))
+            .unwrap_or_default()
     ));
     match &u.revoked {
         Some((b, at)) if b == binding => {

@@ -1047,6 +1047,45 @@ fn a_provider_name_with_escapes_is_refused_and_never_printed_raw() {
     }
 }
 
+/// A key's name and scope written into the ledger by another program (the ledger is a file of
+/// yours) came out of `till key show` and `till key list` raw: a title set, a clipboard
+/// written. Every text the ledger holds is shown escaped.
+#[test]
+fn a_keys_texts_in_the_ledger_are_never_printed_raw() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "openai", "--no-verify"]),
+        "sk-test-escapes",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = output(env.till().args([
+        "key", "create", "--name", "plain", "--scope", "openai", "--ttl", "1h",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let db = rusqlite::Connection::open(env.path("data/ledger.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE keys SET name = 'n' || char(27) || ']0;title' || char(7), \
+         scope = 's' || char(27) || ']52;c;Zm9v' || char(7) || char(10) || 'forged row'",
+        [],
+    )
+    .unwrap();
+    let id: String = db
+        .query_row("SELECT substr(binding, 1, 12) FROM keys", [], |r| r.get(0))
+        .unwrap();
+    for args in [&["key", "list"][..], &["key", "show", &id][..]] {
+        let (code, stdout, stderr) = output(env.till().args(args));
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            stdout.contains("]52;c;Zm9v\\u{7}\\u{a}forged row"),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            !format!("{stdout}{stderr}").contains(['\u{1b}', '\u{7}']),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+}
+
 /// A ledger that refuses the key's row leaves the store as it was: `till add --replace` put
 /// the replaced key back no more (it deleted the new one and left nothing), and a key already
 /// in the store, which doctor says to add again when the ledger lost its row, was deleted.
