@@ -108,6 +108,13 @@ impl Family for Gemini {
         false
     }
 
+    fn body_model_runs(&self, _op: Op) -> bool {
+        // The path names the model a request runs; where it names none (a cache's creation,
+        // a file search store's import), what runs is the stored object's or Google's own
+        // choice, whatever a `model` in the body says.
+        false
+    }
+
     fn unmetered(&self, op: Op) -> bool {
         op == Op::GeminiUnmetered
     }

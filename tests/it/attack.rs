@@ -557,6 +557,23 @@ fn a_model_named_beside_a_stored_run_does_not_open_it_to_a_scoped_key() {
     let seen: Vec<String> = a.p.mock.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(seen, ["/v1/responses/compact", "/v1/conversations"]);
 
+    // Gemini's path names the model a request runs; a cache's creation and a file search
+    // store's import name none, and a `model` beside them (in either spelling) is no decoy.
+    let g = Attack::new("", &["--scope", "gemini/gemini-2.0-flash"]);
+    let headers = [JSON, ("x-goog-api-key", g.key.as_str())];
+    for path in [
+        "/gemini/v1beta/cachedContents",
+        "/gemini/v1beta/fileSearchStores/store1:importFile",
+    ] {
+        for model in ["gemini-2.0-flash", "models/gemini-2.0-flash"] {
+            let body = format!(r#"{{"model":"{model}","fileName":"files/abc","ttl":"31536000s"}}"#);
+            let (status, text) = g.send("POST", path, &headers, body.as_bytes());
+            assert_eq!(status, 403, "{path} {body} → {text}");
+            assert!(text.contains("only a key for every gemini model"), "{text}");
+        }
+    }
+    g.assert_upstream_saw_nothing("a Gemini cache or store import with a model in its body");
+
     let wide = Attack::new("", &["--scope", "openai", "--endpoints", "inference,files"]);
     for (path, body) in paths {
         let (status, text) = wide.post(path, body);
