@@ -1335,7 +1335,7 @@ pub fn odd_coding(headers: &HeaderMap) -> Option<(&'static str, &'static str)> {
 /// Whether an answer is text by its `Content-Type` (JSON, `+json`, JSON lines, `text/…`), or
 /// says nothing of its type: what the scrub cuts at a NUL byte, which UTF-8 JSON and events
 /// never hold and UTF-16 or UTF-32 text always does.
-fn is_text(headers: &HeaderMap) -> bool {
+pub(super) fn is_text(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return true;
     };

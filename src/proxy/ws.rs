@@ -446,13 +446,26 @@ fn upstream_refusal(
     // status alone.
     let unread = super::phases::odd_coding(answer.headers()).is_some()
         || super::phases::odd_charset(answer.headers()).is_some();
-    let mut body = if unread {
-        Vec::new()
+    // What came of the body with the head, in the upstream's framing: the chunks' data, or no
+    // more than its length says; text stops at a NUL byte, as an HTTP answer's does.
+    let tail = answer.body().as_deref().unwrap_or_default();
+    let body = if unread {
+        Bytes::new()
+    } else if answer.headers().contains_key(header::TRANSFER_ENCODING) {
+        Bytes::from(crate::upstream::h1::dechunk_start(tail))
     } else {
-        answer.body().clone().unwrap_or_default()
+        let length = answer
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        Bytes::copy_from_slice(&tail[..length.unwrap_or(usize::MAX).min(tail.len())])
     };
-    super::scrub::whole(&mut body, root);
-    let mut resp = Response::new(ProxyBody::from(Bytes::from(body)));
+    let text = super::phases::is_text(answer.headers());
+    let body = match super::scrub::Scrub::new(std::sync::Arc::new(root.clone()), text) {
+        Some(mut scrub) => scrub.finish(Some(body)),
+        None => body,
+    };
+    let mut resp = Response::new(ProxyBody::from(body));
     *resp.status_mut() = answer.status();
     // The body's type, unless there is no body or the type quotes the root key.
     if let Some(ct) = answer.headers().get(header::CONTENT_TYPE)

@@ -665,6 +665,31 @@ fn line(buf: &[u8], max: usize) -> Result<Option<usize>, &'static str> {
     }
 }
 
+/// What the whole chunks at the start of `buf` (a chunked body, perhaps cut short) hold,
+/// joined: a body read no further than one read of the socket went (a refused WebSocket
+/// upgrade's). A chunk cut short, or framing that is not chunked, ends it.
+pub fn dechunk_start(buf: &[u8]) -> Vec<u8> {
+    const MAX_LINE: usize = 4096;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Ok(Some(end)) = line(&buf[at..], MAX_LINE) {
+        let Ok(size) = chunk_size(&buf[at..at + end]) else {
+            break;
+        };
+        let data = at + end + 2;
+        let Some(after) = usize::try_from(size)
+            .ok()
+            .and_then(|n| data.checked_add(n))
+            .filter(|&a| size > 0 && buf.get(a..a.saturating_add(2)) == Some(b"\r\n"))
+        else {
+            break;
+        };
+        out.extend_from_slice(&buf[data..after]);
+        at = after + 2;
+    }
+    out
+}
+
 /// A chunk-size line: hex digits, optional spaces or tabs, an optional `;` extension (no CR).
 fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();

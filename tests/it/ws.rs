@@ -1164,3 +1164,144 @@ async fn a_messages_tree_counts_against_the_room_for_bodies() {
     until(&mut ws, "response.completed").await;
     assert_eq!(upstream_messages(&p).len(), 1);
 }
+
+/// A provider's side of an upgrade written by hand: each connection gets the next of
+/// `answers`, made from the request's `Sec-WebSocket-Key`, written at once, then the
+/// connection stays open a while (what follows the head is all the proxy gets of it).
+fn hand_written_ws_upstream(answers: Vec<fn(&str) -> Vec<u8>>) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (tcp, answer) in listener.incoming().zip(answers) {
+            let Ok(mut tcp) = tcp else { return };
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&got).into_owned();
+                let key = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("sec-websocket-key")
+                            .then(|| value.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let _ = tcp.write_all(&answer(&key));
+                std::thread::sleep(Duration::from_secs(3));
+            });
+        }
+    });
+    port
+}
+
+/// The hand-written provider's root key: long enough to be looked for in pieces.
+const EVIL_ROOT: &str = "sk-evil-0123456789abcdefROOTKEY";
+
+fn utf16(text: &str) -> Vec<u8> {
+    text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+/// An upgrade's refusal is read in the provider's framing and scrubbed as an answer is: a
+/// chunked body whose chunks cut the root key in two came to the agent as the raw chunks
+/// (framing and all), each piece too short to be looked for; a text body in UTF-16 came
+/// whole; and a close frame's reason in UTF-16 came whole. The agent gets none of the key.
+#[tokio::test]
+async fn a_refused_upgrade_or_a_close_reason_that_quotes_the_root_key_does_not_hand_it_on() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let port = hand_written_ws_upstream(vec![
+        |_| {
+            let body =
+                format!(r#"{{"error":{{"message":"Incorrect API key provided: {EVIL_ROOT}"}}}}"#);
+            let (a, b) = body.split_at(body.find(EVIL_ROOT).unwrap() + 10);
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\
+                 transfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                a.len(),
+                b.len()
+            )
+            .into_bytes()
+        },
+        |_| {
+            let body = utf16(&format!(r#"{{"error":"{EVIL_ROOT}"}}"#));
+            let mut answer = format!(
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            answer.extend(body);
+            answer
+        },
+        |key| {
+            let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let mut answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                 connection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            let mut payload = 1000u16.to_be_bytes().to_vec();
+            payload.extend(utf16(EVIL_ROOT));
+            answer.extend([0x88, payload.len() as u8]);
+            answer.extend(payload);
+            answer
+        },
+    ]);
+    let p = setup("");
+    let config = std::fs::read_to_string(p.env.path("config.toml")).unwrap();
+    p.env.config(&format!(
+        "{config}\n[providers.evil]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
+    ));
+    let (code, _, stderr) =
+        output_with_stdin(p.env.till().args(["add", "evil", "--no-verify"]), EVIL_ROOT);
+    assert_eq!(code, 0, "{stderr}");
+    let key = p.create_key(&["--scope", "evil"]);
+    let serve = p.serve();
+    let refusal = || async {
+        let host = serve.url.trim_start_matches("http://");
+        let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+        tcp.write_all(
+            format!(
+                "GET /evil/v1/responses HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {key}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
+            .await
+            .expect("the refusal ends")
+            .unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 401"), "{text}");
+        assert!(!raw.contains(&0), "{text:?}");
+        body.to_string()
+    };
+    // The chunks' data, joined, the key overwritten across the cut.
+    let body = refusal().await;
+    let stars = "*".repeat(EVIL_ROOT.len());
+    assert_eq!(
+        body,
+        format!(r#"{{"error":{{"message":"Incorrect API key provided: {stars}"}}}}"#)
+    );
+    // UTF-16 text stops at its first NUL.
+    assert_eq!(refusal().await, "{");
+    // A close frame's reason in UTF-16 stops there too.
+    let auth = bearer(&key);
+    let (mut ws, _) = open(&serve, "/evil/v1/responses", &[("authorization", &auth)])
+        .await
+        .expect("the upgrade");
+    let closed = next(&mut ws).await;
+    assert_eq!(closed["close"], 1000, "{closed}");
+    assert_eq!(closed["reason"], "s", "{closed}");
+}

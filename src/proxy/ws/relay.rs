@@ -598,7 +598,8 @@ fn scrubbed(msg: Message, root: &secrecy::SecretString) -> Message {
     }
 }
 
-/// `msg` up to its first NUL byte (a text, binary, ping or pong message; the others whole).
+/// `msg` up to its first NUL byte (a text, binary, ping or pong message, a close frame's
+/// reason; the others whole).
 fn cut_at_nul(msg: Message) -> Message {
     let nul = |b: &[u8]| memchr::memchr(0, b);
     match msg {
@@ -618,6 +619,13 @@ fn cut_at_nul(msg: Message) -> Message {
         Message::Pong(b) => match nul(&b) {
             Some(at) => Message::Pong(b.slice(..at)),
             None => Message::Pong(b),
+        },
+        Message::Close(Some(frame)) => match nul(frame.reason.as_bytes()) {
+            Some(at) => Message::Close(Some(tungstenite::protocol::CloseFrame {
+                code: frame.code,
+                reason: frame.reason.as_str()[..at].into(),
+            })),
+            None => Message::Close(Some(frame)),
         },
         msg => msg,
     }

@@ -689,3 +689,18 @@ fn till_reads_what_hyper_reads() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn the_start_of_a_chunked_body_gives_its_whole_chunks_only() {
+    assert_eq!(
+        dechunk_start(b"3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n"),
+        b"abcde"
+    );
+    // A chunk cut short, framing that is not chunked, and a bare LF end it.
+    assert_eq!(dechunk_start(b"3\r\nabc\r\n5\r\nde"), b"abc");
+    assert_eq!(dechunk_start(b"{\"error\":1}"), b"");
+    assert_eq!(dechunk_start(b"3\r\nabc\r\n2\nde\r\n"), b"abc");
+    assert_eq!(dechunk_start(b"3\r\nabcd\r\n"), b"");
+    assert_eq!(dechunk_start(b"ffffffffffffffff\r\nab\r\n"), b"");
+    assert_eq!(dechunk_start(b"fffffffffffffff0\r\nab\r\n"), b"");
+}
