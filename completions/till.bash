@@ -1309,7 +1309,12 @@ _till_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" place
     place=$(_till_place)
     if [[ -n $place && $cur != -* ]]; then
-        COMPREPLY=( $(compgen -W "$(TILL_COMPLETE=$place command till 2>/dev/null)" -- "$cur") )
+        # Each value is data: `compgen -W` would expand a `$(…)` in one.
+        local value
+        COMPREPLY=()
+        while IFS= read -r value; do
+            [[ $value == "$cur"* ]] && COMPREPLY+=("$value")
+        done < <(TILL_COMPLETE=$place command till 2>/dev/null)
         return 0
     fi
     _till "$@"

@@ -95,13 +95,30 @@ pub fn complete_from_env() -> Option<ExitCode> {
         })
     };
     // Nothing on stderr, nothing but success: a completion that cannot read what it needs
-    // offers nothing.
-    if let Ok(text) = Ctx::load().and_then(|ctx| values(&ctx))
-        && !text.is_empty()
-    {
-        let _ = crate::output::data(&text);
+    // offers nothing. Only values a shell takes as one plain word: the completion inserts
+    // them as they are, and a price table or config.toml (or a ledger) could hold a name
+    // with `$(…)`, a `;` or a glob in it.
+    if let Ok(text) = Ctx::load().and_then(|ctx| values(&ctx)) {
+        let plain: String = text
+            .lines()
+            .filter(|v| is_plain_word(v))
+            .flat_map(|v| [v, "\n"])
+            .collect();
+        if !plain.is_empty() {
+            let _ = crate::output::data(&plain);
+        }
     }
     Some(ExitCode::SUCCESS)
+}
+
+/// Whether `value` is a word no shell reads anything into: letters, digits and
+/// `. _ - / : @ + = , %`, not starting with `-` or `=`.
+fn is_plain_word(value: &str) -> bool {
+    !value.is_empty()
+        && !value.starts_with(['-', '='])
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@+=,%".contains(&b))
 }
 
 /// What `--scope` takes, for completion: each provider till knows (built in and config.toml),

@@ -141,6 +141,7 @@ fn complete(p: &crate::support::ProxyEnv, shell: &str, words: &str) -> Vec<Strin
     let (status, stdout, stderr) = output(
         std::process::Command::new(program)
             .args(["-c", &code])
+            .current_dir(p.env.home())
             .env("PATH", crate::support::path_with_till())
             .env("TILL_HOME", p.env.home()),
     );
@@ -235,6 +236,41 @@ fn the_shells_complete_key_and_provider_names() {
         complete(&p, "zsh", "till run -- agent --key "),
         ["generated"]
     );
+}
+
+/// A name with shell syntax in it (a price table's model, config.toml's profile) was run by
+/// bash when TAB offered it: `compgen -W` expands its word list. The script reads each value
+/// as data, and till offers only names a shell takes as one plain word.
+#[test]
+fn names_with_shell_syntax_are_never_run_or_offered_by_completion() {
+    let p = crate::support::ProxyEnv::with_options(
+        till_mock::MockOptions::default(),
+        "[prices.\"openai/gpt-x$(touch${IFS}pwned-a)\"]\ninput = 1.0\noutput = 1.0\n\
+         [prices.\"openai/gpt-y`touch pwned-b`\"]\ninput = 1.0\noutput = 1.0\n\
+         [prices.\"openai/gpt-z;touch pwned-c\"]\ninput = 1.0\noutput = 1.0\n\
+         [profiles.\"p$(touch pwned-d)\"]\nscope = [\"openai\"]\n\
+         [profiles.plain]\nscope = [\"openai\"]\n",
+    );
+    let (code, stdout, stderr) = output(p.env.till().env("TILL_COMPLETE", "scopes"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("openai/gpt-4o-mini\n"), "{stdout}");
+    for shell in ["bash", "zsh", "fish"] {
+        let scopes = complete(&p, shell, "till run --scope openai/gpt-");
+        assert!(
+            scopes.contains(&"openai/gpt-4o-mini".to_string())
+                && scopes.iter().all(|s| !s.contains(['$', '`', ';'])),
+            "{shell}: {scopes:?}"
+        );
+        assert_eq!(complete(&p, shell, "till run -p "), ["plain"], "{shell}");
+    }
+    let home = p.env.home();
+    let planted: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pwned"))
+        .map(|e| e.path())
+        .collect();
+    assert!(planted.is_empty(), "a completion ran a name: {planted:?}");
 }
 
 #[test]
