@@ -264,7 +264,7 @@ fn names_with_shell_syntax_are_never_run_or_offered_by_completion() {
         assert_eq!(complete(&p, shell, "till run -p "), ["plain"], "{shell}");
     }
     let home = p.env.home();
-    let planted: Vec<_> = std::fs::read_dir(&home)
+    let planted: Vec<_> = std::fs::read_dir(home)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("pwned"))
