@@ -13,12 +13,13 @@ pub struct Terminal {
 }
 
 /// What [`Terminal::reset_output`] writes: CAN ends any sequence and ST any string (DCS, OSC);
-/// the scroll region is made the whole screen with the cursor kept where it is (DECSTBM moves
-/// it home: saved before, put back after); then reverse video off, line wrap on, the cursor
-/// shown, ASCII as the character set in G0 and G0 shifted in, and SGR 0 for the colours.
-/// Colours the terminal was told to use (OSC 4, 10, 11) are left: a theme of yours sets them
-/// the same way.
-pub const RESET: &[u8] = b"\x18\x1b\\\x1b7\x1b[r\x1b8\x1b[?5l\x1b[?7h\x1b[?25h\x1b(B\x0f\x1b[0m";
+/// then reverse video off, line wrap on, the cursor shown, ASCII as the character set in G0
+/// and G0 shifted in, and SGR 0 for the colours. Nothing here moves the cursor or forgets that
+/// a full line waits to wrap (a scroll region is left: ending one moves the cursor home, and
+/// saving the cursor around that loses a pending wrap in tmux, so till's first letter landed
+/// on the agent's last column). Colours the terminal was told to use (OSC 4, 10, 11) are
+/// left: a theme of yours sets them the same way.
+pub const RESET: &[u8] = b"\x18\x1b\\\x1b[?5l\x1b[?7h\x1b[?25h\x1b(B\x0f\x1b[0m";
 
 impl Terminal {
     /// `None` without a controlling terminal.
@@ -57,9 +58,8 @@ impl Terminal {
 
     /// Starts the terminal's output again, ends exclusive mode, and ends an escape sequence
     /// the agent left open and what it left on that would hide or garble what till writes
-    /// next: a scroll region (a region of the top lines scrolled till's summary and warnings
-    /// out of sight), reverse video, no line wrap, a hidden cursor, a line-drawing character
-    /// set, colours and concealed text ([`RESET`]).
+    /// next: reverse video, no line wrap, a hidden cursor, a line-drawing character set,
+    /// colours and concealed text ([`RESET`]).
     pub fn reset_output(&self) {
         let fd = self.tty.as_raw_fd();
         // SAFETY: tcflow and the ioctl take integers; write reads the bytes, which outlive it.

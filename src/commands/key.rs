@@ -1045,7 +1045,8 @@ fn inspect_token(ledger: Option<&Ledger>, token: &Token, json: bool) -> anyhow::
         _ if st.status == "unknown" => "unknown: no ledger here to tell revocations (inside a sandbox, till's files are hidden)".into(),
         _ => st.status.to_string(),
     };
-    out.push_str(&format!("status:  {status}\n"));
+    // A name or reason here is the ledger's.
+    out.push_str(&format!("status:  {}\n", crate::output::printable(&status)));
     out.push_str(
         "(the signature is checked by the proxy, with the mint key; this reads only the ledger)\n",
     );

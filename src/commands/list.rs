@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
             "{:<12} {:<10} {:<22} {:>5}\n",
             // A name from the ledger may predate the check config.toml's names now get.
             crate::output::printable(&k.provider),
-            k.fingerprint,
+            crate::output::printable(&k.fingerprint),
             rfc3339(since),
             short_duration(now.saturating_sub(since))
         ));

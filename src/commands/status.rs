@@ -70,7 +70,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             "{:<6} {:<12} {:<10} {:>5}  {:<4} {}\n",
             k.kind.as_str(),
             name,
-            k.id,
+            crate::output::printable(&k.id),
             short_duration(k.age_secs),
             due,
             rotation

@@ -1120,6 +1120,23 @@ fn a_keys_texts_in_the_ledger_are_never_printed_raw() {
             "{args:?}: {stdout}{stderr}"
         );
     }
+    // A root key's fingerprint, in `till list` and `till status`.
+    db.execute(
+        "UPDATE root_keys SET fingerprint = 'f' || char(27) || ']0;title' || char(7)",
+        [],
+    )
+    .unwrap();
+    for args in [&["list"][..], &["status"][..]] {
+        let (_, stdout, stderr) = output(env.till().args(args));
+        assert!(
+            stdout.contains("f\\u{1b}]0;title\\u{7}"),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            !format!("{stdout}{stderr}").contains(['\u{1b}', '\u{7}']),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
 }
 
 /// A ledger that refuses the key's row leaves the store as it was: `till add --replace` put
