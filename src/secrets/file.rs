@@ -238,12 +238,26 @@ impl SecretStore for FileStore {
 }
 
 /// Reads the whole file; `None` when it does not exist.
+/// The store's bytes; `None` when there is no store. Something other than a regular file
+/// there (a FIFO would block the read for good, a device would never end) is an error.
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io(format!("cannot read {}", path.display()), e)),
+    use std::io::Read as _;
+    let cannot = |e| StoreError::io(format!("cannot read {}", path.display()), e);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(cannot(e)),
+    };
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(cannot(std::io::Error::other("it is not a regular file")));
     }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(cannot)?;
+    Ok(Some(bytes))
 }
 
 fn unlock_by_prompt(

@@ -87,8 +87,8 @@ impl KeychainStore {
         let owned = name.to_owned();
         bounded(self.timeout, move || {
             let entry = Entry::new_in_store(&store, &service, &owned)
-                .map_err(|e| operation_error(e, &owned))?;
-            op(&entry).map_err(|e| operation_error(e, &owned))
+                .map_err(|e| operation_error(e, &owned, &service))?;
+            op(&entry).map_err(|e| operation_error(e, &owned, &service))
         })
     }
 }
@@ -109,7 +109,8 @@ impl SecretStore for KeychainStore {
             Some(bytes) => match std::str::from_utf8(&bytes) {
                 Ok(text) => Ok(Some(SecretString::from(text))),
                 Err(_) => Err(StoreError::Corrupt(format!(
-                    "the keychain entry {name} (service {KEYCHAIN_SERVICE}) is not UTF-8 text"
+                    "the keychain entry {name} (service {}) is not UTF-8 text",
+                    self.service
                 ))),
             },
         }
@@ -286,17 +287,17 @@ fn unreachable_error(err: KeyringError) -> StoreError {
 }
 
 /// The error for a failed call on the entry for `name`.
-fn operation_error(err: KeyringError, name: &str) -> StoreError {
+fn operation_error(err: KeyringError, name: &str, service: &str) -> StoreError {
     let store_err = match &err {
         KeyringError::NoStorageAccess(e) => StoreError::Unavailable {
             reason: format!("the {KEYCHAIN_NAME} refused access to {name} (is it locked?): {e}"),
             hint: format!("unlock it and try again, or {}", file_store_hint()),
         },
         KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..) => StoreError::Corrupt(
-            format!("the keychain entry {name} (service {KEYCHAIN_SERVICE}) is not readable text"),
+            format!("the keychain entry {name} (service {service}) is not readable text"),
         ),
         KeyringError::Ambiguous(entries) => StoreError::Corrupt(format!(
-            "the keychain has {} entries for {name} (service {KEYCHAIN_SERVICE}); till expects one",
+            "the keychain has {} entries for {name} (service {service}); till expects one",
             entries.len()
         )),
         other => StoreError::Other(format!("the keychain failed on {name}: {other}")),
@@ -351,7 +352,9 @@ mod tests {
         let err = operation_error(
             KeyringError::BadEncoding(b"sk-secret-value".to_vec()),
             "root/x",
+            "till-test",
         );
+        assert!(err.to_string().contains("(service till-test)"), "{err}");
         assert!(!format!("{err} {err:?}").contains("sk-secret"));
     }
 

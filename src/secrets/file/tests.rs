@@ -286,3 +286,20 @@ fn work_factor_is_the_one_we_chose() {
     assert!(stanza.starts_with("-> scrypt "), "{header}");
     assert!(stanza.ends_with(&format!(" {WORK_FACTOR}")), "{header}");
 }
+
+/// A FIFO where the store should be blocked every command that opens the store; it is an
+/// error, as a directory is.
+#[cfg(unix)]
+#[test]
+fn a_store_that_is_no_regular_file_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("secrets.age");
+    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let err = read_file(&fifo).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = read_file(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(read_file(&dir.path().join("none")).unwrap().is_none());
+}
