@@ -337,8 +337,8 @@ impl Interrupt {
         self.seen.load(Ordering::SeqCst)
     }
 
-    /// Starts catching Ctrl-C (once, and only when `catch`); from then on it no longer ends
-    /// the process. Called after any prompt, so an interrupt at a prompt ends till at once.
+    /// Starts catching Ctrl-C and SIGTERM (once, and only when `catch`); from then on they no
+    /// longer end the process. Called after any prompt, so an interrupt at a prompt ends till at once.
     fn listen(&self, runtime: &tokio::runtime::Runtime) {
         if !self.catch || self.listening.swap(true, Ordering::SeqCst) {
             return;
@@ -346,15 +346,21 @@ impl Interrupt {
         let seen = self.seen.clone();
         // Registered here, not at the task's first poll, so no Ctrl-C slips past.
         let _entered = runtime.enter();
+        // SIGTERM (what `timeout`, cron and systemd send) as Ctrl-C: the rotation winds down
+        // and puts back or deletes what it made, rather than leaving a key live unknown.
         #[cfg(unix)]
-        if let Ok(mut sigint) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        {
-            runtime.spawn(async move {
-                if sigint.recv().await.is_some() {
-                    seen.store(true, Ordering::SeqCst);
-                }
-            });
+        for kind in [
+            tokio::signal::unix::SignalKind::interrupt(),
+            tokio::signal::unix::SignalKind::terminate(),
+        ] {
+            if let Ok(mut signal) = tokio::signal::unix::signal(kind) {
+                let seen = seen.clone();
+                runtime.spawn(async move {
+                    if signal.recv().await.is_some() {
+                        seen.store(true, Ordering::SeqCst);
+                    }
+                });
+            }
         }
         #[cfg(not(unix))]
         runtime.spawn(async move {

@@ -1123,3 +1123,44 @@ fn two_adds_of_one_provider_at_once_never_both_say_stored() {
         );
     }
 }
+
+/// SIGTERM (what `timeout`, cron and systemd send) during a rotation is taken as Ctrl-C is:
+/// the rotation winds down and says so (exit 1), rather than dying where it stood with a new
+/// key made and not recorded. Here the provider never answers the new key's check.
+#[cfg(unix)]
+#[test]
+fn sigterm_during_a_rotation_winds_it_down() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let env = TestEnv::new();
+    env.config(&format!(
+        "[providers.silent]\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n"
+    ));
+    let (code, _, stderr) = output_with_stdin(
+        env.till().args(["add", "silent", "--no-verify"]),
+        "sk-old-0123456789abcdef",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let child = env
+        .till()
+        .args(["rotate", "silent", "--from-env", "NEWK"])
+        .env("NEWK", "sk-new-0123456789abcdef")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), None, "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+    drop(silent);
+}
