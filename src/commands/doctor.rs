@@ -352,6 +352,25 @@ fn check_mint(
         )?,
         Err(e) => check(false, "mint key", format!("{e:#}"))?,
     }
+    // A `till rotate --mint` killed between making the new key and retiring the old one
+    // leaves both current: keys signed by the old one go on working with no end.
+    let unretired: Vec<&str> = mints
+        .iter()
+        .filter(|m| m.retired_at.is_none() && m.kid != current.kid)
+        .map(|m| m.kid.as_str())
+        .collect();
+    if !unretired.is_empty() {
+        check(
+            false,
+            "mint key",
+            format!(
+                "{} not retired beside the current {}: a mint key rotation did not finish, and keys signed by {} keep working; run `till rotate --mint` again",
+                unretired.join(", "),
+                current.kid,
+                if unretired.len() == 1 { "it" } else { "them" }
+            ),
+        )?;
+    }
     Ok(())
 }
 

@@ -1164,3 +1164,31 @@ fn input_that_makes_a_useless_or_leaky_key_is_refused() {
     assert!(stderr.contains("expired"), "{stderr}");
     assert!(stderr.contains("hint:"), "{stderr}");
 }
+
+/// A `till rotate --mint` killed between making the new mint key and retiring the old one
+/// left both current, keys signed by the old one working with no end, and doctor said all
+/// was well: it names the old one and the fix.
+#[test]
+fn doctor_names_a_mint_key_a_rotation_left_unretired() {
+    let env = TestEnv::new();
+    let (code, _, stderr) = output(
+        env.till()
+            .args(["key", "create", "--scope", "openai", "--ttl", "1h"]),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert!(!stdout.contains("not retired"), "{code} {stdout}");
+    let db = rusqlite::Connection::open(env.path("data/ledger.sqlite3")).unwrap();
+    db.execute(
+        "INSERT INTO mint_keys (kid, created_at) VALUES ('k0ldk1d00000', 1)",
+        [],
+    )
+    .unwrap();
+    let (code, stdout, _) = output(env.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("k0ldk1d00000 not retired beside the current")
+            && stdout.contains("run `till rotate --mint` again"),
+        "{stdout}"
+    );
+}
