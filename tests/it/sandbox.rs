@@ -1206,6 +1206,46 @@ fn hooks_named_by_the_global_git_config_are_named_at_the_start() {
     }
 }
 
+/// The sandbox's device nodes are binds of the host's: writable binds let the agent change
+/// the host's nodes' modes and times (`chmod 000 /dev/null` from a root till's agent broke
+/// every other program). They are read-only binds: the devices work, their modes stay.
+#[test]
+fn the_agent_cannot_change_the_hosts_device_nodes() {
+    use std::os::unix::fs::MetadataExt as _;
+    let p = proxy_env();
+    let proj = project();
+    let before = std::fs::metadata("/dev/full").unwrap();
+    let (code, stdout, stderr) = run_sh(
+        &p,
+        proj.path(),
+        "--sandbox",
+        "echo x > /dev/null && echo null-ok; \
+         chmod 0600 /dev/full 2>/dev/null || echo chmod-refused; \
+         touch -d 2001-01-01 /dev/full 2>/dev/null || echo touch-refused",
+    );
+    let after = std::fs::metadata("/dev/full").unwrap();
+    // Put the host's node back before anything is asserted, should the agent have changed it.
+    if (before.mode(), before.mtime()) != (after.mode(), after.mtime()) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(
+            "/dev/full",
+            std::fs::Permissions::from_mode(before.mode() & 0o7777),
+        );
+        let _ = Command::new("touch")
+            .args(["-m", "-d", &format!("@{}", before.mtime()), "/dev/full"])
+            .status();
+    }
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("null-ok")
+            && stdout.contains("chmod-refused")
+            && stdout.contains("touch-refused"),
+        "{stdout}"
+    );
+    assert_eq!(before.mode(), after.mode());
+    assert_eq!(before.mtime(), after.mtime());
+}
+
 /// System V shared memory is kept by IPC namespace, not by file: the agent gets one of its own,
 /// so a segment another process of yours made (a database's buffers, a secret an app keeps
 /// there) is neither listed nor attachable inside.

@@ -86,13 +86,17 @@ pub(super) fn own_dev(terminal: Option<&OwnedFd>) -> Result<(), StepError> {
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     rustix::mount::mount("tmpfs", dev, "tmpfs", flags, c"mode=755")
         .map_err(mount_err("cannot mount a /dev of the sandbox's own"))?;
+    // Read-only binds: a device node is read and written as on a writable mount (a read-only
+    // mount does not stop writes to a device), but its mode, owner and times cannot be changed
+    // through it, which on a writable bind reached the host's node (`chmod 000 /dev/null`
+    // from a root till's agent broke every other program on the machine; `chmod 0666` on the
+    // terminal left it open to every user).
     let bind = |fd: &OwnedFd, name: &str| {
         let target = dev.join(name);
         std::fs::File::create(&target)
             .map_err(step(format!("cannot create {}", target.display())))?;
         let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        rustix::mount::mount_bind(source.as_str(), &target)
-            .map_err(mount_err(format!("cannot bind {}", target.display())))
+        bind_read_only(Path::new(&source), &target)
     };
     for (name, fd) in &nodes {
         bind(fd, name)?;
