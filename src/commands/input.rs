@@ -103,6 +103,18 @@ pub fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow
                 .into(),
         );
     }
+    // A key goes in a header, which a letter outside ASCII cannot: such a key reached the
+    // provider as no key at all. (Whitespace and control characters are refused on reading.)
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(UserError::usage(
+            "that key has a character no HTTP header can carry (a letter outside ASCII)",
+        )
+        .hint(format!(
+            "copy the key again from {}, without what came with it",
+            provider.console()
+        ))
+        .into());
+    }
     if let Some(other) = ctx.providers.guess_from_key(key) {
         // Another provider's longer prefix outweighs the target's own: OpenAI's `sk-` also
         // begins Anthropic's `sk-ant-` and OpenRouter's `sk-or-` keys. A prefix as long as the

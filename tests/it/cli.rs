@@ -1139,6 +1139,26 @@ fn a_keys_texts_in_the_ledger_are_never_printed_raw() {
     }
 }
 
+/// A key with a letter outside ASCII, which no header can carry, was stored and went upstream
+/// as no key at all: it is refused, nothing stored (whitespace and control characters were
+/// refused already).
+#[test]
+fn a_key_no_header_can_carry_is_refused() {
+    let env = TestEnv::new();
+    for key in [
+        "sk-test-caf\u{e9}-0123456789",
+        "sk-test-\u{65e5}\u{672c}-0123456789",
+    ] {
+        let (code, _, stderr) =
+            output_with_stdin(env.till().args(["add", "openai", "--no-verify"]), key);
+        assert_eq!(code, 2, "{key:?}: {stderr}");
+        assert!(stderr.contains("no HTTP header can carry"), "{stderr}");
+        assert!(stderr.contains("hint: "), "{stderr}");
+    }
+    let (_, stdout, _) = output(env.till().args(["list", "--json"]));
+    assert_eq!(stdout.trim(), "[]", "{stdout}");
+}
+
 /// A ledger that refuses the key's row leaves the store as it was: `till add --replace` put
 /// the replaced key back no more (it deleted the new one and left nothing), and a key already
 /// in the store, which doctor says to add again when the ledger lost its row, was deleted.
