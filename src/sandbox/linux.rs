@@ -896,7 +896,7 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
         .collect();
     read_only_elsewhere(&roots, &keep_writable)?;
 
-    protect_git(&cwd, w.writable_git_hooks)?;
+    protect_git(&cwd, w.writable_git_hooks, &roots)?;
 
     // The directories between the writable paths and what is hidden below them become mount
     // points before the covers go on (a bind of a directory that a cover sits under would not

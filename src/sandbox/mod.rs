@@ -1440,6 +1440,16 @@ fn resolve(
                 path.display()
             ));
         }
+        if let Some((link, text)) = git_link_to_nothing(&cwd) {
+            return Err(usage(
+                format!(
+                    "{} is a symbolic link to {}, which does not exist: the agent could create it, and git would take what it put there (hooks, config) at your next git command",
+                    link.display(),
+                    text.display()
+                ),
+                "create what the link leads to first, or remove the link",
+            ));
+        }
     }
     // A link on the way to what is hidden, where the agent may write (a `TILL_HOME` that is a
     // link in the project, a dotfiles directory linked from it): the agent could point it at
@@ -1478,6 +1488,50 @@ fn resolve(
         writable_git_hooks: sandbox.writable_git_hooks,
         simulate_missing,
     })
+}
+
+/// The entries of a git directory the sandbox pins or makes read-only (`protect_git` in
+/// `linux/steps.rs`).
+const GIT_ENTRIES: [&str; 8] = [
+    "objects",
+    "refs",
+    "hooks",
+    "modules",
+    "worktrees",
+    "info",
+    "config",
+    "config.worktree",
+];
+
+/// A symbolic link that leads to nothing among what the sandbox keeps from the agent in the
+/// working directory's repository: `.git` itself, one of [`GIT_ENTRIES`], or a hook. The agent
+/// could create what it leads to, and git would take what it put there. The link, and its
+/// text.
+fn git_link_to_nothing(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
+    let dangling = |p: PathBuf| {
+        let link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_symlink());
+        (link && std::fs::metadata(&p).is_err()).then(|| {
+            let text = std::fs::read_link(&p).unwrap_or_default();
+            (p, text)
+        })
+    };
+    let dot_git = cwd.join(".git");
+    if let Some(found) = dangling(dot_git.clone()) {
+        return Some(found);
+    }
+    if !dot_git.is_dir() {
+        return None;
+    }
+    let hooks = std::fs::read_dir(dot_git.join("hooks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    GIT_ENTRIES
+        .iter()
+        .map(|name| dot_git.join(name))
+        .chain(hooks)
+        .find_map(dangling)
 }
 
 /// What the working directory's repository's config names that lies where the agent may write

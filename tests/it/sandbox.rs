@@ -2487,3 +2487,182 @@ fn a_stream_left_running_inside_the_sandbox_gets_the_grace() {
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{stdout}");
     assert_eq!(rows[0]["outcome"], "complete", "{stdout}");
 }
+
+/// Writes a hook that creates `planted` to `path` (shell).
+fn plant_hook(path: &str) -> String {
+    format!("printf '#!/bin/sh\\ntouch planted\\n' > {path} && chmod +x {path}")
+}
+
+/// A `core.fsmonitor` that creates `planted`, appended to the config file at `path` (shell).
+fn plant_fsmonitor(path: &str) -> String {
+    format!("printf '[core]\\n\\tfsmonitor = \"touch planted; echo\"\\n' >> {path}")
+}
+
+/// Entries of `.git` that are symbolic links (`.git/hooks` → a directory in the project, a
+/// `git-new-workdir` checkout's `config`, `.git` itself → a git directory in the project, a
+/// hook → a script): the agent can neither turn the link, nor move a directory on the way to
+/// what it leads to, nor write that. Each attack is first shown to plant a command git runs
+/// without the sandbox. A link to nothing, which the agent could create, refuses the run.
+#[test]
+fn links_in_git_cannot_be_turned_to_the_agents_files() {
+    use std::os::unix::fs::symlink;
+    let p = proxy_env();
+    let commit: &[&str] = &["commit", "--allow-empty", "-qm", "after"];
+    let status: &[&str] = &["status", "--short"];
+    // .git/hooks → ../tools/hooks
+    let hooks_link = |d: &Path| {
+        std::fs::create_dir_all(d.join("tools/hooks")).unwrap();
+        std::fs::remove_dir_all(d.join(".git/hooks")).unwrap();
+        symlink("../tools/hooks", d.join(".git/hooks")).unwrap();
+    };
+    // .git/config → ../cfg/config
+    let config_link = |d: &Path| {
+        std::fs::create_dir(d.join("cfg")).unwrap();
+        std::fs::rename(d.join(".git/config"), d.join("cfg/config")).unwrap();
+        symlink("../cfg/config", d.join(".git/config")).unwrap();
+    };
+    // .git → repo.git
+    let git_link = |d: &Path| {
+        std::fs::rename(d.join(".git"), d.join("repo.git")).unwrap();
+        symlink("repo.git", d.join(".git")).unwrap();
+    };
+    // .git/hooks/pre-commit → ../../scripts/pre-commit
+    let hook_link = |d: &Path| {
+        std::fs::create_dir(d.join("scripts")).unwrap();
+        std::fs::write(d.join("scripts/pre-commit"), "#!/bin/sh\ntrue\n").unwrap();
+        symlink("../../scripts/pre-commit", d.join(".git/hooks/pre-commit")).unwrap();
+    };
+    type Case<'a> = (&'a str, &'a dyn Fn(&Path), String, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            "hooks link turned",
+            &hooks_link,
+            format!(
+                "rm .git/hooks && mkdir .git/hooks && {}",
+                plant_hook(".git/hooks/pre-commit")
+            ),
+            commit,
+        ),
+        (
+            "hooks target's directory moved",
+            &hooks_link,
+            format!(
+                "mv tools tools2 && mkdir -p tools/hooks && {}",
+                plant_hook("tools/hooks/pre-commit")
+            ),
+            commit,
+        ),
+        (
+            "hooks target written",
+            &hooks_link,
+            plant_hook("tools/hooks/pre-commit"),
+            commit,
+        ),
+        (
+            "config link turned",
+            &config_link,
+            format!(
+                "rm .git/config && cp cfg/config .git/config && {}",
+                plant_fsmonitor(".git/config")
+            ),
+            status,
+        ),
+        (
+            "config target's directory moved",
+            &config_link,
+            format!(
+                "mv cfg cfg2 && mkdir cfg && cp cfg2/config cfg/config && {}",
+                plant_fsmonitor("cfg/config")
+            ),
+            status,
+        ),
+        (
+            "config target written",
+            &config_link,
+            plant_fsmonitor("cfg/config"),
+            status,
+        ),
+        (
+            ".git link's directory written",
+            &git_link,
+            plant_fsmonitor("repo.git/config"),
+            status,
+        ),
+        (
+            ".git link turned",
+            &git_link,
+            format!(
+                "cp -r repo.git evil.git && {} && rm .git && ln -s evil.git .git",
+                plant_fsmonitor("evil.git/config")
+            ),
+            status,
+        ),
+        (
+            ".git link's directory moved",
+            &git_link,
+            format!(
+                "mv repo.git r2 && cp -r r2 repo.git && {}",
+                plant_fsmonitor("repo.git/config")
+            ),
+            status,
+        ),
+        (
+            "hook's script written",
+            &hook_link,
+            plant_hook("scripts/pre-commit"),
+            commit,
+        ),
+        (
+            "hook's script's directory moved",
+            &hook_link,
+            format!(
+                "mv scripts s2 && mkdir scripts && {}",
+                plant_hook("scripts/pre-commit")
+            ),
+            commit,
+        ),
+    ];
+    for (what, setup, attack, check) in &cases {
+        for sandbox in ["--no-sandbox", "--sandbox"] {
+            let proj = project();
+            setup(proj.path());
+            let (code, stdout, stderr) =
+                run_sh(&p, proj.path(), sandbox, &format!("{attack}; true"));
+            assert_eq!(code, 0, "{what} {sandbox}: {stdout} {stderr}");
+            let planted = git_runs_plant(proj.path(), check);
+            assert_eq!(
+                planted,
+                sandbox == "--no-sandbox",
+                "{what} {sandbox}: planted {planted}\n{stderr}"
+            );
+        }
+    }
+    // git works through the links in the sandbox: a commit through a linked `.git` with a
+    // linked hook that runs.
+    let proj = project();
+    git_link(proj.path());
+    hook_link(proj.path());
+    let agent = format!("{AS_AGENT}git commit --allow-empty -qm inside && echo committed");
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("committed"), "{stdout} {stderr}");
+    assert!(git(proj.path(), &["log", "--oneline"]).contains("inside"));
+    // A link to nothing: the agent could create what it leads to.
+    for (link, target) in [
+        (".git/hooks", "../missing"),
+        (".git/hooks/pre-commit", "../../nothing"),
+    ] {
+        let proj = project();
+        if link == ".git/hooks" {
+            std::fs::remove_dir_all(proj.path().join(link)).unwrap();
+        }
+        symlink(target, proj.path().join(link)).unwrap();
+        let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
+        assert_eq!(code, 2, "{link}: {stdout} {stderr}");
+        assert!(!stdout.contains("ran"), "{stdout}");
+        assert!(
+            stderr.contains("which does not exist: the agent could create it"),
+            "{stderr}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ use landlock::{
 };
 use rustix::mount::MountFlags;
 
+use super::super::GIT_ENTRIES;
 use super::{DEVICES, StepError, step};
 
 pub(super) fn mount_err(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> StepError {
@@ -329,25 +330,49 @@ pub(super) fn hide(p: &Path) -> Result<(), StepError> {
 
 /// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
 /// replaced) and what decides what git runs read-only: `hooks`, `config`, `config.worktree`
-/// (made empty where there is none), `info` (its `exclude` hides files from review), and the git directories of submodules
-/// (`modules`) and worktrees (`worktrees`). A `commondir` the agent creates, and a `HEAD` it
-/// breaks, are seen to after the run ([`super::super::Sandbox`]).
-pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
-    let git = cwd.join(".git");
-    let Ok(meta) = std::fs::symlink_metadata(&git) else {
+/// (made empty where there is none), `info` (its `exclude` hides files from review), and the git
+/// directories of submodules (`modules`) and worktrees (`worktrees`). A `commondir` the agent
+/// creates, and a `HEAD` it breaks, are seen to after the run ([`super::super::Sandbox`]).
+///
+/// Where one of them, or `.git` itself, or a hook, is a symbolic link (`.git/hooks` →
+/// `../.githooks`, a `git-new-workdir` checkout's `config` and `refs`), the read-only bind
+/// lands on what it leads to, and the way there is pinned ([`pin_way`]): the link itself, and
+/// every directory on the way below a writable root, become mount points, which cannot be
+/// removed or renamed. (A link to nothing refuses the run before this, in `resolve`.)
+/// `roots` are the working directory and the other writable paths.
+pub(super) fn protect_git(cwd: &Path, writable: bool, roots: &[PathBuf]) -> Result<(), StepError> {
+    let dot_git = cwd.join(".git");
+    let Ok(meta) = std::fs::symlink_metadata(&dot_git) else {
         return Ok(());
     };
     if writable {
         return Ok(());
     }
-    if !meta.is_dir() {
+    let git = if meta.is_symlink() {
+        let Ok(real) = std::fs::canonicalize(&dot_git) else {
+            return Ok(());
+        };
+        pin_way(&dot_git, roots, &real)?;
+        real
+    } else {
+        dot_git
+    };
+    if !git.is_dir() {
         // A worktree's `.git` file names the real git directory, which is outside the
         // working directory and so read-only already; keep the file itself in place.
-        return if meta.is_file() {
+        return if git.is_file() {
             bind_read_only(&git, &git)
         } else {
             Ok(())
         };
+    }
+    // The links among the entries, with the way to each pinned before the binds (a bind of a
+    // directory on the way would not carry a mount made below it first).
+    for name in GIT_ENTRIES {
+        let entry = git.join(name);
+        if std::fs::symlink_metadata(&entry).is_ok_and(|m| m.is_symlink()) {
+            pin_way(&entry, roots, &git)?;
+        }
     }
     rustix::mount::mount_bind_recursive(&git, &git)
         .map_err(mount_err(format!("cannot bind {}", git.display())))?;
@@ -356,7 +381,7 @@ pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     // points they can be written in but neither renamed nor removed.
     for dir in ["objects", "refs"] {
         let dir = git.join(dir);
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        if dir.is_dir() {
             rustix::mount::mount_bind(&dir, &dir)
                 .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
         }
@@ -367,10 +392,25 @@ pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     // none, so the agent cannot create it later; git reads an empty one as none.
     for dir in ["hooks", "modules", "worktrees", "info"] {
         let dir = git.join(dir);
-        if !dir.exists() {
+        if std::fs::symlink_metadata(&dir).is_err() {
             std::fs::create_dir(&dir).map_err(step(format!("cannot create {}", dir.display())))?;
         }
         bind_read_only(&dir, &dir)?;
+    }
+    // A hook that is a link to a script elsewhere (in the project, say): git runs the script.
+    let hooks = git.join("hooks");
+    for entry in std::fs::read_dir(&hooks)
+        .map_err(step(format!("cannot read {}", hooks.display())))?
+        .flatten()
+    {
+        let hook = entry.path();
+        if std::fs::symlink_metadata(&hook).is_ok_and(|m| m.is_symlink())
+            && let Ok(real) = std::fs::canonicalize(&hook)
+            && !real.starts_with(&git)
+        {
+            pin_way(&hook, roots, &git)?;
+            bind_read_only(&real, &real)?;
+        }
     }
     let config = git.join("config");
     if config.exists() {
@@ -389,6 +429,66 @@ pub(super) fn protect_git(cwd: &Path, writable: bool) -> Result<(), StepError> {
     }
     bind_read_only(&worktree, &worktree)?;
     Ok(())
+}
+
+/// Pins the way from the symbolic link `link` to what it leads to, where the agent could turn
+/// it: every link met on the way (the kernel follows links in links' targets too) becomes a
+/// mount point of itself, which cannot be removed or renamed, and so does every directory on
+/// the way that lies below one of `roots` (the writable paths): those the walk leaves by `..`,
+/// those above each link, and those above what it leads to. Nothing inside `git` (a mount of
+/// its own, with its entries handled by [`protect_git`]) is pinned again.
+fn pin_way(link: &Path, roots: &[PathBuf], git: &Path) -> Result<(), StepError> {
+    let way = super::super::links_on_the_way(link);
+    let below_a_root = |p: &Path| {
+        roots.iter().any(|r| p.starts_with(r) && p != r.as_path()) && !p.starts_with(git)
+    };
+    let ends: Vec<PathBuf> = way
+        .iter()
+        .cloned()
+        .chain(std::fs::canonicalize(link).ok())
+        .collect();
+    for dir in super::super::between_writable_and_hidden(&ends, roots) {
+        if below_a_root(&dir) && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            rustix::mount::mount_bind_recursive(&dir, &dir)
+                .map_err(mount_err(format!("cannot pin {}", dir.display())))?;
+        }
+    }
+    for p in way
+        .iter()
+        .filter(|p| below_a_root(p) || p.as_path() == link)
+    {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_symlink() => pin_link(p)?,
+            Ok(m) if m.is_dir() => rustix::mount::mount_bind_recursive(p, p)
+                .map_err(mount_err(format!("cannot pin {}", p.display())))?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Makes the symbolic link `link` a mount point of itself (a clone of the link, not of what it
+/// leads to, mounted on the link): it then can be neither removed nor renamed, and resolves as
+/// before. `mount(2)` follows a link; `open_tree` and `move_mount` can be told not to.
+fn pin_link(link: &Path) -> Result<(), StepError> {
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    let err = || mount_err(format!("cannot pin the link {}", link.display()));
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        link,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(err())?;
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        rustix::fs::CWD,
+        link,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(err())
 }
 
 /// Brings `lo` up in the new network namespace (it starts down, without 127.0.0.1). No
