@@ -301,10 +301,17 @@ fn check_leftovers(
 ) -> anyhow::Result<()> {
     let recorded = ledger.recorded_key_ids(&meta.provider).unwrap_or_default();
     let provider = crate::output::printable(&meta.provider);
-    let console = providers
-        .get(&meta.provider)
+    let found = providers.get(&meta.provider);
+    let console = found
         .map(|p| p.console().to_string())
         .unwrap_or_else(|| "the provider's console".into());
+    // Anthropic's admin API sets a key inactive; OpenAI's deletes it.
+    let (done, by_hand) = match found.and_then(crate::rotation::admin::admin_kind) {
+        Some(crate::rotation::admin::AdminKind::AnthropicOrg) => {
+            ("with the admin key sets it inactive", "set it inactive")
+        }
+        _ => ("deletes it", "delete it"),
+    };
     for left in recorded
         .iter()
         .filter(|r| r.fingerprint != meta.fingerprint)
@@ -313,7 +320,7 @@ fn check_leftovers(
             false,
             &format!("{provider} leftover key"),
             format!(
-                "key {} (recorded {}) was made or replaced by a rotation that did not finish, or is still running, and is not the stored key; the next `till rotate {provider}` deletes it, or delete it at {console}",
+                "key {} (recorded {}) was made or replaced by a rotation that did not finish, or is still running, and is not the stored key; the next `till rotate {provider}` {done}, or {by_hand} at {console}",
                 crate::output::printable(&left.ids.key_id),
                 crate::time::rfc3339(left.recorded_at),
             ),

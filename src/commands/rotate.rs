@@ -110,18 +110,24 @@ fn rotator<'a>(ctx: &'a Ctx, ledger: &'a Ledger) -> anyhow::Result<Rotator<'a>> 
     )
     .map_err(command_error)?
     .catch_interrupts();
-    Ok(rotator.fail_at(injected_failure()))
+    let (fail, hang) = injected();
+    Ok(rotator.fail_at(fail).hang_at(hang))
 }
 
 /// Test hook: with `TILL_TEST_FAIL_STEP=STEP` (debug builds only) that step fails as if the
 /// provider or the store had refused, for the integration tests that drive the binary and have
-/// no other way to make a delete at the provider fail. Release builds never read the variable.
-fn injected_failure() -> Option<Step> {
+/// no other way to make a delete at the provider fail; with `hang:STEP` the rotation stops
+/// before the step, for a test to kill it there. Release builds never read the variable.
+/// The step to fail, and the step to hang at.
+fn injected() -> (Option<Step>, Option<Step>) {
     #[cfg(debug_assertions)]
     if let Ok(name) = std::env::var(crate::env::EnvVars::TILL_TEST_FAIL_STEP) {
-        return Step::parse(&name);
+        return match name.strip_prefix("hang:") {
+            Some(step) => (None, Step::parse(step)),
+            None => (Step::parse(&name), None),
+        };
     }
-    None
+    (None, None)
 }
 
 /// A problem found before a rotation was tried, as the command reports it.

@@ -166,6 +166,15 @@ pub enum Notice {
         provider: String,
         error: String,
     },
+    /// An old key an earlier rotation swapped out and was killed before setting inactive, now
+    /// set inactive.
+    LeftoverDeactivated { key_id: String, provider: String },
+    /// An old key an earlier rotation left active, which could not be set inactive now.
+    LeftoverNotDeactivated {
+        key_id: String,
+        provider: String,
+        error: String,
+    },
     /// A key recorded by a rotation that may still be running, left alone.
     LeftoverRecent { key_id: String, provider: String },
 }
@@ -178,6 +187,7 @@ impl Notice {
                 | Notice::ServiceAccountLeft { .. }
                 | Notice::NotRecorded { .. }
                 | Notice::LeftoverNotDeleted { .. }
+                | Notice::LeftoverNotDeactivated { .. }
                 | Notice::LeftoverRecent { .. }
         )
     }
@@ -216,9 +226,21 @@ impl fmt::Display for Notice {
                 f,
                 "the key {key_id} at {provider}, left by a rotation that did not finish, could not be deleted ({error}); the next rotation tries again"
             ),
+            Notice::LeftoverDeactivated { key_id, provider } => write!(
+                f,
+                "set the key {key_id} at {provider} inactive, left active by a rotation that did not finish"
+            ),
+            Notice::LeftoverNotDeactivated {
+                key_id,
+                provider,
+                error,
+            } => write!(
+                f,
+                "the key {key_id} at {provider}, left active by a rotation that did not finish, could not be set inactive ({error}); the next rotation with the admin key tries again"
+            ),
             Notice::LeftoverRecent { key_id, provider } => write!(
                 f,
-                "the key {key_id} at {provider} was recorded by a rotation that may still be running, so it was left alone; if none is, the next rotation deletes it"
+                "the key {key_id} at {provider} was recorded by a rotation that may still be running, so it was left alone; if none is, the next rotation deletes it (or sets it inactive)"
             ),
         }
     }
@@ -407,6 +429,7 @@ pub struct Rotator<'a> {
     interrupt: Interrupt,
     retry_delays: Vec<Duration>,
     fail_at: Option<Step>,
+    hang_at: Option<Step>,
 }
 
 impl<'a> Rotator<'a> {
@@ -431,6 +454,7 @@ impl<'a> Rotator<'a> {
             interrupt: Interrupt::default(),
             retry_delays: NEW_KEY_RETRY_DELAYS.to_vec(),
             fail_at: None,
+            hang_at: None,
         })
     }
 
@@ -444,6 +468,13 @@ impl<'a> Rotator<'a> {
     /// the store had refused, after everything before it succeeded.
     pub fn fail_at(mut self, step: Option<Step>) -> Self {
         self.fail_at = step;
+        self
+    }
+
+    /// The seam for a kill at a given point (`kill -9`, a power cut): `step` never begins, and
+    /// the rotation waits there for whoever is testing it to kill the process.
+    pub fn hang_at(mut self, step: Option<Step>) -> Self {
+        self.hang_at = step;
         self
     }
 
@@ -467,6 +498,11 @@ impl<'a> Rotator<'a> {
 
     /// Fails `step` when the seam says so.
     fn injected(&self, step: Step) -> Result<(), Failure> {
+        if self.hang_at == Some(step) {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         if self.fail_at == Some(step) {
             return Err(Failure::new(
                 step,

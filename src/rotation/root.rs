@@ -406,6 +406,47 @@ impl Rotation<'_, '_> {
         }
     }
 
+    /// Sets inactive the old keys an earlier guided rotation swapped out and was killed before
+    /// setting inactive (Anthropic): the keys whose ids the ledger holds and whose fingerprint
+    /// is not the stored key's. As [`Self::delete_leftovers`], one recorded in the last
+    /// [`UNFINISHED_AFTER`] is left alone, and what this finds is told in notices.
+    async fn deactivate_leftovers(&self, api: &AdminApi<'_>) {
+        let Ok(recorded) = self.rotator.ledger.recorded_key_ids(self.name()) else {
+            return;
+        };
+        let now = now_unix();
+        for left in recorded {
+            if left.fingerprint == self.old_meta.fingerprint {
+                continue;
+            }
+            let key_id = left.ids.key_id.clone();
+            let provider = self.name().to_string();
+            if left.recorded_at.saturating_add(UNFINISHED_AFTER.as_secs()) > now {
+                self.notices
+                    .borrow_mut()
+                    .push(Notice::LeftoverRecent { key_id, provider });
+                continue;
+            }
+            match api.anthropic_deactivate(&left.ids.key_id).await {
+                // Deleted by hand: nothing is left to set inactive.
+                Ok(()) | Err(admin::AdminError::Status { status: 404, .. }) => {
+                    self.forget_ids(&left.fingerprint);
+                    self.notices
+                        .borrow_mut()
+                        .push(Notice::LeftoverDeactivated { key_id, provider });
+                }
+                Err(e) => self
+                    .notices
+                    .borrow_mut()
+                    .push(Notice::LeftoverNotDeactivated {
+                        key_id,
+                        provider,
+                        error: e.to_string(),
+                    }),
+            }
+        }
+    }
+
     /// Deletes a key this rotation created (its service account, which takes the key along;
     /// else the key alone) and adds to `failure` what happened.
     async fn abandon(
@@ -467,6 +508,7 @@ impl Rotation<'_, '_> {
             deactivate_with.map(|key| AdminApi::new(&self.rotator.client, self.provider, key));
         let old_id = match &api {
             Some(api) => {
+                self.deactivate_leftovers(api).await;
                 self.rotator
                     .injected(Step::Find)
                     .map_err(|f| f.hint(not_stored.clone()))?;
@@ -482,6 +524,22 @@ impl Rotation<'_, '_> {
                         Failure::new(
                             Step::Find,
                             format!("cannot tell which key to set inactive: {why}"),
+                        )
+                        .hint(not_stored.clone())
+                    })?;
+                // Recorded before the swap, so that a rotation killed after it leaves the old
+                // key's id for `till doctor` to name and the next rotation to set inactive.
+                let ids = RootKeyIds {
+                    key_id: found.id.clone(),
+                    service_account_id: None,
+                };
+                self.rotator
+                    .ledger
+                    .record_root_key_ids(self.name(), &self.old_meta.fingerprint, &ids, now_unix())
+                    .map_err(|e| {
+                        Failure::new(
+                            Step::Find,
+                            format!("cannot record the old key's id in the ledger: {e:#}"),
                         )
                         .hint(not_stored.clone())
                     })?;

@@ -548,6 +548,80 @@ fn unreachable_admin_api_changes_nothing() {
     assert!(rot.created_keys().is_empty());
 }
 
+/// `kill -9` of a guided Anthropic rotation after it stored the new key and before it set the
+/// old one inactive (the old key is usually rotated because it leaked): the old key's id was
+/// recorded before the swap, so `till doctor` names it and the next rotation with the admin
+/// key sets it inactive.
+#[test]
+fn an_old_key_a_killed_guided_rotation_left_active_is_set_inactive_by_the_next() {
+    const NEWER_ANTHROPIC: &str = "sk-ant-api03-nwr000000000000000000000000000000000005";
+    let rot = stocked();
+    rot.add_admin("anthropic", ADMIN, true);
+    rot.mock.add_key(NEW_ANTHROPIC);
+    rot.mock.add_key(NEWER_ANTHROPIC);
+    let mut rotation = rot
+        .till()
+        .args(["rotate", "anthropic"])
+        .env("TILL_TEST_FAIL_STEP", "hang:deactivate")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = rotation.stdin.take().unwrap();
+        writeln!(stdin, "{NEW_ANTHROPIC}").unwrap();
+    }
+    let swapped = poll(Duration::from_secs(20), || {
+        (rot.stored("anthropic").as_deref() == Some(NEW_ANTHROPIC)).then_some(())
+    });
+    // The swap is done and the deactivation not begun: a kill here is a power cut there.
+    std::thread::sleep(Duration::from_millis(200));
+    rotation.kill().unwrap();
+    rotation.wait().unwrap();
+    assert!(swapped.is_some(), "the rotation never stored the new key");
+    assert_eq!(rot.key_status(OLD_ANTHROPIC), Some(KeyStatus::Active));
+    let old_id: String = rot
+        .ledger()
+        .query_row(
+            "SELECT key_id FROM root_key_ids WHERE provider = 'anthropic' AND fingerprint = ?1",
+            [fingerprint(OLD_ANTHROPIC)],
+            |r| r.get(0),
+        )
+        .expect("the old key's id is recorded before the swap");
+
+    let (code, stdout, _) = output(rot.till().args(["doctor"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("anthropic leftover key") && stdout.contains(&old_id),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sets it inactive"), "{stdout}");
+
+    // Recorded long enough ago (no rotation can still be running), the next rotation sets it
+    // inactive before its own work.
+    rot.ledger()
+        .execute(
+            "UPDATE root_key_ids SET created_at = created_at - 3600 WHERE key_id = ?1",
+            [&old_id],
+        )
+        .unwrap();
+    let (code, _, stderr) =
+        output_with_stdin(rot.till().args(["rotate", "anthropic"]), NEWER_ANTHROPIC);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("set the key {old_id} at anthropic inactive")),
+        "{stderr}"
+    );
+    assert_eq!(rot.key_status(OLD_ANTHROPIC), Some(KeyStatus::Inactive));
+    assert_eq!(rot.key_status(NEW_ANTHROPIC), Some(KeyStatus::Inactive));
+    assert_eq!(rot.key_status(NEWER_ANTHROPIC), Some(KeyStatus::Active));
+    let (code, stdout, _) = output(rot.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(!stdout.contains("leftover"), "{stdout}");
+}
+
 #[test]
 fn anthropic_guided_rotation_sets_the_old_key_inactive() {
     let rot = stocked();
