@@ -105,7 +105,7 @@ pub fn check_shape(ctx: &Ctx, provider: &Provider, key: &SecretString) -> anyhow
     }
     // A key goes in a header, which a letter outside ASCII cannot: such a key reached the
     // provider as no key at all. (Whitespace and control characters are refused on reading.)
-    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !crate::secrets::header_safe(key) {
         return Err(UserError::usage(
             "that key has a character no HTTP header can carry (a letter outside ASCII)",
         )

@@ -579,6 +579,12 @@ pub fn proxy_state(
                     p = meta.provider
                 ))
             })?;
+        if !crate::secrets::header_safe(secrecy::ExposeSecret::expose_secret(&key)) {
+            crate::output::warn(&format!(
+                "the stored {p} key has a character no HTTP header can carry (a line break, a space, a letter outside ASCII); requests to {p} get 503 until you store it again: till add {p} --replace",
+                p = crate::output::printable(&meta.provider)
+            ));
+        }
         roots.push((meta.provider.clone(), key));
     }
     let retention = ctx.config.ledger.retention.0.as_secs();

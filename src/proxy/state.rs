@@ -73,6 +73,9 @@ impl Default for ProxyOptions {
 struct RootKey {
     fingerprint: String,
     key: Arc<SecretString>,
+    /// Whether the key can go in a header ([`crate::secrets::header_safe`]): one edited into
+    /// the store by hand may not, and is then never sent.
+    usable: bool,
 }
 
 /// A till key this proxy has verified, with the mint key it was verified against. No `Debug`:
@@ -541,11 +544,13 @@ impl State {
             .into_iter()
             .map(|(p, key)| {
                 let fingerprint = crate::ledger::fingerprint(key.expose_secret());
+                let usable = crate::secrets::header_safe(key.expose_secret());
                 (
                     p,
                     RootKey {
                         fingerprint,
                         key: Arc::new(key),
+                        usable,
                     },
                 )
             })
@@ -1136,6 +1141,7 @@ impl State {
     pub async fn root_key(&self, provider: &str) -> Result<Arc<SecretString>, ProxyError> {
         let stale = match self.held_root(provider) {
             HeldRoot::Current(key) => return Ok(key),
+            HeldRoot::Unusable => return Err(unusable_root_key(provider)),
             HeldRoot::Removed => {
                 self.forget_root(provider);
                 return Err(no_root_key(provider));
@@ -1147,7 +1153,7 @@ impl State {
         if let Some(store) = self.store.clone() {
             let name = crate::secrets::root_secret_name(provider);
             match tokio::task::spawn_blocking(move || store.get(&name)).await {
-                Ok(Ok(Some(key))) => return Ok(self.keep_root(provider, key)),
+                Ok(Ok(Some(key))) => return self.keep_root(provider, key),
                 // The store has none: a rotated key that was then removed. The key held is
                 // not the ledger's, so it is not sent.
                 Ok(Ok(None)) => {
@@ -1177,6 +1183,7 @@ impl State {
         let roots = self.roots.read().ok();
         match roots.as_ref().and_then(|r| r.get(provider)) {
             None => HeldRoot::Missing,
+            Some(k) if !k.usable => HeldRoot::Unusable,
             Some(k) if wanted.is_none_or(|w| *w == k.fingerprint) => {
                 HeldRoot::Current(k.key.clone())
             }
@@ -1184,9 +1191,15 @@ impl State {
         }
     }
 
-    /// Holds `key` as `provider`'s root key from now on.
-    fn keep_root(&self, provider: &str, key: SecretString) -> Arc<SecretString> {
+    /// Holds `key` as `provider`'s root key from now on; an error when it cannot go in a
+    /// header (held all the same, so the store is not read again for every request).
+    fn keep_root(
+        &self,
+        provider: &str,
+        key: SecretString,
+    ) -> Result<Arc<SecretString>, ProxyError> {
         let fingerprint = crate::ledger::fingerprint(key.expose_secret());
+        let usable = crate::secrets::header_safe(key.expose_secret());
         let key = Arc::new(key);
         if let Ok(mut r) = self.roots.write() {
             r.insert(
@@ -1194,10 +1207,15 @@ impl State {
                 RootKey {
                     fingerprint,
                     key: key.clone(),
+                    usable,
                 },
             );
         }
-        key
+        if usable {
+            Ok(key)
+        } else {
+            Err(unusable_root_key(provider))
+        }
     }
 
     /// Lets go of `provider`'s root key, so that a key stored later is read from the store.
@@ -1218,6 +1236,19 @@ enum HeldRoot {
     Missing,
     /// The ledger named a key and names none now: `till remove`.
     Removed,
+    /// A key no header can carry.
+    Unusable,
+}
+
+/// The answer when the stored root key cannot go in a header (edited by hand).
+fn unusable_root_key(provider: &str) -> ProxyError {
+    ProxyError::new(
+        503,
+        "root_key_unusable",
+        format!(
+            "the stored {provider} key has a character no HTTP header can carry (a line break, a space, a letter outside ASCII), so nothing was sent; store it again with `till add {provider} --replace`"
+        ),
+    )
 }
 
 /// The answer when no root key is there to forward with.

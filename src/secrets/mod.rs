@@ -33,6 +33,12 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
     })
 }
 
+/// Whether `key` can go in an HTTP header as it is: visible ASCII only. A key with a line
+/// break, a space or a letter outside ASCII cannot (stored by hand past `till add`'s checks).
+pub fn header_safe(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// The store name of a provider's root key.
 pub fn root_secret_name(provider: &str) -> String {
     format!("root/{provider}")

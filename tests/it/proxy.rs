@@ -1341,3 +1341,48 @@ fn a_text_answer_in_utf16_without_a_charset_never_carries_the_key() {
         }
     }
 }
+
+/// A root key edited into the store by hand with a character no header can carry (a line
+/// break after it, a letter outside ASCII): the proxy sends nothing upstream, neither the key
+/// cut short nor a placeholder, and says which key to store again. `till serve` warns at start.
+#[test]
+fn a_stored_root_key_no_header_can_carry_is_named_and_never_sent() {
+    use till::secrets::{SecretStore as _, SecretString};
+    let p = ProxyEnv::new();
+    let key = p.create_key(&["--scope", "openai"]);
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    for bad in [
+        format!("{ROOT_KEY}\r\nX-Extra: 1"),
+        format!("{ROOT_KEY}\n"),
+        "sk-test-caf\u{e9}-0123456789".to_string(),
+    ] {
+        let store = till::secrets::file::FileStore::open(
+            &p.env.path("data/secrets.age"),
+            till::secrets::file::Unlock::Passphrase(SecretString::from(crate::support::PASSPHRASE)),
+        )
+        .unwrap();
+        store
+            .set("root/openai", &SecretString::from(bad.clone()))
+            .unwrap();
+        drop(store);
+        let (stderr_r, stderr_w) = std::io::pipe().unwrap();
+        let serve = p.serve_with_stderr(stderr_w);
+        p.mock.clear_requests();
+        let host = serve.url.trim_start_matches("http://").to_string();
+        let (status, answer) =
+            crate::support::raw_post(&serve.url, &host, "/openai/v1/chat/completions", &key, body);
+        drop(serve);
+        let stderr = std::io::read_to_string(stderr_r).unwrap();
+        assert_eq!(status, 503, "{bad:?}: {answer}");
+        assert!(answer.contains("till add openai --replace"), "{answer}");
+        assert!(
+            p.mock.requests().is_empty(),
+            "{bad:?}: {:?}",
+            p.mock.requests()
+        );
+        assert!(
+            stderr.contains("the stored openai key has a character no HTTP header can carry"),
+            "{stderr}"
+        );
+    }
+}
