@@ -37,8 +37,8 @@ mod steps;
 pub use privileges::strip as strip_rewritten;
 
 use steps::{
-    drop_file_privileges, hide, landlock, loopback_up, make_mount_point, mount_err, own_dev,
-    own_proc, own_terminal, protect_git, read_only_elsewhere, seccomp, tmpfs,
+    drop_file_privileges, hide, json_cover, landlock, loopback_up, make_mount_point, mount_err,
+    own_dev, own_proc, own_terminal, protect_git, read_only_elsewhere, seccomp, tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -908,8 +908,16 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
         }
     }
 
+    let json = hidden
+        .iter()
+        .any(|h| h.extension().is_some_and(|e| e == "json"))
+        .then(json_cover)
+        .transpose()?;
     for h in &hidden {
-        hide(h)?;
+        hide(h, json.as_deref())?;
+    }
+    if let Some(cover) = &json {
+        let _ = std::fs::remove_file(cover);
     }
 
     std::env::set_current_dir(&cwd).map_err(step(format!("cannot enter {}", cwd.display())))?;

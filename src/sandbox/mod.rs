@@ -78,10 +78,37 @@ pub const DEFAULT_DENY: &[&str] = &[
     "/run/dbus/system_bus_socket",
     "/var/run/dbus/system_bus_socket",
     "/run/systemd/private",
-    // Container and VM daemons, which run what they are asked as root.
+    // Container and VM daemons, which run what they are asked as root, and the clients'
+    // certificates and sockets for them (LXD and Incus, snapd, colima and lima's VMs, whose
+    // docker socket and ssh keys live in the home directory).
     "/run/containerd",
     "/run/libvirt",
     "/var/run/libvirt",
+    "/run/k3s",
+    "/run/crio",
+    "/var/run/crio",
+    "/run/buildkit",
+    "/var/snap/lxd/common/lxd/unix.socket",
+    "/var/lib/lxd/unix.socket",
+    "/var/lib/incus/unix.socket",
+    "/run/incus",
+    "/run/snapd.socket",
+    "/run/snapd-snap.socket",
+    "~/.config/lxc",
+    "~/.config/incus",
+    "~/snap/lxd/common/config",
+    "~/.colima",
+    "~/.lima",
+    // The agent CLIs' own logins and key files: a provider key kept by OpenCode or `llm`
+    // (which also wins over the key till gives them), OAuth tokens of Claude, Codex, Gemini,
+    // Qwen and GitHub Copilot. A JSON file reads as `{}` under its cover.
+    "~/.codex/auth.json",
+    "~/.claude/.credentials.json",
+    "~/.gemini/oauth_creds.json",
+    "~/.qwen/oauth_creds.json",
+    "~/.local/share/opencode/auth.json",
+    "~/.config/io.datasette.llm/keys.json",
+    "~/.config/github-copilot",
     // GNU screen's sessions: `screen -X stuff` types into your shell outside the sandbox.
     "/run/screen",
     "/var/run/screen",

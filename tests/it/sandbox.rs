@@ -2666,3 +2666,67 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
         );
     }
 }
+
+/// The agent CLIs' own logins and key files (an OpenAI key kept by OpenCode or `llm`, Claude's
+/// and Gemini's OAuth tokens) and a VM's docker socket in the home directory are hidden by the
+/// built-in list; a hidden JSON file reads as an empty object, so a program that parses it
+/// finds no key rather than failing (`llm` stops at an empty file).
+#[test]
+fn agent_logins_and_vm_sockets_in_the_home_are_hidden() {
+    let p = proxy_env();
+    let home = fake_home();
+    let h = home.path();
+    let files = [
+        ".codex/auth.json",
+        ".claude/.credentials.json",
+        ".gemini/oauth_creds.json",
+        ".qwen/oauth_creds.json",
+        ".local/share/opencode/auth.json",
+        ".config/io.datasette.llm/keys.json",
+        ".config/github-copilot/apps.json",
+    ];
+    for f in files {
+        let path = h.join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "{\"key\": \"sk-user-secret-0001\"}\n").unwrap();
+    }
+    std::fs::create_dir_all(h.join(".colima/default")).unwrap();
+    let _socket =
+        std::os::unix::net::UnixListener::bind(h.join(".colima/default/docker.sock")).unwrap();
+    let reads = files
+        .iter()
+        .map(|f| {
+            format!("python3 -c 'import json,sys; print(json.load(open(sys.argv[1])))' ~/{f}; ")
+        })
+        .collect::<String>();
+    let agent = format!("{reads}test -S ~/.colima/default/docker.sock && echo socket-there; true");
+    for sandbox in ["--no-sandbox", "--sandbox"] {
+        let proj = project();
+        let (code, stdout, stderr) = output(
+            p.env
+                .till()
+                .args(["run", sandbox, "--", "sh", "-c", &agent])
+                .current_dir(proj.path())
+                .env("HOME", h)
+                .stdin(Stdio::null()),
+        );
+        assert_eq!(code, 0, "{sandbox}: {stdout} {stderr}");
+        if sandbox == "--no-sandbox" {
+            assert_eq!(
+                stdout.matches("sk-user-secret-0001").count(),
+                files.len(),
+                "{stdout}"
+            );
+            assert!(stdout.contains("socket-there"), "{stdout}");
+        } else {
+            assert!(!stdout.contains("sk-user-secret"), "{stdout}");
+            // Each file read as an empty object (the copilot one is in a hidden directory).
+            assert_eq!(
+                stdout.matches("{}").count(),
+                files.len() - 1,
+                "{stdout} {stderr}"
+            );
+            assert!(!stdout.contains("socket-there"), "{stdout}");
+        }
+    }
+}

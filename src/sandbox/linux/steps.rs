@@ -315,17 +315,40 @@ fn set_read_only(point: &Path) -> Result<(), rustix::io::Errno> {
     }
 }
 
-/// Hides `p`: an empty read-only tmpfs over a directory, `/dev/null` over anything else.
-pub(super) fn hide(p: &Path) -> Result<(), StepError> {
+/// Hides `p`: an empty read-only tmpfs over a directory, `json` (a file holding `{}`) over a
+/// `.json` file when given, `/dev/null` over anything else.
+pub(super) fn hide(p: &Path, json: Option<&Path>) -> Result<(), StepError> {
     let Ok(meta) = std::fs::symlink_metadata(p) else {
         // Under a private mount now, or gone: nothing to hide.
         return Ok(());
     };
     if meta.is_dir() {
-        tmpfs(p, "mode=555,size=4k", true)
-    } else {
-        bind_read_only(Path::new("/dev/null"), p)
+        return tmpfs(p, "mode=555,size=4k", true);
     }
+    match json {
+        Some(cover) if meta.is_file() && p.extension().is_some_and(|e| e == "json") => {
+            bind_read_only(cover, p)
+        }
+        _ => bind_read_only(Path::new("/dev/null"), p),
+    }
+}
+
+/// A read-only file holding `{}` in the private `/tmp`, for [`hide`] to put over hidden JSON
+/// files (a program that parses one then finds no key, where an empty file is an error to
+/// it). Its name is removed once the covers are on; they keep the file.
+pub(super) fn json_cover() -> Result<PathBuf, StepError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = PathBuf::from(format!("/tmp/.till-json-cover-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(&path)
+        .map_err(step(format!("cannot create {}", path.display())))?;
+    file.write_all(b"{}\n")
+        .map_err(step(format!("cannot write {}", path.display())))?;
+    Ok(path)
 }
 
 /// Makes the working directory's `.git` a mount point (so it cannot be renamed away and
