@@ -2526,6 +2526,11 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
         std::fs::rename(d.join(".git"), d.join("repo.git")).unwrap();
         symlink("repo.git", d.join(".git")).unwrap();
     };
+    // .git is a file naming a git directory in the project (`git init --separate-git-dir`)
+    let separate = |d: &Path| {
+        std::fs::rename(d.join(".git"), d.join(".repo")).unwrap();
+        std::fs::write(d.join(".git"), "gitdir: .repo\n").unwrap();
+    };
     // .git/hooks/pre-commit → ../../scripts/pre-commit
     let hook_link = |d: &Path| {
         std::fs::create_dir(d.join("scripts")).unwrap();
@@ -2605,6 +2610,18 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
                 plant_fsmonitor("repo.git/config")
             ),
             status,
+        ),
+        (
+            "separate git directory written",
+            &separate,
+            plant_fsmonitor(".repo/config"),
+            status,
+        ),
+        (
+            "separate git directory's hooks written",
+            &separate,
+            plant_hook(".repo/hooks/pre-commit"),
+            commit,
         ),
         (
             "hook's script written",

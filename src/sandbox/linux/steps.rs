@@ -377,17 +377,22 @@ pub(super) fn protect_git(cwd: &Path, writable: bool, roots: &[PathBuf]) -> Resu
         };
         pin_way(&dot_git, roots, &real)?;
         real
+    } else if meta.is_file() {
+        // A `.git` file names the real git directory: a linked worktree's or a submodule's,
+        // outside the working directory and so read-only already, or one made with
+        // `--separate-git-dir` where the agent may write, which is protected as `.git` is.
+        // The file itself stays in place.
+        bind_read_only(&dot_git, &dot_git)?;
+        let below_a_root = |p: &Path| roots.iter().any(|r| p.starts_with(r) && p != r.as_path());
+        match super::super::git_dirs(cwd).and_then(|(dir, _)| std::fs::canonicalize(dir).ok()) {
+            Some(dir) if dir.is_dir() && below_a_root(&dir) => dir,
+            _ => return Ok(()),
+        }
     } else {
         dot_git
     };
     if !git.is_dir() {
-        // A worktree's `.git` file names the real git directory, which is outside the
-        // working directory and so read-only already; keep the file itself in place.
-        return if git.is_file() {
-            bind_read_only(&git, &git)
-        } else {
-            Ok(())
-        };
+        return Ok(());
     }
     // The links among the entries, with the way to each pinned before the binds (a bind of a
     // directory on the way would not carry a mount made below it first).
