@@ -91,3 +91,33 @@ impl Terminal {
         }
     }
 }
+
+/// Whether till's standard streams (0, 1, 2) were non-blocking as a run began. The agent
+/// shares their open files with till and with your shell: one it leaves non-blocking (Node
+/// does, and leaves it so when it is killed) makes the shell's next read, or the program after
+/// it, fail with `EAGAIN`. Not only for a terminal: a pipe or a file is shared the same way.
+pub struct StreamFlags([Option<bool>; 3]);
+
+impl StreamFlags {
+    pub fn save() -> Self {
+        Self([0, 1, 2].map(|fd| {
+            // SAFETY: fcntl(F_GETFL) takes an integer and reads nothing else.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            (flags >= 0).then_some(flags & libc::O_NONBLOCK != 0)
+        }))
+    }
+
+    /// Puts each stream's non-blocking flag back as it was; the other flags stay.
+    pub fn restore(&self) {
+        for (fd, was) in (0..).zip(self.0) {
+            let Some(was) = was else { continue };
+            // SAFETY: fcntl(F_GETFL/F_SETFL) takes integers and reads nothing else.
+            unsafe {
+                let now = libc::fcntl(fd, libc::F_GETFL);
+                if now >= 0 && (now & libc::O_NONBLOCK != 0) != was {
+                    libc::fcntl(fd, libc::F_SETFL, now ^ libc::O_NONBLOCK);
+                }
+            }
+        }
+    }
+}

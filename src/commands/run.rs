@@ -397,6 +397,8 @@ fn spawn_and_wait(
     // Signal handlers go in before the agent exists, so no signal meant for it is lost.
     #[cfg(unix)]
     let signals = register_signals();
+    #[cfg(unix)]
+    let streams = crate::terminal::StreamFlags::save();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         // In the sandbox it is till's own helper that could not start; the agent's command
@@ -430,6 +432,8 @@ fn spawn_and_wait(
     let status = child.wait().context("waiting for the agent failed")?;
     #[cfg(unix)]
     drop(forwarder);
+    #[cfg(unix)]
+    streams.restore();
     // An agent outside the sandbox may have stopped the terminal's output or left it hiding
     // text: till's summary and alerts come next. Only from the foreground (from the
     // background, touching the terminal would stop till).

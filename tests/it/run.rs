@@ -272,3 +272,45 @@ fn a_bad_flag_is_a_usage_error_on_a_home_without_keys() {
         assert!(!stderr.contains("no root keys"), "{args:?}: {stderr}");
     }
 }
+
+/// An agent that leaves its standard streams non-blocking (Node does, and leaves it so when it
+/// is killed) changes the open file your shell shares with it: the shell's next read or a
+/// program after it gets `EAGAIN`. till puts the flag back as it was when the agent ends, with
+/// and without the sandbox.
+#[test]
+fn a_non_blocking_flag_the_agent_leaves_on_its_streams_is_put_back() {
+    use std::os::fd::AsRawFd as _;
+    let p = ProxyEnv::new();
+    let nonblock = "import fcntl, os\nfor fd in (0, 1, 2):\n    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)\n";
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for (sandbox, restored) in [("--no-sandbox", true), ("--sandbox", true)] {
+        let path = dir.path().join(format!("out{sandbox}"));
+        let file = std::fs::File::create(&path).unwrap();
+        let input = std::fs::File::open("/dev/null").unwrap();
+        let flags = |f: &std::fs::File| unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags(&file) & libc::O_NONBLOCK, 0);
+        let status = p
+            .env
+            .till()
+            .args(["run", sandbox, "--", "python3", "-c", nonblock])
+            .current_dir(dir.path())
+            .stdin(input.try_clone().unwrap())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file.try_clone().unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{}",
+            std::fs::read_to_string(&path).unwrap()
+        );
+        for f in [&file, &input] {
+            assert_eq!(
+                flags(f) & libc::O_NONBLOCK == 0,
+                restored,
+                "{sandbox}: {}",
+                std::fs::read_to_string(&path).unwrap()
+            );
+        }
+    }
+}
