@@ -211,6 +211,10 @@ pub struct Sandbox {
     /// entries were other repositories; `None` when there is no `.git` directory or its index
     /// could not be read.
     index_before: Option<gitindex::Marks>,
+    /// The most till reads of the index and its shared index after the run: twice what they
+    /// held before it, at least [`INDEX_AFTER_LEAST`] and at most [`INDEX_FILE`], so an agent
+    /// that grows them (a sparse file of gigabytes) makes till warn instead of hold it all.
+    index_limit: u64,
     /// The replacement refs (`refs/replace/…`) before the run.
     replace_before: Option<BTreeSet<String>>,
     /// A little before the run began: a file whose change time is not older changed in it.
@@ -346,7 +350,11 @@ impl Sandbox {
         let operations_absent = OPERATIONS
             .map(|op| git.is_dir() && std::fs::symlink_metadata(git.join(op.dir)).is_err());
         let operations_state = OPERATIONS.map(|op| state_fingerprint(&git.join(op.dir)));
-        let index_before = git.is_dir().then(|| index_marks(&git).ok()).flatten();
+        let index_before = git
+            .is_dir()
+            .then(|| index_marks(&git, INDEX_FILE).ok())
+            .flatten();
+        let index_limit = index_limit_after(&git);
         let replace_before = git.is_dir().then(|| replace_refs(&git).names);
         // Files the sandbox covers one by one: hidden files and sockets, and `.git/config`,
         // made read-only (`.git/config.worktree` is made when missing, and removed after).
@@ -374,6 +382,7 @@ impl Sandbox {
             operations_absent,
             operations_state,
             index_before,
+            index_limit,
             replace_before,
             since: std::time::SystemTime::now()
                 .checked_sub(CHANGE_TIME_SLACK)
@@ -679,7 +688,7 @@ impl Sandbox {
             return gitindex::Marks::default();
         };
         let git = self.policy.cwd.join(".git");
-        let after = match index_marks(&git) {
+        let after = match index_marks(&git, self.index_limit) {
             Ok(after) => after,
             Err(e) => {
                 crate::output::warn(&format!(
@@ -957,6 +966,33 @@ const SMALL_FILE: u64 = 64 * 1024;
 const CONFIG_FILE: u64 = 1024 * 1024;
 const LARGE_FILE: u64 = 256 * 1024 * 1024;
 const INDEX_FILE: u64 = 2 * 1024 * 1024 * 1024;
+/// The least [`Sandbox::index_limit`] allows after a run, however small the index was.
+const INDEX_AFTER_LEAST: u64 = 64 * 1024 * 1024;
+
+/// The most till reads of each index file after the run (see [`Sandbox::index_limit`]): twice
+/// the largest of `index` and the shared indexes (`sharedindex.*`) before it, within bounds.
+fn index_limit_after(git: &Path) -> u64 {
+    let size = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map_or(0, |m| m.len())
+    };
+    let shared = std::fs::read_dir(git)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .as_encoded_bytes()
+                .starts_with(b"sharedindex.")
+        })
+        .map(|e| size(&e.path()));
+    let largest = shared.chain([size(&git.join("index"))]).max().unwrap_or(0);
+    largest
+        .saturating_mul(2)
+        .clamp(INDEX_AFTER_LEAST, INDEX_FILE)
+}
 
 /// A file in the working directory's `.git`, which the agent may have replaced, read by till
 /// outside the sandbox: not through a symbolic link at its end (which could name any file of
@@ -1058,8 +1094,8 @@ fn replace_agent_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// (`git update-index --split-index`) keeps most entries, marks and all, in the shared index
 /// `sharedindex.HEX` its `link` extension names, and only what changed since in `index`, so
 /// both are read and merged as git merges them.
-fn index_marks(git: &Path) -> Result<gitindex::Marks, String> {
-    let index = match read_agent_file(&git.join("index"), INDEX_FILE) {
+fn index_marks(git: &Path, limit: u64) -> Result<gitindex::Marks, String> {
+    let index = match read_agent_file(&git.join("index"), limit) {
         Ok(None) => return Ok(gitindex::Marks::default()),
         Ok(Some(data)) => gitindex::parse(&data).ok_or("it is not an index git reads")?,
         Err(e) => return Err(e.to_string()),
@@ -1074,7 +1110,7 @@ fn index_marks(git: &Path) -> Result<gitindex::Marks, String> {
             shared.display()
         )
     };
-    match read_agent_file(&shared, INDEX_FILE) {
+    match read_agent_file(&shared, limit) {
         Ok(Some(data)) => index
             .merged(&data)
             .ok_or_else(|| unread(&"it is not one git reads with it")),

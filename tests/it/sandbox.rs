@@ -2747,3 +2747,18 @@ fn agent_logins_and_vm_sockets_in_the_home_are_hidden() {
         }
     }
 }
+
+/// An index the agent grows to a sparse gigabyte is not read whole after the run (it would
+/// take that much memory): till reads no more than twice what the index held before, at least
+/// 64 MiB, and says it could not check the index.
+#[test]
+fn an_index_the_agent_grows_huge_is_not_read_whole() {
+    let p = proxy_env();
+    let proj = project();
+    git_commit(proj.path());
+    let stderr = sandboxed(&p, proj.path(), "truncate -s 1G .git/index");
+    assert!(
+        stderr.contains("could not read") && stderr.contains("it is larger than 67108864 bytes"),
+        "{stderr}"
+    );
+}
