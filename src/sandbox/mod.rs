@@ -1611,14 +1611,25 @@ fn git_config_in_reach(
     home: Option<&Path>,
     writable: &[PathBuf],
 ) -> Vec<(PathBuf, String, PathBuf)> {
+    /// How deep till follows includes (git's own limit is 10).
+    const INCLUDE_DEPTH: usize = 5;
     let in_reach = |p: &Path| p.starts_with(cwd) || under_any(p, writable);
     let mut files = global_git_configs(home);
     if let Some((git_dir, common_dir)) = git_dirs(cwd) {
         files.extend([common_dir.join("config"), git_dir.join("config.worktree")]);
     }
+    // Each file with how many includes led to it; read before the agent runs, so through a
+    // link too (a dotfiles manager's `~/.gitconfig`).
+    let mut todo: Vec<(PathBuf, usize)> = files.into_iter().rev().map(|f| (f, 0)).collect();
+    let mut read: Vec<PathBuf> = Vec::new();
     let mut found = Vec::new();
-    for file in files {
-        let Ok(Some(data)) = read_agent_file(&file, CONFIG_FILE) else {
+    while let Some((file, depth)) = todo.pop() {
+        let real = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        if read.contains(&real) {
+            continue;
+        }
+        read.push(real);
+        let Ok(Some(data)) = read_config_file(&file) else {
             continue;
         };
         let Ok(values) = gitconfig::values(&data) else {
@@ -1645,6 +1656,9 @@ fn git_config_in_reach(
                 },
                 None => base.join(&value),
             };
+            if include && depth < INCLUDE_DEPTH {
+                todo.push((path.clone(), depth + 1));
+            }
             if let Some(real) = nearest_real(&path).filter(|r| in_reach(r))
                 && !found.iter().any(|(_, _, p)| *p == real)
             {
@@ -1658,6 +1672,30 @@ fn git_config_in_reach(
         }
     }
     found
+}
+
+/// A git config file of yours read before the run: through a link, only when it is a regular
+/// file (not a FIFO, which would keep till waiting), and up to [`CONFIG_FILE`] bytes.
+fn read_config_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    let mut data = Vec::new();
+    file.take(CONFIG_FILE + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > CONFIG_FILE {
+        return Err(too_large(CONFIG_FILE));
+    }
+    Ok(Some(data))
 }
 
 /// The global config files git reads, as git finds them: `GIT_CONFIG_GLOBAL` alone when it is

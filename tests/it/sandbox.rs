@@ -1204,6 +1204,37 @@ fn hooks_named_by_the_global_git_config_are_named_at_the_start() {
             "{setting}: {stderr}"
         );
     }
+    // A global config that is a link (a dotfiles manager's), and settings in files it
+    // includes, two levels down, from outside the project.
+    let dots = outside.path().join("dots");
+    std::fs::create_dir(&dots).unwrap();
+    std::fs::write(
+        dots.join("gitconfig"),
+        // (git takes a relative include from the directory of the file's name: the link's.)
+        format!("[include]\n\tpath = {}/more.gitconfig\n", dots.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        dots.join("more.gitconfig"),
+        "[includeIf \"gitdir:/\"]\n\tpath = most.gitconfig\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dots.join("most.gitconfig"),
+        "[core]\n\thooksPath = .husky\n",
+    )
+    .unwrap();
+    let linked = outside.path().join("linked-gitconfig");
+    std::os::unix::fs::symlink(dots.join("gitconfig"), &linked).unwrap();
+    let (code, _, stderr) = run(&linked);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "most.gitconfig: core.hooksPath is {}, where the agent may write",
+            real.join(".husky").display()
+        )),
+        "{stderr}"
+    );
 }
 
 /// The sandbox's device nodes are binds of the host's: writable binds let the agent change
