@@ -108,10 +108,13 @@ impl SecretStore for KeychainStore {
             None => Ok(None),
             Some(bytes) => match std::str::from_utf8(&bytes) {
                 Ok(text) => Ok(Some(SecretString::from(text))),
-                Err(_) => Err(StoreError::Corrupt(format!(
-                    "the keychain entry {name} (service {}) is not UTF-8 text",
-                    self.service
-                ))),
+                Err(_) => Err(StoreError::BadEntry {
+                    reason: format!(
+                        "the keychain entry {name} (service {}) is not UTF-8 text",
+                        self.service
+                    ),
+                    hint: entry_fix(name, &self.service),
+                }),
             },
         }
     }
@@ -293,17 +296,46 @@ fn operation_error(err: KeyringError, name: &str, service: &str) -> StoreError {
             reason: format!("the {KEYCHAIN_NAME} refused access to {name} (is it locked?): {e}"),
             hint: format!("unlock it and try again, or {}", file_store_hint()),
         },
-        KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..) => StoreError::Corrupt(
-            format!("the keychain entry {name} (service {service}) is not readable text"),
-        ),
-        KeyringError::Ambiguous(entries) => StoreError::Corrupt(format!(
-            "the keychain has {} entries for {name} (service {service}); till expects one",
-            entries.len()
-        )),
+        KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..) => StoreError::BadEntry {
+            reason: format!("the keychain entry {name} (service {service}) is not readable text"),
+            hint: entry_fix(name, service),
+        },
+        KeyringError::Ambiguous(entries) => StoreError::BadEntry {
+            reason: format!(
+                "the keychain has {} entries for {name} (service {service}); till expects one",
+                entries.len()
+            ),
+            hint: entry_fix(name, service),
+        },
         other => StoreError::Other(format!("the keychain failed on {name}: {other}")),
     };
     scrub(err);
     store_err
+}
+
+/// How to put right the keychain entries for `name` when till cannot use them: remove them
+/// with the keychain's own tool, then store the key again the way its name says.
+fn entry_fix(name: &str, service: &str) -> String {
+    let remove = if cfg!(target_os = "linux") {
+        format!(
+            "remove them (`secret-tool clear service {service} username {name}` removes every one)"
+        )
+    } else if cfg!(target_os = "macos") {
+        format!("remove them in Keychain Access (service {service}, account {name})")
+    } else {
+        format!("remove them in Credential Manager ({name}.{service})")
+    };
+    let again = if let Some(provider) = name.strip_prefix("root/") {
+        format!("store the key again: till add {provider} --replace")
+    } else if let Some(provider) = name.strip_prefix("admin/") {
+        format!("store the admin key again: till add {provider} --admin --replace")
+    } else if name.starts_with("mint/") {
+        "make a new mint key: till rotate --mint (child keys the old one signed stop working)"
+            .to_string()
+    } else {
+        "run the command that stored it again".to_string()
+    };
+    format!("{remove}, then {again}")
 }
 
 /// Zeroizes the secret bytes some keyring errors carry before they are dropped.

@@ -186,6 +186,10 @@ pub enum StoreError {
     /// The stored data is not what till wrote.
     #[error("{0}")]
     Corrupt(String),
+    /// A keychain entry till cannot use (two for one name, text that is not UTF-8), with how
+    /// to put it right.
+    #[error("{reason}")]
+    BadEntry { reason: String, hint: String },
     #[error("{0}")]
     Other(String),
 }
@@ -221,6 +225,7 @@ impl StoreError {
                  `till add`"
                     .into(),
             ),
+            StoreError::BadEntry { hint, .. } => Some(hint.clone()),
             StoreError::Io { .. } | StoreError::Other(_) => None,
         }
     }

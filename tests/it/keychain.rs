@@ -234,3 +234,65 @@ fn keys_added_at_once_to_the_keychain_keep_one_and_say_so() {
     let (code, _, stderr) = output(keychain_till(&env, &service).args(["remove", "openai"]));
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Two keychain entries for one name (one made by hand beside till's): the error says how to
+/// remove them with the keychain's tool and store the key again, and following it works.
+#[test]
+fn two_entries_for_one_key_are_named_with_the_way_to_put_them_right() {
+    let env = TestEnv::new();
+    let service = format!("{}-dup", service());
+    let (code, _, stderr) = output_with_stdin(
+        keychain_till(&env, &service).args(["add", "openai", "--no-verify"]),
+        "sk-test-dup-000001\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut store = std::process::Command::new("secret-tool")
+        .args([
+            "store",
+            "--label=by hand",
+            "service",
+            &service,
+            "username",
+            "root/openai",
+            "target",
+            "elsewhere",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        store
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"sk-test-dup-000002")
+            .unwrap();
+    }
+    assert!(store.wait().unwrap().success());
+    let (code, _, stderr) = output(keychain_till(&env, &service).args(["run", "--", "true"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("2 entries for root/openai"), "{stderr}");
+    let hint = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint: {stderr}"));
+    let clear = format!("secret-tool clear service {service} username root/openai");
+    assert!(hint.contains(&clear), "{hint}");
+    assert!(hint.contains("till add openai --replace"), "{hint}");
+    // Following the hint works.
+    let status = std::process::Command::new("sh")
+        .args(["-c", &clear])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, _, stderr) = output_with_stdin(
+        keychain_till(&env, &service).args(["add", "openai", "--replace", "--no-verify"]),
+        "sk-test-dup-000001\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = output(keychain_till(&env, &service).args(["run", "--", "true"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = output(keychain_till(&env, &service).args(["remove", "openai"]));
+    assert_eq!(code, 0, "{stderr}");
+}
