@@ -194,6 +194,9 @@ pub struct Policy {
 
 /// A sandbox for one agent: its policy, and the platform's launcher.
 pub struct Sandbox {
+    /// The working directory's git directory (canonical): `.git`, where it leads as a link,
+    /// or what a `.git` file names; `None` without one.
+    git: Option<PathBuf>,
     policy: Policy,
     proxy: Option<Arc<crate::proxy::State>>,
     launch: Option<imp::Launch>,
@@ -336,26 +339,25 @@ impl Sandbox {
         };
         imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
         let policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
-        let git = policy.cwd.join(".git");
-        let absent =
-            |name: &str| git.is_dir() && std::fs::symlink_metadata(git.join(name)).is_err();
+        let git_dir = repository_git_dir(&policy.cwd);
+        let has_git = git_dir.is_some();
+        let git = git_dir.clone().unwrap_or_else(|| policy.cwd.join(".git"));
+        let absent = |name: &str| has_git && std::fs::symlink_metadata(git.join(name)).is_err();
         let (commondir_absent, worktree_config_absent) =
             (absent("commondir"), absent("config.worktree"));
-        let head = git
-            .is_dir()
+        let head = has_git
             .then(|| read_agent_file(&git.join("HEAD"), SMALL_FILE).ok())
             .flatten()
             .flatten()
             .filter(|h| valid_head(h));
-        let operations_absent = OPERATIONS
-            .map(|op| git.is_dir() && std::fs::symlink_metadata(git.join(op.dir)).is_err());
+        let operations_absent =
+            OPERATIONS.map(|op| has_git && std::fs::symlink_metadata(git.join(op.dir)).is_err());
         let operations_state = OPERATIONS.map(|op| state_fingerprint(&git.join(op.dir)));
-        let index_before = git
-            .is_dir()
+        let index_before = has_git
             .then(|| index_marks(&git, INDEX_FILE).ok())
             .flatten();
         let index_limit = index_limit_after(&git);
-        let replace_before = git.is_dir().then(|| replace_refs(&git).names);
+        let replace_before = has_git.then(|| replace_refs(&git).names);
         // Files the sandbox covers one by one: hidden files and sockets, and `.git/config`,
         // made read-only (`.git/config.worktree` is made when missing, and removed after).
         let mut covered_files: Vec<(PathBuf, (u64, u64))> = policy
@@ -367,12 +369,13 @@ impl Sandbox {
             })
             .collect();
         if !policy.writable_git_hooks
-            && git.is_dir()
+            && has_git
             && let Some(id) = identity(&git.join("config"))
         {
             covered_files.push((git.join("config"), id));
         }
         Ok(Self {
+            git: git_dir,
             policy,
             proxy: None,
             launch: None,
@@ -407,6 +410,14 @@ impl Sandbox {
             }
         }
         replaced
+    }
+
+    /// The git directory the run's checks look at: [`Self::git`], or `.git` when there is
+    /// none (every check then finds nothing to do).
+    fn git_dir(&self) -> PathBuf {
+        self.git
+            .clone()
+            .unwrap_or_else(|| self.policy.cwd.join(".git"))
     }
 
     pub fn net(&self) -> Net {
@@ -514,7 +525,7 @@ impl Sandbox {
         if self.policy.writable_git_hooks {
             return false;
         }
-        let file = self.policy.cwd.join(".git").join("HEAD");
+        let file = self.git_dir().join("HEAD");
         if read_agent_file(&file, SMALL_FILE).is_ok_and(|now| now.is_some_and(|h| valid_head(&h))) {
             return false;
         }
@@ -542,7 +553,7 @@ impl Sandbox {
         if self.head.is_none() || self.policy.writable_git_hooks {
             return Vec::new();
         }
-        let git = self.policy.cwd.join(".git");
+        let git = self.git_dir();
         let mut fixed = Vec::new();
         for dir in [git.clone(), git.join("objects"), git.join("refs")] {
             let Some(restored) = owner_access_restored(&dir) else {
@@ -575,7 +586,7 @@ impl Sandbox {
         if self.policy.writable_git_hooks || !self.commondir_absent {
             return false;
         }
-        let file = self.policy.cwd.join(".git").join("commondir");
+        let file = self.git_dir().join("commondir");
         if std::fs::symlink_metadata(&file).is_err() {
             return false;
         }
@@ -603,7 +614,7 @@ impl Sandbox {
         if self.policy.writable_git_hooks || !self.worktree_config_absent {
             return;
         }
-        let file = self.policy.cwd.join(".git").join("config.worktree");
+        let file = self.git_dir().join("config.worktree");
         let Ok(meta) = std::fs::symlink_metadata(&file) else {
             return;
         };
@@ -635,7 +646,7 @@ impl Sandbox {
     /// for nothing. It may be the agent's honest work, so it is named, not ended. Returns the
     /// directories named.
     pub fn warn_rebase_commands(&self) -> Vec<PathBuf> {
-        let git = self.policy.cwd.join(".git");
+        let git = self.git_dir();
         let mut named = Vec::new();
         for ((op, absent), before) in OPERATIONS
             .iter()
@@ -687,7 +698,7 @@ impl Sandbox {
         let Some(before) = &self.index_before else {
             return gitindex::Marks::default();
         };
-        let git = self.policy.cwd.join(".git");
+        let git = self.git_dir();
         let after = match index_marks(&git, self.index_limit) {
             Ok(after) => after,
             Err(e) => {
@@ -742,7 +753,7 @@ impl Sandbox {
         let Some(before) = &self.replace_before else {
             return Vec::new();
         };
-        let after = replace_refs(&self.policy.cwd.join(".git"));
+        let after = replace_refs(&self.git_dir());
         for (place, fix) in &after.unchecked {
             crate::output::warn(&format!(
                 "{place}: replacement refs the agent may have added there were not checked (with one, git log, show and diff show another object in place of the one a commit holds); {fix}"
@@ -1506,11 +1517,11 @@ fn resolve(
         if let Some((link, text)) = git_link_to_nothing(&cwd) {
             return Err(usage(
                 format!(
-                    "{} is a symbolic link to {}, which does not exist: the agent could create it, and git would take what it put there (hooks, config) at your next git command",
+                    "{} leads to {}, which does not exist: the agent could create it, and git would take what it put there (hooks, config) at your next git command",
                     link.display(),
                     text.display()
                 ),
-                "create what the link leads to first, or remove the link",
+                "create what it leads to first, or remove it",
             ));
         }
     }
@@ -1582,19 +1593,44 @@ fn git_link_to_nothing(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
     if let Some(found) = dangling(dot_git.clone()) {
         return Some(found);
     }
-    if !dot_git.is_dir() {
+    // A `.git` file names the git directory, and a linked worktree's that of the main one.
+    let dirs = if std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_file()) {
+        let (dir, common) = git_dirs(cwd)?;
+        if let Some(missing) = [&dir, &common].into_iter().find(|d| !d.is_dir()) {
+            return Some((dot_git, missing.clone()));
+        }
+        vec![dir, common]
+    } else if dot_git.is_dir() {
+        vec![dot_git]
+    } else {
         return None;
-    }
-    let hooks = std::fs::read_dir(dot_git.join("hooks"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path());
-    GIT_ENTRIES
-        .iter()
-        .map(|name| dot_git.join(name))
-        .chain(hooks)
-        .find_map(dangling)
+    };
+    dirs.iter().find_map(|dir| {
+        let hooks = std::fs::read_dir(dir.join("hooks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path());
+        GIT_ENTRIES
+            .iter()
+            .map(|name| dir.join(name))
+            .chain(hooks)
+            .find_map(dangling)
+    })
+}
+
+/// The working directory's git directory, canonical: `.git`, where it leads as a link, or the
+/// one a `.git` file names (`gitdir: …`: a linked worktree's, a submodule's, or one made with
+/// `--separate-git-dir`). `None` without one.
+fn repository_git_dir(cwd: &Path) -> Option<PathBuf> {
+    let dot_git = cwd.join(".git");
+    let meta = std::fs::symlink_metadata(&dot_git).ok()?;
+    let dir = if meta.is_file() {
+        git_dirs(cwd)?.0
+    } else {
+        dot_git
+    };
+    std::fs::canonicalize(dir).ok().filter(|d| d.is_dir())
 }
 
 /// What the working directory's repository's config names that lies where the agent may write

@@ -2562,6 +2562,12 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
         std::fs::rename(d.join(".git"), d.join(".repo")).unwrap();
         std::fs::write(d.join(".git"), "gitdir: .repo\n").unwrap();
     };
+    // The same, two directories down: meta/repo
+    let separate_nested = |d: &Path| {
+        std::fs::create_dir(d.join("meta")).unwrap();
+        std::fs::rename(d.join(".git"), d.join("meta/repo")).unwrap();
+        std::fs::write(d.join(".git"), "gitdir: meta/repo\n").unwrap();
+    };
     // .git/hooks/pre-commit → ../../scripts/pre-commit
     let hook_link = |d: &Path| {
         std::fs::create_dir(d.join("scripts")).unwrap();
@@ -2653,6 +2659,24 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
             &separate,
             plant_hook(".repo/hooks/pre-commit"),
             commit,
+        ),
+        (
+            "separate git directory given a commondir",
+            &separate,
+            format!(
+                "mkdir -p evil/hooks && cp -r .repo/objects .repo/refs evil/ && cp .repo/config evil/config && {} && echo ../evil > .repo/commondir",
+                plant_fsmonitor("evil/config")
+            ),
+            status,
+        ),
+        (
+            "separate git directory's directory moved",
+            &separate_nested,
+            format!(
+                "mv meta meta.old && mkdir -p meta/repo && cp -a meta.old/repo/. meta/repo/ && chmod -R u+w meta && {}",
+                plant_fsmonitor("meta/repo/config")
+            ),
+            status,
         ),
         (
             "hook's script written",
@@ -2790,6 +2814,89 @@ fn an_index_the_agent_grows_huge_is_not_read_whole() {
     let stderr = sandboxed(&p, proj.path(), "truncate -s 1G .git/index");
     assert!(
         stderr.contains("could not read") && stderr.contains("it is larger than 67108864 bytes"),
+        "{stderr}"
+    );
+}
+
+/// A linked worktree whose main repository is a writable path (so the agent can commit from
+/// the worktree): the config and hooks git uses there, and the worktree's `commondir`, are
+/// read-only, and a commit still works. A `.git` that leads into /tmp, which the sandbox's
+/// private /tmp hides, refuses the run: the agent could put a repository in its place.
+#[test]
+fn a_worktree_of_a_writable_repository_and_a_git_directory_in_tmp_are_kept() {
+    let p = proxy_env();
+    let base = outside_tmp();
+    let main = base.path().join("main");
+    std::fs::create_dir(&main).unwrap();
+    git(&main, &["init", "-q", "."]);
+    git_commit(&main);
+    git(&main, &["worktree", "add", "-q", "../wt"]);
+    let wt = base.path().join("wt");
+    let url = p.mock.url();
+    p.env.config(&format!(
+        "[providers.openai]\nbase_url = \"{url}\"\n[sandbox]\nwritable = [\"{}\"]\n",
+        main.display()
+    ));
+    let common = "C=$(git rev-parse --git-common-dir); ";
+    let attacks = [
+        (
+            format!("{common}{}", plant_fsmonitor("$C/config")),
+            &["status", "--short"][..],
+        ),
+        (
+            format!("{common}{}", plant_hook("$C/hooks/pre-commit")),
+            &["commit", "--allow-empty", "-qm", "after"][..],
+        ),
+        (
+            format!(
+                "{common}mkdir -p ../evil && cp -r $C/objects $C/refs $C/HEAD ../evil/ && cp $C/config ../evil/config && {} && echo $(cd ../evil && pwd) > $(git rev-parse --git-dir)/commondir",
+                plant_fsmonitor("../evil/config")
+            ),
+            &["status", "--short"][..],
+        ),
+    ];
+    for (attack, check) in &attacks {
+        for sandbox in ["--no-sandbox", "--sandbox"] {
+            let (code, stdout, stderr) =
+                run_sh(&p, &wt, sandbox, &format!("{AS_AGENT}{attack}; true"));
+            assert_eq!(code, 0, "{sandbox}: {stdout} {stderr}");
+            let planted = git_runs_plant(&wt, check);
+            assert_eq!(
+                planted,
+                sandbox == "--no-sandbox",
+                "{attack} {sandbox}: {stderr}"
+            );
+            // Put the repositories back as they were for the next attack.
+            let _ = std::fs::remove_file(wt.join("planted"));
+            let _ = std::fs::remove_file(main.join(".git/hooks/pre-commit"));
+            let _ = std::fs::remove_dir_all(base.path().join("evil"));
+            let _ = Command::new("git")
+                .args(["config", "--unset-all", "core.fsmonitor"])
+                .current_dir(&main)
+                .status();
+            std::fs::write(main.join(".git/worktrees/wt/commondir"), "../..\n").unwrap();
+        }
+    }
+    // A commit from the worktree works in the sandbox.
+    let (code, stdout, stderr) = run_sh(
+        &p,
+        &wt,
+        "--sandbox",
+        &format!("{AS_AGENT}git commit --allow-empty -qm inside && echo committed"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("committed"), "{stdout} {stderr}");
+
+    // .git → a directory under /tmp.
+    let in_tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let proj = project();
+    std::fs::rename(proj.path().join(".git"), in_tmp.path().join("repo.git")).unwrap();
+    std::os::unix::fs::symlink(in_tmp.path().join("repo.git"), proj.path().join(".git")).unwrap();
+    let (code, stdout, stderr) = run_sh(&p, proj.path(), "--sandbox", "echo ran");
+    assert_ne!(code, 0, "{stdout} {stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(
+        stderr.contains("which the sandbox cannot reach"),
         "{stderr}"
     );
 }

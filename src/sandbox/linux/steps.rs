@@ -371,26 +371,87 @@ pub(super) fn protect_git(cwd: &Path, writable: bool, roots: &[PathBuf]) -> Resu
     if writable {
         return Ok(());
     }
-    let git = if meta.is_symlink() {
+    let unreachable = |dir: &Path| {
+        StepError::new(format!(
+            "{} leads to {}, which the sandbox cannot reach (under its private /tmp?): the agent could put a repository of its own in its place",
+            dot_git.display(),
+            dir.display()
+        ))
+        .hint("move the git directory out of /tmp, or run without --sandbox")
+    };
+    if meta.is_symlink() {
         let Ok(real) = std::fs::canonicalize(&dot_git) else {
-            return Ok(());
+            return Err(unreachable(
+                &std::fs::read_link(&dot_git).unwrap_or_default(),
+            ));
         };
         pin_way(&dot_git, roots, &real)?;
-        real
-    } else if meta.is_file() {
-        // A `.git` file names the real git directory: a linked worktree's or a submodule's,
-        // outside the working directory and so read-only already, or one made with
-        // `--separate-git-dir` where the agent may write, which is protected as `.git` is.
-        // The file itself stays in place.
+        return protect_git_dir(&real, roots);
+    }
+    if meta.is_file() {
+        // A `.git` file names the git directory: a linked worktree's or a submodule's, outside
+        // the working directory and so read-only already, or one made with
+        // `--separate-git-dir`, or a worktree's whose main repository is a writable path:
+        // those (and the main repository's) are protected as `.git` is, with the way to them
+        // pinned. The file itself stays in place.
         bind_read_only(&dot_git, &dot_git)?;
+        let Some((dir, common)) = super::super::git_dirs(cwd) else {
+            return Ok(());
+        };
         let below_a_root = |p: &Path| roots.iter().any(|r| p.starts_with(r) && p != r.as_path());
-        match super::super::git_dirs(cwd).and_then(|(dir, _)| std::fs::canonicalize(dir).ok()) {
-            Some(dir) if dir.is_dir() && below_a_root(&dir) => dir,
-            _ => return Ok(()),
+        let real = |named: &Path| std::fs::canonicalize(named).map_err(|_| unreachable(named));
+        let (dir_real, common_real) = (real(&dir)?, real(&common)?);
+        if !below_a_root(&common_real) {
+            return Ok(());
         }
-    } else {
-        dot_git
-    };
+        pin_way(&common, roots, &common_real)?;
+        return if dir_real == common_real {
+            protect_git_dir(&common_real, roots)
+        } else {
+            protect_worktree(&dir_real, &common_real)
+        };
+    }
+    protect_git_dir(&dot_git, roots)
+}
+
+/// A linked worktree's git directory `dir` and the main repository's `common`, where the agent
+/// may write (the main repository is a writable path): what decides what git runs in the
+/// worktree is made read-only (the main repository's `config` and `hooks`, and the worktree's
+/// `commondir`, `gitdir` and `config.worktree`, made empty where there is none), and both
+/// directories become mount points. The rest stays writable: git writes the worktree's `HEAD`
+/// and index there, and objects and refs in the main repository.
+fn protect_worktree(dir: &Path, common: &Path) -> Result<(), StepError> {
+    rustix::mount::mount_bind_recursive(common, common)
+        .map_err(mount_err(format!("cannot bind {}", common.display())))?;
+    rustix::mount::mount_bind_recursive(dir, dir)
+        .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
+    let hooks = common.join("hooks");
+    if std::fs::symlink_metadata(&hooks).is_err() {
+        std::fs::create_dir(&hooks).map_err(step(format!("cannot create {}", hooks.display())))?;
+    }
+    bind_read_only(&hooks, &hooks)?;
+    let worktree = dir.join("config.worktree");
+    match std::fs::File::create_new(&worktree) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(step(format!("cannot create {}", worktree.display()))(e)),
+    }
+    for file in [
+        common.join("config"),
+        dir.join("commondir"),
+        dir.join("gitdir"),
+        worktree,
+    ] {
+        if file.exists() {
+            bind_read_only(&file, &file)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`protect_git`]'s work on the git directory `git` (canonical).
+fn protect_git_dir(git: &Path, roots: &[PathBuf]) -> Result<(), StepError> {
+    let git = git.to_path_buf();
     if !git.is_dir() {
         return Ok(());
     }
