@@ -460,6 +460,7 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
             if ended == 1 { "" } else { "es" }
         ));
     }
+    sb.move_aside_new_repository();
     sb.restore_git_modes();
     sb.strip_rewritten_privileges();
     sb.remove_planted_commondir();

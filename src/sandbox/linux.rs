@@ -38,7 +38,8 @@ pub use privileges::strip as strip_rewritten;
 
 use steps::{
     drop_file_privileges, hide, json_cover, landlock, loopback_up, make_mount_point, mount_err,
-    own_dev, own_proc, own_terminal, protect_git, read_only_elsewhere, seccomp, tmpfs,
+    own_dev, own_proc, own_terminal, protect_git, protect_submodules, read_only_elsewhere, seccomp,
+    tmpfs,
 };
 
 /// The helper's end of the control socket.
@@ -87,6 +88,7 @@ struct Wire {
     writable: Vec<Vec<u8>>,
     hidden: Vec<Vec<u8>>,
     writable_git_hooks: bool,
+    submodules: Vec<Vec<u8>>,
     simulate_missing: Option<String>,
 }
 
@@ -100,6 +102,7 @@ impl Wire {
             writable: p.writable.iter().map(bytes).collect(),
             hidden: p.hidden.iter().map(bytes).collect(),
             writable_git_hooks: p.writable_git_hooks,
+            submodules: p.submodules.iter().map(bytes).collect(),
             simulate_missing: p.simulate_missing.clone(),
         }
     }
@@ -897,6 +900,8 @@ fn setup(w: &Wire) -> Result<Ready, StepError> {
     read_only_elsewhere(&roots, &keep_writable)?;
 
     protect_git(&cwd, w.writable_git_hooks, &roots)?;
+    let submodules: Vec<PathBuf> = w.submodules.iter().map(|p| path(p)).collect();
+    protect_submodules(&submodules, &roots)?;
 
     // The directories between the writable paths and what is hidden below them become mount
     // points before the covers go on (a bind of a directory that a cover sits under would not

@@ -188,6 +188,10 @@ pub struct Policy {
     pub sockets: usize,
     /// Whether the working directory's `.git/hooks` and `.git/config` stay writable.
     pub writable_git_hooks: bool,
+    /// The `.git` of each submodule's working tree (a file naming its git directory, or an
+    /// older submodule's own directory), three levels of submodules down: made read-only
+    /// ([`submodule_gits`]).
+    pub submodules: Vec<PathBuf>,
     /// Debug builds only: act as if this mechanism were missing (`landlock`, `userns`).
     pub simulate_missing: Option<String>,
 }
@@ -197,6 +201,8 @@ pub struct Sandbox {
     /// The working directory's git directory (canonical): `.git`, where it leads as a link,
     /// or what a `.git` file names; `None` without one.
     git: Option<PathBuf>,
+    /// The working directory had no `.git` before the run.
+    dot_git_absent: bool,
     policy: Policy,
     proxy: Option<Arc<crate::proxy::State>>,
     launch: Option<imp::Launch>,
@@ -338,8 +344,9 @@ impl Sandbox {
             None
         };
         imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
-        let policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
+        let mut policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
         let git_dir = repository_git_dir(&policy.cwd);
+        let dot_git_absent = std::fs::symlink_metadata(policy.cwd.join(".git")).is_err();
         let has_git = git_dir.is_some();
         let git = git_dir.clone().unwrap_or_else(|| policy.cwd.join(".git"));
         let absent = |name: &str| has_git && std::fs::symlink_metadata(git.join(name)).is_err();
@@ -357,6 +364,11 @@ impl Sandbox {
             .then(|| index_marks(&git, INDEX_FILE).ok())
             .flatten();
         let index_limit = index_limit_after(&git);
+        if !policy.writable_git_hooks
+            && let Some(marks) = &index_before
+        {
+            policy.submodules = submodule_gits(&policy.cwd, marks);
+        }
         let replace_before = has_git.then(|| replace_refs(&git).names);
         // Files the sandbox covers one by one: hidden files and sockets, and `.git/config`,
         // made read-only (`.git/config.worktree` is made when missing, and removed after).
@@ -376,6 +388,7 @@ impl Sandbox {
         }
         Ok(Self {
             git: git_dir,
+            dot_git_absent,
             policy,
             proxy: None,
             launch: None,
@@ -575,6 +588,50 @@ impl Sandbox {
             fixed.push(dir);
         }
         fixed
+    }
+
+    /// Once nothing of the agent runs: moves aside a `.git` the agent made in a working
+    /// directory that had none (a new project, or a directory inside another repository), to
+    /// `.git-from-agent` (or `.git-from-agent-N`), and says how to take it back. Its config
+    /// and hooks are the agent's, and git would run what they name at your next command there
+    /// (a shell prompt that shows git's status runs one at once). Returns where it went.
+    pub fn move_aside_new_repository(&self) -> Option<PathBuf> {
+        if self.policy.writable_git_hooks || !self.dot_git_absent {
+            return None;
+        }
+        let made = self.policy.cwd.join(".git");
+        std::fs::symlink_metadata(&made).ok()?;
+        let aside = (0..100)
+            .map(|n| {
+                self.policy.cwd.join(if n == 0 {
+                    ".git-from-agent".to_string()
+                } else {
+                    format!(".git-from-agent-{n}")
+                })
+            })
+            .find(|p| std::fs::symlink_metadata(p).is_err())?;
+        let name = aside.file_name().unwrap_or_default().to_string_lossy();
+        match std::fs::rename(&made, &aside) {
+            Ok(()) => {
+                crate::output::warn(&format!(
+                    "moved the git repository the agent made here to {}: its config and hooks are the agent's, and git runs what they name at your next git command in this directory (a shell prompt that shows git's status runs one at once); read {name}/config and {name}/hooks, then `mv {name} .git` to keep it",
+                    aside.display()
+                ));
+                Some(aside)
+            }
+            Err(e) => {
+                crate::output::error(
+                    &format!(
+                        "the agent made a git repository at {}, whose config and hooks are its own, and till could not move it aside: {e}",
+                        made.display()
+                    ),
+                    Some(
+                        "remove it, or read its config and hooks, before you run git in this directory",
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// Once nothing of the agent runs: removes a `.git/commondir` it created in the working
@@ -1560,6 +1617,7 @@ fn resolve(
         till_dirs,
         sockets,
         writable_git_hooks: sandbox.writable_git_hooks,
+        submodules: Vec::new(),
         simulate_missing,
     })
 }
@@ -1617,6 +1675,40 @@ fn git_link_to_nothing(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
             .chain(hooks)
             .find_map(dangling)
     })
+}
+
+/// The `.git` of each submodule's working tree that `marks` (the working directory's index)
+/// records, and of theirs in turn, three levels down: a file naming the git directory under
+/// `.git/modules` (read-only in the sandbox), or an older submodule's own directory. Each is
+/// made read-only in the sandbox, so that a plain `git status` in the parent, which goes into
+/// every submodule with the config its `.git` leads to, runs nothing of the agent's.
+fn submodule_gits(cwd: &Path, marks: &gitindex::Marks) -> Vec<PathBuf> {
+    use std::path::Component;
+    const DEPTH: usize = 3;
+    let mut found = Vec::new();
+    let mut todo: Vec<(PathBuf, gitindex::Marks, usize)> =
+        vec![(cwd.to_path_buf(), marks.clone(), 0)];
+    while let Some((top, marks, depth)) = todo.pop() {
+        for link in &marks.gitlinks {
+            let rel = PathBuf::from(String::from_utf8_lossy(link).into_owned());
+            if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+                continue;
+            }
+            let tree = top.join(rel);
+            let dot_git = tree.join(".git");
+            if std::fs::symlink_metadata(&dot_git).is_err() {
+                continue;
+            }
+            found.push(dot_git);
+            if depth + 1 < DEPTH
+                && let Some(git) = repository_git_dir(&tree)
+                && let Ok(inner) = index_marks(&git, INDEX_FILE)
+            {
+                todo.push((tree, inner, depth + 1));
+            }
+        }
+    }
+    found
 }
 
 /// The working directory's git directory, canonical: `.git`, where it leads as a link, or the
@@ -2158,6 +2250,7 @@ mod tests {
             till_dirs: 1,
             sockets: 1,
             writable_git_hooks: false,
+            submodules: Vec::new(),
             simulate_missing: None,
         };
         let lines = banner(&p);

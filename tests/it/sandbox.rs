@@ -2900,3 +2900,143 @@ fn a_worktree_of_a_writable_repository_and_a_git_directory_in_tmp_are_kept() {
         "{stderr}"
     );
 }
+
+/// A submodule's working tree has a `.git` of its own (a file naming `.git/modules/NAME`, or an
+/// older submodule's directory), and a plain `git status` in the parent goes into it with the
+/// config it leads to: the agent can neither point the file at a repository of its own, nor
+/// move the submodule's directory away, nor write the older one's config.
+#[test]
+fn a_submodules_git_cannot_be_turned_to_the_agents_repository() {
+    let p = proxy_env();
+    let base = outside_tmp();
+    let lib = base.path().join("libsrc");
+    std::fs::create_dir(&lib).unwrap();
+    git(&lib, &["init", "-q", "."]);
+    git_commit(&lib);
+    let setup = |old_style: bool| {
+        let proj = project();
+        git_commit(proj.path());
+        git(
+            proj.path(),
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                lib.to_str().unwrap(),
+                "lib",
+            ],
+        );
+        git(proj.path(), &["commit", "-qm", "lib"]);
+        if old_style {
+            // A submodule from before git kept them in .git/modules: its own .git directory.
+            std::fs::remove_file(proj.path().join("lib/.git")).unwrap();
+            let from = proj.path().join(".git/modules/lib");
+            let status = Command::new("cp")
+                .args(["-a"])
+                .arg(&from)
+                .arg(proj.path().join("lib/.git"))
+                .status()
+                .unwrap();
+            assert!(status.success());
+            git(
+                proj.path(),
+                &[
+                    "config",
+                    "--file",
+                    "lib/.git/config",
+                    "--unset",
+                    "core.worktree",
+                ],
+            );
+        }
+        proj
+    };
+    let evil = "mkdir evil && cp -r .git/modules/lib/. evil/ && git config --file evil/config core.worktree ../lib && ";
+    let attacks: [(&str, bool, String); 3] = [
+        (
+            "file pointed elsewhere",
+            false,
+            format!(
+                "{evil}{} && printf 'gitdir: ../evil\\n' > lib/.git",
+                plant_fsmonitor("evil/config")
+            ),
+        ),
+        (
+            "directory moved away",
+            false,
+            format!(
+                "{evil}{} && mv lib lib.old && mkdir lib && printf 'gitdir: ../evil\\n' > lib/.git",
+                plant_fsmonitor("evil/config")
+            ),
+        ),
+        (
+            "older submodule's config written",
+            true,
+            plant_fsmonitor("lib/.git/config"),
+        ),
+    ];
+    for (what, old_style, attack) in &attacks {
+        for sandbox in ["--no-sandbox", "--sandbox"] {
+            let proj = setup(*old_style);
+            let (code, stdout, stderr) =
+                run_sh(&p, proj.path(), sandbox, &format!("{attack}; true"));
+            assert_eq!(code, 0, "{what} {sandbox}: {stdout} {stderr}");
+            let planted = git_runs_plant(proj.path(), &["status"])
+                || proj.path().join("lib/planted").exists();
+            assert_eq!(
+                planted,
+                sandbox == "--no-sandbox",
+                "{what} {sandbox}: {stderr}"
+            );
+        }
+    }
+    // git still reads the submodule from the sandbox (its git directory is under
+    // `.git/modules`, read-only: a commit there fails, as before).
+    let proj = setup(false);
+    let (code, stdout, stderr) = run_sh(
+        &p,
+        proj.path(),
+        "--sandbox",
+        "git status --short && cd lib && git log --oneline && echo read",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("read"), "{stdout} {stderr}");
+}
+
+/// Where the working directory had no `.git` (a new project, or a directory inside another
+/// repository), one the agent makes holds its config and hooks, which git runs at your next
+/// command there (a shell prompt that shows git's status runs one at once): it is moved aside
+/// when the run ends, with a warning that says how to take it back.
+#[test]
+fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
+    let p = proxy_env();
+    let dir = outside_tmp();
+    let agent = format!(
+        "{AS_AGENT}git init -q . && git config core.fsmonitor 'touch planted; false' && git commit -q --allow-empty -m mine; true"
+    );
+    for sandbox in ["--no-sandbox", "--sandbox"] {
+        let proj = outside_tmp();
+        let (code, stdout, stderr) = run_sh(&p, proj.path(), sandbox, &agent);
+        assert_eq!(code, 0, "{sandbox}: {stdout} {stderr}");
+        // (The agent's own commit ran its command, in the sandbox.)
+        let _ = std::fs::remove_file(proj.path().join("planted"));
+        let planted = git_status_runs_plant(proj.path());
+        assert_eq!(planted, sandbox == "--no-sandbox", "{sandbox}: {stderr}");
+        if sandbox == "--sandbox" {
+            let aside = proj.path().join(".git-from-agent");
+            assert!(aside.join("config").exists(), "{stderr}");
+            assert!(!proj.path().join(".git").exists());
+            assert!(stderr.contains(".git-from-agent"), "{stderr}");
+            assert!(stderr.contains("mv .git-from-agent .git"), "{stderr}");
+        }
+    }
+    drop(dir);
+    // A repository that was there before is left alone.
+    let proj = project();
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", &agent);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(proj.path().join(".git/HEAD").exists());
+    assert!(!proj.path().join(".git-from-agent").exists());
+}

@@ -414,6 +414,38 @@ pub(super) fn protect_git(cwd: &Path, writable: bool, roots: &[PathBuf]) -> Resu
     protect_git_dir(&dot_git, roots)
 }
 
+/// Makes each submodule working tree's `.git` in `gits` read-only (a file naming the git
+/// directory under `.git/modules`) or protected as the working directory's is (an older
+/// submodule's own directory), with the directories between it and a writable root pinned,
+/// so the submodule's directory cannot be moved away and made again with a `.git` of the
+/// agent's.
+pub(super) fn protect_submodules(gits: &[PathBuf], roots: &[PathBuf]) -> Result<(), StepError> {
+    for dir in super::super::between_writable_and_hidden(gits, roots) {
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            rustix::mount::mount_bind_recursive(&dir, &dir)
+                .map_err(mount_err(format!("cannot pin {}", dir.display())))?;
+        }
+    }
+    for git in gits {
+        let Ok(meta) = std::fs::symlink_metadata(git) else {
+            continue;
+        };
+        if meta.is_symlink() {
+            if let Ok(real) = std::fs::canonicalize(git) {
+                pin_way(git, roots, &real)?;
+                if real.is_dir() {
+                    protect_git_dir(&real, roots)?;
+                }
+            }
+        } else if meta.is_dir() {
+            protect_git_dir(git, roots)?;
+        } else {
+            bind_read_only(git, git)?;
+        }
+    }
+    Ok(())
+}
+
 /// A linked worktree's git directory `dir` and the main repository's `common`, where the agent
 /// may write (the main repository is a writable path): what decides what git runs in the
 /// worktree is made read-only (the main repository's `config` and `hooks`, and the worktree's
