@@ -109,6 +109,10 @@ pub const DEFAULT_DENY: &[&str] = &[
     "~/.local/share/opencode/auth.json",
     "~/.config/io.datasette.llm/keys.json",
     "~/.config/github-copilot",
+    // Other tokens a shell finds in the home directory: Hugging Face's, GitLab's CLI's.
+    "~/.cache/huggingface/token",
+    "~/.huggingface/token",
+    "~/.config/glab-cli",
     // GNU screen's sessions: `screen -X stuff` types into your shell outside the sandbox.
     "/run/screen",
     "/var/run/screen",

@@ -2756,6 +2756,7 @@ fn agent_logins_and_vm_sockets_in_the_home_are_hidden() {
         ".local/share/opencode/auth.json",
         ".config/io.datasette.llm/keys.json",
         ".config/github-copilot/apps.json",
+        ".cache/huggingface/token",
     ];
     for f in files {
         let path = h.join(f);
@@ -2792,10 +2793,11 @@ fn agent_logins_and_vm_sockets_in_the_home_are_hidden() {
             assert!(stdout.contains("socket-there"), "{stdout}");
         } else {
             assert!(!stdout.contains("sk-user-secret"), "{stdout}");
-            // Each file read as an empty object (the copilot one is in a hidden directory).
+            // Each JSON file read as an empty object (the copilot one is in a hidden
+            // directory; the token is no JSON, and reads empty).
             assert_eq!(
                 stdout.matches("{}").count(),
-                files.len() - 1,
+                files.len() - 2,
                 "{stdout} {stderr}"
             );
             assert!(!stdout.contains("socket-there"), "{stdout}");
