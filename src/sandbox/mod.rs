@@ -1569,6 +1569,14 @@ fn resolve(
 
     if !sandbox.writable_git_hooks {
         for (file, setting, path) in git_config_in_reach(&cwd, home.as_deref(), &writable) {
+            if setting != "core.hooksPath" && !setting.ends_with(".path") {
+                crate::output::warn(&format!(
+                    "{}: {setting} runs {}, where the agent may write: git runs it outside the sandbox when it needs it (a filter or textconv at your next `git status` or `git diff`); review it with the agent's other changes",
+                    file.display(),
+                    path.display()
+                ));
+                continue;
+            }
             crate::output::warn(&format!(
                 "{}: {setting} is {}, where the agent may write: git runs what is there (hooks, or commands the config it includes names) at your next git command, outside the sandbox; review it with the agent's other changes",
                 file.display(),
@@ -1768,6 +1776,19 @@ fn git_config_in_reach(
             continue;
         };
         for (var, value) in values {
+            if let Some(program) = value.as_deref().and_then(|v| command_program(&var, v)) {
+                let path = match program.strip_prefix("~/") {
+                    Some(rest) => home.map(|h| h.join(rest)),
+                    // git runs these from the worktree's top.
+                    None => Some(cwd.join(&program)),
+                };
+                if let Some(real) = path.and_then(|p| nearest_real(&p)).filter(|r| in_reach(r))
+                    && !found.iter().any(|(_, _, p)| *p == real)
+                {
+                    found.push((file.clone(), var.clone(), real));
+                }
+                continue;
+            }
             let include =
                 var == "include.path" || (var.starts_with("includeif.") && var.ends_with(".path"));
             // A hooks path is taken from the worktree's top; an include, from its file's
@@ -1804,6 +1825,53 @@ fn git_config_in_reach(
         }
     }
     found
+}
+
+/// The program a setting that git runs as a command names by a path (with a `/`: one found on
+/// `PATH` is no file of the project's): a filter, a textconv or diff command, a merge driver,
+/// an alias or credential helper with `!`, an editor, pager or ssh command, `core.fsmonitor`.
+/// `None` for any other setting, or a command named without a path.
+fn command_program(var: &str, value: &[u8]) -> Option<String> {
+    let (section, rest) = var.split_once('.')?;
+    let key = rest.rsplit('.').next()?;
+    let sub = rest.contains('.');
+    let command = match (section, sub, key) {
+        ("filter", true, "clean" | "smudge" | "process")
+        | ("diff", true, "textconv" | "command")
+        | ("merge", true, "driver")
+        | ("difftool" | "mergetool", true, "cmd")
+        | ("gpg", _, "program")
+        | ("credential", _, "helper")
+        | ("alias", _, _)
+        | ("pager", _, _)
+        | ("diff", false, "external")
+        | ("sequence", false, "editor")
+        | ("interactive", false, "difffilter")
+        | ("uploadpack", false, "packobjectshook") => true,
+        ("core", false, k) => matches!(
+            k,
+            "fsmonitor" | "sshcommand" | "pager" | "editor" | "askpass" | "gitproxy"
+        ),
+        _ => false,
+    };
+    if !command {
+        return None;
+    }
+    let text = String::from_utf8_lossy(value);
+    let text = text.trim();
+    // An alias runs a shell command only with `!` (else it is git's own), a credential helper
+    // a program with `!` or a path.
+    let text = match section {
+        "alias" => text.strip_prefix('!')?,
+        _ => text.strip_prefix('!').unwrap_or(text),
+    }
+    .trim_start();
+    // The first word, as the shell reads it: quoted, or up to a space.
+    let word = match text.chars().next()? {
+        q @ ('"' | '\'') => text[1..].split(q).next()?.to_string(),
+        _ => text.split_whitespace().next()?.to_string(),
+    };
+    word.contains('/').then_some(word)
 }
 
 /// A git config file of yours read before the run: through a link, only when it is a regular
@@ -2237,6 +2305,38 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains('…'));
+    }
+
+    #[test]
+    fn a_command_setting_names_its_program_by_path_only() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("core.fsmonitor", "true", None),
+            (
+                "core.fsmonitor",
+                ".git/hooks/fsmonitor-watchman",
+                Some(".git/hooks/fsmonitor-watchman"),
+            ),
+            ("alias.co", "checkout", None),
+            ("alias.x", "! ./x.sh a", Some("./x.sh")),
+            ("credential.helper", "store", None),
+            (
+                "credential.helper",
+                "/usr/bin/helper get",
+                Some("/usr/bin/helper"),
+            ),
+            ("filter.lfs.clean", "git-lfs clean -- %f", None),
+            ("filter.a.smudge", "'t/my tool' %f", Some("t/my tool")),
+            ("user.name", "a/b", None),
+            ("diff.external", "", None),
+            ("pager.log", "false", None),
+        ];
+        for (var, value, want) in cases {
+            assert_eq!(
+                command_program(var, value.as_bytes()).as_deref(),
+                *want,
+                "{var} = {value}"
+            );
+        }
     }
 
     #[test]

@@ -1157,6 +1157,34 @@ fn hooks_kept_in_the_project_are_named_at_the_start() {
     let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("core.hooksPath"), "{stderr}");
+    // Commands the config names by a path in the project: a clean filter, a textconv, an
+    // alias; git runs them as the agent left them. One found on PATH says nothing.
+    let real = std::fs::canonicalize(proj.path()).unwrap();
+    for (setting, value, named) in [
+        (
+            "filter.strip.clean",
+            "tools/clean.sh --quiet",
+            "tools/clean.sh",
+        ),
+        ("diff.pdf.textconv", "\"./bin/pdf text\" -x", "bin/pdf text"),
+        ("alias.st", "!scripts/st.sh", "scripts/st.sh"),
+    ] {
+        git(proj.path(), &["config", setting, value]);
+        let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{setting} runs {}, where the agent may write",
+                real.join(named).display()
+            )),
+            "{setting}: {stderr}"
+        );
+        git(proj.path(), &["config", "--unset", setting]);
+    }
+    git(proj.path(), &["config", "core.pager", "less -R"]);
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("core.pager"), "{stderr}");
 }
 
 /// Your global git config naming hooks or an included file in the project is named too: git
