@@ -1583,6 +1583,12 @@ fn resolve(
                 path.display()
             ));
         }
+        for hook in hooks_with_other_names(&cwd) {
+            crate::output::warn(&format!(
+                "{} has another name (a hard link), which till cannot find to protect: the agent could change the hook through it, and git runs it at your next commit; make it a copy or a symbolic link",
+                hook.display()
+            ));
+        }
         if let Some((link, text)) = git_link_to_nothing(&cwd) {
             return Err(usage(
                 format!(
@@ -1721,6 +1727,30 @@ fn submodule_gits(cwd: &Path, marks: &gitindex::Marks) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// The hooks of the working directory's repository that are files with a second hard link:
+/// their other name may lie where the agent writes, and no cover reaches it there.
+fn hooks_with_other_names(cwd: &Path) -> Vec<PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some(git) = repository_git_dir(cwd) else {
+            return Vec::new();
+        };
+        std::fs::read_dir(git.join("hooks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.nlink() > 1))
+            .collect()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = cwd;
+        Vec::new()
+    }
 }
 
 /// The working directory's git directory, canonical: `.git`, where it leads as a link, or the

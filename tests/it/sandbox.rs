@@ -2596,6 +2596,12 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
         std::fs::rename(d.join(".git"), d.join("meta/repo")).unwrap();
         std::fs::write(d.join(".git"), "gitdir: meta/repo\n").unwrap();
     };
+    // .git/hooks/pre-commit → ../hook-impl/pre-commit (a script kept elsewhere in .git)
+    let hook_in_git = |d: &Path| {
+        std::fs::create_dir(d.join(".git/hook-impl")).unwrap();
+        std::fs::write(d.join(".git/hook-impl/pre-commit"), "#!/bin/sh\ntrue\n").unwrap();
+        symlink("../hook-impl/pre-commit", d.join(".git/hooks/pre-commit")).unwrap();
+    };
     // .git/hooks/pre-commit → ../../scripts/pre-commit
     let hook_link = |d: &Path| {
         std::fs::create_dir(d.join("scripts")).unwrap();
@@ -2707,6 +2713,21 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
             status,
         ),
         (
+            "hook's script in .git written",
+            &hook_in_git,
+            plant_hook(".git/hook-impl/pre-commit"),
+            commit,
+        ),
+        (
+            "hook's script's directory in .git moved",
+            &hook_in_git,
+            format!(
+                "mv .git/hook-impl .git/hook-old && mkdir .git/hook-impl && {}",
+                plant_hook(".git/hook-impl/pre-commit")
+            ),
+            commit,
+        ),
+        (
             "hook's script written",
             &hook_link,
             plant_hook("scripts/pre-commit"),
@@ -2747,6 +2768,21 @@ fn links_in_git_cannot_be_turned_to_the_agents_files() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("committed"), "{stdout} {stderr}");
     assert!(git(proj.path(), &["log", "--oneline"]).contains("inside"));
+    // A hook with a second hard link in the project: named at the start.
+    let proj = project();
+    std::fs::create_dir(proj.path().join("scripts")).unwrap();
+    std::fs::write(proj.path().join("scripts/pre-commit"), "#!/bin/sh\ntrue\n").unwrap();
+    std::fs::hard_link(
+        proj.path().join("scripts/pre-commit"),
+        proj.path().join(".git/hooks/pre-commit"),
+    )
+    .unwrap();
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("pre-commit has another name (a hard link)"),
+        "{stderr}"
+    );
     // A link to nothing: the agent could create what it leads to.
     for (link, target) in [
         (".git/hooks", "../missing"),
@@ -3021,6 +3057,34 @@ fn a_submodules_git_cannot_be_turned_to_the_agents_repository() {
                 "{what} {sandbox}: {stderr}"
             );
         }
+    }
+    // A submodule's hook linked to a script in the project: `git commit` in the submodule
+    // runs it.
+    for sandbox in ["--no-sandbox", "--sandbox"] {
+        let proj = setup(false);
+        std::fs::create_dir(proj.path().join("scripts")).unwrap();
+        std::fs::write(proj.path().join("scripts/pc"), "#!/bin/sh\ntrue\n").unwrap();
+        std::os::unix::fs::symlink(
+            "../../../../scripts/pc",
+            proj.path().join(".git/modules/lib/hooks/pre-commit"),
+        )
+        .unwrap();
+        let (code, stdout, stderr) = run_sh(
+            &p,
+            proj.path(),
+            sandbox,
+            &format!("{}; true", plant_hook("scripts/pc")),
+        );
+        assert_eq!(code, 0, "{sandbox}: {stdout} {stderr}");
+        let planted = git_runs_plant(
+            &proj.path().join("lib"),
+            &["commit", "--allow-empty", "-qm", "after"],
+        );
+        assert_eq!(
+            planted,
+            sandbox == "--no-sandbox",
+            "submodule hook {sandbox}: {stderr}"
+        );
     }
     // git still reads the submodule from the sandbox (its git directory is under
     // `.git/modules`, read-only: a commit there fails, as before).

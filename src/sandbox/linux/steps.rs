@@ -518,20 +518,10 @@ fn protect_git_dir(git: &Path, roots: &[PathBuf]) -> Result<(), StepError> {
         }
         bind_read_only(&dir, &dir)?;
     }
-    // A hook that is a link to a script elsewhere (in the project, say): git runs the script.
-    let hooks = git.join("hooks");
-    for entry in std::fs::read_dir(&hooks)
-        .map_err(step(format!("cannot read {}", hooks.display())))?
-        .flatten()
-    {
-        let hook = entry.path();
-        if std::fs::symlink_metadata(&hook).is_ok_and(|m| m.is_symlink())
-            && let Ok(real) = std::fs::canonicalize(&hook)
-            && !real.starts_with(&git)
-        {
-            pin_way(&hook, roots, &git)?;
-            bind_read_only(&real, &real)?;
-        }
+    // A hook that is a link to a script elsewhere (in the project, or in `.git` itself): git
+    // runs the script. The submodules' hooks too, under `modules`.
+    for hooks in hooks_dirs(&git) {
+        protect_hook_links(&hooks, &git, roots)?;
     }
     let config = git.join("config");
     if config.exists() {
@@ -549,6 +539,75 @@ fn protect_git_dir(git: &Path, roots: &[PathBuf]) -> Result<(), StepError> {
         }
     }
     bind_read_only(&worktree, &worktree)?;
+    Ok(())
+}
+
+/// The hooks directories of the git directory `git` and of its submodules' (under
+/// `modules`, three levels of submodules down, where git keeps them).
+fn hooks_dirs(git: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![(git.to_path_buf(), 0)];
+    while let Some((dir, depth)) = todo.pop() {
+        let hooks = dir.join("hooks");
+        if hooks.is_dir() {
+            found.push(hooks);
+        }
+        if depth < 3 {
+            // A submodule's name may hold `/`: its directory is a git directory once it
+            // holds `HEAD`; otherwise go one level further in.
+            let mut under = vec![(dir.join("modules"), 0)];
+            while let Some((at, level)) = under.pop() {
+                for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+                    let path = entry.path();
+                    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                        continue;
+                    }
+                    if path.join("HEAD").exists() {
+                        todo.push((path, depth + 1));
+                    } else if level < 4 {
+                        under.push((path, level + 1));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Makes what each hook in `hooks` that is a symbolic link leads to read-only, with the way to
+/// it pinned: in the project ([`pin_way`]), or inside the git directory `git` itself, whose
+/// directories are not mounts of their own (`git/hooks` and `git/modules` are read-only
+/// already).
+fn protect_hook_links(hooks: &Path, git: &Path, roots: &[PathBuf]) -> Result<(), StepError> {
+    let entries =
+        std::fs::read_dir(hooks).map_err(step(format!("cannot read {}", hooks.display())))?;
+    for entry in entries.flatten() {
+        let hook = entry.path();
+        if !std::fs::symlink_metadata(&hook).is_ok_and(|m| m.is_symlink()) {
+            continue;
+        }
+        let Ok(real) = std::fs::canonicalize(&hook) else {
+            continue;
+        };
+        if [git.join("hooks"), git.join("modules")]
+            .iter()
+            .any(|ro| real.starts_with(ro))
+        {
+            continue;
+        }
+        if real.starts_with(git) {
+            for dir in super::super::between_writable_and_hidden(
+                std::slice::from_ref(&real),
+                &[git.to_path_buf()],
+            ) {
+                rustix::mount::mount_bind_recursive(&dir, &dir)
+                    .map_err(mount_err(format!("cannot pin {}", dir.display())))?;
+            }
+        } else {
+            pin_way(&hook, roots, git)?;
+        }
+        bind_read_only(&real, &real)?;
+    }
     Ok(())
 }
 
