@@ -270,6 +270,9 @@ pub struct Stripped {
     pub failed: Vec<(PathBuf, String)>,
     /// What could not be looked at, and why.
     pub unchecked: Vec<(PathBuf, String)>,
+    /// Entries named `.git` made or changed during the run: repositories whose config and
+    /// hooks may be the agent's.
+    pub repositories: Vec<PathBuf>,
 }
 
 /// A privilege a program file carries.
@@ -496,7 +499,29 @@ impl Sandbox {
         let roots: Vec<PathBuf> = std::iter::once(self.policy.cwd.clone())
             .chain(self.policy.writable.iter().cloned())
             .collect();
-        let found = imp::strip_rewritten(&roots, &self.policy.hidden, self.since);
+        let mut found = imp::strip_rewritten(&roots, &self.policy.hidden, self.since);
+        // The working directory's own is checked on its own terms (and moved aside when the
+        // agent made it); a submodule's is read-only.
+        let top = self.policy.cwd.join(".git");
+        found
+            .repositories
+            .retain(|r| *r != top && !self.policy.submodules.contains(r));
+        if !found.repositories.is_empty() {
+            let names: BTreeSet<Vec<u8>> = found
+                .repositories
+                .iter()
+                .map(|r| r.as_os_str().as_encoded_bytes().to_vec())
+                .collect();
+            crate::output::warn(&format!(
+                "the agent made or changed {} ({}): their config and hooks may be its own, and git runs what they name at your next git command there (a shell prompt that shows git's status runs one as you enter); read its config and hooks before you run git there",
+                count(
+                    found.repositories.len(),
+                    "git repository",
+                    "git repositories"
+                ),
+                shown(&names),
+            ));
+        }
         for (path, what) in &found.stripped {
             crate::output::warn(&format!(
                 "took the {} off {}: it changed during the run, and a program the agent rewrote through a memory mapping keeps it",

@@ -3127,6 +3127,25 @@ fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
         }
     }
     drop(dir);
+    // One made deeper down is named, not moved (a dependency cloned into `vendor/` is honest
+    // work); entering it, a shell prompt would run its commands.
+    let proj = project();
+    let (code, _, stderr) = run_sh(
+        &p,
+        proj.path(),
+        "--sandbox",
+        &format!("mkdir -p vendor/dep && cd vendor/dep && {agent}"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(proj.path().join("vendor/dep/.git").exists());
+    let nested = std::fs::canonicalize(proj.path())
+        .unwrap()
+        .join("vendor/dep/.git");
+    assert!(
+        stderr.contains(&format!("{}", nested.display()))
+            && stderr.contains("read its config and hooks before you run git there"),
+        "{stderr}"
+    );
     // A repository that was there before is left alone.
     let proj = project();
     let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", &agent);

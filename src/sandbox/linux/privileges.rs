@@ -114,6 +114,9 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
             },
             kind => kind,
         };
+        if name.to_bytes() == b".git" && changed_since(fd, name, since) {
+            out.repositories.push(child.clone());
+        }
         match kind {
             FileType::Directory => {
                 if skip.contains(&child) {
@@ -162,6 +165,16 @@ fn back_up(dir: &Dir, resume: i64) -> rustix::io::Result<Dir> {
     // A cookie, not a position: passed back bit for bit.
     rustix::fs::seek(&up, rustix::fs::SeekFrom::Start(resume as u64))?;
     Dir::new(up)
+}
+
+/// Whether the entry `name` in the directory `dir` changed (its change time) at or after
+/// `since`; a directory's changes when an entry is made, renamed or removed in it.
+fn changed_since(dir: impl AsFd, name: &CStr, since: (i64, i64)) -> bool {
+    rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+        #[allow(clippy::unnecessary_cast)] // the fields' types differ between architectures
+        let ctime = (st.st_ctime as i64, st.st_ctime_nsec as i64);
+        ctime >= since
+    })
 }
 
 /// Looks at one regular file in the directory `dir`, and strips it if it changed since the run
