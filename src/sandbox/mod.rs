@@ -193,7 +193,7 @@ pub struct Policy {
     /// Whether the working directory's `.git/hooks` and `.git/config` stay writable.
     pub writable_git_hooks: bool,
     /// The `.git` of each submodule's working tree (a file naming its git directory, or an
-    /// older submodule's own directory), three levels of submodules down: made read-only
+    /// older submodule's own directory), eight levels of submodules down: made read-only
     /// ([`submodule_gits`]).
     pub submodules: Vec<PathBuf>,
     /// Debug builds only: act as if this mechanism were missing (`landlock`, `userns`).
@@ -353,7 +353,8 @@ impl Sandbox {
         imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
         let mut policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
         let git_dir = repository_git_dir(&policy.cwd);
-        let dot_git_absent = std::fs::symlink_metadata(policy.cwd.join(".git")).is_err();
+        let dot_git_absent = std::fs::symlink_metadata(policy.cwd.join(".git")).is_err()
+            && !shaped_like_git_dir(&policy.cwd);
         let has_git = git_dir.is_some();
         let git = git_dir.clone().unwrap_or_else(|| policy.cwd.join(".git"));
         let absent = |name: &str| has_git && std::fs::symlink_metadata(git.join(name)).is_err();
@@ -628,9 +629,36 @@ impl Sandbox {
         if self.policy.writable_git_hooks || !self.dot_git_absent {
             return None;
         }
+        // Without a `.git`, git takes the directory itself for a bare repository when it has
+        // the shape of one (`git init --bare .`): it needs a `HEAD`, which is moved aside.
+        if std::fs::symlink_metadata(self.policy.cwd.join(".git")).is_err()
+            && shaped_like_git_dir(&self.policy.cwd)
+        {
+            let head = self.policy.cwd.join("HEAD");
+            let aside = self.policy.cwd.join("HEAD-from-agent");
+            let moved = if std::fs::symlink_metadata(&aside).is_err() {
+                std::fs::rename(&head, &aside)
+            } else {
+                std::fs::remove_file(&head)
+            };
+            match moved {
+                Ok(()) => crate::output::warn(&format!(
+                    "the agent made {} a bare git repository of its own (HEAD, objects, refs, config): git would take it for the repository here and run what its config names at your next git command (a shell prompt that shows git's status runs one at once); till moved its HEAD to HEAD-from-agent, so git no longer does; read config before you put it back",
+                    self.policy.cwd.display()
+                )),
+                Err(e) => crate::output::error(
+                    &format!(
+                        "the agent made {} a bare git repository of its own, whose config can name commands, and till could not move its HEAD aside: {e}",
+                        self.policy.cwd.display()
+                    ),
+                    Some("remove HEAD (or the repository) before you run git in this directory"),
+                ),
+            }
+            return Some(aside);
+        }
         let made = self.policy.cwd.join(".git");
         std::fs::symlink_metadata(&made).ok()?;
-        let aside = (0..100)
+        let Some(aside) = (0..100)
             .map(|n| {
                 self.policy.cwd.join(if n == 0 {
                     ".git-from-agent".to_string()
@@ -638,7 +666,28 @@ impl Sandbox {
                     format!(".git-from-agent-{n}")
                 })
             })
-            .find(|p| std::fs::symlink_metadata(p).is_err())?;
+            // Past those (taken by the agent), a name it could not foresee.
+            .chain(std::iter::once_with(|| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                self.policy
+                    .cwd
+                    .join(format!(".git-from-agent-{}-{nanos}", std::process::id()))
+            }))
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+        else {
+            crate::output::error(
+                &format!(
+                    "the agent made a git repository at {}, whose config and hooks are its own, and took every name till would move it to (.git-from-agent…)",
+                    made.display()
+                ),
+                Some(
+                    "remove it, or read its config and hooks, before you run git in this directory",
+                ),
+            );
+            return None;
+        };
         let name = aside.file_name().unwrap_or_default().to_string_lossy();
         match std::fs::rename(&made, &aside) {
             Ok(()) => {
@@ -1721,13 +1770,13 @@ fn git_link_to_nothing(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// The `.git` of each submodule's working tree that `marks` (the working directory's index)
-/// records, and of theirs in turn, three levels down: a file naming the git directory under
+/// records, and of theirs in turn, eight levels down: a file naming the git directory under
 /// `.git/modules` (read-only in the sandbox), or an older submodule's own directory. Each is
 /// made read-only in the sandbox, so that a plain `git status` in the parent, which goes into
 /// every submodule with the config its `.git` leads to, runs nothing of the agent's.
 fn submodule_gits(cwd: &Path, marks: &gitindex::Marks) -> Vec<PathBuf> {
     use std::path::Component;
-    const DEPTH: usize = 3;
+    const DEPTH: usize = 8;
     let mut found = Vec::new();
     let mut todo: Vec<(PathBuf, gitindex::Marks, usize)> =
         vec![(cwd.to_path_buf(), marks.clone(), 0)];
@@ -1776,6 +1825,14 @@ fn hooks_with_other_names(cwd: &Path) -> Vec<PathBuf> {
         let _ = cwd;
         Vec::new()
     }
+}
+
+/// Whether git would take `dir` itself for a git directory: a `HEAD`, with `objects` and
+/// `refs` or a `commondir` that names where they are.
+fn shaped_like_git_dir(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir.join("HEAD")).is_ok()
+        && ((dir.join("objects").is_dir() && dir.join("refs").is_dir())
+            || std::fs::symlink_metadata(dir.join("commondir")).is_ok())
 }
 
 /// The working directory's git directory, canonical: `.git`, where it leads as a link, or the

@@ -2953,6 +2953,38 @@ fn a_worktree_of_a_writable_repository_and_a_git_directory_in_tmp_are_kept() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("committed"), "{stdout} {stderr}");
 
+    // A writable path that is the git directory itself: a separate one, and the main
+    // repository's `.git` for a worktree.
+    let gitdir = base.path().join("K-gitdir");
+    let proj = outside_tmp();
+    git(
+        proj.path(),
+        &[
+            "init",
+            "-q",
+            "--separate-git-dir",
+            gitdir.to_str().unwrap(),
+            ".",
+        ],
+    );
+    for (dir, writable) in [
+        (proj.path().to_path_buf(), gitdir.clone()),
+        (wt.clone(), main.join(".git")),
+    ] {
+        p.env.config(&format!(
+            "[providers.openai]\nbase_url = \"{url}\"\n[sandbox]\nwritable = [\"{}\"]\n",
+            writable.display()
+        ));
+        let attack = format!("{common}{}; true", plant_fsmonitor("$C/config"));
+        let (code, stdout, stderr) = run_sh(&p, &dir, "--sandbox", &attack);
+        assert_eq!(code, 0, "{stdout} {stderr}");
+        assert!(
+            !git_runs_plant(&dir, &["status", "--short"]),
+            "{}: {stderr}",
+            writable.display()
+        );
+    }
+
     // .git → a directory under /tmp.
     let in_tmp = tempfile::tempdir_in("/tmp").unwrap();
     let proj = project();
@@ -3127,6 +3159,32 @@ fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
         }
     }
     drop(dir);
+    // The working directory itself made a bare repository (git takes it for one when there
+    // is no `.git`), and every name till would move a `.git` to taken first.
+    let bare = "git init -q --bare . && git config core.bare false && git config core.worktree \"$PWD\" && git config core.fsmonitor 'touch planted; false'; true";
+    let taken = format!(
+        "touch .git-from-agent; for i in $(seq 1 99); do touch .git-from-agent-$i; done; {agent}"
+    );
+    for (what, attack) in [("bare", bare.to_string()), ("names taken", taken)] {
+        for sandbox in ["--no-sandbox", "--sandbox"] {
+            let proj = outside_tmp();
+            let (code, stdout, stderr) = run_sh(&p, proj.path(), sandbox, &attack);
+            assert_eq!(code, 0, "{what} {sandbox}: {stdout} {stderr}");
+            let _ = std::fs::remove_file(proj.path().join("planted"));
+            let planted = git_status_runs_plant(proj.path());
+            if sandbox == "--no-sandbox" {
+                assert!(planted, "{what}: the control plant did not run");
+            } else {
+                assert!(!planted, "{what}: {stderr}");
+                let said = if what == "bare" {
+                    "HEAD-from-agent"
+                } else {
+                    "moved the git repository the agent made here"
+                };
+                assert!(stderr.contains(said), "{stderr}");
+            }
+        }
+    }
     // One made deeper down is named, not moved (a dependency cloned into `vendor/` is honest
     // work); entering it, a shell prompt would run its commands.
     let proj = project();

@@ -398,10 +398,11 @@ pub(super) fn protect_git(cwd: &Path, writable: bool, roots: &[PathBuf]) -> Resu
         let Some((dir, common)) = super::super::git_dirs(cwd) else {
             return Ok(());
         };
-        let below_a_root = |p: &Path| roots.iter().any(|r| p.starts_with(r) && p != r.as_path());
+        // A git directory that is itself a writable path is one the agent may write too.
+        let under_a_root = |p: &Path| roots.iter().any(|r| p.starts_with(r));
         let real = |named: &Path| std::fs::canonicalize(named).map_err(|_| unreachable(named));
         let (dir_real, common_real) = (real(&dir)?, real(&common)?);
-        if !below_a_root(&common_real) {
+        if !under_a_root(&common_real) {
             return Ok(());
         }
         pin_way(&common, roots, &common_real)?;
