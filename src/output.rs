@@ -350,6 +350,19 @@ pub fn check_line(ok: bool, what: &str, detail: &str) -> io::Result<()> {
     }
 }
 
+/// Quotes an argument for a POSIX shell when it needs it (a hint's command, pasted as it is).
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@+,=%".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,6 +237,8 @@ fn checks_run(json: bool, checks: &mut Vec<Check>) -> anyhow::Result<ExitCode> {
                     "none stored yet; add one with `till add PROVIDER`".into(),
                 )?;
             }
+            // The fingerprint of the key each provider has in the store, which no leftover is.
+            let mut in_store: std::collections::HashMap<String, String> = Default::default();
             for meta in &keys {
                 // A name from the ledger may predate the check config.toml's names now get.
                 let provider = crate::output::printable(&meta.provider);
@@ -245,6 +247,7 @@ fn checks_run(json: bool, checks: &mut Vec<Check>) -> anyhow::Result<ExitCode> {
                     Ok(Some(key)) => {
                         use secrecy::ExposeSecret as _;
                         let fp = crate::ledger::fingerprint(key.expose_secret());
+                        in_store.insert(meta.provider.clone(), fp.clone());
                         if fp == meta.fingerprint {
                             check(true, &what, format!("present ({fp})"))?;
                         } else {
@@ -268,7 +271,8 @@ fn checks_run(json: bool, checks: &mut Vec<Check>) -> anyhow::Result<ExitCode> {
             }
             if let Ok(ledger) = &ledger {
                 for meta in &keys {
-                    check_leftovers(&mut check, ledger, &ctx.providers, meta)?;
+                    let stored = in_store.get(&meta.provider).map(String::as_str);
+                    check_leftovers(&mut check, ledger, &ctx.providers, meta, stored)?;
                 }
             }
             match &ledger {
@@ -298,6 +302,7 @@ fn check_leftovers(
     ledger: &crate::ledger::Ledger,
     providers: &Providers,
     meta: &crate::ledger::RootKeyMeta,
+    stored: Option<&str>,
 ) -> anyhow::Result<()> {
     let recorded = ledger.recorded_key_ids(&meta.provider).unwrap_or_default();
     let provider = crate::output::printable(&meta.provider);
@@ -314,7 +319,7 @@ fn check_leftovers(
     };
     for left in recorded
         .iter()
-        .filter(|r| r.fingerprint != meta.fingerprint)
+        .filter(|r| r.fingerprint != meta.fingerprint && Some(r.fingerprint.as_str()) != stored)
     {
         check(
             false,

@@ -461,6 +461,7 @@ fn end_sandboxed(sandbox: Option<&mut crate::sandbox::Sandbox>) {
         ));
     }
     sb.move_aside_new_repository();
+    sb.move_aside_submodule_repositories();
     sb.restore_git_modes();
     sb.strip_rewritten_privileges();
     sb.remove_planted_commondir();

@@ -1139,6 +1139,7 @@ impl State {
     /// The ledger itself is not re-read here: [`State::standing`] did that moments earlier
     /// for the same request, and each read is a SQLite read transaction on the hot path.
     pub async fn root_key(&self, provider: &str) -> Result<Arc<SecretString>, ProxyError> {
+        let mut unusable = false;
         let stale = match self.held_root(provider) {
             HeldRoot::Current(key) => return Ok(key),
             HeldRoot::Unusable => return Err(unusable_root_key(provider)),
@@ -1146,7 +1147,11 @@ impl State {
                 self.forget_root(provider);
                 return Err(no_root_key(provider));
             }
-            HeldRoot::Stale(key) => Some(key),
+            HeldRoot::Stale(Some(key)) => Some(key),
+            HeldRoot::Stale(None) => {
+                unusable = true;
+                None
+            }
             HeldRoot::Missing => None,
         };
         // Missing or rotated: read it from the store.
@@ -1165,7 +1170,13 @@ impl State {
                 Ok(Err(_)) | Err(_) => {}
             }
         }
-        stale.ok_or_else(|| no_root_key(provider))
+        stale.ok_or_else(|| {
+            if unusable {
+                unusable_root_key(provider)
+            } else {
+                no_root_key(provider)
+            }
+        })
     }
 
     /// The root key this proxy holds for `provider`, judged by what the ledger last said.
@@ -1183,11 +1194,16 @@ impl State {
         let roots = self.roots.read().ok();
         match roots.as_ref().and_then(|r| r.get(provider)) {
             None => HeldRoot::Missing,
-            Some(k) if !k.usable => HeldRoot::Unusable,
+            // One the ledger names another in place of is read again first: `till add
+            // --replace`, which the unusable key's answer advises, puts a usable one there.
             Some(k) if wanted.is_none_or(|w| *w == k.fingerprint) => {
-                HeldRoot::Current(k.key.clone())
+                if k.usable {
+                    HeldRoot::Current(k.key.clone())
+                } else {
+                    HeldRoot::Unusable
+                }
             }
-            Some(k) => HeldRoot::Stale(k.key.clone()),
+            Some(k) => HeldRoot::Stale(k.usable.then(|| k.key.clone())),
         }
     }
 
@@ -1230,8 +1246,9 @@ impl State {
 enum HeldRoot {
     /// The key the ledger names (or one it has never named anything for).
     Current(Arc<SecretString>),
-    /// A key the ledger names another in place of: rotated since it was read.
-    Stale(Arc<SecretString>),
+    /// A key the ledger names another in place of: rotated since it was read (`None` when it
+    /// was one no header can carry).
+    Stale(Option<Arc<SecretString>>),
     /// Nothing held.
     Missing,
     /// The ledger named a key and names none now: `till remove`.

@@ -407,16 +407,24 @@ impl Rotation<'_, '_> {
     }
 
     /// Sets inactive the old keys an earlier guided rotation swapped out and was killed before
-    /// setting inactive (Anthropic): the keys whose ids the ledger holds and whose fingerprint
-    /// is not the stored key's. As [`Self::delete_leftovers`], one recorded in the last
+    /// setting inactive (Anthropic): the keys whose ids the ledger holds, but for those of
+    /// `keep_ids` and `keep_fingerprints` (the key stored now, by the ledger and in the store,
+    /// and the key this rotation stores). As [`Self::delete_leftovers`], one recorded in the last
     /// [`UNFINISHED_AFTER`] is left alone, and what this finds is told in notices.
-    async fn deactivate_leftovers(&self, api: &AdminApi<'_>) {
+    async fn deactivate_leftovers(
+        &self,
+        api: &AdminApi<'_>,
+        keep_ids: &[&str],
+        keep_fingerprints: &[String],
+    ) {
         let Ok(recorded) = self.rotator.ledger.recorded_key_ids(self.name()) else {
             return;
         };
         let now = now_unix();
         for left in recorded {
-            if left.fingerprint == self.old_meta.fingerprint {
+            if keep_fingerprints.contains(&left.fingerprint)
+                || keep_ids.contains(&left.ids.key_id.as_str())
+            {
                 continue;
             }
             let key_id = left.ids.key_id.clone();
@@ -508,7 +516,6 @@ impl Rotation<'_, '_> {
             deactivate_with.map(|key| AdminApi::new(&self.rotator.client, self.provider, key));
         let old_id = match &api {
             Some(api) => {
-                self.deactivate_leftovers(api).await;
                 self.rotator
                     .injected(Step::Find)
                     .map_err(|f| f.hint(not_stored.clone()))?;
@@ -527,6 +534,23 @@ impl Rotation<'_, '_> {
                         )
                         .hint(not_stored.clone())
                     })?;
+                // Keys an earlier rotation left active, but never the key stored now, nor the
+                // one about to be (a person may give back the key a killed rotation swapped
+                // out, or a key the ledger does not name may be in the store).
+                let keep_ids: Vec<&str> = std::iter::once(found.id.as_str())
+                    .chain(
+                        admin::find_key(&listed, new_key.expose_secret())
+                            .ok()
+                            .map(|k| k.id.as_str()),
+                    )
+                    .collect();
+                let keep_fingerprints = [
+                    self.old_meta.fingerprint.clone(),
+                    fingerprint(self.old_key.expose_secret()),
+                    fingerprint(new_key.expose_secret()),
+                ];
+                self.deactivate_leftovers(api, &keep_ids, &keep_fingerprints)
+                    .await;
                 // Recorded before the swap, so that a rotation killed after it leaves the old
                 // key's id for `till doctor` to name and the next rotation to set inactive.
                 let ids = RootKeyIds {

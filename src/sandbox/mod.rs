@@ -207,6 +207,9 @@ pub struct Sandbox {
     git: Option<PathBuf>,
     /// The working directory had no `.git` before the run.
     dot_git_absent: bool,
+    /// Each submodule's `.git` ([`submodule_gits`]) with its device and inode before the run,
+    /// `None` where there was none.
+    submodules_before: Vec<(PathBuf, Option<(u64, u64)>)>,
     policy: Policy,
     proxy: Option<Arc<crate::proxy::State>>,
     launch: Option<imp::Launch>,
@@ -372,10 +375,13 @@ impl Sandbox {
             .then(|| index_marks(&git, INDEX_FILE).ok())
             .flatten();
         let index_limit = index_limit_after(&git);
+        let mut submodules_before = Vec::new();
         if !policy.writable_git_hooks
             && let Some(marks) = &index_before
         {
-            policy.submodules = submodule_gits(&policy.cwd, marks);
+            let all = submodule_gits(&policy.cwd, marks);
+            submodules_before = all.iter().map(|g| (g.clone(), identity(g))).collect();
+            policy.submodules = all.into_iter().filter(|g| identity(g).is_some()).collect();
         }
         let replace_before = has_git.then(|| replace_refs(&git).names);
         // Files the sandbox covers one by one: hidden files and sockets, and `.git/config`,
@@ -397,6 +403,7 @@ impl Sandbox {
         Ok(Self {
             git: git_dir,
             dot_git_absent,
+            submodules_before,
             policy,
             proxy: None,
             launch: None,
@@ -658,58 +665,27 @@ impl Sandbox {
         }
         let made = self.policy.cwd.join(".git");
         std::fs::symlink_metadata(&made).ok()?;
-        let Some(aside) = (0..100)
-            .map(|n| {
-                self.policy.cwd.join(if n == 0 {
-                    ".git-from-agent".to_string()
-                } else {
-                    format!(".git-from-agent-{n}")
-                })
-            })
-            // Past those (taken by the agent), a name it could not foresee.
-            .chain(std::iter::once_with(|| {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
-                self.policy
-                    .cwd
-                    .join(format!(".git-from-agent-{}-{nanos}", std::process::id()))
-            }))
-            .find(|p| std::fs::symlink_metadata(p).is_err())
-        else {
-            crate::output::error(
-                &format!(
-                    "the agent made a git repository at {}, whose config and hooks are its own, and took every name till would move it to (.git-from-agent…)",
-                    made.display()
-                ),
-                Some(
-                    "remove it, or read its config and hooks, before you run git in this directory",
-                ),
+        move_git_aside(&made, "here")
+    }
+
+    /// Once nothing of the agent runs: moves aside each submodule's `.git` the agent made where
+    /// there was none (a submodule not checked out) or put in place of the one there (by moving
+    /// the submodule's directory away and making it again): a plain `git status` in the parent
+    /// goes into the submodule with the config that `.git` leads to. Returns where they went.
+    pub fn move_aside_submodule_repositories(&self) -> Vec<PathBuf> {
+        let mut moved = Vec::new();
+        for (git, before) in &self.submodules_before {
+            let now = identity(git);
+            if now.is_none() || now == *before {
+                continue;
+            }
+            let place = format!(
+                "in the submodule at {}",
+                agent_path(git.parent().unwrap_or(git))
             );
-            return None;
-        };
-        let name = aside.file_name().unwrap_or_default().to_string_lossy();
-        match std::fs::rename(&made, &aside) {
-            Ok(()) => {
-                crate::output::warn(&format!(
-                    "moved the git repository the agent made here to {}: its config and hooks are the agent's, and git runs what they name at your next git command in this directory (a shell prompt that shows git's status runs one at once); read {name}/config and {name}/hooks, then `mv {name} .git` to keep it",
-                    aside.display()
-                ));
-                Some(aside)
-            }
-            Err(e) => {
-                crate::output::error(
-                    &format!(
-                        "the agent made a git repository at {}, whose config and hooks are its own, and till could not move it aside: {e}",
-                        made.display()
-                    ),
-                    Some(
-                        "remove it, or read its config and hooks, before you run git in this directory",
-                    ),
-                );
-                None
-            }
+            moved.extend(move_git_aside(git, &place));
         }
+        moved
     }
 
     /// Once nothing of the agent runs: removes a `.git/commondir` it created in the working
@@ -1769,11 +1745,13 @@ fn git_link_to_nothing(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
     })
 }
 
-/// The `.git` of each submodule's working tree that `marks` (the working directory's index)
-/// records, and of theirs in turn, eight levels down: a file naming the git directory under
-/// `.git/modules` (read-only in the sandbox), or an older submodule's own directory. Each is
-/// made read-only in the sandbox, so that a plain `git status` in the parent, which goes into
-/// every submodule with the config its `.git` leads to, runs nothing of the agent's.
+/// Where the `.git` of each submodule's working tree that `marks` (the working directory's
+/// index) records is, or would be (a submodule not checked out has none), and of theirs in
+/// turn, eight levels down: a file naming the git directory under `.git/modules` (read-only in
+/// the sandbox), or an older submodule's own directory. A plain `git status` in the parent
+/// goes into every submodule with the config its `.git` leads to: those there are made
+/// read-only in the sandbox, and one made or put in place of another during the run is moved
+/// aside after it ([`Sandbox::move_aside_new_repository`]).
 fn submodule_gits(cwd: &Path, marks: &gitindex::Marks) -> Vec<PathBuf> {
     use std::path::Component;
     const DEPTH: usize = 8;
@@ -1788,11 +1766,10 @@ fn submodule_gits(cwd: &Path, marks: &gitindex::Marks) -> Vec<PathBuf> {
             }
             let tree = top.join(rel);
             let dot_git = tree.join(".git");
-            if std::fs::symlink_metadata(&dot_git).is_err() {
-                continue;
-            }
+            let exists = std::fs::symlink_metadata(&dot_git).is_ok();
             found.push(dot_git);
-            if depth + 1 < DEPTH
+            if exists
+                && depth + 1 < DEPTH
                 && let Some(git) = repository_git_dir(&tree)
                 && let Ok(inner) = index_marks(&git, INDEX_FILE)
             {
@@ -1824,6 +1801,59 @@ fn hooks_with_other_names(cwd: &Path) -> Vec<PathBuf> {
     {
         let _ = cwd;
         Vec::new()
+    }
+}
+
+/// Moves the `.git` at `made` (the agent's) aside in its directory, to `.git-from-agent` (or
+/// `.git-from-agent-N`, or past those a name the agent could not foresee), and says so, with
+/// `place` saying where it was ("here", "in the submodule at …"). Where it went.
+fn move_git_aside(made: &Path, place: &str) -> Option<PathBuf> {
+    let dir = made.parent()?;
+    let aside = (0..100)
+        .map(|n| {
+            dir.join(if n == 0 {
+                ".git-from-agent".to_string()
+            } else {
+                format!(".git-from-agent-{n}")
+            })
+        })
+        .chain(std::iter::once_with(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            dir.join(format!(".git-from-agent-{}-{nanos}", std::process::id()))
+        }))
+        .find(|p| std::fs::symlink_metadata(p).is_err());
+    let fix = "remove it, or read its config and hooks, before you run git in that directory";
+    let Some(aside) = aside else {
+        crate::output::error(
+            &format!(
+                "the agent made a git repository at {}, whose config and hooks are its own, and took every name till would move it to (.git-from-agent…)",
+                agent_path(made)
+            ),
+            Some(fix),
+        );
+        return None;
+    };
+    let name = aside.file_name().unwrap_or_default().to_string_lossy();
+    match std::fs::rename(made, &aside) {
+        Ok(()) => {
+            crate::output::warn(&format!(
+                "moved the git repository the agent made {place} to {}: its config and hooks are the agent's, and git runs what they name at your next git command in that directory (a shell prompt that shows git's status runs one at once; a `git status` above a submodule goes into it); read {name}/config and {name}/hooks, then `mv {name} .git` to keep it",
+                agent_path(&aside)
+            ));
+            Some(aside)
+        }
+        Err(e) => {
+            crate::output::error(
+                &format!(
+                    "the agent made a git repository at {}, whose config and hooks are its own, and till could not move it aside: {e}",
+                    agent_path(made)
+                ),
+                Some(fix),
+            );
+            None
+        }
     }
 }
 

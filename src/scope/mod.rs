@@ -594,19 +594,6 @@ impl ScopeSpec {
     }
 }
 
-/// Quotes an argument for a POSIX shell when it needs it.
-fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@+,=%".contains(&b));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
 impl fmt::Display for ScopeSpec {
     /// The flags, shell-quoted: `--scope 'openai/gpt-4o*' --budget 5usd --expires …`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -615,7 +602,7 @@ impl fmt::Display for ScopeSpec {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            f.write_str(&shell_quote(a))?;
+            f.write_str(&crate::output::shell_quote(a))?;
         }
         Ok(())
     }

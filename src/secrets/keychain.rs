@@ -113,7 +113,7 @@ impl SecretStore for KeychainStore {
                         "the keychain entry {name} (service {}) is not UTF-8 text",
                         self.service
                     ),
-                    hint: entry_fix(name, &self.service),
+                    hint: entry_fix(name, &self.service, false),
                 }),
             },
         }
@@ -298,14 +298,14 @@ fn operation_error(err: KeyringError, name: &str, service: &str) -> StoreError {
         },
         KeyringError::BadEncoding(_) | KeyringError::BadDataFormat(..) => StoreError::BadEntry {
             reason: format!("the keychain entry {name} (service {service}) is not readable text"),
-            hint: entry_fix(name, service),
+            hint: entry_fix(name, service, false),
         },
         KeyringError::Ambiguous(entries) => StoreError::BadEntry {
             reason: format!(
                 "the keychain has {} entries for {name} (service {service}); till expects one",
                 entries.len()
             ),
-            hint: entry_fix(name, service),
+            hint: entry_fix(name, service, true),
         },
         other => StoreError::Other(format!("the keychain failed on {name}: {other}")),
     };
@@ -315,15 +315,19 @@ fn operation_error(err: KeyringError, name: &str, service: &str) -> StoreError {
 
 /// How to put right the keychain entries for `name` when till cannot use them: remove them
 /// with the keychain's own tool, then store the key again the way its name says.
-fn entry_fix(name: &str, service: &str) -> String {
+fn entry_fix(name: &str, service: &str, many: bool) -> String {
+    let them = if many { "them" } else { "it" };
     let remove = if cfg!(target_os = "linux") {
+        use crate::output::shell_quote as q;
         format!(
-            "remove them (`secret-tool clear service {service} username {name}` removes every one)"
+            "remove {them} (`secret-tool clear service {} username {}` removes every entry with that service and name)",
+            q(service),
+            q(name)
         )
     } else if cfg!(target_os = "macos") {
-        format!("remove them in Keychain Access (service {service}, account {name})")
+        format!("remove {them} in Keychain Access (service {service}, account {name})")
     } else {
-        format!("remove them in Credential Manager ({name}.{service})")
+        format!("remove {them} in Credential Manager ({name}.{service})")
     };
     let again = if let Some(provider) = name.strip_prefix("root/") {
         format!("store the key again: till add {provider} --replace")

@@ -240,7 +240,9 @@ fn keys_added_at_once_to_the_keychain_keep_one_and_say_so() {
 #[test]
 fn two_entries_for_one_key_are_named_with_the_way_to_put_them_right() {
     let env = TestEnv::new();
-    let service = format!("{}-dup", service());
+    // A service name with a space (TILL_KEYCHAIN_SERVICE is yours to set): the hint's command
+    // quotes it, or it would clear another service's entries.
+    let service = format!("{} dup", service());
     let (code, _, stderr) = output_with_stdin(
         keychain_till(&env, &service).args(["add", "openai", "--no-verify"]),
         "sk-test-dup-000001\n",
@@ -277,7 +279,7 @@ fn two_entries_for_one_key_are_named_with_the_way_to_put_them_right() {
         .lines()
         .find_map(|l| l.strip_prefix("hint: "))
         .unwrap_or_else(|| panic!("no hint: {stderr}"));
-    let clear = format!("secret-tool clear service {service} username root/openai");
+    let clear = format!("secret-tool clear service '{service}' username root/openai");
     assert!(hint.contains(&clear), "{hint}");
     assert!(hint.contains("till add openai --replace"), "{hint}");
     // Following the hint works.

@@ -1385,4 +1385,19 @@ fn a_stored_root_key_no_header_can_carry_is_named_and_never_sent() {
             "{stderr}"
         );
     }
+    // The fix the answer gives, made while a proxy runs, takes effect at its next request.
+    let serve = p.serve();
+    let host = serve.url.trim_start_matches("http://").to_string();
+    let post =
+        || crate::support::raw_post(&serve.url, &host, "/openai/v1/chat/completions", &key, body);
+    assert_eq!(post().0, 503);
+    let (code, _, stderr) = output_with_stdin(
+        p.env
+            .till()
+            .args(["add", "openai", "--replace", "--no-verify"]),
+        ROOT_KEY,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (status, answer) = post();
+    assert_eq!(status, 200, "{answer}");
 }

@@ -548,17 +548,9 @@ fn unreachable_admin_api_changes_nothing() {
     assert!(rot.created_keys().is_empty());
 }
 
-/// `kill -9` of a guided Anthropic rotation after it stored the new key and before it set the
-/// old one inactive (the old key is usually rotated because it leaked): the old key's id was
-/// recorded before the swap, so `till doctor` names it and the next rotation with the admin
-/// key sets it inactive.
-#[test]
-fn an_old_key_a_killed_guided_rotation_left_active_is_set_inactive_by_the_next() {
-    const NEWER_ANTHROPIC: &str = "sk-ant-api03-nwr000000000000000000000000000000000005";
-    let rot = stocked();
-    rot.add_admin("anthropic", ADMIN, true);
-    rot.mock.add_key(NEW_ANTHROPIC);
-    rot.mock.add_key(NEWER_ANTHROPIC);
+/// Starts a guided Anthropic rotation to `new_key`, kills it (`kill -9`) once the new key is
+/// stored and before the old one is set inactive, and returns the old key's recorded id.
+fn kill_after_the_swap(rot: &Rot, new_key: &str) -> String {
     let mut rotation = rot
         .till()
         .args(["rotate", "anthropic"])
@@ -571,10 +563,10 @@ fn an_old_key_a_killed_guided_rotation_left_active_is_set_inactive_by_the_next()
     {
         use std::io::Write as _;
         let mut stdin = rotation.stdin.take().unwrap();
-        writeln!(stdin, "{NEW_ANTHROPIC}").unwrap();
+        writeln!(stdin, "{new_key}").unwrap();
     }
     let swapped = poll(Duration::from_secs(20), || {
-        (rot.stored("anthropic").as_deref() == Some(NEW_ANTHROPIC)).then_some(())
+        (rot.stored("anthropic").as_deref() == Some(new_key)).then_some(())
     });
     // The swap is done and the deactivation not begun: a kill here is a power cut there.
     std::thread::sleep(Duration::from_millis(200));
@@ -590,6 +582,21 @@ fn an_old_key_a_killed_guided_rotation_left_active_is_set_inactive_by_the_next()
             |r| r.get(0),
         )
         .expect("the old key's id is recorded before the swap");
+    old_id
+}
+
+/// `kill -9` of a guided Anthropic rotation after it stored the new key and before it set the
+/// old one inactive (the old key is usually rotated because it leaked): the old key's id was
+/// recorded before the swap, so `till doctor` names it and the next rotation with the admin
+/// key sets it inactive.
+#[test]
+fn an_old_key_a_killed_guided_rotation_left_active_is_set_inactive_by_the_next() {
+    const NEWER_ANTHROPIC: &str = "sk-ant-api03-nwr000000000000000000000000000000000005";
+    let rot = stocked();
+    rot.add_admin("anthropic", ADMIN, true);
+    rot.mock.add_key(NEW_ANTHROPIC);
+    rot.mock.add_key(NEWER_ANTHROPIC);
+    let old_id = kill_after_the_swap(&rot, NEW_ANTHROPIC);
 
     let (code, stdout, _) = output(rot.till().args(["doctor"]));
     assert_eq!(code, 1, "{stdout}");
@@ -620,6 +627,34 @@ fn an_old_key_a_killed_guided_rotation_left_active_is_set_inactive_by_the_next()
     let (code, stdout, _) = output(rot.till().args(["doctor"]));
     assert_eq!(code, 0, "{stdout}");
     assert!(!stdout.contains("leftover"), "{stdout}");
+}
+
+/// After such a kill, a person who gives the old key back to the next rotation keeps it: the
+/// recorded leftover is the key being stored, and is never set inactive.
+#[test]
+fn a_key_given_back_after_a_killed_rotation_is_not_set_inactive() {
+    let rot = stocked();
+    rot.add_admin("anthropic", ADMIN, true);
+    rot.mock.add_key(NEW_ANTHROPIC);
+    let old_id = kill_after_the_swap(&rot, NEW_ANTHROPIC);
+    rot.ledger()
+        .execute(
+            "UPDATE root_key_ids SET created_at = created_at - 3600 WHERE key_id = ?1",
+            [&old_id],
+        )
+        .unwrap();
+    let (code, _, stderr) =
+        output_with_stdin(rot.till().args(["rotate", "anthropic"]), OLD_ANTHROPIC);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains(&format!("set the key {old_id}")),
+        "{stderr}"
+    );
+    assert_eq!(rot.stored("anthropic").as_deref(), Some(OLD_ANTHROPIC));
+    assert_eq!(rot.key_status(OLD_ANTHROPIC), Some(KeyStatus::Active));
+    assert_eq!(rot.key_status(NEW_ANTHROPIC), Some(KeyStatus::Inactive));
+    let (code, stdout, _) = output(rot.till().args(["doctor"]));
+    assert_eq!(code, 0, "{stdout}");
 }
 
 #[test]

@@ -3090,6 +3090,63 @@ fn a_submodules_git_cannot_be_turned_to_the_agents_repository() {
             );
         }
     }
+    // A submodule not checked out (a clone without --recurse-submodules): the agent gives it
+    // a repository of its own, which is moved aside at the end.
+    for sandbox in ["--no-sandbox", "--sandbox"] {
+        let proj = setup(false);
+        let clone = outside_tmp();
+        git(
+            clone.path(),
+            &["clone", "-q", proj.path().to_str().unwrap(), "c"],
+        );
+        let c = clone.path().join("c");
+        assert!(!c.join("lib/.git").exists());
+        let (code, stdout, stderr) = run_sh(
+            &p,
+            &c,
+            sandbox,
+            "cd lib && git init -q && git config core.fsmonitor 'touch ../planted; false'; true",
+        );
+        assert_eq!(code, 0, "{sandbox}: {stdout} {stderr}");
+        let _ = std::fs::remove_file(c.join("planted"));
+        let planted = git_runs_plant(&c, &["status"]);
+        assert_eq!(
+            planted,
+            sandbox == "--no-sandbox",
+            "not checked out {sandbox}: {stderr}"
+        );
+        if sandbox == "--sandbox" {
+            assert!(c.join("lib/.git-from-agent").exists(), "{stderr}");
+        }
+    }
+    // The directories above a submodule are no mounts of their own: a file moves out of them
+    // (a mount between would fail it with EXDEV).
+    let proj = project();
+    git_commit(proj.path());
+    std::fs::create_dir_all(proj.path().join("src/vendor")).unwrap();
+    std::fs::write(proj.path().join("src/main.c"), "int main;\n").unwrap();
+    git(proj.path(), &["add", "src/main.c"]);
+    git(
+        proj.path(),
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            lib.to_str().unwrap(),
+            "src/vendor/lib",
+        ],
+    );
+    git(proj.path(), &["commit", "-qm", "vendor"]);
+    let (code, stdout, stderr) = run_sh(
+        &p,
+        proj.path(),
+        "--sandbox",
+        "git mv src/main.c main.c && echo moved",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("moved"), "{stdout} {stderr}");
     // A submodule's hook linked to a script in the project: `git commit` in the submodule
     // runs it.
     for sandbox in ["--no-sandbox", "--sandbox"] {

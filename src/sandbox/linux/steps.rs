@@ -417,26 +417,22 @@ pub(super) fn protect_git(cwd: &Path, writable: bool, roots: &[PathBuf]) -> Resu
 
 /// Makes each submodule working tree's `.git` in `gits` read-only (a file naming the git
 /// directory under `.git/modules`) or protected as the working directory's is (an older
-/// submodule's own directory), with the directories between it and a writable root pinned,
-/// so the submodule's directory cannot be moved away and made again with a `.git` of the
-/// agent's.
+/// submodule's own directory; one that is a link is pinned). The directories above stay free
+/// to rename (pinning them would make every move of a file out of them fail with `EXDEV`):
+/// a `.git` put in place of one of these, with its directory moved away and made again, is
+/// moved aside after the run.
 pub(super) fn protect_submodules(gits: &[PathBuf], roots: &[PathBuf]) -> Result<(), StepError> {
-    for dir in super::super::between_writable_and_hidden(gits, roots) {
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            rustix::mount::mount_bind_recursive(&dir, &dir)
-                .map_err(mount_err(format!("cannot pin {}", dir.display())))?;
-        }
-    }
     for git in gits {
         let Ok(meta) = std::fs::symlink_metadata(git) else {
             continue;
         };
         if meta.is_symlink() {
-            if let Ok(real) = std::fs::canonicalize(git) {
-                pin_way(git, roots, &real)?;
-                if real.is_dir() {
-                    protect_git_dir(&real, roots)?;
-                }
+            pin_link(git)?;
+            if let Ok(real) = std::fs::canonicalize(git)
+                && real.is_dir()
+                && roots.iter().any(|r| real.starts_with(r))
+            {
+                protect_git_dir(&real, roots)?;
             }
         } else if meta.is_dir() {
             protect_git_dir(git, roots)?;
