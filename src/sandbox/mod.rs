@@ -1897,9 +1897,14 @@ fn git_config_in_reach(
     const INCLUDE_DEPTH: usize = 5;
     let in_reach = |p: &Path| p.starts_with(cwd) || under_any(p, writable);
     let mut files = global_git_configs(home);
+    // The hooks directory is read-only to the agent (`core.fsmonitor` names a hook there in
+    // git's own example).
+    let mut hooks = None;
     if let Some((git_dir, common_dir)) = git_dirs(cwd) {
         files.extend([common_dir.join("config"), git_dir.join("config.worktree")]);
+        hooks = std::fs::canonicalize(common_dir.join("hooks")).ok();
     }
+    let read_only = |p: &Path| hooks.as_ref().is_some_and(|h| p.starts_with(h));
     // Each file with how many includes led to it; read before the agent runs, so through a
     // link too (a dotfiles manager's `~/.gitconfig`).
     let mut todo: Vec<(PathBuf, usize)> = files.into_iter().rev().map(|f| (f, 0)).collect();
@@ -1918,16 +1923,24 @@ fn git_config_in_reach(
             continue;
         };
         for (var, value) in values {
-            if let Some(program) = value.as_deref().and_then(|v| command_program(&var, v)) {
-                let path = match program.strip_prefix("~/") {
-                    Some(rest) => home.map(|h| h.join(rest)),
-                    // git runs these from the worktree's top.
-                    None => Some(cwd.join(&program)),
-                };
-                if let Some(real) = path.and_then(|p| nearest_real(&p)).filter(|r| in_reach(r))
-                    && !found.iter().any(|(_, _, p)| *p == real)
-                {
-                    found.push((file.clone(), var.clone(), real));
+            let programs = value
+                .as_deref()
+                .map(|v| command_paths(&var, v))
+                .unwrap_or_default();
+            if !programs.is_empty() {
+                for program in programs {
+                    let path = match program.strip_prefix("~/") {
+                        Some(rest) => home.map(|h| h.join(rest)),
+                        // git runs these from the worktree's top.
+                        None => Some(cwd.join(&program)),
+                    };
+                    if let Some(real) = path
+                        .and_then(|p| nearest_real(&p))
+                        .filter(|r| in_reach(r) && !read_only(r))
+                        && !found.iter().any(|(_, _, p)| *p == real)
+                    {
+                        found.push((file.clone(), var.clone(), real));
+                    }
                 }
                 continue;
             }
@@ -1969,20 +1982,25 @@ fn git_config_in_reach(
     found
 }
 
-/// The program a setting that git runs as a command names by a path (with a `/`: one found on
-/// `PATH` is no file of the project's): a filter, a textconv or diff command, a merge driver,
-/// an alias or credential helper with `!`, an editor, pager or ssh command, `core.fsmonitor`.
-/// `None` for any other setting, or a command named without a path.
-fn command_program(var: &str, value: &[u8]) -> Option<String> {
-    let (section, rest) = var.split_once('.')?;
-    let key = rest.rsplit('.').next()?;
+/// The paths a setting that git runs as a command names (its words with a `/`: a program
+/// found on `PATH` is no file of the project's, but `sh scripts/clean.sh` runs one): a filter,
+/// a textconv or diff command, a merge driver, an alias, credential helper or submodule update
+/// with `!`, an editor, pager or ssh command, `core.fsmonitor`, a remote's upload or receive
+/// pack. Empty for any other setting, or a command that names no path.
+fn command_paths(var: &str, value: &[u8]) -> Vec<String> {
+    let Some((section, rest)) = var.split_once('.') else {
+        return Vec::new();
+    };
+    let key = rest.rsplit('.').next().unwrap_or(rest);
     let sub = rest.contains('.');
     let command = match (section, sub, key) {
         ("filter", true, "clean" | "smudge" | "process")
         | ("diff", true, "textconv" | "command")
         | ("merge", true, "driver")
         | ("difftool" | "mergetool", true, "cmd")
-        | ("gpg", _, "program")
+        | ("remote", true, "uploadpack" | "receivepack")
+        | ("submodule", true, "update")
+        | ("gpg", _, "program" | "defaultkeycommand")
         | ("credential", _, "helper")
         | ("alias", _, _)
         | ("pager", _, _)
@@ -1997,23 +2015,59 @@ fn command_program(var: &str, value: &[u8]) -> Option<String> {
         _ => false,
     };
     if !command {
-        return None;
+        return Vec::new();
     }
     let text = String::from_utf8_lossy(value);
     let text = text.trim();
-    // An alias runs a shell command only with `!` (else it is git's own), a credential helper
-    // a program with `!` or a path.
-    let text = match section {
-        "alias" => text.strip_prefix('!')?,
-        _ => text.strip_prefix('!').unwrap_or(text),
-    }
-    .trim_start();
-    // The first word, as the shell reads it: quoted, or up to a space.
-    let word = match text.chars().next()? {
-        q @ ('"' | '\'') => text[1..].split(q).next()?.to_string(),
-        _ => text.split_whitespace().next()?.to_string(),
+    // An alias or a submodule's update runs a shell command only with `!` (else it is git's
+    // own), a credential helper a program with `!` or a path.
+    let text = match (section, text.strip_prefix('!')) {
+        ("alias" | "submodule", None) => return Vec::new(),
+        (_, Some(rest)) => rest,
+        (_, None) => text,
     };
-    word.contains('/').then_some(word)
+    shell_words(text)
+        .into_iter()
+        .filter(|w| w.contains('/') && !w.starts_with('-') && !w.contains("://"))
+        .collect()
+}
+
+/// `text` split into words as a shell splits a simple command: at spaces, with `'…'` and
+/// `"…"` quoting (a backslash keeps the next character). Enough to find the paths it names.
+fn shell_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => {
+                word.extend(chars.next());
+                in_word = true;
+            }
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() || matches!(c, ';' | '&' | '|') => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
 }
 
 /// A git config file of yours read before the run: through a link, only when it is a regular
@@ -2450,31 +2504,46 @@ mod tests {
     }
 
     #[test]
-    fn a_command_setting_names_its_program_by_path_only() {
-        let cases: &[(&str, &str, Option<&str>)] = &[
-            ("core.fsmonitor", "true", None),
+    fn a_command_setting_names_its_paths_only() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("core.fsmonitor", "true", &[]),
             (
                 "core.fsmonitor",
                 ".git/hooks/fsmonitor-watchman",
-                Some(".git/hooks/fsmonitor-watchman"),
+                &[".git/hooks/fsmonitor-watchman"],
             ),
-            ("alias.co", "checkout", None),
-            ("alias.x", "! ./x.sh a", Some("./x.sh")),
-            ("credential.helper", "store", None),
+            ("alias.co", "checkout", &[]),
+            ("alias.x", "! ./x.sh a", &["./x.sh"]),
+            (
+                "alias.lint",
+                "!bash ./scripts/clean.sh --fix",
+                &["./scripts/clean.sh"],
+            ),
+            ("credential.helper", "store", &[]),
             (
                 "credential.helper",
                 "/usr/bin/helper get",
-                Some("/usr/bin/helper"),
+                &["/usr/bin/helper"],
             ),
-            ("filter.lfs.clean", "git-lfs clean -- %f", None),
-            ("filter.a.smudge", "'t/my tool' %f", Some("t/my tool")),
-            ("user.name", "a/b", None),
-            ("diff.external", "", None),
-            ("pager.log", "false", None),
+            ("filter.lfs.clean", "git-lfs clean -- %f", &[]),
+            (
+                "filter.x.clean",
+                "sh scripts/clean.sh",
+                &["scripts/clean.sh"],
+            ),
+            ("filter.a.smudge", "'t/my tool' %f", &["t/my tool"]),
+            ("submodule.lib.update", "checkout", &[]),
+            ("submodule.lib.update", "!tools/up.sh", &["tools/up.sh"]),
+            ("remote.origin.uploadpack", "tools/up", &["tools/up"]),
+            ("user.name", "a/b", &[]),
+            ("diff.external", "", &[]),
+            ("pager.log", "false", &[]),
+            ("core.sshcommand", "ssh -i keys/id --opt=a/b", &["keys/id"]),
+            ("core.editor", "code --wait https://x/y", &[]),
         ];
         for (var, value, want) in cases {
             assert_eq!(
-                command_program(var, value.as_bytes()).as_deref(),
+                command_paths(var, value.as_bytes()),
                 *want,
                 "{var} = {value}"
             );

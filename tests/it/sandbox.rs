@@ -1168,6 +1168,7 @@ fn hooks_kept_in_the_project_are_named_at_the_start() {
         ),
         ("diff.pdf.textconv", "\"./bin/pdf text\" -x", "bin/pdf text"),
         ("alias.st", "!scripts/st.sh", "scripts/st.sh"),
+        ("filter.y.clean", "sh scripts/y.sh", "scripts/y.sh"),
     ] {
         git(proj.path(), &["config", setting, value]);
         let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
@@ -1182,9 +1183,15 @@ fn hooks_kept_in_the_project_are_named_at_the_start() {
         git(proj.path(), &["config", "--unset", setting]);
     }
     git(proj.path(), &["config", "core.pager", "less -R"]);
+    // A hook in .git/hooks, read-only in the sandbox, as git's own example sets it.
+    git(
+        proj.path(),
+        &["config", "core.fsmonitor", ".git/hooks/fsmonitor-watchman"],
+    );
     let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", "true");
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("core.pager"), "{stderr}");
+    assert!(!stderr.contains("core.fsmonitor"), "{stderr}");
 }
 
 /// Your global git config naming hooks or an included file in the project is named too: git
