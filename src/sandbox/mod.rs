@@ -207,6 +207,8 @@ pub struct Sandbox {
     git: Option<PathBuf>,
     /// The working directory had no `.git` before the run.
     dot_git_absent: bool,
+    /// A linked worktree's main git directory where the agent may write, and its state.
+    common: Option<CommonState>,
     /// Each submodule's `.git` ([`submodule_gits`]) with its device and inode before the run,
     /// `None` where there was none.
     submodules_before: Vec<(PathBuf, Option<(u64, u64)>)>,
@@ -400,9 +402,16 @@ impl Sandbox {
         {
             covered_files.push((git.join("config"), id));
         }
+        let roots: Vec<&Path> = std::iter::once(policy.cwd.as_path())
+            .chain(policy.writable.iter().map(PathBuf::as_path))
+            .collect();
+        let common = (!policy.writable_git_hooks)
+            .then(|| CommonState::of(&policy.cwd, &roots))
+            .flatten();
         Ok(Self {
             git: git_dir,
             dot_git_absent,
+            common,
             submodules_before,
             policy,
             proxy: None,
@@ -569,30 +578,19 @@ impl Sandbox {
     /// directory itself as a bare one: config, hooks and all, written by the agent. Returns
     /// whether it had to.
     pub fn restore_broken_head(&self) -> bool {
-        let Some(before) = &self.head else {
-            return false;
-        };
         if self.policy.writable_git_hooks {
             return false;
         }
-        let file = self.git_dir().join("HEAD");
-        if read_agent_file(&file, SMALL_FILE).is_ok_and(|now| now.is_some_and(|h| valid_head(&h))) {
-            return false;
+        let mut any = false;
+        if let Some(before) = &self.head {
+            any |= restore_broken_head_in(&self.git_dir(), before);
         }
-        match replace_agent_file(&file, before) {
-            Ok(()) => crate::output::warn(&format!(
-                "put back {} as it was before the run: the agent left it naming no branch or commit, which makes git read the working directory as a repository of the agent's making",
-                file.display()
-            )),
-            Err(e) => crate::output::error(
-                &format!(
-                    "the agent broke {} and till could not put it back: {e}",
-                    file.display()
-                ),
-                Some("do not run git in this directory before you have fixed .git/HEAD"),
-            ),
+        if let Some(common) = &self.common
+            && let Some(before) = &common.head
+        {
+            any |= restore_broken_head_in(&common.dir, before);
         }
-        true
+        any
     }
 
     /// Once nothing of the agent runs: gives you back the use of `.git`, `.git/objects` and
@@ -694,27 +692,19 @@ impl Sandbox {
     /// `git status`. The mounts cannot stop it: it is a new file in `.git`, where git must
     /// create files. Returns whether there was one.
     pub fn remove_planted_commondir(&self) -> bool {
-        if self.policy.writable_git_hooks || !self.commondir_absent {
+        if self.policy.writable_git_hooks {
             return false;
         }
-        let file = self.git_dir().join("commondir");
-        if std::fs::symlink_metadata(&file).is_err() {
-            return false;
+        let mut any = false;
+        if self.commondir_absent {
+            any |= remove_planted_commondir_in(&self.git_dir());
         }
-        match std::fs::remove_file(&file) {
-            Ok(()) => crate::output::warn(&format!(
-                "removed {}, which the agent created: it would make git read its config and hooks from another directory",
-                file.display()
-            )),
-            Err(e) => crate::output::error(
-                &format!(
-                    "the agent created {}, which makes git read its config and hooks from another directory, and till could not remove it: {e}",
-                    file.display()
-                ),
-                Some("remove it before you run git in this directory"),
-            ),
+        if let Some(common) = &self.common
+            && common.commondir_absent
+        {
+            any |= remove_planted_commondir_in(&common.dir);
         }
-        true
+        any
     }
 
     /// Once nothing of the agent runs: removes the empty `.git/config.worktree` the sandbox
@@ -722,29 +712,16 @@ impl Sandbox {
     /// git reads as config, commands and all, in a repository with `extensions.worktreeConfig`).
     /// One that is not empty is removed too, and said.
     pub fn remove_worktree_config_stand_in(&self) {
-        if self.policy.writable_git_hooks || !self.worktree_config_absent {
+        if self.policy.writable_git_hooks {
             return;
         }
-        let file = self.git_dir().join("config.worktree");
-        let Ok(meta) = std::fs::symlink_metadata(&file) else {
-            return;
-        };
-        let removed = std::fs::remove_file(&file);
-        if meta.is_file() && meta.len() == 0 {
-            return;
+        if self.worktree_config_absent {
+            remove_worktree_config_stand_in_in(&self.git_dir());
         }
-        match removed {
-            Ok(()) => crate::output::warn(&format!(
-                "removed {}, which the agent wrote: git reads it as config, commands included",
-                file.display()
-            )),
-            Err(e) => crate::output::error(
-                &format!(
-                    "the agent wrote {}, which git reads as config, commands included, and till could not remove it: {e}",
-                    file.display()
-                ),
-                Some("remove it before you run git in this directory"),
-            ),
+        if let Some(common) = &self.common
+            && common.worktree_config_absent
+        {
+            remove_worktree_config_stand_in_in(&common.dir);
         }
     }
 
@@ -1801,6 +1778,113 @@ fn hooks_with_other_names(cwd: &Path) -> Vec<PathBuf> {
     {
         let _ = cwd;
         Vec::new()
+    }
+}
+
+/// [`Sandbox::restore_broken_head`] in the git directory `dir`, whose HEAD was `before`.
+fn restore_broken_head_in(dir: &Path, before: &[u8]) -> bool {
+    let file = dir.join("HEAD");
+    if read_agent_file(&file, SMALL_FILE).is_ok_and(|now| now.is_some_and(|h| valid_head(&h))) {
+        return false;
+    }
+    match replace_agent_file(&file, before) {
+        Ok(()) => crate::output::warn(&format!(
+            "put back {} as it was before the run: the agent left it naming no branch or commit, which makes git read the working directory as a repository of the agent's making",
+            file.display()
+        )),
+        Err(e) => crate::output::error(
+            &format!(
+                "the agent broke {} and till could not put it back: {e}",
+                file.display()
+            ),
+            Some("do not run git in this directory before you have fixed .git/HEAD"),
+        ),
+    }
+    true
+}
+
+/// [`Sandbox::remove_planted_commondir`] in the git directory `dir`.
+fn remove_planted_commondir_in(dir: &Path) -> bool {
+    let file = dir.join("commondir");
+    if std::fs::symlink_metadata(&file).is_err() {
+        return false;
+    }
+    match std::fs::remove_file(&file) {
+        Ok(()) => crate::output::warn(&format!(
+            "removed {}, which the agent created: it would make git read its config and hooks from another directory",
+            file.display()
+        )),
+        Err(e) => crate::output::error(
+            &format!(
+                "the agent created {}, which makes git read its config and hooks from another directory, and till could not remove it: {e}",
+                file.display()
+            ),
+            Some("remove it before you run git in this directory"),
+        ),
+    }
+    true
+}
+
+/// [`Sandbox::remove_worktree_config_stand_in`] in the git directory `dir`.
+fn remove_worktree_config_stand_in_in(dir: &Path) {
+    let file = dir.join("config.worktree");
+    let Ok(meta) = std::fs::symlink_metadata(&file) else {
+        return;
+    };
+    let removed = std::fs::remove_file(&file);
+    if meta.is_file() && meta.len() == 0 {
+        return;
+    }
+    match removed {
+        Ok(()) => crate::output::warn(&format!(
+            "removed {}, which the agent wrote: git reads it as config, commands included",
+            file.display()
+        )),
+        Err(e) => crate::output::error(
+            &format!(
+                "the agent wrote {}, which git reads as config, commands included, and till could not remove it: {e}",
+                file.display()
+            ),
+            Some("remove it before you run git in this directory"),
+        ),
+    }
+}
+
+/// The main repository's git directory of a linked worktree, where the agent may write (it is
+/// a writable path, so that commits from the worktree go): what [`Sandbox`] checks there after
+/// the run, as in the worktree's own.
+struct CommonState {
+    dir: PathBuf,
+    commondir_absent: bool,
+    worktree_config_absent: bool,
+    head: Option<Vec<u8>>,
+}
+
+impl CommonState {
+    /// For a working directory whose `.git` is a file naming a linked worktree's git directory,
+    /// when the main one lies under one of `roots`.
+    fn of(cwd: &Path, roots: &[&Path]) -> Option<Self> {
+        if !std::fs::symlink_metadata(cwd.join(".git")).is_ok_and(|m| m.is_file()) {
+            return None;
+        }
+        let (dir, common) = git_dirs(cwd)?;
+        let (dir, common) = (
+            std::fs::canonicalize(dir).ok()?,
+            std::fs::canonicalize(common).ok()?,
+        );
+        if dir == common || !roots.iter().any(|r| common.starts_with(r)) {
+            return None;
+        }
+        let absent = |name: &str| std::fs::symlink_metadata(common.join(name)).is_err();
+        Some(Self {
+            commondir_absent: absent("commondir"),
+            worktree_config_absent: absent("config.worktree"),
+            head: read_agent_file(&common.join("HEAD"), SMALL_FILE)
+                .ok()
+                .flatten()
+                .filter(|h| valid_head(h)),
+            dir: common,
+        })
     }
 }
 

@@ -2927,13 +2927,22 @@ fn a_worktree_of_a_writable_repository_and_a_git_directory_in_tmp_are_kept() {
             ),
             &["status", "--short"][..],
         ),
+        // A commondir planted in the main repository's own git directory: git in the main
+        // checkout reads config from where it points.
+        (
+            format!(
+                "{common}mkdir -p ../evil2 && cp -r $C/objects $C/refs $C/HEAD ../evil2/ && cp $C/config ../evil2/config && {} && echo $(cd ../evil2 && pwd) > $C/commondir",
+                plant_fsmonitor("../evil2/config")
+            ),
+            &["-C", "../main", "status", "--short"][..],
+        ),
     ];
     for (attack, check) in &attacks {
         for sandbox in ["--no-sandbox", "--sandbox"] {
             let (code, stdout, stderr) =
                 run_sh(&p, &wt, sandbox, &format!("{AS_AGENT}{attack}; true"));
             assert_eq!(code, 0, "{sandbox}: {stdout} {stderr}");
-            let planted = git_runs_plant(&wt, check);
+            let planted = git_runs_plant(&wt, check) || main.join("planted").exists();
             assert_eq!(
                 planted,
                 sandbox == "--no-sandbox",
@@ -2943,6 +2952,9 @@ fn a_worktree_of_a_writable_repository_and_a_git_directory_in_tmp_are_kept() {
             let _ = std::fs::remove_file(wt.join("planted"));
             let _ = std::fs::remove_file(main.join(".git/hooks/pre-commit"));
             let _ = std::fs::remove_dir_all(base.path().join("evil"));
+            let _ = std::fs::remove_dir_all(base.path().join("evil2"));
+            let _ = std::fs::remove_file(main.join(".git/commondir"));
+            let _ = std::fs::remove_file(main.join("planted"));
             let _ = Command::new("git")
                 .args(["config", "--unset-all", "core.fsmonitor"])
                 .current_dir(&main)

@@ -409,7 +409,7 @@ pub(super) fn protect_git(cwd: &Path, writable: bool, roots: &[PathBuf]) -> Resu
         return if dir_real == common_real {
             protect_git_dir(&common_real, roots)
         } else {
-            protect_worktree(&dir_real, &common_real)
+            protect_worktree(&dir_real, &common_real, roots)
         };
     }
     protect_git_dir(&dot_git, roots)
@@ -444,35 +444,47 @@ pub(super) fn protect_submodules(gits: &[PathBuf], roots: &[PathBuf]) -> Result<
 }
 
 /// A linked worktree's git directory `dir` and the main repository's `common`, where the agent
-/// may write (the main repository is a writable path): what decides what git runs in the
-/// worktree is made read-only (the main repository's `config` and `hooks`, and the worktree's
-/// `commondir`, `gitdir` and `config.worktree`, made empty where there is none), and both
-/// directories become mount points. The rest stays writable: git writes the worktree's `HEAD`
-/// and index there, and objects and refs in the main repository.
-fn protect_worktree(dir: &Path, common: &Path) -> Result<(), StepError> {
-    rustix::mount::mount_bind_recursive(common, common)
-        .map_err(mount_err(format!("cannot bind {}", common.display())))?;
-    rustix::mount::mount_bind_recursive(dir, dir)
-        .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
-    let hooks = common.join("hooks");
-    if std::fs::symlink_metadata(&hooks).is_err() {
-        std::fs::create_dir(&hooks).map_err(step(format!("cannot create {}", hooks.display())))?;
-    }
-    bind_read_only(&hooks, &hooks)?;
+/// may write (the main repository is a writable path, so that commits from the worktree go):
+/// the main one is protected as the working directory's `.git` is ([`protect_git_dir`]: its
+/// config, hooks, info, modules and the other worktrees read-only, objects and refs mount
+/// points), and the worktree's own, under `common/worktrees`, is put back writable on top, for
+/// its `HEAD` and index, with its `commondir`, `gitdir`, `config.worktree` (made empty where
+/// there is none) and `modules` read-only.
+fn protect_worktree(dir: &Path, common: &Path, roots: &[PathBuf]) -> Result<(), StepError> {
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    // The worktree's directory as it is now, writable, to put back over the read-only
+    // `worktrees` the main one's protection binds.
+    let writable = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        dir,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
+    .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
+    protect_git_dir(common, roots)?;
+    rustix::mount::move_mount(
+        &writable,
+        "",
+        rustix::fs::CWD,
+        dir,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
     let worktree = dir.join("config.worktree");
     match std::fs::File::create_new(&worktree) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(step(format!("cannot create {}", worktree.display()))(e)),
     }
-    for file in [
-        common.join("config"),
+    for entry in [
         dir.join("commondir"),
         dir.join("gitdir"),
         worktree,
+        dir.join("modules"),
     ] {
-        if file.exists() {
-            bind_read_only(&file, &file)?;
+        if entry.exists() {
+            bind_read_only(&entry, &entry)?;
         }
     }
     Ok(())
