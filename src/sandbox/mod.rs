@@ -520,9 +520,10 @@ impl Sandbox {
         // The working directory's own is checked on its own terms (and moved aside when the
         // agent made it); a submodule's is read-only.
         let top = self.policy.cwd.join(".git");
-        found
-            .repositories
-            .retain(|r| *r != top && !self.policy.submodules.contains(r));
+        let common = self.common.as_ref().map(|c| c.dir.as_path());
+        found.repositories.retain(|r| {
+            *r != top && !self.policy.submodules.contains(r) && Some(r.as_path()) != common
+        });
         if !found.repositories.is_empty() {
             let names: BTreeSet<Vec<u8>> = found
                 .repositories
@@ -634,11 +635,11 @@ impl Sandbox {
         if self.policy.writable_git_hooks || !self.dot_git_absent {
             return None;
         }
-        // Without a `.git`, git takes the directory itself for a bare repository when it has
-        // the shape of one (`git init --bare .`): it needs a `HEAD`, which is moved aside.
-        if std::fs::symlink_metadata(self.policy.cwd.join(".git")).is_err()
-            && shaped_like_git_dir(&self.policy.cwd)
-        {
+        // git takes the directory itself for a bare repository when it has the shape of one
+        // (`git init --bare .`) and no `.git` that is a repository (one that is not, as an
+        // empty directory, is passed over): it needs a `HEAD`, which is moved aside.
+        let mut aside_head = None;
+        if shaped_like_git_dir(&self.policy.cwd) {
             let head = self.policy.cwd.join("HEAD");
             let aside = self.policy.cwd.join("HEAD-from-agent");
             let moved = if std::fs::symlink_metadata(&aside).is_err() {
@@ -659,11 +660,13 @@ impl Sandbox {
                     Some("remove HEAD (or the repository) before you run git in this directory"),
                 ),
             }
-            return Some(aside);
+            aside_head = Some(aside);
         }
         let made = self.policy.cwd.join(".git");
-        std::fs::symlink_metadata(&made).ok()?;
-        move_git_aside(&made, "here")
+        if std::fs::symlink_metadata(&made).is_err() {
+            return aside_head;
+        }
+        move_git_aside(&made, "here").or(aside_head)
     }
 
     /// Once nothing of the agent runs: moves aside each submodule's `.git` the agent made where
@@ -675,6 +678,12 @@ impl Sandbox {
         for (git, before) in &self.submodules_before {
             let now = identity(git);
             if now.is_none() || now == *before {
+                continue;
+            }
+            // Through the submodule's directory as it was, never a link the agent put in its
+            // place (to a repository of yours: git does not go into a link).
+            let dir = git.parent().unwrap_or(git);
+            if std::fs::canonicalize(dir).ok().as_deref() != Some(dir) {
                 continue;
             }
             let place = format!(
@@ -2081,7 +2090,8 @@ fn command_paths(var: &str, value: &[u8]) -> Vec<String> {
         ("filter", true, "clean" | "smudge" | "process")
         | ("diff", true, "textconv" | "command")
         | ("merge", true, "driver")
-        | ("difftool" | "mergetool", true, "cmd")
+        | ("difftool" | "mergetool", true, "cmd" | "path")
+        | ("trailer", true, "command" | "cmd")
         | ("remote", true, "uploadpack" | "receivepack")
         | ("submodule", true, "update")
         | ("gpg", _, "program" | "defaultkeycommand")
@@ -2110,10 +2120,27 @@ fn command_paths(var: &str, value: &[u8]) -> Vec<String> {
         (_, Some(rest)) => rest,
         (_, None) => text,
     };
-    shell_words(text)
-        .into_iter()
-        .filter(|w| w.contains('/') && !w.starts_with('-') && !w.contains("://"))
-        .collect()
+    // The program, and a word that is a path by its look (`./x`, `/x`, `~/x`) or as what an
+    // interpreter runs (`sh scripts/x.sh`); not every word with a `/` (`origin/main..HEAD`).
+    const INTERPRETERS: &[&str] = &[
+        "sh", "bash", "zsh", "dash", "ksh", "fish", "python", "python3", "node", "perl", "ruby",
+        "env", "exec", "source", ".",
+    ];
+    let words = shell_words(text);
+    let mut paths = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        let after_interpreter =
+            i > 0 && INTERPRETERS.contains(&words[i - 1].rsplit('/').next().unwrap_or_default());
+        let looks_like_path = ["./", "../", "~/", "/"].iter().any(|p| word.starts_with(p));
+        if word.contains('/')
+            && !word.starts_with('-')
+            && !word.contains("://")
+            && (i == 0 || after_interpreter || looks_like_path)
+        {
+            paths.push(word.clone());
+        }
+    }
+    paths
 }
 
 /// `text` split into words as a shell splits a simple command: at spaces, with `'…'` and
@@ -2622,8 +2649,21 @@ mod tests {
             ("user.name", "a/b", &[]),
             ("diff.external", "", &[]),
             ("pager.log", "false", &[]),
-            ("core.sshcommand", "ssh -i keys/id --opt=a/b", &["keys/id"]),
+            ("core.sshcommand", "ssh -i keys/id --opt=a/b", &[]),
+            (
+                "core.sshcommand",
+                "./tools/ssh -i keys/id",
+                &["./tools/ssh"],
+            ),
             ("core.editor", "code --wait https://x/y", &[]),
+            ("alias.outgoing", "!git log origin/main..HEAD", &[]),
+            ("alias.pr", "!git fetch origin pull/$1/head:pr-$1", &[]),
+            ("difftool.vimdiff.path", "tools/diff.sh", &["tools/diff.sh"]),
+            (
+                "trailer.sign.command",
+                "scripts/sign.sh",
+                &["scripts/sign.sh"],
+            ),
         ];
         for (var, value, want) in cases {
             assert_eq!(

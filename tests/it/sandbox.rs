@@ -2962,6 +2962,10 @@ fn a_worktree_of_a_writable_repository_and_a_git_directory_in_tmp_are_kept() {
             std::fs::write(main.join(".git/worktrees/wt/commondir"), "../..\n").unwrap();
         }
     }
+    // A run that does nothing says nothing of repositories made or changed.
+    let (code, _, stderr) = run_sh(&p, &wt, "--sandbox", "true");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("made or changed"), "{stderr}");
     // A commit from the worktree works in the sandbox.
     let (code, stdout, stderr) = run_sh(
         &p,
@@ -3138,6 +3142,25 @@ fn a_submodules_git_cannot_be_turned_to_the_agents_repository() {
             assert!(c.join("lib/.git-from-agent").exists(), "{stderr}");
         }
     }
+    // A submodule not checked out replaced by a link to a repository of yours: nothing is
+    // moved through the link.
+    let proj = setup(false);
+    let clone = outside_tmp();
+    git(
+        clone.path(),
+        &["clone", "-q", proj.path().to_str().unwrap(), "c"],
+    );
+    let c = clone.path().join("c");
+    let victim = project();
+    let (code, _, stderr) = run_sh(
+        &p,
+        &c,
+        "--sandbox",
+        &format!("rmdir lib && ln -s {} lib; true", victim.path().display()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(victim.path().join(".git/HEAD").exists(), "{stderr}");
+    assert!(!victim.path().join(".git-from-agent").exists(), "{stderr}");
     // The directories above a submodule are no mounts of their own: a file moves out of them
     // (a mount between would fail it with EXDEV).
     let proj = project();
@@ -3241,7 +3264,13 @@ fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
     let taken = format!(
         "touch .git-from-agent; for i in $(seq 1 99); do touch .git-from-agent-$i; done; {agent}"
     );
-    for (what, attack) in [("bare", bare.to_string()), ("names taken", taken)] {
+    // A bare repository and an empty `.git` beside it, which git passes over.
+    let bare_and_dir = format!("{}; mkdir .git; true", bare.trim_end_matches("; true"));
+    for (what, attack) in [
+        ("bare", bare.to_string()),
+        ("names taken", taken),
+        ("bare and .git", bare_and_dir),
+    ] {
         for sandbox in ["--no-sandbox", "--sandbox"] {
             let proj = outside_tmp();
             let (code, stdout, stderr) = run_sh(&p, proj.path(), sandbox, &attack);
@@ -3252,7 +3281,7 @@ fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
                 assert!(planted, "{what}: the control plant did not run");
             } else {
                 assert!(!planted, "{what}: {stderr}");
-                let said = if what == "bare" {
+                let said = if what.starts_with("bare") {
                     "HEAD-from-agent"
                 } else {
                     "moved the git repository the agent made here"
@@ -3280,6 +3309,28 @@ fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
             && stderr.contains("read its config and hooks before you run git there"),
         "{stderr}"
     );
+    // A nested repository there before, whose config the agent writes in place, and a
+    // directory made a bare repository: both named.
+    let proj = project();
+    git(&proj.path().join("."), &["status", "--short"]);
+    std::fs::create_dir_all(proj.path().join("vendor/lib")).unwrap();
+    git(&proj.path().join("vendor/lib"), &["init", "-q", "."]);
+    std::fs::create_dir(proj.path().join("src")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let attack = format!(
+        "{} && cd src && git init -q --bare . ; true",
+        plant_fsmonitor("vendor/lib/.git/config")
+    );
+    let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", &attack);
+    assert_eq!(code, 0, "{stderr}");
+    let real = std::fs::canonicalize(proj.path()).unwrap();
+    for named in [real.join("vendor/lib/.git"), real.join("src")] {
+        assert!(
+            stderr.contains(&named.display().to_string()),
+            "{}: {stderr}",
+            named.display()
+        );
+    }
     // A repository that was there before is left alone.
     let proj = project();
     let (code, _, stderr) = run_sh(&p, proj.path(), "--sandbox", &agent);

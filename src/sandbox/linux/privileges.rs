@@ -115,7 +115,7 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
             kind => kind,
         };
         if name.to_bytes() == b".git" && changed_since(fd, name, since) {
-            out.repositories.push(child.clone());
+            note_repository(out, child.clone());
         }
         match kind {
             FileType::Directory => {
@@ -141,7 +141,12 @@ fn walk(root: &Path, skip: &[PathBuf], since: (i64, i64), out: &mut Stripped) {
                     Err(e) => out.unchecked.push((child, e.to_string())),
                 }
             }
-            FileType::RegularFile => check_file(fd, name, child, since, out),
+            FileType::RegularFile => {
+                let changed = check_file(fd, name, child.clone(), since, out);
+                if changed {
+                    note_changed_repository_file(root, &child, out);
+                }
+            }
             // Links are not followed (what they point at is under a root or read-only), and
             // no other kind of file runs.
             _ => {}
@@ -167,6 +172,37 @@ fn back_up(dir: &Dir, resume: i64) -> rustix::io::Result<Dir> {
     Dir::new(up)
 }
 
+/// Notes the repository a file changed during the run belongs to: the first `.git` on its way
+/// below `root` (a nested repository's config or hook written in place), or the directory it
+/// is in when that has the shape of a bare repository (its `HEAD` or `config`).
+fn note_changed_repository_file(root: &Path, file: &Path, out: &mut Stripped) {
+    let Ok(rel) = file.strip_prefix(root) else {
+        return;
+    };
+    let mut at = root.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        if part.as_os_str() == ".git" && at.as_path() != file {
+            return note_repository(out, at);
+        }
+    }
+    if matches!(
+        file.file_name().and_then(|n| n.to_str()),
+        Some("HEAD" | "config")
+    ) && let Some(dir) = file.parent()
+        && super::super::shaped_like_git_dir(dir)
+    {
+        note_repository(out, dir.to_path_buf());
+    }
+}
+
+/// Adds `repo` to what [`Stripped::repositories`] names, once.
+fn note_repository(out: &mut Stripped, repo: PathBuf) {
+    if !out.repositories.contains(&repo) {
+        out.repositories.push(repo);
+    }
+}
+
 /// Whether the entry `name` in the directory `dir` changed (its change time) at or after
 /// `since`; a directory's changes when an entry is made, renamed or removed in it.
 fn changed_since(dir: impl AsFd, name: &CStr, since: (i64, i64)) -> bool {
@@ -178,16 +214,25 @@ fn changed_since(dir: impl AsFd, name: &CStr, since: (i64, i64)) -> bool {
 }
 
 /// Looks at one regular file in the directory `dir`, and strips it if it changed since the run
-/// began and carries a set-ID bit or file capabilities.
-fn check_file(dir: impl AsFd, name: &CStr, path: PathBuf, since: (i64, i64), out: &mut Stripped) {
+/// began and carries a set-ID bit or file capabilities. Whether it changed.
+fn check_file(
+    dir: impl AsFd,
+    name: &CStr,
+    path: PathBuf,
+    since: (i64, i64),
+    out: &mut Stripped,
+) -> bool {
     let st = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(e) => return out.unchecked.push((path, e.to_string())),
+        Err(e) => {
+            out.unchecked.push((path, e.to_string()));
+            return false;
+        }
     };
     #[allow(clippy::unnecessary_cast)] // the fields' types differ between architectures
     let changed = (st.st_ctime as i64, st.st_ctime_nsec as i64) >= since;
     if !changed {
-        return;
+        return false;
     }
     let mode = st.st_mode & 0o7777;
     let mut bits = libc::S_ISUID & mode;
@@ -230,6 +275,7 @@ fn check_file(dir: impl AsFd, name: &CStr, path: PathBuf, since: (i64, i64), out
         Err(Errno::NODATA | Errno::NOTSUP) => {}
         Err(e) => out.unchecked.push((path, e.to_string())),
     }
+    true
 }
 
 #[cfg(test)]
