@@ -205,7 +205,8 @@ pub struct Sandbox {
     /// The working directory's git directory (canonical): `.git`, where it leads as a link,
     /// or what a `.git` file names; `None` without one.
     git: Option<PathBuf>,
-    /// The working directory had no `.git` before the run.
+    /// The working directory had no repository before the run: no `.git` that is one (an
+    /// empty directory is none), and no shape of a bare one.
     dot_git_absent: bool,
     /// A linked worktree's main git directory where the agent may write, and its state.
     common: Option<CommonState>,
@@ -358,8 +359,8 @@ impl Sandbox {
         imp::check_supported(simulate_missing.as_deref()).map_err(UserError::from)?;
         let mut policy = resolve(config, paths, net, simulate_missing).map_err(UserError::from)?;
         let git_dir = repository_git_dir(&policy.cwd);
-        let dot_git_absent = std::fs::symlink_metadata(policy.cwd.join(".git")).is_err()
-            && !shaped_like_git_dir(&policy.cwd);
+        let dot_git_absent =
+            !is_repository(&policy.cwd.join(".git")) && !shaped_like_git_dir(&policy.cwd);
         let has_git = git_dir.is_some();
         let git = git_dir.clone().unwrap_or_else(|| policy.cwd.join(".git"));
         let absent = |name: &str| has_git && std::fs::symlink_metadata(git.join(name)).is_err();
@@ -663,7 +664,7 @@ impl Sandbox {
             aside_head = Some(aside);
         }
         let made = self.policy.cwd.join(".git");
-        if std::fs::symlink_metadata(&made).is_err() {
+        if !is_repository(&made) {
             return aside_head;
         }
         move_git_aside(&made, "here").or(aside_head)
@@ -1953,9 +1954,21 @@ fn move_git_aside(made: &Path, place: &str) -> Option<PathBuf> {
 /// Whether git would take `dir` itself for a git directory: a `HEAD`, with `objects` and
 /// `refs` or a `commondir` that names where they are.
 fn shaped_like_git_dir(dir: &Path) -> bool {
-    std::fs::symlink_metadata(dir.join("HEAD")).is_ok()
-        && ((dir.join("objects").is_dir() && dir.join("refs").is_dir())
-            || std::fs::symlink_metadata(dir.join("commondir")).is_ok())
+    // git looks for `objects` and `refs` by `access(X_OK)`, whatever their kind: an executable
+    // file passes too.
+    let there = |name: &str| std::fs::symlink_metadata(dir.join(name)).is_ok();
+    there("HEAD") && ((there("objects") && there("refs")) || there("commondir"))
+}
+
+/// Whether `dot_git` (a working directory's `.git`) is a repository, or leads to one: a file
+/// (`gitdir: …`), a link, or a directory with the shape of one. An empty `.git` directory is
+/// none: git passes over it, and the agent could fill it in.
+fn is_repository(dot_git: &Path) -> bool {
+    match std::fs::symlink_metadata(dot_git) {
+        Ok(m) if m.is_dir() => shaped_like_git_dir(dot_git),
+        Ok(_) => true,
+        Err(_) => false,
+    }
 }
 
 /// The working directory's git directory, canonical: `.git`, where it leads as a link, or the
@@ -2124,13 +2137,15 @@ fn command_paths(var: &str, value: &[u8]) -> Vec<String> {
     // interpreter runs (`sh scripts/x.sh`); not every word with a `/` (`origin/main..HEAD`).
     const INTERPRETERS: &[&str] = &[
         "sh", "bash", "zsh", "dash", "ksh", "fish", "python", "python3", "node", "perl", "ruby",
-        "env", "exec", "source", ".",
+        "env", "exec", "source", ".", "xargs", "nohup", "timeout", "command",
     ];
     let words = shell_words(text);
     let mut paths = Vec::new();
     for (i, word) in words.iter().enumerate() {
-        let after_interpreter =
-            i > 0 && INTERPRETERS.contains(&words[i - 1].rsplit('/').next().unwrap_or_default());
+        // The word before, past the interpreter's options (`sh -e x.sh`, `python3 -u x.py`).
+        let before = words[..i].iter().rev().find(|w| !w.starts_with('-'));
+        let after_interpreter = before
+            .is_some_and(|b| INTERPRETERS.contains(&b.rsplit('/').next().unwrap_or_default()));
         let looks_like_path = ["./", "../", "~/", "/"].iter().any(|p| word.starts_with(p));
         if word.contains('/')
             && !word.starts_with('-')
@@ -2657,6 +2672,9 @@ mod tests {
             ),
             ("core.editor", "code --wait https://x/y", &[]),
             ("alias.outgoing", "!git log origin/main..HEAD", &[]),
+            ("core.pager", "sh -e tools/pager.sh", &["tools/pager.sh"]),
+            ("core.pager", "python3 -u tools/p.py", &["tools/p.py"]),
+            ("core.pager", "xargs -0 tools/pager.sh", &["tools/pager.sh"]),
             ("alias.pr", "!git fetch origin pull/$1/head:pr-$1", &[]),
             ("difftool.vimdiff.path", "tools/diff.sh", &["tools/diff.sh"]),
             (

@@ -3264,12 +3264,15 @@ fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
     let taken = format!(
         "touch .git-from-agent; for i in $(seq 1 99); do touch .git-from-agent-$i; done; {agent}"
     );
-    // A bare repository and an empty `.git` beside it, which git passes over.
+    // A bare repository and an empty `.git` beside it, which git passes over; and a bare
+    // shape whose `objects` and `refs` are executable files (git only asks for `X_OK`).
     let bare_and_dir = format!("{}; mkdir .git; true", bare.trim_end_matches("; true"));
+    let bare_files = "printf 'ref: refs/heads/main\\n' > HEAD && printf '#!/bin/sh\\n' > objects && chmod +x objects && cp objects refs && printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = %s\\n\\tfsmonitor = \"touch planted; false\"\\n' \"$PWD\" > config; true";
     for (what, attack) in [
         ("bare", bare.to_string()),
         ("names taken", taken),
         ("bare and .git", bare_and_dir),
+        ("bare of files", bare_files.to_string()),
     ] {
         for sandbox in ["--no-sandbox", "--sandbox"] {
             let proj = outside_tmp();
@@ -3329,6 +3332,21 @@ fn a_repository_the_agent_makes_in_the_working_directory_is_moved_aside() {
             stderr.contains(&named.display().to_string()),
             "{}: {stderr}",
             named.display()
+        );
+    }
+    // An empty `.git` there before, which the agent fills in: moved aside as a new one.
+    for sandbox in ["--no-sandbox", "--sandbox"] {
+        let proj = outside_tmp();
+        std::fs::create_dir(proj.path().join(".git")).unwrap();
+        let fill = "cd .git && printf 'ref: refs/heads/main\\n' > HEAD && mkdir -p objects refs && printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = %s\\n\\tfsmonitor = \"touch planted; false\"\\n' \"$(dirname $PWD)\" > config; true";
+        let (code, stdout, stderr) = run_sh(&p, proj.path(), sandbox, fill);
+        assert_eq!(code, 0, "{sandbox}: {stdout} {stderr}");
+        let _ = std::fs::remove_file(proj.path().join("planted"));
+        let planted = git_status_runs_plant(proj.path());
+        assert_eq!(
+            planted,
+            sandbox == "--no-sandbox",
+            "empty .git {sandbox}: {stderr}"
         );
     }
     // A repository that was there before is left alone.
