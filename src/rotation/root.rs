@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::admin::{self, AdminApi, CreatedKey};
 use super::{Failure, Interrupt, Notice, Rotator, Step, Success, UNFINISHED_AFTER, admin_hint};
-use crate::ledger::{RootKeyIds, RootKeyMeta, fingerprint};
+use crate::ledger::{RecordedKeyIds, RootKeyIds, RootKeyMeta, fingerprint};
 use crate::providers::Provider;
 use crate::secrets::{SecretStore, root_secret_name};
 use crate::time::{now_unix, rfc3339};
@@ -215,23 +215,7 @@ impl Rotation<'_, '_> {
                         self.name()
                     ))
                 })?;
-                let ids = RootKeyIds {
-                    key_id: found.id.clone(),
-                    service_account_id: None,
-                };
-                // Recorded before anything changes, so that a rotation killed after the swap
-                // leaves the old key's id for the next one to delete.
-                self.rotator
-                    .ledger
-                    .record_root_key_ids(self.name(), &self.old_meta.fingerprint, &ids, now_unix())
-                    .map_err(|e| {
-                        Failure::new(
-                            Step::Find,
-                            format!("cannot record the old key's id in the ledger: {e:#}"),
-                        )
-                        .hint("the old key still works; nothing was changed")
-                    })?;
-                ids
+                self.record_old_key_id(&found.id, "the old key still works; nothing was changed")?
             }
         };
         self.rotator.interrupt.check(Step::Find)?;
@@ -350,6 +334,50 @@ impl Rotation<'_, '_> {
             .forget_root_key_ids(self.name(), fingerprint);
     }
 
+    /// The keys whose ids the ledger holds for this provider that an earlier rotation left
+    /// and this one may act on: not those `keep` names, and not one recorded in the last
+    /// [`UNFINISHED_AFTER`], which may be another rotation's, still running (said in a notice).
+    fn leftovers(&self, keep: impl Fn(&RecordedKeyIds) -> bool) -> Vec<RecordedKeyIds> {
+        let Ok(recorded) = self.rotator.ledger.recorded_key_ids(self.name()) else {
+            return Vec::new();
+        };
+        let now = now_unix();
+        let mut left = Vec::new();
+        for row in recorded.into_iter().filter(|r| !keep(r)) {
+            if row.recorded_at.saturating_add(UNFINISHED_AFTER.as_secs()) > now {
+                self.notices.borrow_mut().push(Notice::LeftoverRecent {
+                    key_id: row.ids.key_id,
+                    provider: self.name().to_string(),
+                });
+            } else {
+                left.push(row);
+            }
+        }
+        left
+    }
+
+    /// Records the id of the key this rotation replaces, under the ledger's fingerprint for
+    /// it, before anything changes: a rotation killed after the swap leaves it for `till
+    /// doctor` to name and the next rotation to delete or set inactive. `hint` says what a
+    /// failure here left.
+    fn record_old_key_id(&self, key_id: &str, hint: &str) -> Result<RootKeyIds, Failure> {
+        let ids = RootKeyIds {
+            key_id: key_id.to_string(),
+            service_account_id: None,
+        };
+        self.rotator
+            .ledger
+            .record_root_key_ids(self.name(), &self.old_meta.fingerprint, &ids, now_unix())
+            .map_err(|e| {
+                Failure::new(
+                    Step::Find,
+                    format!("cannot record the old key's id in the ledger: {e:#}"),
+                )
+                .hint(hint.to_string())
+            })?;
+        Ok(ids)
+    }
+
     /// Deletes the keys an earlier rotation left at the provider when it was killed before its
     /// end: the key it made (not stored, or stored and put back) or the old key it had swapped
     /// out and not yet deleted. Those are the keys whose ids the ledger holds and whose
@@ -357,22 +385,9 @@ impl Rotation<'_, '_> {
     /// be another rotation's, still running, and is left alone. What this finds is told in
     /// notices; it never stops the rotation.
     async fn delete_leftovers(&self, api: &AdminApi<'_>, project: &str) {
-        let Ok(recorded) = self.rotator.ledger.recorded_key_ids(self.name()) else {
-            return;
-        };
-        let now = now_unix();
-        for left in recorded {
-            if left.fingerprint == self.old_meta.fingerprint {
-                continue;
-            }
+        for left in self.leftovers(|left| left.fingerprint == self.old_meta.fingerprint) {
             let key_id = left.ids.key_id.clone();
             let provider = self.name().to_string();
-            if left.recorded_at.saturating_add(UNFINISHED_AFTER.as_secs()) > now {
-                self.notices
-                    .borrow_mut()
-                    .push(Notice::LeftoverRecent { key_id, provider });
-                continue;
-            }
             // Its service account (till's own) takes the key along; the key alone otherwise.
             let by_account = match &left.ids.service_account_id {
                 Some(account) => api
@@ -417,24 +432,13 @@ impl Rotation<'_, '_> {
         keep_ids: &[&str],
         keep_fingerprints: &[String],
     ) {
-        let Ok(recorded) = self.rotator.ledger.recorded_key_ids(self.name()) else {
-            return;
-        };
-        let now = now_unix();
-        for left in recorded {
-            if keep_fingerprints.contains(&left.fingerprint)
+        let keep = |left: &RecordedKeyIds| {
+            keep_fingerprints.contains(&left.fingerprint)
                 || keep_ids.contains(&left.ids.key_id.as_str())
-            {
-                continue;
-            }
+        };
+        for left in self.leftovers(keep) {
             let key_id = left.ids.key_id.clone();
             let provider = self.name().to_string();
-            if left.recorded_at.saturating_add(UNFINISHED_AFTER.as_secs()) > now {
-                self.notices
-                    .borrow_mut()
-                    .push(Notice::LeftoverRecent { key_id, provider });
-                continue;
-            }
             match api.anthropic_deactivate(&left.ids.key_id).await {
                 // Deleted by hand: nothing is left to set inactive.
                 Ok(()) | Err(admin::AdminError::Status { status: 404, .. }) => {
@@ -551,22 +555,7 @@ impl Rotation<'_, '_> {
                 ];
                 self.deactivate_leftovers(api, &keep_ids, &keep_fingerprints)
                     .await;
-                // Recorded before the swap, so that a rotation killed after it leaves the old
-                // key's id for `till doctor` to name and the next rotation to set inactive.
-                let ids = RootKeyIds {
-                    key_id: found.id.clone(),
-                    service_account_id: None,
-                };
-                self.rotator
-                    .ledger
-                    .record_root_key_ids(self.name(), &self.old_meta.fingerprint, &ids, now_unix())
-                    .map_err(|e| {
-                        Failure::new(
-                            Step::Find,
-                            format!("cannot record the old key's id in the ledger: {e:#}"),
-                        )
-                        .hint(not_stored.clone())
-                    })?;
+                self.record_old_key_id(&found.id, &not_stored)?;
                 Some(found.id.clone())
             }
             None => None,

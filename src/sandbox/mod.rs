@@ -382,9 +382,18 @@ impl Sandbox {
         if !policy.writable_git_hooks
             && let Some(marks) = &index_before
         {
-            let all = submodule_gits(&policy.cwd, marks);
-            submodules_before = all.iter().map(|g| (g.clone(), identity(g))).collect();
-            policy.submodules = all.into_iter().filter(|g| identity(g).is_some()).collect();
+            submodules_before = submodule_gits(&policy.cwd, marks)
+                .into_iter()
+                .map(|g| {
+                    let id = identity(&g);
+                    (g, id)
+                })
+                .collect();
+            policy.submodules = submodules_before
+                .iter()
+                .filter(|(_, id)| id.is_some())
+                .map(|(g, _)| g.clone())
+                .collect();
         }
         let replace_before = has_git.then(|| replace_refs(&git).names);
         // Files the sandbox covers one by one: hidden files and sockets, and `.git/config`,
@@ -1108,10 +1117,15 @@ fn index_limit_after(git: &Path) -> u64 {
 /// yours), only when it is a regular file (a FIFO would keep till waiting for ever), and only up
 /// to `limit` bytes. `Ok(None)` when there is none.
 fn read_agent_file(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    match open_agent_file(path)? {
+        Some((file, len)) => read_at_most(file, len, limit).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What `file` (of length `len` when opened) holds, when it is no more than `limit` bytes.
+fn read_at_most(file: std::fs::File, len: u64, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let Some((file, len)) = open_agent_file(path)? else {
-        return Ok(None);
-    };
     if len > limit {
         return Err(too_large(limit));
     }
@@ -1120,7 +1134,7 @@ fn read_agent_file(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> 
     if data.len() as u64 > limit {
         return Err(too_large(limit));
     }
-    Ok(Some(data))
+    Ok(data)
 }
 
 /// Like [`read_agent_file`], for a file git reads as a C string: up to its first NUL, where
@@ -1153,13 +1167,21 @@ fn read_agent_text(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> 
 
 /// Opens a file of the agent's `.git` as [`read_agent_file`] reads it: its length with it.
 fn open_agent_file(path: &Path) -> std::io::Result<Option<(std::fs::File, u64)>> {
+    open_regular_file(path, false)
+}
+
+/// Opens `path` when it is a regular file (not waiting on a FIFO), through a link at its end
+/// only when `follow`: the file and its length, `None` when there is none.
+fn open_regular_file(path: &Path, follow: bool) -> std::io::Result<Option<(std::fs::File, u64)>> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(
         &mut options,
-        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        if follow { 0 } else { libc::O_NOFOLLOW } | libc::O_NONBLOCK,
     );
+    #[cfg(not(unix))]
+    let _ = follow;
     let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -2199,25 +2221,10 @@ fn shell_words(text: &str) -> Vec<String> {
 /// A git config file of yours read before the run: through a link, only when it is a regular
 /// file (not a FIFO, which would keep till waiting), and up to [`CONFIG_FILE`] bytes.
 fn read_config_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = match options.open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("it is not a regular file"));
+    match open_regular_file(path, true)? {
+        Some((file, len)) => read_at_most(file, len, CONFIG_FILE).map(Some),
+        None => Ok(None),
     }
-    let mut data = Vec::new();
-    file.take(CONFIG_FILE + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > CONFIG_FILE {
-        return Err(too_large(CONFIG_FILE));
-    }
-    Ok(Some(data))
 }
 
 /// The global config files git reads, as git finds them: `GIT_CONFIG_GLOBAL` alone when it is

@@ -71,6 +71,17 @@ impl Rot {
         assert_eq!(code, 0, "till add {provider} --admin: {stderr}");
     }
 
+    /// Makes the recorded ids of `key_id` an hour old: no rotation that recorded them can
+    /// still be running.
+    fn age_recorded(&self, key_id: &str) {
+        self.ledger()
+            .execute(
+                "UPDATE root_key_ids SET created_at = created_at - 3600 WHERE key_id = ?1",
+                [key_id],
+            )
+            .unwrap();
+    }
+
     fn ledger(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.env.path("data/ledger.sqlite3")).unwrap()
     }
@@ -505,12 +516,7 @@ fn a_key_made_by_a_killed_rotation_is_named_by_doctor_and_deleted_by_the_next() 
     assert_eq!(rot.key_status(&created[0].value), Some(KeyStatus::Active));
 
     // Recorded long enough ago, it is deleted by the next rotation.
-    rot.ledger()
-        .execute(
-            "UPDATE root_key_ids SET created_at = created_at - 3600 WHERE key_id = ?1",
-            [&key_id],
-        )
-        .unwrap();
+    rot.age_recorded(&key_id);
     let (code, _, stderr) = output(rot.till().args(["rotate", "openai"]));
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -608,12 +614,7 @@ fn an_old_key_a_killed_guided_rotation_left_active_is_set_inactive_by_the_next()
 
     // Recorded long enough ago (no rotation can still be running), the next rotation sets it
     // inactive before its own work.
-    rot.ledger()
-        .execute(
-            "UPDATE root_key_ids SET created_at = created_at - 3600 WHERE key_id = ?1",
-            [&old_id],
-        )
-        .unwrap();
+    rot.age_recorded(&old_id);
     let (code, _, stderr) =
         output_with_stdin(rot.till().args(["rotate", "anthropic"]), NEWER_ANTHROPIC);
     assert_eq!(code, 0, "{stderr}");
@@ -637,12 +638,7 @@ fn a_key_given_back_after_a_killed_rotation_is_not_set_inactive() {
     rot.add_admin("anthropic", ADMIN, true);
     rot.mock.add_key(NEW_ANTHROPIC);
     let old_id = kill_after_the_swap(&rot, NEW_ANTHROPIC);
-    rot.ledger()
-        .execute(
-            "UPDATE root_key_ids SET created_at = created_at - 3600 WHERE key_id = ?1",
-            [&old_id],
-        )
-        .unwrap();
+    rot.age_recorded(&old_id);
     let (code, _, stderr) =
         output_with_stdin(rot.till().args(["rotate", "anthropic"]), OLD_ANTHROPIC);
     assert_eq!(code, 0, "{stderr}");

@@ -451,32 +451,15 @@ pub(super) fn protect_submodules(gits: &[PathBuf], roots: &[PathBuf]) -> Result<
 /// its `HEAD` and index, with its `commondir`, `gitdir`, `config.worktree` (made empty where
 /// there is none) and `modules` read-only.
 fn protect_worktree(dir: &Path, common: &Path, roots: &[PathBuf]) -> Result<(), StepError> {
-    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    use rustix::mount::OpenTreeFlags;
     // The worktree's directory as it is now, writable, to put back over the read-only
     // `worktrees` the main one's protection binds.
-    let writable = rustix::mount::open_tree(
-        rustix::fs::CWD,
-        dir,
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_RECURSIVE,
-    )
-    .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
+    let err = || mount_err(format!("cannot bind {}", dir.display()));
+    let writable = clone_tree(dir, OpenTreeFlags::AT_RECURSIVE).map_err(err())?;
     protect_git_dir(common, roots)?;
-    rustix::mount::move_mount(
-        &writable,
-        "",
-        rustix::fs::CWD,
-        dir,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .map_err(mount_err(format!("cannot bind {}", dir.display())))?;
+    attach_tree(&writable, dir).map_err(err())?;
     let worktree = dir.join("config.worktree");
-    match std::fs::File::create_new(&worktree) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(step(format!("cannot create {}", worktree.display()))(e)),
-    }
+    stand_in(&worktree)?;
     for entry in [
         dir.join("commondir"),
         dir.join("gitdir"),
@@ -540,13 +523,7 @@ fn protect_git_dir(git: &Path, roots: &[PathBuf]) -> Result<(), StepError> {
     // there is none (and taken away after the run), so the agent cannot create it with a
     // command for git to run.
     let worktree = git.join("config.worktree");
-    match std::fs::File::create_new(&worktree) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(step(format!("cannot create {}", worktree.display()))(e));
-        }
-    }
+    stand_in(&worktree)?;
     bind_read_only(&worktree, &worktree)?;
     Ok(())
 }
@@ -660,24 +637,42 @@ fn pin_way(link: &Path, roots: &[PathBuf], git: &Path) -> Result<(), StepError> 
 /// leads to, mounted on the link): it then can be neither removed nor renamed, and resolves as
 /// before. `mount(2)` follows a link; `open_tree` and `move_mount` can be told not to.
 fn pin_link(link: &Path) -> Result<(), StepError> {
-    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
     let err = || mount_err(format!("cannot pin the link {}", link.display()));
-    let tree = rustix::mount::open_tree(
+    let tree = clone_tree(link, rustix::mount::OpenTreeFlags::AT_SYMLINK_NOFOLLOW).map_err(err())?;
+    attach_tree(&tree, link).map_err(err())
+}
+
+/// A detached copy of the mount tree at `path` (`open_tree` with `OPEN_TREE_CLONE` and
+/// `flags`), to put somewhere with [`attach_tree`].
+fn clone_tree(path: &Path, flags: rustix::mount::OpenTreeFlags) -> rustix::io::Result<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    rustix::mount::open_tree(
         rustix::fs::CWD,
-        link,
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | flags,
     )
-    .map_err(err())?;
+}
+
+/// Mounts the detached `tree` on `at`, not following a link there (`move_mount` does not
+/// unless told to).
+fn attach_tree(tree: &OwnedFd, at: &Path) -> rustix::io::Result<()> {
     rustix::mount::move_mount(
-        &tree,
+        tree,
         "",
         rustix::fs::CWD,
-        link,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        at,
+        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )
-    .map_err(err())
+}
+
+/// Makes an empty file at `path` where there is none, for a read-only bind to cover (git would
+/// read one the agent wrote there), leaving one that is there as it is.
+fn stand_in(path: &Path) -> Result<(), StepError> {
+    match std::fs::File::create_new(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(step(format!("cannot create {}", path.display()))(e)),
+    }
 }
 
 /// Brings `lo` up in the new network namespace (it starts down, without 127.0.0.1). No
